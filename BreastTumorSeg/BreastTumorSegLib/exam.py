@@ -1,0 +1,141 @@
+"""The DCE exam: an ordered set of co-located 3D phases with acquisition times.
+
+Phase 0 is the pre-contrast image; phases 1..N are post-contrast. All phases share one grid
+(the pre-contrast grid) once an exam is constructed: loaders resample phases acquired on
+other grids before building it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .imageutil import describe_grid, same_grid
+
+MIN_PHASES = 2
+MAX_PHASES = 8
+# When a loader finds no acquisition times it assumes this spacing between phases.
+DEFAULT_PHASE_INTERVAL_MIN = 1.5
+
+
+@dataclass
+class DCEExam:
+    """An ordered DCE-MRI exam.
+
+    Attributes
+    ----------
+    phases:
+        3D float32 images, ``phases[0]`` pre-contrast, ``phases[1:]`` post-contrast, all on one grid.
+    times_min:
+        Acquisition time of each phase in minutes after the pre-contrast phase (``times_min[0] == 0``).
+    case_id:
+        Name used for output files.
+    sources:
+        Where each phase came from (file names), for messages.
+    metadata:
+        Free-form facts (``times_assumed``, scanner, ...). Never patient identifiers.
+    """
+
+    phases: list[sitk.Image]
+    times_min: list[float] | None = None
+    case_id: str = "case"
+    sources: list[str] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.sources) != len(self.phases):
+            self.sources = [f"phase {i}" for i in range(len(self.phases))]
+        self.validate()
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def n_phases(self) -> int:
+        return len(self.phases)
+
+    @property
+    def pre(self) -> sitk.Image:
+        return self.phases[0]
+
+    @property
+    def post(self) -> list[sitk.Image]:
+        return self.phases[1:]
+
+    @property
+    def first_post(self) -> sitk.Image:
+        return self.phases[1]
+
+    @property
+    def reference(self) -> sitk.Image:
+        """The image that defines the exam's grid (the pre-contrast phase)."""
+        return self.phases[0]
+
+    def arrays(self, dtype=np.float32) -> np.ndarray:
+        """All phases as one (phase, z, y, x) array."""
+        return np.stack([sitk.GetArrayViewFromImage(p).astype(dtype, copy=False) for p in self.phases])
+
+    def with_phases(self, phases: list[sitk.Image], **metadata) -> "DCEExam":
+        """A copy of this exam with new phase images (same times and names)."""
+        meta = dict(self.metadata)
+        meta.update(metadata)
+        return DCEExam(list(phases), None if self.times_min is None else list(self.times_min),
+                       self.case_id, list(self.sources), meta)
+
+    def subset(self, indices: list[int]) -> "DCEExam":
+        """An exam made of the given phases (index 0 must be kept as pre-contrast)."""
+        if not indices or indices[0] != 0:
+            raise InputError("a phase subset must start with the pre-contrast phase 0", self.case_id)
+        times = None if self.times_min is None else [self.times_min[i] for i in indices]
+        return DCEExam([self.phases[i] for i in indices], times, self.case_id,
+                       [self.sources[i] for i in indices], dict(self.metadata))
+
+    # ----------------------------------------------------------------------------- validation
+    def validate(self) -> None:
+        n = len(self.phases)
+        if n < MIN_PHASES:
+            raise InputError(
+                f"a DCE exam needs a pre-contrast and at least one post-contrast phase, found {n} phase(s)",
+                self.case_id,
+                "give the pre-contrast image first, then every post-contrast phase in acquisition order")
+        if n > MAX_PHASES:
+            raise InputError(f"at most {MAX_PHASES} phases are supported, found {n}", self.case_id,
+                             "pass the pre-contrast and up to 7 post-contrast phases")
+        for i, img in enumerate(self.phases):
+            src = self.sources[i]
+            if not isinstance(img, sitk.Image):
+                raise InputError(f"phase {i} is not an image ({type(img).__name__})", src)
+            if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+                raise InputError(
+                    f"phase {i} is not a scalar 3D volume (dimension {img.GetDimension()}, "
+                    f"{img.GetNumberOfComponentsPerPixel()} component(s))", src,
+                    "give one 3D volume per phase, or a single 4D NIfTI holding all phases")
+            if min(img.GetSize()) < 2:
+                raise InputError(f"phase {i} has size {img.GetSize()}, which is not a 3D volume", src)
+            if not same_grid(img, self.phases[0]):
+                raise InputError(
+                    f"phase {i} ({describe_grid(img)}) is not on the pre-contrast grid "
+                    f"({describe_grid(self.phases[0])})", src,
+                    "load the exam with breasttumorseg's loaders, which resample phases onto the pre-contrast grid")
+            arr = sitk.GetArrayViewFromImage(img)
+            if not np.all(np.isfinite(arr)):
+                bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+                raise InputError(f"phase {i} contains {bad} NaN or infinite voxel(s)", src,
+                                 "re-export the image from the scanner or DICOM; NaN/Inf are not valid MR intensities")
+        if self.times_min is not None:
+            t = np.asarray(self.times_min, dtype=float)
+            if t.shape != (n,):
+                raise InputError(f"{t.size} acquisition time(s) given for {n} phases", self.case_id,
+                                 "give exactly one time (minutes) per phase")
+            if not np.all(np.isfinite(t)):
+                raise InputError("acquisition times contain NaN or infinity", self.case_id)
+            if np.any(np.diff(t) <= 0):
+                raise InputError(f"acquisition times must increase strictly, got {list(map(float, t))}",
+                                 self.case_id, "list the phases in acquisition order with their times in minutes")
+
+    def effective_times(self) -> np.ndarray:
+        """Times in minutes, relative to the pre-contrast phase; assumed evenly spaced when unknown."""
+        if self.times_min is None:
+            return np.arange(self.n_phases, dtype=float) * DEFAULT_PHASE_INTERVAL_MIN
+        t = np.asarray(self.times_min, dtype=float)
+        return t - t[0]

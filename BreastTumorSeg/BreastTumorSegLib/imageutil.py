@@ -1,0 +1,110 @@
+"""Small helpers around SimpleITK images: geometry comparison, resampling, array round trips.
+
+Arrays cross module borders only together with the image that gives them a geometry;
+``like`` arguments below say which image that is.
+"""
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+# Two grids that differ by less than this (mm, or unitless for direction cosines) are the same grid.
+GEOMETRY_TOLERANCE = 1e-3
+
+
+def same_grid(a: sitk.Image, b: sitk.Image, tol: float = GEOMETRY_TOLERANCE) -> bool:
+    """True when *a* and *b* share size, spacing, origin and direction."""
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol)
+    )
+
+
+def describe_grid(img: sitk.Image) -> str:
+    sp = ", ".join(f"{s:.3g}" for s in img.GetSpacing())
+    og = ", ".join(f"{o:.1f}" for o in img.GetOrigin())
+    return f"size {img.GetSize()}, spacing ({sp}) mm, origin ({og})"
+
+
+def to_array(img: sitk.Image, dtype=None) -> np.ndarray:
+    """Voxel array in SimpleITK's (z, y, x) order; a copy, safe to modify."""
+    arr = sitk.GetArrayFromImage(img)
+    return arr.astype(dtype, copy=False) if dtype is not None else arr
+
+
+def from_array(arr: np.ndarray, like: sitk.Image) -> sitk.Image:
+    """Image from a (z, y, x) array with the geometry of *like*."""
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+    if img.GetSize() != like.GetSize():
+        raise ValueError(f"array of shape {arr.shape} does not match image size {like.GetSize()}")
+    img.CopyInformation(like)
+    return img
+
+
+def resample_to(img: sitk.Image, reference: sitk.Image, interpolator=sitk.sitkLinear,
+                default: float = 0.0, transform: sitk.Transform | None = None) -> sitk.Image:
+    """Resample *img* onto the grid of *reference* (optionally through *transform*)."""
+    return sitk.Resample(img, reference, transform or sitk.Transform(), interpolator, default,
+                         img.GetPixelID())
+
+
+def isotropic_grid(img: sitk.Image, spacing: float | tuple[float, float, float]) -> sitk.Image:
+    """An empty image covering the same physical box as *img* at the given spacing.
+
+    The direction matrix is kept, so the new grid is aligned with the acquisition axes
+    (no rotation of the data, only a change of voxel size).
+    """
+    new_spacing = np.broadcast_to(np.asarray(spacing, dtype=float), (3,))
+    old_size = np.asarray(img.GetSize(), dtype=float)
+    old_spacing = np.asarray(img.GetSpacing(), dtype=float)
+    extent = old_size * old_spacing
+    new_size = np.maximum(1, np.round(extent / new_spacing)).astype(int)
+    # Keep the physical centre of the box: origin is the centre of the first voxel.
+    direction = np.asarray(img.GetDirection()).reshape(3, 3)
+    first_corner = np.asarray(img.GetOrigin()) - direction @ (old_spacing / 2)
+    new_origin = first_corner + direction @ (new_spacing / 2)
+    grid = sitk.Image([int(s) for s in new_size], sitk.sitkUInt8)
+    grid.SetSpacing(tuple(float(s) for s in new_spacing))
+    grid.SetDirection(img.GetDirection())
+    grid.SetOrigin(tuple(float(o) for o in new_origin))
+    return grid
+
+
+def resample_to_spacing(img: sitk.Image, spacing, interpolator=sitk.sitkLinear) -> sitk.Image:
+    return resample_to(img, isotropic_grid(img, spacing), interpolator)
+
+
+def voxel_volume_ml(img: sitk.Image) -> float:
+    return float(np.prod(img.GetSpacing())) / 1000.0
+
+
+def anterior_axis(img: sitk.Image) -> tuple[int, int]:
+    """Which array axis (in (z, y, x) order) points most towards the patient's anterior, and its sign.
+
+    SimpleITK images live in LPS, where anterior is -y. Returns (numpy_axis, sign) such that
+    moving by +sign along numpy_axis moves anteriorly.
+    """
+    return _axis_for(img, np.array([0.0, -1.0, 0.0]))
+
+
+def left_axis(img: sitk.Image) -> tuple[int, int]:
+    """Array axis and sign for the patient's left (+x in LPS)."""
+    return _axis_for(img, np.array([1.0, 0.0, 0.0]))
+
+
+def _axis_for(img: sitk.Image, physical: np.ndarray) -> tuple[int, int]:
+    direction = np.asarray(img.GetDirection()).reshape(3, 3)  # columns = index axes in LPS
+    proj = direction.T @ physical  # component of each index axis (i, j, k) along `physical`
+    k = int(np.argmax(np.abs(proj)))
+    numpy_axis = 2 - k  # index (i, j, k) -> numpy (z, y, x)
+    return numpy_axis, int(np.sign(proj[k]))
+
+
+def physical_coordinates(img: sitk.Image, index_zyx: np.ndarray) -> np.ndarray:
+    """Physical LPS coordinates (N, 3) of continuous indices given in numpy (z, y, x) order."""
+    idx = np.asarray(index_zyx, dtype=float)[..., ::-1]  # -> (i, j, k)
+    direction = np.asarray(img.GetDirection()).reshape(3, 3)
+    spacing = np.asarray(img.GetSpacing())
+    return np.asarray(img.GetOrigin()) + (idx * spacing) @ direction.T
