@@ -1,76 +1,131 @@
 """The end-to-end engine: DCE exam in, tumor segmentation out.
 
+    from BreastTumorSegLib.io import load_exam
+    from BreastTumorSegLib.pipeline import segment_exam, write_result
     exam = load_exam("path/to/case_folder")
     result = segment_exam(exam, model="unet-demo")
     write_result(result, "out/")
 
-Stages (each timed in ``result.timings``): register, breast_mask, predict (harmonize + network,
-or a classical method), postprocess. Loading and writing are timed by their callers (the CLI).
+Stages (each timed in ``result.timings``): register (motion correction), breast_mask,
+predict (harmonization + network, or a classical method), postprocess. Loading and writing
+are timed by their callers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import SimpleITK as sitk
 
+from . import __version__
+from .breastmask import breast_mask as compute_breast_mask
 from .exam import DCEExam
+from .io import StagedOutputs, write_image_atomic, write_json_atomic
+from .models import DEFAULT_MODEL, Segmenter, get_segmenter
+from .postprocess import PostprocessSettings, postprocess
+from .progress import Reporter
+from .registration import register_exam
+from .results import Lesion, SegmentationResult
+
+__all__ = ["segment_exam", "write_result", "output_names", "Lesion", "SegmentationResult",
+           "STAGE_WEIGHTS"]
+
+# Rough share of the run time per stage, for an evenly moving progress bar.
+STAGE_WEIGHTS = {"register": 3.0, "breast_mask": 1.0, "predict": 5.0, "postprocess": 0.5}
 
 
-@dataclass
-class Lesion:
-    """One connected tumor component."""
-
-    label: int
-    volume_ml: float
-    longest_diameter_mm: float
-    centroid_lps: tuple[float, float, float]
-    side: str  # "left", "right" or "unknown"
-    voxels: int
-    max_probability: float
-    extra: dict = field(default_factory=dict)  # e.g. kinetics from the FTV method
-
-    @property
-    def centroid_ras(self) -> tuple[float, float, float]:
-        x, y, z = self.centroid_lps
-        return (-x, -y, z)
-
-    def as_dict(self) -> dict:
-        d = {
-            "label": self.label,
-            "volume_ml": round(self.volume_ml, 4),
-            "longest_diameter_mm": round(self.longest_diameter_mm, 2),
-            "centroid_lps_mm": [round(c, 2) for c in self.centroid_lps],
-            "centroid_ras_mm": [round(c, 2) for c in self.centroid_ras],
-            "side": self.side,
-            "voxels": self.voxels,
-            "max_probability": round(self.max_probability, 4),
-        }
-        d.update(self.extra)
-        return d
+def _settings(segmenter: Segmenter, threshold, mode, min_lesion_ml, restrict_to_breast) -> PostprocessSettings:
+    defaults = dict(segmenter.card.get("postprocess", {}))
+    s = PostprocessSettings(**{k: v for k, v in defaults.items() if k in PostprocessSettings.__dataclass_fields__})
+    if threshold is not None:
+        s.threshold = float(threshold)
+    if mode is not None:
+        s.mode = mode
+    if min_lesion_ml is not None:
+        s.min_lesion_ml = float(min_lesion_ml)
+    if restrict_to_breast is not None:
+        s.restrict_to_breast = bool(restrict_to_breast)
+    return s
 
 
-@dataclass
-class SegmentationResult:
-    """Everything one run produces, on the exam's (pre-contrast) grid."""
+def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: str = "auto",
+                 threshold: float | None = None, mode: str | None = None,
+                 min_lesion_ml: float | None = None, restrict_to_breast: bool | None = None,
+                 register: bool = True, progress=None, cancel=None, models_dir=None,
+                 **options) -> SegmentationResult:
+    """Segment tumors in *exam*; see the module docstring.
 
-    case_id: str
-    label: sitk.Image  # uint8, 1 = tumor
-    probability: sitk.Image  # float32 in [0, 1]
-    lesions: list[Lesion]
-    model_id: str
-    timings: dict[str, float] = field(default_factory=dict)
-    breast_mask: sitk.Image | None = None
-    registration_qa: list[dict] = field(default_factory=list)
-    settings: dict = field(default_factory=dict)
+    ``model`` is a registry name (``"unet-demo"``, ``"ftv"``, ``"a+b"`` for an ensemble) or a
+    ready :class:`Segmenter`. ``threshold``/``mode``/``min_lesion_ml`` override the model
+    card's post-processing defaults. ``options`` go to the segmenter (e.g. ``seed_lps`` for
+    the FTV method). ``progress(stage, fraction, message)`` and ``cancel`` (an Event or a
+    callable) follow :class:`Reporter`.
+    """
+    reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
+    segmenter = get_segmenter(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
+    settings = _settings(segmenter, threshold, mode, min_lesion_ml, restrict_to_breast)
 
-    def summary(self) -> dict:
-        return {
-            "case_id": self.case_id,
-            "model_id": self.model_id,
-            "n_lesions": len(self.lesions),
-            "total_volume_ml": round(sum(les.volume_ml for les in self.lesions), 4),
-            "lesions": [les.as_dict() for les in self.lesions],
-            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
-            "registration_qa": self.registration_qa,
-            "settings": self.settings,
-        }
+    qa: list[dict] = []
+    with reporter.stage("register"):
+        if register:
+            exam, qa = register_exam(exam, reporter=reporter)
+    with reporter.stage("breast_mask"):
+        bmask = compute_breast_mask(exam.pre)
+    with reporter.stage("predict"):
+        prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
+    with reporter.stage("postprocess"):
+        label, lesions = postprocess(prob, settings, bmask)
+        extras_fn = getattr(segmenter, "lesion_kinetics", None)
+        if extras_fn is not None and lesions:
+            extras = extras_fn(exam, sitk.ConnectedComponent(label, True))
+            for les in lesions:
+                les.extra.update(extras.get(les.label, {}))
+    return SegmentationResult(
+        case_id=exam.case_id, label=label, probability=prob, lesions=lesions,
+        model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=bmask,
+        registration_qa=qa,
+        settings={"postprocess": settings.as_dict(), "device": device, "registered": register,
+                  "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
+                  "times_assumed": bool(exam.metadata.get("times_assumed", False))},
+    )
+
+
+def output_names(case_id: str, dicom_seg: bool = False) -> dict[str, str]:
+    names = {
+        "label": f"{case_id}_seg.nii.gz",
+        "probability": f"{case_id}_prob.nii.gz",
+        "segmentation": f"{case_id}.seg.nrrd",
+        "summary": f"{case_id}.json",
+    }
+    if dicom_seg:
+        names["dicom_seg"] = f"{case_id}_seg.dcm"
+    return names
+
+
+def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: bool = False,
+                 exam: DCEExam | None = None, dicom_seg: bool = False,
+                 extra_summary: dict | None = None) -> dict[str, Path]:
+    """Write every output of *result* into *out_dir*, all or nothing.
+
+    Existing outputs are not replaced unless ``overwrite``; on any error nothing is left behind.
+    ``dicom_seg`` needs the source *exam* loaded from DICOM.
+    """
+    from .mrml_bridge import write_seg_nrrd
+
+    names = output_names(result.case_id, dicom_seg)
+    with StagedOutputs(out_dir, overwrite=overwrite) as staged:
+        from .io import check_no_overwrite
+        check_no_overwrite([staged.out_dir / n for n in names.values()], overwrite)
+        write_image_atomic(result.label, staged.path(names["label"]))
+        write_image_atomic(result.probability, staged.path(names["probability"]))
+        write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name="Tumor")
+        if dicom_seg:
+            from .dicom_seg import write_dicom_seg
+            write_dicom_seg(result.label, exam, staged.path(names["dicom_seg"]), model_id=result.model_id)
+        summary = result.summary()
+        summary["engine_version"] = __version__
+        summary["outputs"] = dict(names)
+        if extra_summary:
+            summary.update(extra_summary)
+        write_json_atomic(summary, staged.path(names["summary"]))
+        written = staged.commit()
+    return {key: Path(out_dir) / name for key, name in names.items() if Path(out_dir, name) in written}

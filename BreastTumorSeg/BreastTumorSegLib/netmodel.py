@@ -1,0 +1,99 @@
+"""Neural-network segmenters built from model cards (see :mod:`BreastTumorSegLib.models`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import ModelError
+from .exam import DCEExam
+from .harmonize import to_model_grid
+from .imageutil import resample_to
+from .inference import predict_probability
+from .models import read_card
+from .progress import Reporter
+from .weights import load_verified_state_dict
+
+CROP_MARGIN_MM = 16.0
+
+
+class NetworkSegmenter:
+    """A network plus the preprocessing its card prescribes."""
+
+    def __init__(self, net, card: dict, card_path: Path | None = None):
+        self.net = net.eval()
+        self.card = card
+        self.card_path = card_path
+        self.model_id = f"{card['name']}@{card['sha256'][:12]}"
+
+    @classmethod
+    def from_card(cls, card_path: str | Path, **_ignored) -> "NetworkSegmenter":
+        from .nets import build_network
+
+        card_path = Path(card_path)
+        card = read_card(card_path)
+        weights = card_path.parent / card["weights"]
+        if not weights.exists():
+            raise ModelError(f"{weights}: weight file named by model card {card_path.name} is missing. "
+                             "Fix: reinstall the model")
+        state = load_verified_state_dict(weights, card["sha256"])
+        net = build_network(card["architecture"])
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"{weights}: weights do not fit the architecture in {card_path.name} "
+                             f"({str(exc).splitlines()[0]})") from None
+        return cls(net, card, card_path)
+
+    @property
+    def spacing_mm(self) -> float:
+        return float(self.card["inputs"]["spacing_mm"])
+
+    def model_inputs(self, exam: DCEExam, breast_mask: sitk.Image | None):
+        """Harmonized inputs on the model grid, cropped to the breasts (plus margin)."""
+        inputs_cfg = self.card["inputs"]
+        mg = to_model_grid(exam, self.spacing_mm, breast_mask, kind=inputs_cfg.get("kind", "hirsch"))
+        scales = np.asarray(self.card.get("normalization", {}).get("channel_scale", [1.0] * mg.inputs.shape[0]),
+                            np.float32)
+        x = mg.inputs / scales[:, None, None, None]
+        crop = tuple(slice(0, s) for s in x.shape[1:])
+        if breast_mask is not None:
+            bm = sitk.GetArrayViewFromImage(resample_to(breast_mask, mg.grid, sitk.sitkNearestNeighbor)) > 0
+            if bm.any():
+                m = int(round(CROP_MARGIN_MM / self.spacing_mm))
+                idx = np.nonzero(bm)
+                crop = tuple(slice(max(0, int(i.min()) - m), min(s, int(i.max()) + m + 1))
+                             for i, s in zip(idx, bm.shape))
+        return x[(slice(None),) + crop], mg, crop
+
+    def predict(self, exam: DCEExam, breast_mask: sitk.Image | None, reporter: Reporter,
+                device: str = "auto", **options) -> sitk.Image:
+        x, mg, crop = self.model_inputs(exam, breast_mask)
+        prob_crop = predict_probability(self.net, x, device=device, reporter=reporter)
+        full = np.zeros(mg.inputs.shape[1:], np.float32)
+        full[crop] = prob_crop
+        prob = sitk.GetImageFromArray(full)
+        prob.CopyInformation(mg.grid)
+        out = resample_to(prob, exam.reference, sitk.sitkLinear)
+        return sitk.Clamp(out, sitk.sitkFloat32, 0.0, 1.0)
+
+
+class EnsembleSegmenter:
+    """Average of the probability maps of several segmenters."""
+
+    def __init__(self, members: list):
+        if not members:
+            raise ModelError("an ensemble needs at least one model")
+        self.members = members
+        self.model_id = "+".join(m.model_id for m in members)
+        self.card = {"name": self.model_id, "description": "ensemble (mean probability) of " + ", ".join(
+            m.card.get("name", m.model_id) for m in members),
+            "postprocess": members[0].card.get("postprocess", {})}
+
+    def predict(self, exam, breast_mask, reporter, device="auto", **options):
+        acc = None
+        for m in self.members:
+            p = sitk.Cast(m.predict(exam, breast_mask, reporter, device=device, **options), sitk.sitkFloat32)
+            acc = p if acc is None else acc + p
+        return acc / float(len(self.members))

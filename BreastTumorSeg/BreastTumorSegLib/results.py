@@ -1,0 +1,66 @@
+"""Result types of the engine: lesions and the segmentation result."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import SimpleITK as sitk
+
+
+@dataclass
+class Lesion:
+    """One connected tumor component."""
+
+    label: int
+    volume_ml: float
+    longest_diameter_mm: float
+    centroid_lps: tuple[float, float, float]
+    side: str  # "left", "right" or "unknown"
+    voxels: int
+    max_probability: float
+    extra: dict = field(default_factory=dict)  # e.g. kinetics from the FTV method
+
+    @property
+    def centroid_ras(self) -> tuple[float, float, float]:
+        x, y, z = self.centroid_lps
+        return (-x, -y, z)
+
+    def as_dict(self) -> dict:
+        d = {
+            "label": self.label,
+            "volume_ml": round(self.volume_ml, 4),
+            "longest_diameter_mm": round(self.longest_diameter_mm, 2),
+            "centroid_lps_mm": [round(c, 2) for c in self.centroid_lps],
+            "centroid_ras_mm": [round(c, 2) for c in self.centroid_ras],
+            "side": self.side,
+            "voxels": self.voxels,
+            "max_probability": round(self.max_probability, 4),
+        }
+        d.update(self.extra)
+        return d
+
+
+@dataclass
+class SegmentationResult:
+    """Everything one run produces, on the exam's (pre-contrast) grid."""
+
+    case_id: str
+    label: sitk.Image  # uint8, 1 = tumor
+    probability: sitk.Image  # float32 in [0, 1]
+    lesions: list[Lesion]
+    model_id: str
+    timings: dict[str, float] = field(default_factory=dict)
+    breast_mask: sitk.Image | None = None
+    registration_qa: list[dict] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {
+            "case_id": self.case_id,
+            "model_id": self.model_id,
+            "n_lesions": len(self.lesions),
+            "total_volume_ml": round(sum(les.volume_ml for les in self.lesions), 4),
+            "lesions": [les.as_dict() for les in self.lesions],
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "registration_qa": self.registration_qa,
+            "settings": self.settings,
+        }
