@@ -1,0 +1,117 @@
+"""``breasttumorseg segment``: one exam in, segmentation files out."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import InputError
+from ._common import TerminalProgress
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _point(text: str) -> tuple[float, float, float]:
+    vals = _float_list(text)
+    if len(vals) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated coordinates x,y,z in mm, got {text!r}")
+    return tuple(vals)
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by `segment` and `demo`."""
+    p.add_argument("--model", default="unet-demo",
+                   help="model name (see `breasttumorseg models`), or name1+name2 for an ensemble (default: %(default)s)")
+    p.add_argument("--models-dir", default=None, help="extra folder with <name>.safetensors + <name>.json model cards")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability threshold (default: the model card's, 0.5 for the demo U-Net)")
+    p.add_argument("--mode", choices=["absolute", "relative"], default=None,
+                   help="absolute: p >= threshold; relative: p >= 0.6 x slice maximum (Hirsch et al.)")
+    p.add_argument("--min-lesion-ml", type=float, default=None, help="drop components smaller than this (mL)")
+    p.add_argument("--no-register", action="store_true", help="skip motion correction (phases already aligned)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing results in the output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("segment", help="segment tumors in one DCE exam",
+                       description="Segment breast tumors in one DCE-MRI exam. INPUT is an exam folder "
+                                   "(<case>_0000.nii.gz = pre-contrast, _0001 = first post-contrast, ...; "
+                                   "or a DICOM folder), the phase files in acquisition order, or one 4D file.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("--times", type=_float_list, default=None,
+                   help="acquisition times in minutes, one per phase, e.g. 0,1.5,3,4.5 (overrides <case>.json)")
+    p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
+    p.add_argument("--dicom-seg", action="store_true", help="also write <case>_seg.dcm (DICOM SEG; DICOM input only)")
+    p.add_argument("--seed-lps", type=_point, default=None,
+                   help="for --model ftv: a point inside the lesion, x,y,z in mm, patient LPS coordinates")
+    p.add_argument("--seed-ras", type=_point, default=None,
+                   help="the same point in RAS coordinates as Slicer shows them")
+    add_engine_options(p)
+    p.set_defaults(func=run)
+
+
+def engine_kwargs(args) -> dict:
+    kw = dict(model=args.model, device=args.device, threshold=args.threshold, mode=args.mode,
+              min_lesion_ml=args.min_lesion_ml, register=not args.no_register, models_dir=args.models_dir)
+    seed = getattr(args, "seed_lps", None)
+    if getattr(args, "seed_ras", None) is not None:
+        if seed is not None:
+            raise InputError("give the seed point once, either --seed-lps or --seed-ras", "--seed-ras")
+        x, y, z = args.seed_ras
+        seed = (-x, -y, z)
+    if seed is not None:
+        kw["seed_lps"] = seed
+    return kw
+
+
+def print_result(result, written: dict, stream=sys.stdout) -> None:
+    print(f"case {result.case_id}: {len(result.lesions)} lesion(s), model {result.model_id}", file=stream)
+    if result.lesions:
+        print(f"  {'#':>2}  {'side':<6} {'volume mL':>9} {'diameter mm':>11}  centroid RAS (mm)", file=stream)
+        for les in result.lesions:
+            r = ", ".join(f"{v:.1f}" for v in les.centroid_ras)
+            print(f"  {les.label:>2}  {les.side:<6} {les.volume_ml:9.2f} {les.longest_diameter_mm:11.1f}  ({r})",
+                  file=stream)
+    t = result.timings
+    print("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()), file=stream)
+    for key, path in written.items():
+        print(f"  {key:<12} {path}", file=stream)
+
+
+def run(args) -> int:
+    from ..io import check_no_overwrite, load_exam
+    from ..pipeline import output_names, segment_exam, write_result
+
+    progress = None if args.quiet else TerminalProgress()
+    t0 = time.perf_counter()
+    exam = load_exam(args.inputs, times_min=args.times, case_id=args.case_id)
+    t_load = time.perf_counter() - t0
+    # Fail before the long work, not after it, when results exist already.
+    check_no_overwrite([args.output / n for n in output_names(exam.case_id, args.dicom_seg).values()],
+                       args.overwrite)
+    if args.dicom_seg and "dicom" not in exam.metadata:
+        raise InputError("--dicom-seg needs a DICOM input (the SEG must reference the source series)",
+                         args.inputs[0], "run on the DICOM folder, or drop --dicom-seg")
+    result = segment_exam(exam, progress=progress, **engine_kwargs(args))
+    t1 = time.perf_counter()
+    written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg)
+    result.timings = {"load": t_load, **result.timings, "write": time.perf_counter() - t1}
+    # Re-write the summary with the complete timings (atomic replace of our own fresh file).
+    from ..io import write_json_atomic
+    from .. import __version__
+    summary = result.summary()
+    summary.update(engine_version=__version__, outputs={k: p.name for k, p in written.items()})
+    write_json_atomic(summary, written["summary"])
+    if progress:
+        progress.close()
+    print_result(result, written)
+    return 0
