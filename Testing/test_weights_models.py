@@ -1,0 +1,79 @@
+"""Weights load only from safetensors whose SHA-256 matches the model card."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from BreastTumorSegLib.errors import ModelError
+from BreastTumorSegLib.models import BUNDLED_MODELS_DIR, available_models, get_segmenter, sha256_file
+from BreastTumorSegLib.nets.unet import UNet3D
+from BreastTumorSegLib.weights import load_verified_state_dict, save_state_dict
+
+
+def _write_model(folder, name="tiny"):
+    torch.manual_seed(0)
+    net = UNet3D(base=2, levels=2)
+    digest = save_state_dict(net.state_dict(), folder / f"{name}.safetensors")
+    card = {"name": name, "architecture": {"type": "unet3d", "in_channels": 3, "base": 2, "levels": 2},
+            "weights": f"{name}.safetensors", "sha256": digest,
+            "inputs": {"kind": "hirsch", "spacing_mm": 3.0}}
+    (folder / f"{name}.json").write_text(json.dumps(card))
+    return net, card
+
+
+def test_round_trip_and_registry(tmp_path):
+    net, card = _write_model(tmp_path)
+    seg = get_segmenter("tiny", extra_dirs=[tmp_path])
+    assert seg.model_id == f"tiny@{card['sha256'][:12]}"
+    for k, v in net.state_dict().items():
+        assert torch.equal(seg.net.state_dict()[k], v)
+    assert "tiny" in available_models([tmp_path])
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    _write_model(tmp_path)
+    f = tmp_path / "tiny.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0x01  # flip one bit of one weight
+    f.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="SHA-256 mismatch"):
+        get_segmenter("tiny", extra_dirs=[tmp_path])
+
+
+def test_pickle_checkpoints_are_refused(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "evil.pt")
+    with pytest.raises(ModelError, match="not in safetensors"):
+        load_verified_state_dict(tmp_path / "evil.pt", sha256_file(tmp_path / "evil.pt"))
+
+
+def test_card_without_hash_is_refused(tmp_path):
+    _write_model(tmp_path)
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    card["sha256"] = ""
+    (tmp_path / "tiny.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="SHA-256"):
+        get_segmenter("tiny", extra_dirs=[tmp_path])
+
+
+def test_architecture_mismatch_is_reported(tmp_path):
+    _write_model(tmp_path)
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    card["architecture"]["base"] = 4
+    (tmp_path / "tiny.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="do not fit"):
+        get_segmenter("tiny", extra_dirs=[tmp_path])
+
+
+def test_unknown_model_lists_choices():
+    with pytest.raises(ModelError, match="Available:"):
+        get_segmenter("no-such-model")
+
+
+def test_bundled_cards_match_their_weights():
+    cards = sorted(BUNDLED_MODELS_DIR.glob("*.json"))
+    assert cards, "no bundled model"
+    for c in cards:
+        card = json.loads(c.read_text())
+        assert sha256_file(c.parent / card["weights"]) == card["sha256"], c.name
+        assert "synthetic" in card["description"].lower()
