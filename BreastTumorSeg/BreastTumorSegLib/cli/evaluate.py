@@ -1,0 +1,95 @@
+"""``breasttumorseg evaluate``: score one predicted mask against one or more reference masks.
+
+Prints one row per reference (Dice, HD95 in mm, sensitivity, precision, volumes) and optionally
+writes every metric of :class:`BreastTumorSegLib.metrics.SegmentationMetrics` to a CSV file.
+Masks must share one voxel grid; masks on different grids are refused with a message naming
+both files (resampling would change the boundaries being measured).
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from ..io import check_no_overwrite, read_image, write_text_atomic
+from ..metrics import SegmentationMetrics, evaluate
+
+SHOWN = [("dice", "Dice", "{:.4f}"), ("hd95_mm", "HD95 mm", "{:.2f}"),
+         ("sensitivity", "sens", "{:.3f}"), ("precision", "prec", "{:.3f}"),
+         ("pred_volume_ml", "pred mL", "{:.3f}"), ("ref_volume_ml", "ref mL", "{:.3f}")]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="compare a segmentation with reference masks (Dice, HD95, ...)",
+                       description="Compare a predicted tumor mask with one or more reference masks drawn "
+                                   "on the same voxel grid. Voxels > 0 are tumor. One row per reference.")
+    p.add_argument("--pred", required=True, type=Path, help="predicted mask (e.g. <case>_seg.nii.gz)")
+    p.add_argument("--ref", required=True, type=Path, action="append",
+                   help="reference mask; repeat for several readers")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="binarize a probability-map prediction at p >= THRESHOLD (default: voxels > 0)")
+    p.add_argument("--csv", type=Path, default=None, help="also write every metric to this CSV file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
+    p.set_defaults(func=run)
+
+
+def load_mask(path: Path, what: str, threshold: float | None = None) -> sitk.Image:
+    """Read a mask; a probability map needs an explicit *threshold* (refused otherwise)."""
+    img = read_image(path, what)
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{what} has {img.GetNumberOfComponentsPerPixel()} components per voxel; "
+                         "expected a scalar label map", path, "export the segment as a label map")
+    if threshold is not None:
+        return sitk.Cast(img >= threshold, sitk.sitkUInt8)
+    arr = sitk.GetArrayViewFromImage(img)
+    if arr.dtype.kind == "f" and np.any((arr != np.round(arr)) & np.isfinite(arr)):
+        raise InputError(f"{what} has fractional values (a probability map?)", path,
+                         "pass --threshold (e.g. 0.5) to binarize it, or give the label map")
+    return img
+
+
+def _fmt(value, spec: str) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return spec.format(value)
+
+
+def format_table(rows: list[tuple[str, SegmentationMetrics]]) -> str:
+    head = ["reference"] + [h for _, h, _ in SHOWN]
+    body = [[name] + [_fmt(getattr(m, key), spec) for key, _, spec in SHOWN] for name, m in rows]
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [head] + body]
+    return "\n".join(lines)
+
+
+def to_csv(pred: Path, rows: list[tuple[str, SegmentationMetrics]]) -> str:
+    buf = _io.StringIO()
+    dicts = [m.as_dict() for _, m in rows]
+    writer = csv.DictWriter(buf, fieldnames=["prediction", "reference"] + list(dicts[0]), lineterminator="\n")
+    writer.writeheader()
+    for (name, _), d in zip(rows, dicts):
+        writer.writerow({"prediction": str(pred), "reference": name, **d})
+    return buf.getvalue()
+
+
+def run(args) -> int:
+    if args.csv is not None:
+        check_no_overwrite([args.csv], args.overwrite)
+    pred = load_mask(args.pred, "predicted mask", args.threshold)
+    rows = []
+    for ref_path in args.ref:
+        ref = load_mask(ref_path, "reference mask")
+        rows.append((str(ref_path), evaluate(pred, ref, str(args.pred), str(ref_path))))
+    print(f"prediction: {args.pred}")
+    print(format_table(rows))
+    if args.csv is not None:
+        write_text_atomic(to_csv(args.pred, rows), args.csv)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    return 0
