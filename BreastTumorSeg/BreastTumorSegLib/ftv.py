@@ -1,0 +1,430 @@
+"""Functional tumor volume (FTV) as in the I-SPY trials, and the "ftv" segmenter of the registry.
+
+FTV rule (UCSF / I-SPY, as in the Slicer extension Breast_DCEMRI_FTV): inside a region of
+interest, a voxel is tumor when
+
+1. its pre-contrast signal is at least ``background_fraction`` (0.6) x the ``background_percentile``
+   (95th) percentile of the pre-contrast signal inside the ROI (removes fat-suppressed fat, air
+   and noise, where PE is meaningless);
+2. PE at the early phase >= ``pe_threshold`` (70 %);
+3. at least ``min_neighbors`` (4) of its 26 neighbours in 3D also pass 1 and 2 (removes isolated
+   noise voxels; the neighbours are counted inside the ROI);
+4. SER >= ``ser_min`` (0). With a single post-contrast phase SER does not exist and this
+   condition is skipped (``FTVResult.ser_used`` is False and a note says so).
+
+FTV is the voxel count x voxel volume, in mL (= cc), split into SER bands (< 0.9, 0.9-1.3,
+> 1.3 by default; the low edge is inclusive in the middle band).
+
+The region of interest is a mask image (e.g. the whole-breast mask), a :class:`Box` in
+physical LPS millimetres, or the whole volume. Maps are computed once by
+:func:`~BreastTumorSegLib.kinetics.compute_kinetic_maps` and can be passed in.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .errors import InputError
+from .exam import DCEExam
+from .imageutil import from_array, resample_to, same_grid, voxel_volume_ml
+from .kinetics import (CURVE_NAMES, KineticMaps, KineticSettings, compute_kinetic_maps,
+                       mean_curve_kinetics, robust_percentile)
+from .progress import Reporter
+
+# ----------------------------------------------------------------------------- settings / ROI
+
+
+@dataclass(frozen=True)
+class FTVSettings:
+    """Thresholds of the FTV rule (defaults: I-SPY)."""
+
+    background_fraction: float = 0.6
+    background_percentile: float = 95.0
+    pe_threshold: float = 70.0
+    ser_min: float = 0.0
+    min_neighbors: int = 4
+    ser_bands: tuple[float, float] = (0.9, 1.3)
+
+    def __post_init__(self):
+        if not 0 <= self.background_fraction < 10:
+            raise InputError(f"background fraction {self.background_fraction} is out of range",
+                             fix="use a fraction such as 0.6")
+        if not 0 < self.background_percentile <= 100:
+            raise InputError(f"background percentile {self.background_percentile} is out of range (0, 100]")
+        if not 0 <= self.min_neighbors <= 26:
+            raise InputError(f"min_neighbors {self.min_neighbors} must be between 0 and 26")
+        if not self.ser_bands[0] < self.ser_bands[1]:
+            raise InputError(f"SER band edges {self.ser_bands} must increase")
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in physical LPS millimetres (two opposite corners, any order).
+
+    Slicer shows RAS coordinates: use :meth:`from_ras` for a box read off Slicer's views.
+    """
+
+    corner_a: tuple[float, float, float]
+    corner_b: tuple[float, float, float]
+
+    @classmethod
+    def from_ras(cls, corner_a, corner_b) -> "Box":
+        flip = np.array([-1.0, -1.0, 1.0])
+        return cls(tuple(np.asarray(corner_a, float) * flip), tuple(np.asarray(corner_b, float) * flip))
+
+    @property
+    def lps_min(self) -> np.ndarray:
+        return np.minimum(self.corner_a, self.corner_b)
+
+    @property
+    def lps_max(self) -> np.ndarray:
+        return np.maximum(self.corner_a, self.corner_b)
+
+
+def box_mask(box: Box, reference: sitk.Image) -> np.ndarray:
+    """Boolean (z, y, x) mask of the voxels of *reference* whose centres lie inside *box*.
+
+    Works for oblique grids: the box's corners bound an index range, and only the voxels in
+    that range are tested in physical space, one slice at a time.
+    """
+    lo, hi = box.lps_min, box.lps_max
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    idx = np.array([reference.TransformPhysicalPointToContinuousIndex(tuple(map(float, c))) for c in corners])
+    size = np.array(reference.GetSize())
+    i0 = np.clip(np.floor(idx.min(axis=0)).astype(int), 0, size - 1)
+    i1 = np.clip(np.ceil(idx.max(axis=0)).astype(int), 0, size - 1)
+    mask = np.zeros(size[::-1], bool)
+    direction = np.asarray(reference.GetDirection()).reshape(3, 3)
+    m = direction * np.asarray(reference.GetSpacing())  # index (i, j, k) -> physical offset
+    origin = np.asarray(reference.GetOrigin())
+    ii, jj = np.meshgrid(np.arange(i0[0], i1[0] + 1), np.arange(i0[1], i1[1] + 1), indexing="xy")
+    plane = ii[..., None] * m[:, 0] + jj[..., None] * m[:, 1]  # (nj, ni, 3)
+    tol = 1e-6
+    for k in range(i0[2], i1[2] + 1):
+        p = plane + origin + k * m[:, 2]
+        inside = np.all((p >= lo - tol) & (p <= hi + tol), axis=-1)
+        mask[k, i0[1]:i1[1] + 1, i0[0]:i1[0] + 1] = inside
+    return mask
+
+
+def roi_array(roi, reference: sitk.Image) -> tuple[np.ndarray, str]:
+    """The ROI as a boolean (z, y, x) array on *reference*'s grid and a short description.
+
+    *roi*: None (whole volume), a mask ``sitk.Image`` (non-zero = inside; resampled nearest
+    neighbour onto the exam grid when it is on another grid) or a :class:`Box`.
+    """
+    if roi is None:
+        return np.ones(reference.GetSize()[::-1], bool), "whole volume"
+    if isinstance(roi, Box):
+        mask = box_mask(roi, reference)
+        if not mask.any():
+            raise InputError(f"the ROI box {roi.lps_min.round(1).tolist()}-{roi.lps_max.round(1).tolist()} "
+                             "(LPS mm) does not overlap the exam",
+                             fix="give the box corners in LPS millimetres (or use RAS with --ras)")
+        return mask, f"box LPS {roi.lps_min.round(1).tolist()} to {roi.lps_max.round(1).tolist()} mm"
+    if isinstance(roi, sitk.Image):
+        if roi.GetDimension() != 3:
+            raise InputError(f"the ROI mask must be 3D, got {roi.GetDimension()}D")
+        if not same_grid(roi, reference):
+            roi = resample_to(roi, reference, sitk.sitkNearestNeighbor)
+        mask = sitk.GetArrayViewFromImage(roi) > 0
+        if not mask.any():
+            raise InputError("the ROI mask is empty on the exam grid",
+                             fix="check that the mask belongs to this exam (same patient position)")
+        return np.asarray(mask), "mask"
+    raise InputError(f"unsupported ROI of type {type(roi).__name__}", fix="pass a mask image or a Box")
+
+
+# ----------------------------------------------------------------------------- the FTV rule
+@dataclass
+class FTVResult:
+    mask: sitk.Image  # uint8 on the exam grid, 1 = functional tumor
+    ftv_ml: float
+    band_volumes_ml: dict[str, float] | None  # None when SER cannot be computed
+    background_threshold: float
+    ser_used: bool
+    roi: str
+    maps: KineticMaps
+    settings: FTVSettings
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "ftv_ml": round(self.ftv_ml, 4),
+            "ser_band_volumes_ml": None if self.band_volumes_ml is None
+            else {k: round(v, 4) for k, v in self.band_volumes_ml.items()},
+            "background_threshold": round(float(self.background_threshold), 4),
+            "ser_condition_used": self.ser_used,
+            "roi": self.roi,
+            "settings": asdict(self.settings),
+            "kinetics": self.maps.info(),
+            "notes": list(self.notes),
+        }
+
+
+def band_names(edges: tuple[float, float]) -> tuple[str, str, str]:
+    lo, hi = edges
+    return (f"ser<{lo:g}", f"{lo:g}<=ser<={hi:g}", f"ser>{hi:g}")
+
+
+def ser_band_codes(ser: np.ndarray, mask: np.ndarray, edges: tuple[float, float]) -> np.ndarray:
+    """uint8 array: 0 outside *mask*, 1 SER < lo, 2 lo <= SER <= hi, 3 SER > hi."""
+    codes = np.zeros(ser.shape, np.uint8)
+    lo, hi = np.float32(edges[0]), np.float32(edges[1])
+    codes[mask] = 2
+    codes[mask & (ser < lo)] = 1
+    codes[mask & (ser > hi)] = 3
+    return codes
+
+
+def count_neighbors(mask: np.ndarray) -> np.ndarray:
+    """Number (uint8) of set voxels among the 26 neighbours of every voxel (outside = empty)."""
+    m = mask.astype(np.uint8)
+    box = m
+    for axis in range(3):
+        box = ndimage.correlate1d(box, np.ones(3, np.uint8), axis=axis, mode="constant", cval=0)
+    box -= m
+    return box
+
+
+def _bbox(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
+    """Slices of the bounding box of *mask* grown by *margin* (None when empty)."""
+    sl = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        nz = np.flatnonzero(mask.any(axis=other))
+        if nz.size == 0:
+            return None
+        sl.append(slice(max(0, nz[0] - margin), min(mask.shape[axis], nz[-1] + 1 + margin)))
+    return tuple(sl)
+
+
+def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | None = None,
+                            maps: KineticMaps | None = None, kinetic_settings: KineticSettings | None = None,
+                            reporter: Reporter | None = None) -> FTVResult:
+    """Apply the FTV rule of the module docstring to *exam* inside *roi*."""
+    s = settings or FTVSettings()
+    if maps is None:
+        maps = compute_kinetic_maps(exam, kinetic_settings, reporter)
+    ref = exam.reference
+    roi_mask, roi_desc = roi_array(roi, ref)
+    pre = sitk.GetArrayViewFromImage(exam.pre).astype(np.float32, copy=False)
+    bg = s.background_fraction * robust_percentile(pre, s.background_percentile, roi_mask)
+    pe = sitk.GetArrayViewFromImage(maps.pe_early)
+    valid = sitk.GetArrayViewFromImage(maps.valid) > 0
+
+    cand = roi_mask & valid
+    cand &= pre >= np.float32(bg)
+    cand &= pe >= np.float32(s.pe_threshold)
+    tumor = np.zeros(pre.shape, bool)
+    box = _bbox(cand)
+    if box is not None:
+        c = cand[box]
+        keep = c & (count_neighbors(c) >= s.min_neighbors)
+        tumor[box] = keep
+    notes = list(maps.notes)
+    ser_used = maps.ser is not None
+    bands = None
+    vox_ml = voxel_volume_ml(ref)
+    if ser_used:
+        ser = sitk.GetArrayViewFromImage(maps.ser)
+        tumor &= ser >= np.float32(s.ser_min)
+        codes = ser_band_codes(ser, tumor, s.ser_bands)
+        counts = np.bincount(codes.ravel(), minlength=4)
+        bands = {name: float(counts[i + 1]) * vox_ml for i, name in enumerate(band_names(s.ser_bands))}
+    else:
+        notes.append("SER >= 0 condition skipped: the exam has a single post-contrast phase")
+    ftv = float(np.count_nonzero(tumor)) * vox_ml
+    return FTVResult(from_array(tumor.astype(np.uint8), ref), ftv, bands, bg, ser_used, roi_desc,
+                     maps, s, notes)
+
+
+# ----------------------------------------------------------------------------- probability map
+def soft_probability(inside: np.ndarray, score: np.ndarray, threshold: float,
+                     below: np.ndarray | None = None) -> np.ndarray:
+    """Probability-like float32 map from a binary decision and the score that drove it.
+
+    Inside the decision: ``0.6 + 0.4 * clip((score - threshold) / threshold, 0, 1)`` (0.6 at the
+    threshold, 1.0 at twice the threshold). Outside it, where *below* is set:
+    ``0.45 * clip(score / threshold, 0, 1)`` (a near-miss stays under 0.5). Elsewhere 0.
+    So thresholding at 0.5 gives back exactly the decision, and averaging with a network's
+    probability (ensembles) stays meaningful.
+    """
+    t = np.float32(max(threshold, 1e-6))
+    prob = np.zeros(score.shape, np.float32)
+    over = np.clip((score - t) / t, 0.0, 1.0).astype(np.float32, copy=False)
+    np.copyto(prob, np.float32(0.6) + np.float32(0.4) * over, where=inside)
+    if below is not None:
+        near = below & ~inside
+        under = np.clip(score / t, 0.0, 1.0).astype(np.float32, copy=False)
+        np.copyto(prob, np.float32(0.45) * under, where=near)
+    return prob
+
+
+# ----------------------------------------------------------------------------- the segmenter
+class FTVSegmenter:
+    """Registry method "ftv": I-SPY functional tumor volume, or a seeded lesion from one point.
+
+    ``predict(exam, breast_mask, reporter, seed_lps=None, roi=None)``:
+
+    * without a seed: the FTV mask inside *roi* (a mask image or :class:`Box`), else inside the
+      breast mask, else in the whole volume;
+    * with ``seed_lps`` (x, y, z in LPS mm; a Slicer click is RAS: negate x and y): the lesion
+      grown from that point by :func:`BreastTumorSegLib.seeded.segment_from_seed`.
+
+    The returned map follows :func:`soft_probability` with PE (FTV) or the seed-relative
+    enhancement (seeded) as score, so the card's absolute threshold 0.5 gives the mask back.
+    Keyword arguments of the constructor override :class:`FTVSettings`,
+    :class:`~BreastTumorSegLib.kinetics.KineticSettings` and
+    :class:`~BreastTumorSegLib.seeded.SeededSettings` fields by name.
+    """
+
+    name = "ftv"
+
+    def __init__(self, **kwargs):
+        from .seeded import SeededSettings
+
+        groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
+        chosen: dict[str, dict] = {g: {} for g in groups}
+        for key, value in kwargs.items():
+            owners = [g for g, cls in groups.items() if key in cls.__dataclass_fields__]
+            if not owners:
+                raise InputError(f"unknown option '{key}' for the ftv method",
+                                 fix=f"use one of {', '.join(sorted(set().union(*(c.__dataclass_fields__ for c in groups.values()))))}")
+            for g in owners:
+                chosen[g][key] = tuple(value) if isinstance(value, list) else value
+        self.settings = FTVSettings(**chosen["ftv"])
+        self.kinetic_settings = KineticSettings(**chosen["kinetics"])
+        self.seeded_settings = SeededSettings(**chosen["seeded"])
+        self._cache: tuple[int, KineticMaps] | None = None
+        self.last_result = None  # FTVResult or SeededResult of the last predict()
+        blob = json.dumps({"ftv": asdict(self.settings), "kinetics": asdict(self.kinetic_settings),
+                           "seeded": asdict(self.seeded_settings)}, sort_keys=True, default=list)
+        self.model_id = "ftv-" + hashlib.sha256(blob.encode()).hexdigest()[:8]
+        self.card = self._card()
+
+    def _card(self) -> dict:
+        s = self.settings
+        return {
+            "name": self.name,
+            "description": "Functional tumor volume from contrast kinetics (I-SPY rule: PE and SER); "
+                           "no trained weights. With a seed point: one lesion grown from that point.",
+            "method": "I-SPY FTV: pre-contrast >= background fraction x p95 in ROI, PE(early) >= threshold, "
+                      ">= min_neighbors enhancing 26-neighbours, SER >= ser_min; seeded region growing "
+                      "with vessel-bridge opening when a seed is given",
+            "inputs": "motion-corrected DCE exam, pre-contrast + >= 1 post-contrast phase with acquisition "
+                      "times; SER needs >= 2 post-contrast phases",
+            "thresholds": {**asdict(s), "early_window_min": list(self.kinetic_settings.early_window_min),
+                           "late_window_min": list(self.kinetic_settings.late_window_min)},
+            "seeded": asdict(self.seeded_settings),
+            "probability": "0.6-1.0 inside the mask (rising with PE above threshold), < 0.5 outside",
+            "limits": "kinetic thresholds, not learned: background parenchymal enhancement >= PE threshold "
+                      "and enhancing vessels or nodes are counted as FTV; needs good motion correction",
+            "postprocess": {"threshold": 0.5, "mode": "absolute", "min_lesion_ml": 0.05},
+        }
+
+    # ------------------------------------------------------------------------- helpers
+    def kinetic_maps(self, exam: DCEExam, reporter: Reporter | None = None) -> KineticMaps:
+        """Kinetic maps of *exam*, cached for the last exam seen (predict then lesion_kinetics)."""
+        key = id(exam.phases[0])
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        maps = compute_kinetic_maps(exam, self.kinetic_settings, reporter)
+        self._cache = (key, maps)
+        return maps
+
+    def predict(self, exam: DCEExam, breast_mask: sitk.Image | None, reporter: Reporter | None = None,
+                device: str = "auto", seed_lps=None, roi=None, **options) -> sitk.Image:
+        """Probability-like float32 map in [0, 1] on the exam grid (see the class docstring).
+
+        ``device`` is accepted for the registry protocol and ignored (CPU numpy).
+        """
+        if options:
+            raise InputError(f"unknown option(s) for the ftv method: {', '.join(sorted(options))}",
+                             fix="use seed_lps=(x, y, z) or roi=<mask image or Box>")
+        reporter = reporter or Reporter()
+        maps = self.kinetic_maps(exam, reporter)
+        reporter.update(0.7, "functional tumor volume")
+        ref = exam.reference
+        if seed_lps is not None:
+            from .seeded import segment_from_seed
+
+            res = segment_from_seed(exam, seed_lps, maps=maps, settings=self.seeded_settings)
+            self.last_result = res
+            inside = sitk.GetArrayViewFromImage(res.mask) > 0
+            return from_array(soft_probability(inside, res.score_array(), res.threshold_score), ref)
+        region = roi if roi is not None else breast_mask
+        res = functional_tumor_volume(exam, region, self.settings, maps=maps)
+        self.last_result = res
+        inside = sitk.GetArrayViewFromImage(res.mask) > 0
+        pe = sitk.GetArrayViewFromImage(maps.pe_early)
+        roi_mask, _ = roi_array(region, ref)
+        pre = sitk.GetArrayViewFromImage(exam.pre)
+        below = roi_mask & (pre >= np.float32(res.background_threshold))
+        reporter.update(1.0, f"FTV {res.ftv_ml:.2f} mL")
+        return from_array(soft_probability(inside, pe, self.settings.pe_threshold, below), ref)
+
+    def lesion_kinetics(self, exam: DCEExam, label_image: sitk.Image) -> dict[int, dict]:
+        """Per-lesion kinetics for every non-zero label of *label_image* (on the exam grid)."""
+        return lesion_kinetics(exam, label_image, self.kinetic_maps(exam), self.settings)
+
+
+def lesion_kinetics(exam: DCEExam, label_image: sitk.Image, maps: KineticMaps | None = None,
+                    settings: FTVSettings | None = None) -> dict[int, dict]:
+    """Kinetic description of each labelled lesion.
+
+    For each label: ``volume_ml``; from the lesion's mean signal-time curve the early/late/peak
+    PE, SER, curve type, initial enhancement class and time to peak (``mean_curve_*`` keys);
+    voxel-wise ``peak_pe_percent`` (95th percentile of each voxel's maximum PE, a robust peak),
+    ``ser_median`` and the fraction of voxels with each curve type; and the lesion's volume in
+    each SER band. Values are plain floats/strings (JSON ready).
+    """
+    s = settings or FTVSettings()
+    if maps is None:
+        maps = compute_kinetic_maps(exam)
+    ref = exam.reference
+    if not same_grid(label_image, ref):
+        raise InputError("the label image is not on the exam grid",
+                         fix="resample the segmentation onto the pre-contrast image first")
+    labels = sitk.GetArrayViewFromImage(label_image)
+    vox_ml = voxel_volume_ml(ref)
+    pe_peak = sitk.GetArrayViewFromImage(maps.pe_peak)
+    curve = sitk.GetArrayViewFromImage(maps.curve_type)
+    ser = None if maps.ser is None else sitk.GetArrayViewFromImage(maps.ser)
+    phases = [sitk.GetArrayViewFromImage(p) for p in exam.phases]
+    out: dict[int, dict] = {}
+    objects = ndimage.find_objects(np.asarray(labels, dtype=np.int64) if labels.dtype.kind not in "iu" else labels)
+    for idx, box in enumerate(objects, start=1):
+        if box is None:
+            continue
+        m = labels[box] == idx
+        n = int(np.count_nonzero(m))
+        if n == 0:
+            continue
+        mean_sig = [float(np.mean(p[box][m], dtype=np.float64)) for p in phases]
+        d = {"volume_ml": n * vox_ml}
+        for k, v in mean_curve_kinetics(maps.times_min, mean_sig, maps.phases, maps.settings).items():
+            d[f"mean_curve_{k}"] = v
+        d["peak_pe_percent"] = float(np.percentile(pe_peak[box][m], 95))
+        cv = curve[box][m]
+        assessed = max(1, int(np.count_nonzero(cv)))
+        for code, name in CURVE_NAMES.items():
+            if code:
+                d[f"{name}_fraction"] = float(np.count_nonzero(cv == code)) / assessed
+        if ser is not None:
+            sv = ser[box][m]
+            d["ser_median"] = float(np.median(sv))
+            codes = ser_band_codes(sv, np.ones(sv.shape, bool), s.ser_bands)
+            counts = np.bincount(codes, minlength=4)
+            for i, name in enumerate(band_names(s.ser_bands)):
+                d[f"volume_ml_{name}"] = float(counts[i + 1]) * vox_ml
+        else:
+            d["ser_median"] = None
+        d["kinetics_notes"] = list(maps.notes)
+        out[idx] = d
+    return out
