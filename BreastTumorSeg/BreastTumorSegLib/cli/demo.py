@@ -13,7 +13,8 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="segment the bundled demo exam (a synthetic phantom) and score it",
                        description="Writes the demo exam (a synthetic DCE phantom with known tumor, "
                                    "generated deterministically from a fixed seed) to OUTPUT/demo_exam, "
-                                   "segments it into OUTPUT, and prints the Dice against the ground truth.")
+                                   "segments it into OUTPUT, and prints the Dice against the ground truth. "
+                                   "A re-run replaces the previous demo files.")
     p.add_argument("--output", "-o", type=Path, default=Path("demo_output"), help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help="phantom seed (default: %(default)s)")
     add_engine_options(p)
@@ -24,19 +25,17 @@ def run(args) -> int:
     from ..io import load_exam, read_image
     from ..metrics import dice
     from ..phantom import make_phantom, write_phantom
-    from ..pipeline import output_names, segment_exam, write_result
-    from ..io import check_no_overwrite
+    from ..pipeline import segment_exam, write_result
 
     out = Path(args.output)
     case_dir = out / "demo_exam"
     progress = None if args.quiet else TerminalProgress()
     ph = make_phantom(args.seed)
-    check_no_overwrite([out / n for n in output_names(ph.exam.case_id).values()], args.overwrite)
-    if not (case_dir / f"{ph.exam.case_id}_0000.nii.gz").exists() or args.overwrite:
-        write_phantom(ph, case_dir)
+    # Everything the demo writes is regenerated from the seed, so a re-run replaces it.
+    write_phantom(ph, case_dir)
     exam = load_exam(case_dir)
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
-    written = write_result(result, out, overwrite=args.overwrite)
+    written = write_result(result, out, overwrite=True)
     if progress:
         progress.close()
     truth = read_image(case_dir / f"{ph.exam.case_id}_tumor.nii.gz", "ground truth")

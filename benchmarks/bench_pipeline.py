@@ -1,0 +1,79 @@
+"""End-to-end benchmark: seconds per stage and peak RAM for a clinical-size DCE exam.
+
+    python benchmarks/bench_pipeline.py                # 448x448x160 x 6 phases, CPU
+    python benchmarks/bench_pipeline.py --device cuda  # the same on a GPU
+    python benchmarks/bench_pipeline.py --small        # a quick run on a small phantom
+
+The exam is a synthetic phantom written to a temporary folder as NIfTI (not timed), then
+loaded, registered, harmonized + segmented, post-processed and written, as the CLI does.
+Peak RAM is the process's maximum resident set size (ru_maxrss). Prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "BreastTumorSeg"))
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # ru_maxrss is in kB on Linux
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default="unet-demo")
+    p.add_argument("--phases", type=int, default=6)
+    p.add_argument("--small", action="store_true", help="small phantom instead of 448x448x160")
+    p.add_argument("--repeat", type=int, default=1, help="run the engine this many times, report the last")
+    a = p.parse_args(argv)
+
+    import torch
+
+    from BreastTumorSegLib.io import load_exam
+    from BreastTumorSegLib.phantom import make_phantom, write_phantom
+    from BreastTumorSegLib.pipeline import segment_exam, write_result
+
+    t = time.perf_counter()
+    ph = make_phantom(11, size="small" if a.small else "clinical", n_phases=a.phases)
+    t_make = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        write_phantom(ph, Path(tmp) / "exam")
+        del ph
+        rows = []
+        for _ in range(a.repeat):
+            t0 = time.perf_counter()
+            exam = load_exam(Path(tmp) / "exam")
+            t_load = time.perf_counter() - t0
+            res = segment_exam(exam, model=a.model, device=a.device)
+            t1 = time.perf_counter()
+            write_result(res, Path(tmp) / "out", overwrite=True)
+            t_write = time.perf_counter() - t1
+            rows = [("load", t_load)] + [(k, v) for k, v in res.timings.items()] + [("write", t_write)]
+        total = sum(v for _, v in rows)
+        size = exam.reference.GetSize()
+        dev = a.device
+        if dev.startswith("cuda") and torch.cuda.is_available():
+            dev += f" ({torch.cuda.get_device_name(0)})"
+        print(f"\nBreastTumorSeg pipeline benchmark — exam {size[0]}x{size[1]}x{size[2]} x {exam.n_phases} phases, "
+              f"model {res.model_id}, device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+              f"{platform.processor() or platform.machine()}")
+        print(f"(phantom generation, not part of the pipeline: {t_make:.1f} s)\n")
+        print(f"| stage | seconds |\n| --- | ---: |")
+        for k, v in rows:
+            print(f"| {k} | {v:.2f} |")
+        print(f"| **total** | **{total:.2f}** |")
+        print(f"\npeak RAM (max RSS): {peak_rss_gb():.2f} GB")
+        if dev.startswith("cuda") and torch.cuda.is_available():
+            print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 1024 ** 3:.2f} GB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
