@@ -266,6 +266,10 @@ def soft_probability(inside: np.ndarray, score: np.ndarray, threshold: float,
     return prob
 
 
+def _any(mask: sitk.Image) -> bool:
+    return bool(np.any(sitk.GetArrayViewFromImage(mask)))
+
+
 # ----------------------------------------------------------------------------- the segmenter
 class FTVSegmenter:
     """Registry method "ftv": I-SPY functional tumor volume, or a seeded lesion from one point.
@@ -358,7 +362,9 @@ class FTVSegmenter:
             self.last_result = res
             inside = sitk.GetArrayViewFromImage(res.mask) > 0
             return from_array(soft_probability(inside, res.score_array(), res.threshold_score), ref)
-        region = roi if roi is not None else breast_mask
+        region = roi
+        if region is None and breast_mask is not None and _any(breast_mask):
+            region = breast_mask  # an empty automatic breast mask falls back to the whole volume
         res = functional_tumor_volume(exam, region, self.settings, maps=maps)
         self.last_result = res
         inside = sitk.GetArrayViewFromImage(res.mask) > 0

@@ -1,0 +1,225 @@
+"""I-SPY functional tumor volume: volume of known spheres, each rule of the definition, ROIs,
+the registry segmenter, real no-contrast anatomy (no FTV) and the phantom."""
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from BreastTumorSegLib.errors import InputError
+from BreastTumorSegLib.exam import DCEExam
+from BreastTumorSegLib.ftv import (Box, FTVSegmenter, FTVSettings, count_neighbors,
+                                   functional_tumor_volume)
+from BreastTumorSegLib.io import read_image
+from BreastTumorSegLib.metrics import dice
+from BreastTumorSegLib.models import Segmenter, get_segmenter
+
+TIMES = (0.0, 1.5, 3.0, 4.5, 6.0)
+WASHOUT = (0.0, 1.5, 1.4, 1.25, 1.1)  # SER 150/110 = 1.36
+PERSISTENT = (0.0, 1.0, 1.3, 1.5, 1.6)  # SER 100/160 = 0.63
+
+
+def sphere_exam(radius=6.0, curve=WASHOUT, times=TIMES, bpe=0.15, noise=2.0, spacing=(0.9, 0.9, 1.2),
+                shape=(40, 64, 64), seed=0, direction=None):
+    """Uniform tissue (pre 100) with mild progressive background enhancement (*bpe* at 6 min)
+    and one partial-volume sphere of *radius* mm with the given enhancement curve."""
+    rng = np.random.default_rng(seed)
+    sz = np.asarray(spacing)[::-1]
+    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in shape)]
+    c = (np.asarray(shape) - 1) / 2.0
+    d = np.sqrt(((zz - c[0]) * sz[0]) ** 2 + ((yy - c[1]) * sz[1]) ** 2 + ((xx - c[2]) * sz[2]) ** 2) - radius
+    frac = np.clip(0.5 - d / sz.min(), 0, 1)
+    pre = np.full(shape, 100.0)
+    images = []
+    for k, e in enumerate(curve):
+        b = bpe * times[k] / 6.0
+        a = pre * (1 + b * (1 - frac) + e * frac) + rng.normal(0, noise, shape)
+        im = sitk.GetImageFromArray(a.astype(np.float32))
+        im.SetSpacing(spacing)
+        im.SetOrigin((-30.0, 20.0, -10.0))
+        if direction is not None:
+            im.SetDirection(direction)
+        images.append(im)
+    exam = DCEExam(images, list(times), case_id="sphere")
+    center_lps = exam.pre.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in c[::-1]))
+    return exam, 4.0 / 3.0 * np.pi * radius ** 3 / 1000.0, center_lps, d <= 0
+
+
+# ------------------------------------------------------------------------------ volume
+@pytest.mark.parametrize("radius", [4.0, 7.0])
+def test_ftv_of_a_sphere_is_within_10_percent(radius):
+    exam, true_ml, _, truth = sphere_exam(radius=radius)
+    res = functional_tumor_volume(exam)
+    assert res.ftv_ml == pytest.approx(true_ml, rel=0.10)
+    assert dice(res.mask, truth) > 0.9
+    assert res.ser_used
+    assert sum(res.band_volumes_ml.values()) == pytest.approx(res.ftv_ml)
+    # A washout tumour (SER 1.36) falls in the top band.
+    assert res.band_volumes_ml["ser>1.3"] > 0.6 * res.ftv_ml
+
+
+def test_ser_bands_follow_the_tumour_kinetics():
+    exam, _, _, _ = sphere_exam(curve=PERSISTENT)
+    res = functional_tumor_volume(exam)
+    assert res.band_volumes_ml["ser<0.9"] > 0.9 * res.ftv_ml
+
+
+def test_thresholds_are_adjustable():
+    exam, _, _, _ = sphere_exam()
+    assert functional_tumor_volume(exam, settings=FTVSettings(pe_threshold=200.0)).ftv_ml == 0.0
+    lo = functional_tumor_volume(exam, settings=FTVSettings(pe_threshold=40.0)).ftv_ml
+    hi = functional_tumor_volume(exam, settings=FTVSettings(pe_threshold=120.0)).ftv_ml
+    assert lo > hi > 0
+
+
+def test_isolated_enhancing_voxels_need_four_neighbours():
+    exam, _, _, _ = sphere_exam(radius=5.0)
+    base = functional_tumor_volume(exam).mask
+    phases = [sitk.GetArrayFromImage(p) for p in exam.phases]
+    spots = [(5, 5, 5), (5, 5, 30), (30, 50, 10)]  # single voxels far from the tumour
+    for k in range(1, len(phases)):
+        for z, y, x in spots:
+            phases[k][z, y, x] = 300.0
+    noisy = exam.with_phases([_like(a, exam.pre) for a in phases])
+    assert dice(functional_tumor_volume(noisy).mask, base) == 1.0
+    loose = functional_tumor_volume(noisy, settings=FTVSettings(min_neighbors=0)).mask
+    assert all(sitk.GetArrayViewFromImage(loose)[s] for s in spots)
+
+
+def test_neighbour_count_is_26_connected():
+    m = np.zeros((5, 5, 5), bool)
+    m[1:4, 1:4, 1:4] = True
+    n = count_neighbors(m)
+    assert n[2, 2, 2] == 26 and n[1, 1, 1] == 7 and n[0, 0, 0] == 1
+
+
+def test_background_threshold_drops_dark_voxels():
+    """Enhancement in tissue darker than 0.6 x p95 of pre (fat-suppressed fat) is not FTV."""
+    exam, _, _, truth = sphere_exam(radius=6.0, noise=0.5)
+    phases = [sitk.GetArrayFromImage(p) for p in exam.phases]
+    for a in phases:
+        a[truth] *= 0.4  # the tumour sits in dark tissue; its PE is unchanged
+    dark = exam.with_phases([_like(a, exam.pre) for a in phases])
+    res = functional_tumor_volume(dark)
+    assert res.ftv_ml == 0.0
+    assert res.background_threshold == pytest.approx(60.0, rel=0.02)
+
+
+def test_negative_ser_is_excluded_and_single_phase_skips_ser():
+    exam, _, _, _ = sphere_exam(curve=(0.0, 1.5, 0.5, 0.0, -0.2))  # late signal below baseline
+    res = functional_tumor_volume(exam)
+    assert res.ftv_ml < 0.05 * functional_tumor_volume(exam, settings=FTVSettings(ser_min=-10)).ftv_ml
+    one = exam.subset([0, 1])
+    res1 = functional_tumor_volume(one)
+    assert not res1.ser_used and res1.band_volumes_ml is None
+    assert any("SER" in n for n in res1.notes)
+    assert res1.ftv_ml > 0
+
+
+def test_box_roi_in_lps_and_ras():
+    exam, true_ml, center, _ = sphere_exam()
+    c = np.asarray(center)
+    inside = Box(tuple(c - 10), tuple(c + 10))
+    res = functional_tumor_volume(exam, roi=inside)
+    assert res.ftv_ml == pytest.approx(functional_tumor_volume(exam).ftv_ml)
+    ras = Box.from_ras(tuple((c - 10) * [-1, -1, 1]), tuple((c + 10) * [-1, -1, 1]))
+    assert functional_tumor_volume(exam, roi=ras).ftv_ml == pytest.approx(res.ftv_ml)
+    aside = Box(tuple(c + [12, 0, -5]), tuple(c + [20, 8, 5]))
+    assert functional_tumor_volume(exam, roi=aside).ftv_ml == 0.0
+    with pytest.raises(InputError, match="LPS"):
+        functional_tumor_volume(exam, roi=Box((500, 500, 500), (510, 510, 510)))
+
+
+def test_box_roi_on_an_oblique_grid_selects_the_physical_box():
+    direction = tuple(sitk.VersorTransform((0.2, 0.3, 0.9), 0.6).GetMatrix())
+    exam, _, center, _ = sphere_exam(direction=direction)
+    from BreastTumorSegLib.ftv import box_mask
+
+    c = np.asarray(center)
+    m = box_mask(Box(tuple(c - 5), tuple(c + 5)), exam.pre)
+    idx = np.argwhere(m)[:, ::-1]  # (i, j, k)
+    pts = np.array([exam.pre.TransformIndexToPhysicalPoint(tuple(int(v) for v in i)) for i in idx])
+    assert np.all(np.abs(pts - c) <= 5 + 1e-6)
+    # About the box's volume (1000 mm^3) worth of voxels.
+    assert m.sum() * np.prod(exam.pre.GetSpacing()) == pytest.approx(1000.0, rel=0.15)
+
+
+# ------------------------------------------------------------------------------ segmenter
+def test_registry_segmenter_contract():
+    exam, _, _, truth = sphere_exam()
+    seg = get_segmenter("ftv")
+    assert isinstance(seg, Segmenter) and isinstance(seg, FTVSegmenter)
+    assert seg.model_id.startswith("ftv-") and seg.card["postprocess"]["threshold"] == 0.5
+    prob = seg.predict(exam, None, None)
+    p = sitk.GetArrayViewFromImage(prob)
+    assert prob.GetPixelID() == sitk.sitkFloat32 and p.min() >= 0 and p.max() <= 1
+    ftv = sitk.GetArrayViewFromImage(functional_tumor_volume(exam).mask) > 0
+    assert np.array_equal(p >= 0.5, ftv)
+    np.testing.assert_allclose(prob.GetOrigin(), exam.pre.GetOrigin())
+    extras = seg.lesion_kinetics(exam, _like(truth.astype(np.uint8), exam.pre))
+    assert extras[1]["mean_curve_curve_type"] == "washout"
+    assert extras[1]["volume_ml"] == pytest.approx(truth.sum() * np.prod(exam.pre.GetSpacing()) / 1000)
+    assert get_segmenter("ftv", pe_threshold=300.0).model_id != seg.model_id
+    assert not np.any(sitk.GetArrayViewFromImage(get_segmenter("ftv", pe_threshold=300.0).predict(exam, None, None)) >= 0.5)
+    with pytest.raises(InputError):
+        get_segmenter("ftv", no_such_option=1)
+    with pytest.raises(InputError):
+        seg.predict(exam, None, None, bogus=True)
+
+
+def test_pipeline_runs_the_ftv_model_and_attaches_kinetics():
+    from BreastTumorSegLib.pipeline import segment_exam
+
+    exam, true_ml, center, _ = sphere_exam()
+    # A uniform block has no breast shape for the automatic breast mask: pass the ROI explicitly.
+    c = np.asarray(center)
+    res = segment_exam(exam, model="ftv", register=False, restrict_to_breast=False,
+                       roi=Box(tuple(c - 20), tuple(c + 20)))
+    assert len(res.lesions) == 1
+    les = res.lesions[0]
+    assert les.volume_ml == pytest.approx(true_ml, rel=0.10)
+    assert les.extra["mean_curve_curve_type"] == "washout"
+
+
+# ------------------------------------------------------------------------------ real anatomy
+def _like(a, ref):
+    im = sitk.GetImageFromArray(np.ascontiguousarray(a))
+    im.CopyInformation(ref)
+    return im
+
+
+def _no_contrast_exam(path, n_post, seed=0, rel_sigma=0.02):
+    """The same real volume for every phase, each with its own Rician noise (sigma = 2 % of p95)."""
+    img = sitk.Cast(read_image(path), sitk.sitkFloat32)
+    a = sitk.GetArrayFromImage(img)
+    sigma = rel_sigma * float(np.percentile(a[::4, ::4, ::4], 95))
+    rng = np.random.default_rng(seed)
+    phases = []
+    for _ in range(n_post + 1):
+        re = a + rng.normal(0, sigma, a.shape).astype(np.float32)
+        im = rng.normal(0, sigma, a.shape).astype(np.float32)
+        phases.append(_like(np.sqrt(re * re + im * im), img))
+    return DCEExam(phases, [0.0, 1.5, 6.0][: n_post + 1], case_id=path.stem)
+
+
+@pytest.mark.parametrize("name", ["AX_T1_BILAT.nii.gz", "SAG_T1_3D_BILAT.nii.gz"])
+def test_no_ftv_without_contrast_on_real_anatomy(real_anatomy_dir, name):
+    exam = _no_contrast_exam(real_anatomy_dir / name, n_post=2)
+    res = functional_tumor_volume(exam)
+    assert res.ftv_ml < 0.5
+    # The test has teeth: without the background threshold, noise in air and dark tissue
+    # passes PE >= 70 % by the tens of mL.
+    unguarded = functional_tumor_volume(exam, settings=FTVSettings(background_fraction=0.0), maps=res.maps)
+    assert unguarded.ftv_ml > 5.0
+    for img in [res.mask] + list(res.maps.images().values()):
+        assert img.GetSize() == exam.pre.GetSize()
+        np.testing.assert_allclose(img.GetDirection(), exam.pre.GetDirection(), atol=1e-9)
+        np.testing.assert_allclose(img.GetOrigin(), exam.pre.GetOrigin(), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ phantom
+def test_ftv_of_phantom_tumour_with_mild_bpe():
+    phantom_mod = pytest.importorskip("BreastTumorSegLib.phantom")
+    ph = phantom_mod.make_phantom(5, bpe=0.05)
+    roi = ph.breast_mask
+    res = functional_tumor_volume(ph.exam, roi=roi)
+    true_ml = sum(t["volume_ml"] for t in ph.tumors)
+    assert res.ftv_ml == pytest.approx(true_ml, rel=0.10)

@@ -1,0 +1,188 @@
+"""Kinetic maps: phase choice from acquisition times, exact values on piecewise-constant volumes,
+guards against near-zero signal, geometry, and agreement with the phantom's true kinetics."""
+import threading
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from BreastTumorSegLib.errors import Cancelled
+from BreastTumorSegLib.exam import DCEExam
+from BreastTumorSegLib.kinetics import (FAST, MEDIUM, NOT_ASSESSED, PERSISTENT, PLATEAU, SLOW, WASHOUT,
+                                        KineticSettings, choose_phases, compute_kinetic_maps,
+                                        mean_curve_kinetics)
+from BreastTumorSegLib.progress import Reporter
+
+OBLIQUE = tuple(sitk.VersorTransform((0.3, -0.2, 0.9), 0.5).GetMatrix())
+
+# Relative enhancement per phase for four tissues (times 0, 1.5, 3, 4.5, 6 min).
+TIMES = [0.0, 1.5, 3.0, 4.5, 6.0]
+CURVES = {
+    "washout": [0.0, 1.5, 1.4, 1.25, 1.1],     # PE 150 (fast), late 110: SER 1.364, change -0.16
+    "plateau": [0.0, 0.8, 0.82, 0.83, 0.84],   # PE 80 (medium), change +0.022
+    "persistent": [0.0, 0.4, 0.55, 0.7, 0.8],  # PE 40 (slow), change +0.286
+    "flat": [0.0, 0.0, 0.0, 0.0, 0.0],
+}
+
+
+def block_exam(times=TIMES, curves=CURVES, direction=None, pre_value=200.0, air=True):
+    """Four slabs of tissue along x, one per curve, plus a column of air (pre = 0)."""
+    shape = (6, 8, 4 * 5 + 2)
+    pre = np.full(shape, pre_value, np.float32)
+    if air:
+        pre[..., -2:] = 0.0
+    phases = []
+    for k in range(len(times)):
+        img = pre.copy()
+        for n, curve in enumerate(curves.values()):
+            img[..., 5 * n:5 * n + 5] *= 1.0 + curve[k]
+        phases.append(img)
+    images = []
+    for a in phases:
+        im = sitk.GetImageFromArray(a)
+        im.SetSpacing((0.8, 0.9, 2.0))
+        im.SetOrigin((-40.0, 12.0, -7.5))
+        if direction is not None:
+            im.SetDirection(direction)
+        images.append(im)
+    return DCEExam(images, list(times), case_id="blocks")
+
+
+def arr(img):
+    return sitk.GetArrayFromImage(img)
+
+
+# ------------------------------------------------------------------------------ phase choice
+def test_phase_choice_uses_acquisition_times_not_indices():
+    six = [0, 1.2, 2.4, 3.6, 4.8, 6.0, 7.2]
+    c = choose_phases(six)
+    assert (c.early, c.late, c.late_in_window) == (2, 5, True)  # 2.4 min inside 1.5-2.5, 6.0 nearest 6.5
+    # Same number of phases, different times: different phases.
+    c2 = choose_phases([0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    assert c2.early == 4  # 2.0 min is the window centre
+    assert c2.late == 6 and not c2.late_in_window  # nothing as late as 5 min: the last phase
+    assert any("last phase" in n for n in c2.notes)
+    c3 = choose_phases([0, 1.0, 5.5, 9.5])
+    assert (c3.early, c3.late) == (1, 2)
+
+
+def test_single_post_phase_has_no_ser_and_says_so():
+    exam = block_exam(times=[0.0, 2.0], curves={k: v[:2] for k, v in CURVES.items()})
+    maps = compute_kinetic_maps(exam)
+    assert maps.ser is None and maps.pe_late is None
+    assert not maps.info()["ser_available"]
+    assert not np.any(arr(maps.curve_type))
+    assert any("SER" in n for n in maps.notes)
+    np.testing.assert_allclose(arr(maps.pe_early)[0, 0, 2], 150.0, rtol=1e-5)
+
+
+def test_early_phase_moves_back_when_window_picks_the_last_phase():
+    c = choose_phases([0.0, 1.0, 2.0])
+    assert (c.early, c.late) == (1, 2)
+    assert any("moved" in n for n in c.notes)
+
+
+def test_unknown_times_are_flagged():
+    exam = block_exam()
+    exam.times_min = None
+    maps = compute_kinetic_maps(exam)
+    assert any("assumed" in n for n in maps.notes)
+
+
+# ------------------------------------------------------------------------------ values
+def test_maps_equal_analytic_values():
+    maps = compute_kinetic_maps(block_exam())
+    assert (maps.phases.early, maps.phases.late) == (1, 4)
+    pe, ser, late = arr(maps.pe_early), arr(maps.ser), arr(maps.pe_late)
+    curve, cls, ttp = arr(maps.curve_type), arr(maps.initial_class), arr(maps.time_to_peak_min)
+    x = {name: 5 * n + 2 for n, name in enumerate(CURVES)}
+    np.testing.assert_allclose(pe[..., x["washout"]], 150.0, rtol=1e-5)
+    np.testing.assert_allclose(late[..., x["washout"]], 110.0, rtol=1e-5)
+    np.testing.assert_allclose(ser[..., x["washout"]], 150.0 / 110.0, rtol=1e-5)
+    np.testing.assert_allclose(ser[..., x["plateau"]], 0.8 / 0.84, rtol=1e-5)
+    np.testing.assert_allclose(ser[..., x["persistent"]], 0.4 / 0.8, rtol=1e-5)
+    assert np.all(curve[..., x["washout"]] == WASHOUT)
+    assert np.all(curve[..., x["plateau"]] == PLATEAU)
+    assert np.all(curve[..., x["persistent"]] == PERSISTENT)
+    assert np.all(curve[..., x["flat"]] == NOT_ASSESSED)
+    assert np.all(cls[..., x["washout"]] == FAST)
+    assert np.all(cls[..., x["plateau"]] == MEDIUM)
+    assert np.all(cls[..., x["persistent"]] == SLOW)
+    np.testing.assert_allclose(ttp[..., x["washout"]], 1.5)
+    np.testing.assert_allclose(ttp[..., x["persistent"]], 6.0)
+    np.testing.assert_allclose(arr(maps.pe_peak)[..., x["plateau"]], 84.0, rtol=1e-5)
+
+
+def test_near_zero_pre_contrast_is_guarded():
+    exam = block_exam()
+    maps = compute_kinetic_maps(exam)
+    for name, img in maps.images().items():
+        a = arr(img)
+        assert np.all(np.isfinite(a)), name
+        assert np.all(a[..., -2:] == 0), f"{name} not zero in air"
+    assert np.all(arr(maps.valid)[..., -2:] == 0)
+    # A voxel back at baseline on the late phase after strong early enhancement: SER is clipped, finite.
+    curves = dict(CURVES, washout=[0.0, 1.5, 0.6, 0.2, 0.0])
+    maps = compute_kinetic_maps(block_exam(curves=curves))
+    s = KineticSettings()
+    assert np.all(arr(maps.ser)[..., 2] == s.ser_clip)
+
+
+def test_maps_keep_oblique_geometry():
+    exam = block_exam(direction=OBLIQUE)
+    maps = compute_kinetic_maps(exam)
+    for img in list(maps.images().values()) + [maps.valid]:
+        assert img.GetSize() == exam.pre.GetSize()
+        np.testing.assert_allclose(img.GetDirection(), OBLIQUE, atol=1e-12)
+        np.testing.assert_allclose(img.GetOrigin(), exam.pre.GetOrigin())
+        np.testing.assert_allclose(img.GetSpacing(), exam.pre.GetSpacing())
+
+
+def test_cancel_stops_the_computation():
+    ev = threading.Event()
+    ev.set()
+    rep = Reporter(cancel=ev)
+    with pytest.raises(Cancelled):
+        with rep.stage("predict"):
+            compute_kinetic_maps(block_exam(), reporter=rep)
+
+
+def test_mean_curve_kinetics_matches_voxel_rules():
+    choice = choose_phases(TIMES)
+    d = mean_curve_kinetics(TIMES, 200 * (1 + np.asarray(CURVES["washout"])), choice)
+    assert d["curve_type"] == "washout" and d["initial_enhancement"] == "fast"
+    assert d["ser"] == pytest.approx(150 / 110)
+    assert d["time_to_peak_min"] == pytest.approx(1.5)
+
+
+# ------------------------------------------------------------------------------ phantom
+@pytest.fixture(scope="module")
+def phantom():
+    phantom_mod = pytest.importorskip("BreastTumorSegLib.phantom")
+    return phantom_mod.make_phantom(3)
+
+
+def test_maps_match_phantom_truth(phantom):
+    """Per tumor, the median over its core (eroded 1 voxel) equals the generator's PE and SER
+    within 6 % (relative), and the majority curve type equals the generator's."""
+    exam = phantom.exam
+    maps = compute_kinetic_maps(exam)
+    truth = arr(phantom.tumor_mask)
+    pe, curve = arr(maps.pe_early), arr(maps.curve_type)
+    ser = None if maps.ser is None else arr(maps.ser)
+    assert phantom.tumors
+    for n, t in enumerate(phantom.tumors, start=1):
+        if maps.phases.early != t["early_phase"]:
+            pytest.fail(f"early phase {maps.phases.early} != generator's {t['early_phase']}")
+        assert maps.phases.late == t["late_phase"]
+        labels = np.unique(truth[truth > 0])
+        own = truth == (labels[n - 1] if labels.size == len(phantom.tumors) else truth.max())
+        core = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(own.astype(np.uint8)), [1, 1, 1])) > 0
+        if core.sum() < 20:
+            continue
+        assert np.median(pe[core]) == pytest.approx(t["pe_percent"], rel=0.06)
+        if ser is not None and t.get("ser") is not None:
+            assert np.median(ser[core]) == pytest.approx(t["ser"], rel=0.06)
+        codes = {"persistent": PERSISTENT, "plateau": PLATEAU, "washout": WASHOUT}
+        values, counts = np.unique(curve[core], return_counts=True)
+        assert values[np.argmax(counts)] == codes[t["curve"]]
