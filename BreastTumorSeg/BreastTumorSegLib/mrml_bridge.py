@@ -386,3 +386,87 @@ def read_seg_nrrd(path: str | os.PathLike, segment_id: str | None = None) -> sit
         raise InputError("Slicer cannot read this segmentation file", path,
                          "make sure it is a complete .seg.nrrd written by Slicer or BreastTumorSeg")
     return segment_to_label(ctx, seg_node, segment_id)
+
+
+# ----------------------------------------------------------------------------------- tables, views, hierarchy
+def fill_table(ctx: MRMLContext, columns: Sequence[str], rows: Sequence[Sequence], node=None,
+               name: str = "table"):
+    """Fill a ``vtkMRMLTableNode`` (reused when given) with typed columns.
+
+    Column types follow the values of the first row: int, float (double) or text; a table with
+    no rows gets text columns. Previous content of a reused node is replaced.
+    """
+    if node is None:
+        node = ctx.scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    else:
+        node.SetName(name)
+    for row in rows:
+        if len(row) != len(columns):
+            raise ValueError(f"row {row!r} has {len(row)} values for {len(columns)} columns")
+    table = vtk.vtkTable()
+    for c, title in enumerate(columns):
+        sample = rows[0][c] if rows else ""
+        if isinstance(sample, (bool, np.bool_, str)):
+            arr = vtk.vtkStringArray()
+        elif isinstance(sample, (int, np.integer)):
+            arr = vtk.vtkIntArray()
+        else:
+            arr = vtk.vtkDoubleArray()
+        arr.SetName(title)
+        for row in rows:
+            value = row[c]
+            if isinstance(arr, vtk.vtkStringArray):
+                arr.InsertNextValue(str(value))
+            else:
+                arr.InsertNextValue(value)
+        table.AddColumn(arr)
+    node.SetAndObserveTable(table)
+    # Column names as headers (renamed "title" in Slicer 5.9+; the old name warns there).
+    set_header = getattr(node, "SetUseColumnTitleAsColumnHeader", None) or node.SetUseColumnNameAsColumnHeader
+    set_header(True)
+    node.SetLocked(True)  # results, not a form: the user edits the segmentation, not its numbers
+    return node
+
+
+def place_next_to(ctx: MRMLContext, node, reference_node) -> None:
+    """Put *node* in the subject hierarchy under the same parent (study) as *reference_node*."""
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(ctx.scene)
+    if sh is None or reference_node is None:
+        return
+    ref_item = sh.GetItemByDataNode(reference_node)
+    item = sh.GetItemByDataNode(node)
+    if not ref_item or not item:
+        return
+    parent = sh.GetItemParent(ref_item)
+    if parent and sh.GetItemParent(item) != parent:
+        sh.SetItemParent(item, parent)
+
+
+def show_in_slice_views(ctx: MRMLContext, background=None, segmentation=None, foreground=None,
+                        foreground_opacity: float = 0.0) -> None:
+    """Background volume in every slice view with the segmentation outlined over it.
+
+    Works on the scene's slice composite nodes, so it does the same in the Slicer application
+    and in a headless scene that has views.
+    """
+    if background is not None:
+        selection = ctx.app_logic.GetSelectionNode()
+        if selection is not None:
+            selection.SetActiveVolumeID(background.GetID())
+    composites = ctx.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    for i in range(composites.GetNumberOfItems()):
+        comp = composites.GetItemAsObject(i)
+        if background is not None:
+            comp.SetBackgroundVolumeID(background.GetID())
+        if foreground is not None:
+            comp.SetForegroundVolumeID(foreground.GetID())
+            comp.SetForegroundOpacity(foreground_opacity)
+    if segmentation is not None:
+        display = segmentation.GetDisplayNode()
+        if display is None:
+            segmentation.CreateDefaultDisplayNodes()
+            display = segmentation.GetDisplayNode()
+        display.SetVisibility(True)
+        display.SetVisibility2DFill(True)
+        display.SetVisibility2DOutline(True)
+        display.SetOpacity2DFill(0.35)
