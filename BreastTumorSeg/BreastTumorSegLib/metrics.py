@@ -66,11 +66,24 @@ def _bool(mask) -> np.ndarray:
     return np.asarray(mask) > 0
 
 
-def _binary_image(mask: sitk.Image) -> sitk.Image:
-    """The mask as a uint8 0/1 image with the same geometry."""
+def binary_mask(mask: sitk.Image) -> sitk.Image:
+    """The mask as a uint8 0/1 image (voxels > 0 are foreground) with the same geometry."""
     if not isinstance(mask, sitk.Image):
         raise TypeError(f"expected a SimpleITK image (geometry is needed), got {type(mask).__name__}")
-    return sitk.Cast(mask > 0, sitk.sitkUInt8)
+    out = sitk.GetImageFromArray((sitk.GetArrayViewFromImage(mask) > 0).astype(np.uint8))
+    out.CopyInformation(mask)
+    return out
+
+
+# Below this many voxels a SimpleITK filter runs faster on one thread than on a thread pool.
+SINGLE_THREAD_VOXELS = 1 << 20
+
+
+def _small(f, img: sitk.Image):
+    """Run filter *f* single-threaded when *img* is small (lesion-sized crops), else as configured."""
+    if img.GetNumberOfPixels() < SINGLE_THREAD_VOXELS:
+        f.SetNumberOfThreads(1)
+    return f
 
 
 def _counts(a, b) -> tuple[int, int, int]:
@@ -181,8 +194,19 @@ def volume_difference_ml(pred: sitk.Image, ref: sitk.Image) -> float:
     return volume_ml(pred) - volume_ml(ref)
 
 
-def _components(mask: sitk.Image, fully_connected: bool = True) -> sitk.Image:
-    return sitk.ConnectedComponent(_binary_image(mask), fully_connected)
+def _components(binary: sitk.Image, fully_connected: bool = True) -> tuple[np.ndarray, sitk.LabelShapeStatisticsImageFilter]:
+    """Connected-component labels (array) and their shape statistics, Feret diameter included."""
+    cc = _small(sitk.ConnectedComponentImageFilter(), binary)
+    cc.SetFullyConnected(fully_connected)
+    labels = cc.Execute(binary)
+    stats = _small(sitk.LabelShapeStatisticsImageFilter(), binary)
+    stats.SetComputeFeretDiameter(True)
+    stats.Execute(labels)
+    return sitk.GetArrayFromImage(labels), stats
+
+
+def _diameters(stats: sitk.LabelShapeStatisticsImageFilter) -> list[float]:
+    return sorted((float(stats.GetFeretDiameter(lab)) for lab in stats.GetLabels()), reverse=True)
 
 
 def lesion_diameters_mm(mask: sitk.Image, fully_connected: bool = True) -> list[float]:
@@ -192,11 +216,7 @@ def lesion_diameters_mm(mask: sitk.Image, fully_connected: bool = True) -> list[
     two voxel centres on the component's border, so a digital sphere of radius R measures a little
     under 2R (by less than one voxel spacing along the measured direction).
     """
-    labels = _components(mask, fully_connected)
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.SetComputeFeretDiameter(True)
-    stats.Execute(labels)
-    return sorted((float(stats.GetFeretDiameter(lab)) for lab in stats.GetLabels()), reverse=True)
+    return _diameters(_components(binary_mask(mask), fully_connected)[1])
 
 
 def longest_diameter_mm(mask: sitk.Image) -> float:
@@ -275,21 +295,29 @@ class SurfaceDistances:
 
 def surface_voxels(mask: sitk.Image) -> sitk.Image:
     """Voxels of *mask* with at least one of their 6 face neighbours outside it (uint8 0/1)."""
-    return sitk.BinaryContour(_binary_image(mask), fullyConnected=False, backgroundValue=0, foregroundValue=1)
+    return _surface(binary_mask(mask))
 
 
-def _directed(from_mask: sitk.Image, to_mask: sitk.Image) -> np.ndarray:
-    """Distances (mm) from each surface voxel of *from_mask* to the nearest surface voxel of *to_mask*.
+def _surface(binary: sitk.Image) -> sitk.Image:
+    f = _small(sitk.BinaryContourImageFilter(), binary)
+    f.SetFullyConnected(False)
+    f.SetBackgroundValue(0)
+    f.SetForegroundValue(1)
+    return f.Execute(binary)
 
-    The Maurer distance map of the (one voxel thin) surface of *to_mask* is exact (Euclidean, in
-    mm) and zero on that surface, so its absolute value is the distance to the nearest surface
-    voxel for every voxel, inside or outside the mask.
+
+def _distance_to(surface: sitk.Image) -> np.ndarray:
+    """Distance (mm) from every voxel to the nearest voxel of a (one voxel thin) surface.
+
+    The Maurer map of the surface image is exact Euclidean distance and zero on the surface
+    itself, so its absolute value is the wanted distance inside and outside the mask alike.
     """
-    to_surface = surface_voxels(to_mask)
-    dist = sitk.SignedMaurerDistanceMap(to_surface, insideIsPositive=False, squaredDistance=False,
-                                        useImageSpacing=True, backgroundValue=0)
-    contour = sitk.GetArrayFromImage(surface_voxels(from_mask)) > 0
-    return np.abs(sitk.GetArrayFromImage(dist)[contour]).astype(np.float64)
+    f = _small(sitk.SignedMaurerDistanceMapImageFilter(), surface)
+    f.SetInsideIsPositive(False)
+    f.SetSquaredDistance(False)
+    f.SetUseImageSpacing(True)
+    f.SetBackgroundValue(0)
+    return np.abs(sitk.GetArrayFromImage(f.Execute(surface)))
 
 
 def surface_distances(pred: sitk.Image, ref: sitk.Image) -> SurfaceDistances:
@@ -299,11 +327,11 @@ def surface_distances(pred: sitk.Image, ref: sitk.Image) -> SurfaceDistances:
     change distances). Either mask empty → empty arrays (all summaries ``nan``).
     """
     check_same_grid(pred, ref)
-    p, r = crop_to_foreground(_binary_image(pred), _binary_image(ref))
-    empty = np.zeros(0)
-    if not _bool(p).any() or not _bool(r).any():
-        return SurfaceDistances(empty, empty)
-    return SurfaceDistances(_directed(p, r), _directed(r, p))
+    p, r = crop_to_foreground(binary_mask(pred), binary_mask(ref))
+    p, r = PreparedMask(p), PreparedMask(r)
+    if not (p.count and r.count):
+        return SurfaceDistances(np.zeros(0), np.zeros(0))
+    return SurfaceDistances(r.distance[p.surface].astype(np.float64), p.distance[r.surface].astype(np.float64))
 
 
 def hausdorff_mm(pred: sitk.Image, ref: sitk.Image) -> float:
@@ -361,13 +389,14 @@ def lesion_detection(pred: sitk.Image, ref: sitk.Image, min_overlap: float = 0.0
     26-connected unless ``fully_connected=False`` (6-connected).
     """
     check_same_grid(pred, ref)
-    pred_b = _bool(pred)
-    ref_labels = _components(ref, fully_connected)
-    ref_arr = sitk.GetArrayViewFromImage(ref_labels)
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.SetComputeFeretDiameter(True)
-    stats.Execute(ref_labels)
-    hits = np.bincount(ref_arr[pred_b].ravel(), minlength=int(ref_arr.max()) + 1)
+    p, r = binary_mask(pred), binary_mask(ref)
+    return _detection(_components(p, fully_connected), _components(r, fully_connected), min_overlap)
+
+
+def _detection(pred_cc, ref_cc, min_overlap: float = 0.0) -> DetectionResult:
+    pred_arr, _ = pred_cc
+    ref_arr, stats = ref_cc
+    hits = np.bincount(ref_arr[pred_arr > 0].ravel(), minlength=int(ref_arr.max()) + 1)
     lesions = []
     for lab in stats.GetLabels():
         n = int(stats.GetNumberOfPixels(lab))
@@ -376,7 +405,6 @@ def lesion_detection(pred: sitk.Image, ref: sitk.Image, min_overlap: float = 0.0
                                    float(stats.GetFeretDiameter(lab)), float(frac),
                                    bool(hits[lab] > 0 and frac >= min_overlap)))
     lesions.sort(key=lambda les: -les.voxels)
-    pred_arr = sitk.GetArrayFromImage(_components(pred, fully_connected))
     n_pred = int(pred_arr.max())
     touching = np.unique(pred_arr[(ref_arr > 0) & (pred_arr > 0)])
     return DetectionResult(lesions, n_pred, n_pred - int(touching.size))
@@ -412,19 +440,81 @@ class SegmentationMetrics:
         return d
 
 
-def evaluate(pred: sitk.Image, ref: sitk.Image, pred_name: str = "prediction",
-             ref_name: str = "reference") -> SegmentationMetrics:
-    """All metrics of *pred* against *ref* (same grid required, else :class:`InputError`)."""
-    check_same_grid(pred, ref, pred_name, ref_name)
-    p, r = crop_to_foreground(_binary_image(pred), _binary_image(ref))
-    sd = surface_distances(p, r)
-    det = lesion_detection(p, r)
-    pv, rv = volume_ml(p), volume_ml(r)
-    pd_, rd = longest_diameter_mm(p), longest_diameter_mm(r)
+class PreparedMask:
+    """A binary mask plus what every metric derives from it, each computed once on first use.
+
+    Comparing one mask with many others (a reference against every reader and the model) then
+    costs one contour, one distance map and one component labelling per mask instead of per
+    pair. All masks compared with each other must share one grid (crop them together first with
+    :func:`crop_to_foreground` to keep the work proportional to the lesions).
+    """
+
+    def __init__(self, mask: sitk.Image, name: str = "mask"):
+        self.image = binary_mask(mask)
+        self.name = name
+        self.array = sitk.GetArrayFromImage(self.image) > 0
+        self.count = int(self.array.sum())
+        self._surface: np.ndarray | None = None
+        self._distance: np.ndarray | None = None
+        self._cc = None
+
+    @property
+    def surface(self) -> np.ndarray:
+        if self._surface is None:
+            self._surface = sitk.GetArrayFromImage(_surface(self.image)) > 0
+        return self._surface
+
+    @property
+    def distance(self) -> np.ndarray:
+        """Distance (mm) from every voxel to this mask's surface."""
+        if self._distance is None:
+            surf = sitk.GetImageFromArray(self.surface.astype(np.uint8))
+            surf.CopyInformation(self.image)
+            self._distance = _distance_to(surf)
+        return self._distance
+
+    @property
+    def components(self):
+        if self._cc is None:
+            self._cc = _components(self.image)
+        return self._cc
+
+    @property
+    def diameter_mm(self) -> float:
+        return (_diameters(self.components[1]) or [0.0])[0]
+
+
+def evaluate_prepared(p: PreparedMask, r: PreparedMask) -> SegmentationMetrics:
+    """:func:`evaluate` for two :class:`PreparedMask` objects on one grid."""
+    check_same_grid(p.image, r.image, p.name, r.name)
+    if p.count and r.count:
+        sd = SurfaceDistances(r.distance[p.surface].astype(np.float64), p.distance[r.surface].astype(np.float64))
+    else:
+        sd = SurfaceDistances(np.zeros(0), np.zeros(0))
+    det = _detection(p.components, r.components)
+    pd_, rd = p.diameter_mm, r.diameter_mm
+    na, nb = p.count, r.count
+    inter = int(np.logical_and(p.array, r.array).sum())
+    vox_ml = float(np.prod(p.image.GetSpacing())) / 1000.0
     return SegmentationMetrics(
-        dice=dice(p, r), jaccard=jaccard(p, r), sensitivity=sensitivity(p, r), precision=precision(p, r),
+        dice=1.0 if na + nb == 0 else 2.0 * inter / (na + nb),
+        jaccard=1.0 if na + nb == 0 else inter / (na + nb - inter),
+        sensitivity=float("nan") if nb == 0 else inter / nb,
+        precision=float("nan") if na == 0 else inter / na,
         hausdorff_mm=sd.hausdorff(), hd95_mm=sd.hd95(), assd_mm=sd.assd(),
-        pred_volume_ml=pv, ref_volume_ml=rv, volume_difference_ml=pv - rv,
+        pred_volume_ml=na * vox_ml, ref_volume_ml=nb * vox_ml, volume_difference_ml=(na - nb) * vox_ml,
         pred_diameter_mm=pd_, ref_diameter_mm=rd, pred_t_stage=t_stage(pd_), ref_t_stage=t_stage(rd),
         ref_lesions=det.n_reference_lesions, detected_lesions=det.n_detected,
         false_positive_components=det.n_false_positive_components)
+
+
+def evaluate(pred: sitk.Image, ref: sitk.Image, pred_name: str = "prediction",
+             ref_name: str = "reference") -> SegmentationMetrics:
+    """All metrics of *pred* against *ref* (same grid required, else :class:`InputError`).
+
+    Runs on the box around both masks, so full-size volumes cost little more than the lesions
+    they contain.
+    """
+    check_same_grid(pred, ref, pred_name, ref_name)
+    p, r = crop_to_foreground(binary_mask(pred), binary_mask(ref))
+    return evaluate_prepared(PreparedMask(p, pred_name), PreparedMask(r, ref_name))
