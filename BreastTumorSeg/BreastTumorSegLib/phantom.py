@@ -187,6 +187,9 @@ def _acquisition(seed: int, size: str, shape_mm, spacing, orientation, n_phases,
     acq["bias_waves"] = [{"k_per_mm": (random_unit_vector(rng) * 2 * math.pi / rng.uniform(250, 600)).tolist(),
                           "phase": float(rng.uniform(0, 2 * math.pi)), "weight": float(rng.uniform(0.3, 1.0))}
                          for _ in range(3)]
+    # breast-coil sensitivity: full in the breasts, falling off behind the chest wall
+    acq["coil_floor"] = float(rng.uniform(0.05, 0.4))
+    acq["coil_length_mm"] = float(rng.uniform(30, 90))
     acq["noise"] = float(rng.uniform(0.01, 0.04))
     acq["motion_mm"] = float(rng.uniform(0.0, 2.0))
     return acq, grid, offset
@@ -238,7 +241,8 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     ("persistent", "plateau", "washout"): one value or one per tumor; ``bpe`` parenchymal
     enhancement at 6 min; ``motion_mm`` largest inter-phase shift (0 = no motion; rotations up
     to 0.75 degree per mm); ``noise`` Rician sigma as a fraction of the fat signal (0 = none);
-    ``gain`` scanner scale; ``bias`` bias-field amplitude (0 = none); ``heart`` / ``vessels``
+    ``gain`` scanner scale; ``bias`` bias-field amplitude (0 = a flat receive field: no bias and
+    no breast-coil falloff behind the chest wall); ``heart`` / ``vessels``
     switch the enhancing decoys. ``size="small"`` (<= 3 M voxels, 1.5-3 mm) or ``"clinical"``
     (448 x 448 x 160, 0.75 x 0.75 x 1.25 mm axial).
     """
@@ -270,7 +274,8 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     slow = normalised_slow_curve(anat.tissue["tau_slow_min"])
     fast = normalised_fast_curve(anat.tissue["tau_fast_min"], anat.tissue["k_fast_per_min"])
     motion, motion_params = _motion(_rng(seed, "motion"), len(times), acq["motion_mm"], anat, offset)
-    phases = _acquire(seed, maps, grid, times, slow, fast, curves, motion, acq)
+    chest_y = float(np.mean([b.y0 for b in anat.breasts])) + anat.cavity_depth
+    phases = _acquire(seed, maps, grid, times, slow, fast, curves, motion, acq, chest_y)
 
     case_id = f"phantom_{seed:04d}"
     exam = DCEExam(phases, [float(t) for t in times], case_id, [f"{case_id}_{i:04d}" for i in range(len(phases))],
@@ -329,7 +334,11 @@ def _motion(rng, n: int, level_mm: float, anat: Anatomy, offset) -> tuple[list[s
     return out, params
 
 
-def _bias_field(grid: VoxelGrid, acq: dict) -> np.ndarray | None:
+def _receive_field(grid: VoxelGrid, acq: dict, chest_y: float) -> np.ndarray | None:
+    """Scanner-fixed multiplicative field: smooth bias waves times the breast-coil falloff.
+
+    ``bias = 0`` switches both off (a perfectly flat receive field).
+    """
     if acq["bias"] <= 0:
         return None
     out = np.empty(grid.shape, F32)
@@ -342,14 +351,15 @@ def _bias_field(grid: VoxelGrid, acq: dict) -> np.ndarray | None:
         for w in acq["bias_waves"]:
             k = w["k_per_mm"]
             acc += F32(w["weight"] / total) * np.cos(F32(k[0]) * x + F32(k[1]) * y + F32(k[2]) * z + F32(w["phase"]))
-        out[sl] = F32(1) + F32(acq["bias"]) * acc
+        coil = np.exp(-np.maximum(y - F32(chest_y), F32(0)) * F32(1 / acq["coil_length_mm"]))
+        out[sl] = (F32(1) + F32(acq["bias"]) * acc) * (F32(acq["coil_floor"]) + F32(1 - acq["coil_floor"]) * coil)
     return out
 
 
 def _acquire(seed: int, maps: RenderedMaps, grid: VoxelGrid, times, slow: Curve, fast: Curve, curves: list[Curve],
-             motion: list[sitk.Transform], acq: dict) -> list[sitk.Image]:
+             motion: list[sitk.Transform], acq: dict, chest_y: float) -> list[sitk.Image]:
     rng = _rng(seed, "noise")
-    scale = _bias_field(grid, acq)
+    scale = _receive_field(grid, acq, chest_y)
     gain = F32(acq["gain"])
     sigma = F32(acq["noise"] * FAT_SIGNAL * acq["gain"])
     phases = []

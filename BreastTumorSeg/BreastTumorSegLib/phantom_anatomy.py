@@ -164,9 +164,9 @@ def sample_anatomy(rng: np.random.Generator, heart: bool = True, vessels: bool =
         rx_max = min(75.0, abs(xb) - 8.0)
         rx = 45.0 + (rx_max - 45.0) * min(1.0, max(0.0, size + _u(rng, -0.1, 0.1)))
         rz = (45.0 + 25.0 * size) * _u(rng, 0.93, 1.07)
-        depth = (45.0 + 70.0 * size) * _u(rng, 0.9, 1.1)
+        depth = (50.0 + 70.0 * size) * _u(rng, 0.9, 1.1)  # prone breasts hang: often deeper than wide
         breasts.append(Breast(
-            side=side, xb=xb, zb=_u(rng, -8, 8), y0=0.0, rx=rx, rz=rz, depth=depth, p=_u(rng, 2.0, 3.2),
+            side=side, xb=xb, zb=_u(rng, -8, 8), y0=0.0, rx=rx, rz=rz, depth=depth, p=_u(rng, 2.2, 4.0),
             post_depth=_u(rng, 25, 40), shear_x=sign * _u(rng, -0.05, 0.2), shear_z=_u(rng, -0.15, 0.08),
             nipple_r=_u(rng, 4, 6), nipple_len=_u(rng, 4, 8)))
     ax = max(_u(rng, 140, 180), max(abs(b.xb) + b.rx for b in breasts) + 15.0)
@@ -180,8 +180,8 @@ def sample_anatomy(rng: np.random.Generator, heart: bool = True, vessels: bool =
     spine_y = 2 * ay - anat.cavity_depth - _u(rng, 18, 26)
     anat.spine = {"x": 0.0, "y": spine_y, "r": _u(rng, 15, 20), "canal_r": _u(rng, 6, 8)}
     anat.aorta = {"x": _u(rng, 15, 25), "y": spine_y - _u(rng, 26, 34), "r": _u(rng, 10, 13)}
-    anat.mediastinum = {"x": _u(rng, 0, 10), "y": 0.5 * (cav_front + spine_y),
-                        "ax": _u(rng, 28, 40), "ay": 0.5 * (spine_y - cav_front)}
+    med_ay = _u(rng, 25, 40)  # anterior mediastinum behind the sternum
+    anat.mediastinum = {"x": _u(rng, 0, 10), "y": cav_front + med_ay, "ax": _u(rng, 14, 24), "ay": med_ay}
     hx = _u(rng, 10, 35)
     radii = (_u(rng, 50, 62), _u(rng, 38, 48), _u(rng, 42, 55))
     rot = rotation_matrix((0, 0, 1), math.radians(_u(rng, -40, -15))) @ random_rotation(rng, 15)
@@ -217,7 +217,7 @@ def sample_tissue(rng: np.random.Generator, bpe: float | None = None) -> dict:
         "s_fat": FAT_SIGNAL, "s_fgt": _u(rng, 350, 600), "s_muscle": _u(rng, 300, 450),
         "s_skin": _u(rng, 500, 700), "s_lung": _u(rng, 10, 40), "s_blood": _u(rng, 250, 600),
         "s_myocardium": _u(rng, 380, 500), "s_spine": _u(rng, 500, 750), "s_canal": _u(rng, 120, 250),
-        "s_mediastinum": _u(rng, 700, 950), "s_nipple": _u(rng, 450, 650),
+        "s_mediastinum": _u(rng, 450, 750), "s_nipple": _u(rng, 450, 650),
         "a_fat": _u(rng, 0.02, 0.05), "a_skin": _u(rng, 0.1, 0.25), "a_muscle": _u(rng, 0.1, 0.3),
         "a_spine": _u(rng, 0.1, 0.3), "a_mediastinum": _u(rng, 0.03, 0.1),
         "bpe": _u(rng, 0.05, 0.6), "bpe_heterogeneity": _u(rng, 0.2, 0.6),
@@ -233,4 +233,5 @@ def sample_tissue(rng: np.random.Generator, bpe: float | None = None) -> dict:
 def sample_fgt(rng: np.random.Generator) -> dict:
     return {"density": _u(rng, 0.10, 0.70), "subcutaneous_mm": _u(rng, 3, 8), "retromammary_mm": _u(rng, 2, 6),
             "fine_sigma_mm": _u(rng, 1.8, 3.2), "coarse_sigma_mm": _u(rng, 6, 10),
-            "fine_weight": _u(rng, 0.5, 0.9), "central_prior": _u(rng, 0.6, 1.6)}
+            "fine_weight": _u(rng, 0.5, 0.9), "central_prior": _u(rng, 0.6, 1.6),
+            "strand_elongation": _u(rng, 1.3, 2.8)}

@@ -44,7 +44,7 @@ class BreastTexture:
     image: sitk.Image | None = None  # (F, H) as a 2-component image in the physical frame
 
 
-def _smooth_noise(rng, shape, sigma_vox: float) -> np.ndarray:
+def _smooth_noise(rng, shape, sigma_vox) -> np.ndarray:
     a = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=F32), sigma_vox, mode="wrap", truncate=3.0)
     return a / max(float(a.std()), 1e-6)
 
@@ -69,7 +69,9 @@ def make_texture(rng: np.random.Generator, anat: Anatomy, b: Breast, offset) -> 
     lo, hi = b.aabb(pad=6.0)
     shape = tuple(int(n) for n in (np.ceil((hi - lo) / TEXTURE_SPACING_MM).astype(int) + 1)[::-1])
     cshape = tuple(int(n) for n in (np.ceil((hi - lo) / COARSE_SPACING_MM).astype(int) + 2)[::-1])
-    fine = _smooth_noise(rng, shape, fgt["fine_sigma_mm"] / TEXTURE_SPACING_MM)
+    # strands: smoother along y, the direction from the chest wall to the nipple (ducts)
+    sig = fgt["fine_sigma_mm"] / TEXTURE_SPACING_MM
+    fine = _smooth_noise(rng, shape, (sig, sig * fgt["strand_elongation"], sig))
     coarse = _upsample(_smooth_noise(rng, cshape, fgt["coarse_sigma_mm"] / COARSE_SPACING_MM), lo, shape)
     hetero = _upsample(_smooth_noise(rng, cshape, 12.0 / COARSE_SPACING_MM), lo, shape)
     wf = fgt["fine_weight"]
