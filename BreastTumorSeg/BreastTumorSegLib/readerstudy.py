@@ -317,6 +317,26 @@ def read_scores_table(path: str | Path) -> tuple[dict[str, dict[str, float]], di
     return scores, labels
 
 
+def assign_tuning(cases: Sequence[CaseLike], fraction: float, seed: int = 0) -> list[CaseLike]:
+    """Mark a random *fraction* of the cases (seeded) as tuning cases, unless some already are.
+
+    Only cases with a probability map can tune a threshold; the others stay test cases.
+    """
+    if not 0 <= fraction < 1:
+        raise InputError(f"the tuning fraction must lie in [0, 1), got {fraction}")
+    if any(c.split == "tune" for c in cases) or fraction == 0:
+        return list(cases)
+    eligible = [i for i, c in enumerate(cases) if c.has_prob]
+    n = int(round(fraction * len(cases)))
+    if not eligible or n == 0:
+        return list(cases)
+    rng = np.random.default_rng(seed)
+    chosen = set(rng.choice(eligible, size=min(n, len(eligible) - 1 or 1), replace=False).tolist())
+    for i in chosen:
+        cases[i].split = "tune"
+    return list(cases)
+
+
 # ------------------------------------------------------------------------------------ config
 @dataclass
 class StudyConfig:
@@ -797,3 +817,25 @@ def simulate_study(n_cases: int = 30, n_tune: int = 6, readers: Sequence[Simulat
                                "tune" if i < n_tune else "test"))
         truths[case_id] = image(truth)
     return cases, truths
+
+
+def simulate_scores(n_cases: int = 200, readers: Sequence[str] = ("R1", "R2", "R3", "R4"),
+                    reader_separation: Sequence[float] = (1.6, 1.3, 1.0, 0.8), model_separation: float = 1.4,
+                    prevalence: float = 0.3, model_name: str = "model", seed: int = 0
+                    ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Synthetic per-case malignancy scores in [0, 1] for the hybrid (Wu et al.) analysis.
+
+    Each rater's latent score is ``separation · malignant + N(0, 1)`` with noise independent
+    between raters, mapped through a logistic function; independent errors are what makes the
+    average of a reader and the model better than either (binormal AUC = Φ(separation / √2)).
+    Returns ``(scores[rater][case], malignant[case])``.
+    """
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n_cases) < prevalence).astype(int)
+    labels[:2] = (0, 1)  # both classes present whatever the seed
+    cases = [f"EXAM{i + 1:04d}" for i in range(n_cases)]
+    scores: dict[str, dict[str, float]] = {}
+    for name, sep in list(zip(readers, reader_separation)) + [(model_name, model_separation)]:
+        latent = sep * labels + rng.standard_normal(n_cases)
+        scores[name] = dict(zip(cases, (1.0 / (1.0 + np.exp(-(latent - sep / 2)))).tolist()))
+    return scores, dict(zip(cases, labels.tolist()))

@@ -1,0 +1,83 @@
+"""``breasttumorseg reader-study``: the multi-reader analysis of Hirsch et al. from a table of masks.
+
+TABLE.csv lists one row per case and reader (``case,reader,mask``; the model's rows use reader
+name ``model`` and may add ``prob``; optional ``roi`` and ``split`` columns). Writes DIR/summary.json,
+summary.md, per_case.csv and the figures (see :mod:`BreastTumorSegLib.report`).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..io import check_no_overwrite
+from ..readerstudy import REFERENCE_METHODS, StudyConfig, assign_tuning, read_scores_table, read_study_table, run_reader_study
+from ._common import TerminalProgress
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "reader-study", help="compare the model with several readers (leave-one-out references, Wilcoxon, TOST)",
+        description="Multi-reader study: every reader is scored against a consensus of the OTHER readers; "
+                    "the model against the same references. TABLE is a CSV with columns case,reader,mask "
+                    "[,prob,roi,split]; the model's rows use --model-name (default 'model') and may give its "
+                    "probability map in 'prob'. Relative paths are relative to the table.")
+    p.add_argument("table", type=Path, metavar="TABLE.csv")
+    p.add_argument("--output", "-o", required=True, type=Path, help="report folder")
+    p.add_argument("--reference", choices=REFERENCE_METHODS, default="intersection",
+                   help="how the other readers' masks are combined (default: %(default)s, as Hirsch et al.)")
+    p.add_argument("--margins", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                   help="equivalence bounds on ΔDice (model − reader), e.g. -0.05 0.05 "
+                        "(default: from the weakest and strongest reader)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default: %(default)s)")
+    p.add_argument("--model-name", default="model", help="reader name of the model's rows (default: %(default)s)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="threshold for probability maps when no case is a tuning case (default: %(default)s)")
+    p.add_argument("--tune-fraction", type=float, default=0.0,
+                   help="if the table has no split column: fraction of cases (random, --seed) used only to "
+                        "choose the threshold (default: 0, none)")
+    p.add_argument("--scores", type=Path, default=None,
+                   help="CSV case,reader,score,malignant of malignancy scores for the human-AI hybrid analysis")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the bootstrap and the tuning split")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report in --output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+REPORT_FILES = ("summary.json", "summary.md", "per_case.csv")
+
+
+def run(args) -> int:
+    from ..report import fmt_p, write_report
+
+    check_no_overwrite([args.output / f for f in REPORT_FILES], args.overwrite)
+    config = StudyConfig(reference=args.reference, margins=tuple(args.margins) if args.margins else None,
+                         alpha=args.alpha, threshold=args.threshold, n_bootstrap=args.bootstrap,
+                         seed=args.seed, model_name=args.model_name)
+    config.check()
+    cases = read_study_table(args.table, args.model_name)
+    if args.tune_fraction:
+        cases = assign_tuning(cases, args.tune_fraction, args.seed)
+    scores = malignant = None
+    if args.scores is not None:
+        scores, malignant = read_scores_table(args.scores)
+    progress = None if args.quiet else TerminalProgress()
+    result = run_reader_study(cases, config, scores, malignant, progress=progress)
+    if progress is not None:
+        progress.close()
+    write_report(result, args.output, overwrite=args.overwrite)
+
+    s = result.summary
+    print(f"{s['study']['n_eval_cases']} evaluation case(s), {len(result.readers)} readers, "
+          f"reference: {config.reference} of the other readers")
+    for r in result.readers:
+        b = s["readers"][r]
+        print(f"  {r:<12} median Dice {b['median_dice']:.3f}   {args.model_name} on {b['reference']}: "
+              f"{b['model_median_dice']:.3f}   Wilcoxon p {fmt_p(b['wilcoxon_p'])}")
+    c = s["comparison"]
+    verdict = "equivalent" if c["equivalent"] else "not shown equivalent"
+    print(f"overall: median ΔDice {c['median_delta_dice']:+.3f}, Wilcoxon p {fmt_p(c['wilcoxon_p'])}, "
+          f"TOST p {fmt_p(c['tost_p'])} with bounds [{c['bounds']['low']:+.3f}, {c['bounds']['high']:+.3f}] "
+          f"-> {verdict}")
+    print(f"report: {args.output / 'summary.md'}", file=sys.stderr)
+    return 0
