@@ -25,6 +25,7 @@ instance numbers run against the slice order, so nothing can rely on file order.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,73 +92,41 @@ ORIENTATIONS = {
 }
 
 
-def _phantom_arrays(seed: int, n_phases: int, shape_zyx: tuple[int, int, int]):
-    """(phases (p,z,y,x) float32, tumor mask (z,y,x) uint8, times_min) from the project phantom,
-    or from a small synthetic one while the phantom module is not available."""
-    try:
-        from BreastTumorSegLib.phantom import make_phantom  # noqa: WPS433
-    except ImportError:
-        return _synthetic_arrays(seed, n_phases, shape_zyx)
-    ph = make_phantom(seed)
-    arrs = ph.exam.arrays()[:n_phases]
-    mask = sitk.GetArrayFromImage(ph.tumor_mask).astype(np.uint8)
-    times = list(ph.exam.effective_times()[:n_phases])
-    # Centre crop (or keep) to the requested size; geometry is ours anyway.
-    sl = []
-    for have, want in zip(arrs.shape[1:], shape_zyx):
-        start = max(0, (have - want) // 2)
-        sl.append(slice(start, start + min(have, want)))
-    arrs = np.ascontiguousarray(arrs[(slice(None), *sl)], dtype=np.float32)
-    mask = np.ascontiguousarray(mask[tuple(sl)])
-    if arrs.shape[0] < n_phases or mask.sum() == 0:
-        return _synthetic_arrays(seed, n_phases, shape_zyx)
-    return arrs, mask, times
+@functools.lru_cache(maxsize=16)
+def _phantom(seed: int, n_phases: int, orientation: str, spacing: tuple[float, float, float]):
+    """The project phantom (one tumor, no motion) on a grid of the given orientation and spacing."""
+    from BreastTumorSegLib.phantom import make_phantom
+
+    return make_phantom(seed, spacing=spacing, orientation=ORIENTATIONS[orientation], n_phases=n_phases,
+                        n_tumors=1, motion_mm=0)
 
 
-def _synthetic_arrays(seed: int, n_phases: int, shape_zyx: tuple[int, int, int]):
-    """Two breasts (fat + glandular tissue), one enhancing tumor with wash-out, Rician-like noise."""
-    rng = np.random.default_rng(seed)
-    nz, ny, nx = shape_zyx
-    z, y, x = np.meshgrid(np.linspace(-1, 1, nz), np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
-    breast = ((((x - 0.45) / 0.42) ** 2 + ((y + 0.1) / 0.7) ** 2 + (z / 1.1) ** 2) < 1) | \
-             ((((x + 0.45) / 0.42) ** 2 + ((y + 0.1) / 0.7) ** 2 + (z / 1.1) ** 2) < 1)
-    gland = breast & (np.sin(7 * x + 3 * rng.random()) * np.cos(5 * y) > 0.35)
-    cx, cy, cz = 0.45 + 0.1 * rng.standard_normal(), -0.1, 0.1 * rng.standard_normal()
-    tumor = (((x - cx) / 0.16) ** 2 + ((y - cy) / 0.2) ** 2 + ((z - cz) / 0.3) ** 2) < 1
-    times = [0.0] + [1.0 + 1.5 * k + 0.1 * rng.random() for k in range(n_phases - 1)]
-    pre = np.where(breast, 420.0, 35.0) - 160.0 * gland
-    phases = []
-    for t in times:
-        rel_tumor = 0.0 if t == 0 else 1.6 * (1 - math.exp(-t / 0.8)) * (1 - 0.08 * t)
-        rel_gland = 0.0 if t == 0 else 0.25 * t / (t + 3.0)
-        img = pre * (1 + rel_gland * gland)
-        img = np.where(tumor, 250.0 * (1 + rel_tumor), img)
-        noise = rng.normal(0, 6.0, img.shape) + 1j * rng.normal(0, 6.0, img.shape)
-        phases.append(np.abs(img + noise).astype(np.float32))
-    return np.stack(phases), tumor.astype(np.uint8), times
+def _crop_box(mask: sitk.Image, size_xyz: tuple[int, int, int]) -> tuple[list[int], list[int]]:
+    """Index and size of a box of at most *size_xyz* voxels centred on the tumor."""
+    arr = sitk.GetArrayFromImage(mask)
+    full = mask.GetSize()
+    centre = np.argwhere(arr).mean(0)[::-1] if arr.any() else np.asarray(full) / 2  # (i, j, k)
+    size = [min(int(s), int(f)) for s, f in zip(size_xyz, full)]
+    index = [int(np.clip(round(c - s / 2), 0, f - s)) for c, s, f in zip(centre, size, full)]
+    return index, size
 
 
-def make_fixture_exam(seed: int = 0, n_phases: int = 4, size_xyz: tuple[int, int, int] = (64, 64, 24),
-                      spacing: tuple[float, float, float] = (1.25, 1.25, 2.0), orientation: str = "axial",
-                      origin: tuple[float, float, float] = (-41.5, -63.25, -17.125),
+def make_fixture_exam(seed: int = 2, n_phases: int = 4, size_xyz: tuple[int, int, int] = (48, 48, 16),
+                      spacing: tuple[float, float, float] = (3.0, 3.0, 4.0), orientation: str = "axial",
                       times_min: list[float] | None = None) -> FixtureExam:
-    """A phantom exam on a chosen grid (size in x, y, z; orientation a key of ORIENTATIONS)."""
-    nx, ny, nz = size_xyz
-    arrs, mask, times = _phantom_arrays(seed, n_phases, (nz, ny, nx))
-    if times_min is not None:
-        times = list(times_min)
-    direction = tuple(float(v) for v in ORIENTATIONS[orientation].ravel())
-    phases = []
-    for a in arrs:
-        img = sitk.GetImageFromArray(a)
-        img.SetSpacing(spacing)
-        img.SetOrigin(origin)
-        img.SetDirection(direction)
-        phases.append(img)
-    m = sitk.GetImageFromArray(mask)
-    m.CopyInformation(phases[0])
-    exam = DCEExam(phases, [float(t) for t in times], f"phantom{seed}", metadata={"phantom_seed": seed})
-    return FixtureExam(exam, m, seed)
+    """A phantom exam (``BreastTumorSegLib.phantom``) cropped around its tumor to at most *size_xyz*.
+
+    The crop keeps the phantom's physical geometry (origin moves with the crop); *orientation* is
+    a key of :data:`ORIENTATIONS`. *times_min* replaces the phantom's phase times in the exam
+    (only the DICOM tags are affected; voxels are the phantom's).
+    """
+    ph = _phantom(seed, n_phases, orientation, tuple(float(s) for s in spacing))
+    index, size = _crop_box(ph.tumor_mask, size_xyz)
+    phases = [sitk.Cast(sitk.RegionOfInterest(p, size, index), sitk.sitkFloat32) for p in ph.exam.phases]
+    mask = sitk.Cast(sitk.RegionOfInterest(ph.tumor_mask, size, index), sitk.sitkUInt8)
+    times = list(times_min) if times_min is not None else [float(t) for t in ph.exam.effective_times()]
+    exam = DCEExam(phases, times, f"phantom{seed}", metadata={"phantom_seed": seed})
+    return FixtureExam(exam, mask, seed)
 
 
 # ------------------------------------------------------------------------------------ encoding
@@ -292,7 +261,8 @@ def write_ge_multiphase(fx: FixtureExam, folder: Path, *, series_number: int = 7
     ``tags_per_phase`` chooses which temporal tags are written (default TemporalPositionIdentifier,
     NumberOfTemporalPositions and TriggerTime); the AcquisitionTime is the series start throughout.
     """
-    tags_per_phase = tags_per_phase or ["TemporalPositionIdentifier", "NumberOfTemporalPositions", "TriggerTime"]
+    if tags_per_phase is None:
+        tags_per_phase = ["TemporalPositionIdentifier", "NumberOfTemporalPositions", "TriggerTime"]
     exam = fx.exam
     rng = np.random.default_rng(fx.seed + 101)
     study_uid, for_uid = _uid("study", fx.seed), _uid("for", fx.seed)
@@ -565,3 +535,14 @@ def write_ct_series(folder: Path, seed: int = 0, n: int = 8) -> list[Path]:
 
 def read(path: Path) -> Dataset:
     return pydicom.dcmread(path)
+
+
+def parse_tm_seconds(tm: str) -> float:
+    """Seconds since midnight of a TM string written by these fixtures."""
+    return int(tm[:2]) * 3600 + int(tm[2:4]) * 60 + float(tm[4:])
+
+
+def seconds_to_tm(seconds: float) -> str:
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h):02d}{int(m):02d}{s:09.6f}"

@@ -34,12 +34,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from .dicom_headers import Frame, is_dicom_file, list_files, scan_folder
-from .dicom_phases import DCE, DCEPlan, Volume, orientation_name, plan_dce
+from .dicom_phases import (DCE, DCEPlan, Stack, Volume, classify, estimated_volumes, make_stacks,
+                           orientation_name, plan_dce)
 from .errors import InputError
 from .exam import DCEExam
 from .imageutil import resample_to, same_grid
 
-__all__ = ["folder_has_dicom", "find_dce", "load_dicom_exam", "describe_plan", "DicomSource", "DCEPlan"]
+__all__ = ["folder_has_dicom", "find_dce", "load_dicom_exam", "describe_plan", "describe_scan", "DicomSource",
+           "DCEPlan", "scan_folder", "plan_dce"]
 
 
 @dataclass(frozen=True)
@@ -264,25 +266,44 @@ def _source(plan: DCEPlan) -> DicomSource:
 
 
 # ------------------------------------------------------------------------------------ reporting
+def _files_line(scan) -> str:
+    return (f"files: {scan.n_files} ({scan.n_files - scan.not_dicom} DICOM"
+            + (f", {len(scan.non_image)} non-image objects" if scan.non_image else "")
+            + (f", {scan.duplicates} duplicate instances" if scan.duplicates else "") + ")")
+
+
+def series_table(stacks: Sequence[Stack]) -> list[str]:
+    """One line per series (or per stack of a series holding several): number, description, role."""
+    lines = [f"{'series':>7}  {'description':<30} {'mod':<3} {'orientation':<22} {'matrix':>11} "
+             f"{'frames':>6}  role"]
+    for s in stacks:
+        f = s.first
+        num = "?" if s.series_number is None else str(s.series_number)
+        desc = (s.series_description + s.sub_label)[:30]
+        per_volume = len(s.frames) // max(s.n_volumes, 1)
+        matrix = f"{f.cols}x{f.rows}x{per_volume}" if f.rows else "-"
+        role = s.role if s.role == DCE else f"ignored: {s.role}"
+        lines.append(f"{num:>7}  {desc:<30} {f.modality[:3]:<3} {orientation_name(f)[:22]:<22} {matrix:>11} "
+                     f"{len(s.frames):>6}  {role} ({s.reason})")
+    return lines
+
+
+def describe_scan(scan) -> str:
+    """The series table of a folder whose DCE could not be decided (for error reports)."""
+    stacks = make_stacks(scan.frames)
+    for s in stacks:
+        s.role, s.reason = classify(s)
+        s.n_volumes = estimated_volumes(s)
+    return "\n".join([f"DICOM folder: {scan.folder}", _files_line(scan), ""] + series_table(stacks))
+
+
 def describe_plan(plan: DCEPlan) -> str:
     """A table of the series found and the phase order, for users to check before running."""
     lines = [f"DICOM folder: {plan.folder}"]
-    scan = plan.scan
-    if scan is not None:
-        lines.append(f"files: {scan.n_files} ({scan.n_files - scan.not_dicom} DICOM"
-                     + (f", {len(scan.non_image)} non-image objects" if scan.non_image else "")
-                     + (f", {scan.duplicates} duplicate instances" if scan.duplicates else "") + ")")
+    if plan.scan is not None:
+        lines.append(_files_line(plan.scan))
     lines.append("")
-    lines.append(f"{'series':>7}  {'description':<28} {'mod':<3} {'orientation':<22} {'matrix':>11} "
-                 f"{'frames':>6}  role")
-    for s in plan.stacks:
-        f = s.first
-        num = "?" if s.series_number is None else str(s.series_number)
-        desc = (s.series_description + s.sub_label)[:28]
-        matrix = f"{f.cols}x{f.rows}x{len(s.frames) // max(s.n_volumes, 1)}" if f.rows else "-"
-        role = s.role if s.role == DCE else f"ignored: {s.role}"
-        lines.append(f"{num:>7}  {desc:<28} {f.modality[:3]:<3} {orientation_name(f)[:22]:<22} {matrix:>11} "
-                     f"{len(s.frames):>6}  {role} ({s.reason})")
+    lines.extend(series_table(plan.stacks))
     lines.append("")
     lines.append(f"DCE: {len(plan.phases)} phases, {plan.layout}; times from {plan.time_source}")
     head = f"{'phase':>5}  {'role':<14} {'min':>7}"
@@ -298,8 +319,8 @@ def describe_plan(plan: DCEPlan) -> str:
         row += f"  {v.name()}, {g.size[0]}x{g.size[1]}x{g.size[2]}"
         lines.append(row)
     g = plan.phases[0].geometry
-    lines.append(f"grid: spacing {g.spacing[0]:.4g} x {g.spacing[1]:.4g} x {g.spacing[2]:.4g} mm, "
-                 f"{orientation_name(plan.phases[0].frames[0])}")
+    lines.append(f"grid: {g.size[0]}x{g.size[1]}x{g.size[2]} voxels of {g.spacing[0]:.4g} x {g.spacing[1]:.4g} x "
+                 f"{g.spacing[2]:.4g} mm, {orientation_name(plan.phases[0].frames[0])}")
     for w in plan.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)

@@ -451,7 +451,7 @@ def _signature(stack: Stack) -> tuple:
     return (f.study_uid, _orientation_key(f), f.sequence, f.image_type)
 
 
-def _estimated_volumes(stack: Stack) -> int:
+def estimated_volumes(stack: Stack) -> int:
     d, uniq = position_clusters(stack.frames)
     return int(np.bincount(_cluster_index(d, uniq), minlength=len(uniq)).max())
 
@@ -486,7 +486,7 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
         warnings.append(f"{scan.duplicates} duplicate instance(s) (same SOP instance UID) read once")
     for s in stacks:
         s.role, s.reason = classify(s)
-        s.n_volumes = _estimated_volumes(s)
+        s.n_volumes = estimated_volumes(s)
 
     if series:
         chosen = [s for s in stacks if _matches(s, series)]
