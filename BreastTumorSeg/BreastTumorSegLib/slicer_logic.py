@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import SimpleITK as sitk
 
 from . import mrml_bridge as bridge

@@ -1,6 +1,8 @@
 """The panel: wires the widgets of ``Resources/UI/BreastTumorSeg.ui`` to the parameter node and the logic.
 
-The only module of the package that touches Qt; it runs inside the Slicer application only.
+The only module of the package that works with Qt widgets; it runs inside the Slicer application
+only. It does not import Qt itself: the module file (``BreastTumorSeg.py``) passes Slicer's ``qt``
+module in, so ``BreastTumorSegLib`` stays importable without Qt (``Testing/test_repository.py``).
 It holds no computation: inputs are turned into phases, runs are started, results imported and
 compared by :class:`~.slicer_logic.SegmentationLogic`. The engine runs in a background process
 (:mod:`.slicer_process`) polled by a timer, so the GUI stays responsive; Apply becomes Cancel
@@ -12,8 +14,6 @@ import logging
 import time
 import traceback
 
-import ctk  # noqa: F401  (registers the CTK widget classes used by the .ui)
-import qt
 import slicer
 import vtk
 
@@ -75,7 +75,8 @@ def show_error(what: str, exc: BaseException) -> None:
 class PanelController:
     """Binds one panel (``ui``, from ``slicer.util.childWidgetVariables``) to a logic and a parameter node."""
 
-    def __init__(self, ui, logic: SegmentationLogic):
+    def __init__(self, ui, logic: SegmentationLogic, qt):
+        self.qt = qt  # Slicer's PythonQt module
         self.ui = ui
         self.logic = logic
         self.param = None  # BreastTumorSegParameterNode
@@ -85,7 +86,7 @@ class PanelController:
         self._phases: list[Phase] = []
         self._run = None  # BackgroundRun while the engine works
         self._started = 0.0
-        self._timer = qt.QTimer()
+        self._timer = self.qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._poll)
         self._setup_widgets()
@@ -121,7 +122,7 @@ class PanelController:
             combo.clear()
             for name, description in model_choices():
                 combo.addItem(name)
-                combo.setItemData(combo.count - 1, description, qt.Qt.ToolTipRole)
+                combo.setItemData(combo.count - 1, description, self.qt.Qt.ToolTipRole)
         finally:
             self._updating = was
 
@@ -168,11 +169,10 @@ class PanelController:
         finally:
             self._updating = False
 
-    @staticmethod
-    def _set_checked(combo, ids: set[str]) -> None:
+    def _set_checked(self, combo, ids: set[str]) -> None:
         for i in range(combo.nodeCount()):
             node = combo.nodeFromIndex(i)
-            state = qt.Qt.Checked if node.GetID() in ids else qt.Qt.Unchecked
+            state = self.qt.Qt.Checked if node.GetID() in ids else self.qt.Qt.Unchecked
             if combo.checkState(node) != state:
                 combo.setCheckState(node, state)
 
@@ -226,9 +226,9 @@ class PanelController:
                 cells = ["pre" if row == 0 else f"post {row}", ph.name, "?" if t is None else f"{t:.2f}",
                          "edited" if self._edited_times(len(self._phases)) else ph.source]
                 for col, text in enumerate(cells):
-                    item = qt.QTableWidgetItem(text)
+                    item = self.qt.QTableWidgetItem(text)
                     if col != _TIME_COLUMN:
-                        item.setFlags(item.flags() & ~qt.Qt.ItemIsEditable)
+                        item.setFlags(item.flags() & ~self.qt.Qt.ItemIsEditable)
                     table.setItem(row, col, item)
             table.resizeColumnsToContents()
         finally:

@@ -1,0 +1,108 @@
+"""Segment one DCE exam with Slicer running headless: the same engine and outputs as the CLI.
+
+    Slicer --no-splash --no-main-window --python-script /abs/path/BreastTumorSeg/Scripts/segment_headless.py \\
+        --input EXAM_FOLDER_OR_PHASE_FILES... --output OUT_DIR [--scene OUT_DIR/case.mrb] [CLI options]
+
+Every option of ``breasttumorseg segment`` (``--model``, ``--device``, ``--threshold``, ``--times``,
+``--overwrite``, ...) is accepted and handled by that command's own code, so the files written
+(``<case>_seg.nii.gz``, ``<case>_prob.nii.gz``, ``<case>.seg.nrrd``, ``<case>.json``) are exactly the
+CLI's. ``--scene`` adds a Slicer scene bundle (``.mrb``) holding the exam phases, the subtraction
+image, the segmentation, the probability map and the lesion table, built by the module's logic.
+
+The script also runs in plain Python (``python segment_headless.py ...``); ``--scene`` then needs
+the ``slicer-core`` wheel. Exit codes follow the CLI: 0 done, 2 bad input, 130 cancelled.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+MODULE_DIR = Path(__file__).resolve().parent.parent
+if str(MODULE_DIR) not in sys.path:  # Slicer does not put the module folder on the path of a --python-script
+    sys.path.insert(0, str(MODULE_DIR))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segment_headless.py",
+        description="Segment breast tumors in one DCE-MRI exam (Slicer headless). Options not listed "
+                    "here are those of `breasttumorseg segment` (--model, --device, --threshold, --times, ...).")
+    p.add_argument("--input", "-i", nargs="+", required=True, metavar="INPUT",
+                   help="exam folder (<case>_0000 = pre-contrast, ...; or DICOM), phase files in order, or a 4D file")
+    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("--scene", type=Path, default=None,
+                   help="also save a Slicer scene bundle (.mrb) with the exam and the results")
+    return p
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str], argparse.Namespace]:
+    """Our own options, the ``breasttumorseg segment`` command line they translate to, and its parse.
+
+    The CLI's parser checks everything we do not handle, so an unknown or malformed option is
+    reported exactly as the CLI reports it (usage message, exit code 2).
+    """
+    args, rest = build_parser().parse_known_args(argv)
+    if args.scene is not None and not args.scene.name.lower().endswith(".mrb"):
+        build_parser().error(f"--scene must name a .mrb file, got {args.scene}")
+    cli_argv = ["segment", *args.input, "--output", str(args.output), *rest]
+    from BreastTumorSegLib.cli import build_parser as cli_parser
+
+    return args, cli_argv, cli_parser().parse_args(cli_argv)
+
+
+def save_scene(cli_args: argparse.Namespace, mrb_path: Path) -> Path:
+    """Build a scene with the exam and the CLI's results, and save it as a .mrb bundle."""
+    import slicer
+
+    from BreastTumorSegLib import mrml_bridge
+    from BreastTumorSegLib.io import load_exam
+    from BreastTumorSegLib.slicer_logic import SegmentationLogic
+
+    in_app = hasattr(slicer, "app") and hasattr(slicer, "mrmlScene")
+    ctx = mrml_bridge.MRMLContext.from_slicer() if in_app else mrml_bridge.MRMLContext.headless()
+    # Loaded exactly as the CLI loaded it, so the case id (output names) and grid are the same.
+    exam = load_exam(cli_args.inputs, times_min=cli_args.times, case_id=cli_args.case_id)
+    case_id, out_dir = exam.case_id, cli_args.output
+    nodes = [mrml_bridge.image_to_volume_node(ctx, img, f"{case_id}_{i:04d}") for i, img in enumerate(exam.phases)]
+    logic = SegmentationLogic(ctx)
+    outputs = logic.import_result_folder(out_dir, case_id, nodes[0], exam=exam)
+    logic.show_results(outputs)
+    mrb_path = mrb_path.resolve()
+    mrb_path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".scene-", dir=mrb_path.parent))
+    try:
+        bundle = work / mrb_path.name[: -len(".mrb")]
+        bundle.mkdir()
+        if not ctx.app_logic.SaveSceneToSlicerDataBundleDirectory(str(bundle), None):
+            raise OSError(f"{mrb_path}: Slicer could not save the scene")
+        tmp_mrb = work / mrb_path.name
+        if not ctx.app_logic.Zip(str(tmp_mrb), str(bundle)):
+            raise OSError(f"{mrb_path}: Slicer could not write the scene bundle")
+        os.replace(tmp_mrb, mrb_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return mrb_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, cli_argv, cli_args = parse_args(sys.argv[1:] if argv is None else argv)
+    from BreastTumorSegLib.cli import main as cli_main
+    from BreastTumorSegLib.errors import BreastTumorSegError
+
+    code = cli_main(cli_argv)
+    if code != 0 or args.scene is None:
+        return code
+    try:
+        print(f"  scene        {save_scene(cli_args, args.scene)}")
+    except (BreastTumorSegError, OSError) as exc:
+        print(f"breasttumorseg: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
