@@ -33,12 +33,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import SimpleITK as sitk
+from BreastTumorSegLib.exam import DCEExam
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
-
-from BreastTumorSegLib.exam import DCEExam
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
@@ -153,7 +152,14 @@ def _tm(t: dt.datetime) -> str:
 
 
 def _uid(*parts) -> str:
+    """A UID that depends only on *parts*: re-writing a fixture gives the same UIDs."""
     return generate_uid(entropy_srcs=[str(p) for p in parts])
+
+
+def _grid_key(fx: FixtureExam) -> str:
+    """Tells apart acquisitions of one phantom on different grids (their instances must differ)."""
+    img = fx.exam.pre
+    return repr((img.GetSize(), np.round(img.GetOrigin(), 3).tolist(), np.round(img.GetDirection(), 4).tolist()))
 
 
 def _base_dataset(sop_class: str, sop_uid: str, study_uid: str, for_uid: str, modality: str = "MR") -> Dataset:
@@ -266,7 +272,7 @@ def write_ge_multiphase(fx: FixtureExam, folder: Path, *, series_number: int = 7
     exam = fx.exam
     rng = np.random.default_rng(fx.seed + 101)
     study_uid, for_uid = _uid("study", fx.seed), _uid("for", fx.seed)
-    series_uid = _uid("ge-series", fx.seed, series_number)
+    series_uid = _uid("ge-series", fx.seed, series_number, _grid_key(fx))
     nz = exam.pre.GetSize()[2]
     names = _file_names(nz * exam.n_phases, rng)
     paths = []
@@ -285,7 +291,8 @@ def write_ge_multiphase(fx: FixtureExam, folder: Path, *, series_number: int = 7
             ds = _classic_slice("ge", img, stored[k], k, slope=slope, intercept=intercept, study_uid=study_uid,
                                 for_uid=for_uid, series_uid=series_uid, series_number=series_number,
                                 description=VENDORS["ge"]["SeriesDescription"],
-                                sop_uid=_uid("ge", fx.seed, p, k), instance=instance, tags=tags)
+                                sop_uid=_uid("ge", fx.seed, p, k, series_number, _grid_key(fx)), instance=instance,
+                                tags=tags)
             paths.append(_write(ds, folder / f"{series_number:03d}" / names[n]))
             n += 1
     return paths
@@ -306,7 +313,7 @@ def write_siemens_per_phase(fx: FixtureExam, folder: Path, *, first_series: int 
         fx.slopes.append(slope)
         start = SERIES_START + dt.timedelta(minutes=exam.times_min[p])
         series_number = first_series + p
-        series_uid = _uid("siemens-series", fx.seed, p)
+        series_uid = _uid("siemens-series", fx.seed, p, series_number, _grid_key(fx))
         desc = (descriptions[p] if descriptions else
                 VENDORS["siemens"]["SeriesDescription"] + ("_pre" if p == 0 else f"_post{p}"))
         names = _file_names(nz, rng)
@@ -317,8 +324,8 @@ def write_siemens_per_phase(fx: FixtureExam, folder: Path, *, first_series: int 
                     "ContrastBolusAgent": "Gadovist", "ContrastBolusStartTime": _tm(bolus)}
             ds = _classic_slice("siemens", img, stored[k], k, slope=slope, intercept=intercept, study_uid=study_uid,
                                 for_uid=for_uid, series_uid=series_uid, series_number=series_number,
-                                description=desc, sop_uid=_uid("siemens", fx.seed, p, k), instance=nz - k,
-                                tags=tags)
+                                description=desc, sop_uid=_uid("siemens", fx.seed, p, k, series_number, _grid_key(fx)),
+                                instance=nz - k, tags=tags)
             paths.append(_write(ds, folder / f"{series_number:03d}_{desc}" / f"{names[k]}.dcm"))
     return paths
 
@@ -330,7 +337,7 @@ def write_siemens_single_series(fx: FixtureExam, folder: Path, *, series_number:
     exam = fx.exam
     rng = np.random.default_rng(fx.seed + 303)
     study_uid, for_uid = _uid("study", fx.seed), _uid("for", fx.seed)
-    series_uid = _uid("siemens-single", fx.seed, series_number)
+    series_uid = _uid("siemens-single", fx.seed, series_number, _grid_key(fx))
     nz = exam.pre.GetSize()[2]
     names = _file_names(nz * exam.n_phases, rng)
     paths = []
@@ -346,8 +353,9 @@ def write_siemens_single_series(fx: FixtureExam, folder: Path, *, series_number:
                 tags["AcquisitionNumber"] = p + 1
             ds = _classic_slice("siemens", img, stored[k], k, slope=slope, intercept=intercept, study_uid=study_uid,
                                 for_uid=for_uid, series_uid=series_uid, series_number=series_number,
-                                description="t1_fl3d_tra_dynaVIEWS", sop_uid=_uid("single", fx.seed, p, k),
-                                instance=n + 1, tags=tags)
+                                description="t1_fl3d_tra_dynaVIEWS",
+                                sop_uid=_uid("single", fx.seed, p, k, series_number, _grid_key(fx)), instance=n + 1,
+                                tags=tags)
             if time_tag != "AcquisitionTime" and "AcquisitionTime" in ds:
                 del ds.AcquisitionTime
             paths.append(_write(ds, folder / names[n]))
@@ -368,12 +376,12 @@ def write_philips_enhanced(fx: FixtureExam, folder: Path, *, series_number: int 
     img0 = exam.pre
     nx, ny, nz = img0.GetSize()
     study_uid, for_uid = _uid("study", fx.seed), _uid("for", fx.seed)
-    sop_uid = _uid("philips", fx.seed)
+    sop_uid = _uid("philips", fx.seed, series_number, _grid_key(fx))
     ds = _base_dataset(ENHANCED_MR_STORAGE, sop_uid, study_uid, for_uid)
     ds.Manufacturer = "Philips Medical Systems"
     ds.ManufacturerModelName = "Ingenia"
     ds.SeriesDescription = "sWIP DYN_eTHRIVE"
-    ds.SeriesInstanceUID = _uid("philips-series", fx.seed)
+    ds.SeriesInstanceUID = _uid("philips-series", fx.seed, series_number, _grid_key(fx))
     ds.SeriesNumber = series_number
     ds.InstanceNumber = 1
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"]
@@ -465,7 +473,7 @@ def write_extras(fx: FixtureExam, folder: Path, vendor: str = "siemens") -> list
     arr0 = sitk.GetArrayFromImage(exam.phases[0])
     arr1 = sitk.GetArrayFromImage(exam.phases[1])
     # 3-plane localizer: one slice per orientation, same series.
-    loc_uid = _uid("loc", fx.seed)
+    loc_uid = _uid("loc", _grid_key(fx), fx.seed)
     for i, orient in enumerate(("axial", "sagittal", "oblique-axial")):
         img = sitk.Image(pre.GetSize(), sitk.sitkFloat32)
         img.SetSpacing((2.0, 2.0, 5.0))
@@ -474,32 +482,33 @@ def write_extras(fx: FixtureExam, folder: Path, vendor: str = "siemens") -> list
         stored, slope, intercept = encode(arr0[len(arr0) // 2][None], signed=False)
         ds = _classic_slice(vendor, img, stored[0], 0, slope=slope, intercept=intercept, study_uid=study_uid,
                             for_uid=for_uid, series_uid=loc_uid, series_number=1, description="localizer",
-                            sop_uid=_uid("loc", fx.seed, i), instance=i + 1, tags={})
+                            sop_uid=_uid("loc", _grid_key(fx), fx.seed, i), instance=i + 1, tags={})
         ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
         paths.append(_write(ds, folder / "extras" / "loc" / f"L{i}"))
     # T2-weighted TSE on the same grid.
-    t2_uid = _uid("t2", fx.seed)
+    t2_uid = _uid("t2", _grid_key(fx), fx.seed)
     stored, slope, intercept = encode(arr0[::-1].copy(), signed=False)
     for k in range(stored.shape[0]):
         ds = _classic_slice(vendor, pre, stored[k], k, slope=slope, intercept=intercept, study_uid=study_uid,
                             for_uid=for_uid, series_uid=t2_uid, series_number=3, description="t2_tse_tra",
-                            sop_uid=_uid("t2", fx.seed, k), instance=k + 1,
+                            sop_uid=_uid("t2", _grid_key(fx), fx.seed, k), instance=k + 1,
                             tags={"EchoTime": "85", "RepetitionTime": "4200", "SequenceName": "*tse2d1_17",
                                   "ScanningSequence": "SE"})
         paths.append(_write(ds, folder / "extras" / "t2" / f"T{k}"))
     # Scanner-made subtraction (phase 1 - phase 0), same sequence tags as the DCE.
-    sub_uid = _uid("sub", fx.seed)
+    sub_uid = _uid("sub", _grid_key(fx), fx.seed)
     stored, slope, intercept = encode(arr1 - arr0, signed=False)
     for k in range(stored.shape[0]):
         ds = _classic_slice(vendor, pre, stored[k], k, slope=slope, intercept=intercept, study_uid=study_uid,
                             for_uid=for_uid, series_uid=sub_uid, series_number=30,
-                            description="t1_fl3d_tra_dyn_SUB1", sop_uid=_uid("sub", fx.seed, k), instance=k + 1,
+                            description="t1_fl3d_tra_dyn_SUB1", sop_uid=_uid("sub", _grid_key(fx), fx.seed, k),
+                            instance=k + 1,
                             tags={"AcquisitionTime": _tm(SERIES_START + dt.timedelta(minutes=exam.times_min[1]))})
         ds.ImageType = ["DERIVED", "PRIMARY", "M", "SUBTRACTION", "NORM"]
         paths.append(_write(ds, folder / "extras" / "sub" / f"S{k}"))
     # A non-image object (basic text SR) in the same study.
-    sr = _base_dataset(BASIC_TEXT_SR, _uid("sr", fx.seed), study_uid, for_uid, modality="SR")
-    sr.SeriesInstanceUID = _uid("sr-series", fx.seed)
+    sr = _base_dataset(BASIC_TEXT_SR, _uid("sr", _grid_key(fx), fx.seed), study_uid, for_uid, modality="SR")
+    sr.SeriesInstanceUID = _uid("sr-series", _grid_key(fx), fx.seed)
     sr.SeriesNumber = 99
     sr.InstanceNumber = 1
     sr.ValueType = "CONTAINER"

@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import dicom_fixtures as fx
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-
-import dicom_fixtures as fx
 from BreastTumorSegLib import dicom
 from BreastTumorSegLib.errors import InputError
 from BreastTumorSegLib.io import load_exam

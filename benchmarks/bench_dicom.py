@@ -113,8 +113,8 @@ def main() -> int:
             writer(exam, folder)
             t_write = time.perf_counter() - t0
             n_files = sum(1 for p in folder.rglob("*") if p.is_file())
-            t_find, _, plan = best_of(lambda: dicom.find_dce(folder), args.repeat)
-            t_load, c_load, loaded = best_of(lambda: dicom.load_dicom_exam(folder), args.repeat)
+            t_find, _, plan = best_of(lambda f=folder: dicom.find_dce(f), args.repeat)
+            t_load, c_load, loaded = best_of(lambda f=folder: dicom.load_dicom_exam(f), args.repeat)
             ok = loaded.n_phases == len(TIMES) and np.allclose(loaded.times_min, TIMES, atol=1e-3)
             t_sitk = sitk_reference(folder) if key != "philips" else float("nan")
             rows.append((name, n_files, folder_size_mb(folder), t_write, t_find, t_load, c_load, t_sitk, ok))

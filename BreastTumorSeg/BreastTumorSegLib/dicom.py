@@ -25,17 +25,26 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from .dicom_headers import Frame, is_dicom_file, list_files, scan_folder
-from .dicom_phases import (DCE, DCEPlan, Stack, Volume, classify, estimated_volumes, make_stacks,
-                           orientation_name, plan_dce)
+from .dicom_phases import (
+    DCE,
+    DCEPlan,
+    Stack,
+    Volume,
+    classify,
+    estimated_volumes,
+    make_stacks,
+    orientation_name,
+    plan_dce,
+)
 from .errors import InputError
 from .exam import DCEExam
 from .imageutil import resample_to, same_grid
@@ -101,7 +110,7 @@ def _decode_file(path: str) -> np.ndarray:
     try:
         ds = pydicom.dcmread(path)
         arr = np.asarray(ds.pixel_array)
-    except Exception as first_error:  # noqa: BLE001 - every decoder failure falls through to GDCM
+    except Exception as first_error:
         arr = _decode_with_gdcm(path, ds, first_error)
     return arr.reshape((-1,) + arr.shape[-2:])
 

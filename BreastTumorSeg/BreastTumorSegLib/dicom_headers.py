@@ -19,14 +19,15 @@ import datetime as _dt
 import os
 import re
 import struct
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pydicom
-from pydicom.dataelem import RawDataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
@@ -288,7 +289,8 @@ def _date_time(day: int | None, seconds: float | None) -> float | None:
 
 
 # --------------------------------------------------------------------------------- pixels
-def _pixel_location(ds: Dataset, path: str, rows: int, cols: int, n_frames: int) -> tuple[PixelLocation | None, str | None]:
+def _pixel_location(ds: Dataset, path: str, rows: int, cols: int,
+                    n_frames: int) -> tuple[PixelLocation | None, str | None]:
     """Locate the pixel data of *ds*; returns (location, problem)."""
     meta = getattr(ds, "file_meta", None)
     syntax = str(_first(meta, "TransferSyntaxUID", "")) if meta is not None else ""
@@ -418,7 +420,7 @@ def _group_value(per_frame: Dataset | None, shared: Dataset | None, group: str, 
 
 
 def _enhanced_frames(ds: Dataset, path: str) -> list[Frame]:
-    common, acq_day = _common_fields(ds, path)
+    common, _ = _common_fields(ds, path)
     rows, cols = common["rows"], common["cols"]
     n = _int(_first(ds, "NumberOfFrames")) or 1
     pixel, problem = _pixel_location(ds, path, rows, cols, n)
@@ -431,7 +433,7 @@ def _enhanced_frames(ds: Dataset, path: str) -> list[Frame]:
     base_seq = _sequence_facts(ds)
     frames = []
     for k, pf in enumerate(per_frame_seq):
-        def g(group: str, keyword: str) -> Any:
+        def g(group: str, keyword: str, pf: Dataset = pf) -> Any:
             return _group_value(pf, shared, group, keyword)
 
         content = _item(pf, "FrameContentSequence")
@@ -495,8 +497,15 @@ def read_frames(path: str) -> tuple[list[Frame], str | None]:
                          "the file is damaged or truncated; re-export it, or remove it if it is not part of "
                          "the exam") from None
     if "Rows" not in ds or "Columns" not in ds:
-        sop = str(_first(ds, "SOPClassUID", "unknown"))
-        name = getattr(pydicom.uid.UID(sop), "name", sop) if sop != "unknown" else sop
+        meta = getattr(ds, "file_meta", None)
+        sop = str(_first(ds, "SOPClassUID", "") or (_first(meta, "MediaStorageSOPClassUID", "") if meta else ""))
+        name = pydicom.uid.UID(sop).name if sop else "unknown SOP class"
+        if "Image Storage" in name or not sop:
+            # An image object without an image size: the header was cut short or damaged.
+            raise InputError(f"the header of this {name} file is incomplete (no image size); the file is "
+                             "damaged or truncated", path,
+                             "re-send the series from the scanner or PACS, or remove the file if it is not "
+                             "part of the exam")
         return [], f"not an image ({name})"
     try:
         if _first(ds, "PerFrameFunctionalGroupsSequence") is not None:

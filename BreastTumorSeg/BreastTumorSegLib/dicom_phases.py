@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class Geometry:
     origin: tuple[float, float, float]
     direction: tuple[float, ...]  # 3x3 row-major; columns are the x, y, z axes in LPS
 
-    def same_as(self, other: "Geometry", tol: float = 1e-3) -> bool:
+    def same_as(self, other: Geometry, tol: float = 1e-3) -> bool:
         return (self.size == other.size and np.allclose(self.spacing, other.spacing, atol=tol)
                 and np.allclose(self.origin, other.origin, atol=tol)
                 and np.allclose(self.direction, other.direction, atol=tol))

@@ -78,7 +78,7 @@ def _source_datasets(exam: DCEExam) -> list:
                              "keep the DICOM folder in place until the results are written")
         try:
             datasets.append(pydicom.dcmread(path, stop_before_pixels=True))
-        except Exception as exc:  # noqa: BLE001 - a damaged file is a user problem, reported as one
+        except Exception as exc:
             raise InputError(f"cannot re-read the source DICOM header ({exc})", path,
                              "keep the DICOM folder unchanged until the results are written") from None
     return datasets
@@ -148,8 +148,8 @@ def write_dicom_seg(label: sitk.Image, exam: DCEExam, path: str | os.PathLike, m
     replaced with ``overwrite``.
     """
     import highdicom as hd
-    from pydicom.sr.coding import Code
     from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
     from pydicom.uid import generate_uid
 
     path = Path(path)
@@ -182,7 +182,8 @@ def write_dicom_seg(label: sitk.Image, exam: DCEExam, path: str | os.PathLike, m
             segment_descriptions=[description], series_instance_uid=generate_uid(), series_number=series_number,
             sop_instance_uid=generate_uid(), instance_number=1, manufacturer=ALGORITHM_NAME,
             manufacturer_model_name=f"{ALGORITHM_NAME} {model_id}"[:64], software_versions=__version__,
-            device_serial_number="0", content_label="TUMOR", content_creator_name=f"{ALGORITHM_NAME}^", content_description=series_description[:64],
+            device_serial_number="0", content_label="TUMOR", content_creator_name=f"{ALGORITHM_NAME}^",
+            content_description=series_description[:64],
             series_description=series_description[:64], omit_empty_frames=False)
     except (ValueError, TypeError, AttributeError) as exc:
         raise InputError(f"highdicom could not build the DICOM SEG ({exc})", exam.case_id,
