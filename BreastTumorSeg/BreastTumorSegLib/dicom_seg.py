@@ -7,8 +7,8 @@ coded with SNOMED CT -- category "Morphologically Altered Structure" (49755003),
 and carries the algorithm identification (name, engine version, model id).
 
 With ``deidentify=True`` the patient and study identifiers copied from the source (name, ID,
-birth date, sex, accession number, physicians, institution, dates) are removed and the SEG is
-marked ``PatientIdentityRemoved``; the UIDs are kept (the "retain UIDs" option of the DICOM
+birth date, sex, accession number, physicians, institution, study and acquisition dates) are
+removed, the patient ID becomes the case id and the SEG is marked ``PatientIdentityRemoved``; the UIDs are kept (the "retain UIDs" option of the DICOM
 Basic Application Level Confidentiality Profile) so that the SEG still points at its source.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ ANATOMIC_REGION = ("76752008", "SCT", "Breast")
 # Display colour (RGB 0-255), the one the Slicer bridge gives the tumor segment.
 TUMOR_RGB = (230, 51, 38)
 
-# Attributes highdicom copies from the source that identify a patient or visit.
+# Attributes highdicom copies from the source that identify a patient or visit: replaced by
+# the value given, or removed (None).
 IDENTIFYING = {
     "PatientName": "ANONYMOUS^",
     "PatientID": None,  # replaced by the case id
@@ -44,8 +45,9 @@ IDENTIFYING = {
     "StudyID": "",
     "StudyDate": "",
     "StudyTime": "",
-    "InstitutionName": None,  # removed
+    "InstitutionName": None,
     "InstitutionAddress": None,
+    "InstitutionalDepartmentName": None,
     "OtherPatientIDs": None,
     "OtherPatientNames": None,
     "IssuerOfPatientID": None,
@@ -57,6 +59,10 @@ IDENTIFYING = {
     "OperatorsName": None,
     "StationName": None,
 }
+# Removed from the source headers only (highdicom would copy them into the contributing
+# equipment of the SEG): acquisition dates and the scanner's serial number.
+SOURCE_ONLY = ("AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime", "SeriesDate", "SeriesTime",
+               "ContentDate", "ContentTime", "DeviceSerialNumber")
 
 
 def _source_datasets(exam: DCEExam) -> list:
@@ -84,19 +90,27 @@ def _source_datasets(exam: DCEExam) -> list:
     return datasets
 
 
+def _scrub(ds, case_id: str) -> None:
+    """Replace or remove the identifying attributes of one dataset, in place."""
+    for keyword, value in IDENTIFYING.items():
+        if keyword == "PatientID":
+            ds.PatientID = case_id
+        elif value is None:
+            if keyword in ds:
+                delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+
+
 def _deidentify(datasets: list, case_id: str) -> list:
-    """Copies of *datasets* without patient/visit identifiers (UIDs kept)."""
+    """Copies of *datasets* without patient/visit identifiers or acquisition dates (UIDs kept)."""
     out = []
     for ds in datasets:
         ds = ds.copy()
-        for keyword, value in IDENTIFYING.items():
-            if keyword == "PatientID":
-                ds.PatientID = case_id
-            elif value is None:
-                if keyword in ds:
-                    delattr(ds, keyword)
-            else:
-                setattr(ds, keyword, value)
+        _scrub(ds, case_id)
+        for keyword in SOURCE_ONLY:
+            if keyword in ds:
+                delattr(ds, keyword)
         out.append(ds)
     return out
 
@@ -189,14 +203,7 @@ def write_dicom_seg(label: sitk.Image, exam: DCEExam, path: str | os.PathLike, m
         raise InputError(f"highdicom could not build the DICOM SEG ({exc})", exam.case_id,
                          "report this with the output of `breasttumorseg dicom-list` on the input folder") from None
     if deidentify:
-        for keyword, value in IDENTIFYING.items():
-            if keyword == "PatientID":
-                seg.PatientID = exam.case_id
-            elif value is None:
-                if keyword in seg:
-                    delattr(seg, keyword)
-            else:
-                setattr(seg, keyword, value)
+        _scrub(seg, exam.case_id)
         seg.PatientIdentityRemoved = "YES"
         seg.DeidentificationMethod = "BreastTumorSeg: identifiers removed, UIDs kept"
     _atomic_save(seg, path)
