@@ -178,15 +178,16 @@ def make_stacks(frames: Sequence[Frame]) -> list[Stack]:
     by_key: dict[tuple, list[Frame]] = defaultdict(list)
     for f in frames:
         by_key[(f.series_uid, _orientation_key(f) or (), f.stack_id or "", f.image_type)].append(f)
-    per_series = Counter(k[0] for k in by_key)
+    keys_of_series: dict[str, list[tuple]] = defaultdict(list)
+    for key in by_key:
+        keys_of_series[key[0]].append(key)
     stacks = []
-    n_in_series: Counter = Counter()
     for key in sorted(by_key, key=lambda k: (_series_sort_key(by_key[k][0]), str(k))):
         fr = by_key[key]
         s = Stack(fr, fr[0].series_number, fr[0].series_description, fr[0].series_uid)
-        if per_series[key[0]] > 1:
-            n_in_series[key[0]] += 1
-            s.sub_label = f" ({_sub_label(fr[0], n_in_series[key[0]])})"
+        siblings = keys_of_series[key[0]]
+        if len(siblings) > 1:
+            s.sub_label = f" ({_sub_label(key, siblings, fr[0])})"
         stacks.append(s)
     return stacks
 
@@ -195,9 +196,13 @@ def _series_sort_key(f: Frame) -> tuple:
     return (f.study_uid, f.series_number if f.series_number is not None else 10 ** 9, f.series_uid)
 
 
-def _sub_label(f: Frame, k: int) -> str:
-    orient = orientation_name(f)
-    return f"part {k}: {orient}" + (f", {'/'.join(f.image_type[2:4])}" if len(f.image_type) > 2 else "")
+def _sub_label(key: tuple, siblings: list[tuple], f: Frame) -> str:
+    """What tells this stack apart from the other stacks of its series."""
+    if len({k[1] for k in siblings}) > 1:
+        return orientation_name(f)
+    if len({k[2] for k in siblings}) > 1:
+        return f"stack {key[2]}"
+    return "/".join(f.image_type[2:]) or "/".join(f.image_type)
 
 
 def orientation_name(f: Frame) -> str:
@@ -536,7 +541,7 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
         _check_usable(s, folder)
         vols = stack_volumes(s)
         s.role, s.n_volumes = DCE, len(vols)
-        s.reason = "DCE phase" if len(vols) == 1 else f"{len(vols)} DCE phases"
+        s.reason = "1 phase" if len(vols) == 1 else f"{len(vols)} phases"
         volumes.extend(vols)
     if len(volumes) < 2:
         raise InputError(f"only one DCE phase found ({volumes[0].name()}); a DCE exam needs a pre-contrast and at "
