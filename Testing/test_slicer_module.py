@@ -624,9 +624,11 @@ def test_cmake_lists_every_python_file_and_resource():
 
     on_disk_py = {f for f in files(LIB) | files(MODULE_DIR / "Scripts") if f.endswith(".py")}
     on_disk_py.add("BreastTumorSeg.py")
-    assert sorted(on_disk_py - set(scripts)) == [], "Python files missing from MODULE_PYTHON_SCRIPTS"
+    missing = sorted(on_disk_py - set(scripts))
+    assert not missing, f"add to MODULE_PYTHON_SCRIPTS in BreastTumorSeg/CMakeLists.txt: {missing}"
     on_disk_res = files(MODULE_DIR / "Resources") | {f for f in files(LIB) if not f.endswith((".py", ".pyc"))}
-    assert sorted(on_disk_res - set(resources)) == [], "resources missing from MODULE_PYTHON_RESOURCES"
+    missing = sorted(on_disk_res - set(resources))
+    assert not missing, f"add to MODULE_PYTHON_RESOURCES in BreastTumorSeg/CMakeLists.txt: {missing}"
     assert "slicerMacroBuildScriptedModule" in text and "WITH_GENERIC_TESTS" in text
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
 

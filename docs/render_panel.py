@@ -3,8 +3,9 @@
 The .ui uses Slicer and CTK widgets that plain Qt does not have, so a temporary copy of the
 file is rewritten with each of them replaced by the Qt class it looks most like (a node combo
 box becomes a QComboBox, a collapsible button a QGroupBox, ...). The panel is then loaded with
-PySide6's QUiLoader on the offscreen platform, filled with the values a user would see after a
-run (example numbers, marked as such in the caption), and grabbed to a PNG.
+PySide6's QUiLoader on the offscreen platform, filled with the state after a real run of the
+module logic (``SegmentationLogic`` on a headless MRML scene) on the demo phantom with the first
+installed model, and grabbed to a PNG.
 
     QT_QPA_PLATFORM=offscreen python docs/render_panel.py [--output docs/panel.png]
 """
@@ -14,6 +15,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -60,10 +62,53 @@ def plain_qt_ui(ui_text: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def fill_example_state(panel) -> None:
-    """Put the state of a finished run into the widgets (illustrative values)."""
-    from PySide6.QtWidgets import QComboBox, QLabel, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, \
-        QCheckBox, QDoubleSpinBox, QGroupBox
+def example_run(seed: int = 7) -> dict:
+    """A real run of the module logic on the demo phantom, in a headless MRML scene.
+
+    The picture then shows what the panel shows after Apply: the phase table as the logic guessed
+    it, the installed models with the chosen one's card, and the lesion table of the result.
+    """
+    sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
+    from BreastTumorSegLib import mrml_bridge
+    from BreastTumorSegLib.phantom import make_phantom
+    from BreastTumorSegLib.slicer_logic import (SegmentationLogic, TIME_ATTRIBUTE, model_card, model_card_html,
+                                                model_choices)
+
+    ph = make_phantom(seed)
+    ctx = mrml_bridge.MRMLContext.headless()
+    nodes = []
+    for i, (img, t) in enumerate(zip(ph.exam.phases, ph.exam.effective_times())):
+        node = mrml_bridge.image_to_volume_node(ctx, img, f"{ph.exam.case_id}_{i:04d}")
+        node.SetAttribute(TIME_ATTRIBUTE, f"{t:g}")  # as a DICOM or JSON-aware loader would
+        nodes.append(node)
+    logic = SegmentationLogic(ctx)
+    phases = logic.phases(volume_nodes=list(reversed(nodes)))  # the logic restores the order
+    models = [name for name, _ in model_choices()]
+    model = models[0]
+    t0 = time.perf_counter()
+    outputs, result = logic.segment(phases, model=model, device="cpu")
+    elapsed = time.perf_counter() - t0
+    table = outputs.lesion_table.GetTable()
+    columns = [table.GetColumn(c).GetName() for c in range(4)]
+    lesions = [[table.GetValue(r, c).ToString() for c in range(4)] for r in range(table.GetNumberOfRows())]
+    for row in lesions:
+        row[2], row[3] = f"{float(row[2]):.2f}", f"{float(row[3]):.1f}"
+    return {
+        "phases": [("pre" if i == 0 else f"post {i}", ph.name, f"{ph.time_min:.2f}", ph.source)
+                   for i, ph in enumerate(phases)],
+        "models": models, "card": model_card_html(model_card(model)),
+        "threshold": result.settings["postprocess"]["threshold"],
+        "segmentation": outputs.segmentation.GetName(), "probability": outputs.probability.GetName(),
+        "table": outputs.lesion_table.GetName(), "columns": columns, "lesions": lesions,
+        "status": f"Done in {elapsed:.0f} s: {len(lesions)} lesion(s). Correct the result with "
+                  "'Refine in Segment Editor'.",
+    }
+
+
+def fill_panel(panel, run: dict) -> None:
+    """Put the state after *run* into the widgets, as the module's widget code would."""
+    from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QGroupBox, QLabel, QProgressBar,
+                                   QPushButton, QTableWidget, QTableWidgetItem, QWidget)
 
     def find(cls, name):
         w = panel.findChild(cls, name)
@@ -72,59 +117,58 @@ def fill_example_state(panel) -> None:
         return w
 
     find(QComboBox, "inputTypeComboBox").addItems(["Volumes", "Sequence"])
-    find(QComboBox, "inputSequenceSelector").addItem("None")
-    find(QComboBox, "phaseVolumesSelector").addItem("4 volumes checked")
+    for name in ("inputSequenceLabel", "inputSequenceSelector"):  # hidden when the input is volumes
+        find(QWidget, name).setVisible(False)
+    find(QComboBox, "phaseVolumesSelector").addItem(", ".join(p[1] for p in run["phases"]))
     table = find(QTableWidget, "phaseTable")
-    rows = [("pre", "3: T1 AX DYN pre", "0.00", "DICOM AcquisitionTime"),
-            ("post 1", "4: T1 AX DYN ph1", "1.52", "DICOM AcquisitionTime"),
-            ("post 2", "5: T1 AX DYN ph2", "3.03", "DICOM AcquisitionTime"),
-            ("post 3", "6: T1 AX DYN ph3", "4.55", "DICOM AcquisitionTime")]
-    table.setRowCount(len(rows))
-    for r, row in enumerate(rows):
+    table.setRowCount(len(run["phases"]))
+    for r, row in enumerate(run["phases"]):
         for c, text in enumerate(row):
             table.setItem(r, c, QTableWidgetItem(text))
     table.resizeColumnsToContents()
-    table.setFixedHeight(150)
-    find(QLabel, "phaseStatusLabel").setText("4 phases, times from DICOM. Check the order before Apply.")
-    find(QComboBox, "modelComboBox").addItems(["unet-demo", "ftv"])
-    find(QLabel, "modelCardLabel").setText(
-        "<b>unet-demo</b>: 3D U-Net on pre, first post-contrast and subtraction.<br>"
-        "<i>Trained on:</i> synthetic DCE phantoms only (demonstration model, not for clinical use).")
+    table.setFixedHeight(table.horizontalHeader().height() + len(run["phases"]) * table.rowHeight(0) + 4)
+    find(QLabel, "phaseStatusLabel").setText(
+        f"{len(run['phases'])} phases; times known. Check the order (pre-contrast first) before Apply; "
+        "edit a time to reorder.")
+    find(QComboBox, "modelComboBox").addItems(run["models"])
+    find(QLabel, "modelCardLabel").setText(run["card"])
     find(QComboBox, "deviceComboBox").addItems(["auto", "cpu", "cuda"])
     find(QCheckBox, "useModelThresholdCheckBox").setChecked(True)
-    find(QDoubleSpinBox, "thresholdSliderWidget").setValue(0.5)
+    threshold = find(QDoubleSpinBox, "thresholdSliderWidget")
+    threshold.setValue(run["threshold"])
+    threshold.setEnabled(False)
     find(QCheckBox, "motionCorrectionCheckBox").setChecked(True)
-    find(QComboBox, "outputSegmentationSelector").addItem("3: T1 AX DYN pre tumor segmentation")
-    find(QComboBox, "outputProbabilitySelector").addItem("3: T1 AX DYN pre tumor probability")
-    find(QComboBox, "outputLesionTableSelector").addItem("3: T1 AX DYN pre tumor lesions")
-    apply = find(QPushButton, "applyButton")
-    apply.setEnabled(True)
-    apply.setText("Cancel")
-    bar = find(QProgressBar, "progressBar")
-    bar.setVisible(True)
-    bar.setValue(62)
-    find(QLabel, "statusLabel").setText("predict: tile 14 of 24 ...")
+    find(QComboBox, "outputSegmentationSelector").addItem(run["segmentation"])
+    find(QComboBox, "outputProbabilitySelector").addItem(run["probability"])
+    find(QComboBox, "outputLesionTableSelector").addItem(run["table"])
+    find(QPushButton, "applyButton").setEnabled(True)
+    find(QProgressBar, "progressBar").setVisible(False)
+    find(QLabel, "statusLabel").setText(run["status"])
     lesions = find(QTableWidget, "lesionTableView")
-    cols = ["Lesion", "Side", "Volume (mL)", "Longest diameter (mm)", "Max probability"]
-    lesions.setColumnCount(len(cols))
-    lesions.setHorizontalHeaderLabels(cols)
-    lesions.setRowCount(1)
-    for c, text in enumerate(["1", "left", "2.41", "21.3", "0.97"]):
-        lesions.setItem(0, c, QTableWidgetItem(text))
+    lesions.setColumnCount(len(run["columns"]))
+    lesions.setHorizontalHeaderLabels(run["columns"])
+    lesions.setRowCount(len(run["lesions"]))
+    for r, row in enumerate(run["lesions"]):
+        for c, text in enumerate(row):
+            lesions.setItem(r, c, QTableWidgetItem(text))
+    lesions.verticalHeader().setVisible(False)
     lesions.resizeColumnsToContents()
-    lesions.setFixedHeight(70)
+    lesions.setFixedHeight(lesions.horizontalHeader().height()
+                           + min(len(run["lesions"]), 4) * lesions.rowHeight(0) + 4)
     for name in ("showResultButton", "refineButton"):
         find(QPushButton, name).setEnabled(True)
     for name in ("compareCollapsibleButton", "advancedCollapsibleButton"):
         box = find(QGroupBox, name)
         box.setCheckable(True)  # stands in for a collapsed ctkCollapsibleButton
         box.setChecked(False)
-        for child in box.findChildren(object):
-            if hasattr(child, "setVisible") and child.parent() is box:
+        box.setFlat(True)
+        for child in box.findChildren(QWidget):
+            if child.parent() is box:
                 child.setVisible(False)
+        box.setFixedHeight(box.fontMetrics().height() + 8)
 
 
-def render(output: Path, width: int = 420) -> Path:
+def render(output: Path, width: int = 440) -> Path:
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice
     from PySide6.QtUiTools import QUiLoader
     from PySide6.QtWidgets import QApplication
@@ -137,11 +181,17 @@ def render(output: Path, width: int = 420) -> Path:
     panel = QUiLoader().load(buf)
     if panel is None:
         raise SystemExit(f"{UI_FILE}: QUiLoader could not load the panel")
-    fill_example_state(panel)
-    panel.resize(width, panel.sizeHint().height())
+    fill_panel(panel, example_run())
+    # A module panel is narrow: let long texts elide or wrap instead of widening it.
+    from PySide6.QtWidgets import QComboBox
+
+    for combo in panel.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(12)
+    panel.setFixedWidth(width)
     panel.show()
-    panel.adjustSize()
-    panel.resize(width, panel.sizeHint().height())
+    app.processEvents()
+    panel.setFixedHeight(panel.heightForWidth(width) if panel.hasHeightForWidth() else panel.sizeHint().height())
     app.processEvents()
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(suffix=".png", dir=output.parent, delete=False) as tmp:
