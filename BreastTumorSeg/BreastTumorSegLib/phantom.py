@@ -337,56 +337,73 @@ def _motion(rng, n: int, level_mm: float, anat: Anatomy, offset) -> tuple[list[s
 def _receive_field(grid: VoxelGrid, acq: dict, chest_y: float) -> np.ndarray | None:
     """Scanner-fixed multiplicative field: smooth bias waves times the breast-coil falloff.
 
-    ``bias = 0`` switches both off (a perfectly flat receive field).
+    ``bias = 0`` switches both off (a perfectly flat receive field). Each wave is a plane wave
+    ``cos(k . x + phase)``; along the grid it factorises into three 1D complex exponentials,
+    which is much cheaper than a cosine per voxel.
     """
     if acq["bias"] <= 0:
         return None
-    out = np.empty(grid.shape, F32)
+    nz, ny, nx = grid.shape
+    base = grid.origin - grid.offset  # anatomy frame: fixed to the grid, it only shifts the phases
+    steps = [np.arange(n, dtype=float) * s for n, s in zip(grid.size, grid.spacing)]  # along i, j, k
     total = sum(w["weight"] for w in acq["bias_waves"])
-    step = max(1, 4_000_000 // (grid.shape[1] * grid.shape[2]))
-    for k0 in range(0, grid.shape[0], step):
-        sl = (slice(k0, min(grid.shape[0], k0 + step)), slice(0, grid.shape[1]), slice(0, grid.shape[2]))
-        x, y, z = grid.coords(sl)  # anatomy frame; the field is fixed to the grid, so the frame only shifts phases
-        acc = np.zeros(x.shape, F32)
-        for w in acq["bias_waves"]:
-            k = w["k_per_mm"]
-            acc += F32(w["weight"] / total) * np.cos(F32(k[0]) * x + F32(k[1]) * y + F32(k[2]) * z + F32(w["phase"]))
+    waves = []
+    for w in acq["bias_waves"]:
+        kv = np.asarray(w["k_per_mm"], dtype=float)
+        proj = grid.direction.T @ kv  # phase advance per mm along i, j, k
+        ei, ej, ek = (np.exp(1j * proj[a] * steps[a]).astype(np.complex64) for a in range(3))
+        c = np.complex64(w["weight"] / total * np.exp(1j * (kv @ base + w["phase"])))
+        waves.append((c * ej[:, None] * ei[None, :], ek))
+    cy = grid.direction[1] * grid.spacing  # y per index step (i, j, k)
+    yi, yj, yk = ((np.arange(n) * cy[a]).astype(F32) for a, n in ((0, nx), (1, ny), (2, nz)))
+    out = np.empty(grid.shape, F32)
+    for kk in range(nz):
+        acc = np.zeros((ny, nx), F32)
+        for plane, ek in waves:
+            acc += (plane * ek[kk]).real
+        y = yj[:, None] + yi[None, :] + (yk[kk] + F32(base[1]))
         coil = np.exp(-np.maximum(y - F32(chest_y), F32(0)) * F32(1 / acq["coil_length_mm"]))
-        out[sl] = (F32(1) + F32(acq["bias"]) * acc) * (F32(acq["coil_floor"]) + F32(1 - acq["coil_floor"]) * coil)
+        out[kk] = (F32(1) + F32(acq["bias"]) * acc) * (F32(acq["coil_floor"]) + F32(1 - acq["coil_floor"]) * coil)
     return out
 
 
 def _acquire(seed: int, maps: RenderedMaps, grid: VoxelGrid, times, slow: Curve, fast: Curve, curves: list[Curve],
              motion: list[sitk.Transform], acq: dict, chest_y: float) -> list[sitk.Image]:
+    """Phases from the rendered maps: kinetics -> motion -> gain x receive field -> Rician noise."""
     rng = _rng(seed, "noise")
     scale = _receive_field(grid, acq, chest_y)
     gain = F32(acq["gain"])
+    if scale is not None:
+        scale *= gain
     sigma = F32(acq["noise"] * FAT_SIGNAL * acq["gain"])
+    work = np.empty(grid.shape, F32)
+    buf = np.empty(grid.shape, F32)
     phases = []
     for k, t in enumerate(times):
-        clean = maps.s0 + maps.w_slow * F32(slow(t)) + maps.w_fast * F32(fast(t))
+        np.multiply(maps.w_slow, F32(slow(t)), out=work)
+        work += maps.s0
+        work += np.multiply(maps.w_fast, F32(fast(t)), out=buf)
         for box, w, c in zip(maps.tumor_boxes, maps.tumor_w, curves):
             if box is not None:
-                clean[box] += w * F32(c(t))
+                work[box] += w * F32(c(t))
         if not _is_identity(motion[k]):
-            img = sitk.GetImageFromArray(clean)
+            img = sitk.GetImageFromArray(work)
             img.CopyInformation(grid.image)
             img = sitk.Resample(img, grid.image, motion[k].GetInverse(), sitk.sitkLinear, 0.0, sitk.sitkFloat32, True)
-            clean = sitk.GetArrayFromImage(img)
-        clean *= gain
-        if scale is not None:
-            clean *= scale
-        if sigma > 0:
-            re = rng.standard_normal(clean.shape, dtype=F32)
-            re *= sigma
-            re += clean
-            im = rng.standard_normal(clean.shape, dtype=F32)
-            im *= sigma
-            np.square(re, out=re)
-            np.square(im, out=im)
-            re += im
-            clean = np.sqrt(re, out=re)
-        img = sitk.GetImageFromArray(clean)
+            np.copyto(work, sitk.GetArrayViewFromImage(img))
+            del img
+        work *= scale if scale is not None else gain
+        if sigma > 0:  # Rician: magnitude of (signal + complex Gaussian noise)
+            rng.standard_normal(dtype=F32, out=buf)
+            buf *= sigma
+            work += buf
+            np.square(work, out=work)
+            rng.standard_normal(dtype=F32, out=buf)
+            buf *= sigma
+            np.square(buf, out=buf)
+            work += buf
+            np.sqrt(work, out=work)
+        img = sitk.GetImageFromArray(work)
         img.CopyInformation(grid.image)
         phases.append(img)
     return phases

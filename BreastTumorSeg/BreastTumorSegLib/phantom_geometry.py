@@ -137,15 +137,17 @@ class VoxelGrid:
                         + (d[1] * j).astype(F32)[None, :, None] + (d[2] * k).astype(F32)[:, None, None]))
         return tuple(out)
 
-    def sub_image(self, sl: tuple[slice, slice, slice]) -> sitk.Image:
-        """A reference image for sub-box *sl* (for resampling rasters onto it)."""
+    def resample_onto(self, image: sitk.Image, sl: tuple[slice, slice, slice], default: float = 0.0) -> np.ndarray:
+        """Linear resampling of *image* onto the voxels of sub-box *sl*; a (z, y, x[, c]) array."""
         start = np.array([sl[2].start, sl[1].start, sl[0].start], dtype=float)
-        size = [sl[2].stop - sl[2].start, sl[1].stop - sl[1].start, sl[0].stop - sl[0].start]
-        ref = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
-        ref.SetSpacing(self.image.GetSpacing())
-        ref.SetDirection(self.image.GetDirection())
-        ref.SetOrigin([float(v) for v in self.origin + self.direction @ (start * self.spacing)])
-        return ref
+        f = sitk.ResampleImageFilter()
+        f.SetSize([int(sl[a].stop - sl[a].start) for a in (2, 1, 0)])
+        f.SetOutputSpacing(self.image.GetSpacing())
+        f.SetOutputDirection(self.image.GetDirection())
+        f.SetOutputOrigin([float(v) for v in self.origin + self.direction @ (start * self.spacing)])
+        f.SetInterpolator(sitk.sitkLinear)
+        f.SetDefaultPixelValue(default)
+        return sitk.GetArrayFromImage(f.Execute(image))
 
 
 def relative(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, ...]:

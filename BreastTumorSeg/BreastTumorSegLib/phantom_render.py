@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from .phantom_anatomy import Anatomy, Breast
 from .phantom_geometry import (F32, VoxelGrid, ellipse_cylinder_sdf, ellipsoid_sdf, raster_coords, raster_image,
-                               relative, segment_distance, soft)
+                               relative, segment_distance, smooth_min, soft)
 from .phantom_lesions import Tumor, make_mass, make_nonmass
 
 TEXTURE_SPACING_MM = 1.5
@@ -183,7 +183,7 @@ def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textu
     w = grid.voxel_mm
     tis = anat.tissue
     d_t = anat.torso_sdf(x, y)
-    d_b = anat.body_sdf(x, y, z, d_t)
+    d_b = _body_sdf(anat, grid, slab, x, y, z, d_t)
     cv = _Canvas(maps.s0[slab], maps.w_slow[slab], maps.w_fast[slab])
 
     # layers of the body wall
@@ -193,17 +193,22 @@ def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textu
     cavity = soft(d_t + F32(anat.cavity_depth), w)
     cv.paint(None, cavity, tis["s_lung"], 0.0)
 
-    # thoracic cavity
-    m = anat.mediastinum
-    cv.paint(None, cavity * soft(ellipse_cylinder_sdf(x, y, m["x"], m["y"], m["ax"], m["ay"]), w),
-             tis["s_mediastinum"], tis["a_mediastinum"])
-    sp = anat.spine
-    cv.paint(None, soft(ellipse_cylinder_sdf(x, y, sp["x"], sp["y"], sp["r"], sp["r"]), w), tis["s_spine"], tis["a_spine"])
-    cv.paint(None, soft(ellipse_cylinder_sdf(x, y, sp["x"], sp["y"] + sp["r"] + sp["canal_r"] + 3, sp["canal_r"],
-                                             sp["canal_r"]), w), tis["s_canal"], 0.0)
-    ao = anat.aorta
-    _paint_blood(cv, grid, slab, (x, y, z), soft(ellipse_cylinder_sdf(x, y, ao["x"], ao["y"], ao["r"], ao["r"]), w),
-                 tis, 1.0)
+    # thoracic cavity: cylinders along z, evaluated in their own boxes
+    m, sp, ao = anat.mediastinum, anat.spine, anat.aorta
+    canal_y = sp["y"] + sp["r"] + sp["canal_r"] + 3
+    for (cx, cy_, rx, ry), s0, a_slow, a_fast, clip in (
+            ((m["x"], m["y"], m["ax"], m["ay"]), tis["s_mediastinum"], tis["a_mediastinum"], 0.0, True),
+            ((sp["x"], sp["y"], sp["r"], sp["r"]), tis["s_spine"], tis["a_spine"], 0.0, False),
+            ((sp["x"], canal_y, sp["canal_r"], sp["canal_r"]), tis["s_canal"], 0.0, 0.0, False),
+            ((ao["x"], ao["y"], ao["r"], ao["r"]), tis["s_blood"], 0.0, tis["peak_blood"], False)):
+        csl = grid.box((cx - rx - 2, cy_ - ry - 2, -1e4), (cx + rx + 2, cy_ + ry + 2, 1e4), slab)
+        if csl is None:
+            continue
+        rel = relative(csl, slab)
+        alpha = soft(ellipse_cylinder_sdf(x[rel], y[rel], cx, cy_, rx, ry), w)
+        if clip:
+            alpha *= cavity[rel]
+        cv.paint(rel, alpha, s0, a_slow, a_fast)
     if anat.heart is not None:
         h = anat.heart
         hsl = grid.box(np.subtract(h["center"], max(h["radii"]) + 3), np.add(h["center"], max(h["radii"]) + 3), slab)
@@ -227,8 +232,7 @@ def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textu
         bx_, by_, bz_ = x[rel], y[rel], z[rel]
         region = breast_region(anat, b, bx_, by_, bz_, d_b[rel], d_t[rel])
         maps.breast[bsl] |= region.astype(np.uint8)
-        fh = sitk.GetArrayFromImage(sitk.Resample(tex.image, grid.sub_image(bsl), sitk.Transform(), sitk.sitkLinear,
-                                                  0.0, sitk.sitkVectorFloat32))
+        fh = grid.resample_onto(tex.image, bsl)
         field, hetero = fh[..., 0], fh[..., 1]
         fgt = anat.fgt
         elig = (soft(d_b[rel] + F32(anat.skin + fgt["subcutaneous_mm"]), w)
@@ -262,7 +266,7 @@ def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textu
         alpha = soft(dist - F32(v.radius), w)
         if v.name != "internal mammary":
             alpha *= inside_skin[rel]
-        _paint_blood(cv, grid, slab, None, alpha, tis, tis["vessel_scale"], rel)
+        cv.paint(rel, alpha, tis["s_blood"], 0.0, tis["peak_blood"] * tis["vessel_scale"])
 
     # tumors last: they replace whatever lies under them
     for i, (t, tbox) in enumerate(zip(tumors, maps.tumor_boxes)):
@@ -283,5 +287,17 @@ def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textu
         lab[(d <= 0) & allowed] = i + 1
 
 
-def _paint_blood(cv: _Canvas, grid, slab, coords, alpha, tis, scale: float, rel=None) -> None:
-    cv.paint(rel, alpha, tis["s_blood"], 0.0, tis["peak_blood"] * scale)
+def _body_sdf(anat: Anatomy, grid: VoxelGrid, slab, x, y, z, d_torso) -> np.ndarray:
+    """:meth:`Anatomy.body_sdf` on a slab, each breast evaluated only inside its (padded) box."""
+    d = d_torso.copy()
+    for b in anat.breasts:
+        bsl = grid.box(*b.aabb(pad=2 * anat.fold + 10), slab)
+        if bsl is not None:
+            rel = relative(bsl, slab)
+            d[rel] = smooth_min(d[rel], b.sdf(x[rel], y[rel], z[rel]), anat.fold)
+    for b in anat.breasts:
+        bsl = grid.box(*b.aabb(pad=4), slab)
+        if bsl is not None:
+            rel = relative(bsl, slab)
+            d[rel] = np.minimum(d[rel], b.nipple_sdf(x[rel], y[rel], z[rel]))
+    return d
