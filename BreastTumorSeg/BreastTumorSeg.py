@@ -80,7 +80,7 @@ class BreastTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def exit(self) -> None:
         # The panel stays bound while a run is in progress, so its results still arrive.
-        if self.panel is not None and self.panel._run is None:
+        if self.panel is not None and not self.panel.running:
             self.panel.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:

@@ -178,3 +178,28 @@ def test_seg_nrrd_bad_name_and_missing_file_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         mb.read_seg_nrrd(tmp_path / "missing.seg.nrrd")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_are_placed_under_the_input_study(mrml):
+    img = sitk.Cast(oblique_label(), sitk.sitkFloat32)
+    volume = mb.image_to_volume_node(mrml, img, "pre")
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(mrml.scene)
+    patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "patient")
+    study = sh.CreateStudyItem(patient, "DCE study")
+    sh.CreateItem(study, volume)  # what loading a DICOM series does in Slicer
+    seg = mb.label_to_segmentation(mrml, oblique_label(), reference_node=volume)
+    table = mb.fill_table(mrml, ["a", "b"], [[1, 2.5]], name="t")
+    for node in (seg, table):
+        mb.place_next_to(mrml, node, volume)
+        assert sh.GetItemParent(sh.GetItemByDataNode(node)) == study
+
+
+def test_reused_nodes_keep_the_users_names(mrml):
+    seg = mb.label_to_segmentation(mrml, oblique_label(seed=1), name="first name")
+    seg.SetName("my edited tumor")
+    mb.label_to_segmentation(mrml, oblique_label(seed=2), seg_node=seg, name="default name")
+    assert seg.GetName() == "my edited tumor"
+    table = mb.fill_table(mrml, ["x"], [[1.0]], name="lesions")
+    table.SetName("my table")
+    mb.fill_table(mrml, ["x"], [[2.0]], node=table, name="lesions")
+    assert table.GetName() == "my table" and table.GetTable().GetValue(0, 0).ToDouble() == 2.0

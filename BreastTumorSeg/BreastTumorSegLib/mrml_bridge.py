@@ -155,7 +155,7 @@ def image_to_volume_node(ctx: MRMLContext, img: sitk.Image, name: str, node=None
                          labelmap: bool = False):
     """Put *img* into a scalar (or labelmap) volume node, reusing *node* when given.
 
-    A new node gets a display node (grey colour map, or the generic label colours) so it shows up
+    A reused node keeps its name (the user may have chosen it). A new node gets a display node (grey colour map, or the generic label colours) so it shows up
     in the slice views like any volume loaded from a file.
     """
     _check_3d_scalar(img, name)
@@ -165,8 +165,6 @@ def image_to_volume_node(ctx: MRMLContext, img: sitk.Image, name: str, node=None
     elif not node.IsA(cls):
         raise InputError(f"output node '{node.GetName()}' is a {node.GetClassName()}, not a {cls}",
                          name, "pick another output node or create a new one")
-    else:
-        node.SetName(name)
     slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(img))
     set_node_geometry(node, img)
     if node.GetDisplayNode() is None:
@@ -240,16 +238,14 @@ def label_to_segmentation(ctx: MRMLContext, label: sitk.Image, seg_node=None, na
                           color: Sequence[float] = TUMOR_COLOR, terminology: str | None = None):
     """Fill segment *segment_id* of a segmentation node from a binary label map.
 
-    *seg_node* is reused when given (its other segments and display settings are kept; the segment
-    is replaced in place), otherwise a new node is added. The reference geometry comes from
+    *seg_node* is reused when given (its name, other segments and display settings are kept; the
+    segment is replaced in place), otherwise a new node named *name* is added. The reference geometry comes from
     *reference_node* (the exam's volume, so that DICOM SEG export and the Segment Editor work on
     the exam grid) or else from *label* itself. Voxels > 0 are inside.
     """
     if seg_node is None:
         seg_node = ctx.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
         seg_node.CreateDefaultDisplayNodes()
-    else:
-        seg_node.SetName(name)
     if reference_node is not None:
         seg_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
     else:
@@ -394,12 +390,10 @@ def fill_table(ctx: MRMLContext, columns: Sequence[str], rows: Sequence[Sequence
     """Fill a ``vtkMRMLTableNode`` (reused when given) with typed columns.
 
     Column types follow the values of the first row: int, float (double) or text; a table with
-    no rows gets text columns. Previous content of a reused node is replaced.
+    no rows gets text columns. Previous content of a reused node is replaced; its name is kept.
     """
     if node is None:
         node = ctx.scene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    else:
-        node.SetName(name)
     for row in rows:
         if len(row) != len(columns):
             raise ValueError(f"row {row!r} has {len(row)} values for {len(columns)} columns")
@@ -434,11 +428,13 @@ def place_next_to(ctx: MRMLContext, node, reference_node) -> None:
     if sh is None or reference_node is None:
         return
     ref_item = sh.GetItemByDataNode(reference_node)
-    item = sh.GetItemByDataNode(node)
-    if not ref_item or not item:
+    if not ref_item:
         return
     parent = sh.GetItemParent(ref_item)
-    if parent and sh.GetItemParent(item) != parent:
+    item = sh.GetItemByDataNode(node)
+    if not item:  # Slicer's GUI adds items for new nodes itself; a headless scene does not
+        sh.CreateItem(parent, node)
+    elif sh.GetItemParent(item) != parent:
         sh.SetItemParent(item, parent)
 
 

@@ -92,6 +92,11 @@ class PanelController:
         self._setup_widgets()
         self._connect()
 
+    @property
+    def running(self) -> bool:
+        """Whether an engine run is in progress."""
+        return self._run is not None
+
     # ------------------------------------------------------------------ set-up
     def _setup_widgets(self) -> None:
         ui = self.ui
