@@ -19,6 +19,7 @@ COMMANDS = [
     "segment",
     "demo",
     "evaluate",
+    "models",
 ]
 
 
