@@ -667,3 +667,11 @@ def test_requirements_install_nothing_slicer_ships_and_no_torch():
     names = {re.split(r"[<>=!~\[ ]", r, maxsplit=1)[0].lower() for r in reqs}
     assert names and not names & {"numpy", "simpleitk", "vtk", "torch"}
     assert missing_requirements() == []  # satisfied in the test environment
+
+
+def test_requirement_checks_read_installed_versions():
+    from BreastTumorSegLib.slicer_install import requirement_satisfied
+
+    assert requirement_satisfied("numpy>=1.0")
+    assert not requirement_satisfied("numpy<1.0")
+    assert not requirement_satisfied("surely-not-an-installed-package-xyz>=1")
