@@ -73,10 +73,10 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
     with reporter.stage("postprocess"):
-        label, lesions = postprocess(prob, settings, bmask)
+        label, lesions, components = postprocess(prob, settings, bmask, return_components=True)
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
-            extras = extras_fn(exam, sitk.ConnectedComponent(label, True))
+            extras = extras_fn(exam, components)
             for les in lesions:
                 les.extra.update(extras.get(les.label, {}))
     return SegmentationResult(

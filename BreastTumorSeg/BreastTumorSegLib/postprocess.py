@@ -58,8 +58,12 @@ def midline_x(breast_mask: sitk.Image | None) -> float | None:
 
 
 def postprocess(prob: sitk.Image, settings: PostprocessSettings | None = None,
-                breast_mask: sitk.Image | None = None) -> tuple[sitk.Image, list[Lesion]]:
-    """Label map (uint8, 1 = tumor) and lesion table from a probability map."""
+                breast_mask: sitk.Image | None = None, return_components: bool = False):
+    """Label map (uint8, 1 = tumor) and lesion table from a probability map.
+
+    With ``return_components`` also the component image whose labels are the lesions' ``label``
+    (1 = largest).
+    """
     settings = settings or PostprocessSettings()
     p = sitk.GetArrayViewFromImage(prob)
     if breast_mask is not None and settings.restrict_to_breast:
@@ -72,6 +76,8 @@ def postprocess(prob: sitk.Image, settings: PostprocessSettings | None = None,
     cc = sitk.RelabelComponent(cc, minimumObjectSize=max(min_vox, 1), sortByObjectSize=True)
     lesions = lesion_table(cc, prob, midline_x(breast_mask))
     label = sitk.Cast(cc > 0, sitk.sitkUInt8)
+    if return_components:
+        return label, lesions, cc
     return label, lesions
 
 

@@ -35,7 +35,8 @@ class Lesion:
             "voxels": self.voxels,
             "max_probability": round(self.max_probability, 4),
         }
-        d.update(self.extra)
+        for key, value in self.extra.items():  # extras never replace the measured core fields
+            d.setdefault(key, value)
         return d
 
 

@@ -19,6 +19,8 @@ COMMANDS = [
     "segment",
     "demo",
     "evaluate",
+    "reader-study",
+    "dicom-list",
     "models",
 ]
 

@@ -8,7 +8,7 @@ import time
 class TerminalProgress:
     """Progress callback that draws one updating line on stderr (plain lines when not a TTY)."""
 
-    def __init__(self, stream=None, min_interval: float = 0.2):
+    def __init__(self, stream=None, min_interval: float = 0.5):
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.min_interval = min_interval
@@ -29,7 +29,7 @@ class TerminalProgress:
             self.stream.write("\r" + line[:100].ljust(100))
             if fraction >= 1.0:
                 self.stream.write("\n")
-        elif new_stage or fraction >= 1.0:
+        else:  # a log or a parent process (the Slicer panel) reads one line per update
             self.stream.write(line + "\n")
         self.stream.flush()
 
