@@ -496,6 +496,7 @@ class ReaderStudyResult:
     roc: dict[str, S.RocCurve]  # keyed by reference name
     hybrid: list[S.HybridCurve]
     tuning: dict | None
+    roc_region: str = "whole volume"  # where the voxel-wise ROC counts voxels
 
     def values(self, rater: str, reference: str, metric: str = "dice") -> np.ndarray:
         """Per-case values over the evaluation cases, in :attr:`eval_cases` order."""
@@ -583,11 +584,14 @@ def run_reader_study(cases: Sequence[CaseLike], config: StudyConfig | None = Non
     rows: list[dict] = []
     accs = {r: S.RocAccumulator(config.roc_bins) for r in readers}
     any_prob = False
+    roi_cases = 0
     test_threshold_dice = []
     with rep.stage("evaluation"):
         for i, c in enumerate(test):
             rep.update(i / len(test), f"case {c.case_id}")
-            case = _prepare(c.load(), readers, config, threshold, True)
+            loaded = c.load()
+            roi_cases += loaded.roi is not None
+            case = _prepare(loaded, readers, config, threshold, True)
             for r in readers:
                 rows.append(_pair_row(case, r, "reader", case.prepared_readers[r], r, readers))
                 rows.append(_pair_row(case, config.model_name, "model", case.prepared_model, r, readers))
@@ -601,6 +605,9 @@ def run_reader_study(cases: Sequence[CaseLike], config: StudyConfig | None = Non
 
     result = ReaderStudyResult(config, readers, config.model_name, [c.case_id for c in test],
                                [c.case_id for c in tune], rows, {}, {}, [], tuning)
+    result.roc_region = ("inside the region of interest" if roi_cases == len(test) else
+                         "whole volume" if roi_cases == 0 else
+                         f"inside the region of interest in {roi_cases} of {len(test)} cases, else the whole volume")
     with rep.stage("statistics"):
         if any_prob:
             result.roc = {reference_name(r): accs[r].curve() for r in readers}
@@ -716,7 +723,7 @@ def _summarize(res: ReaderStudyResult, threshold: float, thresholded: bool) -> d
                   "reference_method": cfg.reference, "alpha": cfg.alpha,
                   "bootstrap": {"method": "percentile", "n_resamples": cfg.n_bootstrap, "seed": cfg.seed},
                   "hd95_definition": "max of the two directed 95th percentiles of surface-voxel distances (mm)",
-                  "roc": "voxel-wise, pooled over evaluation cases" if res.roc else None},
+                  "roc": f"voxel-wise, pooled over evaluation cases, {res.roc_region}" if res.roc else None},
         "references": {reference_name(r): {"left_out_reader": r, "combines": [o for o in readers if o != r],
                                            "method": cfg.reference} for r in readers},
         "median_dice": median_dice,
@@ -749,9 +756,10 @@ class SimulatedRater:
     noise_mm: float
 
 
-DEFAULT_SIM_READERS = (SimulatedRater("R1", 0.0, 0.4), SimulatedRater("R2", 0.6, 0.6),
-                       SimulatedRater("R3", 1.2, 0.8), SimulatedRater("R4", 2.2, 1.2))
-DEFAULT_SIM_MODEL = SimulatedRater("model", 0.8, 0.7)
+DEFAULT_SIM_READERS = (SimulatedRater("R1", -0.5, 0.8), SimulatedRater("R2", 0.3, 1.0),
+                       SimulatedRater("R3", 1.0, 1.2), SimulatedRater("R4", 2.0, 1.5))
+DEFAULT_SIM_MODEL = SimulatedRater("model", 0.5, 1.8)
+NOISE_CORRELATION_MM = 2.5  # smoothing length of the simulated boundary noise
 
 
 def _signed_distance(truth: np.ndarray, spacing_zyx: Sequence[float]) -> np.ndarray:
@@ -763,60 +771,85 @@ def _signed_distance(truth: np.ndarray, spacing_zyx: Sequence[float]) -> np.ndar
     return np.where(truth, -inside, outside)
 
 
-def _smooth_noise(rng: np.random.Generator, shape, sigma_vox=(1.0, 3.0, 3.0)) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, shape, spacing_zyx: Sequence[float]) -> np.ndarray:
+    """Unit-variance Gaussian noise, smoothed over ``NOISE_CORRELATION_MM``."""
     from scipy import ndimage
 
-    f = ndimage.gaussian_filter(rng.standard_normal(shape), sigma_vox)
+    sigma = [NOISE_CORRELATION_MM / s for s in spacing_zyx]
+    f = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
     return f / (f.std() or 1.0)
 
 
-def simulate_study(n_cases: int = 30, n_tune: int = 6, readers: Sequence[SimulatedRater] = DEFAULT_SIM_READERS,
-                   model: SimulatedRater = DEFAULT_SIM_MODEL, seed: int = 0,
-                   size_xyz: tuple[int, int, int] = (64, 64, 24), spacing: tuple[float, float, float] = (0.8, 0.8, 2.0),
-                   model_prob_width_mm: float = 1.0) -> tuple[list[StudyCase], dict[str, sitk.Image]]:
-    """A synthetic reader study with known truth, for tests, demos and the example report.
+def simulate_case(case_id: str, truth: sitk.Image, readers: Sequence[SimulatedRater] = DEFAULT_SIM_READERS,
+                  model: SimulatedRater = DEFAULT_SIM_MODEL, rng: np.random.Generator | None = None,
+                  split: str = "test", model_prob_width_mm: float = 1.0) -> StudyCase:
+    """Readers' masks and the model's probability map made from a true mask (any grid).
 
-    Each case holds one ellipsoidal tumour (semi-axes 4–12 mm, random orientation-free axes) and,
-    in about a third of cases, a small satellite lesion. Readers and the model are the truth with
-    their bias and noise; the model also gets a probability map
-    ``sigmoid((bias − distance − noise) / width)``, so thresholding it at 0.5 gives the model's mask
-    (other thresholds move its boundary). Returns ``(cases, truth_by_case)``.
+    A rater's mask is ``{signed distance to the truth + noise_mm · smooth noise < bias_mm}``; the
+    model's probability map is ``sigmoid((bias − distance − noise) / width)``, so thresholding it at
+    0.5 gives the model's own mask and other thresholds move its boundary.
     """
-    rng = np.random.default_rng(seed)
-    shape = tuple(size_xyz[::-1])
-    sp_zyx = tuple(spacing[::-1])
-    extent = np.asarray(shape) * np.asarray(sp_zyx)
-    zz, yy, xx = np.meshgrid(*[(np.arange(n) + 0.5) * s for n, s in zip(shape, sp_zyx)], indexing="ij")
-    like = sitk.Image(list(size_xyz), sitk.sitkUInt8)
-    like.SetSpacing(spacing)
+    rng = rng or np.random.default_rng(0)
+    t = sitk.GetArrayFromImage(truth) > 0
+    sp = tuple(truth.GetSpacing()[::-1])
+    sdf = _signed_distance(t, sp)
 
-    def image(arr: np.ndarray, pixel=np.uint8) -> sitk.Image:
+    def image(arr: np.ndarray, pixel) -> sitk.Image:
         img = sitk.GetImageFromArray(arr.astype(pixel))
-        img.CopyInformation(like)
+        img.CopyInformation(truth)
         return img
+
+    masks = {r.name: image(sdf + r.noise_mm * _smooth_noise(rng, t.shape, sp) < r.bias_mm, np.uint8)
+             for r in readers}
+    margin = model.bias_mm - sdf - model.noise_mm * _smooth_noise(rng, t.shape, sp)
+    prob = 1.0 / (1.0 + np.exp(-margin / model_prob_width_mm))
+    return StudyCase(case_id, masks, None, image(prob, np.float32), None, split)
+
+
+def ellipsoid_truth(rng: np.random.Generator, size_xyz: tuple[int, int, int] = (64, 64, 24),
+                    spacing: tuple[float, float, float] = (0.8, 0.8, 2.0)) -> sitk.Image:
+    """A true tumour mask: one ellipsoid (semi-axes 4–12 mm), a small satellite in a third of cases."""
+    shape = tuple(size_xyz[::-1])
+    sp = np.asarray(spacing[::-1])
+    extent = np.asarray(shape) * sp
+    zz, yy, xx = np.meshgrid(*[(np.arange(n) + 0.5) * s for n, s in zip(shape, sp)], indexing="ij")
 
     def ellipsoid(center, axes) -> np.ndarray:
         return ((zz - center[0]) / axes[0]) ** 2 + ((yy - center[1]) / axes[1]) ** 2 + \
                ((xx - center[2]) / axes[2]) ** 2 <= 1.0
 
-    cases, truths = [], {}
+    axes = rng.uniform(4.0, 12.0, 3)
+    axes[0] = max(axes[0], 2.5 * sp[0])
+    center = extent / 2 + rng.uniform(-3, 3, 3)
+    truth = ellipsoid(center, axes)
+    if rng.random() < 0.35:
+        off = np.array([0.0, 1.0, 1.0]) * (axes.max() + rng.uniform(5, 8)) * rng.choice([-1, 1], 3)
+        truth |= ellipsoid(np.clip(center + off, 8, extent - 8), rng.uniform(2.5, 4.0, 3).clip(sp[0] * 1.5))
+    img = sitk.GetImageFromArray(truth.astype(np.uint8))
+    img.SetSpacing(spacing)
+    return img
+
+
+def simulate_study(n_cases: int = 30, n_tune: int = 6, readers: Sequence[SimulatedRater] = DEFAULT_SIM_READERS,
+                   model: SimulatedRater = DEFAULT_SIM_MODEL, seed: int = 0,
+                   size_xyz: tuple[int, int, int] = (64, 64, 24), spacing: tuple[float, float, float] = (0.8, 0.8, 2.0),
+                   truths: Sequence[sitk.Image] | None = None) -> tuple[list[StudyCase], dict[str, sitk.Image]]:
+    """A synthetic reader study with known truth, for tests, demos and the example report.
+
+    Truth masks are ellipsoids (:func:`ellipsoid_truth`) unless given (e.g. phantom tumour masks);
+    raters are made by :func:`simulate_case`. The first *n_tune* cases are tuning cases.
+    Returns ``(cases, truth_by_case)``.
+    """
+    rng = np.random.default_rng(seed)
+    if truths is not None:
+        n_cases = len(truths)
+    cases, out = [], {}
     for i in range(n_cases):
-        axes = rng.uniform(4.0, 12.0, 3)
-        axes[0] = max(axes[0], 2.5 * sp_zyx[0])
-        center = extent / 2 + rng.uniform(-3, 3, 3)
-        truth = ellipsoid(center, axes)
-        if rng.random() < 0.35:
-            off = np.array([0.0, 1.0, 1.0]) * (axes.max() + rng.uniform(5, 8)) * rng.choice([-1, 1], 3)
-            truth |= ellipsoid(np.clip(center + off, 8, extent - 8), rng.uniform(2.5, 4.0, 3).clip(sp_zyx[0] * 1.5))
-        sdf = _signed_distance(truth, sp_zyx)
-        masks = {r.name: image(sdf + r.noise_mm * _smooth_noise(rng, shape) < r.bias_mm) for r in readers}
-        margin = model.bias_mm - sdf - model.noise_mm * _smooth_noise(rng, shape)
-        prob = 1.0 / (1.0 + np.exp(-margin / model_prob_width_mm))
+        truth = truths[i] if truths is not None else ellipsoid_truth(rng, size_xyz, spacing)
         case_id = f"SIM{i + 1:03d}"
-        cases.append(StudyCase(case_id, masks, None, image(prob, np.float32), None,
-                               "tune" if i < n_tune else "test"))
-        truths[case_id] = image(truth)
-    return cases, truths
+        cases.append(simulate_case(case_id, truth, readers, model, rng, "tune" if i < n_tune else "test"))
+        out[case_id] = truth
+    return cases, out
 
 
 def simulate_scores(n_cases: int = 200, readers: Sequence[str] = ("R1", "R2", "R3", "R4"),

@@ -66,7 +66,7 @@ def per_case_csv(res: ReaderStudyResult) -> str:
     return _csv_text(res.rows)
 
 
-def roc_csv(res: ReaderStudyResult, max_points: int = 500) -> str:
+def roc_csv(res: ReaderStudyResult, max_points: int = 200) -> str:
     rows = []
     for ref, curve in res.roc.items():
         d = curve.as_dict(max_points)
@@ -176,7 +176,7 @@ def roc_figure(res: ReaderStudyResult):
         ax_log.plot(c.fpr[keep], c.tpr[keep], color=_color(i), lw=1.5, label=lab)
     ax_lin.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--")
     ax_lin.set(xlabel="false-positive rate (voxels)", ylabel="true-positive rate (voxels)",
-               xlim=(0, 1), ylim=(0, 1.01), title="voxel-wise ROC of the probability map")
+               xlim=(0, 1), ylim=(0, 1.01), title=f"voxel-wise ROC of the probability map ({res.roc_region})")
     ax_log.set_xscale("log")
     ax_log.set(xlabel="false-positive rate (voxels, log scale)", ylabel="true-positive rate",
                ylim=(0, 1.01), title="same curves, low false-positive rates")
@@ -287,7 +287,8 @@ def summary_markdown(res: ReaderStudyResult, figures: list[str]) -> str:
     lines.append("")
 
     if mod.get("auc"):
-        lines += ["## Probability map", "", "| Reference | Voxel-wise AUC |", "|---|---|"]
+        lines += ["## Probability map", "", f"Voxel-wise ROC pooled over the evaluation cases, {res.roc_region}.", "",
+                  "| Reference | Voxel-wise AUC |", "|---|---|"]
         lines += [f"| {ref} | {auc:.4f} |" for ref, auc in mod["auc"].items()]
         lines += ["", f"Threshold: {mod['threshold']['value']:.2f} ({mod['threshold']['source']}).", ""]
 
@@ -306,6 +307,11 @@ def summary_markdown(res: ReaderStudyResult, figures: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _span(lo: float, hi: float, nd: int, over: str) -> str:
+    a, b = f"{lo:.{nd}f}", f"{hi:.{nd}f}"
+    return f"{a} against every reference" if a == b else f"{a}–{b} (range over {over})"
+
+
 def paper_paragraph(res: ReaderStudyResult) -> str:
     """One paragraph of results in the style of a paper, generated from the numbers."""
     s = res.summary
@@ -316,7 +322,7 @@ def paper_paragraph(res: ReaderStudyResult) -> str:
     method = {"intersection": "intersection", "majority": "majority vote", "staple": "STAPLE consensus"}[
         res.config.reference]
     text = (f"Against leave-one-out {method} references, the model reached a median Dice of "
-            f"{min(mm):.2f}–{max(mm):.2f} (range over the {len(readers)} references), compared with "
+            f"{_span(min(mm), max(mm), 2, f'the {len(readers)} references')}, compared with "
             f"{min(rm):.2f}–{max(rm):.2f} for the {len(readers)} readers "
             f"({', '.join(f'{r} {v:.2f}' for r, v in zip(readers, rm))}). ")
     if comp["wilcoxon_p"] >= res.config.alpha:
@@ -336,9 +342,8 @@ def paper_paragraph(res: ReaderStudyResult) -> str:
         text += (f"Equivalence within bounds {src} ([{b['low']:+.3f}, {b['high']:+.3f}]) was not shown "
                  f"(two one-sided tests p = {fmt_p(t['p_lower'])} and {fmt_p(t['p_upper'])}).")
     if mod.get("auc"):
-        lo, hi = f"{min(mod['auc'].values()):.3f}", f"{max(mod['auc'].values()):.3f}"
-        span = f"{lo} against every reference" if lo == hi else f"{lo}–{hi} (range over references)"
-        text += f" The voxel-wise AUC of the probability map was {span}."
+        aucs = list(mod["auc"].values())
+        text += f" The voxel-wise AUC of the probability map was {_span(min(aucs), max(aucs), 4, 'references')}."
     return text
 
 
