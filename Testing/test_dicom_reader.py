@@ -256,6 +256,18 @@ def test_metadata_is_json_safe_and_free_of_identifiers(ge_oblique, siemens_axial
         assert len(src.reference_files) == exam.pre.GetSize()[2]
 
 
+def test_explicit_file_list_as_a_host_application_has_it(siemens_axial):
+    """Slicer's DICOM database gives files per series: a list of files loads like a folder."""
+    truth, folder = siemens_axial
+    files = sorted(p for d in folder.iterdir() if d.name[:3] in {"010", "011", "012", "013", "014"}
+                   for p in d.iterdir())
+    exam = dicom.load_dicom_exam(files)
+    assert_same_exam(exam, truth)
+    assert exam.case_id == "exam"
+    with pytest.raises(InputError, match="do not exist"):
+        dicom.load_dicom_exam([*files, folder / "nope.dcm"])
+
+
 def test_folder_has_dicom(tmp_path, philips_sagittal):
     assert dicom.folder_has_dicom(philips_sagittal[1])
     (tmp_path / "notes.txt").write_text("not DICOM")

@@ -87,12 +87,12 @@ def folder_has_dicom(folder: str | os.PathLike, max_files: int = 2000) -> bool:
     return False
 
 
-def find_dce(folder: str | os.PathLike, series: Sequence[int | str] | None = None,
+def find_dce(folder: str | os.PathLike | Sequence[str | os.PathLike], series: Sequence[int | str] | None = None,
              progress: Callable[[float, str], None] | None = None) -> DCEPlan:
-    """Read the headers below *folder* and decide the DCE phases (no pixel data is read)."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise InputError("folder does not exist", folder, "check the path")
+    """Read the headers below *folder* (or of the files listed) and decide the DCE phases.
+
+    No pixel data is read.
+    """
     scan = scan_folder(folder, progress=progress)
     return plan_dce(scan, series)
 
@@ -211,10 +211,11 @@ def _default_case_id(folder: Path) -> str:
     return name
 
 
-def load_dicom_exam(folder: str | os.PathLike, times_min: Sequence[float] | None = None,
-                    case_id: str | None = None, *, series: Sequence[int | str] | None = None,
-                    progress: Callable[[float, str], None] | None = None, workers: int = 4) -> DCEExam:
-    """Load the DCE exam below *folder* (searched recursively).
+def load_dicom_exam(folder: str | os.PathLike | Sequence[str | os.PathLike],
+                    times_min: Sequence[float] | None = None, case_id: str | None = None, *,
+                    series: Sequence[int | str] | None = None,
+                    progress: Callable[[float, str], None] | None = None, workers: int = 2) -> DCEExam:
+    """Load the DCE exam below *folder* (searched recursively), or from a list of DICOM files.
 
     Parameters
     ----------
@@ -228,7 +229,6 @@ def load_dicom_exam(folder: str | os.PathLike, times_min: Sequence[float] | None
     progress:
         ``progress(fraction, message)`` while headers and pixels are read.
     """
-    folder = Path(folder)
     plan = find_dce(folder, series, progress=(lambda f, m: progress(0.4 * f, m)) if progress else None)
     phases = []
     for i, vol in enumerate(plan.phases):
@@ -247,7 +247,7 @@ def load_dicom_exam(folder: str | os.PathLike, times_min: Sequence[float] | None
         times = [float(t) for t in times_min]
         times_assumed = False
         if len(times) != len(phases):
-            raise InputError(f"{len(times)} time(s) given for the {len(phases)} DCE phases found", folder,
+            raise InputError(f"{len(times)} time(s) given for the {len(phases)} DCE phases found", plan.folder,
                              "give one time per phase (see `breasttumorseg dicom-list` for the phases found)")
     summary = plan.summary()
     summary["times_given_by_user"] = times_min is not None
@@ -260,7 +260,7 @@ def load_dicom_exam(folder: str | os.PathLike, times_min: Sequence[float] | None
     }
     if progress:
         progress(1.0, "DICOM exam loaded")
-    return DCEExam(phases, times, case_id or _default_case_id(folder), [v.name() for v in plan.phases], meta)
+    return DCEExam(phases, times, case_id or _default_case_id(plan.folder), [v.name() for v in plan.phases], meta)
 
 
 def _source(plan: DCEPlan) -> DicomSource:

@@ -19,7 +19,7 @@ import datetime as _dt
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -555,17 +555,36 @@ def _read_one(path: str) -> tuple[str, list[Frame], str | None]:
     return path, frames, reason
 
 
-def scan_folder(folder: str | os.PathLike, workers: int | None = None,
-                progress: Callable[[float, str], None] | None = None) -> ScanResult:
-    """Read the header of every DICOM file below *folder* (recursively).
+def _input_files(source: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[Path, list[str]]:
+    """(folder named in messages, files to read) for a folder or an explicit list of files."""
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if not folder.exists():
+            raise InputError("folder does not exist", folder, "check the path")
+        if not folder.is_dir():
+            raise InputError("DICOM input must be a folder or a list of files", folder,
+                             "pass the folder holding the exam's DICOM files")
+        return folder, list_files(folder)
+    paths = [str(p) for p in source]
+    if not paths:
+        raise InputError("no DICOM files given", None, "pass the exam's folder or its DICOM files")
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise InputError(f"{len(missing)} of the given DICOM files do not exist", missing[0], "check the paths")
+    common = Path(os.path.commonpath([os.path.abspath(p) for p in paths]))
+    return (common.parent if common.is_file() else common), paths
 
-    Files without the DICOM preamble are counted and ignored; duplicate instances (the same SOP
-    instance UID and frame met twice, e.g. a series copied into two sub-folders) are kept once.
+
+def scan_folder(folder: str | os.PathLike | Sequence[str | os.PathLike], workers: int | None = None,
+                progress: Callable[[float, str], None] | None = None) -> ScanResult:
+    """Read the header of every DICOM file below *folder* (recursively), or of the files listed.
+
+    A list of files is what a host application has when it knows the series already (e.g. Slicer's
+    DICOM database). Files without the DICOM preamble are counted and ignored; duplicate instances
+    (the same SOP instance UID and frame met twice, e.g. a series copied into two sub-folders) are
+    kept once.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError("DICOM input must be a folder", folder, "pass the folder holding the exam's DICOM files")
-    paths = list_files(folder)
+    folder, paths = _input_files(folder)
     workers = workers or min(4, (os.cpu_count() or 1) + 1)
     frames: list[Frame] = []
     non_image: list[tuple[str, str]] = []

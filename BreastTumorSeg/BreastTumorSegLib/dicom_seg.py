@@ -8,8 +8,9 @@ and carries the algorithm identification (name, engine version, model id).
 
 With ``deidentify=True`` the patient and study identifiers copied from the source (name, ID,
 birth date, sex, accession number, physicians, institution, study and acquisition dates) are
-removed, the patient ID becomes the case id and the SEG is marked ``PatientIdentityRemoved``; the UIDs are kept (the "retain UIDs" option of the DICOM
-Basic Application Level Confidentiality Profile) so that the SEG still points at its source.
+removed, the patient ID becomes the case id and the SEG is marked ``PatientIdentityRemoved``;
+the UIDs are kept (the "retain UIDs" option of the DICOM Basic Application Level Confidentiality
+Profile) so that the SEG still points at its source.
 """
 from __future__ import annotations
 
