@@ -199,7 +199,8 @@ def test_distances_ignore_direction_matrix_and_crop():
     out = []
     for like in (plain, rotated):
         ctr = np.asarray(like.TransformContinuousIndexToPhysicalPoint([30, 30, 15]))
-        out.append(M.surface_distances(ball(like, ctr, 9), ball(like, ctr + np.asarray(like.GetDirection()).reshape(3, 3) @ [3, 0, 0], 9)))
+        shift = np.asarray(like.GetDirection()).reshape(3, 3) @ [3, 0, 0]  # 3 mm along index axis i
+        out.append(M.surface_distances(ball(like, ctr, 9), ball(like, ctr + shift, 9)))
     assert out[0].hausdorff() == pytest.approx(out[1].hausdorff(), abs=1e-4)
     assert out[0].assd() == pytest.approx(out[1].assd(), abs=1e-4)
     # crop_to_foreground keeps physical positions

@@ -329,6 +329,11 @@ def test_study_input_errors():
         RS.run_reader_study([RS.StudyCase("x", {"R1": cases[0].readers["R1"]}, cases[0].readers["R1"])])
     with pytest.raises(InputError, match="margins"):
         RS.run_reader_study(cases, RS.StudyConfig(margins=(0.05, 0.1)))
+    # 3 cases: one-sided exact Wilcoxon p >= 1/8 whatever the data, so TOST can never succeed
+    res = RS.run_reader_study(cases, RS.StudyConfig(n_bootstrap=100, margins=(-0.5, 0.5)))
+    assert not res.summary["comparison"]["equivalent"]
+    assert res.summary["comparison"]["tost_p"] == pytest.approx(1 / 8)
+    assert "cannot be shown" in res.summary["comparison"]["note"]
 
 
 # ============================================================================== CLI
@@ -363,6 +368,8 @@ def test_cli_reader_study_writes_summary(tmp_path, capsys):
     assert set(s["median_dice"]["model"]) == {"excl-R1", "excl-R2", "excl-R3"}
     assert s["comparison"]["bounds"] == {"low": -0.2, "high": 0.2, "source": "user-given margins"}
     assert 0 < s["comparison"]["wilcoxon_p"] <= 1 and 0 < s["comparison"]["tost_p"] <= 1
+    # 6 cases: the exact one-sided p can reach 1/64 < 0.05, so no small-sample warning
+    assert s["comparison"]["note"] is None
     assert "TOST p" in capsys.readouterr().out
     with pytest.raises(OutputExistsError):
         args.func(args)

@@ -45,7 +45,8 @@ from **simulated** readers, not real radiologists: {n} synthetic exams (true tum
 `{source}`), four readers made by moving the true boundary by a bias and smooth random noise
 ({readers}), and a model probability map ({model}). Malignancy scores for the hybrid analysis are
 simulated too (200 exams). The numbers show what the report looks like and that the statistics
-behave as expected; they say nothing about any real model.
+behave as expected; they say nothing about any real model. They change when the phantom
+generator changes.
 
 Start with [summary.md](summary.md); every number is in summary.json and per_case.csv.
 """

@@ -194,7 +194,8 @@ def volume_difference_ml(pred: sitk.Image, ref: sitk.Image) -> float:
     return volume_ml(pred) - volume_ml(ref)
 
 
-def _components(binary: sitk.Image, fully_connected: bool = True) -> tuple[np.ndarray, sitk.LabelShapeStatisticsImageFilter]:
+def _components(binary: sitk.Image,
+                fully_connected: bool = True) -> tuple[np.ndarray, sitk.LabelShapeStatisticsImageFilter]:
     """Connected-component labels (array) and their shape statistics, Feret diameter included."""
     cc = _small(sitk.ConnectedComponentImageFilter(), binary)
     cc.SetFullyConnected(fully_connected)

@@ -200,7 +200,8 @@ class CaseFiles:
             lo, hi = float(arr.min()), float(arr.max())
             if not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0.0 and hi <= 1.0):
                 raise InputError(f"probability map values span [{lo:g}, {hi:g}], not [0, 1]", self.model_prob,
-                                 "give the model's probability map (e.g. <case>_prob.nii.gz), not a label map or logits")
+                                 "give the model's probability map (e.g. <case>_prob.nii.gz), "
+                                 "not a label map or logits")
         if self.roi is not None:
             roi = _uint8(read_image(self.roi, "region of interest"))
             sources["roi"] = str(self.roi)
@@ -716,7 +717,12 @@ def _summarize(res: ReaderStudyResult, threshold: float, thresholded: bool) -> d
         "bounds": {"low": low, "high": high, "source": bounds_source},
         "wilcoxon": overall_w.as_dict(), "tost": overall_t.as_dict(),
         "tost_paired_t": t_check.as_dict() if t_check else None,
+        "note": None,
     }
+    if 0.5 ** d.size >= cfg.alpha:  # the most extreme exact one-sided signed-rank p is 1/2^n
+        comparison["note"] = (f"with {d.size} cases the smallest possible one-sided Wilcoxon p-value is "
+                              f"1/2^{d.size} = {0.5 ** d.size:.3g} ≥ α = {cfg.alpha}, so equivalence cannot be "
+                              f"shown; evaluate at least {int(np.ceil(np.log2(1 / cfg.alpha)))} cases")
     return {
         "study": {"n_cases": len(res.eval_cases) + len(res.tune_cases), "n_eval_cases": len(res.eval_cases),
                   "n_tune_cases": len(res.tune_cases), "readers": readers, "model": model,

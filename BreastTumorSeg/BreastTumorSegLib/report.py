@@ -265,7 +265,8 @@ def summary_markdown(res: ReaderStudyResult, figures: list[str]) -> str:
                      f"{_fmt(b['median_sensitivity'])} | {_fmt(b['median_precision'])} |")
     for r in readers:
         ref = reference_name(r)
-        lines.append(f"| {model} | {ref} | {_fmt(mod['median_dice_2d'][ref])} | {_fmt(mod['median_hd95_mm'][ref], 2)} | "
+        lines.append(f"| {model} | {ref} | {_fmt(mod['median_dice_2d'][ref])} | "
+                     f"{_fmt(mod['median_hd95_mm'][ref], 2)} | "
                      f"{_fmt(mod['median_sensitivity'][ref])} | {_fmt(mod['median_precision'][ref])} |")
     lines += ["", "HD95: the larger of the two directed 95th percentiles of surface-voxel distances.", ""]
 
@@ -280,6 +281,8 @@ def summary_markdown(res: ReaderStudyResult, figures: list[str]) -> str:
               f"TOST: H0 ΔDice ≤ {b['low']:+.3f} p = {fmt_p(t['p_lower'])}; H0 ΔDice ≥ {b['high']:+.3f} "
               f"p = {fmt_p(t['p_upper'])}; the model is {verdict} to the readers at α = {alpha} "
               f"(TOST p = {fmt_p(comp['tost_p'])})."]
+    if comp.get("note"):
+        lines += ["", f"**Note:** {comp['note']}."]
     if comp.get("tost_paired_t"):
         pt = comp["tost_paired_t"]
         lines += ["", f"Cross-check with a paired t TOST on the mean difference ({pt['estimate']:+.3f}): "
@@ -299,7 +302,8 @@ def summary_markdown(res: ReaderStudyResult, figures: list[str]) -> str:
         for h in s["hybrid"]:
             lines.append(f"| {h['reader']} | {h['reader_auc']:.3f} | {h['model_auc']:.3f} | "
                          f"{h['hybrid_auc_at_0.5']:.3f} | {h['best_lambda']:.2f} | {h['best_auc']:.3f} |")
-        lines += ["", "The best λ is chosen on the same cases and is therefore optimistic; λ = 0.5 is pre-specified.", ""]
+        lines += ["", "The best λ is chosen on the same cases and is therefore optimistic; "
+                      "λ = 0.5 is pre-specified.", ""]
 
     lines += ["## Suggested text", "", paper_paragraph(res), ""]
     if figures:

@@ -26,6 +26,8 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats as sps
 
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 (e.g. older Slicer) has only trapz
+
 # Largest number of non-zero differences for which the exact signed-rank distribution is used.
 EXACT_MAX_N = 50
 
@@ -86,7 +88,12 @@ def wilcoxon_signed_rank(diff, alternative: str = "two-sided", shift: float = 0.
         return PairedTest(statistic=0.0, p_value=1.0, method="degenerate", **base)
     ties = np.unique(np.abs(nz)).size < nz.size
     method = "exact" if nz.size <= EXACT_MAX_N and not ties else "asymptotic"
-    res = sps.wilcoxon(nz, alternative=alternative, method=method, zero_method="wilcox")
+    try:
+        res = sps.wilcoxon(nz, alternative=alternative, method=method, zero_method="wilcox")
+    except ValueError:  # scipy < 1.13 calls the normal approximation "approx"
+        if method != "asymptotic":
+            raise
+        res = sps.wilcoxon(nz, alternative=alternative, method="approx", zero_method="wilcox")
     return PairedTest(statistic=float(res.statistic), p_value=float(res.pvalue), method=method, **base)
 
 
@@ -175,8 +182,11 @@ def bootstrap_ci(values, statistic: Callable = np.median, level: float = 0.95, n
     if v.size < 2 or np.all(v == v[0]):
         s = float(statistic(v))
         return (s, s)
-    res = sps.bootstrap((v,), statistic, n_resamples=n_resamples, confidence_level=level,
-                        method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    kw = dict(n_resamples=n_resamples, confidence_level=level, method="percentile", vectorized=True)
+    try:
+        res = sps.bootstrap((v,), statistic, rng=np.random.default_rng(seed), **kw)
+    except TypeError:  # scipy < 1.15 names the generator random_state
+        res = sps.bootstrap((v,), statistic, random_state=np.random.default_rng(seed), **kw)
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
@@ -208,7 +218,7 @@ def _curve(tps: np.ndarray, fps: np.ndarray, thresholds: np.ndarray) -> RocCurve
         nan = np.full(tps.shape, np.nan)
         return RocCurve(nan, nan, thresholds, float("nan"), n_pos, n_neg)
     fpr, tpr = fps / n_neg, tps / n_pos
-    return RocCurve(fpr, tpr, thresholds, float(np.trapezoid(tpr, fpr)), n_pos, n_neg)
+    return RocCurve(fpr, tpr, thresholds, float(_trapezoid(tpr, fpr)), n_pos, n_neg)
 
 
 def roc_curve(scores, labels) -> RocCurve:

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from ..io import check_no_overwrite
-from ..readerstudy import REFERENCE_METHODS, StudyConfig, assign_tuning, read_scores_table, read_study_table, run_reader_study
+from ..readerstudy import (REFERENCE_METHODS, StudyConfig, assign_tuning, read_scores_table, read_study_table,
+                           run_reader_study)
 from ._common import TerminalProgress
 
 
