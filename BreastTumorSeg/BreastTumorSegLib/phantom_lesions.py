@@ -88,10 +88,11 @@ def make_nonmass(rng: np.random.Generator, half_length: float, center: np.ndarra
     radii = np.array([half_length, width, width * float(rng.uniform(0.7, 1.0))])
     blob_r = (max(1.8, 1.1 * voxel_mm), max(3.5, 1.9 * voxel_mm))
     blobs = []
-    n_clumps = int(rng.integers(3, 8))
+    # clumps along the segment: their number grows with its volume
+    n_clumps = max(3, int(round(float(rng.uniform(0.6, 1.4)) * np.prod(radii) / 250.0)))
     for _ in range(n_clumps):
         u = random_unit_vector(rng) * rng.uniform(0, 1) ** (1 / 3)
         cc = center + rot @ (u * radii * 0.85)
-        for _ in range(int(rng.integers(3, 8))):
+        for _ in range(int(rng.integers(3, 9))):
             blobs.append([*(cc + rng.normal(0, 2.5, 3)), float(rng.uniform(*blob_r))])
     return {"radii": radii, "rotation": rot, "blobs": np.array(blobs)}

@@ -106,7 +106,9 @@ def place_tumors(rng: np.random.Generator, anat: Anatomy, textures: list[BreastT
         tex = next(t for t in textures if t.breast.side == spec["side"])
         b = tex.breast
         radius = spec["radius"]
-        for attempt in range(60):
+        for attempt in range(120):
+            if attempt and attempt % 12 == 0:  # no room (small breast, other tumors): shrink a little
+                radius *= 0.92
             if spec["kind"] == "mass":
                 shape = make_mass(rng, radius)
                 reach = float(np.max(shape["radii"]) * (1 + sum(l[0] for l in shape["lobes"])))
@@ -118,7 +120,7 @@ def place_tumors(rng: np.random.Generator, anat: Anatomy, textures: list[BreastT
                 ok = ok_fgt if ok_fgt.any() else ok
             flat = np.flatnonzero(ok)
             if flat.size == 0:
-                radius *= 0.9
+                radius *= 0.92
                 continue
             zi, yi, xi = np.unravel_index(flat[int(rng.integers(flat.size))], ok.shape)
             center = tex.lo + np.array([xi, yi, zi], float) * TEXTURE_SPACING_MM
