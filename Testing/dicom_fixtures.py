@@ -2,8 +2,8 @@
 
 The tests (and ``benchmarks/bench_dicom.py``) write an exam whose voxels, geometry and phase
 times are known, read it back with :mod:`BreastTumorSegLib.dicom`, and compare. Three vendor
-styles are imitated (tag choices as documented in the vendors' DICOM conformance statements;
-no vendor data is copied):
+styles are imitated in simplified form (the tags each vendor commonly uses to tell DCE phases
+apart; no vendor data is copied, private tags are left out):
 
 * ``write_ge_multiphase``: GE style -- one series holding every phase, single-frame
   instances, TemporalPositionIdentifier + NumberOfTemporalPositions + TriggerTime (ms); the
@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 from BreastTumorSegLib.exam import DCEExam
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -540,10 +539,6 @@ def write_ct_series(folder: Path, seed: int = 0, n: int = 8) -> list[Path]:
         ds.PixelData = np.full((32, 32), 1000 + k, np.uint16).tobytes()
         paths.append(_write(ds, folder / f"CT{k}"))
     return paths
-
-
-def read(path: Path) -> Dataset:
-    return pydicom.dcmread(path)
 
 
 def parse_tm_seconds(tm: str) -> float:
