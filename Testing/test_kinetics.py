@@ -156,33 +156,34 @@ def test_mean_curve_kinetics_matches_voxel_rules():
 
 
 # ------------------------------------------------------------------------------ phantom
-@pytest.fixture(scope="module")
-def phantom():
-    phantom_mod = pytest.importorskip("BreastTumorSegLib.phantom")
-    return phantom_mod.make_phantom(3)
+CODES = {"persistent": PERSISTENT, "plateau": PLATEAU, "washout": WASHOUT}
 
 
-def test_maps_match_phantom_truth(phantom):
-    """Per tumor, the median over its core (eroded 1 voxel) equals the generator's PE and SER
-    within 6 % (relative), and the majority curve type equals the generator's."""
-    exam = phantom.exam
-    maps = compute_kinetic_maps(exam)
-    truth = arr(phantom.tumor_mask)
+@pytest.mark.parametrize("seed,overrides", [
+    (3, {}),                               # 6 phases
+    (6, {"orientation": "sagittal"}),
+    (4, {"orientation": "oblique"}),
+    (5, {"n_phases": 2}),                  # one post-contrast phase: no SER, no curve type
+])
+def test_maps_match_phantom_truth(seed, overrides):
+    """Per tumor, the median over its core (eroded by one voxel) equals the generator's early PE
+    and SER within 5 % and the majority curve type is the generator's; phases chosen agree."""
+    make_phantom = pytest.importorskip("BreastTumorSegLib.phantom").make_phantom
+    ph = make_phantom(seed, motion_mm=0, **overrides)
+    maps = compute_kinetic_maps(ph.exam)
     pe, curve = arr(maps.pe_early), arr(maps.curve_type)
-    ser = None if maps.ser is None else arr(maps.ser)
-    assert phantom.tumors
-    for n, t in enumerate(phantom.tumors, start=1):
-        if maps.phases.early != t["early_phase"]:
-            pytest.fail(f"early phase {maps.phases.early} != generator's {t['early_phase']}")
-        assert maps.phases.late == t["late_phase"]
-        labels = np.unique(truth[truth > 0])
-        own = truth == (labels[n - 1] if labels.size == len(phantom.tumors) else truth.max())
-        core = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(own.astype(np.uint8)), [1, 1, 1])) > 0
-        if core.sum() < 20:
+    checked = 0
+    for t in ph.tumors:
+        assert (maps.phases.early, maps.phases.late) == (t["early_phase"], t["late_phase"])
+        core = arr(sitk.BinaryErode(ph.tumor_labels == t["label"], [1, 1, 1])) > 0
+        if core.sum() < 20:  # too small to have a core at this spacing
             continue
-        assert np.median(pe[core]) == pytest.approx(t["pe_percent"], rel=0.06)
-        if ser is not None and t.get("ser") is not None:
-            assert np.median(ser[core]) == pytest.approx(t["ser"], rel=0.06)
-        codes = {"persistent": PERSISTENT, "plateau": PLATEAU, "washout": WASHOUT}
+        checked += 1
+        assert np.median(pe[core]) == pytest.approx(t["pe_percent"][t["early_phase"]], rel=0.05)
+        if t["ser"] is None:
+            assert maps.ser is None and not curve.any()
+            continue
+        assert np.median(arr(maps.ser)[core]) == pytest.approx(t["ser"], rel=0.05)
         values, counts = np.unique(curve[core], return_counts=True)
-        assert values[np.argmax(counts)] == codes[t["curve"]]
+        assert values[np.argmax(counts)] == CODES[t["curve"]]
+    assert checked >= 1

@@ -5,7 +5,7 @@ interest, a voxel is tumor when
 
 1. its pre-contrast signal is at least ``background_fraction`` (0.6) x the ``background_percentile``
    (95th) percentile of the pre-contrast signal inside the ROI (removes fat-suppressed fat, air
-   and noise, where PE is meaningless);
+   and noise, where PE is meaningless). See "Fat suppression" below for exams without it;
 2. PE at the early phase >= ``pe_threshold`` (70 %);
 3. at least ``min_neighbors`` (4) of its 26 neighbours in 3D also pass 1 and 2 (removes isolated
    noise voxels; the neighbours are counted inside the ROI);
@@ -14,6 +14,25 @@ interest, a voxel is tumor when
 
 FTV is the voxel count x voxel volume, in mL (= cc), split into SER bands (< 0.9, 0.9-1.3,
 > 1.3 by default; the low edge is inclusive in the middle band).
+
+Fat suppression
+---------------
+I-SPY acquisitions are fat-suppressed: fat is dark and the 95th percentile of the pre-contrast
+signal is fibroglandular tissue, so 0.6 x p95 separates parenchyma from fat. Without fat
+suppression (many T1 protocols, the project's phantoms) fat is the brightest tissue and
+fibroglandular tissue and tumors sit at 30-70 % of it, so the same rule deletes the tumors.
+``fat_suppressed=None`` (default) decides from the data: fat does not take up contrast, so when
+the brightest pre-contrast tenth of the ROI barely enhances (median PE on the late phase, or the
+early one without a late phase, below ``fat_max_pe`` = 8 %), that bright tissue is fat, the exam
+is taken as not fat-suppressed and the background fraction becomes
+``background_fraction_no_fat_sat`` (0.2: removes air, lung and noise, keeps tissue at >= 30 %
+of fat). In that case the spread of PE in the bright (fat) voxels measures the noise, and the
+threshold is raised where needed so that PE's noise at the threshold signal is at most
+``pe_threshold / noise_z`` (z = 3): ``S_pre >= noise_z * sd_PE(fat) * S_fat / pe_threshold``
+(sd from the median absolute deviation). The decision and its evidence are in :attr:`FTVResult.fat_suppression`; pass
+``fat_suppressed=True`` for the plain I-SPY rule. An exam without contrast uptake (or a fat-
+suppressed exam whose bright tissue does not enhance at all) is taken as not fat-suppressed;
+the lower threshold then only admits more unenhanced voxels, which the PE rule rejects.
 
 The region of interest is a mask image (e.g. the whole-breast mask), a :class:`Box` in
 physical LPS millimetres, or the whole volume. Maps are computed once by
@@ -35,6 +54,7 @@ from .imageutil import from_array, resample_to, same_grid, voxel_volume_ml
 from .kinetics import (CURVE_NAMES, KineticMaps, KineticSettings, compute_kinetic_maps,
                        mean_curve_kinetics, robust_percentile)
 from .progress import Reporter
+from .seeded import open_and_regrow
 
 # ----------------------------------------------------------------------------- settings / ROI
 
@@ -45,15 +65,21 @@ class FTVSettings:
 
     background_fraction: float = 0.6
     background_percentile: float = 95.0
+    fat_suppressed: bool | None = None  # None: decide from the data (module docstring)
+    background_fraction_no_fat_sat: float = 0.2
+    fat_max_pe: float = 8.0
+    noise_z: float = 3.0
     pe_threshold: float = 70.0
     ser_min: float = 0.0
     min_neighbors: int = 4
     ser_bands: tuple[float, float] = (0.9, 1.3)
+    edge_margin_mm: float = 0.0  # > 0: drop components lying entirely this close to a mask ROI's edge
+    vessel_radius_mm: float = 0.0  # > 0: opening + one-ball regrowth removing thinner structures
 
     def __post_init__(self):
-        if not 0 <= self.background_fraction < 10:
-            raise InputError(f"background fraction {self.background_fraction} is out of range",
-                             fix="use a fraction such as 0.6")
+        for name in ("background_fraction", "background_fraction_no_fat_sat"):
+            if not 0 <= getattr(self, name) < 10:
+                raise InputError(f"{name} {getattr(self, name)} is out of range", fix="use a fraction such as 0.6")
         if not 0 < self.background_percentile <= 100:
             raise InputError(f"background percentile {self.background_percentile} is out of range (0, 100]")
         if not 0 <= self.min_neighbors <= 26:
@@ -147,6 +173,7 @@ class FTVResult:
     ftv_ml: float
     band_volumes_ml: dict[str, float] | None  # None when SER cannot be computed
     background_threshold: float
+    fat_suppression: dict  # {"fat_suppressed": bool, "decided_by": ..., "bright_tissue_pe": ...}
     ser_used: bool
     roi: str
     maps: KineticMaps
@@ -159,6 +186,7 @@ class FTVResult:
             "ser_band_volumes_ml": None if self.band_volumes_ml is None
             else {k: round(v, 4) for k, v in self.band_volumes_ml.items()},
             "background_threshold": round(float(self.background_threshold), 4),
+            "fat_suppression": self.fat_suppression,
             "ser_condition_used": self.ser_used,
             "roi": self.roi,
             "settings": asdict(self.settings),
@@ -174,11 +202,10 @@ def band_names(edges: tuple[float, float]) -> tuple[str, str, str]:
 
 def ser_band_codes(ser: np.ndarray, mask: np.ndarray, edges: tuple[float, float]) -> np.ndarray:
     """uint8 array: 0 outside *mask*, 1 SER < lo, 2 lo <= SER <= hi, 3 SER > hi."""
-    codes = np.zeros(ser.shape, np.uint8)
-    lo, hi = np.float32(edges[0]), np.float32(edges[1])
-    codes[mask] = 2
-    codes[mask & (ser < lo)] = 1
-    codes[mask & (ser > hi)] = 3
+    codes = np.full(ser.shape, 2, np.uint8)
+    codes -= (ser < np.float32(edges[0])).view(np.uint8)
+    codes += (ser > np.float32(edges[1])).view(np.uint8)
+    codes *= np.asarray(mask, bool).view(np.uint8)
     return codes
 
 
@@ -204,6 +231,67 @@ def _bbox(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
     return tuple(sl)
 
 
+def detect_fat_suppression(pre: np.ndarray, maps: KineticMaps, roi_mask: np.ndarray,
+                           settings: FTVSettings | None = None) -> dict:
+    """Is fat suppressed? Decided from how much the brightest pre-contrast tenth of the ROI enhances.
+
+    Returns ``{"fat_suppressed", "decided_by", "bright_tissue_pe"}``; see the module docstring.
+    """
+    s = settings or FTVSettings()
+    if s.fat_suppressed is not None:
+        return {"fat_suppressed": bool(s.fat_suppressed), "decided_by": "user", "bright_tissue_pe": None}
+    valid = maps.array("valid") > 0
+    region = roi_mask & valid
+    p90 = robust_percentile(pre, 90.0, region)
+    pe = maps.array("pe_late") if maps.ser_available else maps.array("pe_early")
+    bright = region & (pre >= np.float32(p90))
+    if not bright.any():
+        return {"fat_suppressed": True, "decided_by": "default (no bright tissue in the ROI)",
+                "bright_tissue_pe": None}
+    values = pe[bright]
+    level = float(np.median(values))
+    return {"fat_suppressed": bool(level >= s.fat_max_pe),
+            "decided_by": f"median PE of the brightest pre-contrast tenth of the ROI "
+                          f"({'late' if maps.ser_available else 'early'} phase) vs {s.fat_max_pe:g} %",
+            "bright_tissue_pe": round(level, 3),
+            "bright_tissue_pe_sd": round(1.4826 * float(np.median(np.abs(values - level))), 3),
+            "bright_tissue_pre": float(np.median(pre[bright]))}
+
+
+def drop_edge_components(mask: np.ndarray, roi_mask: np.ndarray, spacing_zyx: np.ndarray,
+                         margin_mm: float) -> int:
+    """Remove (in place) the 26-connected components of *mask* whose deepest voxel is less than
+    *margin_mm* inside *roi_mask*; returns how many were removed.
+
+    With the whole-breast mask as ROI this removes the enhancing nipple, skin folds and vessels
+    along the chest wall, which I-SPY readers leave out with their ROI box; a tumor reaching the
+    skin keeps all its voxels as long as part of it lies deeper than the margin.
+    """
+    box = _bbox(mask)
+    if box is None:
+        return 0
+    labels, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), bool))
+    pad = np.ceil(margin_mm / spacing_zyx).astype(int) + 1
+    removed = 0
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        lo = [max(0, b.start + s.start - p) for b, s, p in zip(box, sl, pad)]
+        hi = [min(n_, b.start + s.stop + p) for b, s, p, n_ in zip(box, sl, pad, mask.shape)]
+        crop = tuple(slice(a, b) for a, b in zip(lo, hi))
+        inside = roi_mask[crop]
+        if inside.all():
+            continue  # no ROI edge within the margin of this component
+        depth = ndimage.distance_transform_edt(inside, sampling=spacing_zyx)
+        comp = np.zeros(inside.shape, bool)
+        off = [b.start + s.start - a for b, s, a in zip(box, sl, lo)]
+        comp[tuple(slice(o, o + s.stop - s.start) for o, s in zip(off, sl))] = labels[sl] == lab
+        if depth[comp].max() < margin_mm:
+            mask[crop] &= ~comp
+            removed += 1
+    return removed
+
+
 def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | None = None,
                             maps: KineticMaps | None = None, kinetic_settings: KineticSettings | None = None,
                             reporter: Reporter | None = None) -> FTVResult:
@@ -214,9 +302,15 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     ref = exam.reference
     roi_mask, roi_desc = roi_array(roi, ref)
     pre = sitk.GetArrayViewFromImage(exam.pre).astype(np.float32, copy=False)
-    bg = s.background_fraction * robust_percentile(pre, s.background_percentile, roi_mask)
-    pe = sitk.GetArrayViewFromImage(maps.pe_early)
-    valid = sitk.GetArrayViewFromImage(maps.valid) > 0
+    fat = detect_fat_suppression(pre, maps, roi_mask, s)
+    fraction = s.background_fraction if fat["fat_suppressed"] else s.background_fraction_no_fat_sat
+    bg = fraction * robust_percentile(pre, s.background_percentile, roi_mask)
+    if not fat["fat_suppressed"] and fat.get("bright_tissue_pe_sd") is not None:
+        noise_floor = s.noise_z * fat["bright_tissue_pe_sd"] * fat["bright_tissue_pre"] / max(s.pe_threshold, 1e-6)
+        fat["noise_floor"] = round(noise_floor, 4)
+        bg = max(bg, noise_floor)
+    pe = maps.array("pe_early")
+    valid = maps.array("valid") > 0
 
     cand = roi_mask & valid
     cand &= pre >= np.float32(bg)
@@ -228,19 +322,37 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         keep = c & (count_neighbors(c) >= s.min_neighbors)
         tumor[box] = keep
     notes = list(maps.notes)
-    ser_used = maps.ser is not None
+    if not fat["fat_suppressed"]:
+        notes.append(f"fat is not suppressed ({fat['decided_by']}: {fat['bright_tissue_pe']}); background "
+                     f"threshold max({fraction:g} x p{s.background_percentile:g}, noise floor) = {bg:.4g} instead "
+                     f"of the I-SPY {s.background_fraction:g} x p{s.background_percentile:g}; pass "
+                     "fat_suppressed=True to force the I-SPY rule")
+    ser_used = maps.ser_available
     bands = None
     vox_ml = voxel_volume_ml(ref)
     if ser_used:
-        ser = sitk.GetArrayViewFromImage(maps.ser)
+        ser = maps.array("ser")
         tumor &= ser >= np.float32(s.ser_min)
+    if s.vessel_radius_mm > 0:
+        box = _bbox(tumor)
+        if box is not None:
+            before = int(np.count_nonzero(tumor))
+            tumor[box] = open_and_regrow(tumor[box], np.asarray(ref.GetSpacing())[::-1], s.vessel_radius_mm)
+            notes.append(f"structures thinner than {2 * s.vessel_radius_mm:g} mm (vessels) removed: "
+                         f"{before - int(np.count_nonzero(tumor))} voxels (vessel_radius_mm)")
+    if s.edge_margin_mm > 0 and isinstance(roi, sitk.Image):
+        dropped = drop_edge_components(tumor, roi_mask, np.asarray(ref.GetSpacing())[::-1], s.edge_margin_mm)
+        if dropped:
+            notes.append(f"{dropped} enhancing component(s) lying within {s.edge_margin_mm:g} mm of the ROI "
+                         "mask's edge (nipple, skin, chest-wall vessels) left out (edge_margin_mm)")
+    if ser_used:
         codes = ser_band_codes(ser, tumor, s.ser_bands)
         counts = np.bincount(codes.ravel(), minlength=4)
         bands = {name: float(counts[i + 1]) * vox_ml for i, name in enumerate(band_names(s.ser_bands))}
     else:
         notes.append("SER >= 0 condition skipped: the exam has a single post-contrast phase")
     ftv = float(np.count_nonzero(tumor)) * vox_ml
-    return FTVResult(from_array(tumor.astype(np.uint8), ref), ftv, bands, bg, ser_used, roi_desc,
+    return FTVResult(from_array(tumor.astype(np.uint8), ref), ftv, bands, bg, fat, ser_used, roi_desc,
                      maps, s, notes)
 
 
@@ -271,6 +383,10 @@ def _any(mask: sitk.Image) -> bool:
 
 
 # ----------------------------------------------------------------------------- the segmenter
+SEGMENTER_EDGE_MARGIN_MM = 8.0
+SEGMENTER_VESSEL_RADIUS_MM = 2.0
+
+
 class FTVSegmenter:
     """Registry method "ftv": I-SPY functional tumor volume, or a seeded lesion from one point.
 
@@ -302,6 +418,10 @@ class FTVSegmenter:
                                  fix=f"use one of {', '.join(sorted(set().union(*(c.__dataclass_fields__ for c in groups.values()))))}")
             for g in owners:
                 chosen[g][key] = tuple(value) if isinstance(value, list) else value
+        # As a segmenter the ROI is usually the automatic breast mask: leave out enhancing
+        # structures hugging its edge (nipple, skin, chest-wall vessels); see drop_edge_components.
+        chosen["ftv"].setdefault("edge_margin_mm", SEGMENTER_EDGE_MARGIN_MM)
+        chosen["ftv"].setdefault("vessel_radius_mm", SEGMENTER_VESSEL_RADIUS_MM)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
@@ -368,7 +488,7 @@ class FTVSegmenter:
         res = functional_tumor_volume(exam, region, self.settings, maps=maps)
         self.last_result = res
         inside = sitk.GetArrayViewFromImage(res.mask) > 0
-        pe = sitk.GetArrayViewFromImage(maps.pe_early)
+        pe = maps.array("pe_early")
         roi_mask, _ = roi_array(region, ref)
         pre = sitk.GetArrayViewFromImage(exam.pre)
         below = roi_mask & (pre >= np.float32(res.background_threshold))
@@ -399,9 +519,9 @@ def lesion_kinetics(exam: DCEExam, label_image: sitk.Image, maps: KineticMaps | 
                          fix="resample the segmentation onto the pre-contrast image first")
     labels = sitk.GetArrayViewFromImage(label_image)
     vox_ml = voxel_volume_ml(ref)
-    pe_peak = sitk.GetArrayViewFromImage(maps.pe_peak)
-    curve = sitk.GetArrayViewFromImage(maps.curve_type)
-    ser = None if maps.ser is None else sitk.GetArrayViewFromImage(maps.ser)
+    pe_peak = maps.array("pe_peak")
+    curve = maps.array("curve_type")
+    ser = maps.array("ser")
     phases = [sitk.GetArrayViewFromImage(p) for p in exam.phases]
     out: dict[int, dict] = {}
     objects = ndimage.find_objects(np.asarray(labels, dtype=np.int64) if labels.dtype.kind not in "iu" else labels)

@@ -80,37 +80,70 @@ class PhaseChoice:
     notes: tuple[str, ...] = ()
 
 
+MAP_NAMES = ("pe_early", "pe_late", "pe_peak", "ser", "time_to_peak_min", "initial_class", "curve_type", "valid")
+
+
 @dataclass
 class KineticMaps:
-    """Kinetic maps on the exam grid plus the facts needed to read them."""
+    """Kinetic maps on the exam grid plus the facts needed to read them.
 
-    pe_early: sitk.Image  # float32, %
-    pe_peak: sitk.Image  # float32, % (maximum over post-contrast phases)
-    pe_late: sitk.Image | None  # float32, %
-    ser: sitk.Image | None  # float32, None when the exam has one post-contrast phase
-    time_to_peak_min: sitk.Image  # float32, minutes; 0 = not assessed
-    initial_class: sitk.Image  # uint8: 0 not assessed, 1 slow, 2 medium, 3 fast
-    curve_type: sitk.Image  # uint8: 0 not assessed, 1 persistent, 2 plateau, 3 washout
-    valid: sitk.Image  # uint8: 1 where the pre-contrast signal is above pre_floor
+    The maps are held as (z, y, x) arrays together with ``reference``, the image that gives
+    them their geometry; each is exposed as a ``sitk.Image`` on that grid (built on first use,
+    so a caller that only needs FTV does not pay for nine image copies). ``array(name)`` gives a
+    read-only view for computations inside the package.
+
+    Maps: ``pe_early``, ``pe_late`` (None with one post-contrast phase), ``pe_peak`` (maximum
+    over post-contrast phases) in %; ``ser`` (None with one post-contrast phase);
+    ``time_to_peak_min`` (0 = not assessed); ``initial_class`` uint8 (0 not assessed, 1 slow,
+    2 medium, 3 fast); ``curve_type`` uint8 (0 not assessed, 1 persistent, 2 plateau,
+    3 washout); ``valid`` uint8 (1 where the pre-contrast signal is above ``pre_floor``).
+    """
+
+    reference: sitk.Image
+    arrays: dict[str, np.ndarray]
     phases: PhaseChoice
     pre_floor: float
     times_min: tuple[float, ...]
     settings: KineticSettings = field(default_factory=KineticSettings)
     notes: list[str] = field(default_factory=list)
+    _images: dict[str, sitk.Image] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for a in self.arrays.values():
+            a.flags.writeable = False
+
+    def array(self, name: str) -> np.ndarray | None:
+        """Read-only (z, y, x) view of map *name* on ``reference``'s grid (None if absent)."""
+        return self.arrays.get(name)
+
+    def image(self, name: str) -> sitk.Image | None:
+        """Map *name* as an image on the exam grid (None if absent)."""
+        if name not in MAP_NAMES:
+            raise KeyError(f"unknown kinetic map {name!r}; maps: {', '.join(MAP_NAMES)}")
+        if name not in self.arrays:
+            return None
+        if name not in self._images:
+            self._images[name] = from_array(self.arrays[name], self.reference)
+        return self._images[name]
+
+    pe_early = property(lambda self: self.image("pe_early"))
+    pe_late = property(lambda self: self.image("pe_late"))
+    pe_peak = property(lambda self: self.image("pe_peak"))
+    ser = property(lambda self: self.image("ser"))
+    time_to_peak_min = property(lambda self: self.image("time_to_peak_min"))
+    initial_class = property(lambda self: self.image("initial_class"))
+    curve_type = property(lambda self: self.image("curve_type"))
+    valid = property(lambda self: self.image("valid"))
 
     @property
     def ser_available(self) -> bool:
-        return self.ser is not None
+        return "ser" in self.arrays
 
     def images(self) -> dict[str, sitk.Image]:
-        """Every map by a short file-friendly name (maps that do not exist are left out)."""
-        out = {"pe_early": self.pe_early, "pe_peak": self.pe_peak, "time_to_peak": self.time_to_peak_min,
-               "initial_class": self.initial_class, "curve_type": self.curve_type}
-        if self.pe_late is not None:
-            out["pe_late"] = self.pe_late
-        if self.ser is not None:
-            out["ser"] = self.ser
-        return out
+        """Every map except ``valid`` by a short file-friendly name (absent maps left out)."""
+        names = {"pe_early": "pe_early", "pe_late": "pe_late", "pe_peak": "pe_peak", "ser": "ser",
+                 "time_to_peak_min": "time_to_peak", "initial_class": "initial_class", "curve_type": "curve_type"}
+        return {short: self.image(name) for name, short in names.items() if name in self.arrays}
 
     def info(self) -> dict:
         """JSON-friendly description: chosen phases, times, thresholds and notes."""
@@ -220,75 +253,77 @@ def compute_kinetic_maps(exam: DCEExam, settings: KineticSettings | None = None,
     inv100 = np.zeros(pre.shape, np.float32)
     np.divide(np.float32(100.0), pre, out=inv100, where=valid)
 
-    pe_early = pe_late = None
-    peak = np.full(pre.shape, -np.inf, np.float32)
-    arg = np.zeros(pre.shape, np.uint8)
-    pe = np.empty(pre.shape, np.float32)
-    better = np.empty(pre.shape, bool)
+    pe_early = pe_late = peak = ttp = None
     for k in range(1, exam.n_phases):
         if reporter is not None:
             reporter.update((k - 1) / exam.n_phases, f"kinetics: phase {k}/{exam.n_phases - 1}")
         post = sitk.GetArrayViewFromImage(exam.phases[k]).astype(np.float32, copy=False)
-        np.subtract(post, pre, out=pe)
+        pe = np.subtract(post, pre)  # a new array per phase: early/late ones are kept without a copy
         pe *= inv100
-        np.greater(pe, peak, out=better)
-        np.copyto(peak, pe, where=better)
-        arg[better] = k
+        t_k = np.float32(times[k])
+        if peak is None:
+            peak, ttp = pe.copy(), np.full(pre.shape, t_k, np.float32)
+        else:
+            # Times increase with k, so "time of the running maximum" is a maximum too:
+            # ttp = max(ttp, t_k where this phase is a new maximum). Arithmetic, no masked copies.
+            new_max = (pe > peak).view(np.uint8)
+            np.maximum(ttp, new_max * t_k, out=ttp)
+            np.maximum(peak, pe, out=peak)
         if k == choice.early:
-            pe_early = pe.copy()
+            pe_early = pe
         if k == choice.late:
-            pe_late = pe.copy()
-    del pe, better, inv100
+            pe_late = pe
+    del inv100
 
-    enhancing = valid & (peak >= np.float32(s.enhancing_pe))
-    ttp = np.zeros(pre.shape, np.float32)
-    times32 = times.astype(np.float32)
-    np.copyto(ttp, times32[arg], where=enhancing)
+    enhancing = (peak >= np.float32(s.enhancing_pe)).view(np.uint8)
+    enhancing &= valid.view(np.uint8)
+    ttp *= enhancing
+    # Initial class 1/2/3 (slow/medium/fast) in enhancing voxels, 0 elsewhere, in uint8 arithmetic.
+    initial = (pe_early >= np.float32(s.slow_below_pe)).view(np.uint8) + np.uint8(1)
+    initial += (pe_early > np.float32(s.fast_above_pe)).view(np.uint8)
+    initial *= enhancing
 
-    initial = np.zeros(pre.shape, np.uint8)
-    initial[enhancing] = SLOW
-    initial[enhancing & (pe_early >= np.float32(s.slow_below_pe))] = MEDIUM
-    initial[enhancing & (pe_early > np.float32(s.fast_above_pe))] = FAST
-
-    curve = np.zeros(pre.shape, np.uint8)
-    ser = None
-    notes = list(choice.notes)
+    arrays = {"pe_early": pe_early, "pe_peak": peak, "time_to_peak_min": ttp, "initial_class": initial,
+              "valid": valid.view(np.uint8)}
     if pe_late is not None:
-        ser = _ser(pe_early, pe_late, valid, s)
-        # (S_late - S_early) / S_early in terms of PE: (PE_late - PE_early) / (100 + PE_early)
-        change = (pe_late - pe_early) / (np.float32(100.0) + pe_early)
-        c = np.float32(s.curve_change)
-        curve[enhancing] = PLATEAU
-        curve[enhancing & (change > c)] = PERSISTENT
-        curve[enhancing & (change < -c)] = WASHOUT
-        del change
-    peak[~valid] = 0.0
+        arrays["pe_late"] = pe_late
+        arrays["ser"] = _ser(pe_early, pe_late, valid, s)
+        arrays["curve_type"] = _curve_type(pe_early, pe_late, enhancing, s.curve_change)
+    else:
+        arrays["curve_type"] = np.zeros(pre.shape, np.uint8)
+    peak *= valid  # PE is already 0 where pre is below the floor; the peak of -0 noise is not
+    return KineticMaps(ref, arrays, choice, pre_floor, tuple(float(x) for x in times), s, list(choice.notes))
 
-    return KineticMaps(
-        pe_early=from_array(pe_early, ref),
-        pe_peak=from_array(peak, ref),
-        pe_late=None if pe_late is None else from_array(pe_late, ref),
-        ser=None if ser is None else from_array(ser, ref),
-        time_to_peak_min=from_array(ttp, ref),
-        initial_class=from_array(initial, ref),
-        curve_type=from_array(curve, ref),
-        valid=from_array(valid.astype(np.uint8), ref),
-        phases=choice,
-        pre_floor=pre_floor,
-        times_min=tuple(float(x) for x in times),
-        settings=s,
-        notes=notes,
-    )
+
+def _curve_type(pe_early: np.ndarray, pe_late: np.ndarray, enhancing: np.ndarray, change: float) -> np.ndarray:
+    """uint8 curve type where *enhancing* (uint8 0/1) is set: the signal change
+    ``(S_late - S_early) / S_early`` equals ``(PE_late - PE_early) / (100 + PE_early)``;
+    compared without dividing (100 + PE >= 0)."""
+    diff = np.subtract(pe_late, pe_early)
+    limit = np.add(pe_early, np.float32(100.0))
+    limit *= np.float32(change)
+    rising = (diff > limit).view(np.uint8)
+    np.negative(limit, out=limit)
+    falling = (diff < limit).view(np.uint8)
+    curve = np.full(pe_early.shape, PLATEAU, np.uint8)
+    curve -= rising  # PERSISTENT = PLATEAU - 1
+    curve += falling  # WASHOUT = PLATEAU + 1
+    curve *= enhancing
+    return curve
 
 
 def _ser(pe_early: np.ndarray, pe_late: np.ndarray, valid: np.ndarray, s: KineticSettings) -> np.ndarray:
     """SER = PE_early / PE_late with the near-zero-denominator guard of the module docstring."""
     eps = np.float32(s.ser_min_late_pe)
-    ok = valid & (np.abs(pe_late) >= eps)
+    ok = np.abs(pe_late) >= eps
+    ok &= valid
     ser = np.zeros(pe_early.shape, np.float32)
     np.divide(pe_early, pe_late, out=ser, where=ok)
     # Late enhancement back to ~baseline after a real early enhancement: extreme washout.
-    ser[valid & ~ok & (pe_early >= eps)] = np.float32(s.ser_clip)
+    extreme = (pe_early >= eps).view(np.uint8)
+    extreme &= valid.view(np.uint8)
+    extreme &= (~ok).view(np.uint8)
+    ser += extreme * np.float32(s.ser_clip)
     np.clip(ser, -s.ser_clip, s.ser_clip, out=ser)
     return ser
 

@@ -146,6 +146,21 @@ def _nearest_component(mask: np.ndarray, point_zyx, spacing_zyx, structure) -> n
     return lab == v
 
 
+def open_and_regrow(mask: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float) -> np.ndarray:
+    """Opening by a ball of *radius_mm* followed by one ball of regrowth inside *mask*.
+
+    Structures thinner than the ball (vessels, bridges) disappear, except a stub at most one
+    ball long where they leave a thicker body; bodies keep their own outline. Physical radius:
+    anisotropic voxels get fewer voxels along their long axis (none when the spacing exceeds
+    the radius).
+    """
+    ball = _ellipsoid(radius_mm, np.asarray(spacing_zyx, float))
+    if ball.size == 1 or not mask.any():
+        return mask.copy()
+    opened = ndimage.binary_opening(mask, structure=ball)
+    return ndimage.binary_dilation(opened, structure=ball) & mask
+
+
 def _cut_thin_bridges(region: np.ndarray, seed, spacing_zyx: np.ndarray,
                       radius_mm: float) -> tuple[np.ndarray, float]:
     """Opening + one-ball reconstruction (step 4 of the module docstring).
@@ -188,7 +203,7 @@ def segment_from_seed(exam: DCEExam, seed_lps, maps: KineticMaps | None = None,
 
     pre = sitk.GetArrayViewFromImage(exam.pre)[crop].astype(np.float32)
     early = sitk.GetArrayViewFromImage(exam.phases[maps.phases.early])[crop].astype(np.float32)
-    valid = sitk.GetArrayViewFromImage(maps.valid)[crop] > 0
+    valid = maps.array("valid")[crop] > 0
     score = early - pre
     if s.smoothing_mm > 0:
         score = ndimage.gaussian_filter(score, sigma=s.smoothing_mm / spacing, mode="nearest", truncate=3.0)
