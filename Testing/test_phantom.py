@@ -288,3 +288,20 @@ def test_receive_field_matches_plane_wave_formula():
     expected = (1 + 0.2 * acc) * (acq["coil_floor"] + (1 - acq["coil_floor"]) * coil)
     assert np.abs(field - expected).max() < 1e-5
     assert expected.min() < 0.9  # the coil falloff is really there
+
+
+def test_decoys_are_breast_findings_but_not_tumors():
+    ph = make_phantom(1, n_phases=3, **CLEAN)
+    kinds = [d["kind"] for d in ph.params["decoys"]]
+    assert "cyst" in kinds and "lymph node" in kinds
+    pre, post = ph.exam.pre, ph.exam.phases[1]
+    for d in ph.params["decoys"]:
+        center = np.add(d["center_anatomy_mm"], ph.params["patient_offset_mm"]).tolist()
+        idx = pre.TransformPhysicalPointToIndex(center)
+        assert ph.breast_mask.GetPixel(idx) == 1 and ph.tumor_mask.GetPixel(idx) == 0
+        enh = post.GetPixel(idx) / pre.GetPixel(idx) - 1
+        if d["kind"] == "cyst":  # dark on T1 and never enhancing
+            assert pre.GetPixel(idx) < 350 and enh == pytest.approx(0.0, abs=1e-6)
+        else:  # lymph node: enhances, but at most to its drawn peak
+            assert 0.1 < enh <= d["peak_enhancement"] + 1e-6
+    assert make_phantom(1, n_phases=2, decoys=False, **CLEAN).params["decoys"] == []

@@ -46,7 +46,7 @@ from .phantom_geometry import F32, ORIENTATIONS, VoxelGrid, direction_matrix, ma
 from .phantom_kinetics import (CURVE_TYPES, Curve, classify_curve, design_tumor_curve, early_late_phases,
                                normalised_fast_curve, normalised_slow_curve)
 from .phantom_lesions import KINDS, Tumor
-from .phantom_render import RenderedMaps, make_texture, place_tumors, render
+from .phantom_render import RenderedMaps, make_texture, place_decoys, place_tumors, render
 
 __all__ = ["Phantom", "make_phantom", "write_phantom", "early_late_phases", "classify_curve",
            "SIZES", "CLINICAL_SIZE", "CLINICAL_SPACING", "FAT_SIGNAL"]
@@ -57,7 +57,7 @@ CLINICAL_SPACING = (0.75, 0.75, 1.25)
 SMALL_MAX_VOXELS = 3_000_000
 MAX_TUMORS = 5
 _STREAMS = {"anatomy": 1, "tissue": 2, "texture": 3, "tumors": 4, "kinetics": 5, "acquisition": 6,
-            "motion": 7, "noise": 8, "orientation": 9, "times": 10, "scanner": 11}
+            "motion": 7, "noise": 8, "orientation": 9, "times": 10, "scanner": 11, "decoys": 12}
 
 
 def _rng(seed: int, stream: str) -> np.random.Generator:
@@ -231,7 +231,7 @@ def _tumor_specs(seed: int, n_tumors, tumor_radius_mm, tumor_kind, curve) -> lis
 def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_phases=None, times_min=None,
                  n_tumors=None, tumor_radius_mm=None, tumor_kind=None, curve=None, bpe=None, motion_mm=None,
                  noise=None, gain=None, bias=None, heart: bool = True, vessels: bool = True,
-                 size: str = "small") -> Phantom:
+                 decoys: bool = True, size: str = "small") -> Phantom:
     """Build the phantom of *seed*; keyword overrides replace the corresponding random draw.
 
     Overrides: ``shape_mm`` field of view (L-R, A-P, S-I mm); ``spacing`` mm (scalar or
@@ -241,7 +241,8 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     ("persistent", "plateau", "washout"): one value or one per tumor; ``bpe`` parenchymal
     enhancement at 6 min; ``motion_mm`` largest inter-phase shift (0 = no motion; rotations up
     to 0.75 degree per mm); ``noise`` Rician sigma as a fraction of the fat signal (0 = none);
-    ``gain`` scanner scale; ``bias`` bias-field amplitude (0 = a flat receive field: no bias and
+    ``decoys`` adds breast findings that are not tumors (0-3 dark non-enhancing cysts, 0-2
+    lymph nodes with a fatty hilum and moderate fast enhancement); ``gain`` scanner scale; ``bias`` bias-field amplitude (0 = a flat receive field: no bias and
     no breast-coil falloff behind the chest wall); ``heart`` / ``vessels``
     switch the enhancing decoys. ``size="small"`` (<= 3 M voxels, 1.5-3 mm) or ``"clinical"``
     (448 x 448 x 160, 0.75 x 0.75 x 1.25 mm axial).
@@ -270,7 +271,8 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     kin_rng = _rng(seed, "kinetics")
     curves = [design_tumor_curve(kin_rng, t.curve_kind, t.peak, times) for t in tumors]
 
-    maps = render(anat, grid, textures, tumors)
+    decoy_list = place_decoys(_rng(seed, "decoys"), anat, textures, tumors) if decoys else []
+    maps = render(anat, grid, textures, tumors, decoy_list)
     slow = normalised_slow_curve(anat.tissue["tau_slow_min"])
     fast = normalised_fast_curve(anat.tissue["tau_fast_min"], anat.tissue["k_fast_per_min"])
     motion, motion_params = _motion(_rng(seed, "motion"), len(times), acq["motion_mm"], anat, offset)
@@ -291,6 +293,7 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     params = {"seed": seed, **acq, "anatomy": anat.as_dict(), "motion": motion_params,
               "slow_curve": slow.as_dict(), "fast_curve": fast.as_dict()}
     params["anatomy"].pop("vessels", None)
+    params["decoys"] = [d.as_dict() for d in decoy_list]
     params["vessels"] = [{"name": v.name, "radius_mm": v.radius, "n_points": len(v.points)} for v in anat.vessels]
     return Phantom(exam, mask, labels, breast, tumor_info, motion, _jsonable(params))
 

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from .phantom_anatomy import Anatomy, Breast
 from .phantom_geometry import (F32, VoxelGrid, ellipse_cylinder_sdf, ellipsoid_sdf, raster_coords, raster_image,
-                               relative, segment_distance, smooth_min, soft)
+                               random_rotation, relative, segment_distance, smooth_min, soft)
 from .phantom_lesions import Tumor, make_mass, make_nonmass
 
 TEXTURE_SPACING_MM = 1.5
@@ -141,6 +141,60 @@ def place_tumors(rng: np.random.Generator, anat: Anatomy, textures: list[BreastT
     return tumors
 
 
+# ------------------------------------------------------------------------------ decoys
+@dataclass
+class Decoy:
+    """A breast finding that is *not* a tumor: a cyst (dark on T1, no enhancement) or an
+    intramammary lymph node (kidney-shaped, fatty hilum, moderate fast enhancement)."""
+
+    kind: str  # "cyst" or "lymph node"
+    side: str
+    center: np.ndarray
+    radii: np.ndarray
+    rotation: np.ndarray
+    s0: float
+    a_fast: float  # peak enhancement on the blood-pool curve (0 for cysts)
+    hilum: tuple | None = None  # (center, radii) of the fatty hilum
+
+    def aabb(self, pad: float = 3.0):
+        r = float(np.max(self.radii)) + pad
+        return self.center - r, self.center + r
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "side": self.side, "center_anatomy_mm": np.round(self.center, 3).tolist(),
+                "semi_axes_mm": np.round(self.radii, 3).tolist(), "s0": self.s0, "peak_enhancement": self.a_fast}
+
+
+def place_decoys(rng: np.random.Generator, anat: Anatomy, textures: list[BreastTexture], tumors: list[Tumor]) -> list[Decoy]:
+    """0-3 cysts and 0-2 lymph nodes per phantom, inside the breasts, away from tumors."""
+    tis = anat.tissue
+    out: list[Decoy] = []
+    wanted = ["cyst"] * int(rng.integers(0, 4)) + ["lymph node"] * int(rng.integers(0, 3))
+    for kind in wanted:
+        tex = textures[int(rng.integers(len(textures)))]
+        radius = float(rng.uniform(3.0, 9.0) if kind == "cyst" else rng.uniform(3.0, 6.0))
+        radii = radius * (rng.uniform(0.8, 1.2, 3) if kind == "cyst" else np.array([1.6, 1.0, 0.8]))
+        rot = random_rotation(rng, 180.0)
+        ok = tex.clearance >= float(np.max(radii)) + 2.0
+        if kind == "lymph node":  # nodes sit in fat
+            ok &= tex.field < tex.threshold - 0.5
+        flat = np.flatnonzero(ok)
+        if flat.size == 0:
+            continue
+        zi, yi, xi = np.unravel_index(flat[int(rng.integers(flat.size))], ok.shape)
+        center = tex.lo + np.array([xi, yi, zi], float) * TEXTURE_SPACING_MM
+        if any(np.linalg.norm(center - t.center) < np.max(radii) + t.extent + 3 for t in tumors) or any(
+                np.linalg.norm(center - d.center) < np.max(radii) + np.max(d.radii) + 2 for d in out):
+            continue
+        if kind == "cyst":
+            out.append(Decoy(kind, tex.breast.side, center, radii, rot, float(rng.uniform(150, 320)), 0.0))
+        else:
+            hilum = (center + rot @ np.array([0.8 * radii[0], 0, 0]), radii * np.array([0.4, 0.4, 0.4]))
+            out.append(Decoy(kind, tex.breast.side, center, radii, rot, tis["s_fgt"] * float(rng.uniform(0.9, 1.2)),
+                             float(rng.uniform(0.3, 0.9)), hilum))
+    return out
+
+
 # ------------------------------------------------------------------------------ rendering
 @dataclass
 class RenderedMaps:
@@ -165,7 +219,8 @@ class _Canvas:
             view += alpha * (F32(val) - view) if np.isscalar(val) else alpha * (val.astype(F32) - view)
 
 
-def render(anat: Anatomy, grid: VoxelGrid, textures: list[BreastTexture], tumors: list[Tumor]) -> RenderedMaps:
+def render(anat: Anatomy, grid: VoxelGrid, textures: list[BreastTexture], tumors: list[Tumor],
+           decoys: list[Decoy] = ()) -> RenderedMaps:
     shape = grid.shape
     maps = RenderedMaps(np.zeros(shape, F32), np.zeros(shape, F32), np.zeros(shape, F32), [], [],
                         np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
@@ -176,11 +231,11 @@ def render(anat: Anatomy, grid: VoxelGrid, textures: list[BreastTexture], tumors
     step = max(1, SLAB_VOXELS // (shape[1] * shape[2]))
     for k0 in range(0, shape[0], step):
         slab = (slice(k0, min(shape[0], k0 + step)), slice(0, shape[1]), slice(0, shape[2]))
-        _render_slab(anat, grid, slab, maps, textures, tumors)
+        _render_slab(anat, grid, slab, maps, textures, tumors, decoys)
     return maps
 
 
-def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textures, tumors) -> None:
+def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textures, tumors, decoys) -> None:
     x, y, z = grid.coords(slab)
     w = grid.voxel_mm
     tis = anat.tissue
@@ -246,6 +301,19 @@ def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textu
         # nipple: skin-like tissue that enhances moderately and fast (a known false positive)
         d_n = b.nipple_sdf(bx_, by_, bz_)
         cv.paint(rel, soft(d_n, w) * soft(d_b[rel], w), tis["s_nipple"], 0.0, tis["peak_blood"] * tis["nipple_scale"])
+
+    # decoys: cysts and lymph nodes (breast findings that are not tumors)
+    for dc in decoys:
+        dsl = grid.box(*dc.aabb(), within=slab)
+        if dsl is None:
+            continue
+        rel = relative(dsl, slab)
+        dx, dy, dz = x[rel], y[rel], z[rel]
+        alpha = soft(ellipsoid_sdf(dx, dy, dz, dc.center, dc.radii, dc.rotation), w) * inside_skin[rel]
+        cv.paint(rel, alpha, dc.s0, 0.0, dc.a_fast)  # the fast curve peaks at 1
+        if dc.hilum is not None:
+            h_alpha = soft(ellipsoid_sdf(dx, dy, dz, dc.hilum[0], dc.hilum[1], dc.rotation), w) * alpha
+            cv.paint(rel, h_alpha, tis["s_fat"], tis["a_fat"])
 
     # vessels
     for v in anat.vessels:
