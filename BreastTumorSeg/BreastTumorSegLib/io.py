@@ -183,8 +183,12 @@ def find_phase_files(folder: Path) -> tuple[str, list[Path]]:
 
 
 def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
-              times_min: Sequence[float] | None = None, case_id: str | None = None) -> DCEExam:
-    """Load a DCE exam from a folder, a list of phase files, or one 4D file.
+              times_min: Sequence[float] | None = None, case_id: str | None = None,
+              series: Sequence[str | int] | None = None) -> DCEExam:
+    """Load a DCE exam from a folder, a list of phase files, one 4D file, or a DICOM folder.
+
+    ``series`` (DICOM only): series numbers or UIDs to use as the phases, overriding the
+    automatic choice (see ``breasttumorseg dicom-list``).
 
     Phases on a grid other than the pre-contrast one are resampled onto it (linear); this is
     recorded in ``exam.metadata["resampled_phases"]``.
@@ -205,7 +209,7 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
         except InputError:
             from . import dicom  # DICOM folders have no phase naming
             if dicom.folder_has_dicom(folder):
-                return dicom.load_dicom_exam(folder, times_min=times_min, case_id=case_id)
+                return dicom.load_dicom_exam(folder, times_min=times_min, case_id=case_id, series=series)
             raise
         times = list(times_min) if times_min is not None else _read_times(folder / f"{case}.json", len(files))
         return _load_phase_list(files, times, case_id or case)

@@ -103,7 +103,7 @@ def output_names(case_id: str, dicom_seg: bool = False) -> dict[str, str]:
 
 def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: bool = False,
                  exam: DCEExam | None = None, dicom_seg: bool = False,
-                 extra_summary: dict | None = None) -> dict[str, Path]:
+                 extra_summary: dict | None = None, deidentify: bool = False) -> dict[str, Path]:
     """Write every output of *result* into *out_dir*, all or nothing.
 
     Existing outputs are not replaced unless ``overwrite``; on any error nothing is left behind.
@@ -120,7 +120,8 @@ def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: boo
         write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name="Tumor")
         if dicom_seg:
             from .dicom_seg import write_dicom_seg
-            write_dicom_seg(result.label, exam, staged.path(names["dicom_seg"]), model_id=result.model_id)
+            write_dicom_seg(result.label, exam, staged.path(names["dicom_seg"]), model_id=result.model_id,
+                            deidentify=deidentify)
         summary = result.summary()
         summary["engine_version"] = __version__
         summary["outputs"] = dict(names)

@@ -197,6 +197,9 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     val_cases = load_cases(cfg.val_seeds, cfg, log)
     scales = np.asarray(channel_scales(train_cases), np.float32)
     net = UNet3D(in_channels=3, base=cfg.base, levels=cfg.levels)
+    # channels-last 3D lets oneDNN use its fast convolution kernels for these small channel counts
+    # (about twice as fast per step on a 2-core CPU).
+    net = net.to(memory_format=torch.channels_last_3d)
     log(f"U-Net: {count_parameters(net):,} parameters; channel scales {scales.round(4).tolist()}")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
@@ -208,7 +211,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     net.train()
     for step in range(1, cfg.steps + 1):
         x, y = sampler.sample(cfg.batch, scales)
-        loss = loss_fn(net(x), y)
+        loss = loss_fn(net(x.to(memory_format=torch.channels_last_3d)), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -51,6 +51,10 @@ def register(sub) -> None:
                    help="acquisition times in minutes, one per phase, e.g. 0,1.5,3,4.5 (overrides <case>.json)")
     p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
     p.add_argument("--dicom-seg", action="store_true", help="also write <case>_seg.dcm (DICOM SEG; DICOM input only)")
+    p.add_argument("--deidentify", action="store_true",
+                   help="with --dicom-seg: write the SEG without patient identifiers, dates or equipment IDs")
+    p.add_argument("--series", nargs="+", default=None, metavar="N",
+                   help="DICOM input: series numbers or UIDs to use as the phases (see `breasttumorseg dicom-list`)")
     p.add_argument("--seed-lps", type=_point, default=None,
                    help="for --model ftv: a point inside the lesion, x,y,z in mm, patient LPS coordinates")
     p.add_argument("--seed-ras", type=_point, default=None,
@@ -93,7 +97,7 @@ def run(args) -> int:
 
     progress = None if args.quiet else TerminalProgress()
     t0 = time.perf_counter()
-    exam = load_exam(args.inputs, times_min=args.times, case_id=args.case_id)
+    exam = load_exam(args.inputs, times_min=args.times, case_id=args.case_id, series=args.series)
     t_load = time.perf_counter() - t0
     # Fail before the long work, not after it, when results exist already.
     check_no_overwrite([args.output / n for n in output_names(exam.case_id, args.dicom_seg).values()],
@@ -103,7 +107,8 @@ def run(args) -> int:
                          args.inputs[0], "run on the DICOM folder, or drop --dicom-seg")
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
     t1 = time.perf_counter()
-    written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg)
+    written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
+                           deidentify=args.deidentify)
     result.timings = {"load": t_load, **result.timings, "write": time.perf_counter() - t1}
     # Re-write the summary with the complete timings (atomic replace of our own fresh file).
     from ..io import write_json_atomic
