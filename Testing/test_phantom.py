@@ -12,7 +12,7 @@ from BreastTumorSegLib.io import load_exam, read_image
 from BreastTumorSegLib.phantom import classify_curve, early_late_phases, make_phantom, write_phantom
 from BreastTumorSegLib.phantom_kinetics import CURVE_TYPES, design_tumor_curve
 
-CLEAN = dict(noise=0.0, bias=0.0, motion_mm=0.0)
+CLEAN = dict(noise=0.0, bias=0.0, motion_mm=0.0, ghosting=0.0)
 
 
 def arr(img: sitk.Image) -> np.ndarray:
@@ -305,3 +305,20 @@ def test_decoys_are_breast_findings_but_not_tumors():
         else:  # lymph node: enhances, but at most to its drawn peak
             assert 0.1 < enh <= d["peak_enhancement"] + 1e-6
     assert make_phantom(1, n_phases=2, decoys=False, **CLEAN).params["decoys"] == []
+
+
+def test_cardiac_ghosts_are_faint_positive_copies_along_phase_encoding():
+    base = dict(noise=0.0, bias=0.0, motion_mm=0.0, n_phases=2, n_tumors=0, decoys=False)
+    off = make_phantom(0, ghosting=0.0, **base)
+    on = make_phantom(0, ghosting=0.08, **base)
+    diff = on.exam.arrays() - off.exam.arrays()
+    assert diff.min() >= -1e-3
+    assert diff[1].max() > diff[0].max() > 0  # the heart is brighter after contrast, so are its ghosts
+    heart_max = off.exam.arrays()[1].max()
+    assert diff.max() <= 0.08 * 1.5 * heart_max * 2 + 1e-3
+    pe = 2 if on.params["phase_encode_axis"] == "i" else 1
+    # ghosts are shifted copies along the phase-encoding axis only: the footprint on the other
+    # in-plane axis stays within the heart's extent there
+    rows = np.flatnonzero((diff[1] > 1e-3).any(axis=(0, pe)))
+    heart_rows = np.flatnonzero((off.exam.arrays()[1] - off.exam.arrays()[0] > 300).any(axis=(0, pe)))
+    assert rows.min() >= heart_rows.min() - 20 and rows.max() <= heart_rows.max() + 20

@@ -192,6 +192,10 @@ def _acquisition(seed: int, size: str, shape_mm, spacing, orientation, n_phases,
     acq["coil_length_mm"] = float(rng.uniform(30, 90))
     acq["noise"] = float(rng.uniform(0.01, 0.04))
     acq["motion_mm"] = float(rng.uniform(0.0, 2.0))
+    # cardiac pulsation ghosts: faint copies of the heart along the phase-encoding axis
+    acq["ghosting"] = float(rng.uniform(0.02, 0.1)) if rng.uniform() < 0.5 else 0.0
+    acq["phase_encode_axis"] = "ij"[int(rng.integers(2))]
+    acq["ghost_phase_factors"] = rng.uniform(0.5, 1.5, MAX_PHASES).round(4).tolist()
     return acq, grid, offset
 
 
@@ -231,7 +235,7 @@ def _tumor_specs(seed: int, n_tumors, tumor_radius_mm, tumor_kind, curve) -> lis
 def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_phases=None, times_min=None,
                  n_tumors=None, tumor_radius_mm=None, tumor_kind=None, curve=None, bpe=None, motion_mm=None,
                  noise=None, gain=None, bias=None, heart: bool = True, vessels: bool = True,
-                 decoys: bool = True, size: str = "small") -> Phantom:
+                 decoys: bool = True, ghosting=None, size: str = "small") -> Phantom:
     """Build the phantom of *seed*; keyword overrides replace the corresponding random draw.
 
     Overrides: ``shape_mm`` field of view (L-R, A-P, S-I mm); ``spacing`` mm (scalar or
@@ -242,7 +246,10 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     enhancement at 6 min; ``motion_mm`` largest inter-phase shift (0 = no motion; rotations up
     to 0.75 degree per mm); ``noise`` Rician sigma as a fraction of the fat signal (0 = none);
     ``decoys`` adds breast findings that are not tumors (0-3 dark non-enhancing cysts, 0-2
-    lymph nodes with a fatty hilum and moderate fast enhancement); ``gain`` scanner scale; ``bias`` bias-field amplitude (0 = a flat receive field: no bias and
+    lymph nodes with a fatty hilum and moderate fast enhancement); ``ghosting`` amplitude of the
+    cardiac pulsation ghosts (two copies of the heart shifted by a third of the field of view
+    along the phase-encoding axis, relative to the heart's signal; drawn 0 or 0.02-0.1; 0 = none);
+    ``gain`` scanner scale; ``bias`` bias-field amplitude (0 = a flat receive field: no bias and
     no breast-coil falloff behind the chest wall); ``heart`` / ``vessels``
     switch the enhancing decoys. ``size="small"`` (<= 3 M voxels, 1.5-3 mm) or ``"clinical"``
     (448 x 448 x 160, 0.75 x 0.75 x 1.25 mm axial).
@@ -256,7 +263,8 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     tex_rng = _rng(seed, "texture")
     anat.fgt = sample_fgt(tex_rng)
     acq, grid_img, offset = _acquisition(seed, size, shape_mm, spacing, orientation, n_phases, times_min, anat)
-    for key, val in (("motion_mm", motion_mm), ("noise", noise), ("gain", gain), ("bias", bias)):
+    for key, val in (("motion_mm", motion_mm), ("noise", noise), ("gain", gain), ("bias", bias),
+                     ("ghosting", ghosting)):
         if val is not None:
             _check(float(val) >= 0 and (key != "gain" or float(val) > 0), f"{key}={val}", "use a non-negative value")
             acq[key] = float(val)
@@ -395,6 +403,7 @@ def _acquire(seed: int, maps: RenderedMaps, grid: VoxelGrid, times, slow: Curve,
             img = sitk.Resample(img, grid.image, motion[k].GetInverse(), sitk.sitkLinear, 0.0, sitk.sitkFloat32, True)
             np.copyto(work, sitk.GetArrayViewFromImage(img))
             del img
+        _add_ghosts(work, maps, acq, k)
         work *= scale if scale is not None else gain
         if sigma > 0:  # Rician: magnitude of (signal + complex Gaussian noise)
             rng.standard_normal(dtype=F32, out=buf)
@@ -410,6 +419,20 @@ def _acquire(seed: int, maps: RenderedMaps, grid: VoxelGrid, times, slow: Curve,
         img.CopyInformation(grid.image)
         phases.append(img)
     return phases
+
+
+def _add_ghosts(work: np.ndarray, maps: RenderedMaps, acq: dict, k: int) -> None:
+    """Add the cardiac pulsation ghosts of phase *k* to *work* (scanner frame, before gain)."""
+    if acq["ghosting"] <= 0 or maps.heart_box is None:
+        return
+    source = work[maps.heart_box] * maps.heart_alpha * F32(acq["ghosting"] * acq["ghost_phase_factors"][k])
+    axis = 2 if acq["phase_encode_axis"] == "i" else 1  # numpy axis of index axis i or j
+    n = work.shape[axis]
+    box = list(maps.heart_box)
+    for shift in (n // 3, -(n // 3)):
+        target = list(box)
+        target[axis] = (np.arange(box[axis].start, box[axis].stop) + shift) % n  # wraps like aliasing
+        work[tuple(target)] += source
 
 
 def _is_identity(t: sitk.Transform) -> bool:

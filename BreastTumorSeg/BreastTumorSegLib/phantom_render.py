@@ -205,6 +205,8 @@ class RenderedMaps:
     tumor_w: list  # per tumor: s0 x fraction on that box
     tumor_label: np.ndarray  # uint8, tumor i -> i + 1
     breast: np.ndarray  # uint8
+    heart_box: tuple | None = None  # numpy slices of the heart's box in the full grid
+    heart_alpha: np.ndarray | None = None  # heart fraction on that box (source of pulsation ghosts)
 
 
 class _Canvas:
@@ -224,6 +226,11 @@ def render(anat: Anatomy, grid: VoxelGrid, textures: list[BreastTexture], tumors
     shape = grid.shape
     maps = RenderedMaps(np.zeros(shape, F32), np.zeros(shape, F32), np.zeros(shape, F32), [], [],
                         np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
+    if anat.heart is not None:
+        h = anat.heart
+        maps.heart_box = grid.box(np.subtract(h["center"], max(h["radii"]) + 3), np.add(h["center"], max(h["radii"]) + 3))
+        if maps.heart_box is not None:
+            maps.heart_alpha = np.zeros(tuple(s.stop - s.start for s in maps.heart_box), F32)
     for t in tumors:
         box = grid.box(*t.aabb())
         maps.tumor_boxes.append(box)
@@ -273,7 +280,9 @@ def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textu
             rel = relative(hsl, slab)
             hx, hy, hz = x[rel], y[rel], z[rel]
             d_heart = ellipsoid_sdf(hx, hy, hz, h["center"], h["radii"], h["rotation"])
-            cv.paint(rel, soft(d_heart, w) * cavity[rel], tis["s_myocardium"], 0.0, tis["peak_blood"] * tis["myocardium_scale"])
+            a_heart = soft(d_heart, w) * cavity[rel]
+            maps.heart_alpha[relative(hsl, maps.heart_box)] = a_heart
+            cv.paint(rel, a_heart, tis["s_myocardium"], 0.0, tis["peak_blood"] * tis["myocardium_scale"])
             inner = np.asarray(h["radii"]) - h["wall"]
             d_pool = ellipsoid_sdf(hx, hy, hz, h["center"], inner, h["rotation"])
             cv.paint(rel, soft(d_pool, w) * cavity[rel], tis["s_blood"], 0.0, tis["peak_blood"])
