@@ -289,7 +289,7 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
 
     case_id = f"phantom_{seed:04d}"
     exam = DCEExam(phases, [float(t) for t in times], case_id, [f"{case_id}_{i:04d}" for i in range(len(phases))],
-                   {"synthetic": True, "seed": seed})
+                   {"synthetic": True, "seed": seed, "times_assumed": False, "resampled_phases": []})
     labels = sitk.GetImageFromArray(maps.tumor_label)
     labels.CopyInformation(grid_img)
     mask = sitk.GetImageFromArray((maps.tumor_label > 0).astype(np.uint8))
