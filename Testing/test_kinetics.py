@@ -187,3 +187,79 @@ def test_maps_match_phantom_truth(seed, overrides):
         values, counts = np.unique(curve[core], return_counts=True)
         assert values[np.argmax(counts)] == CODES[t["curve"]]
     assert checked >= 1
+
+
+# ------------------------------------------------------------------------------ curves and colours
+def _sphere_exam(radius=6.0, spacing=(0.9, 0.9, 1.5), shape=(30, 48, 48)):
+    """Tissue (pre 200, 10 % persistent background enhancement) with a washout sphere."""
+    sz = np.asarray(spacing)[::-1]
+    zz, yy, xx = np.ogrid[tuple(slice(0, n) for n in shape)]
+    c = (np.asarray(shape) - 1) / 2.0
+    r = np.sqrt(((zz - c[0]) * sz[0]) ** 2 + ((yy - c[1]) * sz[1]) ** 2 + ((xx - c[2]) * sz[2]) ** 2)
+    inside = r <= radius
+    bpe = [0.0, 0.04, 0.07, 0.09, 0.10]
+    images = []
+    for k in range(len(TIMES)):
+        a = np.where(inside, 200.0 * (1 + CURVES["washout"][k]), 200.0 * (1 + bpe[k])).astype(np.float32)
+        im = sitk.GetImageFromArray(a)
+        im.SetSpacing(spacing)
+        images.append(im)
+    label = sitk.GetImageFromArray(inside.astype(np.uint8))
+    label.CopyInformation(images[0])
+    return DCEExam(images, list(TIMES), case_id="sphere"), label
+
+
+def test_signal_time_curves_and_png():
+    from BreastTumorSegLib.kinetic_plots import plot_curves, signal_time_curves, write_bytes_atomic
+
+    exam, label = _sphere_exam()
+    maps = compute_kinetic_maps(exam)
+    curves = signal_time_curves(exam, label, maps=maps)
+    c = curves[1]
+    np.testing.assert_allclose(c.lesion_pe_mean, 100 * np.asarray(CURVES["washout"]), atol=1e-3)
+    np.testing.assert_allclose(c.background_pe_mean, [0, 4, 7, 9, 10], atol=1e-3)
+    np.testing.assert_allclose(c.lesion_mean[0], 200.0)
+    assert c.kinetics["curve_type"] == "washout" and c.n_background > c.n_lesion
+    # With a background mask instead of the shell.
+    everything = sitk.Image(label)
+    everything = sitk.Cast(everything >= 0, sitk.sitkUInt8)
+    cm = signal_time_curves(exam, label, background=everything, maps=maps)[1]
+    assert cm.background == "mask" and cm.n_background == int(np.prod(label.GetSize())) - c.n_lesion
+    png = plot_curves(curves, maps, title="sphere")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        p = write_bytes_atomic(png, Path(d) / "curves.png")
+        assert p.read_bytes() == png and sorted(x.name for x in Path(d).iterdir()) == ["curves.png"]
+
+
+def test_ser_colour_tables_load_in_slicer_and_band_image():
+    slicer = pytest.importorskip("slicer")
+    import tempfile
+    from pathlib import Path
+
+    from BreastTumorSegLib.kinetic_plots import ser_band_image, ser_band_table, ser_ramp_table
+
+    exam, label = _sphere_exam()
+    maps = compute_kinetic_maps(exam)
+    bands = ser_band_image(maps, label)
+    b = arr(bands)
+    assert set(np.unique(b)) == {0, 3}  # washout sphere (SER 1.36) only, nothing outside the mask
+    np.testing.assert_allclose(bands.GetOrigin(), exam.pre.GetOrigin())
+    with tempfile.TemporaryDirectory() as d:
+        for name, text, n, first, last in (("ramp.ctbl", ser_ramp_table(), 256, (0, 0, 1), (1, 0, 0)),
+                                           ("bands.ctbl", ser_band_table(), 4, (0, 0, 0), (230 / 255, 0, 0))):
+            path = Path(d) / name
+            path.write_text(text)
+            node = slicer.vtkMRMLColorTableNode()
+            storage = slicer.vtkMRMLColorTableStorageNode()
+            storage.SetFileName(str(path))
+            assert storage.ReadData(node) == 1
+            assert node.GetNumberOfColors() == n
+            rgba = [0.0] * 4
+            node.GetColor(0, rgba)
+            np.testing.assert_allclose(rgba[:3], first, atol=1e-6)
+            node.GetColor(n - 1, rgba)
+            np.testing.assert_allclose(rgba[:3], last, atol=1e-6)

@@ -73,7 +73,7 @@ class FTVSettings:
     ser_min: float = 0.0
     min_neighbors: int = 4
     ser_bands: tuple[float, float] = (0.9, 1.3)
-    edge_margin_mm: float = 0.0  # > 0: drop components lying entirely this close to a mask ROI's edge
+    skin_margin_mm: float = 0.0  # > 0: drop components lying entirely this close to the body surface
     vessel_radius_mm: float = 0.0  # > 0: opening + one-ball regrowth removing thinner structures
 
     def __post_init__(self):
@@ -258,14 +258,14 @@ def detect_fat_suppression(pre: np.ndarray, maps: KineticMaps, roi_mask: np.ndar
             "bright_tissue_pre": float(np.median(pre[bright]))}
 
 
-def drop_edge_components(mask: np.ndarray, roi_mask: np.ndarray, spacing_zyx: np.ndarray,
-                         margin_mm: float) -> int:
+def drop_skin_components(mask: np.ndarray, body: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) -> int:
     """Remove (in place) the 26-connected components of *mask* whose deepest voxel is less than
-    *margin_mm* inside *roi_mask*; returns how many were removed.
+    *margin_mm* inside *body* (voxels with tissue signal; outside = air); returns how many.
 
-    With the whole-breast mask as ROI this removes the enhancing nipple, skin folds and vessels
-    along the chest wall, which I-SPY readers leave out with their ROI box; a tumor reaching the
-    skin keeps all its voxels as long as part of it lies deeper than the margin.
+    This removes the enhancing nipple and skin, which I-SPY readers leave out with their ROI box;
+    a tumor reaching the skin keeps all its voxels as long as part of it lies deeper than the
+    margin. The depth is measured from the air, not from an ROI mask, so a breast mask that cuts a
+    tumor at the chest wall does not make the tumor look superficial.
     """
     box = _bbox(mask)
     if box is None:
@@ -279,9 +279,9 @@ def drop_edge_components(mask: np.ndarray, roi_mask: np.ndarray, spacing_zyx: np
         lo = [max(0, b.start + s.start - p) for b, s, p in zip(box, sl, pad)]
         hi = [min(n_, b.start + s.stop + p) for b, s, p, n_ in zip(box, sl, pad, mask.shape)]
         crop = tuple(slice(a, b) for a, b in zip(lo, hi))
-        inside = roi_mask[crop]
+        inside = body[crop]
         if inside.all():
-            continue  # no ROI edge within the margin of this component
+            continue  # no air within the margin of this component
         depth = ndimage.distance_transform_edt(inside, sampling=spacing_zyx)
         comp = np.zeros(inside.shape, bool)
         off = [b.start + s.start - a for b, s, a in zip(box, sl, lo)]
@@ -340,11 +340,11 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
             tumor[box] = open_and_regrow(tumor[box], np.asarray(ref.GetSpacing())[::-1], s.vessel_radius_mm)
             notes.append(f"structures thinner than {2 * s.vessel_radius_mm:g} mm (vessels) removed: "
                          f"{before - int(np.count_nonzero(tumor))} voxels (vessel_radius_mm)")
-    if s.edge_margin_mm > 0 and isinstance(roi, sitk.Image):
-        dropped = drop_edge_components(tumor, roi_mask, np.asarray(ref.GetSpacing())[::-1], s.edge_margin_mm)
+    if s.skin_margin_mm > 0:
+        dropped = drop_skin_components(tumor, valid, np.asarray(ref.GetSpacing())[::-1], s.skin_margin_mm)
         if dropped:
-            notes.append(f"{dropped} enhancing component(s) lying within {s.edge_margin_mm:g} mm of the ROI "
-                         "mask's edge (nipple, skin, chest-wall vessels) left out (edge_margin_mm)")
+            notes.append(f"{dropped} enhancing component(s) lying within {s.skin_margin_mm:g} mm of the body "
+                         "surface (nipple, skin) left out (skin_margin_mm)")
     if ser_used:
         codes = ser_band_codes(ser, tumor, s.ser_bands)
         counts = np.bincount(codes.ravel(), minlength=4)
@@ -383,7 +383,7 @@ def _any(mask: sitk.Image) -> bool:
 
 
 # ----------------------------------------------------------------------------- the segmenter
-SEGMENTER_EDGE_MARGIN_MM = 8.0
+SEGMENTER_SKIN_MARGIN_MM = 8.0
 SEGMENTER_VESSEL_RADIUS_MM = 2.0
 
 
@@ -418,9 +418,9 @@ class FTVSegmenter:
                                  fix=f"use one of {', '.join(sorted(set().union(*(c.__dataclass_fields__ for c in groups.values()))))}")
             for g in owners:
                 chosen[g][key] = tuple(value) if isinstance(value, list) else value
-        # As a segmenter the ROI is usually the automatic breast mask: leave out enhancing
-        # structures hugging its edge (nipple, skin, chest-wall vessels); see drop_edge_components.
-        chosen["ftv"].setdefault("edge_margin_mm", SEGMENTER_EDGE_MARGIN_MM)
+        # As a segmenter the ROI is usually the whole-breast mask: leave out the enhancing nipple and
+        # skin and thin vessels (drop_skin_components, open_and_regrow), which a reader's box would.
+        chosen["ftv"].setdefault("skin_margin_mm", SEGMENTER_SKIN_MARGIN_MM)
         chosen["ftv"].setdefault("vessel_radius_mm", SEGMENTER_VESSEL_RADIUS_MM)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
