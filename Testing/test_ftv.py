@@ -3,11 +3,9 @@ the registry segmenter, real no-contrast anatomy (no FTV) and the phantom."""
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from BreastTumorSegLib.errors import InputError
 from BreastTumorSegLib.exam import DCEExam
-from BreastTumorSegLib.ftv import (Box, FTVSegmenter, FTVSettings, count_neighbors,
-                                   functional_tumor_volume)
+from BreastTumorSegLib.ftv import Box, FTVSegmenter, FTVSettings, count_neighbors, functional_tumor_volume
 from BreastTumorSegLib.io import read_image
 from BreastTumorSegLib.metrics import dice
 from BreastTumorSegLib.models import Segmenter, get_segmenter
@@ -115,7 +113,7 @@ def test_negative_ser_is_excluded_and_single_phase_skips_ser():
 
 
 def test_box_roi_in_lps_and_ras():
-    exam, true_ml, center, _ = sphere_exam()
+    exam, _, center, _ = sphere_exam()
     c = np.asarray(center)
     inside = Box(tuple(c - 10), tuple(c + 10))
     res = functional_tumor_volume(exam, roi=inside)
@@ -286,7 +284,10 @@ def test_kinetics_command_writes_everything_or_nothing(tmp_path):
     make_phantom.write_phantom(ph, tmp_path / "exam")
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
-    run = lambda *a: (lambda args: args.func(args))(parser.parse_args(["kinetics", str(tmp_path / "exam"), *a]))  # noqa: E731
+
+    def run(*options):
+        args = parser.parse_args(["kinetics", str(tmp_path / "exam"), *options])
+        return args.func(args)
 
     out = tmp_path / "out"
     c = ph.tumors[0]["center_lps"]

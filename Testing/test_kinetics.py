@@ -5,12 +5,21 @@ import threading
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from BreastTumorSegLib.errors import Cancelled
 from BreastTumorSegLib.exam import DCEExam
-from BreastTumorSegLib.kinetics import (FAST, MEDIUM, NOT_ASSESSED, PERSISTENT, PLATEAU, SLOW, WASHOUT,
-                                        KineticSettings, choose_phases, compute_kinetic_maps,
-                                        mean_curve_kinetics)
+from BreastTumorSegLib.kinetics import (
+    FAST,
+    MEDIUM,
+    NOT_ASSESSED,
+    PERSISTENT,
+    PLATEAU,
+    SLOW,
+    WASHOUT,
+    KineticSettings,
+    choose_phases,
+    compute_kinetic_maps,
+    mean_curve_kinetics,
+)
 from BreastTumorSegLib.progress import Reporter
 
 OBLIQUE = tuple(sitk.VersorTransform((0.3, -0.2, 0.9), 0.5).GetMatrix())
@@ -142,9 +151,8 @@ def test_cancel_stops_the_computation():
     ev = threading.Event()
     ev.set()
     rep = Reporter(cancel=ev)
-    with pytest.raises(Cancelled):
-        with rep.stage("predict"):
-            compute_kinetic_maps(block_exam(), reporter=rep)
+    with pytest.raises(Cancelled), rep.stage("predict"):
+        compute_kinetic_maps(block_exam(), reporter=rep)
 
 
 def test_mean_curve_kinetics_matches_voxel_rules():

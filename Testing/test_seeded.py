@@ -3,7 +3,6 @@ not swallowed, LPS/RAS handling, bad seeds, the segmenter's seed mode and the ph
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from BreastTumorSegLib.errors import InputError
 from BreastTumorSegLib.exam import DCEExam
 from BreastTumorSegLib.ftv import FTVSegmenter
@@ -128,7 +127,7 @@ def test_ras_and_point_parsing():
 
 
 def test_segmenter_seed_mode_returns_the_seeded_lesion():
-    exam, truth, center, vessel = scene(radius=6.0, vessel_radius=1.5)
+    exam, truth, center, _ = scene(radius=6.0, vessel_radius=1.5)
     seg = FTVSegmenter()
     prob = seg.predict(exam, None, None, seed_lps=tuple(center))
     p = sitk.GetArrayViewFromImage(prob)

@@ -27,13 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
-import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
-
-from BreastTumorSegLib.exam import DCEExam  # noqa: E402
-from BreastTumorSegLib.ftv import Box, functional_tumor_volume  # noqa: E402
-from BreastTumorSegLib.kinetics import compute_kinetic_maps  # noqa: E402
-from BreastTumorSegLib.seeded import segment_from_seed  # noqa: E402
+import numpy as np
+import SimpleITK as sitk
+from BreastTumorSegLib.exam import DCEExam
+from BreastTumorSegLib.ftv import Box, functional_tumor_volume
+from BreastTumorSegLib.kinetics import compute_kinetic_maps
+from BreastTumorSegLib.seeded import segment_from_seed
 
 TIMES = [0.0, 1.3, 2.6, 3.9, 5.2, 6.5]
 SIZE = (448, 448, 160)  # (x, y, z)

@@ -51,8 +51,14 @@ from scipy import ndimage
 from .errors import InputError
 from .exam import DCEExam
 from .imageutil import from_array, resample_to, same_grid, voxel_volume_ml
-from .kinetics import (CURVE_NAMES, KineticMaps, KineticSettings, compute_kinetic_maps,
-                       mean_curve_kinetics, robust_percentile)
+from .kinetics import (
+    CURVE_NAMES,
+    KineticMaps,
+    KineticSettings,
+    compute_kinetic_maps,
+    mean_curve_kinetics,
+    robust_percentile,
+)
 from .progress import Reporter
 from .seeded import open_and_regrow
 
@@ -99,7 +105,7 @@ class Box:
     corner_b: tuple[float, float, float]
 
     @classmethod
-    def from_ras(cls, corner_a, corner_b) -> "Box":
+    def from_ras(cls, corner_a, corner_b) -> Box:
         flip = np.array([-1.0, -1.0, 1.0])
         return cls(tuple(np.asarray(corner_a, float) * flip), tuple(np.asarray(corner_b, float) * flip))
 
@@ -270,7 +276,7 @@ def drop_skin_components(mask: np.ndarray, body: np.ndarray, spacing_zyx: np.nda
     box = _bbox(mask)
     if box is None:
         return 0
-    labels, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), bool))
+    labels, _ = ndimage.label(mask[box], structure=np.ones((3, 3, 3), bool))
     pad = np.ceil(margin_mm / spacing_zyx).astype(int) + 1
     removed = 0
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):

@@ -196,7 +196,7 @@ def choose_phases(times_min, settings: KineticSettings | None = None,
                      "give the real times (JSON acquisition_times_min or --times)")
     post = list(range(1, t.size))
     early = _nearest_in_window(t, post, s.early_window_min)
-    if not _distance_to_window(t[early:early + 1], s.early_window_min)[0] == 0:
+    if _distance_to_window(t[early:early + 1], s.early_window_min)[0] > 0:
         notes.append(f"no phase at {s.early_window_min[0]:g}-{s.early_window_min[1]:g} min; "
                      f"early phase is phase {early} at {t[early]:.2f} min")
     if n_post == 1:

@@ -102,7 +102,7 @@ def parse_point(text: str) -> tuple[float, float, float]:
 def _seed_index(ref: sitk.Image, seed_lps) -> tuple[int, int, int]:
     p = tuple(float(v) for v in seed_lps)
     cidx = ref.TransformPhysicalPointToContinuousIndex(p)
-    idx = tuple(int(round(c)) for c in cidx)
+    idx = tuple(round(c) for c in cidx)
     if any(i < 0 or i >= n for i, n in zip(idx, ref.GetSize())):
         lo = ref.TransformIndexToPhysicalPoint((0, 0, 0))
         hi = ref.TransformIndexToPhysicalPoint(tuple(n - 1 for n in ref.GetSize()))

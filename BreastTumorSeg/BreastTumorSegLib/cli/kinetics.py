@@ -19,13 +19,11 @@ and ``--box-ras`` take the RAS coordinates 3D Slicer shows (x and y negated).
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
 from ._common import TerminalProgress
 
 LESION_MIN_ML = 0.05  # components below this are not plotted / tabulated
@@ -120,11 +118,22 @@ def output_names(case: str, seeded: bool) -> list[str]:
 
 
 def run(args) -> int:
-    from ..ftv import (SEGMENTER_SKIN_MARGIN_MM, SEGMENTER_VESSEL_RADIUS_MM, FTVSettings,
-                       functional_tumor_volume, lesion_kinetics)
+    from ..ftv import (
+        SEGMENTER_SKIN_MARGIN_MM,
+        SEGMENTER_VESSEL_RADIUS_MM,
+        FTVSettings,
+        functional_tumor_volume,
+        lesion_kinetics,
+    )
     from ..io import StagedOutputs, check_no_overwrite, load_exam, write_image_atomic, write_json_atomic
-    from ..kinetic_plots import (plot_curves, ser_band_image, ser_band_table, ser_ramp_table, signal_time_curves,
-                                 write_bytes_atomic)
+    from ..kinetic_plots import (
+        plot_curves,
+        ser_band_image,
+        ser_band_table,
+        ser_ramp_table,
+        signal_time_curves,
+        write_bytes_atomic,
+    )
     from ..kinetics import compute_kinetic_maps
     from ..progress import Reporter
     from ..seeded import segment_from_seed
@@ -167,22 +176,21 @@ def run(args) -> int:
         summary["lesions"] = {str(k): v for k, v in lesion_kinetics(exam, cc, maps, settings).items()}
         curves = signal_time_curves(exam, cc, maps=maps)
         summary["curves"] = {str(k): c.as_dict() for k, c in curves.items()}
-    with reporter.stage("write"):
-        with StagedOutputs(args.output, overwrite=args.overwrite) as out:
-            for name, img in maps.images().items():
-                write_image_atomic(img, out.path(f"{exam.case_id}_{name}.nii.gz"))
-            write_image_atomic(mask, out.path(mask_name))
-            if maps.ser_available:
-                write_image_atomic(ser_band_image(maps, mask, settings.ser_bands),
-                                   out.path(f"{exam.case_id}_ser_bands.nii.gz"))
-                write_bytes_atomic(ser_band_table(settings.ser_bands).encode(), out.path("ser_bands.ctbl"))
-                write_bytes_atomic(ser_ramp_table().encode(), out.path("ser_ramp.ctbl"))
-            write_bytes_atomic(plot_curves(curves, maps, title=f"{exam.case_id}: FTV {ftv.ftv_ml:.2f} mL",
-                                           pe_threshold=settings.pe_threshold),
-                               out.path(f"{exam.case_id}_curves.png"))
-            summary["timings_s"] = {k: round(v, 3) for k, v in reporter.timings.items()}
-            write_json_atomic(summary, out.path(f"{exam.case_id}_kinetics.json"))
-            written = out.commit()
+    with reporter.stage("write"), StagedOutputs(args.output, overwrite=args.overwrite) as out:
+        for name, img in maps.images().items():
+            write_image_atomic(img, out.path(f"{exam.case_id}_{name}.nii.gz"))
+        write_image_atomic(mask, out.path(mask_name))
+        if maps.ser_available:
+            write_image_atomic(ser_band_image(maps, mask, settings.ser_bands),
+                               out.path(f"{exam.case_id}_ser_bands.nii.gz"))
+            write_bytes_atomic(ser_band_table(settings.ser_bands).encode(), out.path("ser_bands.ctbl"))
+            write_bytes_atomic(ser_ramp_table().encode(), out.path("ser_ramp.ctbl"))
+        write_bytes_atomic(plot_curves(curves, maps, title=f"{exam.case_id}: FTV {ftv.ftv_ml:.2f} mL",
+                                       pe_threshold=settings.pe_threshold),
+                           out.path(f"{exam.case_id}_curves.png"))
+        summary["timings_s"] = {k: round(v, 3) for k, v in reporter.timings.items()}
+        write_json_atomic(summary, out.path(f"{exam.case_id}_kinetics.json"))
+        written = out.commit()
     if progress:
         progress.close()
     print(f"case {exam.case_id}: FTV {ftv.ftv_ml:.2f} mL in {roi_desc}"
