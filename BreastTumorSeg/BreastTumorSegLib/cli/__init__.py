@@ -21,6 +21,8 @@ COMMANDS = [
     "evaluate",
     "reader-study",
     "dicom-list",
+    "kinetics",
+    "phantom",
     "models",
 ]
 
