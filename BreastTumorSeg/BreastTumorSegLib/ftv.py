@@ -37,6 +37,15 @@ the lower threshold then only admits more unenhanced voxels, which the PE rule r
 The region of interest is a mask image (e.g. the whole-breast mask), a :class:`Box` in
 physical LPS millimetres, or the whole volume. Maps are computed once by
 :func:`~BreastTumorSegLib.kinetics.compute_kinetic_maps` and can be passed in.
+
+Beyond I-SPY (off by default, on in the "ftv" segmenter)
+--------------------------------------------------------
+I-SPY readers draw a box around the tumor; an automatic run over the whole breast also meets
+the enhancing nipple, skin and vessels. ``vessel_radius_mm`` (segmenter: 2 mm) removes
+structures thinner than twice the radius by an opening and a one-ball regrowth; and
+``skin_margin_mm`` (segmenter: 8 mm) drops components lying entirely within that distance of
+the air (nipple, skin). Both are recorded in the notes. Through-plane spacing above the radius
+leaves the opening in-plane only, so vessels running across thick slices survive it.
 """
 from __future__ import annotations
 
@@ -444,17 +453,20 @@ class FTVSegmenter:
             "name": self.name,
             "description": "Functional tumor volume from contrast kinetics (I-SPY rule: PE and SER); "
                            "no trained weights. With a seed point: one lesion grown from that point.",
-            "method": "I-SPY FTV: pre-contrast >= background fraction x p95 in ROI, PE(early) >= threshold, "
-                      ">= min_neighbors enhancing 26-neighbours, SER >= ser_min; seeded region growing "
-                      "with vessel-bridge opening when a seed is given",
+            "method": "I-SPY FTV: pre-contrast >= background fraction x p95 in ROI (fat suppression detected; "
+                      "0.2 x p95 plus a noise floor without it), PE(early) >= threshold, >= min_neighbors "
+                      "enhancing 26-neighbours, SER >= ser_min; then thin structures (vessels) and components "
+                      "hugging the skin (nipple) removed. With a seed: one lesion by region growing on the "
+                      "early subtraction with a vessel-bridge opening",
             "inputs": "motion-corrected DCE exam, pre-contrast + >= 1 post-contrast phase with acquisition "
                       "times; SER needs >= 2 post-contrast phases",
             "thresholds": {**asdict(s), "early_window_min": list(self.kinetic_settings.early_window_min),
                            "late_window_min": list(self.kinetic_settings.late_window_min)},
             "seeded": asdict(self.seeded_settings),
             "probability": "0.6-1.0 inside the mask (rising with PE above threshold), < 0.5 outside",
-            "limits": "kinetic thresholds, not learned: background parenchymal enhancement >= PE threshold "
-                      "and enhancing vessels or nodes are counted as FTV; needs good motion correction",
+            "limits": "kinetic thresholds, not learned: background parenchymal enhancement >= PE threshold, "
+                      "thick vessels, lymph nodes and the heart (outside a breast ROI) count as tumor; lesions "
+                      "enhancing less than the PE threshold are missed; needs good motion correction",
             "postprocess": {"threshold": 0.5, "mode": "absolute", "min_lesion_ml": 0.05},
         }
 
