@@ -22,7 +22,14 @@ Method (on a crop of ``max_radius_mm`` around the seed, so it costs milliseconds
    back by the same ball *inside the step-3 component* (a geodesic reconstruction limited to
    one ball), which restores the lesion's own rim but leaves at most a ball-sized stub of any
    vessel. Lesions smaller than the ball are retried with half the radius, then without opening.
-5. Holes enclosed by the lesion (a necrotic core) are filled when ``fill_holes`` is set.
+5. Non-mass mode (``group_gap_mm`` > 0, off by default): non-mass enhancement is a group of
+   separate clumps; candidates not connected to the seed's region, thick enough to survive an
+   opening of 0.75 x ``opening_radius_mm`` (so not thin vessels) and at least ``group_min_ml``,
+   are joined when they lie within ``group_gap_mm`` of the region or of one another. Off by
+   default because on masses it can also join a nearby vessel segment or background clump
+   (phantom seed 12, 3 mm slices: Dice 0.91 -> 0.62); on non-mass phantoms it helps
+   (0.83 -> 0.91; a clinical-size one 0.21 -> 0.71).
+6. Holes enclosed by the lesion (a necrotic core) are filled when ``fill_holes`` is set.
 """
 from __future__ import annotations
 
@@ -48,6 +55,8 @@ class SeededSettings:
     opening_radius_mm: float = 2.0
     smoothing_mm: float = 0.7
     fill_holes: bool = True
+    group_gap_mm: float = 0.0  # > 0 (e.g. 4): non-mass mode, join separate clumps this close
+    group_min_ml: float = 0.01
 
 
 @dataclass
@@ -183,6 +192,32 @@ def _cut_thin_bridges(region: np.ndarray, seed, spacing_zyx: np.ndarray,
     return region, 0.0
 
 
+def _add_clumps(region: np.ndarray, others: np.ndarray, seed, spacing_zyx: np.ndarray, gap_mm: float,
+                min_voxels: int) -> tuple[np.ndarray, int]:
+    """Join the enhancing components of *others* (candidates not connected to the seed's own
+    region) that lie, directly or through one another, within *gap_mm* of *region*: non-mass
+    enhancement is a group of clumps, not one connected blob. Components smaller than
+    *min_voxels* (noise specks) are not joined. The part of the seed's component that the vessel
+    cut removed is not in *others*, so a cut vessel cannot carry the group along it."""
+    six = ndimage.generate_binary_structure(3, 1)
+    lab, n = ndimage.label(others, structure=six)
+    if n == 0:
+        return region, 0
+    sizes = np.bincount(lab.ravel())
+    small = sizes < min_voxels
+    small[0] = False
+    lab[small[lab]] = 0
+    base = region | (lab > 0)
+    ball = _ellipsoid(gap_mm / 2.0, spacing_zyx)
+    near = ndimage.binary_dilation(base, structure=ball) if ball.size > 1 else base
+    group = _component_at(near, seed, np.ones((3, 3, 3), bool))
+    joined = np.unique(lab[group & (lab > 0)])
+    joined = joined[joined > 0]
+    if joined.size == 0:
+        return region, 0
+    return region | np.isin(lab, joined), int(joined.size)
+
+
 # ----------------------------------------------------------------------------- main entry point
 def segment_from_seed(exam: DCEExam, seed_lps, maps: KineticMaps | None = None,
                       settings: SeededSettings | None = None,
@@ -244,6 +279,13 @@ def segment_from_seed(exam: DCEExam, seed_lps, maps: KineticMaps | None = None,
     final, used = _cut_thin_bridges(region, seed, spacing, s.opening_radius_mm)
     if used == 0.0 and s.opening_radius_mm > 0:
         notes.append("lesion too small for the vessel-cut ball: no opening applied")
+    if s.group_gap_mm > 0:
+        clumps = open_and_regrow(cand & ~region, spacing, 0.75 * s.opening_radius_mm)  # no thin vessels
+        final, n_added = _add_clumps(final, clumps, seed, spacing, s.group_gap_mm,
+                                     max(1, int(np.ceil(s.group_min_ml / (np.prod(spacing) / 1000.0)))))
+        if n_added:
+            notes.append(f"{n_added} separate enhancing clump(s) within {s.group_gap_mm:g} mm joined "
+                         "(non-mass enhancement)")
     if s.fill_holes:
         final = ndimage.binary_fill_holes(final)
 

@@ -64,6 +64,8 @@ def register(sub) -> None:
                            "when the first value is negative")
     seed.add_argument("--seed-ras", type=lambda t: _floats(t, 3), default=None, metavar="R,A,S",
                       help="the same in RAS mm (a point clicked in Slicer)")
+    p.add_argument("--non-mass", action="store_true",
+                   help="with a seed: the lesion is non-mass enhancement; join separate clumps within 4 mm")
     p.add_argument("--pe-threshold", type=float, default=70.0, help="FTV: PE threshold in %% (default 70)")
     p.add_argument("--background-fraction", type=float, default=0.6,
                    help="FTV: pre-contrast >= this x p95 in the ROI (fat-suppressed; default 0.6)")
@@ -136,7 +138,7 @@ def run(args) -> int:
     )
     from ..kinetics import compute_kinetic_maps
     from ..progress import Reporter
-    from ..seeded import segment_from_seed
+    from ..seeded import SeededSettings, segment_from_seed
 
     progress = None if args.quiet else TerminalProgress()
     reporter = Reporter(progress, weights={"load": 1, "register": 3, "kinetics": 2, "segment": 1, "write": 1})
@@ -166,7 +168,8 @@ def run(args) -> int:
         ftv = functional_tumor_volume(exam, roi, settings, maps=maps)
         summary = {"case_id": exam.case_id, "roi": roi_desc, "ftv": ftv.summary(), "registration_qa": qa}
         if seed is not None:
-            seeded = segment_from_seed(exam, seed, maps=maps)
+            seeded = segment_from_seed(exam, seed, maps=maps,
+                                       settings=SeededSettings(group_gap_mm=4.0 if args.non_mass else 0.0))
             mask, mask_name = seeded.mask, f"{exam.case_id}_lesion_mask.nii.gz"
             summary["seeded"] = seeded.summary()
         else:
