@@ -467,8 +467,14 @@ def _seed_everything(cfg: TrainerConfig, rank: int, epoch: int) -> np.random.Gen
 
 
 def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, log=print,
-          cases: tuple[list[dict], list[dict]] | None = None) -> TrainOutcome:
-    """Train as *cfg* says; write checkpoints, logs, weights and card into *out_dir*."""
+          cases: tuple[list[dict], list[dict]] | None = None,
+          max_epochs_this_run: int | None = None) -> TrainOutcome:
+    """Train as *cfg* says; write checkpoints, logs, weights and card into *out_dir*.
+
+    ``cases``: prepared (training, validation) cases instead of ``cfg.data``.
+    ``max_epochs_this_run``: stop after this many epochs (a time-limited job on a cluster);
+    ``resume=True`` later continues exactly where it stopped.
+    """
     from .datasets import load_split
     from .nets.unet import count_parameters
 
@@ -528,6 +534,7 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
         (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     model.train()
+    first_epoch = state["epoch"]
     stop = state["epoch"] >= cfg.epochs
     while not stop:
         epoch = state["epoch"] + 1
@@ -549,6 +556,7 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
                 runlog.write({"type": "step", "epoch": epoch, "step": state["step"],
                               "loss": float(np.mean(losses[-cfg.log_every:])), "lr": sched.get_last_lr()[0]})
         seconds = time.perf_counter() - t_epoch
+        _average_buffers(net, ddp)
         record = {"type": "epoch", "epoch": epoch, "step": state["step"], "train_loss": float(np.mean(losses)),
                   "lr": sched.get_last_lr()[0], "patches_per_s": cfg.steps_per_epoch * cfg.batch * ddp.world / seconds}
         flag = torch.zeros(1)
@@ -577,7 +585,8 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
             state["epoch"] = epoch
         if ddp.world > 1:
             dist.broadcast(flag, 0)
-        stop = bool(flag[0]) or epoch >= cfg.epochs
+        stop = bool(flag[0]) or epoch >= cfg.epochs or (
+            max_epochs_this_run is not None and epoch - first_epoch >= max_epochs_this_run)
 
     card = None
     if ddp.main:
@@ -587,6 +596,21 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
     final = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     ddp.barrier()
     return TrainOutcome(card, final, state["history"])
+
+
+def _average_buffers(net: torch.nn.Module, ddp: Dist) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over the ranks.
+
+    DDP keeps the parameters equal; each rank's last forward pass, though, updates its own
+    running statistics. Averaging them after every epoch uses every rank's data and leaves all
+    ranks with the same model for validation, checkpoints and the final weights.
+    """
+    if ddp.world <= 1:
+        return
+    for buf in net.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+            buf.div_(ddp.world)
 
 
 def _save_checkpoint(path: Path, net, opt, sched, scaler, best_state, state) -> None:

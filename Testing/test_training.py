@@ -1,0 +1,221 @@
+"""Training pipeline: dataset layouts, folds, cache, config, smoke training, resume, logs."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from BreastTumorSegLib import datasets
+from BreastTumorSegLib.errors import InputError
+from BreastTumorSegLib.trainer import (PatchSampler, TrainerConfig, load_config, task_cases, train,
+                                       input_scales)
+from BreastTumorSegLib.training import loss_fn
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_PHANTOM = dict(shape_mm=(220, 140, 90), spacing=3.0, n_phases=4, n_tumors=1, tumor_radius_mm=14,
+                    motion_mm=0)
+TINY_ST = {"type": "st_transformer", "base": 4, "levels": 2, "max_channels": 8, "dim": 16, "heads": 2,
+           "depth": 1, "window": 2, "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def phantom_root(tmp_path_factory):
+    """Two tiny phantoms written in the MAMA-MIA layout."""
+    from BreastTumorSegLib.phantom import make_phantom, write_phantom
+
+    root = tmp_path_factory.mktemp("mamamia")
+    for seed in (1001, 1002):
+        write_phantom(make_phantom(seed, **TINY_PHANTOM), root, layout="mamamia")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_cases(phantom_root, tmp_path_factory):
+    data = {"source": "folder", "root": str(phantom_root), "val_cases": ["phantom_1002"], "register": False}
+    train_c, val_c = datasets.load_split(data, 3.0, tmp_path_factory.mktemp("cache"), log=lambda *a: None)
+    return train_c + val_c, val_c
+
+
+def _cfg(**kw):
+    base = dict(name="tiny", task="tumor", architecture=TINY_ST, spacing_mm=3.0, patch=16, batch=2, epochs=2,
+                steps_per_epoch=6, lr=1e-2, warmup_steps=2, tumor_fraction=0.5, threads=1)
+    base.update(kw)
+    return TrainerConfig(**base)
+
+
+# ------------------------------------------------------------------------------ dataset layer
+def test_scan_mamamia_layout(phantom_root):
+    recs = datasets.scan_dataset(phantom_root)
+    assert [r.case_id for r in recs] == ["phantom_1001", "phantom_1002"]
+    r = recs[0]
+    assert len(r.phases) == 4 and r.phases[0].name == "phantom_1001_0000.nii.gz"
+    assert r.label.name == "phantom_1001.nii.gz" and r.breast is not None
+    truth = json.loads((phantom_root / "truth" / "phantom_1001.json").read_text())
+    assert r.times_min == truth["acquisition_times_min"]
+
+
+def test_times_table_overrides_and_is_checked(phantom_root, tmp_path):
+    table = tmp_path / "clinical.csv"
+    table.write_text("patient_id,acquisition_times_min\nphantom_1001,0;1.1;2.2;3.3\n")
+    recs = datasets.scan_dataset(phantom_root, table)
+    assert recs[0].times_min == [0.0, 1.1, 2.2, 3.3]
+    table.write_text("case_id,t0,t1\nphantom_1001,0,1.5\n")
+    with pytest.raises(InputError, match="2 acquisition times for 4 phases"):
+        datasets.scan_dataset(phantom_root, table)
+
+
+def test_nnunet_layout_and_missing_labels(tmp_path):
+    img = sitk.Image(8, 8, 8, sitk.sitkFloat32)
+    (tmp_path / "imagesTr").mkdir()
+    (tmp_path / "labelsTr").mkdir()
+    for case in ("a", "b"):
+        for k in range(3):
+            sitk.WriteImage(img, str(tmp_path / "imagesTr" / f"{case}_{k:04d}.nii.gz"))
+    sitk.WriteImage(sitk.Image(8, 8, 8, sitk.sitkUInt8), str(tmp_path / "labelsTr" / "a.nii.gz"))
+    with pytest.raises(InputError, match=r"1 case\(s\) have no tumor mask.*Fix: add"):
+        datasets.scan_dataset(tmp_path)
+    recs = datasets.scan_dataset(tmp_path, require_label=False)
+    assert [len(r.phases) for r in recs] == [3, 3] and recs[1].label is None
+    (tmp_path / "imagesTr" / "b_0001.nii.gz").unlink()
+    with pytest.raises(InputError, match="without gaps"):
+        datasets.scan_dataset(tmp_path, require_label=False)
+
+
+def test_kfold_is_case_level_disjoint_and_order_free():
+    ids = [f"case{i:03d}" for i in range(23)]
+    folds = datasets.kfold_splits(ids, 5, seed=3)
+    vals = [set(v) for _, v in folds]
+    assert sorted(c for v in vals for c in v) == sorted(ids)  # every case validated exactly once
+    for tr, va in folds:
+        assert not set(tr) & set(va) and len(tr) + len(va) == len(ids)
+        assert 4 <= len(va) <= 5
+    assert datasets.kfold_splits(ids[::-1], 5, seed=3) == folds
+    assert datasets.kfold_splits(ids, 5, seed=4) != folds
+    with pytest.raises(InputError):
+        datasets.kfold_splits(ids[:3], 5)
+
+
+def test_cache_is_reused_and_invalidated(phantom_root, tmp_path, monkeypatch):
+    rec = datasets.scan_dataset(phantom_root)[0]
+    cache = datasets.CaseCache(tmp_path, log=lambda *a: None)
+    key = datasets.record_key(rec, 3.0, False)
+    first = cache.get(key, lambda: datasets.prepare_record(rec, 3.0, register=False))
+    assert first["phases"].shape[0] == 6 and first["label"].sum() > 0 and "pre_coarse" in first
+
+    def fail():
+        raise AssertionError("the cache was not used")
+    again = cache.get(key, fail)
+    for k in first:
+        assert np.array_equal(first[k], again[k])
+    # Touching a source file changes the key: the case is prepared again.
+    p = rec.label
+    p.write_bytes(p.read_bytes())
+    assert datasets.record_key(rec, 3.0, False) != key
+
+
+def test_prepared_case_matches_the_engine_inputs(tiny_cases):
+    c = tiny_cases[0][0]
+    t = len(c["times"]) - 1
+    assert c["phases"].shape[0] == 2 * t and c["phases"].dtype == np.float16
+    # sub_k = phase_k - pre: the pre-contrast is the same for every k
+    pre = c["phases"][0::2].astype(np.float32) - c["phases"][1::2].astype(np.float32)
+    assert np.abs(pre - pre[0]).max() < 0.02
+    assert c["label"].sum() > 0 and (c["label"] & c["breast"]).sum() > 0.8 * c["label"].sum()
+
+
+# ------------------------------------------------------------------------------ config
+def test_config_json_toml_and_overrides(tmp_path):
+    cfg = load_config(ROOT / "configs" / "st-demo.json", ["epochs=3", "data.val_seeds=\"2000-2001\""])
+    assert cfg.epochs == 3 and cfg.data["val_seeds"] == "2000-2001" and cfg.input_kind == "phases"
+    toml = tmp_path / "c.toml"
+    toml.write_text('name = "x"\ntask = "breast"\n[architecture]\ntype = "unet3d"\nbase = 4\n')
+    assert load_config(toml).input_kind == "pre"
+    toml.write_text('name = "x"\nepochz = 3\n')
+    with pytest.raises(InputError, match="unknown config key"):
+        load_config(toml)
+
+
+def test_sampler_ratio_and_phase_dropout(tiny_cases):
+    cfg = _cfg(tumor_fraction=0.2, augment={"phase_dropout": 1.0})
+    cases = task_cases(tiny_cases[0], "phases")
+    sampler = PatchSampler(cases, cfg, input_scales(cases, "phases"), np.random.default_rng(0))
+    centered, counts = 0, []
+    for _ in range(200):
+        b = sampler.sample(1)
+        centered += bool(b["y"][0, 0, 8, 8, 8] > 0) or bool(b["y"].sum() > 0.1 * b["y"].numel())
+        counts.append(int(b["phase_mask"].sum()))
+        assert b["x"].shape[1] == 2 * b["phase_mask"].shape[1]
+    assert 0.1 < centered / 200 < 0.45  # ~1:4 tumor : background, plus background patches touching tumor
+    assert set(counts) == {1, 2, 3}  # every subset size of the 3 post-contrast phases
+
+
+# ------------------------------------------------------------------------------ training
+def _fixed_batches(cases, cfg, n=6):
+    tc = task_cases(cases, cfg.input_kind)
+    s = PatchSampler(tc, cfg, input_scales(tc, cfg.input_kind), np.random.default_rng(123))
+    return [s.sample(2) for _ in range(n)]
+
+
+def _loss(net, batches):
+    net.eval()
+    with torch.no_grad():
+        return float(np.mean([loss_fn(net(b["x"], b["phase_mask"], b["times"]), b["y"]).item() for b in batches]))
+
+
+def test_smoke_training_lowers_the_loss(tiny_cases, tmp_path):
+    from BreastTumorSegLib.trainer import build_model
+
+    torch.set_num_threads(1)
+    cfg = _cfg(epochs=3, steps_per_epoch=10, augment={"phase_dropout": 0.5})
+    batches = _fixed_batches(tiny_cases[0], cfg)
+    tc = task_cases(tiny_cases[0], "phases")
+    torch.manual_seed(cfg.seed)
+    before = _loss(build_model(cfg, input_scales(tc, "phases")), batches)  # the trainer's initial weights
+    out = train(cfg, tmp_path, cases=tiny_cases, log=lambda *a: None)
+    net = build_model(cfg, input_scales(tc, "phases"))
+    net.load_state_dict(out.final_state)
+    after = _loss(net, batches)
+    print(f"held-out patch loss {before:.3f} -> {after:.3f}")
+    assert after < 0.8 * before, (before, after)
+    # logs a person can plot, and a loadable model
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    epochs = [r for r in lines if r["type"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3] and all(0 <= r["val_dice_median"] <= 1 for r in epochs)
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 4
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    assert card["inputs"]["kind"] == "phases" and card["validation"]["epoch"] in (1, 2, 3)
+    from BreastTumorSegLib.models import get_segmenter
+    seg = get_segmenter("tiny", extra_dirs=[tmp_path])
+    assert torch.equal(seg.net.input_scale, net.input_scale)
+    png = tmp_path / "curves.png"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "plot_training_log.py"), str(tmp_path / "log.jsonl"),
+                        "-o", str(png)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert png.stat().st_size > 1000
+
+
+def test_resume_continues_exactly(tiny_cases, tmp_path):
+    torch.set_num_threads(1)
+    cfg = _cfg(epochs=2, steps_per_epoch=4)
+    full = train(cfg, tmp_path / "full", cases=tiny_cases, log=lambda *a: None)
+    part = tmp_path / "part"  # the same run, interrupted after its first epoch, then resumed
+    train(cfg, part, cases=tiny_cases, log=lambda *a: None, max_epochs_this_run=1)
+    resumed = train(cfg, part, resume=True, cases=tiny_cases, log=lambda *a: None)
+    for k, v in full.final_state.items():
+        assert torch.equal(v, resumed.final_state[k]), k
+    epochs = [json.loads(x)["epoch"] for x in (part / "log.jsonl").read_text().splitlines()
+              if json.loads(x)["type"] == "epoch"]
+    assert epochs == [1, 2]
+
+
+def test_early_stopping(tiny_cases, tmp_path):
+    cfg = _cfg(epochs=6, steps_per_epoch=2, lr=0.0, patience=2)
+    out = train(cfg, tmp_path, cases=tiny_cases, log=lambda *a: None)
+    best = out.card["validation"]["epoch"]
+    # It stops `patience` epochs after the best one (or at the last epoch if the best came late).
+    assert len(out.history) == min(best + 2, 6)
+    assert len(out.history) < 6 or best >= 5
