@@ -255,7 +255,8 @@ def prepare_breast_input(pre: sitk.Image, spacing_mm: float, truth: sitk.Image |
     return out
 
 
-def prepare_record(rec: CaseRecord, spacing_mm: float, register: bool = True) -> dict:
+def prepare_record(rec: CaseRecord, spacing_mm: float, register: bool = True,
+                   coarse_spacing_mm: float = 3.0) -> dict:
     """Read one case from disk, correct motion (optional), and prepare its arrays."""
     from .imageutil import resample_to
     from .io import load_exam, read_image
@@ -271,10 +272,12 @@ def prepare_record(rec: CaseRecord, spacing_mm: float, register: bool = True) ->
         # Masks may be stored on another grid than the images; nearest-neighbour onto the exam's.
         return resample_to(read_image(path, what), exam.pre, sitk.sitkNearestNeighbor)
 
-    return prepare_exam(exam, on_grid(rec.label, "tumor mask"), spacing_mm, on_grid(rec.breast, "breast mask"))
+    return prepare_exam(exam, on_grid(rec.label, "tumor mask"), spacing_mm, on_grid(rec.breast, "breast mask"),
+                        coarse_spacing_mm)
 
 
-def prepare_phantom(seed: int, spacing_mm: float, size: str = "small", **overrides) -> dict:
+def prepare_phantom(seed: int, spacing_mm: float, size: str = "small", coarse_spacing_mm: float = 3.0,
+                    **overrides) -> dict:
     """A synthetic case: phantom *seed*, motion corrected with its known transforms."""
     from .phantom import make_phantom
 
@@ -282,7 +285,7 @@ def prepare_phantom(seed: int, spacing_mm: float, size: str = "small", **overrid
     ref = ph.exam.reference
     exam = ph.exam.with_phases([p if k == 0 else sitk.Resample(p, ref, ph.motion[k], sitk.sitkLinear, 0.0)
                                 for k, p in enumerate(ph.exam.phases)])
-    return prepare_exam(exam, ph.tumor_mask, spacing_mm, ph.breast_mask)
+    return prepare_exam(exam, ph.tumor_mask, spacing_mm, ph.breast_mask, coarse_spacing_mm)
 
 
 # ------------------------------------------------------------------------------ cache
@@ -318,13 +321,14 @@ class CaseCache:
         return case
 
 
-def phantom_key(seed: int, spacing_mm: float, size: str) -> str:
-    return f"phantom{seed:05d}_{size}_sp{spacing_mm:g}_v{PREPROCESS_VERSION}"
+def phantom_key(seed: int, spacing_mm: float, size: str, coarse_spacing_mm: float = 3.0) -> str:
+    return f"phantom{seed:05d}_{size}_sp{spacing_mm:g}_{coarse_spacing_mm:g}_v{PREPROCESS_VERSION}"
 
 
-def record_key(rec: CaseRecord, spacing_mm: float, register: bool) -> str:
+def record_key(rec: CaseRecord, spacing_mm: float, register: bool, coarse_spacing_mm: float = 3.0) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", rec.case_id)
-    return f"{safe}_{rec.fingerprint()}_sp{spacing_mm:g}_r{int(register)}_v{PREPROCESS_VERSION}"
+    return (f"{safe}_{rec.fingerprint()}_sp{spacing_mm:g}_{coarse_spacing_mm:g}_r{int(register)}"
+            f"_v{PREPROCESS_VERSION}")
 
 
 def parse_seeds(spec) -> list[int]:
@@ -342,8 +346,12 @@ def parse_seeds(spec) -> list[int]:
     return out
 
 
-def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=print) -> tuple[list[dict], list[dict]]:
+def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=print,
+               coarse_spacing_mm: float = 3.0) -> tuple[list[dict], list[dict]]:
     """Training and validation cases described by a config's ``data`` block.
+
+    One cache entry serves both the tumor models (grid ``spacing_mm``) and the whole-breast
+    model (grid ``coarse_spacing_mm``).
 
     ``{"source": "phantom", "train_seeds": "1000-1039", "val_seeds": "2000-2005", "size": "small"}``
     or ``{"source": "folder", "root": ..., "times_table": null, "folds": 5, "fold": 0,
@@ -355,7 +363,8 @@ def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=
         size = data.get("size", "small")
 
         def get(seed: int) -> dict:
-            case = cache.get(phantom_key(seed, spacing_mm, size), lambda: prepare_phantom(seed, spacing_mm, size))
+            case = cache.get(phantom_key(seed, spacing_mm, size, coarse_spacing_mm),
+                             lambda: prepare_phantom(seed, spacing_mm, size, coarse_spacing_mm))
             case["case_id"] = np.array(f"phantom_{seed:04d}")
             return case
         return [get(s) for s in parse_seeds(data["train_seeds"])], [get(s) for s in parse_seeds(data["val_seeds"])]
@@ -375,7 +384,8 @@ def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=
 
         def get_rec(cid: str) -> dict:
             rec = by_id[cid]
-            case = cache.get(record_key(rec, spacing_mm, register), lambda: prepare_record(rec, spacing_mm, register))
+            case = cache.get(record_key(rec, spacing_mm, register, coarse_spacing_mm),
+                             lambda: prepare_record(rec, spacing_mm, register, coarse_spacing_mm))
             case["case_id"] = np.array(cid)
             return case
         return [get_rec(c) for c in train_ids], [get_rec(c) for c in val_ids]

@@ -61,7 +61,7 @@ class TrainerConfig:
     architecture: dict = field(default_factory=lambda: {"type": "st_transformer"})
     data: dict = field(default_factory=lambda: {"source": "phantom", "train_seeds": "1000-1039",
                                                 "val_seeds": "2000-2005", "size": "small"})
-    spacing_mm: float = 1.5  # tumor task grid; the breast task uses breast_spacing_mm
+    spacing_mm: float = 1.5  # tumor model grid (cases are prepared on it for both tasks)
     breast_spacing_mm: float = 3.0
     patch: int = 48
     batch: int = 2
@@ -487,12 +487,11 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
     t_start = time.perf_counter()
 
     # Data: one process per node prepares the cache, the others then read it.
-    spacing = cfg.breast_spacing_mm if cfg.task == "breast" else cfg.spacing_mm
     if cases is None:
         if ddp.local_rank == 0:
-            load_split(cfg.data, spacing, cfg.cache_dir, say)
+            load_split(cfg.data, cfg.spacing_mm, cfg.cache_dir, say, cfg.breast_spacing_mm)
         ddp.barrier()
-        cases = load_split(cfg.data, spacing, cfg.cache_dir, say)
+        cases = load_split(cfg.data, cfg.spacing_mm, cfg.cache_dir, say, cfg.breast_spacing_mm)
     kind = cfg.input_kind
     train_cases, val_cases = task_cases(cases[0], kind), task_cases(cases[1], kind)
     if cfg.val_max_cases:
@@ -679,6 +678,8 @@ def main(argv=None) -> int:
                    help="override a config entry, e.g. --set epochs=5 --set data.fold=2")
     a = p.parse_args(argv)
     cfg = load_config(a.config, a.set)
+    if (a.output / "checkpoint.pt").exists() and not a.resume:
+        p.error(f"{a.output} holds a training run already; add --resume to continue it, or choose another --output")
     try:
         train(cfg, a.output, resume=a.resume, log=lambda *m: print(*m, flush=True))
     finally:
