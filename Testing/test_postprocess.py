@@ -76,3 +76,15 @@ def test_empty_probability_gives_no_lesion():
     label, lesions = postprocess(_img(np.zeros((4, 8, 8))))
     assert lesions == [] and sitk.GetArrayViewFromImage(label).sum() == 0
     assert label.GetPixelID() == sitk.sitkUInt8
+
+
+def test_tumor_crossing_the_breast_mask_edge_is_kept_whole():
+    shape = (10, 40, 40)
+    prob = np.zeros(shape, np.float32)
+    ball = _ball(shape, (5, 24, 20), 6)  # crosses the mask's posterior edge at row 28
+    prob[ball] = 0.9
+    breast = np.zeros(shape, np.uint8)
+    breast[:, :28, :] = 1
+    bm = sitk.Cast(_img(breast, spacing=(1, 1, 1)), sitk.sitkUInt8)
+    label, lesions = postprocess(_img(prob, spacing=(1, 1, 1)), PostprocessSettings(min_lesion_ml=0), breast_mask=bm)
+    assert len(lesions) == 1 and lesions[0].voxels == int(ball.sum())

@@ -62,6 +62,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     """
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     segmenter = get_segmenter(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
+    if restrict_to_breast is None and options.get("seed_lps") is not None:
+        restrict_to_breast = False  # the reader pointed at the lesion; the coarse mask must not cut it
     settings = _settings(segmenter, threshold, mode, min_lesion_ml, restrict_to_breast)
 
     qa: list[dict] = []

@@ -6,8 +6,10 @@ Threshold modes
 ``relative``: Hirsch et al. 2022 — in every slice (along the acquisition's slice axis), tumor
 where p ≥ fraction × (maximum of p in that slice), and only in slices whose maximum reaches
 ``threshold`` (so that a slice of pure background is not forced to contain tumor).
-Then connected components (26-connectivity) smaller than ``min_lesion_ml`` are dropped, and
-with a breast mask everything outside it is removed first.
+Then connected components (26-connectivity) smaller than ``min_lesion_ml`` are dropped. With a
+breast mask, a component is kept whole when at least ``min_breast_fraction`` of it lies inside
+the mask, and dropped otherwise: the heart, mediastinum and arms go, while a tumor at the chest
+wall that the coarse classical mask cuts is not truncated.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class PostprocessSettings:
     relative_fraction: float = 0.6
     min_lesion_ml: float = 0.05
     restrict_to_breast: bool = True
+    min_breast_fraction: float = 0.25
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -41,6 +44,21 @@ def threshold_probability(prob: np.ndarray, settings: PostprocessSettings) -> np
         keep = (slice_max >= settings.threshold)[:, None, None]
         return (prob >= level) & keep
     raise ValueError(f"unknown threshold mode {settings.mode!r} (use 'absolute' or 'relative')")
+
+
+def _keep_breast_components(cc: sitk.Image, breast_mask: sitk.Image, min_fraction: float) -> sitk.Image:
+    labels = sitk.GetArrayFromImage(cc)
+    n = int(labels.max())
+    if n == 0:
+        return cc
+    inside = sitk.GetArrayViewFromImage(breast_mask) > 0
+    total = np.bincount(labels.ravel(), minlength=n + 1)
+    in_breast = np.bincount(labels[inside], minlength=n + 1)
+    keep = in_breast >= min_fraction * np.maximum(total, 1)
+    keep[0] = False
+    out = sitk.GetImageFromArray(np.where(keep[labels], labels, 0).astype(labels.dtype))
+    out.CopyInformation(cc)
+    return out
 
 
 def midline_x(breast_mask: sitk.Image | None) -> float | None:
@@ -66,12 +84,12 @@ def postprocess(prob: sitk.Image, settings: PostprocessSettings | None = None,
     """
     settings = settings or PostprocessSettings()
     p = sitk.GetArrayViewFromImage(prob)
-    if breast_mask is not None and settings.restrict_to_breast:
-        p = np.where(sitk.GetArrayViewFromImage(breast_mask) > 0, p, 0.0)
     binary = threshold_probability(np.asarray(p), settings)
     bin_img = sitk.GetImageFromArray(binary.astype(np.uint8))
     bin_img.CopyInformation(prob)
     cc = sitk.ConnectedComponent(bin_img, True)
+    if breast_mask is not None and settings.restrict_to_breast:
+        cc = _keep_breast_components(cc, breast_mask, settings.min_breast_fraction)
     min_vox = int(np.ceil(settings.min_lesion_ml / voxel_volume_ml(prob))) if settings.min_lesion_ml > 0 else 0
     cc = sitk.RelabelComponent(cc, minimumObjectSize=max(min_vox, 1), sortByObjectSize=True)
     lesions = lesion_table(cc, prob, midline_x(breast_mask))
