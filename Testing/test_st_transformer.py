@@ -161,3 +161,32 @@ def test_segment_cli_every_shipped_model_and_an_ensemble(small_exam_dir, tmp_pat
     # The ensemble's probability is the mean of its members'.
     mean = (probs["unet-demo"] + probs["st-demo"]) / 2
     assert np.allclose(probs["unet-demo+st-demo"], mean, atol=1e-5)
+
+
+def test_shipped_breast_model_and_gated_transformer():
+    """The learned whole-breast mask matches the phantom truth; the ST segmenter gates with it."""
+    from BreastTumorSegLib.breastmask_model import BreastMaskModel
+    from BreastTumorSegLib.errors import ModelError
+    from BreastTumorSegLib.metrics import dice
+    from BreastTumorSegLib.models import available_models
+    from BreastTumorSegLib.phantom import make_phantom
+    from BreastTumorSegLib.st_segmenter import STSegmenter
+    from BreastTumorSegLib.progress import Reporter
+
+    try:
+        bm = BreastMaskModel.load("breastmask-demo")
+    except ModelError:
+        pytest.skip("breastmask-demo not trained yet")
+    ph = make_phantom(3002, size="small", motion_mm=0)
+    mask = bm.predict(ph.exam.pre, device="cpu")
+    assert mask.GetSize() == ph.exam.pre.GetSize() and mask.GetPixelID() == sitk.sitkUInt8
+    assert dice(sitk.GetArrayViewFromImage(mask) > 0, sitk.GetArrayViewFromImage(ph.breast_mask) > 0) > 0.85
+    entry = available_models().get("st-demo")
+    if entry is None:
+        pytest.skip("st-demo not trained yet")
+    card = json.loads(entry.card_path.read_text())
+    seg = STSegmenter(STSegmenter.from_card(entry.card_path).net, dict(card, breast_model="breastmask-demo"),
+                      entry.card_path)
+    from BreastTumorSegLib.breastmask import breast_mask
+    prob = sitk.GetArrayFromImage(seg.predict(ph.exam, breast_mask(ph.exam.pre), Reporter(), device="cpu"))
+    assert prob.max() > 0.5 and not prob[sitk.GetArrayViewFromImage(mask) == 0].any()

@@ -219,3 +219,26 @@ def test_early_stopping(tiny_cases, tmp_path):
     # It stops `patience` epochs after the best one (or at the last epoch if the best came late).
     assert len(out.history) == min(best + 2, 6)
     assert len(out.history) < 6 or best >= 5
+
+
+def test_train_command_on_a_mamamia_folder(phantom_root, tmp_path):
+    """`breasttumorseg train --config ... --output ...` end to end: folder data, cache, card; no silent reuse."""
+    import argparse
+
+    from BreastTumorSegLib.cli import train as train_cmd
+    from BreastTumorSegLib.errors import OutputExistsError
+
+    cfg = {"name": "folder-st", "architecture": TINY_ST, "spacing_mm": 3.0, "patch": 16, "batch": 2, "epochs": 1,
+           "steps_per_epoch": 3, "threads": 1, "cache_dir": str(tmp_path / "cache"),
+           "data": {"source": "folder", "root": str(phantom_root), "folds": 2, "fold": 1, "register": False}}
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    parser = argparse.ArgumentParser()
+    train_cmd.register(parser.add_subparsers())
+    argv = ["train", "--config", str(tmp_path / "cfg.json"), "-o", str(tmp_path / "run"), "--set", "lr=0.005"]
+    args = parser.parse_args(argv)
+    assert args.func(args) == 0
+    card = json.loads((tmp_path / "run" / "folder-st.json").read_text())
+    assert card["training"]["config"]["lr"] == 0.005 and "fold 1 of 2" in card["description"]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    with pytest.raises(OutputExistsError, match="--resume"):
+        args.func(parser.parse_args(argv))

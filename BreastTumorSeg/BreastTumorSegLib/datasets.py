@@ -302,12 +302,13 @@ class CaseCache:
     def path(self, key: str) -> Path:
         return self.folder / f"{key}.npz"
 
-    def get(self, key: str, make) -> dict:
+    def get(self, key: str, make, keys: set[str] | None = None) -> dict:
+        """The cached arrays of *key* (only *keys* if given), prepared by ``make()`` if absent."""
         f = self.path(key)
         if f.exists():
             try:
                 with np.load(f) as z:
-                    return {k: z[k] for k in z.files}
+                    return {k: z[k] for k in z.files if keys is None or k in keys}
             except (OSError, ValueError, EOFError):
                 self.log(f"  cache entry {f.name} is damaged; preparing it again")
         t0 = time.perf_counter()
@@ -318,7 +319,7 @@ class CaseCache:
         os.replace(tmp, f)
         shape = case["phases"].shape if "phases" in case else None
         self.log(f"  prepared {key} in {time.perf_counter() - t0:.1f} s, arrays {shape}")
-        return case
+        return {k: v for k, v in case.items() if keys is None or k in keys}
 
 
 def phantom_key(seed: int, spacing_mm: float, size: str, coarse_spacing_mm: float = 3.0) -> str:
@@ -347,7 +348,7 @@ def parse_seeds(spec) -> list[int]:
 
 
 def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=print,
-               coarse_spacing_mm: float = 3.0) -> tuple[list[dict], list[dict]]:
+               coarse_spacing_mm: float = 3.0, keys: set[str] | None = None) -> tuple[list[dict], list[dict]]:
     """Training and validation cases described by a config's ``data`` block.
 
     One cache entry serves both the tumor models (grid ``spacing_mm``) and the whole-breast
@@ -364,7 +365,7 @@ def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=
 
         def get(seed: int) -> dict:
             case = cache.get(phantom_key(seed, spacing_mm, size, coarse_spacing_mm),
-                             lambda: prepare_phantom(seed, spacing_mm, size, coarse_spacing_mm))
+                             lambda: prepare_phantom(seed, spacing_mm, size, coarse_spacing_mm), keys)
             case["case_id"] = np.array(f"phantom_{seed:04d}")
             return case
         return [get(s) for s in parse_seeds(data["train_seeds"])], [get(s) for s in parse_seeds(data["val_seeds"])]
@@ -385,7 +386,7 @@ def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=
         def get_rec(cid: str) -> dict:
             rec = by_id[cid]
             case = cache.get(record_key(rec, spacing_mm, register, coarse_spacing_mm),
-                             lambda: prepare_record(rec, spacing_mm, register, coarse_spacing_mm))
+                             lambda: prepare_record(rec, spacing_mm, register, coarse_spacing_mm), keys)
             case["case_id"] = np.array(cid)
             return case
         return [get_rec(c) for c in train_ids], [get_rec(c) for c in val_ids]

@@ -227,16 +227,19 @@ def task_cases(cases: list[dict], kind: str) -> list[TaskCase]:
     return out
 
 
-def input_scales(cases: list[TaskCase], kind: str) -> np.ndarray:
+def input_scales(cases: list[TaskCase], kind: str, max_voxels_per_case: int = 200_000) -> np.ndarray:
     """Channel scales: 99.5th percentile of |value| inside the breasts (pairs share one for "phases")."""
     if kind == "pre":
         return np.ones(1, np.float32)
+    rng = np.random.default_rng(0)
     vals_by = {}
     for c in cases:
-        m = c.gate > 0 if c.gate is not None else np.ones(c.y.shape, bool)
+        idx = np.flatnonzero(c.gate > 0) if c.gate is not None else np.arange(c.y.size)
+        if idx.size > max_voxels_per_case:  # a fixed random subset keeps memory small on big datasets
+            idx = np.sort(rng.choice(idx, max_voxels_per_case, replace=False))
         for ch in range(c.x.shape[0]):
             key = ch % 2 if kind == "phases" else ch
-            vals_by.setdefault(key, []).append(np.abs(c.x[ch][m].astype(np.float32)))
+            vals_by.setdefault(key, []).append(np.abs(c.x[ch].ravel()[idx].astype(np.float32)))
     return np.asarray([max(float(np.percentile(np.concatenate(vals_by[k]), 99.5)), 1e-3)
                        for k in sorted(vals_by)], np.float32)
 
@@ -489,9 +492,10 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
     # Data: one process per node prepares the cache, the others then read it.
     if cases is None:
         if ddp.local_rank == 0:
-            load_split(cfg.data, cfg.spacing_mm, cfg.cache_dir, say, cfg.breast_spacing_mm)
+            load_split(cfg.data, cfg.spacing_mm, cfg.cache_dir, say, cfg.breast_spacing_mm, keys=set())
         ddp.barrier()
-        cases = load_split(cfg.data, cfg.spacing_mm, cfg.cache_dir, say, cfg.breast_spacing_mm)
+        keys = {"pre_coarse", "breast_coarse"} if cfg.task == "breast" else {"phases", "times", "label", "breast"}
+        cases = load_split(cfg.data, cfg.spacing_mm, cfg.cache_dir, say, cfg.breast_spacing_mm, keys)
     kind = cfg.input_kind
     train_cases, val_cases = task_cases(cases[0], kind), task_cases(cases[1], kind)
     if cfg.val_max_cases:
