@@ -45,5 +45,6 @@ def save_state_dict(state: dict, path: str | os.PathLike) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp makes the file private; weights are meant to be shared
     os.replace(tmp, path)
     return hashlib.sha256(data).hexdigest()
