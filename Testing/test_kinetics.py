@@ -218,7 +218,8 @@ def _sphere_exam(radius=6.0, spacing=(0.9, 0.9, 1.5), shape=(30, 48, 48)):
 
 
 def test_signal_time_curves_and_png():
-    from BreastTumorSegLib.kinetic_plots import plot_curves, signal_time_curves, write_bytes_atomic
+    from BreastTumorSegLib.io import write_bytes_atomic
+    from BreastTumorSegLib.kinetic_plots import plot_curves, signal_time_curves
 
     exam, label = _sphere_exam()
     maps = compute_kinetic_maps(exam)

@@ -15,7 +15,6 @@ Profile) so that the SEG still points at its source.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import SimpleITK as sitk
 
 from . import __version__
 from .errors import InputError, OutputExistsError
+from .io import atomic_target
 from .exam import DCEExam
 from .imageutil import describe_grid, same_grid
 
@@ -129,15 +129,8 @@ def _volume(label: sitk.Image, frame_of_reference_uid: str):
 
 
 def _atomic_save(ds, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".dcm", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path, suffix=".dcm") as tmp:
         ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_dicom_seg(label: sitk.Image, exam: DCEExam, path: str | os.PathLike, model_id: str, *,

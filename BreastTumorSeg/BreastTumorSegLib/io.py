@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -298,34 +299,53 @@ def _check_overlap(img: sitk.Image, ref: sitk.Image, src: str, ref_src: str) -> 
 
 
 # --------------------------------------------------------------------------------- writing
-def write_image_atomic(img: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write *img* to *path* through a temporary file in the same folder and an atomic rename."""
+def _default_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_file_mode()
+
+
+@contextmanager
+def atomic_target(path: str | os.PathLike, suffix: str | None = None):
+    """Yield a temporary path next to *path*; on success it replaces *path* atomically.
+
+    The temporary file lives in the destination folder (so the rename is atomic) and gets the
+    permissions an ordinary new file would get (``mkstemp`` alone makes it private). On any
+    error it is removed and *path* is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = next((s for s in IMAGE_SUFFIXES if path.name.lower().endswith(s)), path.suffix)
+    if suffix is None:
+        suffix = next((s for s in IMAGE_SUFFIXES + (".seg.nrrd",) if path.name.lower().endswith(s)), path.suffix)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        sitk.WriteImage(img, tmp, compress)
+        yield Path(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
+
+
+def write_image_atomic(img: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write *img* to *path* through a temporary file in the same folder and an atomic rename."""
+    with atomic_target(path) as tmp:
+        sitk.WriteImage(img, str(tmp), compress)
+    return Path(path)
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
+    with atomic_target(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def write_json_atomic(data, path: str | os.PathLike) -> Path:

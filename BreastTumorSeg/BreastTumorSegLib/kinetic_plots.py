@@ -27,10 +27,7 @@ Two files a reader can load in 3D Slicer next to the exam:
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -178,19 +175,6 @@ def plot_curves(curves: dict[int, CurveStats], maps: KineticMaps | None = None, 
     return buf.getvalue()
 
 
-def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
-    """Write *data* through a temporary file in the destination folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 # ----------------------------------------------------------------------------- SER colours

@@ -17,7 +17,6 @@ SimpleITK's numpy array is (k, j, i), and so is ``slicer.util.arrayFromVolume``.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,6 +29,7 @@ import vtk
 from vtk.util import numpy_support
 
 from .errors import InputError
+from .io import atomic_target
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -353,21 +353,15 @@ def write_seg_nrrd(label: sitk.Image, path: str | os.PathLike, segment_name: str
     seg_node = label_to_segmentation(ctx, label, name=path.name[: -len(".seg.nrrd")],
                                      segment_id=segment_name, segment_name=segment_name,
                                      color=color, terminology=terminology)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".seg.nrrd", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path, suffix=".seg.nrrd") as tmp:
         storage = slicer.vtkMRMLSegmentationStorageNode()
         ctx.scene.AddNode(storage)
-        storage.SetFileName(tmp)
+        storage.SetFileName(str(tmp))
         storage.SetUseCompression(True)
         # Keep the full reference grid in the file: the segment then maps 1:1 onto the exam voxels.
         storage.SetCropToMinimumExtent(False)
         if not storage.WriteData(seg_node):
             raise OSError(f"{path}: Slicer's segmentation storage node failed to write the file")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -26,7 +26,6 @@ Sub-modules: :mod:`.phantom_anatomy` (the patient), :mod:`.phantom_lesions` (tum
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import SimpleITK as sitk
-
 from . import __version__
 from .breastmask import breast_mask as compute_breast_mask
 from .exam import DCEExam

@@ -185,7 +185,6 @@ def validate(net, cases: list[dict], scales: np.ndarray, threshold: float = 0.5)
 
 # ------------------------------------------------------------------------------- training
 def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
-    from .models import sha256_file  # noqa: F401  (kept for symmetry with the card writer)
     from .nets.unet import UNet3D, count_parameters
     from .weights import save_state_dict
 

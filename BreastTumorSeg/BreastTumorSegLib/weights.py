@@ -36,15 +36,10 @@ def load_verified_state_dict(path: str | os.PathLike, expected_sha256: str) -> d
 
 def save_state_dict(state: dict, path: str | os.PathLike) -> str:
     """Write tensors to ``path`` (safetensors, atomic) and return the file's SHA-256."""
-    import tempfile
-
     from safetensors.torch import save as save_safetensors
 
-    path = Path(path)
+    from .io import write_bytes_atomic
+
     data = save_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()})
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp makes the file private; weights are meant to be shared
-    os.replace(tmp, path)
+    write_bytes_atomic(data, path)
     return hashlib.sha256(data).hexdigest()

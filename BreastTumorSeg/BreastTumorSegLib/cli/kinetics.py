@@ -127,15 +127,9 @@ def run(args) -> int:
         functional_tumor_volume,
         lesion_kinetics,
     )
-    from ..io import StagedOutputs, check_no_overwrite, load_exam, write_image_atomic, write_json_atomic
-    from ..kinetic_plots import (
-        plot_curves,
-        ser_band_image,
-        ser_band_table,
-        ser_ramp_table,
-        signal_time_curves,
-        write_bytes_atomic,
-    )
+    from ..io import (StagedOutputs, check_no_overwrite, load_exam, write_bytes_atomic, write_image_atomic,
+                      write_json_atomic)
+    from ..kinetic_plots import plot_curves, ser_band_image, ser_band_table, ser_ramp_table, signal_time_curves
     from ..kinetics import compute_kinetic_maps
     from ..progress import Reporter
     from ..seeded import SeededSettings, segment_from_seed

@@ -77,7 +77,8 @@ def engine_kwargs(args) -> dict:
     return kw
 
 
-def print_result(result, written: dict, stream=sys.stdout) -> None:
+def print_result(result, written: dict, stream=None) -> None:
+    stream = stream or sys.stdout
     print(f"case {result.case_id}: {len(result.lesions)} lesion(s), model {result.model_id}", file=stream)
     if result.lesions:
         print(f"  {'#':>2}  {'side':<6} {'volume mL':>9} {'diameter mm':>11}  centroid RAS (mm)", file=stream)
