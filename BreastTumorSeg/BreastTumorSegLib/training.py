@@ -183,6 +183,34 @@ def validate(net, cases: list[dict], scales: np.ndarray, threshold: float = 0.5)
     return out
 
 
+THRESHOLD_CANDIDATES = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def tune_threshold(net, cases: list[dict], scales: np.ndarray) -> tuple[float, dict[str, float]]:
+    """Probability threshold with the best median validation Dice (validation cases only)."""
+    medians = {f"{t:.1f}": float(np.median(validate(net, cases, scales, threshold=t))) for t in THRESHOLD_CANDIDATES}
+    best = max(THRESHOLD_CANDIDATES, key=lambda t: medians[f"{t:.1f}"])
+    return best, medians
+
+
+def retune_card(card_path: Path, log=print) -> dict:
+    """Re-tune the post-processing threshold of a trained model on its validation phantoms."""
+    from .netmodel import NetworkSegmenter
+
+    seg = NetworkSegmenter.from_card(card_path)
+    card = json.loads(Path(card_path).read_text())
+    tc = card["training"]["config"]
+    cfg = TrainConfig(**{k: v for k, v in tc.items() if k in TrainConfig.__dataclass_fields__})
+    val_cases = load_cases(cfg.val_seeds, cfg, log)
+    scales = np.asarray(card["normalization"]["channel_scale"], np.float32)
+    best, medians = tune_threshold(seg.net, val_cases, scales)
+    card["postprocess"]["threshold"] = best
+    card["validation"]["threshold_tuning"] = {"median_dice_by_threshold": medians, "chosen": best}
+    Path(card_path).write_text(json.dumps(card, indent=2) + "\n")
+    log(f"threshold {best} (median validation Dice by threshold: {medians})")
+    return card
+
+
 # ------------------------------------------------------------------------------- training
 def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     from .nets.unet import UNet3D, count_parameters
@@ -227,6 +255,10 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
             if med > best["dice_median"]:
                 best = {"dice_median": med, "dice_per_case": [round(v, 4) for v in d], "step": step}
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best_state)
+    threshold, medians = tune_threshold(net, val_cases, scales)
+    log(f"threshold {threshold} (median validation Dice by threshold: {medians})")
+    best["threshold_tuning"] = {"median_dice_by_threshold": medians, "chosen": threshold}
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_name = f"{cfg.name}.safetensors"
     digest = save_state_dict(best_state, out_dir / weights_name)
@@ -247,7 +279,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
         "normalization": {"method": "divide every phase by the 95th percentile of the pre-contrast image "
                                     "inside the breast mask, then each channel by channel_scale",
                           "channel_scale": [round(float(s), 6) for s in scales]},
-        "postprocess": {"threshold": 0.5, "mode": "absolute", "min_lesion_ml": 0.05},
+        "postprocess": {"threshold": threshold, "mode": "absolute", "min_lesion_ml": 0.05},
         "training": {"data": f"{len(cfg.train_seeds)} synthetic phantoms, seeds "
                              f"{cfg.train_seeds[0]}-{cfg.train_seeds[-1]} (size '{cfg.phantom_size}')",
                      "config": asdict(cfg), "script": "python -m BreastTumorSegLib.training",
@@ -275,7 +307,9 @@ def _seed_list(text: str) -> list[int]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m BreastTumorSegLib.training", description=__doc__.split("\n\n")[0])
-    p.add_argument("--output", required=True, type=Path, help="folder for <name>.safetensors and <name>.json")
+    p.add_argument("--output", type=Path, help="folder for <name>.safetensors and <name>.json")
+    p.add_argument("--retune", type=Path, default=None, metavar="CARD",
+                   help="only re-tune the threshold of a trained model on its validation phantoms")
     p.add_argument("--name", default=TrainConfig.name)
     p.add_argument("--train-seeds", type=_seed_list, default=None, help="e.g. 1000-1039")
     p.add_argument("--val-seeds", type=_seed_list, default=None, help="e.g. 2000-2005")
@@ -285,6 +319,11 @@ def main(argv=None) -> int:
         p.add_argument(f"--{f.replace('_', '-')}", type=float, default=getattr(TrainConfig, f))
     p.add_argument("--cache-dir", default=TrainConfig.cache_dir)
     a = p.parse_args(argv)
+    if a.retune:
+        retune_card(a.retune)
+        return 0
+    if a.output is None:
+        p.error("--output is required for training")
     cfg = TrainConfig(name=a.name, steps=a.steps, batch=a.batch, patch=a.patch, base=a.base, levels=a.levels,
                       val_every=a.val_every, seed=a.seed, threads=a.threads, lr=a.lr, spacing_mm=a.spacing_mm,
                       tumor_fraction=a.tumor_fraction, cache_dir=a.cache_dir)
