@@ -65,6 +65,22 @@ def test_phase_order_does_not_matter_given_times():
     assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_batched_and_sequential_encoders_agree():
+    """Training runs all phases as one batch, evaluation one phase at a time: same function."""
+    net = _net()
+    x = torch.cat([_inputs(4, seed=1), _inputs(4, seed=2)])
+    keep = torch.tensor([[True, False, True, True], [False, True, False, True]])
+    times = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.5, 2.5, 3.5, 4.5]])
+    with torch.no_grad():
+        sequential = net(x, keep, times)
+        net.train()
+        for m in net.modules():  # batched path, but with the running statistics
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.eval()
+        batched = net(x, keep, times)
+    assert torch.allclose(sequential, batched, atol=1e-5)
+
+
 def test_times_are_used():
     net = _net()
     x = _inputs(3)
@@ -163,21 +179,20 @@ def test_segment_cli_every_shipped_model_and_an_ensemble(small_exam_dir, tmp_pat
     assert np.allclose(probs["unet-demo+st-demo"], mean, atol=1e-5)
 
 
-def test_shipped_breast_model_and_gated_transformer():
+def test_shipped_breast_model_and_gated_transformer(small_exam_dir):
     """The learned whole-breast mask matches the phantom truth; the ST segmenter gates with it."""
     from BreastTumorSegLib.breastmask_model import BreastMaskModel
     from BreastTumorSegLib.errors import ModelError
     from BreastTumorSegLib.metrics import dice
     from BreastTumorSegLib.models import available_models
-    from BreastTumorSegLib.phantom import make_phantom
-    from BreastTumorSegLib.st_segmenter import STSegmenter
     from BreastTumorSegLib.progress import Reporter
+    from BreastTumorSegLib.st_segmenter import STSegmenter
 
     try:
         bm = BreastMaskModel.load("breastmask-demo")
     except ModelError:
         pytest.skip("breastmask-demo not trained yet")
-    ph = make_phantom(3002, size="small", motion_mm=0)
+    ph = small_exam_dir[1]
     mask = bm.predict(ph.exam.pre, device="cpu")
     assert mask.GetSize() == ph.exam.pre.GetSize() and mask.GetPixelID() == sitk.sitkUInt8
     assert dice(sitk.GetArrayViewFromImage(mask) > 0, sitk.GetArrayViewFromImage(ph.breast_mask) > 0) > 0.85

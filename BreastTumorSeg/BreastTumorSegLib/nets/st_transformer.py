@@ -18,7 +18,9 @@ This is a lean version of the same design (about 1-2 M parameters) that trains o
   positions (no absolute embedding, so any volume size works). Each phase token gets an
   embedding of its acquisition time (minutes after the pre-contrast image).
 * **Phase fusion**: the mean over the *present* phases of every skip level and of the
-  bottleneck, so absent phases (``phase_mask == False``) contribute nothing anywhere.
+  bottleneck, so absent phases (``phase_mask == False``) contribute nothing anywhere; the
+  decoder also gets the skips of the earliest present phase (the wash-in image, where tumors
+  stand out most; Zhang et al. decode from the skips of one early phase only).
 * **Decoder**: trilinear up-sampling + residual block per level; one logit channel.
 
 Input convention: ``x`` has ``2 * T`` channels ``[P_1, P_1 - P_0, P_2, P_2 - P_0, ...]``
@@ -101,16 +103,18 @@ class SpatialTemporalNet(nn.Module):
     dim, heads, depth, mlp_ratio, dropout: the transformer (``depth`` spatial + ``depth``
         temporal blocks of width ``dim``).
     window: spatial attention window, in bottleneck tokens per axis.
+    early_skip: also pass the skip features of the earliest present phase to the decoder
+        (Zhang et al. decode from the skips of one early phase), next to the phase mean.
     """
 
     def __init__(self, max_phases: int = 7, base: int = 8, levels: int = 4, max_channels: int = 64,
                  dim: int = 96, heads: int = 4, depth: int = 2, mlp_ratio: float = 2.0, dropout: float = 0.1,
-                 window: int = 4, out_channels: int = 1):
+                 window: int = 4, out_channels: int = 1, early_skip: bool = True):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} must be a multiple of heads={heads}")
         chans = [min(base * 2 ** i, max_channels) for i in range(levels)]
-        self.max_phases, self.levels, self.window = max_phases, levels, window
+        self.max_phases, self.levels, self.window, self.early_skip = max_phases, levels, window, early_skip
         self.encoder = nn.ModuleList()
         cin = 2
         for i, c in enumerate(chans):
@@ -122,7 +126,8 @@ class SpatialTemporalNet(nn.Module):
         self.spatial = nn.ModuleList(AttentionBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
         self.temporal = nn.ModuleList(AttentionBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth))
         self.from_tokens = nn.Conv3d(dim, chans[-1], 1)
-        self.decoder = nn.ModuleList((ConvBlock if i == 0 else ResBlock)(chans[i + 1] + chans[i], chans[i])
+        k = 2 if early_skip else 1
+        self.decoder = nn.ModuleList((ConvBlock if i == 0 else ResBlock)(chans[i + 1] + k * chans[i], chans[i])
                                      for i in range(levels - 2, -1, -1))
         self.head = nn.Conv3d(chans[0], out_channels, 1)
         # (phase, subtraction) scales; set from the training data by the trainer.
@@ -197,6 +202,9 @@ class SpatialTemporalNet(nn.Module):
             times = DEFAULT_INTERVAL_MIN * torch.arange(1, t + 1, device=x.device, dtype=x.dtype).expand(b, t)
         spatial = x.shape[2:]
         pairs = x.reshape(b, t, 2, *spatial) / self.input_scale.reshape(1, 1, 2, 1, 1, 1).to(x.dtype)
+        # The earliest present phase of every sample (by acquisition time, not by slot).
+        inf = torch.full_like(times, float("inf"), dtype=x.dtype)
+        early = torch.where(phase_mask, times.to(x.dtype), inf).argmin(1)
 
         # Encoder. In evaluation the phases run one after another and only the running
         # masked sums of the skips are kept, so memory does not grow with the phase count.
@@ -204,20 +212,28 @@ class SpatialTemporalNet(nn.Module):
             feats = self._encode(pairs.reshape(b * t, 2, *spatial))
             feats = [f.reshape(b, t, *f.shape[1:]) for f in feats]
             skips = [_masked_mean(f, phase_mask) for f in feats[:-1]]
+            if self.early_skip:
+                rows = torch.arange(b, device=x.device)
+                skips = [torch.cat([s, f[rows, early]], 1) for s, f in zip(skips, feats[:-1])]
             bottleneck = feats[-1]
         else:
             w = phase_mask.to(x.dtype)
             count = w.sum(1).clamp_min(1.0)
-            skips, bottleneck = None, []
+            skips, firsts, bottleneck = None, None, []
             for k in range(t):
                 fk = self._encode(pairs[:, k])
                 wk = (w[:, k] / count).reshape(b, 1, 1, 1, 1)
+                ek = (early == k).to(x.dtype).reshape(b, 1, 1, 1, 1)
                 if skips is None:
                     skips = [f * wk for f in fk[:-1]]
+                    firsts = [f * ek for f in fk[:-1]]
                 else:
                     skips = [s + f * wk for s, f in zip(skips, fk[:-1])]
+                    firsts = [e + f * ek for e, f in zip(firsts, fk[:-1])]
                 bottleneck.append(fk[-1])
             bottleneck = torch.stack(bottleneck, 1)
+            if self.early_skip:
+                skips = [torch.cat([s, e], 1) for s, e in zip(skips, firsts)]
 
         # Bottleneck: divided space-time attention.
         tok = self.to_tokens(bottleneck.flatten(0, 1))
