@@ -83,7 +83,10 @@ def read_card(card_path: Path) -> dict:
 
 
 def available_models(extra_dirs=None) -> dict[str, ModelEntry]:
-    """Every model that can be used now, by name (network cards first found win)."""
+    """Every tumor segmentation method that can be used now, by name (first card found wins).
+
+    Cards with another ``task`` (e.g. ``"breast_mask"``, see :mod:`.breastmask_model`) are skipped.
+    """
     out: dict[str, ModelEntry] = {}
     for d in model_dirs(extra_dirs):
         if not d.is_dir():
@@ -94,8 +97,8 @@ def available_models(extra_dirs=None) -> dict[str, ModelEntry]:
             except ModelError:
                 continue
             name = card["name"]
-            if name in out:
-                continue
+            if name in out or card.get("task", "tumor") != "tumor":
+                continue  # first found wins; whole-breast models are not tumor segmenters
             out[name] = ModelEntry(name, card.get("description", ""),
                                    _network_factory(card_path), card_path)
     for name, (target, desc) in _CODE_MODELS.items():
