@@ -620,7 +620,8 @@ def test_cmake_lists_every_python_file_and_resource():
 
     def files(folder: Path):
         return {str(p.relative_to(MODULE_DIR)) for p in folder.rglob("*")
-                if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")}
+                if p.is_file() and "__pycache__" not in p.parts
+                and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
 
     on_disk_py = {f for f in files(LIB) | files(MODULE_DIR / "Scripts") if f.endswith(".py")}
     on_disk_py.add("BreastTumorSeg.py")

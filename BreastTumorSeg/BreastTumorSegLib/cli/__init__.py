@@ -23,6 +23,7 @@ COMMANDS = [
     "dicom-list",
     "kinetics",
     "phantom",
+    "train",
     "models",
 ]
 
