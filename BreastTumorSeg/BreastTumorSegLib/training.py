@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .breastmask import breast_mask as compute_breast_mask
+from .datasets import parse_seeds
 from .harmonize import to_model_grid
 from .imageutil import resample_to
 from .metrics import dice
@@ -294,25 +295,14 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     return card
 
 
-def _seed_list(text: str) -> list[int]:
-    out = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out += list(range(int(a), int(b) + 1))
-        elif part:
-            out.append(int(part))
-    return out
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m BreastTumorSegLib.training", description=__doc__.split("\n\n")[0])
     p.add_argument("--output", type=Path, help="folder for <name>.safetensors and <name>.json")
     p.add_argument("--retune", type=Path, default=None, metavar="CARD",
                    help="only re-tune the threshold of a trained model on its validation phantoms")
     p.add_argument("--name", default=TrainConfig.name)
-    p.add_argument("--train-seeds", type=_seed_list, default=None, help="e.g. 1000-1039")
-    p.add_argument("--val-seeds", type=_seed_list, default=None, help="e.g. 2000-2005")
+    p.add_argument("--train-seeds", type=parse_seeds, default=None, help="e.g. 1000-1039")
+    p.add_argument("--val-seeds", type=parse_seeds, default=None, help="e.g. 2000-2005")
     for f in ("steps", "batch", "patch", "base", "levels", "val_every", "seed", "threads"):
         p.add_argument(f"--{f.replace('_', '-')}", type=int, default=getattr(TrainConfig, f))
     for f in ("lr", "spacing_mm", "tumor_fraction"):

@@ -3,23 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out += list(range(int(a), int(b) + 1))
-        elif part.strip():
-            out.append(int(part))
-    return out
+from ..datasets import parse_seeds
 
 
 def register(sub) -> None:
     p = sub.add_parser("phantom", help="write synthetic DCE phantom exams (for tests, tutorials, training)",
                        description="Writes one folder per seed in the loader's layout (or the MAMA-MIA "
                                    "layout), with tumor and breast ground truth and the true kinetics.")
-    p.add_argument("--seed", type=_seeds, default=[7], help="seed(s): 7, 1-5 or 3,8,13 (default: 7)")
+    p.add_argument("--seed", type=parse_seeds, default=[7], help="seed(s): 7, 1-5 or 3,8,13 (default: 7)")
     p.add_argument("--output", "-o", type=Path, required=True, help="output folder")
     p.add_argument("--layout", choices=["folder", "mamamia"], default="folder")
     p.add_argument("--size", choices=["small", "clinical"], default="small",
