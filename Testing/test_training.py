@@ -242,3 +242,28 @@ def test_train_command_on_a_mamamia_folder(phantom_root, tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
     with pytest.raises(OutputExistsError, match="--resume"):
         args.func(parser.parse_args(argv))
+
+
+def test_fine_tuning_starts_from_the_given_model(tiny_cases, tmp_path):
+    """``init_from``: the run starts from the card's verified weights and keeps its input scales."""
+    from BreastTumorSegLib.errors import BreastTumorSegError
+    from BreastTumorSegLib.weights import load_verified_state_dict
+
+    torch.set_num_threads(1)
+    first = train(_cfg(epochs=1, steps_per_epoch=3), tmp_path / "first", cases=tiny_cases, log=lambda *a: None)
+    card_path = tmp_path / "first" / "tiny.json"
+    start = load_verified_state_dict(card_path.parent / first.card["weights"], first.card["sha256"])
+    # lr 0: no learned weight moves, so they are exactly the starting model's (batch-norm running
+    # statistics still follow the new data, as they should when fine-tuning)
+    tuned = train(_cfg(epochs=1, steps_per_epoch=2, lr=0.0, init_from=str(card_path)), tmp_path / "tuned",
+                  cases=tiny_cases, log=lambda *a: None)
+    learned = [k for k in start if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert len(learned) > 10
+    for k in learned:
+        assert torch.equal(start[k], tuned.final_state[k]), k
+    assert tuned.card["training"]["config"]["init_from"] == str(card_path)
+    # a model of another shape is refused with a message that names the card
+    other = dict(TINY_ST, dim=TINY_ST["dim"] * 2)
+    with pytest.raises(BreastTumorSegError, match="tiny.json"):
+        train(_cfg(architecture=other, init_from=str(card_path)), tmp_path / "bad", cases=tiny_cases,
+              log=lambda *a: None)

@@ -87,6 +87,7 @@ class TrainerConfig:
     threads: int = 0  # torch CPU threads per process; 0 = torch's default
     device: str = "auto"
     cache_dir: str = ".cache/datasets"
+    init_from: str = ""  # model card (.json) whose weights start the training: fine-tuning
     description: str = ""
 
     @classmethod
@@ -358,6 +359,39 @@ def build_model(cfg: TrainerConfig, scales: np.ndarray) -> torch.nn.Module:
     return net
 
 
+def load_initial_model(cfg: TrainerConfig) -> tuple[torch.nn.Module, np.ndarray]:
+    """Network and input scales from the model card ``cfg.init_from`` (weights SHA-256 checked).
+
+    Fine-tuning keeps the pretrained model's input normalization: the weights were learned
+    for it. The architecture in the card must equal the config's.
+    """
+    from .errors import ModelError
+    from .models import read_card
+    from .weights import load_verified_state_dict
+
+    card_path = Path(cfg.init_from)
+    card = read_card(card_path)
+    arch = dict(cfg.architecture)
+    if arch["type"] == "unet3d":
+        arch.setdefault("in_channels", {"pre": 1, "hirsch": 3}[cfg.input_kind])
+    if card["architecture"] != arch:
+        raise InputError(f"the model to fine-tune has architecture {card['architecture']}, the config {arch}",
+                         card_path, "copy the card's architecture block into the config")
+    net = build_model(cfg, np.ones(2 if cfg.input_kind == "phases" else 1, np.float32))
+    try:
+        net.load_state_dict(load_verified_state_dict(card_path.parent / card["weights"], card["sha256"]))
+    except RuntimeError as exc:
+        raise ModelError(f"{card_path}: weights do not fit ({str(exc).splitlines()[0]})") from None
+    norm = card.get("normalization", {})
+    if cfg.input_kind == "phases":
+        scales = net.input_scale.numpy().copy()
+    elif cfg.input_kind == "hirsch":
+        scales = np.asarray(norm.get("channel_scale", [1.0, 1.0, 1.0]), np.float32)
+    else:
+        scales = np.ones(1, np.float32)
+    return net, scales
+
+
 def _forward(net, batch: dict, device: torch.device) -> torch.Tensor:
     x = batch["x"].to(device, non_blocking=True)
     if "phase_mask" in batch:
@@ -500,10 +534,14 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
     train_cases, val_cases = task_cases(cases[0], kind), task_cases(cases[1], kind)
     if cfg.val_max_cases:
         val_cases = val_cases[: cfg.val_max_cases]
-    scales = input_scales(train_cases, kind)
-
     torch.manual_seed(cfg.seed)
-    net = build_model(cfg, scales).to(device)
+    if cfg.init_from:
+        net, scales = load_initial_model(cfg)
+        say(f"fine-tuning from {cfg.init_from}")
+    else:
+        scales = input_scales(train_cases, kind)
+        net = build_model(cfg, scales)
+    net = net.to(device)
     n_params = count_parameters(net)
     say(f"{cfg.name}: {cfg.architecture['type']} ({n_params:,} parameters), task {cfg.task}, "
         f"{len(train_cases)} training / {len(val_cases)} validation cases, {ddp.world} process(es) on {device}")
