@@ -57,24 +57,13 @@ class BreastMaskModel:
 
     @classmethod
     def from_card(cls, card_path: str | Path) -> "BreastMaskModel":
-        from .nets import build_network
-        from .weights import load_verified_state_dict
+        from .netmodel import load_network
 
-        card_path = Path(card_path)
         card = read_card(card_path)
         if card.get("task") != BREAST_TASK:
             raise ModelError(f"{card_path}: not a whole-breast model (task {card.get('task', 'tumor')!r})")
-        weights = card_path.parent / card["weights"]
-        if not weights.exists():
-            raise ModelError(f"{weights}: weight file named by model card {card_path.name} is missing. "
-                             "Fix: reinstall the model")
-        net = build_network(card["architecture"])
-        try:
-            net.load_state_dict(load_verified_state_dict(weights, card["sha256"]), strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"{weights}: weights do not fit the architecture in {card_path.name} "
-                             f"({str(exc).splitlines()[0]})") from None
-        return cls(net, card, card_path)
+        net, card = load_network(card_path)
+        return cls(net, card, Path(card_path))
 
     @classmethod
     def load(cls, name: str = DEFAULT_BREAST_MODEL, extra_dirs=None) -> "BreastMaskModel":

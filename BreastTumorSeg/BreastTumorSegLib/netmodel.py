@@ -18,6 +18,33 @@ from .weights import load_verified_state_dict
 CROP_MARGIN_MM = 16.0
 
 
+def load_network(card_path: str | Path) -> tuple["torch.nn.Module", dict]:
+    """The network a model card describes, with its weights (SHA-256 checked), and the card.
+
+    The one place where stored networks are loaded: tumor models, whole-breast models and the
+    starting point of fine-tuning all come through here.
+    """
+    from .nets import build_network
+
+    card_path = Path(card_path)
+    card = read_card(card_path)
+    weights = card_path.parent / card["weights"]
+    if not weights.exists():
+        raise ModelError(f"{weights}: weight file named by model card {card_path.name} is missing. "
+                         "Fix: reinstall the model")
+    state = load_verified_state_dict(weights, card["sha256"])
+    try:
+        net = build_network(card["architecture"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{card_path}: unknown or invalid architecture {card['architecture']} ({exc})") from None
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{weights}: weights do not fit the architecture in {card_path.name} "
+                         f"({str(exc).splitlines()[0]})") from None
+    return net, card
+
+
 class NetworkSegmenter:
     """A network plus the preprocessing its card prescribes."""
 
@@ -29,22 +56,8 @@ class NetworkSegmenter:
 
     @classmethod
     def from_card(cls, card_path: str | Path, **_ignored) -> "NetworkSegmenter":
-        from .nets import build_network
-
-        card_path = Path(card_path)
-        card = read_card(card_path)
-        weights = card_path.parent / card["weights"]
-        if not weights.exists():
-            raise ModelError(f"{weights}: weight file named by model card {card_path.name} is missing. "
-                             "Fix: reinstall the model")
-        state = load_verified_state_dict(weights, card["sha256"])
-        net = build_network(card["architecture"])
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ModelError(f"{weights}: weights do not fit the architecture in {card_path.name} "
-                             f"({str(exc).splitlines()[0]})") from None
-        return cls(net, card, card_path)
+        net, card = load_network(card_path)
+        return cls(net, card, Path(card_path))
 
     @property
     def spacing_mm(self) -> float:

@@ -365,9 +365,8 @@ def load_initial_model(cfg: TrainerConfig) -> tuple[torch.nn.Module, np.ndarray]
     Fine-tuning keeps the pretrained model's input normalization: the weights were learned
     for it. The architecture in the card must equal the config's.
     """
-    from .errors import ModelError
     from .models import read_card
-    from .weights import load_verified_state_dict
+    from .netmodel import load_network
 
     card_path = Path(cfg.init_from)
     card = read_card(card_path)
@@ -377,11 +376,7 @@ def load_initial_model(cfg: TrainerConfig) -> tuple[torch.nn.Module, np.ndarray]
     if card["architecture"] != arch:
         raise InputError(f"the model to fine-tune has architecture {card['architecture']}, the config {arch}",
                          card_path, "copy the card's architecture block into the config")
-    net = build_model(cfg, np.ones(2 if cfg.input_kind == "phases" else 1, np.float32))
-    try:
-        net.load_state_dict(load_verified_state_dict(card_path.parent / card["weights"], card["sha256"]))
-    except RuntimeError as exc:
-        raise ModelError(f"{card_path}: weights do not fit ({str(exc).splitlines()[0]})") from None
+    net, card = load_network(card_path)
     norm = card.get("normalization", {})
     if cfg.input_kind == "phases":
         scales = net.input_scale.numpy().copy()

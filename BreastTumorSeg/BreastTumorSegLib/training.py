@@ -53,6 +53,7 @@ class TrainConfig:
     threads: int = 2
     cache_dir: str = ".cache/phantom_cases"
     phantom_size: str = "small"
+    init_from: str = ""  # model card whose weights (SHA-256 checked) and channel scales start the run
 
 
 # ------------------------------------------------------------------------------- data
@@ -213,6 +214,24 @@ def retune_card(card_path: Path, log=print) -> dict:
 
 
 # ------------------------------------------------------------------------------- training
+def _init_from_card(net, card_path: Path, cfg: TrainConfig) -> np.ndarray:
+    """Load a trained U-Net's verified weights into *net*; returns its channel scales.
+
+    The scales stay those of the starting model: its weights were learned for them.
+    """
+    from .errors import InputError
+    from .models import read_card
+    from .netmodel import load_network
+
+    arch = read_card(card_path).get("architecture", {})
+    if arch.get("type") != "unet3d" or (arch.get("base"), arch.get("levels")) != (cfg.base, cfg.levels):
+        raise InputError(f"the model to continue from is {arch}, this run a U-Net with base {cfg.base} and "
+                         f"{cfg.levels} levels", card_path, "use the same --base and --levels as that model")
+    loaded, card = load_network(card_path)
+    net.load_state_dict(loaded.state_dict())
+    return np.asarray(card["normalization"]["channel_scale"], np.float32)
+
+
 def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     from .nets.unet import UNet3D, count_parameters
     from .weights import save_state_dict
@@ -223,8 +242,12 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     log(f"preparing {len(cfg.train_seeds)} training and {len(cfg.val_seeds)} validation phantoms")
     train_cases = load_cases(cfg.train_seeds, cfg, log)
     val_cases = load_cases(cfg.val_seeds, cfg, log)
-    scales = np.asarray(channel_scales(train_cases), np.float32)
     net = UNet3D(in_channels=3, base=cfg.base, levels=cfg.levels)
+    if cfg.init_from:
+        scales = _init_from_card(net, Path(cfg.init_from), cfg)
+        log(f"continuing from {cfg.init_from}")
+    else:
+        scales = np.asarray(channel_scales(train_cases), np.float32)
     # channels-last 3D lets oneDNN use its fast convolution kernels for these small channel counts
     # (about twice as fast per step on a 2-core CPU).
     net = net.to(memory_format=torch.channels_last_3d)
@@ -276,7 +299,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
         "sha256": digest,
         "inputs": {"kind": "hirsch", "names": ["t1c", "dce_in", "dce_out"], "spacing_mm": cfg.spacing_mm,
                    "orientation": "LPS (axes permuted/flipped from the acquisition, no rotation)",
-                   "registration": "rigid then affine to the first post-contrast phase"},
+                   "registration": "rigid then affine to the pre-contrast phase"},
         "normalization": {"method": "divide every phase by the 95th percentile of the pre-contrast image "
                                     "inside the breast mask, then each channel by channel_scale",
                           "channel_scale": [round(float(s), 6) for s in scales]},
@@ -308,6 +331,8 @@ def main(argv=None) -> int:
     for f in ("lr", "spacing_mm", "tumor_fraction"):
         p.add_argument(f"--{f.replace('_', '-')}", type=float, default=getattr(TrainConfig, f))
     p.add_argument("--cache-dir", default=TrainConfig.cache_dir)
+    p.add_argument("--init-from", default="", metavar="CARD",
+                   help="start from this trained U-Net (its weights and channel scales) instead of random weights")
     a = p.parse_args(argv)
     if a.retune:
         retune_card(a.retune)
@@ -316,7 +341,7 @@ def main(argv=None) -> int:
         p.error("--output is required for training")
     cfg = TrainConfig(name=a.name, steps=a.steps, batch=a.batch, patch=a.patch, base=a.base, levels=a.levels,
                       val_every=a.val_every, seed=a.seed, threads=a.threads, lr=a.lr, spacing_mm=a.spacing_mm,
-                      tumor_fraction=a.tumor_fraction, cache_dir=a.cache_dir)
+                      tumor_fraction=a.tumor_fraction, cache_dir=a.cache_dir, init_from=a.init_from)
     if a.train_seeds:
         cfg.train_seeds = a.train_seeds
     if a.val_seeds:
