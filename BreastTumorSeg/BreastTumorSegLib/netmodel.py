@@ -18,7 +18,7 @@ from .weights import load_verified_state_dict
 CROP_MARGIN_MM = 16.0
 
 
-def load_network(card_path: str | Path) -> tuple["torch.nn.Module", dict]:
+def load_network(card_path: str | Path) -> tuple[object, dict]:
     """The network a model card describes, with its weights (SHA-256 checked), and the card.
 
     The one place where stored networks are loaded: tumor models, whole-breast models and the
