@@ -21,7 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import ModelError
-from .models import model_dirs, read_card
+from .models import iter_cards
+from .netmodel import CardNetwork
 
 BREAST_TASK = "breast_mask"
 DEFAULT_BREAST_MODEL = "breastmask-demo"
@@ -30,48 +31,23 @@ DEFAULT_BREAST_MODEL = "breastmask-demo"
 def find_breast_card(name: str, extra_dirs=None) -> Path:
     """Path of the card of the whole-breast model *name* (first models folder that has it)."""
     seen = []
-    for d in model_dirs(extra_dirs):
-        if not d.is_dir():
-            continue
-        for card_path in sorted(d.glob("*.json")):
-            try:
-                card = read_card(card_path)
-            except ModelError:
-                continue
-            if card.get("task") == BREAST_TASK:
-                seen.append(card["name"])
-                if card["name"] == name:
-                    return card_path
+    for card_path, card in iter_cards(extra_dirs):
+        if card.get("task") == BREAST_TASK:
+            seen.append(card["name"])
+            if card["name"] == name:
+                return card_path
     raise ModelError(f"unknown whole-breast model '{name}'. Available: {', '.join(sorted(set(seen))) or 'none'}. "
                      "Fix: pick one of these, or add a folder with --models-dir")
 
 
-class BreastMaskModel:
+class BreastMaskModel(CardNetwork):
     """A whole-breast segmentation network with the preprocessing its card prescribes."""
 
-    def __init__(self, net, card: dict, card_path: Path | None = None):
-        self.net = net.eval()
-        self.card = card
-        self.card_path = card_path
-        self.model_id = f"{card['name']}@{card['sha256'][:12]}"
-
-    @classmethod
-    def from_card(cls, card_path: str | Path) -> "BreastMaskModel":
-        from .netmodel import load_network
-
-        card = read_card(card_path)
-        if card.get("task") != BREAST_TASK:
-            raise ModelError(f"{card_path}: not a whole-breast model (task {card.get('task', 'tumor')!r})")
-        net, card = load_network(card_path)
-        return cls(net, card, Path(card_path))
+    task = BREAST_TASK
 
     @classmethod
     def load(cls, name: str = DEFAULT_BREAST_MODEL, extra_dirs=None) -> "BreastMaskModel":
         return cls.from_card(find_breast_card(name, extra_dirs))
-
-    @property
-    def spacing_mm(self) -> float:
-        return float(self.card["inputs"]["spacing_mm"])
 
     @property
     def threshold(self) -> float:

@@ -82,25 +82,29 @@ def read_card(card_path: Path) -> dict:
     return card
 
 
+def iter_cards(extra_dirs=None):
+    """(path, card) of every readable model card in the model folders, in search order."""
+    for d in model_dirs(extra_dirs):
+        if not d.is_dir():
+            continue
+        for card_path in sorted(d.glob("*.json")):
+            try:
+                yield card_path, read_card(card_path)
+            except ModelError:
+                continue
+
+
 def available_models(extra_dirs=None) -> dict[str, ModelEntry]:
     """Every tumor segmentation method that can be used now, by name (first card found wins).
 
     Cards with another ``task`` (e.g. ``"breast_mask"``, see :mod:`.breastmask_model`) are skipped.
     """
     out: dict[str, ModelEntry] = {}
-    for d in model_dirs(extra_dirs):
-        if not d.is_dir():
-            continue
-        for card_path in sorted(d.glob("*.json")):
-            try:
-                card = read_card(card_path)
-            except ModelError:
-                continue
-            name = card["name"]
-            if name in out or card.get("task", "tumor") != "tumor":
-                continue  # first found wins; whole-breast models are not tumor segmenters
-            out[name] = ModelEntry(name, card.get("description", ""),
-                                   _network_factory(card_path), card_path)
+    for card_path, card in iter_cards(extra_dirs):
+        name = card["name"]
+        if name in out or card.get("task", "tumor") != "tumor":
+            continue  # first found wins; whole-breast models are not tumor segmenters
+        out[name] = ModelEntry(name, card.get("description", ""), _network_factory(card_path), card_path)
     for name, (target, desc) in _CODE_MODELS.items():
         out.setdefault(name, ModelEntry(name, desc, _code_factory(target)))
     return out

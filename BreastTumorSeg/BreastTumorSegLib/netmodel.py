@@ -45,8 +45,10 @@ def load_network(card_path: str | Path) -> tuple[object, dict]:
     return net, card
 
 
-class NetworkSegmenter:
-    """A network plus the preprocessing its card prescribes."""
+class CardNetwork:
+    """A stored network together with its model card (what it expects, how it was trained)."""
+
+    task = "tumor"  # the card's "task" this class serves
 
     def __init__(self, net, card: dict, card_path: Path | None = None):
         self.net = net.eval()
@@ -55,13 +57,21 @@ class NetworkSegmenter:
         self.model_id = f"{card['name']}@{card['sha256'][:12]}"
 
     @classmethod
-    def from_card(cls, card_path: str | Path, **_ignored) -> "NetworkSegmenter":
+    def from_card(cls, card_path: str | Path, **_ignored):
+        task = read_card(card_path).get("task", "tumor")
+        if task != cls.task:
+            raise ModelError(f"{card_path}: a model for task {task!r}, not {cls.task!r}. "
+                             "Fix: choose a model made for this task (breasttumorseg models lists them)")
         net, card = load_network(card_path)
         return cls(net, card, Path(card_path))
 
     @property
     def spacing_mm(self) -> float:
         return float(self.card["inputs"]["spacing_mm"])
+
+
+class NetworkSegmenter(CardNetwork):
+    """A tumor network plus the preprocessing its card prescribes."""
 
     def model_inputs(self, exam: DCEExam, breast_mask: sitk.Image | None):
         """Harmonized inputs on the model grid, cropped to the breasts (plus margin)."""
