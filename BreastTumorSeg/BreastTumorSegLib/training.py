@@ -53,6 +53,7 @@ class TrainConfig:
     threads: int = 2
     cache_dir: str = ".cache/phantom_cases"
     phantom_size: str = "small"
+    enhancement_gain: float = 0.0  # augmentation: enhancement scaled by 1 +/- this (half the patches)
     init_from: str = ""  # model card whose weights (SHA-256 checked) and channel scales start the run
 
 
@@ -114,8 +115,10 @@ def channel_scales(cases: list[dict]) -> list[float]:
 
 
 class PatchSampler:
-    def __init__(self, cases: list[dict], patch: int, tumor_fraction: float, rng: np.random.Generator):
+    def __init__(self, cases: list[dict], patch: int, tumor_fraction: float, rng: np.random.Generator,
+                 enhancement_gain: float = 0.0):
         self.cases, self.patch, self.tf, self.rng = cases, patch, tumor_fraction, rng
+        self.enhancement_gain = enhancement_gain
         self.tumor_idx = [np.argwhere(c["label"] > 0) for c in cases]
         self.hot_idx = []
         for c in cases:
@@ -156,6 +159,11 @@ class PatchSampler:
                 x, y = x[..., ::-1], y[..., ::-1]
             if self.rng.random() < 0.3:  # anterior-posterior flip is not anatomical; superior-inferior is
                 x, y = x[:, ::-1], y[::-1]
+            if self.enhancement_gain and self.rng.random() < 0.5:
+                # Stronger or weaker contrast uptake (dose, relaxivity, cardiac output): the
+                # enhancement scales by k in every channel, T1c = pre + enhancement included.
+                k = np.float32(self.rng.uniform(1 - self.enhancement_gain, 1 + self.enhancement_gain))
+                x = np.stack([x[0] + (k - 1) * x[1] * (scales[1] / scales[0]), k * x[1], k * x[2]])
             x = x * np.float32(self.rng.uniform(0.85, 1.15))
             xs.append(np.ascontiguousarray(x))
             ys.append(np.ascontiguousarray(y))
@@ -254,7 +262,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     log(f"U-Net: {count_parameters(net):,} parameters; channel scales {scales.round(4).tolist()}")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
-    sampler = PatchSampler(train_cases, cfg.patch, cfg.tumor_fraction, rng)
+    sampler = PatchSampler(train_cases, cfg.patch, cfg.tumor_fraction, rng, cfg.enhancement_gain)
     best = {"dice_median": -1.0}
     best_state = None
     history = []
@@ -328,7 +336,7 @@ def main(argv=None) -> int:
     p.add_argument("--val-seeds", type=parse_seeds, default=None, help="e.g. 2000-2005")
     for f in ("steps", "batch", "patch", "base", "levels", "val_every", "seed", "threads"):
         p.add_argument(f"--{f.replace('_', '-')}", type=int, default=getattr(TrainConfig, f))
-    for f in ("lr", "spacing_mm", "tumor_fraction"):
+    for f in ("lr", "spacing_mm", "tumor_fraction", "enhancement_gain"):
         p.add_argument(f"--{f.replace('_', '-')}", type=float, default=getattr(TrainConfig, f))
     p.add_argument("--cache-dir", default=TrainConfig.cache_dir)
     p.add_argument("--init-from", default="", metavar="CARD",
@@ -341,7 +349,8 @@ def main(argv=None) -> int:
         p.error("--output is required for training")
     cfg = TrainConfig(name=a.name, steps=a.steps, batch=a.batch, patch=a.patch, base=a.base, levels=a.levels,
                       val_every=a.val_every, seed=a.seed, threads=a.threads, lr=a.lr, spacing_mm=a.spacing_mm,
-                      tumor_fraction=a.tumor_fraction, cache_dir=a.cache_dir, init_from=a.init_from)
+                      tumor_fraction=a.tumor_fraction, cache_dir=a.cache_dir, init_from=a.init_from,
+                      enhancement_gain=a.enhancement_gain)
     if a.train_seeds:
         cfg.train_seeds = a.train_seeds
     if a.val_seeds:
