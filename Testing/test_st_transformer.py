@@ -179,14 +179,12 @@ def test_segment_cli_every_shipped_model_and_an_ensemble(small_exam_dir, tmp_pat
     assert np.allclose(probs["unet-demo+st-demo"], mean, atol=1e-5)
 
 
-def test_shipped_breast_model_and_gated_transformer(small_exam_dir):
-    """The learned whole-breast mask matches the phantom truth; the ST segmenter gates with it."""
+def test_shipped_breast_model_gates_the_pipeline(small_exam_dir):
+    """The learned whole-breast mask matches the phantom truth; with --breast-model it gates the lesions."""
     from BreastTumorSegLib.breastmask_model import BreastMaskModel
     from BreastTumorSegLib.errors import ModelError
     from BreastTumorSegLib.metrics import dice
-    from BreastTumorSegLib.models import available_models
-    from BreastTumorSegLib.progress import Reporter
-    from BreastTumorSegLib.st_segmenter import STSegmenter
+    from BreastTumorSegLib.pipeline import segment_exam
 
     try:
         bm = BreastMaskModel.load("breastmask-demo")
@@ -195,13 +193,45 @@ def test_shipped_breast_model_and_gated_transformer(small_exam_dir):
     ph = small_exam_dir[1]
     mask = bm.predict(ph.exam.pre, device="cpu")
     assert mask.GetSize() == ph.exam.pre.GetSize() and mask.GetPixelID() == sitk.sitkUInt8
-    assert dice(sitk.GetArrayViewFromImage(mask) > 0, sitk.GetArrayViewFromImage(ph.breast_mask) > 0) > 0.85
-    entry = available_models().get("st-demo")
-    if entry is None:
-        pytest.skip("st-demo not trained yet")
-    card = json.loads(entry.card_path.read_text())
-    seg = STSegmenter(STSegmenter.from_card(entry.card_path).net, dict(card, breast_model="breastmask-demo"),
-                      entry.card_path)
-    from BreastTumorSegLib.breastmask import breast_mask
-    prob = sitk.GetArrayFromImage(seg.predict(ph.exam, breast_mask(ph.exam.pre), Reporter(), device="cpu"))
-    assert prob.max() > 0.5 and not prob[sitk.GetArrayViewFromImage(mask) == 0].any()
+    learned = sitk.GetArrayFromImage(mask) > 0
+    assert dice(learned, sitk.GetArrayViewFromImage(ph.breast_mask) > 0) > 0.85
+
+    # A segmenter that answers with the true tumor plus a bright blob outside the breasts
+    # (where the heart is): the learned gate keeps the first and drops the second.
+    truth = sitk.GetArrayFromImage(ph.tumor_mask) > 0
+    outside = np.argwhere(~learned & (sitk.GetArrayViewFromImage(ph.exam.pre) > 0))
+    centre = outside[len(outside) // 2]
+    fp = np.zeros_like(truth)
+    fp[tuple(slice(max(c - 3, 0), c + 4) for c in centre)] = True
+    fp &= ~learned
+    assert fp.sum() > 50
+
+    class Stub:
+        model_id, card = "stub@0", {"postprocess": {"threshold": 0.5, "mode": "absolute", "min_lesion_ml": 0.0}}
+
+        def predict(self, exam, breast_mask, reporter, device="auto", **options):
+            img = sitk.GetImageFromArray((truth | fp).astype(np.float32))
+            img.CopyInformation(exam.reference)
+            return img
+
+    res = segment_exam(ph.exam, model=Stub(), register=False, device="cpu", breast_model="breastmask-demo",
+                       restrict_to_breast=True)
+    label = sitk.GetArrayFromImage(res.label) > 0
+    assert res.settings["breast_mask"] == "breastmask-demo"
+    assert dice(label, truth) > 0.99 and not (label & fp).any()
+    ungated = segment_exam(ph.exam, model=Stub(), register=False, device="cpu", restrict_to_breast=False)
+    assert (sitk.GetArrayFromImage(ungated.label) > 0)[fp].all()  # the blob is there to be removed
+
+
+def test_segment_cli_breast_model_option(small_exam_dir, tmp_path):
+    """`segment --breast-model NAME` is recorded in the summary; an unknown name is one clear line."""
+    from BreastTumorSegLib.cli import main
+
+    exam_dir, _ = small_exam_dir
+    files = sorted(str(p) for p in exam_dir.glob("phantom_3001_000[0-9].nii.gz"))
+    args = ["segment", *files, "--model", "ftv", "--device", "cpu", "--no-register", "--quiet"]
+    assert main(args + ["-o", str(tmp_path / "a"), "--breast-model", "breastmask-demo"]) == 0
+    summary = json.loads((tmp_path / "a" / "phantom_3001.json").read_text())
+    assert summary["settings"]["breast_mask"] == "breastmask-demo"
+    assert main(args + ["-o", str(tmp_path / "b"), "--breast-model", "no-such-model"]) == 2
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())

@@ -107,10 +107,10 @@ def bench_dice(models: dict, seeds: list[int], results: dict) -> None:
                 mask = learned.predict(exam.pre, "cpu")
                 breast["learned"].append(dice(sitk.GetArrayViewFromImage(mask) > 0,
                                               sitk.GetArrayViewFromImage(ph.breast_mask) > 0))
-                # tumor Dice when the probability is gated by the learned mask instead
+                # tumor Dice when the lesions are gated by the learned mask instead (as the
+                # pipeline does with --breast-model: whole components, at least a quarter inside)
                 from BreastTumorSegLib.postprocess import PostprocessSettings, postprocess
-                label, _ = postprocess(prob * sitk.Cast(mask, sitk.sitkFloat32),
-                                       PostprocessSettings(**seg.card.get("postprocess", {})), mask)
+                label, _ = postprocess(prob, PostprocessSettings(**seg.card.get("postprocess", {})), mask)
                 gated["learned"].append(dice(sitk.GetArrayViewFromImage(label) > 0,
                                              sitk.GetArrayViewFromImage(ph.tumor_mask) > 0))
         cm = breast_mask(exam.pre)

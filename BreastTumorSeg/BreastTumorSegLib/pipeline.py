@@ -49,7 +49,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                  threshold: float | None = None, mode: str | None = None,
                  min_lesion_ml: float | None = None, restrict_to_breast: bool | None = None,
                  register: bool = True, progress=None, cancel=None, models_dir=None,
-                 **options) -> SegmentationResult:
+                 breast_model: str | None = None, **options) -> SegmentationResult:
     """Segment tumors in *exam*; see the module docstring.
 
     ``model`` is a registry name (``"unet-demo"``, ``"ftv"``, ``"a+b"`` for an ensemble) or a
@@ -57,12 +57,18 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     card's post-processing defaults. ``options`` go to the segmenter (e.g. ``seed_lps`` for
     the FTV method). ``progress(stage, fraction, message)`` and ``cancel`` (an Event or a
     callable) follow :class:`Reporter`.
+
+    ``breast_model`` names a learned whole-breast model (e.g. ``"breastmask-demo"``; default:
+    the model card's ``"breast_model"``, if any) whose mask then gates the lesions (kept when at
+    least a quarter lies inside) instead of the classical mask. Intensity scaling and cropping
+    keep the classical mask, because the tumor models were trained with it.
     """
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     segmenter = get_segmenter(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
     if restrict_to_breast is None and options.get("seed_lps") is not None:
         restrict_to_breast = False  # the reader pointed at the lesion; the coarse mask must not cut it
     settings = _settings(segmenter, threshold, mode, min_lesion_ml, restrict_to_breast)
+    breast_model = breast_model or segmenter.card.get("breast_model")
 
     qa: list[dict] = []
     with reporter.stage("register"):
@@ -70,10 +76,15 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
             exam, qa = register_exam(exam, reporter=reporter)
     with reporter.stage("breast_mask"):
         bmask = compute_breast_mask(exam.pre)
+        gate = bmask
+        if breast_model:
+            from .breastmask_model import BreastMaskModel
+
+            gate = BreastMaskModel.load(breast_model, [models_dir] if models_dir else None).predict(exam.pre, device)
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
     with reporter.stage("postprocess"):
-        label, lesions, components = postprocess(prob, settings, bmask, return_components=True)
+        label, lesions, components = postprocess(prob, settings, gate, return_components=True)
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
             extras = extras_fn(exam, components)
@@ -81,9 +92,10 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                 les.extra.update(extras.get(les.label, {}))
     return SegmentationResult(
         case_id=exam.case_id, label=label, probability=prob, lesions=lesions,
-        model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=bmask,
+        model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
         registration_qa=qa,
         settings={"postprocess": settings.as_dict(), "device": device, "registered": register,
+                  "breast_mask": breast_model or "classical",
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
                   "times_assumed": bool(exam.metadata.get("times_assumed", False))},
     )

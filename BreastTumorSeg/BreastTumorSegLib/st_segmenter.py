@@ -2,9 +2,9 @@
 
 The generic :class:`~.netmodel.NetworkSegmenter` calls ``net(x)``: the transformer then
 assumes evenly spaced phases. This segmenter also passes the exam's acquisition times (the
-network embeds each phase by its time) and, when the card names one under
-``"breast_model"``, multiplies the probability by a learned whole-breast mask
-(:mod:`.breastmask_model`), as Zhang et al. did to remove false positives outside the breasts.
+network embeds each phase by its time). Gating by a learned whole-breast mask, as Zhang et al.
+did, is the pipeline's (``segment_exam(..., breast_model=...)`` or ``"breast_model"`` in the
+card), the same for every model.
 """
 from __future__ import annotations
 
@@ -18,20 +18,7 @@ from .progress import Reporter
 
 
 class STSegmenter(NetworkSegmenter):
-    """Spatial-temporal transformer with the exam's phase times and optional breast gating."""
-
-    _breast = None
-
-    def breast_model(self):
-        """The learned whole-breast model named by the card (loaded once), or None."""
-        name = self.card.get("breast_model")
-        if not name:
-            return None
-        if self._breast is None:
-            from .breastmask_model import BreastMaskModel
-            extra = [self.card_path.parent] if self.card_path is not None else None
-            self._breast = BreastMaskModel.load(name, extra)
-        return self._breast
+    """Spatial-temporal transformer fed with the exam's phase times."""
 
     def predict(self, exam: DCEExam, breast_mask: sitk.Image | None, reporter: Reporter,
                 device: str = "auto", **options) -> sitk.Image:
@@ -47,8 +34,4 @@ class STSegmenter(NetworkSegmenter):
         full[crop] = prob_crop
         prob = sitk.GetImageFromArray(full)
         prob.CopyInformation(mg.grid)
-        out = sitk.Clamp(resample_to(prob, exam.reference, sitk.sitkLinear), sitk.sitkFloat32, 0.0, 1.0)
-        gate = self.breast_model()
-        if gate is not None:
-            out = out * sitk.Cast(gate.predict(exam.pre, device), sitk.sitkFloat32)
-        return out
+        return sitk.Clamp(resample_to(prob, exam.reference, sitk.sitkLinear), sitk.sitkFloat32, 0.0, 1.0)

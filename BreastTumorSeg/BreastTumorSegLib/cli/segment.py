@@ -31,10 +31,13 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", default=None, help="extra folder with <name>.safetensors + <name>.json model cards")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="probability threshold (default: the model card's, 0.5 for the demo U-Net)")
+                   help="probability threshold (default: the model card's)")
     p.add_argument("--mode", choices=["absolute", "relative"], default=None,
                    help="absolute: p >= threshold; relative: p >= 0.6 x slice maximum (Hirsch et al.)")
     p.add_argument("--min-lesion-ml", type=float, default=None, help="drop components smaller than this (mL)")
+    p.add_argument("--breast-model", default=None, metavar="NAME",
+                   help="gate lesions with this learned whole-breast model (e.g. breastmask-demo) instead of "
+                        "the classical breast mask")
     p.add_argument("--no-register", action="store_true", help="skip motion correction (phases already aligned)")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in the output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -65,7 +68,8 @@ def register(sub) -> None:
 
 def engine_kwargs(args) -> dict:
     kw = dict(model=args.model, device=args.device, threshold=args.threshold, mode=args.mode,
-              min_lesion_ml=args.min_lesion_ml, register=not args.no_register, models_dir=args.models_dir)
+              min_lesion_ml=args.min_lesion_ml, register=not args.no_register, models_dir=args.models_dir,
+              breast_model=args.breast_model)
     seed = getattr(args, "seed_lps", None)
     if getattr(args, "seed_ras", None) is not None:
         if seed is not None:
