@@ -62,3 +62,34 @@ def test_select_device():
         from BreastTumorSegLib.errors import InputError
         with pytest.raises(InputError, match="CUDA"):
             select_device("cuda")
+
+
+def test_flip_test_time_augmentation_is_mirror_symmetric():
+    """With ``inference.flip_lr`` the answer for a mirrored exam is the mirrored answer."""
+    import SimpleITK as sitk
+
+    from BreastTumorSegLib.exam import DCEExam
+    from BreastTumorSegLib.netmodel import NetworkSegmenter
+    from BreastTumorSegLib.progress import Reporter
+
+    rng = np.random.default_rng(3)
+    arrays = [rng.gamma(2.0, 100.0, size=(24, 20, 32)).astype(np.float32) for _ in range(3)]
+
+    def exam(mirror: bool) -> DCEExam:
+        phases = []
+        for a in arrays:
+            img = sitk.GetImageFromArray(np.ascontiguousarray(a[..., ::-1]) if mirror else a)
+            img.SetSpacing((1.5, 1.5, 1.5))
+            phases.append(img)
+        return DCEExam(phases, [0.0, 1.5, 3.0], case_id="m" if mirror else "o")
+
+    card = {"name": "t", "sha256": "0" * 64, "inputs": {"spacing_mm": 1.5, "kind": "hirsch"},
+            "normalization": {"channel_scale": [1.0, 0.5, 0.1]}}
+    plain = NetworkSegmenter(_net(seed=2), card)
+    tta = NetworkSegmenter(_net(seed=2), dict(card, inference={"flip_lr": True}))
+    A = sitk.GetArrayFromImage
+    p_o, p_m = (A(tta.predict(exam(m), None, Reporter(), device="cpu")) for m in (False, True))
+    assert np.allclose(p_m, p_o[..., ::-1], atol=1e-5)
+    # without the augmentation a random network is not symmetric: the test can tell
+    q_o, q_m = (A(plain.predict(exam(m), None, Reporter(), device="cpu")) for m in (False, True))
+    assert not np.allclose(q_m, q_o[..., ::-1], atol=1e-3)

@@ -94,6 +94,12 @@ class NetworkSegmenter(CardNetwork):
                 device: str = "auto", **options) -> sitk.Image:
         x, mg, crop = self.model_inputs(exam, breast_mask)
         prob_crop = predict_probability(self.net, x, device=device, reporter=reporter)
+        if self.card.get("inference", {}).get("flip_lr", False):
+            # Test-time augmentation: the breasts are mirror images, so the network (trained
+            # with left-right flips) also sees the exam mirrored (last axis = L-R on the LPS
+            # grid) and the two answers are averaged.
+            flipped = predict_probability(self.net, np.ascontiguousarray(x[..., ::-1]), device=device)
+            prob_crop = 0.5 * (prob_crop + flipped[..., ::-1])
         full = np.zeros(mg.inputs.shape[1:], np.float32)
         full[crop] = prob_crop
         prob = sitk.GetImageFromArray(full)
