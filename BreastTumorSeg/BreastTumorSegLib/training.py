@@ -53,6 +53,7 @@ class TrainConfig:
     threads: int = 2
     cache_dir: str = ".cache/phantom_cases"
     phantom_size: str = "small"
+    per_patch_dice: bool = False  # soft Dice per patch (small tumors weigh as much as large ones)
     enhancement_gain: float = 0.0  # augmentation: enhancement scaled by 1 +/- this (half the patches)
     init_from: str = ""  # model card whose weights (SHA-256 checked) and channel scales start the run
 
@@ -170,12 +171,15 @@ class PatchSampler:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))[:, None]
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, per_patch_dice: bool = False) -> torch.Tensor:
+    """BCE + soft Dice. The Dice is over the whole batch, or (``per_patch_dice``) the mean of
+    each patch's own, which weighs a small tumor as much as a large one."""
     bce = F.binary_cross_entropy_with_logits(logits, target)
     p = torch.sigmoid(logits)
-    inter = (p * target).sum()
-    soft_dice = 1 - (2 * inter + 1) / (p.sum() + target.sum() + 1)
-    return bce + soft_dice
+    dims = tuple(range(1, p.ndim)) if per_patch_dice else tuple(range(p.ndim))
+    inter = (p * target).sum(dims)
+    soft_dice = 1 - (2 * inter + 1) / (p.sum(dims) + target.sum(dims) + 1)
+    return bce + soft_dice.mean()
 
 
 # ------------------------------------------------------------------------------- validation
@@ -270,7 +274,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     net.train()
     for step in range(1, cfg.steps + 1):
         x, y = sampler.sample(cfg.batch, scales)
-        loss = loss_fn(net(x.to(memory_format=torch.channels_last_3d)), y)
+        loss = loss_fn(net(x.to(memory_format=torch.channels_last_3d)), y, cfg.per_patch_dice)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -339,6 +343,7 @@ def main(argv=None) -> int:
     for f in ("lr", "spacing_mm", "tumor_fraction", "enhancement_gain"):
         p.add_argument(f"--{f.replace('_', '-')}", type=float, default=getattr(TrainConfig, f))
     p.add_argument("--cache-dir", default=TrainConfig.cache_dir)
+    p.add_argument("--per-patch-dice", action="store_true", help="soft Dice per patch instead of per batch")
     p.add_argument("--init-from", default="", metavar="CARD",
                    help="start from this trained U-Net (its weights and channel scales) instead of random weights")
     a = p.parse_args(argv)
@@ -350,7 +355,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig(name=a.name, steps=a.steps, batch=a.batch, patch=a.patch, base=a.base, levels=a.levels,
                       val_every=a.val_every, seed=a.seed, threads=a.threads, lr=a.lr, spacing_mm=a.spacing_mm,
                       tumor_fraction=a.tumor_fraction, cache_dir=a.cache_dir, init_from=a.init_from,
-                      enhancement_gain=a.enhancement_gain)
+                      enhancement_gain=a.enhancement_gain, per_patch_dice=a.per_patch_dice)
     if a.train_seeds:
         cfg.train_seeds = a.train_seeds
     if a.val_seeds:
