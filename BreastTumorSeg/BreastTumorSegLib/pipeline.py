@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from . import __version__
 from .breastmask import breast_mask as compute_breast_mask
 from .exam import DCEExam
@@ -81,6 +83,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
             from .breastmask_model import BreastMaskModel
 
             gate = BreastMaskModel.load(breast_model, [models_dir] if models_dir else None).predict(exam.pre, device)
+            # The network also sees what only the learned mask holds (a tumor at the chest
+            # wall outside the classical mask would otherwise fall outside the crop).
+            bmask = sitk.Or(bmask, gate)
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
     with reporter.stage("postprocess"):
