@@ -119,6 +119,10 @@ class EnsembleSegmenter:
         self.card = {"name": self.model_id, "description": "ensemble (mean probability) of " + ", ".join(
             m.card.get("name", m.model_id) for m in members),
             "postprocess": members[0].card.get("postprocess", {})}
+        # Every member sees the same masks: the first learned whole-breast model a member names.
+        gates = [m.card["breast_model"] for m in members if m.card.get("breast_model")]
+        if gates:
+            self.card["breast_model"] = gates[0]
 
     def predict(self, exam, breast_mask, reporter, device="auto", **options):
         acc = None
