@@ -62,8 +62,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
 
     ``breast_model`` names a learned whole-breast model (e.g. ``"breastmask-demo"``; default:
     the model card's ``"breast_model"``, if any) whose mask then gates the lesions (kept when at
-    least a quarter lies inside) instead of the classical mask. Intensity scaling and cropping
-    keep the classical mask, because the tumor models were trained with it.
+    least a quarter lies inside) instead of the classical mask; the network then sees the union
+    of both masks (intensity scaling and cropping), so nothing the learned mask holds is cut off.
     """
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     segmenter = get_segmenter(model, [models_dir] if models_dir else None) if isinstance(model, str) else model

@@ -226,8 +226,8 @@ def retune_card(card_path: Path, log=print) -> dict:
 
 
 # ------------------------------------------------------------------------------- training
-def _init_from_card(net, card_path: Path, cfg: TrainConfig) -> np.ndarray:
-    """Load a trained U-Net's verified weights into *net*; returns its channel scales.
+def _init_from_card(card_path: Path, cfg: TrainConfig) -> tuple[torch.nn.Module, np.ndarray]:
+    """A trained U-Net (verified weights) to continue from, and its channel scales.
 
     The scales stay those of the starting model: its weights were learned for them.
     """
@@ -239,9 +239,8 @@ def _init_from_card(net, card_path: Path, cfg: TrainConfig) -> np.ndarray:
     if arch.get("type") != "unet3d" or (arch.get("base"), arch.get("levels")) != (cfg.base, cfg.levels):
         raise InputError(f"the model to continue from is {arch}, this run a U-Net with base {cfg.base} and "
                          f"{cfg.levels} levels", card_path, "use the same --base and --levels as that model")
-    loaded, card = load_network(card_path)
-    net.load_state_dict(loaded.state_dict())
-    return np.asarray(card["normalization"]["channel_scale"], np.float32)
+    net, card = load_network(card_path)
+    return net, np.asarray(card["normalization"]["channel_scale"], np.float32)
 
 
 def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
@@ -254,11 +253,11 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     log(f"preparing {len(cfg.train_seeds)} training and {len(cfg.val_seeds)} validation phantoms")
     train_cases = load_cases(cfg.train_seeds, cfg, log)
     val_cases = load_cases(cfg.val_seeds, cfg, log)
-    net = UNet3D(in_channels=3, base=cfg.base, levels=cfg.levels)
     if cfg.init_from:
-        scales = _init_from_card(net, Path(cfg.init_from), cfg)
+        net, scales = _init_from_card(Path(cfg.init_from), cfg)
         log(f"continuing from {cfg.init_from}")
     else:
+        net = UNet3D(in_channels=3, base=cfg.base, levels=cfg.levels)
         scales = np.asarray(channel_scales(train_cases), np.float32)
     # channels-last 3D lets oneDNN use its fast convolution kernels for these small channel counts
     # (about twice as fast per step on a 2-core CPU).
