@@ -153,6 +153,28 @@ def test_sampler_ratio_and_phase_dropout(tiny_cases):
     assert set(counts) == {1, 2, 3}  # every subset size of the 3 post-contrast phases
 
 
+def test_enhancement_gain_scales_uptake_and_keeps_the_pre_contrast_signal(tiny_cases):
+    """Stronger or weaker uptake: every enhancement channel times k, the implied pre-contrast unchanged."""
+    for arch in (TINY_ST, {"type": "unet3d", "base": 4, "levels": 2}):
+        cfg = _cfg(architecture=arch)
+        cases = task_cases(tiny_cases[0], cfg.input_kind)
+        sampler = PatchSampler(cases, cfg, input_scales(cases, cfg.input_kind), np.random.default_rng(0))
+        x = sampler._crop(cases[0], np.array(cases[0].y.shape) // 2)[0]
+        k = np.float32(1.3)
+        xs = sampler._scale_enhancement(x, k)
+        assert xs.shape == x.shape
+        if cfg.input_kind == "phases":  # [phase_t, phase_t - pre] pairs
+            pairs, spairs = x.reshape(-1, 2, *x.shape[1:]), xs.reshape(-1, 2, *x.shape[1:])
+            np.testing.assert_allclose(spairs[:, 1], k * pairs[:, 1], rtol=1e-6)
+            np.testing.assert_allclose(spairs[:, 0] - spairs[:, 1], pairs[:, 0] - pairs[:, 1], atol=1e-5)
+        else:  # T1c, DCE-in, DCE-out, each divided by its own scale
+            s = sampler.scales
+            np.testing.assert_allclose(xs[1:], k * x[1:], rtol=1e-6)
+            pre, spre = x[0] * s[0] - x[1] * s[1], xs[0] * s[0] - xs[1] * s[1]
+            np.testing.assert_allclose(spre, pre, atol=1e-4 * float(np.abs(pre).max()))
+        assert np.abs(x[1]).max() > 0  # the patch holds enhancement, so the check above meant something
+
+
 # ------------------------------------------------------------------------------ training
 def _fixed_batches(cases, cfg, n=6):
     tc = task_cases(cases, cfg.input_kind)

@@ -75,9 +75,12 @@ class TrainerConfig:
     step_epochs: int = 10
     tumor_fraction: float = 0.2
     hot_fraction: float = 0.5
+    per_patch_dice: bool = False  # soft Dice per patch: a small tumor weighs as much as a large one
     augment: dict = field(default_factory=lambda: {"flip_lr": 0.5, "flip_si": 0.3, "rotate_p": 0.3,
                                                    "rotate_deg": 15.0, "gain": [0.8, 1.2], "phase_gain": 0.05,
                                                    "phase_dropout": 0.5})
+    # augment may also hold "enhancement_gain": g -- in half the patches the contrast uptake is
+    # scaled by k in [1 - g, 1 + g], consistently in every channel (dose, relaxivity, cardiac output).
     amp: bool = True  # CUDA only
     patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
     threshold: float = 0.5
@@ -289,6 +292,17 @@ class PatchSampler:
             keep[others] = True
         return keep
 
+    def _scale_enhancement(self, x: np.ndarray, k: np.float32) -> np.ndarray:
+        """Enhancement (post - pre) times k; the pre-contrast signal stays as it is."""
+        if self.kind == "phases":  # channels [phase_t, phase_t - pre] per phase, unscaled
+            x = x.reshape(-1, 2, *x.shape[1:])
+            x = np.stack([x[:, 0] + (k - 1) * x[:, 1], k * x[:, 1]], axis=1)
+            return x.reshape(-1, *x.shape[2:])
+        if self.kind == "hirsch":  # T1c, DCE-in, DCE-out, each divided by its scale
+            s = self.scales
+            return np.stack([x[0] + (k - 1) * x[1] * (s[1] / s[0]), k * x[1], k * x[2]])
+        return x  # the breast task sees the pre-contrast image only
+
     def sample(self, batch: int) -> dict:
         aug = self.cfg.augment
         xs, ys, keeps, times = [], [], [], []
@@ -305,6 +319,9 @@ class PatchSampler:
                 times.append(c.times[idx])
                 gains = self.rng.uniform(1 - aug.get("phase_gain", 0.0), 1 + aug.get("phase_gain", 0.0), len(idx))
                 x *= np.repeat(gains, 2).astype(np.float32)[:, None, None, None]
+            if aug.get("enhancement_gain", 0.0) and self.rng.random() < 0.5:
+                g = aug["enhancement_gain"]
+                x = self._scale_enhancement(x, np.float32(self.rng.uniform(1 - g, 1 + g)))
             if self.rng.random() < aug.get("flip_lr", 0.0):
                 x, y = x[..., ::-1], y[..., ::-1]
             if self.rng.random() < aug.get("flip_si", 0.0):
@@ -580,7 +597,7 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
             batch = sampler.sample(cfg.batch)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = _forward(model, batch, device)
-            loss = loss_fn(logits.float(), batch["y"].to(device))
+            loss = loss_fn(logits.float(), batch["y"].to(device), cfg.per_patch_dice)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
