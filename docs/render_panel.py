@@ -4,8 +4,8 @@ The .ui uses Slicer and CTK widgets that plain Qt does not have, so a temporary 
 file is rewritten with each of them replaced by the Qt class it looks most like (a node combo
 box becomes a QComboBox, a collapsible button a QGroupBox, ...). The panel is then loaded with
 PySide6's QUiLoader on the offscreen platform, filled with the state after a real run of the
-module logic (``SegmentationLogic`` on a headless MRML scene) on the demo phantom with the first
-installed model, and grabbed to a PNG.
+module logic (``SegmentationLogic`` on a headless MRML scene) on the demo phantom with the default
+model, and grabbed to a PNG.
 
     QT_QPA_PLATFORM=offscreen python docs/render_panel.py [--output docs/panel.png]
 """
@@ -70,6 +70,7 @@ def example_run(seed: int = 7) -> dict:
     """
     sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
     from BreastTumorSegLib import mrml_bridge
+    from BreastTumorSegLib.models import DEFAULT_MODEL
     from BreastTumorSegLib.phantom import make_phantom
     from BreastTumorSegLib.slicer_logic import (SegmentationLogic, TIME_ATTRIBUTE, model_card, model_card_html,
                                                 model_choices)
@@ -84,7 +85,7 @@ def example_run(seed: int = 7) -> dict:
     logic = SegmentationLogic(ctx)
     phases = logic.phases(volume_nodes=list(reversed(nodes)))  # the logic restores the order
     models = [name for name, _ in model_choices()]
-    model = models[0]
+    model = DEFAULT_MODEL if DEFAULT_MODEL in models else models[0]  # what the panel starts with
     t0 = time.perf_counter()
     outputs, result = logic.segment(phases, model=model, device="cpu")
     elapsed = time.perf_counter() - t0
@@ -96,7 +97,7 @@ def example_run(seed: int = 7) -> dict:
     return {
         "phases": [("pre" if i == 0 else f"post {i}", ph.name, f"{ph.time_min:.2f}", ph.source)
                    for i, ph in enumerate(phases)],
-        "models": models, "card": model_card_html(model_card(model)),
+        "models": models, "model": model, "card": model_card_html(model_card(model)),
         "threshold": result.settings["postprocess"]["threshold"],
         "segmentation": outputs.segmentation.GetName(), "probability": outputs.probability.GetName(),
         "table": outputs.lesion_table.GetName(), "columns": columns, "lesions": lesions,
@@ -130,7 +131,9 @@ def fill_panel(panel, run: dict) -> None:
     find(QLabel, "phaseStatusLabel").setText(
         f"{len(run['phases'])} phases; times known. Check the order (pre-contrast first) before Apply; "
         "edit a time to reorder.")
-    find(QComboBox, "modelComboBox").addItems(run["models"])
+    models = find(QComboBox, "modelComboBox")
+    models.addItems(run["models"])
+    models.setCurrentText(run["model"])
     find(QLabel, "modelCardLabel").setText(run["card"])
     find(QComboBox, "deviceComboBox").addItems(["auto", "cpu", "cuda"])
     find(QCheckBox, "useModelThresholdCheckBox").setChecked(True)
