@@ -137,6 +137,9 @@ def test_config_json_toml_and_overrides(tmp_path):
     toml.write_text('name = "x"\nepochz = 3\n')
     with pytest.raises(InputError, match="unknown config key"):
         load_config(toml)
+    with pytest.raises(InputError, match="enhancement_gain must be in"):
+        load_config(ROOT / "configs" / "st-demo-finetune.json", ["augment.enhancement_gain=1.5"])
+    assert load_config(ROOT / "configs" / "st-demo-finetune.json").augment["enhancement_gain"] == 0.3
 
 
 def test_sampler_ratio_and_phase_dropout(tiny_cases):

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from .errors import InputError
 from .harmonize import post_contrast_slope
 from .metrics import dice
-from .training import loss_fn
+from .training import loss_fn, scale_hirsch_enhancement
 
 TASKS = ("tumor", "breast")
 
@@ -114,6 +114,9 @@ class TrainerConfig:
             raise InputError("the breast task uses a unet3d", "training config")
         if not 0 <= self.tumor_fraction <= 1 or not 0 <= self.hot_fraction <= 1:
             raise InputError("tumor_fraction and hot_fraction must be in [0, 1]", "training config")
+        if not 0 <= self.augment.get("enhancement_gain", 0.0) < 1:
+            raise InputError("augment.enhancement_gain must be in [0, 1)", "training config",
+                             "e.g. 0.3 scales the contrast uptake by 0.7-1.3")
         if self.patch < 8 or self.batch < 1 or self.epochs < 1 or self.steps_per_epoch < 1:
             raise InputError("patch >= 8, batch, epochs and steps_per_epoch >= 1 are required", "training config")
 
@@ -298,9 +301,8 @@ class PatchSampler:
             x = x.reshape(-1, 2, *x.shape[1:])
             x = np.stack([x[:, 0] + (k - 1) * x[:, 1], k * x[:, 1]], axis=1)
             return x.reshape(-1, *x.shape[2:])
-        if self.kind == "hirsch":  # T1c, DCE-in, DCE-out, each divided by its scale
-            s = self.scales
-            return np.stack([x[0] + (k - 1) * x[1] * (s[1] / s[0]), k * x[1], k * x[2]])
+        if self.kind == "hirsch":
+            return scale_hirsch_enhancement(x, k, self.scales)
         return x  # the breast task sees the pre-contrast image only
 
     def sample(self, batch: int) -> dict:

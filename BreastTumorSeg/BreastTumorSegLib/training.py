@@ -164,11 +164,17 @@ class PatchSampler:
                 # Stronger or weaker contrast uptake (dose, relaxivity, cardiac output): the
                 # enhancement scales by k in every channel, T1c = pre + enhancement included.
                 k = np.float32(self.rng.uniform(1 - self.enhancement_gain, 1 + self.enhancement_gain))
-                x = np.stack([x[0] + (k - 1) * x[1] * (scales[1] / scales[0]), k * x[1], k * x[2]])
+                x = scale_hirsch_enhancement(x, k, scales)
             x = x * np.float32(self.rng.uniform(0.85, 1.15))
             xs.append(np.ascontiguousarray(x))
             ys.append(np.ascontiguousarray(y))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))[:, None]
+
+
+def scale_hirsch_enhancement(x: np.ndarray, k: np.float32, scales: np.ndarray) -> np.ndarray:
+    """Hirsch inputs (T1c, DCE-in, DCE-out, each divided by its scale) with the enhancement times k:
+    DCE-in and DCE-out scale by k, T1c = pre + DCE-in keeps its pre-contrast part."""
+    return np.stack([x[0] + (k - 1) * x[1] * (scales[1] / scales[0]), k * x[1], k * x[2]])
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, per_patch_dice: bool = False) -> torch.Tensor:
