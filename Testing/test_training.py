@@ -142,6 +142,16 @@ def test_config_json_toml_and_overrides(tmp_path):
     assert load_config(ROOT / "configs" / "st-demo-finetune.json").augment["enhancement_gain"] == 0.3
 
 
+def test_unet_script_refuses_an_enhancement_gain_of_one_or_more(tmp_path, capsys):
+    from BreastTumorSegLib.training import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--output", str(tmp_path / "run"), "--enhancement-gain", "1.5"])
+    assert exc.value.code == 2
+    assert "--enhancement-gain must be in [0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_sampler_ratio_and_phase_dropout(tiny_cases):
     cfg = _cfg(tumor_fraction=0.2, augment={"phase_dropout": 1.0})
     cases = task_cases(tiny_cases[0], "phases")

@@ -357,6 +357,8 @@ def main(argv=None) -> int:
         return 0
     if a.output is None:
         p.error("--output is required for training")
+    if not 0 <= a.enhancement_gain < 1:  # as the config trainer: k = 1 +/- g must stay positive
+        p.error("--enhancement-gain must be in [0, 1), e.g. 0.3 scales the contrast uptake by 0.7-1.3")
     cfg = TrainConfig(name=a.name, steps=a.steps, batch=a.batch, patch=a.patch, base=a.base, levels=a.levels,
                       val_every=a.val_every, seed=a.seed, threads=a.threads, lr=a.lr, spacing_mm=a.spacing_mm,
                       tumor_fraction=a.tumor_fraction, cache_dir=a.cache_dir, init_from=a.init_from,
