@@ -18,9 +18,9 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from BreastTumorSegLib.mrml_bridge import MRMLContext
-from BreastTumorSegLib.slicer_logic import SegmentationLogic
-from BreastTumorSegLib.slicer_parameters import BreastTumorSegParameterNode
+from BreastTumorSegLib.slicer.mrml_bridge import MRMLContext
+from BreastTumorSegLib.slicer.logic import SegmentationLogic
+from BreastTumorSegLib.slicer.gui.parameters import BreastTumorSegParameterNode
 
 README_URL = "https://github.com/BreastTumorSeg/BreastTumorSeg#readme"
 
@@ -58,7 +58,7 @@ class BreastTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        from BreastTumorSegLib.slicer_widget import PanelController  # Qt code only where Qt exists
+        from BreastTumorSegLib.slicer.gui.widget import PanelController  # Qt code only where Qt exists
 
         ui_widget = slicer.util.loadUI(self.resourcePath("UI/BreastTumorSeg.ui"))
         self.layout.addWidget(ui_widget)
@@ -145,7 +145,7 @@ class BreastTumorSegTest(ScriptedLoadableModuleTest):
         import numpy as np
         import SimpleITK as sitk
 
-        from BreastTumorSegLib import mrml_bridge
+        from BreastTumorSegLib.slicer import mrml_bridge
 
         rng = np.random.default_rng(0)
         shape = (24, 40, 36)
@@ -187,7 +187,7 @@ class BreastTumorSegTest(ScriptedLoadableModuleTest):
         import numpy as np
         import SimpleITK as sitk
 
-        from BreastTumorSegLib import mrml_bridge
+        from BreastTumorSegLib.slicer import mrml_bridge
 
         nodes, ball = self._exam_nodes()
         logic = BreastTumorSegLogic()

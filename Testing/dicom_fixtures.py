@@ -1,7 +1,7 @@
 """DICOM DCE exams written from phantoms, in the layouts and tag styles real scanners use.
 
 The tests (and ``benchmarks/bench_dicom.py``) write an exam whose voxels, geometry and phase
-times are known, read it back with :mod:`BreastTumorSegLib.dicom`, and compare. Three vendor
+times are known, read it back with :mod:`BreastTumorSegLib.io.dicom.reader`, and compare. Three vendor
 styles are imitated in simplified form (the tags each vendor commonly uses to tell DCE phases
 apart; no vendor data is copied, private tags are left out):
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from BreastTumorSegLib.exam import DCEExam
+from BreastTumorSegLib.core.exam import DCEExam
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -93,7 +93,7 @@ ORIENTATIONS = {
 @functools.lru_cache(maxsize=16)
 def _phantom(seed: int, n_phases: int, orientation: str, spacing: tuple[float, float, float]):
     """The project phantom (one tumor, no motion) on a grid of the given orientation and spacing."""
-    from BreastTumorSegLib.phantom import make_phantom
+    from BreastTumorSegLib.training.phantom import make_phantom
 
     return make_phantom(seed, spacing=spacing, orientation=ORIENTATIONS[orientation], n_phases=n_phases,
                         n_tumors=1, motion_mm=0)
@@ -112,7 +112,7 @@ def _crop_box(mask: sitk.Image, size_xyz: tuple[int, int, int]) -> tuple[list[in
 def make_fixture_exam(seed: int = 2, n_phases: int = 4, size_xyz: tuple[int, int, int] = (48, 48, 16),
                       spacing: tuple[float, float, float] = (3.0, 3.0, 4.0), orientation: str = "axial",
                       times_min: list[float] | None = None) -> FixtureExam:
-    """A phantom exam (``BreastTumorSegLib.phantom``) cropped around its tumor to at most *size_xyz*.
+    """A phantom exam (``BreastTumorSegLib.training.phantom``) cropped around its tumor to at most *size_xyz*.
 
     The crop keeps the phantom's physical geometry (origin moves with the crop); *orientation* is
     a key of :data:`ORIENTATIONS`. *times_min* replaces the phantom's phase times in the exam

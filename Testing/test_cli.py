@@ -7,10 +7,10 @@ import SimpleITK as sitk
 import torch
 
 from BreastTumorSegLib.cli import main
-from BreastTumorSegLib.mrml_bridge import read_seg_nrrd
-from BreastTumorSegLib.nets.unet import UNet3D
-from BreastTumorSegLib.phantom import make_phantom, write_phantom
-from BreastTumorSegLib.weights import save_state_dict
+from BreastTumorSegLib.slicer.mrml_bridge import read_seg_nrrd
+from BreastTumorSegLib.models.nets.unet import UNet3D
+from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+from BreastTumorSegLib.models.weights import save_state_dict
 
 
 @pytest.fixture(scope="module")

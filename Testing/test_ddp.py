@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from BreastTumorSegLib.trainer import TrainerConfig, train
+from BreastTumorSegLib.training.trainer import TrainerConfig, train
 
 TINY_ST = {"type": "st_transformer", "base": 4, "levels": 2, "max_channels": 8, "dim": 16, "heads": 2,
            "depth": 1, "window": 2, "dropout": 0.0}
@@ -38,7 +38,7 @@ def _worker(rank: int, world: int, port: int, cfg: TrainerConfig, cases, out: st
 
 @pytest.fixture(scope="module")
 def cases():
-    from BreastTumorSegLib.datasets import prepare_phantom
+    from BreastTumorSegLib.training.datasets import prepare_phantom
 
     kw = dict(shape_mm=(220, 140, 90), spacing=3.0, n_phases=3, n_tumors=1, tumor_radius_mm=14, motion_mm=0)
     c = [prepare_phantom(s, 3.0, **kw) for s in (1003, 1004)]
@@ -57,7 +57,7 @@ def test_two_process_ddp_gives_identical_weights(cases, tmp_path):
         assert torch.equal(w0[k], w1[k]), k
     # the weights moved, and only rank 0 wrote the model, the card and the log
     torch.manual_seed(0)
-    from BreastTumorSegLib.nets import build_network
+    from BreastTumorSegLib.models.nets import build_network
     init = build_network(TINY_ST).state_dict()
     assert any(not torch.equal(init[k], w0[k]) for k in init if k != "input_scale")
     r0 = json.loads((tmp_path / "rank0.json").read_text())

@@ -6,6 +6,7 @@ must produce a SEG next to the other results, all or nothing.
 """
 from __future__ import annotations
 
+import importlib
 import argparse
 import io
 import json
@@ -16,9 +17,9 @@ import pytest
 import SimpleITK as sitk
 
 import dicom_fixtures as fx
-from BreastTumorSegLib import dicom
+from BreastTumorSegLib.io.dicom import reader as dicom
 from BreastTumorSegLib.cli import dicom_list
-from BreastTumorSegLib.errors import InputError
+from BreastTumorSegLib.core.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,8 @@ def test_dicom_list_registered_in_the_cli():
 
 def test_pipeline_writes_dicom_seg_with_the_other_results(exam_folder, tmp_path):
     """The lead's write_result(..., dicom_seg=True) path, with the phantom's truth as the result."""
-    pipeline = pytest.importorskip("BreastTumorSegLib.pipeline")
-    from BreastTumorSegLib.results import SegmentationResult
+    pipeline = importlib.import_module("BreastTumorSegLib.engine.pipeline")
+    from BreastTumorSegLib.core.results import SegmentationResult
 
     truth, folder = exam_folder
     exam = dicom.load_dicom_exam(folder)

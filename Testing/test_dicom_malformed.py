@@ -12,8 +12,8 @@ import dicom_fixtures as fx
 import numpy as np
 import pydicom
 import pytest
-from BreastTumorSegLib import dicom
-from BreastTumorSegLib.errors import InputError
+from BreastTumorSegLib.io.dicom import reader as dicom
+from BreastTumorSegLib.core.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from BreastTumorSegLib import dicom
-from BreastTumorSegLib.errors import InputError
-from BreastTumorSegLib.io import load_exam
+from BreastTumorSegLib.io.dicom import reader as dicom
+from BreastTumorSegLib.core.errors import InputError
+from BreastTumorSegLib.io.files import load_exam
 
 GEOMETRY_TOL = 1e-4  # mm (origin, spacing) and unitless (direction cosines)
 TIME_TOL_MIN = 1e-4

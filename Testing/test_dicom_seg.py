@@ -17,9 +17,10 @@ import pytest
 import SimpleITK as sitk
 
 import dicom_fixtures as fx
-from BreastTumorSegLib import __version__, dicom
-from BreastTumorSegLib.dicom_seg import write_dicom_seg
-from BreastTumorSegLib.errors import InputError, OutputExistsError
+from BreastTumorSegLib import __version__
+from BreastTumorSegLib.io.dicom import reader as dicom
+from BreastTumorSegLib.io.dicom.seg import write_dicom_seg
+from BreastTumorSegLib.core.errors import InputError, OutputExistsError
 
 LAYOUTS = {
     "ge-oblique": ("oblique-axial", fx.write_ge_multiphase),

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastTumorSegLib.exam import DCEExam
-from BreastTumorSegLib.metrics import dice
-from BreastTumorSegLib.phantom import make_phantom
-from BreastTumorSegLib.pipeline import segment_exam
+from BreastTumorSegLib.core.exam import DCEExam
+from BreastTumorSegLib.evaluation.metrics import dice
+from BreastTumorSegLib.training.phantom import make_phantom
+from BreastTumorSegLib.engine.pipeline import segment_exam
 
 # Training used seeds 1000-1199 and validation 2000-2007 (see the model card); these were never seen.
 UNSEEN_SEEDS = [3000, 3001, 3002, 3003, 3004]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastTumorSegLib.errors import InputError, OutputExistsError
-from BreastTumorSegLib.exam import DCEExam
-from BreastTumorSegLib.io import StagedOutputs, load_exam, write_image_atomic
+from BreastTumorSegLib.core.errors import InputError, OutputExistsError
+from BreastTumorSegLib.core.exam import DCEExam
+from BreastTumorSegLib.io.files import StagedOutputs, load_exam, write_image_atomic
 
 
 def _vol(value=100.0, size=(12, 10, 8), spacing=(1.0, 1.2, 2.0), origin=(5.0, -3.0, 7.0), seed=0):

@@ -9,9 +9,9 @@ import pytest
 import SimpleITK as sitk
 from scipy.spatial import cKDTree
 
-from BreastTumorSegLib import metrics as M
+from BreastTumorSegLib.evaluation import metrics as M
 from BreastTumorSegLib.cli import evaluate as evaluate_cli
-from BreastTumorSegLib.errors import InputError
+from BreastTumorSegLib.core.errors import InputError
 
 
 # ----------------------------------------------------------------------------- shape helpers
@@ -317,7 +317,7 @@ def test_evaluate_cli_rows_and_csv(tmp_path, capsys):
     assert 0.5 < float(rows[1]["dice"]) < 1.0
     assert float(rows[1]["hausdorff_mm"]) == pytest.approx(3.0, abs=0.4)
     # the CSV is not overwritten without --overwrite
-    from BreastTumorSegLib.errors import OutputExistsError
+    from BreastTumorSegLib.core.errors import OutputExistsError
 
     with pytest.raises(OutputExistsError):
         args.func(args)

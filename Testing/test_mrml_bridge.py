@@ -11,8 +11,8 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed")
 
-from BreastTumorSegLib import mrml_bridge as mb  # noqa: E402
-from BreastTumorSegLib.errors import InputError  # noqa: E402
+from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
+from BreastTumorSegLib.core.errors import InputError  # noqa: E402
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from BreastTumorSegLib.inference import predict_probability, select_device
-from BreastTumorSegLib.nets import build_network
-from BreastTumorSegLib.nets.unet import UNet3D, count_parameters
+from BreastTumorSegLib.models.inference import predict_probability, select_device
+from BreastTumorSegLib.models.nets import build_network
+from BreastTumorSegLib.models.nets.unet import UNet3D, count_parameters
 
 
 def _net(seed=0, base=4, levels=4):
@@ -59,7 +59,7 @@ def test_select_device():
     assert select_device("cpu").type == "cpu"
     assert select_device("auto").type in {"cpu", "cuda", "mps"}
     if not torch.cuda.is_available():
-        from BreastTumorSegLib.errors import InputError
+        from BreastTumorSegLib.core.errors import InputError
         with pytest.raises(InputError, match="CUDA"):
             select_device("cuda")
 
@@ -68,9 +68,9 @@ def test_flip_test_time_augmentation_is_mirror_symmetric():
     """With ``inference.flip_lr`` the answer for a mirrored exam is the mirrored answer."""
     import SimpleITK as sitk
 
-    from BreastTumorSegLib.exam import DCEExam
-    from BreastTumorSegLib.netmodel import NetworkSegmenter
-    from BreastTumorSegLib.progress import Reporter
+    from BreastTumorSegLib.core.exam import DCEExam
+    from BreastTumorSegLib.models.network import NetworkSegmenter
+    from BreastTumorSegLib.core.progress import Reporter
 
     rng = np.random.default_rng(3)
     arrays = [rng.gamma(2.0, 100.0, size=(24, 20, 32)).astype(np.float32) for _ in range(3)]

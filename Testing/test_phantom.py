@@ -6,11 +6,11 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from BreastTumorSegLib.errors import InputError
-from BreastTumorSegLib.imageutil import same_grid
-from BreastTumorSegLib.io import load_exam, read_image
-from BreastTumorSegLib.phantom import classify_curve, early_late_phases, make_phantom, write_phantom
-from BreastTumorSegLib.phantom_kinetics import CURVE_TYPES, design_tumor_curve
+from BreastTumorSegLib.core.errors import InputError
+from BreastTumorSegLib.core.imageutil import same_grid
+from BreastTumorSegLib.io.files import load_exam, read_image
+from BreastTumorSegLib.training.phantom import classify_curve, early_late_phases, make_phantom, write_phantom
+from BreastTumorSegLib.training.phantom.kinetics import CURVE_TYPES, design_tumor_curve
 
 CLEAN = dict(noise=0.0, bias=0.0, motion_mm=0.0, ghosting=0.0)
 
@@ -184,7 +184,7 @@ def test_early_late_phase_rules():
     assert early_late_phases([0, 1.2, 2.0]) == (1, 2)  # early moves off the last phase
     assert early_late_phases([0, 2.0, 3.5, 4.4]) == (1, 3)  # nothing late: the last phase
     try:
-        from BreastTumorSegLib.kinetics import choose_phases
+        from BreastTumorSegLib.kinetics.maps import choose_phases
     except ImportError:
         return
     rng = np.random.default_rng(1)
@@ -273,8 +273,8 @@ def test_no_tumor_phantom():
 
 def test_receive_field_matches_plane_wave_formula():
     """The factorised bias field equals the direct cos(k.x + phase) x coil formula on an oblique grid."""
-    from BreastTumorSegLib.phantom import _receive_field
-    from BreastTumorSegLib.phantom_geometry import VoxelGrid
+    from BreastTumorSegLib.training.phantom import _receive_field
+    from BreastTumorSegLib.training.phantom.geometry import VoxelGrid
 
     ph = make_phantom(3, orientation="oblique", n_phases=2, bias=0.2)
     acq = ph.params

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastTumorSegLib.postprocess import PostprocessSettings, postprocess
+from BreastTumorSegLib.engine.postprocess import PostprocessSettings, postprocess
 
 
 def _img(arr, spacing=(0.5, 0.5, 2.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)):

@@ -22,12 +22,12 @@ import pytest
 import SimpleITK as sitk
 from scipy import stats as sps
 
-from BreastTumorSegLib import metrics as M
-from BreastTumorSegLib import readerstudy as RS
-from BreastTumorSegLib import report
-from BreastTumorSegLib import stats as S
+from BreastTumorSegLib.evaluation import metrics as M
+from BreastTumorSegLib.evaluation import readerstudy as RS
+from BreastTumorSegLib.evaluation import report
+from BreastTumorSegLib.evaluation import stats as S
 from BreastTumorSegLib.cli import reader_study as cli
-from BreastTumorSegLib.errors import InputError, OutputExistsError
+from BreastTumorSegLib.core.errors import InputError, OutputExistsError
 
 R = RS.SimulatedRater
 READERS = (R("R1", -0.5, 0.8), R("R2", 0.3, 1.0), R("R3", 1.0, 1.2), R("R4", 2.0, 1.5))

@@ -2,9 +2,9 @@
 import numpy as np
 import SimpleITK as sitk
 
-from BreastTumorSegLib.exam import DCEExam
-from BreastTumorSegLib.phantom import make_phantom
-from BreastTumorSegLib.registration import displacement_at, register_exam
+from BreastTumorSegLib.core.exam import DCEExam
+from BreastTumorSegLib.training.phantom import make_phantom
+from BreastTumorSegLib.preprocess.registration import displacement_at, register_exam
 
 
 def test_recovers_known_phantom_motion_within_one_voxel():

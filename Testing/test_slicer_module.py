@@ -27,11 +27,11 @@ UI_FILE = MODULE_DIR / "Resources" / "UI" / "BreastTumorSeg.ui"
 
 slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed")
 
-from BreastTumorSegLib import mrml_bridge as mb  # noqa: E402
-from BreastTumorSegLib import slicer_process as sp  # noqa: E402
-from BreastTumorSegLib.errors import InputError  # noqa: E402
-from BreastTumorSegLib.io import read_image  # noqa: E402
-from BreastTumorSegLib.slicer_logic import (SegmentationLogic, engine_command,  # noqa: E402
+from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
+from BreastTumorSegLib.slicer import process as sp  # noqa: E402
+from BreastTumorSegLib.core.errors import InputError  # noqa: E402
+from BreastTumorSegLib.io.files import read_image  # noqa: E402
+from BreastTumorSegLib.slicer.logic import (SegmentationLogic, engine_command,  # noqa: E402
                                             exam_from_phases, guess_phases, lesion_rows, model_card_html,
                                             parse_dicom_time, phases_from_sequence, safe_case_id)
 
@@ -257,7 +257,7 @@ def test_compare_gives_dice_and_hd95_per_reference(mrml, real_anatomy_dir):
     shifted.CopyInformation(result.label)
     other = mb.label_to_segmentation(mrml, shifted, name="reader B", reference_node=nodes[0])
     rows, table = logic.compare(outputs.segmentation, [same, other])
-    from BreastTumorSegLib.metrics import dice, hd95_mm
+    from BreastTumorSegLib.evaluation.metrics import dice, hd95_mm
     assert [r.reference for r in rows] == ["reader A", "reader B"]
     assert rows[0].dice == 1.0 and rows[0].hd95_mm == 0.0
     assert rows[1].dice == pytest.approx(dice(result.label, shifted))
@@ -387,7 +387,7 @@ def test_engine_command_is_the_cli_segment_command(tmp_path):
 @pytest.fixture(scope="module")
 def phantom_exam(tmp_path_factory):
     """The engine's synthetic DCE phantom (oblique grid, known tumors), without motion."""
-    from BreastTumorSegLib.phantom import make_phantom, write_phantom
+    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
 
     ph = make_phantom(5, motion_mm=0.0)
     folder = tmp_path_factory.mktemp("phantom") / "exam"
@@ -424,7 +424,7 @@ def test_background_engine_run_matches_the_cli_output_exactly(mrml, phantom_exam
     np.testing.assert_allclose(back.GetOrigin(), cli_label.GetOrigin(), atol=1e-4)
     # The CLI's .seg.nrrd (written through the bridge) holds the same voxels.
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(cli_seg_nrrd) > 0, cli)
-    from BreastTumorSegLib.metrics import dice
+    from BreastTumorSegLib.evaluation.metrics import dice
     assert dice(cli_label, ph.tumor_mask) > 0.5
     assert outputs.probability is not None and outputs.lesion_table.GetNumberOfRows() >= 1
 
@@ -544,14 +544,14 @@ def test_ui_parses_with_a_qmrmlwidget_root_and_unique_names():
 
 
 def test_widget_code_uses_only_widgets_that_exist_in_the_ui_with_a_compatible_class():
-    from BreastTumorSegLib.slicer_widget import UI_WIDGETS
+    from BreastTumorSegLib.slicer.gui.widget import UI_WIDGETS
 
     classes = _ui_classes()
     for name, cls in UI_WIDGETS.items():
         assert name in classes, f"{name} missing from {UI_FILE.name}"
         assert _is_a(classes[name], cls), f"{name} is a {classes[name]} in the .ui, the code needs a {cls}"
     used = set()
-    for path in (LIB / "slicer_widget.py", MODULE_DIR / "BreastTumorSeg.py"):
+    for path in (LIB / "slicer" / "gui" / "widget.py", MODULE_DIR / "BreastTumorSeg.py"):
         used |= set(re.findall(r"\bui\.(\w+)", path.read_text()))
     used -= {"connect"}
     assert used <= set(UI_WIDGETS), f"widgets used but not declared in UI_WIDGETS: {used - set(UI_WIDGETS)}"
@@ -560,7 +560,7 @@ def test_widget_code_uses_only_widgets_that_exist_in_the_ui_with_a_compatible_cl
 def _parameter_fields() -> dict[str, str]:
     """Field name -> annotation source of the @parameterNodeWrapper class (parsed, not imported:
     parameterNodeWrapper exists only inside the Slicer application)."""
-    tree = ast.parse((LIB / "slicer_parameters.py").read_text())
+    tree = ast.parse((LIB / "slicer" / "gui" / "parameters.py").read_text())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "BreastTumorSegParameterNode")
     return {st.target.id: ast.unparse(st.annotation) for st in cls.body if isinstance(st, ast.AnnAssign)}
 
@@ -599,7 +599,7 @@ def test_parameter_bindings_match_fields_and_connectable_widget_classes():
         kind = _kind(fields[field])
         assert cls in _CONNECTABLE[kind], f"{field} ({fields[field]}) cannot be connected to a {cls}"
     # Fields without a bound widget are kept in sync by the widget code by hand.
-    code = (LIB / "slicer_widget.py").read_text() + (MODULE_DIR / "BreastTumorSeg.py").read_text()
+    code = (LIB / "slicer" / "gui" / "widget.py").read_text() + (MODULE_DIR / "BreastTumorSeg.py").read_text()
     for field in set(fields) - set(bound):
         assert re.search(rf"\.{field}\b", code), f"parameter {field} is neither bound in the .ui nor used in code"
 
@@ -662,7 +662,7 @@ def test_module_file_is_thin_and_cites_the_papers():
 
 
 def test_requirements_install_nothing_slicer_ships_and_no_torch():
-    from BreastTumorSegLib.slicer_install import missing_requirements, read_requirements
+    from BreastTumorSegLib.slicer.gui.install import missing_requirements, read_requirements
 
     reqs = read_requirements()
     names = {re.split(r"[<>=!~\[ ]", r, maxsplit=1)[0].lower() for r in reqs}
@@ -671,7 +671,7 @@ def test_requirements_install_nothing_slicer_ships_and_no_torch():
 
 
 def test_requirement_checks_read_installed_versions():
-    from BreastTumorSegLib.slicer_install import requirement_satisfied
+    from BreastTumorSegLib.slicer.gui.install import requirement_satisfied
 
     assert requirement_satisfied("numpy>=1.0")
     assert not requirement_satisfied("numpy<1.0")

@@ -6,9 +6,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from BreastTumorSegLib.models import BUNDLED_MODELS_DIR
-from BreastTumorSegLib.nets import build_network
-from BreastTumorSegLib.nets.st_transformer import SpatialTemporalNet, count_parameters
+from BreastTumorSegLib.models.registry import BUNDLED_MODELS_DIR
+from BreastTumorSegLib.models.nets import build_network
+from BreastTumorSegLib.models.nets.st_transformer import SpatialTemporalNet, count_parameters
 
 TINY = {"type": "st_transformer", "base": 4, "levels": 3, "max_channels": 16, "dim": 16, "heads": 2, "depth": 1,
         "window": 2, "dropout": 0.0}
@@ -32,7 +32,7 @@ def _inputs(t, size=(16, 16, 16), seed=1):
 
 
 def test_demo_configuration_is_lean():
-    cfg = json.loads((BUNDLED_MODELS_DIR.parents[2] / "configs" / "st-demo.json").read_text())
+    cfg = json.loads((BUNDLED_MODELS_DIR.parents[3] / "configs" / "st-demo.json").read_text())
     n = count_parameters(build_network(cfg["architecture"]))
     assert 1_000_000 <= n <= 3_000_000, n  # Zhang et al.'s released network: ~176 M
 
@@ -138,7 +138,7 @@ def _tumor_cards():
 
 @pytest.fixture(scope="module")
 def small_exam_dir(tmp_path_factory):
-    from BreastTumorSegLib.phantom import make_phantom, write_phantom
+    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
 
     ph = make_phantom(3001, shape_mm=(220, 140, 90), spacing=2.0, n_phases=4, n_tumors=1, tumor_radius_mm=12,
                       motion_mm=0, orientation="axial")
@@ -157,7 +157,7 @@ def _segment_cli(model, exam_dir, out):
 
 def test_segment_cli_every_shipped_model_and_an_ensemble(small_exam_dir, tmp_path):
     """`breasttumorseg segment --model <name>` for every shipped tumor model and unet-demo+st-demo."""
-    from BreastTumorSegLib.metrics import dice
+    from BreastTumorSegLib.evaluation.metrics import dice
 
     exam_dir, ph = small_exam_dir
     names = _tumor_cards()
@@ -181,10 +181,10 @@ def test_segment_cli_every_shipped_model_and_an_ensemble(small_exam_dir, tmp_pat
 
 def test_shipped_breast_model_gates_the_pipeline(small_exam_dir):
     """The learned whole-breast mask matches the phantom truth; with --breast-model it gates the lesions."""
-    from BreastTumorSegLib.breastmask_model import BreastMaskModel
-    from BreastTumorSegLib.errors import ModelError
-    from BreastTumorSegLib.metrics import dice
-    from BreastTumorSegLib.pipeline import segment_exam
+    from BreastTumorSegLib.models.breast_model import BreastMaskModel
+    from BreastTumorSegLib.core.errors import ModelError
+    from BreastTumorSegLib.evaluation.metrics import dice
+    from BreastTumorSegLib.engine.pipeline import segment_exam
 
     try:
         bm = BreastMaskModel.load("breastmask-demo")

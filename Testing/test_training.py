@@ -9,11 +9,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from BreastTumorSegLib import datasets
-from BreastTumorSegLib.errors import InputError
-from BreastTumorSegLib.trainer import (PatchSampler, TrainerConfig, load_config, task_cases, train,
+from BreastTumorSegLib.training import datasets
+from BreastTumorSegLib.core.errors import InputError
+from BreastTumorSegLib.training.trainer import (PatchSampler, TrainerConfig, load_config, task_cases, train,
                                        input_scales)
-from BreastTumorSegLib.training import loss_fn
+from BreastTumorSegLib.training.unet_script import loss_fn
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PHANTOM = dict(shape_mm=(220, 140, 90), spacing=3.0, n_phases=4, n_tumors=1, tumor_radius_mm=14,
@@ -25,7 +25,7 @@ TINY_ST = {"type": "st_transformer", "base": 4, "levels": 2, "max_channels": 8, 
 @pytest.fixture(scope="module")
 def phantom_root(tmp_path_factory):
     """Two tiny phantoms written in the MAMA-MIA layout."""
-    from BreastTumorSegLib.phantom import make_phantom, write_phantom
+    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
 
     root = tmp_path_factory.mktemp("mamamia")
     for seed in (1001, 1002):
@@ -143,7 +143,7 @@ def test_config_json_toml_and_overrides(tmp_path):
 
 
 def test_unet_script_refuses_an_enhancement_gain_of_one_or_more(tmp_path, capsys):
-    from BreastTumorSegLib.training import main
+    from BreastTumorSegLib.training.unet_script import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--output", str(tmp_path / "run"), "--enhancement-gain", "1.5"])
@@ -202,7 +202,7 @@ def _loss(net, batches):
 
 
 def test_smoke_training_lowers_the_loss(tiny_cases, tmp_path):
-    from BreastTumorSegLib.trainer import build_model
+    from BreastTumorSegLib.training.trainer import build_model
 
     torch.set_num_threads(1)
     cfg = _cfg(epochs=3, steps_per_epoch=10, augment={"phase_dropout": 0.5})
@@ -223,7 +223,7 @@ def test_smoke_training_lowers_the_loss(tiny_cases, tmp_path):
     assert len((tmp_path / "log.csv").read_text().splitlines()) == 4
     card = json.loads((tmp_path / "tiny.json").read_text())
     assert card["inputs"]["kind"] == "phases" and card["validation"]["epoch"] in (1, 2, 3)
-    from BreastTumorSegLib.models import get_segmenter
+    from BreastTumorSegLib.models.registry import get_segmenter
     seg = get_segmenter("tiny", extra_dirs=[tmp_path])
     assert torch.equal(seg.net.input_scale, net.input_scale)
     png = tmp_path / "curves.png"
@@ -261,7 +261,7 @@ def test_train_command_on_a_mamamia_folder(phantom_root, tmp_path):
     import argparse
 
     from BreastTumorSegLib.cli import train as train_cmd
-    from BreastTumorSegLib.errors import OutputExistsError
+    from BreastTumorSegLib.core.errors import OutputExistsError
 
     cfg = {"name": "folder-st", "architecture": TINY_ST, "spacing_mm": 3.0, "patch": 16, "batch": 2, "epochs": 1,
            "steps_per_epoch": 3, "threads": 1, "cache_dir": str(tmp_path / "cache"),
@@ -281,8 +281,8 @@ def test_train_command_on_a_mamamia_folder(phantom_root, tmp_path):
 
 def test_fine_tuning_starts_from_the_given_model(tiny_cases, tmp_path):
     """``init_from``: the run starts from the card's verified weights and keeps its input scales."""
-    from BreastTumorSegLib.errors import BreastTumorSegError
-    from BreastTumorSegLib.weights import load_verified_state_dict
+    from BreastTumorSegLib.core.errors import BreastTumorSegError
+    from BreastTumorSegLib.models.weights import load_verified_state_dict
 
     torch.set_num_threads(1)
     first = train(_cfg(epochs=1, steps_per_epoch=3), tmp_path / "first", cases=tiny_cases, log=lambda *a: None)

@@ -5,10 +5,10 @@ import shutil
 import pytest
 import torch
 
-from BreastTumorSegLib.errors import ModelError
-from BreastTumorSegLib.models import BUNDLED_MODELS_DIR, available_models, get_segmenter, sha256_file
-from BreastTumorSegLib.nets.unet import UNet3D
-from BreastTumorSegLib.weights import load_verified_state_dict, save_state_dict
+from BreastTumorSegLib.core.errors import ModelError
+from BreastTumorSegLib.models.registry import BUNDLED_MODELS_DIR, available_models, get_segmenter, sha256_file
+from BreastTumorSegLib.models.nets.unet import UNet3D
+from BreastTumorSegLib.models.weights import load_verified_state_dict, save_state_dict
 
 
 def _write_model(folder, name="tiny"):

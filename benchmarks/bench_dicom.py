@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 sys.path.insert(0, str(ROOT / "Testing"))
 
 import dicom_fixtures as fx  # noqa: E402
-from BreastTumorSegLib import dicom  # noqa: E402
-from BreastTumorSegLib.exam import DCEExam  # noqa: E402
+from BreastTumorSegLib.io.dicom import reader as dicom  # noqa: E402
+from BreastTumorSegLib.core.exam import DCEExam  # noqa: E402
 
 TIMES = [0.0, 1.3, 2.6, 3.9, 5.2, 6.5]
 

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 import numpy as np
 import SimpleITK as sitk
-from BreastTumorSegLib.exam import DCEExam
-from BreastTumorSegLib.ftv import Box, functional_tumor_volume
-from BreastTumorSegLib.kinetics import compute_kinetic_maps
-from BreastTumorSegLib.seeded import segment_from_seed
+from BreastTumorSegLib.core.exam import DCEExam
+from BreastTumorSegLib.kinetics.ftv import Box, functional_tumor_volume
+from BreastTumorSegLib.kinetics.maps import compute_kinetic_maps
+from BreastTumorSegLib.kinetics.seeded import segment_from_seed
 
 TIMES = [0.0, 1.3, 2.6, 3.9, 5.2, 6.5]
 SIZE = (448, 448, 160)  # (x, y, z)
@@ -70,7 +70,7 @@ def synthetic_exam(seed: int = 0) -> tuple[DCEExam, tuple[float, float, float]]:
 
 
 def phantom_exam():
-    from BreastTumorSegLib.phantom import make_phantom
+    from BreastTumorSegLib.training.phantom import make_phantom
 
     ph = make_phantom(1, size="clinical", motion_mm=0, times_min=TIMES)
     t = ph.tumors[0]

@@ -33,12 +33,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
-from BreastTumorSegLib.datasets import parse_seeds  # noqa: E402
-from BreastTumorSegLib.metrics import dice  # noqa: E402
+from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
 
 
 def corrected_phantom(seed: int, **overrides):
-    from BreastTumorSegLib.phantom import make_phantom
+    from BreastTumorSegLib.training.phantom import make_phantom
 
     ph = make_phantom(seed, **overrides)
     ref = ph.exam.reference
@@ -48,9 +48,9 @@ def corrected_phantom(seed: int, **overrides):
 
 
 def load_models(names: list[str], generic_st: bool = False) -> dict:
-    from BreastTumorSegLib.models import available_models, get_segmenter
-    from BreastTumorSegLib.netmodel import EnsembleSegmenter
-    from BreastTumorSegLib.st_segmenter import STSegmenter
+    from BreastTumorSegLib.models.registry import available_models, get_segmenter
+    from BreastTumorSegLib.models.network import EnsembleSegmenter
+    from BreastTumorSegLib.models.st_segmenter import STSegmenter
 
     models = {}
     for n in names:
@@ -69,7 +69,7 @@ def load_models(names: list[str], generic_st: bool = False) -> dict:
 
 
 def run_model(seg, exam, truth: sitk.Image, **kw) -> tuple[float, float, sitk.Image]:
-    from BreastTumorSegLib.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import segment_exam
 
     res = segment_exam(exam, model=seg, device="cpu", register=False, **kw)
     d = dice(sitk.GetArrayViewFromImage(res.label) > 0, sitk.GetArrayViewFromImage(truth) > 0)
@@ -88,7 +88,7 @@ def table(header: list[str], rows: list[list]) -> str:
 
 
 def bench_dice(models: dict, seeds: list[int], results: dict) -> None:
-    from BreastTumorSegLib.breastmask import breast_mask
+    from BreastTumorSegLib.preprocess.breast_region import breast_mask
 
     per = {n: [] for n in models}
     secs = {n: [] for n in models}
@@ -109,7 +109,7 @@ def bench_dice(models: dict, seeds: list[int], results: dict) -> None:
                                               sitk.GetArrayViewFromImage(ph.breast_mask) > 0))
                 # tumor Dice when the lesions are gated by the learned mask instead (as the
                 # pipeline does with --breast-model: whole components, at least a quarter inside)
-                from BreastTumorSegLib.postprocess import PostprocessSettings, postprocess
+                from BreastTumorSegLib.engine.postprocess import PostprocessSettings, postprocess
                 label, _ = postprocess(prob, PostprocessSettings(**seg.card.get("postprocess", {})), mask)
                 gated["learned"].append(dice(sitk.GetArrayViewFromImage(label) > 0,
                                              sitk.GetArrayViewFromImage(ph.tumor_mask) > 0))
@@ -132,8 +132,8 @@ def bench_dice(models: dict, seeds: list[int], results: dict) -> None:
 
 
 def _breast_model():
-    from BreastTumorSegLib.breastmask_model import BreastMaskModel
-    from BreastTumorSegLib.errors import ModelError
+    from BreastTumorSegLib.models.breast_model import BreastMaskModel
+    from BreastTumorSegLib.core.errors import ModelError
 
     try:
         return BreastMaskModel.load("breastmask-demo")
@@ -158,10 +158,10 @@ def bench_phases(models: dict, seeds: list[int], keep: list[int], results: dict)
 
 
 def bench_training_speed(results: dict, steps: int) -> None:
-    from BreastTumorSegLib.datasets import prepare_phantom
-    from BreastTumorSegLib.trainer import (PatchSampler, TrainerConfig, _forward, build_model, input_scales,
+    from BreastTumorSegLib.training.datasets import prepare_phantom
+    from BreastTumorSegLib.training.trainer import (PatchSampler, TrainerConfig, _forward, build_model, input_scales,
                                            load_config, task_cases)
-    from BreastTumorSegLib.training import loss_fn
+    from BreastTumorSegLib.training.unet_script import loss_fn
 
     case = prepare_phantom(1000, 1.5)
     configs = {"st-demo": load_config(ROOT / "configs" / "st-demo.json"),

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from BreastTumorSegLib.phantom import make_phantom
+from BreastTumorSegLib.training.phantom import make_phantom
 t0, c0 = time.perf_counter(), time.process_time()
 ph = make_phantom({seed}, size={size!r}, n_phases={n_phases})
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -36,9 +36,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from BreastTumorSegLib.io import load_exam
-    from BreastTumorSegLib.phantom import make_phantom, write_phantom
-    from BreastTumorSegLib.pipeline import segment_exam, write_result
+    from BreastTumorSegLib.io.files import load_exam
+    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+    from BreastTumorSegLib.engine.pipeline import segment_exam, write_result
 
     t = time.perf_counter()
     ph = make_phantom(11, size="small" if a.small else "clinical", n_phases=a.phases)

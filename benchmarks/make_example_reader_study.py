@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from BreastTumorSegLib import metrics, readerstudy, report  # noqa: E402
+from BreastTumorSegLib.evaluation import metrics
+from BreastTumorSegLib.evaluation import readerstudy
+from BreastTumorSegLib.evaluation import report  # noqa: E402
 
 R = readerstudy.SimulatedRater
 # Biases and noise of the order of the phantom's 1.5-3 mm voxels, so that readers differ visibly.
@@ -54,7 +56,7 @@ Start with [summary.md](summary.md); every number is in summary.json and per_cas
 
 def phantom_truths(n: int, seed: int) -> tuple[list[sitk.Image], list[sitk.Image]]:
     """Tumour masks and breast masks of *n* phantoms (1-2 tumours of 5-14 mm radius each)."""
-    from BreastTumorSegLib.phantom import make_phantom
+    from BreastTumorSegLib.training.phantom import make_phantom
 
     rng = np.random.default_rng(seed)
     truths, rois = [], []

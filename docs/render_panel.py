@@ -69,10 +69,10 @@ def example_run(seed: int = 7) -> dict:
     it, the installed models with the chosen one's card, and the lesion table of the result.
     """
     sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
-    from BreastTumorSegLib import mrml_bridge
-    from BreastTumorSegLib.models import DEFAULT_MODEL
-    from BreastTumorSegLib.phantom import make_phantom
-    from BreastTumorSegLib.slicer_logic import (SegmentationLogic, TIME_ATTRIBUTE, model_card, model_card_html,
+    from BreastTumorSegLib.slicer import mrml_bridge
+    from BreastTumorSegLib.models.registry import DEFAULT_MODEL
+    from BreastTumorSegLib.training.phantom import make_phantom
+    from BreastTumorSegLib.slicer.logic import (SegmentationLogic, TIME_ATTRIBUTE, model_card, model_card_html,
                                                 model_choices)
 
     ph = make_phantom(seed)

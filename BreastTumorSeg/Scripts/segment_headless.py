@@ -58,9 +58,9 @@ def save_scene(cli_args: argparse.Namespace, mrb_path: Path) -> Path:
     """Build a scene with the exam and the CLI's results, and save it as a .mrb bundle."""
     import slicer
 
-    from BreastTumorSegLib import mrml_bridge
-    from BreastTumorSegLib.io import load_exam
-    from BreastTumorSegLib.slicer_logic import SegmentationLogic
+    from BreastTumorSegLib.slicer import mrml_bridge
+    from BreastTumorSegLib.io.files import load_exam
+    from BreastTumorSegLib.slicer.logic import SegmentationLogic
 
     in_app = hasattr(slicer, "app") and hasattr(slicer, "mrmlScene")
     ctx = mrml_bridge.MRMLContext.from_slicer() if in_app else mrml_bridge.MRMLContext.headless()
@@ -91,7 +91,7 @@ def save_scene(cli_args: argparse.Namespace, mrb_path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args, cli_argv, cli_args = parse_args(sys.argv[1:] if argv is None else argv)
     from BreastTumorSegLib.cli import main as cli_main
-    from BreastTumorSegLib.errors import BreastTumorSegError
+    from BreastTumorSegLib.core.errors import BreastTumorSegError
 
     code = cli_main(cli_argv)
     if code != 0 or args.scene is None:

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from .. import __version__
-from ..errors import BreastTumorSegError, Cancelled
+from ..core.errors import BreastTumorSegError, Cancelled
 
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS = [

@@ -22,10 +22,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..io import load_exam, read_image
-    from ..metrics import dice
-    from ..phantom import make_phantom, write_phantom
-    from ..pipeline import segment_exam, write_result
+    from ..io.files import load_exam, read_image
+    from ..evaluation.metrics import dice
+    from ..training.phantom import make_phantom, write_phantom
+    from ..engine.pipeline import segment_exam, write_result
 
     out = Path(args.output)
     case_dir = out / "demo_exam"

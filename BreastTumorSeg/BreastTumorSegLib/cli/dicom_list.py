@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 
 def _series_arg(text: str) -> int | str:
@@ -33,7 +33,7 @@ def register(sub) -> None:
 
 
 def run(args, stream=None) -> int:
-    from ..dicom import describe_plan, describe_scan, plan_dce, scan_folder
+    from ..io.dicom.reader import describe_plan, describe_scan, plan_dce, scan_folder
 
     stream = stream or sys.stdout
     folder: Path = args.folder

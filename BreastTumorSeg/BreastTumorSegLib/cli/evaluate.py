@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
-from ..io import check_no_overwrite, read_image, write_text_atomic
-from ..metrics import SegmentationMetrics, evaluate
+from ..core.errors import InputError
+from ..io.files import check_no_overwrite, read_image, write_text_atomic
+from ..evaluation.metrics import SegmentationMetrics, evaluate
 
 SHOWN = [("dice", "Dice", "{:.4f}"), ("hd95_mm", "HD95 mm", "{:.2f}"),
          ("sensitivity", "sens", "{:.3f}"), ("precision", "prec", "{:.3f}"),

@@ -93,9 +93,9 @@ def _seed(args) -> tuple[float, float, float] | None:
 
 
 def _roi(args, exam):
-    from ..breastmask import breast_mask
-    from ..ftv import Box
-    from ..io import read_image
+    from ..preprocess.breast_region import breast_mask
+    from ..kinetics.ftv import Box
+    from ..io.files import read_image
 
     if args.roi is not None:
         return read_image(args.roi, "ROI mask"), f"mask {args.roi.name}"
@@ -120,19 +120,19 @@ def output_names(case: str, seeded: bool) -> list[str]:
 
 
 def run(args) -> int:
-    from ..ftv import (
+    from ..kinetics.ftv import (
         SEGMENTER_SKIN_MARGIN_MM,
         SEGMENTER_VESSEL_RADIUS_MM,
         FTVSettings,
         functional_tumor_volume,
         lesion_kinetics,
     )
-    from ..io import (StagedOutputs, check_no_overwrite, load_exam, write_bytes_atomic, write_image_atomic,
+    from ..io.files import (StagedOutputs, check_no_overwrite, load_exam, write_bytes_atomic, write_image_atomic,
                       write_json_atomic)
-    from ..kinetic_plots import plot_curves, ser_band_image, ser_band_table, ser_ramp_table, signal_time_curves
-    from ..kinetics import compute_kinetic_maps
-    from ..progress import Reporter
-    from ..seeded import SeededSettings, segment_from_seed
+    from ..kinetics.plots import plot_curves, ser_band_image, ser_band_table, ser_ramp_table, signal_time_curves
+    from ..kinetics.maps import compute_kinetic_maps
+    from ..core.progress import Reporter
+    from ..kinetics.seeded import SeededSettings, segment_from_seed
 
     progress = None if args.quiet else TerminalProgress()
     reporter = Reporter(progress, weights={"load": 1, "register": 3, "kinetics": 2, "segment": 1, "write": 1})
@@ -144,7 +144,7 @@ def run(args) -> int:
     qa: list[dict] = []
     with reporter.stage("register"):
         if not args.no_register:
-            from ..registration import register_exam
+            from ..preprocess.registration import register_exam
             exam, qa = register_exam(exam, reporter=reporter)
     with reporter.stage("kinetics"):
         maps = compute_kinetic_maps(exam, reporter=reporter)

@@ -12,7 +12,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..models import available_models, read_card
+    from ..models.registry import available_models, read_card
 
     entries = available_models([args.models_dir] if args.models_dir else None)
     if args.json:

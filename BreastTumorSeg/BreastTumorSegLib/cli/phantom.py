@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..datasets import parse_seeds
+from ..training.datasets import parse_seeds
 
 
 def register(sub) -> None:
@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..phantom import make_phantom, write_phantom
+    from ..training.phantom import make_phantom, write_phantom
 
     for seed in args.seed:
         ph = make_phantom(seed, size=args.size, n_phases=args.phases)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..io import check_no_overwrite
-from ..readerstudy import (REFERENCE_METHODS, StudyConfig, assign_tuning, read_scores_table, read_study_table,
+from ..io.files import check_no_overwrite
+from ..evaluation.readerstudy import (REFERENCE_METHODS, StudyConfig, assign_tuning, read_scores_table, read_study_table,
                            run_reader_study)
 from ._common import TerminalProgress
 
@@ -49,7 +49,7 @@ REPORT_FILES = ("summary.json", "summary.md", "per_case.csv")
 
 
 def run(args) -> int:
-    from ..report import fmt_p, write_report
+    from ..evaluation.report import fmt_p, write_report
 
     check_no_overwrite([args.output / f for f in REPORT_FILES], args.overwrite)
     config = StudyConfig(reference=args.reference, margins=tuple(args.margins) if args.margins else None,

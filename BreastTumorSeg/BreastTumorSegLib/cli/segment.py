@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import InputError
+from ..core.errors import InputError
 from ._common import TerminalProgress
 
 
@@ -97,8 +97,8 @@ def print_result(result, written: dict, stream=None) -> None:
 
 
 def run(args) -> int:
-    from ..io import check_no_overwrite, load_exam
-    from ..pipeline import output_names, segment_exam, write_result
+    from ..io.files import check_no_overwrite, load_exam
+    from ..engine.pipeline import output_names, segment_exam, write_result
 
     progress = None if args.quiet else TerminalProgress()
     t0 = time.perf_counter()
@@ -116,7 +116,7 @@ def run(args) -> int:
                            deidentify=args.deidentify)
     result.timings = {"load": t_load, **result.timings, "write": time.perf_counter() - t1}
     # Re-write the summary with the complete timings (atomic replace of our own fresh file).
-    from ..io import write_json_atomic
+    from ..io.files import write_json_atomic
     from .. import __version__
     summary = result.summary()
     summary.update(engine_version=__version__, outputs={k: p.name for k, p in written.items()})

@@ -20,11 +20,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..trainer import load_config, train
+    from ..training.trainer import load_config, train
 
     cfg = load_config(args.config, args.set)
     if (args.output / "checkpoint.pt").exists() and not args.resume:
-        from ..errors import OutputExistsError
+        from ..core.errors import OutputExistsError
         raise OutputExistsError(f"{args.output}: a training run is already there. Fix: add --resume to continue it, "
                                 "or choose another --output")
     train(cfg, args.output, resume=args.resume, log=lambda *m: print(*m, flush=True))

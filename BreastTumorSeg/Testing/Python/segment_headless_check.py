@@ -15,7 +15,7 @@ sys.path.insert(0, str(MODULE_DIR / "Scripts"))
 
 def run_check() -> int:
     import segment_headless
-    from BreastTumorSegLib.phantom import make_phantom, write_phantom
+    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
 
     work = Path(tempfile.mkdtemp(prefix="BreastTumorSeg-ctest-"))
     phantom = make_phantom(11, motion_mm=0.0)

@@ -1,0 +1,149 @@
+"""The end-to-end engine: DCE exam in, tumor segmentation out.
+
+    from BreastTumorSegLib.io import load_exam
+    from BreastTumorSegLib.pipeline import segment_exam, write_result
+    exam = load_exam("path/to/case_folder")
+    result = segment_exam(exam, model="unet-demo")
+    write_result(result, "out/")
+
+Stages (each timed in ``result.timings``): register (motion correction), breast_mask,
+predict (harmonization + network, or a classical method), postprocess. Loading and writing
+are timed by their callers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from .. import __version__
+from ..preprocess.breast_region import breast_mask as compute_breast_mask
+from ..core.exam import DCEExam
+from ..io.files import StagedOutputs, write_image_atomic, write_json_atomic
+from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
+from .postprocess import PostprocessSettings, postprocess
+from ..core.progress import Reporter
+from ..preprocess.registration import register_exam
+from ..core.results import Lesion, SegmentationResult
+
+__all__ = ["segment_exam", "write_result", "output_names", "Lesion", "SegmentationResult",
+           "STAGE_WEIGHTS"]
+
+# Rough share of the run time per stage, for an evenly moving progress bar.
+STAGE_WEIGHTS = {"register": 3.0, "breast_mask": 1.0, "predict": 5.0, "postprocess": 0.5}
+
+
+def _settings(segmenter: Segmenter, threshold, mode, min_lesion_ml, restrict_to_breast) -> PostprocessSettings:
+    defaults = dict(segmenter.card.get("postprocess", {}))
+    s = PostprocessSettings(**{k: v for k, v in defaults.items() if k in PostprocessSettings.__dataclass_fields__})
+    if threshold is not None:
+        s.threshold = float(threshold)
+    if mode is not None:
+        s.mode = mode
+    if min_lesion_ml is not None:
+        s.min_lesion_ml = float(min_lesion_ml)
+    if restrict_to_breast is not None:
+        s.restrict_to_breast = bool(restrict_to_breast)
+    return s
+
+
+def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: str = "auto",
+                 threshold: float | None = None, mode: str | None = None,
+                 min_lesion_ml: float | None = None, restrict_to_breast: bool | None = None,
+                 register: bool = True, progress=None, cancel=None, models_dir=None,
+                 breast_model: str | None = None, **options) -> SegmentationResult:
+    """Segment tumors in *exam*; see the module docstring.
+
+    ``model`` is a registry name (``"unet-demo"``, ``"ftv"``, ``"a+b"`` for an ensemble) or a
+    ready :class:`Segmenter`. ``threshold``/``mode``/``min_lesion_ml`` override the model
+    card's post-processing defaults. ``options`` go to the segmenter (e.g. ``seed_lps`` for
+    the FTV method). ``progress(stage, fraction, message)`` and ``cancel`` (an Event or a
+    callable) follow :class:`Reporter`.
+
+    ``breast_model`` names a learned whole-breast model (e.g. ``"breastmask-demo"``; default:
+    the model card's ``"breast_model"``, if any) whose mask then gates the lesions (kept when at
+    least a quarter lies inside) instead of the classical mask; the network then sees the union
+    of both masks (intensity scaling and cropping), so nothing the learned mask holds is cut off.
+    """
+    reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
+    segmenter = get_segmenter(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
+    if restrict_to_breast is None and options.get("seed_lps") is not None:
+        restrict_to_breast = False  # the reader pointed at the lesion; the coarse mask must not cut it
+    settings = _settings(segmenter, threshold, mode, min_lesion_ml, restrict_to_breast)
+    breast_model = breast_model or segmenter.card.get("breast_model")
+
+    qa: list[dict] = []
+    with reporter.stage("register"):
+        if register:
+            exam, qa = register_exam(exam, reporter=reporter)
+    with reporter.stage("breast_mask"):
+        bmask = compute_breast_mask(exam.pre)
+        gate = bmask
+        if breast_model:
+            from ..models.breast_model import BreastMaskModel
+
+            gate = BreastMaskModel.load(breast_model, [models_dir] if models_dir else None).predict(exam.pre, device)
+            # The network also sees what only the learned mask holds (a tumor at the chest
+            # wall outside the classical mask would otherwise fall outside the crop).
+            bmask = sitk.Or(bmask, gate)
+    with reporter.stage("predict"):
+        prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
+    with reporter.stage("postprocess"):
+        label, lesions, components = postprocess(prob, settings, gate, return_components=True)
+        extras_fn = getattr(segmenter, "lesion_kinetics", None)
+        if extras_fn is not None and lesions:
+            extras = extras_fn(exam, components)
+            for les in lesions:
+                les.extra.update(extras.get(les.label, {}))
+    return SegmentationResult(
+        case_id=exam.case_id, label=label, probability=prob, lesions=lesions,
+        model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
+        registration_qa=qa,
+        settings={"postprocess": settings.as_dict(), "device": device, "registered": register,
+                  "breast_mask": breast_model or "classical",
+                  "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
+                  "times_assumed": bool(exam.metadata.get("times_assumed", False))},
+    )
+
+
+def output_names(case_id: str, dicom_seg: bool = False) -> dict[str, str]:
+    names = {
+        "label": f"{case_id}_seg.nii.gz",
+        "probability": f"{case_id}_prob.nii.gz",
+        "segmentation": f"{case_id}.seg.nrrd",
+        "summary": f"{case_id}.json",
+    }
+    if dicom_seg:
+        names["dicom_seg"] = f"{case_id}_seg.dcm"
+    return names
+
+
+def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: bool = False,
+                 exam: DCEExam | None = None, dicom_seg: bool = False,
+                 extra_summary: dict | None = None, deidentify: bool = False) -> dict[str, Path]:
+    """Write every output of *result* into *out_dir*, all or nothing.
+
+    Existing outputs are not replaced unless ``overwrite``; on any error nothing is left behind.
+    ``dicom_seg`` needs the source *exam* loaded from DICOM.
+    """
+    from ..slicer.mrml_bridge import write_seg_nrrd
+
+    names = output_names(result.case_id, dicom_seg)
+    with StagedOutputs(out_dir, overwrite=overwrite) as staged:
+        from ..io.files import check_no_overwrite
+        check_no_overwrite([staged.out_dir / n for n in names.values()], overwrite)
+        write_image_atomic(result.label, staged.path(names["label"]))
+        write_image_atomic(result.probability, staged.path(names["probability"]))
+        write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name="Tumor")
+        if dicom_seg:
+            from ..io.dicom.seg import write_dicom_seg
+            write_dicom_seg(result.label, exam, staged.path(names["dicom_seg"]), model_id=result.model_id,
+                            deidentify=deidentify)
+        summary = result.summary()
+        summary["engine_version"] = __version__
+        summary["outputs"] = dict(names)
+        if extra_summary:
+            summary.update(extra_summary)
+        write_json_atomic(summary, staged.path(names["summary"]))
+        written = staged.commit()
+    return {key: Path(out_dir) / name for key, name in names.items() if Path(out_dir, name) in written}

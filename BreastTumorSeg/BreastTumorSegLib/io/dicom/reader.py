@@ -1,0 +1,335 @@
+"""Reading DCE-MRI exams from DICOM folders, whatever the vendor layout.
+
+    plan = find_dce("exam_folder")          # what would be loaded, and why (no pixels read)
+    print(describe_plan(plan))
+    exam = load_dicom_exam("exam_folder")   # a DCEExam, phase 0 = pre-contrast
+
+Layouts handled (see :mod:`.dicom_phases` for the rules):
+
+* one series per phase (typical of Siemens; times from AcquisitionTime);
+* one series holding every phase, split by TemporalPositionIdentifier, TriggerTime,
+  AcquisitionTime/ContentTime or AcquisitionNumber (typical of GE);
+* enhanced multi-frame MR with per-frame TemporalPositionIndex / FrameAcquisitionDateTime
+  (typical of Philips).
+
+Pixels: stored values are read with numpy straight from the file offsets found while parsing
+the headers (uncompressed transfer syntaxes), or decoded by pydicom, then SimpleITK/GDCM
+(compressed ones); RescaleSlope/RescaleIntercept are applied per frame. The returned exam
+carries ``metadata["dicom"]`` (a JSON-safe summary: layout, time source, series roles, no patient
+identifiers) and ``metadata["dicom_source"]`` (a :class:`DicomSource` that
+:func:`BreastTumorSegLib.dicom_seg.write_dicom_seg` needs; it holds file paths and UIDs and is not
+meant for JSON).
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .headers import Frame, is_dicom_file, list_files, scan_folder
+from .phases import (
+    DCE,
+    DCEPlan,
+    Stack,
+    Volume,
+    classify,
+    estimated_volumes,
+    make_stacks,
+    orientation_name,
+    plan_dce,
+)
+from ...core.errors import InputError
+from ...core.exam import DCEExam
+from ...core.imageutil import resample_to, same_grid
+
+__all__ = ["folder_has_dicom", "find_dce", "load_dicom_exam", "describe_plan", "describe_scan", "DicomSource",
+           "DCEPlan", "scan_folder", "plan_dce"]
+
+
+@dataclass(frozen=True)
+class DicomSource:
+    """Where each phase of a DICOM-loaded exam came from: what a DICOM SEG must reference.
+
+    ``phase_files[i]`` lists (file path, frame index) of phase *i*, sorted along the slice normal
+    (the exam's z axis). Holds paths and UIDs; never write it into a JSON summary.
+    """
+
+    folder: str
+    phase_files: tuple[tuple[tuple[str, int], ...], ...]
+    study_uid: str
+    series_uids: tuple[str, ...]
+    frame_of_reference_uid: str
+
+    @property
+    def reference_files(self) -> tuple[tuple[str, int], ...]:
+        """The pre-contrast phase's (file, frame): the grid every result lives on."""
+        return self.phase_files[0]
+
+    def __repr__(self) -> str:  # keep paths out of casual logs
+        return f"DicomSource({len(self.phase_files)} phases, {sum(map(len, self.phase_files))} frames)"
+
+
+# ------------------------------------------------------------------------------------ detection
+def folder_has_dicom(folder: str | os.PathLike, max_files: int = 2000) -> bool:
+    """True when a file below *folder* starts with the DICOM preamble (looks at up to *max_files*)."""
+    for i, path in enumerate(list_files(Path(folder))):
+        if i >= max_files:
+            break
+        if is_dicom_file(path):
+            return True
+    return False
+
+
+def find_dce(folder: str | os.PathLike | Sequence[str | os.PathLike], series: Sequence[int | str] | None = None,
+             progress: Callable[[float, str], None] | None = None) -> DCEPlan:
+    """Read the headers below *folder* (or of the files listed) and decide the DCE phases.
+
+    No pixel data is read.
+    """
+    scan = scan_folder(folder, progress=progress)
+    return plan_dce(scan, series)
+
+
+# ------------------------------------------------------------------------------------ pixels
+def _decode_file(path: str) -> np.ndarray:
+    """All frames of a compressed file as stored values, shape (frames, rows, cols).
+
+    pydicom decodes what its installed plugins can (RLE always; JPEG family with pylibjpeg or
+    GDCM's Python bindings); SimpleITK's GDCM reader is the fallback for the rest.
+    """
+    import pydicom
+
+    ds = None
+    try:
+        ds = pydicom.dcmread(path)
+        arr = np.asarray(ds.pixel_array)
+    except Exception as first_error:
+        arr = _decode_with_gdcm(path, ds, first_error)
+    return arr.reshape((-1,) + arr.shape[-2:])
+
+
+def _decode_with_gdcm(path: str, ds, first_error: Exception) -> np.ndarray:
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetImageIO("GDCMImageIO")
+        reader.SetFileName(path)
+        arr = sitk.GetArrayFromImage(reader.Execute()).astype(np.float64)
+    except RuntimeError:
+        raise InputError(f"cannot decode the compressed pixel data ({type(first_error).__name__}: "
+                         f"{str(first_error)[:100]})", path,
+                         "install a decoder (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg) or "
+                         "decompress the files first (e.g. gdcmconv --raw or dcmdjpeg)") from None
+    # GDCM applies the rescale itself; undo it so that every path returns stored values.
+    slope = float(getattr(ds, "RescaleSlope", 1) or 1) if ds is not None else 1.0
+    inter = float(getattr(ds, "RescaleIntercept", 0) or 0) if ds is not None else 0.0
+    return np.rint((arr - inter) / slope)
+
+
+def _read_native(frame: Frame) -> np.ndarray:
+    loc = frame.pixel
+    count = frame.rows * frame.cols
+    try:
+        raw = np.fromfile(frame.path, dtype=np.dtype(loc.dtype), count=count, offset=loc.offset)
+    except OSError as exc:
+        raise InputError(f"cannot read pixel data ({exc})", frame.label(), "check the file is readable") from None
+    if raw.size != count:
+        raise InputError("is truncated: the file ends inside its pixel data", frame.label(),
+                         "re-send the series from the scanner or PACS")
+    bits_alloc = raw.dtype.itemsize * 8
+    if loc.signed and loc.bits_stored < bits_alloc:
+        shift = bits_alloc - loc.bits_stored  # sign-extend values stored in fewer bits
+        raw = (raw.astype(raw.dtype.newbyteorder("=")) << shift) >> shift
+    return raw.reshape(frame.rows, frame.cols)
+
+
+def read_volume(volume: Volume, workers: int = 4) -> np.ndarray:
+    """Rescaled float32 voxels of one phase, shape (slices, rows, cols), slices along the normal."""
+    frames = volume.frames
+    out = np.empty((len(frames), frames[0].rows, frames[0].cols), dtype=np.float32)
+    native = [k for k, f in enumerate(frames) if f.pixel is not None and f.pixel.offset is not None]
+    coded = [k for k, f in enumerate(frames) if f.pixel is not None and f.pixel.offset is None]
+    missing = [k for k, f in enumerate(frames) if f.pixel is None]
+    if missing:
+        raise InputError("has no readable pixel data", frames[missing[0]].label(),
+                         "re-send the series from the scanner or PACS")
+
+    def fill(k: int, stored: np.ndarray) -> None:
+        f = frames[k]
+        np.multiply(stored, np.float32(f.slope), out=out[k], dtype=np.float32, casting="unsafe")
+        if f.intercept:
+            out[k] += np.float32(f.intercept)
+
+    def native_one(k: int) -> None:
+        fill(k, _read_native(frames[k]))
+
+    if len(native) > 8 and workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(native_one, native))
+    else:
+        for k in native:
+            native_one(k)
+    if coded:
+        by_file: dict[str, list[int]] = defaultdict(list)
+        for k in coded:
+            by_file[frames[k].path].append(k)
+        for path, ks in by_file.items():
+            decoded = _decode_file(path)
+            for k in ks:
+                fi = frames[k].frame_index
+                if fi >= decoded.shape[0] or decoded.shape[1:] != (frames[k].rows, frames[k].cols):
+                    raise InputError(f"decoded pixel data has shape {decoded.shape}, frame {fi + 1} of "
+                                     f"{frames[k].rows}x{frames[k].cols} expected", path,
+                                     "re-export the series uncompressed")
+                fill(k, decoded[fi])
+    return out
+
+
+def volume_image(volume: Volume, workers: int = 4) -> sitk.Image:
+    """One phase as a float32 SimpleITK image with the DICOM geometry."""
+    arr = read_volume(volume, workers)
+    img = sitk.GetImageFromArray(arr)
+    g = volume.geometry
+    img.SetSpacing(g.spacing)
+    img.SetOrigin(g.origin)
+    img.SetDirection(g.direction)
+    return img
+
+
+# ------------------------------------------------------------------------------------ loading
+_CASE_RE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _default_case_id(folder: Path) -> str:
+    name = _CASE_RE.sub("_", folder.resolve().name).strip("._") or "dicom_exam"
+    return name
+
+
+def load_dicom_exam(folder: str | os.PathLike | Sequence[str | os.PathLike],
+                    times_min: Sequence[float] | None = None, case_id: str | None = None, *,
+                    series: Sequence[int | str] | None = None,
+                    progress: Callable[[float, str], None] | None = None, workers: int = 2) -> DCEExam:
+    """Load the DCE exam below *folder* (searched recursively), or from a list of DICOM files.
+
+    Parameters
+    ----------
+    times_min:
+        Phase times in minutes; overrides the times read from the headers.
+    case_id:
+        Name for outputs; default the folder's name (never a DICOM patient attribute).
+    series:
+        Series numbers or SeriesInstanceUIDs to use as the phases, bypassing the automatic
+        choice (e.g. to include a series the reader ignores).
+    progress:
+        ``progress(fraction, message)`` while headers and pixels are read.
+    """
+    plan = find_dce(folder, series, progress=(lambda f, m: progress(0.4 * f, m)) if progress else None)
+    phases = []
+    for i, vol in enumerate(plan.phases):
+        if progress:
+            progress(0.4 + 0.6 * i / len(plan.phases), f"reading pixels of phase {i}")
+        phases.append(volume_image(vol, workers))
+    ref = phases[0]
+    resampled = []
+    for i in range(1, len(phases)):
+        if not same_grid(phases[i], ref):
+            phases[i] = resample_to(phases[i], ref)
+            resampled.append(i)
+    times = plan.times_min
+    times_assumed = times is None
+    if times_min is not None:
+        times = [float(t) for t in times_min]
+        times_assumed = False
+        if len(times) != len(phases):
+            raise InputError(f"{len(times)} time(s) given for the {len(phases)} DCE phases found", plan.folder,
+                             "give one time per phase (see `breasttumorseg dicom-list` for the phases found)")
+    summary = plan.summary()
+    summary["times_given_by_user"] = times_min is not None
+    meta = {
+        "dicom": summary,
+        "dicom_source": _source(plan),
+        "times_assumed": times_assumed,
+        "times_source": "user" if times_min is not None else plan.time_source,
+        "resampled_phases": resampled,
+    }
+    if progress:
+        progress(1.0, "DICOM exam loaded")
+    return DCEExam(phases, times, case_id or _default_case_id(plan.folder), [v.name() for v in plan.phases], meta)
+
+
+def _source(plan: DCEPlan) -> DicomSource:
+    first = plan.phases[0].frames[0]
+    return DicomSource(
+        folder=str(plan.folder),
+        phase_files=tuple(tuple((f.path, f.frame_index) for f in v.frames) for v in plan.phases),
+        study_uid=first.study_uid,
+        series_uids=tuple(dict.fromkeys(v.stack.series_uid for v in plan.phases)),
+        frame_of_reference_uid=first.for_uid,
+    )
+
+
+# ------------------------------------------------------------------------------------ reporting
+def _files_line(scan) -> str:
+    return (f"files: {scan.n_files} ({scan.n_files - scan.not_dicom} DICOM"
+            + (f", {len(scan.non_image)} non-image objects" if scan.non_image else "")
+            + (f", {scan.duplicates} duplicate instances" if scan.duplicates else "") + ")")
+
+
+def series_table(stacks: Sequence[Stack]) -> list[str]:
+    """One line per series (or per stack of a series holding several): number, description, role."""
+    lines = [f"{'series':>7}  {'description':<30} {'mod':<3} {'orientation':<22} {'matrix':>11} "
+             f"{'frames':>6}  role"]
+    for s in stacks:
+        f = s.first
+        num = "?" if s.series_number is None else str(s.series_number)
+        desc = (s.series_description + s.sub_label)[:30]
+        per_volume = len(s.frames) // max(s.n_volumes, 1)
+        matrix = f"{f.cols}x{f.rows}x{per_volume}" if f.rows else "-"
+        role = s.role if s.role == DCE else f"ignored: {s.role}"
+        lines.append(f"{num:>7}  {desc:<30} {f.modality[:3]:<3} {orientation_name(f)[:22]:<22} {matrix:>11} "
+                     f"{len(s.frames):>6}  {role} ({s.reason})")
+    return lines
+
+
+def describe_scan(scan) -> str:
+    """The series table of a folder whose DCE could not be decided (for error reports)."""
+    stacks = make_stacks(scan.frames)
+    for s in stacks:
+        s.role, s.reason = classify(s)
+        s.n_volumes = estimated_volumes(s)
+    return "\n".join([f"DICOM folder: {scan.folder}", _files_line(scan), ""] + series_table(stacks))
+
+
+def describe_plan(plan: DCEPlan) -> str:
+    """A table of the series found and the phase order, for users to check before running."""
+    lines = [f"DICOM folder: {plan.folder}"]
+    if plan.scan is not None:
+        lines.append(_files_line(plan.scan))
+    lines.append("")
+    lines.extend(series_table(plan.stacks))
+    lines.append("")
+    lines.append(f"DCE: {len(plan.phases)} phases, {plan.layout}; times from {plan.time_source}")
+    head = f"{'phase':>5}  {'role':<14} {'min':>7}"
+    if plan.times_after_injection_min is not None:
+        head += f" {'min after inj.':>14}"
+    lines.append(head + "  source")
+    for i, v in enumerate(plan.phases):
+        t = "?" if plan.times_min is None else f"{plan.times_min[i]:.2f}"
+        row = f"{i:>5}  {'pre-contrast' if i == 0 else 'post-contrast':<14} {t:>7}"
+        if plan.times_after_injection_min is not None:
+            row += f" {plan.times_after_injection_min[i]:>14.2f}"
+        g = v.geometry
+        row += f"  {v.name()}, {g.size[0]}x{g.size[1]}x{g.size[2]}"
+        lines.append(row)
+    g = plan.phases[0].geometry
+    lines.append(f"grid: {g.size[0]}x{g.size[1]}x{g.size[2]} voxels of {g.spacing[0]:.4g} x {g.spacing[1]:.4g} x "
+                 f"{g.spacing[2]:.4g} mm, {orientation_name(plan.phases[0].frames[0])}")
+    for w in plan.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""The registry's "ftv" method: I-SPY functional tumor volume (or one seeded lesion) as a segmenter.
+
+The kinetic computations live in :mod:`..kinetics`; this adapter gives them the segmenter
+protocol of :mod:`.registry` (``predict`` returns a probability-like map, ``card`` describes it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core.errors import InputError
+from ..core.exam import DCEExam
+from ..core.imageutil import from_array
+from ..core.progress import Reporter
+from ..kinetics.ftv import (SEGMENTER_SKIN_MARGIN_MM, SEGMENTER_VESSEL_RADIUS_MM, FTVSettings,
+                            functional_tumor_volume, lesion_kinetics, roi_array, soft_probability)
+from ..kinetics.maps import KineticMaps, KineticSettings, compute_kinetic_maps
+from ..kinetics.seeded import SeededSettings, segment_from_seed
+
+
+def _any(mask: sitk.Image) -> bool:
+    return bool(np.any(sitk.GetArrayViewFromImage(mask)))
+
+
+class FTVSegmenter:
+    """Registry method "ftv": I-SPY functional tumor volume, or a seeded lesion from one point.
+
+    ``predict(exam, breast_mask, reporter, seed_lps=None, roi=None)``:
+
+    * without a seed: the FTV mask inside *roi* (a mask image or :class:`Box`), else inside the
+      breast mask, else in the whole volume;
+    * with ``seed_lps`` (x, y, z in LPS mm; a Slicer click is RAS: negate x and y): the lesion
+      grown from that point by :func:`BreastTumorSegLib.seeded.segment_from_seed`.
+
+    The returned map follows :func:`soft_probability` with PE (FTV) or the seed-relative
+    enhancement (seeded) as score, so the card's absolute threshold 0.5 gives the mask back.
+    Keyword arguments of the constructor override :class:`FTVSettings`,
+    :class:`~BreastTumorSegLib.kinetics.KineticSettings` and
+    :class:`~BreastTumorSegLib.seeded.SeededSettings` fields by name.
+    """
+
+    name = "ftv"
+
+    def __init__(self, **kwargs):
+        groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
+        chosen: dict[str, dict] = {g: {} for g in groups}
+        for key, value in kwargs.items():
+            owners = [g for g, cls in groups.items() if key in cls.__dataclass_fields__]
+            if not owners:
+                raise InputError(f"unknown option '{key}' for the ftv method",
+                                 fix=f"use one of {', '.join(sorted(set().union(*(c.__dataclass_fields__ for c in groups.values()))))}")
+            for g in owners:
+                chosen[g][key] = tuple(value) if isinstance(value, list) else value
+        # As a segmenter the ROI is usually the whole-breast mask: leave out the enhancing nipple and
+        # skin and thin vessels (drop_skin_components, open_and_regrow), which a reader's box would.
+        chosen["ftv"].setdefault("skin_margin_mm", SEGMENTER_SKIN_MARGIN_MM)
+        chosen["ftv"].setdefault("vessel_radius_mm", SEGMENTER_VESSEL_RADIUS_MM)
+        self.settings = FTVSettings(**chosen["ftv"])
+        self.kinetic_settings = KineticSettings(**chosen["kinetics"])
+        self.seeded_settings = SeededSettings(**chosen["seeded"])
+        self._cache: tuple[int, KineticMaps] | None = None
+        self.last_result = None  # FTVResult or SeededResult of the last predict()
+        blob = json.dumps({"ftv": asdict(self.settings), "kinetics": asdict(self.kinetic_settings),
+                           "seeded": asdict(self.seeded_settings)}, sort_keys=True, default=list)
+        self.model_id = "ftv-" + hashlib.sha256(blob.encode()).hexdigest()[:8]
+        self.card = self._card()
+
+    def _card(self) -> dict:
+        s = self.settings
+        return {
+            "name": self.name,
+            "description": "Functional tumor volume from contrast kinetics (I-SPY rule: PE and SER); "
+                           "no trained weights. With a seed point: one lesion grown from that point.",
+            "method": "I-SPY FTV: pre-contrast >= background fraction x p95 in ROI (fat suppression detected; "
+                      "0.2 x p95 plus a noise floor without it), PE(early) >= threshold, >= min_neighbors "
+                      "enhancing 26-neighbours, SER >= ser_min; then thin structures (vessels) and components "
+                      "hugging the skin (nipple) removed. With a seed: one lesion by region growing on the "
+                      "early subtraction with a vessel-bridge opening",
+            "inputs": "motion-corrected DCE exam, pre-contrast + >= 1 post-contrast phase with acquisition "
+                      "times; SER needs >= 2 post-contrast phases",
+            "thresholds": {**asdict(s), "early_window_min": list(self.kinetic_settings.early_window_min),
+                           "late_window_min": list(self.kinetic_settings.late_window_min)},
+            "seeded": asdict(self.seeded_settings),
+            "probability": "0.6-1.0 inside the mask (rising with PE above threshold), < 0.5 outside",
+            "limits": "kinetic thresholds, not learned: background parenchymal enhancement >= PE threshold, "
+                      "thick vessels, lymph nodes and the heart (outside a breast ROI) count as tumor; lesions "
+                      "enhancing less than the PE threshold are missed; needs good motion correction",
+            "postprocess": {"threshold": 0.5, "mode": "absolute", "min_lesion_ml": 0.05},
+        }
+
+    # ------------------------------------------------------------------------- helpers
+    def kinetic_maps(self, exam: DCEExam, reporter: Reporter | None = None) -> KineticMaps:
+        """Kinetic maps of *exam*, cached for the last exam seen (predict then lesion_kinetics)."""
+        key = id(exam.phases[0])
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        maps = compute_kinetic_maps(exam, self.kinetic_settings, reporter)
+        self._cache = (key, maps)
+        return maps
+
+    def predict(self, exam: DCEExam, breast_mask: sitk.Image | None, reporter: Reporter | None = None,
+                device: str = "auto", seed_lps=None, roi=None, **options) -> sitk.Image:
+        """Probability-like float32 map in [0, 1] on the exam grid (see the class docstring).
+
+        ``device`` is accepted for the registry protocol and ignored (CPU numpy).
+        """
+        if options:
+            raise InputError(f"unknown option(s) for the ftv method: {', '.join(sorted(options))}",
+                             fix="use seed_lps=(x, y, z) or roi=<mask image or Box>")
+        reporter = reporter or Reporter()
+        maps = self.kinetic_maps(exam, reporter)
+        reporter.update(0.7, "functional tumor volume")
+        ref = exam.reference
+        if seed_lps is not None:
+            res = segment_from_seed(exam, seed_lps, maps=maps, settings=self.seeded_settings)
+            self.last_result = res
+            inside = sitk.GetArrayViewFromImage(res.mask) > 0
+            return from_array(soft_probability(inside, res.score_array(), res.threshold_score), ref)
+        region = roi
+        if region is None and breast_mask is not None and _any(breast_mask):
+            region = breast_mask  # an empty automatic breast mask falls back to the whole volume
+        res = functional_tumor_volume(exam, region, self.settings, maps=maps)
+        self.last_result = res
+        inside = sitk.GetArrayViewFromImage(res.mask) > 0
+        pe = maps.array("pe_early")
+        roi_mask, _ = roi_array(region, ref)
+        pre = sitk.GetArrayViewFromImage(exam.pre)
+        below = roi_mask & (pre >= np.float32(res.background_threshold))
+        reporter.update(1.0, f"FTV {res.ftv_ml:.2f} mL")
+        return from_array(soft_probability(inside, pe, self.settings.pe_threshold, below), ref)
+
+    def lesion_kinetics(self, exam: DCEExam, label_image: sitk.Image) -> dict[int, dict]:
+        """Per-lesion kinetics for every non-zero label of *label_image* (on the exam grid)."""
+        return lesion_kinetics(exam, label_image, self.kinetic_maps(exam), self.settings)

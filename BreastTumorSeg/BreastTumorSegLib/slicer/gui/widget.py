@@ -1,0 +1,436 @@
+"""The panel: wires the widgets of ``Resources/UI/BreastTumorSeg.ui`` to the parameter node and the logic.
+
+The only module of the package that works with Qt widgets; it runs inside the Slicer application
+only. It does not import Qt itself: the module file (``BreastTumorSeg.py``) passes Slicer's ``qt``
+module in, so ``BreastTumorSegLib`` stays importable without Qt (``Testing/test_repository.py``).
+It holds no computation: inputs are turned into phases, runs are started, results imported and
+compared by :class:`~.slicer_logic.SegmentationLogic`. The engine runs in a background process
+(:mod:`.slicer_process`) polled by a timer, so the GUI stays responsive; Apply becomes Cancel
+while it runs. Errors are shown as one readable message (details go to the log).
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+
+import slicer
+import vtk
+
+from ...core.errors import BreastTumorSegError
+from .install import DependencyError, ensure_dependencies
+from ..logic import (EngineFailed, OutputNodes, Phase, SegmentationLogic, model_card, model_card_html,
+                           model_choices, model_default_threshold, model_needs_torch)
+
+# Every widget this module uses, with the class it must have (or derive from) in the .ui file.
+# Testing/test_slicer_module.py checks this against the .ui and against the code below.
+UI_WIDGETS = {
+    "inputTypeComboBox": "QComboBox",
+    "inputSequenceLabel": "QLabel",
+    "inputSequenceSelector": "qMRMLNodeComboBox",
+    "phaseVolumesLabel": "QLabel",
+    "phaseVolumesSelector": "qMRMLCheckableNodeComboBox",
+    "phaseTable": "QTableWidget",
+    "phaseStatusLabel": "QLabel",
+    "modelComboBox": "QComboBox",
+    "modelCardLabel": "QLabel",
+    "deviceComboBox": "QComboBox",
+    "useModelThresholdCheckBox": "QCheckBox",
+    "thresholdSliderWidget": "ctkSliderWidget",
+    "motionCorrectionCheckBox": "QCheckBox",
+    "outputSegmentationSelector": "qMRMLNodeComboBox",
+    "outputProbabilitySelector": "qMRMLNodeComboBox",
+    "outputLesionTableSelector": "qMRMLNodeComboBox",
+    "applyButton": "QPushButton",
+    "progressBar": "QProgressBar",
+    "statusLabel": "QLabel",
+    "resultsCollapsibleButton": "ctkCollapsibleButton",
+    "lesionTableView": "qMRMLTableView",
+    "showResultButton": "QPushButton",
+    "refineButton": "QPushButton",
+    "compareCollapsibleButton": "ctkCollapsibleButton",
+    "compareSegmentSelector": "qMRMLSegmentSelectorWidget",
+    "referenceSegmentationsSelector": "qMRMLCheckableNodeComboBox",
+    "compareButton": "QPushButton",
+    "comparisonTableView": "qMRMLTableView",
+    "installDependenciesButton": "QPushButton",
+    "dependencyStatusLabel": "QLabel",
+}
+
+POLL_INTERVAL_MS = 200
+_TIME_COLUMN = 2
+
+
+def show_error(what: str, exc: BaseException) -> None:
+    """One clear message for expected failures; the traceback only in the details of unexpected ones."""
+    if isinstance(exc, (BreastTumorSegError, ValueError, EngineFailed, DependencyError, OSError)):
+        logging.warning(f"BreastTumorSeg: {what} {exc}")
+        slicer.util.errorDisplay(f"{what}\n\n{exc}", windowTitle="BreastTumorSeg")
+    else:
+        logging.error(f"BreastTumorSeg: {what}\n{traceback.format_exc()}")
+        slicer.util.errorDisplay(f"{what}\n\n{type(exc).__name__}: {exc}", windowTitle="BreastTumorSeg",
+                                 detailedText=traceback.format_exc())
+
+
+class PanelController:
+    """Binds one panel (``ui``, from ``slicer.util.childWidgetVariables``) to a logic and a parameter node."""
+
+    def __init__(self, ui, logic: SegmentationLogic, qt):
+        self.qt = qt  # Slicer's PythonQt module
+        self.ui = ui
+        self.logic = logic
+        self.param = None  # BreastTumorSegParameterNode
+        self._gui_tag = None
+        self._observer = None
+        self._updating = False
+        self._phases: list[Phase] = []
+        self._run = None  # BackgroundRun while the engine works
+        self._started = 0.0
+        self._timer = self.qt.QTimer()
+        self._timer.setInterval(POLL_INTERVAL_MS)
+        self._timer.connect("timeout()", self._poll)
+        self._setup_widgets()
+        self._connect()
+
+    @property
+    def running(self) -> bool:
+        """Whether an engine run is in progress."""
+        return self._run is not None
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_widgets(self) -> None:
+        ui = self.ui
+        table = ui.phaseTable
+        table.verticalHeader().setVisible(False)
+        table.horizontalHeader().setStretchLastSection(True)
+        ui.progressBar.setVisible(False)
+        self.refresh_models()
+
+    def _connect(self) -> None:
+        ui = self.ui
+        ui.applyButton.connect("clicked(bool)", self.onApply)
+        ui.showResultButton.connect("clicked(bool)", self.onShow)
+        ui.refineButton.connect("clicked(bool)", self.onRefine)
+        ui.compareButton.connect("clicked(bool)", self.onCompare)
+        ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
+        ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
+        ui.phaseVolumesSelector.connect("checkedNodesChanged()", self.onPhaseVolumesChecked)
+        ui.referenceSegmentationsSelector.connect("checkedNodesChanged()", self.onReferencesChecked)
+        ui.compareSegmentSelector.connect("currentSegmentChanged(QString)", lambda _: self._update_buttons())
+        ui.phaseTable.connect("cellChanged(int,int)", self.onPhaseCellChanged)
+
+    def refresh_models(self) -> None:
+        combo = self.ui.modelComboBox
+        was = self._updating
+        self._updating = True
+        try:
+            combo.clear()
+            for name, description in model_choices():
+                combo.addItem(name)
+                combo.setItemData(combo.count - 1, description, self.qt.Qt.ToolTipRole)
+        finally:
+            self._updating = was
+
+    # ------------------------------------------------------------------ parameter node
+    def setParameterNode(self, node) -> None:
+        if self.param is not None:
+            if self._gui_tag is not None:
+                self.param.disconnectGui(self._gui_tag)
+            if self._observer is not None:
+                self.param.parameterNode.RemoveObserver(self._observer)
+        self.param, self._gui_tag, self._observer = node, None, None
+        if node is None:
+            return
+        self._gui_tag = node.connectGui(self.ui)
+        self._observer = node.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_parameters_modified)
+        self._on_parameters_modified()
+
+    def _on_parameters_modified(self, caller=None, event=None) -> None:
+        if self._updating or self.param is None:
+            return
+        self._updating = True
+        try:
+            p, ui = self.param, self.ui
+            sequence = p.inputType == "Sequence"
+            for w in (ui.inputSequenceLabel, ui.inputSequenceSelector):
+                w.setVisible(sequence)
+            for w in (ui.phaseVolumesLabel, ui.phaseVolumesSelector):
+                w.setVisible(not sequence)
+            checked = {n.GetID() for n in p.phaseVolumes if n is not None}
+            self._set_checked(ui.phaseVolumesSelector, checked)
+            self._set_checked(ui.referenceSegmentationsSelector,
+                              {n.GetID() for n in p.referenceSegmentations if n is not None})
+            index = ui.modelComboBox.findText(p.model)
+            if index >= 0 and index != ui.modelComboBox.currentIndex:
+                ui.modelComboBox.setCurrentIndex(index)
+            self._show_model_card()
+            ui.thresholdSliderWidget.setEnabled(not p.useModelThreshold)
+            ui.lesionTableView.setMRMLTableNode(p.outputLesionTable)
+            ui.comparisonTableView.setMRMLTableNode(p.comparisonTable)
+            if p.outputSegmentation is not None and ui.compareSegmentSelector.currentNode() is None:
+                ui.compareSegmentSelector.setCurrentNode(p.outputSegmentation)
+            self._refresh_phases()
+            self._update_buttons()
+        finally:
+            self._updating = False
+
+    def _set_checked(self, combo, ids: set[str]) -> None:
+        for i in range(combo.nodeCount()):
+            node = combo.nodeFromIndex(i)
+            state = self.qt.Qt.Checked if node.GetID() in ids else self.qt.Qt.Unchecked
+            if combo.checkState(node) != state:
+                combo.setCheckState(node, state)
+
+    # ------------------------------------------------------------------ inputs and the phase table
+    def onPhaseVolumesChecked(self) -> None:
+        if self._updating or self.param is None:
+            return
+        nodes = list(self.ui.phaseVolumesSelector.checkedNodes())
+        # Order as guessed (DICOM times, names), so the table shows pre-contrast first.
+        ordered = [ph.node for ph in self.logic.phases(volume_nodes=nodes)]
+        with slicer.util.NodeModify(self.param.parameterNode):
+            self.param.phaseVolumes = ordered
+            self.param.phaseTimesMin = ""
+
+    def onReferencesChecked(self) -> None:
+        if self._updating or self.param is None:
+            return
+        self.param.referenceSegmentations = list(self.ui.referenceSegmentationsSelector.checkedNodes())
+
+    def _guessed_phases(self) -> list[Phase]:
+        p = self.param
+        if p.inputType == "Sequence":
+            return self.logic.phases(sequence_node=p.inputSequence) if p.inputSequence is not None else []
+        nodes = [n for n in p.phaseVolumes if n is not None]
+        guessed = {ph.node.GetID(): ph for ph in self.logic.phases(volume_nodes=nodes)}
+        # Keep the confirmed order stored in the parameter node; times and sources from the guess.
+        return [guessed[n.GetID()] for n in nodes]
+
+    def _edited_times(self, n: int) -> list[float | None] | None:
+        text = (self.param.phaseTimesMin or "").strip()
+        if not text:
+            return None
+        values = [v.strip() for v in text.split(",")]
+        if len(values) != n:
+            return None
+        return [None if v in ("", "?", "nan") else float(v) for v in values]
+
+    def _refresh_phases(self) -> None:
+        ui = self.ui
+        try:
+            self._phases = self._guessed_phases()
+            error = ""
+        except (BreastTumorSegError, ValueError) as exc:
+            self._phases, error = [], str(exc)
+        times = self._edited_times(len(self._phases)) or [ph.time_min for ph in self._phases]
+        table = ui.phaseTable
+        table.blockSignals(True)
+        try:
+            table.setRowCount(len(self._phases))
+            for row, (ph, t) in enumerate(zip(self._phases, times)):
+                cells = ["pre" if row == 0 else f"post {row}", ph.name, "?" if t is None else f"{t:.2f}",
+                         "edited" if self._edited_times(len(self._phases)) else ph.source]
+                for col, text in enumerate(cells):
+                    item = self.qt.QTableWidgetItem(text)
+                    if col != _TIME_COLUMN:
+                        item.setFlags(item.flags() & ~self.qt.Qt.ItemIsEditable)
+                    table.setItem(row, col, item)
+            table.resizeColumnsToContents()
+        finally:
+            table.blockSignals(False)
+        if error:
+            ui.phaseStatusLabel.setText(error)
+        elif not self._phases:
+            ui.phaseStatusLabel.setText("Select the exam: a Sequence node, or the pre- and post-contrast volumes.")
+        else:
+            known = all(t is not None for t in times)
+            ui.phaseStatusLabel.setText(
+                f"{len(self._phases)} phases; " + ("times known." if known else
+                                                   "times unknown: the engine assumes 1.5 min spacing.")
+                + " Check the order (pre-contrast first) before Apply; edit a time to reorder.")
+
+    def onPhaseCellChanged(self, row: int, column: int) -> None:
+        if self._updating or self.param is None or column != _TIME_COLUMN:
+            return
+        table = self.ui.phaseTable
+        texts = [table.item(r, _TIME_COLUMN).text().strip() for r in range(table.rowCount)]
+        try:
+            times = [None if t in ("", "?") else float(t) for t in texts]
+        except ValueError:
+            slicer.util.errorDisplay(f"'{texts[row]}' is not a time in minutes.", windowTitle="BreastTumorSeg")
+            self._on_parameters_modified()
+            return
+        nodes = [ph.node for ph in self._phases]
+        if self.param.inputType == "Volumes" and all(t is not None for t in times):
+            order = sorted(range(len(nodes)), key=lambda i: times[i])
+            nodes, times = [nodes[i] for i in order], [times[i] for i in order]
+            t0 = times[0]
+            times = [t - t0 for t in times]
+        with slicer.util.NodeModify(self.param.parameterNode):
+            if self.param.inputType == "Volumes":
+                self.param.phaseVolumes = nodes
+            self.param.phaseTimesMin = ", ".join("?" if t is None else f"{t:g}" for t in times)
+
+    # ------------------------------------------------------------------ model
+    def onModelChanged(self, index: int) -> None:
+        if self._updating or self.param is None or index < 0:
+            return
+        self.param.model = self.ui.modelComboBox.itemText(index)
+
+    def _show_model_card(self) -> None:
+        try:
+            card = model_card(self.param.model)
+        except (BreastTumorSegError, ValueError) as exc:
+            self.ui.modelCardLabel.setText(str(exc))
+            return
+        self.ui.modelCardLabel.setText(model_card_html(card))
+        if self.param.useModelThreshold:
+            self.param.threshold = model_default_threshold(card)
+
+    # ------------------------------------------------------------------ run
+    def _update_buttons(self) -> None:
+        ui, p = self.ui, self.param
+        running = self._run is not None
+        ui.applyButton.setEnabled(running or (p is not None and len(self._phases) >= 2))
+        ui.applyButton.setText("Cancel" if running else "Apply")
+        has_result = p is not None and p.outputSegmentation is not None
+        ui.showResultButton.setEnabled(has_result and not running)
+        ui.refineButton.setEnabled(has_result and not running)
+        ui.compareButton.setEnabled(ui.compareSegmentSelector.currentNode() is not None
+                                    and bool(ui.compareSegmentSelector.currentSegmentID())
+                                    and len(ui.referenceSegmentationsSelector.checkedNodes()) > 0)
+
+    def onApply(self) -> None:
+        if self._run is not None:
+            self.cancel()
+            return
+        p = self.param
+        try:
+            with slicer.util.WaitCursor():
+                phases = self._guessed_phases()
+                times = self._edited_times(len(phases))
+                ensure_dependencies(need_torch=model_needs_torch(p.model))
+                self._run = self.logic.start_background(
+                    phases, model=p.model, device=p.device,
+                    threshold=None if p.useModelThreshold else float(p.threshold),
+                    times_min=times, register=p.motionCorrection)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one message
+            self._run = None
+            show_error("Could not start the segmentation.", exc)
+            return
+        self._started = time.monotonic()
+        self.ui.progressBar.setValue(0)
+        self.ui.progressBar.setVisible(True)
+        self.ui.statusLabel.setText("Starting the engine...")
+        self._update_buttons()
+        self._timer.start()
+
+    def cancel(self) -> None:
+        """Stop a running engine (the whole process tree); nothing is put into the scene."""
+        if self._run is not None:
+            self.ui.statusLabel.setText("Cancelling...")
+            self._run.process.cancel()
+
+    def _poll(self) -> None:
+        run = self._run
+        if run is None:
+            self._timer.stop()
+            return
+        state = run.process.poll()
+        for line in state.new_lines:
+            logging.info(f"[BreastTumorSeg engine] {line}")
+        if state.progress is not None:
+            self.ui.progressBar.setValue(int(round(100 * state.progress.fraction)))
+            self.ui.statusLabel.setText(state.progress.message)
+        if not state.running:
+            self._timer.stop()
+            self._finish(run)
+
+    def _finish(self, run) -> None:
+        p = self.param
+        outputs = OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction)
+        try:
+            outputs = self.logic.finish_background(run, outputs)
+        except EngineFailed as exc:
+            self.ui.statusLabel.setText(str(exc))
+            if not run.process.cancelled:
+                show_error("The segmentation failed.", exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.ui.statusLabel.setText("Loading the results failed.")
+            show_error("Loading the results failed.", exc)
+            return
+        finally:
+            self._run = None
+            self.ui.progressBar.setVisible(False)
+            self._update_buttons()
+        with slicer.util.NodeModify(p.parameterNode):
+            p.outputSegmentation = outputs.segmentation
+            p.outputProbability = outputs.probability
+            p.outputLesionTable = outputs.lesion_table
+            p.outputSubtraction = outputs.subtraction
+        n = outputs.lesion_table.GetNumberOfRows() if outputs.lesion_table else 0
+        self.ui.statusLabel.setText(f"Done in {time.monotonic() - self._started:.0f} s: {n} lesion(s). "
+                                    "Correct the result with 'Refine in Segment Editor'.")
+        self.ui.compareSegmentSelector.setCurrentNode(outputs.segmentation)
+        self.onShow()
+
+    # ------------------------------------------------------------------ results
+    def _outputs(self) -> OutputNodes:
+        p = self.param
+        return OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction)
+
+    def onShow(self) -> None:
+        outputs = self._outputs()
+        background = outputs.subtraction or (self._phases[0].node if self._phases else None)
+        self.logic.show_results(outputs, background)
+        if background is not None:
+            slicer.util.setSliceViewerLayers(background=background, fit=True)
+
+    def onRefine(self) -> None:
+        outputs = self._outputs()
+        if outputs.segmentation is None:
+            return
+        source = outputs.subtraction or (self._phases[1].node if len(self._phases) > 1 else None)
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.util.getModuleWidget("SegmentEditor").editor
+        editor.setSegmentationNode(outputs.segmentation)
+        if source is not None:
+            # Slicer 5.4 renamed "master" volume to "source" volume.
+            set_source = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
+            set_source(source)
+        editor.setCurrentSegmentID("Tumor")
+
+    def onCompare(self) -> None:
+        ui, p = self.ui, self.param
+        try:
+            with slicer.util.WaitCursor():
+                _, table = self.logic.compare(ui.compareSegmentSelector.currentNode(),
+                                              list(ui.referenceSegmentationsSelector.checkedNodes()),
+                                              ui.compareSegmentSelector.currentSegmentID(), p.comparisonTable)
+        except Exception as exc:  # noqa: BLE001
+            show_error("The comparison failed.", exc)
+            return
+        p.comparisonTable = table
+        ui.comparisonTableView.setMRMLTableNode(table)
+
+    def onInstallDependencies(self) -> None:
+        try:
+            ensure_dependencies(need_torch=True)
+        except Exception as exc:  # noqa: BLE001
+            show_error("Installing the dependencies failed.", exc)
+            return
+        self.ui.dependencyStatusLabel.setText("All dependencies are installed.")
+
+    # ------------------------------------------------------------------ teardown
+    def cleanup(self) -> None:
+        self.cancel()
+        if self._run is not None:
+            try:
+                self._run.process.wait(timeout=10)
+            except TimeoutError:
+                logging.warning("BreastTumorSeg: the engine did not stop within 10 s of cancel")
+            self._run.cleanup()
+            self._run = None
+        self._timer.stop()
+        self.setParameterNode(None)
