@@ -47,24 +47,15 @@ def corrected_phantom(seed: int, **overrides):
     return ph, exam
 
 
-def load_models(names: list[str], generic_st: bool = False) -> dict:
-    from BreastTumorSegLib.models.registry import available_models, get_segmenter
+def load_models(names: list[str]) -> dict:
+    """The named registry models (phase-aware ones get the exam's times from the registry's
+    segmenter), plus their ensemble when there are several."""
     from BreastTumorSegLib.models.network import EnsembleSegmenter
-    from BreastTumorSegLib.models.st_segmenter import STSegmenter
+    from BreastTumorSegLib.models.registry import get_segmenter
 
-    models = {}
-    for n in names:
-        entry = available_models()[n]
-        seg = (STSegmenter.from_card(entry.card_path) if entry.card_path is not None and
-               json.loads(entry.card_path.read_text())["architecture"]["type"] == "st_transformer"
-               else get_segmenter(n))
-        models[n] = seg
+    models = {n: get_segmenter(n) for n in names}
     if len(models) >= 2:
         models["+".join(names)] = EnsembleSegmenter([models[n] for n in names])
-    if generic_st:
-        for n in names:
-            if isinstance(models[n], STSegmenter):  # what the generic segmenter gives: no phase times
-                models[f"{n} (generic, no times)"] = get_segmenter(n)
     return models
 
 
@@ -95,7 +86,7 @@ def bench_dice(models: dict, seeds: list[int], results: dict) -> None:
     breast = {"learned": [], "classical": []}
     gated = {"classical": [], "learned": []}
     learned = _breast_model()
-    st_name = next((n for n in models if "st" in n and "+" not in n and "generic" not in n), None)
+    st_name = next((n for n in models if "st" in n and "+" not in n), None)
     for s in seeds:
         ph, exam = corrected_phantom(s)
         for n, seg in models.items():
@@ -142,7 +133,7 @@ def _breast_model():
 
 
 def bench_phases(models: dict, seeds: list[int], keep: list[int], results: dict) -> None:
-    names = [n for n in models if "+" not in n and "generic" not in n]
+    names = [n for n in models if "+" not in n]
     per = {(n, k): [] for n in names for k in keep}
     for s in seeds:
         ph, exam6 = corrected_phantom(s, n_phases=6)
@@ -201,8 +192,6 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--train-steps", type=int, default=5)
     p.add_argument("--skip", default="", help="comma list of sections to skip: dice,phases,speed")
-    p.add_argument("--generic-st", action="store_true",
-                   help="also run the transformer through the generic NetworkSegmenter (no phase times)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -210,7 +199,7 @@ def main(argv=None) -> int:
     if min(seeds) < 3000:
         p.error("evaluation seeds must be >= 3000 (1000-2999 are training and validation phantoms)")
     skip = set(a.skip.split(","))
-    models = load_models(a.models.split(","), a.generic_st)
+    models = load_models(a.models.split(","))
     results: dict = {"seeds": seeds, "torch_threads": a.threads}
     if "dice" not in skip:
         bench_dice(models, seeds, results)

@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import ModelError
+from ..preprocess.harmonize import breast_model_input, canonical_grid
 from .registry import iter_cards
 from .network import CardNetwork
 
@@ -55,16 +56,8 @@ class BreastMaskModel(CardNetwork):
 
     def probability(self, pre: sitk.Image, device: str = "auto") -> sitk.Image:
         """Breast probability (float32) on *pre*'s grid."""
-        from ..training.datasets import prepare_breast_input
-        from ..preprocess.harmonize import canonical_grid
-        from ..core.imageutil import resample_to
-        from .inference import predict_probability
-
-        x = prepare_breast_input(pre, self.spacing_mm)["pre_coarse"].astype(np.float32)[None]
-        prob = predict_probability(self.net, x, device=device)
-        img = sitk.GetImageFromArray(prob)
-        img.CopyInformation(canonical_grid(pre, self.spacing_mm))
-        return sitk.Clamp(resample_to(img, pre, sitk.sitkLinear), sitk.sitkFloat32, 0.0, 1.0)
+        x = breast_model_input(pre, self.spacing_mm)["pre_coarse"].astype(np.float32)[None]
+        return self.probability_on(x, canonical_grid(pre, self.spacing_mm), pre, device=device)
 
     def predict(self, pre: sitk.Image, device: str = "auto", threshold: float | None = None,
                 min_component_fraction: float = 0.05) -> sitk.Image:

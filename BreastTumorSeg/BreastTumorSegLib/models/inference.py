@@ -48,25 +48,36 @@ def _pad_to_multiple(x: torch.Tensor, divisor: int) -> tuple[torch.Tensor, tuple
     return x, tuple(shape)
 
 
-def _forward(net, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+def _forward(net, x: torch.Tensor, device: torch.device, net_kwargs: dict | None = None) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
+    kwargs = {k: v.to(device) for k, v in (net_kwargs or {}).items()}
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         with torch.autocast("cuda", dtype=dtype):
-            y = net(x)
+            y = net(x, **kwargs)
     else:
-        y = net(x)
+        y = net(x, **kwargs)
     return torch.sigmoid(y.float()).cpu()
+
+
+def phase_kwargs(times_min, phase_mask=None) -> dict[str, torch.Tensor]:
+    """Keyword arguments of a phase-aware network (the spatial-temporal transformer) for one exam:
+    post-contrast acquisition times in minutes and which phases are present (all by default)."""
+    t = np.asarray(times_min, np.float32)
+    mask = np.ones(len(t), bool) if phase_mask is None else np.asarray(phase_mask, bool)
+    return {"times": torch.from_numpy(t)[None], "phase_mask": torch.from_numpy(mask)[None]}
 
 
 @torch.inference_mode()
 def predict_probability(net: torch.nn.Module, inputs: np.ndarray, device: str | torch.device = "auto",
                         max_voxels: int | None = None, tile: int = 96, halo: int = 32,
-                        reporter: Reporter | None = None) -> np.ndarray:
-    """Tumor probability (z, y, x) float32 for inputs (C, z, y, x).
+                        reporter: Reporter | None = None, net_kwargs: dict | None = None) -> np.ndarray:
+    """Probability (z, y, x) float32 for inputs (C, z, y, x): the one whole-volume inference of
+    the package (segmenters, the whole-breast model and training validation all use it).
 
     ``max_voxels``: largest volume run in one pass (default: 12 M voxels on CPU — a few GB of
     activations for the demo U-Net — and 40 M on a GPU); larger volumes use overlap-tile.
+    ``net_kwargs``: extra tensors for every forward pass (see :func:`phase_kwargs`).
     """
     reporter = reporter or Reporter()
     dev = device if isinstance(device, torch.device) else select_device(device)
@@ -79,15 +90,15 @@ def predict_probability(net: torch.nn.Module, inputs: np.ndarray, device: str | 
     padded = x.shape[-3:]
     if int(np.prod(padded)) <= max_voxels:
         reporter.update(0.0, "network: whole volume")
-        out = _forward(net, x, dev)[0, 0]
+        out = _forward(net, x, dev, net_kwargs)[0, 0]
         reporter.update(1.0, "network done")
     else:
-        out = _tiled(net, x, dev, divisor, tile, halo, reporter)
+        out = _tiled(net, x, dev, divisor, tile, halo, reporter, net_kwargs)
     return out[: shape[0], : shape[1], : shape[2]].numpy().astype(np.float32, copy=False)
 
 
 def _tiled(net, x: torch.Tensor, dev: torch.device, divisor: int, tile: int, halo: int,
-           reporter: Reporter) -> torch.Tensor:
+           reporter: Reporter, net_kwargs: dict | None) -> torch.Tensor:
     tile = max(divisor, tile // divisor * divisor)
     halo = int(math.ceil(halo / divisor) * divisor)
     size = x.shape[-3:]
@@ -100,7 +111,7 @@ def _tiled(net, x: torch.Tensor, dev: torch.device, divisor: int, tile: int, hal
         win = [(max(0, a - halo), min(S, b + halo)) for (a, b), S in zip(core, size)]
         sub = x[..., win[0][0]:win[0][1], win[1][0]:win[1][1], win[2][0]:win[2][1]]
         sub, sub_shape = _pad_to_multiple(sub, divisor)
-        pred = _forward(net, sub, dev)[0, 0]
+        pred = _forward(net, sub, dev, net_kwargs)[0, 0]
         sl = tuple(slice(a - w0, b - w0) for (a, b), (w0, _) in zip(core, win))
         out[core[0][0]:core[0][1], core[1][0]:core[1][1], core[2][0]:core[2][1]] = pred[sl]
     reporter.update(1.0, "network done")

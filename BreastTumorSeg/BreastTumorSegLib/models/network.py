@@ -1,4 +1,4 @@
-"""Neural-network segmenters built from model cards (see :mod:`BreastTumorSegLib.models`)."""
+"""Neural-network segmenters built from model cards (see :mod:`.registry`): load, crop, predict, paste."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,15 +8,12 @@ import SimpleITK as sitk
 
 from ..core.errors import ModelError
 from ..core.exam import DCEExam
-from ..preprocess.harmonize import to_model_grid
+from ..preprocess.harmonize import breast_crop, to_model_grid
 from ..core.imageutil import resample_to
-from .inference import predict_probability
+from .inference import phase_kwargs, predict_probability
 from .registry import read_card
 from ..core.progress import Reporter
 from .weights import load_verified_state_dict
-
-CROP_MARGIN_MM = 16.0
-
 
 def load_network(card_path: str | Path) -> tuple[object, dict]:
     """The network a model card describes, with its weights (SHA-256 checked), and the card.
@@ -69,9 +66,36 @@ class CardNetwork:
     def spacing_mm(self) -> float:
         return float(self.card["inputs"]["spacing_mm"])
 
+    def probability_on(self, x: np.ndarray, grid: sitk.Image, reference: sitk.Image,
+                       crop: tuple[slice, ...] | None = None, device: str = "auto",
+                       reporter: Reporter | None = None, net_kwargs: dict | None = None) -> sitk.Image:
+        """Crop -> predict -> paste, the one path of every stored network.
+
+        *x* (C, z, y, x) is the input cut out of *grid* (the model grid) by *crop* (whole grid
+        when None). The probability is pasted into the full grid (zero outside the crop) and
+        resampled linearly onto *reference*, clamped to [0, 1]. With the card's
+        ``inference.flip_lr`` the network also sees the input mirrored left-right (last axis of
+        the LPS grid; the breasts are mirror images) and the two answers are averaged.
+        """
+        prob = predict_probability(self.net, x, device=device, reporter=reporter, net_kwargs=net_kwargs)
+        if self.card.get("inference", {}).get("flip_lr", False):
+            flipped = predict_probability(self.net, np.ascontiguousarray(x[..., ::-1]), device=device,
+                                          net_kwargs=net_kwargs)
+            prob = 0.5 * (prob + flipped[..., ::-1])
+        size = grid.GetSize()
+        full = np.zeros((size[2], size[1], size[0]), np.float32)
+        full[crop if crop is not None else ...] = prob
+        img = sitk.GetImageFromArray(full)
+        img.CopyInformation(grid)
+        return sitk.Clamp(resample_to(img, reference, sitk.sitkLinear), sitk.sitkFloat32, 0.0, 1.0)
+
 
 class NetworkSegmenter(CardNetwork):
-    """A tumor network plus the preprocessing its card prescribes."""
+    """A tumor network plus the preprocessing its card prescribes.
+
+    Phase-aware networks (card ``inputs.times``, the spatial-temporal transformer) also get the
+    exam's post-contrast acquisition times, so every caller (CLI, panel, batch) gives them.
+    """
 
     def model_inputs(self, exam: DCEExam, breast_mask: sitk.Image | None):
         """Harmonized inputs on the model grid, cropped to the breasts (plus margin)."""
@@ -83,29 +107,19 @@ class NetworkSegmenter(CardNetwork):
         crop = tuple(slice(0, s) for s in x.shape[1:])
         if breast_mask is not None:
             bm = sitk.GetArrayViewFromImage(resample_to(breast_mask, mg.grid, sitk.sitkNearestNeighbor)) > 0
-            if bm.any():
-                m = int(round(CROP_MARGIN_MM / self.spacing_mm))
-                idx = np.nonzero(bm)
-                crop = tuple(slice(max(0, int(i.min()) - m), min(s, int(i.max()) + m + 1))
-                             for i, s in zip(idx, bm.shape))
+            crop = breast_crop(bm, self.spacing_mm)
         return x[(slice(None),) + crop], mg, crop
+
+    def network_kwargs(self, exam: DCEExam) -> dict:
+        """Extra forward arguments: acquisition times for a phase-aware network, else none."""
+        if self.card["inputs"].get("times"):
+            return phase_kwargs(exam.effective_times()[1:])
+        return {}
 
     def predict(self, exam: DCEExam, breast_mask: sitk.Image | None, reporter: Reporter,
                 device: str = "auto", **options) -> sitk.Image:
         x, mg, crop = self.model_inputs(exam, breast_mask)
-        prob_crop = predict_probability(self.net, x, device=device, reporter=reporter)
-        if self.card.get("inference", {}).get("flip_lr", False):
-            # Test-time augmentation: the breasts are mirror images, so the network (trained
-            # with left-right flips) also sees the exam mirrored (last axis = L-R on the LPS
-            # grid) and the two answers are averaged.
-            flipped = predict_probability(self.net, np.ascontiguousarray(x[..., ::-1]), device=device)
-            prob_crop = 0.5 * (prob_crop + flipped[..., ::-1])
-        full = np.zeros(mg.inputs.shape[1:], np.float32)
-        full[crop] = prob_crop
-        prob = sitk.GetImageFromArray(full)
-        prob.CopyInformation(mg.grid)
-        out = resample_to(prob, exam.reference, sitk.sitkLinear)
-        return sitk.Clamp(out, sitk.sitkFloat32, 0.0, 1.0)
+        return self.probability_on(x, mg.grid, exam.reference, crop, device, reporter, self.network_kwargs(exam))
 
 
 class EnsembleSegmenter:

@@ -62,6 +62,36 @@ def canonical_grid(reference: sitk.Image, spacing_mm: float) -> sitk.Image:
     return isotropic_grid(lps, spacing_mm)
 
 
+# Context kept around the breasts when the network's input is cropped to them (inference and training).
+CROP_MARGIN_MM = 16.0
+
+
+def breast_crop(mask: np.ndarray, spacing_mm: float, margin_mm: float = CROP_MARGIN_MM) -> tuple[slice, ...]:
+    """Bounding box (z, y, x slices) of a boolean mask on the model grid, widened by *margin_mm*;
+    the whole grid when the mask is empty."""
+    if not mask.any():
+        return tuple(slice(0, s) for s in mask.shape)
+    margin = int(round(margin_mm / spacing_mm))
+    idx = np.nonzero(mask)
+    return tuple(slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + margin + 1))
+                 for i, s in zip(idx, mask.shape))
+
+
+def breast_model_input(pre: sitk.Image, spacing_mm: float, truth: sitk.Image | None = None) -> dict:
+    """Input of the whole-breast model: the pre-contrast image on an uncropped LPS grid of
+    *spacing_mm*, divided by the 95th percentile of its voxels above zero (``pre_coarse``,
+    float16); with *truth*, the true breast mask on the same grid (``breast_coarse``)."""
+    grid = canonical_grid(pre, spacing_mm)
+    arr = sitk.GetArrayFromImage(resample_to(sitk.Cast(pre, sitk.sitkFloat32), grid))
+    vals = arr[arr > 0]
+    p95 = float(np.percentile(vals, 95)) if vals.size else 1.0
+    out = {"pre_coarse": (arr / max(p95, 1e-6)).astype(np.float16)}
+    if truth is not None:
+        out["breast_coarse"] = (sitk.GetArrayFromImage(resample_to(truth, grid, sitk.sitkNearestNeighbor)) > 0
+                                ).astype(np.uint8)
+    return out
+
+
 def to_model_grid(exam: DCEExam, spacing_mm: float, body: sitk.Image | None = None,
                   kind: str = "hirsch") -> ModelGrid:
     """Harmonize *exam* (already motion-corrected) and build network inputs on the model grid.

@@ -46,7 +46,6 @@ from ..core.errors import InputError
 from ..core.exam import DCEExam
 
 PREPROCESS_VERSION = 1
-CROP_MARGIN_MM = 16.0
 _PHASE_RE = re.compile(r"^(?P<case>.+)_(?P<k>\d{4})\.nii(\.gz)?$")
 
 
@@ -208,25 +207,17 @@ def kfold_splits(case_ids: list[str], k: int = 5, seed: int = 0) -> list[tuple[l
 
 
 # ------------------------------------------------------------------------------ preprocessing
-def _crop_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    if not mask.any():
-        return tuple(slice(0, s) for s in mask.shape)
-    idx = np.nonzero(mask)
-    return tuple(slice(max(0, int(i.min()) - margin), min(s, int(i.max()) + margin + 1))
-                 for i, s in zip(idx, mask.shape))
-
-
 def prepare_exam(exam: DCEExam, tumor: sitk.Image | None, spacing_mm: float,
                  breast_truth: sitk.Image | None = None, coarse_spacing_mm: float = 3.0) -> dict:
     """Arrays for training from a motion-corrected exam (see the module docstring)."""
     from ..preprocess.breast_region import breast_mask
-    from ..preprocess.harmonize import to_model_grid
+    from ..preprocess.harmonize import breast_crop, breast_model_input, to_model_grid
     from ..core.imageutil import resample_to
 
     bmask = breast_mask(exam.pre)
     mg = to_model_grid(exam, spacing_mm, bmask, kind="phases")
     bm = sitk.GetArrayFromImage(resample_to(bmask, mg.grid, sitk.sitkNearestNeighbor)) > 0
-    crop = _crop_box(bm, int(round(CROP_MARGIN_MM / spacing_mm)))
+    crop = breast_crop(bm, spacing_mm)
     out = {"phases": mg.inputs[(slice(None),) + crop].astype(np.float16),
            "times": np.asarray(exam.effective_times(), np.float32),
            "breast": bm[crop].astype(np.uint8),
@@ -235,23 +226,7 @@ def prepare_exam(exam: DCEExam, tumor: sitk.Image | None, spacing_mm: float,
         out["label"] = (sitk.GetArrayFromImage(resample_to(tumor, mg.grid, sitk.sitkNearestNeighbor))[crop] > 0
                         ).astype(np.uint8)
     if breast_truth is not None:
-        out.update(prepare_breast_input(exam.pre, coarse_spacing_mm, breast_truth))
-    return out
-
-
-def prepare_breast_input(pre: sitk.Image, spacing_mm: float, truth: sitk.Image | None = None) -> dict:
-    """Pre-contrast scaled by its p95 on an uncropped LPS grid (input of the whole-breast model)."""
-    from ..preprocess.harmonize import canonical_grid
-    from ..core.imageutil import resample_to
-
-    grid = canonical_grid(pre, spacing_mm)
-    arr = sitk.GetArrayFromImage(resample_to(sitk.Cast(pre, sitk.sitkFloat32), grid))
-    vals = arr[arr > 0]
-    p95 = float(np.percentile(vals, 95)) if vals.size else 1.0
-    out = {"pre_coarse": (arr / max(p95, 1e-6)).astype(np.float16)}
-    if truth is not None:
-        out["breast_coarse"] = (sitk.GetArrayFromImage(resample_to(truth, grid, sitk.sitkNearestNeighbor)) > 0
-                                ).astype(np.uint8)
+        out.update(breast_model_input(exam.pre, coarse_spacing_mm, breast_truth))
     return out
 
 
