@@ -161,8 +161,7 @@ def test_segment_cli_every_shipped_model_and_an_ensemble(small_exam_dir, tmp_pat
 
     exam_dir, ph = small_exam_dir
     names = _tumor_cards()
-    if "st-demo" not in names or "unet-demo" not in names:
-        pytest.skip("shipped models not trained yet")
+    assert {"st-demo", "unet-demo"} <= set(names), names  # shipped with the package
     torch.set_num_threads(2)
     probs = {}
     for name in names + ["unet-demo+st-demo"]:
@@ -182,14 +181,10 @@ def test_segment_cli_every_shipped_model_and_an_ensemble(small_exam_dir, tmp_pat
 def test_shipped_breast_model_gates_the_pipeline(small_exam_dir):
     """The learned whole-breast mask matches the phantom truth; with --breast-model it gates the lesions."""
     from BreastTumorSegLib.models.breast_model import BreastMaskModel
-    from BreastTumorSegLib.core.errors import ModelError
     from BreastTumorSegLib.evaluation.metrics import dice
     from BreastTumorSegLib.engine.pipeline import segment_exam
 
-    try:
-        bm = BreastMaskModel.load("breastmask-demo")
-    except ModelError:
-        pytest.skip("breastmask-demo not trained yet")
+    bm = BreastMaskModel.load("breastmask-demo")  # shipped: a missing or tampered file is a failure
     ph = small_exam_dir[1]
     mask = bm.predict(ph.exam.pre, device="cpu")
     assert mask.GetSize() == ph.exam.pre.GetSize() and mask.GetPixelID() == sitk.sitkUInt8

@@ -42,6 +42,21 @@ def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5) -> np.ndarray
     return lab == int(np.argmax(sizes))
 
 
+def body_mask(img: sitk.Image, work_spacing_mm: float | None = None, otsu_fraction: float = 0.5) -> sitk.Image:
+    """Body foreground (uint8, 1 = body) on *img*'s grid, whatever its orientation.
+
+    The one body/foreground mask of the package (harmonization scale, registration metric
+    sampling, the breast region): :func:`body_mask_lps` on the image re-oriented to LPS, at
+    *work_spacing_mm* when given (faster; the mask is resampled back, nearest neighbour).
+    """
+    lps = sitk.DICOMOrient(sitk.Cast(img, sitk.sitkFloat32), "LPS")
+    if work_spacing_mm:
+        lps = resample_to_spacing(lps, work_spacing_mm)
+    out = sitk.GetImageFromArray(body_mask_lps(lps, otsu_fraction).astype(np.uint8))
+    out.CopyInformation(lps)
+    return resample_to(out, img, sitk.sitkNearestNeighbor)
+
+
 def breast_mask(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm: float = 12.0,
                 midline_band_mm: float = 15.0) -> sitk.Image:
     """Whole-breast mask (uint8) of a pre-contrast image, on the image's own grid."""

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .breast_region import body_mask_lps
 from ..core.exam import DCEExam
 from ..core.imageutil import isotropic_grid, resample_to
 
@@ -122,11 +121,3 @@ def to_model_grid(exam: DCEExam, spacing_mm: float, body: sitk.Image | None = No
         raise ValueError(f"unknown input kind {kind!r}")
     return ModelGrid(inputs, grid, scale, names)
 
-
-def body_mask(img: sitk.Image) -> sitk.Image:
-    """Body foreground (uint8) on *img*'s grid."""
-    lps = sitk.DICOMOrient(img, "LPS")
-    arr = body_mask_lps(sitk.Cast(lps, sitk.sitkFloat32)).astype(np.uint8)
-    out = sitk.GetImageFromArray(arr)
-    out.CopyInformation(lps)
-    return resample_to(out, img, sitk.sitkNearestNeighbor)

@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from ..core.exam import DCEExam
 from ..core.progress import Reporter
+from .breast_region import body_mask
 
 
 def _shrink_to(img: sitk.Image, spacing_mm: float) -> sitk.Image:
@@ -28,12 +29,6 @@ def _shrink_to(img: sitk.Image, spacing_mm: float) -> sitk.Image:
     if all(f == 1 for f in factors):
         return img
     return sitk.BinShrink(img, factors)
-
-
-def _foreground(img: sitk.Image) -> sitk.Image:
-    """Rough body mask for QA and metric sampling (Otsu on the smoothed image)."""
-    smooth = sitk.SmoothingRecursiveGaussian(img, 2.0)
-    return sitk.OtsuThreshold(smooth, 0, 1)
 
 
 def ncc(a: sitk.Image, b: sitk.Image, mask: sitk.Image | None = None) -> float:
@@ -122,7 +117,7 @@ def register_exam(exam: DCEExam, reference_index: int = 0, affine: bool = True,
     reporter = reporter or Reporter()
     ref_full = exam.phases[reference_index]
     ref = _shrink_to(ref_full, work_spacing_mm)
-    mask = _foreground(ref)
+    mask = body_mask(ref)  # metric sampling and QA inside the body
     out = list(exam.phases)
     qa = []
     others = [i for i in range(exam.n_phases) if i != reference_index]
