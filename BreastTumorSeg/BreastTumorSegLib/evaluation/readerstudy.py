@@ -115,8 +115,24 @@ def leave_one_out_references(readers: Mapping[str, sitk.Image], method: str = "i
 
 
 # ------------------------------------------------------------------------------------- cases
+class _CaseMembers:
+    """What a case offers whether its masks are loaded (StudyCase) or still files (CaseFiles)."""
+
+    @property
+    def reader_names(self) -> list[str]:
+        return list(self.readers)
+
+    @property
+    def has_prob(self) -> bool:
+        return self.model_prob is not None
+
+    @property
+    def has_model(self) -> bool:
+        return self.model_mask is not None or self.model_prob is not None
+
+
 @dataclass
-class StudyCase:
+class StudyCase(_CaseMembers):
     """One case of a reader study, in memory: reader masks, the model's mask and/or probability.
 
     All images must share one voxel grid. ``sources`` maps a name (reader, ``"model"``,
@@ -130,18 +146,6 @@ class StudyCase:
     roi: sitk.Image | None = None
     split: str = "test"
     sources: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def reader_names(self) -> list[str]:
-        return list(self.readers)
-
-    @property
-    def has_prob(self) -> bool:
-        return self.model_prob is not None
-
-    @property
-    def has_model(self) -> bool:
-        return self.model_mask is not None or self.model_prob is not None
 
     def load(self) -> "StudyCase":
         return self
@@ -164,7 +168,7 @@ class CaseLike(Protocol):
 
 
 @dataclass
-class CaseFiles:
+class CaseFiles(_CaseMembers):
     """One case of a study table: file paths, read only when :meth:`load` is called."""
 
     case_id: str
@@ -173,18 +177,6 @@ class CaseFiles:
     model_prob: Path | None = None
     roi: Path | None = None
     split: str = "test"
-
-    @property
-    def reader_names(self) -> list[str]:
-        return list(self.readers)
-
-    @property
-    def has_prob(self) -> bool:
-        return self.model_prob is not None
-
-    @property
-    def has_model(self) -> bool:
-        return self.model_mask is not None or self.model_prob is not None
 
     def load(self) -> StudyCase:
         readers = {name: _uint8(read_image(p, f"mask of reader {name}")) for name, p in self.readers.items()}
