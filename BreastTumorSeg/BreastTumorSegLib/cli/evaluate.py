@@ -1,7 +1,7 @@
 """``breasttumorseg evaluate``: score one predicted mask against one or more reference masks.
 
 Prints one row per reference (Dice, HD95 in mm, sensitivity, precision, volumes) and optionally
-writes every metric of :class:`BreastTumorSegLib.metrics.SegmentationMetrics` to a CSV file.
+writes every metric of :class:`BreastTumorSegLib.evaluation.metrics.SegmentationMetrics` to a CSV file.
 Masks must share one voxel grid; masks on different grids are refused with a message naming
 both files (resampling would change the boundaries being measured).
 """

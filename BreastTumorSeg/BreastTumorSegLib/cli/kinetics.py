@@ -8,7 +8,7 @@ Writes into the output folder (all or nothing; existing files only with ``--over
   2 plateau / 3 washout); 0 = not assessed;
 * ``<case>_ftv_mask.nii.gz`` (uint8 FTV voxels) -- or ``<case>_lesion_mask.nii.gz`` with a seed;
 * ``<case>_ser_bands.nii.gz`` (uint8 label map inside the mask) with ``ser_bands.ctbl`` and
-  ``ser_ramp.ctbl`` (Slicer colour tables; see :mod:`BreastTumorSegLib.kinetic_plots`);
+  ``ser_ramp.ctbl`` (Slicer colour tables; see :mod:`BreastTumorSegLib.kinetics.plots`);
 * ``<case>_curves.png`` (lesion vs background enhancement curves);
 * ``<case>_kinetics.json`` (FTV, SER band volumes, chosen phases, thresholds, per-lesion kinetics,
   notes).

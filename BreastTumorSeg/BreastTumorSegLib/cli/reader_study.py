@@ -2,7 +2,7 @@
 
 TABLE.csv lists one row per case and reader (``case,reader,mask``; the model's rows use reader
 name ``model`` and may add ``prob``; optional ``roi`` and ``split`` columns). Writes DIR/summary.json,
-summary.md, per_case.csv and the figures (see :mod:`BreastTumorSegLib.report`).
+summary.md, per_case.csv and the figures (see :mod:`BreastTumorSegLib.evaluation.report`).
 """
 from __future__ import annotations
 

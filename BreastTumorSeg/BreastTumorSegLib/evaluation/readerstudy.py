@@ -551,7 +551,7 @@ def run_reader_study(cases: Sequence[CaseLike], config: StudyConfig | None = Non
     """Run the whole analysis on in-memory :class:`StudyCase` objects or lazily loaded :class:`CaseFiles`.
 
     ``scores[rater][case]`` and ``malignant[case]`` (optional) add the Wu et al. hybrid analysis.
-    ``progress``/``cancel`` follow :class:`BreastTumorSegLib.progress.Reporter`.
+    ``progress``/``cancel`` follow :class:`BreastTumorSegLib.core.progress.Reporter`.
     """
     config = config or StudyConfig()
     config.check()

@@ -34,13 +34,13 @@ class FTVSegmenter:
     * without a seed: the FTV mask inside *roi* (a mask image or :class:`Box`), else inside the
       breast mask, else in the whole volume;
     * with ``seed_lps`` (x, y, z in LPS mm; a Slicer click is RAS: negate x and y): the lesion
-      grown from that point by :func:`BreastTumorSegLib.seeded.segment_from_seed`.
+      grown from that point by :func:`BreastTumorSegLib.kinetics.seeded.segment_from_seed`.
 
     The returned map follows :func:`soft_probability` with PE (FTV) or the seed-relative
     enhancement (seeded) as score, so the card's absolute threshold 0.5 gives the mask back.
     Keyword arguments of the constructor override :class:`FTVSettings`,
-    :class:`~BreastTumorSegLib.kinetics.KineticSettings` and
-    :class:`~BreastTumorSegLib.seeded.SeededSettings` fields by name.
+    :class:`~BreastTumorSegLib.kinetics.maps.KineticSettings` and
+    :class:`~BreastTumorSegLib.kinetics.seeded.SeededSettings` fields by name.
     """
 
     name = "ftv"

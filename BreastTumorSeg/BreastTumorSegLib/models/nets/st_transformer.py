@@ -24,7 +24,7 @@ This is a lean version of the same design (about 1-2 M parameters) that trains o
 * **Decoder**: trilinear up-sampling + residual block per level; one logit channel.
 
 Input convention: ``x`` has ``2 * T`` channels ``[P_1, P_1 - P_0, P_2, P_2 - P_0, ...]``
-(what :func:`BreastTumorSegLib.harmonize.to_model_grid` gives for ``kind="phases"``), T from 1
+(what :func:`BreastTumorSegLib.preprocess.harmonize.to_model_grid` gives for ``kind="phases"``), T from 1
 to ``max_phases``. The network divides the phase and the subtraction channels by two fixed
 scales kept as buffers (``input_scale``), so the weights file carries its own normalization.
 """

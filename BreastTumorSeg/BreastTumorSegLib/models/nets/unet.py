@@ -6,7 +6,7 @@ interpolation — the paper froze its transposed convolutions to bilinear weight
 Changed: "same" padding instead of valid convolutions, so one forward pass covers a whole
 volume and the output grid equals the input grid; pooling with kernel 2 (not 3) so that tiles
 whose offsets are multiples of 2**(levels-1) reproduce a whole-volume pass exactly
-(see :mod:`BreastTumorSegLib.inference`). Output: one logit channel (tumor).
+(see :mod:`BreastTumorSegLib.models.inference`). Output: one logit channel (tumor).
 """
 from __future__ import annotations
 
