@@ -11,9 +11,8 @@ import torch
 
 from BreastTumorSegLib.training import datasets
 from BreastTumorSegLib.core.errors import InputError
-from BreastTumorSegLib.training.trainer import (PatchSampler, TrainerConfig, load_config, task_cases, train,
-                                       input_scales)
-from BreastTumorSegLib.training.unet_script import loss_fn
+from BreastTumorSegLib.training.trainer import (PatchSampler, TrainerConfig, input_scales, load_config, loss_fn,
+                                                task_cases, train)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PHANTOM = dict(shape_mm=(220, 140, 90), spacing=3.0, n_phases=4, n_tumors=1, tumor_radius_mm=14,
@@ -142,14 +141,121 @@ def test_config_json_toml_and_overrides(tmp_path):
     assert load_config(ROOT / "configs" / "st-demo-finetune.json").augment["enhancement_gain"] == 0.3
 
 
-def test_unet_script_refuses_an_enhancement_gain_of_one_or_more(tmp_path, capsys):
-    from BreastTumorSegLib.training.unet_script import main
+def test_an_enhancement_gain_of_one_or_more_is_refused_with_one_message(tmp_path, capsys):
+    """k = 1 +/- g must stay positive: the trainer and ``breasttumorseg train`` refuse g outside [0, 1)
+    with one message and exit code 2, before anything is written."""
+    from BreastTumorSegLib.cli import main as cli_main
+    from BreastTumorSegLib.training.trainer import main
 
+    argv = ["--config", str(ROOT / "configs" / "unet-demo.json"), "--set", "augment.enhancement_gain=1.5"]
     with pytest.raises(SystemExit) as exc:
-        main(["--output", str(tmp_path / "run"), "--enhancement-gain", "1.5"])
+        main(argv + ["--output", str(tmp_path / "run")])
     assert exc.value.code == 2
-    assert "--enhancement-gain must be in [0, 1)" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
+    err = capsys.readouterr().err
+    assert err.count("enhancement_gain must be in [0, 1)") == 1 and "0.7-1.3" in err
+    assert cli_main(["train"] + argv + ["--output", str(tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "enhancement_gain must be in [0, 1)" in err[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()
+
+
+def test_per_patch_dice_weighs_a_small_tumor_as_much_as_a_large_one():
+    target = torch.zeros(2, 1, 8, 8, 8)
+    target[0, :, :6, :6, :6] = 1  # a large tumor, found
+    target[1, :, 0, 0, 0] = 1  # a one-voxel tumor, missed
+    logits = torch.where(target > 0, 10.0, -10.0)
+    logits[1, :, 0, 0, 0] = -10.0
+    batch, per_patch = loss_fn(logits, target).item(), loss_fn(logits, target, per_patch_dice=True).item()
+    # per patch, the missed tumor's soft Dice loss is 1/2 (smoothing 1), half of which enters the mean;
+    # over the batch it is one voxel of 217
+    assert batch < 0.05 and per_patch > 0.24
+
+
+def test_onecycle_schedule_is_torch_onecycle():
+    from BreastTumorSegLib.training.trainer import lr_factor
+
+    cfg = TrainerConfig(epochs=4, steps_per_epoch=50, warmup_steps=10, schedule="onecycle", lr=2e-3)
+    opt = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=cfg.lr)
+    ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=200, pct_start=0.05)
+    for step in range(200):
+        assert opt.param_groups[0]["lr"] == pytest.approx(cfg.lr * lr_factor(cfg, step), rel=1e-9, abs=1e-15)
+        opt.step()
+        if step < 199:
+            ref.step()
+    with pytest.raises(InputError, match="schedule"):
+        TrainerConfig.from_dict({"schedule": "linear"})
+
+
+def test_unet_demo_configs_are_the_recipe_of_the_shipped_card():
+    """configs/unet-demo.json, -finetune.json and -finetune-2.json: the three runs that made the shipped
+    unet-demo; the last is the one its card records."""
+    from BreastTumorSegLib.training.datasets import parse_seeds
+
+    shipped = json.loads((ROOT / "BreastTumorSeg" / "BreastTumorSegLib" / "models" / "shipped" / "unet-demo.json"
+                          ).read_text())
+    runs = [load_config(ROOT / "configs" / f) for f in
+            ("unet-demo.json", "unet-demo-finetune.json", "unet-demo-finetune-2.json")]
+    assert [r.epochs * r.steps_per_epoch for r in runs] == [1600, 5000, 2500]
+    assert [len(parse_seeds(r.data["train_seeds"])) for r in runs] == [160, 200, 200]
+    assert runs[0].init_from == "" and runs[1].augment["enhancement_gain"] == 0.3
+    assert runs[1].init_from.startswith("runs/unet-demo/") and runs[2].init_from.startswith("runs/unet-demo-finetune/")
+    rec, last = shipped["training"]["config"], runs[2]
+    assert parse_seeds(last.data["train_seeds"]) == rec["train_seeds"]
+    assert parse_seeds(last.data["val_seeds"]) == rec["val_seeds"]
+    assert last.data["size"] == rec["phantom_size"] and last.steps_per_epoch == rec["val_every"]
+    assert last.epochs * last.steps_per_epoch == rec["steps"]
+    for key in ("spacing_mm", "patch", "batch", "lr", "weight_decay", "tumor_fraction", "per_patch_dice", "seed"):
+        assert getattr(last, key) == rec[key], key
+    assert last.augment["enhancement_gain"] == rec["enhancement_gain"]
+    assert last.warmup_steps == 0.05 * rec["steps"] and last.schedule == "onecycle"  # OneCycleLR, pct_start 0.05
+    assert last.architecture == shipped["architecture"] and last.input_kind == "hirsch"
+    assert all(r.threshold_candidates == [0.3, 0.4, 0.5, 0.6, 0.7] for r in runs)
+
+
+def test_unet_demo_config_smoke_run_and_continuation(phantom_root, tmp_path, capsys):
+    """configs/unet-demo.json made tiny with --set: a card + weights the registry loads, the threshold tuned
+    on validation; the next run of the recipe continues from that card (SHA-256 checked)."""
+    from BreastTumorSegLib.core.errors import BreastTumorSegError
+    from BreastTumorSegLib.models.registry import get_segmenter
+    from BreastTumorSegLib.models.weights import load_verified_state_dict
+    from BreastTumorSegLib.training.trainer import main
+
+    tiny = ["name=tiny-unet", "spacing_mm=3.0", "patch=16", "batch=2", "epochs=2", "steps_per_epoch=3",
+            "warmup_steps=2", "threads=1", f"cache_dir={json.dumps(str(tmp_path / 'cache'))}",
+            'architecture={"type": "unet3d", "in_channels": 3, "out_channels": 1, "base": 4, "levels": 2}',
+            "data=" + json.dumps({"source": "folder", "root": str(phantom_root), "val_cases": ["phantom_1002"],
+                                  "register": False})]
+    sets = [a for kv in tiny for a in ("--set", kv)]
+    assert main(["--config", str(ROOT / "configs" / "unet-demo.json"), "--output", str(tmp_path / "r1")] + sets) == 0
+    card_path = tmp_path / "r1" / "tiny-unet.json"
+    card = json.loads(card_path.read_text())
+    assert card["inputs"]["kind"] == "hirsch" and card["architecture"]["base"] == 4
+    tuning = card["validation"]["threshold_tuning"]
+    assert set(tuning["median_dice_by_threshold"]) == {"0.3", "0.4", "0.5", "0.6", "0.7"}
+    assert card["postprocess"]["threshold"] == tuning["chosen"]
+    assert card["training"]["config"]["schedule"] == "onecycle" and card["training"]["steps"] == 6
+    seg = get_segmenter("tiny-unet", extra_dirs=[tmp_path / "r1"])
+    start = load_verified_state_dict(tmp_path / "r1" / card["weights"], card["sha256"])
+    for k, v in seg.net.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    # run 2 of the recipe from run 1's card, lr 0: the learned weights are exactly the starting ones
+    ft = ["--config", str(ROOT / "configs" / "unet-demo-finetune.json"),
+          "--set", f"init_from={json.dumps(str(card_path))}",
+          "--set", "lr=0.0", "--set", "epochs=1", "--set", "threshold_candidates=[]"]
+    assert main(ft + ["--output", str(tmp_path / "r2")] + sets) == 0
+    tuned = load_verified_state_dict(tmp_path / "r2" / "tiny-unet.safetensors",
+                                     json.loads((tmp_path / "r2" / "tiny-unet.json").read_text())["sha256"])
+    learned = [k for k in start if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert len(learned) > 10 and all(torch.equal(start[k], tuned[k]) for k in learned)
+    # weights that are not the ones the card names are refused
+    w = tmp_path / "r1" / card["weights"]
+    w.write_bytes(w.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(BreastTumorSegError, match="(?i)sha-?256"):
+        main(ft + ["--output", str(tmp_path / "r3")] + sets)
+    # --retune re-chooses the threshold of a card the trainer wrote
+    r2_card = tmp_path / "r2" / "tiny-unet.json"
+    assert main(["--retune", str(r2_card)]) == 0
+    assert "threshold_tuning" in json.loads(r2_card.read_text())["validation"]
 
 
 def test_sampler_ratio_and_phase_dropout(tiny_cases):

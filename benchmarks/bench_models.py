@@ -150,25 +150,27 @@ def bench_phases(models: dict, seeds: list[int], keep: list[int], results: dict)
 
 def bench_training_speed(results: dict, steps: int) -> None:
     from BreastTumorSegLib.training.datasets import prepare_phantom
-    from BreastTumorSegLib.training.trainer import (PatchSampler, TrainerConfig, _forward, build_model, input_scales,
-                                           load_config, task_cases)
-    from BreastTumorSegLib.training.unet_script import loss_fn
+    from BreastTumorSegLib.training.trainer import (PatchSampler, _forward, build_model, input_scales, load_config,
+                                                    loss_fn, task_cases)
 
     case = prepare_phantom(1000, 1.5)
-    configs = {"st-demo": load_config(ROOT / "configs" / "st-demo.json"),
-               "unet-demo": TrainerConfig(name="unet-demo", architecture={"type": "unet3d", "base": 8, "levels": 4},
-                                          patch=64, batch=4),
-               "breastmask-demo": load_config(ROOT / "configs" / "breastmask-demo.json")}
+    configs = {name: load_config(ROOT / "configs" / f"{name}.json")
+               for name in ("st-demo", "unet-demo", "breastmask-demo")}
     rows = []
     for name, cfg in configs.items():
         tc = task_cases([case], cfg.input_kind)
         scales = input_scales(tc, cfg.input_kind)
         net = build_model(cfg, scales).train()
+        channels_last = cfg.architecture["type"] == "unet3d"  # as the trainer does on a CPU
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last_3d)
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
         sampler = PatchSampler(tc, cfg, scales, np.random.default_rng(0))
         t_total = 0.0
         for i in range(steps + 1):
             b = sampler.sample(cfg.batch)
+            if channels_last:
+                b["x"] = b["x"].contiguous(memory_format=torch.channels_last_3d)
             t0 = time.perf_counter()
             loss = loss_fn(_forward(net, b, torch.device("cpu")), b["y"])
             opt.zero_grad()

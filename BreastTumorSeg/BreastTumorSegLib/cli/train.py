@@ -1,4 +1,5 @@
-"""``breasttumorseg train``: train or fine-tune a model from a config file (see :mod:`..trainer`)."""
+"""``breasttumorseg train``: train or fine-tune any model from a config file with the package's one trainer
+(:mod:`..training.trainer`; e.g. ``configs/unet-demo.json``, ``configs/st-demo.json``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,7 @@ def register(sub) -> None:
         description="Train a model described by a JSON/TOML config (task, network, data, schedule) and "
                     "write <name>.safetensors + <name>.json into the output folder, with checkpoint.pt, "
                     "log.jsonl and log.csv. Several GPUs or nodes: launch "
-                    "`torchrun --nproc_per_node=N -m BreastTumorSegLib.trainer` with the same arguments.")
+                    "`torchrun --nproc_per_node=N -m BreastTumorSegLib.training.trainer` with the same arguments.")
     p.add_argument("--config", required=True, type=Path, help="JSON or TOML training config (see configs/)")
     p.add_argument("--output", "-o", required=True, type=Path, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint.pt")

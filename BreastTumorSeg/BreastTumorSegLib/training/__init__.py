@@ -1,6 +1,7 @@
 """training: making models — one trainer for every network, datasets and synthetic phantoms.
 
-:mod:`.trainer` (one config, one entry point), :mod:`.datasets` (folders, folds, cache) and
-:mod:`.phantom` (synthetic DCE exams with exact ground truth). Uses models and preprocess; nothing
-outside the command line imports it.
+:mod:`.trainer` (one config, one entry point, one patch sampler, one validation; the demo U-Net
+recipe is ``configs/unet-demo.json``), :mod:`.datasets` (folders, folds, the one cache) and
+:mod:`.phantom` (synthetic DCE exams with exact ground truth). Uses core, io, preprocess, models
+and evaluation; nothing outside the command line imports it.
 """

@@ -1,8 +1,12 @@
-"""General training pipeline: one entry point, one config file, one GPU or many.
+"""The one trainer of the package: every network and task, one config file, one GPU or many.
 
-    python -m BreastTumorSegLib.trainer --config configs/st-demo.json --output runs/st-demo
-    torchrun --nproc_per_node=4 -m BreastTumorSegLib.trainer --config my.toml --output runs/x
-    torchrun --nnodes=2 --node_rank=0 --master_addr=HOST --nproc_per_node=8 -m BreastTumorSegLib.trainer ...
+    python -m BreastTumorSegLib.training.trainer --config configs/unet-demo.json --output runs/unet-demo
+    python -m BreastTumorSegLib.training.trainer --config configs/st-demo.json --output runs/st-demo --set epochs=3
+    python -m BreastTumorSegLib.training.trainer --retune runs/unet-demo/unet-demo.json
+    torchrun --nproc_per_node=4 -m BreastTumorSegLib.training.trainer --config my.toml --output runs/x
+    torchrun --nnodes=2 --node_rank=0 --master_addr=HOST --nproc_per_node=8 -m BreastTumorSegLib.training.trainer ...
+
+(``breasttumorseg train`` is the same with the package's command line.)
 
 The config (JSON or TOML; keys of :class:`TrainerConfig`) names the task, the network, the
 data (synthetic phantoms or a MAMA-MIA / nnU-Net folder with a case-level k-fold split, see
@@ -12,13 +16,19 @@ data (synthetic phantoms or a MAMA-MIA / nnU-Net folder with a case-level k-fold
 * ``tumor`` with an ``st_transformer`` network: every post-contrast phase and its subtraction,
   with *phase dropout* (random subsets of the phases, absent ones masked) so the model keeps
   working when phases are missing;
-* ``breast``: the whole-breast U-Net on the pre-contrast image (:mod:`.breastmask_model`).
+* ``breast``: the whole-breast U-Net on the pre-contrast image (``models.breastmask``).
+
+Synthetic phantoms are motion corrected with their known transforms (an ideal registration),
+folder data with the registration stage; both are cached once (:mod:`.datasets`).
 
 Training: patches centred on tumor with probability ``tumor_fraction`` (0.2 = 1:4 as Hirsch
 et al.), the rest on background, ``hot_fraction`` of which on the most enhancing non-tumor
-voxels; flips, rotations about the cranio-caudal axis, intensity gain; BCE + soft Dice;
-Adam/AdamW with warm-up + cosine decay (or step decay); mixed precision on CUDA. After every
-epoch: validation Dice on whole cases, a checkpoint (``checkpoint.pt``, resumable with
+voxels; flips, rotations about the cranio-caudal axis, intensity gain, enhancement gain
+(``augment.enhancement_gain``); BCE + soft Dice (per batch, or per patch with
+``per_patch_dice``); Adam/AdamW with warm-up + cosine decay, step decay or a one-cycle
+schedule; mixed precision on CUDA; channels-last U-Nets on CPU. After every
+epoch: validation Dice on whole cases (:func:`..models.inference.predict_probability`, the
+package's one whole-volume inference), a checkpoint (``checkpoint.pt``, resumable with
 ``--resume``), one line in ``log.jsonl`` and ``log.csv`` (plot with
 ``scripts/plot_training_log.py``); early stopping after ``patience`` epochs without
 improvement. Everything random is seeded from ``seed``, the rank and the epoch, so a resumed
@@ -26,8 +36,13 @@ run continues exactly as an uninterrupted one. With several processes (``torchru
 model is wrapped in DistributedDataParallel (NCCL on GPUs, gloo on CPUs); every rank draws its
 own patches, rank 0 validates, logs and writes.
 
+``init_from`` starts from a trained model card (weights SHA-256 checked, its input scales kept):
+fine-tuning, or continuing a recipe in several runs (``configs/unet-demo*.json``).
+
 The best epoch's weights are written as ``<name>.safetensors`` with a model card ``<name>.json``
-that :mod:`.models` loads.
+that ``models`` loads. With ``threshold_candidates`` the probability threshold of the card is
+the candidate with the best median validation Dice of those weights (``--retune CARD`` does
+only that, for a card this trainer wrote).
 """
 from __future__ import annotations
 
@@ -48,9 +63,9 @@ import torch.nn.functional as F
 from ..core.errors import InputError
 from ..preprocess.harmonize import post_contrast_slope
 from ..evaluation.metrics import dice
-from .unet_script import loss_fn, scale_hirsch_enhancement
 
 TASKS = ("tumor", "breast")
+SCHEDULES = ("cosine", "step", "constant", "onecycle")
 
 
 # ------------------------------------------------------------------------------ config
@@ -70,7 +85,8 @@ class TrainerConfig:
     optimizer: str = "adamw"  # or "adam"
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    schedule: str = "cosine"  # "cosine" (after warm-up), "step" (halve every step_epochs), "constant"
+    schedule: str = "cosine"  # "cosine" (after warm-up), "step" (halve every step_epochs), "constant",
+    # or "onecycle": cosine from lr/25 up to lr over warmup_steps, then cosine down to lr/25e4
     warmup_steps: int = 20
     step_epochs: int = 10
     tumor_fraction: float = 0.2
@@ -84,6 +100,7 @@ class TrainerConfig:
     amp: bool = True  # CUDA only
     patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
     threshold: float = 0.5
+    threshold_candidates: list = field(default_factory=list)  # e.g. [0.3, 0.5, 0.7]: tune on validation
     val_max_cases: int = 0  # 0 = all
     log_every: int = 10
     seed: int = 0
@@ -92,6 +109,7 @@ class TrainerConfig:
     cache_dir: str = ".cache/datasets"
     init_from: str = ""  # model card (.json) whose weights start the training: fine-tuning
     description: str = ""
+    version: str = "1"  # the card's version
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainerConfig":
@@ -117,6 +135,10 @@ class TrainerConfig:
         if not 0 <= self.augment.get("enhancement_gain", 0.0) < 1:
             raise InputError("augment.enhancement_gain must be in [0, 1)", "training config",
                              "e.g. 0.3 scales the contrast uptake by 0.7-1.3")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"schedule {self.schedule!r}", "training config", f"use one of {SCHEDULES}")
+        if not all(0 < t < 1 for t in self.threshold_candidates):
+            raise InputError("threshold_candidates must lie in (0, 1)", "training config")
         if self.patch < 8 or self.batch < 1 or self.epochs < 1 or self.steps_per_epoch < 1:
             raise InputError("patch >= 8, batch, epochs and steps_per_epoch >= 1 are required", "training config")
 
@@ -252,6 +274,23 @@ def input_scales(cases: list[TaskCase], kind: str, max_voxels_per_case: int = 20
 
 
 # ------------------------------------------------------------------------------ sampling
+def scale_hirsch_enhancement(x: np.ndarray, k: np.float32, scales: np.ndarray) -> np.ndarray:
+    """Hirsch inputs (T1c, DCE-in, DCE-out, each divided by its scale) with the enhancement times k:
+    DCE-in and DCE-out scale by k, T1c = pre + DCE-in keeps its pre-contrast part."""
+    return np.stack([x[0] + (k - 1) * x[1] * (scales[1] / scales[0]), k * x[1], k * x[2]])
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, per_patch_dice: bool = False) -> torch.Tensor:
+    """BCE + soft Dice. The Dice is over the whole batch, or (``per_patch_dice``) the mean of
+    each patch's own, which weighs a small tumor as much as a large one."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    dims = tuple(range(1, p.ndim)) if per_patch_dice else tuple(range(p.ndim))
+    inter = (p * target).sum(dims)
+    soft_dice = 1 - (2 * inter + 1) / (p.sum(dims) + target.sum(dims) + 1)
+    return bce + soft_dice.mean()
+
+
 class PatchSampler:
     """Random training patches with the tumor : background ratio and augmentation of the config."""
 
@@ -413,46 +452,43 @@ def _forward(net, batch: dict, device: torch.device) -> torch.Tensor:
     return net(x)
 
 
-@torch.inference_mode()
-def predict_volume(net, x: np.ndarray, device: torch.device | str = "cpu", times: np.ndarray | None = None,
-                   phase_mask: np.ndarray | None = None) -> np.ndarray:
-    """Whole-volume probability (z, y, x) for inputs (C, z, y, x); pads to the net's divisor."""
-    dev = torch.device(device) if isinstance(device, str) else device
-    net = net.to(dev).eval()
-    div = int(getattr(net, "divisor", 1))
-    shape = x.shape[1:]
-    pad = [(-s) % div for s in shape]
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
-    xt = F.pad(xt, (0, pad[2], 0, pad[1], 0, pad[0])).to(dev)
-    kwargs = {}
-    if times is not None:
-        t = len(times)
-        kwargs["times"] = torch.as_tensor(np.asarray(times, np.float32))[None].to(dev)
-        kwargs["phase_mask"] = torch.as_tensor(np.ones(t, bool) if phase_mask is None else phase_mask)[None].to(dev)
-    if dev.type == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16):
-            logits = net(xt, **kwargs)
-    else:
-        logits = net(xt, **kwargs)
-    prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
-    return prob[: shape[0], : shape[1], : shape[2]]
+def _probabilities(net, cases: list[TaskCase], cfg: TrainerConfig, scales: np.ndarray, device):
+    """(case, whole-volume probability) of every case, by the package's one whole-volume inference."""
+    from ..models.inference import phase_kwargs, predict_probability
 
-
-def validate(net, cases: list[TaskCase], cfg: TrainerConfig, scales: np.ndarray, device) -> list[float]:
-    """Dice of every validation case (whole volume, gated by its breast mask when it has one)."""
-    was_training = net.training
-    out = []
     for c in cases:
         x = c.x.astype(np.float32)
         if cfg.input_kind == "hirsch":
             x = x / scales[:, None, None, None]
-        prob = predict_volume(net, x, device, c.times if cfg.input_kind == "phases" else None)
-        pred = prob >= cfg.threshold
-        if c.gate is not None:
-            pred &= c.gate > 0
-        out.append(dice(pred, c.y > 0))
+        kwargs = phase_kwargs(c.times) if cfg.input_kind == "phases" else None
+        yield c, predict_probability(net, x, device=device, net_kwargs=kwargs)
+
+
+def validate(net, cases: list[TaskCase], cfg: TrainerConfig, scales: np.ndarray, device,
+             thresholds: tuple[float, ...] | None = None) -> list[float] | dict[float, list[float]]:
+    """Dice of every validation case (whole volume, gated by its breast mask when it has one) at
+    ``cfg.threshold``; with *thresholds*: {threshold: Dice of every case}, one inference per case."""
+    was_training = net.training
+    ts = (cfg.threshold,) if thresholds is None else tuple(thresholds)
+    out = {t: [] for t in ts}
+    for c, prob in _probabilities(net, cases, cfg, scales, device):
+        for t in ts:
+            pred = prob >= t
+            if c.gate is not None:
+                pred &= c.gate > 0
+            out[t].append(dice(pred, c.y > 0))
     net.train(was_training)
-    return out
+    return out[cfg.threshold] if thresholds is None else out
+
+
+def tune_threshold(net, cases: list[TaskCase], cfg: TrainerConfig, scales: np.ndarray, device,
+                   candidates=None) -> tuple[float, dict[str, float]]:
+    """The candidate threshold with the best median validation Dice, and every candidate's median."""
+    ts = tuple(candidates or cfg.threshold_candidates)
+    by_t = validate(net, cases, cfg, scales, device, thresholds=ts)
+    medians = {f"{t:g}": float(np.median(by_t[t])) for t in ts}
+    best = max(ts, key=lambda t: medians[f"{t:g}"])
+    return best, medians
 
 
 # ------------------------------------------------------------------------------ optimisation
@@ -467,7 +503,7 @@ def make_optimizer(cfg: TrainerConfig, params) -> torch.optim.Optimizer:
 def lr_factor(cfg: TrainerConfig, step: int) -> float:
     """Learning-rate multiplier at optimizer step *step* (0-based)."""
     total = cfg.epochs * cfg.steps_per_epoch
-    if step < cfg.warmup_steps:
+    if step < cfg.warmup_steps and cfg.schedule != "onecycle":
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "cosine":
         prog = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
@@ -476,7 +512,15 @@ def lr_factor(cfg: TrainerConfig, step: int) -> float:
         return 0.5 ** (step // (cfg.step_epochs * cfg.steps_per_epoch))
     if cfg.schedule == "constant":
         return 1.0
-    raise InputError(f"schedule {cfg.schedule!r}", "training config", "use 'cosine', 'step' or 'constant'")
+    if cfg.schedule == "onecycle":  # as torch.optim.lr_scheduler.OneCycleLR (div 25, final div 1e4)
+        lo, hi, end = 1 / 25, 1.0, 1 / 25e4
+        up = cfg.warmup_steps - 1
+        if step <= up:
+            a, b, prog = lo, hi, step / max(1, up)
+        else:
+            a, b, prog = hi, end, (step - up) / max(1, total - 1 - up)
+        return b + (a - b) / 2 * (math.cos(math.pi * min(prog, 1.0)) + 1)
+    raise InputError(f"schedule {cfg.schedule!r}", "training config", f"use one of {SCHEDULES}")
 
 
 # ------------------------------------------------------------------------------ logs
@@ -556,6 +600,11 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
         scales = input_scales(train_cases, kind)
         net = build_model(cfg, scales)
     net = net.to(device)
+    # channels-last 3D lets oneDNN use its fast convolution kernels for the U-Net's small channel
+    # counts (about twice as fast per step on a 2-core CPU)
+    channels_last = device.type == "cpu" and cfg.architecture["type"] == "unet3d"
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
     n_params = count_parameters(net)
     say(f"{cfg.name}: {cfg.architecture['type']} ({n_params:,} parameters), task {cfg.task}, "
         f"{len(train_cases)} training / {len(val_cases)} validation cases, {ddp.world} process(es) on {device}")
@@ -597,6 +646,8 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
         t_epoch, losses = time.perf_counter(), []
         for _ in range(cfg.steps_per_epoch):
             batch = sampler.sample(cfg.batch)
+            if channels_last:
+                batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last_3d)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = _forward(model, batch, device)
             loss = loss_fn(logits.float(), batch["y"].to(device), cfg.per_patch_dice)
@@ -644,11 +695,18 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
             max_epochs_this_run is not None and epoch - first_epoch >= max_epochs_this_run)
 
     card = None
+    final = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     if ddp.main:
-        card = write_model(cfg, out_dir, best_state, n_params, scales, state, time.perf_counter() - t_start)
+        threshold = cfg.threshold
+        if cfg.threshold_candidates and val_cases:
+            net.load_state_dict(best_state)
+            threshold, medians = tune_threshold(net, val_cases, cfg, scales, device)
+            state["best"]["threshold_tuning"] = {"median_dice_by_threshold": medians, "chosen": threshold}
+            say(f"threshold {threshold} (median validation Dice by threshold: {medians})")
+        card = write_model(cfg, out_dir, best_state, n_params, scales, state, time.perf_counter() - t_start,
+                           threshold)
         say(f"saved {out_dir / card['weights']} (best validation Dice {state['best']['dice_median']:.3f} "
             f"at epoch {state['best']['epoch']})")
-    final = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     ddp.barrier()
     return TrainOutcome(card, final, state["history"])
 
@@ -676,7 +734,7 @@ def _save_checkpoint(path: Path, net, opt, sched, scaler, best_state, state) -> 
 
 
 def write_model(cfg: TrainerConfig, out_dir: Path, weights: dict, n_params: int, scales: np.ndarray,
-                state: dict, seconds: float) -> dict:
+                state: dict, seconds: float, threshold: float | None = None) -> dict:
     """``<name>.safetensors`` + the model card ``<name>.json`` (the format :mod:`.models` reads)."""
     from ..models.weights import save_state_dict
 
@@ -687,11 +745,12 @@ def write_model(cfg: TrainerConfig, out_dir: Path, weights: dict, n_params: int,
         arch.setdefault("in_channels", {"pre": 1, "hirsch": 3}[cfg.input_kind])
     data = cfg.data
     if data.get("source") == "phantom":
-        trained_on = (f"synthetic DCE phantoms only (BreastTumorSegLib.phantom, seeds {data['train_seeds']}, "
-                      f"size '{data.get('size', 'small')}'); validation seeds {data['val_seeds']}")
+        trained_on = (f"synthetic DCE phantoms only (BreastTumorSegLib.training.phantom, seeds "
+                      f"{data['train_seeds']}, size '{data.get('size', 'small')}'); "
+                      f"validation seeds {data['val_seeds']}")
     else:
         trained_on = f"dataset folder {data.get('root')} (fold {data.get('fold', 0)} of {data.get('folds', 5)})"
-    card = {"name": cfg.name, "version": "1", "task": "tumor" if cfg.task == "tumor" else "breast_mask",
+    card = {"name": cfg.name, "version": cfg.version, "task": "tumor" if cfg.task == "tumor" else "breast_mask",
             "description": cfg.description or f"{arch['type']} trained on {trained_on}",
             "architecture": arch, "parameters": n_params, "weights": weights_name, "sha256": digest}
     if cfg.input_kind == "phases":
@@ -704,17 +763,21 @@ def write_model(cfg: TrainerConfig, out_dir: Path, weights: dict, n_params: int,
                                            "divided by input_scale[0] and the subtractions by input_scale[1]",
                                  "input_scale": [round(float(s), 6) for s in scales]}
     elif cfg.input_kind == "hirsch":
-        card["inputs"] = {"kind": "hirsch", "names": ["t1c", "dce_in", "dce_out"], "spacing_mm": cfg.spacing_mm}
-        card["normalization"] = {"method": "pre-contrast p95 inside the breast mask, then channel_scale",
+        card["inputs"] = {"kind": "hirsch", "names": ["t1c", "dce_in", "dce_out"], "spacing_mm": cfg.spacing_mm,
+                          "orientation": "LPS (axes permuted/flipped from the acquisition, no rotation)",
+                          "registration": "rigid then affine to the pre-contrast phase"}
+        card["normalization"] = {"method": "divide every phase by the 95th percentile of the pre-contrast image "
+                                           "inside the breast mask, then each channel by channel_scale",
                                  "channel_scale": [round(float(s), 6) for s in scales]}
     else:
         card["inputs"] = {"kind": "pre", "names": ["pre"], "spacing_mm": cfg.breast_spacing_mm,
                           "orientation": "LPS (axes permuted/flipped from the acquisition, no rotation)"}
         card["normalization"] = {"method": "pre-contrast divided by the 95th percentile of its voxels > 0"}
-    card["postprocess"] = {"threshold": cfg.threshold, "mode": "absolute", "min_lesion_ml": 0.05}
+    card["postprocess"] = {"threshold": cfg.threshold if threshold is None else threshold, "mode": "absolute",
+                           "min_lesion_ml": 0.05}
     card["training"] = {"data": trained_on, "config": asdict(cfg), "epochs_run": state["epoch"],
                         "steps": state["step"], "seconds": round(seconds, 1), "torch": torch.__version__,
-                        "script": "python -m BreastTumorSegLib.trainer --config <config>"}
+                        "script": "python -m BreastTumorSegLib.training.trainer --config <config>"}
     card["validation"] = dict(state["best"])
     card["intended_use"] = "demonstration, tests and tutorials of the BreastTumorSeg extension"
     if data.get("source") == "phantom":
@@ -724,16 +787,56 @@ def write_model(cfg: TrainerConfig, out_dir: Path, weights: dict, n_params: int,
     return card
 
 
+THRESHOLD_CANDIDATES = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def retune_card(card_path: str | os.PathLike, log=print) -> dict:
+    """Re-tune the probability threshold of a card this trainer wrote, on its validation data."""
+    from .datasets import load_split
+
+    card_path = Path(card_path)
+    card = json.loads(card_path.read_text())
+    try:
+        cfg = TrainerConfig.from_dict(dict(card["training"]["config"]))
+    except (KeyError, TypeError, InputError):
+        raise InputError("the card holds no config of this trainer", card_path,
+                         "retrain the model with --config, then retune its card") from None
+    cfg.init_from = str(card_path)  # the card's own verified weights and input scales
+    net, scales = load_initial_model(cfg)
+    device = _pick_device(cfg.device, 0)
+    keys = {"pre_coarse", "breast_coarse"} if cfg.task == "breast" else {"phases", "times", "label", "breast"}
+    _, val = load_split(cfg.data, cfg.spacing_mm, cfg.cache_dir, log, cfg.breast_spacing_mm, keys)
+    best, medians = tune_threshold(net, task_cases(val, cfg.input_kind), cfg, scales, device,
+                                   cfg.threshold_candidates or THRESHOLD_CANDIDATES)
+    card["postprocess"]["threshold"] = best
+    card["validation"]["threshold_tuning"] = {"median_dice_by_threshold": medians, "chosen": best}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    log(f"threshold {best} (median validation Dice by threshold: {medians})")
+    return card
+
+
 # ------------------------------------------------------------------------------ command line
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m BreastTumorSegLib.trainer", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, type=Path, help="JSON or TOML file (keys of TrainerConfig)")
-    p.add_argument("--output", required=True, type=Path, help="run folder: checkpoint, logs, weights, card")
+    p = argparse.ArgumentParser(prog="python -m BreastTumorSegLib.training.trainer",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, help="JSON or TOML file (keys of TrainerConfig), e.g. "
+                   "configs/unet-demo.json")
+    p.add_argument("--output", type=Path, help="run folder: checkpoint, logs, weights, card")
     p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint.pt")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry, e.g. --set epochs=5 --set data.fold=2")
+    p.add_argument("--retune", type=Path, default=None, metavar="CARD",
+                   help="only re-tune the threshold of a model this trainer wrote, on its validation data")
     a = p.parse_args(argv)
-    cfg = load_config(a.config, a.set)
+    try:
+        if a.retune:
+            retune_card(a.retune)
+            return 0
+        if a.config is None or a.output is None:
+            p.error("--config and --output are required for training")
+        cfg = load_config(a.config, a.set)
+    except InputError as exc:  # a bad config or card: one message, exit code 2, nothing written
+        p.error(str(exc))
     if (a.output / "checkpoint.pt").exists() and not a.resume:
         p.error(f"{a.output} holds a training run already; add --resume to continue it, or choose another --output")
     try:
