@@ -19,7 +19,7 @@ import SimpleITK as sitk
 import dicom_fixtures as fx
 from BreastTumorSegLib import __version__
 from BreastTumorSegLib.io.dicom import reader as dicom
-from BreastTumorSegLib.io.dicom.seg import write_dicom_seg
+from BreastTumorSegLib.io.dicom.seg import TYPE2_COPIED, DicomSourceWarning, write_dicom_seg
 from BreastTumorSegLib.core.errors import InputError, OutputExistsError
 
 LAYOUTS = {
@@ -173,3 +173,39 @@ def test_source_files_gone(tmp_path):
     with pytest.raises(InputError, match="source DICOM file"):
         write_dicom_seg(truth.tumor_mask, exam, tmp_path / "seg.dcm", model_id="m")
     assert not (tmp_path / "seg.dcm").exists()
+
+
+# ------------------------------------------------------------------ de-identified sources
+@pytest.fixture(scope="module")
+def plain_source(tmp_path_factory):
+    truth = fx.make_fixture_exam(seed=3, n_phases=2, size_xyz=(32, 28, 10), orientation="axial")
+    folder = tmp_path_factory.mktemp("plain") / "exam"
+    fx.write_siemens_per_phase(truth, folder)
+    return truth, folder
+
+
+def _without(folder, dest, keywords):
+    shutil.copytree(folder, dest)
+    for f in dest.rglob("*"):
+        if f.is_file():
+            ds = pydicom.dcmread(f)
+            for kw in keywords:
+                if kw in ds:
+                    delattr(ds, kw)
+            ds.save_as(f)
+    return dest
+
+
+@pytest.mark.parametrize("keywords", [[kw] for kw in TYPE2_COPIED] + [list(TYPE2_COPIED)],
+                         ids=[kw for kw in TYPE2_COPIED] + ["all"])
+def test_source_without_type2_attributes_still_gives_a_seg(plain_source, tmp_path, keywords):
+    """De-identification tools delete type-2 attributes; the SEG is written with them empty and a warning."""
+    truth, folder = plain_source
+    exam = dicom.load_dicom_exam(_without(folder, tmp_path / "exam", keywords))
+    with pytest.warns(DicomSourceWarning, match=keywords[0]):
+        path = write_dicom_seg(truth.tumor_mask, exam, tmp_path / "seg.dcm", model_id="m")
+    ds = pydicom.dcmread(path)
+    for kw in keywords:
+        assert kw in ds and str(ds.data_element(kw).value or "") == "", kw
+    got = _mask_on_grid_from_volume(hd.seg.segread(path).get_volume(), exam.reference)
+    np.testing.assert_array_equal(got > 0, sitk.GetArrayFromImage(truth.tumor_mask) > 0)

@@ -15,6 +15,7 @@ Profile) so that the SEG still points at its source.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,33 @@ IDENTIFYING = {
 # equipment of the SEG): acquisition dates and the scanner's serial number.
 SOURCE_ONLY = ("AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime", "SeriesDate", "SeriesTime",
                "ContentDate", "ContentTime", "DeviceSerialNumber")
+
+
+# Type-2 attributes of the Patient and General Study modules that a SEG copies from its source.
+# De-identification tools often delete them although the standard wants them present (empty when
+# unknown); highdicom then cannot build the SEG. They are added back empty, with a warning.
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+class DicomSourceWarning(UserWarning):
+    """The source series lacked attributes the SEG needs; they were written empty."""
+
+
+def complete_type2(datasets: list, where: str = "source series") -> list[str]:
+    """Add the missing :data:`TYPE2_COPIED` attributes to *datasets* as empty values, in place.
+
+    Returns the keywords that were missing (and warns once, naming them and *where*)."""
+    missing = sorted({kw for ds in datasets for kw in TYPE2_COPIED if kw not in ds},
+                     key=TYPE2_COPIED.index)
+    for ds in datasets:
+        for kw in missing:
+            if kw not in ds:
+                setattr(ds, kw, "")
+    if missing:
+        warnings.warn(f"{where}: type-2 attribute(s) {', '.join(missing)} missing (removed by de-identification?); "
+                      "written empty in the DICOM SEG, as the standard allows", DicomSourceWarning, stacklevel=3)
+    return missing
 
 
 def _source_datasets(exam: DCEExam) -> list:
@@ -168,6 +196,7 @@ def write_dicom_seg(label: sitk.Image, exam: DCEExam, path: str | os.PathLike, m
                          f"({describe_grid(exam.reference)})", exam.case_id,
                          "write the label the engine returned for this exam, without resampling it")
     datasets = _source_datasets(exam)
+    complete_type2(datasets, f"{exam.case_id}: pre-contrast series")
     if deidentify:
         datasets = _deidentify(datasets, exam.case_id)
     source = exam.metadata["dicom_source"]
