@@ -30,8 +30,7 @@ import SimpleITK as sitk
 
 from . import mrml_bridge as bridge
 from ..core.errors import InputError
-from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES
-from ..core.imageutil import resample_to, same_grid
+from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES, assemble_exam
 from .process import EngineProcess
 
 # Node attribute a script or loader may set to give a phase's acquisition time explicitly.
@@ -63,25 +62,17 @@ _INDEX_RE = re.compile(r"_(\d{4})$")
 _PRE_RE = re.compile(r"(^|[^a-z])(pre|precontrast|pre-contrast|native|t0)([^a-z]|$)", re.IGNORECASE)
 
 
-def parse_dicom_time(text: str) -> float | None:
-    """Seconds after midnight of a DICOM TM value (``HHMMSS.FFFFFF``, ``HH:MM:SS`` also accepted)."""
-    text = (text or "").strip().replace(":", "")
-    m = re.fullmatch(r"(\d{2})(\d{2})?(\d{2})?(\.\d+)?", text)
-    if not m:
-        return None
-    h, mi, s, frac = m.groups()
-    return int(h) * 3600 + int(mi or 0) * 60 + int(s or 0) + float(frac or 0)
-
-
 def _dicom_seconds(node, dicom_value: DicomValue | None) -> tuple[float | None, str]:
     if dicom_value is None:
         return None, ""
+    from ..io.dicom.headers import parse_tm  # pydicom only when DICOM times are looked up
+
     uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
     if not uids:
         return None, ""
     for tag, tag_name in DICOM_TIME_TAGS:
         # The earliest time over the series' instances is the phase's start.
-        secs = [parse_dicom_time(dicom_value(uid, tag)) for uid in uids[:: max(1, len(uids) // 16)]]
+        secs = [parse_tm(dicom_value(uid, tag)) for uid in uids[:: max(1, len(uids) // 16)]]
         secs = [s for s in secs if s is not None]
         if secs:
             return min(secs), f"DICOM {tag_name}"
@@ -108,10 +99,10 @@ def guess_phases(nodes: Sequence, dicom_value: DicomValue | None = None) -> list
         return _ordered(nodes, times, "attribute")
     found = [_dicom_seconds(n, dicom_value) for n in nodes]
     if all(s is not None for s, _ in found):
-        secs = [s for s, _ in found]
+        from ..io.dicom.headers import unwrap_midnight
+
         # A series acquired across midnight: times after the wrap are on the next day.
-        if max(secs) - min(secs) > 12 * 3600:
-            secs = [s + 86400 if s < 12 * 3600 else s for s in secs]
+        secs = unwrap_midnight([s for s, _ in found])
         return _ordered(nodes, [s / 60.0 for s in secs], found[0][1])
     indices = [_INDEX_RE.search(n.GetName()) for n in nodes]
     if all(indices):
@@ -125,9 +116,10 @@ def guess_phases(nodes: Sequence, dicom_value: DicomValue | None = None) -> list
 
 
 def _ordered(nodes, times: list[float], source: str) -> list[Phase]:
-    order = sorted(range(len(nodes)), key=lambda i: times[i])
-    t0 = times[order[0]]
-    return [Phase(nodes[i], round(times[i] - t0, 4), source) for i in order]
+    from ..io.dicom.headers import order_by_time
+
+    order, relative = order_by_time(times)
+    return [Phase(nodes[i], round(t, 4), source) for i, t in zip(order, relative)]
 
 
 def _minutes_per_unit(unit: str) -> float | None:
@@ -165,25 +157,17 @@ def exam_from_phases(phases: Sequence[Phase], case_id: str = "case",
     """A :class:`DCEExam` from phases (pre-contrast first), in world coordinates.
 
     *times_min* (e.g. edited in the panel's table) overrides the phases' own times; when any
-    time is unknown the engine assumes its default spacing. Phases on another grid than the
-    pre-contrast one are resampled onto it (linear), as the file loaders do.
+    time is unknown the engine assumes its default spacing. Built by :func:`assemble_exam`, as
+    the file and DICOM loaders build theirs (float32, other grids resampled onto the pre-contrast one).
     """
     if not MIN_PHASES <= len(phases) <= MAX_PHASES:
         raise InputError(f"a DCE exam needs {MIN_PHASES} to {MAX_PHASES} phases (pre-contrast first), "
                          f"{len(phases)} selected", case_id,
                          "select the pre-contrast volume and the post-contrast volumes")
-    images, sources, resampled = [], [], []
-    for i, ph in enumerate(phases):
-        img = sitk.Cast(bridge.volume_node_to_image(ph.node), sitk.sitkFloat32)
-        if i and not same_grid(img, images[0]):
-            img = resample_to(img, images[0])
-            resampled.append(i)
-        images.append(img)
-        sources.append(ph.name)
     times = list(times_min) if times_min is not None else [ph.time_min for ph in phases]
     known = None if any(t is None for t in times) else [float(t) for t in times]
-    return DCEExam(images, known, case_id, sources,
-                   {"resampled_phases": resampled, "times_assumed": known is None})
+    return assemble_exam([bridge.volume_node_to_image(ph.node) for ph in phases], known, case_id,
+                         [ph.name for ph in phases])
 
 
 def safe_case_id(name: str) -> str:
