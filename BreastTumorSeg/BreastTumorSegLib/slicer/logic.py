@@ -433,50 +433,16 @@ class SegmentationLogic:
 
 
 # ----------------------------------------------------------------------------------- models for the panel
-def model_choices(extra_dirs=None) -> list[tuple[str, str]]:
-    """(name, one-line description) of every installed model, networks first, as the panel lists them."""
-    from ..models.registry import available_models
-
-    entries = available_models(extra_dirs)
-    return sorted(((n, e.description) for n, e in entries.items()),
-                  key=lambda item: (entries[item[0]].card_path is None, item[0]))
-
-
-def model_needs_torch(name: str, extra_dirs=None) -> bool:
-    """Whether the named model is a network (needs PyTorch); ensembles need it if any member does."""
-    from ..models.registry import available_models
-
-    entries = available_models(extra_dirs)
-    return any(entries[n].card_path is not None for n in name.split("+") if n in entries)
-
-
-def model_card(name: str, extra_dirs=None) -> dict:
-    """The model's card: the JSON card of a network, or the code method's own card."""
-    from ..models.registry import available_models, read_card
-
-    entry = available_models(extra_dirs).get(name)
-    if entry is None:
-        raise InputError(f"model '{name}' is not installed", None, "pick one of the models in the list")
-    if entry.card_path is not None:
-        return read_card(entry.card_path)
-    card = {"name": name, "description": entry.description}
-    try:
-        card.update(getattr(entry.factory(), "card", {}) or {})
-    except Exception:  # a method that cannot be built here still gets its one-line description
-        pass
-    return card
-
-
 def model_card_html(card: dict) -> str:
     """What the panel shows about a model: what it does, what it was trained on, its limits."""
     from html import escape
 
+    from ..models.cards import default_threshold, trained_on
+
     parts = [f"<b>{escape(str(card.get('name', '')))}</b>: {escape(str(card.get('description', '')))}"]
-    training = card.get("training")
-    if isinstance(training, dict) and training.get("data"):
-        parts.append(f"<i>Trained on:</i> {escape(str(training['data']))}")
-    elif card.get("weights") is None and card.get("method"):
-        parts.append("<i>Trained on:</i> nothing (rule-based method, no learned weights)")
+    data = trained_on(card)
+    if data is not None:
+        parts.append(f"<i>Trained on:</i> {escape(data)}")
     validation = card.get("validation")
     if isinstance(validation, dict) and "dice_median" in validation:
         parts.append(f"<i>Validation:</i> median Dice {float(validation['dice_median']):.2f} "
@@ -484,11 +450,7 @@ def model_card_html(card: dict) -> str:
     for key, title in (("intended_use", "Intended use"), ("limitations", "Limits"), ("limits", "Limits")):
         if card.get(key):
             parts.append(f"<i>{title}:</i> {escape(str(card[key]))}")
-    threshold = (card.get("postprocess") or {}).get("threshold")
+    threshold = default_threshold(card)
     if threshold is not None:
-        parts.append(f"<i>Default threshold:</i> {float(threshold):.2f}")
+        parts.append(f"<i>Default threshold:</i> {threshold:.2f}")
     return "<br>".join(parts)
-
-
-def model_default_threshold(card: dict, fallback: float = 0.5) -> float:
-    return float((card.get("postprocess") or {}).get("threshold", fallback))
