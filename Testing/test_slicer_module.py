@@ -435,7 +435,7 @@ def test_background_engine_run_matches_the_cli_output_exactly(mrml, phantom_exam
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(back) > 0, cli)
     np.testing.assert_allclose(back.GetDirection(), ph.exam.pre.GetDirection(), atol=1e-6)
     np.testing.assert_allclose(back.GetOrigin(), cli_label.GetOrigin(), atol=1e-4)
-    # The CLI's .seg.nrrd (written through the bridge) holds the same voxels.
+    # The CLI's .seg.nrrd (written without Slicer, read by Slicer's reader) holds the same voxels.
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(cli_seg_nrrd) > 0, cli)
     from BreastTumorSegLib.evaluation.metrics import dice
     assert dice(cli_label, ph.tumor_mask) > 0.5

@@ -19,7 +19,8 @@ import SimpleITK as sitk
 from .. import __version__
 from ..preprocess.breast_region import breast_mask as compute_breast_mask
 from ..core.exam import DCEExam
-from ..io.files import StagedOutputs, write_image_atomic, write_json_atomic
+from ..io.files import StagedOutputs, check_no_overwrite, write_image_atomic, write_json_atomic
+from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from .postprocess import PostprocessSettings, postprocess
 from ..core.progress import Reporter
@@ -126,15 +127,12 @@ def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: boo
     Existing outputs are not replaced unless ``overwrite``; on any error nothing is left behind.
     ``dicom_seg`` needs the source *exam* loaded from DICOM.
     """
-    from ..slicer.mrml_bridge import write_seg_nrrd
-
     names = output_names(result.case_id, dicom_seg)
     with StagedOutputs(out_dir, overwrite=overwrite) as staged:
-        from ..io.files import check_no_overwrite
         check_no_overwrite([staged.out_dir / n for n in names.values()], overwrite)
         write_image_atomic(result.label, staged.path(names["label"]))
         write_image_atomic(result.probability, staged.path(names["probability"]))
-        write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name="Tumor")
+        write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name=TUMOR_SEGMENT_NAME)
         if dicom_seg:
             from ..io.dicom.seg import write_dicom_seg
             write_dicom_seg(result.label, exam, staged.path(names["dicom_seg"]), model_id=result.model_id,
