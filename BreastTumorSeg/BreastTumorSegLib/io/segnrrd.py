@@ -77,7 +77,7 @@ def write_seg_nrrd(label: sitk.Image, path: str | os.PathLike, segment_name: str
     written to a temporary file in the destination folder and renamed into place, so a reader
     never sees a partial file.
     """
-    import slicerio  # reads and writes .seg.nrrd with pynrrd
+    from slicerio import write_segmentation  # the .seg.nrrd format, written with pynrrd
 
     path = Path(path)
     if not path.name.lower().endswith(".seg.nrrd"):
@@ -107,5 +107,5 @@ def write_seg_nrrd(label: sitk.Image, path: str | os.PathLike, segment_name: str
         }],
     }
     with atomic_target(path, suffix=".seg.nrrd") as tmp:
-        slicerio.write_segmentation(str(tmp), segmentation, compression_level=6)
+        write_segmentation(str(tmp), segmentation, compression_level=6)
     return path
