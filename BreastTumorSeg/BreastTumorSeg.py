@@ -3,9 +3,9 @@
 This file stays thin: the module description, and the Widget / Logic / Test classes Slicer
 expects, each delegating to ``BreastTumorSegLib`` (the engine and its Slicer bridge):
 
-* ``slicer_widget.PanelController`` wires the panel to the parameter node and the logic;
-* ``slicer_logic.SegmentationLogic`` does everything that must also work in batch mode;
-* ``mrml_bridge`` converts between engine images (SimpleITK, LPS) and MRML nodes (RAS).
+* ``slicer.gui.widget.PanelController`` wires the panel to the parameter node and the logic;
+* ``slicer.logic.SegmentationLogic`` does everything that must also work in batch mode;
+* ``slicer.mrml_bridge`` converts between engine images (SimpleITK, LPS) and MRML nodes (RAS).
 """
 from __future__ import annotations
 

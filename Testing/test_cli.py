@@ -58,6 +58,8 @@ def test_segment_writes_every_output(tmp_path, capsys, exam_dir, tiny_model):
     summary = json.loads((out / f"{case}.json").read_text())
     assert summary["model_id"].startswith("tiny@")
     assert set(summary["timings_s"]) >= {"load", "register", "breast_mask", "predict", "postprocess", "write"}
+    assert list(summary["timings_s"])[0] == "load" and list(summary["timings_s"])[-1] == "write"
+    assert summary["outputs"]["segmentation"] == f"{case}.seg.nrrd"
     assert summary["settings"]["postprocess"]["threshold"] == 0.3
     assert "%" in err  # progress went to stderr
     assert f"case {case}" in stdout

@@ -30,10 +30,11 @@ slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed")
 from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
 from BreastTumorSegLib.slicer import process as sp  # noqa: E402
 from BreastTumorSegLib.core.errors import InputError  # noqa: E402
+from BreastTumorSegLib.io.dicom.headers import parse_tm  # noqa: E402
 from BreastTumorSegLib.io.files import read_image  # noqa: E402
 from BreastTumorSegLib.slicer.logic import (SegmentationLogic, engine_command,  # noqa: E402
                                             exam_from_phases, guess_phases, lesion_rows, model_card_html,
-                                            parse_dicom_time, phases_from_sequence, safe_case_id)
+                                            phases_from_sequence, safe_case_id)
 
 
 @pytest.fixture
@@ -118,11 +119,23 @@ def test_phase_guess_by_attribute_name_index_and_pre_keyword(mrml):
     assert [p.name for p in got] == ["T1 pre", "dyn 1", "dyn 2"] and all(p.time_min is None for p in got)
 
 
-def test_parse_dicom_time():
-    assert parse_dicom_time("101530.25") == pytest.approx(10 * 3600 + 15 * 60 + 30.25)
-    assert parse_dicom_time("10:15:30") == 10 * 3600 + 15 * 60 + 30
-    assert parse_dicom_time("1015") == 10 * 3600 + 15 * 60
-    assert parse_dicom_time("garbage") is None and parse_dicom_time("") is None
+def test_dicom_times_across_midnight_keep_acquisition_order(mrml):
+    img = sitk.Image((4, 4, 4), sitk.sitkFloat32)
+    nodes = add_phase_nodes(mrml, [img] * 3, ["a", "b", "c"])
+    uid_time = {"u1": "000030", "u2": "235900", "u3": "000130"}
+    for node, uid in zip(nodes, ["u1", "u2", "u3"]):
+        node.SetAttribute("DICOM.instanceUIDs", uid)
+    phases = guess_phases(nodes, lambda uid, tag: uid_time[uid] if tag == "0008,0032" else "")
+    assert [p.name for p in phases] == ["b", "a", "c"]
+    assert [p.time_min for p in phases] == pytest.approx([0.0, 1.5, 2.5])
+
+
+def test_dicom_tm_values_the_logic_reads():
+    # The logic reads DICOM times with the DICOM reader's own TM parser.
+    assert parse_tm("101530.25") == pytest.approx(10 * 3600 + 15 * 60 + 30.25)
+    assert parse_tm("10:15:30") == 10 * 3600 + 15 * 60 + 30
+    assert parse_tm("1015") == 10 * 3600 + 15 * 60
+    assert parse_tm("garbage") is None and parse_tm("") is None
 
 
 def test_sequence_node_gives_phases_and_times(mrml):
@@ -422,7 +435,7 @@ def test_background_engine_run_matches_the_cli_output_exactly(mrml, phantom_exam
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(back) > 0, cli)
     np.testing.assert_allclose(back.GetDirection(), ph.exam.pre.GetDirection(), atol=1e-6)
     np.testing.assert_allclose(back.GetOrigin(), cli_label.GetOrigin(), atol=1e-4)
-    # The CLI's .seg.nrrd (written through the bridge) holds the same voxels.
+    # The CLI's .seg.nrrd (written without Slicer, read by Slicer's reader) holds the same voxels.
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(cli_seg_nrrd) > 0, cli)
     from BreastTumorSegLib.evaluation.metrics import dice
     assert dice(cli_label, ph.tumor_mask) > 0.5

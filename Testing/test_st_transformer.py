@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from BreastTumorSegLib.models.registry import BUNDLED_MODELS_DIR
+from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR
 from BreastTumorSegLib.models.nets import build_network
 from BreastTumorSegLib.models.nets.st_transformer import SpatialTemporalNet, count_parameters
 

@@ -1,12 +1,12 @@
 """Weights load only from safetensors whose SHA-256 matches the model card."""
 import json
-import shutil
 
 import pytest
 import torch
 
 from BreastTumorSegLib.core.errors import ModelError
-from BreastTumorSegLib.models.registry import BUNDLED_MODELS_DIR, available_models, get_segmenter, sha256_file
+from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR, sha256_file
+from BreastTumorSegLib.models.registry import available_models, get_segmenter
 from BreastTumorSegLib.models.nets.unet import UNet3D
 from BreastTumorSegLib.models.weights import load_verified_state_dict, save_state_dict
 
@@ -77,3 +77,19 @@ def test_bundled_cards_match_their_weights():
         card = json.loads(c.read_text())
         assert sha256_file(c.parent / card["weights"]) == card["sha256"], c.name
         assert "synthetic" in card["description"].lower()
+
+
+def test_model_summaries_shared_by_cli_and_panel():
+    from BreastTumorSegLib.models.cards import NOT_TRAINED
+    from BreastTumorSegLib.models.registry import model_card, model_summaries, needs_torch
+
+    summaries = model_summaries()
+    by_name = {s.name: s for s in summaries}
+    names = [s.name for s in summaries]
+    assert names.index("unet-demo") < names.index("ftv")  # networks first, as the panel lists them
+    assert by_name["unet-demo"].needs_torch and not by_name["ftv"].needs_torch
+    assert by_name["ftv"].trained_on == NOT_TRAINED and "phantom" in by_name["unet-demo"].trained_on
+    assert by_name["unet-demo"].default_threshold == model_card("unet-demo")["postprocess"]["threshold"]
+    assert needs_torch("ftv+unet-demo") and not needs_torch("ftv")
+    with pytest.raises(ModelError, match="unknown model"):
+        model_card("no-such-model")

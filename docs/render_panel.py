@@ -70,10 +70,9 @@ def example_run(seed: int = 7) -> dict:
     """
     sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
     from BreastTumorSegLib.slicer import mrml_bridge
-    from BreastTumorSegLib.models.registry import DEFAULT_MODEL
+    from BreastTumorSegLib.models.registry import DEFAULT_MODEL, model_card, model_summaries
     from BreastTumorSegLib.training.phantom import make_phantom
-    from BreastTumorSegLib.slicer.logic import (SegmentationLogic, TIME_ATTRIBUTE, model_card, model_card_html,
-                                                model_choices)
+    from BreastTumorSegLib.slicer.logic import SegmentationLogic, TIME_ATTRIBUTE, model_card_html
 
     ph = make_phantom(seed)
     ctx = mrml_bridge.MRMLContext.headless()
@@ -84,7 +83,7 @@ def example_run(seed: int = 7) -> dict:
         nodes.append(node)
     logic = SegmentationLogic(ctx)
     phases = logic.phases(volume_nodes=list(reversed(nodes)))  # the logic restores the order
-    models = [name for name, _ in model_choices()]
+    models = [summary.name for summary in model_summaries()]
     model = DEFAULT_MODEL if DEFAULT_MODEL in models else models[0]  # what the panel starts with
     t0 = time.perf_counter()
     outputs, result = logic.segment(phases, model=model, device="cpu")

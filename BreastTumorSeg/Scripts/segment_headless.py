@@ -4,9 +4,10 @@
         --input EXAM_FOLDER_OR_PHASE_FILES... --output OUT_DIR [--scene OUT_DIR/case.mrb] [CLI options]
 
 Every option of ``breasttumorseg segment`` (``--model``, ``--device``, ``--threshold``, ``--times``,
-``--overwrite``, ...) is accepted and handled by that command's own code, so the files written
-(``<case>_seg.nii.gz``, ``<case>_prob.nii.gz``, ``<case>.seg.nrrd``, ``<case>.json``) are exactly the
-CLI's. ``--scene`` adds a Slicer scene bundle (``.mrb``) holding the exam phases, the subtraction
+``--overwrite``, ...) is accepted, parsed by that command's parser and run by its own code
+(``cli.segment.segment_and_write``), so the files written (``<case>_seg.nii.gz``,
+``<case>_prob.nii.gz``, ``<case>.seg.nrrd``, ``<case>.json``) are exactly the CLI's. ``--scene`` adds
+a Slicer scene bundle (``.mrb``) holding the exam phases (the exam that run loaded), the subtraction
 image, the segmentation, the probability map and the lesion table, built by the module's logic.
 
 The script also runs in plain Python (``python segment_headless.py ...``); ``--scene`` then needs
@@ -54,19 +55,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str], argparse
     return args, cli_argv, cli_parser().parse_args(cli_argv)
 
 
-def save_scene(cli_args: argparse.Namespace, mrb_path: Path) -> Path:
-    """Build a scene with the exam and the CLI's results, and save it as a .mrb bundle."""
+def save_scene(exam, out_dir: Path, mrb_path: Path) -> Path:
+    """Build a scene with *exam* and the results written into *out_dir*, and save it as a .mrb bundle."""
     import slicer
 
     from BreastTumorSegLib.slicer import mrml_bridge
-    from BreastTumorSegLib.io.files import load_exam
     from BreastTumorSegLib.slicer.logic import SegmentationLogic
 
     in_app = hasattr(slicer, "app") and hasattr(slicer, "mrmlScene")
     ctx = mrml_bridge.MRMLContext.from_slicer() if in_app else mrml_bridge.MRMLContext.headless()
-    # Loaded exactly as the CLI loaded it, so the case id (output names) and grid are the same.
-    exam = load_exam(cli_args.inputs, times_min=cli_args.times, case_id=cli_args.case_id)
-    case_id, out_dir = exam.case_id, cli_args.output
+    case_id = exam.case_id
     nodes = [mrml_bridge.image_to_volume_node(ctx, img, f"{case_id}_{i:04d}") for i, img in enumerate(exam.phases)]
     logic = SegmentationLogic(ctx)
     outputs = logic.import_result_folder(out_dir, case_id, nodes[0], exam=exam)
@@ -89,15 +87,19 @@ def save_scene(cli_args: argparse.Namespace, mrb_path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, cli_argv, cli_args = parse_args(sys.argv[1:] if argv is None else argv)
-    from BreastTumorSegLib.cli import main as cli_main
-    from BreastTumorSegLib.core.errors import BreastTumorSegError
+    args, _, cli_args = parse_args(sys.argv[1:] if argv is None else argv)
+    from BreastTumorSegLib.cli.segment import print_result, segment_and_write
+    from BreastTumorSegLib.core.errors import BreastTumorSegError, Cancelled
 
-    code = cli_main(cli_argv)
-    if code != 0 or args.scene is None:
-        return code
+    # Exit codes and messages as the CLI's (BreastTumorSegLib.cli.main).
     try:
-        print(f"  scene        {save_scene(cli_args, args.scene)}")
+        exam, result, written = segment_and_write(cli_args)
+        print_result(result, written)
+        if args.scene is not None:
+            print(f"  scene        {save_scene(exam, cli_args.output, args.scene)}")
+    except (Cancelled, KeyboardInterrupt) as exc:  # Ctrl-C carries no message
+        print(f"breasttumorseg: {exc or 'interrupted; no output was written'}", file=sys.stderr)
+        return 130
     except (BreastTumorSegError, OSError) as exc:
         print(f"breasttumorseg: error: {exc}", file=sys.stderr)
         return 2

@@ -12,16 +12,21 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..models.registry import available_models, read_card
+    from ..models.registry import model_card, model_summaries
 
-    entries = available_models([args.models_dir] if args.models_dir else None)
+    extra = [args.models_dir] if args.models_dir else None
+    summaries = sorted(model_summaries(extra), key=lambda s: s.name)
     if args.json:
-        out = {n: (read_card(e.card_path) if e.card_path else {"name": n, "description": e.description})
-               for n, e in sorted(entries.items())}
-        print(json.dumps(out, indent=2))
+        print(json.dumps({s.name: model_card(s.name, extra) for s in summaries}, indent=2))
         return 0
-    width = max(len(n) for n in entries)
-    for name, e in sorted(entries.items()):
-        where = f" [{e.card_path.parent}]" if e.card_path else " [built in]"
-        print(f"{name:<{width}}  {e.description}{where}")
+    width = max(len(s.name) for s in summaries)
+    for s in summaries:
+        where = f" [{s.card_path.parent}]" if s.card_path else " [built in]"
+        print(f"{s.name:<{width}}  {s.description}{where}")
+        facts = [f"trained on: {s.trained_on or 'not stated on its card'}"]
+        if s.default_threshold is not None:
+            facts.append(f"default threshold {s.default_threshold:.2f}")
+        if s.needs_torch:
+            facts.append("needs PyTorch")
+        print(f"{'':<{width}}  " + "; ".join(facts))
     return 0

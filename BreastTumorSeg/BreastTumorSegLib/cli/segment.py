@@ -96,7 +96,9 @@ def print_result(result, written: dict, stream=None) -> None:
         print(f"  {key:<12} {path}", file=stream)
 
 
-def run(args) -> int:
+def segment_and_write(args):
+    """What ``breasttumorseg segment`` does before printing: load the exam, segment it, write the
+    outputs (the summary once, with the load and write times). Returns (exam, result, written)."""
     from ..io.files import check_no_overwrite, load_exam
     from ..engine.pipeline import output_names, segment_exam, write_result
 
@@ -111,17 +113,14 @@ def run(args) -> int:
         raise InputError("--dicom-seg needs a DICOM input (the SEG must reference the source series)",
                          args.inputs[0], "run on the DICOM folder, or drop --dicom-seg")
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
-    t1 = time.perf_counter()
     written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
-                           deidentify=args.deidentify)
-    result.timings = {"load": t_load, **result.timings, "write": time.perf_counter() - t1}
-    # Re-write the summary with the complete timings (atomic replace of our own fresh file).
-    from ..io.files import write_json_atomic
-    from .. import __version__
-    summary = result.summary()
-    summary.update(engine_version=__version__, outputs={k: p.name for k, p in written.items()})
-    write_json_atomic(summary, written["summary"])
+                           deidentify=args.deidentify, load_seconds=t_load)
     if progress:
         progress.close()
+    return exam, result, written
+
+
+def run(args) -> int:
+    _, result, written = segment_and_write(args)
     print_result(result, written)
     return 0

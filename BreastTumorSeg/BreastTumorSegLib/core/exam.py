@@ -1,8 +1,8 @@
 """The DCE exam: an ordered set of co-located 3D phases with acquisition times.
 
 Phase 0 is the pre-contrast image; phases 1..N are post-contrast. All phases share one grid
-(the pre-contrast grid) once an exam is constructed: loaders resample phases acquired on
-other grids before building it.
+(the pre-contrast grid) once an exam is constructed: every loader (files, DICOM, Slicer nodes)
+builds it with :func:`assemble_exam`, which resamples phases acquired on other grids.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .imageutil import describe_grid, same_grid
+from .imageutil import describe_grid, resample_to, same_grid
 
 MIN_PHASES = 2
 MAX_PHASES = 8
@@ -139,3 +139,46 @@ class DCEExam:
             return np.arange(self.n_phases, dtype=float) * DEFAULT_PHASE_INTERVAL_MIN
         t = np.asarray(self.times_min, dtype=float)
         return t - t[0]
+
+
+def assemble_exam(phases: list[sitk.Image], times_min: list[float] | None, case_id: str,
+                  sources: list[str], metadata: dict | None = None) -> DCEExam:
+    """A :class:`DCEExam` from phases as loaded (pre-contrast first, any pixel type, any grid).
+
+    Every phase is cast to float32. A 3D phase on another grid than phase 0's must overlap it
+    (otherwise :class:`InputError` naming the phase's source) and is resampled onto it (linear).
+    ``metadata`` is copied and gets ``resampled_phases`` (indices of the resampled phases) and
+    ``times_assumed`` (no acquisition times given). Everything else is checked by
+    :meth:`DCEExam.validate`.
+    """
+    images = [img if img.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(img, sitk.sitkFloat32)
+              for img in phases]
+    sources = list(sources)
+    resampled = []
+    for i in range(1, len(images)):
+        if images[i].GetDimension() == 3 and images[0].GetDimension() == 3 and not same_grid(images[i], images[0]):
+            check_overlap(images[i], images[0], sources[i], sources[0])
+            images[i] = resample_to(images[i], images[0])
+            resampled.append(i)
+    meta = dict(metadata or {})
+    meta["resampled_phases"] = resampled
+    meta["times_assumed"] = times_min is None
+    return DCEExam(images, None if times_min is None else [float(t) for t in times_min], case_id, sources, meta)
+
+
+def check_overlap(img: sitk.Image, ref: sitk.Image, src: str, ref_src: str) -> None:
+    """Refuse a phase (from *src*) that does not overlap the pre-contrast volume (from *ref_src*) at all."""
+
+    def bounds(im):
+        size = np.asarray(im.GetSize()) - 1
+        corners = np.array([[i, j, k] for i in (0, size[0]) for j in (0, size[1]) for k in (0, size[2])], float)
+        pts = np.array([im.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
+        return pts.min(0), pts.max(0)
+
+    lo_a, hi_a = bounds(img)
+    lo_b, hi_b = bounds(ref)
+    if np.any(hi_a < lo_b) or np.any(hi_b < lo_a):
+        raise InputError(
+            f"this phase ({describe_grid(img)}) does not overlap the pre-contrast image "
+            f"{ref_src} ({describe_grid(ref)})", src,
+            "check that all phases belong to the same exam and series")

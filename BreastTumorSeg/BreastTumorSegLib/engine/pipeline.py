@@ -1,7 +1,7 @@
 """The end-to-end engine: DCE exam in, tumor segmentation out.
 
     from BreastTumorSegLib.io import load_exam
-    from BreastTumorSegLib.pipeline import segment_exam, write_result
+    from BreastTumorSegLib.engine.pipeline import segment_exam, write_result
     exam = load_exam("path/to/case_folder")
     result = segment_exam(exam, model="unet-demo")
     write_result(result, "out/")
@@ -12,6 +12,7 @@ are timed by their callers.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -19,7 +20,8 @@ import SimpleITK as sitk
 from .. import __version__
 from ..preprocess.breast_region import breast_mask as compute_breast_mask
 from ..core.exam import DCEExam
-from ..io.files import StagedOutputs, write_image_atomic, write_json_atomic
+from ..io.files import StagedOutputs, check_no_overwrite, write_image_atomic, write_json_atomic
+from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from .postprocess import PostprocessSettings, postprocess
 from ..core.progress import Reporter
@@ -120,25 +122,28 @@ def output_names(case_id: str, dicom_seg: bool = False) -> dict[str, str]:
 
 def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: bool = False,
                  exam: DCEExam | None = None, dicom_seg: bool = False,
-                 extra_summary: dict | None = None, deidentify: bool = False) -> dict[str, Path]:
+                 extra_summary: dict | None = None, deidentify: bool = False,
+                 load_seconds: float | None = None) -> dict[str, Path]:
     """Write every output of *result* into *out_dir*, all or nothing.
 
     Existing outputs are not replaced unless ``overwrite``; on any error nothing is left behind.
-    ``dicom_seg`` needs the source *exam* loaded from DICOM.
+    ``dicom_seg`` needs the source *exam* loaded from DICOM. With ``load_seconds`` (how long the
+    caller took to load the exam) ``result.timings`` gets ``load`` first and ``write`` (this
+    call's time up to the summary) last, and the summary written records them.
     """
-    from ..slicer.mrml_bridge import write_seg_nrrd
-
+    t0 = time.perf_counter()
     names = output_names(result.case_id, dicom_seg)
     with StagedOutputs(out_dir, overwrite=overwrite) as staged:
-        from ..io.files import check_no_overwrite
         check_no_overwrite([staged.out_dir / n for n in names.values()], overwrite)
         write_image_atomic(result.label, staged.path(names["label"]))
         write_image_atomic(result.probability, staged.path(names["probability"]))
-        write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name="Tumor")
+        write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name=TUMOR_SEGMENT_NAME)
         if dicom_seg:
             from ..io.dicom.seg import write_dicom_seg
             write_dicom_seg(result.label, exam, staged.path(names["dicom_seg"]), model_id=result.model_id,
                             deidentify=deidentify)
+        if load_seconds is not None:
+            result.timings = {"load": load_seconds, **result.timings, "write": time.perf_counter() - t0}
         summary = result.summary()
         summary["engine_version"] = __version__
         summary["outputs"] = dict(names)

@@ -1,6 +1,9 @@
 """io: exams in, results out.
 
-NIfTI/NRRD phase files and 4D files (:mod:`.files`), atomic writes, and the DICOM reader, header
-parsing, phase ordering and DICOM SEG writer (:mod:`.dicom`). Uses only :mod:`..core`.
+NIfTI/NRRD phase files and 4D files (:mod:`.files`), atomic writes, Slicer's ``.seg.nrrd`` written
+without Slicer (:mod:`.segnrrd`), and the DICOM reader, header parsing, phase ordering and DICOM
+SEG writer (:mod:`.dicom`). Uses only :mod:`..core`.
 """
-from .files import load_exam  # noqa: F401  (the public entry point, as in the README)
+from .files import load_exam  # the public entry point, as in the README
+
+__all__ = ["load_exam"]

@@ -23,8 +23,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError, OutputExistsError
-from ..core.exam import DCEExam
-from ..core.imageutil import describe_grid, resample_to, same_grid
+from ..core.exam import DCEExam, assemble_exam
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _PHASE_RE = re.compile(r"^(?P<case>.+)_(?P<idx>\d{4})$")
@@ -137,10 +136,6 @@ def gzip_open(path):
     return gzip.open(path, "rb")
 
 
-def _as_float32(img: sitk.Image) -> sitk.Image:
-    return img if img.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(img, sitk.sitkFloat32)
-
-
 def _split_4d(img: sitk.Image, path: Path) -> list[sitk.Image]:
     size = img.GetSize()
     phases = []
@@ -233,10 +228,9 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     if len(paths) == 1:
         img = read_image(paths[0], "exam")
         if img.GetDimension() == 4:
-            phases = [_as_float32(p) for p in _split_4d(img, paths[0])]
+            phases = _split_4d(img, paths[0])
             name = case_id or strip_image_suffix(paths[0].name)
-            return _build(phases, list(times_min) if times_min is not None else None, name,
-                          [f"{paths[0].name}[{i}]" for i in range(len(phases))], {})
+            return assemble_exam(phases, times_min, name, [f"{paths[0].name}[{i}]" for i in range(len(phases))])
         raise InputError(
             "a single 3D file is only one phase; a DCE exam needs a pre-contrast and at least one "
             "post-contrast phase", paths[0],
@@ -262,40 +256,8 @@ def _load_phase_list(files: list[Path], times: list[float] | None, case_id: str)
                 f"phase {i} is not a scalar 3D volume (dimension {img.GetDimension()}, "
                 f"{img.GetNumberOfComponentsPerPixel()} component(s))", f,
                 "give one 3D volume per phase, or a single 4D file holding all phases")
-        phases.append(_as_float32(img))
-    return _build(phases, times, case_id, [str(f) for f in files], {})
-
-
-def _build(phases: list[sitk.Image], times, case_id: str, sources: list[str], metadata: dict) -> DCEExam:
-    ref = phases[0]
-    resampled = []
-    for i in range(1, len(phases)):
-        if phases[i].GetDimension() == 3 and not same_grid(phases[i], ref):
-            _check_overlap(phases[i], ref, sources[i], sources[0])
-            phases[i] = resample_to(phases[i], ref)
-            resampled.append(i)
-    metadata = dict(metadata)
-    metadata["resampled_phases"] = resampled
-    metadata["times_assumed"] = times is None
-    return DCEExam(phases, times, case_id, sources, metadata)
-
-
-def _check_overlap(img: sitk.Image, ref: sitk.Image, src: str, ref_src: str) -> None:
-    """Refuse a phase that does not overlap the pre-contrast volume at all."""
-
-    def bounds(im):
-        size = np.asarray(im.GetSize()) - 1
-        corners = np.array([[i, j, k] for i in (0, size[0]) for j in (0, size[1]) for k in (0, size[2])], float)
-        pts = np.array([im.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
-        return pts.min(0), pts.max(0)
-
-    lo_a, hi_a = bounds(img)
-    lo_b, hi_b = bounds(ref)
-    if np.any(hi_a < lo_b) or np.any(hi_b < lo_a):
-        raise InputError(
-            f"this phase ({describe_grid(img)}) does not overlap the pre-contrast image "
-            f"{ref_src} ({describe_grid(ref)})", src,
-            "check that all phases belong to the same exam and series")
+        phases.append(img)
+    return assemble_exam(phases, times, case_id, [str(f) for f in files])
 
 
 # --------------------------------------------------------------------------------- writing

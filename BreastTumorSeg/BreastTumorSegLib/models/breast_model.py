@@ -22,7 +22,7 @@ import SimpleITK as sitk
 
 from ..core.errors import ModelError
 from ..preprocess.harmonize import breast_model_input, canonical_grid
-from .registry import iter_cards
+from .cards import iter_cards
 from .network import CardNetwork
 
 BREAST_TASK = "breast_mask"

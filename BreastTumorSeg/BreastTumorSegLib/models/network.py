@@ -11,7 +11,7 @@ from ..core.exam import DCEExam
 from ..preprocess.harmonize import breast_crop, to_model_grid
 from ..core.imageutil import resample_to
 from .inference import phase_kwargs, predict_probability
-from .registry import read_card
+from .cards import read_card
 from ..core.progress import Reporter
 from .weights import load_verified_state_dict
 

@@ -1,18 +1,14 @@
 """Model registry: every segmentation method the CLI and the Slicer panel can pick by name.
 
 A *segmenter* turns a motion-corrected :class:`DCEExam` into a tumor probability map on the
-exam's grid. Networks are stored as ``<name>.safetensors`` plus a JSON model card
-``<name>.json`` in a models folder (the bundled one is ``BreastTumorSegLib/models``; users add
-folders through ``BREASTTUMORSEG_MODELS`` or ``--models-dir``). Classical methods (the
-kinetic FTV method) register themselves in code.
+exam's grid. Networks are found through their model cards (:mod:`.cards`: ``<name>.json``
+beside ``<name>.safetensors`` in a models folder); classical methods (the kinetic FTV method)
+register themselves in code.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -21,8 +17,8 @@ import SimpleITK as sitk
 from ..core.errors import ModelError
 from ..core.exam import DCEExam
 from ..core.progress import Reporter
+from .cards import ModelSummary, iter_cards, read_card, summarize
 
-BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "shipped"
 DEFAULT_MODEL = "unet-demo"
 
 
@@ -54,50 +50,10 @@ _CODE_MODELS: dict[str, tuple[str, str]] = {
 }
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def model_dirs(extra: list[str | os.PathLike] | None = None) -> list[Path]:
-    dirs = [Path(p) for p in (extra or [])]
-    env = os.environ.get("BREASTTUMORSEG_MODELS")
-    if env:
-        dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    dirs.append(BUNDLED_MODELS_DIR)
-    return dirs
-
-
-def read_card(card_path: Path) -> dict:
-    try:
-        card = json.loads(Path(card_path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{card_path}: cannot read model card ({exc})") from None
-    for key in ("name", "architecture", "weights", "sha256"):
-        if key not in card:
-            raise ModelError(f"{card_path}: model card lacks the '{key}' field")
-    return card
-
-
-def iter_cards(extra_dirs=None):
-    """(path, card) of every readable model card in the model folders, in search order."""
-    for d in model_dirs(extra_dirs):
-        if not d.is_dir():
-            continue
-        for card_path in sorted(d.glob("*.json")):
-            try:
-                yield card_path, read_card(card_path)
-            except ModelError:
-                continue
-
-
 def available_models(extra_dirs=None) -> dict[str, ModelEntry]:
     """Every tumor segmentation method that can be used now, by name (first card found wins).
 
-    Cards with another ``task`` (e.g. ``"breast_mask"``, see :mod:`.breastmask_model`) are skipped.
+    Cards with another ``task`` (e.g. ``"breast_mask"``, see :mod:`.breast_model`) are skipped.
     """
     out: dict[str, ModelEntry] = {}
     for card_path, card in iter_cards(extra_dirs):
@@ -128,13 +84,49 @@ def _network_factory(card_path: Path):
     return factory
 
 
+def _entry(name: str, extra_dirs=None) -> ModelEntry:
+    models = available_models(extra_dirs)
+    if name not in models:
+        raise ModelError(f"unknown model '{name}'. Available: {', '.join(sorted(models)) or 'none'}. "
+                         "Fix: pick one of these with --model, or add a folder with --models-dir")
+    return models[name]
+
+
 def get_segmenter(name: str = DEFAULT_MODEL, extra_dirs=None, **kwargs) -> Segmenter:
     """Instantiate the named method. Ensembles are written ``name1+name2`` (probabilities averaged)."""
     if "+" in name:
         from .network import EnsembleSegmenter
         return EnsembleSegmenter([get_segmenter(n, extra_dirs, **kwargs) for n in name.split("+")])
-    models = available_models(extra_dirs)
-    if name not in models:
-        raise ModelError(f"unknown model '{name}'. Available: {', '.join(sorted(models)) or 'none'}. "
-                         "Fix: pick one of these with --model, or add a folder with --models-dir")
-    return models[name].factory(**kwargs)
+    return _entry(name, extra_dirs).factory(**kwargs)
+
+
+def model_card(name: str, extra_dirs=None) -> dict:
+    """The named model's card: a network's JSON card, or a code method's own card (building
+    the method; one that cannot be built here gets a card with its one-line description)."""
+    return _card(_entry(name, extra_dirs))
+
+
+def _card(entry: ModelEntry) -> dict:
+    if entry.card_path is not None:
+        return read_card(entry.card_path)
+    card = {"name": entry.name, "description": entry.description}
+    try:
+        card.update(getattr(entry.factory(), "card", {}) or {})
+    except Exception:  # a method that cannot be built here still gets its one-line description
+        pass
+    return card
+
+
+def model_summaries(extra_dirs=None) -> list[ModelSummary]:
+    """A :class:`ModelSummary` of every installed model (with the registry's one-line
+    description): networks first, then by name."""
+    entries = available_models(extra_dirs)
+    summaries = [replace(summarize(_card(e), e.card_path), name=e.name, description=e.description)
+                 for e in entries.values()]
+    return sorted(summaries, key=lambda s: (not s.needs_torch, s.name))
+
+
+def needs_torch(name: str, extra_dirs=None) -> bool:
+    """Whether the named model (``a+b`` for an ensemble) includes a network, which needs PyTorch."""
+    entries = available_models(extra_dirs)
+    return any(entries[n].card_path is not None for n in name.split("+") if n in entries)

@@ -30,8 +30,7 @@ import SimpleITK as sitk
 
 from . import mrml_bridge as bridge
 from ..core.errors import InputError
-from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES
-from ..core.imageutil import resample_to, same_grid
+from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES, assemble_exam
 from .process import EngineProcess
 
 # Node attribute a script or loader may set to give a phase's acquisition time explicitly.
@@ -63,25 +62,17 @@ _INDEX_RE = re.compile(r"_(\d{4})$")
 _PRE_RE = re.compile(r"(^|[^a-z])(pre|precontrast|pre-contrast|native|t0)([^a-z]|$)", re.IGNORECASE)
 
 
-def parse_dicom_time(text: str) -> float | None:
-    """Seconds after midnight of a DICOM TM value (``HHMMSS.FFFFFF``, ``HH:MM:SS`` also accepted)."""
-    text = (text or "").strip().replace(":", "")
-    m = re.fullmatch(r"(\d{2})(\d{2})?(\d{2})?(\.\d+)?", text)
-    if not m:
-        return None
-    h, mi, s, frac = m.groups()
-    return int(h) * 3600 + int(mi or 0) * 60 + int(s or 0) + float(frac or 0)
-
-
 def _dicom_seconds(node, dicom_value: DicomValue | None) -> tuple[float | None, str]:
     if dicom_value is None:
         return None, ""
+    from ..io.dicom.headers import parse_tm  # pydicom only when DICOM times are looked up
+
     uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
     if not uids:
         return None, ""
     for tag, tag_name in DICOM_TIME_TAGS:
         # The earliest time over the series' instances is the phase's start.
-        secs = [parse_dicom_time(dicom_value(uid, tag)) for uid in uids[:: max(1, len(uids) // 16)]]
+        secs = [parse_tm(dicom_value(uid, tag)) for uid in uids[:: max(1, len(uids) // 16)]]
         secs = [s for s in secs if s is not None]
         if secs:
             return min(secs), f"DICOM {tag_name}"
@@ -108,10 +99,10 @@ def guess_phases(nodes: Sequence, dicom_value: DicomValue | None = None) -> list
         return _ordered(nodes, times, "attribute")
     found = [_dicom_seconds(n, dicom_value) for n in nodes]
     if all(s is not None for s, _ in found):
-        secs = [s for s, _ in found]
+        from ..io.dicom.headers import unwrap_midnight
+
         # A series acquired across midnight: times after the wrap are on the next day.
-        if max(secs) - min(secs) > 12 * 3600:
-            secs = [s + 86400 if s < 12 * 3600 else s for s in secs]
+        secs = unwrap_midnight([s for s, _ in found])
         return _ordered(nodes, [s / 60.0 for s in secs], found[0][1])
     indices = [_INDEX_RE.search(n.GetName()) for n in nodes]
     if all(indices):
@@ -125,9 +116,10 @@ def guess_phases(nodes: Sequence, dicom_value: DicomValue | None = None) -> list
 
 
 def _ordered(nodes, times: list[float], source: str) -> list[Phase]:
-    order = sorted(range(len(nodes)), key=lambda i: times[i])
-    t0 = times[order[0]]
-    return [Phase(nodes[i], round(times[i] - t0, 4), source) for i in order]
+    from ..io.dicom.headers import order_by_time
+
+    order, relative = order_by_time(times)
+    return [Phase(nodes[i], round(t, 4), source) for i, t in zip(order, relative)]
 
 
 def _minutes_per_unit(unit: str) -> float | None:
@@ -165,25 +157,17 @@ def exam_from_phases(phases: Sequence[Phase], case_id: str = "case",
     """A :class:`DCEExam` from phases (pre-contrast first), in world coordinates.
 
     *times_min* (e.g. edited in the panel's table) overrides the phases' own times; when any
-    time is unknown the engine assumes its default spacing. Phases on another grid than the
-    pre-contrast one are resampled onto it (linear), as the file loaders do.
+    time is unknown the engine assumes its default spacing. Built by :func:`assemble_exam`, as
+    the file and DICOM loaders build theirs (float32, other grids resampled onto the pre-contrast one).
     """
     if not MIN_PHASES <= len(phases) <= MAX_PHASES:
         raise InputError(f"a DCE exam needs {MIN_PHASES} to {MAX_PHASES} phases (pre-contrast first), "
                          f"{len(phases)} selected", case_id,
                          "select the pre-contrast volume and the post-contrast volumes")
-    images, sources, resampled = [], [], []
-    for i, ph in enumerate(phases):
-        img = sitk.Cast(bridge.volume_node_to_image(ph.node), sitk.sitkFloat32)
-        if i and not same_grid(img, images[0]):
-            img = resample_to(img, images[0])
-            resampled.append(i)
-        images.append(img)
-        sources.append(ph.name)
     times = list(times_min) if times_min is not None else [ph.time_min for ph in phases]
     known = None if any(t is None for t in times) else [float(t) for t in times]
-    return DCEExam(images, known, case_id, sources,
-                   {"resampled_phases": resampled, "times_assumed": known is None})
+    return assemble_exam([bridge.volume_node_to_image(ph.node) for ph in phases], known, case_id,
+                         [ph.name for ph in phases])
 
 
 def safe_case_id(name: str) -> str:
@@ -449,50 +433,16 @@ class SegmentationLogic:
 
 
 # ----------------------------------------------------------------------------------- models for the panel
-def model_choices(extra_dirs=None) -> list[tuple[str, str]]:
-    """(name, one-line description) of every installed model, networks first, as the panel lists them."""
-    from ..models.registry import available_models
-
-    entries = available_models(extra_dirs)
-    return sorted(((n, e.description) for n, e in entries.items()),
-                  key=lambda item: (entries[item[0]].card_path is None, item[0]))
-
-
-def model_needs_torch(name: str, extra_dirs=None) -> bool:
-    """Whether the named model is a network (needs PyTorch); ensembles need it if any member does."""
-    from ..models.registry import available_models
-
-    entries = available_models(extra_dirs)
-    return any(entries[n].card_path is not None for n in name.split("+") if n in entries)
-
-
-def model_card(name: str, extra_dirs=None) -> dict:
-    """The model's card: the JSON card of a network, or the code method's own card."""
-    from ..models.registry import available_models, read_card
-
-    entry = available_models(extra_dirs).get(name)
-    if entry is None:
-        raise InputError(f"model '{name}' is not installed", None, "pick one of the models in the list")
-    if entry.card_path is not None:
-        return read_card(entry.card_path)
-    card = {"name": name, "description": entry.description}
-    try:
-        card.update(getattr(entry.factory(), "card", {}) or {})
-    except Exception:  # a method that cannot be built here still gets its one-line description
-        pass
-    return card
-
-
 def model_card_html(card: dict) -> str:
     """What the panel shows about a model: what it does, what it was trained on, its limits."""
     from html import escape
 
+    from ..models.cards import default_threshold, trained_on
+
     parts = [f"<b>{escape(str(card.get('name', '')))}</b>: {escape(str(card.get('description', '')))}"]
-    training = card.get("training")
-    if isinstance(training, dict) and training.get("data"):
-        parts.append(f"<i>Trained on:</i> {escape(str(training['data']))}")
-    elif card.get("weights") is None and card.get("method"):
-        parts.append("<i>Trained on:</i> nothing (rule-based method, no learned weights)")
+    data = trained_on(card)
+    if data is not None:
+        parts.append(f"<i>Trained on:</i> {escape(data)}")
     validation = card.get("validation")
     if isinstance(validation, dict) and "dice_median" in validation:
         parts.append(f"<i>Validation:</i> median Dice {float(validation['dice_median']):.2f} "
@@ -500,11 +450,7 @@ def model_card_html(card: dict) -> str:
     for key, title in (("intended_use", "Intended use"), ("limitations", "Limits"), ("limits", "Limits")):
         if card.get(key):
             parts.append(f"<i>{title}:</i> {escape(str(card[key]))}")
-    threshold = (card.get("postprocess") or {}).get("threshold")
+    threshold = default_threshold(card)
     if threshold is not None:
-        parts.append(f"<i>Default threshold:</i> {float(threshold):.2f}")
+        parts.append(f"<i>Default threshold:</i> {threshold:.2f}")
     return "<br>".join(parts)
-
-
-def model_default_threshold(card: dict, fallback: float = 0.5) -> float:
-    return float((card.get("postprocess") or {}).get("threshold", fallback))

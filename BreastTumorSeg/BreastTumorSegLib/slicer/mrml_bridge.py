@@ -29,22 +29,9 @@ import vtk
 from vtk.util import numpy_support
 
 from ..core.errors import InputError
-from ..io.files import atomic_target
+from ..io.segnrrd import TUMOR_COLOR, TUMOR_SEGMENT_ID, TUMOR_SEGMENT_NAME, tumor_terminology
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-
-TUMOR_SEGMENT_ID = "Tumor"
-TUMOR_SEGMENT_NAME = "Tumor"
-# A warm red that stands out on grey-scale MR and on Slicer's default segment colours.
-TUMOR_COLOR = (0.90, 0.20, 0.15)
-
-# Standard codes, as in DICOM CID 7150 / 7159 / 4031 and Slicer's "DICOM master list" terminologies.
-CATEGORY_CONTEXT = "Segmentation category and type - DICOM master list"
-REGION_CONTEXT = "Anatomic codes - DICOM master list"
-TUMOR_CATEGORY = ("SCT", "49755003", "Morphologically Altered Structure")
-TUMOR_TYPE = ("SCT", "108369006", "Neoplasm")
-BREAST_REGION = ("SCT", "76752008", "Breast")
-SIDE_MODIFIERS = {"right": ("SCT", "24028007", "Right"), "left": ("SCT", "7771000", "Left")}
 
 
 # ----------------------------------------------------------------------------------- context
@@ -200,15 +187,6 @@ def _check_3d_scalar(img: sitk.Image, what: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- segmentations
-def tumor_terminology(side: str | None = None) -> str:
-    """Slicer terminology entry string for a breast neoplasm (optionally with laterality)."""
-    mod = SIDE_MODIFIERS.get((side or "").lower(), ("", "", ""))
-    cat, typ, reg = TUMOR_CATEGORY, TUMOR_TYPE, BREAST_REGION
-    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
-        CATEGORY_CONTEXT, cat[1], cat[0], cat[2], typ[1], typ[0], typ[2], "", "", "",
-        REGION_CONTEXT, reg[1], reg[0], reg[2], mod[1], mod[0], mod[2])
-
-
 def oriented_image_from_label(label: sitk.Image) -> Any:
     """A binary ``vtkOrientedImageData`` (uint8, 1 = inside) carrying *label*'s geometry."""
     _check_3d_scalar(label, "label map")
@@ -336,37 +314,9 @@ def _reference_geometry_node(ctx: MRMLContext, seg_node):
 
 
 # ----------------------------------------------------------------------------------- .seg.nrrd files
-def write_seg_nrrd(label: sitk.Image, path: str | os.PathLike, segment_name: str = TUMOR_SEGMENT_NAME,
-                   color: Sequence[float] = TUMOR_COLOR, terminology: str | None = None) -> Path:
-    """Write a binary label map as a Slicer ``.seg.nrrd`` through Slicer's own segmentation storage.
-
-    The file holds one segment (ID and name *segment_name*, the given colour, the breast-neoplasm
-    terminology) on *label*'s grid, reference geometry included, so Slicer opens it exactly where
-    the exam is. It is written to a temporary file in the destination folder and renamed into
-    place, so a reader never sees a partial file. Works in plain Python (slicer-core) and in Slicer.
-    """
-    path = Path(path)
-    if not path.name.lower().endswith(".seg.nrrd"):
-        raise InputError("a Slicer segmentation file name must end in .seg.nrrd", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ctx = MRMLContext.headless()  # a private scene: never touches the user's scene
-    seg_node = label_to_segmentation(ctx, label, name=path.name[: -len(".seg.nrrd")],
-                                     segment_id=segment_name, segment_name=segment_name,
-                                     color=color, terminology=terminology)
-    with atomic_target(path, suffix=".seg.nrrd") as tmp:
-        storage = slicer.vtkMRMLSegmentationStorageNode()
-        ctx.scene.AddNode(storage)
-        storage.SetFileName(str(tmp))
-        storage.SetUseCompression(True)
-        # Keep the full reference grid in the file: the segment then maps 1:1 onto the exam voxels.
-        storage.SetCropToMinimumExtent(False)
-        if not storage.WriteData(seg_node):
-            raise OSError(f"{path}: Slicer's segmentation storage node failed to write the file")
-    return path
-
-
 def read_seg_nrrd(path: str | os.PathLike, segment_id: str | None = None) -> sitk.Image:
-    """Read one segment of a ``.seg.nrrd`` back as a uint8 label map on the file's reference grid."""
+    """Read one segment of a ``.seg.nrrd`` (Slicer's or :func:`..io.segnrrd.write_seg_nrrd`'s) back
+    as a uint8 label map on the file's reference grid, through Slicer's own segmentation reader."""
     path = Path(path)
     if not path.is_file():
         raise InputError("segmentation file does not exist", path, "check the path")

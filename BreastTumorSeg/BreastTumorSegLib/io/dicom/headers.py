@@ -255,6 +255,24 @@ def parse_tm(text: Any) -> float | None:
     return secs + (float("0." + frac) if frac else 0.0)
 
 
+def order_by_time(times: Sequence[float]) -> tuple[list[int], list[float]]:
+    """Indices that sort *times* ascending (ties keep the given order), and each time relative
+    to the earliest, in that order and in the unit given."""
+    order = sorted(range(len(times)), key=lambda i: times[i])
+    t0 = times[order[0]]
+    return order, [times[i] - t0 for i in order]
+
+
+def unwrap_midnight(seconds: Sequence[float]) -> list[float]:
+    """Times of day (seconds after midnight, e.g. from :func:`parse_tm`) of one session that may
+    run across midnight: when they span more than 12 hours, those before noon are taken to be on
+    the next day."""
+    seconds = list(seconds)
+    if seconds and max(seconds) - min(seconds) > 12 * 3600:
+        return [s + 86400.0 if s < 12 * 3600 else s for s in seconds]
+    return seconds
+
+
 def parse_da(text: Any) -> int | None:
     """Day number (proleptic ordinal) of a DICOM DA value ``YYYYMMDD``; None when absent."""
     if text is None:

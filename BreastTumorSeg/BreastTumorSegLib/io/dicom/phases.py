@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .headers import Frame, ScanResult
+from .headers import Frame, ScanResult, order_by_time
 from ...core.errors import InputError
 
 # Two slice positions closer than this along the normal are the same position (mm).
@@ -596,10 +596,9 @@ def order_phases(volumes: list[Volume]) -> tuple[list[Volume], list[float] | Non
     elif all(t is not None for t in start) and len(set(start)) == len(start):
         times_s, source = list(start), volumes[0].start_dt_source or "AcquisitionTime"
     if times_s is not None:
-        order = sorted(range(len(volumes)), key=lambda i: times_s[i])
+        order, relative_s = order_by_time(times_s)
         phases = [volumes[i] for i in order]
-        t0 = times_s[order[0]]
-        times = [(times_s[i] - t0) / 60.0 for i in order]
+        times = [t / 60.0 for t in relative_s]
         idx = [v.temporal_index for v in phases]
         if all(i is not None for i in idx) and one_stack and idx != sorted(idx):
             warnings.append(f"the {source} order disagrees with the temporal position numbers {idx}; "

@@ -46,8 +46,7 @@ from .phases import (
     plan_dce,
 )
 from ...core.errors import InputError
-from ...core.exam import DCEExam
-from ...core.imageutil import resample_to, same_grid
+from ...core.exam import DCEExam, assemble_exam
 
 __all__ = ["folder_has_dicom", "find_dce", "load_dicom_exam", "describe_plan", "describe_scan", "DicomSource",
            "DCEPlan", "scan_folder", "plan_dce"]
@@ -235,17 +234,9 @@ def load_dicom_exam(folder: str | os.PathLike | Sequence[str | os.PathLike],
         if progress:
             progress(0.4 + 0.6 * i / len(plan.phases), f"reading pixels of phase {i}")
         phases.append(volume_image(vol, workers))
-    ref = phases[0]
-    resampled = []
-    for i in range(1, len(phases)):
-        if not same_grid(phases[i], ref):
-            phases[i] = resample_to(phases[i], ref)
-            resampled.append(i)
     times = plan.times_min
-    times_assumed = times is None
     if times_min is not None:
         times = [float(t) for t in times_min]
-        times_assumed = False
         if len(times) != len(phases):
             raise InputError(f"{len(times)} time(s) given for the {len(phases)} DCE phases found", plan.folder,
                              "give one time per phase (see `breasttumorseg dicom-list` for the phases found)")
@@ -254,13 +245,12 @@ def load_dicom_exam(folder: str | os.PathLike | Sequence[str | os.PathLike],
     meta = {
         "dicom": summary,
         "dicom_source": _source(plan),
-        "times_assumed": times_assumed,
         "times_source": "user" if times_min is not None else plan.time_source,
-        "resampled_phases": resampled,
     }
     if progress:
         progress(1.0, "DICOM exam loaded")
-    return DCEExam(phases, times, case_id or _default_case_id(plan.folder), [v.name() for v in plan.phases], meta)
+    return assemble_exam(phases, times, case_id or _default_case_id(plan.folder), [v.name() for v in plan.phases],
+                         meta)
 
 
 def _source(plan: DCEPlan) -> DicomSource:

@@ -19,8 +19,9 @@ import vtk
 
 from ...core.errors import BreastTumorSegError
 from .install import DependencyError, ensure_dependencies
-from ..logic import (EngineFailed, OutputNodes, Phase, SegmentationLogic, model_card, model_card_html,
-                           model_choices, model_default_threshold, model_needs_torch)
+from ...models.cards import default_threshold
+from ...models.registry import model_card, model_summaries, needs_torch
+from ..logic import EngineFailed, OutputNodes, Phase, SegmentationLogic, model_card_html
 
 # Every widget this module uses, with the class it must have (or derive from) in the .ui file.
 # Testing/test_slicer_module.py checks this against the .ui and against the code below.
@@ -125,9 +126,9 @@ class PanelController:
         self._updating = True
         try:
             combo.clear()
-            for name, description in model_choices():
-                combo.addItem(name)
-                combo.setItemData(combo.count - 1, description, self.qt.Qt.ToolTipRole)
+            for summary in model_summaries():
+                combo.addItem(summary.name)
+                combo.setItemData(combo.count - 1, summary.description, self.qt.Qt.ToolTipRole)
         finally:
             self._updating = was
 
@@ -285,7 +286,7 @@ class PanelController:
             return
         self.ui.modelCardLabel.setText(model_card_html(card))
         if self.param.useModelThreshold:
-            self.param.threshold = model_default_threshold(card)
+            self.param.threshold = default_threshold(card, 0.5)
 
     # ------------------------------------------------------------------ run
     def _update_buttons(self) -> None:
@@ -309,7 +310,7 @@ class PanelController:
             with slicer.util.WaitCursor():
                 phases = self._guessed_phases()
                 times = self._edited_times(len(phases))
-                ensure_dependencies(need_torch=model_needs_torch(p.model))
+                ensure_dependencies(need_torch=needs_torch(p.model))
                 self._run = self.logic.start_background(
                     phases, model=p.model, device=p.device,
                     threshold=None if p.useModelThreshold else float(p.threshold),
