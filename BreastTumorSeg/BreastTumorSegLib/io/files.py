@@ -7,7 +7,7 @@ Accepted inputs (see :func:`load_exam`):
   ``{"acquisition_times_min": [0, 1.5, ...]}``;
 * the phase files themselves, pre-contrast first;
 * one 4D NIfTI/NRRD whose 4th axis is the phase;
-* a DICOM folder (handled by :mod:`BreastTumorSegLib.dicom` when present).
+* a DICOM folder (handled by :mod:`BreastTumorSegLib.io.dicom.reader` when present).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Two ways to run the engine:
 * :meth:`SegmentationLogic.segment` runs :func:`pipeline.segment_exam` in this process
   (batch scripts, tests, the module's self-test);
 * the panel exports the exam with :meth:`SegmentationLogic.export_exam`, runs the engine CLI
-  (:func:`engine_command`) in a background process (:mod:`.slicer_process`) so the GUI stays
+  (:func:`engine_command`) in a background process (:mod:`.process`) so the GUI stays
   responsive and Cancel can kill it, then loads its output folder with
   :meth:`SegmentationLogic.import_result_folder`. Both paths end in :meth:`import_result`.
 """

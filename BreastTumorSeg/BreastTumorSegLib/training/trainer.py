@@ -423,7 +423,7 @@ def load_initial_model(cfg: TrainerConfig) -> tuple[torch.nn.Module, np.ndarray]
     Fine-tuning keeps the pretrained model's input normalization: the weights were learned
     for it. The architecture in the card must equal the config's.
     """
-    from ..models.registry import read_card
+    from ..models.cards import read_card
     from ..models.network import load_network
 
     card_path = Path(cfg.init_from)
@@ -735,7 +735,7 @@ def _save_checkpoint(path: Path, net, opt, sched, scaler, best_state, state) -> 
 
 def write_model(cfg: TrainerConfig, out_dir: Path, weights: dict, n_params: int, scales: np.ndarray,
                 state: dict, seconds: float, threshold: float | None = None) -> dict:
-    """``<name>.safetensors`` + the model card ``<name>.json`` (the format :mod:`.models` reads)."""
+    """``<name>.safetensors`` + the model card ``<name>.json`` (the format :mod:`..models.cards` reads)."""
     from ..models.weights import save_state_dict
 
     weights_name = f"{cfg.name}.safetensors"

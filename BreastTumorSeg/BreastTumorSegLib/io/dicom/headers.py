@@ -2,12 +2,12 @@
 
 Every 2D image in a folder becomes one :class:`Frame`, whether it is a classic single-frame
 instance (MR Image Storage, the GE and Siemens way) or one frame of an enhanced multi-frame
-instance (Enhanced MR Image Storage, the Philips way). Later steps (:mod:`.dicom_phases`) only
+instance (Enhanced MR Image Storage, the Philips way). Later steps (:mod:`.phases`) only
 see frames, so the three vendor layouts share one code path.
 
 Headers are read with pydicom using ``defer_size``: large values (the pixel data, vendor
 private blobs) are skipped, not read, and pydicom records where in the file they start. For
-uncompressed transfer syntaxes that offset is all :mod:`.dicom` needs to read the pixels in
+uncompressed transfer syntaxes that offset is all :mod:`.reader` needs to read the pixels in
 bulk with numpy afterwards, so every file is parsed once.
 
 Nothing here keeps patient identifiers: a frame holds geometry, timing and sequence facts,

@@ -4,7 +4,7 @@
     print(describe_plan(plan))
     exam = load_dicom_exam("exam_folder")   # a DCEExam, phase 0 = pre-contrast
 
-Layouts handled (see :mod:`.dicom_phases` for the rules):
+Layouts handled (see :mod:`.phases` for the rules):
 
 * one series per phase (typical of Siemens; times from AcquisitionTime);
 * one series holding every phase, split by TemporalPositionIdentifier, TriggerTime,
@@ -17,7 +17,7 @@ the headers (uncompressed transfer syntaxes), or decoded by pydicom, then Simple
 (compressed ones); RescaleSlope/RescaleIntercept are applied per frame. The returned exam
 carries ``metadata["dicom"]`` (a JSON-safe summary: layout, time source, series roles, no patient
 identifiers) and ``metadata["dicom_source"]`` (a :class:`DicomSource` that
-:func:`BreastTumorSegLib.dicom_seg.write_dicom_seg` needs; it holds file paths and UIDs and is not
+:func:`BreastTumorSegLib.io.dicom.seg.write_dicom_seg` needs; it holds file paths and UIDs and is not
 meant for JSON).
 """
 from __future__ import annotations

@@ -172,7 +172,7 @@ def write_dicom_seg(label: sitk.Image, exam: DCEExam, path: str | os.PathLike, m
     label:
         The segmentation, on ``exam.reference``'s grid (as :func:`segment_exam` returns it).
     exam:
-        The exam loaded with :func:`BreastTumorSegLib.dicom.load_dicom_exam`; its
+        The exam loaded with :func:`BreastTumorSegLib.io.dicom.reader.load_dicom_exam`; its
         ``metadata["dicom_source"]`` says which instances to reference.
     model_id, model_version:
         Recorded in the Algorithm Identification (name ``BreastTumorSeg``, version = engine

@@ -4,8 +4,8 @@ The only module of the package that works with Qt widgets; it runs inside the Sl
 only. It does not import Qt itself: the module file (``BreastTumorSeg.py``) passes Slicer's ``qt``
 module in, so ``BreastTumorSegLib`` stays importable without Qt (``Testing/test_repository.py``).
 It holds no computation: inputs are turned into phases, runs are started, results imported and
-compared by :class:`~.slicer_logic.SegmentationLogic`. The engine runs in a background process
-(:mod:`.slicer_process`) polled by a timer, so the GUI stays responsive; Apply becomes Cancel
+compared by :class:`~..logic.SegmentationLogic`. The engine runs in a background process
+(:mod:`..process`) polled by a timer, so the GUI stays responsive; Apply becomes Cancel
 while it runs. Errors are shown as one readable message (details go to the log).
 """
 from __future__ import annotations
