@@ -21,7 +21,7 @@ pre-contrast phase and builds the post-contrast phases:
   (a main ellipsoid plus 2-4 lobes), placed in patient (LPS) coordinates at least ``r + 4`` mm
   inside the breast mask and clipped to it; pre-contrast signal = the FGT level; early PE
   80-250 %, curve persistent / plateau / washout (late change +25 / 0 / -20 %), a third
-  rim-enhancing (core enhancing at 10 % of the rim).
+  rim-enhancing (core enhancing at 35 % of the rim).
 * **Background parenchymal enhancement**: FGT enhances 3-10 %, linearly in time.
 * **Noise**: Gaussian, ``noise`` x p95 of the body, independently in every phase.
 * ``scale`` multiplies every intensity; ``zero_background`` sets everything outside the body
@@ -188,7 +188,7 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
         rim = bool(rng.random() < 1 / 3)
         weight = np.where(shape, 1.0, 0.0).astype(np.float32)
         if rim:
-            weight = np.where(shape & (depth > 0.45), 0.1, weight).astype(np.float32)
+            weight = np.where(shape & (depth > 0.5), 0.35, weight).astype(np.float32)
         curve = _curve(pe_early, kind, times, t_early)
         for k in range(len(times)):
             pe_maps[k][box] = np.where(shape, curve[k] * weight, pe_maps[k][box])
