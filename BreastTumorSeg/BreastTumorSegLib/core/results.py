@@ -53,6 +53,7 @@ class SegmentationResult:
     breast_mask: sitk.Image | None = None
     registration_qa: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    breast_mask_qa: dict | None = None  # plausibility of the breast mask(s) and which one was used
 
     def summary(self) -> dict:
         return {
@@ -64,4 +65,5 @@ class SegmentationResult:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "registration_qa": self.registration_qa,
             "settings": self.settings,
+            "breast_mask_qa": self.breast_mask_qa,
         }

@@ -18,7 +18,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from .. import __version__
-from ..preprocess.breast_region import breast_mask as compute_breast_mask
+from ..preprocess.breast_region import breast_region, choose_breast_mask
 from ..core.exam import DCEExam
 from ..io.files import StagedOutputs, check_no_overwrite, write_image_atomic, write_json_atomic
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
@@ -66,6 +66,11 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     the model card's ``"breast_model"``, if any) whose mask then gates the lesions (kept when at
     least a quarter lies inside) instead of the classical mask; the network then sees the union
     of both masks (intensity scaling and cropping), so nothing the learned mask holds is cut off.
+    Every mask is checked for plausibility (:func:`~..preprocess.breast_region.choose_breast_mask`):
+    an implausible learned mask (e.g. the whole torso) is not used, the classical one is, and
+    ``result.settings["breast_mask"]`` and ``result.breast_mask_qa`` say so. Lesion sides come
+    from patient coordinates (body midline, or the one breast of a unilateral exam; the series'
+    ``exam.metadata["laterality"]`` when given).
     """
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     segmenter = get_segmenter(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
@@ -79,19 +84,23 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         if register:
             exam, qa = register_exam(exam, reporter=reporter)
     with reporter.stage("breast_mask"):
-        bmask = compute_breast_mask(exam.pre)
-        gate = bmask
+        laterality = exam.metadata.get("laterality") or exam.metadata.get("Laterality")
+        bmask, context = breast_region(exam.pre, laterality=laterality)
+        learned = None
         if breast_model:
             from ..models.breast_model import BreastMaskModel
 
-            gate = BreastMaskModel.load(breast_model, [models_dir] if models_dir else None).predict(exam.pre, device)
+            learned = BreastMaskModel.load(breast_model, [models_dir] if models_dir else None).predict(exam.pre, device)
+        gate, used, mask_qa = choose_breast_mask(bmask, context, learned)
+        if used == "learned":
             # The network also sees what only the learned mask holds (a tumor at the chest
             # wall outside the classical mask would otherwise fall outside the crop).
             bmask = sitk.Or(bmask, gate)
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
     with reporter.stage("postprocess"):
-        label, lesions, components = postprocess(prob, settings, gate, return_components=True)
+        label, lesions, components = postprocess(prob, settings, gate, return_components=True,
+                                                 layout=context["layout"])
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
             extras = extras_fn(exam, components)
@@ -100,9 +109,10 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     return SegmentationResult(
         case_id=exam.case_id, label=label, probability=prob, lesions=lesions,
         model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
-        registration_qa=qa,
+        registration_qa=qa, breast_mask_qa=mask_qa,
         settings={"postprocess": settings.as_dict(), "device": device, "registered": register,
-                  "breast_mask": breast_model or "classical",
+                  "breast_mask": breast_model if used == "learned" else
+                  ("classical (fallback: learned mask implausible)" if learned is not None else "classical"),
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
                   "times_assumed": bool(exam.metadata.get("times_assumed", False))},
     )

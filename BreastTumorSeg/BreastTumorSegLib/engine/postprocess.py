@@ -76,11 +76,15 @@ def midline_x(breast_mask: sitk.Image | None) -> float | None:
 
 
 def postprocess(prob: sitk.Image, settings: PostprocessSettings | None = None,
-                breast_mask: sitk.Image | None = None, return_components: bool = False):
+                breast_mask: sitk.Image | None = None, return_components: bool = False,
+                layout: dict | None = None):
     """Label map (uint8, 1 = tumor) and lesion table from a probability map.
 
     With ``return_components`` also the component image whose labels are the lesions' ``label``
-    (1 = largest).
+    (1 = largest). ``layout`` (from :func:`~BreastTumorSegLib.preprocess.breast_region.breast_layout`)
+    gives each lesion its side in patient coordinates: every lesion of a unilateral exam gets that
+    breast's side, otherwise the side of the body midline; without it the middle of the breast
+    mask's bounding box is the midline.
     """
     settings = settings or PostprocessSettings()
     p = sitk.GetArrayViewFromImage(prob)
@@ -92,7 +96,12 @@ def postprocess(prob: sitk.Image, settings: PostprocessSettings | None = None,
         cc = _keep_breast_components(cc, breast_mask, settings.min_breast_fraction)
     min_vox = int(np.ceil(settings.min_lesion_ml / voxel_volume_ml(prob))) if settings.min_lesion_ml > 0 else 0
     cc = sitk.RelabelComponent(cc, minimumObjectSize=max(min_vox, 1), sortByObjectSize=True)
-    lesions = lesion_table(cc, prob, midline_x(breast_mask))
+    if layout and layout.get("unilateral_side"):
+        lesions = lesion_table(cc, prob, side=layout["unilateral_side"])
+    elif layout and layout.get("midline_x") is not None:
+        lesions = lesion_table(cc, prob, float(layout["midline_x"]))
+    else:
+        lesions = lesion_table(cc, prob, midline_x(breast_mask))
     label = sitk.Cast(cc > 0, sitk.sitkUInt8)
     if return_components:
         return label, lesions, cc
@@ -100,8 +109,9 @@ def postprocess(prob: sitk.Image, settings: PostprocessSettings | None = None,
 
 
 def lesion_table(components: sitk.Image, prob: sitk.Image | None = None,
-                 midline: float | None = None) -> list[Lesion]:
-    """One :class:`Lesion` per label of *components* (labels 1..N)."""
+                 midline: float | None = None, side: str | None = None) -> list[Lesion]:
+    """One :class:`Lesion` per label of *components* (labels 1..N); *side* (unilateral exam)
+    overrides the comparison of the centroid's LPS x with *midline* (+x = patient left)."""
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.ComputeFeretDiameterOn()
     stats.Execute(components)
@@ -113,13 +123,13 @@ def lesion_table(components: sitk.Image, prob: sitk.Image | None = None,
     out = []
     for lab in sorted(stats.GetLabels()):
         c = stats.GetCentroid(lab)
-        side = "unknown" if midline is None else ("left" if c[0] > midline else "right")
+        les_side = side or ("unknown" if midline is None else ("left" if c[0] > midline else "right"))
         out.append(Lesion(
             label=int(lab),
             volume_ml=stats.GetPhysicalSize(lab) / 1000.0,
             longest_diameter_mm=float(stats.GetFeretDiameter(lab)),
             centroid_lps=tuple(float(v) for v in c),
-            side=side,
+            side=les_side,
             voxels=int(stats.GetNumberOfPixels(lab)),
             max_probability=float(pmax.get(lab, 1.0)),
         ))

@@ -26,10 +26,15 @@ the brightest pre-contrast tenth of the ROI barely enhances (median PE on the la
 early one without a late phase, below ``fat_max_pe`` = 8 %), that bright tissue is fat, the exam
 is taken as not fat-suppressed and the background fraction becomes
 ``background_fraction_no_fat_sat`` (0.2: removes air, lung and noise, keeps tissue at >= 30 %
-of fat). In that case the spread of PE in the bright (fat) voxels measures the noise, and the
-threshold is raised where needed so that PE's noise at the threshold signal is at most
-``pe_threshold / noise_z`` (z = 3): ``S_pre >= noise_z * sd_PE(fat) * S_fat / pe_threshold``
-(sd from the median absolute deviation). The decision and its evidence are in :attr:`FTVResult.fat_suppression`; pass
+of fat). Enhancement alone cannot tell a fat-suppressed exam with faint background parenchymal
+enhancement from one without suppression, so the exam counts as fat-suppressed also when the
+bright tenth enhances at least ``fat_sat_min_pe_gap`` (1) percentage point more than the
+mid-signal tissue (30th-70th percentile) and itself by at least twice that: without suppression the bright tissue is fat, which
+enhances less than the darker parenchyma; with it, the bright tissue is parenchyma. Without fat suppression the threshold is raised where needed so that PE's
+noise at the threshold signal is at most ``pe_threshold / noise_z`` (z = 3):
+``S_pre >= noise_z * 100 * sd(S_early - S_pre) / pe_threshold``, the SD a median absolute
+deviation over the ROI's voxels that are non-zero in both phases (zero-filled air cannot fool
+it, and it scales with the data, so the mask does not depend on the intensity scale). The decision and its evidence are in :attr:`FTVResult.fat_suppression`; pass
 ``fat_suppressed=True`` for the plain I-SPY rule. An exam without contrast uptake (or a fat-
 suppressed exam whose bright tissue does not enhance at all) is taken as not fat-suppressed;
 the lower threshold then only admits more unenhanced voxels, which the PE rule rejects.
@@ -81,6 +86,7 @@ class FTVSettings:
     fat_suppressed: bool | None = None  # None: decide from the data (module docstring)
     background_fraction_no_fat_sat: float = 0.2
     fat_max_pe: float = 8.0
+    fat_sat_min_pe_gap: float = 1.0  # bright tissue enhancing this much more than mid-signal tissue: fat-suppressed
     noise_z: float = 3.0
     pe_threshold: float = 70.0
     ser_min: float = 0.0
@@ -263,12 +269,32 @@ def detect_fat_suppression(pre: np.ndarray, maps: KineticMaps, roi_mask: np.ndar
                 "bright_tissue_pe": None}
     values = pe[bright]
     level = float(np.median(values))
-    return {"fat_suppressed": bool(level >= s.fat_max_pe),
-            "decided_by": f"median PE of the brightest pre-contrast tenth of the ROI "
-                          f"({'late' if maps.ser_available else 'early'} phase) vs {s.fat_max_pe:g} %",
-            "bright_tissue_pe": round(level, 3),
+    lo, hi = (robust_percentile(pre, q, region) for q in (30.0, 70.0))
+    mid = region & (pre >= np.float32(lo)) & (pre <= np.float32(hi))
+    mid_level = float(np.median(pe[mid])) if mid.any() else level
+    # Fat never enhances. Without suppression the brightest tissue is fat and enhances less than
+    # the darker (fibroglandular) tissue; with suppression it is parenchyma and enhances more.
+    gap = level - mid_level
+    suppressed = level >= s.fat_max_pe or (gap >= s.fat_sat_min_pe_gap and level >= 2 * s.fat_sat_min_pe_gap)
+    why = (f"median PE of the brightest pre-contrast tenth of the ROI ({'late' if maps.ser_available else 'early'} "
+           f"phase) vs {s.fat_max_pe:g} %, or its excess over the mid-signal tissue's vs {s.fat_sat_min_pe_gap:g} %")
+    return {"fat_suppressed": bool(suppressed), "decided_by": why, "bright_tissue_pe": round(level, 3),
+            "bright_minus_mid_pe": round(gap, 3),
             "bright_tissue_pe_sd": round(1.4826 * float(np.median(np.abs(values - level))), 3),
             "bright_tissue_pre": float(np.median(pre[bright]))}
+
+
+def difference_noise(pre: np.ndarray, post: np.ndarray, region: np.ndarray) -> float | None:
+    """Robust SD of (post - pre) in *region*, ignoring exact zeros (zero-filled air) in either phase.
+
+    The median absolute deviation is insensitive to the few enhancing voxels, and zero-filled
+    background cannot pull it to 0 or the scale of the signal.
+    """
+    sel = region & (pre > 0) & (post > 0)
+    if np.count_nonzero(sel) < 50:
+        return None
+    d = post[sel].astype(np.float64) - pre[sel]
+    return 1.4826 * float(np.median(np.abs(d - np.median(d))))
 
 
 def drop_skin_components(mask: np.ndarray, body: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) -> int:
@@ -318,12 +344,16 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     fat = detect_fat_suppression(pre, maps, roi_mask, s)
     fraction = s.background_fraction if fat["fat_suppressed"] else s.background_fraction_no_fat_sat
     bg = fraction * robust_percentile(pre, s.background_percentile, roi_mask)
-    if not fat["fat_suppressed"] and fat.get("bright_tissue_pe_sd") is not None:
-        noise_floor = s.noise_z * fat["bright_tissue_pe_sd"] * fat["bright_tissue_pre"] / max(s.pe_threshold, 1e-6)
-        fat["noise_floor"] = round(noise_floor, 4)
-        bg = max(bg, noise_floor)
     pe = maps.array("pe_early")
     valid = maps.array("valid") > 0
+    if not fat["fat_suppressed"]:
+        early = sitk.GetArrayViewFromImage(exam.phases[maps.phases.early])
+        sd = difference_noise(pre, early, roi_mask & valid)
+        if sd is not None:
+            # PE's noise at signal S is 100 * sd / S: at most pe_threshold / noise_z above the floor.
+            noise_floor = s.noise_z * 100.0 * sd / max(s.pe_threshold, 1e-6)
+            fat["noise_floor"] = float(f"{noise_floor:.6g}")
+            bg = max(bg, noise_floor)
 
     cand = roi_mask & valid
     cand &= pre >= np.float32(bg)

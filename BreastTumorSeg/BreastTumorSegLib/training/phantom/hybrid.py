@@ -1,0 +1,223 @@
+"""Hybrid phantoms: real breast anatomy with synthetic contrast-enhancing lesions.
+
+``make_hybrid(seed, anatomy="axial" | "sagittal")`` takes one of the real, single-phase T1
+volumes of ``shared/data/real-anatomy`` (no contrast, no tumor, no fat suppression) as the
+pre-contrast phase and builds the post-contrast phases:
+
+* **Field of view**: the volume is binned (``sitk.BinShrink``; default 2 x 2 x 2 for the axial,
+  2 x 2 x 1 in-plane for the sagittal volume) for speed, geometry kept (origin, direction,
+  spacing follow the binning). ``unilateral`` (default for the sagittal volume) keeps one
+  breast (``side``, else chosen by the seed): the index axis that runs along patient x is cut
+  ``midline_margin_mm`` past the body midline found by
+  :func:`~BreastTumorSegLib.preprocess.breast_region.breast_layout`.
+* **Breast truth** (``Phantom.breast_mask``): the classical whole-breast mask of the full
+  (bilateral) volume, i.e. body voxels anterior to the skin over the sternum + 12 mm
+  (:func:`~BreastTumorSegLib.preprocess.breast_region.breast_region`), cut like the image.
+* **Tissue**: in the breast mask, fat = brighter than the Otsu threshold of the breast voxels
+  (T1 without fat suppression: fat is bright), fibroglandular tissue (FGT) = darker tissue
+  above 25 % of that threshold. ``fat_suppressed`` darkens fat with a smooth weight (fat to
+  ~15 % of its signal) so that FGT becomes the brightest breast tissue.
+* **Lesions** (``n_lesions``, default 1; ``None``: 1-3 by seed): lobulated masses of 0.5-10 mL
+  (a main ellipsoid plus 2-4 lobes), placed in patient (LPS) coordinates at least ``r + 4`` mm
+  inside the breast mask and clipped to it; pre-contrast signal = the FGT level; early PE
+  80-250 %, curve persistent / plateau / washout (late change +25 / 0 / -20 %), a third
+  rim-enhancing (core enhancing at 35 % of the rim).
+* **Background parenchymal enhancement**: FGT enhances 3-10 %, linearly in time.
+* **Noise**: Gaussian, ``noise`` x p95 of the body, independently in every phase.
+* ``scale`` multiplies every intensity; ``zero_background`` sets everything outside the body
+  to exactly 0 (scanner zero filling).
+
+Deterministic per seed. Motion is identity. ``Phantom.params["laterality"]`` is the breast
+kept ("left", "right" or "both"); it is not written into the exam's metadata.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ...core.exam import DCEExam
+from ...core.imageutil import voxel_volume_ml
+from ...preprocess.breast_region import body_mask, breast_region
+
+ANATOMY_FILES = {"axial": "AX_T1_BILAT.nii.gz", "sagittal": "SAG_T1_3D_BILAT.nii.gz"}
+DEFAULT_SHRINK = {"axial": (2, 2, 2), "sagittal": (2, 2, 1)}
+DEFAULT_TIMES = (0.0, 1.6, 3.3, 6.6)
+CURVE_LATE_CHANGE = {"persistent": 0.25, "plateau": 0.0, "washout": -0.20}
+
+
+def real_anatomy_dir() -> Path:
+    """``$BREASTTUMORSEG_REAL_ANATOMY`` or ``shared/data/real-anatomy`` beside the checkout."""
+    env = os.environ.get("BREASTTUMORSEG_REAL_ANATOMY")
+    return Path(env) if env else Path(__file__).resolve().parents[4].parent / "shared" / "data" / "real-anatomy"
+
+
+def _x_axis(img: sitk.Image) -> int:
+    """Index axis (0, 1, 2) running most nearly along patient x."""
+    d = np.asarray(img.GetDirection()).reshape(3, 3)
+    return int(np.argmax(np.abs(d[0])))
+
+
+def _crop_one_breast(img: sitk.Image, mask: sitk.Image, midline_x: float, side: str, margin_mm: float):
+    axis = _x_axis(img)
+    n = img.GetSize()[axis]
+    idx = [0, 0, 0]
+    xs = []
+    for k in range(n):
+        idx[axis] = k
+        xs.append(img.TransformIndexToPhysicalPoint(idx)[0])
+    xs = np.asarray(xs)
+    keep = np.nonzero(xs > midline_x - margin_mm if side == "left" else xs < midline_x + margin_mm)[0]
+    sl = [slice(None)] * 3
+    sl[axis] = slice(int(keep.min()), int(keep.max()) + 1)
+    return img[tuple(sl)], mask[tuple(sl)]
+
+
+def _physical_points(img: sitk.Image, lo, hi) -> np.ndarray:
+    """(z, y, x, 3) LPS coordinates of the voxels in index box [lo, hi) (lo, hi as (i, j, k))."""
+    m = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
+    k, j, i = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo[::-1], hi[::-1])), indexing="ij")
+    ijk = np.stack([i, j, k], axis=-1).astype(np.float64)
+    return ijk @ m.T + np.asarray(img.GetOrigin())
+
+
+def _lesion_shape(rng, img: sitk.Image, center, volume_ml: float) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """Lobulated mass around *center* (LPS mm): boolean mask in an index box, the box slices and
+    the normalised depth (0 at the border, 1 at the centre) of every voxel."""
+    r = (3 * volume_ml * 1000 / (4 * np.pi)) ** (1 / 3)
+    axes = r * rng.uniform(0.8, 1.25, 3)
+    axes *= r / np.prod(axes) ** (1 / 3)
+    rot, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    lobes = [(rng.normal(size=3), rng.uniform(0.35, 0.6) * r) for _ in range(int(rng.integers(2, 5)))]
+    reach = 1.6 * r
+    c_idx = np.asarray(img.TransformPhysicalPointToContinuousIndex(tuple(map(float, center))))
+    half = np.ceil(reach / np.asarray(img.GetSpacing())).astype(int) + 1
+    size = np.asarray(img.GetSize())
+    lo = np.clip(np.floor(c_idx).astype(int) - half, 0, size)
+    hi = np.clip(np.floor(c_idx).astype(int) + half + 1, 0, size)
+    p = _physical_points(img, lo, hi) - np.asarray(center)
+    q = p @ rot
+    level = np.sqrt(((q / axes) ** 2).sum(-1))  # < 1 inside the main ellipsoid
+    depth = 1 - level
+    for direction, radius in lobes:
+        offset = direction / np.linalg.norm(direction) * 0.75 * r
+        d = 1 - np.linalg.norm(p - offset, axis=-1) / radius
+        depth = np.maximum(depth, d)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo[::-1], hi[::-1]))
+    return depth > 0, box, np.clip(depth, 0, 1)
+
+
+def _curve(pe_early: float, kind: str, times: np.ndarray, t_early: float) -> np.ndarray:
+    """PE (%) at each time: rise to *pe_early* at *t_early*, then the late change of *kind*."""
+    t = np.asarray(times, float)
+    up = (1 - np.exp(-t / 0.5)) / (1 - np.exp(-t_early / 0.5))
+    t_last = max(float(t.max()), t_early + 1e-6)
+    late = 1 + CURVE_LATE_CHANGE[kind] * np.clip((t - t_early) / (t_last - t_early), 0, None)
+    return np.where(t <= t_early, pe_early * up, pe_early * late)
+
+
+def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases: int | None = None,
+                times_min=None, fat_suppressed: bool = False, zero_background: bool = False,
+                n_lesions: int | None = 1, unilateral: bool | None = None, side: str | None = None,
+                shrink=None, noise: float = 0.01, midline_margin_mm: float = 15.0, data_dir=None):
+    """A :class:`~BreastTumorSegLib.training.phantom.Phantom` from real anatomy (module docstring)."""
+    from . import Phantom
+
+    if anatomy not in ANATOMY_FILES:
+        raise ValueError(f"anatomy must be one of {sorted(ANATOMY_FILES)}")
+    rng = np.random.default_rng([int(seed), 7919])
+    if times_min is None:
+        times = list(DEFAULT_TIMES) if n_phases is None else [0.0] + [1.6 * k for k in range(1, n_phases)]
+        if n_phases is not None and n_phases == 4:
+            times = list(DEFAULT_TIMES)
+    else:
+        times = [float(t) for t in times_min]
+    times = np.asarray(times[:n_phases] if n_phases else times, float)
+    img = sitk.ReadImage(str(Path(data_dir or real_anatomy_dir()) / ANATOMY_FILES[anatomy]), sitk.sitkFloat32)
+    img = sitk.BinShrink(img, [int(v) for v in (shrink or DEFAULT_SHRINK[anatomy])])
+    truth, ctx = breast_region(img)
+    if unilateral is None:
+        unilateral = anatomy == "sagittal"
+    laterality = "both"
+    if unilateral:
+        side = side or ("left" if rng.random() < 0.5 else "right")
+        img, truth = _crop_one_breast(img, truth, ctx["layout"]["midline_x"] or 0.0, side, midline_margin_mm)
+        laterality = side
+    pre = sitk.GetArrayFromImage(img).astype(np.float32)
+    breast = sitk.GetArrayFromImage(truth) > 0
+    body = sitk.GetArrayFromImage(body_mask(img, 2.0)) > 0
+    p95 = float(np.percentile(pre[body], 95))
+
+    # Tissue classes inside the breast (T1 without fat suppression: fat bright).
+    otsu = sitk.OtsuThresholdImageFilter()
+    vals = sitk.GetImageFromArray(pre[breast].reshape(-1, 1, 1))
+    otsu.Execute(vals)
+    thr = float(otsu.GetThreshold())
+    fgt = breast & (pre < thr) & (pre > 0.25 * thr)
+    fgt_level = float(np.median(pre[fgt])) if fgt.any() else 0.5 * thr
+    if fat_suppressed:
+        fat_w = 1 / (1 + np.exp(-(pre - thr) / (0.1 * thr)))
+        pre = pre * (1 - 0.85 * fat_w).astype(np.float32)
+
+    spacing_zyx = np.asarray(img.GetSpacing())[::-1]
+    inner = ndimage.distance_transform_edt(breast, sampling=spacing_zyx)
+    t_early = float(times[np.argmin(np.abs(times[1:] - 2.0)) + 1]) if len(times) > 1 else 2.0
+    n_les = int(rng.integers(1, 4)) if n_lesions is None else int(n_lesions)
+    labels = np.zeros(pre.shape, np.uint8)
+    pe_maps = np.zeros((len(times),) + pre.shape, np.float32)
+    les_pre = np.zeros(pre.shape, bool)
+    tumors = []
+    for i in range(n_les):
+        volume = float(np.exp(rng.uniform(np.log(0.5), np.log(10.0))))
+        r = (3 * volume * 1000 / (4 * np.pi)) ** (1 / 3)
+        ok = (inner >= r + 4.0) & (labels == 0)
+        if labels.any():
+            ok &= ndimage.distance_transform_edt(labels == 0, sampling=spacing_zyx) > 2 * r + 5
+        cand = np.flatnonzero(ok)
+        if cand.size == 0:
+            break
+        zyx = np.unravel_index(int(cand[rng.integers(cand.size)]), pre.shape)
+        center = img.TransformIndexToPhysicalPoint(tuple(int(v) for v in zyx[::-1]))
+        shape, box, depth = _lesion_shape(rng, img, center, volume)
+        shape &= breast[box] & (labels[box] == 0)
+        kind = str(rng.choice(list(CURVE_LATE_CHANGE)))
+        pe_early = float(rng.uniform(80, 250))
+        rim = bool(rng.random() < 1 / 3)
+        weight = np.where(shape, 1.0, 0.0).astype(np.float32)
+        if rim:
+            weight = np.where(shape & (depth > 0.5), 0.35, weight).astype(np.float32)
+        curve = _curve(pe_early, kind, times, t_early)
+        for k in range(len(times)):
+            pe_maps[k][box] = np.where(shape, curve[k] * weight, pe_maps[k][box])
+        labels[box][shape] = i + 1
+        les_pre[box] |= shape
+        tumors.append({"label": i + 1, "center_lps": [round(float(c), 2) for c in center],
+                       "volume_ml": round(float(np.count_nonzero(shape)) * voxel_volume_ml(img), 4),
+                       "pe_early": round(pe_early, 1), "curve": kind, "rim_enhancing": rim,
+                       "side": "left" if center[0] > (ctx["layout"]["midline_x"] or 0.0) else "right"})
+    pre[les_pre] = np.float32(fgt_level) * rng.uniform(0.9, 1.1)
+    bpe = float(rng.uniform(3, 10))
+    t_last = max(float(times.max()), 1e-6)
+    phases = []
+    for k, t in enumerate(times):
+        pe = pe_maps[k] + np.where(fgt & ~les_pre, np.float32(bpe * t / t_last), np.float32(0))
+        ph = pre * (1 + pe / 100) + rng.normal(0, noise * p95, pre.shape).astype(np.float32)
+        ph = np.clip(ph, 0, None) * np.float32(scale)
+        if zero_background:
+            ph[~body] = 0
+        out = sitk.GetImageFromArray(ph.astype(np.float32))
+        out.CopyInformation(img)
+        phases.append(out)
+    exam = DCEExam(phases, [float(t) for t in times], case_id=f"hybrid-{anatomy}-{seed}",
+                   metadata={"hybrid": anatomy})
+    lab_img = sitk.GetImageFromArray(labels)
+    lab_img.CopyInformation(img)
+    truth = sitk.Cast(truth > 0, sitk.sitkUInt8)
+    params = {"anatomy": anatomy, "scale": scale, "fat_suppressed": fat_suppressed,
+              "zero_background": zero_background, "laterality": laterality, "bpe_percent": round(bpe, 2),
+              "fgt_level": fgt_level, "fat_threshold": thr}
+    return Phantom(exam, sitk.Cast(lab_img > 0, sitk.sitkUInt8), lab_img, truth, tumors,
+                   [sitk.Transform(3, sitk.sitkIdentity) for _ in times], params)
