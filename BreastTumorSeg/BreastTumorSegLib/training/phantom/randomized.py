@@ -329,8 +329,8 @@ def _grid(rng: np.random.Generator, orng: np.random.Generator, p: dict, orientat
     else:  # one breast: from just across the midline to beyond the side of the chest
         b = next(b for b in p["breasts"] if b["side"] == side)
         other = next(o for o in p["breasts"] if o["side"] != side)
-        inner = abs(other["center"][0]) - other["radii"][0] * 1.5 - 10
-        span = sorted([math.copysign(min(rng.uniform(-10, 15), inner), -b["center"][0]),
+        limit = abs(other["center"][0]) - other["radii"][0] * 1.4 - 5  # stop short of the other breast
+        span = sorted([-math.copysign(1.0, b["center"][0]) * min(rng.uniform(-10, 15), limit),
                        math.copysign(abs(b["center"][0]) + b["radii"][0] * 1.6 + rng.uniform(0, 30), b["center"][0])])
         xlo, xhi = span
     lo, hi = np.array([xlo, front, np.mean(zs) - height / 2]), np.array([xhi, back, np.mean(zs) + height / 2])
