@@ -11,6 +11,9 @@ def register(sub) -> None:
                        description="Writes one folder per seed in the loader's layout (or the MAMA-MIA "
                                    "layout), with tumor and breast ground truth and the true kinetics.")
     p.add_argument("--seed", type=parse_seeds, default=[7], help="seed(s): 7, 1-5 or 3,8,13 (default: 7)")
+    p.add_argument("--family", choices=["phantom", "randomized", "ellipse"], default="phantom",
+                   help="synthetic family: phantom (default; the shipped models were trained on it), randomized "
+                        "(domain-randomised, for training) or ellipse (held out, for evaluation only)")
     p.add_argument("--output", "-o", type=Path, required=True, help="output folder")
     p.add_argument("--layout", choices=["folder", "mamamia"], default="folder")
     p.add_argument("--size", choices=["small", "clinical"], default="small",
@@ -21,10 +24,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..training.phantom import make_phantom, write_phantom
+    from ..training.phantom import write_phantom
+    from ..training.phantom.families import make_exam
 
+    family = getattr(args, "family", "phantom")
     for seed in args.seed:
-        ph = make_phantom(seed, size=args.size, n_phases=args.phases)
+        if family == "phantom":
+            ph = make_exam(family, seed, size=args.size, n_phases=args.phases)
+        else:  # --size applies to the "phantom" family only
+            ph = make_exam(family, seed, n_phases=args.phases)
         root = args.output if args.layout == "mamamia" else args.output / ph.case_id
         write_phantom(ph, root, layout=args.layout, overwrite=args.overwrite)
         tumors = ", ".join(f"{t['kind']} {t['volume_ml']:.2f} mL {t['curve']} ({t['side']})" for t in ph.tumors)

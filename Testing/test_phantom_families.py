@@ -1,0 +1,150 @@
+"""The synthetic families: the domain-randomised generator, the held-out ellipse family, the registry."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+from BreastTumorSegLib.cli import main
+from BreastTumorSegLib.core.errors import InputError
+from BreastTumorSegLib.core.imageutil import voxel_volume_ml
+from BreastTumorSegLib.io.files import load_exam
+from BreastTumorSegLib.training.phantom import Phantom, make_phantom
+from BreastTumorSegLib.training.phantom.families import FAMILIES, make_exam
+from BreastTumorSegLib.training.phantom.randomized import HEART, make_randomized
+
+SMALL = dict(spacing=3.0)  # coarse grids keep every test fast
+
+
+def arr(img: sitk.Image) -> np.ndarray:
+    return sitk.GetArrayFromImage(img)
+
+
+def physical_centroid(img: sitk.Image, mask: np.ndarray) -> np.ndarray:
+    zyx = np.argwhere(mask).mean(0)
+    return np.asarray(img.TransformContinuousIndexToPhysicalPoint([float(v) for v in zyx[::-1]]))
+
+
+@pytest.fixture(scope="module")
+def by_orientation():
+    return {o: make_randomized(21, orientation=o, fov="bilateral", n_lesions=1, **SMALL)
+            for o in ("axial", "sagittal", "coronal")}
+
+
+def test_registry_and_same_container():
+    assert set(FAMILIES) == {"phantom", "randomized", "ellipse"}
+    assert FAMILIES["phantom"] is make_phantom
+    with pytest.raises(InputError):
+        make_exam("nope", 1)
+    ph = make_exam("randomized", 3, **SMALL)
+    assert isinstance(ph, Phantom) and ph.params["family"] == "randomized"
+    assert ph.truth()["case_id"] == ph.case_id
+
+
+def test_deterministic_from_seed():
+    a, b = make_randomized(5, **SMALL), make_randomized(5, **SMALL)
+    c = make_randomized(6, **SMALL)
+    assert a.params == b.params
+    for p, q in zip(a.exam.phases, b.exam.phases):
+        assert np.array_equal(arr(p), arr(q))
+    assert np.array_equal(arr(a.tumor_labels), arr(b.tumor_labels))
+    assert a.params["anatomy"] != c.params["anatomy"]
+
+
+def test_orientations_keep_the_anatomy_in_patient_space(by_orientation):
+    hearts, vols = [], []
+    for name, ph in by_orientation.items():
+        ref = ph.exam.reference
+        assert ph.params["orientation"] == name
+        off = np.asarray(ph.params["patient_offset_mm"])
+        breast = arr(ph.breast_mask) > 0
+        heart = arr(ph.tissue_labels) == HEART
+        assert heart.any() and breast.any()
+        h, b = physical_centroid(ref, heart), physical_centroid(ref, breast)
+        assert h[1] > b[1] + 30, name  # LPS: +y posterior; the heart lies behind the breasts
+        assert h[0] > off[0], name  # the heart leans to the patient's left (+x)
+        comps, n = ndimage.label(breast)
+        assert n >= 2, name
+        sizes = ndimage.sum(breast, comps, range(1, n + 1))
+        two = np.argsort(sizes)[-2:] + 1
+        xs = sorted(physical_centroid(ref, comps == k)[0] - off[0] for k in two)
+        assert xs[0] < -30 and xs[1] > 30, name  # one breast each side of the midline
+        hearts.append(h)
+        vols.append(breast.sum() * voxel_volume_ml(ref))
+    assert np.max(np.ptp(np.array(hearts), axis=0)) < 4.0  # the same heart, wherever the grid points
+    assert np.ptp(vols) < 0.1 * np.mean(vols)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_unilateral_field_of_view_has_one_breast(side):
+    ph = make_randomized(8, fov="unilateral", side=side, **SMALL)
+    ref = ph.exam.reference
+    breast = arr(ph.breast_mask) > 0
+    d = np.asarray(ref.GetDirection()).reshape(3, 3)
+    idx = np.argwhere(breast)[:, ::-1] * np.asarray(ref.GetSpacing())
+    x = np.asarray(ref.GetOrigin())[0] + idx @ d[0] - ph.params["patient_offset_mm"][0]  # LPS x, patient frame
+    assert breast.sum() * voxel_volume_ml(ref) > 20
+    assert np.all(x > 0) if side == "left" else np.all(x < 0)  # only the breast of that side
+
+
+def test_scale_multiplies_intensities():
+    a = make_randomized(4, scale=1.0, integer=False, **SMALL)
+    b = make_randomized(4, scale=1000.0, integer=False, **SMALL)
+    for p, q in zip(a.exam.phases, b.exam.phases):
+        np.testing.assert_allclose(arr(q), 1000.0 * arr(p), rtol=1e-5, atol=1e-4)
+    c = make_randomized(4, scale=1000.0, integer=True, **SMALL)
+    assert np.array_equal(arr(c.exam.pre), np.rint(arr(c.exam.pre)))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lesions_inside_the_breast_and_volumes_match(seed):
+    ph = make_randomized(seed, n_lesions=3, spacing=2.0)
+    labels, breast = arr(ph.tumor_labels), arr(ph.breast_mask) > 0
+    assert ph.tumors
+    assert not np.any((labels > 0) & ~breast)
+    assert np.array_equal(arr(ph.tumor_mask) > 0, labels > 0)
+    vml = voxel_volume_ml(ph.exam.reference)
+    for t in ph.tumors:
+        assert t["volume_ml"] == pytest.approx(np.count_nonzero(labels == t["label"]) * vml)
+        assert t["side"] in ("left", "right") and len(t["centroid_lps"]) == 3
+        assert t["kind"] in ("lobulated", "spiculated", "rim", "nonmass")
+
+
+@pytest.mark.parametrize("nonrigid", [0.0, 3.0])
+def test_stored_motion_realigns_the_phases(nonrigid):
+    kw = dict(n_phases=3, noise=0.0, bias=0.0, scale=1.0, integer=False, spacing=2.0)
+    ph = make_randomized(9, motion_mm=8.0, nonrigid_mm=nonrigid, **kw)  # large: beyond interpolation blur
+    still = make_randomized(9, motion_mm=0.0, nonrigid_mm=0.0, **kw)  # the same exam without motion
+    assert ph.params["motion"][-1]["nonrigid_mm"] == nonrigid
+    assert np.array_equal(arr(ph.exam.pre), arr(still.exam.pre))
+    inner = np.zeros(arr(ph.exam.pre).shape, bool)
+    inner[4:-4, 4:-4, 4:-4] = True
+    for k in (1, 2):
+        truth = arr(still.exam.phases[k])
+        before = np.abs(arr(ph.exam.phases[k]) - truth)[inner].mean()
+        fixed = sitk.Resample(ph.exam.phases[k], ph.exam.reference, ph.motion[k], sitk.sitkLinear, 0.0)
+        after = np.abs(arr(fixed) - truth)[inner].mean()
+        assert after < 0.5 * before, (k, before, after)  # what remains is the linear interpolation blur
+
+
+def test_ellipse_family_has_a_strongly_enhancing_heart():
+    ph = make_exam("ellipse", 2)
+    assert ph.exam.reference.GetSize() == (256, 192, 64)
+    assert ph.exam.reference.GetSpacing() == pytest.approx((1.2, 1.2, 2.5))
+    a0, a1 = arr(ph.exam.phases[0]), arr(ph.exam.phases[1])
+    pe = (a1 - a0) / np.maximum(a0, 1.0)
+    heart = arr(ph.heart_mask) > 0
+    fat = (arr(ph.breast_mask) > 0) & (arr(ph.tumor_mask) == 0) & (a0 > 800)
+    assert heart.any() and fat.any()
+    assert pe[heart].mean() > 1.0 > 0.2 > pe[fat].mean()
+    assert physical_centroid(ph.exam.reference, heart)[1] > physical_centroid(ph.exam.reference, fat)[1]
+
+
+def test_cli_writes_a_loadable_randomized_exam(tmp_path, capsys):
+    assert main(["phantom", "--family", "randomized", "--seed", "2", "--output", str(tmp_path)]) == 0
+    exam = load_exam(tmp_path / "randomized_0002")
+    ph = make_randomized(2)
+    assert exam.n_phases == ph.exam.n_phases
+    assert list(exam.times_min) == pytest.approx(ph.exam.times_min)
+    assert "randomized_0002" in capsys.readouterr().out
