@@ -3,7 +3,7 @@
 Hirsch et al. and Zhang et al. both segment the whole breast first and use it to remove
 tumor false positives outside the breast (heart, vessels, arms). This module runs such a
 network, stored like the tumor models as ``<name>.safetensors`` + model card ``<name>.json``
-with ``"task": "breast_mask"`` (see :mod:`.trainer`, task ``breast``).
+with ``"task": "breast_mask"`` (see :mod:`BreastTumorSegLib.training.trainer`, task ``breast``).
 
     model = BreastMaskModel.load("breastmask-demo")
     mask = model.predict(exam.pre)          # sitk uint8 on the pre-contrast grid

@@ -7,7 +7,7 @@ acquires 2-8 phases::
 
     S(t) = S0 * gain * bias(x) * (1 + E(t))   -> rigid motion -> Rician noise
 
-with analytic enhancement curves ``E(t)`` (:mod:`.phantom_kinetics`), so the true relative
+with analytic enhancement curves ``E(t)`` (:mod:`.kinetics`), so the true relative
 enhancement of every tumor at every phase is known exactly. Everything random comes from
 ``numpy.random.default_rng([seed, stream])`` with one stream per concern (anatomy, tissue,
 texture, tumors, kinetics, acquisition, motion, noise): the same seed and overrides give
@@ -20,9 +20,13 @@ puts phase k back into the frame of phase 0, where the ground-truth masks are. I
 points of the reference frame to points of phase k, i.e. it is what an ideal registration
 with phase 0 fixed and phase k moving would return. ``motion[0]`` is the identity.
 
-Sub-modules: :mod:`.phantom_anatomy` (the patient), :mod:`.phantom_lesions` (tumors),
-:mod:`.phantom_render` (voxel maps), :mod:`.phantom_geometry` (grids, shapes),
-:mod:`.phantom_kinetics` (curves, early/late phases).
+Sub-modules: :mod:`.anatomy` (the patient), :mod:`.lesions` (tumors),
+:mod:`.render` (voxel maps), :mod:`.geometry` (grids, shapes),
+:mod:`.kinetics` (curves, early/late phases).
+
+This is one family among several (:mod:`.families`): :mod:`.randomized` (domain-randomised
+anatomy, contrast, orientation, field of view and scale), :mod:`.ellipse` (a held-out family for
+evaluation only) and :mod:`.hybrid` (real breast MRI with inserted lesions).
 """
 from __future__ import annotations
 
