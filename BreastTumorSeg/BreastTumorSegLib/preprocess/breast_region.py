@@ -200,9 +200,12 @@ class BreastMaskLimits:
     min_breast_ml: float = 20.0  # per breast present
     max_breast_ml: float = 3000.0
     min_inside_body: float = 0.9  # fraction of the mask inside the body
-    max_body_fraction: float = 0.85  # fraction of the body (in the field of view) covered
+    max_body_fraction: float = 0.95  # fraction of the body (in the field of view) covered
     deep_margin_mm: float = 25.0  # beyond the classical chest-wall limit: "posterior to the chest wall"
-    max_deep_fraction: float = 0.10  # heart, mediastinum, back
+    # Breast tissue wraps around the curved chest wall laterally, so deep tissue is only suspect
+    # near the midline, where the heart and mediastinum lie behind the sternum.
+    central_half_width_mm: float = 40.0
+    max_deep_fraction: float = 0.05  # of the mask: deep AND central (heart, mediastinum)
 
 
 def breast_mask_qa(mask: sitk.Image, context: dict, limits: BreastMaskLimits | None = None) -> dict:
@@ -225,7 +228,12 @@ def breast_mask_qa(mask: sitk.Image, context: dict, limits: BreastMaskLimits | N
         sy = work.GetSpacing()[1]
         limit = level + (context["chest_margin_mm"] + lim.deep_margin_mm) / sy
         rows = np.arange(w.shape[1])[None, :, None]
-        deep = float(np.count_nonzero(w & (rows > limit[:, None, None]))) / n_w
+        x_mm = work.GetOrigin()[0] + work.GetSpacing()[0] * np.arange(w.shape[2])
+        mid = layout["midline_x"]
+        central = (np.ones_like(x_mm, bool) if mid is None and not layout["unilateral_side"]
+                   else np.zeros_like(x_mm, bool) if mid is None
+                   else np.abs(x_mm - mid) <= lim.central_half_width_mm)[None, None, :]
+        deep = float(np.count_nonzero(w & (rows > limit[:, None, None]) & central)) / n_w
     x_of = work.GetOrigin()[0] + work.GetSpacing()[0] * np.arange(w.shape[2])
     per_x = np.count_nonzero(w, axis=(0, 1)) * vox_ml
     if layout["unilateral_side"]:
@@ -246,8 +254,8 @@ def breast_mask_qa(mask: sitk.Image, context: dict, limits: BreastMaskLimits | N
     if body_fraction > lim.max_body_fraction:
         reasons.append(f"the mask covers {100 * body_fraction:.0f} % of the body in the field of view")
     if deep > lim.max_deep_fraction:
-        reasons.append(f"{100 * deep:.0f} % of the mask lies more than {lim.deep_margin_mm:g} mm deeper than the "
-                       "chest wall (heart, mediastinum)")
+        reasons.append(f"{100 * deep:.0f} % of the mask lies near the midline more than {lim.deep_margin_mm:g} mm "
+                       "deeper than the chest wall (heart, mediastinum)")
     return {"plausible": not reasons, "reasons": reasons, "volume_ml": round(volume_ml, 2),
             "per_side_ml": {k: round(v, 2) for k, v in per_side.items()},
             "inside_body_fraction": round(inside, 4), "body_fraction": round(body_fraction, 4),
