@@ -6,14 +6,18 @@ from pathlib import Path
 from ._common import TerminalProgress
 from .segment import add_engine_options, engine_kwargs, print_result
 
-DEMO_SEED = 7  # never used in training (training seeds are 1000+, validation 2000+)
+# The first seed of the evaluation range 3000-3019 (never used for training, 1000+, or validation,
+# 2000+), taken as it comes rather than chosen for its result: README gives the median over the
+# whole range next to this exam's number (benchmarks/bench_demo.py).
+DEMO_SEED = 3000
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="segment the bundled demo exam (a synthetic phantom) and score it",
                        description="Writes the demo exam (a synthetic DCE phantom with known tumor, "
-                                   "generated deterministically from a fixed seed) to OUTPUT/demo_exam, "
-                                   "segments it into OUTPUT, and prints the Dice against the ground truth. "
+                                   "generated deterministically from a seed) to OUTPUT/demo_exam, "
+                                   "segments it into OUTPUT, prints the Dice against the ground truth and "
+                                   "the path of the overview picture (result and truth outlined). "
                                    "A re-run replaces the previous demo files.")
     p.add_argument("--output", "-o", type=Path, default=Path("demo_output"), help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help="phantom seed (default: %(default)s)")
@@ -35,10 +39,10 @@ def run(args) -> int:
     write_phantom(ph, case_dir)
     exam = load_exam(case_dir)
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
-    written = write_result(result, out, overwrite=True)
+    truth = read_image(case_dir / f"{ph.exam.case_id}_tumor.nii.gz", "ground truth")
+    written = write_result(result, out, overwrite=True, truth=truth)
     if progress:
         progress.close()
-    truth = read_image(case_dir / f"{ph.exam.case_id}_tumor.nii.gz", "ground truth")
     print(f"demo exam: {case_dir} ({exam.n_phases} phases, synthetic phantom seed {args.seed})")
     print_result(result, written)
     print(f"Dice against the phantom's ground truth: {dice(result.label, truth):.3f}")

@@ -54,6 +54,7 @@ class SegmentationResult:
     registration_qa: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     breast_mask_qa: dict | None = None  # plausibility of the breast mask(s) and which one was used
+    subtraction: sitk.Image | None = None  # early subtraction (first post - pre), motion-corrected
 
     def summary(self) -> dict:
         return {

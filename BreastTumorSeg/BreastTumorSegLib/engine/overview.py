@@ -88,6 +88,8 @@ def render_overview(result: SegmentationResult, path: str | Path, truth: sitk.Im
     ax = fig.add_subplot(grid_spec[0, :])
     show(ax, sub.max(axis=0), (1, 2), label.any(axis=0), None if ref is None else ref.any(axis=0),
          "subtraction MIP (axial; patient right on the left, anterior up)")
+    for x, letter in ((0.01, "R"), (0.99, "L")):
+        ax.text(x, 0.5, letter, transform=ax.transAxes, color="orange", fontsize=12, ha="center", va="center")
     for row, les in enumerate(lesions, start=1):
         xyz = grid.TransformPhysicalPointToIndex([float(c) for c in les.centroid_lps])
         idx = tuple(int(np.clip(v, 0, n - 1)) for v, n in zip(xyz[::-1], sub.shape))

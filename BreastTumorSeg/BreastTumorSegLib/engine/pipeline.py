@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from .. import __version__
 from ..preprocess.breast_region import breast_region, choose_breast_mask
 from ..core.exam import DCEExam
-from ..io.files import StagedOutputs, check_no_overwrite, write_image_atomic, write_json_atomic
+from ..io.files import StagedOutputs, atomic_target, check_no_overwrite, write_image_atomic, write_json_atomic
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from .postprocess import PostprocessSettings, postprocess
@@ -110,6 +110,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         case_id=exam.case_id, label=label, probability=prob, lesions=lesions,
         model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
         registration_qa=qa, breast_mask_qa=mask_qa,
+        subtraction=sitk.Subtract(exam.phases[1], exam.phases[0]),
         settings={"postprocess": settings.as_dict(), "device": device, "registered": register,
                   "breast_mask": breast_model if used == "learned" else
                   ("classical (fallback: learned mask implausible)" if learned is not None else "classical"),
@@ -124,6 +125,7 @@ def output_names(case_id: str, dicom_seg: bool = False) -> dict[str, str]:
         "probability": f"{case_id}_prob.nii.gz",
         "segmentation": f"{case_id}.seg.nrrd",
         "summary": f"{case_id}.json",
+        "overview": f"{case_id}_overview.png",
     }
     if dicom_seg:
         names["dicom_seg"] = f"{case_id}_seg.dcm"
@@ -133,8 +135,10 @@ def output_names(case_id: str, dicom_seg: bool = False) -> dict[str, str]:
 def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: bool = False,
                  exam: DCEExam | None = None, dicom_seg: bool = False,
                  extra_summary: dict | None = None, deidentify: bool = False,
-                 load_seconds: float | None = None) -> dict[str, Path]:
+                 load_seconds: float | None = None, truth: sitk.Image | None = None) -> dict[str, Path]:
     """Write every output of *result* into *out_dir*, all or nothing.
+
+    The overview picture (:mod:`.overview`) outlines *truth* too when it is given (the demo).
 
     Existing outputs are not replaced unless ``overwrite``; on any error nothing is left behind.
     ``dicom_seg`` needs the source *exam* loaded from DICOM. With ``load_seconds`` (how long the
@@ -143,6 +147,8 @@ def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: boo
     """
     t0 = time.perf_counter()
     names = output_names(result.case_id, dicom_seg)
+    if result.subtraction is None:  # a result made elsewhere: nothing to draw the overview on
+        names.pop("overview")
     with StagedOutputs(out_dir, overwrite=overwrite) as staged:
         check_no_overwrite([staged.out_dir / n for n in names.values()], overwrite)
         write_image_atomic(result.label, staged.path(names["label"]))
@@ -152,6 +158,10 @@ def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: boo
             from ..io.dicom.seg import write_dicom_seg
             write_dicom_seg(result.label, exam, staged.path(names["dicom_seg"]), model_id=result.model_id,
                             deidentify=deidentify)
+        if "overview" in names:
+            from .overview import render_overview
+            with atomic_target(staged.path(names["overview"]), suffix=".png") as tmp:
+                render_overview(result, tmp, truth=truth)
         if load_seconds is not None:
             result.timings = {"load": load_seconds, **result.timings, "write": time.perf_counter() - t0}
         summary = result.summary()

@@ -252,11 +252,17 @@ def prepare_record(rec: CaseRecord, spacing_mm: float, register: bool = True,
 
 
 def prepare_phantom(seed: int, spacing_mm: float, size: str = "small", coarse_spacing_mm: float = 3.0,
-                    **overrides) -> dict:
-    """A synthetic case: phantom *seed*, motion corrected with its known transforms."""
-    from .phantom import make_phantom
+                    family: str = "phantom", **overrides) -> dict:
+    """A synthetic case: exam *seed* of *family* (see :mod:`.phantom.families`), motion corrected
+    with its known transforms."""
+    from .phantom.families import EVALUATION_ONLY, make_exam
 
-    ph = make_phantom(seed, size=size, **overrides)
+    if family in EVALUATION_ONLY:
+        raise InputError(f"the {family!r} phantom family is for evaluation only", "config data.train_seeds",
+                         "train on 'phantom' and/or 'randomized'")
+    if family == "phantom":
+        overrides["size"] = size
+    ph = make_exam(family, seed, **overrides)
     ref = ph.exam.reference
     exam = ph.exam.with_phases([p if k == 0 else sitk.Resample(p, ref, ph.motion[k], sitk.sitkLinear, 0.0)
                                 for k, p in enumerate(ph.exam.phases)])
@@ -297,8 +303,18 @@ class CaseCache:
         return {k: v for k, v in case.items() if keys is None or k in keys}
 
 
-def phantom_key(seed: int, spacing_mm: float, size: str, coarse_spacing_mm: float = 3.0) -> str:
-    return f"phantom{seed:05d}_{size}_sp{spacing_mm:g}_{coarse_spacing_mm:g}_v{PREPROCESS_VERSION}"
+def phantom_key(seed: int, spacing_mm: float, size: str, coarse_spacing_mm: float = 3.0,
+                family: str = "phantom") -> str:
+    size = size if family == "phantom" else "auto"
+    return f"{family}{seed:05d}_{size}_sp{spacing_mm:g}_{coarse_spacing_mm:g}_v{PREPROCESS_VERSION}"
+
+
+def family_seeds(spec, default_family: str = "phantom") -> list[tuple[str, int]]:
+    """(family, seed) pairs from a seed spec: ``"1000-1039"`` (of *default_family*) or
+    ``{"phantom": "1000-1039", "randomized": "6000-6099"}``."""
+    if isinstance(spec, dict):
+        return [(fam, s) for fam, sub in spec.items() for s in parse_seeds(sub)]
+    return [(default_family, s) for s in parse_seeds(spec)]
 
 
 def record_key(rec: CaseRecord, spacing_mm: float, register: bool, coarse_spacing_mm: float = 3.0) -> str:
@@ -322,6 +338,30 @@ def parse_seeds(spec) -> list[int]:
     return out
 
 
+def _prepare_one(job) -> str:
+    fam, seed, spacing_mm, size, coarse_spacing_mm, cache_dir = job
+    key = phantom_key(seed, spacing_mm, size, coarse_spacing_mm, fam)
+    CaseCache(Path(cache_dir), log=lambda *_: None).get(
+        key, lambda: prepare_phantom(seed, spacing_mm, size, coarse_spacing_mm, fam), keys=set())
+    return key
+
+
+def prepare_phantom_cache(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, workers: int = 2,
+                          coarse_spacing_mm: float = 3.0, log=print) -> int:
+    """Fill the cache for every synthetic case of a config's ``data`` block with *workers*
+    processes (each case is written atomically, so a later :func:`load_split` finds it);
+    returns the number of cases."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    family, size = data.get("family", "phantom"), data.get("size", "small")
+    pairs = family_seeds(data["train_seeds"], family) + family_seeds(data["val_seeds"], family)
+    jobs = [(f, s, spacing_mm, size, coarse_spacing_mm, str(cache_dir)) for f, s in pairs]
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+        for n, key in enumerate(pool.map(_prepare_one, jobs), start=1):
+            log(f"  [{n}/{len(jobs)}] {key}")
+    return len(jobs)
+
+
 def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=print,
                coarse_spacing_mm: float = 3.0, keys: set[str] | None = None) -> tuple[list[dict], list[dict]]:
     """Training and validation cases described by a config's ``data`` block.
@@ -330,6 +370,8 @@ def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=
     model (grid ``coarse_spacing_mm``).
 
     ``{"source": "phantom", "train_seeds": "1000-1039", "val_seeds": "2000-2005", "size": "small"}``
+    (seeds of one ``"family"``, default ``"phantom"``; or per family:
+    ``"train_seeds": {"phantom": "1000-1099", "randomized": "6000-6099"}``)
     or ``{"source": "folder", "root": ..., "times_table": null, "folds": 5, "fold": 0,
     "register": true}`` (or explicit ``"val_cases": [...]`` instead of folds).
     """
@@ -337,13 +379,15 @@ def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=
     src = data.get("source", "phantom")
     if src == "phantom":
         size = data.get("size", "small")
+        family = data.get("family", "phantom")
 
-        def get(seed: int) -> dict:
-            case = cache.get(phantom_key(seed, spacing_mm, size, coarse_spacing_mm),
-                             lambda: prepare_phantom(seed, spacing_mm, size, coarse_spacing_mm), keys)
-            case["case_id"] = np.array(f"phantom_{seed:04d}")
+        def get(fam: str, seed: int) -> dict:
+            case = cache.get(phantom_key(seed, spacing_mm, size, coarse_spacing_mm, fam),
+                             lambda: prepare_phantom(seed, spacing_mm, size, coarse_spacing_mm, fam), keys)
+            case["case_id"] = np.array(f"{fam}_{seed:04d}")
             return case
-        return [get(s) for s in parse_seeds(data["train_seeds"])], [get(s) for s in parse_seeds(data["val_seeds"])]
+        return ([get(f, s) for f, s in family_seeds(data["train_seeds"], family)],
+                [get(f, s) for f, s in family_seeds(data["val_seeds"], family)])
     if src == "folder":
         records = scan_dataset(data["root"], data.get("times_table"))
         by_id = {r.case_id: r for r in records}

@@ -744,15 +744,22 @@ def write_model(cfg: TrainerConfig, out_dir: Path, weights: dict, n_params: int,
     if arch["type"] == "unet3d":
         arch.setdefault("in_channels", {"pre": 1, "hirsch": 3}[cfg.input_kind])
     data = cfg.data
+    families = None
     if data.get("source") == "phantom":
-        trained_on = (f"synthetic DCE phantoms only (BreastTumorSegLib.training.phantom, seeds "
-                      f"{data['train_seeds']}, size '{data.get('size', 'small')}'); "
-                      f"validation seeds {data['val_seeds']}")
+        def per_family(spec):
+            return spec if isinstance(spec, dict) else {data.get("family", "phantom"): spec}
+        families = per_family(data["train_seeds"])
+        trained_on = ("synthetic DCE exams only (BreastTumorSegLib.training.phantom families: "
+                      + "; ".join(f"{f} seeds {s}" for f, s in families.items())
+                      + f"; phantom size '{data.get('size', 'small')}'); validation: "
+                      + "; ".join(f"{f} seeds {s}" for f, s in per_family(data["val_seeds"]).items()))
     else:
         trained_on = f"dataset folder {data.get('root')} (fold {data.get('fold', 0)} of {data.get('folds', 5)})"
     card = {"name": cfg.name, "version": cfg.version, "task": "tumor" if cfg.task == "tumor" else "breast_mask",
             "description": cfg.description or f"{arch['type']} trained on {trained_on}",
             "architecture": arch, "parameters": n_params, "weights": weights_name, "sha256": digest}
+    if families is not None:
+        card["families_trained_on"] = sorted(families)
     if cfg.input_kind == "phases":
         card["inputs"] = {"kind": "phases", "names": "[phase_t, phase_t - pre] for every post-contrast phase t",
                           "spacing_mm": cfg.spacing_mm, "phase_mask": True, "times": True,
