@@ -110,6 +110,13 @@ def test_cache_is_reused_and_invalidated(phantom_root, tmp_path, monkeypatch):
     again = cache.get(key, fail)
     for k in first:
         assert np.array_equal(first[k], again[k])
+    # Read memory-mapped from disk: a large dataset does not have to fit in RAM.
+    assert isinstance(again["phases"], np.memmap)
+    # A half-written entry (no completion marker, e.g. after a kill) is prepared again.
+    (cache.path(key) / "complete").unlink()
+    calls = []
+    cache.get(key, lambda: calls.append(1) or datasets.prepare_record(rec, 3.0, register=False))
+    assert calls == [1] and (cache.path(key) / "complete").exists()
     # Touching a source file changes the key: the case is prepared again.
     p = rec.label
     p.write_bytes(p.read_bytes())
@@ -380,7 +387,7 @@ def test_train_command_on_a_mamamia_folder(phantom_root, tmp_path):
     assert args.func(args) == 0
     card = json.loads((tmp_path / "run" / "folder-st.json").read_text())
     assert card["training"]["config"]["lr"] == 0.005 and "fold 1 of 2" in card["description"]
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    assert len([d for d in (tmp_path / "cache").iterdir() if (d / "complete").exists()]) == 2
     with pytest.raises(OutputExistsError, match="--resume"):
         args.func(parser.parse_args(argv))
 

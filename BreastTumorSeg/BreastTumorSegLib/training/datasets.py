@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +273,14 @@ def prepare_phantom(seed: int, spacing_mm: float, size: str = "small", coarse_sp
 # ------------------------------------------------------------------------------ cache
 @dataclass
 class CaseCache:
-    """Prepared cases as ``.npz`` files in one folder, written atomically."""
+    """Prepared cases on disk, one folder of ``.npy`` arrays per case, read memory-mapped.
+
+    Training reads patches straight from these files (the operating system keeps what is used in
+    its page cache), so a dataset of MAMA-MIA's size (1,506 exams) trains without holding every
+    case in RAM. A case folder is written under a temporary name and renamed when complete, so an
+    interrupted preparation leaves nothing half-written. Entries of the older single-file
+    format (``<key>.npz``) are still read, into memory.
+    """
 
     folder: Path
     log: object = field(default=print, repr=False)
@@ -281,26 +289,40 @@ class CaseCache:
         self.folder = Path(self.folder)
 
     def path(self, key: str) -> Path:
-        return self.folder / f"{key}.npz"
+        return self.folder / key
+
+    def _read(self, key: str, keys: set[str] | None) -> dict | None:
+        entry, legacy = self.path(key), self.folder / f"{key}.npz"
+        try:
+            if (entry / "complete").exists():
+                return {f.stem: np.load(f, mmap_mode="r") for f in sorted(entry.glob("*.npy"))
+                        if keys is None or f.stem in keys}
+            if legacy.exists():
+                with np.load(legacy) as z:
+                    return {k: z[k] for k in z.files if keys is None or k in keys}
+        except (OSError, ValueError, EOFError):
+            self.log(f"  cache entry {key} is damaged; preparing it again")
+        return None
 
     def get(self, key: str, make, keys: set[str] | None = None) -> dict:
         """The cached arrays of *key* (only *keys* if given), prepared by ``make()`` if absent."""
-        f = self.path(key)
-        if f.exists():
-            try:
-                with np.load(f) as z:
-                    return {k: z[k] for k in z.files if keys is None or k in keys}
-            except (OSError, ValueError, EOFError):
-                self.log(f"  cache entry {f.name} is damaged; preparing it again")
+        found = self._read(key, keys)
+        if found is not None:
+            return found
         t0 = time.perf_counter()
         case = make()
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_name(f".{f.stem}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, **case)
-        os.replace(tmp, f)
+        tmp = self.folder / f".{key}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name, arr in case.items():
+            np.save(tmp / f"{name}.npy", np.asarray(arr))
+        (tmp / "complete").write_text("")
+        shutil.rmtree(self.path(key), ignore_errors=True)
+        os.replace(tmp, self.path(key))
         shape = case["phases"].shape if "phases" in case else None
         self.log(f"  prepared {key} in {time.perf_counter() - t0:.1f} s, arrays {shape}")
-        return {k: v for k, v in case.items() if keys is None or k in keys}
+        return self._read(key, keys) or {}
 
 
 def phantom_key(seed: int, spacing_mm: float, size: str, coarse_spacing_mm: float = 3.0,
