@@ -69,3 +69,19 @@ def test_ftv_dice_on_raw_scale_zero_background_sagittal_hybrids(real_anatomy_dir
     small = ph.exam.with_phases([p * 1e-8 for p in ph.exam.phases])
     res_small = functional_tumor_volume(small, roi, settings)
     assert np.array_equal(sitk.GetArrayViewFromImage(res.mask), sitk.GetArrayViewFromImage(res_small.mask))
+
+
+def test_panel_warnings_name_the_breast_mask_fallback_and_assumed_times():
+    """What the panel shows under 'Done': the fallback note, assumed times, unregistered phases."""
+    from BreastTumorSegLib.slicer.logic import result_warnings
+
+    summary = {"breast_mask_qa": {"used": "classical", "fallback": True,
+                                  "note": "learned mask rejected (covers 98 % of the body); fell back"},
+               "settings": {"times_assumed": True},
+               "registration_qa": [{"phase": 1, "accepted": True}, {"phase": 2, "accepted": False}]}
+    warnings = result_warnings(summary)
+    assert any("fell back" in w for w in warnings)
+    assert any("assumed" in w for w in warnings)
+    assert any("phase(s) 2" in w for w in warnings)
+    assert result_warnings({"breast_mask_qa": {"used": "classical", "classical": {"plausible": True}},
+                            "settings": {}, "registration_qa": []}) == []

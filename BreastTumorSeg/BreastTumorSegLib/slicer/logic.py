@@ -207,6 +207,25 @@ def engine_environment(base: dict | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------------- outputs
+def result_warnings(summary: dict) -> list[str]:
+    """What a reader must know before trusting a result, one sentence each, from its summary:
+    a learned breast mask rejected as implausible, phase times assumed, phases left unregistered."""
+    out = []
+    qa = summary.get("breast_mask_qa") or {}
+    used = qa.get(qa.get("used", "classical")) or {}
+    if qa.get("fallback"):
+        out.append(f"Breast mask: {qa.get('note', 'the learned mask was implausible; the classical one was used')}")
+    elif used and not used.get("plausible", True):
+        out.append("Breast mask looks implausible: " + "; ".join(used.get("reasons", [])))
+    settings = summary.get("settings") or {}
+    if settings.get("times_assumed"):
+        out.append("Phase times were not recorded; evenly spaced phases were assumed (check the phase table).")
+    rejected = [str(q.get("phase")) for q in summary.get("registration_qa") or [] if not q.get("accepted", True)]
+    if rejected:
+        out.append(f"Motion correction was not applied to phase(s) {', '.join(rejected)} (no improvement found).")
+    return out
+
+
 class EngineFailed(RuntimeError):
     """The background engine run failed or was cancelled; the message is one readable line."""
 
@@ -272,6 +291,7 @@ class SegmentationLogic:
     def __init__(self, ctx: bridge.MRMLContext, dicom_value: DicomValue | None = None):
         self.ctx = ctx
         self.dicom_value = dicom_value
+        self.last_warnings: list[str] = []  # of the last result put into the scene (result_warnings)
 
     # ------------------------------------------------------------------ inputs
     def phases(self, sequence_node=None, volume_nodes: Sequence | None = None) -> list[Phase]:
@@ -361,6 +381,7 @@ class SegmentationLogic:
             summary = json.loads((folder / names["summary"]).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"cannot read the engine's summary ({exc})", folder / names["summary"]) from None
+        self.last_warnings = result_warnings(summary)
         return self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
                           reference_node, outputs, exam)
 
@@ -368,6 +389,7 @@ class SegmentationLogic:
     def import_result(self, result, reference_node, outputs: OutputNodes | None = None,
                       exam: DCEExam | None = None) -> OutputNodes:
         """Put a :class:`SegmentationResult` into segmentation, probability and table nodes."""
+        self.last_warnings = result_warnings(result.summary())
         return self._fill(result.label, result.probability, [les.as_dict() for les in result.lesions],
                           result.model_id, reference_node, outputs, exam)
 

@@ -371,8 +371,9 @@ class PanelController:
             p.outputLesionTable = outputs.lesion_table
             p.outputSubtraction = outputs.subtraction
         n = outputs.lesion_table.GetNumberOfRows() if outputs.lesion_table else 0
+        notes = "".join(f"\nWarning: {w}" for w in getattr(self.logic, "last_warnings", []))
         self.ui.statusLabel.setText(f"Done in {time.monotonic() - self._started:.0f} s: {n} lesion(s). "
-                                    "Correct the result with 'Refine in Segment Editor'.")
+                                    "Correct the result with 'Refine in Segment Editor'." + notes)
         self.ui.compareSegmentSelector.setCurrentNode(outputs.segmentation)
         self.onShow()
 
