@@ -119,7 +119,6 @@ def segment_and_write(args):
     """What ``breasttumorseg segment`` does before printing: load the exam, segment it, write the
     outputs (the summary once, with the load and write times). Returns (exam, result, written)."""
     from ..io.files import load_exam
-    from ..engine.pipeline import output_names, segment_exam, write_result
 
     check_exam_command(args)
     check_engine_options(args)
@@ -127,6 +126,7 @@ def segment_and_write(args):
     t0 = time.perf_counter()
     exam = load_exam(args.inputs, times_min=args.times, case_id=args.case_id, series=args.series)
     t_load = time.perf_counter() - t0
+    from ..engine.pipeline import output_names, segment_exam, write_result  # imports PyTorch: after the checks
     # Fail before the long work, not after it, when results exist already.
     check_outputs(args, exam.case_id, output_names(exam.case_id, args.dicom_seg).values())
     if args.dicom_seg and "dicom" not in exam.metadata:

@@ -237,7 +237,7 @@ def _read_times(json_path: Path, n: int) -> list[float] | None:
                          'write it as {"acquisition_times_min": [0, 1.5, 3.0]}')
     if not isinstance(times, list) or len(times) != n or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
         raise InputError(f'"acquisition_times_min" must list {n} numbers (one per phase), got {times!r}',
-                         json_path)
+                         json_path, f"give {n} times in minutes, e.g. [0, 1.5, 3.0], or pass --times")
     return [float(t) for t in times]
 
 

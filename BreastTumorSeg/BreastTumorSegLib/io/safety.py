@@ -78,11 +78,11 @@ def check_input_path(path: str | os.PathLike, what: str = "input", kind: str = "
     if stat.S_ISDIR(st.st_mode):
         if kind == "file":
             raise InputError(f"expected a {what} file but found a folder", p, "pass the file itself")
-    elif kind == "dir":
-        raise InputError(f"expected a folder for {what} but found a file", p, "pass the folder")
     elif not stat.S_ISREG(st.st_mode):
         raise InputError(f"{what} is {_kind(st.st_mode)}, not a regular file", p,
                          "pass the image file itself; pipes and devices are never read")
+    elif kind == "dir":
+        raise InputError(f"expected a folder for {what} but found a file", p, "pass the folder")
     if not os.access(p, os.R_OK):
         raise InputError(f"{what} cannot be read (permission denied)", p, "check the file permissions")
     return p
