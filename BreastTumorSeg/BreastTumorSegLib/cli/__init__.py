@@ -34,7 +34,7 @@ class OneLineParser(argparse.ArgumentParser):
     """Argument errors as one line naming the option and where to look, exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}. Fix: see `{self.prog} --help`\n")
+        self.exit(2, f"{self.prog}: error: {message}. Fix: see the usage with `{self.prog} --help`\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,10 +56,19 @@ def main(argv: list[str] | None = None) -> int:
 
     Called with ``argv=None`` (the installed command, ``python -m``) both signals are ignored once
     the command returns; called with a list (tests, scripts) the previous handlers come back."""
-    with interrupts.handle_signals(restore=argv is not None):
+    def work():
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+
+    return guarded(work, restore=argv is not None)
+
+
+def guarded(work, restore: bool = True) -> int:
+    """Run ``work()`` with the command line's exit codes and messages (see :func:`main`); the
+    headless Slicer script runs its work through this too."""
+    with interrupts.handle_signals(restore=restore):
         try:
-            args = build_parser().parse_args(argv)
-            return int(args.func(args) or 0)
+            return int(work() or 0)
         except Cancelled as exc:
             print(f"breasttumorseg: {exc}", file=sys.stderr)
             return 130
