@@ -61,3 +61,10 @@ def check_outputs(args, case_id: str, names) -> None:
     paths = [args.output / n for n in names]
     check_not_inputs(paths, args.inputs)
     check_no_overwrite(paths, args.overwrite)
+
+
+def warn_about_exam(exam, stream=None) -> None:
+    """The DICOM reader's warnings (e.g. two exports of one study merged, phases out of order) on
+    stderr, as `dicom-list` shows them: `segment` and `kinetics` go on, the user is told."""
+    for warning in (exam.metadata.get("dicom") or {}).get("warnings", []):
+        print(f"breasttumorseg: warning: {warning}", file=stream or sys.stderr)

@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ._common import TerminalProgress, check_exam_command, check_outputs
+from ._common import TerminalProgress, check_exam_command, check_outputs, warn_about_exam
 
 LESION_MIN_ML = 0.05  # components below this are not plotted / tabulated
 
@@ -163,6 +163,7 @@ def run(args) -> int:
     with reporter.stage("load"):
         exam = load_exam(args.inputs, times_min=args.times, case_id=args.case_id, series=args.series)
     check_outputs(args, exam.case_id, output_names(exam.case_id, seed is not None))
+    warn_about_exam(exam)
     qa: list[dict] = []
     with reporter.stage("register"):
         if not args.no_register:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import InputError
-from ._common import TerminalProgress, check_exam_command, check_outputs
+from ._common import TerminalProgress, check_exam_command, check_outputs, warn_about_exam
 
 
 def _float_list(text: str) -> list[float]:
@@ -126,6 +126,7 @@ def segment_and_write(args):
     t0 = time.perf_counter()
     exam = load_exam(args.inputs, times_min=args.times, case_id=args.case_id, series=args.series)
     t_load = time.perf_counter() - t0
+    warn_about_exam(exam)
     from ..engine.pipeline import output_names, segment_exam, write_result  # imports PyTorch: after the checks
     # Fail before the long work, not after it, when results exist already.
     check_outputs(args, exam.case_id, output_names(exam.case_id, args.dicom_seg).values())
