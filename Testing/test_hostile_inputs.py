@@ -344,6 +344,11 @@ def _(f, t):
     return ["segment", "--quiet", _exam(f, t), "-o", f / "out", "--seed-ras", "1,2,3"]
 
 
+@case("seg_unknown_model", "unknown model")
+def _(f, t):
+    return ["segment", "--quiet", _exam(f, t), "-o", f / "out", "--model", "no-such-model"]
+
+
 @case("seg_seed_nan", "--seed-ras")
 def _(f, t):
     return SEG + [_exam(f, t), "-o", f / "out", "--seed-ras", "nan,2,3"]

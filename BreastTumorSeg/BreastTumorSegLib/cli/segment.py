@@ -79,6 +79,10 @@ def check_engine_options(args) -> None:
     check_device_name(args.device)
     if args.models_dir is not None:
         check_input_path(args.models_dir, "--models-dir", kind="dir")
+    from ..models.registry import model_card  # no PyTorch: only the cards are read
+
+    for name in args.model.split("+"):
+        model_card(name, [args.models_dir] if args.models_dir else None)  # unknown names refused now
     seeded = getattr(args, "seed_lps", None) is not None or getattr(args, "seed_ras", None) is not None
     if seeded and "ftv" not in args.model.split("+"):
         raise InputError(f"a seed point only guides --model ftv, not {args.model}", "--seed-ras/--seed-lps",
