@@ -798,3 +798,74 @@ def test_hostile_case(results, name):
 def test_every_entry_point_is_covered():
     prefixes = {n.split("_")[0] for n in CASES}
     assert prefixes >= {"seg", "kin", "eval", "rs", "dl", "ph", "train", "demo"}
+
+
+# ------------------------------------------------------------------------------ the helpers themselves
+@pytest.mark.parametrize("case_id", ["case_0001", "Pt 12", "a.b-c", "ÄÖ_1"])
+def test_plain_case_ids_pass(case_id):
+    from BreastTumorSegLib.io.safety import check_case_id
+
+    assert check_case_id(case_id) == case_id
+
+
+@pytest.mark.parametrize("case_id", ["", " ", ".", "..", "../x", "a/b", "a\\b", "/abs", ".hidden", "-rf", "a\nb",
+                                     "x" * 200])
+def test_path_like_case_ids_are_refused(case_id):
+    from BreastTumorSegLib.core.errors import InputError
+    from BreastTumorSegLib.io.safety import check_case_id
+
+    with pytest.raises(InputError, match="--case-id"):
+        check_case_id(case_id)
+
+
+def test_staged_outputs_remove_the_folders_they_made(tmp_path):
+    from BreastTumorSegLib.io.files import StagedOutputs
+
+    out = tmp_path / "a" / "b" / "out"
+    with pytest.raises(RuntimeError):
+        with StagedOutputs(out) as st:
+            st.path("x.txt").write_text("x")
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+    with StagedOutputs(out) as st:
+        st.path("x.txt").write_text("x")
+        st.commit()
+    assert os.listdir(out) == ["x.txt"]
+
+
+def test_staged_outputs_refuse_path_like_names(tmp_path):
+    from BreastTumorSegLib.core.errors import InputError
+    from BreastTumorSegLib.io.files import StagedOutputs
+
+    with StagedOutputs(tmp_path / "out") as st:
+        for bad in ("../x.nii.gz", "a/b.json", ".."):
+            with pytest.raises(InputError):
+                st.path(bad)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_signal_during_the_commit_waits_until_every_file_is_in_place(tmp_path):
+    import signal as _signal
+
+    from BreastTumorSegLib.core import interrupts
+    from BreastTumorSegLib.io.files import StagedOutputs
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.handle_signals():
+            with StagedOutputs(out) as st:
+                for i in range(5):
+                    st.path(f"f{i}.txt").write_text(str(i))
+                real_replace = os.replace
+
+                def replace_and_signal(src, dst):  # the signal arrives in the middle of the renames
+                    real_replace(src, dst)
+                    if dst.name == "f1.txt":
+                        os.kill(os.getpid(), _signal.SIGTERM)
+                os.replace = replace_and_signal
+                try:
+                    st.commit()
+                finally:
+                    os.replace = real_replace
+    assert sorted(os.listdir(out)) == [f"f{i}.txt" for i in range(5)]
+    assert interrupts.was_committed() and interrupts.received() == _signal.SIGTERM

@@ -23,7 +23,7 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-_state = {"received": None, "committed": False}
+_state = {"received": None, "committed": False, "deferred": 0, "pending": None}
 
 
 def received() -> int | None:
@@ -69,17 +69,43 @@ def handle_signals(restore: bool = True):
             signal.signal(s, old if restore else signal.SIG_IGN)
 
 
+def _defer(signum, _frame):
+    if _state["pending"] is None:
+        _state["pending"] = signum
+
+
 @contextmanager
 def signals_deferred():
-    """Hold SIGINT/SIGTERM back for the duration of the block (POSIX main thread; elsewhere a no-op)."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT/SIGTERM back for the duration of the block, then act on the first one that came.
+
+    Done in Python rather than with a signal mask: a mask holds back only the calling thread, and
+    the worker threads of ITK or PyTorch would still take the signal. Outside the main thread
+    (where handlers cannot be changed) this is a no-op."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNALS))
+    outer = _state["deferred"] == 0
+    previous = {}
+    if outer:
+        previous = {s: signal.getsignal(s) for s in SIGNALS}
+        previous = {s: h for s, h in previous.items() if h is not None}  # None: set outside Python, left alone
+        for s in previous:
+            signal.signal(s, _defer)
+    _state["deferred"] += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        _state["deferred"] -= 1
+        if outer:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            pending, _state["pending"] = _state["pending"], None
+            if pending is not None:
+                handler = previous.get(pending)
+                if callable(handler):
+                    handler(pending, None)
+                elif handler == signal.SIG_DFL:
+                    signal.raise_signal(pending)
 
 
 def exit_code(signum: int) -> int:

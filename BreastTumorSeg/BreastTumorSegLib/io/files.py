@@ -488,6 +488,5 @@ class StagedOutputs:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.abort()
+        self.abort()  # after a commit only the (already removed) staging folder; otherwise everything
         return False
