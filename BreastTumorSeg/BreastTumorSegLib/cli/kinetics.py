@@ -115,7 +115,8 @@ def _roi(args, exam):
 
 
 def check_options(args) -> None:
-    """FTV option values (finite, in range) and the ROI mask file, before anything is read."""
+    """FTV option values (finite, in range; coordinates are checked by the parser) and the ROI mask
+    file, before anything is read."""
     from ..io.safety import check_input_path, check_positive
 
     check_positive(args.pe_threshold, "--pe-threshold")
@@ -125,10 +126,6 @@ def check_options(args) -> None:
     check_positive(args.vessel_radius_mm, "--vessel-radius-mm", zero_ok=True)
     if not 0 <= args.min_neighbors <= 26:
         raise InputError(f"{args.min_neighbors} is not a valid value", "--min-neighbors", "give 0 to 26")
-    for name in ("box", "box_ras", "seed_lps", "seed_ras"):
-        values = getattr(args, name)
-        if values is not None and not all(np.isfinite(values)):
-            raise InputError("coordinates must be finite numbers", "--" + name.replace("_", "-"), "give millimetres")
     if args.roi is not None:
         check_input_path(args.roi, "ROI mask")
 

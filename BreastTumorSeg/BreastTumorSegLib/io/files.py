@@ -71,10 +71,10 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
 def check_header(reader: sitk.ImageFileReader, path: Path, what: str) -> None:
     """Refuse implausible geometry from the header alone, before any voxel is allocated."""
     size = reader.GetSize()
-    n_vox = int(np.prod(size, dtype=np.int64))
+    n_vox = int(np.prod(size[:3], dtype=np.int64))  # per phase: a 4D file's 4th axis is the phase
     if n_vox > MAX_VOXELS_PER_PHASE:
         raise InputError(
-            f"{what} has {n_vox:,} voxels ({'x'.join(map(str, size))}), more than the supported "
+            f"{what} has {n_vox:,} voxels per phase ({'x'.join(map(str, size))}), more than the supported "
             f"{MAX_VOXELS_PER_PHASE:,}", path, "crop or down-sample the volume before segmenting")
     spacing = np.asarray(reader.GetSpacing(), float)[:3]
     if not (np.all(np.isfinite(reader.GetOrigin())) and np.all(np.isfinite(reader.GetDirection()))
