@@ -869,3 +869,21 @@ def test_a_signal_during_the_commit_waits_until_every_file_is_in_place(tmp_path)
                     os.replace = real_replace
     assert sorted(os.listdir(out)) == [f"f{i}.txt" for i in range(5)]
     assert interrupts.was_committed() and interrupts.received() == _signal.SIGTERM
+
+
+def test_unwritable_or_full_output_locations_are_refused(tmp_path, monkeypatch):
+    """Root may write anywhere, so a read-only or full disk is simulated for the checks."""
+    from collections import namedtuple
+
+    from BreastTumorSegLib.core.errors import InputError
+    from BreastTumorSegLib.io import safety
+
+    monkeypatch.setattr(safety.os, "access", lambda *a, **k: False)
+    with pytest.raises(InputError, match="not writable"):
+        safety.check_output_dir(tmp_path / "out")
+    monkeypatch.undo()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(safety.shutil, "disk_usage", lambda p: usage(10 << 20, 9 << 20, 1 << 20))
+    with pytest.raises(InputError, match="MB free"):
+        safety.check_output_dir(tmp_path / "out", need_bytes=100 << 20)
+    assert not (tmp_path / "out").exists()
