@@ -47,7 +47,8 @@ def test_segment_writes_every_output(tmp_path, capsys, exam_dir, tiny_model):
     assert code == 0, err
     case = "phantom_0005"
     files = sorted(p.name for p in out.iterdir())
-    assert files == sorted([f"{case}_seg.nii.gz", f"{case}_prob.nii.gz", f"{case}.seg.nrrd", f"{case}.json"])
+    assert files == sorted([f"{case}_seg.nii.gz", f"{case}_prob.nii.gz", f"{case}.seg.nrrd", f"{case}.json",
+                            f"{case}_overview.png"])
     pre = sitk.ReadImage(str(exam_dir / f"{case}_0000.nii.gz"))
     label = sitk.ReadImage(str(out / f"{case}_seg.nii.gz"))
     assert label.GetPixelID() == sitk.sitkUInt8 and label.GetSize() == pre.GetSize()

@@ -504,7 +504,7 @@ def test_headless_writes_the_cli_outputs_and_a_scene(phantom_exam, tmp_path):
     assert code == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == sorted([f"{case}_seg.nii.gz", f"{case}_prob.nii.gz", f"{case}.seg.nrrd", f"{case}.json",
-                            f"{case}.mrb"])
+                            f"{case}_overview.png", f"{case}.mrb"])
     label = read_image(tmp_path / "out" / f"{case}_seg.nii.gz")
 
     again = mb.MRMLContext.headless()

@@ -88,22 +88,25 @@ def save_scene(exam, out_dir: Path, mrb_path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args, _, cli_args = parse_args(sys.argv[1:] if argv is None else argv)
+    from BreastTumorSegLib.cli import guarded
     from BreastTumorSegLib.cli.segment import print_result, segment_and_write
-    from BreastTumorSegLib.core.errors import BreastTumorSegError, Cancelled
+    from BreastTumorSegLib.core.errors import BreastTumorSegError
+    from BreastTumorSegLib.io.safety import check_output_dir
 
-    # Exit codes and messages as the CLI's (BreastTumorSegLib.cli.main).
-    try:
-        exam, result, written = segment_and_write(cli_args)
-        print_result(result, written)
+    def work() -> int:
         if args.scene is not None:
-            print(f"  scene        {save_scene(exam, cli_args.output, args.scene)}")
-    except (Cancelled, KeyboardInterrupt) as exc:  # Ctrl-C carries no message
-        print(f"breasttumorseg: {exc or 'interrupted; no output was written'}", file=sys.stderr)
-        return 130
-    except (BreastTumorSegError, OSError) as exc:
-        print(f"breasttumorseg: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+            check_output_dir(args.scene.parent, option="--scene")
+        try:
+            exam, result, written = segment_and_write(cli_args)
+            print_result(result, written)
+            if args.scene is not None:
+                print(f"  scene        {save_scene(exam, cli_args.output, args.scene)}")
+        except OSError as exc:  # e.g. Slicer could not save the scene
+            raise BreastTumorSegError(str(exc)) from None
+        return 0
+
+    # Exit codes, messages and signal handling as the CLI's (BreastTumorSegLib.cli.main).
+    return guarded(work, restore=argv is not None)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,17 @@
 Each sub-command lives in its own module of this package and exposes
 ``register(subparsers)`` (adds its parser and sets ``func``). ``func(args)`` returns the exit code.
 Errors raised on purpose (:class:`BreastTumorSegError`) become one line on stderr and exit code 2;
-Ctrl-C exits with 130.
+SIGINT (Ctrl-C) exits with 130, SIGTERM with 143 (:mod:`..core.interrupts`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from .. import __version__
+from ..core import interrupts
 from ..core.errors import BreastTumorSegError, Cancelled
 
 # Sub-command modules, in the order `--help` lists them.
@@ -28,8 +30,15 @@ COMMANDS = [
 ]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line naming the option and where to look, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}. Fix: see the usage with `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="breasttumorseg",
         description="Breast tumor segmentation in DCE-MRI (BreastTumorSeg engine).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -41,19 +50,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except Cancelled as exc:
-        print(f"breasttumorseg: {exc}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("breasttumorseg: interrupted; no output was written", file=sys.stderr)
-        return 130
-    except BreastTumorSegError as exc:
-        print(f"breasttumorseg: error: {exc}", file=sys.stderr)
-        return 2
+    """Run one command; returns the exit code: 0 done, 2 refused input (one line on stderr),
+    130 / 143 interrupted by SIGINT / SIGTERM (nothing of the interrupted step written; a signal
+    that arrives once the outputs are committed is reported and exits 0).
+
+    Called with ``argv=None`` (the installed command, ``python -m``) both signals are ignored once
+    the command returns; called with a list (tests, scripts) the previous handlers come back."""
+    def work():
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+
+    return guarded(work, restore=argv is not None)
+
+
+def guarded(work, restore: bool = True) -> int:
+    """Run ``work()`` with the command line's exit codes and messages (see :func:`main`); the
+    headless Slicer script runs its work through this too."""
+    with interrupts.handle_signals(restore=restore):
+        try:
+            return int(work() or 0)
+        except Cancelled as exc:
+            print(f"breasttumorseg: {exc}", file=sys.stderr)
+            return 130
+        except BreastTumorSegError as exc:
+            if interrupts.received() is None:
+                print(f"breasttumorseg: error: {' '.join(str(exc).split())}", file=sys.stderr)
+                return 2
+            return _interrupted()
+        except KeyboardInterrupt:
+            return _interrupted()
+        except BaseException as exc:  # a signal can surface as another error (e.g. an interrupted import)
+            if interrupts.received() is None or isinstance(exc, SystemExit):
+                raise
+            return _interrupted()
+
+
+def _interrupted() -> int:
+    signum = interrupts.received() or signal.SIGINT
+    name = interrupts.signal_name(signum)
+    if interrupts.was_committed():
+        print(f"breasttumorseg: {name} received after the outputs were written; they are complete", file=sys.stderr)
+        return 0
+    print(f"breasttumorseg: interrupted by {name}; nothing of the unfinished step was written", file=sys.stderr)
+    return interrupts.exit_code(signum)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,3 +37,34 @@ class TerminalProgress:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def check_exam_command(args) -> None:
+    """What `segment` and `kinetics` check before reading anything: the output folder first
+    (writable, not an input folder, room for outputs about twice the inputs' size), the case id,
+    that every input is a regular file or folder, and a fixed case id's outputs (not existing
+    unless --overwrite, never an input file)."""
+    from ..io.safety import check_case_id, check_input_path, check_output_dir, input_bytes
+
+    check_output_dir(args.output, args.inputs, need_bytes=2 * input_bytes(args.inputs) + (16 << 20))
+    check_case_id(args.case_id)
+    for path in args.inputs:
+        check_input_path(path, "input", kind="any")
+
+
+def check_outputs(args, case_id: str, names) -> None:
+    """After loading: the case id (it may come from the files) and where its outputs would go."""
+    from ..io.files import check_no_overwrite
+    from ..io.safety import check_case_id, check_not_inputs
+
+    check_case_id(case_id, "case id (from the input names; set it with --case-id)")
+    paths = [args.output / n for n in names]
+    check_not_inputs(paths, args.inputs)
+    check_no_overwrite(paths, args.overwrite)
+
+
+def warn_about_exam(exam, stream=None) -> None:
+    """The DICOM reader's warnings (e.g. two exports of one study merged, phases out of order) on
+    stderr, as `dicom-list` shows them: `segment` and `kinetics` go on, the user is told."""
+    for warning in (exam.metadata.get("dicom") or {}).get("warnings", []):
+        print(f"breasttumorseg: warning: {warning}", file=stream or sys.stderr)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..core import interrupts
 from ._common import TerminalProgress
-from .segment import add_engine_options, engine_kwargs, print_result
+from .segment import add_engine_options, check_engine_options, engine_kwargs, print_result
 
 # The first seed of the evaluation range 3000-3019 (never used for training, 1000+, or validation,
 # 2000+), taken as it comes rather than chosen for its result: README gives the median over the
@@ -31,13 +32,18 @@ def run(args) -> int:
     from ..training.phantom import make_phantom, write_phantom
     from ..engine.pipeline import segment_exam, write_result
 
+    from ..io.safety import check_output_dir
+
     out = Path(args.output)
+    check_output_dir(out, need_bytes=64 << 20)
+    check_engine_options(args)
     case_dir = out / "demo_exam"
     progress = None if args.quiet else TerminalProgress()
     ph = make_phantom(args.seed)
     # Everything the demo writes is regenerated from the seed, so a re-run replaces it.
     write_phantom(ph, case_dir)
     exam = load_exam(case_dir)
+    interrupts.note_work()
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
     truth = read_image(case_dir / f"{ph.exam.case_id}_tumor.nii.gz", "ground truth")
     written = write_result(result, out, overwrite=True, truth=truth)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..io.safety import check_input_path
 
 
 def _series_arg(text: str) -> int | str:
@@ -37,8 +38,7 @@ def run(args, stream=None) -> int:
 
     stream = stream or sys.stdout
     folder: Path = args.folder
-    if not folder.is_dir():
-        raise InputError("not a folder", folder, "pass the folder that holds the exam's DICOM files")
+    check_input_path(folder, "DICOM folder", kind="dir")
     scan = scan_folder(folder)
     try:
         plan = plan_dce(scan, args.series)

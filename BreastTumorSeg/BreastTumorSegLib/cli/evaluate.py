@@ -13,11 +13,11 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ..io.files import check_no_overwrite, read_image, write_text_atomic
+from ..io.files import check_no_overwrite, read_mask, write_text_atomic
+from ..io.safety import check_input_path, check_not_inputs, check_output_dir, check_positive
 from ..evaluation.metrics import SegmentationMetrics, evaluate
 
 SHOWN = [("dice", "Dice", "{:.4f}"), ("hd95_mm", "HD95 mm", "{:.2f}"),
@@ -40,18 +40,8 @@ def register(sub) -> None:
 
 
 def load_mask(path: Path, what: str, threshold: float | None = None) -> sitk.Image:
-    """Read a mask; a probability map needs an explicit *threshold* (refused otherwise)."""
-    img = read_image(path, what)
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{what} has {img.GetNumberOfComponentsPerPixel()} components per voxel; "
-                         "expected a scalar label map", path, "export the segment as a label map")
-    if threshold is not None:
-        return sitk.Cast(img >= threshold, sitk.sitkUInt8)
-    arr = sitk.GetArrayViewFromImage(img)
-    if arr.dtype.kind == "f" and np.any((arr != np.round(arr)) & np.isfinite(arr)):
-        raise InputError(f"{what} has fractional values (a probability map?)", path,
-                         "pass --threshold (e.g. 0.5) to binarize it, or give the label map")
-    return img
+    """Read a binary mask; a probability map needs an explicit *threshold* (refused otherwise)."""
+    return read_mask(path, what, threshold)
 
 
 def _fmt(value, spec: str) -> str:
@@ -80,8 +70,15 @@ def to_csv(pred: Path, rows: list[tuple[str, SegmentationMetrics]]) -> str:
 
 
 def run(args) -> int:
+    check_positive(args.threshold, "--threshold", upper=1.0)
+    for path in [args.pred, *args.ref]:
+        check_input_path(path, "mask")
     if args.csv is not None:
-        check_no_overwrite([args.csv], args.overwrite)
+        check_output_dir(args.csv.parent, option="--csv")
+        if args.csv.is_dir():
+            raise InputError("--csv names a folder", args.csv, "give a file name such as metrics.csv")
+        check_not_inputs([args.csv], [args.pred, *args.ref])
+        check_no_overwrite([args.csv], args.overwrite, option="--csv file")
     pred = load_mask(args.pred, "predicted mask", args.threshold)
     rows = []
     for ref_path in args.ref:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ._common import TerminalProgress
+from ..core.errors import InputError
+from ._common import TerminalProgress, check_exam_command, check_outputs, warn_about_exam
 
 LESION_MIN_ML = 0.05  # components below this are not plotted / tabulated
 
@@ -32,8 +33,10 @@ LESION_MIN_ML = 0.05  # components below this are not plotted / tabulated
 def _floats(text: str, n: int | None = None) -> list[float]:
     try:
         vals = [float(v) for v in text.replace(" ", "").split(",") if v]
+        if not all(np.isfinite(vals)):
+            raise ValueError
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers, got {text!r}") from None
     if n is not None and len(vals) != n:
         raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {text!r}")
     return vals
@@ -111,6 +114,22 @@ def _roi(args, exam):
     return mask, "automatic breast mask"
 
 
+def check_options(args) -> None:
+    """FTV option values (finite, in range; coordinates are checked by the parser) and the ROI mask
+    file, before anything is read."""
+    from ..io.safety import check_input_path, check_positive
+
+    check_positive(args.pe_threshold, "--pe-threshold")
+    check_positive(args.background_fraction, "--background-fraction", upper=1.0, zero_ok=True)
+    check_positive(args.ser_min, "--ser-min", zero_ok=True)
+    check_positive(args.skin_margin_mm, "--skin-margin-mm", zero_ok=True)
+    check_positive(args.vessel_radius_mm, "--vessel-radius-mm", zero_ok=True)
+    if not 0 <= args.min_neighbors <= 26:
+        raise InputError(f"{args.min_neighbors} is not a valid value", "--min-neighbors", "give 0 to 26")
+    if args.roi is not None:
+        check_input_path(args.roi, "ROI mask")
+
+
 def output_names(case: str, seeded: bool) -> list[str]:
     maps = ["pe_early", "pe_late", "pe_peak", "ser", "time_to_peak", "initial_class", "curve_type"]
     names = [f"{case}_{m}.nii.gz" for m in maps]
@@ -127,20 +146,21 @@ def run(args) -> int:
         functional_tumor_volume,
         lesion_kinetics,
     )
-    from ..io.files import (StagedOutputs, check_no_overwrite, load_exam, write_bytes_atomic, write_image_atomic,
-                      write_json_atomic)
+    from ..io.files import StagedOutputs, load_exam, write_bytes_atomic, write_image_atomic, write_json_atomic
     from ..kinetics.plots import plot_curves, ser_band_image, ser_band_table, ser_ramp_table, signal_time_curves
     from ..kinetics.maps import compute_kinetic_maps
     from ..core.progress import Reporter
     from ..kinetics.seeded import SeededSettings, segment_from_seed
 
+    check_exam_command(args)
+    check_options(args)
     progress = None if args.quiet else TerminalProgress()
     reporter = Reporter(progress, weights={"load": 1, "register": 3, "kinetics": 2, "segment": 1, "write": 1})
     seed = _seed(args)
     with reporter.stage("load"):
         exam = load_exam(args.inputs, times_min=args.times, case_id=args.case_id, series=args.series)
-    args.output.mkdir(parents=True, exist_ok=True)
-    check_no_overwrite([args.output / n for n in output_names(exam.case_id, seed is not None)], args.overwrite)
+    check_outputs(args, exam.case_id, output_names(exam.case_id, seed is not None))
+    warn_about_exam(exam)
     qa: list[dict] = []
     with reporter.stage("register"):
         if not args.no_register:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..core.errors import InputError
 from ..io.files import check_no_overwrite
+from ..io.safety import check_input_path, check_output_dir
 from ..evaluation.readerstudy import (REFERENCE_METHODS, StudyConfig, assign_tuning, read_scores_table, read_study_table,
                            run_reader_study)
 from ._common import TerminalProgress
@@ -51,6 +53,14 @@ REPORT_FILES = ("summary.json", "summary.md", "per_case.csv")
 def run(args) -> int:
     from ..evaluation.report import fmt_p, write_report
 
+    check_output_dir(args.output, need_bytes=16 << 20)
+    check_input_path(args.table, "study table")
+    if args.scores is not None:
+        check_input_path(args.scores, "scores table")
+    if not 0 <= args.tune_fraction < 1:
+        raise InputError(f"{args.tune_fraction!r} is not a valid fraction", "--tune-fraction", "give 0 <= f < 1")
+    if args.bootstrap < 0:
+        raise InputError(f"{args.bootstrap} is not a valid count", "--bootstrap", "give 0 or more resamples")
     check_no_overwrite([args.output / f for f in REPORT_FILES], args.overwrite)
     config = StudyConfig(reference=args.reference, margins=tuple(args.margins) if args.margins else None,
                          alpha=args.alpha, threshold=args.threshold, n_bootstrap=args.bootstrap,

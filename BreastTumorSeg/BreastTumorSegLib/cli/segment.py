@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 from ..core.errors import InputError
-from ._common import TerminalProgress
+from ._common import TerminalProgress, check_exam_command, check_outputs, warn_about_exam
 
 
 def _float_list(text: str) -> list[float]:
     try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
+        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        vals = [math.nan]
+    if not all(math.isfinite(v) for v in vals):
+        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers, got {text!r}")
+    return vals
 
 
 def _point(text: str) -> tuple[float, float, float]:
@@ -66,6 +70,25 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_engine_options(args) -> None:
+    """Option values of `segment` and `demo`, checked before anything is read."""
+    from ..io.safety import check_device_name, check_input_path, check_positive
+
+    check_positive(args.threshold, "--threshold", upper=1.0)
+    check_positive(args.min_lesion_ml, "--min-lesion-ml", zero_ok=True)
+    check_device_name(args.device)
+    if args.models_dir is not None:
+        check_input_path(args.models_dir, "--models-dir", kind="dir")
+    from ..models.registry import model_card  # no PyTorch: only the cards are read
+
+    for name in args.model.split("+"):
+        model_card(name, [args.models_dir] if args.models_dir else None)  # unknown names refused now
+    seeded = getattr(args, "seed_lps", None) is not None or getattr(args, "seed_ras", None) is not None
+    if seeded and "ftv" not in args.model.split("+"):
+        raise InputError(f"a seed point only guides --model ftv, not {args.model}", "--seed-ras/--seed-lps",
+                         "add --model ftv, or drop the seed point")
+
+
 def engine_kwargs(args) -> dict:
     kw = dict(model=args.model, device=args.device, threshold=args.threshold, mode=args.mode,
               min_lesion_ml=args.min_lesion_ml, register=not args.no_register, models_dir=args.models_dir,
@@ -99,16 +122,18 @@ def print_result(result, written: dict, stream=None) -> None:
 def segment_and_write(args):
     """What ``breasttumorseg segment`` does before printing: load the exam, segment it, write the
     outputs (the summary once, with the load and write times). Returns (exam, result, written)."""
-    from ..io.files import check_no_overwrite, load_exam
-    from ..engine.pipeline import output_names, segment_exam, write_result
+    from ..io.files import load_exam
 
+    check_exam_command(args)
+    check_engine_options(args)
     progress = None if args.quiet else TerminalProgress()
     t0 = time.perf_counter()
     exam = load_exam(args.inputs, times_min=args.times, case_id=args.case_id, series=args.series)
     t_load = time.perf_counter() - t0
+    warn_about_exam(exam)
+    from ..engine.pipeline import output_names, segment_exam, write_result  # imports PyTorch: after the checks
     # Fail before the long work, not after it, when results exist already.
-    check_no_overwrite([args.output / n for n in output_names(exam.case_id, args.dicom_seg).values()],
-                       args.overwrite)
+    check_outputs(args, exam.case_id, output_names(exam.case_id, args.dicom_seg).values())
     if args.dicom_seg and "dicom" not in exam.metadata:
         raise InputError("--dicom-seg needs a DICOM input (the SEG must reference the source series)",
                          args.inputs[0], "run on the DICOM folder, or drop --dicom-seg")

@@ -21,8 +21,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..io.safety import check_input_path, check_output_dir
     from ..training.trainer import load_config, train
 
+    check_output_dir(args.output, need_bytes=64 << 20)
+    check_input_path(args.config, "config")
     cfg = load_config(args.config, args.set)
     if (args.output / "checkpoint.pt").exists() and not args.resume:
         from ..core.errors import OutputExistsError

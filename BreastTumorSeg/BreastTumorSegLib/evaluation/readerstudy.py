@@ -40,7 +40,7 @@ import SimpleITK as sitk
 from . import metrics as M
 from . import stats as S
 from ..core.errors import InputError
-from ..io.files import read_image
+from ..io.files import read_image, read_mask
 from ..core.progress import Reporter
 
 REFERENCE_METHODS = ("intersection", "majority", "staple")
@@ -179,11 +179,11 @@ class CaseFiles(_CaseMembers):
     split: str = "test"
 
     def load(self) -> StudyCase:
-        readers = {name: _uint8(read_image(p, f"mask of reader {name}")) for name, p in self.readers.items()}
+        readers = {name: read_mask(p, f"mask of reader {name}") for name, p in self.readers.items()}
         sources = {name: str(p) for name, p in self.readers.items()}
         mask = prob = roi = None
         if self.model_mask is not None:
-            mask = _uint8(read_image(self.model_mask, "model mask"))
+            mask = read_mask(self.model_mask, "model mask")
             sources["model"] = str(self.model_mask)
         if self.model_prob is not None:
             prob = sitk.Cast(read_image(self.model_prob, "model probability map"), sitk.sitkFloat32)
@@ -195,7 +195,7 @@ class CaseFiles(_CaseMembers):
                                  "give the model's probability map (e.g. <case>_prob.nii.gz), "
                                  "not a label map or logits")
         if self.roi is not None:
-            roi = _uint8(read_image(self.roi, "region of interest"))
+            roi = read_mask(self.roi, "region of interest")
             sources["roi"] = str(self.roi)
         return StudyCase(self.case_id, readers, mask, prob, roi, self.split, sources)
 
@@ -347,17 +347,17 @@ class StudyConfig:
 
     def check(self) -> None:
         if self.reference not in REFERENCE_METHODS:
-            raise InputError(f"unknown reference method {self.reference!r}", None,
+            raise InputError(f"unknown reference method {self.reference!r}", "--reference",
                              f"use one of {', '.join(REFERENCE_METHODS)}")
         if self.margins is not None:
             low, high = self.margins
             if not low < 0 < high:
-                raise InputError(f"equivalence margins must satisfy low < 0 < high, got ({low}, {high})", None,
+                raise InputError(f"equivalence margins must satisfy low < 0 < high, got ({low}, {high})", "--margins",
                                  "give them as ΔDice, e.g. --margins -0.05 0.05")
         if not 0 < self.alpha < 0.5:
-            raise InputError(f"alpha must lie in (0, 0.5), got {self.alpha}")
+            raise InputError(f"alpha must lie in (0, 0.5), got {self.alpha}", "--alpha", "e.g. --alpha 0.05")
         if not 0 <= self.threshold <= 1 or any(not 0 <= t <= 1 for t in self.thresholds):
-            raise InputError("probability thresholds must lie in [0, 1]")
+            raise InputError("probability thresholds must lie in [0, 1]", "--threshold", "e.g. --threshold 0.5")
 
 
 # ------------------------------------------------------------------------------- per case

@@ -22,13 +22,18 @@ from typing import Iterable, Sequence
 import numpy as np
 import SimpleITK as sitk
 
+from ..core import interrupts
 from ..core.errors import InputError, OutputExistsError
 from ..core.exam import DCEExam, assemble_exam
+from .safety import check_input_path, created_dirs, remove_empty_dirs
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 _PHASE_RE = re.compile(r"^(?P<case>.+)_(?P<idx>\d{4})$")
-# Refuse volumes larger than this many voxels per phase (a 1024x1024x512 volume is 5.4e8).
-MAX_VOXELS_PER_PHASE = 600_000_000
+# Refuse volumes larger than this many voxels per phase (2**28; a clinical 512x512x200 phase is
+# 5.2e7, a 1024x1024x256 one 2.7e8): beyond it an exam of several float32 phases does not fit.
+MAX_VOXELS_PER_PHASE = 268_435_456
+# Plausible voxel spacing in mm: anything outside is a broken header (metres, or microns).
+SPACING_RANGE_MM = (0.01, 50.0)
 
 
 def strip_image_suffix(name: str) -> str:
@@ -44,22 +49,15 @@ def is_image_file(path: Path) -> bool:
 
 def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     """Read one image file; any failure becomes an :class:`InputError` naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} file does not exist", path, "check the path")
-    if path.is_dir():
-        raise InputError(f"expected a {what} file but found a folder", path)
+    path = check_input_path(path, what)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         reader.ReadImageInformation()
-        n_vox = int(np.prod(reader.GetSize()))
-        if n_vox > MAX_VOXELS_PER_PHASE:
-            raise InputError(
-                f"{what} has {n_vox:,} voxels ({reader.GetSize()}), more than the supported "
-                f"{MAX_VOXELS_PER_PHASE:,}", path, "crop or down-sample the volume before segmenting")
+        check_header(reader, path, what)
         _check_complete(path, reader)
         img = reader.Execute()
+        _check_nifti_finite(path, reader, what)
     except InputError:
         raise
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
@@ -68,6 +66,54 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
         raise InputError(f"cannot read {what} ({detail.strip()[:160]})", path,
                          "make sure the file is a complete NIfTI/NRRD/MHA image; re-export it if it was truncated") from None
     return img
+
+
+def check_header(reader: sitk.ImageFileReader, path: Path, what: str) -> None:
+    """Refuse implausible geometry from the header alone, before any voxel is allocated."""
+    size = reader.GetSize()
+    n_vox = int(np.prod(size[:3], dtype=np.int64))  # per phase: a 4D file's 4th axis is the phase
+    if n_vox > MAX_VOXELS_PER_PHASE:
+        raise InputError(
+            f"{what} has {n_vox:,} voxels per phase ({'x'.join(map(str, size))}), more than the supported "
+            f"{MAX_VOXELS_PER_PHASE:,}", path, "crop or down-sample the volume before segmenting")
+    spacing = np.asarray(reader.GetSpacing(), float)[:3]
+    if not (np.all(np.isfinite(reader.GetOrigin())) and np.all(np.isfinite(reader.GetDirection()))
+            and np.all(np.isfinite(spacing))):
+        raise InputError(f"{what} has a non-finite origin, direction or spacing in its header", path,
+                         "re-export the image; its geometry is corrupt")
+    lo, hi = SPACING_RANGE_MM
+    if np.any(spacing < lo) or np.any(spacing > hi):
+        raise InputError(f"{what} has voxel spacing {', '.join(f'{v:g}' for v in spacing)} mm, outside the "
+                         f"plausible {lo:g}-{hi:g} mm", path,
+                         "fix the spacing in the header (units must be millimetres) or re-export the image")
+
+
+_NIFTI_FLOAT = {16: "f4", 64: "f8"}
+
+
+def _check_nifti_finite(path: Path, reader: sitk.ImageFileReader, what: str) -> None:
+    """ITK's NIfTI reader silently turns NaN and +-Inf into 0; look at the stored floats instead."""
+    import struct
+
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")) or reader.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return
+    with (gzip_open(path) if name.endswith(".gz") else open(path, "rb")) as fh:
+        header = fh.read(348)
+        little = struct.unpack("<i", header[:4])[0] == 348
+        end = "<" if little else ">"
+        code = struct.unpack(end + "h", header[70:72])[0]
+        if code not in _NIFTI_FLOAT:
+            return
+        fh.read(max(0, int(struct.unpack(end + "f", header[108:112])[0]) - 348))
+        dtype = np.dtype(end + _NIFTI_FLOAT[code])
+        bad = 0
+        while chunk := fh.read(dtype.itemsize << 20):
+            usable = len(chunk) - len(chunk) % dtype.itemsize
+            bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(chunk[:usable], dtype))))
+    if bad:
+        raise InputError(f"{what} stores {bad} NaN or infinite voxel value(s)", path,
+                         "re-export the image; NaN/Inf are not valid MR intensities")
 
 
 _BYTES = {sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2,
@@ -136,6 +182,35 @@ def gzip_open(path):
     return gzip.open(path, "rb")
 
 
+def read_mask(path: str | os.PathLike, what: str = "mask", threshold: float | None = None) -> sitk.Image:
+    """A binary 3D mask (uint8 0/1) from a label-map file: voxels > 0 are inside.
+
+    Refused, naming the file: a 4D or multi-component image, non-finite or negative values,
+    fractional values (a probability map: binarize it with *threshold*, ``p >= threshold``)
+    and several different labels (a multi-label map is not one mask)."""
+    img = read_image(path, what)
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        dims = f"{img.GetDimension()}D" + ("" if img.GetNumberOfComponentsPerPixel() == 1
+                                            else f" with {img.GetNumberOfComponentsPerPixel()} components per voxel")
+        raise InputError(f"{what} is {dims}, not a 3D label map", path,
+                         "give one 3D mask (export the segment as a label map; split a 4D file first)")
+    arr = sitk.GetArrayViewFromImage(img)
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise InputError(f"{what} holds NaN or infinite values", path, "give a label map of 0 and 1")
+    if threshold is not None:
+        return sitk.Cast(img >= threshold, sitk.sitkUInt8)
+    if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
+        raise InputError(f"{what} has fractional values (a probability map?)", path,
+                         "pass --threshold (e.g. 0.5) to binarize it, or give the label map")
+    inside = arr[arr != 0]
+    if inside.size and inside.min() < 0:
+        raise InputError(f"{what} holds negative values ({float(inside.min()):g})", path, "give a label map of 0 and 1")
+    if inside.size and inside.min() != inside.max():
+        raise InputError(f"{what} is not binary: it holds labels {float(inside.min()):g} to {float(inside.max()):g}",
+                         path, "give a mask of 0 and 1 (export the tumor segment alone)")
+    return sitk.Cast(img != 0, sitk.sitkUInt8)
+
+
 def _split_4d(img: sitk.Image, path: Path) -> list[sitk.Image]:
     size = img.GetSize()
     phases = []
@@ -148,8 +223,9 @@ def _split_4d(img: sitk.Image, path: Path) -> list[sitk.Image]:
 
 
 def _read_times(json_path: Path, n: int) -> list[float] | None:
-    if not json_path.exists():
+    if not os.path.lexists(json_path):
         return None
+    check_input_path(json_path, "acquisition-time file")
     try:
         data = json.loads(json_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -159,22 +235,26 @@ def _read_times(json_path: Path, n: int) -> list[float] | None:
     if times is None:
         raise InputError('no "acquisition_times_min" list in acquisition-time file', json_path,
                          'write it as {"acquisition_times_min": [0, 1.5, 3.0]}')
-    if not isinstance(times, list) or len(times) != n or not all(isinstance(t, (int, float)) for t in times):
+    if not isinstance(times, list) or len(times) != n or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
         raise InputError(f'"acquisition_times_min" must list {n} numbers (one per phase), got {times!r}',
-                         json_path)
+                         json_path, f"give {n} times in minutes, e.g. [0, 1.5, 3.0], or pass --times")
     return [float(t) for t in times]
 
 
 def find_phase_files(folder: Path) -> tuple[str, list[Path]]:
     """Phase files of a MAMA-MIA style folder, ordered by their 4-digit index."""
     groups: dict[str, dict[int, Path]] = {}
-    for p in sorted(folder.iterdir()):
-        if not is_image_file(p):
-            continue
+    images = [p for p in sorted(folder.iterdir()) if p.name.lower().endswith(IMAGE_SUFFIXES)]
+    for p in images:
         m = _PHASE_RE.match(strip_image_suffix(p.name))
         if m:
+            check_input_path(p, "phase file")  # a pipe, device, folder or link loop: refused by name
             groups.setdefault(m["case"], {})[int(m["idx"])] = p
     if not groups:
+        if len(images) == 1:
+            raise InputError(f"no phase files named <case>_0000, <case>_0001, ... found; the folder holds one "
+                             f"image, {images[0].name}", folder,
+                             "if it is a 4D exam (all phases in one file), pass that file instead of the folder")
         raise InputError("no phase files named <case>_0000, <case>_0001, ... found", folder,
                          "name the pre-contrast <case>_0000.nii.gz and post-contrast phases _0001, _0002, ...; "
                          "or pass the phase files in order")
@@ -210,27 +290,35 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     if not paths:
         raise InputError("no input given", None, "pass an exam folder or the phase files in order")
     for p in paths:
-        if not p.exists():
-            raise InputError("input does not exist", p, "check the path")
+        check_input_path(p, "input", kind="any")
 
     if len(paths) == 1 and paths[0].is_dir():
         folder = paths[0]
         try:
             case, files = find_phase_files(folder)
-        except InputError:
+            if series:
+                raise InputError("--series selects DICOM series, but this folder holds NIfTI/NRRD phase files",
+                                 "--series", "drop --series; the phase files are used in their _0000, _0001 order")
+        except InputError as exc:
+            if exc.source == "--series":
+                raise
             from .dicom import reader as dicom  # DICOM folders have no phase naming
             if dicom.folder_has_dicom(folder):
                 return dicom.load_dicom_exam(folder, times_min=times_min, case_id=case_id, series=series)
             raise
         times = list(times_min) if times_min is not None else _read_times(folder / f"{case}.json", len(files))
-        return _load_phase_list(files, times, case_id or case)
+        return _check_signal(_load_phase_list(files, times, case_id or case))
 
+    if series:
+        raise InputError("--series selects DICOM series and needs a DICOM folder as input", "--series",
+                         "pass the DICOM folder, or drop --series for image files")
     if len(paths) == 1:
         img = read_image(paths[0], "exam")
         if img.GetDimension() == 4:
             phases = _split_4d(img, paths[0])
             name = case_id or strip_image_suffix(paths[0].name)
-            return assemble_exam(phases, times_min, name, [f"{paths[0].name}[{i}]" for i in range(len(phases))])
+            return _check_signal(assemble_exam(phases, times_min, name,
+                                               [f"{paths[0].name}[{i}]" for i in range(len(phases))]))
         raise InputError(
             "a single 3D file is only one phase; a DCE exam needs a pre-contrast and at least one "
             "post-contrast phase", paths[0],
@@ -244,7 +332,18 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     if name is None:
         m = _PHASE_RE.match(strip_image_suffix(paths[0].name))
         name = m["case"] if m else strip_image_suffix(paths[0].name)
-    return _load_phase_list(paths, list(times_min) if times_min is not None else None, name)
+    return _check_signal(_load_phase_list(paths, list(times_min) if times_min is not None else None, name))
+
+
+def _check_signal(exam: DCEExam) -> DCEExam:
+    """Refuse phases without any signal (all voxels equal, e.g. all zero): nothing can be segmented."""
+    for i, img in enumerate(exam.phases):
+        arr = sitk.GetArrayViewFromImage(img)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo == hi:
+            raise InputError(f"phase {i} holds no image (every voxel is {lo:g})", exam.sources[i],
+                             "check the export; this phase is empty")
+    return exam
 
 
 def _load_phase_list(files: list[Path], times: list[float] | None, case_id: str) -> DCEExam:
@@ -326,13 +425,13 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def check_no_overwrite(paths: Iterable[Path], overwrite: bool) -> None:
-    """Refuse to replace existing results unless *overwrite* is set."""
-    existing = [str(p) for p in paths if Path(p).exists()]
+def check_no_overwrite(paths: Iterable[Path], overwrite: bool, option: str = "--output folder") -> None:
+    """Refuse to replace existing results unless *overwrite* is set (*option* names what to change)."""
+    existing = [str(p) for p in paths if os.path.lexists(p)]
     if existing and not overwrite:
         raise OutputExistsError(
             f"{existing[0]}: result exists already ({len(existing)} file(s)). "
-            "Fix: choose another --output folder, or pass --overwrite to replace it.")
+            f"Fix: choose another {option}, or pass --overwrite to replace it.")
 
 
 class StagedOutputs:
@@ -346,32 +445,48 @@ class StagedOutputs:
         self.out_dir = Path(out_dir)
         self.overwrite = overwrite
         self._planned: dict[str, Path] = {}
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.out_dir))
+        interrupts.note_work()
+        self._stage = None
+        with interrupts.signals_deferred():  # the folders made here are always known to abort()
+            self._created = created_dirs(self.out_dir)
+            try:
+                self._stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.out_dir))
+            except OSError:
+                remove_empty_dirs(self._created)
+                raise
 
     def path(self, name: str) -> Path:
         """Where to write *name* now; it appears under ``out_dir`` on :meth:`commit`."""
+        if not name or name in (".", "..") or "/" in name or os.sep in name:
+            raise InputError(f"output name {name!r} is not a plain file name", self.out_dir,
+                             "use a case id without path separators or '..'")
         self._planned[name] = self.out_dir / name
         return self._stage / name
 
     def commit(self) -> list[Path]:
+        """Move every staged file into place. SIGINT/SIGTERM wait until all are moved."""
         check_no_overwrite(self._planned.values(), self.overwrite)
         done = []
-        for name, dest in self._planned.items():
-            os.replace(self._stage / name, dest)
-            done.append(dest)
-        self.abort()
+        with interrupts.signals_deferred():
+            for name, dest in self._planned.items():
+                os.replace(self._stage / name, dest)
+                done.append(dest)
+            self.abort()
+            interrupts.note_commit()
         return done
 
     def abort(self) -> None:
+        """Remove the staging folder, and the output folders made for it if they stayed empty."""
         import shutil
 
-        shutil.rmtree(self._stage, ignore_errors=True)
+        with interrupts.signals_deferred():
+            if self._stage is not None:
+                shutil.rmtree(self._stage, ignore_errors=True)
+            remove_empty_dirs(self._created)
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.abort()
+        self.abort()  # after a commit only the (already removed) staging folder; otherwise everything
         return False

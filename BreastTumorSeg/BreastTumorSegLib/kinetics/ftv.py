@@ -170,7 +170,7 @@ def roi_array(roi, reference: sitk.Image) -> tuple[np.ndarray, str]:
         if not mask.any():
             raise InputError(f"the ROI box {roi.lps_min.round(1).tolist()}-{roi.lps_max.round(1).tolist()} "
                              "(LPS mm) does not overlap the exam",
-                             fix="give the box corners in LPS millimetres (or use RAS with --ras)")
+                             fix="give the corners in LPS millimetres with --box, or the RAS coordinates Slicer shows with --box-ras")
         return mask, f"box LPS {roi.lps_min.round(1).tolist()} to {roi.lps_max.round(1).tolist()} mm"
     if isinstance(roi, sitk.Image):
         if roi.GetDimension() != 3:

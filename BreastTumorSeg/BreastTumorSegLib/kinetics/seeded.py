@@ -119,7 +119,7 @@ def _seed_index(ref: sitk.Image, seed_lps) -> tuple[int, int, int]:
             f"seed point LPS ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm is outside the exam "
             f"(corner voxels at LPS {tuple(round(v, 1) for v in lo)} and {tuple(round(v, 1) for v in hi)})",
             fix="give the point in LPS millimetres; a point copied from Slicer is RAS: negate x and y "
-                "(or pass --ras)")
+                "(or pass the RAS point with --seed-ras)")
     return idx
 
 

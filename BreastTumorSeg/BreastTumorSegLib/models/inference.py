@@ -23,7 +23,9 @@ from ..core.progress import Reporter
 
 
 def select_device(device: str = "auto") -> torch.device:
-    device = (device or "auto").lower()
+    from ..io.safety import check_device_name
+
+    device = check_device_name(device)
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -35,6 +37,13 @@ def select_device(device: str = "auto") -> torch.device:
         from ..core.errors import InputError
         raise InputError("CUDA was requested but no CUDA GPU is available to PyTorch", "--device",
                          "use --device cpu or --device auto, or install a CUDA build of PyTorch")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        from ..core.errors import InputError
+        raise InputError(f"{device} was requested but only {torch.cuda.device_count()} CUDA GPU(s) are visible",
+                         "--device", "use --device cuda:0 .. cuda:N-1, or --device auto")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        from ..core.errors import InputError
+        raise InputError("MPS was requested but is not available", "--device", "use --device cpu or auto")
     return torch.device(device)
 
 

@@ -562,7 +562,9 @@ def list_files(folder: Path) -> list[str]:
     out = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+        # os.path.isfile: pipes, devices and link loops are never opened (reading them could hang)
+        out.extend(p for p in (os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+                   if os.path.isfile(p))
     return out
 
 

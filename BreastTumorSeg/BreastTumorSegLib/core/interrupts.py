@@ -1,0 +1,124 @@
+"""SIGINT / SIGTERM for the command line: a clean exit with nothing or the complete outputs.
+
+:func:`handle_signals` (used by ``cli.main``) turns both signals into :class:`Interrupted`,
+a :class:`KeyboardInterrupt`, so every ``finally`` / ``with`` block cleans up as for Ctrl-C.
+:func:`signals_deferred` holds both signals back while a group of outputs is moved into place
+(:class:`..io.files.StagedOutputs`), so a signal never splits a commit: it is delivered right
+after, and :func:`was_committed` then tells the caller the outputs are complete.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised in the main thread when SIGINT or SIGTERM arrives; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_state = {"received": None, "committed": False, "deferred": 0, "pending": None}
+
+
+def received() -> int | None:
+    """The first signal received since :func:`handle_signals` started, or None."""
+    return _state["received"]
+
+
+def note_commit() -> None:
+    """Record that the command's outputs are complete in their final place."""
+    _state["committed"] = True
+
+
+def note_work() -> None:
+    """Record that new work started, whose outputs are not committed yet."""
+    _state["committed"] = False
+
+
+def was_committed() -> bool:
+    return _state["committed"]
+
+
+def _raise(signum, _frame):
+    if _state["received"] is not None:  # a second signal while cleaning up: finish the clean-up
+        return
+    _state["received"] = signum
+    raise Interrupted(signum)
+
+
+@contextmanager
+def handle_signals(restore: bool = True):
+    """Within the block SIGINT and SIGTERM raise :class:`Interrupted`. On leaving, the previous
+    handlers come back (``restore``), or both signals are ignored from then on (a process that
+    is about to exit with its outputs written)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _state.update(received=None, committed=False)
+    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old if restore else signal.SIG_IGN)
+
+
+def _defer(signum, _frame):
+    if _state["pending"] is None:
+        _state["pending"] = signum
+
+
+@contextmanager
+def signals_deferred():
+    """Hold SIGINT/SIGTERM back for the duration of the block, then act on the first one that came.
+
+    Done in Python rather than with a signal mask: a mask holds back only the calling thread, and
+    the worker threads of ITK or PyTorch would still take the signal. Outside the main thread
+    (where handlers cannot be changed) this is a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outer = _state["deferred"] == 0
+    previous = {}
+    if outer:
+        previous = {s: signal.getsignal(s) for s in SIGNALS}
+        previous = {s: h for s, h in previous.items() if h is not None}  # None: set outside Python, left alone
+        for s in previous:
+            signal.signal(s, _defer)
+    _state["deferred"] += 1
+    try:
+        yield
+    finally:
+        _state["deferred"] -= 1
+        if outer:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            pending, _state["pending"] = _state["pending"], None
+            if pending is not None:
+                handler = previous.get(pending)
+                if callable(handler):
+                    handler(pending, None)
+                elif handler == signal.SIG_DFL:
+                    signal.raise_signal(pending)
+
+
+def exit_code(signum: int) -> int:
+    """The shell's convention: 128 + the signal number (130 SIGINT, 143 SIGTERM)."""
+    return 128 + int(signum)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # pragma: no cover
+        return f"signal {signum}"
+
+
+__all__ = ["Interrupted", "handle_signals", "signals_deferred", "note_commit", "note_work", "was_committed",
+           "received", "exit_code", "signal_name"]

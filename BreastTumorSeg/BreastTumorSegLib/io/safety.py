@@ -1,0 +1,202 @@
+"""Checks every entry point makes before it works, so that bad input fails fast and harmlessly.
+
+* :func:`check_output_dir` -- the output location first: not a file, not under a file, not a
+  system folder, writable, not an input folder or inside one, enough free space;
+* :func:`check_case_id` -- a case id is one plain file-name component (it names the outputs);
+* :func:`check_input_path` -- an input is a regular file (or folder) before anything reads it:
+  pipes, devices, sockets and symbolic-link loops are refused by name (reading them could hang);
+* :func:`check_not_inputs` -- no output may replace an input file, ``--overwrite`` or not;
+* :func:`created_dirs` / :func:`remove_empty_dirs` -- folders made for outputs vanish again when
+  nothing was written into them.
+
+Every refusal is an :class:`InputError` naming the file or option and the fix.
+"""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..core.errors import InputError
+
+SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
+MAX_CASE_ID_LENGTH = 120
+
+
+def check_case_id(case_id: str | None, option: str = "--case-id") -> str | None:
+    """*case_id* unchanged when it is usable as the first part of output file names."""
+    if case_id is None:
+        return None
+    text = str(case_id)
+    bad = None
+    if not text.strip():
+        bad = "is empty"
+    elif text in (".", "..") or "/" in text or "\\" in text or os.path.isabs(text):
+        bad = "is a path, not a name (it must not contain '/', '\\' or be '..')"
+    elif any(ord(c) < 32 for c in text):
+        bad = "contains control characters"
+    elif text.startswith((".", "-")):
+        bad = "starts with '.' or '-'"
+    elif len(text) > MAX_CASE_ID_LENGTH:
+        bad = f"is longer than {MAX_CASE_ID_LENGTH} characters"
+    if bad:
+        raise InputError(f"case id {text!r} {bad}", option,
+                         "give a plain name such as case_0001 (letters, digits, '_', '-', '.')")
+    return text
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_input_path(path: str | os.PathLike, what: str = "input", kind: str = "file") -> Path:
+    """Refuse *path* unless it is a readable regular file (``kind="file"``), a folder
+    (``"dir"``) or either (``"any"``). Only ``stat`` is called: nothing is opened."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{what} is a symbolic link that loops back on itself", p,
+                             "replace the link with the file it should point to") from None
+        if os.path.islink(p):
+            raise InputError(f"{what} is a symbolic link to a missing file ({os.readlink(p)})", p,
+                             "fix or replace the link") from None
+        if exc.errno == errno.ENOENT:
+            raise InputError(f"{what} does not exist", p, "check the path") from None
+        raise InputError(f"{what} cannot be accessed ({exc.strerror})", p, "check the path and permissions") from None
+    if stat.S_ISDIR(st.st_mode):
+        if kind == "file":
+            raise InputError(f"expected a {what} file but found a folder", p, "pass the file itself")
+    elif not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{what} is {_kind(st.st_mode)}, not a regular file", p,
+                         "pass the image file itself; pipes and devices are never read")
+    elif kind == "dir":
+        raise InputError(f"expected a folder for {what} but found a file", p, "pass the folder")
+    if not os.access(p, os.R_OK):
+        raise InputError(f"{what} cannot be read (permission denied)", p, "check the file permissions")
+    return p
+
+
+def _existing_ancestor(p: Path) -> Path:
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), need_bytes: int = 0,
+                     option: str = "--output") -> Path:
+    """Refuse an output folder that cannot take the outputs; nothing is created."""
+    out = Path(out)
+    real = Path(os.path.realpath(out))
+    src = f"{option} {out}"
+    for root in SYSTEM_ROOTS:
+        if real == Path(root) or Path(root) in real.parents:
+            raise InputError(f"the output folder lies in the system folder {root}", src, "choose a folder of your own")
+    probe = _existing_ancestor(real)
+    if not probe.is_dir():
+        where = "is a file, not a folder" if probe == real else f"lies under {probe}, which is a file"
+        raise InputError(f"the output folder {where}", src, "choose a folder (it is created if missing)")
+    try:
+        read_only = bool(os.statvfs(probe).f_flag & getattr(os, "ST_RDONLY", 1))
+    except (OSError, AttributeError):
+        read_only = False
+    if read_only or not os.access(probe, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if read_only else "is not writable (permission denied)"
+        raise InputError(f"the output folder {why} ({probe})", src, "choose a folder you can write to")
+    for item in inputs:
+        inp = Path(os.path.realpath(item))
+        if inp.is_dir() and (real == inp or inp in real.parents):
+            raise InputError(f"the output folder is the input folder {item} or lies inside it", src,
+                             "choose an output folder outside the exam folder; inputs are never written to")
+    if need_bytes > 0:
+        free = shutil.disk_usage(probe).free
+        if free < need_bytes:
+            raise InputError(f"only {free / 1e6:.0f} MB free where the outputs need about {need_bytes / 1e6:.0f} MB",
+                             src, "free some space or choose a folder on another disk")
+    return out
+
+
+def check_not_inputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]) -> None:
+    """Refuse when an output file would replace an input file (``--overwrite`` included)."""
+    input_files = set()
+    for item in inputs:
+        p = Path(item)
+        files = p.iterdir() if p.is_dir() else [p]
+        input_files.update(os.path.realpath(f) for f in files)
+    for out in outputs:
+        if os.path.realpath(out) in input_files:
+            raise InputError("this output would replace an input file", out,
+                             "choose another --output folder or --case-id; inputs are never overwritten")
+
+
+def check_positive(value: float | None, option: str, upper: float | None = None, zero_ok: bool = False,
+                   upper_open: bool = False) -> None:
+    """Refuse NaN, infinity, values <= 0 (< 0 with *zero_ok*) and values above *upper*."""
+    if value is None:
+        return
+    bad = not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok)
+    if upper is not None:
+        bad = bad or value > upper or (upper_open and value == upper)
+    if bad:
+        lo = "0 or more" if zero_ok else "above 0"
+        hi = "" if upper is None else f" and {'below' if upper_open else 'at most'} {upper:g}"
+        raise InputError(f"{value!r} is not a valid value", option, f"give a number {lo}{hi}")
+
+
+def created_dirs(folder: str | os.PathLike) -> list[Path]:
+    """Create *folder* (and missing parents); return the folders that were created, deepest first."""
+    folder = Path(folder)
+    missing = []
+    p = folder
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty_dirs(folders: Sequence[Path]) -> None:
+    """Remove the folders of :func:`created_dirs` again as long as they are empty."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
+
+
+DEVICE_PATTERN = r"(auto|cpu|mps|cuda(:\d{1,2})?)"
+
+
+def check_device_name(device: str | None, option: str = "--device") -> str:
+    """Refuse a device name PyTorch would not understand (availability is checked when it is used)."""
+    import re
+
+    text = (device or "auto").lower()
+    if not re.fullmatch(DEVICE_PATTERN, text):
+        raise InputError(f"unknown device {device!r}", option, "use auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
+def input_bytes(inputs: Iterable[str | os.PathLike]) -> int:
+    """Total size of the regular files among *inputs* (folders: the files below them)."""
+    total = 0
+    for item in inputs:
+        if os.path.isdir(item):
+            for root, _dirs, files in os.walk(item):
+                total += sum(os.path.getsize(f) for f in (os.path.join(root, n) for n in files) if os.path.isfile(f))
+        elif os.path.isfile(item):
+            total += os.path.getsize(item)
+    return total
