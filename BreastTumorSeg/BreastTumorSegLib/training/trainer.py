@@ -110,6 +110,7 @@ class TrainerConfig:
     init_from: str = ""  # model card (.json) whose weights start the training: fine-tuning
     description: str = ""
     version: str = "1"  # the card's version
+    breast_model: str = ""  # whole-breast model the card names to gate this tumor model's lesions
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainerConfig":
@@ -760,6 +761,8 @@ def write_model(cfg: TrainerConfig, out_dir: Path, weights: dict, n_params: int,
             "architecture": arch, "parameters": n_params, "weights": weights_name, "sha256": digest}
     if families is not None:
         card["families_trained_on"] = sorted(families)
+    if cfg.breast_model and cfg.task == "tumor":
+        card["breast_model"] = cfg.breast_model
     if cfg.input_kind == "phases":
         card["inputs"] = {"kind": "phases", "names": "[phase_t, phase_t - pre] for every post-contrast phase t",
                           "spacing_mm": cfg.spacing_mm, "phase_mask": True, "times": True,
