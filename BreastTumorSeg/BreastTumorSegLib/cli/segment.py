@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..models.registry import DEFAULT_MODEL
 from ._common import TerminalProgress, check_exam_command, check_outputs, warn_about_exam
 
 
@@ -30,7 +31,7 @@ def _point(text: str) -> tuple[float, float, float]:
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `segment` and `demo`."""
-    p.add_argument("--model", default="unet-demo",
+    p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model name (see `breasttumorseg models`), or name1+name2 for an ensemble (default: %(default)s)")
     p.add_argument("--models-dir", default=None, help="extra folder with <name>.safetensors + <name>.json model cards")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or cuda:N (default: auto)")

@@ -19,7 +19,7 @@ from ..core.exam import DCEExam
 from ..core.progress import Reporter
 from .cards import ModelSummary, iter_cards, read_card, summarize
 
-DEFAULT_MODEL = "unet-demo"
+DEFAULT_MODEL = "st-demo"  # generalises best to exam families it was not trained on (README, bench_generalization)
 
 
 @runtime_checkable

@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from . import mrml_bridge as bridge
 from ..core.errors import InputError
 from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES, assemble_exam
+from ..models.registry import DEFAULT_MODEL
 from .process import EngineProcess
 
 # Node attribute a script or loader may set to give a phase's acquisition time explicitly.
@@ -186,7 +187,7 @@ def engine_python() -> str:
     return shutil.which("PythonSlicer") or sys.executable
 
 
-def engine_command(exam_dir: str | os.PathLike, out_dir: str | os.PathLike, model: str = "unet-demo",
+def engine_command(exam_dir: str | os.PathLike, out_dir: str | os.PathLike, model: str = DEFAULT_MODEL,
                    device: str = "auto", threshold: float | None = None, python: str | None = None,
                    extra: Sequence[str] = ()) -> list[str]:
     """Command line of ``breasttumorseg segment`` for one exported exam (see :func:`engine_environment`)."""
@@ -301,7 +302,7 @@ class SegmentationLogic:
         return guess_phases(volume_nodes or [], self.dicom_value)
 
     # ------------------------------------------------------------------ in-process run
-    def segment(self, phases: Sequence[Phase], model="unet-demo", device: str = "auto",
+    def segment(self, phases: Sequence[Phase], model=DEFAULT_MODEL, device: str = "auto",
                 threshold: float | None = None, times_min: Sequence[float | None] | None = None,
                 outputs: OutputNodes | None = None, progress=None, cancel=None, case_id: str | None = None,
                 **engine_options):
@@ -330,7 +331,7 @@ class SegmentationLogic:
             write_json_atomic({"acquisition_times_min": exam.times_min}, folder / f"{exam.case_id}.json")
         return folder
 
-    def start_background(self, phases: Sequence[Phase], model: str = "unet-demo", device: str = "auto",
+    def start_background(self, phases: Sequence[Phase], model: str = DEFAULT_MODEL, device: str = "auto",
                          threshold: float | None = None, times_min: Sequence[float | None] | None = None,
                          register: bool = True, case_id: str | None = None, python: str | None = None,
                          workdir: str | os.PathLike | None = None) -> "BackgroundRun":

@@ -14,6 +14,8 @@ from slicer import (vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSeq
                     vtkMRMLTableNode)
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
+from ...models.registry import DEFAULT_MODEL
+
 INPUT_TYPES = ["Volumes", "Sequence"]
 DEVICES = ["auto", "cpu", "cuda"]
 
@@ -29,7 +31,7 @@ class BreastTumorSegParameterNode:
     # Phase times in minutes as confirmed or edited in the table ("0, 1.5, 3"; empty: as guessed).
     phaseTimesMin: str = ""
     # Model
-    model: str = "unet-demo"
+    model: str = DEFAULT_MODEL
     device: Annotated[str, Choice(DEVICES)] = "auto"
     useModelThreshold: bool = True
     threshold: Annotated[float, WithinRange(0.01, 0.99)] = 0.5
