@@ -85,3 +85,19 @@ def test_panel_warnings_name_the_breast_mask_fallback_and_assumed_times():
     assert any("phase(s) 2" in w for w in warnings)
     assert result_warnings({"breast_mask_qa": {"used": "classical", "classical": {"plausible": True}},
                             "settings": {}, "registration_qa": []}) == []
+
+
+@pytest.mark.parametrize("seed", [12, 13])
+def test_coronal_exam_breast_region_and_sides(seed):
+    """Coronal acquisition: both breasts found, the true breast mask plausible, sides from patient space
+    (these two exams have both their lesions in the left breast)."""
+    from BreastTumorSegLib.training.phantom.randomized import make_randomized
+
+    ph = make_randomized(seed, orientation="coronal", fov="bilateral", n_lesions=2, motion_mm=0, nonrigid_mm=0)
+    assert {t["side"] for t in ph.tumors} == {"left"}
+    classical, context = breast_region(ph.exam.pre)
+    assert context["layout"]["n_breasts"] == 2
+    assert breast_mask_qa(ph.breast_mask, context)["plausible"]
+    assert breast_mask_qa(classical, context)["plausible"]
+    res = segment_exam(ph.exam, model="ftv", register=False)
+    assert res.lesions and {les.side for les in res.lesions} == {"left"}
