@@ -62,9 +62,9 @@ def render_overview(result: SegmentationResult, path: str | Path, truth: sitk.Im
     if result.subtraction is None:
         raise ValueError("the result carries no subtraction image to draw")
     sub = sitk.GetArrayFromImage(_lps(sitk.Cast(result.subtraction, sitk.sitkFloat32)))
-    label = sitk.GetArrayFromImage(_lps(result.label)) > 0
-    ref = sitk.GetArrayFromImage(_lps(truth)) > 0 if truth is not None else None
     grid = _lps(result.label)
+    label = sitk.GetArrayFromImage(grid) > 0
+    ref = sitk.GetArrayFromImage(_lps(truth)) > 0 if truth is not None else None
     sx, sy, sz = grid.GetSpacing()
     spacing = {0: sz, 1: sy, 2: sx}
     lo, hi = _window(sub)

@@ -69,15 +69,15 @@ def body_mask(img: sitk.Image, work_spacing_mm: float | None = None, otsu_fracti
     return resample_to(out, img, sitk.sitkNearestNeighbor)
 
 
-
-
 # ----------------------------------------------------------------------------- layout: where the breasts are
+def _skin_rows(body: np.ndarray) -> np.ndarray:
+    """Per (z, x) column of a (z, y, x) body mask: the first (most anterior) body row, n_y where empty."""
+    return np.where(body.any(axis=1), np.argmax(body, axis=1), body.shape[1])
+
+
 def anterior_profile(body: np.ndarray) -> np.ndarray:
     """Per LPS x column of a (z, y, x) body mask: the most anterior body row (n_y where empty)."""
-    n_y = body.shape[1]
-    has = body.any(axis=1)
-    first = np.where(has, np.argmax(body, axis=1), n_y)
-    return first.min(axis=0)
+    return _skin_rows(body).min(axis=0)
 
 
 def breast_layout(body: np.ndarray, img_lps: sitk.Image, laterality: str | None = None,
@@ -141,10 +141,8 @@ def breast_layout(body: np.ndarray, img_lps: sitk.Image, laterality: str | None 
 
 def _chest_level(body: np.ndarray, x_lo: int, x_hi: int, sz: float) -> np.ndarray | None:
     """Per z slice: the deepest anterior skin row in columns [x_lo, x_hi), smoothed along z (None: no body)."""
-    n_y = body.shape[1]
-    has = body.any(axis=1)
-    first = np.where(has, np.argmax(body, axis=1), n_y)[:, x_lo:x_hi]
-    level = np.where(first < n_y, first, -1).max(axis=1).astype(float)
+    first = _skin_rows(body)[:, x_lo:x_hi]
+    level = np.where(first < body.shape[1], first, -1).max(axis=1).astype(float)
     valid = level >= 0
     if not valid.any():
         return None
@@ -223,18 +221,17 @@ def breast_mask_qa(mask: sitk.Image, context: dict, limits: BreastMaskLimits | N
     grown = ndimage.binary_dilation(body, iterations=1)
     inside = float(np.count_nonzero(w & grown)) / n_w
     body_fraction = float(np.count_nonzero(w & body)) / max(int(np.count_nonzero(body)), 1)
+    x_of = work.GetOrigin()[0] + work.GetSpacing()[0] * np.arange(w.shape[2])
     deep = 0.0
     if level is not None:
         sy = work.GetSpacing()[1]
         limit = level + (context["chest_margin_mm"] + lim.deep_margin_mm) / sy
         rows = np.arange(w.shape[1])[None, :, None]
-        x_mm = work.GetOrigin()[0] + work.GetSpacing()[0] * np.arange(w.shape[2])
-        mid = layout["midline_x"]
-        central = (np.ones_like(x_mm, bool) if mid is None and not layout["unilateral_side"]
-                   else np.zeros_like(x_mm, bool) if mid is None
-                   else np.abs(x_mm - mid) <= lim.central_half_width_mm)[None, None, :]
-        deep = float(np.count_nonzero(w & (rows > limit[:, None, None]) & central)) / n_w
-    x_of = work.GetOrigin()[0] + work.GetSpacing()[0] * np.arange(w.shape[2])
+        if layout["midline_x"] is not None:
+            central = np.abs(x_of - layout["midline_x"]) <= lim.central_half_width_mm
+        else:  # no midline: all of a bilateral view is suspect, none of a single-breast one
+            central = np.full(x_of.shape, not layout["unilateral_side"])
+        deep = float(np.count_nonzero(w & (rows > limit[:, None, None]) & central[None, None, :])) / n_w
     per_x = np.count_nonzero(w, axis=(0, 1)) * vox_ml
     if layout["unilateral_side"]:
         per_side = {layout["unilateral_side"]: float(per_x.sum())}

@@ -129,13 +129,13 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
     if anatomy not in ANATOMY_FILES:
         raise ValueError(f"anatomy must be one of {sorted(ANATOMY_FILES)}")
     rng = np.random.default_rng([int(seed), 7919])
-    if times_min is None:
-        times = list(DEFAULT_TIMES) if n_phases is None else [0.0] + [1.6 * k for k in range(1, n_phases)]
-        if n_phases is not None and n_phases == 4:
-            times = list(DEFAULT_TIMES)
+    if times_min is not None:
+        times = [float(t) for t in times_min][:n_phases or None]
+    elif n_phases in (None, len(DEFAULT_TIMES)):
+        times = list(DEFAULT_TIMES)
     else:
-        times = [float(t) for t in times_min]
-    times = np.asarray(times[:n_phases] if n_phases else times, float)
+        times = [0.0] + [1.6 * k for k in range(1, n_phases)]
+    times = np.asarray(times, float)
     img = sitk.ReadImage(str(Path(data_dir or real_anatomy_dir()) / ANATOMY_FILES[anatomy]), sitk.sitkFloat32)
     img = sitk.BinShrink(img, [int(v) for v in (shrink or DEFAULT_SHRINK[anatomy])])
     truth, ctx = breast_region(img)

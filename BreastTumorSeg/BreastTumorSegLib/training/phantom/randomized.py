@@ -41,9 +41,10 @@ from scipy import ndimage
 from ...core.errors import InputError
 from ...core.exam import MAX_PHASES, MIN_PHASES, DCEExam
 from ...core.imageutil import voxel_volume_ml
-from . import Phantom, _jsonable
+from . import Phantom, _jsonable, _transform_dict
 from .geometry import F32, direction_matrix, make_grid, random_rotation, random_unit_vector
-from .kinetics import CURVE_TYPES, Curve, design_tumor_curve, early_late_phases
+from .kinetics import (CURVE_TYPES, design_tumor_curve, early_late_phases, normalised_fast_curve,
+                       normalised_slow_curve)
 
 FAMILY = "randomized"
 ORIENTATIONS = ("axial", "sagittal", "coronal")
@@ -296,15 +297,6 @@ def sample_contrast(rng: np.random.Generator, fatsat=None) -> dict:
             "tau_fast": j(0.15, 0.5), "k_fast": j(0.02, 0.2), "tau_slow": j(1.5, 6.0)}
 
 
-def _fast(tau: float, k: float) -> Curve:
-    c = Curve(1.0, tau, k)
-    return c.scaled(1.0 / float(c(c.peak_time_min())))
-
-
-def _slow(tau: float) -> Curve:
-    return Curve(1.0 / float(-np.expm1(-6.0 / tau)), tau, 0.0)
-
-
 # ------------------------------------------------------------------------------ acquisition
 def _grid(rng: np.random.Generator, orng: np.random.Generator, p: dict, orientation, spacing, fov, side,
           max_voxels: int) -> tuple[sitk.Image, np.ndarray, dict]:
@@ -424,9 +416,7 @@ class RandomizedPhantom(Phantom):
 
 def motion_dict(t: sitk.Transform) -> dict:
     if t.GetName() == "Euler3DTransform":
-        e = sitk.Euler3DTransform(t)
-        return {"type": "Euler3DTransform", "center_lps": list(e.GetCenter()),
-                "angles_rad": [e.GetAngleX(), e.GetAngleY(), e.GetAngleZ()], "translation_mm": list(e.GetTranslation())}
+        return _transform_dict(t)
     f = sitk.DisplacementFieldTransform(t).GetDisplacementField()
     a = sitk.GetArrayViewFromImage(f)
     return {"type": t.GetName(), "field_size": list(f.GetSize()), "field_spacing": list(f.GetSpacing()),
@@ -472,7 +462,7 @@ def make_randomized(seed: int, *, orientation=None, spacing=None, fov=None, side
     con = sample_contrast(crng, fatsat)
     krng = _rng(seed, "kinetics")
     curves = [design_tumor_curve(krng, s["curve"], s["peak"], times) for s in specs]
-    fast, slow = _fast(con["tau_fast"], con["k_fast"]), _slow(con["tau_slow"])
+    fast, slow = normalised_fast_curve(con["tau_fast"], con["k_fast"]), normalised_slow_curve(con["tau_slow"])
 
     # pre-contrast signal and enhancement weights per voxel
     sig = np.array([con["signal"].get(t, con["signal"]["fgt"]) for t in TISSUES], F32)
