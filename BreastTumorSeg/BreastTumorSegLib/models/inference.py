@@ -19,30 +19,29 @@ import math
 import numpy as np
 import torch
 
+from ..core.errors import InputError
 from ..core.progress import Reporter
+from ..io.safety import check_device_name
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
 
 
 def select_device(device: str = "auto") -> torch.device:
-    from ..io.safety import check_device_name
-
     device = check_device_name(device)
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("mps" if _mps_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from ..core.errors import InputError
         raise InputError("CUDA was requested but no CUDA GPU is available to PyTorch", "--device",
                          "use --device cpu or --device auto, or install a CUDA build of PyTorch")
     if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        from ..core.errors import InputError
         raise InputError(f"{device} was requested but only {torch.cuda.device_count()} CUDA GPU(s) are visible",
                          "--device", "use --device cuda:0 .. cuda:N-1, or --device auto")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        from ..core.errors import InputError
+    if device == "mps" and not _mps_available():
         raise InputError("MPS was requested but is not available", "--device", "use --device cpu or auto")
     return torch.device(device)
 
