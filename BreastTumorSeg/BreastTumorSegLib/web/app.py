@@ -1,0 +1,335 @@
+"""The station's web server (aiohttp): log-in, worklist, case pages and the case API.
+
+All work on a reader's scene runs on one worker thread (VTK objects stay on one thread; the
+event loop keeps answering). Every refusal -- a wrong token, a replayed cookie after logout, a
+case or path outside the reader's worklist -- is answered 401/404 and logged with the reader and
+the reason, never with a case id or a path of the study.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from ..core.errors import BreastTumorSegError
+from ..study.definition import load_study
+from ..study.storage import append_line
+from . import pages
+from .auth import Sessions, check_token, read_access
+from .workspace import NotFound, ReaderWorkspace
+
+COOKIE = "bts_session"
+LOG = logging.getLogger("BreastTumorSeg.web")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
+                               "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class Station:
+    """The state of one running station: the study, logged-in browsers and readers' workspaces."""
+
+    def __init__(self, study_folder, release_after_s: float = 900.0, tick_s: float = 2.0):
+        self.folder = Path(study_folder)
+        self.study = load_study(self.folder)
+        self.access = read_access(self.folder)
+        self.sessions = Sessions()
+        self.workspaces: dict[str, ReaderWorkspace] = {}
+        self.release_after_s = float(release_after_s)
+        self.tick_s = float(tick_s)
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="scene")
+        self._task = None
+
+    async def run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
+
+    def refuse(self, request, reader: str | None, why: str, status: int):
+        """Log a refusal (reader and reason; the path only by its length) and raise the HTTP error."""
+        rec = {"event": "refused", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "reader": reader, "reason": why, "status": status, "method": request.method}
+        LOG.warning("refused (%s) %s: %s", status, reader or "not logged in", why)
+        try:
+            append_line(self.folder / "station.jsonl", rec)
+        except OSError:
+            pass
+        if request.path.startswith("/api/"):
+            raise (web.HTTPUnauthorized if status == 401 else web.HTTPNotFound)(
+                text=json.dumps({"error": why}), content_type="application/json")
+        if status == 401:
+            raise web.HTTPSeeOther("/")
+        raise web.HTTPNotFound(text=pages.message_page(reader or "", "Not found."), content_type="text/html")
+
+    def workspace_sync(self, reader: str) -> ReaderWorkspace:
+        ws = self.workspaces.get(reader)
+        if ws is None:
+            ws = self.workspaces[reader] = ReaderWorkspace(self.folder, reader)
+            LOG.info("reader %s: session opened", reader)
+        ws.touch()
+        return ws
+
+    def tick_sync(self) -> None:
+        """Autosave every workspace; save and release the ones idle longer than release_after_s."""
+        now = time.monotonic()
+        for reader, ws in list(self.workspaces.items()):
+            try:
+                if now - ws.last_seen > self.release_after_s:
+                    ws.release()
+                    del self.workspaces[reader]
+                    LOG.info("reader %s: idle for %.0f s, saved and released", reader, now - ws.last_seen)
+                else:
+                    ws.autosave()
+            except BreastTumorSegError as exc:
+                LOG.error("reader %s: %s", reader, exc)
+
+    def release_all_sync(self) -> None:
+        for reader in list(self.workspaces):
+            try:
+                self.workspaces.pop(reader).release()
+            except BreastTumorSegError as exc:
+                LOG.error("reader %s: %s", reader, exc)
+
+    async def ticker(self):
+        while True:
+            await asyncio.sleep(self.tick_s)
+            await self.run(self.tick_sync)
+
+
+STATION = web.AppKey("station", Station)
+
+
+def _reader(request) -> str | None:
+    station = request.app[STATION]
+    sid = request.cookies.get(COOKIE)
+    reader = station.sessions.reader(sid)
+    if reader is None:
+        replay = station.sessions.revoked_reader(sid)
+        why = "session cookie replayed after logout" if replay else "not logged in"
+        station.refuse(request, replay, why, 401)
+    return reader
+
+
+@web.middleware
+async def guard(request, handler):
+    if request.method == "POST" and request.path.startswith("/api/") and request.headers.get("X-Station") != "1":
+        raise web.HTTPForbidden(text="missing X-Station header")
+    origin = request.headers.get("Origin")
+    if request.method == "POST" and origin and origin.split("://", 1)[-1] != request.host:
+        raise web.HTTPForbidden(text="cross-origin request refused")
+    try:
+        response = await handler(request)
+    except web.HTTPNotFound as exc:
+        if exc.text and exc.text.startswith(("{", "<!doctype")):
+            raise
+        station = request.app[STATION]
+        reader = station.sessions.reader(request.cookies.get(COOKIE))
+        station.refuse(request, reader, "no such page", 404)
+    except BreastTumorSegError as exc:
+        LOG.info("input refused: %s", exc)
+        response = web.json_response({"error": str(exc)}, status=409)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+async def home(request):
+    if request.app[STATION].sessions.reader(request.cookies.get(COOKIE)):
+        raise web.HTTPSeeOther("/worklist")
+    return web.Response(text=pages.login_page(), content_type="text/html")
+
+
+async def login(request):
+    station = request.app[STATION]
+    form = await request.post()
+    reader, token = str(form.get("reader", ""))[:64], str(form.get("token", ""))[:256]
+    ok = await station.run(check_token, station.access, reader, token)
+    if not ok:
+        LOG.warning("refused (401) login: wrong reader name or token")
+        append_line(station.folder / "station.jsonl", {"event": "login refused",
+                                                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return web.Response(text=pages.login_page("Wrong reader name or token."), content_type="text/html",
+                            status=401)
+    sid = station.sessions.create(reader)
+    LOG.info("reader %s: logged in", reader)
+    resp = web.HTTPSeeOther("/worklist")
+    resp.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path="/",
+                    secure=request.headers.get("X-Forwarded-Proto") == "https")
+    raise resp
+
+
+async def logout(request):
+    station = request.app[STATION]
+    sid = request.cookies.get(COOKIE)
+    reader = station.sessions.revoke(sid) if sid else None
+    if reader:
+        LOG.info("reader %s: logged out", reader)
+        if not any(station.sessions.reader(s) == reader for s in list(station.sessions._live)):
+            ws = station.workspaces.pop(reader, None)
+            if ws is not None:
+                await station.run(ws.release)
+    resp = web.HTTPSeeOther("/")
+    resp.del_cookie(COOKIE, path="/")
+    raise resp
+
+
+async def worklist(request):
+    reader = _reader(request)
+    station = request.app[STATION]
+
+    def work():
+        ws = station.workspace_sync(reader)
+        return ws.worklist(), ws.session.done()
+
+    items, done = await station.run(work)
+    return web.Response(text=pages.worklist_page(reader, items, done), content_type="text/html")
+
+
+def _index(request, station, reader) -> int:
+    raw = request.match_info["index"]
+    ws = station.workspaces.get(reader)
+    total = ws.session.total if ws else len(station.study.orders[reader])
+    index = int(raw) if raw.isdigit() and len(raw) < 7 else -1
+    if not 0 <= index < total:
+        station.refuse(request, reader, "case not in the reader's worklist", 404)
+    return index
+
+
+async def case(request):
+    reader = _reader(request)
+    station = request.app[STATION]
+    index = _index(request, station, reader)
+
+    def work():
+        ws = station.workspace_sync(reader)
+        ok, why = ws.session.available(index)
+        if not ok:
+            return None, why
+        ws.ensure_open(index)
+        return ws.session.current.title, ""
+
+    title, why = await station.run(work)
+    if title is None:
+        return web.Response(text=pages.message_page(reader, f"This case cannot be opened yet: {why}."),
+                            content_type="text/html", status=409)
+    return web.Response(text=pages.case_page(reader, index, title), content_type="text/html")
+
+
+def _open_workspace(request):
+    """(station, reader, workspace) for an API call on the reader's open case; 404/409 otherwise."""
+    reader = _reader(request)
+    station = request.app[STATION]
+    index = _index(request, station, reader)
+    ws = station.workspaces.get(reader)
+    if ws is None or ws.session.current is None or ws.session.current.index != index or ws.ctx is None:
+        raise web.HTTPConflict(text=json.dumps({"error": "this case is not open; reload the page"}),
+                               content_type="application/json")
+    ws.touch()
+    return station, reader, ws
+
+
+def _num(value, default=None):
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return default
+    return x if math.isfinite(x) else default
+
+
+async def api_info(request):
+    station, _, ws = _open_workspace(request)
+    return web.json_response(await station.run(ws.info))
+
+
+async def api_slice(request):
+    station, _, ws = _open_workspace(request)
+    view, k = request.match_info["view"], request.match_info["k"]
+    q = request.query
+
+    def work():
+        try:
+            return ws.slice_png(view, int(k), _num(q.get("w")), _num(q.get("l")), q.get("overlay") == "1")
+        except NotFound:
+            return None
+
+    png = await station.run(work)
+    if png is None:
+        station.refuse(request, ws.reader, "no such view or slice", 404)
+    return web.Response(body=png, content_type="image/png")
+
+
+async def api_action(request):
+    station, _, ws = _open_workspace(request)
+    action = request.match_info["action"]
+    try:
+        body = await request.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+
+    def work():
+        out = {}
+        if action == "stroke":
+            pts = body.get("points")
+            if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 for p in pts):
+                raise web.HTTPBadRequest(text="points must be a list of [row, column]")
+            out["changed"] = ws.stroke(str(body.get("tool")), int(_num(body.get("slice"), -1)),
+                                       [[float(a), float(b)] for a, b in pts], _num(body.get("radius_mm"), 3.0),
+                                       _num(body.get("lo")), _num(body.get("hi")))
+        elif action == "undo":
+            out["undone"] = ws.undo()
+        elif action == "pause":
+            ws.pause("background" if body.get("reason") == "background" else "explicit")
+        elif action == "resume":
+            ws.resume()
+        elif action == "submit":
+            return {"next": ws.submit()}
+        elif action == "ping":
+            ws.session.activity()
+        else:
+            return None
+        out.update(ws.info())
+        return out
+
+    result = await station.run(work)
+    if result is None:
+        station.refuse(request, ws.reader, "no such action", 404)
+    return web.json_response(result)
+
+
+async def script(request):
+    return web.Response(text=pages.SCRIPT, content_type="application/javascript")
+
+
+async def _start_ticker(app):
+    station = app[STATION]
+    station._task = asyncio.create_task(station.ticker())
+
+
+async def _stop(app):
+    station = app[STATION]
+    if station._task is not None:
+        station._task.cancel()
+    await station.run(station.release_all_sync)
+
+
+def make_app(station: Station) -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=4 << 20)
+    app[STATION] = station
+    app.router.add_get("/", home)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/worklist", worklist)
+    app.router.add_get("/station.js", script)
+    app.router.add_get(r"/case/{index}", case)
+    app.router.add_get(r"/api/case/{index}/info", api_info)
+    app.router.add_get(r"/api/case/{index}/slice/{view}/{k:\d+}.png", api_slice)
+    app.router.add_post(r"/api/case/{index}/{action}", api_action)
+    app.on_startup.append(_start_ticker)
+    app.on_cleanup.append(_stop)
+    return app
