@@ -24,12 +24,13 @@ ALLOWED: dict[str, set[str]] = {
     "models": {"core", "io", "preprocess", "kinetics", "models"},
     "engine": {"core", "io", "preprocess", "kinetics", "models", "engine"},
     "evaluation": {"core", "io", "evaluation"},
+    "study": {"core", "io", "preprocess", "kinetics", "models", "engine", "study"},
     "training": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "training"},
-    "slicer": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "slicer"},
-    "slicer.gui": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "slicer",
+    "slicer": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "slicer"},
+    "slicer.gui": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "slicer",
                    "slicer.gui"},
-    "cli": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "training", "slicer",
-            "cli"},
+    "cli": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "training",
+            "slicer", "cli"},
 }
 # Third-party modules that belong to one corner of the package only.
 APP_MODULES = {"slicer": "slicer", "vtk": "slicer", "vtkmodules": "slicer", "qt": "slicer.gui",
@@ -131,6 +132,9 @@ def test_the_root_package_docstring_states_the_direction():
     ("BreastTumorSegLib.slicer.logic", "from .gui import widget"),                    # logic -> Slicer-app code
     ("BreastTumorSegLib.engine.pipeline", "from BreastTumorSegLib.cli import main"),  # anyone -> cli
     ("BreastTumorSegLib.preprocess.registration", "import qt"),                      # Qt outside the GUI
+    ("BreastTumorSegLib.study.session", "from ..evaluation import readerstudy"),      # study -> evaluation
+    ("BreastTumorSegLib.study.session", "import slicer"),                             # study -> Slicer
+    ("BreastTumorSegLib.engine.pipeline", "from ..study import session"),             # engine -> study
 ])
 def test_a_forbidden_import_is_reported(module, line):
     path = LIB.parent / (module.replace(".", "/") + ".py")

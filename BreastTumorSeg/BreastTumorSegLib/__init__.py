@@ -14,6 +14,7 @@ kinetics   kinetic maps, I-SPY functional tumor volume, seeded lesion growth, ki
 models     registry and cards, safe weights, networks (``models.nets``), segmenters, shipped weights
 engine     the end-to-end pipeline and post-processing (lesions)
 evaluation metrics, statistics, the multi-reader study and its report
+study      reader-study sessions: study folder, blinded timed autosaved sessions, locks, export
 training   the one trainer, datasets, synthetic phantoms (``training.phantom``)
 slicer     MRML bridge, module logic, background engine process (Qt-free; ``slicer.gui`` needs
            the Slicer application: widget, parameter node, dependency installer)
@@ -24,8 +25,9 @@ Dependency direction (``Testing/test_architecture.py`` enforces it, lazy imports
 
     core <- io <- preprocess <- kinetics <- models <- engine
     evaluation   uses core and io only
+    study        uses core, io and the engine side (the assisted arm's model output), not evaluation
     training     uses core, io, preprocess, kinetics, models, engine, evaluation; nobody uses training
-    slicer       uses everything above except training; only slicer/ imports ``slicer`` and ``vtk``,
+    slicer       uses everything above except training (study included); only slicer/ imports ``slicer`` and ``vtk``,
                  only slicer.gui imports Qt; the engine never imports slicer
     cli          uses everything except slicer.gui; nothing imports cli or slicer.gui
 """

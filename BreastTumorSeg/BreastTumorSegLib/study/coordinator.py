@@ -1,0 +1,321 @@
+"""The coordinator's side of a study: make it, see where the readers are, import masks drawn
+elsewhere, and export the table ``breasttumorseg reader-study`` reads."""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import SimpleITK as sitk
+
+from ..core.errors import InputError, OutputExistsError
+from ..io.files import read_mask
+from ..io.safety import check_input_path
+from .definition import (ARMS, STUDY_FILE, Arm, Case, Grid, Study, check_name, load_study, pseudonyms,
+                         reading_order)
+from .session import (DONE, IN_PROGRESS, SUBMITTED, TODO, iso, item_key, load_state, sha256_file)
+from .storage import LOCKED_MODE, Lock, append_line, write_json_atomic, write_new
+
+EXPORT_COLUMNS = ("case", "reader", "mask", "prob", "roi", "arm", "time_s", "wall_s", "edits", "imported")
+
+
+# ------------------------------------------------------------------------------------ init
+def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
+    """``case,path`` rows: an exam folder, a DICOM folder, or phase files separated by ``;``.
+    Relative paths are relative to the table."""
+    path = check_input_path(path, "cases table")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read the cases table ({exc})", path, "save it as a UTF-8 CSV file") from None
+    header = [c.strip().lower() for c in (rows[0].keys() if rows else []) if c]
+    if not rows or "case" not in header or "path" not in header:
+        raise InputError("the cases table needs a header case,path and one row per case", path,
+                         "write e.g. 'case,path' then 'P001,/data/P001'")
+    out, seen = [], set()
+    for line, raw in enumerate(rows, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        where = f"{path}, line {line}"
+        case = check_name(row.get("case", ""), "case id", where)
+        if case in seen:
+            raise InputError(f"case {case} is listed twice", where, "give each case one row")
+        seen.add(case)
+        parts = [p.strip() for p in row.get("path", "").split(";") if p.strip()]
+        if not parts:
+            raise InputError(f"case {case} has no path", where, "give the exam folder, DICOM folder or phase files")
+        files = []
+        for p in parts:
+            q = Path(p).expanduser()
+            q = q if q.is_absolute() else path.parent / q
+            check_input_path(q, f"exam of case {case}", kind="any")
+            files.append(str(q.resolve()))
+        out.append((case, files))
+    return out
+
+
+def model_sha256(name: str) -> str:
+    """SHA-256 that identifies a model: its weights' (network), or its card's (code method);
+    for an ensemble ``a+b`` the SHA-256 of the members' hashes."""
+    from ..models.registry import model_card
+
+    if "+" in name:
+        return hashlib.sha256("+".join(model_sha256(n) for n in name.split("+")).encode()).hexdigest()
+    card = model_card(name)
+    if isinstance(card.get("sha256"), str):
+        return card["sha256"]
+    return hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Sequence[str], output: str | os.PathLike,
+               seed: int | None = None, model: str | None = None, model_outputs: str | os.PathLike | None = None,
+               washout_cases: int = 0, washout_days: float = 0.0, autosave_s: float = 30.0,
+               idle_timeout_s: float = 90.0, allowed_effects: Sequence[str] | None = None, device: str = "auto",
+               name: str | None = None, progress: Callable[[str, float, str], None] | None = None) -> Study:
+    """Make the study folder *output* (all or nothing: built aside, then renamed into place).
+
+    For the assisted arm the model's mask of every case is needed: from *model_outputs*
+    (``<case>_seg.nii.gz`` and optionally ``<case>_prob.nii.gz``, e.g. from ``breasttumorseg
+    segment``) or made now by running *model* on each exam."""
+    output = Path(output)
+    if os.path.lexists(output) and (not output.is_dir() or any(output.iterdir())):
+        raise OutputExistsError(f"{output}: exists and is not an empty folder. Fix: choose a new study folder")
+    readers = [check_name(r.strip(), "reader", "--readers") for r in readers if r.strip()]
+    if len(readers) < 1 or len(set(readers)) != len(readers):
+        raise InputError("give one or more distinct reader names", "--readers", "e.g. --readers a,b,c")
+    arms = [a.strip() for a in arms if a.strip()]
+    if not arms or len(set(arms)) != len(arms) or any(a not in ARMS for a in arms):
+        raise InputError(f"arms must be one or both of {', '.join(ARMS)}, got {','.join(arms)!r}", "--arms",
+                         "e.g. --arms unaided,assisted")
+    if washout_cases < 0 or washout_days < 0 or (len(arms) == 1 and (washout_cases or washout_days)):
+        raise InputError("a wash-out needs two arms and must not be negative", "--washout-cases/--washout-days")
+    if autosave_s <= 0 or idle_timeout_s <= 0:
+        raise InputError("autosave and idle intervals must be positive", "--autosave-s/--idle-timeout-s")
+    assisted = "assisted" in arms
+    if assisted and not model:
+        raise InputError("the assisted arm needs the model that helps the readers", "--model",
+                         "name it, e.g. --model st-demo (and --model-outputs DIR if its masks exist already)")
+    cases_in = read_cases_table(cases_csv)
+    seed = int(secrets.randbits(31)) if seed is None else int(seed)
+    sha = model_sha256(model) if assisted else None
+    labels = pseudonyms(len(cases_in), seed)
+    if model_outputs is not None:
+        model_outputs = check_input_path(model_outputs, "--model-outputs folder", kind="dir")
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
+    try:
+        cases = []
+        for i, ((cid, inputs), label) in enumerate(zip(cases_in, labels)):
+            if progress:
+                progress("init", i / len(cases_in), f"case {cid}")
+            grid, model_rec = _prepare_case(cid, inputs, label, stage, assisted, model, model_outputs, device)
+            cases.append(Case(cid, label, inputs, grid, model_rec))
+        orders = {r: reading_order(labels, arms, seed, k, washout_cases) for k, r in enumerate(readers)}
+        study = Study(output, name or output.name, seed, readers,
+                      [Arm(a, model if a == "assisted" else None, sha if a == "assisted" else None) for a in arms],
+                      cases, orders, washout_cases, washout_days, autosave_s, idle_timeout_s,
+                      list(allowed_effects) if allowed_effects else Study.__dataclass_fields__["allowed_effects"]
+                      .default_factory(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        write_json_atomic(stage / STUDY_FILE, study.as_json())
+        for r in readers:
+            (stage / "readers" / r).mkdir(parents=True)
+        append_line(stage / "coordinator.jsonl", {"event": "study created", "time": iso(_now()),
+                                                  "readers": readers, "arms": arms, "seed": seed,
+                                                  "cases": len(cases)})
+        if output.is_dir():
+            output.rmdir()
+        os.rename(stage, output)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if progress:
+        progress("init", 1.0, "done")
+    return load_study(output)
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_outputs, device):
+    from ..io.files import load_exam
+
+    exam = load_exam(inputs[0] if len(inputs) == 1 else inputs)
+    grid = Grid.of(exam.reference)
+    if not assisted:
+        return grid, {}
+    folder = stage / "model" / label
+    folder.mkdir(parents=True)
+    rec = {}
+    if model_outputs is not None:
+        seg = Path(model_outputs) / f"{cid}_seg.nii.gz"
+        mask = read_mask(seg, f"model mask of case {cid}")
+        if not grid.matches(mask):
+            raise InputError(f"the model mask of case {cid} is not on the exam's grid", seg,
+                             "give the segment output made from this exam")
+        images = {"seg.nii.gz": mask}
+        prob = Path(model_outputs) / f"{cid}_prob.nii.gz"
+        if prob.exists():
+            from ..io.files import read_image
+
+            images["prob.nii.gz"] = sitk.Cast(read_image(prob, f"model probability of case {cid}"), sitk.sitkFloat32)
+    else:
+        from ..engine.pipeline import segment_exam
+
+        result = segment_exam(exam, model=model, device=device)
+        images = {"seg.nii.gz": result.label, "prob.nii.gz": result.probability}
+        if result.breast_mask is not None:
+            images["breast.nii.gz"] = sitk.Cast(result.breast_mask > 0, sitk.sitkUInt8)
+    for fname, img in images.items():
+        path = folder / fname
+        write_new(path, lambda p, img=img: sitk.WriteImage(img, str(p), True))
+        key = {"seg.nii.gz": "mask", "prob.nii.gz": "prob", "breast.nii.gz": "breast"}[fname]
+        rec[key] = f"model/{label}/{fname}"
+        rec[key + "_sha256"] = sha256_file(path)
+    return grid, rec
+
+
+# ---------------------------------------------------------------------------------- status
+def reader_status(study: Study, reader: str) -> dict:
+    state = load_state(study, reader)
+    items = state["items"].values()
+    lock = Lock(study.reader_dir(reader) / "session.lock", "status")
+    holder = lock.holder()
+    return {
+        "reader": reader,
+        "done": sum(i["status"] == DONE for i in items),
+        "in_progress": sum(i["status"] == IN_PROGRESS for i in items),
+        "to_do": sum(i["status"] == TODO for i in items),
+        "total": len(state["items"]),
+        "active_s": round(sum(i["active_s"] for i in items), 1),
+        "wall_s": round(sum(i["wall_s"] for i in items), 1),
+        "imported": sum(bool(i.get("imported")) for i in items),
+        "session_open": holder is not None and not lock.is_stale(holder),
+    }
+
+
+def study_status(folder: str | os.PathLike) -> list[dict]:
+    study = load_study(folder)
+    return [reader_status(study, r) for r in study.readers]
+
+
+# ---------------------------------------------------------------------------------- import
+def import_mask(folder: str | os.PathLike, reader: str, case_id: str, mask: str | os.PathLike,
+                arm: str | None = None) -> Path:
+    """Store a mask drawn in another tool as the reader's submitted reading (marked imported, untimed)."""
+    study = load_study(folder)
+    study.check_reader(reader)
+    case = study.case_by_id(case_id)
+    arm = arm or study.arms[0].name
+    study.arm(arm)
+    img = read_mask(mask, "imported mask")
+    if not case.grid.matches(img):
+        raise InputError(f"the mask is not on the grid of case {case_id} (size {img.GetSize()} vs {case.grid.size})",
+                         mask, "resample it onto the exam's pre-contrast grid")
+    img = sitk.Cast(img, sitk.sitkUInt8)
+    img.SetOrigin(case.grid.origin)
+    img.SetSpacing(case.grid.spacing)
+    img.SetDirection(case.grid.direction)
+    rdir = study.reader_dir(reader)
+    with Lock(rdir / "session.lock", "the coordinator (study import)"):
+        state = load_state(study, reader)
+        st = state["items"][item_key(case.label, arm)]
+        if st["status"] == DONE:
+            raise InputError(f"reader {reader} has submitted case {case_id} ({arm}) already; submitted work is locked",
+                             rdir / case.label / arm / SUBMITTED, "nothing to do, or make a new study")
+        target = rdir / case.label / arm
+        n = st["versions"] + 1
+        while (target / f"v{n:04d}.nii.gz").exists():
+            n += 1
+        version = write_new(target / f"v{n:04d}.nii.gz", lambda p: sitk.WriteImage(img, str(p), True))
+        final = write_new(target / SUBMITTED, lambda p: sitk.WriteImage(img, str(p), True))
+        os.chmod(final, LOCKED_MODE)
+        now = _now()
+        st.update({"status": DONE, "imported": True, "versions": n, "last_version": version.name,
+                   "last_sha256": sha256_file(version), "submitted_sha256": sha256_file(final),
+                   "submitted_at": now})
+        write_json_atomic(rdir / "state.json", state)
+        append_line(rdir / "audit.jsonl", {"event": "imported", "reader": reader, "label": case.label, "arm": arm,
+                                           "source": str(Path(mask).resolve()), "sha256": st["submitted_sha256"],
+                                           "t": round(now, 3), "time": iso(now), "pid": os.getpid()})
+    return final
+
+
+# ---------------------------------------------------------------------------------- export
+def export_rows(study: Study, table_dir: Path, partial: bool = False) -> tuple[list[dict], list[str]]:
+    """Rows of the reader-study table, and the case ids left out (``partial``)."""
+    states = {r: load_state(study, r) for r in study.readers}
+    missing = []
+    for c in study.cases:
+        for r in study.readers:
+            for a in study.arms:
+                st = states[r]["items"][item_key(c.label, a.name)]
+                if st["status"] != DONE:
+                    missing.append((c.id, r, a.name))
+    if missing and not partial:
+        c, r, a = missing[0]
+        raise InputError(f"{len(missing)} reading(s) are not submitted yet (first: reader {r}, case {c}, {a})",
+                         study.path, "wait for the readers (see `breasttumorseg study status`), or pass --partial "
+                                     "to export the complete cases only")
+    left_out = sorted({c for c, _, _ in missing})
+
+    def rel(p: Path) -> str:
+        return os.path.relpath(p, table_dir)
+
+    rows = []
+    for c in study.cases:
+        if c.id in left_out:
+            continue
+        roi = rel(study.folder / c.model["breast"]) if c.model.get("breast") else ""
+        for a in study.arms:
+            for r in study.readers:
+                st = states[r]["items"][item_key(c.label, a.name)]
+                final = study.reader_dir(r) / c.label / a.name / SUBMITTED
+                if not final.exists() or (st.get("submitted_sha256") and sha256_file(final) != st["submitted_sha256"]):
+                    raise InputError("a submitted mask is missing or does not match its recorded SHA-256", final,
+                                     "copy the study folder again")
+                imported = bool(st.get("imported"))
+                rows.append({"case": c.id, "reader": r, "mask": rel(final), "prob": "", "roi": roi, "arm": a.name,
+                             "time_s": "" if imported else f"{st['active_s']:.1f}",
+                             "wall_s": "" if imported else f"{st['wall_s']:.1f}",
+                             "edits": "" if imported else str(st["edits"]), "imported": int(imported)})
+        if c.model.get("mask"):
+            rows.append({"case": c.id, "reader": "model", "mask": rel(study.folder / c.model["mask"]),
+                         "prob": rel(study.folder / c.model["prob"]) if c.model.get("prob") else "",
+                         "roi": roi, "arm": "", "time_s": "", "wall_s": "", "edits": "", "imported": 0})
+    return rows, left_out
+
+
+def export_table(folder: str | os.PathLike, output: str | os.PathLike, partial: bool = False,
+                 overwrite: bool = False) -> tuple[Path, list[str]]:
+    """Write the ``reader-study`` table (atomic); returns its path and the case ids left out."""
+    study = load_study(folder)
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise OutputExistsError(f"{output}: exists already. Fix: choose another --output, or pass --overwrite")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    rows, left_out = export_rows(study, output.parent.resolve(), partial)
+    if not rows:
+        raise InputError("no case is complete; nothing to export", study.path, "wait for the readers")
+    from .storage import write_atomic
+
+    def write(p: Path) -> None:
+        with open(p, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, EXPORT_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+
+    write_atomic(output, write)
+    append_line(study.folder / "coordinator.jsonl", {"event": "exported", "time": iso(_now()), "table": str(output.resolve()),
+                                                     "rows": len(rows), "left_out": left_out})
+    return output, left_out
