@@ -29,7 +29,7 @@ LOG = logging.getLogger("BreastTumorSeg.web")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
-    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -326,6 +326,7 @@ def make_app(station: Station) -> web.Application:
     app.router.add_post("/logout", logout)
     app.router.add_get("/worklist", worklist)
     app.router.add_get("/station.js", script)
+    app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
     app.router.add_get(r"/case/{index}", case)
     app.router.add_get(r"/api/case/{index}/info", api_info)
     app.router.add_get(r"/api/case/{index}/slice/{view}/{k:\d+}.png", api_slice)

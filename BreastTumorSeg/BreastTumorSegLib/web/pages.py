@@ -109,7 +109,7 @@ function build() {
   const [ss, rs, cs] = info.spacing;
   for (const v of info.views) {
     wl[v.key] = info.windows[v.key].slice();
-    const big = v.key === "sub", maxpx = big ? 520 : 300;
+    const big = v.key === "sub", maxpx = big ? 480 : 280;
     const scale = maxpx / Math.max(info.rows * rs, info.cols * cs);
     const W = Math.round(info.cols * cs * scale), H = Math.round(info.rows * rs * scale);
     const [w0, l0] = info.windows[v.key];

@@ -67,10 +67,12 @@ def slice_png(grey: np.ndarray, mask: np.ndarray | None = None, color=(1.0, 0.8,
     return buf.getvalue()
 
 
-def default_window(arr: np.ndarray) -> tuple[float, float]:
-    """Window/level from the 1st and 99.5th percentiles of the non-zero voxels."""
+def default_window(arr: np.ndarray, subtraction: bool = False) -> tuple[float, float]:
+    """Window/level from the 1st and 99.5th percentiles of the non-zero voxels (a subtraction:
+    from 0 to its 99.9th percentile, so enhancement stands out of the noise)."""
     vals = arr[arr != 0] if np.any(arr != 0) else arr.ravel()
-    lo, hi = np.percentile(vals[:: max(1, vals.size // 200_000)], [1.0, 99.5])
+    vals = vals[:: max(1, vals.size // 200_000)]
+    lo, hi = (0.0, float(np.percentile(vals, 99.9))) if subtraction else np.percentile(vals, [1.0, 99.5])
     hi = hi if hi > lo else lo + 1.0
     return float(hi - lo), float((hi + lo) / 2.0)
 

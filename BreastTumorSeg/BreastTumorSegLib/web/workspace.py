@@ -85,7 +85,7 @@ class ReaderWorkspace:
         self.frame = DisplayFrame.of(ref.GetDirection(), ref.GetSpacing())
         self._display = {key: self.frame.to_display(mb.slicer.util.arrayFromVolume(node))
                          for key, node in self.nodes.items()}
-        self.windows = {key: default_window(arr) for key, arr in self._display.items()}
+        self.windows = {key: default_window(arr, key == "sub") for key, arr in self._display.items()}
         self._undo = []
         self._refresh_mask()
 

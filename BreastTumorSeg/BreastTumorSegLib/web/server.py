@@ -1,0 +1,77 @@
+"""Starting the station: in the foreground (the CLI) or on a background thread (tests, scripts)."""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import threading
+
+from aiohttp import web
+
+from ..core.errors import InputError
+from .app import Station, make_app
+
+LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def check_host(host: str, allow_remote: bool) -> str:
+    """Only loopback unless the coordinator says otherwise (then behind an HTTPS proxy)."""
+    if host in LOCAL_HOSTS:
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise InputError(f"{host!r} is not an IP address", "--host", "give e.g. 127.0.0.1 or 0.0.0.0") from None
+    if not allow_remote:
+        raise InputError(f"--host {host} would let other machines reach the station without HTTPS", "--host",
+                         "keep 127.0.0.1 behind an HTTPS reverse proxy, or add --allow-remote if the proxy "
+                         "runs on another machine")
+    return host
+
+
+def serve(study_folder, host: str = "127.0.0.1", port: int = 8080, release_after_s: float = 900.0,
+          print_fn=print) -> None:
+    """Run the station until Ctrl-C (readers' work is saved and their sessions released on exit)."""
+    station = Station(study_folder, release_after_s=release_after_s)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    print_fn(f"reader station for study {station.study.name!r} at http://{host}:{port}/ "
+             f"({len(station.study.readers)} readers; Ctrl-C stops)")
+    web.run_app(make_app(station), host=host, port=port, print=None, handle_signals=True,
+                access_log_format='%a "%r" %s %b')
+
+
+class BackgroundStation:
+    """The station on a thread with its own event loop (``with BackgroundStation(study) as url:``)."""
+
+    def __init__(self, study_folder, host: str = "127.0.0.1", port: int = 0, **station_kwargs):
+        self.station = Station(study_folder, **station_kwargs)
+        self.host, self.port = host, port
+        self._loop = asyncio.new_event_loop()
+        self._runner = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="station")
+
+    def start(self) -> str:
+        self._thread.start()
+
+        async def up():
+            self._runner = web.AppRunner(make_app(self.station), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, self.port)
+            await site.start()
+            return site._server.sockets[0].getsockname()[1]
+
+        self.port = asyncio.run_coroutine_threadsafe(up(), self._loop).result(60)
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(60)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self.station.worker.shutdown(wait=True)
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
