@@ -29,12 +29,14 @@ ALLOWED: dict[str, set[str]] = {
     "slicer": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "slicer"},
     "slicer.gui": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "slicer",
                    "slicer.gui"},
+    "web": {"core", "io", "preprocess", "kinetics", "models", "engine", "study", "slicer", "web"},
     "cli": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "training",
-            "slicer", "cli"},
+            "slicer", "web", "cli"},
 }
 # Third-party modules that belong to one corner of the package only.
 APP_MODULES = {"slicer": "slicer", "vtk": "slicer", "vtkmodules": "slicer", "qt": "slicer.gui",
-               "ctk": "slicer.gui", "PySide2": "slicer.gui", "PySide6": "slicer.gui", "PyQt5": "slicer.gui"}
+               "ctk": "slicer.gui", "PySide2": "slicer.gui", "PySide6": "slicer.gui", "PyQt5": "slicer.gui",
+                "aiohttp": "web"}
 
 
 def _layer(module: str) -> str:
@@ -135,6 +137,9 @@ def test_the_root_package_docstring_states_the_direction():
     ("BreastTumorSegLib.study.session", "from ..evaluation import readerstudy"),      # study -> evaluation
     ("BreastTumorSegLib.study.session", "import slicer"),                             # study -> Slicer
     ("BreastTumorSegLib.engine.pipeline", "from ..study import session"),             # engine -> study
+    ("BreastTumorSegLib.study.session", "from ..web import app"),                     # study -> web
+    ("BreastTumorSegLib.slicer.logic", "from aiohttp import web"),                    # web server outside web/
+    ("BreastTumorSegLib.web.workspace", "import vtk"),                                # VTK outside slicer/
 ])
 def test_a_forbidden_import_is_reported(module, line):
     path = LIB.parent / (module.replace(".", "/") + ".py")

@@ -18,6 +18,7 @@ study      reader-study sessions: study folder, blinded timed autosaved sessions
 training   the one trainer, datasets, synthetic phantoms (``training.phantom``)
 slicer     MRML bridge, module logic, background engine process (Qt-free; ``slicer.gui`` needs
            the Slicer application: widget, parameter node, dependency installer)
+web        the web reader station (``study serve``): log-in, worklist, one MRML scene per reader
 cli        the ``breasttumorseg`` command
 ========== ==================================================================================
 
@@ -29,6 +30,8 @@ Dependency direction (``Testing/test_architecture.py`` enforces it, lazy imports
     training     uses core, io, preprocess, kinetics, models, engine, evaluation; nobody uses training
     slicer       uses everything above except training (study included); only slicer/ imports ``slicer`` and ``vtk``,
                  only slicer.gui imports Qt; the engine never imports slicer
+    web          uses the study engine and the Qt-free slicer bridge (one MRML scene per reader); only
+                 web/ imports the web server (aiohttp)
     cli          uses everything except slicer.gui; nothing imports cli or slicer.gui
 """
 __version__ = "0.1.0"

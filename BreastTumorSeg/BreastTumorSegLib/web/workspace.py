@@ -83,7 +83,7 @@ class ReaderWorkspace:
         self.ctx = ctx
         self._grid_ref = ref
         self.frame = DisplayFrame.of(ref.GetDirection(), ref.GetSpacing())
-        self._display = {key: self.frame.to_display(mb.slicer.util.arrayFromVolume(node))
+        self._display = {key: self.frame.to_display(sitk.GetArrayViewFromImage(mb.volume_node_to_image(node)))
                          for key, node in self.nodes.items()}
         self.windows = {key: default_window(arr, key == "sub") for key, arr in self._display.items()}
         self._undo = []
