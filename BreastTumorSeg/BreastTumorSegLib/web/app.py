@@ -151,7 +151,8 @@ async def login(request):
     ok = await station.run(check_token, station.access, reader, token)
     if not ok:
         LOG.warning("refused (401) login: wrong reader name or token")
-        append_line(station.folder / "station.jsonl", {"event": "login refused",
+        append_line(station.folder / "station.jsonl", {"event": "refused", "reason": "wrong reader name or token",
+                                                       "status": 401,
                                                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         return web.Response(text=pages.login_page("Wrong reader name or token."), content_type="text/html",
                             status=401)
@@ -167,12 +168,12 @@ async def logout(request):
     station = request.app[STATION]
     sid = request.cookies.get(COOKIE)
     reader = station.sessions.revoke(sid) if sid else None
-    if reader:
+    if reader:  # one session per reader: logging out ends it on every tab and browser
+        station.sessions.revoke_reader(reader)
         LOG.info("reader %s: logged out", reader)
-        if not any(station.sessions.reader(s) == reader for s in list(station.sessions._live)):
-            ws = station.workspaces.pop(reader, None)
-            if ws is not None:
-                await station.run(ws.release)
+        ws = station.workspaces.pop(reader, None)
+        if ws is not None:
+            await station.run(ws.release)
     resp = web.HTTPSeeOther("/")
     resp.del_cookie(COOKIE, path="/")
     raise resp
@@ -302,6 +303,10 @@ async def api_action(request):
     return web.json_response(result)
 
 
+async def no_icon(request):
+    return web.Response(status=204)
+
+
 async def script(request):
     return web.Response(text=pages.SCRIPT, content_type="application/javascript")
 
@@ -326,7 +331,7 @@ def make_app(station: Station) -> web.Application:
     app.router.add_post("/logout", logout)
     app.router.add_get("/worklist", worklist)
     app.router.add_get("/station.js", script)
-    app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get(r"/case/{index}", case)
     app.router.add_get(r"/api/case/{index}/info", api_info)
     app.router.add_get(r"/api/case/{index}/slice/{view}/{k:\d+}.png", api_slice)

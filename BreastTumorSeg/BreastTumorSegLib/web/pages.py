@@ -142,7 +142,9 @@ function build() {
   c.addEventListener("mouseup", finish); c.addEventListener("mouseleave", finish);
 }
 async function start() {
-  const j = await api("info"); show(j); k = j.start_slice; build(); refresh();
+  let j = await api("info");
+  if (j.paused && j.pause_reason === "background") j = await api("resume", {});  // back in front
+  show(j); k = j.start_slice; build(); refresh();
   $("lo").value = (j.windows.sub[1]).toFixed(1); $("hi").value = (j.windows.sub[1] + j.windows.sub[0]).toFixed(1);
   $("undo").onclick = async () => { show(await api("undo", {})); stamp++; refresh(); };
   document.addEventListener("keydown", (e) => { if (e.ctrlKey && e.key === "z") $("undo").click(); });
@@ -155,7 +157,8 @@ async function start() {
   setInterval(() => { if (info && !info.paused && !info.locked) { active += 1; $("timer").textContent = fmt(active); } }, 1000);
   setInterval(async () => show(await api("info")), 5000);
   document.addEventListener("visibilitychange", async () => {
-    if (document.hidden && !info.paused) show(await api("pause", {reason: "background"})); });
+    if (document.hidden && !info.paused) show(await api("pause", {reason: "background"}));
+    else if (!document.hidden && info.paused && info.pause_reason === "background") show(await api("resume", {})); });
   $("timer").textContent = fmt(active);
 }
 start();

@@ -44,6 +44,7 @@ class ReaderWorkspace:
         self._undo: list[np.ndarray] = []
         self._grid_ref: sitk.Image | None = None
         self.unsaved = False  # edits since the last saved version
+        self.pause_reason: str | None = None
 
     # ------------------------------------------------------------------ worklist and cases
     def touch(self) -> None:
@@ -83,7 +84,7 @@ class ReaderWorkspace:
         self.ctx = ctx
         self._grid_ref = ref
         self.frame = DisplayFrame.of(ref.GetDirection(), ref.GetSpacing())
-        self._display = {key: self.frame.to_display(sitk.GetArrayViewFromImage(mb.volume_node_to_image(node)))
+        self._display = {key: self.frame.to_display(sitk.GetArrayFromImage(mb.volume_node_to_image(node)))
                          for key, node in self.nodes.items()}
         self.windows = {key: default_window(arr, key == "sub") for key, arr in self._display.items()}
         self._undo = []
@@ -100,7 +101,8 @@ class ReaderWorkspace:
         view = self.session.current
         n_slices, rows, cols = self._display["sub"].shape
         return {"title": view.title, "index": view.index, "total": view.total, "arm": view.arm,
-                "locked": view.locked, "paused": self.session.paused, "done": self.session.done(),
+                "locked": view.locked, "paused": self.session.paused,
+                "pause_reason": self.pause_reason if self.session.paused else None, "done": self.session.done(),
                 "active_s": round(self.session.active_seconds(), 1), "slices": n_slices, "rows": rows, "cols": cols,
                 "spacing": self.frame.spacing, "windows": self.windows, "tools": list(TOOLS),
                 "start_slice": self._best_slice(), "undo": len(self._undo), "unsaved": self.unsaved,
@@ -199,10 +201,12 @@ class ReaderWorkspace:
             self.session.save(self.current_mask(), reason="pause")
             self.unsaved = False
         self.session.pause(reason)
+        self.pause_reason = reason if self.session.paused else None
 
     def resume(self) -> None:
         self.session.resume()
         self.session.activity()
+        self.pause_reason = None
 
     def submit(self) -> int | None:
         """Submit the open case (locks it) and open the next one; its index, or None when all are done."""
