@@ -99,19 +99,71 @@ def study(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("webstudy")
     (root / "model").mkdir()
-    rows = []
+    rows, truths = [], {}
     for seed in (11, 12):
         ph = make_phantom(seed, shape_mm=(192, 160, 72), spacing=3.0, orientation="axial", n_phases=2,
                           n_tumors=1, tumor_radius_mm=12, motion_mm=0)
         write_phantom(ph, root / "exams", layout="mamamia")
         rows.append(f"{ph.case_id},exams/images/{ph.case_id}")
         sitk.WriteImage(ph.tumor_mask, str(root / "model" / f"{ph.case_id}_seg.nii.gz"))
+        truths[ph.case_id] = ph.tumor_mask
     (root / "cases.csv").write_text("case,path\n" + "\n".join(rows) + "\n")
     folder = root / "study"
-    init_study(root / "cases.csv", ["a", "b"], ["unaided", "assisted"], folder, seed=1, model="st-demo",
+    init_study(root / "cases.csv", ["a", "b", "c"], ["unaided", "assisted"], folder, seed=1, model="st-demo",
                model_outputs=root / "model", autosave_s=1.0)
     tokens = issue_tokens(folder, ["a", "b"])
-    return {"folder": folder, "tokens": tokens, "case_ids": [r.split(",")[0] for r in rows], "root": root}
+    return {"folder": folder, "tokens": tokens, "case_ids": [r.split(",")[0] for r in rows], "root": root,
+            "truths": truths}
+
+
+def test_paint_erase_threshold_and_undo_go_through_the_mrml_segment(study):
+    """Reader c (not on the web): the workspace's tools, checked against the phantom's truth."""
+    from BreastTumorSegLib.core.errors import InputError
+    from BreastTumorSegLib.study.definition import load_study
+    from BreastTumorSegLib.web.workspace import ReaderWorkspace
+
+    folder = study["folder"]
+    st = load_study(folder)
+    index = next(i for i, (_, arm) in enumerate(st.orders["c"]) if arm == "unaided")
+    label = st.orders["c"][index][0]
+    truth_img = study["truths"][st.case_by_label(label).id]
+    ws = ReaderWorkspace(folder, "c")
+    try:
+        ws.ensure_open(index)
+        assert ws.info()["voxels"] == 0
+        truth = ws.frame.to_display(sitk.GetArrayFromImage(truth_img)).astype(bool)
+        k = int(np.argmax(truth.sum(axis=(1, 2))))
+        rows, cols = np.nonzero(truth[k])
+        centre = [[float(rows.mean()), float(cols.mean())]]
+        sub = ws._display["sub"][k]
+        lo = float(np.median(sub[truth[k]])) / 2  # half the tumor's enhancement
+        # threshold paint with a brush much larger than the tumor: only enhancing voxels are taken
+        ws.stroke("threshold", k, centre, radius_mm=30.0, lo=lo, hi=None)
+        got = ws._mask_disp[k]
+        assert (sub[got] >= lo).all()
+        dice = 2 * (got & truth[k]).sum() / (got.sum() + truth[k].sum())
+        assert dice >= 0.8, dice
+        # what the engine saves is the MRML segment, on the exam's own grid and geometry
+        saved = ws.current_mask()
+        assert saved.GetSize() == truth_img.GetSize()
+        assert np.allclose(saved.GetOrigin(), truth_img.GetOrigin(), atol=1e-4)
+        assert np.allclose(saved.GetDirection(), truth_img.GetDirection(), atol=1e-6)
+        assert np.array_equal(ws.frame.to_display(sitk.GetArrayFromImage(saved)).astype(bool), ws._mask_disp)
+        n = int(got.sum())
+        assert ws.stroke("erase", k, centre, radius_mm=3.0) > 0
+        assert 0 < ws._mask_disp[k].sum() < n
+        assert ws.stroke("paint", k, [[0.0, 0.0], [0.0, 10.0]], radius_mm=3.0) > 0
+        assert ws.undo() and ws.undo()
+        assert ws._mask_disp[k].sum() == n  # two undos: back to the threshold-paint result
+        with pytest.raises(InputError):
+            ws.stroke("paint", 999, centre, radius_mm=3.0)
+        with pytest.raises(InputError):
+            ws.stroke("fill-everything", k, centre, radius_mm=3.0)
+    finally:
+        ws.release()
+    assert not (folder / "readers" / "c" / "session.lock").exists()
+    versions = sorted((folder / "readers" / "c" / label / "unaided").glob("v*.nii.gz"))
+    assert versions and _mask_sum(versions[-1]) == n  # released = saved
 
 
 @pytest.fixture(scope="module")
