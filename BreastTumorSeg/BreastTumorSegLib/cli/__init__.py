@@ -22,6 +22,7 @@ COMMANDS = [
     "demo",
     "evaluate",
     "reader-study",
+    "study",
     "dicom-list",
     "kinetics",
     "phantom",

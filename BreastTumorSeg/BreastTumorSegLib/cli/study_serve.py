@@ -31,9 +31,22 @@ def add_parsers(ss) -> None:
     q.set_defaults(func=run_tokens)
 
 
+def _need_web_extra() -> None:
+    import importlib.util
+
+    from ..core.errors import BreastTumorSegError
+
+    missing = [m for m in ("aiohttp", "PIL", "slicer") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BreastTumorSegError(f"the web station needs {', '.join(missing)}. Fix: "
+                                  'python -m pip install "breasttumorseg[web]"')
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from ..core.errors import InputError
     from ..io.safety import check_input_path
+
+    _need_web_extra()
     from ..web.server import check_host, serve
 
     check_input_path(args.study, "study folder", kind="dir")
@@ -49,6 +62,8 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_tokens(args: argparse.Namespace) -> int:
     from ..io.safety import check_input_path
     from ..study.definition import load_study
+
+    _need_web_extra()
     from ..web.auth import issue_tokens
 
     check_input_path(args.study, "study folder", kind="dir")

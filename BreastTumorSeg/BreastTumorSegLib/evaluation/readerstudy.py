@@ -177,6 +177,9 @@ class CaseFiles(_CaseMembers):
     model_prob: Path | None = None
     roi: Path | None = None
     split: str = "test"
+    arm_readers: dict[str, dict[str, Path]] = field(default_factory=dict)  # other arms: arm -> reader -> mask
+    times: dict[str, dict[str, float]] = field(default_factory=dict)  # arm -> reader -> active seconds
+    primary_arm: str | None = None  # the arm whose masks are in ``readers``
 
     def load(self) -> StudyCase:
         readers = {name: read_mask(p, f"mask of reader {name}") for name, p in self.readers.items()}
@@ -201,7 +204,8 @@ class CaseFiles(_CaseMembers):
 
 
 TABLE_COLUMNS = ("case", "reader", "mask")
-OPTIONAL_COLUMNS = ("prob", "roi", "split")
+OPTIONAL_COLUMNS = ("prob", "roi", "split", "arm", "time_s")
+PRIMARY_ARM = "unaided"  # with an arm column, the readers' masks of this arm are compared with the model
 
 
 def read_study_table(path: str | Path, model_name: str = "model") -> list[CaseFiles]:
@@ -210,8 +214,12 @@ def read_study_table(path: str | Path, model_name: str = "model") -> list[CaseFi
     Columns: ``case``, ``reader``, ``mask`` (path to a label map; voxels > 0 are tumor), and
     optionally ``prob`` (the model's probability map, on rows whose reader is *model_name*),
     ``roi`` (a mask limiting the voxel-wise ROC, e.g. the breast) and ``split`` (``test`` or
-    ``tune``; tune cases only choose the threshold). Relative paths are relative to the table's
-    folder. The model's row may give a mask, a probability map, or both.
+    ``tune``; tune cases only choose the threshold), ``arm`` (e.g. ``unaided`` / ``assisted``,
+    as ``breasttumorseg study export`` writes) and ``time_s`` (the reader's active time). Relative
+    paths are relative to the table's folder. The model's row may give a mask, a probability map,
+    or both; its arm is left empty. With an arm column, the readers' masks of the ``unaided`` arm
+    (or, without one, of the first arm listed) are compared with the model; the other arms' masks
+    are scored against the same references (:func:`arm_comparison`).
     """
     path = Path(path)
     if not path.is_file():
@@ -239,6 +247,9 @@ def read_study_table(path: str | Path, model_name: str = "model") -> list[CaseFi
 
     cases: dict[str, CaseFiles] = {}
     splits: dict[str, str] = {}
+    arms = list(dict.fromkeys((raw.get("arm") or "").strip() for raw in rows
+                              if (raw.get("reader") or "").strip() != model_name and (raw.get("arm") or "").strip()))
+    primary = PRIMARY_ARM if PRIMARY_ARM in arms else (arms[0] if arms else None)
     for line, raw in enumerate(rows, start=2):
         row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
         case, reader = row.get("case", ""), row.get("reader", "")
@@ -271,9 +282,25 @@ def read_study_table(path: str | Path, model_name: str = "model") -> list[CaseFi
                                  "or pass --model-name with the model's reader name")
             if mask is None:
                 raise InputError(f"no mask for reader {reader} in case {case}", where)
-            if reader in cf.readers:
-                raise InputError(f"reader {reader} appears twice for case {case}", where)
-            cf.readers[reader] = mask
+            arm = row.get("arm", "") or primary
+            if arms and not row.get("arm", ""):
+                raise InputError(f"reader {reader}'s row of case {case} has no arm, other rows have one", where,
+                                 "fill in the arm column of every reader row (leave it empty on the model's rows)")
+            target = cf.readers if arm == primary else cf.arm_readers.setdefault(arm, {})
+            if reader in target:
+                raise InputError(f"reader {reader} appears twice for case {case}"
+                                 + (f" in arm {arm}" if arm else ""), where)
+            target[reader] = mask
+            cf.primary_arm = primary
+            if row.get("time_s", ""):
+                try:
+                    t = float(row["time_s"])
+                except ValueError:
+                    t = float("nan")
+                if not (np.isfinite(t) and t >= 0):
+                    raise InputError(f"time_s must be a number of seconds >= 0, got {row['time_s']!r}", where,
+                                     "give the reader's active time in seconds, or leave it empty")
+                cf.times.setdefault(arm or "", {})[reader] = t
     return list(cases.values())
 
 
@@ -490,6 +517,7 @@ class ReaderStudyResult:
     hybrid: list[S.HybridCurve]
     tuning: dict | None
     roc_region: str = "whole volume"  # where the voxel-wise ROC counts voxels
+    arm_rows: list[dict] = field(default_factory=list)  # per (case, reader, arm): Dice and time
 
     def values(self, rater: str, reference: str, metric: str = "dice") -> np.ndarray:
         """Per-case values over the evaluation cases, in :attr:`eval_cases` order."""
@@ -607,7 +635,97 @@ def run_reader_study(cases: Sequence[CaseLike], config: StudyConfig | None = Non
         if scores is not None and malignant is not None:
             result.hybrid = _hybrid(scores, malignant, readers, config.model_name)
         result.summary = _summarize(result, threshold, any(c.has_prob and not _has_mask(c) for c in test))
+        if any(getattr(c, "arm_readers", None) or getattr(c, "times", None) for c in test):
+            result.arm_rows = arm_rows(test, readers, config)
+            result.summary["arms"] = summarize_arms(result)
     return result
+
+
+# ------------------------------------------------------------------------ arms (assisted vs unaided)
+def arm_rows(cases: Sequence[CaseLike], readers: Sequence[str], config: StudyConfig) -> list[dict]:
+    """Dice and time of every reader in every arm, per case.
+
+    Every arm is scored against the same leave-one-out references, built from the primary arm's
+    masks (readers segmenting from scratch), so the assisted arm is not compared with itself."""
+    rows = []
+    for c in cases:
+        primary = getattr(c, "primary_arm", None) or ""
+        masks = {primary: {r: read_mask(p, f"mask of reader {r}") for r, p in c.readers.items()}}
+        for arm, by_reader in getattr(c, "arm_readers", {}).items():
+            missing = sorted(set(readers) - set(by_reader))
+            if missing:
+                raise InputError(f"case {c.case_id}: arm {arm} lacks reader(s) {', '.join(missing)}", None,
+                                 "every reader must read every case in every arm; export complete cases only")
+            masks[arm] = {r: read_mask(p, f"mask of reader {r} ({arm})") for r, p in by_reader.items()}
+        first = masks[primary][readers[0]]
+        for arm, by_reader in masks.items():
+            for r, m in by_reader.items():
+                M.check_same_grid(first, m, f"reader {readers[0]} of case {c.case_id}", f"reader {r} ({arm})")
+        arrays = {r: sitk.GetArrayFromImage(m) > 0 for r, m in masks[primary].items()}
+        refs = {}
+        for r in readers:
+            others = [arrays[o] for o in readers if o != r]
+            if config.reference == "intersection":
+                refs[r] = np.logical_and.reduce(others)
+            elif config.reference == "majority":
+                refs[r] = np.sum(others, axis=0) * 2 > len(others)
+            else:
+                refs[r] = sitk.GetArrayFromImage(leave_one_out_references(masks[primary], "staple")[r]) > 0
+        for arm, by_reader in masks.items():
+            for r in readers:
+                t = getattr(c, "times", {}).get(arm, {}).get(r)
+                rows.append({"case": c.case_id, "reader": r, "arm": arm or "-", "reference": reference_name(r),
+                             "dice": M.dice(sitk.GetArrayFromImage(by_reader[r]) > 0, refs[r]),
+                             "time_s": float("nan") if t is None else float(t)})
+    return rows
+
+
+def summarize_arms(res: ReaderStudyResult) -> dict:
+    """Per arm: median per-case Dice and time (mean over readers per case, bootstrap CI), per
+    reader medians; between two arms the paired per-case differences (Wilcoxon)."""
+    cfg = res.config
+    arms = list(dict.fromkeys(r["arm"] for r in res.arm_rows))
+    cases = list(dict.fromkeys(r["case"] for r in res.arm_rows))
+    ci = lambda v: list(S.bootstrap_ci(v[np.isfinite(v)], np.median, 0.95, cfg.n_bootstrap, cfg.seed))  # noqa: E731
+
+    def per_case(arm: str, key: str, readers=None) -> np.ndarray:
+        out = []
+        for c in cases:
+            v = np.array([r[key] for r in res.arm_rows if r["arm"] == arm and r["case"] == c
+                          and (readers is None or r["reader"] in readers)], float)
+            v = v[np.isfinite(v)]  # untimed (imported) readings have no time
+            out.append(float(np.mean(v)) if v.size else float("nan"))
+        return np.array(out)
+
+    out: dict = {"reference": "leave-one-out references from the readers' " + (arms[0] if arms else "") +
+                              " masks (the same as the model's)", "arms": {}}
+    for a in arms:
+        d, t = per_case(a, "dice"), per_case(a, "time_s")
+        out["arms"][a] = {
+            "n_cases": int(np.isfinite(d).sum()),
+            "median_dice": _med(d), "dice_ci95": ci(d) if np.isfinite(d).any() else [float("nan")] * 2,
+            "median_time_s": _med(t), "time_ci95": ci(t) if np.isfinite(t).any() else [float("nan")] * 2,
+            "readers": {r: {"median_dice": _med(np.array([x["dice"] for x in res.arm_rows
+                                                          if x["arm"] == a and x["reader"] == r], float)),
+                            "median_time_s": _med(np.array([x["time_s"] for x in res.arm_rows
+                                                            if x["arm"] == a and x["reader"] == r], float))}
+                        for r in res.readers},
+        }
+    if len(arms) == 2:
+        a0, a1 = arms
+        dd = per_case(a1, "dice") - per_case(a0, "dice")
+        timed = [r for r in res.readers  # readers with a time in both arms of every case
+                 if all(np.isfinite(x["time_s"]) for x in res.arm_rows if x["reader"] == r)]
+        dt = per_case(a1, "time_s", timed) - per_case(a0, "time_s", timed)
+        block = {"arms": [a1, a0], "definition": f"per case, mean over readers of ({a1} − {a0})",
+                 "timed_readers": timed}
+        for key, v in (("dice", dd), ("time_s", dt)):
+            v = v[np.isfinite(v)]
+            block[key] = ({"median_difference": float(np.median(v)), "ci95": ci(v),
+                           "wilcoxon_p": S.wilcoxon_signed_rank(v).p_value, "n_cases": int(v.size)}
+                          if v.size else None)
+        out["comparison"] = block
+    return out
 
 
 def _has_mask(c: CaseLike) -> bool:
@@ -650,7 +768,7 @@ def _summarize(res: ReaderStudyResult, threshold: float, thresholded: bool) -> d
         weakest = min(readers, key=reader_median.get)
         strongest = max(readers, key=reader_median.get)
         low, high = reader_median[weakest] - mean_m, reader_median[strongest] - mean_m
-        bounds_source = (f"readers: weakest {weakest} (median Dice {reader_median[weakest]:.3f}) and strongest "
+        bounds_source = (f"exploratory, not prespecified: derived from the same readers: weakest {weakest} (median Dice {reader_median[weakest]:.3f}) and strongest "
                          f"{strongest} ({reader_median[strongest]:.3f}) minus the mean of the readers' "
                          f"median Dice ({mean_m:.3f})")
         if not low < 0 < high:
@@ -707,6 +825,7 @@ def _summarize(res: ReaderStudyResult, threshold: float, thresholded: bool) -> d
         "n_cases": int(d.size), "median_delta_dice": float(np.median(d)), "delta_dice_ci95": ci(d),
         "wilcoxon_p": overall_w.p_value, "tost_p": overall_t.p_value, "equivalent": overall_t.equivalent,
         "bounds": {"low": low, "high": high, "source": bounds_source},
+        "margins_prespecified": cfg.margins is not None,
         "wilcoxon": overall_w.as_dict(), "tost": overall_t.as_dict(),
         "tost_paired_t": t_check.as_dict() if t_check else None,
         "note": None,

@@ -9,7 +9,8 @@
 * ``delta_dice.png`` — per-case ΔDice (model − reader) for each reference, with the equivalence band;
 * ``roc.png`` + ``roc.csv`` — voxel-wise ROC of the probability map (when given);
 * ``threshold.png`` + ``threshold.csv`` — Dice against threshold on tuning and evaluation cases;
-* ``hybrid.png`` + ``hybrid.csv`` — Wu et al. hybrid AUC against λ (when scores are given).
+* ``hybrid.png`` + ``hybrid.csv`` — Wu et al. hybrid AUC against λ (when scores are given);
+* ``arms.png`` + ``arms.csv`` — Dice and active time per case in each arm (a table with an arm column).
 
 Figures use matplotlib's object API with the Agg canvas (no pyplot, no display, thread-safe).
 """
@@ -290,7 +291,11 @@ def summary_markdown(res: ReaderStudyResult, figures: list[str]) -> str:
     lines.append("")
 
     if mod.get("auc"):
-        lines += ["## Probability map", "", f"Voxel-wise ROC pooled over the evaluation cases, {res.roc_region}.", "",
+        caveat = ("" if "region of interest" in res.roc_region and "whole volume" not in res.roc_region else
+                  " **Caution:** over the whole volume the many easy background voxels inflate the AUC (towards "
+                  "0.999); give the breast mask in the table's roi column (`breasttumorseg study export` does).")
+        lines += ["## Probability map", "", f"Voxel-wise ROC pooled over the evaluation cases, {res.roc_region}.{caveat}",
+                  "",
                   "| Reference | Voxel-wise AUC |", "|---|---|"]
         lines += [f"| {ref} | {auc:.4f} |" for ref, auc in mod["auc"].items()]
         lines += ["", f"Threshold: {mod['threshold']['value']:.2f} ({mod['threshold']['source']}).", ""]
@@ -302,13 +307,75 @@ def summary_markdown(res: ReaderStudyResult, figures: list[str]) -> str:
         for h in s["hybrid"]:
             lines.append(f"| {h['reader']} | {h['reader_auc']:.3f} | {h['model_auc']:.3f} | "
                          f"{h['hybrid_auc_at_0.5']:.3f} | {h['best_lambda']:.2f} | {h['best_auc']:.3f} |")
-        lines += ["", "The best λ is chosen on the same cases and is therefore optimistic; "
-                      "λ = 0.5 is pre-specified.", ""]
+        cvs = [h for h in s["hybrid"] if h.get("cv")]
+        if cvs:
+            lines += ["", "| Reader | λ per fold (cross-validated) | Cross-validated hybrid AUC |", "|---|---|---|"]
+            lines += [f"| {h['reader']} | {', '.join(f'{v:.2f}' for v in h['cv']['lambda_per_fold'])} | "
+                      f"{h['cv']['auc']:.3f} |" for h in cvs]
+            lines += ["", f"Cross-validation: {cvs[0]['cv']['method']}."]
+        lines += ["", "The best λ is chosen on the same cases and is therefore optimistic (in-sample); "
+                      "λ = 0.5 is pre-specified and the cross-validated AUC estimates a λ chosen from data.", ""]
 
+    if s.get("arms"):
+        lines += arms_markdown(s["arms"], model, mod)
     lines += ["## Suggested text", "", paper_paragraph(res), ""]
     if figures:
         lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     return "\n".join(lines)
+
+
+def arms_markdown(arms: dict, model: str, mod: dict) -> list[str]:
+    """The arms section: Dice and time per case in each arm (AI-assisted vs from scratch)."""
+    lines = ["## Arms: time and Dice per case", "",
+             f"Every arm is scored against {arms['reference']}; per case the readers' values are averaged, "
+             "then the median over cases is given with a bootstrap 95% CI. Time is the active reading time "
+             "(idle periods and pauses excluded); imported masks have no time.", "",
+             "| Arm | Cases | Median Dice [95% CI] | Median time per case (s) [95% CI] |", "|---|---|---|---|"]
+    for a, b in arms["arms"].items():
+        lines.append(f"| {a} | {b['n_cases']} | {_fmt(b['median_dice'])} {_ci(b['dice_ci95'])} | "
+                     f"{_fmt(b['median_time_s'], 1)} {_ci(b['time_ci95'], 1)} |")
+    mm = [v for v in mod["median_dice"].values() if v == v]
+    if mm:
+        lines.append(f"| {model} (for comparison) | | {min(mm):.3f}–{max(mm):.3f} over the references | – |")
+    lines += ["", "| Reader | " + " | ".join(f"{a} Dice | {a} time (s)" for a in arms["arms"]) + " |",
+              "|---|" + "---|---|" * len(arms["arms"])]
+    readers = next(iter(arms["arms"].values()))["readers"]
+    for r in readers:
+        lines.append(f"| {r} | " + " | ".join(f"{_fmt(b['readers'][r]['median_dice'])} | "
+                                             f"{_fmt(b['readers'][r]['median_time_s'], 1)}"
+                                             for b in arms["arms"].values()) + " |")
+    comp = arms.get("comparison")
+    if comp:
+        lines.append("")
+        for key, what, nd in (("dice", "Dice", 3), ("time_s", "time per case (s)", 1)):
+            c = comp[key]
+            if c:
+                lines.append(f"{what}: median {comp['definition']} {c['median_difference']:+.{nd}f} "
+                             f"{_ci(c['ci95'], nd)}, Wilcoxon signed-rank p = {fmt_p(c['wilcoxon_p'])} "
+                             f"(n = {c['n_cases']}).  ")
+    lines.append("")
+    return lines
+
+
+def arms_csv(res: ReaderStudyResult) -> str:
+    return _csv_text(res.arm_rows, ["case", "reader", "arm", "reference", "dice", "time_s"])
+
+
+def arms_figure(res: ReaderStudyResult):
+    arms = list(dict.fromkeys(r["arm"] for r in res.arm_rows))
+    fig = _figure(8.0, 3.4)
+    ax1, ax2 = fig.subplots(1, 2)
+    for k, (ax, key, label) in enumerate(((ax1, "dice", "Dice against the leave-one-out reference"),
+                                          (ax2, "time_s", "active time per case (s)"))):
+        data = [np.array([r[key] for r in res.arm_rows if r["arm"] == a], float) for a in arms]
+        data = [d[np.isfinite(d)] for d in data]
+        ax.boxplot([d if d.size else np.array([np.nan]) for d in data], showfliers=False)
+        ax.set_xticks(range(1, len(arms) + 1), arms)
+        for i, d in enumerate(data):
+            ax.scatter(i + 1 + _jitter(d.size, i + 10 * k), d, s=10, alpha=0.6, color=_color(i))
+        ax.set_ylabel(label)
+    fig.suptitle("Readers per arm")
+    return fig
 
 
 def _span(lo: float, hi: float, nd: int, over: str) -> str:
@@ -338,7 +405,8 @@ def paper_paragraph(res: ReaderStudyResult) -> str:
                  f"(median per-case difference {comp['median_delta_dice']:+.3f}, Wilcoxon signed-rank "
                  f"p = {fmt_p(comp['wilcoxon_p'])}, n = {comp['n_cases']}). ")
     b, t = comp["bounds"], comp["tost"]
-    src = "set by the weakest and the strongest reader" if res.config.margins is None else "pre-specified"
+    src = ("set by the weakest and the strongest reader (exploratory: derived from the same readers, not "
+           "prespecified)") if res.config.margins is None else "pre-specified"
     if comp["equivalent"]:
         text += (f"A two one-sided test with equivalence bounds {src} ([{b['low']:+.3f}, {b['high']:+.3f}]) "
                  f"showed equivalence (p = {fmt_p(t['p_lower'])} and {fmt_p(t['p_upper'])}).")
@@ -362,6 +430,8 @@ def write_report(res: ReaderStudyResult, out_dir: str | Path, overwrite: bool = 
         figures.append(("threshold.png", threshold_figure(res)))
     if res.hybrid:
         figures.append(("hybrid.png", hybrid_figure(res)))
+    if res.arm_rows:
+        figures.append(("arms.png", arms_figure(res)))
     with StagedOutputs(out_dir, overwrite) as staged:
         staged.path("per_case.csv").write_text(per_case_csv(res))
         staged.path("summary.json").write_text(json.dumps(_finite(res.summary), indent=2) + "\n")
@@ -372,6 +442,8 @@ def write_report(res: ReaderStudyResult, out_dir: str | Path, overwrite: bool = 
             staged.path("threshold.csv").write_text(threshold_csv(res))
         if res.hybrid:
             staged.path("hybrid.csv").write_text(hybrid_csv(res))
+        if res.arm_rows:
+            staged.path("arms.csv").write_text(arms_csv(res))
         for name, fig in figures:
             fig.savefig(staged.path(name), metadata={"Software": None})
         return staged.commit()

@@ -78,12 +78,13 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
                seed: int | None = None, model: str | None = None, model_outputs: str | os.PathLike | None = None,
                washout_cases: int = 0, washout_days: float = 0.0, autosave_s: float = 30.0,
                idle_timeout_s: float = 90.0, allowed_effects: Sequence[str] | None = None, device: str = "auto",
-               name: str | None = None, progress: Callable[[str, float, str], None] | None = None) -> Study:
+               name: str | None = None, breast_region: bool = True, progress: Callable[[str, float, str], None] | None = None) -> Study:
     """Make the study folder *output* (all or nothing: built aside, then renamed into place).
 
     For the assisted arm the model's mask of every case is needed: from *model_outputs*
     (``<case>_seg.nii.gz`` and optionally ``<case>_prob.nii.gz``, e.g. from ``breasttumorseg
-    segment``) or made now by running *model* on each exam."""
+    segment``) or made now by running *model* on each exam. *breast_region*: store each exam's
+    whole-breast mask (the model's, else the classical one) as the region of the report's voxel-wise ROC."""
     output = Path(output)
     if os.path.lexists(output) and (not output.is_dir() or any(output.iterdir())):
         raise OutputExistsError(f"{output}: exists and is not an empty folder. Fix: choose a new study folder")
@@ -103,6 +104,9 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
         raise InputError("the assisted arm needs the model that helps the readers", "--model",
                          "name it, e.g. --model st-demo (and --model-outputs DIR if its masks exist already)")
     cases_in = read_cases_table(cases_csv)
+    if len(arms) == 2 and washout_cases > len(cases_in):
+        raise InputError(f"a wash-out of {washout_cases} cases cannot be met with {len(cases_in)} cases and 2 arms",
+                         "--washout-cases", f"give at most {len(cases_in)}, or use --washout-days")
     seed = int(secrets.randbits(31)) if seed is None else int(seed)
     sha = model_sha256(model) if assisted else None
     labels = pseudonyms(len(cases_in), seed)
@@ -116,7 +120,8 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
         for i, ((cid, inputs), label) in enumerate(zip(cases_in, labels)):
             if progress:
                 progress("init", i / len(cases_in), f"case {cid}")
-            grid, model_rec = _prepare_case(cid, inputs, label, stage, assisted, model, model_outputs, device)
+            grid, model_rec = _prepare_case(cid, inputs, label, stage, assisted, model, model_outputs, device,
+                                             breast_region)
             cases.append(Case(cid, label, inputs, grid, model_rec))
         orders = {r: reading_order(labels, arms, seed, k, washout_cases) for k, r in enumerate(readers)}
         study = Study(output, name or output.name, seed, readers,
@@ -147,16 +152,18 @@ def _now() -> float:
     return time.time()
 
 
-def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_outputs, device):
+def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_outputs, device, region=True):
     from ..io.files import load_exam
 
     exam = load_exam(inputs[0] if len(inputs) == 1 else inputs)
     grid = Grid.of(exam.reference)
+    rec = {}
     if not assisted:
-        return grid, {}
+        if region:
+            _write_region(stage, label, exam, rec)
+        return grid, rec
     folder = stage / "model" / label
     folder.mkdir(parents=True)
-    rec = {}
     if model_outputs is not None:
         seg = Path(model_outputs) / f"{cid}_seg.nii.gz"
         mask = read_mask(seg, f"model mask of case {cid}")
@@ -174,7 +181,7 @@ def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_
 
         result = segment_exam(exam, model=model, device=device)
         images = {"seg.nii.gz": result.label, "prob.nii.gz": result.probability}
-        if result.breast_mask is not None:
+        if result.breast_mask is not None and region:
             images["breast.nii.gz"] = sitk.Cast(result.breast_mask > 0, sitk.sitkUInt8)
     for fname, img in images.items():
         path = folder / fname
@@ -182,7 +189,22 @@ def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_
         key = {"seg.nii.gz": "mask", "prob.nii.gz": "prob", "breast.nii.gz": "breast"}[fname]
         rec[key] = f"model/{label}/{fname}"
         rec[key + "_sha256"] = sha256_file(path)
+    if region and "breast" not in rec:
+        _write_region(stage, label, exam, rec)
     return grid, rec
+
+
+def _write_region(stage: Path, label: str, exam, rec: dict) -> None:
+    """The classical whole-breast mask of the exam (``regions/<label>/breast.nii.gz``): the region
+    of the voxel-wise ROC in the report (over the whole volume the background inflates the AUC)."""
+    from ..preprocess.breast_region import breast_mask
+
+    mask = sitk.Cast(breast_mask(exam.pre) > 0, sitk.sitkUInt8)
+    path = stage / "regions" / label / "breast.nii.gz"
+    path.parent.mkdir(parents=True)
+    write_new(path, lambda p: sitk.WriteImage(mask, str(p), True))
+    rec["breast"] = f"regions/{label}/breast.nii.gz"
+    rec["breast_sha256"] = sha256_file(path)
 
 
 # ---------------------------------------------------------------------------------- status

@@ -4,6 +4,7 @@ The study folder is the single source of truth::
 
     STUDY/study.json                      this definition (written once by ``study init``)
     STUDY/model/<label>/seg.nii.gz        the model's mask (and prob.nii.gz) for the assisted arm
+    STUDY/regions/<label>/breast.nii.gz   the whole-breast mask (region of the report's voxel-wise ROC)
     STUDY/readers/<reader>/state.json     the reader's progress and times (atomic rewrite)
     STUDY/readers/<reader>/audit.jsonl    append-only log: opened, saved, paused, submitted, ...
     STUDY/readers/<reader>/session.lock   held while a session of that reader is open
@@ -88,7 +89,7 @@ class Case:
     label: str
     inputs: list[str]
     grid: Grid
-    model: dict = field(default_factory=dict)  # {"mask": rel path, "mask_sha256", "prob", "prob_sha256"}
+    model: dict = field(default_factory=dict)  # {"mask", "prob", "breast": paths relative to the study, "*_sha256"}
 
 
 @dataclass
@@ -258,7 +259,9 @@ def load_study(folder: str | Path) -> Study:
         except (KeyError, TypeError, ValueError):
             raise bad(where + "grid", "needs size, spacing, origin and direction") from None
         model = c.get("model") or {}
-        if any(a.name == "assisted" for a in arms) and not (isinstance(model, dict) and model.get("mask")):
+        if not isinstance(model, dict):
+            raise bad(where + "model", "must be an object")
+        if any(a.name == "assisted" for a in arms) and not model.get("mask"):
             raise bad(where + "model", "the assisted arm needs the model's mask of every case")
         cases.append(Case(cid, label, [str(x) for x in inputs], grid, model))
     if not cases:
