@@ -391,3 +391,69 @@ def test_two_tabs_share_one_session_and_logout_refuses_the_replayed_cookie(stati
     assert _mask_sum(sorted((folder / "readers" / "b" / label / arm).glob("v*.nii.gz"))[-1]) == _voxels(tab2)
     ctx.close()
     replay.close()
+
+
+def test_cli_issues_tokens_and_serves_on_localhost_then_stops_cleanly(study, capsys):
+    """``study tokens`` then ``study serve`` as a coordinator runs them; Ctrl-C saves and releases."""
+    import http.client
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.parse
+
+    pytest.importorskip("aiohttp")
+    folder = study["folder"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "BreastTumorSeg"), "OMP_NUM_THREADS": "1"}
+    from BreastTumorSegLib.cli import main
+
+    cli = [sys.executable, "-m", "BreastTumorSegLib.cli", "study"]
+    assert main(["study", "tokens", str(folder), "--readers", "c"]) == 0
+    token = re.search(r"^\s+c\t(\S+)$", capsys.readouterr().out, flags=re.M).group(1)
+    assert token not in (folder / "access.json").read_text()
+
+    assert main(["study", "serve", str(folder), "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "HTTPS" in err
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(cli + ["serve", str(folder), "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+        _wait_for(up, timeout=90, what="the station to listen")
+
+        def request(method, path, body=None, cookie=None):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+            if cookie:
+                headers["Cookie"] = cookie
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return r.status, dict(r.getheaders()), r.read().decode()
+
+        status, _, html = request("GET", "/")
+        assert status == 200 and "Log in" in html
+        status, headers, _ = request("POST", "/login", urllib.parse.urlencode({"reader": "c", "token": token}))
+        assert status == 303
+        cookie = headers["Set-Cookie"].split(";")[0]
+        status, headers, html = request("GET", "/worklist", cookie=cookie)
+        assert status == 200 and "case 1 of 4" in html
+        assert headers["X-Frame-Options"] == "DENY" and "script-src 'self'" in headers["Content-Security-Policy"]
+        assert (folder / "readers" / "c" / "session.lock").exists()  # her session is open
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert f"http://127.0.0.1:{port}/" in stdout
+    assert not (folder / "readers" / "c" / "session.lock").exists()  # released on exit
+    for cid in study["case_ids"]:
+        assert cid not in stdout + stderr  # no case ids in the server's log
