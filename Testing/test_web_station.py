@@ -42,6 +42,12 @@ def test_display_frame_round_trips_any_axis_order_and_direction():
             assert np.array_equal(frame.from_display(disp), arr)
             # the display's slice axis is the one pointing superior
             assert frame.spacing[0] == (1.0, 2.0, 3.0)[perm.index(2)]
+            # one display slice maps back to a one-voxel slab of the grid (what a stroke sends to Slicer)
+            for k in range(disp.shape[0]):
+                slab, (i0, j0, k0) = frame.slab(k, disp[k], arr.shape)
+                n_k, n_j, n_i = slab.shape
+                assert np.array_equal(slab, arr[k0:k0 + n_k, j0:j0 + n_j, i0:i0 + n_i])
+                assert sorted(slab.shape)[0] == 1
 
 
 def test_axial_lps_grid_is_shown_radiologically():
@@ -155,6 +161,8 @@ def test_paint_erase_threshold_and_undo_go_through_the_mrml_segment(study):
         assert ws.stroke("paint", k, [[0.0, 0.0], [0.0, 10.0]], radius_mm=3.0) > 0
         assert ws.undo() and ws.undo()
         assert ws._mask_disp[k].sum() == n  # two undos: back to the threshold-paint result
+        assert np.array_equal(ws.frame.to_display(sitk.GetArrayFromImage(ws.current_mask())).astype(bool),
+                              ws._mask_disp)  # the MRML segment holds exactly what is shown
         with pytest.raises(InputError):
             ws.stroke("paint", 999, centre, radius_mm=3.0)
         with pytest.raises(InputError):

@@ -245,6 +245,28 @@ def label_to_segmentation(ctx: MRMLContext, label: sitk.Image, seg_node=None, na
     return seg_node
 
 
+def replace_segment_region(seg_node, segment_id: str, mask: np.ndarray, start_ijk: Sequence[int],
+                           grid: sitk.Image) -> None:
+    """Replace segment *segment_id* inside one box of *grid* by *mask* (a (k, j, i) array whose
+    voxel [0, 0, 0] is *start_ijk* (i, j, k) of *grid*); the segment outside the box is kept.
+
+    This is an editor stroke: only the box is sent to Slicer's segmentation logic, so its cost
+    follows the box (one slice), not the volume."""
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    nk, nj, ni = m.shape
+    i0, j0, k0 = (int(v) for v in start_ijk)
+    oriented = slicer.vtkOrientedImageData()
+    oriented.SetExtent(i0, i0 + ni - 1, j0, j0 + nj - 1, k0, k0 + nk - 1)
+    oriented.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    numpy_support.vtk_to_numpy(oriented.GetPointData().GetScalars())[:] = m.ravel()
+    oriented.SetImageToWorldMatrix(_vtk_matrix(ijk_to_ras(grid)))
+    ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        oriented, seg_node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE,
+        oriented.GetExtent())
+    if not ok:
+        raise RuntimeError(f"Slicer could not modify segment '{segment_id}'")
+
+
 def segment_to_label(ctx: MRMLContext, seg_node, segment_id: str | None = None,
                      reference: "sitk.Image | Any | None" = None) -> sitk.Image:
     """Export one segment to a uint8 label map (1 = inside) on a reference grid.

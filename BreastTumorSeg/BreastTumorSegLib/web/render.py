@@ -39,6 +39,15 @@ class DisplayFrame:
                 out = np.flip(out, ax)
         return out
 
+    def slab(self, k: int, disp_slice: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray, tuple]:
+        """Display slice *k* of a (k, j, i) array of *shape* as a one-voxel-thick (k, j, i) array and
+        its first voxel's (i, j, k) index in the grid."""
+        slab = self.from_display(disp_slice[None])
+        axis = self.axes[0]  # numpy axis of the display's slice axis
+        start = [0, 0, 0]  # numpy (k, j, i) order
+        start[axis] = shape[axis] - 1 - k if self.flips[0] else k
+        return slab, (start[2], start[1], start[0])
+
     def from_display(self, disp: np.ndarray) -> np.ndarray:
         out = disp
         for ax, f in enumerate(self.flips):

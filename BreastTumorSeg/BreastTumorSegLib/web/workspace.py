@@ -153,11 +153,9 @@ class ReaderWorkspace:
             after |= brush
         changed = int(np.count_nonzero(after != before))
         if changed:
-            self._undo.append(self._mask_disp.copy())
+            self._undo.append((k, before))
             del self._undo[:-UNDO_DEPTH]
-            new = self._mask_disp.copy()
-            new[k] = after
-            self._apply(new)
+            self._apply_slice(k, after)
             self.unsaved = True
         self.session.activity(edit=bool(changed))
         return changed
@@ -165,17 +163,19 @@ class ReaderWorkspace:
     def undo(self) -> bool:
         if not self._undo or self.session.current.locked:
             return False
-        self._apply(self._undo.pop())
+        k, before = self._undo.pop()
+        self._apply_slice(k, before)
         self.unsaved = True
         self.session.activity(edit=True)
         return True
 
-    def _apply(self, mask_disp: np.ndarray) -> None:
-        """Put a display-frame mask into the scene's segment (Slicer's segmentation logic)."""
-        label = sitk.GetImageFromArray(self.frame.from_display(mask_disp.astype(np.uint8)))
-        label.CopyInformation(self._grid_ref)
-        mb.label_to_segmentation(self.ctx, label, self.seg_node, reference_node=self.nodes["pre"])
-        self._refresh_mask()
+    def _apply_slice(self, k: int, mask2d: np.ndarray) -> None:
+        """Put display slice *k* of the mask into the scene's segment (Slicer's segmentation logic,
+        that slice only); the overlay cache follows. Saving reads the whole segment back."""
+        shape = self._grid_ref.GetSize()[::-1]
+        slab, start = self.frame.slab(k, mask2d.astype(np.uint8), shape)
+        mb.replace_segment_region(self.seg_node, mb.TUMOR_SEGMENT_ID, slab, start, self._grid_ref)
+        self._mask_disp[k] = mask2d
 
     def _refresh_mask(self) -> None:
         label = mb.segment_to_label(self.ctx, self.seg_node, mb.TUMOR_SEGMENT_ID, reference=self.nodes["pre"])
