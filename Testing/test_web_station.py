@@ -71,6 +71,30 @@ def test_stroke_mask_is_a_thick_polyline_in_millimetres():
     assert m2[18, 20] and not m2[17, 20]
 
 
+def test_replacing_one_slice_of_a_segment_keeps_the_rest():
+    """The stroke path: one slice goes to Slicer's segmentation logic, the other slices stay."""
+    pytest.importorskip("slicer")
+    from BreastTumorSegLib.slicer import mrml_bridge as mb
+
+    ctx = mb.MRMLContext.headless()
+    ref = sitk.Image(20, 16, 8, sitk.sitkFloat32)
+    ref.SetSpacing((2.0, 2.0, 3.0))
+    ref.SetOrigin((10.0, -5.0, 7.0))
+    node = mb.image_to_volume_node(ctx, ref, "ref")
+    start = np.zeros((8, 16, 20), np.uint8)
+    start[2:6, 2:5, 2:5] = 1
+    label = sitk.GetImageFromArray(start)
+    label.CopyInformation(ref)
+    seg = mb.label_to_segmentation(ctx, label, reference_node=node)
+    new = np.zeros((1, 16, 20), np.uint8)
+    new[0, 10:12, 10:13] = 1  # slice 4: the old voxels go, these come
+    mb.replace_segment_region(seg, mb.TUMOR_SEGMENT_ID, new, (0, 0, 4), ref)
+    want = start.copy()
+    want[4] = new[0]
+    got = sitk.GetArrayFromImage(mb.segment_to_label(ctx, seg, mb.TUMOR_SEGMENT_ID, reference=node))
+    assert np.array_equal(got, want)
+
+
 def test_tokens_are_stored_hashed_and_checked(tmp_path):
     from BreastTumorSegLib.web.auth import check_token, issue_tokens, read_access
 
@@ -156,11 +180,16 @@ def test_paint_erase_threshold_and_undo_go_through_the_mrml_segment(study):
         assert np.allclose(saved.GetDirection(), truth_img.GetDirection(), atol=1e-6)
         assert np.array_equal(ws.frame.to_display(sitk.GetArrayFromImage(saved)).astype(bool), ws._mask_disp)
         n = int(got.sum())
+        k2 = k + 1 if k + 1 < truth.shape[0] else k - 1  # a stroke on another slice leaves slice k alone
+        assert ws.stroke("paint", k2, [[0.0, 0.0], [0.0, 10.0]], radius_mm=3.0) > 0
+        assert ws._mask_disp[k].sum() == n
         assert ws.stroke("erase", k, centre, radius_mm=3.0) > 0
         assert 0 < ws._mask_disp[k].sum() < n
         assert ws.stroke("paint", k, [[0.0, 0.0], [0.0, 10.0]], radius_mm=3.0) > 0
         assert ws.undo() and ws.undo()
         assert ws._mask_disp[k].sum() == n  # two undos: back to the threshold-paint result
+        n2 = int(ws._mask_disp[k2].sum())
+        assert n2 > 0  # the stroke on the other slice is still there
         assert np.array_equal(ws.frame.to_display(sitk.GetArrayFromImage(ws.current_mask())).astype(bool),
                               ws._mask_disp)  # the MRML segment holds exactly what is shown
         with pytest.raises(InputError):
@@ -171,7 +200,7 @@ def test_paint_erase_threshold_and_undo_go_through_the_mrml_segment(study):
         ws.release()
     assert not (folder / "readers" / "c" / "session.lock").exists()
     versions = sorted((folder / "readers" / "c" / label / "unaided").glob("v*.nii.gz"))
-    assert versions and _mask_sum(versions[-1]) == n  # released = saved
+    assert versions and _mask_sum(versions[-1]) == n + n2  # released = saved
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +321,17 @@ def test_reader_paints_autosaves_reloads_and_submits(station, browser):
     ws.last_seen -= 10 * bg.station.release_after_s
     bg.station.worker.submit(bg.station.tick_sync).result(60)
     assert "a" not in bg.station.workspaces and not (folder / "readers" / "a" / "session.lock").exists()
+    # the study folder is the engine's: the session the Slicer reader mode uses sees the same work,
+    # and while it holds her lock the station says so instead of opening a second session
+    from BreastTumorSegLib.study.session import ReaderSession
+
+    with ReaderSession.open_study(folder, "a") as elsewhere:
+        view = elsewhere.open(0)
+        assert int(sitk.GetArrayFromImage(view.starting_mask()).sum()) == painted
+        page.reload()
+        expect(page.locator("#message")).to_contain_text("open elsewhere")
+        assert str(folder) not in page.content()
+        elsewhere.close()
     page.reload()
     assert _voxels(page) == painted  # the stroke came back from the study folder
 

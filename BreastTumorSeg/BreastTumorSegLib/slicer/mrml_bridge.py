@@ -180,6 +180,16 @@ def volume_node_to_image(node) -> sitk.Image:
     return img
 
 
+def volume_array_view(node) -> np.ndarray:
+    """The voxels of a scalar volume node as a (k, j, i) numpy view of the node's own memory (no
+    copy; read-only use, valid while the node keeps its image data)."""
+    if node is None or node.GetImageData() is None:
+        raise InputError("the volume node holds no image", None if node is None else node.GetName())
+    view = slicer.util.arrayFromVolume(node)
+    view.flags.writeable = False
+    return view
+
+
 def _check_3d_scalar(img: sitk.Image, what: str) -> None:
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"expected a scalar 3D image, got dimension {img.GetDimension()} with "
@@ -260,11 +270,12 @@ def replace_segment_region(seg_node, segment_id: str, mask: np.ndarray, start_ij
     oriented.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
     numpy_support.vtk_to_numpy(oriented.GetPointData().GetScalars())[:] = m.ravel()
     oriented.SetImageToWorldMatrix(_vtk_matrix(ijk_to_ras(grid)))
-    ok = slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-        oriented, seg_node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE,
-        oriented.GetExtent())
-    if not ok:
-        raise RuntimeError(f"Slicer could not modify segment '{segment_id}'")
+    # MODE_REPLACE would clear the segment outside the box too; min then max with the box's extent
+    # gives old & mask, then | mask = mask inside the box and leaves the rest alone.
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    for mode in (logic.MODE_MERGE_MIN, logic.MODE_MERGE_MAX):
+        if not logic.SetBinaryLabelmapToSegment(oriented, seg_node, segment_id, mode, oriented.GetExtent()):
+            raise RuntimeError(f"Slicer could not modify segment '{segment_id}'")
 
 
 def segment_to_label(ctx: MRMLContext, seg_node, segment_id: str | None = None,

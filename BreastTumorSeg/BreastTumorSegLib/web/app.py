@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ..core.errors import BreastTumorSegError
 from ..study.definition import load_study
-from ..study.storage import append_line
+from ..study.storage import StudyLockedError, append_line
 from . import pages
 from .auth import Sessions, check_token, read_access
 from .workspace import NotFound, ReaderWorkspace
@@ -131,9 +131,20 @@ async def guard(request, handler):
         station = request.app[STATION]
         reader = station.sessions.reader(request.cookies.get(COOKIE))
         station.refuse(request, reader, "no such page", 404)
-    except BreastTumorSegError as exc:
-        LOG.info("input refused: %s", exc)
-        response = web.json_response({"error": str(exc)}, status=409)
+    except BreastTumorSegError as exc:  # e.g. the reader is reading in Slicer (the engine's lock)
+        LOG.info("refused: %s", exc)
+        station = request.app[STATION]
+        if isinstance(exc, StudyLockedError):
+            text = "Your reading is open elsewhere (Slicer or another station). Close it there first."
+        else:  # the engine's messages name files; the reader sees them relative to the study
+            text = str(exc)
+            for root in {str(station.folder.resolve()), str(station.folder)}:
+                text = text.replace(root, "STUDY")
+        if request.path.startswith("/api/"):
+            response = web.json_response({"error": text}, status=409)
+        else:
+            reader = station.sessions.reader(request.cookies.get(COOKIE)) or ""
+            response = web.Response(text=pages.message_page(reader, text), content_type="text/html", status=409)
     response.headers.update(SECURITY_HEADERS)
     return response
 

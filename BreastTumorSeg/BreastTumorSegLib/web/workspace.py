@@ -82,10 +82,14 @@ class ReaderWorkspace:
         self.seg_node = mb.label_to_segmentation(ctx, start, reference_node=self.nodes["pre"],
                                                  name="Reader segmentation")
         self.ctx = ctx
-        self._grid_ref = ref
+        self._size = ref.GetSize()
+        self._grid_ref = sitk.Image([1, 1, 1], sitk.sitkUInt8)  # the grid's geometry, without its voxels
+        self._grid_ref.SetOrigin(ref.GetOrigin())
+        self._grid_ref.SetSpacing(ref.GetSpacing())
+        self._grid_ref.SetDirection(ref.GetDirection())
         self.frame = DisplayFrame.of(ref.GetDirection(), ref.GetSpacing())
-        self._display = {key: self.frame.to_display(sitk.GetArrayFromImage(mb.volume_node_to_image(node)))
-                         for key, node in self.nodes.items()}
+        del images, start, ref  # the scene holds the voxels now; the views below read them in place
+        self._display = {key: self.frame.to_display(mb.volume_array_view(node)) for key, node in self.nodes.items()}
         self.windows = {key: default_window(arr, key == "sub") for key, arr in self._display.items()}
         self._undo = []
         self._refresh_mask()
@@ -172,7 +176,7 @@ class ReaderWorkspace:
     def _apply_slice(self, k: int, mask2d: np.ndarray) -> None:
         """Put display slice *k* of the mask into the scene's segment (Slicer's segmentation logic,
         that slice only); the overlay cache follows. Saving reads the whole segment back."""
-        shape = self._grid_ref.GetSize()[::-1]
+        shape = self._size[::-1]
         slab, start = self.frame.slab(k, mask2d.astype(np.uint8), shape)
         mb.replace_segment_region(self.seg_node, mb.TUMOR_SEGMENT_ID, slab, start, self._grid_ref)
         self._mask_disp[k] = mask2d
@@ -184,7 +188,9 @@ class ReaderWorkspace:
     def current_mask(self) -> sitk.Image:
         """The segment as a label map on the exam's reference grid, read from the scene."""
         label = mb.segment_to_label(self.ctx, self.seg_node, mb.TUMOR_SEGMENT_ID, reference=self.nodes["pre"])
-        label.CopyInformation(self._grid_ref)
+        label.SetOrigin(self._grid_ref.GetOrigin())  # bit for bit the exam's grid
+        label.SetSpacing(self._grid_ref.GetSpacing())
+        label.SetDirection(self._grid_ref.GetDirection())
         return label
 
     # ------------------------------------------------------------------ session actions
