@@ -391,6 +391,16 @@ def test_second_reader_sees_only_her_cases_and_forged_urls_are_refused(station, 
     # a's open case is not reachable with b's session: b's case 1 is not open -> conflict, no data
     r = pb.request.get(url + "/api/case/1/info")
     assert r.status == 409
+    # malformed edits are refused, not crashed on; an unknown action is not found
+    for body, status in (({"tool": "paint", "slice": 0, "points": "x"}, 400),
+                         ({"tool": "paint", "slice": 0, "points": [["a", 1]]}, 400),
+                         ({"tool": "paint", "slice": 0, "points": [[None, 1]]}, 400),
+                         ({"tool": "flood", "slice": 0, "points": [[1, 1]]}, 409),
+                         ({"tool": "paint", "slice": 10 ** 6, "points": [[1, 1]]}, 409)):
+        r = pb.request.post(url + "/api/case/0/stroke", headers={"X-Station": "1"}, data=body)
+        assert r.status == status, (body, r.status)
+    assert pb.request.post(url + "/api/case/0/format-disk", headers={"X-Station": "1"}, data={}).status == 404
+    assert pb.request.post(url + "/api/case/0/undo", data={}).status == 403  # no X-Station header: refused
     # without a session nothing but the log-in page
     anon = browser.new_context()
     r = anon.request.get(url + "/api/case/0/info")

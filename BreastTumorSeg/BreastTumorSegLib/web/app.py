@@ -232,17 +232,23 @@ async def case(request):
     return web.Response(text=pages.case_page(reader, index, title), content_type="text/html")
 
 
-def _open_workspace(request):
-    """(station, reader, workspace) for an API call on the reader's open case; 404/409 otherwise."""
+def _case_request(request) -> tuple[Station, str, int]:
+    """(station, reader, index) of an API call on one of the reader's cases (401/404 otherwise)."""
     reader = _reader(request)
     station = request.app[STATION]
-    index = _index(request, station, reader)
+    return station, reader, _index(request, station, reader)
+
+
+def _open_case(station: Station, reader: str, index: int, active: bool = True) -> ReaderWorkspace:
+    """(worker thread) the reader's workspace with case *index* open, else 409. *active*: the
+    request is the reader's doing (keeps her workspace from being released as idle)."""
     ws = station.workspaces.get(reader)
-    if ws is None or ws.session.current is None or ws.session.current.index != index or ws.ctx is None:
-        raise web.HTTPConflict(text=json.dumps({"error": "this case is not open; reload the page"}),
+    if ws is None or ws.ctx is None or ws.session.current is None or ws.session.current.index != index:
+        raise web.HTTPConflict(text=json.dumps({"error": "this case is not open here; reload the page"}),
                                content_type="application/json")
-    ws.touch()
-    return station, reader, ws
+    if active:
+        ws.touch()
+    return ws
 
 
 def _num(value, default=None):
@@ -254,29 +260,33 @@ def _num(value, default=None):
 
 
 async def api_info(request):
-    station, _, ws = _open_workspace(request)
-    return web.json_response(await station.run(ws.info))
+    """The case's state; the page polls it, so it does not count as the reader's activity."""
+    station, reader, index = _case_request(request)
+    return web.json_response(await station.run(lambda: _open_case(station, reader, index, active=False).info()))
 
 
 async def api_slice(request):
-    station, _, ws = _open_workspace(request)
+    station, reader, index = _case_request(request)
     view, k = request.match_info["view"], request.match_info["k"]
     q = request.query
 
     def work():
+        ws = _open_case(station, reader, index)
         try:
-            return ws.slice_png(view, int(k), _num(q.get("w")), _num(q.get("l")), q.get("overlay") == "1")
+            png = ws.slice_png(view, int(k), _num(q.get("w")), _num(q.get("l")), q.get("overlay") == "1")
         except NotFound:
             return None
+        ws.session.activity()  # scrolling and windowing are reading: the timer runs
+        return png
 
     png = await station.run(work)
     if png is None:
-        station.refuse(request, ws.reader, "no such view or slice", 404)
+        station.refuse(request, reader, "no such view or slice", 404)
     return web.Response(body=png, content_type="image/png")
 
 
 async def api_action(request):
-    station, _, ws = _open_workspace(request)
+    station, reader, index = _case_request(request)
     action = request.match_info["action"]
     try:
         body = await request.json()
@@ -285,14 +295,17 @@ async def api_action(request):
     body = body if isinstance(body, dict) else {}
 
     def work():
+        ws = _open_case(station, reader, index)
         out = {}
         if action == "stroke":
             pts = body.get("points")
-            if not isinstance(pts, list) or not all(isinstance(p, list) and len(p) == 2 for p in pts):
-                raise web.HTTPBadRequest(text="points must be a list of [row, column]")
-            out["changed"] = ws.stroke(str(body.get("tool")), int(_num(body.get("slice"), -1)),
-                                       [[float(a), float(b)] for a, b in pts], _num(body.get("radius_mm"), 3.0),
-                                       _num(body.get("lo")), _num(body.get("hi")))
+            pts = [[_num(a), _num(b)] for a, b in pts] if isinstance(pts, list) and all(
+                isinstance(p, list) and len(p) == 2 for p in pts) else None
+            if not pts or any(v is None for p in pts for v in p):
+                raise web.HTTPBadRequest(text=json.dumps({"error": "points must be a list of [row, column] numbers"}),
+                                         content_type="application/json")
+            out["changed"] = ws.stroke(str(body.get("tool")), int(_num(body.get("slice"), -1)), pts,
+                                       _num(body.get("radius_mm"), 3.0), _num(body.get("lo")), _num(body.get("hi")))
         elif action == "undo":
             out["undone"] = ws.undo()
         elif action == "pause":
@@ -301,8 +314,6 @@ async def api_action(request):
             ws.resume()
         elif action == "submit":
             return {"next": ws.submit()}
-        elif action == "ping":
-            ws.session.activity()
         else:
             return None
         out.update(ws.info())
@@ -310,7 +321,7 @@ async def api_action(request):
 
     result = await station.run(work)
     if result is None:
-        station.refuse(request, ws.reader, "no such action", 404)
+        station.refuse(request, reader, "no such action", 404)
     return web.json_response(result)
 
 

@@ -78,7 +78,7 @@ def case_page(reader: str, index: int, title: str) -> str:
 SCRIPT = r"""
 "use strict";
 const idx = document.body.dataset.index;
-let info = null, k = 0, stamp = 0, drawing = false, pts = [], busy = false, active = 0, submitArmed = false;
+let info = null, poller = null, k = 0, stamp = 0, drawing = false, pts = [], busy = false, active = 0, submitArmed = false;
 const wl = {};
 const $ = (id) => document.getElementById(id);
 async function api(path, body) {
@@ -86,6 +86,9 @@ async function api(path, body) {
     headers: {"Content-Type": "application/json", "X-Station": "1"}, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body)});
   if (r.status === 401) { location.href = "/"; throw new Error("logged out"); }
+  if (r.status === 409 && path === "info") {  // released as idle, or another tab opened another case
+    clearInterval(poller); $("message").textContent = "This case was closed here (idle, or another case was " +
+      "opened in another tab). Reload the page to continue."; throw new Error("closed"); }
   const j = await r.json();
   if (!r.ok) { $("message").textContent = j.error || r.statusText; throw new Error(j.error); }
   return j;
@@ -155,7 +158,7 @@ async function start() {
     location.href = j.next === null ? "/worklist" : `/case/${j.next}`;
   };
   setInterval(() => { if (info && !info.paused && !info.locked) { active += 1; $("timer").textContent = fmt(active); } }, 1000);
-  setInterval(async () => show(await api("info")), 5000);
+  poller = setInterval(async () => show(await api("info")), 5000);
   document.addEventListener("visibilitychange", async () => {
     if (document.hidden && !info.paused) show(await api("pause", {reason: "background"}));
     else if (!document.hidden && info.paused && info.pause_reason === "background") show(await api("resume", {})); });
