@@ -15,6 +15,7 @@ from typing import Callable
 
 from ...core.errors import BreastTumorSegError
 from ..reader_logic import observe_edits, stop_observing
+from .qtbind import prop
 
 TICK_MS = 1000
 
@@ -76,8 +77,7 @@ class ReaderPanelController:
 
     # ----------------------------------------------------------------------------------- actions
     def start(self) -> None:
-        reader = self.readerComboBox.currentText
-        reader = reader() if callable(reader) else reader
+        reader = prop(self.readerComboBox, "currentText")
         try:
             self.session = self.open_session(reader)
             self.readerComboBox.setEnabled(False)
