@@ -258,6 +258,15 @@ def test_one_reader_cannot_open_two_sessions_and_a_stale_lock_is_taken_over(exam
         ReaderSession.open_study(study, "a")
     assert not Lock(lock, "x").is_stale(json.loads(lock.read_text()))
     lock.unlink()
+    # a session whose lock was taken over (it looked dead) is told so at its next heartbeat
+    clock = Clock()
+    s = ReaderSession.open_study(study, "a", clock=clock)
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "owner": "reader a", "heartbeat": time.time()}))
+    clock.t += 61
+    with pytest.raises(StudyLockedError, match="taken over"):
+        s.keep_alive()
+    assert json.loads(lock.read_text())["host"] == "elsewhere"  # the other session's lock is left alone
+    lock.unlink()
 
 
 def _env():

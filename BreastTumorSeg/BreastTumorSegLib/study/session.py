@@ -181,6 +181,7 @@ class ReaderSession:
             self._edit_seq = 0
             self._committed_active = 0.0
             self._last_activity = self._counted_until = 0.0
+            self._last_beat = clock()
             self._opened_clock = 0.0
             self._last_save_clock = 0.0
             self._log("session started", resumed_at=self._state["position"],
@@ -361,6 +362,14 @@ class ReaderSession:
         self._committed_active = 0.0
         self._opened_clock = t
 
+    def keep_alive(self, every_s: float = 60.0) -> None:
+        """Renew the lock's heartbeat (call it on a timer): a session that stops doing so for
+        the lock's ``stale_after_s`` (10 min) may be taken over from another machine."""
+        t = self._clock()
+        if t - self._last_beat >= every_s:
+            self._lock.refresh()
+            self._last_beat = t
+
     # --------------------------------------------------------------------------- saving
     def autosave_due(self) -> bool:
         return (self._view is not None and self._dirty and not self._view.locked
@@ -391,6 +400,7 @@ class ReaderSession:
         view = self._require_open()
         if (view.label, view.arm) != (pending.label, pending.arm):
             raise InputError("a save finished after its case was closed", path, "save again")
+        self._lock.refresh()  # before the state is written: a session that lost its lock writes nothing more
         self._commit_times()
         st = self._item_state()
         st["versions"] = max(st["versions"], int(path.name[1:].split(".")[0]))
@@ -400,7 +410,6 @@ class ReaderSession:
             self._dirty = False  # edits made while it was written are saved next time
         self._last_save_clock = self._clock()
         self._write_state()
-        self._lock.refresh()
         self._log("saved", label=view.label, arm=view.arm, version=path.name, reason=reason,
                   sha256=st["last_sha256"], active_s=st["active_s"], edits=st["edits"])
         return path

@@ -140,6 +140,12 @@ class ReaderPanelController:
         is started in a worker thread."""
         if self.session is None or self.session.current is None:
             return
+        try:
+            self.session.keep_alive()
+        except BreastTumorSegError as exc:
+            self.timer.stop()
+            self.host.show_error("This reading session was taken over.", exc)
+            return
         self._collect_save()
         if self._save_thread is None and self.session.autosave_due():
             try:
