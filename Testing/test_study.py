@@ -489,3 +489,23 @@ def test_derived_margins_are_labelled_exploratory_and_the_hybrid_lambda_is_cross
     noise_y = np.r_[np.ones(40), np.zeros(40)]
     hn = S.hybrid_auc(rng.random(80), rng.random(80), noise_y)
     assert hn.best_auc > 0.55 and hn.cv["auc"] < hn.best_auc
+
+
+def test_init_runs_the_model_for_the_assisted_arm_and_records_its_hash(exams, tmp_path):
+    """Without --model-outputs the engine segments each exam (here the rule-based ftv, no weights)."""
+    from BreastTumorSegLib.study.coordinator import model_sha256
+
+    one = tmp_path / "one.csv"
+    one.write_text(f"case,path\nP002,{exams['root'] / 'P002'}\n")
+    study = load_study(init_study(one, ["a"], ["assisted"], tmp_path / "S", model="ftv", seed=1).folder)
+    arm = study.arm("assisted")
+    assert arm.model == "ftv" and arm.model_sha256 == model_sha256("ftv") and len(arm.model_sha256) == 64
+    case = study.cases[0]
+    assert {"mask", "prob", "breast"} <= set(case.model)
+    seg = sitk.ReadImage(str(study.folder / case.model["mask"]))
+    truth = sitk.GetArrayFromImage(exams["truths"]["P002"]) > 0
+    got = sitk.GetArrayFromImage(seg) > 0
+    assert 2 * (got & truth).sum() / (got.sum() + truth.sum()) > 0.5  # the model's mask finds the tumour
+    s = ReaderSession(study, "a")
+    assert np.array_equal(sitk.GetArrayFromImage(s.open().starting_mask()) > 0, got)
+    s.end()
