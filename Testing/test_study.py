@@ -497,9 +497,12 @@ def test_init_runs_the_model_for_the_assisted_arm_and_records_its_hash(exams, tm
 
     one = tmp_path / "one.csv"
     one.write_text(f"case,path\nP002,{exams['root'] / 'P002'}\n")
-    study = load_study(init_study(one, ["a"], ["assisted"], tmp_path / "S", model="ftv", seed=1).folder)
+    with pytest.raises(InputError, match="--threshold"):
+        init_study(one, ["a"], ["assisted"], tmp_path / "X", model="ftv", model_outputs=exams["model"], threshold=0.4)
+    study = load_study(init_study(one, ["a"], ["assisted"], tmp_path / "S", model="ftv", seed=1, threshold=0.5).folder)
     arm = study.arm("assisted")
     assert arm.model == "ftv" and arm.model_sha256 == model_sha256("ftv") and len(arm.model_sha256) == 64
+    assert arm.threshold == 0.5
     case = study.cases[0]
     assert {"mask", "prob", "breast"} <= set(case.model)
     seg = sitk.ReadImage(str(study.folder / case.model["mask"]))

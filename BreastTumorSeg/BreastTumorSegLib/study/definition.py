@@ -97,6 +97,7 @@ class Arm:
     name: str
     model: str | None = None
     model_sha256: str | None = None
+    threshold: float | None = None  # the model's probability threshold when it is not its card's
 
 
 @dataclass
@@ -243,7 +244,10 @@ def load_study(folder: str | Path) -> Study:
             raise bad(f"arms[{i}]", f"must be an object with name one of {', '.join(ARMS)}")
         if a["name"] == "assisted" and not (isinstance(a.get("model"), str) and isinstance(a.get("model_sha256"), str)):
             raise bad(f"arms[{i}]", "the assisted arm must name its model and the model's SHA-256")
-        arms.append(Arm(a["name"], a.get("model"), a.get("model_sha256")))
+        thr = a.get("threshold")
+        if thr is not None and not (isinstance(thr, (int, float)) and 0 < thr <= 1):
+            raise bad(f"arms[{i}].threshold", "must be a number in (0, 1]")
+        arms.append(Arm(a["name"], a.get("model"), a.get("model_sha256"), thr))
     if not arms or len({a.name for a in arms}) != len(arms):
         raise bad("arms", "empty or with a duplicate arm")
     cases = []
