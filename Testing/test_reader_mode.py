@@ -135,6 +135,7 @@ def test_reader_panel_walks_a_reader_through_three_cases(exams, tmp_path):
             assert process_until(lambda: any(view.folder.glob("v*.nii.gz")) and not panel.session._dirty,
                                  timeout_s=15)
             assert np.array_equal(arr(sitk.ReadImage(str(next(view.folder.glob("v*.nii.gz"))))), mask)
+            assert panel.statusLabel.text() == "autosaved (version 1)"
             panel.pauseButton.setChecked(True)
             assert "(paused)" in panel.timerLabel.text()
             panel.user_activity()  # back at work

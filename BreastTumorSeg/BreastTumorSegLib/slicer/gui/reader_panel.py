@@ -218,7 +218,8 @@ class ReaderPanelController:
             self.host.show_error("Autosave failed.", result["error"])
         elif "path" in result:
             try:
-                self.session.finish_save(result["path"], result["pending"], "autosave")
+                path = self.session.finish_save(result["path"], result["pending"], "autosave")
+                self.statusLabel.setText(f"autosaved (version {int(path.name[1:].split('.')[0])})")
             except BreastTumorSegError as exc:
                 self.host.show_error("Autosave failed.", exc)
 
