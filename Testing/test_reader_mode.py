@@ -140,6 +140,10 @@ def test_reader_panel_walks_a_reader_through_three_cases(exams, tmp_path):
             assert "(paused)" in panel.timerLabel.text()
             panel.user_activity()  # back at work
             assert not panel.pauseButton.isChecked()
+            panel.application_state_changed(False)  # Slicer went to the background: the timer stops
+            assert panel.session.paused and "(paused)" in panel.timerLabel.text()
+            panel.user_activity()
+            assert not panel.session.paused
         drawn[view.label] = mask
         panel.submit()
         assert host.errors == []
