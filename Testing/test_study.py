@@ -512,3 +512,24 @@ def test_init_runs_the_model_for_the_assisted_arm_and_records_its_hash(exams, tm
     s = ReaderSession(study, "a")
     assert np.array_equal(sitk.GetArrayFromImage(s.open().starting_mask()) > 0, got)
     s.end()
+
+
+def test_a_dicom_case_with_chosen_series_is_read_pseudonymised(tmp_path):
+    """CASES.csv may pick a DICOM folder's phases by series number or UID (series column)."""
+    from dicom_fixtures import make_fixture_exam, write_siemens_per_phase
+
+    fx = make_fixture_exam(seed=2, n_phases=4, size_xyz=(32, 32, 8))
+    write_siemens_per_phase(fx, tmp_path / "dicom")
+    (tmp_path / "cases.csv").write_text("case,path,series\nD001,dicom,10;12;13\n")
+    study = load_study(init_study(tmp_path / "cases.csv", ["a"], ["unaided"], tmp_path / "S", seed=1,
+                                  breast_region=False).folder)
+    assert study.cases[0].series == ["10", "12", "13"]
+    s = ReaderSession(study, "a")
+    exam = s.open().load_exam()
+    s.end()
+    assert exam.n_phases == 3 and exam.case_id == study.cases[0].label
+    assert np.allclose(sitk.GetArrayFromImage(exam.pre), sitk.GetArrayFromImage(fx.exam.pre), atol=1.0)
+    assert "dicom" not in exam.metadata and not any("dicom" in src for src in exam.sources)
+    (tmp_path / "bad.csv").write_text("case,path,series\nD001,dicom,10;99\n")
+    with pytest.raises(InputError, match="case D001"):
+        init_study(tmp_path / "bad.csv", ["a"], ["unaided"], tmp_path / "S2", breast_region=False)

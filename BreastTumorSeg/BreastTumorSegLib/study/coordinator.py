@@ -27,9 +27,10 @@ EXPORT_COLUMNS = ("case", "reader", "mask", "prob", "roi", "arm", "time_s", "wal
 
 
 # ------------------------------------------------------------------------------------ init
-def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
-    """``case,path`` rows: an exam folder, a DICOM folder, or phase files separated by ``;``.
-    Relative paths are relative to the table."""
+def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str], list[str]]]:
+    """``case,path[,series]`` rows: an exam folder, a DICOM folder, or phase files separated by
+    ``;``; the optional ``series`` column picks a DICOM folder's phases by series number or
+    SeriesInstanceUID (``;``-separated, pre-contrast first). Relative paths are relative to the table."""
     path = check_input_path(path, "cases table")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -57,7 +58,8 @@ def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
             q = q if q.is_absolute() else path.parent / q
             check_input_path(q, f"exam of case {case}", kind="any")
             files.append(str(q.resolve()))
-        out.append((case, files))
+        series = [x.strip() for x in row.get("series", "").split(";") if x.strip()]
+        out.append((case, files, series))
     return out
 
 
@@ -122,12 +124,12 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
     stage = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
     try:
         cases = []
-        for i, ((cid, inputs), label) in enumerate(zip(cases_in, labels)):
+        for i, ((cid, inputs, series), label) in enumerate(zip(cases_in, labels)):
             if progress:
                 progress("init", i / len(cases_in), f"case {cid}")
             grid, model_rec = _prepare_case(cid, inputs, label, stage, assisted, model, model_outputs, device,
-                                             breast_region, threshold)
-            cases.append(Case(cid, label, inputs, grid, model_rec))
+                                             breast_region, threshold, series)
+            cases.append(Case(cid, label, inputs, grid, model_rec, series))
         orders = {r: reading_order(labels, arms, seed, k, washout_cases) for k, r in enumerate(readers)}
         study = Study(output, name or output.name, seed, readers,
                       [Arm(a, model, sha, threshold) if a == "assisted" else Arm(a) for a in arms],
@@ -158,10 +160,13 @@ def _now() -> float:
 
 
 def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_outputs, device, region=True,
-                  threshold=None):
+                  threshold=None, series=()):
     from ..io.files import load_exam
 
-    exam = load_exam(inputs[0] if len(inputs) == 1 else inputs)
+    try:
+        exam = load_exam(inputs[0] if len(inputs) == 1 else inputs, series=list(series) or None)
+    except InputError as exc:
+        raise InputError(f"case {cid}: {exc.problem}", exc.source, exc.fix) from None
     grid = Grid.of(exam.reference)
     rec = {}
     if not assisted:

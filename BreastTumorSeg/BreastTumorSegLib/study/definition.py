@@ -90,6 +90,7 @@ class Case:
     inputs: list[str]
     grid: Grid
     model: dict = field(default_factory=dict)  # {"mask", "prob", "breast": paths relative to the study, "*_sha256"}
+    series: list[str] = field(default_factory=list)  # DICOM series numbers or UIDs of the phases (optional)
 
 
 @dataclass
@@ -160,6 +161,7 @@ class Study:
             "autosave_s": self.autosave_s, "idle_timeout_s": self.idle_timeout_s,
             "allowed_effects": self.allowed_effects,
             "cases": [{"id": c.id, "label": c.label, "inputs": c.inputs, "grid": c.grid.as_json(),
+                       **({"series": c.series} if c.series else {}),
                        **({"model": c.model} if c.model else {})} for c in self.cases],
             "orders": {r: [list(item) for item in o] for r, o in self.orders.items()},
         }
@@ -267,7 +269,10 @@ def load_study(folder: str | Path) -> Study:
             raise bad(where + "model", "must be an object")
         if any(a.name == "assisted" for a in arms) and not model.get("mask"):
             raise bad(where + "model", "the assisted arm needs the model's mask of every case")
-        cases.append(Case(cid, label, [str(x) for x in inputs], grid, model))
+        series = c.get("series", [])
+        if not isinstance(series, list):
+            raise bad(where + "series", "must be a list of DICOM series numbers or UIDs")
+        cases.append(Case(cid, label, [str(x) for x in inputs], grid, model, [str(x) for x in series]))
     if not cases:
         raise bad("cases", "no cases")
     if len({c.id for c in cases}) != len(cases) or len({c.label for c in cases}) != len(cases):

@@ -99,6 +99,7 @@ class CaseView:
     allowed_effects: tuple[str, ...]
     _exam_inputs: tuple[str, ...]
     _start: Callable[[], sitk.Image]
+    _series: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -117,7 +118,7 @@ class CaseView:
         from ..io.files import load_exam
 
         inputs = list(self._exam_inputs)
-        exam = load_exam(inputs[0] if len(inputs) == 1 else inputs)
+        exam = load_exam(inputs[0] if len(inputs) == 1 else inputs, series=list(self._series) or None)
         exam.case_id = self.label
         exam.metadata = {k: v for k, v in exam.metadata.items() if k in ("acquisition_times_min",)}
         exam.sources = [f"{self.label} phase {i}" for i in range(exam.n_phases)]
@@ -271,7 +272,7 @@ class ReaderSession:
         t = self._clock()
         self._view = CaseView(index, self.total, lab, arm, folder, case.grid, st["status"],
                               tuple(self._study.allowed_effects), tuple(case.inputs),
-                              lambda: self._starting_mask(lab, arm, folder, case.grid))
+                              lambda: self._starting_mask(lab, arm, folder, case.grid), tuple(case.series))
         self._paused = False
         self._dirty = False
         self._committed_active = 0.0
