@@ -258,6 +258,15 @@ def test_one_reader_cannot_open_two_sessions_and_a_stale_lock_is_taken_over(exam
         ReaderSession.open_study(study, "a")
     assert not Lock(lock, "x").is_stale(json.loads(lock.read_text()))
     lock.unlink()
+    # a session whose lock was taken over (it looked dead) is told so at its next heartbeat
+    clock = Clock()
+    s = ReaderSession.open_study(study, "a", clock=clock)
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere", "owner": "reader a", "heartbeat": time.time()}))
+    clock.t += 61
+    with pytest.raises(StudyLockedError, match="taken over"):
+        s.keep_alive()
+    assert json.loads(lock.read_text())["host"] == "elsewhere"  # the other session's lock is left alone
+    lock.unlink()
 
 
 def _env():
@@ -480,3 +489,47 @@ def test_derived_margins_are_labelled_exploratory_and_the_hybrid_lambda_is_cross
     noise_y = np.r_[np.ones(40), np.zeros(40)]
     hn = S.hybrid_auc(rng.random(80), rng.random(80), noise_y)
     assert hn.best_auc > 0.55 and hn.cv["auc"] < hn.best_auc
+
+
+def test_init_runs_the_model_for_the_assisted_arm_and_records_its_hash(exams, tmp_path):
+    """Without --model-outputs the engine segments each exam (here the rule-based ftv, no weights)."""
+    from BreastTumorSegLib.study.coordinator import model_sha256
+
+    one = tmp_path / "one.csv"
+    one.write_text(f"case,path\nP002,{exams['root'] / 'P002'}\n")
+    with pytest.raises(InputError, match="--threshold"):
+        init_study(one, ["a"], ["assisted"], tmp_path / "X", model="ftv", model_outputs=exams["model"], threshold=0.4)
+    study = load_study(init_study(one, ["a"], ["assisted"], tmp_path / "S", model="ftv", seed=1, threshold=0.5).folder)
+    arm = study.arm("assisted")
+    assert arm.model == "ftv" and arm.model_sha256 == model_sha256("ftv") and len(arm.model_sha256) == 64
+    assert arm.threshold == 0.5
+    case = study.cases[0]
+    assert {"mask", "prob", "breast"} <= set(case.model)
+    seg = sitk.ReadImage(str(study.folder / case.model["mask"]))
+    truth = sitk.GetArrayFromImage(exams["truths"]["P002"]) > 0
+    got = sitk.GetArrayFromImage(seg) > 0
+    assert 2 * (got & truth).sum() / (got.sum() + truth.sum()) > 0.5  # the model's mask finds the tumour
+    s = ReaderSession(study, "a")
+    assert np.array_equal(sitk.GetArrayFromImage(s.open().starting_mask()) > 0, got)
+    s.end()
+
+
+def test_a_dicom_case_with_chosen_series_is_read_pseudonymised(tmp_path):
+    """CASES.csv may pick a DICOM folder's phases by series number or UID (series column)."""
+    from dicom_fixtures import make_fixture_exam, write_siemens_per_phase
+
+    fx = make_fixture_exam(seed=2, n_phases=4, size_xyz=(32, 32, 8))
+    write_siemens_per_phase(fx, tmp_path / "dicom")
+    (tmp_path / "cases.csv").write_text("case,path,series\nD001,dicom,10;12;13\n")
+    study = load_study(init_study(tmp_path / "cases.csv", ["a"], ["unaided"], tmp_path / "S", seed=1,
+                                  breast_region=False).folder)
+    assert study.cases[0].series == ["10", "12", "13"]
+    s = ReaderSession(study, "a")
+    exam = s.open().load_exam()
+    s.end()
+    assert exam.n_phases == 3 and exam.case_id == study.cases[0].label
+    assert np.allclose(sitk.GetArrayFromImage(exam.pre), sitk.GetArrayFromImage(fx.exam.pre), atol=1.0)
+    assert "dicom" not in exam.metadata and not any("dicom" in src for src in exam.sources)
+    (tmp_path / "bad.csv").write_text("case,path,series\nD001,dicom,10;99\n")
+    with pytest.raises(InputError, match="case D001"):
+        init_study(tmp_path / "bad.csv", ["a"], ["unaided"], tmp_path / "S2", breast_region=False)

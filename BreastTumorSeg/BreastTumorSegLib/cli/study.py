@@ -31,6 +31,8 @@ def register(sub) -> None:
     q.add_argument("--model", default=None, help="model of the assisted arm (a registry name, e.g. st-demo)")
     q.add_argument("--model-outputs", type=Path, default=None,
                    help="folder with the model's <case>_seg.nii.gz [and _prob.nii.gz] (else the model is run now)")
+    q.add_argument("--threshold", type=float, default=None,
+                   help="probability threshold for the model's masks (default: its card's; tune one for an ensemble)")
     q.add_argument("--device", default="auto", help="device for running the model (default: %(default)s)")
     q.add_argument("--seed", type=int, default=None, help="seed of pseudonyms and reading orders (default: random, "
                                                           "recorded in study.json)")
@@ -85,7 +87,7 @@ def run_init(args) -> int:
                        washout_days=args.washout_days, autosave_s=args.autosave_s,
                        idle_timeout_s=args.idle_timeout_s,
                        allowed_effects=_split(args.effects) if args.effects else None, device=args.device,
-                       breast_region=not args.no_breast_region,
+                       breast_region=not args.no_breast_region, threshold=args.threshold,
                        progress=TerminalProgress())
     arms = ", ".join(a.name + (f" ({a.model}, sha256 {a.model_sha256[:12]}…)" if a.model else "") for a in study.arms)
     print(f"study {study.folder}: {len(study.cases)} cases, readers {', '.join(study.readers)}, arms {arms}, "

@@ -27,9 +27,10 @@ EXPORT_COLUMNS = ("case", "reader", "mask", "prob", "roi", "arm", "time_s", "wal
 
 
 # ------------------------------------------------------------------------------------ init
-def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
-    """``case,path`` rows: an exam folder, a DICOM folder, or phase files separated by ``;``.
-    Relative paths are relative to the table."""
+def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str], list[str]]]:
+    """``case,path[,series]`` rows: an exam folder, a DICOM folder, or phase files separated by
+    ``;``; the optional ``series`` column picks a DICOM folder's phases by series number or
+    SeriesInstanceUID (``;``-separated, pre-contrast first). Relative paths are relative to the table."""
     path = check_input_path(path, "cases table")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -57,7 +58,8 @@ def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
             q = q if q.is_absolute() else path.parent / q
             check_input_path(q, f"exam of case {case}", kind="any")
             files.append(str(q.resolve()))
-        out.append((case, files))
+        series = [x.strip() for x in row.get("series", "").split(";") if x.strip()]
+        out.append((case, files, series))
     return out
 
 
@@ -78,13 +80,15 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
                seed: int | None = None, model: str | None = None, model_outputs: str | os.PathLike | None = None,
                washout_cases: int = 0, washout_days: float = 0.0, autosave_s: float = 30.0,
                idle_timeout_s: float = 90.0, allowed_effects: Sequence[str] | None = None, device: str = "auto",
-               name: str | None = None, breast_region: bool = True, progress: Callable[[str, float, str], None] | None = None) -> Study:
+               name: str | None = None, breast_region: bool = True, threshold: float | None = None, progress: Callable[[str, float, str], None] | None = None) -> Study:
     """Make the study folder *output* (all or nothing: built aside, then renamed into place).
 
     For the assisted arm the model's mask of every case is needed: from *model_outputs*
     (``<case>_seg.nii.gz`` and optionally ``<case>_prob.nii.gz``, e.g. from ``breasttumorseg
     segment``) or made now by running *model* on each exam. *breast_region*: store each exam's
-    whole-breast mask (the model's, else the classical one) as the region of the report's voxel-wise ROC."""
+    whole-breast mask (the model's, else the classical one) as the region of the report's voxel-wise ROC.
+    *threshold* overrides the model card's (e.g. one tuned for an ensemble ``a+b``, whose card
+    otherwise takes its first member's); it is recorded in the assisted arm."""
     output = Path(output)
     if os.path.lexists(output) and (not output.is_dir() or any(output.iterdir())):
         raise OutputExistsError(f"{output}: exists and is not an empty folder. Fix: choose a new study folder")
@@ -100,6 +104,9 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
     if autosave_s <= 0 or idle_timeout_s <= 0:
         raise InputError("autosave and idle intervals must be positive", "--autosave-s/--idle-timeout-s")
     assisted = "assisted" in arms
+    if threshold is not None and not (assisted and model_outputs is None and 0 < threshold <= 1):
+        raise InputError("a threshold applies when the model is run for the assisted arm, and lies in (0, 1]",
+                         "--threshold", "give e.g. --threshold 0.4 with --model (and without --model-outputs)")
     if assisted and not model:
         raise InputError("the assisted arm needs the model that helps the readers", "--model",
                          "name it, e.g. --model st-demo (and --model-outputs DIR if its masks exist already)")
@@ -117,15 +124,15 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
     stage = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
     try:
         cases = []
-        for i, ((cid, inputs), label) in enumerate(zip(cases_in, labels)):
+        for i, ((cid, inputs, series), label) in enumerate(zip(cases_in, labels)):
             if progress:
                 progress("init", i / len(cases_in), f"case {cid}")
             grid, model_rec = _prepare_case(cid, inputs, label, stage, assisted, model, model_outputs, device,
-                                             breast_region)
-            cases.append(Case(cid, label, inputs, grid, model_rec))
+                                             breast_region, threshold, series)
+            cases.append(Case(cid, label, inputs, grid, model_rec, series))
         orders = {r: reading_order(labels, arms, seed, k, washout_cases) for k, r in enumerate(readers)}
         study = Study(output, name or output.name, seed, readers,
-                      [Arm(a, model if a == "assisted" else None, sha if a == "assisted" else None) for a in arms],
+                      [Arm(a, model, sha, threshold) if a == "assisted" else Arm(a) for a in arms],
                       cases, orders, washout_cases, washout_days, autosave_s, idle_timeout_s,
                       list(allowed_effects) if allowed_effects else Study.__dataclass_fields__["allowed_effects"]
                       .default_factory(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -152,10 +159,14 @@ def _now() -> float:
     return time.time()
 
 
-def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_outputs, device, region=True):
+def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_outputs, device, region=True,
+                  threshold=None, series=()):
     from ..io.files import load_exam
 
-    exam = load_exam(inputs[0] if len(inputs) == 1 else inputs)
+    try:
+        exam = load_exam(inputs[0] if len(inputs) == 1 else inputs, series=list(series) or None)
+    except InputError as exc:
+        raise InputError(f"case {cid}: {exc.problem}", exc.source, exc.fix) from None
     grid = Grid.of(exam.reference)
     rec = {}
     if not assisted:
@@ -179,7 +190,7 @@ def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_
     else:
         from ..engine.pipeline import segment_exam
 
-        result = segment_exam(exam, model=model, device=device)
+        result = segment_exam(exam, model=model, device=device, threshold=threshold)
         images = {"seg.nii.gz": result.label, "prob.nii.gz": result.probability}
         if result.breast_mask is not None and region:
             images["breast.nii.gz"] = sitk.Cast(result.breast_mask > 0, sitk.sitkUInt8)

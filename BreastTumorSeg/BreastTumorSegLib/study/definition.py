@@ -90,6 +90,7 @@ class Case:
     inputs: list[str]
     grid: Grid
     model: dict = field(default_factory=dict)  # {"mask", "prob", "breast": paths relative to the study, "*_sha256"}
+    series: list[str] = field(default_factory=list)  # DICOM series numbers or UIDs of the phases (optional)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class Arm:
     name: str
     model: str | None = None
     model_sha256: str | None = None
+    threshold: float | None = None  # the model's probability threshold when it is not its card's
 
 
 @dataclass
@@ -159,6 +161,7 @@ class Study:
             "autosave_s": self.autosave_s, "idle_timeout_s": self.idle_timeout_s,
             "allowed_effects": self.allowed_effects,
             "cases": [{"id": c.id, "label": c.label, "inputs": c.inputs, "grid": c.grid.as_json(),
+                       **({"series": c.series} if c.series else {}),
                        **({"model": c.model} if c.model else {})} for c in self.cases],
             "orders": {r: [list(item) for item in o] for r, o in self.orders.items()},
         }
@@ -243,7 +246,10 @@ def load_study(folder: str | Path) -> Study:
             raise bad(f"arms[{i}]", f"must be an object with name one of {', '.join(ARMS)}")
         if a["name"] == "assisted" and not (isinstance(a.get("model"), str) and isinstance(a.get("model_sha256"), str)):
             raise bad(f"arms[{i}]", "the assisted arm must name its model and the model's SHA-256")
-        arms.append(Arm(a["name"], a.get("model"), a.get("model_sha256")))
+        thr = a.get("threshold")
+        if thr is not None and not (isinstance(thr, (int, float)) and 0 < thr <= 1):
+            raise bad(f"arms[{i}].threshold", "must be a number in (0, 1]")
+        arms.append(Arm(a["name"], a.get("model"), a.get("model_sha256"), thr))
     if not arms or len({a.name for a in arms}) != len(arms):
         raise bad("arms", "empty or with a duplicate arm")
     cases = []
@@ -263,7 +269,10 @@ def load_study(folder: str | Path) -> Study:
             raise bad(where + "model", "must be an object")
         if any(a.name == "assisted" for a in arms) and not model.get("mask"):
             raise bad(where + "model", "the assisted arm needs the model's mask of every case")
-        cases.append(Case(cid, label, [str(x) for x in inputs], grid, model))
+        series = c.get("series", [])
+        if not isinstance(series, list):
+            raise bad(where + "series", "must be a list of DICOM series numbers or UIDs")
+        cases.append(Case(cid, label, [str(x) for x in inputs], grid, model, [str(x) for x in series]))
     if not cases:
         raise bad("cases", "no cases")
     if len({c.id for c in cases}) != len(cases) or len({c.label for c in cases}) != len(cases):

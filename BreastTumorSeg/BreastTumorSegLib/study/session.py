@@ -99,6 +99,7 @@ class CaseView:
     allowed_effects: tuple[str, ...]
     _exam_inputs: tuple[str, ...]
     _start: Callable[[], sitk.Image]
+    _series: tuple[str, ...] = ()
 
     @property
     def title(self) -> str:
@@ -117,7 +118,7 @@ class CaseView:
         from ..io.files import load_exam
 
         inputs = list(self._exam_inputs)
-        exam = load_exam(inputs[0] if len(inputs) == 1 else inputs)
+        exam = load_exam(inputs[0] if len(inputs) == 1 else inputs, series=list(self._series) or None)
         exam.case_id = self.label
         exam.metadata = {k: v for k, v in exam.metadata.items() if k in ("acquisition_times_min",)}
         exam.sources = [f"{self.label} phase {i}" for i in range(exam.n_phases)]
@@ -133,6 +134,27 @@ class CaseView:
             exam, _ = register_exam(exam)
         return {"subtraction": sitk.Subtract(exam.first_post, exam.pre), "first post-contrast": exam.first_post,
                 "pre-contrast": exam.pre}
+
+
+@dataclass
+class PendingSave:
+    """A mask on its way to disk (see :meth:`ReaderSession.begin_save`)."""
+
+    image: sitk.Image
+    folder: Path
+    edit_seq: int
+    label: str
+    arm: str
+
+    def write(self) -> Path:
+        """Write the next free version number (never replacing a file); thread-safe, touches no state."""
+        n = max((k for k, _ in iter_versions(self.folder)), default=0) + 1
+        while True:
+            path = self.folder / f"v{n:04d}.nii.gz"
+            try:
+                return write_new(path, lambda p: sitk.WriteImage(self.image, str(p), True))
+            except FileExistsError:
+                n += 1
 
 
 class ReaderSession:
@@ -157,8 +179,10 @@ class ReaderSession:
             self._view: CaseView | None = None
             self._paused = False
             self._dirty = False
+            self._edit_seq = 0
             self._committed_active = 0.0
             self._last_activity = self._counted_until = 0.0
+            self._last_beat = clock()
             self._opened_clock = 0.0
             self._last_save_clock = 0.0
             self._log("session started", resumed_at=self._state["position"],
@@ -248,7 +272,7 @@ class ReaderSession:
         t = self._clock()
         self._view = CaseView(index, self.total, lab, arm, folder, case.grid, st["status"],
                               tuple(self._study.allowed_effects), tuple(case.inputs),
-                              lambda: self._starting_mask(lab, arm, folder, case.grid))
+                              lambda: self._starting_mask(lab, arm, folder, case.grid), tuple(case.series))
         self._paused = False
         self._dirty = False
         self._committed_active = 0.0
@@ -311,6 +335,7 @@ class ReaderSession:
         self._last_activity = self._counted_until = t
         if edit and not self._view.locked:
             self._item_state()["edits"] += 1
+            self._edit_seq += 1
             self._dirty = True
 
     def pause(self, reason: str = "explicit") -> None:
@@ -338,6 +363,14 @@ class ReaderSession:
         self._committed_active = 0.0
         self._opened_clock = t
 
+    def keep_alive(self, every_s: float = 60.0) -> None:
+        """Renew the lock's heartbeat (call it on a timer): a session that stops doing so for
+        the lock's ``stale_after_s`` (10 min) may be taken over from another machine."""
+        t = self._clock()
+        if t - self._last_beat >= every_s:
+            self._lock.refresh()
+            self._last_beat = t
+
     # --------------------------------------------------------------------------- saving
     def autosave_due(self) -> bool:
         return (self._view is not None and self._dirty and not self._view.locked
@@ -351,27 +384,33 @@ class ReaderSession:
 
     def save(self, mask: sitk.Image | str | os.PathLike, reason: str = "manual") -> Path:
         """Write *mask* as the next version ``vNNNN.nii.gz`` (never replacing one); returns its path."""
+        pending = self.begin_save(mask)
+        return self.finish_save(pending.write(), pending, reason)
+
+    def begin_save(self, mask: sitk.Image | str | os.PathLike) -> "PendingSave":
+        """First half of a save, on the caller's (UI) thread: check the mask, note the edit count.
+        ``pending.write()`` (the slow part: compress, fsync) may then run on a worker thread; the
+        UI thread ends with :meth:`finish_save`. :meth:`save` does all three."""
         view = self._require_open()
         if view.locked:
             raise SubmittedError(f"{view.folder}: case {view.index + 1} was submitted; its mask is locked")
-        img = self._check_mask(mask, view)
+        return PendingSave(self._check_mask(mask, view), view.folder, self._edit_seq, view.label, view.arm)
+
+    def finish_save(self, path: Path, pending: "PendingSave", reason: str = "autosave") -> Path:
+        """Record a written version (state, audit log, lock heartbeat)."""
+        view = self._require_open()
+        if (view.label, view.arm) != (pending.label, pending.arm):
+            raise InputError("a save finished after its case was closed", path, "save again")
+        self._lock.refresh()  # before the state is written: a session that lost its lock writes nothing more
         self._commit_times()
-        n = max((k for k, _ in iter_versions(view.folder)), default=0) + 1
-        while True:
-            path = view.folder / f"v{n:04d}.nii.gz"
-            try:
-                write_new(path, lambda p: sitk.WriteImage(img, str(p), True))
-                break
-            except FileExistsError:
-                n += 1
         st = self._item_state()
-        st["versions"] = n
+        st["versions"] = max(st["versions"], int(path.name[1:].split(".")[0]))
         st["last_version"] = path.name
         st["last_sha256"] = sha256_file(path)
-        self._dirty = False
+        if self._edit_seq == pending.edit_seq:
+            self._dirty = False  # edits made while it was written are saved next time
         self._last_save_clock = self._clock()
         self._write_state()
-        self._lock.refresh()
         self._log("saved", label=view.label, arm=view.arm, version=path.name, reason=reason,
                   sha256=st["last_sha256"], active_s=st["active_s"], edits=st["edits"])
         return path

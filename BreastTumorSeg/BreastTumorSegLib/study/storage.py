@@ -255,9 +255,16 @@ class Lock:
                                "Fix: try again in a moment")
 
     def refresh(self) -> None:
+        """Renew the heartbeat; raises StudyLockedError when another session took the lock over
+        (this one was judged stale, e.g. a machine that slept longer than ``stale_after_s``)."""
         if self.held:
             rec = self._record()
-            old = self.holder() or {}
+            old = self.holder()
+            if old is None or (old and (old.get("pid"), old.get("host")) != (rec["pid"], rec["host"])):
+                self.held = False
+                raise StudyLockedError(f"{self.path}: this session's lock was taken over by "
+                                       f"{(old or {}).get('owner', 'someone')} on {(old or {}).get('host')}. "
+                                       "Fix: close this session; the other one continues the work")
             rec["acquired"] = old.get("acquired", rec["acquired"])
             write_json_atomic(self.path, rec)
 

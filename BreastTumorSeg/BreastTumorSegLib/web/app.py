@@ -85,6 +85,7 @@ class Station:
                     del self.workspaces[reader]
                     LOG.info("reader %s: idle for %.0f s, saved and released", reader, now - ws.last_seen)
                 else:
+                    ws.session.keep_alive()  # the engine's lock heartbeat: an idle reader's lock stays hers
                     ws.autosave()
             except BreastTumorSegError as exc:
                 LOG.error("reader %s: %s", reader, exc)

@@ -1,0 +1,169 @@
+"""Reader mode in Slicer: ReaderLogic over real slicer-core MRML, ReaderPanelController with real
+PySide6 widgets (Testing/qt_harness.py), on a small study of phantom exams."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+pytest.importorskip("slicer", reason="slicer-core not installed")
+pytest.importorskip("PySide6", reason="PySide6 not installed")
+
+from qt_harness import application, process_until, qt_namespace  # noqa: E402
+
+from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
+from BreastTumorSegLib.slicer.gui.reader_panel import ReaderPanelController  # noqa: E402
+from BreastTumorSegLib.slicer.reader_logic import ReaderLogic  # noqa: E402
+from BreastTumorSegLib.study.coordinator import init_study  # noqa: E402
+from BreastTumorSegLib.study.definition import load_study  # noqa: E402
+from BreastTumorSegLib.study.session import ReaderSession  # noqa: E402
+from BreastTumorSegLib.training.phantom import make_phantom, write_phantom  # noqa: E402
+
+SEEDS = (2, 3, 4)
+
+
+@pytest.fixture(scope="module")
+def exams(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reader_exams")
+    rows = ["case,path"]
+    (root / "model").mkdir()
+    for s in SEEDS:
+        ph = make_phantom(s, n_phases=3, motion_mm=0.0, spacing=4.0, n_tumors=1, tumor_radius_mm=9.0,
+                          decoys=False, heart=False, vessels=False)
+        write_phantom(ph, root / f"P{s}")
+        rows.append(f"P{s},P{s}")
+        sitk.WriteImage(sitk.Cast(ph.tumor_mask > 0, sitk.sitkUInt8), str(root / "model" / f"P{s}_seg.nii.gz"))
+    (root / "cases.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def scene_with_views():
+    ctx = mb.MRMLContext.headless()
+    for view in ("Red", "Yellow", "Green"):
+        comp = ctx.scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+        comp.SetLayoutName(view)
+        node = ctx.scene.AddNewNodeByClass("vtkMRMLSliceNode")
+        node.SetLayoutName(view)
+    return ctx
+
+
+def arr(img):
+    return sitk.GetArrayFromImage(img)
+
+
+def test_reader_logic_loads_the_hanging_protocol_and_round_trips_the_mask(exams, tmp_path):
+    study = tmp_path / "S"
+    init_study(exams / "cases.csv", ["a"], ["assisted"], study, seed=1, model="ftv", model_outputs=exams / "model",
+               breast_region=False)
+    ctx = scene_with_views()
+    logic = ReaderLogic(ctx)  # with motion correction, as in Slicer
+    s = ReaderSession.open_study(study, "a")
+    view = s.open()
+    nodes = logic.load(view)
+    assert logic.view_assignment() == {"Red": f"{view.label} subtraction", "Yellow": f"{view.label} first post-contrast",
+                                       "Green": f"{view.label} pre-contrast"}
+    case_id = next(c.id for c in load_study(study).cases if c.label == view.label)
+    names = [ctx.scene.GetNthNode(i).GetName() or "" for i in range(ctx.scene.GetNumberOfNodes())]
+    assert not any(case_id in n for n in names)  # pseudonym only
+    exam = view.load_exam()
+    sub = mb.volume_node_to_image(nodes.volumes["subtraction"])
+    pre = mb.volume_node_to_image(nodes.volumes["pre-contrast"])
+    assert np.allclose(arr(pre), arr(exam.pre))
+    # the subtraction is first post minus pre after registration: close to the raw one without motion
+    raw = arr(exam.first_post) - arr(exam.pre)
+    assert np.corrcoef(arr(sub).ravel(), raw.ravel())[0, 1] > 0.95
+    # the assisted reading starts from the model's mask, voxel for voxel, on the exam grid
+    model = arr(sitk.ReadImage(str(exams / "model" / f"{case_id}_seg.nii.gz")))
+    got = logic.current_mask()
+    assert np.array_equal(arr(got), model) and view.grid.matches(got)
+    # an edit in the segment comes back as the mask the session saves
+    edited = model.copy()
+    edited[tuple(n // 2 for n in edited.shape)] = 1
+    img = sitk.GetImageFromArray(edited); img.CopyInformation(exam.pre)
+    mb.label_to_segmentation(ctx, img, nodes.segmentation, reference_node=nodes.source)
+    saved = s.save(logic.current_mask())
+    assert np.array_equal(arr(sitk.ReadImage(str(saved))), edited)
+    s.end()
+    logic.clear()
+    assert ctx.scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+    assert ctx.scene.GetNodesByClass("vtkMRMLScalarVolumeNode").GetNumberOfItems() == 0
+
+
+class Host:
+    def __init__(self):
+        self.errors, self.editor, self.answers = [], [], []
+
+    def show_error(self, what, exc):
+        self.errors.append(f"{what} {exc}")
+
+    def confirm(self, text):
+        self.answers.append(text)
+        return True
+
+    def open_segment_editor(self, segmentation, source, segment_id, effects):
+        self.editor.append((segmentation.GetName(), source.GetName(), segment_id, effects))
+
+
+def test_reader_panel_walks_a_reader_through_three_cases(exams, tmp_path):
+    """Start -> "case 1 of 3" -> paint -> autosave in the background -> submit -> next ... -> done."""
+    study = tmp_path / "S"
+    init_study(exams / "cases.csv", ["alice", "bob"], ["unaided"], study, seed=2, autosave_s=0.5,
+               breast_region=False)
+    qt = qt_namespace()
+    application()
+    parent = qt.QWidget()
+    ctx = scene_with_views()
+    host = Host()
+    panel = ReaderPanelController(qt, parent, host, ReaderLogic(ctx, register=False),
+                                  lambda r: ReaderSession.open_study(study, r), ["alice", "bob"])
+    panel.readerComboBox.setCurrentIndex(1)
+    assert not panel.submitButton.isEnabled()
+    panel.start()
+    assert host.errors == [] and panel.caseLabel.text() == "case 1 of 3"
+    assert host.editor[-1][1].endswith("subtraction") and "Paint" in host.editor[-1][3]
+    drawn = {}
+    for k in range(3):
+        view = panel.session.current
+        nodes = panel.logic.nodes
+        like = mb.volume_node_to_image(nodes.source)
+        mask = np.zeros(arr(like).shape, np.uint8)
+        mask.reshape(-1)[100 * (k + 1):100 * (k + 1) + 50 + k] = 1
+        img = sitk.GetImageFromArray(mask); img.CopyInformation(like)
+        mb.label_to_segmentation(ctx, img, nodes.segmentation, reference_node=nodes.source)  # an edit
+        assert panel.session.current is view and panel.session._dirty  # the edit was seen
+        if k == 0:  # the timer autosaves in the background
+            assert process_until(lambda: any(view.folder.glob("v*.nii.gz")) and not panel.session._dirty,
+                                 timeout_s=15)
+            assert np.array_equal(arr(sitk.ReadImage(str(next(view.folder.glob("v*.nii.gz"))))), mask)
+            assert panel.statusLabel.text() == "autosaved (version 1)"
+            panel.pauseButton.setChecked(True)
+            assert "(paused)" in panel.timerLabel.text()
+            panel.user_activity()  # back at work
+            assert not panel.pauseButton.isChecked()
+            panel.application_state_changed(False)  # Slicer went to the background: the timer stops
+            assert panel.session.paused and "(paused)" in panel.timerLabel.text()
+            panel.user_activity()
+            assert not panel.session.paused
+        drawn[view.label] = mask
+        panel.submit()
+        assert host.errors == []
+        if k < 2:
+            assert panel.caseLabel.text() == f"case {k + 2} of 3"
+    assert panel.caseLabel.text() == "no case open" and "done" in panel.statusLabel.text()
+    panel.close()
+    s = ReaderSession.open_study(study, "bob")  # the lock was released
+    assert s.done() == 3
+    for label, mask in drawn.items():
+        got = arr(sitk.ReadImage(str(study / "readers" / "bob" / label / "unaided" / "submitted.nii.gz")))
+        assert np.array_equal(got, mask)
+    v = s.open(0)
+    assert v.locked
+    s.end()
+    # a second panel for a reader whose session is open elsewhere gets one clear error
+    other = ReaderSession.open_study(study, "alice")
+    parent2 = qt.QWidget()
+    panel2 = ReaderPanelController(qt, parent2, host, ReaderLogic(ctx, register=False),
+                                   lambda r: ReaderSession.open_study(study, r), ["alice"])
+    panel2.start()
+    assert panel2.session is None and "in use" in host.errors[-1]
+    other.end()
