@@ -409,6 +409,7 @@ def test_second_reader_sees_only_her_cases_and_forged_urls_are_refused(station, 
     assert r.status == 303 and r.headers["location"] == "/"
     refused = [json.loads(ln) for ln in (folder / "station.jsonl").read_text().splitlines()]
     assert sum(r.get("reader") == "b" and r.get("status") == 404 for r in refused) >= len(forged)
+    assert any(r["reason"] == "log-in with a wrong reader name or token" for r in refused)  # a's typo, test 1
     log_text = (folder / "station.jsonl").read_text()
     assert not any(cid in log_text for cid in station["case_ids"])
     for c in (a, b, anon):

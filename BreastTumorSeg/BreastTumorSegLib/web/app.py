@@ -51,15 +51,19 @@ class Station:
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
 
-    def refuse(self, request, reader: str | None, why: str, status: int):
-        """Log a refusal (reader and reason; the path only by its length) and raise the HTTP error."""
+    def record_refusal(self, reader: str | None, why: str, status: int) -> None:
+        """Log a refusal with the reader and the reason only (no path, no case id)."""
         rec = {"event": "refused", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "reader": reader, "reason": why, "status": status, "method": request.method}
+               "reader": reader, "reason": why, "status": status}
         LOG.warning("refused (%s) %s: %s", status, reader or "not logged in", why)
         try:
             append_line(self.folder / "station.jsonl", rec)
-        except OSError:
-            pass
+        except OSError as exc:
+            LOG.error("cannot write station.jsonl: %s", exc)
+
+    def refuse(self, request, reader: str | None, why: str, status: int):
+        """Record a refusal and raise the HTTP error (JSON for the API, a page otherwise)."""
+        self.record_refusal(reader, why, status)
         if request.path.startswith("/api/"):
             raise (web.HTTPUnauthorized if status == 401 else web.HTTPNotFound)(
                 text=json.dumps({"error": why}), content_type="application/json")
@@ -90,12 +94,18 @@ class Station:
             except BreastTumorSegError as exc:
                 LOG.error("reader %s: %s", reader, exc)
 
-    def release_all_sync(self) -> None:
-        for reader in list(self.workspaces):
+    def release_sync(self, reader: str) -> None:
+        """(worker thread) Save the reader's work, end her session and free her scene."""
+        ws = self.workspaces.pop(reader, None)
+        if ws is not None:
             try:
-                self.workspaces.pop(reader).release()
+                ws.release()
             except BreastTumorSegError as exc:
                 LOG.error("reader %s: %s", reader, exc)
+
+    def release_all_sync(self) -> None:
+        for reader in list(self.workspaces):
+            self.release_sync(reader)
 
     async def ticker(self):
         while True:
@@ -162,10 +172,7 @@ async def login(request):
     reader, token = str(form.get("reader", ""))[:64], str(form.get("token", ""))[:256]
     ok = await station.run(check_token, station.access, reader, token)
     if not ok:
-        LOG.warning("refused (401) login: wrong reader name or token")
-        append_line(station.folder / "station.jsonl", {"event": "refused", "reason": "wrong reader name or token",
-                                                       "status": 401,
-                                                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        station.record_refusal(None, "log-in with a wrong reader name or token", 401)
         return web.Response(text=pages.login_page("Wrong reader name or token."), content_type="text/html",
                             status=401)
     sid = station.sessions.create(reader)
@@ -183,9 +190,7 @@ async def logout(request):
     if reader:  # one session per reader: logging out ends it on every tab and browser
         station.sessions.revoke_reader(reader)
         LOG.info("reader %s: logged out", reader)
-        ws = station.workspaces.pop(reader, None)
-        if ws is not None:
-            await station.run(ws.release)
+        await station.run(station.release_sync, reader)
     resp = web.HTTPSeeOther("/")
     resp.del_cookie(COOKIE, path="/")
     raise resp
