@@ -161,6 +161,9 @@ def test_paint_erase_threshold_and_undo_go_through_the_mrml_segment(study):
     try:
         ws.ensure_open(index)
         assert ws.info()["voxels"] == 0
+        audit = [json.loads(ln) for ln in (folder / "readers" / "c" / "audit.jsonl").read_text().splitlines()]
+        assert [r["event"] for r in audit[-3:]] == ["opened", "paused", "resumed"]  # loading is not reading time
+        assert audit[-2]["reason"] == "loading"
         truth = ws.frame.to_display(sitk.GetArrayFromImage(truth_img)).astype(bool)
         k = int(np.argmax(truth.sum(axis=(1, 2))))
         rows, cols = np.nonzero(truth[k])

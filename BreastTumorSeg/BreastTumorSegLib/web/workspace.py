@@ -29,6 +29,8 @@ class NotFound(Exception):
 
 
 class ReaderWorkspace:
+    """A reader's engine session (takes her study lock) and the MRML scene of her open case."""
+
     def __init__(self, study_folder, reader: str, clock=time.monotonic):
         self.reader = reader
         self.session = ReaderSession.open_study(study_folder, reader)
@@ -41,7 +43,7 @@ class ReaderWorkspace:
         self.windows: dict[str, tuple[float, float]] = {}
         self._display: dict[str, np.ndarray] = {}
         self._mask_disp: np.ndarray | None = None
-        self._undo: list[np.ndarray] = []
+        self._undo: list[tuple[int, np.ndarray]] = []  # (display slice, its mask before the edit)
         self._grid_ref: sitk.Image | None = None
         self.unsaved = False  # edits since the last saved version
         self.pause_reason: str | None = None
@@ -69,7 +71,14 @@ class ReaderWorkspace:
         mask = self.current_mask() if view is not None and self.ctx is not None else None
         view = self.session.open(index, mask)
         self.unsaved = False
-        self._load_scene(view)
+        # Registering the phases and filling the scene takes a while on a large exam: the engine's
+        # timer is paused meanwhile (audit log: paused/resumed, reason "loading"), so it is not
+        # counted as reading time.
+        self.session.pause("loading")
+        try:
+            self._load_scene(view)
+        finally:
+            self.session.resume()
 
     def _load_scene(self, view) -> None:
         images = view.hanging_protocol(register=True)
