@@ -1,7 +1,8 @@
 """The station's web server (aiohttp): log-in, worklist, case pages and the case API.
 
 All work on a reader's scene runs on one worker thread (VTK objects stay on one thread; the
-event loop keeps answering). Every refusal -- a wrong token, a replayed cookie after logout, a
+event loop keeps answering); registering a case's phases when it opens runs on a small pool
+beside it, so one reader opening a large exam does not hold up the others' strokes. Every refusal -- a wrong token, a replayed cookie after logout, a
 case or path outside the reader's worklist -- is answered 401/404 and logged with the reader and
 the reason, never with a case id or a path of the study.
 """
@@ -45,7 +46,8 @@ class Station:
         self.workspaces: dict[str, ReaderWorkspace] = {}
         self.release_after_s = float(release_after_s)
         self.tick_s = float(tick_s)
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="scene")
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="scene")  # every MRML/VTK call
+        self.loader = ThreadPoolExecutor(2, thread_name_prefix="load")  # registration (SimpleITK)
         self._task = None
 
     async def run(self, fn, *args):
@@ -223,15 +225,20 @@ async def case(request):
     station = request.app[STATION]
     index = _index(request, station, reader)
 
-    def work():
+    def begin():
         ws = station.workspace_sync(reader)
         ok, why = ws.session.available(index)
-        if not ok:
-            return None, why
-        ws.ensure_open(index)
-        return ws.session.current.title, ""
+        return (ws, ws.begin_open(index), "") if ok else (ws, None, why)
 
-    title, why = await station.run(work)
+    ws, view, why = await station.run(begin)
+    if view is not None:  # registration on the loader pool: the other readers keep working
+        try:
+            images, start = await asyncio.get_running_loop().run_in_executor(station.loader, ws.prepare, view)
+        except BaseException:
+            await station.run(ws.session.resume)
+            raise
+        await station.run(ws.finish_open, view, images, start)
+    title = None if why else await station.run(lambda: ws.session.current.title)
     if title is None:
         return web.Response(text=pages.message_page(reader, f"This case cannot be opened yet: {why}."),
                             content_type="text/html", status=409)

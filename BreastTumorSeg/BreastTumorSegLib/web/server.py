@@ -69,6 +69,7 @@ class BackgroundStation:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self.station.worker.shutdown(wait=True)
+        self.station.loader.shutdown(wait=True)
 
     def __enter__(self) -> str:
         return self.start()

@@ -62,27 +62,50 @@ class ReaderWorkspace:
             raise NotFound(f"case {index + 1}")
         return index
 
-    def ensure_open(self, index: int) -> None:
-        """Open reading *index* in the session and the scene (saving the open one first)."""
+    def begin_open(self, index: int):
+        """(scene thread) Open reading *index* in the engine (saving the open one first) and free
+        the old scene; returns the engine's view to prepare, or None when it is open already.
+        Preparing a case (registration, scene) is not reading time: the engine's timer is paused
+        until :meth:`finish_open` (audit log: paused/resumed, reason "loading")."""
         self.check_index(index)
         view = self.session.current
         if view is not None and view.index == index and self.ctx is not None:
-            return
-        mask = self.current_mask() if view is not None and self.ctx is not None else None
-        view = self.session.open(index, mask)
-        self.unsaved = False
-        # Registering the phases and filling the scene takes a while on a large exam: the engine's
-        # timer is paused meanwhile (audit log: paused/resumed, reason "loading"), so it is not
-        # counted as reading time.
+            return None
+        if view is None or view.index != index:  # (submit has opened the next one already)
+            mask = self.current_mask() if view is not None and self.ctx is not None else None
+            view = self.session.open(index, mask)
+            self.unsaved = False
+        self.release_scene()
         self.session.pause("loading")
+        return view
+
+    @staticmethod
+    def prepare(view) -> tuple[dict, sitk.Image]:
+        """(any thread: SimpleITK only) the registered hanging protocol and the starting mask."""
+        return view.hanging_protocol(register=True), view.starting_mask()
+
+    def finish_open(self, view, images: dict, start: sitk.Image) -> None:
+        """(scene thread) Fill the scene, unless another case was opened meanwhile; the timer runs again."""
         try:
-            self._load_scene(view)
+            if self.session.current is view:
+                self._load_scene(images, start)
         finally:
             self.session.resume()
 
-    def _load_scene(self, view) -> None:
-        images = view.hanging_protocol(register=True)
-        start = view.starting_mask()
+    def ensure_open(self, index: int) -> None:
+        """Open reading *index* on one thread (scripts, benchmarks); the station splits it so that
+        registration does not hold up the other readers."""
+        view = self.begin_open(index)
+        if view is None:
+            return
+        try:
+            images, start = self.prepare(view)
+        except BaseException:
+            self.session.resume()
+            raise
+        self.finish_open(view, images, start)
+
+    def _load_scene(self, images: dict, start: sitk.Image) -> None:
         self.release_scene()
         ctx = mb.MRMLContext.headless()
         ref = images["pre-contrast"]
@@ -227,12 +250,9 @@ class ReaderWorkspace:
         """Submit the open case (locks it) and open the next one; its index, or None when all are done."""
         self.session.submit(self.current_mask())
         self.unsaved = False
-        nxt = self.session.next()
-        if nxt is None:
-            self.release_scene()
-            return None
-        self._load_scene(nxt)
-        return nxt.index
+        nxt = self.session.next()  # opened in the engine; the page's request fills the scene
+        self.release_scene()
+        return None if nxt is None else nxt.index
 
     def release(self) -> None:
         """Save what changed, end the session (releases the study lock) and free the scene."""
