@@ -533,3 +533,24 @@ def test_a_dicom_case_with_chosen_series_is_read_pseudonymised(tmp_path):
     (tmp_path / "bad.csv").write_text("case,path,series\nD001,dicom,10;99\n")
     with pytest.raises(InputError, match="case D001"):
         init_study(tmp_path / "bad.csv", ["a"], ["unaided"], tmp_path / "S2", breast_region=False)
+
+
+def test_submit_saves_a_mask_that_differs_from_the_last_version_even_without_edit_events(exams, tmp_path):
+    study = make_study(exams, tmp_path / "S", readers=("a",), arms=("unaided",))
+    s = ReaderSession.open_study(study, "a")
+    v = s.open()
+    a = sitk.GetArrayFromImage(v.starting_mask())
+    a.reshape(-1)[:5] = 1
+    m = sitk.GetImageFromArray(a); m.CopyInformation(v.starting_mask())
+    s.save(m)
+    s.submit(m)  # the same mask: no second version
+    assert [p.name for _, p in iter_versions(v.folder)] == ["v0001.nii.gz"]
+    v = s.next()
+    s.save(v.starting_mask())
+    b = sitk.GetArrayFromImage(v.starting_mask())
+    b.reshape(-1)[:5] = 1
+    m = sitk.GetImageFromArray(b); m.CopyInformation(v.starting_mask())
+    s.submit(m)  # changed, though no edit was reported: saved first, then submitted
+    assert len(list(iter_versions(v.folder))) == 2
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(v.folder / "submitted.nii.gz"))).sum() == 5
+    s.end()

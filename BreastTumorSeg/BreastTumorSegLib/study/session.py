@@ -420,7 +420,7 @@ class ReaderSession:
         view = self._require_open()
         if view.locked:
             raise SubmittedError(f"{view.folder}: case {view.index + 1} was submitted already")
-        if mask is not None and (self._dirty or not any(True for _ in iter_versions(view.folder))):
+        if mask is not None and self._differs_from_latest(mask, view):
             self.save(mask, reason="submit")
         else:
             self._commit_times()
@@ -474,6 +474,17 @@ class ReaderSession:
         out.SetSpacing(view.grid.spacing)
         out.SetDirection(view.grid.direction)
         return out
+
+    def _differs_from_latest(self, mask, view: CaseView) -> bool:
+        """Whether *mask* must be saved: changed since the last save, or never saved at all."""
+        if self._dirty:
+            return True
+        versions = list(iter_versions(view.folder))
+        if not versions:
+            return True
+        img = self._check_mask(mask, view)
+        latest = read_mask(versions[-1][1], "saved mask")
+        return not (sitk.GetArrayViewFromImage(img) == sitk.GetArrayViewFromImage(latest)).all()
 
     def _starting_mask(self, label: str, arm: str, folder: Path, grid: Grid) -> sitk.Image:
         st = self._state["items"][item_key(label, arm)]
