@@ -124,6 +124,60 @@ def build_nnunet(root: Path, steps: int = 20) -> Path:
     return out
 
 
+# A tiny MONAI bundle in the model zoo's layout; its "run" loops over the datalist without ignite.
+MONAI_INFERENCE = {
+    "imports": ["$import glob", "$import torch"],
+    "bundle_root": ".",
+    "output_dir": "$@bundle_root + '/eval'",
+    "dataset_dir": "/data",
+    "datalist": "$list(sorted(glob.glob(@dataset_dir + '/*_0000.nii.gz')))",
+    "device": "$torch.device('cpu')",
+    "network_def": {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
+                    "channels": [4, 8], "strides": [2], "num_res_units": 0},
+    "network": "$@network_def.to(@device)",
+    "preprocessing": {"_target_": "Compose", "transforms": [
+        {"_target_": "LoadImaged", "keys": "image", "image_only": True},
+        {"_target_": "EnsureChannelFirstd", "keys": "image"},
+        {"_target_": "NormalizeIntensityd", "keys": "image", "nonzero": True},
+        {"_target_": "EnsureTyped", "keys": "image"}]},
+    "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [32, 32, 32], "sw_batch_size": 1, "overlap": 0.25},
+    "postprocessing": {"_target_": "Compose", "transforms": [
+        {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+        {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+        {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_postfix": "seg",
+         "separate_folder": False, "resample": False, "output_dtype": "$torch.uint8", "print_log": False}]},
+    "load_weights": "$@network.load_state_dict(torch.load(@bundle_root + '/models/model.pt', weights_only=True))",
+    "run": ["$@load_weights", "$@network.eval()",
+            "$[@postprocessing(dict(d, pred=@inferer(d['image'][None].to(@device), @network)[0])) "
+            "for d in [@preprocessing({'image': f}) for f in @datalist]]"],
+}
+
+
+def build_monai_bundle(root: Path) -> Path:
+    """A bundle with a randomly initialised (seeded) 3D U-Net: configs/metadata.json,
+    configs/inference.json, models/model.pt (state dict)."""
+    import torch
+    from monai.networks.nets import UNet
+
+    bundle = Path(root) / "tiny_dce_bundle"
+    (bundle / "configs").mkdir(parents=True, exist_ok=True)
+    (bundle / "models").mkdir(exist_ok=True)
+    metadata = {"version": "0.1.0", "name": "tiny DCE test bundle", "monai_version": "1.6.1",
+                "network_data_format": {
+                    "inputs": {"image": {"type": "image", "format": "magnitude", "num_channels": 1,
+                                         "spatial_shape": [32, 32, 32], "dtype": "float32", "value_range": [],
+                                         "is_patch_data": True, "channel_def": {"0": "DCE first post-contrast"}}},
+                    "outputs": {"pred": {"type": "image", "format": "segmentation", "num_channels": 2,
+                                         "spatial_shape": [32, 32, 32], "dtype": "float32", "value_range": [0, 1],
+                                         "is_patch_data": True, "channel_def": {"0": "background", "1": "tumor"}}}}}
+    (bundle / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    (bundle / "configs" / "inference.json").write_text(json.dumps(MONAI_INFERENCE, indent=1))
+    torch.manual_seed(0)
+    net = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,), num_res_units=0)
+    torch.save(net.state_dict(), bundle / "models" / "model.pt")
+    return bundle
+
+
 if __name__ == "__main__":
     kind, where = sys.argv[1], Path(sys.argv[2])
     if kind == "nnunet":
