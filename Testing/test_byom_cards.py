@@ -39,9 +39,12 @@ def _fake_nnunet(root, channels=1):
 def test_channel_mappings(tmp_path):
     exam = _exam()
     m = resolve_mapping(1, tmp_path)
-    assert m.sources == ["phase1"] and "mama-mia" in m.origin
+    assert m.sources == ["phase1"] and "mama-mia" in m.origin and m.intensity == "zscore-all-phases"
+    z = sitk.GetArrayFromImage(channel_images(exam, m)[0])
+    assert np.allclose(z, (20.0 - 20.0) / np.std([10.0, 20.0, 30.0]))  # z-scored over all phases
+    assert resolve_mapping(1, tmp_path, "phase1").intensity == "as-is"
     imgs = channel_images(exam, resolve_mapping(3, tmp_path, "phase0,sub1,sub2"))
-    assert [float(sitk.GetArrayViewFromImage(i).mean()) for i in imgs] == [10.0, 10.0, 20.0]
+    assert [float(sitk.GetArrayFromImage(i).mean()) for i in imgs] == [10.0, 10.0, 20.0]
     assert imgs[0].GetSpacing() == exam.reference.GetSpacing() and imgs[0].GetOrigin() == exam.reference.GetOrigin()
     (tmp_path / "breasttumorseg.json").write_text(json.dumps({"channels": ["sub1", "phase1"],
                                                               "intensity": "zscore-all-phases"}))
@@ -77,3 +80,23 @@ def test_registered_folder_is_listed_with_its_licence(tmp_path, monkeypatch, cap
     assert main(["models", "add", str(two), "--name", "two", "--license", "x", "--trained-on", "y"]) == 2
     err = capsys.readouterr().err
     assert "takes 2 input channels" in err and "breasttumorseg.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_raw_switches_off_registration_gating_and_lesion_filtering(tmp_path, capsys):
+    """`--raw` for one of our own models: the label is p >= the card's threshold, everywhere, every component kept."""
+    from BreastTumorSegLib.models.registry import model_card as card_of
+    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+
+    write_phantom(make_phantom(3, shape_mm=(60, 45, 30), spacing=3.0, n_phases=3), tmp_path / "case")
+    assert main(["segment", str(tmp_path / "case"), "--output", str(tmp_path / "out"), "--model", "unet-demo",
+                 "--raw", "--quiet"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    summary = json.loads(next(out.glob("*.json")).read_text())
+    assert summary["settings"]["raw"] is True and summary["settings"]["registered"] is False
+    assert summary["registration_qa"] == [] and "raw" in summary["breast_mask_qa"]["used"]
+    prob = sitk.GetArrayFromImage(sitk.ReadImage(str(next(out.glob("*_prob.nii.gz")))))
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(next(out.glob("*_seg.nii.gz")))))
+    threshold = card_of("unet-demo")["postprocess"]["threshold"]
+    np.testing.assert_array_equal(label, (prob >= threshold).astype(np.uint8))
+    assert sum(les["voxels"] for les in summary["lesions"]) == int(label.sum())

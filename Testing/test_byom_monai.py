@@ -51,7 +51,7 @@ def test_monai_bundle_gives_the_bundles_own_label_map(bundle_case, tmp_path, mon
                           "--trained-on", "nothing (random weights)")
     assert code == 0 and "monai" in out, err
     code, _, err = _run(capsys, "segment", exam, "--output", tmp_path / "out", "--model", "tiny-monai", "--raw",
-                        "--device", "cpu", "--quiet")
+                        "--channels", "phase1", "--device", "cpu", "--quiet")
     assert code == 0, err
     ours = sitk.ReadImage(str(tmp_path / "out" / f"{exam.name}_seg.nii.gz"))
     theirs = sitk.ReadImage(str(direct))

@@ -83,6 +83,8 @@ def _run(capsys, *argv):
 
 def test_registered_nnunet_folder_gives_nnunets_own_label_map(nnunet_model, home, tmp_path, capsys):
     model, exam, direct = nnunet_model
+    # `--channels phase1` gives nnU-Net the first post-contrast phase as stored, i.e. the same input
+    # as the file nnU-Net reads directly (the default MAMA-MIA preset would z-score it over all phases first)
     code, out, err = _run(capsys, "models", "add", model.parent, "--name", "tiny-nnunet", "--license", "CC0-1.0",
                           "--trained-on", "three DCE phantoms")
     assert code == 0, err
@@ -91,7 +93,7 @@ def test_registered_nnunet_folder_gives_nnunets_own_label_map(nnunet_model, home
     assert "tiny-nnunet" in out and "licence: CC0-1.0" in out and "three DCE phantoms" in out
 
     code, out, err = _run(capsys, "segment", exam, "--output", tmp_path / "out", "--model", f"nnunet:{model}",
-                          "--raw", "--no-mirroring", "--device", "cpu", "--quiet")
+                          "--raw", "--channels", "phase1", "--no-mirroring", "--device", "cpu", "--quiet")
     assert code == 0, err
     ours = sitk.ReadImage(str(tmp_path / "out" / f"{exam.name}_seg.nii.gz"))
     theirs = sitk.ReadImage(str(direct))
@@ -111,8 +113,8 @@ def test_trusted_folder_through_the_full_pipeline(nnunet_model, home, tmp_path, 
     """Without --raw our breast gating and size filter apply to nnU-Net's answer: they only remove."""
     model, exam, direct = nnunet_model
     code, out, err = _run(capsys, "segment", exam, "--output", tmp_path / "out", "--model", f"nnunet:{model}",
-                          "--trust-pickle", "--folds", "0", "--no-mirroring", "--no-register", "--device", "cpu",
-                          "--quiet")
+                          "--trust-pickle", "--folds", "0", "--channels", "phase1", "--no-mirroring", "--no-register",
+                          "--device", "cpu", "--quiet")
     assert code == 0, err
     ours = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / f"{exam.name}_seg.nii.gz")))
     theirs = sitk.GetArrayFromImage(sitk.ReadImage(str(direct)))

@@ -4,7 +4,7 @@ A mapping is a list of sources, one per channel: ``phaseK`` (phase K as acquired
 pre-contrast phase, 1 the first post-contrast) or ``subK`` (phase K minus the pre-contrast
 phase). It comes from ``--channels`` (``phase1`` or ``sub1,phase1`` or a preset name), else from
 the sidecar ``breasttumorseg.json`` next to (or inside) the model folder, else from a preset for a
-one-channel model. The sidecar may also say which intensity preprocessing the model expects
+one-channel model (``--channels`` alone keeps the images as they are). The sidecar may also say which intensity preprocessing the model expects
 before its own (``"intensity": "as-is"`` or ``"zscore-all-phases"``) and which of the model's
 labels are tumor (``"tumor_labels"``, default every foreground label).
 """
@@ -24,10 +24,13 @@ from ...core.exam import DCEExam
 SIDECAR_NAME = "breasttumorseg.json"
 
 # Named mappings. MAMA-MIA: the challenge's nnU-Net baseline takes one channel, the first
-# post-contrast phase (their sample code copies <case>_0001 to channel _0000).
+# post-contrast phase (their sample code copies <case>_0001 to channel _0000); its maintainers
+# recommend z-scoring with the mean and standard deviation of all phases first (nnU-Net then
+# applies its own per-case z-score and resamples to its plans' 1 mm spacing itself).
 PRESETS: dict[str, dict] = {
-    "mama-mia": {"channels": ["phase1"], "intensity": "as-is",
-                 "description": "MAMA-MIA nnU-Net baseline: channel 0 = first post-contrast phase"},
+    "mama-mia": {"channels": ["phase1"], "intensity": "zscore-all-phases",
+                 "description": "MAMA-MIA nnU-Net baseline: channel 0 = first post-contrast phase, "
+                                "z-scored over all phases"},
     "subtraction": {"channels": ["sub1"], "intensity": "as-is",
                     "description": "channel 0 = first post-contrast minus pre-contrast"},
 }
@@ -100,7 +103,8 @@ def resolve_mapping(n_channels: int, model_path: Path, channels: str | None = No
     elif "channels" in base:
         sources, origin = parse_sources(base["channels"], where), (f"preset {preset}" if preset and "channels" not in sidecar else where)
     elif n_channels == 1:
-        sources, origin = list(PRESETS[DEFAULT_ONE_CHANNEL_PRESET]["channels"]), f"preset {DEFAULT_ONE_CHANNEL_PRESET} (default for one channel)"
+        base = {**PRESETS[DEFAULT_ONE_CHANNEL_PRESET], **base}
+        sources, origin = list(base["channels"]), f"preset {DEFAULT_ONE_CHANNEL_PRESET} (default for one channel)"
     else:
         raise InputError(f"the model takes {n_channels} input channels and no mapping from DCE phases is given",
                          str(model_path), f"write {SIDECAR_NAME} next to the model, e.g. "
