@@ -100,3 +100,18 @@ def test_raw_switches_off_registration_gating_and_lesion_filtering(tmp_path, cap
     threshold = card_of("unet-demo")["postprocess"]["threshold"]
     np.testing.assert_array_equal(label, (prob >= threshold).astype(np.uint8))
     assert sum(les["voxels"] for les in summary["lesions"]) == int(label.sum())
+
+
+def test_missing_foreign_package_is_one_line(tmp_path, monkeypatch, capsys):
+    """Without the nnunet extra an nnU-Net model is refused before the exam is read, naming the extra."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nnunetv2" else real(name, *a))
+    model = _fake_nnunet(tmp_path / "results")
+    (tmp_path / "exam").mkdir()  # never read: the model is refused first
+    code = main(["segment", str(tmp_path / "exam"), "--output", str(tmp_path / "out"),
+                 "--model", f"nnunet:{model}", "--trust-pickle"])
+    err = capsys.readouterr().err
+    assert code == 2 and "nnunetv2 is not installed" in err and '.[nnunet]' in err
+    assert len(err.strip().splitlines()) == 1

@@ -101,7 +101,7 @@ def check_engine_options(args) -> None:
     for name in args.model.split("+"):
         model_card(name, dirs)  # unknown names refused now
         if is_foreign(name, dirs):  # nnU-Net folder / MONAI bundle: folder, pins, channel mapping (cheap, no weights)
-            get_segmenter(name, dirs, model_options(args))
+            get_segmenter(name, dirs, model_options(args)).check_installed()
             foreign = True
     if model_options(args) and not foreign:
         raise InputError(f"--channels, --folds, --no-mirroring and --trust-pickle apply to nnU-Net and MONAI models, "

@@ -29,7 +29,7 @@ from ...core.errors import InputError, ModelError
 from ...core.exam import DCEExam
 from ...core.progress import Reporter
 from .channels import channel_images, resolve_mapping
-from .trust import read_pinned, refuse_untrusted
+from .trust import read_pinned, refuse_untrusted, require_package
 
 METADATA = "configs/metadata.json"
 INFERENCE = "configs/inference.json"
@@ -88,6 +88,10 @@ class MonaiBundleSegmenter:
         except json.JSONDecodeError as exc:
             raise ModelError(f"{self.root / rel}: not valid JSON ({exc}). Fix: use the bundle's original files") from None
 
+    def check_installed(self) -> None:
+        require_package("monai", "monai")
+        require_package("nibabel", "monai")  # MONAI reads the channel files through nibabel
+
     def _network(self, parser, dev):
         import torch
 
@@ -107,6 +111,7 @@ class MonaiBundleSegmenter:
 
     def predict_with_label(self, exam: DCEExam, breast_mask: sitk.Image | None, reporter: Reporter,
                            device: str = "auto", **options) -> tuple[sitk.Image, sitk.Image]:
+        self.check_installed()
         import torch
         from monai.bundle import ConfigParser
 

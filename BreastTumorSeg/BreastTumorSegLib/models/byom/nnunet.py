@@ -25,7 +25,7 @@ from ...core.errors import InputError, ModelError
 from ...core.exam import DCEExam
 from ...core.progress import Reporter
 from .channels import channel_images, resolve_mapping
-from .trust import load_pickle_bytes, read_pinned, refuse_untrusted
+from .trust import load_pickle_bytes, read_pinned, refuse_untrusted, require_package
 
 CHECKPOINT = "checkpoint_final.pth"
 _READERS = ("SimpleITKIO",)  # image readers whose arrays are SimpleITK's (z, y, x) order
@@ -121,8 +121,12 @@ class NnUNetSegmenter:
             raise ModelError(f"{self.root / rel}: not valid JSON ({exc}). Fix: use the model's original files") from None
 
     # ------------------------------------------------------------------------------- loading
+    def check_installed(self) -> None:
+        require_package("nnunetv2", "nnunet")
+
     def _build(self, device):
         """nnU-Net's predictor with the network built from the plans and the checked weights."""
+        self.check_installed()
         with contextlib.redirect_stdout(sys.stderr):  # nnU-Net prints on import and set-up
             from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
             from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name

@@ -27,6 +27,16 @@ def user_models_dir() -> Path:
     return base / "models"
 
 
+def require_package(module: str, extra: str) -> None:
+    """A one-line error naming the extra to install when *module* (nnunetv2, monai) is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ModelError(f"{module} is not installed, and this model needs it. Fix: "
+                         f"pip install -e \".[{extra}]\" together with your torch version, e.g. "
+                         f"pip install -e \".[{extra}]\" \"torch==<your torch version>\" (see README, Bring your own model)")
+
+
 def refuse_untrusted(path: Path, kind: str) -> ModelError:
     return ModelError(
         f"{path}: refusing to load {kind} checkpoints that are not registered: they are Python pickles, and "
