@@ -178,6 +178,32 @@ def build_monai_bundle(root: Path) -> Path:
     return bundle
 
 
+def cached_nnunet() -> Path:
+    """The tiny nnU-Net model folder, built once per version of this file and of nnU-Net in the
+    temp folder (in a child process, see the module docstring), then reused."""
+    import hashlib
+    import subprocess
+    import tempfile
+    from importlib.metadata import version
+
+    key = hashlib.sha256(Path(__file__).read_bytes() + version("nnunetv2").encode()).hexdigest()[:12]
+    cache = Path(tempfile.gettempdir()) / f"breasttumorseg-test-nnunet-{key}"
+    done = cache / "model_folder.txt"
+    if not done.is_file():
+        stage = Path(tempfile.mkdtemp(prefix=cache.name + "-staging-"))
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        run = subprocess.run([sys.executable, __file__, "nnunet", str(stage)], capture_output=True, text=True,
+                             env=env, timeout=1800)
+        if run.returncode != 0:
+            raise RuntimeError(f"building the tiny nnU-Net model failed:\n{run.stderr[-3000:]}")
+        (stage / "model_folder.txt").write_text(str(Path(run.stdout.strip().splitlines()[-1]).relative_to(stage)))
+        try:
+            os.replace(stage, cache)
+        except OSError:  # built by another run meanwhile
+            shutil.rmtree(stage, ignore_errors=True)
+    return cache / done.read_text().strip()
+
+
 if __name__ == "__main__":
     kind, where = sys.argv[1], Path(sys.argv[2])
     if kind == "nnunet":

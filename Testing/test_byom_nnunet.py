@@ -5,13 +5,9 @@ pins (a changed byte is refused), unregistered pickles refused, wrong channel ma
 Needs the ``nnunet`` extra (the ``test`` extra pulls it, so CI runs these). The tiny model is
 built once (about a minute on one core) and cached in the temp folder, keyed by the builder's source.
 """
-import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,29 +21,7 @@ from BreastTumorSegLib.cli import main  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from byom_fixtures import TEST_SEED, phantom_case  # noqa: E402
-
-
-def _cached_model() -> Path:
-    import nnunetv2
-    from importlib.metadata import version
-
-    key = hashlib.sha256((HERE / "byom_fixtures.py").read_bytes() + version("nnunetv2").encode()).hexdigest()[:12]
-    cache = Path(tempfile.gettempdir()) / f"breasttumorseg-test-nnunet-{key}"
-    done = cache / "model_folder.txt"
-    if not done.is_file():
-        stage = Path(tempfile.mkdtemp(prefix=cache.name + "-staging-"))
-        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-        run = subprocess.run([sys.executable, str(HERE / "byom_fixtures.py"), "nnunet", str(stage)],
-                             capture_output=True, text=True, env=env, timeout=900)
-        assert run.returncode == 0, run.stderr[-3000:]
-        folder = Path(run.stdout.strip().splitlines()[-1]).relative_to(stage)
-        (stage / "model_folder.txt").write_text(str(folder))
-        try:
-            os.replace(stage, cache)
-        except OSError:  # another run built it meanwhile
-            shutil.rmtree(stage, ignore_errors=True)
-    return cache / done.read_text().strip()
+from byom_fixtures import TEST_SEED, cached_nnunet, phantom_case  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +32,7 @@ def nnunet_model(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("nnunet")
     model = root / "Dataset987_TinyDCE" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
-    shutil.copytree(_cached_model(), model)
+    shutil.copytree(cached_nnunet(), model)
     exam = phantom_case(TEST_SEED, root / "exam")
     direct = root / "direct"
     direct.mkdir()
