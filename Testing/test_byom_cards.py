@@ -72,6 +72,11 @@ def test_registered_folder_is_listed_with_its_licence(tmp_path, monkeypatch, cap
     assert "mamamia-like" in out and "licence: CC BY-NC 4.0" in out and "trained on: MAMA-MIA" in out
     assert "mamamia-like" in [s.name for s in model_summaries()] and is_foreign("mamamia-like")
     assert "Licence:</i> CC BY-NC 4.0" in model_card_html(model_card("mamamia-like"))
+    # by path, the results folder, its dataset folder and the model folder all find the registered card
+    from BreastTumorSegLib.models.registry import get_segmenter
+    for where in ("results", "results/Dataset105_full_image",
+                  "results/Dataset105_full_image/nnUNetTrainer__nnUNetPlans__3d_fullres"):
+        assert get_segmenter(f"nnunet:{tmp_path / where}").model_id.startswith("mamamia-like@")
     # a second card of that name is refused; an unregistered two-channel folder needs a mapping
     assert main(["models", "add", str(tmp_path / "results"), "--name", "mamamia-like", "--license", "x",
                  "--trained-on", "y"]) == 2

@@ -14,7 +14,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import SimpleITK as sitk
 
-from ..core.errors import ModelError
+from ..core.errors import BreastTumorSegError, ModelError
 from ..core.exam import DCEExam
 from ..core.progress import Reporter
 from .cards import ModelSummary, iter_cards, read_card, summarize
@@ -110,7 +110,13 @@ def _foreign_entry(name: str, extra_dirs=None) -> ModelEntry:
     from .byom.trust import find_registered
 
     fmt, path = name.split(":", 1)
-    found = find_registered(Path(path), iter_cards(extra_dirs))
+    resolver = {"nnunet": "BreastTumorSegLib.models.byom.nnunet:resolve_folder",
+                "monai": "BreastTumorSegLib.models.byom.monai_bundle:resolve_bundle"}[fmt].split(":")
+    try:  # a Dataset### or results folder names the same registered model as its model folder
+        where = getattr(importlib.import_module(resolver[0]), resolver[1])(path)
+    except BreastTumorSegError:
+        where = Path(path)  # the segmenter says what is wrong with it
+    found = find_registered(where, iter_cards(extra_dirs))
     card = found[1] if found and found[1]["format"] == fmt else None
     return ModelEntry(name, f"{fmt} model {path}", _foreign_factory(fmt, path, card), None, foreign=True)
 
