@@ -1,20 +1,49 @@
-"""``breasttumorseg models``: list the installed methods with what they were trained on."""
+"""``breasttumorseg models``: list the installed methods with what they were trained on;
+``models add PATH``: register an nnU-Net v2 model folder or a MONAI bundle (SHA-256 pins)."""
 from __future__ import annotations
 
 import json
 
+from ..core.errors import InputError
+
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list installed models and their cards")
+    p = sub.add_parser("models", help="list installed models and their cards; `models add PATH` registers your own",
+                       description="List the installed models, or register an nnU-Net v2 model folder or MONAI "
+                                   "bundle: `breasttumorseg models add PATH --name NAME --license L --trained-on D` "
+                                   "pins the SHA-256 of its files in a card in the user's models folder "
+                                   "($BREASTTUMORSEG_HOME/models, default ~/.config/breasttumorseg/models).")
+    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
+    p.add_argument("path", nargs="?", default=None, help="with add: the nnU-Net model folder or MONAI bundle")
     p.add_argument("--models-dir", default=None, help="extra folder with model cards")
     p.add_argument("--json", action="store_true", help="print the full model cards as JSON")
+    p.add_argument("--name", default=None, help="with add: the name to use with --model")
+    p.add_argument("--license", default=None, help="with add: the weights' licence (e.g. 'CC BY-NC 4.0')")
+    p.add_argument("--trained-on", default=None, help="with add: the data the model was trained on")
+    p.add_argument("--description", default=None, help="with add: one line shown in lists")
+    p.add_argument("--overwrite", action="store_true", help="with add: replace your earlier card of that name")
     p.set_defaults(func=run)
+
+
+def add(args) -> int:
+    from ..models.byom.register import register_model
+
+    if not args.path:
+        raise InputError("`models add` needs the model folder", "PATH", "write `breasttumorseg models add FOLDER --name NAME ...`")
+    card_path = register_model(args.path, args.name, args.license, args.trained_on, args.description,
+                               overwrite=args.overwrite)
+    card = json.loads(card_path.read_text())
+    print(f"registered {card['name']} ({card['format']}, {len(card['sha256'])} files pinned) in {card_path}")
+    print(f"use it with --model {card['name']}; channels: {', '.join(card['channels']['channels'])}")
+    return 0
 
 
 def run(args) -> int:
     from ..models.breast_model import BREAST_TASK
     from ..models.registry import iter_cards, model_card, model_summaries
 
+    if args.action == "add":
+        return add(args)
     extra = [args.models_dir] if args.models_dir else None
     summaries = sorted(model_summaries(extra), key=lambda s: s.name)
     if args.json:
@@ -31,6 +60,12 @@ def run(args) -> int:
         facts = [f"trained on: {s.trained_on or 'not stated on its card'}"]
         if s.default_threshold is not None:
             facts.append(f"default threshold {s.default_threshold:.2f}")
+        if s.card_path is not None:
+            card = model_card(s.name, extra)
+            if card.get("license"):
+                facts.append(f"licence: {card['license']}")
+            if card.get("format"):
+                facts.append(f"{card['format']} model at {card['path']}")
         if s.needs_torch:
             facts.append("needs PyTorch")
         print(f"{'':<{width}}  " + "; ".join(facts))

@@ -44,6 +44,18 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="gate lesions with this learned whole-breast model (e.g. breastmask-demo) instead of "
                         "the classical breast mask")
     p.add_argument("--no-register", action="store_true", help="skip motion correction (phases already aligned)")
+    p.add_argument("--raw", action="store_true",
+                   help="the model's own answer on the input as given: no motion correction, no breast gating, "
+                        "no lesion post-processing")
+    byom = p.add_argument_group("your own models (--model nnunet:FOLDER, monai:BUNDLE, or a name from `models add`)")
+    byom.add_argument("--channels", default=None, metavar="SOURCES",
+                      help="DCE image per model input channel: phaseK or subK (phase K minus pre-contrast), "
+                           "comma-separated, or a preset (mama-mia = phase1); default: the model's "
+                           "breasttumorseg.json, else mama-mia for a one-channel model")
+    byom.add_argument("--folds", default=None, help="nnU-Net folds to use, e.g. 0,1 (default: all it has)")
+    byom.add_argument("--no-mirroring", action="store_true", help="nnU-Net: no mirroring test-time augmentation")
+    byom.add_argument("--trust-pickle", action="store_true",
+                      help="load an unregistered nnU-Net/MONAI checkpoint (a pickle, which can run code) anyway")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in the output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -82,18 +94,35 @@ def check_engine_options(args) -> None:
         check_input_path(args.models_dir, "--models-dir", kind="dir")
     from ..models.registry import model_card  # no PyTorch: only the cards are read
 
+    from ..models.registry import get_segmenter, is_foreign
+
+    dirs = [args.models_dir] if args.models_dir else None
+    foreign = False
     for name in args.model.split("+"):
-        model_card(name, [args.models_dir] if args.models_dir else None)  # unknown names refused now
+        model_card(name, dirs)  # unknown names refused now
+        if is_foreign(name, dirs):  # nnU-Net folder / MONAI bundle: folder, pins, channel mapping (cheap, no weights)
+            get_segmenter(name, dirs, model_options(args)).check_installed()
+            foreign = True
+    if model_options(args) and not foreign:
+        raise InputError(f"--channels, --folds, --no-mirroring and --trust-pickle apply to nnU-Net and MONAI models, "
+                         f"not to {args.model}", "--model", "drop them, or use --model nnunet:FOLDER / monai:BUNDLE")
     seeded = getattr(args, "seed_lps", None) is not None or getattr(args, "seed_ras", None) is not None
     if seeded and "ftv" not in args.model.split("+"):
         raise InputError(f"a seed point only guides --model ftv, not {args.model}", "--seed-ras/--seed-lps",
                          "add --model ftv, or drop the seed point")
 
 
+def model_options(args) -> dict:
+    """Options for foreign models (nnU-Net folders, MONAI bundles); only those the user set."""
+    opts = {"trust_pickle": args.trust_pickle or None, "folds": args.folds, "channels": args.channels,
+            "mirroring": False if args.no_mirroring else None}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
 def engine_kwargs(args) -> dict:
     kw = dict(model=args.model, device=args.device, threshold=args.threshold, mode=args.mode,
               min_lesion_ml=args.min_lesion_ml, register=not args.no_register, models_dir=args.models_dir,
-              breast_model=args.breast_model)
+              breast_model=args.breast_model, raw=args.raw, model_options=model_options(args))
     seed = getattr(args, "seed_lps", None)
     if getattr(args, "seed_ras", None) is not None:
         if seed is not None:

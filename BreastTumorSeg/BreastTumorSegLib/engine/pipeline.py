@@ -23,7 +23,7 @@ from ..core.exam import DCEExam
 from ..io.files import StagedOutputs, atomic_target, check_no_overwrite, write_image_atomic, write_json_atomic
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
-from .postprocess import PostprocessSettings, postprocess
+from .postprocess import PostprocessSettings, postprocess, raw_lesions
 from ..core.progress import Reporter
 from ..preprocess.registration import register_exam
 from ..core.results import Lesion, SegmentationResult
@@ -53,7 +53,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                  threshold: float | None = None, mode: str | None = None,
                  min_lesion_ml: float | None = None, restrict_to_breast: bool | None = None,
                  register: bool = True, progress=None, cancel=None, models_dir=None,
-                 breast_model: str | None = None, **options) -> SegmentationResult:
+                 breast_model: str | None = None, raw: bool = False, model_options: dict | None = None,
+                 **options) -> SegmentationResult:
     """Segment tumors in *exam*; see the module docstring.
 
     ``model`` is a registry name (``"unet-demo"``, ``"ftv"``, ``"a+b"`` for an ensemble) or a
@@ -71,9 +72,18 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     ``result.settings["breast_mask"]`` and ``result.breast_mask_qa`` say so. Lesion sides come
     from patient coordinates (body midline, or the one breast of a unilateral exam; the series'
     ``exam.metadata["laterality"]`` when given).
+
+    ``raw``: the model's own answer on the exam as given: no motion correction, no breast mask
+    given to the model or gating its lesions, no thresholding or size filter of ours — the label
+    map is the segmenter's own (:meth:`predict_with_label`, e.g. nnU-Net's argmax) or p ≥ the
+    threshold, and every connected component is a lesion. ``model_options`` go to foreign
+    models (``nnunet:PATH``/``monai:PATH``: folds, mirroring, channels, trust_pickle).
     """
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
-    segmenter = get_segmenter(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
+    segmenter = (get_segmenter(model, [models_dir] if models_dir else None, model_options)
+                 if isinstance(model, str) else model)
+    if raw:
+        return _segment_raw(exam, segmenter, reporter, device, threshold, options)
     if restrict_to_breast is None and options.get("seed_lps") is not None:
         restrict_to_breast = False  # the reader pointed at the lesion; the coarse mask must not cut it
     settings = _settings(segmenter, threshold, mode, min_lesion_ml, restrict_to_breast)
@@ -115,6 +125,33 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                   "breast_mask": breast_model if used == "learned" else
                   ("classical (fallback: learned mask implausible)" if learned is not None else "classical"),
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
+                  "times_assumed": bool(exam.metadata.get("times_assumed", False))},
+    )
+
+
+def _segment_raw(exam: DCEExam, segmenter: Segmenter, reporter: Reporter, device: str, threshold,
+                 options: dict) -> SegmentationResult:
+    """:func:`segment_exam` with ``raw=True``. The breast region is still found, for the lesions'
+    sides only (it neither reaches the model nor gates anything)."""
+    with reporter.stage("breast_mask"):
+        _, context = breast_region(exam.pre, laterality=exam.metadata.get("laterality") or exam.metadata.get("Laterality"))
+    with reporter.stage("predict"):
+        own = getattr(segmenter, "predict_with_label", None)
+        if own is not None:
+            prob, label = own(exam, None, reporter, device=device, **options)
+        else:
+            prob = segmenter.predict(exam, None, reporter, device=device, **options)
+            level = threshold if threshold is not None else (segmenter.card.get("postprocess") or {}).get("threshold", 0.5)
+            label = sitk.Cast(prob >= float(level), sitk.sitkUInt8)
+    with reporter.stage("postprocess"):
+        lesions = raw_lesions(label, prob, context["layout"])
+    return SegmentationResult(
+        case_id=exam.case_id, label=sitk.Cast(label > 0, sitk.sitkUInt8), probability=prob, lesions=lesions,
+        model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=None, registration_qa=[],
+        breast_mask_qa={"used": "none (--raw)"}, subtraction=sitk.Subtract(exam.phases[1], exam.phases[0]),
+        settings={"raw": True, "postprocess": "none (--raw): the model's own label map", "device": device,
+                  "registered": False, "breast_mask": "none (--raw)", "n_phases": exam.n_phases,
+                  "times_min": [round(float(t), 3) for t in exam.effective_times()],
                   "times_assumed": bool(exam.metadata.get("times_assumed", False))},
     )
 

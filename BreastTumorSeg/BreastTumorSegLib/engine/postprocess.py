@@ -108,6 +108,14 @@ def postprocess(prob: sitk.Image, settings: PostprocessSettings | None = None,
     return label, lesions
 
 
+def raw_lesions(label: sitk.Image, prob: sitk.Image | None = None, layout: dict | None = None) -> list[Lesion]:
+    """Every connected component of *label* as a lesion (largest first), nothing dropped: the
+    lesion table of a model's own label map (``--raw``)."""
+    cc = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.Cast(label > 0, sitk.sitkUInt8), True), sortByObjectSize=True)
+    layout = layout or {}
+    return lesion_table(cc, prob, layout.get("midline_x"), layout.get("unilateral_side"))
+
+
 def lesion_table(components: sitk.Image, prob: sitk.Image | None = None,
                  midline: float | None = None, side: str | None = None) -> list[Lesion]:
     """One :class:`Lesion` per label of *components* (labels 1..N); *side* (unilateral exam)

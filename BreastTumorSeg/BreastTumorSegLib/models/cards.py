@@ -30,12 +30,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def model_dirs(extra: list[str | os.PathLike] | None = None) -> list[Path]:
-    """Folders searched for model cards, in order: *extra*, ``BREASTTUMORSEG_MODELS``, the bundled one."""
+    """Folders searched for model cards, in order: *extra*, ``BREASTTUMORSEG_MODELS``, the user's
+    registered models (``breasttumorseg models add``), the bundled one."""
+    from .byom.trust import user_models_dir
+
     dirs = [Path(p) for p in (extra or [])]
     env = os.environ.get("BREASTTUMORSEG_MODELS")
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    dirs.append(BUNDLED_MODELS_DIR)
+    dirs += [user_models_dir(), BUNDLED_MODELS_DIR]
     return dirs
 
 
@@ -44,7 +47,9 @@ def read_card(card_path: Path) -> dict:
         card = json.loads(Path(card_path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"{card_path}: cannot read model card ({exc})") from None
-    for key in ("name", "architecture", "weights", "sha256"):
+    # a registered foreign model (nnU-Net folder, MONAI bundle) is pinned file by file
+    required = ("name", "format", "path", "sha256") if card.get("format") else ("name", "architecture", "weights", "sha256")
+    for key in required:
         if key not in card:
             raise ModelError(f"{card_path}: model card lacks the '{key}' field")
     return card

@@ -14,7 +14,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import SimpleITK as sitk
 
-from ..core.errors import ModelError
+from ..core.errors import BreastTumorSegError, ModelError
 from ..core.exam import DCEExam
 from ..core.progress import Reporter
 from .cards import ModelSummary, iter_cards, read_card, summarize
@@ -41,6 +41,7 @@ class ModelEntry:
     description: str
     factory: Callable[..., Segmenter]
     card_path: Path | None = None
+    foreign: bool = False  # an nnU-Net folder or MONAI bundle: takes the model options (folds, channels, ...)
 
 
 # Methods implemented in code: name -> ("module:Class", description)
@@ -60,6 +61,10 @@ def available_models(extra_dirs=None) -> dict[str, ModelEntry]:
         name = card["name"]
         if name in out or card.get("task", "tumor") != "tumor":
             continue  # first found wins; whole-breast models are not tumor segmenters
+        if card.get("format"):  # registered nnU-Net folder or MONAI bundle (models add)
+            out[name] = ModelEntry(name, card.get("description", ""), _foreign_factory(card["format"], card["path"], card),
+                                   card_path, foreign=True)
+            continue
         out[name] = ModelEntry(name, card.get("description", ""), _network_factory(card_path), card_path)
     for name, (target, desc) in _CODE_MODELS.items():
         out.setdefault(name, ModelEntry(name, desc, _code_factory(target)))
@@ -84,7 +89,41 @@ def _network_factory(card_path: Path):
     return factory
 
 
+# Foreign model formats, used as ``--model FORMAT:PATH``: format -> "module:Class"
+FOREIGN_MODELS = {
+    "nnunet": "BreastTumorSegLib.models.byom.nnunet:NnUNetSegmenter",
+    "monai": "BreastTumorSegLib.models.byom.monai_bundle:MonaiBundleSegmenter",
+}
+
+
+def _foreign_factory(fmt: str, path: str, card: dict | None = None):
+    def factory(**options):
+        mod_name, cls_name = FOREIGN_MODELS[fmt].split(":")
+        cls = getattr(importlib.import_module(mod_name), cls_name)
+        return cls(path, card=card, **options)
+    return factory
+
+
+def _foreign_entry(name: str, extra_dirs=None) -> ModelEntry:
+    """``nnunet:PATH`` / ``monai:PATH``: a registered card for that folder when there is one
+    (its SHA-256 pins apply), else the bare folder (needs ``trust_pickle``)."""
+    from .byom.trust import find_registered
+
+    fmt, path = name.split(":", 1)
+    resolver = {"nnunet": "BreastTumorSegLib.models.byom.nnunet:resolve_folder",
+                "monai": "BreastTumorSegLib.models.byom.monai_bundle:resolve_bundle"}[fmt].split(":")
+    try:  # a Dataset### or results folder names the same registered model as its model folder
+        where = getattr(importlib.import_module(resolver[0]), resolver[1])(path)
+    except BreastTumorSegError:
+        where = Path(path)  # the segmenter says what is wrong with it
+    found = find_registered(where, iter_cards(extra_dirs))
+    card = found[1] if found and found[1]["format"] == fmt else None
+    return ModelEntry(name, f"{fmt} model {path}", _foreign_factory(fmt, path, card), None, foreign=True)
+
+
 def _entry(name: str, extra_dirs=None) -> ModelEntry:
+    if name.split(":", 1)[0] in FOREIGN_MODELS and ":" in name:
+        return _foreign_entry(name, extra_dirs)
     models = available_models(extra_dirs)
     if name not in models:
         raise ModelError(f"unknown model '{name}'. Available: {', '.join(sorted(models)) or 'none'}. "
@@ -92,12 +131,24 @@ def _entry(name: str, extra_dirs=None) -> ModelEntry:
     return models[name]
 
 
-def get_segmenter(name: str = DEFAULT_MODEL, extra_dirs=None, **kwargs) -> Segmenter:
-    """Instantiate the named method. Ensembles are written ``name1+name2`` (probabilities averaged)."""
+def get_segmenter(name: str = DEFAULT_MODEL, extra_dirs=None, model_options: dict | None = None,
+                  **kwargs) -> Segmenter:
+    """Instantiate the named method. Ensembles are written ``name1+name2`` (probabilities averaged).
+
+    ``model_options`` go to foreign models only (nnU-Net/MONAI: ``trust_pickle``, ``folds``,
+    ``mirroring``, ``channels``)."""
     if "+" in name:
         from .network import EnsembleSegmenter
-        return EnsembleSegmenter([get_segmenter(n, extra_dirs, **kwargs) for n in name.split("+")])
-    return _entry(name, extra_dirs).factory(**kwargs)
+        return EnsembleSegmenter([get_segmenter(n, extra_dirs, model_options, **kwargs) for n in name.split("+")])
+    entry = _entry(name, extra_dirs)
+    if entry.foreign:
+        return entry.factory(**kwargs, **(model_options or {}))
+    return entry.factory(**kwargs)
+
+
+def is_foreign(name: str, extra_dirs=None) -> bool:
+    """Whether *name* is an nnU-Net folder or MONAI bundle (``nnunet:PATH``, or registered by ``models add``)."""
+    return _entry(name, extra_dirs).foreign
 
 
 def model_card(name: str, extra_dirs=None) -> dict:
@@ -129,4 +180,5 @@ def model_summaries(extra_dirs=None) -> list[ModelSummary]:
 def needs_torch(name: str, extra_dirs=None) -> bool:
     """Whether the named model (``a+b`` for an ensemble) includes a network, which needs PyTorch."""
     entries = available_models(extra_dirs)
-    return any(entries[n].card_path is not None for n in name.split("+") if n in entries)
+    return any((n in entries and entries[n].card_path is not None) or n.split(":", 1)[0] in FOREIGN_MODELS
+               for n in name.split("+"))

@@ -473,6 +473,8 @@ def model_card_html(card: dict) -> str:
     for key, title in (("intended_use", "Intended use"), ("limitations", "Limits"), ("limits", "Limits")):
         if card.get(key):
             parts.append(f"<i>{title}:</i> {escape(str(card[key]))}")
+    if card.get("license"):  # registered nnU-Net / MONAI models (models add) carry their weights' licence
+        parts.append(f"<i>Licence:</i> {escape(str(card['license']))}")
     threshold = default_threshold(card)
     if threshold is not None:
         parts.append(f"<i>Default threshold:</i> {threshold:.2f}")
