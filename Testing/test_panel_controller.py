@@ -70,28 +70,188 @@ def panel():
     p.close()
 
 
-def test_apply_runs_the_engine_with_progress_and_fills_the_result_nodes(panel, phantom):
-    nodes = panel.add_exam(phantom.exam.phases)
-    assert [n.GetName() for n in panel.param.phaseVolumes] == [n.GetName() for n in nodes]
-    assert panel.ui.phaseTable.rowCount() == phantom.exam.n_phases
-    panel.choose_model("ftv")
-    assert panel.param.model == "ftv"
-    assert panel.ui.applyButton.isEnabled() and panel.ui.applyButton.text() == "Apply"
+# ------------------------------------------------------------------------------ a result to work on
+@pytest.fixture(scope="module")
+def moving_phantom():
+    """The same kind of exam with patient motion between the phases (the panel registers by default)."""
+    from BreastTumorSegLib.training.phantom import make_phantom
 
-    panel.ui.applyButton.click()
-    assert panel.ui.applyButton.text() == "Cancel" and not panel.ui.progressBar.isHidden()
-    assert qh.process_until(lambda: not panel.controller.running, 180)
-    assert panel.host.errors == []
-    assert panel.ui.applyButton.text() == "Apply"
-    assert panel.progress and panel.progress[-1] == 100 and panel.progress == sorted(panel.progress)
+    return make_phantom(3, spacing=3.0, motion_mm=1.5, n_tumors=1, tumor_radius_mm=9.0)
 
-    seg = panel.param.outputSegmentation
+
+@pytest.fixture(scope="module")
+def done(moving_phantom):
+    """A panel with a finished ftv run on the moving phantom, plus three slice views (Red, Yellow, Green)."""
+    phantom = moving_phantom
+    p = Panel()
+    for name, orientation in (("Red", "Axial"), ("Yellow", "Sagittal"), ("Green", "Coronal")):
+        view = p.ctx.scene.AddNewNodeByClass("vtkMRMLSliceNode")
+        view.SetName(name)
+        view.SetLayoutName(name)
+        view.SetOrientation(orientation)
+    p.nodes = p.add_exam(phantom.exam.phases)
+    p.choose_model("ftv")
+    ui = p.ui
+    p.before = {"order": [n.GetName() for n in p.param.phaseVolumes], "rows": ui.phaseTable.rowCount(),
+                "model": p.param.model, "apply": (ui.applyButton.isEnabled(), ui.applyButton.text())}
+    ui.applyButton.click()
+    p.during = {"apply": ui.applyButton.text(), "progress_shown": not ui.progressBar.isHidden()}
+    assert qh.process_until(lambda: not p.controller.running, 300), "the engine did not finish"
+    yield p
+    p.close()
+
+
+def test_apply_runs_the_engine_with_progress_and_fills_the_result_nodes(done, moving_phantom):
+    assert done.before == {"order": [n.GetName() for n in done.nodes], "rows": moving_phantom.exam.n_phases,
+                           "model": "ftv", "apply": (True, "Apply")}
+    assert done.during == {"apply": "Cancel", "progress_shown": True}
+    assert done.host.errors == []
+    assert done.ui.applyButton.text() == "Apply" and done.ui.progressBar.isHidden()
+    assert done.progress and done.progress[-1] == 100 and done.progress == sorted(done.progress)
+
+    seg = done.param.outputSegmentation
     assert seg is not None and seg.GetSegmentation().GetSegment("Tumor") is not None
-    label = mb.segment_to_label(panel.ctx, seg, "Tumor", nodes[0])
+    label = mb.segment_to_label(done.ctx, seg, "Tumor", done.nodes[0])
     from BreastTumorSegLib.evaluation.metrics import dice
-    assert dice(label, phantom.tumor_mask) > 0.7
-    assert panel.param.outputLesionTable.GetNumberOfRows() >= 1
-    assert panel.ui.lesionTableView.model().rowCount() == panel.param.outputLesionTable.GetNumberOfRows()
-    assert panel.param.outputProbability is not None
-    assert "lesion(s)" in panel.ui.statusLabel.text()
-    assert panel.host.backgrounds  # the result was shown
+    assert dice(label, moving_phantom.tumor_mask) > 0.6  # ftv after motion correction; 0.93 without motion
+    assert done.param.outputLesionTable.GetNumberOfRows() >= 1
+    assert done.ui.lesionTableView.model().rowCount() == done.param.outputLesionTable.GetNumberOfRows()
+    assert done.param.outputProbability is not None
+    assert "lesion(s)" in done.ui.statusLabel.text()
+
+
+
+
+def _segment_voxels(p) -> int:
+    label = mb.segment_to_label(p.ctx, p.param.outputSegmentation, "Tumor", p.nodes[0])
+    return int(sitk.GetArrayViewFromImage(label).sum())
+
+
+def test_registered_subtraction_and_breast_mask_come_from_the_engine(done, moving_phantom):
+    """The subtraction shown is the engine's motion-corrected one (the frame the outline lives in),
+    not first post - pre of the raw phases: outside the tumor it cancels far better."""
+    ph = moving_phantom
+    shown = sitk.GetArrayFromImage(mb.volume_node_to_image(done.param.outputSubtraction))
+    raw = sitk.GetArrayFromImage(ph.exam.phases[1]) - sitk.GetArrayFromImage(ph.exam.phases[0])
+    # The engine's motion correction (seeded, deterministic) run here on the same exam.
+    from BreastTumorSegLib.preprocess.registration import register_exam
+    registered, _ = register_exam(ph.exam)
+    expected = sitk.GetArrayFromImage(registered.phases[1]) - sitk.GetArrayFromImage(registered.phases[0])
+    err_shown, err_raw = np.abs(shown - expected).mean(), np.abs(raw - expected).mean()
+    assert err_raw > 5.0  # the motion matters
+    assert err_shown < 0.05 * err_raw, (err_shown, err_raw)
+    assert done.param.outputBreastMask is not None
+    assert done.host.backgrounds[-1] is done.param.outputSubtraction  # shown beside the result
+
+
+def test_threshold_change_rethresholds_the_stored_probability_without_the_model(done):
+    prob = sitk.GetArrayFromImage(mb.volume_node_to_image(done.param.outputProbability))
+    before = _segment_voxels(done)
+    done.ui.useModelThresholdCheckBox.setChecked(False)
+    assert done.ui.thresholdSliderWidget.isEnabled()
+    # A threshold between the probabilities inside the result: fewer voxels, at once, no process.
+    inside = prob[sitk.GetArrayFromImage(mb.segment_to_label(done.ctx, done.param.outputSegmentation, "Tumor",
+                                                               done.nodes[0])) > 0]
+    level = float(np.quantile(inside, 0.5))
+    done.ui.thresholdSliderWidget.setValue(level)
+    assert qh.process_until(lambda: "thresholded again" in done.ui.statusLabel.text(), 10)
+    assert not done.controller.running
+    after = _segment_voxels(done)
+    assert 0 < after < before
+    assert after <= int((prob >= done.ui.thresholdSliderWidget.value() - 1e-6).sum())
+    assert done.param.outputLesionTable.GetNumberOfRows() == done.ui.lesionTableView.model().rowCount() >= 1
+    # Back to the model's threshold: the engine's own result again.
+    done.ui.useModelThresholdCheckBox.setChecked(True)
+    assert qh.process_until(lambda: _segment_voxels(done) == before, 10)
+
+
+def test_lesion_row_click_centres_the_slice_views_on_the_lesion(done):
+    table = done.param.outputLesionTable.GetTable()
+    ras = [table.GetColumnByName(f"Centroid {a} (mm)").GetValue(0) for a in "RAS"]
+    view = done.ui.lesionTableView
+    view.clicked.emit(view.model().index(0, 0))
+    slices = done.ctx.scene.GetNodesByClass("vtkMRMLSliceNode")
+    assert slices.GetNumberOfItems() == 3
+    for i in range(3):
+        m = slices.GetItemAsObject(i).GetSliceToRAS()
+        centre = [m.GetElement(r, 3) for r in range(3)]
+        np.testing.assert_allclose(centre, ras, atol=1e-3)
+
+
+def test_lesion_table_follows_edits_of_the_segment(done):
+    seg = done.param.outputSegmentation
+    label = mb.segment_to_label(done.ctx, seg, "Tumor", done.nodes[0])
+    arr = sitk.GetArrayFromImage(label)
+    # The reader adds a second, separate lesion (a 3x3x3 block far from the first).
+    z, y, x = (np.array(arr.shape) * [0.2, 0.2, 0.2]).astype(int)
+    assert arr[z - 1:z + 2, y - 1:y + 2, x - 1:x + 2].sum() == 0
+    arr[z - 1:z + 2, y - 1:y + 2, x - 1:x + 2] = 1
+    edited = sitk.GetImageFromArray(arr)
+    edited.CopyInformation(label)
+    rows = done.param.outputLesionTable.GetNumberOfRows()
+    mb.label_to_segmentation(done.ctx, edited, seg, reference_node=done.nodes[0])
+    assert qh.process_until(lambda: done.param.outputLesionTable.GetNumberOfRows() == rows + 1, 10)
+    volumes = [done.param.outputLesionTable.GetTable().GetColumnByName("Volume (mL)").GetValue(r)
+               for r in range(rows + 1)]
+    block_ml = 27 * np.prod(phantom_spacing(done)) / 1000
+    assert any(v == pytest.approx(block_ml, rel=1e-3) for v in volumes), volumes
+    assert "measured again" in done.ui.statusLabel.text()
+
+
+def phantom_spacing(p):
+    return p.nodes[0].GetSpacing()
+
+
+# ------------------------------------------------------------------------------ cancel, scene close, bad input
+def test_cancel_stops_the_engine_and_puts_nothing_into_the_scene(panel, phantom):
+    panel.add_exam(phantom.exam.phases)
+    panel.choose_model("ftv")
+    panel.ui.applyButton.click()
+    run = panel.controller._run
+    assert run is not None and panel.ui.applyButton.text() == "Cancel"
+    panel.ui.applyButton.click()  # Cancel
+    assert qh.process_until(lambda: not panel.controller.running, 30)
+    assert run.process.cancelled and run.process.poll().running is False
+    assert not run.workdir.exists()
+    assert panel.param.outputSegmentation is None and panel.host.errors == []
+    assert panel.ui.applyButton.text() == "Apply" and panel.ui.progressBar.isHidden()
+    assert "Cancelled" in panel.ui.statusLabel.text()
+
+
+def test_scene_closed_mid_run_stops_the_process_removes_the_temp_folder_and_resets_apply(panel, phantom):
+    panel.add_exam(phantom.exam.phases)
+    panel.choose_model("ftv")
+    panel.controller.observe_scene(panel.ctx.scene)
+    panel.ui.applyButton.click()
+    run = panel.controller._run
+    assert run is not None and run.workdir.exists()
+    pid = run.process.pid
+    panel.ctx.scene.Clear(0)  # File > Close scene: StartCloseEvent, then the nodes go
+    assert not panel.controller.running
+    assert run.process.poll().running is False
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not run.workdir.exists()
+    assert panel.controller.param is None
+    assert panel.ui.applyButton.text() == "Apply" and panel.ui.progressBar.isHidden()
+    qh.process_until(lambda: False, 0.5)  # a late timer tick must not fail on the closed scene
+    assert panel.host.errors == []
+
+
+def test_bad_input_shows_the_engines_one_line_message(panel):
+    img = sitk.Image((16, 16, 8), sitk.sitkFloat32)
+    img.SetSpacing((2.0, 2.0, 3.0))
+    arr = np.random.default_rng(0).random((8, 16, 16)).astype(np.float32) * 100
+    pre = sitk.GetImageFromArray(arr)
+    pre.CopyInformation(img)
+    flat = sitk.Image(pre) * 0 + 5.0  # a post-contrast phase whose voxels are all equal
+    panel.add_exam([pre, flat], prefix="bad")
+    panel.choose_model("ftv")
+    panel.ui.applyButton.click()
+    qh.process_until(lambda: not panel.controller.running, 120)
+    assert len(panel.host.errors) == 1
+    message = panel.host.errors[0]
+    assert "bad_0001" in message and "every voxel is 5" in message
+    assert "Traceback" not in message and len(message.splitlines()) <= 3
+    assert panel.param.outputSegmentation is None
+    assert panel.ui.applyButton.text() == "Apply"

@@ -40,6 +40,9 @@ TIME_ATTRIBUTE = "BreastTumorSeg.AcquisitionTimeMin"
 DICOM_TIME_TAGS = (("0008,0032", "AcquisitionTime"), ("0008,0033", "ContentTime"), ("0008,0031", "SeriesTime"))
 LESION_COLUMNS = ("Lesion", "Side", "Volume (mL)", "Longest diameter (mm)", "Max probability",
                   "Centroid R (mm)", "Centroid A (mm)", "Centroid S (mm)")
+# Segmentation-node attribute: the engine's post-processing settings of the result (JSON), so the
+# panel re-thresholds the stored probability map the way the engine did.
+POSTPROCESS_ATTRIBUTE = "BreastTumorSeg.Postprocess"
 COMPARISON_COLUMNS = ("Reference", "Segment", "Dice", "HD95 (mm)", "Volume result (mL)", "Volume reference (mL)")
 
 DicomValue = Callable[[str, str], str]  # (SOP instance UID, "gggg,eeee") -> value or ""
@@ -254,7 +257,8 @@ class OutputNodes:
     segmentation: object = None
     probability: object = None
     lesion_table: object = None
-    subtraction: object = None
+    subtraction: object = None  # first post - pre, motion-corrected as the result (the engine's)
+    breast_mask: object = None  # the mask that gated the lesions (re-thresholding gates with it again)
 
     def ids(self) -> dict[str, str | None]:
         return {k: (None if v is None else v.GetID()) for k, v in self.__dict__.items()}
@@ -344,7 +348,7 @@ class SegmentationLogic:
         try:
             exam_dir = self.export_exam(exam, work / "exam")
             out_dir = work / "result"
-            extra = [] if register else ["--no-register"]
+            extra = ["--reading-images"] + ([] if register else ["--no-register"])
             cmd = engine_command(exam_dir, out_dir, model, device, threshold, python, extra)
             process = EngineProcess(cmd, env=engine_environment(), cwd=str(work)).start()
         except BaseException:
@@ -375,16 +379,19 @@ class SegmentationLogic:
         from ..engine.pipeline import output_names
 
         folder = Path(folder)
-        names = output_names(case_id)
+        names = output_names(case_id, reading_images=True)
         label = read_image(folder / names["label"], "segmentation")
         prob = read_image(folder / names["probability"], "probability map")
         try:
             summary = json.loads((folder / names["summary"]).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"cannot read the engine's summary ({exc})", folder / names["summary"]) from None
+        optional = {key: read_image(folder / names[key], key) if (folder / names[key]).is_file() else None
+                    for key in ("subtraction", "breast_mask")}
         self.last_warnings = result_warnings(summary)
         return self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
-                          reference_node, outputs, exam)
+                          reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
+                          (summary.get("settings") or {}).get("postprocess"))
 
     # ------------------------------------------------------------------ results into the scene
     def import_result(self, result, reference_node, outputs: OutputNodes | None = None,
@@ -392,16 +399,20 @@ class SegmentationLogic:
         """Put a :class:`SegmentationResult` into segmentation, probability and table nodes."""
         self.last_warnings = result_warnings(result.summary())
         return self._fill(result.label, result.probability, [les.as_dict() for les in result.lesions],
-                          result.model_id, reference_node, outputs, exam)
+                          result.model_id, reference_node, outputs, exam, result.subtraction, result.breast_mask,
+                          result.settings.get("postprocess"))
 
     def _fill(self, label: sitk.Image, prob: sitk.Image, lesions: list[dict], model_id: str, reference_node,
-              outputs: OutputNodes | None, exam: DCEExam | None) -> OutputNodes:
+              outputs: OutputNodes | None, exam: DCEExam | None, subtraction: sitk.Image | None = None,
+              breast_mask: sitk.Image | None = None, postprocess: dict | None = None) -> OutputNodes:
         out = outputs or OutputNodes()
         base = reference_node.GetName()
         out.segmentation = bridge.label_to_segmentation(
             self.ctx, label, out.segmentation, f"{base} tumor segmentation", reference_node,
             terminology=bridge.tumor_terminology(_side_of(lesions)))
         out.segmentation.SetAttribute("BreastTumorSeg.ModelID", model_id)
+        if postprocess:
+            out.segmentation.SetAttribute(POSTPROCESS_ATTRIBUTE, json.dumps(postprocess))
         out.probability = bridge.image_to_volume_node(self.ctx, sitk.Cast(prob, sitk.sitkFloat32),
                                                       f"{base} tumor probability", out.probability)
         display = out.probability.GetDisplayNode()
@@ -410,9 +421,15 @@ class SegmentationLogic:
             display.SetWindowLevelMinMax(0.0, 1.0)
         out.lesion_table = bridge.fill_table(self.ctx, LESION_COLUMNS, lesion_rows(lesions),
                                              out.lesion_table, f"{base} tumor lesions")
-        if exam is not None:
-            sub = sitk.Subtract(exam.first_post, exam.pre)
-            out.subtraction = bridge.image_to_volume_node(self.ctx, sub, f"{base} subtraction", out.subtraction)
+        if subtraction is None and exam is not None:  # an engine that did not write it: unregistered
+            subtraction = sitk.Subtract(exam.first_post, exam.pre)
+        if subtraction is not None:
+            out.subtraction = bridge.image_to_volume_node(self.ctx, sitk.Cast(subtraction, sitk.sitkFloat32),
+                                                          f"{base} subtraction", out.subtraction)
+        if breast_mask is not None:
+            out.breast_mask = bridge.image_to_volume_node(self.ctx, sitk.Cast(breast_mask, sitk.sitkUInt8),
+                                                          f"{base} breast mask", out.breast_mask)
+            out.breast_mask.SetHideFromEditors(True)
         for node in (out.segmentation, out.probability, out.lesion_table, out.subtraction):
             if node is not None:
                 bridge.place_next_to(self.ctx, node, reference_node)
@@ -421,6 +438,66 @@ class SegmentationLogic:
     def show_results(self, outputs: OutputNodes, background=None) -> None:
         """Subtraction image (or *background*) in the slice views, segmentation overlaid."""
         bridge.show_in_slice_views(self.ctx, background or outputs.subtraction, outputs.segmentation)
+
+    # ------------------------------------------------------------------ working on the result
+    def _postprocess_settings(self, outputs: OutputNodes, threshold: float | None = None):
+        from ..engine.postprocess import PostprocessSettings
+
+        text = outputs.segmentation.GetAttribute(POSTPROCESS_ATTRIBUTE) if outputs.segmentation else None
+        settings = PostprocessSettings(**json.loads(text)) if text else PostprocessSettings()
+        if threshold is not None:
+            settings.threshold = float(threshold)
+        return settings
+
+    def _fill_lesions(self, outputs: OutputNodes, lesions, prob_node) -> None:
+        base = prob_node.GetName().removesuffix(" tumor probability")
+        outputs.lesion_table = bridge.fill_table(self.ctx, LESION_COLUMNS, lesion_rows([les.as_dict() for les in lesions]),
+                                                 outputs.lesion_table, f"{base} tumor lesions")
+
+    def rethreshold(self, outputs: OutputNodes, threshold: float) -> OutputNodes:
+        """Threshold the stored probability map again (no model run): segment "Tumor" and the lesion
+        table are replaced, with the engine's post-processing (mode, minimum lesion size, breast gate)."""
+        from ..engine.postprocess import postprocess
+
+        if outputs.probability is None or outputs.segmentation is None:
+            raise InputError("there is no result to re-threshold", "the panel", "press Apply first")
+        if not 0.0 < float(threshold) <= 1.0:
+            raise InputError(f"threshold {threshold} is outside (0, 1]", "threshold", "pick a value in (0, 1]")
+        prob = bridge.volume_node_to_image(outputs.probability)
+        gate = None if outputs.breast_mask is None else bridge.volume_node_to_image(outputs.breast_mask)
+        settings = self._postprocess_settings(outputs, threshold)
+        if gate is None:
+            settings.restrict_to_breast = False
+        label, lesions = postprocess(prob, settings, gate)
+        terminology = bridge.tumor_terminology(_side_of([les.as_dict() for les in lesions]))
+        bridge.label_to_segmentation(self.ctx, label, outputs.segmentation, reference_node=outputs.probability,
+                                     terminology=terminology)
+        outputs.segmentation.SetAttribute(POSTPROCESS_ATTRIBUTE, json.dumps(settings.as_dict()))
+        self._fill_lesions(outputs, lesions, outputs.probability)
+        return outputs
+
+    def lesions_from_segmentation(self, outputs: OutputNodes) -> OutputNodes:
+        """The lesion table measured again from segment "Tumor" as it is now (after edits in the
+        Segment Editor): one row per connected component, on the probability map's grid."""
+        from ..engine.postprocess import lesion_table, midline_x
+
+        prob = bridge.volume_node_to_image(outputs.probability)
+        mask = bridge.segment_to_label(self.ctx, outputs.segmentation, bridge.TUMOR_SEGMENT_ID, prob)
+        components = sitk.RelabelComponent(sitk.ConnectedComponent(mask, True), sortByObjectSize=True)
+        gate = None if outputs.breast_mask is None else bridge.volume_node_to_image(outputs.breast_mask)
+        self._fill_lesions(outputs, lesion_table(components, prob, midline_x(gate)), outputs.probability)
+        return outputs
+
+    def lesion_centroid_ras(self, outputs: OutputNodes, row: int) -> tuple[float, float, float]:
+        """Centroid (RAS, mm) of the lesion in *row* of the lesion table."""
+        table = outputs.lesion_table.GetTable()
+        return tuple(float(table.GetColumnByName(f"Centroid {axis} (mm)").GetValue(row)) for axis in "RAS")
+
+    def centre_views_on(self, ras) -> None:
+        """Every slice view of the scene centred on the point *ras* (as a click in the data probe)."""
+        nodes = self.ctx.scene.GetNodesByClass("vtkMRMLSliceNode")
+        for i in range(nodes.GetNumberOfItems()):
+            nodes.GetItemAsObject(i).JumpSliceByCentering(*map(float, ras))
 
     # ------------------------------------------------------------------ comparison
     def compare(self, seg_node, references: Sequence, segment_id: str = bridge.TUMOR_SEGMENT_ID,

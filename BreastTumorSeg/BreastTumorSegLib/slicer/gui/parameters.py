@@ -41,6 +41,7 @@ class BreastTumorSegParameterNode:
     outputProbability: vtkMRMLScalarVolumeNode
     outputLesionTable: vtkMRMLTableNode
     outputSubtraction: vtkMRMLScalarVolumeNode
+    outputBreastMask: vtkMRMLScalarVolumeNode  # the lesion gate, for re-thresholding without the model
     # Comparison with readers
     referenceSegmentations: list[vtkMRMLSegmentationNode]
     comparisonTable: vtkMRMLTableNode

@@ -10,6 +10,7 @@ while it runs. Errors are shown as one readable message (details go to the log).
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -22,7 +23,7 @@ from .install import DependencyError, ensure_dependencies
 from .qtbind import prop, wait_cursor
 from ...models.cards import default_threshold
 from ...models.registry import model_card, model_summaries, needs_torch
-from ..logic import EngineFailed, OutputNodes, Phase, SegmentationLogic, model_card_html
+from ..logic import POSTPROCESS_ATTRIBUTE, EngineFailed, OutputNodes, Phase, SegmentationLogic, model_card_html
 
 # Every widget this module uses, with the class it must have (or derive from) in the .ui file.
 # Testing/test_slicer_module.py checks this against the .ui and against the code below.
@@ -60,6 +61,8 @@ UI_WIDGETS = {
 }
 
 POLL_INTERVAL_MS = 200
+RETHRESHOLD_DELAY_MS = 150  # slider steps within this time re-threshold once
+EDIT_DELAY_MS = 300  # Segment Editor strokes within this time re-measure the lesions once
 _TIME_COLUMN = 2
 
 
@@ -109,8 +112,20 @@ class PanelController:
         self._timer = self.qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.timeout.connect(self._poll)
+        self._rethreshold_timer = self._single_shot(RETHRESHOLD_DELAY_MS, self._rethreshold)
+        self._edit_timer = self._single_shot(EDIT_DELAY_MS, self._remeasure_lesions)
+        self._watched_segmentation = None
+        self._segment_observer = None
+        self._changing_result = False
         self._setup_widgets()
         self._connect()
+
+    def _single_shot(self, ms: int, slot):
+        timer = self.qt.QTimer()
+        timer.setSingleShot(True)
+        timer.setInterval(ms)
+        timer.timeout.connect(slot)
+        return timer
 
     @property
     def running(self) -> bool:
@@ -138,6 +153,7 @@ class PanelController:
         ui.referenceSegmentationsSelector.checkedNodesChanged.connect(self.onReferencesChecked)
         ui.compareSegmentSelector.currentSegmentChanged.connect(lambda _: self._update_buttons())
         ui.phaseTable.cellChanged.connect(self.onPhaseCellChanged)
+        ui.lesionTableView.clicked.connect(self.onLesionClicked)
 
     def refresh_models(self) -> None:
         combo = self.ui.modelComboBox
@@ -160,6 +176,7 @@ class PanelController:
                 self.param.parameterNode.RemoveObserver(self._observer)
         self.param, self._gui_tag, self._observer = node, None, None
         if node is None:
+            self._watch_segmentation(None)
             return
         self._gui_tag = node.connectGui(self.ui)
         self._observer = node.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_parameters_modified)
@@ -191,6 +208,9 @@ class PanelController:
                 ui.compareSegmentSelector.setCurrentNode(p.outputSegmentation)
             self._refresh_phases()
             self._update_buttons()
+            self._watch_segmentation(p.outputSegmentation)
+            if self._run is None and self._result_threshold() not in (None, float(p.threshold)):
+                self._rethreshold_timer.start()
         finally:
             self._updating = False
 
@@ -373,7 +393,7 @@ class PanelController:
             run.cleanup()
             self._update_buttons()
             return
-        outputs = OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction)
+        outputs = self._outputs()
         try:
             outputs = self.logic.finish_background(run, outputs)
         except EngineFailed as exc:
@@ -394,6 +414,7 @@ class PanelController:
             p.outputProbability = outputs.probability
             p.outputLesionTable = outputs.lesion_table
             p.outputSubtraction = outputs.subtraction
+            p.outputBreastMask = outputs.breast_mask
         n = outputs.lesion_table.GetNumberOfRows() if outputs.lesion_table else 0
         notes = "".join(f"\nWarning: {w}" for w in getattr(self.logic, "last_warnings", []))
         self.ui.statusLabel.setText(f"Done in {time.monotonic() - self._started:.0f} s: {n} lesion(s). "
@@ -404,7 +425,8 @@ class PanelController:
     # ------------------------------------------------------------------ results
     def _outputs(self) -> OutputNodes:
         p = self.param
-        return OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction)
+        return OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction,
+                           p.outputBreastMask)
 
     def onShow(self) -> None:
         outputs = self._outputs()
@@ -419,6 +441,76 @@ class PanelController:
             return
         source = outputs.subtraction or (self._phases[1].node if len(self._phases) > 1 else None)
         self.host.open_segment_editor(outputs.segmentation, source, "Tumor")
+
+    # ------------------------------------------------------------------ working on the result
+    def _result_threshold(self) -> float | None:
+        """The threshold the segmentation in the scene was made with (None without a result)."""
+        p = self.param
+        if p is None or p.outputSegmentation is None or p.outputProbability is None:
+            return None
+        text = p.outputSegmentation.GetAttribute(POSTPROCESS_ATTRIBUTE)
+        return float(json.loads(text)["threshold"]) if text else None
+
+    def _rethreshold(self) -> None:
+        """The threshold changed: threshold the stored probability map again, without the model."""
+        p = self.param
+        if p is None or self._run is not None or self._result_threshold() in (None, float(p.threshold)):
+            return
+        self._changing_result = True
+        try:
+            outputs = self.logic.rethreshold(self._outputs(), float(p.threshold))
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("Re-thresholding the result failed.", exc)
+            return
+        finally:
+            self._changing_result = False
+        self._edit_timer.stop()
+        self.ui.lesionTableView.setMRMLTableNode(outputs.lesion_table)
+        n = outputs.lesion_table.GetNumberOfRows()
+        self.ui.statusLabel.setText(f"Threshold {float(p.threshold):.2f}: {n} lesion(s) (probability map "
+                                    "thresholded again; the model was not re-run).")
+
+    def _watch_segmentation(self, node) -> None:
+        """Observe the result segmentation so edits in the Segment Editor update the lesion table."""
+        if node is self._watched_segmentation:
+            return
+        if self._watched_segmentation is not None:
+            for tag in self._segment_observer or []:
+                self._watched_segmentation.RemoveObserver(tag)
+        self._watched_segmentation, self._segment_observer = node, []
+        if node is not None:
+            # Segment Editor strokes modify the source (binary labelmap) representation; renamed
+            # from "Master" in Slicer 5.4. The node re-invokes its segmentation's events.
+            cls = slicer.vtkSegmentation
+            source_event = getattr(cls, "SourceRepresentationModified", None) or cls.MasterRepresentationModified
+            self._segment_observer = [node.AddObserver(event, self._on_segment_edited)
+                                      for event in (source_event, cls.SegmentModified)]
+
+    def _on_segment_edited(self, caller=None, event=None) -> None:
+        if not self._changing_result and self._run is None:
+            self._edit_timer.start()
+
+    def _remeasure_lesions(self) -> None:
+        p = self.param
+        if p is None or p.outputSegmentation is None or p.outputProbability is None or self._run is not None:
+            return
+        try:
+            outputs = self.logic.lesions_from_segmentation(self._outputs())
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("Measuring the edited lesions failed.", exc)
+            return
+        self.ui.lesionTableView.setMRMLTableNode(outputs.lesion_table)
+        self.ui.statusLabel.setText(f"Segmentation edited: {outputs.lesion_table.GetNumberOfRows()} lesion(s) "
+                                    "measured again.")
+
+    def onLesionClicked(self, index) -> None:
+        """A row of the lesion table was clicked: centre every slice view on that lesion."""
+        outputs = self._outputs()
+        if outputs.lesion_table is None or index.row() < 0:
+            return
+        if index.row() >= outputs.lesion_table.GetNumberOfRows():
+            return
+        self.logic.centre_views_on(self.logic.lesion_centroid_ras(outputs, index.row()))
 
     def onCompare(self) -> None:
         ui, p = self.ui, self.param
@@ -457,6 +549,10 @@ class PanelController:
         self.ui.progressBar.setVisible(False)
         self._update_buttons()
 
+    def observe_scene(self, scene) -> None:
+        """Stop the run and unbind when *scene* starts closing (``vtkMRMLScene.StartCloseEvent``)."""
+        scene.AddObserver(scene.StartCloseEvent, lambda caller, event: self.on_scene_closing())
+
     def on_scene_closing(self) -> None:
         """The scene is about to close: a run's results would have no inputs to go with, so the run
         is stopped (process tree killed, temporary folder removed) and the panel unbound; Apply is
@@ -466,4 +562,5 @@ class PanelController:
 
     def cleanup(self) -> None:
         self._stop_run("Cancelled.")
+        self._watch_segmentation(None)
         self.setParameterNode(None)
