@@ -66,7 +66,7 @@ class BreastTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = BreastTumorSegLogic()
         self.panel = PanelController(self.ui, self.logic, qt)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.panel.observe_scene(slicer.mrmlScene)  # a run is stopped and its files removed on close
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
@@ -82,10 +82,6 @@ class BreastTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # The panel stays bound while a run is in progress, so its results still arrive.
         if self.panel is not None and not self.panel.running:
             self.panel.setParameterNode(None)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        if self.panel is not None:
-            self.panel.on_scene_closing()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:

@@ -118,6 +118,8 @@ def test_apply_runs_the_engine_with_progress_and_fills_the_result_nodes(done, mo
     assert done.ui.lesionTableView.model().rowCount() == done.param.outputLesionTable.GetNumberOfRows()
     assert done.param.outputProbability is not None
     assert "lesion(s)" in done.ui.statusLabel.text()
+    # The volumes carry no acquisition times: the engine assumed them, and the panel says so.
+    assert "Warning: Phase times were not recorded" in done.ui.statusLabel.text()
 
 
 
@@ -255,3 +257,39 @@ def test_bad_input_shows_the_engines_one_line_message(panel):
     assert "Traceback" not in message and len(message.splitlines()) <= 3
     assert panel.param.outputSegmentation is None
     assert panel.ui.applyButton.text() == "Apply"
+
+
+# ------------------------------------------------------------------------------ cheap parameter changes
+def test_parameter_changes_reuse_cached_cards_and_phase_guesses(panel, phantom, monkeypatch):
+    import BreastTumorSegLib.slicer.gui.widget as widget
+
+    calls = {"phases": 0, "cards": 0}
+    real_phases, real_card = panel.logic.phases, widget.model_card
+
+    def counting_phases(*a, **k):
+        calls["phases"] += 1
+        return real_phases(*a, **k)
+
+    def counting_card(name):
+        calls["cards"] += 1
+        return real_card(name)
+
+    monkeypatch.setattr(panel.logic, "phases", counting_phases)
+    monkeypatch.setattr(widget, "model_card", counting_card)
+    nodes = panel.add_exam(phantom.exam.phases[:2])
+    panel.choose_model("ftv")
+    panel.ui.useModelThresholdCheckBox.setChecked(False)
+    before = dict(calls)
+    for value in (0.3, 0.35, 0.4, 0.45, 0.5, 0.55):  # slider steps
+        panel.ui.thresholdSliderWidget.setValue(value)
+    panel.ui.deviceComboBox.setCurrentText("cpu")
+    assert panel.param.threshold == pytest.approx(0.55) and panel.param.device == "cpu"
+    assert calls == before  # no card re-read, no phase re-guess (no DICOM database query)
+    # Explicit events refresh: another volume checked, the model list refreshed.
+    extra = mb.image_to_volume_node(panel.ctx, phantom.exam.phases[2], "exam_0002")
+    panel.ui.phaseVolumesSelector.setCheckState(extra, qh.Qt.Checked)
+    assert calls["phases"] > before["phases"] and panel.ui.phaseTable.rowCount() == 3
+    panel.controller.refresh_models()
+    panel.controller._on_parameters_modified()
+    assert calls["cards"] == before["cards"] + 1
+    assert [n.GetName() for n in panel.param.phaseVolumes] == [n.GetName() for n in nodes] + ["exam_0002"]

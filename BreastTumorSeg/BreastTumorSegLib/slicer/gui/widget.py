@@ -117,6 +117,7 @@ class PanelController:
         self._watched_segmentation = None
         self._segment_observer = None
         self._changing_result = False
+        self.invalidate_inputs()
         self._setup_widgets()
         self._connect()
 
@@ -156,6 +157,8 @@ class PanelController:
         ui.lesionTableView.clicked.connect(self.onLesionClicked)
 
     def refresh_models(self) -> None:
+        """Fill the model list from the registry (and forget the cached model cards)."""
+        self._cards = {}
         combo = self.ui.modelComboBox
         was = self._updating
         self._updating = True
@@ -226,6 +229,7 @@ class PanelController:
         if self._updating or self.param is None:
             return
         nodes = list(self.ui.phaseVolumesSelector.checkedNodes())
+        self.invalidate_inputs()
         # Order as guessed (DICOM times, names), so the table shows pre-contrast first.
         ordered = [ph.node for ph in self.logic.phases(volume_nodes=nodes)]
         with slicer.util.NodeModify(self.param.parameterNode):
@@ -237,7 +241,22 @@ class PanelController:
             return
         self.param.referenceSegmentations = list(self.ui.referenceSegmentationsSelector.checkedNodes())
 
+    def invalidate_inputs(self) -> None:
+        """Forget the cached phase guesses (explicit events: inputs re-checked, times edited, refresh)."""
+        self._phase_key, self._phase_cache = None, []
+
     def _guessed_phases(self) -> list[Phase]:
+        """The phases as guessed, cached per selection: parameter changes (a slider step) do not
+        re-read nodes or re-query the DICOM database; a different selection is a new key."""
+        p = self.param
+        key = (p.inputType, p.inputSequence.GetID() if p.inputSequence is not None else None,
+               tuple(n.GetID() for n in p.phaseVolumes if n is not None))
+        if key != self._phase_key:
+            phases = self._guess_phases_now()
+            self._phase_key, self._phase_cache = key, phases
+        return list(self._phase_cache)
+
+    def _guess_phases_now(self) -> list[Phase]:
         p = self.param
         if p.inputType == "Sequence":
             return self.logic.phases(sequence_node=p.inputSequence) if p.inputSequence is not None else []
@@ -318,11 +337,14 @@ class PanelController:
         self.param.model = self.ui.modelComboBox.itemText(index)
 
     def _show_model_card(self) -> None:
-        try:
-            card = model_card(self.param.model)
-        except (BreastTumorSegError, ValueError) as exc:
-            self.ui.modelCardLabel.setText(str(exc))
-            return
+        name = self.param.model
+        if name not in self._cards:  # read once per model; refresh_models() forgets them
+            try:
+                self._cards[name] = model_card(name)
+            except (BreastTumorSegError, ValueError) as exc:
+                self.ui.modelCardLabel.setText(str(exc))
+                return
+        card = self._cards[name]
         self.ui.modelCardLabel.setText(model_card_html(card))
         if self.param.useModelThreshold:
             self.param.threshold = default_threshold(card, 0.5)
@@ -551,7 +573,8 @@ class PanelController:
 
     def observe_scene(self, scene) -> None:
         """Stop the run and unbind when *scene* starts closing (``vtkMRMLScene.StartCloseEvent``)."""
-        scene.AddObserver(scene.StartCloseEvent, lambda caller, event: self.on_scene_closing())
+        self._scene_observer = (scene, scene.AddObserver(scene.StartCloseEvent,
+                                                         lambda caller, event: self.on_scene_closing()))
 
     def on_scene_closing(self) -> None:
         """The scene is about to close: a run's results would have no inputs to go with, so the run
@@ -561,6 +584,10 @@ class PanelController:
         self.setParameterNode(None)
 
     def cleanup(self) -> None:
+        scene, tag = getattr(self, "_scene_observer", (None, None))
+        if scene is not None:
+            scene.RemoveObserver(tag)
+            self._scene_observer = (None, None)
         self._stop_run("Cancelled.")
         self._watch_segmentation(None)
         self.setParameterNode(None)
