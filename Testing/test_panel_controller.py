@@ -293,3 +293,33 @@ def test_parameter_changes_reuse_cached_cards_and_phase_guesses(panel, phantom, 
     panel.controller._on_parameters_modified()
     assert calls["cards"] == before["cards"] + 1
     assert [n.GetName() for n in panel.param.phaseVolumes] == [n.GetName() for n in nodes] + ["exam_0002"]
+
+
+# ------------------------------------------------------------------------------ inputs as Slicer users have them
+def test_volumes_loaded_from_files_are_handed_to_the_engine_by_path(phantom, tmp_path):
+    from BreastTumorSegLib.slicer.logic import guess_phases, source_files
+
+    ctx = mb.MRMLContext.headless()
+    paths = []
+    for i, img in enumerate(phantom.exam.phases):
+        paths.append(tmp_path / f"case_{i:04d}.nii.gz")
+        sitk.WriteImage(img, str(paths[-1]))
+    nodes = [ctx.volumes_logic.AddArchetypeVolume(str(p), p.name.split(".")[0]) for p in paths]
+    phases = guess_phases(nodes)
+    assert source_files(phases) == [p.resolve() for p in paths]
+    logic = SegmentationLogic(ctx)
+    run = logic.start_background(phases, model="ftv", device="cpu", register=False)
+    assert all(str(p.resolve()) in run.process.command for p in paths)
+    assert not (run.workdir / "exam").exists()  # nothing re-written
+    state = run.process.wait(timeout=300)
+    assert state.succeeded, "\n".join(run.process.lines[-5:])
+    outputs = logic.finish_background(run)
+    from BreastTumorSegLib.evaluation.metrics import dice
+    label = mb.segment_to_label(ctx, outputs.segmentation, "Tumor", nodes[0])
+    assert dice(label, phantom.tumor_mask) > 0.8
+    assert run.case_id == "case" and not run.workdir.exists()
+
+    # A volume changed in Slicer after loading is exported (its file no longer holds what is shown).
+    changed = sitk.Add(mb.volume_node_to_image(nodes[1]), 1.0)
+    mb.image_to_volume_node(ctx, changed, "", nodes[1])
+    assert nodes[1].GetModifiedSinceRead() and source_files(phases) is None

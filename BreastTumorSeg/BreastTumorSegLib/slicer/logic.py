@@ -174,6 +174,31 @@ def exam_from_phases(phases: Sequence[Phase], case_id: str = "case",
                          [ph.name for ph in phases])
 
 
+def source_files(phases: Sequence[Phase]) -> list[Path] | None:
+    """The image files the phases were loaded from, when the engine can read them as they are.
+
+    Every phase must have a storage node naming one existing NIfTI/NRRD/MetaImage file, must be
+    unchanged since it was read, and must not sit under a transform; otherwise ``None`` (the
+    exam is exported instead). DICOM series (a list of files) are exported too.
+    """
+    from ..io.files import IMAGE_SUFFIXES
+
+    files = []
+    for ph in phases:
+        node = ph.node
+        storage = node.GetStorageNode() if node is not None else None
+        if storage is None or storage.GetNumberOfFileNames() > 1 or node.GetParentTransformNode() is not None:
+            return None
+        if node.GetModifiedSinceRead():
+            return None
+        name = storage.GetFileName() or ""
+        path = Path(name)
+        if not name or not path.is_file() or not path.name.lower().endswith(IMAGE_SUFFIXES):
+            return None
+        files.append(path.resolve())
+    return files
+
+
 def safe_case_id(name: str) -> str:
     """A file-name-safe case id from a node name."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "case"
@@ -190,12 +215,14 @@ def engine_python() -> str:
     return shutil.which("PythonSlicer") or sys.executable
 
 
-def engine_command(exam_dir: str | os.PathLike, out_dir: str | os.PathLike, model: str = DEFAULT_MODEL,
+def engine_command(exam_dir, out_dir: str | os.PathLike, model: str = DEFAULT_MODEL,
                    device: str = "auto", threshold: float | None = None, python: str | None = None,
                    extra: Sequence[str] = ()) -> list[str]:
-    """Command line of ``breasttumorseg segment`` for one exported exam (see :func:`engine_environment`)."""
+    """Command line of ``breasttumorseg segment`` for one exam folder, or a list of phase files in
+    acquisition order (see :func:`engine_environment`)."""
+    inputs = [str(exam_dir)] if isinstance(exam_dir, (str, os.PathLike)) else [str(p) for p in exam_dir]
     cmd = [python or engine_python(), "-c", "import sys; from BreastTumorSegLib.cli import main; sys.exit(main())",
-           "segment", str(exam_dir), "--output", str(out_dir), "--model", model, "--device", device, "--overwrite"]
+           "segment", *inputs, "--output", str(out_dir), "--model", model, "--device", device, "--overwrite"]
     if threshold is not None:
         cmd += ["--threshold", f"{float(threshold):.6g}"]
     return cmd + list(extra)
@@ -243,7 +270,7 @@ class BackgroundRun:
     out_dir: Path
     case_id: str
     reference_node: object
-    exam: DCEExam
+    exam: DCEExam | None  # None when the phases were handed to the engine by file
 
     def cleanup(self) -> None:
         """Remove the temporary exam and result files (the process must have ended)."""
@@ -338,23 +365,38 @@ class SegmentationLogic:
     def start_background(self, phases: Sequence[Phase], model: str = DEFAULT_MODEL, device: str = "auto",
                          threshold: float | None = None, times_min: Sequence[float | None] | None = None,
                          register: bool = True, case_id: str | None = None, python: str | None = None,
-                         workdir: str | os.PathLike | None = None) -> "BackgroundRun":
-        """Export the exam to a temporary folder and start the engine CLI on it in the background.
+                         workdir: str | os.PathLike | None = None, extra: Sequence[str] = ()) -> "BackgroundRun":
+        """Start the engine CLI on the exam in the background.
 
-        Poll ``run.process`` from a timer; call :meth:`finish_background` when it has ended.
+        Phases loaded from image files the engine reads, and unchanged since, are handed to it by
+        path (nothing is written); otherwise the exam is exported to a temporary folder. Poll
+        ``run.process`` from a timer; call :meth:`finish_background` when it has ended.
         """
-        exam = exam_from_phases(phases, case_id or safe_case_id(phases[0].name), times_min)
+        case_id = case_id or safe_case_id(phases[0].name)
+        files = source_files(phases)
+        exam = None
+        if files is None:
+            exam = exam_from_phases(phases, case_id, times_min)
+        elif not MIN_PHASES <= len(phases) <= MAX_PHASES:
+            exam_from_phases(phases, case_id, times_min)  # raises the readable count error
         work = Path(tempfile.mkdtemp(prefix="BreastTumorSeg-", dir=workdir))
         try:
-            exam_dir = self.export_exam(exam, work / "exam")
             out_dir = work / "result"
-            extra = ["--reading-images"] + ([] if register else ["--no-register"])
-            cmd = engine_command(exam_dir, out_dir, model, device, threshold, python, extra)
+            flags = ["--reading-images"] + ([] if register else ["--no-register"]) + list(extra)
+            if exam is not None:
+                inputs = self.export_exam(exam, work / "exam")
+            else:
+                inputs = files
+                flags += ["--case-id", case_id]
+                times = list(times_min) if times_min is not None else [ph.time_min for ph in phases]
+                if all(t is not None for t in times):
+                    flags += ["--times", ",".join(f"{float(t):.6g}" for t in times)]
+            cmd = engine_command(inputs, out_dir, model, device, threshold, python, flags)
             process = EngineProcess(cmd, env=engine_environment(), cwd=str(work)).start()
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        return BackgroundRun(process, work, out_dir, exam.case_id, phases[0].node, exam)
+        return BackgroundRun(process, work, out_dir, case_id, phases[0].node, exam)
 
     def finish_background(self, run: "BackgroundRun", outputs: OutputNodes | None = None) -> OutputNodes:
         """Load a finished run's results into the scene and delete its temporary folder.
