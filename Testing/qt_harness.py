@@ -37,6 +37,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 from PySide6.QtCore import Qt, Signal  # noqa: E402
 from PySide6.QtUiTools import QUiLoader  # noqa: E402
+import shiboken6  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_FILE = ROOT / "BreastTumorSeg" / "Resources" / "UI" / "BreastTumorSeg.ui"
@@ -167,11 +168,19 @@ class qMRMLNodeComboBox(QtWidgets.QComboBox):  # noqa: N801
         self._scene, self._observers = scene, []
         if scene is not None:
             for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent, scene.EndCloseEvent):
-                self._observers.append(scene.AddObserver(event, lambda *a: self._refresh()))
+                self._observers.append(scene.AddObserver(event, self._on_scene_event))
         self._refresh()
 
     def mrmlScene(self):
         return self._scene
+
+    def _on_scene_event(self, caller=None, event=None) -> None:
+        if shiboken6.isValid(self):
+            self._refresh()
+        else:  # the widget was deleted before the scene: stop listening
+            for tag in self._observers:
+                caller.RemoveObserver(tag)
+            self._observers = []
 
     def _refresh(self) -> None:
         current = self.currentNode() if self._nodes or self._none else None
@@ -307,6 +316,16 @@ def load_ui(scene, ui_file: str | os.PathLike = UI_FILE):
         if hasattr(child, "setMRMLScene"):
             child.setMRMLScene(scene)
     return root, ui
+
+
+def close_ui(root) -> None:
+    """Detach every MRML widget of a panel from its scene and delete the panel."""
+    for child in root.findChildren(QtWidgets.QWidget):
+        if hasattr(child, "setMRMLScene"):
+            child.setMRMLScene(None)
+    root.close()
+    root.deleteLater()
+    application().processEvents()
 
 
 # ----------------------------------------------------------------------------- parameter node

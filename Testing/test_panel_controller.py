@@ -60,7 +60,7 @@ class Panel:
 
     def close(self):
         self.controller.cleanup()
-        self.root.deleteLater()
+        qh.close_ui(self.root)
 
 
 @pytest.fixture
