@@ -452,12 +452,16 @@ class RecordingHost:
         self.errors: list[str] = []
         self.backgrounds: list = []
         self.editor_calls: list = []
+        self.charts: list = []
 
     def show_error(self, what: str, exc: BaseException) -> None:
         self.errors.append(f"{what}\n\n{exc}")
 
     def show_background(self, node) -> None:
         self.backgrounds.append(node)
+
+    def show_chart(self, chart) -> None:
+        self.charts.append(chart)
 
     def open_segment_editor(self, segmentation, source, segment_id) -> None:
         self.editor_calls.append((segmentation, source, segment_id))

@@ -178,6 +178,23 @@ def test_lesion_row_click_centres_the_slice_views_on_the_lesion(done):
         m = slices.GetItemAsObject(i).GetSliceToRAS()
         centre = [m.GetElement(r, 3) for r in range(3)]
         np.testing.assert_allclose(centre, ras, atol=1e-3)
+    # The lesion's signal-time curve as a plot chart over a table, and the SER bands in the label layer.
+    assert done.host.errors == []
+    chart = done.host.charts[-1]
+    assert chart.IsA("vtkMRMLPlotChartNode") and chart.GetNumberOfPlotSeriesNodes() == 2
+    curve = chart.GetNthPlotSeriesNode(0).GetTableNode().GetTable()
+    assert curve.GetNumberOfRows() == done.nodes.__len__()
+    pe = [curve.GetValue(r, 1).ToDouble() for r in range(curve.GetNumberOfRows())]
+    tissue = [curve.GetValue(r, 2).ToDouble() for r in range(curve.GetNumberOfRows())]
+    assert pe[0] == pytest.approx(0.0, abs=1e-6) and max(pe[1:]) > 70.0 > max(tissue[1:])  # FTV's PE >= 70 %
+    composite = done.ctx.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    ser = done.controller._ser
+    bands = sitk.GetArrayFromImage(mb.volume_node_to_image(ser))
+    tumor = sitk.GetArrayFromImage(mb.segment_to_label(done.ctx, done.param.outputSegmentation, "Tumor", done.nodes[0]))
+    assert set(np.unique(bands[tumor > 0])) <= {1, 2, 3} and (bands[tumor == 0] == 0).all()
+    assert ser.GetDisplayNode().GetColorNode().GetNumberOfColors() == 4
+    for i in range(composite.GetNumberOfItems()):
+        assert composite.GetItemAsObject(i).GetLabelVolumeID() == ser.GetID()
 
 
 def test_lesion_table_follows_edits_of_the_segment(done):
@@ -198,6 +215,30 @@ def test_lesion_table_follows_edits_of_the_segment(done):
     block_ml = 27 * np.prod(phantom_spacing(done)) / 1000
     assert any(v == pytest.approx(block_ml, rel=1e-3) for v in volumes), volumes
     assert "measured again" in done.ui.statusLabel.text()
+
+
+def test_grow_from_point_adds_the_missed_lesion(done, moving_phantom):
+    """The reader empties the result, places a point on the tumor and grows it back (no model run)."""
+    seg = done.param.outputSegmentation
+    empty = sitk.Image(mb.segment_to_label(done.ctx, seg, "Tumor", done.nodes[0]))
+    empty = sitk.Multiply(empty, 0)
+    mb.label_to_segmentation(done.ctx, empty, seg, reference_node=done.nodes[0])
+    assert qh.process_until(lambda: done.param.outputLesionTable.GetNumberOfRows() == 0, 10)
+    assert not done.ui.growFromPointButton.isEnabled()  # no point list chosen yet
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(moving_phantom.tumor_mask)
+    x, y, z = stats.GetCentroid(1)
+    points = done.ctx.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "missed lesion")
+    points.AddControlPoint(-x, -y, z)  # RAS
+    done.ui.seedPointSelector.setCurrentNode(points)
+    assert done.ui.growFromPointButton.isEnabled()
+    done.ui.growFromPointButton.click()
+    assert done.host.errors == []
+    label = mb.segment_to_label(done.ctx, seg, "Tumor", done.nodes[0])
+    from BreastTumorSegLib.evaluation.metrics import dice
+    assert dice(label, moving_phantom.tumor_mask) > 0.6
+    assert done.param.outputLesionTable.GetNumberOfRows() == 1
+    assert "grown from the point" in done.ui.statusLabel.text()
 
 
 def phantom_spacing(p):

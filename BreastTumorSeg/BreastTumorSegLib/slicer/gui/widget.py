@@ -50,6 +50,8 @@ UI_WIDGETS = {
     "resultsCollapsibleButton": "ctkCollapsibleButton",
     "lesionTableView": "qMRMLTableView",
     "showResultButton": "QPushButton",
+    "seedPointSelector": "qMRMLNodeComboBox",
+    "growFromPointButton": "QPushButton",
     "refineButton": "QPushButton",
     "compareCollapsibleButton": "ctkCollapsibleButton",
     "compareSegmentSelector": "qMRMLSegmentSelectorWidget",
@@ -82,6 +84,9 @@ class SlicerHost:
 
     def show_background(self, node) -> None:
         slicer.util.setSliceViewerLayers(background=node, fit=True)
+
+    def show_chart(self, chart) -> None:
+        slicer.modules.plots.logic().ShowChartInLayout(chart)
 
     def open_segment_editor(self, segmentation, source, segment_id: str) -> None:
         slicer.util.selectModule("SegmentEditor")
@@ -155,6 +160,8 @@ class PanelController:
         ui.compareSegmentSelector.currentSegmentChanged.connect(lambda _: self._update_buttons())
         ui.phaseTable.cellChanged.connect(self.onPhaseCellChanged)
         ui.lesionTableView.clicked.connect(self.onLesionClicked)
+        ui.growFromPointButton.clicked.connect(self.onGrowFromPoint)
+        ui.seedPointSelector.currentNodeChanged.connect(lambda _: self._update_buttons())
 
     def refresh_models(self) -> None:
         """Fill the model list from the registry (and forget the cached model cards)."""
@@ -358,6 +365,8 @@ class PanelController:
         has_result = p is not None and p.outputSegmentation is not None
         ui.showResultButton.setEnabled(has_result and not running)
         ui.refineButton.setEnabled(has_result and not running)
+        ui.growFromPointButton.setEnabled(has_result and not running and len(self._phases) >= 2
+                                          and ui.seedPointSelector.currentNode() is not None)
         ui.compareButton.setEnabled(ui.compareSegmentSelector.currentNode() is not None
                                     and bool(ui.compareSegmentSelector.currentSegmentID())
                                     and len(ui.referenceSegmentationsSelector.checkedNodes()) > 0)
@@ -533,6 +542,42 @@ class PanelController:
         if index.row() >= outputs.lesion_table.GetNumberOfRows():
             return
         self.logic.centre_views_on(self.logic.lesion_centroid_ras(outputs, index.row()))
+        # Its signal-time curve in a plot, and the SER bands of the result in the label layer.
+        try:
+            with wait_cursor(self.qt):
+                times = self._edited_times(len(self._phases))
+                self._chart, _ = self.logic.lesion_curve(self._phases, outputs, index.row(), times,
+                                                         getattr(self, "_chart", None))
+                self._ser = self.logic.ser_overlay(self._phases, outputs, times, getattr(self, "_ser", None))
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("The lesion's kinetics could not be measured.", exc)
+            return
+        self.logic.show_label_layer(self._ser)
+        self.host.show_chart(self._chart)
+
+    def onGrowFromPoint(self) -> None:
+        """Grow one lesion from the last point of the chosen point list and add it to the result."""
+        markups = self.ui.seedPointSelector.currentNode()
+        if markups is None or markups.GetNumberOfControlPoints() == 0:
+            self.host.show_error("Place a point on the lesion first.",
+                                 ValueError("the point list has no points; click the lesion in a slice view"))
+            return
+        ras = [0.0, 0.0, 0.0]
+        markups.GetNthControlPointPositionWorld(markups.GetNumberOfControlPoints() - 1, ras)
+        self._changing_result = True
+        try:
+            with wait_cursor(self.qt):
+                summary = self.logic.grow_from_point(self._phases, self._outputs(), ras,
+                                                     self._edited_times(len(self._phases)))
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("Growing a lesion from the point failed.", exc)
+            return
+        finally:
+            self._changing_result = False
+        self._edit_timer.stop()
+        self.ui.lesionTableView.setMRMLTableNode(self.param.outputLesionTable)
+        self.ui.statusLabel.setText(f"Lesion grown from the point ({summary['volume_ml']:.2f} mL) and added; "
+                                    f"{self.param.outputLesionTable.GetNumberOfRows()} lesion(s).")
 
     def onCompare(self) -> None:
         ui, p = self.ui, self.param
