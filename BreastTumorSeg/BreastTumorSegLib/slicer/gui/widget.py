@@ -20,7 +20,7 @@ import vtk
 
 from ...core.errors import BreastTumorSegError
 from .install import DependencyError, ensure_dependencies
-from .qtbind import prop, wait_cursor
+from .qtbind import connect, prop, wait_cursor
 from ...models.cards import default_threshold
 from ...models.registry import model_card, model_summaries, needs_torch
 from ..logic import POSTPROCESS_ATTRIBUTE, EngineFailed, OutputNodes, Phase, SegmentationLogic, model_card_html
@@ -116,7 +116,7 @@ class PanelController:
         self._started = 0.0
         self._timer = self.qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.timeout.connect(self._poll)
+        connect(self._timer, "timeout()", self._poll)
         self._rethreshold_timer = self._single_shot(RETHRESHOLD_DELAY_MS, self._rethreshold)
         self._edit_timer = self._single_shot(EDIT_DELAY_MS, self._remeasure_lesions)
         self._watched_segmentation = None
@@ -130,7 +130,7 @@ class PanelController:
         timer = self.qt.QTimer()
         timer.setSingleShot(True)
         timer.setInterval(ms)
-        timer.timeout.connect(slot)
+        connect(timer, "timeout()", slot)
         return timer
 
     @property
@@ -149,19 +149,19 @@ class PanelController:
 
     def _connect(self) -> None:
         ui = self.ui
-        ui.applyButton.clicked.connect(self.onApply)
-        ui.showResultButton.clicked.connect(self.onShow)
-        ui.refineButton.clicked.connect(self.onRefine)
-        ui.compareButton.clicked.connect(self.onCompare)
-        ui.installDependenciesButton.clicked.connect(self.onInstallDependencies)
-        ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
-        ui.phaseVolumesSelector.checkedNodesChanged.connect(self.onPhaseVolumesChecked)
-        ui.referenceSegmentationsSelector.checkedNodesChanged.connect(self.onReferencesChecked)
-        ui.compareSegmentSelector.currentSegmentChanged.connect(lambda _: self._update_buttons())
-        ui.phaseTable.cellChanged.connect(self.onPhaseCellChanged)
-        ui.lesionTableView.clicked.connect(self.onLesionClicked)
-        ui.growFromPointButton.clicked.connect(self.onGrowFromPoint)
-        ui.seedPointSelector.currentNodeChanged.connect(lambda _: self._update_buttons())
+        connect(ui.applyButton, "clicked(bool)", self.onApply)
+        connect(ui.showResultButton, "clicked(bool)", self.onShow)
+        connect(ui.refineButton, "clicked(bool)", self.onRefine)
+        connect(ui.compareButton, "clicked(bool)", self.onCompare)
+        connect(ui.installDependenciesButton, "clicked(bool)", self.onInstallDependencies)
+        connect(ui.modelComboBox, "currentIndexChanged(int)", self.onModelChanged)
+        connect(ui.phaseVolumesSelector, "checkedNodesChanged()", self.onPhaseVolumesChecked)
+        connect(ui.referenceSegmentationsSelector, "checkedNodesChanged()", self.onReferencesChecked)
+        connect(ui.compareSegmentSelector, "currentSegmentChanged(QString)", lambda _: self._update_buttons())
+        connect(ui.phaseTable, "cellChanged(int,int)", self.onPhaseCellChanged)
+        connect(ui.lesionTableView, "clicked(QModelIndex)", self.onLesionClicked)
+        connect(ui.growFromPointButton, "clicked(bool)", self.onGrowFromPoint)
+        connect(ui.seedPointSelector, "currentNodeChanged(vtkMRMLNode*)", lambda _: self._update_buttons())
 
     def refresh_models(self) -> None:
         """Fill the model list from the registry (and forget the cached model cards)."""
