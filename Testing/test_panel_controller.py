@@ -392,3 +392,40 @@ def test_qtbind_connects_pythonqt_by_signature_and_pyside6_by_name():
     combo.addItems(["a", "b"])
     combo.setCurrentIndex(1)
     assert got[-1] == 1 and prop(combo, "count") == 2
+
+
+def test_multivolume_frames_become_phases_with_their_times(panel, phantom):
+    """A MultiVolume node as MultiVolumeExplorer stores a DCE series: one scalar component per frame
+    and the frame labels (times) as attributes. slicer-core has no vtkMRMLMultiVolumeNode class, so
+    the node here is its base class, a scalar volume node with those components and attributes."""
+    import vtk
+    from vtk.util import numpy_support
+
+    from BreastTumorSegLib.slicer.logic import exam_from_phases, is_multivolume
+
+    first = mb.image_to_volume_node(panel.ctx, phantom.exam.phases[0], "geometry")
+    frames = np.stack([sitk.GetArrayFromImage(p) for p in phantom.exam.phases], axis=-1).astype(np.float32)
+    image = vtk.vtkImageData()
+    image.SetDimensions(*phantom.exam.pre.GetSize())
+    data = numpy_support.numpy_to_vtk(frames.reshape(-1, frames.shape[-1]), deep=True)
+    image.GetPointData().SetScalars(data)
+    node = panel.ctx.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "DCE multivolume")
+    matrix = vtk.vtkMatrix4x4()
+    first.GetIJKToRASMatrix(matrix)
+    node.SetIJKToRASMatrix(matrix)
+    node.SetAndObserveImageData(image)
+    times_ms = [0.0, 90000.0, 180000.0][: len(phantom.exam.phases)]
+    node.SetAttribute("MultiVolume.FrameLabels", ",".join(f"{t:g}" for t in times_ms))
+    node.SetAttribute("MultiVolume.FrameIdentifyingDICOMTagUnits", "ms")
+    assert is_multivolume(node)
+
+    panel.param.inputType = "Sequence"
+    panel.param.inputSequence = node
+    assert panel.ui.phaseTable.rowCount() == len(times_ms)
+    assert [panel.ui.phaseTable.item(r, 2).text() for r in range(len(times_ms))] == ["0.00", "1.50", "3.00"]
+    exam = exam_from_phases(panel.logic.phases(sequence_node=node), "mv")
+    for got, want in zip(exam.phases, phantom.exam.phases):
+        np.testing.assert_array_equal(sitk.GetArrayViewFromImage(got), sitk.GetArrayViewFromImage(want))
+        np.testing.assert_allclose(got.GetOrigin(), want.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(got.GetDirection(), want.GetDirection(), atol=1e-6)
+    assert exam.times_min == pytest.approx([0.0, 1.5, 3.0])

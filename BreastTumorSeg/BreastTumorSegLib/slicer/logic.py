@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import SimpleITK as sitk
+import slicer
 
 from . import mrml_bridge as bridge
 from ..core.errors import InputError
@@ -154,6 +155,52 @@ def phases_from_sequence(sequence_node) -> list[Phase]:
     source = f"sequence index ({sequence_node.GetIndexName()} in {sequence_node.GetIndexUnit()})" \
         if times is not None else "sequence order"
     return [Phase(node, None if times is None else round(times[i], 4), source) for i, node in enumerate(nodes)]
+
+
+def is_multivolume(node) -> bool:
+    """A MultiVolume node (MultiVolumeExplorer's DCE series): one scalar component per frame and the
+    ``MultiVolume.FrameLabels`` attribute (frame times)."""
+    return node is not None and (node.IsA("vtkMRMLMultiVolumeNode") or (
+        node.IsA("vtkMRMLScalarVolumeNode") and bool(node.GetAttribute("MultiVolume.FrameLabels"))))
+
+
+def phases_from_multivolume(node) -> list[Phase]:
+    """The frames of a MultiVolume node as phases, in frame order; times from the frame labels
+    (``MultiVolume.FrameIdentifyingDICOMTagUnits``: ms, s or min)."""
+    import vtk
+
+    image = node.GetImageData()
+    n = 0 if image is None else image.GetNumberOfScalarComponents()
+    if n < 2:
+        raise InputError("the MultiVolume has fewer than two frames", node.GetName(),
+                         "load the whole DCE series (pre-contrast and post-contrast frames)")
+    if node.GetParentTransformNode() is not None:
+        raise InputError("the MultiVolume is under a transform", node.GetName(),
+                         "harden the transform (Data module) or remove it, then select the node again")
+    labels = [v.strip() for v in (node.GetAttribute("MultiVolume.FrameLabels") or "").split(",") if v.strip()]
+    per_unit = _minutes_per_unit(node.GetAttribute("MultiVolume.FrameIdentifyingDICOMTagUnits") or "")
+    times = None
+    if len(labels) == n and per_unit is not None:
+        try:
+            raw = [float(v) for v in labels]
+            times = [round((t - raw[0]) * per_unit, 4) for t in raw]
+        except ValueError:
+            times = None
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijk_to_ras)
+    phases = []
+    for i in range(n):
+        extract = vtk.vtkImageExtractComponents()
+        extract.SetInputData(image)
+        extract.SetComponents(i)
+        extract.Update()
+        frame = slicer.vtkMRMLScalarVolumeNode()  # not added to the scene: read once for the exam
+        frame.SetName(f"{node.GetName()} frame {i}")
+        frame.SetIJKToRASMatrix(ijk_to_ras)
+        frame.SetAndObserveImageData(extract.GetOutput())
+        phases.append(Phase(frame, None if times is None else times[i],
+                            "MultiVolume frame labels" if times is not None else "MultiVolume frame order"))
+    return phases
 
 
 def exam_from_phases(phases: Sequence[Phase], case_id: str = "case",
@@ -329,6 +376,8 @@ class SegmentationLogic:
     def phases(self, sequence_node=None, volume_nodes: Sequence | None = None) -> list[Phase]:
         """Phases from a Sequence node, or from volume nodes ordered by :func:`guess_phases`."""
         if sequence_node is not None:
+            if is_multivolume(sequence_node):
+                return phases_from_multivolume(sequence_node)
             return phases_from_sequence(sequence_node)
         return guess_phases(volume_nodes or [], self.dicom_value)
 
