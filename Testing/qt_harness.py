@@ -9,6 +9,19 @@ Reusable by every test of a panel (the segmentation panel, a reader-mode panel, 
   (``slicer.util.childWidgetVariables``);
 * :func:`process_until` - run the Qt event loop (timers fire) until a condition holds.
 
+Use (see ``Testing/test_panel_controller.py``)::
+
+    ctx = MRMLContext.headless()
+    root, ui = load_ui(ctx.scene)                      # or load_ui(ctx.scene, "path/to/Other.ui")
+    host = RecordingHost(ctx)                          # host.errors: what the user would have seen
+    panel = PanelController(ui, SegmentationLogic(ctx), qt_namespace(), host)
+    panel.setParameterNode(panel_parameter_node(ctx.scene))   # or ParameterNode(scene, fields, ...)
+    ui.applyButton.click(); process_until(lambda: not panel.running)
+    panel.cleanup(); close_ui(root)
+
+A new panel class registers more stand-ins by adding classes to :data:`STAND_INS` (or passing
+its own list to :func:`load_ui`'s loader) and gets its parameters from :class:`ParameterNode`.
+
 What is real and what is stood in, honestly:
 
 * Real: PySide6 widgets for every plain Qt class of the ``.ui`` (QComboBox, QTableWidget,
@@ -288,11 +301,11 @@ STAND_INS = (qMRMLWidget, ctkCollapsibleButton, ctkSliderWidget, qMRMLNodeComboB
              qMRMLSegmentSelectorWidget, qMRMLTableView)
 
 
-def load_ui(scene, ui_file: str | os.PathLike = UI_FILE):
+def load_ui(scene, ui_file: str | os.PathLike = UI_FILE, stand_ins=STAND_INS):
     """(root widget, ``ui`` namespace of every named child) of a Slicer ``.ui`` file, scene set."""
     application()
     loader = QUiLoader()
-    for cls in STAND_INS:
+    for cls in stand_ins:
         loader.registerCustomWidget(cls)
     # The .ui connects mrmlSceneChanged(vtkMRMLScene*) to each MRML widget's setMRMLScene; those C++
     # signatures do not exist in PySide6, so the connections are dropped and the scene set below.
