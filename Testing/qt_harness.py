@@ -452,7 +452,7 @@ def panel_parameter_node(scene) -> ParameterNode:
         choices={"inputType": ["Volumes", "Sequence"], "device": ["auto", "cpu", "cuda"]},
         node_lists=("phaseVolumes", "referenceSegmentations"),
         node_refs=("inputSequence", "outputSegmentation", "outputProbability", "outputLesionTable",
-                   "outputSubtraction", "outputBreastMask", "comparisonTable"))
+                   "outputSubtraction", "outputBreastMask", "outputRegisteredPhases", "comparisonTable"))
 
 
 # ----------------------------------------------------------------------------- the application's services

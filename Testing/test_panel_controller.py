@@ -91,6 +91,7 @@ def done(moving_phantom):
         view.SetOrientation(orientation)
     p.nodes = p.add_exam(phantom.exam.phases)
     p.choose_model("ftv")
+    p.controller.registered_phases = True  # the motion-corrected phases as a Sequence too
     ui = p.ui
     p.before = {"order": [n.GetName() for n in p.param.phaseVolumes], "rows": ui.phaseTable.rowCount(),
                 "model": p.param.model, "apply": (ui.applyButton.isEnabled(), ui.applyButton.text())}
@@ -146,6 +147,12 @@ def test_registered_subtraction_and_breast_mask_come_from_the_engine(done, movin
     assert err_shown < 0.05 * err_raw, (err_shown, err_raw)
     assert done.param.outputBreastMask is not None
     assert done.host.backgrounds[-1] is done.param.outputSubtraction  # shown beside the result
+    # The registered phases as a Sequence (index: minutes), consistent with the subtraction.
+    seq = done.param.outputRegisteredPhases
+    assert seq is not None and seq.GetNumberOfDataNodes() == ph.exam.n_phases and seq.GetIndexUnit() == "min"
+    frames = [sitk.GetArrayFromImage(mb.volume_node_to_image(seq.GetNthDataNode(i))) for i in range(2)]
+    np.testing.assert_allclose(frames[1] - frames[0], shown, atol=1e-3)
+    np.testing.assert_array_equal(frames[0], sitk.GetArrayFromImage(ph.exam.phases[0]))  # the reference
 
 
 def test_threshold_change_rethresholds_the_stored_probability_without_the_model(done):

@@ -333,6 +333,7 @@ class OutputNodes:
     lesion_table: object = None
     subtraction: object = None  # first post - pre, motion-corrected as the result (the engine's)
     breast_mask: object = None  # the mask that gated the lesions (re-thresholding gates with it again)
+    registered_phases: object = None  # vtkMRMLSequenceNode of the motion-corrected phases, when asked for
 
     def ids(self) -> dict[str, str | None]:
         return {k: (None if v is None else v.GetID()) for k, v in self.__dict__.items()}
@@ -414,12 +415,15 @@ class SegmentationLogic:
     def start_background(self, phases: Sequence[Phase], model: str = DEFAULT_MODEL, device: str = "auto",
                          threshold: float | None = None, times_min: Sequence[float | None] | None = None,
                          register: bool = True, case_id: str | None = None, python: str | None = None,
-                         workdir: str | os.PathLike | None = None, extra: Sequence[str] = ()) -> "BackgroundRun":
+                         workdir: str | os.PathLike | None = None, extra: Sequence[str] = (),
+                         registered_phases: bool = False) -> "BackgroundRun":
         """Start the engine CLI on the exam in the background.
 
         Phases loaded from image files the engine reads, and unchanged since, are handed to it by
         path (nothing is written); otherwise the exam is exported to a temporary folder. Poll
         ``run.process`` from a timer; call :meth:`finish_background` when it has ended.
+        ``registered_phases`` asks the engine for the motion-corrected phases too (one more full
+        copy of the exam written and read: off by default), loaded as a Sequence.
         """
         case_id = case_id or safe_case_id(phases[0].name)
         files = source_files(phases)
@@ -432,6 +436,8 @@ class SegmentationLogic:
         try:
             out_dir = work / "result"
             flags = ["--reading-images"] + ([] if register else ["--no-register"]) + list(extra)
+            if registered_phases and register:
+                flags.append("--registered-phases")
             if exam is not None:
                 inputs = self.export_exam(exam, work / "exam")
             else:
@@ -480,9 +486,42 @@ class SegmentationLogic:
         optional = {key: read_image(folder / names[key], key) if (folder / names[key]).is_file() else None
                     for key in ("subtraction", "breast_mask")}
         self.last_warnings = result_warnings(summary)
+        registered = folder / output_names(case_id, registered_phases=True)["registered_phases"]
+        if registered.is_file():
+            outputs = outputs or OutputNodes()
+            times = (summary.get("settings") or {}).get("times_min")
+            outputs.registered_phases = self._phase_sequence(sitk.ReadImage(str(registered)), times,
+                                                             reference_node, outputs.registered_phases)
         return self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
                           reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
                           (summary.get("settings") or {}).get("postprocess"))
+
+    def _phase_sequence(self, phases_4d: sitk.Image, times_min, reference_node, node=None):
+        """A Sequence node (index: time in min) of the phases of a 4D image, with a browser so the
+        phases can be stepped through in the slice views."""
+        n = phases_4d.GetSize()[3]
+        times = list(times_min) if times_min and len(times_min) == n else list(range(n))
+        base = reference_node.GetName()
+        if node is None:
+            node = self.ctx.scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{base} registered phases")
+        node.RemoveAllDataNodes()
+        node.SetIndexName("time")
+        node.SetIndexUnit("min" if times_min else "")
+        for i in range(n):
+            size = list(phases_4d.GetSize()[:3]) + [0]
+            phase = sitk.Extract(phases_4d, size, [0, 0, 0, i])
+            frame = slicer.vtkMRMLScalarVolumeNode()
+            frame.SetName(f"{base} registered phase {i}")
+            bridge.set_node_geometry(frame, phase)
+            slicer.util.updateVolumeFromArray(frame, sitk.GetArrayFromImage(phase))
+            node.SetDataNodeAtValue(frame, f"{times[i]:g}")
+        browser = self.ctx.scene.GetFirstNodeByName(f"{base} registered phases browser")
+        if browser is None:
+            browser = self.ctx.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{base} registered phases browser")
+            browser.SetAndObserveMasterSequenceNodeID(node.GetID())
+        if self.ctx.sequences_logic is not None:
+            self.ctx.sequences_logic.UpdateProxyNodesFromSequences(browser)
+        return node
 
     # ------------------------------------------------------------------ results into the scene
     def import_result(self, result, reference_node, outputs: OutputNodes | None = None,

@@ -42,6 +42,7 @@ class BreastTumorSegParameterNode:
     outputLesionTable: vtkMRMLTableNode
     outputSubtraction: vtkMRMLScalarVolumeNode
     outputBreastMask: vtkMRMLScalarVolumeNode  # the lesion gate, for re-thresholding without the model
+    outputRegisteredPhases: vtkMRMLSequenceNode  # motion-corrected phases, when asked for
     # Comparison with readers
     referenceSegmentations: list[vtkMRMLSegmentationNode]
     comparisonTable: vtkMRMLTableNode

@@ -122,6 +122,8 @@ class PanelController:
         self._watched_segmentation = None
         self._segment_observer = None
         self._changing_result = False
+        # Ask the engine for the motion-corrected phases as a Sequence (a full extra copy of the exam).
+        self.registered_phases = False
         self.invalidate_inputs()
         self._setup_widgets()
         self._connect()
@@ -384,7 +386,7 @@ class PanelController:
                 self._run = self.logic.start_background(
                     phases, model=p.model, device=p.device,
                     threshold=None if p.useModelThreshold else float(p.threshold),
-                    times_min=times, register=p.motionCorrection)
+                    times_min=times, register=p.motionCorrection, registered_phases=self.registered_phases)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one message
             self._run = None
             self.host.show_error("Could not start the segmentation.", exc)
@@ -446,6 +448,7 @@ class PanelController:
             p.outputLesionTable = outputs.lesion_table
             p.outputSubtraction = outputs.subtraction
             p.outputBreastMask = outputs.breast_mask
+            p.outputRegisteredPhases = outputs.registered_phases
         n = outputs.lesion_table.GetNumberOfRows() if outputs.lesion_table else 0
         notes = "".join(f"\nWarning: {w}" for w in getattr(self.logic, "last_warnings", []))
         self.ui.statusLabel.setText(f"Done in {time.monotonic() - self._started:.0f} s: {n} lesion(s). "
@@ -457,7 +460,7 @@ class PanelController:
     def _outputs(self) -> OutputNodes:
         p = self.param
         return OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction,
-                           p.outputBreastMask)
+                           p.outputBreastMask, p.outputRegisteredPhases)
 
     def onShow(self) -> None:
         outputs = self._outputs()
