@@ -303,7 +303,8 @@ def test_bad_input_shows_the_engines_one_line_message(panel):
     qh.process_until(lambda: not panel.controller.running, 120)
     assert len(panel.host.errors) == 1
     message = panel.host.errors[0]
-    assert "bad_0001" in message and "every voxel is 5" in message
+    # The engine's line, naming the volume the user selected (not the temporary export).
+    assert "volume 'bad_0001'" in message and "every voxel is 5" in message and "/tmp" not in message
     assert "Traceback" not in message and len(message.splitlines()) <= 3
     assert panel.param.outputSegmentation is None
     assert panel.ui.applyButton.text() == "Apply"

@@ -22,7 +22,7 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -318,6 +318,14 @@ class BackgroundRun:
     case_id: str
     reference_node: object
     exam: DCEExam | None  # None when the phases were handed to the engine by file
+    # Exported temporary file -> the volume node it came from, so messages name what the user sees.
+    exported: dict[str, str] = field(default_factory=dict)
+
+    def user_message(self, message: str) -> str:
+        """*message* with the temporary files of an exported exam replaced by the volumes' names."""
+        for path, name in self.exported.items():
+            message = message.replace(path, f"volume '{name}'")
+        return message
 
     def cleanup(self) -> None:
         """Remove the temporary exam and result files (the process must have ended)."""
@@ -451,7 +459,9 @@ class SegmentationLogic:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        return BackgroundRun(process, work, out_dir, case_id, phases[0].node, exam)
+        exported = {} if exam is None else {
+            str(work / "exam" / f"{exam.case_id}_{i:04d}.nrrd"): ph.name for i, ph in enumerate(phases)}
+        return BackgroundRun(process, work, out_dir, case_id, phases[0].node, exam, exported)
 
     def finish_background(self, run: "BackgroundRun", outputs: OutputNodes | None = None) -> OutputNodes:
         """Load a finished run's results into the scene and delete its temporary folder.
@@ -464,7 +474,7 @@ class SegmentationLogic:
             if state.running:
                 raise RuntimeError("the engine is still running; cancel it or wait for it to finish")
             if not state.succeeded:
-                raise EngineFailed(run.process.error_message())
+                raise EngineFailed(run.user_message(run.process.error_message()))
             return self.import_result_folder(run.out_dir, run.case_id, run.reference_node, outputs, run.exam)
         finally:
             run.cleanup()
