@@ -1,8 +1,11 @@
 """The panel: wires the widgets of ``Resources/UI/BreastTumorSeg.ui`` to the parameter node and the logic.
 
-The only module of the package that works with Qt widgets; it runs inside the Slicer application
-only. It does not import Qt itself: the module file (``BreastTumorSeg.py``) passes Slicer's ``qt``
-module in, so ``BreastTumorSegLib`` stays importable without Qt (``Testing/test_repository.py``).
+The only module of the package that works with Qt widgets. It does not import Qt itself: the
+module file (``BreastTumorSeg.py``) passes Slicer's ``qt`` module in (the tests pass PySide6, see
+``Testing/qt_harness.py``), and the few calls the two bindings spell differently go through
+:mod:`.qtbind`; what only the Slicer application does (dialogs, slice-view layers, switching to the
+Segment Editor, plots in the layout) goes through a host object (:class:`SlicerHost` in Slicer).
+So ``BreastTumorSegLib`` stays importable without Qt (``Testing/test_repository.py``).
 It holds no computation: inputs are turned into phases, runs are started, results imported and
 compared by :class:`~..logic.SegmentationLogic`. The engine runs in a background process
 (:mod:`..process`) polled by a timer, so the GUI stays responsive; Apply becomes Cancel
