@@ -76,7 +76,7 @@ def moving_phantom():
     """The same kind of exam with patient motion between the phases (the panel registers by default)."""
     from BreastTumorSegLib.training.phantom import make_phantom
 
-    return make_phantom(3, spacing=3.0, motion_mm=1.5, n_tumors=1, tumor_radius_mm=9.0)
+    return make_phantom(3, spacing=4.0, motion_mm=1.5, n_tumors=1, tumor_radius_mm=9.0)
 
 
 @pytest.fixture(scope="module")
