@@ -6,6 +6,7 @@ parameter-node wrapper and the application's dialogs, none of which exist outsid
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -437,3 +438,40 @@ def test_multivolume_frames_become_phases_with_their_times(panel, phantom):
         np.testing.assert_allclose(got.GetOrigin(), want.GetOrigin(), atol=1e-4)
         np.testing.assert_allclose(got.GetDirection(), want.GetDirection(), atol=1e-6)
     assert exam.times_min == pytest.approx([0.0, 1.5, 3.0])
+
+
+def test_rethreshold_on_the_candidate_box_equals_the_engine_postprocessing_on_the_whole_grid(moving_phantom):
+    """The panel post-processes only the bounding box of the voxels that can become tumor; the
+    result must be the engine's on the whole grid: same label, same lesions."""
+    from BreastTumorSegLib.engine.postprocess import PostprocessSettings, midline_x, postprocess
+    from BreastTumorSegLib.slicer.logic import OutputNodes
+
+    ctx = mb.MRMLContext.headless()
+    logic = SegmentationLogic(ctx)
+    exam = moving_phantom.exam
+    rng = np.random.default_rng(0)
+    smooth = sitk.SmoothingRecursiveGaussian(sitk.GetImageFromArray(rng.random(
+        sitk.GetArrayViewFromImage(exam.pre).shape).astype(np.float32)), 2.0)
+    prob = sitk.RescaleIntensity(smooth, 0.0, 1.0)
+    prob.CopyInformation(exam.pre)
+    shape = sitk.GetArrayViewFromImage(exam.pre).shape
+    inside = np.zeros(shape, np.uint8)
+    inside[:, :, : int(shape[2] * 0.6)] = 1  # a breast gate over part of the grid: components get gated
+    gate = sitk.GetImageFromArray(inside)
+    gate.CopyInformation(exam.pre)
+    outputs = OutputNodes(
+        segmentation=mb.label_to_segmentation(ctx, sitk.Cast(prob > 2.0, sitk.sitkUInt8), None, "seg"),
+        probability=mb.image_to_volume_node(ctx, prob, "p tumor probability"),
+        breast_mask=mb.image_to_volume_node(ctx, gate, "gate"))
+    for mode, threshold in (("absolute", 0.6), ("absolute", 0.75), ("relative", 0.7)):
+        settings = PostprocessSettings(threshold=threshold, mode=mode, min_lesion_ml=0.05)
+        outputs.segmentation.SetAttribute("BreastTumorSeg.Postprocess", json.dumps(settings.as_dict()))
+        logic.rethreshold(outputs, threshold)
+        want_label, want = postprocess(prob, settings, gate, layout={"midline_x": midline_x(gate)})
+        got = mb.segment_to_label(ctx, outputs.segmentation, "Tumor", outputs.probability)
+        np.testing.assert_array_equal(sitk.GetArrayViewFromImage(got), sitk.GetArrayViewFromImage(want_label))
+        table = outputs.lesion_table.GetTable()
+        assert table.GetNumberOfRows() == len(want) > 0
+        for r, les in enumerate(want):
+            assert table.GetColumnByName("Volume (mL)").GetValue(r) == pytest.approx(les.volume_ml, abs=1e-4)
+            assert table.GetColumnByName("Max probability").GetValue(r) == pytest.approx(les.max_probability, abs=1e-4)

@@ -368,6 +368,20 @@ def lesion_rows(lesions: Sequence[dict]) -> list[list]:
     return rows
 
 
+def _bounding_box(mask) -> tuple[list[int], list[int]] | None:
+    """(SimpleITK index, size) of the smallest box holding every true voxel of a (z, y, x) array."""
+    import numpy as np
+
+    if not mask.any():
+        return None
+    lo, hi = [], []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo.append(int(hit[0]))
+        hi.append(int(hit[-1]))
+    return lo[::-1], [h - l + 1 for l, h in zip(lo, hi)][::-1]
+
+
 def _side_of(lesions: Sequence[dict]) -> str | None:
     sides = {les.get("side") for les in lesions}
     return sides.pop() if len(sides) == 1 and sides <= {"left", "right"} else None
@@ -597,7 +611,7 @@ class SegmentationLogic:
     def rethreshold(self, outputs: OutputNodes, threshold: float) -> OutputNodes:
         """Threshold the stored probability map again (no model run): segment "Tumor" and the lesion
         table are replaced, with the engine's post-processing (mode, minimum lesion size, breast gate)."""
-        from ..engine.postprocess import postprocess
+        from ..engine.postprocess import midline_x, postprocess
 
         if outputs.probability is None or outputs.segmentation is None:
             raise InputError("there is no result to re-threshold", "the panel", "press Apply first")
@@ -608,7 +622,21 @@ class SegmentationLogic:
         settings = self._postprocess_settings(outputs, threshold)
         if gate is None:
             settings.restrict_to_breast = False
-        label, lesions = postprocess(prob, settings, gate)
+        # Only voxels at or above this can become tumor (relative mode: a fraction of a slice maximum
+        # that is itself >= the threshold), so the post-processing runs on their bounding box: the
+        # same components, lesions and measurements, without passing over the whole grid.
+        floor = settings.threshold * (settings.relative_fraction if settings.mode == "relative" else 1.0)
+        box = _bounding_box(sitk.GetArrayViewFromImage(prob) >= floor)
+        label = sitk.Image(prob.GetSize(), sitk.sitkUInt8)
+        label.CopyInformation(prob)
+        lesions = []
+        if box is not None:
+            index, size = box
+            crop_gate = None if gate is None else sitk.RegionOfInterest(gate, size, index)
+            layout = None if gate is None else {"midline_x": midline_x(gate)}  # of the whole breast mask
+            crop_label, lesions = postprocess(sitk.RegionOfInterest(prob, size, index), settings, crop_gate,
+                                              layout=layout)
+            label = sitk.Paste(label, sitk.Cast(crop_label, sitk.sitkUInt8), size, [0, 0, 0], index)
         terminology = bridge.tumor_terminology(_side_of([les.as_dict() for les in lesions]))
         bridge.label_to_segmentation(self.ctx, label, outputs.segmentation, reference_node=outputs.probability,
                                      terminology=terminology)
@@ -618,14 +646,21 @@ class SegmentationLogic:
 
     def lesions_from_segmentation(self, outputs: OutputNodes) -> OutputNodes:
         """The lesion table measured again from segment "Tumor" as it is now (after edits in the
-        Segment Editor): one row per connected component, on the probability map's grid."""
+        Segment Editor): one row per connected component, on the probability map's grid (measured
+        on the bounding box of the segment, which holds every component)."""
         from ..engine.postprocess import lesion_table, midline_x
 
         prob = bridge.volume_node_to_image(outputs.probability)
         mask = bridge.segment_to_label(self.ctx, outputs.segmentation, bridge.TUMOR_SEGMENT_ID, prob)
-        components = sitk.RelabelComponent(sitk.ConnectedComponent(mask, True), sortByObjectSize=True)
         gate = None if outputs.breast_mask is None else bridge.volume_node_to_image(outputs.breast_mask)
-        self._fill_lesions(outputs, lesion_table(components, prob, midline_x(gate)), outputs.probability)
+        box = _bounding_box(sitk.GetArrayViewFromImage(mask) > 0)
+        lesions = []
+        if box is not None:
+            index, size = box
+            crop = sitk.RegionOfInterest(mask, size, index)
+            components = sitk.RelabelComponent(sitk.ConnectedComponent(crop, True), sortByObjectSize=True)
+            lesions = lesion_table(components, sitk.RegionOfInterest(prob, size, index), midline_x(gate))
+        self._fill_lesions(outputs, lesions, outputs.probability)
         return outputs
 
     def lesion_centroid_ras(self, outputs: OutputNodes, row: int) -> tuple[float, float, float]:
