@@ -66,7 +66,7 @@ class BreastTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = BreastTumorSegLogic()
         self.panel = PanelController(self.ui, self.logic, qt)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.panel.observe_scene(slicer.mrmlScene)  # a run is stopped and its files removed on close
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
@@ -82,10 +82,6 @@ class BreastTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # The panel stays bound while a run is in progress, so its results still arrive.
         if self.panel is not None and not self.panel.running:
             self.panel.setParameterNode(None)
-
-    def onSceneStartClose(self, caller, event) -> None:
-        if self.panel is not None:
-            self.panel.on_scene_closing()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -137,6 +133,8 @@ class BreastTumorSegTest(ScriptedLoadableModuleTest):
         self.test_background_engine_run()
         self.setUp()
         self.test_panel_opens()
+        self.setUp()
+        self.test_panel_flow()
 
     # ---------------------------------------------------------------- helpers
     def _exam_nodes(self):
@@ -266,3 +264,64 @@ class BreastTumorSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(widget.ui.applyButton.text, "Apply")
         self.assertGreater(widget.ui.modelComboBox.count, 0)
         self.delayDisplay("Panel opened")
+
+    def _wait(self, condition, timeout_s: float = 600.0) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        return True
+
+    def test_panel_flow(self):
+        """What a user does: check the phases, Apply, wait, re-threshold, Refine, Compare."""
+        if slicer.app.commandOptions().noMainWindow:
+            self.delayDisplay("No main window: the panel flow needs the GUI (the logic tests ran)")
+            return
+        nodes, _ = self._exam_nodes()
+        slicer.util.selectModule("BreastTumorSeg")
+        widget = slicer.util.getModuleWidget("BreastTumorSeg")
+        ui, panel = widget.ui, widget.panel
+        for node in reversed(nodes):
+            ui.phaseVolumesSelector.setCheckState(node, qt.Qt.Checked)
+        self.assertEqual(ui.phaseTable.rowCount, len(nodes))
+        ui.modelComboBox.setCurrentIndex(ui.modelComboBox.findText("ftv"))
+        ui.deviceComboBox.setCurrentIndex(ui.deviceComboBox.findText("cpu"))
+        ui.applyButton.click()
+        self.assertEqual(ui.applyButton.text, "Cancel")
+        self.assertTrue(self._wait(lambda: not panel.running), "the engine did not finish in 10 min")
+        param = widget.logic.getParameterNode()
+        seg = param.outputSegmentation
+        self.assertIsNotNone(seg)
+        self.assertIsNotNone(seg.GetSegmentation().GetSegment("Tumor"))
+        self.assertEqual(ui.applyButton.text, "Apply")
+        self.delayDisplay("Apply ran the engine in the background and loaded the result")
+
+        voxels = lambda: int(slicer.util.arrayFromSegmentBinaryLabelmap(seg, "Tumor", nodes[0]).sum())  # noqa: E731
+        before = voxels()
+        ui.useModelThresholdCheckBox.checked = False
+        ui.thresholdSliderWidget.value = 0.95
+        self.assertTrue(self._wait(lambda: "thresholded again" in ui.statusLabel.text, 30))
+        self.assertLessEqual(voxels(), before)
+        self.delayDisplay("Threshold changed without re-running the model")
+
+        ui.refineButton.click()
+        self.assertEqual(slicer.util.selectedModule(), "SegmentEditor")
+        editor = slicer.util.getModuleWidget("SegmentEditor").editor
+        self.assertEqual(editor.segmentationNode(), seg)
+        slicer.util.selectModule("BreastTumorSeg")
+        self.delayDisplay("Refine handed the result to the Segment Editor")
+
+        reader = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "reader 1")
+        reader.GetSegmentation().CopySegmentFromSegmentation(seg.GetSegmentation(), "Tumor")
+        ui.referenceSegmentationsSelector.setCheckState(reader, qt.Qt.Checked)
+        ui.compareSegmentSelector.setCurrentNode(seg)
+        ui.compareSegmentSelector.setCurrentSegmentID("Tumor")
+        ui.compareButton.click()
+        table = param.comparisonTable
+        self.assertIsNotNone(table)
+        self.assertAlmostEqual(float(table.GetTable().GetColumnByName("Dice").GetValue(0)), 1.0, places=6)
+        self.delayDisplay("Compare gave Dice 1 against an identical reader segmentation")

@@ -9,6 +9,19 @@ Reusable by every test of a panel (the segmentation panel, a reader-mode panel, 
   (``slicer.util.childWidgetVariables``);
 * :func:`process_until` - run the Qt event loop (timers fire) until a condition holds.
 
+Use (see ``Testing/test_panel_controller.py``)::
+
+    ctx = MRMLContext.headless()
+    root, ui = load_ui(ctx.scene)                      # or load_ui(ctx.scene, "path/to/Other.ui")
+    host = RecordingHost(ctx)                          # host.errors: what the user would have seen
+    panel = PanelController(ui, SegmentationLogic(ctx), qt_namespace(), host)
+    panel.setParameterNode(panel_parameter_node(ctx.scene))   # or ParameterNode(scene, fields, ...)
+    ui.applyButton.click(); process_until(lambda: not panel.running)
+    panel.cleanup(); close_ui(root)
+
+A new panel class registers more stand-ins by adding classes to :data:`STAND_INS` (or passing
+its own list to :func:`load_ui`'s loader) and gets its parameters from :class:`ParameterNode`.
+
 What is real and what is stood in, honestly:
 
 * Real: PySide6 widgets for every plain Qt class of the ``.ui`` (QComboBox, QTableWidget,
@@ -37,6 +50,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 from PySide6.QtCore import Qt, Signal  # noqa: E402
 from PySide6.QtUiTools import QUiLoader  # noqa: E402
+import shiboken6  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_FILE = ROOT / "BreastTumorSeg" / "Resources" / "UI" / "BreastTumorSeg.ui"
@@ -167,11 +181,19 @@ class qMRMLNodeComboBox(QtWidgets.QComboBox):  # noqa: N801
         self._scene, self._observers = scene, []
         if scene is not None:
             for event in (scene.NodeAddedEvent, scene.NodeRemovedEvent, scene.EndCloseEvent):
-                self._observers.append(scene.AddObserver(event, lambda *a: self._refresh()))
+                self._observers.append(scene.AddObserver(event, self._on_scene_event))
         self._refresh()
 
     def mrmlScene(self):
         return self._scene
+
+    def _on_scene_event(self, caller=None, event=None) -> None:
+        if shiboken6.isValid(self):
+            self._refresh()
+        else:  # the widget was deleted before the scene: stop listening
+            for tag in self._observers:
+                caller.RemoveObserver(tag)
+            self._observers = []
 
     def _refresh(self) -> None:
         current = self.currentNode() if self._nodes or self._none else None
@@ -279,11 +301,11 @@ STAND_INS = (qMRMLWidget, ctkCollapsibleButton, ctkSliderWidget, qMRMLNodeComboB
              qMRMLSegmentSelectorWidget, qMRMLTableView)
 
 
-def load_ui(scene, ui_file: str | os.PathLike = UI_FILE):
+def load_ui(scene, ui_file: str | os.PathLike = UI_FILE, stand_ins=STAND_INS):
     """(root widget, ``ui`` namespace of every named child) of a Slicer ``.ui`` file, scene set."""
     application()
     loader = QUiLoader()
-    for cls in STAND_INS:
+    for cls in stand_ins:
         loader.registerCustomWidget(cls)
     # The .ui connects mrmlSceneChanged(vtkMRMLScene*) to each MRML widget's setMRMLScene; those C++
     # signatures do not exist in PySide6, so the connections are dropped and the scene set below.
@@ -307,6 +329,16 @@ def load_ui(scene, ui_file: str | os.PathLike = UI_FILE):
         if hasattr(child, "setMRMLScene"):
             child.setMRMLScene(scene)
     return root, ui
+
+
+def close_ui(root) -> None:
+    """Detach every MRML widget of a panel from its scene and delete the panel."""
+    for child in root.findChildren(QtWidgets.QWidget):
+        if hasattr(child, "setMRMLScene"):
+            child.setMRMLScene(None)
+    root.close()
+    root.deleteLater()
+    application().processEvents()
 
 
 # ----------------------------------------------------------------------------- parameter node
@@ -420,7 +452,7 @@ def panel_parameter_node(scene) -> ParameterNode:
         choices={"inputType": ["Volumes", "Sequence"], "device": ["auto", "cpu", "cuda"]},
         node_lists=("phaseVolumes", "referenceSegmentations"),
         node_refs=("inputSequence", "outputSegmentation", "outputProbability", "outputLesionTable",
-                   "outputSubtraction", "comparisonTable"))
+                   "outputSubtraction", "outputBreastMask", "outputRegisteredPhases", "comparisonTable"))
 
 
 # ----------------------------------------------------------------------------- the application's services
@@ -433,12 +465,16 @@ class RecordingHost:
         self.errors: list[str] = []
         self.backgrounds: list = []
         self.editor_calls: list = []
+        self.charts: list = []
 
     def show_error(self, what: str, exc: BaseException) -> None:
         self.errors.append(f"{what}\n\n{exc}")
 
     def show_background(self, node) -> None:
         self.backgrounds.append(node)
+
+    def show_chart(self, chart) -> None:
+        self.charts.append(chart)
 
     def open_segment_editor(self, segmentation, source, segment_id) -> None:
         self.editor_calls.append((segmentation, source, segment_id))

@@ -116,7 +116,7 @@ def test_engine_segments_and_writes_seg_nrrd_without_slicer(no_slicer_env, small
     ph, folder = small_exam
     out_dir = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-c", CHILD, "segment", str(folder), "--output", str(out_dir),
-                           "--model", "ftv", "--device", "cpu", "--no-register"],
+                           "--model", "ftv", "--device", "cpu", "--no-register", "--reading-images"],
                           env=no_slicer_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "IMPORTED" in proc.stdout
@@ -126,6 +126,12 @@ def test_engine_segments_and_writes_seg_nrrd_without_slicer(no_slicer_env, small
     assert dice(label, ph.tumor_mask) > 0.5  # the run did its job, not just ran
     summary = json.loads((out_dir / f"{case}.json").read_text())
     assert summary["lesions"]
+    # --reading-images: the subtraction (unregistered here: --no-register) and the lesion gate.
+    sub = sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / f"{case}_subtraction.nii.gz")))
+    raw = sitk.GetArrayFromImage(ph.exam.phases[1]) - sitk.GetArrayFromImage(ph.exam.phases[0])
+    np.testing.assert_allclose(sub, raw, atol=1e-3)
+    breast = sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / f"{case}_breast.nii.gz")))
+    assert set(np.unique(breast)) == {0, 1} and breast[sitk.GetArrayFromImage(label) > 0].mean() > 0.25
 
     # The .seg.nrrd written without Slicer, read by Slicer's own reader (real MRML).
     slicer = pytest.importorskip("slicer", reason="slicer-core (the 'slicer' extra) not installed")

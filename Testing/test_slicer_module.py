@@ -593,6 +593,9 @@ _CONNECTABLE = {
 def _kind(annotation: str) -> str:
     if annotation.startswith("vtkMRML"):
         return "node"
+    # A union of node classes (parameterNodeWrapper's node combo-box connector takes those too).
+    if re.fullmatch(r"Union\[vtkMRML\w+(, vtkMRML\w+)*\]", annotation):
+        return "node"
     if "Choice(" in annotation:
         return "choice"
     base = re.sub(r"Annotated\[(\w+),.*", r"\1", annotation)

@@ -7,8 +7,8 @@ Every option of ``breasttumorseg segment`` (``--model``, ``--device``, ``--thres
 ``--overwrite``, ...) is accepted, parsed by that command's parser and run by its own code
 (``cli.segment.segment_and_write``), so the files written (``<case>_seg.nii.gz``,
 ``<case>_prob.nii.gz``, ``<case>.seg.nrrd``, ``<case>.json``) are exactly the CLI's. ``--scene`` adds
-a Slicer scene bundle (``.mrb``) holding the exam phases (the exam that run loaded), the subtraction
-image, the segmentation, the probability map and the lesion table, built by the module's logic.
+a Slicer scene bundle (``.mrb``) holding the exam phases (the exam that run loaded), the
+motion-corrected subtraction image the result was made on, the segmentation, the probability map and the lesion table, built by the module's logic.
 
 The script also runs in plain Python (``python segment_headless.py ...``); ``--scene`` then needs
 the ``slicer-core`` wheel. Exit codes follow the CLI: 0 done, 2 bad input, 130 cancelled.
@@ -55,8 +55,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str], argparse
     return args, cli_argv, cli_parser().parse_args(cli_argv)
 
 
-def save_scene(exam, out_dir: Path, mrb_path: Path) -> Path:
-    """Build a scene with *exam* and the results written into *out_dir*, and save it as a .mrb bundle."""
+def save_scene(exam, out_dir: Path, mrb_path: Path, result=None) -> Path:
+    """Build a scene with *exam* and the results written into *out_dir*, and save it as a .mrb bundle.
+
+    With the engine's *result* its motion-corrected subtraction and breast mask go into the scene
+    (the subtraction the segmentation was made on); without it only the files are read."""
     import slicer
 
     from BreastTumorSegLib.slicer import mrml_bridge
@@ -67,7 +70,10 @@ def save_scene(exam, out_dir: Path, mrb_path: Path) -> Path:
     case_id = exam.case_id
     nodes = [mrml_bridge.image_to_volume_node(ctx, img, f"{case_id}_{i:04d}") for i, img in enumerate(exam.phases)]
     logic = SegmentationLogic(ctx)
-    outputs = logic.import_result_folder(out_dir, case_id, nodes[0], exam=exam)
+    if result is not None:
+        outputs = logic.import_result(result, nodes[0], exam=exam)
+    else:
+        outputs = logic.import_result_folder(out_dir, case_id, nodes[0], exam=exam)
     logic.show_results(outputs)
     mrb_path = mrb_path.resolve()
     mrb_path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             exam, result, written = segment_and_write(cli_args)
             print_result(result, written)
             if args.scene is not None:
-                print(f"  scene        {save_scene(exam, cli_args.output, args.scene)}")
+                print(f"  scene        {save_scene(exam, cli_args.output, args.scene, result)}")
         except OSError as exc:  # e.g. Slicer could not save the scene
             raise BreastTumorSegError(str(exc)) from None
         return 0

@@ -71,6 +71,11 @@ def register(sub) -> None:
                    help="acquisition times in minutes, one per phase, e.g. 0,1.5,3,4.5 (overrides <case>.json)")
     p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
     p.add_argument("--dicom-seg", action="store_true", help="also write <case>_seg.dcm (DICOM SEG; DICOM input only)")
+    p.add_argument("--reading-images", action="store_true",
+                   help="also write <case>_subtraction.nii.gz (first post - pre, motion-corrected) and "
+                        "<case>_breast.nii.gz (the breast mask that gated the lesions), as the Slicer panel uses")
+    p.add_argument("--registered-phases", action="store_true",
+                   help="also write <case>_registered.nrrd: every phase after motion correction (4D, phase = 4th axis)")
     p.add_argument("--deidentify", action="store_true",
                    help="with --dicom-seg: write the SEG without patient identifiers, dates or equipment IDs")
     p.add_argument("--series", nargs="+", default=None, metavar="N",
@@ -163,13 +168,15 @@ def segment_and_write(args):
     warn_about_exam(exam)
     from ..engine.pipeline import output_names, segment_exam, write_result  # imports PyTorch: after the checks
     # Fail before the long work, not after it, when results exist already.
-    check_outputs(args, exam.case_id, output_names(exam.case_id, args.dicom_seg).values())
+    check_outputs(args, exam.case_id, output_names(exam.case_id, args.dicom_seg, args.reading_images,
+                                                       args.registered_phases).values())
     if args.dicom_seg and "dicom" not in exam.metadata:
         raise InputError("--dicom-seg needs a DICOM input (the SEG must reference the source series)",
                          args.inputs[0], "run on the DICOM folder, or drop --dicom-seg")
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
     written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
-                           deidentify=args.deidentify, load_seconds=t_load)
+                           deidentify=args.deidentify, load_seconds=t_load, reading_images=args.reading_images,
+                           registered_phases=args.registered_phases)
     if progress:
         progress.close()
     return exam, result, written

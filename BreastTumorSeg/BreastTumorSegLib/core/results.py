@@ -55,6 +55,7 @@ class SegmentationResult:
     settings: dict = field(default_factory=dict)
     breast_mask_qa: dict | None = None  # plausibility of the breast mask(s) and which one was used
     subtraction: sitk.Image | None = None  # early subtraction (first post - pre), motion-corrected
+    registered_phases: list[sitk.Image] | None = None  # the phases after motion correction (None: not registered)
 
     def summary(self) -> dict:
         return {

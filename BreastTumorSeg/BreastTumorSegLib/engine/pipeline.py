@@ -121,6 +121,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
         registration_qa=qa, breast_mask_qa=mask_qa,
         subtraction=sitk.Subtract(exam.phases[1], exam.phases[0]),
+        registered_phases=list(exam.phases) if register else None,
         settings={"postprocess": settings.as_dict(), "device": device, "registered": register,
                   "breast_mask": breast_model if used == "learned" else
                   ("classical (fallback: learned mask implausible)" if learned is not None else "classical"),
@@ -156,7 +157,8 @@ def _segment_raw(exam: DCEExam, segmenter: Segmenter, reporter: Reporter, device
     )
 
 
-def output_names(case_id: str, dicom_seg: bool = False) -> dict[str, str]:
+def output_names(case_id: str, dicom_seg: bool = False, reading_images: bool = False,
+                 registered_phases: bool = False) -> dict[str, str]:
     names = {
         "label": f"{case_id}_seg.nii.gz",
         "probability": f"{case_id}_prob.nii.gz",
@@ -166,13 +168,19 @@ def output_names(case_id: str, dicom_seg: bool = False) -> dict[str, str]:
     }
     if dicom_seg:
         names["dicom_seg"] = f"{case_id}_seg.dcm"
+    if reading_images:  # what the Slicer panel shows beside the result and re-thresholds within
+        names["subtraction"] = f"{case_id}_subtraction.nii.gz"
+        names["breast_mask"] = f"{case_id}_breast.nii.gz"
+    if registered_phases:  # every phase after motion correction, as one 4D image (phase = 4th axis)
+        names["registered_phases"] = f"{case_id}_registered.nrrd"
     return names
 
 
 def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: bool = False,
                  exam: DCEExam | None = None, dicom_seg: bool = False,
                  extra_summary: dict | None = None, deidentify: bool = False,
-                 load_seconds: float | None = None, truth: sitk.Image | None = None) -> dict[str, Path]:
+                 load_seconds: float | None = None, truth: sitk.Image | None = None,
+                 reading_images: bool = False, registered_phases: bool = False) -> dict[str, Path]:
     """Write every output of *result* into *out_dir*, all or nothing.
 
     The overview picture (:mod:`.overview`) outlines *truth* too when it is given (the demo).
@@ -180,17 +188,31 @@ def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: boo
     Existing outputs are not replaced unless ``overwrite``; on any error nothing is left behind.
     ``dicom_seg`` needs the source *exam* loaded from DICOM. With ``load_seconds`` (how long the
     caller took to load the exam) ``result.timings`` gets ``load`` first and ``write`` (this
-    call's time up to the summary) last, and the summary written records them.
+    call's time up to the summary) last, and the summary written records them. ``reading_images``
+    also writes the motion-corrected early subtraction and the breast mask that gated the lesions;
+    ``registered_phases`` the motion-corrected phases as one 4D NRRD (only when the run registered).
     """
     t0 = time.perf_counter()
-    names = output_names(result.case_id, dicom_seg)
+    names = output_names(result.case_id, dicom_seg, reading_images, registered_phases)
+    if result.registered_phases is None:
+        names.pop("registered_phases", None)
     if result.subtraction is None:  # a result made elsewhere: nothing to draw the overview on
         names.pop("overview")
+        names.pop("subtraction", None)
+    if result.breast_mask is None:
+        names.pop("breast_mask", None)
     with StagedOutputs(out_dir, overwrite=overwrite) as staged:
         check_no_overwrite([staged.out_dir / n for n in names.values()], overwrite)
         write_image_atomic(result.label, staged.path(names["label"]))
         write_image_atomic(result.probability, staged.path(names["probability"]))
         write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name=TUMOR_SEGMENT_NAME)
+        if "subtraction" in names:
+            write_image_atomic(sitk.Cast(result.subtraction, sitk.sitkFloat32), staged.path(names["subtraction"]))
+        if "breast_mask" in names:
+            write_image_atomic(sitk.Cast(result.breast_mask, sitk.sitkUInt8), staged.path(names["breast_mask"]))
+        if "registered_phases" in names:
+            phases = sitk.JoinSeries([sitk.Cast(p, sitk.sitkFloat32) for p in result.registered_phases])
+            write_image_atomic(phases, staged.path(names["registered_phases"]))
         if dicom_seg:
             from ..io.dicom.seg import write_dicom_seg
             write_dicom_seg(result.label, exam, staged.path(names["dicom_seg"]), model_id=result.model_id,

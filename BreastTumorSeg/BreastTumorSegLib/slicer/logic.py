@@ -22,11 +22,12 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import SimpleITK as sitk
+import slicer
 
 from . import mrml_bridge as bridge
 from ..core.errors import InputError
@@ -40,6 +41,9 @@ TIME_ATTRIBUTE = "BreastTumorSeg.AcquisitionTimeMin"
 DICOM_TIME_TAGS = (("0008,0032", "AcquisitionTime"), ("0008,0033", "ContentTime"), ("0008,0031", "SeriesTime"))
 LESION_COLUMNS = ("Lesion", "Side", "Volume (mL)", "Longest diameter (mm)", "Max probability",
                   "Centroid R (mm)", "Centroid A (mm)", "Centroid S (mm)")
+# Segmentation-node attribute: the engine's post-processing settings of the result (JSON), so the
+# panel re-thresholds the stored probability map the way the engine did.
+POSTPROCESS_ATTRIBUTE = "BreastTumorSeg.Postprocess"
 COMPARISON_COLUMNS = ("Reference", "Segment", "Dice", "HD95 (mm)", "Volume result (mL)", "Volume reference (mL)")
 
 DicomValue = Callable[[str, str], str]  # (SOP instance UID, "gggg,eeee") -> value or ""
@@ -153,6 +157,52 @@ def phases_from_sequence(sequence_node) -> list[Phase]:
     return [Phase(node, None if times is None else round(times[i], 4), source) for i, node in enumerate(nodes)]
 
 
+def is_multivolume(node) -> bool:
+    """A MultiVolume node (MultiVolumeExplorer's DCE series): one scalar component per frame and the
+    ``MultiVolume.FrameLabels`` attribute (frame times)."""
+    return node is not None and (node.IsA("vtkMRMLMultiVolumeNode") or (
+        node.IsA("vtkMRMLScalarVolumeNode") and bool(node.GetAttribute("MultiVolume.FrameLabels"))))
+
+
+def phases_from_multivolume(node) -> list[Phase]:
+    """The frames of a MultiVolume node as phases, in frame order; times from the frame labels
+    (``MultiVolume.FrameIdentifyingDICOMTagUnits``: ms, s or min)."""
+    import vtk
+
+    image = node.GetImageData()
+    n = 0 if image is None else image.GetNumberOfScalarComponents()
+    if n < 2:
+        raise InputError("the MultiVolume has fewer than two frames", node.GetName(),
+                         "load the whole DCE series (pre-contrast and post-contrast frames)")
+    if node.GetParentTransformNode() is not None:
+        raise InputError("the MultiVolume is under a transform", node.GetName(),
+                         "harden the transform (Data module) or remove it, then select the node again")
+    labels = [v.strip() for v in (node.GetAttribute("MultiVolume.FrameLabels") or "").split(",") if v.strip()]
+    per_unit = _minutes_per_unit(node.GetAttribute("MultiVolume.FrameIdentifyingDICOMTagUnits") or "")
+    times = None
+    if len(labels) == n and per_unit is not None:
+        try:
+            raw = [float(v) for v in labels]
+            times = [round((t - raw[0]) * per_unit, 4) for t in raw]
+        except ValueError:
+            times = None
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijk_to_ras)
+    phases = []
+    for i in range(n):
+        extract = vtk.vtkImageExtractComponents()
+        extract.SetInputData(image)
+        extract.SetComponents(i)
+        extract.Update()
+        frame = slicer.vtkMRMLScalarVolumeNode()  # not added to the scene: read once for the exam
+        frame.SetName(f"{node.GetName()} frame {i}")
+        frame.SetIJKToRASMatrix(ijk_to_ras)
+        frame.SetAndObserveImageData(extract.GetOutput())
+        phases.append(Phase(frame, None if times is None else times[i],
+                            "MultiVolume frame labels" if times is not None else "MultiVolume frame order"))
+    return phases
+
+
 def exam_from_phases(phases: Sequence[Phase], case_id: str = "case",
                      times_min: Sequence[float | None] | None = None) -> DCEExam:
     """A :class:`DCEExam` from phases (pre-contrast first), in world coordinates.
@@ -171,6 +221,31 @@ def exam_from_phases(phases: Sequence[Phase], case_id: str = "case",
                          [ph.name for ph in phases])
 
 
+def source_files(phases: Sequence[Phase]) -> list[Path] | None:
+    """The image files the phases were loaded from, when the engine can read them as they are.
+
+    Every phase must have a storage node naming one existing NIfTI/NRRD/MetaImage file, must be
+    unchanged since it was read, and must not sit under a transform; otherwise ``None`` (the
+    exam is exported instead). DICOM series (a list of files) are exported too.
+    """
+    from ..io.files import IMAGE_SUFFIXES
+
+    files = []
+    for ph in phases:
+        node = ph.node
+        storage = node.GetStorageNode() if node is not None else None
+        if storage is None or storage.GetNumberOfFileNames() > 1 or node.GetParentTransformNode() is not None:
+            return None
+        if node.GetModifiedSinceRead():
+            return None
+        name = storage.GetFileName() or ""
+        path = Path(name)
+        if not name or not path.is_file() or not path.name.lower().endswith(IMAGE_SUFFIXES):
+            return None
+        files.append(path.resolve())
+    return files
+
+
 def safe_case_id(name: str) -> str:
     """A file-name-safe case id from a node name."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "case"
@@ -187,12 +262,14 @@ def engine_python() -> str:
     return shutil.which("PythonSlicer") or sys.executable
 
 
-def engine_command(exam_dir: str | os.PathLike, out_dir: str | os.PathLike, model: str = DEFAULT_MODEL,
+def engine_command(exam_dir, out_dir: str | os.PathLike, model: str = DEFAULT_MODEL,
                    device: str = "auto", threshold: float | None = None, python: str | None = None,
                    extra: Sequence[str] = ()) -> list[str]:
-    """Command line of ``breasttumorseg segment`` for one exported exam (see :func:`engine_environment`)."""
+    """Command line of ``breasttumorseg segment`` for one exam folder, or a list of phase files in
+    acquisition order (see :func:`engine_environment`)."""
+    inputs = [str(exam_dir)] if isinstance(exam_dir, (str, os.PathLike)) else [str(p) for p in exam_dir]
     cmd = [python or engine_python(), "-c", "import sys; from BreastTumorSegLib.cli import main; sys.exit(main())",
-           "segment", str(exam_dir), "--output", str(out_dir), "--model", model, "--device", device, "--overwrite"]
+           "segment", *inputs, "--output", str(out_dir), "--model", model, "--device", device, "--overwrite"]
     if threshold is not None:
         cmd += ["--threshold", f"{float(threshold):.6g}"]
     return cmd + list(extra)
@@ -240,7 +317,15 @@ class BackgroundRun:
     out_dir: Path
     case_id: str
     reference_node: object
-    exam: DCEExam
+    exam: DCEExam | None  # None when the phases were handed to the engine by file
+    # Exported temporary file -> the volume node it came from, so messages name what the user sees.
+    exported: dict[str, str] = field(default_factory=dict)
+
+    def user_message(self, message: str) -> str:
+        """*message* with the temporary files of an exported exam replaced by the volumes' names."""
+        for path, name in self.exported.items():
+            message = message.replace(path, f"volume '{name}'")
+        return message
 
     def cleanup(self) -> None:
         """Remove the temporary exam and result files (the process must have ended)."""
@@ -254,7 +339,9 @@ class OutputNodes:
     segmentation: object = None
     probability: object = None
     lesion_table: object = None
-    subtraction: object = None
+    subtraction: object = None  # first post - pre, motion-corrected as the result (the engine's)
+    breast_mask: object = None  # the mask that gated the lesions (re-thresholding gates with it again)
+    registered_phases: object = None  # vtkMRMLSequenceNode of the motion-corrected phases, when asked for
 
     def ids(self) -> dict[str, str | None]:
         return {k: (None if v is None else v.GetID()) for k, v in self.__dict__.items()}
@@ -281,6 +368,20 @@ def lesion_rows(lesions: Sequence[dict]) -> list[list]:
     return rows
 
 
+def _bounding_box(mask) -> tuple[list[int], list[int]] | None:
+    """(SimpleITK index, size) of the smallest box holding every true voxel of a (z, y, x) array."""
+    import numpy as np
+
+    if not mask.any():
+        return None
+    lo, hi = [], []
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo.append(int(hit[0]))
+        hi.append(int(hit[-1]))
+    return lo[::-1], [h - l + 1 for l, h in zip(lo, hi)][::-1]
+
+
 def _side_of(lesions: Sequence[dict]) -> str | None:
     sides = {les.get("side") for les in lesions}
     return sides.pop() if len(sides) == 1 and sides <= {"left", "right"} else None
@@ -298,6 +399,8 @@ class SegmentationLogic:
     def phases(self, sequence_node=None, volume_nodes: Sequence | None = None) -> list[Phase]:
         """Phases from a Sequence node, or from volume nodes ordered by :func:`guess_phases`."""
         if sequence_node is not None:
+            if is_multivolume(sequence_node):
+                return phases_from_multivolume(sequence_node)
             return phases_from_sequence(sequence_node)
         return guess_phases(volume_nodes or [], self.dicom_value)
 
@@ -334,23 +437,45 @@ class SegmentationLogic:
     def start_background(self, phases: Sequence[Phase], model: str = DEFAULT_MODEL, device: str = "auto",
                          threshold: float | None = None, times_min: Sequence[float | None] | None = None,
                          register: bool = True, case_id: str | None = None, python: str | None = None,
-                         workdir: str | os.PathLike | None = None) -> "BackgroundRun":
-        """Export the exam to a temporary folder and start the engine CLI on it in the background.
+                         workdir: str | os.PathLike | None = None, extra: Sequence[str] = (),
+                         registered_phases: bool = False) -> "BackgroundRun":
+        """Start the engine CLI on the exam in the background.
 
-        Poll ``run.process`` from a timer; call :meth:`finish_background` when it has ended.
+        Phases loaded from image files the engine reads, and unchanged since, are handed to it by
+        path (nothing is written); otherwise the exam is exported to a temporary folder. Poll
+        ``run.process`` from a timer; call :meth:`finish_background` when it has ended.
+        ``registered_phases`` asks the engine for the motion-corrected phases too (one more full
+        copy of the exam written and read: off by default), loaded as a Sequence.
         """
-        exam = exam_from_phases(phases, case_id or safe_case_id(phases[0].name), times_min)
+        case_id = case_id or safe_case_id(phases[0].name)
+        files = source_files(phases)
+        exam = None
+        if files is None:
+            exam = exam_from_phases(phases, case_id, times_min)
+        elif not MIN_PHASES <= len(phases) <= MAX_PHASES:
+            exam_from_phases(phases, case_id, times_min)  # raises the readable count error
         work = Path(tempfile.mkdtemp(prefix="BreastTumorSeg-", dir=workdir))
         try:
-            exam_dir = self.export_exam(exam, work / "exam")
             out_dir = work / "result"
-            extra = [] if register else ["--no-register"]
-            cmd = engine_command(exam_dir, out_dir, model, device, threshold, python, extra)
+            flags = ["--reading-images"] + ([] if register else ["--no-register"]) + list(extra)
+            if registered_phases and register:
+                flags.append("--registered-phases")
+            if exam is not None:
+                inputs = self.export_exam(exam, work / "exam")
+            else:
+                inputs = files
+                flags += ["--case-id", case_id]
+                times = list(times_min) if times_min is not None else [ph.time_min for ph in phases]
+                if all(t is not None for t in times):
+                    flags += ["--times", ",".join(f"{float(t):.6g}" for t in times)]
+            cmd = engine_command(inputs, out_dir, model, device, threshold, python, flags)
             process = EngineProcess(cmd, env=engine_environment(), cwd=str(work)).start()
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        return BackgroundRun(process, work, out_dir, exam.case_id, phases[0].node, exam)
+        exported = {} if exam is None else {
+            str(work / "exam" / f"{exam.case_id}_{i:04d}.nrrd"): ph.name for i, ph in enumerate(phases)}
+        return BackgroundRun(process, work, out_dir, case_id, phases[0].node, exam, exported)
 
     def finish_background(self, run: "BackgroundRun", outputs: OutputNodes | None = None) -> OutputNodes:
         """Load a finished run's results into the scene and delete its temporary folder.
@@ -363,7 +488,7 @@ class SegmentationLogic:
             if state.running:
                 raise RuntimeError("the engine is still running; cancel it or wait for it to finish")
             if not state.succeeded:
-                raise EngineFailed(run.process.error_message())
+                raise EngineFailed(run.user_message(run.process.error_message()))
             return self.import_result_folder(run.out_dir, run.case_id, run.reference_node, outputs, run.exam)
         finally:
             run.cleanup()
@@ -375,16 +500,52 @@ class SegmentationLogic:
         from ..engine.pipeline import output_names
 
         folder = Path(folder)
-        names = output_names(case_id)
+        names = output_names(case_id, reading_images=True)
         label = read_image(folder / names["label"], "segmentation")
         prob = read_image(folder / names["probability"], "probability map")
         try:
             summary = json.loads((folder / names["summary"]).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"cannot read the engine's summary ({exc})", folder / names["summary"]) from None
+        optional = {key: read_image(folder / names[key], key) if (folder / names[key]).is_file() else None
+                    for key in ("subtraction", "breast_mask")}
         self.last_warnings = result_warnings(summary)
+        registered = folder / output_names(case_id, registered_phases=True)["registered_phases"]
+        if registered.is_file():
+            outputs = outputs or OutputNodes()
+            times = (summary.get("settings") or {}).get("times_min")
+            outputs.registered_phases = self._phase_sequence(sitk.ReadImage(str(registered)), times,
+                                                             reference_node, outputs.registered_phases)
         return self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
-                          reference_node, outputs, exam)
+                          reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
+                          (summary.get("settings") or {}).get("postprocess"))
+
+    def _phase_sequence(self, phases_4d: sitk.Image, times_min, reference_node, node=None):
+        """A Sequence node (index: time in min) of the phases of a 4D image, with a browser so the
+        phases can be stepped through in the slice views."""
+        n = phases_4d.GetSize()[3]
+        times = list(times_min) if times_min and len(times_min) == n else list(range(n))
+        base = reference_node.GetName()
+        if node is None:
+            node = self.ctx.scene.AddNewNodeByClass("vtkMRMLSequenceNode", f"{base} registered phases")
+        node.RemoveAllDataNodes()
+        node.SetIndexName("time")
+        node.SetIndexUnit("min" if times_min else "")
+        for i in range(n):
+            size = list(phases_4d.GetSize()[:3]) + [0]
+            phase = sitk.Extract(phases_4d, size, [0, 0, 0, i])
+            frame = slicer.vtkMRMLScalarVolumeNode()
+            frame.SetName(f"{base} registered phase {i}")
+            bridge.set_node_geometry(frame, phase)
+            slicer.util.updateVolumeFromArray(frame, sitk.GetArrayFromImage(phase))
+            node.SetDataNodeAtValue(frame, f"{times[i]:g}")
+        browser = self.ctx.scene.GetFirstNodeByName(f"{base} registered phases browser")
+        if browser is None:
+            browser = self.ctx.scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{base} registered phases browser")
+            browser.SetAndObserveMasterSequenceNodeID(node.GetID())
+        if self.ctx.sequences_logic is not None:
+            self.ctx.sequences_logic.UpdateProxyNodesFromSequences(browser)
+        return node
 
     # ------------------------------------------------------------------ results into the scene
     def import_result(self, result, reference_node, outputs: OutputNodes | None = None,
@@ -392,16 +553,20 @@ class SegmentationLogic:
         """Put a :class:`SegmentationResult` into segmentation, probability and table nodes."""
         self.last_warnings = result_warnings(result.summary())
         return self._fill(result.label, result.probability, [les.as_dict() for les in result.lesions],
-                          result.model_id, reference_node, outputs, exam)
+                          result.model_id, reference_node, outputs, exam, result.subtraction, result.breast_mask,
+                          result.settings.get("postprocess"))
 
     def _fill(self, label: sitk.Image, prob: sitk.Image, lesions: list[dict], model_id: str, reference_node,
-              outputs: OutputNodes | None, exam: DCEExam | None) -> OutputNodes:
+              outputs: OutputNodes | None, exam: DCEExam | None, subtraction: sitk.Image | None = None,
+              breast_mask: sitk.Image | None = None, postprocess: dict | None = None) -> OutputNodes:
         out = outputs or OutputNodes()
         base = reference_node.GetName()
         out.segmentation = bridge.label_to_segmentation(
             self.ctx, label, out.segmentation, f"{base} tumor segmentation", reference_node,
             terminology=bridge.tumor_terminology(_side_of(lesions)))
         out.segmentation.SetAttribute("BreastTumorSeg.ModelID", model_id)
+        if postprocess:
+            out.segmentation.SetAttribute(POSTPROCESS_ATTRIBUTE, json.dumps(postprocess))
         out.probability = bridge.image_to_volume_node(self.ctx, sitk.Cast(prob, sitk.sitkFloat32),
                                                       f"{base} tumor probability", out.probability)
         display = out.probability.GetDisplayNode()
@@ -410,9 +575,15 @@ class SegmentationLogic:
             display.SetWindowLevelMinMax(0.0, 1.0)
         out.lesion_table = bridge.fill_table(self.ctx, LESION_COLUMNS, lesion_rows(lesions),
                                              out.lesion_table, f"{base} tumor lesions")
-        if exam is not None:
-            sub = sitk.Subtract(exam.first_post, exam.pre)
-            out.subtraction = bridge.image_to_volume_node(self.ctx, sub, f"{base} subtraction", out.subtraction)
+        if subtraction is None and exam is not None:  # an engine that did not write it: unregistered
+            subtraction = sitk.Subtract(exam.first_post, exam.pre)
+        if subtraction is not None:
+            out.subtraction = bridge.image_to_volume_node(self.ctx, sitk.Cast(subtraction, sitk.sitkFloat32),
+                                                          f"{base} subtraction", out.subtraction)
+        if breast_mask is not None:
+            out.breast_mask = bridge.image_to_volume_node(self.ctx, sitk.Cast(breast_mask, sitk.sitkUInt8),
+                                                          f"{base} breast mask", out.breast_mask)
+            out.breast_mask.SetHideFromEditors(True)
         for node in (out.segmentation, out.probability, out.lesion_table, out.subtraction):
             if node is not None:
                 bridge.place_next_to(self.ctx, node, reference_node)
@@ -421,6 +592,199 @@ class SegmentationLogic:
     def show_results(self, outputs: OutputNodes, background=None) -> None:
         """Subtraction image (or *background*) in the slice views, segmentation overlaid."""
         bridge.show_in_slice_views(self.ctx, background or outputs.subtraction, outputs.segmentation)
+
+    # ------------------------------------------------------------------ working on the result
+    def _postprocess_settings(self, outputs: OutputNodes, threshold: float | None = None):
+        from ..engine.postprocess import PostprocessSettings
+
+        text = outputs.segmentation.GetAttribute(POSTPROCESS_ATTRIBUTE) if outputs.segmentation else None
+        settings = PostprocessSettings(**json.loads(text)) if text else PostprocessSettings()
+        if threshold is not None:
+            settings.threshold = float(threshold)
+        return settings
+
+    def _fill_lesions(self, outputs: OutputNodes, lesions, prob_node) -> None:
+        base = prob_node.GetName().removesuffix(" tumor probability")
+        outputs.lesion_table = bridge.fill_table(self.ctx, LESION_COLUMNS, lesion_rows([les.as_dict() for les in lesions]),
+                                                 outputs.lesion_table, f"{base} tumor lesions")
+
+    def rethreshold(self, outputs: OutputNodes, threshold: float) -> OutputNodes:
+        """Threshold the stored probability map again (no model run): segment "Tumor" and the lesion
+        table are replaced, with the engine's post-processing (mode, minimum lesion size, breast gate)."""
+        from ..engine.postprocess import midline_x, postprocess
+
+        if outputs.probability is None or outputs.segmentation is None:
+            raise InputError("there is no result to re-threshold", "the panel", "press Apply first")
+        if not 0.0 < float(threshold) <= 1.0:
+            raise InputError(f"threshold {threshold} is outside (0, 1]", "threshold", "pick a value in (0, 1]")
+        prob = bridge.volume_node_to_image(outputs.probability)
+        gate = None if outputs.breast_mask is None else bridge.volume_node_to_image(outputs.breast_mask)
+        settings = self._postprocess_settings(outputs, threshold)
+        if gate is None:
+            settings.restrict_to_breast = False
+        # Only voxels at or above this can become tumor (relative mode: a fraction of a slice maximum
+        # that is itself >= the threshold), so the post-processing runs on their bounding box: the
+        # same components, lesions and measurements, without passing over the whole grid.
+        floor = settings.threshold * (settings.relative_fraction if settings.mode == "relative" else 1.0)
+        box = _bounding_box(sitk.GetArrayViewFromImage(prob) >= floor)
+        label = sitk.Image(prob.GetSize(), sitk.sitkUInt8)
+        label.CopyInformation(prob)
+        lesions = []
+        if box is not None:
+            index, size = box
+            crop_gate = None if gate is None else sitk.RegionOfInterest(gate, size, index)
+            layout = None if gate is None else {"midline_x": midline_x(gate)}  # of the whole breast mask
+            crop_label, lesions = postprocess(sitk.RegionOfInterest(prob, size, index), settings, crop_gate,
+                                              layout=layout)
+            label = sitk.Paste(label, sitk.Cast(crop_label, sitk.sitkUInt8), size, [0, 0, 0], index)
+        terminology = bridge.tumor_terminology(_side_of([les.as_dict() for les in lesions]))
+        bridge.label_to_segmentation(self.ctx, label, outputs.segmentation, reference_node=outputs.probability,
+                                     terminology=terminology)
+        outputs.segmentation.SetAttribute(POSTPROCESS_ATTRIBUTE, json.dumps(settings.as_dict()))
+        self._fill_lesions(outputs, lesions, outputs.probability)
+        return outputs
+
+    def lesions_from_segmentation(self, outputs: OutputNodes) -> OutputNodes:
+        """The lesion table measured again from segment "Tumor" as it is now (after edits in the
+        Segment Editor): one row per connected component, on the probability map's grid (measured
+        on the bounding box of the segment, which holds every component)."""
+        from ..engine.postprocess import lesion_table, midline_x
+
+        prob = bridge.volume_node_to_image(outputs.probability)
+        mask = bridge.segment_to_label(self.ctx, outputs.segmentation, bridge.TUMOR_SEGMENT_ID, prob)
+        gate = None if outputs.breast_mask is None else bridge.volume_node_to_image(outputs.breast_mask)
+        box = _bounding_box(sitk.GetArrayViewFromImage(mask) > 0)
+        lesions = []
+        if box is not None:
+            index, size = box
+            crop = sitk.RegionOfInterest(mask, size, index)
+            components = sitk.RelabelComponent(sitk.ConnectedComponent(crop, True), sortByObjectSize=True)
+            lesions = lesion_table(components, sitk.RegionOfInterest(prob, size, index), midline_x(gate))
+        self._fill_lesions(outputs, lesions, outputs.probability)
+        return outputs
+
+    def lesion_centroid_ras(self, outputs: OutputNodes, row: int) -> tuple[float, float, float]:
+        """Centroid (RAS, mm) of the lesion in *row* of the lesion table."""
+        table = outputs.lesion_table.GetTable()
+        return tuple(float(table.GetColumnByName(f"Centroid {axis} (mm)").GetValue(row)) for axis in "RAS")
+
+    def show_label_layer(self, node, opacity: float = 0.6) -> None:
+        """*node* (a label map) in the label layer of every slice view."""
+        composites = self.ctx.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+        for i in range(composites.GetNumberOfItems()):
+            comp = composites.GetItemAsObject(i)
+            comp.SetLabelVolumeID(node.GetID())
+            comp.SetLabelOpacity(opacity)
+
+    def centre_views_on(self, ras) -> None:
+        """Every slice view of the scene centred on the point *ras* (as a click in the data probe)."""
+        nodes = self.ctx.scene.GetNodesByClass("vtkMRMLSliceNode")
+        for i in range(nodes.GetNumberOfItems()):
+            nodes.GetItemAsObject(i).JumpSliceByCentering(*map(float, ras))
+
+    # ------------------------------------------------------------------ kinetics of the result
+    def _kinetic_exam(self, phases: Sequence[Phase], times_min=None):
+        """(exam, kinetic maps) of the phases, cached per phase nodes and their modification times
+        (the maps cost a pass over the whole exam; a lesion click should not repeat it)."""
+        from ..kinetics.maps import compute_kinetic_maps
+
+        key = (tuple((ph.node.GetID(), ph.node.GetMTime()) for ph in phases),
+               None if times_min is None else tuple(times_min))
+        cached = getattr(self, "_kinetics_cache", None)
+        if cached is None or cached[0] != key:
+            exam = exam_from_phases(phases, safe_case_id(phases[0].name), times_min)
+            cached = (key, exam, compute_kinetic_maps(exam))
+            self._kinetics_cache = cached
+        return cached[1], cached[2]
+
+    def _lesion_components(self, outputs: OutputNodes, reference: sitk.Image) -> sitk.Image:
+        """Connected components of segment "Tumor" labelled as the lesion table is (1 = largest)."""
+        mask = bridge.segment_to_label(self.ctx, outputs.segmentation, bridge.TUMOR_SEGMENT_ID, reference)
+        return sitk.RelabelComponent(sitk.ConnectedComponent(mask, True), sortByObjectSize=True)
+
+    def lesion_curve(self, phases: Sequence[Phase], outputs: OutputNodes, row: int, times_min=None,
+                     chart=None):
+        """Signal-time curve of the lesion in *row* of the lesion table against its surrounding
+        tissue (mean percent enhancement per phase, from :mod:`..kinetics.plots`), as a plot chart
+        node (reused when given) over a table node. Returns ``(chart, curve)``.
+
+        Curves are measured on the phases as they are in the scene (not motion-corrected)."""
+        from ..kinetics.plots import signal_time_curves
+
+        exam, maps = self._kinetic_exam(phases, times_min)
+        label = int(outputs.lesion_table.GetTable().GetColumnByName("Lesion").GetValue(row))
+        components = self._lesion_components(outputs, exam.reference)
+        one = sitk.Cast(components == label, sitk.sitkUInt8)
+        curve = signal_time_curves(exam, one, maps=maps)[1]
+        base = outputs.segmentation.GetName()
+        rows = [[t, le, bg] for t, le, bg in zip(curve.times_min, curve.lesion_pe_mean, curve.background_pe_mean)]
+        table = None if chart is None else chart.GetNthPlotSeriesNode(0).GetTableNode() \
+            if chart.GetNumberOfPlotSeriesNodes() else None
+        table = bridge.fill_table(self.ctx, ("Time (min)", f"Lesion {label} PE (%)", "Surrounding tissue PE (%)"),
+                                  rows, table, f"{base} lesion curve")
+        if chart is None:
+            chart = self.ctx.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{base} lesion curve")
+        if chart.GetNumberOfPlotSeriesNodes() == 0:
+            for column, colour in ((1, (0.9, 0.2, 0.15)), (2, (0.4, 0.4, 0.4))):
+                series = self.ctx.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", table.GetTable().GetColumnName(column))
+                series.SetAndObserveTableNodeID(table.GetID())
+                series.SetXColumnName("Time (min)")
+                series.SetYColumnName(table.GetTable().GetColumnName(column))
+                series.SetPlotType(series.PlotTypeScatter)
+                series.SetColor(*colour)
+                chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        else:
+            chart.GetNthPlotSeriesNode(0).SetYColumnName(table.GetTable().GetColumnName(1))
+            chart.GetNthPlotSeriesNode(0).SetName(table.GetTable().GetColumnName(1))
+        kinetics = curve.kinetics or {}
+        chart.SetTitle(f"Lesion {label}: {kinetics.get('curve_type', 'curve')}")
+        chart.SetXAxisTitle("Time after the pre-contrast phase (min)")
+        chart.SetYAxisTitle("Percent enhancement (%)")
+        return chart, curve
+
+    def ser_overlay(self, phases: Sequence[Phase], outputs: OutputNodes, times_min=None, node=None):
+        """SER bands inside segment "Tumor" (1 persistent-like, 2 plateau-like, 3 washout-like, as the
+        ``kinetics`` command writes them) as a label map node with its colour table, for the slice
+        views' label layer."""
+        from ..kinetics.plots import BAND_COLOURS, ser_band_image
+
+        exam, maps = self._kinetic_exam(phases, times_min)
+        mask = bridge.segment_to_label(self.ctx, outputs.segmentation, bridge.TUMOR_SEGMENT_ID, exam.reference)
+        bands = ser_band_image(maps, mask)
+        base = outputs.segmentation.GetName()
+        if node is None:
+            node = self.ctx.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{base} SER bands")
+        bridge.image_to_volume_node(self.ctx, bands, node.GetName(), node)
+        colors = self.ctx.scene.GetFirstNodeByName("BreastTumorSeg SER bands")
+        if colors is None:
+            colors = self.ctx.scene.AddNewNodeByClass("vtkMRMLColorTableNode", "BreastTumorSeg SER bands")
+            colors.SetTypeToUser()
+            colors.SetNumberOfColors(4)
+            colors.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
+            for i, (name, rgb) in enumerate(zip(("persistent-like", "plateau-like", "washout-like"), BAND_COLOURS), 1):
+                colors.SetColor(i, f"SER {name}", *(c / 255.0 for c in rgb), 1.0)
+        if node.GetDisplayNode() is None:
+            node.CreateDefaultDisplayNodes()
+        node.GetDisplayNode().SetAndObserveColorNodeID(colors.GetID())
+        return node
+
+    def grow_from_point(self, phases: Sequence[Phase], outputs: OutputNodes, ras, times_min=None) -> dict:
+        """Grow one lesion from a point (RAS mm, e.g. a markup the reader placed on a missed lesion)
+        with the seeded FTV growth the CLI has (``--model ftv --seed-ras``), add it to segment
+        "Tumor" and measure the lesion table again. Returns the growth's summary."""
+        from ..kinetics.seeded import ras_to_lps, segment_from_seed
+
+        exam, maps = self._kinetic_exam(phases, times_min)
+        grown = segment_from_seed(exam, ras_to_lps(ras), maps=maps)
+        current = bridge.segment_to_label(self.ctx, outputs.segmentation, bridge.TUMOR_SEGMENT_ID, exam.reference)
+        union = sitk.Or(sitk.Cast(current > 0, sitk.sitkUInt8), sitk.Cast(grown.mask > 0, sitk.sitkUInt8))
+        seg = outputs.segmentation
+        segment = seg.GetSegmentation().GetSegment(bridge.TUMOR_SEGMENT_ID)
+        terminology = segment.GetTerminology() if segment is not None else None
+        bridge.label_to_segmentation(self.ctx, union, seg, reference_node=phases[0].node,
+                                     terminology=terminology or None)
+        self.lesions_from_segmentation(outputs)
+        return grown.summary()
 
     # ------------------------------------------------------------------ comparison
     def compare(self, seg_node, references: Sequence, segment_id: str = bridge.TUMOR_SEGMENT_ID,

@@ -8,7 +8,7 @@ checked phase and reference volumes, the edited phase times) are synchronised by
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Union
 
 from slicer import (vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceNode,
                     vtkMRMLTableNode)
@@ -26,7 +26,7 @@ class BreastTumorSegParameterNode:
 
     # Inputs: a Sequence node, or scalar volume nodes (one per phase) in the order shown in the table.
     inputType: Annotated[str, Choice(INPUT_TYPES)] = "Volumes"
-    inputSequence: vtkMRMLSequenceNode
+    inputSequence: Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode]  # or a MultiVolume (a scalar volume)
     phaseVolumes: list[vtkMRMLScalarVolumeNode]
     # Phase times in minutes as confirmed or edited in the table ("0, 1.5, 3"; empty: as guessed).
     phaseTimesMin: str = ""
@@ -41,6 +41,8 @@ class BreastTumorSegParameterNode:
     outputProbability: vtkMRMLScalarVolumeNode
     outputLesionTable: vtkMRMLTableNode
     outputSubtraction: vtkMRMLScalarVolumeNode
+    outputBreastMask: vtkMRMLScalarVolumeNode  # the lesion gate, for re-thresholding without the model
+    outputRegisteredPhases: vtkMRMLSequenceNode  # motion-corrected phases, when asked for
     # Comparison with readers
     referenceSegmentations: list[vtkMRMLSegmentationNode]
     comparisonTable: vtkMRMLTableNode

@@ -1,13 +1,27 @@
 """The few places where Slicer's PythonQt and PySide6 spell the same Qt call differently.
 
 The panel code is written once for both: Slicer runs it with PythonQt (the ``qt`` module), the
-tests with PySide6 (``Testing/qt_harness.py``). Signals are connected with ``widget.signal.connect(slot)``,
-which both bindings accept; Qt *properties* are attributes in PythonQt (``combo.count``) but getter
-methods in PySide6 (``combo.count()``), so they are read with :func:`prop`.
+tests with PySide6 (``Testing/qt_harness.py``). Signals are connected with :func:`connect` and a C++
+signature: PythonQt gets exactly that overload (``widget.connect("currentIndexChanged(int)", f)``;
+Qt 5 also has a ``currentIndexChanged(QString)``), PySide6 its default overload by name. Qt
+*properties* are attributes in PythonQt (``combo.count``) but getter methods in PySide6
+(``combo.count()``), so they are read with :func:`prop`.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
+
+
+def _is_pyside(obj) -> bool:
+    return any(cls.__module__.startswith(("PySide6", "PySide2")) for cls in type(obj).__mro__)
+
+
+def connect(obj, signature: str, slot) -> None:
+    """Connect *obj*'s signal *signature* (C++ form, e.g. ``"clicked(bool)"``) to the callable *slot*."""
+    if _is_pyside(obj):
+        getattr(obj, signature.split("(", 1)[0]).connect(slot)
+    else:  # PythonQt: the signature picks the overload
+        obj.connect(signature, slot)
 
 
 def prop(widget, name: str):

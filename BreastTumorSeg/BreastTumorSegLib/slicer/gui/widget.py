@@ -1,8 +1,11 @@
 """The panel: wires the widgets of ``Resources/UI/BreastTumorSeg.ui`` to the parameter node and the logic.
 
-The only module of the package that works with Qt widgets; it runs inside the Slicer application
-only. It does not import Qt itself: the module file (``BreastTumorSeg.py``) passes Slicer's ``qt``
-module in, so ``BreastTumorSegLib`` stays importable without Qt (``Testing/test_repository.py``).
+The only module of the package that works with Qt widgets. It does not import Qt itself: the
+module file (``BreastTumorSeg.py``) passes Slicer's ``qt`` module in (the tests pass PySide6, see
+``Testing/qt_harness.py``), and the few calls the two bindings spell differently go through
+:mod:`.qtbind`; what only the Slicer application does (dialogs, slice-view layers, switching to the
+Segment Editor, plots in the layout) goes through a host object (:class:`SlicerHost` in Slicer).
+So ``BreastTumorSegLib`` stays importable without Qt (``Testing/test_repository.py``).
 It holds no computation: inputs are turned into phases, runs are started, results imported and
 compared by :class:`~..logic.SegmentationLogic`. The engine runs in a background process
 (:mod:`..process`) polled by a timer, so the GUI stays responsive; Apply becomes Cancel
@@ -10,6 +13,7 @@ while it runs. Errors are shown as one readable message (details go to the log).
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -19,10 +23,10 @@ import vtk
 
 from ...core.errors import BreastTumorSegError
 from .install import DependencyError, ensure_dependencies
-from .qtbind import prop, wait_cursor
+from .qtbind import connect, prop, wait_cursor
 from ...models.cards import default_threshold
 from ...models.registry import model_card, model_summaries, needs_torch
-from ..logic import EngineFailed, OutputNodes, Phase, SegmentationLogic, model_card_html
+from ..logic import POSTPROCESS_ATTRIBUTE, EngineFailed, OutputNodes, Phase, SegmentationLogic, model_card_html
 
 # Every widget this module uses, with the class it must have (or derive from) in the .ui file.
 # Testing/test_slicer_module.py checks this against the .ui and against the code below.
@@ -49,6 +53,8 @@ UI_WIDGETS = {
     "resultsCollapsibleButton": "ctkCollapsibleButton",
     "lesionTableView": "qMRMLTableView",
     "showResultButton": "QPushButton",
+    "seedPointSelector": "qMRMLNodeComboBox",
+    "growFromPointButton": "QPushButton",
     "refineButton": "QPushButton",
     "compareCollapsibleButton": "ctkCollapsibleButton",
     "compareSegmentSelector": "qMRMLSegmentSelectorWidget",
@@ -60,6 +66,8 @@ UI_WIDGETS = {
 }
 
 POLL_INTERVAL_MS = 200
+RETHRESHOLD_DELAY_MS = 150  # slider steps within this time re-threshold once
+EDIT_DELAY_MS = 300  # Segment Editor strokes within this time re-measure the lesions once
 _TIME_COLUMN = 2
 
 
@@ -79,6 +87,9 @@ class SlicerHost:
 
     def show_background(self, node) -> None:
         slicer.util.setSliceViewerLayers(background=node, fit=True)
+
+    def show_chart(self, chart) -> None:
+        slicer.modules.plots.logic().ShowChartInLayout(chart)
 
     def open_segment_editor(self, segmentation, source, segment_id: str) -> None:
         slicer.util.selectModule("SegmentEditor")
@@ -108,9 +119,24 @@ class PanelController:
         self._started = 0.0
         self._timer = self.qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.timeout.connect(self._poll)
+        connect(self._timer, "timeout()", self._poll)
+        self._rethreshold_timer = self._single_shot(RETHRESHOLD_DELAY_MS, self._rethreshold)
+        self._edit_timer = self._single_shot(EDIT_DELAY_MS, self._remeasure_lesions)
+        self._watched_segmentation = None
+        self._segment_observer = None
+        self._changing_result = False
+        # Ask the engine for the motion-corrected phases as a Sequence (a full extra copy of the exam).
+        self.registered_phases = False
+        self.invalidate_inputs()
         self._setup_widgets()
         self._connect()
+
+    def _single_shot(self, ms: int, slot):
+        timer = self.qt.QTimer()
+        timer.setSingleShot(True)
+        timer.setInterval(ms)
+        connect(timer, "timeout()", slot)
+        return timer
 
     @property
     def running(self) -> bool:
@@ -128,18 +154,23 @@ class PanelController:
 
     def _connect(self) -> None:
         ui = self.ui
-        ui.applyButton.clicked.connect(self.onApply)
-        ui.showResultButton.clicked.connect(self.onShow)
-        ui.refineButton.clicked.connect(self.onRefine)
-        ui.compareButton.clicked.connect(self.onCompare)
-        ui.installDependenciesButton.clicked.connect(self.onInstallDependencies)
-        ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
-        ui.phaseVolumesSelector.checkedNodesChanged.connect(self.onPhaseVolumesChecked)
-        ui.referenceSegmentationsSelector.checkedNodesChanged.connect(self.onReferencesChecked)
-        ui.compareSegmentSelector.currentSegmentChanged.connect(lambda _: self._update_buttons())
-        ui.phaseTable.cellChanged.connect(self.onPhaseCellChanged)
+        connect(ui.applyButton, "clicked(bool)", self.onApply)
+        connect(ui.showResultButton, "clicked(bool)", self.onShow)
+        connect(ui.refineButton, "clicked(bool)", self.onRefine)
+        connect(ui.compareButton, "clicked(bool)", self.onCompare)
+        connect(ui.installDependenciesButton, "clicked(bool)", self.onInstallDependencies)
+        connect(ui.modelComboBox, "currentIndexChanged(int)", self.onModelChanged)
+        connect(ui.phaseVolumesSelector, "checkedNodesChanged()", self.onPhaseVolumesChecked)
+        connect(ui.referenceSegmentationsSelector, "checkedNodesChanged()", self.onReferencesChecked)
+        connect(ui.compareSegmentSelector, "currentSegmentChanged(QString)", lambda _: self._update_buttons())
+        connect(ui.phaseTable, "cellChanged(int,int)", self.onPhaseCellChanged)
+        connect(ui.lesionTableView, "clicked(QModelIndex)", self.onLesionClicked)
+        connect(ui.growFromPointButton, "clicked(bool)", self.onGrowFromPoint)
+        connect(ui.seedPointSelector, "currentNodeChanged(vtkMRMLNode*)", lambda _: self._update_buttons())
 
     def refresh_models(self) -> None:
+        """Fill the model list from the registry (and forget the cached model cards)."""
+        self._cards = {}
         combo = self.ui.modelComboBox
         was = self._updating
         self._updating = True
@@ -160,6 +191,7 @@ class PanelController:
                 self.param.parameterNode.RemoveObserver(self._observer)
         self.param, self._gui_tag, self._observer = node, None, None
         if node is None:
+            self._watch_segmentation(None)
             return
         self._gui_tag = node.connectGui(self.ui)
         self._observer = node.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, self._on_parameters_modified)
@@ -191,6 +223,9 @@ class PanelController:
                 ui.compareSegmentSelector.setCurrentNode(p.outputSegmentation)
             self._refresh_phases()
             self._update_buttons()
+            self._watch_segmentation(p.outputSegmentation)
+            if self._run is None and self._result_threshold() not in (None, float(p.threshold)):
+                self._rethreshold_timer.start()
         finally:
             self._updating = False
 
@@ -206,6 +241,7 @@ class PanelController:
         if self._updating or self.param is None:
             return
         nodes = list(self.ui.phaseVolumesSelector.checkedNodes())
+        self.invalidate_inputs()
         # Order as guessed (DICOM times, names), so the table shows pre-contrast first.
         ordered = [ph.node for ph in self.logic.phases(volume_nodes=nodes)]
         with slicer.util.NodeModify(self.param.parameterNode):
@@ -217,7 +253,22 @@ class PanelController:
             return
         self.param.referenceSegmentations = list(self.ui.referenceSegmentationsSelector.checkedNodes())
 
+    def invalidate_inputs(self) -> None:
+        """Forget the cached phase guesses (explicit events: inputs re-checked, times edited, refresh)."""
+        self._phase_key, self._phase_cache = None, []
+
     def _guessed_phases(self) -> list[Phase]:
+        """The phases as guessed, cached per selection: parameter changes (a slider step) do not
+        re-read nodes or re-query the DICOM database; a different selection is a new key."""
+        p = self.param
+        key = (p.inputType, p.inputSequence.GetID() if p.inputSequence is not None else None,
+               tuple(n.GetID() for n in p.phaseVolumes if n is not None))
+        if key != self._phase_key:
+            phases = self._guess_phases_now()
+            self._phase_key, self._phase_cache = key, phases
+        return list(self._phase_cache)
+
+    def _guess_phases_now(self) -> list[Phase]:
         p = self.param
         if p.inputType == "Sequence":
             return self.logic.phases(sequence_node=p.inputSequence) if p.inputSequence is not None else []
@@ -298,11 +349,14 @@ class PanelController:
         self.param.model = self.ui.modelComboBox.itemText(index)
 
     def _show_model_card(self) -> None:
-        try:
-            card = model_card(self.param.model)
-        except (BreastTumorSegError, ValueError) as exc:
-            self.ui.modelCardLabel.setText(str(exc))
-            return
+        name = self.param.model
+        if name not in self._cards:  # read once per model; refresh_models() forgets them
+            try:
+                self._cards[name] = model_card(name)
+            except (BreastTumorSegError, ValueError) as exc:
+                self.ui.modelCardLabel.setText(str(exc))
+                return
+        card = self._cards[name]
         self.ui.modelCardLabel.setText(model_card_html(card))
         if self.param.useModelThreshold:
             self.param.threshold = default_threshold(card, 0.5)
@@ -316,6 +370,8 @@ class PanelController:
         has_result = p is not None and p.outputSegmentation is not None
         ui.showResultButton.setEnabled(has_result and not running)
         ui.refineButton.setEnabled(has_result and not running)
+        ui.growFromPointButton.setEnabled(has_result and not running and len(self._phases) >= 2
+                                          and ui.seedPointSelector.currentNode() is not None)
         ui.compareButton.setEnabled(ui.compareSegmentSelector.currentNode() is not None
                                     and bool(ui.compareSegmentSelector.currentSegmentID())
                                     and len(ui.referenceSegmentationsSelector.checkedNodes()) > 0)
@@ -333,7 +389,7 @@ class PanelController:
                 self._run = self.logic.start_background(
                     phases, model=p.model, device=p.device,
                     threshold=None if p.useModelThreshold else float(p.threshold),
-                    times_min=times, register=p.motionCorrection)
+                    times_min=times, register=p.motionCorrection, registered_phases=self.registered_phases)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one message
             self._run = None
             self.host.show_error("Could not start the segmentation.", exc)
@@ -373,7 +429,7 @@ class PanelController:
             run.cleanup()
             self._update_buttons()
             return
-        outputs = OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction)
+        outputs = self._outputs()
         try:
             outputs = self.logic.finish_background(run, outputs)
         except EngineFailed as exc:
@@ -394,6 +450,8 @@ class PanelController:
             p.outputProbability = outputs.probability
             p.outputLesionTable = outputs.lesion_table
             p.outputSubtraction = outputs.subtraction
+            p.outputBreastMask = outputs.breast_mask
+            p.outputRegisteredPhases = outputs.registered_phases
         n = outputs.lesion_table.GetNumberOfRows() if outputs.lesion_table else 0
         notes = "".join(f"\nWarning: {w}" for w in getattr(self.logic, "last_warnings", []))
         self.ui.statusLabel.setText(f"Done in {time.monotonic() - self._started:.0f} s: {n} lesion(s). "
@@ -404,7 +462,8 @@ class PanelController:
     # ------------------------------------------------------------------ results
     def _outputs(self) -> OutputNodes:
         p = self.param
-        return OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction)
+        return OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction,
+                           p.outputBreastMask, p.outputRegisteredPhases)
 
     def onShow(self) -> None:
         outputs = self._outputs()
@@ -419,6 +478,112 @@ class PanelController:
             return
         source = outputs.subtraction or (self._phases[1].node if len(self._phases) > 1 else None)
         self.host.open_segment_editor(outputs.segmentation, source, "Tumor")
+
+    # ------------------------------------------------------------------ working on the result
+    def _result_threshold(self) -> float | None:
+        """The threshold the segmentation in the scene was made with (None without a result)."""
+        p = self.param
+        if p is None or p.outputSegmentation is None or p.outputProbability is None:
+            return None
+        text = p.outputSegmentation.GetAttribute(POSTPROCESS_ATTRIBUTE)
+        return float(json.loads(text)["threshold"]) if text else None
+
+    def _rethreshold(self) -> None:
+        """The threshold changed: threshold the stored probability map again, without the model."""
+        p = self.param
+        if p is None or self._run is not None or self._result_threshold() in (None, float(p.threshold)):
+            return
+        self._changing_result = True
+        try:
+            outputs = self.logic.rethreshold(self._outputs(), float(p.threshold))
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("Re-thresholding the result failed.", exc)
+            return
+        finally:
+            self._changing_result = False
+        self._edit_timer.stop()
+        self.ui.lesionTableView.setMRMLTableNode(outputs.lesion_table)
+        n = outputs.lesion_table.GetNumberOfRows()
+        self.ui.statusLabel.setText(f"Threshold {float(p.threshold):.2f}: {n} lesion(s) (probability map "
+                                    "thresholded again; the model was not re-run).")
+
+    def _watch_segmentation(self, node) -> None:
+        """Observe the result segmentation so edits in the Segment Editor update the lesion table."""
+        if node is self._watched_segmentation:
+            return
+        if self._watched_segmentation is not None:
+            for tag in self._segment_observer or []:
+                self._watched_segmentation.RemoveObserver(tag)
+        self._watched_segmentation, self._segment_observer = node, []
+        if node is not None:
+            # Segment Editor strokes modify the source (binary labelmap) representation; renamed
+            # from "Master" in Slicer 5.4. The node re-invokes its segmentation's events.
+            cls = slicer.vtkSegmentation
+            source_event = getattr(cls, "SourceRepresentationModified", None) or cls.MasterRepresentationModified
+            self._segment_observer = [node.AddObserver(event, self._on_segment_edited)
+                                      for event in (source_event, cls.SegmentModified)]
+
+    def _on_segment_edited(self, caller=None, event=None) -> None:
+        if not self._changing_result and self._run is None:
+            self._edit_timer.start()
+
+    def _remeasure_lesions(self) -> None:
+        p = self.param
+        if p is None or p.outputSegmentation is None or p.outputProbability is None or self._run is not None:
+            return
+        try:
+            outputs = self.logic.lesions_from_segmentation(self._outputs())
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("Measuring the edited lesions failed.", exc)
+            return
+        self.ui.lesionTableView.setMRMLTableNode(outputs.lesion_table)
+        self.ui.statusLabel.setText(f"Segmentation edited: {outputs.lesion_table.GetNumberOfRows()} lesion(s) "
+                                    "measured again.")
+
+    def onLesionClicked(self, index) -> None:
+        """A row of the lesion table was clicked: centre every slice view on that lesion."""
+        outputs = self._outputs()
+        if outputs.lesion_table is None or index.row() < 0:
+            return
+        if index.row() >= outputs.lesion_table.GetNumberOfRows():
+            return
+        self.logic.centre_views_on(self.logic.lesion_centroid_ras(outputs, index.row()))
+        # Its signal-time curve in a plot, and the SER bands of the result in the label layer.
+        try:
+            with wait_cursor(self.qt):
+                times = self._edited_times(len(self._phases))
+                self._chart, _ = self.logic.lesion_curve(self._phases, outputs, index.row(), times,
+                                                         getattr(self, "_chart", None))
+                self._ser = self.logic.ser_overlay(self._phases, outputs, times, getattr(self, "_ser", None))
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("The lesion's kinetics could not be measured.", exc)
+            return
+        self.logic.show_label_layer(self._ser)
+        self.host.show_chart(self._chart)
+
+    def onGrowFromPoint(self) -> None:
+        """Grow one lesion from the last point of the chosen point list and add it to the result."""
+        markups = self.ui.seedPointSelector.currentNode()
+        if markups is None or markups.GetNumberOfControlPoints() == 0:
+            self.host.show_error("Place a point on the lesion first.",
+                                 ValueError("the point list has no points; click the lesion in a slice view"))
+            return
+        ras = [0.0, 0.0, 0.0]
+        markups.GetNthControlPointPositionWorld(markups.GetNumberOfControlPoints() - 1, ras)
+        self._changing_result = True
+        try:
+            with wait_cursor(self.qt):
+                summary = self.logic.grow_from_point(self._phases, self._outputs(), ras,
+                                                     self._edited_times(len(self._phases)))
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("Growing a lesion from the point failed.", exc)
+            return
+        finally:
+            self._changing_result = False
+        self._edit_timer.stop()
+        self.ui.lesionTableView.setMRMLTableNode(self.param.outputLesionTable)
+        self.ui.statusLabel.setText(f"Lesion grown from the point ({summary['volume_ml']:.2f} mL) and added; "
+                                    f"{self.param.outputLesionTable.GetNumberOfRows()} lesion(s).")
 
     def onCompare(self) -> None:
         ui, p = self.ui, self.param
@@ -457,6 +622,11 @@ class PanelController:
         self.ui.progressBar.setVisible(False)
         self._update_buttons()
 
+    def observe_scene(self, scene) -> None:
+        """Stop the run and unbind when *scene* starts closing (``vtkMRMLScene.StartCloseEvent``)."""
+        self._scene_observer = (scene, scene.AddObserver(scene.StartCloseEvent,
+                                                         lambda caller, event: self.on_scene_closing()))
+
     def on_scene_closing(self) -> None:
         """The scene is about to close: a run's results would have no inputs to go with, so the run
         is stopped (process tree killed, temporary folder removed) and the panel unbound; Apply is
@@ -465,5 +635,10 @@ class PanelController:
         self.setParameterNode(None)
 
     def cleanup(self) -> None:
+        scene, tag = getattr(self, "_scene_observer", (None, None))
+        if scene is not None:
+            scene.RemoveObserver(tag)
+            self._scene_observer = (None, None)
         self._stop_run("Cancelled.")
+        self._watch_segmentation(None)
         self.setParameterNode(None)
