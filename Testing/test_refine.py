@@ -123,3 +123,41 @@ def test_clicks_outside_the_image_are_clear_errors(phantom):
     with pytest.raises(InputError, match="not on the exam"):
         bad = sitk.Image([5, 5, 5], sitk.sitkUInt8)
         refine(phantom.exam, replace(start, label=bad), [])
+
+
+def test_cli_refine_end_to_end(phantom, tmp_path, capsys):
+    from BreastTumorSegLib.cli import main
+    from BreastTumorSegLib.training.phantom import write_phantom
+
+    exam_dir = tmp_path / "exam"
+    write_phantom(phantom, exam_dir)
+    labels = _labels(phantom)
+    seg_dir = tmp_path / "seg"
+    seg_dir.mkdir()
+    seg = seg_dir / f"{phantom.case_id}_seg.nii.gz"
+    start = sitk.GetImageFromArray((labels == 1).astype(np.uint8))
+    start.CopyInformation(phantom.exam.pre)
+    sitk.WriteImage(start, str(seg))
+    x, y, z = _deepest(phantom, labels == 2)
+    out = tmp_path / "refined"
+    code = main(["refine", str(exam_dir), "--seg", str(seg), f"--click-ras={-x},{-y},{z},+", "--no-register",
+                 "--output", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    names = {p.name for p in out.iterdir()}
+    cid = phantom.case_id
+    assert {f"{cid}_seg.nii.gz", f"{cid}_prob.nii.gz", f"{cid}.seg.nrrd", f"{cid}.json", f"{cid}_overview.png"} <= names
+    summary = json.loads((out / f"{cid}.json").read_text())
+    assert summary["n_lesions"] == 2
+    assert summary["settings"]["refine"]["clicks"][0]["sign"] == "+"
+    assert summary["settings"]["refine"]["clicks"][0]["ras_mm"] == [round(v, 2) for v in (-x, -y, z)]
+    got = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{cid}_seg.nii.gz"))) > 0
+    assert dice(got, labels > 0) >= 0.8
+
+    # A click outside the image: one line, exit code 2, nothing written.
+    capsys.readouterr()
+    out2 = tmp_path / "refused"
+    code = main(["refine", str(exam_dir), "--seg", str(seg), "--click-ras=5000,0,0,-", "--no-register",
+                 "--output", str(out2), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "outside the image" in err and len(err.strip().splitlines()) == 1
+    assert not out2.exists()

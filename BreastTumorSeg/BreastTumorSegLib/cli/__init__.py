@@ -24,6 +24,7 @@ COMMANDS = [
     "reader-study",
     "dicom-list",
     "kinetics",
+    "refine",
     "phantom",
     "train",
     "models",
