@@ -113,6 +113,8 @@ def parse_click(text: str, frame: str = "ras") -> Click:
 class RefineSettings:
     max_radius_mm: float = 40.0  # a positive click grows a lesion at most this far
     snap_mm: float = 3.0  # a negative click this close to a component counts as on it
+    extend_mm: float = 3.0  # a positive click this close to the mask extends it locally
+    min_extend_mm: float = 3.0  # radius of the smallest local extension
     seeded: SeededSettings = field(default_factory=lambda: SeededSettings(max_radius_mm=40.0))
 
 
@@ -227,6 +229,15 @@ class Refiner:
     def _depth(self, comp: np.ndarray) -> np.ndarray:
         return ndimage.distance_transform_edt(np.pad(comp, 1), sampling=self.spacing)[1:-1, 1:-1, 1:-1]
 
+    def _distance_to(self, mask: np.ndarray, point) -> float:
+        """Distance (mm) from voxel *point* to the nearest voxel of *mask* (inf when empty)."""
+        if not mask.any():
+            return float("inf")
+        if mask[tuple(point)]:
+            return 0.0
+        idx = np.stack(np.nonzero(mask), 1)
+        return float(np.sqrt((((idx - np.asarray(point)) * self.spacing) ** 2).sum(1).min()))
+
     def _inside(self, point, box, comp) -> bool:
         p = np.asarray(point) - [s.start for s in box]
         return bool(np.all(p >= 0) and np.all(p < comp.shape) and comp[tuple(p)])
@@ -268,12 +279,24 @@ class Refiner:
         negatives = [p for p in negatives if tuple(p) != seed]  # a later click on the same voxel wins
         if negatives:
             region = region & ~self._split(region, box, [seed], negatives)
-        before = self.label[box].copy()
+        current = self.label[box]
+        near_mm = self._distance_to(current, np.asarray(point) - [s.start for s in box])
+        extend = near_mm <= self.settings.extend_mm
+        if extend:
+            # Extending a segmented lesion: only the part next to the click, as deep as the
+            # click lies outside the lesion (the missed rim), never the whole grown region.
+            radius = max(2.0 * near_mm + float(self.spacing.max()), self.settings.min_extend_mm)
+            local = np.asarray(point) - [s.start for s in box]
+            region = region & ~current & _ball_mask(local, region.shape, self.spacing, radius)
+            lab, _ = ndimage.label(region, structure=_FULL)
+            at = lab[tuple(local)] if region[tuple(local)] else 0
+            region = lab == at if at else np.zeros_like(region)
+        before = current.copy()
         self.label[box] |= region
         added = self.label[box] & ~before
         self.prob[box][added] = 1.0
         n = int(added.sum())
-        return {"action": "added" if n else "none", "voxels": n,
+        return {"action": ("extended" if extend else "added") if n else "none", "voxels": n,
                 "volume_ml": round(n * voxel_volume_ml(self.ref), 4), "notes": list(grown.notes)}
 
     def _negative(self, point) -> dict:
@@ -289,16 +312,17 @@ class Refiner:
         click_pt = tuple(int(v) for v in p_local + off)
         # Earlier positive clicks on this component are kept (a later click on the same voxel wins).
         keep = [p for p in self._positive_points() if self._inside(p, box, comp) and tuple(p) != click_pt]
-        how = "positive click"
-        if not keep:
-            depth = self._depth(comp)
-            d_click = float(depth[tuple(p_local)])
-            near = _ball_mask(p_local, comp.shape, self.spacing, 2 * d_click + float(self.spacing.max()))
-            far = np.where(near, 0.0, depth)
-            k = int(np.argmax(far))
-            if far.flat[k] > d_click:
-                keep = [tuple(np.asarray(np.unravel_index(k, comp.shape)) + off)]
-                how = "lesion core"
+        how = ["positive click"] if keep else []
+        # The lesion core: the deepest point away from the click, when it is thicker than the
+        # tissue under the click (a vessel or a rim is thinner than the lesion it leaves).
+        depth = self._depth(comp)
+        d_click = float(depth[tuple(p_local)])
+        near = _ball_mask(p_local, comp.shape, self.spacing, 2 * d_click + float(self.spacing.max()))
+        far = np.where(near, 0.0, depth)
+        k = int(np.argmax(far))
+        if far.flat[k] > d_click:
+            keep.append(tuple(int(v) for v in np.asarray(np.unravel_index(k, comp.shape)) + off))
+            how.append("lesion core")
         if keep:
             drop = self._split(comp, box, keep, [click_pt])
             action = "cut"
@@ -310,7 +334,7 @@ class Refiner:
         n = int(drop.sum())
         out = {"action": action if n else "none", "voxels": n, "volume_ml": round(n * voxel_volume_ml(self.ref), 4)}
         if action == "cut":
-            out["kept_by"] = how
+            out["kept_by"] = " and ".join(how)
         return out
 
     # ------------------------------------------------------------------------- result
