@@ -85,8 +85,7 @@ class BreastTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         if self.panel is not None:
-            self.panel.cancel()
-            self.panel.setParameterNode(None)
+            self.panel.on_scene_closing()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:

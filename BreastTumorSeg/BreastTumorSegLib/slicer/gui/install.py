@@ -12,6 +12,7 @@ often give a CPU-only or mismatched build.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import re
@@ -19,6 +20,15 @@ from pathlib import Path
 
 REQUIREMENTS = Path(__file__).resolve().parents[3] / "Resources" / "requirements.txt"
 TORCH_REQUIREMENT = ">=2.2"
+# Distributions of pyproject's dependencies that are not in requirements.txt: Slicer ships numpy and
+# SimpleITK, and PyTorch comes from the PyTorch extension (the build that matches the GPU).
+NOT_FROM_PIP_IN_SLICER = {"numpy", "simpleitk", "torch"}
+
+
+def requirements_for_slicer(project_dependencies: list[str]) -> list[str]:
+    """The requirement lines ``Resources/requirements.txt`` must hold for pyproject's dependencies."""
+    return [r for r in project_dependencies
+            if re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].strip().lower() not in NOT_FROM_PIP_IN_SLICER]
 
 
 class DependencyError(RuntimeError):
@@ -85,7 +95,10 @@ def ensure_dependencies(need_torch: bool = True, requester: str = "BreastTumorSe
     """
     import slicer
 
-    packaging = getattr(slicer, "packaging", None)
+    try:  # a submodule: getattr(slicer, "packaging") works only once something imported it
+        packaging = importlib.import_module("slicer.packaging")
+    except ImportError:  # Slicer < 5.12
+        packaging = None
     if packaging is not None and hasattr(packaging, "pip_ensure"):  # Slicer >= 5.12
         try:
             packaging.pip_ensure(packaging.load_requirements(str(path)), requester=requester)

@@ -19,6 +19,7 @@ import vtk
 
 from ...core.errors import BreastTumorSegError
 from .install import DependencyError, ensure_dependencies
+from .qtbind import prop, wait_cursor
 from ...models.cards import default_threshold
 from ...models.registry import model_card, model_summaries, needs_torch
 from ..logic import EngineFailed, OutputNodes, Phase, SegmentationLogic, model_card_html
@@ -62,22 +63,40 @@ POLL_INTERVAL_MS = 200
 _TIME_COLUMN = 2
 
 
-def show_error(what: str, exc: BaseException) -> None:
-    """One clear message for expected failures; the traceback only in the details of unexpected ones."""
-    if isinstance(exc, (BreastTumorSegError, ValueError, EngineFailed, DependencyError, OSError)):
-        logging.warning(f"BreastTumorSeg: {what} {exc}")
-        slicer.util.errorDisplay(f"{what}\n\n{exc}", windowTitle="BreastTumorSeg")
-    else:
-        logging.error(f"BreastTumorSeg: {what}\n{traceback.format_exc()}")
-        slicer.util.errorDisplay(f"{what}\n\n{type(exc).__name__}: {exc}", windowTitle="BreastTumorSeg",
-                                 detailedText=traceback.format_exc())
+class SlicerHost:
+    """What the running Slicer application does for the panel: dialogs, slice-view layers, module
+    switching. The tests pass their own host (``Testing/qt_harness.py``) that records these calls."""
+
+    def show_error(self, what: str, exc: BaseException) -> None:
+        """One clear message for expected failures; the traceback only in the details of unexpected ones."""
+        if isinstance(exc, (BreastTumorSegError, ValueError, EngineFailed, DependencyError, OSError)):
+            logging.warning(f"BreastTumorSeg: {what} {exc}")
+            slicer.util.errorDisplay(f"{what}\n\n{exc}", windowTitle="BreastTumorSeg")
+        else:
+            logging.error(f"BreastTumorSeg: {what}\n{traceback.format_exc()}")
+            slicer.util.errorDisplay(f"{what}\n\n{type(exc).__name__}: {exc}", windowTitle="BreastTumorSeg",
+                                     detailedText=traceback.format_exc())
+
+    def show_background(self, node) -> None:
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
+
+    def open_segment_editor(self, segmentation, source, segment_id: str) -> None:
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.util.getModuleWidget("SegmentEditor").editor
+        editor.setSegmentationNode(segmentation)
+        if source is not None:
+            # Slicer 5.4 renamed "master" volume to "source" volume.
+            set_source = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
+            set_source(source)
+        editor.setCurrentSegmentID(segment_id)
 
 
 class PanelController:
     """Binds one panel (``ui``, from ``slicer.util.childWidgetVariables``) to a logic and a parameter node."""
 
-    def __init__(self, ui, logic: SegmentationLogic, qt):
-        self.qt = qt  # Slicer's PythonQt module
+    def __init__(self, ui, logic: SegmentationLogic, qt, host=None):
+        self.qt = qt  # Slicer's PythonQt module (or PySide6 merged into one namespace, in the tests)
+        self.host = host or SlicerHost()
         self.ui = ui
         self.logic = logic
         self.param = None  # BreastTumorSegParameterNode
@@ -89,7 +108,7 @@ class PanelController:
         self._started = 0.0
         self._timer = self.qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
-        self._timer.connect("timeout()", self._poll)
+        self._timer.timeout.connect(self._poll)
         self._setup_widgets()
         self._connect()
 
@@ -109,16 +128,16 @@ class PanelController:
 
     def _connect(self) -> None:
         ui = self.ui
-        ui.applyButton.connect("clicked(bool)", self.onApply)
-        ui.showResultButton.connect("clicked(bool)", self.onShow)
-        ui.refineButton.connect("clicked(bool)", self.onRefine)
-        ui.compareButton.connect("clicked(bool)", self.onCompare)
-        ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
-        ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
-        ui.phaseVolumesSelector.connect("checkedNodesChanged()", self.onPhaseVolumesChecked)
-        ui.referenceSegmentationsSelector.connect("checkedNodesChanged()", self.onReferencesChecked)
-        ui.compareSegmentSelector.connect("currentSegmentChanged(QString)", lambda _: self._update_buttons())
-        ui.phaseTable.connect("cellChanged(int,int)", self.onPhaseCellChanged)
+        ui.applyButton.clicked.connect(self.onApply)
+        ui.showResultButton.clicked.connect(self.onShow)
+        ui.refineButton.clicked.connect(self.onRefine)
+        ui.compareButton.clicked.connect(self.onCompare)
+        ui.installDependenciesButton.clicked.connect(self.onInstallDependencies)
+        ui.modelComboBox.currentIndexChanged.connect(self.onModelChanged)
+        ui.phaseVolumesSelector.checkedNodesChanged.connect(self.onPhaseVolumesChecked)
+        ui.referenceSegmentationsSelector.checkedNodesChanged.connect(self.onReferencesChecked)
+        ui.compareSegmentSelector.currentSegmentChanged.connect(lambda _: self._update_buttons())
+        ui.phaseTable.cellChanged.connect(self.onPhaseCellChanged)
 
     def refresh_models(self) -> None:
         combo = self.ui.modelComboBox
@@ -128,7 +147,7 @@ class PanelController:
             combo.clear()
             for summary in model_summaries():
                 combo.addItem(summary.name)
-                combo.setItemData(combo.count - 1, summary.description, self.qt.Qt.ToolTipRole)
+                combo.setItemData(prop(combo, "count") - 1, summary.description, self.qt.Qt.ToolTipRole)
         finally:
             self._updating = was
 
@@ -162,7 +181,7 @@ class PanelController:
             self._set_checked(ui.referenceSegmentationsSelector,
                               {n.GetID() for n in p.referenceSegmentations if n is not None})
             index = ui.modelComboBox.findText(p.model)
-            if index >= 0 and index != ui.modelComboBox.currentIndex:
+            if index >= 0 and index != prop(ui.modelComboBox, "currentIndex"):
                 ui.modelComboBox.setCurrentIndex(index)
             self._show_model_card()
             ui.thresholdSliderWidget.setEnabled(not p.useModelThreshold)
@@ -254,11 +273,11 @@ class PanelController:
         if self._updating or self.param is None or column != _TIME_COLUMN:
             return
         table = self.ui.phaseTable
-        texts = [table.item(r, _TIME_COLUMN).text().strip() for r in range(table.rowCount)]
+        texts = [table.item(r, _TIME_COLUMN).text().strip() for r in range(prop(table, "rowCount"))]
         try:
             times = [None if t in ("", "?") else float(t) for t in texts]
         except ValueError:
-            slicer.util.errorDisplay(f"'{texts[row]}' is not a time in minutes.", windowTitle="BreastTumorSeg")
+            self.host.show_error("Phase times are minutes.", ValueError(f"'{texts[row]}' is not a time in minutes."))
             self._on_parameters_modified()
             return
         nodes = [ph.node for ph in self._phases]
@@ -307,7 +326,7 @@ class PanelController:
             return
         p = self.param
         try:
-            with slicer.util.WaitCursor():
+            with wait_cursor(self.qt):
                 phases = self._guessed_phases()
                 times = self._edited_times(len(phases))
                 ensure_dependencies(need_torch=needs_torch(p.model))
@@ -317,7 +336,7 @@ class PanelController:
                     times_min=times, register=p.motionCorrection)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one message
             self._run = None
-            show_error("Could not start the segmentation.", exc)
+            self.host.show_error("Could not start the segmentation.", exc)
             return
         self._started = time.monotonic()
         self.ui.progressBar.setValue(0)
@@ -349,17 +368,22 @@ class PanelController:
 
     def _finish(self, run) -> None:
         p = self.param
+        if p is None:  # unbound meanwhile (the scene closed): nothing to put the results into
+            self._run = None
+            run.cleanup()
+            self._update_buttons()
+            return
         outputs = OutputNodes(p.outputSegmentation, p.outputProbability, p.outputLesionTable, p.outputSubtraction)
         try:
             outputs = self.logic.finish_background(run, outputs)
         except EngineFailed as exc:
             self.ui.statusLabel.setText(str(exc))
             if not run.process.cancelled:
-                show_error("The segmentation failed.", exc)
+                self.host.show_error("The segmentation failed.", exc)
             return
         except Exception as exc:  # noqa: BLE001
             self.ui.statusLabel.setText("Loading the results failed.")
-            show_error("Loading the results failed.", exc)
+            self.host.show_error("Loading the results failed.", exc)
             return
         finally:
             self._run = None
@@ -387,31 +411,24 @@ class PanelController:
         background = outputs.subtraction or (self._phases[0].node if self._phases else None)
         self.logic.show_results(outputs, background)
         if background is not None:
-            slicer.util.setSliceViewerLayers(background=background, fit=True)
+            self.host.show_background(background)
 
     def onRefine(self) -> None:
         outputs = self._outputs()
         if outputs.segmentation is None:
             return
         source = outputs.subtraction or (self._phases[1].node if len(self._phases) > 1 else None)
-        slicer.util.selectModule("SegmentEditor")
-        editor = slicer.util.getModuleWidget("SegmentEditor").editor
-        editor.setSegmentationNode(outputs.segmentation)
-        if source is not None:
-            # Slicer 5.4 renamed "master" volume to "source" volume.
-            set_source = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
-            set_source(source)
-        editor.setCurrentSegmentID("Tumor")
+        self.host.open_segment_editor(outputs.segmentation, source, "Tumor")
 
     def onCompare(self) -> None:
         ui, p = self.ui, self.param
         try:
-            with slicer.util.WaitCursor():
+            with wait_cursor(self.qt):
                 _, table = self.logic.compare(ui.compareSegmentSelector.currentNode(),
                                               list(ui.referenceSegmentationsSelector.checkedNodes()),
                                               ui.compareSegmentSelector.currentSegmentID(), p.comparisonTable)
         except Exception as exc:  # noqa: BLE001
-            show_error("The comparison failed.", exc)
+            self.host.show_error("The comparison failed.", exc)
             return
         p.comparisonTable = table
         ui.comparisonTableView.setMRMLTableNode(table)
@@ -420,19 +437,33 @@ class PanelController:
         try:
             ensure_dependencies(need_torch=True)
         except Exception as exc:  # noqa: BLE001
-            show_error("Installing the dependencies failed.", exc)
+            self.host.show_error("Installing the dependencies failed.", exc)
             return
         self.ui.dependencyStatusLabel.setText("All dependencies are installed.")
 
     # ------------------------------------------------------------------ teardown
-    def cleanup(self) -> None:
-        self.cancel()
-        if self._run is not None:
+    def _stop_run(self, status: str) -> None:
+        """Cancel a running engine, wait for its process tree to end and remove its temporary folder."""
+        run, self._run = self._run, None
+        self._timer.stop()
+        if run is not None:
+            run.process.cancel()
             try:
-                self._run.process.wait(timeout=10)
+                run.process.wait(timeout=10)
             except TimeoutError:
                 logging.warning("BreastTumorSeg: the engine did not stop within 10 s of cancel")
-            self._run.cleanup()
-            self._run = None
-        self._timer.stop()
+            run.cleanup()
+            self.ui.statusLabel.setText(status)
+        self.ui.progressBar.setVisible(False)
+        self._update_buttons()
+
+    def on_scene_closing(self) -> None:
+        """The scene is about to close: a run's results would have no inputs to go with, so the run
+        is stopped (process tree killed, temporary folder removed) and the panel unbound; Apply is
+        Apply again (disabled until an exam is selected in the next scene)."""
+        self._stop_run("Cancelled: the scene was closed.")
+        self.setParameterNode(None)
+
+    def cleanup(self) -> None:
+        self._stop_run("Cancelled.")
         self.setParameterNode(None)
