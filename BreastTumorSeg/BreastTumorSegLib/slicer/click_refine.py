@@ -44,6 +44,7 @@ class ClickRefineLogic:
         self.clicks_node = clicks_node or self._new_clicks_node()
         self._refiner = Refiner(exam, result, settings)
         self._applied: list[Click] = []
+        self.busy = False  # True while add_click places a point (observers of the node wait)
 
     # ------------------------------------------------------------------------- the markups node
     def _new_clicks_node(self):
@@ -57,7 +58,11 @@ class ClickRefineLogic:
     def add_click(self, ras: Sequence[float], positive: bool = True) -> dict:
         """Place a click (RAS mm) as a control point and apply it; returns what it did."""
         node = self.clicks_node
-        index = node.AddControlPoint(*(float(v) for v in ras))
+        self.busy = True
+        try:
+            index = node.AddControlPoint(*(float(v) for v in ras))
+        finally:
+            self.busy = False
         self.set_sign(index, positive, sync=False)
         log = self.sync()
         return log[-1] if log else {}
@@ -110,6 +115,11 @@ class ClickRefineLogic:
         node.RemoveNthControlPoint(n - 1)
         self.sync()
         return True
+
+    @property
+    def log(self) -> list[dict]:
+        """What each click in force did (see :meth:`..engine.refine.Refiner.add`)."""
+        return list(self._refiner.log)
 
     def result(self) -> SegmentationResult:
         """The refined result (lesion table updated, clicks recorded)."""
