@@ -115,6 +115,7 @@ class RefineSettings:
     snap_mm: float = 3.0  # a negative click this close to a component counts as on it
     extend_mm: float = 3.0  # a positive click this close to the mask extends it locally
     min_extend_mm: float = 3.0  # radius of the smallest local extension
+    relative_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8)  # tried in turn while the growth leaks
     seeded: SeededSettings = field(default_factory=lambda: SeededSettings(max_radius_mm=40.0))
 
 
@@ -267,11 +268,24 @@ class Refiner:
         phases = [self._crop_image(a, box) for a in self._arrays]
         crop = DCEExam(phases, list(self.exam.times_min) if self.exam.times_min else None,
                        self.exam.case_id, metadata=dict(self.exam.metadata))
+        maps = compute_kinetic_maps(crop)
+        seeded = self.settings.seeded
+        local = np.asarray(point) - [s.start for s in box]
+        current = self.label[box]
+        near_mm = self._distance_to(current, local)
+        extend = near_mm <= self.settings.extend_mm
+        # A region that reaches the limit around the click has leaked (into background
+        # enhancement, a vessel tree): a stricter fraction of the lesion level is tried. An
+        # extension is cut to the click's neighbourhood anyway and keeps the first fraction.
+        fractions = self.settings.relative_thresholds[:1] if extend else self.settings.relative_thresholds
         try:
-            grown = segment_from_seed(crop, click.lps, compute_kinetic_maps(crop), self.settings.seeded)
+            for fraction in fractions:
+                grown = segment_from_seed(crop, click.lps, maps, replace(seeded, relative_threshold=fraction))
+                region = sitk.GetArrayViewFromImage(grown.mask) > 0
+                if not self._reaches(region, grown.seed_index[::-1], seeded.max_radius_mm):
+                    break
         except InputError as exc:
             return {"action": "none", "note": exc.problem}
-        region = sitk.GetArrayViewFromImage(grown.mask) > 0
         # Earlier negative clicks inside the grown region: split them off.
         negatives = [p for p in self._negative_points()
                      if self._inside(p, box, region)]
@@ -279,25 +293,36 @@ class Refiner:
         negatives = [p for p in negatives if tuple(p) != seed]  # a later click on the same voxel wins
         if negatives:
             region = region & ~self._split(region, box, [seed], negatives)
-        current = self.label[box]
-        near_mm = self._distance_to(current, np.asarray(point) - [s.start for s in box])
-        extend = near_mm <= self.settings.extend_mm
         if extend:
             # Extending a segmented lesion: only the part next to the click, as deep as the
             # click lies outside the lesion (the missed rim), never the whole grown region.
             radius = max(2.0 * near_mm + float(self.spacing.max()), self.settings.min_extend_mm)
-            local = np.asarray(point) - [s.start for s in box]
-            region = region & ~current & _ball_mask(local, region.shape, self.spacing, radius)
+            ball = _ball_mask(local, region.shape, self.spacing, radius)
+            region = region & ~current & ball
             lab, _ = ndimage.label(region, structure=_FULL)
             at = lab[tuple(local)] if region[tuple(local)] else 0
             region = lab == at if at else np.zeros_like(region)
+            if not region.any() and near_mm > 0:
+                # The click's voxel is below the growth threshold (a partial-volume rim): the
+                # reader says it is tumor, so the gap between it and the lesion is filled.
+                region = _ball_mask(local, region.shape, self.spacing, max(near_mm, float(self.spacing.min())))
+                region &= ~current
         before = current.copy()
         self.label[box] |= region
         added = self.label[box] & ~before
         self.prob[box][added] = 1.0
         n = int(added.sum())
         return {"action": ("extended" if extend else "added") if n else "none", "voxels": n,
-                "volume_ml": round(n * voxel_volume_ml(self.ref), 4), "notes": list(grown.notes)}
+                "volume_ml": round(n * voxel_volume_ml(self.ref), 4), "relative_threshold": fraction,
+                "notes": list(grown.notes)}
+
+    def _reaches(self, region: np.ndarray, seed_zyx, radius_mm: float) -> bool:
+        """Whether *region* comes within one voxel of the sphere of *radius_mm* around the seed."""
+        idx = np.stack(np.nonzero(region), 1)
+        if idx.size == 0:
+            return False
+        d2 = (((idx - np.asarray(seed_zyx)) * self.spacing) ** 2).sum(1)
+        return bool(np.sqrt(d2.max()) >= radius_mm - float(self.spacing.max()))
 
     def _negative(self, point) -> dict:
         found = self._component_box(self.label, point)
