@@ -351,6 +351,13 @@ class Refiner:
         if keep:
             drop = self._split(comp, box, keep, [click_pt])
             action = "cut"
+            if drop.any() and float(depth[drop].max()) > d_click + float(self.spacing.max()):
+                # No thin part to cut off (the split ran through the lesion's body, e.g. a click
+                # on an over-segmented rim): peel only the layer under the click, as deep as the
+                # click lies, next to it.
+                ball = _ball_mask(p_local, comp.shape, self.spacing, 2 * d_click + float(self.spacing.max()))
+                drop = comp & ball & (depth <= d_click + 0.5 * float(self.spacing.min()))
+                action = "trimmed"
         else:
             drop = comp
             action = "removed"
@@ -358,7 +365,7 @@ class Refiner:
         self.prob[box][drop] = 0.0
         n = int(drop.sum())
         out = {"action": action if n else "none", "voxels": n, "volume_ml": round(n * voxel_volume_ml(self.ref), 4)}
-        if action == "cut":
+        if action in ("cut", "trimmed"):
             out["kept_by"] = " and ".join(how)
         return out
 
