@@ -16,7 +16,12 @@ Method, and why:
   click by the seeded kinetic growth of :mod:`..kinetics.seeded` (early subtraction relative to
   the enhancement at the click, half-maximum boundary, thin vessels and bridges cut by an
   opening), run on a crop of ``max_radius_mm`` around the click whose kinetic maps are computed
-  for that crop only. The grown region is added to the mask. The model's probability is not
+  for that crop only. A growth that reaches the crop's limit has leaked (background
+  enhancement, a vessel tree) and is redone at stricter fractions of the lesion level
+  (``relative_thresholds``). The grown region is added to the mask; a click within
+  ``extend_mm`` of the mask only extends it next to the click (the missed rim: the grown part
+  within twice the click's distance from the mask, or, when the clicked voxel is below the growth
+  threshold, the gap between click and lesion). The model's probability is not
   used to decide what a positive click adds: the click says that the model was wrong there, and
   the contrast kinetics are the evidence every model's output (FTV included) shares.
 * **Negative click on a component without positive evidence far from the click** (a false
@@ -28,7 +33,9 @@ Method, and why:
   tissue under the click — the component is split by a marker-controlled watershed of the
   negated distance map (SimpleITK): the split falls at the narrowest neck between the lesion
   and the clicked part (a vessel is thinner than the lesion it touches), the clicked part goes,
-  the lesion stays.
+  the lesion stays. When that split would run through the lesion's body (the dropped part is
+  deeper than the click: an over-segmented rim, not a vessel), only the layer under the click,
+  as deep as the click, is trimmed.
 * Constraints hold after every click: a region grown by a positive click that reaches an
   earlier negative click is split the same way (the negative click's side is dropped), so a
   later click never undoes an earlier one.
