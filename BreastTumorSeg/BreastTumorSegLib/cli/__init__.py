@@ -25,6 +25,7 @@ COMMANDS = [
     "study",
     "dicom-list",
     "kinetics",
+    "refine",
     "phantom",
     "train",
     "models",

@@ -126,7 +126,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                   "breast_mask": breast_model if used == "learned" else
                   ("classical (fallback: learned mask implausible)" if learned is not None else "classical"),
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
-                  "times_assumed": bool(exam.metadata.get("times_assumed", False))},
+                  "times_assumed": bool(exam.metadata.get("times_assumed", False)),
+                  "layout": context["layout"]},  # lesion sides of a refined result (engine/refine.py)
     )
 
 

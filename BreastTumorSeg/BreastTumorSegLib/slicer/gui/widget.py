@@ -56,6 +56,9 @@ UI_WIDGETS = {
     "seedPointSelector": "qMRMLNodeComboBox",
     "growFromPointButton": "QPushButton",
     "refineButton": "QPushButton",
+    "clickModeButton": "QPushButton",
+    "negativeClickCheckBox": "QCheckBox",
+    "undoClickButton": "QPushButton",
     "compareCollapsibleButton": "ctkCollapsibleButton",
     "compareSegmentSelector": "qMRMLSegmentSelectorWidget",
     "referenceSegmentationsSelector": "qMRMLCheckableNodeComboBox",
@@ -101,6 +104,16 @@ class SlicerHost:
             set_source(source)
         editor.setCurrentSegmentID(segment_id)
 
+    def start_placing(self, markups_node) -> None:
+        """Place points into *markups_node* until stopped (persistent place mode)."""
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        selection.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsFiducialNode")
+        selection.SetActivePlaceNodeID(markups_node.GetID())
+        slicer.app.applicationLogic().GetInteractionNode().SwitchToPersistentPlaceMode()
+
+    def stop_placing(self) -> None:
+        slicer.app.applicationLogic().GetInteractionNode().SwitchToViewTransformMode()
+
 
 class PanelController:
     """Binds one panel (``ui``, from ``slicer.util.childWidgetVariables``) to a logic and a parameter node."""
@@ -116,6 +129,8 @@ class PanelController:
         self._updating = False
         self._phases: list[Phase] = []
         self._run = None  # BackgroundRun while the engine works
+        self._click_logic = None  # ClickRefineLogic while the click mode is on
+        self._click_observer = None
         self._started = 0.0
         self._timer = self.qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
@@ -167,6 +182,8 @@ class PanelController:
         connect(ui.lesionTableView, "clicked(QModelIndex)", self.onLesionClicked)
         connect(ui.growFromPointButton, "clicked(bool)", self.onGrowFromPoint)
         connect(ui.seedPointSelector, "currentNodeChanged(vtkMRMLNode*)", lambda _: self._update_buttons())
+        connect(ui.clickModeButton, "toggled(bool)", self.onClickMode)
+        connect(ui.undoClickButton, "clicked(bool)", self.onUndoClick)
 
     def refresh_models(self) -> None:
         """Fill the model list from the registry (and forget the cached model cards)."""
@@ -372,6 +389,9 @@ class PanelController:
         ui.refineButton.setEnabled(has_result and not running)
         ui.growFromPointButton.setEnabled(has_result and not running and len(self._phases) >= 2
                                           and ui.seedPointSelector.currentNode() is not None)
+        ui.clickModeButton.setEnabled(has_result and not running)
+        ui.undoClickButton.setEnabled(self._click_logic is not None
+                                      and self._click_logic.clicks_node.GetNumberOfControlPoints() > 0)
         ui.compareButton.setEnabled(ui.compareSegmentSelector.currentNode() is not None
                                     and bool(ui.compareSegmentSelector.currentSegmentID())
                                     and len(ui.referenceSegmentationsSelector.checkedNodes()) > 0)
@@ -584,6 +604,76 @@ class PanelController:
         self.ui.lesionTableView.setMRMLTableNode(self.param.outputLesionTable)
         self.ui.statusLabel.setText(f"Lesion grown from the point ({summary['volume_ml']:.2f} mL) and added; "
                                     f"{self.param.outputLesionTable.GetNumberOfRows()} lesion(s).")
+    # ------------------------------------------------------------------ click to correct
+    def onClickMode(self, checked: bool) -> None:
+        """Start (or stop) the click mode on the current result: points placed on the image
+        become positive clicks, negative with Shift held or 'Not tumor' ticked."""
+        if not checked:
+            self._stop_click_mode()
+            return
+        p = self.param
+        try:
+            with wait_cursor(self.qt):
+                from ..click_refine import ClickRefineLogic
+
+                self._click_logic = ClickRefineLogic.from_scene(
+                    self.logic.ctx, self._guessed_phases(), p.outputSegmentation, p.outputProbability,
+                    register=bool(p.motionCorrection), lesion_table=p.outputLesionTable)
+        except Exception as exc:  # noqa: BLE001
+            self._click_logic = None
+            self.ui.clickModeButton.setChecked(False)
+            self.host.show_error("Could not start the click mode.", exc)
+            return
+        node = self._click_logic.clicks_node
+        self._click_observer = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                                                self.onClickPlaced)
+        self.host.start_placing(node)
+        self.ui.statusLabel.setText("Click on the image: a point marks tumor; with Shift (or 'Not tumor') "
+                                    "it marks what is not tumor.")
+        self._update_buttons()
+
+    def _stop_click_mode(self) -> None:
+        cl, self._click_logic = self._click_logic, None
+        if cl is not None:
+            if self._click_observer is not None:
+                cl.clicks_node.RemoveObserver(self._click_observer)
+            self.host.stop_placing()
+        self._click_observer = None
+        self._update_buttons()
+
+    def _negative_click(self) -> bool:
+        shift = self.qt.QGuiApplication.queryKeyboardModifiers() & self.qt.Qt.ShiftModifier
+        return bool(shift) or self.ui.negativeClickCheckBox.isChecked()
+
+    def onClickPlaced(self, caller=None, event=None) -> None:
+        cl = self._click_logic
+        if cl is None or cl.busy:
+            return
+        try:
+            with wait_cursor(self.qt):
+                index = cl.clicks_node.GetNumberOfControlPoints() - 1
+                cl.set_sign(index, not self._negative_click())
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("The click could not be applied.", exc)
+            return
+        entry = cl.log[-1] if cl.log else {}
+        what = {"added": "added", "extended": "extended by", "removed": "removed", "cut": "cut off"}
+        action = entry.get("action", "none")
+        self.ui.statusLabel.setText(
+            f"Click {entry.get('sign', '')}: " + (f"{what.get(action, action)} {entry.get('volume_ml', 0):.2f} mL"
+                                                 if action != "none" else f"no change ({entry.get('note', '')})"))
+        self._update_buttons()
+
+    def onUndoClick(self) -> None:
+        cl = self._click_logic
+        if cl is None:
+            return
+        try:
+            with wait_cursor(self.qt):
+                cl.undo()
+        except Exception as exc:  # noqa: BLE001
+            self.host.show_error("Undo failed.", exc)
+        self._update_buttons()
 
     def onCompare(self) -> None:
         ui, p = self.ui, self.param
@@ -635,6 +725,7 @@ class PanelController:
         self.setParameterNode(None)
 
     def cleanup(self) -> None:
+        self._stop_click_mode()
         scene, tag = getattr(self, "_scene_observer", (None, None))
         if scene is not None:
             scene.RemoveObserver(tag)
