@@ -23,13 +23,14 @@ ALLOWED: dict[str, set[str]] = {
     "kinetics": {"core", "io", "preprocess", "kinetics"},
     "models": {"core", "io", "preprocess", "kinetics", "models"},
     "engine": {"core", "io", "preprocess", "kinetics", "models", "engine"},
+    "batch": {"core", "io", "preprocess", "kinetics", "models", "engine", "batch"},
     "evaluation": {"core", "io", "evaluation"},
     "training": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "training"},
-    "slicer": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "slicer"},
+    "slicer": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "slicer", "batch"},
     "slicer.gui": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "slicer",
-                   "slicer.gui"},
+                   "slicer.gui", "batch"},
     "cli": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "training", "slicer",
-            "cli"},
+            "cli", "batch"},
 }
 # Third-party modules that belong to one corner of the package only.
 APP_MODULES = {"slicer": "slicer", "vtk": "slicer", "vtkmodules": "slicer", "qt": "slicer.gui",

@@ -12,7 +12,8 @@ io         NIfTI/NRRD files, atomic writes; ``io.dicom``: reader, headers, phase
 preprocess motion correction, body and whole-breast region, harmonization / network inputs
 kinetics   kinetic maps, I-SPY functional tumor volume, seeded lesion growth, kinetic plots
 models     registry and cards, safe weights, networks (``models.nets``), segmenters, shipped weights
-engine     the end-to-end pipeline and post-processing (lesions)
+engine     the end-to-end pipeline and post-processing (lesions), doubt score of a result
+batch      many exams: discovery, resumable records, workers (local processes or Ray), worklist
 evaluation metrics, statistics, the multi-reader study and its report
 training   the one trainer, datasets, synthetic phantoms (``training.phantom``)
 slicer     MRML bridge, module logic, background engine process (Qt-free; ``slicer.gui`` needs
@@ -22,10 +23,10 @@ cli        the ``breasttumorseg`` command
 
 Dependency direction (``Testing/test_architecture.py`` enforces it, lazy imports included)::
 
-    core <- io <- preprocess <- kinetics <- models <- engine
+    core <- io <- preprocess <- kinetics <- models <- engine <- batch
     evaluation   uses core and io only
     training     uses core, io, preprocess, kinetics, models, engine, evaluation; nobody uses training
-    slicer       uses everything above except training; only slicer/ imports ``slicer`` and ``vtk``,
+    slicer       uses everything above except training (batch included); only slicer/ imports ``slicer`` and ``vtk``,
                  only slicer.gui imports Qt; the engine never imports slicer
     cli          uses everything except slicer.gui; nothing imports cli or slicer.gui
 """
