@@ -102,11 +102,11 @@ def write_reports(ledger: Ledger) -> tuple[Path, Path]:
     rows.sort(key=lambda r: (worklist_key(r.get("doubt") or {}), r["key"]))
     wl = io.StringIO()
     w = csv.writer(wl, lineterminator="\n")
-    w.writerow(["rank", "case", "case_id", "uncertainty", "entropy_in_lesions", "flags", "n_lesions",
+    w.writerow(["rank", "case", "case_id", "uncertainty", "soft_disagreement", "flags", "n_lesions",
                 "total_volume_ml", "summary"])
     for rank, r in enumerate(rows, start=1):
         d = r.get("doubt") or {}
-        w.writerow([rank, r["key"], r.get("case_id", ""), d.get("uncertainty", ""), d.get("entropy_in_lesions", ""),
+        w.writerow([rank, r["key"], r.get("case_id", ""), d.get("uncertainty", ""), d.get("soft_disagreement", ""),
                     ";".join(d.get("flags", [])), r.get("n_lesions", ""), r.get("total_volume_ml", ""),
                     r.get("summary", "")])
     worklist = write_text_atomic(wl.getvalue(), ledger.out / "worklist.csv")
