@@ -317,3 +317,43 @@ def test_doubt_score_ranks_bad_results_first():
     assert rho >= 0.6
     first = min(range(len(doubts)), key=lambda i: worklist_key({**doubts[i], "flags": []}))
     assert bad[first] == max(bad)  # the top of the worklist (by score) is the worst result
+
+
+# ------------------------------------------------------------------ headless Slicer batch
+def _headless():
+    sys.path.insert(0, str(ROOT / "BreastTumorSeg" / "Scripts"))
+    try:
+        import segment_headless
+    finally:
+        sys.path.pop(0)
+    return segment_headless
+
+
+def test_headless_slicer_batch_arguments():
+    sh = _headless()
+    args, cli_argv, cli_args = sh.parse_args(["--batch", "exams", "--output", "out", "--model", "ftv",
+                                              "--workers", "2", "--shard", "1/4", "--scenes"])
+    assert cli_argv[:4] == ["batch", "exams", "--output", "out"] and args.scenes
+    assert cli_args.input == "exams" and cli_args.workers == 2 and cli_args.shard == "1/4"
+    for bad in (["--batch", "e", "--input", "a", "--output", "o"],        # one source only
+                ["--batch", "e", "--output", "o", "--scene", "o/x.mrb"],  # one scene per exam: --scenes
+                ["--input", "a", "--output", "o", "--scenes"]):
+        with pytest.raises(SystemExit) as info:
+            sh.parse_args(bad)
+        assert info.value.code == 2
+
+
+def test_headless_slicer_batch_writes_outputs_and_a_scene_per_exam(tmp_path, templates):
+    pytest.importorskip("slicer")
+    root = tmp_path / "exams"
+    ids = _write_exams(root, templates, 2)
+    out = tmp_path / "out"
+    argv = ["--batch", str(root), "--output", str(out), "--model", "ftv", "--no-register", "--progress", "none",
+            "--scenes"]
+    assert _headless().main(argv) == 0
+    for cid in ids:
+        assert (out / f"{cid}_seg.nii.gz").is_file() and (out / "scenes" / f"{cid}.mrb").stat().st_size > 0
+    stamp = (out / "scenes" / f"{ids[0]}.mrb").stat().st_mtime_ns
+    assert _headless().main(argv) == 0  # resumed: nothing redone, scenes kept
+    assert (out / "scenes" / f"{ids[0]}.mrb").stat().st_mtime_ns == stamp
+    assert sum(e["event"] == "started" for e in Ledger(out).events()) == 2
