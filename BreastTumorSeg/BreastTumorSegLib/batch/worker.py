@@ -144,7 +144,8 @@ class ExamWorker:
                                            "worker": self.id})
             ledger.log({"event": "committed", "case": key, "token": rec["token"]})
             ledger.finish(key, rec)
-            return self.emit_final({"event": "done", "case": key, "seconds": rec["seconds"], "doubt": doubt})
+            return self.emit_final({"event": "done", "case": key, "seconds": rec["seconds"], "doubt": doubt,
+                                    **memory_mb()})
         except (KeyboardInterrupt, SystemExit):
             ledger.clear_work(key)
             raise
@@ -174,6 +175,19 @@ class ExamWorker:
 
     def close(self) -> None:
         self._reader.shutdown(wait=True)
+
+
+def memory_mb() -> dict:
+    """This process's resident memory now and at its peak (MB), for the logs and the benchmark."""
+    import resource
+
+    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # KiB on Linux
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+        out["rss_mb"] = round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
 
 
 def _read_doubt(summary_path) -> dict | None:
