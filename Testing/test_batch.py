@@ -357,3 +357,18 @@ def test_headless_slicer_batch_writes_outputs_and_a_scene_per_exam(tmp_path, tem
     assert _headless().main(argv) == 0  # resumed: nothing redone, scenes kept
     assert (out / "scenes" / f"{ids[0]}.mrb").stat().st_mtime_ns == stamp
     assert sum(e["event"] == "started" for e in Ledger(out).events()) == 2
+
+
+def test_an_exam_whose_outputs_were_damaged_is_redone(tmp_path, templates):
+    root = tmp_path / "exams"
+    ids = _write_exams(root, templates, 2)
+    out = tmp_path / "out"
+    args = ["batch", str(root), "--output", str(out), "--model", "ftv", "--no-register", "--progress", "none"]
+    assert main(args) == 0
+    (out / f"{ids[0]}_overview.png").unlink()           # one output lost
+    (out / f"{ids[1]}.json").write_text("{}")           # another one changed
+    assert main(args) == 0
+    starts = [e["case"] for e in Ledger(out).events() if e["event"] == "started"]
+    assert sorted(starts) == sorted(ids + ids)
+    assert all(Ledger(out).is_done(c, verify="hash") for c in ids)
+    assert json.loads((out / f"{ids[1]}.json").read_text())["case_id"] == ids[1]

@@ -126,7 +126,8 @@ class ExamWorker:
             case_id = check_case_id(exam.case_id, f"case id of {case.inputs[0]} (set it with a manifest CSV)")
             state["stage"] = "check"
             names = output_names(case_id, self.write.get("dicom_seg", False))
-            check_no_overwrite([ledger.out / n for n in names.values()], self.overwrite,
+            earlier = set((ledger.read_done(key) or {}).get("files", {}))  # this case's own, now incomplete
+            check_no_overwrite([ledger.out / n for n in names.values() if n not in earlier], self.overwrite,
                                option="--output folder (the outputs of another exam or run are there)")
             if self.write.get("dicom_seg") and "dicom" not in exam.metadata:
                 raise InputError("--dicom-seg needs a DICOM input (the SEG must reference the source series)",
