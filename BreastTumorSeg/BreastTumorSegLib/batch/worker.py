@@ -123,6 +123,8 @@ class ExamWorker:
             exam, t_load = loading.result()
             if isinstance(exam, BaseException):
                 raise exam
+            for warning in (exam.metadata.get("dicom") or {}).get("warnings", []):  # as `segment` warns
+                self.emit({"event": "warning", "case": key, "message": warning})
             case_id = check_case_id(exam.case_id, f"case id of {case.inputs[0]} (set it with a manifest CSV)")
             state["stage"] = "check"
             names = output_names(case_id, self.write.get("dicom_seg", False))
