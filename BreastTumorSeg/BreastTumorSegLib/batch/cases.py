@@ -122,7 +122,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     except ValueError:
         i = n = 0
     if not 1 <= i <= n:
-        raise InputError(f"--shard {text!r} is not i/n with 1 <= i <= n", "--shard",
+        raise InputError(f"{text!r} is not i/n with 1 <= i <= n", "--shard",
                          "write e.g. --shard 3/10 (the third of ten parts; Slurm: $SLURM_ARRAY_TASK_ID/$N)")
     return i, n
 
