@@ -128,21 +128,24 @@ def test_batch_with_two_workers_writes_exactly_what_segment_writes(three_exams, 
 
 
 def test_ray_engine_gives_the_same_outputs(three_exams, tmp_path):
+    """Ray actors against the local engine on the same exams (the kinetic model: no PyTorch to
+    import in each actor, which keeps the test short; st-demo is compared with `segment` above)."""
     ray = pytest.importorskip("ray")
-    root, ids, seg_out = three_exams
+    root, ids, _ = three_exams
+    options = ["--model", "ftv", "--progress", "none"]
+    assert main(["batch", str(root), "--output", str(tmp_path / "local"), *options]) == 0
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "BreastTumorSeg"), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         out = tmp_path / "ray"
-        code = main(["batch", str(root), "--output", str(out), "--engine", "ray", "--workers", "2",
-                     "--progress", "none"])
+        code = main(["batch", str(root), "--output", str(out), "--engine", "ray", "--workers", "2", *options])
     finally:
         ray.shutdown()
     assert code == 0
     for cid in ids:
-        _assert_same_outputs(cid, seg_out, out)
+        _assert_same_outputs(cid, tmp_path / "local", out)
     loads = [e for e in Ledger(out).events() if e["event"] == "models_loaded"]
-    assert len(loads) == 2
+    assert len(loads) == 2 and all(e["model_id"].startswith("ftv") for e in loads)
 
 
 # ------------------------------------------------------------------ SIGKILL at random moments
