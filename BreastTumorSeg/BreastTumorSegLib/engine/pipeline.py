@@ -54,7 +54,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                  threshold: float | None = None, mode: str | None = None,
                  min_lesion_ml: float | None = None, restrict_to_breast: bool | None = None,
                  register: bool = True, progress=None, cancel=None, models_dir=None,
-                 breast_model=None, **options) -> SegmentationResult:
+                 breast_model: str | None = None, **options) -> SegmentationResult:
     """Segment tumors in *exam*; see the module docstring.
 
     ``model`` is a registry name (``"unet-demo"``, ``"ftv"``, ``"a+b"`` for an ensemble) or a
