@@ -19,6 +19,7 @@ from ..core.errors import BreastTumorSegError, Cancelled
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS = [
     "segment",
+    "batch",
     "demo",
     "evaluate",
     "reader-study",

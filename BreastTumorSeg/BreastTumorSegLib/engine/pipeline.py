@@ -23,6 +23,7 @@ from ..core.exam import DCEExam
 from ..io.files import StagedOutputs, atomic_target, check_no_overwrite, write_image_atomic, write_json_atomic
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
+from .doubt import doubt_report
 from .postprocess import PostprocessSettings, postprocess, raw_lesions
 from ..core.progress import Reporter
 from ..preprocess.registration import register_exam
@@ -64,9 +65,10 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     callable) follow :class:`Reporter`.
 
     ``breast_model`` names a learned whole-breast model (e.g. ``"breastmask-demo"``; default:
-    the model card's ``"breast_model"``, if any) whose mask then gates the lesions (kept when at
-    least a quarter lies inside) instead of the classical mask; the network then sees the union
-    of both masks (intensity scaling and cropping), so nothing the learned mask holds is cut off.
+    the model card's ``"breast_model"``, if any; or a loaded ``BreastMaskModel``) whose mask then
+    gates the lesions (kept when at least a quarter lies inside) instead of the classical mask;
+    the network then sees the union of both masks (intensity scaling and cropping), so nothing
+    the learned mask holds is cut off.
     Every mask is checked for plausibility (:func:`~..preprocess.breast_region.choose_breast_mask`):
     an implausible learned mask (e.g. the whole torso) is not used, the classical one is, and
     ``result.settings["breast_mask"]`` and ``result.breast_mask_qa`` say so. Lesion sides come
@@ -100,7 +102,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         if breast_model:
             from ..models.breast_model import BreastMaskModel
 
-            learned = BreastMaskModel.load(breast_model, [models_dir] if models_dir else None).predict(exam.pre, device)
+            if isinstance(breast_model, str):
+                breast_model = BreastMaskModel.load(breast_model, [models_dir] if models_dir else None)
+            learned = breast_model.predict(exam.pre, device)  # a loaded model is reused (the batch runner)
         gate, used, mask_qa = choose_breast_mask(bmask, context, learned)
         if used == "learned":
             # The network also sees what only the learned mask holds (a tumor at the chest
@@ -123,7 +127,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         subtraction=sitk.Subtract(exam.phases[1], exam.phases[0]),
         registered_phases=list(exam.phases) if register else None,
         settings={"postprocess": settings.as_dict(), "device": device, "registered": register,
-                  "breast_mask": breast_model if used == "learned" else
+                  "breast_mask": breast_model.card["name"] if used == "learned" else
                   ("classical (fallback: learned mask implausible)" if learned is not None else "classical"),
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
                   "times_assumed": bool(exam.metadata.get("times_assumed", False)),
@@ -227,6 +231,7 @@ def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: boo
         summary = result.summary()
         summary["engine_version"] = __version__
         summary["outputs"] = dict(names)
+        summary["doubt"] = doubt_report(result)  # uncertainty and flags: the batch worklist sorts on it
         if extra_summary:
             summary.update(extra_summary)
         write_json_atomic(summary, staged.path(names["summary"]))

@@ -62,7 +62,7 @@ class FTVSegmenter:
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
-        self._cache: tuple[int, KineticMaps] | None = None
+        self._cache: tuple[sitk.Image, KineticMaps] | None = None
         self.last_result = None  # FTVResult or SeededResult of the last predict()
         blob = json.dumps({"ftv": asdict(self.settings), "kinetics": asdict(self.kinetic_settings),
                            "seeded": asdict(self.seeded_settings)}, sort_keys=True, default=list)
@@ -95,8 +95,10 @@ class FTVSegmenter:
     # ------------------------------------------------------------------------- helpers
     def kinetic_maps(self, exam: DCEExam, reporter: Reporter | None = None) -> KineticMaps:
         """Kinetic maps of *exam*, cached for the last exam seen (predict then lesion_kinetics)."""
-        key = id(exam.phases[0])
-        if self._cache is not None and self._cache[0] == key:
+        # Keyed by the image object itself, not its id(): a segmenter reused for many exams (the
+        # batch runner) could otherwise see a new exam's phase at a freed phase's address.
+        key = exam.phases[0]
+        if self._cache is not None and self._cache[0] is key:
             return self._cache[1]
         maps = compute_kinetic_maps(exam, self.kinetic_settings, reporter)
         self._cache = (key, maps)

@@ -106,7 +106,7 @@ class NetworkSegmenter(CardNetwork):
         x = mg.inputs / scales[:, None, None, None]
         crop = tuple(slice(0, s) for s in x.shape[1:])
         if breast_mask is not None:
-            bm = sitk.GetArrayViewFromImage(resample_to(breast_mask, mg.grid, sitk.sitkNearestNeighbor)) > 0
+            bm = sitk.GetArrayFromImage(resample_to(breast_mask, mg.grid, sitk.sitkNearestNeighbor)) > 0
             crop = breast_crop(bm, self.spacing_mm)
         return x[(slice(None),) + crop], mg, crop
 
