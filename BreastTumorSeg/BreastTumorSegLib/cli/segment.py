@@ -44,6 +44,11 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="gate lesions with this learned whole-breast model (e.g. breastmask-demo) instead of "
                         "the classical breast mask")
     p.add_argument("--no-register", action="store_true", help="skip motion correction (phases already aligned)")
+    p.add_argument("--registration", choices=["auto", "sitk", "none"], default="auto",
+                   help="motion-correction method: auto (= sitk, SimpleITK), sitk, none (= --no-register)")
+    p.add_argument("--motion", choices=["rigid", "affine", "deformable"], default=None,
+                   help="highest motion-correction level tried: rigid, bounded affine, or deformable B-spline "
+                        "(default: the engine's, see README)")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in the output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -92,8 +97,9 @@ def check_engine_options(args) -> None:
 
 def engine_kwargs(args) -> dict:
     kw = dict(model=args.model, device=args.device, threshold=args.threshold, mode=args.mode,
-              min_lesion_ml=args.min_lesion_ml, register=not args.no_register, models_dir=args.models_dir,
-              breast_model=args.breast_model)
+              min_lesion_ml=args.min_lesion_ml, register=not args.no_register and args.registration != "none",
+              models_dir=args.models_dir, breast_model=args.breast_model,
+              registration=args.registration, motion=args.motion)
     seed = getattr(args, "seed_lps", None)
     if getattr(args, "seed_ras", None) is not None:
         if seed is not None:

@@ -25,7 +25,7 @@ from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from .postprocess import PostprocessSettings, postprocess
 from ..core.progress import Reporter
-from ..preprocess.registration import register_exam
+from ..preprocess.registration import RegistrationSettings, register_exam
 from ..core.results import Lesion, SegmentationResult
 
 __all__ = ["segment_exam", "write_result", "output_names", "Lesion", "SegmentationResult",
@@ -53,7 +53,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                  threshold: float | None = None, mode: str | None = None,
                  min_lesion_ml: float | None = None, restrict_to_breast: bool | None = None,
                  register: bool = True, progress=None, cancel=None, models_dir=None,
-                 breast_model: str | None = None, **options) -> SegmentationResult:
+                 breast_model: str | None = None, registration: str = "auto", motion: str | None = None,
+                 **options) -> SegmentationResult:
     """Segment tumors in *exam*; see the module docstring.
 
     ``model`` is a registry name (``"unet-demo"``, ``"ftv"``, ``"a+b"`` for an ensemble) or a
@@ -71,6 +72,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     ``result.settings["breast_mask"]`` and ``result.breast_mask_qa`` say so. Lesion sides come
     from patient coordinates (body midline, or the one breast of a unilateral exam; the series'
     ``exam.metadata["laterality"]`` when given).
+
+    ``registration`` (auto, sitk, none) and ``motion`` (rigid, affine, deformable; default the
+    engine's) choose the motion correction (:class:`~..preprocess.registration.RegistrationSettings`).
     """
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     segmenter = get_segmenter(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
@@ -80,9 +84,10 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     breast_model = breast_model or segmenter.card.get("breast_model")
 
     qa: list[dict] = []
+    reg_settings = RegistrationSettings(method=registration, **({"motion": motion} if motion else {}))
     with reporter.stage("register"):
-        if register:
-            exam, qa = register_exam(exam, reporter=reporter)
+        if register and reg_settings.method != "none":
+            exam, qa = register_exam(exam, reporter=reporter, settings=reg_settings)
     with reporter.stage("breast_mask"):
         laterality = exam.metadata.get("laterality") or exam.metadata.get("Laterality")
         bmask, context = breast_region(exam.pre, laterality=laterality)
@@ -111,7 +116,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
         registration_qa=qa, breast_mask_qa=mask_qa,
         subtraction=sitk.Subtract(exam.phases[1], exam.phases[0]),
-        settings={"postprocess": settings.as_dict(), "device": device, "registered": register,
+        settings={"postprocess": settings.as_dict(), "device": device,
+                  "registered": register and reg_settings.method != "none",
+                  "registration": {"method": reg_settings.method, "motion": reg_settings.motion},
                   "breast_mask": breast_model if used == "learned" else
                   ("classical (fallback: learned mask implausible)" if learned is not None else "classical"),
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
