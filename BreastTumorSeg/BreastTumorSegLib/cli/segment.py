@@ -44,8 +44,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="gate lesions with this learned whole-breast model (e.g. breastmask-demo) instead of "
                         "the classical breast mask")
     p.add_argument("--no-register", action="store_true", help="skip motion correction (phases already aligned)")
-    p.add_argument("--registration", choices=["auto", "sitk", "none"], default="auto",
-                   help="motion-correction method: auto (= sitk, SimpleITK), sitk, none (= --no-register)")
+    p.add_argument("--registration", choices=["auto", "sitk", "deepali", "none"], default="auto",
+                   help="motion-correction method: auto (rigid/affine with SimpleITK, the deformable level with "
+                        "hf-deepali), sitk (SimpleITK only), deepali, none (= --no-register)")
     p.add_argument("--motion", choices=["rigid", "affine", "deformable"], default=None,
                    help="highest motion-correction level tried: rigid, bounded affine, or deformable B-spline "
                         "(default: the engine's, see README)")

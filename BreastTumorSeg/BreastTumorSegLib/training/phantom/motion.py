@@ -37,6 +37,18 @@ class MovingPhantom:
     landmarks_lps: np.ndarray  # (n, 3) tissue points of the reference frame (breasts, tumor centres)
     kind: str
     params: list[dict]
+    tumor_masks: list  # per phase: the tumor mask moved like the phase (float32, linear), None for phase 0
+
+    def lesion_volume_ml(self, k: int, transform: sitk.Transform | None) -> float:
+        """Tumor volume (mL) that phase k shows on the reference grid after *transform* (None: as moved)."""
+        ref = self.exam.reference
+        moved = self.tumor_masks[k] if k else sitk.Cast(self.phantom.tumor_mask, sitk.sitkFloat32)
+        if transform is not None:
+            moved = sitk.Resample(moved, ref, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        return float(sitk.GetArrayViewFromImage(moved).sum() * np.prod(ref.GetSpacing()) / 1000)
+
+    def true_lesion_volume_ml(self) -> float:
+        return self.lesion_volume_ml(0, None)
 
     def true_points(self, k: int, points=None) -> np.ndarray:
         pts = self.landmarks_lps if points is None else np.asarray(points, float)
@@ -122,10 +134,12 @@ def make_moving_phantom(seed: int, kind: str = "deformable", level_mm: float = 3
     centres, landmarks = _breast_centres(ph.breast_mask, rng, n_landmarks)
     landmarks = np.vstack([landmarks] + [np.asarray(t["center_lps"])[None] for t in ph.tumors])
     body_centre = np.mean(centres, 0)
-    phases, motion, params = [ref], [sitk.Euler3DTransform()], [{}]
+    phases, motion, params, masks = [ref], [sitk.Euler3DTransform()], [{}], [None]
+    tumor = sitk.Cast(ph.tumor_mask, sitk.sitkFloat32)
     for k in range(1, ph.exam.n_phases):
         if kind == "none":
             phases.append(ph.exam.phases[k])
+            masks.append(tumor)
             motion.append(sitk.Euler3DTransform())
             params.append({})
             continue
@@ -141,7 +155,8 @@ def make_moving_phantom(seed: int, kind: str = "deformable", level_mm: float = 3
             inverse.AddTransform(sitk.DisplacementFieldTransform(inv_field))
         inverse.AddTransform(a.GetInverse())  # inverse(x) = D^-1(A^-1(x))
         phases.append(sitk.Resample(ph.exam.phases[k], ref, inverse, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+        masks.append(sitk.Resample(tumor, ref, inverse, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
         motion.append(truth)
         params.append(p)
     exam = ph.exam.with_phases(phases, motion_kind=kind)
-    return MovingPhantom(ph, exam, motion, landmarks, kind, params)
+    return MovingPhantom(ph, exam, motion, landmarks, kind, params, masks)
