@@ -111,3 +111,15 @@ def test_one_resampling_from_the_phase_as_acquired(monkeypatch):
     np.testing.assert_array_equal(got, once)
     assert np.abs(got - twice).max() > 0  # the old path (resampled on load, then again) differs
     assert qa[0]["resampled_from"] == "native grid"
+
+
+def test_a_rejected_level_is_shown_in_the_panel_warnings():
+    from BreastTumorSegLib.slicer.logic import result_warnings
+
+    summary = {"breast_mask_qa": {"used": "classical", "classical": {"plausible": True}}, "settings": {},
+               "registration_qa": [{"phase": 1, "accepted": True, "motion_level": "rigid",
+                                    "rejected": {"affine": "scale/shear 15.0% exceeds the 10% bound",
+                                                 "deformable": "mutual information not raised"}}]}
+    warnings = result_warnings(summary)
+    assert any("phase 1: affine level rejected (scale/shear 15.0%" in w and "rigid level kept" in w for w in warnings)
+    assert not any("deformable" in w for w in warnings)  # nothing gained is not worth a warning
