@@ -99,7 +99,7 @@ def _elastix(exam, settings):
         tx = sitk.CompositeTransform([lin, sitk.DisplacementFieldTransform(sitk.ZeroFluxNeumannPad(f, [2] * 3, [2] * 3))])
         transforms[k] = tx
         out[k] = sitk.Resample(exam.phases[k], exam.phases[0], tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return exam.with_phases(out), transforms
+    return exam.with_phases(out), transforms, [q["motion_level"] + "+elastix" for q in qa]
 
 
 def run_method(name, exam):
@@ -111,8 +111,8 @@ def run_method(name, exam):
                 "elastix-deformable": RegistrationSettings(motion="deformable")}[name]
     if name == "elastix-deformable":
         return _elastix(exam, settings)
-    corrected, _, transforms = register_exam_detailed(exam, settings=settings)
-    return corrected, transforms
+    corrected, qa, transforms = register_exam_detailed(exam, settings=settings)
+    return corrected, transforms, [q["motion_level"] for q in qa]
 
 
 def dice_rows(seeds, model):
@@ -157,25 +157,26 @@ def main(argv=None) -> int:
     print(f"\nBreastTumorSeg registration benchmark — exam {size[0]}x{size[1]}x{size[2]} x {exam.n_phases} phases "
           f"(known rigid + affine + non-rigid motion, seed {a.seed}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads (phantom made in {t_make:.0f} s, not timed)\n")
-    print("| method | seconds (5 phases) | TRE mean (mm) | TRE max (mm) | lesion volume change | extra peak RAM (GB) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| method | seconds (5 phases) | TRE mean (mm) | TRE max (mm) | lesion volume change | extra peak RAM (GB) "
+          "| level kept per phase |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     before = [mp.tre_mm(k, None) for k in range(1, exam.n_phases)]
     moved_ml = [mp.lesion_volume_ml(k, None) for k in range(1, exam.n_phases)]
     print(f"| none (motion left) | 0 | {np.mean([b.mean() for b in before]):.2f} | {max(b.max() for b in before):.2f} | "
-          f"{_change(moved_ml, truth_ml)} | 0 |")
+          f"{_change(moved_ml, truth_ml)} | 0 | |")
     for name in a.methods:
         try:
             with PeakRSS() as mem:
                 t = time.perf_counter()
-                corrected, transforms = run_method(name, exam)
+                corrected, transforms, kept = run_method(name, exam)
                 sec = time.perf_counter() - t
         except ImportError as exc:
-            print(f"| {name} | not run: {exc} | | | | |")
+            print(f"| {name} | not run: {exc} | | | | | |")
             continue
         tre = [mp.tre_mm(k, transforms[k]) for k in range(1, exam.n_phases)]
         ml = [mp.lesion_volume_ml(k, transforms[k]) for k in range(1, exam.n_phases)]
         print(f"| {name} | {sec:.1f} | {np.mean([e.mean() for e in tre]):.2f} | {max(e.max() for e in tre):.2f} | "
-              f"{_change(ml, truth_ml)} | {mem.extra_gb:.2f} |", flush=True)
+              f"{_change(ml, truth_ml)} | {mem.extra_gb:.2f} | {', '.join(kept)} |", flush=True)
     if a.dice_seeds:
         print(f"\nDice of the final segmentation (model {a.model}) on small deformed phantoms, 4 phases:\n")
         print("| seed | --motion affine | --motion deformable |\n| --- | ---: | ---: |")
