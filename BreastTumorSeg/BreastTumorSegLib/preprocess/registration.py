@@ -371,7 +371,7 @@ def register_exam(exam: DCEExam, reference_index: int = 0, affine: bool = True,
     ``affine=False`` stops at rigid, and ``work_spacing_mm``/``min_gain`` are as named.
     """
     if settings is None:
-        settings = RegistrationSettings(motion="deformable" if affine else "rigid",
+        settings = RegistrationSettings(motion=RegistrationSettings.motion if affine else "rigid",
                                         work_spacing_mm=work_spacing_mm, min_gain=min_gain)
     corrected, qa, _ = register_exam_detailed(exam, reference_index, settings, reporter)
     return corrected, qa
