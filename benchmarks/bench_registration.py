@@ -24,7 +24,9 @@ deformed phantoms with ``--motion affine`` and ``--motion deformable`` and print
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -92,7 +94,13 @@ def _elastix(exam, settings):
                                 sitk.sitkLinear, 0.0)
         fixed_i, moving_i = to_itk(ref_d), to_itk(aligned)
         _, result = itk.elastix_registration_method(fixed_i, moving_i, parameter_object=params, log_to_console=False)
-        field = itk.transformix_deformation_field(moving_i, result)
+        with tempfile.TemporaryDirectory() as tmp:  # transformix writes deformationField.nii into the cwd
+            cwd = os.getcwd()
+            os.chdir(tmp)
+            try:
+                field = itk.transformix_deformation_field(moving_i, result)
+            finally:
+                os.chdir(cwd)
         arr = np.asarray(itk.array_from_image(field), dtype=np.float64)
         f = sitk.GetImageFromArray(arr, isVector=True)
         f.CopyInformation(ref_d)
