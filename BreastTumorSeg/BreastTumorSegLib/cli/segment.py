@@ -44,6 +44,12 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="gate lesions with this learned whole-breast model (e.g. breastmask-demo) instead of "
                         "the classical breast mask")
     p.add_argument("--no-register", action="store_true", help="skip motion correction (phases already aligned)")
+    p.add_argument("--registration", choices=["auto", "sitk", "deepali", "none"], default="auto",
+                   help="motion-correction method: auto (rigid/affine with SimpleITK, the deformable level with "
+                        "hf-deepali), sitk (SimpleITK only), deepali, none (= --no-register)")
+    p.add_argument("--motion", choices=["rigid", "affine", "deformable"], default=None,
+                   help="highest motion-correction level tried: rigid, bounded affine, or deformable B-spline "
+                        "(default: the engine's, see README)")
     p.add_argument("--raw", action="store_true",
                    help="the model's own answer on the input as given: no motion correction, no breast gating, "
                         "no lesion post-processing")
@@ -126,8 +132,9 @@ def model_options(args) -> dict:
 
 def engine_kwargs(args) -> dict:
     kw = dict(model=args.model, device=args.device, threshold=args.threshold, mode=args.mode,
-              min_lesion_ml=args.min_lesion_ml, register=not args.no_register, models_dir=args.models_dir,
-              breast_model=args.breast_model, raw=args.raw, model_options=model_options(args))
+              min_lesion_ml=args.min_lesion_ml, register=not args.no_register and args.registration != "none",
+              models_dir=args.models_dir, breast_model=args.breast_model, raw=args.raw,
+              model_options=model_options(args), registration=args.registration, motion=args.motion)
     seed = getattr(args, "seed_lps", None)
     if getattr(args, "seed_ras", None) is not None:
         if seed is not None:

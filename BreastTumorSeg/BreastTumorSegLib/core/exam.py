@@ -36,6 +36,10 @@ class DCEExam:
         Where each phase came from (file names), for messages.
     metadata:
         Free-form facts (``times_assumed``, scanner, ...). Never patient identifiers.
+    native:
+        Phases as acquired on another grid than phase 0's (index -> float32 image), kept by
+        :func:`assemble_exam` so that motion correction resamples each phase once, from its own
+        grid, instead of a second time. Dropped by :meth:`with_phases` (new phases, new pixels).
     """
 
     phases: list[sitk.Image]
@@ -43,6 +47,7 @@ class DCEExam:
     case_id: str = "case"
     sources: list[str] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
+    native: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.sources) != len(self.phases):
@@ -88,7 +93,8 @@ class DCEExam:
             raise InputError("a phase subset must start with the pre-contrast phase 0", self.case_id)
         times = None if self.times_min is None else [self.times_min[i] for i in indices]
         return DCEExam([self.phases[i] for i in indices], times, self.case_id,
-                       [self.sources[i] for i in indices], dict(self.metadata))
+                       [self.sources[i] for i in indices], dict(self.metadata),
+                       {n: self.native[i] for n, i in enumerate(indices) if i in self.native})
 
     # ----------------------------------------------------------------------------- validation
     def validate(self) -> None:
@@ -146,7 +152,8 @@ def assemble_exam(phases: list[sitk.Image], times_min: list[float] | None, case_
     """A :class:`DCEExam` from phases as loaded (pre-contrast first, any pixel type, any grid).
 
     Every phase is cast to float32. A 3D phase on another grid than phase 0's must overlap it
-    (otherwise :class:`InputError` naming the phase's source) and is resampled onto it (linear).
+    (otherwise :class:`InputError` naming the phase's source) and is resampled onto it (linear);
+    the phase as acquired is kept in ``exam.native`` for motion correction.
     ``metadata`` is copied and gets ``resampled_phases`` (indices of the resampled phases) and
     ``times_assumed`` (no acquisition times given). Everything else is checked by
     :meth:`DCEExam.validate`.
@@ -155,15 +162,18 @@ def assemble_exam(phases: list[sitk.Image], times_min: list[float] | None, case_
               for img in phases]
     sources = list(sources)
     resampled = []
+    native = {}
     for i in range(1, len(images)):
         if images[i].GetDimension() == 3 and images[0].GetDimension() == 3 and not same_grid(images[i], images[0]):
             check_overlap(images[i], images[0], sources[i], sources[0])
+            native[i] = images[i]
             images[i] = resample_to(images[i], images[0])
             resampled.append(i)
     meta = dict(metadata or {})
     meta["resampled_phases"] = resampled
     meta["times_assumed"] = times_min is None
-    return DCEExam(images, None if times_min is None else [float(t) for t in times_min], case_id, sources, meta)
+    return DCEExam(images, None if times_min is None else [float(t) for t in times_min], case_id, sources, meta,
+                   native)
 
 
 def check_overlap(img: sitk.Image, ref: sitk.Image, src: str, ref_src: str) -> None:

@@ -26,7 +26,7 @@ from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from .doubt import doubt_report
 from .postprocess import PostprocessSettings, postprocess, raw_lesions
 from ..core.progress import Reporter
-from ..preprocess.registration import register_exam
+from ..preprocess.registration import RegistrationSettings, register_exam
 from ..core.results import Lesion, SegmentationResult
 
 __all__ = ["segment_exam", "write_result", "output_names", "Lesion", "SegmentationResult",
@@ -55,6 +55,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                  min_lesion_ml: float | None = None, restrict_to_breast: bool | None = None,
                  register: bool = True, progress=None, cancel=None, models_dir=None,
                  breast_model: str | None = None, raw: bool = False, model_options: dict | None = None,
+                 registration: str = "auto", motion: str | None = None,
                  **options) -> SegmentationResult:
     """Segment tumors in *exam*; see the module docstring.
 
@@ -80,6 +81,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     map is the segmenter's own (:meth:`predict_with_label`, e.g. nnU-Net's argmax) or p ≥ the
     threshold, and every connected component is a lesion. ``model_options`` go to foreign
     models (``nnunet:PATH``/``monai:PATH``: folds, mirroring, channels, trust_pickle).
+
+    ``registration`` (auto, sitk, none) and ``motion`` (rigid, affine, deformable; default the
+    engine's) choose the motion correction (:class:`~..preprocess.registration.RegistrationSettings`).
     """
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     segmenter = (get_segmenter(model, [models_dir] if models_dir else None, model_options)
@@ -92,9 +96,10 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     breast_model = breast_model or segmenter.card.get("breast_model")
 
     qa: list[dict] = []
+    reg_settings = RegistrationSettings(method=registration, **({"motion": motion} if motion else {}))
     with reporter.stage("register"):
-        if register:
-            exam, qa = register_exam(exam, reporter=reporter)
+        if register and reg_settings.method != "none":
+            exam, qa = register_exam(exam, reporter=reporter, settings=reg_settings)
     with reporter.stage("breast_mask"):
         laterality = exam.metadata.get("laterality") or exam.metadata.get("Laterality")
         bmask, context = breast_region(exam.pre, laterality=laterality)
@@ -125,8 +130,10 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
         registration_qa=qa, breast_mask_qa=mask_qa,
         subtraction=sitk.Subtract(exam.phases[1], exam.phases[0]),
-        registered_phases=list(exam.phases) if register else None,
-        settings={"postprocess": settings.as_dict(), "device": device, "registered": register,
+        registered_phases=list(exam.phases) if register and reg_settings.method != "none" else None,
+        settings={"postprocess": settings.as_dict(), "device": device,
+                  "registered": register and reg_settings.method != "none",
+                  "registration": {"method": reg_settings.method, "motion": reg_settings.motion},
                   "breast_mask": breast_model.card["name"] if used == "learned" else
                   ("classical (fallback: learned mask implausible)" if learned is not None else "classical"),
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],

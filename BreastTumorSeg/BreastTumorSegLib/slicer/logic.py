@@ -301,6 +301,12 @@ def result_warnings(summary: dict) -> list[str]:
     rejected = [str(q.get("phase")) for q in summary.get("registration_qa") or [] if not q.get("accepted", True)]
     if rejected:
         out.append(f"Motion correction was not applied to phase(s) {', '.join(rejected)} (no improvement found).")
+    for q in summary.get("registration_qa") or []:
+        for level, why in (q.get("rejected") or {}).items():
+            if "not raised" in str(why):  # nothing gained: not worth a warning
+                continue
+            out.append(f"Motion correction of phase {q.get('phase')}: {level} level rejected ({why}); "
+                       f"{q.get('motion_level', 'no')} level kept.")
     return out
 
 
