@@ -67,8 +67,9 @@ CHILD = textwrap.dedent("""
 
     engine = []
     for info in pkgutil.walk_packages(BreastTumorSegLib.__path__, "BreastTumorSegLib."):
-        if info.name.startswith("BreastTumorSegLib.slicer") or info.name.endswith("__main__"):
-            continue  # the Slicer bridge is the one part that needs slicer-core; __main__ would run
+        if info.name.startswith(("BreastTumorSegLib.slicer", "BreastTumorSegLib.web")) or info.name.endswith("__main__"):
+            continue  # the Slicer bridge and the web station (one MRML scene per reader) need
+            # slicer-core (the `slicer` / `web` extras); __main__ would run
         importlib.import_module(info.name)
         engine.append(info.name)
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("slicer", "vtk", "vtkmodules"))
