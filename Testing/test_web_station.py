@@ -4,7 +4,8 @@ Playwright drives Debian's ``chromium`` (``.ci/install-test-browser`` installs i
 browser tests skip, saying why, only when it is missing). The station runs on a thread of this
 process over a tiny two-case study (64 x 54 x 24 phantoms, two readers, both arms, the phantom's
 truth as the "model output" of the assisted arm, autosave every second). The screenshots in
-``docs/`` are taken here.
+``docs/`` are taken here: with ``BREASTTUMORSEG_UPDATE_DOCS=1`` they are written into ``docs/``,
+otherwise into the test's temporary folder (so a test run leaves the checkout unchanged).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
+UPDATE_DOCS = os.environ.get("BREASTTUMORSEG_UPDATE_DOCS") == "1"
 CHROMIUM = shutil.which("chromium")
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -270,14 +272,16 @@ def _open_item(folder: Path, reader: str, index: int) -> tuple[str, str]:
     return tuple(order[index])
 
 
-def test_reader_paints_autosaves_reloads_and_submits(station, browser):
+def test_reader_paints_autosaves_reloads_and_submits(station, browser, tmp_path):
     from playwright.sync_api import expect
+
+    shots = DOCS if UPDATE_DOCS else tmp_path
 
     url, folder = station["url"], station["folder"]
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
     page.goto(url + "/")
-    page.screenshot(path=str(DOCS / "web_station_login.png"))
+    page.screenshot(path=str(shots / "web_station_login.png"))
     page.fill("#reader", "a")
     page.fill("#token", "not-her-token")
     page.click("#login")
@@ -306,7 +310,7 @@ def test_reader_paints_autosaves_reloads_and_submits(station, browser):
     page.reload()
     assert _voxels(page) == painted  # same scene after a reload
     expect(page.locator("#state")).to_have_text("saved")  # back in front: the background pause ended
-    page.screenshot(path=str(DOCS / "web_station_case.png"))
+    page.screenshot(path=str(shots / "web_station_case.png"))
 
     page.click("#pause")  # Pause stops the timer (the engine's audit log records it)
     expect(page.locator("#state")).to_have_text("paused")
