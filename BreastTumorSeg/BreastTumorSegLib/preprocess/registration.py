@@ -128,9 +128,12 @@ class RegistrationSettings:
                              'install it with: python -m pip install "hf-deepali>=0.6"; or use --registration sitk')
 
     def resolved_method(self) -> str:
-        """The method that runs: ``auto`` becomes deepali when it is installed, else sitk."""
+        """The method that runs: ``auto`` becomes deepali when the deformable level is asked for and
+        hf-deepali is installed, else sitk (the rigid and affine levels are SimpleITK's in every case)."""
         if self.method != "auto":
             return self.method
+        if self.motion != "deformable":
+            return "sitk"
         return "deepali" if deformable_torch.available() else "sitk"
 
 
