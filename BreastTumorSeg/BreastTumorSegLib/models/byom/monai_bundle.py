@@ -29,6 +29,7 @@ from ...core.errors import InputError, ModelError
 from ...core.exam import DCEExam
 from ...core.progress import Reporter
 from .channels import channel_images, resolve_mapping
+from .output import LabelledSegmenter, on_reference
 from .trust import read_pinned, refuse_untrusted, require_package
 
 METADATA = "configs/metadata.json"
@@ -51,7 +52,7 @@ def bundle_files(root: Path) -> list[Path]:
     return [root / METADATA, root / INFERENCE] + [root / w for w in WEIGHTS if (root / w).is_file()]
 
 
-class MonaiBundleSegmenter:
+class MonaiBundleSegmenter(LabelledSegmenter):
     """A MONAI bundle as a :class:`~..registry.Segmenter` (probability = the tumor classes'
     softmax when the network's output is on the input grid; the label is the bundle's own)."""
 
@@ -155,13 +156,4 @@ class MonaiBundleSegmenter:
         else:  # the network ran on another grid: the label is all we have on the input grid
             prob = tumor.astype(np.float32)
         reporter.update(1.0, "MONAI bundle done")
-        out = []
-        for arr in (np.clip(prob, 0, 1), tumor):
-            img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
-            img.CopyInformation(exam.reference)
-            out.append(img)
-        return out[0], out[1]
-
-    def predict(self, exam: DCEExam, breast_mask: sitk.Image | None, reporter: Reporter,
-                device: str = "auto", **options) -> sitk.Image:
-        return self.predict_with_label(exam, breast_mask, reporter, device, **options)[0]
+        return on_reference(exam, prob, tumor)

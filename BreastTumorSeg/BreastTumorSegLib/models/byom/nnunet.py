@@ -25,6 +25,7 @@ from ...core.errors import InputError, ModelError
 from ...core.exam import DCEExam
 from ...core.progress import Reporter
 from .channels import channel_images, resolve_mapping
+from .output import LabelledSegmenter, on_reference
 from .trust import load_pickle_bytes, read_pinned, refuse_untrusted, require_package
 
 CHECKPOINT = "checkpoint_final.pth"
@@ -75,7 +76,7 @@ def parse_folds(text) -> list[str] | None:
     return [str(s) for s in items]
 
 
-class NnUNetSegmenter:
+class NnUNetSegmenter(LabelledSegmenter):
     """An nnU-Net v2 model folder as a :class:`~..registry.Segmenter` (probability = the sum of the
     tumor labels' softmax; :meth:`predict_with_label` also gives nnU-Net's own label map)."""
 
@@ -187,13 +188,4 @@ class NnUNetSegmenter:
         reporter.update(1.0, "nnU-Net done")
         tumor = np.isin(np.asarray(seg), self.tumor_labels).astype(np.uint8)
         prob = np.clip(np.sum(np.asarray(probs, np.float32)[self.tumor_labels], axis=0), 0.0, 1.0).astype(np.float32)
-        out = []
-        for arr in (prob, tumor):
-            img = sitk.GetImageFromArray(arr)
-            img.CopyInformation(exam.reference)
-            out.append(img)
-        return out[0], out[1]
-
-    def predict(self, exam: DCEExam, breast_mask: sitk.Image | None, reporter: Reporter,
-                device: str = "auto", **options) -> sitk.Image:
-        return self.predict_with_label(exam, breast_mask, reporter, device, **options)[0]
+        return on_reference(exam, prob, tumor)
