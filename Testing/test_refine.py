@@ -11,9 +11,10 @@ from scipy import ndimage
 
 from BreastTumorSegLib.core.errors import InputError
 from BreastTumorSegLib.core.results import SegmentationResult
-from BreastTumorSegLib.engine.refine import Click, Refiner, parse_click, refine
+from BreastTumorSegLib.engine.refine import Click, parse_click, refine
 from BreastTumorSegLib.evaluation.metrics import dice
 from BreastTumorSegLib.training.phantom import make_phantom
+from refine_fixtures import deepest_lps  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +34,6 @@ def _result(ph, label: np.ndarray) -> SegmentationResult:
                               lesions=[], model_id="test")
 
 
-def _deepest(ph, mask: np.ndarray) -> tuple[float, float, float]:
-    """LPS point of *mask* farthest from its boundary (where the standard protocol clicks)."""
-    edt = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=ph.exam.pre.GetSpacing()[::-1])[1:-1, 1:-1, 1:-1]
-    zyx = np.unravel_index(int(np.argmax(edt)), mask.shape)
-    return ph.exam.pre.TransformIndexToPhysicalPoint(tuple(int(v) for v in zyx[::-1]))
-
-
 def _array(img):
     return sitk.GetArrayFromImage(img) > 0
 
@@ -49,7 +43,7 @@ def test_positive_click_adds_a_missed_lesion(phantom):
     big = labels == 2
     assert big.sum() > 500 and (labels == 1).any()
     start = _result(phantom, labels == 1)  # the model found the small lesion and missed the big one
-    click = Click.lps_point(_deepest(phantom, big), True)
+    click = Click.lps_point(deepest_lps(phantom, big), True)
     out = refine(phantom.exam, start, [click])
     got = _array(out.label)
     added = got & ~(labels == 1)
@@ -62,7 +56,7 @@ def test_positive_click_adds_a_missed_lesion(phantom):
 
 def test_ras_and_lps_clicks_agree(phantom):
     labels = _labels(phantom)
-    lps = _deepest(phantom, labels == 2)
+    lps = deepest_lps(phantom, labels == 2)
     a = refine(phantom.exam, _result(phantom, labels == 1), [Click.lps_point(lps)])
     b = refine(phantom.exam, _result(phantom, labels == 1), [parse_click(f"{-lps[0]},{-lps[1]},{lps[2]},+")])
     assert np.array_equal(_array(a.label), _array(b.label))
@@ -104,7 +98,7 @@ def test_negative_click_on_a_leak_cuts_the_vessel_and_keeps_the_lesion(phantom):
     leak = lesion | vessel
     start = _result(phantom, leak | (labels == 1))
     # The protocol's negative click: the deepest point of the false part (the vessel).
-    click = Click.lps_point(_deepest(phantom, vessel), False)
+    click = Click.lps_point(deepest_lps(phantom, vessel), False)
     out = refine(phantom.exam, start, [click])
     got = _array(out.label)
     assert dice(got & (labels != 1), lesion) >= 0.95
@@ -138,7 +132,7 @@ def test_cli_refine_end_to_end(phantom, tmp_path, capsys):
     start = sitk.GetImageFromArray((labels == 1).astype(np.uint8))
     start.CopyInformation(phantom.exam.pre)
     sitk.WriteImage(start, str(seg))
-    x, y, z = _deepest(phantom, labels == 2)
+    x, y, z = deepest_lps(phantom, labels == 2)
     out = tmp_path / "refined"
     code = main(["refine", str(exam_dir), "--seg", str(seg), f"--click-ras={-x},{-y},{z},+", "--no-register",
                  "--output", str(out), "--quiet"])

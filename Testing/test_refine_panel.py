@@ -18,6 +18,7 @@ from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
 from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
 from BreastTumorSegLib.slicer.gui.widget import PanelController  # noqa: E402
 from BreastTumorSegLib.slicer.logic import SegmentationLogic  # noqa: E402
+from refine_fixtures import deepest_ras  # noqa: E402
 
 
 class PlacingHost(qh.RecordingHost):
@@ -39,13 +40,6 @@ def phantom():
     from BreastTumorSegLib.training.phantom import make_phantom
 
     return make_phantom(3, motion_mm=0)  # two mass lesions, phases aligned
-
-
-def _deepest_ras(ph, mask):
-    edt = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=ph.exam.pre.GetSpacing()[::-1])[1:-1, 1:-1, 1:-1]
-    zyx = np.unravel_index(int(np.argmax(edt)), mask.shape)
-    x, y, z = ph.exam.pre.TransformIndexToPhysicalPoint(tuple(int(v) for v in zyx[::-1]))
-    return (-x, -y, z)
 
 
 def test_click_mode_adds_removes_and_undoes(phantom):
@@ -85,7 +79,7 @@ def test_click_mode_adds_removes_and_undoes(phantom):
         def segment():
             return sitk.GetArrayFromImage(mb.segment_to_label(ctx, outputs.segmentation, "Tumor", nodes[0])) > 0
 
-        clicks.AddControlPoint(*_deepest_ras(phantom, labels == 2))  # the reader clicks the missed lesion
+        clicks.AddControlPoint(*deepest_ras(phantom, labels == 2))  # the reader clicks the missed lesion
         got = segment()
         assert dice(got & ~(labels == 1) & ~false, labels == 2) >= 0.8
         assert clicks.GetNthControlPointLabel(0) == "+" and "added" in ui.statusLabel.text()
@@ -93,7 +87,7 @@ def test_click_mode_adds_removes_and_undoes(phantom):
         assert outputs.lesion_table.GetNumberOfRows() == 3
 
         ui.negativeClickCheckBox.setChecked(True)
-        clicks.AddControlPoint(*_deepest_ras(phantom, false))  # ... and the false blob
+        clicks.AddControlPoint(*deepest_ras(phantom, false))  # ... and the false blob
         got = segment()
         assert not (got & false).any() and dice(got, labels > 0) >= 0.9
         assert clicks.GetNthControlPointLabel(1) == "-" and "removed" in ui.statusLabel.text()

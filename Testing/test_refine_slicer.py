@@ -17,18 +17,12 @@ from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
 from BreastTumorSegLib.slicer.click_refine import ClickRefineLogic  # noqa: E402
 from BreastTumorSegLib.slicer.logic import SegmentationLogic  # noqa: E402
 from BreastTumorSegLib.training.phantom import make_phantom  # noqa: E402
+from refine_fixtures import deepest_ras  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def phantom():
     return make_phantom(3, motion_mm=0)  # two mass lesions, phases aligned
-
-
-def _deepest_ras(ph, mask):
-    edt = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=ph.exam.pre.GetSpacing()[::-1])[1:-1, 1:-1, 1:-1]
-    zyx = np.unravel_index(int(np.argmax(edt)), mask.shape)
-    x, y, z = ph.exam.pre.TransformIndexToPhysicalPoint(tuple(int(v) for v in zyx[::-1]))
-    return (-x, -y, z)
 
 
 @pytest.fixture
@@ -61,13 +55,13 @@ def _segment(ctx, seg, ref):
 def test_clicks_update_the_segment_and_are_kept_as_markups(phantom, scene):
     ctx, cl, labels, false, seg, table = scene
     ref = phantom.exam.pre
-    entry = cl.add_click(_deepest_ras(phantom, labels == 2), positive=True)
+    entry = cl.add_click(deepest_ras(phantom, labels == 2), positive=True)
     assert entry["action"] == "added"
     got = _segment(ctx, seg, ref)
     assert dice(got & ~(labels == 1) & ~false, labels == 2) >= 0.8
     assert table.GetNumberOfRows() == 3  # two lesions and the false blob
 
-    cl.add_click(_deepest_ras(phantom, false), positive=False)
+    cl.add_click(deepest_ras(phantom, false), positive=False)
     got = _segment(ctx, seg, ref)
     assert not (got & false).any() and dice(got, labels > 0) >= 0.9
     assert table.GetNumberOfRows() == 2
@@ -83,9 +77,9 @@ def test_clicks_update_the_segment_and_are_kept_as_markups(phantom, scene):
 def test_undo_recomputes_from_the_original(phantom, scene):
     ctx, cl, labels, false, seg, _ = scene
     ref = phantom.exam.pre
-    cl.add_click(_deepest_ras(phantom, labels == 2), positive=True)
+    cl.add_click(deepest_ras(phantom, labels == 2), positive=True)
     after_first = _segment(ctx, seg, ref)
-    cl.add_click(_deepest_ras(phantom, false), positive=False)
+    cl.add_click(deepest_ras(phantom, false), positive=False)
     assert cl.undo()
     assert cl.clicks_node.GetNumberOfControlPoints() == 1
     assert np.array_equal(_segment(ctx, seg, ref), after_first)
@@ -96,11 +90,11 @@ def test_undo_recomputes_from_the_original(phantom, scene):
 def test_an_edited_click_list_is_replayed(phantom, scene):
     ctx, cl, labels, false, seg, _ = scene
     ref = phantom.exam.pre
-    cl.add_click(_deepest_ras(phantom, labels == 2), positive=True)
-    cl.add_click(_deepest_ras(phantom, false), positive=False)
+    cl.add_click(deepest_ras(phantom, labels == 2), positive=True)
+    cl.add_click(deepest_ras(phantom, false), positive=False)
     cl.clicks_node.RemoveNthControlPoint(0)  # the reader deletes the first click in the Markups module
     cl.sync()
-    expected = refine(cl.exam, cl.original, [Click.ras(_deepest_ras(phantom, false), False)])
+    expected = refine(cl.exam, cl.original, [Click.ras(deepest_ras(phantom, false), False)])
     assert np.array_equal(_segment(ctx, seg, ref), sitk.GetArrayFromImage(expected.label) > 0)
     cl.set_sign(0, True)  # re-signed: the blob is tumor after all
     assert _segment(ctx, seg, ref)[false].all()
