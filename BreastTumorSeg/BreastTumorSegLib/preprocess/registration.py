@@ -61,7 +61,9 @@ def ncc(a: sitk.Image, b: sitk.Image, mask: sitk.Image | None = None) -> float:
 METRIC_SAMPLES = 40_000
 
 
-def _run(fixed, moving, fixed_mask, transform, iterations, shrink, seed, learning_rate=1.0) -> sitk.Transform:
+def _sampled_mi(fixed_mask: sitk.Image, seed: int) -> sitk.ImageRegistrationMethod:
+    """A registration method with Mattes mutual information on about METRIC_SAMPLES random voxels
+    of *fixed_mask* (seeded) and linear interpolation; the caller sets optimiser and transform."""
     n_mask = int(sitk.GetArrayViewFromImage(fixed_mask).sum()) or 1
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
@@ -69,6 +71,11 @@ def _run(fixed, moving, fixed_mask, transform, iterations, shrink, seed, learnin
     reg.SetMetricSamplingPercentage(min(1.0, METRIC_SAMPLES / n_mask), seed)
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
+    return reg
+
+
+def _run(fixed, moving, fixed_mask, transform, iterations, shrink, seed, learning_rate=1.0) -> sitk.Transform:
+    reg = _sampled_mi(fixed_mask, seed)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=learning_rate, minStep=1e-3, numberOfIterations=iterations,
         gradientMagnitudeTolerance=1e-6, relaxationFactor=0.5)
@@ -188,13 +195,7 @@ def _deformable(fixed, moving, metric_mask, linear, s: RegistrationSettings, see
     extent = [n * sp for n, sp in zip(fixed.GetSize(), fixed.GetSpacing())]
     mesh = [max(1, int(round(e / s.control_spacing_mm))) for e in extent]
     bspline = sitk.BSplineTransformInitializer(fixed, mesh, order=3)
-    n_mask = int(sitk.GetArrayViewFromImage(metric_mask).sum()) or 1
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(min(1.0, METRIC_SAMPLES / n_mask), seed)
-    reg.SetMetricFixedMask(metric_mask)
-    reg.SetInterpolator(sitk.sitkLinear)
+    reg = _sampled_mi(metric_mask, seed)
     reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=1e-5, numberOfIterations=20,
                              maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=30,
                              costFunctionConvergenceFactor=1e7)
