@@ -212,3 +212,48 @@ def test_staged_outputs_all_or_nothing(tmp_path):
             st.commit()
     assert sitk.GetArrayViewFromImage(sitk.ReadImage(str(out / "a.nii.gz"))).mean() == pytest.approx(100, abs=0.2)
     assert [p.name for p in out.iterdir()] == ["a.nii.gz"]
+
+
+@pytest.mark.parametrize("name,dtype,big_endian,slope", [
+    ("a.nii.gz", np.float32, False, 1.0), ("b.nii", np.float64, False, 1.0), ("c.nii", np.float32, True, 1.0),
+    ("d.nii.gz", np.float32, False, 2.0), ("e.nii.gz", np.int16, False, 1.0)])
+def test_float_nifti_read_once_equals_itk(tmp_path, name, dtype, big_endian, slope):
+    # Float NIfTI is read with one decompression (voxels checked for NaN on the way); the image must
+    # be ITK's own reading of the file: voxels, pixel type and oblique geometry; scaled files go to ITK.
+    nib = pytest.importorskip("nibabel")
+    from BreastTumorSegLib.io.files import _read_float_nifti, read_image
+
+    rng = np.random.default_rng(3)
+    data = (rng.normal(100, 30, (9, 7, 5)) * (1 if dtype != np.int16 else 10)).astype(dtype)
+    c, s = np.cos(0.3), np.sin(0.3)  # oblique: rotated 0.3 rad about the second axis, axes permuted
+    rot = np.array([[0.0, -c, s], [1.0, 0.0, 0.0], [0.0, s, c]])
+    affine = np.eye(4)
+    affine[:3, :3] = rot @ np.diag([0.8, 0.9, 2.5])
+    affine[:3, 3] = [10.0, -20.0, 33.0]
+    img = nib.Nifti1Image(data.astype(data.dtype.newbyteorder(">")) if big_endian else data, affine)
+    if big_endian:
+        img.header.set_data_dtype(data.dtype.newbyteorder(">"))
+    img.header.set_slope_inter(slope, 0.0)
+    path = tmp_path / name
+    nib.save(img, str(path))
+    ours, itk = read_image(path), sitk.ReadImage(str(path))
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    taken = _read_float_nifti(path, reader, "image") is not None
+    assert taken == (dtype != np.int16 and slope == 1.0)  # the one-decompression path is the plain float case
+    assert ours.GetPixelID() == itk.GetPixelID()
+    assert np.array_equal(sitk.GetArrayViewFromImage(ours), sitk.GetArrayViewFromImage(itk))
+    assert ours.GetOrigin() == itk.GetOrigin() and ours.GetSpacing() == itk.GetSpacing()
+    assert ours.GetDirection() == itk.GetDirection()
+
+
+def test_nan_in_float_nifti_is_refused(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    data = np.ones((6, 5, 4), np.float32)
+    data[1, 2, 3] = np.nan
+    nib.save(nib.Nifti1Image(np.ones((6, 5, 4), np.float32), np.eye(4)), str(tmp_path / "c_0000.nii.gz"))
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(tmp_path / "c_0001.nii.gz"))
+    with pytest.raises(InputError, match="1 NaN") as e:
+        load_exam(tmp_path)
+    assert "c_0001.nii.gz" in str(e.value)

@@ -56,8 +56,10 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
         reader.ReadImageInformation()
         check_header(reader, path, what)
         _check_complete(path, reader)
-        img = reader.Execute()
-        _check_nifti_finite(path, reader, what)
+        img = _read_float_nifti(path, reader, what)
+        if img is None:
+            img = reader.Execute()
+            _check_nifti_finite(path, reader, what)
     except InputError:
         raise
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
@@ -114,6 +116,62 @@ def _check_nifti_finite(path: Path, reader: sitk.ImageFileReader, what: str) -> 
     if bad:
         raise InputError(f"{what} stores {bad} NaN or infinite voxel value(s)", path,
                          "re-export the image; NaN/Inf are not valid MR intensities")
+
+
+def _read_float_nifti(path: Path, reader: sitk.ImageFileReader, what: str) -> sitk.Image | None:
+    """A float 3D NIfTI read with one decompression: voxels from the file, geometry from ITK's header.
+
+    ITK's reader turns NaN/Inf into 0, so a float NIfTI must be looked at as stored; reading it
+    here and checking it on the way costs one decompression instead of two (ITK's, then ours).
+    Only the plain case is taken (NIfTI-1, float32/64, 3D, no intensity scaling, one gzip
+    member); anything else returns None and goes through ITK plus :func:`_check_nifti_finite`.
+    The voxel order is the file's (i fastest), which is what ``GetImageFromArray`` expects of a
+    (k, j, i) array, and origin, spacing and direction are ITK's own reading of the header, so
+    the image equals ``reader.Execute()`` wherever the data are finite (tested).
+    """
+    import struct
+    import zlib
+
+    name = path.name.lower()
+    if (not name.endswith((".nii", ".nii.gz")) or reader.GetDimension() != 3
+            or reader.GetNumberOfComponents() != 1
+            or reader.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64)):
+        return None
+    raw = path.read_bytes()
+    if name.endswith(".gz"):
+        d = zlib.decompressobj(wbits=31)
+        try:
+            data = d.decompress(raw)
+        except zlib.error:
+            return None  # let ITK's reader say what is wrong
+        if not d.eof or d.unused_data:
+            return None  # cut short, or several gzip members
+    else:
+        data = raw
+    del raw
+    if len(data) < 348 or struct.unpack("<i", data[:4])[0] not in (348, 0x5C010000):
+        return None
+    end = "<" if struct.unpack("<i", data[:4])[0] == 348 else ">"
+    code = struct.unpack(end + "h", data[70:72])[0]
+    slope, inter = struct.unpack(end + "ff", data[112:120])
+    if code not in _NIFTI_FLOAT or slope not in (0.0, 1.0) or inter != 0.0:
+        return None
+    dtype = np.dtype(end + _NIFTI_FLOAT[code])
+    size = reader.GetSize()
+    n = int(np.prod(size, dtype=np.int64))
+    offset = int(struct.unpack(end + "f", data[108:112])[0])
+    if len(data) < offset + n * dtype.itemsize:
+        return None
+    arr = np.frombuffer(data, dtype, count=n, offset=offset)
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    if bad:
+        raise InputError(f"{what} stores {bad} NaN or infinite voxel value(s)", path,
+                         "re-export the image; NaN/Inf are not valid MR intensities")
+    img = sitk.GetImageFromArray(arr.reshape(size[::-1]).astype(dtype.newbyteorder("="), copy=False))
+    img.SetOrigin(reader.GetOrigin())
+    img.SetSpacing(reader.GetSpacing())
+    img.SetDirection(reader.GetDirection())
+    return img
 
 
 _BYTES = {sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2,
@@ -346,10 +404,25 @@ def _check_signal(exam: DCEExam) -> DCEExam:
     return exam
 
 
+def _read_phases(files: list[Path]) -> list[sitk.Image]:
+    """Read the phase files two at a time (decompression releases the GIL); the first error wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(files) < 2:
+        return [read_image(f, f"phase {i}") for i, f in enumerate(files)]
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(read_image, f, f"phase {i}") for i, f in enumerate(files)]
+        try:
+            return [fut.result() for fut in futures]
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
 def _load_phase_list(files: list[Path], times: list[float] | None, case_id: str) -> DCEExam:
     phases = []
-    for i, f in enumerate(files):
-        img = read_image(f, f"phase {i}")
+    for i, (f, img) in enumerate(zip(files, _read_phases(files))):
         if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(
                 f"phase {i} is not a scalar 3D volume (dimension {img.GetDimension()}, "
