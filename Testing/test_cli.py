@@ -109,3 +109,24 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for cmd in ("segment", "demo", "evaluate"):
         assert cmd in out
+
+
+def test_written_probability_rethresholds_to_the_engines_masks(tmp_path):
+    # The probability file drops values below PROBABILITY_FLOOR (noise, 60 MB at clinical size);
+    # thresholding it must still give the engine's own masks, absolute and relative (Hirsch) mode.
+    from BreastTumorSegLib.engine.pipeline import PROBABILITY_FLOOR, segment_exam, write_result
+    from BreastTumorSegLib.engine.postprocess import PostprocessSettings, postprocess
+
+    ph = make_phantom(7, n_phases=3, motion_mm=0.0)
+    res = segment_exam(ph.exam, model="unet-demo", device="cpu", register=False)
+    written = write_result(res, tmp_path / "out")
+    stored = sitk.ReadImage(str(written["probability"]))
+    p, q = sitk.GetArrayFromImage(res.probability), sitk.GetArrayFromImage(stored)
+    assert stored.GetPixelID() == sitk.sitkFloat32
+    np.testing.assert_array_equal(q, np.where(p >= PROBABILITY_FLOOR, p, 0).astype(np.float32))
+    assert (p > 0).sum() > (q > 0).sum()  # the floor did drop something: the test is not vacuous
+    for mode, threshold in (("absolute", 0.01), ("absolute", 0.5), ("relative", 0.01), ("relative", 0.5)):
+        s = PostprocessSettings(threshold=threshold, mode=mode, min_lesion_ml=0.0, restrict_to_breast=False)
+        a = sitk.GetArrayFromImage(postprocess(res.probability, s)[0])
+        b = sitk.GetArrayFromImage(postprocess(stored, s)[0])
+        np.testing.assert_array_equal(a, b)

@@ -188,6 +188,20 @@ def output_names(case_id: str, dicom_seg: bool = False, reading_images: bool = F
     return names
 
 
+# Probabilities below this are written as 0: a network's sigmoid is never exactly 0, so without
+# the floor the map of a 448x448x160 exam is 60 MB of incompressible noise (2.7 s to write);
+# with it 0.6 MB (0.07 s). It is 1/10 of the lowest threshold the panel offers (0.01), and the
+# relative mode needs a slice maximum >= the threshold, so thresholding the written map gives
+# the engine's masks for every threshold >= 0.002.
+PROBABILITY_FLOOR = 1e-3
+
+
+def stored_probability(prob: sitk.Image) -> sitk.Image:
+    """*prob* as written to ``<case>_prob.nii.gz``: float32, values below PROBABILITY_FLOOR set to 0."""
+    prob = sitk.Cast(prob, sitk.sitkFloat32)
+    return sitk.Mask(prob, sitk.GreaterEqual(prob, PROBABILITY_FLOOR))
+
+
 def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: bool = False,
                  exam: DCEExam | None = None, dicom_seg: bool = False,
                  extra_summary: dict | None = None, deidentify: bool = False,
@@ -216,7 +230,7 @@ def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: boo
     with StagedOutputs(out_dir, overwrite=overwrite) as staged:
         check_no_overwrite([staged.out_dir / n for n in names.values()], overwrite)
         write_image_atomic(result.label, staged.path(names["label"]))
-        write_image_atomic(result.probability, staged.path(names["probability"]))
+        write_image_atomic(stored_probability(result.probability), staged.path(names["probability"]))
         write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name=TUMOR_SEGMENT_NAME)
         if "subtraction" in names:
             write_image_atomic(sitk.Cast(result.subtraction, sitk.sitkFloat32), staged.path(names["subtraction"]))
