@@ -24,6 +24,8 @@ lowers the normalized cross-correlation (NCC) whatever the alignment; the NCC is
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,8 +59,9 @@ def ncc(a: sitk.Image, b: sitk.Image, mask: sitk.Image | None = None) -> float:
     return float((x * y).sum() / den) if den > 0 else 0.0
 
 
-# Metric samples per evaluation: enough for a stable mutual information, independent of the size.
-METRIC_SAMPLES = 40_000
+# Metric samples per optimiser step: enough for a stable mutual information, independent of the
+# size (15,000 at 4 mm gave the same TRE as 40,000 at 3 mm, in a third of the time: README table).
+METRIC_SAMPLES = 15_000
 
 
 def _sampled_mi(fixed_mask: sitk.Image, seed: int) -> sitk.ImageRegistrationMethod:
@@ -76,8 +79,8 @@ def _sampled_mi(fixed_mask: sitk.Image, seed: int) -> sitk.ImageRegistrationMeth
 
 def _run(fixed, moving, fixed_mask, transform, iterations, shrink, seed, learning_rate=1.0) -> sitk.Transform:
     reg = _sampled_mi(fixed_mask, seed)
-    reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=learning_rate, minStep=1e-3, numberOfIterations=iterations,
+    reg.SetOptimizerAsRegularStepGradientDescent(  # steps in mm (physical-shift scales), down to 0.01 mm
+        learningRate=learning_rate, minStep=1e-2, numberOfIterations=iterations,
         gradientMagnitudeTolerance=1e-6, relaxationFactor=0.5)
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel(list(shrink))
@@ -87,21 +90,41 @@ def _run(fixed, moving, fixed_mask, transform, iterations, shrink, seed, learnin
     return reg.Execute(fixed, moving)
 
 
+MI_BINS = 32
+
+
 def mutual_information(fixed, moving, fixed_mask, transform: sitk.Transform | None = None) -> float:
-    """Mattes mutual information of *moving* (through *transform*) with *fixed*; higher is better.
+    """Mutual information (nats) of *moving* (through *transform*) with *fixed*; higher is better.
 
-    Evaluated on every voxel of the mask (no random sampling), so it is deterministic.
+    Every voxel of the mask that maps inside *moving* counts (no random sampling: deterministic);
+    32 x 32 joint histogram over each image's own intensity range, like the Mattes metric the
+    optimiser uses. Computed here from one linear resampling and a histogram: SimpleITK's
+    ``MetricEvaluate`` gives the same kind of number but spends ~55 ms per call setting the
+    metric up (gradient images), three times per phase.
     """
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.NONE)
-    reg.SetMetricFixedMask(fixed_mask)
-    reg.SetInterpolator(sitk.sitkLinear)
-    if transform is not None:  # held fixed (a displacement field cannot be the optimised transform here)
-        reg.SetMovingInitialTransform(transform)
-    reg.SetInitialTransform(sitk.Euler3DTransform(), inPlace=False)
-    return -float(reg.MetricEvaluate(fixed, moving))  # SimpleITK minimises the negative MI
+    moved_img = sitk.Resample(moving, fixed, transform if transform is not None else sitk.Transform(),
+                              sitk.sitkLinear, float("nan"), sitk.sitkFloat32)
+    moved = sitk.GetArrayViewFromImage(moved_img)  # a view: moved_img must outlive it
+    inside = (sitk.GetArrayViewFromImage(fixed_mask) > 0) & ~np.isnan(moved)
+    x = sitk.GetArrayViewFromImage(fixed)[inside].astype(np.float64)
+    y = moved[inside].astype(np.float64)
+    if x.size < 2:
+        return 0.0
 
+    def bins(v, img):
+        a = sitk.GetArrayViewFromImage(img)
+        lo, hi = float(a.min()), float(a.max())
+        return np.clip(((v - lo) / ((hi - lo) or 1.0) * MI_BINS).astype(np.int64), 0, MI_BINS - 1)
+
+    joint = np.bincount(bins(x, fixed) * MI_BINS + bins(y, moving), minlength=MI_BINS * MI_BINS)
+    pxy = joint.reshape(MI_BINS, MI_BINS) / x.size
+    px, py = pxy.sum(1, keepdims=True), pxy.sum(0, keepdims=True)
+    nz = pxy > 0
+    return float((pxy[nz] * np.log(pxy[nz] / (px @ py)[nz])).sum())
+
+
+# Phases registered at the same time (threads).
+PHASE_WORKERS = 2
 
 METHODS = ("auto", "sitk", "deepali", "none")
 LEVELS = ("rigid", "affine", "deformable")
@@ -113,7 +136,7 @@ class RegistrationSettings:
 
     method: str = "auto"  # auto (= deepali when installed, else sitk), sitk, deepali, none
     motion: str = "affine"  # highest level tried: rigid, affine or deformable (opt-in: see README)
-    work_spacing_mm: float = 3.0  # rigid and affine estimation grid
+    work_spacing_mm: float = 4.0  # rigid and affine estimation grid
     deform_spacing_mm: float = 4.0  # deformable estimation grid
     control_spacing_mm: float = 40.0  # B-spline control-point spacing
     max_scale_change: float = 0.10  # affine: |singular value - 1| bound (scale and shear)
@@ -235,7 +258,7 @@ def register_phase(ref: sitk.Image, moving: sitk.Image, mask: sitk.Image, settin
     try:
         initial = sitk.CenteredTransformInitializer(
             ref, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY)
-        rigid = sitk.Euler3DTransform(_flatten(_run(ref, moving, mask, initial, 60, (2, 1), seed)))
+        rigid = sitk.Euler3DTransform(_flatten(_run(ref, moving, mask, initial, 60, (2, 1), seed, learning_rate=2.0)))
         mi = mutual_information(ref, moving, mask, rigid)
         ok = mi >= mi_kept + s.min_gain
         levels["rigid"] = {"mi": round(mi, 4), "accepted": ok, "reason": None if ok else "mutual information not raised"}
@@ -243,7 +266,7 @@ def register_phase(ref: sitk.Image, moving: sitk.Image, mask: sitk.Image, settin
             kept, kept_level, mi_kept = rigid, "rigid", mi
         if s.motion in ("affine", "deformable"):
             start = _rigid_to_affine(rigid)
-            aff = sitk.AffineTransform(_flatten(_run(ref, moving, mask, start, 30, (1,), seed, learning_rate=0.25)))
+            aff = sitk.AffineTransform(_flatten(_run(ref, moving, mask, start, 60, (1,), seed, learning_rate=0.25)))
             bounds = affine_bounds(aff)
             mi = mutual_information(ref, moving, mask, aff)
             reason = _bounded(bounds, s) or (None if mi >= mi_kept + s.min_gain else "mutual information not raised")
@@ -343,21 +366,40 @@ def register_exam_detailed(exam: DCEExam, reference_index: int = 0,
         ref_d = _shrink_to(ref_full, s.deform_spacing_mm)
         deform = (ref_d, sitk.Resample(mask, ref_d, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     out = list(exam.phases)
-    qa, transforms = [], [None] * exam.n_phases
+    qa, transforms = {}, [None] * exam.n_phases
     others = [i for i in range(exam.n_phases) if i != reference_index]
-    for n, i in enumerate(others):
-        reporter.update(n / max(len(others), 1), f"registering phase {i} to phase {reference_index}")
+
+    def one(i: int):
         moving = _shrink_to(exam.phases[i], s.work_spacing_mm)
         grid = None if deform is None else (deform[0], _shrink_to(exam.phases[i], s.deform_spacing_mm), deform[1])
         result = register_phase(ref, moving, mask, s, seed=1234 + i, deform_grid=grid)
+        image = exam.phases[i]
         if result.transform is not None:
             # One resampling, from the phase as acquired (its own grid when it was loaded on another one).
             source = exam.native.get(i, exam.phases[i])
-            out[i] = sitk.Resample(source, ref_full, _for_resampling(result.transform, ref_full, s.deform_spacing_mm),
-                                   sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        transforms[i] = result.transform
-        qa.append({"phase": i, "reference": reference_index, **result.qa,
-                   "resampled_from": "native grid" if i in exam.native else "reference grid"})
+            image = sitk.Resample(source, ref_full, _for_resampling(result.transform, ref_full, s.deform_spacing_mm),
+                                  sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        return i, result, image
+
+    # Two phases at a time: SimpleITK releases the GIL, and one registration (15,000 samples per
+    # step) keeps two cores only partly busy. Each phase's result does not depend on the order.
+    workers = max(1, min(PHASE_WORKERS, len(others), os.cpu_count() or 1))
+    reporter.update(0.0, f"registering {len(others)} phases to phase {reference_index}")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(one, i) for i in others]
+        try:
+            for n, fut in enumerate(as_completed(futures), 1):
+                i, result, image = fut.result()
+                out[i] = image
+                transforms[i] = result.transform
+                qa[i] = {"phase": i, "reference": reference_index, **result.qa,
+                         "resampled_from": "native grid" if i in exam.native else "reference grid"}
+                reporter.update(n / len(others), f"registered phase {i} to phase {reference_index} ({n}/{len(others)})")
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    qa = [qa[i] for i in others]
     reporter.update(1.0, "registration done")
     corrected = exam.with_phases(out, motion_corrected=True, registration_reference=reference_index)
     return corrected, qa, transforms
