@@ -103,12 +103,16 @@ class NetworkSegmenter(CardNetwork):
         mg = to_model_grid(exam, self.spacing_mm, breast_mask, kind=inputs_cfg.get("kind", "hirsch"))
         scales = np.asarray(self.card.get("normalization", {}).get("channel_scale", [1.0] * mg.inputs.shape[0]),
                             np.float32)
-        x = mg.inputs / scales[:, None, None, None]
-        crop = tuple(slice(0, s) for s in x.shape[1:])
+        crop = tuple(slice(0, s) for s in mg.inputs.shape[1:])
         if breast_mask is not None:
             bm = sitk.GetArrayFromImage(resample_to(breast_mask, mg.grid, sitk.sitkNearestNeighbor)) > 0
             crop = breast_crop(bm, self.spacing_mm)
-        return x[(slice(None),) + crop], mg, crop
+        # Crop first, then scale the one contiguous copy in place, and let the uncropped inputs go:
+        # at 448x448x160 x 6 phases that is 0.6 GB less at the network's peak.
+        x = np.array(mg.inputs[(slice(None),) + crop], dtype=np.float32, order="C")
+        x /= scales[:, None, None, None]
+        mg.inputs = None
+        return x, mg, crop
 
     def network_kwargs(self, exam: DCEExam) -> dict:
         """Extra forward arguments: acquisition times for a phase-aware network, else none."""

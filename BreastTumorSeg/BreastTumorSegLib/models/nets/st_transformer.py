@@ -246,11 +246,31 @@ class SpatialTemporalNet(nn.Module):
 
         # Decoder.
         y = fused
-        for block in self.decoder:
+        for n, block in enumerate(self.decoder):
             skip = skips.pop()
             y = F.interpolate(y, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            if n == len(self.decoder) - 1 and not self.training:
+                return self._last_level_in_slabs(block, y, skip)
             y = block(torch.cat([y, skip], 1))
         return self.head(y)
+
+    SLAB = 16  # z-planes per piece of the full-resolution decoder level in evaluation
+
+    def _last_level_in_slabs(self, block: nn.Module, y: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``head(block(cat([y, skip])))`` computed in z-slabs with a 2-plane halo: the same values
+        (the level's convolutions reach at most 2 planes: two 3x3x3 convolutions in a ResBlock, one
+        in a ConvBlock), without the full-resolution concatenation and conv outputs at once —
+        the largest tensors of a whole-volume pass (1.2 GB at 448x448x160 on a 1.5 mm grid)."""
+        depth, halo = y.shape[2], 2
+        out = None
+        for z0 in range(0, depth, self.SLAB):
+            z1 = min(depth, z0 + self.SLAB)
+            lo, hi = max(0, z0 - halo), min(depth, z1 + halo)
+            part = self.head(block(torch.cat([y[:, :, lo:hi], skip[:, :, lo:hi]], 1)))
+            if out is None:
+                out = part.new_empty(part.shape[:2] + y.shape[2:])
+            out[:, :, z0:z1] = part[:, :, z0 - lo:z1 - lo]
+        return out
 
 
 def count_parameters(model: nn.Module) -> int:
