@@ -36,7 +36,10 @@ class ExamWorker:
 
     def __init__(self, out_dir, engine: dict, write: dict | None = None, overwrite: bool = False,
                  emit: Emit | None = None, worker_id: str | None = None):
+        from ..core.memory import return_freed_memory
         from ..engine.pipeline import segment_exam  # noqa: F401  (PyTorch imported here, once)
+
+        return_freed_memory()
         from ..models.registry import get_segmenter
 
         self.ledger = Ledger(out_dir)

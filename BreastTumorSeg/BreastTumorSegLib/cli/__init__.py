@@ -14,6 +14,7 @@ import sys
 
 from .. import __version__
 from ..core import interrupts
+from ..core.memory import return_freed_memory
 from ..core.errors import BreastTumorSegError, Cancelled
 
 # Sub-command modules, in the order `--help` lists them.
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def guarded(work, restore: bool = True) -> int:
     """Run ``work()`` with the command line's exit codes and messages (see :func:`main`); the
     headless Slicer script runs its work through this too."""
+    return_freed_memory()
     with interrupts.handle_signals(restore=restore):
         try:
             return int(work() or 0)

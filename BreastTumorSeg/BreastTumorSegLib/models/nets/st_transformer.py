@@ -201,7 +201,8 @@ class SpatialTemporalNet(nn.Module):
         if times is None:
             times = DEFAULT_INTERVAL_MIN * torch.arange(1, t + 1, device=x.device, dtype=x.dtype).expand(b, t)
         spatial = x.shape[2:]
-        pairs = x.reshape(b, t, 2, *spatial) / self.input_scale.reshape(1, 1, 2, 1, 1, 1).to(x.dtype)
+        scale = self.input_scale.reshape(1, 1, 2, 1, 1, 1).to(x.dtype)
+        pairs = x.reshape(b, t, 2, *spatial)  # divided by the scales below (per phase in evaluation)
         # The earliest present phase of every sample (by acquisition time, not by slot).
         inf = torch.full_like(times, float("inf"), dtype=x.dtype)
         early = torch.where(phase_mask, times.to(x.dtype), inf).argmin(1)
@@ -209,31 +210,36 @@ class SpatialTemporalNet(nn.Module):
         # Encoder. In evaluation the phases run one after another and only the running
         # masked sums of the skips are kept, so memory does not grow with the phase count.
         if self.training:
-            feats = self._encode(pairs.reshape(b * t, 2, *spatial))
+            feats = self._encode((pairs / scale).reshape(b * t, 2, *spatial))
             feats = [f.reshape(b, t, *f.shape[1:]) for f in feats]
             skips = [_masked_mean(f, phase_mask) for f in feats[:-1]]
             if self.early_skip:
                 rows = torch.arange(b, device=x.device)
-                skips = [torch.cat([s, f[rows, early]], 1) for s, f in zip(skips, feats[:-1])]
+                skips = [[s, f[rows, early]] for s, f in zip(skips, feats[:-1])]
+            else:
+                skips = [[s] for s in skips]
             bottleneck = feats[-1]
         else:
             w = phase_mask.to(x.dtype)
             count = w.sum(1).clamp_min(1.0)
             skips, firsts, bottleneck = None, None, []
             for k in range(t):
-                fk = self._encode(pairs[:, k])
+                fk = self._encode(pairs[:, k] / scale[:, 0])
                 wk = (w[:, k] / count).reshape(b, 1, 1, 1, 1)
                 ek = (early == k).to(x.dtype).reshape(b, 1, 1, 1, 1)
                 if skips is None:
                     skips = [f * wk for f in fk[:-1]]
                     firsts = [f * ek for f in fk[:-1]]
-                else:
-                    skips = [s + f * wk for s, f in zip(skips, fk[:-1])]
-                    firsts = [e + f * ek for e, f in zip(firsts, fk[:-1])]
+                else:  # accumulated in place: no full-resolution temporaries
+                    for s, e, f in zip(skips, firsts, fk[:-1]):
+                        s.addcmul_(f, wk)
+                        e.addcmul_(f, ek)
                 bottleneck.append(fk[-1])
+                del fk
             bottleneck = torch.stack(bottleneck, 1)
-            if self.early_skip:
-                skips = [torch.cat([s, e], 1) for s, e in zip(skips, firsts)]
+            # Each level's skip as its parts (concatenated by the decoder, in this order).
+            skips = [[s, e] for s, e in zip(skips, firsts)] if self.early_skip else [[s] for s in skips]
+            del firsts
 
         # Bottleneck: divided space-time attention.
         tok = self.to_tokens(bottleneck.flatten(0, 1))
@@ -247,17 +253,17 @@ class SpatialTemporalNet(nn.Module):
         # Decoder.
         y = fused
         for n, block in enumerate(self.decoder):
-            skip = skips.pop()
-            y = F.interpolate(y, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            parts = skips.pop()
+            y = F.interpolate(y, size=parts[0].shape[2:], mode="trilinear", align_corners=False)
             if n == len(self.decoder) - 1 and not self.training:
-                return self._last_level_in_slabs(block, y, skip)
-            y = block(torch.cat([y, skip], 1))
+                return self._last_level_in_slabs(block, y, parts)
+            y = block(torch.cat([y, *parts], 1))
         return self.head(y)
 
     SLAB = 16  # z-planes per piece of the full-resolution decoder level in evaluation
 
-    def _last_level_in_slabs(self, block: nn.Module, y: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        """``head(block(cat([y, skip])))`` computed in z-slabs with a 2-plane halo: the same values
+    def _last_level_in_slabs(self, block: nn.Module, y: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
+        """``head(block(cat([y, *parts])))`` computed in z-slabs with a 2-plane halo: the same values
         (the level's convolutions reach at most 2 planes: two 3x3x3 convolutions in a ResBlock, one
         in a ConvBlock), without the full-resolution concatenation and conv outputs at once —
         the largest tensors of a whole-volume pass (1.2 GB at 448x448x160 on a 1.5 mm grid)."""
@@ -266,7 +272,7 @@ class SpatialTemporalNet(nn.Module):
         for z0 in range(0, depth, self.SLAB):
             z1 = min(depth, z0 + self.SLAB)
             lo, hi = max(0, z0 - halo), min(depth, z1 + halo)
-            part = self.head(block(torch.cat([y[:, :, lo:hi], skip[:, :, lo:hi]], 1)))
+            part = self.head(block(torch.cat([y[:, :, lo:hi]] + [p[:, :, lo:hi] for p in parts], 1)))
             if out is None:
                 out = part.new_empty(part.shape[:2] + y.shape[2:])
             out[:, :, z0:z1] = part[:, :, z0 - lo:z1 - lo]
