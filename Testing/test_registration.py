@@ -123,3 +123,19 @@ def test_a_rejected_level_is_shown_in_the_panel_warnings():
     warnings = result_warnings(summary)
     assert any("phase 1: affine level rejected (scale/shear 15.0%" in w and "rigid level kept" in w for w in warnings)
     assert not any("deformable" in w for w in warnings)  # nothing gained is not worth a warning
+
+
+def test_phases_registered_in_parallel_equal_one_at_a_time(monkeypatch):
+    """Two phases are registered at a time (threads); every phase's result must not depend on it."""
+    mp = make_moving_phantom(34, "affine", n_phases=3, spacing=2.5, noise=0.02)
+    runs = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(reg, "PHASE_WORKERS", workers)
+        out, qa, tx = register_exam_detailed(mp.exam, settings=RegistrationSettings(motion="affine"))
+        runs[workers] = (out, qa, tx)
+    (out1, qa1, tx1), (out2, qa2, tx2) = runs[1], runs[2]
+    assert qa1 == qa2
+    for k in (1, 2):
+        assert tx1[k].GetParameters() == tx2[k].GetParameters()
+        np.testing.assert_array_equal(sitk.GetArrayViewFromImage(out1.phases[k]), sitk.GetArrayViewFromImage(out2.phases[k]))
+    assert all(q["motion_level"] == "affine" for q in qa1)

@@ -39,7 +39,10 @@ def _views(vol: np.ndarray, idx: tuple[int, int, int]):
 
 
 def _window(arr: np.ndarray) -> tuple[float, float]:
-    vals = arr[np.isfinite(arr)]
+    """Display window: 1st-99.7th percentile, from every 8th voxel (a 448x448x160 volume in 50 ms
+    instead of 400; a display window does not need the exact percentile)."""
+    vals = arr.ravel()[:: 8 if arr.size > 1_000_000 else 1]
+    vals = vals[np.isfinite(vals)]
     if vals.size == 0:
         return 0.0, 1.0
     lo, hi = np.percentile(vals, [1.0, 99.7])

@@ -47,18 +47,19 @@ def threshold_probability(prob: np.ndarray, settings: PostprocessSettings) -> np
 
 
 def _keep_breast_components(cc: sitk.Image, breast_mask: sitk.Image, min_fraction: float) -> sitk.Image:
-    labels = sitk.GetArrayFromImage(cc)
-    n = int(labels.max())
-    if n == 0:
+    labels = sitk.GetArrayViewFromImage(cc).ravel()
+    where = np.flatnonzero(labels)  # lesion voxels only: a few thousand of 32 M
+    if where.size == 0:
         return cc
-    inside = sitk.GetArrayViewFromImage(breast_mask) > 0
-    total = np.bincount(labels.ravel(), minlength=n + 1)
-    in_breast = np.bincount(labels[inside], minlength=n + 1)
+    lab = labels[where]
+    n = int(lab.max())
+    total = np.bincount(lab, minlength=n + 1)
+    in_breast = np.bincount(lab[sitk.GetArrayViewFromImage(breast_mask).ravel()[where] > 0], minlength=n + 1)
     keep = in_breast >= min_fraction * np.maximum(total, 1)
-    keep[0] = False
-    out = sitk.GetImageFromArray(np.where(keep[labels], labels, 0).astype(labels.dtype))
-    out.CopyInformation(cc)
-    return out
+    dropped = [int(v) for v in np.nonzero(~keep[1:])[0] + 1 if total[v] > 0]
+    if not dropped:
+        return cc
+    return sitk.ChangeLabel(cc, changeMap={float(v): 0.0 for v in dropped})
 
 
 def midline_x(breast_mask: sitk.Image | None) -> float | None:
@@ -125,8 +126,14 @@ def lesion_table(components: sitk.Image, prob: sitk.Image | None = None,
     stats.Execute(components)
     pmax = {}
     if prob is not None and stats.GetNumberOfLabels():
+        # Intensity statistics inside the lesions' joint bounding box only (not the whole volume).
+        boxes = np.array([stats.GetBoundingBox(lab) for lab in stats.GetLabels()])
+        lo = boxes[:, :3].min(0)
+        hi = (boxes[:, :3] + boxes[:, 3:]).max(0)
+        roi = dict(size=[int(v) for v in hi - lo], index=[int(v) for v in lo])
         inten = sitk.LabelStatisticsImageFilter()
-        inten.Execute(sitk.Cast(prob, sitk.sitkFloat32), components)
+        inten.Execute(sitk.RegionOfInterest(sitk.Cast(prob, sitk.sitkFloat32), **roi),
+                      sitk.RegionOfInterest(components, **roi))
         pmax = {lab: inten.GetMaximum(lab) for lab in stats.GetLabels()}
     out = []
     for lab in sorted(stats.GetLabels()):
