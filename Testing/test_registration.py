@@ -126,16 +126,20 @@ def test_a_rejected_level_is_shown_in_the_panel_warnings():
 
 
 def test_phases_registered_in_parallel_equal_one_at_a_time(monkeypatch):
-    """Two phases are registered at a time (threads); every phase's result must not depend on it."""
+    """Two phases are registered at a time (threads); every phase's result must not depend on it.
+    Equal up to the order of ITK's threaded sums, which differs between any two runs (serial too:
+    parameters agree to ~1e-8)."""
     mp = make_moving_phantom(34, "affine", n_phases=3, spacing=2.5, noise=0.02)
     runs = {}
     for workers in (1, 2):
         monkeypatch.setattr(reg, "PHASE_WORKERS", workers)
-        out, qa, tx = register_exam_detailed(mp.exam, settings=RegistrationSettings(motion="affine"))
-        runs[workers] = (out, qa, tx)
+        runs[workers] = register_exam_detailed(mp.exam, settings=RegistrationSettings(motion="affine"))
     (out1, qa1, tx1), (out2, qa2, tx2) = runs[1], runs[2]
-    assert qa1 == qa2
+    assert [q["phase"] for q in qa1] == [q["phase"] for q in qa2] == [1, 2]
+    assert [q["motion_level"] for q in qa1] == [q["motion_level"] for q in qa2] == ["affine", "affine"]
+    for q1, q2 in zip(qa1, qa2):
+        assert abs(q1["mi_after"] - q2["mi_after"]) < 1e-3 and q1["mi_before"] == q2["mi_before"]
     for k in (1, 2):
-        assert tx1[k].GetParameters() == tx2[k].GetParameters()
-        np.testing.assert_array_equal(sitk.GetArrayViewFromImage(out1.phases[k]), sitk.GetArrayViewFromImage(out2.phases[k]))
-    assert all(q["motion_level"] == "affine" for q in qa1)
+        np.testing.assert_allclose(tx1[k].GetParameters(), tx2[k].GetParameters(), atol=1e-5)
+        a, b = (sitk.GetArrayViewFromImage(o.phases[k]) for o in (out1, out2))
+        np.testing.assert_allclose(a, b, atol=1e-3 * float(np.abs(a).max()))
