@@ -127,8 +127,8 @@ def test_a_rejected_level_is_shown_in_the_panel_warnings():
 
 def test_phases_registered_in_parallel_equal_one_at_a_time(monkeypatch):
     """Two phases are registered at a time (threads); every phase's result must not depend on it.
-    Equal up to the order of ITK's threaded sums, which differs between any two runs (serial too:
-    parameters agree to ~1e-8)."""
+    Equal up to the order of ITK's threaded sums, which differs between any two runs (serial
+    too): landmarks within 0.01 mm (two serial runs differ by up to ~2e-4 mm)."""
     mp = make_moving_phantom(34, "affine", n_phases=3, spacing=2.5, noise=0.02)
     runs = {}
     for workers in (1, 2):
@@ -140,6 +140,8 @@ def test_phases_registered_in_parallel_equal_one_at_a_time(monkeypatch):
     for q1, q2 in zip(qa1, qa2):
         assert abs(q1["mi_after"] - q2["mi_after"]) < 1e-3 and q1["mi_before"] == q2["mi_before"]
     for k in (1, 2):
-        np.testing.assert_allclose(tx1[k].GetParameters(), tx2[k].GetParameters(), atol=1e-5)
+        np.testing.assert_allclose(mp.tre_mm(k, tx1[k]), mp.tre_mm(k, tx2[k]), atol=0.01)
+        assert mp.tre_mm(k, tx2[k]).mean() < 0.5
         a, b = (sitk.GetArrayViewFromImage(o.phases[k]) for o in (out1, out2))
-        np.testing.assert_allclose(a, b, atol=1e-3 * float(np.abs(a).max()))
+        # (voxels at the field of view's edge may fall in or out with a 1e-4 mm difference)
+        assert np.mean(np.abs(a - b) > 1e-2 * float(np.abs(a).max())) < 1e-3
