@@ -257,3 +257,18 @@ def test_nan_in_float_nifti_is_refused(tmp_path):
     with pytest.raises(InputError, match="1 NaN") as e:
         load_exam(tmp_path)
     assert "c_0001.nii.gz" in str(e.value)
+
+
+def test_float_nifti_reads_the_same_with_isal_or_zlib(tmp_path, monkeypatch):
+    import zlib
+
+    from BreastTumorSegLib.io import files
+
+    img = _vol(100)
+    sitk.WriteImage(img, str(tmp_path / "p.nii.gz"), True)
+    fast = files.read_image(tmp_path / "p.nii.gz")
+    monkeypatch.setattr(files, "_inflate_module", lambda: zlib)
+    plain = files.read_image(tmp_path / "p.nii.gz")
+    assert files._inflate_module() is zlib
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(fast), sitk.GetArrayViewFromImage(plain))
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(fast), sitk.GetArrayViewFromImage(img))

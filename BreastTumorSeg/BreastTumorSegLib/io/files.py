@@ -118,6 +118,17 @@ def _check_nifti_finite(path: Path, reader: sitk.ImageFileReader, what: str) -> 
                          "re-export the image; NaN/Inf are not valid MR intensities")
 
 
+def _inflate_module():
+    """ISA-L's zlib-compatible module when installed (a dependency: ~1.7x faster inflate, measured on
+    the benchmark phases), else the standard library's zlib: the same bytes either way."""
+    try:
+        from isal import isal_zlib
+        return isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps working without it
+        import zlib
+        return zlib
+
+
 def _read_float_nifti(path: Path, reader: sitk.ImageFileReader, what: str) -> sitk.Image | None:
     """A float 3D NIfTI read with one decompression: voxels from the file, geometry from ITK's header.
 
@@ -130,7 +141,6 @@ def _read_float_nifti(path: Path, reader: sitk.ImageFileReader, what: str) -> si
     the image equals ``reader.Execute()`` wherever the data are finite (tested).
     """
     import struct
-    import zlib
 
     name = path.name.lower()
     if (not name.endswith((".nii", ".nii.gz")) or reader.GetDimension() != 3
@@ -139,6 +149,7 @@ def _read_float_nifti(path: Path, reader: sitk.ImageFileReader, what: str) -> si
         return None
     raw = path.read_bytes()
     if name.endswith(".gz"):
+        zlib = _inflate_module()
         d = zlib.decompressobj(wbits=31)
         try:
             data = d.decompress(raw)

@@ -64,21 +64,22 @@ def ncc(a: sitk.Image, b: sitk.Image, mask: sitk.Image | None = None) -> float:
 METRIC_SAMPLES = 15_000
 
 
-def _sampled_mi(fixed_mask: sitk.Image, seed: int) -> sitk.ImageRegistrationMethod:
-    """A registration method with Mattes mutual information on about METRIC_SAMPLES random voxels
+def _sampled_mi(fixed_mask: sitk.Image, seed: int, samples: int = METRIC_SAMPLES) -> sitk.ImageRegistrationMethod:
+    """A registration method with Mattes mutual information on about *samples* random voxels
     of *fixed_mask* (seeded) and linear interpolation; the caller sets optimiser and transform."""
     n_mask = int(sitk.GetArrayViewFromImage(fixed_mask).sum()) or 1
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(min(1.0, METRIC_SAMPLES / n_mask), seed)
+    reg.SetMetricSamplingPercentage(min(1.0, samples / n_mask), seed)
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInterpolator(sitk.sitkLinear)
     return reg
 
 
-def _run(fixed, moving, fixed_mask, transform, iterations, shrink, seed, learning_rate=1.0) -> sitk.Transform:
-    reg = _sampled_mi(fixed_mask, seed)
+def _run(fixed, moving, fixed_mask, transform, iterations, shrink, seed, learning_rate=1.0,
+         samples: int = METRIC_SAMPLES) -> sitk.Transform:
+    reg = _sampled_mi(fixed_mask, seed, samples)
     reg.SetOptimizerAsRegularStepGradientDescent(  # steps in mm (physical-shift scales), down to 0.01 mm
         learningRate=learning_rate, minStep=1e-2, numberOfIterations=iterations,
         gradientMagnitudeTolerance=1e-6, relaxationFactor=0.5)
@@ -137,6 +138,8 @@ class RegistrationSettings:
     method: str = "auto"  # auto (= deepali when installed, else sitk), sitk, deepali, none
     motion: str = "affine"  # highest level tried: rigid, affine or deformable (opt-in: see README)
     work_spacing_mm: float = 4.0  # rigid and affine estimation grid
+    metric_samples: int = METRIC_SAMPLES  # rigid and affine: Mattes MI samples per optimiser step
+    affine_iterations: int = 60  # affine: most optimiser steps
     deform_spacing_mm: float = 4.0  # deformable estimation grid
     control_spacing_mm: float = 40.0  # B-spline control-point spacing
     max_scale_change: float = 0.10  # affine: |singular value - 1| bound (scale and shear)
@@ -258,7 +261,8 @@ def register_phase(ref: sitk.Image, moving: sitk.Image, mask: sitk.Image, settin
     try:
         initial = sitk.CenteredTransformInitializer(
             ref, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY)
-        rigid = sitk.Euler3DTransform(_flatten(_run(ref, moving, mask, initial, 60, (2, 1), seed, learning_rate=2.0)))
+        rigid = sitk.Euler3DTransform(_flatten(_run(ref, moving, mask, initial, 60, (2, 1), seed,
+                                                    learning_rate=2.0, samples=s.metric_samples)))
         mi = mutual_information(ref, moving, mask, rigid)
         ok = mi >= mi_kept + s.min_gain
         levels["rigid"] = {"mi": round(mi, 4), "accepted": ok, "reason": None if ok else "mutual information not raised"}
@@ -266,7 +270,8 @@ def register_phase(ref: sitk.Image, moving: sitk.Image, mask: sitk.Image, settin
             kept, kept_level, mi_kept = rigid, "rigid", mi
         if s.motion in ("affine", "deformable"):
             start = _rigid_to_affine(rigid)
-            aff = sitk.AffineTransform(_flatten(_run(ref, moving, mask, start, 60, (1,), seed, learning_rate=0.25)))
+            aff = sitk.AffineTransform(_flatten(_run(ref, moving, mask, start, s.affine_iterations, (1,), seed,
+                                                     learning_rate=0.25, samples=s.metric_samples)))
             bounds = affine_bounds(aff)
             mi = mutual_information(ref, moving, mask, aff)
             reason = _bounded(bounds, s) or (None if mi >= mi_kept + s.min_gain else "mutual information not raised")
