@@ -2,10 +2,15 @@
 
 ``estimate_bspline(fixed, moving, mask)`` fits a free-form deformation (control points every
 ``control_spacing_mm``) that maps the *fixed* (reference) grid into *moving* (already aligned
-by the linear levels and resampled onto the same coarse grid), by minimising the masked Parzen
-mutual information of deepali plus its B-spline bending energy. The result is returned as a
-SimpleITK displacement field on the fixed grid, in millimetres and patient axes, so the engine
-composes it with the linear transform and resamples each phase once, with SimpleITK.
+by the linear levels and resampled onto the same grid), by minimising one minus the squared
+local normalized cross-correlation (LNCC, windows of ~12.5 mm) inside *mask* plus a bending
+penalty on the control points (Adam). LNCC, not mutual information: the phases differ mainly by
+contrast uptake, which changes intensities in large regions but hardly the local structure of
+non-enhancing tissue, and LNCC uses every voxel where deepali's MI used 20,000 random ones (the
+MI version stayed at the affine TRE on the phantoms). The estimation runs on the bounding box of
+the mask (plus a margin). The result is returned as a SimpleITK displacement field on the fixed
+grid, in millimetres and patient axes, so the engine composes it with the linear transform and
+resamples each phase once, with SimpleITK.
 
 deepali is optional (``pip install "breasttumorseg[deform]"``); :func:`available` says whether it
 is importable, and the engine falls back to SimpleITK's B-spline without it.
@@ -24,34 +29,85 @@ def available() -> bool:
     return True
 
 
+def _box(x, k: int):
+    """Mean over a k x k x k window (stride 1, edges: mean of what is inside), separably."""
+    import torch.nn.functional as F
+    for dim in (2, 3, 4):
+        x = x.transpose(dim, 4)
+        shape = x.shape
+        x = F.avg_pool1d(x.reshape(-1, 1, shape[-1]), k, stride=1, padding=k // 2,
+                         count_include_pad=False).reshape(shape).transpose(dim, 4)
+    return x
+
+
+def lncc_loss(a, b, mask, k: int, eps: float = 1e-4):
+    """1 - mean over *mask* of the squared local NCC of *a* and *b* in k-voxel windows (separable box filter:
+    ~1.5x faster than deepali's ``lcc_loss`` on one thread)."""
+    import torch
+    ma, mb, aa, bb, ab = _box(torch.cat([a, b, a * a, b * b, a * b], 1), k).split(1, 1)
+    va, vb, cov = (aa - ma * ma).clamp_min(0), (bb - mb * mb).clamp_min(0), ab - ma * mb
+    cc = cov * cov / (va * vb + eps)
+    return 1 - (cc * mask).sum() / mask.sum().clamp_min(1)
+
+
+def _crop(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, margin_mm: float):
+    """The three images cut to the bounding box of *mask* plus *margin_mm* (and the index where it starts)."""
+    m = sitk.GetArrayViewFromImage(mask) > 0
+    if not m.any():
+        return fixed, moving, mask, (0, 0, 0)
+    idx = np.argwhere(m)  # (k, j, i)
+    pad = [int(np.ceil(margin_mm / sp)) for sp in fixed.GetSpacing()[::-1]]
+    lo = np.maximum(idx.min(0) - pad, 0)
+    hi = np.minimum(idx.max(0) + 1 + pad, m.shape)
+    lo_xyz, size_xyz = [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo)[::-1]]
+    return (*(sitk.RegionOfInterest(img, size_xyz, lo_xyz) for img in (fixed, moving, mask)), tuple(lo_xyz))
+
+
 def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, control_spacing_mm: float = 40.0,
-                     iterations: int = 40, bending_weight: float = 0.05, lr: float = 0.01,
-                     device: str = "cpu", samples: int = 20_000) -> sitk.Image:
-    """Displacement field (sitkVectorFloat64, mm, on *fixed*'s grid): fixed point p -> p + u(p) in *moving*."""
+                     iterations: int = 20, bending_weight: float = 1.0, lr: float = 0.01, device: str = "cpu",
+                     loss: str = "lncc", window_mm: float = 12.5, samples: int = 20_000,
+                     margin_mm: float = 15.0) -> sitk.Image:
+    """Displacement field (sitkVectorFloat64, mm, on *fixed*'s grid): fixed point p -> p + u(p) in *moving*.
+
+    *iterations* Adam steps (learning rate *lr*, in the deformation's normalised units) on *fixed*'s
+    grid, cut to the bounding box of *mask* plus *margin_mm*; outside it the field continues with its
+    edge values. ``loss`` "lncc" (default) or "mi" (deepali's Parzen mutual information on *samples*
+    voxels, the first version). *bending_weight* weighs the squared second differences of the
+    control-point displacements (cheap: deepali's exact B-spline bending energy cost more than the
+    image term per step).
+    """
     import torch
     from deepali.core import Grid
     from deepali.losses import functional as L
     from deepali.spatial import FreeFormDeformation, ImageTransformer
 
+    full = fixed
+    fixed, moving, mask, lo = _crop(fixed, moving, mask, margin_mm)
     grid = Grid.from_sitk(fixed, align_corners=True)
     stride = [max(1, int(round(control_spacing_mm / s))) for s in fixed.GetSpacing()]
+    k = max(3, 2 * int(round(window_mm / float(np.mean(fixed.GetSpacing())) / 2)) + 1)  # odd, in voxels
 
     def tensor(img):
         return torch.from_numpy(np.array(sitk.GetArrayViewFromImage(img), dtype=np.float32))[None, None].to(device)
 
-    torch.manual_seed(0)  # the metric's random voxel samples: the same result on every run
-    f, m, w = tensor(fixed), tensor(moving), tensor(mask)
-    scale = float(torch.quantile(f[w > 0][:200_000], 0.99)) or 1.0  # MI bins over a common range
-    f, m = (f / scale).clamp(0, 1.5), (m / scale).clamp(0, 1.5)
+    torch.manual_seed(0)  # the MI metric's random voxel samples: the same result on every run
+    f, m, w = tensor(fixed), tensor(moving), (tensor(mask) > 0).float()
+    scale = float(torch.quantile(f[w > 0][:200_000], 0.99)) if bool((w > 0).any()) else 1.0
+    scale = scale or 1.0
+    f, m = (f / scale).clamp(0, 1.5), (m / scale).clamp(0, 1.5)  # MI bins over a common range
     ffd = FreeFormDeformation(grid, stride=stride).to(device)
     warp = ImageTransformer(ffd).to(device)
     opt = torch.optim.Adam(ffd.parameters(), lr=lr)
     for _ in range(iterations):
         opt.zero_grad()
         warped = warp(m)
-        loss = L.mi_loss(warped, f, mask=w, vmin=0.0, vmax=1.5, num_bins=32, num_samples=samples)
-        loss = loss + bending_weight * L.bending_loss(ffd.data(), mode="bspline", stride=stride)
-        loss.backward()
+        if loss == "mi":
+            val = L.mi_loss(warped, f, mask=w, vmin=0.0, vmax=1.5, num_bins=32, num_samples=samples)
+        else:
+            val = lncc_loss(warped, f, w, k)
+        if bending_weight:
+            val = val + bending_weight * L.bending_loss(ffd.data())  # finite differences of the control points
+        val.backward()
         opt.step()
     with torch.no_grad():
         ffd.update()
@@ -62,4 +118,8 @@ def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, co
     world = np.tensordot(np.asarray(fixed.GetDirection()).reshape(3, 3), along, axes=1)  # mm, patient axes
     field = sitk.GetImageFromArray(np.moveaxis(world, 0, -1), isVector=True)
     field.CopyInformation(fixed)
+    if field.GetSize() != full.GetSize():  # back onto the whole grid, continued with its edge values
+        upper = [int(n - c - l) for n, c, l in zip(full.GetSize(), field.GetSize(), lo)]
+        field = sitk.ZeroFluxNeumannPad(field, list(lo), upper)
+        field.CopyInformation(full)
     return field
