@@ -50,6 +50,19 @@ def lncc_loss(a, b, mask, k: int, eps: float = 1e-4):
     return 1 - (cc * mask).sum() / mask.sum().clamp_min(1)
 
 
+def local_ncc(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, window_mm: float = 12.5) -> float:
+    """Mean squared local NCC of two images on the same grid inside *mask* (what the deformable level
+    maximises; 1 = every window linearly related), for its acceptance check and QA."""
+    import torch
+
+    def tensor(img):
+        return torch.from_numpy(np.array(sitk.GetArrayViewFromImage(img), dtype=np.float32))[None, None]
+
+    k = max(3, 2 * int(round(window_mm / float(np.mean(fixed.GetSpacing())) / 2)) + 1)
+    with torch.no_grad():
+        return float(1 - lncc_loss(tensor(moving), tensor(fixed), (tensor(mask) > 0).float(), k))
+
+
 def _crop(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, margin_mm: float):
     """The three images cut to the bounding box of *mask* plus *margin_mm* (and the index where it starts)."""
     m = sitk.GetArrayViewFromImage(mask) > 0

@@ -6,7 +6,8 @@ determinant by more than ``max_det_change``: a phase scaled by 10 % would change
 lesion volume), then a **deformable** B-spline level (control points every
 ``control_spacing_mm``; rejected when its Jacobian determinant is not > ``min_jacobian``
 everywhere in the body, i.e. when it folds or compresses tissue). Each level is kept only if it
-raises the mutual information (MI) with the reference; the QA record of every phase says what
+raises the mutual information (MI) with the reference (the deepali deformable level: the local
+NCC it maximises, on the voxels it was fitted to); the QA record of every phase says what
 was tried, what was kept and why.
 
 The reference is the pre-contrast phase by default, so that the corrected exam, the label map
@@ -288,15 +289,27 @@ def register_phase(ref: sitk.Image, moving: sitk.Image, mask: sitk.Image, settin
             total = sitk.CompositeTransform([linear, bspline])  # phase point = linear(bspline(p))
             min_jac, max_disp = _field_stats(bspline, total, fixed_d, mask_d)
             mi = mutual_information(ref, moving, mask, total)
-            # Judged on the voxels it was fitted to (enhancing ones left out), against the linear result.
+            # Judged on the voxels it was fitted to (enhancing ones left out), against the linear result,
+            # with the similarity it maximised: MI (SimpleITK) or local NCC (deepali; the 32-bin MI of the
+            # whole body can drop a little while the local alignment improves: phantom seed 51, TRE 0.76 -> 0.56 mm).
             mi_lin_d = mutual_information(fixed_d, moving_d, metric_mask, linear)
             mi_def_d = mutual_information(fixed_d, moving_d, metric_mask, total)
+            judged = {}
+            if s.resolved_method() == "deepali":
+                warped = sitk.Resample(moving_d, fixed_d, total, sitk.sitkLinear, 0.0)
+                judged = {"similarity": "local NCC",
+                          "lncc_non_enhancing_before": round(deformable_torch.local_ncc(fixed_d, aligned, metric_mask), 4),
+                          "lncc_non_enhancing_after": round(deformable_torch.local_ncc(fixed_d, warped, metric_mask), 4)}
+                raised = judged["lncc_non_enhancing_after"] >= judged["lncc_non_enhancing_before"] + s.min_gain
+            else:
+                raised = mi_def_d >= mi_lin_d + s.min_gain
             if not min_jac > s.min_jacobian:
                 reason = f"min Jacobian determinant {min_jac:.3f} not above {s.min_jacobian} (folding or compression)"
             else:
-                reason = None if mi_def_d >= mi_lin_d + s.min_gain else "mutual information not raised"
+                reason = None if raised else f"{judged.get('similarity', 'mutual information')} not raised"
             levels["deformable"] = {"mi": round(mi, 4), "mi_non_enhancing_before": round(mi_lin_d, 4),
-                                    "mi_non_enhancing_after": round(mi_def_d, 4), "min_jacobian": round(min_jac, 4),
+                                    "mi_non_enhancing_after": round(mi_def_d, 4), **judged,
+                                    "min_jacobian": round(min_jac, 4),
                                     "max_displacement_mm": round(max_disp, 3),
                                     "control_spacing_mm": s.control_spacing_mm,
                                     "metric_voxels_masked_as_enhancing": int(
