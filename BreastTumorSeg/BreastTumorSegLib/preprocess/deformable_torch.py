@@ -63,23 +63,25 @@ def local_ncc(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, window_mm
         return float(1 - lncc_loss(tensor(moving), tensor(fixed), (tensor(mask) > 0).float(), k))
 
 
-def _crop(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, margin_mm: float):
-    """The three images cut to the bounding box of *mask* plus *margin_mm* (and the index where it starts)."""
+def _crop(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, margin_mm: float, *more: sitk.Image):
+    """The images cut to the bounding box of *mask* plus *margin_mm*, and the index where it starts."""
+    images = (fixed, moving, mask, *more)
     m = sitk.GetArrayViewFromImage(mask) > 0
     if not m.any():
-        return fixed, moving, mask, (0, 0, 0)
+        return images, (0, 0, 0)
     idx = np.argwhere(m)  # (k, j, i)
     pad = [int(np.ceil(margin_mm / sp)) for sp in fixed.GetSpacing()[::-1]]
     lo = np.maximum(idx.min(0) - pad, 0)
     hi = np.minimum(idx.max(0) + 1 + pad, m.shape)
     lo_xyz, size_xyz = [int(v) for v in lo[::-1]], [int(v) for v in (hi - lo)[::-1]]
-    return (*(sitk.RegionOfInterest(img, size_xyz, lo_xyz) for img in (fixed, moving, mask)), tuple(lo_xyz))
+    return tuple(sitk.RegionOfInterest(img, size_xyz, lo_xyz) for img in images), tuple(lo_xyz)
 
 
 def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, control_spacing_mm: float = 40.0,
                      iterations: int = 20, bending_weight: float = 1.0, lr: float = 0.01, device: str = "cpu",
                      loss: str = "lncc", window_mm: float = 12.5, samples: int = 20_000,
-                     margin_mm: float = 15.0) -> sitk.Image:
+                     margin_mm: float = 15.0, preserve: sitk.Image | None = None,
+                     volume_weight: float = 0.0) -> sitk.Image:
     """Displacement field (sitkVectorFloat64, mm, on *fixed*'s grid): fixed point p -> p + u(p) in *moving*.
 
     *iterations* Adam steps (learning rate *lr*, in the deformation's normalised units) on *fixed*'s
@@ -87,7 +89,9 @@ def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, co
     edge values. ``loss`` "lncc" (default) or "mi" (deepali's Parzen mutual information on *samples*
     voxels, the first version). *bending_weight* weighs the squared second differences of the
     control-point displacements (cheap: deepali's exact B-spline bending energy cost more than the
-    image term per step).
+    image term per step). *volume_weight* weighs the mean squared divergence of the displacement
+    (mm/mm) over *preserve* (the enhancing voxels, i.e. lesions, left out of the metric): they keep
+    their volume, which the image term cannot see there.
     """
     import torch
     from deepali.core import Grid
@@ -95,7 +99,10 @@ def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, co
     from deepali.spatial import FreeFormDeformation, ImageTransformer
 
     full = fixed
-    fixed, moving, mask, lo = _crop(fixed, moving, mask, margin_mm)
+    if preserve is None:
+        preserve = sitk.Image(fixed.GetSize(), sitk.sitkUInt8)
+        preserve.CopyInformation(fixed)
+    (fixed, moving, mask, preserve), lo = _crop(fixed, moving, mask, margin_mm, preserve)
     grid = Grid.from_sitk(fixed, align_corners=True)
     stride = [max(1, int(round(control_spacing_mm / s))) for s in fixed.GetSpacing()]
     k = max(3, 2 * int(round(window_mm / float(np.mean(fixed.GetSpacing())) / 2)) + 1)  # odd, in voxels
@@ -105,6 +112,8 @@ def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, co
 
     torch.manual_seed(0)  # the MI metric's random voxel samples: the same result on every run
     f, m, w = tensor(fixed), tensor(moving), (tensor(mask) > 0).float()
+    keep = (tensor(preserve) > 0).float()[..., 1:, 1:, 1:]
+    per_index = torch.tensor((np.asarray(fixed.GetSize()) - 1) / 2.0, dtype=torch.float32)  # d(normalised)/d(index) -> mm/mm
     scale = float(torch.quantile(f[w > 0][:200_000], 0.99)) if bool((w > 0).any()) else 1.0
     scale = scale or 1.0
     f, m = (f / scale).clamp(0, 1.5), (m / scale).clamp(0, 1.5)  # MI bins over a common range
@@ -118,6 +127,12 @@ def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, co
             val = L.mi_loss(warped, f, mask=w, vmin=0.0, vmax=1.5, num_bins=32, num_samples=samples)
         else:
             val = lncc_loss(warped, f, w, k)
+        if volume_weight and bool(keep.any()):  # lesions keep their volume: no divergence in them
+            u = ffd.disp(grid)
+            div = ((u[:, 0, 1:, 1:, 1:] - u[:, 0, 1:, 1:, :-1]) * per_index[0]
+                   + (u[:, 1, 1:, 1:, 1:] - u[:, 1, 1:, :-1, 1:]) * per_index[1]
+                   + (u[:, 2, 1:, 1:, 1:] - u[:, 2, :-1, 1:, 1:]) * per_index[2])
+            val = val + volume_weight * (div[:, None] ** 2 * keep).sum() / keep.sum()
         if bending_weight:
             val = val + bending_weight * L.bending_loss(ffd.data())  # finite differences of the control points
         val.backward()

@@ -146,6 +146,7 @@ class RegistrationSettings:
     enhancement_fraction: float = 0.5  # deformable metric ignores voxels enhancing by more than this x p95(reference) (0.25 left out ~25 % of the body)
     min_gain: float = 0.0  # a level is kept only if it raises the MI by at least this much
     deform_iterations: int = 20  # deepali: Adam steps of the free-form deformation
+    lesion_volume_weight: float = 30.0  # deepali: weight of the squared divergence in enhancing voxels (lesions keep their volume)
     device: str = "cpu"  # deepali: torch device of the deformable level
 
     def __post_init__(self) -> None:
@@ -280,8 +281,11 @@ def register_phase(ref: sitk.Image, moving: sitk.Image, mask: sitk.Image, settin
             aligned = sitk.Resample(moving_d, fixed_d, linear, sitk.sitkLinear, 0.0)
             metric_mask = _enhancement_free_mask(fixed_d, aligned, mask_d, s.enhancement_fraction)
             if s.resolved_method() == "deepali":
+                # the voxels left out of the metric as enhancing (lesions) keep their volume (divergence penalised)
+                lesions = sitk.And(mask_d > 0, sitk.Not(metric_mask > 0))
                 field = deformable_torch.estimate_bspline(fixed_d, aligned, metric_mask, s.control_spacing_mm,
-                                                          s.deform_iterations, device=s.device)
+                                                          s.deform_iterations, device=s.device, preserve=lesions,
+                                                          volume_weight=s.lesion_volume_weight)
                 # padded (edge values) so that every point of the full-resolution grid lies inside the field
                 bspline = sitk.DisplacementFieldTransform(sitk.ZeroFluxNeumannPad(field, [2] * 3, [2] * 3))
             else:
