@@ -30,21 +30,26 @@ def available() -> bool:
 
 
 def _box(x, k: int):
-    """Mean over a k x k x k window (stride 1, edges: mean of what is inside), separably."""
+    """Mean over a k x k x k window (k odd; stride 1; at the edges the mean of what is inside), separably
+    from cumulative sums: ~2x faster than avg_pool on one thread, forward and backward."""
+    import torch
     import torch.nn.functional as F
+    p = k // 2
     for dim in (2, 3, 4):
-        x = x.transpose(dim, 4)
-        shape = x.shape
-        x = F.avg_pool1d(x.reshape(-1, 1, shape[-1]), k, stride=1, padding=k // 2,
-                         count_include_pad=False).reshape(shape).transpose(dim, 4)
+        n = x.shape[dim]
+        c = F.pad(x, [0, 0] * (4 - dim) + [p + 1, p]).cumsum(dim)  # F.pad lists the last axis first
+        i = torch.arange(n, dtype=x.dtype, device=x.device)
+        count = (torch.clamp(i + p, max=n - 1) - torch.clamp(i - p, min=0) + 1).reshape([n] + [1] * (4 - dim))
+        x = (c.narrow(dim, k, n) - c.narrow(dim, 0, n)) / count
     return x
 
 
-def lncc_loss(a, b, mask, k: int, eps: float = 1e-4):
-    """1 - mean over *mask* of the squared local NCC of *a* and *b* in k-voxel windows (separable box filter:
-    ~1.5x faster than deepali's ``lcc_loss`` on one thread)."""
+def lncc_loss(a, b, mask, k: int, eps: float = 1e-4, b_stats=None):
+    """1 - mean over *mask* of the squared local NCC of *a* and *b* in k-voxel windows. *b_stats*: the
+    window means of b and b*b (``_box(cat([b, b*b]), k)``), computed once when b is the fixed image."""
     import torch
-    ma, mb, aa, bb, ab = _box(torch.cat([a, b, a * a, b * b, a * b], 1), k).split(1, 1)
+    mb, bb = (b_stats if b_stats is not None else _box(torch.cat([b, b * b], 1), k)).split(1, 1)
+    ma, aa, ab = _box(torch.cat([a, a * a, a * b], 1), k).split(1, 1)
     va, vb, cov = (aa - ma * ma).clamp_min(0), (bb - mb * mb).clamp_min(0), ab - ma * mb
     cc = cov * cov / (va * vb + eps)
     return 1 - (cc * mask).sum() / mask.sum().clamp_min(1)
@@ -117,6 +122,8 @@ def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, co
     scale = float(torch.quantile(f[w > 0][:200_000], 0.99)) if bool((w > 0).any()) else 1.0
     scale = scale or 1.0
     f, m = (f / scale).clamp(0, 1.5), (m / scale).clamp(0, 1.5)  # MI bins over a common range
+    with torch.no_grad():
+        f_stats = _box(torch.cat([f, f * f], 1), k)  # the fixed image's window means, once
     ffd = FreeFormDeformation(grid, stride=stride).to(device)
     warp = ImageTransformer(ffd).to(device)
     opt = torch.optim.Adam(ffd.parameters(), lr=lr)
@@ -126,9 +133,9 @@ def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, co
         if loss == "mi":
             val = L.mi_loss(warped, f, mask=w, vmin=0.0, vmax=1.5, num_bins=32, num_samples=samples)
         else:
-            val = lncc_loss(warped, f, w, k)
+            val = lncc_loss(warped, f, w, k, b_stats=f_stats)
         if volume_weight and bool(keep.any()):  # lesions keep their volume: no divergence in them
-            u = ffd.disp(grid)
+            u = ffd.disp(grid)  # (1, 3, z, y, x), normalised
             div = ((u[:, 0, 1:, 1:, 1:] - u[:, 0, 1:, 1:, :-1]) * per_index[0]
                    + (u[:, 1, 1:, 1:, 1:] - u[:, 1, 1:, :-1, 1:]) * per_index[1]
                    + (u[:, 2, 1:, 1:, 1:] - u[:, 2, :-1, 1:, 1:]) * per_index[2])
