@@ -16,9 +16,11 @@ written). Pass ``reference_index=1`` to align to the first post-contrast phase i
 
 Estimation runs on copies shrunk to about ``work_spacing_mm`` (rigid, affine) and
 ``deform_spacing_mm`` (deformable), with Mattes MI because contrast uptake changes intensities
-between phases. Enhancing lesions are not pulled toward their pre-contrast look: the deformable
-level's metric ignores strongly enhancing voxels (and a margin around them), and its coarse
-control grid cannot shrink a lesion on its own. The transforms are composed and each phase is
+between phases (the deepali deformable level: local NCC, which uptake changes little inside
+non-enhancing tissue). Enhancing lesions are not pulled toward their pre-contrast look: the
+deformable level's metric ignores strongly enhancing voxels (and a margin around them), its
+coarse control grid cannot shrink a lesion on its own, and deepali's also penalises any
+divergence of the displacement in those voxels (they keep their volume). The transforms are composed and each phase is
 resampled **once**, at full resolution, from the phase as acquired (``exam.native`` holds phases
 that were loaded on another grid) to the reference grid. MI decides because contrast uptake
 lowers the normalized cross-correlation (NCC) whatever the alignment; the NCC is recorded too.
@@ -282,7 +284,7 @@ def register_phase(ref: sitk.Image, moving: sitk.Image, mask: sitk.Image, settin
             metric_mask = _enhancement_free_mask(fixed_d, aligned, mask_d, s.enhancement_fraction)
             if s.resolved_method() == "deepali":
                 # the voxels left out of the metric as enhancing (lesions) keep their volume (divergence penalised)
-                lesions = sitk.And(mask_d > 0, sitk.Not(metric_mask > 0))
+                lesions = sitk.And(mask_d > 0, metric_mask == 0)
                 field = deformable_torch.estimate_bspline(fixed_d, aligned, metric_mask, s.control_spacing_mm,
                                                           s.deform_iterations, device=s.device, preserve=lesions,
                                                           volume_weight=s.lesion_volume_weight)
