@@ -118,7 +118,8 @@ def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, co
     torch.manual_seed(0)  # the MI metric's random voxel samples: the same result on every run
     f, m, w = tensor(fixed), tensor(moving), (tensor(mask) > 0).float()
     keep = (tensor(preserve) > 0).float()[..., 1:, 1:, 1:]
-    per_index = torch.tensor((np.asarray(fixed.GetSize()) - 1) / 2.0, dtype=torch.float32)  # d(normalised)/d(index) -> mm/mm
+    # a normalised displacement's difference between neighbouring voxels along i, j, k -> mm/mm
+    per_index = torch.tensor((np.asarray(fixed.GetSize()) - 1) / 2.0, dtype=torch.float32)
     scale = float(torch.quantile(f[w > 0][:200_000], 0.99)) if bool((w > 0).any()) else 1.0
     scale = scale or 1.0
     f, m = (f / scale).clamp(0, 1.5), (m / scale).clamp(0, 1.5)  # MI bins over a common range

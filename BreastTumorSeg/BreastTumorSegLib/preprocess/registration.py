@@ -140,15 +140,18 @@ class RegistrationSettings:
     method: str = "auto"  # auto (= deepali when installed, else sitk), sitk, deepali, none
     motion: str = "affine"  # highest level tried: rigid, affine or deformable (opt-in: see README)
     work_spacing_mm: float = 4.0  # rigid and affine estimation grid
-    deform_spacing_mm: float = 3.0  # deformable estimation grid (the phantom's 2.5 mm as is: at 5 mm the texture that places the breast is averaged away)
+    # deformable estimation grid (the small phantom's 2.5 mm as is: at 5 mm the texture that places the breast
+    # is averaged away and the deformable TRE stayed at the affine one)
+    deform_spacing_mm: float = 3.0
     control_spacing_mm: float = 40.0  # B-spline control-point spacing
     max_scale_change: float = 0.10  # affine: |singular value - 1| bound (scale and shear)
     max_det_change: float = 0.10  # affine: |det - 1| bound (volume change)
     min_jacobian: float = 0.5  # deformable: smallest Jacobian determinant accepted in the body
-    enhancement_fraction: float = 0.5  # deformable metric ignores voxels enhancing by more than this x p95(reference) (0.25 left out ~25 % of the body)
+    # deformable metric ignores voxels enhancing by more than this x p95(reference) (0.25 left ~25 % of the body out)
+    enhancement_fraction: float = 0.5
     min_gain: float = 0.0  # a level is kept only if it raises the MI by at least this much
     deform_iterations: int = 20  # deepali: Adam steps of the free-form deformation
-    lesion_volume_weight: float = 30.0  # deepali: weight of the squared divergence in enhancing voxels (lesions keep their volume)
+    lesion_volume_weight: float = 30.0  # deepali: squared divergence in enhancing voxels (lesions keep their volume)
     device: str = "cpu"  # deepali: torch device of the deformable level
 
     def __post_init__(self) -> None:
@@ -303,9 +306,10 @@ def register_phase(ref: sitk.Image, moving: sitk.Image, mask: sitk.Image, settin
             judged = {}
             if s.resolved_method() == "deepali":
                 warped = sitk.Resample(moving_d, fixed_d, total, sitk.sitkLinear, 0.0)
+                lncc = deformable_torch.local_ncc
                 judged = {"similarity": "local NCC",
-                          "lncc_non_enhancing_before": round(deformable_torch.local_ncc(fixed_d, aligned, metric_mask), 4),
-                          "lncc_non_enhancing_after": round(deformable_torch.local_ncc(fixed_d, warped, metric_mask), 4)}
+                          "lncc_non_enhancing_before": round(lncc(fixed_d, aligned, metric_mask), 4),
+                          "lncc_non_enhancing_after": round(lncc(fixed_d, warped, metric_mask), 4)}
                 raised = judged["lncc_non_enhancing_after"] >= judged["lncc_non_enhancing_before"] + s.min_gain
             else:
                 raised = mi_def_d >= mi_lin_d + s.min_gain
