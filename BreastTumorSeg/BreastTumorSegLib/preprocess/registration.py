@@ -20,10 +20,16 @@ between phases (the deepali deformable level: local NCC, which uptake changes li
 non-enhancing tissue). Enhancing lesions are not pulled toward their pre-contrast look: the
 deformable level's metric ignores strongly enhancing voxels (and a margin around them), its
 coarse control grid cannot shrink a lesion on its own, and deepali's also penalises any
-divergence of the displacement in those voxels (they keep their volume). The transforms are composed and each phase is
-resampled **once**, at full resolution, from the phase as acquired (``exam.native`` holds phases
-that were loaded on another grid) to the reference grid. MI decides because contrast uptake
-lowers the normalized cross-correlation (NCC) whatever the alignment; the NCC is recorded too.
+divergence of the displacement in those voxels (they keep their volume). The transforms are
+composed and each phase is resampled **once**, at full resolution, from the phase as acquired
+(``exam.native`` holds phases that were loaded on another grid) to the reference grid. MI
+decides because contrast uptake lowers the normalized cross-correlation (NCC) whatever the
+alignment; the NCC is recorded too.
+
+Speed (README, *Motion correction*): 4 mm and 15,000 samples per optimiser step for the linear
+levels, the QA's MI from one resampling and a joint histogram, and two phases at a time in
+threads (SimpleITK releases the GIL): 13.4 s -> 4.1 s for 5 phases of 448x448x160 on two cores
+at the same landmark error.
 """
 from __future__ import annotations
 
