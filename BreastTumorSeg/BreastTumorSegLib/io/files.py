@@ -17,7 +17,7 @@ import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -93,29 +93,46 @@ def check_header(reader: sitk.ImageFileReader, path: Path, what: str) -> None:
 _NIFTI_FLOAT = {16: "f4", 64: "f8"}
 
 
-def _check_nifti_finite(path: Path, reader: sitk.ImageFileReader, what: str) -> None:
-    """ITK's NIfTI reader silently turns NaN and +-Inf into 0; look at the stored floats instead."""
+class _NiftiHeader(NamedTuple):
+    end: str  # struct byte order of the file: "<" or ">"
+    code: int  # datatype code
+    vox_offset: int  # where the voxels start
+    slope: float
+    inter: float
+
+
+def _nifti_header(header: bytes) -> _NiftiHeader:
+    """The fields of a NIfTI-1 header (its first 348 bytes) that the readers here need."""
     import struct
 
+    end = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+    slope, inter = struct.unpack(end + "ff", header[112:120])
+    return _NiftiHeader(end, struct.unpack(end + "h", header[70:72])[0],
+                        int(struct.unpack(end + "f", header[108:112])[0]), slope, inter)
+
+
+def _refuse_non_finite(bad: int, what: str, path: Path) -> None:
+    if bad:
+        raise InputError(f"{what} stores {bad} NaN or infinite voxel value(s)", path,
+                         "re-export the image; NaN/Inf are not valid MR intensities")
+
+
+def _check_nifti_finite(path: Path, reader: sitk.ImageFileReader, what: str) -> None:
+    """ITK's NIfTI reader silently turns NaN and +-Inf into 0; look at the stored floats instead."""
     name = path.name.lower()
     if not name.endswith((".nii", ".nii.gz")) or reader.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
         return
     with (gzip_open(path) if name.endswith(".gz") else open(path, "rb")) as fh:
-        header = fh.read(348)
-        little = struct.unpack("<i", header[:4])[0] == 348
-        end = "<" if little else ">"
-        code = struct.unpack(end + "h", header[70:72])[0]
-        if code not in _NIFTI_FLOAT:
+        h = _nifti_header(fh.read(348))
+        if h.code not in _NIFTI_FLOAT:
             return
-        fh.read(max(0, int(struct.unpack(end + "f", header[108:112])[0]) - 348))
-        dtype = np.dtype(end + _NIFTI_FLOAT[code])
+        fh.read(max(0, h.vox_offset - 348))
+        dtype = np.dtype(h.end + _NIFTI_FLOAT[h.code])
         bad = 0
         while chunk := fh.read(dtype.itemsize << 20):
             usable = len(chunk) - len(chunk) % dtype.itemsize
             bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(chunk[:usable], dtype))))
-    if bad:
-        raise InputError(f"{what} stores {bad} NaN or infinite voxel value(s)", path,
-                         "re-export the image; NaN/Inf are not valid MR intensities")
+    _refuse_non_finite(bad, what, path)
 
 
 def _inflate_module():
@@ -160,24 +177,18 @@ def _read_float_nifti(path: Path, reader: sitk.ImageFileReader, what: str) -> si
     else:
         data = raw
     del raw
-    if len(data) < 348 or struct.unpack("<i", data[:4])[0] not in (348, 0x5C010000):
+    if len(data) < 348 or struct.unpack("<i", data[:4])[0] not in (348, 0x5C010000):  # NIfTI-1, either order
         return None
-    end = "<" if struct.unpack("<i", data[:4])[0] == 348 else ">"
-    code = struct.unpack(end + "h", data[70:72])[0]
-    slope, inter = struct.unpack(end + "ff", data[112:120])
-    if code not in _NIFTI_FLOAT or slope not in (0.0, 1.0) or inter != 0.0:
+    h = _nifti_header(data[:348])
+    if h.code not in _NIFTI_FLOAT or h.slope not in (0.0, 1.0) or h.inter != 0.0:
         return None
-    dtype = np.dtype(end + _NIFTI_FLOAT[code])
+    dtype = np.dtype(h.end + _NIFTI_FLOAT[h.code])
     size = reader.GetSize()
     n = int(np.prod(size, dtype=np.int64))
-    offset = int(struct.unpack(end + "f", data[108:112])[0])
-    if len(data) < offset + n * dtype.itemsize:
+    if len(data) < h.vox_offset + n * dtype.itemsize:
         return None
-    arr = np.frombuffer(data, dtype, count=n, offset=offset)
-    bad = int(np.count_nonzero(~np.isfinite(arr)))
-    if bad:
-        raise InputError(f"{what} stores {bad} NaN or infinite voxel value(s)", path,
-                         "re-export the image; NaN/Inf are not valid MR intensities")
+    arr = np.frombuffer(data, dtype, count=n, offset=h.vox_offset)
+    _refuse_non_finite(int(np.count_nonzero(~np.isfinite(arr))), what, path)
     img = sitk.GetImageFromArray(arr.reshape(size[::-1]).astype(dtype.newbyteorder("="), copy=False))
     img.SetOrigin(reader.GetOrigin())
     img.SetSpacing(reader.GetSpacing())
@@ -212,12 +223,11 @@ def _check_complete(path: Path, reader: sitk.ImageFileReader) -> None:
                          "re-export or re-copy the complete file") from None
     if len(header) < 348:
         raise InputError("file is truncated (incomplete NIfTI header)", path, "re-export or re-copy the complete file")
-    little = struct.unpack("<i", header[:4])[0] == 348
-    vox_offset = struct.unpack(("<" if little else ">") + "f", header[108:112])[0]
+    vox_offset = _nifti_header(header).vox_offset
     per_voxel = _BYTES.get(reader.GetPixelID(), 0) * reader.GetNumberOfComponents()
     if not per_voxel:
         return
-    need = int(vox_offset) + int(np.prod(reader.GetSize())) * per_voxel
+    need = vox_offset + int(np.prod(reader.GetSize())) * per_voxel
     if gz:
         with open(path, "rb") as fh:
             fh.seek(-4, os.SEEK_END)
@@ -419,8 +429,6 @@ def _read_phases(files: list[Path]) -> list[sitk.Image]:
     """Read the phase files two at a time (decompression releases the GIL); the first error wins."""
     from concurrent.futures import ThreadPoolExecutor
 
-    if len(files) < 2:
-        return [read_image(f, f"phase {i}") for i, f in enumerate(files)]
     with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         futures = [pool.submit(read_image, f, f"phase {i}") for i, f in enumerate(files)]
         try:
