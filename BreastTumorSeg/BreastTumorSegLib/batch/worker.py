@@ -38,9 +38,9 @@ class ExamWorker:
                  emit: Emit | None = None, worker_id: str | None = None):
         from ..core.memory import return_freed_memory
         from ..engine.pipeline import segment_exam  # noqa: F401  (PyTorch imported here, once)
+        from ..models.registry import get_segmenter
 
         return_freed_memory()
-        from ..models.registry import get_segmenter
 
         self.ledger = Ledger(out_dir)
         self.engine = dict(engine)

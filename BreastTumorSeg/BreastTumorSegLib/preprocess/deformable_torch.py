@@ -55,17 +55,26 @@ def lncc_loss(a, b, mask, k: int, eps: float = 1e-4, b_stats=None):
     return 1 - (cc * mask).sum() / mask.sum().clamp_min(1)
 
 
+def _tensor(img: sitk.Image, device: str = "cpu"):
+    """(1, 1, z, y, x) float32 tensor of *img*."""
+    import torch
+
+    return torch.from_numpy(np.array(sitk.GetArrayViewFromImage(img), dtype=np.float32))[None, None].to(device)
+
+
+def _window_voxels(img: sitk.Image, window_mm: float) -> int:
+    """The local-NCC window of about *window_mm* on *img*'s grid: an odd number of voxels, at least 3."""
+    return max(3, 2 * int(round(window_mm / float(np.mean(img.GetSpacing())) / 2)) + 1)
+
+
 def local_ncc(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, window_mm: float = 12.5) -> float:
     """Mean squared local NCC of two images on the same grid inside *mask* (what the deformable level
     maximises; 1 = every window linearly related), for its acceptance check and QA."""
     import torch
 
-    def tensor(img):
-        return torch.from_numpy(np.array(sitk.GetArrayViewFromImage(img), dtype=np.float32))[None, None]
-
-    k = max(3, 2 * int(round(window_mm / float(np.mean(fixed.GetSpacing())) / 2)) + 1)
     with torch.no_grad():
-        return float(1 - lncc_loss(tensor(moving), tensor(fixed), (tensor(mask) > 0).float(), k))
+        return float(1 - lncc_loss(_tensor(moving), _tensor(fixed), (_tensor(mask) > 0).float(),
+                                   _window_voxels(fixed, window_mm)))
 
 
 def _crop(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, margin_mm: float, *more: sitk.Image):
@@ -110,14 +119,11 @@ def estimate_bspline(fixed: sitk.Image, moving: sitk.Image, mask: sitk.Image, co
     (fixed, moving, mask, preserve), lo = _crop(fixed, moving, mask, margin_mm, preserve)
     grid = Grid.from_sitk(fixed, align_corners=True)
     stride = [max(1, int(round(control_spacing_mm / s))) for s in fixed.GetSpacing()]
-    k = max(3, 2 * int(round(window_mm / float(np.mean(fixed.GetSpacing())) / 2)) + 1)  # odd, in voxels
-
-    def tensor(img):
-        return torch.from_numpy(np.array(sitk.GetArrayViewFromImage(img), dtype=np.float32))[None, None].to(device)
+    k = _window_voxels(fixed, window_mm)
 
     torch.manual_seed(0)  # the MI metric's random voxel samples: the same result on every run
-    f, m, w = tensor(fixed), tensor(moving), (tensor(mask) > 0).float()
-    keep = (tensor(preserve) > 0).float()[..., 1:, 1:, 1:]
+    f, m, w = _tensor(fixed, device), _tensor(moving, device), (_tensor(mask, device) > 0).float()
+    keep = (_tensor(preserve, device) > 0).float()[..., 1:, 1:, 1:]
     # a normalised displacement's difference between neighbouring voxels along i, j, k -> mm/mm
     per_index = torch.tensor((np.asarray(fixed.GetSize()) - 1) / 2.0, dtype=torch.float32)
     scale = float(torch.quantile(f[w > 0][:200_000], 0.99)) if bool((w > 0).any()) else 1.0

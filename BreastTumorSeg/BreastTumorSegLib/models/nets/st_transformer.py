@@ -213,11 +213,8 @@ class SpatialTemporalNet(nn.Module):
             feats = self._encode((pairs / scale).reshape(b * t, 2, *spatial))
             feats = [f.reshape(b, t, *f.shape[1:]) for f in feats]
             skips = [_masked_mean(f, phase_mask) for f in feats[:-1]]
-            if self.early_skip:
-                rows = torch.arange(b, device=x.device)
-                skips = [[s, f[rows, early]] for s, f in zip(skips, feats[:-1])]
-            else:
-                skips = [[s] for s in skips]
+            rows = torch.arange(b, device=x.device)
+            firsts = [f[rows, early] for f in feats[:-1]] if self.early_skip else None
             bottleneck = feats[-1]
         else:
             w = phase_mask.to(x.dtype)
@@ -237,9 +234,9 @@ class SpatialTemporalNet(nn.Module):
                 bottleneck.append(fk[-1])
                 del fk
             bottleneck = torch.stack(bottleneck, 1)
-            # Each level's skip as its parts (concatenated by the decoder, in this order).
-            skips = [[s, e] for s, e in zip(skips, firsts)] if self.early_skip else [[s] for s in skips]
-            del firsts
+        # Each level's skip as its parts (concatenated by the decoder, in this order).
+        skips = [[s, e] for s, e in zip(skips, firsts)] if self.early_skip else [[s] for s in skips]
+        del firsts
 
         # Bottleneck: divided space-time attention.
         tok = self.to_tokens(bottleneck.flatten(0, 1))
