@@ -18,6 +18,10 @@ class Lesion:
     voxels: int
     max_probability: float
     extra: dict = field(default_factory=dict)  # e.g. kinetics from the FTV method
+    # Decisions the engine took about this lesion but did not act on silently, e.g.
+    # "outside_breast_mask" (kept although the breast mask disagrees); reasons in ``notes``.
+    flags: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
     @property
     def centroid_ras(self) -> tuple[float, float, float]:
@@ -34,7 +38,10 @@ class Lesion:
             "side": self.side,
             "voxels": self.voxels,
             "max_probability": round(self.max_probability, 4),
+            "flags": list(self.flags),
         }
+        if self.notes:
+            d["notes"] = list(self.notes)
         for key, value in self.extra.items():  # extras never replace the measured core fields
             d.setdefault(key, value)
         return d
