@@ -1,7 +1,8 @@
 """The batch's records in ``OUT/.batch/``: who works on a case, what is done, what failed.
 
-* ``claims/<key>.lock`` — held (``flock``) by the process working on the case. The kernel
-  drops it when that process dies, SIGKILL included, so a case is never worked on twice at once,
+* ``claims/<key>.lock`` — held (:class:`filelock.FileLock`: ``flock`` on POSIX, ``msvcrt.locking``
+  on Windows) by the process working on the case. The operating system drops it when that process
+  dies, SIGKILL included, so a case is never worked on twice at once,
   also by shards of a job array sharing OUT or by a worker left behind by a killed run.
 * ``work/<key>/`` — the case's outputs as ``write_result`` leaves them (all or nothing), then
   ``record.json`` written last: sizes, modification times and SHA-256 of every file. The record
@@ -18,7 +19,6 @@
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -26,6 +26,8 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+
+import filelock
 
 from ..core import interrupts
 from ..io.files import write_json_atomic
@@ -61,20 +63,18 @@ class Ledger:
 
     # ------------------------------------------------------------------ claims
     def claim(self, key: str):
-        """An open, locked claim file for *key*, or None when another process holds it."""
-        fh = open(self.root / "claims" / f"{key}.lock", "a+")
+        """A held claim (a :class:`filelock.FileLock`) for *key*, or None when another process holds it."""
+        lock = filelock.FileLock(self.root / "claims" / f"{key}.lock", timeout=0, thread_local=False)
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
+            lock.acquire()
+        except filelock.Timeout:
             return None
-        return fh
+        return lock
 
     @staticmethod
-    def release(fh) -> None:
-        if fh is not None:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
+    def release(lock) -> None:
+        if lock is not None:
+            lock.release()
 
     # ------------------------------------------------------------------ state
     def read_done(self, key: str) -> dict | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
@@ -184,16 +185,20 @@ class ExamWorker:
 
 
 def memory_mb() -> dict:
-    """This process's resident memory now and at its peak (MB), for the logs and the benchmark."""
-    import resource
+    """This process's resident memory now and at its peak (MB), for the logs and the benchmark
+    (``psutil`` on every platform; the peak from ``getrusage`` where there is no ``peak_wset``)."""
+    import psutil
 
-    out = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # KiB on Linux
-    try:
-        pages = int(open("/proc/self/statm").read().split()[1])
-        out["rss_mb"] = round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
+    info = psutil.Process().memory_info()
+    peak = getattr(info, "peak_wset", None)  # Windows
+    if peak is None:
+        try:
+            import resource  # POSIX only: imported here, never at the top of a module
+        except ImportError:
+            peak = info.rss
+        else:  # ru_maxrss is KiB on Linux, bytes on macOS
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return {"peak_rss_mb": round(peak / 2**20, 1), "rss_mb": round(info.rss / 2**20, 1)}
 
 
 def _read_doubt(summary_path) -> dict | None:

@@ -7,7 +7,8 @@
 * :func:`append_line` — one JSON line per ``write`` on an ``O_APPEND`` descriptor, fsynced; a
   line torn by a kill is the last one and :func:`read_lines` skips it.
 * :class:`Lock` — ``O_CREAT|O_EXCL`` lock file holding pid, host and a heartbeat; a lock whose
-  process is gone (same host) or whose heartbeat is older than ``stale_after_s`` is taken over.
+  process is gone (same host; asked with ``psutil``, which signals nothing) or whose heartbeat is
+  older than ``stale_after_s`` is taken over. The same on Windows, macOS and Linux.
 """
 from __future__ import annotations
 
@@ -283,21 +284,20 @@ class Lock:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
+    """Whether process *pid* runs on this machine, asked with :mod:`psutil` on every platform.
+
+    Never ``os.kill(pid, 0)``: on Windows CPython turns any signal but CTRL_C/CTRL_BREAK into
+    ``TerminateProcess``, so *checking* a lock would kill its holder. A zombie (a killed child not
+    yet reaped) is dead for our purpose."""
+    import psutil
+
+    if pid <= 0 or not psutil.pid_exists(pid):
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    # a zombie (killed child not yet reaped) is dead for our purpose
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
+    except psutil.Error:  # e.g. access denied to another user's process: it exists
         return True
 
 
