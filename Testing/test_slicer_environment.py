@@ -144,3 +144,52 @@ def test_ftv_runs_without_pytorch(tmp_path):
     from BreastTumorSegLib.evaluation.metrics import dice
     label = sitk.ReadImage(str(tmp_path / "out" / "phantom_0005_seg.nii.gz"))
     assert dice(label, ph.tumor_mask) > 0.5
+
+
+def test_locks_forced_onto_the_windows_branch_signal_no_process(tmp_path, monkeypatch):
+    """A reader lock held by a live process is refused and the holder lives on; once it is dead the
+    lock is taken over; batch claims exclude each other: all without signalling anyone (on Windows
+    ``os.kill(pid, 0)`` would terminate the holder)."""
+    import os
+    import socket
+    import time
+
+    from BreastTumorSegLib.batch.ledger import Ledger
+    from BreastTumorSegLib.study import storage
+
+    signalled = []  # (calling module, arguments) of every os.kill / os.killpg
+    real_kill = os.kill
+
+    def kill(*args):
+        signalled.append((sys._getframe(1).f_globals.get("__name__", ""), args))
+        return real_kill(*args)  # psutil's POSIX backend probes with signal 0 (on Windows: OpenProcess)
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(os, "kill", kill)
+    monkeypatch.setattr(os, "killpg", lambda *a: signalled.append(("killpg", a)), raising=False)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    path = tmp_path / "reader.lock"
+    try:
+        now = time.time()
+        path.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "owner": "the other session",
+                                    "acquired": now, "heartbeat": now}))
+        with pytest.raises(storage.StudyLockedError, match="in use by the other session"):
+            storage.Lock(path, "me").acquire()
+        assert holder.poll() is None  # checking the lock did not end its holder
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = storage.Lock(path, "me").acquire()  # the holder is gone: stale, taken over
+    assert lock.held and lock.recovered["owner"] == "the other session"
+    lock.release()
+    assert not path.exists()
+
+    ledger = Ledger(tmp_path / "out")
+    first = ledger.claim("case1")
+    assert first is not None and ledger.claim("case1") is None  # held: a second worker skips it
+    ledger.release(first)
+    again = ledger.claim("case1")
+    assert again is not None
+    ledger.release(again)
+    ours = [s for s in signalled if s[0] == "killpg" or s[0].startswith("BreastTumorSegLib")]
+    assert not ours and any(s[0].startswith("psutil") for s in signalled), signalled

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+import psutil
+
 from ..core.errors import BreastTumorSegError, InputError
 
 FILE_MODE = 0o644
@@ -289,8 +291,6 @@ def _pid_alive(pid: int) -> bool:
     Never ``os.kill(pid, 0)``: on Windows CPython turns any signal but CTRL_C/CTRL_BREAK into
     ``TerminateProcess``, so *checking* a lock would kill its holder. A zombie (a killed child not
     yet reaped) is dead for our purpose."""
-    import psutil
-
     if pid <= 0 or not psutil.pid_exists(pid):
         return False
     try:
