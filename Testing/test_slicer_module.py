@@ -308,22 +308,28 @@ def test_model_card_text_names_training_data():
 
 
 # ============================================================================ background engine process
-def test_progress_and_error_lines_are_parsed():
-    u = sp.parse_progress("[######..................]  25.0%  register...")
-    assert u.fraction == pytest.approx(0.25) and u.message == "register..."
-    assert sp.parse_progress("\r[#...]   5.0%  a\r[##..]  40.5%  predict: tile 3/8").fraction == pytest.approx(0.405)
-    assert sp.parse_progress("case x: 1 lesion(s)") is None
+def test_engine_events_and_error_lines_are_parsed():
+    ev = sp.parse_event('{"event": "stage", "case": "c", "stage": "register", "fraction": 0.25, "message": "register..."}')
+    assert ev["event"] == "stage" and ev["fraction"] == 0.25
+    assert sp.parse_event("[######..................]  25.0%  register...") is None  # no terminal bar any more
+    assert sp.parse_event("case x: 1 lesion(s)") is None and sp.parse_event("{not json") is None
+    assert sp.parse_event('{"no": "event"}') is None
     assert sp.parse_error(["x", "breasttumorseg: error: exam: no phase files. Fix: name them."]) == \
         "exam: no phase files. Fix: name them."
 
 
-def test_engine_process_reports_progress_and_success():
+def test_engine_process_reports_progress_warnings_files_and_success():
     script = textwrap.dedent("""
-        import sys, time
-        for pct in (10, 55, 100):
-            print(f"[###.....] {pct:5.1f}%  step {pct}", file=sys.stderr, flush=True)
+        import json, sys, time
+        print("a library's own line", flush=True)
+        for pct in (10, 55, 90):
+            print(json.dumps({"event": "stage", "case": "c", "stage": "predict", "fraction": pct / 100,
+                              "message": f"step {pct}", "time": 0}), flush=True)
             time.sleep(0.05)
-        print("done")
+        print(json.dumps({"event": "warning", "case": "c", "message": "phase times assumed"}), flush=True)
+        print(json.dumps({"event": "done", "case": "c", "stage": "write", "fraction": 1.0, "message": "1 lesion(s)",
+                          "files": {"label": "/x/c_seg.nii.gz"}}), flush=True)
+        print("done", file=sys.stderr)
     """)
     proc = sp.EngineProcess([sys.executable, "-c", script]).start()
     seen = []
@@ -335,8 +341,19 @@ def test_engine_process_reports_progress_and_success():
         if not state.running:
             break
         time.sleep(0.02)
-    assert state.succeeded and seen[-1] == 1.0 and seen == sorted(seen)
-    assert proc.lines[-1] == "done"
+    assert state.succeeded and seen[-1] == 1.0 and seen == sorted(seen) and 0.55 in seen
+    assert state.warnings == ["phase times assumed"] and state.files == {"label": "/x/c_seg.nii.gz"}
+    assert state.progress.message == "1 lesion(s)"
+    assert proc.lines[0] == "a library's own line" and proc.lines[-1] == "done"
+
+
+def test_engine_failed_event_is_the_message():
+    script = ("import json, sys; print(json.dumps({'event': 'failed', 'message': 'x.nii.gz: cannot read exam. "
+              "Fix: re-export it.'})); print('breasttumorseg: error: x.nii.gz: cannot read exam. Fix: re-export it.', "
+              "file=sys.stderr); sys.exit(2)")
+    proc = sp.EngineProcess([sys.executable, "-c", script]).start()
+    state = proc.wait(timeout=20)
+    assert state.returncode == 2 and proc.error_message() == "x.nii.gz: cannot read exam. Fix: re-export it."
 
 
 def test_engine_failure_becomes_one_line():
@@ -355,7 +372,7 @@ def test_cancel_kills_the_whole_process_tree(tmp_path):
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
         open({str(pid_file)!r}, "w").write(str(child.pid))
-        print("[#.......]  10.0%  working", flush=True)
+        print('{"event": "stage", "stage": "predict", "fraction": 0.1, "message": "working"}', flush=True)
         time.sleep(120)
     """)
     proc = sp.EngineProcess([sys.executable, "-c", script]).start()
@@ -424,6 +441,7 @@ def test_background_engine_run_matches_the_cli_output_exactly(mrml, phantom_exam
         time.sleep(0.05)
     assert state.succeeded, "\n".join(run.process.lines)
     assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert {Path(p).name for p in state.files.values()} >= {f"{run.case_id}_seg.nii.gz", f"{run.case_id}.seg.nrrd"}
     cli_label = read_image(run.out_dir / f"{run.case_id}_seg.nii.gz")
     cli_seg_nrrd = mb.read_seg_nrrd(run.out_dir / f"{run.case_id}.seg.nrrd")
     outputs = logic.finish_background(run)
@@ -440,6 +458,41 @@ def test_background_engine_run_matches_the_cli_output_exactly(mrml, phantom_exam
     from BreastTumorSegLib.evaluation.metrics import dice
     assert dice(cli_label, ph.tumor_mask) > 0.5
     assert outputs.probability is not None and outputs.lesion_table.GetNumberOfRows() >= 1
+
+
+def test_segment_and_batch_json_progress_share_one_schema(phantom_exam, tmp_path, capsys):
+    """`segment --progress json` (what the panel reads) and `batch --progress json` emit one schema."""
+    import json
+    import shutil
+
+    from BreastTumorSegLib.batch.progress import EVENT_KEYS
+    from BreastTumorSegLib.cli import main
+
+    ph, folder = phantom_exam
+    assert main(["segment", str(folder), "-o", str(tmp_path / "s"), "--model", "ftv", "--no-register",
+                 "--progress", "json"]) == 0
+    seg = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    shutil.copytree(folder, tmp_path / "cases" / "exam")
+    main(["batch", str(tmp_path / "cases"), "-o", str(tmp_path / "b"), "--model", "ftv", "--no-register",
+          "--progress", "json"])
+    batch = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for ev in seg + batch:
+        assert set(EVENT_KEYS) <= set(ev), ev
+        assert ev["fraction"] is None or 0.0 <= ev["fraction"] <= 1.0
+    kinds = [ev["event"] for ev in seg]
+    assert kinds[0] == "started" and kinds[-1] == "done" and set(kinds[1:-1]) == {"stage"}
+    assert {"started", "stage", "done"} <= {ev["event"] for ev in batch}
+    fractions = [ev["fraction"] for ev in seg]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    done = seg[-1]
+    from BreastTumorSegLib.evaluation.metrics import dice
+    assert dice(read_image(done["files"]["label"]), ph.tumor_mask) > 0.5 and done["case"] == seg[0]["case"]
+    # an error is one JSON event with the one-line fix (and the CLI's line on stderr, exit code 2)
+    assert main(["segment", str(tmp_path / "missing"), "-o", str(tmp_path / "e"), "--model", "ftv",
+                 "--progress", "json"]) == 2
+    out, err = capsys.readouterr()
+    failed = json.loads(out.splitlines()[-1])
+    assert failed["event"] == "failed" and "Fix:" in failed["message"] and failed["message"] in " ".join(err.split())
 
 
 def test_background_engine_failure_gives_the_cli_message(mrml, tmp_path):

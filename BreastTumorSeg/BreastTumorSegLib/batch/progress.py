@@ -1,9 +1,47 @@
-"""Batch progress: a bar with ETA on a terminal, one line per exam in a log, or JSON lines."""
+"""Progress of `batch` and `segment`: a bar with ETA on a terminal, one line per exam in a log, or
+JSON lines in the one event schema both commands share (``--progress json``).
+
+The schema: one JSON object per line on stdout; the human summary goes to stderr. Every event has
+
+* ``event`` -- ``started``, ``stage``, ``warning``, ``done`` or ``failed`` (``batch`` also
+  ``skipped``, ``models_loaded``, ``worker_failed`` ...);
+* ``case`` -- the case id (``batch``: the case key; ``segment``: null until the exam is read);
+* ``stage`` -- the engine stage (``load``, ``register``, ``breast_mask``, ``predict``, ``postprocess``,
+  ``write``; ``failed``: the stage that failed);
+* ``fraction`` -- 0..1 of the whole command (``segment``: of the exam; ``batch``: finished exams / total);
+* ``message`` -- what a person reads: the stage's message, the warning, or for ``failed`` the one-line
+  error that ends with its fix;
+* ``time`` -- seconds since the epoch.
+
+``done`` adds ``files`` (``segment``: output name -> path written); ``batch`` adds ``finished`` and
+``total`` to every event. The Slicer panel (``slicer/process.py``) reads exactly this.
+"""
 from __future__ import annotations
 
 import json
 import sys
 import time
+
+EVENT_KEYS = ("event", "case", "stage", "fraction", "message", "time")
+
+
+def json_event(event: dict) -> str:
+    """One event as its JSON line (without the newline), every key of the schema present."""
+    full = {key: None for key in EVENT_KEYS}
+    full["time"] = round(time.time(), 3)
+    full.update(event)
+    return json.dumps(full, default=str)
+
+
+class JsonEvents:
+    """Writes events (dicts of the schema above) as JSON lines on *stream* (stdout by default)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+
+    def __call__(self, event: dict) -> None:
+        self.stream.write(json_event(event) + "\n")
+        self.stream.flush()
 
 
 def _clock(seconds: float) -> str:
@@ -48,7 +86,9 @@ class BatchProgress:
         if kind in ("started", "stage"):
             self._current = f"{event.get('case')}: {event.get('stage', 'load')}"
         if self.mode == "json":
-            self.stream.write(json.dumps({**event, "finished": self.finished, "total": self.total}, default=str) + "\n")
+            fraction = self.finished / self.total if self.total else 1.0
+            self.stream.write(json_event({"fraction": fraction, **event, "finished": self.finished,
+                                          "total": self.total}) + "\n")
             self.stream.flush()
         elif self.mode == "bar":
             self._draw(event)

@@ -90,6 +90,10 @@ def register(sub) -> None:
                    help="for --model ftv: a point inside the lesion, x,y,z in mm, patient LPS coordinates")
     p.add_argument("--seed-ras", type=_point, default=None,
                    help="the same point in RAS coordinates as Slicer shows them")
+    p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",
+                   help="bar: a progress bar on stderr; json: one JSON event per line on stdout, the schema of "
+                        "`batch --progress json` (stage, fraction, message, warnings, the files written, or the "
+                        "error with its fix), the summary on stderr (default: bar)")
     add_engine_options(p)
     p.set_defaults(func=run)
 
@@ -161,6 +165,37 @@ def print_result(result, written: dict, stream=None) -> None:
         print(f"  {key:<12} {path}", file=stream)
 
 
+class JsonProgress:
+    """``--progress json``: the engine's progress as ``stage`` events (batch's schema,
+    :mod:`..batch.progress`), at most every *min_interval* s within a stage."""
+
+    def __init__(self, min_interval: float = 0.2):
+        from ..batch.progress import JsonEvents
+
+        self.emit = JsonEvents()
+        self.case = None
+        self.min_interval = min_interval
+        self._last = (None, 0.0)
+
+    def __call__(self, stage: str, fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if stage == self._last[0] and now - self._last[1] < self.min_interval and fraction < 1.0:
+            return
+        self._last = (stage, now)
+        self.emit({"event": "stage", "case": self.case, "stage": stage, "fraction": round(fraction, 4),
+                   "message": message or stage})
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(args):
+    mode = getattr(args, "progress", "bar")
+    if args.quiet or mode == "none":
+        return None
+    return JsonProgress() if mode == "json" else TerminalProgress()
+
+
 def segment_and_write(args):
     """What ``breasttumorseg segment`` does before printing: load the exam, segment it, write the
     outputs (the summary once, with the load and write times). Returns (exam, result, written)."""
@@ -168,11 +203,17 @@ def segment_and_write(args):
 
     check_exam_command(args)
     check_engine_options(args)
-    progress = None if args.quiet else TerminalProgress()
+    progress = _progress(args)
     t0 = time.perf_counter()
     exam = load_exam(args.inputs, times_min=args.times, case_id=args.case_id, series=args.series)
     t_load = time.perf_counter() - t0
     warn_about_exam(exam)
+    if isinstance(progress, JsonProgress):
+        progress.case = exam.case_id
+        progress.emit({"event": "started", "case": exam.case_id, "stage": "load", "fraction": 0.0,
+                       "message": f"{exam.n_phases} phases read"})
+        for warning in (exam.metadata.get("dicom") or {}).get("warnings", []):
+            progress.emit({"event": "warning", "case": exam.case_id, "message": warning})
     from ..engine.pipeline import output_names, segment_exam, write_result  # imports PyTorch: after the checks
     # Fail before the long work, not after it, when results exist already.
     check_outputs(args, exam.case_id, output_names(exam.case_id, args.dicom_seg, args.reading_images,
@@ -190,6 +231,20 @@ def segment_and_write(args):
 
 
 def run(args) -> int:
-    _, result, written = segment_and_write(args)
-    print_result(result, written)
+    if getattr(args, "progress", "bar") != "json" or args.quiet:
+        _, result, written = segment_and_write(args)
+        print_result(result, written)
+        return 0
+    from ..batch.progress import JsonEvents
+    from ..core.errors import BreastTumorSegError
+
+    emit = JsonEvents()
+    try:
+        _, result, written = segment_and_write(args)
+    except BreastTumorSegError as exc:  # the same one line the CLI prints on stderr, as one event
+        emit({"event": "failed", "message": " ".join(str(exc).split())})
+        raise
+    emit({"event": "done", "case": result.case_id, "stage": "write", "fraction": 1.0,
+          "message": f"{len(result.lesions)} lesion(s)", "files": {k: str(v) for k, v in written.items()}})
+    print_result(result, written, stream=sys.stderr)
     return 0

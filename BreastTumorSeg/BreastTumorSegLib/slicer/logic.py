@@ -269,7 +269,8 @@ def engine_command(exam_dir, out_dir: str | os.PathLike, model: str = DEFAULT_MO
     acquisition order (see :func:`engine_environment`)."""
     inputs = [str(exam_dir)] if isinstance(exam_dir, (str, os.PathLike)) else [str(p) for p in exam_dir]
     cmd = [python or engine_python(), "-c", "import sys; from BreastTumorSegLib.cli import main; sys.exit(main())",
-           "segment", *inputs, "--output", str(out_dir), "--model", model, "--device", device, "--overwrite"]
+           "segment", *inputs, "--output", str(out_dir), "--model", model, "--device", device, "--overwrite",
+           "--progress", "json"]
     if threshold is not None:
         cmd += ["--threshold", f"{float(threshold):.6g}"]
     return cmd + list(extra)

@@ -7,12 +7,16 @@ into a queue, and the GUI drains that queue from a timer in the main thread
 (:meth:`EngineProcess.poll`) -- no Qt here, so it is tested in plain Python. :meth:`cancel`
 kills the whole process tree (POSIX process group, or ``taskkill /T`` on Windows).
 
-Progress comes from the lines :class:`BreastTumorSegLib.cli._common.TerminalProgress` prints
-when its output is not a terminal (``[####....]  45.0%  message``); the error of a failed run is
-the CLI's one-line ``breasttumorseg: error: ...``.
+The engine runs with ``segment --progress json``: it prints one JSON event per line, the schema
+``batch --progress json`` uses (:mod:`BreastTumorSegLib.batch.progress`): ``stage`` events carry
+the fraction and message, ``warning`` events what the reader must know, ``done`` the files written,
+``failed`` the one-line error with its fix. Any other line (the summary, a library's warning) is
+kept for the log. An error raised before the engine starts (a bad option) is the CLI's one line
+``breasttumorseg: error: ...`` on stderr.
 """
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -24,7 +28,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-_PROGRESS_RE = re.compile(r"\[[#.]*\]\s+(?P<pct>\d+(?:\.\d+)?)%\s*(?P<msg>.*)$")
 _ERROR_RE = re.compile(r"^breasttumorseg:\s*(?:error:\s*)?(?P<msg>.+)$")
 
 
@@ -34,14 +37,16 @@ class ProgressUpdate:
     message: str
 
 
-def parse_progress(line: str) -> ProgressUpdate | None:
-    """A progress update from one line of the engine's output, or None for other lines."""
-    # A terminal-style line may hold several \r-separated updates; the last one counts.
-    last = line.rstrip("\n").split("\r")[-1].strip()
-    m = _PROGRESS_RE.search(last)
-    if not m:
+def parse_event(line: str) -> dict | None:
+    """The engine's JSON event on *line*, or None for any other line."""
+    text = line.strip()
+    if not text.startswith("{"):
         return None
-    return ProgressUpdate(min(max(float(m["pct"]) / 100.0, 0.0), 1.0), m["msg"].strip())
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None
 
 
 def parse_error(lines: Sequence[str]) -> str | None:
@@ -62,6 +67,8 @@ class ProcessState:
     progress: ProgressUpdate | None = None  # latest update seen, if any
     new_lines: list[str] = field(default_factory=list)
     cancelled: bool = False
+    warnings: list[str] = field(default_factory=list)  # every warning event so far
+    files: dict | None = None  # output name -> path, from the "done" event
 
     @property
     def succeeded(self) -> bool:
@@ -81,6 +88,9 @@ class EngineProcess:
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._progress: ProgressUpdate | None = None
+        self.warnings: list[str] = []
+        self.files: dict | None = None
+        self.failure: str | None = None  # the "failed" event's message
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "EngineProcess":
@@ -119,9 +129,7 @@ class EngineProcess:
                 finished_output = True
                 break
             new.append(item)
-            update = parse_progress(item)
-            if update is not None:
-                self._progress = update
+            self._take(parse_event(item))
         self.lines.extend(new)
         rc = None if self._proc is None else self._proc.poll()
         running = rc is None or (not finished_output and self._reader is not None and self._reader.is_alive())
@@ -136,7 +144,23 @@ class EngineProcess:
                 if item is not None:
                     new.append(item)
                     self.lines.append(item)
-        return ProcessState(running, rc, self._progress, new, self.cancelled)
+                    self._take(parse_event(item))
+        return ProcessState(running, rc, self._progress, new, self.cancelled, list(self.warnings), self.files)
+
+    def _take(self, event: dict | None) -> None:
+        """Fold one engine event into the run's state."""
+        if event is None:
+            return
+        kind, message = event["event"], str(event.get("message") or "")
+        if isinstance(event.get("fraction"), (int, float)) and kind in ("started", "stage", "done"):
+            self._progress = ProgressUpdate(min(max(float(event["fraction"]), 0.0), 1.0),
+                                            message or str(event.get("stage") or ""))
+        if kind == "warning" and message:
+            self.warnings.append(message)
+        elif kind == "done":
+            self.files = dict(event.get("files") or {})
+        elif kind == "failed" and message:
+            self.failure = message
 
     def wait(self, timeout: float | None = None, interval: float = 0.05) -> ProcessState:
         """Poll until the process ends (for batch use and tests)."""
@@ -160,6 +184,8 @@ class EngineProcess:
         """One readable line explaining why the run failed (never a traceback)."""
         if self.cancelled:
             return "Cancelled; no results were written."
+        if self.failure:
+            return self.failure
         msg = parse_error(self.lines)
         if msg:
             return msg
