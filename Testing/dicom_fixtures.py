@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from BreastTumorSegLib.core.exam import DCEExam
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -209,9 +210,21 @@ def _slice_geometry(img: sitk.Image, k: int) -> tuple[list[str], list[str]]:
     return [_ds(v) for v in ipp], [_ds(v) for v in iop]
 
 
+def save(ds: Dataset, path, implicit_vr: bool = False, little_endian: bool = True) -> None:
+    """Write *ds* as a DICOM file with this encoding, with pydicom 3 or 2.4 (what Slicer ships)."""
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        if little_endian:
+            pydicom.dcmwrite(path, ds, enforce_file_format=True, implicit_vr=implicit_vr, little_endian=True)
+        else:  # retired big endian: pydicom 3 writes it only when forced
+            pydicom.dcmwrite(path, ds, implicit_vr=implicit_vr, little_endian=False, force_encoding=True)
+    else:  # pydicom 2.4: the encoding is set on the dataset
+        ds.is_implicit_VR, ds.is_little_endian = implicit_vr, little_endian
+        pydicom.dcmwrite(path, ds, write_like_original=False)
+
+
 def _write(ds: Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    save(ds, path)
     return path
 
 

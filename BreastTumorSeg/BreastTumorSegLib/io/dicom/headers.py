@@ -16,6 +16,7 @@ UIDs (needed to group and to reference the source in a DICOM SEG) and its file p
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import os
 import re
 import struct
@@ -145,6 +146,19 @@ _NUMERIC_VR = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d",
 _ENCODED_VR = {"LO", "SH", "ST", "LT", "UT", "PN", "UC"}
 
 
+def _stored(ds: Dataset, tag: int):
+    """The element of *tag* as stored (a ``RawDataElement`` until converted; a deferred value not
+    read), or None. pydicom 3 gives it with ``get_item(tag, keep_deferred=True)``; pydicom 2.4 (the
+    one Slicer ships) has no ``keep_deferred`` and reads deferred values in ``get_item``, so its
+    element mapping is read directly there (the same objects)."""
+    if _KEEP_DEFERRED:
+        return ds.get_item(tag, keep_deferred=True)
+    return ds._dict.get(BaseTag(tag))
+
+
+_KEEP_DEFERRED = "keep_deferred" in inspect.signature(Dataset.get_item).parameters
+
+
 def _tag(keyword: str) -> int:
     tag = _TAG_OF.get(keyword)
     if tag is None:
@@ -170,7 +184,7 @@ _SIMPLE_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO 2022 IR 6": "lati
 
 def _text_codec(ds: Dataset) -> str | None:
     """Python codec for the dataset's text when it is a single-byte Latin-1 or UTF-8 set, else None."""
-    raw = ds.get_item(0x00080005, keep_deferred=True)
+    raw = _stored(ds, 0x00080005)
     if raw is None:
         return "latin-1"
     value = raw.value if not isinstance(raw, RawDataElement) else (raw.value or b"").decode("ascii", "replace")
@@ -185,7 +199,7 @@ def _first(ds: Dataset, keyword: str, default: Any = None) -> Any:
     Plain numbers and ASCII strings are decoded straight from the raw bytes pydicom kept.
     """
     tag = _tag(keyword)
-    elem = ds.get_item(tag, keep_deferred=True)
+    elem = _stored(ds, tag)
     if elem is None:
         return default
     value: Any
@@ -315,10 +329,10 @@ def _pixel_location(ds: Dataset, path: str, rows: int, cols: int,
     bits_alloc = _int(_first(ds, "BitsAllocated"))
     bits_stored = _int(_first(ds, "BitsStored")) or bits_alloc
     signed = _int(_first(ds, "PixelRepresentation", 0)) == 1
-    raw = ds.get_item(0x7FE00010, keep_deferred=True)
+    raw = _stored(ds, 0x7FE00010)
     if raw is None:
         for other in (0x7FE00008, 0x7FE00009):  # float / double float pixel data
-            if ds.get_item(other, keep_deferred=True) is not None:
+            if _stored(ds, other) is not None:
                 return None, "holds float pixel data, which MR images do not use"
         return None, "has no pixel data"
     if bits_alloc not in (8, 16, 32):
