@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unittest
 
 import qt
 import slicer
@@ -37,6 +38,9 @@ Segments breast tumors in a dynamic contrast-enhanced (DCE) MRI exam: select the
 post-contrast phases (a Sequence node or separate volumes), pick a model, press Apply. The result is
 an editable segmentation (segment "Tumor"), a tumor probability map and a lesion table; refine the
 result in the Segment Editor and compare it with other readers' segmentations.
+Needs 3D Slicer 5.8 or later (Windows, macOS, Linux). On first use it installs, after asking: PyTorch through
+the PyTorch extension (only for the network models; FTV needs none), then a few Python packages, never
+changing the ones Slicer ships.
 Not a medical device: for research use only.
 See the <a href="{README_URL}">documentation</a>.
 """
@@ -123,18 +127,16 @@ class BreastTumorSegTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_segmentation_round_trip()
-        self.setUp()
-        self.test_rerun_reuses_nodes_and_scene_reload()
-        self.setUp()
-        self.test_parameter_node_survives_scene_save()
-        self.setUp()
-        self.test_background_engine_run()
-        self.setUp()
-        self.test_panel_opens()
-        self.setUp()
-        self.test_panel_flow()
+        """Reload & Test runs every test here; ctest (``slicer_add_python_unittest``) runs each
+        ``test_*`` method on its own and reports a ``skipTest`` as skipped."""
+        for test in (self.test_segmentation_round_trip, self.test_rerun_reuses_nodes_and_scene_reload,
+                     self.test_parameter_node_survives_scene_save, self.test_background_engine_run,
+                     self.test_panel_opens, self.test_panel_flow):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as why:
+                logging.warning(f"{test.__name__} skipped: {why}")
 
     # ---------------------------------------------------------------- helpers
     def _exam_nodes(self):
@@ -258,7 +260,7 @@ class BreastTumorSegTest(ScriptedLoadableModuleTest):
 
     def test_panel_opens(self):
         if slicer.app.commandOptions().noMainWindow:
-            return
+            self.skipTest("the panel needs the main window (--no-main-window)")
         slicer.util.selectModule("BreastTumorSeg")
         widget = slicer.util.getModuleWidget("BreastTumorSeg")
         self.assertEqual(widget.ui.applyButton.text, "Apply")
@@ -279,8 +281,7 @@ class BreastTumorSegTest(ScriptedLoadableModuleTest):
     def test_panel_flow(self):
         """What a user does: check the phases, Apply, wait, re-threshold, Refine, Compare."""
         if slicer.app.commandOptions().noMainWindow:
-            self.delayDisplay("No main window: the panel flow needs the GUI (the logic tests ran)")
-            return
+            self.skipTest("the panel flow needs the main window (--no-main-window)")
         nodes, _ = self._exam_nodes()
         slicer.util.selectModule("BreastTumorSeg")
         widget = slicer.util.getModuleWidget("BreastTumorSeg")

@@ -52,7 +52,7 @@ class BreastTumorSegReader(ScriptedLoadableModule):
 Reader mode of a BreastTumorSeg reader study (made with <tt>breasttumorseg study init</tt>): pick your
 name, read the cases in the order the study gives, draw the tumor in the Segment Editor, Submit.
 Your work is saved every 30 seconds and on every case switch; after a crash you continue where you
-stopped. Cases are shown under pseudonyms. Not a medical device: for research use only.
+stopped. Cases are shown under pseudonyms. Needs 3D Slicer 5.8 or later. Not a medical device: for research use only.
 """
         self.parent.acknowledgementText = "Part of the BreastTumorSeg extension."
 
@@ -81,20 +81,28 @@ class SlicerReaderHost:
                 layout_node.AddLayoutDescription(READER_LAYOUT_ID, READER_LAYOUT)
             layout_manager.setLayout(READER_LAYOUT_ID)
         self.editor.setSegmentationNode(segmentation)
-        set_source = getattr(self.editor, "setSourceVolumeNode", None) or self.editor.setMasterVolumeNode
-        set_source(source)
+        self.editor.setSourceVolumeNode(source)
         self.editor.setEffectNameOrder(list(effects))
         self.editor.unorderedEffectsVisible = False
         self.editor.setCurrentSegmentID(segment_id)
 
 
 class BreastTumorSegReaderWidget(ScriptedLoadableModuleWidget):
+    """The study folder row, the reader panel and the Segment Editor; what must survive studies and
+    scenes (editor node, scene close, application state, view observers) is
+    ``slicer.gui.reader_module.ReaderModuleLifecycle``."""
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
-        self.panel = None
-        self._observations = []
+        self.lifecycle = None
+
+    @property
+    def panel(self):
+        return None if self.lifecycle is None else self.lifecycle.panel
 
     def setup(self) -> None:
+        from BreastTumorSegLib.slicer.gui.reader_module import ReaderModuleLifecycle
+
         ScriptedLoadableModuleWidget.setup(self)
         study_row = qt.QHBoxLayout()
         self.studyEdit = qt.QLineEdit(os.environ.get("BREASTTUMORSEG_STUDY", ""))
@@ -107,12 +115,11 @@ class BreastTumorSegReaderWidget(ScriptedLoadableModuleWidget):
         self.layout.addWidget(self.panelFrame)
         self.editorWidget = slicer.qMRMLSegmentEditorWidget()
         self.editorWidget.setMRMLScene(slicer.mrmlScene)
-        editor_node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "BreastTumorSegReader editor")
-        self.editorWidget.setMRMLSegmentEditorNode(editor_node)
         self.layout.addWidget(self.editorWidget)
         self.layout.addStretch(1)
+        self.lifecycle = ReaderModuleLifecycle(qt, slicer.app, slicer.mrmlScene, self.editorWidget,
+                                               self._view_interactors)
         self.openStudyButton.connect("clicked()", self.openStudy)
-        slicer.app.connect("applicationStateChanged(Qt::ApplicationState)", self.onApplicationState)
         if self.studyEdit.text:
             self.openStudy()
 
@@ -127,8 +134,7 @@ class BreastTumorSegReaderWidget(ScriptedLoadableModuleWidget):
         except Exception as exc:  # noqa: BLE001 - one message for the reader
             slicer.util.errorDisplay(f"Cannot open the study.\n\n{exc}", windowTitle="Reader study")
             return
-        if self.panel is not None:
-            self.panel.close()
+        self.lifecycle.set_panel(None)  # the open reading is saved and its lock released first
         readers = study.readers
         assigned = os.environ.get("BREASTTUMORSEG_READER")
         if assigned in readers:  # the study assigns the reader
@@ -136,37 +142,22 @@ class BreastTumorSegReaderWidget(ScriptedLoadableModuleWidget):
         self.panelFrame.deleteLater()
         self.panelFrame = qt.QWidget()
         self.layout.insertWidget(1, self.panelFrame)
-        self.panel = ReaderPanelController(qt, self.panelFrame, SlicerReaderHost(self.editorWidget),
-                                           BreastTumorSegReaderLogic(),
-                                           lambda reader: ReaderSession(study, reader), readers)
-        self._observe_views()
+        self.lifecycle.set_panel(ReaderPanelController(qt, self.panelFrame, SlicerReaderHost(self.editorWidget),
+                                                       BreastTumorSegReaderLogic(),
+                                                       lambda reader: ReaderSession(study, reader), readers))
 
-    def _observe_views(self) -> None:
-        """Mouse and keys in the slice views count as activity (the timer runs)."""
+    @staticmethod
+    def _view_interactors() -> list:
         layout_manager = slicer.app.layoutManager()
         if layout_manager is None:
-            return
-        for _, view in HANGING_PROTOCOL:
-            widget = layout_manager.sliceWidget(view)
-            if widget is None:
-                continue
-            interactor = widget.sliceView().interactorStyle().GetInteractor()
-            for event in ("MouseMoveEvent", "LeftButtonPressEvent", "KeyPressEvent", "MouseWheelForwardEvent",
-                          "MouseWheelBackwardEvent"):
-                tag = interactor.AddObserver(event, lambda *a: self.panel and self.panel.user_activity())
-                self._observations.append((interactor, tag))
-
-    def onApplicationState(self, state) -> None:
-        if self.panel is not None:
-            self.panel.application_state_changed(state == qt.Qt.ApplicationActive)
+            return []
+        widgets = [layout_manager.sliceWidget(view) for _, view in HANGING_PROTOCOL]
+        return [w.sliceView().interactorStyle().GetInteractor() for w in widgets if w is not None]
 
     def cleanup(self) -> None:
-        for obj, tag in self._observations:
-            obj.RemoveObserver(tag)
-        self._observations = []
-        if self.panel is not None:
-            self.panel.close()
-            self.panel = None
+        if self.lifecycle is not None:
+            self.lifecycle.cleanup()
+            self.lifecycle = None
 
 
 class BreastTumorSegReaderLogic(ScriptedLoadableModuleLogic, ReaderLogic):

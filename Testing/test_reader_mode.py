@@ -167,3 +167,86 @@ def test_reader_panel_walks_a_reader_through_three_cases(exams, tmp_path):
     panel2.start()
     assert panel2.session is None and "in use" in host.errors[-1]
     other.end()
+
+
+class RecordingEditor:
+    """The embedded Segment Editor widget (an application widget, not in slicer-core): its node slot."""
+
+    def __init__(self):
+        self.node = None
+
+    def setMRMLSegmentEditorNode(self, node):
+        self.node = node
+
+    def mrmlSegmentEditorNode(self):
+        return self.node
+
+
+def test_reader_module_lifecycle_over_three_studies_and_scene_closes(exams, tmp_path):
+    """Open a study, read, close the scene - three times: one set of view observers, one
+    application-state connection, the editor node back after every clear, the lock released on
+    close (the next open would be refused otherwise); cleanup leaves nothing connected."""
+    import vtk
+    from PySide6 import QtCore
+
+    from BreastTumorSegLib.slicer.gui.reader_module import VIEW_EVENTS, ReaderModuleLifecycle
+
+    study = tmp_path / "S"
+    init_study(exams / "cases.csv", ["alice"], ["unaided"], study, seed=3, breast_region=False)
+    qt = qt_namespace()
+    app = application()
+    state_signal = QtCore.SIGNAL("applicationStateChanged(Qt::ApplicationState)")
+    receivers_before = app.receivers(state_signal)
+    ctx = scene_with_views()
+    editor = RecordingEditor()
+    interactors = [vtk.vtkGenericRenderWindowInteractor() for _ in range(3)]
+    for interactor in interactors:
+        interactor.SetInteractorStyle(None)  # no style: every observer of these events is the module's
+    assert not any(i.HasObserver(e) for i in interactors for e in VIEW_EVENTS)
+    life = ReaderModuleLifecycle(qt, app, ctx.scene, editor, lambda: interactors)
+    assert ctx.scene.IsNodePresent(editor.node) and app.receivers(state_signal) == receivers_before + 1
+
+    class Counting(ReaderPanelController):
+        activity = background = 0
+
+        def user_activity(self):
+            Counting.activity += 1
+            super().user_activity()
+
+        def application_state_changed(self, active):
+            Counting.background += not active
+            super().application_state_changed(active)
+
+    frames = []  # the panels' parent widgets, kept alive
+    for round_ in range(3):
+        frames.append(qt.QWidget())
+        for view in ("Red", "Yellow", "Green"):  # the views come back with the layout after a clear
+            if not [c for c in _nodes(ctx.scene, "vtkMRMLSliceCompositeNode") if c.GetLayoutName() == view]:
+                ctx.scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode").SetLayoutName(view)
+                ctx.scene.AddNewNodeByClass("vtkMRMLSliceNode").SetLayoutName(view)
+        panel = Counting(qt, frames[-1], Host(), ReaderLogic(ctx, register=False),
+                         lambda r: ReaderSession.open_study(study, r), ["alice"])
+        life.set_panel(panel)
+        panel.start()
+        assert panel.session is not None and panel.caseLabel.text() == "case 1 of 3"
+        assert life.view_observer_count == len(interactors) * len(VIEW_EVENTS)
+        Counting.activity = Counting.background = 0
+        interactors[round_].InvokeEvent("MouseMoveEvent")
+        app.applicationStateChanged.emit(qt.Qt.ApplicationInactive)
+        assert (Counting.activity, Counting.background) == (1, 1)  # one observer, one connection
+        assert app.receivers(state_signal) == receivers_before + 1
+        ctx.scene.Clear(0)  # File > Close Scene
+        assert panel.session is None and panel.logic.nodes is None  # saved, lock released, nodes gone
+        assert ctx.scene.IsNodePresent(editor.node)  # the editor node made again
+        assert len(_nodes(ctx.scene, "vtkMRMLSegmentEditorNode")) == 1
+
+    life.cleanup()
+    assert app.receivers(state_signal) == receivers_before
+    assert not any(i.HasObserver(e) for i in interactors for e in VIEW_EVENTS)
+    ctx.scene.Clear(0)
+    assert len(_nodes(ctx.scene, "vtkMRMLSegmentEditorNode")) == 0  # no scene observer left
+
+
+def _nodes(scene, cls):
+    col = scene.GetNodesByClass(cls)
+    return [col.GetItemAsObject(i) for i in range(col.GetNumberOfItems())]

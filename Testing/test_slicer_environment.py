@@ -193,3 +193,17 @@ def test_locks_forced_onto_the_windows_branch_signal_no_process(tmp_path, monkey
     ledger.release(again)
     ours = [s for s in signalled if s[0] == "killpg" or s[0].startswith("BreastTumorSegLib")]
     assert not ours and any(s[0].startswith("psutil") for s in signalled), signalled
+
+
+def test_dicom_seg_without_highdicom_is_refused_in_one_line(monkeypatch):
+    """In Slicer's Python (pydicom 2.4, no highdicom) `--dicom-seg` is refused before the work, with
+    the fix: Slicer's own DICOM module writes the SEG there."""
+    from BreastTumorSegLib.core.errors import InputError
+    from BreastTumorSegLib.io.dicom.seg import check_seg_writer
+
+    check_seg_writer()  # here: highdicom 0.28+ with pydicom 3
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # import fails, as in Slicer's Python
+    with pytest.raises(InputError) as info:
+        check_seg_writer()
+    text = str(info.value)
+    assert "--dicom-seg" in text and "Slicer's DICOM module" in text and "\n" not in text

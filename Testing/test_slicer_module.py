@@ -709,6 +709,16 @@ def test_extension_metadata_is_complete():
         m = re.search(rf'set\(EXTENSION_{key} "([^"]+)"\)', text)
         assert m and m.group(1).strip(), f"EXTENSION_{key} is empty"
     assert "add_subdirectory(BreastTumorSeg)" in text and "Slicer_EXTENSION_CPACK" in text
+    meta = dict(re.findall(r'set\(EXTENSION_(\w+) "([^"]*)"\)', text))
+    assert meta["DEPENDS"] == "PyTorch" and meta["CATEGORY"] == "Segmentation"
+    assert meta["HOMEPAGE"].startswith("https://")
+    for key in ("ICONURL", "SCREENSHOTURLS"):  # raw files of this repository, present on disk
+        for url in meta[key].split():
+            m = re.match(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/main/(.+\.png)$", url)
+            assert m and (ROOT / m.group(1)).is_file(), f"EXTENSION_{key}: {url}"
+    assert "Slicer 5.8 or later" in meta["DESCRIPTION"]
+    module = (MODULE_DIR / "BreastTumorSeg.py").read_text()
+    assert "Slicer 5.8 or later" in module  # the module's help says it too
 
 
 def test_icon_is_a_128_pixel_png():

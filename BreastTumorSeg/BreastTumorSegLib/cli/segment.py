@@ -221,6 +221,10 @@ def segment_and_write(args):
     if args.dicom_seg and "dicom" not in exam.metadata:
         raise InputError("--dicom-seg needs a DICOM input (the SEG must reference the source series)",
                          args.inputs[0], "run on the DICOM folder, or drop --dicom-seg")
+    if args.dicom_seg:
+        from ..io.dicom.seg import check_seg_writer
+
+        check_seg_writer()
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
     written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
                            deidentify=args.deidentify, load_seconds=t_load, reading_images=args.reading_images,

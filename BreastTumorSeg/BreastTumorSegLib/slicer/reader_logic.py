@@ -111,10 +111,8 @@ def observe_edits(seg_node, callback) -> tuple[Any, list[int]]:
     import slicer
 
     segmentation = seg_node.GetSegmentation()
-    # painting changes the source representation (a binary label map); renaming, recolouring the segment
-    events = [getattr(slicer.vtkSegmentation, name) for name in
-              ("SourceRepresentationModified", "MasterRepresentationModified") if hasattr(slicer.vtkSegmentation, name)]
-    tags = [segmentation.AddObserver(e, lambda *args: callback()) for e in events[:1]]
+    # painting changes the source representation (a binary label map)
+    tags = [segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified, lambda *args: callback())]
     return segmentation, tags
 
 

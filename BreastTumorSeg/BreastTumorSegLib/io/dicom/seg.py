@@ -94,6 +94,20 @@ def complete_type2(datasets: list, where: str = "source series") -> list[str]:
     return missing
 
 
+def check_seg_writer() -> None:
+    """Refuse, before any work, when highdicom (>= 0.28, with pydicom 3) cannot be imported: e.g. in
+    Slicer's own Python, which keeps its pydicom 2.4 (there Slicer's DICOM module writes the SEG)."""
+    try:
+        import highdicom as hd
+        ok = hasattr(hd, "Volume")
+    except Exception:  # noqa: BLE001 - missing, or built for another pydicom
+        ok = False
+    if not ok:
+        raise InputError("writing DICOM SEG needs highdicom >= 0.28 (with pydicom 3), which is not installed here",
+                         "--dicom-seg", 'install it with: python -m pip install "highdicom>=0.28"; inside Slicer, '
+                         "export the segmentation with Slicer's DICOM module instead (README \"DICOM SEG\")")
+
+
 def _source_datasets(exam: DCEExam) -> list:
     """Headers (no pixels) of the pre-contrast phase's instances, in the exam's slice order."""
     import pydicom
@@ -183,6 +197,7 @@ def write_dicom_seg(label: sitk.Image, exam: DCEExam, path: str | os.PathLike, m
     The file is written through a temporary file and an atomic rename; an existing file is only
     replaced with ``overwrite``.
     """
+    check_seg_writer()
     import highdicom as hd
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code

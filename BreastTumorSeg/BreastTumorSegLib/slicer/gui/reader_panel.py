@@ -178,6 +178,8 @@ class ReaderPanelController:
             self._observation = None
             self.logic.clear()
             self.session = None
+            self.readerComboBox.setEnabled(True)  # the reader can start again (e.g. in the next scene)
+            self.startButton.setEnabled(True)
             self._update()
 
     # ------------------------------------------------------------------------------------ private

@@ -99,9 +99,7 @@ class SlicerHost:
         editor = slicer.util.getModuleWidget("SegmentEditor").editor
         editor.setSegmentationNode(segmentation)
         if source is not None:
-            # Slicer 5.4 renamed "master" volume to "source" volume.
-            set_source = getattr(editor, "setSourceVolumeNode", None) or editor.setMasterVolumeNode
-            set_source(source)
+            editor.setSourceVolumeNode(source)
         editor.setCurrentSegmentID(segment_id)
 
     def start_placing(self, markups_node) -> None:
@@ -536,12 +534,11 @@ class PanelController:
                 self._watched_segmentation.RemoveObserver(tag)
         self._watched_segmentation, self._segment_observer = node, []
         if node is not None:
-            # Segment Editor strokes modify the source (binary labelmap) representation; renamed
-            # from "Master" in Slicer 5.4. The node re-invokes its segmentation's events.
+            # Segment Editor strokes modify the source (binary labelmap) representation.
+            # The node re-invokes its segmentation's events.
             cls = slicer.vtkSegmentation
-            source_event = getattr(cls, "SourceRepresentationModified", None) or cls.MasterRepresentationModified
             self._segment_observer = [node.AddObserver(event, self._on_segment_edited)
-                                      for event in (source_event, cls.SegmentModified)]
+                                      for event in (cls.SourceRepresentationModified, cls.SegmentModified)]
 
     def _on_segment_edited(self, caller=None, event=None) -> None:
         if not self._changing_result and self._run is None:
