@@ -372,7 +372,7 @@ def test_cancel_kills_the_whole_process_tree(tmp_path):
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
         open({str(pid_file)!r}, "w").write(str(child.pid))
-        print('{"event": "stage", "stage": "predict", "fraction": 0.1, "message": "working"}', flush=True)
+        print('{{"event": "stage", "stage": "predict", "fraction": 0.1, "message": "working"}}', flush=True)
         time.sleep(120)
     """)
     proc = sp.EngineProcess([sys.executable, "-c", script]).start()
