@@ -29,7 +29,7 @@ class TerminalProgress:
             self.stream.write("\r" + line[:100].ljust(100))
             if fraction >= 1.0:
                 self.stream.write("\n")
-        else:  # a log or a parent process (the Slicer panel) reads one line per update
+        else:  # a log reads one line per update (the Slicer panel reads `--progress json` events)
             self.stream.write(line + "\n")
         self.stream.flush()
 
