@@ -207,3 +207,27 @@ def test_dicom_seg_without_highdicom_is_refused_in_one_line(monkeypatch):
         check_seg_writer()
     text = str(info.value)
     assert "--dicom-seg" in text and "Slicer's DICOM module" in text and "\n" not in text
+
+
+def test_mrml_and_dicom_tests_pass_with_slicer_5_10_packages(tmp_path):
+    """The MRML bridge and the DICOM reader with what Slicer 5.10 ships (numpy 2.0.2, scipy 1.13.1,
+    pydicom 2.4.4, pillow 11.2.1) in a virtual environment over this one (~1 min with PyPI; the full
+    set of Slicer-facing tests: scripts/test_with_slicer_pins.sh)."""
+    import os
+
+    _, pins = slicer_constraints("5.10")
+    wanted = {name: pins[name] for name in ("numpy", "scipy", "pydicom", "pillow")}
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    python = str(venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python"))
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              *(f"{n}=={v}" for n, v in wanted.items())], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
+    versions = subprocess.run([python, "-c", "import importlib.metadata as m, json; print(json.dumps({n: m.version(n) "
+                               f"for n in {sorted(wanted)!r}}}))"], capture_output=True, text=True, check=True)
+    assert json.loads(versions.stdout) == wanted
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "Testing" / "test_mrml_bridge.py"),
+                          str(ROOT / "Testing" / "test_dicom_reader.py")], capture_output=True, text=True, cwd=ROOT,
+                         env=env, timeout=900)
+    assert run.returncode == 0 and " passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-3000:]
