@@ -496,28 +496,38 @@ class SegmentationLogic:
                 raise RuntimeError("the engine is still running; cancel it or wait for it to finish")
             if not state.succeeded:
                 raise EngineFailed(run.user_message(run.process.error_message()))
-            return self.import_result_folder(run.out_dir, run.case_id, run.reference_node, outputs, run.exam)
+            if state.files is None:
+                raise EngineFailed("the segmentation engine ended without reporting its results "
+                                   f"(last output: {(run.process.lines or ['none'])[-1][:200]}). Fix: run it again; "
+                                   "if it persists, report the Python console's log")
+            return self.import_result_folder(run.out_dir, run.case_id, run.reference_node, outputs, run.exam,
+                                             files=state.files, engine_warnings=state.warnings)
         finally:
             run.cleanup()
 
     def import_result_folder(self, folder: str | os.PathLike, case_id: str, reference_node,
-                             outputs: OutputNodes | None = None, exam: DCEExam | None = None) -> OutputNodes:
-        """Load what ``breasttumorseg segment`` wrote into *folder* into the scene."""
+                             outputs: OutputNodes | None = None, exam: DCEExam | None = None,
+                             files: dict | None = None, engine_warnings: Sequence[str] = ()) -> OutputNodes:
+        """Load what ``breasttumorseg segment`` wrote into *folder* into the scene. *files* (output
+        name -> path, the engine's ``done`` event) says where each file is; without it the standard
+        names in *folder* are used. *engine_warnings* (its ``warning`` events) come first in
+        :attr:`last_warnings`."""
         from ..io.files import read_image
         from ..engine.pipeline import output_names
 
         folder = Path(folder)
-        names = output_names(case_id, reading_images=True)
-        label = read_image(folder / names["label"], "segmentation")
-        prob = read_image(folder / names["probability"], "probability map")
+        names = output_names(case_id, reading_images=True, registered_phases=True)
+        paths = {key: Path((files or {}).get(key) or folder / name) for key, name in names.items()}
+        label = read_image(paths["label"], "segmentation")
+        prob = read_image(paths["probability"], "probability map")
         try:
-            summary = json.loads((folder / names["summary"]).read_text())
+            summary = json.loads(paths["summary"].read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read the engine's summary ({exc})", folder / names["summary"]) from None
-        optional = {key: read_image(folder / names[key], key) if (folder / names[key]).is_file() else None
+            raise InputError(f"cannot read the engine's summary ({exc})", paths["summary"]) from None
+        optional = {key: read_image(paths[key], key) if paths[key].is_file() else None
                     for key in ("subtraction", "breast_mask")}
-        self.last_warnings = result_warnings(summary)
-        registered = folder / output_names(case_id, registered_phases=True)["registered_phases"]
+        self.last_warnings = list(engine_warnings) + result_warnings(summary)
+        registered = paths["registered_phases"]
         if registered.is_file():
             outputs = outputs or OutputNodes()
             times = (summary.get("settings") or {}).get("times_min")
