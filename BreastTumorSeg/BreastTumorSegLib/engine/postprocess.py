@@ -51,7 +51,7 @@ class PostprocessSettings:
     # The breast gate never removes a confident component inside the body in front of the chest wall.
     confident_min_ml: float = 0.2
     confident_probability: float = 0.9
-    posterior_margin_mm: float = 20.0  # beyond the breast mask's chest-wall limit: heart, mediastinum
+    posterior_margin_mm: float = 10.0  # beyond the breast mask's chest-wall limit: heart, mediastinum
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -129,8 +129,8 @@ def gate_components(cc: sitk.Image, prob: sitk.Image, breast_mask: sitk.Image, s
         if in_body is not None and in_body[v] < 0.5 * total[v]:
             decision, why = "removed", "outside the body"
         elif posterior is not None and posterior[v] >= 0.5 * total[v]:
-            decision, why = "removed", (f"deeper than the chest wall + {settings.posterior_margin_mm:g} mm "
-                                        "(heart, mediastinum)")
+            deep_mm = region.get("chest_margin_mm", 0.0) + settings.posterior_margin_mm
+            decision, why = "removed", f"more than {deep_mm:g} mm behind the chest-wall level (heart, mediastinum)"
         elif not mask_trusted:
             decision, why = "kept", ("the breast mask is not trustworthy; kept: " +
                                      ("inside the body, in front of the chest wall" if posterior is not None
