@@ -198,3 +198,31 @@ def test_overview_mip_follows_the_slice_axis_and_draws_flagged_lesions_apart(sla
     res.lesions[0].flags, res.lesions[0].notes = [], []
     png = mpimg.imread(render_overview(res, tmp_path / "plain.png"))
     assert not ((png[..., 0] > 0.8) & (png[..., 1] < 0.3) & (png[..., 2] > 0.8)).any()
+
+
+def test_st_demo_on_a_sagittal_thin_slab_whose_learned_mask_is_rejected(slab, monkeypatch):
+    """The issue's exam end to end with the default network: the learned mask is rejected (here: a
+    stand-in that returns the whole body), the classical fallback must hold the breast, and the
+    lesion must be found (before this work the fallback was a rim of skin and Dice 0)."""
+    from BreastTumorSegLib.models import breast_model as bm
+    from BreastTumorSegLib.preprocess.breast_region import body_mask
+
+    class Torso:
+        card = {"name": "torso"}
+
+        @classmethod
+        def load(cls, *a, **k):
+            return cls()
+
+        def predict(self, img, device):
+            return body_mask(img, 2.0)
+
+    monkeypatch.setattr(bm, "BreastMaskModel", Torso)
+    ph, _ = slab
+    res = segment_exam(ph.exam, model="st-demo", register=False, device="cpu")
+    qa = res.breast_mask_qa
+    assert qa["fallback"] and not qa["learned"]["plausible"] and qa["classical"]["plausible"] and qa["trusted"]
+    t, got = _arr(ph.tumor_mask) > 0, _arr(res.label) > 0
+    dice = 2 * np.count_nonzero(t & got) / (t.sum() + got.sum())
+    print(f"st-demo Dice on the 12-slice sagittal slab (learned mask rejected): {dice:.3f}")
+    assert dice >= 0.85 and len(res.lesions) == 1 and not res.lesions[0].flags
