@@ -226,3 +226,14 @@ def test_st_demo_on_a_sagittal_thin_slab_whose_learned_mask_is_rejected(slab, mo
     dice = 2 * np.count_nonzero(t & got) / (t.sum() + got.sum())
     print(f"st-demo Dice on the 12-slice sagittal slab (learned mask rejected): {dice:.3f}")
     assert dice >= 0.85 and len(res.lesions) == 1 and not res.lesions[0].flags
+
+
+def test_panel_warns_about_a_lesion_kept_outside_the_breast_mask():
+    from BreastTumorSegLib.slicer.logic import result_warnings
+
+    note = "outside the breast mask (5.78 mL, 0 % inside the breast mask): the network is confident"
+    summary = {"breast_mask_qa": {"used": "classical", "classical": {"plausible": True}}, "settings": {},
+               "registration_qa": [], "lesions": [{"label": 1, "flags": [OUTSIDE_BREAST], "notes": [note]},
+                                                  {"label": 2, "flags": []}]}
+    warnings = result_warnings(summary)
+    assert len(warnings) == 1 and "Lesion 1" in warnings[0] and note in warnings[0]

@@ -15,6 +15,15 @@ patient's LPS frame whatever the acquisition orientation:
    the breast base; smoothed along z.
 4. Breast = body voxels anterior to that level.
 
+Thin slabs (a field of view under ``SLAB_MAX_MM`` along one axis: a handful of slices, or one;
+:func:`slab_axis`) keep their slice spacing on the work grid and are processed slice by slice:
+the body is smoothed, closed and hole-filled in 2D within each slice; an axial slab keeps the
+sternum rule per slice (no smoothing along z); a sagittal slab (one breast, no midline in view)
+takes the chest-wall level of each sagittal slice from its anterior skin profile along z: the
+deepest skin row, i.e. the skin over the chest above and below the breast, which bulges in front
+of it; a coronal slab shows no chest wall and its mask is the body (which the plausibility check
+then calls untrustworthy: the lesion gate keeps what lies in the body).
+
 :func:`breast_mask_qa` checks that any whole-breast mask (classical or learned) is plausible
 (volume per breast, inside the body, not deeper than the chest wall, both breasts covered in a
 bilateral field of view) and :func:`choose_breast_mask` picks between a learned and the
