@@ -11,7 +11,9 @@ written to a temporary folder; every code version given (``--before``: the packa
 checkout, e.g. main) segments the same files in its own process (``segment_exam``, no registration:
 the hybrids do not move, CPU). Per geometry and model: median Dice, lesions found (a true lesion is
 found when a reported lesion overlaps it) out of the true lesions, false-positive lesions (reported,
-overlapping none) and lesions flagged ``outside_breast_mask``. A 1-slice exam is refused by the engine
+overlapping none) and lesions flagged ``outside_breast_mask``. ``st-demo:torso`` is ``st-demo`` whose
+learned breast mask is rejected (a stand-in answering with the whole body), as on the issue's exam:
+the classical mask then decides. A 1-slice exam is refused by the engine
 (``DCEExam`` needs at least 2 slices per axis); its breast region is tested in Testing/test_breast_gate.py.
 """
 from __future__ import annotations
@@ -53,6 +55,18 @@ def make_cases(folder: Path, seeds: list[int]) -> None:
                                                         "times": list(ph.exam.times_min)}))
 
 
+class Torso:
+    """A learned whole-breast model that answers with the whole body: rejected as implausible (the
+    issue's real exam: the learned mask was rejected and the classical fallback decided)."""
+
+    card = {"name": "torso"}
+
+    def predict(self, img, device="cpu"):
+        from BreastTumorSegLib.preprocess.breast_region import body_mask
+
+        return body_mask(img, 2.0)
+
+
 def run_cases(folder: Path, models: list[str]) -> None:
     """Segment every case of *folder* with the package on sys.path; one JSON line per case and model."""
     import SimpleITK as sitk
@@ -65,8 +79,10 @@ def run_cases(folder: Path, models: list[str]) -> None:
         phases = [sitk.ReadImage(str(case / f"phase{k}.nii.gz")) for k in range(len(meta["times"]))]
         truth = sitk.GetArrayFromImage(sitk.ReadImage(str(case / "truth.nii.gz")))
         for model in models:
-            res = segment_exam(DCEExam(phases, meta["times"], case_id=case.name), model=model, register=False,
-                               device="cpu")
+            name, _, variant = model.partition(":")
+            extra = {"breast_model": Torso()} if variant == "torso" else {}
+            res = segment_exam(DCEExam(phases, meta["times"], case_id=case.name), model=name, register=False,
+                               device="cpu", **extra)
             got = sitk.GetArrayFromImage(res.label) > 0
             t = truth > 0
             dice = 2 * np.count_nonzero(got & t) / max(np.count_nonzero(got) + np.count_nonzero(t), 1)
@@ -84,7 +100,8 @@ def run_cases(folder: Path, models: list[str]) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--before", default=None, help="package folder of the code to compare with (e.g. main's)")
-    p.add_argument("--models", default="st-demo,ftv")
+    p.add_argument("--models", default="st-demo,st-demo:torso,ftv",
+                   help="registry names; NAME:torso = NAME with a learned breast mask that is rejected")
     p.add_argument("--seeds", default="5000-5003")
     p.add_argument("--run", default=None, help=argparse.SUPPRESS)  # internal: segment the cases of a folder
     a = p.parse_args()

@@ -148,8 +148,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                   "registered": register and reg_settings.method != "none",
                   "registration": {"method": reg_settings.method, "motion": reg_settings.motion},
                   "breast_mask": (breast_model.card["name"] if used == "learned" else
-                                  ("classical (fallback: learned mask implausible)" if learned is not None
-                                   else "classical"))
+                                  ("classical" if learned is None else
+                                   "classical (fallback: learned mask implausible)" if not mask_qa["learned"]["plausible"]
+                                   else "classical (fallback: thin slab, learned mask not used)"))
                   + ("" if mask_qa["trusted"] else " - not trustworthy: lesions outside it kept and flagged"),
                   "breast_gate": gate_log,
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],

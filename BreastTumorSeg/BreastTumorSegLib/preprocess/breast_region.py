@@ -178,16 +178,21 @@ def breast_layout(body: np.ndarray, img_lps: sitk.Image, laterality: str | None 
     return out
 
 
-def _chest_level(body: np.ndarray, x_lo: int, x_hi: int, sz: float, smooth_z: bool = True) -> np.ndarray | None:
-    """Per z slice: the deepest anterior skin row in columns [x_lo, x_hi), smoothed along z (None: no body)."""
-    first = _skin_rows(body)[:, x_lo:x_hi]
-    level = np.where(first < body.shape[1], first, -1).max(axis=1).astype(float)
+def _deepest_skin(first: np.ndarray, n_y: int, axis: int) -> np.ndarray | None:
+    """The deepest of the anterior skin rows *first* (n_y where no body) along *axis*, gaps
+    filled by linear interpolation (None: no body at all)."""
+    level = np.where(first < n_y, first, -1).max(axis=axis).astype(float)
     valid = level >= 0
     if not valid.any():
         return None
-    zi = np.arange(body.shape[0])
-    level = np.interp(zi, zi[valid], level[valid])
-    if not smooth_z:
+    i = np.arange(level.size)
+    return np.interp(i, i[valid], level[valid])
+
+
+def _chest_level(body: np.ndarray, x_lo: int, x_hi: int, sz: float, smooth_z: bool = True) -> np.ndarray | None:
+    """Per z slice: the deepest anterior skin row in columns [x_lo, x_hi), smoothed along z (None: no body)."""
+    level = _deepest_skin(_skin_rows(body)[:, x_lo:x_hi], body.shape[1], axis=1)
+    if level is None or not smooth_z:
         return level
     return ndimage.median_filter(level, size=max(3, int(round(20.0 / sz)) | 1), mode="nearest")
 
@@ -196,13 +201,9 @@ def _sagittal_chest_level(body: np.ndarray) -> np.ndarray | None:
     """Per sagittal slice (x column) of a thin sagittal slab: the deepest anterior skin row along
     z, i.e. the skin over the chest above and below the breast (the breast is the anterior bulge
     of that profile), for every z (None: no body)."""
-    first = _skin_rows(body)
-    level = np.where(first < body.shape[1], first, -1).max(axis=0).astype(float)
-    valid = level >= 0
-    if not valid.any():
+    level = _deepest_skin(_skin_rows(body), body.shape[1], axis=0)
+    if level is None:
         return None
-    xi = np.arange(body.shape[2])
-    level = np.interp(xi, xi[valid], level[valid])
     return np.broadcast_to(level[None, :], (body.shape[0], body.shape[2])).copy()
 
 
@@ -380,7 +381,8 @@ def choose_breast_mask(classical: sitk.Image, context: dict, learned: sitk.Image
     """The breast mask to use, its name and the QA record.
 
     The learned mask is used when it is plausible; otherwise the classical one (also when neither
-    is plausible: the classical mask cannot reach deeper than the chest wall). The record holds
+    is plausible: the classical mask cannot reach deeper than the chest wall). On a thin slab
+    (:func:`slab_axis`) a plausible classical mask is preferred: the learned model never saw one. The record holds
     ``used``, ``fallback`` (True when a learned mask was given but not used), ``trusted`` (the
     mask used is plausible; when False the lesion gate keeps and flags what lies outside it
     instead of removing it), ``note`` and the QA of each mask (:func:`breast_mask_qa`).
@@ -394,6 +396,13 @@ def choose_breast_mask(classical: sitk.Image, context: dict, learned: sitk.Image
             "no mask is trustworthy, lesions outside it are kept and flagged"))
         return classical, "classical", qa
     qa["learned"] = breast_mask_qa(learned, context, limits)
+    if context.get("slab") is not None and qa["classical"]["plausible"]:
+        # Measured on 5-slice sagittal slabs: the learned mask passes the check yet misses the
+        # breast interior (it was trained on whole volumes); the slab's own classical mask holds it.
+        qa.update(used="classical", fallback=True, trusted=True,
+                  note=f"thin slab ({context.get('slab_extent_mm', 0):.0f} mm): the learned whole-breast model "
+                       "was trained on whole volumes; the classical slab mask (plausible) is used")
+        return classical, "classical", qa
     if qa["learned"]["plausible"]:
         qa.update(used="learned", trusted=True, note="learned mask is plausible")
         return learned, "learned", qa
