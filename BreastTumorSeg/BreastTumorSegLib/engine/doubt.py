@@ -12,7 +12,8 @@ network run; milliseconds next to seconds for the exam):
   for the soft-Dice disagreement between probability and label (``soft_disagreement``, kept for
   reference), which sits near 1 because of diffuse low probability outside the lesions.
 * ``flags``: registration rejected for a phase, breast mask implausible (learned mask replaced
-  or classical mask failing its check), acquisition times assumed, no lesion found.
+  or classical mask failing its check), a lesion kept outside the breast mask (the breast gate,
+  :mod:`.postprocess`), acquisition times assumed, no lesion found.
 """
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ def doubt_report(result: SegmentationResult) -> dict:
     classical_bad = qa.get("classical") is not None and not qa["classical"].get("plausible", True)
     if learned_bad or classical_bad:
         flags.append("breast_mask_implausible")
+    if any("outside_breast_mask" in les.flags for les in result.lesions):
+        flags.append("lesion_outside_breast_mask")  # kept by the gate although the mask disagrees
     if result.settings.get("times_assumed"):
         flags.append("times_assumed")
     if not result.lesions:

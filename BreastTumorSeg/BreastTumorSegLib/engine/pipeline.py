@@ -18,7 +18,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from .. import __version__
-from ..preprocess.breast_region import breast_region, choose_breast_mask
+from ..preprocess.breast_region import body_on_grid, breast_region, choose_breast_mask
 from ..core.exam import DCEExam
 from ..io.files import StagedOutputs, atomic_target, check_no_overwrite, write_image_atomic, write_json_atomic
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
@@ -67,9 +67,13 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
 
     ``breast_model`` names a learned whole-breast model (e.g. ``"breastmask-demo"``; default:
     the model card's ``"breast_model"``, if any; or a loaded ``BreastMaskModel``) whose mask then
-    gates the lesions (kept when at least a quarter lies inside) instead of the classical mask;
-    the network then sees the union of both masks (intensity scaling and cropping), so nothing
-    the learned mask holds is cut off.
+    gates the lesions instead of the classical mask; the network then sees the union of both
+    masks (intensity scaling and cropping), so nothing the learned mask holds is cut off.
+    The gate fails safe (:mod:`.postprocess`): a lesion with less than a quarter inside the mask
+    is removed only when it lies outside the body, behind the chest wall, or is not confident;
+    a confident one is kept with the flag ``outside_breast_mask`` and the reason in its notes.
+    When no mask is trustworthy (``breast_mask_qa["trusted"]`` False) the network sees the whole
+    body and every lesion inside the body in front of the chest wall is kept (flagged).
     Every mask is checked for plausibility (:func:`~..preprocess.breast_region.choose_breast_mask`):
     an implausible learned mask (e.g. the whole torso) is not used, the classical one is, and
     ``result.settings["breast_mask"]`` and ``result.breast_mask_qa`` say so. Lesion sides come
@@ -115,11 +119,20 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
             # The network also sees what only the learned mask holds (a tumor at the chest
             # wall outside the classical mask would otherwise fall outside the crop).
             bmask = sitk.Or(bmask, gate)
+        region = context
+        if not mask_qa["trusted"]:
+            # No trustworthy mask: the network sees the whole body, and the gate neither trusts the
+            # mask nor (when the classical mask itself is implausible) the chest-wall level behind it.
+            bmask = sitk.Or(bmask, body_on_grid(context, exam.pre))
+            if not mask_qa["classical"]["plausible"]:
+                region = dict(context, level=None)
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
     with reporter.stage("postprocess"):
+        gate_log: list = []
         label, lesions, components = postprocess(prob, settings, gate, return_components=True,
-                                                 layout=context["layout"])
+                                                 layout=context["layout"], region=region,
+                                                 mask_trusted=mask_qa["trusted"], gate_log=gate_log)
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
             extras = extras_fn(exam, components)
@@ -134,8 +147,12 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         settings={"postprocess": settings.as_dict(), "device": device,
                   "registered": register and reg_settings.method != "none",
                   "registration": {"method": reg_settings.method, "motion": reg_settings.motion},
-                  "breast_mask": breast_model.card["name"] if used == "learned" else
-                  ("classical (fallback: learned mask implausible)" if learned is not None else "classical"),
+                  "breast_mask": (breast_model.card["name"] if used == "learned" else
+                                  ("classical" if learned is None else
+                                   "classical (fallback: learned mask implausible)" if not mask_qa["learned"]["plausible"]
+                                   else "classical (fallback: thin slab, learned mask not used)"))
+                  + ("" if mask_qa["trusted"] else " - not trustworthy: lesions outside it kept and flagged"),
+                  "breast_gate": gate_log,
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
                   "times_assumed": bool(exam.metadata.get("times_assumed", False)),
                   "layout": context["layout"]},  # lesion sides of a refined result (engine/refine.py)

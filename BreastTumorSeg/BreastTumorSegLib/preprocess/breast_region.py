@@ -15,6 +15,15 @@ patient's LPS frame whatever the acquisition orientation:
    the breast base; smoothed along z.
 4. Breast = body voxels anterior to that level.
 
+Thin slabs (a field of view under ``SLAB_MAX_MM`` along one axis: a handful of slices, or one;
+:func:`slab_axis`) keep their slice spacing on the work grid and are processed slice by slice:
+the body is smoothed, closed and hole-filled in 2D within each slice; an axial slab keeps the
+sternum rule per slice (no smoothing along z); a sagittal slab (one breast, no midline in view)
+takes the chest-wall level of each sagittal slice from its anterior skin profile along z: the
+deepest skin row, i.e. the skin over the chest above and below the breast, which bulges in front
+of it; a coronal slab shows no chest wall and its mask is the body (which the plausibility check
+then calls untrustworthy: the lesion gate keeps what lies in the body).
+
 :func:`breast_mask_qa` checks that any whole-breast mask (classical or learned) is plausible
 (volume per breast, inside the body, not deeper than the chest wall, both breasts covered in a
 bilateral field of view) and :func:`choose_breast_mask` picks between a learned and the
@@ -32,20 +41,34 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import resample_to, resample_to_spacing, voxel_volume_ml
+from ..core.imageutil import isotropic_grid, resample_to, resample_to_spacing, voxel_volume_ml
 
 
-def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5) -> np.ndarray:
-    """Boolean (z, y, x) body mask of an image already in LPS orientation."""
-    smooth = sitk.SmoothingRecursiveGaussian(img_lps, 2.0)
+def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | None = None) -> np.ndarray:
+    """Boolean (z, y, x) body mask of an image already in LPS orientation.
+
+    *slab* (numpy axis of a thin slab, :func:`slab_axis`): smoothing, closing and hole filling
+    stay within each slice of the slab (in 2D), never across its few thick slices.
+    """
+    if slab is None:
+        smooth = sitk.SmoothingRecursiveGaussian(img_lps, 2.0)
+        arr = sitk.GetArrayViewFromImage(smooth)
+        structure = np.ones((3, 3, 3))
+    else:
+        spacing_zyx = np.asarray(img_lps.GetSpacing())[::-1]
+        sigma = [0.0 if a == slab else 2.0 / spacing_zyx[a] for a in range(3)]
+        arr = ndimage.gaussian_filter(sitk.GetArrayFromImage(img_lps).astype(np.float32), sigma)
+        smooth = sitk.GetImageFromArray(arr)
+        structure = np.ones([1 if a == slab else 3 for a in range(3)])
     otsu = sitk.OtsuThresholdImageFilter()
     otsu.SetInsideValue(0)
     otsu.SetOutsideValue(1)
     otsu.Execute(smooth)
     thr = otsu.GetThreshold() * otsu_fraction
-    fg = sitk.GetArrayViewFromImage(smooth) > thr
-    fg = ndimage.binary_closing(fg, structure=np.ones((3, 3, 3)), iterations=2)
-    fg = np.stack([ndimage.binary_fill_holes(s) for s in fg])
+    fg = arr > thr
+    fg = ndimage.binary_closing(fg, structure=structure, iterations=2)
+    along = 0 if slab is None else slab
+    fg = np.moveaxis(np.stack([ndimage.binary_fill_holes(s) for s in np.moveaxis(fg, along, 0)]), 0, along)
     lab, n = ndimage.label(fg)
     if n == 0:
         return fg
@@ -54,17 +77,33 @@ def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5) -> np.ndarray
     return lab == int(np.argmax(sizes))
 
 
+# A field of view thinner than this along one axis is a slab: processed slice by slice in 2D.
+SLAB_MAX_MM = 64.0
+
+
+def slab_axis(img_lps: sitk.Image, max_extent_mm: float = SLAB_MAX_MM) -> int | None:
+    """Numpy axis (0 = z: axial slab, 1 = y: coronal slab, 2 = x: sagittal slab) along which the
+    field of view of an LPS image is thinner than *max_extent_mm* (e.g. 12 sagittal slices of 3 mm,
+    or one slice), None for a volume."""
+    extent = np.asarray(img_lps.GetSize()) * np.asarray(img_lps.GetSpacing())  # x, y, z
+    k = int(np.argmin(extent))
+    return 2 - k if extent[k] < max_extent_mm else None
+
+
 def body_mask(img: sitk.Image, work_spacing_mm: float | None = None, otsu_fraction: float = 0.5) -> sitk.Image:
     """Body foreground (uint8, 1 = body) on *img*'s grid, whatever its orientation.
 
     The one body/foreground mask of the package (harmonization scale, registration metric
     sampling, the breast region): :func:`body_mask_lps` on the image re-oriented to LPS, at
-    *work_spacing_mm* when given (faster; the mask is resampled back, nearest neighbour).
+    *work_spacing_mm* when given (faster; the mask is resampled back, nearest neighbour; a thin
+    slab keeps its slice spacing and is processed slice by slice, see :func:`slab_axis`).
     """
-    lps = sitk.DICOMOrient(sitk.Cast(img, sitk.sitkFloat32), "LPS")
     if work_spacing_mm:
-        lps = resample_to_spacing(lps, work_spacing_mm)
-    out = sitk.GetImageFromArray(body_mask_lps(lps, otsu_fraction).astype(np.uint8))
+        lps, slab = _work_image(img, work_spacing_mm)
+    else:
+        lps = sitk.DICOMOrient(sitk.Cast(img, sitk.sitkFloat32), "LPS")
+        slab = slab_axis(lps)
+    out = sitk.GetImageFromArray(body_mask_lps(lps, otsu_fraction, slab=slab).astype(np.uint8))
     out.CopyInformation(lps)
     return resample_to(out, img, sitk.sitkNearestNeighbor)
 
@@ -139,31 +178,91 @@ def breast_layout(body: np.ndarray, img_lps: sitk.Image, laterality: str | None 
     return out
 
 
-def _chest_level(body: np.ndarray, x_lo: int, x_hi: int, sz: float) -> np.ndarray | None:
-    """Per z slice: the deepest anterior skin row in columns [x_lo, x_hi), smoothed along z (None: no body)."""
-    first = _skin_rows(body)[:, x_lo:x_hi]
-    level = np.where(first < body.shape[1], first, -1).max(axis=1).astype(float)
+def _deepest_skin(first: np.ndarray, n_y: int, axis: int) -> np.ndarray | None:
+    """The deepest of the anterior skin rows *first* (n_y where no body) along *axis*, gaps
+    filled by linear interpolation (None: no body at all)."""
+    level = np.where(first < n_y, first, -1).max(axis=axis).astype(float)
     valid = level >= 0
     if not valid.any():
         return None
-    zi = np.arange(body.shape[0])
-    level = np.interp(zi, zi[valid], level[valid])
+    i = np.arange(level.size)
+    return np.interp(i, i[valid], level[valid])
+
+
+def _chest_level(body: np.ndarray, x_lo: int, x_hi: int, sz: float, smooth_z: bool = True) -> np.ndarray | None:
+    """Per z slice: the deepest anterior skin row in columns [x_lo, x_hi), smoothed along z (None: no body)."""
+    level = _deepest_skin(_skin_rows(body)[:, x_lo:x_hi], body.shape[1], axis=1)
+    if level is None or not smooth_z:
+        return level
     return ndimage.median_filter(level, size=max(3, int(round(20.0 / sz)) | 1), mode="nearest")
+
+
+def _sagittal_chest_level(body: np.ndarray) -> np.ndarray | None:
+    """Per sagittal slice (x column) of a thin sagittal slab: the deepest anterior skin row along
+    z, i.e. the skin over the chest above and below the breast (the breast is the anterior bulge
+    of that profile), for every z (None: no body)."""
+    level = _deepest_skin(_skin_rows(body), body.shape[1], axis=0)
+    if level is None:
+        return None
+    return np.broadcast_to(level[None, :], (body.shape[0], body.shape[2])).copy()
+
+
+def _slab_layout(layout: dict, work: sitk.Image, laterality: str | None) -> dict:
+    """A thin sagittal slab shows no midline: one breast, its side from the series' laterality or
+    from the slab's patient x (scanner isocentre ~ patient midline; LPS +x = left)."""
+    if layout["n_breasts"] == 2 or layout["unilateral_side"]:
+        return layout
+    x_of = work.GetOrigin()[0] + work.GetSpacing()[0] * np.arange(work.GetSize()[0])
+    lat = (laterality or "").strip().upper()[:1]
+    if lat in ("L", "R"):
+        side, how = ("left" if lat == "L" else "right"), "series laterality (thin sagittal slab)"
+    else:
+        side, how = ("left" if x_of.mean() > 0 else "right"), "thin sagittal slab relative to the scanner isocentre"
+    return dict(layout, n_breasts=1, unilateral_side=side, decided_by=how,
+                midline_x=float(x_of[0] if side == "left" else x_of[-1]))
+
+
+def _work_image(img: sitk.Image, work_spacing_mm: float) -> tuple[sitk.Image, int | None]:
+    """The LPS work image and its slab axis: *work_spacing_mm* everywhere, except along a thin
+    slab's slice axis, which keeps its own spacing (3 mm slices are not interpolated to 2 mm)."""
+    lps = sitk.Cast(sitk.DICOMOrient(img, "LPS"), sitk.sitkFloat32)
+    slab = slab_axis(lps)
+    if slab is None:
+        return resample_to_spacing(lps, work_spacing_mm), None
+    spacing = [float(work_spacing_mm)] * 3
+    spacing[2 - slab] = float(lps.GetSpacing()[2 - slab])
+    return resample_to(lps, isotropic_grid(lps, tuple(spacing))), slab
 
 
 def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm: float = 12.0,
                   midline_band_mm: float = 15.0, laterality: str | None = None) -> tuple[sitk.Image, dict]:
     """Whole-breast mask (uint8, on *img*'s grid) and its context: ``{"work", "body", "layout",
-    "level"}`` (the LPS work image, its body mask, :func:`breast_layout` and the chest-wall row
-    per slice before the margin), which :func:`breast_mask_qa` reuses."""
-    lps = sitk.DICOMOrient(img, "LPS")
-    work = resample_to_spacing(sitk.Cast(lps, sitk.sitkFloat32), work_spacing_mm)
-    body = body_mask_lps(work)
+    "level", "chest_margin_mm", "slab", "method"}`` (the LPS work image, its body mask,
+    :func:`breast_layout`, the chest-wall row per (z, x) column of the work grid before the margin
+    or None where the chest wall is not in the field of view, the slab axis from :func:`slab_axis`
+    and how the chest wall was found), which :func:`breast_mask_qa` and the lesion gate
+    (:mod:`~BreastTumorSegLib.engine.postprocess`) reuse.
+
+    Volumes: chest-wall level per axial slice from the skin over the sternum (module docstring).
+    Thin slabs are processed slice by slice: an axial slab per slice as a volume (no smoothing
+    along z); a sagittal slab (one breast, a handful of sagittal slices) per sagittal slice from
+    the anterior skin profile along z (the skin over the chest above and below the breast); a
+    coronal slab shows no chest wall: its mask is the body.
+    """
+    work, slab = _work_image(img, work_spacing_mm)
+    body = body_mask_lps(work, slab=slab)
     sx, sy, sz = work.GetSpacing()
     layout = breast_layout(body, work, laterality)
+    if slab == 2:
+        layout = _slab_layout(layout, work, laterality)
     mask = np.zeros_like(body)
     level = None
-    if body.any():
+    method = "no body"
+    if body.any() and slab == 2:
+        level, method = _sagittal_chest_level(body), "per sagittal slice: skin over the chest above and below the breast"
+    elif body.any() and slab == 1:
+        method = "coronal slab: chest wall not in the field of view, mask = body"
+    elif body.any():
         if layout["midline_x"] is not None:
             x_mid = (layout["midline_x"] - work.GetOrigin()[0]) / sx
         else:
@@ -172,16 +271,32 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
         band = max(1, int(round(midline_band_mm / sx)))
         x_mid = float(np.clip(x_mid, 0, body.shape[2] - 1))
         x_lo, x_hi = int(max(0, x_mid - band)), int(min(body.shape[2], x_mid + band + 1))
-        level = _chest_level(body, x_lo, x_hi, sz)
-        if level is not None:
-            limit = level + chest_margin_mm / sy
-            rows = np.arange(body.shape[1])[None, :, None]
-            mask = body & (rows <= limit[:, None, None])
-            mask = ndimage.binary_opening(mask, structure=np.ones((3, 3, 3)))
+        per_z = _chest_level(body, x_lo, x_hi, sz, smooth_z=slab is None)
+        if per_z is not None:
+            level = np.repeat(per_z[:, None], body.shape[2], axis=1)
+            method = "per axial slice: skin over the sternum" + (" (axial slab, no smoothing along z)" if slab == 0 else "")
+    if level is not None:
+        limit = level + chest_margin_mm / sy
+        rows = np.arange(body.shape[1])[None, :, None]
+        mask = body & (rows <= limit[:, None, :])
+    elif slab == 1:
+        mask = body.copy()
+    if mask.any():
+        structure = np.ones([1 if a == slab else 3 for a in range(3)])
+        mask = ndimage.binary_opening(mask, structure=structure)
     out = sitk.GetImageFromArray(mask.astype(np.uint8))
     out.CopyInformation(work)
-    context = {"work": work, "body": body, "layout": layout, "level": level, "chest_margin_mm": chest_margin_mm}
+    extent = None if slab is None else float(work.GetSize()[2 - slab] * work.GetSpacing()[2 - slab])
+    context = {"work": work, "body": body, "layout": layout, "level": level, "chest_margin_mm": chest_margin_mm,
+               "slab": slab, "slab_extent_mm": extent, "method": method}
     return resample_to(out, img, sitk.sitkNearestNeighbor), context
+
+
+def body_on_grid(context: dict, img: sitk.Image) -> sitk.Image:
+    """The body mask of a :func:`breast_region` context (uint8) on *img*'s grid."""
+    body = sitk.GetImageFromArray(context["body"].astype(np.uint8))
+    body.CopyInformation(context["work"])
+    return resample_to(body, img, sitk.sitkNearestNeighbor)
 
 
 def breast_mask(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm: float = 12.0,
@@ -231,7 +346,7 @@ def breast_mask_qa(mask: sitk.Image, context: dict, limits: BreastMaskLimits | N
             central = np.abs(x_of - layout["midline_x"]) <= lim.central_half_width_mm
         else:  # no midline: all of a bilateral view is suspect, none of a single-breast one
             central = np.full(x_of.shape, not layout["unilateral_side"])
-        deep = float(np.count_nonzero(w & (rows > limit[:, None, None]) & central[None, None, :])) / n_w
+        deep = float(np.count_nonzero(w & (rows > limit[:, None, :]) & central[None, None, :])) / n_w
     per_x = np.count_nonzero(w, axis=(0, 1)) * vox_ml
     if layout["unilateral_side"]:
         per_side = {layout["unilateral_side"]: float(per_x.sum())}
@@ -239,12 +354,14 @@ def breast_mask_qa(mask: sitk.Image, context: dict, limits: BreastMaskLimits | N
         mid = layout["midline_x"] if layout["midline_x"] is not None else float(x_of.mean())
         per_side = {"right": float(per_x[x_of <= mid].sum()), "left": float(per_x[x_of > mid].sum())}
     reasons = []
-    if volume_ml < lim.min_breast_ml:
-        reasons.append(f"mask volume {volume_ml:.0f} mL is below {lim.min_breast_ml:g} mL")
+    # A thin slab holds a slice of the breast: the volume floor shrinks with the slab (a breast ~10 cm wide).
+    min_ml = lim.min_breast_ml * min(1.0, (context.get("slab_extent_mm") or 100.0) / 100.0)
+    if volume_ml < min_ml:
+        reasons.append(f"mask volume {volume_ml:.1f} mL is below {min_ml:.3g} mL")
     for side, ml in per_side.items():
         if ml > lim.max_breast_ml:
             reasons.append(f"{side} breast {ml:.0f} mL is above {lim.max_breast_ml:g} mL")
-        elif layout["n_breasts"] == 2 and ml < lim.min_breast_ml:
+        elif layout["n_breasts"] == 2 and ml < min_ml:
             reasons.append(f"bilateral field of view but the {side} breast holds only {ml:.0f} mL")
     if inside < lim.min_inside_body:
         reasons.append(f"only {100 * inside:.0f} % of the mask lies inside the body")
@@ -264,21 +381,35 @@ def choose_breast_mask(classical: sitk.Image, context: dict, learned: sitk.Image
     """The breast mask to use, its name and the QA record.
 
     The learned mask is used when it is plausible; otherwise the classical one (also when neither
-    is plausible: the classical mask cannot reach deeper than the chest wall). The record holds
-    ``used``, ``fallback`` (True when a learned mask was given but not used), ``note`` and the QA
-    of each mask (:func:`breast_mask_qa`).
+    is plausible: the classical mask cannot reach deeper than the chest wall). On a thin slab
+    (:func:`slab_axis`) a plausible classical mask is preferred: the learned model never saw one. The record holds
+    ``used``, ``fallback`` (True when a learned mask was given but not used), ``trusted`` (the
+    mask used is plausible; when False the lesion gate keeps and flags what lies outside it
+    instead of removing it), ``note`` and the QA of each mask (:func:`breast_mask_qa`).
     """
     qa = {"classical": breast_mask_qa(classical, context, limits), "learned": None, "fallback": False,
-          "layout": {k: v for k, v in context["layout"].items()}}
+          "layout": {k: v for k, v in context["layout"].items()}, "chest_wall": context.get("method")}
     if learned is None:
-        qa.update(used="classical", note="classical mask (no learned breast model)")
+        trusted = qa["classical"]["plausible"]
+        qa.update(used="classical", trusted=trusted, note="classical mask (no learned breast model)" + (
+            "" if trusted else "; not plausible (" + "; ".join(qa["classical"]["reasons"]) + "): "
+            "no mask is trustworthy, lesions outside it are kept and flagged"))
         return classical, "classical", qa
     qa["learned"] = breast_mask_qa(learned, context, limits)
+    if context.get("slab") is not None and qa["classical"]["plausible"]:
+        # Measured on 5-slice sagittal slabs: the learned mask passes the check yet misses the
+        # breast interior (it was trained on whole volumes); the slab's own classical mask holds it.
+        qa.update(used="classical", fallback=True, trusted=True,
+                  note=f"thin slab ({context.get('slab_extent_mm', 0):.0f} mm): the learned whole-breast model "
+                       "was trained on whole volumes; the classical slab mask (plausible) is used")
+        return classical, "classical", qa
     if qa["learned"]["plausible"]:
-        qa.update(used="learned", note="learned mask is plausible")
+        qa.update(used="learned", trusted=True, note="learned mask is plausible")
         return learned, "learned", qa
     why = "; ".join(qa["learned"]["reasons"])
-    state = "plausible" if qa["classical"]["plausible"] else "not plausible either, but bounded by the chest wall"
-    qa.update(used="classical", fallback=True,
+    trusted = qa["classical"]["plausible"]
+    state = "plausible" if trusted else ("not plausible either (" + "; ".join(qa["classical"]["reasons"]) + "): "
+                                         "no mask is trustworthy, lesions outside it are kept and flagged")
+    qa.update(used="classical", fallback=True, trusted=trusted,
               note=f"learned mask rejected ({why}); fell back to the classical mask ({state})")
     return classical, "classical", qa

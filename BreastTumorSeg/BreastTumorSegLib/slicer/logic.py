@@ -288,7 +288,8 @@ def engine_environment(base: dict | None = None) -> dict:
 # ----------------------------------------------------------------------------------- outputs
 def result_warnings(summary: dict) -> list[str]:
     """What a reader must know before trusting a result, one sentence each, from its summary:
-    a learned breast mask rejected as implausible, phase times assumed, phases left unregistered."""
+    a learned breast mask rejected as implausible, a lesion kept outside the breast mask, phase
+    times assumed, phases left unregistered."""
     out = []
     qa = summary.get("breast_mask_qa") or {}
     used = qa.get(qa.get("used", "classical")) or {}
@@ -296,6 +297,10 @@ def result_warnings(summary: dict) -> list[str]:
         out.append(f"Breast mask: {qa.get('note', 'the learned mask was implausible; the classical one was used')}")
     elif used and not used.get("plausible", True):
         out.append("Breast mask looks implausible: " + "; ".join(used.get("reasons", [])))
+    for les in summary.get("lesions") or []:
+        if "outside_breast_mask" in (les.get("flags") or []):
+            out.append(f"Lesion {les.get('label')} was kept although it lies outside the breast mask: "
+                       + "; ".join(les.get("notes") or ["check it"]))
     settings = summary.get("settings") or {}
     if settings.get("times_assumed"):
         out.append("Phase times were not recorded; evenly spaced phases were assumed (check the phase table).")

@@ -16,7 +16,14 @@ pre-contrast phase and builds the post-contrast phases:
 * **Tissue**: in the breast mask, fat = brighter than the Otsu threshold of the breast voxels
   (T1 without fat suppression: fat is bright), fibroglandular tissue (FGT) = darker tissue
   above 25 % of that threshold. ``fat_suppressed`` darkens fat with a smooth weight (fat to
-  ~15 % of its signal) so that FGT becomes the brightest breast tissue.
+  ~15 % of its signal) so that FGT becomes the brightest breast tissue; ``fat_suppressed="smooth"``
+  subtracts a smoothed fat estimate instead (85 % of the fat signal blurred over ``5 mm``): fat is
+  suppressed unevenly and tissue next to fat is darkened too, as with a real spectral fat saturation.
+* **Thin slab** (``slab_slices``, e.g. 1, 5 or 12): after the breast is chosen, only that many
+  slices along the acquisition's slice axis (the index axis with the largest spacing: patient x
+  for the sagittal volume, 3 mm slices) are kept, centred by the seed on a slice through the
+  breast (one whose breast area is at least half the largest); the lesions are placed in the slab
+  and the truth is what of them lies in it.
 * **Lesions** (``n_lesions``, default 1; ``None``: 1-3 by seed): lobulated masses of 0.5-10 mL
   (a main ellipsoid plus 2-4 lobes), placed in patient (LPS) coordinates at least ``r + 4`` mm
   inside the breast mask and clipped to it; pre-contrast signal = the FGT level; early PE
@@ -76,6 +83,20 @@ def _crop_one_breast(img: sitk.Image, mask: sitk.Image, midline_x: float, side: 
     return img[tuple(sl)], mask[tuple(sl)]
 
 
+def _cut_slab(img: sitk.Image, mask: sitk.Image, n_slices: int, rng):
+    """*n_slices* slices of *img* and *mask* along the slice axis (largest spacing), centred by *rng*
+    on a slice through the breast (*mask* area >= half its largest)."""
+    axis = int(np.argmax(img.GetSpacing()))
+    area = sitk.GetArrayViewFromImage(mask).sum(axis=tuple(a for a in range(3) if a != 2 - axis))
+    good = np.nonzero(area >= 0.5 * area.max())[0]
+    n = img.GetSize()[axis]
+    centre = int(good[rng.integers(good.size)])
+    lo = int(np.clip(centre - n_slices // 2, 0, max(n - n_slices, 0)))
+    sl = [slice(None)] * 3
+    sl[axis] = slice(lo, min(n, lo + n_slices))
+    return img[tuple(sl)], mask[tuple(sl)]
+
+
 def _physical_points(img: sitk.Image, lo, hi) -> np.ndarray:
     """(z, y, x, 3) LPS coordinates of the voxels in index box [lo, hi) (lo, hi as (i, j, k))."""
     m = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
@@ -122,7 +143,8 @@ def _curve(pe_early: float, kind: str, times: np.ndarray, t_early: float) -> np.
 def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases: int | None = None,
                 times_min=None, fat_suppressed: bool = False, zero_background: bool = False,
                 n_lesions: int | None = 1, unilateral: bool | None = None, side: str | None = None,
-                shrink=None, noise: float = 0.01, midline_margin_mm: float = 15.0, data_dir=None):
+                shrink=None, noise: float = 0.01, midline_margin_mm: float = 15.0, data_dir=None,
+                slab_slices: int | None = None):
     """A :class:`~BreastTumorSegLib.training.phantom.Phantom` from real anatomy (module docstring)."""
     from . import Phantom
 
@@ -146,6 +168,8 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
         side = side or ("left" if rng.random() < 0.5 else "right")
         img, truth = _crop_one_breast(img, truth, ctx["layout"]["midline_x"] or 0.0, side, midline_margin_mm)
         laterality = side
+    if slab_slices:
+        img, truth = _cut_slab(img, truth, int(slab_slices), rng)
     pre = sitk.GetArrayFromImage(img).astype(np.float32)
     breast = sitk.GetArrayFromImage(truth) > 0
     body = sitk.GetArrayFromImage(body_mask(img, 2.0)) > 0
@@ -160,7 +184,12 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
     fgt_level = float(np.median(pre[fgt])) if fgt.any() else 0.5 * thr
     if fat_suppressed:
         fat_w = 1 / (1 + np.exp(-(pre - thr) / (0.1 * thr)))
-        pre = pre * (1 - 0.85 * fat_w).astype(np.float32)
+        if fat_suppressed == "smooth":
+            sigma = 5.0 / np.asarray(img.GetSpacing())[::-1]
+            fat_estimate = ndimage.gaussian_filter((fat_w * pre).astype(np.float32), sigma)
+            pre = np.clip(pre - 0.85 * fat_estimate, 0, None).astype(np.float32)
+        else:
+            pre = pre * (1 - 0.85 * fat_w).astype(np.float32)
 
     spacing_zyx = np.asarray(img.GetSpacing())[::-1]
     inner = ndimage.distance_transform_edt(breast, sampling=spacing_zyx)
@@ -211,12 +240,12 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
         out = sitk.GetImageFromArray(ph.astype(np.float32))
         out.CopyInformation(img)
         phases.append(out)
-    exam = DCEExam(phases, [float(t) for t in times], case_id=f"hybrid-{anatomy}-{seed}",
+    exam = DCEExam(phases, [float(t) for t in times], case_id=f"hybrid-{anatomy}-{seed}" + (f"-slab{slab_slices}" if slab_slices else ""),
                    metadata={"hybrid": anatomy})
     lab_img = sitk.GetImageFromArray(labels)
     lab_img.CopyInformation(img)
     truth = sitk.Cast(truth > 0, sitk.sitkUInt8)
-    params = {"anatomy": anatomy, "scale": scale, "fat_suppressed": fat_suppressed,
+    params = {"anatomy": anatomy, "scale": scale, "fat_suppressed": fat_suppressed, "slab_slices": slab_slices,
               "zero_background": zero_background, "laterality": laterality, "bpe_percent": round(bpe, 2),
               "fgt_level": fgt_level, "fat_threshold": thr}
     return Phantom(exam, sitk.Cast(lab_img > 0, sitk.sitkUInt8), lab_img, truth, tumors,
