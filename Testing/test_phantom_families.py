@@ -156,7 +156,7 @@ def test_heterogeneous_tumors_have_pe_spread_and_whole_tumor_truth(pattern):
     from BreastTumorSegLib.kinetics.maps import choose_phases
     from BreastTumorSegLib.training.phantom.heterogeneous import make_heterogeneous
 
-    ph = make_heterogeneous(8, n_tumors=1, n_vessels=1, pattern=pattern, spacing=(1.2, 1.2, 2.4), noise=0.005)
+    ph = make_heterogeneous(8, n_tumors=1, n_vessels=1, pattern=pattern, spacing=(1.5, 1.5, 3.0), noise=0.005)
     assert ph.tumors and ph.tumors[0]["pattern"] == pattern
     truth = arr(ph.tumor_labels) == 1
     early = choose_phases(ph.exam.times_min).early
@@ -178,12 +178,12 @@ def test_vessel_family_touches_tumors_and_held_out_shapes_differ():
     from BreastTumorSegLib.training.phantom.families import EVALUATION_ONLY
     from BreastTumorSegLib.training.phantom.heterogeneous import make_heterogeneous
 
-    ph = make_heterogeneous(3, family="vessels", n_tumors=1, touch=1.0, spacing=(1.2, 1.2, 2.4))
+    ph = make_heterogeneous(3, family="vessels", n_tumors=1, touch=1.0, spacing=(1.5, 1.5, 3.0))
     truth, vessel = arr(ph.tumor_mask) > 0, arr(ph.vessel_mask) > 0
     assert ph.tumors[0]["vessel_touching"]
     assert (ndimage.binary_dilation(truth, iterations=2) & vessel).any()  # the vessel reaches the tumor
     lengths = [v["length_mm"] for v in ph.params["vessels"]]
     assert all(20 <= v <= 105 for v in lengths) and all(0.5 <= v["radius_mm"] <= 2.0 for v in ph.params["vessels"])
-    irr = make_heterogeneous(3, family="irregular", n_tumors=1, spacing=(1.2, 1.2, 2.4))
+    irr = make_heterogeneous(3, family="irregular", n_tumors=1, n_vessels=0, spacing=(3.0, 3.0, 3.0))
     assert irr.tumors[0]["shape"] == "randomwalk" and ph.tumors[0]["shape"] == "harmonic"
     assert "irregular" in EVALUATION_ONLY

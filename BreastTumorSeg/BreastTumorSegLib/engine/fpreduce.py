@@ -159,32 +159,31 @@ def split_component(mask: np.ndarray, like: sitk.Image, radius_mm: float,
                     min_branch_mm: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(lesion parts, thin branches) of one component (boolean arrays on *like*'s grid).
 
-    Opening by a ball of *radius_mm* (via distance maps); thin leftover pieces at least
-    *min_branch_mm* long are branches, shorter ones rejoin the nearest part.
+    Opening by a ball of *radius_mm* (via distance maps); the thin leftover pieces at least
+    *min_branch_mm* long are branches. Without a branch the component stays whole (an opening
+    alone never cuts a lesion); with one, the rest falls into its connected parts.
     """
     depth = _depth(_img(mask.astype(np.uint8), like))
     core = depth >= radius_mm
     if not core.any():
         return [mask], []
-    opened = mask & (_distance_from(core, like) <= radius_mm + 1e-3)
-    rest = mask & ~opened
-    branches = []
-    if rest.any():
-        cc = sitk.ConnectedComponent(_img(rest.astype(np.uint8), like), True)
-        stats = sitk.LabelShapeStatisticsImageFilter()
-        stats.ComputeFeretDiameterOn()
-        stats.Execute(cc)
-        arr = sitk.GetArrayViewFromImage(cc)
-        for lab in stats.GetLabels():
-            piece = arr == lab
-            if stats.GetFeretDiameter(lab) >= min_branch_mm:
-                branches.append(piece)
-            else:
-                opened |= piece
-    cc = sitk.ConnectedComponent(_img(opened.astype(np.uint8), like), True)
+    rest = mask & ~(_distance_from(core, like) <= radius_mm + 1e-3)
+    if not rest.any():
+        return [mask], []
+    cc = sitk.ConnectedComponent(_img(rest.astype(np.uint8), like), True)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputeFeretDiameterOn()
+    stats.SetNumberOfThreads(1)
+    stats.Execute(cc)
     arr = sitk.GetArrayViewFromImage(cc)
-    parts = [arr == lab for lab in range(1, int(arr.max()) + 1)]
-    return parts, branches
+    branches = [arr == lab for lab in stats.GetLabels() if stats.GetFeretDiameter(lab) >= min_branch_mm]
+    if not branches:
+        return [mask], []
+    lesion = mask & ~np.any(branches, axis=0)
+    # what only a branch held together falls apart (two lesions joined by a vessel stay two)
+    cc = sitk.ConnectedComponent(_img(lesion.astype(np.uint8), like), True)
+    arr = sitk.GetArrayViewFromImage(cc)
+    return [arr == lab for lab in range(1, int(arr.max()) + 1)], branches
 
 
 # ----------------------------------------------------------------------------- features

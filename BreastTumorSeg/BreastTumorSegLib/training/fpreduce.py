@@ -120,22 +120,25 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="st-demo,ftv")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default=DEFAULT_CLASSIFIER)
-    p.add_argument("--features-cache", type=Path, default=None, help="reuse/store the collected features (.npz)")
+    p.add_argument("--features-cache", type=Path, action="append", default=[],
+                   help="reuse/store the collected features (.npz); several: their union is used")
+    p.add_argument("--note", default="", help="appended to the card's training description")
     a = p.parse_args(argv)
     fams, models = [f for f in a.families.split(",") if f], [m for m in a.models.split(",") if m]
     if "irregular" in fams or "ellipse" in fams:
         print("refusing to train on an evaluation-only family", file=sys.stderr)
         return 2
-    if a.features_cache and a.features_cache.exists():
-        d = np.load(a.features_cache)
-        x, y = d["x"], d["y"]
+    if a.features_cache and all(c.exists() for c in a.features_cache):
+        parts = [np.load(c) for c in a.features_cache]
+        x, y = np.concatenate([d["x"] for d in parts]), np.concatenate([d["y"] for d in parts])
     else:
         x, y = collect(fams, parse_seeds(a.seeds), models)
         if a.features_cache:
-            np.savez(a.features_cache, x=x, y=y)
+            np.savez(a.features_cache[0], x=x, y=y)
     model, cv = fit(x, y)
     training = {"data": f"synthetic exams only: families {', '.join(fams)} seeds {a.seeds} (harmonic tumor shapes, "
-                        f"enhancing vessels as hard negatives); candidates from models {', '.join(models)}",
+                        f"enhancing vessels as hard negatives); candidates from models {', '.join(models)}"
+                        + (f"; {a.note}" if a.note else ""),
                 "n_candidates": int(len(y)), "n_tumor": int(y.sum()), "n_not_tumor": int(len(y) - y.sum()),
                 "cross_validation": cv, "sklearn": "StandardScaler + LogisticRegression(class_weight='balanced')"}
     print(json.dumps(training, indent=2))
