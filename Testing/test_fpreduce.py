@@ -113,3 +113,37 @@ def test_classifier_loads_with_its_hash_and_refuses_a_changed_byte(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="SHA-256"):
         ComponentClassifier.load(folder=tmp_path)
+
+
+class _Fixed:
+    """A segmenter that answers a fixed probability map (the pipeline's wiring under test)."""
+
+    model_id, card = "fixed-test", {}
+
+    def __init__(self, prob):
+        self.prob = prob
+
+    def predict(self, exam, breast_mask, reporter, device="auto", **options):
+        return self.prob
+
+
+def test_pipeline_splits_the_vessel_off_and_says_so(tmp_path):
+    import json
+
+    from BreastTumorSegLib.core.exam import DCEExam
+    from BreastTumorSegLib.engine.pipeline import segment_exam, write_result
+
+    phases, prob, lesion, vessel = scene(8.0, touching=True)
+    exam = DCEExam(phases, TIMES, "vessel_case", [f"p{k}" for k in range(len(TIMES))], {})
+    res = segment_exam(exam, model=_Fixed(prob), register=False, restrict_to_breast=False)
+    vol, diam = _truth(lesion)
+    assert len(res.lesions) == 1
+    assert res.lesions[0].volume_ml == pytest.approx(vol, rel=0.15)
+    assert res.lesions[0].longest_diameter_mm == pytest.approx(diam, rel=0.15)
+    write_result(res, tmp_path)
+    summary = json.loads((tmp_path / "vessel_case.json").read_text())
+    fp = summary["settings"]["fp_reduction"]
+    assert fp["removed"] == {"vessel_branch": 1} and fp["split"] == 1
+    assert summary["lesions"][0]["flags"] == ["vessel_part_removed"]
+    off = segment_exam(exam, model=_Fixed(prob), register=False, restrict_to_breast=False, fp_reduction=False)
+    assert off.settings["fp_reduction"] == "off" and off.lesions[0].longest_diameter_mm > 2 * diam
