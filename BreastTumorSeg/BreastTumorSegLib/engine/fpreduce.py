@@ -9,11 +9,13 @@ Runs after :func:`~.postprocess.postprocess` on its component image (labels 1..N
    (a vessel running into a tumor); shorter ones (spicules, the junction) stay with the lesion.
    A component without any thick voxel (an isolated vessel) stays whole.
 2. **Features** per candidate, in its bounding box only: volume, elongation and flatness
-   (principal moments, ``LabelShapeStatisticsImageFilter``), Feret diameter over the diameter
-   of the sphere of equal volume, thickness (distance map: largest and 90th percentile depth),
+   (principal moments, ``LabelShapeStatisticsImageFilter``), Feret diameter (for a part of more
+   than ``FERET_MAX_VOXELS`` voxels: the longest axis of its equivalent ellipsoid) over the
+   diameter of the sphere of equal volume, thickness (distance map: largest and 90th percentile depth),
    tubularity (Hessian vesselness of the early subtraction normalised to the candidate's
    median enhancement, ``sitk.ObjectnessMeasure`` with objectDimension=1 at two scales,
-   scale-normalised: mean, and fraction of voxels above 0.5), kinetics (median wash-in
+   scale-normalised: mean, and fraction of voxels above 0.5; a box of more than
+   ``VESSEL_MAX_VOXELS`` voxels is binned first, which bounds the time of a heart-sized component), kinetics (median wash-in
    ``(S_early - S_pre) / S_pre`` and washout ``(S_late - S_early) / S_early``), probability
    (mean, max, fraction >= 0.9). Names and order: :data:`FEATURES`.
 3. **Decision** by a small learned classifier (:class:`ComponentClassifier`: standardisation +
@@ -29,6 +31,7 @@ a part carries the flag ``vessel_part_removed`` with a note giving the removed v
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -52,6 +55,7 @@ DEFAULT_CLASSIFIER = "vesselfilter-demo"
 CLASSIFIER_TASK = "component_filter"
 VESSEL_SCALES_MM = (1.0, 2.0)
 VESSEL_GAMMA = 0.1
+VESSEL_MAX_VOXELS = 150_000  # a larger box is binned before the vesselness (time bound)
 
 
 @dataclass
@@ -149,6 +153,25 @@ def _distance_from(mask: np.ndarray, like: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(f.Execute(img))
 
 
+FERET_MAX_VOXELS = 20_000  # Feret diameters cost O(border voxels^2): larger parts use the ellipsoid's
+
+
+def _lengths(stats: sitk.LabelShapeStatisticsImageFilter, label_image: sitk.Image) -> dict[int, float]:
+    """Longest dimension (mm) per label: the Feret diameter, or for a part of more than
+    ``FERET_MAX_VOXELS`` voxels the longest axis of its equivalent ellipsoid (cheap, close for
+    compact shapes)."""
+    out = {lab: float(max(stats.GetEquivalentEllipsoidDiameter(lab))) for lab in stats.GetLabels()}
+    small = [lab for lab in stats.GetLabels() if stats.GetNumberOfPixels(lab) <= FERET_MAX_VOXELS]
+    if small:
+        keep = sitk.ChangeLabel(label_image, changeMap={float(v): 0.0 for v in stats.GetLabels() if v not in small})
+        feret = sitk.LabelShapeStatisticsImageFilter()
+        feret.ComputeFeretDiameterOn()
+        feret.SetNumberOfThreads(1)
+        feret.Execute(keep)
+        out.update({lab: float(feret.GetFeretDiameter(lab)) for lab in small})
+    return out
+
+
 def _img(a: np.ndarray, like: sitk.Image) -> sitk.Image:
     im = sitk.GetImageFromArray(a)
     im.CopyInformation(like)
@@ -172,11 +195,11 @@ def split_component(mask: np.ndarray, like: sitk.Image, radius_mm: float,
         return [mask], []
     cc = sitk.ConnectedComponent(_img(rest.astype(np.uint8), like), True)
     stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.ComputeFeretDiameterOn()
     stats.SetNumberOfThreads(1)
     stats.Execute(cc)
     arr = sitk.GetArrayViewFromImage(cc)
-    branches = [arr == lab for lab in stats.GetLabels() if stats.GetFeretDiameter(lab) >= min_branch_mm]
+    length = _lengths(stats, cc)
+    branches = [arr == lab for lab in stats.GetLabels() if length[lab] >= min_branch_mm]
     if not branches:
         return [mask], []
     lesion = mask & ~np.any(branches, axis=0)
@@ -210,7 +233,6 @@ def component_features(mask: np.ndarray, like: sitk.Image, prob: np.ndarray, pre
     """The :data:`FEATURES` of one candidate (arrays cropped to its box, *like* the box image)."""
     m = _img(mask.astype(np.uint8), like)
     stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.ComputeFeretDiameterOn()
     stats.SetNumberOfThreads(1)
     stats.Execute(m)
     vol_ml = stats.GetPhysicalSize(1) / 1000.0
@@ -219,15 +241,21 @@ def component_features(mask: np.ndarray, like: sitk.Image, prob: np.ndarray, pre
     s0 = np.maximum(pre, 1e-6 * max(float(np.abs(pre).max()), 1e-6))
     sub = early - pre
     level = float(np.median(sub[mask]))
-    norm = sub / (abs(level) if abs(level) > 0 else 1.0)
-    ves = _vesselness(_img(norm.astype(np.float32), like))[mask]
+    norm = _img((sub / (abs(level) if abs(level) > 0 else 1.0)).astype(np.float32), like)
+    shrink = int(math.ceil((mask.size / VESSEL_MAX_VOXELS) ** (1 / 3)))
+    if shrink > 1:  # a large component (heart, a big tumor): vesselness on a coarser copy of its box
+        norm = sitk.BinShrink(norm, [shrink] * 3)
+        small = sitk.GetArrayViewFromImage(sitk.BinShrink(_img(mask.astype(np.float32), like), [shrink] * 3)) >= 0.5
+        ves = _vesselness(norm)[small] if small.any() else np.zeros(1)
+    else:
+        ves = _vesselness(norm)[mask]
     wash_in = float(np.median(sub[mask] / s0[mask]))
     washout = 0.0 if late is None else float(np.median((late[mask] - early[mask]) / np.maximum(early[mask], s0[mask])))
     p = prob[mask]
     shape = [math.log(float(np.clip(v, 1.0, 50.0))) if np.isfinite(v) else math.log(50.0)
              for v in (stats.GetElongation(1), stats.GetFlatness(1))]
     return np.array([math.log(max(vol_ml, 1e-4)), *shape,
-                     stats.GetFeretDiameter(1) / max(sphere_d, 1e-3), float(depth.max()),
+                     _lengths(stats, m)[1] / max(sphere_d, 1e-3), float(depth.max()),
                      float(np.percentile(depth, 90)), float(ves.mean()), float((ves > 0.5).mean()),
                      float(np.clip(wash_in, -1, 10)), float(np.clip(washout, -2, 2)), float(p.mean()),
                      float(p.max()), float((p >= 0.9).mean())], np.float64)
@@ -252,6 +280,7 @@ class _Candidate:
     mask: np.ndarray  # in the box
     parent: int  # label of the component it came from
     branch: bool  # a thin part cut off a lesion
+    whole: bool = False  # the whole component, unchanged
 
 
 def _box(bb, size, margin: int) -> tuple:
@@ -283,7 +312,7 @@ def candidates(components: sitk.Image, settings: FPReduceSettings) -> list[_Cand
         like = sub_image(components, box)
         mask = np.asarray(arr[box]) == lab
         parts, branches = split_component(mask, like, settings.split_radius_mm, settings.min_branch_mm)
-        out += [_Candidate(box, p, int(lab), False) for p in parts]
+        out += [_Candidate(box, p, int(lab), False, not branches) for p in parts]
         out += [_Candidate(box, b, int(lab), True) for b in branches]
     return out
 
@@ -321,10 +350,9 @@ def reduce_false_positives(components: sitk.Image, prob: sitk.Image, phases: lis
                                         None if late is None else np.asarray(late[c.box], np.float32)))
     scores = clf.probability(np.array(feats)) if feats else np.zeros(0)
     min_vox = max(1, int(math.ceil(0.05 / voxel_volume_ml(components))))  # postprocess's default floor
-    out = np.zeros(sitk.GetArrayViewFromImage(components).shape, np.uint32)
-    origin: dict[int, int] = {}
-    removed_from: dict[int, float] = {}
     vml = voxel_volume_ml(components)
+    kept: list[_Candidate] = []
+    removed_from: dict[int, float] = {}
     for c, f, score in zip(cands, feats, scores):
         keep = score >= clf.threshold
         like = sub_image(components, c.box)
@@ -335,47 +363,42 @@ def reduce_false_positives(components: sitk.Image, prob: sitk.Image, phases: lis
             reason = "vessel_branch" if c.branch else "vessel_like"
         elif c.mask.sum() < min_vox:
             reason = "below_min_size"
-        if reason:
-            report.removed[reason] = report.removed.get(reason, 0) + 1
-            zyx = np.argwhere(c.mask).mean(0) + [b.start for b in c.box]
-            report.removed_components.append({
-                "reason": reason, "from_lesion": c.parent, "volume_ml": round(float(c.mask.sum() * vml), 4),
-                "tumor_score": round(float(score), 3), "elongation": round(float(math.exp(f[1])), 2),
-                "vesselness": round(float(f[6]), 3),
-                "centroid_lps_mm": [round(v, 1) for v in components.TransformContinuousIndexToPhysicalPoint(
-                    [float(v) for v in zyx[::-1]])]})
-            if c.branch:
-                removed_from[c.parent] = removed_from.get(c.parent, 0.0) + float(c.mask.sum() * vml)
+        if not reason:
+            kept.append(c)
             continue
-        n = len(origin) + 1
-        out[c.box][c.mask] = n
-        origin[n] = c.parent
-    report.split = len([p for p in removed_from if p in origin.values()])
-    new = _img(out, components)
-    if origin:
-        relabelled = sitk.RelabelComponent(new, sortByObjectSize=True)
-        # map the relabelled components back to their parents through one voxel each
-        ra, na = sitk.GetArrayViewFromImage(relabelled), sitk.GetArrayViewFromImage(new)
-        parent_of = {}
-        for n_old, parent in origin.items():
-            idx = np.flatnonzero(na.ravel() == n_old)[:1]
-            if idx.size:
-                parent_of[int(ra.ravel()[idx[0]])] = parent
-        new = relabelled
-    else:
-        parent_of = {}
+        report.removed[reason] = report.removed.get(reason, 0) + 1
+        zyx = np.argwhere(c.mask).mean(0) + [b.start for b in c.box]
+        report.removed_components.append({
+            "reason": reason, "from_lesion": c.parent, "volume_ml": round(float(c.mask.sum() * vml), 4),
+            "tumor_score": round(float(score), 3), "elongation": round(float(math.exp(f[1])), 2),
+            "vesselness": round(float(f[6]), 3),
+            "centroid_lps_mm": [round(v, 1) for v in components.TransformContinuousIndexToPhysicalPoint(
+                [float(v) for v in zyx[::-1]])]})
+        if c.branch:
+            removed_from[c.parent] = removed_from.get(c.parent, 0.0) + float(c.mask.sum() * vml)
+    kept.sort(key=lambda c: -int(c.mask.sum()))  # label 1 = largest, as postprocess numbers them
+    out = np.zeros(sitk.GetArrayViewFromImage(components).shape, np.uint32)
     by_label = {les.label: les for les in lesions}
-    table = lesion_table(new, prob)
-    for les in table:
-        old = by_label.get(parent_of.get(les.label))
-        if old is not None:
-            les.side = old.side
+    table = []
+    for n, c in enumerate(kept, start=1):
+        out[c.box][c.mask] = n
+        old = by_label[c.parent]
+        if c.whole:  # unchanged: postprocess's measurements stand
+            les = dataclasses.replace(old, label=n, flags=list(old.flags), notes=list(old.notes), extra=dict(old.extra))
+        else:  # measured on the lesion part alone
+            box_prob = sitk.RegionOfInterest(prob, [b.stop - b.start for b in c.box[::-1]],
+                                             [b.start for b in c.box[::-1]])
+            les = lesion_table(_img(c.mask.astype(np.uint8), sub_image(components, c.box)), box_prob)[0]
+            les.label, les.side = n, old.side
             les.flags, les.notes, les.extra = list(old.flags), list(old.notes), dict(old.extra)
-            gone = removed_from.get(old.label)
+            gone = removed_from.get(c.parent)
             if gone:
                 les.flags.append("vessel_part_removed")
                 les.notes.append(f"a tubular part of {gone:.2f} mL touching this lesion was removed as a vessel; "
                                  "volume and diameter are of the lesion alone")
+        table.append(les)
+    report.split = len({c.parent for c in kept if c.parent in removed_from})
+    new = _img(out, components)
     report.kept = len(table)
     report.seconds = time.perf_counter() - t0
     return sitk.Cast(new > 0, sitk.sitkUInt8), table, new, report
