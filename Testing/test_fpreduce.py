@@ -147,3 +147,18 @@ def test_pipeline_splits_the_vessel_off_and_says_so(tmp_path):
     assert summary["lesions"][0]["flags"] == ["vessel_part_removed"]
     off = segment_exam(exam, model=_Fixed(prob), register=False, restrict_to_breast=False, fp_reduction=False)
     assert off.settings["fp_reduction"] == "off" and off.lesions[0].longest_diameter_mm > 2 * diam
+
+
+def test_trained_classifier_applied_with_numpy_equals_sklearn(tmp_path):
+    pytest.importorskip("sklearn")
+    from BreastTumorSegLib.engine.fpreduce import FEATURES
+    from BreastTumorSegLib.training.fpreduce import fit, save
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, len(FEATURES))) * rng.uniform(0.1, 10, len(FEATURES))
+    y = (x[:, 1] / x[:, 1].std() - x[:, 6] / x[:, 6].std() + 0.3 * rng.normal(size=80) > 0).astype(int)
+    model, cv = fit(x, y)
+    assert cv["roc_auc"] > 0.9
+    save(model, tmp_path, "vesselfilter-demo", {"data": "test"})
+    clf = ComponentClassifier.load(folder=tmp_path)
+    assert np.allclose(clf.probability(x), model.predict_proba(x)[:, 1])
