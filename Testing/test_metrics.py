@@ -310,6 +310,7 @@ def test_evaluate_cli_rows_and_csv(tmp_path, capsys):
     assert args.func(args) == 0
     text = capsys.readouterr().out
     assert "r1.nii.gz" in text and "r2.nii.gz" in text and "HD95" in text
+    assert "lesions found" in text and "FP lesions" in text and "1/1" in text
     rows = list(csv.DictReader(out.open()))
     assert [row["reference"] for row in rows] == [r1, r2]
     assert float(rows[0]["dice"]) == pytest.approx(1.0)
@@ -339,3 +340,41 @@ def test_evaluate_cli_refuses_other_grid_and_probability_maps(tmp_path):
         args.func(args)
     args = _args(["--pred", prob_path, "--ref", pred, "--threshold", "0.5"])
     assert args.func(args) == 0
+
+
+# ------------------------------------------------------------------------------ lesion level, FROC
+def test_lesion_level_hand_counts():
+    like = grid((90, 40, 20), (1.0, 1.0, 2.0))
+    small_true = ball(like, (80, 20, 20), 2)  # 0.03 mL: below 0.1 mL, neither counted nor an FP target
+    ref = union(ball(like, (12, 20, 20), 6), ball(like, (40, 20, 20), 5), small_true)
+    pred = union(ball(like, (13, 20, 20), 5),     # finds lesion 1
+                 ball(like, (40, 6, 20), 3),      # FP 1 (beside lesion 2, no overlap)
+                 ball(like, (60, 30, 20), 3),     # FP 2
+                 ball(like, (80, 20, 20), 2))     # on the tiny true lesion: not an FP
+    r = M.lesion_level(pred, ref)
+    assert (r.n_true, r.n_found, r.n_false_positive, r.n_pred) == (2, 1, 2, 4)
+    assert r.sensitivity == pytest.approx(0.5)
+    found = M.volume_ml(ball(like, (12, 20, 20), 6) & ball(like, (13, 20, 20), 5)) + M.volume_ml(small_true)
+    assert r.voxel_recall == pytest.approx(found / M.volume_ml(ref))
+    # a label map with one value per lesion: two touching lesions stay two
+    labels = sitk.Cast(ball(like, (12, 20, 20), 6), sitk.sitkUInt8) + 2 * sitk.Cast(
+        ball(like, (40, 20, 20), 5), sitk.sitkUInt8)
+    assert M.lesion_level(pred, labels, ref_is_labels=True).n_true == 2
+    m = M.evaluate(pred, ref)
+    assert (m.true_lesions, m.found_lesions, m.false_positive_lesions) == (2, 1, 2)
+    assert m.lesion_sensitivity == pytest.approx(0.5)
+
+
+def test_froc_sensitivity_never_rises_with_the_threshold():
+    like = grid((90, 40, 20), (1.0, 1.0, 2.0))
+    ref = union(ball(like, (12, 20, 20), 6), ball(like, (40, 20, 20), 5), ball(like, (70, 20, 20), 5))
+    prob = (sitk.Cast(ball(like, (12, 20, 20), 6), sitk.sitkFloat32) * 0.95
+            + sitk.Cast(ball(like, (40, 20, 20), 4), sitk.sitkFloat32) * 0.75
+            + sitk.Cast(ball(like, (70, 20, 20), 3), sitk.sitkFloat32) * 0.55
+            + sitk.Cast(ball(like, (40, 5, 20), 3), sitk.sitkFloat32) * 0.6)  # one FP at p 0.6
+    curve = M.froc([prob, prob], [ref, ref], thresholds=(0.9, 0.5, 0.7))
+    assert [p.threshold for p in curve] == [0.5, 0.7, 0.9]
+    assert [p.sensitivity for p in curve] == pytest.approx([1.0, 2 / 3, 1 / 3])
+    assert [p.mean_fp_per_exam for p in curve] == [1.0, 0.0, 0.0]
+    sens = [p.sensitivity for p in curve]
+    assert all(a >= b for a, b in zip(sens, sens[1:]))

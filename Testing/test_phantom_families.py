@@ -33,7 +33,7 @@ def by_orientation():
 
 
 def test_registry_and_same_container():
-    assert set(FAMILIES) == {"phantom", "randomized", "ellipse"}
+    assert set(FAMILIES) == {"phantom", "randomized", "ellipse", "heterogeneous", "vessels", "irregular"}
     assert FAMILIES["phantom"] is make_phantom
     with pytest.raises(InputError):
         make_exam("nope", 1)
@@ -148,3 +148,42 @@ def test_cli_writes_a_loadable_randomized_exam(tmp_path, capsys):
     assert exam.n_phases == ph.exam.n_phases
     assert list(exam.times_min) == pytest.approx(ph.exam.times_min)
     assert "randomized_0002" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ heterogeneous tumors, vessels
+@pytest.mark.parametrize("pattern", ["necrotic", "mixed"])
+def test_heterogeneous_tumors_have_pe_spread_and_whole_tumor_truth(pattern):
+    from BreastTumorSegLib.kinetics.maps import choose_phases
+    from BreastTumorSegLib.training.phantom.heterogeneous import make_heterogeneous
+
+    ph = make_heterogeneous(8, n_tumors=1, n_vessels=1, pattern=pattern, spacing=(1.5, 1.5, 3.0), noise=0.005)
+    assert ph.tumors and ph.tumors[0]["pattern"] == pattern
+    truth = arr(ph.tumor_labels) == 1
+    early = choose_phases(ph.exam.times_min).early
+    pre, post = arr(ph.exam.phases[0]), arr(ph.exam.phases[early])
+    inner = ndimage.binary_erosion(truth)  # away from partial-volume edges
+    pe = (post - pre)[inner] / pre[inner]
+    assert ((pe >= 0.4) & (pe <= 0.7)).mean() > 0.05, np.percentile(pe, [5, 50, 95])
+    assert (pe > 0.9).mean() > 0.05
+    # the reader's outline: the whole tumor, without holes where it does not enhance
+    filled = ndimage.binary_fill_holes(truth)
+    assert np.array_equal(filled, truth)
+    if pattern == "necrotic":
+        assert (pe < 0.15).mean() > 0.02  # a non-enhancing core, inside the truth
+    vessel = arr(ph.vessel_mask) > 0
+    assert vessel.any() and not (vessel & truth).any()
+
+
+def test_vessel_family_touches_tumors_and_held_out_shapes_differ():
+    from BreastTumorSegLib.training.phantom.families import EVALUATION_ONLY
+    from BreastTumorSegLib.training.phantom.heterogeneous import make_heterogeneous
+
+    ph = make_heterogeneous(3, family="vessels", n_tumors=1, touch=1.0, spacing=(1.5, 1.5, 3.0))
+    truth, vessel = arr(ph.tumor_mask) > 0, arr(ph.vessel_mask) > 0
+    assert ph.tumors[0]["vessel_touching"]
+    assert (ndimage.binary_dilation(truth, iterations=2) & vessel).any()  # the vessel reaches the tumor
+    lengths = [v["length_mm"] for v in ph.params["vessels"]]
+    assert all(20 <= v <= 105 for v in lengths) and all(0.5 <= v["radius_mm"] <= 2.0 for v in ph.params["vessels"])
+    irr = make_heterogeneous(3, family="irregular", n_tumors=1, n_vessels=0, spacing=(3.0, 3.0, 3.0))
+    assert irr.tumors[0]["shape"] == "randomwalk" and ph.tumors[0]["shape"] == "harmonic"
+    assert "irregular" in EVALUATION_ONLY

@@ -11,12 +11,25 @@ motion of each exam is removed first with its ground-truth transforms) and per e
 * Dice of the predicted tumor label against the truth (median over exams);
 * false-positive volume outside the TRUE breast mask (mL, median): what a model marks in the
   heart, vessels or chest wall;
-* per-lesion sensitivity: a true lesion is found when the prediction overlaps it;
+* per lesion (:func:`~BreastTumorSegLib.evaluation.metrics.lesion_level`, the phantom's tumor labels
+  as true lesions): lesion sensitivity for lesions >= 0.1 mL and >= 0.2 mL (a true lesion is found
+  when a predicted component overlaps it), false-positive lesions per exam (predicted components
+  overlapping no true lesion; median and mean), voxel recall (median);
+* an FROC table per family and model: lesion sensitivity / mean FP lesions per exam when the
+  pipeline's probability map, restricted to its label map, is cut at 0.5-0.95;
 * s/exam: wall time of the whole pipeline per exam (generation excluded; shown separately).
+
+``--compare-fp-reduction`` runs the pipeline once without the component-level false-positive
+reduction (:mod:`BreastTumorSegLib.engine.fpreduce`; that is the pipeline before the stage existed)
+and applies the stage to that very result, giving a "before" and an "after" row from one
+prediction, with the stage's own time per exam.
 
 Families (:mod:`BreastTumorSegLib.training.phantom.families`): ``phantom`` (our original
 family), ``randomized`` (domain-randomised), ``ellipse`` (held out, mimics an independent
-generator, never used for training). What each model was trained on is read from its card
+generator, never used for training), ``heterogeneous`` and ``vessels`` (heterogeneous tumors and
+enhancing vessels inserted into lesion-free randomised anatomy; the component classifier was
+trained on seeds 6000+ of these, never on the 5000s), ``irregular`` (held-out tumor shape model:
+no model or classifier was trained on it). What each model was trained on is read from its card
 (``families_trained_on``; cards without it were trained on "phantom" only) and printed above
 the table: a family a model was not trained on is out-of-distribution for it. ``ftv`` is the classical (untrained) functional tumor volume.
 ``--hybrids`` adds the hybrid family (synthetic lesions on real anatomy) when
@@ -39,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.core.imageutil import voxel_volume_ml  # noqa: E402
-from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
+from BreastTumorSegLib.evaluation.metrics import dice, froc, lesion_level  # noqa: E402
 from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
 
 
@@ -95,15 +108,47 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
+FROC_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95)
+
+
+def exam_scores(ph, label: sitk.Image) -> dict:
+    """Every per-exam number of the tables for one predicted label map."""
+    d, fp_ml, _, _ = score(ph, label)
+    l1 = lesion_level(label, ph.tumor_labels, 0.1, ref_is_labels=True)
+    l2 = lesion_level(label, ph.tumor_labels, 0.2, ref_is_labels=True)
+    return {"dice": d, "fp_ml": fp_ml, "found1": l1.n_found, "true1": l1.n_true, "found2": l2.n_found,
+            "true2": l2.n_true, "fp": l1.n_false_positive, "recall": l1.voxel_recall}
+
+
+def components_of(label: sitk.Image) -> sitk.Image:
+    return sitk.RelabelComponent(sitk.ConnectedComponent(label, True), sortByObjectSize=True)
+
+
+def summary_row(fam: str, model: str, stage: str, rows: list[dict], secs: list[float], gen: list[float]) -> list:
+    def sens(f, t):
+        found, true = sum(r[f] for r in rows), sum(r[t] for r in rows)
+        return f"{found}/{true} ({found / true:.2f})" if true else "n/a"
+
+    fps = [r["fp"] for r in rows]
+    recall = [r["recall"] for r in rows if not np.isnan(r["recall"])]
+    return [fam, model, stage, f"{np.median([r['dice'] for r in rows]):.3f}", sens("found1", "true1"),
+            sens("found2", "true2"), f"{np.median(fps):g}", f"{np.mean(fps):.2f}",
+            f"{np.median(recall):.3f}" if recall else "n/a", f"{np.median([r['fp_ml'] for r in rows]):.1f}",
+            len(rows), f"{np.mean(secs):.1f}", f"{np.mean(gen):.1f}"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="unet-demo,st-demo,ftv")
     p.add_argument("--seeds", default="5000-5009")
-    p.add_argument("--families", default="phantom,randomized,ellipse")
+    p.add_argument("--families", default="phantom,randomized,ellipse,heterogeneous,vessels,irregular")
     p.add_argument("--hybrids", action="store_true", help="add hybrid rows if the hybrid module exists")
+    p.add_argument("--compare-fp-reduction", action="store_true",
+                   help="rows before (pipeline without the stage) and after the false-positive reduction")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    from BreastTumorSegLib.engine.fpreduce import reduce_false_positives
     from BreastTumorSegLib.engine.pipeline import segment_exam
     from BreastTumorSegLib.training.phantom.families import FAMILIES
 
@@ -116,9 +161,10 @@ def main(argv=None) -> int:
             makers.update(extra)
         else:
             print("(--hybrids: BreastTumorSegLib.training.phantom.hybrid is not available; no hybrid rows)")
-    rows = []
+    stages = ["before", "after"] if a.compare_fp_reduction else ["pipeline"]
+    rows, froc_rows, stage_secs = [], [], []
     for fam, make in makers.items():
-        per = {m: {"dice": [], "fp": [], "found": 0, "lesions": 0, "secs": []} for m in models}
+        per = {(m, st): {"rows": [], "secs": [], "probs": [], "refs": []} for m in models for st in stages}
         gen = []
         for s in seeds:
             t0 = time.perf_counter()
@@ -127,27 +173,43 @@ def main(argv=None) -> int:
             gen.append(time.perf_counter() - t0)
             for m in models:
                 t0 = time.perf_counter()
-                res = segment_exam(exam, model=m, device="cpu", register=False)
-                r = per[m]
-                r["secs"].append(time.perf_counter() - t0)
-                d, fp, found, n = score(ph, res.label)
-                r["dice"].append(d)
-                r["fp"].append(fp)
-                r["found"] += found
-                r["lesions"] += n
-                print(f"  {fam} seed {s} {m}: Dice {d:.3f}, FP outside breast {fp:.1f} mL, "
-                      f"found {found}/{n}, {r['secs'][-1]:.1f} s", flush=True)
-        for m in models:
-            r = per[m]
-            sens = f"{r['found']}/{r['lesions']} ({r['found'] / r['lesions']:.2f})" if r["lesions"] else "n/a"
-            rows.append([fam, m, f"{np.median(r['dice']):.3f}", f"{np.median(r['fp']):.1f}", sens, len(r["dice"]),
-                         f"{np.mean(r['secs']):.1f}", f"{np.mean(gen):.1f}"])
+                res = segment_exam(exam, model=m, device="cpu", register=False,
+                                   **({"fp_reduction": False} if a.compare_fp_reduction else {}))
+                secs = time.perf_counter() - t0
+                labels = {stages[0]: res.label}
+                if a.compare_fp_reduction:
+                    t1 = time.perf_counter()
+                    labels["after"] = reduce_false_positives(components_of(res.label), res.probability,
+                                                             list(exam.phases), exam.effective_times(),
+                                                             res.lesions)[0]
+                    stage_secs.append(time.perf_counter() - t1)
+                for st, label in labels.items():
+                    r = per[(m, st)]
+                    r["secs"].append(secs + (stage_secs[-1] if st == "after" else 0.0))
+                    r["rows"].append(exam_scores(ph, label))
+                    r["probs"].append(sitk.Mask(sitk.Cast(res.probability, sitk.sitkFloat32), label))
+                    r["refs"].append(ph.tumor_labels)
+                    x = r["rows"][-1]
+                    print(f"  {fam} seed {s} {m} {st}: Dice {x['dice']:.3f}, found {x['found1']}/{x['true1']}, "
+                          f"FP lesions {x['fp']}, voxel recall {x['recall']:.3f}, {r['secs'][-1]:.1f} s", flush=True)
+        for (m, st), r in per.items():
+            rows.append(summary_row(fam, m, st, r["rows"], r["secs"], gen))
+            curve = froc(r["probs"], r["refs"], FROC_THRESHOLDS, ref_is_labels=True)
+            froc_rows.append([fam, m, st] + [f"{c.sensitivity:.2f} / {c.mean_fp_per_exam:.2f}" for c in curve])
+            r["probs"].clear()
     print(f"\n### Generalisation across synthetic families (seeds {a.seeds}, CPU, {a.threads} threads)\n")
     for m in models:
         print(f"- {m}: trained on {trained_on(m)}")
+    if stage_secs:
+        print(f"- false-positive reduction stage: {np.mean(stage_secs):.2f} s/exam mean, {np.max(stage_secs):.2f} max")
     print()
-    print(table(["family", "model", "median Dice", "median FP outside breast (mL)", "lesion sensitivity",
-                 "n exams", "s/exam (pipeline)", "s/exam (generation)"], rows))
+    print(table(["family", "model", "FP reduction", "median Dice", "lesion sens. >= 0.1 mL",
+                 "lesion sens. >= 0.2 mL", "FP lesions/exam (median)", "FP lesions/exam (mean)",
+                 "median voxel recall", "median FP outside breast (mL)", "n exams", "s/exam (pipeline)",
+                 "s/exam (generation)"], rows))
+    print("\nFROC (lesions >= 0.1 mL): lesion sensitivity / mean FP lesions per exam, the pipeline's probability "
+          "map inside its label map cut at p >= threshold\n")
+    print(table(["family", "model", "FP reduction"] + [f"p >= {t:g}" for t in FROC_THRESHOLDS], froc_rows))
     return 0
 
 

@@ -1,6 +1,8 @@
 """``breasttumorseg evaluate``: score one predicted mask against one or more reference masks.
 
-Prints one row per reference (Dice, HD95 in mm, sensitivity, precision, volumes) and optionally
+Prints one row per reference (Dice, HD95 in mm, voxel sensitivity, precision, volumes, and per
+lesion: true lesions >= 0.1 mL found, lesion sensitivity, false-positive lesions, i.e. predicted
+components overlapping no true lesion; see :func:`~BreastTumorSegLib.evaluation.metrics.lesion_level`) and optionally
 writes every metric of :class:`BreastTumorSegLib.evaluation.metrics.SegmentationMetrics` to a CSV file.
 Masks must share one voxel grid; masks on different grids are refused with a message naming
 both files (resampling would change the boundaries being measured).
@@ -22,7 +24,15 @@ from ..evaluation.metrics import SegmentationMetrics, evaluate
 
 SHOWN = [("dice", "Dice", "{:.4f}"), ("hd95_mm", "HD95 mm", "{:.2f}"),
          ("sensitivity", "sens", "{:.3f}"), ("precision", "prec", "{:.3f}"),
-         ("pred_volume_ml", "pred mL", "{:.3f}"), ("ref_volume_ml", "ref mL", "{:.3f}")]
+         ("pred_volume_ml", "pred mL", "{:.3f}"), ("ref_volume_ml", "ref mL", "{:.3f}"),
+         ("lesions_found", "lesions found", "{}"), ("lesion_sensitivity", "lesion sens", "{:.2f}"),
+         ("false_positive_lesions", "FP lesions", "{}")]
+
+
+def _value(m: SegmentationMetrics, key: str):
+    if key == "lesions_found":  # true lesions >= 0.1 mL found by a predicted component
+        return f"{m.found_lesions}/{m.true_lesions}"
+    return getattr(m, key)
 
 
 def register(sub) -> None:
@@ -52,7 +62,7 @@ def _fmt(value, spec: str) -> str:
 
 def format_table(rows: list[tuple[str, SegmentationMetrics]]) -> str:
     head = ["reference"] + [h for _, h, _ in SHOWN]
-    body = [[name] + [_fmt(getattr(m, key), spec) for key, _, spec in SHOWN] for name, m in rows]
+    body = [[name] + [_fmt(_value(m, key), spec) for key, _, spec in SHOWN] for name, m in rows]
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in [head] + body]

@@ -24,6 +24,7 @@ from ..io.files import StagedOutputs, atomic_target, check_no_overwrite, write_i
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from .doubt import doubt_report
+from .fpreduce import FPReduceSettings, reduce_false_positives
 from .postprocess import PostprocessSettings, postprocess, raw_lesions
 from ..core.progress import Reporter
 from ..preprocess.registration import RegistrationSettings, register_exam
@@ -56,7 +57,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                  register: bool = True, progress=None, cancel=None, models_dir=None,
                  breast_model: str | None = None, raw: bool = False, model_options: dict | None = None,
                  registration: str = "auto", motion: str | None = None,
-                 **options) -> SegmentationResult:
+                 fp_reduction: bool | None = None, **options) -> SegmentationResult:
     """Segment tumors in *exam*; see the module docstring.
 
     ``model`` is a registry name (``"unet-demo"``, ``"ftv"``, ``"a+b"`` for an ensemble) or a
@@ -86,6 +87,11 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     threshold, and every connected component is a lesion. ``model_options`` go to foreign
     models (``nnunet:PATH``/``monai:PATH``: folds, mirroring, channels, trust_pickle).
 
+    ``fp_reduction``: the component-level false-positive reduction (:mod:`.fpreduce`: vessels cut
+    off lesions and vessel-like components removed by a small learned classifier, each removal
+    counted by reason in ``result.settings["fp_reduction"]``). Default: on, unless the model
+    card's ``postprocess`` says ``"fp_reduction": false`` or a reader's ``seed_lps`` chose the lesion.
+
     ``registration`` (auto, sitk, none) and ``motion`` (rigid, affine, deformable; default the
     engine's) choose the motion correction (:class:`~..preprocess.registration.RegistrationSettings`).
     """
@@ -97,6 +103,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     if restrict_to_breast is None and options.get("seed_lps") is not None:
         restrict_to_breast = False  # the reader pointed at the lesion; the coarse mask must not cut it
     settings = _settings(segmenter, threshold, mode, min_lesion_ml, restrict_to_breast)
+    if fp_reduction is None:
+        fp_reduction = bool((segmenter.card.get("postprocess") or {}).get("fp_reduction", True)) and \
+            options.get("seed_lps") is None
     breast_model = breast_model or segmenter.card.get("breast_model")
 
     qa: list[dict] = []
@@ -133,6 +142,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         label, lesions, components = postprocess(prob, settings, gate, return_components=True,
                                                  layout=context["layout"], region=region,
                                                  mask_trusted=mask_qa["trusted"], gate_log=gate_log)
+        label, lesions, components, fp_report = reduce_false_positives(
+            components, prob, list(exam.phases), exam.effective_times(), lesions,
+            FPReduceSettings(enabled=bool(fp_reduction)))
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
             extras = extras_fn(exam, components)
@@ -155,6 +167,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
                   "breast_gate": gate_log,
                   "n_phases": exam.n_phases, "times_min": [round(float(t), 3) for t in exam.effective_times()],
                   "times_assumed": bool(exam.metadata.get("times_assumed", False)),
+                  "fp_reduction": fp_report.as_dict() if fp_reduction else "off",
                   "layout": context["layout"]},  # lesion sides of a refined result (engine/refine.py)
     )
 

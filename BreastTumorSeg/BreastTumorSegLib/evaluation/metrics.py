@@ -411,6 +411,101 @@ def _detection(pred_cc, ref_cc, min_overlap: float = 0.0) -> DetectionResult:
     return DetectionResult(lesions, n_pred, n_pred - int(touching.size))
 
 
+# ---------------------------------------------------------------------- lesion-level (per exam)
+# A true lesion smaller than this is not counted (found or missed); a prediction on it is no FP.
+MIN_LESION_ML = 0.1
+
+
+@dataclass(frozen=True)
+class LesionLevel:
+    """Per-lesion outcome of one exam (see :func:`lesion_level`)."""
+
+    n_true: int  # true lesions >= min_ml
+    n_found: int  # of those, overlapped by a predicted component
+    n_false_positive: int  # predicted components overlapping no true lesion (of any size)
+    n_pred: int  # predicted components
+    voxel_recall: float  # fraction of true-lesion voxels predicted (all lesions); nan: no truth
+    min_ml: float = MIN_LESION_ML
+
+    @property
+    def sensitivity(self) -> float:
+        """Found / true lesions (>= ``min_ml``); ``nan`` when there is none."""
+        return float("nan") if self.n_true == 0 else self.n_found / self.n_true
+
+
+def _labelled(mask: sitk.Image, as_labels: bool) -> tuple[np.ndarray, sitk.LabelShapeStatisticsImageFilter]:
+    if not as_labels:
+        return _components(binary_mask(mask))
+    labels = sitk.Cast(mask, sitk.sitkUInt32)
+    stats = _small(sitk.LabelShapeStatisticsImageFilter(), labels)
+    stats.Execute(labels)
+    return sitk.GetArrayFromImage(labels), stats
+
+
+def _lesion_level(pred_cc, ref_cc, min_ml: float) -> LesionLevel:
+    pred_arr, _ = pred_cc
+    ref_arr, stats = ref_cc
+    hit = np.zeros(int(ref_arr.max()) + 1, bool)
+    hit[np.unique(ref_arr[pred_arr > 0])] = True
+    big = [lab for lab in stats.GetLabels() if stats.GetPhysicalSize(lab) / 1000.0 >= min_ml]
+    touching = np.unique(pred_arr[(ref_arr > 0) & (pred_arr > 0)])
+    n_pred = int(np.unique(pred_arr[pred_arr > 0]).size)
+    nref = int(np.count_nonzero(ref_arr))
+    recall = float("nan") if nref == 0 else float(np.count_nonzero((ref_arr > 0) & (pred_arr > 0))) / nref
+    return LesionLevel(len(big), int(sum(hit[lab] for lab in big)), n_pred - int(touching.size), n_pred, recall,
+                       float(min_ml))
+
+
+def lesion_level(pred: sitk.Image, ref: sitk.Image, min_ml: float = MIN_LESION_ML,
+                 ref_is_labels: bool = False) -> LesionLevel:
+    """Per-lesion matching of one exam.
+
+    True lesions are the 26-connected components of *ref* (or, with ``ref_is_labels``, its label
+    values: one per lesion, e.g. a phantom's ``tumor_labels``). A true lesion of at least
+    ``min_ml`` is *found* when any predicted component overlaps it; a predicted component
+    (26-connected) overlapping no true lesion is a false positive; ``voxel_recall`` is the
+    fraction of true-lesion voxels inside the prediction.
+    """
+    check_same_grid(pred, ref)
+    return _lesion_level(_components(binary_mask(pred)), _labelled(ref, ref_is_labels), min_ml)
+
+
+@dataclass(frozen=True)
+class FrocPoint:
+    threshold: float
+    sensitivity: float  # found / true lesions (>= min_ml) over all exams
+    mean_fp_per_exam: float
+    n_true: int
+    n_found: int
+
+
+def froc(probabilities: list[sitk.Image], refs: list[sitk.Image], thresholds=(0.5, 0.7, 0.8, 0.9, 0.95),
+         min_ml: float = MIN_LESION_ML, min_pred_ml: float = 0.0, ref_is_labels: bool = False) -> list[FrocPoint]:
+    """FROC: lesion sensitivity against the mean number of false-positive lesions per exam.
+
+    For every threshold each probability map is cut at ``p >= threshold``; its components of at
+    least ``min_pred_ml`` are matched with :func:`lesion_level`. Give the pipeline's map
+    restricted to its label map (``prob * label``) to trace the curve of what it reports.
+    Sensitivity never rises with the threshold (a higher cut's mask lies inside a lower one's).
+    """
+    if len(probabilities) != len(refs):
+        raise ValueError("give one reference per probability map")
+    ref_cc = [_labelled(r, ref_is_labels) for r in refs]
+    out = []
+    for t in sorted(float(v) for v in thresholds):
+        found = true = fp = 0
+        for prob, rcc in zip(probabilities, ref_cc):
+            binary = sitk.Cast(sitk.GreaterEqual(prob, t), sitk.sitkUInt8)
+            if min_pred_ml > 0:
+                vox = int(np.ceil(min_pred_ml * 1000.0 / float(np.prod(prob.GetSpacing()))))
+                cc = sitk.RelabelComponent(sitk.ConnectedComponent(binary, True), minimumObjectSize=vox)
+                binary = sitk.Cast(cc > 0, sitk.sitkUInt8)
+            r = _lesion_level(_components(binary), rcc, min_ml)
+            found, true, fp = found + r.n_found, true + r.n_true, fp + r.n_false_positive
+        out.append(FrocPoint(t, float("nan") if true == 0 else found / true, fp / max(len(refs), 1), true, found))
+    return out
+
+
 # ------------------------------------------------------------------------------ all at once
 @dataclass
 class SegmentationMetrics:
@@ -434,6 +529,11 @@ class SegmentationMetrics:
     detected_lesions: int
     false_positive_components: int
     extra: dict = field(default_factory=dict)
+    # per lesion, true lesions >= MIN_LESION_ML (see :func:`lesion_level`)
+    lesion_sensitivity: float = float("nan")
+    true_lesions: int = 0
+    found_lesions: int = 0
+    false_positive_lesions: int = 0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -493,6 +593,7 @@ def evaluate_prepared(p: PreparedMask, r: PreparedMask) -> SegmentationMetrics:
     else:
         sd = SurfaceDistances(np.zeros(0), np.zeros(0))
     det = _detection(p.components, r.components)
+    lev = _lesion_level(p.components, r.components, MIN_LESION_ML)
     pd_, rd = p.diameter_mm, r.diameter_mm
     na, nb = p.count, r.count
     inter = int(np.logical_and(p.array, r.array).sum())
@@ -506,7 +607,9 @@ def evaluate_prepared(p: PreparedMask, r: PreparedMask) -> SegmentationMetrics:
         pred_volume_ml=na * vox_ml, ref_volume_ml=nb * vox_ml, volume_difference_ml=(na - nb) * vox_ml,
         pred_diameter_mm=pd_, ref_diameter_mm=rd, pred_t_stage=t_stage(pd_), ref_t_stage=t_stage(rd),
         ref_lesions=det.n_reference_lesions, detected_lesions=det.n_detected,
-        false_positive_components=det.n_false_positive_components)
+        false_positive_components=det.n_false_positive_components,
+        lesion_sensitivity=lev.sensitivity, true_lesions=lev.n_true, found_lesions=lev.n_found,
+        false_positive_lesions=lev.n_false_positive)
 
 
 def evaluate(pred: sitk.Image, ref: sitk.Image, pred_name: str = "prediction",

@@ -5,7 +5,11 @@
 * ``randomized``: :func:`make_randomized`, domain-randomised anatomy, contrast and acquisition,
   for training models that must not memorise one look;
 * ``ellipse``: :func:`make_ellipse_family`, a held-out family mimicking an independent
-  generator, for evaluation only (never train on it).
+  generator, for evaluation only (never train on it);
+* ``heterogeneous``, ``vessels``, ``irregular`` (:mod:`.heterogeneous`): lesion-free randomised
+  anatomy with inserted heterogeneous tumors (moderate, rim-enhancing and necrotic parts) and
+  enhancing vessels 1-4 mm wide, some touching a tumor; ``irregular`` uses a held-out tumor
+  shape model (random-walk lobes and spicules) and is for evaluation only.
 
 Every family returns a :class:`~.Phantom`.
 """
@@ -14,10 +18,13 @@ from __future__ import annotations
 from ...core.errors import InputError
 from . import Phantom, make_phantom
 from .ellipse import make_ellipse_family
+from .heterogeneous import make_heterogeneous_family, make_irregular_family, make_vessel_family
 from .randomized import make_randomized
 
-FAMILIES = {"phantom": make_phantom, "randomized": make_randomized, "ellipse": make_ellipse_family}
-EVALUATION_ONLY = ("ellipse",)
+FAMILIES = {"phantom": make_phantom, "randomized": make_randomized, "ellipse": make_ellipse_family,
+            "heterogeneous": make_heterogeneous_family, "vessels": make_vessel_family,
+            "irregular": make_irregular_family}
+EVALUATION_ONLY = ("ellipse", "irregular")
 
 
 def make_exam(family: str, seed: int, **overrides) -> Phantom:
