@@ -76,6 +76,22 @@ class Grid:
         img.SetDirection(self.direction)
         return img
 
+    def difference(self, img: sitk.Image, tol: float = 1e-3) -> str:
+        """What differs between *img*'s grid and this one, in words (empty when it matches)."""
+        def fmt(v):
+            return "(" + ", ".join(f"{x:g}" for x in v) + ")"
+
+        parts = []
+        if tuple(img.GetSize()) != self.size:
+            parts.append(f"size {fmt(img.GetSize())}, exam {fmt(self.size)}")
+        if not np.allclose(img.GetSpacing(), self.spacing, atol=tol * max(self.spacing)):
+            parts.append(f"spacing {fmt(img.GetSpacing())} mm, exam {fmt(self.spacing)} mm")
+        if not np.allclose(img.GetOrigin(), self.origin, atol=tol * max(self.spacing) * 10):
+            parts.append(f"origin {fmt(img.GetOrigin())} mm, exam {fmt(self.origin)} mm")
+        if not np.allclose(img.GetDirection(), self.direction, atol=1e-4):
+            parts.append("direction differs")
+        return "; ".join(parts)
+
     def matches(self, img: sitk.Image, tol: float = 1e-3) -> bool:
         return (tuple(img.GetSize()) == self.size
                 and np.allclose(img.GetSpacing(), self.spacing, atol=tol * max(self.spacing))

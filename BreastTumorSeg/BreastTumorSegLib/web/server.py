@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import threading
@@ -31,13 +32,27 @@ def check_host(host: str, allow_remote: bool) -> str:
 
 def serve(study_folder, host: str = "127.0.0.1", port: int = 8080, release_after_s: float = 900.0,
           print_fn=print) -> None:
-    """Run the station until Ctrl-C (readers' work is saved and their sessions released on exit)."""
+    """Run the station until Ctrl-C or SIGTERM (readers' work is saved and their sessions released
+    on exit). The signals are the caller's: the command line's handlers raise KeyboardInterrupt,
+    which stops the server (aiohttp's own handlers would make every stop look like a clean exit).
+    A port in use or not allowed is one :class:`InputError`."""
     station = Station(study_folder, release_after_s=release_after_s)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     print_fn(f"reader station for study {station.study.name!r} at http://{host}:{port}/ "
              f"({len(station.study.readers)} readers; Ctrl-C stops)")
-    web.run_app(make_app(station), host=host, port=port, print=None, handle_signals=True,
-                access_log_format='%a "%r" %s %b')
+    try:
+        web.run_app(make_app(station), host=host, port=port, print=None, handle_signals=False,
+                    access_log_format='%a "%r" %s %b')
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            why = {errno.EADDRINUSE: "is in use by another program", errno.EACCES: "needs administrator rights",
+                   errno.EADDRNOTAVAIL: "is not an address of this machine"}[exc.errno]
+            raise InputError(f"port {port} on {host} {why}", "--port",
+                             "choose another port, e.g. --port 8081 (or stop the program using it)") from None
+        raise
+    finally:
+        station.worker.shutdown(wait=True, cancel_futures=True)
+        station.loader.shutdown(wait=True, cancel_futures=True)
 
 
 class BackgroundStation:
