@@ -54,12 +54,12 @@ def check_batch_options(args):
 def run(args) -> int:
     from ..batch.cases import discover
     from ..batch.runner import run_batch
-    from ..io.safety import check_output_location
+    from ..io.safety import check_output_location, exam_locations
 
     shard = check_batch_options(args)
     cases = discover(args.input)
     # the output never lies in (or is) an exam of the batch, whichever way the exams were listed
-    check_output_location(args.output, [p for c in cases for p in c.inputs])
+    check_output_location(args.output, exam_locations(p for c in cases for p in c.inputs))
     progress = "none" if args.quiet and args.progress == "bar" else args.progress
     out = sys.stderr if progress == "json" else sys.stdout
     try:

@@ -151,6 +151,17 @@ def check_output_location(output: str | os.PathLike, inputs: Iterable[str | os.P
                              "choose an output outside every exam and study folder; inputs are never written to")
 
 
+def exam_locations(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Every exam path and, for an exam given as files (phase files, a 4D file), the folder holding
+    them: an output of a batch or study goes into none of these."""
+    out = []
+    for p in map(Path, paths):
+        out.append(p)
+        if not os.path.isdir(p):
+            out.append(p.parent)
+    return out
+
+
 def check_regular_file(path: str | os.PathLike, what: str, max_bytes: int | None = None,
                        inside: str | os.PathLike | None = None) -> Path:
     """*path* as a regular, readable file of at most *max_bytes*, whose real path (links followed)

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from ..core.errors import InputError, OutputExistsError
 from ..io.files import read_mask
 from ..io.safety import (check_input_path, check_output_location, check_paths_exist, check_positive,
-                         check_table_row, created_dirs, remove_empty_dirs)
+                         check_table_row, created_dirs, exam_locations, remove_empty_dirs)
 from .definition import (ARMS, STUDY_FILE, Arm, Case, Grid, Study, check_name, load_study, pseudonyms,
                          reading_order)
 from .session import (DONE, IN_PROGRESS, SUBMITTED, TODO, iso, item_key, load_state, sha256_file)
@@ -144,8 +144,8 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
                          "name it, e.g. --model st-demo (and --model-outputs DIR if its masks exist already)")
     cases_in = read_cases_table(cases_csv)
     # the study folder never lies in (or is) an exam folder or the cases table
-    check_output_location(output, [cases_csv] + [p for _, inputs, _ in cases_in for p in inputs], "--output",
-                          "study folder")
+    check_output_location(output, [cases_csv] + exam_locations(p for _, inputs, _ in cases_in for p in inputs),
+                          "--output", "study folder")
     if len(arms) == 2 and washout_cases > len(cases_in):
         raise InputError(f"a wash-out of {washout_cases} cases cannot be met with {len(cases_in)} cases and 2 arms",
                          "--washout-cases", f"give at most {len(cases_in)}, or use --washout-days")
@@ -372,7 +372,7 @@ def export_rows(study: Study, table_dir: Path, partial: bool = False) -> tuple[l
 def study_inputs(study: Study) -> list[Path]:
     """What a command reading *study* must never write over or into: the study folder (every file
     of it) and every exam of its cases."""
-    return [study.folder] + [Path(p) for c in study.cases for p in c.inputs]
+    return [study.folder] + exam_locations(p for c in study.cases for p in c.inputs)
 
 
 def check_export_location(study: Study, output: Path) -> None:
