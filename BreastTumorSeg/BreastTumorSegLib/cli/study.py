@@ -12,7 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.errors import InputError
 
 
 def register(sub) -> None:
@@ -129,9 +128,7 @@ def run_export(args) -> int:
     from ..io.safety import check_input_path
     from ..study.coordinator import export_table
 
-    check_input_path(args.study, "study folder", kind="dir")
-    if args.output.is_dir():
-        raise InputError("--output must be a CSV file name, not a folder", args.output, "e.g. --output table.csv")
+    check_input_path(args.study, "study folder", kind="dir")  # the table's location is checked with the study
     path, left_out = export_table(args.study, args.output, partial=args.partial, overwrite=args.overwrite)
     if left_out:
         print(f"breasttumorseg: warning: {len(left_out)} incomplete case(s) left out: {', '.join(left_out[:10])}"

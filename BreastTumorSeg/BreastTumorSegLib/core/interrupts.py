@@ -31,6 +31,12 @@ def received() -> int | None:
     return _state["received"]
 
 
+def note_signal(signum: int) -> None:
+    """Record a signal that code with its own handler (an event loop) received and acted on."""
+    if _state["received"] is None:
+        _state["received"] = signum
+
+
 def note_commit() -> None:
     """Record that the command's outputs are complete in their final place."""
     _state["committed"] = True

@@ -141,11 +141,13 @@ def check_output_location(output: str | os.PathLike, inputs: Iterable[str | os.P
     when they are checked as inputs)."""
     real = Path(os.path.realpath(output))
     parents = set(real.parents)
-    for item in inputs:
-        inp = Path(os.path.realpath(item))
-        if real == inp:
+    inputs = list(inputs)
+    for item in inputs:  # the output is an input itself: said first, it is the worse mistake
+        if real == Path(os.path.realpath(item)):
             raise InputError(f"the {what} is the input {item}", f"{option} {output}",
                              "choose an output outside every input; inputs are never written to")
+    for item in inputs:
+        inp = Path(os.path.realpath(item))
         if inp in parents and os.path.isdir(inp):
             raise InputError(f"the {what} lies inside the input folder {item}", f"{option} {output}",
                              "choose an output outside every exam and study folder; inputs are never written to")

@@ -133,7 +133,8 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
     check_positive(autosave_s, "--autosave-s", upper=86400)
     check_positive(idle_timeout_s, "--idle-timeout-s", upper=86400)
     if washout_cases < 0 or washout_days < 0 or (len(arms) == 1 and (washout_cases or washout_days)):
-        raise InputError("a wash-out needs two arms and must not be negative", "--washout-cases/--washout-days")
+        raise InputError("a wash-out needs two arms and must not be negative", "--washout-cases/--washout-days",
+                         "add --arms unaided,assisted, or drop the wash-out")
     allowed_effects = check_effects(allowed_effects) if allowed_effects else None
     assisted = "assisted" in arms
     if threshold is not None and not (assisted and model_outputs is None and 0 < threshold <= 1):

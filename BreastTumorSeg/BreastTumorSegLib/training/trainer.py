@@ -201,6 +201,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
             val = value
         target = data
         *parents, leaf = key.strip().split(".")
+        if parents and _FIELD_TYPES.get(parents[0], "dict") != "dict":
+            raise InputError(f"--set {item}: {parents[0]} is a {_FIELD_TYPES[parents[0]]}, not a table", "--set",
+                             f"set it whole, e.g. --set {parents[0]}=VALUE")
         for i, p in enumerate(parents):
             target = target.setdefault(p, {})
             if not isinstance(target, dict):
