@@ -30,7 +30,7 @@ from .worker import HELD
 @dataclass
 class BatchReport:
     selected: int = 0  # cases in this shard
-    already_done: int = 0  # skipped before starting: complete from an earlier run
+    already_done: int = 0  # complete from an earlier run, or computed by a concurrent run sharing OUT
     done: int = 0
     failed: list[dict] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)  # neither done nor failed (a worker died)

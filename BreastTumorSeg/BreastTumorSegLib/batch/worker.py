@@ -182,7 +182,9 @@ class ExamWorker:
         return n
 
     def close(self) -> None:
-        self._reader.shutdown(wait=True)
+        from ..core.interrupts import join_pool
+
+        join_pool(self._reader)  # queued reads cancelled, the running one waited for (a signal too)
 
 
 def memory_mb() -> dict:

@@ -71,7 +71,8 @@ def run(args) -> int:
         _say_interrupted(args.output)
         raise
     print(f"batch: {report.selected} exam(s){f' in shard {args.shard}' if shard else ''}: "
-          f"{report.done} done now, {report.already_done} done before, {len(report.failed)} failed, "
+          f"{report.done} done now, {report.already_done} done before or by a concurrent run, "
+          f"{len(report.failed)} failed, "
           f"{len(report.unfinished)} not finished; {report.models_loaded} model load(s)", file=out)
     print(f"  failures  {args.output / 'failures.csv'}\n  worklist  {args.output / 'worklist.csv'}", file=out)
     if report.unfinished:
