@@ -400,7 +400,7 @@ def test_two_concurrent_runs_both_report_every_exam_done(tmp_path, templates):
 
 def test_sigterm_says_which_exams_are_kept(tmp_path, templates):
     root = tmp_path / "exams"
-    _write_exams(root, templates, 12)
+    _write_exams(root, templates, 20)
     out = tmp_path / "out"
     proc = subprocess.Popen(_batch_cmd(root, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

@@ -68,6 +68,9 @@ def run(args) -> int:
                            workers=args.workers, shard=shard, backend=args.engine, progress=progress,
                            overwrite=args.overwrite, verify=args.verify, ray_address=args.ray_address)
     except KeyboardInterrupt:  # SIGINT / SIGTERM: say what is in OUT before the exit code says "interrupted"
+        from ..core import interrupts
+
+        interrupts.note_work()  # one exam's commit is not the batch's: the exit code is 130 / 143
         _say_interrupted(args.output)
         raise
     print(f"batch: {report.selected} exam(s){f' in shard {args.shard}' if shard else ''}: "
