@@ -144,8 +144,9 @@ class TrainerConfig:
             if not math.isfinite(value) or not lo <= value <= hi:
                 raise InputError(f"{key} = {value!r} is out of range", "training config",
                                  f"give {key} from {lo:g} to {hi:g}")
-        if not 0 < self.lr <= 10:
-            raise InputError(f"lr = {self.lr!r} is not a learning rate", "training config", "give lr above 0, e.g. 0.002")
+        if not 0 <= self.lr <= 10:  # 0: the weights stay as they are (a run that only validates)
+            raise InputError(f"lr = {self.lr!r} is not a learning rate", "training config",
+                             "give lr from 0 to 10, e.g. 0.002")
         if not 0 < self.threshold < 1:
             raise InputError(f"threshold = {self.threshold!r} is out of range", "training config", "give it in (0, 1)")
         if self.optimizer not in OPTIMIZERS:
@@ -261,7 +262,10 @@ def _check_augment(aug: dict) -> None:
         number(key, 0.0, 1.0)
     number("rotate_deg", 0.0, 180.0)
     number("phase_gain", 0.0, 1.0, hi_open=True)
-    number("enhancement_gain", 0.0, 1.0, hi_open=True)
+    gain_k = aug.get("enhancement_gain", 0.0)
+    if not isinstance(gain_k, (int, float)) or isinstance(gain_k, bool) or not 0 <= gain_k < 1:
+        raise InputError("augment.enhancement_gain must be in [0, 1)", "training config",
+                         "e.g. 0.3 scales the contrast uptake by 0.7-1.3")
     gain = aug.get("gain", [1.0, 1.0])
     if not (isinstance(gain, list) and len(gain) == 2
             and all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) for g in gain)
