@@ -409,6 +409,22 @@ def _(f, fx):
     return ["study", "status", st]
 
 
+@case("status_reader_folder_is_file", "reader's folder")
+def _(f, fx):
+    st, _ = fx.copy_study(f)
+    shutil.rmtree(st / "readers" / "b")
+    (st / "readers" / "b").write_text("not a folder")
+    return ["study", "status", st]
+
+
+@case("export_reader_folder_is_file", "reader's folder")
+def _(f, fx):
+    st, _ = fx.copy_study(f)
+    shutil.rmtree(st / "readers" / "b")
+    (st / "readers" / "b").write_text("not a folder")
+    return ["study", "export", "--partial", st, "-o", f / "t.csv"]
+
+
 @case("status_study_is_file", "found a file")
 def _(f, fx):
     (f / "S").write_text("x")

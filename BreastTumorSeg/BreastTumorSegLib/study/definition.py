@@ -20,6 +20,7 @@ the first was submitted.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +167,13 @@ class Study:
         return reader
 
     def reader_dir(self, reader: str) -> Path:
-        return self.folder / "readers" / self.check_reader(reader)
+        """``STUDY/readers/<reader>``; a file where that folder (or ``readers``) belongs is refused."""
+        folder = self.folder / "readers" / self.check_reader(reader)
+        for p in (folder.parent, folder):
+            if os.path.lexists(p) and not p.is_dir():
+                raise InputError("a file lies where the study keeps a reader's folder", p,
+                                 "move that file away (the study folder was changed by hand)")
+        return folder
 
     def as_json(self) -> dict:
         return {
