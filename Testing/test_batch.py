@@ -375,3 +375,42 @@ def test_an_exam_whose_outputs_were_damaged_is_redone(tmp_path, templates):
     assert sorted(starts) == sorted(ids + ids)
     assert all(Ledger(out).is_done(c, verify="hash") for c in ids)
     assert json.loads((out / f"{ids[1]}.json").read_text())["case_id"] == ids[1]
+
+
+# ------------------------------------------------------------------ concurrent runs and signals (issue 27)
+def _batch_cmd(root: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "BreastTumorSegLib.cli", "batch", str(root), "--output", str(out), "--model", "ftv",
+            "--no-register", "--progress", "none"]
+
+
+def test_two_concurrent_runs_both_report_every_exam_done(tmp_path, templates):
+    """Two runs on one OUT at once: each exam is computed once (by either run), and both runs
+    wait for the other's exams and exit 0 instead of calling them 'not finished'."""
+    root = tmp_path / "exams"
+    ids = _write_exams(root, templates, 4)
+    out = tmp_path / "out"
+    procs = [subprocess.Popen(_batch_cmd(root, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    committed = [e["case"] for e in Ledger(out).events() if e["event"] == "committed"]
+    assert sorted(committed) == sorted(ids)  # exactly once each
+    assert all("0 not finished" in stdout for stdout, _ in results)
+
+
+def test_sigterm_says_which_exams_are_kept(tmp_path, templates):
+    root = tmp_path / "exams"
+    _write_exams(root, templates, 20)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_batch_cmd(root, out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((out / ".batch" / "done").glob("*.json")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the batch finished before the signal")
+    done = len(list((out / ".batch" / "done").glob("*.json")))
+    assert proc.returncode == 143, err
+    assert f"{done} exam(s) complete" in err and "kept" in err and "Traceback" not in err

@@ -5,8 +5,10 @@ INPUT is one of
 * a folder of case folders, each in MAMA-MIA naming (``<case>_0000.nii.gz`` ...) or holding one
   DICOM study (a MAMA-MIA root with ``images/<case>/`` works too);
 * a manifest CSV with a header ``case,path[,times]``: ``path`` is an exam folder, a 4D file or the
-  phase files joined by ``;`` (relative paths are relative to the CSV), ``times`` the acquisition
-  times in minutes joined by ``;`` (optional).
+  phase files joined by ``;`` (relative paths are relative to the CSV; a path may contain spaces,
+  and one containing ``,`` is quoted as CSV quotes), ``times`` the acquisition times in minutes
+  joined by ``;`` (optional). Every path is checked (one ``stat``) before the batch starts: a
+  manifest with missing paths is refused as a whole, naming the first few.
 
 A case's *key* (its name in the batch records) is the manifest's ``case``, the phase files'
 case name, or the DICOM folder's name.
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from ..io.files import IMAGE_SUFFIXES, find_phase_files
-from ..io.safety import check_case_id, check_input_path
+from ..io.safety import check_case_id, check_input_path, check_paths_exist, check_table_row
 
 
 @dataclass(frozen=True)
@@ -79,22 +81,25 @@ def _from_folder(root: Path) -> list[Case]:
 
 
 def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.replace(";", " ").split() if t.strip()]
+    """The ``;``-separated parts of a manifest cell (spaces inside a path are kept)."""
+    return [t.strip() for t in text.split(";") if t.strip()]
 
 
 def _from_manifest(csv_path: Path) -> list[Case]:
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-            header = [h.strip() for h in (rows[0].keys() if rows else [])]
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = [(h or "").strip() for h in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read the manifest ({exc})", csv_path, "give a CSV file with columns case,path[,times]")
     if not {"case", "path"} <= set(header):
         raise InputError(f"the manifest needs the columns case and path, it has {', '.join(header) or 'none'}",
                          csv_path, "write a header line case,path[,times]")
     out = []
-    for line, row in enumerate(rows, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+    for line, raw in enumerate(rows, start=2):
+        check_table_row(raw, header, f"line {line}", csv_path)
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         where = f"{csv_path} line {line}"
         key = check_case_id(row["case"], f"{where}, column case")
         paths = [p if Path(p).is_absolute() else str(csv_path.parent / p) for p in _split(row["path"])]
@@ -110,6 +115,7 @@ def _from_manifest(csv_path: Path) -> list[Case]:
                 raise InputError(f"times {row['times']!r} are not numbers", where,
                                  "give the times in minutes joined by ';', e.g. 0;1.5;3")
         out.append(Case(key, tuple(paths), times, case_id=key))
+    check_paths_exist([(f"line {i}", c.inputs) for i, c in enumerate(out, start=2)], csv_path)
     return out
 
 

@@ -24,12 +24,13 @@ from ..io.files import write_text_atomic
 from .cases import Case, in_shard
 from .ledger import Ledger
 from .progress import BatchProgress
+from .worker import HELD
 
 
 @dataclass
 class BatchReport:
     selected: int = 0  # cases in this shard
-    already_done: int = 0  # skipped before starting: complete from an earlier run
+    already_done: int = 0  # complete from an earlier run, or computed by a concurrent run sharing OUT
     done: int = 0
     failed: list[dict] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)  # neither done nor failed (a worker died)
@@ -70,18 +71,78 @@ def run_batch(cases: list[Case], out_dir, engine: dict, write: dict | None = Non
             _run_here(todo, out_dir, engine, write or {}, overwrite, handle)
         else:
             _run_processes(todo, out_dir, engine, write or {}, workers, overwrite, handle, ledger)
+        held = [c.key for c in todo if (finals.get(c.key) or {}).get("why") == HELD]
+        _wait_for_other_runs(ledger, held)
     finally:
         bar.close()
         write_reports(ledger)
+    failures = {rec["case"]: rec for rec in ledger.failures()}
     for case in todo:
         ev = finals.get(case.key)
-        if ev is None or (ev["event"] == "skipped" and ev.get("why") != "done"):
+        if ev is not None and ev.get("why") == HELD:  # another run (or shard) computed it: its outcome counts
+            if ledger.is_done(case.key, verify):
+                report.already_done += 1
+            elif case.key in failures:
+                report.failed.append({"event": "failed", **failures[case.key]})
+            else:
+                report.unfinished.append(case.key)
+        elif ev is None or (ev["event"] == "skipped" and ev.get("why") != "done"):
             report.unfinished.append(case.key)
         elif ev["event"] == "failed":
             report.failed.append(ev)
         else:
             report.done += 1
     return report
+
+
+def _wait_for_other_runs(ledger: Ledger, keys: list[str], poll_s: float = 0.5) -> None:
+    """Wait while another live process (a concurrent run or shard sharing OUT) computes one of
+    *keys* -- its last ``started`` event names it and it has not finished -- so that this run
+    reports that case's outcome instead of calling it unfinished. A claim held without such a
+    worker (or by a process that died) is not waited for."""
+    import socket
+    import time
+
+    for key in keys:
+        while True:
+            worker = _computing_worker(ledger, key)
+            if worker is None or not _alive_here(worker, socket.gethostname()):
+                break
+            claim = ledger.claim(key)
+            if claim is not None:
+                ledger.release(claim)
+                break
+            time.sleep(poll_s)
+
+
+def _computing_worker(ledger: Ledger, key: str) -> str | None:
+    """The worker id ("host:pid") whose ``started`` event for *key* is the last one, when no
+    ``done``/``failed`` followed it; else None."""
+    worker = None
+    for ev in ledger.events():
+        if ev.get("case") != key:
+            continue
+        if ev.get("event") == "started":
+            worker = ev.get("worker")
+        elif ev.get("event") in ("done", "failed"):
+            worker = None
+    return worker if isinstance(worker, str) else None
+
+
+def _alive_here(worker: str, host: str) -> bool:
+    """A worker on another machine counts as alive (its claim says so); on this one, its process must
+    exist and not be this process."""
+    name, _, pid = worker.rpartition(":")
+    if name != host or not pid.isdigit():
+        return name != host
+    if int(pid) == os.getpid():
+        return False
+    try:
+        import psutil
+
+        return psutil.pid_exists(int(pid))
+    except ImportError:  # pragma: no cover
+        return os.path.exists(f"/proc/{pid}")
 
 
 # ---------------------------------------------------------------------- reports

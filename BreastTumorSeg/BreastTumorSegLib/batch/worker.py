@@ -18,6 +18,8 @@ from ..io.safety import check_case_id
 from .cases import Case
 from .ledger import Ledger
 
+HELD = "another process holds it"  # the "why" of a case skipped because another run computes it
+
 Emit = Callable[[dict], None]
 
 
@@ -90,7 +92,7 @@ class ExamWorker:
         ledger, key = self.ledger, case.key
         claim = ledger.claim(key)
         if claim is None:
-            return self.emit_final({"event": "skipped", "case": key, "why": "another process holds it"})
+            return self.emit_final({"event": "skipped", "case": key, "why": HELD})
         try:
             if ledger.is_done(key):
                 return self.emit_final({"event": "skipped", "case": key, "why": "done"})
@@ -181,7 +183,9 @@ class ExamWorker:
         return n
 
     def close(self) -> None:
-        self._reader.shutdown(wait=True)
+        from ..core.interrupts import join_pool
+
+        join_pool(self._reader)  # queued reads cancelled, the running one waited for (a signal too)
 
 
 def memory_mb() -> dict:

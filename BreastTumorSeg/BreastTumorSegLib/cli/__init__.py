@@ -73,7 +73,7 @@ def guarded(work, restore: bool = True) -> int:
     return_freed_memory()
     with interrupts.handle_signals(restore=restore):
         try:
-            return int(work() or 0)
+            return _run(work)
         except Cancelled as exc:
             print(f"breasttumorseg: {exc}", file=sys.stderr)
             return 130
@@ -88,6 +88,15 @@ def guarded(work, restore: bool = True) -> int:
             if interrupts.received() is None or isinstance(exc, SystemExit):
                 raise
             return _interrupted()
+
+
+def _run(work) -> int:
+    """``work()``, then every worker thread joined (no thread may run while the interpreter shuts
+    down), on the way out of an error or a signal too."""
+    try:
+        return int(work() or 0)
+    finally:
+        interrupts.join_worker_threads()
 
 
 def _interrupted() -> int:

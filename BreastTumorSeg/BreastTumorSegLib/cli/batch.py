@@ -54,19 +54,39 @@ def check_batch_options(args):
 def run(args) -> int:
     from ..batch.cases import discover
     from ..batch.runner import run_batch
+    from ..io.safety import check_output_location, exam_locations
 
     shard = check_batch_options(args)
     cases = discover(args.input)
+    # the output never lies in (or is) an exam of the batch, whichever way the exams were listed
+    check_output_location(args.output, exam_locations(p for c in cases for p in c.inputs))
     progress = "none" if args.quiet and args.progress == "bar" else args.progress
-    report = run_batch(cases, args.output, engine_kwargs(args),
-                       {"dicom_seg": args.dicom_seg, "deidentify": args.deidentify},
-                       workers=args.workers, shard=shard, backend=args.engine, progress=progress,
-                       overwrite=args.overwrite, verify=args.verify, ray_address=args.ray_address)
     out = sys.stderr if progress == "json" else sys.stdout
+    try:
+        report = run_batch(cases, args.output, engine_kwargs(args),
+                           {"dicom_seg": args.dicom_seg, "deidentify": args.deidentify},
+                           workers=args.workers, shard=shard, backend=args.engine, progress=progress,
+                           overwrite=args.overwrite, verify=args.verify, ray_address=args.ray_address)
+    except KeyboardInterrupt:  # SIGINT / SIGTERM: say what is in OUT before the exit code says "interrupted"
+        from ..core import interrupts
+
+        interrupts.note_work()  # one exam's commit is not the batch's: the exit code is 130 / 143
+        _say_interrupted(args.output)
+        raise
     print(f"batch: {report.selected} exam(s){f' in shard {args.shard}' if shard else ''}: "
-          f"{report.done} done now, {report.already_done} done before, {len(report.failed)} failed, "
+          f"{report.done} done now, {report.already_done} done before or by a concurrent run, "
+          f"{len(report.failed)} failed, "
           f"{len(report.unfinished)} not finished; {report.models_loaded} model load(s)", file=out)
     print(f"  failures  {args.output / 'failures.csv'}\n  worklist  {args.output / 'worklist.csv'}", file=out)
     if report.unfinished:
         print("  re-run the same command to finish: " + ", ".join(report.unfinished[:10]), file=out)
     return report.exit_code
+
+
+def _say_interrupted(out_dir: Path) -> None:
+    """What an interrupted batch leaves: the exams committed so far (complete, kept) and the reports."""
+    done = len(list((out_dir / ".batch" / "done").glob("*.json")))  # the ledger's records, only read
+    written = [n for n in ("failures.csv", "worklist.csv") if (out_dir / n).is_file()]
+    print(f"batch: interrupted; {done} exam(s) complete in {out_dir} are kept"
+          + (f", {' and '.join(written)} list them" if written else "")
+          + "; the exam in progress was discarded. Re-run the same command to finish", file=sys.stderr)

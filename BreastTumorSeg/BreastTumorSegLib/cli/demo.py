@@ -1,6 +1,7 @@
 """``breasttumorseg demo``: make the demo phantom exam, segment it, report Dice against its truth."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..core import interrupts
@@ -19,7 +20,7 @@ def register(sub) -> None:
                                    "generated deterministically from a seed) to OUTPUT/demo_exam, "
                                    "segments it into OUTPUT, prints the Dice against the ground truth and "
                                    "the path of the overview picture (result and truth outlined). "
-                                   "A re-run replaces the previous demo files.")
+                                   "A re-run into the same folder needs --overwrite.")
     p.add_argument("--output", "-o", type=Path, default=Path("demo_output"), help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEMO_SEED, help="phantom seed (default: %(default)s)")
     add_engine_options(p)
@@ -34,19 +35,33 @@ def run(args) -> int:
 
     from ..io.safety import check_output_dir
 
+    from ..core.errors import OutputExistsError
+    from ..io.safety import created_dirs, remove_empty_dirs
+
     out = Path(args.output)
     check_output_dir(out, need_bytes=64 << 20)
     check_engine_options(args)
     case_dir = out / "demo_exam"
+    if os.path.lexists(case_dir) and not args.overwrite:
+        raise OutputExistsError(f"{case_dir}: an earlier demo is there. Fix: pass --overwrite to replace it, "
+                                "or choose another --output")
     progress = None if args.quiet else TerminalProgress()
     ph = make_phantom(args.seed)
-    # Everything the demo writes is regenerated from the seed, so a re-run replaces it.
-    write_phantom(ph, case_dir)
-    exam = load_exam(case_dir)
-    interrupts.note_work()
-    result = segment_exam(exam, progress=progress, **engine_kwargs(args))
-    truth = read_image(case_dir / f"{ph.exam.case_id}_tumor.nii.gz", "ground truth")
-    written = write_result(result, out, overwrite=True, truth=truth)
+    made = created_dirs(out)
+    try:
+        write_phantom(ph, case_dir, overwrite=args.overwrite)
+        exam = load_exam(case_dir)
+        interrupts.note_work()
+        result = segment_exam(exam, progress=progress, **engine_kwargs(args))
+        truth = read_image(case_dir / f"{ph.exam.case_id}_tumor.nii.gz", "ground truth")
+        written = write_result(result, out, overwrite=args.overwrite, truth=truth)
+    except BaseException:
+        if not args.overwrite:  # nothing of an earlier demo was there: leave no half demo behind
+            import shutil
+
+            shutil.rmtree(case_dir, ignore_errors=True)
+            remove_empty_dirs(made)
+        raise
     if progress:
         progress.close()
     print(f"demo exam: {case_dir} ({exam.n_phases} phases, synthetic phantom seed {args.seed})")

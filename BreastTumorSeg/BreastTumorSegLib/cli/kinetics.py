@@ -7,8 +7,8 @@ Writes into the output folder (all or nothing; existing files only with ``--over
   ``_initial_class`` (uint8 1 slow / 2 medium / 3 fast), ``_curve_type`` (uint8 1 persistent /
   2 plateau / 3 washout); 0 = not assessed;
 * ``<case>_ftv_mask.nii.gz`` (uint8 FTV voxels) -- or ``<case>_lesion_mask.nii.gz`` with a seed;
-* ``<case>_ser_bands.nii.gz`` (uint8 label map inside the mask) with ``ser_bands.ctbl`` and
-  ``ser_ramp.ctbl`` (Slicer colour tables; see :mod:`BreastTumorSegLib.kinetics.plots`);
+* ``<case>_ser_bands.nii.gz`` (uint8 label map inside the mask) with ``<case>_ser_bands.ctbl`` and
+  ``<case>_ser_ramp.ctbl`` (Slicer colour tables, named by case so several exams share a folder; see :mod:`BreastTumorSegLib.kinetics.plots`);
 * ``<case>_curves.png`` (lesion vs background enhancement curves);
 * ``<case>_kinetics.json`` (FTV, SER band volumes, chosen phases, thresholds, per-lesion kinetics,
   notes).
@@ -28,6 +28,8 @@ from ..core.errors import InputError
 from ._common import TerminalProgress, check_exam_command, check_outputs, warn_about_exam
 
 LESION_MIN_ML = 0.05  # components below this are not plotted / tabulated
+MAX_SKIN_MARGIN_MM = 50.0  # a larger margin would drop every lesion of a breast
+MAX_VESSEL_RADIUS_MM = 10.0  # thicker than any breast vessel: tumors would be removed
 
 
 def _floats(text: str, n: int | None = None) -> list[float]:
@@ -117,13 +119,15 @@ def _roi(args, exam):
 def check_options(args) -> None:
     """FTV option values (finite, in range; coordinates are checked by the parser) and the ROI mask
     file, before anything is read."""
-    from ..io.safety import check_input_path, check_positive
+    from ..io.safety import check_coordinates, check_input_path, check_positive
 
-    check_positive(args.pe_threshold, "--pe-threshold")
+    check_positive(args.pe_threshold, "--pe-threshold", upper=10000)
+    for option in ("box", "box_ras", "seed_lps", "seed_ras"):
+        check_coordinates(getattr(args, option), "--" + option.replace("_", "-"))
     check_positive(args.background_fraction, "--background-fraction", upper=1.0, zero_ok=True)
-    check_positive(args.ser_min, "--ser-min", zero_ok=True)
-    check_positive(args.skin_margin_mm, "--skin-margin-mm", zero_ok=True)
-    check_positive(args.vessel_radius_mm, "--vessel-radius-mm", zero_ok=True)
+    check_positive(args.ser_min, "--ser-min", upper=100, zero_ok=True)
+    check_positive(args.skin_margin_mm, "--skin-margin-mm", upper=MAX_SKIN_MARGIN_MM, zero_ok=True)
+    check_positive(args.vessel_radius_mm, "--vessel-radius-mm", upper=MAX_VESSEL_RADIUS_MM, zero_ok=True)
     if not 0 <= args.min_neighbors <= 26:
         raise InputError(f"{args.min_neighbors} is not a valid value", "--min-neighbors", "give 0 to 26")
     if args.roi is not None:
@@ -134,7 +138,7 @@ def output_names(case: str, seeded: bool) -> list[str]:
     maps = ["pe_early", "pe_late", "pe_peak", "ser", "time_to_peak", "initial_class", "curve_type"]
     names = [f"{case}_{m}.nii.gz" for m in maps]
     names += [f"{case}_{'lesion' if seeded else 'ftv'}_mask.nii.gz", f"{case}_ser_bands.nii.gz",
-              "ser_bands.ctbl", "ser_ramp.ctbl", f"{case}_curves.png", f"{case}_kinetics.json"]
+              f"{case}_ser_bands.ctbl", f"{case}_ser_ramp.ctbl", f"{case}_curves.png", f"{case}_kinetics.json"]
     return names
 
 
@@ -200,8 +204,8 @@ def run(args) -> int:
         if maps.ser_available:
             write_image_atomic(ser_band_image(maps, mask, settings.ser_bands),
                                out.path(f"{exam.case_id}_ser_bands.nii.gz"))
-            write_bytes_atomic(ser_band_table(settings.ser_bands).encode(), out.path("ser_bands.ctbl"))
-            write_bytes_atomic(ser_ramp_table().encode(), out.path("ser_ramp.ctbl"))
+            write_bytes_atomic(ser_band_table(settings.ser_bands).encode(), out.path(f"{exam.case_id}_ser_bands.ctbl"))
+            write_bytes_atomic(ser_ramp_table().encode(), out.path(f"{exam.case_id}_ser_ramp.ctbl"))
         write_bytes_atomic(plot_curves(curves, maps, title=f"{exam.case_id}: FTV {ftv.ftv_ml:.2f} mL",
                                        pe_threshold=settings.pe_threshold),
                            out.path(f"{exam.case_id}_curves.png"))

@@ -12,8 +12,7 @@ from pathlib import Path
 from ..core.errors import InputError
 from ..io.files import check_no_overwrite
 from ..io.safety import check_input_path, check_output_dir
-from ..evaluation.readerstudy import (REFERENCE_METHODS, StudyConfig, assign_tuning, read_scores_table, read_study_table,
-                           run_reader_study)
+REFERENCE_METHODS = ("intersection", "majority", "staple")  # as evaluation.readerstudy (scipy.stats: imported by run)
 from ._common import TerminalProgress
 
 
@@ -51,6 +50,8 @@ REPORT_FILES = ("summary.json", "summary.md", "per_case.csv")
 
 
 def run(args) -> int:
+    from ..evaluation.readerstudy import (StudyConfig, assign_tuning, read_scores_table, read_study_table,
+                                          run_reader_study)
     from ..evaluation.report import fmt_p, write_report
 
     check_output_dir(args.output, need_bytes=16 << 20)

@@ -12,7 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.errors import InputError
 
 
 def register(sub) -> None:
@@ -81,7 +80,7 @@ def run_init(args) -> int:
     from ..study.coordinator import init_study
     from ._common import TerminalProgress
 
-    check_output_dir(args.output, need_bytes=16 << 20)
+    check_output_dir(args.output, [args.cases], need_bytes=16 << 20)
     study = init_study(args.cases, _split(args.readers), _split(args.arms), args.output, seed=args.seed,
                        model=args.model, model_outputs=args.model_outputs, washout_cases=args.washout_cases,
                        washout_days=args.washout_days, autosave_s=args.autosave_s,
@@ -101,8 +100,10 @@ def _hms(seconds: float) -> str:
 
 
 def run_status(args) -> int:
+    from ..io.safety import check_input_path
     from ..study.coordinator import study_status
 
+    check_input_path(args.study, "study folder", kind="dir")
     rows = study_status(args.study)
     print(f"{'reader':<14} {'done':>5} {'in progress':>12} {'to do':>6} {'active':>9} {'wall':>9}  session")
     for r in rows:
@@ -116,6 +117,7 @@ def run_import(args) -> int:
     from ..io.safety import check_input_path
     from ..study.coordinator import import_mask
 
+    check_input_path(args.study, "study folder", kind="dir")
     check_input_path(args.mask, "mask")
     path = import_mask(args.study, args.reader, args.case, args.mask, args.arm)
     print(f"imported as {path}")
@@ -123,10 +125,10 @@ def run_import(args) -> int:
 
 
 def run_export(args) -> int:
+    from ..io.safety import check_input_path
     from ..study.coordinator import export_table
 
-    if args.output.is_dir():
-        raise InputError("--output must be a CSV file name, not a folder", args.output, "e.g. --output table.csv")
+    check_input_path(args.study, "study folder", kind="dir")  # the table's location is checked with the study
     path, left_out = export_table(args.study, args.output, partial=args.partial, overwrite=args.overwrite)
     if left_out:
         print(f"breasttumorseg: warning: {len(left_out)} incomplete case(s) left out: {', '.join(left_out[:10])}"

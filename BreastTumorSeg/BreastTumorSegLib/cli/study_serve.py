@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -43,8 +44,9 @@ def _need_web_extra() -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from ..core import interrupts
     from ..core.errors import InputError
-    from ..io.safety import check_input_path
+    from ..io.safety import check_input_path, check_positive
 
     _need_web_extra()
     from ..web.server import check_host, serve
@@ -53,9 +55,16 @@ def run_serve(args: argparse.Namespace) -> int:
     host = check_host(args.host, args.allow_remote)
     if not 1 <= args.port <= 65535:
         raise InputError(f"{args.port} is not a port number", "--port", "give 1-65535, e.g. 8080")
-    if args.release_after_s <= 0:
-        raise InputError("the idle time must be positive", "--release-after-s")
+    check_positive(args.release_after_s, "--release-after-s", upper=7 * 86400)
+    from ..web.auth import read_access
+
+    read_access(args.study)  # no tokens yet: one line saying how to make them, before the server starts
     serve(args.study, host, args.port, release_after_s=args.release_after_s)
+    signum = interrupts.received()
+    if signum is not None:  # Ctrl-C / SIGTERM stopped the server after the readers' work was saved
+        print(f"breasttumorseg: {interrupts.signal_name(signum)} received; the station stopped and the readers' "
+              "work is saved", file=sys.stderr)
+        return interrupts.exit_code(signum)
     return 0
 
 

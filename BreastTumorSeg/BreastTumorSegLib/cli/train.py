@@ -21,12 +21,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..io.safety import check_input_path, check_output_dir
+    from ..io.safety import check_input_path, check_output_dir, check_regular_file
     from ..training.trainer import load_config, train
 
-    check_output_dir(args.output, need_bytes=64 << 20)
+    check_output_dir(args.output, [args.config], need_bytes=64 << 20)
     check_input_path(args.config, "config")
-    cfg = load_config(args.config, args.set)
+    check_regular_file(args.config, "config", max_bytes=1 << 20)
+    cfg = load_config(args.config, args.set)  # the whole config checked here, before any data is prepared
     if (args.output / "checkpoint.pt").exists() and not args.resume:
         from ..core.errors import OutputExistsError
         raise OutputExistsError(f"{args.output}: a training run is already there. Fix: add --resume to continue it, "

@@ -31,6 +31,12 @@ def received() -> int | None:
     return _state["received"]
 
 
+def note_signal(signum: int) -> None:
+    """Record a signal that code with its own handler (an event loop) received and acted on."""
+    if _state["received"] is None:
+        _state["received"] = signum
+
+
 def note_commit() -> None:
     """Record that the command's outputs are complete in their final place."""
     _state["committed"] = True
@@ -108,6 +114,52 @@ def signals_deferred():
                     signal.raise_signal(pending)
 
 
+@contextmanager
+def joined_pool(max_workers: int, name: str = "worker"):
+    """A thread pool whose threads have all ended when the block is left, however it is left.
+
+    On an exception (SIGINT/SIGTERM included) queued tasks are cancelled and the running ones
+    waited for; a signal that arrives while waiting does not cut the wait short (it is raised once
+    every thread has ended). No worker thread may outlive the command: one still running while the
+    interpreter shuts down can abort it (``Fatal Python error: PyThreadState_Get``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
+    try:
+        yield pool
+    finally:
+        join_pool(pool)
+
+
+def join_pool(pool) -> None:
+    """Cancel *pool*'s queued tasks and wait for its threads, even through a signal (re-raised after)."""
+    caught = None
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            break
+        except KeyboardInterrupt as exc:  # the first signal arrived during the wait: finish waiting
+            caught = caught or exc
+    if caught is not None:
+        raise caught
+
+
+def join_worker_threads(timeout_s: float = 60.0) -> None:
+    """Wait (at most *timeout_s* in all) for every non-daemon thread but this one: called by the
+    command line before the interpreter shuts down, on every exit path."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    for t in threading.enumerate():
+        if t is threading.current_thread() or t.daemon:
+            continue
+        while t.is_alive() and time.monotonic() < deadline:
+            try:
+                t.join(max(0.0, deadline - time.monotonic()))
+            except KeyboardInterrupt:  # a late signal: the exit code is decided already
+                continue
+
+
 def exit_code(signum: int) -> int:
     """The shell's convention: 128 + the signal number (130 SIGINT, 143 SIGTERM)."""
     return 128 + int(signum)
@@ -120,5 +172,5 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-__all__ = ["Interrupted", "handle_signals", "signals_deferred", "note_commit", "note_work", "was_committed",
+__all__ = ["Interrupted", "handle_signals", "joined_pool", "join_pool", "join_worker_threads", "signals_deferred", "note_commit", "note_work", "was_committed",
            "received", "exit_code", "signal_name"]

@@ -35,6 +35,16 @@ def _color(i: int) -> str:
     return READER_COLORS[i % len(READER_COLORS)]
 
 
+def _ranking(s: dict) -> str:
+    """``a > b = c``: readers in order of median Dice, '=' between equal medians (3 decimals)."""
+    order = s["reader_order"]
+    text = order[0] if order else ""
+    for prev, r in zip(order, order[1:]):
+        same = _fmt(s["readers"][prev]["median_dice"]) == _fmt(s["readers"][r]["median_dice"])
+        text += f" {'=' if same else '>'} {r}"
+    return text
+
+
 def fmt_p(p: float) -> str:
     """p-values as papers print them: three decimals, scientific below 0.001."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
@@ -255,7 +265,7 @@ def summary_markdown(res: ReaderStudyResult, figures: list[str]) -> str:
                      f"{_fmt(b['model_median_dice'])} {_ci(b['model_dice_ci95'])} | "
                      f"{b['median_delta_dice']:+.3f} {_ci(b['delta_dice_ci95'])} | "
                      f"{fmt_p(b['wilcoxon_p'])} ({fmt_p(b['wilcoxon_p_holm'])}) | {fmt_p(b['tost_p'])} |")
-    lines += ["", f"Readers ranked by median Dice: {' > '.join(s['reader_order'])}.", ""]
+    lines += ["", f"Readers ranked by median Dice: {_ranking(s)}.", ""]
 
     lines += ["## Other metrics (medians over cases)", "",
               "| Rater | Reference | Dice (2D, largest reference slice) | HD95 mm | Sensitivity | Precision |",

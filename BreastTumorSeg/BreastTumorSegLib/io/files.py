@@ -334,6 +334,12 @@ def find_phase_files(folder: Path) -> tuple[str, list[Path]]:
             raise InputError(f"no phase files named <case>_0000, <case>_0001, ... found; the folder holds one "
                              f"image, {images[0].name}", folder,
                              "if it is a 4D exam (all phases in one file), pass that file instead of the folder")
+        images_dir = Path(folder) / "images"
+        if images_dir.is_dir():  # a MAMA-MIA root: images/<case>/<case>_0000.nii.gz ...
+            first = next((d.name for d in sorted(images_dir.iterdir()) if d.is_dir()), "<case>")
+            raise InputError("this is a dataset root (MAMA-MIA layout: images/<case>/...), not one exam", folder,
+                             f"point at one exam, e.g. {images_dir / first}, or run `breasttumorseg batch {folder}` "
+                             "for every exam")
         raise InputError("no phase files named <case>_0000, <case>_0001, ... found", folder,
                          "name the pre-contrast <case>_0000.nii.gz and post-contrast phases _0001, _0002, ...; "
                          "or pass the phase files in order")
@@ -427,16 +433,11 @@ def _check_signal(exam: DCEExam) -> DCEExam:
 
 def _read_phases(files: list[Path]) -> list[sitk.Image]:
     """Read the phase files two at a time (decompression releases the GIL); the first error wins."""
-    from concurrent.futures import ThreadPoolExecutor
+    from ..core.interrupts import joined_pool
 
-    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+    with joined_pool(min(2, os.cpu_count() or 1), "phase-reader") as pool:  # joined on every exit path
         futures = [pool.submit(read_image, f, f"phase {i}") for i, f in enumerate(files)]
-        try:
-            return [fut.result() for fut in futures]
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+        return [fut.result() for fut in futures]
 
 
 def _load_phase_list(files: list[Path], times: list[float] | None, case_id: str) -> DCEExam:

@@ -6,6 +6,15 @@
 * :func:`check_input_path` -- an input is a regular file (or folder) before anything reads it:
   pipes, devices, sockets and symbolic-link loops are refused by name (reading them could hang);
 * :func:`check_not_inputs` -- no output may replace an input file, ``--overwrite`` or not;
+* :func:`check_output_location` -- the one rule of every writing command: an output (folder or
+  file) is never an input, never replaces an input file and never lies inside an input folder
+  (every exam of a manifest or cases table, every file of a study folder);
+* :func:`check_regular_file` -- a file that is read whole (a model's JSON or checkpoint): a
+  regular file, inside its folder when one is given, below a size limit -- checked before reading;
+* :func:`check_positive` / :func:`check_range` / :func:`check_coordinates` -- finite option
+  values in their range;
+* :func:`check_table_row` / :func:`check_paths_exist` -- a CSV table's row has no fields beyond
+  its header, and every path it lists exists (checked for all rows before any work);
 * :func:`created_dirs` / :func:`remove_empty_dirs` -- folders made for outputs vanish again when
   nothing was written into them.
 
@@ -114,17 +123,63 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     if read_only or not os.access(probe, os.W_OK | os.X_OK):
         why = "is on a read-only file system" if read_only else "is not writable (permission denied)"
         raise InputError(f"the output folder {why} ({probe})", src, "choose a folder you can write to")
-    for item in inputs:
-        inp = Path(os.path.realpath(item))
-        if inp.is_dir() and (real == inp or inp in real.parents):
-            raise InputError(f"the output folder is the input folder {item} or lies inside it", src,
-                             "choose an output folder outside the exam folder; inputs are never written to")
+    check_output_location(out, inputs, option)
     if need_bytes > 0:
         free = shutil.disk_usage(probe).free
         if free < need_bytes:
             raise InputError(f"only {free / 1e6:.0f} MB free where the outputs need about {need_bytes / 1e6:.0f} MB",
                              src, "free some space or choose a folder on another disk")
     return out
+
+
+def check_output_location(output: str | os.PathLike, inputs: Iterable[str | os.PathLike],
+                          option: str = "--output", what: str = "output folder") -> None:
+    """Refuse an *output* (folder or file) that is one of *inputs*, or lies inside an input folder.
+
+    Paths are compared after resolving symbolic links, so a link to an exam folder is that folder.
+    Nothing is created or opened; inputs that do not exist are skipped (they are refused by name
+    when they are checked as inputs)."""
+    real = Path(os.path.realpath(output))
+    parents = set(real.parents)
+    inputs = list(inputs)
+    for item in inputs:  # the output is an input itself: said first, it is the worse mistake
+        if real == Path(os.path.realpath(item)):
+            raise InputError(f"the {what} is the input {item}", f"{option} {output}",
+                             "choose an output outside every input; inputs are never written to")
+    for item in inputs:
+        inp = Path(os.path.realpath(item))
+        if inp in parents and os.path.isdir(inp):
+            raise InputError(f"the {what} lies inside the input folder {item}", f"{option} {output}",
+                             "choose an output outside every exam and study folder; inputs are never written to")
+
+
+def exam_locations(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Every exam path and, for an exam given as files (phase files, a 4D file), the folder holding
+    them: an output of a batch or study goes into none of these."""
+    out = []
+    for p in map(Path, paths):
+        out.append(p)
+        if not os.path.isdir(p):
+            out.append(p.parent)
+    return out
+
+
+def check_regular_file(path: str | os.PathLike, what: str, max_bytes: int | None = None,
+                       inside: str | os.PathLike | None = None) -> Path:
+    """*path* as a regular, readable file of at most *max_bytes*, whose real path (links followed)
+    lies inside the folder *inside*; only ``stat`` is called, so a pipe or device never blocks."""
+    p = check_input_path(path, what, kind="file")
+    if inside is not None:
+        root = Path(os.path.realpath(inside))
+        real = Path(os.path.realpath(p))
+        if root != real and root not in real.parents:
+            raise InputError(f"{what} is a symbolic link to {real}, outside {inside}", p,
+                             "copy the file into the folder instead of linking to it")
+    size = os.stat(p).st_size
+    if max_bytes is not None and size > max_bytes:
+        raise InputError(f"{what} is {size / 1e6:.0f} MB, more than the {max_bytes / 1e6:.0f} MB such a file can be",
+                         p, "check that this is the right file")
+    return p
 
 
 def check_not_inputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]) -> None:
@@ -152,6 +207,54 @@ def check_positive(value: float | None, option: str, upper: float | None = None,
         lo = "0 or more" if zero_ok else "above 0"
         hi = "" if upper is None else f" and {'below' if upper_open else 'at most'} {upper:g}"
         raise InputError(f"{value!r} is not a valid value", option, f"give a number {lo}{hi}")
+
+
+def check_range(value: float | None, option: str, lo: float, hi: float, fix: str | None = None) -> None:
+    """Refuse NaN, infinity and values outside [lo, hi]."""
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise InputError(f"{value!r} is not a valid value", option, fix or f"give a number from {lo:g} to {hi:g}")
+
+
+MAX_COORDINATE_MM = 1e5  # 100 m: no scanner's patient coordinates come near
+
+
+def check_coordinates(values, option: str, limit: float = MAX_COORDINATE_MM) -> None:
+    """Refuse coordinates in mm that are not finite or lie beyond *limit* (e.g. 1e308)."""
+    if values is None:
+        return
+    for v in values:
+        if not math.isfinite(v) or abs(v) > limit:
+            raise InputError(f"coordinate {v!r} mm is not a position in a patient", option,
+                             f"give coordinates in mm within +-{limit:g} (as Slicer shows them)")
+
+
+MAX_MISSING_LISTED = 5
+
+
+def check_paths_exist(rows: list[tuple[str, list[str]]], table: Path, column: str = "path") -> None:
+    """Refuse a table whose paths do not all exist, naming how many and the first few (one ``stat``
+    per path: a manifest of 10,000 rows is checked in well under a second)."""
+    missing = [(where, p) for where, paths in rows for p in paths if not os.path.lexists(p)]
+    if missing:
+        listed = "; ".join(f"{w}: {p}" for w, p in missing[:MAX_MISSING_LISTED])
+        more = f" and {len(missing) - MAX_MISSING_LISTED} more" if len(missing) > MAX_MISSING_LISTED else ""
+        raise InputError(f"{len(missing)} {column} entr{'y does' if len(missing) == 1 else 'ies do'} not exist "
+                         f"({listed}{more})", table,
+                         f"correct the {column} column (relative paths are relative to the table's folder; "
+                         "join several files with ';')")
+
+
+def check_table_row(raw: dict, header: list[str], where: str, table: Path) -> None:
+    """csv.DictReader keeps a row's fields beyond the header under the key None: refuse them."""
+    if None in raw:
+        extra = [str(v) for v in raw[None]]
+        raise InputError(f"{where} has {len(extra)} field(s) more than the header {','.join(header)} "
+                         f"({', '.join(repr(v) for v in extra[:3])})", table,
+                         "join several files with ';' and put double quotes around a value that contains a comma")
+
 
 
 def created_dirs(folder: str | os.PathLike) -> list[Path]:

@@ -369,7 +369,7 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         notes.append(f"fat is not suppressed ({fat['decided_by']}: {fat['bright_tissue_pe']}); background "
                      f"threshold max({fraction:g} x p{s.background_percentile:g}, noise floor) = {bg:.4g} instead "
                      f"of the I-SPY {s.background_fraction:g} x p{s.background_percentile:g}; pass "
-                     "fat_suppressed=True to force the I-SPY rule")
+                     "--fat-suppressed yes (Python: fat_suppressed=True) to force the I-SPY rule")
     ser_used = maps.ser_available
     bands = None
     vox_ml = voxel_volume_ml(ref)

@@ -13,11 +13,11 @@ SER overlay
 -----------
 Two files a reader can load in 3D Slicer next to the exam:
 
-* the SER map itself (float NIfTI, written by the caller) with ``ser_ramp.ctbl``, a 256-entry
+* the SER map itself (float NIfTI, written by the caller) with ``<case>_ser_ramp.ctbl``, a 256-entry
   blue -> cyan -> green -> yellow -> red colour table. In Slicer: Volumes module, Lookup Table =
   that table, Window/Level = 2 / 1 so that SER 0 is blue, 1 green-yellow and >= 2 red;
 * ``ser_bands`` (uint8 label map, written by the caller: 1 SER < 0.9 persistent-like, 2 0.9-1.3
-  plateau-like, 3 > 1.3 washout-like, inside the lesion/FTV mask only) with ``ser_bands.ctbl``
+  plateau-like, 3 > 1.3 washout-like, inside the lesion/FTV mask only) with ``<case>_ser_bands.ctbl``
   (blue, yellow, red). Loaded as a label map with that colour table it overlays directly; this
   is the I-SPY-style display.
 

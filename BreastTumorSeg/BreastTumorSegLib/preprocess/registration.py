@@ -34,13 +34,14 @@ at the same landmark error.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..core.interrupts import joined_pool
 from ..core.errors import InputError
 from ..core.exam import DCEExam
 from ..core.progress import Reporter
@@ -419,7 +420,7 @@ def register_exam_detailed(exam: DCEExam, reference_index: int = 0,
     # step) keeps two cores only partly busy. Each phase's result does not depend on the order.
     workers = max(1, min(PHASE_WORKERS, len(others), os.cpu_count() or 1))
     reporter.update(0.0, f"registering {len(others)} phases to phase {reference_index}")
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with joined_pool(workers, "registration") as pool:  # both threads joined on every exit path (signals too)
         futures = [pool.submit(one, i) for i in others]
         try:
             for n, fut in enumerate(as_completed(futures), 1):

@@ -17,7 +17,8 @@ import SimpleITK as sitk
 
 from ..core.errors import InputError, OutputExistsError
 from ..io.files import read_mask
-from ..io.safety import check_input_path
+from ..io.safety import (check_input_path, check_output_location, check_paths_exist, check_positive,
+                         check_table_row, created_dirs, exam_locations, remove_empty_dirs)
 from .definition import (ARMS, STUDY_FILE, Arm, Case, Grid, Study, check_name, load_study, pseudonyms,
                          reading_order)
 from .session import (DONE, IN_PROGRESS, SUBMITTED, TODO, iso, item_key, load_state, sha256_file)
@@ -34,13 +35,22 @@ def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str], list
     path = check_input_path(path, "cases table")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = [(c or "").strip().lower() for c in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read the cases table ({exc})", path, "save it as a UTF-8 CSV file") from None
-    header = [c.strip().lower() for c in (rows[0].keys() if rows else []) if c]
     if not rows or "case" not in header or "path" not in header:
         raise InputError("the cases table needs a header case,path and one row per case", path,
                          "write e.g. 'case,path' then 'P001,/data/P001'")
+    located = []
+    for line, raw in enumerate(rows, start=2):
+        check_table_row(raw, header, f"line {line}", path)
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        parts = [p.strip() for p in row.get("path", "").split(";") if p.strip()]
+        located.append((f"line {line}", [str(q if q.is_absolute() else path.parent / q)
+                                         for q in (Path(p).expanduser() for p in parts)]))
+    check_paths_exist(located, path)
     out, seen = [], set()
     for line, raw in enumerate(rows, start=2):
         row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
@@ -60,6 +70,26 @@ def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str], list
             files.append(str(q.resolve()))
         series = [x.strip() for x in row.get("series", "").split(";") if x.strip()]
         out.append((case, files, series))
+    return out
+
+
+# The Segment Editor effects of 3D Slicer a study may offer (their names as Slicer spells them).
+KNOWN_EFFECTS = ("Paint", "Draw", "Erase", "Level tracing", "Grow from seeds", "Fill between slices", "Margin",
+                 "Hollow", "Smoothing", "Scissors", "Islands", "Logical operators", "Mask volume", "Threshold")
+
+
+def check_effects(names: Sequence[str]) -> list[str]:
+    """The effect names as Slicer spells them; an unknown name is refused (it would be stored in
+    study.json and offered to every reader)."""
+    known = {e.lower(): e for e in KNOWN_EFFECTS}
+    out = []
+    for name in names:
+        effect = known.get(" ".join(str(name).split()).lower())
+        if effect is None:
+            raise InputError(f"{name!r} is not a Segment Editor effect", "--effects",
+                             f"choose from {', '.join(KNOWN_EFFECTS)}")
+        if effect not in out:
+            out.append(effect)
     return out
 
 
@@ -99,10 +129,13 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
     if not arms or len(set(arms)) != len(arms) or any(a not in ARMS for a in arms):
         raise InputError(f"arms must be one or both of {', '.join(ARMS)}, got {','.join(arms)!r}", "--arms",
                          "e.g. --arms unaided,assisted")
+    check_positive(washout_days, "--washout-days", upper=3650, zero_ok=True)
+    check_positive(autosave_s, "--autosave-s", upper=86400)
+    check_positive(idle_timeout_s, "--idle-timeout-s", upper=86400)
     if washout_cases < 0 or washout_days < 0 or (len(arms) == 1 and (washout_cases or washout_days)):
-        raise InputError("a wash-out needs two arms and must not be negative", "--washout-cases/--washout-days")
-    if autosave_s <= 0 or idle_timeout_s <= 0:
-        raise InputError("autosave and idle intervals must be positive", "--autosave-s/--idle-timeout-s")
+        raise InputError("a wash-out needs two arms and must not be negative", "--washout-cases/--washout-days",
+                         "add --arms unaided,assisted, or drop the wash-out")
+    allowed_effects = check_effects(allowed_effects) if allowed_effects else None
     assisted = "assisted" in arms
     if threshold is not None and not (assisted and model_outputs is None and 0 < threshold <= 1):
         raise InputError("a threshold applies when the model is run for the assisted arm, and lies in (0, 1]",
@@ -111,6 +144,9 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
         raise InputError("the assisted arm needs the model that helps the readers", "--model",
                          "name it, e.g. --model st-demo (and --model-outputs DIR if its masks exist already)")
     cases_in = read_cases_table(cases_csv)
+    # the study folder never lies in (or is) an exam folder or the cases table
+    check_output_location(output, [cases_csv] + exam_locations(p for _, inputs, _ in cases_in for p in inputs),
+                          "--output", "study folder")
     if len(arms) == 2 and washout_cases > len(cases_in):
         raise InputError(f"a wash-out of {washout_cases} cases cannot be met with {len(cases_in)} cases and 2 arms",
                          "--washout-cases", f"give at most {len(cases_in)}, or use --washout-days")
@@ -120,7 +156,7 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
     if model_outputs is not None:
         model_outputs = check_input_path(model_outputs, "--model-outputs folder", kind="dir")
 
-    output.parent.mkdir(parents=True, exist_ok=True)
+    made = created_dirs(output.parent)  # removed again when the study cannot be made
     stage = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
     try:
         cases = []
@@ -147,6 +183,7 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
         os.rename(stage, output)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        remove_empty_dirs(made)
         raise
     if progress:
         progress("init", 1.0, "done")
@@ -251,15 +288,19 @@ def import_mask(folder: str | os.PathLike, reader: str, case_id: str, mask: str 
     case = study.case_by_id(case_id)
     arm = arm or study.arms[0].name
     study.arm(arm)
+    rdir = study.reader_dir(reader)
+    for folder in (study.folder / "readers", rdir, rdir / case.label, rdir / case.label / arm):
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise InputError("a file lies where the study keeps a reader's folder", folder,
+                             "move that file away (the study folder was changed by hand)")
     img = read_mask(mask, "imported mask")
     if not case.grid.matches(img):
-        raise InputError(f"the mask is not on the grid of case {case_id} (size {img.GetSize()} vs {case.grid.size})",
+        raise InputError(f"the mask is not on the grid of case {case_id} ({case.grid.difference(img)})",
                          mask, "resample it onto the exam's pre-contrast grid")
     img = sitk.Cast(img, sitk.sitkUInt8)
     img.SetOrigin(case.grid.origin)
     img.SetSpacing(case.grid.spacing)
     img.SetDirection(case.grid.direction)
-    rdir = study.reader_dir(reader)
     with Lock(rdir / "session.lock", "the coordinator (study import)"):
         state = load_state(study, reader)
         st = state["items"][item_key(case.label, arm)]
@@ -329,17 +370,38 @@ def export_rows(study: Study, table_dir: Path, partial: bool = False) -> tuple[l
     return rows, left_out
 
 
+def study_inputs(study: Study) -> list[Path]:
+    """What a command reading *study* must never write over or into: the study folder (every file
+    of it) and every exam of its cases."""
+    return [study.folder] + exam_locations(p for c in study.cases for p in c.inputs)
+
+
+def check_export_location(study: Study, output: Path) -> None:
+    """The table goes outside the study folder and every exam, and is not a folder."""
+    check_output_location(output, study_inputs(study), "--output", "table")
+    if output.is_dir():
+        raise InputError("--output must be a CSV file name, not a folder", output, "e.g. --output table.csv")
+    if os.path.lexists(output) and not output.is_file():
+        raise InputError("--output is not a regular file (a pipe or device?)", output, "give a new CSV file name")
+    probe = output.parent
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"the table would lie under {probe}, which is a file", output, "choose a folder for the table")
+
+
 def export_table(folder: str | os.PathLike, output: str | os.PathLike, partial: bool = False,
                  overwrite: bool = False) -> tuple[Path, list[str]]:
     """Write the ``reader-study`` table (atomic); returns its path and the case ids left out."""
     study = load_study(folder)
     output = Path(output)
+    check_export_location(study, output)
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output}: exists already. Fix: choose another --output, or pass --overwrite")
-    output.parent.mkdir(parents=True, exist_ok=True)
     rows, left_out = export_rows(study, output.parent.resolve(), partial)
     if not rows:
         raise InputError("no case is complete; nothing to export", study.path, "wait for the readers")
+    output.parent.mkdir(parents=True, exist_ok=True)
     from .storage import write_atomic
 
     def write(p: Path) -> None:

@@ -20,6 +20,7 @@ the first was submitted.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,22 @@ class Grid:
         img.SetOrigin(self.origin)
         img.SetDirection(self.direction)
         return img
+
+    def difference(self, img: sitk.Image, tol: float = 1e-3) -> str:
+        """What differs between *img*'s grid and this one, in words (empty when it matches)."""
+        def fmt(v):
+            return "(" + ", ".join(f"{x:g}" for x in v) + ")"
+
+        parts = []
+        if tuple(img.GetSize()) != self.size:
+            parts.append(f"size {fmt(img.GetSize())}, exam {fmt(self.size)}")
+        if not np.allclose(img.GetSpacing(), self.spacing, atol=tol * max(self.spacing)):
+            parts.append(f"spacing {fmt(img.GetSpacing())} mm, exam {fmt(self.spacing)} mm")
+        if not np.allclose(img.GetOrigin(), self.origin, atol=tol * max(self.spacing) * 10):
+            parts.append(f"origin {fmt(img.GetOrigin())} mm, exam {fmt(self.origin)} mm")
+        if not np.allclose(img.GetDirection(), self.direction, atol=1e-4):
+            parts.append("direction differs")
+        return "; ".join(parts)
 
     def matches(self, img: sitk.Image, tol: float = 1e-3) -> bool:
         return (tuple(img.GetSize()) == self.size
@@ -150,7 +167,13 @@ class Study:
         return reader
 
     def reader_dir(self, reader: str) -> Path:
-        return self.folder / "readers" / self.check_reader(reader)
+        """``STUDY/readers/<reader>``; a file where that folder (or ``readers``) belongs is refused."""
+        folder = self.folder / "readers" / self.check_reader(reader)
+        for p in (folder.parent, folder):
+            if os.path.lexists(p) and not p.is_dir():
+                raise InputError("a file lies where the study keeps a reader's folder", p,
+                                 "move that file away (the study folder was changed by hand)")
+        return folder
 
     def as_json(self) -> dict:
         return {

@@ -129,8 +129,16 @@ def _reader(request) -> str | None:
     return reader
 
 
+MAX_BODY = 4 << 20  # the largest request body the station accepts (a log-in form is a few hundred bytes)
+
+
 @web.middleware
 async def guard(request, handler):
+    if request.method == "POST":
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+        if request.content_length is None and request.body_exists:
+            await request.read()  # a chunked body: read up to client_max_size, 413 beyond it
     if request.method == "POST" and request.path.startswith("/api/") and request.headers.get("X-Station") != "1":
         raise web.HTTPForbidden(text="missing X-Station header")
     origin = request.headers.get("Origin")
@@ -264,6 +272,17 @@ def _open_case(station: Station, reader: str, index: int, active: bool = True) -
     return ws
 
 
+def _window_option(query, key: str):
+    """``w`` / ``l`` of a slice request: absent (the default window), or a finite number (else 400)."""
+    value = query.get(key)
+    if value is None or value == "":
+        return None
+    x = _num(value)
+    if x is None:
+        raise web.HTTPBadRequest(text=f"{key}={value!r} is not a finite number")
+    return x
+
+
 def _num(value, default=None):
     try:
         x = float(value)
@@ -282,11 +301,12 @@ async def api_slice(request):
     station, reader, index = _case_request(request)
     view, k = request.match_info["view"], request.match_info["k"]
     q = request.query
+    width, level = _window_option(q, "w"), _window_option(q, "l")
 
     def work():
         ws = _open_case(station, reader, index)
         try:
-            png = ws.slice_png(view, int(k), _num(q.get("w")), _num(q.get("l")), q.get("overlay") == "1")
+            png = ws.slice_png(view, int(k), width, level, q.get("overlay") == "1")
         except NotFound:
             return None
         ws.session.activity()  # scrolling and windowing are reading: the timer runs
@@ -359,7 +379,7 @@ async def _stop(app):
 
 
 def make_app(station: Station) -> web.Application:
-    app = web.Application(middlewares=[guard], client_max_size=4 << 20)
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
     app[STATION] = station
     app.router.add_get("/", home)
     app.router.add_post("/login", login)

@@ -1,7 +1,7 @@
 """Readers' access tokens (stored hashed) and the browser sessions of a running station.
 
-``STUDY/access.json`` holds one scrypt hash per reader, never the token itself; ``study serve
---issue-tokens`` makes new tokens, prints them once and replaces the hashes. A browser that logs in
+``STUDY/access.json`` holds one scrypt hash per reader, never the token itself; ``breasttumorseg
+study tokens STUDY`` makes new tokens, prints them once and replaces the hashes. A browser that logs in
 gets a random session id in an HttpOnly, SameSite=Strict cookie; logging out revokes the id for
 good, so a replayed cookie is refused (and logged).
 """
@@ -47,7 +47,7 @@ def read_access(study_folder: str | Path) -> dict[str, dict]:
     path = Path(study_folder) / ACCESS_FILE
     if not path.exists():
         raise InputError("the study has no reader tokens yet", path,
-                         "run `breasttumorseg study serve STUDY --issue-tokens` once and hand each reader hers")
+                         "run `breasttumorseg study tokens STUDY` once and hand each reader hers")
     try:
         data = json.loads(path.read_text("utf-8"))
         readers = data["readers"]
@@ -56,7 +56,7 @@ def read_access(study_folder: str | Path) -> dict[str, dict]:
             bytes.fromhex(rec["salt"]), bytes.fromhex(rec["hash"]), int(rec["n"])
     except Exception:
         raise InputError("the token file is not valid (edited by hand?)", path,
-                         "issue new tokens with `breasttumorseg study serve STUDY --issue-tokens`") from None
+                         "issue new tokens with `breasttumorseg study tokens STUDY`") from None
     return readers
 
 

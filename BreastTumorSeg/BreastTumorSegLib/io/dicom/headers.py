@@ -21,7 +21,6 @@ import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
+from ...core.interrupts import joined_pool
 from ...core.errors import InputError
 
 # Values larger than this many bytes are skipped while parsing (pixel data, private blobs).
@@ -644,7 +644,7 @@ def scan_folder(folder: str | os.PathLike | Sequence[str | os.PathLike], workers
                 progress((i + 1) / max(len(paths), 1), f"reading DICOM headers {i + 1}/{len(paths)}")
 
     if workers > 1 and len(paths) > 32:
-        with ThreadPoolExecutor(workers) as pool:
+        with joined_pool(workers, "dicom-headers") as pool:
             consume(pool.map(_read_one, paths))
     else:
         consume(map(_read_one, paths))

@@ -26,13 +26,13 @@ import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ...core.interrupts import joined_pool
 from .headers import Frame, is_dicom_file, list_files, scan_folder
 from .phases import (
     DCE,
@@ -169,7 +169,7 @@ def read_volume(volume: Volume, workers: int = 4) -> np.ndarray:
         fill(k, _read_native(frames[k]))
 
     if len(native) > 8 and workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
+        with joined_pool(workers, "dicom-pixels") as pool:
             list(pool.map(native_one, native))
     else:
         for k in native:

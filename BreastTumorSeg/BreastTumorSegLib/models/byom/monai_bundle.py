@@ -30,7 +30,7 @@ from ...core.exam import DCEExam
 from ...core.progress import Reporter
 from .channels import channel_images, resolve_mapping
 from .output import LabelledSegmenter, on_reference
-from .trust import read_pinned, refuse_untrusted, require_package
+from .trust import check_checkpoint_header, check_json_object, read_pinned, refuse_untrusted, require_package
 
 METADATA = "configs/metadata.json"
 INFERENCE = "configs/inference.json"
@@ -50,6 +50,17 @@ def resolve_bundle(path) -> Path:
 
 def bundle_files(root: Path) -> list[Path]:
     return [root / METADATA, root / INFERENCE] + [root / w for w in WEIGHTS if (root / w).is_file()]
+
+
+def dry_load(seg: "MonaiBundleSegmenter") -> None:
+    """What ``models add`` checks before registering, without loading the weights: the inference
+    config is a JSON object with network_def (metadata.json was parsed when the bundle was opened)
+    and the weights file starts as a PyTorch checkpoint / TorchScript archive does."""
+    config = check_json_object(read_pinned(seg.root, INFERENCE, seg.pins), seg.root / INFERENCE)
+    if seg.weights.endswith(".pt") and "network_def" not in config:
+        raise ModelError(f"{seg.root / INFERENCE}: lacks network_def (needed to load models/model.pt). "
+                         "Fix: use the bundle's original configs")
+    check_checkpoint_header(seg.root / seg.weights)
 
 
 class MonaiBundleSegmenter(LabelledSegmenter):
@@ -84,10 +95,7 @@ class MonaiBundleSegmenter(LabelledSegmenter):
                      "tumor_labels": self.tumor_labels, "postprocess": {"threshold": 0.5, "mode": "absolute"}}
 
     def _json(self, rel: str) -> dict:
-        try:
-            return json.loads(read_pinned(self.root, rel, self.pins))
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{self.root / rel}: not valid JSON ({exc}). Fix: use the bundle's original files") from None
+        return check_json_object(read_pinned(self.root, rel, self.pins), self.root / rel)
 
     def check_installed(self) -> None:
         require_package("monai", "monai")

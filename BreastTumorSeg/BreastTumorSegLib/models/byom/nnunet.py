@@ -26,7 +26,8 @@ from ...core.exam import DCEExam
 from ...core.progress import Reporter
 from .channels import channel_images, resolve_mapping
 from .output import LabelledSegmenter, on_reference
-from .trust import load_pickle_bytes, read_pinned, refuse_untrusted, require_package
+from .trust import (check_checkpoint_header, check_json_object, load_pickle_bytes, read_pinned, refuse_untrusted,
+                    require_package)
 
 CHECKPOINT = "checkpoint_final.pth"
 _READERS = ("SimpleITKIO",)  # image readers whose arrays are SimpleITK's (z, y, x) order
@@ -65,6 +66,22 @@ def model_files(root: Path, folds=None) -> list[Path]:
     if folds is not None:
         ckpts = [root / f"fold_{f}" / CHECKPOINT for f in folds]
     return [root / "dataset.json", root / "plans.json"] + ckpts
+
+
+def dry_load(seg: "NnUNetSegmenter") -> None:
+    """What ``models add`` checks before registering, without unpickling anything: plans.json is a
+    JSON object with configurations, dataset.json was parsed with its channels and labels, and every
+    checkpoint starts as a PyTorch checkpoint does."""
+    plans = check_json_object(read_pinned(seg.root, "plans.json", seg.pins), seg.root / "plans.json",
+                              ("configurations",))
+    if not isinstance(plans["configurations"], dict) or not plans["configurations"]:
+        raise ModelError(f"{seg.root / 'plans.json'}: no configurations. Fix: use the model's original plans.json")
+    if not (seg.dataset_json.get("channel_names") or seg.dataset_json.get("modality")) \
+            or not isinstance(seg.dataset_json.get("labels"), dict):
+        raise ModelError(f"{seg.root / 'dataset.json'}: lacks channel_names and labels. "
+                         "Fix: use the model's original dataset.json")
+    for fold in seg.folds:
+        check_checkpoint_header(seg.root / f"fold_{fold}" / CHECKPOINT)
 
 
 def parse_folds(text) -> list[str] | None:
@@ -115,11 +132,7 @@ class NnUNetSegmenter(LabelledSegmenter):
         self._predictor = None
 
     def _json(self, rel: str) -> dict:
-        data = read_pinned(self.root, rel, self.pins)
-        try:
-            return json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{self.root / rel}: not valid JSON ({exc}). Fix: use the model's original files") from None
+        return check_json_object(read_pinned(self.root, rel, self.pins), self.root / rel)
 
     # ------------------------------------------------------------------------------- loading
     def check_installed(self) -> None:

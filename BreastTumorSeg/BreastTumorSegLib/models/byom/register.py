@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ...core.errors import InputError
 from ...io.files import write_json_atomic
-from .trust import pin_files, user_models_dir
+from .trust import check_model_files, pin_files, user_models_dir
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -31,7 +31,10 @@ def register_model(path, name: str, license: str, trained_on: str, description: 
     """
     from ..registry import available_models
 
-    if not _NAME.match(name or ""):
+    if not name:
+        raise InputError("a registered model needs a name", "--name",
+                         "give the name to use with --model, e.g. --name my-nnunet")
+    if not _NAME.match(name):
         raise InputError(f"model name {name!r} is not a plain name", "--name",
                          "use letters, digits, '.', '_' or '-' (no ':', '+' or '/')")
     if not license or not trained_on:
@@ -43,19 +46,29 @@ def register_model(path, name: str, license: str, trained_on: str, description: 
     if name in existing and not (overwrite and existing[name].card_path == card_path):
         raise InputError(f"a model named {name!r} exists already ({existing[name].card_path or 'built in'})", "--name",
                          "choose another name" + ("" if existing[name].card_path != card_path else ", or pass --overwrite"))
+    from ...io.safety import check_input_path
+
+    check_input_path(path, "model folder", kind="dir")
     fmt = fmt or detect_format(Path(path))
     if fmt == "nnunet":
-        from .nnunet import NnUNetSegmenter, model_files, resolve_folder
+        from .nnunet import NnUNetSegmenter, dry_load, model_files, resolve_folder
 
         root = resolve_folder(path)
-        pins = pin_files(root, model_files(root))
+        files = check_model_files(root, model_files(root))
+        pins = pin_files(root, files)
         seg = NnUNetSegmenter(root, card={"name": name, "sha256": pins})
+        dry_load(seg)
     else:
-        from .monai_bundle import MonaiBundleSegmenter, bundle_files, resolve_bundle
+        from .monai_bundle import MonaiBundleSegmenter, bundle_files, dry_load, resolve_bundle
 
         root = resolve_bundle(path)
-        pins = pin_files(root, bundle_files(root))
+        files = check_model_files(root, bundle_files(root))
+        pins = pin_files(root, files)
         seg = MonaiBundleSegmenter(root, card={"name": name, "sha256": pins})
+        dry_load(seg)
+    from ...io.safety import check_output_location
+
+    check_output_location(models_dir, [root], "models folder ($BREASTTUMORSEG_HOME/models)", "models folder")
     card = {"name": name, "format": fmt, "path": str(root), "task": "tumor",
             "description": description or f"{fmt} model {root.name} (registered)",
             "license": license, "training": {"data": trained_on}, "sha256": pins,

@@ -45,6 +45,53 @@ def refuse_untrusted(path: Path, kind: str) -> ModelError:
         "of its files), or pass --trust-pickle if you trust where it came from")
 
 
+MAX_JSON_BYTES = 64 << 20  # plans.json, dataset.json, MONAI configs: kilobytes to a few MB
+MAX_CHECKPOINT_BYTES = 16 << 30  # the largest nnU-Net checkpoints are a few GB
+
+
+def check_model_files(root: Path, files: list[Path]) -> list[Path]:
+    """Every file of a model before it is hashed or read: a regular file (no pipe, device or socket,
+    which would block or never end), inside the model folder once links are followed, and below a
+    size limit (JSON files 64 MB, checkpoints 16 GB). Returns *files*."""
+    from ...io.safety import check_regular_file
+
+    for f in files:
+        is_json = f.suffix.lower() == ".json"
+        check_regular_file(f, "model file", MAX_JSON_BYTES if is_json else MAX_CHECKPOINT_BYTES, inside=root)
+    return files
+
+
+def check_json_object(data: bytes, path: Path, keys: tuple[str, ...] = ()) -> dict:
+    """Parse a model's JSON file (already read and pinned); it must be an object with *keys*."""
+    import json
+
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc}). Fix: use the model's original files") from None
+    if not isinstance(obj, dict):
+        raise ModelError(f"{path}: expected a JSON object, found {type(obj).__name__}. "
+                         "Fix: use the model's original files")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise ModelError(f"{path}: lacks {', '.join(missing)}. Fix: use the model's original files")
+    return obj
+
+
+# A checkpoint saved by torch.save is a zip archive (PyTorch >= 1.6) or a pickle (older, legacy
+# format); TorchScript (model.ts) is a zip archive too.
+CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def check_checkpoint_header(path: Path) -> None:
+    """Read the first bytes of a checkpoint (never unpickled here) and refuse what is no checkpoint."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head.startswith(CHECKPOINT_MAGIC):
+        raise ModelError(f"{path}: not a PyTorch checkpoint (the file starts with {head!r}, not a zip archive or "
+                         "a pickle). Fix: use the model's original checkpoint files")
+
+
 def pin_files(root: Path, files: list[Path]) -> dict[str, str]:
     """``{path relative to root: sha256}`` of *files*."""
     return {str(f.relative_to(root)): sha256_file(f) for f in files}
@@ -53,6 +100,7 @@ def pin_files(root: Path, files: list[Path]) -> dict[str, str]:
 def read_pinned(root: Path, rel: str, pins: dict[str, str] | None) -> bytes:
     """The bytes of ``root/rel``, checked against ``pins[rel]`` when *pins* is given (None: trusted)."""
     path = root / rel
+    check_model_files(root, [path])  # a pipe or device would block: refused before reading
     try:
         data = path.read_bytes()
     except OSError as exc:
