@@ -25,14 +25,15 @@ def _exam(n=3):
 
 
 def _fake_nnunet(root, channels=1):
-    """The layout of an nnU-Net v2 folder (contents are not loaded by these tests)."""
+    """The layout of an nnU-Net v2 folder (the checkpoint is never unpickled by these tests)."""
     model = root / "Dataset105_full_image" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
     (model / "fold_0").mkdir(parents=True)
     (model / "dataset.json").write_text(json.dumps({
         "channel_names": {str(i): f"c{i}" for i in range(channels)}, "labels": {"background": 0, "tumor": 1},
         "numTraining": 1, "file_ending": ".nii.gz"}))
-    (model / "plans.json").write_text("{}")
-    (model / "fold_0" / "checkpoint_final.pth").write_bytes(b"not loaded here")
+    # what `models add`'s dry load reads: plans with a configuration, a checkpoint with a zip header
+    (model / "plans.json").write_text(json.dumps({"configurations": {"3d_fullres": {"patch_size": [32, 32, 32]}}}))
+    (model / "fold_0" / "checkpoint_final.pth").write_bytes(b"PK\x03\x04" + b"\0" * 64)
     return model
 
 

@@ -52,8 +52,11 @@ class SubtractionSegmenter:
     """
 
     model_id = "test-subtraction"
+    # No false-positive reduction: its subject is tested in test_fpreduce.py, and the ellipsoids these
+    # tests insert on 3 mm sagittal slices (24 x 6 mm) are shaped like vessels.
     card = {"name": "test-subtraction", "postprocess": {"threshold": 0.5, "mode": "absolute",
-                                                         "min_lesion_ml": 0.0, "restrict_to_breast": False}}
+                                                         "min_lesion_ml": 0.0, "restrict_to_breast": False,
+                                                         "fp_reduction": False}}
 
     def __init__(self, scale: float):
         self.scale = scale

@@ -92,11 +92,14 @@ def guarded(work, restore: bool = True) -> int:
 
 def _run(work) -> int:
     """``work()``, then every worker thread joined (no thread may run while the interpreter shuts
-    down), on the way out of an error or a signal too."""
+    down) and every staged output not committed removed, on the way out of an error or a signal too."""
     try:
         return int(work() or 0)
     finally:
         interrupts.join_worker_threads()
+        from ..io.files import abort_unfinished_outputs
+
+        abort_unfinished_outputs()
 
 
 def _interrupted() -> int:

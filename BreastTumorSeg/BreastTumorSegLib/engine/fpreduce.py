@@ -89,7 +89,8 @@ class FPReport:
         return {"candidates": self.candidates, "kept": self.kept, "split": self.split,
                 "overridden": self.overridden, "removed": dict(self.removed),
                 "n_removed": int(sum(self.removed.values())), "removed_components": self.removed_components,
-                "classifier": self.classifier, "seconds": round(self.seconds, 3)}
+                "classifier": self.classifier}  # its time is in the result's timings (postprocess), not here:
+        # the summary's settings stay the same between identical runs (batch on Ray == local)
 
 
 # ----------------------------------------------------------------------------- the classifier
@@ -119,8 +120,8 @@ class ComponentClassifier:
         if card.get("task") != CLASSIFIER_TASK or tuple(card.get("features", ())) != FEATURES:
             raise ModelError(f"{card_path}: not a component classifier for this engine's features "
                              f"(task {card.get('task')!r}). Fix: reinstall the model")
-        state = load_verified_state_dict(folder / card["weights"], card.get("sha256", ""))
-        get = lambda k: state[k].double().numpy()  # noqa: E731
+        state = load_verified_state_dict(folder / card["weights"], card.get("sha256", ""), framework="numpy")
+        get = lambda k: np.asarray(state[k], np.float64)  # noqa: E731
         return cls(get("mean"), get("scale"), get("coef"), float(get("intercept")[0]),
                    float(card.get("threshold", 0.5)), card)
 

@@ -527,6 +527,18 @@ def check_no_overwrite(paths: Iterable[Path], overwrite: bool, option: str = "--
             f"Fix: choose another {option}, or pass --overwrite to replace it.")
 
 
+# Staged outputs made and not yet committed or aborted: a signal that lands between making one and
+# entering its ``with`` block would leave its staging folder behind; the command line aborts these
+# on its way out (:func:`abort_unfinished_outputs`).
+_UNFINISHED: set = set()
+
+
+def abort_unfinished_outputs() -> None:
+    """Abort every :class:`StagedOutputs` not committed or aborted yet (nothing of them stays)."""
+    for staged in list(_UNFINISHED):
+        staged.abort()
+
+
 class StagedOutputs:
     """Write several result files so that either all of them appear or none does.
 
@@ -540,13 +552,19 @@ class StagedOutputs:
         self._planned: dict[str, Path] = {}
         interrupts.note_work()
         self._stage = None
-        with interrupts.signals_deferred():  # the folders made here are always known to abort()
-            self._created = created_dirs(self.out_dir)
-            try:
-                self._stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.out_dir))
-            except OSError:
-                remove_empty_dirs(self._created)
-                raise
+        self._created = []
+        try:
+            with interrupts.signals_deferred():  # the folders made here are always known to abort()
+                self._created = created_dirs(self.out_dir)
+                try:
+                    self._stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.out_dir))
+                except OSError:
+                    remove_empty_dirs(self._created)
+                    raise
+                _UNFINISHED.add(self)
+        except BaseException:  # a signal held back above acts when the block ends: clean up first
+            self.abort()
+            raise
 
     def path(self, name: str) -> Path:
         """Where to write *name* now; it appears under ``out_dir`` on :meth:`commit`."""
@@ -576,6 +594,7 @@ class StagedOutputs:
             if self._stage is not None:
                 shutil.rmtree(self._stage, ignore_errors=True)
             remove_empty_dirs(self._created)
+            _UNFINISHED.discard(self)
 
     def __enter__(self):
         return self

@@ -8,13 +8,18 @@ from pathlib import Path
 from ..core.errors import ModelError
 
 
-def load_verified_state_dict(path: str | os.PathLike, expected_sha256: str) -> dict:
+def load_verified_state_dict(path: str | os.PathLike, expected_sha256: str, framework: str = "torch") -> dict:
     """Read a ``.safetensors`` file, check its SHA-256, and return its tensors.
 
     The bytes are read once, hashed, and parsed from memory, so the file cannot change between
     the check and the load. Pickle-based formats (``.pt``/``.pth``/``.bin``) are refused.
+    ``framework="numpy"`` returns numpy arrays and never imports PyTorch (the component classifier
+    of the false-positive reduction runs where PyTorch is not installed, e.g. ``--model ftv`` in Slicer).
     """
-    from safetensors.torch import load as load_safetensors
+    if framework == "numpy":
+        from safetensors.numpy import load as load_safetensors
+    else:
+        from safetensors.torch import load as load_safetensors
 
     path = Path(path)
     if path.suffix != ".safetensors":

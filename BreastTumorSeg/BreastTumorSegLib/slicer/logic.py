@@ -406,6 +406,10 @@ class SegmentationLogic:
         self.ctx = ctx
         self.dicom_value = dicom_value
         self.last_warnings: list[str] = []  # of the last result put into the scene (result_warnings)
+        # The engine's own label map and lesion rows per result segmentation (node ID), with the
+        # threshold it was made at: re-thresholding keeps the engine's decisions (breast gate,
+        # false-positive reduction), which a probability map alone does not hold.
+        self._engine_results: dict[str, tuple[sitk.Image, float, list[dict]]] = {}
 
     # ------------------------------------------------------------------ inputs
     def phases(self, sequence_node=None, volume_nodes: Sequence | None = None) -> list[Phase]:
@@ -589,6 +593,8 @@ class SegmentationLogic:
         out.segmentation.SetAttribute("BreastTumorSeg.ModelID", model_id)
         if postprocess:
             out.segmentation.SetAttribute(POSTPROCESS_ATTRIBUTE, json.dumps(postprocess))
+            self._engine_results[out.segmentation.GetID()] = (sitk.Cast(label > 0, sitk.sitkUInt8),
+                                                              float(postprocess["threshold"]), list(lesions))
         out.probability = bridge.image_to_volume_node(self.ctx, sitk.Cast(prob, sitk.sitkFloat32),
                                                       f"{base} tumor probability", out.probability)
         display = out.probability.GetDisplayNode()
@@ -632,8 +638,11 @@ class SegmentationLogic:
 
     def rethreshold(self, outputs: OutputNodes, threshold: float) -> OutputNodes:
         """Threshold the stored probability map again (no model run): segment "Tumor" and the lesion
-        table are replaced, with the engine's post-processing (mode, minimum lesion size, breast gate)."""
-        from ..engine.postprocess import midline_x, postprocess
+        table are replaced, with the engine's post-processing (mode, minimum lesion size, breast gate).
+        For a result this logic put into the scene, the engine's own decisions hold: at the engine's
+        threshold its label map and lesion table come back exactly; at another threshold what the
+        engine removed at its own (vessels, components outside the breast, small parts) stays removed."""
+        from ..engine.postprocess import lesion_table, midline_x, postprocess
 
         if outputs.probability is None or outputs.segmentation is None:
             raise InputError("there is no result to re-threshold", "the panel", "press Apply first")
@@ -659,11 +668,30 @@ class SegmentationLogic:
             crop_label, lesions = postprocess(sitk.RegionOfInterest(prob, size, index), settings, crop_gate,
                                               layout=layout)
             label = sitk.Paste(label, sitk.Cast(crop_label, sitk.sitkUInt8), size, [0, 0, 0], index)
-        terminology = bridge.tumor_terminology(_side_of([les.as_dict() for les in lesions]))
+        rows = [les.as_dict() for les in lesions]
+        engine = self._engine_results.get(outputs.segmentation.GetID())
+        if engine is not None and engine[0].GetSize() == label.GetSize():
+            engine_label, engine_threshold, engine_rows = engine
+            if abs(float(threshold) - engine_threshold) < 1e-9:  # the engine's own result, exactly
+                label, rows = sitk.Image(engine_label), list(engine_rows)
+            else:  # what the engine removed at its own threshold (gate, vessels, size) stays removed
+                prob_arr = sitk.GetArrayViewFromImage(prob)
+                removed = (prob_arr >= engine_threshold) & (sitk.GetArrayViewFromImage(engine_label) == 0)
+                if removed.any():
+                    arr = sitk.GetArrayFromImage(label)
+                    arr[removed] = 0
+                    kept = sitk.GetImageFromArray(arr)
+                    kept.CopyInformation(label)
+                    label = kept
+                    components = sitk.RelabelComponent(sitk.ConnectedComponent(label, True), sortByObjectSize=True)
+                    rows = [les.as_dict() for les in lesion_table(components, prob, None if gate is None else
+                                                                  midline_x(gate))]
+        terminology = bridge.tumor_terminology(_side_of(rows))
         bridge.label_to_segmentation(self.ctx, label, outputs.segmentation, reference_node=outputs.probability,
                                      terminology=terminology)
         outputs.segmentation.SetAttribute(POSTPROCESS_ATTRIBUTE, json.dumps(settings.as_dict()))
-        self._fill_lesions(outputs, lesions, outputs.probability)
+        outputs.lesion_table = bridge.fill_table(self.ctx, LESION_COLUMNS, lesion_rows(rows), outputs.lesion_table,
+                                                 f"{outputs.probability.GetName().removesuffix(' tumor probability')} tumor lesions")
         return outputs
 
     def lesions_from_segmentation(self, outputs: OutputNodes) -> OutputNodes:
