@@ -103,14 +103,16 @@ def three_exams(tmp_path_factory, templates):
     ids = _write_exams(root, templates, 3)
     seg_out = tmp_path_factory.mktemp("segment_out")
     for cid in ids:
-        assert main(["segment", str(root / cid), "--output", str(seg_out), "--quiet"]) == 0
+        # the network (not the default rule-based ftv): models loaded once per worker is the point below
+        assert main(["segment", str(root / cid), "--output", str(seg_out), "--quiet", "--model", "st-demo"]) == 0
     return root, ids, seg_out
 
 
 def test_batch_with_two_workers_writes_exactly_what_segment_writes(three_exams, tmp_path):
     root, ids, seg_out = three_exams
     out = tmp_path / "batch"
-    assert main(["batch", str(root), "--output", str(out), "--workers", "2", "--progress", "none"]) == 0
+    assert main(["batch", str(root), "--output", str(out), "--workers", "2", "--progress", "none",
+                 "--model", "st-demo"]) == 0
     for cid in ids:
         _assert_same_outputs(cid, seg_out, out)
         assert json.loads((out / f"{cid}.json").read_text())["doubt"]["uncertainty"] >= 0
@@ -123,7 +125,7 @@ def test_batch_with_two_workers_writes_exactly_what_segment_writes(three_exams, 
     rows = list(csv.DictReader(open(out / "worklist.csv")))
     assert sorted(r["case"] for r in rows) == sorted(ids)
     # a second run finds everything complete and computes nothing
-    assert main(["batch", str(root), "--output", str(out), "--progress", "none"]) == 0
+    assert main(["batch", str(root), "--output", str(out), "--progress", "none", "--model", "st-demo"]) == 0
     assert sum(e["event"] == "started" for e in Ledger(out).events()) == len(ids)
 
 

@@ -49,7 +49,7 @@ def peak_rss_gb() -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--model", default="st-demo", help="registry name (default: the default model, st-demo)")
+    p.add_argument("--model", default="st-demo", help="registry name (default: st-demo, the network; the engine's default model is ftv)")
     p.add_argument("--phases", type=int, default=6)
     p.add_argument("--small", action="store_true", help="small phantom instead of 448x448x160")
     p.add_argument("--repeat", type=int, default=1, help="run the engine this many times, report the last")
