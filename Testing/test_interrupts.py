@@ -44,7 +44,11 @@ def _start(cmd: str, exam: Path, out: Path) -> subprocess.Popen:
 
 
 def _trial(cmd, exam, out, delay, signum) -> dict:
-    proc = _start(cmd, exam, out)
+    return _signal_and_collect(_start(cmd, exam, out), out, delay, signum)
+
+
+def _signal_and_collect(proc, out, delay, signum) -> dict:
+    """Send *signum* (None: nothing) to *proc* after *delay* s, then its exit code, stderr and outputs."""
     time.sleep(delay)
     if signum is not None and proc.poll() is None:
         proc.send_signal(signum)
@@ -132,16 +136,7 @@ def _stress_trial(exam: Path, out: Path, delay: float, signum: int) -> dict:
     argv = [sys.executable, "-m", "BreastTumorSegLib.cli", *STRESS_ARGS, str(exam), "-o", str(out)]
     proc = subprocess.Popen(argv, env={**ENV, "OMP_NUM_THREADS": "1"}, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(delay)
-    if proc.poll() is None:
-        proc.send_signal(signum)
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        return {"rc": "timeout", "stderr": err, "files": None}
-    return {"rc": proc.returncode, "stderr": err, "files": sorted(os.listdir(out)) if out.exists() else None}
+    return _signal_and_collect(proc, out, delay, signum)
 
 
 def test_kinetics_interrupted_100_times_never_aborts(tmp_path):
