@@ -299,7 +299,7 @@ def test_doubt_score_ranks_bad_results_first():
     from scipy.stats import spearmanr
 
     from BreastTumorSegLib.engine.doubt import doubt_report, worklist_key
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
     from BreastTumorSegLib.models.breast_model import BreastMaskModel
     from BreastTumorSegLib.models.registry import get_segmenter
     from BreastTumorSegLib.training.phantom.families import make_exam
@@ -311,7 +311,8 @@ def test_doubt_score_ranks_bad_results_first():
     bad, doubts = [], []
     for family, seed, kw in specs:
         ph = make_exam(family, seed, **kw)
-        result = segment_exam(ph.exam, model=seg, breast_model=breast, device="cpu", register=False)
+        result = segment_exam(ph.exam, model=seg, device="cpu",
+                              settings=SegmentSettings(breast_model=breast, registration="none"))
         a = sitk.GetArrayViewFromImage(result.label) > 0
         b = sitk.GetArrayViewFromImage(ph.tumor_mask) > 0
         total = int(a.sum() + b.sum())

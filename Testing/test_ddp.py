@@ -8,7 +8,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from BreastTumorSegLib.training.trainer import TrainerConfig, train
+from BreastTumorSegLib.training.config import TrainerConfig
+from BreastTumorSegLib.training.trainer import train
 
 TINY_ST = {"type": "st_transformer", "base": 4, "levels": 2, "max_channels": 8, "dim": 16, "heads": 2,
            "depth": 1, "window": 2, "dropout": 0.0}

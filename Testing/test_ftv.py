@@ -8,7 +8,7 @@ from BreastTumorSegLib.core.errors import InputError
 from BreastTumorSegLib.core.exam import DCEExam
 from BreastTumorSegLib.kinetics.ftv import Box, FTVSettings, count_neighbors, functional_tumor_volume
 from BreastTumorSegLib.models.ftv_segmenter import FTVSegmenter
-from BreastTumorSegLib.io.files import read_image
+from BreastTumorSegLib.io.images import read_image
 from BreastTumorSegLib.evaluation.metrics import dice
 from BreastTumorSegLib.models.registry import Segmenter, get_segmenter
 
@@ -181,13 +181,13 @@ def test_registry_segmenter_contract():
 
 
 def test_pipeline_runs_the_ftv_model_and_attaches_kinetics():
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 
     exam, true_ml, center, _ = sphere_exam()
     # A uniform block has no breast shape for the automatic breast mask: pass the ROI explicitly.
     c = np.asarray(center)
-    res = segment_exam(exam, model="ftv", register=False, restrict_to_breast=False,
-                       roi=Box(tuple(c - 20), tuple(c + 20)))
+    res = segment_exam(exam, model="ftv", roi=Box(tuple(c - 20), tuple(c + 20)),
+                       settings=SegmentSettings(registration="none", restrict_to_breast=False))
     assert len(res.lesions) == 1
     les = res.lesions[0]
     assert les.volume_ml == pytest.approx(true_ml, rel=0.10)

@@ -819,7 +819,7 @@ def test_path_like_case_ids_are_refused(case_id):
 
 
 def test_staged_outputs_remove_the_folders_they_made(tmp_path):
-    from BreastTumorSegLib.io.files import StagedOutputs
+    from BreastTumorSegLib.io.atomic import StagedOutputs
 
     out = tmp_path / "a" / "b" / "out"
     with pytest.raises(RuntimeError):
@@ -835,7 +835,7 @@ def test_staged_outputs_remove_the_folders_they_made(tmp_path):
 
 def test_staged_outputs_refuse_path_like_names(tmp_path):
     from BreastTumorSegLib.core.errors import InputError
-    from BreastTumorSegLib.io.files import StagedOutputs
+    from BreastTumorSegLib.io.atomic import StagedOutputs
 
     with StagedOutputs(tmp_path / "out") as st:
         for bad in ("../x.nii.gz", "a/b.json", ".."):
@@ -848,7 +848,7 @@ def test_a_signal_during_the_commit_waits_until_every_file_is_in_place(tmp_path)
     import signal as _signal
 
     from BreastTumorSegLib.core import interrupts
-    from BreastTumorSegLib.io.files import StagedOutputs
+    from BreastTumorSegLib.io.atomic import StagedOutputs
 
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):

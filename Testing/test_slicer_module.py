@@ -31,7 +31,7 @@ from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
 from BreastTumorSegLib.slicer import process as sp  # noqa: E402
 from BreastTumorSegLib.core.errors import InputError  # noqa: E402
 from BreastTumorSegLib.io.dicom.headers import parse_tm  # noqa: E402
-from BreastTumorSegLib.io.files import read_image  # noqa: E402
+from BreastTumorSegLib.io.images import read_image# noqa: E402
 from BreastTumorSegLib.slicer.logic import (SegmentationLogic, engine_command,  # noqa: E402
                                             exam_from_phases, guess_phases, lesion_rows, model_card_html,
                                             phases_from_sequence, safe_case_id)

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import InputError
-from ..io.files import IMAGE_SUFFIXES, find_phase_files
+from ..io.files import find_phase_files
+from ..io.images import IMAGE_SUFFIXES
 from ..io.safety import check_case_id, check_input_path, check_paths_exist, check_table_row
 
 

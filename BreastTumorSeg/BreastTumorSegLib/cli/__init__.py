@@ -38,7 +38,9 @@ class OneLineParser(argparse.ArgumentParser):
     """Argument errors as one line naming the option and where to look, exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}. Fix: see the usage with `{self.prog} --help`\n")
+        if "Fix:" not in message:  # the shared validators (cli/_common.py) name their own fix
+            message += f". Fix: see the usage with `{self.prog} --help`"
+        self.exit(2, f"{self.prog}: error: {message.rstrip('.')}.\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +120,7 @@ def _run(work) -> int:
         return int(work() or 0)
     finally:
         interrupts.join_worker_threads()
-        from ..io.files import abort_unfinished_outputs
+        from ..io.atomic import abort_unfinished_outputs
 
         abort_unfinished_outputs()
 

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError
-from ..io.files import check_no_overwrite
+from ..io.atomic import check_no_overwrite
 from ..io.safety import check_input_path, check_output_dir
 REFERENCE_METHODS = ("intersection", "majority", "staple")  # as evaluation.readerstudy (scipy.stats: imported by run)
-from ._common import TerminalProgress
+from ._common import TerminalProgress, threshold_arg
 
 
 def register(sub) -> None:
@@ -32,7 +32,7 @@ def register(sub) -> None:
                         "(default: from the weakest and strongest reader)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default: %(default)s)")
     p.add_argument("--model-name", default="model", help="reader name of the model's rows (default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=0.5,
+    p.add_argument("--threshold", type=threshold_arg, default=0.5,
                    help="threshold for probability maps when no case is a tuning case (default: %(default)s)")
     p.add_argument("--tune-fraction", type=float, default=0.0,
                    help="if the table has no split column: fraction of cases (random, --seed) used only to "

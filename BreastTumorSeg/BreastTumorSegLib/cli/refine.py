@@ -18,7 +18,8 @@ import SimpleITK as sitk
 
 from ..core.errors import InputError
 from ._common import TerminalProgress, check_exam_command, warn_about_exam
-from .segment import _float_list, print_result
+from ._common import numbers_arg
+from .segment import print_result
 
 
 def register(sub) -> None:
@@ -36,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--click-lps", dest="clicks", action="append", type=lambda t: ("lps", t), default=[],
                    metavar="X,Y,Z[,+|-]", help="a click in LPS mm (ITK, DICOM)")
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
-    p.add_argument("--times", type=_float_list, default=None,
+    p.add_argument("--times", type=numbers_arg, default=None,
                    help="acquisition times in minutes, one per phase (overrides <case>.json)")
     p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
     p.add_argument("--series", nargs="+", default=None, metavar="N", help="DICOM input: series to use as phases")
@@ -60,7 +61,8 @@ def _beside(seg: Path, suffix: str) -> Path | None:
 
 def run(args) -> int:
     from ..engine.refine import parse_click
-    from ..io.files import load_exam, read_image, read_mask
+    from ..io.files import load_exam
+    from ..io.images import read_image, read_mask
     from ..io.safety import check_input_path
 
     check_exam_command(args)
@@ -97,7 +99,7 @@ def run(args) -> int:
     if prob is not None and not same_grid(prob, exam.reference):
         prob = None
     # No output may replace the exam, the segmentation or the files read beside it.
-    from ..io.files import check_no_overwrite
+    from ..io.atomic import check_no_overwrite
     from ..io.safety import check_case_id, check_not_inputs
 
     check_case_id(exam.case_id, "case id (from the input names; set it with --case-id)")

@@ -2,31 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
 
 from ..core.errors import InputError
 from ..models.registry import DEFAULT_MODEL
-from ._common import TerminalProgress, check_exam_command, check_outputs, warn_about_exam
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        vals = [math.nan]
-    if not all(math.isfinite(v) for v in vals):
-        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers, got {text!r}")
-    return vals
-
-
-def _point(text: str) -> tuple[float, float, float]:
-    vals = _float_list(text)
-    if len(vals) != 3:
-        raise argparse.ArgumentTypeError(f"expected three comma-separated coordinates x,y,z in mm, got {text!r}")
-    return tuple(vals)
+from ._common import (TerminalProgress, check_exam_command, check_outputs, device_arg, numbers_arg, point_arg,
+                      threshold_arg, warn_about_exam)
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -34,8 +17,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model name (see `breasttumorseg models`), or name1+name2 for an ensemble (default: %(default)s)")
     p.add_argument("--models-dir", default=None, help="extra folder with <name>.safetensors + <name>.json model cards")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--device", type=device_arg, default="auto",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--threshold", type=threshold_arg, default=None,
                    help="probability threshold (default: the model card's)")
     p.add_argument("--mode", choices=["absolute", "relative"], default=None,
                    help="absolute: p >= threshold; relative: p >= 0.6 x slice maximum (Hirsch et al.)")
@@ -73,7 +57,7 @@ def register(sub) -> None:
                                    "or a DICOM folder), the phase files in acquisition order, or one 4D file.")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
-    p.add_argument("--times", type=_float_list, default=None,
+    p.add_argument("--times", type=numbers_arg, default=None,
                    help="acquisition times in minutes, one per phase, e.g. 0,1.5,3,4.5 (overrides <case>.json)")
     p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
     p.add_argument("--dicom-seg", action="store_true", help="also write <case>_seg.dcm (DICOM SEG; DICOM input only)")
@@ -86,9 +70,9 @@ def register(sub) -> None:
                    help="with --dicom-seg: write the SEG without patient identifiers, dates or equipment IDs")
     p.add_argument("--series", nargs="+", default=None, metavar="N",
                    help="DICOM input: series numbers or UIDs to use as the phases (see `breasttumorseg dicom-list`)")
-    p.add_argument("--seed-lps", type=_point, default=None,
+    p.add_argument("--seed-lps", type=point_arg, default=None,
                    help="for --model ftv: a point inside the lesion, x,y,z in mm, patient LPS coordinates")
-    p.add_argument("--seed-ras", type=_point, default=None,
+    p.add_argument("--seed-ras", type=point_arg, default=None,
                    help="the same point in RAS coordinates as Slicer shows them")
     p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",
                    help="bar: a progress bar on stderr; json: one JSON event per line on stdout, the schema of "
@@ -100,11 +84,9 @@ def register(sub) -> None:
 
 def check_engine_options(args) -> None:
     """Option values of `segment` and `demo`, checked before anything is read."""
-    from ..io.safety import check_device_name, check_input_path, check_positive
+    from ..io.safety import check_input_path, check_positive
 
-    check_positive(args.threshold, "--threshold", upper=1.0)
     check_positive(args.min_lesion_ml, "--min-lesion-ml", zero_ok=True)
-    check_device_name(args.device)
     if args.models_dir is not None:
         check_input_path(args.models_dir, "--models-dir", kind="dir")
     from ..models.registry import model_card  # no PyTorch: only the cards are read
@@ -135,10 +117,14 @@ def model_options(args) -> dict:
 
 
 def engine_kwargs(args) -> dict:
-    kw = dict(model=args.model, device=args.device, threshold=args.threshold, mode=args.mode,
-              min_lesion_ml=args.min_lesion_ml, register=not args.no_register and args.registration != "none",
-              models_dir=args.models_dir, breast_model=args.breast_model, raw=args.raw,
-              model_options=model_options(args), registration=args.registration, motion=args.motion)
+    """The keywords of ``segment_exam`` (and of the batch runner's engine) from the options."""
+    from ..engine.settings import SegmentSettings
+
+    settings = SegmentSettings(registration="none" if args.no_register else args.registration, motion=args.motion,
+                               threshold=args.threshold, mode=args.mode, min_lesion_ml=args.min_lesion_ml,
+                               breast_model=args.breast_model, raw=args.raw)
+    kw = dict(model=args.model, device=args.device, models_dir=args.models_dir, model_options=model_options(args),
+              settings=settings)
     seed = getattr(args, "seed_lps", None)
     if getattr(args, "seed_ras", None) is not None:
         if seed is not None:

@@ -8,10 +8,10 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from ._common import device_arg, threshold_arg
 
 
 def register(sub) -> None:
@@ -30,9 +30,9 @@ def register(sub) -> None:
     q.add_argument("--model", default=None, help="model of the assisted arm (a registry name, e.g. st-demo)")
     q.add_argument("--model-outputs", type=Path, default=None,
                    help="folder with the model's <case>_seg.nii.gz [and _prob.nii.gz] (else the model is run now)")
-    q.add_argument("--threshold", type=float, default=None,
+    q.add_argument("--threshold", type=threshold_arg, default=None,
                    help="probability threshold for the model's masks (default: its card's; tune one for an ensemble)")
-    q.add_argument("--device", default="auto", help="device for running the model (default: %(default)s)")
+    q.add_argument("--device", type=device_arg, default="auto", help="device for running the model (default: %(default)s)")
     q.add_argument("--seed", type=int, default=None, help="seed of pseudonyms and reading orders (default: random, "
                                                           "recorded in study.json)")
     q.add_argument("--washout-cases", type=int, default=0,

@@ -3,7 +3,7 @@
 :func:`handle_signals` (used by ``cli.main``) turns both signals into :class:`Interrupted`,
 a :class:`KeyboardInterrupt`, so every ``finally`` / ``with`` block cleans up as for Ctrl-C.
 :func:`signals_deferred` holds both signals back while a group of outputs is moved into place
-(:class:`..io.files.StagedOutputs`), so a signal never splits a commit: it is delivered right
+(:class:`..io.atomic.StagedOutputs`), so a signal never splits a commit: it is delivered right
 after, and :func:`was_committed` then tells the caller the outputs are complete.
 """
 from __future__ import annotations

@@ -40,8 +40,9 @@ import SimpleITK as sitk
 from . import metrics as M
 from . import stats as S
 from ..core.errors import InputError
-from ..io.files import read_image, read_mask
+from ..io.images import read_image, read_mask
 from ..core.progress import Reporter
+from ..core.values import check_threshold
 
 REFERENCE_METHODS = ("intersection", "majority", "staple")
 SPLITS = ("test", "tune")
@@ -383,8 +384,8 @@ class StudyConfig:
                                  "give them as ΔDice, e.g. --margins -0.05 0.05")
         if not 0 < self.alpha < 0.5:
             raise InputError(f"alpha must lie in (0, 0.5), got {self.alpha}", "--alpha", "e.g. --alpha 0.05")
-        if not 0 <= self.threshold <= 1 or any(not 0 <= t <= 1 for t in self.thresholds):
-            raise InputError("probability thresholds must lie in [0, 1]", "--threshold", "e.g. --threshold 0.5")
+        for t in (self.threshold, *self.thresholds):
+            check_threshold(t)
 
 
 # ------------------------------------------------------------------------------- per case

@@ -228,7 +228,7 @@ def source_files(phases: Sequence[Phase]) -> list[Path] | None:
     unchanged since it was read, and must not sit under a transform; otherwise ``None`` (the
     exam is exported instead). DICOM series (a list of files) are exported too.
     """
-    from ..io.files import IMAGE_SUFFIXES
+    from ..io.images import IMAGE_SUFFIXES
 
     files = []
     for ph in phases:
@@ -430,24 +430,26 @@ class SegmentationLogic:
         Returns ``(outputs, result)``; ``outputs`` reuses the given nodes.
         """
         from ..engine.pipeline import segment_exam  # heavy imports only when a run starts
+        from ..engine.settings import split_settings
 
         exam = exam_from_phases(phases, case_id or safe_case_id(phases[0].name), times_min)
-        result = segment_exam(exam, model=model, device=device, threshold=threshold, progress=progress,
-                              cancel=cancel, **engine_options)
+        settings, options = split_settings(threshold=threshold, **engine_options)  # register=False included
+        result = segment_exam(exam, model=model, settings=settings, device=device, progress=progress,
+                              cancel=cancel, **options)
         return self.import_result(result, phases[0].node, outputs, exam), result
 
     # ------------------------------------------------------------------ background-process run
     @staticmethod
     def export_exam(exam: DCEExam, folder: str | os.PathLike) -> Path:
         """Write *exam* as ``<case>_0000.nrrd``, ... (+ ``<case>.json`` with times) for the engine CLI."""
-        from ..io.files import write_image_atomic, write_json_atomic
+        from ..io.atomic import write_image, write_json
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(exam.phases):
-            write_image_atomic(img, folder / f"{exam.case_id}_{i:04d}.nrrd", compress=False)
+            write_image(folder / f"{exam.case_id}_{i:04d}.nrrd", img, compress=False)
         if exam.times_min is not None:
-            write_json_atomic({"acquisition_times_min": exam.times_min}, folder / f"{exam.case_id}.json")
+            write_json(folder / f"{exam.case_id}.json", {"acquisition_times_min": exam.times_min})
         return folder
 
     def start_background(self, phases: Sequence[Phase], model: str = DEFAULT_MODEL, device: str = "auto",
@@ -521,7 +523,7 @@ class SegmentationLogic:
         name -> path, the engine's ``done`` event) says where each file is; without it the standard
         names in *folder* are used. *engine_warnings* (its ``warning`` events) come first in
         :attr:`last_warnings`."""
-        from ..io.files import read_image
+        from ..io.images import read_image
         from ..engine.pipeline import output_names
 
         folder = Path(folder)

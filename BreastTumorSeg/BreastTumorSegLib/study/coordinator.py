@@ -16,13 +16,15 @@ from typing import Callable, Sequence
 import SimpleITK as sitk
 
 from ..core.errors import InputError, OutputExistsError
-from ..io.files import read_mask
+from ..core.values import check_threshold
+from ..io.atomic import atomic_target, sha256_file, write_image, write_json
+from ..io.images import read_mask
 from ..io.safety import (check_input_path, check_output_location, check_paths_exist, check_positive,
                          check_table_row, created_dirs, exam_locations, remove_empty_dirs)
 from .definition import (ARMS, STUDY_FILE, Arm, Case, Grid, Study, check_name, load_study, pseudonyms,
                          reading_order)
-from .session import (DONE, IN_PROGRESS, SUBMITTED, TODO, iso, item_key, load_state, sha256_file)
-from .storage import LOCKED_MODE, Lock, append_line, write_json_atomic, write_new
+from .session import DONE, IN_PROGRESS, SUBMITTED, TODO, iso, item_key, load_state
+from .storage import LOCKED_MODE, Lock, append_line
 
 EXPORT_COLUMNS = ("case", "reader", "mask", "prob", "roi", "arm", "time_s", "wall_s", "edits", "imported")
 
@@ -137,9 +139,10 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
                          "add --arms unaided,assisted, or drop the wash-out")
     allowed_effects = check_effects(allowed_effects) if allowed_effects else None
     assisted = "assisted" in arms
-    if threshold is not None and not (assisted and model_outputs is None and 0 < threshold <= 1):
-        raise InputError("a threshold applies when the model is run for the assisted arm, and lies in (0, 1]",
-                         "--threshold", "give e.g. --threshold 0.4 with --model (and without --model-outputs)")
+    check_threshold(threshold)
+    if threshold is not None and not (assisted and model_outputs is None):
+        raise InputError("a threshold applies when the model is run for the assisted arm", "--threshold",
+                         "give e.g. --threshold 0.4 with --model (and without --model-outputs)")
     if assisted and not model:
         raise InputError("the assisted arm needs the model that helps the readers", "--model",
                          "name it, e.g. --model st-demo (and --model-outputs DIR if its masks exist already)")
@@ -172,7 +175,7 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
                       cases, orders, washout_cases, washout_days, autosave_s, idle_timeout_s,
                       list(allowed_effects) if allowed_effects else Study.__dataclass_fields__["allowed_effects"]
                       .default_factory(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        write_json_atomic(stage / STUDY_FILE, study.as_json())
+        write_json(stage / STUDY_FILE, study.as_json(), durable=True, allow_nan=False)
         for r in readers:
             (stage / "readers" / r).mkdir(parents=True)
         append_line(stage / "coordinator.jsonl", {"event": "study created", "time": iso(_now()),
@@ -221,19 +224,19 @@ def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_
         images = {"seg.nii.gz": mask}
         prob = Path(model_outputs) / f"{cid}_prob.nii.gz"
         if prob.exists():
-            from ..io.files import read_image
+            from ..io.images import read_image
 
             images["prob.nii.gz"] = sitk.Cast(read_image(prob, f"model probability of case {cid}"), sitk.sitkFloat32)
     else:
-        from ..engine.pipeline import segment_exam
+        from ..engine.pipeline import SegmentSettings, segment_exam
 
-        result = segment_exam(exam, model=model, device=device, threshold=threshold)
+        result = segment_exam(exam, model=model, device=device, settings=SegmentSettings(threshold=threshold))
         images = {"seg.nii.gz": result.label, "prob.nii.gz": result.probability}
         if result.breast_mask is not None and region:
             images["breast.nii.gz"] = sitk.Cast(result.breast_mask > 0, sitk.sitkUInt8)
     for fname, img in images.items():
         path = folder / fname
-        write_new(path, lambda p, img=img: sitk.WriteImage(img, str(p), True))
+        write_image(path, img, durable=True, exclusive=True)
         key = {"seg.nii.gz": "mask", "prob.nii.gz": "prob", "breast.nii.gz": "breast"}[fname]
         rec[key] = f"model/{label}/{fname}"
         rec[key + "_sha256"] = sha256_file(path)
@@ -250,7 +253,7 @@ def _write_region(stage: Path, label: str, exam, rec: dict) -> None:
     mask = sitk.Cast(breast_mask(exam.pre) > 0, sitk.sitkUInt8)
     path = stage / "regions" / label / "breast.nii.gz"
     path.parent.mkdir(parents=True)
-    write_new(path, lambda p: sitk.WriteImage(mask, str(p), True))
+    write_image(path, mask, durable=True, exclusive=True)
     rec["breast"] = f"regions/{label}/breast.nii.gz"
     rec["breast_sha256"] = sha256_file(path)
 
@@ -311,14 +314,14 @@ def import_mask(folder: str | os.PathLike, reader: str, case_id: str, mask: str 
         n = st["versions"] + 1
         while (target / f"v{n:04d}.nii.gz").exists():
             n += 1
-        version = write_new(target / f"v{n:04d}.nii.gz", lambda p: sitk.WriteImage(img, str(p), True))
-        final = write_new(target / SUBMITTED, lambda p: sitk.WriteImage(img, str(p), True))
+        version = write_image(target / f"v{n:04d}.nii.gz", img, durable=True, exclusive=True)
+        final = write_image(target / SUBMITTED, img, durable=True, exclusive=True)
         os.chmod(final, LOCKED_MODE)
         now = _now()
         st.update({"status": DONE, "imported": True, "versions": n, "last_version": version.name,
                    "last_sha256": sha256_file(version), "submitted_sha256": sha256_file(final),
                    "submitted_at": now})
-        write_json_atomic(rdir / "state.json", state)
+        write_json(rdir / "state.json", state, durable=True, allow_nan=False)
         append_line(rdir / "audit.jsonl", {"event": "imported", "reader": reader, "label": case.label, "arm": arm,
                                            "source": str(Path(mask).resolve()), "sha256": st["submitted_sha256"],
                                            "t": round(now, 3), "time": iso(now), "pid": os.getpid()})
@@ -402,15 +405,10 @@ def export_table(folder: str | os.PathLike, output: str | os.PathLike, partial: 
     if not rows:
         raise InputError("no case is complete; nothing to export", study.path, "wait for the readers")
     output.parent.mkdir(parents=True, exist_ok=True)
-    from .storage import write_atomic
-
-    def write(p: Path) -> None:
-        with open(p, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, EXPORT_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-
-    write_atomic(output, write)
+    with atomic_target(output, durable=True) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, EXPORT_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
     append_line(study.folder / "coordinator.jsonl", {"event": "exported", "time": iso(_now()), "table": str(output.resolve()),
                                                      "rows": len(rows), "left_out": left_out})
     return output, left_out

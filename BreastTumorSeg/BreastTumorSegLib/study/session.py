@@ -20,7 +20,6 @@ are stored in ``state.json`` at every save, so a crash loses at most one autosav
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ from typing import Callable
 import SimpleITK as sitk
 
 from ..core.errors import BreastTumorSegError, InputError
-from ..io.files import read_mask
+from ..io.atomic import sha256_file, write_image, write_json
+from ..io.images import read_mask
 from .definition import Grid, Study, load_study
-from .storage import (LOCKED_MODE, Lock, append_line, clean_temporaries, iter_versions, read_json, read_lines,
-                      write_json_atomic, write_new)
+from .storage import LOCKED_MODE, Lock, append_line, clean_temporaries, iter_versions, read_json, read_lines
 
 SUBMITTED = "submitted.nii.gz"
 TODO, IN_PROGRESS, DONE = "to do", "in progress", "submitted"
@@ -45,14 +44,6 @@ class SubmittedError(BreastTumorSegError):
 
 def iso(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def item_key(label: str, arm: str) -> str:
@@ -152,7 +143,7 @@ class PendingSave:
         while True:
             path = self.folder / f"v{n:04d}.nii.gz"
             try:
-                return write_new(path, lambda p: sitk.WriteImage(self.image, str(p), True))
+                return write_image(path, self.image, durable=True, exclusive=True)
             except FileExistsError:
                 n += 1
 
@@ -426,7 +417,7 @@ class ReaderSession:
             self._commit_times()
         img = view.starting_mask()
         final = view.folder / SUBMITTED
-        write_new(final, lambda p: sitk.WriteImage(img, str(p), True))
+        write_image(final, img, durable=True, exclusive=True)
         os.chmod(final, LOCKED_MODE)
         st = self._item_state()
         st["status"] = view.status = DONE
@@ -513,7 +504,7 @@ class ReaderSession:
         return read_mask(path, "model mask")
 
     def _write_state(self) -> None:
-        write_json_atomic(self.folder / "state.json", self._state)
+        write_json(self.folder / "state.json", self._state, durable=True, allow_nan=False)
 
     def _log(self, event: str, **fields) -> None:
         t = self._now()

@@ -14,10 +14,11 @@ from slicer import (vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSeq
                     vtkMRMLTableNode)
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
+from ...core import values
 from ...models.registry import DEFAULT_MODEL
 
 INPUT_TYPES = ["Volumes", "Sequence"]
-DEVICES = ["auto", "cpu", "cuda"]
+DEVICES = list(values.DEVICES)  # the same names the command line and the engine take
 
 
 @parameterNodeWrapper

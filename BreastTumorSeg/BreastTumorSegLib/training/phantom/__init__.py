@@ -31,9 +31,6 @@ evaluation only) and :mod:`.hybrid` (real breast MRI with inserted lesions).
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +40,7 @@ import SimpleITK as sitk
 from ...core.errors import InputError
 from ...core.exam import MAX_PHASES, MIN_PHASES, DCEExam
 from ...core.imageutil import voxel_volume_ml
-from ...io.files import check_no_overwrite, write_image_atomic, write_json_atomic
+from ...io.atomic import StagedOutputs, check_no_overwrite, write_image, write_json
 from .anatomy import FAT_SIGNAL, Anatomy, sample_anatomy, sample_fgt, sample_tissue
 from .geometry import F32, ORIENTATIONS, VoxelGrid, direction_matrix, make_grid, random_unit_vector
 from .kinetics import (CURVE_TYPES, Curve, classify_curve, design_tumor_curve, early_late_phases,
@@ -501,23 +498,17 @@ def write_phantom(ph: Phantom, root, layout: str = "folder", overwrite: bool = T
     written. With ``overwrite=False`` existing files are refused before anything is written.
     """
     root = Path(root)
-    paths = {k: root / v for k, v in phantom_paths(ph.case_id, ph.exam.n_phases, layout).items()}
+    rel = phantom_paths(ph.case_id, ph.exam.n_phases, layout)
+    paths = {k: root / v for k, v in rel.items()}
     check_no_overwrite(paths.values(), overwrite)
-    root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".phantom-staging-", dir=root))
-    try:
-        staged = {k: stage / p.relative_to(root) for k, p in paths.items()}
+    with StagedOutputs(root, overwrite) as out:
+        staged = {k: out.path(v.name, v.parent) for k, v in rel.items()}
         for i, img in enumerate(ph.exam.phases):
-            write_image_atomic(img, staged[f"phase_{i:04d}"])
-        write_json_atomic({"acquisition_times_min": list(ph.exam.times_min)}, staged["times"])
-        write_image_atomic(ph.tumor_mask, staged["tumor"])
-        write_image_atomic(ph.tumor_labels, staged["labels"])
-        write_image_atomic(ph.breast_mask, staged["breast"])
-        write_json_atomic(ph.truth(), staged["truth"])
-        check_no_overwrite(paths.values(), overwrite)
-        for k, p in paths.items():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged[k], p)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+            write_image(staged[f"phase_{i:04d}"], img)
+        write_json(staged["times"], {"acquisition_times_min": list(ph.exam.times_min)})
+        write_image(staged["tumor"], ph.tumor_mask)
+        write_image(staged["labels"], ph.tumor_labels)
+        write_image(staged["breast"], ph.breast_mask)
+        write_json(staged["truth"], ph.truth())
+        out.commit()
     return paths
