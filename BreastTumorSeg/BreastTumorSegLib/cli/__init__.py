@@ -38,9 +38,12 @@ class OneLineParser(argparse.ArgumentParser):
     """Argument errors as one line naming the option and where to look, exit code 2."""
 
     def error(self, message: str):
-        if "Fix:" not in message:  # the shared validators (cli/_common.py) name their own fix
-            message += f". Fix: see the usage with `{self.prog} --help`"
-        self.exit(2, f"{self.prog}: error: {message.rstrip('.')}.\n")
+        usage = f"see the usage with `{self.prog} --help`"
+        if "Fix:" in message:  # the shared validators (cli/_common.py) name their own fix
+            message = f"{message.rstrip('.')}; {usage}"
+        else:
+            message += f". Fix: {usage}"
+        self.exit(2, f"{self.prog}: error: {message}.\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
