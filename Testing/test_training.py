@@ -195,7 +195,7 @@ def test_onecycle_schedule_is_torch_onecycle():
 def test_unet_demo_configs_are_the_recipe_of_the_shipped_card():
     """configs/unet-demo.json, -finetune.json and -finetune-2.json: the three runs that made the shipped
     unet-demo; the last is the one its card records."""
-    from BreastTumorSegLib.training.datasets import parse_seeds
+    from BreastTumorSegLib.core.values import parse_seeds
 
     shipped = json.loads((ROOT / "BreastTumorSeg" / "BreastTumorSegLib" / "models" / "shipped" / "unet-demo.json"
                           ).read_text())

@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.core.imageutil import voxel_volume_ml  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice, froc, lesion_level  # noqa: E402
-from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 
 
 def motion_free(ph):

@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
-from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
 
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from BreastTumorSegLib.engine.refine import Click, Refiner  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
-from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from bench_generalization import hybrid_makers, motion_free, table  # noqa: E402
 
 FULL = np.ones((3, 3, 3), bool)

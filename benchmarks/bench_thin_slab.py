@@ -109,14 +109,15 @@ def main() -> int:
     if a.run:
         run_cases(Path(a.run), models)
         return 0
-    lo, hi = (int(v) for v in a.seeds.split("-"))
     versions = {"after": str(ROOT / "BreastTumorSeg")}
     if a.before:
         versions = {"before": a.before, **versions}
     sys.path.insert(0, versions["after"])
+    from BreastTumorSegLib.core.values import parse_seeds
+
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        make_cases(Path(tmp), list(range(lo, hi + 1)))
+        make_cases(Path(tmp), parse_seeds(a.seeds))
         for version, path in versions.items():
             env = dict(os.environ, PYTHONPATH=path)
             out = subprocess.run([sys.executable, __file__, "--run", tmp, "--models", a.models], env=env,
