@@ -612,6 +612,14 @@ def test_ui_parses_with_a_qmrmlwidget_root_and_unique_names():
     assert mrml_widgets <= receivers
 
 
+def _panel_code_files() -> list[Path]:
+    """The code that works on the panel's widgets: the module file, the widget and its sub-controllers
+    (every module of slicer/gui that reads ``ui.<name>``)."""
+    gui = sorted(p for p in (LIB / "slicer" / "gui").glob("*.py") if re.search(r"\bui\.\w", p.read_text()))
+    assert LIB / "slicer" / "gui" / "widget.py" in gui
+    return [MODULE_DIR / "BreastTumorSeg.py", *gui]
+
+
 def test_widget_code_uses_only_widgets_that_exist_in_the_ui_with_a_compatible_class():
     from BreastTumorSegLib.slicer.gui.widget import UI_WIDGETS
 
@@ -620,7 +628,7 @@ def test_widget_code_uses_only_widgets_that_exist_in_the_ui_with_a_compatible_cl
         assert name in classes, f"{name} missing from {UI_FILE.name}"
         assert _is_a(classes[name], cls), f"{name} is a {classes[name]} in the .ui, the code needs a {cls}"
     used = set()
-    for path in (LIB / "slicer" / "gui" / "widget.py", MODULE_DIR / "BreastTumorSeg.py"):
+    for path in _panel_code_files():
         used |= set(re.findall(r"\bui\.(\w+)", path.read_text()))
     used -= {"connect"}
     assert used <= set(UI_WIDGETS), f"widgets used but not declared in UI_WIDGETS: {used - set(UI_WIDGETS)}"
@@ -671,7 +679,7 @@ def test_parameter_bindings_match_fields_and_connectable_widget_classes():
         kind = _kind(fields[field])
         assert cls in _CONNECTABLE[kind], f"{field} ({fields[field]}) cannot be connected to a {cls}"
     # Fields without a bound widget are kept in sync by the widget code by hand.
-    code = (LIB / "slicer" / "gui" / "widget.py").read_text() + (MODULE_DIR / "BreastTumorSeg.py").read_text()
+    code = "".join(path.read_text() for path in _panel_code_files())
     for field in set(fields) - set(bound):
         assert re.search(rf"\.{field}\b", code), f"parameter {field} is neither bound in the .ui nor used in code"
 

@@ -4,7 +4,7 @@ Only importable inside Slicer (``slicer.parameterNodeWrapper`` is part of the ap
 of the ``slicer-core`` wheel). Fields whose widget carries a ``SlicerParameterName`` property in
 ``Resources/UI/BreastTumorSeg.ui`` are bound by ``connectGui``; the others (the model list, the
 checked phase and reference volumes, the edited phase times) are synchronised by
-:mod:`.widget` because their widgets have no standard connector.
+the panel (:mod:`.widget`, :mod:`.phase_table`) because their widgets have no standard connector.
 """
 from __future__ import annotations
 
