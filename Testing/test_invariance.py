@@ -16,7 +16,7 @@ from BreastTumorSegLib.evaluation.metrics import dice
 def hybrid(real_anatomy_dir):
     from BreastTumorSegLib.training.phantom.hybrid import make_hybrid
 
-    return make_hybrid(21, anatomy="axial", n_lesions=2)
+    return make_hybrid(21, anatomy="axial", n_lesions=2, data_dir=real_anatomy_dir)
 
 
 def _permuted_flipped(img: sitk.Image) -> sitk.Image:
