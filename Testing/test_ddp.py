@@ -65,5 +65,7 @@ def test_two_process_ddp_gives_identical_weights(cases, tmp_path):
     assert r0["has_card"] and not r1["has_card"] and len(r0["history"]) == 1
     assert (tmp_path / "ddp.safetensors").exists() and (tmp_path / "log.jsonl").exists()
     epochs = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
-    # two processes x batch 2 x 4 steps per epoch
-    assert all(e["patches_per_s"] > 0 for e in epochs if e["type"] == "epoch")
+    # one epoch of 4 steps, in which two processes x batch 2 x 4 steps = 16 patches were trained
+    epoch_records = [e for e in epochs if e["type"] == "epoch"]
+    assert [(e["epoch"], e["step"], e["patches"]) for e in epoch_records] == [(1, 4, 2 * 2 * 4)], epoch_records
+    assert epoch_records[0]["patches_per_s"] > 0
