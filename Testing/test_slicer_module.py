@@ -521,6 +521,24 @@ def _headless():
     return segment_headless
 
 
+def test_the_headless_ctest_checks_what_was_written(tmp_path):
+    """The ctest (Testing/Python/segment_headless_check.py) passes on the real outputs (Dice 0.919
+    against the phantom's truth) and reports a label map that misses the tumor."""
+    sys.path[:0] = [str(MODULE_DIR / "Testing" / "Python"), str(MODULE_DIR / "Scripts")]
+    try:
+        import segment_headless_check as check
+    finally:
+        del sys.path[:2]
+    assert check.run_check(tmp_path) == 0
+    phantom = check.check_phantom()
+    case = phantom.exam.case_id
+    assert check.check_content(tmp_path / "out", case, phantom) == []
+    seg = tmp_path / "out" / f"{case}_seg.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(seg)) * 0, str(seg))
+    problems = check.check_content(tmp_path / "out", case, phantom)
+    assert any("Dice 0.000" in p for p in problems) and any(".seg.nrrd differs" in p for p in problems), problems
+
+
 def test_headless_arguments_translate_to_the_cli(tmp_path):
     sh = _headless()
     args, cli_argv, cli_args = sh.parse_args(["--input", "a", "b", "--output", str(tmp_path), "--model", "ftv",
