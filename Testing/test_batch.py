@@ -24,6 +24,7 @@ from BreastTumorSegLib.batch.ledger import Ledger
 from BreastTumorSegLib.cli import main
 from BreastTumorSegLib.core.errors import InputError
 from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+from script_fixtures import headless_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(shape_mm=(144, 144, 72), spacing=3.0, n_phases=3, n_tumors=1, tumor_radius_mm=9.0)
@@ -366,17 +367,8 @@ def test_doubt_score_ranks_bad_results_first():
 
 
 # ------------------------------------------------------------------ headless Slicer batch
-def _headless():
-    sys.path.insert(0, str(ROOT / "BreastTumorSeg" / "Scripts"))
-    try:
-        import segment_headless
-    finally:
-        sys.path.pop(0)
-    return segment_headless
-
-
 def test_headless_slicer_batch_arguments():
-    sh = _headless()
+    sh = headless_script()
     args, cli_argv, cli_args = sh.parse_args(["--batch", "exams", "--output", "out", "--model", "ftv",
                                               "--workers", "2", "--shard", "1/4", "--scenes"])
     assert cli_argv[:4] == ["batch", "exams", "--output", "out"] and args.scenes
@@ -396,11 +388,11 @@ def test_headless_slicer_batch_writes_outputs_and_a_scene_per_exam(tmp_path, tem
     out = tmp_path / "out"
     argv = ["--batch", str(root), "--output", str(out), "--model", "ftv", "--no-register", "--progress", "none",
             "--scenes"]
-    assert _headless().main(argv) == 0
+    assert headless_script().main(argv) == 0
     for cid in ids:
         assert (out / f"{cid}_seg.nii.gz").is_file() and (out / "scenes" / f"{cid}.mrb").stat().st_size > 0
     stamp = (out / "scenes" / f"{ids[0]}.mrb").stat().st_mtime_ns
-    assert _headless().main(argv) == 0  # resumed: nothing redone, scenes kept
+    assert headless_script().main(argv) == 0  # resumed: nothing redone, scenes kept
     assert (out / "scenes" / f"{ids[0]}.mrb").stat().st_mtime_ns == stamp
     assert sum(e["event"] == "started" for e in Ledger(out).events()) == 2
 
