@@ -1,7 +1,6 @@
 """DistributedDataParallel on CPU: two gloo processes train one model and end with equal weights."""
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -9,15 +8,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from BreastTumorSegLib.training.trainer import TrainerConfig, train
+from cli_fixtures import free_port
 
 TINY_ST = {"type": "st_transformer", "base": 4, "levels": 2, "max_channels": 8, "dim": 16, "heads": 2,
            "depth": 1, "window": 2, "dropout": 0.0}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, cfg: TrainerConfig, cases, out: str) -> None:
@@ -50,7 +44,7 @@ def test_two_process_ddp_gives_identical_weights(cases, tmp_path):
 
     cfg = TrainerConfig(name="ddp", architecture=TINY_ST, spacing_mm=3.0, patch=16, batch=2, epochs=1,
                         steps_per_epoch=4, lr=1e-2, warmup_steps=1, tumor_fraction=0.5, threads=1)
-    mp.spawn(_worker, args=(2, _free_port(), cfg, cases, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), cfg, cases, str(tmp_path)), nprocs=2, join=True)
     w0, w1 = load_file(tmp_path / "rank0.st"), load_file(tmp_path / "rank1.st")
     assert w0.keys() == w1.keys()
     for k in w0:
