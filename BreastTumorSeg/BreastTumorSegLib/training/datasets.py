@@ -342,30 +342,6 @@ def record_key(rec: CaseRecord, spacing_mm: float, register: bool, coarse_spacin
             f"_v{PREPROCESS_VERSION}")
 
 
-def _prepare_one(job) -> str:
-    fam, seed, spacing_mm, size, coarse_spacing_mm, cache_dir = job
-    key = phantom_key(seed, spacing_mm, size, coarse_spacing_mm, fam)
-    CaseCache(Path(cache_dir), log=lambda *_: None).get(
-        key, lambda: prepare_phantom(seed, spacing_mm, size, coarse_spacing_mm, fam), keys=set())
-    return key
-
-
-def prepare_phantom_cache(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, workers: int = 2,
-                          coarse_spacing_mm: float = 3.0, log=print) -> int:
-    """Fill the cache for every synthetic case of a config's ``data`` block with *workers*
-    processes (each case is written atomically, so a later :func:`load_split` finds it);
-    returns the number of cases."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    family, size = data.get("family", "phantom"), data.get("size", "small")
-    pairs = family_seeds(data["train_seeds"], family) + family_seeds(data["val_seeds"], family)
-    jobs = [(f, s, spacing_mm, size, coarse_spacing_mm, str(cache_dir)) for f, s in pairs]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        for n, key in enumerate(pool.map(_prepare_one, jobs), start=1):
-            log(f"  [{n}/{len(jobs)}] {key}")
-    return len(jobs)
-
-
 def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=print,
                coarse_spacing_mm: float = 3.0, keys: set[str] | None = None) -> tuple[list[dict], list[dict]]:
     """Training and validation cases described by a config's ``data`` block.

@@ -223,9 +223,10 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
     while not stop:
         epoch = state["epoch"] + 1
         sampler = PatchSampler(train_cases, cfg, scales, _seed_everything(cfg, ddp.rank, epoch))
-        t_epoch, losses = time.perf_counter(), []
+        t_epoch, losses, patches = time.perf_counter(), [], 0
         for _ in range(cfg.steps_per_epoch):
             batch = sampler.sample(cfg.batch)
+            patches += int(batch["y"].shape[0])
             if channels_last:
                 batch["x"] = batch["x"].contiguous(memory_format=torch.channels_last_3d)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -243,8 +244,9 @@ def train(cfg: TrainerConfig, out_dir: str | os.PathLike, resume: bool = False, 
                               "loss": float(np.mean(losses[-cfg.log_every:])), "lr": sched.get_last_lr()[0]})
         seconds = time.perf_counter() - t_epoch
         _average_buffers(net, ddp)
+        patches = _sum_over_ranks(patches, ddp)
         record = {"type": "epoch", "epoch": epoch, "step": state["step"], "train_loss": float(np.mean(losses)),
-                  "lr": sched.get_last_lr()[0], "patches_per_s": cfg.steps_per_epoch * cfg.batch * ddp.world / seconds}
+                  "lr": sched.get_last_lr()[0], "patches": patches, "patches_per_s": patches / seconds}
         flag = torch.zeros(1)
         if ddp.main:
             d = validate(net, val_cases, cfg, scales, device) if val_cases else []
@@ -304,6 +306,15 @@ def _average_buffers(net: torch.nn.Module, ddp: Dist) -> None:
         if buf.is_floating_point():
             dist.all_reduce(buf, op=dist.ReduceOp.SUM)
             buf.div_(ddp.world)
+
+
+def _sum_over_ranks(count: int, ddp: Dist) -> int:
+    """*count* summed over every rank (the patches trained this epoch by all processes)."""
+    if ddp.world <= 1:
+        return count
+    total = torch.tensor([count], dtype=torch.int64)
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return int(total.item())
 
 
 def _save_checkpoint(path: Path, net, opt, sched, scaler, best_state, state) -> None:
