@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import SimpleITK as sitk
 import slicer
 
+from . import classify_view
 from . import mrml_bridge as bridge
 from ..core.errors import InputError
 from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES, assemble_exam
@@ -410,6 +411,7 @@ class SegmentationLogic:
         # threshold it was made at: re-thresholding keeps the engine's decisions (breast gate,
         # false-positive reduction), which a probability map alone does not hold.
         self._engine_results: dict[str, tuple[sitk.Image, float, list[dict]]] = {}
+        self.classification: classify_view.ClassificationNodes | None = None  # per-breast malignancy (L/R)
 
     # ------------------------------------------------------------------ inputs
     def phases(self, sequence_node=None, volume_nodes: Sequence | None = None) -> list[Phase]:
@@ -473,7 +475,7 @@ class SegmentationLogic:
         work = Path(tempfile.mkdtemp(prefix="BreastTumorSeg-", dir=workdir))
         try:
             out_dir = work / "result"
-            flags = ["--reading-images"] + ([] if register else ["--no-register"]) + list(extra)
+            flags = ["--reading-images", "--classify"] + ([] if register else ["--no-register"]) + list(extra)
             if registered_phases and register:
                 flags.append("--registered-phases")
             if exam is not None:
@@ -542,9 +544,12 @@ class SegmentationLogic:
             times = (summary.get("settings") or {}).get("times_min")
             outputs.registered_phases = self._phase_sequence(sitk.ReadImage(str(registered)), times,
                                                              reference_node, outputs.registered_phases)
-        return self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
-                          reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
-                          (summary.get("settings") or {}).get("postprocess"))
+        out = self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
+                         reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
+                         (summary.get("settings") or {}).get("postprocess"))
+        self.classification = classify_view.import_folder(self.ctx, folder, case_id, reference_node, files,
+                                                          self.classification)
+        return out
 
     def _phase_sequence(self, phases_4d: sitk.Image, times_min, reference_node, node=None):
         """A Sequence node (index: time in min) of the phases of a 4D image, with a browser so the

@@ -22,6 +22,7 @@ import slicer
 import vtk
 
 from ...core.errors import BreastTumorSegError
+from .classify_panel import ClassificationPanel
 from .install import DependencyError, ensure_dependencies
 from .qtbind import connect, prop, wait_cursor
 from ...models.cards import default_threshold
@@ -163,6 +164,7 @@ class PanelController:
         table.verticalHeader().setVisible(False)
         table.horizontalHeader().setStretchLastSection(True)
         ui.progressBar.setVisible(False)
+        self.classification_panel = ClassificationPanel(self.qt, ui, self.logic)
         self.refresh_models()
 
     def _connect(self) -> None:
@@ -476,6 +478,7 @@ class PanelController:
                                     "Correct the result with 'Refine in Segment Editor'." + notes)
         self.ui.compareSegmentSelector.setCurrentNode(outputs.segmentation)
         self.onShow()
+        self.classification_panel.update()
 
     # ------------------------------------------------------------------ results
     def _outputs(self) -> OutputNodes:
