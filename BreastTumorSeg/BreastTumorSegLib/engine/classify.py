@@ -163,9 +163,10 @@ def _features(mask: np.ndarray, box, maps, pe: np.ndarray, background: float, sp
     else:  # one post-contrast phase: the curve type is unknown
         frac, ser = [1 / 3] * 3, 1.0
     depth = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing_zyx)[1:-1, 1:-1, 1:-1]
-    shell, core = mask & (depth <= RIM_DEPTH_MM), mask & (depth > RIM_DEPTH_MM)
+    rim_depth = max(RIM_DEPTH_MM, float(np.min(spacing_zyx)))  # the outer voxel layer at least
+    shell, core = mask & (depth <= rim_depth), mask & (depth > rim_depth)
     rim = 0.0
-    if core.sum() >= 3:
+    if core.sum() >= 3 and shell.any():
         rim = math.log(max(float(pe[box][shell].mean()), 5.0) / max(float(pe[box][core].mean()), 5.0))
     med = float(np.median(pe_in))
     return np.array([
@@ -173,6 +174,10 @@ def _features(mask: np.ndarray, box, maps, pe: np.ndarray, background: float, sp
         _solidity(mask, spacing_zyx), med / 100, float(np.percentile(pe_in, 90)) / 100,
         (med + 20) / (background + 20), *frac, math.log(ser), float(np.clip(rim, -2, 2)),
         float(np.std(pe_in) / max(abs(med), 1.0)), background / 100], np.float64)
+
+
+def _finite(value: float, default: float) -> float:
+    return float(value) if math.isfinite(value) else default
 
 
 def find_candidates(exam: DCEExam, maps, sides: np.ndarray) -> list[Candidate]:
@@ -213,8 +218,10 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray) -> list[Candidate]:
         for v in keep:
             box = boxes[v]
             m = filled[box] == v
-            shape_stats = {"elongation": stats.GetElongation(v), "roundness": stats.GetRoundness(v)}
-            feats = _features(m, box, maps, pe, background, spacing_zyx, vox_ml, shape_stats)
+            shape_stats = {"elongation": _finite(stats.GetElongation(v), 1.0), "roundness": _finite(stats.GetRoundness(v), 1.0)}
+            # a candidate one voxel thin has no defined roundness or elongation (ITK gives NaN/inf)
+            feats = np.nan_to_num(_features(m, box, maps, pe, background, spacing_zyx, vox_ml, shape_stats),
+                                  nan=0.0, posinf=0.0, neginf=0.0)
             out.append(Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml)))
     return out
 

@@ -1,8 +1,8 @@
 """The classification picture: the heatmap over the early-subtraction MIP, with the L/R probabilities.
 
 One PNG per exam (``<case>_classification.png``): the maximum-intensity projection of the early
-subtraction along the acquisition's slice axis (as the segmentation overview,
-:func:`.overview.mip_axis`, radiological convention) in grey, the maximum projection of the
+subtraction along the patient's S-I axis (an axial MIP, whatever the slice axis, so that the two
+breasts lie side by side; radiological convention as the segmentation overview) in grey, the maximum projection of the
 heatmap over it in colour (transparent where it is 0), a colour bar, and the per-breast
 probabilities in the title.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .classify import ClassificationResult
-from .overview import _MIPS, _lps, _window, mip_axis
+from .overview import _MIPS, _lps, _window
 
 HEAT_VISIBLE = 0.02  # heatmap values below this are not drawn
 
@@ -36,7 +36,7 @@ def render_classification(result: ClassificationResult, path: str | Path, title:
     sub = sitk.GetArrayFromImage(_lps(sitk.Cast(result.subtraction, sitk.sitkFloat32)))
     heat_img = _lps(result.heatmap)
     heat = sitk.GetArrayFromImage(heat_img)
-    axis = mip_axis(result.heatmap)
+    axis = 0  # along S-I (an axial MIP): the two breasts side by side, whatever the slice axis
     name, how, orient, axes = _MIPS[axis]
     sx, sy, sz = heat_img.GetSpacing()
     spacing = {0: sz, 1: sy, 2: sx}

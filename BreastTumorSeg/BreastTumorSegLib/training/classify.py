@@ -7,7 +7,7 @@ malignant inserts, :mod:`.phantom.malignancy`; never a held-out family). Every e
 candidate (found exactly as at run time, phases already aligned) is labelled *malignant* when at
 least a third of it lies in a malignant lesion or it covers at least a third of one, *not
 malignant* otherwise (benign lesions, non-mass enhancement, background enhancement, vessels,
-nodes). A standardisation + logistic regression (class-balanced) is fitted on the candidates and
+nodes). A standardisation + logistic regression is fitted on the candidates and
 written as safetensors with its card (SHA-256, features, coefficients, training data, the
 cross-validated candidate AUC and the per-breast AUC on the training exams). A breast without any
 candidate gets ``no_candidate_probability`` = (malignant breasts without a candidate + 1) /
@@ -60,8 +60,9 @@ def exam_record(family: str, seed: int, cache_dir: Path | None = None) -> dict:
     path = None if cache_dir is None else Path(cache_dir) / f"{family}_{seed}.npz"
     if path is not None and path.exists():
         d = np.load(path, allow_pickle=False)
-        return {"x": d["x"], "y": d["y"], "keys": d["keys"],
-                "truth": dict(zip(d["truth_keys"].tolist(), d["truth_values"].tolist()))}
+        if np.isfinite(d["x"]).all():  # (a cache written before the NaN guard of the features is redone)
+            return {"x": d["x"], "y": d["y"], "keys": d["keys"],
+                    "truth": dict(zip(d["truth_keys"].tolist(), d["truth_values"].tolist()))}
     ph = make_class_exam(family, seed)
     x, y, where = labelled_candidates(ph)
     rec = {"x": x, "y": y, "keys": np.array([k for k, _ in where], dtype="U64"), "truth": breast_table(ph)}
@@ -100,12 +101,14 @@ def fit(data: dict, c: float = 1.0):
     """Fitted StandardScaler + LogisticRegression, and what the card reports about it."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import cross_val_predict
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     x, y, keys, truth = data["x"], data["y"], data["keys"], data["truth"]
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=5000))
+    # Not class-balanced: a breast's score is its candidates' maximum, and balancing lifts every one of
+    # the many benign candidates (training-family CV, by exam: breast AUC 0.87 balanced, 0.89 not).
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
     with_cand = set(keys.tolist())
     empty = [k for k in truth if k not in with_cand]
     no_candidate = (sum(truth[k] for k in empty) + 1) / (len(empty) + 2)
@@ -113,14 +116,20 @@ def fit(data: dict, c: float = 1.0):
     cases = np.array([k.split(":")[0] for k in keys])
     uniq = np.unique(cases)
     folds = np.searchsorted(uniq, cases) % 5
-    from sklearn.model_selection import PredefinedSplit
     p_cv = cross_val_predict(model, x, y, cv=PredefinedSplit(folds), method="predict_proba")[:, 1]
     yb, sb = breast_scores(p_cv, keys, truth, no_candidate)
+    # The alternative considered (same exam-grouped folds, training family only): gradient-boosted trees.
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    gbt = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=0)
+    p_gbt = cross_val_predict(gbt, x, y, cv=PredefinedSplit(folds), method="predict_proba")[:, 1]
+    yg, sg = breast_scores(p_gbt, keys, truth, no_candidate)
     model.fit(x, y)
     report = {"n_candidates": int(len(y)), "n_malignant_candidates": int(y.sum()), "n_breasts": len(truth),
               "n_malignant_breasts": int(sum(truth.values())), "breasts_without_candidate": len(empty),
               "cross_validation": {"folds": 5, "by": "exam", "candidate_roc_auc": float(roc_auc_score(y, p_cv)),
-                                   "breast_roc_auc": float(roc_auc_score(yb, sb))}}
+                                   "breast_roc_auc": float(roc_auc_score(yb, sb)),
+                                   "alternative_gradient_boosting_breast_roc_auc": float(roc_auc_score(yg, sg))}}
     return model, float(no_candidate), report
 
 
@@ -174,7 +183,7 @@ def main(argv=None) -> int:
     training = {"data": f"synthetic exams only: family {a.family} (our phantom generator with benign/malignant "
                         f"inserts, training/phantom/malignancy.py) seeds {a.seeds}; held-out families "
                         f"{', '.join(HELD_OUT)} never used for training or model selection",
-                **report, "sklearn": f"StandardScaler + LogisticRegression(C={a.c}, class_weight='balanced')"}
+                **report, "sklearn": f"StandardScaler + LogisticRegression(C={a.c})"}
     print(json.dumps(training, indent=2))
     print(save(model, a.out, a.name, training, no_candidate))
     return 0
