@@ -23,6 +23,7 @@ model or a rerun costs seconds. Cost: 5-30 s per exam to generate and analyse on
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -59,7 +60,10 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=DEFAULT_CLASSIFIER)
     p.add_argument("--models-dir", default=None)
     p.add_argument("--cache-dir", type=Path, default=Path("/tmp/bench_classify_cache"))
+    p.add_argument("--update-card", action="store_true",
+                   help="write the table into the model card's 'evaluation' (the weights and their SHA-256 stay)")
     a = p.parse_args(argv)
+    evaluation = {}
     clf = load_classifier(a.model, [a.models_dir] if a.models_dir else None)
     print(f"model {clf.model_id}; trained on: {clf.card.get('training', {}).get('data', '?')}\n")
     print("| family | exams | breasts (malignant) | AUC [95 % CI] | sensitivity | specificity |")
@@ -73,6 +77,21 @@ def main(argv=None) -> int:
         spec = float(np.mean(s[y == 0] < clf.threshold)) if (y == 0).any() else float("nan")
         n_exams = len({k.split(":")[0] for k in data["truth"]})
         print(f"| {fam} | {n_exams} | {len(y)} ({int(y.sum())}) | {auc:.3f} [{lo:.3f}-{hi:.3f}] | {sens:.2f} | {spec:.2f} |")
+        evaluation[fam] = {"seeds": a.seeds, "exams": n_exams, "breasts": len(y), "malignant_breasts": int(y.sum()),
+                           "auc": round(auc, 3), "auc_95ci": [round(lo, 3), round(hi, 3)],
+                           "sensitivity_at_threshold": round(sens, 3), "specificity_at_threshold": round(spec, 3)}
+    if a.update_card:
+        from BreastTumorSegLib.io.files import write_json_atomic
+        from BreastTumorSegLib.models.classifier import classification_models
+
+        card_path = classification_models([a.models_dir] if a.models_dir else None)[a.model]
+        card = json.loads(card_path.read_text())
+        card["evaluation"] = {"benchmark": "benchmarks/bench_classify.py (per breast; bootstrap over breasts)",
+                              "families": evaluation,
+                              "caveat": "synthetic exams only, classes drawn by our own rules; not a clinical "
+                                        "classifier; probabilities not calibrated for any population"}
+        write_json_atomic(card, card_path)
+        print(f"\nevaluation written into {card_path}")
     return 0
 
 

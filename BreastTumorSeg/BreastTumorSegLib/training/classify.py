@@ -10,8 +10,8 @@ malignant* otherwise (benign lesions, non-mass enhancement, background enhanceme
 nodes). A standardisation + logistic regression is fitted on the candidates and
 written as safetensors with its card (SHA-256, features, coefficients, training data, the
 cross-validated candidate AUC and the per-breast AUC on the training exams). A breast without any
-candidate gets ``no_candidate_probability`` = (malignant breasts without a candidate + 1) /
-(breasts without a candidate + 2) of the training exams.
+candidate gets ``no_candidate_probability``: half the lowest candidate probability on the training
+exams, so that it ranks below every breast with a candidate.
 """
 from __future__ import annotations
 
@@ -111,7 +111,9 @@ def fit(data: dict, c: float = 1.0):
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
     with_cand = set(keys.tolist())
     empty = [k for k in truth if k not in with_cand]
-    no_candidate = (sum(truth[k] for k in empty) + 1) / (len(empty) + 2)
+    # No enhancing candidate at all: ranked below every breast that has one (half the lowest candidate
+    # probability on the training exams). Every malignant training breast had a candidate.
+    no_candidate = 0.5 * float(model.fit(x, y).predict_proba(x)[:, 1].min())
     # cross-validated by exam (all candidates of one exam in the same fold)
     cases = np.array([k.split(":")[0] for k in keys])
     uniq = np.unique(cases)
@@ -154,7 +156,7 @@ def save(model, out_dir: Path, name: str, training: dict, no_candidate: float) -
             "architecture": {"type": "candidate_logistic_regression", "standardised": True,
                              "aggregation": "breast probability = max over its candidates"},
             "inputs": "pre-contrast + >= 1 post-contrast phase with acquisition times (early/late by time)",
-            "features": list(FEATURES), "threshold": 0.5, "no_candidate_probability": round(no_candidate, 4),
+            "features": list(FEATURES), "threshold": 0.5, "no_candidate_probability": float(f"{no_candidate:.4g}"),
             "weights": f"{name}.safetensors", "sha256": hashlib.sha256(data).hexdigest(),
             "coefficients": {f: round(float(w), 4) for f, w in zip(FEATURES, lr.coef_[0])},
             "intercept": round(float(lr.intercept_[0]), 4),
