@@ -172,3 +172,30 @@ def test_segment_classify_adds_the_probabilities_to_the_summary(exam_dir, tmp_pa
 
 def test_side_codes_are_patient_left_and_right():
     assert SIDE_CODES == {"left": "L", "right": "R"}
+
+
+def test_classify_needs_neither_pytorch_nor_scikit_learn(exam_dir, tmp_path):
+    """The Slicer panel runs every segmentation with --classify: it must work where only the core is installed."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    module_dir = Path(__file__).resolve().parents[1] / "BreastTumorSeg"
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys
+        class Refuse(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in ("torch", "deepali", "sklearn"):
+                    raise ImportError("no " + name)
+        sys.meta_path.insert(0, Refuse())
+        sys.path.insert(0, {str(module_dir)!r})
+        from BreastTumorSegLib.cli import main
+        rc = main(["classify", {str(exam_dir)!r}, "-o", {str(tmp_path / "out")!r}, "--no-register", "--quiet"])
+        assert "torch" not in sys.modules and "sklearn" not in sys.modules
+        sys.exit(rc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / output_names("phantom_0011")["classification"]).read_text())
+    assert summary["probabilities"]["L"] > 0.5 > summary["probabilities"]["R"]
