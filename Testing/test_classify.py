@@ -199,3 +199,18 @@ def test_classify_needs_neither_pytorch_nor_scikit_learn(exam_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "out" / output_names("phantom_0011")["classification"]).read_text())
     assert summary["probabilities"]["L"] > 0.5 > summary["probabilities"]["R"]
+
+
+def test_segment_classify_leaves_nothing_when_the_segmentation_outputs_fail(exam_dir, tmp_path, capsys, monkeypatch):
+    from BreastTumorSegLib.core.errors import BreastTumorSegError
+    from BreastTumorSegLib.engine import pipeline
+
+    def failing(*args, **kwargs):
+        raise BreastTumorSegError("disk full (simulated)")
+
+    monkeypatch.setattr(pipeline, "write_result", failing)
+    out = tmp_path / "seg"
+    assert main(["segment", str(exam_dir), "--output", str(out), "--model", "ftv", "--no-register", "--quiet",
+                 "--classify"]) == 2
+    assert "disk full" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())

@@ -237,14 +237,21 @@ def segment_and_write(args):
     classifier = _classifier(args, exam.case_id)
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
     extra, classified = _classify(classifier, exam, result)
-    written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
-                           deidentify=args.deidentify, load_seconds=t_load, reading_images=args.reading_images,
-                           registered_phases=args.registered_phases, extra_summary=extra)
-    if classified is not None:
+    classification_files = {}
+    if classified is not None:  # written first and removed again if the segmentation's outputs fail
         from .classify import write_classification
 
-        written.update(write_classification(classified, args.output, overwrite=args.overwrite))
+        classification_files = write_classification(classified, args.output, overwrite=args.overwrite)
         result.classification = classified
+    try:
+        written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
+                               deidentify=args.deidentify, load_seconds=t_load, reading_images=args.reading_images,
+                               registered_phases=args.registered_phases, extra_summary=extra)
+    except BaseException:
+        for path in classification_files.values():
+            path.unlink(missing_ok=True)
+        raise
+    written.update(classification_files)
     if progress:
         progress.close()
     return exam, result, written
