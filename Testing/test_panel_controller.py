@@ -126,6 +126,25 @@ def test_apply_runs_the_engine_with_progress_and_fills_the_result_nodes(done, mo
 
 
 
+def test_panel_shows_per_breast_probabilities_and_toggles_the_heatmap(done):
+    """The panel's run asks the engine for --classify: the L/R probabilities under the lesion table
+    and the heatmap as a colour layer of the slice views, shown and hidden by the check box."""
+    nodes = done.logic.classification
+    assert nodes is not None and set(nodes.summary["probabilities"]) <= {"L", "R"} and nodes.summary["probabilities"]
+    panel = done.controller.classification_panel
+    assert panel.label.text() == nodes.probability_text() and "not for clinical use" in panel.label.text()
+    assert panel.toggle.isEnabled()
+    for name in ("Red", "Yellow", "Green"):
+        done.ctx.scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode").SetLayoutName(name)
+    comps = done.ctx.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    panel.toggle.setChecked(True)
+    assert all(comps.GetItemAsObject(i).GetForegroundVolumeID() == nodes.heatmap.GetID()
+               for i in range(comps.GetNumberOfItems()))
+    panel.toggle.setChecked(False)
+    assert all(comps.GetItemAsObject(i).GetForegroundOpacity() == 0 for i in range(comps.GetNumberOfItems()))
+    assert done.host.errors == []
+
+
 def _segment_voxels(p) -> int:
     label = mb.segment_to_label(p.ctx, p.param.outputSegmentation, "Tumor", p.nodes[0])
     return int(sitk.GetArrayViewFromImage(label).sum())

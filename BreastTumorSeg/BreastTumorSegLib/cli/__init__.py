@@ -20,6 +20,7 @@ from ..core.errors import BreastTumorSegError, Cancelled
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS = [
     "segment",
+    "classify",
     "batch",
     "demo",
     "evaluate",

@@ -78,6 +78,11 @@ def register(sub) -> None:
                    help="bar: a progress bar on stderr; json: one JSON event per line on stdout, the schema of "
                         "`batch --progress json` (stage, fraction, message, warnings, the files written, or the "
                         "error with its fix), the summary on stderr (default: bar)")
+    p.add_argument("--classify", action="store_true",
+                   help="also the per-breast malignancy probabilities (L/R) in the JSON, and "
+                        "<case>_classification.json / _heatmap.nii.gz / _classification.png (see `classify`)")
+    p.add_argument("--classify-model", default="breastcls-demo", metavar="NAME",
+                   help="classification model for --classify (default: %(default)s)")
     add_engine_options(p)
     p.set_defaults(func=run)
 
@@ -147,6 +152,10 @@ def print_result(result, written: dict, stream=None) -> None:
                   file=stream)
     t = result.timings
     print("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()), file=stream)
+    if getattr(result, "classification", None) is not None:
+        from ..engine.classify_render import probability_line
+
+        print(f"  {probability_line(result.classification)} (model {result.classification.model_id})", file=stream)
     for key, path in written.items():
         print(f"  {key:<12} {path}", file=stream)
 
@@ -211,13 +220,49 @@ def segment_and_write(args):
         from ..io.dicom.seg import check_seg_writer
 
         check_seg_writer()
+    classifier = _classifier(args, exam.case_id)
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
-    written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
-                           deidentify=args.deidentify, load_seconds=t_load, reading_images=args.reading_images,
-                           registered_phases=args.registered_phases)
+    extra, classified = _classify(classifier, exam, result)
+    classification_files = {}
+    if classified is not None:  # written first and removed again if the segmentation's outputs fail
+        from .classify import write_classification
+
+        classification_files = write_classification(classified, args.output, overwrite=args.overwrite)
+        result.classification = classified
+    try:
+        written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
+                               deidentify=args.deidentify, load_seconds=t_load, reading_images=args.reading_images,
+                               registered_phases=args.registered_phases, extra_summary=extra)
+    except BaseException:
+        for path in classification_files.values():
+            path.unlink(missing_ok=True)
+        raise
+    written.update(classification_files)
     if progress:
         progress.close()
     return exam, result, written
+
+
+def _classifier(args, case_id: str):
+    """``--classify``: the classification model, and its outputs checked, before the long work."""
+    if not getattr(args, "classify", None):
+        return None
+    from ..models.classifier import load_classifier
+    from ..engine.classify import output_names as classify_names
+
+    check_outputs(args, case_id, classify_names(case_id).values())
+    return load_classifier(args.classify_model, [args.models_dir] if args.models_dir else None)
+
+
+def _classify(classifier, exam, result):
+    """(summary entry, classification result) of ``--classify`` on the segmented (aligned) phases."""
+    if classifier is None:
+        return None, None
+    from ..engine.classify import classify_exam
+
+    aligned = exam.with_phases(result.registered_phases) if result.registered_phases else exam
+    classified = classify_exam(aligned, classifier, register=False)
+    return {"classification": classified.as_dict()}, classified
 
 
 def run(args) -> int:

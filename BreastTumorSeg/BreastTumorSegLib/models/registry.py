@@ -57,7 +57,9 @@ _CODE_MODELS: dict[str, tuple[str, str]] = {
 def available_models(extra_dirs=None) -> dict[str, ModelEntry]:
     """Every tumor segmentation method that can be used now, by name (first card found wins).
 
-    Cards with another ``task`` (e.g. ``"breast_mask"``, see :mod:`.breast_model`) are skipped.
+    Cards with another ``task`` (e.g. ``"breast_mask"``, see :mod:`.breast_model`;
+    ``"classification"``, per-breast malignancy models: :func:`.classifier.classification_models`)
+    are skipped.
     """
     out: dict[str, ModelEntry] = {}
     for card_path, card in iter_cards(extra_dirs):

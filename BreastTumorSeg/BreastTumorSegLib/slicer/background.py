@@ -120,7 +120,7 @@ def start_run(phases: Sequence[Phase], model: str = DEFAULT_MODEL, device: str =
     work = Path(tempfile.mkdtemp(prefix="BreastTumorSeg-", dir=workdir))
     try:
         out_dir = work / "result"
-        flags = ["--reading-images"] + ([] if register else ["--no-register"]) + list(extra)
+        flags = ["--reading-images", "--classify"] + ([] if register else ["--no-register"]) + list(extra)
         if registered_phases and register:
             flags.append("--registered-phases")
         if exam is not None:

@@ -31,6 +31,7 @@ import SimpleITK as sitk
 import slicer
 
 from . import background
+from . import classify_view
 from . import mrml_bridge as bridge
 from ..core.errors import InputError
 from ..core.exam import DCEExam
@@ -156,6 +157,7 @@ class SegmentationLogic:
         # false-positive reduction), which a probability map alone does not hold.
         self._engine_results: dict[str, tuple[sitk.Image, float, list[dict]]] = {}
         self.kinetics = KineticsView(ctx)  # lesion curves, SER bands, growth from a point
+        self.classification: classify_view.ClassificationNodes | None = None  # per-breast malignancy (L/R)
 
     # ------------------------------------------------------------------ inputs
     def phases(self, sequence_node=None, volume_nodes: Sequence | None = None) -> list[Phase]:
@@ -231,9 +233,12 @@ class SegmentationLogic:
             times = (summary.get("settings") or {}).get("times_min")
             outputs.registered_phases = self._phase_sequence(sitk.ReadImage(str(registered)), times,
                                                              reference_node, outputs.registered_phases)
-        return self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
-                          reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
-                          (summary.get("settings") or {}).get("postprocess"))
+        out = self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
+                         reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
+                         (summary.get("settings") or {}).get("postprocess"))
+        self.classification = classify_view.import_folder(self.ctx, folder, case_id, reference_node, files,
+                                                          self.classification)
+        return out
 
     def _phase_sequence(self, phases_4d: sitk.Image, times_min, reference_node, node=None):
         """A Sequence node (index: time in min) of the phases of a 4D image, with a browser so the

@@ -25,6 +25,7 @@ import slicer
 import vtk
 
 from ...core.errors import BreastTumorSegError
+from .classify_panel import ClassificationPanel
 from ...models.cards import default_threshold
 from ...models.registry import model_card, model_summaries, needs_torch
 from ..logic import POSTPROCESS_ATTRIBUTE, EngineFailed, OutputNodes, SegmentationLogic, model_card_html
@@ -132,6 +133,7 @@ class PanelController:
     # ------------------------------------------------------------------ set-up
     def _setup_widgets(self) -> None:
         self.ui.progressBar.setVisible(False)
+        self.classification_panel = ClassificationPanel(self.qt, self.ui, self.logic)
         self.refresh_models()
 
     def _connect(self) -> None:
@@ -326,6 +328,7 @@ class PanelController:
                                     "Correct the result with 'Refine in Segment Editor'." + notes)
         self.ui.compareSegmentSelector.setCurrentNode(outputs.segmentation)
         self.onShow()
+        self.classification_panel.update()
 
     def _load_results(self, run) -> OutputNodes | None:
         """The finished run's results in the scene, or None (the status line says why). A failed
