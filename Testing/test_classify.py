@@ -15,9 +15,9 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.cli import main
 from BreastTumorSegLib.core.errors import InputError, ModelError
-from BreastTumorSegLib.core.imageutil import left_axis
 from BreastTumorSegLib.engine.classify import SIDE_CODES, classify_exam, output_names
-from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR, sha256_file
+from BreastTumorSegLib.io.atomic import sha256_file
+from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR
 from BreastTumorSegLib.models.classifier import (CLASSIFICATION_TASK, DEFAULT_CLASSIFIER, FEATURES,
                                                  classification_models, load_classifier)
 from BreastTumorSegLib.models.registry import available_models
@@ -108,7 +108,9 @@ def test_heatmap_on_the_pre_contrast_grid_and_hot_on_the_malignant_lesion(phanto
 
 def test_sides_follow_patient_coordinates(phantom):
     """The same exam with its data mirrored along patient x (geometry kept): the scores swap sides."""
-    axis, _ = left_axis(phantom.exam.pre)  # the numpy axis that runs along patient x
+    # The numpy axis that runs along patient x: the index axis whose direction column is most x.
+    direction = np.asarray(phantom.exam.pre.GetDirection()).reshape(3, 3)
+    axis = 2 - int(np.argmax(np.abs(direction[0])))
 
     def mirror(img):
         out = sitk.GetImageFromArray(np.flip(sitk.GetArrayFromImage(img), axis).copy())
