@@ -65,6 +65,7 @@ class StudyConfig:
     seed: int = 0
     roc_bins: int = 10_000
     model_name: str = "model"
+    hybrid_normalize: str = "none"  # "rank" for readers' scores on another scale (BI-RADS)
 
     def check(self) -> None:
         if self.reference not in REFERENCE_METHODS:
@@ -230,7 +231,8 @@ class ReaderStudyResult:
 
 
 # ------------------------------------------------------------------------------- the study
-def _validate(cases: Sequence[StudyCase], model_name: str) -> list[str]:
+def validate_cases(cases: Sequence[StudyCase], model_name: str, need_model: bool = True) -> list[str]:
+    """The readers of *cases* (the same ≥ 2 readers in every case); *need_model*: every case has the model."""
     if not cases:
         raise InputError("the study has no cases")
     seen: set[str] = set()
@@ -252,7 +254,7 @@ def _validate(cases: Sequence[StudyCase], model_name: str) -> list[str]:
                              + (f" (missing: {', '.join(miss)})" if miss else "")
                              + (f" (extra: {', '.join(more)})" if more else ""), None,
                              "every reader must segment every case; drop incomplete cases")
-        if not c.has_model:
+        if need_model and not c.has_model:
             raise InputError(f"case {c.case_id} has no model mask or probability map", None,
                              f"add a row with reader {model_name!r} for this case")
         if c.split not in SPLITS:
@@ -277,7 +279,7 @@ def run_reader_study(cases: Sequence[StudyCase], config: StudyConfig | None = No
     """
     config = config or StudyConfig()
     config.check()
-    readers = _validate(cases, config.model_name)
+    readers = validate_cases(cases, config.model_name)
     rep = Reporter(progress, cancel, weights={"tuning": 1.0, "evaluation": 4.0, "statistics": 1.0})
     tune = [c for c in cases if c.split == "tune"]
     test = [c for c in cases if c.split == "test"]
@@ -327,7 +329,7 @@ def run_reader_study(cases: Sequence[StudyCase], config: StudyConfig | None = No
         if any_prob:
             result.roc = {reference_name(r): accs[r].curve() for r in readers}
         if scores is not None and malignant is not None:
-            result.hybrid = hybrid_curves(scores, malignant, readers, config.model_name)
+            result.hybrid = hybrid_curves(scores, malignant, readers, config.model_name, config.hybrid_normalize)
         result.summary = summarize(result, threshold, any(c.has_prob and not has_mask(c) for c in test))
         if any(getattr(c, "arm_readers", None) or getattr(c, "times", None) for c in test):
             result.arm_rows = arm_rows(test, readers, config)

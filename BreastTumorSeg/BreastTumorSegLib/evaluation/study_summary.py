@@ -23,7 +23,9 @@ def has_mask(c: StudyCase) -> bool:
     return getattr(c, "model_mask", None) is not None
 
 
-def hybrid_curves(scores, malignant, readers, model_name) -> list[S.HybridCurve]:
+def hybrid_curves(scores, malignant, readers, model_name, normalize: str = "none") -> list[S.HybridCurve]:
+    """Wu et al. hybrid curve (λ·reader + (1 − λ)·model) of every reader with scores.
+    *normalize* ``"rank"`` for scores on another scale than the model's (BI-RADS)."""
     if model_name not in scores:
         raise InputError(f"the scores table has no rows for the model ({model_name!r})", None,
                          "add the model's malignancy score for every case")
@@ -34,8 +36,12 @@ def hybrid_curves(scores, malignant, readers, model_name) -> list[S.HybridCurve]
         cases = [c for c in malignant if c in scores[r] and c in scores[model_name]]
         if len(cases) < 2:
             raise InputError(f"reader {r} and the model share fewer than two scored cases")
-        out.append(S.hybrid_auc([scores[r][c] for c in cases], [scores[model_name][c] for c in cases],
-                                [malignant[c] for c in cases], reader=r))
+        try:
+            out.append(S.hybrid_auc([scores[r][c] for c in cases], [scores[model_name][c] for c in cases],
+                                    [malignant[c] for c in cases], normalize=normalize, reader=r))
+        except ValueError as exc:
+            raise InputError(f"hybrid AUC of reader {r}: {exc}", None,
+                             "score malignant and benign cases (the truth column holds both 1 and 0)") from None
     return out
 
 

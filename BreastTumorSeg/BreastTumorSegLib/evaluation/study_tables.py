@@ -191,36 +191,60 @@ def read_study_table(path: str | Path, model_name: str = "model") -> list[StudyC
     return list(cases.values())
 
 
-def read_scores_table(path: str | Path) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+def read_scores_table(path: str | Path, kind: str | None = None, arm: str | None = None
+                      ) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
     """Malignancy scores for the hybrid analysis: CSV with ``case, reader, score, malignant``.
 
-    Returns ``(scores[rater][case], malignant[case])``; the model's rows use its reader name.
+    Optional columns (as ``breasttumorseg study export`` writes them): ``side`` (the scored unit
+    is then the breast, ``case:side``), ``kind`` (``probability`` or ``birads``; rows of *kind*
+    are used, default ``probability`` when present) and ``arm`` (readers' rows of *arm* are used,
+    default ``unaided`` when present, else the first arm; rows with an empty arm, the model's,
+    always count). Returns ``(scores[rater][unit], malignant[unit])``; the model's rows use its
+    reader name.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError("scores table does not exist", path, "check the path")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()} for raw in csv.DictReader(fh)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read the scores table ({exc})", path, "save it as a UTF-8 CSV file") from None
     need = ("case", "reader", "score", "malignant")
-    header = [c.strip().lower() for c in (rows[0].keys() if rows else [])]
-    if not rows or any(c not in header for c in need):
+    if not rows or any(c not in rows[0] for c in need):
         raise InputError(f"the scores table needs columns {', '.join(need)}", path,
                          "one row per case and reader (the model's rows use its reader name); "
                          "malignant is 1 or 0")
+    kinds = list(dict.fromkeys(r.get("kind", "") for r in rows if r.get("kind")))
+    kind = kind or ("probability" if "probability" in kinds or not kinds else kinds[0])
+    if kinds and kind not in kinds:
+        raise InputError(f"the scores table has no {kind!r} scores (kinds: {', '.join(kinds)})", path)
+    arms = list(dict.fromkeys(r.get("arm", "") for r in rows if r.get("arm")))
+    arm = arm or (PRIMARY_ARM if PRIMARY_ARM in arms or not arms else arms[0])
+    if arms and arm not in arms:
+        raise InputError(f"the scores table has no arm {arm!r} (arms: {', '.join(arms)})", path)
     scores: dict[str, dict[str, float]] = {}
     labels: dict[str, int] = {}
-    for line, raw in enumerate(rows, start=2):
-        row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None}
+    for line, row in enumerate(rows, start=2):
+        if row.get("arm"):  # a reader's row: of the chosen arm and kind only
+            if row["arm"] != arm or (row.get("kind") and row["kind"] != kind):
+                continue
+        elif not arms and row.get("kind") and row["kind"] != kind:  # no arms at all: choose by kind
+            continue
         where = f"{path}, line {line}"
+        if row["malignant"] == "":
+            raise InputError(f"case {row['case']} {row.get('side', '')} has no truth (malignant is empty)", where,
+                             "fill in malignant (1 or 0), or make the study with --truth TRUTH.csv")
         try:
             value, label = float(row["score"]), int(float(row["malignant"]))
         except ValueError:
             raise InputError("score and malignant must be numbers", where) from None
         if label not in (0, 1) or not np.isfinite(value):
             raise InputError("malignant must be 0 or 1 and the score finite", where)
-        if labels.setdefault(row["case"], label) != label:
-            raise InputError(f"case {row['case']} is marked both malignant and benign", where)
-        scores.setdefault(row["reader"], {})[row["case"]] = value
+        unit = f"{row['case']}:{row['side']}" if row.get("side") else row["case"]
+        if labels.setdefault(unit, label) != label:
+            raise InputError(f"{unit} is marked both malignant and benign", where)
+        scores.setdefault(row["reader"], {})[unit] = value
     return scores, labels
 
 
