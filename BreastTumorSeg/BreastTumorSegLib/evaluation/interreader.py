@@ -35,18 +35,23 @@ from .study_tables import StudyCase
 METRICS = ("dice", "hd95_mm", "sensitivity", "precision")
 
 
-def fleiss_kappa_binary(positive_counts: np.ndarray, n_raters: int) -> tuple[float, float, float]:
-    """Fleiss' kappa of *n_raters* raters on items with two categories.
+def fleiss_kappa_binary(histogram: Sequence[float]) -> tuple[float, float, float]:
+    """Fleiss' kappa of k raters on items with two categories (tumour / background).
 
-    *positive_counts*: per item (voxel), how many raters chose "tumour". Returns ``(kappa, P̄, Pe)``
-    (observed and chance agreement); kappa is NaN when chance agreement is 1 (no rater marked
-    anything, or all marked everything)."""
-    n = np.asarray(positive_counts, dtype=float).ravel()
-    k = float(n_raters)
-    if n.size == 0 or k < 2:
+    *histogram*: ``histogram[n]`` = number of items (voxels) that exactly *n* of the k raters
+    marked as tumour (length k + 1), e.g. ``np.bincount(counts, minlength=k + 1)``; the statistic
+    depends on nothing else, so cases are pooled by adding their histograms. Returns
+    ``(kappa, observed agreement P̄, chance agreement Pe)``; kappa is NaN when Pe is 1 (no rater
+    marked anything, or every rater marked everything)."""
+    h = np.asarray(histogram, dtype=float)
+    k = h.size - 1
+    items = h.sum()
+    if k < 2 or items == 0:
         return float("nan"), float("nan"), float("nan")
-    p_obs = float(np.mean((n * (n - 1) + (k - n) * (k - n - 1)) / (k * (k - 1))))
-    p1 = float(n.sum() / (n.size * k))
+    n = np.arange(k + 1, dtype=float)
+    agree = (n * (n - 1) + (k - n) * (k - n - 1)) / (k * (k - 1))  # P_i of an item with n "tumour" votes
+    p_obs = float((h * agree).sum() / items)
+    p1 = float((h * n).sum() / (items * k))
     p_chance = p1 ** 2 + (1 - p1) ** 2
     kappa = (p_obs - p_chance) / (1 - p_chance) if p_chance < 1 else float("nan")
     return kappa, p_obs, p_chance
@@ -75,8 +80,8 @@ def run_interreader_study(cases: Sequence[StudyCase], reference: str = "intersec
     test = [c for c in cases if c.split == "test"] or list(cases)
     rep = Reporter(progress, cancel, weights={"evaluation": 4.0, "statistics": 1.0})
     rows, pairs, kappas = [], [], []
-    pooled = {"sum_p": 0.0, "n": 0, "pos": 0.0}
     k = len(readers)
+    pooled = np.zeros(k + 1)
     roi_cases = 0
     with rep.stage("evaluation"):
         for i, c in enumerate(test):
@@ -108,15 +113,12 @@ def run_interreader_study(cases: Sequence[StudyCase], reference: str = "intersec
             else:
                 region = np.zeros(arrays[0].shape, bool)
                 region[box] = True
-            counts = np.sum([a[region] for a in arrays], axis=0)
-            kappa, p_obs, _ = fleiss_kappa_binary(counts, k)
+            hist = np.bincount(np.sum([a[region] for a in arrays], axis=0).ravel(), minlength=k + 1)
+            pooled += hist
+            kappa, p_obs, _ = fleiss_kappa_binary(hist)
             kappas.append({"case": case.case_id, "fleiss_kappa": kappa, "observed_agreement": p_obs,
                            "region": "region of interest" if case.roi is not None else "box around the masks",
                            "region_voxels": int(region.sum())})
-            if counts.size:
-                pooled["sum_p"] += float(np.sum((counts * (counts - 1) + (k - counts) * (k - counts - 1)) / (k * (k - 1))))
-                pooled["n"] += int(counts.size)
-                pooled["pos"] += float(counts.sum())
     arms = []
     if any(c.arm_readers or c.times for c in test):
         arms = arm_rows(test, readers, StudyConfig(reference=reference))
@@ -126,7 +128,7 @@ def run_interreader_study(cases: Sequence[StudyCase], reference: str = "intersec
     return result
 
 
-def _summarize(res: InterReaderResult, reference: str, n_bootstrap: int, seed: int, pooled: dict,
+def _summarize(res: InterReaderResult, reference: str, n_bootstrap: int, seed: int, pooled: np.ndarray,
                roi_cases: int) -> dict:
     def ci(v) -> list[float]:
         v = np.asarray(v, float)
@@ -146,13 +148,8 @@ def _summarize(res: InterReaderResult, reference: str, n_bootstrap: int, seed: i
     matrix = {a: {b: (1.0 if a == b else median_finite(np.array(
         [p["dice"] for p in res.pair_rows if {p["reader_a"], p["reader_b"]} == {a, b}], float))) for b in res.readers}
         for a in res.readers}
-    k = len(res.readers)
     per_case = np.array([r["fleiss_kappa"] for r in res.kappa_rows], float)
-    pooled_kappa = float("nan")
-    if pooled["n"]:
-        p1 = pooled["pos"] / (pooled["n"] * k)
-        pe = p1 ** 2 + (1 - p1) ** 2
-        pooled_kappa = (pooled["sum_p"] / pooled["n"] - pe) / (1 - pe) if pe < 1 else float("nan")
+    pooled_kappa = fleiss_kappa_binary(pooled)[0]
     n = len(res.cases)
     region = ("the region of interest" if roi_cases == n else "the box around the readers' masks (+2 voxels)"
               if roi_cases == 0 else f"the region of interest in {roi_cases} of {n} cases, else the box around the masks")
