@@ -16,6 +16,7 @@ from typing import Callable
 from ...core.errors import BreastTumorSegError
 from ..reader_logic import observe_edits, stop_observing
 from .qtbind import prop
+from .score_panel import ScorePanel
 
 TICK_MS = 1000
 
@@ -64,6 +65,7 @@ class ReaderPanelController:
         for b in (self.previousButton, self.nextButton, self.pauseButton, self.submitButton):
             nav.addWidget(b)
         layout.addLayout(nav)
+        self.scores = ScorePanel(qt, layout, host)  # per-breast scores, when the study asks for them
         layout.addWidget(self.statusLabel)
         self.startButton.clicked.connect(lambda *a: self.start())
         self.previousButton.clicked.connect(lambda *a: self.previous())
@@ -107,6 +109,8 @@ class ReaderPanelController:
             self.statusLabel.setText(f"{view.title} submitted")
         except BreastTumorSegError as exc:
             self.host.show_error("Cannot submit.", exc)
+            if not view.locked:  # e.g. the scores are missing: stay on the case
+                return
         self.next()
 
     def set_paused(self, paused: bool) -> None:
@@ -177,6 +181,7 @@ class ReaderPanelController:
             stop_observing(self._observation)
             self._observation = None
             self.logic.clear()
+            self.scores.show(None, None)
             self.session = None
             self.readerComboBox.setEnabled(True)  # the reader can start again (e.g. in the next scene)
             self.startButton.setEnabled(True)
@@ -197,6 +202,7 @@ class ReaderPanelController:
             stop_observing(self._observation)
             self._observation = None
             self.logic.clear()
+            self.scores.show(None, None)
             self.statusLabel.setText("All cases are done (or wait for their wash-out). Thank you.")
         else:
             self._show(view)
@@ -208,6 +214,7 @@ class ReaderPanelController:
         self._observation = observe_edits(nodes.segmentation, self.segment_edited)
         self.pauseButton.setChecked(False)
         self.host.open_segment_editor(nodes.segmentation, nodes.source, "Tumor", tuple(view.allowed_effects))
+        self.scores.show(view, self.session)
         self.statusLabel.setText("submitted (read-only)" if view.locked else "")
 
     def _collect_save(self) -> None:
@@ -245,3 +252,4 @@ class ReaderPanelController:
         for b in (self.previousButton, self.nextButton, self.pauseButton):
             b.setEnabled(view is not None)
         self.submitButton.setEnabled(view is not None and not view.locked)
+        self.scores.set_locked(view is None or view.locked)
