@@ -82,10 +82,8 @@ def run(args) -> int:
     scores = malignant = None
     if args.scores is not None:
         scores, malignant = read_scores_table(args.scores, args.score_kind, args.score_arm)
-    progress = None if args.quiet else TerminalProgress()
-    result = run_reader_study(cases, config, scores, malignant, progress=progress)
-    if progress is not None:
-        progress.close()
+    result = _with_progress(args, lambda progress: run_reader_study(cases, config, scores, malignant,
+                                                                    progress=progress))
     write_report(result, args.output, overwrite=args.overwrite)
 
     s = result.summary
@@ -107,6 +105,16 @@ def run(args) -> int:
     return 0
 
 
+def _with_progress(args, run):
+    """``run(progress)`` with a terminal progress bar (none with --quiet), closed afterwards."""
+    progress = None if args.quiet else TerminalProgress()
+    try:
+        return run(progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
 def _run_interreader(args, cases) -> int:
     """No case has the model's rows: report how the readers agree (see evaluation.interreader)."""
     from ..evaluation.interreader import REPORT_FILES as FILES, run_interreader_study, write_interreader_report
@@ -115,10 +123,8 @@ def _run_interreader(args, cases) -> int:
         raise InputError("the hybrid reader+model analysis needs the model's rows in the table", "--scores",
                          "make the study with --model (study init), or drop --scores")
     check_no_overwrite([args.output / f for f in FILES], args.overwrite)
-    progress = None if args.quiet else TerminalProgress()
-    result = run_interreader_study(cases, args.reference, args.bootstrap, args.seed, progress=progress)
-    if progress is not None:
-        progress.close()
+    result = _with_progress(args, lambda progress: run_interreader_study(cases, args.reference, args.bootstrap,
+                                                                         args.seed, progress=progress))
     write_interreader_report(result, args.output, overwrite=args.overwrite)
     s = result.summary
     print(f"{len(result.cases)} case(s), {len(result.readers)} readers, no model: inter-reader agreement, "

@@ -3,7 +3,8 @@
 The study folder is the single source of truth::
 
     STUDY/study.json                      this definition (written once by ``study init``)
-    STUDY/model/<label>/seg.nii.gz        the model's mask (and prob.nii.gz) for the assisted arm
+    STUDY/model/<label>/seg.nii.gz        the model's mask (and prob.nii.gz) when the study has a model
+                                          (any arms; shown in the assisted arm, compared in the report)
     STUDY/regions/<label>/breast.nii.gz   the whole-breast mask (region of the report's voxel-wise ROC)
     STUDY/readers/<reader>/state.json     the reader's progress and times (atomic rewrite)
     STUDY/readers/<reader>/audit.jsonl    append-only log: opened, saved, paused, submitted, ...
@@ -16,7 +17,9 @@ are for the coordinator. Every reader reads every case once per arm, in an order
 recorded seed: with two arms, each case's first arm is balanced over cases, all first readings
 come before all second readings, and the two readings of a case are at least ``washout.cases``
 positions apart; ``washout.days`` further holds a second reading back until that many days after
-the first was submitted.
+the first was submitted. ``model`` (name, SHA-256) names the model compared with the readers,
+``scores`` what each reader gives per breast besides the mask (:mod:`.scores`), and a case's
+``truth`` (left/right: 1 malignant, 0 benign) is for the coordinator's scores table only.
 """
 from __future__ import annotations
 
