@@ -302,3 +302,25 @@ def test_scores_are_blinded_timed_saved_at_once_required_for_submit_and_locked(e
     rows = list(csv.DictReader(table.with_name("t.scores.csv").open()))
     assert len([r for r in rows if r["reader"] == "a"]) == 2 * 2 * 3 and len([r for r in rows if r["reader"] == "model"]) == 6
     assert {r["malignant"] for r in rows} == {""}
+
+
+def test_model_scores_come_from_the_classifier_when_present_else_from_the_lesions_per_side(monkeypatch):
+    import sys
+    import types
+
+    from BreastTumorSegLib.study.model_scores import breast_scores
+
+    label = sitk.Image(20, 10, 6, sitk.sitkUInt8)
+    label.SetOrigin((-10.0, 0.0, 0.0))  # LPS x from -10 to +9 mm: +x is the patient's left
+    label[15:18, 4:6, 2:4] = 1  # a lesion at x = +5..+7 mm
+    prob = sitk.Cast(label, sitk.sitkFloat32) * 0.8
+    monkeypatch.setitem(sys.modules, "BreastTumorSegLib.engine.classify", None)  # not installed
+    assert breast_scores(object(), label, prob) == {"left": pytest.approx(0.8), "right": 0.0}
+    label.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))  # the same voxels now lie on the right
+    label.SetOrigin((10.0, 0.0, 0.0))
+    prob.CopyInformation(label)
+    assert breast_scores(None, label, prob) == {"left": 0.0, "right": pytest.approx(0.8)}
+    fake = types.ModuleType("BreastTumorSegLib.engine.classify")
+    fake.classify_exam = lambda exam: {"left": 0.3, "right": 0.9}
+    monkeypatch.setitem(sys.modules, "BreastTumorSegLib.engine.classify", fake)
+    assert breast_scores(object(), label, prob) == {"left": 0.3, "right": 0.9}

@@ -218,11 +218,13 @@ def read_scores_table(path: str | Path, kind: str | None = None, arm: str | None
     kinds = list(dict.fromkeys(r.get("kind", "") for r in rows if r.get("kind")))
     kind = kind or ("probability" if "probability" in kinds or not kinds else kinds[0])
     if kinds and kind not in kinds:
-        raise InputError(f"the scores table has no {kind!r} scores (kinds: {', '.join(kinds)})", path)
+        raise InputError(f"the scores table has no {kind!r} scores (kinds: {', '.join(kinds)})", path,
+                         f"pass --score-kind {kinds[0]}")
     arms = list(dict.fromkeys(r.get("arm", "") for r in rows if r.get("arm")))
     arm = arm or (PRIMARY_ARM if PRIMARY_ARM in arms or not arms else arms[0])
     if arms and arm not in arms:
-        raise InputError(f"the scores table has no arm {arm!r} (arms: {', '.join(arms)})", path)
+        raise InputError(f"the scores table has no arm {arm!r} (arms: {', '.join(arms)})", path,
+                         f"pass --score-arm {arms[0]}")
     scores: dict[str, dict[str, float]] = {}
     labels: dict[str, int] = {}
     for line, row in enumerate(rows, start=2):
