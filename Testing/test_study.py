@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.cli import main
 from BreastTumorSegLib.core.errors import BreastTumorSegError, InputError
-from BreastTumorSegLib.evaluation.readerstudy import SimulatedRater, simulate_case
+from BreastTumorSegLib.evaluation.simulation import SimulatedRater, simulate_case
 from BreastTumorSegLib.study.coordinator import export_table, import_mask, init_study, study_status
 from BreastTumorSegLib.study.definition import load_study, reading_order
 from BreastTumorSegLib.study.session import ReaderSession, SubmittedError, audit_log
@@ -467,8 +467,8 @@ def test_cli_study_to_reader_study_report_end_to_end(exams, tmp_path, capsys):
 # --------------------------------------------------------------------------------- statistics
 def test_derived_margins_are_labelled_exploratory_and_the_hybrid_lambda_is_cross_validated():
     from BreastTumorSegLib.evaluation import stats as S
-    from BreastTumorSegLib.evaluation.readerstudy import (StudyConfig, run_reader_study, simulate_scores,
-                                                          simulate_study)
+    from BreastTumorSegLib.evaluation.readerstudy import StudyConfig, run_reader_study
+    from BreastTumorSegLib.evaluation.simulation import simulate_scores, simulate_study
 
     cases, _ = simulate_study(n_cases=8, n_tune=0, seed=3, size_xyz=(32, 32, 12))
     res = run_reader_study(cases, StudyConfig(n_bootstrap=50))

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.models.classifier import DEFAULT_CLASSIFIER, load_classifier  # noqa: E402
 from BreastTumorSegLib.training.classify import breast_scores, collect  # noqa: E402
-from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom.malignancy import CLASS_FAMILIES  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
                            "auc": round(auc, 3), "auc_95ci": [round(lo, 3), round(hi, 3)],
                            "sensitivity_at_threshold": round(sens, 3), "specificity_at_threshold": round(spec, 3)}
     if a.update_card:
-        from BreastTumorSegLib.io.files import write_json_atomic
+        from BreastTumorSegLib.io.atomic import write_json
         from BreastTumorSegLib.models.classifier import classification_models
 
         card_path = classification_models([a.models_dir] if a.models_dir else None)[a.model]
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
                               "families": evaluation,
                               "caveat": "synthetic exams only, classes drawn by our own rules; not a clinical "
                                         "classifier; probabilities not calibrated for any population"}
-        write_json_atomic(card, card_path)
+        write_json(card_path, card)
         print(f"\nevaluation written into {card_path}")
     return 0
 

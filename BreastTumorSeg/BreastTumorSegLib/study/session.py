@@ -91,6 +91,8 @@ class CaseView:
     _exam_inputs: tuple[str, ...]
     _start: Callable[[], sitk.Image]
     _series: tuple[str, ...] = ()
+    score_kinds: tuple[str, ...] = ()  # what the study asks per breast: probability (0-100 %), birads
+    model_scores: dict | None = None  # the model's per-breast probability (assisted arm only), else None
 
     @property
     def title(self) -> str:
@@ -263,7 +265,9 @@ class ReaderSession:
         t = self._clock()
         self._view = CaseView(index, self.total, lab, arm, folder, case.grid, st["status"],
                               tuple(self._study.allowed_effects), tuple(case.inputs),
-                              lambda: self._starting_mask(lab, arm, folder, case.grid), tuple(case.series))
+                              lambda: self._starting_mask(lab, arm, folder, case.grid), tuple(case.series),
+                              tuple(self._study.scores),
+                              dict(case.model.get("scores") or {}) if arm == "assisted" and self._study.scores else None)
         self._paused = False
         self._dirty = False
         self._committed_active = 0.0
@@ -406,11 +410,39 @@ class ReaderSession:
                   sha256=st["last_sha256"], active_s=st["active_s"], edits=st["edits"])
         return path
 
-    def submit(self, mask: sitk.Image | str | os.PathLike | None = None) -> Path:
-        """Save *mask* (or the latest version) as the reading's final mask and lock it."""
+    @property
+    def scores(self) -> dict:
+        """The reader's per-breast scores of the open reading (``{side: {kind: value}}``)."""
+        return dict(self._item_state().get("scores") or {})
+
+    def set_scores(self, scores: dict) -> None:
+        """Store the reader's per-breast scores of the open reading (merged by side): activity for
+        the timer, written to ``state.json`` at once and logged; locked once the reading is submitted."""
+        from .scores import check_reader_scores
+
         view = self._require_open()
         if view.locked:
             raise SubmittedError(f"{view.folder}: case {view.index + 1} was submitted already")
+        if not self._study.scores:
+            raise InputError("this study asks the readers for no scores", self._study.path)
+        checked = check_reader_scores(scores, self._study.scores)
+        st = self._item_state()
+        st["scores"] = {**(st.get("scores") or {}), **checked}
+        self.activity()  # timed like an edit; the mask is unchanged, so no new mask version
+        self._commit_times()
+        self._write_state()
+        self._log("scored", label=view.label, arm=view.arm, scores=checked)
+
+    def submit(self, mask: sitk.Image | str | os.PathLike | None = None) -> Path:
+        """Save *mask* (or the latest version) as the reading's final mask and lock it."""
+        from .scores import complete
+
+        view = self._require_open()
+        if view.locked:
+            raise SubmittedError(f"{view.folder}: case {view.index + 1} was submitted already")
+        if not complete(self._item_state().get("scores"), self._study.scores):
+            raise InputError(f"case {view.index + 1} needs the scores of both breasts before it is submitted "
+                             f"({', '.join(self._study.scores)})", view.folder, "give them, then submit")
         if mask is not None and self._differs_from_latest(mask, view):
             self.save(mask, reason="submit")
         else:

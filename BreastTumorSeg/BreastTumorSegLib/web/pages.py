@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+from . import scores
+
 STYLE = """
 body{font-family:system-ui,sans-serif;background:#16181d;color:#e6e6e6;margin:0}
 header{display:flex;gap:1em;align-items:center;padding:.5em 1em;background:#23262e}
@@ -71,8 +73,9 @@ def case_page(reader: str, index: int, title: str) -> str:
 <p><label>slice <input id="slice" type="range" min="0" max="0" value="0"></label> <span id="sliceno"></span>
  <span class="caption">mouse wheel scrolls; paint on the subtraction; Ctrl+Z undoes</span></p>
 <div class="views" id="views"></div>
+""" + scores.FORM + """
 <p id="message" class="error"></p>
-</main>""", script=True, data=f' data-index="{int(index)}"')
+</main>""" + scores.SCRIPT_TAG, script=True, data=f' data-index="{int(index)}"')
 
 
 SCRIPT = r"""

@@ -18,6 +18,7 @@ from ...core.errors import BreastTumorSegError
 from ..reader_logic import observe_edits, stop_observing
 from .errors import reported
 from .qtbind import prop
+from .score_panel import ScorePanel
 
 TICK_MS = 1000
 
@@ -66,6 +67,7 @@ class ReaderPanelController:
         for b in (self.previousButton, self.nextButton, self.pauseButton, self.submitButton):
             nav.addWidget(b)
         layout.addLayout(nav)
+        self.scores = ScorePanel(qt, layout, host)  # per-breast scores, when the study asks for them
         layout.addWidget(self.statusLabel)
         self.startButton.clicked.connect(lambda *a: self.start())
         self.previousButton.clicked.connect(lambda *a: self.previous())
@@ -103,10 +105,12 @@ class ReaderPanelController:
             return
         if not self.host.confirm(f"Submit {view.title}? The mask cannot be changed afterwards."):
             return
-        with reported(self.host, "Cannot submit.", catch=BreastTumorSegError):
+        with reported(self.host, "Cannot submit.", catch=BreastTumorSegError) as attempt:
             self._wait_for_save()
             self.session.submit(self.logic.current_mask())
             self.statusLabel.setText(f"{view.title} submitted")
+        if attempt.failed and not view.locked:  # e.g. the scores are missing: stay on the case
+            return
         self.next()
 
     def set_paused(self, paused: bool) -> None:
@@ -175,6 +179,7 @@ class ReaderPanelController:
             stop_observing(self._observation)
             self._observation = None
             self.logic.clear()
+            self.scores.show(None, None)
             self.session = None
             self.readerComboBox.setEnabled(True)  # the reader can start again (e.g. in the next scene)
             self.startButton.setEnabled(True)
@@ -194,6 +199,7 @@ class ReaderPanelController:
             stop_observing(self._observation)
             self._observation = None
             self.logic.clear()
+            self.scores.show(None, None)
             self.statusLabel.setText("All cases are done (or wait for their wash-out). Thank you.")
         else:
             self._show(view)
@@ -205,6 +211,7 @@ class ReaderPanelController:
         self._observation = observe_edits(nodes.segmentation, self.segment_edited)
         self.pauseButton.setChecked(False)
         self.host.open_segment_editor(nodes.segmentation, nodes.source, "Tumor", tuple(view.allowed_effects))
+        self.scores.show(view, self.session)
         self.statusLabel.setText("submitted (read-only)" if view.locked else "")
 
     def _collect_save(self) -> None:
@@ -240,3 +247,4 @@ class ReaderPanelController:
         for b in (self.previousButton, self.nextButton, self.pauseButton):
             b.setEnabled(view is not None)
         self.submitButton.setEnabled(view is not None and not view.locked)
+        self.scores.set_locked(view is None or view.locked)
