@@ -83,6 +83,7 @@ def test_reader_scores_each_breast_on_the_web_station(station, browser):
         page.click("#submit")
         page.click("#submit")  # confirm: refused, the right breast has no scores yet
         expect(page.locator("#message")).to_contain_text("scores of both breasts")
+        expect(page.locator("#submit")).to_have_text("Submit")  # the next submit asks again
         page.fill("#prob-right", "85")
         page.locator("#prob-right").dispatch_event("change")
         page.select_option("#birads-right", "4B")

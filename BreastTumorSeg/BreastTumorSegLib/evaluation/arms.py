@@ -18,7 +18,7 @@ from .references import leave_one_out_references, reference_name
 from .study_tables import StudyCase
 
 if TYPE_CHECKING:
-    from .readerstudy import ReaderStudyResult, StudyConfig
+    from .study_types import ReaderStudyResult, StudyConfig
 
 
 def median_finite(v: np.ndarray) -> float:

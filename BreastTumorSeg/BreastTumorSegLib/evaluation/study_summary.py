@@ -16,7 +16,7 @@ from .references import reference_name
 from .study_tables import StudyCase
 
 if TYPE_CHECKING:
-    from .readerstudy import ReaderStudyResult
+    from .study_types import ReaderStudyResult
 
 
 def has_mask(c: StudyCase) -> bool:

@@ -427,7 +427,11 @@ def export_table(folder: str | os.PathLike, output: str | os.PathLike, partial: 
     if not rows:
         raise InputError("no case is complete; nothing to export", study.path, "wait for the readers")
     states = {r: load_state(study, r) for r in study.readers}
-    score_table = score_rows(study, states, [c.id for c in study.cases if c.id not in left_out])
+    def submitted(reader: str, label: str, arm: str) -> dict | None:
+        st = states[reader]["items"][item_key(label, arm)]
+        return st.get("scores") if st["status"] == DONE else None
+
+    score_table = score_rows(study, submitted, [c.id for c in study.cases if c.id not in left_out])
     outputs = {output: (EXPORT_COLUMNS, rows)}
     if score_table:
         scores_output = Path(scores_output) if scores_output is not None else scores_table_path(output)

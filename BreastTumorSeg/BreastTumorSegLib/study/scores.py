@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ..core.errors import InputError
 
@@ -128,10 +128,10 @@ def read_truth_table(path: str | os.PathLike, case_ids: Sequence[str]) -> dict[s
     return out
 
 
-def score_rows(study, states: Mapping[str, dict], case_ids: Sequence[str]) -> list[dict]:
-    """Rows of the scores table for the cases *case_ids* (readers' submitted scores, the model's)."""
-    from .session import DONE, item_key
-
+def score_rows(study, submitted: Callable[[str, str, str], dict | None], case_ids: Sequence[str]) -> list[dict]:
+    """Rows of the scores table for the cases *case_ids*: the readers' submitted scores
+    (``submitted(reader, case label, arm)`` -> that reading's scores when it is done, else None)
+    and the model's."""
     rows = []
     for c in study.cases:
         if c.id not in case_ids:
@@ -142,8 +142,7 @@ def score_rows(study, states: Mapping[str, dict], case_ids: Sequence[str]) -> li
             mal = "" if mal is None else str(int(mal))
             for a in study.arms:
                 for r in study.readers:
-                    st = states[r]["items"][item_key(c.label, a.name)]
-                    given = (st.get("scores") or {}).get(side) if st["status"] == DONE else None
+                    given = (submitted(r, c.label, a.name) or {}).get(side)
                     for kind in study.scores:
                         v = (given or {}).get(kind)
                         if v is None:

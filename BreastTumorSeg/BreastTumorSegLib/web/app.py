@@ -391,7 +391,7 @@ def make_app(station: Station) -> web.Application:
     app.router.add_get(r"/api/case/{index}/info", api_info)
     app.router.add_get(r"/api/case/{index}/slice/{view}/{k:\d+}.png", api_slice)
     app.router.add_post(r"/api/case/{index}/{action}", api_action)
-    scores.add_routes(app)  # the reader's per-breast scores (web/scores.py)
+    scores.add_routes(app, _case_request, _open_case)  # the reader's per-breast scores (web/scores.py)
     app.on_startup.append(_start_ticker)
     app.on_cleanup.append(_stop)
     return app

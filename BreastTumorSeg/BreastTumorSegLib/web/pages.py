@@ -157,6 +157,7 @@ async function start() {
   $("pause").onclick = async () => show(await api(info.paused ? "resume" : "pause", {reason: "explicit"}));
   $("submit").onclick = async () => {
     if (!submitArmed) { submitArmed = true; $("submit").textContent = "Confirm submit"; return; }
+    submitArmed = false; $("submit").textContent = "Submit";  // a refused submit asks again next time
     const j = await api("submit", {});
     location.href = j.next === null ? "/worklist" : `/case/${j.next}`;
   };

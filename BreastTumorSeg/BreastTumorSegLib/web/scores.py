@@ -74,12 +74,10 @@ def _state(ws) -> dict:
             "model": view.model_scores, "locked": view.locked}
 
 
-async def api_scores(request):
+async def api_scores(request, case_request, open_case):
     from aiohttp import web
 
-    from .app import _case_request, _open_case
-
-    station, reader, index = _case_request(request)
+    station, reader, index = case_request(request)
     body = None
     if request.method == "POST":
         try:
@@ -91,7 +89,7 @@ async def api_scores(request):
                                      content_type="application/json")
 
     def work():
-        ws = _open_case(station, reader, index, active=body is not None)
+        ws = open_case(station, reader, index, active=body is not None)
         if body is not None:
             ws.session.set_scores(body)  # an InputError / SubmittedError becomes a 409 with its message
         return _state(ws)
@@ -105,8 +103,13 @@ async def script(request):
     return web.Response(text=SCRIPT, content_type="application/javascript")
 
 
-def add_routes(app) -> None:
-    """Register ``/scores.js`` and ``/api/scores/{index}`` on the station's aiohttp application."""
+def add_routes(app, case_request, open_case) -> None:
+    """Register ``/scores.js`` and ``/api/scores/{index}`` on the station's aiohttp application;
+    *case_request* and *open_case* are the station's own (authenticated request -> station, reader,
+    index; -> the reader's workspace on that case)."""
+    async def handler(request):
+        return await api_scores(request, case_request, open_case)
+
     app.router.add_get("/scores.js", script)
-    app.router.add_get(r"/api/scores/{index}", api_scores)
-    app.router.add_post(r"/api/scores/{index}", api_scores)
+    app.router.add_get(r"/api/scores/{index}", handler)
+    app.router.add_post(r"/api/scores/{index}", handler)
