@@ -21,6 +21,7 @@ from ..core.errors import BreastTumorSegError, Cancelled
 COMMANDS = [
     "segment",
     "batch",
+    "followup",
     "demo",
     "evaluate",
     "reader-study",

@@ -81,8 +81,11 @@ def _erode_to(mask: np.ndarray, fraction: float, spacing_zyx) -> np.ndarray:
         return out
     box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in ndimage.find_objects(mask.astype(np.uint8))[0])
     depth = ndimage.distance_transform_edt(mask[box], sampling=spacing_zyx)
-    level = np.sort(depth[mask[box]])[::-1][n - 1]  # the n deepest voxels
-    out[box] = mask[box] & (depth >= level)
+    inside = np.argwhere(mask[box])
+    deepest = inside[np.argsort(-depth[mask[box]], kind="stable")[:n]]  # exactly n voxels, ties in index order
+    sub = np.zeros(depth.shape, bool)
+    sub[tuple(deepest.T)] = True
+    out[box] = sub
     return out
 
 
