@@ -1,7 +1,6 @@
 """``breasttumorseg followup``: the same patient's exams, baseline first, and how the lesions changed."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
