@@ -94,22 +94,6 @@ def test_visit_registration_recovers_a_known_positioning():
 
 
 # ----------------------------------------------------------------------------- response on phantoms
-def test_shrinking_tumor_is_a_partial_response_with_its_volume_change():
-    series = _series(["shrink"], fraction=0.15)
-    res = _followup(series)
-    exam = res.table["exams"][1]
-    assert exam["recist"] == "PR", exam
-    truth = series.visits[1].tumors[0]["volume_ml"] / series.visits[0].tumors[0]["volume_ml"] - 1
-    assert abs(exam["volume_ml_percent_from_baseline"] - 100 * truth) < 10.0, (exam, truth)
-    assert [r["status"] for r in res.table["lesions"]] == ["baseline", "present"]  # one track, matched
-
-
-def test_disappearing_tumor_is_a_complete_response():
-    res = _followup(_series(["disappear"]))
-    exam = res.table["exams"][1]
-    assert exam["recist"] == "CR" and exam["n_lesions"] == 0 and exam["disappeared_tracks"] == [1]
-
-
 def test_new_lesion_is_progression():
     series = _series(["stable"], new_lesion_at=1)
     res = _followup(series)
@@ -131,13 +115,17 @@ def _write_visits(series, root):
     return paths
 
 
-def test_cli_writes_the_change_table_csv_and_picture(tmp_path):
+def test_cli_shrinking_tumor_is_a_partial_response_with_table_csv_and_picture(tmp_path):
+    """A tumor shrunk to 15 % of its volume: PR, its volume change within 10 points of the truth."""
     series = _series(["shrink"], fraction=0.15)
     visits = _write_visits(series, tmp_path / "in")
     out = tmp_path / "out"
     assert main(["followup", *visits, "--output", str(out), "--dates", ",".join(series.dates), "--quiet"]) == 0
     summary = json.loads((out / "followup.json").read_text())
     assert [e["recist"] for e in summary["exams"]] == ["baseline", "PR"]
+    truth = series.visits[1].tumors[0]["volume_ml"] / series.visits[0].tumors[0]["volume_ml"] - 1
+    assert abs(summary["exams"][1]["volume_ml_percent_from_baseline"] - 100 * truth) < 10.0, (summary["exams"], truth)
+    assert [r["status"] for r in summary["lesions"]] == ["baseline", "present"]  # one track, matched
     assert summary["visits"][1]["registration_to_baseline"]["ncc_after"] > 0.6
     assert summary["visits"][1]["date"] == series.dates[1]
     csv = (out / "followup.csv").read_text().splitlines()
@@ -196,3 +184,32 @@ def test_another_patients_dicom_exam_is_refused(tmp_path):
         check_visits(exams)
     with pytest.raises(InputError, match="chronological order"):
         check_visits(exams[:2], dates=["2024-03-01", "2024-01-01"])
+
+
+# ----------------------------------------------------------------------------- batch
+def test_manifest_runs_each_patient_resumably_and_records_a_refused_one(tmp_path, capsys):
+    """Patient p1's tumor disappears (CR); p2's second visit is another body (refused, recorded)."""
+    from BreastTumorSegLib.batch.followup import read_manifest, run_followup_batch
+
+    series = _series(["disappear"])
+    visits = _write_visits(series, tmp_path / "in")
+    write_phantom(make_exam("heterogeneous", 5003), tmp_path / "in" / "other")
+    manifest = tmp_path / "in" / "visits.csv"
+    manifest.write_text("patient,visit,path,date\n"
+                        f"p2,2,{tmp_path / 'in' / 'other'},2024-03-01\n"
+                        f"p1,2,visit2,{series.dates[1]}\n"
+                        f"p1,1,visit1,{series.dates[0]}\n"
+                        f"p2,1,visit1,2024-01-01\n")
+    patients = read_manifest(manifest)
+    assert [p.key for p in patients] == ["p1", "p2"] and patients[0].paths[0].endswith("visit1")
+    out = tmp_path / "out"
+    report = run_followup_batch(patients, out, "ftv", register=False)
+    assert (report.done, len(report.failed), report.exit_code) == (1, 1, 1)
+    assert "visit 2" in report.failed[0]["message"] and "anatomy" in report.failed[0]["message"]
+    summary = json.loads((out / "p1_followup.json").read_text())
+    exam = summary["exams"][1]
+    assert exam["recist"] == "CR" and exam["n_lesions"] == 0 and exam["disappeared_tracks"] == [1]
+    assert not list(out.glob("p2_*"))  # nothing of the refused patient
+    again = run_followup_batch(patients, out, "ftv", register=False)
+    assert (again.already_done, again.done, len(again.failed)) == (1, 0, 1)  # p1 not computed again
+    capsys.readouterr()

@@ -19,7 +19,10 @@ def register(sub) -> None:
                                    "takes it (an exam folder, a DICOM folder or a 4D file), the baseline first, then "
                                    "the later visits in date order. Writes followup.json, followup.csv, followup.png "
                                    "and each visit's lesions in the baseline frame (followup_visitN_tracks.nii.gz).")
-    p.add_argument("visits", nargs="+", metavar="VISIT")
+    p.add_argument("visits", nargs="*", metavar="VISIT")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="many patients: a CSV with columns patient,visit,path[,date]; resumable like `batch` "
+                        "(complete patients are skipped on a re-run; outputs <patient>_followup.*)")
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
     p.add_argument("--dates", type=_dates, default=None,
                    help="one date per visit, YYYY-MM-DD, comma-separated (default: DICOM StudyDate, if any)")
@@ -48,6 +51,8 @@ def run(args) -> int:
     from ..io.safety import check_device_name, check_input_path, check_output_dir, check_not_inputs, input_bytes
     from ..models.registry import model_card
 
+    if args.manifest is not None:
+        return run_manifest(args)
     if len(args.visits) < 2:
         raise InputError(f"follow-up needs at least two visits, got {len(args.visits)}", "VISIT",
                          "give the baseline exam first, then each later visit")
@@ -86,3 +91,22 @@ def print_summary(res, written, stream=None) -> None:
               f"{e['recist']} ({e['recist_reason']})", file=stream)
     for key, path in written.items():
         print(f"  {key:<14} {path}", file=stream)
+
+
+def run_manifest(args) -> int:
+    """``--manifest``: every patient of the CSV (:mod:`..batch.followup`); exit 1 when one was refused."""
+    from ..batch.followup import read_manifest, run_followup_batch
+    from ..io.safety import check_device_name, check_output_location
+    from ..models.registry import model_card
+
+    if args.visits or args.dates:
+        raise InputError("VISIT arguments and --dates go with one patient, not with --manifest", "--manifest",
+                         "list every visit (and its date) in the manifest, or drop --manifest")
+    patients = read_manifest(args.manifest)
+    check_output_location(args.output, [args.manifest] + [v for p in patients for v in p.paths])
+    check_device_name(args.device)
+    model_card(args.model)
+    report = run_followup_batch(patients, args.output, args.model, args.device, args.overwrite)
+    print(f"follow-up batch: {report.selected} patient(s), {report.done} done, {report.already_done} already done, "
+          f"{len(report.failed)} refused, {len(report.busy)} busy in another run")
+    return report.exit_code
