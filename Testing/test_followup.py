@@ -192,7 +192,7 @@ def test_manifest_runs_each_patient_resumably_and_records_a_refused_one(tmp_path
     from BreastTumorSegLib.batch.followup import read_manifest, run_followup_batch
 
     series = _series(["disappear"])
-    visits = _write_visits(series, tmp_path / "in")
+    _write_visits(series, tmp_path / "in")
     write_phantom(make_exam("heterogeneous", 5003), tmp_path / "in" / "other")
     manifest = tmp_path / "in" / "visits.csv"
     manifest.write_text("patient,visit,path,date\n"
