@@ -3,6 +3,8 @@ two phantom visits comes back as a PR row, both visits' lesions on the baseline 
 transform node sending the tumor to where the truth puts it, baseline and visit in linked views."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -11,7 +13,8 @@ pytest.importorskip("slicer", reason="slicer-core not installed")
 
 from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
 from BreastTumorSegLib.slicer.followup_view import FollowupViewLogic, ras_matrix  # noqa: E402
-from BreastTumorSegLib.slicer.logic import Phase  # noqa: E402
+from BreastTumorSegLib.slicer.gui.followup_section import FollowupSection  # noqa: E402
+from BreastTumorSegLib.slicer.logic import Phase, SegmentationLogic  # noqa: E402
 from BreastTumorSegLib.training.phantom.series import make_visit_series  # noqa: E402
 
 
@@ -64,7 +67,59 @@ def test_compare_with_earlier_visit_puts_the_change_into_the_scene():
     assert shown["Red"].GetBackgroundVolumeID() == nodes.subtractions[0].GetID()
     assert shown["Yellow"].GetBackgroundVolumeID() == nodes.subtractions[1].GetID()
     assert shown["Red"].GetLinkedControl() and shown["Yellow"].GetLinkedControl()
-    # a second run reuses the nodes
-    again, _ = logic.compare(visits, dates=series.dates, model="ftv", register=False, nodes=nodes)
-    assert again.exam_table is nodes.exam_table and again.subtractions[1] is nodes.subtractions[1]
+    # the panel's section runs the same comparison (earlier exam checked there, the panel's exam the
+    # later visit) and reuses the nodes of the first run
+    section = FollowupSection(_Widgets(visits[0]), _Panel(ctx, visits[1]), _Qt, view_logic=logic)
+    section.nodes = nodes
+    section.w.compareVisitsButton.slot()
+    assert section.panel.host.errors == []
+    assert section.nodes.exam_table is nodes.exam_table and section.nodes.subtractions[1] is nodes.subtractions[1]
     assert ctx.scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 2
+    assert section.w.visitExamTableView.node is nodes.exam_table
+    assert section.w.visitStatusLabel.text.startswith("RECIST PR")
+
+
+class _Qt:  # what wait_cursor needs
+    class QApplication:
+        setOverrideCursor = restoreOverrideCursor = staticmethod(lambda *a: None)
+
+    QCursor = staticmethod(lambda *a: None)
+
+    class Qt:
+        WaitCursor = 0
+
+
+class _Button:
+    def connect(self, signature, slot):
+        self.slot = slot
+
+
+class _View:
+    node = None
+
+    def setMRMLTableNode(self, node):
+        self.node = node
+
+
+class _Label:
+    text = ""
+
+    def setText(self, text):
+        self.text = text
+
+
+class _Widgets:
+    def __init__(self, earlier):
+        self.earlierVolumesSelector = SimpleNamespace(checkedNodes=lambda: [ph.node for ph in earlier])
+        self.visitDatesLineEdit = SimpleNamespace(text="2024-01-08, 2024-02-19")
+        self.compareVisitsButton, self.visitStatusLabel = _Button(), _Label()
+        self.visitExamTableView, self.visitLesionTableView = _View(), _View()
+
+
+class _Panel:
+    def __init__(self, ctx, current):
+        self.logic = SegmentationLogic(ctx)
+        self.param = SimpleNamespace(model="ftv", device="cpu", motionCorrection=False)
+        self.host = SimpleNamespace(errors=[])
+        self.host.show_error = lambda what, exc: self.host.errors.append((what, exc))
+        self.current_phases = lambda: list(current)

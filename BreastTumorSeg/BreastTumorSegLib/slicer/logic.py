@@ -436,6 +436,13 @@ class SegmentationLogic:
                               cancel=cancel, **engine_options)
         return self.import_result(result, phases[0].node, outputs, exam), result
 
+    def compare_with_earlier_visit(self, earlier: Sequence[Phase], current: Sequence[Phase], **options):
+        """Follow-up (issue 31): *earlier* is the baseline, *current* the later visit; returns
+        ``(FollowupNodes, FollowupResult)`` (:class:`~.followup_view.FollowupViewLogic`, which takes the options)."""
+        from .followup_view import FollowupViewLogic
+
+        return FollowupViewLogic(self.ctx).compare([earlier, current], **options)
+
     # ------------------------------------------------------------------ background-process run
     @staticmethod
     def export_exam(exam: DCEExam, folder: str | os.PathLike) -> Path:

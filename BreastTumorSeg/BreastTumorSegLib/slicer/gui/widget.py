@@ -283,6 +283,10 @@ class PanelController:
             self._phase_key, self._phase_cache = key, phases
         return list(self._phase_cache)
 
+    def current_phases(self) -> list[Phase]:
+        """The exam selected in the panel, as phases (the "Compare with earlier visit" section's later visit)."""
+        return self._guessed_phases()
+
     def _guess_phases_now(self) -> list[Phase]:
         p = self.param
         if p.inputType == "Sequence":
