@@ -125,7 +125,8 @@ def evaluate(series, res) -> dict:
             else:  # disappeared
                 ok = bool(start) and all(not members[t].get(k) for t in start)
                 kind = "disappeared"
-            decisions.append({"visit": k + 1, "truth_label": lab, "kind": kind, "correct": bool(ok)})
+            decisions.append({"visit": k + 1, "truth_label": lab, "kind": kind, "correct": bool(ok),
+                              "missed_when_it_appeared": not start})
     return {"decisions": decisions, "volume_errors_pp": vol_err}
 
 
@@ -179,6 +180,8 @@ def main() -> int:
         "matching_by_kind": {kind: f"{sum(d['correct'] for d in all_dec if d['kind'] == kind)}/"
                                    f"{sum(1 for d in all_dec if d['kind'] == kind)}"
                              for kind in ("present", "disappeared", "new")},
+        "matching_wrong_because_missed_when_it_appeared": sum(1 for d in all_dec if not d["correct"]
+                                                              and d["missed_when_it_appeared"]),
         "volume_change_error_pp_median": round(float(np.median(all_err)), 2) if all_err else None,
         "volume_change_error_pp_p90": round(float(np.percentile(all_err, 90)), 2) if all_err else None,
         "volume_changes_measured": len(all_err),

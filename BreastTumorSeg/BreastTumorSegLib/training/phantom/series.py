@@ -4,8 +4,8 @@ The baseline is an exam of any family (:mod:`.families`, unchanged). Each later 
 the baseline's images, so the anatomy is the same patient's:
 
 1. **treatment response** per baseline tumor (``fates``): ``shrink`` (the tumor is eroded from its
-   surface to a known volume fraction), ``fragment`` (shrunk, then cut in two by a slab through its
-   centre), ``disappear`` (nothing left), ``stable`` (fraction 1). Tissue that stops being tumor
+   surface to a known volume fraction), ``fragment`` (shrunk, to at least :data:`MIN_FRAGMENTED`, then
+   cut in two by a slab through its centre), ``disappear`` (nothing left), ``stable`` (fraction 1). Tissue that stops being tumor
    stops enhancing: its post-contrast signal becomes its pre-contrast signal (residual fibrosis);
 2. an optional **new lesion** (a ball of ``new_lesion_radius_mm`` in breast tissue, inside the
    engine's classical breast region too, away from every tumor, enhancing like the baseline's
@@ -38,6 +38,9 @@ from . import Phantom
 from .families import make_exam
 
 FATES = ("shrink", "fragment", "disappear", "stable")
+# A fragmenting tumor keeps at least this volume fraction, so that each piece is still a lesion of a few
+# mm (at 0.15 of a 0.65 mL tumor the pieces were 2-4 mm slivers that no segmentation keeps).
+MIN_FRAGMENTED = 0.3
 NEW_LABEL = 100
 
 
@@ -179,7 +182,7 @@ def make_visit_series(family: str, seed: int, n_visits: int = 2, fates: list[str
         fr = []
         for i, fate in enumerate(fates):
             m = labels0 == i + 1
-            f = {"stable": 1.0, "disappear": 0.0}.get(fate, f_k)
+            f = {"stable": 1.0, "disappear": 0.0, "fragment": max(f_k, MIN_FRAGMENTED)}.get(fate, f_k)
             kept = _erode_to(m, f, spacing_zyx)
             if fate == "fragment" and kept.any():
                 kept = _cut(kept, spacing_zyx, fragment_gap_mm)
