@@ -45,7 +45,7 @@ def test_recist_rule_thresholds():
     assert recist_category([40.0, 30.0], 1, True, True)[0] == "PD"  # new lesion
     # +20 % and +5 mm from the nadir (20 mm), not from the baseline
     assert recist_category([40.0, 20.0, 25.0], 2, False, True)[0] == "PD"
-    # +20 % but only +4 mm from a nadir of 20 mm... of 16 mm: 16 -> 20 is +25 % and +4 mm: not PD
+    # from a nadir of 16 mm to 20 mm is +25 % but only +4 mm: not PD (and -50 % from the baseline: PR)
     assert recist_category([40.0, 16.0, 20.0], 2, False, True)[0] == "PR"
 
 

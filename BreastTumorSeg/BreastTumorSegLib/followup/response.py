@@ -8,7 +8,10 @@ RECIST 1.1 (:func:`recist_category`), with the breast as the organ: target lesio
 baseline's measurable lesions (longest diameter >= ``measurable_mm`` = 10 mm), at most 5 and at most
 2 per breast, largest first (none measurable: every baseline lesion, and a note says so).
 
-* **PD**: an unequivocal new lesion (longest diameter >= ``new_lesion_min_mm``), or a sum at least
+* **PD**: an unequivocal new lesion (longest diameter >= ``new_lesion_min_mm`` = 10 mm, the size of a
+  measurable lesion: a smaller new finding is listed as a new track but does not decide the category,
+  since a few-mm enhancing focus in one visit only is as often a vessel or background enhancement),
+  or a sum at least
   20 % and at least 5 mm above the nadir (the smallest sum so far, baseline included; after a
   nadir of 0, 5 mm);
 * **CR**: no lesion left at all;
@@ -25,7 +28,7 @@ class ResponseSettings:
     measurable_mm: float = 10.0
     max_targets: int = 5
     max_targets_per_breast: int = 2
-    new_lesion_min_mm: float = 5.0
+    new_lesion_min_mm: float = 10.0
     pr_fraction: float = -0.30
     pd_fraction: float = 0.20
     pd_absolute_mm: float = 5.0
