@@ -14,13 +14,13 @@ other anatomy, missing phase) is recorded with its one-line reason and the other
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import BreastTumorSegError, InputError
 from ..io.files import check_no_overwrite, load_exam
 from ..io.safety import check_case_id, check_input_path, check_paths_exist, check_table_row
+from .cases import read_manifest_rows
 from .ledger import Ledger
 
 
@@ -55,16 +55,7 @@ def _order(visits: list[str]) -> list[int]:
 def read_manifest(csv_path: str | Path) -> list[Patient]:
     """The patients of *csv_path* (module docstring), sorted by key; every path checked first."""
     csv_path = check_input_path(csv_path, "--manifest", kind="file")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = [(h or "").strip() for h in (reader.fieldnames or [])]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read the manifest ({exc})", csv_path, "give a CSV with columns patient,visit,path[,date]")
-    if not {"patient", "visit", "path"} <= set(header):
-        raise InputError(f"the manifest needs the columns patient, visit and path, it has {', '.join(header) or 'none'}",
-                         csv_path, "write a header line patient,visit,path[,date]")
+    rows, header = read_manifest_rows(csv_path, ("patient", "visit", "path"), ("date",))
     by: dict[str, list[tuple[str, str, str]]] = {}
     for line, raw in enumerate(rows, start=2):
         check_table_row(raw, header, f"line {line}", csv_path)
