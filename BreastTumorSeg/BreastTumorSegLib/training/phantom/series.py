@@ -5,7 +5,7 @@ the baseline's images, so the anatomy is the same patient's:
 
 1. **treatment response** per baseline tumor (``fates``): ``shrink`` (the tumor is eroded from its
    surface to a known volume fraction), ``fragment`` (shrunk, to at least :data:`MIN_FRAGMENTED`, then
-   cut in two by a slab through its centre), ``disappear`` (nothing left), ``stable`` (fraction 1). Tissue that stops being tumor
+   cut in two by a slab through its centre, at most a quarter of its length thick), ``disappear`` (nothing left), ``stable`` (fraction 1). Tissue that stops being tumor
    stops enhancing: its post-contrast signal becomes its pre-contrast signal (residual fibrosis);
 2. an optional **new lesion** (a ball of ``new_lesion_radius_mm`` in breast tissue, inside the
    engine's classical breast region too, away from every tumor, enhancing like the baseline's
@@ -38,9 +38,10 @@ from . import Phantom
 from .families import make_exam
 
 FATES = ("shrink", "fragment", "disappear", "stable")
-# A fragmenting tumor keeps at least this volume fraction, so that each piece is still a lesion of a few
-# mm (at 0.15 of a 0.65 mL tumor the pieces were 2-4 mm slivers that no segmentation keeps).
-MIN_FRAGMENTED = 0.3
+# A fragmenting tumor keeps at least this volume fraction, and the cut is at most a quarter of its length,
+# so that each piece is still a lesion of a few mm (at 0.15 of a 0.65 mL tumor and a 5 mm cut the
+# pieces were 1-2 mm slivers that no segmentation keeps).
+MIN_FRAGMENTED = 0.5
 NEW_LABEL = 100
 
 
@@ -93,13 +94,15 @@ def _erode_to(mask: np.ndarray, fraction: float, spacing_zyx) -> np.ndarray:
 
 
 def _cut(mask: np.ndarray, spacing_zyx, gap_mm: float) -> np.ndarray:
-    """*mask* cut in two by a slab *gap_mm* thick through its centre, across its longest axis."""
+    """*mask* cut in two by a slab *gap_mm* thick (at most a quarter of its length) through its centre,
+    across its longest axis."""
     pts = np.argwhere(mask) * np.asarray(spacing_zyx)
     centre = pts.mean(0)
     axis = np.linalg.svd(pts - centre, full_matrices=False)[2][0]
     out = mask.copy()
     idx = np.argwhere(mask)
     along = (idx * np.asarray(spacing_zyx) - centre) @ axis
+    gap_mm = min(gap_mm, 0.25 * float(np.ptp(along)))
     gone = np.abs(along) < gap_mm / 2
     out[tuple(idx[gone].T)] = False
     return out
