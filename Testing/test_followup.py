@@ -138,7 +138,7 @@ def test_cli_shrinking_tumor_is_a_partial_response_with_table_csv_and_picture(tm
 def test_cli_refuses_another_anatomy_and_a_missing_phase_with_nothing_written(tmp_path, capsys):
     series = _series(["shrink"], fraction=0.5)
     visits = _write_visits(series, tmp_path / "in")
-    other = make_exam("heterogeneous", 5003)  # another "patient" of another build
+    other = make_exam("heterogeneous", 5003, spacing=(2.4, 2.4, 4.0))  # another "patient" of another build
     write_phantom(other, tmp_path / "in" / "other")
     out = tmp_path / "out"
     assert main(["followup", visits[0], str(tmp_path / "in" / "other"), "--output", str(out), "--quiet"]) == 2
@@ -193,7 +193,7 @@ def test_manifest_runs_each_patient_resumably_and_records_a_refused_one(tmp_path
 
     series = _series(["disappear"])
     _write_visits(series, tmp_path / "in")
-    write_phantom(make_exam("heterogeneous", 5003), tmp_path / "in" / "other")
+    write_phantom(make_exam("heterogeneous", 5003, spacing=(2.4, 2.4, 4.0)), tmp_path / "in" / "other")
     manifest = tmp_path / "in" / "visits.csv"
     manifest.write_text("patient,visit,path,date\n"
                         f"p2,2,{tmp_path / 'in' / 'other'},2024-03-01\n"
