@@ -23,16 +23,18 @@ ALLOWED: dict[str, set[str]] = {
     "kinetics": {"core", "io", "preprocess", "kinetics"},
     "models": {"core", "io", "preprocess", "kinetics", "models"},
     "engine": {"core", "io", "preprocess", "kinetics", "models", "engine"},
-    "batch": {"core", "io", "preprocess", "kinetics", "models", "engine", "batch"},
+    "followup": {"core", "io", "preprocess", "kinetics", "models", "engine", "followup"},
+    "batch": {"core", "io", "preprocess", "kinetics", "models", "engine", "followup", "batch"},
     "evaluation": {"core", "io", "evaluation"},
     "study": {"core", "io", "preprocess", "kinetics", "models", "engine", "study"},
     "training": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "training"},
-    "slicer": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "batch", "slicer"},
+    "slicer": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "batch", "followup",
+               "slicer"},
     "slicer.gui": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "batch",
-                   "slicer", "slicer.gui"},
+                   "followup", "slicer", "slicer.gui"},
     "web": {"core", "io", "preprocess", "kinetics", "models", "engine", "study", "slicer", "web"},
     "cli": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "batch", "training",
-            "slicer", "web", "cli"},
+            "followup", "slicer", "web", "cli"},
 }
 # Third-party modules that belong to one corner of the package only.
 APP_MODULES = {"slicer": "slicer", "vtk": "slicer", "vtkmodules": "slicer", "qt": "slicer.gui",
@@ -141,6 +143,8 @@ def test_the_root_package_docstring_states_the_direction():
     ("BreastTumorSegLib.study.session", "from ..web import app"),                     # study -> web
     ("BreastTumorSegLib.slicer.logic", "from aiohttp import web"),                    # web server outside web/
     ("BreastTumorSegLib.web.workspace", "import vtk"),                                # VTK outside slicer/
+    ("BreastTumorSegLib.followup.run", "from ..batch import runner"),                 # followup -> batch
+    ("BreastTumorSegLib.engine.pipeline", "from ..followup import run"),              # engine -> followup
 ])
 def test_a_forbidden_import_is_reported(module, line):
     path = LIB.parent / (module.replace(".", "/") + ".py")

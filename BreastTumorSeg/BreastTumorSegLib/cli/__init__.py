@@ -22,6 +22,7 @@ COMMANDS = [
     "segment",
     "classify",
     "batch",
+    "followup",
     "demo",
     "evaluate",
     "reader-study",

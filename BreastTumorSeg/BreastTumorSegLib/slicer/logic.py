@@ -186,6 +186,13 @@ class SegmentationLogic:
                               cancel=cancel, **options)
         return self.import_result(result, phases[0].node, outputs, exam), result
 
+    def compare_with_earlier_visit(self, earlier: Sequence[Phase], current: Sequence[Phase], **options):
+        """Follow-up (issue 31): *earlier* is the baseline, *current* the later visit; returns
+        ``(FollowupNodes, FollowupResult)`` (:class:`~.followup_view.FollowupViewLogic`, which takes the options)."""
+        from .followup_view import FollowupViewLogic
+
+        return FollowupViewLogic(self.ctx).compare([earlier, current], **options)
+
     # ------------------------------------------------------------------ background-process run
     # Start the engine CLI on the phases in the background (:func:`.background.start_run`); poll
     # ``run.process`` from a timer and call :meth:`finish_background` when it has ended.

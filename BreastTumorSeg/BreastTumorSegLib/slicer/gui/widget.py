@@ -224,6 +224,10 @@ class PanelController:
             return
         self.param.referenceSegmentations = list(self.ui.referenceSegmentationsSelector.checkedNodes())
 
+    def current_phases(self) -> list:
+        """The exam selected in the panel, as phases (the "Compare with earlier visit" section's later visit)."""
+        return self.inputs.guessed()
+
     # ------------------------------------------------------------------ model
     def onModelChanged(self, index: int) -> None:
         if self.ignores_widget_signals or index < 0:
