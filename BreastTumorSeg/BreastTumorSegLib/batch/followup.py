@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import BreastTumorSegError, InputError
-from ..io.files import check_no_overwrite, load_exam
+from ..io.atomic import check_no_overwrite
+from ..io.files import load_exam
 from ..io.safety import check_case_id, check_input_path, check_paths_exist, check_table_row
 from .cases import read_manifest_rows
 from .ledger import Ledger

@@ -48,7 +48,7 @@ def load_visits(paths) -> list:
 
 def run(args) -> int:
     from ..io.atomic import check_no_overwrite
-    from ..io.safety import check_device_name, check_input_path, check_output_dir, check_not_inputs, input_bytes
+    from ..io.safety import check_input_path, check_output_dir, check_not_inputs, input_bytes
     from ..models.registry import model_card
 
     if args.manifest is not None:
@@ -59,7 +59,6 @@ def run(args) -> int:
     check_output_dir(args.output, args.visits, need_bytes=input_bytes(args.visits) // 2 + (16 << 20))
     for path in args.visits:
         check_input_path(path, "VISIT", kind="any")
-    check_device_name(args.device)
     model_card(args.model)  # an unknown model refused before anything is read
     if args.dates is not None and len(args.dates) != len(args.visits):
         raise InputError(f"{len(args.dates)} date(s) for {len(args.visits)} visits", "--dates",
@@ -96,7 +95,7 @@ def print_summary(res, written, stream=None) -> None:
 def run_manifest(args) -> int:
     """``--manifest``: every patient of the CSV (:mod:`..batch.followup`); exit 1 when one was refused."""
     from ..batch.followup import read_manifest, run_followup_batch
-    from ..io.safety import check_device_name, check_output_location
+    from ..io.safety import check_output_location
     from ..models.registry import model_card
 
     if args.visits or args.dates:
@@ -104,7 +103,6 @@ def run_manifest(args) -> int:
                          "list every visit (and its date) in the manifest, or drop --manifest")
     patients = read_manifest(args.manifest)
     check_output_location(args.output, [args.manifest] + [v for p in patients for v in p.paths])
-    check_device_name(args.device)
     model_card(args.model)
     report = run_followup_batch(patients, args.output, args.model, args.device, args.overwrite)
     print(f"follow-up batch: {report.selected} patient(s), {report.done} done, {report.already_done} already done, "

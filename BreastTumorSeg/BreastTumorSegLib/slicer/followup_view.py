@@ -26,7 +26,7 @@ import vtk
 
 from . import mrml_bridge as bridge
 from ..models.registry import DEFAULT_MODEL
-from .logic import Phase, exam_from_phases, safe_case_id
+from .phases import Phase, exam_from_phases, safe_case_id
 
 EXAM_COLUMNS = ("Visit", "Date", "Lesions", "Volume (mL)", "Volume change (%)", "FTV (mL)", "FTV change (%)",
                 "Sum of diameters (mm)", "RECIST", "Why")
