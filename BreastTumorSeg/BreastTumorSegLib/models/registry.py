@@ -51,6 +51,9 @@ class ModelEntry:
 _CODE_MODELS: dict[str, tuple[str, str]] = {
     "ftv": ("BreastTumorSegLib.models.ftv_segmenter:FTVSegmenter",
             "Functional tumor volume from contrast kinetics (I-SPY PE/SER rules); no trained weights"),
+    "ftv-outline": ("BreastTumorSegLib.models.ftv_segmenter:FTVOutlineSegmenter",
+                    "The ftv core grown to the whole tumor (moderately enhancing parts, necrotic centre) "
+                    "as a reader outlines it; no trained weights"),
 }
 
 
