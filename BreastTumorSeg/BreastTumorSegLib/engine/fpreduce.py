@@ -222,7 +222,7 @@ def component_features(mask: np.ndarray, like: sitk.Image, prob: np.ndarray, pre
     shrink = int(math.ceil((mask.size / VESSEL_MAX_VOXELS) ** (1 / 3)))
     if shrink > 1:  # a large component (heart, a big tumor): vesselness on a coarser copy of its box
         norm = sitk.BinShrink(norm, [shrink] * 3)
-        small = sitk.GetArrayViewFromImage(sitk.BinShrink(_img(mask.astype(np.float32), like), [shrink] * 3)) >= 0.5
+        small = sitk.GetArrayFromImage(sitk.BinShrink(_img(mask.astype(np.float32), like), [shrink] * 3)) >= 0.5
         ves = _vesselness(norm)[small] if small.any() else np.zeros(1)
     else:
         ves = _vesselness(norm)[mask]

@@ -107,7 +107,7 @@ class FollowupViewLogic:
             old = out.subtractions[k] if k < len(out.subtractions) else None
             node = bridge.image_to_volume_node(self.ctx, sub, f"{name} subtraction (baseline frame)", old)
             seg = out.lesions[k] if k < len(out.lesions) else None
-            tracks = sitk.GetArrayViewFromImage(res.tracks_in_baseline(k))
+            tracks = sitk.GetArrayFromImage(res.tracks_in_baseline(k))
             for t in range(1, n_tracks + 1):  # one segment per track, one colour per track at every visit
                 mask = sitk.GetImageFromArray((tracks == t).astype(np.uint8))
                 mask.CopyInformation(res.baseline.exam.reference)
