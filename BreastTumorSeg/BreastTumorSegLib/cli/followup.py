@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError
-from ..models.registry import DEFAULT_MODEL
+from ..followup import FOLLOWUP_MODEL
 from ._common import TerminalProgress, device_arg
 
 
@@ -26,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
     p.add_argument("--dates", type=_dates, default=None,
                    help="one date per visit, YYYY-MM-DD, comma-separated (default: DICOM StudyDate, if any)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="segmentation model for every visit (default: %(default)s)")
+    p.add_argument("--model", default=FOLLOWUP_MODEL, help="segmentation model for every visit (default: %(default)s)")
     p.add_argument("--device", default="auto", type=device_arg, help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--overwrite", action="store_true", help="replace existing follow-up results in the output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

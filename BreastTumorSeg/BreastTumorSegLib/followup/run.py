@@ -33,7 +33,7 @@ from ..engine.settings import split_settings
 from ..engine.postprocess import lesion_table
 from ..io.atomic import StagedOutputs, atomic_target, write_image, write_json, write_text
 from ..kinetics.ftv import FTVSettings, functional_tumor_volume
-from ..models.registry import DEFAULT_MODEL
+from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
@@ -119,7 +119,7 @@ def _lesion_ftv(exam: DCEExam, result: SegmentationResult, components: sitk.Imag
     return {lab: float(counts[lab]) * vox_ml for lab in range(1, n + 1)}, ftv
 
 
-def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=DEFAULT_MODEL,
+def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOLLOWUP_MODEL,
                  device: str = "auto", progress=None, cancel=None,
                  registration: VisitRegistrationSettings | None = None,
                  matching: MatchSettings | None = None, response: ResponseSettings | None = None,

@@ -25,7 +25,7 @@ import SimpleITK as sitk
 import vtk
 
 from . import mrml_bridge as bridge
-from ..models.registry import DEFAULT_MODEL
+from ..followup import FOLLOWUP_MODEL
 from .phases import Phase, exam_from_phases, safe_case_id
 
 EXAM_COLUMNS = ("Visit", "Date", "Lesions", "Volume (mL)", "Volume change (%)", "FTV (mL)", "FTV change (%)",
@@ -82,7 +82,7 @@ class FollowupViewLogic:
         self.ctx = ctx
         self.result = None
 
-    def compare(self, visits: Sequence[Sequence[Phase]], dates: Sequence[str] | None = None, model=DEFAULT_MODEL,
+    def compare(self, visits: Sequence[Sequence[Phase]], dates: Sequence[str] | None = None, model=FOLLOWUP_MODEL,
                 device: str = "auto", nodes: FollowupNodes | None = None, progress=None, cancel=None,
                 **engine_options):
         """Follow the lesions of *visits* (each the phases of one exam, the earliest first).
