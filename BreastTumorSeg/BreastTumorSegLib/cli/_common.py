@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from ..core import values
 from ..core.errors import InputError
@@ -37,6 +38,18 @@ point_arg = _arg_type(values.parse_point, "point")
 numbers_arg = _arg_type(lambda t: list(values.parse_numbers(t, example="0,1.5,3,4.5")), "numbers")
 box_arg = _arg_type(lambda t: list(values.parse_numbers(t, 6, example="-20,-20,-10,20,20,10")), "box")
 seeds_arg = _arg_type(values.parse_seeds, "seeds")
+
+
+def add_exam_arguments(p: argparse.ArgumentParser) -> None:
+    """The one exam a command reads and where its files go, the same for every such command
+    (segment, kinetics, classify, refine): INPUT..., --output, --times, --case-id, --series."""
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("--times", type=numbers_arg, default=None,
+                   help="acquisition times in minutes, one per phase, e.g. 0,1.5,3,4.5 (overrides <case>.json)")
+    p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
+    p.add_argument("--series", nargs="+", default=None, metavar="N",
+                   help="DICOM input: series numbers or UIDs to use as the phases (see `breasttumorseg dicom-list`)")
 
 
 class TerminalProgress:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..models.classifier import DEFAULT_CLASSIFIER
-from ._common import TerminalProgress, check_exam_command, check_outputs, numbers_arg, warn_about_exam
+from ._common import add_exam_arguments, TerminalProgress, check_exam_command, check_outputs, warn_about_exam
 
 
 def register(sub) -> None:
@@ -15,12 +15,7 @@ def register(sub) -> None:
                                    "view) and a heatmap on the pre-contrast grid. The shipped model was trained on "
                                    "synthetic exams only: not a clinical classifier (see its model card). INPUT as "
                                    "for `segment`.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
-    p.add_argument("--times", type=numbers_arg, default=None,
-                   help="acquisition times in minutes, one per phase (overrides <case>.json)")
-    p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
-    p.add_argument("--series", nargs="+", default=None, metavar="N", help="DICOM input: series numbers or UIDs")
+    add_exam_arguments(p)
     p.add_argument("--model", default=DEFAULT_CLASSIFIER,
                    help="classification model (task: classification; default: %(default)s)")
     p.add_argument("--models-dir", default=None, help="extra folder with model cards")

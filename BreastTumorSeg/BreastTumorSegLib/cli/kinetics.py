@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ._common import (TerminalProgress, box_arg, check_exam_command, check_outputs, numbers_arg, point_arg,
+from ._common import (add_exam_arguments, TerminalProgress, box_arg, check_exam_command, check_outputs, point_arg,
                       warn_about_exam)
 
 LESION_MIN_ML = 0.05  # components below this are not plotted / tabulated
@@ -37,12 +37,7 @@ def register(sub) -> None:
         "kinetics", help="kinetic maps (PE, SER, curve type), I-SPY functional tumor volume, curves",
         description="Kinetic maps and functional tumor volume (FTV, I-SPY rule) of one DCE exam; with a "
                     "seed point, the one lesion grown from it. INPUT as for `segment`.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
-    p.add_argument("--times", type=numbers_arg, default=None,
-                   help="acquisition times in minutes, one per phase (overrides <case>.json)")
-    p.add_argument("--case-id", default=None)
-    p.add_argument("--series", nargs="+", default=None, metavar="N", help="DICOM input: series to use as phases")
+    add_exam_arguments(p)
     roi = p.add_mutually_exclusive_group()
     roi.add_argument("--roi", type=Path, default=None, help="ROI mask file (non-zero = inside)")
     roi.add_argument("--box", type=box_arg, default=None, metavar="X0,Y0,Z0,X1,Y1,Z1",

@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from ..core.errors import InputError
 from ..models.registry import DEFAULT_MODEL
-from ._common import (TerminalProgress, check_exam_command, check_outputs, device_arg, numbers_arg, point_arg,
+from ._common import (add_exam_arguments, TerminalProgress, check_exam_command, check_outputs, device_arg, point_arg,
                       threshold_arg, warn_about_exam)
 
 
@@ -55,11 +54,7 @@ def register(sub) -> None:
                        description="Segment breast tumors in one DCE-MRI exam. INPUT is an exam folder "
                                    "(<case>_0000.nii.gz = pre-contrast, _0001 = first post-contrast, ...; "
                                    "or a DICOM folder), the phase files in acquisition order, or one 4D file.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
-    p.add_argument("--times", type=numbers_arg, default=None,
-                   help="acquisition times in minutes, one per phase, e.g. 0,1.5,3,4.5 (overrides <case>.json)")
-    p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
+    add_exam_arguments(p)
     p.add_argument("--dicom-seg", action="store_true", help="also write <case>_seg.dcm (DICOM SEG; DICOM input only)")
     p.add_argument("--reading-images", action="store_true",
                    help="also write <case>_subtraction.nii.gz (first post - pre, motion-corrected) and "
@@ -68,8 +63,6 @@ def register(sub) -> None:
                    help="also write <case>_registered.nrrd: every phase after motion correction (4D, phase = 4th axis)")
     p.add_argument("--deidentify", action="store_true",
                    help="with --dicom-seg: write the SEG without patient identifiers, dates or equipment IDs")
-    p.add_argument("--series", nargs="+", default=None, metavar="N",
-                   help="DICOM input: series numbers or UIDs to use as the phases (see `breasttumorseg dicom-list`)")
     p.add_argument("--seed-lps", type=point_arg, default=None,
                    help="for --model ftv: a point inside the lesion, x,y,z in mm, patient LPS coordinates")
     p.add_argument("--seed-ras", type=point_arg, default=None,
