@@ -23,21 +23,13 @@ from BreastTumorSegLib.study.coordinator import export_table, import_mask, init_
 from BreastTumorSegLib.study.definition import load_study, reading_order
 from BreastTumorSegLib.study.session import ReaderSession, SubmittedError, audit_log
 from BreastTumorSegLib.study.storage import Lock, StudyLockedError, iter_versions
-from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+from study_fixtures import Clock, write_model_outputs, write_study_exam
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("study_worker.py")
 SEEDS = (2, 3, 4, 6)
 READERS = (SimulatedRater("R1", -1.0, 1.5), SimulatedRater("R2", 0.5, 2.0), SimulatedRater("R3", 2.0, 2.0))
 MODEL = SimulatedRater("model", 0.5, 1.0)
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +40,13 @@ def exams(tmp_path_factory):
     rng = np.random.default_rng(0)
     (root / "model").mkdir()
     for s in SEEDS:
-        ph = make_phantom(s, n_phases=3, motion_mm=0.0, spacing=4.0, n_tumors=1, tumor_radius_mm=9.0,
-                          decoys=False, heart=False, vessels=False)
-        case = f"P{s:03d}"
-        write_phantom(ph, root / case)
+        case, ph, truth = write_study_exam(root, s)
         rows.append(f"{case},{case}")
-        truth = sitk.Cast(ph.tumor_mask > 0, sitk.sitkUInt8)
         assert sitk.GetArrayFromImage(truth).sum() > 20
         truths[case] = truth
         sim = simulate_case(case, truth, READERS, MODEL, rng)
         sims[case] = sim
-        sitk.WriteImage(sitk.Cast(sim.model_prob >= 0.5, sitk.sitkUInt8), str(root / "model" / f"{case}_seg.nii.gz"))
-        sitk.WriteImage(sim.model_prob, str(root / "model" / f"{case}_prob.nii.gz"))
+        write_model_outputs(root / "model", case, sim)
     (root / "cases.csv").write_text("\n".join(rows) + "\n")
     return {"root": root, "cases": root / "cases.csv", "model": root / "model", "truths": truths, "sims": sims}
 

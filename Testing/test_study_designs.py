@@ -27,19 +27,11 @@ from BreastTumorSegLib.evaluation.simulation import SimulatedRater, simulate_cas
 from BreastTumorSegLib.study.coordinator import init_study
 from BreastTumorSegLib.study.definition import load_study
 from BreastTumorSegLib.study.session import ReaderSession, SubmittedError, audit_log
-from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+from study_fixtures import Clock, write_model_outputs, write_study_exam
 
 SEEDS = (2, 3, 6)
 READERS = (SimulatedRater("a", -0.5, 1.0), SimulatedRater("b", 0.5, 1.5), SimulatedRater("c", 3.0, 2.0))
 MODEL = SimulatedRater("model", 0.5, 1.0)
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,23 +52,18 @@ def exams(tmp_path_factory):
     rng = np.random.default_rng(0)
     (root / "model").mkdir()
     for s in SEEDS:
-        ph = make_phantom(s, n_phases=3, motion_mm=0.0, spacing=4.0, n_tumors=1, tumor_radius_mm=9.0,
-                          decoys=False, heart=False, vessels=False)
-        case = f"P{s:03d}"
-        write_phantom(ph, root / case)
+        case, ph, truth = write_study_exam(root, s)
         rows.append(f"{case},{case}")
         side = ph.tumors[0]["side"]
         out["side"][case] = side
         truth_rows += [f"{case},left,{int(side == 'left')}", f"{case},right,{int(side == 'right')}"]
-        truth = sitk.Cast(ph.tumor_mask > 0, sitk.sitkUInt8)
         out["truth"][case] = truth
         sim = simulate_case(case, truth, READERS, MODEL, rng)
         for r, m in sim.readers.items():
             path = root / f"{r}_{case}.nii.gz"
             sitk.WriteImage(m, str(path))
             out["masks"][(r, case)] = path
-        sitk.WriteImage(sitk.Cast(sim.model_prob >= 0.5, sitk.sitkUInt8), str(root / "model" / f"{case}_seg.nii.gz"))
-        sitk.WriteImage(sim.model_prob, str(root / "model" / f"{case}_prob.nii.gz"))
+        write_model_outputs(root / "model", case, sim)
     (root / "cases.csv").write_text("\n".join(rows) + "\n")
     (root / "truth.csv").write_text("\n".join(truth_rows) + "\n")
     out.update(root=root, cases=root / "cases.csv", truth_csv=root / "truth.csv", model=root / "model")
