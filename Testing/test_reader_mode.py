@@ -104,18 +104,26 @@ class Host:
         self.editor.append((segmentation.GetName(), source.GetName(), segment_id, effects))
 
 
+def reader_panel(study_folder, readers, host=None, ctx=None):
+    """A reader panel over the study's sessions, on *ctx* (default: a fresh scene with views) and
+    reporting to *host* (default: a new one): (panel, host, ctx, parent). Keep *parent*: the
+    panel's widgets die with it."""
+    qt = qt_namespace()
+    application()
+    ctx = ctx or scene_with_views()
+    host = host or Host()
+    parent = qt.QWidget()
+    panel = ReaderPanelController(qt, parent, host, ReaderLogic(ctx, register=False),
+                                  lambda r: ReaderSession.open_study(study_folder, r), list(readers))
+    return panel, host, ctx, parent
+
+
 def test_reader_panel_walks_a_reader_through_three_cases(exams, tmp_path):
     """Start -> "case 1 of 3" -> paint -> autosave in the background -> submit -> next ... -> done."""
     study = tmp_path / "S"
     init_study(exams / "cases.csv", ["alice", "bob"], ["unaided"], study, seed=2, autosave_s=0.5,
                breast_region=False)
-    qt = qt_namespace()
-    application()
-    parent = qt.QWidget()
-    ctx = scene_with_views()
-    host = Host()
-    panel = ReaderPanelController(qt, parent, host, ReaderLogic(ctx, register=False),
-                                  lambda r: ReaderSession.open_study(study, r), ["alice", "bob"])
+    panel, host, ctx, parent = reader_panel(study, ["alice", "bob"])
     panel.readerComboBox.setCurrentIndex(1)
     assert not panel.submitButton.isEnabled()
     panel.start()
@@ -161,9 +169,7 @@ def test_reader_panel_walks_a_reader_through_three_cases(exams, tmp_path):
     s.end()
     # a second panel for a reader whose session is open elsewhere gets one clear error
     other = ReaderSession.open_study(study, "alice")
-    parent2 = qt.QWidget()
-    panel2 = ReaderPanelController(qt, parent2, host, ReaderLogic(ctx, register=False),
-                                   lambda r: ReaderSession.open_study(study, r), ["alice"])
+    panel2, _, _, parent2 = reader_panel(study, ["alice"], host, ctx)
     panel2.start()
     assert panel2.session is None and "in use" in host.errors[-1]
     other.end()
@@ -259,13 +265,7 @@ def test_reader_panel_asks_for_per_breast_scores_and_shows_the_model_only_when_a
     study = init_study(exams / "cases.csv", ["carol"], ["unaided", "assisted"], tmp_path / "S", seed=5,
                        breast_region=False, model="ftv", model_outputs=exams / "model",
                        scores=["probability", "birads"])
-    qt = qt_namespace()
-    application()
-    parent = qt.QWidget()
-    ctx = scene_with_views()
-    host = Host()
-    panel = ReaderPanelController(qt, parent, host, ReaderLogic(ctx, register=False),
-                                  lambda r: ReaderSession.open_study(study.folder, r), ["carol"])
+    panel, host, ctx, parent = reader_panel(study.folder, ["carol"])
     panel.start()
     sp = panel.scores
     assert host.errors == [] and not sp.box.isHidden()
