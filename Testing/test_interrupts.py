@@ -190,3 +190,44 @@ def test_kinetics_interrupted_100_times_never_aborts(tmp_path):
     assert _hashes(exam) == before
     assert not problems, "\n".join(problems)
     assert codes.get(130, 0) + codes.get(143, 0) >= 30, codes  # most signals hit the run itself
+
+
+SWALLOWED = r'''
+import signal, sys, time, weakref
+from BreastTumorSegLib.core import interrupts
+
+class Thing:
+    pass
+
+def interrupt_inside_callback(_ref):
+    # The signal's handler runs inside a weakref callback, where Python only prints
+    # "Exception ignored" for an exception (as in importlib's module-lock callback).
+    signal.raise_signal(signal.SIGINT)
+
+try:
+    with interrupts.handle_signals():
+        thing = Thing()
+        ref = weakref.ref(thing, interrupt_inside_callback)
+        del thing
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            time.sleep(0.001)
+        print("not interrupted")
+        sys.exit(0)
+except interrupts.Interrupted as exc:
+    print("interrupted", exc.signum, interrupts.received())
+    sys.exit(130)
+'''
+
+
+def test_a_signal_raised_where_python_swallows_exceptions_still_interrupts(tmp_path):
+    """CI once saw SIGINT land in importlib's weakref callback: Python printed "Exception ignored
+    ... Interrupted" and the run went on to exit 0. The interrupt must instead reach the command
+    (exit 130, nothing printed about an ignored exception)."""
+    script = tmp_path / "swallowed.py"
+    script.write_text(SWALLOWED)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "BreastTumorSeg"))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 130, (r.stdout, r.stderr)
+    assert r.stdout.split() == ["interrupted", str(int(signal.SIGINT)), str(int(signal.SIGINT))]
+    assert "Exception ignored" not in r.stderr and "Traceback" not in r.stderr, r.stderr
