@@ -9,8 +9,9 @@ Order: every visit is checked (:mod:`.visits`), every later visit registered to 
 (:mod:`.register`; a wrong exam is refused before anything is segmented), then each visit is
 segmented by the engine (:func:`~..engine.pipeline.segment_exam`, any model), its FTV measured with
 the baseline's FTV rule (same PE and SER thresholds, and the baseline's fat-suppression decision,
-at every visit; :mod:`..kinetics.ftv`) inside the engine's breast mask, its lesions followed as
-tracks in the baseline frame (:mod:`.match`) and the change table built (:mod:`.response`).
+at every visit; :mod:`..kinetics.ftv`) inside the engine's breast mask, each baseline lesion looked for
+where it was in the later visits (:mod:`.prior`: enhancing remnants the segmentation left out),
+the lesions followed as tracks in the baseline frame (:mod:`.match`) and the change table built (:mod:`.response`).
 Nothing is written until everything is computed; :func:`write_followup` writes all files or none.
 """
 from __future__ import annotations
