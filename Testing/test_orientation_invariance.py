@@ -103,9 +103,14 @@ def test_breast_mask_and_lesions_do_not_depend_on_the_orientation(original, name
         assert dice(on(ref, res.label), truth) >= dice(on(ref, res0.label), truth) - 0.05
     else:
         assert dice(on(ref, res.label), on(ref, res0.label)) >= 0.95
-        assert len(res.lesions) == len(res0.lesions)
-        for a, b in zip(sorted(res.lesions, key=lambda x: -x.volume_ml), sorted(res0.lesions, key=lambda x: -x.volume_ml)):
+        # The same lesions (>= 0.1 mL, the benchmark's lesion size) at the same place. Specks below
+        # it may differ: ties between equally near core voxels (the outline's edge rule) and the
+        # vessel split then fall differently when the array order changes.
+        big, big0 = ([les for les in r.lesions if les.volume_ml >= 0.1] for r in (res, res0))
+        assert len(big) == len(big0) >= 1
+        for a, b in zip(sorted(big, key=lambda x: -x.volume_ml), sorted(big0, key=lambda x: -x.volume_ml)):
             assert np.linalg.norm(np.subtract(a.centroid_lps, b.centroid_lps)) < 2.0
+            assert a.volume_ml == pytest.approx(b.volume_ml, rel=0.1)
 
 
 def test_coronal_randomized_exam_keeps_no_lesion_in_the_heart():
