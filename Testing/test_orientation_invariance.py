@@ -16,21 +16,8 @@ from BreastTumorSegLib.training.phantom.randomized import make_randomized
 
 def reorient(img: sitk.Image, perm, flips) -> sitk.Image:
     """*img* with index axis a of the result = index axis ``perm[a]`` of *img*, reversed where
-    ``flips[a]``; direction, spacing and origin follow, so the physical image is the same."""
-    a = np.transpose(sitk.GetArrayFromImage(img).transpose(2, 1, 0), perm)  # (i, j, k) order
-    a = np.flip(a, [ax for ax, f in enumerate(flips) if f]) if any(flips) else a
-    d = np.asarray(img.GetDirection()).reshape(3, 3)
-    sp, size = np.asarray(img.GetSpacing()), np.asarray(img.GetSize())
-    first = np.zeros(3)  # index in *img* of the result's first voxel
-    nd = np.zeros((3, 3))
-    for ax, (p, f) in enumerate(zip(perm, flips)):
-        nd[:, ax] = -d[:, p] if f else d[:, p]
-        first[p] = size[p] - 1 if f else 0
-    out = sitk.GetImageFromArray(np.ascontiguousarray(a.transpose(2, 1, 0)))
-    out.SetSpacing([float(sp[p]) for p in perm])
-    out.SetDirection(nd.ravel().tolist())
-    out.SetOrigin((np.asarray(img.GetOrigin()) + d @ (first * sp)).tolist())
-    return out
+    ``flips[a]``; PermuteAxes and Flip update direction and origin: the physical image is the same."""
+    return sitk.Flip(sitk.PermuteAxes(img, list(perm)), list(flips))
 
 
 def rotated(img: sitk.Image, angles) -> sitk.Image:
