@@ -1,7 +1,9 @@
 """Classical whole-breast mask: body foreground in front of the chest wall.
 
 Breast MRI is acquired prone, with both breasts hanging anteriorly. The method works in the
-patient's LPS frame whatever the acquisition orientation:
+patient's LPS frame whatever the acquisition orientation (:func:`lps_image`: axial, sagittal and
+coronal exams are re-oriented, oblique ones resampled onto an axis-aligned box, so that "anterior",
+"left" and "superior" are array axes):
 
 1. Body: smoothed image above a fraction of its Otsu threshold, holes filled slice by slice,
    largest 3D component.
@@ -42,6 +44,26 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..core.imageutil import isotropic_grid, resample_to, resample_to_spacing, voxel_volume_ml
+
+
+def lps_image(img: sitk.Image) -> sitk.Image:
+    """*img* (float32) on a grid whose array axes are the patient's LPS axes (z, y, x = superior,
+    posterior, left): re-oriented without interpolation when its direction is a permutation with
+    flips (axial, sagittal, coronal), resampled (linear) onto an axis-aligned box covering it when
+    it is oblique. Everything below reads anterior, left-right and superior from array axes of
+    this image, so the whole-breast mask does not depend on the acquisition orientation."""
+    lps = sitk.Cast(sitk.DICOMOrient(img, "LPS"), sitk.sitkFloat32)
+    if np.allclose(np.asarray(lps.GetDirection()).reshape(3, 3), np.eye(3), atol=1e-4):
+        return lps
+    d = np.asarray(lps.GetDirection()).reshape(3, 3)
+    size, spacing = np.asarray(lps.GetSize(), float), np.asarray(lps.GetSpacing(), float)
+    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) * size - 0.5
+    phys = np.asarray(lps.GetOrigin()) + (corners * spacing) @ d.T
+    lo, hi = phys.min(axis=0), phys.max(axis=0)
+    grid = sitk.Image([int(v) for v in np.maximum(1, np.ceil((hi - lo) / spacing))], sitk.sitkFloat32)
+    grid.SetSpacing(tuple(float(v) for v in spacing))
+    grid.SetOrigin(tuple(float(v) for v in lo + spacing / 2))
+    return resample_to(lps, grid)
 
 
 def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | None = None) -> np.ndarray:
@@ -101,7 +123,7 @@ def body_mask(img: sitk.Image, work_spacing_mm: float | None = None, otsu_fracti
     if work_spacing_mm:
         lps, slab = _work_image(img, work_spacing_mm)
     else:
-        lps = sitk.DICOMOrient(sitk.Cast(img, sitk.sitkFloat32), "LPS")
+        lps = lps_image(img)
         slab = slab_axis(lps)
     out = sitk.GetImageFromArray(body_mask_lps(lps, otsu_fraction, slab=slab).astype(np.uint8))
     out.CopyInformation(lps)
@@ -120,7 +142,8 @@ def anterior_profile(body: np.ndarray) -> np.ndarray:
 
 
 def breast_layout(body: np.ndarray, img_lps: sitk.Image, laterality: str | None = None,
-                  min_prominence_mm: float = 20.0, min_separation_mm: float = 70.0) -> dict:
+                  min_prominence_mm: float = 20.0, min_separation_mm: float = 70.0,
+                  max_cross_mm: float = 60.0) -> dict:
     """Where the breasts and the body midline are, from a (z, y, x) body mask on *img_lps*'s grid.
 
     Prone breasts are the two anterior bulges of the body's anterior skin profile (most anterior
@@ -128,7 +151,11 @@ def breast_layout(body: np.ndarray, img_lps: sitk.Image, laterality: str | None 
     profile between them (the skin over the sternum). One bulge: unilateral; its side comes from
     *laterality* (the series' laterality, "L"/"R"), else from the body being cut by the field of
     view on one x border only (the rest of the body, hence the midline, lies beyond it), else from
-    the sign of the bulge's patient x (scanner isocentre ~ patient midline; LPS +x = left).
+    the sign of the bulge's patient x (scanner isocentre ~ patient midline; LPS +x = left). One
+    bulge in a body that the field of view does not cut on exactly one side, and that reaches more
+    than *max_cross_mm* across the isocentre away from the bulge, is a bilateral view whose other
+    breast is too flat to bulge (a single-breast view stops near the midline): midline at the
+    body centre.
     Returns ``{"n_breasts", "midline_x" (LPS mm or None), "unilateral_side" (None, "left" or
     "right"), "decided_by", "breast_x" (LPS mm of each bulge)}``.
     """
@@ -158,10 +185,19 @@ def breast_layout(body: np.ndarray, img_lps: sitk.Image, laterality: str | None 
         deep = np.nonzero(seg >= seg.max() - 1)[0] + a
         out.update(midline_x=float(x_of[int(round(deep.mean()))]), decided_by="valley between two breasts")
         return out
+    body_lo, body_hi = float(x_of[cols.min()]), float(x_of[cols.max()])
     if lat in ("L", "R"):
         out.update(unilateral_side="left" if lat == "L" else "right", decided_by="series laterality")
     elif len(peaks) == 1:
         lo_cut, hi_cut = bool(body[..., 0].any()), bool(body[..., -1].any())
+        beyond = -body_lo if x_of[peaks[0]] > 0 else body_hi  # body past the isocentre, opposite the bulge
+        if lo_cut == hi_cut and beyond > max_cross_mm:
+            # A single-breast field of view stops near the midline (~ the isocentre); a body reaching
+            # far across it is a bilateral view whose other breast is too flat to bulge.
+            out.update(n_breasts=2, midline_x=0.5 * (body_lo + body_hi),
+                       decided_by=f"one bulge, but the body reaches {beyond:.0f} mm across the isocentre: "
+                                  "bilateral, midline at the body centre")
+            return out
         if lo_cut != hi_cut:
             # Body cut at the low-x border: the midline lies at lower x, the breast is on the +x (left) side.
             out.update(unilateral_side="left" if lo_cut else "right", decided_by="body cut by the field of view")
@@ -169,7 +205,7 @@ def breast_layout(body: np.ndarray, img_lps: sitk.Image, laterality: str | None 
             out.update(unilateral_side="left" if x_of[peaks[0]] > 0 else "right",
                        decided_by="breast position relative to the scanner isocentre")
     else:
-        out.update(midline_x=float(0.5 * (x_of[cols.min()] + x_of[cols.max()])), decided_by="body centre")
+        out.update(midline_x=0.5 * (body_lo + body_hi), decided_by="body centre")
         return out
     if out["unilateral_side"] is not None:
         out["n_breasts"] = 1
@@ -225,7 +261,7 @@ def _slab_layout(layout: dict, work: sitk.Image, laterality: str | None) -> dict
 def _work_image(img: sitk.Image, work_spacing_mm: float) -> tuple[sitk.Image, int | None]:
     """The LPS work image and its slab axis: *work_spacing_mm* everywhere, except along a thin
     slab's slice axis, which keeps its own spacing (3 mm slices are not interpolated to 2 mm)."""
-    lps = sitk.Cast(sitk.DICOMOrient(img, "LPS"), sitk.sitkFloat32)
+    lps = lps_image(img)
     slab = slab_axis(lps)
     if slab is None:
         return resample_to_spacing(lps, work_spacing_mm), None
