@@ -25,7 +25,14 @@ DEFAULT_CLASSIFIER = "breastcls-demo"
 # Features of one enhancing candidate (engine/classify.py computes them; this order is the card's).
 FEATURES = ("log_volume_ml", "log_elongation", "roundness", "solidity", "pe_early_median", "pe_early_p90",
             "contrast_to_background", "washout_frac", "plateau_frac", "persistent_frac", "log_ser_median",
-            "rim_ratio", "pe_cv", "background_pe")
+            "rim_ratio", "pe_cv", "background_pe",
+            # the most suspicious part (the candidate's most enhancing quarter): its mean curve's late
+            # change and its washout / persistent fractions (kinetic curve type of the hot spot)
+            "hot_late_change", "hot_washout_frac", "hot_persistent_frac", "log_ser_p90",
+            # size and margin: longest axis, radial irregularity of the outline
+            "log_major_axis_mm", "radial_cv",
+            # the breast's early-subtraction MIP (Gong et al.): its bright level, the candidate's dominance
+            "breast_mip_p95", "mip_dominance")
 
 
 class BreastClassifier(LogisticModel):
