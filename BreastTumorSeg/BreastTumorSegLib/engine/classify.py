@@ -27,7 +27,8 @@ Steps (each timed in ``result.timings``):
    contrast to the background, the fractions of washout / plateau / persistent voxels and SER
    (kinetic curve type), the curve of its most enhancing quarter (the hot spot: mean late change,
    washout and persistent fractions), rim-to-core ratio, heterogeneity, background level, the
-   breast's early-subtraction MIP level and the candidate's dominance over it) and its malignancy
+   breast's early-subtraction MIP level and the candidate's dominance over it, the share of it
+   inside the breast mask: the mask as a soft hint) and its malignancy
    probability from the model
    (:class:`~..models.classifier.BreastClassifier`);
 6. **per breast** the probability of its most suspicious candidate (a breast without candidates
@@ -50,7 +51,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from .. import __version__
 from ..core.exam import DCEExam
-from ..core.imageutil import voxel_volume_ml
+from ..core.imageutil import resample_to, voxel_volume_ml
 from ..core.progress import Reporter
 from ..kinetics.maps import PERSISTENT, PLATEAU, WASHOUT, compute_kinetic_maps
 from ..models.classifier import DEFAULT_CLASSIFIER, FEATURES, BreastClassifier, load_classifier
@@ -207,8 +208,9 @@ def _finite(value: float, default: float) -> float:
     return float(value) if math.isfinite(value) else default
 
 
-def find_candidates(exam: DCEExam, maps, sides: np.ndarray) -> list[Candidate]:
-    """The enhancing candidates of every breast (module docstring, step 4) with their features."""
+def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | None = None) -> list[Candidate]:
+    """The enhancing candidates of every breast (module docstring, step 4) with their features;
+    *hint*: the breast mask (bool), whose share of each candidate is its last feature (1 without)."""
     pre = exam.pre
     spacing_zyx = np.asarray(pre.GetSpacing())[::-1]
     vox_ml = voxel_volume_ml(pre)
@@ -251,6 +253,8 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray) -> list[Candidate]:
             # a candidate one voxel thin has no defined roundness or elongation (ITK gives NaN/inf)
             feats = np.nan_to_num(_features(m, box, maps, pe, background, spacing_zyx, vox_ml, shape_stats, mip_p95),
                                   nan=0.0, posinf=0.0, neginf=0.0)
+            inside = float(hint[box][m].mean()) if hint is not None else 1.0
+            feats = np.append(feats, inside)
             out.append(Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml)))
     return out
 
@@ -273,12 +277,15 @@ def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | N
     with reporter.stage("breasts"):
         laterality = exam.metadata.get("laterality") or exam.metadata.get("Laterality")
         mask_img, context = breast_region(exam.pre, laterality=laterality)
-        sides, context["classification_region"] = classification_sides(
-            exam.pre, sitk.GetArrayFromImage(mask_img) > 0, context, lesion_mask)
+        hint = sitk.GetArrayFromImage(mask_img) > 0
+        sides, context["classification_region"] = classification_sides(exam.pre, hint, context, lesion_mask)
+        if lesion_mask is not None:  # a lesion segment found inside the body counts as breast for the hint
+            hint |= (sides > 0) & (sitk.GetArrayFromImage(resample_to(
+                sitk.Cast(lesion_mask > 0, sitk.sitkUInt8), exam.pre, sitk.sitkNearestNeighbor)) > 0)
     with reporter.stage("kinetics"):
         maps = compute_kinetic_maps(exam)
     with reporter.stage("candidates"):
-        cands = find_candidates(exam, maps, sides)
+        cands = find_candidates(exam, maps, sides, hint)
     return exam, sides, cands, maps, context
 
 

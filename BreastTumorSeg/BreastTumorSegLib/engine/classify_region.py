@@ -17,6 +17,9 @@ classifier must not go blind where it does, so its region does not *depend* on t
   further is believed there), never the only source of it;
 * a **lesion mask** (e.g. ``segment``'s result) inside the body is always in the region.
 
+The breast mask stays a soft hint to the model too: the share of a candidate inside it is one of
+its features (:mod:`.classify`), where a segmented lesion counts as inside.
+
 Sides come from patient coordinates as in the lesion table: LPS x beyond the body midline is the
 patient's left (midline from the layout's valley between the breasts; else the middle of the
 breast mask, else of the body, else x = 0, the scanner isocentre); every voxel of a unilateral

@@ -32,7 +32,9 @@ FEATURES = ("log_volume_ml", "log_elongation", "roundness", "solidity", "pe_earl
             # size and margin: longest axis, radial irregularity of the outline
             "log_major_axis_mm", "radial_cv",
             # the breast's early-subtraction MIP (Gong et al.): its bright level, the candidate's dominance
-            "breast_mip_p95", "mip_dominance")
+            "breast_mip_p95", "mip_dominance",
+            # the breast mask as a hint: the share of the candidate inside it
+            "breast_mask_fraction")
 
 
 class BreastClassifier(LogisticModel):
@@ -41,6 +43,17 @@ class BreastClassifier(LogisticModel):
     @property
     def model_id(self) -> str:
         return f"{self.card.get('name', '?')}@{str(self.card.get('sha256', ''))[:8]}"
+
+    def probability(self, x):
+        """P(malignant) of each candidate (row of *x*), on the breast scale: the candidate model's logit
+        through the card's ``breast_calibration`` (a, b): ``sigmoid(a * logit + b)``, fitted so that a
+        breast's maximum is its probability of malignancy on the training exams (monotone: no
+        ranking changes; without it, the candidate model's own probability)."""
+        import numpy as np
+
+        cal = self.card.get("breast_calibration") or {}
+        z = float(cal.get("a", 1.0)) * self.logit(x) + float(cal.get("b", 0.0))
+        return 1.0 / (1.0 + np.exp(-z))
 
     @property
     def no_candidate_probability(self) -> float:

@@ -100,9 +100,11 @@ def breast_scores(p: np.ndarray, keys: np.ndarray, truth: dict, no_candidate: fl
 
 # The models compared (logistic regressions: numpy at run time), chosen by the exam-grouped
 # cross-validated breast AUC on the training seeds only (never a held-out family or seed).
-# Feature sets: all of FEATURES, or the first 14 (the first model's: without the hot-spot kinetics,
-# longest axis, radial irregularity and MIP features); a left-out feature gets coefficient 0.
-FEATURE_SETS = {"all": tuple(range(len(FEATURES))), "base14": tuple(range(14))}
+# Feature sets: all of FEATURES, the first 14 (the first model's: without the hot-spot kinetics,
+# longest axis, radial irregularity, MIP features and the breast-mask share), or those 14 and the
+# breast-mask share; a left-out feature gets coefficient 0.
+FEATURE_SETS = {"all": tuple(range(len(FEATURES))), "base14": tuple(range(14)),
+                "base14+mask": tuple(range(14)) + (FEATURES.index("breast_mask_fraction"),)}
 CANDIDATE_MODELS = tuple([(fs, "l2", c) for fs in FEATURE_SETS for c in (0.3, 1.0, 3.0, 10.0)]
                          + [("all", "l1", c) for c in (0.3, 1.0, 3.0)])
 CV_REPEATS = 3
@@ -176,11 +178,22 @@ def fit(data: dict, c: float = 1.0, penalty: str = "l2", feature_set: str = "all
     p_gbt = cross_val_predict(gbt, x, y, cv=PredefinedSplit(folds), method="predict_proba")[:, 1]
     yg, sg = breast_scores(p_gbt, keys, truth, no_candidate)
     model.fit(x, y)
+    # Breast scale: the breast's maximum candidate logit (cross-validated) -> P(breast malignant),
+    # a one-feature logistic fit (Platt scaling); applied to every candidate at run time.
+    from sklearn.linear_model import LogisticRegression
+
+    logit_cv = np.log(np.clip(p_cv, 1e-9, 1)) - np.log(np.clip(1 - p_cv, 1e-9, 1))
+    yl, zl = breast_scores(logit_cv, keys, truth, float(logit_cv.min()) - 1.0)
+    platt = LogisticRegression(C=1e6, max_iter=5000).fit(zl[:, None], yl)
+    calibration = {"a": float(platt.coef_[0, 0]), "b": float(platt.intercept_[0])}
+    z_all = model.decision_function(x) * calibration["a"] + calibration["b"]
+    no_candidate = 0.5 * float(1 / (1 + np.exp(-z_all.min())))
     report = {"n_candidates": int(len(y)), "n_malignant_candidates": int(y.sum()), "n_breasts": len(truth),
               "n_malignant_breasts": int(sum(truth.values())), "breasts_without_candidate": len(empty),
               "cross_validation": {"folds": 5, "by": "exam", "candidate_roc_auc": float(roc_auc_score(y, p_cv)),
                                    "breast_roc_auc": float(roc_auc_score(yb, sb)),
-                                   "alternative_gradient_boosting_breast_roc_auc": float(roc_auc_score(yg, sg))}}
+                                   "alternative_gradient_boosting_breast_roc_auc": float(roc_auc_score(yg, sg))},
+              "breast_calibration": calibration}
     return model, float(no_candidate), report
 
 
@@ -219,6 +232,7 @@ def save(model, out_dir: Path, name: str, training: dict, no_candidate: float) -
             "weights": f"{name}.safetensors", "sha256": hashlib.sha256(data).hexdigest(),
             "coefficients": {f: round(float(w), 4) for f, w in zip(FEATURES, full["coef"])},
             "intercept": round(float(lr.intercept_[0]), 4),
+            "breast_calibration": training.get("breast_calibration", {"a": 1.0, "b": 0.0}),
             "intended_use": "research and software testing only: trained on synthetic phantoms, never validated on "
                             "patients; its probabilities are not calibrated for any clinical population",
             "training": training}
