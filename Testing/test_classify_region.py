@@ -13,16 +13,15 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.engine import classify as engine_classify
 from BreastTumorSegLib.engine.classify import classify_exam
-from BreastTumorSegLib.engine.classify_region import LEFT, RIGHT, anterior_body, classification_sides
+from BreastTumorSegLib.engine.classify_region import (LEFT, RIGHT, anterior_body, classification_sides,
+                                                      lesions_in_body)
 from BreastTumorSegLib.preprocess.breast_region import body_on_grid, breast_region
-from BreastTumorSegLib.training.phantom import make_phantom
+from classify_fixtures import two_lesion_phantom
 
 
 @pytest.fixture(scope="module")
 def phantom():
-    return make_phantom(11, n_tumors=2, tumor_side=["left", "right"], curve=["washout", "persistent"],
-                        tumor_kind="mass", tumor_radius_mm=[10.0, 4.0], tumor_margin=["spiculated", "smooth"],
-                        tumor_rim=[True, False], bpe=0.1, motion_mm=0, n_phases=5, orientation="axial")
+    return two_lesion_phantom()
 
 
 @pytest.fixture(scope="module")
@@ -76,22 +75,26 @@ def test_region_is_body_in_front_of_the_chest_wall_and_sides_follow_patient_x(ph
     assert max(xs) <= info["midline_x"]
 
 
-def test_a_lesion_mask_inside_the_body_is_always_looked_at(phantom, region):
+def test_a_lesion_mask_counts_in_front_of_the_chest_wall_only(phantom, region):
+    """Segmented lesions join the region inside the body in front of the chest wall; a segmented
+    voxel deep behind it (heart, mediastinum: the lesion gate's rule) or outside the body never."""
     mask, context = region
     pre = phantom.exam.pre
     breast = sitk.GetArrayFromImage(mask) > 0
     base, _ = classification_sides(pre, breast, context)
-    # a lesion just behind the region, inside the body
     body = sitk.GetArrayFromImage(body_on_grid(context, pre)) > 0
-    deep = body & (base == 0)
-    z, y, x = np.argwhere(deep)[len(np.argwhere(deep)) // 2]
+    deep = np.argwhere(body & (base == 0))
+    z, y, x = deep[len(deep) // 2]  # inside the body, behind the region
+    inside = np.argwhere(breast & (lesions_in_body(pre, context, mask) > 0))[0]
     les = np.zeros(breast.shape, np.uint8)
-    les[z, y, x] = 1
-    les[0, 0, 0] = 1  # outside the body: never added
+    les[z, y, x] = les[0, 0, 0] = les[tuple(inside)] = 1  # (0, 0, 0): air, outside the body
     lesion = sitk.GetImageFromArray(les)
     lesion.CopyInformation(pre)
+    counted = lesions_in_body(pre, context, lesion)
+    assert counted[tuple(inside)] and not counted[z, y, x] and not counted[0, 0, 0]
     sides, info = classification_sides(pre, breast, context, lesion_mask=lesion)
-    assert sides[z, y, x] > 0 and sides[0, 0, 0] == 0 and info["lesion_voxels_added"] == 1
+    assert sides[z, y, x] == 0 and sides[0, 0, 0] == 0 and sides[tuple(inside)] > 0
+    assert info["lesion_voxels_added"] == 0
 
 
 def test_without_a_body_the_breast_mask_alone_is_used():

@@ -92,7 +92,7 @@ def test_in_process_segment_classifies_when_asked():
     segmented, in the scene (the malignant lesion's breast scores higher)."""
     from BreastTumorSegLib.slicer.logic import SegmentationLogic
     from BreastTumorSegLib.slicer.phases import guess_phases
-    from BreastTumorSegLib.training.phantom import make_phantom
+    from classify_fixtures import two_lesion_phantom
 
     class Subtraction:  # a transparent stand-in segmenter: enhancement above 60 % is tumor
         model_id = "test-subtraction"
@@ -106,9 +106,7 @@ def test_in_process_segment_classifies_when_asked():
             prob.CopyInformation(exam.pre)
             return prob
 
-    ph = make_phantom(11, n_tumors=2, tumor_side=["left", "right"], curve=["washout", "persistent"],
-                      tumor_kind="mass", tumor_radius_mm=[10.0, 4.0], tumor_margin=["spiculated", "smooth"],
-                      tumor_rim=[True, False], bpe=0.1, motion_mm=0, n_phases=5, orientation="axial")
+    ph = two_lesion_phantom()
     ctx, _ = scene_with_views()
     nodes = [mb.image_to_volume_node(ctx, img, f"exam_{i:04d}") for i, img in enumerate(ph.exam.phases)]
     logic = SegmentationLogic(ctx)

@@ -51,13 +51,13 @@ from scipy.spatial import ConvexHull, QhullError
 
 from .. import __version__
 from ..core.exam import DCEExam
-from ..core.imageutil import resample_to, voxel_volume_ml
+from ..core.imageutil import voxel_volume_ml
 from ..core.progress import Reporter
 from ..kinetics.maps import PERSISTENT, PLATEAU, WASHOUT, compute_kinetic_maps
 from ..models.classifier import DEFAULT_CLASSIFIER, FEATURES, BreastClassifier, load_classifier
 from ..preprocess.breast_region import breast_region
 from ..preprocess.registration import register_exam
-from .classify_region import classification_sides
+from .classify_region import classification_sides, lesions_in_body
 
 SIDE_CODES = {"left": "L", "right": "R"}
 MIN_CANDIDATE_ML = 0.03
@@ -280,8 +280,7 @@ def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | N
         hint = sitk.GetArrayFromImage(mask_img) > 0
         sides, context["classification_region"] = classification_sides(exam.pre, hint, context, lesion_mask)
         if lesion_mask is not None:  # a lesion segment found inside the body counts as breast for the hint
-            hint |= (sides > 0) & (sitk.GetArrayFromImage(resample_to(
-                sitk.Cast(lesion_mask > 0, sitk.sitkUInt8), exam.pre, sitk.sitkNearestNeighbor)) > 0)
+            hint |= (sides > 0) & lesions_in_body(exam.pre, context, lesion_mask)
     with reporter.stage("kinetics"):
         maps = compute_kinetic_maps(exam)
     with reporter.stage("candidates"):

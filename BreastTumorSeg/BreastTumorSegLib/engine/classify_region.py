@@ -15,7 +15,8 @@ classifier must not go blind where it does, so its region does not *depend* on t
   the field of view (coronal slab) the whole body;
 * the breast mask only as a **hint**: its voxels are always in the region (a mask that reaches
   further is believed there), never the only source of it;
-* a **lesion mask** (e.g. ``segment``'s result) inside the body is always in the region.
+* a **lesion mask** (e.g. ``segment``'s result) inside the body is always in the region, unless
+  it lies deeper than the chest-wall level + margins (:func:`lesions_in_body`).
 
 The breast mask stays a soft hint to the model too: the share of a candidate inside it is one of
 its features (:mod:`.classify`), where a segmented lesion counts as inside.
@@ -45,9 +46,10 @@ def _on_grid(arr: np.ndarray, work: sitk.Image, like: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(resample_to(img, like, sitk.sitkNearestNeighbor)) > 0
 
 
-def anterior_body(pre: sitk.Image, context: dict) -> np.ndarray | None:
+def anterior_body(pre: sitk.Image, context: dict, lateral_mm: float = LATERAL_MARGIN_MM) -> np.ndarray | None:
     """Bool (z, y, x) on *pre*'s grid: body voxels in front of the chest wall + margins (the whole
-    body where the chest wall is unknown); None when the context has no body."""
+    body where the chest wall is unknown); None when the context has no body. *lateral_mm*: the
+    margin lateral of the central band."""
     body, work = context.get("body"), context.get("work")
     if body is None or work is None or not np.any(body):
         return None
@@ -58,7 +60,7 @@ def anterior_body(pre: sitk.Image, context: dict) -> np.ndarray | None:
         mid = (context.get("layout") or {}).get("midline_x")
         if mid is not None:
             x_of = work.GetOrigin()[0] + work.GetSpacing()[0] * np.arange(body.shape[2])
-            margin[np.abs(x_of - mid) > CENTRAL_HALF_WIDTH_MM] = LATERAL_MARGIN_MM
+            margin[np.abs(x_of - mid) > CENTRAL_HALF_WIDTH_MM] = lateral_mm
         limit = level + (context.get("chest_margin_mm", 0.0) + margin[None, :]) / work.GetSpacing()[1]
         rows = np.arange(body.shape[1])[None, :, None]
         body = body & (rows <= limit[:, None, :])
@@ -83,6 +85,16 @@ def midline(layout: dict, region: np.ndarray, x: np.ndarray, breast: np.ndarray)
     return 0.0, "scanner isocentre"
 
 
+def lesions_in_body(pre: sitk.Image, context: dict, lesion_mask: sitk.Image) -> np.ndarray:
+    """Bool (z, y, x) on *pre*'s grid: the voxels of *lesion_mask* inside the body and no deeper than
+    the chest-wall level + margins near the midline (:data:`POSTERIOR_MARGIN_MM` everywhere: the
+    depth rule of ``segment``'s lesion gate, so a segmented heart or mediastinum never counts)."""
+    les = sitk.GetArrayFromImage(resample_to(sitk.Cast(lesion_mask > 0, sitk.sitkUInt8), pre,
+                                             sitk.sitkNearestNeighbor)) > 0
+    allowed = anterior_body(pre, context, lateral_mm=POSTERIOR_MARGIN_MM)
+    return les if allowed is None else les & allowed
+
+
 def classification_sides(pre: sitk.Image, breast: np.ndarray, context: dict,
                          lesion_mask: sitk.Image | None = None) -> tuple[np.ndarray, dict]:
     """uint8 (z, y, x) on *pre*'s grid: 1 = left breast, 2 = right breast, 0 = not looked at; and
@@ -91,11 +103,7 @@ def classification_sides(pre: sitk.Image, breast: np.ndarray, context: dict,
     region = breast.copy() if anterior is None else (anterior | breast)
     n_lesion = 0
     if lesion_mask is not None:
-        les = sitk.GetArrayFromImage(resample_to(sitk.Cast(lesion_mask > 0, sitk.sitkUInt8), pre,
-                                                 sitk.sitkNearestNeighbor)) > 0
-        if anterior is not None:
-            body = _on_grid(ndimage.binary_dilation(context["body"], iterations=1), context["work"], pre)
-            les &= body
+        les = lesions_in_body(pre, context, lesion_mask)
         n_lesion = int((les & ~region).sum())
         region |= les
     layout = context.get("layout") or {}

@@ -219,7 +219,9 @@ def save(model, out_dir: Path, name: str, training: dict, no_candidate: float) -
                            "breast (the body in front of the chest wall, sides from patient coordinates; the "
                            "breast mask only a hint): standardisation + logistic regression over kinetic (curve "
                            "type of the whole candidate and of its most enhancing quarter, SER, enhancement), "
-                           "morphologic (size, longest axis, margin, rim) and early-subtraction MIP features; "
+                           "morphologic (size, longest axis, margin, rim) and early-subtraction MIP features, and "
+                           "the share of the candidate inside the breast mask (a soft hint; a segmented lesion "
+                           "counts as inside); candidate scores calibrated to the breast scale (Platt); "
                            "heatmap = each candidate's probability. Trained only on synthetic exams; not a "
                            "clinical classifier.",
             "architecture": {"type": "candidate_logistic_regression", "standardised": True,
