@@ -21,14 +21,13 @@ from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR
 from BreastTumorSegLib.models.classifier import (CLASSIFICATION_TASK, DEFAULT_CLASSIFIER, FEATURES,
                                                  classification_models, load_classifier)
 from BreastTumorSegLib.models.registry import available_models
-from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+from BreastTumorSegLib.training.phantom import write_phantom
+from classify_fixtures import two_lesion_phantom
 
 
 @pytest.fixture(scope="module")
 def phantom():
-    return make_phantom(11, n_tumors=2, tumor_side=["left", "right"], curve=["washout", "persistent"],
-                        tumor_kind="mass", tumor_radius_mm=[10.0, 4.0], tumor_margin=["spiculated", "smooth"],
-                        tumor_rim=[True, False], bpe=0.1, motion_mm=0, n_phases=5, orientation="axial")
+    return two_lesion_phantom()
 
 
 @pytest.fixture(scope="module")

@@ -85,3 +85,35 @@ def test_engine_output_folder_is_loaded_and_absent_classification_is_none(result
     nodes = cv.import_folder(ctx, tmp_path, "case1", ref)
     assert nodes.summary["probabilities"] == {"L": 0.9, "R": 0.1}
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(nodes.heatmap), sitk.GetArrayViewFromImage(result.heatmap))
+
+
+def test_in_process_segment_classifies_when_asked():
+    """SegmentationLogic.segment(..., classify=model): the per-breast probabilities of the phases it
+    segmented, in the scene (the malignant lesion's breast scores higher)."""
+    from BreastTumorSegLib.slicer.logic import SegmentationLogic
+    from BreastTumorSegLib.slicer.phases import guess_phases
+    from classify_fixtures import two_lesion_phantom
+
+    class Subtraction:  # a transparent stand-in segmenter: enhancement above 60 % is tumor
+        model_id = "test-subtraction"
+        card = {"name": "test-subtraction", "postprocess": {"threshold": 0.5, "mode": "absolute", "min_lesion_ml": 0.0,
+                                                             "restrict_to_breast": False, "fp_reduction": False}}
+
+        def predict(self, exam, breast_mask, reporter, device="auto", **options):
+            pre = sitk.GetArrayFromImage(exam.pre)
+            rel = (sitk.GetArrayFromImage(exam.first_post) - pre) / np.maximum(pre, 1e-3)
+            prob = sitk.GetImageFromArray((rel > 0.6).astype(np.float32))
+            prob.CopyInformation(exam.pre)
+            return prob
+
+    ph = two_lesion_phantom()
+    ctx, _ = scene_with_views()
+    nodes = [mb.image_to_volume_node(ctx, img, f"exam_{i:04d}") for i, img in enumerate(ph.exam.phases)]
+    logic = SegmentationLogic(ctx)
+    outputs, result = logic.segment(guess_phases(nodes), model=Subtraction(), register=False,
+                                    times_min=ph.exam.times_min, classify="breastcls-demo")
+    assert outputs.segmentation is not None and result.lesions
+    probs = logic.classification.summary["probabilities"]
+    assert set(probs) == {"L", "R"} and probs["L"] > 0.5 > probs["R"]
+    heat = slicer.util.arrayFromVolume(logic.classification.heatmap)
+    assert heat.shape == sitk.GetArrayViewFromImage(ph.exam.pre).shape and heat.max() == pytest.approx(probs["L"], abs=1e-4)

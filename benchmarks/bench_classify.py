@@ -5,7 +5,7 @@
     python benchmarks/bench_classify.py --seeds 5000-5009 --cache-dir /tmp/cls-cache
 
 Families (:mod:`BreastTumorSegLib.training.phantom.malignancy`): ``malignancy`` (the training
-family, unseen seeds: the model was trained on seeds 100-179), and the held-out families
+family, unseen seeds: the model was trained on seeds 100-259), and the held-out families
 ``malignancy-randomized`` (domain-randomised anatomy and contrast), ``malignancy-ellipse`` (the
 independent ellipse generator) and ``malignancy-hybrid`` (real breast anatomy with benign and
 malignant inserts, ``../shared/data/real-anatomy``). None of the held-out families was used for

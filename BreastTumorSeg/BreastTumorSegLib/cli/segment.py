@@ -254,7 +254,8 @@ def _classify(classifier, exam, result):
     from ..engine.classify import classify_exam
 
     aligned = exam.with_phases(result.registered_phases) if result.registered_phases else exam
-    classified = classify_exam(aligned, classifier, register=False)
+    # the segmented lesions inside the body are looked at even where the breast region misses them
+    classified = classify_exam(aligned, classifier, register=False, lesion_mask=result.label)
     return {"classification": classified.as_dict()}, classified
 
 

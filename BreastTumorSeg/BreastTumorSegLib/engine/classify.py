@@ -8,10 +8,13 @@
 Steps (each timed in ``result.timings``):
 
 1. **register** the phases (motion correction, as ``segment``; ``register=False`` skips it);
-2. **breasts**: the classical whole-breast mask and layout
-   (:func:`~..preprocess.breast_region.breast_region`); a voxel's side comes from patient
-   coordinates as in the lesion table (:func:`.postprocess.lesion_table`): LPS x greater than the
-   body midline is the patient's left, every voxel of a unilateral exam is that breast's;
+2. **breasts**: where each breast's score is computed from (:mod:`.classify_region`): the body
+   in front of the chest wall (body and chest-wall level of
+   :func:`~..preprocess.breast_region.breast_region`), with the classical breast mask only as a
+   hint (its voxels always count, it is never the only source) and, when given, a lesion mask
+   inside the body; a voxel's side comes from patient coordinates as in the lesion table
+   (:func:`.postprocess.lesion_table`): LPS x greater than the body midline is the patient's
+   left, every voxel of a unilateral exam is that breast's;
 3. **kinetics** (:func:`~..kinetics.maps.compute_kinetic_maps`): early percentage enhancement
    (the 2nd post-contrast subtraction of a typical protocol, over the pre-contrast signal), curve
    type and SER;
@@ -20,9 +23,13 @@ Steps (each timed in ``result.timings``):
    early enhancement (background parenchymal enhancement raises the bar), each at least
    ``MIN_CANDIDATE_ML``, holes filled (a rim-enhancing lesion is one candidate);
 5. **features** of each candidate (:data:`~..models.classifier.FEATURES`: size, elongation,
-   roundness and solidity (margin), enhancement and its contrast to the background, the fractions
-   of washout / plateau / persistent voxels and SER (kinetic curve type), rim-to-core ratio,
-   heterogeneity, background level) and its malignancy probability from the model
+   roundness, solidity and radial irregularity (margin), longest axis, enhancement and its
+   contrast to the background, the fractions of washout / plateau / persistent voxels and SER
+   (kinetic curve type), the curve of its most enhancing quarter (the hot spot: mean late change,
+   washout and persistent fractions), rim-to-core ratio, heterogeneity, background level, the
+   breast's early-subtraction MIP level and the candidate's dominance over it, the share of it
+   inside the breast mask: the mask as a soft hint) and its malignancy
+   probability from the model
    (:class:`~..models.classifier.BreastClassifier`);
 6. **per breast** the probability of its most suspicious candidate (a breast without candidates
    gets the card's ``no_candidate_probability``); the **heatmap** holds, at every voxel of a
@@ -50,7 +57,7 @@ from ..kinetics.maps import PERSISTENT, PLATEAU, WASHOUT, compute_kinetic_maps
 from ..models.classifier import DEFAULT_CLASSIFIER, FEATURES, BreastClassifier, load_classifier
 from ..preprocess.breast_region import breast_region
 from ..preprocess.registration import register_exam
-from .postprocess import midline_x
+from .classify_region import classification_sides, lesions_in_body
 
 SIDE_CODES = {"left": "L", "right": "R"}
 MIN_CANDIDATE_ML = 0.03
@@ -58,6 +65,7 @@ MIN_THRESHOLD_PE = 50.0  # %
 ABOVE_BACKGROUND_PE = 30.0  # %
 MAX_CANDIDATES = 25  # per breast, largest first (bounds the time on a strongly enhancing breast)
 RIM_DEPTH_MM = 2.0
+HOT_PERCENTILE = 75  # of the candidate's early enhancement: its most suspicious part (hot spot)
 BACKGROUND_PERCENTILE = 80  # of the early enhancement over the breast: background parenchymal enhancement
 STAGE_WEIGHTS = {"register": 3.0, "breasts": 1.0, "kinetics": 1.0, "candidates": 1.0}
 
@@ -113,27 +121,6 @@ def output_names(case_id: str) -> dict[str, str]:
             "picture": f"{case_id}_classification.png"}
 
 
-# ----------------------------------------------------------------------------- sides
-def side_map(pre: sitk.Image, breast: np.ndarray, layout: dict, mask_img: sitk.Image) -> np.ndarray:
-    """uint8 (z, y, x): 1 = left breast, 2 = right breast, 0 = not breast (patient coordinates)."""
-    out = np.zeros(breast.shape, np.uint8)
-    uni = layout.get("unilateral_side")
-    if uni in SIDE_CODES:
-        out[breast] = 1 if uni == "left" else 2
-        return out
-    mid = layout.get("midline_x")
-    mid = midline_x(mask_img) if mid is None else float(mid)
-    if mid is None:
-        return out
-    m = np.asarray(pre.GetDirection()).reshape(3, 3) * np.asarray(pre.GetSpacing())
-    k, j, i = np.meshgrid(*(np.arange(n, dtype=np.float32) for n in breast.shape), indexing="ij", sparse=True)
-    x = np.float32(pre.GetOrigin()[0]) + np.float32(m[0, 0]) * i + np.float32(m[0, 1]) * j + np.float32(m[0, 2]) * k
-    left = x > np.float32(mid)
-    out[breast & left] = 1
-    out[breast & ~left] = 2
-    return out
-
-
 # ----------------------------------------------------------------------------- candidates
 def _solidity(mask: np.ndarray, spacing_zyx) -> float:
     """Voxels of *mask* over the voxels inside its convex hull (1 = convex; spicules lower it)."""
@@ -152,8 +139,36 @@ def _solidity(mask: np.ndarray, spacing_zyx) -> float:
     return float(min(1.0, mask.sum() / max(int(inside.sum()), 1)))
 
 
+def _hot_kinetics(mask: np.ndarray, box, maps, pe_in: np.ndarray) -> list[float]:
+    """The kinetic curve of the candidate's most suspicious part, its most enhancing quarter
+    (:data:`HOT_PERCENTILE`): the relative late change of its mean curve (washout < -0.1 <
+    plateau < 0.1 < persistent, as the voxel curve types), its washout and persistent voxel
+    fractions, and the 90th percentile of the candidate's SER (its worst curve)."""
+    if not maps.ser_available:
+        return [0.0, 1 / 3, 1 / 3, 0.0]
+    hot = pe_in >= np.percentile(pe_in, HOT_PERCENTILE)
+    early = float(maps.array("pe_early")[box][mask][hot].mean())
+    late = float(maps.array("pe_late")[box][mask][hot].mean())
+    curve = maps.array("curve_type")[box][mask][hot]
+    assessed = curve > 0
+    frac = [float(np.mean(curve[assessed] == c)) if assessed.any() else 1 / 3 for c in (WASHOUT, PERSISTENT)]
+    ser90 = float(np.percentile(np.clip(maps.array("ser")[box][mask], 0.05, 5.0), 90))
+    return [float(np.clip((late - early) / max(100.0 + early, 1.0), -1, 1)), *frac, math.log(ser90)]
+
+
+def _radial_cv(mask: np.ndarray, spacing_zyx) -> float:
+    """Irregularity of the outline: coefficient of variation of the boundary voxels' distances
+    to the centroid (0 for a sphere; lobulations and spicules raise it)."""
+    pts = np.argwhere(mask) * np.asarray(spacing_zyx)
+    edge = np.argwhere(mask & ~ndimage.binary_erosion(mask)) * np.asarray(spacing_zyx)
+    if len(edge) < 4:
+        return 0.0
+    r = np.linalg.norm(edge - pts.mean(axis=0), axis=1)
+    return float(np.std(r) / max(float(np.mean(r)), 1e-6))
+
+
 def _features(mask: np.ndarray, box, maps, pe: np.ndarray, background: float, spacing_zyx, vox_ml: float,
-              shape_stats: dict) -> np.ndarray:
+              shape_stats: dict, mip_p95: float) -> np.ndarray:
     pe_in = pe[box][mask]
     curve = maps.array("curve_type")[box][mask]
     assessed = curve > 0
@@ -169,19 +184,33 @@ def _features(mask: np.ndarray, box, maps, pe: np.ndarray, background: float, sp
     if core.sum() >= 3 and shell.any():
         rim = math.log(max(float(pe[box][shell].mean()), 5.0) / max(float(pe[box][core].mean()), 5.0))
     med = float(np.median(pe_in))
+    p90 = float(np.percentile(pe_in, 90))
     return np.array([
         math.log(mask.sum() * vox_ml), math.log(max(shape_stats["elongation"], 1.0)), shape_stats["roundness"],
-        _solidity(mask, spacing_zyx), med / 100, float(np.percentile(pe_in, 90)) / 100,
+        _solidity(mask, spacing_zyx), med / 100, p90 / 100,
         (med + 20) / (background + 20), *frac, math.log(ser), float(np.clip(rim, -2, 2)),
-        float(np.std(pe_in) / max(abs(med), 1.0)), background / 100], np.float64)
+        float(np.std(pe_in) / max(abs(med), 1.0)), background / 100,
+        *_hot_kinetics(mask, box, maps, pe_in), math.log(max(shape_stats["major_axis_mm"], 1.0)),
+        _radial_cv(mask, spacing_zyx), mip_p95 / 100, (p90 + 20) / (max(mip_p95, 0.0) + 20)], np.float64)
+
+
+def breast_mip_p95(pe: np.ndarray, breast: np.ndarray) -> float:
+    """95th percentile of the breast's maximum intensity projection (along the slice axis) of the
+    early enhancement, over the breast's footprint (Gong et al.: the subtraction MIP)."""
+    footprint = breast.any(axis=0)
+    if not footprint.any():
+        return 0.0
+    mip = np.where(breast, pe, -np.inf).max(axis=0)
+    return float(np.percentile(mip[footprint], 95))
 
 
 def _finite(value: float, default: float) -> float:
     return float(value) if math.isfinite(value) else default
 
 
-def find_candidates(exam: DCEExam, maps, sides: np.ndarray) -> list[Candidate]:
-    """The enhancing candidates of every breast (module docstring, step 4) with their features."""
+def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | None = None) -> list[Candidate]:
+    """The enhancing candidates of every breast (module docstring, step 4) with their features;
+    *hint*: the breast mask (bool), whose share of each candidate is its last feature (1 without)."""
     pre = exam.pre
     spacing_zyx = np.asarray(pre.GetSpacing())[::-1]
     vox_ml = voxel_volume_ml(pre)
@@ -195,6 +224,7 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray) -> list[Candidate]:
         background = max(float(np.percentile(pe[breast & valid], BACKGROUND_PERCENTILE)), 0.0) \
             if (breast & valid).any() else 0.0
         threshold = max(MIN_THRESHOLD_PE, background + ABOVE_BACKGROUND_PE)
+        mip_p95 = breast_mip_p95(pe, breast & valid)
         lab, n = ndimage.label(breast & valid & (pe >= threshold), structure=np.ones((3, 3, 3)))
         if n == 0:
             continue
@@ -218,10 +248,13 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray) -> list[Candidate]:
         for v in keep:
             box = boxes[v]
             m = filled[box] == v
-            shape_stats = {"elongation": _finite(stats.GetElongation(v), 1.0), "roundness": _finite(stats.GetRoundness(v), 1.0)}
+            shape_stats = {"elongation": _finite(stats.GetElongation(v), 1.0), "roundness": _finite(stats.GetRoundness(v), 1.0),
+                           "major_axis_mm": _finite(max(stats.GetEquivalentEllipsoidDiameter(v)), 1.0)}
             # a candidate one voxel thin has no defined roundness or elongation (ITK gives NaN/inf)
-            feats = np.nan_to_num(_features(m, box, maps, pe, background, spacing_zyx, vox_ml, shape_stats),
+            feats = np.nan_to_num(_features(m, box, maps, pe, background, spacing_zyx, vox_ml, shape_stats, mip_p95),
                                   nan=0.0, posinf=0.0, neginf=0.0)
+            inside = float(hint[box][m].mean()) if hint is not None else 1.0
+            feats = np.append(feats, inside)
             out.append(Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml)))
     return out
 
@@ -232,9 +265,11 @@ def breast_probability(candidate_probabilities, no_candidate: float) -> float:
     return float(max(candidate_probabilities)) if len(candidate_probabilities) else float(no_candidate)
 
 
-def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | None = None):
+def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | None = None,
+                    lesion_mask: sitk.Image | None = None):
     """Steps 1-5 without the model: (aligned exam, side map, candidates, kinetic maps, breast
-    context). The trainer (:mod:`BreastTumorSegLib.training.classify`) labels these candidates."""
+    context; the context's ``"classification_region"`` says how the region was found). The
+    trainer (:mod:`BreastTumorSegLib.training.classify`) labels these candidates."""
     reporter = reporter or Reporter(None, None, STAGE_WEIGHTS)
     with reporter.stage("register"):
         if register:
@@ -242,25 +277,30 @@ def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | N
     with reporter.stage("breasts"):
         laterality = exam.metadata.get("laterality") or exam.metadata.get("Laterality")
         mask_img, context = breast_region(exam.pre, laterality=laterality)
-        sides = side_map(exam.pre, sitk.GetArrayViewFromImage(mask_img) > 0, context["layout"], mask_img)
+        hint = sitk.GetArrayFromImage(mask_img) > 0
+        sides, context["classification_region"] = classification_sides(exam.pre, hint, context, lesion_mask)
+        if lesion_mask is not None:  # a lesion segment found inside the body counts as breast for the hint
+            hint |= (sides > 0) & lesions_in_body(exam.pre, context, lesion_mask)
     with reporter.stage("kinetics"):
         maps = compute_kinetic_maps(exam)
     with reporter.stage("candidates"):
-        cands = find_candidates(exam, maps, sides)
+        cands = find_candidates(exam, maps, sides, hint)
     return exam, sides, cands, maps, context
 
 
 def classify_exam(exam: DCEExam, model: str | BreastClassifier = DEFAULT_CLASSIFIER, *, register: bool = True,
-                  models_dir=None, progress=None, cancel=None) -> ClassificationResult:
+                  models_dir=None, progress=None, cancel=None, lesion_mask: sitk.Image | None = None) -> ClassificationResult:
     """Per-breast malignancy probabilities and heatmap of *exam* (module docstring).
 
     ``model``: a classification model's name (``"breastcls-demo"``; ``monai:PATH`` is refused with
     a one-line reason, :mod:`~..models.classifier`) or a loaded :class:`BreastClassifier`.
     ``register=False`` when the phases are already aligned (e.g. ``segment``'s registered phases).
-    ``progress(stage, fraction, message)`` and ``cancel`` follow :class:`~..core.progress.Reporter`."""
+    ``progress(stage, fraction, message)`` and ``cancel`` follow :class:`~..core.progress.Reporter`.
+    ``lesion_mask`` (e.g. ``segment``'s label map): lesions inside the body are looked at even where
+    the breast region does not reach (:mod:`.classify_region`)."""
     clf = model if isinstance(model, BreastClassifier) else load_classifier(model, [models_dir] if models_dir else None)
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
-    exam, sides, cands, maps, context = exam_candidates(exam, register, reporter)
+    exam, sides, cands, maps, context = exam_candidates(exam, register, reporter, lesion_mask)
     if cands:
         probs = clf.probability(np.stack([c.features for c in cands]))
         for c, p in zip(cands, probs):
@@ -278,6 +318,7 @@ def classify_exam(exam: DCEExam, model: str | BreastClassifier = DEFAULT_CLASSIF
     timings = dict(reporter.timings)
     settings = {"registered": bool(register), "kinetics": maps.info(), "layout": {
         k: context["layout"].get(k) for k in ("midline_x", "unilateral_side")},
+        "region": context.get("classification_region", {}),
         "min_threshold_pe": MIN_THRESHOLD_PE, "above_background_pe": ABOVE_BACKGROUND_PE,
         "min_candidate_ml": MIN_CANDIDATE_ML}
     early = maps.phases.early

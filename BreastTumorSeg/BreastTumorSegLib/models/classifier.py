@@ -25,7 +25,16 @@ DEFAULT_CLASSIFIER = "breastcls-demo"
 # Features of one enhancing candidate (engine/classify.py computes them; this order is the card's).
 FEATURES = ("log_volume_ml", "log_elongation", "roundness", "solidity", "pe_early_median", "pe_early_p90",
             "contrast_to_background", "washout_frac", "plateau_frac", "persistent_frac", "log_ser_median",
-            "rim_ratio", "pe_cv", "background_pe")
+            "rim_ratio", "pe_cv", "background_pe",
+            # the most suspicious part (the candidate's most enhancing quarter): its mean curve's late
+            # change and its washout / persistent fractions (kinetic curve type of the hot spot)
+            "hot_late_change", "hot_washout_frac", "hot_persistent_frac", "log_ser_p90",
+            # size and margin: longest axis, radial irregularity of the outline
+            "log_major_axis_mm", "radial_cv",
+            # the breast's early-subtraction MIP (Gong et al.): its bright level, the candidate's dominance
+            "breast_mip_p95", "mip_dominance",
+            # the breast mask as a hint: the share of the candidate inside it
+            "breast_mask_fraction")
 
 
 class BreastClassifier(LogisticModel):
@@ -34,6 +43,17 @@ class BreastClassifier(LogisticModel):
     @property
     def model_id(self) -> str:
         return f"{self.card.get('name', '?')}@{str(self.card.get('sha256', ''))[:8]}"
+
+    def probability(self, x):
+        """P(malignant) of each candidate (row of *x*), on the breast scale: the candidate model's logit
+        through the card's ``breast_calibration`` (a, b): ``sigmoid(a * logit + b)``, fitted so that a
+        breast's maximum is its probability of malignancy on the training exams (monotone: no
+        ranking changes; without it, the candidate model's own probability)."""
+        import numpy as np
+
+        cal = self.card.get("breast_calibration") or {}
+        z = float(cal.get("a", 1.0)) * self.logit(x) + float(cal.get("b", 0.0))
+        return 1.0 / (1.0 + np.exp(-z))
 
     @property
     def no_candidate_probability(self) -> float:

@@ -172,10 +172,12 @@ class SegmentationLogic:
     def segment(self, phases: Sequence[Phase], model=DEFAULT_MODEL, device: str = "auto",
                 threshold: float | None = None, times_min: Sequence[float | None] | None = None,
                 outputs: OutputNodes | None = None, progress=None, cancel=None, case_id: str | None = None,
-                **engine_options):
+                classify: str | None = None, **engine_options):
         """Run the engine in this process and put its result into the scene.
 
-        Returns ``(outputs, result)``; ``outputs`` reuses the given nodes.
+        Returns ``(outputs, result)``; ``outputs`` reuses the given nodes. ``classify`` (a
+        classification model's name, e.g. ``"breastcls-demo"``): also the per-breast malignancy on
+        the segmented (aligned) phases, like ``segment --classify``, into :attr:`classification`.
         """
         from ..engine.pipeline import segment_exam  # heavy imports only when a run starts
         from ..engine.settings import split_settings
@@ -184,7 +186,15 @@ class SegmentationLogic:
         settings, options = split_settings(threshold=threshold, **engine_options)  # register=False included
         result = segment_exam(exam, model=model, settings=settings, device=device, progress=progress,
                               cancel=cancel, **options)
-        return self.import_result(result, phases[0].node, outputs, exam), result
+        out = self.import_result(result, phases[0].node, outputs, exam)
+        if classify:
+            from ..engine.classify import classify_exam
+
+            aligned = exam.with_phases(result.registered_phases) if result.registered_phases else exam
+            classified = classify_exam(aligned, classify, register=False, lesion_mask=result.label, cancel=cancel)
+            self.classification = classify_view.import_result(self.ctx, classified, phases[0].node,
+                                                              self.classification)
+        return out, result
 
     def compare_with_earlier_visit(self, earlier: Sequence[Phase], current: Sequence[Phase], **options):
         """Follow-up (issue 31): *earlier* is the baseline, *current* the later visit; returns
