@@ -88,6 +88,12 @@ class ReaderScene:
         self.editor.set_active_segment_id(mb.TUMOR_SEGMENT_ID)
         self.editor.set_surface_representation_enabled(True)  # the 3D view shows the segment
 
+    def use_undo_stack(self, stack) -> None:
+        """Share the editor UI's undo stack (its Undo button and :meth:`undo` undo the same steps)."""
+        self.undo_stack = stack
+        self.editor.set_undo_stack(stack)
+        self.editor.active_segmentation.set_undo_stack(stack)
+
     # ------------------------------------------------------------------ views
     def show_in_views(self) -> None:
         """Each slice view shows its phase (linked: one slice position, one orientation for all)

@@ -1,0 +1,113 @@
+"""A reader's trame-slicer session: her :class:`.reader_scene.ReaderScene` served by a trame server.
+
+Each open case gets one trame server (``trame_server``, on the station's own event loop, bound to
+127.0.0.1 on a free port). The browser never reaches that port: the station checks the reader's
+session cookie and her worklist, then forwards ``/view/<index>/...`` (pages, scripts and the
+websocket) to it (:mod:`.app`). The page it serves is trame-slicer's: the hanging protocol as three
+linked slice views (Slicer's slice rendering, the segmentation overlay, window/level by dragging
+with no effect active, the mouse wheel scrolls all three), a 3D view of the segment, the
+orientation buttons, and trame-slicer's segment editor (effects with their parameters, Undo/Redo).
+
+Every VTK/MRML call of the session runs on the event loop's thread (trame renders there too).
+"""
+from __future__ import annotations
+
+import os
+from itertools import count
+
+from .reader_scene import LAYOUT_ID, ORIENTATIONS, ReaderScene, hanging_layout
+
+_NAMES = count()
+
+
+def _quiet_cli() -> None:
+    # trame reads its options from sys.argv unless TRAME_ARGS is set; the station's own command
+    # line (or pytest's) is none of trame's business.
+    os.environ.setdefault("TRAME_ARGS", "--server")
+
+
+class TrameReaderSession:
+    """One case of one reader in trame-slicer. *on_edit()* is called after each change of the
+    segment, *on_view()* after each change of a slice view (scrolling, window/level)."""
+
+    def __init__(self, images: dict, start, title: str, on_edit=None, on_view=None, editable: bool = True):
+        _quiet_cli()
+        from trame.app import get_server
+        from trame_slicer import module as trame_slicer_module
+        from trame_slicer.app.logic import SegmentEditorLogic
+        from trame_slicer.core import LayoutManager, SlicerApp
+        from trame_slicer.rca_view import register_rca_factories
+
+        self.server = get_server(f"bts-reader-{next(_NAMES)}", client_type="vue3")
+        self.server.enable_module(trame_slicer_module)
+        app = SlicerApp()
+        self.scene = ReaderScene(images, start, lambda vm: register_rca_factories(vm, self.server),
+                                 slicer_app=app)
+        # The views first: an effect's pipelines are made for the views that exist when its
+        # parameters enter the scene (the editor logic below adds them).
+        self.layout_manager = LayoutManager(app.scene, app.view_manager, self.server)
+        self.layout_manager.register_layout(LAYOUT_ID, hanging_layout())
+        self.layout_manager.create_layout_views_if_needed(LAYOUT_ID)
+        self.editor_logic = SegmentEditorLogic(self.server, app)
+        self.scene.use_undo_stack(self.editor_logic._undo_stack)  # noqa: SLF001 (the editor's undo stack)
+        self._build_ui(title, editable)
+        self.layout_manager.set_layout(LAYOUT_ID)
+        self.scene.show_in_views()
+        self.scene.editor.segmentation_modified.connect(lambda *_: on_edit and on_edit())
+        self._observers = []
+        if on_view is not None:
+            for view in self.scene.slice_views():
+                node = view.get_view_node()
+                self._observers.append((node, node.AddObserver("ModifiedEvent", lambda *_: on_view())))
+        self.port: int | None = None
+        self._task = None
+
+    def _build_ui(self, title: str, editable: bool) -> None:
+        from trame.widgets import vuetify3 as v3
+        from trame_slicer.app.ui import SegmentEditorUI
+        from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
+
+        self.server.state.trame__title = title
+        self.server.state.orientation = "Axial"
+        with SinglePageWithDrawerLayout(self.server, full_height=True) as ui:
+            ui.root.theme = "dark"
+            ui.title.set_text(title)
+            with ui.toolbar:
+                v3.VSpacer()
+                with v3.VBtnToggle(v_model=("orientation",), mandatory=True, density="compact", id="orientation"):
+                    for name in ORIENTATIONS:
+                        v3.VBtn(name, value=name, id=f"orient-{name.lower()}")
+            with ui.drawer as drawer:  # a submitted (locked) case shows no editor
+                drawer.width = 360 if editable else 0
+                self.editor_ui = SegmentEditorUI(v_if=(str(editable).lower(),))
+            with ui.content:
+                self.layout_manager.initialize_layout_grid(ui)
+        self.editor_logic.set_ui(self.editor_ui)
+        self.ui = ui
+
+        @self.server.state.change("orientation")
+        def _orientation(orientation, **_):
+            if orientation in ORIENTATIONS:
+                self.scene.set_orientation(orientation)
+
+    async def start(self) -> int:
+        """Listen on 127.0.0.1 (a free port); returns the port. ``thread=True``: no signal handlers of
+        wslink's (the station's own Ctrl-C/SIGTERM handling stays in charge)."""
+        self._task = self.server.start(exec_mode="task", port=0, host="127.0.0.1", open_browser=False, thread=True,
+                                       show_connection_info=False, disable_logging=True, timeout=0)
+        await self.server.ready
+        self.port = int(self.server.port)
+        return self.port
+
+    async def stop(self) -> None:
+        try:
+            if self._task is not None:
+                await self.server.stop()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for node, tag in self._observers:
+            node.RemoveObserver(tag)
+        self._observers = []
+        self.scene.close()
