@@ -86,7 +86,10 @@ class ReaderScene:
         self.editor.set_undo_stack(self.undo_stack)
         self.editor.set_active_segmentation(self.seg_node, self.nodes["sub"])
         self.editor.set_active_segment_id(mb.TUMOR_SEGMENT_ID)
-        self.editor.set_surface_representation_enabled(True)  # the 3D view shows the segment
+        # The 3D view shows the segment's surface when the reader switches it on (the editor's
+        # "Rendering" section): rebuilding the surface after every stroke costs more than the
+        # stroke (benchmarks/bench_web_sessions.py), so it is off when a case opens.
+        self.editor.set_surface_representation_enabled(False)
 
     def use_undo_stack(self, stack) -> None:
         """Share the editor UI's undo stack (its Undo button and :meth:`undo` undo the same steps)."""
