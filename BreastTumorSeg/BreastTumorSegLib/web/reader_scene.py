@@ -150,13 +150,23 @@ class ReaderScene:
         self.undo_stack.undo()
         return True
 
+    def segment_mtime(self) -> int:
+        """Modification time of the segment's voxels: changes with every edit, whether or not an
+        event announced it (the station checks it before saving)."""
+        segmentation = self.seg_node.GetSegmentation()
+        segment = segmentation.GetSegment(mb.TUMOR_SEGMENT_ID)
+        rep = segment.GetRepresentation(segmentation.GetSourceRepresentationName()) if segment else None
+        return int(rep.GetMTime()) if rep is not None else 0
+
     def mask_array(self) -> np.ndarray:
         """The segment as a (k, j, i) bool array on the exam's grid."""
         return sitk.GetArrayFromImage(self.current_mask()).astype(bool)
 
     def current_mask(self) -> sitk.Image:
         """The segment as a label map on the exam's reference grid, read from the scene."""
-        label = mb.segment_to_label(self.ctx, self.seg_node, mb.TUMOR_SEGMENT_ID, reference=self.nodes["pre"])
+        # Exported on the segmentation's own reference geometry (the subtraction's, which the
+        # editor set): a second grid, even one equal up to rounding, would resample the segment.
+        label = mb.segment_to_label(self.ctx, self.seg_node, mb.TUMOR_SEGMENT_ID, reference=self.nodes["sub"])
         label.SetOrigin(self.grid.GetOrigin())  # bit for bit the exam's grid
         label.SetSpacing(self.grid.GetSpacing())
         label.SetDirection(self.grid.GetDirection())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from itertools import count
 
+from ..slicer import mrml_bridge as mb
 from .reader_scene import LAYOUT_ID, ORIENTATIONS, ReaderScene, hanging_layout
 
 _NAMES = count()
@@ -53,8 +54,11 @@ class TrameReaderSession:
         self._build_ui(title, editable)
         self.layout_manager.set_layout(LAYOUT_ID)
         self.scene.show_in_views()
-        self.scene.editor.segmentation_modified.connect(lambda *_: on_edit and on_edit())
         self._observers = []
+        if on_edit is not None:
+            # Every change of the segment's voxels (an effect, Undo/Redo, a replaced mask), observed
+            # on the segmentation itself: the editor's own signal misses some (e.g. undo steps).
+            self._observers += mb.observe_segment_changes(self.scene.seg_node, on_edit)
         if on_view is not None:
             for view in self.scene.slice_views():
                 node = view.get_view_node()
@@ -107,7 +111,6 @@ class TrameReaderSession:
             self.close()
 
     def close(self) -> None:
-        for node, tag in self._observers:
-            node.RemoveObserver(tag)
+        mb.remove_observers(self._observers)
         self._observers = []
         self.scene.close()

@@ -34,6 +34,7 @@ class ReaderWorkspace:
         self._clock = clock
         self.view = None  # the open case's TrameReaderSession (None: no scene)
         self._voxels: int | None = None  # the segment's voxel count (None: changed since)
+        self._mtime: int | None = None  # the segment's modification time when last checked
         self.unsaved = False  # edits since the last saved version
         self.pause_reason: str | None = None
 
@@ -102,6 +103,18 @@ class ReaderWorkspace:
         self.view = TrameReaderSession(images, start, view.title, on_edit=self._edited,
                                        on_view=self.session.activity, editable=not view.locked)
         self._voxels = None
+        self._mtime = self.view.scene.segment_mtime()  # the starting mask is no edit
+
+    def check_edits(self) -> None:
+        """Count a change of the segment that no event announced (its voxels' modification time
+        moved) as an edit, so that the engine saves it."""
+        if self.view is None:
+            return
+        mtime = self.view.scene.segment_mtime()
+        if mtime != self._mtime:
+            if self._mtime is not None:
+                self._edited()
+            self._mtime = mtime
 
     def _edited(self) -> None:
         """(an effect changed the segment) unsaved work; the reader is active."""
@@ -137,6 +150,7 @@ class ReaderWorkspace:
     # --------------------------------------------------------------------------- display
     def info(self) -> dict:
         view = self.session.current
+        self.check_edits()
         if self._voxels is None:
             self._voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(self.current_mask())))
         spacing = self.view.scene.grid.GetSpacing()
@@ -162,12 +176,14 @@ class ReaderWorkspace:
     def autosave(self):
         if self.view is None or self.session.current is None:
             return None
+        self.check_edits()
         path = self.session.maybe_autosave(self.current_mask)
         if path is not None:
             self.unsaved = False
         return path
 
     def pause(self, reason: str = "explicit") -> None:
+        self.check_edits()
         if self.unsaved and self.session.current is not None and not self.session.current.locked:
             self.session.save(self.current_mask(), reason="pause")
             self.unsaved = False
@@ -190,6 +206,7 @@ class ReaderWorkspace:
     def release(self) -> None:
         """Save what changed, end the session (releases the study lock) and free the scene."""
         try:
+            self.check_edits()
             mask = self.current_mask() if self.view is not None and self.session.current is not None else None
             self.session.end(mask)
         finally:
