@@ -71,6 +71,10 @@ class BreastTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = BreastTumorSegLogic()
         self.panel = PanelController(self.ui, self.logic, qt)
         self.panel.observe_scene(slicer.mrmlScene)  # a run is stopped and its files removed on close
+        import ctk
+        from BreastTumorSegLib.slicer.gui.followup_section import build_section  # "Compare with earlier visit"
+
+        self.followup = build_section(self.layout, self.panel, qt, ctk, slicer)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 

@@ -9,12 +9,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-SHARED = ROOT.parent / "shared"
-REAL_ANATOMY = SHARED / "data" / "real-anatomy"
-
 
 @pytest.fixture(scope="session")
 def real_anatomy_dir() -> Path:
-    if not REAL_ANATOMY.exists():
-        pytest.skip(f"real anatomy data not found at {REAL_ANATOMY}")
-    return REAL_ANATOMY
+    """The two real breast MRI volumes (``AX_T1_BILAT.nii.gz``, ``SAG_T1_3D_BILAT.nii.gz``).
+
+    Their source publishes them without a licence, so they cannot ship with this repository; a
+    test that needs them fails (never skips) until they are in place."""
+    from BreastTumorSegLib.training.phantom.hybrid import ANATOMY_FILES, real_anatomy_dir
+
+    where = real_anatomy_dir()
+    missing = [name for name in ANATOMY_FILES.values() if not (where / name).is_file()]
+    if missing:
+        pytest.fail(f"real-anatomy volumes {', '.join(missing)} not found in {where}. Fix: "
+                    f"`git clone https://github.com/CBICA/DeepSeA` and run `python scripts/get_real_anatomy.py "
+                    f"DeepSeA` (converts its demoData DICOM series into {where}), or set "
+                    f"BREASTTUMORSEG_REAL_ANATOMY to a folder holding them; see docs/real-anatomy.md",
+                    pytrace=False)
+    return where

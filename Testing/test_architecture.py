@@ -23,16 +23,18 @@ ALLOWED: dict[str, set[str]] = {
     "kinetics": {"core", "io", "preprocess", "kinetics"},
     "models": {"core", "io", "preprocess", "kinetics", "models"},
     "engine": {"core", "io", "preprocess", "kinetics", "models", "engine"},
-    "batch": {"core", "io", "preprocess", "kinetics", "models", "engine", "batch"},
+    "followup": {"core", "io", "preprocess", "kinetics", "models", "engine", "followup"},
+    "batch": {"core", "io", "preprocess", "kinetics", "models", "engine", "followup", "batch"},
     "evaluation": {"core", "io", "evaluation"},
     "study": {"core", "io", "preprocess", "kinetics", "models", "engine", "study"},
     "training": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "training"},
-    "slicer": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "batch", "slicer"},
+    "slicer": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "batch", "followup",
+               "slicer"},
     "slicer.gui": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "batch",
-                   "slicer", "slicer.gui"},
+                   "followup", "slicer", "slicer.gui"},
     "web": {"core", "io", "preprocess", "kinetics", "models", "engine", "study", "slicer", "web"},
     "cli": {"core", "io", "preprocess", "kinetics", "models", "engine", "evaluation", "study", "batch", "training",
-            "slicer", "web", "cli"},
+            "followup", "slicer", "web", "cli"},
 }
 # Third-party modules that belong to one corner of the package only.
 APP_MODULES = {"slicer": "slicer", "vtk": "slicer", "vtkmodules": "slicer", "qt": "slicer.gui",
@@ -141,6 +143,8 @@ def test_the_root_package_docstring_states_the_direction():
     ("BreastTumorSegLib.study.session", "from ..web import app"),                     # study -> web
     ("BreastTumorSegLib.slicer.logic", "from aiohttp import web"),                    # web server outside web/
     ("BreastTumorSegLib.web.workspace", "import vtk"),                                # VTK outside slicer/
+    ("BreastTumorSegLib.followup.run", "from ..batch import runner"),                 # followup -> batch
+    ("BreastTumorSegLib.engine.pipeline", "from ..followup import run"),              # engine -> followup
 ])
 def test_a_forbidden_import_is_reported(module, line):
     path = LIB.parent / (module.replace(".", "/") + ".py")
@@ -149,3 +153,62 @@ def test_a_forbidden_import_is_reported(module, line):
     # Inside a function too: a lazy import is still a dependency.
     added = source + f"\n\ndef _probe():\n    {line}\n"
     assert violations(added, module, False), line
+
+
+def module_graph(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
+    """Module -> the package modules it imports (lazy imports included; a package's ``__init__``
+    is not a node: importing through it names no one module)."""
+    graph = {}
+    for name, (source, is_pkg) in sources.items():
+        deps = set()
+        for _, target in imports_of(source, name, is_pkg):
+            while target and target not in sources:
+                target = target.rpartition(".")[0]
+            if target and target != name and not sources[target][1]:
+                deps.add(target)
+        graph[name] = deps
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Groups of modules that import each other, directly or around a loop (Tarjan)."""
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while not group or group[-1] != v:
+                group.append(stack.pop())
+                on_stack.discard(group[-1])
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def _sources() -> dict[str, tuple[str, bool]]:
+    return {name: (path.read_text(), is_pkg) for path, name, is_pkg in _all_modules()}
+
+
+def test_no_two_modules_import_each_other():
+    assert import_cycles(module_graph(_sources())) == []
+
+
+def test_an_import_cycle_is_reported():
+    sources = _sources()
+    cards, trust = "BreastTumorSegLib.models.cards", "BreastTumorSegLib.models.byom.trust"
+    text, is_pkg = sources[trust]
+    sources[trust] = (text + "\n\ndef _probe():\n    from ..cards import read_card\n", is_pkg)  # cards imports trust
+    assert sorted([cards, trust]) in import_cycles(module_graph(sources))

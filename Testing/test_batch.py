@@ -24,6 +24,7 @@ from BreastTumorSegLib.batch.ledger import Ledger
 from BreastTumorSegLib.cli import main
 from BreastTumorSegLib.core.errors import InputError
 from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+from script_fixtures import headless_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(shape_mm=(144, 144, 72), spacing=3.0, n_phases=3, n_tumors=1, tumor_radius_mm=9.0)
@@ -87,7 +88,44 @@ def _assert_same_outputs(case_id: str, a: Path, b: Path) -> None:
         assert np.array_equal(x[0], y[0]) and x[1:] == y[1:], f"{case_id}{suffix} differs"
     assert _nrrd(a / f"{case_id}.seg.nrrd") == _nrrd(b / f"{case_id}.seg.nrrd")
     assert _summary(a / f"{case_id}.json") == _summary(b / f"{case_id}.json")
-    assert (b / f"{case_id}_overview.png").stat().st_size > 0
+    shown, expected = (_pixels(d / f"{case_id}_overview.png") for d in (b, a))
+    assert shown.shape[1] == 1080 and np.array_equal(shown, expected), f"{case_id}_overview.png differs"
+    # the subtraction MIP is drawn: rows 150 and 250 px cross its panel, whose middle 60 % shows 25-44
+    # grey levels (a blank subtraction image: 2, the panel's colour and the margin's white)
+    grey = shown[..., :3].mean(axis=2)
+    middle = slice(int(0.2 * grey.shape[1]), int(0.8 * grey.shape[1]))
+    levels = [len(np.unique(np.round(grey[y, middle] * 255))) for y in (150, 250)]
+    assert min(levels) >= 16, f"{case_id}_overview.png: no subtraction image drawn ({levels} grey levels)"
+
+
+def _pixels(path: Path) -> np.ndarray:
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
+
+
+def _entropy_bits(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p.astype(np.float64), 1e-6, 1 - 1e-6)
+    return -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
+
+
+def _assert_doubt_matches_outputs(out: Path, case_id: str) -> dict:
+    """The JSON's ``doubt`` recomputed from the written label and probability maps (engine/doubt.py's
+    definitions: mean binary entropy inside the lesions; soft Dice disagreement over p >= 0.05)."""
+    summary = json.loads((out / f"{case_id}.json").read_text())
+    doubt = summary["doubt"]
+    prob = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{case_id}_prob.nii.gz"))).astype(np.float64)
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{case_id}_seg.nii.gz"))) > 0
+    mass = prob[prob >= 0.05].sum() + label.sum()
+    soft = 0.0 if mass == 0 else 1.0 - 2.0 * prob[label].sum() / mass
+    assert doubt["soft_disagreement"] == pytest.approx(min(max(soft, 0.0), 1.0), abs=1e-4), (case_id, doubt)
+    if label.any():
+        assert doubt["uncertainty"] == pytest.approx(_entropy_bits(prob[label]).mean(), abs=1e-4), (case_id, doubt)
+    assert ("no_lesion_found" in doubt["flags"]) == (summary["n_lesions"] == 0) == (not label.any()), (case_id, doubt)
+    qa = summary["breast_mask_qa"]
+    implausible = any(not (qa.get(k) or {}).get("plausible", True) for k in ("learned", "classical"))
+    assert ("breast_mask_implausible" in doubt["flags"]) == implausible, (case_id, doubt, qa)
+    return summary
 
 
 def _no_partial_files(out: Path) -> None:
@@ -115,7 +153,11 @@ def test_batch_with_two_workers_writes_exactly_what_segment_writes(three_exams, 
                  "--model", "st-demo"]) == 0
     for cid in ids:
         _assert_same_outputs(cid, seg_out, out)
-        assert json.loads((out / f"{cid}.json").read_text())["doubt"]["uncertainty"] >= 0
+        summary = _assert_doubt_matches_outputs(out, cid)
+        # The tiny exams hold no tumor in their 144 mm field of view (the phantom places it outside;
+        # truth empty), and st-demo finds none: its highest probability inside the breast is
+        # near 0 (measured uncertainty 0.0 on all three; 1e-3 would give 0.011).
+        assert summary["n_lesions"] == 0 and summary["doubt"]["uncertainty"] < 0.01, (cid, summary["doubt"])
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert names == sorted([f"{c}{s}" for c in ids for s in OUTPUT_SUFFIXES] + ["failures.csv", "worklist.csv"])
     # the models are loaded once per worker, not once per exam
@@ -299,7 +341,7 @@ def test_doubt_score_ranks_bad_results_first():
     from scipy.stats import spearmanr
 
     from BreastTumorSegLib.engine.doubt import doubt_report, worklist_key
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
     from BreastTumorSegLib.models.breast_model import BreastMaskModel
     from BreastTumorSegLib.models.registry import get_segmenter
     from BreastTumorSegLib.training.phantom.families import make_exam
@@ -311,7 +353,8 @@ def test_doubt_score_ranks_bad_results_first():
     bad, doubts = [], []
     for family, seed, kw in specs:
         ph = make_exam(family, seed, **kw)
-        result = segment_exam(ph.exam, model=seg, breast_model=breast, device="cpu", register=False)
+        result = segment_exam(ph.exam, model=seg, device="cpu",
+                              settings=SegmentSettings(breast_model=breast, registration="none"))
         a = sitk.GetArrayViewFromImage(result.label) > 0
         b = sitk.GetArrayViewFromImage(ph.tumor_mask) > 0
         total = int(a.sum() + b.sum())
@@ -325,17 +368,8 @@ def test_doubt_score_ranks_bad_results_first():
 
 
 # ------------------------------------------------------------------ headless Slicer batch
-def _headless():
-    sys.path.insert(0, str(ROOT / "BreastTumorSeg" / "Scripts"))
-    try:
-        import segment_headless
-    finally:
-        sys.path.pop(0)
-    return segment_headless
-
-
 def test_headless_slicer_batch_arguments():
-    sh = _headless()
+    sh = headless_script()
     args, cli_argv, cli_args = sh.parse_args(["--batch", "exams", "--output", "out", "--model", "ftv",
                                               "--workers", "2", "--shard", "1/4", "--scenes"])
     assert cli_argv[:4] == ["batch", "exams", "--output", "out"] and args.scenes
@@ -355,11 +389,11 @@ def test_headless_slicer_batch_writes_outputs_and_a_scene_per_exam(tmp_path, tem
     out = tmp_path / "out"
     argv = ["--batch", str(root), "--output", str(out), "--model", "ftv", "--no-register", "--progress", "none",
             "--scenes"]
-    assert _headless().main(argv) == 0
+    assert headless_script().main(argv) == 0
     for cid in ids:
         assert (out / f"{cid}_seg.nii.gz").is_file() and (out / "scenes" / f"{cid}.mrb").stat().st_size > 0
     stamp = (out / "scenes" / f"{ids[0]}.mrb").stat().st_mtime_ns
-    assert _headless().main(argv) == 0  # resumed: nothing redone, scenes kept
+    assert headless_script().main(argv) == 0  # resumed: nothing redone, scenes kept
     assert (out / "scenes" / f"{ids[0]}.mrb").stat().st_mtime_ns == stamp
     assert sum(e["event"] == "started" for e in Ledger(out).events()) == 2
 

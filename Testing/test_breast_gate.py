@@ -6,7 +6,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from BreastTumorSegLib.engine import pipeline
-from BreastTumorSegLib.engine.pipeline import segment_exam
+from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.engine.postprocess import OUTSIDE_BREAST, PostprocessSettings, postprocess
 from BreastTumorSegLib.preprocess.breast_region import body_on_grid, breast_mask_qa, breast_region
 from BreastTumorSegLib.training.phantom.hybrid import make_hybrid
@@ -123,7 +123,7 @@ def test_pipeline_keeps_and_flags_the_lesion_when_the_breast_mask_is_wrong(slab,
         return mask, ctx
 
     monkeypatch.setattr(pipeline, "breast_region", wrong_region)
-    res = segment_exam(ph.exam, model=model or Confident(ph.tumor_mask), register=False)
+    res = segment_exam(ph.exam, model=model or Confident(ph.tumor_mask), settings=SegmentSettings(registration="none"))
     assert res.breast_mask_qa["trusted"] is (wrong == "skin rim")
     assert ("not trustworthy" in res.settings["breast_mask"]) is (wrong == "empty")
     t, got = _arr(ph.tumor_mask) > 0, _arr(res.label) > 0
@@ -190,7 +190,7 @@ def test_overview_mip_follows_the_slice_axis_and_draws_flagged_lesions_apart(sla
     real = pipeline.breast_region
     monkeypatch.setattr(pipeline, "breast_region", lambda img, **kw: (
         _like(np.zeros(img.GetSize()[::-1]), img), real(img, **kw)[1]))
-    res = segment_exam(ph.exam, model=Confident(ph.tumor_mask), register=False)
+    res = segment_exam(ph.exam, model=Confident(ph.tumor_mask), settings=SegmentSettings(registration="none"))
     assert res.lesions[0].flags == [OUTSIDE_BREAST]
     png = mpimg.imread(render_overview(res, tmp_path / "overview.png"))
     magenta = (png[..., 0] > 0.8) & (png[..., 1] < 0.3) & (png[..., 2] > 0.8)
@@ -219,7 +219,7 @@ def test_st_demo_on_a_sagittal_thin_slab_whose_learned_mask_is_rejected(slab, mo
 
     monkeypatch.setattr(bm, "BreastMaskModel", Torso)
     ph, _ = slab
-    res = segment_exam(ph.exam, model="st-demo", register=False, device="cpu")
+    res = segment_exam(ph.exam, model="st-demo", device="cpu", settings=SegmentSettings(registration="none"))
     qa = res.breast_mask_qa
     assert qa["fallback"] and not qa["learned"]["plausible"] and qa["classical"]["plausible"] and qa["trusted"]
     t, got = _arr(ph.tumor_mask) > 0, _arr(res.label) > 0

@@ -114,11 +114,11 @@ def test_help_lists_commands(capsys):
 def test_written_probability_rethresholds_to_the_engines_masks(tmp_path):
     # The probability file drops values below PROBABILITY_FLOOR (noise, 60 MB at clinical size);
     # thresholding it must still give the engine's own masks, absolute and relative (Hirsch) mode.
-    from BreastTumorSegLib.engine.pipeline import PROBABILITY_FLOOR, segment_exam, write_result
+    from BreastTumorSegLib.engine.pipeline import PROBABILITY_FLOOR, SegmentSettings, segment_exam, write_result
     from BreastTumorSegLib.engine.postprocess import PostprocessSettings, postprocess
 
     ph = make_phantom(7, n_phases=3, motion_mm=0.0)
-    res = segment_exam(ph.exam, model="unet-demo", device="cpu", register=False)
+    res = segment_exam(ph.exam, model="unet-demo", device="cpu", settings=SegmentSettings(registration="none"))
     written = write_result(res, tmp_path / "out")
     stored = sitk.ReadImage(str(written["probability"]))
     p, q = sitk.GetArrayFromImage(res.probability), sitk.GetArrayFromImage(stored)

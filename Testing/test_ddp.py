@@ -1,23 +1,18 @@
 """DistributedDataParallel on CPU: two gloo processes train one model and end with equal weights."""
 import json
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from BreastTumorSegLib.training.trainer import TrainerConfig, train
+from BreastTumorSegLib.training.config import TrainerConfig
+from BreastTumorSegLib.training.trainer import train
+from cli_fixtures import free_port
 
 TINY_ST = {"type": "st_transformer", "base": 4, "levels": 2, "max_channels": 8, "dim": 16, "heads": 2,
            "depth": 1, "window": 2, "dropout": 0.0}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, cfg: TrainerConfig, cases, out: str) -> None:
@@ -50,7 +45,7 @@ def test_two_process_ddp_gives_identical_weights(cases, tmp_path):
 
     cfg = TrainerConfig(name="ddp", architecture=TINY_ST, spacing_mm=3.0, patch=16, batch=2, epochs=1,
                         steps_per_epoch=4, lr=1e-2, warmup_steps=1, tumor_fraction=0.5, threads=1)
-    mp.spawn(_worker, args=(2, _free_port(), cfg, cases, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), cfg, cases, str(tmp_path)), nprocs=2, join=True)
     w0, w1 = load_file(tmp_path / "rank0.st"), load_file(tmp_path / "rank1.st")
     assert w0.keys() == w1.keys()
     for k in w0:
@@ -65,5 +60,7 @@ def test_two_process_ddp_gives_identical_weights(cases, tmp_path):
     assert r0["has_card"] and not r1["has_card"] and len(r0["history"]) == 1
     assert (tmp_path / "ddp.safetensors").exists() and (tmp_path / "log.jsonl").exists()
     epochs = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
-    # two processes x batch 2 x 4 steps per epoch
-    assert all(e["patches_per_s"] > 0 for e in epochs if e["type"] == "epoch")
+    # one epoch of 4 steps, in which two processes x batch 2 x 4 steps = 16 patches were trained
+    epoch_records = [e for e in epochs if e["type"] == "epoch"]
+    assert [(e["epoch"], e["step"], e["patches"]) for e in epoch_records] == [(1, 4, 2 * 2 * 4)], epoch_records
+    assert epoch_records[0]["patches_per_s"] > 0

@@ -36,27 +36,27 @@ def test_demo_model_median_dice_target_on_unseen_phantoms(unseen_results):
 
 
 def test_lesion_table_matches_truth(unseen_results):
+    """Every unseen phantom, however well segmented: the table's volumes add up to the label map's,
+    and its largest lesion is the tumor (same side, centroid, volume). Measured (unet-demo v2,
+    seeds 3000-3004): centroid 0.3-2.5 mm from the truth; largest lesion / true volume 1.11, 0.85,
+    1.56 (non-mass), 0.94, 0.63 (an under-segmented mass, Dice 0.78)."""
     for ph, res in unseen_results:
-        if not res.lesions:
-            continue
+        assert res.lesions, (ph.case_id, "no lesion found")
         big = max(res.lesions, key=lambda les: les.volume_ml)
         truth = max(ph.tumors, key=lambda t: t["volume_ml"])
         dist = np.linalg.norm(np.subtract(big.centroid_lps, truth["center_lps"]))
-        # The table's volumes add up to the label map's.
         voxel_ml = float(np.prod(res.label.GetSpacing())) / 1000.0
         labelled = int((sitk.GetArrayViewFromImage(res.label) > 0).sum())
         assert sum(les.volume_ml for les in res.lesions) == pytest.approx(labelled * voxel_ml, rel=1e-6)
-        # For a well-segmented tumor (Dice > 0.8, so an under-segmented one has at least 2/3 of
-        # the true volume) the largest lesion must be it: same side, centroid, volume.
-        if dice(res.label, ph.tumor_mask) > 0.8:
-            assert big.side == truth["side"]
-            assert dist < 10.0
-            if truth["kind"] == "mass":
-                assert big.volume_ml == pytest.approx(truth["volume_ml"], rel=0.35)
-            else:
-                # Non-mass enhancement is a clump of small foci; its outline (and so its volume)
-                # is ill-defined and the segmentation takes in the tissue between the foci.
-                assert truth["volume_ml"] / 2 < big.volume_ml < truth["volume_ml"] * 2
+        assert big.side == truth["side"], (ph.case_id, big.side, truth["side"])
+        assert dist < 5.0, (ph.case_id, dist)
+        ratio = big.volume_ml / truth["volume_ml"]
+        if truth["kind"] == "mass":
+            assert 0.6 < ratio < 1.4, (ph.case_id, big.volume_ml, truth["volume_ml"])
+        else:
+            # Non-mass enhancement is a clump of small foci; its outline (and so its volume)
+            # is ill-defined and the segmentation takes in the tissue between the foci.
+            assert 0.5 < ratio < 2.0, (ph.case_id, big.volume_ml, truth["volume_ml"])
 
 
 def _no_contrast_exam(path, n_phases=3, seed=0) -> DCEExam:

@@ -8,7 +8,8 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.core.errors import InputError, OutputExistsError
 from BreastTumorSegLib.core.exam import DCEExam
-from BreastTumorSegLib.io.files import StagedOutputs, load_exam, write_image_atomic
+from BreastTumorSegLib.io.atomic import StagedOutputs, write_image
+from BreastTumorSegLib.io.files import load_exam
 
 
 def _vol(value=100.0, size=(12, 10, 8), spacing=(1.0, 1.2, 2.0), origin=(5.0, -3.0, 7.0), seed=0):
@@ -199,18 +200,18 @@ def test_staged_outputs_all_or_nothing(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(RuntimeError):
         with StagedOutputs(out) as st:
-            write_image_atomic(_vol(), st.path("a.nii.gz"))
+            write_image(st.path("a.nii.gz"), _vol())
             raise RuntimeError("boom")
     assert not out.exists()  # the folder made for the failed outputs is gone again (issue 20)
     with StagedOutputs(out) as st:
-        write_image_atomic(_vol(), st.path("a.nii.gz"))
+        write_image(st.path("a.nii.gz"), _vol())
         st.commit()
     assert [p.name for p in out.iterdir()] == ["a.nii.gz"]
     with pytest.raises(OutputExistsError, match="--overwrite"):
         with StagedOutputs(out) as st:
-            write_image_atomic(_vol(7), st.path("a.nii.gz"))
+            write_image(st.path("a.nii.gz"), _vol(7))
             st.commit()
-    assert sitk.GetArrayViewFromImage(sitk.ReadImage(str(out / "a.nii.gz"))).mean() == pytest.approx(100, abs=0.2)
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(out / "a.nii.gz"))).mean() == pytest.approx(100, abs=0.2)
     assert [p.name for p in out.iterdir()] == ["a.nii.gz"]
 
 
@@ -221,7 +222,7 @@ def test_float_nifti_read_once_equals_itk(tmp_path, name, dtype, big_endian, slo
     # Float NIfTI is read with one decompression (voxels checked for NaN on the way); the image must
     # be ITK's own reading of the file: voxels, pixel type and oblique geometry; scaled files go to ITK.
     nib = pytest.importorskip("nibabel")
-    from BreastTumorSegLib.io.files import _read_float_nifti, read_image
+    from BreastTumorSegLib.io.images import _read_float_nifti, read_image
 
     rng = np.random.default_rng(3)
     data = (rng.normal(100, 30, (9, 7, 5)) * (1 if dtype != np.int16 else 10)).astype(dtype)
@@ -262,7 +263,7 @@ def test_nan_in_float_nifti_is_refused(tmp_path):
 def test_float_nifti_reads_the_same_with_isal_or_zlib(tmp_path, monkeypatch):
     import zlib
 
-    from BreastTumorSegLib.io import files
+    from BreastTumorSegLib.io import images as files
 
     img = _vol(100)
     sitk.WriteImage(img, str(tmp_path / "p.nii.gz"), True)

@@ -131,11 +131,12 @@ def test_pipeline_splits_the_vessel_off_and_says_so(tmp_path):
     import json
 
     from BreastTumorSegLib.core.exam import DCEExam
-    from BreastTumorSegLib.engine.pipeline import segment_exam, write_result
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam, write_result
 
     phases, prob, lesion, vessel = scene(8.0, touching=True)
     exam = DCEExam(phases, TIMES, "vessel_case", [f"p{k}" for k in range(len(TIMES))], {})
-    res = segment_exam(exam, model=_Fixed(prob), register=False, restrict_to_breast=False)
+    res = segment_exam(exam, model=_Fixed(prob),
+                       settings=SegmentSettings(registration="none", restrict_to_breast=False))
     vol, diam = _truth(lesion)
     assert len(res.lesions) == 1
     assert res.lesions[0].volume_ml == pytest.approx(vol, rel=0.15)
@@ -145,7 +146,8 @@ def test_pipeline_splits_the_vessel_off_and_says_so(tmp_path):
     fp = summary["settings"]["fp_reduction"]
     assert fp["removed"] == {"vessel_branch": 1} and fp["split"] == 1
     assert summary["lesions"][0]["flags"] == ["vessel_part_removed"]
-    off = segment_exam(exam, model=_Fixed(prob), register=False, restrict_to_breast=False, fp_reduction=False)
+    off = segment_exam(exam, model=_Fixed(prob),
+                       settings=SegmentSettings(registration="none", restrict_to_breast=False, fp_reduction=False))
     assert off.settings["fp_reduction"] == "off" and off.lesions[0].longest_diameter_mm > 2 * diam
 
 

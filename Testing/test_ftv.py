@@ -7,8 +7,8 @@ import SimpleITK as sitk
 from BreastTumorSegLib.core.errors import InputError
 from BreastTumorSegLib.core.exam import DCEExam
 from BreastTumorSegLib.kinetics.ftv import Box, FTVSettings, count_neighbors, functional_tumor_volume
-from BreastTumorSegLib.models.ftv_segmenter import FTVSegmenter
-from BreastTumorSegLib.io.files import read_image
+from BreastTumorSegLib.models.ftv_segmenter import FTVOutlineSegmenter, FTVSegmenter
+from BreastTumorSegLib.io.images import read_image
 from BreastTumorSegLib.evaluation.metrics import dice
 from BreastTumorSegLib.models.registry import Segmenter, get_segmenter
 
@@ -181,13 +181,13 @@ def test_registry_segmenter_contract():
 
 
 def test_pipeline_runs_the_ftv_model_and_attaches_kinetics():
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 
     exam, true_ml, center, _ = sphere_exam()
     # A uniform block has no breast shape for the automatic breast mask: pass the ROI explicitly.
     c = np.asarray(center)
-    res = segment_exam(exam, model="ftv", register=False, restrict_to_breast=False,
-                       roi=Box(tuple(c - 20), tuple(c + 20)))
+    res = segment_exam(exam, model="ftv", roi=Box(tuple(c - 20), tuple(c + 20)),
+                       settings=SegmentSettings(registration="none", restrict_to_breast=False))
     assert len(res.lesions) == 1
     les = res.lesions[0]
     assert les.volume_ml == pytest.approx(true_ml, rel=0.10)
@@ -309,3 +309,85 @@ def test_kinetics_command_writes_everything_or_nothing(tmp_path):
     with pytest.raises(InputError, match="outside the exam"):
         run("-o", str(tmp_path / "bad"), "--quiet", "--no-register", "--seed-lps=9999,0,0")
     assert not any(p.name.endswith((".nii.gz", ".json", ".png")) for p in (tmp_path / "bad").rglob("*"))
+
+
+# ------------------------------------------------------------------------------ whole-tumor outline
+def two_part_exam(pattern, seed=0, shape=(40, 64, 64), spacing=(0.9, 0.9, 1.2)):
+    """Tissue (pre 100) with a 9 mm tumor enhancing heterogeneously and, 12 mm beside it, a patch
+    of background parenchymal enhancement a little weaker than the tumor's moderate part (PE 45 %).
+
+    ``mixed``: a strongly enhancing half (PE 150 %) and a moderate half (PE 55 %); ``rim``: a
+    2 mm strong shell around a non-enhancing interior. Returns the exam and the tumor truth."""
+    rng = np.random.default_rng(seed)
+    sz = np.asarray(spacing)[::-1]
+    zz, yy, xx = np.meshgrid(*(np.arange(n) * s for n, s in zip(shape, sz)), indexing="ij")
+    c = (np.asarray(shape) - 1) * sz / 2.0
+    c[2] -= 8.0
+    d = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2)
+    tumor = d <= 9.0
+    pe = np.zeros(shape)
+    if pattern == "mixed":
+        pe[tumor & (xx < c[2])] = 1.5
+        pe[tumor & (xx >= c[2])] = 0.55
+    else:  # rim
+        pe[tumor & (d > 7.0)] = 1.5
+    bpe = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2] - 24.0) ** 2) <= 4.5
+    pe[bpe] = 0.45
+    pre = np.full(shape, 100.0)
+    images = []
+    for k, t in enumerate(TIMES):
+        level = 0.0 if k == 0 else 1.0  # plateau: PE reached at the first post-contrast phase
+        a = pre * (1 + pe * level) + rng.normal(0, 2.0, shape)
+        im = sitk.GetImageFromArray(a.astype(np.float32))
+        im.SetSpacing(spacing)
+        images.append(im)
+    return DCEExam(images, list(TIMES), case_id=pattern), tumor, bpe
+
+
+@pytest.mark.parametrize("pattern", ["mixed", "rim"])
+def test_outline_covers_the_whole_tumor_but_not_distant_background_enhancement(pattern):
+    exam, truth, bpe = two_part_exam(pattern)
+    core = functional_tumor_volume(exam)  # the I-SPY rule: the strong part only
+    assert core.outline is None
+    res = functional_tumor_volume(exam, settings=FTVSettings(outline_pe=40.0))
+    outline = sitk.GetArrayViewFromImage(res.outline) > 0
+    assert res.ftv_ml == pytest.approx(core.ftv_ml)  # FTV itself is unchanged
+    assert dice(core.mask, truth) < 0.75
+    assert dice(res.outline, truth) > 0.9
+    assert not np.any(outline & bpe)  # moderate enhancement away from a tumor is not tumor
+    assert res.outline_ml == pytest.approx(np.count_nonzero(outline) * 0.9 * 0.9 * 1.2 / 1000)
+
+
+def test_outline_segmenter_outlines_the_whole_tumor():
+    exam, truth, bpe = two_part_exam("mixed", seed=1)
+    seg = get_segmenter("ftv-outline")
+    assert isinstance(seg, FTVOutlineSegmenter) and seg.model_id.startswith("ftv-outline-")
+    mask = sitk.GetArrayFromImage(seg.predict(exam, None)) >= 0.5
+    assert dice(mask, truth) > 0.9
+    assert not np.any(mask & bpe)
+    assert np.array_equal(mask, sitk.GetArrayFromImage(seg.last_result.outline) > 0)
+    plain = sitk.GetArrayFromImage(get_segmenter("ftv").predict(exam, None)) >= 0.5
+    assert dice(plain, truth) < 0.75
+
+
+def test_outline_stays_with_the_core_under_marked_background_enhancement():
+    """All tissue enhances like the tumor's moderate half: it cannot be told from it, so the
+    outline does not grow into it (the BPE level, not outline_pe, sets the bar)."""
+    exam, truth, _ = two_part_exam("mixed", seed=2)
+    arrays = [sitk.GetArrayFromImage(p) for p in exam.phases]
+    marked = [a if k == 0 else np.where(truth, a, a * 1.6) for k, a in enumerate(arrays)]
+    images = []
+    for a in marked:
+        im = sitk.GetImageFromArray(a.astype(np.float32))
+        im.CopyInformation(exam.pre)
+        images.append(im)
+    res = functional_tumor_volume(DCEExam(images, list(TIMES)), settings=FTVSettings(outline_pe=40.0))
+    core = sitk.GetArrayFromImage(res.mask) > 0
+    outline = sitk.GetArrayFromImage(res.outline) > 0
+    assert np.count_nonzero(outline & ~core & ~truth) <= 0.05 * np.count_nonzero(core)
+    assert any("background parenchymal enhancement" in n for n in res.notes)
+
+
+def test_outline_threshold_is_checked():
+    with pytest.raises(InputError, match="outline_pe"):
+        FTVSettings(outline_pe=90.0)

@@ -26,12 +26,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from test_hostile_inputs import snapshot
+from cli_fixtures import EXAM_CASE as CASE
+from cli_fixtures import KIN, PKG, SEG, free_port, run_in_folder, write_small_exam
 
-PKG = Path(__file__).resolve().parents[1] / "BreastTumorSeg"
 TIMEOUT_S = 120
 WORKERS = 4
-CASE = "phantom_0003"
 HAS_WEB = all(__import__("importlib").util.find_spec(m) is not None for m in ("aiohttp", "PIL", "slicer"))
 
 CASES: dict[str, dict] = {}
@@ -106,8 +105,6 @@ def _fake_nnunet(f: Path) -> Path:
 
 ADD = ["models", "add"]
 LIC = ["--name", "mine", "--license", "CC0", "--trained-on", "nothing"]
-KIN = ["kinetics", "--no-register", "--quiet", "--whole-volume"]
-SEG = ["segment", "--model", "ftv", "--no-register", "--quiet"]
 BATCH = ["batch", "--model", "ftv", "--no-register", "--progress", "none"]
 INIT = ["study", "init", "--readers", "a", "--no-breast-region"]
 
@@ -878,31 +875,16 @@ def _run_case(name: str, root: Path, fx: Fx) -> dict:
     spec = CASES[name]
     folder = root / name
     folder.mkdir()
-    argv = [str(a) for a in spec["build"](folder, fx)]
-    before = snapshot(folder)
-    env = {**os.environ, "PYTHONPATH": str(PKG), "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(root / "_mpl"),
-           "BREASTTUMORSEG_HOME": str(folder / "home"), "OMP_NUM_THREADS": "1"}
-    t0 = time.monotonic()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "BreastTumorSegLib.cli", *argv], cwd=folder, env=env,
-                              capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
-        rc, err = proc.returncode, proc.stderr
-    except subprocess.TimeoutExpired:
-        rc, err = "timeout", ""
-    return {"argv": argv, "rc": rc, "stderr": err, "before": before, "after": snapshot(folder),
-            "seconds": time.monotonic() - t0, **spec}
+    env = {"MPLCONFIGDIR": str(root / "_mpl"), "BREASTTUMORSEG_HOME": str(folder / "home"), "OMP_NUM_THREADS": "1"}
+    return {**run_in_folder(folder, [str(a) for a in spec["build"](folder, fx)], TIMEOUT_S, env), **spec}
 
 
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
     from BreastTumorSegLib.cli import main
-    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
-
     root = tmp_path_factory.mktemp("hostile_commands")
     fx = Fx(root)
-    write_phantom(make_phantom(3, shape_mm=(60, 45, 30), spacing=3.0, n_phases=3), fx.exam)
-    for extra in fx.exam.glob("*_t*.*"):  # truth files: not part of the exam
-        extra.unlink()
+    write_small_exam(fx.exam)
     cases = _cases_csv(root, f"case,path\nc1,{fx.exam}\n", "_cases.csv")
     assert main(["study", "init", "--cases", str(cases), "--readers", "a,b", "--no-breast-region",
                  "--seed", "1", "--output", str(fx.study)]) == 0
@@ -966,12 +948,6 @@ def test_a_sound_model_folder_is_registered_with_its_files_pinned(results):
 
 
 # ------------------------------------------------------------------------------ the web station
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(study: Path, port: int, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(PKG), "MPLBACKEND": "Agg"}
     return subprocess.Popen([sys.executable, "-m", "BreastTumorSegLib.cli", "study", "serve", str(study),
@@ -995,7 +971,7 @@ def served_study(fixtures, tmp_path_factory):
 def test_serve_exits_130_or_143_on_a_signal(served_study, signum):
     import http.client
 
-    port = _free_port()
+    port = free_port()
     proc = _serve(served_study, port, served_study.parent)
     try:
         deadline = time.monotonic() + 90

@@ -11,14 +11,10 @@ then checks one case's record, so a failure names the case.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import stat
 import struct
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,10 +22,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-PKG = Path(__file__).resolve().parents[1] / "BreastTumorSeg"
+from cli_fixtures import EXAM_CASE, KIN, SEG, run_in_folder, write_small_exam
+
 TIMEOUT_S = 90
 WORKERS = 3
-EXAM_CASE = "phantom_0003"
 
 CASES: dict[str, tuple] = {}  # name -> (build(folder) -> argv, text the message must hold)
 
@@ -105,8 +101,6 @@ def _nan_nifti(path: Path, value) -> Path:
     return path
 
 
-SEG = ["segment", "--model", "ftv", "--no-register", "--quiet"]
-KIN = ["kinetics", "--no-register", "--quiet", "--whole-volume"]
 
 
 # ------------------------------------------------------------------------------ segment
@@ -720,54 +714,17 @@ def _(f, t):
 
 
 # ------------------------------------------------------------------------------ the harness
-def snapshot(root: Path) -> dict[str, str]:
-    """Every entry below *root*: regular files by content hash, others by kind (never opened)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            rel = os.path.relpath(p, root)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = "link:" + os.readlink(p)
-            elif stat.S_ISREG(st.st_mode):
-                h = hashlib.sha256()
-                with open(p, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
-                        h.update(chunk)
-                out[rel] = h.hexdigest() if st.st_size < (64 << 20) else f"sparse:{st.st_size}:{st.st_mtime_ns}"
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = "dir"
-            else:
-                out[rel] = f"special:{stat.S_IFMT(st.st_mode)}"
-    return out
-
-
 def _run_case(name: str, root: Path, template: Path) -> dict:
     build, expect = CASES[name]
     folder = root / name
     folder.mkdir()
-    argv = [str(a) for a in build(folder, template)]
-    before = snapshot(folder)
-    env = {**os.environ, "PYTHONPATH": str(PKG), "MPLBACKEND": "Agg"}
-    try:
-        proc = subprocess.run([sys.executable, "-m", "BreastTumorSegLib.cli", *argv], cwd=folder, env=env,
-                              capture_output=True, text=True, timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
-        rc, err = proc.returncode, proc.stderr
-    except subprocess.TimeoutExpired:
-        rc, err = "timeout", ""
-    return {"argv": argv, "expect": expect, "rc": rc, "stderr": err, "before": before, "after": snapshot(folder)}
+    return {**run_in_folder(folder, [str(a) for a in build(folder, template)], TIMEOUT_S), "expect": expect}
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
-
     root = tmp_path_factory.mktemp("hostile")
-    template = root / "_template"
-    write_phantom(make_phantom(3, shape_mm=(60, 45, 30), spacing=3.0, n_phases=3), template)
-    for extra in template.glob("*_t*.*"):  # truth files: not part of the exam
-        extra.unlink()
+    template = write_small_exam(root / "_template")
     assert sorted(p.name for p in template.iterdir())[:1] == [f"{EXAM_CASE}.json"]
     with ThreadPoolExecutor(WORKERS) as pool:
         done = dict(zip(CASES, pool.map(lambda n: _run_case(n, root, template), CASES)))
@@ -819,7 +776,7 @@ def test_path_like_case_ids_are_refused(case_id):
 
 
 def test_staged_outputs_remove_the_folders_they_made(tmp_path):
-    from BreastTumorSegLib.io.files import StagedOutputs
+    from BreastTumorSegLib.io.atomic import StagedOutputs
 
     out = tmp_path / "a" / "b" / "out"
     with pytest.raises(RuntimeError):
@@ -835,7 +792,7 @@ def test_staged_outputs_remove_the_folders_they_made(tmp_path):
 
 def test_staged_outputs_refuse_path_like_names(tmp_path):
     from BreastTumorSegLib.core.errors import InputError
-    from BreastTumorSegLib.io.files import StagedOutputs
+    from BreastTumorSegLib.io.atomic import StagedOutputs
 
     with StagedOutputs(tmp_path / "out") as st:
         for bad in ("../x.nii.gz", "a/b.json", ".."):
@@ -848,7 +805,7 @@ def test_a_signal_during_the_commit_waits_until_every_file_is_in_place(tmp_path)
     import signal as _signal
 
     from BreastTumorSegLib.core import interrupts
-    from BreastTumorSegLib.io.files import StagedOutputs
+    from BreastTumorSegLib.io.atomic import StagedOutputs
 
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):

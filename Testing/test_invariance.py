@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from BreastTumorSegLib.engine.pipeline import segment_exam
+from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.evaluation.metrics import dice
 
 
@@ -16,7 +16,7 @@ from BreastTumorSegLib.evaluation.metrics import dice
 def hybrid(real_anatomy_dir):
     from BreastTumorSegLib.training.phantom.hybrid import make_hybrid
 
-    return make_hybrid(21, anatomy="axial", n_lesions=2)
+    return make_hybrid(21, anatomy="axial", n_lesions=2, data_dir=real_anatomy_dir)
 
 
 def _permuted_flipped(img: sitk.Image) -> sitk.Image:
@@ -46,12 +46,17 @@ def _label_in_reference(result, reference: sitk.Image) -> np.ndarray:
 def test_same_segmentation_whatever_the_storage(hybrid, model):
     torch.set_num_threads(2)
     exam = hybrid.exam
-    base = segment_exam(exam, model=model, device="cpu", register=False)
+    base = segment_exam(exam, model=model, device="cpu", settings=SegmentSettings(registration="none"))
+    # The exam as stored finds both inserted lesions (measured: Dice 0.965 unet-demo, 0.947 ftv),
+    # so that the comparisons below are between real lesions, never between two empty results.
+    assert len(base.lesions) == 2, [les.volume_ml for les in base.lesions]
+    assert dice(base.label, hybrid.tumor_mask) >= 0.85, dice(base.label, hybrid.tumor_mask)
     ref = sitk.GetArrayFromImage(base.label) > 0
     for name, make in VARIANTS.items():
-        got = _label_in_reference(segment_exam(make(exam), model=model, device="cpu", register=False),
+        got = _label_in_reference(segment_exam(make(exam), model=model, device="cpu",
+                                               settings=SegmentSettings(registration="none")),
                                   exam.reference)
-        score = dice(got, ref) if ref.any() or got.any() else 1.0
+        score = dice(got, ref)
         assert score >= 0.95, (model, name, score, int(ref.sum()), int(got.sum()))
 
 
@@ -59,9 +64,10 @@ def test_registered_pipeline_is_invariant_to_axis_order(hybrid):
     """With motion correction too (it runs on each variant's own grid)."""
     torch.set_num_threads(2)
     exam = hybrid.exam
-    base = segment_exam(exam, model="ftv", device="cpu", register=True)
+    base = segment_exam(exam, model="ftv", device="cpu", settings=SegmentSettings())
     moved = VARIANTS["axes permuted and flipped"](exam)
-    got = _label_in_reference(segment_exam(moved, model="ftv", device="cpu", register=True), exam.reference)
+    got = _label_in_reference(segment_exam(moved, model="ftv", device="cpu",
+                                           settings=SegmentSettings()), exam.reference)
     ref = sitk.GetArrayFromImage(base.label) > 0
     assert ref.any()
     assert dice(got, ref) >= 0.95

@@ -219,7 +219,7 @@ def _sphere_exam(radius=6.0, spacing=(0.9, 0.9, 1.5), shape=(30, 48, 48)):
 
 
 def test_signal_time_curves_and_png():
-    from BreastTumorSegLib.io.files import write_bytes_atomic
+    from BreastTumorSegLib.io.atomic import write_bytes
     from BreastTumorSegLib.kinetics.plots import plot_curves, signal_time_curves
 
     exam, label = _sphere_exam()
@@ -241,7 +241,7 @@ def test_signal_time_curves_and_png():
     from pathlib import Path
 
     with tempfile.TemporaryDirectory() as d:
-        p = write_bytes_atomic(png, Path(d) / "curves.png")
+        p = write_bytes(Path(d) / "curves.png", png)
         assert p.read_bytes() == png and sorted(x.name for x in Path(d).iterdir()) == ["curves.png"]
 
 

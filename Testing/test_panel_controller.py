@@ -126,6 +126,25 @@ def test_apply_runs_the_engine_with_progress_and_fills_the_result_nodes(done, mo
 
 
 
+def test_panel_shows_per_breast_probabilities_and_toggles_the_heatmap(done):
+    """The panel's run asks the engine for --classify: the L/R probabilities under the lesion table
+    and the heatmap as a colour layer of the slice views, shown and hidden by the check box."""
+    nodes = done.logic.classification
+    assert nodes is not None and set(nodes.summary["probabilities"]) <= {"L", "R"} and nodes.summary["probabilities"]
+    panel = done.controller.classification_panel
+    assert panel.label.text() == nodes.probability_text() and "not for clinical use" in panel.label.text()
+    assert panel.toggle.isEnabled()
+    for name in ("Red", "Yellow", "Green"):
+        done.ctx.scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode").SetLayoutName(name)
+    comps = done.ctx.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    panel.toggle.setChecked(True)
+    assert all(comps.GetItemAsObject(i).GetForegroundVolumeID() == nodes.heatmap.GetID()
+               for i in range(comps.GetNumberOfItems()))
+    panel.toggle.setChecked(False)
+    assert all(comps.GetItemAsObject(i).GetForegroundOpacity() == 0 for i in range(comps.GetNumberOfItems()))
+    assert done.host.errors == []
+
+
 def _segment_voxels(p) -> int:
     label = mb.segment_to_label(p.ctx, p.param.outputSegmentation, "Tumor", p.nodes[0])
     return int(sitk.GetArrayViewFromImage(label).sum())
@@ -198,7 +217,7 @@ def test_lesion_row_click_centres_the_slice_views_on_the_lesion(done):
     tissue = [curve.GetValue(r, 2).ToDouble() for r in range(curve.GetNumberOfRows())]
     assert pe[0] == pytest.approx(0.0, abs=1e-6) and max(pe[1:]) > 70.0 > max(tissue[1:])  # FTV's PE >= 70 %
     composite = done.ctx.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
-    ser = done.controller._ser
+    ser = done.controller.lesions.ser
     bands = sitk.GetArrayFromImage(mb.volume_node_to_image(ser))
     tumor = sitk.GetArrayFromImage(mb.segment_to_label(done.ctx, done.param.outputSegmentation, "Tumor", done.nodes[0]))
     assert set(np.unique(bands[tumor > 0])) <= {1, 2, 3} and (bands[tumor == 0] == 0).all()
@@ -475,3 +494,35 @@ def test_rethreshold_on_the_candidate_box_equals_the_engine_postprocessing_on_th
         for r, les in enumerate(want):
             assert table.GetColumnByName("Volume (mL)").GetValue(r) == pytest.approx(les.volume_ml, abs=1e-4)
             assert table.GetColumnByName("Max probability").GetValue(r) == pytest.approx(les.max_probability, abs=1e-4)
+
+
+# ------------------------------------------------------------------------------ failures
+def test_a_failed_action_is_one_message_and_the_panel_stays_usable(panel, phantom, monkeypatch):
+    """Every action reports its failure the same way (gui/errors.py): one message titled with what
+    failed, the busy cursor restored, nothing half-done kept; the panel works on afterwards."""
+    from BreastTumorSegLib.core.errors import BreastTumorSegError, InputError
+    from BreastTumorSegLib.slicer.gui.errors import reported
+
+    app = qh.application()
+    panel.add_exam(phantom.exam.phases)
+
+    # Compare: the logic refuses the reference; the comparison table stays as it was.
+    def refuse(*args, **kwargs):
+        raise InputError("the reference segmentation has no segments", "reader 1", "pick another one")
+    monkeypatch.setattr(panel.logic, "compare", refuse)
+    panel.controller.onCompare()
+    assert panel.host.errors == ["The comparison failed.\n\n"
+                                 "reader 1: the reference segmentation has no segments. Fix: pick another one."]
+    assert panel.param.comparisonTable is None and app.overrideCursor() is None
+    # Click mode without a result to refine: the button goes back off, no click logic is kept.
+    panel.ui.clickModeButton.setChecked(True)
+    assert len(panel.host.errors) == 2 and panel.host.errors[1].startswith("Could not start the click mode.\n\n")
+    assert not panel.ui.clickModeButton.isChecked() and panel.controller.lesions.click_logic is None
+    assert app.overrideCursor() is None
+    # The panel still works: the exam's phases are there and Apply is offered.
+    assert panel.ui.phaseTable.rowCount() == len(phantom.exam.phases) and panel.ui.applyButton.isEnabled()
+    # Only the expected kind is caught (the reader panel catches BreastTumorSegError only).
+    with pytest.raises(KeyError):
+        with reported(panel.host, "never shown", catch=BreastTumorSegError):
+            raise KeyError("a bug")
+    assert len(panel.host.errors) == 2

@@ -8,7 +8,8 @@ from scipy import ndimage
 
 from BreastTumorSegLib.core.errors import InputError
 from BreastTumorSegLib.core.imageutil import same_grid
-from BreastTumorSegLib.io.files import load_exam, read_image
+from BreastTumorSegLib.io.files import load_exam
+from BreastTumorSegLib.io.images import read_image
 from BreastTumorSegLib.training.phantom import classify_curve, early_late_phases, make_phantom, write_phantom
 from BreastTumorSegLib.training.phantom.kinetics import CURVE_TYPES, design_tumor_curve
 

@@ -104,18 +104,26 @@ class Host:
         self.editor.append((segmentation.GetName(), source.GetName(), segment_id, effects))
 
 
+def reader_panel(study_folder, readers, host=None, ctx=None):
+    """A reader panel over the study's sessions, on *ctx* (default: a fresh scene with views) and
+    reporting to *host* (default: a new one): (panel, host, ctx, parent). Keep *parent*: the
+    panel's widgets die with it."""
+    qt = qt_namespace()
+    application()
+    ctx = ctx or scene_with_views()
+    host = host or Host()
+    parent = qt.QWidget()
+    panel = ReaderPanelController(qt, parent, host, ReaderLogic(ctx, register=False),
+                                  lambda r: ReaderSession.open_study(study_folder, r), list(readers))
+    return panel, host, ctx, parent
+
+
 def test_reader_panel_walks_a_reader_through_three_cases(exams, tmp_path):
     """Start -> "case 1 of 3" -> paint -> autosave in the background -> submit -> next ... -> done."""
     study = tmp_path / "S"
     init_study(exams / "cases.csv", ["alice", "bob"], ["unaided"], study, seed=2, autosave_s=0.5,
                breast_region=False)
-    qt = qt_namespace()
-    application()
-    parent = qt.QWidget()
-    ctx = scene_with_views()
-    host = Host()
-    panel = ReaderPanelController(qt, parent, host, ReaderLogic(ctx, register=False),
-                                  lambda r: ReaderSession.open_study(study, r), ["alice", "bob"])
+    panel, host, ctx, parent = reader_panel(study, ["alice", "bob"])
     panel.readerComboBox.setCurrentIndex(1)
     assert not panel.submitButton.isEnabled()
     panel.start()
@@ -161,9 +169,7 @@ def test_reader_panel_walks_a_reader_through_three_cases(exams, tmp_path):
     s.end()
     # a second panel for a reader whose session is open elsewhere gets one clear error
     other = ReaderSession.open_study(study, "alice")
-    parent2 = qt.QWidget()
-    panel2 = ReaderPanelController(qt, parent2, host, ReaderLogic(ctx, register=False),
-                                   lambda r: ReaderSession.open_study(study, r), ["alice"])
+    panel2, _, _, parent2 = reader_panel(study, ["alice"], host, ctx)
     panel2.start()
     assert panel2.session is None and "in use" in host.errors[-1]
     other.end()
@@ -250,3 +256,42 @@ def test_reader_module_lifecycle_over_three_studies_and_scene_closes(exams, tmp_
 def _nodes(scene, cls):
     col = scene.GetNodesByClass(cls)
     return [col.GetItemAsObject(i) for i in range(col.GetNumberOfItems())]
+
+
+def test_reader_panel_asks_for_per_breast_scores_and_shows_the_model_only_when_assisted(exams, tmp_path):
+    """A study with --scores probability,birads: the score boxes appear, a side is stored once both
+    kinds are given, Submit without scores stays on the case, the model's score shows in the
+    assisted arm only, and a submitted reading shows its scores read-only."""
+    study = init_study(exams / "cases.csv", ["carol"], ["unaided", "assisted"], tmp_path / "S", seed=5,
+                       breast_region=False, model="ftv", model_outputs=exams / "model",
+                       scores=["probability", "birads"])
+    panel, host, ctx, parent = reader_panel(study.folder, ["carol"])
+    panel.start()
+    sp = panel.scores
+    assert host.errors == [] and not sp.box.isHidden()
+    seen = set()
+    for k in range(6):
+        view = panel.session.current
+        seen.add(view.arm)
+        model = study.case_by_label(view.label).model["scores"]
+        for side in ("left", "right"):
+            text = sp.model_labels[side].text()
+            assert text == (f"model: {100 * model[side]:.0f} %" if view.arm == "assisted" else "")
+        panel.submit()  # no scores yet: refused, the case stays open
+        assert "scores of both breasts" in host.errors[-1] and panel.session.current is view
+        sp.probability["left"].setValue(10 + k)
+        assert "left" not in panel.session.scores  # BI-RADS of the left breast still missing
+        sp.birads["left"].setCurrentIndex(sp.birads["left"].findText("2"))
+        sp.probability["right"].setValue(80)
+        sp.birads["right"].setCurrentIndex(sp.birads["right"].findText("4B"))
+        assert panel.session.scores == {"left": {"probability": 10.0 + k, "birads": "2"},
+                                        "right": {"probability": 80.0, "birads": "4B"}}
+        n_errors = len(host.errors)
+        panel.submit()
+        assert len(host.errors) == n_errors
+    assert seen == {"unaided", "assisted"} and panel.session.current is None
+    s = panel.session
+    view = s.open(0)  # a submitted reading: scores shown read-only
+    panel._show(view)
+    assert sp.probability["left"].value() in range(10, 16) and not sp.probability["left"].isEnabled()
+    panel.close()

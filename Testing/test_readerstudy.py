@@ -24,12 +24,13 @@ from scipy import stats as sps
 
 from BreastTumorSegLib.evaluation import metrics as M
 from BreastTumorSegLib.evaluation import readerstudy as RS
+from BreastTumorSegLib.evaluation import simulation as SIM
 from BreastTumorSegLib.evaluation import report
 from BreastTumorSegLib.evaluation import stats as S
 from BreastTumorSegLib.cli import reader_study as cli
 from BreastTumorSegLib.core.errors import InputError, OutputExistsError
 
-R = RS.SimulatedRater
+R = SIM.SimulatedRater
 READERS = (R("R1", -0.5, 0.8), R("R2", 0.3, 1.0), R("R3", 1.0, 1.2), R("R4", 2.0, 1.5))
 GOOD_MODEL = R("model", 0.5, 1.8)
 BAD_MODEL = R("model", 4.5, 1.2)  # over-segments by 4.5 mm: far worse than the weakest reader
@@ -201,8 +202,8 @@ def test_combine_masks_by_hand():
 # ============================================================================== simulated studies
 @pytest.fixture(scope="module")
 def good_study():
-    cases, truth = RS.simulate_study(20, 4, readers=READERS, model=GOOD_MODEL, seed=1)
-    scores, malignant = RS.simulate_scores(400, seed=2)
+    cases, truth = SIM.simulate_study(20, 4, readers=READERS, model=GOOD_MODEL, seed=1)
+    scores, malignant = SIM.simulate_scores(400, seed=2)
     result = RS.run_reader_study(cases, RS.StudyConfig(n_bootstrap=500), scores, malignant)
     return cases, truth, result
 
@@ -298,7 +299,7 @@ def test_report_files(good_study, tmp_path):
 
 
 def test_bad_model_is_not_equivalent():
-    cases, _ = RS.simulate_study(10, 0, readers=READERS, model=BAD_MODEL, seed=4)
+    cases, _ = SIM.simulate_study(10, 0, readers=READERS, model=BAD_MODEL, seed=4)
     res = RS.run_reader_study(cases, RS.StudyConfig(n_bootstrap=200))
     c = res.summary["comparison"]
     assert not c["equivalent"]
@@ -309,7 +310,7 @@ def test_bad_model_is_not_equivalent():
 
 
 def test_majority_reference_favours_readers_near_the_middle():
-    cases, _ = RS.simulate_study(10, 0, readers=READERS, model=GOOD_MODEL, seed=5)
+    cases, _ = SIM.simulate_study(10, 0, readers=READERS, model=GOOD_MODEL, seed=5)
     res = RS.run_reader_study(cases, RS.StudyConfig(reference="majority", n_bootstrap=200))
     order = res.summary["reader_order"]
     assert order[-1] == "R4"
@@ -317,7 +318,7 @@ def test_majority_reference_favours_readers_near_the_middle():
 
 
 def test_study_input_errors():
-    cases, _ = RS.simulate_study(3, 0, readers=READERS[:3], model=GOOD_MODEL, seed=0, size_xyz=(40, 40, 12))
+    cases, _ = SIM.simulate_study(3, 0, readers=READERS[:3], model=GOOD_MODEL, seed=0, size_xyz=(40, 40, 12))
     broken = [RS.StudyCase(c.case_id, dict(c.readers), c.model_mask, c.model_prob, split=c.split) for c in cases]
     del broken[1].readers["R2"]
     with pytest.raises(InputError, match="missing: R2"):
@@ -356,7 +357,7 @@ def _write_study(folder, cases) -> str:
 
 
 def test_cli_reader_study_writes_summary(tmp_path, capsys):
-    cases, _ = RS.simulate_study(6, 0, readers=READERS[:3], model=GOOD_MODEL, seed=7, size_xyz=(48, 48, 16))
+    cases, _ = SIM.simulate_study(6, 0, readers=READERS[:3], model=GOOD_MODEL, seed=7, size_xyz=(48, 48, 16))
     table = _write_study(tmp_path, cases)
     out = tmp_path / "report"
     args = _parse([table, "--output", str(out), "--margins", "-0.2", "0.2", "--bootstrap", "200", "--quiet"])
@@ -376,7 +377,7 @@ def test_cli_reader_study_writes_summary(tmp_path, capsys):
 
 
 def test_cli_table_errors_name_the_file(tmp_path):
-    cases, _ = RS.simulate_study(2, 0, readers=READERS[:2], model=GOOD_MODEL, seed=8, size_xyz=(32, 32, 10))
+    cases, _ = SIM.simulate_study(2, 0, readers=READERS[:2], model=GOOD_MODEL, seed=8, size_xyz=(32, 32, 10))
     table = _write_study(tmp_path, cases)
     bad = tmp_path / "bad.csv"
     bad.write_text("case,rater,file\nA,R1,x.nii.gz\n")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastTumorSegLib.engine.pipeline import segment_exam
+from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.kinetics.ftv import FTVSettings, functional_tumor_volume
 from BreastTumorSegLib.models.ftv_segmenter import FTVSegmenter
 from BreastTumorSegLib.preprocess.breast_region import body_mask, breast_mask_qa, breast_region
@@ -39,7 +39,7 @@ def test_pipeline_falls_back_from_an_implausible_learned_mask(real_anatomy_dir, 
 
     monkeypatch.setattr(bm, "BreastMaskModel", Fake)
     ph = make_hybrid(0, "axial", data_dir=real_anatomy_dir)
-    res = segment_exam(ph.exam, FTVSegmenter(), register=False, breast_model="torso")
+    res = segment_exam(ph.exam, FTVSegmenter(), settings=SegmentSettings(registration="none", breast_model="torso"))
     assert "fallback" in res.settings["breast_mask"]
     qa = res.summary()["breast_mask_qa"]
     assert qa["used"] == "classical" and qa["fallback"] and not qa["learned"]["plausible"]
@@ -51,7 +51,7 @@ def test_unilateral_sagittal_lesions_get_the_kept_side(real_anatomy_dir, side):
     ph = make_hybrid(3, "sagittal", side=side, n_lesions=3, scale=1e6, zero_background=True,
                      fat_suppressed=True, data_dir=real_anatomy_dir)
     assert ph.params["laterality"] == side
-    res = segment_exam(ph.exam, FTVSegmenter(), register=False)
+    res = segment_exam(ph.exam, FTVSegmenter(), settings=SegmentSettings(registration="none"))
     assert res.lesions
     assert {les.side for les in res.lesions} == {side}
 
@@ -99,5 +99,5 @@ def test_coronal_exam_breast_region_and_sides(seed):
     assert context["layout"]["n_breasts"] == 2
     assert breast_mask_qa(ph.breast_mask, context)["plausible"]
     assert breast_mask_qa(classical, context)["plausible"]
-    res = segment_exam(ph.exam, model="ftv", register=False)
+    res = segment_exam(ph.exam, model="ftv", settings=SegmentSettings(registration="none"))
     assert res.lesions and {les.side for les in res.lesions} == {"left"}

@@ -8,7 +8,8 @@ from BreastTumorSegLib.core.errors import InputError
 from BreastTumorSegLib.core.exam import DCEExam
 from BreastTumorSegLib.models.ftv_segmenter import FTVSegmenter
 from BreastTumorSegLib.evaluation.metrics import dice
-from BreastTumorSegLib.kinetics.seeded import SeededSettings, parse_point, ras_to_lps, segment_from_seed
+from BreastTumorSegLib.core.values import parse_point
+from BreastTumorSegLib.kinetics.seeded import SeededSettings, ras_to_lps, segment_from_seed
 
 TIMES = (0.0, 1.5, 3.0, 6.0)
 LESION = (0.0, 1.3, 1.25, 1.1)

@@ -34,7 +34,7 @@ PLATFORMS = ("win_amd64", "macosx_14_0_arm64", "manylinux2014_x86_64")
 # Built by Slicer itself (SimpleITK, VTK) or by the PyTorch extension (torch): pip must never bring them.
 NEVER_FROM_PIP = {"simpleitk", "vtk", "torch"}
 # Not run by Slicer: the `train` command's TOML configs (tomllib, Python 3.11). Everything else is.
-NOT_RUN_IN_SLICER = r"training/trainer\.py$"
+NOT_RUN_IN_SLICER = r"training/(trainer|config)\.py$"
 
 
 def _norm(name: str) -> str:

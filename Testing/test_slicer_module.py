@@ -27,11 +27,13 @@ UI_FILE = MODULE_DIR / "Resources" / "UI" / "BreastTumorSeg.ui"
 
 slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed")
 
+from script_fixtures import headless_script, import_script  # noqa: E402
+
 from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
 from BreastTumorSegLib.slicer import process as sp  # noqa: E402
 from BreastTumorSegLib.core.errors import InputError  # noqa: E402
 from BreastTumorSegLib.io.dicom.headers import parse_tm  # noqa: E402
-from BreastTumorSegLib.io.files import read_image  # noqa: E402
+from BreastTumorSegLib.io.images import read_image# noqa: E402
 from BreastTumorSegLib.slicer.logic import (SegmentationLogic, engine_command,  # noqa: E402
                                             exam_from_phases, guess_phases, lesion_rows, model_card_html,
                                             phases_from_sequence, safe_case_id)
@@ -512,17 +514,22 @@ def test_background_engine_failure_gives_the_cli_message(mrml, tmp_path):
 
 
 # ============================================================================ headless Slicer entry point
-def _headless():
-    sys.path.insert(0, str(MODULE_DIR / "Scripts"))
-    try:
-        import segment_headless
-    finally:
-        sys.path.pop(0)
-    return segment_headless
+def test_the_headless_ctest_checks_what_was_written(tmp_path):
+    """The ctest (Testing/Python/segment_headless_check.py) passes on the real outputs (Dice 0.919
+    against the phantom's truth) and reports a label map that misses the tumor."""
+    check = import_script("segment_headless_check", "Testing/Python", "Scripts")
+    assert check.run_check(tmp_path) == 0
+    phantom = check.check_phantom()
+    case = phantom.exam.case_id
+    assert check.check_content(tmp_path / "out", case, phantom) == []
+    seg = tmp_path / "out" / f"{case}_seg.nii.gz"
+    sitk.WriteImage(sitk.ReadImage(str(seg)) * 0, str(seg))
+    problems = check.check_content(tmp_path / "out", case, phantom)
+    assert any("Dice 0.000" in p for p in problems) and any(".seg.nrrd differs" in p for p in problems), problems
 
 
 def test_headless_arguments_translate_to_the_cli(tmp_path):
-    sh = _headless()
+    sh = headless_script()
     args, cli_argv, cli_args = sh.parse_args(["--input", "a", "b", "--output", str(tmp_path), "--model", "ftv",
                                               "--times", "0,1.5", "--scene", str(tmp_path / "s.mrb")])
     assert cli_argv[:4] == ["segment", "a", "b", "--output"] and "--times" in cli_argv
@@ -539,13 +546,13 @@ def test_headless_arguments_translate_to_the_cli(tmp_path):
 ])
 def test_headless_rejects_bad_arguments_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as info:
-        _headless().parse_args(argv)
+        headless_script().parse_args(argv)
     assert info.value.code == 2
     assert "usage" in capsys.readouterr().err
 
 
 def test_headless_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
-    code = _headless().main(["--input", str(tmp_path / "missing"), "--output", str(tmp_path / "out")])
+    code = headless_script().main(["--input", str(tmp_path / "missing"), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "does not exist" in err[0]
     assert not (tmp_path / "out").exists()
@@ -555,7 +562,7 @@ def test_headless_writes_the_cli_outputs_and_a_scene(phantom_exam, tmp_path):
     ph, folder = phantom_exam
     case = ph.exam.case_id
     mrb = tmp_path / "out" / f"{case}.mrb"
-    code = _headless().main(["--input", str(folder), "--output", str(tmp_path / "out"), "--model", "ftv",
+    code = headless_script().main(["--input", str(folder), "--output", str(tmp_path / "out"), "--model", "ftv",
                              "--device", "cpu", "--no-register", "--quiet", "--scene", str(mrb)])
     assert code == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -612,6 +619,14 @@ def test_ui_parses_with_a_qmrmlwidget_root_and_unique_names():
     assert mrml_widgets <= receivers
 
 
+def _panel_code_files() -> list[Path]:
+    """The code that works on the panel's widgets: the module file, the widget and its sub-controllers
+    (every module of slicer/gui that reads ``ui.<name>``)."""
+    gui = sorted(p for p in (LIB / "slicer" / "gui").glob("*.py") if re.search(r"\bui\.\w", p.read_text()))
+    assert LIB / "slicer" / "gui" / "widget.py" in gui
+    return [MODULE_DIR / "BreastTumorSeg.py", *gui]
+
+
 def test_widget_code_uses_only_widgets_that_exist_in_the_ui_with_a_compatible_class():
     from BreastTumorSegLib.slicer.gui.widget import UI_WIDGETS
 
@@ -620,7 +635,7 @@ def test_widget_code_uses_only_widgets_that_exist_in_the_ui_with_a_compatible_cl
         assert name in classes, f"{name} missing from {UI_FILE.name}"
         assert _is_a(classes[name], cls), f"{name} is a {classes[name]} in the .ui, the code needs a {cls}"
     used = set()
-    for path in (LIB / "slicer" / "gui" / "widget.py", MODULE_DIR / "BreastTumorSeg.py"):
+    for path in _panel_code_files():
         used |= set(re.findall(r"\bui\.(\w+)", path.read_text()))
     used -= {"connect"}
     assert used <= set(UI_WIDGETS), f"widgets used but not declared in UI_WIDGETS: {used - set(UI_WIDGETS)}"
@@ -671,7 +686,7 @@ def test_parameter_bindings_match_fields_and_connectable_widget_classes():
         kind = _kind(fields[field])
         assert cls in _CONNECTABLE[kind], f"{field} ({fields[field]}) cannot be connected to a {cls}"
     # Fields without a bound widget are kept in sync by the widget code by hand.
-    code = (LIB / "slicer" / "gui" / "widget.py").read_text() + (MODULE_DIR / "BreastTumorSeg.py").read_text()
+    code = "".join(path.read_text() for path in _panel_code_files())
     for field in set(fields) - set(bound):
         assert re.search(rf"\.{field}\b", code), f"parameter {field} is neither bound in the .ui nor used in code"
 

@@ -202,7 +202,7 @@ def test_shipped_breast_model_gates_the_pipeline(small_exam_dir):
     """The learned whole-breast mask matches the phantom truth; with --breast-model it gates the lesions."""
     from BreastTumorSegLib.models.breast_model import BreastMaskModel
     from BreastTumorSegLib.evaluation.metrics import dice
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 
     bm = BreastMaskModel.load("breastmask-demo")  # shipped: a missing or tampered file is a failure
     ph = small_exam_dir[1]
@@ -229,12 +229,14 @@ def test_shipped_breast_model_gates_the_pipeline(small_exam_dir):
             img.CopyInformation(exam.reference)
             return img
 
-    res = segment_exam(ph.exam, model=Stub(), register=False, device="cpu", breast_model="breastmask-demo",
-                       restrict_to_breast=True)
+    res = segment_exam(ph.exam, model=Stub(), device="cpu",
+                       settings=SegmentSettings(registration="none", breast_model="breastmask-demo",
+                                                 restrict_to_breast=True))
     label = sitk.GetArrayFromImage(res.label) > 0
     assert res.settings["breast_mask"] == "breastmask-demo"
     assert dice(label, truth) > 0.99 and not (label & fp).any()
-    ungated = segment_exam(ph.exam, model=Stub(), register=False, device="cpu", restrict_to_breast=False)
+    ungated = segment_exam(ph.exam, model=Stub(), device="cpu",
+                           settings=SegmentSettings(registration="none", restrict_to_breast=False))
     assert (sitk.GetArrayFromImage(ungated.label) > 0)[fp].all()  # the blob is there to be removed
 
 

@@ -18,26 +18,18 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.cli import main
 from BreastTumorSegLib.core.errors import BreastTumorSegError, InputError
-from BreastTumorSegLib.evaluation.readerstudy import SimulatedRater, simulate_case
+from BreastTumorSegLib.evaluation.simulation import SimulatedRater, simulate_case
 from BreastTumorSegLib.study.coordinator import export_table, import_mask, init_study, study_status
 from BreastTumorSegLib.study.definition import load_study, reading_order
 from BreastTumorSegLib.study.session import ReaderSession, SubmittedError, audit_log
 from BreastTumorSegLib.study.storage import Lock, StudyLockedError, iter_versions
-from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+from study_fixtures import Clock, write_model_outputs, write_study_exam
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("study_worker.py")
 SEEDS = (2, 3, 4, 6)
 READERS = (SimulatedRater("R1", -1.0, 1.5), SimulatedRater("R2", 0.5, 2.0), SimulatedRater("R3", 2.0, 2.0))
 MODEL = SimulatedRater("model", 0.5, 1.0)
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +40,13 @@ def exams(tmp_path_factory):
     rng = np.random.default_rng(0)
     (root / "model").mkdir()
     for s in SEEDS:
-        ph = make_phantom(s, n_phases=3, motion_mm=0.0, spacing=4.0, n_tumors=1, tumor_radius_mm=9.0,
-                          decoys=False, heart=False, vessels=False)
-        case = f"P{s:03d}"
-        write_phantom(ph, root / case)
+        case, ph, truth = write_study_exam(root, s)
         rows.append(f"{case},{case}")
-        truth = sitk.Cast(ph.tumor_mask > 0, sitk.sitkUInt8)
         assert sitk.GetArrayFromImage(truth).sum() > 20
         truths[case] = truth
         sim = simulate_case(case, truth, READERS, MODEL, rng)
         sims[case] = sim
-        sitk.WriteImage(sitk.Cast(sim.model_prob >= 0.5, sitk.sitkUInt8), str(root / "model" / f"{case}_seg.nii.gz"))
-        sitk.WriteImage(sim.model_prob, str(root / "model" / f"{case}_prob.nii.gz"))
+        write_model_outputs(root / "model", case, sim)
     (root / "cases.csv").write_text("\n".join(rows) + "\n")
     return {"root": root, "cases": root / "cases.csv", "model": root / "model", "truths": truths, "sims": sims}
 
@@ -351,8 +338,8 @@ def test_a_hand_edited_or_half_copied_study_gives_one_clear_error(exams, tmp_pat
     v = s.open(); s.activity(edit=True); saved = s.save(v.starting_mask()); s.end()
     good = (study / "study.json").read_text()
     cases = [("{" + good[:200], "not valid JSON"),
-             (good.replace('"readers": [\n  "a"\n ]', '"readers": "a"'), "readers: expected list"),
-             (good.replace('"format_version": 1', '"format_version": 9'), "format_version"),
+             (json.dumps({**json.loads(good), "readers": "a"}), "readers: expected list"),
+             (json.dumps({**json.loads(good), "format_version": 9}), "format_version"),
              (json.dumps({**json.loads(good), "orders": {"a": json.loads(good)["orders"]["a"][:-1]}}),
               "does not list every case")]
     for text, msg in cases:
@@ -467,8 +454,8 @@ def test_cli_study_to_reader_study_report_end_to_end(exams, tmp_path, capsys):
 # --------------------------------------------------------------------------------- statistics
 def test_derived_margins_are_labelled_exploratory_and_the_hybrid_lambda_is_cross_validated():
     from BreastTumorSegLib.evaluation import stats as S
-    from BreastTumorSegLib.evaluation.readerstudy import (StudyConfig, run_reader_study, simulate_scores,
-                                                          simulate_study)
+    from BreastTumorSegLib.evaluation.readerstudy import StudyConfig, run_reader_study
+    from BreastTumorSegLib.evaluation.simulation import simulate_scores, simulate_study
 
     cases, _ = simulate_study(n_cases=8, n_tune=0, seed=3, size_xyz=(32, 32, 12))
     res = run_reader_study(cases, StudyConfig(n_bootstrap=50))

@@ -1,5 +1,6 @@
 """Training pipeline: dataset layouts, folds, cache, config, smoke training, resume, logs."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,9 @@ import torch
 
 from BreastTumorSegLib.training import datasets
 from BreastTumorSegLib.core.errors import InputError
-from BreastTumorSegLib.training.trainer import (PatchSampler, TrainerConfig, input_scales, load_config, loss_fn,
-                                                task_cases, train)
+from BreastTumorSegLib.training.config import TrainerConfig, load_config
+from BreastTumorSegLib.training.patches import PatchSampler, input_scales, loss_fn, task_cases
+from BreastTumorSegLib.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PHANTOM = dict(shape_mm=(220, 140, 90), spacing=3.0, n_phases=4, n_tumors=1, tumor_radius_mm=14,
@@ -149,21 +151,18 @@ def test_config_json_toml_and_overrides(tmp_path):
 
 
 def test_an_enhancement_gain_of_one_or_more_is_refused_with_one_message(tmp_path, capsys):
-    """k = 1 +/- g must stay positive: the trainer and ``breasttumorseg train`` refuse g outside [0, 1)
-    with one message and exit code 2, before anything is written."""
+    """k = 1 +/- g must stay positive: ``breasttumorseg train`` (the one training command line; the
+    trainer module has none) refuses g outside [0, 1) with one message and exit code 2, before
+    anything is written."""
     from BreastTumorSegLib.cli import main as cli_main
-    from BreastTumorSegLib.training.trainer import main
+    from BreastTumorSegLib.training import trainer
 
+    assert not hasattr(trainer, "main")
     argv = ["--config", str(ROOT / "configs" / "unet-demo.json"), "--set", "augment.enhancement_gain=1.5"]
-    with pytest.raises(SystemExit) as exc:
-        main(argv + ["--output", str(tmp_path / "run")])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("enhancement_gain must be in [0, 1)") == 1 and "0.7-1.3" in err
     assert cli_main(["train"] + argv + ["--output", str(tmp_path / "run2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "enhancement_gain must be in [0, 1)" in err[0]
-    assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()
+    assert len(err) == 1 and "enhancement_gain must be in [0, 1)" in err[0] and "0.7-1.3" in err[0]
+    assert not (tmp_path / "run2").exists()
 
 
 def test_per_patch_dice_weighs_a_small_tumor_as_much_as_a_large_one():
@@ -196,7 +195,7 @@ def test_onecycle_schedule_is_torch_onecycle():
 def test_unet_demo_configs_are_the_recipe_of_the_shipped_card():
     """configs/unet-demo.json, -finetune.json and -finetune-2.json: the three runs that made the shipped
     unet-demo; the last is the one its card records."""
-    from BreastTumorSegLib.training.datasets import parse_seeds
+    from BreastTumorSegLib.core.values import parse_seeds
 
     shipped = json.loads((ROOT / "BreastTumorSeg" / "BreastTumorSegLib" / "models" / "shipped" / "unet-demo.json"
                           ).read_text())
@@ -222,10 +221,12 @@ def test_unet_demo_configs_are_the_recipe_of_the_shipped_card():
 def test_unet_demo_config_smoke_run_and_continuation(phantom_root, tmp_path, capsys):
     """configs/unet-demo.json made tiny with --set: a card + weights the registry loads, the threshold tuned
     on validation; the next run of the recipe continues from that card (SHA-256 checked)."""
-    from BreastTumorSegLib.core.errors import BreastTumorSegError
+    from BreastTumorSegLib.cli import main as cli_main
     from BreastTumorSegLib.models.registry import get_segmenter
     from BreastTumorSegLib.models.weights import load_verified_state_dict
-    from BreastTumorSegLib.training.trainer import main
+
+    def main(argv):
+        return cli_main(["train"] + argv)
 
     tiny = ["name=tiny-unet", "spacing_mm=3.0", "patch=16", "batch=2", "epochs=2", "steps_per_epoch=3",
             "warmup_steps=2", "threads=1", f"cache_dir={json.dumps(str(tmp_path / 'cache'))}",
@@ -257,10 +258,13 @@ def test_unet_demo_config_smoke_run_and_continuation(phantom_root, tmp_path, cap
     # weights that are not the ones the card names are refused
     w = tmp_path / "r1" / card["weights"]
     w.write_bytes(w.read_bytes()[:-4] + b"\0\0\0\0")
-    with pytest.raises(BreastTumorSegError, match="(?i)sha-?256"):
-        main(ft + ["--output", str(tmp_path / "r3")] + sets)
-    # --retune re-chooses the threshold of a card the trainer wrote
+    capsys.readouterr()
+    assert main(ft + ["--output", str(tmp_path / "r3")] + sets) == 2
+    assert re.search("(?i)sha-?256", capsys.readouterr().err)
+    # --retune re-chooses the threshold of a card the trainer wrote, in the card's folder
     r2_card = tmp_path / "r2" / "tiny-unet.json"
+    assert main(["--retune", str(r2_card), "--output", str(tmp_path / "r4")]) == 2  # it takes no other folder
+    assert "--retune" in capsys.readouterr().err and not (tmp_path / "r4").exists()
     assert main(["--retune", str(r2_card)]) == 0
     assert "threshold_tuning" in json.loads(r2_card.read_text())["validation"]
 
@@ -315,7 +319,7 @@ def _loss(net, batches):
 
 
 def test_smoke_training_lowers_the_loss(tiny_cases, tmp_path):
-    from BreastTumorSegLib.training.trainer import build_model
+    from BreastTumorSegLib.training.validation import build_model
 
     torch.set_num_threads(1)
     cfg = _cfg(epochs=3, steps_per_epoch=10, augment={"phase_dropout": 0.5})

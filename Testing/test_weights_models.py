@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from BreastTumorSegLib.core.errors import ModelError
-from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR, sha256_file
+from BreastTumorSegLib.io.atomic import sha256_file
+from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR
 from BreastTumorSegLib.models.registry import available_models, get_segmenter
 from BreastTumorSegLib.models.nets.unet import UNet3D
 from BreastTumorSegLib.models.weights import load_verified_state_dict, save_state_dict

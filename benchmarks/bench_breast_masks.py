@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
 from BreastTumorSegLib.models.breast_model import BreastMaskModel, find_breast_card  # noqa: E402
 from BreastTumorSegLib.preprocess import breast_region as br  # noqa: E402
-from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom.families import make_exam  # noqa: E402
 
 

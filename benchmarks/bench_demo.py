@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.engine.pipeline import segment_exam  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
-from BreastTumorSegLib.io.files import load_exam  # noqa: E402
-from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.io.files import load_exam# noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom import make_phantom, write_phantom  # noqa: E402
 
 

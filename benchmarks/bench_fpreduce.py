@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     import torch
 
     from BreastTumorSegLib.engine.fpreduce import get_classifier, reduce_false_positives
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
     from BreastTumorSegLib.training.phantom import make_phantom
 
     torch.set_num_threads(a.threads)
@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     rows = []
     for m in [m for m in a.models.split(",") if m]:
         t0 = time.perf_counter()
-        res = segment_exam(exam, model=m, device="cpu", register=False, fp_reduction=False)
+        res = segment_exam(exam, model=m, device="cpu",
+                           settings=SegmentSettings(registration="none", fp_reduction=False))
         pipe = time.perf_counter() - t0
         comps = sitk.RelabelComponent(sitk.ConnectedComponent(res.label, True), sortByObjectSize=True)
         secs = []

@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.core.imageutil import voxel_volume_ml  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice, froc, lesion_level  # noqa: E402
-from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 
 
 def motion_free(ph):
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     from BreastTumorSegLib.engine.fpreduce import reduce_false_positives
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
     from BreastTumorSegLib.training.phantom.families import FAMILIES
 
     seeds = parse_seeds(a.seeds)
@@ -173,8 +173,8 @@ def main(argv=None) -> int:
             gen.append(time.perf_counter() - t0)
             for m in models:
                 t0 = time.perf_counter()
-                res = segment_exam(exam, model=m, device="cpu", register=False,
-                                   **({"fp_reduction": False} if a.compare_fp_reduction else {}))
+                res = segment_exam(exam, model=m, device="cpu", settings=SegmentSettings(
+                                   registration="none", **({"fp_reduction": False} if a.compare_fp_reduction else {})))
                 secs = time.perf_counter() - t0
                 labels = {stages[0]: res.label}
                 if a.compare_fp_reduction:

@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
-from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
 
 
@@ -60,9 +60,9 @@ def load_models(names: list[str]) -> dict:
 
 
 def run_model(seg, exam, truth: sitk.Image, **kw) -> tuple[float, float, sitk.Image]:
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 
-    res = segment_exam(exam, model=seg, device="cpu", register=False, **kw)
+    res = segment_exam(exam, model=seg, device="cpu", settings=SegmentSettings(registration="none"), **kw)
     d = dice(sitk.GetArrayViewFromImage(res.label) > 0, sitk.GetArrayViewFromImage(truth) > 0)
     return d, res.timings.get("predict", float("nan")), res.probability
 
@@ -150,8 +150,9 @@ def bench_phases(models: dict, seeds: list[int], keep: list[int], results: dict)
 
 def bench_training_speed(results: dict, steps: int) -> None:
     from BreastTumorSegLib.training.datasets import prepare_phantom
-    from BreastTumorSegLib.training.trainer import (PatchSampler, _forward, build_model, input_scales, load_config,
-                                                    loss_fn, task_cases)
+    from BreastTumorSegLib.training.config import load_config
+    from BreastTumorSegLib.training.patches import PatchSampler, input_scales, loss_fn, task_cases
+    from BreastTumorSegLib.training.validation import build_model, forward_batch
 
     case = prepare_phantom(1000, 1.5)
     configs = {name: load_config(ROOT / "configs" / f"{name}.json")
@@ -172,7 +173,7 @@ def bench_training_speed(results: dict, steps: int) -> None:
             if channels_last:
                 b["x"] = b["x"].contiguous(memory_format=torch.channels_last_3d)
             t0 = time.perf_counter()
-            loss = loss_fn(_forward(net, b, torch.device("cpu")), b["y"])
+            loss = loss_fn(forward_batch(net, b, torch.device("cpu")), b["y"])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from BreastTumorSegLib.engine.refine import Click, Refiner  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
-from BreastTumorSegLib.training.datasets import parse_seeds  # noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from bench_generalization import hybrid_makers, motion_free, table  # noqa: E402
 
 FULL = np.ones((3, 3, 3), bool)
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     rows, timing = [], None
     if not a.timing_only:
-        from BreastTumorSegLib.engine.pipeline import segment_exam
+        from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
         from BreastTumorSegLib.training.phantom.families import FAMILIES
 
         makers = {f: FAMILIES[f] for f in a.families.split(",") if f}
@@ -161,7 +161,8 @@ def main(argv=None) -> int:
                 truth = sitk.GetArrayFromImage(ph.tumor_mask) > 0
                 for s in starts:
                     if s == "model":
-                        start = segment_exam(exam, model=a.model, device="cpu", register=False)
+                        start = segment_exam(exam, model=a.model, device="cpu",
+                                             settings=SegmentSettings(registration="none"))
                     else:
                         start = empty_result(exam, ph.case_id)
                     r = run_protocol(exam, start, truth, a.clicks)

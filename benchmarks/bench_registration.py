@@ -124,7 +124,7 @@ def run_method(name, exam):
 
 
 def dice_rows(seeds, model):
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
     from BreastTumorSegLib.training.phantom.motion import make_moving_phantom
 
     rows = []
@@ -135,7 +135,7 @@ def dice_rows(seeds, model):
             continue
         d = {}
         for motion in ("affine", "deformable"):
-            res = segment_exam(mp.exam, model=model, device="cpu", motion=motion)
+            res = segment_exam(mp.exam, model=model, device="cpu", settings=SegmentSettings(motion=motion))
             pred = sitk.GetArrayViewFromImage(res.label) > 0
             d[motion] = 2 * (pred & truth).sum() / (pred.sum() + truth.sum())
         rows.append((seed, d["affine"], d["deformable"]))

@@ -72,7 +72,7 @@ def run_cases(folder: Path, models: list[str]) -> None:
     import SimpleITK as sitk
 
     from BreastTumorSegLib.core.exam import DCEExam
-    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 
     for case in sorted(p for p in folder.iterdir() if p.is_dir()):
         meta = json.loads((case / "meta.json").read_text())
@@ -81,8 +81,8 @@ def run_cases(folder: Path, models: list[str]) -> None:
         for model in models:
             name, _, variant = model.partition(":")
             extra = {"breast_model": Torso()} if variant == "torso" else {}
-            res = segment_exam(DCEExam(phases, meta["times"], case_id=case.name), model=name, register=False,
-                               device="cpu", **extra)
+            res = segment_exam(DCEExam(phases, meta["times"], case_id=case.name), model=name, device="cpu",
+                               settings=SegmentSettings(registration="none", **extra))
             got = sitk.GetArrayFromImage(res.label) > 0
             t = truth > 0
             dice = 2 * np.count_nonzero(got & t) / max(np.count_nonzero(got) + np.count_nonzero(t), 1)
@@ -109,14 +109,15 @@ def main() -> int:
     if a.run:
         run_cases(Path(a.run), models)
         return 0
-    lo, hi = (int(v) for v in a.seeds.split("-"))
     versions = {"after": str(ROOT / "BreastTumorSeg")}
     if a.before:
         versions = {"before": a.before, **versions}
     sys.path.insert(0, versions["after"])
+    from BreastTumorSegLib.core.values import parse_seeds
+
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        make_cases(Path(tmp), list(range(lo, hi + 1)))
+        make_cases(Path(tmp), parse_seeds(a.seeds))
         for version, path in versions.items():
             env = dict(os.environ, PYTHONPATH=path)
             out = subprocess.run([sys.executable, __file__, "--run", tmp, "--models", a.models], env=env,

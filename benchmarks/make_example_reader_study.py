@@ -29,10 +29,10 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 from BreastTumorSegLib.evaluation import metrics
-from BreastTumorSegLib.evaluation import readerstudy
+from BreastTumorSegLib.evaluation import readerstudy, simulation
 from BreastTumorSegLib.evaluation import report  # noqa: E402
 
-R = readerstudy.SimulatedRater
+R = simulation.SimulatedRater
 # Biases and noise of the order of the phantom's 1.5-3 mm voxels, so that readers differ visibly.
 READERS = (R("R1", -1.0, 1.5), R("R2", 0.5, 2.0), R("R3", 1.5, 2.0), R("R4", 3.0, 2.5))
 MODEL = R("model", 1.0, 2.5)
@@ -103,11 +103,11 @@ def main(argv=None) -> int:
     truths = None
     if args.source == "phantom":
         truths, rois = phantom_truths(args.cases, args.seed)
-    cases, _ = readerstudy.simulate_study(args.cases, args.tune, READERS, MODEL, seed=args.seed, truths=truths)
+    cases, _ = simulation.simulate_study(args.cases, args.tune, READERS, MODEL, seed=args.seed, truths=truths)
     if rois is not None:
         for case, roi in zip(cases, rois):
             case.roi = roi
-    scores, malignant = readerstudy.simulate_scores(200, seed=args.seed + 1)
+    scores, malignant = simulation.simulate_scores(200, seed=args.seed + 1)
     timings["simulate study"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 from BreastTumorSegLib.cli import main as cli  # noqa: E402
-from BreastTumorSegLib.evaluation.readerstudy import SimulatedRater, _smooth_noise, simulate_case  # noqa: E402
+from BreastTumorSegLib.evaluation.simulation import SimulatedRater, _smooth_noise, simulate_case  # noqa: E402
 from BreastTumorSegLib.study.definition import load_study  # noqa: E402
 from BreastTumorSegLib.study.session import ReaderSession  # noqa: E402
 from BreastTumorSegLib.training.phantom import make_phantom, write_phantom  # noqa: E402

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Plot a training run's ``log.jsonl`` (written by ``python -m BreastTumorSegLib.training.trainer``).
+"""Plot a training run's ``log.jsonl`` (written by ``breasttumorseg train``).
 
     python scripts/plot_training_log.py runs/st-demo/log.jsonl -o st-demo.png
     python scripts/plot_training_log.py runs/a/log.jsonl runs/b/log.jsonl -o compare.png

@@ -13,6 +13,7 @@ preprocess motion correction, body and whole-breast region, harmonization / netw
 kinetics   kinetic maps, I-SPY functional tumor volume, seeded lesion growth, kinetic plots
 models     registry and cards, safe weights, networks (``models.nets``), segmenters, shipped weights
 engine     the end-to-end pipeline and post-processing (lesions), doubt score of a result
+followup   treatment response across visits: visits registered to the baseline, lesions matched, RECIST
 batch      many exams: discovery, resumable records, workers (local processes or Ray), worklist
 evaluation metrics, statistics, the multi-reader study and its report
 study      reader-study sessions: study folder, blinded timed autosaved sessions, locks, export
@@ -25,11 +26,11 @@ cli        the ``breasttumorseg`` command
 
 Dependency direction (``Testing/test_architecture.py`` enforces it, lazy imports included)::
 
-    core <- io <- preprocess <- kinetics <- models <- engine <- batch
+    core <- io <- preprocess <- kinetics <- models <- engine <- followup <- batch
     evaluation   uses core and io only
     study        uses core, io and the engine side (the assisted arm's model output), not evaluation
     training     uses core, io, preprocess, kinetics, models, engine, evaluation; nobody uses training
-    slicer       uses everything above except training (study and batch included); only slicer/ imports ``slicer`` and ``vtk``,
+    slicer       uses everything above except training (study, followup and batch included); only slicer/ imports ``slicer`` and ``vtk``,
                  only slicer.gui imports Qt; the engine never imports slicer
     web          uses the study engine and the Qt-free slicer bridge (one MRML scene per reader); only
                  web/ imports the web server (aiohttp)

@@ -20,7 +20,6 @@ the ``slicer-core`` wheel. Exit codes follow the CLI: 0 done, 2 bad input, 130 c
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -82,6 +81,7 @@ def save_scene(exam, out_dir: Path, mrb_path: Path, result=None, clear: bool = F
     empty the scene afterwards, so that a batch does not pile up nodes."""
     import slicer
 
+    from BreastTumorSegLib.io.atomic import atomic_target
     from BreastTumorSegLib.slicer import mrml_bridge
     from BreastTumorSegLib.slicer.logic import SegmentationLogic
 
@@ -103,10 +103,9 @@ def save_scene(exam, out_dir: Path, mrb_path: Path, result=None, clear: bool = F
         bundle.mkdir()
         if not ctx.app_logic.SaveSceneToSlicerDataBundleDirectory(str(bundle), None):
             raise OSError(f"{mrb_path}: Slicer could not save the scene")
-        tmp_mrb = work / mrb_path.name
-        if not ctx.app_logic.Zip(str(tmp_mrb), str(bundle)):
-            raise OSError(f"{mrb_path}: Slicer could not write the scene bundle")
-        os.replace(tmp_mrb, mrb_path)
+        with atomic_target(mrb_path) as tmp_mrb:  # the package's one atomic write
+            if not ctx.app_logic.Zip(str(tmp_mrb), str(bundle)):
+                raise OSError(f"{mrb_path}: Slicer could not write the scene bundle")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if clear:

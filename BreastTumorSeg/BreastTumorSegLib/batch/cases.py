@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import InputError
-from ..io.files import IMAGE_SUFFIXES, find_phase_files
+from ..io.files import find_phase_files
+from ..io.images import IMAGE_SUFFIXES
 from ..io.safety import check_case_id, check_input_path, check_paths_exist, check_table_row
 
 
@@ -85,17 +86,24 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(";") if t.strip()]
 
 
-def _from_manifest(csv_path: Path) -> list[Case]:
+def read_manifest_rows(csv_path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()):
+    """(rows, header) of a manifest CSV that must have the *required* columns (refused otherwise)."""
+    columns = ",".join(required) + "".join(f"[,{c}]" for c in optional)
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             rows = list(reader)
             header = [(h or "").strip() for h in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read the manifest ({exc})", csv_path, "give a CSV file with columns case,path[,times]")
-    if not {"case", "path"} <= set(header):
-        raise InputError(f"the manifest needs the columns case and path, it has {', '.join(header) or 'none'}",
-                         csv_path, "write a header line case,path[,times]")
+        raise InputError(f"cannot read the manifest ({exc})", csv_path, f"give a CSV file with columns {columns}")
+    if not set(required) <= set(header):
+        raise InputError(f"the manifest needs the columns {' and '.join(required)}, it has {', '.join(header) or 'none'}",
+                         csv_path, f"write a header line {columns}")
+    return rows, header
+
+
+def _from_manifest(csv_path: Path) -> list[Case]:
+    rows, header = read_manifest_rows(csv_path, ("case", "path"), ("times",))
     out = []
     for line, raw in enumerate(rows, start=2):
         check_table_row(raw, header, f"line {line}", csv_path)

@@ -19,7 +19,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,17 +29,9 @@ from pathlib import Path
 import filelock
 
 from ..core import interrupts
-from ..io.files import write_json_atomic
+from ..io.atomic import sha256_file, write_json
 
 RECORD = "record.json"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Ledger:
@@ -111,7 +102,7 @@ class Ledger:
                 files[path.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
         rec = {"key": key, "token": uuid.uuid4().hex, "files": files,
                "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **info}
-        write_json_atomic(rec, work / RECORD)
+        write_json(work / RECORD, rec)
         return rec
 
     def pending_record(self, key: str) -> dict | None:
@@ -143,7 +134,7 @@ class Ledger:
     def record_failure(self, key: str, stage: str, message: str) -> dict:
         rec = {"case": key, "stage": stage, "message": " ".join(str(message).split())[:500],
                "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        write_json_atomic(rec, self.failed_path(key))
+        write_json(self.failed_path(key), rec)
         return rec
 
     def failures(self) -> list[dict]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.doubt import worklist_key
-from ..io.files import write_text_atomic
+from ..io.atomic import write_text
 from .cases import Case, in_shard
 from .ledger import Ledger
 from .progress import BatchProgress
@@ -153,7 +153,7 @@ def write_reports(ledger: Ledger) -> tuple[Path, Path]:
     w.writerow(["case", "stage", "message"])
     for rec in ledger.failures():
         w.writerow([rec["case"], rec["stage"], rec["message"]])
-    failures = write_text_atomic(fail.getvalue(), ledger.out / "failures.csv")
+    failures = write_text(ledger.out / "failures.csv", fail.getvalue())
 
     rows = []
     for path in sorted((ledger.root / "done").glob("*.json")):
@@ -170,7 +170,7 @@ def write_reports(ledger: Ledger) -> tuple[Path, Path]:
         w.writerow([rank, r["key"], r.get("case_id", ""), d.get("uncertainty", ""), d.get("soft_disagreement", ""),
                     ";".join(d.get("flags", [])), r.get("n_lesions", ""), r.get("total_volume_ml", ""),
                     r.get("summary", "")])
-    worklist = write_text_atomic(wl.getvalue(), ledger.out / "worklist.csv")
+    worklist = write_text(ledger.out / "worklist.csv", wl.getvalue())
     return failures, worklist
 
 

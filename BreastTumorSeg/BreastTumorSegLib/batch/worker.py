@@ -10,9 +10,11 @@ import socket
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Callable
 
 from ..core.errors import BreastTumorSegError, InputError
+from ..engine.settings import SegmentSettings
 from ..io.files import load_exam
 from ..io.safety import check_case_id
 from .cases import Case
@@ -32,7 +34,8 @@ class ExamWorker:
     """Holds the loaded models and the output ledger; :meth:`run` works through a case source.
 
     ``engine`` are the keyword arguments of ``segment_exam`` as the `segment` command builds them
-    (``model``, ``device``, ``threshold``, ..., ``breast_model``); ``write`` those of
+    (``model``, ``device``, ``models_dir``, ``model_options``, ``settings``: a
+    :class:`~..engine.settings.SegmentSettings`); ``write`` those of
     ``write_result`` (``dicom_seg``, ``deidentify``). ``overwrite`` allows replacing output files
     that this batch did not make.
     """
@@ -54,12 +57,15 @@ class ExamWorker:
         t0 = time.perf_counter()
         dirs = [self.engine["models_dir"]] if self.engine.get("models_dir") else None
         self.segmenter = get_segmenter(self.engine.pop("model"), dirs, self.engine.get("model_options"))
-        breast = self.engine.pop("breast_model", None) or self.segmenter.card.get("breast_model")
+        settings = self.engine.get("settings") or SegmentSettings()
+        breast = settings.breast_model or self.segmenter.card.get("breast_model")
         self.breast_model = None
         if breast:
             from ..models.breast_model import BreastMaskModel
 
             self.breast_model = BreastMaskModel.load(breast, dirs)
+        # the loaded whole-breast model is reused for every exam
+        self.engine["settings"] = replace(settings, breast_model=self.breast_model)
         self.emit({"event": "models_loaded", "model_id": self.segmenter.model_id,
                    "breast_model": self.breast_model.model_id if self.breast_model else None,
                    "seconds": round(time.perf_counter() - t0, 3)})
@@ -113,7 +119,7 @@ class ExamWorker:
 
     def _compute(self, case: Case, loading: Future) -> dict:
         from ..engine.pipeline import output_names, segment_exam, write_result
-        from ..io.files import check_no_overwrite
+        from ..io.atomic import check_no_overwrite
 
         key, ledger = case.key, self.ledger
         state = {"stage": "load"}
@@ -140,8 +146,7 @@ class ExamWorker:
             if self.write.get("dicom_seg") and "dicom" not in exam.metadata:
                 raise InputError("--dicom-seg needs a DICOM input (the SEG must reference the source series)",
                                  case.inputs[0], "run on the DICOM folder, or drop --dicom-seg")
-            result = segment_exam(exam, model=self.segmenter, breast_model=self.breast_model,
-                                  progress=progress, **self.engine)
+            result = segment_exam(exam, model=self.segmenter, progress=progress, **self.engine)
             state["stage"] = "write"
             write_result(result, ledger.work_dir(key), overwrite=True, exam=exam, load_seconds=t_load,
                          **self.write)

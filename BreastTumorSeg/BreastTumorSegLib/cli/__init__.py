@@ -20,7 +20,9 @@ from ..core.errors import BreastTumorSegError, Cancelled
 # Sub-command modules, in the order `--help` lists them.
 COMMANDS = [
     "segment",
+    "classify",
     "batch",
+    "followup",
     "demo",
     "evaluate",
     "reader-study",
@@ -38,7 +40,12 @@ class OneLineParser(argparse.ArgumentParser):
     """Argument errors as one line naming the option and where to look, exit code 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}. Fix: see the usage with `{self.prog} --help`\n")
+        usage = f"see the usage with `{self.prog} --help`"
+        if "Fix:" in message:  # the shared validators (cli/_common.py) name their own fix
+            message = f"{message.rstrip('.')}; {usage}"
+        else:
+            message += f". Fix: {usage}"
+        self.exit(2, f"{self.prog}: error: {message}.\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +125,7 @@ def _run(work) -> int:
         return int(work() or 0)
     finally:
         interrupts.join_worker_threads()
-        from ..io.files import abort_unfinished_outputs
+        from ..io.atomic import abort_unfinished_outputs
 
         abort_unfinished_outputs()
 

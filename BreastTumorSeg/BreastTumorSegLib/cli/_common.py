@@ -1,8 +1,55 @@
-"""Helpers shared by the sub-commands: terminal progress."""
+"""Helpers shared by the sub-commands: terminal progress, the argparse ``type=`` validators of
+values several commands take (threshold, device, points, number lists, seeds: the rules are
+:mod:`..core.values`), and the checks before an exam is read."""
 from __future__ import annotations
 
+import argparse
 import sys
 import time
+from pathlib import Path
+
+from ..core import values
+from ..core.errors import InputError
+
+
+def _arg_type(convert, name: str):
+    """An argparse ``type=`` from a :mod:`..core.values` check: its InputError becomes argparse's
+    one-line error (``argument --x: <problem>. Fix: <fix>``, exit code 2)."""
+    def arg_type(text: str):
+        try:
+            return convert(text)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(f"{exc.problem}. Fix: {exc.fix}") from None
+
+    arg_type.__name__ = name  # argparse names the type in some messages
+    return arg_type
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"{text!r} is not a number", fix="give a number, e.g. 0.5") from None
+
+
+threshold_arg = _arg_type(lambda t: values.check_threshold(_float(t)), "threshold")
+device_arg = _arg_type(values.check_device_name, "device")
+point_arg = _arg_type(values.parse_point, "point")
+numbers_arg = _arg_type(lambda t: list(values.parse_numbers(t, example="0,1.5,3,4.5")), "numbers")
+box_arg = _arg_type(lambda t: list(values.parse_numbers(t, 6, example="-20,-20,-10,20,20,10")), "box")
+seeds_arg = _arg_type(values.parse_seeds, "seeds")
+
+
+def add_exam_arguments(p: argparse.ArgumentParser) -> None:
+    """The one exam a command reads and where its files go, the same for every such command
+    (segment, kinetics, classify, refine): INPUT..., --output, --times, --case-id, --series."""
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("--times", type=numbers_arg, default=None,
+                   help="acquisition times in minutes, one per phase, e.g. 0,1.5,3,4.5 (overrides <case>.json)")
+    p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
+    p.add_argument("--series", nargs="+", default=None, metavar="N",
+                   help="DICOM input: series numbers or UIDs to use as the phases (see `breasttumorseg dicom-list`)")
 
 
 class TerminalProgress:
@@ -54,7 +101,7 @@ def check_exam_command(args) -> None:
 
 def check_outputs(args, case_id: str, names) -> None:
     """After loading: the case id (it may come from the files) and where its outputs would go."""
-    from ..io.files import check_no_overwrite
+    from ..io.atomic import check_no_overwrite
     from ..io.safety import check_case_id, check_not_inputs
 
     check_case_id(case_id, "case id (from the input names; set it with --case-id)")

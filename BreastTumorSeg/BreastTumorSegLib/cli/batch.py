@@ -1,7 +1,6 @@
 """``breasttumorseg batch``: many exams, one model load per worker, resumable, a worklist by doubt."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

@@ -28,7 +28,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..io.files import load_exam, read_image
+    from ..io.files import load_exam
+    from ..io.images import read_image
     from ..evaluation.metrics import dice
     from ..training.phantom import make_phantom, write_phantom
     from ..engine.pipeline import segment_exam, write_result

@@ -18,9 +18,11 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ..io.files import check_no_overwrite, read_mask, write_text_atomic
-from ..io.safety import check_input_path, check_not_inputs, check_output_dir, check_positive
+from ..io.atomic import check_no_overwrite, write_text
+from ..io.images import read_mask
+from ..io.safety import check_input_path, check_not_inputs, check_output_dir
 from ..evaluation.metrics import SegmentationMetrics, evaluate
+from ._common import threshold_arg
 
 SHOWN = [("dice", "Dice", "{:.4f}"), ("hd95_mm", "HD95 mm", "{:.2f}"),
          ("sensitivity", "sens", "{:.3f}"), ("precision", "prec", "{:.3f}"),
@@ -42,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--pred", required=True, type=Path, help="predicted mask (e.g. <case>_seg.nii.gz)")
     p.add_argument("--ref", required=True, type=Path, action="append",
                    help="reference mask; repeat for several readers")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--threshold", type=threshold_arg, default=None,
                    help="binarize a probability-map prediction at p >= THRESHOLD (default: voxels > 0)")
     p.add_argument("--csv", type=Path, default=None, help="also write every metric to this CSV file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
@@ -80,7 +82,6 @@ def to_csv(pred: Path, rows: list[tuple[str, SegmentationMetrics]]) -> str:
 
 
 def run(args) -> int:
-    check_positive(args.threshold, "--threshold", upper=1.0)
     for path in [args.pred, *args.ref]:
         check_input_path(path, "mask")
     if args.csv is not None:
@@ -97,6 +98,6 @@ def run(args) -> int:
     print(f"prediction: {args.pred}")
     print(format_table(rows))
     if args.csv is not None:
-        write_text_atomic(to_csv(args.pred, rows), args.csv)
+        write_text(args.csv, to_csv(args.pred, rows))
         print(f"wrote {args.csv}", file=sys.stderr)
     return 0

@@ -18,30 +18,18 @@ and ``--box-ras`` take the RAS coordinates 3D Slicer shows (x and y negated).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ._common import TerminalProgress, check_exam_command, check_outputs, warn_about_exam
+from ._common import (add_exam_arguments, TerminalProgress, box_arg, check_exam_command, check_outputs, point_arg,
+                      warn_about_exam)
 
 LESION_MIN_ML = 0.05  # components below this are not plotted / tabulated
 MAX_SKIN_MARGIN_MM = 50.0  # a larger margin would drop every lesion of a breast
 MAX_VESSEL_RADIUS_MM = 10.0  # thicker than any breast vessel: tumors would be removed
-
-
-def _floats(text: str, n: int | None = None) -> list[float]:
-    try:
-        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
-        if not all(np.isfinite(vals)):
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers, got {text!r}") from None
-    if n is not None and len(vals) != n:
-        raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {text!r}")
-    return vals
 
 
 def register(sub) -> None:
@@ -49,25 +37,20 @@ def register(sub) -> None:
         "kinetics", help="kinetic maps (PE, SER, curve type), I-SPY functional tumor volume, curves",
         description="Kinetic maps and functional tumor volume (FTV, I-SPY rule) of one DCE exam; with a "
                     "seed point, the one lesion grown from it. INPUT as for `segment`.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
-    p.add_argument("--times", type=_floats, default=None,
-                   help="acquisition times in minutes, one per phase (overrides <case>.json)")
-    p.add_argument("--case-id", default=None)
-    p.add_argument("--series", nargs="+", default=None, metavar="N", help="DICOM input: series to use as phases")
+    add_exam_arguments(p)
     roi = p.add_mutually_exclusive_group()
     roi.add_argument("--roi", type=Path, default=None, help="ROI mask file (non-zero = inside)")
-    roi.add_argument("--box", type=lambda t: _floats(t, 6), default=None, metavar="X0,Y0,Z0,X1,Y1,Z1",
+    roi.add_argument("--box", type=box_arg, default=None, metavar="X0,Y0,Z0,X1,Y1,Z1",
                      help="ROI box corners in LPS mm")
-    roi.add_argument("--box-ras", type=lambda t: _floats(t, 6), default=None, metavar="R0,A0,S0,R1,A1,S1",
+    roi.add_argument("--box-ras", type=box_arg, default=None, metavar="R0,A0,S0,R1,A1,S1",
                      help="ROI box corners in RAS mm (as Slicer shows them)")
     roi.add_argument("--whole-volume", action="store_true",
                      help="ROI = the whole volume (default: the automatic whole-breast mask)")
     seed = p.add_mutually_exclusive_group()
-    seed.add_argument("--seed-lps", type=lambda t: _floats(t, 3), default=None, metavar="X,Y,Z",
+    seed.add_argument("--seed-lps", type=point_arg, default=None, metavar="X,Y,Z",
                       help="segment the one lesion holding this point (LPS mm); write --seed-lps=-12,30,5 "
                            "when the first value is negative")
-    seed.add_argument("--seed-ras", type=lambda t: _floats(t, 3), default=None, metavar="R,A,S",
+    seed.add_argument("--seed-ras", type=point_arg, default=None, metavar="R,A,S",
                       help="the same in RAS mm (a point clicked in Slicer)")
     p.add_argument("--non-mass", action="store_true",
                    help="with a seed: the lesion is non-mass enhancement; join separate clumps within 4 mm")
@@ -100,7 +83,7 @@ def _seed(args) -> tuple[float, float, float] | None:
 def _roi(args, exam):
     from ..preprocess.breast_region import breast_mask
     from ..kinetics.ftv import Box
-    from ..io.files import read_image
+    from ..io.images import read_image
 
     if args.roi is not None:
         return read_image(args.roi, "ROI mask"), f"mask {args.roi.name}"
@@ -150,7 +133,8 @@ def run(args) -> int:
         functional_tumor_volume,
         lesion_kinetics,
     )
-    from ..io.files import StagedOutputs, load_exam, write_bytes_atomic, write_image_atomic, write_json_atomic
+    from ..io.atomic import StagedOutputs, write_bytes, write_image, write_json
+    from ..io.files import load_exam
     from ..kinetics.plots import plot_curves, ser_band_image, ser_band_table, ser_ramp_table, signal_time_curves
     from ..kinetics.maps import compute_kinetic_maps
     from ..core.progress import Reporter
@@ -199,18 +183,17 @@ def run(args) -> int:
         summary["curves"] = {str(k): c.as_dict() for k, c in curves.items()}
     with reporter.stage("write"), StagedOutputs(args.output, overwrite=args.overwrite) as out:
         for name, img in maps.images().items():
-            write_image_atomic(img, out.path(f"{exam.case_id}_{name}.nii.gz"))
-        write_image_atomic(mask, out.path(mask_name))
+            write_image(out.path(f"{exam.case_id}_{name}.nii.gz"), img)
+        write_image(out.path(mask_name), mask)
         if maps.ser_available:
-            write_image_atomic(ser_band_image(maps, mask, settings.ser_bands),
-                               out.path(f"{exam.case_id}_ser_bands.nii.gz"))
-            write_bytes_atomic(ser_band_table(settings.ser_bands).encode(), out.path(f"{exam.case_id}_ser_bands.ctbl"))
-            write_bytes_atomic(ser_ramp_table().encode(), out.path(f"{exam.case_id}_ser_ramp.ctbl"))
-        write_bytes_atomic(plot_curves(curves, maps, title=f"{exam.case_id}: FTV {ftv.ftv_ml:.2f} mL",
-                                       pe_threshold=settings.pe_threshold),
-                           out.path(f"{exam.case_id}_curves.png"))
+            write_image(out.path(f"{exam.case_id}_ser_bands.nii.gz"), ser_band_image(maps, mask, settings.ser_bands))
+            write_bytes(out.path(f"{exam.case_id}_ser_bands.ctbl"), ser_band_table(settings.ser_bands).encode())
+            write_bytes(out.path(f"{exam.case_id}_ser_ramp.ctbl"), ser_ramp_table().encode())
+        curves_png = plot_curves(curves, maps, title=f"{exam.case_id}: FTV {ftv.ftv_ml:.2f} mL",
+                                 pe_threshold=settings.pe_threshold)
+        write_bytes(out.path(f"{exam.case_id}_curves.png"), curves_png)
         summary["timings_s"] = {k: round(v, 3) for k, v in reporter.timings.items()}
-        write_json_atomic(summary, out.path(f"{exam.case_id}_kinetics.json"))
+        write_json(out.path(f"{exam.case_id}_kinetics.json"), summary)
         written = out.commit()
     if progress:
         progress.close()

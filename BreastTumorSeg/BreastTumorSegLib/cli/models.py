@@ -73,4 +73,18 @@ def run(args) -> int:
         print("whole-breast models (for --breast-model NAME; the learned mask gates the lesions):")
         for name, (path, card) in sorted(breast.items()):
             print(f"{name:<{width}}  {card.get('description', '')} [{path.parent}]")
+    from ..models.classifier import classification_models
+
+    classifiers = classification_models(extra)
+    if classifiers:
+        print("classification models (task: classification; for `classify --model NAME`, `segment --classify`):")
+        for name, path in sorted(classifiers.items()):
+            print(f"{name:<{width}}  {model_card_text(path)} [{path.parent}]")
     return 0
+
+
+def model_card_text(card_path) -> str:
+    from ..models.cards import read_card, trained_on
+
+    card = read_card(card_path)
+    return f"{card.get('description', '')} Trained on: {trained_on(card) or 'not stated on its card'}"

@@ -1,29 +1,18 @@
 """``breasttumorseg phantom``: write synthetic DCE phantom exams with exact ground truth."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..core.errors import InputError
 from ..io.safety import check_output_dir
-from ..training.datasets import parse_seeds
-
-
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = parse_seeds(text)
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"expected seeds such as 7, 1-5 or 3,8,13, got {text!r}")
-    return seeds
+from ._common import seeds_arg
 
 
 def register(sub) -> None:
     p = sub.add_parser("phantom", help="write synthetic DCE phantom exams (for tests, tutorials, training)",
                        description="Writes one folder per seed in the loader's layout (or the MAMA-MIA "
                                    "layout), with tumor and breast ground truth and the true kinetics.")
-    p.add_argument("--seed", type=_seeds, default=[7], help="seed(s): 7, 1-5 or 3,8,13 (default: 7)")
+    p.add_argument("--seed", type=seeds_arg, default=[7], help="seed(s): 7, 1-5 or 3,8,13 (default: 7)")
     p.add_argument("--family", choices=["phantom", "randomized", "ellipse"], default="phantom",
                    help="synthetic family: phantom (default; the shipped models were trained on it), randomized "
                         "(domain-randomised, for training) or ellipse (held out, for evaluation only)")

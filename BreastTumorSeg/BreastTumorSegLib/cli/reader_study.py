@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from ..core.errors import InputError
-from ..io.files import check_no_overwrite
+from ..io.atomic import check_no_overwrite
 from ..io.safety import check_input_path, check_output_dir
 REFERENCE_METHODS = ("intersection", "majority", "staple")  # as evaluation.readerstudy (scipy.stats: imported by run)
-from ._common import TerminalProgress
+from ._common import TerminalProgress, threshold_arg
 
 
 def register(sub) -> None:
@@ -32,13 +32,19 @@ def register(sub) -> None:
                         "(default: from the weakest and strongest reader)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default: %(default)s)")
     p.add_argument("--model-name", default="model", help="reader name of the model's rows (default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=0.5,
+    p.add_argument("--threshold", type=threshold_arg, default=0.5,
                    help="threshold for probability maps when no case is a tuning case (default: %(default)s)")
     p.add_argument("--tune-fraction", type=float, default=0.0,
                    help="if the table has no split column: fraction of cases (random, --seed) used only to "
                         "choose the threshold (default: 0, none)")
     p.add_argument("--scores", type=Path, default=None,
-                   help="CSV case,reader,score,malignant of malignancy scores for the human-AI hybrid analysis")
+                   help="CSV case,reader,score,malignant[,side,arm,kind] of malignancy scores for the human-AI hybrid "
+                        "analysis (as `study export` writes it)")
+    p.add_argument("--score-kind", choices=("probability", "birads"), default=None,
+                   help="which readers' scores the hybrid uses (default: probability when present); BI-RADS is put "
+                        "on a rank scale with the model's")
+    p.add_argument("--score-arm", default=None,
+                   help="the arm whose readers' scores the hybrid uses (default: unaided when present)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for the bootstrap and the tuning split")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in --output")
@@ -65,18 +71,19 @@ def run(args) -> int:
     check_no_overwrite([args.output / f for f in REPORT_FILES], args.overwrite)
     config = StudyConfig(reference=args.reference, margins=tuple(args.margins) if args.margins else None,
                          alpha=args.alpha, threshold=args.threshold, n_bootstrap=args.bootstrap,
-                         seed=args.seed, model_name=args.model_name)
+                         seed=args.seed, model_name=args.model_name,
+                         hybrid_normalize="rank" if args.score_kind == "birads" else "none")
     config.check()
     cases = read_study_table(args.table, args.model_name)
+    if not any(c.has_model for c in cases):  # a readers-only study: agreement between the readers
+        return _run_interreader(args, cases)
     if args.tune_fraction:
         cases = assign_tuning(cases, args.tune_fraction, args.seed)
     scores = malignant = None
     if args.scores is not None:
-        scores, malignant = read_scores_table(args.scores)
-    progress = None if args.quiet else TerminalProgress()
-    result = run_reader_study(cases, config, scores, malignant, progress=progress)
-    if progress is not None:
-        progress.close()
+        scores, malignant = read_scores_table(args.scores, args.score_kind, args.score_arm)
+    result = _with_progress(args, lambda progress: run_reader_study(cases, config, scores, malignant,
+                                                                    progress=progress))
     write_report(result, args.output, overwrite=args.overwrite)
 
     s = result.summary
@@ -91,5 +98,42 @@ def run(args) -> int:
     print(f"overall: median ΔDice {c['median_delta_dice']:+.3f}, Wilcoxon p {fmt_p(c['wilcoxon_p'])}, "
           f"TOST p {fmt_p(c['tost_p'])} with bounds [{c['bounds']['low']:+.3f}, {c['bounds']['high']:+.3f}] "
           f"-> {verdict}")
+    for h in s.get("hybrid") or []:
+        print(f"  hybrid 0.5·{h['reader']} + 0.5·{args.model_name}: AUC {h['hybrid_auc_at_0.5']:.3f} "
+              f"({h['reader']} alone {h['reader_auc']:.3f}, {args.model_name} alone {h['model_auc']:.3f})")
+    print(f"report: {args.output / 'summary.md'}", file=sys.stderr)
+    return 0
+
+
+def _with_progress(args, run):
+    """``run(progress)`` with a terminal progress bar (none with --quiet), closed afterwards."""
+    progress = None if args.quiet else TerminalProgress()
+    try:
+        return run(progress)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _run_interreader(args, cases) -> int:
+    """No case has the model's rows: report how the readers agree (see evaluation.interreader)."""
+    from ..evaluation.interreader import REPORT_FILES as FILES, run_interreader_study, write_interreader_report
+
+    if args.scores is not None:
+        raise InputError("the hybrid reader+model analysis needs the model's rows in the table", "--scores",
+                         "make the study with --model (study init), or drop --scores")
+    check_no_overwrite([args.output / f for f in FILES], args.overwrite)
+    result = _with_progress(args, lambda progress: run_interreader_study(cases, args.reference, args.bootstrap,
+                                                                         args.seed, progress=progress))
+    write_interreader_report(result, args.output, overwrite=args.overwrite)
+    s = result.summary
+    print(f"{len(result.cases)} case(s), {len(result.readers)} readers, no model: inter-reader agreement, "
+          f"each reader against the {args.reference} of the others")
+    for r in s["reader_order"]:
+        b = s["readers"][r]
+        print(f"  {r:<12} median Dice {b['median_dice']:.3f} against {b['reference']}")
+    fk = s["fleiss_kappa"]
+    print(f"Fleiss' kappa (voxels, {fk['region']}): pooled {fk['pooled']:.3f}, per-case median "
+          f"{fk['median_per_case']:.3f}")
     print(f"report: {args.output / 'summary.md'}", file=sys.stderr)
     return 0

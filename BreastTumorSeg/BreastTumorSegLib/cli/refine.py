@@ -17,8 +17,8 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ._common import TerminalProgress, check_exam_command, warn_about_exam
-from .segment import _float_list, print_result
+from ._common import add_exam_arguments, TerminalProgress, check_exam_command, warn_about_exam
+from .segment import print_result
 
 
 def register(sub) -> None:
@@ -27,7 +27,7 @@ def register(sub) -> None:
                                    "(+, 'this is tumor') adds a missed lesion or extends one, a negative click "
                                    "(-, 'this is not tumor') removes a false lesion or cuts a leak. INPUT as for "
                                    "`segment`.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    add_exam_arguments(p)
     p.add_argument("--seg", required=True, type=Path, help="the segmentation to correct (<case>_seg.nii.gz)")
     p.add_argument("--click-ras", dest="clicks", action="append", type=lambda t: ("ras", t), default=[],
                    metavar="R,A,S[,+|-]", help="a click in RAS mm as Slicer shows it; + (default) tumor, - not "
@@ -35,11 +35,6 @@ def register(sub) -> None:
                                                "--click-ras=-12,30,5,-)")
     p.add_argument("--click-lps", dest="clicks", action="append", type=lambda t: ("lps", t), default=[],
                    metavar="X,Y,Z[,+|-]", help="a click in LPS mm (ITK, DICOM)")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
-    p.add_argument("--times", type=_float_list, default=None,
-                   help="acquisition times in minutes, one per phase (overrides <case>.json)")
-    p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
-    p.add_argument("--series", nargs="+", default=None, metavar="N", help="DICOM input: series to use as phases")
     reg = p.add_mutually_exclusive_group()
     reg.add_argument("--register", dest="register", action="store_true", default=None,
                      help="motion-correct the exam first (default: as the segmentation's JSON records, else yes)")
@@ -60,7 +55,8 @@ def _beside(seg: Path, suffix: str) -> Path | None:
 
 def run(args) -> int:
     from ..engine.refine import parse_click
-    from ..io.files import load_exam, read_image, read_mask
+    from ..io.files import load_exam
+    from ..io.images import read_image, read_mask
     from ..io.safety import check_input_path
 
     check_exam_command(args)
@@ -97,7 +93,7 @@ def run(args) -> int:
     if prob is not None and not same_grid(prob, exam.reference):
         prob = None
     # No output may replace the exam, the segmentation or the files read beside it.
-    from ..io.files import check_no_overwrite
+    from ..io.atomic import check_no_overwrite
     from ..io.safety import check_case_id, check_not_inputs
 
     check_case_id(exam.case_id, "case id (from the input names; set it with --case-id)")

@@ -2,31 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-from pathlib import Path
 
 from ..core.errors import InputError
 from ..models.registry import DEFAULT_MODEL
-from ._common import TerminalProgress, check_exam_command, check_outputs, warn_about_exam
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        vals = [math.nan]
-    if not all(math.isfinite(v) for v in vals):
-        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers, got {text!r}")
-    return vals
-
-
-def _point(text: str) -> tuple[float, float, float]:
-    vals = _float_list(text)
-    if len(vals) != 3:
-        raise argparse.ArgumentTypeError(f"expected three comma-separated coordinates x,y,z in mm, got {text!r}")
-    return tuple(vals)
+from ._common import (add_exam_arguments, TerminalProgress, check_exam_command, check_outputs, device_arg, point_arg,
+                      threshold_arg, warn_about_exam)
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -34,8 +16,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="model name (see `breasttumorseg models`), or name1+name2 for an ensemble (default: %(default)s)")
     p.add_argument("--models-dir", default=None, help="extra folder with <name>.safetensors + <name>.json model cards")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--threshold", type=float, default=None,
+    p.add_argument("--device", type=device_arg, default="auto",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--threshold", type=threshold_arg, default=None,
                    help="probability threshold (default: the model card's)")
     p.add_argument("--mode", choices=["absolute", "relative"], default=None,
                    help="absolute: p >= threshold; relative: p >= 0.6 x slice maximum (Hirsch et al.)")
@@ -71,11 +54,7 @@ def register(sub) -> None:
                        description="Segment breast tumors in one DCE-MRI exam. INPUT is an exam folder "
                                    "(<case>_0000.nii.gz = pre-contrast, _0001 = first post-contrast, ...; "
                                    "or a DICOM folder), the phase files in acquisition order, or one 4D file.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
-    p.add_argument("--times", type=_float_list, default=None,
-                   help="acquisition times in minutes, one per phase, e.g. 0,1.5,3,4.5 (overrides <case>.json)")
-    p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")
+    add_exam_arguments(p)
     p.add_argument("--dicom-seg", action="store_true", help="also write <case>_seg.dcm (DICOM SEG; DICOM input only)")
     p.add_argument("--reading-images", action="store_true",
                    help="also write <case>_subtraction.nii.gz (first post - pre, motion-corrected) and "
@@ -84,27 +63,28 @@ def register(sub) -> None:
                    help="also write <case>_registered.nrrd: every phase after motion correction (4D, phase = 4th axis)")
     p.add_argument("--deidentify", action="store_true",
                    help="with --dicom-seg: write the SEG without patient identifiers, dates or equipment IDs")
-    p.add_argument("--series", nargs="+", default=None, metavar="N",
-                   help="DICOM input: series numbers or UIDs to use as the phases (see `breasttumorseg dicom-list`)")
-    p.add_argument("--seed-lps", type=_point, default=None,
+    p.add_argument("--seed-lps", type=point_arg, default=None,
                    help="for --model ftv: a point inside the lesion, x,y,z in mm, patient LPS coordinates")
-    p.add_argument("--seed-ras", type=_point, default=None,
+    p.add_argument("--seed-ras", type=point_arg, default=None,
                    help="the same point in RAS coordinates as Slicer shows them")
     p.add_argument("--progress", choices=["bar", "json", "none"], default="bar",
                    help="bar: a progress bar on stderr; json: one JSON event per line on stdout, the schema of "
                         "`batch --progress json` (stage, fraction, message, warnings, the files written, or the "
                         "error with its fix), the summary on stderr (default: bar)")
+    p.add_argument("--classify", action="store_true",
+                   help="also the per-breast malignancy probabilities (L/R) in the JSON, and "
+                        "<case>_classification.json / _heatmap.nii.gz / _classification.png (see `classify`)")
+    p.add_argument("--classify-model", default="breastcls-demo", metavar="NAME",
+                   help="classification model for --classify (default: %(default)s)")
     add_engine_options(p)
     p.set_defaults(func=run)
 
 
 def check_engine_options(args) -> None:
     """Option values of `segment` and `demo`, checked before anything is read."""
-    from ..io.safety import check_device_name, check_input_path, check_positive
+    from ..io.safety import check_input_path, check_positive
 
-    check_positive(args.threshold, "--threshold", upper=1.0)
     check_positive(args.min_lesion_ml, "--min-lesion-ml", zero_ok=True)
-    check_device_name(args.device)
     if args.models_dir is not None:
         check_input_path(args.models_dir, "--models-dir", kind="dir")
     from ..models.registry import model_card  # no PyTorch: only the cards are read
@@ -135,10 +115,14 @@ def model_options(args) -> dict:
 
 
 def engine_kwargs(args) -> dict:
-    kw = dict(model=args.model, device=args.device, threshold=args.threshold, mode=args.mode,
-              min_lesion_ml=args.min_lesion_ml, register=not args.no_register and args.registration != "none",
-              models_dir=args.models_dir, breast_model=args.breast_model, raw=args.raw,
-              model_options=model_options(args), registration=args.registration, motion=args.motion)
+    """The keywords of ``segment_exam`` (and of the batch runner's engine) from the options."""
+    from ..engine.settings import SegmentSettings
+
+    settings = SegmentSettings(registration="none" if args.no_register else args.registration, motion=args.motion,
+                               threshold=args.threshold, mode=args.mode, min_lesion_ml=args.min_lesion_ml,
+                               breast_model=args.breast_model, raw=args.raw)
+    kw = dict(model=args.model, device=args.device, models_dir=args.models_dir, model_options=model_options(args),
+              settings=settings)
     seed = getattr(args, "seed_lps", None)
     if getattr(args, "seed_ras", None) is not None:
         if seed is not None:
@@ -161,6 +145,10 @@ def print_result(result, written: dict, stream=None) -> None:
                   file=stream)
     t = result.timings
     print("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()), file=stream)
+    if getattr(result, "classification", None) is not None:
+        from ..engine.classify_render import probability_line
+
+        print(f"  {probability_line(result.classification)} (model {result.classification.model_id})", file=stream)
     for key, path in written.items():
         print(f"  {key:<12} {path}", file=stream)
 
@@ -225,13 +213,49 @@ def segment_and_write(args):
         from ..io.dicom.seg import check_seg_writer
 
         check_seg_writer()
+    classifier = _classifier(args, exam.case_id)
     result = segment_exam(exam, progress=progress, **engine_kwargs(args))
-    written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
-                           deidentify=args.deidentify, load_seconds=t_load, reading_images=args.reading_images,
-                           registered_phases=args.registered_phases)
+    extra, classified = _classify(classifier, exam, result)
+    classification_files = {}
+    if classified is not None:  # written first and removed again if the segmentation's outputs fail
+        from .classify import write_classification
+
+        classification_files = write_classification(classified, args.output, overwrite=args.overwrite)
+        result.classification = classified
+    try:
+        written = write_result(result, args.output, overwrite=args.overwrite, exam=exam, dicom_seg=args.dicom_seg,
+                               deidentify=args.deidentify, load_seconds=t_load, reading_images=args.reading_images,
+                               registered_phases=args.registered_phases, extra_summary=extra)
+    except BaseException:
+        for path in classification_files.values():
+            path.unlink(missing_ok=True)
+        raise
+    written.update(classification_files)
     if progress:
         progress.close()
     return exam, result, written
+
+
+def _classifier(args, case_id: str):
+    """``--classify``: the classification model, and its outputs checked, before the long work."""
+    if not getattr(args, "classify", None):
+        return None
+    from ..models.classifier import load_classifier
+    from ..engine.classify import output_names as classify_names
+
+    check_outputs(args, case_id, classify_names(case_id).values())
+    return load_classifier(args.classify_model, [args.models_dir] if args.models_dir else None)
+
+
+def _classify(classifier, exam, result):
+    """(summary entry, classification result) of ``--classify`` on the segmented (aligned) phases."""
+    if classifier is None:
+        return None, None
+    from ..engine.classify import classify_exam
+
+    aligned = exam.with_phases(result.registered_phases) if result.registered_phases else exam
+    classified = classify_exam(aligned, classifier, register=False)
+    return {"classification": classified.as_dict()}, classified
 
 
 def run(args) -> int:

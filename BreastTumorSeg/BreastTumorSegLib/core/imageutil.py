@@ -28,12 +28,6 @@ def describe_grid(img: sitk.Image) -> str:
     return f"size {img.GetSize()}, spacing ({sp}) mm, origin ({og})"
 
 
-def to_array(img: sitk.Image, dtype=None) -> np.ndarray:
-    """Voxel array in SimpleITK's (z, y, x) order; a copy, safe to modify."""
-    arr = sitk.GetArrayFromImage(img)
-    return arr.astype(dtype, copy=False) if dtype is not None else arr
-
-
 def from_array(arr: np.ndarray, like: sitk.Image) -> sitk.Image:
     """Image from a (z, y, x) array with the geometry of *like*."""
     img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
@@ -80,31 +74,3 @@ def voxel_volume_ml(img: sitk.Image) -> float:
     return float(np.prod(img.GetSpacing())) / 1000.0
 
 
-def anterior_axis(img: sitk.Image) -> tuple[int, int]:
-    """Which array axis (in (z, y, x) order) points most towards the patient's anterior, and its sign.
-
-    SimpleITK images live in LPS, where anterior is -y. Returns (numpy_axis, sign) such that
-    moving by +sign along numpy_axis moves anteriorly.
-    """
-    return _axis_for(img, np.array([0.0, -1.0, 0.0]))
-
-
-def left_axis(img: sitk.Image) -> tuple[int, int]:
-    """Array axis and sign for the patient's left (+x in LPS)."""
-    return _axis_for(img, np.array([1.0, 0.0, 0.0]))
-
-
-def _axis_for(img: sitk.Image, physical: np.ndarray) -> tuple[int, int]:
-    direction = np.asarray(img.GetDirection()).reshape(3, 3)  # columns = index axes in LPS
-    proj = direction.T @ physical  # component of each index axis (i, j, k) along `physical`
-    k = int(np.argmax(np.abs(proj)))
-    numpy_axis = 2 - k  # index (i, j, k) -> numpy (z, y, x)
-    return numpy_axis, int(np.sign(proj[k]))
-
-
-def physical_coordinates(img: sitk.Image, index_zyx: np.ndarray) -> np.ndarray:
-    """Physical LPS coordinates (N, 3) of continuous indices given in numpy (z, y, x) order."""
-    idx = np.asarray(index_zyx, dtype=float)[..., ::-1]  # -> (i, j, k)
-    direction = np.asarray(img.GetDirection()).reshape(3, 3)
-    spacing = np.asarray(img.GetSpacing())
-    return np.asarray(img.GetOrigin()) + (idx * spacing) @ direction.T

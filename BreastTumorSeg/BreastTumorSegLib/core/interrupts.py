@@ -3,12 +3,13 @@
 :func:`handle_signals` (used by ``cli.main``) turns both signals into :class:`Interrupted`,
 a :class:`KeyboardInterrupt`, so every ``finally`` / ``with`` block cleans up as for Ctrl-C.
 :func:`signals_deferred` holds both signals back while a group of outputs is moved into place
-(:class:`..io.files.StagedOutputs`), so a signal never splits a commit: it is delivered right
+(:class:`..io.atomic.StagedOutputs`), so a signal never splits a commit: it is delivered right
 after, and :func:`was_committed` then tells the caller the outputs are complete.
 """
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -58,9 +59,39 @@ def _raise(signum, _frame):
     raise Interrupted(signum)
 
 
+def _redeliver(signum: int) -> None:
+    """Deliver *signum* to the main thread again, a moment from now, from a short daemon thread.
+
+    Used when :class:`Interrupted` was raised where Python cannot propagate it (a weakref callback
+    inside the import system, a ``__del__``): Python prints "Exception ignored" and carries on, so
+    the command would run to the end as if never interrupted. Re-raising from the hook itself would
+    be swallowed the same way; a signal delivered later reaches ordinary code."""
+    import _thread
+    import time
+
+    def later():
+        time.sleep(0.005)
+        _thread.interrupt_main(signum)
+
+    threading.Thread(target=later, name="redeliver-signal", daemon=True).start()
+
+
+def _unraisable_hook(previous):
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, Interrupted) and _state["received"] == exc.signum:
+            _state["received"] = None  # not acted on yet: the redelivered signal raises again
+            _redeliver(exc.signum)
+            return
+        previous(unraisable)
+
+    return hook
+
+
 @contextmanager
 def handle_signals(restore: bool = True):
-    """Within the block SIGINT and SIGTERM raise :class:`Interrupted`. On leaving, the previous
+    """Within the block SIGINT and SIGTERM raise :class:`Interrupted`; one raised where Python
+    swallows exceptions (a weakref callback, ``__del__``) is delivered again, not lost. On leaving, the previous
     handlers come back (``restore``), or both signals are ignored from then on (a process that
     is about to exit with its outputs written)."""
     if threading.current_thread() is not threading.main_thread():
@@ -68,11 +99,14 @@ def handle_signals(restore: bool = True):
         return
     _state.update(received=None, committed=False)
     previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable_hook(previous_hook)
     try:
         yield
     finally:
         for s, old in previous.items():
             signal.signal(s, old if restore else signal.SIG_IGN)
+        sys.unraisablehook = previous_hook
 
 
 def _defer(signum, _frame):

@@ -71,5 +71,3 @@ class Reporter:
             self._stage = prev_stage
 
 
-def null_reporter() -> Reporter:
-    return Reporter()

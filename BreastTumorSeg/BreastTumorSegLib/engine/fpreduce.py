@@ -32,7 +32,6 @@ a part carries the flag ``vessel_part_removed`` with a note giving the removed v
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -42,11 +41,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.errors import ModelError
 from ..core.imageutil import voxel_volume_ml
 from ..core.results import Lesion
 from ..kinetics.maps import choose_phases
 from ..models.cards import BUNDLED_MODELS_DIR
+from ..models.logistic import LogisticModel
 from .postprocess import lesion_table
 
 FEATURES = ("log_volume_ml", "log_elongation", "log_flatness", "feret_over_sphere", "max_depth_mm", "p90_depth_mm",
@@ -94,36 +93,13 @@ class FPReport:
 
 
 # ----------------------------------------------------------------------------- the classifier
-class ComponentClassifier:
+class ComponentClassifier(LogisticModel):
     """Standardisation + logistic regression over :data:`FEATURES`, from safetensors + card."""
-
-    def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float,
-                 threshold: float = 0.5, card: dict | None = None):
-        self.mean, self.scale, self.coef = (np.asarray(v, np.float64) for v in (mean, scale, coef))
-        self.intercept, self.threshold, self.card = float(intercept), float(threshold), card or {}
-
-    def probability(self, x: np.ndarray) -> np.ndarray:
-        """P(tumor) of each row of *x* (features in :data:`FEATURES` order)."""
-        z = (np.atleast_2d(np.asarray(x, np.float64)) - self.mean) / self.scale
-        return 1.0 / (1.0 + np.exp(-(z @ self.coef + self.intercept)))
 
     @classmethod
     def load(cls, name: str = DEFAULT_CLASSIFIER, folder: str | Path | None = None) -> "ComponentClassifier":
-        from ..models.weights import load_verified_state_dict
-
         folder = Path(folder) if folder else BUNDLED_MODELS_DIR
-        card_path = folder / f"{name}.json"
-        try:
-            card = json.loads(card_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{card_path}: cannot read the component classifier's card ({exc})") from None
-        if card.get("task") != CLASSIFIER_TASK or tuple(card.get("features", ())) != FEATURES:
-            raise ModelError(f"{card_path}: not a component classifier for this engine's features "
-                             f"(task {card.get('task')!r}). Fix: reinstall the model")
-        state = load_verified_state_dict(folder / card["weights"], card.get("sha256", ""), framework="numpy")
-        get = lambda k: np.asarray(state[k], np.float64)  # noqa: E731
-        return cls(get("mean"), get("scale"), get("coef"), float(get("intercept")[0]),
-                   float(card.get("threshold", 0.5)), card)
+        return cls.read(folder / f"{name}.json", CLASSIFIER_TASK, FEATURES, "component classifier")
 
 
 _CACHE: dict = {}
@@ -246,7 +222,7 @@ def component_features(mask: np.ndarray, like: sitk.Image, prob: np.ndarray, pre
     shrink = int(math.ceil((mask.size / VESSEL_MAX_VOXELS) ** (1 / 3)))
     if shrink > 1:  # a large component (heart, a big tumor): vesselness on a coarser copy of its box
         norm = sitk.BinShrink(norm, [shrink] * 3)
-        small = sitk.GetArrayViewFromImage(sitk.BinShrink(_img(mask.astype(np.float32), like), [shrink] * 3)) >= 0.5
+        small = sitk.GetArrayFromImage(sitk.BinShrink(_img(mask.astype(np.float32), like), [shrink] * 3)) >= 0.5
         ves = _vesselness(norm)[small] if small.any() else np.zeros(1)
     else:
         ves = _vesselness(norm)[mask]

@@ -20,51 +20,50 @@ import SimpleITK as sitk
 from .. import __version__
 from ..preprocess.breast_region import body_on_grid, breast_region, choose_breast_mask
 from ..core.exam import DCEExam
-from ..io.files import StagedOutputs, atomic_target, check_no_overwrite, write_image_atomic, write_json_atomic
+from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_image, write_json
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
 from .postprocess import PostprocessSettings, postprocess, raw_lesions
+from .settings import SegmentSettings, refuse_moved_keywords
 from ..core.progress import Reporter
 from ..preprocess.registration import RegistrationSettings, register_exam
 from ..core.results import Lesion, SegmentationResult
 
-__all__ = ["segment_exam", "write_result", "output_names", "Lesion", "SegmentationResult",
+__all__ = ["segment_exam", "write_result", "output_names", "Lesion", "SegmentationResult", "SegmentSettings",
            "STAGE_WEIGHTS"]
 
 # Rough share of the run time per stage, for an evenly moving progress bar.
 STAGE_WEIGHTS = {"register": 3.0, "breast_mask": 1.0, "predict": 5.0, "postprocess": 0.5}
 
 
-def _settings(segmenter: Segmenter, threshold, mode, min_lesion_ml, restrict_to_breast) -> PostprocessSettings:
+def _settings(segmenter: Segmenter, run: SegmentSettings, restrict_to_breast) -> PostprocessSettings:
     defaults = dict(segmenter.card.get("postprocess", {}))
     s = PostprocessSettings(**{k: v for k, v in defaults.items() if k in PostprocessSettings.__dataclass_fields__})
-    if threshold is not None:
-        s.threshold = float(threshold)
-    if mode is not None:
-        s.mode = mode
-    if min_lesion_ml is not None:
-        s.min_lesion_ml = float(min_lesion_ml)
+    if run.threshold is not None:
+        s.threshold = float(run.threshold)
+    if run.mode is not None:
+        s.mode = run.mode
+    if run.min_lesion_ml is not None:
+        s.min_lesion_ml = float(run.min_lesion_ml)
     if restrict_to_breast is not None:
         s.restrict_to_breast = bool(restrict_to_breast)
     return s
 
 
-def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: str = "auto",
-                 threshold: float | None = None, mode: str | None = None,
-                 min_lesion_ml: float | None = None, restrict_to_breast: bool | None = None,
-                 register: bool = True, progress=None, cancel=None, models_dir=None,
-                 breast_model: str | None = None, raw: bool = False, model_options: dict | None = None,
-                 registration: str = "auto", motion: str | None = None,
-                 fp_reduction: bool | None = None, **options) -> SegmentationResult:
+def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings: SegmentSettings | None = None,
+                 device: str = "auto", progress=None, cancel=None, models_dir=None,
+                 model_options: dict | None = None, **options) -> SegmentationResult:
     """Segment tumors in *exam*; see the module docstring.
 
     ``model`` is a registry name (``"unet-demo"``, ``"ftv"``, ``"a+b"`` for an ensemble) or a
-    ready :class:`Segmenter`. ``threshold``/``mode``/``min_lesion_ml`` override the model
-    card's post-processing defaults. ``options`` go to the segmenter (e.g. ``seed_lps`` for
-    the FTV method). ``progress(stage, fraction, message)`` and ``cancel`` (an Event or a
-    callable) follow :class:`Reporter`.
+    ready :class:`Segmenter`. ``settings`` (:class:`~.settings.SegmentSettings`; default: all
+    defaults) choose the registration, the post-processing (``threshold``/``mode``/``min_lesion_ml``
+    override the model card's defaults) and the kind of output. ``options`` go to the segmenter
+    (e.g. ``seed_lps`` for the FTV method). ``progress(stage, fraction, message)`` and ``cancel``
+    (an Event or a callable) follow :class:`Reporter`. The keywords this function took before it
+    took a settings object (``threshold=``, ``register=``, ...) raise a TypeError saying so.
 
     ``breast_model`` names a learned whole-breast model (e.g. ``"breastmask-demo"``; default:
     the model card's ``"breast_model"``, if any; or a loaded ``BreastMaskModel``) whose mask then
@@ -95,23 +94,28 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
     ``registration`` (auto, sitk, none) and ``motion`` (rigid, affine, deformable; default the
     engine's) choose the motion correction (:class:`~..preprocess.registration.RegistrationSettings`).
     """
+    refuse_moved_keywords(options)
+    run = settings or SegmentSettings()
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     segmenter = (get_segmenter(model, [models_dir] if models_dir else None, model_options)
                  if isinstance(model, str) else model)
-    if raw:
-        return _segment_raw(exam, segmenter, reporter, device, threshold, options)
+    if run.raw:
+        return _segment_raw(exam, segmenter, reporter, device, run.threshold, options)
+    restrict_to_breast = run.restrict_to_breast
     if restrict_to_breast is None and options.get("seed_lps") is not None:
         restrict_to_breast = False  # the reader pointed at the lesion; the coarse mask must not cut it
-    settings = _settings(segmenter, threshold, mode, min_lesion_ml, restrict_to_breast)
+    settings = _settings(segmenter, run, restrict_to_breast)
+    fp_reduction = run.fp_reduction
     if fp_reduction is None:
         fp_reduction = bool((segmenter.card.get("postprocess") or {}).get("fp_reduction", True)) and \
             options.get("seed_lps") is None
-    breast_model = breast_model or segmenter.card.get("breast_model")
+    breast_model = run.breast_model or segmenter.card.get("breast_model")
 
     qa: list[dict] = []
-    reg_settings = RegistrationSettings(method=registration, **({"motion": motion} if motion else {}))
+    reg_settings = RegistrationSettings(method=run.registration, **({"motion": run.motion} if run.motion else {}))
+    register = reg_settings.method != "none"
     with reporter.stage("register"):
-        if register and reg_settings.method != "none":
+        if register:
             exam, qa = register_exam(exam, reporter=reporter, settings=reg_settings)
     with reporter.stage("breast_mask"):
         laterality = exam.metadata.get("laterality") or exam.metadata.get("Laterality")
@@ -155,9 +159,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, device: 
         model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
         registration_qa=qa, breast_mask_qa=mask_qa,
         subtraction=sitk.Subtract(exam.phases[1], exam.phases[0]),
-        registered_phases=list(exam.phases) if register and reg_settings.method != "none" else None,
+        registered_phases=list(exam.phases) if register else None,
         settings={"postprocess": settings.as_dict(), "device": device,
-                  "registered": register and reg_settings.method != "none",
+                  "registered": register,
                   "registration": {"method": reg_settings.method, "motion": reg_settings.motion},
                   "breast_mask": (breast_model.card["name"] if used == "learned" else
                                   ("classical" if learned is None else
@@ -259,23 +263,23 @@ def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: boo
         names.pop("breast_mask", None)
     with StagedOutputs(out_dir, overwrite=overwrite) as staged:
         check_no_overwrite([staged.out_dir / n for n in names.values()], overwrite)
-        write_image_atomic(result.label, staged.path(names["label"]))
-        write_image_atomic(stored_probability(result.probability), staged.path(names["probability"]))
+        write_image(staged.path(names["label"]), result.label)
+        write_image(staged.path(names["probability"]), stored_probability(result.probability))
         write_seg_nrrd(result.label, staged.path(names["segmentation"]), segment_name=TUMOR_SEGMENT_NAME)
         if "subtraction" in names:
-            write_image_atomic(sitk.Cast(result.subtraction, sitk.sitkFloat32), staged.path(names["subtraction"]))
+            write_image(staged.path(names["subtraction"]), sitk.Cast(result.subtraction, sitk.sitkFloat32))
         if "breast_mask" in names:
-            write_image_atomic(sitk.Cast(result.breast_mask, sitk.sitkUInt8), staged.path(names["breast_mask"]))
+            write_image(staged.path(names["breast_mask"]), sitk.Cast(result.breast_mask, sitk.sitkUInt8))
         if "registered_phases" in names:
             phases = sitk.JoinSeries([sitk.Cast(p, sitk.sitkFloat32) for p in result.registered_phases])
-            write_image_atomic(phases, staged.path(names["registered_phases"]))
+            write_image(staged.path(names["registered_phases"]), phases)
         if dicom_seg:
             from ..io.dicom.seg import write_dicom_seg
             write_dicom_seg(result.label, exam, staged.path(names["dicom_seg"]), model_id=result.model_id,
                             deidentify=deidentify)
         if "overview" in names:
             from .overview import render_overview
-            with atomic_target(staged.path(names["overview"]), suffix=".png") as tmp:
+            with atomic_target(staged.path(names["overview"])) as tmp:
                 render_overview(result, tmp, truth=truth)
         if load_seconds is not None:
             result.timings = {"load": load_seconds, **result.timings, "write": time.perf_counter() - t0}
@@ -285,6 +289,6 @@ def write_result(result: SegmentationResult, out_dir: str | Path, overwrite: boo
         summary["doubt"] = doubt_report(result)  # uncertainty and flags: the batch worklist sorts on it
         if extra_summary:
             summary.update(extra_summary)
-        write_json_atomic(summary, staged.path(names["summary"]))
+        write_json(staged.path(names["summary"]), summary)
         written = staged.commit()
     return {key: Path(out_dir) / name for key, name in names.items() if Path(out_dir, name) in written}

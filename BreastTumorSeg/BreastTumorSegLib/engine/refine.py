@@ -59,6 +59,7 @@ from ..core.errors import InputError
 from ..core.exam import DCEExam
 from ..core.imageutil import same_grid, voxel_volume_ml
 from ..core.results import SegmentationResult
+from ..core.values import parse_point
 from ..kinetics.maps import compute_kinetic_maps
 from ..kinetics.seeded import SeededSettings, segment_from_seed
 from .postprocess import lesion_table
@@ -100,16 +101,14 @@ class Click:
 
 def parse_click(text: str, frame: str = "ras") -> Click:
     """``"x,y,z"`` or ``"x,y,z,+"`` / ``"x,y,z,-"`` (mm; no sign = positive) -> :class:`Click`."""
-    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    parts = text.replace(",", " ").split()
     positive = True
     if len(parts) == 4 and parts[3] in ("+", "-", "pos", "neg"):
         positive = parts[3] in ("+", "pos")
         parts = parts[:3]
     try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(np.isfinite(values)):
+        values = parse_point(" ".join(parts))
+    except InputError:
         raise InputError(f"cannot read a click from '{text}'", f"--click-{frame}",
                          "write it as X,Y,Z in millimetres with an optional sign, e.g. 12.5,-40,8,+ or "
                          "12.5,-40,8,- (a negative first value needs the = form: --click-ras=-12,30,5,-)")

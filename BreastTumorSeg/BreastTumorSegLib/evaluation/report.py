@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.files import StagedOutputs
+from ..io.atomic import StagedOutputs
 from .readerstudy import ReaderStudyResult, reference_name
 
 MODEL_COLOR = "#4d4d4d"

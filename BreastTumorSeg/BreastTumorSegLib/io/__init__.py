@@ -1,6 +1,7 @@
 """io: exams in, results out.
 
-NIfTI/NRRD phase files and 4D files (:mod:`.files`), atomic writes, Slicer's ``.seg.nrrd`` written
+NIfTI/NRRD images (:mod:`.images`), exams from phase files and 4D files (:mod:`.files`), atomic
+writes and file hashes (:mod:`.atomic`), Slicer's ``.seg.nrrd`` written
 without Slicer (:mod:`.segnrrd`), and the DICOM reader, header parsing, phase ordering and DICOM
 SEG writer (:mod:`.dicom`). Uses only :mod:`..core`.
 """

@@ -278,21 +278,6 @@ def remove_empty_dirs(folders: Sequence[Path]) -> None:
             return
 
 
-
-
-DEVICE_PATTERN = r"(auto|cpu|mps|cuda(:\d{1,2})?)"
-
-
-def check_device_name(device: str | None, option: str = "--device") -> str:
-    """Refuse a device name PyTorch would not understand (availability is checked when it is used)."""
-    import re
-
-    text = (device or "auto").lower()
-    if not re.fullmatch(DEVICE_PATTERN, text):
-        raise InputError(f"unknown device {device!r}", option, "use auto, cpu, cuda, cuda:N or mps")
-    return text
-
-
 def input_bytes(inputs: Iterable[str | os.PathLike]) -> int:
     """Total size of the regular files among *inputs* (folders: the files below them)."""
     total = 0

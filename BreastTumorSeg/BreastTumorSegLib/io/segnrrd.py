@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from .files import atomic_target
+from .atomic import atomic_target
 
 TUMOR_SEGMENT_ID = "Tumor"
 TUMOR_SEGMENT_NAME = "Tumor"
@@ -106,6 +106,6 @@ def write_seg_nrrd(label: sitk.Image, path: str | os.PathLike, segment_name: str
             "extent": extent, "tags": {"TerminologyEntry": terminology or tumor_terminology()},
         }],
     }
-    with atomic_target(path, suffix=".seg.nrrd") as tmp:
+    with atomic_target(path) as tmp:
         write_segmentation(str(tmp), segmentation, compression_level=6)
     return path

@@ -51,6 +51,23 @@ structures thinner than twice the radius by an opening and a one-ball regrowth; 
 ``skin_margin_mm`` (segmenter: 8 mm) drops components lying entirely within that distance of
 the air (nipple, skin). Both are recorded in the notes. Through-plane spacing above the radius
 leaves the opening in-plane only, so vessels running across thick slices survive it.
+
+Whole-tumor outline (off by default, on in the "ftv-outline" segmenter)
+---------------------------------------------------------------
+FTV counts the strongly enhancing voxels; a reader outlines the whole tumor, whose other parts
+may enhance only moderately (PE 40-70 %), or not at all (a necrotic core, the inside of a rim).
+With ``outline_pe`` > 0 ("ftv-outline": 40 %) :attr:`FTVResult.outline` is the FTV core plus the
+voxels that pass the background and SER conditions with PE >= ``outline_pe`` and above the exam's
+own background parenchymal enhancement (BPE: the ``outline_bpe_percentile`` (95th) percentile of PE
+over enhancing tissue (PE > 10 %) more than 15 mm from every core; capped at ``pe_threshold``), are
+connected to the core and lie at most ``outline_margin_mm`` (8 mm) from it, with the cavities this
+encloses filled; where the addition is one voxel thin in the acquisition plane (the partial-volume
+edge of a strongly enhancing core, which has moderate PE too) a voxel counts only at half the PE of
+the nearest core voxel or more (the half-maximum edge); the vessel opening then runs on the outline (the core is always kept). A
+hysteresis threshold: moderate enhancement counts only next to a tumor and only where it stands out
+from the background, so BPE away from tumors does not count, and with marked BPE (which a reader
+cannot tell from a moderately enhancing tumor part either) the outline stays close to the core.
+``ftv_ml`` stays the I-SPY volume of the core.
 """
 from __future__ import annotations
 
@@ -94,6 +111,9 @@ class FTVSettings:
     ser_bands: tuple[float, float] = (0.9, 1.3)
     skin_margin_mm: float = 0.0  # > 0: drop components lying entirely this close to the body surface
     vessel_radius_mm: float = 0.0  # > 0: opening + one-ball regrowth removing thinner structures
+    outline_pe: float = 0.0  # > 0: the outline also takes moderately enhancing tissue next to the FTV core
+    outline_margin_mm: float = 8.0  # ... at most this far from the core
+    outline_bpe_percentile: float = 95.0  # ... and enhancing more than this percentile of the exam's BPE
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -105,6 +125,11 @@ class FTVSettings:
             raise InputError(f"min_neighbors {self.min_neighbors} must be between 0 and 26")
         if not self.ser_bands[0] < self.ser_bands[1]:
             raise InputError(f"SER band edges {self.ser_bands} must increase")
+        if self.outline_pe < 0 or (self.outline_pe > 0 and self.outline_pe > self.pe_threshold):
+            raise InputError(f"outline_pe {self.outline_pe} must be 0 (off) or between 0 and pe_threshold "
+                             f"({self.pe_threshold})", fix="use e.g. 40")
+        if self.outline_margin_mm < 0:
+            raise InputError(f"outline_margin_mm {self.outline_margin_mm} must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -198,10 +223,13 @@ class FTVResult:
     maps: KineticMaps
     settings: FTVSettings
     notes: list[str] = field(default_factory=list)
+    outline: sitk.Image | None = None  # whole-tumor outline (settings.outline_pe > 0), uint8
+    outline_ml: float | None = None
 
     def summary(self) -> dict:
         return {
             "ftv_ml": round(self.ftv_ml, 4),
+            "outline_ml": None if self.outline_ml is None else round(self.outline_ml, 4),
             "ser_band_volumes_ml": None if self.band_volumes_ml is None
             else {k: round(v, 4) for k, v in self.band_volumes_ml.items()},
             "background_threshold": round(float(self.background_threshold), 4),
@@ -388,6 +416,23 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         if dropped:
             notes.append(f"{dropped} enhancing component(s) lying within {s.skin_margin_mm:g} mm of the body "
                          "surface (nipple, skin) left out (skin_margin_mm)")
+    outline = outline_ml = None
+    if s.outline_pe > 0:
+        spacing_zyx = np.asarray(ref.GetSpacing())[::-1]
+        tissue = roi_mask & valid & (pre >= np.float32(bg))
+        bpe = background_enhancement(pe, tissue, tumor, spacing_zyx, s.outline_bpe_percentile)
+        level = min(max(s.outline_pe, bpe if bpe is not None else 0.0), s.pe_threshold)
+        grow = tissue & (pe >= np.float32(level))
+        if ser_used:
+            grow &= ser >= np.float32(s.ser_min)
+        out = whole_tumor_outline(tumor, grow, pe, spacing_zyx, s.outline_margin_mm, s.vessel_radius_mm)
+        outline_ml = float(np.count_nonzero(out)) * vox_ml
+        outline = from_array(out.astype(np.uint8), ref)
+        bpe_text = "no enhancing background tissue" if bpe is None else \
+            f"p{s.outline_bpe_percentile:g} of the background parenchymal enhancement {bpe:.1f} %"
+        notes.append(f"whole-tumor outline: FTV core plus connected tissue with PE >= {level:.1f} % (the larger "
+                     f"of outline_pe {s.outline_pe:g} % and the {bpe_text}) within {s.outline_margin_mm:g} mm of "
+                     "the core, enclosed cavities filled")
     if ser_used:
         codes = ser_band_codes(ser, tumor, s.ser_bands)
         counts = np.bincount(codes.ravel(), minlength=4)
@@ -396,7 +441,65 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         notes.append("SER >= 0 condition skipped: the exam has a single post-contrast phase")
     ftv = float(np.count_nonzero(tumor)) * vox_ml
     return FTVResult(from_array(tumor.astype(np.uint8), ref), ftv, bands, bg, fat, ser_used, roi_desc,
-                     maps, s, notes)
+                     maps, s, notes, outline, outline_ml)
+
+
+# Additions one voxel thin in the acquisition plane (array axes 1, 2) are the core's partial-volume edge.
+OUTLINE_MIN_CORE_ML = 0.1  # cores smaller than this get no outline
+IN_PLANE_CROSS = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)
+BPE_MIN_PE = 10.0  # enhancing background tissue: PE above this (fat enhances < 8 %)
+BPE_DISTANCE_MM = 15.0  # ... and this far from every FTV core
+
+
+def background_enhancement(pe: np.ndarray, tissue: np.ndarray, core: np.ndarray, spacing_zyx: np.ndarray,
+                           percentile: float) -> float | None:
+    """*percentile* of PE over enhancing background tissue: voxels of *tissue* with PE above
+    ``BPE_MIN_PE`` lying more than ``BPE_DISTANCE_MM`` from *core*; None when there are fewer than
+    100 such voxels. Moderate enhancement next to a tumor counts as tumor only above this level:
+    with marked background parenchymal enhancement a reader cannot tell them apart either."""
+    far = tissue & (pe > np.float32(BPE_MIN_PE))
+    box = _bbox(core, margin=int(np.ceil(BPE_DISTANCE_MM / float(np.min(spacing_zyx)))) + 1)
+    if box is not None:
+        near = ndimage.distance_transform_edt(~core[box], sampling=spacing_zyx) <= BPE_DISTANCE_MM
+        far[box] &= ~near
+    if np.count_nonzero(far) < 100:
+        return None
+    return float(np.percentile(pe[far], percentile))
+
+
+def whole_tumor_outline(core: np.ndarray, grow: np.ndarray, pe: np.ndarray, spacing_zyx: np.ndarray,
+                        margin_mm: float, vessel_radius_mm: float = 0.0) -> np.ndarray:
+    """*core* plus the voxels of *grow* connected to it within *margin_mm*, cavities filled.
+
+    A hysteresis threshold with a distance bound (module docstring, "Whole-tumor outline"):
+    moderate enhancement is tumor only next to strong enhancement. Where the addition is one
+    voxel thin in the acquisition plane it is the core's partial-volume edge, and a voxel there
+    counts only at half the PE of the nearest core voxel or more (the half-maximum edge). With
+    *vessel_radius_mm* > 0 the additions thinner than twice that radius are opened away; *core*
+    is always kept.
+    """
+    out = core.copy()
+    box = _bbox(core, margin=int(np.ceil(margin_mm / float(np.min(spacing_zyx)))) + 1)
+    if box is None:
+        return out
+    c, g, p = core[box], grow[box], pe[box]
+    dist, nearest = ndimage.distance_transform_edt(~c, sampling=spacing_zyx, return_indices=True)
+    extra = g & ~c & (dist <= margin_mm)
+    thick = ndimage.binary_opening(extra, structure=IN_PLANE_CROSS)
+    edge = extra & ~thick & (p >= np.float32(0.5) * p[tuple(nearest)])
+    allowed = c | thick | edge
+    labels, _ = ndimage.label(allowed, structure=np.ones((3, 3, 3), bool))
+    # Outlines grow from cores of a lesion's size; specks (vessel stubs, noise) stay as they are.
+    core_labels, n_cores = ndimage.label(c, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(core_labels.ravel(), minlength=n_cores + 1) * float(np.prod(spacing_zyx)) / 1000.0
+    seeds = c & (sizes[core_labels] >= OUTLINE_MIN_CORE_ML)
+    touching = np.unique(labels[seeds])
+    region = np.isin(labels, touching[touching > 0])
+    region = ndimage.binary_fill_holes(region) | c
+    if vessel_radius_mm > 0:
+        region = open_and_regrow(region, spacing_zyx, vessel_radius_mm) | c
+    out[box] = region
+    return out
 
 
 # ----------------------------------------------------------------------------- probability map
@@ -425,6 +528,8 @@ def soft_probability(inside: np.ndarray, score: np.ndarray, threshold: float,
 # nipple, skin and thin vessels that a reader's box would exclude: these margins remove them.
 SEGMENTER_SKIN_MARGIN_MM = 8.0
 SEGMENTER_VESSEL_RADIUS_MM = 2.0
+# ... and the whole tumor, as a reader outlines it, not only its strongly enhancing FTV core.
+SEGMENTER_OUTLINE_PE = 40.0
 
 
 def lesion_kinetics(exam: DCEExam, label_image: sitk.Image, maps: KineticMaps | None = None,

@@ -95,18 +95,6 @@ def ras_to_lps(point) -> tuple[float, float, float]:
 lps_to_ras = ras_to_lps  # the same flip both ways
 
 
-def parse_point(text: str) -> tuple[float, float, float]:
-    """``"x,y,z"`` (commas or spaces) -> three floats; InputError otherwise."""
-    parts = text.replace(",", " ").split()
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(np.isfinite(values)):
-        raise InputError(f"cannot read a point from '{text}'", fix="write it as X,Y,Z in millimetres, e.g. 12.5,-40,8")
-    return values
-
-
 # ----------------------------------------------------------------------------- geometry helpers
 def _seed_index(ref: sitk.Image, seed_lps) -> tuple[int, int, int]:
     p = tuple(float(v) for v in seed_lps)

@@ -8,7 +8,6 @@ panel show about a model; :func:`.registry.model_summaries` lists them for every
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -19,14 +18,6 @@ from ..core.errors import ModelError
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent / "shipped"
 # What a rule-based method (no learned weights) was trained on.
 NOT_TRAINED = "nothing (rule-based method, no learned weights)"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_dirs(extra: list[str | os.PathLike] | None = None) -> list[Path]:

@@ -16,7 +16,7 @@ from ..core.errors import InputError
 from ..core.exam import DCEExam
 from ..core.imageutil import from_array
 from ..core.progress import Reporter
-from ..kinetics.ftv import (SEGMENTER_SKIN_MARGIN_MM, SEGMENTER_VESSEL_RADIUS_MM, FTVSettings,
+from ..kinetics.ftv import (SEGMENTER_OUTLINE_PE, SEGMENTER_SKIN_MARGIN_MM, SEGMENTER_VESSEL_RADIUS_MM, FTVSettings,
                             functional_tumor_volume, lesion_kinetics, roi_array, soft_probability)
 from ..kinetics.maps import KineticMaps, KineticSettings, compute_kinetic_maps
 from ..kinetics.seeded import SeededSettings, segment_from_seed
@@ -44,6 +44,7 @@ class FTVSegmenter:
     """
 
     name = "ftv"
+    default_outline_pe = 0.0  # the I-SPY FTV mask itself
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -59,6 +60,7 @@ class FTVSegmenter:
         # skin and thin vessels (drop_skin_components, open_and_regrow), which a reader's box would.
         chosen["ftv"].setdefault("skin_margin_mm", SEGMENTER_SKIN_MARGIN_MM)
         chosen["ftv"].setdefault("vessel_radius_mm", SEGMENTER_VESSEL_RADIUS_MM)
+        chosen["ftv"].setdefault("outline_pe", self.default_outline_pe)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
@@ -66,7 +68,7 @@ class FTVSegmenter:
         self.last_result = None  # FTVResult or SeededResult of the last predict()
         blob = json.dumps({"ftv": asdict(self.settings), "kinetics": asdict(self.kinetic_settings),
                            "seeded": asdict(self.seeded_settings)}, sort_keys=True, default=list)
-        self.model_id = "ftv-" + hashlib.sha256(blob.encode()).hexdigest()[:8]
+        self.model_id = self.name + "-" + hashlib.sha256(blob.encode()).hexdigest()[:8]
         self.card = self._card()
 
     def _card(self) -> dict:
@@ -78,7 +80,9 @@ class FTVSegmenter:
             "method": "I-SPY FTV: pre-contrast >= background fraction x p95 in ROI (fat suppression detected; "
                       "0.2 x p95 plus a noise floor without it), PE(early) >= threshold, >= min_neighbors "
                       "enhancing 26-neighbours, SER >= ser_min; then thin structures (vessels) and components "
-                      "hugging the skin (nipple) removed. With a seed: one lesion by region growing on the "
+                      "hugging the skin (nipple) removed; the outline then adds the moderately enhancing tissue (PE >= "
+                      "outline_pe) connected to that core within outline_margin_mm and fills the cavities it "
+                      "encloses (necrotic core, inside of a rim). With a seed: one lesion by region growing on the "
                       "early subtraction with a vessel-bridge opening",
             "inputs": "motion-corrected DCE exam, pre-contrast + >= 1 post-contrast phase with acquisition "
                       "times; SER needs >= 2 post-contrast phases",
@@ -127,7 +131,7 @@ class FTVSegmenter:
             region = breast_mask  # an empty automatic breast mask falls back to the whole volume
         res = functional_tumor_volume(exam, region, self.settings, maps=maps)
         self.last_result = res
-        inside = sitk.GetArrayViewFromImage(res.mask) > 0
+        inside = sitk.GetArrayViewFromImage(res.mask if res.outline is None else res.outline) > 0
         pe = maps.array("pe_early")
         roi_mask, _ = roi_array(region, ref)
         pre = sitk.GetArrayViewFromImage(exam.pre)
@@ -138,3 +142,16 @@ class FTVSegmenter:
     def lesion_kinetics(self, exam: DCEExam, label_image: sitk.Image) -> dict[int, dict]:
         """Per-lesion kinetics for every non-zero label of *label_image* (on the exam grid)."""
         return lesion_kinetics(exam, label_image, self.kinetic_maps(exam), self.settings)
+
+
+class FTVOutlineSegmenter(FTVSegmenter):
+    """Registry method "ftv-outline": the FTV core grown to the whole tumor as a reader outlines it.
+
+    The same rule as "ftv" with ``outline_pe`` = 40 % (:func:`~..kinetics.ftv.whole_tumor_outline`):
+    moderately enhancing tumor parts next to the strongly enhancing core, and the cavities the
+    core encloses (necrotic centre, inside of a rim), are part of the mask; ``ftv_ml`` is still
+    the I-SPY volume of the core.
+    """
+
+    name = "ftv-outline"
+    default_outline_pe = SEGMENTER_OUTLINE_PE

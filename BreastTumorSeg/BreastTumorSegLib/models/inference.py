@@ -21,7 +21,7 @@ import torch
 
 from ..core.errors import InputError
 from ..core.progress import Reporter
-from ..io.safety import check_device_name
+from ..core.values import check_device_name
 
 
 def _mps_available() -> bool:

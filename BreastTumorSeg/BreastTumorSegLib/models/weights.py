@@ -43,8 +43,8 @@ def save_state_dict(state: dict, path: str | os.PathLike) -> str:
     """Write tensors to ``path`` (safetensors, atomic) and return the file's SHA-256."""
     from safetensors.torch import save as save_safetensors
 
-    from ..io.files import write_bytes_atomic
+    from ..io.atomic import write_bytes
 
     data = save_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()})
-    write_bytes_atomic(data, path)
+    write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()

@@ -146,7 +146,7 @@ class ClickRefineLogic:
         the label from *seg_node*'s tumor segment, the probability from *probability_node*."""
         import SimpleITK as sitk
 
-        from .logic import exam_from_phases, safe_case_id
+        from .phases import exam_from_phases, safe_case_id
 
         exam = exam_from_phases(phases, safe_case_id(phases[0].name))
         if register:

@@ -5,6 +5,11 @@ without the Slicer application: the logic takes an :class:`~.mrml_bridge.MRMLCon
 application's scene inside Slicer, a ``slicer-core`` scene in tests) and plain values, raises
 :class:`~.errors.InputError` with a readable message on bad input, and never opens a dialog.
 
+:class:`SegmentationLogic` is the module's one entry point; its jobs live in their own modules:
+the phases of the exam (:mod:`.phases`), the engine run in a background process
+(:mod:`.background`), a result's kinetics (:mod:`.kinetics_view`). What they define is importable
+from here too, as it was before they moved.
+
 Two ways to run the engine:
 
 * :meth:`SegmentationLogic.segment` runs :func:`pipeline.segment_exam` in this process
@@ -18,271 +23,40 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
-import sys
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import SimpleITK as sitk
 import slicer
 
+from . import background
+from . import classify_view
 from . import mrml_bridge as bridge
 from ..core.errors import InputError
-from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES, assemble_exam
+from ..core.exam import DCEExam
 from ..models.registry import DEFAULT_MODEL
-from .process import EngineProcess
+from .background import (BackgroundRun, EngineFailed, engine_command, engine_environment, engine_python,
+                         finished_state)
+from .kinetics_view import KineticsView
+from .phases import (DICOM_TIME_TAGS, TIME_ATTRIBUTE, DicomValue, Phase, exam_from_phases, guess_phases,
+                     is_multivolume, phases_from_multivolume, phases_from_sequence, safe_case_id, source_files)
 
-# Node attribute a script or loader may set to give a phase's acquisition time explicitly.
-TIME_ATTRIBUTE = "BreastTumorSeg.AcquisitionTimeMin"
-# DICOM tags tried, in order, for a phase's acquisition time of day (all in the TM format).
-DICOM_TIME_TAGS = (("0008,0032", "AcquisitionTime"), ("0008,0033", "ContentTime"), ("0008,0031", "SeriesTime"))
+__all__ = [
+    "SegmentationLogic", "OutputNodes", "Comparison", "result_warnings", "lesion_rows", "model_card_html",
+    "LESION_COLUMNS", "POSTPROCESS_ATTRIBUTE", "COMPARISON_COLUMNS",
+    # defined in .phases, .background and .kinetics_view
+    "Phase", "DicomValue", "TIME_ATTRIBUTE", "DICOM_TIME_TAGS", "guess_phases", "phases_from_sequence",
+    "is_multivolume", "phases_from_multivolume", "exam_from_phases", "source_files", "safe_case_id",
+    "BackgroundRun", "EngineFailed", "engine_command", "engine_environment", "engine_python", "KineticsView",
+]
+
 LESION_COLUMNS = ("Lesion", "Side", "Volume (mL)", "Longest diameter (mm)", "Max probability",
                   "Centroid R (mm)", "Centroid A (mm)", "Centroid S (mm)")
 # Segmentation-node attribute: the engine's post-processing settings of the result (JSON), so the
 # panel re-thresholds the stored probability map the way the engine did.
 POSTPROCESS_ATTRIBUTE = "BreastTumorSeg.Postprocess"
 COMPARISON_COLUMNS = ("Reference", "Segment", "Dice", "HD95 (mm)", "Volume result (mL)", "Volume reference (mL)")
-
-DicomValue = Callable[[str, str], str]  # (SOP instance UID, "gggg,eeee") -> value or ""
-
-
-# ----------------------------------------------------------------------------------- phases
-@dataclass
-class Phase:
-    """One phase of the exam as the panel shows it for confirmation."""
-
-    node: object  # vtkMRMLScalarVolumeNode
-    time_min: float | None  # minutes after the pre-contrast phase, when known
-    source: str  # where order and time came from: "attribute", "DICOM AcquisitionTime", ...
-
-    @property
-    def name(self) -> str:
-        return self.node.GetName()
-
-
-_INDEX_RE = re.compile(r"_(\d{4})$")
-_PRE_RE = re.compile(r"(^|[^a-z])(pre|precontrast|pre-contrast|native|t0)([^a-z]|$)", re.IGNORECASE)
-
-
-def _dicom_seconds(node, dicom_value: DicomValue | None) -> tuple[float | None, str]:
-    if dicom_value is None:
-        return None, ""
-    from ..io.dicom.headers import parse_tm  # pydicom only when DICOM times are looked up
-
-    uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
-    if not uids:
-        return None, ""
-    for tag, tag_name in DICOM_TIME_TAGS:
-        # The earliest time over the series' instances is the phase's start.
-        secs = [parse_tm(dicom_value(uid, tag)) for uid in uids[:: max(1, len(uids) // 16)]]
-        secs = [s for s in secs if s is not None]
-        if secs:
-            return min(secs), f"DICOM {tag_name}"
-    return None, ""
-
-
-def guess_phases(nodes: Sequence, dicom_value: DicomValue | None = None) -> list[Phase]:
-    """Order scalar volume nodes as a DCE exam (pre-contrast first) and find their times.
-
-    Evidence, strongest first: the ``BreastTumorSeg.AcquisitionTimeMin`` node attribute; DICOM
-    acquisition/content/series times (through *dicom_value*, e.g. Slicer's DICOM database);
-    MAMA-MIA names ``<case>_0000``, ``_0001``, ...; a name saying "pre"; otherwise the order given.
-    Times are returned relative to the first phase, in minutes, or ``None`` when unknown.
-    """
-    nodes = [n for n in nodes if n is not None]
-    if not nodes:
-        return []
-    attr = [node.GetAttribute(TIME_ATTRIBUTE) for node in nodes]
-    if all(a not in (None, "") for a in attr):
-        try:
-            times = [float(a) for a in attr]
-        except ValueError:
-            raise InputError(f"attribute {TIME_ATTRIBUTE} must be a number of minutes", nodes[0].GetName()) from None
-        return _ordered(nodes, times, "attribute")
-    found = [_dicom_seconds(n, dicom_value) for n in nodes]
-    if all(s is not None for s, _ in found):
-        from ..io.dicom.headers import unwrap_midnight
-
-        # A series acquired across midnight: times after the wrap are on the next day.
-        secs = unwrap_midnight([s for s, _ in found])
-        return _ordered(nodes, [s / 60.0 for s in secs], found[0][1])
-    indices = [_INDEX_RE.search(n.GetName()) for n in nodes]
-    if all(indices):
-        order = sorted(range(len(nodes)), key=lambda i: int(indices[i].group(1)))
-        return [Phase(nodes[i], None, "name index") for i in order]
-    pre = [i for i, n in enumerate(nodes) if _PRE_RE.search(n.GetName())]
-    if len(pre) == 1:
-        order = pre + [i for i in range(len(nodes)) if i != pre[0]]
-        return [Phase(nodes[i], None, "name 'pre'" if i == pre[0] else "order given") for i in order]
-    return [Phase(n, None, "order given") for n in nodes]
-
-
-def _ordered(nodes, times: list[float], source: str) -> list[Phase]:
-    from ..io.dicom.headers import order_by_time
-
-    order, relative = order_by_time(times)
-    return [Phase(nodes[i], round(t, 4), source) for i, t in zip(order, relative)]
-
-
-def _minutes_per_unit(unit: str) -> float | None:
-    unit = (unit or "").strip().lower()
-    return {"ms": 1 / 60000, "msec": 1 / 60000, "s": 1 / 60, "sec": 1 / 60, "second": 1 / 60, "seconds": 1 / 60,
-            "min": 1.0, "minute": 1.0, "minutes": 1.0}.get(unit)
-
-
-def phases_from_sequence(sequence_node) -> list[Phase]:
-    """The phases of a Sequence node (a DCE series loaded as a sequence), in index order.
-
-    Times come from the sequence index when it is a time with a unit (ms, s or min).
-    """
-    n = sequence_node.GetNumberOfDataNodes()
-    nodes = [sequence_node.GetNthDataNode(i) for i in range(n)]
-    bad = [i for i, node in enumerate(nodes) if node is None or not node.IsA("vtkMRMLScalarVolumeNode")]
-    if bad:
-        raise InputError(f"item {bad[0]} of the sequence is not a scalar volume", sequence_node.GetName(),
-                         "select a sequence of 3D volumes (one per DCE phase)")
-    per_unit = _minutes_per_unit(sequence_node.GetIndexUnit())
-    times = None
-    if per_unit is not None:
-        try:
-            raw = [float(sequence_node.GetNthIndexValue(i)) for i in range(n)]
-            times = [(t - raw[0]) * per_unit for t in raw]
-        except ValueError:
-            times = None
-    source = f"sequence index ({sequence_node.GetIndexName()} in {sequence_node.GetIndexUnit()})" \
-        if times is not None else "sequence order"
-    return [Phase(node, None if times is None else round(times[i], 4), source) for i, node in enumerate(nodes)]
-
-
-def is_multivolume(node) -> bool:
-    """A MultiVolume node (MultiVolumeExplorer's DCE series): one scalar component per frame and the
-    ``MultiVolume.FrameLabels`` attribute (frame times)."""
-    return node is not None and (node.IsA("vtkMRMLMultiVolumeNode") or (
-        node.IsA("vtkMRMLScalarVolumeNode") and bool(node.GetAttribute("MultiVolume.FrameLabels"))))
-
-
-def phases_from_multivolume(node) -> list[Phase]:
-    """The frames of a MultiVolume node as phases, in frame order; times from the frame labels
-    (``MultiVolume.FrameIdentifyingDICOMTagUnits``: ms, s or min)."""
-    import vtk
-
-    image = node.GetImageData()
-    n = 0 if image is None else image.GetNumberOfScalarComponents()
-    if n < 2:
-        raise InputError("the MultiVolume has fewer than two frames", node.GetName(),
-                         "load the whole DCE series (pre-contrast and post-contrast frames)")
-    if node.GetParentTransformNode() is not None:
-        raise InputError("the MultiVolume is under a transform", node.GetName(),
-                         "harden the transform (Data module) or remove it, then select the node again")
-    labels = [v.strip() for v in (node.GetAttribute("MultiVolume.FrameLabels") or "").split(",") if v.strip()]
-    per_unit = _minutes_per_unit(node.GetAttribute("MultiVolume.FrameIdentifyingDICOMTagUnits") or "")
-    times = None
-    if len(labels) == n and per_unit is not None:
-        try:
-            raw = [float(v) for v in labels]
-            times = [round((t - raw[0]) * per_unit, 4) for t in raw]
-        except ValueError:
-            times = None
-    ijk_to_ras = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(ijk_to_ras)
-    phases = []
-    for i in range(n):
-        extract = vtk.vtkImageExtractComponents()
-        extract.SetInputData(image)
-        extract.SetComponents(i)
-        extract.Update()
-        frame = slicer.vtkMRMLScalarVolumeNode()  # not added to the scene: read once for the exam
-        frame.SetName(f"{node.GetName()} frame {i}")
-        frame.SetIJKToRASMatrix(ijk_to_ras)
-        frame.SetAndObserveImageData(extract.GetOutput())
-        phases.append(Phase(frame, None if times is None else times[i],
-                            "MultiVolume frame labels" if times is not None else "MultiVolume frame order"))
-    return phases
-
-
-def exam_from_phases(phases: Sequence[Phase], case_id: str = "case",
-                     times_min: Sequence[float | None] | None = None) -> DCEExam:
-    """A :class:`DCEExam` from phases (pre-contrast first), in world coordinates.
-
-    *times_min* (e.g. edited in the panel's table) overrides the phases' own times; when any
-    time is unknown the engine assumes its default spacing. Built by :func:`assemble_exam`, as
-    the file and DICOM loaders build theirs (float32, other grids resampled onto the pre-contrast one).
-    """
-    if not MIN_PHASES <= len(phases) <= MAX_PHASES:
-        raise InputError(f"a DCE exam needs {MIN_PHASES} to {MAX_PHASES} phases (pre-contrast first), "
-                         f"{len(phases)} selected", case_id,
-                         "select the pre-contrast volume and the post-contrast volumes")
-    times = list(times_min) if times_min is not None else [ph.time_min for ph in phases]
-    known = None if any(t is None for t in times) else [float(t) for t in times]
-    return assemble_exam([bridge.volume_node_to_image(ph.node) for ph in phases], known, case_id,
-                         [ph.name for ph in phases])
-
-
-def source_files(phases: Sequence[Phase]) -> list[Path] | None:
-    """The image files the phases were loaded from, when the engine can read them as they are.
-
-    Every phase must have a storage node naming one existing NIfTI/NRRD/MetaImage file, must be
-    unchanged since it was read, and must not sit under a transform; otherwise ``None`` (the
-    exam is exported instead). DICOM series (a list of files) are exported too.
-    """
-    from ..io.files import IMAGE_SUFFIXES
-
-    files = []
-    for ph in phases:
-        node = ph.node
-        storage = node.GetStorageNode() if node is not None else None
-        if storage is None or storage.GetNumberOfFileNames() > 1 or node.GetParentTransformNode() is not None:
-            return None
-        if node.GetModifiedSinceRead():
-            return None
-        name = storage.GetFileName() or ""
-        path = Path(name)
-        if not name or not path.is_file() or not path.name.lower().endswith(IMAGE_SUFFIXES):
-            return None
-        files.append(path.resolve())
-    return files
-
-
-def safe_case_id(name: str) -> str:
-    """A file-name-safe case id from a node name."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "case"
-    return _INDEX_RE.sub("", cleaned) or "case"
-
-
-# ----------------------------------------------------------------------------------- engine process
-def engine_python() -> str:
-    """The Python that runs the engine: Slicer's ``PythonSlicer`` inside Slicer, else this one."""
-    exe_dir = Path(sys.executable).parent
-    for name in ("PythonSlicer", "PythonSlicer.exe"):
-        if (exe_dir / name).exists():
-            return str(exe_dir / name)
-    return shutil.which("PythonSlicer") or sys.executable
-
-
-def engine_command(exam_dir, out_dir: str | os.PathLike, model: str = DEFAULT_MODEL,
-                   device: str = "auto", threshold: float | None = None, python: str | None = None,
-                   extra: Sequence[str] = ()) -> list[str]:
-    """Command line of ``breasttumorseg segment`` for one exam folder, or a list of phase files in
-    acquisition order (see :func:`engine_environment`)."""
-    inputs = [str(exam_dir)] if isinstance(exam_dir, (str, os.PathLike)) else [str(p) for p in exam_dir]
-    cmd = [python or engine_python(), "-c", "import sys; from BreastTumorSegLib.cli import main; sys.exit(main())",
-           "segment", *inputs, "--output", str(out_dir), "--model", model, "--device", device, "--overwrite",
-           "--progress", "json"]
-    if threshold is not None:
-        cmd += ["--threshold", f"{float(threshold):.6g}"]
-    return cmd + list(extra)
-
-
-def engine_environment(base: dict | None = None) -> dict:
-    """Environment for the engine process: this checkout's package importable, one line per update."""
-    env = dict(os.environ if base is None else base)
-    lib_parent = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([lib_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 # ----------------------------------------------------------------------------------- outputs
@@ -314,34 +88,6 @@ def result_warnings(summary: dict) -> list[str]:
             out.append(f"Motion correction of phase {q.get('phase')}: {level} level rejected ({why}); "
                        f"{q.get('motion_level', 'no')} level kept.")
     return out
-
-
-class EngineFailed(RuntimeError):
-    """The background engine run failed or was cancelled; the message is one readable line."""
-
-
-@dataclass
-class BackgroundRun:
-    """A running (or finished) engine process and what is needed to load its results."""
-
-    process: EngineProcess
-    workdir: Path
-    out_dir: Path
-    case_id: str
-    reference_node: object
-    exam: DCEExam | None  # None when the phases were handed to the engine by file
-    # Exported temporary file -> the volume node it came from, so messages name what the user sees.
-    exported: dict[str, str] = field(default_factory=dict)
-
-    def user_message(self, message: str) -> str:
-        """*message* with the temporary files of an exported exam replaced by the volumes' names."""
-        for path, name in self.exported.items():
-            message = message.replace(path, f"volume '{name}'")
-        return message
-
-    def cleanup(self) -> None:
-        """Remove the temporary exam and result files (the process must have ended)."""
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @dataclass
@@ -410,6 +156,8 @@ class SegmentationLogic:
         # threshold it was made at: re-thresholding keeps the engine's decisions (breast gate,
         # false-positive reduction), which a probability map alone does not hold.
         self._engine_results: dict[str, tuple[sitk.Image, float, list[dict]]] = {}
+        self.kinetics = KineticsView(ctx)  # lesion curves, SER bands, growth from a point
+        self.classification: classify_view.ClassificationNodes | None = None  # per-breast malignancy (L/R)
 
     # ------------------------------------------------------------------ inputs
     def phases(self, sequence_node=None, volume_nodes: Sequence | None = None) -> list[Phase]:
@@ -430,68 +178,26 @@ class SegmentationLogic:
         Returns ``(outputs, result)``; ``outputs`` reuses the given nodes.
         """
         from ..engine.pipeline import segment_exam  # heavy imports only when a run starts
+        from ..engine.settings import split_settings
 
         exam = exam_from_phases(phases, case_id or safe_case_id(phases[0].name), times_min)
-        result = segment_exam(exam, model=model, device=device, threshold=threshold, progress=progress,
-                              cancel=cancel, **engine_options)
+        settings, options = split_settings(threshold=threshold, **engine_options)  # register=False included
+        result = segment_exam(exam, model=model, settings=settings, device=device, progress=progress,
+                              cancel=cancel, **options)
         return self.import_result(result, phases[0].node, outputs, exam), result
 
+    def compare_with_earlier_visit(self, earlier: Sequence[Phase], current: Sequence[Phase], **options):
+        """Follow-up (issue 31): *earlier* is the baseline, *current* the later visit; returns
+        ``(FollowupNodes, FollowupResult)`` (:class:`~.followup_view.FollowupViewLogic`, which takes the options)."""
+        from .followup_view import FollowupViewLogic
+
+        return FollowupViewLogic(self.ctx).compare([earlier, current], **options)
+
     # ------------------------------------------------------------------ background-process run
-    @staticmethod
-    def export_exam(exam: DCEExam, folder: str | os.PathLike) -> Path:
-        """Write *exam* as ``<case>_0000.nrrd``, ... (+ ``<case>.json`` with times) for the engine CLI."""
-        from ..io.files import write_image_atomic, write_json_atomic
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(exam.phases):
-            write_image_atomic(img, folder / f"{exam.case_id}_{i:04d}.nrrd", compress=False)
-        if exam.times_min is not None:
-            write_json_atomic({"acquisition_times_min": exam.times_min}, folder / f"{exam.case_id}.json")
-        return folder
-
-    def start_background(self, phases: Sequence[Phase], model: str = DEFAULT_MODEL, device: str = "auto",
-                         threshold: float | None = None, times_min: Sequence[float | None] | None = None,
-                         register: bool = True, case_id: str | None = None, python: str | None = None,
-                         workdir: str | os.PathLike | None = None, extra: Sequence[str] = (),
-                         registered_phases: bool = False) -> "BackgroundRun":
-        """Start the engine CLI on the exam in the background.
-
-        Phases loaded from image files the engine reads, and unchanged since, are handed to it by
-        path (nothing is written); otherwise the exam is exported to a temporary folder. Poll
-        ``run.process`` from a timer; call :meth:`finish_background` when it has ended.
-        ``registered_phases`` asks the engine for the motion-corrected phases too (one more full
-        copy of the exam written and read: off by default), loaded as a Sequence.
-        """
-        case_id = case_id or safe_case_id(phases[0].name)
-        files = source_files(phases)
-        exam = None
-        if files is None:
-            exam = exam_from_phases(phases, case_id, times_min)
-        elif not MIN_PHASES <= len(phases) <= MAX_PHASES:
-            exam_from_phases(phases, case_id, times_min)  # raises the readable count error
-        work = Path(tempfile.mkdtemp(prefix="BreastTumorSeg-", dir=workdir))
-        try:
-            out_dir = work / "result"
-            flags = ["--reading-images"] + ([] if register else ["--no-register"]) + list(extra)
-            if registered_phases and register:
-                flags.append("--registered-phases")
-            if exam is not None:
-                inputs = self.export_exam(exam, work / "exam")
-            else:
-                inputs = files
-                flags += ["--case-id", case_id]
-                times = list(times_min) if times_min is not None else [ph.time_min for ph in phases]
-                if all(t is not None for t in times):
-                    flags += ["--times", ",".join(f"{float(t):.6g}" for t in times)]
-            cmd = engine_command(inputs, out_dir, model, device, threshold, python, flags)
-            process = EngineProcess(cmd, env=engine_environment(), cwd=str(work)).start()
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        exported = {} if exam is None else {
-            str(work / "exam" / f"{exam.case_id}_{i:04d}.nrrd"): ph.name for i, ph in enumerate(phases)}
-        return BackgroundRun(process, work, out_dir, case_id, phases[0].node, exam, exported)
+    # Start the engine CLI on the phases in the background (:func:`.background.start_run`); poll
+    # ``run.process`` from a timer and call :meth:`finish_background` when it has ended.
+    start_background = staticmethod(background.start_run)
+    export_exam = staticmethod(background.export_exam)
 
     def finish_background(self, run: "BackgroundRun", outputs: OutputNodes | None = None) -> OutputNodes:
         """Load a finished run's results into the scene and delete its temporary folder.
@@ -500,15 +206,7 @@ class SegmentationLogic:
         was cancelled (nothing is put into the scene then).
         """
         try:
-            state = run.process.poll()
-            if state.running:
-                raise RuntimeError("the engine is still running; cancel it or wait for it to finish")
-            if not state.succeeded:
-                raise EngineFailed(run.user_message(run.process.error_message()))
-            if state.files is None:
-                raise EngineFailed("the segmentation engine ended without reporting its results "
-                                   f"(last output: {(run.process.lines or ['none'])[-1][:200]}). Fix: run it again; "
-                                   "if it persists, report the Python console's log")
+            state = finished_state(run)
             return self.import_result_folder(run.out_dir, run.case_id, run.reference_node, outputs, run.exam,
                                              files=state.files, engine_warnings=state.warnings)
         finally:
@@ -521,7 +219,7 @@ class SegmentationLogic:
         name -> path, the engine's ``done`` event) says where each file is; without it the standard
         names in *folder* are used. *engine_warnings* (its ``warning`` events) come first in
         :attr:`last_warnings`."""
-        from ..io.files import read_image
+        from ..io.images import read_image
         from ..engine.pipeline import output_names
 
         folder = Path(folder)
@@ -542,9 +240,12 @@ class SegmentationLogic:
             times = (summary.get("settings") or {}).get("times_min")
             outputs.registered_phases = self._phase_sequence(sitk.ReadImage(str(registered)), times,
                                                              reference_node, outputs.registered_phases)
-        return self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
-                          reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
-                          (summary.get("settings") or {}).get("postprocess"))
+        out = self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
+                         reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
+                         (summary.get("settings") or {}).get("postprocess"))
+        self.classification = classify_view.import_folder(self.ctx, folder, case_id, reference_node, files,
+                                                          self.classification)
+        return out
 
     def _phase_sequence(self, phases_4d: sitk.Image, times_min, reference_node, node=None):
         """A Sequence node (index: time in min) of the phases of a 4D image, with a browser so the
@@ -733,108 +434,21 @@ class SegmentationLogic:
             nodes.GetItemAsObject(i).JumpSliceByCentering(*map(float, ras))
 
     # ------------------------------------------------------------------ kinetics of the result
-    def _kinetic_exam(self, phases: Sequence[Phase], times_min=None):
-        """(exam, kinetic maps) of the phases, cached per phase nodes and their modification times
-        (the maps cost a pass over the whole exam; a lesion click should not repeat it)."""
-        from ..kinetics.maps import compute_kinetic_maps
-
-        key = (tuple((ph.node.GetID(), ph.node.GetMTime()) for ph in phases),
-               None if times_min is None else tuple(times_min))
-        cached = getattr(self, "_kinetics_cache", None)
-        if cached is None or cached[0] != key:
-            exam = exam_from_phases(phases, safe_case_id(phases[0].name), times_min)
-            cached = (key, exam, compute_kinetic_maps(exam))
-            self._kinetics_cache = cached
-        return cached[1], cached[2]
-
-    def _lesion_components(self, outputs: OutputNodes, reference: sitk.Image) -> sitk.Image:
-        """Connected components of segment "Tumor" labelled as the lesion table is (1 = largest)."""
-        mask = bridge.segment_to_label(self.ctx, outputs.segmentation, bridge.TUMOR_SEGMENT_ID, reference)
-        return sitk.RelabelComponent(sitk.ConnectedComponent(mask, True), sortByObjectSize=True)
-
-    def lesion_curve(self, phases: Sequence[Phase], outputs: OutputNodes, row: int, times_min=None,
-                     chart=None):
-        """Signal-time curve of the lesion in *row* of the lesion table against its surrounding
-        tissue (mean percent enhancement per phase, from :mod:`..kinetics.plots`), as a plot chart
-        node (reused when given) over a table node. Returns ``(chart, curve)``.
-
-        Curves are measured on the phases as they are in the scene (not motion-corrected)."""
-        from ..kinetics.plots import signal_time_curves
-
-        exam, maps = self._kinetic_exam(phases, times_min)
-        label = int(outputs.lesion_table.GetTable().GetColumnByName("Lesion").GetValue(row))
-        components = self._lesion_components(outputs, exam.reference)
-        one = sitk.Cast(components == label, sitk.sitkUInt8)
-        curve = signal_time_curves(exam, one, maps=maps)[1]
-        base = outputs.segmentation.GetName()
-        rows = [[t, le, bg] for t, le, bg in zip(curve.times_min, curve.lesion_pe_mean, curve.background_pe_mean)]
-        table = None if chart is None else chart.GetNthPlotSeriesNode(0).GetTableNode() \
-            if chart.GetNumberOfPlotSeriesNodes() else None
-        table = bridge.fill_table(self.ctx, ("Time (min)", f"Lesion {label} PE (%)", "Surrounding tissue PE (%)"),
-                                  rows, table, f"{base} lesion curve")
-        if chart is None:
-            chart = self.ctx.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{base} lesion curve")
-        if chart.GetNumberOfPlotSeriesNodes() == 0:
-            for column, colour in ((1, (0.9, 0.2, 0.15)), (2, (0.4, 0.4, 0.4))):
-                series = self.ctx.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", table.GetTable().GetColumnName(column))
-                series.SetAndObserveTableNodeID(table.GetID())
-                series.SetXColumnName("Time (min)")
-                series.SetYColumnName(table.GetTable().GetColumnName(column))
-                series.SetPlotType(series.PlotTypeScatter)
-                series.SetColor(*colour)
-                chart.AddAndObservePlotSeriesNodeID(series.GetID())
-        else:
-            chart.GetNthPlotSeriesNode(0).SetYColumnName(table.GetTable().GetColumnName(1))
-            chart.GetNthPlotSeriesNode(0).SetName(table.GetTable().GetColumnName(1))
-        kinetics = curve.kinetics or {}
-        chart.SetTitle(f"Lesion {label}: {kinetics.get('curve_type', 'curve')}")
-        chart.SetXAxisTitle("Time after the pre-contrast phase (min)")
-        chart.SetYAxisTitle("Percent enhancement (%)")
-        return chart, curve
+    def lesion_curve(self, phases: Sequence[Phase], outputs: OutputNodes, row: int, times_min=None, chart=None):
+        """The signal-time curve of the lesion in *row* as a plot chart: :meth:`.KineticsView.lesion_curve`."""
+        return self.kinetics.lesion_curve(phases, outputs, row, times_min, chart)
 
     def ser_overlay(self, phases: Sequence[Phase], outputs: OutputNodes, times_min=None, node=None):
-        """SER bands inside segment "Tumor" (1 persistent-like, 2 plateau-like, 3 washout-like, as the
-        ``kinetics`` command writes them) as a label map node with its colour table, for the slice
-        views' label layer."""
-        from ..kinetics.plots import BAND_COLOURS, ser_band_image
-
-        exam, maps = self._kinetic_exam(phases, times_min)
-        mask = bridge.segment_to_label(self.ctx, outputs.segmentation, bridge.TUMOR_SEGMENT_ID, exam.reference)
-        bands = ser_band_image(maps, mask)
-        base = outputs.segmentation.GetName()
-        if node is None:
-            node = self.ctx.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{base} SER bands")
-        bridge.image_to_volume_node(self.ctx, bands, node.GetName(), node)
-        colors = self.ctx.scene.GetFirstNodeByName("BreastTumorSeg SER bands")
-        if colors is None:
-            colors = self.ctx.scene.AddNewNodeByClass("vtkMRMLColorTableNode", "BreastTumorSeg SER bands")
-            colors.SetTypeToUser()
-            colors.SetNumberOfColors(4)
-            colors.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
-            for i, (name, rgb) in enumerate(zip(("persistent-like", "plateau-like", "washout-like"), BAND_COLOURS), 1):
-                colors.SetColor(i, f"SER {name}", *(c / 255.0 for c in rgb), 1.0)
-        if node.GetDisplayNode() is None:
-            node.CreateDefaultDisplayNodes()
-        node.GetDisplayNode().SetAndObserveColorNodeID(colors.GetID())
-        return node
+        """The SER bands of segment "Tumor" as a label map: :meth:`.KineticsView.ser_overlay`."""
+        return self.kinetics.ser_overlay(phases, outputs, times_min, node)
 
     def grow_from_point(self, phases: Sequence[Phase], outputs: OutputNodes, ras, times_min=None) -> dict:
         """Grow one lesion from a point (RAS mm, e.g. a markup the reader placed on a missed lesion)
         with the seeded FTV growth the CLI has (``--model ftv --seed-ras``), add it to segment
         "Tumor" and measure the lesion table again. Returns the growth's summary."""
-        from ..kinetics.seeded import ras_to_lps, segment_from_seed
-
-        exam, maps = self._kinetic_exam(phases, times_min)
-        grown = segment_from_seed(exam, ras_to_lps(ras), maps=maps)
-        current = bridge.segment_to_label(self.ctx, outputs.segmentation, bridge.TUMOR_SEGMENT_ID, exam.reference)
-        union = sitk.Or(sitk.Cast(current > 0, sitk.sitkUInt8), sitk.Cast(grown.mask > 0, sitk.sitkUInt8))
-        seg = outputs.segmentation
-        segment = seg.GetSegmentation().GetSegment(bridge.TUMOR_SEGMENT_ID)
-        terminology = segment.GetTerminology() if segment is not None else None
-        bridge.label_to_segmentation(self.ctx, union, seg, reference_node=phases[0].node,
-                                     terminology=terminology or None)
+        summary = self.kinetics.grow_from_point(phases, outputs, ras, times_min)
         self.lesions_from_segmentation(outputs)
-        return grown.summary()
+        return summary
 
     # ------------------------------------------------------------------ comparison
     def compare(self, seg_node, references: Sequence, segment_id: str = bridge.TUMOR_SEGMENT_ID,

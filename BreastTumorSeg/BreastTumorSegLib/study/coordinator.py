@@ -16,13 +16,18 @@ from typing import Callable, Sequence
 import SimpleITK as sitk
 
 from ..core.errors import InputError, OutputExistsError
-from ..io.files import read_mask
+from ..core.values import check_threshold
+from ..io.atomic import atomic_target, sha256_file, write_image, write_json
+from ..io.images import read_mask
 from ..io.safety import (check_input_path, check_output_location, check_paths_exist, check_positive,
                          check_table_row, created_dirs, exam_locations, remove_empty_dirs)
 from .definition import (ARMS, STUDY_FILE, Arm, Case, Grid, Study, check_name, load_study, pseudonyms,
                          reading_order)
-from .session import (DONE, IN_PROGRESS, SUBMITTED, TODO, iso, item_key, load_state, sha256_file)
-from .storage import LOCKED_MODE, Lock, append_line, write_json_atomic, write_new
+from .model_scores import breast_scores
+from .scores import (SCORES_COLUMNS, check_reader_scores, check_score_kinds, read_truth_table, score_rows,
+                     scores_table_path)
+from .session import DONE, IN_PROGRESS, SUBMITTED, TODO, iso, item_key, load_state
+from .storage import LOCKED_MODE, Lock, append_line
 
 EXPORT_COLUMNS = ("case", "reader", "mask", "prob", "roi", "arm", "time_s", "wall_s", "edits", "imported")
 
@@ -110,12 +115,18 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
                seed: int | None = None, model: str | None = None, model_outputs: str | os.PathLike | None = None,
                washout_cases: int = 0, washout_days: float = 0.0, autosave_s: float = 30.0,
                idle_timeout_s: float = 90.0, allowed_effects: Sequence[str] | None = None, device: str = "auto",
-               name: str | None = None, breast_region: bool = True, threshold: float | None = None, progress: Callable[[str, float, str], None] | None = None) -> Study:
+               name: str | None = None, breast_region: bool = True, threshold: float | None = None, progress: Callable[[str, float, str], None] | None = None,
+               scores: Sequence[str] = (), truth: str | os.PathLike | None = None) -> Study:
     """Make the study folder *output* (all or nothing: built aside, then renamed into place).
 
-    For the assisted arm the model's mask of every case is needed: from *model_outputs*
-    (``<case>_seg.nii.gz`` and optionally ``<case>_prob.nii.gz``, e.g. from ``breasttumorseg
-    segment``) or made now by running *model* on each exam. *breast_region*: store each exam's
+    With *model* (any arms; the assisted arm needs one) the model's mask of every case is stored:
+    from *model_outputs* (``<case>_seg.nii.gz`` and optionally ``<case>_prob.nii.gz``, e.g. from
+    ``breasttumorseg segment``) or made now by running *model* on each exam, with its per-breast
+    malignancy scores (:mod:`.model_scores`); ``study export`` always carries the model's rows, so
+    an unaided study is reported as Hirsch et al. did (readers draw alone, the model is compared).
+    *scores*: what each reader gives per breast besides the mask (``probability`` 0–100 %,
+    ``birads``); *truth* a CSV ``case,side,malignant`` (coordinator only, never shown to readers)
+    that ``study export`` puts into the scores table. *breast_region*: store each exam's
     whole-breast mask (the model's, else the classical one) as the region of the report's voxel-wise ROC.
     *threshold* overrides the model card's (e.g. one tuned for an ensemble ``a+b``, whose card
     otherwise takes its first member's); it is recorded in the assisted arm."""
@@ -137,8 +148,10 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
                          "add --arms unaided,assisted, or drop the wash-out")
     allowed_effects = check_effects(allowed_effects) if allowed_effects else None
     assisted = "assisted" in arms
-    if threshold is not None and not (assisted and model_outputs is None and 0 < threshold <= 1):
-        raise InputError("a threshold applies when the model is run for the assisted arm, and lies in (0, 1]",
+    score_kinds = check_score_kinds(scores)
+    check_threshold(threshold)
+    if threshold is not None and not (model and model_outputs is None):
+        raise InputError("a threshold applies when the model is run (--model without --model-outputs)",
                          "--threshold", "give e.g. --threshold 0.4 with --model (and without --model-outputs)")
     if assisted and not model:
         raise InputError("the assisted arm needs the model that helps the readers", "--model",
@@ -151,7 +164,8 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
         raise InputError(f"a wash-out of {washout_cases} cases cannot be met with {len(cases_in)} cases and 2 arms",
                          "--washout-cases", f"give at most {len(cases_in)}, or use --washout-days")
     seed = int(secrets.randbits(31)) if seed is None else int(seed)
-    sha = model_sha256(model) if assisted else None
+    sha = model_sha256(model) if model else None
+    truth_by_case = read_truth_table(truth, [c for c, _, _ in cases_in]) if truth is not None else {}
     labels = pseudonyms(len(cases_in), seed)
     if model_outputs is not None:
         model_outputs = check_input_path(model_outputs, "--model-outputs folder", kind="dir")
@@ -163,16 +177,18 @@ def init_study(cases_csv: str | os.PathLike, readers: Sequence[str], arms: Seque
         for i, ((cid, inputs, series), label) in enumerate(zip(cases_in, labels)):
             if progress:
                 progress("init", i / len(cases_in), f"case {cid}")
-            grid, model_rec = _prepare_case(cid, inputs, label, stage, assisted, model, model_outputs, device,
+            grid, model_rec = _prepare_case(cid, inputs, label, stage, bool(model), model, model_outputs, device,
                                              breast_region, threshold, series)
-            cases.append(Case(cid, label, inputs, grid, model_rec, series))
+            cases.append(Case(cid, label, inputs, grid, model_rec, series, truth_by_case.get(cid, {})))
         orders = {r: reading_order(labels, arms, seed, k, washout_cases) for k, r in enumerate(readers)}
         study = Study(output, name or output.name, seed, readers,
                       [Arm(a, model, sha, threshold) if a == "assisted" else Arm(a) for a in arms],
                       cases, orders, washout_cases, washout_days, autosave_s, idle_timeout_s,
                       list(allowed_effects) if allowed_effects else Study.__dataclass_fields__["allowed_effects"]
-                      .default_factory(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        write_json_atomic(stage / STUDY_FILE, study.as_json())
+                      .default_factory(), _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                      {"name": model, "sha256": sha, **({"threshold": threshold} if threshold is not None else {})}
+                      if model else None, score_kinds)
+        write_json(stage / STUDY_FILE, study.as_json(), durable=True, allow_nan=False)
         for r in readers:
             (stage / "readers" / r).mkdir(parents=True)
         append_line(stage / "coordinator.jsonl", {"event": "study created", "time": iso(_now()),
@@ -196,7 +212,7 @@ def _now() -> float:
     return time.time()
 
 
-def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_outputs, device, region=True,
+def _prepare_case(cid, inputs, label, stage: Path, with_model: bool, model, model_outputs, device, region=True,
                   threshold=None, series=()):
     from ..io.files import load_exam
 
@@ -206,7 +222,7 @@ def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_
         raise InputError(f"case {cid}: {exc.problem}", exc.source, exc.fix) from None
     grid = Grid.of(exam.reference)
     rec = {}
-    if not assisted:
+    if not with_model:
         if region:
             _write_region(stage, label, exam, rec)
         return grid, rec
@@ -221,19 +237,21 @@ def _prepare_case(cid, inputs, label, stage: Path, assisted: bool, model, model_
         images = {"seg.nii.gz": mask}
         prob = Path(model_outputs) / f"{cid}_prob.nii.gz"
         if prob.exists():
-            from ..io.files import read_image
+            from ..io.images import read_image
 
             images["prob.nii.gz"] = sitk.Cast(read_image(prob, f"model probability of case {cid}"), sitk.sitkFloat32)
+        rec["scores"] = breast_scores(None, mask, images.get("prob.nii.gz"))
     else:
-        from ..engine.pipeline import segment_exam
+        from ..engine.pipeline import SegmentSettings, segment_exam
 
-        result = segment_exam(exam, model=model, device=device, threshold=threshold)
+        result = segment_exam(exam, model=model, device=device, settings=SegmentSettings(threshold=threshold))
         images = {"seg.nii.gz": result.label, "prob.nii.gz": result.probability}
+        rec["scores"] = breast_scores(exam, result.label, result.probability, result.breast_mask, result.lesions)
         if result.breast_mask is not None and region:
             images["breast.nii.gz"] = sitk.Cast(result.breast_mask > 0, sitk.sitkUInt8)
     for fname, img in images.items():
         path = folder / fname
-        write_new(path, lambda p, img=img: sitk.WriteImage(img, str(p), True))
+        write_image(path, img, durable=True, exclusive=True)
         key = {"seg.nii.gz": "mask", "prob.nii.gz": "prob", "breast.nii.gz": "breast"}[fname]
         rec[key] = f"model/{label}/{fname}"
         rec[key + "_sha256"] = sha256_file(path)
@@ -250,7 +268,7 @@ def _write_region(stage: Path, label: str, exam, rec: dict) -> None:
     mask = sitk.Cast(breast_mask(exam.pre) > 0, sitk.sitkUInt8)
     path = stage / "regions" / label / "breast.nii.gz"
     path.parent.mkdir(parents=True)
-    write_new(path, lambda p: sitk.WriteImage(mask, str(p), True))
+    write_image(path, mask, durable=True, exclusive=True)
     rec["breast"] = f"regions/{label}/breast.nii.gz"
     rec["breast_sha256"] = sha256_file(path)
 
@@ -281,9 +299,15 @@ def study_status(folder: str | os.PathLike) -> list[dict]:
 
 # ---------------------------------------------------------------------------------- import
 def import_mask(folder: str | os.PathLike, reader: str, case_id: str, mask: str | os.PathLike,
-                arm: str | None = None) -> Path:
-    """Store a mask drawn in another tool as the reader's submitted reading (marked imported, untimed)."""
+                arm: str | None = None, scores: dict | None = None) -> Path:
+    """Store a mask drawn in another tool as the reader's submitted reading (marked imported, untimed),
+    with the reader's per-breast *scores* (``{side: {kind: value}}``) when the study asks for them."""
     study = load_study(folder)
+    if scores is not None:
+        if not study.scores:
+            raise InputError("this study asks the readers for no scores", "--probability/--birads",
+                             "drop them, or make the study with --scores probability,birads")
+        scores = check_reader_scores(scores, study.scores, "--probability/--birads")
     study.check_reader(reader)
     case = study.case_by_id(case_id)
     arm = arm or study.arms[0].name
@@ -311,14 +335,14 @@ def import_mask(folder: str | os.PathLike, reader: str, case_id: str, mask: str 
         n = st["versions"] + 1
         while (target / f"v{n:04d}.nii.gz").exists():
             n += 1
-        version = write_new(target / f"v{n:04d}.nii.gz", lambda p: sitk.WriteImage(img, str(p), True))
-        final = write_new(target / SUBMITTED, lambda p: sitk.WriteImage(img, str(p), True))
+        version = write_image(target / f"v{n:04d}.nii.gz", img, durable=True, exclusive=True)
+        final = write_image(target / SUBMITTED, img, durable=True, exclusive=True)
         os.chmod(final, LOCKED_MODE)
         now = _now()
         st.update({"status": DONE, "imported": True, "versions": n, "last_version": version.name,
                    "last_sha256": sha256_file(version), "submitted_sha256": sha256_file(final),
-                   "submitted_at": now})
-        write_json_atomic(rdir / "state.json", state)
+                   "submitted_at": now, **({"scores": scores} if scores else {})})
+        write_json(rdir / "state.json", state, durable=True, allow_nan=False)
         append_line(rdir / "audit.jsonl", {"event": "imported", "reader": reader, "label": case.label, "arm": arm,
                                            "source": str(Path(mask).resolve()), "sha256": st["submitted_sha256"],
                                            "t": round(now, 3), "time": iso(now), "pid": os.getpid()})
@@ -391,26 +415,41 @@ def check_export_location(study: Study, output: Path) -> None:
 
 
 def export_table(folder: str | os.PathLike, output: str | os.PathLike, partial: bool = False,
-                 overwrite: bool = False) -> tuple[Path, list[str]]:
-    """Write the ``reader-study`` table (atomic); returns its path and the case ids left out."""
+                 overwrite: bool = False, scores_output: str | os.PathLike | None = None) -> tuple[Path, list[str]]:
+    """Write the ``reader-study`` table (atomic); returns its path and the case ids left out.
+
+    When the study has scores (readers' or the model's), the scores table ``reader-study --scores``
+    reads is written too, to *scores_output* (default ``TABLE.scores.csv``, see :mod:`.scores`)."""
     study = load_study(folder)
     output = Path(output)
     check_export_location(study, output)
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output}: exists already. Fix: choose another --output, or pass --overwrite")
     rows, left_out = export_rows(study, output.parent.resolve(), partial)
     if not rows:
         raise InputError("no case is complete; nothing to export", study.path, "wait for the readers")
+    states = {r: load_state(study, r) for r in study.readers}
+    def submitted(reader: str, label: str, arm: str) -> dict | None:
+        st = states[reader]["items"][item_key(label, arm)]
+        return st.get("scores") if st["status"] == DONE else None
+
+    score_table = score_rows(study, submitted, [c.id for c in study.cases if c.id not in left_out])
+    outputs = {output: (EXPORT_COLUMNS, rows)}
+    if score_table:
+        scores_output = Path(scores_output) if scores_output is not None else scores_table_path(output)
+        check_export_location(study, scores_output)
+        if scores_output.resolve() == output.resolve():
+            raise InputError("the scores table would replace the study table", "--scores-output",
+                             "give another file name")
+        outputs[scores_output] = (SCORES_COLUMNS, score_table)
+    for path in outputs:
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{path}: exists already. Fix: choose another --output, or pass --overwrite")
     output.parent.mkdir(parents=True, exist_ok=True)
-    from .storage import write_atomic
-
-    def write(p: Path) -> None:
-        with open(p, "w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, EXPORT_COLUMNS)
+    for path, (columns, table) in outputs.items():
+        with atomic_target(path, durable=True) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, columns)
             w.writeheader()
-            w.writerows(rows)
-
-    write_atomic(output, write)
+            w.writerows(table)
     append_line(study.folder / "coordinator.jsonl", {"event": "exported", "time": iso(_now()), "table": str(output.resolve()),
-                                                     "rows": len(rows), "left_out": left_out})
+                                                     "rows": len(rows), "left_out": left_out,
+                                                     "scores_rows": len(score_table)})
     return output, left_out

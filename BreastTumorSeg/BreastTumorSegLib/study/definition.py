@@ -3,7 +3,8 @@
 The study folder is the single source of truth::
 
     STUDY/study.json                      this definition (written once by ``study init``)
-    STUDY/model/<label>/seg.nii.gz        the model's mask (and prob.nii.gz) for the assisted arm
+    STUDY/model/<label>/seg.nii.gz        the model's mask (and prob.nii.gz) when the study has a model
+                                          (any arms; shown in the assisted arm, compared in the report)
     STUDY/regions/<label>/breast.nii.gz   the whole-breast mask (region of the report's voxel-wise ROC)
     STUDY/readers/<reader>/state.json     the reader's progress and times (atomic rewrite)
     STUDY/readers/<reader>/audit.jsonl    append-only log: opened, saved, paused, submitted, ...
@@ -16,7 +17,9 @@ are for the coordinator. Every reader reads every case once per arm, in an order
 recorded seed: with two arms, each case's first arm is balanced over cases, all first readings
 come before all second readings, and the two readings of a case are at least ``washout.cases``
 positions apart; ``washout.days`` further holds a second reading back until that many days after
-the first was submitted.
+the first was submitted. ``model`` (name, SHA-256) names the model compared with the readers,
+``scores`` what each reader gives per breast besides the mask (:mod:`.scores`), and a case's
+``truth`` (left/right: 1 malignant, 0 benign) is for the coordinator's scores table only.
 """
 from __future__ import annotations
 
@@ -108,6 +111,7 @@ class Case:
     grid: Grid
     model: dict = field(default_factory=dict)  # {"mask", "prob", "breast": paths relative to the study, "*_sha256"}
     series: list[str] = field(default_factory=list)  # DICOM series numbers or UIDs of the phases (optional)
+    truth: dict = field(default_factory=dict)  # side -> 1 malignant / 0 benign (coordinator only, optional)
 
 
 @dataclass
@@ -135,6 +139,8 @@ class Study:
     idle_timeout_s: float = 90.0
     allowed_effects: list[str] = field(default_factory=lambda: list(DEFAULT_EFFECTS))
     created: str = ""
+    model: dict | None = None  # {"name", "sha256"[, "threshold"]}: the model compared with the readers
+    scores: list[str] = field(default_factory=list)  # what readers give per breast: probability, birads
 
     @property
     def path(self) -> Path:
@@ -183,9 +189,11 @@ class Study:
             "washout": {"cases": self.washout_cases, "days": self.washout_days},
             "autosave_s": self.autosave_s, "idle_timeout_s": self.idle_timeout_s,
             "allowed_effects": self.allowed_effects,
+            **({"model": self.model} if self.model else {}), **({"scores": self.scores} if self.scores else {}),
             "cases": [{"id": c.id, "label": c.label, "inputs": c.inputs, "grid": c.grid.as_json(),
                        **({"series": c.series} if c.series else {}),
-                       **({"model": c.model} if c.model else {})} for c in self.cases],
+                       **({"model": c.model} if c.model else {}),
+                       **({"truth": c.truth} if c.truth else {})} for c in self.cases],
             "orders": {r: [list(item) for item in o] for r, o in self.orders.items()},
         }
 
@@ -275,6 +283,12 @@ def load_study(folder: str | Path) -> Study:
         arms.append(Arm(a["name"], a.get("model"), a.get("model_sha256"), thr))
     if not arms or len({a.name for a in arms}) != len(arms):
         raise bad("arms", "empty or with a duplicate arm")
+    study_model = data.get("model")
+    if study_model is not None and not (isinstance(study_model, dict) and isinstance(study_model.get("name"), str)):
+        raise bad("model", "must be an object with the model's name and SHA-256")
+    score_kinds = data.get("scores", [])
+    if not (isinstance(score_kinds, list) and all(k in ("probability", "birads") for k in score_kinds)):
+        raise bad("scores", "must list probability and/or birads")
     cases = []
     for i, c in enumerate(need(data, "cases", list, "")):
         where = f"cases[{i}]."
@@ -295,7 +309,12 @@ def load_study(folder: str | Path) -> Study:
         series = c.get("series", [])
         if not isinstance(series, list):
             raise bad(where + "series", "must be a list of DICOM series numbers or UIDs")
-        cases.append(Case(cid, label, [str(x) for x in inputs], grid, model, [str(x) for x in series]))
+        if study_model and not model.get("mask"):
+            raise bad(where + "model", f"the study's model ({study_model.get('name')}) has no mask for this case")
+        truth = c.get("truth") or {}
+        if not (isinstance(truth, dict) and all(k in ("left", "right") and v in (0, 1) for k, v in truth.items())):
+            raise bad(where + "truth", "must map left/right to 1 (malignant) or 0")
+        cases.append(Case(cid, label, [str(x) for x in inputs], grid, model, [str(x) for x in series], truth))
     if not cases:
         raise bad("cases", "no cases")
     if len({c.id for c in cases}) != len(cases) or len({c.label for c in cases}) != len(cases):
@@ -320,7 +339,8 @@ def load_study(folder: str | Path) -> Study:
     study = Study(folder, str(data.get("name", folder.name)), int(need(data, "seed", int, "")), list(readers), arms,
                   cases, orders, int(washout.get("cases", 0)), float(washout.get("days", 0.0)),
                   float(data.get("autosave_s", 30.0)), float(data.get("idle_timeout_s", 90.0)),
-                  list(data.get("allowed_effects", DEFAULT_EFFECTS)), str(data.get("created", "")))
+                  list(data.get("allowed_effects", DEFAULT_EFFECTS)), str(data.get("created", "")),
+                  study_model, list(score_kinds))
     if study.autosave_s <= 0 or study.idle_timeout_s <= 0:
         raise bad("autosave_s/idle_timeout_s", "must be positive")
     return study

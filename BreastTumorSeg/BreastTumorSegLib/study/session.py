@@ -20,7 +20,6 @@ are stored in ``state.json`` at every save, so a crash loses at most one autosav
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -30,10 +29,10 @@ from typing import Callable
 import SimpleITK as sitk
 
 from ..core.errors import BreastTumorSegError, InputError
-from ..io.files import read_mask
+from ..io.atomic import sha256_file, write_image, write_json
+from ..io.images import read_mask
 from .definition import Grid, Study, load_study
-from .storage import (LOCKED_MODE, Lock, append_line, clean_temporaries, iter_versions, read_json, read_lines,
-                      write_json_atomic, write_new)
+from .storage import LOCKED_MODE, Lock, append_line, clean_temporaries, iter_versions, read_json, read_lines
 
 SUBMITTED = "submitted.nii.gz"
 TODO, IN_PROGRESS, DONE = "to do", "in progress", "submitted"
@@ -45,14 +44,6 @@ class SubmittedError(BreastTumorSegError):
 
 def iso(t: float) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def item_key(label: str, arm: str) -> str:
@@ -100,6 +91,8 @@ class CaseView:
     _exam_inputs: tuple[str, ...]
     _start: Callable[[], sitk.Image]
     _series: tuple[str, ...] = ()
+    score_kinds: tuple[str, ...] = ()  # what the study asks per breast: probability (0-100 %), birads
+    model_scores: dict | None = None  # the model's per-breast probability (assisted arm only), else None
 
     @property
     def title(self) -> str:
@@ -152,7 +145,7 @@ class PendingSave:
         while True:
             path = self.folder / f"v{n:04d}.nii.gz"
             try:
-                return write_new(path, lambda p: sitk.WriteImage(self.image, str(p), True))
+                return write_image(path, self.image, durable=True, exclusive=True)
             except FileExistsError:
                 n += 1
 
@@ -272,7 +265,9 @@ class ReaderSession:
         t = self._clock()
         self._view = CaseView(index, self.total, lab, arm, folder, case.grid, st["status"],
                               tuple(self._study.allowed_effects), tuple(case.inputs),
-                              lambda: self._starting_mask(lab, arm, folder, case.grid), tuple(case.series))
+                              lambda: self._starting_mask(lab, arm, folder, case.grid), tuple(case.series),
+                              tuple(self._study.scores),
+                              dict(case.model.get("scores") or {}) if arm == "assisted" and self._study.scores else None)
         self._paused = False
         self._dirty = False
         self._committed_active = 0.0
@@ -415,18 +410,46 @@ class ReaderSession:
                   sha256=st["last_sha256"], active_s=st["active_s"], edits=st["edits"])
         return path
 
-    def submit(self, mask: sitk.Image | str | os.PathLike | None = None) -> Path:
-        """Save *mask* (or the latest version) as the reading's final mask and lock it."""
+    @property
+    def scores(self) -> dict:
+        """The reader's per-breast scores of the open reading (``{side: {kind: value}}``)."""
+        return dict(self._item_state().get("scores") or {})
+
+    def set_scores(self, scores: dict) -> None:
+        """Store the reader's per-breast scores of the open reading (merged by side): activity for
+        the timer, written to ``state.json`` at once and logged; locked once the reading is submitted."""
+        from .scores import check_reader_scores
+
         view = self._require_open()
         if view.locked:
             raise SubmittedError(f"{view.folder}: case {view.index + 1} was submitted already")
+        if not self._study.scores:
+            raise InputError("this study asks the readers for no scores", self._study.path)
+        checked = check_reader_scores(scores, self._study.scores)
+        st = self._item_state()
+        st["scores"] = {**(st.get("scores") or {}), **checked}
+        self.activity()  # timed like an edit; the mask is unchanged, so no new mask version
+        self._commit_times()
+        self._write_state()
+        self._log("scored", label=view.label, arm=view.arm, scores=checked)
+
+    def submit(self, mask: sitk.Image | str | os.PathLike | None = None) -> Path:
+        """Save *mask* (or the latest version) as the reading's final mask and lock it."""
+        from .scores import complete
+
+        view = self._require_open()
+        if view.locked:
+            raise SubmittedError(f"{view.folder}: case {view.index + 1} was submitted already")
+        if not complete(self._item_state().get("scores"), self._study.scores):
+            raise InputError(f"case {view.index + 1} needs the scores of both breasts before it is submitted "
+                             f"({', '.join(self._study.scores)})", view.folder, "give them, then submit")
         if mask is not None and self._differs_from_latest(mask, view):
             self.save(mask, reason="submit")
         else:
             self._commit_times()
         img = view.starting_mask()
         final = view.folder / SUBMITTED
-        write_new(final, lambda p: sitk.WriteImage(img, str(p), True))
+        write_image(final, img, durable=True, exclusive=True)
         os.chmod(final, LOCKED_MODE)
         st = self._item_state()
         st["status"] = view.status = DONE
@@ -513,7 +536,7 @@ class ReaderSession:
         return read_mask(path, "model mask")
 
     def _write_state(self) -> None:
-        write_json_atomic(self.folder / "state.json", self._state)
+        write_json(self.folder / "state.json", self._state, durable=True, allow_nan=False)
 
     def _log(self, event: str, **fields) -> None:
         t = self._now()

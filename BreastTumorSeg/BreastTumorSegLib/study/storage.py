@@ -1,9 +1,8 @@
 """Crash-safe files for a study folder shared by several readers (possibly on a network drive).
 
-* :func:`write_atomic` — write a temporary file in the same folder, fsync it, rename it over the
-  target and fsync the folder: a reader of the target sees the old or the new file, never half.
-* :func:`write_new` — the same, but the target must not exist (hard link, which fails on an
-  existing name): a version once written is never replaced.
+* Whole files are written with :mod:`..io.atomic` and ``durable=True`` (temporary file in the same
+  folder, fsynced, renamed over the target, folder fsynced: a reader of the target sees the old or
+  the new file, never half); a version once written is never replaced (``exclusive=True``).
 * :func:`append_line` — one JSON line per ``write`` on an ``O_APPEND`` descriptor, fsynced; a
   line torn by a kill is the last one and :func:`read_lines` skips it.
 * :class:`Lock` — ``O_CREAT|O_EXCL`` lock file holding pid, host and a heartbeat; a lock whose
@@ -15,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,78 +21,13 @@ from typing import Callable, Iterator
 import psutil
 
 from ..core.errors import BreastTumorSegError, InputError
+from ..io.atomic import FILE_MODE, TEMP_PREFIX, write_json
 
-FILE_MODE = 0o644
 LOCKED_MODE = 0o444  # submitted work: read-only
 
 
 class StudyLockedError(BreastTumorSegError):
     """Someone else holds the lock (another session of the same reader, or the coordinator)."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms / network file systems cannot open a folder
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _stage(path: Path, write: Callable[[Path], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + path.name, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write(tmp_path)
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, FILE_MODE)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    return tmp_path
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """``write(tmp)`` fills a temporary file that then replaces *path* atomically (fsynced)."""
-    path = Path(path)
-    tmp = _stage(path, write)
-    try:
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return path
-
-
-def write_new(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Like :func:`write_atomic` but never replaces an existing *path* (raises FileExistsError)."""
-    path = Path(path)
-    tmp = _stage(path, write)
-    try:
-        try:
-            os.link(tmp, path)  # atomic and fails on an existing name
-        except FileExistsError:
-            raise
-        except OSError:  # no hard links here (some network shares): check, then rename
-            if os.path.lexists(path):
-                raise FileExistsError(path) from None
-            os.rename(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return path
-
-
-def write_json_atomic(path: str | os.PathLike, data) -> Path:
-    text = json.dumps(data, indent=1, sort_keys=False, allow_nan=False) + "\n"
-    return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def read_json(path: str | os.PathLike, what: str) -> dict:
@@ -160,7 +93,7 @@ def clean_temporaries(folder: Path) -> int:
     """Remove the temporary files a killed writer left behind (``.tmp-*``); returns how many."""
     n = 0
     if folder.is_dir():
-        for p in folder.rglob(".tmp-*"):
+        for p in folder.rglob(TEMP_PREFIX + "*"):
             try:
                 p.unlink()
                 n += 1
@@ -269,7 +202,7 @@ class Lock:
                                        f"{(old or {}).get('owner', 'someone')} on {(old or {}).get('host')}. "
                                        "Fix: close this session; the other one continues the work")
             rec["acquired"] = old.get("acquired", rec["acquired"])
-            write_json_atomic(self.path, rec)
+            write_json(self.path, rec, durable=True, allow_nan=False)
 
     def release(self) -> None:
         if self.held:

@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,8 @@ import SimpleITK as sitk
 
 from ..core.errors import InputError
 from ..core.exam import DCEExam
+from ..core.values import parse_seeds
+from ..io.atomic import atomic_folder
 
 PREPROCESS_VERSION = 1
 _PHASE_RE = re.compile(r"^(?P<case>.+)_(?P<k>\d{4})\.nii(\.gz)?$")
@@ -235,7 +236,8 @@ def prepare_record(rec: CaseRecord, spacing_mm: float, register: bool = True,
                    coarse_spacing_mm: float = 3.0) -> dict:
     """Read one case from disk, correct motion (optional), and prepare its arrays."""
     from ..core.imageutil import resample_to
-    from ..io.files import load_exam, read_image
+    from ..io.files import load_exam
+    from ..io.images import read_image
 
     exam = load_exam([str(p) for p in rec.phases], times_min=rec.times_min, case_id=rec.case_id)
     if register:
@@ -311,15 +313,10 @@ class CaseCache:
             return found
         t0 = time.perf_counter()
         case = make()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.{os.getpid()}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for name, arr in case.items():
-            np.save(tmp / f"{name}.npy", np.asarray(arr))
-        (tmp / "complete").write_text("")
-        shutil.rmtree(self.path(key), ignore_errors=True)
-        os.replace(tmp, self.path(key))
+        with atomic_folder(self.path(key)) as tmp:
+            for name, arr in case.items():
+                np.save(tmp / f"{name}.npy", np.asarray(arr))
+            (tmp / "complete").write_text("")
         shape = case["phases"].shape if "phases" in case else None
         self.log(f"  prepared {key} in {time.perf_counter() - t0:.1f} s, arrays {shape}")
         return self._read(key, keys) or {}
@@ -335,53 +332,14 @@ def family_seeds(spec, default_family: str = "phantom") -> list[tuple[str, int]]
     """(family, seed) pairs from a seed spec: ``"1000-1039"`` (of *default_family*) or
     ``{"phantom": "1000-1039", "randomized": "6000-6099"}``."""
     if isinstance(spec, dict):
-        return [(fam, s) for fam, sub in spec.items() for s in parse_seeds(sub)]
-    return [(default_family, s) for s in parse_seeds(spec)]
+        return [(fam, s) for fam, sub in spec.items() for s in parse_seeds(sub, "training config: data seeds")]
+    return [(default_family, s) for s in parse_seeds(spec, "training config: data seeds")]
 
 
 def record_key(rec: CaseRecord, spacing_mm: float, register: bool, coarse_spacing_mm: float = 3.0) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", rec.case_id)
     return (f"{safe}_{rec.fingerprint()}_sp{spacing_mm:g}_{coarse_spacing_mm:g}_r{int(register)}"
             f"_v{PREPROCESS_VERSION}")
-
-
-def parse_seeds(spec) -> list[int]:
-    """``"1000-1039,1045"`` or a list of ints -> list of seeds."""
-    if isinstance(spec, (list, tuple)):
-        return [int(s) for s in spec]
-    out: list[int] = []
-    for part in str(spec).split(","):
-        part = part.strip()
-        if "-" in part:
-            a, b = part.split("-")
-            out += list(range(int(a), int(b) + 1))
-        elif part:
-            out.append(int(part))
-    return out
-
-
-def _prepare_one(job) -> str:
-    fam, seed, spacing_mm, size, coarse_spacing_mm, cache_dir = job
-    key = phantom_key(seed, spacing_mm, size, coarse_spacing_mm, fam)
-    CaseCache(Path(cache_dir), log=lambda *_: None).get(
-        key, lambda: prepare_phantom(seed, spacing_mm, size, coarse_spacing_mm, fam), keys=set())
-    return key
-
-
-def prepare_phantom_cache(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, workers: int = 2,
-                          coarse_spacing_mm: float = 3.0, log=print) -> int:
-    """Fill the cache for every synthetic case of a config's ``data`` block with *workers*
-    processes (each case is written atomically, so a later :func:`load_split` finds it);
-    returns the number of cases."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    family, size = data.get("family", "phantom"), data.get("size", "small")
-    pairs = family_seeds(data["train_seeds"], family) + family_seeds(data["val_seeds"], family)
-    jobs = [(f, s, spacing_mm, size, coarse_spacing_mm, str(cache_dir)) for f, s in pairs]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        for n, key in enumerate(pool.map(_prepare_one, jobs), start=1):
-            log(f"  [{n}/{len(jobs)}] {key}")
-    return len(jobs)
 
 
 def load_split(data: dict, spacing_mm: float, cache_dir: str | os.PathLike, log=print,

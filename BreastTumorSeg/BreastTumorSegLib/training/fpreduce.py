@@ -24,7 +24,7 @@ import SimpleITK as sitk
 
 from ..engine.fpreduce import CLASSIFIER_TASK, DEFAULT_CLASSIFIER, FEATURES, FPReduceSettings, phase_arrays, \
     sub_image, candidates, component_features
-from .datasets import parse_seeds
+from ..core.values import parse_seeds
 from .phantom.families import make_exam
 
 TRAIN_FAMILIES = ("heterogeneous", "vessels")
@@ -32,10 +32,11 @@ TRAIN_FAMILIES = ("heterogeneous", "vessels")
 
 def exam_candidates(ph, model: str, settings: FPReduceSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(features, labels) of one phantom's candidates under *model* (labels 1, 0, or -1 = unsure)."""
-    from ..engine.pipeline import segment_exam
+    from ..engine.pipeline import SegmentSettings, segment_exam
 
     s = settings or FPReduceSettings()
-    res = segment_exam(ph.exam, model=model, device="cpu", register=False, fp_reduction=False)
+    res = segment_exam(ph.exam, model=model, device="cpu",
+                       settings=SegmentSettings(registration="none", fp_reduction=False))
     if not res.lesions:
         return np.zeros((0, len(FEATURES))), np.zeros(0)
     comps = sitk.RelabelComponent(sitk.ConnectedComponent(res.label, True), sortByObjectSize=True)

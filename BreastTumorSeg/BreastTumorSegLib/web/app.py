@@ -23,7 +23,7 @@ from aiohttp import ClientSession, web
 from ..core.errors import BreastTumorSegError
 from ..study.definition import load_study
 from ..study.storage import StudyLockedError, append_line
-from . import pages, proxy
+from . import pages, proxy, scores
 from .auth import Sessions, check_token, read_access
 from .workspace import NotFound, ReaderWorkspace
 
@@ -383,6 +383,7 @@ def make_app(station: Station) -> web.Application:
     app.router.add_get(r"/api/case/{index}/info", api_info)
     app.router.add_get(r"/view/{index}/{tail:.*}", api_view)
     app.router.add_post(r"/api/case/{index}/{action}", api_action)
+    scores.add_routes(app, _case_request, _open_case)  # the reader's per-breast scores (web/scores.py)
     app.on_startup.append(_start_ticker)
     app.on_cleanup.append(_stop)
     return app

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import InputError
-from ..io.files import write_json_atomic
+from ..io.atomic import write_json
 
 ACCESS_FILE = "access.json"
 # scrypt cost: about 30 ms and 16 MiB per check on one core, plenty against guessing a 128-bit token.
@@ -39,7 +39,7 @@ def issue_tokens(study_folder: str | Path, readers: list[str]) -> dict[str, str]
     tokens = {r: secrets.token_urlsafe(16) for r in readers}
     for r, tok in tokens.items():
         records[r] = hash_token(tok)
-    write_json_atomic({"format": "breasttumorseg-access", "readers": records}, path)
+    write_json(path, {"format": "breasttumorseg-access", "readers": records}, durable=True)
     return tokens
 
 

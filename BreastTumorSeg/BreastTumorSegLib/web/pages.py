@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from html import escape
 
+from . import scores
+
 STYLE = """
 body{font-family:system-ui,sans-serif;background:#16181d;color:#e6e6e6;margin:0}
 header{display:flex;gap:1em;align-items:center;padding:.5em 1em;background:#23262e}
 header .grow{flex:1} a{color:#8ec5ff} button{font-size:1em;padding:.3em .8em;margin:.1em}
 main{padding:1em} table{border-collapse:collapse} td,th{padding:.3em .8em;border-bottom:1px solid #333}
-.case{display:flex;flex-direction:column;height:100vh} .case iframe{flex:1;border:0;width:100%}
+div.case{display:flex;flex-direction:column;height:100vh} div.case iframe{flex:1;border:0;width:100%}
 .error{color:#ff8080} .ok{color:#8f8}
 """
 
@@ -58,9 +60,9 @@ def case_page(reader: str, index: int, title: str) -> str:
              '<span>time <b id="timer">0:00</b></span><span id="state"></span><span id="volume"></span>'
              '<button id="undo">Undo</button><button id="pause">Pause</button><button id="submit">Submit</button>'
              '<span id="message" class="error"></span>')
-    return page(title, '<div class="case">' + _header(reader, extra) +
+    return page(title, '<div class="case">' + _header(reader, extra) + scores.FORM +
                 f'<iframe id="views" title="views and segment editor" src="/view/{int(index)}/index.html"></iframe>'
-                '</div>', script=True, data=f' data-index="{int(index)}"')
+                '</div>' + scores.SCRIPT_TAG, script=True, data=f' data-index="{int(index)}"')
 
 
 SCRIPT = r"""
@@ -98,6 +100,7 @@ async function start() {
   $("pause").onclick = async () => show(await api(info.paused ? "resume" : "pause", {reason: "explicit"}));
   $("submit").onclick = async () => {
     if (!submitArmed) { submitArmed = true; $("submit").textContent = "Confirm submit"; return; }
+    submitArmed = false; $("submit").textContent = "Submit";  // a refused submit asks again next time
     const j = await api("submit", {});
     location.href = j.next === null ? "/worklist" : `/case/${j.next}`;
   };

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from ... import __version__
 from ...core.errors import InputError, OutputExistsError
-from ..files import atomic_target
+from ..atomic import atomic_target
 from ...core.exam import DCEExam
 from ...core.imageutil import describe_grid, same_grid
 
@@ -171,7 +171,7 @@ def _volume(label: sitk.Image, frame_of_reference_uid: str):
 
 
 def _atomic_save(ds, path: Path) -> None:
-    with atomic_target(path, suffix=".dcm") as tmp:
+    with atomic_target(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
 
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ...core.errors import InputError
-from ...io.files import write_json_atomic
+from ...io.atomic import write_json
 from .trust import check_model_files, pin_files, user_models_dir
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -74,5 +74,5 @@ def register_model(path, name: str, license: str, trained_on: str, description: 
             "license": license, "training": {"data": trained_on}, "sha256": pins,
             "channels": seg.mapping.as_dict(), "postprocess": {"threshold": 0.5, "mode": "absolute"}}
     models_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(card, card_path)
+    write_json(card_path, card)
     return card_path

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from ...core.errors import ModelError
-from ..cards import sha256_file
+from ...io.atomic import sha256_file
 
 HOME_ENV = "BREASTTUMORSEG_HOME"  # overrides ~/.config/breasttumorseg (tests, shared installs)
 FOREIGN_FORMATS = ("nnunet", "monai")

@@ -4,7 +4,7 @@ Only importable inside Slicer (``slicer.parameterNodeWrapper`` is part of the ap
 of the ``slicer-core`` wheel). Fields whose widget carries a ``SlicerParameterName`` property in
 ``Resources/UI/BreastTumorSeg.ui`` are bound by ``connectGui``; the others (the model list, the
 checked phase and reference volumes, the edited phase times) are synchronised by
-:mod:`.widget` because their widgets have no standard connector.
+the panel (:mod:`.widget`, :mod:`.phase_table`) because their widgets have no standard connector.
 """
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from slicer import (vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSeq
                     vtkMRMLTableNode)
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
+from ...core import values
 from ...models.registry import DEFAULT_MODEL
 
 INPUT_TYPES = ["Volumes", "Sequence"]
-DEVICES = ["auto", "cpu", "cuda"]
+DEVICES = list(values.DEVICES)  # the same names the command line and the engine take
 
 
 @parameterNodeWrapper

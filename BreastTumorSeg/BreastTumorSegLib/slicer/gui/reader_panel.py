@@ -6,7 +6,8 @@ tests), so this module imports no Qt itself. The panel holds no study logic: the
 :class:`~...study.session.ReaderSession` decides order, timing, wash-out and locking, and
 :class:`~..reader_logic.ReaderLogic` moves images and masks between the session and MRML.
 Autosave writes in a worker thread (compression and fsync), the UI thread only exports the
-segment and records the finished save, so the UI does not block.
+segment and records the finished save, so the UI does not block. A refused step (a lock held
+elsewhere, a failed save) is one message through :func:`.errors.reported`, as in the main panel.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Callable
 
 from ...core.errors import BreastTumorSegError
 from ..reader_logic import observe_edits, stop_observing
+from .errors import reported
 from .qtbind import prop
+from .score_panel import ScorePanel
 
 TICK_MS = 1000
 
@@ -64,6 +67,7 @@ class ReaderPanelController:
         for b in (self.previousButton, self.nextButton, self.pauseButton, self.submitButton):
             nav.addWidget(b)
         layout.addLayout(nav)
+        self.scores = ScorePanel(qt, layout, host)  # per-breast scores, when the study asks for them
         layout.addWidget(self.statusLabel)
         self.startButton.clicked.connect(lambda *a: self.start())
         self.previousButton.clicked.connect(lambda *a: self.previous())
@@ -78,16 +82,16 @@ class ReaderPanelController:
     # ----------------------------------------------------------------------------------- actions
     def start(self) -> None:
         reader = prop(self.readerComboBox, "currentText")
-        try:
+        with reported(self.host, "Cannot start reading.", catch=BreastTumorSegError, on_failure=self._forget_session):
             self.session = self.open_session(reader)
             self.readerComboBox.setEnabled(False)
             self.startButton.setEnabled(False)
             self._show(self.session.open())
             self.timer.start()
-        except BreastTumorSegError as exc:
-            self.session = None
-            self.host.show_error("Cannot start reading.", exc)
         self._update()
+
+    def _forget_session(self) -> None:
+        self.session = None
 
     def next(self) -> None:
         self._navigate(lambda mask: self.session.next(mask))
@@ -101,12 +105,12 @@ class ReaderPanelController:
             return
         if not self.host.confirm(f"Submit {view.title}? The mask cannot be changed afterwards."):
             return
-        try:
+        with reported(self.host, "Cannot submit.", catch=BreastTumorSegError) as attempt:
             self._wait_for_save()
             self.session.submit(self.logic.current_mask())
             self.statusLabel.setText(f"{view.title} submitted")
-        except BreastTumorSegError as exc:
-            self.host.show_error("Cannot submit.", exc)
+        if attempt.failed and not view.locked:  # e.g. the scores are missing: stay on the case
+            return
         self.next()
 
     def set_paused(self, paused: bool) -> None:
@@ -140,18 +144,16 @@ class ReaderPanelController:
         is started in a worker thread."""
         if self.session is None or self.session.current is None:
             return
-        try:
+        with reported(self.host, "This reading session was taken over.", catch=BreastTumorSegError,
+                      on_failure=self.timer.stop) as attempt:
             self.session.keep_alive()
-        except BreastTumorSegError as exc:
-            self.timer.stop()
-            self.host.show_error("This reading session was taken over.", exc)
+        if attempt.failed:
             return
         self._collect_save()
         if self._save_thread is None and self.session.autosave_due():
-            try:
+            with reported(self.host, "Autosave failed.", catch=BreastTumorSegError) as attempt:
                 pending = self.session.begin_save(self.logic.current_mask())
-            except BreastTumorSegError as exc:
-                self.host.show_error("Autosave failed.", exc)
+            if attempt.failed:
                 return
             result = self._save_result = {"pending": pending}
 
@@ -177,6 +179,7 @@ class ReaderPanelController:
             stop_observing(self._observation)
             self._observation = None
             self.logic.clear()
+            self.scores.show(None, None)
             self.session = None
             self.readerComboBox.setEnabled(True)  # the reader can start again (e.g. in the next scene)
             self.startButton.setEnabled(True)
@@ -186,17 +189,17 @@ class ReaderPanelController:
     def _navigate(self, step) -> None:
         if self.session is None:
             return
-        try:
+        with reported(self.host, "Cannot change case.", catch=BreastTumorSegError) as attempt:
             self._wait_for_save()
             mask = None if self.session.current is None or self.session.current.locked else self.logic.current_mask()
             view = step(mask)
-        except BreastTumorSegError as exc:
-            self.host.show_error("Cannot change case.", exc)
+        if attempt.failed:
             return
         if view is None:
             stop_observing(self._observation)
             self._observation = None
             self.logic.clear()
+            self.scores.show(None, None)
             self.statusLabel.setText("All cases are done (or wait for their wash-out). Thank you.")
         else:
             self._show(view)
@@ -208,6 +211,7 @@ class ReaderPanelController:
         self._observation = observe_edits(nodes.segmentation, self.segment_edited)
         self.pauseButton.setChecked(False)
         self.host.open_segment_editor(nodes.segmentation, nodes.source, "Tumor", tuple(view.allowed_effects))
+        self.scores.show(view, self.session)
         self.statusLabel.setText("submitted (read-only)" if view.locked else "")
 
     def _collect_save(self) -> None:
@@ -219,11 +223,9 @@ class ReaderPanelController:
         if "error" in result:
             self.host.show_error("Autosave failed.", result["error"])
         elif "path" in result:
-            try:
+            with reported(self.host, "Autosave failed.", catch=BreastTumorSegError):
                 path = self.session.finish_save(result["path"], result["pending"], "autosave")
                 self.statusLabel.setText(f"autosaved (version {int(path.name[1:].split('.')[0])})")
-            except BreastTumorSegError as exc:
-                self.host.show_error("Autosave failed.", exc)
 
     def _wait_for_save(self) -> None:
         if self._save_thread is not None:
@@ -245,3 +247,4 @@ class ReaderPanelController:
         for b in (self.previousButton, self.nextButton, self.pauseButton):
             b.setEnabled(view is not None)
         self.submitButton.setEnabled(view is not None and not view.locked)
+        self.scores.set_locked(view is None or view.locked)

@@ -31,9 +31,6 @@ evaluation only) and :mod:`.hybrid` (real breast MRI with inserted lesions).
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,12 +40,12 @@ import SimpleITK as sitk
 from ...core.errors import InputError
 from ...core.exam import MAX_PHASES, MIN_PHASES, DCEExam
 from ...core.imageutil import voxel_volume_ml
-from ...io.files import check_no_overwrite, write_image_atomic, write_json_atomic
+from ...io.atomic import StagedOutputs, check_no_overwrite, write_image, write_json
 from .anatomy import FAT_SIGNAL, Anatomy, sample_anatomy, sample_fgt, sample_tissue
 from .geometry import F32, ORIENTATIONS, VoxelGrid, direction_matrix, make_grid, random_unit_vector
 from .kinetics import (CURVE_TYPES, Curve, classify_curve, design_tumor_curve, early_late_phases,
                                normalised_fast_curve, normalised_slow_curve)
-from .lesions import KINDS, Tumor
+from .lesions import KINDS, MARGINS, Tumor, set_margin
 from .render import RenderedMaps, make_texture, place_decoys, place_tumors, render
 
 __all__ = ["Phantom", "make_phantom", "write_phantom", "early_late_phases", "classify_curve",
@@ -60,7 +57,8 @@ CLINICAL_SPACING = (0.75, 0.75, 1.25)
 SMALL_MAX_VOXELS = 3_000_000
 MAX_TUMORS = 5
 _STREAMS = {"anatomy": 1, "tissue": 2, "texture": 3, "tumors": 4, "kinetics": 5, "acquisition": 6,
-            "motion": 7, "noise": 8, "orientation": 9, "times": 10, "scanner": 11, "decoys": 12}
+            "motion": 7, "noise": 8, "orientation": 9, "times": 10, "scanner": 11, "decoys": 12,
+            "margins": 13}
 
 
 def _rng(seed: int, stream: str) -> np.random.Generator:
@@ -202,7 +200,7 @@ def _acquisition(seed: int, size: str, shape_mm, spacing, orientation, n_phases,
     return acq, grid, offset
 
 
-def _tumor_specs(seed: int, n_tumors, tumor_radius_mm, tumor_kind, curve) -> list[dict]:
+def _tumor_specs(seed: int, n_tumors, tumor_radius_mm, tumor_kind, curve, tumor_side=None) -> list[dict]:
     rng = _rng(seed, "tumors")
     drawn_n = int(rng.choice([1, 2], p=[0.6, 0.4]))
     n = drawn_n if n_tumors is None else int(n_tumors)
@@ -210,6 +208,7 @@ def _tumor_specs(seed: int, n_tumors, tumor_radius_mm, tumor_kind, curve) -> lis
     radii = _per_tumor(tumor_radius_mm, n, "tumor_radius_mm")
     kinds = _per_tumor(tumor_kind, n, "tumor_kind")
     curves = _per_tumor(curve, n, "curve")
+    sides = _per_tumor(tumor_side, n, "tumor_side")
     specs = []
     side0 = "left" if rng.uniform() < 0.5 else "right"
     for i in range(n):
@@ -226,6 +225,9 @@ def _tumor_specs(seed: int, n_tumors, tumor_radius_mm, tumor_kind, curve) -> lis
         if curves is not None:
             _check(curves[i] in CURVE_TYPES, f"curve {curves[i]!r}", f"use one of {CURVE_TYPES}")
             d["curve"] = curves[i]
+        if sides is not None:
+            _check(sides[i] in ("left", "right"), f"tumor_side {sides[i]!r}", "use left or right")
+            d["side"] = sides[i]
         d["radius"] = d["radius_mass"] if d["kind"] == "mass" else d["radius_nonmass"]
         if radii is not None:
             _check(2.0 <= float(radii[i]) <= 40.0, f"tumor radius {radii[i]} mm", "use 2-40 mm")
@@ -238,7 +240,8 @@ def _tumor_specs(seed: int, n_tumors, tumor_radius_mm, tumor_kind, curve) -> lis
 def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_phases=None, times_min=None,
                  n_tumors=None, tumor_radius_mm=None, tumor_kind=None, curve=None, bpe=None, motion_mm=None,
                  noise=None, gain=None, bias=None, heart: bool = True, vessels: bool = True,
-                 decoys: bool = True, ghosting=None, size: str = "small") -> Phantom:
+                 decoys: bool = True, ghosting=None, size: str = "small", tumor_side=None, tumor_margin=None,
+                 tumor_rim=None) -> Phantom:
     """Build the phantom of *seed*; keyword overrides replace the corresponding random draw.
 
     Overrides: ``shape_mm`` field of view (L-R, A-P, S-I mm); ``spacing`` mm (scalar or
@@ -254,7 +257,11 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     along the phase-encoding axis, relative to the heart's signal; drawn 0 or 0.02-0.1; 0 = none);
     ``gain`` scanner scale; ``bias`` bias-field amplitude (0 = a flat receive field: no bias and
     no breast-coil falloff behind the chest wall); ``heart`` / ``vessels``
-    switch the enhancing decoys. ``size="small"`` (<= 3 M voxels, 1.5-3 mm) or ``"clinical"``
+    switch the enhancing decoys. ``tumor_side`` ("left", "right"), ``tumor_margin`` (a mass's margin:
+    "smooth", "lobulated", "spiculated"; see :func:`.lesions.set_margin`) and ``tumor_rim`` (rim
+    enhancement: the core deeper than 2-3.5 mm enhances at 15-35 % of the rim) are one value or one
+    per tumor (used by :mod:`.malignancy`); unset, nothing is drawn for them and the phantom is the
+    same as before they existed. ``size="small"`` (<= 3 M voxels, 1.5-3 mm) or ``"clinical"``
     (448 x 448 x 160, 0.75 x 0.75 x 1.25 mm axial).
     """
     _check(isinstance(seed, (int, np.integer)) and seed >= 0, f"seed must be a non-negative integer, got {seed!r}")
@@ -274,10 +281,11 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     grid = VoxelGrid(grid_img, offset)
 
     textures = [make_texture(tex_rng, anat, b, offset) for b in anat.breasts]
-    specs = _tumor_specs(seed, n_tumors, tumor_radius_mm, tumor_kind, curve)
+    specs = _tumor_specs(seed, n_tumors, tumor_radius_mm, tumor_kind, curve, tumor_side)
     for s in specs:
         s["s0"] = anat.tissue["s_fgt"] * s["s0_factor"]
     tumors = place_tumors(_rng(seed, "tumors"), anat, textures, specs, grid.voxel_mm)
+    _set_margins(_rng(seed, "margins"), tumors, tumor_margin, tumor_rim)
     times = np.asarray(acq["times_min"])
     kin_rng = _rng(seed, "kinetics")
     curves = [design_tumor_curve(kin_rng, t.curve_kind, t.peak, times) for t in tumors]
@@ -309,6 +317,16 @@ def make_phantom(seed: int, *, shape_mm=None, spacing=None, orientation=None, n_
     return Phantom(exam, mask, labels, breast, tumor_info, motion, _jsonable(params))
 
 
+def _set_margins(rng: np.random.Generator, tumors: list[Tumor], margin, rim) -> None:
+    margins, rims = _per_tumor(margin, len(tumors), "tumor_margin"), _per_tumor(rim, len(tumors), "tumor_rim")
+    for i, t in enumerate(tumors):
+        if margins is not None and t.kind == "mass":
+            _check(margins[i] in MARGINS, f"tumor_margin {margins[i]!r}", f"use one of {MARGINS}")
+            set_margin(rng, t, margins[i])
+        if rims is not None and rims[i]:
+            t.rim_mm, t.core_fraction = float(rng.uniform(2.0, 3.5)), float(rng.uniform(0.15, 0.35))
+
+
 def _tumor_dict(i: int, t: Tumor, curve: Curve, maps: RenderedMaps, grid_img: sitk.Image, times: np.ndarray,
                 offset: np.ndarray) -> dict:
     n_vox = int(np.count_nonzero(maps.tumor_label == i + 1))
@@ -327,6 +345,10 @@ def _tumor_dict(i: int, t: Tumor, curve: Curve, maps: RenderedMaps, grid_img: si
          "signal_change_early_late": None if late is None else float((e[late] - e[early]) / (1 + e[early]))}
     if t.kind == "nonmass":
         d["n_blobs"] = int(len(t.blobs))
+    if t.spicules:
+        d["n_spicules"] = len(t.spicules)
+    if t.rim_mm > 0:
+        d["rim_mm"], d["core_fraction"] = t.rim_mm, t.core_fraction
     return d
 
 
@@ -501,23 +523,17 @@ def write_phantom(ph: Phantom, root, layout: str = "folder", overwrite: bool = T
     written. With ``overwrite=False`` existing files are refused before anything is written.
     """
     root = Path(root)
-    paths = {k: root / v for k, v in phantom_paths(ph.case_id, ph.exam.n_phases, layout).items()}
+    rel = phantom_paths(ph.case_id, ph.exam.n_phases, layout)
+    paths = {k: root / v for k, v in rel.items()}
     check_no_overwrite(paths.values(), overwrite)
-    root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".phantom-staging-", dir=root))
-    try:
-        staged = {k: stage / p.relative_to(root) for k, p in paths.items()}
+    with StagedOutputs(root, overwrite) as out:
+        staged = {k: out.path(v.name, v.parent) for k, v in rel.items()}
         for i, img in enumerate(ph.exam.phases):
-            write_image_atomic(img, staged[f"phase_{i:04d}"])
-        write_json_atomic({"acquisition_times_min": list(ph.exam.times_min)}, staged["times"])
-        write_image_atomic(ph.tumor_mask, staged["tumor"])
-        write_image_atomic(ph.tumor_labels, staged["labels"])
-        write_image_atomic(ph.breast_mask, staged["breast"])
-        write_json_atomic(ph.truth(), staged["truth"])
-        check_no_overwrite(paths.values(), overwrite)
-        for k, p in paths.items():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged[k], p)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+            write_image(staged[f"phase_{i:04d}"], img)
+        write_json(staged["times"], {"acquisition_times_min": list(ph.exam.times_min)})
+        write_image(staged["tumor"], ph.tumor_mask)
+        write_image(staged["labels"], ph.tumor_labels)
+        write_image(staged["breast"], ph.breast_mask)
+        write_json(staged["truth"], ph.truth())
+        out.commit()
     return paths

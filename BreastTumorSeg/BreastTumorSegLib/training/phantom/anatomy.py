@@ -139,9 +139,6 @@ class Anatomy:
             d = np.minimum(d, b.nipple_sdf(x, y, z))
         return d
 
-    def breast_of(self, x: float) -> Breast:
-        return min(self.breasts, key=lambda b: abs(b.xb - x))
-
     def as_dict(self) -> dict:
         d = asdict(self)
         for v in d["vessels"]:

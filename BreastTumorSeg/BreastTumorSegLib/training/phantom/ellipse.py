@@ -22,8 +22,14 @@ SIZE = (256, 192, 64)  # i (x), j (y), k (z)
 SPACING = (1.2, 1.2, 2.5)
 
 
-def make_ellipse_family(seed: int, *, size=SIZE, spacing=SPACING, n_phases=None) -> Phantom:
-    """An exam of the held-out "ellipse" family (axial, identity direction, LPS)."""
+def make_ellipse_family(seed: int, *, size=SIZE, spacing=SPACING, n_phases=None, lesions=None,
+                        bpe=None) -> Phantom:
+    """An exam of the held-out "ellipse" family (axial, identity direction, LPS).
+
+    ``lesions`` (used by :mod:`.malignancy`) replaces the 1-2 drawn tumors: one dict per lesion
+    with ``side`` ("left"/"right"), ``radius_mm``, ``curve``, ``rim`` (core enhancing at 30 %)
+    and ``spicules`` (number of thin spikes 1.3-2 radii long); ``bpe`` the glandular enhancement
+    at 6 min (default 0.05)."""
     rng = np.random.default_rng([int(seed), 777])
     nx, ny, nz = size
     sx, sy, sz = spacing
@@ -55,12 +61,25 @@ def make_ellipse_family(seed: int, *, size=SIZE, spacing=SPACING, n_phases=None)
         vx, vy, rr = rng.uniform(-tx * 0.8, tx * 0.8), rng.uniform(front + 5, tyc + ty * 0.6), rng.uniform(1.5, 3)
         vessels |= ((x - vx) ** 2 + (y - vy) ** 2 <= rr * rr) & (torso | breasts)
     tumors, labels = [], np.zeros(torso.shape, np.uint8)
-    for i in range(int(rng.integers(1, 3))):
-        c = np.array(centers[int(rng.integers(2))]) + rng.uniform(-20, 20, 3) - [0, 15, 0]
-        r = rng.uniform(5, 14)
-        m = (((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) <= r * r) & breasts & (labels == 0)
+    core = np.zeros(torso.shape, bool)
+    for i in range(int(rng.integers(1, 3)) if lesions is None else len(lesions)):
+        want = {} if lesions is None else lesions[i]
+        side = int(rng.integers(2)) if "side" not in want else (0 if want["side"] == "left" else 1)  # +x = left
+        c = np.array(centers[side]) + rng.uniform(-20, 20, 3) - [0, 15, 0]
+        r = float(want.get("radius_mm", rng.uniform(5, 14)))
+        d2 = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2
+        m = (d2 <= r * r) & breasts & (labels == 0)
+        for _ in range(int(want.get("spicules", 0))):
+            u = rng.normal(size=3)
+            u /= np.linalg.norm(u)
+            along = np.clip((x - c[0]) * u[0] + (y - c[1]) * u[1] + (z - c[2]) * u[2], 0, r * rng.uniform(1.3, 2.0))
+            m |= (((x - c[0] - along * u[0]) ** 2 + (y - c[1] - along * u[1]) ** 2 + (z - c[2] - along * u[2]) ** 2)
+                  <= rng.uniform(0.7, 1.2) ** 2) & breasts & (labels == 0)
+        if want.get("rim"):
+            core |= m & (d2 <= (r - 2.5) ** 2)
         labels[m] = i + 1
-        tumors.append({"center": c, "radius": r, "curve": str(rng.choice(["persistent", "plateau", "washout"]))})
+        curve = want.get("curve") or str(rng.choice(["persistent", "plateau", "washout"]))
+        tumors.append({"center": c, "radius": r, "curve": curve, "request": i if lesions is not None else None})
     n = int(rng.integers(4, 7)) if n_phases is None else int(n_phases)
     times = [0.0] + [1.5 * k for k in range(1, n)]
     # signals: fat bright (no fat suppression), glandular tissue and muscle darker
@@ -76,9 +95,9 @@ def make_ellipse_family(seed: int, *, size=SIZE, spacing=SPACING, n_phases=None)
     phases = []
     for t in times:
         blood = (1 - np.exp(-t / 0.3)) * np.exp(-0.08 * t) if t > 0 else 0.0
-        img = s0 * (1 + heart * pe_heart * blood + vessels * pe_vessel * blood + fgt * 0.05 * t / 6)
+        img = s0 * (1 + heart * pe_heart * blood + vessels * pe_vessel * blood + fgt * (0.05 if bpe is None else bpe) * t / 6)
         for i, cv in enumerate(curves):
-            img = img + s0 * (labels == i + 1) * float(cv(t))
+            img = img + s0 * (labels == i + 1) * float(cv(t)) * np.where(core, 0.3, 1.0)
         img = (img + rng.normal(0, noise, img.shape)) * 1000.0
         im = sitk.GetImageFromArray(img.astype(np.float32))
         im.SetSpacing(spacing)
@@ -98,9 +117,12 @@ def make_ellipse_family(seed: int, *, size=SIZE, spacing=SPACING, n_phases=None)
     info = []
     for i, (t, cv) in enumerate(zip(tumors, curves)):
         m = labels == i + 1
+        if not m.any():
+            continue
         zz, yy, xx = np.nonzero(m)
         cen = [float(origin[0] + xx.mean() * sx), float(origin[1] + yy.mean() * sy), float(origin[2] + zz.mean() * sz)]
         info.append({"label": i + 1, "kind": "mass", "curve": t["curve"], "side": "left" if cen[0] > 0 else "right",
+                     "request": t["request"],
                      "centroid_lps": cen, "radius_mm": float(t["radius"]), "n_voxels": int(m.sum()),
                      "volume_ml": float(m.sum() * vml), "curve_params": cv.as_dict()})
     heart_arr = np.broadcast_to(heart, labels.shape)

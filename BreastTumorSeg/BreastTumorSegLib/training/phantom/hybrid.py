@@ -105,15 +105,22 @@ def _physical_points(img: sitk.Image, lo, hi) -> np.ndarray:
     return ijk @ m.T + np.asarray(img.GetOrigin())
 
 
-def _lesion_shape(rng, img: sitk.Image, center, volume_ml: float) -> tuple[np.ndarray, tuple, np.ndarray]:
+def _lesion_shape(rng, img: sitk.Image, center, volume_ml: float, margin: str = "lobulated",
+                  spicule_rng=None) -> tuple[np.ndarray, tuple, np.ndarray]:
     """Lobulated mass around *center* (LPS mm): boolean mask in an index box, the box slices and
-    the normalised depth (0 at the border, 1 at the centre) of every voxel."""
+    the normalised depth (0 at the border, 1 at the centre) of every voxel. ``margin="smooth"``
+    leaves the lobes out (the main ellipsoid only); ``"spiculated"`` adds 6-12 thin spicules
+    1.3-2.2 radii long, drawn from *spicule_rng*."""
     r = (3 * volume_ml * 1000 / (4 * np.pi)) ** (1 / 3)
     axes = r * rng.uniform(0.8, 1.25, 3)
     axes *= r / np.prod(axes) ** (1 / 3)
     rot, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     lobes = [(rng.normal(size=3), rng.uniform(0.35, 0.6) * r) for _ in range(int(rng.integers(2, 5)))]
-    reach = 1.6 * r
+    spicules = []
+    if margin == "spiculated":
+        spicules = [(spicule_rng.normal(size=3), spicule_rng.uniform(1.3, 2.2) * r, spicule_rng.uniform(0.6, 1.1))
+                    for _ in range(int(spicule_rng.integers(6, 13)))]
+    reach = max([1.6 * r] + [length + 1.0 for _, length, _ in spicules])
     c_idx = np.asarray(img.TransformPhysicalPointToContinuousIndex(tuple(map(float, center))))
     half = np.ceil(reach / np.asarray(img.GetSpacing())).astype(int) + 1
     size = np.asarray(img.GetSize())
@@ -123,10 +130,15 @@ def _lesion_shape(rng, img: sitk.Image, center, volume_ml: float) -> tuple[np.nd
     q = p @ rot
     level = np.sqrt(((q / axes) ** 2).sum(-1))  # < 1 inside the main ellipsoid
     depth = 1 - level
-    for direction, radius in lobes:
+    for direction, radius in lobes if margin != "smooth" else []:
         offset = direction / np.linalg.norm(direction) * 0.75 * r
         d = 1 - np.linalg.norm(p - offset, axis=-1) / radius
         depth = np.maximum(depth, d)
+    for direction, length, width in spicules:
+        u = direction / np.linalg.norm(direction)
+        along = np.clip(p @ u, 0, length)
+        dist = np.linalg.norm(p - along[..., None] * u, axis=-1)
+        depth = np.maximum(depth, 0.15 * (1 - dist / width))
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo[::-1], hi[::-1]))
     return depth > 0, box, np.clip(depth, 0, 1)
 
@@ -144,8 +156,14 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
                 times_min=None, fat_suppressed: bool = False, zero_background: bool = False,
                 n_lesions: int | None = 1, unilateral: bool | None = None, side: str | None = None,
                 shrink=None, noise: float = 0.01, midline_margin_mm: float = 15.0, data_dir=None,
-                slab_slices: int | None = None):
-    """A :class:`~BreastTumorSegLib.training.phantom.Phantom` from real anatomy (module docstring)."""
+                slab_slices: int | None = None, lesions: list[dict] | None = None, bpe_percent: float | None = None):
+    """A :class:`~BreastTumorSegLib.training.phantom.Phantom` from real anatomy (module docstring).
+
+    ``lesions`` (used by :mod:`.malignancy`) replaces ``n_lesions``: one dict per lesion whose keys
+    override the draw: ``side`` ("left"/"right": its centre in that breast; none placed when that
+    breast is not in the field of view), ``volume_ml``, ``curve``, ``rim`` (bool), ``pe_early``
+    (%), ``margin`` ("smooth", "lobulated", "spiculated"); each tumor dict records its
+    ``request`` (index in *lesions*). ``bpe_percent`` replaces the drawn BPE (3-10 %)."""
     from . import Phantom
 
     if anatomy not in ANATOMY_FILES:
@@ -195,26 +213,40 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
     inner = ndimage.distance_transform_edt(breast, sampling=spacing_zyx)
     t_early = float(times[np.argmin(np.abs(times[1:] - 2.0)) + 1]) if len(times) > 1 else 2.0
     n_les = int(rng.integers(1, 4)) if n_lesions is None else int(n_lesions)
+    if lesions is not None:
+        n_les = len(lesions)
+        spicule_rng = np.random.default_rng([int(seed), 7920])
+        midline = ctx["layout"]["midline_x"] or 0.0
+        m = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
+        kk, jj, ii = np.meshgrid(*(np.arange(n) for n in pre.shape), indexing="ij", sparse=True)
+        x_lps = img.GetOrigin()[0] + m[0, 0] * ii + m[0, 1] * jj + m[0, 2] * kk  # patient x of every voxel
     labels = np.zeros(pre.shape, np.uint8)
     pe_maps = np.zeros((len(times),) + pre.shape, np.float32)
     les_pre = np.zeros(pre.shape, bool)
     tumors = []
     for i in range(n_les):
+        want = lesions[i] if lesions is not None else {}
         volume = float(np.exp(rng.uniform(np.log(0.5), np.log(10.0))))
+        volume = float(want.get("volume_ml", volume))
         r = (3 * volume * 1000 / (4 * np.pi)) ** (1 / 3)
         ok = (inner >= r + 4.0) & (labels == 0)
+        if want.get("side"):
+            ok &= (x_lps > midline) if want["side"] == "left" else (x_lps <= midline)
         if labels.any():
             ok &= ndimage.distance_transform_edt(labels == 0, sampling=spacing_zyx) > 2 * r + 5
         cand = np.flatnonzero(ok)
         if cand.size == 0:
+            if lesions is not None:
+                continue
             break
         zyx = np.unravel_index(int(cand[rng.integers(cand.size)]), pre.shape)
         center = img.TransformIndexToPhysicalPoint(tuple(int(v) for v in zyx[::-1]))
-        shape, box, depth = _lesion_shape(rng, img, center, volume)
+        shape, box, depth = _lesion_shape(rng, img, center, volume, want.get("margin", "lobulated"),
+                                          spicule_rng if lesions is not None else None)
         shape &= breast[box] & (labels[box] == 0)
-        kind = str(rng.choice(list(CURVE_LATE_CHANGE)))
-        pe_early = float(rng.uniform(80, 250))
-        rim = bool(rng.random() < 1 / 3)
+        kind = str(want.get("curve", rng.choice(list(CURVE_LATE_CHANGE))))
+        pe_early = float(want.get("pe_early", rng.uniform(80, 250)))
+        rim = bool(want.get("rim", rng.random() < 1 / 3))
         weight = np.where(shape, 1.0, 0.0).astype(np.float32)
         if rim:
             weight = np.where(shape & (depth > 0.5), 0.35, weight).astype(np.float32)
@@ -226,9 +258,11 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
         tumors.append({"label": i + 1, "center_lps": [round(float(c), 2) for c in center],
                        "volume_ml": round(float(np.count_nonzero(shape)) * voxel_volume_ml(img), 4),
                        "pe_early": round(pe_early, 1), "curve": kind, "rim_enhancing": rim,
+                       **({"request": i, "margin": want.get("margin", "lobulated")} if lesions is not None else {}),
                        "side": "left" if center[0] > (ctx["layout"]["midline_x"] or 0.0) else "right"})
     pre[les_pre] = np.float32(fgt_level) * rng.uniform(0.9, 1.1)
     bpe = float(rng.uniform(3, 10))
+    bpe = bpe if bpe_percent is None else float(bpe_percent)
     t_last = max(float(times.max()), 1e-6)
     phases = []
     for k, t in enumerate(times):

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .geometry import F32, ellipsoid_sdf, random_rotation, random_unit_vector, rotation_matrix
+from .geometry import F32, ellipsoid_sdf, random_rotation, random_unit_vector, rotation_matrix, segment_distance
 
 KINDS = ("mass", "nonmass")
+MARGINS = ("smooth", "lobulated", "spiculated")  # a mass's margin (``tumor_margin`` of make_phantom)
 
 
 @dataclass
@@ -31,6 +32,9 @@ class Tumor:
     s0: float = 500.0  # pre-contrast signal
     curve_kind: str = "washout"
     peak: float = 1.5
+    spicules: list = field(default_factory=list)  # (tip offset from the centre, radius), anatomy frame, mm
+    rim_mm: float = 0.0  # > 0: rim enhancement, the core deeper than this enhances at ``core_fraction``
+    core_fraction: float = 1.0
 
     def modulation(self, ux, uy, uz):
         m = F32(1)
@@ -43,7 +47,8 @@ class Tumor:
     def extent(self) -> float:
         """Largest distance from the centre that the tumor can reach, mm."""
         if self.kind == "mass":
-            return float(np.max(self.radii) * (1.0 + sum(abs(l[0]) for l in self.lobes)))
+            body = float(np.max(self.radii) * (1.0 + sum(abs(l[0]) for l in self.lobes)))
+            return max([body] + [float(np.linalg.norm(tip)) + r for tip, r in self.spicules])
         return float(np.max(self.radii)) + 1.0
 
     def aabb(self, pad: float = 3.0):
@@ -52,7 +57,10 @@ class Tumor:
 
     def sdf(self, x, y, z) -> np.ndarray:
         if self.kind == "mass":
-            return ellipsoid_sdf(x, y, z, self.center, self.radii, self.rotation, self.modulation)
+            d = ellipsoid_sdf(x, y, z, self.center, self.radii, self.rotation, self.modulation)
+            for tip, r in self.spicules:
+                d = np.minimum(d, segment_distance(x, y, z, self.center, self.center + np.asarray(tip)) - F32(r))
+            return d
         d = None
         for bx, by, bz, br in self.blobs:
             dx, dy, dz = x - F32(bx), y - F32(by), z - F32(bz)
@@ -72,6 +80,19 @@ def make_mass(rng: np.random.Generator, radius: float) -> dict:
     lobes = [(float(a), float(rng.uniform(1.0, 3.0)), random_unit_vector(rng).tolist(), float(rng.uniform(0, 2 * math.pi)))
              for a in amps]
     return {"radii": radius * ratios, "rotation": random_rotation(rng, 180.0), "lobes": lobes}
+
+
+def set_margin(rng: np.random.Generator, tumor: Tumor, margin: str) -> None:
+    """Give a placed mass the *margin* of :data:`MARGINS` (drawn from *rng*, a stream of its own,
+    so that the default phantoms stay bit-identical): ``smooth`` an ellipsoid with lobulation of at
+    most 3 %, ``lobulated`` as drawn, ``spiculated`` 6-12 thin spicules 1.3-2.2 radii long."""
+    if margin not in MARGINS:
+        raise ValueError(f"margin must be one of {MARGINS}, got {margin!r}")
+    if margin == "smooth":
+        tumor.lobes = [(a * 0.03 / max(sum(l[0] for l in tumor.lobes), 1e-6), f, w, p) for a, f, w, p in tumor.lobes]
+    elif margin == "spiculated":
+        tumor.spicules = [((random_unit_vector(rng) * tumor.radius_mm * rng.uniform(1.3, 2.2)).tolist(),
+                           float(rng.uniform(0.5, 1.0))) for _ in range(int(rng.integers(6, 13)))]
 
 
 def make_nonmass(rng: np.random.Generator, half_length: float, center: np.ndarray, towards: np.ndarray,

@@ -231,17 +231,26 @@ def label_anatomy(c: _Coords, p: dict, frng: np.random.Generator, spacing_zyx) -
 
 # ------------------------------------------------------------------------------ lesions
 def place_lesions(rng: np.random.Generator, c: _Coords, lab: np.ndarray, breast: np.ndarray, n: int,
-                  kinds=None, curves=None, radii=None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Carve 0-3 lesions into the breast; returns (lesion labels, rim-core mask, specs)."""
+                  kinds=None, curves=None, radii=None, sides=None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Carve 0-3 lesions into the breast; returns (lesion labels, rim-core mask, specs).
+
+    *sides* ("left" / "right" per lesion; anatomy x > 0 is the patient's left) keeps a lesion's
+    centre in that breast; a side not in the field of view gets no lesion."""
     labels = np.zeros(lab.shape, np.uint8)
     core = np.zeros(lab.shape, bool)
     allowed = breast & (lab != SKIN) & (lab != IMPLANT) & (lab != NIPPLE)
     # keep lesion centres away from the skin
     eroded = ndimage.binary_erosion(allowed, iterations=2)
     cand = np.flatnonzero(eroded if eroded.any() else allowed)
+    all_cand = cand
     specs: list[dict] = []
     for i in range(n):
+        if sides is not None:
+            x = c.full(0).ravel()[all_cand]
+            cand = all_cand[x > 0] if sides[i] == "left" else all_cand[x <= 0]
         if cand.size == 0:
+            if sides is not None:
+                continue
             break
         kind = rng.choice(["lobulated", "spiculated", "rim", "nonmass"], p=[0.35, 0.25, 0.15, 0.25])
         kind = str(kinds[i]) if kinds is not None else str(kind)
@@ -276,7 +285,7 @@ def place_lesions(rng: np.random.Generator, c: _Coords, lab: np.ndarray, breast:
         if not m.any():
             continue
         labels[m] = len(specs) + 1
-        specs.append({"kind": kind, "curve": curve, "radius_mm": radius, "center": ctr,
+        specs.append({"kind": kind, "curve": curve, "radius_mm": radius, "center": ctr, "request": i,
                       "peak": float(rng.uniform(0.8, 2.5)), "s0_factor": float(rng.uniform(0.8, 1.2))})
     return labels, core, specs
 
@@ -426,7 +435,7 @@ def motion_dict(t: sitk.Transform) -> dict:
 def make_randomized(seed: int, *, orientation=None, spacing=None, fov=None, side=None, n_phases=None,
                     times_min=None, n_lesions=None, lesion_kind=None, curve=None, lesion_radius_mm=None,
                     fatsat=None, implants=None, scale=None, integer=None, noise=None, bias=None, motion_mm=None,
-                    nonrigid_mm=None, max_voxels: int = MAX_VOXELS):
+                    nonrigid_mm=None, max_voxels: int = MAX_VOXELS, lesion_side=None, bpe=None):
     """A domain-randomised DCE exam of *seed* (see the module docstring); returns a :class:`Phantom`.
 
     Overrides replace the random draw: ``orientation`` ("axial", "sagittal", "coronal"),
@@ -436,7 +445,9 @@ def make_randomized(seed: int, *, orientation=None, spacing=None, fov=None, side
     ``lesion_radius_mm`` (one value or one per lesion), ``fatsat``, ``implants``, ``scale``
     (scanner scale, 1-1e6 drawn log-uniform), ``integer`` (round and store as integers),
     ``noise`` (sigma as a fraction of the brightest tissue; 0 = none), ``bias`` (bias-field
-    amplitude; 0 = flat), ``motion_mm`` (rigid) and ``nonrigid_mm`` (0 = none).
+    amplitude; 0 = flat), ``motion_mm`` (rigid) and ``nonrigid_mm`` (0 = none), ``lesion_side``
+    ("left" / "right", one per lesion) and ``bpe`` (background parenchymal enhancement of the
+    fibroglandular tissue, relative, at its slow curve's reference time).
     """
     _check(isinstance(seed, (int, np.integer)) and seed >= 0, f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
@@ -451,7 +462,7 @@ def make_randomized(seed: int, *, orientation=None, spacing=None, fov=None, side
     n = int(lrng.choice([0, 1, 2, 3], p=[0.15, 0.5, 0.25, 0.1])) if n_lesions is None else int(n_lesions)
     _check(0 <= n <= MAX_LESIONS, f"n_lesions={n_lesions}", f"use 0-{MAX_LESIONS}")
     per = [None if v is None else (list(v) if isinstance(v, (list, tuple)) else [v] * n)
-           for v in (lesion_kind, curve, lesion_radius_mm)]
+           for v in (lesion_kind, curve, lesion_radius_mm, lesion_side)]
     for v in per:
         _check(v is None or len(v) == n, "give one lesion_kind / curve / lesion_radius_mm per lesion")
     lesion_lab, rim_core, specs = place_lesions(lrng, coords, lab, breast, n, *per)
@@ -460,6 +471,9 @@ def make_randomized(seed: int, *, orientation=None, spacing=None, fov=None, side
     times = _times(_rng(seed, "times"), n_phases, times_min)
     crng = _rng(seed, "contrast")
     con = sample_contrast(crng, fatsat)
+    if bpe is not None:
+        _check(0.0 <= float(bpe) <= 3.0, f"bpe={bpe}", "use 0-3 (relative enhancement)")
+        con["enhancement"]["fgt"] = float(bpe)
     krng = _rng(seed, "kinetics")
     curves = [design_tumor_curve(krng, s["curve"], s["peak"], times) for s in specs]
     fast, slow = normalised_fast_curve(con["tau_fast"], con["k_fast"]), normalised_slow_curve(con["tau_slow"])
@@ -547,7 +561,7 @@ def make_randomized(seed: int, *, orientation=None, spacing=None, fov=None, side
         cen = [float(coords.full(a)[m].mean()) + float(offset[a]) for a in range(3)]
         ev = cv(np.asarray(times))
         ev[0] = 0.0
-        tumors.append({"label": i + 1, "kind": s["kind"], "curve": s["curve"], "side": "left" if cen[0] > offset[0]
+        tumors.append({"label": i + 1, "kind": s["kind"], "curve": s["curve"], "request": s["request"], "side": "left" if cen[0] > offset[0]
                        else "right", "centroid_lps": cen, "center_lps": (np.asarray(s["center"]) + offset).tolist(),
                        "radius_mm": s["radius_mm"], "n_voxels": int(m.sum()), "volume_ml": float(m.sum() * vox_ml),
                        "curve_params": cv.as_dict(), "enhancement": [float(v) for v in ev],

@@ -361,7 +361,10 @@ def _render_slab(anat: Anatomy, grid: VoxelGrid, slab, maps: RenderedMaps, textu
         d = t.sdf(tx, ty, tz)
         alpha = soft(d, w) * allowed
         cv.paint(rel, alpha, t.s0, 0.0, 0.0)  # pre-contrast signal; its enhancement is w_tumor x E_i(t)
-        maps.tumor_w[i][relative(tsl, tbox)] = alpha * F32(t.s0)
+        weight = alpha * F32(t.s0)
+        if t.rim_mm > 0:  # rim enhancement: the core enhances at a fraction of the rim
+            weight = np.where(d < F32(-t.rim_mm), weight * F32(t.core_fraction), weight)
+        maps.tumor_w[i][relative(tsl, tbox)] = weight
         lab = maps.tumor_label[tsl]
         lab[(d <= 0) & allowed] = i + 1
 

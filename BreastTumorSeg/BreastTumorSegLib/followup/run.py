@@ -1,0 +1,217 @@
+"""The whole follow-up of one patient, and its outputs.
+
+    from BreastTumorSegLib.io import load_exam
+    from BreastTumorSegLib.followup.run import run_followup, write_followup
+    res = run_followup([load_exam("visit1"), load_exam("visit2")], dates=["2024-01-08", "2024-03-04"])
+    write_followup(res, "out/")          # followup.json, followup.csv, followup.png, label maps
+
+Order: every visit is checked (:mod:`.visits`), every later visit registered to the baseline
+(:mod:`.register`; a wrong exam is refused before anything is segmented), then each visit is
+segmented by the engine (:func:`~..engine.pipeline.segment_exam`, any model), its FTV measured with
+the baseline's FTV rule (same PE and SER thresholds, and the baseline's fat-suppression decision,
+at every visit; :mod:`..kinetics.ftv`) inside the engine's breast mask, its lesions followed as
+tracks in the baseline frame (:mod:`.match`) and the change table built (:mod:`.response`).
+Nothing is written until everything is computed; :func:`write_followup` writes all files or none.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import __version__
+from ..core.exam import DCEExam
+from ..core.progress import Reporter
+from ..core.results import Lesion, SegmentationResult
+from ..engine.pipeline import segment_exam
+from ..engine.settings import split_settings
+from ..engine.postprocess import lesion_table
+from ..io.atomic import StagedOutputs, atomic_target, write_image, write_json, write_text
+from ..kinetics.ftv import FTVSettings, functional_tumor_volume
+from . import FOLLOWUP_MODEL
+from ..preprocess.breast_region import breast_region
+from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
+from .register import VisitRegistration, VisitRegistrationSettings, register_visit
+from .response import ResponseSettings, change_table
+from .visits import check_visits, visit_name
+
+
+@dataclass
+class Visit:
+    """One visit's exam, segmentation and registration to the baseline (None for the baseline)."""
+
+    exam: DCEExam
+    date: str | None
+    result: SegmentationResult
+    registration: VisitRegistration | None
+    components: sitk.Image  # labels 1..N on the visit's grid = ``lesions``
+    lesions: list[Lesion]
+    ftv_ml: dict[int, float]
+    ftv_summary: dict
+    in_baseline: VisitLesions
+
+
+@dataclass
+class FollowupResult:
+    visits: list[Visit]
+    tracks: list[Track]
+    table: dict
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> Visit:
+        return self.visits[0]
+
+    def tracks_in_baseline(self, k: int) -> sitk.Image:
+        """Visit *k*'s lesions on the baseline grid, each labelled with its track id (uint16)."""
+        comp = self.visits[k].in_baseline.components_baseline
+        out = np.zeros(comp.shape, np.uint16)
+        for t in self.tracks:
+            labs = t.members.get(k)
+            if labs:
+                out[np.isin(comp, labs)] = t.track_id
+        img = sitk.GetImageFromArray(out)
+        img.CopyInformation(self.baseline.exam.reference)
+        return img
+
+    def visit_in_baseline(self, k: int, image: sitk.Image, interpolator=sitk.sitkLinear) -> sitk.Image:
+        """*image* of visit *k* (on its grid) resampled into the baseline frame and grid."""
+        reg = self.visits[k].registration
+        return sitk.Resample(image, self.baseline.exam.reference, reg.transform if reg else sitk.Transform(),
+                             interpolator, 0.0)
+
+    def summary(self) -> dict:
+        return {
+            "engine_version": __version__,
+            "n_visits": len(self.visits),
+            "visits": [{"visit": k + 1, "case_id": v.exam.case_id, "date": v.date,
+                        "model_id": v.result.model_id, "n_lesions": len(v.lesions),
+                        "registration_to_baseline": v.registration.qa if v.registration else None,
+                        "ftv": v.ftv_summary} for k, v in enumerate(self.visits)],
+            "targets": self.table["targets"],
+            "exams": self.table["exams"],
+            "lesions": self.table["lesions"],
+            "notes": self.table["notes"],
+            "settings": self.settings,
+        }
+
+
+def _components(result: SegmentationResult) -> tuple[sitk.Image, list[Lesion]]:
+    layout = result.settings.get("layout") or {}
+    cc = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.Cast(result.label > 0, sitk.sitkUInt8), True),
+                               sortByObjectSize=True)
+    return cc, lesion_table(cc, result.probability, layout.get("midline_x"), layout.get("unilateral_side"))
+
+
+def _lesion_ftv(exam: DCEExam, result: SegmentationResult, components: sitk.Image, n: int,
+                settings: FTVSettings):
+    registered = exam.with_phases(result.registered_phases) if result.registered_phases else exam
+    ftv = functional_tumor_volume(registered, roi=result.breast_mask, settings=settings)
+    inside = sitk.GetArrayViewFromImage(ftv.mask) > 0
+    comp = sitk.GetArrayViewFromImage(components)
+    counts = np.bincount(comp[inside].ravel(), minlength=n + 1)
+    vox_ml = float(np.prod(exam.reference.GetSpacing())) / 1000.0
+    return {lab: float(counts[lab]) * vox_ml for lab in range(1, n + 1)}, ftv
+
+
+def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOLLOWUP_MODEL,
+                 device: str = "auto", progress=None, cancel=None,
+                 registration: VisitRegistrationSettings | None = None,
+                 matching: MatchSettings | None = None, response: ResponseSettings | None = None,
+                 ftv_settings: FTVSettings | None = None, **segment_options) -> FollowupResult:
+    """Follow the lesions of *exams* (baseline first); see the module docstring.
+
+    ``model`` is a registry name or a loaded segmenter (loaded once, used for every visit);
+    ``segment_options`` go to :func:`segment_exam`. ``progress(stage, fraction, message)``."""
+    n = len(exams)
+    reporter = Reporter(progress, cancel, {"check": 0.2, "register": 1.0 * n, "segment": 4.0 * n, "match": 0.3})
+    with reporter.stage("check"):
+        dates = check_visits(exams, dates)
+    with reporter.stage("register"):
+        regions = []
+        for k, e in enumerate(exams):
+            regions.append(breast_region(e.pre)[0])
+            reporter.update((k + 0.5) / (2 * n), f"breast region of visit {k + 1}")
+        regs: list[VisitRegistration | None] = [None]
+        for k in range(1, n):
+            reporter.update((n + k) / (2 * n), f"registering visit {k + 1} to the baseline")
+            regs.append(register_visit(exams[0].pre, regions[0], exams[k].pre, regions[k],
+                                       visit_name(k, exams[k]), registration))
+    if isinstance(model, str):
+        from ..models.registry import get_segmenter
+
+        model = get_segmenter(model)
+    results = []
+    with reporter.stage("segment"):
+        for k, e in enumerate(exams):
+            reporter.update(k / n, f"segmenting visit {k + 1} of {n}")
+            settings, options = split_settings(**segment_options)  # register=False included
+            results.append(segment_exam(e, model=model, device=device, cancel=cancel, settings=settings, **options))
+    with reporter.stage("match"):
+        s = ftv_settings or FTVSettings()
+        visits = []
+        for k, (e, res) in enumerate(zip(exams, results)):
+            comp, lesions = _components(res)
+            ftv_ml, ftv = _lesion_ftv(e, res, comp, len(lesions), s)
+            if k == 0 and s.fat_suppressed is None:  # the baseline decides, every visit follows
+                s = replace(s, fat_suppressed=bool(ftv.fat_suppression["fat_suppressed"]))
+            vis = visit_lesions(comp, lesions, exams[0].reference, regs[k].transform if regs[k] else None)
+            visits.append(Visit(e, dates[k], res, regs[k], comp, lesions, ftv_ml,
+                                {"ftv_ml_in_breast": round(ftv.ftv_ml, 4),
+                                 "ftv_ml_in_lesions": round(sum(ftv_ml.values()), 4),
+                                 "fat_suppressed": ftv.fat_suppression["fat_suppressed"],
+                                 "background_threshold": round(float(ftv.background_threshold), 4),
+                                 "pe_threshold_percent": s.pe_threshold, "ser_min": s.ser_min}, vis))
+        tracks = match_visits([v.in_baseline for v in visits], matching)
+        table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response)
+    settings = {"model": getattr(model, "model_id", str(model)), "ftv": {k: v for k, v in vars(s).items()},
+                "registration": vars(registration or VisitRegistrationSettings()),
+                "matching": vars(matching or MatchSettings()), "response": vars(response or ResponseSettings())}
+    return FollowupResult(visits, tracks, table, settings)
+
+
+OUTPUTS = ("followup.json", "followup.csv", "followup.png")
+
+
+def output_names(n_visits: int, prefix: str = "") -> dict[str, str]:
+    """Every file :func:`write_followup` writes (``prefix`` e.g. ``"patient7_"`` in a batch)."""
+    names = {"json": f"{prefix}followup.json", "csv": f"{prefix}followup.csv", "png": f"{prefix}followup.png"}
+    for k in range(n_visits):
+        names[f"tracks_visit{k + 1}"] = f"{prefix}followup_visit{k + 1}_tracks.nii.gz"
+    return names
+
+
+def csv_text(table: dict) -> str:
+    """One row per exam (``level`` exam) then per track and visit (``level`` lesion)."""
+    rows = [{"level": "exam", **r} for r in table["exams"]] + [{"level": "lesion", **r} for r in table["lesions"]]
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v)
+                    for k, v in r.items()})
+    return buf.getvalue()
+
+
+def write_followup(res: FollowupResult, out_dir, overwrite: bool = False, prefix: str = "") -> dict[str, Path]:
+    """Write every output of *res* into *out_dir*: all of them, or none (atomic)."""
+    from .picture import render_followup
+
+    names = output_names(len(res.visits), prefix)
+    with StagedOutputs(out_dir, overwrite=overwrite) as staged:
+        write_json(staged.path(names["json"]), res.summary())
+        write_text(staged.path(names["csv"]), csv_text(res.table))
+        with atomic_target(staged.path(names["png"])) as tmp:
+            render_followup(res, tmp)
+        for k in range(len(res.visits)):
+            write_image(staged.path(names[f"tracks_visit{k + 1}"]), res.tracks_in_baseline(k))
+        staged.commit()
+    return {key: Path(out_dir) / name for key, name in names.items()}

@@ -1,0 +1,73 @@
+"""Helpers shared by the tests that run the command line as a subprocess on hostile input
+(test_hostile_inputs.py, test_hostile_commands.py) and by those that start a local server."""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "BreastTumorSeg"
+EXAM_CASE = "phantom_0003"  # the case id of write_small_exam's exam
+SEG = ["segment", "--model", "ftv", "--no-register", "--quiet"]
+KIN = ["kinetics", "--no-register", "--quiet", "--whole-volume"]
+
+
+def write_small_exam(folder: Path) -> Path:
+    """A small phantom exam (20 x 15 x 10 voxels of 3 mm, 3 phases) without its truth files."""
+    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
+
+    write_phantom(make_phantom(3, shape_mm=(60, 45, 30), spacing=3.0, n_phases=3), folder)
+    for extra in folder.glob("*_t*.*"):  # truth files: not part of the exam
+        extra.unlink()
+    return folder
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every entry below *root*: regular files by content hash, others by kind (never opened)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = "link:" + os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                h = hashlib.sha256()
+                with open(p, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        h.update(chunk)
+                out[rel] = h.hexdigest() if st.st_size < (64 << 20) else f"sparse:{st.st_size}:{st.st_mtime_ns}"
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = "dir"
+            else:
+                out[rel] = f"special:{stat.S_IFMT(st.st_mode)}"
+    return out
+
+
+def run_in_folder(folder: Path, argv: list[str], timeout_s: float, env: dict | None = None) -> dict:
+    """``python -m BreastTumorSegLib.cli ARGV`` with *folder* as the working directory: its exit code
+    ("timeout" when it ran past *timeout_s*), stderr, the folder's :func:`snapshot` before and after,
+    and the seconds it took."""
+    env = {**os.environ, "PYTHONPATH": str(PKG), "MPLBACKEND": "Agg", **(env or {})}
+    before = snapshot(folder)
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "BreastTumorSegLib.cli", *argv], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        rc, err = proc.returncode, proc.stderr
+    except subprocess.TimeoutExpired:
+        rc, err = "timeout", ""
+    return {"argv": argv, "rc": rc, "stderr": err, "before": before, "after": snapshot(folder),
+            "seconds": time.monotonic() - t0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,201 @@
+"""Follow-up across visits (issue 31) on synthetic patient series with known truth.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_followup.py --families ellipse,irregular --seeds 5000-5009
+
+Per series (:func:`~BreastTumorSegLib.training.phantom.series.make_visit_series`): the baseline is an
+exam of a family no model was trained on (``ellipse`` and ``irregular`` are evaluation-only), the
+later visits the same patient repositioned (known affine: rotation <= 4 degrees, translation <= 8 mm,
+scale/shear <= 2 %), with fresh noise, each tumor shrinking to a known fraction, fragmenting,
+disappearing or staying, and (every third series) a new lesion. 2 or 3 visits (alternating).
+The whole follow-up runs as the command does (``run_followup``, model ``ftv`` by default; the
+engine's within-exam motion correction is skipped: these families have no motion within an exam).
+
+Measured against the truth:
+
+* **registration error**: mean distance (mm) between where the estimated and the true transform
+  send the baseline's breast voxels (every 50th), per later visit;
+* **lesion matching**: for every truth lesion at every later visit, the decision is right when
+  its segmented lesions at that visit belong to exactly the track(s) of its baseline lesions
+  (present), when those tracks have no lesion at that visit (disappeared), or when they form a
+  track of their own that starts there (new); a baseline tumor the segmentation missed counts as wrong;
+* **volume change error**: |segmented % change - true % change| from the baseline, in percentage
+  points, for every tumor present at both visits (median and 90th percentile);
+* **RECIST**: the category from the segmentation against the category from the true masks
+  (the same rule: :func:`~BreastTumorSegLib.followup.response.recist_category`; targets the true
+  baseline tumors >= 10 mm, fragments' diameters added; a true new lesion is PD).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
+
+from BreastTumorSegLib.followup.register import registration_error_mm  # noqa: E402
+from BreastTumorSegLib.followup.response import ResponseSettings, choose_targets, recist_category  # noqa: E402
+from BreastTumorSegLib.followup.run import run_followup  # noqa: E402
+from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
+from BreastTumorSegLib.training.phantom.series import make_visit_series  # noqa: E402
+
+
+def truth_diameters(labels: sitk.Image) -> dict[int, float]:
+    """Per truth label: the sum of its connected pieces' longest diameters (RECIST fragments)."""
+    out = {}
+    arr = sitk.GetArrayViewFromImage(labels)
+    for lab in np.unique(arr[arr > 0]):
+        cc = sitk.ConnectedComponent(labels == int(lab), True)
+        stats = sitk.LabelShapeStatisticsImageFilter()
+        stats.ComputeFeretDiameterOn()
+        stats.Execute(cc)
+        out[int(lab)] = float(sum(stats.GetFeretDiameter(c) for c in stats.GetLabels()))
+    return out
+
+
+def truth_recist(series) -> list[str]:
+    s = ResponseSettings()
+    diam = [truth_diameters(v.tumor_labels) for v in series.visits]
+    base = [{"id": t["label"], "diameter_mm": diam[0].get(t["label"], 0.0),
+             "side": "left" if t["centroid_lps"][0] > 0 else "right"} for t in series.visits[0].tumors]
+    targets, _ = choose_targets(base, s)
+    sums = [sum(d.get(i, 0.0) for i in targets) for d in diam]
+    out = ["baseline"]
+    for k in range(1, len(series.visits)):
+        new = bool(series.new_lesions[k]) and not series.new_lesions[k - 1]
+        out.append(recist_category(sums, k, new, bool(diam[k]), s)[0])
+    return out
+
+
+def assign(pred: sitk.Image, truth: sitk.Image) -> dict[int, int]:
+    """Predicted lesion label -> the truth label it overlaps most (0: none)."""
+    p, t = sitk.GetArrayViewFromImage(pred), sitk.GetArrayViewFromImage(truth)
+    out = {}
+    for lab in np.unique(p[p > 0]):
+        hit = t[p == lab]
+        hit = hit[hit > 0]
+        out[int(lab)] = int(np.bincount(hit).argmax()) if hit.size else 0
+    return out
+
+
+def evaluate(series, res) -> dict:
+    track_of = {}  # (visit, lesion label) -> track id
+    for t in res.tracks:
+        for k, labs in t.members.items():
+            for lab in labs:
+                track_of[(k, lab)] = t.track_id
+    first = {t.track_id: t.first_visit for t in res.tracks}
+    members = {t.track_id: t.members for t in res.tracks}
+    owned = []  # [visit] truth label -> set of tracks of its segmented lesions
+    for k, v in enumerate(res.visits):
+        m = {}
+        for lab, tl in assign(v.components, series.visits[k].tumor_labels).items():
+            if tl:
+                m.setdefault(tl, set()).add(track_of[(k, lab)])
+        owned.append(m)
+    vols = [{t["label"]: t["volume_ml"] for t in v.tumors} for v in series.visits]
+    decisions, vol_err = [], []
+    appear = {}
+    for k in range(len(series.visits)):
+        for lab in vols[k]:
+            appear.setdefault(lab, k)
+    for k in range(1, len(series.visits)):
+        for lab, k0 in appear.items():
+            if k0 > k:
+                continue
+            start = owned[k0].get(lab, set())
+            now = owned[k].get(lab, set())
+            if k0 == k:  # new at this visit
+                ok = bool(now) and all(first[t] == k for t in now)
+                kind = "new"
+            elif lab in vols[k]:  # present at both
+                ok = bool(start) and now == start
+                kind = "present"
+                if start and k0 == 0:
+                    seg0 = sum(res.visits[k0].lesions[i - 1].volume_ml for t in start for i in members[t].get(k0, []))
+                    segk = sum(res.visits[k].lesions[i - 1].volume_ml for t in start for i in members[t].get(k, []))
+                    true_pct = 100 * (vols[k][lab] / vols[k0][lab] - 1)
+                    seg_pct = 100 * (segk / seg0 - 1) if seg0 > 0 else float("nan")
+                    vol_err.append(abs(seg_pct - true_pct))
+            else:  # disappeared
+                ok = bool(start) and all(not members[t].get(k) for t in start)
+                kind = "disappeared"
+            decisions.append({"visit": k + 1, "truth_label": lab, "kind": kind, "correct": bool(ok),
+                              "missed_when_it_appeared": not start})
+    return {"decisions": decisions, "volume_errors_pp": vol_err}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--families", default="ellipse,irregular")
+    p.add_argument("--seeds", default="5000-5009")
+    p.add_argument("--model", default="ftv")
+    p.add_argument("--json", type=Path, default=None, help="write every series' numbers here")
+    a = p.parse_args()
+    rows, all_dec, all_err, reg_err, recist_ok = [], [], [], [], []
+    n = 0
+    for fam in a.families.split(","):
+        for seed in parse_seeds(a.seeds):
+            t0 = time.perf_counter()
+            n_visits = 2 + (n % 2)
+            series = make_visit_series(fam, seed, n_visits=n_visits,
+                                       new_lesion_at=(n_visits - 1) if n % 3 == 2 else None)
+            t_gen = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            res = run_followup([v.exam for v in series.visits], dates=series.dates, model=a.model, register=False,
+                               device="cpu")
+            t_run = time.perf_counter() - t0
+            base = series.visits[0]
+            where = np.argwhere(sitk.GetArrayViewFromImage(base.breast_mask) > 0)[::50][:, ::-1]
+            pts = [base.exam.pre.TransformIndexToPhysicalPoint([int(v) for v in q]) for q in where]
+            errs = [registration_error_mm(res.visits[k].registration.transform, series.to_baseline[k], pts)
+                    for k in range(1, n_visits)]
+            ev = evaluate(series, res)
+            want = truth_recist(series)
+            got = [e["recist"] for e in res.table["exams"]]
+            ok = [w == g for w, g in zip(want[1:], got[1:])]
+            reg_err += errs
+            all_dec += ev["decisions"]
+            all_err += ev["volume_errors_pp"]
+            recist_ok += ok
+            row = {"family": fam, "seed": seed, "visits": n_visits, "fates": series.fates,
+                   "fractions": [[round(f, 3) for f in fr] for fr in series.fractions],
+                   "new_lesions": series.new_lesions, "recist_truth": want, "recist": got,
+                   "registration_error_mm": [round(e, 3) for e in errs],
+                   "matching_correct": f"{sum(d['correct'] for d in ev['decisions'])}/{len(ev['decisions'])}",
+                   "volume_change_errors_pp": [round(e, 2) for e in ev["volume_errors_pp"]],
+                   "generate_s": round(t_gen, 1), "followup_s": round(t_run, 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            n += 1
+    summary = {
+        "series": n, "model": a.model, "families": a.families, "seeds": a.seeds,
+        "matching_correct": f"{sum(d['correct'] for d in all_dec)}/{len(all_dec)}",
+        "matching_percent": round(100 * np.mean([d["correct"] for d in all_dec]), 1) if all_dec else None,
+        "matching_by_kind": {kind: f"{sum(d['correct'] for d in all_dec if d['kind'] == kind)}/"
+                                   f"{sum(1 for d in all_dec if d['kind'] == kind)}"
+                             for kind in ("present", "disappeared", "new")},
+        "matching_wrong_because_missed_when_it_appeared": sum(1 for d in all_dec if not d["correct"]
+                                                              and d["missed_when_it_appeared"]),
+        "volume_change_error_pp_median": round(float(np.median(all_err)), 2) if all_err else None,
+        "volume_change_error_pp_p90": round(float(np.percentile(all_err, 90)), 2) if all_err else None,
+        "volume_changes_measured": len(all_err),
+        "recist_correct": f"{sum(recist_ok)}/{len(recist_ok)}",
+        "recist_percent": round(100 * np.mean(recist_ok), 1) if recist_ok else None,
+        "registration_error_mm_mean": round(float(np.mean(reg_err)), 3),
+        "registration_error_mm_max": round(float(np.max(reg_err)), 3),
+        "followup_s_median": round(float(np.median([r["followup_s"] for r in rows])), 1),
+    }
+    print(json.dumps(summary, indent=1))
+    if a.json:
+        a.json.write_text(json.dumps({"summary": summary, "series": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
