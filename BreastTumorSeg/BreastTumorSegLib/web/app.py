@@ -255,11 +255,11 @@ async def case(request):
     ws, view, why = await station.run(begin)
     if view is not None:  # registration on the loader pool: the other readers keep working
         try:
-            images, start = await asyncio.get_running_loop().run_in_executor(station.loader, ws.prepare, view)
+            prepared = await asyncio.get_running_loop().run_in_executor(station.loader, ws.prepare, view)
         except BaseException:
             await station.run(ws.session.resume)
             raise
-        await station.run(ws.finish_open, view, images, start)
+        await station.run(ws.finish_open, view, *prepared)
     if not why:
         await ws.start_view()
     title = None if why else await station.run(lambda: ws.session.current.title)

@@ -173,8 +173,17 @@ class ReaderScene:
         return label
 
     def replace_mask(self, label: sitk.Image) -> None:
-        """Replace the segment (click-to-correct's refined mask) as one undoable step."""
-        mb.label_to_segmentation(self.ctx, label, seg_node=self.seg_node, reference_node=self.nodes["sub"])
+        """Replace the segment (click-to-correct's refined mask) as one step of the editor's undo stack."""
+        from trame_slicer.segmentation.segmentation_undo_command import SegmentationLabelMapUndoCommand
+
+        with SegmentationLabelMapUndoCommand.push_state_change(self.editor.active_segmentation):
+            mb.label_to_segmentation(self.ctx, label, seg_node=self.seg_node, reference_node=self.nodes["sub"])
+
+    @staticmethod
+    def ras_at(view, x: float, y: float) -> tuple[float, float, float]:
+        """The RAS point (mm) under display position (*x*, *y*) of slice view *view* (Slicer's XY-to-RAS)."""
+        node = view.get_view_node()
+        return tuple(float(v) for v in node.GetXYToRAS().MultiplyPoint((float(x), float(y), 0.0, 1.0))[:3])
 
     def close(self) -> None:
         self.editor.deactivate_effect()

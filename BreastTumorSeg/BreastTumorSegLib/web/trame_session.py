@@ -29,9 +29,13 @@ def _quiet_cli() -> None:
 
 class TrameReaderSession:
     """One case of one reader in trame-slicer. *on_edit()* is called after each change of the
-    segment, *on_view()* after each change of a slice view (scrolling, window/level)."""
+    segment, *on_view()* after each change of a slice view (scrolling, window/level). With
+    *on_click*, the toolbar offers click-to-correct (:mod:`.click_correct`): in its "tumor" or
+    "not tumor" mode a click (press and release without a drag) in a slice view calls
+    ``on_click(ras, positive)`` with the RAS point (mm) under the mouse."""
 
-    def __init__(self, images: dict, start, title: str, on_edit=None, on_view=None, editable: bool = True):
+    def __init__(self, images: dict, start, title: str, on_edit=None, on_view=None, editable: bool = True,
+                 on_click=None):
         _quiet_cli()
         from trame.app import get_server
         from trame_slicer import module as trame_slicer_module
@@ -51,6 +55,7 @@ class TrameReaderSession:
         self.layout_manager.create_layout_views_if_needed(LAYOUT_ID)
         self.editor_logic = SegmentEditorLogic(self.server, app)
         self.scene.use_undo_stack(self.editor_logic._undo_stack)  # noqa: SLF001 (the editor's undo stack)
+        self._on_click = on_click if editable else None
         self._build_ui(title, editable)
         self.layout_manager.set_layout(LAYOUT_ID)
         self.scene.show_in_views()
@@ -63,6 +68,8 @@ class TrameReaderSession:
             for view in self.scene.slice_views():
                 node = view.get_view_node()
                 self._observers.append((node, node.AddObserver("ModifiedEvent", lambda *_: on_view())))
+        if self._on_click is not None:
+            self._observe_clicks()
         self.port: int | None = None
         self._task = None
 
@@ -78,6 +85,8 @@ class TrameReaderSession:
             ui.title.set_text(title)
             with ui.toolbar:
                 v3.VSpacer()
+                if self._on_click is not None:
+                    self._click_toggle(v3)
                 with v3.VBtnToggle(v_model=("orientation",), mandatory=True, density="compact", id="orientation"):
                     for name in ORIENTATIONS:
                         v3.VBtn(name, value=name, id=f"orient-{name.lower()}")
@@ -93,6 +102,49 @@ class TrameReaderSession:
         def _orientation(orientation, **_):
             if orientation in ORIENTATIONS:
                 self.scene.set_orientation(orientation)
+
+    # ------------------------------------------------------------------ click-to-correct
+    def _click_toggle(self, v3) -> None:
+        from .click_correct import MODES
+
+        self.server.state.click_mode = "off"
+        v3.VLabel("correct by clicking:", classes="mx-2 text-caption")
+        with v3.VBtnToggle(v_model=("click_mode",), mandatory=True, density="compact", id="click-mode",
+                           classes="mr-4"):
+            for mode in MODES:
+                v3.VBtn(mode, value=mode, id=f"click-{mode.replace(' ', '-')}")
+
+        @self.server.state.change("click_mode")
+        def _mode(click_mode, **_):
+            if click_mode != "off":  # a click must not paint, draw or cut as well
+                self.scene.set_effect(None)
+
+        def _effect_changed(*_):  # an effect chosen in the editor ends the click mode
+            if self.scene.editor.active_effect is not None and \
+                    type(self.scene.editor.active_effect).__name__ != "SegmentationEffectNoTool":
+                with self.server.state:
+                    self.server.state.click_mode = "off"
+
+        self.scene.editor.active_effect_name_changed.connect(_effect_changed)
+
+    def _observe_clicks(self) -> None:
+        """A press and release at (about) one point of a slice view, in a click mode, is a click."""
+        for view in self.scene.slice_views():
+            iren = view.interactor()
+            pressed = {}
+
+            def press(obj, _event, pressed=pressed):
+                pressed["xy"] = obj.GetEventPosition()
+
+            def release(obj, _event, pressed=pressed, view=view):
+                start, (x, y) = pressed.pop("xy", None), obj.GetEventPosition()
+                mode = self.server.state.click_mode
+                if start is None or mode not in ("tumor", "not tumor") or abs(start[0] - x) + abs(start[1] - y) > 4:
+                    return
+                self._on_click(self.scene.ras_at(view, x, y), mode == "tumor")
+
+            self._observers += [(iren, iren.AddObserver("LeftButtonPressEvent", press, 10.0)),
+                                (iren, iren.AddObserver("LeftButtonReleaseEvent", release, 10.0))]
 
     async def start(self) -> int:
         """Listen on 127.0.0.1 (a free port); returns the port. ``thread=True``: no signal handlers of

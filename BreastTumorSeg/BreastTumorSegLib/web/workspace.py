@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..study.session import ReaderSession
+from . import click_correct
 from .reader_scene import PHASES
 
 VIEWS = {key: name for key, (name, _, _) in PHASES.items()}
@@ -37,6 +38,7 @@ class ReaderWorkspace:
         self._mtime: int | None = None  # the segment's modification time when last checked
         self.unsaved = False  # edits since the last saved version
         self.pause_reason: str | None = None
+        self.corrector: click_correct.ClickCorrector | None = None  # click-to-correct of the open case
 
     # ------------------------------------------------------------------ worklist and cases
     def touch(self) -> None:
@@ -70,15 +72,18 @@ class ReaderWorkspace:
         return view
 
     @staticmethod
-    def prepare(view) -> tuple[dict, sitk.Image]:
-        """(any thread: SimpleITK only) the registered hanging protocol and the starting mask."""
-        return view.hanging_protocol(register=True), view.starting_mask()
+    def prepare(view) -> tuple[dict, sitk.Image, object]:
+        """(any thread: SimpleITK only) the registered hanging protocol, the starting mask and, when
+        the reading offers click-to-correct, the registered exam (else None)."""
+        exam = view.registered_exam(register=True)
+        return (view.hanging_protocol(exam=exam), view.starting_mask(),
+                exam if click_correct.offered(view) else None)
 
-    def finish_open(self, view, images: dict, start: sitk.Image) -> None:
+    def finish_open(self, view, images: dict, start: sitk.Image, exam=None) -> None:
         """(scene thread) Fill the scene, unless another case was opened meanwhile; the timer runs again."""
         try:
             if self.session.current is view:
-                self._load_scene(images, start)
+                self._load_scene(images, start, exam)
         finally:
             self.session.resume()
 
@@ -89,19 +94,21 @@ class ReaderWorkspace:
         if view is None:
             return
         try:
-            images, start = self.prepare(view)
+            prepared = self.prepare(view)
         except BaseException:
             self.session.resume()
             raise
-        self.finish_open(view, images, start)
+        self.finish_open(view, *prepared)
 
-    def _load_scene(self, images: dict, start: sitk.Image) -> None:
+    def _load_scene(self, images: dict, start: sitk.Image, exam=None) -> None:
         from .trame_session import TrameReaderSession
 
         self.release_scene()
         view = self.session.current
+        self.corrector = click_correct.ClickCorrector(exam) if exam is not None else None
         self.view = TrameReaderSession(images, start, view.title, on_edit=self._edited,
-                                       on_view=self.session.activity, editable=not view.locked)
+                                       on_view=self.session.activity, editable=not view.locked,
+                                       on_click=self.click if self.corrector is not None else None)
         self._voxels = None
         self._mtime = self.view.scene.segment_mtime()  # the starting mask is no edit
 
@@ -127,6 +134,7 @@ class ReaderWorkspace:
     def release_scene(self) -> None:
         """Free the scene (and stop its trame server: a task on the running loop, when it runs)."""
         view, self.view = self.view, None
+        self.corrector = None
         if view is None:
             return
         if view.port is None:
@@ -152,7 +160,8 @@ class ReaderWorkspace:
         view = self.session.current
         self.check_edits()
         if self._voxels is None:
-            self._voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(self.current_mask())))
+            mask = self.current_mask()  # kept alive while its voxels are read (a view does not keep it)
+            self._voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
         spacing = self.view.scene.grid.GetSpacing()
         return {"title": view.title, "index": view.index, "total": view.total, "arm": view.arm,
                 "locked": view.locked, "paused": self.session.paused,
@@ -163,6 +172,24 @@ class ReaderWorkspace:
                 "views": [{"key": k, "name": v} for k, v in VIEWS.items()]}
 
     # --------------------------------------------------------------------------- editing
+    def click(self, ras, positive: bool) -> dict:
+        """(scene thread) Click-to-correct at *ras* (mm): the segment refined by the engine, as one
+        undoable step; returns what the click did. Refused (InputError) where it is not offered."""
+        from ..core.errors import InputError
+
+        view = self.session.current
+        if self.view is None or self.corrector is None or view is None or not click_correct.offered(view):
+            raise InputError("click-to-correct is not offered for this reading", "click",
+                             "it is offered in the assisted arm, before the case is submitted")
+        try:
+            refined = self.corrector.correct(self.current_mask(), ras, positive)
+        except InputError as exc:  # e.g. a click outside the image: nothing changes
+            entry = {"action": "none", "note": exc.problem}
+            self.corrector.log.append(entry)
+            return entry
+        self.view.scene.replace_mask(refined)
+        return self.corrector.log[-1]
+
     def undo(self) -> bool:
         if self.view is None or self.session.current.locked:
             return False
