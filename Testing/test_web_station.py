@@ -468,18 +468,28 @@ def test_click_to_correct_in_the_assisted_arm(station, browser):
 
     bg.call(centre)
     page.wait_for_timeout(1500)
+
+    def click_mode(mode):  # the toolbar's mode, once the station has it (trame sends state changes batched)
+        frame.locator(f"#click-{mode.replace(' ', '-')}").click()
+        _wait_for(lambda: bg.call(lambda: bg.station.workspaces["c"].view.server.state.click_mode) == mode,
+                  timeout=30, what=f"click mode {mode!r} on the station")
+
+    def clicks():
+        return bg.call(lambda: list(bg.station.workspaces["c"].corrector.log))
     box = _view_box(page, 0)
     middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 
-    frame.locator("#click-not-tumor").click()
+    click_mode("not tumor")
     page.mouse.click(*middle)
-    assert _settled(page, other_than=int(truth.sum())) == 0  # the whole lesion was "not tumor"
-    log = bg.call(lambda: list(bg.station.workspaces["c"].corrector.log))
+    assert _settled(page, other_than=int(truth.sum())) == 0, clicks()  # the whole lesion was "not tumor"
+    log = clicks()
     assert log[-1]["action"] == "removed" and log[-1]["sign"] == "-"
     assert np.linalg.norm(np.subtract(log[-1]["ras_mm"], ras)) < 6.0  # the click landed where the mouse was
 
-    frame.locator("#click-tumor").click()
+    click_mode("tumor")
     page.mouse.click(*middle)
+    _wait_for(lambda: len(clicks()) == 2, timeout=60, what="the second click")
+    assert clicks()[-1]["action"] == "added", clicks()
     grown = _settled(page, other_than=0)
     versions = folder / "readers" / "c" / label / arm
     _wait_for(lambda: any(versions.glob("v*.nii.gz")) and
@@ -488,6 +498,8 @@ def test_click_to_correct_in_the_assisted_arm(station, browser):
     assert dice(saved, truth) >= 0.8  # grown back from the kinetics: the phantom's lesion
     page.click("#undo")  # the station's Undo takes the last click back
     assert _settled(page, other_than=grown) == 0
+    _effect(frame, "mdi-brush")  # choosing an effect ends the click mode
+    expect(frame.locator("#click-off")).to_have_class(__import__("re").compile(r"v-btn--active"))
 
     page.goto(f"{url}/case/{unaided}")  # the unaided arm: no click-to-correct
     frame = _views(page)
