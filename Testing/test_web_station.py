@@ -449,65 +449,71 @@ def test_click_to_correct_in_the_assisted_arm(station, browser):
                    all(lab2 != lab for lab2, _ in order[:i]))
     token = station["tokens"]["c"]
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = ctx.new_page()
-    _login(page, url, "c", token)
-    page.goto(f"{url}/case/{index}")
-    frame = _views(page)
-    model = sitk.ReadImage(str(folder / "model" / label / "seg.nii.gz"))  # the phantom's truth
-    truth = sitk.GetArrayFromImage(model) > 0
-    assert _voxels(page) == int(truth.sum())  # the assisted arm opens with the model's mask
-    # the subtraction's view centred on the lesion (its middle voxel), so the click goes to its middle
-    k, j, i = (int(round(v)) for v in np.argwhere(truth).mean(0))
-    lps = model.TransformIndexToPhysicalPoint((i, j, k))
-    ras = (-lps[0], -lps[1], lps[2])
+    try:
+        page = ctx.new_page()
+        _login(page, url, "c", token)
+        page.goto(f"{url}/case/{index}")
+        frame = _views(page)
+        model = sitk.ReadImage(str(folder / "model" / label / "seg.nii.gz"))  # the phantom's truth
+        truth = sitk.GetArrayFromImage(model) > 0
+        assert _voxels(page) == int(truth.sum())  # the assisted arm opens with the model's mask
+        # the subtraction's view centred on the lesion (its middle voxel), so the click goes to its middle
+        k, j, i = (int(round(v)) for v in np.argwhere(truth).mean(0))
+        lps = model.TransformIndexToPhysicalPoint((i, j, k))
+        ras = (-lps[0], -lps[1], lps[2])
 
-    def centre():
-        view = bg.station.workspaces["c"].view.scene.slice_view(PHASES["sub"][1])
-        view.get_view_node().JumpSliceByCentering(*ras)
-        view.schedule_render()
+        def centre():
+            view = bg.station.workspaces["c"].view.scene.slice_view(PHASES["sub"][1])
+            view.get_view_node().JumpSliceByCentering(*ras)
+            view.schedule_render()
 
-    bg.call(centre)
-    page.wait_for_timeout(1500)
+        bg.call(centre)
+        page.wait_for_timeout(1500)
 
-    def click_mode(mode):  # the toolbar's mode, once the station has it (trame sends state changes batched)
-        frame.locator(f"#click-{mode.replace(' ', '-')}").click()
-        _wait_for(lambda: bg.call(lambda: bg.station.workspaces["c"].view.server.state.click_mode) == mode,
-                  timeout=30, what=f"click mode {mode!r} on the station")
+        def click_mode(mode):  # the toolbar's mode, once the station has it (trame sends state changes batched)
+            frame.locator(f"#click-{mode.replace(' ', '-')}").click()
+            _wait_for(lambda: bg.call(lambda: bg.station.workspaces["c"].view.server.state.click_mode) == mode,
+                      timeout=30, what=f"click mode {mode!r} on the station")
 
-    def clicks():
-        return bg.call(lambda: list(bg.station.workspaces["c"].corrector.log))
-    box = _view_box(page, 0)
-    middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        def clicks():
+            return bg.call(lambda: list(bg.station.workspaces["c"].corrector.log))
 
-    click_mode("not tumor")
-    page.mouse.click(*middle)
-    assert _settled(page, other_than=int(truth.sum())) == 0, clicks()  # the whole lesion was "not tumor"
-    log = clicks()
-    assert log[-1]["action"] == "removed" and log[-1]["sign"] == "-"
-    assert np.linalg.norm(np.subtract(log[-1]["ras_mm"], ras)) < 6.0  # the click landed where the mouse was
+        box = _view_box(page, 0)
+        middle = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 
-    click_mode("tumor")
-    page.mouse.click(*middle)
-    _wait_for(lambda: len(clicks()) == 2, timeout=60, what="the second click")
-    assert clicks()[-1]["action"] == "added", clicks()
-    grown = _settled(page, other_than=0)
-    versions = folder / "readers" / "c" / label / arm
-    _wait_for(lambda: any(versions.glob("v*.nii.gz")) and
-              _mask_sum(sorted(versions.glob("v*.nii.gz"))[-1]) == grown, timeout=30, what="the autosave")
-    saved = sitk.GetArrayFromImage(sitk.ReadImage(str(sorted(versions.glob("v*.nii.gz"))[-1]))) > 0
-    assert dice(saved, truth) >= 0.8  # grown back from the kinetics: the phantom's lesion
-    page.click("#undo")  # the station's Undo takes the last click back
-    assert _settled(page, other_than=grown) == 0
-    _effect(frame, "mdi-brush")  # choosing an effect ends the click mode
-    expect(frame.locator("#click-off")).to_have_class(__import__("re").compile(r"v-btn--active"))
+        click_mode("not tumor")
+        page.mouse.click(*middle)
+        assert _settled(page, other_than=int(truth.sum())) == 0, clicks()  # the whole lesion was "not tumor"
+        log = clicks()
+        assert log[-1]["action"] == "removed" and log[-1]["sign"] == "-"
+        assert np.linalg.norm(np.subtract(log[-1]["ras_mm"], ras)) < 6.0  # the click landed where the mouse was
 
-    page.goto(f"{url}/case/{unaided}")  # the unaided arm: no click-to-correct
-    frame = _views(page)
-    expect(frame.locator("#orient-axial")).to_be_visible()
-    assert frame.locator("#click-mode").count() == 0
-    page.click("#logout")  # saves and releases her study lock (the next test serves the study again)
-    page.wait_for_url(url + "/")
-    ctx.close()
+        click_mode("tumor")
+        page.mouse.click(*middle)
+        _wait_for(lambda: len(clicks()) == 2, timeout=60, what="the second click")
+        assert clicks()[-1]["action"] == "added", clicks()
+        grown = _settled(page, other_than=0)
+        versions = folder / "readers" / "c" / label / arm
+        _wait_for(lambda: any(versions.glob("v*.nii.gz")) and
+                  _mask_sum(sorted(versions.glob("v*.nii.gz"))[-1]) == grown, timeout=30, what="the autosave")
+        saved = sitk.GetArrayFromImage(sitk.ReadImage(str(sorted(versions.glob("v*.nii.gz"))[-1]))) > 0
+        assert dice(saved, truth) >= 0.8  # grown back from the kinetics: the phantom's lesion
+        page.click("#undo")  # the station's Undo takes the last click back
+        assert _settled(page, other_than=grown) == 0
+        _effect(frame, "mdi-brush")  # choosing an effect ends the click mode
+        expect(frame.locator("#click-off")).to_have_class(__import__("re").compile(r"v-btn--active"))
+
+        page.goto(f"{url}/case/{unaided}")  # the unaided arm: no click-to-correct
+        frame = _views(page)
+        expect(frame.locator("#orient-axial")).to_be_visible()
+        assert frame.locator("#click-mode").count() == 0
+        page.click("#logout")  # saves and releases her study lock (the next test serves the study again)
+        page.wait_for_url(url + "/")
+    finally:  # her study lock goes back even when a check failed (the CLI test below serves her)
+        if bg.station.workspaces.get("c") is not None:
+            bg.station.workspaces["c"].last_seen -= 10 * bg.station.release_after_s
+            bg.call(bg.station.tick_sync)
+        ctx.close()
 
 
 def test_cli_issues_tokens_and_serves_on_localhost_then_stops_cleanly(study, capsys):
