@@ -195,6 +195,25 @@ def test_phase_outside_pre_volume(tmp_path):
         load_exam(d)
 
 
+def test_phase_covering_part_of_pre_volume(tmp_path):
+    """A post-contrast phase with half the pre-contrast slices would leave half the exam without
+    post-contrast signal (a subtraction of -pre there): refused, naming the phase; a phase one
+    voxel off the pre-contrast grid is resampled onto it as before."""
+    half = tmp_path / "half"
+    half.mkdir()
+    sitk.WriteImage(_vol(), str(half / "x_0000.nii.gz"))
+    sitk.WriteImage(_vol(size=(12, 10, 4)), str(half / "x_0001.nii.gz"))
+    with pytest.raises(InputError, match=r"covers only \d+ %") as err:
+        load_exam(half)
+    assert "x_0001.nii.gz" in str(err.value)
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    sitk.WriteImage(_vol(), str(shifted / "x_0000.nii.gz"))
+    sitk.WriteImage(_vol(origin=(5.0, -3.0, 8.0)), str(shifted / "x_0001.nii.gz"))
+    exam = load_exam(shifted)
+    assert exam.metadata["resampled_phases"] == [1]
+
+
 # ----------------------------------------------------------------------------- writing
 def test_staged_outputs_all_or_nothing(tmp_path):
     out = tmp_path / "out"

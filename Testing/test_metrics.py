@@ -9,7 +9,10 @@ import pytest
 import SimpleITK as sitk
 from scipy.spatial import cKDTree
 
+from BreastTumorSegLib.evaluation import lesions as L
+from BreastTumorSegLib.evaluation import masks as Ms
 from BreastTumorSegLib.evaluation import metrics as M
+from BreastTumorSegLib.evaluation import surface as S
 from BreastTumorSegLib.cli import evaluate as evaluate_cli
 from BreastTumorSegLib.core.errors import InputError
 
@@ -49,8 +52,8 @@ def union(*masks: sitk.Image) -> sitk.Image:
 def brute_force_directed(a: sitk.Image, b: sitk.Image) -> np.ndarray:
     """Directed surface distances by k-d tree over physical surface-voxel coordinates."""
     pts = physical_points(a)
-    sa = sitk.GetArrayFromImage(M.surface_voxels(a)) > 0
-    sb = sitk.GetArrayFromImage(M.surface_voxels(b)) > 0
+    sa = sitk.GetArrayFromImage(Ms.surface_voxels(a)) > 0
+    sb = sitk.GetArrayFromImage(Ms.surface_voxels(b)) > 0
     return cKDTree(pts[sb]).query(pts[sa])[0]
 
 
@@ -99,15 +102,15 @@ def test_empty_masks_follow_the_documented_table():
     assert M.dice(empty, empty) == 1.0 and M.jaccard(empty, empty) == 1.0
     assert math.isnan(M.precision(empty, empty)) and math.isnan(M.sensitivity(empty, empty))
     for a, b in [(lesion, empty), (empty, lesion), (empty, empty)]:
-        sd = M.surface_distances(a, b)
+        sd = S.surface_distances(a, b)
         assert not sd.defined
         assert math.isnan(sd.hausdorff()) and math.isnan(sd.hd95()) and math.isnan(sd.assd())
     m = M.evaluate(empty, lesion)
     assert m.volume_difference_ml == pytest.approx(-M.volume_ml(lesion))
     assert m.pred_diameter_mm == 0.0 and m.pred_t_stage == "T0"
     assert m.ref_lesions == 1 and m.detected_lesions == 0 and m.false_positive_components == 0
-    assert M.lesion_detection(lesion, empty).n_false_positive_components == 1
-    assert math.isnan(M.lesion_detection(lesion, empty).lesion_sensitivity)
+    assert L.lesion_detection(lesion, empty).n_false_positive_components == 1
+    assert math.isnan(L.lesion_detection(lesion, empty).lesion_sensitivity)
 
 
 def test_dice_2d_uses_the_largest_reference_slice():
@@ -134,7 +137,7 @@ def test_directed_distances_equal_brute_force(spacing):
     centre = np.asarray(like.TransformContinuousIndexToPhysicalPoint([n / 2 for n in like.GetSize()]))
     a = union(ball(like, centre, 11), ball(like, centre + (9, -6, 4), 6))
     b = union(ball(like, centre + (2, 1, -1), 9), ball(like, centre + (-10, 8, 0), 5))
-    sd = M.surface_distances(a, b)
+    sd = S.surface_distances(a, b)
     np.testing.assert_allclose(np.sort(sd.pred_to_ref), np.sort(brute_force_directed(a, b)), atol=1e-4)
     np.testing.assert_allclose(np.sort(sd.ref_to_pred), np.sort(brute_force_directed(b, a)), atol=1e-4)
 
@@ -144,7 +147,7 @@ def test_concentric_spheres_are_radius_difference_apart(spacing):
     """Every surface point of a sphere of radius 10 mm is 4 mm from the concentric 14 mm sphere."""
     like = grid([int(40 / s) for s in spacing], spacing)
     centre = (20.3, 19.7, 20.1)  # off the voxel lattice on purpose
-    sd = M.surface_distances(ball(like, centre, 10), ball(like, centre, 14))
+    sd = S.surface_distances(ball(like, centre, 10), ball(like, centre, 14))
     tol = 0.5 * max(spacing)  # half a voxel (of the coarsest axis)
     assert sd.hausdorff() == pytest.approx(4.0, abs=tol)
     assert sd.hd95() == pytest.approx(4.0, abs=tol)
@@ -170,7 +173,7 @@ def test_shifted_spheres_match_analytic_distances(spacing, axis):
     centre = np.array([20.3, 23.7, 20.1])
     shift = np.zeros(3)
     shift[axis] = 6.0
-    sd = M.surface_distances(ball(like, centre, 10), ball(like, centre + shift, 10))
+    sd = S.surface_distances(ball(like, centre, 10), ball(like, centre + shift, 10))
     assd, hd95, hd = _shifted_sphere_truth(10, 6)
     assert (assd, hd95, hd) == pytest.approx((3.0, 5.7, 6.0), abs=1e-3)
     tol = 0.5 * max(spacing)
@@ -189,7 +192,7 @@ def test_hausdorff_agrees_with_simpleitk_filter_on_nested_shapes():
     a, b = ball(like, (20, 20, 20), 8), ball(like, (21, 20, 19), 13)
     f = sitk.HausdorffDistanceImageFilter()
     f.Execute(a, b)
-    assert M.hausdorff_mm(a, b) == pytest.approx(f.GetHausdorffDistance(), abs=0.5 * max(spacing))
+    assert S.hausdorff_mm(a, b) == pytest.approx(f.GetHausdorffDistance(), abs=0.5 * max(spacing))
 
 
 def test_distances_ignore_direction_matrix_and_crop():
@@ -200,16 +203,16 @@ def test_distances_ignore_direction_matrix_and_crop():
     for like in (plain, rotated):
         ctr = np.asarray(like.TransformContinuousIndexToPhysicalPoint([30, 30, 15]))
         shift = np.asarray(like.GetDirection()).reshape(3, 3) @ [3, 0, 0]  # 3 mm along index axis i
-        out.append(M.surface_distances(ball(like, ctr, 9), ball(like, ctr + shift, 9)))
+        out.append(S.surface_distances(ball(like, ctr, 9), ball(like, ctr + shift, 9)))
     assert out[0].hausdorff() == pytest.approx(out[1].hausdorff(), abs=1e-4)
     assert out[0].assd() == pytest.approx(out[1].assd(), abs=1e-4)
     # crop_to_foreground keeps physical positions
     full_a, full_b = ball(plain, (20, 24, 24), 5), ball(plain, (26, 24, 24), 5)
-    a, b = M.crop_to_foreground(full_a, full_b)
+    a, b = Ms.crop_to_foreground(full_a, full_b)
     assert a.GetSize()[0] < 60
     assert a.TransformIndexToPhysicalPoint((0, 0, 0)) == b.TransformIndexToPhysicalPoint((0, 0, 0))
     expected = np.sort(brute_force_directed(full_a, full_b))  # on the uncropped grid
-    np.testing.assert_allclose(np.sort(M.surface_distances(a, b).pred_to_ref), expected, atol=1e-4)
+    np.testing.assert_allclose(np.sort(S.surface_distances(a, b).pred_to_ref), expected, atol=1e-4)
     assert M.volume_ml(a) == M.volume_ml(full_a)
 
 
@@ -258,7 +261,7 @@ def test_lesion_detection_counts_hits_misses_and_false_positives():
     pred = union(ball(like, (12, 20, 20), 6),             # exact hit
                  ball(like, (44, 20, 20), 3),             # partial overlap with lesion 2
                  ball(like, (66, 34, 20), 3))             # false positive near lesion 3, no overlap
-    det = M.lesion_detection(pred, ref)
+    det = L.lesion_detection(pred, ref)
     assert det.n_reference_lesions == 3
     assert det.n_detected == 2
     assert det.lesion_sensitivity == pytest.approx(2 / 3)
@@ -268,7 +271,7 @@ def test_lesion_detection_counts_hits_misses_and_false_positives():
     assert biggest.detected and biggest.overlap_fraction == pytest.approx(1.0)
     partial = [les for les in det.lesions if 0 < les.overlap_fraction < 1][0]
     # a strict overlap criterion turns the partial hit into a miss
-    strict = M.lesion_detection(pred, ref, min_overlap=partial.overlap_fraction + 0.01)
+    strict = L.lesion_detection(pred, ref, min_overlap=partial.overlap_fraction + 0.01)
     assert strict.n_detected == 1
 
 
@@ -278,7 +281,7 @@ def test_evaluate_collects_consistent_values():
     p, r = ball(like, (24, 24, 24), 9), ball(like, (27, 24, 24), 10)
     m = M.evaluate(p, r)
     assert m.dice == pytest.approx(M.dice(p, r))
-    assert m.hd95_mm == pytest.approx(M.hd95_mm(p, r))
+    assert m.hd95_mm == pytest.approx(S.hd95_mm(p, r))
     assert m.volume_difference_ml == pytest.approx(M.volume_ml(p) - M.volume_ml(r))
     assert m.ref_t_stage == "T1" and m.detected_lesions == 1
     d = m.as_dict()
@@ -351,7 +354,7 @@ def test_lesion_level_hand_counts():
                  ball(like, (40, 6, 20), 3),      # FP 1 (beside lesion 2, no overlap)
                  ball(like, (60, 30, 20), 3),     # FP 2
                  ball(like, (80, 20, 20), 2))     # on the tiny true lesion: not an FP
-    r = M.lesion_level(pred, ref)
+    r = L.lesion_level(pred, ref)
     assert (r.n_true, r.n_found, r.n_false_positive, r.n_pred) == (2, 1, 2, 4)
     assert r.sensitivity == pytest.approx(0.5)
     found = M.volume_ml(ball(like, (12, 20, 20), 6) & ball(like, (13, 20, 20), 5)) + M.volume_ml(small_true)
@@ -359,7 +362,7 @@ def test_lesion_level_hand_counts():
     # a label map with one value per lesion: two touching lesions stay two
     labels = sitk.Cast(ball(like, (12, 20, 20), 6), sitk.sitkUInt8) + 2 * sitk.Cast(
         ball(like, (40, 20, 20), 5), sitk.sitkUInt8)
-    assert M.lesion_level(pred, labels, ref_is_labels=True).n_true == 2
+    assert L.lesion_level(pred, labels, ref_is_labels=True).n_true == 2
     m = M.evaluate(pred, ref)
     assert (m.true_lesions, m.found_lesions, m.false_positive_lesions) == (2, 1, 2)
     assert m.lesion_sensitivity == pytest.approx(0.5)
@@ -372,7 +375,7 @@ def test_froc_sensitivity_never_rises_with_the_threshold():
             + sitk.Cast(ball(like, (40, 20, 20), 4), sitk.sitkFloat32) * 0.75
             + sitk.Cast(ball(like, (70, 20, 20), 3), sitk.sitkFloat32) * 0.55
             + sitk.Cast(ball(like, (40, 5, 20), 3), sitk.sitkFloat32) * 0.6)  # one FP at p 0.6
-    curve = M.froc([prob, prob], [ref, ref], thresholds=(0.9, 0.5, 0.7))
+    curve = L.froc([prob, prob], [ref, ref], thresholds=(0.9, 0.5, 0.7))
     assert [p.threshold for p in curve] == [0.5, 0.7, 0.9]
     assert [p.sensitivity for p in curve] == pytest.approx([1.0, 2 / 3, 1 / 3])
     assert [p.mean_fp_per_exam for p in curve] == [1.0, 0.0, 0.0]

@@ -32,7 +32,7 @@ from script_fixtures import headless_script, import_script  # noqa: E402
 from BreastTumorSegLib.slicer import mrml_bridge as mb  # noqa: E402
 from BreastTumorSegLib.slicer import process as sp  # noqa: E402
 from BreastTumorSegLib.core.errors import InputError  # noqa: E402
-from BreastTumorSegLib.io.dicom.headers import parse_tm  # noqa: E402
+from BreastTumorSegLib.io.dicom.times import parse_tm  # noqa: E402
 from BreastTumorSegLib.io.images import read_image# noqa: E402
 from BreastTumorSegLib.slicer.logic import (SegmentationLogic, engine_command,  # noqa: E402
                                             exam_from_phases, guess_phases, lesion_rows, model_card_html,
@@ -275,7 +275,8 @@ def test_compare_gives_dice_and_hd95_per_reference(mrml, real_anatomy_dir):
     shifted.CopyInformation(result.label)
     other = mb.label_to_segmentation(mrml, shifted, name="reader B", reference_node=nodes[0])
     rows, table = logic.compare(outputs.segmentation, [same, other])
-    from BreastTumorSegLib.evaluation.metrics import dice, hd95_mm
+    from BreastTumorSegLib.evaluation.metrics import dice
+    from BreastTumorSegLib.evaluation.surface import hd95_mm
     assert [r.reference for r in rows] == ["reader A", "reader B"]
     assert rows[0].dice == 1.0 and rows[0].hd95_mm == 0.0
     assert rows[1].dice == pytest.approx(dice(result.label, shifted))

@@ -11,7 +11,7 @@ motion of each exam is removed first with its ground-truth transforms) and per e
 * Dice of the predicted tumor label against the truth (median over exams);
 * false-positive volume outside the TRUE breast mask (mL, median): what a model marks in the
   heart, vessels or chest wall;
-* per lesion (:func:`~BreastTumorSegLib.evaluation.metrics.lesion_level`, the phantom's tumor labels
+* per lesion (:func:`~BreastTumorSegLib.evaluation.lesions.lesion_level`, the phantom's tumor labels
   as true lesions): lesion sensitivity for lesions >= 0.1 mL and >= 0.2 mL (a true lesion is found
   when a predicted component overlaps it), false-positive lesions per exam (predicted components
   overlapping no true lesion; median and mean), voxel recall (median);
@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.core.imageutil import voxel_volume_ml  # noqa: E402
-from BreastTumorSegLib.evaluation.metrics import dice, froc, lesion_level  # noqa: E402
+from BreastTumorSegLib.evaluation.lesions import froc, lesion_level  # noqa: E402
+from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 
 

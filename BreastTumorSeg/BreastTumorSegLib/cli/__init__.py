@@ -71,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args)
 
+    if argv is None:
+        # The installed command: pydicom's notes on files it repairs while reading ("Expected
+        # implicit VR, but found explicit VR") are not for the user; a file that cannot be used
+        # gets our own one-line error.
+        import warnings
+
+        warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
     code = guarded(work, restore=argv is not None)
     if argv is None and interrupts.received() is not None:
         _exit_now(code)

@@ -2,7 +2,7 @@
 
 Prints one row per reference (Dice, HD95 in mm, voxel sensitivity, precision, volumes, and per
 lesion: true lesions >= 0.1 mL found, lesion sensitivity, false-positive lesions, i.e. predicted
-components overlapping no true lesion; see :func:`~BreastTumorSegLib.evaluation.metrics.lesion_level`) and optionally
+components overlapping no true lesion; see :func:`~BreastTumorSegLib.evaluation.lesions.lesion_level`) and optionally
 writes every metric of :class:`BreastTumorSegLib.evaluation.metrics.SegmentationMetrics` to a CSV file.
 Masks must share one voxel grid; masks on different grids are refused with a message naming
 both files (resampling would change the boundaries being measured).

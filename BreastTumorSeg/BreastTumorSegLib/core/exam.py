@@ -151,8 +151,8 @@ def assemble_exam(phases: list[sitk.Image], times_min: list[float] | None, case_
                   sources: list[str], metadata: dict | None = None) -> DCEExam:
     """A :class:`DCEExam` from phases as loaded (pre-contrast first, any pixel type, any grid).
 
-    Every phase is cast to float32. A 3D phase on another grid than phase 0's must overlap it
-    (otherwise :class:`InputError` naming the phase's source) and is resampled onto it (linear);
+    Every phase is cast to float32. A 3D phase on another grid than phase 0's must cover at least
+    ``MIN_PHASE_COVERAGE`` of it (otherwise :class:`InputError` naming the phase's source) and is resampled onto it (linear);
     the phase as acquired is kept in ``exam.native`` for motion correction.
     ``metadata`` is copied and gets ``resampled_phases`` (indices of the resampled phases) and
     ``times_assumed`` (no acquisition times given). Everything else is checked by
@@ -176,6 +176,9 @@ def assemble_exam(phases: list[sitk.Image], times_min: list[float] | None, case_
                    native)
 
 
+MIN_PHASE_COVERAGE = 0.8  # a phase covering less of the pre-contrast volume is refused
+
+
 def check_overlap(img: sitk.Image, ref: sitk.Image, src: str, ref_src: str) -> None:
     """Refuse a phase (from *src*) that does not overlap the pre-contrast volume (from *ref_src*) at all."""
 
@@ -192,3 +195,15 @@ def check_overlap(img: sitk.Image, ref: sitk.Image, src: str, ref_src: str) -> N
             f"this phase ({describe_grid(img)}) does not overlap the pre-contrast image "
             f"{ref_src} ({describe_grid(ref)})", src,
             "check that all phases belong to the same exam and series")
+    # How much of the pre-contrast box the phase covers (boxes in patient axes; along an axis where
+    # the pre-contrast box is flat, a single slice, only containment counts).
+    inter = np.clip(np.minimum(hi_a, hi_b) - np.maximum(lo_a, lo_b), 0, None)
+    extent = hi_b - lo_b
+    thick = extent > 1e-6
+    covered = float(np.prod(inter[thick] / extent[thick])) if thick.any() else 1.0
+    if covered < MIN_PHASE_COVERAGE:
+        raise InputError(
+            f"this phase ({describe_grid(img)}) covers only {100 * covered:.0f} % of the pre-contrast "
+            f"image {ref_src} ({describe_grid(ref)}); the rest would have no post-contrast signal",
+            src, "give phases acquired with the same field of view (the same DCE series), "
+                 "or crop the pre-contrast image to the region every phase covers")

@@ -11,6 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import metrics as M
+from .masks import check_same_grid
 from . import stats as S
 from ..core.errors import InputError
 from ..io.images import read_mask
@@ -48,7 +49,7 @@ def arm_rows(cases: Sequence[StudyCase], readers: Sequence[str], config: StudyCo
         first = masks[primary][readers[0]]
         for arm, by_reader in masks.items():
             for r, m in by_reader.items():
-                M.check_same_grid(first, m, f"reader {readers[0]} of case {c.case_id}", f"reader {r} ({arm})")
+                check_same_grid(first, m, f"reader {readers[0]} of case {c.case_id}", f"reader {r} ({arm})")
         arrays = {r: sitk.GetArrayFromImage(m) > 0 for r, m in masks[primary].items()}
         refs = {}
         for r in readers:

@@ -26,6 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import metrics as M
+from .masks import PreparedMask, binary_mask, check_same_grid
 from . import stats as S
 from ..core.progress import Reporter
 from .arms import arm_rows, median_finite, summarize_arms
@@ -89,15 +90,15 @@ def run_interreader_study(cases: Sequence[StudyCase], reference: str = "intersec
             case = c.load()
             first = case.readers[readers[0]]
             for r in readers[1:]:
-                M.check_same_grid(first, case.readers[r], f"reader {readers[0]} of case {case.case_id}",
+                check_same_grid(first, case.readers[r], f"reader {readers[0]} of case {case.case_id}",
                                   f"reader {r}")
             arrays = [sitk.GetArrayFromImage(case.readers[r]) > 0 for r in readers]
             box = _box(arrays, arrays[0].shape)
-            crop = {r: _crop(M.binary_mask(case.readers[r]), box) for r in readers}
+            crop = {r: _crop(binary_mask(case.readers[r]), box) for r in readers}
             refs = leave_one_out_references(crop, reference)
-            prepared = {r: M.PreparedMask(m, f"{r} ({case.case_id})") for r, m in crop.items()}
+            prepared = {r: PreparedMask(m, f"{r} ({case.case_id})") for r, m in crop.items()}
             for r in readers:
-                m = M.evaluate_prepared(prepared[r], M.PreparedMask(refs[r], f"{reference_name(r)} ({case.case_id})"))
+                m = M.evaluate_prepared(prepared[r], PreparedMask(refs[r], f"{reference_name(r)} ({case.case_id})"))
                 d = m.as_dict()
                 rows.append({"case": case.case_id, "reader": r, "reference": reference_name(r),
                              "reference_readers": "+".join(o for o in readers if o != r),
@@ -107,7 +108,7 @@ def run_interreader_study(cases: Sequence[StudyCase], reference: str = "intersec
                     pairs.append({"case": case.case_id, "reader_a": readers[a], "reader_b": readers[b],
                                   "dice": M.dice(arrays[a][box], arrays[b][box])})
             if case.roi is not None:
-                M.check_same_grid(first, case.roi, f"reader {readers[0]} of case {case.case_id}", "region of interest")
+                check_same_grid(first, case.roi, f"reader {readers[0]} of case {case.case_id}", "region of interest")
                 region = sitk.GetArrayFromImage(case.roi) > 0
                 roi_cases += 1
             else:

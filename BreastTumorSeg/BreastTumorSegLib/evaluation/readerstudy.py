@@ -38,6 +38,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import metrics as M
+from .masks import PreparedMask, binary_mask, check_same_grid
 from . import stats as S
 from ..core.errors import InputError
 from ..core.progress import Reporter
@@ -66,10 +67,10 @@ class _Case:
 
     def __post_init__(self) -> None:
         # each mask's contour, distance map and components are computed once per case
-        self.prepared_readers = {r: M.PreparedMask(m, f"{r} ({self.case_id})") for r, m in self.readers.items()}
-        self.prepared_refs = {r: M.PreparedMask(m, f"{reference_name(r)} ({self.case_id})")
+        self.prepared_readers = {r: PreparedMask(m, f"{r} ({self.case_id})") for r, m in self.readers.items()}
+        self.prepared_refs = {r: PreparedMask(m, f"{reference_name(r)} ({self.case_id})")
                               for r, m in self.refs.items()}
-        self.prepared_model = (M.PreparedMask(self.model_mask, f"model ({self.case_id})")
+        self.prepared_model = (PreparedMask(self.model_mask, f"model ({self.case_id})")
                                if self.model_mask is not None else None)
 
 
@@ -82,10 +83,10 @@ def _check_case(case: StudyCase, readers: Sequence[str]) -> None:
         return src.get(key, f"{key} of case {case.case_id}")
 
     for r in readers[1:]:
-        M.check_same_grid(like, case.readers[r], name(first), name(r))
+        check_same_grid(like, case.readers[r], name(first), name(r))
     for key, img in (("model", case.model_mask), ("model probability", case.model_prob), ("roi", case.roi)):
         if img is not None:
-            M.check_same_grid(like, img, name(first), name(key))
+            check_same_grid(like, img, name(first), name(key))
 
 
 def _box(arrays: Iterable[np.ndarray], shape: tuple[int, ...], pad: int = CROP_PAD) -> tuple[slice, ...]:
@@ -118,9 +119,9 @@ def _prepare(case: StudyCase, readers: Sequence[str], config: StudyConfig, thres
     if prob_full is not None:
         extra.append(prob_full >= min(list(config.thresholds) + [threshold]))
     box = _box(arrays + extra, shape)
-    crop = {r: _crop(M.binary_mask(case.readers[r]), box) for r in readers}
+    crop = {r: _crop(binary_mask(case.readers[r]), box) for r in readers}
     refs = leave_one_out_references(crop, config.reference)
-    model_mask = _crop(M.binary_mask(case.model_mask), box) if case.model_mask is not None else None
+    model_mask = _crop(binary_mask(case.model_mask), box) if case.model_mask is not None else None
     prob = prob_full[box] if prob_full is not None else None
     if model_mask is None and prob is not None:
         model_mask = sitk.GetImageFromArray((prob >= threshold).astype(np.uint8))
@@ -138,7 +139,7 @@ def _prepare(case: StudyCase, readers: Sequence[str], config: StudyConfig, thres
                  tuple(s.start for s in box))
 
 
-def _pair_row(case: _Case, rater: str, kind: str, mask: M.PreparedMask, left_out: str,
+def _pair_row(case: _Case, rater: str, kind: str, mask: PreparedMask, left_out: str,
               readers: Sequence[str]) -> dict:
     ref = case.prepared_refs[left_out]
     m = M.evaluate_prepared(mask, ref)

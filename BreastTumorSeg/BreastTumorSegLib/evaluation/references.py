@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from . import metrics as M
+from .masks import binary_mask, check_same_grid, crop_to_foreground
 
 REFERENCE_METHODS = ("intersection", "majority", "staple")
 CROP_PAD = 2  # voxels around the union of all masks of a case
@@ -24,7 +24,7 @@ def reference_name(left_out: str) -> str:
 
 # ------------------------------------------------------------------------------ references
 def _uint8(img: sitk.Image) -> sitk.Image:
-    return M.binary_mask(img)
+    return binary_mask(img)
 
 
 def combine_masks(masks: Sequence[sitk.Image], method: str = "intersection",
@@ -43,7 +43,7 @@ def combine_masks(masks: Sequence[sitk.Image], method: str = "intersection",
         raise ValueError("no masks to combine")
     names = list(names) if names is not None else [f"mask {i + 1}" for i in range(len(masks))]
     for m, n in zip(masks[1:], names[1:]):
-        M.check_same_grid(masks[0], m, names[0], n)
+        check_same_grid(masks[0], m, names[0], n)
     arrays = np.stack([sitk.GetArrayFromImage(m) > 0 for m in masks])
     if method == "intersection":
         out = arrays.all(axis=0)
@@ -63,7 +63,7 @@ def _staple(masks: Sequence[sitk.Image], arrays: np.ndarray) -> np.ndarray:
     union = arrays.any(axis=0)
     if not union.any():
         return out
-    cropped = M.crop_to_foreground(*[_uint8(m) for m in masks], pad=CROP_PAD)
+    cropped = crop_to_foreground(*[_uint8(m) for m in masks], pad=CROP_PAD)
     post = sitk.GetArrayFromImage(sitk.STAPLE(cropped, 1.0)) >= 0.5
     # place the cropped result back: find the crop's offset from its origin
     offset = masks[0].TransformPhysicalPointToIndex(cropped[0].GetOrigin())

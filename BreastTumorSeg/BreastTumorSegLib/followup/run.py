@@ -9,8 +9,9 @@ Order: every visit is checked (:mod:`.visits`), every later visit registered to 
 (:mod:`.register`; a wrong exam is refused before anything is segmented), then each visit is
 segmented by the engine (:func:`~..engine.pipeline.segment_exam`, any model), its FTV measured with
 the baseline's FTV rule (same PE and SER thresholds, and the baseline's fat-suppression decision,
-at every visit; :mod:`..kinetics.ftv`) inside the engine's breast mask, its lesions followed as
-tracks in the baseline frame (:mod:`.match`) and the change table built (:mod:`.response`).
+at every visit; :mod:`..kinetics.ftv`) inside the engine's breast mask, each baseline lesion looked for
+where it was in the later visits (:mod:`.prior`: enhancing remnants the segmentation left out),
+the lesions followed as tracks in the baseline frame (:mod:`.match`) and the change table built (:mod:`.response`).
 Nothing is written until everything is computed; :func:`write_followup` writes all files or none.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..io.atomic import StagedOutputs, atomic_target, write_image, write_json, w
 from ..kinetics.ftv import FTVSettings, functional_tumor_volume
 from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
+from .prior import PriorSettings, find_remnants, neighbourhoods, to_visit_grid
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
 from .response import ResponseSettings, change_table
@@ -108,22 +110,78 @@ def _components(result: SegmentationResult) -> tuple[sitk.Image, list[Lesion]]:
     return cc, lesion_table(cc, result.probability, layout.get("midline_x"), layout.get("unilateral_side"))
 
 
-def _lesion_ftv(exam: DCEExam, result: SegmentationResult, components: sitk.Image, n: int,
-                settings: FTVSettings):
+def _visit_ftv(exam: DCEExam, result: SegmentationResult, settings: FTVSettings):
     registered = exam.with_phases(result.registered_phases) if result.registered_phases else exam
-    ftv = functional_tumor_volume(registered, roi=result.breast_mask, settings=settings)
+    return functional_tumor_volume(registered, roi=result.breast_mask, settings=settings)
+
+
+def _lesion_ftv(exam: DCEExam, ftv, components: sitk.Image, n: int) -> dict[int, float]:
     inside = sitk.GetArrayViewFromImage(ftv.mask) > 0
     comp = sitk.GetArrayViewFromImage(components)
     counts = np.bincount(comp[inside].ravel(), minlength=n + 1)
     vox_ml = float(np.prod(exam.reference.GetSpacing())) / 1000.0
-    return {lab: float(counts[lab]) * vox_ml for lab in range(1, n + 1)}, ftv
+    return {lab: float(counts[lab]) * vox_ml for lab in range(1, n + 1)}
+
+
+def _with_remnants(res: SegmentationResult, components: sitk.Image, lesions: list[Lesion], ftv,
+                   extent_visit: np.ndarray, prior: PriorSettings) -> tuple[sitk.Image, list[Lesion]]:
+    """The visit's lesions plus the enhancing remnants of known lesions it left out (:mod:`.prior`)."""
+    comp, added = find_remnants(components, ftv.mask, extent_visit, prior)
+    if not added:
+        return components, lesions
+    layout = res.settings.get("layout") or {}
+    more = lesion_table(comp, res.probability, layout.get("midline_x"), layout.get("unilateral_side"))
+    for les in more[len(lesions):]:
+        les.flags.append("remnant_of_known_lesion")
+        les.notes.append("enhancing tissue (FTV rule) where an earlier visit's lesion was, left out by the "
+                         "segmentation; added by the follow-up")
+    return comp, lesions + more[len(lesions):]
+
+
+def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: list[SegmentationResult],
+                     regs: list[VisitRegistration | None], matching: MatchSettings | None = None,
+                     response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
+                     prior: PriorSettings | None = None):
+    """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
+    the FTV settings used)."""
+    s = ftv_settings or FTVSettings()
+    prior = prior or PriorSettings()
+    base_ref = exams[0].reference
+    spacing_zyx = np.asarray(base_ref.GetSpacing())[::-1]
+    extent = None
+    visits = []
+    for k, (e, res) in enumerate(zip(exams, results)):
+        comp, lesions = _components(res)
+        ftv = _visit_ftv(e, res, s)
+        if k == 0 and s.fat_suppressed is None:  # the baseline decides, every visit follows
+            s = replace(s, fat_suppressed=bool(ftv.fat_suppression["fat_suppressed"]))
+        if k == 0 and prior.enabled:
+            extent = neighbourhoods(sitk.GetArrayFromImage(comp).astype(np.int32), spacing_zyx, prior.margin_mm)
+        elif extent is not None:
+            comp, lesions = _with_remnants(res, comp, lesions, ftv,
+                                           to_visit_grid(extent, base_ref, e.reference, regs[k].transform), prior)
+        ftv_ml = _lesion_ftv(e, ftv, comp, len(lesions))
+        vis = visit_lesions(comp, lesions, base_ref, regs[k].transform if regs[k] else None)
+        visits.append(Visit(e, dates[k], res, regs[k], comp, lesions, ftv_ml,
+                            {"ftv_ml_in_breast": round(ftv.ftv_ml, 4),
+                             "ftv_ml_in_lesions": round(sum(ftv_ml.values()), 4),
+                             "fat_suppressed": ftv.fat_suppression["fat_suppressed"],
+                             "background_threshold": round(float(ftv.background_threshold), 4),
+                             "pe_threshold_percent": s.pe_threshold, "ser_min": s.ser_min}, vis))
+    m = matching or MatchSettings()
+    if not prior.enabled:
+        m = replace(m, extent_margin_mm=0.0)
+    tracks = match_visits([v.in_baseline for v in visits], m, spacing_zyx)
+    table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response)
+    return visits, tracks, table, s, m
 
 
 def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOLLOWUP_MODEL,
                  device: str = "auto", progress=None, cancel=None,
                  registration: VisitRegistrationSettings | None = None,
                  matching: MatchSettings | None = None, response: ResponseSettings | None = None,
-                 ftv_settings: FTVSettings | None = None, **segment_options) -> FollowupResult:
+                 ftv_settings: FTVSettings | None = None, prior: PriorSettings | None = None,
+                 **segment_options) -> FollowupResult:
     """Follow the lesions of *exams* (baseline first); see the module docstring.
 
     ``model`` is a registry name or a loaded segmenter (loaded once, used for every visit);
@@ -153,25 +211,12 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
             settings, options = split_settings(**segment_options)  # register=False included
             results.append(segment_exam(e, model=model, device=device, cancel=cancel, settings=settings, **options))
     with reporter.stage("match"):
-        s = ftv_settings or FTVSettings()
-        visits = []
-        for k, (e, res) in enumerate(zip(exams, results)):
-            comp, lesions = _components(res)
-            ftv_ml, ftv = _lesion_ftv(e, res, comp, len(lesions), s)
-            if k == 0 and s.fat_suppressed is None:  # the baseline decides, every visit follows
-                s = replace(s, fat_suppressed=bool(ftv.fat_suppression["fat_suppressed"]))
-            vis = visit_lesions(comp, lesions, exams[0].reference, regs[k].transform if regs[k] else None)
-            visits.append(Visit(e, dates[k], res, regs[k], comp, lesions, ftv_ml,
-                                {"ftv_ml_in_breast": round(ftv.ftv_ml, 4),
-                                 "ftv_ml_in_lesions": round(sum(ftv_ml.values()), 4),
-                                 "fat_suppressed": ftv.fat_suppression["fat_suppressed"],
-                                 "background_threshold": round(float(ftv.background_threshold), 4),
-                                 "pe_threshold_percent": s.pe_threshold, "ser_min": s.ser_min}, vis))
-        tracks = match_visits([v.in_baseline for v in visits], matching)
-        table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response)
+        visits, tracks, table, s, m = follow_segmented(exams, dates, results, regs, matching, response,
+                                                       ftv_settings, prior)
     settings = {"model": getattr(model, "model_id", str(model)), "ftv": {k: v for k, v in vars(s).items()},
                 "registration": vars(registration or VisitRegistrationSettings()),
-                "matching": vars(matching or MatchSettings()), "response": vars(response or ResponseSettings())}
+                "matching": vars(m), "response": vars(response or ResponseSettings()),
+                "prior": vars(prior or PriorSettings())}
     return FollowupResult(visits, tracks, table, settings)
 
 

@@ -459,7 +459,8 @@ class SegmentationLogic:
         are resampled by Slicer's segmentation export, as SlicerRT's Segment Comparison does).
         Returns the rows and the table node.
         """
-        from ..evaluation.metrics import dice, hd95_mm, volume_ml
+        from ..evaluation.metrics import dice, volume_ml
+        from ..evaluation.surface import hd95_mm
 
         result_mask = bridge.segment_to_label(self.ctx, seg_node, segment_id)
         result_ml = volume_ml(result_mask)

@@ -47,7 +47,7 @@ _PRE_RE = re.compile(r"(^|[^a-z])(pre|precontrast|pre-contrast|native|t0)([^a-z]
 def _dicom_seconds(node, dicom_value: DicomValue | None) -> tuple[float | None, str]:
     if dicom_value is None:
         return None, ""
-    from ..io.dicom.headers import parse_tm  # pydicom only when DICOM times are looked up
+    from ..io.dicom.times import parse_tm
 
     uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
     if not uids:
@@ -81,7 +81,7 @@ def guess_phases(nodes: Sequence, dicom_value: DicomValue | None = None) -> list
         return _ordered(nodes, times, "attribute")
     found = [_dicom_seconds(n, dicom_value) for n in nodes]
     if all(s is not None for s, _ in found):
-        from ..io.dicom.headers import unwrap_midnight
+        from ..io.dicom.times import unwrap_midnight
 
         # A series acquired across midnight: times after the wrap are on the next day.
         secs = unwrap_midnight([s for s, _ in found])
@@ -98,7 +98,7 @@ def guess_phases(nodes: Sequence, dicom_value: DicomValue | None = None) -> list
 
 
 def _ordered(nodes, times: list[float], source: str) -> list[Phase]:
-    from ..io.dicom.headers import order_by_time
+    from ..io.dicom.times import order_by_time
 
     order, relative = order_by_time(times)
     return [Phase(nodes[i], round(t, 4), source) for i, t in zip(order, relative)]

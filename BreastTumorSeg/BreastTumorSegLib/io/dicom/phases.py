@@ -4,15 +4,16 @@ The steps, each small enough to check by hand:
 
 1. **Stacks.** Frames are grouped by series, image orientation, stack ID (enhanced MR) and image
    type, so that e.g. the three planes of a localizer or the water/fat images of a Dixon series
-   are never mixed.
+   are never mixed (:mod:`.stacks`).
 2. **Roles.** Each stack gets a role: a DCE candidate, or a reason it is ignored (not MR,
    localizer, scanner-made subtraction/MIP/reformat, diffusion, long-TE T2-weighted, too few
-   slices). Ignored stacks can still be used by naming their series explicitly.
+   slices). Ignored stacks can still be used by naming their series explicitly (:func:`.stacks.classify`).
 3. **Temporal split.** A stack whose slice positions repeat holds several phases. It is split
    by the first tag that tells them apart cleanly, in this order: TemporalPositionIdentifier
    (TemporalPositionIndex in enhanced MR), TriggerTime (TemporalPositionTimeOffset), acquisition
    date/time, content date/time, AcquisitionNumber. A tag qualifies when it has as many values as
-   positions repeat and no value holds the same position twice.
+   positions repeat and no value holds the same position twice; each volume must be complete and on a regular grid
+   (:mod:`.volumes`, :mod:`.geometry`).
 4. **The DCE group.** Candidate stacks acquired with the same sequence (TR, TE, TI, flip angle,
    scan options, sequence name, image type) in the same orientation and study form a group; the
    group with the most volumes is the DCE. Its volumes are the phases.
@@ -21,105 +22,20 @@ The steps, each small enough to check by hand:
    Times are minutes after it, and also after ContrastBolusStartTime when the scanner wrote one.
 
 Every refusal is an :class:`InputError` that names the series (number and description, never a
-patient identifier) and says what to do.
+patient identifier) and says what to do. Steps 4 and 5 are here (:func:`plan_dce`).
 """
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from .headers import Frame, ScanResult, order_by_time
 from ...core.errors import InputError
-
-# Two slice positions closer than this along the normal are the same position (mm).
-POSITION_TOLERANCE_MM = 0.01
-# Slices shifted sideways by more than this are not a straight stack (gantry tilt, shear) (mm).
-SHEAR_TOLERANCE_MM = 0.05
-# Fewest slices a DCE phase can have.
-MIN_SLICES = 3
-# Echo times above this are not T1-weighted DCE (ms).
-MAX_DCE_ECHO_TIME_MS = 30.0
-MAX_DCE_REPETITION_TIME_MS = 1500.0
-
-_LOCALIZER_RE = re.compile(r"(?<![a-z])(loc|localizer|localiser|scout|survey|3[- ]?plane|tri[- ]?pilot|aahead)"
-                           r"(?![a-z])", re.IGNORECASE)
-_DERIVED_RE = re.compile(r"(?<![a-z])(sub|subs|subtraction|subtract|mip|mips|mpr|reformat\w*|moco\w*|cad)"
-                         r"(?![a-z])", re.IGNORECASE)
-_DIFFUSION_RE = re.compile(r"(?<![a-z])(dwi|diff\w*|adc|ivim|resolve|trace\w*)(?![a-z])", re.IGNORECASE)
-_T2_RE = re.compile(r"(?<![a-z])(t2\w*|stir|tirm|haste|flair)(?![a-z])", re.IGNORECASE)
-_DERIVED_TYPES = {"SUBTRACTION", "SUB", "MIP", "PROJECTION IMAGE", "MPR", "REFORMATTED", "MOCO", "CAD",
-                  "COLLAPSE", "SUBTRACT", "MNIP"}
-_DIFFUSION_TYPES = {"DIFFUSION", "ADC", "TRACEW", "TRACE", "FA", "EADC", "CALC_BVALUE"}
-
-DCE = "DCE"
-
-
-# ------------------------------------------------------------------------------------ types
-@dataclass
-class Geometry:
-    """A regular 3D grid in SimpleITK terms (x = DICOM columns, y = rows, z = slices)."""
-
-    size: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
-    direction: tuple[float, ...]  # 3x3 row-major; columns are the x, y, z axes in LPS
-
-    def same_as(self, other: Geometry, tol: float = 1e-3) -> bool:
-        return (self.size == other.size and np.allclose(self.spacing, other.spacing, atol=tol)
-                and np.allclose(self.origin, other.origin, atol=tol)
-                and np.allclose(self.direction, other.direction, atol=tol))
-
-
-@dataclass
-class Stack:
-    """Frames of one series that share orientation, stack ID and image type."""
-
-    frames: list[Frame]
-    series_number: int | None
-    series_description: str
-    series_uid: str
-    sub_label: str = ""  # set when a series holds several stacks
-    role: str = ""
-    reason: str = ""
-    n_volumes: int = 0
-
-    @property
-    def first(self) -> Frame:
-        return self.frames[0]
-
-    def name(self) -> str:
-        num = "?" if self.series_number is None else str(self.series_number)
-        desc = f" '{self.series_description}'" if self.series_description else ""
-        return f"series {num}{self.sub_label}{desc}"
-
-    @property
-    def enhanced(self) -> bool:
-        return self.first.is_multiframe
-
-
-@dataclass
-class Volume:
-    """One 3D volume: one temporal position of one stack, frames sorted along the slice normal."""
-
-    stack: Stack
-    frames: list[Frame]
-    geometry: Geometry
-    split_key: str | None  # the tag that split the stack, None for a single-volume stack
-    split_value: object = None
-    start_dt: float | None = None  # absolute seconds (acquisition, else content date/time)
-    start_dt_source: str | None = None
-    trigger_ms: float | None = None
-    temporal_index: int | None = None
-
-    def name(self) -> str:
-        if self.split_key is None:
-            return self.stack.name()
-        return f"{self.stack.name()} [{self.split_key} {_fmt_value(self.split_value)}]"
+from .scan import ScanResult
+from .stacks import DCE, Stack, classify, make_stacks, orientation_key
+from .times import order_by_time
+from .volumes import Volume, estimated_volumes, split_key_name, stack_volumes
 
 
 @dataclass
@@ -156,309 +72,16 @@ class DCEPlan:
         }
 
 
-def _fmt_value(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
 def _json_value(v: object):
     if isinstance(v, (int, float, str)) or v is None:
         return v
     return str(v)
 
 
-# ------------------------------------------------------------------------------------ stacks
-def _orientation_key(f: Frame) -> tuple | None:
-    return None if f.iop is None else tuple(round(v, 3) for v in f.iop)
-
-
-def make_stacks(frames: Sequence[Frame]) -> list[Stack]:
-    """Group frames into stacks (series x orientation x stack ID x image type)."""
-    by_key: dict[tuple, list[Frame]] = defaultdict(list)
-    for f in frames:
-        by_key[(f.series_uid, _orientation_key(f) or (), f.stack_id or "", f.image_type)].append(f)
-    keys_of_series: dict[str, list[tuple]] = defaultdict(list)
-    for key in by_key:
-        keys_of_series[key[0]].append(key)
-    stacks = []
-    for key in sorted(by_key, key=lambda k: (_series_sort_key(by_key[k][0]), str(k))):
-        fr = by_key[key]
-        s = Stack(fr, fr[0].series_number, fr[0].series_description, fr[0].series_uid)
-        siblings = keys_of_series[key[0]]
-        if len(siblings) > 1:
-            s.sub_label = f" ({_sub_label(key, siblings, fr[0])})"
-        stacks.append(s)
-    return stacks
-
-
-def _series_sort_key(f: Frame) -> tuple:
-    return (f.study_uid, f.series_number if f.series_number is not None else 10 ** 9, f.series_uid)
-
-
-def _sub_label(key: tuple, siblings: list[tuple], f: Frame) -> str:
-    """What tells this stack apart from the other stacks of its series."""
-    if len({k[1] for k in siblings}) > 1:
-        return orientation_name(f)
-    if len({k[2] for k in siblings}) > 1:
-        return f"stack {key[2]}"
-    return "/".join(f.image_type[2:]) or "/".join(f.image_type)
-
-
-def orientation_name(f: Frame) -> str:
-    """'axial', 'sagittal', 'coronal', or e.g. 'oblique axial (12 deg)' from the slice normal."""
-    if f.iop is None:
-        return "unknown"
-    n = np.cross(np.asarray(f.iop[:3]), np.asarray(f.iop[3:]))
-    k = int(np.argmax(np.abs(n)))
-    name = ("sagittal", "coronal", "axial")[k]
-    angle = float(np.degrees(np.arccos(min(1.0, abs(n[k]) / max(np.linalg.norm(n), 1e-12)))))
-    return name if angle < 0.5 else f"oblique {name} ({angle:.0f} deg)"
-
-
-# ------------------------------------------------------------------------------------ roles
-def classify(stack: Stack) -> tuple[str, str]:
-    """(role, reason): ``DCE`` for a candidate, else a short role and why it is ignored."""
-    f = stack.first
-    types = set(f.image_type)
-    desc = stack.series_description
-    if f.modality != "MR":
-        return "not MR", f"modality {f.modality or 'missing'}"
-    if f.samples_per_pixel != 1:
-        return "not a grey-scale image", f"{f.samples_per_pixel} samples per pixel"
-    if "LOCALIZER" in types or _LOCALIZER_RE.search(desc):
-        return "localizer", "image type or description says localizer"
-    if f.iop is None or f.ipp is None or f.pixel_spacing is None:
-        return "no geometry", "image position, orientation or pixel spacing missing"
-    if types & _DERIVED_TYPES or _DERIVED_RE.search(desc):
-        return "derived", "subtraction, MIP or reformat made by the scanner"
-    if (f.image_type[:1] == ("DERIVED",)) and not types & {"PRIMARY"}:
-        return "derived", "image type DERIVED\\SECONDARY"
-    if any(fr.diffusion for fr in stack.frames[:8]) or types & _DIFFUSION_TYPES or _DIFFUSION_RE.search(desc):
-        return "diffusion", "diffusion-weighted or ADC"
-    tr, te = f.sequence[0] if f.sequence else None, f.sequence[1] if len(f.sequence) > 1 else None
-    if (te is not None and te > MAX_DCE_ECHO_TIME_MS) or (tr is not None and tr > MAX_DCE_REPETITION_TIME_MS):
-        return "not T1-weighted", f"TE {te} ms, TR {tr} ms"
-    if _T2_RE.search(desc):
-        return "not T1-weighted", "description says T2/STIR"
-    n_pos = len(position_clusters(stack.frames)[1])
-    if n_pos < MIN_SLICES:
-        return "too few slices", f"{n_pos} slice position(s)"
-    return DCE, "T1-weighted volume"
-
-
-# ------------------------------------------------------------------------------------ geometry
-def frame_axes(f: Frame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Orthonormal row direction, column direction and slice normal of a frame (LPS)."""
-    row = np.asarray(f.iop[:3], dtype=float)
-    col = np.asarray(f.iop[3:], dtype=float)
-    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3:
-        raise InputError(f"ImageOrientationPatient {list(f.iop)} is not two unit vectors at right angles",
-                         where, "re-export the series; the scanner's orientation tag is damaged")
-    row /= np.linalg.norm(row)
-    col = col - (col @ row) * row
-    col /= np.linalg.norm(col)
-    return row, col, np.cross(row, col)
-
-
-def position_clusters(frames: Sequence[Frame]) -> tuple[np.ndarray, list[float]]:
-    """Distance of each frame along its slice normal, and the distinct positions (sorted)."""
-    f0 = frames[0]
-    if f0.iop is None or any(f.ipp is None for f in frames):
-        return np.zeros(len(frames)), [0.0]
-    n = np.cross(np.asarray(f0.iop[:3]), np.asarray(f0.iop[3:]))
-    n = n / max(np.linalg.norm(n), 1e-12)
-    d = np.array([np.dot(f.ipp, n) for f in frames])
-    uniq: list[float] = []
-    for v in np.sort(d):
-        if not uniq or v - uniq[-1] > POSITION_TOLERANCE_MM:
-            uniq.append(float(v))
-    return d, uniq
-
-
-def _cluster_index(d: np.ndarray, uniq: list[float]) -> np.ndarray:
-    u = np.asarray(uniq)
-    return np.argmin(np.abs(d[:, None] - u[None, :]), axis=1)
-
-
-def volume_geometry(frames: list[Frame], where: str) -> tuple[list[Frame], Geometry]:
-    """Sort one volume's frames along the normal and check they form a regular grid."""
-    f0 = frames[0]
-    sizes = Counter((f.rows, f.cols) for f in frames)
-    if len(sizes) > 1:
-        desc = ", ".join(f"{c}x{r} ({n} slices)" for (r, c), n in sizes.most_common())
-        raise InputError(f"slices of different matrix sizes in one volume: {desc}", where,
-                         "re-export the series; if two acquisitions were merged, select one with --series")
-    spacings = Counter(tuple(round(v, 4) for v in f.pixel_spacing) for f in frames)
-    if len(spacings) > 1:
-        raise InputError(f"slices with different pixel spacings in one volume: {sorted(spacings)}", where,
-                         "re-export the series; if two acquisitions were merged, select one with --series")
-    for f in frames:
-        if f.iop is None or np.max(np.abs(np.subtract(f.iop, f0.iop))) > 1e-4:
-            raise InputError(f"slices with different orientations in one volume ({f.label()})", where,
-                             "re-export the series, or select a single stack with --series")
-    row, col, normal = frame_axes(f0, where)
-    d = np.array([np.dot(f.ipp, normal) for f in frames])
-    order = np.argsort(d, kind="stable")
-    frames = [frames[i] for i in order]
-    d = d[order]
-    if len(frames) < MIN_SLICES:
-        raise InputError(f"a volume with {len(frames)} slice(s) is not a 3D phase", where,
-                         "select a 3D series with --series")
-    gaps = np.diff(d)
-    if np.any(gaps <= POSITION_TOLERANCE_MM):
-        i = int(np.argmax(gaps <= POSITION_TOLERANCE_MM))
-        raise InputError(f"two different slices at the same position ({frames[i].label()} and "
-                         f"{frames[i + 1].label()})", where,
-                         "remove the extra copy, or select the wanted series with --series")
-    med = float(np.median(gaps))
-    tol = max(0.02, 0.01 * med)
-    bad = np.flatnonzero(np.abs(gaps - med) > tol)
-    if bad.size:
-        i = int(bad[0])
-        multiples = gaps[bad] / med
-        if np.all(np.abs(multiples - np.round(multiples)) < 0.05) and np.all(np.round(multiples) >= 2):
-            missing = int(np.sum(np.round(multiples) - 1))
-            raise InputError(
-                f"{missing} slice(s) missing: a gap of {gaps[i]:.3g} mm between {frames[i].label()} and "
-                f"{frames[i + 1].label()} where slices are {med:.3g} mm apart", where,
-                "re-send the complete series from the scanner or PACS (an interrupted copy drops files)")
-        raise InputError(
-            f"inconsistent slice spacing: {gaps.min():.3g} to {gaps.max():.3g} mm (e.g. {gaps[i]:.3g} mm between "
-            f"{frames[i].label()} and {frames[i + 1].label()})", where,
-            "re-export the series with uniform slice spacing, or select another series with --series")
-    origin = np.asarray(frames[0].ipp, dtype=float)
-    shear = max(np.linalg.norm((np.asarray(f.ipp) - origin) - ((np.asarray(f.ipp) - origin) @ normal) * normal)
-                for f in frames)
-    if shear > SHEAR_TOLERANCE_MM:
-        raise InputError(f"slices are not stacked along their normal (sideways shift up to {shear:.2f} mm; "
-                         "gantry tilt or sheared acquisition)", where,
-                         "resample the series to a regular grid (e.g. dcm2niix) and load the NIfTI files")
-    dz = float((d[-1] - d[0]) / (len(d) - 1))
-    direction = np.column_stack([row, col, normal])
-    geom = Geometry(size=(f0.cols, f0.rows, len(frames)),
-                    spacing=(float(f0.pixel_spacing[1]), float(f0.pixel_spacing[0]), dz),
-                    origin=tuple(float(v) for v in origin),
-                    direction=tuple(float(v) for v in direction.ravel()))
-    return frames, geom
-
-
-# ------------------------------------------------------------------------------------ temporal split
-def _rounded(v: float | None, step: float) -> float | None:
-    return None if v is None else round(v / step) * step
-
-
-# (name shown to users, getter); the order is the order of preference.
-SPLIT_KEYS: list[tuple[str, Callable[[Frame], object]]] = [
-    ("TemporalPositionIdentifier", lambda f: f.temporal_index),
-    ("TriggerTime", lambda f: _rounded(f.trigger_ms, 1e-3)),
-    ("AcquisitionTime", lambda f: _rounded(f.acq_dt, 1e-3)),
-    ("ContentTime", lambda f: _rounded(f.content_dt, 1e-3)),
-    ("AcquisitionNumber", lambda f: f.acq_number),
-]
-
-
-def split_key_name(key: str, enhanced: bool) -> str:
-    if not enhanced:
-        return key
-    return {"TemporalPositionIdentifier": "TemporalPositionIndex", "TriggerTime": "TemporalPositionTimeOffset",
-            "AcquisitionTime": "FrameAcquisitionDateTime", "ContentTime": "FrameReferenceDateTime",
-            "AcquisitionNumber": "FrameAcquisitionNumber"}.get(key, key)
-
-
-def split_stack(stack: Stack) -> list[tuple[str | None, object, list[Frame]]]:
-    """Split a stack into volumes: [(key name, key value, frames)], ordered by the key value."""
-    frames = stack.frames
-    d, uniq = position_clusters(frames)
-    idx = _cluster_index(d, uniq)
-    counts = np.bincount(idx, minlength=len(uniq))
-    n_max = int(counts.max())
-    if n_max == 1:
-        return [(None, None, list(frames))]
-    for name, getter in SPLIT_KEYS:
-        values = [getter(f) for f in frames]
-        if any(v is None for v in values):
-            continue
-        groups: dict[object, list[int]] = defaultdict(list)
-        for i, v in enumerate(values):
-            groups[v].append(i)
-        if len(groups) != n_max:
-            continue
-        if any(len(set(idx[g].tolist())) != len(g) for g in groups.values()):
-            continue
-        key = split_key_name(name, stack.enhanced)
-        return [(key, v, [frames[i] for i in groups[v]]) for v in sorted(groups)]
-    if np.all(counts == n_max):
-        # No tag separates the phases: take the k-th frame at every position, in acquisition order.
-        per_pos: dict[int, list[int]] = defaultdict(list)
-        for i in range(len(frames)):
-            per_pos[int(idx[i])].append(i)
-        vols: list[list[Frame]] = [[] for _ in range(n_max)]
-        for members in per_pos.values():
-            members.sort(key=lambda i: (frames[i].acq_dt or 0.0, frames[i].instance_number or 0, frames[i].frame_index))
-            for k, i in enumerate(members):
-                vols[k].append(frames[i])
-        return [("order", k + 1, v) for k, v in enumerate(vols)]
-    raise InputError(
-        f"slice positions repeat {int(counts.min())} to {n_max} times, and no tag (temporal position, trigger time, "
-        "acquisition time or number) separates the phases", stack.name(),
-        "re-send the complete series; if several acquisitions were merged into one series, split them at the scanner")
-
-
-def _volume_times(v: Volume) -> None:
-    acq = [f.acq_dt for f in v.frames]
-    con = [f.content_dt for f in v.frames]
-    if all(a is not None for a in acq):
-        v.start_dt, v.start_dt_source = min(acq), "AcquisitionTime"
-    elif all(c is not None for c in con):
-        v.start_dt, v.start_dt_source = min(con), "ContentTime"
-    trig = [f.trigger_ms for f in v.frames]
-    if all(t is not None for t in trig):
-        v.trigger_ms = min(trig)
-    ti = [f.temporal_index for f in v.frames]
-    if all(t is not None for t in ti):
-        v.temporal_index = min(ti)
-    if v.stack.enhanced:
-        v.start_dt_source = {"AcquisitionTime": "FrameAcquisitionDateTime",
-                             "ContentTime": "FrameReferenceDateTime"}.get(v.start_dt_source, v.start_dt_source)
-
-
-def stack_volumes(stack: Stack) -> list[Volume]:
-    """Split and check a stack: every phase complete, on a regular grid."""
-    parts = split_stack(stack)
-    all_pos = position_clusters(stack.frames)[1]
-    volumes = []
-    for key, value, frames in parts:
-        where = stack.name() if key is None else f"{stack.name()} [{key} {_fmt_value(value)}]"
-        if key is not None:
-            _, pos = position_clusters(frames)
-            if len(pos) < len(all_pos):
-                have = np.asarray(pos)
-                missing = [p for p in all_pos if np.min(np.abs(have - p)) > POSITION_TOLERANCE_MM]
-                raise InputError(
-                    f"this phase has {len(pos)} slices where the series has {len(all_pos)} positions; missing at "
-                    f"{', '.join(f'{m:.2f}' for m in missing[:5])} mm along the slice normal", where,
-                    "re-send the complete series from the scanner or PACS (an interrupted copy drops files)")
-        frames, geom = volume_geometry(frames, where)
-        vol = Volume(stack, frames, geom, key, value)
-        _volume_times(vol)
-        volumes.append(vol)
-    if parts[0][0] == "order":
-        # Keep the documented ordering name for messages.
-        for v in volumes:
-            v.split_key = "instance order"
-    return volumes
-
-
 # ------------------------------------------------------------------------------------ the plan
 def _signature(stack: Stack) -> tuple:
     f = stack.first
-    return (f.study_uid, _orientation_key(f), f.sequence, f.image_type)
-
-
-def estimated_volumes(stack: Stack) -> int:
-    d, uniq = position_clusters(stack.frames)
-    return int(np.bincount(_cluster_index(d, uniq), minlength=len(uniq)).max())
+    return (f.study_uid, orientation_key(f), f.sequence, f.image_type)
 
 
 def _matches(stack: Stack, wanted: Sequence[int | str]) -> bool:

@@ -33,18 +33,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from ...core.interrupts import joined_pool
-from .headers import Frame, is_dicom_file, list_files, scan_folder
-from .phases import (
-    DCE,
-    DCEPlan,
-    Stack,
-    Volume,
-    classify,
-    estimated_volumes,
-    make_stacks,
-    orientation_name,
-    plan_dce,
-)
+from .headers import Frame
+from .phases import DCEPlan, plan_dce
+from .scan import is_dicom_file, list_files, scan_folder
+from .stacks import DCE, Stack, classify, make_stacks, orientation_name
+from .volumes import Volume, estimated_volumes
 from ...core.errors import InputError
 from ...core.exam import DCEExam, assemble_exam
 
