@@ -39,7 +39,7 @@ ALLOWED: dict[str, set[str]] = {
 # Third-party modules that belong to one corner of the package only.
 APP_MODULES = {"slicer": "slicer", "vtk": "slicer", "vtkmodules": "slicer", "qt": "slicer.gui",
                "ctk": "slicer.gui", "PySide2": "slicer.gui", "PySide6": "slicer.gui", "PyQt5": "slicer.gui",
-                "aiohttp": "web"}
+                "aiohttp": "web", "trame": "web", "trame_slicer": "web", "trame_server": "web"}
 
 
 def _layer(module: str) -> str:

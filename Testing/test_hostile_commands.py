@@ -1011,17 +1011,21 @@ def test_serve_on_a_busy_port_is_one_line(served_study):
     assert lines and "in use" in lines[-1] and "--port" in lines[-1] and "Traceback" not in err
 
 
-def test_window_values_must_be_finite():
-    if not HAS_WEB:
-        pytest.skip("the web station needs the [web] extra")
-    from aiohttp import web
+def test_window_values_are_no_url_parameters(served_study):
+    """The station's PNG slice API refused ``?w=nan`` with 400 (issue 27); issue 30 replaced it by
+    trame-slicer's views, where window/level is Slicer's own (dragged in a view, sent over the
+    view's websocket): no route of the station takes a slice or a window from the URL any more
+    (test_web_station: a forged ``/api/case/0/slice/...`` gets 404)."""
+    from BreastTumorSegLib.web.app import Station, make_app
 
-    from BreastTumorSegLib.web.app import _window_option
-
-    assert _window_option({"w": "400", "l": "-20"}, "w") == 400.0 and _window_option({}, "l") is None
-    for bad in ("nan", "inf", "-inf", "x"):
-        with pytest.raises(web.HTTPBadRequest):
-            _window_option({"w": bad}, "w")
+    station = Station(served_study)
+    try:
+        info = [r.get_info() for r in make_app(station).router.resources()]
+    finally:
+        station.loader.shutdown(wait=True)
+    paths = [i.get("formatter") or i.get("path") or "" for i in info]
+    assert "/case/{index}" in paths and "/api/case/{index}/info" in paths
+    assert not any("slice" in p for p in paths), paths
 
 
 def test_reader_study_methods_match_the_engine():

@@ -21,6 +21,8 @@ BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory):
+    pytest.importorskip("trame_slicer", reason="trame-slicer is not installed (the station's views; `pip install -e "
+                        "\".[web]\"` or \".[test]\", which pin slicer-core 5.11)")
     from BreastTumorSegLib.study.coordinator import init_study
     from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
     from BreastTumorSegLib.web.auth import issue_tokens

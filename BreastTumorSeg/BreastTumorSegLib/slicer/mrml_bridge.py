@@ -443,3 +443,17 @@ def show_in_slice_views(ctx: MRMLContext, background=None, segmentation=None, fo
         display.SetVisibility2DFill(True)
         display.SetVisibility2DOutline(True)
         display.SetOpacity2DFill(0.35)
+
+
+def observe_segment_changes(seg_node, callback) -> list:
+    """Call *callback()* after every change of the segmentation's voxels (an effect, undo, a
+    replaced segment); returns ``[(object, tag)]`` for :func:`remove_observers`."""
+    segmentation = seg_node.GetSegmentation()
+    return [(segmentation, segmentation.AddObserver(event, lambda *_: callback()))
+            for event in (slicer.vtkSegmentation.SourceRepresentationModified,
+                          slicer.vtkSegmentation.SegmentModified)]
+
+
+def remove_observers(observers) -> None:
+    for obj, tag in observers:
+        obj.RemoveObserver(tag)

@@ -117,14 +117,21 @@ class CaseView:
         exam.sources = [f"{self.label} phase {i}" for i in range(exam.n_phases)]
         return exam
 
-    def hanging_protocol(self, register: bool = True) -> dict[str, sitk.Image]:
-        """The images a breast reader expects, on the reference grid, motion-corrected:
-        ``subtraction`` (first post-contrast − pre-contrast), ``first post-contrast``, ``pre-contrast``."""
+    def registered_exam(self, register: bool = True):
+        """:meth:`load_exam`, motion-corrected (what the engine segments and click-to-correct reads)."""
         exam = self.load_exam()
         if register and exam.n_phases > 1:
             from ..preprocess.registration import register_exam
 
             exam, _ = register_exam(exam)
+        return exam
+
+    def hanging_protocol(self, register: bool = True, exam=None) -> dict[str, sitk.Image]:
+        """The images a breast reader expects, on the reference grid, motion-corrected:
+        ``subtraction`` (first post-contrast − pre-contrast), ``first post-contrast``, ``pre-contrast``
+        (of *exam* when given: an exam from :meth:`registered_exam`)."""
+        if exam is None:
+            exam = self.registered_exam(register)
         return {"subtraction": sitk.Subtract(exam.first_post, exam.pre), "first post-contrast": exam.first_post,
                 "pre-contrast": exam.pre}
 

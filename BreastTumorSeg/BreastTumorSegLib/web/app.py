@@ -1,8 +1,10 @@
-"""The station's web server (aiohttp): log-in, worklist, case pages and the case API.
+"""The station's web server (aiohttp): log-in, worklist, case pages, the case API and the views.
 
-All work on a reader's scene runs on one worker thread (VTK objects stay on one thread; the
-event loop keeps answering); registering a case's phases when it opens runs on a small pool
-beside it, so one reader opening a large exam does not hold up the others' strokes. Every refusal -- a wrong token, a replayed cookie after logout, a
+A case's views and editor are trame-slicer's (:mod:`.trame_session`): one trame server per open
+case on 127.0.0.1, reached only through ``/view/<index>/...`` here, after the reader's session
+cookie and worklist are checked. All work on a reader's scene runs on the event loop's thread
+(trame renders there; VTK objects stay on one thread); registering a case's phases when it opens
+runs on a small pool beside it, so one reader opening a large exam does not hold up the others. Every refusal -- a wrong token, a replayed cookie after logout, a
 case or path outside the reader's worklist -- is answered 401/404 and logged with the reader and
 the reason, never with a case id or a path of the study.
 """
@@ -16,17 +18,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 from ..core.errors import BreastTumorSegError
 from ..study.definition import load_study
 from ..study.storage import StudyLockedError, append_line
-from . import pages, scores
+from . import pages, proxy, scores
 from .auth import Sessions, check_token, read_access
 from .workspace import NotFound, ReaderWorkspace
 
 COOKIE = "bts_session"
 LOG = logging.getLogger("BreastTumorSeg.web")
+# The case's views (trame's Vue client: it compiles its templates, hence 'unsafe-eval') are framed by
+# the station's own case page only.
+VIEW_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+                               "script-src 'self' 'unsafe-inline' 'unsafe-eval'; connect-src 'self'; "
+                               "worker-src 'self' blob:; frame-ancestors 'self'; form-action 'none'",
+    "X-Frame-Options": "SAMEORIGIN",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -46,12 +56,14 @@ class Station:
         self.workspaces: dict[str, ReaderWorkspace] = {}
         self.release_after_s = float(release_after_s)
         self.tick_s = float(tick_s)
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="scene")  # every MRML/VTK call
         self.loader = ThreadPoolExecutor(2, thread_name_prefix="load")  # registration (SimpleITK)
         self._task = None
 
+        self.client = None  # the aiohttp client that forwards /view/ requests to the trame servers
+
     async def run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
+        """Run scene work on the loop's thread: trame renders there, and VTK stays on one thread."""
+        return fn(*args)
 
     def record_refusal(self, reader: str | None, why: str, status: int) -> None:
         """Log a refusal with the reader and the reason only (no path, no case id)."""
@@ -97,7 +109,7 @@ class Station:
                 LOG.error("reader %s: %s", reader, exc)
 
     def release_sync(self, reader: str) -> None:
-        """(worker thread) Save the reader's work, end her session and free her scene."""
+        """(loop thread) Save the reader's work, end her session and free her scene."""
         ws = self.workspaces.pop(reader, None)
         if ws is not None:
             try:
@@ -167,6 +179,8 @@ async def guard(request, handler):
             reader = station.sessions.reader(request.cookies.get(COOKIE)) or ""
             response = web.Response(text=pages.message_page(reader, text), content_type="text/html", status=409)
     response.headers.update(SECURITY_HEADERS)
+    if request.path.startswith("/view/") and response.status < 300:
+        response.headers.update(VIEW_HEADERS)
     return response
 
 
@@ -241,11 +255,13 @@ async def case(request):
     ws, view, why = await station.run(begin)
     if view is not None:  # registration on the loader pool: the other readers keep working
         try:
-            images, start = await asyncio.get_running_loop().run_in_executor(station.loader, ws.prepare, view)
+            prepared = await asyncio.get_running_loop().run_in_executor(station.loader, ws.prepare, view)
         except BaseException:
             await station.run(ws.session.resume)
             raise
-        await station.run(ws.finish_open, view, images, start)
+        await station.run(ws.finish_open, view, *prepared)
+    if not why:
+        await ws.start_view()
     title = None if why else await station.run(lambda: ws.session.current.title)
     if title is None:
         return web.Response(text=pages.message_page(reader, f"This case cannot be opened yet: {why}."),
@@ -261,26 +277,15 @@ def _case_request(request) -> tuple[Station, str, int]:
 
 
 def _open_case(station: Station, reader: str, index: int, active: bool = True) -> ReaderWorkspace:
-    """(worker thread) the reader's workspace with case *index* open, else 409. *active*: the
+    """(loop thread) the reader's workspace with case *index* open, else 409. *active*: the
     request is the reader's doing (keeps her workspace from being released as idle)."""
     ws = station.workspaces.get(reader)
-    if ws is None or ws.ctx is None or ws.session.current is None or ws.session.current.index != index:
+    if ws is None or ws.view is None or ws.session.current is None or ws.session.current.index != index:
         raise web.HTTPConflict(text=json.dumps({"error": "this case is not open here; reload the page"}),
                                content_type="application/json")
     if active:
         ws.touch()
     return ws
-
-
-def _window_option(query, key: str):
-    """``w`` / ``l`` of a slice request: absent (the default window), or a finite number (else 400)."""
-    value = query.get(key)
-    if value is None or value == "":
-        return None
-    x = _num(value)
-    if x is None:
-        raise web.HTTPBadRequest(text=f"{key}={value!r} is not a finite number")
-    return x
 
 
 def _num(value, default=None):
@@ -297,25 +302,18 @@ async def api_info(request):
     return web.json_response(await station.run(lambda: _open_case(station, reader, index, active=False).info()))
 
 
-async def api_slice(request):
+async def api_view(request):
+    """GET (and the websocket) of the open case's trame-slicer page, forwarded to its server."""
     station, reader, index = _case_request(request)
-    view, k = request.match_info["view"], request.match_info["k"]
-    q = request.query
-    width, level = _window_option(q, "w"), _window_option(q, "l")
-
-    def work():
-        ws = _open_case(station, reader, index)
-        try:
-            png = ws.slice_png(view, int(k), width, level, q.get("overlay") == "1")
-        except NotFound:
-            return None
-        ws.session.activity()  # scrolling and windowing are reading: the timer runs
-        return png
-
-    png = await station.run(work)
-    if png is None:
-        station.refuse(request, reader, "no such view or slice", 404)
-    return web.Response(body=png, content_type="image/png")
+    ws = await station.run(lambda: _open_case(station, reader, index))
+    port = await ws.start_view()
+    tail = request.match_info["tail"]
+    if ".." in tail.split("/") or port is None:
+        station.refuse(request, reader, "no such page", 404)
+    upstream = f"http://127.0.0.1:{port}/{tail}"
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await proxy.websocket(request, station.client, upstream)
+    return await proxy.get(request, station.client, upstream, prefix=f"/view/{index}/")
 
 
 async def api_action(request):
@@ -330,16 +328,7 @@ async def api_action(request):
     def work():
         ws = _open_case(station, reader, index)
         out = {}
-        if action == "stroke":
-            pts = body.get("points")
-            pts = [[_num(a), _num(b)] for a, b in pts] if isinstance(pts, list) and all(
-                isinstance(p, list) and len(p) == 2 for p in pts) else None
-            if not pts or any(v is None for p in pts for v in p):
-                raise web.HTTPBadRequest(text=json.dumps({"error": "points must be a list of [row, column] numbers"}),
-                                         content_type="application/json")
-            out["changed"] = ws.stroke(str(body.get("tool")), int(_num(body.get("slice"), -1)), pts,
-                                       _num(body.get("radius_mm"), 3.0), _num(body.get("lo")), _num(body.get("hi")))
-        elif action == "undo":
+        if action == "undo":
             out["undone"] = ws.undo()
         elif action == "pause":
             ws.pause("background" if body.get("reason") == "background" else "explicit")
@@ -369,6 +358,7 @@ async def script(request):
 async def _start_ticker(app):
     station = app[STATION]
     station._task = asyncio.create_task(station.ticker())
+    station.client = ClientSession(auto_decompress=False)
 
 
 async def _stop(app):
@@ -376,6 +366,8 @@ async def _stop(app):
     if station._task is not None:
         station._task.cancel()
     await station.run(station.release_all_sync)
+    if station.client is not None:
+        await station.client.close()
 
 
 def make_app(station: Station) -> web.Application:
@@ -389,7 +381,7 @@ def make_app(station: Station) -> web.Application:
     app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get(r"/case/{index}", case)
     app.router.add_get(r"/api/case/{index}/info", api_info)
-    app.router.add_get(r"/api/case/{index}/slice/{view}/{k:\d+}.png", api_slice)
+    app.router.add_get(r"/view/{index}/{tail:.*}", api_view)
     app.router.add_post(r"/api/case/{index}/{action}", api_action)
     scores.add_routes(app, _case_request, _open_case)  # the reader's per-breast scores (web/scores.py)
     app.on_startup.append(_start_ticker)

@@ -59,7 +59,6 @@ def serve(study_folder, host: str = "127.0.0.1", port: int = 8080, release_after
                              "choose another port, e.g. --port 8081 (or stop the program using it)") from None
         raise
     finally:
-        station.worker.shutdown(wait=True, cancel_futures=True)
         station.loader.shutdown(wait=True, cancel_futures=True)
 
 
@@ -86,12 +85,18 @@ class BackgroundStation:
         self.port = asyncio.run_coroutine_threadsafe(up(), self._loop).result(60)
         return f"http://{self.host}:{self.port}"
 
+    def call(self, fn, *args, timeout: float = 60.0):
+        """Run *fn* on the station's loop thread (where its scenes live) and return its result."""
+        async def run():
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
     def stop(self) -> None:
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(60)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
-        self.station.worker.shutdown(wait=True)
         self.station.loader.shutdown(wait=True)
 
     def __enter__(self) -> str:
