@@ -16,7 +16,7 @@ import os
 from itertools import count
 
 from ..slicer import mrml_bridge as mb
-from .reader_scene import LAYOUT_ID, ORIENTATIONS, ReaderScene, hanging_layout
+from .reader_scene import EFFECTS, LAYOUT_ID, ORIENTATIONS, ReaderScene, hanging_layout
 
 _NAMES = count()
 
@@ -27,15 +27,45 @@ def _quiet_cli() -> None:
     os.environ.setdefault("TRAME_ARGS", "--server")
 
 
+# The editor's button for each effect the station offers (trame-slicer's own icons).
+EFFECT_ICONS = {"Paint": "mdi-brush", "Erase": "mdi-eraser", "Scissors": "mdi-content-cut", "Draw": "mdi-draw",
+                "Threshold": "mdi-auto-fix", "Islands": "mdi-scatter-plot", "Smoothing": "mdi-square-rounded-outline"}
+
+
+def offered_effects(allowed) -> tuple[str, ...]:
+    """The study's effects that the browser editor can offer, in the editor's order. A study may
+    list Slicer effects trame-slicer does not have (e.g. "Level tracing"): those are only in Slicer."""
+    if allowed is None:
+        return tuple(EFFECT_ICONS)
+    wanted = {str(a).lower() for a in allowed}
+    return tuple(e for e in EFFECT_ICONS if e.lower() in wanted)
+
+
+def study_editor_ui(base, effects: tuple[str, ...]):
+    """trame-slicer's segment editor panel with buttons for *effects* only (and "No tool")."""
+    import trame_slicer.segmentation as seg
+
+    class StudyEditorUI(base):
+        def build_effect_buttons(self, all: bool = True, **kwargs):  # noqa: A002 (trame-slicer's name)
+            self._create_effect_button("No tool", "mdi-cursor-default", seg.SegmentationEffectNoTool, **kwargs)
+            for name in effects:
+                self._create_effect_button(name, EFFECT_ICONS[name], getattr(seg, EFFECTS[name]), **kwargs)
+
+    return StudyEditorUI
+
+
 class TrameReaderSession:
     """One case of one reader in trame-slicer. *on_edit()* is called after each change of the
     segment, *on_view()* after each change of a slice view (scrolling, window/level). With
     *on_click*, the toolbar offers click-to-correct (:mod:`.click_correct`): in its "tumor" or
     "not tumor" mode a click (press and release without a drag) in a slice view calls
-    ``on_click(ras, positive)`` with the RAS point (mm) under the mouse."""
+    ``on_click(ras, positive)`` with the RAS point (mm) under the mouse. *allowed_effects* (the
+    study's effect names; None: every effect trame-slicer offers here) decides which effect buttons
+    the editor shows, and any other effect activated anyway (a forged client message) is switched
+    off on the server at once."""
 
     def __init__(self, images: dict, start, title: str, on_edit=None, on_view=None, editable: bool = True,
-                 on_click=None):
+                 on_click=None, allowed_effects=None):
         _quiet_cli()
         from trame.app import get_server
         from trame_slicer import module as trame_slicer_module
@@ -56,7 +86,9 @@ class TrameReaderSession:
         self.editor_logic = SegmentEditorLogic(self.server, app)
         self.scene.use_undo_stack(self.editor_logic._undo_stack)  # noqa: SLF001 (the editor's undo stack)
         self._on_click = on_click if editable else None
+        self.allowed_effects = offered_effects(allowed_effects)
         self._build_ui(title, editable)
+        self.scene.editor.active_effect_name_changed.connect(self._enforce_allowed_effects)
         self.layout_manager.set_layout(LAYOUT_ID)
         self.scene.show_in_views()
         self._observers = []
@@ -92,7 +124,7 @@ class TrameReaderSession:
                         v3.VBtn(name, value=name, id=f"orient-{name.lower()}")
             with ui.drawer as drawer:  # a submitted (locked) case shows no editor
                 drawer.width = 360 if editable else 0
-                self.editor_ui = SegmentEditorUI(v_if=(str(editable).lower(),))
+                self.editor_ui = study_editor_ui(SegmentEditorUI, self.allowed_effects)(v_if=(str(editable).lower(),))
             with ui.content:
                 self.layout_manager.initialize_layout_grid(ui)
         self.editor_logic.set_ui(self.editor_ui)
@@ -102,6 +134,12 @@ class TrameReaderSession:
         def _orientation(orientation, **_):
             if orientation in ORIENTATIONS:
                 self.scene.set_orientation(orientation)
+
+    def _enforce_allowed_effects(self, *_):
+        effect = self.scene.editor.active_effect
+        name = type(effect).__name__ if effect is not None else None
+        if name not in (None, "SegmentationEffectNoTool") and name not in {EFFECTS[e] for e in self.allowed_effects}:
+            self.scene.set_effect(None)
 
     # ------------------------------------------------------------------ click-to-correct
     def _click_toggle(self, v3) -> None:

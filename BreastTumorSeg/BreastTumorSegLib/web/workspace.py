@@ -108,7 +108,8 @@ class ReaderWorkspace:
         self.corrector = click_correct.ClickCorrector(exam) if exam is not None else None
         self.view = TrameReaderSession(images, start, view.title, on_edit=self._edited,
                                        on_view=self.session.activity, editable=not view.locked,
-                                       on_click=self.click if self.corrector is not None else None)
+                                       on_click=self.click if self.corrector is not None else None,
+                                       allowed_effects=view.allowed_effects)
         self._voxels = None
         self._mtime = self.view.scene.segment_mtime()  # the starting mask is no edit
 
