@@ -27,3 +27,26 @@ def real_anatomy_dir() -> Path:
                     f"BREASTTUMORSEG_REAL_ANATOMY to a folder holding them; see docs/real-anatomy.md",
                     pytrace=False)
     return where
+
+
+# ------------------------------------------------------------------ leaving the test process
+# The web-station tests run trame-slicer sessions (VTK views with EGL OpenGL contexts) on the
+# station's loop thread. Whatever VTK still holds when the interpreter shuts down is destroyed on
+# the main thread, without its context ("Unable to eglMakeCurrent"), and that crashed the process
+# with a segmentation fault in about one run of two, after every test had passed (exit 139). The
+# station's own command (`study serve`) never shuts the interpreter down with views alive: it leaves
+# through the command line's os._exit path (cli._exit_now). The test process does the same, once
+# pytest has reported, and only when trame-slicer was used; the exit status is pytest's own.
+_SESSION = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _SESSION["exitstatus"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if "trame_slicer" in sys.modules and "exitstatus" in _SESSION:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(_SESSION["exitstatus"])

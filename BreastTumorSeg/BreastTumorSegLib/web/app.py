@@ -25,7 +25,7 @@ from ..study.definition import load_study
 from ..study.storage import StudyLockedError, append_line
 from . import pages, proxy, scores
 from .auth import Sessions, check_token, read_access
-from .workspace import NotFound, ReaderWorkspace
+from .workspace import STOPPING, NotFound, ReaderWorkspace
 
 COOKIE = "bts_session"
 LOG = logging.getLogger("BreastTumorSeg.web")
@@ -366,6 +366,8 @@ async def _stop(app):
     if station._task is not None:
         station._task.cancel()
     await station.run(station.release_all_sync)
+    if STOPPING:  # every released reader's trame server stopped and its views freed, on this thread
+        await asyncio.gather(*list(STOPPING), return_exceptions=True)
     if station.client is not None:
         await station.client.close()
 

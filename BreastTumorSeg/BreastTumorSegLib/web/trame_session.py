@@ -73,7 +73,8 @@ class TrameReaderSession:
         from trame_slicer.core import LayoutManager, SlicerApp
         from trame_slicer.rca_view import register_rca_factories
 
-        self.server = get_server(f"bts-reader-{next(_NAMES)}", client_type="vue3")
+        self._name = f"bts-reader-{next(_NAMES)}"
+        self.server = get_server(self._name, client_type="vue3")
         self.server.enable_module(trame_slicer_module)
         app = SlicerApp()
         self.scene = ReaderScene(images, start, lambda vm: register_rca_factories(vm, self.server),
@@ -132,10 +133,12 @@ class TrameReaderSession:
 
         @self.server.state.change("orientation")
         def _orientation(orientation, **_):
-            if orientation in ORIENTATIONS:
+            if orientation in ORIENTATIONS and self.scene is not None:
                 self.scene.set_orientation(orientation)
 
     def _enforce_allowed_effects(self, *_):
+        if self.scene is None:
+            return
         effect = self.scene.editor.active_effect
         name = type(effect).__name__ if effect is not None else None
         if name not in (None, "SegmentationEffectNoTool") and name not in {EFFECTS[e] for e in self.allowed_effects}:
@@ -154,11 +157,11 @@ class TrameReaderSession:
 
         @self.server.state.change("click_mode")
         def _mode(click_mode, **_):
-            if click_mode != "off":  # a click must not paint, draw or cut as well
+            if click_mode != "off" and self.scene is not None:  # a click must not paint, draw or cut as well
                 self.scene.set_effect(None)
 
         def _effect_changed(*_):  # an effect chosen in the editor ends the click mode
-            if self.scene.editor.active_effect is not None and \
+            if self.scene is not None and self.scene.editor.active_effect is not None and \
                     type(self.scene.editor.active_effect).__name__ != "SegmentationEffectNoTool":
                 with self.server.state:
                     self.server.state.click_mode = "off"
@@ -201,6 +204,18 @@ class TrameReaderSession:
             self.close()
 
     def close(self) -> None:
+        """Free the session on the thread that made it (the station's loop): observers, the scene,
+        and trame's own reference to the server (its registry keeps every server it ever made, and
+        with it the views; left there, they were freed only at interpreter exit, on another thread
+        than their OpenGL context's, which crashed the process after the browser tests)."""
+        import gc
+
+        from trame.app import core as trame_core
+
         mb.remove_observers(self._observers)
         self._observers = []
-        self.scene.close()
+        if self.scene is not None:
+            self.scene.close()
+        trame_core.AVAILABLE_SERVERS.pop(self._name, None)
+        self.scene = self.layout_manager = self.editor_logic = self.editor_ui = self.ui = None
+        gc.collect()

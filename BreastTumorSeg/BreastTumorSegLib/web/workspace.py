@@ -19,6 +19,7 @@ from . import click_correct
 from .reader_scene import PHASES
 
 VIEWS = {key: name for key, (name, _, _) in PHASES.items()}
+STOPPING: set[asyncio.Task] = set()  # trame servers being stopped (the station awaits them on shutdown)
 
 
 class NotFound(Exception):
@@ -146,7 +147,9 @@ class ReaderWorkspace:
         except RuntimeError:
             view.close()
         else:
-            loop.create_task(view.stop())
+            task = loop.create_task(view.stop())
+            STOPPING.add(task)
+            task.add_done_callback(STOPPING.discard)
 
     async def start_view(self) -> int | None:
         """Start the open case's trame server (once); its loopback port."""
