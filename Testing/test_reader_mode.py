@@ -17,24 +17,14 @@ from BreastTumorSegLib.slicer.reader_logic import ReaderLogic  # noqa: E402
 from BreastTumorSegLib.study.coordinator import init_study  # noqa: E402
 from BreastTumorSegLib.study.definition import load_study  # noqa: E402
 from BreastTumorSegLib.study.session import ReaderSession  # noqa: E402
-from BreastTumorSegLib.training.phantom import make_phantom, write_phantom  # noqa: E402
+from study_fixtures import write_study_cases  # noqa: E402
 
 SEEDS = (2, 3, 4)
 
 
 @pytest.fixture(scope="module")
 def exams(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reader_exams")
-    rows = ["case,path"]
-    (root / "model").mkdir()
-    for s in SEEDS:
-        ph = make_phantom(s, n_phases=3, motion_mm=0.0, spacing=4.0, n_tumors=1, tumor_radius_mm=9.0,
-                          decoys=False, heart=False, vessels=False)
-        write_phantom(ph, root / f"P{s}")
-        rows.append(f"P{s},P{s}")
-        sitk.WriteImage(sitk.Cast(ph.tumor_mask > 0, sitk.sitkUInt8), str(root / "model" / f"P{s}_seg.nii.gz"))
-    (root / "cases.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return write_study_cases(tmp_path_factory.mktemp("reader_exams"), SEEDS)
 
 
 def scene_with_views():

@@ -11,7 +11,7 @@ import json
 import shutil
 
 import pytest
-import SimpleITK as sitk
+from study_fixtures import write_study_cases
 
 pytest.importorskip("aiohttp")
 CHROMIUM = shutil.which("chromium")
@@ -24,20 +24,10 @@ def station(tmp_path_factory):
     pytest.importorskip("trame_slicer", reason="trame-slicer is not installed (the station's views; `pip install -e "
                         "\".[web]\"` or \".[test]\", which pin slicer-core 5.11)")
     from BreastTumorSegLib.study.coordinator import init_study
-    from BreastTumorSegLib.training.phantom import make_phantom, write_phantom
     from BreastTumorSegLib.web.auth import issue_tokens
     from BreastTumorSegLib.web.server import BackgroundStation
 
-    root = tmp_path_factory.mktemp("webscores")
-    (root / "model").mkdir()
-    rows = ["case,path"]
-    for s in (2,):
-        ph = make_phantom(s, n_phases=2, motion_mm=0.0, spacing=4.0, n_tumors=1, tumor_radius_mm=9.0,
-                          decoys=False, heart=False, vessels=False)
-        write_phantom(ph, root / f"P{s}")
-        rows.append(f"P{s},P{s}")
-        sitk.WriteImage(sitk.Cast(ph.tumor_mask > 0, sitk.sitkUInt8), str(root / "model" / f"P{s}_seg.nii.gz"))
-    (root / "cases.csv").write_text("\n".join(rows) + "\n")
+    root = write_study_cases(tmp_path_factory.mktemp("webscores"), (2,), n_phases=2)
     folder = root / "study"
     study = init_study(root / "cases.csv", ["a"], ["unaided", "assisted"], folder, seed=3, model="ftv",
                        model_outputs=root / "model", breast_region=False, scores=["probability", "birads"])
