@@ -18,8 +18,10 @@ Measured against the truth:
   its segmented lesions at that visit belong to exactly the track(s) of its baseline lesions
   (present), when those tracks have no lesion at that visit (disappeared), or when they form a
   track of their own that starts there (new); a baseline tumor the segmentation missed counts as wrong;
-* **volume change error**: |segmented % change - true % change| from the baseline, in percentage
-  points, for every tumor present at both visits (median and 90th percentile);
+* **volume change error**: |reported % change - true % change| from the baseline, in percentage
+  points, for every tumor present at both visits (median and 90th percentile); the reported volume
+  is the change table's (per track and visit: what ``followup.csv`` says), summed over the tracks
+  of the tumor's baseline lesions;
 * **RECIST**: the category from the segmentation against the category from the true masks
   (the same rule: :func:`~BreastTumorSegLib.followup.response.recist_category`; targets the true
   baseline tumors >= 10 mm, fragments' diameters added; a true new lesion is PD).
@@ -99,6 +101,8 @@ def evaluate(series, res) -> dict:
                 m.setdefault(tl, set()).add(track_of[(k, lab)])
         owned.append(m)
     vols = [{t["label"]: t["volume_ml"] for t in v.tumors} for v in series.visits]
+    # the volume the follow-up reports (its change table), per track and visit
+    reported = {(r["track"], r["visit"] - 1): r["volume_ml"] for r in res.table["lesions"]}
     decisions, vol_err = [], []
     appear = {}
     for k in range(len(series.visits)):
@@ -117,8 +121,8 @@ def evaluate(series, res) -> dict:
                 ok = bool(start) and now == start
                 kind = "present"
                 if start and k0 == 0:
-                    seg0 = sum(res.visits[k0].lesions[i - 1].volume_ml for t in start for i in members[t].get(k0, []))
-                    segk = sum(res.visits[k].lesions[i - 1].volume_ml for t in start for i in members[t].get(k, []))
+                    seg0 = sum(reported.get((t, k0), 0.0) for t in start)
+                    segk = sum(reported.get((t, k), 0.0) for t in start)
                     true_pct = 100 * (vols[k][lab] / vols[k0][lab] - 1)
                     seg_pct = 100 * (segk / seg0 - 1) if seg0 > 0 else float("nan")
                     vol_err.append(abs(seg_pct - true_pct))
@@ -136,9 +140,12 @@ def main() -> int:
     p.add_argument("--seeds", default="5000-5009")
     p.add_argument("--model", default="ftv")
     p.add_argument("--json", type=Path, default=None, help="write every series' numbers here")
+    p.add_argument("--start-index", type=int, default=0,
+                   help="index of the first series (it sets 2 or 3 visits and every third a new lesion): "
+                        "to run one family of a longer list alone, give its position, e.g. 10")
     a = p.parse_args()
     rows, all_dec, all_err, reg_err, recist_ok = [], [], [], [], []
-    n = 0
+    n = a.start_index
     for fam in a.families.split(","):
         for seed in parse_seeds(a.seeds):
             t0 = time.perf_counter()
@@ -170,11 +177,13 @@ def main() -> int:
                    "matching_correct": f"{sum(d['correct'] for d in ev['decisions'])}/{len(ev['decisions'])}",
                    "volume_change_errors_pp": [round(e, 2) for e in ev["volume_errors_pp"]],
                    "generate_s": round(t_gen, 1), "followup_s": round(t_run, 1)}
+            row["decisions"] = ev["decisions"]
+            row["recist_correct"] = ok
             rows.append(row)
             print(json.dumps(row), flush=True)
             n += 1
     summary = {
-        "series": n, "model": a.model, "families": a.families, "seeds": a.seeds,
+        "series": len(rows), "model": a.model, "families": a.families, "seeds": a.seeds,
         "matching_correct": f"{sum(d['correct'] for d in all_dec)}/{len(all_dec)}",
         "matching_percent": round(100 * np.mean([d["correct"] for d in all_dec]), 1) if all_dec else None,
         "matching_by_kind": {kind: f"{sum(d['correct'] for d in all_dec if d['kind'] == kind)}/"

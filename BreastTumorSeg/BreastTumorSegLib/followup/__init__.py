@@ -3,6 +3,8 @@
 :mod:`.visits` (identity, dates, phases of each visit), :mod:`.register` (each later visit to the
 baseline: rigid then bounded affine on the pre-contrast images of the breast region),
 :mod:`.prior` (each known lesion looked for where it was: its enhancing remnant, its extent),
+:mod:`.lookback` (a lesion first seen later looked for in the baseline before it is called new),
+:mod:`.measure` (every track measured by one outline rule at every visit, inside its own region),
 :mod:`.match` (lesions followed as tracks in the baseline frame: by extent, then Hungarian assignment),
 :mod:`.response` (per-lesion and per-exam table, RECIST 1.1), :mod:`.run` (the whole follow-up and
 its atomic outputs), :mod:`.picture` (the PNG).

@@ -32,6 +32,8 @@ class PriorSettings:
     enabled: bool = True
     margin_mm: float = 5.0  # a known lesion's extent: its mask grown by this much
     min_remnant_ml: float = 0.01  # smaller enhancing pieces in an extent are noise, not tumor left
+    look_back: bool = True  # a lesion first seen later is looked for in the baseline (:mod:`.lookback`)
+    lookback_grow_mm: float = 10.0  # ... the enhancing tissue found grows at most this far from it
 
 
 def neighbourhoods(labels: np.ndarray, spacing_zyx, margin_mm: float) -> np.ndarray:

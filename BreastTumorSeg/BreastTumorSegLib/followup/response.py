@@ -6,7 +6,10 @@ Per visit: the totals, the sum of the target lesions' longest diameters and the 
 
 RECIST 1.1 (:func:`recist_category`), with the breast as the organ: target lesions are the
 baseline's measurable lesions (longest diameter >= ``measurable_mm`` = 10 mm), at most 5 and at most
-2 per breast, largest first (none measurable: every baseline lesion, and a note says so).
+2 per breast, largest first (none measurable: every baseline lesion, and a note says so). A baseline
+lesion found only by the look-back (:mod:`.lookback`, flagged ``found_on_later_visit``) was not
+measured when the baseline was read: it is a non-target lesion (it is not new, and it counts as a
+lesion left), never a target.
 
 * **PD**: an unequivocal new lesion (longest diameter >= ``new_lesion_min_mm`` = 10 mm, the size of a
   measurable lesion: a smaller new finding is listed as a new track but does not decide the category,
@@ -21,6 +24,8 @@ baseline's measurable lesions (longest diameter >= ``measurable_mm`` = 10 mm), a
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .lookback import LOOKBACK_FLAG
 
 
 @dataclass(frozen=True)
@@ -84,11 +89,13 @@ MEASURES = ("volume_ml", "ftv_ml", "longest_diameter_mm")
 
 
 def change_table(tracks, visits, ftv: list[dict[int, float]], dates: list[str | None],
-                 settings: ResponseSettings | None = None) -> dict:
+                 settings: ResponseSettings | None = None, measured: dict | None = None) -> dict:
     """``{"lesions": [...], "exams": [...], "targets": [...], "notes": [...]}`` (module docstring).
 
     *tracks* from :func:`~.match.match_visits`, *visits* their :class:`~.match.VisitLesions`,
-    *ftv[k]* maps visit *k*'s lesion labels to their FTV (mL)."""
+    *ftv[k]* maps visit *k*'s lesion labels to their FTV (mL). *measured*: (track id, visit) ->
+    volume and longest diameter of the track's lesion there by one outline rule at every visit
+    (:mod:`.measure`); they replace the segmented lesions' sums."""
     s = settings or ResponseSettings()
     n = len(visits)
 
@@ -99,11 +106,13 @@ def change_table(tracks, visits, ftv: list[dict[int, float]], dates: list[str | 
         les = [visits[k].lesions[lab - 1] for lab in labs]
         return {"volume_ml": sum(x.volume_ml for x in les), "ftv_ml": sum(ftv[k].get(lab, 0.0) for lab in labs),
                 "longest_diameter_mm": sum(x.longest_diameter_mm for x in les), "n_fragments": len(les),
-                "side": les[0].side}
+                "side": les[0].side, "looked_back": all(LOOKBACK_FLAG in x.flags for x in les),
+                **(measured or {}).get((t.track_id, k), {})}
 
     table = {t.track_id: [measure(t, k) for k in range(n)] for t in tracks}
     base_tracks = [{"id": t.track_id, "diameter_mm": table[t.track_id][0]["longest_diameter_mm"],
-                    "side": table[t.track_id][0]["side"]} for t in tracks if t.first_visit == 0]
+                    "side": table[t.track_id][0]["side"]} for t in tracks
+                   if t.first_visit == 0 and not table[t.track_id][0]["looked_back"]]
     targets, note = choose_targets(base_tracks, s)
     notes = [note] if note else []
     rows = []

@@ -36,6 +36,8 @@ from ..io.atomic import StagedOutputs, atomic_target, write_image, write_json, w
 from ..kinetics.ftv import FTVSettings, functional_tumor_volume
 from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
+from .lookback import LOOKBACK_FLAG, as_image, look_back
+from .measure import MeasureSettings, measure_tracks
 from .prior import PriorSettings, find_remnants, neighbourhoods, to_visit_grid
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
@@ -123,38 +125,35 @@ def _lesion_ftv(exam: DCEExam, ftv, components: sitk.Image, n: int) -> dict[int,
     return {lab: float(counts[lab]) * vox_ml for lab in range(1, n + 1)}
 
 
+def _flagged(res: SegmentationResult, comp: sitk.Image, lesions: list[Lesion], flag: str, note: str):
+    """*comp*'s lesion table: *lesions* first, then the labels added after them, flagged *flag*."""
+    layout = res.settings.get("layout") or {}
+    more = lesion_table(comp, res.probability, layout.get("midline_x"), layout.get("unilateral_side"))
+    for les in more[len(lesions):]:
+        les.flags.append(flag)
+        les.notes.append(note)
+    return comp, lesions + more[len(lesions):]
+
+
 def _with_remnants(res: SegmentationResult, components: sitk.Image, lesions: list[Lesion], ftv,
                    extent_visit: np.ndarray, prior: PriorSettings) -> tuple[sitk.Image, list[Lesion]]:
     """The visit's lesions plus the enhancing remnants of known lesions it left out (:mod:`.prior`)."""
     comp, added = find_remnants(components, ftv.mask, extent_visit, prior)
     if not added:
         return components, lesions
-    layout = res.settings.get("layout") or {}
-    more = lesion_table(comp, res.probability, layout.get("midline_x"), layout.get("unilateral_side"))
-    for les in more[len(lesions):]:
-        les.flags.append("remnant_of_known_lesion")
-        les.notes.append("enhancing tissue (FTV rule) where an earlier visit's lesion was, left out by the "
-                         "segmentation; added by the follow-up")
-    return comp, lesions + more[len(lesions):]
+    return _flagged(res, comp, lesions, "remnant_of_known_lesion",
+                    "enhancing tissue (FTV rule) where an earlier visit's lesion was, left out by the "
+                    "segmentation; added by the follow-up")
 
 
-def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: list[SegmentationResult],
-                     regs: list[VisitRegistration | None], matching: MatchSettings | None = None,
-                     response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
-                     prior: PriorSettings | None = None):
-    """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
-    the FTV settings used)."""
-    s = ftv_settings or FTVSettings()
-    prior = prior or PriorSettings()
+def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: PriorSettings, s: FTVSettings):
+    """Visits and tracks from each visit's (components, lesions, FTV result); the baseline's lesions
+    are the prior of the later visits (:mod:`.prior`)."""
     base_ref = exams[0].reference
     spacing_zyx = np.asarray(base_ref.GetSpacing())[::-1]
     extent = None
     visits = []
-    for k, (e, res) in enumerate(zip(exams, results)):
-        comp, lesions = _components(res)
-        ftv = _visit_ftv(e, res, s)
-        if k == 0 and s.fat_suppressed is None:  # the baseline decides, every visit follows
-            s = replace(s, fat_suppressed=bool(ftv.fat_suppression["fat_suppressed"]))
+    for k, (e, res, (comp, lesions, ftv)) in enumerate(zip(exams, results, segmented)):
         if k == 0 and prior.enabled:
             extent = neighbourhoods(sitk.GetArrayFromImage(comp).astype(np.int32), spacing_zyx, prior.margin_mm)
         elif extent is not None:
@@ -168,12 +167,86 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
                              "fat_suppressed": ftv.fat_suppression["fat_suppressed"],
                              "background_threshold": round(float(ftv.background_threshold), 4),
                              "pe_threshold_percent": s.pe_threshold, "ser_min": s.ser_min}, vis))
+    return visits, match_visits([v.in_baseline for v in visits], m, spacing_zyx)
+
+
+def _looked_back(results, segmented, visits, tracks, prior: PriorSettings):
+    """The baseline's (components, lesions, FTV) with the lesions found by looking back from the tracks
+    that start after the baseline (:mod:`.lookback`); None when nothing was found."""
+    later = [np.isin(visits[t.first_visit].in_baseline.components_baseline, t.members[t.first_visit])
+             for t in tracks if t.first_visit > 0]
+    if not later:
+        return None
+    comp0, lesions0, ftv0 = segmented[0]
+    spacing_zyx = np.asarray(comp0.GetSpacing())[::-1]
+    labels, added = look_back(later, sitk.GetArrayFromImage(comp0), sitk.GetArrayFromImage(ftv0.mask) > 0,
+                              spacing_zyx, prior)
+    if not added:
+        return None
+    comp, lesions = _flagged(results[0], as_image(labels, comp0), lesions0, LOOKBACK_FLAG,
+                             "enhancing tissue (FTV rule) where a lesion of a later visit is, left out by the "
+                             "baseline's segmentation; added by the follow-up's look-back, so that lesion is "
+                             "not new")
+    return comp, lesions, ftv0
+
+
+def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: list[SegmentationResult],
+                     regs: list[VisitRegistration | None], matching: MatchSettings | None = None,
+                     response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
+                     prior: PriorSettings | None = None, measure: MeasureSettings | None = None):
+    """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
+    the FTV settings used, the matching settings used)."""
+    s = ftv_settings or FTVSettings()
+    prior = prior or PriorSettings()
+    segmented = []
+    for k, (e, res) in enumerate(zip(exams, results)):
+        comp, lesions = _components(res)
+        ftv = _visit_ftv(e, res, s)
+        if k == 0 and s.fat_suppressed is None:  # the baseline decides, every visit follows
+            s = replace(s, fat_suppressed=bool(ftv.fat_suppression["fat_suppressed"]))
+        segmented.append((comp, lesions, ftv))
     m = matching or MatchSettings()
     if not prior.enabled:
         m = replace(m, extent_margin_mm=0.0)
-    tracks = match_visits([v.in_baseline for v in visits], m, spacing_zyx)
-    table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response)
+    visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s)
+    if prior.enabled and prior.look_back:
+        baseline = _looked_back(results, segmented, visits, tracks, prior)
+        if baseline is not None:
+            segmented[0] = baseline
+            visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s)
+    measured = measure_tracks(tracks, visits, [ftv for _, _, ftv in segmented], exams[0].reference, measure)
+    table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response,
+                         measured)
     return visits, tracks, table, s, m
+
+
+def _fat_decision(model) -> bool | None:
+    """The fat-suppression decision of an FTV-rule segmenter's last exam (None for other models)."""
+    last = getattr(model, "last_result", None)
+    fat = getattr(last, "fat_suppression", None)
+    return None if fat is None else bool(fat["fat_suppressed"])
+
+
+def series_fat_suppression(decisions: list[bool | None]) -> bool | None:
+    """One decision for a patient's visits when theirs differ (None: they agree, or no FTV-rule
+    model): fat-suppressed when most visits were taken as such; a tie is *not* suppressed, the side
+    that loses no enhancing tissue (:mod:`..kinetics.ftv`: the lower background threshold only admits
+    unenhanced voxels, which the PE rule rejects)."""
+    known = [d for d in decisions if d is not None]
+    if len(set(known)) < 2:
+        return None
+    return sum(known) * 2 > len(known)
+
+
+def _with_fat_suppression(model, fat_suppressed: bool):
+    """A copy of FTV-rule segmenter *model* with the fat-suppression decision fixed."""
+    import copy
+
+    fixed = copy.copy(model)
+    fixed.settings = replace(model.settings, fat_suppressed=fat_suppressed)
+    fixed._cache = None
+    fixed.last_result = None
+    return fixed
 
 
 def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOLLOWUP_MODEL,
@@ -204,12 +277,24 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
         from ..models.registry import get_segmenter
 
         model = get_segmenter(model)
-    results = []
+    results, fat = [], []
     with reporter.stage("segment"):
+        settings, options = split_settings(**segment_options)  # register=False included
         for k, e in enumerate(exams):
             reporter.update(k / n, f"segmenting visit {k + 1} of {n}")
-            settings, options = split_settings(**segment_options)  # register=False included
             results.append(segment_exam(e, model=model, device=device, cancel=cancel, settings=settings, **options))
+            fat.append(_fat_decision(model))
+        decided = series_fat_suppression(fat)
+        if decided is not None and (ftv_settings is None or ftv_settings.fat_suppressed is None):
+            # one patient, one protocol: every visit segmented and measured with the series' decision
+            ftv_settings = replace(ftv_settings or FTVSettings(), fat_suppressed=decided)
+            fixed = _with_fat_suppression(model, decided)
+            for k, e in enumerate(exams):
+                if fat[k] != decided:
+                    reporter.update(k / n, f"segmenting visit {k + 1} of {n} again (fat suppression of the series)")
+                    results[k] = segment_exam(e, model=fixed, device=device, cancel=cancel, settings=settings,
+                                              **options)
+                    results[k].settings["fat_suppressed_by_series"] = decided
     with reporter.stage("match"):
         visits, tracks, table, s, m = follow_segmented(exams, dates, results, regs, matching, response,
                                                        ftv_settings, prior)

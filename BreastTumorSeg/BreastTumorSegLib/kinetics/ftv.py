@@ -429,11 +429,7 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     if s.outline_pe > 0:
         spacing_zyx = np.asarray(ref.GetSpacing())[::-1]
         tissue = roi_mask & valid & (pre >= np.float32(bg))
-        bpe = background_enhancement(pe, tissue, tumor, spacing_zyx, s.outline_bpe_percentile)
-        level = min(max(s.outline_pe, bpe if bpe is not None else 0.0), s.pe_threshold)
-        grow = tissue & (pe >= np.float32(level))
-        if ser_used:
-            grow &= ser >= np.float32(s.ser_min)
+        grow, level, bpe = outline_growth(pe, tissue, tumor, ser if ser_used else None, spacing_zyx, s)
         out = whole_tumor_outline(tumor, grow, pe, spacing_zyx, s.outline_margin_mm,
                                   edge_fraction=s.outline_edge_fraction,
                                   edge_min_pe=s.outline_edge_over_level * level)
@@ -478,9 +474,22 @@ def background_enhancement(pe: np.ndarray, tissue: np.ndarray, core: np.ndarray,
     return float(np.percentile(pe[far], percentile))
 
 
+def outline_growth(pe: np.ndarray, tissue: np.ndarray, core: np.ndarray, ser: np.ndarray | None,
+                   spacing_zyx: np.ndarray, s: FTVSettings) -> tuple[np.ndarray, float, float | None]:
+    """Where an outline may grow: *tissue* with PE >= the outline level (the larger of
+    ``s.outline_pe`` and the exam's BPE, :func:`background_enhancement`, capped at the PE threshold)
+    and SER >= ``s.ser_min`` (*ser* None: no SER); returns (that mask, the level, the BPE)."""
+    bpe = background_enhancement(pe, tissue, core, spacing_zyx, s.outline_bpe_percentile)
+    level = min(max(s.outline_pe, bpe if bpe is not None else 0.0), s.pe_threshold)
+    grow = tissue & (pe >= np.float32(level))
+    if ser is not None:
+        grow &= ser >= np.float32(s.ser_min)
+    return grow, level, bpe
+
+
 def whole_tumor_outline(core: np.ndarray, grow: np.ndarray, pe: np.ndarray, spacing_zyx: np.ndarray,
                         margin_mm: float, vessel_radius_mm: float = 0.0, edge_fraction: float = 0.5,
-                        edge_min_pe: float = 0.0) -> np.ndarray:
+                        edge_min_pe: float = 0.0, min_core_ml: float = OUTLINE_MIN_CORE_ML) -> np.ndarray:
     """*core* plus the voxels of *grow* connected to it within *margin_mm*, cavities filled.
 
     A hysteresis threshold with a distance bound (module docstring, "Whole-tumor outline"):
@@ -505,7 +514,7 @@ def whole_tumor_outline(core: np.ndarray, grow: np.ndarray, pe: np.ndarray, spac
     # Outlines grow from cores of a lesion's size; specks (vessel stubs, noise) stay as they are.
     core_labels, n_cores = ndimage.label(c, structure=np.ones((3, 3, 3), bool))
     sizes = np.bincount(core_labels.ravel(), minlength=n_cores + 1) * float(np.prod(spacing_zyx)) / 1000.0
-    seeds = c & (sizes[core_labels] >= OUTLINE_MIN_CORE_ML)
+    seeds = c & (sizes[core_labels] >= min_core_ml)
     touching = np.unique(labels[seeds])
     region = np.isin(labels, touching[touching > 0])
     region = ndimage.binary_fill_holes(region) | c

@@ -1,0 +1,128 @@
+"""Every track measured with one outline rule at every visit, inside the track's own region.
+
+A segmentation can take a tumor whole at one visit and only its strongly enhancing core at another
+(a heterogeneous tumor near the PE threshold, a rim whose inside enhances moderately): the volume
+change and the RECIST sum would then follow the segmentation's swing, not the tumor. So the
+change table measures each track's lesion at every visit the same way, as a reader outlines the
+same lesion on each exam:
+
+* the track's **region**: its lesions at every visit, in the baseline frame, grown by
+  ``region_margin_mm`` (each voxel to the nearest track: :func:`.prior.neighbourhoods`), brought
+  into the visit by the registration;
+* its **outline** at the visit: the track's segmented lesions there plus the tissue connected to them
+  within ``margin_mm`` that enhances at least ``outline_pe`` (and above the visit's background
+  parenchymal enhancement, with SER >= the FTV rule's minimum; the hysteresis of
+  :func:`..kinetics.ftv.whole_tumor_outline`, with no minimum core size, cavities filled), kept
+  inside the region;
+* volume = the outline's volume; with ``diameters`` (off by default, see :class:`MeasureSettings`)
+  also the longest diameter = the sum of the longest diameters of its connected pieces (RECIST:
+  fragments add up). FTV stays the I-SPY FTV of the segmented lesions, the diameters by default
+  the segmented lesions'.
+
+A track with no lesion at a visit stays absent there: the outline never brings a lesion back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..kinetics.ftv import outline_growth, roi_array, whole_tumor_outline
+from .prior import neighbourhoods, to_visit_grid
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    enabled: bool = True
+    outline_pe: float = 40.0  # moderately enhancing tissue next to the lesion is part of it
+    margin_mm: float = 8.0  # ... at most this far from the segmented lesion
+    region_margin_mm: float = 5.0  # the track's region: its masks at every visit grown by this much
+    edge_fraction: float = 0.35  # one-voxel-thin additions: at least this fraction of the nearest lesion PE
+    # The outline's diameters replace the segmented lesions' too (RECIST). Off: on seeds 6000-6009 (ellipse,
+    # heterogeneous) they got 24/30 RECIST categories right against 25/30 with the segmented diameters
+    # (a small remnant's outline is longer than the remnant, a 9 mm finding outlined to 10 mm became an
+    # unequivocal new lesion), while the outline's volumes cut the volume-change error (median 10.4 -> 7.2
+    # points, p90 31 -> 21).
+    diameters: bool = False
+
+
+def _pieces_diameter(mask: np.ndarray, like: sitk.Image) -> float:
+    """The sum of the longest (Feret) diameters of the 26-connected pieces of *mask*."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if not n:
+        return 0.0
+    img = sitk.GetImageFromArray(labels.astype(np.uint32))
+    img.CopyInformation(like)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputeFeretDiameterOn()
+    stats.Execute(img)
+    return float(sum(stats.GetFeretDiameter(lab) for lab in stats.GetLabels()))
+
+
+def track_regions(tracks, components_baseline: list[np.ndarray], spacing_zyx, margin_mm: float) -> np.ndarray:
+    """Track id per voxel of the baseline grid: every track's lesions at every visit, grown (module docstring)."""
+    seen = np.zeros(components_baseline[0].shape, np.int32)
+    for t in tracks:
+        for k, labs in t.members.items():
+            seen[np.isin(components_baseline[k], labs) & (seen == 0)] = t.track_id
+    return neighbourhoods(seen, spacing_zyx, margin_mm)
+
+
+def measure_visit(tracks, k: int, components: sitk.Image, pre: np.ndarray, ftv, roi, region_visit: np.ndarray,
+                  s: MeasureSettings) -> dict[int, dict]:
+    """Track id -> {volume_ml[, longest_diameter_mm]} of every track with a lesion at visit *k*.
+
+    *components*: the visit's lesion labels (its grid), *pre* its pre-contrast signal (z, y, x), *ftv*: its :class:`~..kinetics.ftv.FTVResult`
+    (maps, background threshold, settings), *roi* its breast mask, *region_visit*: the track regions on
+    the visit's grid."""
+    comp = sitk.GetArrayFromImage(components)
+    ref = components
+    spacing_zyx = np.asarray(ref.GetSpacing())[::-1]
+    maps, fs = ftv.maps, ftv.settings
+    pe = maps.array("pe_early")
+    roi_mask, _ = roi_array(roi, ref)
+    tissue = roi_mask & (maps.array("valid") > 0) & (pre >= np.float32(ftv.background_threshold))
+    lesions = comp > 0
+    grow, level, _ = outline_growth(pe, tissue, lesions, maps.array("ser") if ftv.ser_used else None, spacing_zyx,
+                                    _with_outline(fs, s))
+    vox_ml = float(np.prod(spacing_zyx)) / 1000.0
+    out = {}
+    for t in tracks:
+        labs = t.members.get(k)
+        if not labs:
+            continue
+        seeds = np.isin(comp, labs)
+        inside = (region_visit == t.track_id) | seeds
+        mask = whole_tumor_outline(seeds, grow & inside, pe, spacing_zyx, s.margin_mm,
+                                   edge_fraction=s.edge_fraction, edge_min_pe=1.15 * level, min_core_ml=0.0)
+        mask &= inside
+        out[t.track_id] = {"volume_ml": float(np.count_nonzero(mask)) * vox_ml}
+        if s.diameters:
+            out[t.track_id]["longest_diameter_mm"] = _pieces_diameter(mask, ref)
+    return out
+
+
+def _with_outline(fs, s: MeasureSettings):
+    return replace(fs, outline_pe=s.outline_pe)
+
+
+def measure_tracks(tracks, visits, ftvs, base_ref: sitk.Image, s: MeasureSettings | None = None) -> dict:
+    """(track id, visit index) -> {volume_ml[, longest_diameter_mm]} for every track and visit it has a
+    lesion at ({} when ``s.enabled`` is False). *visits*: the follow-up's visits (components, result,
+    registration), *ftvs* their FTV results."""
+    s = s or MeasureSettings()
+    if not s.enabled or not tracks:
+        return {}
+    spacing_zyx = np.asarray(base_ref.GetSpacing())[::-1]
+    regions = track_regions(tracks, [v.in_baseline.components_baseline for v in visits], spacing_zyx,
+                            s.region_margin_mm)
+    out = {}
+    for k, (v, ftv) in enumerate(zip(visits, ftvs)):
+        reg = v.registration.transform if v.registration else None
+        region_visit = regions if reg is None else to_visit_grid(regions, base_ref, v.exam.reference, reg)
+        for tid, m in measure_visit(tracks, k, v.components, sitk.GetArrayFromImage(v.exam.pre), ftv,
+                                     v.result.breast_mask, region_visit, s).items():
+            out[(tid, k)] = m
+    return out
