@@ -7,11 +7,16 @@
 
 Order: every visit is checked (:mod:`.visits`), every later visit registered to the baseline
 (:mod:`.register`; a wrong exam is refused before anything is segmented), then each visit is
-segmented by the engine (:func:`~..engine.pipeline.segment_exam`, any model), its FTV measured with
-the baseline's FTV rule (same PE and SER thresholds, and the baseline's fat-suppression decision,
-at every visit; :mod:`..kinetics.ftv`) inside the engine's breast mask, each baseline lesion looked for
-where it was in the later visits (:mod:`.prior`: enhancing remnants the segmentation left out),
-the lesions followed as tracks in the baseline frame (:mod:`.match`) and the change table built (:mod:`.response`).
+segmented by the engine (:func:`~..engine.pipeline.segment_exam`, any model; with an FTV-rule model,
+one fat-suppression decision for the patient: visits whose own decision differs from the series'
+(:func:`series_fat_suppression`) are segmented again with it), its FTV measured with the same FTV rule
+(same PE and SER thresholds and fat-suppression decision at every visit; :mod:`..kinetics.ftv`)
+inside the engine's breast mask, each baseline lesion looked for where it was in the later visits
+(:mod:`.prior`: enhancing remnants the segmentation left out), the lesions followed as tracks in the
+baseline frame (:mod:`.match`), every lesion first seen after the baseline looked for in the baseline
+(:mod:`.lookback`; what is found there joins the baseline and the tracks are followed again), each
+track's volume measured by one outline rule at every visit (:mod:`.measure`) and the change table
+built (:mod:`.response`).
 Nothing is written until everything is computed; :func:`write_followup` writes all files or none.
 """
 from __future__ import annotations
