@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .prior import PriorSettings
+from .prior import PriorSettings, is_tissue
 
 CUBE = np.ones((3, 3, 3), bool)
 LOOKBACK_FLAG = "found_on_later_visit"
@@ -55,9 +55,10 @@ def look_back(later_masks: list[np.ndarray], components0: np.ndarray, enhancing0
             continue  # nothing enhancing at the baseline: new
         pieces, _ = ndimage.label(free & _grown(mask, spacing_zyx, settings.lookback_grow_mm), structure=CUBE)
         for p in np.unique(pieces[where]):
+            if p == 0:  # lookback_grow_mm below margin_mm
+                continue
             piece = (pieces == p) & (comp == 0)
-            if (piece.sum() * vox_ml < settings.min_remnant_ml or (piece & near_segmented).any()
-                    or not ndimage.binary_erosion(piece, ndimage.generate_binary_structure(3, 1)).any()):
+            if (piece & near_segmented).any() or not is_tissue(piece, vox_ml, settings):
                 continue
             label += 1
             added += 1

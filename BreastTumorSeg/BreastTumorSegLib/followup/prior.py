@@ -62,6 +62,14 @@ def to_visit_grid(extent: np.ndarray, baseline: sitk.Image, visit: sitk.Image,
     return sitk.GetArrayFromImage(sitk.Resample(img, visit, tx, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
 
 
+def is_tissue(piece: np.ndarray, vox_ml: float, settings: PriorSettings, n_voxels: int | None = None) -> bool:
+    """Is an enhancing *piece* (bool mask) tissue worth adding: at least ``min_remnant_ml`` and more
+    than one voxel thick (it survives an erosion by one voxel: not a rim or a thread)?"""
+    n = int(np.count_nonzero(piece)) if n_voxels is None else int(n_voxels)
+    return n * vox_ml >= settings.min_remnant_ml and bool(
+        ndimage.binary_erosion(piece, ndimage.generate_binary_structure(3, 1)).any())
+
+
 def find_remnants(components: sitk.Image, enhancing: sitk.Image, extent_visit: np.ndarray,
                   settings: PriorSettings) -> tuple[sitk.Image, int]:
     """*components* (labels 1..N, the visit's grid) with the enhancing pieces the segmentation left out
@@ -77,11 +85,8 @@ def find_remnants(components: sitk.Image, enhancing: sitk.Image, extent_visit: n
     sizes = np.bincount(pieces.ravel(), minlength=n + 1)
     label, added = int(comp.max()), 0
     for p in range(1, n + 1):
-        if p in touching or sizes[p] * vox_ml < settings.min_remnant_ml:
+        if p in touching or not is_tissue(pieces == p, vox_ml, settings, sizes[p]):
             continue
-        piece = pieces == p
-        if not ndimage.binary_erosion(piece, ndimage.generate_binary_structure(3, 1)).any():
-            continue  # a rim or a thread one voxel thick
         label += 1
         added += 1
         comp[pieces == p] = label

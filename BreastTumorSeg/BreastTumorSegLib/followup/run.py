@@ -259,7 +259,7 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
                  registration: VisitRegistrationSettings | None = None,
                  matching: MatchSettings | None = None, response: ResponseSettings | None = None,
                  ftv_settings: FTVSettings | None = None, prior: PriorSettings | None = None,
-                 **segment_options) -> FollowupResult:
+                 measure: MeasureSettings | None = None, **segment_options) -> FollowupResult:
     """Follow the lesions of *exams* (baseline first); see the module docstring.
 
     ``model`` is a registry name or a loaded segmenter (loaded once, used for every visit);
@@ -302,11 +302,12 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
                     results[k].settings["fat_suppressed_by_series"] = decided
     with reporter.stage("match"):
         visits, tracks, table, s, m = follow_segmented(exams, dates, results, regs, matching, response,
-                                                       ftv_settings, prior)
+                                                       ftv_settings, prior, measure)
     settings = {"model": getattr(model, "model_id", str(model)), "ftv": {k: v for k, v in vars(s).items()},
                 "registration": vars(registration or VisitRegistrationSettings()),
                 "matching": vars(m), "response": vars(response or ResponseSettings()),
-                "prior": vars(prior or PriorSettings())}
+                "prior": vars(prior or PriorSettings()), "measure": vars(measure or MeasureSettings()),
+                "fat_suppression_by_visit": fat, "fat_suppressed_for_the_patient": decided}
     return FollowupResult(visits, tracks, table, settings)
 
 
