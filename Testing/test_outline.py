@@ -65,10 +65,11 @@ def test_tumor_with_patchy_strong_parts_is_outlined_and_the_vessel_left_out():
 
 def test_half_maximum_edge_takes_the_partial_volume_layer():
     """The partial-volume voxels of a tumor (half or more of them inside) have PE between the
-    tumor's and the surroundings': the edge layer adds them, and no voxel further out."""
+    tumor's and the surroundings': the edge layer (``outline_half_maximum``, off by default) adds
+    them, and no voxel further out."""
     exam, truth, _ = patchy_exam(seed=1, vessel=False, island_mm=2.6, moderate=0.45)  # islands survive the opening
-    with_edge = sitk.GetArrayFromImage(FTVOutlineSegmenter().predict(exam, None)) >= 0.5
-    without = sitk.GetArrayFromImage(FTVOutlineSegmenter(outline_half_maximum=False).predict(exam, None)) >= 0.5
+    with_edge = sitk.GetArrayFromImage(FTVOutlineSegmenter(outline_half_maximum=True).predict(exam, None)) >= 0.5
+    without = sitk.GetArrayFromImage(FTVOutlineSegmenter().predict(exam, None)) >= 0.5  # the default: off
     recall = lambda m: np.count_nonzero(m & truth) / np.count_nonzero(truth)  # noqa: E731
     assert recall(with_edge) >= 0.955  # measured 0.961; without the edge layer 0.947
     assert recall(with_edge) > recall(without) + 0.01
@@ -102,8 +103,11 @@ def test_half_maximum_edge_respects_the_surroundings():
     out = half_maximum_edge(region, pe, np.ones(pe.shape, bool), np.array([1.0, 1.0, 1.0]))
     assert out[4, 4, 5] and not out[4, 4, 3]
     assert np.count_nonzero(out) == 2
+    # next to strongly enhancing tissue (PE >= below_pe) the layer is left to the core's own edge rule
+    strong_only = half_maximum_edge(region, pe, np.ones(pe.shape, bool), np.array([1.0, 1.0, 1.0]), below_pe=70.0)
+    assert np.array_equal(strong_only, region)
 
 
-@pytest.mark.parametrize("option", [{"outline_thick_regions": True}, {"outline_half_maximum": False}])
+@pytest.mark.parametrize("option", [{"outline_thick_regions": True}, {"outline_half_maximum": True}])
 def test_outline_switches_change_the_model_id(option):
     assert FTVOutlineSegmenter(**option).model_id != FTVOutlineSegmenter().model_id

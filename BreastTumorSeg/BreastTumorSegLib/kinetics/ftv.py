@@ -71,10 +71,10 @@ touching a tumor are split off by the false-positive reduction (``engine/fpreduc
 hysteresis threshold: moderate enhancement counts only next to a tumor and only where it stands out
 from the background, so BPE away from tumors does not count, and with marked BPE (which a reader
 cannot tell from a moderately enhancing tumor part either) the outline stays close to the core.
-``ftv_ml`` stays the I-SPY volume of the core. The outline's steps live in :mod:`.outline`: with
-``outline_half_maximum`` (on) one partial-volume layer is added where PE reaches half-way between
-the tumor's and its surroundings'; ``outline_thick_regions`` (off) also grows from the core before
-its vessel opening and keeps the thick regions (patchy strong parts).
+``ftv_ml`` stays the I-SPY volume of the core. The outline's steps live in :mod:`.outline`, with two
+options, both off by default (measured there): ``outline_half_maximum`` adds one partial-volume
+layer where PE reaches half-way between the tumor's and its surroundings'; ``outline_thick_regions``
+also grows from the core before its vessel opening and keeps the thick regions (patchy strong parts).
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class FTVSettings:
     outline_edge_fraction: float = 0.35  # one-voxel-thin additions: at least this fraction of the nearest core PE
     outline_edge_over_level: float = 1.15  # ... and this factor above the outline's PE level
     outline_thick_regions: bool = False  # also add thick regions grown from the unopened core (kinetics/outline.py)
-    outline_half_maximum: bool = True  # add the partial-volume edge layer at half maximum (kinetics/outline.py)
+    outline_half_maximum: bool = False  # add the partial-volume edge layer at half maximum (kinetics/outline.py)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -434,7 +434,8 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         out = whole_tumor_outline(tumor, grow, pe, spacing_zyx, s.outline_margin_mm,
                                   edge_fraction=s.outline_edge_fraction,
                                   edge_min_pe=s.outline_edge_over_level * level, strong=strong if thick else None,
-                                  thick_radius_mm=s.vessel_radius_mm if thick else 0.0, edge_allowed=edge_ok)
+                                  thick_radius_mm=s.vessel_radius_mm if thick else 0.0, edge_allowed=edge_ok,
+                                  edge_below_pe=s.pe_threshold)
         if thick and s.skin_margin_mm > 0:
             drop_skin_components(out, valid, spacing_zyx, s.skin_margin_mm)
         out |= tumor

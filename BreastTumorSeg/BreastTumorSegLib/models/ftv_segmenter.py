@@ -81,8 +81,7 @@ class FTVSegmenter:
                       "0.2 x p95 plus a noise floor without it), PE(early) >= threshold, >= min_neighbors "
                       "enhancing 26-neighbours, SER >= ser_min; then thin structures (vessels) and components "
                       "hugging the skin (nipple) removed; the outline then adds the moderately enhancing tissue (PE >= "
-                      "outline_pe) connected to that core within outline_margin_mm, one partial-volume layer "
-                      "at half maximum between the tumor's and its surroundings' PE, and fills the cavities it "
+                      "outline_pe) connected to that core within outline_margin_mm and fills the cavities it "
                       "encloses (necrotic core, inside of a rim). With a seed: one lesion by region growing on the "
                       "early subtraction with a vessel-bridge opening",
             "inputs": "motion-corrected DCE exam, pre-contrast + >= 1 post-contrast phase with acquisition "
