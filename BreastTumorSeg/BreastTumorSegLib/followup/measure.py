@@ -12,7 +12,7 @@ same lesion on each exam:
 * its **outline** at the visit: the track's segmented lesions there plus the tissue connected to them
   within ``margin_mm`` that enhances at least ``outline_pe`` (and above the visit's background
   parenchymal enhancement, with SER >= the FTV rule's minimum; the hysteresis of
-  :func:`..kinetics.ftv.whole_tumor_outline`, with no minimum core size, cavities filled), kept
+  :func:`..kinetics.outline.whole_tumor_outline`, with no minimum core size, cavities filled), kept
   inside the region;
 * volume = the outline's volume; with ``diameters`` (off by default, see :class:`MeasureSettings`)
   also the longest diameter = the sum of the longest diameters of its connected pieces (RECIST:
@@ -29,7 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..kinetics.ftv import outline_growth, roi_array, whole_tumor_outline
+from ..kinetics.ftv import roi_array
+from ..kinetics.outline import outline_growth, whole_tumor_outline
 from .prior import neighbourhoods, to_visit_grid
 
 

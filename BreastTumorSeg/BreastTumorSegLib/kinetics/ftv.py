@@ -71,7 +71,10 @@ touching a tumor are split off by the false-positive reduction (``engine/fpreduc
 hysteresis threshold: moderate enhancement counts only next to a tumor and only where it stands out
 from the background, so BPE away from tumors does not count, and with marked BPE (which a reader
 cannot tell from a moderately enhancing tumor part either) the outline stays close to the core.
-``ftv_ml`` stays the I-SPY volume of the core.
+``ftv_ml`` stays the I-SPY volume of the core. The outline's steps live in :mod:`.outline`, with two
+options, both off by default (measured there): ``outline_half_maximum`` adds one partial-volume
+layer where PE reaches half-way between the tumor's and its surroundings'; ``outline_thick_regions``
+also grows from the core before its vessel opening and keeps the thick regions (patchy strong parts).
 """
 from __future__ import annotations
 
@@ -94,6 +97,7 @@ from .maps import (
 )
 from ..core.progress import Reporter
 from .seeded import open_and_regrow
+from .outline import bbox as _bbox, outline_growth, whole_tumor_outline
 
 # ----------------------------------------------------------------------------- settings / ROI
 
@@ -120,6 +124,8 @@ class FTVSettings:
     outline_bpe_percentile: float = 95.0  # ... and enhancing more than this percentile of the exam's BPE
     outline_edge_fraction: float = 0.35  # one-voxel-thin additions: at least this fraction of the nearest core PE
     outline_edge_over_level: float = 1.15  # ... and this factor above the outline's PE level
+    outline_thick_regions: bool = False  # also add thick regions grown from the unopened core (kinetics/outline.py)
+    outline_half_maximum: bool = False  # add the partial-volume edge layer at half maximum (kinetics/outline.py)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -275,18 +281,6 @@ def count_neighbors(mask: np.ndarray) -> np.ndarray:
     return box
 
 
-def _bbox(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
-    """Slices of the bounding box of *mask* grown by *margin* (None when empty)."""
-    sl = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        nz = np.flatnonzero(mask.any(axis=other))
-        if nz.size == 0:
-            return None
-        sl.append(slice(max(0, nz[0] - margin), min(mask.shape[axis], nz[-1] + 1 + margin)))
-    return tuple(sl)
-
-
 def detect_fat_suppression(pre: np.ndarray, maps: KineticMaps, roi_mask: np.ndarray,
                            settings: FTVSettings | None = None) -> dict:
     """Is fat suppressed? Decided from how much the brightest pre-contrast tenth of the ROI enhances.
@@ -413,6 +407,7 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     if ser_used:
         ser = maps.array("ser")
         tumor &= ser >= np.float32(s.ser_min)
+    strong = tumor.copy() if s.outline_pe > 0 and s.outline_thick_regions else tumor
     if s.vessel_radius_mm > 0:
         box = _bbox(tumor)
         if box is not None:
@@ -429,10 +424,17 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     if s.outline_pe > 0:
         spacing_zyx = np.asarray(ref.GetSpacing())[::-1]
         tissue = roi_mask & valid & (pre >= np.float32(bg))
-        grow, level, bpe = outline_growth(pe, tissue, tumor, ser if ser_used else None, spacing_zyx, s)
+        grow, level, bpe = outline_growth(pe, tissue, strong, ser if ser_used else None, spacing_zyx, s)
+        thick = s.outline_thick_regions and s.vessel_radius_mm > 0
+        edge_ok = (roi_mask & valid & (pre >= np.float32(0.5 * bg))) if s.outline_half_maximum else None
         out = whole_tumor_outline(tumor, grow, pe, spacing_zyx, s.outline_margin_mm,
                                   edge_fraction=s.outline_edge_fraction,
-                                  edge_min_pe=s.outline_edge_over_level * level)
+                                  edge_min_pe=s.outline_edge_over_level * level, strong=strong if thick else None,
+                                  thick_radius_mm=s.vessel_radius_mm if thick else 0.0, edge_allowed=edge_ok,
+                                  edge_below_pe=s.pe_threshold)
+        if thick and s.skin_margin_mm > 0:
+            drop_skin_components(out, valid, spacing_zyx, s.skin_margin_mm)
+        out |= tumor
         outline_ml = float(np.count_nonzero(out)) * vox_ml
         outline = from_array(out.astype(np.uint8), ref)
         bpe_text = "no enhancing background tissue" if bpe is None else \
@@ -449,79 +451,6 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     ftv = float(np.count_nonzero(tumor)) * vox_ml
     return FTVResult(from_array(tumor.astype(np.uint8), ref), ftv, bands, bg, fat, ser_used, roi_desc,
                      maps, s, notes, outline, outline_ml)
-
-
-# Additions one voxel thin in the acquisition plane (array axes 1, 2) are the core's partial-volume edge.
-OUTLINE_MIN_CORE_ML = 0.1  # cores smaller than this get no outline
-IN_PLANE_CROSS = np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool)
-BPE_MIN_PE = 10.0  # enhancing background tissue: PE above this (fat enhances < 8 %)
-BPE_DISTANCE_MM = 15.0  # ... and this far from every FTV core
-
-
-def background_enhancement(pe: np.ndarray, tissue: np.ndarray, core: np.ndarray, spacing_zyx: np.ndarray,
-                           percentile: float) -> float | None:
-    """*percentile* of PE over enhancing background tissue: voxels of *tissue* with PE above
-    ``BPE_MIN_PE`` lying more than ``BPE_DISTANCE_MM`` from *core*; None when there are fewer than
-    100 such voxels. Moderate enhancement next to a tumor counts as tumor only above this level:
-    with marked background parenchymal enhancement a reader cannot tell them apart either."""
-    far = tissue & (pe > np.float32(BPE_MIN_PE))
-    box = _bbox(core, margin=int(np.ceil(BPE_DISTANCE_MM / float(np.min(spacing_zyx)))) + 1)
-    if box is not None:
-        near = ndimage.distance_transform_edt(~core[box], sampling=spacing_zyx) <= BPE_DISTANCE_MM
-        far[box] &= ~near
-    if np.count_nonzero(far) < 100:
-        return None
-    return float(np.percentile(pe[far], percentile))
-
-
-def outline_growth(pe: np.ndarray, tissue: np.ndarray, core: np.ndarray, ser: np.ndarray | None,
-                   spacing_zyx: np.ndarray, s: FTVSettings) -> tuple[np.ndarray, float, float | None]:
-    """Where an outline may grow: *tissue* with PE >= the outline level (the larger of
-    ``s.outline_pe`` and the exam's BPE, :func:`background_enhancement`, capped at the PE threshold)
-    and SER >= ``s.ser_min`` (*ser* None: no SER); returns (that mask, the level, the BPE)."""
-    bpe = background_enhancement(pe, tissue, core, spacing_zyx, s.outline_bpe_percentile)
-    level = min(max(s.outline_pe, bpe if bpe is not None else 0.0), s.pe_threshold)
-    grow = tissue & (pe >= np.float32(level))
-    if ser is not None:
-        grow &= ser >= np.float32(s.ser_min)
-    return grow, level, bpe
-
-
-def whole_tumor_outline(core: np.ndarray, grow: np.ndarray, pe: np.ndarray, spacing_zyx: np.ndarray,
-                        margin_mm: float, vessel_radius_mm: float = 0.0, edge_fraction: float = 0.5,
-                        edge_min_pe: float = 0.0, min_core_ml: float = OUTLINE_MIN_CORE_ML) -> np.ndarray:
-    """*core* plus the voxels of *grow* connected to it within *margin_mm*, cavities filled.
-
-    A hysteresis threshold with a distance bound (module docstring, "Whole-tumor outline"):
-    moderate enhancement is tumor only next to strong enhancement. Where the addition is one
-    voxel thin in the acquisition plane it is the core's partial-volume edge, and a voxel there
-    counts only at *edge_fraction* of the PE of the nearest core voxel or more, and at
-    *edge_min_pe* or more (clearly above the background enhancement: noise in marked BPE). With
-    *vessel_radius_mm* > 0 the additions thinner than twice that radius are opened away; *core*
-    is always kept.
-    """
-    out = core.copy()
-    box = _bbox(core, margin=int(np.ceil(margin_mm / float(np.min(spacing_zyx)))) + 1)
-    if box is None:
-        return out
-    c, g, p = core[box], grow[box], pe[box]
-    dist, nearest = ndimage.distance_transform_edt(~c, sampling=spacing_zyx, return_indices=True)
-    extra = g & ~c & (dist <= margin_mm)
-    thick = ndimage.binary_opening(extra, structure=IN_PLANE_CROSS)
-    edge = extra & ~thick & (p >= np.float32(edge_fraction) * p[tuple(nearest)]) & (p >= np.float32(edge_min_pe))
-    allowed = c | thick | edge
-    labels, _ = ndimage.label(allowed, structure=np.ones((3, 3, 3), bool))
-    # Outlines grow from cores of a lesion's size; specks (vessel stubs, noise) stay as they are.
-    core_labels, n_cores = ndimage.label(c, structure=np.ones((3, 3, 3), bool))
-    sizes = np.bincount(core_labels.ravel(), minlength=n_cores + 1) * float(np.prod(spacing_zyx)) / 1000.0
-    seeds = c & (sizes[core_labels] >= min_core_ml)
-    touching = np.unique(labels[seeds])
-    region = np.isin(labels, touching[touching > 0])
-    region = ndimage.binary_fill_holes(region) | c
-    if vessel_radius_mm > 0:
-        region = open_and_regrow(region, spacing_zyx, vessel_radius_mm) | c
-    out[box] = region
-    return out
 
 
 # ----------------------------------------------------------------------------- probability map

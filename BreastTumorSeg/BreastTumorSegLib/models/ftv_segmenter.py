@@ -147,7 +147,7 @@ class FTVSegmenter:
 class FTVOutlineSegmenter(FTVSegmenter):
     """Registry method "ftv-outline": the FTV core grown to the whole tumor as a reader outlines it.
 
-    The same rule as "ftv" with ``outline_pe`` = 40 % (:func:`~..kinetics.ftv.whole_tumor_outline`):
+    The same rule as "ftv" with ``outline_pe`` = 40 % (:func:`~..kinetics.outline.whole_tumor_outline`):
     moderately enhancing tumor parts next to the strongly enhancing core, and the cavities the
     core encloses (necrotic centre, inside of a rim), are part of the mask; ``ftv_ml`` is still
     the I-SPY volume of the core.
