@@ -16,7 +16,6 @@ their card, as every model of this engine (:mod:`.weights`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -75,17 +74,9 @@ class TreeEnsemble:
     @classmethod
     def read(cls, card_path: Path, task: str, features: tuple[str, ...], what: str):
         """Load from a card (``task``, ``features`` must match) and its verified safetensors."""
-        from .weights import load_verified_state_dict
+        from .weights import read_numpy_model
 
-        card_path = Path(card_path)
-        try:
-            card = json.loads(card_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{card_path}: cannot read the {what}'s card ({exc})") from None
-        if card.get("task") != task or tuple(card.get("features", ())) != tuple(features):
-            raise ModelError(f"{card_path}: not a {what} for this engine's features "
-                             f"(task {card.get('task')!r}). Fix: reinstall the model")
-        state = load_verified_state_dict(card_path.parent / card["weights"], card.get("sha256", ""), framework="numpy")
+        card, state = read_numpy_model(card_path, task, features, what)
         return cls(state, float(card.get("threshold", 0.5)), card)
 
 
