@@ -45,7 +45,7 @@ def test_shipped_card_is_a_classification_model_pinned_by_its_hash():
     assert "synthetic" in card["training"]["data"] and "not a clinical classifier" in card["description"]
     assert classification_models()[DEFAULT_CLASSIFIER] == card_path
     assert DEFAULT_CLASSIFIER not in available_models()  # not offered as a tumor segmenter
-    assert load_classifier().coef.shape == (len(FEATURES),)
+    assert load_classifier().n_features == len(FEATURES)
 
 
 def test_modified_weights_are_refused(tmp_path):

@@ -21,16 +21,19 @@ Steps (each timed in ``result.timings``):
 4. **candidates** per breast: connected regions of the (lightly smoothed) early enhancement above
    ``max(50 %, background + 30 %)``, where *background* is the 80th percentile of the breast's
    early enhancement (background parenchymal enhancement raises the bar), each at least
-   ``MIN_CANDIDATE_ML``, holes filled (a rim-enhancing lesion is one candidate);
+   ``MIN_CANDIDATE_ML`` and ``MIN_CANDIDATE_VOXELS`` (a single coarse voxel has no shape), holes
+   filled (a rim-enhancing lesion is one candidate);
 5. **features** of each candidate (:data:`~..models.classifier.FEATURES`: size, elongation,
    roundness, solidity and radial irregularity (margin), longest axis, enhancement and its
    contrast to the background, the fractions of washout / plateau / persistent voxels and SER
    (kinetic curve type), the curve of its most enhancing quarter (the hot spot: mean late change,
    washout and persistent fractions), rim-to-core ratio, heterogeneity, background level, the
    breast's early-subtraction MIP level and the candidate's dominance over it, the share of it
-   inside the breast mask: the mask as a soft hint) and its malignancy
+   inside the breast mask: the mask as a soft hint; its voxel count and the exam's timing: whether
+   a late phase exists and the early-to-late time, so a model can tell how much the shape and
+   curve features say on this exam) and its malignancy
    probability from the model
-   (:class:`~..models.classifier.BreastClassifier`);
+   (:func:`~..models.classifier.load_classifier`: gradient-boosted trees or a logistic regression);
 6. **per breast** the probability of its most suspicious candidate (a breast without candidates
    gets the card's ``no_candidate_probability``); the **heatmap** holds, at every voxel of a
    candidate, that candidate's probability (0 elsewhere): the per-voxel contribution to the
@@ -54,13 +57,14 @@ from ..core.exam import DCEExam
 from ..core.imageutil import voxel_volume_ml
 from ..core.progress import Reporter
 from ..kinetics.maps import PERSISTENT, PLATEAU, WASHOUT, compute_kinetic_maps
-from ..models.classifier import DEFAULT_CLASSIFIER, FEATURES, BreastClassifier, load_classifier
+from ..models.classifier import DEFAULT_CLASSIFIER, FEATURES, BreastClassifier, BreastTreeClassifier, load_classifier
 from ..preprocess.breast_region import breast_region
 from ..preprocess.registration import register_exam
 from .classify_region import classification_sides, lesions_in_body
 
 SIDE_CODES = {"left": "L", "right": "R"}
 MIN_CANDIDATE_ML = 0.03
+MIN_CANDIDATE_VOXELS = 4  # and at least this many voxels: one coarse voxel has no shape to measure
 MIN_THRESHOLD_PE = 50.0  # %
 ABOVE_BACKGROUND_PE = 30.0  # %
 MAX_CANDIDATES = 25  # per breast, largest first (bounds the time on a strongly enhancing breast)
@@ -204,6 +208,16 @@ def breast_mip_p95(pe: np.ndarray, breast: np.ndarray) -> float:
     return float(np.percentile(mip[footprint], 95))
 
 
+def acquisition_features(maps) -> list[float]:
+    """What the exam's timing lets the curve features say (the same for every candidate): 1 when a
+    late phase exists (curve type and SER assessable; 0 with one post-contrast phase), and the
+    time (min) from the early to the late phase (0 without a late phase)."""
+    ph = maps.phases
+    if not maps.ser_available or ph.late is None or ph.late_time_min is None:
+        return [0.0, 0.0]
+    return [1.0, float(ph.late_time_min - ph.early_time_min)]
+
+
 def _finite(value: float, default: float) -> float:
     return float(value) if math.isfinite(value) else default
 
@@ -216,6 +230,7 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
     vox_ml = voxel_volume_ml(pre)
     pe = ndimage.gaussian_filter(np.asarray(maps.array("pe_early"), np.float32), 0.6 / np.maximum(spacing_zyx / spacing_zyx.min(), 1))
     valid = maps.array("valid") > 0
+    acquisition = acquisition_features(maps)
     out: list[Candidate] = []
     for side, code in (("left", 1), ("right", 2)):
         breast = sides == code
@@ -229,7 +244,8 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
         if n == 0:
             continue
         sizes = np.bincount(lab.ravel())[1:]
-        keep = [int(i) + 1 for i in np.argsort(-sizes)[:MAX_CANDIDATES] if sizes[i] * vox_ml >= MIN_CANDIDATE_ML]
+        keep = [int(i) + 1 for i in np.argsort(-sizes)[:MAX_CANDIDATES]
+                if sizes[i] * vox_ml >= MIN_CANDIDATE_ML and sizes[i] >= MIN_CANDIDATE_VOXELS]
         if not keep:
             continue
         objects = ndimage.find_objects(lab)
@@ -254,7 +270,7 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
             feats = np.nan_to_num(_features(m, box, maps, pe, background, spacing_zyx, vox_ml, shape_stats, mip_p95),
                                   nan=0.0, posinf=0.0, neginf=0.0)
             inside = float(hint[box][m].mean()) if hint is not None else 1.0
-            feats = np.append(feats, inside)
+            feats = np.append(feats, [inside, math.log(float(m.sum())), *acquisition])
             out.append(Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml)))
     return out
 
@@ -288,17 +304,17 @@ def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | N
     return exam, sides, cands, maps, context
 
 
-def classify_exam(exam: DCEExam, model: str | BreastClassifier = DEFAULT_CLASSIFIER, *, register: bool = True,
+def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClassifier = DEFAULT_CLASSIFIER, *, register: bool = True,
                   models_dir=None, progress=None, cancel=None, lesion_mask: sitk.Image | None = None) -> ClassificationResult:
     """Per-breast malignancy probabilities and heatmap of *exam* (module docstring).
 
     ``model``: a classification model's name (``"breastcls-demo"``; ``monai:PATH`` is refused with
-    a one-line reason, :mod:`~..models.classifier`) or a loaded :class:`BreastClassifier`.
+    a one-line reason, :mod:`~..models.classifier`) or a loaded classifier (:func:`~..models.classifier.load_classifier`).
     ``register=False`` when the phases are already aligned (e.g. ``segment``'s registered phases).
     ``progress(stage, fraction, message)`` and ``cancel`` follow :class:`~..core.progress.Reporter`.
     ``lesion_mask`` (e.g. ``segment``'s label map): lesions inside the body are looked at even where
     the breast region does not reach (:mod:`.classify_region`)."""
-    clf = model if isinstance(model, BreastClassifier) else load_classifier(model, [models_dir] if models_dir else None)
+    clf = load_classifier(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     exam, sides, cands, maps, context = exam_candidates(exam, register, reporter, lesion_mask)
     if cands:

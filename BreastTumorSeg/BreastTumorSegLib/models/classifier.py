@@ -2,9 +2,11 @@
 
 A classification card lies beside its weights in a models folder like every network
 (:mod:`.cards`); :func:`classification_models` lists them and :func:`load_classifier` loads one by
-name. The shipped ``breastcls-demo`` is a standardisation + logistic regression over the
+name. A card's ``architecture.type`` says which model it is, both applied with numpy over the
 features of enhancing candidates (:data:`FEATURES`, computed by
-:mod:`BreastTumorSegLib.engine.classify`), applied with numpy (:class:`.logistic.LogisticModel`).
+:mod:`BreastTumorSegLib.engine.classify`): ``candidate_gradient_boosted_trees`` (the shipped
+``breastcls-demo``; :class:`.trees.TreeEnsemble`) or ``candidate_logistic_regression`` (a
+standardisation + logistic regression, :class:`.logistic.LogisticModel`).
 
 ``monai:PATH`` (a MONAI bundle) is recognised and refused with one line saying why and what to
 use instead: a classification bundle's input convention (breast crop, channels, orientation)
@@ -19,6 +21,7 @@ from pathlib import Path
 from ..core.errors import InputError, ModelError
 from .cards import iter_cards
 from .logistic import LogisticModel
+from .trees import TreeEnsemble
 
 CLASSIFICATION_TASK = "classification"
 DEFAULT_CLASSIFIER = "breastcls-demo"
@@ -34,11 +37,16 @@ FEATURES = ("log_volume_ml", "log_elongation", "roundness", "solidity", "pe_earl
             # the breast's early-subtraction MIP (Gong et al.): its bright level, the candidate's dominance
             "breast_mip_p95", "mip_dominance",
             # the breast mask as a hint: the share of the candidate inside it
-            "breast_mask_fraction")
+            "breast_mask_fraction",
+            # how much the shape and curve features can say: the candidate's voxel count (resolution),
+            # whether the exam has a late phase (curve type known) and the early-to-late time (min)
+            "log_n_voxels", "curve_known", "late_gap_min")
 
 
-class BreastClassifier(LogisticModel):
-    """Candidate-level logistic model; a breast's probability is its most suspicious candidate's."""
+class _BreastScale:
+    """What every per-breast classifier adds to its candidate model (``logit``, ``card``): the
+    breast scale and the no-candidate probability; a breast's probability is its most suspicious
+    candidate's."""
 
     @property
     def model_id(self) -> str:
@@ -61,6 +69,22 @@ class BreastClassifier(LogisticModel):
         return float(self.card.get("no_candidate_probability", 0.02))
 
 
+class BreastClassifier(_BreastScale, LogisticModel):
+    """Candidate-level logistic model (card ``architecture.type``: ``candidate_logistic_regression``)."""
+
+    @property
+    def n_features(self) -> int:
+        return len(self.coef)
+
+
+class BreastTreeClassifier(_BreastScale, TreeEnsemble):
+    """Candidate-level gradient-boosted trees (``candidate_gradient_boosted_trees``)."""
+
+
+ARCHITECTURES = {"candidate_logistic_regression": BreastClassifier,
+                 "candidate_gradient_boosted_trees": BreastTreeClassifier}
+
+
 def classification_models(extra_dirs=None) -> dict[str, Path]:
     """Name -> card path of every installed classification model (first found wins)."""
     out: dict[str, Path] = {}
@@ -70,15 +94,23 @@ def classification_models(extra_dirs=None) -> dict[str, Path]:
     return out
 
 
-def load_classifier(name: str = DEFAULT_CLASSIFIER, extra_dirs=None) -> BreastClassifier:
-    """The named classification model (weights verified against the card's SHA-256)."""
+def load_classifier(name: str = DEFAULT_CLASSIFIER, extra_dirs=None) -> BreastClassifier | BreastTreeClassifier:
+    """The named classification model (weights verified against the card's SHA-256), of the
+    class its card's ``architecture.type`` names (:data:`ARCHITECTURES`; logistic without one)."""
     if name.startswith("monai:"):
         _refuse_monai(Path(name.split(":", 1)[1]))
     models = classification_models(extra_dirs)
     if name not in models:
         raise ModelError(f"unknown classification model '{name}'. Available: {', '.join(sorted(models)) or 'none'}. "
                          "Fix: pick one of these with --model, or add a folder with --models-dir")
-    return BreastClassifier.read(models[name], CLASSIFICATION_TASK, FEATURES, "classification model")
+    try:
+        kind = (json.loads(models[name].read_text()).get("architecture") or {}).get("type", "candidate_logistic_regression")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{models[name]}: cannot read the classification model's card ({exc})") from None
+    if kind not in ARCHITECTURES:
+        raise ModelError(f"{models[name]}: unknown classification architecture {kind!r}. "
+                         f"Fix: use a model of type {' or '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[kind].read(models[name], CLASSIFICATION_TASK, FEATURES, "classification model")
 
 
 def _refuse_monai(path: Path) -> None:

@@ -7,12 +7,9 @@ against their card, so that run time needs neither scikit-learn nor PyTorch.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-
-from ..core.errors import ModelError
 
 
 class LogisticModel:
@@ -39,17 +36,9 @@ class LogisticModel:
     @classmethod
     def read(cls, card_path: Path, task: str, features: tuple[str, ...], what: str):
         """Load from a card (``task``, ``features`` must match) and its verified safetensors."""
-        from .weights import load_verified_state_dict
+        from .weights import read_numpy_model
 
-        card_path = Path(card_path)
-        try:
-            card = json.loads(card_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{card_path}: cannot read the {what}'s card ({exc})") from None
-        if card.get("task") != task or tuple(card.get("features", ())) != tuple(features):
-            raise ModelError(f"{card_path}: not a {what} for this engine's features "
-                             f"(task {card.get('task')!r}). Fix: reinstall the model")
-        state = load_verified_state_dict(card_path.parent / card["weights"], card.get("sha256", ""), framework="numpy")
+        card, state = read_numpy_model(card_path, task, features, what)
         get = lambda k: np.asarray(state[k], np.float64)  # noqa: E731
         return cls(get("mean"), get("scale"), get("coef"), float(get("intercept")[0]),
                    float(card.get("threshold", 0.5)), card)

@@ -48,3 +48,19 @@ def save_state_dict(state: dict, path: str | os.PathLike) -> str:
     data = save_safetensors({k: v.detach().cpu().contiguous() for k, v in state.items()})
     write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
+
+
+def read_numpy_model(card_path: str | os.PathLike, task: str, features: tuple[str, ...], what: str) -> tuple[dict, dict]:
+    """(card, numpy tensors) of a small feature model (:mod:`.logistic`, :mod:`.trees`): the card's
+    ``task`` and ``features`` must match, its weights are verified against the card's SHA-256."""
+    import json
+
+    card_path = Path(card_path)
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{card_path}: cannot read the {what}'s card ({exc})") from None
+    if card.get("task") != task or tuple(card.get("features", ())) != tuple(features):
+        raise ModelError(f"{card_path}: not a {what} for this engine's features "
+                         f"(task {card.get('task')!r}). Fix: reinstall the model")
+    return card, load_verified_state_dict(card_path.parent / card["weights"], card.get("sha256", ""), framework="numpy")

@@ -1,18 +1,22 @@
 """Train the per-breast malignancy model of :mod:`BreastTumorSegLib.engine.classify` (scikit-learn).
 
-    OMP_NUM_THREADS=1 python -m BreastTumorSegLib.training.classify --seeds 100-259 --out models/shipped
+    OMP_NUM_THREADS=1 python -m BreastTumorSegLib.training.classify \
+        --data malignancy:100-259,malignancy-randomized:6000-6099 --out models/shipped --cache-dir /tmp/cls
 
-Exams of the training family only (``malignancy``: our phantom generator with benign and
-malignant inserts, :mod:`.phantom.malignancy`; never a held-out family). Every enhancing
-candidate (found exactly as at run time, phases already aligned) is labelled *malignant* when at
-least a third of it lies in a malignant lesion or it covers at least a third of one, *not
-malignant* otherwise (benign lesions, non-mass enhancement, background enhancement, vessels,
-nodes). A standardisation + logistic regression is fitted on the candidates (its penalty and C
-chosen by exam-grouped cross-validation on the training seeds, :func:`select`) and
-written as safetensors with its card (SHA-256, features, coefficients, training data, the
-cross-validated candidate AUC and the per-breast AUC on the training exams). A breast without any
-candidate gets ``no_candidate_probability``: half the lowest candidate probability on the training
-exams, so that it ranks below every breast with a candidate.
+Exams of the training families only (:data:`~.phantom.malignancy.TRAIN_FAMILIES`: our phantom
+generator and the domain-randomised one, with benign and malignant inserts,
+:mod:`.phantom.malignancy`), never a held-out family nor a held-out seed
+(:data:`~.phantom.malignancy.HELD_OUT_SEEDS`, of any family). Every enhancing candidate (found
+exactly as at run time, phases already aligned) is labelled *malignant* when at least a third of
+it lies in a malignant lesion or it covers at least a third of one, *not malignant* otherwise
+(benign lesions, non-mass enhancement, background enhancement, vessels, nodes). The model is
+chosen among :data:`CANDIDATE_MODELS` (logistic regressions and gradient-boosted trees over
+feature sets) by the exam-grouped cross-validated breast AUC on the training exams
+(:func:`select`), refitted on all of them and written as safetensors with its card (SHA-256,
+features, training data, the selection scores); both kinds run with numpy alone
+(:mod:`..models.logistic`, :mod:`..models.trees`). A breast without any candidate gets
+``no_candidate_probability``: half the lowest candidate probability on the training exams, so that
+it ranks below every breast with a candidate.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import SimpleITK as sitk
 from ..engine.classify import SIDE_CODES, breast_probability, exam_candidates
 from ..models.classifier import CLASSIFICATION_TASK, DEFAULT_CLASSIFIER, FEATURES
 from ..core.values import parse_seeds
-from .phantom.malignancy import HELD_OUT, TRAIN_FAMILY, make_class_exam
+from .phantom.malignancy import CLASS_FAMILIES, HELD_OUT, HELD_OUT_SEEDS, TRAIN_FAMILIES, make_class_exam
 
 OVERLAP = 1 / 3
 
@@ -98,30 +102,38 @@ def breast_scores(p: np.ndarray, keys: np.ndarray, truth: dict, no_candidate: fl
     return np.array([truth[k] for k in names]), np.array([breast_probability(per[k], no_candidate) for k in names])
 
 
-# The models compared (logistic regressions: numpy at run time), chosen by the exam-grouped
-# cross-validated breast AUC on the training seeds only (never a held-out family or seed).
-# Feature sets: all of FEATURES, the first 14 (the first model's: without the hot-spot kinetics,
-# longest axis, radial irregularity, MIP features and the breast-mask share), or those 14 and the
-# breast-mask share; a left-out feature gets coefficient 0.
-FEATURE_SETS = {"all": tuple(range(len(FEATURES))), "base14": tuple(range(14)),
-                "base14+mask": tuple(range(14)) + (FEATURES.index("breast_mask_fraction"),)}
-CANDIDATE_MODELS = tuple([(fs, "l2", c) for fs in FEATURE_SETS for c in (0.3, 1.0, 3.0, 10.0)]
-                         + [("all", "l1", c) for c in (0.3, 1.0, 3.0)])
-CV_REPEATS = 3
+# The models compared, chosen by the exam-grouped cross-validated breast AUC on the training exams
+# only (never a held-out family or seed): logistic regressions (penalty, C) and gradient-boosted
+# trees (trees, depth) over a feature set: all of FEATURES, or all but the breast-mask share (the
+# breast mask fails on some exams: coronal/sagittal grids, unusual outlines); a left-out feature gets
+# coefficient 0 / is never split on.
+FEATURE_SETS = {"all": tuple(range(len(FEATURES))),
+                "no-mask": tuple(i for i, f in enumerate(FEATURES) if f != "breast_mask_fraction")}
+CANDIDATE_MODELS = tuple([("logistic", fs, "l2", c) for fs in FEATURE_SETS for c in (0.1, 1.0)]
+                         + [("logistic", "all", "l1", 1.0)]
+                         + [("trees", fs, 150, 3) for fs in FEATURE_SETS])  # (300 trees of depth 2: worse, dropped)
+CV_REPEATS = 2
+TREE_LEARNING_RATE = 0.05
 
 
-def _logistic(penalty: str, c: float, feature_set: str = "all"):
+def _pipeline(kind: str, feature_set: str, a, b):
+    """The sklearn pipeline of one entry of :data:`CANDIDATE_MODELS`: (``"logistic"``, feature set,
+    penalty, C) or (``"trees"``, feature set, number of trees, depth)."""
+    from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    lasso = {"l1_ratio": 1.0, "solver": "liblinear"} if penalty == "l1" else {}
     pick = FunctionTransformer(np.take, kw_args={"indices": list(FEATURE_SETS[feature_set]), "axis": 1})
-    return make_pipeline(pick, StandardScaler(), LogisticRegression(C=c, max_iter=5000, **lasso))
+    if kind == "trees":
+        return make_pipeline(pick, GradientBoostingClassifier(n_estimators=int(a), max_depth=int(b), subsample=0.8,
+                                                              learning_rate=TREE_LEARNING_RATE, random_state=0))
+    lasso = {"l1_ratio": 1.0, "solver": "liblinear"} if a == "l1" else {}
+    return make_pipeline(pick, StandardScaler(), LogisticRegression(C=float(b), max_iter=5000, **lasso))
 
 
-def _name(feature_set: str, penalty: str, c: float) -> str:
-    return f"{feature_set} {penalty} C={c:g}"
+def _name(kind: str, feature_set: str, a, b) -> str:
+    return f"{kind} {feature_set} {a} C={b:g}" if kind == "logistic" else f"trees {feature_set} {a}x depth {b}"
 
 
 def _exam_folds(keys: np.ndarray, repeat: int) -> np.ndarray:
@@ -147,93 +159,107 @@ def cv_breast_auc(model, data: dict, repeats: int = CV_REPEATS) -> float:
 
 
 def select(data: dict) -> tuple[tuple, dict]:
-    """(feature set, penalty, C) of :data:`CANDIDATE_MODELS` with the best cross-validated breast
-    AUC, and all scores."""
-    scores = {_name(*m): cv_breast_auc(_logistic(m[1], m[2], m[0]), data) for m in CANDIDATE_MODELS}
+    """The entry of :data:`CANDIDATE_MODELS` with the best cross-validated breast AUC, and all scores."""
+    scores = {_name(*m): cv_breast_auc(_pipeline(*m), data) for m in CANDIDATE_MODELS}
     best = max(CANDIDATE_MODELS, key=lambda m: scores[_name(*m)])
     return best, {k: round(v, 4) for k, v in scores.items()}
 
 
-def fit(data: dict, c: float = 1.0, penalty: str = "l2", feature_set: str = "all"):
-    """Fitted StandardScaler + LogisticRegression, and what the card reports about it."""
+def fit(data: dict, spec: tuple):
+    """The pipeline of *spec* (an entry of :data:`CANDIDATE_MODELS`) fitted on *data*, its
+    no-candidate probability and what the card reports about it."""
+    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
     x, y, keys, truth = data["x"], data["y"], data["keys"], data["truth"]
     # Not class-balanced: a breast's score is its candidates' maximum, and balancing lifts every one of
     # the many benign candidates (training-family CV, by exam: breast AUC 0.87 balanced, 0.89 not).
-    model = _logistic(penalty, c, feature_set)
-    with_cand = set(keys.tolist())
-    empty = [k for k in truth if k not in with_cand]
-    # No enhancing candidate at all: ranked below every breast that has one (half the lowest candidate
-    # probability on the training exams).
-    no_candidate = 0.5 * float(model.fit(x, y).predict_proba(x)[:, 1].min())
+    model = _pipeline(*spec)
+    empty = [k for k in truth if k not in set(keys.tolist())]
     folds = _exam_folds(keys, 0)
-    p_cv = cross_val_predict(model, x, y, cv=PredefinedSplit(folds), method="predict_proba")[:, 1]
-    yb, sb = breast_scores(p_cv, keys, truth, no_candidate)
-    # The alternative considered (same exam-grouped folds, training family only): gradient-boosted trees.
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    gbt = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=0)
-    p_gbt = cross_val_predict(gbt, x, y, cv=PredefinedSplit(folds), method="predict_proba")[:, 1]
-    yg, sg = breast_scores(p_gbt, keys, truth, no_candidate)
+    z_cv = cross_val_predict(model, x, y, cv=PredefinedSplit(folds), method="decision_function")
+    yb, sb = breast_scores(z_cv, keys, truth, float(z_cv.min()) - 1.0)
     model.fit(x, y)
     # Breast scale: the breast's maximum candidate logit (cross-validated) -> P(breast malignant),
     # a one-feature logistic fit (Platt scaling); applied to every candidate at run time.
-    from sklearn.linear_model import LogisticRegression
-
-    logit_cv = np.log(np.clip(p_cv, 1e-9, 1)) - np.log(np.clip(1 - p_cv, 1e-9, 1))
-    yl, zl = breast_scores(logit_cv, keys, truth, float(logit_cv.min()) - 1.0)
-    platt = LogisticRegression(C=1e6, max_iter=5000).fit(zl[:, None], yl)
+    platt = LogisticRegression(C=1e6, max_iter=5000).fit(sb[:, None], yb)
     calibration = {"a": float(platt.coef_[0, 0]), "b": float(platt.intercept_[0])}
     z_all = model.decision_function(x) * calibration["a"] + calibration["b"]
     no_candidate = 0.5 * float(1 / (1 + np.exp(-z_all.min())))
+    p_cv = 1 / (1 + np.exp(-z_cv))
     report = {"n_candidates": int(len(y)), "n_malignant_candidates": int(y.sum()), "n_breasts": len(truth),
               "n_malignant_breasts": int(sum(truth.values())), "breasts_without_candidate": len(empty),
               "cross_validation": {"folds": 5, "by": "exam", "candidate_roc_auc": float(roc_auc_score(y, p_cv)),
-                                   "breast_roc_auc": float(roc_auc_score(yb, sb)),
-                                   "alternative_gradient_boosting_breast_roc_auc": float(roc_auc_score(yg, sg))},
+                                   "breast_roc_auc": float(roc_auc_score(yb, sb))},
               "breast_calibration": calibration}
     return model, float(no_candidate), report
 
 
-def save(model, out_dir: Path, name: str, training: dict, no_candidate: float) -> Path:
+def _weights(model, spec: tuple, x: np.ndarray) -> tuple[dict, dict]:
+    """(tensors, card fields) of a fitted pipeline, expanded to every feature of FEATURES; the
+    exported trees are checked against scikit-learn's own decision function on *x*."""
+    from ..models.logistic import fitted_state
+    from ..models.trees import TreeEnsemble, fitted_trees
+
+    cols = np.asarray(model[0].kw_args["indices"])
+    if spec[0] == "trees":
+        gbc = model[-1]
+        state = fitted_trees(gbc)
+        inner = state["feature"] >= 0
+        state["feature"][inner] = cols[state["feature"][inner]]  # indices into FEATURES
+        check = TreeEnsemble(state).logit(x)
+        if not np.allclose(check, model.decision_function(x), atol=1e-8):
+            raise RuntimeError("the exported trees disagree with scikit-learn's decision function")
+        importance = np.zeros(len(FEATURES))
+        importance[cols] = gbc.feature_importances_
+        return state, {"architecture": {"type": "candidate_gradient_boosted_trees", "n_trees": int(len(state["roots"])),
+                                        "max_depth": int(spec[3]), "learning_rate": TREE_LEARNING_RATE,
+                                        "split": "left where x[feature] <= threshold"},
+                       "feature_importances": {f: round(float(v), 4) for f, v in zip(FEATURES, importance)}}
+    scaler, lr = model[-2], model[-1]
+    fitted = fitted_state(scaler, lr)
+    state = {"mean": np.zeros(len(FEATURES)), "scale": np.ones(len(FEATURES)), "coef": np.zeros(len(FEATURES))}
+    for k, v in state.items():  # a left-out feature has coefficient 0
+        v[cols] = fitted[k]
+    state["intercept"] = fitted["intercept"]
+    return state, {"architecture": {"type": "candidate_logistic_regression", "standardised": True},
+                   "coefficients": {f: round(float(w), 4) for f, w in zip(FEATURES, state["coef"])},
+                   "intercept": round(float(lr.intercept_[0]), 4)}
+
+
+def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dict, no_candidate: float) -> Path:
     """Write ``<name>.safetensors`` and ``<name>.json`` (card with the SHA-256)."""
     import hashlib
 
     from safetensors.numpy import save as save_numpy
 
     from ..io.atomic import write_bytes, write_json
-    from ..models.logistic import fitted_state
 
-    cols, scaler, lr = model[0].kw_args["indices"], model[-2], model[-1]
-    state = fitted_state(scaler, lr)  # expanded to every feature: a left-out one has coefficient 0
-    full = {"mean": np.zeros(len(FEATURES)), "scale": np.ones(len(FEATURES)), "coef": np.zeros(len(FEATURES))}
-    for k, v in full.items():
-        v[cols] = state[k]
-    data = save_numpy({**full, "intercept": state["intercept"]})
+    state, fields = _weights(model, spec, data["x"])
+    blob = save_numpy(state)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_bytes(out_dir / f"{name}.safetensors", data)
-    card = {"name": name, "version": "1", "task": CLASSIFICATION_TASK,
+    write_bytes(out_dir / f"{name}.safetensors", blob)
+    what = ("gradient-boosted trees" if spec[0] == "trees" else "standardisation + logistic regression")
+    fields["architecture"].update({
+        "aggregation": "breast probability = max over its candidates",
+        "region": "engine/classify_region.py: body in front of the chest wall (10 mm beyond the breast mask's depth "
+                  "behind the sternum, 30 mm laterally) + breast mask + segmented lesions inside the body",
+        "features_used": [FEATURES[i] for i in FEATURE_SETS[spec[1]]]})
+    card = {"name": name, "version": "2", "task": CLASSIFICATION_TASK,
             "description": "Per-breast malignancy probability (left/right) from the enhancing candidates of each "
                            "breast (the body in front of the chest wall, sides from patient coordinates; the "
-                           "breast mask only a hint): standardisation + logistic regression over kinetic (curve "
-                           "type of the whole candidate and of its most enhancing quarter, SER, enhancement), "
-                           "morphologic (size, longest axis, margin, rim) and early-subtraction MIP features, and "
-                           "the share of the candidate inside the breast mask (a soft hint; a segmented lesion "
-                           "counts as inside); candidate scores calibrated to the breast scale (Platt); "
-                           "heatmap = each candidate's probability. Trained only on synthetic exams; not a "
-                           "clinical classifier.",
-            "architecture": {"type": "candidate_logistic_regression", "standardised": True,
-                             "aggregation": "breast probability = max over its candidates",
-                             "region": "engine/classify_region.py: body in front of the chest wall (10 mm beyond "
-                                       "the breast mask's depth behind the sternum, 30 mm laterally) + breast mask "
-                                       "+ segmented lesions inside the body"},
+                           f"breast mask only a hint): {what} (numpy at run time) over kinetic (curve "
+                           "type of the whole candidate and of its most enhancing quarter, SER, enhancement, "
+                           "whether the exam has a late phase and its timing), morphologic (size, voxel count, "
+                           "longest axis, margin, rim) and early-subtraction MIP features; candidate scores "
+                           "calibrated to the breast scale (Platt); heatmap = each candidate's probability. "
+                           "Trained only on synthetic exams; not a clinical classifier.",
+            **fields,
             "inputs": "pre-contrast + >= 1 post-contrast phase with acquisition times (early/late by time)",
-            "features": list(FEATURES), "threshold": 0.5, "no_candidate_probability": float(f"{no_candidate:.4g}"),
-            "weights": f"{name}.safetensors", "sha256": hashlib.sha256(data).hexdigest(),
-            "coefficients": {f: round(float(w), 4) for f, w in zip(FEATURES, full["coef"])},
-            "intercept": round(float(lr.intercept_[0]), 4),
+            "features": list(FEATURES), "n_features": len(FEATURES), "threshold": 0.5,
+            "no_candidate_probability": float(f"{no_candidate:.4g}"),
+            "weights": f"{name}.safetensors", "sha256": hashlib.sha256(blob).hexdigest(),
             "breast_calibration": training.get("breast_calibration", {"a": 1.0, "b": 0.0}),
             "intended_use": "research and software testing only: trained on synthetic phantoms, never validated on "
                             "patients; its probabilities are not calibrated for any clinical population",
@@ -243,38 +269,74 @@ def save(model, out_dir: Path, name: str, training: dict, no_candidate: float) -
     return path
 
 
+def parse_data(spec: str) -> list[tuple[str, list[int]]]:
+    """``"family:seeds,family:seeds"`` -> [(family, seeds)]; a held-out family or seed is refused
+    (:class:`~..core.errors.InputError`)."""
+    from ..core.errors import InputError
+
+    out = []
+    for part in filter(None, (v.strip() for v in spec.split(","))):
+        family, _, seeds = part.partition(":")
+        if family not in CLASS_FAMILIES or not seeds:
+            raise InputError(f"bad training data {part!r}", "--data", f"use FAMILY:SEEDS with a family of {', '.join(TRAIN_FAMILIES)}")
+        if family in HELD_OUT:
+            raise InputError(f"refusing to train on the held-out family {family}", "--data",
+                             f"use the training families {', '.join(TRAIN_FAMILIES)}")
+        seeds = parse_seeds(seeds)
+        if any(s in HELD_OUT_SEEDS for s in seeds):
+            raise InputError(f"refusing to train on the held-out seeds {HELD_OUT_SEEDS.start}-{HELD_OUT_SEEDS.stop - 1}",
+                             "--data", "pick training seeds outside them")
+        out.append((family, seeds))
+    return out
+
+
+def collect_all(data_spec: list[tuple[str, list[int]]], cache_dir: Path | None = None, log=print) -> dict:
+    """:func:`collect` over several families, concatenated (breast keys carry the family's case ids)."""
+    parts = [collect(f, seeds, cache_dir, log) for f, seeds in data_spec]
+    truth = {}
+    for d in parts:
+        truth.update(d["truth"])
+    return {"x": np.concatenate([d["x"] for d in parts]), "y": np.concatenate([d["y"] for d in parts]),
+            "keys": np.concatenate([d["keys"] for d in parts]), "truth": truth}
+
+
+DEFAULT_DATA = "malignancy:100-259,malignancy-randomized:6000-6099"
+
+
 def main(argv=None) -> int:
+    from ..core.errors import InputError
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--family", default=TRAIN_FAMILY)
-    p.add_argument("--seeds", default="100-259")
+    p.add_argument("--data", default=DEFAULT_DATA, help="training exams, FAMILY:SEEDS[,FAMILY:SEEDS] "
+                   f"(families {', '.join(TRAIN_FAMILIES)}; never the held-out seeds)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--name", default=DEFAULT_CLASSIFIER)
-    p.add_argument("--c", type=float, default=None,
-                   help="inverse regularisation of the logistic regression (default: chosen by cross-validation "
-                        "on the training seeds among CANDIDATE_MODELS, with the penalty)")
-    p.add_argument("--penalty", choices=("l1", "l2"), default="l2", help="with --c")
-    p.add_argument("--feature-set", choices=tuple(FEATURE_SETS), default="all", help="with --c")
+    p.add_argument("--model", choices=[_name(*m) for m in CANDIDATE_MODELS], default=None,
+                   help="fit this entry of CANDIDATE_MODELS (default: chosen by exam-grouped cross-validation)")
     p.add_argument("--cache-dir", type=Path, help="reuse/store each exam's candidates (<family>_<seed>.npz)")
     a = p.parse_args(argv)
-    if a.family in HELD_OUT:
-        print(f"refusing to train on the held-out family {a.family}", file=sys.stderr)
+    try:
+        data_spec = parse_data(a.data)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    data = collect(a.family, parse_seeds(a.seeds), a.cache_dir)
+    data = collect_all(data_spec, a.cache_dir)
     selection = None
-    if a.c is None:
-        (a.feature_set, a.penalty, a.c), selection = select(data)
-    model, no_candidate, report = fit(data, a.c, a.penalty, a.feature_set)
+    if a.model is None:
+        spec, selection = select(data)
+    else:
+        spec = next(m for m in CANDIDATE_MODELS if _name(*m) == a.model)
+    model, no_candidate, report = fit(data, spec)
     if selection:
-        report["model_selection"] = {"by": f"exam-grouped 5-fold cross-validated breast AUC on the training seeds, "
-                                           f"mean of {CV_REPEATS} shuffles", "scores": selection,
-                                     "chosen": _name(a.feature_set, a.penalty, a.c)}
-    training = {"data": f"synthetic exams only: family {a.family} (our phantom generator with benign/malignant "
-                        f"inserts, training/phantom/malignancy.py) seeds {a.seeds}; held-out families "
-                        f"{', '.join(HELD_OUT)} never used for training or model selection",
-                **report, "sklearn": f"features {a.feature_set} ({len(FEATURE_SETS[a.feature_set])}) + StandardScaler + "
-                                      f"LogisticRegression(C={a.c:g}, penalty={a.penalty!r})"}
+        report["model_selection"] = {"by": f"exam-grouped 5-fold cross-validated breast AUC on the training exams, "
+                                           f"mean of {CV_REPEATS} shuffles", "scores": selection, "chosen": _name(*spec)}
+    training = {"data": f"synthetic exams only: {a.data} (training/phantom/malignancy.py: our phantom generator and "
+                        f"the domain-randomised one with benign/malignant inserts); held-out families "
+                        f"{', '.join(HELD_OUT)} and the seeds {HELD_OUT_SEEDS.start}-{HELD_OUT_SEEDS.stop - 1} of "
+                        "every family never used for training or model selection",
+                **report, "sklearn": _name(*spec)}
     print(json.dumps(training, indent=2))
-    print(save(model, a.out, a.name, training, no_candidate))
+    print(save(model, spec, data, a.out, a.name, training, no_candidate))
     return 0
 
 

@@ -24,10 +24,12 @@ base generators, and normal breasts. Exams are motion-free (the classifier is no
 test). Each family's :class:`~.Phantom` carries ``breast_truth`` (side -> 1 malignant / 0 not, for
 the breasts in the field of view) and every tumor dict its ``malignant`` flag.
 
-Families (:data:`CLASS_FAMILIES`): ``malignancy`` (our phantom generator; the training family),
-``malignancy-randomized`` (domain-randomised), ``malignancy-ellipse`` (the independent ellipse
-generator) and ``malignancy-hybrid`` (real anatomy, axial volume, with inserts). The last three are
-held out: never used for training or model selection (:data:`HELD_OUT`).
+Families (:data:`CLASS_FAMILIES`): ``malignancy`` (our phantom generator) and
+``malignancy-randomized`` (domain-randomised), the training families (:data:`TRAIN_FAMILIES`,
+training seeds only), ``malignancy-ellipse`` (the independent ellipse generator) and
+``malignancy-hybrid`` (real anatomy, axial volume, with inserts), held out: never used for
+training or model selection (:data:`HELD_OUT`). The seeds :data:`HELD_OUT_SEEDS` of every family
+are the evaluation seeds, never trained on.
 """
 from __future__ import annotations
 
@@ -38,7 +40,9 @@ from ...core.errors import InputError
 BREAST_CLASSES = ("malignant", "benign", "normal")
 BREAST_CLASS_P = (0.4, 0.35, 0.25)
 TRAIN_FAMILY = "malignancy"
-HELD_OUT = ("malignancy-randomized", "malignancy-ellipse", "malignancy-hybrid")
+TRAIN_FAMILIES = (TRAIN_FAMILY, "malignancy-randomized")
+HELD_OUT = ("malignancy-ellipse", "malignancy-hybrid")
+HELD_OUT_SEEDS = range(5000, 5030)  # the benchmark's seeds, of every family
 _CURVES = ("persistent", "plateau", "washout")
 
 
