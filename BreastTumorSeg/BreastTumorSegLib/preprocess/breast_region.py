@@ -283,8 +283,8 @@ def _work_image(img: sitk.Image, work_spacing_mm: float) -> tuple[sitk.Image, in
 # body within ``lateral_wrap_mm`` of the skin, lateral of the central band, in front of the widest
 # body row. Off by default (0): measured on the randomised family's training seeds 6000-6023 with
 # ftv-outline, a 12-30 mm wrap covered lateral tumors (seed 6004: 0 -> 99 % inside the mask) but let
-# the FTV region reach the heart where fat + muscle are thin (21-135 mL false positives on
-# tumor-free exams 6003, 6007, 6018): a net loss in median Dice.
+# the FTV region reach the heart where fat + muscle are thin (tumor-free exams 6003, 6007, 6018:
+# 0 -> 6-135 mL of false positives, the heart on the two exams checked): a net loss in median Dice.
 LATERAL_WRAP_MM = 0.0
 
 
