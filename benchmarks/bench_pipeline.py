@@ -3,6 +3,7 @@
     python benchmarks/bench_pipeline.py                # 448x448x160 x 6 phases, CPU
     python benchmarks/bench_pipeline.py --device cuda  # the same on a GPU
     python benchmarks/bench_pipeline.py --small        # a quick run on a small phantom
+    python benchmarks/bench_pipeline.py --orientation sagittal  # the same exam stored as a sagittal acquisition
 
 The exam is a synthetic phantom written to a temporary folder as NIfTI (not timed), then
 loaded, registered, harmonized + segmented, post-processed and written, as the CLI does.
@@ -53,6 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--phases", type=int, default=6)
     p.add_argument("--small", action="store_true", help="small phantom instead of 448x448x160")
     p.add_argument("--repeat", type=int, default=1, help="run the engine this many times, report the last")
+    p.add_argument("--orientation", choices=("axial", "sagittal", "coronal"), default="axial",
+                   help="store the phantom's phases as this acquisition (axes permuted, geometry kept)")
     a = p.parse_args(argv)
 
     import torch
@@ -65,6 +68,16 @@ def main(argv=None) -> int:
     return_freed_memory()  # as the command line does (core/memory.py)
     t = time.perf_counter()
     ph = make_phantom(11, size="small" if a.small else "clinical", n_phases=a.phases)
+    if a.orientation != "axial":  # same voxels in patient space, array axes of a sagittal/coronal series
+        import dataclasses
+
+        import SimpleITK as sitk
+
+        code = {"sagittal": "PIL", "coronal": "LIP"}[a.orientation]
+        ph = dataclasses.replace(ph, exam=ph.exam.with_phases([sitk.DICOMOrient(img, code) for img in ph.exam.phases]),
+                                 tumor_mask=sitk.DICOMOrient(ph.tumor_mask, code),
+                                 tumor_labels=sitk.DICOMOrient(ph.tumor_labels, code),
+                                 breast_mask=sitk.DICOMOrient(ph.breast_mask, code))
     t_make = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         write_phantom(ph, Path(tmp) / "exam")
@@ -86,7 +99,8 @@ def main(argv=None) -> int:
         dev = a.device
         if dev.startswith("cuda") and torch.cuda.is_available():
             dev += f" ({torch.cuda.get_device_name(0)})"
-        print(f"\nBreastTumorSeg pipeline benchmark — exam {size[0]}x{size[1]}x{size[2]} x {exam.n_phases} phases, "
+        print(f"\nBreastTumorSeg pipeline benchmark — exam {size[0]}x{size[1]}x{size[2]} x {exam.n_phases} phases "
+              f"({a.orientation}), "
               f"model {res.model_id}, device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"{platform.processor() or platform.machine()}")
         print(f"(phantom generation, not part of the pipeline: {t_make:.1f} s)\n")

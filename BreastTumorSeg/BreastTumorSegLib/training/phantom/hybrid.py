@@ -12,7 +12,8 @@ pre-contrast phase and builds the post-contrast phases:
   :func:`~BreastTumorSegLib.preprocess.breast_region.breast_layout`.
 * **Breast truth** (``Phantom.breast_mask``): the classical whole-breast mask of the full
   (bilateral) volume, i.e. body voxels anterior to the skin over the sternum + 12 mm
-  (:func:`~BreastTumorSegLib.preprocess.breast_region.breast_region`), cut like the image.
+  (:func:`~BreastTumorSegLib.preprocess.breast_region.breast_region` without its lateral wrap),
+  cut like the image.
 * **Tissue**: in the breast mask, fat = brighter than the Otsu threshold of the breast voxels
   (T1 without fat suppression: fat is bright), fibroglandular tissue (FGT) = darker tissue
   above 25 % of that threshold. ``fat_suppressed`` darkens fat with a smooth weight (fat to
@@ -178,7 +179,7 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
     times = np.asarray(times, float)
     img = sitk.ReadImage(str(Path(data_dir or real_anatomy_dir()) / ANATOMY_FILES[anatomy]), sitk.sitkFloat32)
     img = sitk.BinShrink(img, [int(v) for v in (shrink or DEFAULT_SHRINK[anatomy])])
-    truth, ctx = breast_region(img)
+    truth, ctx = breast_region(img, lateral_wrap_mm=0)  # the reference: anterior to the sternum level only
     if unilateral is None:
         unilateral = anatomy == "sagittal"
     laterality = "both"
