@@ -16,6 +16,7 @@ from BreastTumorSegLib.followup.run import follow_segmented, run_followup
 from BreastTumorSegLib.training.phantom.series import make_visit_series
 
 SMALL = dict(size=(128, 96, 40), spacing=(2.4, 2.4, 4.0))  # as test_followup: seconds per visit
+MERGE = FragmentSettings(enabled=True)  # opt-in (fragments.py: FragmentSettings)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_a_tumor_cut_in_pieces_at_the_baseline_is_one_track_with_the_right_recis
     split = [_cut_in_pieces(results[0]), results[1]]
     regs = [v.registration for v in res.visits]
     exams = [v.exam for v in series.visits]
-    visits, tracks, table, _, _ = follow_segmented(exams, series.dates, split, regs)
+    visits, tracks, table, _, _ = follow_segmented(exams, series.dates, split, regs, fragments=MERGE)
     assert len(visits[0].lesions) == 1 and "merged_fragments" in visits[0].lesions[0].flags
     # the merged lesion's longest diameter is the whole tumor's (as the truth measures it)
     assert abs(visits[0].lesions[0].longest_diameter_mm - res.visits[0].lesions[0].longest_diameter_mm) < 0.5
@@ -57,7 +58,7 @@ def test_a_tumor_cut_in_pieces_at_the_baseline_is_one_track_with_the_right_recis
     assert table["exams"][1]["disappeared_tracks"] == [] and table["targets"] == [1]
     # without the merge the pieces are two baseline tracks: one of them "disappears" at visit 2
     _, tracks_off, table_off, _, _ = follow_segmented(exams, series.dates, split, regs,
-                                                      fragments=FragmentSettings(enabled=False))
+                                                      fragments=FragmentSettings())  # the default: off
     assert [t.first_visit for t in tracks_off] == [0, 0] and table_off["exams"][1]["disappeared_tracks"]
 
 
@@ -80,6 +81,6 @@ def test_pieces_join_through_enhancing_tissue_only():
     assert set(fragment_groups(comp, outline, None, spacing, gap_mm=0.0)[1:]) == {1}
     img = sitk.GetImageFromArray(comp.astype(np.uint32))
     img.SetSpacing(spacing[::-1])
-    merged, n = merge_fragments(img, None, enhancing, FragmentSettings(outline_margin_mm=0.0))
+    merged, n = merge_fragments(img, None, enhancing, MERGE)
     assert n == 2 and sorted(np.unique(sitk.GetArrayViewFromImage(merged))) == [0, 1, 2]
-    assert merge_fragments(img, None, enhancing, FragmentSettings(enabled=False)) == (img, 0)
+    assert merge_fragments(img, None, enhancing, FragmentSettings()) == (img, 0)

@@ -11,7 +11,8 @@ segmented by the engine (:func:`~..engine.pipeline.segment_exam`, any model; wit
 one fat-suppression decision for the patient: visits whose own decision differs from the series'
 (:func:`series_fat_suppression`) are segmented again with it), its FTV measured with the same FTV rule
 (same PE and SER thresholds and fat-suppression decision at every visit; :mod:`..kinetics.ftv`)
-inside the engine's breast mask, each baseline lesion looked for where it was in the later visits
+inside the engine's breast mask, the pieces of one tumor joined by enhancing tissue merged into one
+lesion (:mod:`.fragments`, opt-in), each baseline lesion looked for where it was in the later visits
 (:mod:`.prior`: enhancing remnants the segmentation left out), the lesions followed as tracks in the
 baseline frame (:mod:`.match`), every lesion first seen after the baseline looked for in the baseline
 (:mod:`.lookback`; what is found there joins the baseline and the tracks are followed again), each
