@@ -2,6 +2,7 @@
 
 :mod:`.visits` (identity, dates, phases of each visit), :mod:`.register` (each later visit to the
 baseline: rigid then bounded affine on the pre-contrast images of the breast region),
+:mod:`.fragments` (the segmentation's pieces of one tumor, joined by enhancing tissue, are one lesion; opt-in),
 :mod:`.prior` (each known lesion looked for where it was: its enhancing remnant, its extent),
 :mod:`.lookback` (a lesion first seen later looked for in the baseline before it is called new),
 :mod:`.measure` (every track measured by one outline rule at every visit, inside its own region),

@@ -81,13 +81,7 @@ def measure_visit(tracks, k: int, components: sitk.Image, pre: np.ndarray, ftv, 
     comp = sitk.GetArrayFromImage(components)
     ref = components
     spacing_zyx = np.asarray(ref.GetSpacing())[::-1]
-    maps, fs = ftv.maps, ftv.settings
-    pe = maps.array("pe_early")
-    roi_mask, _ = roi_array(roi, ref)
-    tissue = roi_mask & (maps.array("valid") > 0) & (pre >= np.float32(ftv.background_threshold))
-    lesions = comp > 0
-    grow, level, _ = outline_growth(pe, tissue, lesions, maps.array("ser") if ftv.ser_used else None, spacing_zyx,
-                                    _with_outline(fs, s))
+    grow, pe, level = _growth(comp > 0, pre, ftv, roi, ref, s)
     vox_ml = float(np.prod(spacing_zyx)) / 1000.0
     out = {}
     for t in tracks:
@@ -103,6 +97,29 @@ def measure_visit(tracks, k: int, components: sitk.Image, pre: np.ndarray, ftv, 
         if s.diameters:
             out[t.track_id]["longest_diameter_mm"] = _pieces_diameter(mask, ref)
     return out
+
+
+def _growth(lesions: np.ndarray, pre: np.ndarray, ftv, roi, ref: sitk.Image, s: MeasureSettings):
+    """(where an outline may grow, the PE map, the outline level) of a visit (:func:`measure_visit`)."""
+    maps, fs = ftv.maps, ftv.settings
+    pe = maps.array("pe_early")
+    roi_mask, _ = roi_array(roi, ref)
+    tissue = roi_mask & (maps.array("valid") > 0) & (pre >= np.float32(ftv.background_threshold))
+    grow, level, _ = outline_growth(pe, tissue, lesions, maps.array("ser") if ftv.ser_used else None,
+                                    np.asarray(ref.GetSpacing())[::-1], _with_outline(fs, s))
+    return grow, pe, level
+
+
+def visit_outline(components: sitk.Image, pre: np.ndarray, ftv, roi, margin_mm: float,
+                  s: MeasureSettings | None = None) -> np.ndarray:
+    """The whole-tumor outline (bool, the visit's grid) grown from all of a visit's lesions by the rule
+    of :func:`measure_visit` with *margin_mm* (:mod:`.fragments`: the pieces it joins are one lesion)."""
+    s = s or MeasureSettings()
+    lesions = sitk.GetArrayFromImage(components) > 0
+    spacing_zyx = np.asarray(components.GetSpacing())[::-1]
+    grow, pe, level = _growth(lesions, pre, ftv, roi, components, s)
+    return whole_tumor_outline(lesions, grow, pe, spacing_zyx, margin_mm, edge_fraction=s.edge_fraction,
+                               edge_min_pe=1.15 * level, min_core_ml=0.0)
 
 
 def _with_outline(fs, s: MeasureSettings):

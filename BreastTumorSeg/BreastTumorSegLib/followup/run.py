@@ -11,7 +11,8 @@ segmented by the engine (:func:`~..engine.pipeline.segment_exam`, any model; wit
 one fat-suppression decision for the patient: visits whose own decision differs from the series'
 (:func:`series_fat_suppression`) are segmented again with it), its FTV measured with the same FTV rule
 (same PE and SER thresholds and fat-suppression decision at every visit; :mod:`..kinetics.ftv`)
-inside the engine's breast mask, each baseline lesion looked for where it was in the later visits
+inside the engine's breast mask, the pieces of one tumor joined by enhancing tissue merged into one
+lesion (:mod:`.fragments`, opt-in), each baseline lesion looked for where it was in the later visits
 (:mod:`.prior`: enhancing remnants the segmentation left out), the lesions followed as tracks in the
 baseline frame (:mod:`.match`), every lesion first seen after the baseline looked for in the baseline
 (:mod:`.lookback`; what is found there joins the baseline and the tracks are followed again), each
@@ -41,8 +42,9 @@ from ..io.atomic import StagedOutputs, atomic_target, write_image, write_json, w
 from ..kinetics.ftv import FTVSettings, functional_tumor_volume
 from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
+from .fragments import FragmentSettings, merge_fragments
 from .lookback import LOOKBACK_FLAG, as_image, look_back
-from .measure import MeasureSettings, measure_tracks
+from .measure import MeasureSettings, measure_tracks, visit_outline
 from .prior import PriorSettings, find_remnants, neighbourhoods, to_visit_grid
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
@@ -115,6 +117,29 @@ def _components(result: SegmentationResult) -> tuple[sitk.Image, list[Lesion]]:
     cc = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.Cast(result.label > 0, sitk.sitkUInt8), True),
                                sortByObjectSize=True)
     return cc, lesion_table(cc, result.probability, layout.get("midline_x"), layout.get("unilateral_side"))
+
+
+def _merged(exam: DCEExam, result: SegmentationResult, comp: sitk.Image, lesions: list[Lesion], ftv,
+            s: FragmentSettings, measure: MeasureSettings | None) -> tuple[sitk.Image, list[Lesion]]:
+    """The visit's lesions with the pieces of one tumor merged (:mod:`.fragments`)."""
+    if not s.enabled or len(lesions) < 2:
+        return comp, lesions
+    outline = (visit_outline(comp, sitk.GetArrayFromImage(exam.pre), ftv, result.breast_mask, s.outline_margin_mm,
+                             measure) if s.outline_margin_mm > 0 else None)
+    merged, n = merge_fragments(comp, outline, sitk.GetArrayFromImage(ftv.mask) > 0, s)
+    if not n:
+        return comp, lesions
+    layout = result.settings.get("layout") or {}
+    out = lesion_table(merged, result.probability, layout.get("midline_x"), layout.get("unilateral_side"))
+    old, new = sitk.GetArrayFromImage(comp), sitk.GetArrayFromImage(merged)
+    pairs = np.unique(np.stack([new[old > 0], old[old > 0]]), axis=1)
+    pieces = np.bincount(pairs[0], minlength=len(out) + 1)
+    for les in out:
+        if pieces[les.label] > 1:
+            les.flags.append("merged_fragments")
+            les.notes.append(f"{pieces[les.label]} pieces of the segmentation joined by enhancing tissue: one "
+                             "lesion (follow-up fragment merge)")
+    return merged, out
 
 
 def _visit_ftv(exam: DCEExam, result: SegmentationResult, settings: FTVSettings):
@@ -198,7 +223,8 @@ def _looked_back(results, segmented, visits, tracks, prior: PriorSettings):
 def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: list[SegmentationResult],
                      regs: list[VisitRegistration | None], matching: MatchSettings | None = None,
                      response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
-                     prior: PriorSettings | None = None, measure: MeasureSettings | None = None):
+                     prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
+                     fragments: FragmentSettings | None = None):
     """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
     the FTV settings used, the matching settings used)."""
     s = ftv_settings or FTVSettings()
@@ -209,6 +235,7 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
         ftv = _visit_ftv(e, res, s)
         if k == 0 and s.fat_suppressed is None:  # the baseline decides, every visit follows
             s = replace(s, fat_suppressed=bool(ftv.fat_suppression["fat_suppressed"]))
+        comp, lesions = _merged(e, res, comp, lesions, ftv, fragments or FragmentSettings(), measure)
         segmented.append((comp, lesions, ftv))
     m = matching or MatchSettings()
     if not prior.enabled:
@@ -259,7 +286,8 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
                  registration: VisitRegistrationSettings | None = None,
                  matching: MatchSettings | None = None, response: ResponseSettings | None = None,
                  ftv_settings: FTVSettings | None = None, prior: PriorSettings | None = None,
-                 measure: MeasureSettings | None = None, **segment_options) -> FollowupResult:
+                 measure: MeasureSettings | None = None, fragments: FragmentSettings | None = None,
+                 **segment_options) -> FollowupResult:
     """Follow the lesions of *exams* (baseline first); see the module docstring.
 
     ``model`` is a registry name or a loaded segmenter (loaded once, used for every visit);
@@ -302,11 +330,12 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
                     results[k].settings["fat_suppressed_by_series"] = decided
     with reporter.stage("match"):
         visits, tracks, table, s, m = follow_segmented(exams, dates, results, regs, matching, response,
-                                                       ftv_settings, prior, measure)
+                                                       ftv_settings, prior, measure, fragments)
     settings = {"model": getattr(model, "model_id", str(model)), "ftv": {k: v for k, v in vars(s).items()},
                 "registration": vars(registration or VisitRegistrationSettings()),
                 "matching": vars(m), "response": vars(response or ResponseSettings()),
                 "prior": vars(prior or PriorSettings()), "measure": vars(measure or MeasureSettings()),
+                "fragments": vars(fragments or FragmentSettings()),
                 "fat_suppression_by_visit": fat, "fat_suppressed_for_the_patient": decided}
     return FollowupResult(visits, tracks, table, settings)
 
