@@ -103,3 +103,31 @@ def test_benchmark_leaves_tumor_free_exams_out_of_dice_and_counts_their_false_po
     assert out[5] == "2/2 (1.00)"  # lesion sensitivity >= 0.2 mL
     assert out[6] == "0" and out[7] == "1.00"  # FP lesions per exam over all three exams
     assert out[8] == "0.850" and out[10] == 3 and out[11] == "1 (3 FP)"
+
+
+def test_gate_keeps_a_confident_lesion_on_the_side_of_the_chest_and_removes_the_heart(torso):
+    """Default region (no lateral wrap): the confident lateral lesion, ~50 mm deeper than the skin
+    over the sternum but 8 mm under the skin of the side of the chest, is kept and flagged; a
+    confident blob in the heart and one at the back (behind the mid-axillary line) are removed."""
+    pre, lesion, heart, body, _ = torso
+    mask, context = breast_region(pre)
+    assert not (sitk.GetArrayFromImage(mask) > 0)[lesion].any()
+    blob = np.zeros(SHAPE, bool)  # confident (p 0.95, 0.5 mL) in the heart, ~10 mm left of the midline
+    blob[13:18, int(CY) - 12:int(CY) - 2, int(CX):int(CX) + 10] = True
+    assert heart[blob].all()
+    back = np.zeros(SHAPE, bool)  # confident, 6-16 mm under the skin of the side, behind the mid-axillary line
+    back[13:18, int(CY) + 16:int(CY) + 21, int(CX) + 44:int(CX) + 49] = True
+    assert body[back].all()
+    prob = np.zeros(SHAPE, np.float32)
+    prob[lesion | blob | back] = 0.95
+    log = []
+    _, lesions = postprocess(_image(prob), PostprocessSettings(), mask, region=context, gate_log=log)
+    assert len(lesions) == 1 and lesions[0].voxels == int(lesion.sum())
+    assert lesions[0].flags == ["outside_breast_mask"] and "side of the chest" in lesions[0].notes[0]
+    removed = [e for e in log if e["decision"] == "removed"]
+    assert len(removed) == 2 and all("behind the chest-wall level" in e["reason"] for e in removed)
+    # The flat chest-wall level (lateral_skin_mm 0, the gate before) removed the lateral lesion too.
+    _, lesions = postprocess(_image(prob), PostprocessSettings(lateral_skin_mm=0), mask, region=context)
+    assert lesions == []
+    # A doubtful lateral component (p 0.6) is still removed, as before.
+    assert postprocess(_image(0.6 * lesion), PostprocessSettings(), mask, region=context)[1] == []

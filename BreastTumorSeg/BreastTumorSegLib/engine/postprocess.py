@@ -18,7 +18,14 @@ and the chest-wall level of :func:`~BreastTumorSegLib.preprocess.breast_region.b
 
 * mostly (> half) outside the body: removed;
 * mostly deeper than the chest-wall level + ``chest_margin_mm`` + ``posterior_margin_mm``
-  (heart, mediastinum): removed;
+  (heart, mediastinum): removed; except, for a confident component (below), the voxels on the side
+  of the chest (:func:`~BreastTumorSegLib.preprocess.breast_region.chest_side`: within
+  ``lateral_skin_mm`` of the skin, more than ``mediastinum_half_width_mm`` lateral of the body
+  midline, in front of the mid-axillary line) do not count as deep: the chest-wall level is the
+  sternum's, and lateral breast tissue wraps around the chest wall deeper than it. A confident
+  component is removed as behind the chest wall only when most of it lies deep *and* in the
+  mediastinal band or inside the thorax (further than ``lateral_skin_mm`` from the skin) or behind
+  the mid-axillary line. ``lateral_skin_mm`` 0: the flat level for every component (as before);
 * otherwise, when the network is confident (at least ``confident_min_ml`` of the component with
   p >= ``confident_probability``), or when the breast mask is not trustworthy (``mask_trusted``
   False: neither the learned nor the classical mask passed the plausibility check): **kept**,
@@ -38,6 +45,7 @@ from scipy import ndimage
 
 from ..core.imageutil import voxel_volume_ml
 from ..core.results import Lesion
+from ..preprocess.breast_region import chest_side
 
 
 @dataclass
@@ -52,6 +60,10 @@ class PostprocessSettings:
     confident_min_ml: float = 0.2
     confident_probability: float = 0.9
     posterior_margin_mm: float = 10.0  # beyond the breast mask's chest-wall limit: heart, mediastinum
+    # A confident component deep to the sternum level but under the skin of the side of the chest
+    # (lateral of the mediastinal band) is breast tissue wrapping around the chest wall, not heart.
+    lateral_skin_mm: float = 30.0  # 0: the flat chest-wall level decides for every component
+    mediastinum_half_width_mm: float = 60.0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -83,20 +95,28 @@ def _work_indices(where: np.ndarray, img: sitk.Image, work: sitk.Image) -> tuple
     return ijk[:, 2], ijk[:, 1], ijk[:, 0]
 
 
-def _location(where: np.ndarray, lab: np.ndarray, n: int, cc: sitk.Image, region: dict | None, margin_mm: float):
-    """Per label: voxels inside the body and voxels deeper than the chest wall + margins (None when unknown)."""
+def _location(where: np.ndarray, lab: np.ndarray, n: int, cc: sitk.Image, region: dict | None,
+              settings: PostprocessSettings, confident: np.ndarray):
+    """Per label: voxels inside the body, voxels deeper than the chest wall + margins, and (for the
+    *confident* labels) voxels deeper than that and not on the side of the chest (None when unknown)."""
     if region is None or region.get("body") is None:
-        return None, None
+        return None, None, None
     work = region["work"]
     z, y, x = _work_indices(where, cc, work)
     body = ndimage.binary_dilation(region["body"], iterations=1)  # the skin voxel itself counts as body
     in_body = np.bincount(lab[body[z, y, x]], minlength=n + 1)
     level = region.get("level")
     if level is None:
-        return in_body, None
-    limit = level[z, x] + (region.get("chest_margin_mm", 0.0) + margin_mm) / work.GetSpacing()[1]
-    posterior = np.bincount(lab[y > limit], minlength=n + 1)
-    return in_body, posterior
+        return in_body, None, None
+    limit = level[z, x] + (region.get("chest_margin_mm", 0.0) + settings.posterior_margin_mm) / work.GetSpacing()[1]
+    deep = y > limit
+    posterior = np.bincount(lab[deep], minlength=n + 1)
+    thoracic = posterior
+    if settings.lateral_skin_mm > 0 and np.any(confident & (posterior >= 0.5 * np.bincount(lab, minlength=n + 1))):
+        side = chest_side(region, settings.lateral_skin_mm, settings.mediastinum_half_width_mm)
+        if side is not None:
+            thoracic = np.where(confident, np.bincount(lab[deep & ~side[z, y, x]], minlength=n + 1), posterior)
+    return in_body, posterior, thoracic
 
 
 def gate_components(cc: sitk.Image, prob: sitk.Image, breast_mask: sitk.Image, settings: PostprocessSettings,
@@ -117,7 +137,8 @@ def gate_components(cc: sitk.Image, prob: sitk.Image, breast_mask: sitk.Image, s
     p = sitk.GetArrayViewFromImage(prob).ravel()[where]
     vox_ml = voxel_volume_ml(cc)
     core_ml = np.bincount(lab[p >= settings.confident_probability], minlength=n + 1) * vox_ml
-    in_body, posterior = _location(where, lab, n, cc, region, settings.posterior_margin_mm)
+    confident_all = core_ml >= settings.confident_min_ml
+    in_body, posterior, thoracic = _location(where, lab, n, cc, region, settings, confident_all)
     dropped, flagged = [], {}
     for v in np.nonzero(total)[0]:
         v = int(v)
@@ -128,9 +149,14 @@ def gate_components(cc: sitk.Image, prob: sitk.Image, breast_mask: sitk.Image, s
         where_txt = f"{total[v] * vox_ml:.2f} mL, {100 * frac:.0f} % inside the breast mask"
         if in_body is not None and in_body[v] < 0.5 * total[v]:
             decision, why = "removed", "outside the body"
-        elif posterior is not None and posterior[v] >= 0.5 * total[v]:
+        elif posterior is not None and thoracic[v] >= 0.5 * total[v]:
             deep_mm = region.get("chest_margin_mm", 0.0) + settings.posterior_margin_mm
             decision, why = "removed", f"more than {deep_mm:g} mm behind the chest-wall level (heart, mediastinum)"
+        elif posterior is not None and posterior[v] >= 0.5 * total[v]:
+            decision, why = "kept", (f"the network is confident ({core_ml[v]:.2f} mL with p >= "
+                                     f"{settings.confident_probability:g}); kept: inside the body, deeper than "
+                                     f"the sternum level but under the skin of the side of the chest (within "
+                                     f"{settings.lateral_skin_mm:g} mm of the skin, lateral of the mediastinum)")
         elif not mask_trusted:
             decision, why = "kept", ("the breast mask is not trustworthy; kept: " +
                                      ("inside the body, in front of the chest wall" if posterior is not None

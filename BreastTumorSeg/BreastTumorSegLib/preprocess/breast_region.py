@@ -341,6 +341,33 @@ def _breast_footprint(body: np.ndarray, level: np.ndarray, work: sitk.Image) -> 
     return ndimage.binary_dilation(bulge, structure=(dz / rz) ** 2 + (dx / rx) ** 2 <= 1) if bulge.any() else bulge
 
 
+def _midline_column(body: np.ndarray, layout: dict, work: sitk.Image) -> float:
+    """The work-grid column of the body midline (the layout's, else the body's centre)."""
+    if layout["midline_x"] is not None:
+        x_mid = (layout["midline_x"] - work.GetOrigin()[0]) / work.GetSpacing()[0]
+    else:
+        xs = np.nonzero(body.any(axis=(0, 1)))[0]
+        x_mid = 0.5 * (xs.min() + xs.max())
+    return float(np.clip(x_mid, 0, body.shape[2] - 1))
+
+
+def chest_side(context: dict, skin_mm: float, mediastinum_half_width_mm: float) -> np.ndarray | None:
+    """Bool (z, y, x) on the work grid of a :func:`breast_region` *context*: the side of the chest,
+    where breast tissue wraps around the chest wall under the skin, deeper than the sternum level.
+    Body voxels within *skin_mm* of the air outside the skin (per axial slice), more than
+    *mediastinum_half_width_mm* lateral of the body midline (the mediastinum and heart lie in that
+    band) and in front of the mid-axillary line (:func:`_lateral_wrap`, without the breasts'
+    footprint). The lesion gate does not call a confident component there "behind the chest wall".
+    None where it is not defined: no body, or a sagittal / coronal slab (no left-right extent).
+    The field of view is taken as the whole work grid (an oblique exam's padded corners count as air)."""
+    body, work = context.get("body"), context["work"]
+    if body is None or not body.any() or context.get("slab") in (1, 2):
+        return None
+    x_mid = _midline_column(body, context["layout"], work)
+    band = max(1, int(round(mediastinum_half_width_mm / work.GetSpacing()[0])))
+    return _lateral_wrap(body, work, x_mid, band, skin_mm, np.ones_like(body))
+
+
 def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm: float = 12.0,
                   midline_band_mm: float = 15.0, laterality: str | None = None,
                   lateral_wrap_mm: float = LATERAL_WRAP_MM) -> tuple[sitk.Image, dict]:
@@ -371,13 +398,8 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
     elif body.any() and slab == 1:
         method = "coronal slab: chest wall not in the field of view, mask = body"
     elif body.any():
-        if layout["midline_x"] is not None:
-            x_mid = (layout["midline_x"] - work.GetOrigin()[0]) / sx
-        else:
-            xs = np.nonzero(body.any(axis=(0, 1)))[0]
-            x_mid = 0.5 * (xs.min() + xs.max())
+        x_mid = _midline_column(body, layout, work)
         band = max(1, int(round(midline_band_mm / sx)))
-        x_mid = float(np.clip(x_mid, 0, body.shape[2] - 1))
         x_lo, x_hi = int(max(0, x_mid - band)), int(min(body.shape[2], x_mid + band + 1))
         per_z = _chest_level(body, x_lo, x_hi, sz, smooth_z=slab is None)
         if per_z is not None:
