@@ -106,9 +106,10 @@ def test_benchmark_leaves_tumor_free_exams_out_of_dice_and_counts_their_false_po
 
 
 def test_gate_keeps_a_confident_lesion_on_the_side_of_the_chest_and_removes_the_heart(torso):
-    """Default region (no lateral wrap): the confident lateral lesion, ~50 mm deeper than the skin
-    over the sternum but 8 mm under the skin of the side of the chest, is kept and flagged; a
-    confident blob in the heart and one at the back (behind the mid-axillary line) are removed."""
+    """Default region (no lateral wrap), gate with ``lateral_skin_mm`` 30 (off by default): the
+    confident lateral lesion, ~50 mm deeper than the skin over the sternum but 8 mm under the skin
+    of the side of the chest, is kept and flagged; a confident blob in the heart and one at the
+    side behind the mid-axillary line are removed."""
     pre, lesion, heart, body, _ = torso
     mask, context = breast_region(pre)
     assert not (sitk.GetArrayFromImage(mask) > 0)[lesion].any()
@@ -121,13 +122,14 @@ def test_gate_keeps_a_confident_lesion_on_the_side_of_the_chest_and_removes_the_
     prob = np.zeros(SHAPE, np.float32)
     prob[lesion | blob | back] = 0.95
     log = []
-    _, lesions = postprocess(_image(prob), PostprocessSettings(), mask, region=context, gate_log=log)
+    side = PostprocessSettings(lateral_skin_mm=30.0)
+    _, lesions = postprocess(_image(prob), side, mask, region=context, gate_log=log)
     assert len(lesions) == 1 and lesions[0].voxels == int(lesion.sum())
     assert lesions[0].flags == ["outside_breast_mask"] and "side of the chest" in lesions[0].notes[0]
     removed = [e for e in log if e["decision"] == "removed"]
     assert len(removed) == 2 and all("behind the chest-wall level" in e["reason"] for e in removed)
-    # The flat chest-wall level (lateral_skin_mm 0, the gate before) removed the lateral lesion too.
-    _, lesions = postprocess(_image(prob), PostprocessSettings(lateral_skin_mm=0), mask, region=context)
-    assert lesions == []
-    # A doubtful lateral component (p 0.6) is still removed, as before.
-    assert postprocess(_image(0.6 * lesion), PostprocessSettings(), mask, region=context)[1] == []
+    # The flat chest-wall level (lateral_skin_mm 0, the default) removes the lateral lesion too.
+    assert PostprocessSettings().lateral_skin_mm == 0
+    assert postprocess(_image(prob), PostprocessSettings(), mask, region=context)[1] == []
+    # A doubtful lateral component (p 0.6) is still removed.
+    assert postprocess(_image(0.6 * lesion), side, mask, region=context)[1] == []
