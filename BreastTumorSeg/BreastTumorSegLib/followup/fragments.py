@@ -28,6 +28,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .prior import labels_like
+
 CUBE = np.ones((3, 3, 3), bool)
 
 
@@ -96,6 +98,4 @@ def merge_fragments(components: sitk.Image, outline: np.ndarray | None, enhancin
     groups = fragment_groups(comp, outline if s.outline_margin_mm > 0 else None, enhancing, spacing_zyx, s.gap_mm)
     if int(groups.max()) == n:
         return components, 0
-    out = sitk.GetImageFromArray(groups[comp].astype(np.uint32))
-    out.CopyInformation(components)
-    return sitk.Cast(out, components.GetPixelID()), n - int(groups.max())
+    return labels_like(groups[comp], components), n - int(groups.max())

@@ -17,26 +17,17 @@ baseline where it is) stays new.
 from __future__ import annotations
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
-from .prior import PriorSettings, is_tissue
+from .prior import PriorSettings, is_tissue, neighbourhoods
 
 CUBE = np.ones((3, 3, 3), bool)
 LOOKBACK_FLAG = "found_on_later_visit"
 
 
 def _grown(mask: np.ndarray, spacing_zyx, margin_mm: float) -> np.ndarray:
-    """*mask* (bool) grown by *margin_mm* (a distance transform inside its bounding box)."""
-    out = np.zeros(mask.shape, bool)
-    if not mask.any():
-        return out
-    pad = [int(np.ceil(margin_mm / s)) + 1 for s in spacing_zyx]
-    idx = np.argwhere(mask)
-    box = tuple(slice(int(max(a - p, 0)), int(min(b + 1 + p, n)))
-                for a, b, p, n in zip(idx.min(0), idx.max(0), pad, mask.shape))
-    out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing_zyx) <= margin_mm
-    return out
+    """*mask* (bool) grown by *margin_mm*."""
+    return neighbourhoods(mask.astype(np.int32), spacing_zyx, margin_mm) > 0
 
 
 def look_back(later_masks: list[np.ndarray], components0: np.ndarray, enhancing0: np.ndarray,
@@ -65,8 +56,3 @@ def look_back(later_masks: list[np.ndarray], components0: np.ndarray, enhancing0
             comp[piece] = label
     return comp, added
 
-
-def as_image(labels: np.ndarray, like: sitk.Image) -> sitk.Image:
-    img = sitk.GetImageFromArray(labels.astype(np.uint32))
-    img.CopyInformation(like)
-    return sitk.Cast(img, like.GetPixelID())

@@ -29,6 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..core.imageutil import from_array
 from ..kinetics.ftv import roi_array
 from ..kinetics.outline import outline_growth, whole_tumor_outline
 from .prior import neighbourhoods, to_visit_grid
@@ -54,8 +55,7 @@ def _pieces_diameter(mask: np.ndarray, like: sitk.Image) -> float:
     labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     if not n:
         return 0.0
-    img = sitk.GetImageFromArray(labels.astype(np.uint32))
-    img.CopyInformation(like)
+    img = from_array(labels.astype(np.uint32), like)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.ComputeFeretDiameterOn()
     stats.Execute(img)

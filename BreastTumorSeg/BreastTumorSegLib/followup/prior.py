@@ -26,6 +26,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..core.imageutil import from_array
+
 
 @dataclass(frozen=True)
 class PriorSettings:
@@ -62,6 +64,11 @@ def to_visit_grid(extent: np.ndarray, baseline: sitk.Image, visit: sitk.Image,
     return sitk.GetArrayFromImage(sitk.Resample(img, visit, tx, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt16))
 
 
+def labels_like(labels: np.ndarray, like: sitk.Image) -> sitk.Image:
+    """Label image of *labels* (z, y, x ints) with the geometry and pixel type of label image *like*."""
+    return sitk.Cast(from_array(labels.astype(np.uint32), like), like.GetPixelID())
+
+
 def is_tissue(piece: np.ndarray, vox_ml: float, settings: PriorSettings, n_voxels: int | None = None) -> bool:
     """Is an enhancing *piece* (bool mask) tissue worth adding: at least ``min_remnant_ml`` and more
     than one voxel thick (it survives an erosion by one voxel: not a rim or a thread)?"""
@@ -92,6 +99,4 @@ def find_remnants(components: sitk.Image, enhancing: sitk.Image, extent_visit: n
         comp[pieces == p] = label
     if not added:
         return components, 0
-    out = sitk.GetImageFromArray(comp.astype(np.uint32))
-    out.CopyInformation(components)
-    return sitk.Cast(out, components.GetPixelID()), added
+    return labels_like(comp, components), added

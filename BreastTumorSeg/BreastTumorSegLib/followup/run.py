@@ -43,9 +43,9 @@ from ..kinetics.ftv import FTVSettings, functional_tumor_volume
 from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
 from .fragments import FragmentSettings, merge_fragments
-from .lookback import LOOKBACK_FLAG, as_image, look_back
+from .lookback import LOOKBACK_FLAG, look_back
 from .measure import MeasureSettings, measure_tracks, visit_outline
-from .prior import PriorSettings, find_remnants, neighbourhoods, to_visit_grid
+from .prior import PriorSettings, find_remnants, labels_like, neighbourhoods, to_visit_grid
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
 from .response import ResponseSettings, change_table
@@ -112,11 +112,16 @@ class FollowupResult:
         }
 
 
-def _components(result: SegmentationResult) -> tuple[sitk.Image, list[Lesion]]:
+def _table(result: SegmentationResult, components: sitk.Image) -> list[Lesion]:
+    """The lesion table of *components* (labels 1..N) with the sides of *result*'s breast layout."""
     layout = result.settings.get("layout") or {}
+    return lesion_table(components, result.probability, layout.get("midline_x"), layout.get("unilateral_side"))
+
+
+def _components(result: SegmentationResult) -> tuple[sitk.Image, list[Lesion]]:
     cc = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.Cast(result.label > 0, sitk.sitkUInt8), True),
                                sortByObjectSize=True)
-    return cc, lesion_table(cc, result.probability, layout.get("midline_x"), layout.get("unilateral_side"))
+    return cc, _table(result, cc)
 
 
 def _merged(exam: DCEExam, result: SegmentationResult, comp: sitk.Image, lesions: list[Lesion], ftv,
@@ -129,8 +134,7 @@ def _merged(exam: DCEExam, result: SegmentationResult, comp: sitk.Image, lesions
     merged, n = merge_fragments(comp, outline, sitk.GetArrayFromImage(ftv.mask) > 0, s)
     if not n:
         return comp, lesions
-    layout = result.settings.get("layout") or {}
-    out = lesion_table(merged, result.probability, layout.get("midline_x"), layout.get("unilateral_side"))
+    out = _table(result, merged)
     old, new = sitk.GetArrayFromImage(comp), sitk.GetArrayFromImage(merged)
     pairs = np.unique(np.stack([new[old > 0], old[old > 0]]), axis=1)
     pieces = np.bincount(pairs[0], minlength=len(out) + 1)
@@ -157,8 +161,7 @@ def _lesion_ftv(exam: DCEExam, ftv, components: sitk.Image, n: int) -> dict[int,
 
 def _flagged(res: SegmentationResult, comp: sitk.Image, lesions: list[Lesion], flag: str, note: str):
     """*comp*'s lesion table: *lesions* first, then the labels added after them, flagged *flag*."""
-    layout = res.settings.get("layout") or {}
-    more = lesion_table(comp, res.probability, layout.get("midline_x"), layout.get("unilateral_side"))
+    more = _table(res, comp)
     for les in more[len(lesions):]:
         les.flags.append(flag)
         les.notes.append(note)
@@ -213,7 +216,7 @@ def _looked_back(results, segmented, visits, tracks, prior: PriorSettings):
                               spacing_zyx, prior)
     if not added:
         return None
-    comp, lesions = _flagged(results[0], as_image(labels, comp0), lesions0, LOOKBACK_FLAG,
+    comp, lesions = _flagged(results[0], labels_like(labels, comp0), lesions0, LOOKBACK_FLAG,
                              "enhancing tissue (FTV rule) where a lesion of a later visit is, left out by the "
                              "baseline's segmentation; added by the follow-up's look-back, so that lesion is "
                              "not new")
@@ -270,17 +273,6 @@ def series_fat_suppression(decisions: list[bool | None]) -> bool | None:
     return sum(known) * 2 > len(known)
 
 
-def _with_fat_suppression(model, fat_suppressed: bool):
-    """A copy of FTV-rule segmenter *model* with the fat-suppression decision fixed."""
-    import copy
-
-    fixed = copy.copy(model)
-    fixed.settings = replace(model.settings, fat_suppressed=fat_suppressed)
-    fixed._cache = None
-    fixed.last_result = None
-    return fixed
-
-
 def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOLLOWUP_MODEL,
                  device: str = "auto", progress=None, cancel=None,
                  registration: VisitRegistrationSettings | None = None,
@@ -321,7 +313,7 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
         if decided is not None and (ftv_settings is None or ftv_settings.fat_suppressed is None):
             # one patient, one protocol: every visit segmented and measured with the series' decision
             ftv_settings = replace(ftv_settings or FTVSettings(), fat_suppressed=decided)
-            fixed = _with_fat_suppression(model, decided)
+            fixed = model.with_ftv_settings(fat_suppressed=decided)
             for k, e in enumerate(exams):
                 if fat[k] != decided:
                     reporter.update(k / n, f"segmenting visit {k + 1} of {n} again (fat suppression of the series)")

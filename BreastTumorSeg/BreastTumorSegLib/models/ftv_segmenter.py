@@ -5,9 +5,10 @@ protocol of :mod:`.registry` (``predict`` returns a probability-like map, ``card
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -70,6 +71,15 @@ class FTVSegmenter:
                            "seeded": asdict(self.seeded_settings)}, sort_keys=True, default=list)
         self.model_id = self.name + "-" + hashlib.sha256(blob.encode()).hexdigest()[:8]
         self.card = self._card()
+
+    def with_ftv_settings(self, **changes) -> "FTVSegmenter":
+        """A copy of this segmenter whose :class:`FTVSettings` have *changes* (e.g. a fixed
+        ``fat_suppressed`` decision), with its own kinetic-map cache and no last result."""
+        fixed = copy.copy(self)
+        fixed.settings = replace(self.settings, **changes)
+        fixed._cache = None
+        fixed.last_result = None
+        return fixed
 
     def _card(self) -> dict:
         s = self.settings
