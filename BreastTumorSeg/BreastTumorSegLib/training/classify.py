@@ -6,7 +6,7 @@
 Exams of the training families only (:data:`~.phantom.malignancy.TRAIN_FAMILIES`: our phantom
 generator and the domain-randomised one, with benign and malignant inserts,
 :mod:`.phantom.malignancy`), never a held-out family nor a held-out seed
-(:data:`~.phantom.malignancy.HELD_OUT_SEEDS`, of any family). Every enhancing candidate (found
+(:func:`~.phantom.malignancy.held_out_seed`: 5000-5029 and 5100-5129, of any family). Every enhancing candidate (found
 exactly as at run time, phases already aligned) is labelled *malignant* when at least a third of
 it lies in a malignant lesion or it covers at least a third of one, *not malignant* otherwise
 (benign lesions, non-mass enhancement, background enhancement, vessels, nodes). The model is
@@ -31,7 +31,8 @@ import SimpleITK as sitk
 from ..engine.classify import SIDE_CODES, breast_probability, exam_candidates
 from ..models.classifier import CLASSIFICATION_TASK, DEFAULT_CLASSIFIER, FEATURES
 from ..core.values import parse_seeds
-from .phantom.malignancy import CLASS_FAMILIES, HELD_OUT, HELD_OUT_SEEDS, TRAIN_FAMILIES, make_class_exam
+from .phantom.malignancy import (CLASS_FAMILIES, HELD_OUT, TRAIN_FAMILIES, evaluation_seeds_text, held_out_seed,
+                                make_class_exam)
 
 OVERLAP = 1 / 3
 
@@ -185,6 +186,7 @@ def fit(data: dict, spec: tuple):
     # a one-feature logistic fit (Platt scaling); applied to every candidate at run time.
     platt = LogisticRegression(C=1e6, max_iter=5000).fit(sb[:, None], yb)
     calibration = {"a": float(platt.coef_[0, 0]), "b": float(platt.intercept_[0])}
+    operating = operating_point(yb, 1 / (1 + np.exp(-(calibration["a"] * sb + calibration["b"]))))
     z_all = model.decision_function(x) * calibration["a"] + calibration["b"]
     no_candidate = 0.5 * float(1 / (1 + np.exp(-z_all.min())))
     p_cv = 1 / (1 + np.exp(-z_cv))
@@ -192,8 +194,24 @@ def fit(data: dict, spec: tuple):
               "n_malignant_breasts": int(sum(truth.values())), "breasts_without_candidate": len(empty),
               "cross_validation": {"folds": 5, "by": "exam", "candidate_roc_auc": float(roc_auc_score(y, p_cv)),
                                    "breast_roc_auc": float(roc_auc_score(yb, sb))},
-              "breast_calibration": calibration}
+              "breast_calibration": calibration, "operating_point": operating}
     return model, float(no_candidate), report
+
+
+def operating_point(y: np.ndarray, p: np.ndarray) -> dict:
+    """The card's threshold: the breast probability that maximises sensitivity + specificity
+    (Youden's J) on the cross-validated breast probabilities *p* of the training exams (labels *y*),
+    rounded to 0.01, with the sensitivity and specificity there and at 0.5 (what the card reports)."""
+    def rates(t):
+        return float(np.mean(p[y == 1] >= t)), float(np.mean(p[y == 0] < t))
+
+    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    best = max(grid, key=lambda t: (sum(rates(t)), -abs(t - 0.5)))
+    (se, sp), (se5, sp5) = rates(best), rates(0.5)
+    return {"threshold": float(best), "by": "max sensitivity + specificity (Youden) on the exam-grouped "
+            "cross-validated breast probabilities of the training exams",
+            "cv_sensitivity": round(se, 3), "cv_specificity": round(sp, 3),
+            "cv_sensitivity_at_0.5": round(se5, 3), "cv_specificity_at_0.5": round(sp5, 3)}
 
 
 def _weights(model, spec: tuple, x: np.ndarray) -> tuple[dict, dict]:
@@ -257,7 +275,8 @@ def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dic
                            "Trained only on synthetic exams; not a clinical classifier.",
             **fields,
             "inputs": "pre-contrast + >= 1 post-contrast phase with acquisition times (early/late by time)",
-            "features": list(FEATURES), "n_features": len(FEATURES), "threshold": 0.5,
+            "features": list(FEATURES), "n_features": len(FEATURES),
+            "threshold": training.get("operating_point", {}).get("threshold", 0.5),
             "no_candidate_probability": float(f"{no_candidate:.4g}"),
             "weights": f"{name}.safetensors", "sha256": hashlib.sha256(blob).hexdigest(),
             "breast_calibration": training.get("breast_calibration", {"a": 1.0, "b": 0.0}),
@@ -283,8 +302,8 @@ def parse_data(spec: str) -> list[tuple[str, list[int]]]:
             raise InputError(f"refusing to train on the held-out family {family}", "--data",
                              f"use the training families {', '.join(TRAIN_FAMILIES)}")
         seeds = parse_seeds(seeds)
-        if any(s in HELD_OUT_SEEDS for s in seeds):
-            raise InputError(f"refusing to train on the held-out seeds {HELD_OUT_SEEDS.start}-{HELD_OUT_SEEDS.stop - 1}",
+        if any(held_out_seed(s) for s in seeds):
+            raise InputError(f"refusing to train on the held-out seeds {evaluation_seeds_text()}",
                              "--data", "pick training seeds outside them")
         out.append((family, seeds))
     return out
@@ -332,7 +351,7 @@ def main(argv=None) -> int:
                                            f"mean of {CV_REPEATS} shuffles", "scores": selection, "chosen": _name(*spec)}
     training = {"data": f"synthetic exams only: {a.data} (training/phantom/malignancy.py: our phantom generator and "
                         f"the domain-randomised one with benign/malignant inserts); held-out families "
-                        f"{', '.join(HELD_OUT)} and the seeds {HELD_OUT_SEEDS.start}-{HELD_OUT_SEEDS.stop - 1} of "
+                        f"{', '.join(HELD_OUT)} and the seeds {evaluation_seeds_text()} of "
                         "every family never used for training or model selection",
                 **report, "sklearn": _name(*spec)}
     print(json.dumps(training, indent=2))
