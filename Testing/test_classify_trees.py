@@ -108,3 +108,14 @@ def test_shipped_model_is_the_tree_model_and_separates_malignant_from_benign():
     assert isinstance(clf, BreastTreeClassifier) and clf.n_features == len(FEATURES)
     res = classify_exam(two_lesion_phantom().exam, clf, register=False)
     assert 0.0 <= res.probabilities["R"] < 0.5 < res.probabilities["L"] <= 1.0
+
+
+def test_tree_entry_with_its_own_rate_and_leaf_size_is_fitted_and_exported_as_such(tmp_path):
+    spec = next(m for m in CANDIDATE_MODELS if len(m) > 4)
+    d = _data()
+    model = _pipeline(*spec).fit(d["x"], d["y"])
+    gbc = model[-1]
+    assert (gbc.learning_rate, gbc.min_samples_leaf, gbc.max_depth) == (spec[4], spec[5], spec[3])
+    card = json.loads(save(model, spec, d, tmp_path, "cls-deep", {}, 0.01).read_text())
+    assert card["architecture"]["learning_rate"] == spec[4] and card["architecture"]["min_samples_leaf"] == spec[5]
+    np.testing.assert_allclose(load_classifier("cls-deep", [tmp_path]).logit(d["x"]), model.decision_function(d["x"]), atol=1e-9)
