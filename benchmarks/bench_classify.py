@@ -6,8 +6,8 @@
 
 Families (:mod:`BreastTumorSegLib.training.phantom.malignancy`): ``malignancy`` and
 ``malignancy-randomized`` (domain-randomised anatomy, contrast, grids and phase timings), the
-training families (the shipped model saw their seeds 100-259 and 6000-6099; the seeds measured here,
-5000-5029, are unseen), and the held-out families ``malignancy-ellipse`` (the independent ellipse
+training families (the shipped model saw their seeds 100-335 and 6000-6139; the seeds measured here,
+5000-5029 and 5100-5129, are unseen), and the held-out families ``malignancy-ellipse`` (the independent ellipse
 generator) and ``malignancy-hybrid`` (real breast anatomy with benign and malignant inserts,
 ``../shared/data/real-anatomy``). Neither the held-out families nor the evaluation seeds of any
 family (5000-5029, and the fresh set 5100-5129 first measured on Dec 6) were used for training or

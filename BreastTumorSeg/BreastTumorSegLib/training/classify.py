@@ -1,7 +1,7 @@
 """Train the per-breast malignancy model of :mod:`BreastTumorSegLib.engine.classify` (scikit-learn).
 
     OMP_NUM_THREADS=1 python -m BreastTumorSegLib.training.classify \
-        --data malignancy:100-259,malignancy-randomized:6000-6099 --out models/shipped --cache-dir /tmp/cls
+        --data malignancy:100-335,malignancy-randomized:6000-6139 --out models/shipped --cache-dir /tmp/cls
 
 Exams of the training families only (:data:`~.phantom.malignancy.TRAIN_FAMILIES`: our phantom
 generator and the domain-randomised one, with benign and malignant inserts,
@@ -278,7 +278,7 @@ def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dic
         "region": "engine/classify_region.py: body in front of the chest wall (10 mm beyond the breast mask's depth "
                   "behind the sternum, 30 mm laterally) + breast mask + segmented lesions inside the body",
         "features_used": [FEATURES[i] for i in FEATURE_SETS[spec[1]]]})
-    card = {"name": name, "version": "2", "task": CLASSIFICATION_TASK,
+    card = {"name": name, "version": "3", "task": CLASSIFICATION_TASK,
             "description": "Per-breast malignancy probability (left/right) from the enhancing candidates of each "
                            "breast (the body in front of the chest wall, sides from patient coordinates; the "
                            f"breast mask only a hint): {what} (numpy at run time) over kinetic (curve "
@@ -333,7 +333,7 @@ def collect_all(data_spec: list[tuple[str, list[int]]], cache_dir: Path | None =
             "keys": np.concatenate([d["keys"] for d in parts]), "truth": truth}
 
 
-DEFAULT_DATA = "malignancy:100-259,malignancy-randomized:6000-6099"
+DEFAULT_DATA = "malignancy:100-335,malignancy-randomized:6000-6139"
 
 
 def main(argv=None) -> int:
