@@ -14,7 +14,7 @@ from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR
 from BreastTumorSegLib.models.classifier import (DEFAULT_CLASSIFIER, FEATURES, BreastTreeClassifier,
                                                  load_classifier)
 from BreastTumorSegLib.models.trees import TreeEnsemble, fitted_trees
-from BreastTumorSegLib.training.classify import CANDIDATE_MODELS, _pipeline, parse_data, save
+from BreastTumorSegLib.training.classify import CANDIDATE_MODELS, _pipeline, operating_point, parse_data, save
 from classify_fixtures import two_lesion_phantom
 
 
@@ -86,6 +86,21 @@ def test_training_refuses_held_out_families_and_seeds():
         parse_data("malignancy-ellipse:100-110")
     with pytest.raises(InputError, match="held-out seeds 5000-5029"):
         parse_data("malignancy:4990-5000")
+    with pytest.raises(InputError, match="5100-5129"):  # the fresh evaluation set too
+        parse_data("malignancy-randomized:5125-5129")
+
+
+def test_operating_threshold_maximises_sensitivity_plus_specificity_and_reaches_the_card(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 200)
+    p = np.concatenate([rng.uniform(0.0, 0.3, 200), rng.uniform(0.25, 0.9, 200)])  # overlap 0.25-0.3
+    op = operating_point(y, p)
+    assert 0.25 <= op["threshold"] <= 0.31
+    assert op["cv_sensitivity"] + op["cv_specificity"] > op["cv_sensitivity_at_0.5"] + op["cv_specificity_at_0.5"] + 0.2
+    d = _data()
+    spec = next(m for m in CANDIDATE_MODELS if m[0] == "trees")
+    card_path = save(_pipeline(*spec).fit(d["x"], d["y"]), spec, d, tmp_path, "cls-op", {"operating_point": op}, 0.01)
+    assert load_classifier("cls-op", [tmp_path]).threshold == op["threshold"]
 
 
 def test_shipped_model_is_the_tree_model_and_separates_malignant_from_benign():
@@ -93,3 +108,14 @@ def test_shipped_model_is_the_tree_model_and_separates_malignant_from_benign():
     assert isinstance(clf, BreastTreeClassifier) and clf.n_features == len(FEATURES)
     res = classify_exam(two_lesion_phantom().exam, clf, register=False)
     assert 0.0 <= res.probabilities["R"] < 0.5 < res.probabilities["L"] <= 1.0
+
+
+def test_tree_entry_with_its_own_rate_and_leaf_size_is_fitted_and_exported_as_such(tmp_path):
+    spec = next(m for m in CANDIDATE_MODELS if len(m) > 4)
+    d = _data()
+    model = _pipeline(*spec).fit(d["x"], d["y"])
+    gbc = model[-1]
+    assert (gbc.learning_rate, gbc.min_samples_leaf, gbc.max_depth) == (spec[4], spec[5], spec[3])
+    card = json.loads(save(model, spec, d, tmp_path, "cls-deep", {}, 0.01).read_text())
+    assert card["architecture"]["learning_rate"] == spec[4] and card["architecture"]["min_samples_leaf"] == spec[5]
+    np.testing.assert_allclose(load_classifier("cls-deep", [tmp_path]).logit(d["x"]), model.decision_function(d["x"]), atol=1e-9)

@@ -29,7 +29,9 @@ Families (:data:`CLASS_FAMILIES`): ``malignancy`` (our phantom generator) and
 training seeds only), ``malignancy-ellipse`` (the independent ellipse generator) and
 ``malignancy-hybrid`` (real anatomy, axial volume, with inserts), held out: never used for
 training or model selection (:data:`HELD_OUT`). The seeds :data:`HELD_OUT_SEEDS` of every family
-are the evaluation seeds, never trained on.
+are the evaluation seeds, never trained on; :data:`FRESH_HELD_OUT_SEEDS` a second evaluation set,
+first measured on Dec 6 (the first had been measured with several models); :func:`held_out_seed`
+tells either.
 """
 from __future__ import annotations
 
@@ -43,6 +45,18 @@ TRAIN_FAMILY = "malignancy"
 TRAIN_FAMILIES = (TRAIN_FAMILY, "malignancy-randomized")
 HELD_OUT = ("malignancy-ellipse", "malignancy-hybrid")
 HELD_OUT_SEEDS = range(5000, 5030)  # the benchmark's seeds, of every family
+FRESH_HELD_OUT_SEEDS = range(5100, 5130)  # a second, fresh evaluation set of every family
+EVALUATION_SEEDS = (HELD_OUT_SEEDS, FRESH_HELD_OUT_SEEDS)
+
+
+def held_out_seed(seed: int) -> bool:
+    """True for an evaluation seed (:data:`EVALUATION_SEEDS`, of any family): never trained on."""
+    return any(int(seed) in r for r in EVALUATION_SEEDS)
+
+
+def evaluation_seeds_text() -> str:
+    """``"5000-5029, 5100-5129"``: the evaluation seeds, for messages and cards."""
+    return ", ".join(f"{r.start}-{r.stop - 1}" for r in EVALUATION_SEEDS)
 _CURVES = ("persistent", "plateau", "washout")
 
 
