@@ -75,6 +75,9 @@ cannot tell from a moderately enhancing tumor part either) the outline stays clo
 options, both off by default (measured there): ``outline_half_maximum`` adds one partial-volume
 layer where PE reaches half-way between the tumor's and its surroundings'; ``outline_thick_regions``
 also grows from the core before its vessel opening and keeps the thick regions (patchy strong parts).
+Two more outline options live in :mod:`.significance`: ``outline_significance`` (on in "ftv-outline")
+seeds the outline below the noise floor by a local-mean significance test (its noise figures are in
+``fat_suppression["significance"]``), ``outline_compact_islands`` (off) keeps compact strong islands.
 """
 from __future__ import annotations
 
