@@ -7,7 +7,10 @@ Runs after :func:`~.postprocess.postprocess` on its component image (labels 1..N
    ``split_radius_mm`` of a voxel at least that deep inside the hole-filled component). A thin
    part at least ``min_branch_mm`` long (Feret diameter) is cut off as a candidate of its own
    (a vessel running into a tumor); shorter ones (spicules, the junction) stay with the lesion.
-   A component without any thick voxel (an isolated vessel) stays whole.
+   A component without any thick voxel (an isolated vessel) stays whole. With
+   ``small_split_radius_mm`` > 0 (off by default), such a component is split again at that
+   smaller radius: a small or flat lesion (no part ``split_radius_mm`` deep) touching a vessel
+   is then cut from it instead of being judged, or kept, together with it.
 2. **Features** per candidate, in its bounding box only: volume, elongation and flatness
    (principal moments, ``LabelShapeStatisticsImageFilter``), Feret diameter (for a part of more
    than ``FERET_MAX_VOXELS`` voxels: the longest axis of its equivalent ellipsoid) over the
@@ -62,6 +65,7 @@ class FPReduceSettings:
     enabled: bool = True
     split_radius_mm: float = 3.0  # parts thinner than this (depth, mm) are tube-like
     min_branch_mm: float = 10.0  # a thin part at least this long is cut off as a vessel candidate
+    small_split_radius_mm: float = 0.0  # > 0: a component with no part split_radius_mm deep is split at this radius
     override_core_ml: float = 0.2
     override_p: float = 0.9
     override_max_elongation: float = 2.5
@@ -155,17 +159,18 @@ def _img(a: np.ndarray, like: sitk.Image) -> sitk.Image:
     return im
 
 
-def split_component(mask: np.ndarray, like: sitk.Image, radius_mm: float,
-                    min_branch_mm: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def split_component(mask: np.ndarray, like: sitk.Image, radius_mm: float, min_branch_mm: float,
+                    only_below: float = np.inf) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(lesion parts, thin branches) of one component (boolean arrays on *like*'s grid).
 
     Opening by a ball of *radius_mm* (via distance maps); the thin leftover pieces at least
     *min_branch_mm* long are branches. Without a branch the component stays whole (an opening
-    alone never cuts a lesion); with one, the rest falls into its connected parts.
+    alone never cuts a lesion); with one, the rest falls into its connected parts. With
+    *only_below*, a component with a voxel that deep stays whole (the retry of a small lesion).
     """
     depth = _depth(_img(mask.astype(np.uint8), like))
     core = depth >= radius_mm
-    if not core.any():
+    if not core.any() or depth.max() >= only_below:  # (only_below: the small-lesion retry)
         return [mask], []
     rest = mask & ~(_distance_from(core, like) <= radius_mm + 1e-3)
     if not rest.any():
@@ -289,6 +294,9 @@ def candidates(components: sitk.Image, settings: FPReduceSettings) -> list[_Cand
         like = sub_image(components, box)
         mask = np.asarray(arr[box]) == lab
         parts, branches = split_component(mask, like, settings.split_radius_mm, settings.min_branch_mm)
+        if not branches and 0 < settings.small_split_radius_mm < settings.split_radius_mm:
+            parts, branches = split_component(mask, like, settings.small_split_radius_mm, settings.min_branch_mm,
+                                              only_below=settings.split_radius_mm)
         out += [_Candidate(box, p, int(lab), False, not branches) for p in parts]
         out += [_Candidate(box, b, int(lab), True) for b in branches]
     return out

@@ -75,6 +75,9 @@ cannot tell from a moderately enhancing tumor part either) the outline stays clo
 options, both off by default (measured there): ``outline_half_maximum`` adds one partial-volume
 layer where PE reaches half-way between the tumor's and its surroundings'; ``outline_thick_regions``
 also grows from the core before its vessel opening and keeps the thick regions (patchy strong parts).
+Two more outline options live in :mod:`.significance`: ``outline_significance`` (on in "ftv-outline")
+seeds the outline below the noise floor by a local-mean significance test (its noise figures are in
+``fat_suppression["significance"]``), ``outline_compact_islands`` (off) keeps compact strong islands.
 """
 from __future__ import annotations
 
@@ -98,6 +101,7 @@ from .maps import (
 from ..core.progress import Reporter
 from .seeded import open_and_regrow
 from .outline import bbox as _bbox, outline_growth, whole_tumor_outline
+from .significance import island_seeds, significant_seeds
 
 # ----------------------------------------------------------------------------- settings / ROI
 
@@ -126,6 +130,8 @@ class FTVSettings:
     outline_edge_over_level: float = 1.15  # ... and this factor above the outline's PE level
     outline_thick_regions: bool = False  # also add thick regions grown from the unopened core (kinetics/outline.py)
     outline_half_maximum: bool = False  # add the partial-volume edge layer at half maximum (kinetics/outline.py)
+    outline_significance: bool = False  # outline seeds below the noise floor by a local-mean test (significance.py)
+    outline_compact_islands: bool = False  # compact strong islands the vessel opening removed seed the outline
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -389,12 +395,7 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     cand = roi_mask & valid
     cand &= pre >= np.float32(bg)
     cand &= pe >= np.float32(s.pe_threshold)
-    tumor = np.zeros(pre.shape, bool)
-    box = _bbox(cand)
-    if box is not None:
-        c = cand[box]
-        keep = c & (count_neighbors(c) >= s.min_neighbors)
-        tumor[box] = keep
+    tumor = _neighbours_rule(cand, s.min_neighbors)
     notes = list(maps.notes)
     if not fat["fat_suppressed"]:
         notes.append(f"fat is not suppressed ({fat['decided_by']}: {fat['bright_tissue_pe']}); background "
@@ -408,6 +409,7 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         ser = maps.array("ser")
         tumor &= ser >= np.float32(s.ser_min)
     strong = tumor.copy() if s.outline_pe > 0 and s.outline_thick_regions else tumor
+    cand_strong = tumor.copy() if s.outline_pe > 0 and s.outline_compact_islands else None
     if s.vessel_radius_mm > 0:
         box = _bbox(tumor)
         if box is not None:
@@ -425,16 +427,30 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         spacing_zyx = np.asarray(ref.GetSpacing())[::-1]
         tissue = roi_mask & valid & (pre >= np.float32(bg))
         grow, level, bpe = outline_growth(pe, tissue, strong, ser if ser_used else None, spacing_zyx, s)
+        seeds = tumor
+        if s.outline_significance and not fat["fat_suppressed"] and bg > fraction * robust_percentile(
+                pre, s.background_percentile, roi_mask):
+            early = sitk.GetArrayViewFromImage(exam.phases[maps.phases.early])
+            seeds, grow = significant_seeds(
+                pre, early, pe, cand, roi_mask & valid, tissue, seeds, grow, level,
+                fraction * robust_percentile(pre, s.background_percentile, roi_mask), ser if ser_used else None,
+                spacing_zyx, s, fat, notes, lambda c: _core_rules(c, valid, ser if ser_used else None, spacing_zyx, s))
+        if s.outline_compact_islands and s.vessel_radius_mm > 0:
+            islands = island_seeds(cand_strong, seeds, spacing_zyx, s.vessel_radius_mm, notes)
+            if s.skin_margin_mm > 0:
+                drop_skin_components(islands, valid, spacing_zyx, s.skin_margin_mm)
+            seeds = seeds | islands
         thick = s.outline_thick_regions and s.vessel_radius_mm > 0
         edge_ok = (roi_mask & valid & (pre >= np.float32(0.5 * bg))) if s.outline_half_maximum else None
-        out = whole_tumor_outline(tumor, grow, pe, spacing_zyx, s.outline_margin_mm,
+        out = whole_tumor_outline(seeds, grow, pe, spacing_zyx, s.outline_margin_mm,
                                   edge_fraction=s.outline_edge_fraction,
                                   edge_min_pe=s.outline_edge_over_level * level, strong=strong if thick else None,
                                   thick_radius_mm=s.vessel_radius_mm if thick else 0.0, edge_allowed=edge_ok,
-                                  edge_below_pe=s.pe_threshold)
+                                  edge_below_pe=s.pe_threshold,
+                                  seeds_per_region=s.outline_compact_islands and s.vessel_radius_mm > 0)
         if thick and s.skin_margin_mm > 0:
             drop_skin_components(out, valid, spacing_zyx, s.skin_margin_mm)
-        out |= tumor
+        out |= seeds
         outline_ml = float(np.count_nonzero(out)) * vox_ml
         outline = from_array(out.astype(np.uint8), ref)
         bpe_text = "no enhancing background tissue" if bpe is None else \
@@ -451,6 +467,30 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     ftv = float(np.count_nonzero(tumor)) * vox_ml
     return FTVResult(from_array(tumor.astype(np.uint8), ref), ftv, bands, bg, fat, ser_used, roi_desc,
                      maps, s, notes, outline, outline_ml)
+
+
+def _neighbours_rule(cand: np.ndarray, min_neighbors: int) -> np.ndarray:
+    """*cand* where at least *min_neighbors* of the 26 neighbours are set too (rule 3)."""
+    tumor = np.zeros(cand.shape, bool)
+    box = _bbox(cand)
+    if box is not None:
+        c = cand[box]
+        tumor[box] = c & (count_neighbors(c) >= min_neighbors)
+    return tumor
+
+
+def _core_rules(cand: np.ndarray, valid: np.ndarray, ser: np.ndarray | None, spacing_zyx: np.ndarray,
+                s: FTVSettings) -> np.ndarray:
+    """Rules 3-4 and the segmenter's vessel opening and skin rule (when set) on candidates *cand*."""
+    core = _neighbours_rule(cand, s.min_neighbors)
+    if ser is not None:
+        core &= ser >= np.float32(s.ser_min)
+    box = _bbox(core)
+    if box is not None and s.vessel_radius_mm > 0:
+        core[box] = open_and_regrow(core[box], spacing_zyx, s.vessel_radius_mm)
+    if s.skin_margin_mm > 0:
+        drop_skin_components(core, valid, spacing_zyx, s.skin_margin_mm)
+    return core
 
 
 # ----------------------------------------------------------------------------- probability map

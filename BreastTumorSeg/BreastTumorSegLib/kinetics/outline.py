@@ -130,13 +130,15 @@ def whole_tumor_outline(core: np.ndarray, grow: np.ndarray, pe: np.ndarray, spac
                         margin_mm: float, vessel_radius_mm: float = 0.0, edge_fraction: float = 0.5,
                         edge_min_pe: float = 0.0, strong: np.ndarray | None = None, thick_radius_mm: float = 0.0,
                         edge_allowed: np.ndarray | None = None, edge_below_pe: float = np.inf,
-                        min_core_ml: float = OUTLINE_MIN_CORE_ML) -> np.ndarray:
+                        min_core_ml: float = OUTLINE_MIN_CORE_ML, seeds_per_region: bool = False) -> np.ndarray:
     """*core* plus the voxels of *grow* connected to it within *margin_mm*, cavities filled.
 
     Steps 1-3 of the module docstring: a hysteresis threshold with a distance bound, where a
     one-voxel-thin addition (in the acquisition plane) counts only at *edge_fraction* of the PE of
     the nearest core voxel or more and at *edge_min_pe* or more; outlines grow from cores of at
     *min_core_ml* (default ``OUTLINE_MIN_CORE_ML``; *core* is always kept). With *strong* (the core before its
+    vessel opening) and *seeds_per_region*, a grown region counts when all the core it holds together
+    reaches *min_core_ml* (small islands of one tumor seed it together). With *strong* (the core before its
     vessel opening) and *thick_radius_mm* > 0, the regions grown the same way from *strong* that
     are thicker than that ball and that the outline of *core* does not reach are added (tumors
     whose strong parts the opening deleted). With *edge_allowed* a half-maximum edge layer is
@@ -152,11 +154,17 @@ def whole_tumor_outline(core: np.ndarray, grow: np.ndarray, pe: np.ndarray, spac
     region = _grown(c, g, p, spacing_zyx, margin_mm, edge_fraction, edge_min_pe)
     labels, _ = ndimage.label(region, structure=FULL26)
     # Outlines grow from cores of a lesion's size; specks (vessel stubs, noise) stay as they are.
-    core_labels, n_cores = ndimage.label(c, structure=FULL26)
-    sizes = np.bincount(core_labels.ravel(), minlength=n_cores + 1) * float(np.prod(spacing_zyx)) / 1000.0
-    seeds = c & (sizes[core_labels] >= min_core_ml)
-    touching = np.unique(labels[seeds])
-    region = np.isin(labels, touching[touching > 0])
+    vox_ml = float(np.prod(spacing_zyx)) / 1000.0
+    if seeds_per_region:
+        held = np.bincount(labels[c], minlength=int(labels.max()) + 1) * vox_ml
+        held[0] = 0.0
+        region = (held >= min_core_ml)[labels]
+    else:
+        core_labels, n_cores = ndimage.label(c, structure=FULL26)
+        sizes = np.bincount(core_labels.ravel(), minlength=n_cores + 1) * vox_ml
+        seeds = c & (sizes[core_labels] >= min_core_ml)
+        touching = np.unique(labels[seeds])
+        region = np.isin(labels, touching[touching > 0])
     if strong is not None and thick_radius_mm > 0:
         st = strong[box]
         rescue = thick_regions(_grown(st, g, p, spacing_zyx, margin_mm, edge_fraction, edge_min_pe), st,

@@ -46,6 +46,7 @@ class FTVSegmenter:
 
     name = "ftv"
     default_outline_pe = 0.0  # the I-SPY FTV mask itself
+    default_outline_significance = False
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -62,6 +63,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("skin_margin_mm", SEGMENTER_SKIN_MARGIN_MM)
         chosen["ftv"].setdefault("vessel_radius_mm", SEGMENTER_VESSEL_RADIUS_MM)
         chosen["ftv"].setdefault("outline_pe", self.default_outline_pe)
+        chosen["ftv"].setdefault("outline_significance", self.default_outline_significance)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
@@ -165,3 +167,6 @@ class FTVOutlineSegmenter(FTVSegmenter):
 
     name = "ftv-outline"
     default_outline_pe = SEGMENTER_OUTLINE_PE
+    # Outline seeds below the noise floor by the local-mean test (kinetics/significance.py): on by
+    # the no-loss rule on development seeds 7000-7009 (README, "Where ftv-outline still loses the tumor").
+    default_outline_significance = True
