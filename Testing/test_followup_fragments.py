@@ -21,8 +21,12 @@ MERGE = FragmentSettings(enabled=True)  # opt-in (fragments.py: FragmentSettings
 
 @pytest.fixture(scope="module")
 def shrunk():
-    """The held-out ellipse family (seed 5000: one 2.5 mL tumor), shrunk to 15 % of its volume at visit 2."""
-    series = make_visit_series("ellipse", 5000, n_visits=2, fates=["shrink"], fraction=0.15, **SMALL)
+    """The held-out ellipse family (seed 5000: one 2.5 mL tumor), shrunk to 15 % of its volume at visit 2;
+    the remnant keeps its own voxels' signal (``concentric=False``, the generator before Dec 6: with the
+    default the remnant's segmented diameter on this coarse grid is 0.2 mm above the PR threshold, as in
+    test_followup's CLI test)."""
+    series = make_visit_series("ellipse", 5000, n_visits=2, fates=["shrink"], fraction=0.15, concentric=False,
+                               **SMALL)
     res = run_followup([v.exam for v in series.visits], dates=series.dates, model="ftv", register=False)
     assert [len(v.lesions) for v in res.visits] == [1, 1]
     return series, res

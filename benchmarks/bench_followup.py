@@ -1,6 +1,7 @@
 """Follow-up across visits (issue 31) on synthetic patient series with known truth.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_followup.py --families ellipse,irregular --seeds 5000-5009
+    OMP_NUM_THREADS=1 python benchmarks/bench_followup.py --families ellipse,heterogeneous --seeds 5000-5009
+    ... --cache /tmp/fu_cache    # keep each series' segmentations (about 250 MB a series): re-measure in seconds
 
 Per series (:func:`~BreastTumorSegLib.training.phantom.series.make_visit_series`): the baseline is an
 exam of a family no model was trained on (``ellipse`` and ``irregular`` are evaluation-only), the
@@ -25,11 +26,18 @@ Measured against the truth:
 * **RECIST**: the category from the segmentation against the category from the true masks
   (the same rule: :func:`~BreastTumorSegLib.followup.response.recist_category`; targets the true
   baseline tumors >= 10 mm, fragments' diameters added; a true new lesion is PD).
+
+Per-error diagnostic (in each series' row): every wrong matching decision has a ``cause`` (missed at
+the baseline, with the share of the tumor inside the engine's breast region; a piece that started a
+new track; a track left empty; a gone tumor with a lesion left in its track; a new lesion joined to a
+known track or not segmented) and every wrong category the true and segmented target sums, the
+follow-up's reasons and its new tracks (``recist_errors``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -42,7 +50,7 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.followup.register import registration_error_mm  # noqa: E402
 from BreastTumorSegLib.followup.response import ResponseSettings, choose_targets, recist_category  # noqa: E402
-from BreastTumorSegLib.followup.run import run_followup  # noqa: E402
+from BreastTumorSegLib.followup.run import follow, segment_visits  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom.series import make_visit_series  # noqa: E402
 
@@ -60,13 +68,16 @@ def truth_diameters(labels: sitk.Image) -> dict[int, float]:
     return out
 
 
-def truth_recist(series) -> list[str]:
+def truth_recist(series, sums_out: list | None = None) -> list[str]:
+    """The true category of every visit; the target sums are appended to *sums_out* when given."""
     s = ResponseSettings()
     diam = [truth_diameters(v.tumor_labels) for v in series.visits]
     base = [{"id": t["label"], "diameter_mm": diam[0].get(t["label"], 0.0),
              "side": "left" if t["centroid_lps"][0] > 0 else "right"} for t in series.visits[0].tumors]
     targets, _ = choose_targets(base, s)
     sums = [sum(d.get(i, 0.0) for i in targets) for d in diam]
+    if sums_out is not None:
+        sums_out += [round(x, 1) for x in sums]
     out = ["baseline"]
     for k in range(1, len(series.visits)):
         new = bool(series.new_lesions[k]) and not series.new_lesions[k - 1]
@@ -129,9 +140,60 @@ def evaluate(series, res) -> dict:
             else:  # disappeared
                 ok = bool(start) and all(not members[t].get(k) for t in start)
                 kind = "disappeared"
-            decisions.append({"visit": k + 1, "truth_label": lab, "kind": kind, "correct": bool(ok),
-                              "missed_when_it_appeared": not start})
+            d = {"visit": k + 1, "truth_label": lab, "kind": kind, "correct": bool(ok),
+                 "missed_when_it_appeared": not start}
+            if not ok:
+                d["cause"] = error_cause(kind, start, now, k, k0, first, members, owned)
+                d["truth_ml"] = {"appeared": round(vols[k0].get(lab, 0.0), 3), "now": round(vols[k].get(lab, 0.0), 3)}
+                if not start:  # missed: was it inside the engine's breast region at all?
+                    t_k0 = sitk.GetArrayViewFromImage(series.visits[k0].tumor_labels) == lab
+                    roi = sitk.GetArrayViewFromImage(res.visits[k0].result.breast_mask) > 0
+                    d["in_breast_region"] = round(float(np.mean(roi[t_k0])), 2) if t_k0.any() else None
+                d["flags_now"] = sorted({f for t in (now or start) for lab_k in members[t].get(k, [])
+                                         for f in res.visits[k].lesions[lab_k - 1].flags})
+            decisions.append(d)
     return {"decisions": decisions, "volume_errors_pp": vol_err}
+
+
+def error_cause(kind: str, start: set, now: set, k: int, k0: int, first: dict, members: dict, owned: list) -> str:
+    """Why one matching decision is wrong, in a few words (the benchmark's per-error diagnostic)."""
+    if not start:
+        return ("new lesion not segmented" if kind == "new" else
+                "missed at the baseline" if k0 == 0 else "missed when it appeared")
+    if kind == "new":
+        return "new lesion joined an existing track (looked back or in an extent)"
+    if kind == "disappeared":
+        return "gone but a lesion is left in its track (remnant/false positive)"
+    if not now:
+        gone = [t for t in start if not members[t].get(k)]
+        return ("present but not found (track empty)" if len(gone) == len(start) else
+                "present but its lesions at this visit belong to another truth's track")
+    if now - start:
+        others = [t for t in now - start if first[t] == k]
+        return ("a piece started a new track (false new lesion)" if others else
+                "a piece joined another track")
+    return "present but one of its baseline tracks is empty (a piece lost)"
+
+
+def segmented_series(fam: str, seed: int, n_visits: int, new_lesion: bool, model: str, cache: Path | None):
+    """(series, segmented visits, seconds to generate, seconds to segment): from *cache* when there."""
+    key = cache / f"{fam}_{seed}_{n_visits}{'_new' if new_lesion else ''}_{model}.pkl" if cache else None
+    if key is not None and key.exists():
+        with open(key, "rb") as f:
+            return pickle.load(f)
+    t0 = time.perf_counter()
+    series = make_visit_series(fam, seed, n_visits=n_visits, new_lesion_at=(n_visits - 1) if new_lesion else None)
+    t_gen = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    seg = segment_visits([v.exam for v in series.visits], dates=series.dates, model=model, register=False,
+                         device="cpu")
+    out = (series, seg, t_gen, time.perf_counter() - t0)
+    if key is not None:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        with open(key.with_suffix(".tmp"), "wb") as f:
+            pickle.dump(out, f)
+        key.with_suffix(".tmp").replace(key)
+    return out
 
 
 def main() -> int:
@@ -140,6 +202,9 @@ def main() -> int:
     p.add_argument("--seeds", default="5000-5009")
     p.add_argument("--model", default="ftv")
     p.add_argument("--json", type=Path, default=None, help="write every series' numbers here")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="keep each series and its segmentations here (pickles) and reuse them: the follow-up's "
+                        "later steps can then be re-measured in seconds")
     p.add_argument("--start-index", type=int, default=0,
                    help="index of the first series (it sets 2 or 3 visits and every third a new lesion): "
                         "to run one family of a longer list alone, give its position, e.g. 10")
@@ -148,22 +213,19 @@ def main() -> int:
     n = a.start_index
     for fam in a.families.split(","):
         for seed in parse_seeds(a.seeds):
-            t0 = time.perf_counter()
             n_visits = 2 + (n % 2)
-            series = make_visit_series(fam, seed, n_visits=n_visits,
-                                       new_lesion_at=(n_visits - 1) if n % 3 == 2 else None)
-            t_gen = time.perf_counter() - t0
+            series, seg, t_gen, t_seg = segmented_series(fam, seed, n_visits, n % 3 == 2, a.model, a.cache)
             t0 = time.perf_counter()
-            res = run_followup([v.exam for v in series.visits], dates=series.dates, model=a.model, register=False,
-                               device="cpu")
-            t_run = time.perf_counter() - t0
+            res = follow(seg)
+            t_run = t_seg + time.perf_counter() - t0
             base = series.visits[0]
             where = np.argwhere(sitk.GetArrayViewFromImage(base.breast_mask) > 0)[::50][:, ::-1]
             pts = [base.exam.pre.TransformIndexToPhysicalPoint([int(v) for v in q]) for q in where]
             errs = [registration_error_mm(res.visits[k].registration.transform, series.to_baseline[k], pts)
                     for k in range(1, n_visits)]
             ev = evaluate(series, res)
-            want = truth_recist(series)
+            true_sums = []
+            want = truth_recist(series, true_sums)
             got = [e["recist"] for e in res.table["exams"]]
             ok = [w == g for w, g in zip(want[1:], got[1:])]
             reg_err += errs
@@ -179,6 +241,12 @@ def main() -> int:
                    "generate_s": round(t_gen, 1), "followup_s": round(t_run, 1)}
             row["decisions"] = ev["decisions"]
             row["recist_correct"] = ok
+            if not all(ok):  # the per-error diagnostic: the sums and the reason the follow-up gave
+                row["recist_errors"] = {"truth_target_sums_mm": true_sums,
+                                        "target_sums_mm": [round(e["sum_target_diameters_mm"], 1)
+                                                           for e in res.table["exams"]],
+                                        "reasons": [e["recist_reason"] for e in res.table["exams"]],
+                                        "new_tracks": [e["new_tracks"] for e in res.table["exams"]]}
             rows.append(row)
             print(json.dumps(row), flush=True)
             n += 1

@@ -12,7 +12,9 @@ grown to the whole connected enhancing region within ``grow_mm`` of the later le
 touching a segmented baseline lesion, become baseline lesions flagged ``found_on_later_visit``. The
 follow-up is then recomputed with them, so the later lesion joins the baseline lesion's track and
 the baseline lesion is a prior for the visits between. A truly new lesion (no enhancement at the
-baseline where it is) stays new.
+baseline where it is) stays new: the search runs only when at least ``lookback_min_cover`` (30 %) of
+the later lesion's own place enhances at the baseline, so background enhancement beside a new lesion
+does not make it old (a new lesion on the development series was taken this way).
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ def look_back(later_masks: list[np.ndarray], components0: np.ndarray, enhancing0
     vox_ml = float(np.prod(spacing_zyx)) / 1000.0
     label, added = int(comp.max()), 0
     for mask in later_masks:
+        if not mask.any() or np.count_nonzero(enhancing0[mask]) < settings.lookback_min_cover * np.count_nonzero(mask):
+            continue  # the baseline does not enhance where the later lesion is: new
         where = _grown(mask, spacing_zyx, settings.margin_mm) & free
         if not where.any():
             continue  # nothing enhancing at the baseline: new

@@ -19,6 +19,8 @@ baseline frame (:mod:`.match`), every lesion first seen after the baseline looke
 track's volume measured by one outline rule at every visit (:mod:`.measure`) and the change table
 built (:mod:`.response`).
 Nothing is written until everything is computed; :func:`write_followup` writes all files or none.
+:func:`run_followup` is :func:`segment_visits` (check, register, segment: the costly part, picklable)
+then :func:`follow` (everything after), so a benchmark can keep the first and re-measure the second.
 """
 from __future__ import annotations
 
@@ -273,19 +275,28 @@ def series_fat_suppression(decisions: list[bool | None]) -> bool | None:
     return sum(known) * 2 > len(known)
 
 
-def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOLLOWUP_MODEL,
-                 device: str = "auto", progress=None, cancel=None,
-                 registration: VisitRegistrationSettings | None = None,
-                 matching: MatchSettings | None = None, response: ResponseSettings | None = None,
-                 ftv_settings: FTVSettings | None = None, prior: PriorSettings | None = None,
-                 measure: MeasureSettings | None = None, fragments: FragmentSettings | None = None,
-                 **segment_options) -> FollowupResult:
-    """Follow the lesions of *exams* (baseline first); see the module docstring.
+@dataclass
+class SegmentedVisits:
+    """Every visit checked, registered to the baseline and segmented (the costly part of a follow-up):
+    :func:`follow_segmented` takes it from here. Picklable, so a benchmark can keep it."""
 
-    ``model`` is a registry name or a loaded segmenter (loaded once, used for every visit);
-    ``segment_options`` go to :func:`segment_exam`. ``progress(stage, fraction, message)``."""
+    exams: list[DCEExam]
+    dates: list[str | None]
+    results: list[SegmentationResult]
+    registrations: list[VisitRegistration | None]
+    fat_by_visit: list[bool | None]
+    fat_for_patient: bool | None
+    ftv_settings: FTVSettings | None
+    model_id: str
+
+
+def segment_visits(exams: list[DCEExam], dates: list[str] | None = None, model=FOLLOWUP_MODEL,
+                   device: str = "auto", reporter: Reporter | None = None, cancel=None,
+                   registration: VisitRegistrationSettings | None = None,
+                   ftv_settings: FTVSettings | None = None, **segment_options) -> SegmentedVisits:
+    """Check, register and segment every visit (see :func:`run_followup`)."""
     n = len(exams)
-    reporter = Reporter(progress, cancel, {"check": 0.2, "register": 1.0 * n, "segment": 4.0 * n, "match": 0.3})
+    reporter = reporter or Reporter(None, cancel, {"check": 0.2, "register": 1.0 * n, "segment": 4.0 * n})
     with reporter.stage("check"):
         dates = check_visits(exams, dates)
     with reporter.stage("register"):
@@ -320,16 +331,43 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
                     results[k] = segment_exam(e, model=fixed, device=device, cancel=cancel, settings=settings,
                                               **options)
                     results[k].settings["fat_suppressed_by_series"] = decided
-    with reporter.stage("match"):
-        visits, tracks, table, s, m = follow_segmented(exams, dates, results, regs, matching, response,
-                                                       ftv_settings, prior, measure, fragments)
-    settings = {"model": getattr(model, "model_id", str(model)), "ftv": {k: v for k, v in vars(s).items()},
+    return SegmentedVisits(list(exams), dates, results, regs, fat, decided, ftv_settings,
+                           getattr(model, "model_id", str(model)))
+
+
+def follow(seg: SegmentedVisits, registration: VisitRegistrationSettings | None = None,
+           matching: MatchSettings | None = None, response: ResponseSettings | None = None,
+           prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
+           fragments: FragmentSettings | None = None) -> FollowupResult:
+    """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
+    visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
+                                                   response, seg.ftv_settings, prior, measure, fragments)
+    settings = {"model": seg.model_id, "ftv": {k: v for k, v in vars(s).items()},
                 "registration": vars(registration or VisitRegistrationSettings()),
                 "matching": vars(m), "response": vars(response or ResponseSettings()),
                 "prior": vars(prior or PriorSettings()), "measure": vars(measure or MeasureSettings()),
                 "fragments": vars(fragments or FragmentSettings()),
-                "fat_suppression_by_visit": fat, "fat_suppressed_for_the_patient": decided}
+                "fat_suppression_by_visit": seg.fat_by_visit, "fat_suppressed_for_the_patient": seg.fat_for_patient}
     return FollowupResult(visits, tracks, table, settings)
+
+
+def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOLLOWUP_MODEL,
+                 device: str = "auto", progress=None, cancel=None,
+                 registration: VisitRegistrationSettings | None = None,
+                 matching: MatchSettings | None = None, response: ResponseSettings | None = None,
+                 ftv_settings: FTVSettings | None = None, prior: PriorSettings | None = None,
+                 measure: MeasureSettings | None = None, fragments: FragmentSettings | None = None,
+                 **segment_options) -> FollowupResult:
+    """Follow the lesions of *exams* (baseline first); see the module docstring.
+
+    ``model`` is a registry name or a loaded segmenter (loaded once, used for every visit);
+    ``segment_options`` go to :func:`segment_exam`. ``progress(stage, fraction, message)``."""
+    n = len(exams)
+    reporter = Reporter(progress, cancel, {"check": 0.2, "register": 1.0 * n, "segment": 4.0 * n, "match": 0.3})
+    seg = segment_visits(exams, dates, model, device, reporter, cancel, registration, ftv_settings,
+                         **segment_options)
+    with reporter.stage("match"):
+        return follow(seg, registration, matching, response, prior, measure, fragments)
 
 
 OUTPUTS = ("followup.json", "followup.csv", "followup.png")

@@ -7,6 +7,8 @@ the baseline's images, so the anatomy is the same patient's:
    surface to a known volume fraction), ``fragment`` (shrunk, to at least :data:`MIN_FRAGMENTED`, then
    cut in two by a slab through its centre, at most a quarter of its length thick), ``disappear`` (nothing left), ``stable`` (fraction 1). Tissue that stops being tumor
    stops enhancing: its post-contrast signal becomes its pre-contrast signal (residual fibrosis);
+   what stays tumor keeps the tumor's enhancement pattern scaled towards its centre (a rim-enhancing
+   tumor keeps an enhancing rim, a necrotic one its necrotic core: ``concentric``);
 2. an optional **new lesion** (a ball of ``new_lesion_radius_mm`` in breast tissue, inside the
    engine's classical breast region too, away from every tumor, enhancing like the baseline's
    largest tumor);
@@ -93,6 +95,22 @@ def _erode_to(mask: np.ndarray, fraction: float, spacing_zyx) -> np.ndarray:
     return out
 
 
+def _concentric_sources(mask: np.ndarray, kept: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices (kept voxels, their source voxels in *mask*): a tumor shrinking to *kept* keeps its
+    enhancement pattern scaled towards its centre (a rim-enhancing tumor keeps an enhancing rim, a
+    necrotic one a necrotic core), so each kept voxel takes the enhancement of the original voxel at
+    the same place of the tumor scaled by 1 / *scale* from its centroid (the nearest tumor voxel where
+    that falls outside a lobulated tumor)."""
+    dst = np.argwhere(kept)
+    if not dst.size or scale >= 1:
+        return np.ravel_multi_index(dst.T, mask.shape), np.ravel_multi_index(dst.T, mask.shape)
+    centre = np.argwhere(mask).mean(0)
+    src = np.clip(np.rint(centre + (dst - centre) / max(scale, 1e-3)).astype(int), 0, np.asarray(mask.shape) - 1)
+    nearest = ndimage.distance_transform_edt(~mask, return_distances=False, return_indices=True)
+    src = np.stack([nearest[a][tuple(src.T)] for a in range(3)], axis=1)
+    return np.ravel_multi_index(dst.T, mask.shape), np.ravel_multi_index(src.T, mask.shape)
+
+
 def _cut(mask: np.ndarray, spacing_zyx, gap_mm: float) -> np.ndarray:
     """*mask* cut in two by a slab *gap_mm* thick (at most a quarter of its length) through its centre,
     across its longest axis."""
@@ -140,13 +158,18 @@ def make_visit_series(family: str, seed: int, n_visits: int = 2, fates: list[str
                       fraction: float | None = None, new_lesion_at: int | None = None,
                       new_lesion_radius_mm: float = 6.0, max_rotation_deg: float = 4.0,
                       max_translation_mm: float = 8.0, max_affine: float = 0.02, noise_fraction: float = 0.01,
-                      fragment_gap_mm: float = 5.0, interval_days: int = 42, **family_overrides) -> VisitSeries:
+                      fragment_gap_mm: float = 5.0, interval_days: int = 42, concentric: bool = True,
+                      **family_overrides) -> VisitSeries:
     """Baseline ``make_exam(family, seed)`` and ``n_visits - 1`` later visits (module docstring).
 
     ``fates``: one per baseline tumor (default: drawn from :data:`FATES`, ``disappear`` and ``stable``
     rarer). ``fraction``: the volume fraction left at the *last* visit of a shrinking or fragmenting
     tumor (default drawn 0.1-0.8); intermediate visits shrink geometrically towards it.
     ``new_lesion_at``: the visit (>= 1) where a new lesion appears and stays (default: none).
+    ``concentric``: a shrinking tumor keeps its enhancement pattern scaled towards its centre
+    (:func:`_concentric_sources`); False: the eroded tumor keeps the signal of the voxels left, so a
+    rim-enhancing or necrotic tumor becomes its weak or non-enhancing interior (before Dec 6: the
+    truth then called "tumor present" what no longer enhances like tumor).
     """
     if n_visits < 2:
         raise InputError(f"n_visits={n_visits}", "make_visit_series", "a series needs at least 2 visits")
@@ -182,15 +205,18 @@ def make_visit_series(family: str, seed: int, n_visits: int = 2, fates: list[str
     for k in range(1, n_visits):
         f_k = final ** (k / (n_visits - 1))
         labels = np.zeros_like(labels0)
-        fr = []
+        fr, moved = [], []
         for i, fate in enumerate(fates):
             m = labels0 == i + 1
             f = {"stable": 1.0, "disappear": 0.0, "fragment": max(f_k, MIN_FRAGMENTED)}.get(fate, f_k)
             kept = _erode_to(m, f, spacing_zyx)
+            scale = (float(kept.sum()) / max(int(m.sum()), 1)) ** (1 / 3)
             if fate == "fragment" and kept.any():
                 kept = _cut(kept, spacing_zyx, fragment_gap_mm)
             labels[kept] = i + 1
             fr.append(float(kept.sum()) / max(int(m.sum()), 1))
+            if concentric and 0 < scale < 1:
+                moved.append(_concentric_sources(m, kept, scale))
         new_k = []
         if new_lesion_at is not None and k >= new_lesion_at:
             if new_centre is None:  # where the engine's own breast region agrees that it is breast
@@ -208,6 +234,8 @@ def make_visit_series(family: str, seed: int, n_visits: int = 2, fates: list[str
         for p, g in zip(posts, gain):
             q = p.copy()
             q[gone] = pre[gone]
+            for dst, src in moved:  # the shrunk tumor keeps its enhancement pattern (rim, core)
+                q.flat[dst] = pre.flat[dst] + (p.flat[src] - pre.flat[src])
             q[labels == NEW_LABEL] = pre[labels == NEW_LABEL] * g
             phases.append(q)
         tx = _positioning(rng, centre, max_rotation_deg, max_translation_mm, max_affine)
