@@ -328,11 +328,14 @@ def _work_image(img: sitk.Image, work_spacing_mm: float) -> tuple[sitk.Image, in
 # fat-suppressed exam lost its dark subcutaneous fat, so "30 mm under the skin" began at the muscle;
 # (2) the closing peeled two voxels off a body cut by the field of view, which the wrap took for air
 # and followed along the cut to the heart. The skin-line body (:func:`body_mask_lps` ``skin_line``,
-# used wherever the wrap is made) fixes both: on randomised seeds 6004-6039 a 20 mm wrap reached the
-# heart on 22 of 36 exams (1.4-158 mL) with the old body, a 30 mm wrap with the skin-line body
-# (without the floor) on none of 6000-6021 (< 3 mL at its border on 2), covering lateral tumors
-# (6004: 0 -> 95 %, 6006, 6012: 0 -> 99-100 %, 6015: 13 -> 100 % inside the mask). It stays off
-# because the no-loss check on every family could not be completed (see the README, issue 25).
+# used wherever the wrap is made) mostly fixes both: on randomised seeds 6004-6039 a 20 mm wrap
+# reached the heart on 22 of 36 exams (1.4-158 mL) with the old body; a 30 mm wrap with the skin-line
+# body on 3 of the 15 worst (6024, 6019, 6027: 13, 6 and 5 mL against 158, 119 and 90), covering
+# lateral tumors (6024: 4 -> 100 %, 6012: 0 -> 99 % of the tumor inside the mask). It stays off:
+# st-demo gains with it (randomised 6000-6009 median Dice 0.157 -> 0.333, held-out 5000-5009 0.646
+# -> 0.655), but ftv-outline, whose FTV region is the mask, gains false positives (development:
+# tumor-free 6003 0 -> 1 lesion, 6019 0 -> 4, 6024 1 -> 2): a tumor-free exam gaining a finding fails
+# the no-loss rule (README, issue 25).
 LATERAL_WRAP_MM = 0.0
 
 
