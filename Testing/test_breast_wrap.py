@@ -57,7 +57,7 @@ def torso():
 def test_lateral_wrap_covers_the_side_of_the_chest_not_the_back_or_the_heart(torso):
     pre, lesion, heart, body, (mask, context) = torso
     m = sitk.GetArrayFromImage(mask) > 0
-    old = sitk.GetArrayFromImage(breast_region(pre)[0]) > 0  # the default: no wrap
+    old = sitk.GetArrayFromImage(breast_region(pre, lateral_wrap_mm=0)[0]) > 0  # the sternum rule alone
     assert not (old & lesion).any()  # the sternum rule alone misses it
     assert (m & lesion).sum() >= 0.9 * lesion.sum()
     assert (m & old).sum() == old.sum()  # the wrap only adds
@@ -83,7 +83,7 @@ def test_confident_lateral_lesion_is_kept_unflagged_and_a_trusted_mask_still_gat
     assert [e["decision"] for e in log] == ["removed"]
     # Fail safe: given a mask that misses it (the sternum rule alone), the confident lateral lesion
     # is still kept, flagged: the chest-wall level the gate removes behind follows the side of the chest.
-    old = breast_region(pre)[0]
+    old = breast_region(pre, lateral_wrap_mm=0)[0]
     label, lesions = postprocess(_image(prob * lesion), PostprocessSettings(), old, region=context)
     assert len(lesions) == 1 and lesions[0].voxels == int(lesion.sum()) and lesions[0].flags == ["outside_breast_mask"]
 
@@ -106,12 +106,12 @@ def test_benchmark_leaves_tumor_free_exams_out_of_dice_and_counts_their_false_po
 
 
 def test_gate_keeps_a_confident_lesion_on_the_side_of_the_chest_and_removes_the_heart(torso):
-    """Default region (no lateral wrap), gate with ``lateral_skin_mm`` 30 (off by default): the
+    """Region without the lateral wrap, gate with ``lateral_skin_mm`` 30 (off by default): the
     confident lateral lesion, ~50 mm deeper than the skin over the sternum but 8 mm under the skin
     of the side of the chest, is kept and flagged; a confident blob in the heart and one at the
     side behind the mid-axillary line are removed."""
     pre, lesion, heart, body, _ = torso
-    mask, context = breast_region(pre)
+    mask, context = breast_region(pre, lateral_wrap_mm=0)
     assert not (sitk.GetArrayFromImage(mask) > 0)[lesion].any()
     blob = np.zeros(SHAPE, bool)  # confident (p 0.95, 0.5 mL) in the heart, ~10 mm left of the midline
     blob[13:18, int(CY) - 12:int(CY) - 2, int(CX):int(CX) + 10] = True

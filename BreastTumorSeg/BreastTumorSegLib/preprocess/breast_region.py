@@ -5,8 +5,10 @@ patient's LPS frame whatever the acquisition orientation (:func:`lps_image`: axi
 coronal exams are re-oriented, oblique ones resampled onto an axis-aligned box, so that "anterior",
 "left" and "superior" are array axes):
 
-1. Body: smoothed image above a fraction of its Otsu threshold, holes filled slice by slice,
-   largest 3D component.
+1. Body: smoothed image above half of its Otsu threshold, closed, holes filled slice by slice,
+   largest 3D component. Where the lateral wrap is made, the body reaches the skin line instead
+   (:func:`body_mask_lps` ``skin_line``: an air/tissue threshold from Otsu on log intensity, so
+   the dark fat of a fat-suppressed exam is body).
 2. Layout (:func:`breast_layout`): the breasts are the anterior bulges of the body's anterior
    skin profile along patient x; two bulges = bilateral field of view with the midline at the
    skin over the sternum between them; one bulge = unilateral (single-breast) field of view, the
@@ -16,8 +18,8 @@ coronal exams are re-oriented, oblique ones resampled onto an axis-aligned box, 
    medial border of the field of view), plus ``chest_margin_mm`` to keep the pre-sternal fat and
    the breast base; smoothed along z.
 4. Breast = body voxels anterior to that level.
-5. Lateral wrap (volumes and axial slabs; off unless ``lateral_wrap_mm`` > 0, see
-   :data:`LATERAL_WRAP_MM` for why): breast tissue wraps around the curved chest wall towards
+5. Lateral wrap (volumes and axial slabs; ``lateral_wrap_mm``, :data:`LATERAL_WRAP_MM` by
+   default): breast tissue wraps around the curved chest wall towards
    the axilla, under the skin and deeper than the sternum level. Added: body voxels within
    ``lateral_wrap_mm`` of the air outside the skin (per axial slice; a lung that a cut field of view
    leaves open is not air), lateral of the midline band, in front of the row where that side of the
@@ -74,11 +76,18 @@ def lps_image(img: sitk.Image) -> sitk.Image:
     return resample_to(lps, grid)
 
 
-def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | None = None) -> np.ndarray:
+def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | None = None,
+                  skin_line: bool = False) -> np.ndarray:
     """Boolean (z, y, x) body mask of an image already in LPS orientation.
 
     *slab* (numpy axis of a thin slab, :func:`slab_axis`): smoothing, closing and hole filling
     stay within each slice of the slab (in 2D), never across its few thick slices.
+    *skin_line* (the breast region's body where the lateral wrap is made): the skin is where air
+    meets tissue, whatever the fat looks like: the threshold is the lower of *otsu_fraction* x Otsu
+    and the air/tissue threshold (:func:`air_tissue_threshold`), but not below
+    :data:`SKIN_LINE_FLOOR` x Otsu (real air is noisy), so the dark subcutaneous fat of a
+    fat-suppressed exam is body; and the closing does not peel the voxels off a body that the field
+    of view cuts. Off, the mask is the one harmonization and registration have always used.
     """
     if slab is None:
         smooth = sitk.SmoothingRecursiveGaussian(img_lps, 2.0)
@@ -90,13 +99,19 @@ def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | N
         arr = ndimage.gaussian_filter(sitk.GetArrayFromImage(img_lps).astype(np.float32), sigma)
         smooth = sitk.GetImageFromArray(arr)
         structure = np.ones([1 if a == slab else 3 for a in range(3)])
-    otsu = sitk.OtsuThresholdImageFilter()
-    otsu.SetInsideValue(0)
-    otsu.SetOutsideValue(1)
-    otsu.Execute(smooth)
-    thr = otsu.GetThreshold() * otsu_fraction
+    thr = _otsu(smooth) * otsu_fraction
+    if skin_line:
+        thr = min(thr, max(air_tissue_threshold(np.asarray(arr)), SKIN_LINE_FLOOR * thr / otsu_fraction))
     fg = arr > thr
-    fg = ndimage.binary_closing(fg, structure=structure, iterations=2)
+    if skin_line:
+        # Closing on an edge-padded copy: scipy's erosion takes beyond the array for background and
+        # would peel two voxels off a body that the field of view cuts (the lateral wrap took that
+        # strip for air outside the skin and followed it to the heart).
+        pad = [(0, 0) if a == slab else (2, 2) for a in range(3)]
+        inner = tuple(slice(None) if a == slab else slice(2, -2) for a in range(3))
+        fg = ndimage.binary_closing(np.pad(fg, pad, mode="edge"), structure=structure, iterations=2)[inner]
+    else:
+        fg = ndimage.binary_closing(fg, structure=structure, iterations=2)
     along = 0 if slab is None else slab
     fg = np.moveaxis(np.stack([ndimage.binary_fill_holes(s) for s in np.moveaxis(fg, along, 0)]), 0, along)
     lab, n = ndimage.label(fg)
@@ -105,6 +120,33 @@ def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | N
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
     return lab == int(np.argmax(sizes))
+
+
+def _otsu(img: sitk.Image) -> float:
+    otsu = sitk.OtsuThresholdImageFilter()
+    otsu.SetInsideValue(0)
+    otsu.SetOutsideValue(1)
+    otsu.Execute(img)
+    return float(otsu.GetThreshold())
+
+
+# The skin line's threshold never goes below this fraction of Otsu's: on real exams the air holds
+# noise and ghosting well above zero (real axial volume: air/tissue Otsu on log intensity 8, the air's
+# noise up to ~60, tissue 100-700, Otsu 258), which a log-scale Otsu alone would take for body.
+SKIN_LINE_FLOOR = 0.3
+
+
+def air_tissue_threshold(arr: np.ndarray) -> float:
+    """The intensity that separates air from tissue in a (smoothed) image: Otsu's threshold on the
+    histogram of log intensity. On a linear histogram Otsu splits bright from dark tissue, and half
+    of it lies above the subcutaneous fat of a fat-suppressed exam (fat 0.1-0.3 of the brightest
+    tissue); on a log scale air (noise) and tissue are the two modes whatever the contrast.
+    Intensities below 1e-3 of the 99.5th percentile (zero-filled or negative noise) count as that floor."""
+    top = float(np.percentile(arr, 99.5))
+    if not np.isfinite(top) or top <= 0:
+        return 0.0
+    logs = np.log(np.maximum(arr, 1e-3 * top)).astype(np.float32)
+    return float(np.exp(_otsu(sitk.GetImageFromArray(logs))))
 
 
 # A field of view thinner than this along one axis is a slab: processed slice by slice in 2D.
@@ -281,10 +323,19 @@ def _work_image(img: sitk.Image, work_spacing_mm: float) -> tuple[sitk.Image, in
 # Breast tissue wraps around the curved chest wall laterally (towards the axilla): in front of the
 # mid-axillary line it lies under the skin, deeper than the sternum level. The lateral wrap adds the
 # body within ``lateral_wrap_mm`` of the skin, lateral of the central band, in front of the widest
-# body row. Off by default (0): measured on the randomised family's training seeds 6000-6023 with
-# ftv-outline, a 12-30 mm wrap covered lateral tumors (seed 6004: 0 -> 99 % inside the mask) but let
-# the FTV region reach the heart where fat + muscle are thin (tumor-free exams 6003, 6007, 6018:
-# 0 -> 6-135 mL of false positives, the heart on the two exams checked): a net loss in median Dice.
+# body row. Off by default (0). It first failed because the wrap reached the heart (randomised
+# tumor-free exams 6003, 6007, 6018: 6-135 mL of false positives with ftv-outline): (1) the body of a
+# fat-suppressed exam lost its dark subcutaneous fat, so "30 mm under the skin" began at the muscle;
+# (2) the closing peeled two voxels off a body cut by the field of view, which the wrap took for air
+# and followed along the cut to the heart. The skin-line body (:func:`body_mask_lps` ``skin_line``,
+# used wherever the wrap is made) mostly fixes both: on randomised seeds 6004-6039 a 20 mm wrap
+# reached the heart on 22 of 36 exams (1.4-158 mL) with the old body; a 30 mm wrap with the skin-line
+# body on 3 of the 15 worst (6024, 6019, 6027: 13, 6 and 5 mL against 158, 119 and 90), covering
+# lateral tumors (6024: 4 -> 100 %, 6012: 0 -> 99 % of the tumor inside the mask). It stays off:
+# st-demo gains with it (randomised 6000-6009 median Dice 0.157 -> 0.333, held-out 5000-5009 0.646
+# -> 0.655), but ftv-outline, whose FTV region is the mask, gains false positives (development:
+# tumor-free 6003 0 -> 1 lesion, 6019 0 -> 4, 6024 1 -> 2): a tumor-free exam gaining a finding fails
+# the no-loss rule (README, issue 25).
 LATERAL_WRAP_MM = 0.0
 
 
@@ -370,13 +421,16 @@ def chest_side(context: dict, skin_mm: float, mediastinum_half_width_mm: float) 
 
 def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm: float = 12.0,
                   midline_band_mm: float = 15.0, laterality: str | None = None,
-                  lateral_wrap_mm: float = LATERAL_WRAP_MM) -> tuple[sitk.Image, dict]:
+                  lateral_wrap_mm: float = LATERAL_WRAP_MM, skin_line: bool | None = None) -> tuple[sitk.Image, dict]:
     """Whole-breast mask (uint8, on *img*'s grid) and its context: ``{"work", "body", "layout",
     "level", "chest_margin_mm", "slab", "method"}`` (the LPS work image, its body mask,
     :func:`breast_layout`, the chest-wall row per (z, x) column of the work grid before the margin
     or None where the chest wall is not in the field of view, the slab axis from :func:`slab_axis`
     and how the chest wall was found), which :func:`breast_mask_qa` and the lesion gate
     (:mod:`~BreastTumorSegLib.engine.postprocess`) reuse.
+
+    *skin_line*: the body up to the skin line (:func:`body_mask_lps`); None: where the lateral
+    wrap is made (*lateral_wrap_mm* > 0, a volume or an axial slab).
 
     Volumes: chest-wall level per axial slice from the skin over the sternum (module docstring).
     Thin slabs are processed slice by slice: an axial slab per slice as a volume (no smoothing
@@ -385,7 +439,13 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
     coronal slab shows no chest wall: its mask is the body.
     """
     work, slab = _work_image(img, work_spacing_mm)
-    body = body_mask_lps(work, slab=slab)
+    # The body up to the skin line (air against tissue, :func:`body_mask_lps`): it holds the dark
+    # subcutaneous and breast fat of a fat-suppressed exam, which half of Otsu's threshold loses.
+    # The wrap needs it (it measures depth from the skin); without the wrap (off, or a sagittal or
+    # coronal slab) the body is as it was unless *skin_line* says otherwise.
+    if skin_line is None:
+        skin_line = bool(lateral_wrap_mm) and slab in (None, 0)
+    body = body_mask_lps(work, slab=slab, skin_line=skin_line)
     sx, sy, sz = work.GetSpacing()
     layout = breast_layout(body, work, laterality)
     if slab == 2:
