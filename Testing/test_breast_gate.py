@@ -205,7 +205,7 @@ def test_st_demo_on_a_sagittal_thin_slab_whose_learned_mask_is_rejected(slab, mo
     stand-in that returns the whole body), the classical fallback must hold the breast, and the
     lesion must be found (before this work the fallback was a rim of skin and Dice 0)."""
     from BreastTumorSegLib.models import breast_model as bm
-    from BreastTumorSegLib.preprocess.breast_region import body_mask
+    from BreastTumorSegLib.preprocess.body import body_mask
 
     class Torso:
         card = {"name": "torso"}

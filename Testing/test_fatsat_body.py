@@ -12,7 +12,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from BreastTumorSegLib.preprocess.breast_region import body_mask_lps, breast_mask_qa, breast_region, lps_image
+from BreastTumorSegLib.preprocess.body import body_mask_lps, lps_image
+from BreastTumorSegLib.preprocess.breast_region import breast_mask_qa, breast_region
 
 WRAP_MM = 30.0
 SHAPE = (24, 100, 130)  # z, y (anterior -> posterior), x (right -> left)

@@ -9,7 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
-from BreastTumorSegLib.preprocess.breast_region import breast_region, lps_image
+from BreastTumorSegLib.preprocess.body import lps_image
+from BreastTumorSegLib.preprocess.breast_region import breast_region
 from BreastTumorSegLib.training.phantom import make_phantom
 from BreastTumorSegLib.training.phantom.randomized import make_randomized
 

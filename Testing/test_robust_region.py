@@ -7,7 +7,8 @@ import SimpleITK as sitk
 from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.kinetics.ftv import FTVSettings, functional_tumor_volume
 from BreastTumorSegLib.models.ftv_segmenter import FTVSegmenter
-from BreastTumorSegLib.preprocess.breast_region import body_mask, breast_mask_qa, breast_region
+from BreastTumorSegLib.preprocess.body import body_mask
+from BreastTumorSegLib.preprocess.breast_region import breast_mask_qa, breast_region
 from BreastTumorSegLib.training.phantom.hybrid import make_hybrid
 
 

@@ -62,7 +62,7 @@ class Torso:
     card = {"name": "torso"}
 
     def predict(self, img, device="cpu"):
-        from BreastTumorSegLib.preprocess.breast_region import body_mask
+        from BreastTumorSegLib.preprocess.body import body_mask
 
         return body_mask(img, 2.0)
 

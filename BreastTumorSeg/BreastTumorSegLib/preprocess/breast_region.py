@@ -1,13 +1,13 @@
 """Classical whole-breast mask: body foreground in front of the chest wall.
 
 Breast MRI is acquired prone, with both breasts hanging anteriorly. The method works in the
-patient's LPS frame whatever the acquisition orientation (:func:`lps_image`: axial, sagittal and
+patient's LPS frame whatever the acquisition orientation (:func:`.body.lps_image`: axial, sagittal and
 coronal exams are re-oriented, oblique ones resampled onto an axis-aligned box, so that "anterior",
 "left" and "superior" are array axes):
 
-1. Body: smoothed image above half of its Otsu threshold, closed, holes filled slice by slice,
+1. Body (:mod:`.body`): smoothed image above half of its Otsu threshold, closed, holes filled slice by slice,
    largest 3D component. Where the lateral wrap is made, the body reaches the skin line instead
-   (:func:`body_mask_lps` ``skin_line``: an air/tissue threshold from Otsu on log intensity, so
+   (:func:`.body.body_mask_lps` ``skin_line``: an air/tissue threshold from Otsu on log intensity, so
    the dark fat of a fat-suppressed exam is body).
 2. Layout (:func:`breast_layout`): the breasts are the anterior bulges of the body's anterior
    skin profile along patient x; two bulges = bilateral field of view with the midline at the
@@ -28,7 +28,7 @@ coronal exams are re-oriented, oblique ones resampled onto an axis-aligned box, 
    lesion gate's "behind the chest wall" follows the side of the chest.
 
 Thin slabs (a field of view under ``SLAB_MAX_MM`` along one axis: a handful of slices, or one;
-:func:`slab_axis`) keep their slice spacing on the work grid and are processed slice by slice:
+:func:`.body.slab_axis`) keep their slice spacing on the work grid and are processed slice by slice:
 the body is smoothed, closed and hole-filled in 2D within each slice; an axial slab keeps the
 sternum rule per slice (no smoothing along z); a sagittal slab (one breast, no midline in view)
 takes the chest-wall level of each sagittal slice from its anterior skin profile along z: the
@@ -53,131 +53,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import isotropic_grid, resample_to, resample_to_spacing, voxel_volume_ml
-
-
-def lps_image(img: sitk.Image) -> sitk.Image:
-    """*img* (float32) on a grid whose array axes are the patient's LPS axes (z, y, x = superior,
-    posterior, left): re-oriented without interpolation when its direction is a permutation with
-    flips (axial, sagittal, coronal), resampled (linear) onto an axis-aligned box covering it when
-    it is oblique. Everything below reads anterior, left-right and superior from array axes of
-    this image, so the whole-breast mask does not depend on the acquisition orientation."""
-    lps = sitk.Cast(sitk.DICOMOrient(img, "LPS"), sitk.sitkFloat32)
-    if np.allclose(np.asarray(lps.GetDirection()).reshape(3, 3), np.eye(3), atol=1e-4):
-        return lps
-    d = np.asarray(lps.GetDirection()).reshape(3, 3)
-    size, spacing = np.asarray(lps.GetSize(), float), np.asarray(lps.GetSpacing(), float)
-    corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) * size - 0.5
-    phys = np.asarray(lps.GetOrigin()) + (corners * spacing) @ d.T
-    lo, hi = phys.min(axis=0), phys.max(axis=0)
-    grid = sitk.Image([int(v) for v in np.maximum(1, np.ceil((hi - lo) / spacing))], sitk.sitkFloat32)
-    grid.SetSpacing(tuple(float(v) for v in spacing))
-    grid.SetOrigin(tuple(float(v) for v in lo + spacing / 2))
-    return resample_to(lps, grid)
-
-
-def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | None = None,
-                  skin_line: bool = False) -> np.ndarray:
-    """Boolean (z, y, x) body mask of an image already in LPS orientation.
-
-    *slab* (numpy axis of a thin slab, :func:`slab_axis`): smoothing, closing and hole filling
-    stay within each slice of the slab (in 2D), never across its few thick slices.
-    *skin_line* (the breast region's body where the lateral wrap is made): the skin is where air
-    meets tissue, whatever the fat looks like: the threshold is the lower of *otsu_fraction* x Otsu
-    and the air/tissue threshold (:func:`air_tissue_threshold`), but not below
-    :data:`SKIN_LINE_FLOOR` x Otsu (real air is noisy), so the dark subcutaneous fat of a
-    fat-suppressed exam is body; and the closing does not peel the voxels off a body that the field
-    of view cuts. Off, the mask is the one harmonization and registration have always used.
-    """
-    if slab is None:
-        smooth = sitk.SmoothingRecursiveGaussian(img_lps, 2.0)
-        arr = sitk.GetArrayViewFromImage(smooth)
-        structure = np.ones((3, 3, 3))
-    else:
-        spacing_zyx = np.asarray(img_lps.GetSpacing())[::-1]
-        sigma = [0.0 if a == slab else 2.0 / spacing_zyx[a] for a in range(3)]
-        arr = ndimage.gaussian_filter(sitk.GetArrayFromImage(img_lps).astype(np.float32), sigma)
-        smooth = sitk.GetImageFromArray(arr)
-        structure = np.ones([1 if a == slab else 3 for a in range(3)])
-    thr = _otsu(smooth) * otsu_fraction
-    if skin_line:
-        thr = min(thr, max(air_tissue_threshold(np.asarray(arr)), SKIN_LINE_FLOOR * thr / otsu_fraction))
-    fg = arr > thr
-    if skin_line:
-        # Closing on an edge-padded copy: scipy's erosion takes beyond the array for background and
-        # would peel two voxels off a body that the field of view cuts (the lateral wrap took that
-        # strip for air outside the skin and followed it to the heart).
-        pad = [(0, 0) if a == slab else (2, 2) for a in range(3)]
-        inner = tuple(slice(None) if a == slab else slice(2, -2) for a in range(3))
-        fg = ndimage.binary_closing(np.pad(fg, pad, mode="edge"), structure=structure, iterations=2)[inner]
-    else:
-        fg = ndimage.binary_closing(fg, structure=structure, iterations=2)
-    along = 0 if slab is None else slab
-    fg = np.moveaxis(np.stack([ndimage.binary_fill_holes(s) for s in np.moveaxis(fg, along, 0)]), 0, along)
-    lab, n = ndimage.label(fg)
-    if n == 0:
-        return fg
-    sizes = np.bincount(lab.ravel())
-    sizes[0] = 0
-    return lab == int(np.argmax(sizes))
-
-
-def _otsu(img: sitk.Image) -> float:
-    otsu = sitk.OtsuThresholdImageFilter()
-    otsu.SetInsideValue(0)
-    otsu.SetOutsideValue(1)
-    otsu.Execute(img)
-    return float(otsu.GetThreshold())
-
-
-# The skin line's threshold never goes below this fraction of Otsu's: on real exams the air holds
-# noise and ghosting well above zero (real axial volume: air/tissue Otsu on log intensity 8, the air's
-# noise up to ~60, tissue 100-700, Otsu 258), which a log-scale Otsu alone would take for body.
-SKIN_LINE_FLOOR = 0.3
-
-
-def air_tissue_threshold(arr: np.ndarray) -> float:
-    """The intensity that separates air from tissue in a (smoothed) image: Otsu's threshold on the
-    histogram of log intensity. On a linear histogram Otsu splits bright from dark tissue, and half
-    of it lies above the subcutaneous fat of a fat-suppressed exam (fat 0.1-0.3 of the brightest
-    tissue); on a log scale air (noise) and tissue are the two modes whatever the contrast.
-    Intensities below 1e-3 of the 99.5th percentile (zero-filled or negative noise) count as that floor."""
-    top = float(np.percentile(arr, 99.5))
-    if not np.isfinite(top) or top <= 0:
-        return 0.0
-    logs = np.log(np.maximum(arr, 1e-3 * top)).astype(np.float32)
-    return float(np.exp(_otsu(sitk.GetImageFromArray(logs))))
-
-
-# A field of view thinner than this along one axis is a slab: processed slice by slice in 2D.
-SLAB_MAX_MM = 64.0
-
-
-def slab_axis(img_lps: sitk.Image, max_extent_mm: float = SLAB_MAX_MM) -> int | None:
-    """Numpy axis (0 = z: axial slab, 1 = y: coronal slab, 2 = x: sagittal slab) along which the
-    field of view of an LPS image is thinner than *max_extent_mm* (e.g. 12 sagittal slices of 3 mm,
-    or one slice), None for a volume."""
-    extent = np.asarray(img_lps.GetSize()) * np.asarray(img_lps.GetSpacing())  # x, y, z
-    k = int(np.argmin(extent))
-    return 2 - k if extent[k] < max_extent_mm else None
-
-
-def body_mask(img: sitk.Image, work_spacing_mm: float | None = None, otsu_fraction: float = 0.5) -> sitk.Image:
-    """Body foreground (uint8, 1 = body) on *img*'s grid, whatever its orientation.
-
-    The one body/foreground mask of the package (harmonization scale, registration metric
-    sampling, the breast region): :func:`body_mask_lps` on the image re-oriented to LPS, at
-    *work_spacing_mm* when given (faster; the mask is resampled back, nearest neighbour; a thin
-    slab keeps its slice spacing and is processed slice by slice, see :func:`slab_axis`).
-    """
-    if work_spacing_mm:
-        lps, slab = _work_image(img, work_spacing_mm)
-    else:
-        lps = lps_image(img)
-        slab = slab_axis(lps)
-    out = sitk.GetImageFromArray(body_mask_lps(lps, otsu_fraction, slab=slab).astype(np.uint8))
-    out.CopyInformation(lps)
-    return resample_to(out, img, sitk.sitkNearestNeighbor)
+from ..core.imageutil import resample_to, voxel_volume_ml
+from .body import body_mask_lps, work_image
 
 
 # ----------------------------------------------------------------------------- layout: where the breasts are
@@ -308,18 +185,6 @@ def _slab_layout(layout: dict, work: sitk.Image, laterality: str | None) -> dict
                 midline_x=float(x_of[0] if side == "left" else x_of[-1]))
 
 
-def _work_image(img: sitk.Image, work_spacing_mm: float) -> tuple[sitk.Image, int | None]:
-    """The LPS work image and its slab axis: *work_spacing_mm* everywhere, except along a thin
-    slab's slice axis, which keeps its own spacing (3 mm slices are not interpolated to 2 mm)."""
-    lps = lps_image(img)
-    slab = slab_axis(lps)
-    if slab is None:
-        return resample_to_spacing(lps, work_spacing_mm), None
-    spacing = [float(work_spacing_mm)] * 3
-    spacing[2 - slab] = float(lps.GetSpacing()[2 - slab])
-    return resample_to(lps, isotropic_grid(lps, tuple(spacing))), slab
-
-
 # Breast tissue wraps around the curved chest wall laterally (towards the axilla): in front of the
 # mid-axillary line it lies under the skin, deeper than the sternum level. The lateral wrap adds the
 # body within ``lateral_wrap_mm`` of the skin, lateral of the central band, in front of the widest
@@ -327,7 +192,7 @@ def _work_image(img: sitk.Image, work_spacing_mm: float) -> tuple[sitk.Image, in
 # tumor-free exams 6003, 6007, 6018: 6-135 mL of false positives with ftv-outline): (1) the body of a
 # fat-suppressed exam lost its dark subcutaneous fat, so "30 mm under the skin" began at the muscle;
 # (2) the closing peeled two voxels off a body cut by the field of view, which the wrap took for air
-# and followed along the cut to the heart. The skin-line body (:func:`body_mask_lps` ``skin_line``,
+# and followed along the cut to the heart. The skin-line body (:func:`.body.body_mask_lps` ``skin_line``,
 # used wherever the wrap is made) mostly fixes both: on randomised seeds 6004-6039 a 20 mm wrap
 # reached the heart on 22 of 36 exams (1.4-158 mL) with the old body; a 30 mm wrap with the skin-line
 # body on 3 of the 15 worst (6024, 6019, 6027: 13, 6 and 5 mL against 158, 119 and 90), covering
@@ -425,11 +290,11 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
     """Whole-breast mask (uint8, on *img*'s grid) and its context: ``{"work", "body", "layout",
     "level", "chest_margin_mm", "slab", "method"}`` (the LPS work image, its body mask,
     :func:`breast_layout`, the chest-wall row per (z, x) column of the work grid before the margin
-    or None where the chest wall is not in the field of view, the slab axis from :func:`slab_axis`
+    or None where the chest wall is not in the field of view, the slab axis from :func:`.body.slab_axis`
     and how the chest wall was found), which :func:`breast_mask_qa` and the lesion gate
     (:mod:`~BreastTumorSegLib.engine.postprocess`) reuse.
 
-    *skin_line*: the body up to the skin line (:func:`body_mask_lps`); None: where the lateral
+    *skin_line*: the body up to the skin line (:func:`.body.body_mask_lps`); None: where the lateral
     wrap is made (*lateral_wrap_mm* > 0, a volume or an axial slab).
 
     Volumes: chest-wall level per axial slice from the skin over the sternum (module docstring).
@@ -438,8 +303,8 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
     the anterior skin profile along z (the skin over the chest above and below the breast); a
     coronal slab shows no chest wall: its mask is the body.
     """
-    work, slab = _work_image(img, work_spacing_mm)
-    # The body up to the skin line (air against tissue, :func:`body_mask_lps`): it holds the dark
+    work, slab = work_image(img, work_spacing_mm)
+    # The body up to the skin line (air against tissue, :func:`.body.body_mask_lps`): it holds the dark
     # subcutaneous and breast fat of a fat-suppressed exam, which half of Otsu's threshold loses.
     # The wrap needs it (it measures depth from the skin); without the wrap (off, or a sagittal or
     # coronal slab) the body is as it was unless *skin_line* says otherwise.
@@ -580,7 +445,7 @@ def choose_breast_mask(classical: sitk.Image, context: dict, learned: sitk.Image
 
     The learned mask is used when it is plausible; otherwise the classical one (also when neither
     is plausible: the classical mask cannot reach deeper than the chest wall). On a thin slab
-    (:func:`slab_axis`) a plausible classical mask is preferred: the learned model never saw one. The record holds
+    (:func:`.body.slab_axis`) a plausible classical mask is preferred: the learned model never saw one. The record holds
     ``used``, ``fallback`` (True when a learned mask was given but not used), ``trusted`` (the
     mask used is plausible; when False the lesion gate keeps and flags what lies outside it
     instead of removing it), ``note`` and the QA of each mask (:func:`breast_mask_qa`).

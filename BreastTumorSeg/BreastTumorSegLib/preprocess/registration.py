@@ -46,7 +46,7 @@ from ..core.errors import InputError
 from ..core.exam import DCEExam
 from ..core.progress import Reporter
 from . import deformable_torch
-from .breast_region import body_mask
+from .body import body_mask
 
 
 def _shrink_to(img: sitk.Image, spacing_mm: float) -> sitk.Image:

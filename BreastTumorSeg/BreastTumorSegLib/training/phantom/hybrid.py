@@ -49,7 +49,8 @@ from scipy import ndimage
 
 from ...core.exam import DCEExam
 from ...core.imageutil import voxel_volume_ml
-from ...preprocess.breast_region import body_mask, breast_region
+from ...preprocess.body import body_mask
+from ...preprocess.breast_region import breast_region
 
 ANATOMY_FILES = {"axial": "AX_T1_BILAT.nii.gz", "sagittal": "SAG_T1_3D_BILAT.nii.gz"}
 DEFAULT_SHRINK = {"axial": (2, 2, 2), "sagittal": (2, 2, 1)}
