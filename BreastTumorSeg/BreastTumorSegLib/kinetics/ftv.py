@@ -101,7 +101,7 @@ from .maps import (
 from ..core.progress import Reporter
 from .seeded import open_and_regrow
 from .outline import bbox as _bbox, outline_growth, whole_tumor_outline
-from .significance import island_seeds, significant_seeds
+from .significance import difference_noise, island_seeds, significant_seeds
 
 # ----------------------------------------------------------------------------- settings / ROI
 
@@ -319,19 +319,6 @@ def detect_fat_suppression(pre: np.ndarray, maps: KineticMaps, roi_mask: np.ndar
             "bright_minus_mid_pe": round(gap, 3),
             "bright_tissue_pe_sd": round(1.4826 * float(np.median(np.abs(values - level))), 3),
             "bright_tissue_pre": float(np.median(pre[bright]))}
-
-
-def difference_noise(pre: np.ndarray, post: np.ndarray, region: np.ndarray) -> float | None:
-    """Robust SD of (post - pre) in *region*, ignoring exact zeros (zero-filled air) in either phase.
-
-    The median absolute deviation is insensitive to the few enhancing voxels, and zero-filled
-    background cannot pull it to 0 or the scale of the signal.
-    """
-    sel = region & (pre > 0) & (post > 0)
-    if np.count_nonzero(sel) < 50:
-        return None
-    d = post[sel].astype(np.float64) - pre[sel]
-    return 1.4826 * float(np.median(np.abs(d - np.median(d))))
 
 
 def drop_skin_components(mask: np.ndarray, body: np.ndarray, spacing_zyx: np.ndarray, margin_mm: float) -> int:

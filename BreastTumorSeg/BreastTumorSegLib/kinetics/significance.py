@@ -52,13 +52,16 @@ def neighbourhood(spacing_zyx) -> tuple[int, ...]:
     return tuple(3 if float(s) <= NEIGHBOURHOOD_MAX_MM else 1 for s in spacing_zyx)
 
 
-def robust_sd(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float | None:
-    """Robust SD (1.4826 x median absolute deviation) of ``b - a`` over *region* where both are
-    non-zero (zero-filled air cannot pull it down); None with fewer than 50 voxels."""
-    sel = region & (a > 0) & (b > 0)
+def difference_noise(pre: np.ndarray, post: np.ndarray, region: np.ndarray) -> float | None:
+    """Robust SD of (post - pre) in *region*, ignoring exact zeros (zero-filled air) in either phase.
+
+    The median absolute deviation is insensitive to the few enhancing voxels, and zero-filled
+    background cannot pull it to 0 or the scale of the signal.
+    """
+    sel = region & (pre > 0) & (post > 0)
     if np.count_nonzero(sel) < 50:
         return None
-    d = b[sel].astype(np.float64) - a[sel]
+    d = post[sel].astype(np.float64) - pre[sel]
     return 1.4826 * float(np.median(np.abs(d - np.median(d))))
 
 
@@ -71,7 +74,7 @@ def significant_tissue(pre: np.ndarray, early: np.ndarray, region: np.ndarray, s
     size = neighbourhood(spacing_zyx)
     pre_m = ndimage.uniform_filter(pre.astype(np.float32, copy=False), size=size, mode="nearest")
     early_m = ndimage.uniform_filter(early.astype(np.float32, copy=False), size=size, mode="nearest")
-    sd = robust_sd(pre_m, early_m, region)
+    sd = difference_noise(pre_m, early_m, region)
     pe_m = np.float32(100.0) * (early_m - pre_m) / np.maximum(pre_m, np.float32(1e-6))
     if sd is None:
         return np.zeros(region.shape, bool), pe_m, {"neighbourhood": list(size), "sd_local": None}
