@@ -278,7 +278,7 @@ def series_fat_suppression(decisions: list[bool | None]) -> bool | None:
 @dataclass
 class SegmentedVisits:
     """Every visit checked, registered to the baseline and segmented (the costly part of a follow-up):
-    :func:`follow_segmented` takes it from here. Picklable, so a benchmark can keep it."""
+    :func:`follow` takes it from here. Picklable, so a benchmark can keep it."""
 
     exams: list[DCEExam]
     dates: list[str | None]
@@ -288,6 +288,7 @@ class SegmentedVisits:
     fat_for_patient: bool | None
     ftv_settings: FTVSettings | None
     model_id: str
+    registration_settings: VisitRegistrationSettings | None = None
 
 
 def segment_visits(exams: list[DCEExam], dates: list[str] | None = None, model=FOLLOWUP_MODEL,
@@ -332,18 +333,17 @@ def segment_visits(exams: list[DCEExam], dates: list[str] | None = None, model=F
                                               **options)
                     results[k].settings["fat_suppressed_by_series"] = decided
     return SegmentedVisits(list(exams), dates, results, regs, fat, decided, ftv_settings,
-                           getattr(model, "model_id", str(model)))
+                           getattr(model, "model_id", str(model)), registration)
 
 
-def follow(seg: SegmentedVisits, registration: VisitRegistrationSettings | None = None,
-           matching: MatchSettings | None = None, response: ResponseSettings | None = None,
+def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response: ResponseSettings | None = None,
            prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
            fragments: FragmentSettings | None = None) -> FollowupResult:
     """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
     visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
                                                    response, seg.ftv_settings, prior, measure, fragments)
     settings = {"model": seg.model_id, "ftv": {k: v for k, v in vars(s).items()},
-                "registration": vars(registration or VisitRegistrationSettings()),
+                "registration": vars(seg.registration_settings or VisitRegistrationSettings()),
                 "matching": vars(m), "response": vars(response or ResponseSettings()),
                 "prior": vars(prior or PriorSettings()), "measure": vars(measure or MeasureSettings()),
                 "fragments": vars(fragments or FragmentSettings()),
@@ -367,7 +367,7 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
     seg = segment_visits(exams, dates, model, device, reporter, cancel, registration, ftv_settings,
                          **segment_options)
     with reporter.stage("match"):
-        return follow(seg, registration, matching, response, prior, measure, fragments)
+        return follow(seg, matching, response, prior, measure, fragments)
 
 
 OUTPUTS = ("followup.json", "followup.csv", "followup.png")
