@@ -367,7 +367,8 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     pre = sitk.GetArrayViewFromImage(exam.pre).astype(np.float32, copy=False)
     fat = detect_fat_suppression(pre, maps, roi_mask, s)
     fraction = s.background_fraction if fat["fat_suppressed"] else s.background_fraction_no_fat_sat
-    bg = fraction * robust_percentile(pre, s.background_percentile, roi_mask)
+    base_bg = fraction * robust_percentile(pre, s.background_percentile, roi_mask)  # without the noise floor
+    bg = base_bg
     pe = maps.array("pe_early")
     valid = maps.array("valid") > 0
     if not fat["fat_suppressed"]:
@@ -415,12 +416,10 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         tissue = roi_mask & valid & (pre >= np.float32(bg))
         grow, level, bpe = outline_growth(pe, tissue, strong, ser if ser_used else None, spacing_zyx, s)
         seeds = tumor
-        if s.outline_significance and not fat["fat_suppressed"] and bg > fraction * robust_percentile(
-                pre, s.background_percentile, roi_mask):
+        if s.outline_significance and not fat["fat_suppressed"] and bg > base_bg:
             early = sitk.GetArrayViewFromImage(exam.phases[maps.phases.early])
             seeds, grow = significant_seeds(
-                pre, early, pe, cand, roi_mask & valid, tissue, seeds, grow, level,
-                fraction * robust_percentile(pre, s.background_percentile, roi_mask), ser if ser_used else None,
+                pre, early, pe, cand, roi_mask & valid, tissue, seeds, grow, level, base_bg, ser if ser_used else None,
                 spacing_zyx, s, fat, notes, lambda c: _core_rules(c, valid, ser if ser_used else None, spacing_zyx, s))
         if s.outline_compact_islands and s.vessel_radius_mm > 0:
             islands = island_seeds(cand_strong, seeds, spacing_zyx, s.vessel_radius_mm, notes)

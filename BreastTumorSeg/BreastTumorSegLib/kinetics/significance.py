@@ -40,6 +40,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .outline import OUTLINE_MIN_CORE_ML, bbox
+from .seeded import open_and_regrow
+
 NEIGHBOURHOOD_MAX_MM = 2.5  # axes with finer spacing are averaged over 3 voxels
 ISLAND_MIN_VOXELS = 4
 ISLAND_MAX_ELONGATION = 2.0
@@ -148,9 +151,6 @@ def significant_seeds(pre, early, pe, cand, region, tissue, seeds, grow, level: 
 def island_seeds(strong: np.ndarray, seeds: np.ndarray, spacing_zyx, radius_mm: float, notes: list) -> np.ndarray:
     """The compact islands of *strong* (FTV's core before its vessel opening) that the opening by
     *radius_mm* removed (option 2 of the module docstring; :func:`compact_islands`)."""
-    from .outline import bbox
-    from .seeded import open_and_regrow
-
     out = np.zeros(strong.shape, bool)
     box = bbox(strong)
     if box is None:
@@ -167,8 +167,6 @@ def island_seeds(strong: np.ndarray, seeds: np.ndarray, spacing_zyx, radius_mm: 
 def _large_or_touching(core: np.ndarray, seeds: np.ndarray, spacing_zyx) -> np.ndarray:
     """The 26-connected components of *core* holding a voxel of *seeds* or at least
     ``OUTLINE_MIN_CORE_ML`` (an outline grows from no smaller core: a smaller new one is a speck)."""
-    from .outline import OUTLINE_MIN_CORE_ML
-
     labels, n = ndimage.label(core, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return core
