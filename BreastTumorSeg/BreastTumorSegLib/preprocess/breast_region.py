@@ -55,6 +55,7 @@ from scipy import ndimage
 
 from ..core.imageutil import resample_to, voxel_volume_ml
 from .body import body_mask_lps, work_image
+from .chestwall import in_front_of_muscle, skin_depth
 
 
 # ----------------------------------------------------------------------------- layout: where the breasts are
@@ -203,6 +204,12 @@ def _slab_layout(layout: dict, work: sitk.Image, laterality: str | None) -> dict
 # the no-loss rule (README, issue 25).
 LATERAL_WRAP_MM = 0.0
 
+# The tissue wrap (:mod:`.chestwall`): the lateral wrap bounded by tissue instead of depth: the
+# subcutaneous and breast fat of the side of the chest, grown from the skin, up to the chest-wall
+# muscle (never the muscle, the heart or the mediastinum behind it), within TISSUE_WRAP_MM of the
+# skin, beside the breasts. 0 = off.
+TISSUE_WRAP_MM = 0.0
+
 
 def _field_of_view(img: sitk.Image, work: sitk.Image) -> np.ndarray:
     """Bool (z, y, x) on *work*: voxels that *img* covers (sampled like the work image, linear)."""
@@ -226,11 +233,9 @@ def _lateral_wrap(body: np.ndarray, work: sitk.Image, x_mid: float, band: int, d
         b = body[z]
         if not b.any():
             continue
-        # The air outside the skin: what of the background connects to the air in front of the
-        # body, never a lung that a cut field of view left open. The array border is no air.
-        air, _ = ndimage.label(~b & fov[z])
-        outside = np.isin(air, np.setdiff1d(air[~np.maximum.accumulate(b, axis=0)], [0]))
-        shallow = b & (ndimage.distance_transform_edt(~outside, sampling=(sy, sx)) <= depth_mm)
+        # Depth under the skin (:func:`.chestwall.skin_depth`): from the air in front of the body,
+        # never a lung that a cut field of view left open. The array border is no air.
+        shallow = b & (skin_depth(b, fov[z], (sy, sx)) <= depth_mm)
         for side in sides:
             sl = b[:, side]
             if not sl.any():
@@ -286,7 +291,8 @@ def chest_side(context: dict, skin_mm: float, mediastinum_half_width_mm: float) 
 
 def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm: float = 12.0,
                   midline_band_mm: float = 15.0, laterality: str | None = None,
-                  lateral_wrap_mm: float = LATERAL_WRAP_MM, skin_line: bool | None = None) -> tuple[sitk.Image, dict]:
+                  lateral_wrap_mm: float = LATERAL_WRAP_MM, skin_line: bool | None = None,
+                  tissue_wrap_mm: float = TISSUE_WRAP_MM) -> tuple[sitk.Image, dict]:
     """Whole-breast mask (uint8, on *img*'s grid) and its context: ``{"work", "body", "layout",
     "level", "chest_margin_mm", "slab", "method"}`` (the LPS work image, its body mask,
     :func:`breast_layout`, the chest-wall row per (z, x) column of the work grid before the margin
@@ -342,6 +348,11 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
             deepest = np.where(wrap.any(axis=1), wrap.shape[1] - 1 - np.argmax(wrap[:, ::-1, :], axis=1), -1)
             level = np.where(deepest >= 0, np.maximum(level, deepest - chest_margin_mm / sy), level)
             method += f"; lateral wrap: body within {lateral_wrap_mm:g} mm of the skin in front of the mid-axillary line"
+        elif tissue_wrap_mm and slab in (None, 0):
+            wrap = _tissue_wrap(img, work, slab, body, mask, level, x_mid, band, tissue_wrap_mm)
+            mask |= wrap
+            method += (f"; tissue wrap: fat of the side of the chest within {tissue_wrap_mm:g} mm of the skin, "
+                       "in front of the chest-wall muscle")
     elif slab == 1:
         mask = body.copy()
     if mask.any():
@@ -351,8 +362,37 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
     out.CopyInformation(work)
     extent = None if slab is None else float(work.GetSize()[2 - slab] * work.GetSpacing()[2 - slab])
     context = {"work": work, "body": body, "layout": layout, "level": level, "chest_margin_mm": chest_margin_mm,
-               "slab": slab, "slab_extent_mm": extent, "method": method}
+               "slab": slab, "slab_extent_mm": extent, "method": method, "chest_wall_row": _region_floor(mask, level, chest_margin_mm / sy)}
     return resample_to(out, img, sitk.sitkNearestNeighbor), context
+
+
+def _tissue_wrap(img: sitk.Image, work: sitk.Image, slab, body: np.ndarray, mask: np.ndarray, level: np.ndarray,
+                 x_mid: float, band: int, depth_mm: float) -> np.ndarray:
+    """Bool (z, y, x): the tissue wrap (:data:`TISSUE_WRAP_MM`, :func:`.chestwall.in_front_of_muscle`) on
+    the lateral wrap's zone (the body up to the skin line within *depth_mm* of the skin, lateral of the
+    midline band, in front of the mid-axillary line, beside the breasts), grown from the skin."""
+    skin_body = body_mask_lps(work, slab=slab, skin_line=True)
+    fov = _field_of_view(img, work)
+    zone = _lateral_wrap(skin_body, work, x_mid, band, depth_mm, fov)
+    zone &= _breast_footprint(body, level, work)[:, None, :]
+    if not zone.any():
+        return zone
+    sx, sy = work.GetSpacing()[:2]
+    depth = np.full(zone.shape, np.inf)
+    for z in np.nonzero(zone.any(axis=(1, 2)))[0]:
+        depth[z] = skin_depth(skin_body[z], fov[z], (sy, sx))
+    return in_front_of_muscle(work, zone, mask, depth)
+
+
+def _region_floor(mask: np.ndarray, level: np.ndarray | None, margin_rows: float) -> np.ndarray | None:
+    """Per (z, x) column of the work grid: the deepest row of the region (the chest wall as the region
+    sees it: the sternum level + *margin_rows* where nothing reaches deeper, the tissue wrap's floor at
+    the side of the chest), None where the chest wall is not in the field of view. ``context["level"]`` stays the
+    sternum level (the lesion gate and the classifier read it)."""
+    if level is None:
+        return None
+    deepest = np.where(mask.any(axis=1), mask.shape[1] - 1 - np.argmax(mask[:, ::-1, :], axis=1), -1)
+    return np.maximum(level + margin_rows, deepest).astype(float)
 
 
 def body_on_grid(context: dict, img: sitk.Image) -> sitk.Image:
