@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from .. import __version__
 from ..preprocess.breast_region import body_on_grid, breast_region, choose_breast_mask
+from ..preprocess.chestwall import WRAP_DEPTH_MM
 from ..core.exam import DCEExam
 from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_image, write_json
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
@@ -119,7 +120,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
             exam, qa = register_exam(exam, reporter=reporter, settings=reg_settings)
     with reporter.stage("breast_mask"):
         laterality = exam.metadata.get("laterality") or exam.metadata.get("Laterality")
-        bmask, context = breast_region(exam.pre, laterality=laterality)
+        bmask, context = breast_region(exam.pre, laterality=laterality, tissue_wrap_mm=_tissue_wrap_mm(segmenter, run))
         learned = None
         if breast_model:
             from ..models.breast_model import BreastMaskModel
@@ -174,6 +175,16 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
                   "fp_reduction": fp_report.as_dict() if fp_reduction else "off",
                   "layout": context["layout"]},  # lesion sides of a refined result (engine/refine.py)
     )
+
+
+def _tissue_wrap_mm(segmenter, run: SegmentSettings) -> float:
+    """Depth of the breast region's tissue wrap (:mod:`..preprocess.chestwall`; 0 = off): the model
+    card's ``postprocess["tissue_wrap_mm"]`` unless ``run.tissue_wrap`` says on (the card's depth, else
+    :data:`~..preprocess.chestwall.WRAP_DEPTH_MM`) or off."""
+    card_mm = float((segmenter.card.get("postprocess") or {}).get("tissue_wrap_mm", 0.0))
+    if run.tissue_wrap is None:
+        return card_mm
+    return (card_mm or WRAP_DEPTH_MM) if run.tissue_wrap else 0.0
 
 
 def _segment_raw(exam: DCEExam, segmenter: Segmenter, reporter: Reporter, device: str, threshold,

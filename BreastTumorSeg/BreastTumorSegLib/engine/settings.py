@@ -5,7 +5,7 @@
 
 Registration (``registration``: auto, sitk or none, i.e. no motion correction; ``motion``: rigid,
 affine or deformable), post-processing (``threshold``, ``mode``, ``min_lesion_ml``,
-``restrict_to_breast``, ``fp_reduction``, ``breast_model``; None: the model card's choice) and the
+``restrict_to_breast``, ``fp_reduction``, ``breast_model``, ``tissue_wrap``; None: the model card's choice) and the
 kind of output (``raw``: the model's own label map, nothing of ours). :func:`split_settings` sorts
 flat keywords (the Slicer logic's, ``register=False`` included) into settings and the rest.
 """
@@ -25,6 +25,9 @@ class SegmentSettings:
     restrict_to_breast: bool | None = None  # None: yes, unless a reader's seed_lps chose the lesion
     fp_reduction: bool | None = None  # None: the card's choice, off when a seed_lps chose the lesion
     breast_model: object = None  # a whole-breast model name or a loaded BreastMaskModel (None: the card's)
+    # the breast region's tissue wrap (preprocess/chestwall.py: lateral breast tissue in front of the
+    # chest-wall muscle); None: the card's choice (postprocess "tissue_wrap_mm"; ftv-outline: on)
+    tissue_wrap: bool | None = None
     # output
     raw: bool = False  # the model's own answer: no registration, gate, threshold or size filter of ours
 

@@ -21,6 +21,7 @@ from ..kinetics.ftv import (SEGMENTER_OUTLINE_PE, SEGMENTER_SKIN_MARGIN_MM, SEGM
                             functional_tumor_volume, lesion_kinetics, roi_array, soft_probability)
 from ..kinetics.maps import KineticMaps, KineticSettings, compute_kinetic_maps
 from ..kinetics.seeded import SeededSettings, segment_from_seed
+from ..preprocess.chestwall import WRAP_DEPTH_MM
 
 
 def _any(mask: sitk.Image) -> bool:
@@ -47,6 +48,7 @@ class FTVSegmenter:
     name = "ftv"
     default_outline_pe = 0.0  # the I-SPY FTV mask itself
     default_outline_significance = False
+    default_tissue_wrap_mm = 0.0  # the breast region's tissue wrap (engine.settings.SegmentSettings.tissue_wrap)
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -105,7 +107,8 @@ class FTVSegmenter:
             "limits": "kinetic thresholds, not learned: background parenchymal enhancement >= PE threshold, "
                       "thick vessels, lymph nodes and the heart (outside a breast ROI) count as tumor; lesions "
                       "enhancing less than the PE threshold are missed; needs good motion correction",
-            "postprocess": {"threshold": 0.5, "mode": "absolute", "min_lesion_ml": 0.05},
+            "postprocess": {"threshold": 0.5, "mode": "absolute", "min_lesion_ml": 0.05,
+                            **({"tissue_wrap_mm": self.default_tissue_wrap_mm} if self.default_tissue_wrap_mm else {})},
         }
 
     # ------------------------------------------------------------------------- helpers
@@ -170,3 +173,6 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # Outline seeds below the noise floor by the local-mean test (kinetics/significance.py): on by
     # the no-loss rule on development seeds 7000-7009 (README, "Where ftv-outline still loses the tumor").
     default_outline_significance = True
+    # The breast region (the FTV search region) reaches lateral breast tissue in front of the chest-wall
+    # muscle (preprocess/chestwall.py; SegmentSettings(tissue_wrap=False) turns it off).
+    default_tissue_wrap_mm = WRAP_DEPTH_MM

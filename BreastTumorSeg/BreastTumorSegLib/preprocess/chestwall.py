@@ -18,9 +18,15 @@ thin, the heart (issue 25). This module bounds the wrap by tissue instead of by 
 4. In front of the muscle (:func:`in_front_of_muscle`): per axial slice, the fat-like voxels of the
    wrap zone connected to the skin, with the cavities they
    enclose with the region found so far (glandular tissue, a tumor; up to ``MAX_HOLE_MM2`` per
-   slice) and concavities up to ``close_mm`` filled. The muscle sheet is
+   slice) and concavities up to ``close_mm`` filled; only what touches that region (in 3D) is kept.
+   The muscle sheet is
    not fat-like and is continuous, so nothing behind it (ribs, lungs, heart, mediastinal fat) is
    reached.
+
+The breast region (:func:`.breast_region.breast_region` ``tissue_wrap_mm``) takes the wrap zone behind
+its sternum-level limit and lateral of the breasts' bulges, measures the fat level beside the breasts
+(the fat nearest the breast coil: the dim side of the chest of a real exam is not taken for fat) and
+keeps only what touches the breast region in 3D.
 
 Everything here works on the LPS work grid of :func:`.body.work_image` ((z, y, x) arrays: superior,
 posterior, left) and on axial slices only: a sagittal or coronal slab has no wrap.
@@ -31,8 +37,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+WRAP_DEPTH_MM = 30.0  # the wrap zone: body within this depth of the skin (when the wrap is on)
 FAT_DEPTH_MM = (3.0, 12.0)  # under the skin: where the fat level is measured
-FAT_TOLERANCE = 0.5  # fat-like: within a factor 1.5 of the fat level, either way
+FAT_TOLERANCE = 0.25  # fat-like: within a factor 1.25 of the fat level, either way
 CLOSE_MM = 4.0  # concavities of the fat-like region filled (a tumor against the muscle)
 # Cavities filled up to this area per axial slice (a tumor or a glandular island, not the heart
 # that fat-like mediastinal fat may enclose where the muscle looks like fat).
@@ -74,15 +81,34 @@ def fat_level(smooth: np.ndarray, near_skin: np.ndarray) -> float | None:
     return float(np.exp(0.5 * (edges[k] + edges[k + 1])))
 
 
+def _grow(passable: np.ndarray, start: np.ndarray, seed: np.ndarray, zone: np.ndarray, disk: np.ndarray,
+          max_hole: int) -> np.ndarray:
+    """2D: the components of *passable* | *start* that touch *start*, with the small cavities they
+    enclose with *seed* and concavities of *disk*'s size filled, within *zone*."""
+    lab, n = ndimage.label(passable | start)
+    if n == 0:
+        return np.zeros_like(zone)
+    anchors = np.unique(lab[start])
+    reached = np.isin(lab, anchors[anchors > 0])
+    grown = _fill_small_holes(reached | seed, max_hole)
+    r = disk.shape[0] // 2
+    grown = ndimage.binary_closing(np.pad(grown, r), structure=disk)[r:-r, r:-r]
+    return _fill_small_holes(grown, max_hole) & zone
+
+
 def in_front_of_muscle(work: sitk.Image, zone: np.ndarray, seed: np.ndarray, depth: np.ndarray,
-                       tolerance: float = FAT_TOLERANCE, close_mm: float = CLOSE_MM) -> np.ndarray:
+                       tolerance: float = FAT_TOLERANCE, close_mm: float = CLOSE_MM,
+                       fat_zone: np.ndarray | None = None) -> np.ndarray:
     """Bool (z, y, x): the voxels of the wrap *zone* in front of the chest-wall muscle (module
     docstring, step 4). *seed*: the breast region found so far (the sternum rule); *depth*: mm
-    under the skin (:func:`skin_depth`, per slice). Empty when no fat level can be measured."""
+    under the skin (:func:`skin_depth`, per slice); *fat_zone*: where the fat level is measured
+    (default *zone*; the breast region uses the whole zone beside the breasts, where the fat lies
+    nearest the coil, so that dim tissue of the side of the chest is not taken for fat). Empty when
+    no fat level can be measured."""
     sx, sy = work.GetSpacing()[:2]
     smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(work, 1.5))
     lo, hi = FAT_DEPTH_MM
-    level = fat_level(smooth, zone & (depth >= lo) & (depth <= hi))
+    level = fat_level(smooth, (zone if fat_zone is None else fat_zone) & (depth >= lo) & (depth <= hi))
     out = np.zeros_like(zone)
     if level is None:
         return out
@@ -95,12 +121,11 @@ def in_front_of_muscle(work: sitk.Image, zone: np.ndarray, seed: np.ndarray, dep
     for z in np.nonzero(zone.any(axis=(1, 2)))[0]:
         # Grown from the skin only: the sternum rule's region may hold muscle (its margin), through
         # which the growth would reach the fat behind the chest wall. It closes cavities, though.
-        lab, n = ndimage.label((fat[z] & zone[z]) | skin[z])
-        if n == 0:
-            continue
-        anchors = np.unique(lab[skin[z]])
-        reached = np.isin(lab, anchors[anchors > 0])
-        grown = _fill_small_holes(reached | seed[z], max_hole)
-        grown = ndimage.binary_closing(np.pad(grown, r), structure=disk)[r:-r, r:-r]
-        out[z] = _fill_small_holes(grown, max_hole) & zone[z]
+        out[z] = _grow(fat[z] & zone[z], skin[z], seed[z], zone[z], disk, max_hole)
+    # Lateral breast tissue continues the breast: islands that do not touch the region found so far
+    # (e.g. where the dark chest of a real exam lets "skin" reach deep inside) are not kept.
+    lab, n = ndimage.label(out | seed)
+    if n:
+        touching = np.unique(lab[seed])
+        out &= np.isin(lab, touching[touching > 0])
     return out
