@@ -124,19 +124,20 @@ def test_tissue_wrap_on_real_anatomy_adds_fat_beside_the_breasts_never_the_deep_
     assert np.array_equal(ctx["level"], old_ctx["level"])
 
 
-def test_tissue_wrap_is_on_for_ftv_outline_and_a_setting_and_an_option_turn_it_off():
+def test_tissue_wrap_is_off_by_default_and_a_setting_a_card_or_an_option_turns_it_on():
     from BreastTumorSegLib.cli import build_parser
     from BreastTumorSegLib.cli.segment import engine_kwargs
     from BreastTumorSegLib.engine.pipeline import _tissue_wrap_mm
     from BreastTumorSegLib.engine.settings import SegmentSettings
     from BreastTumorSegLib.models.registry import get_segmenter
 
-    outline, ftv = get_segmenter("ftv-outline"), get_segmenter("ftv")
-    assert _tissue_wrap_mm(outline, SegmentSettings()) == WRAP_DEPTH_MM
+    outline = get_segmenter("ftv-outline")
+    assert _tissue_wrap_mm(outline, SegmentSettings()) == 0.0
+    assert _tissue_wrap_mm(outline, SegmentSettings(tissue_wrap=True)) == WRAP_DEPTH_MM
+    outline.card["postprocess"]["tissue_wrap_mm"] = 25.0  # a card that asks for it
+    assert _tissue_wrap_mm(outline, SegmentSettings()) == 25.0
     assert _tissue_wrap_mm(outline, SegmentSettings(tissue_wrap=False)) == 0.0
-    assert _tissue_wrap_mm(ftv, SegmentSettings()) == 0.0
-    assert _tissue_wrap_mm(ftv, SegmentSettings(tissue_wrap=True)) == WRAP_DEPTH_MM
-    args = build_parser().parse_args(["segment", "in.nrrd", "--output", "out", "--no-tissue-wrap"])
-    assert engine_kwargs(args)["settings"].tissue_wrap is False
+    args = build_parser().parse_args(["segment", "in.nrrd", "--output", "out", "--tissue-wrap"])
+    assert engine_kwargs(args)["settings"].tissue_wrap is True
     args = build_parser().parse_args(["segment", "in.nrrd", "--output", "out"])
     assert engine_kwargs(args)["settings"].tissue_wrap is None

@@ -26,9 +26,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--breast-model", default=None, metavar="NAME",
                    help="gate lesions with this learned whole-breast model (e.g. breastmask-demo) instead of "
                         "the classical breast mask")
-    p.add_argument("--no-tissue-wrap", action="store_true",
-                   help="breast region without the tissue wrap (lateral breast tissue in front of the chest-wall "
-                        "muscle; on for ftv-outline): the sternum rule alone")
+    p.add_argument("--tissue-wrap", action="store_true",
+                   help="breast region with the tissue wrap: lateral breast tissue in front of the chest-wall "
+                        "muscle added to the sternum rule (off by default; README, robustness)")
     p.add_argument("--no-register", action="store_true", help="skip motion correction (phases already aligned)")
     p.add_argument("--registration", choices=["auto", "sitk", "deepali", "none"], default="auto",
                    help="motion-correction method: auto (rigid/affine with SimpleITK, the deformable level with "
@@ -124,7 +124,7 @@ def engine_kwargs(args) -> dict:
     settings = SegmentSettings(registration="none" if args.no_register else args.registration, motion=args.motion,
                                threshold=args.threshold, mode=args.mode, min_lesion_ml=args.min_lesion_ml,
                                breast_model=args.breast_model, raw=args.raw,
-                               tissue_wrap=False if getattr(args, "no_tissue_wrap", False) else None)
+                               tissue_wrap=True if getattr(args, "tissue_wrap", False) else None)
     kw = dict(model=args.model, device=args.device, models_dir=args.models_dir, model_options=model_options(args),
               settings=settings)
     seed = getattr(args, "seed_lps", None)

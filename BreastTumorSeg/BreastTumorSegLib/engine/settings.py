@@ -26,7 +26,7 @@ class SegmentSettings:
     fp_reduction: bool | None = None  # None: the card's choice, off when a seed_lps chose the lesion
     breast_model: object = None  # a whole-breast model name or a loaded BreastMaskModel (None: the card's)
     # the breast region's tissue wrap (preprocess/chestwall.py: lateral breast tissue in front of the
-    # chest-wall muscle); None: the card's choice (postprocess "tissue_wrap_mm"; ftv-outline: on)
+    # chest-wall muscle); None: the card's choice (postprocess "tissue_wrap_mm"; no shipped card: off)
     tissue_wrap: bool | None = None
     # output
     raw: bool = False  # the model's own answer: no registration, gate, threshold or size filter of ours

@@ -21,7 +21,6 @@ from ..kinetics.ftv import (SEGMENTER_OUTLINE_PE, SEGMENTER_SKIN_MARGIN_MM, SEGM
                             functional_tumor_volume, lesion_kinetics, roi_array, soft_probability)
 from ..kinetics.maps import KineticMaps, KineticSettings, compute_kinetic_maps
 from ..kinetics.seeded import SeededSettings, segment_from_seed
-from ..preprocess.chestwall import WRAP_DEPTH_MM
 
 
 def _any(mask: sitk.Image) -> bool:
@@ -48,7 +47,11 @@ class FTVSegmenter:
     name = "ftv"
     default_outline_pe = 0.0  # the I-SPY FTV mask itself
     default_outline_significance = False
-    default_tissue_wrap_mm = 0.0  # the breast region's tissue wrap (engine.settings.SegmentSettings.tissue_wrap)
+    # The breast region's tissue wrap (preprocess/chestwall.py; engine.settings.SegmentSettings.tissue_wrap):
+    # off for "ftv" and "ftv-outline". Measured on development seeds 7000-7009 with ftv-outline, it failed
+    # the rule fixed beforehand: the phantom family's median FP lesions per exam rose 0.5 -> 1 (7008: a
+    # 0.46 mL enhancing component in true lateral breast tissue) and randomized did not gain (README).
+    default_tissue_wrap_mm = 0.0
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -173,6 +176,3 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # Outline seeds below the noise floor by the local-mean test (kinetics/significance.py): on by
     # the no-loss rule on development seeds 7000-7009 (README, "Where ftv-outline still loses the tumor").
     default_outline_significance = True
-    # The breast region (the FTV search region) reaches lateral breast tissue in front of the chest-wall
-    # muscle (preprocess/chestwall.py; SegmentSettings(tissue_wrap=False) turns it off).
-    default_tissue_wrap_mm = WRAP_DEPTH_MM

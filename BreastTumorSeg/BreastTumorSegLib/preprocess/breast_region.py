@@ -26,8 +26,9 @@ coronal exams are re-oriented, oblique ones resampled onto an axis-aligned box, 
    body reaches furthest laterally (the mid-axillary line), beside the breasts' anterior bulges
    (:func:`_breast_footprint`). The chest-wall level of those columns moves behind the wrap, so the
    lesion gate's "behind the chest wall" follows the side of the chest.
-6. Tissue wrap (``tissue_wrap_mm``; off by default here, on for the pipeline of ``ftv-outline`` through its
-   card, :class:`~..engine.settings.SegmentSettings` ``tissue_wrap``): the lateral wrap bounded by
+6. Tissue wrap (``tissue_wrap_mm``; off by default, in the pipeline through a model card's
+   ``postprocess["tissue_wrap_mm"]`` or :class:`~..engine.settings.SegmentSettings` ``tissue_wrap``,
+   ``segment --tissue-wrap``): the lateral wrap bounded by
    tissue instead of depth (:mod:`.chestwall`): behind the sternum rule's limit, lateral of the
    breasts' bulges, the fat of the side of the chest grown from the skin up to the chest-wall muscle,
    with the small cavities it encloses. ``body``, ``level`` and ``layout`` of the context do not
