@@ -141,3 +141,33 @@ def test_tissue_wrap_is_off_by_default_and_a_setting_a_card_or_an_option_turns_i
     assert engine_kwargs(args)["settings"].tissue_wrap is True
     args = build_parser().parse_args(["segment", "in.nrrd", "--output", "out"])
     assert engine_kwargs(args)["settings"].tissue_wrap is None
+
+
+def test_ftv_outline_finds_the_lateral_tumor_with_the_tissue_wrap_and_never_the_heart():
+    """The whole pipeline on a DCE exam of the layered torso: an enhancing lateral tumor (PE ~150 %,
+    wash-out), a strongly enhancing heart, slowly enhancing muscle. The sternum rule alone (the
+    default) never searches the tumor; with ``tissue_wrap=True`` ftv-outline finds it, and nothing in
+    the heart or the muscle."""
+    from BreastTumorSegLib.core.exam import DCEExam
+    from BreastTumorSegLib.engine.pipeline import segment_exam
+    from BreastTumorSegLib.engine.settings import SegmentSettings
+
+    arr, parts = _torso(False)
+    lesion, heart = parts["lesion"], parts["heart"]
+    muscle = parts["deep_muscle"]
+    rng = np.random.default_rng(5)
+    curves = {"lesion": [0.0, 1.5, 1.4, 1.2], "heart": [0.0, 2.0, 1.6, 1.3], "muscle": [0.0, 0.15, 0.25, 0.3]}
+    phases = []
+    for k in range(4):
+        img = arr * (1 + sum(c[k] * m for c, m in ((curves["lesion"], lesion), (curves["heart"], heart),
+                                                     (curves["muscle"], muscle))))
+        phases.append(_image(img + rng.normal(0, 1.0, img.shape)))
+    exam = DCEExam(phases, [0.0, 1.5, 3.0, 6.0], "torso")
+    off = segment_exam(exam, model="ftv-outline", device="cpu", settings=SegmentSettings(registration="none"))
+    on = segment_exam(exam, model="ftv-outline", device="cpu",
+                      settings=SegmentSettings(registration="none", tissue_wrap=True))
+    label_off, label_on = (sitk.GetArrayFromImage(r.label) > 0 for r in (off, on))
+    assert not (label_off & lesion).any()
+    dice = 2 * (label_on & lesion).sum() / (label_on.sum() + lesion.sum())
+    assert dice >= 0.7 and len(on.lesions) == 1, (dice, len(on.lesions))
+    assert not (label_on & (heart | muscle)).any()
