@@ -13,9 +13,11 @@ one fat-suppression decision for the patient: visits whose own decision differs 
 (same PE and SER thresholds and fat-suppression decision at every visit; :mod:`..kinetics.ftv`)
 inside the engine's breast mask, the pieces of one tumor joined by enhancing tissue merged into one
 lesion (:mod:`.fragments`, opt-in), each baseline lesion looked for where it was in the later visits
-(:mod:`.prior`: enhancing remnants the segmentation left out), the lesions followed as tracks in the
+(:mod:`.prior`: enhancing remnants the segmentation left out; and, in each baseline lesion's own place,
+tissue enhancing by the weaker rule of :mod:`.guided`), the lesions followed as tracks in the
 baseline frame (:mod:`.match`), every lesion first seen after the baseline looked for in the baseline
-(:mod:`.lookback`; what is found there joins the baseline and the tracks are followed again), each
+(:mod:`.lookback`, in the FTV mask or the weaker rule's tissue; what is found there joins the baseline
+and the tracks are followed again), each
 track's volume measured by one outline rule at every visit (:mod:`.measure`) and the change table
 built (:mod:`.response`).
 Nothing is written until everything is computed; :func:`write_followup` writes all files or none.
