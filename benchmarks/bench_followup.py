@@ -1,7 +1,7 @@
 """Follow-up across visits (issue 31) on synthetic patient series with known truth.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_followup.py --families ellipse,heterogeneous --seeds 5000-5009
-    ... --cache /tmp/fu_cache    # keep each series' segmentations (about 250 MB a series): re-measure in seconds
+    ... --cache /tmp/fu_cache    # keep each series' segmentations (a few MB a series): re-measure the follow-up
 
 Per series (:func:`~BreastTumorSegLib.training.phantom.series.make_visit_series`): the baseline is an
 exam of a family no model was trained on (``ellipse`` and ``irregular`` are evaluation-only), the
@@ -36,10 +36,12 @@ follow-up's reasons and its new tracks (``recist_errors``).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import pickle
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -176,24 +178,30 @@ def error_cause(kind: str, start: set, now: set, k: int, k0: int, first: dict, m
 
 
 def segmented_series(fam: str, seed: int, n_visits: int, new_lesion: bool, model: str, cache: Path | None):
-    """(series, segmented visits, seconds to generate, seconds to segment): from *cache* when there."""
-    key = cache / f"{fam}_{seed}_{n_visits}{'_new' if new_lesion else ''}_{model}.pkl" if cache else None
-    if key is not None and key.exists():
-        with open(key, "rb") as f:
-            return pickle.load(f)
+    """(series, segmented visits, seconds to generate, seconds to segment); the segmentations from
+    *cache* when there. Only the segmentations are kept (gzip, without the exams and the subtraction
+    images, a few MB a series): the series is made again from its seed (deterministic, ~8 s), since
+    pickled exams (~250 MB a series) filled the shared disk."""
+    key = cache / f"{fam}_{seed}_{n_visits}{'_new' if new_lesion else ''}_{model}.seg.gz" if cache else None
     t0 = time.perf_counter()
     series = make_visit_series(fam, seed, n_visits=n_visits, new_lesion_at=(n_visits - 1) if new_lesion else None)
     t_gen = time.perf_counter() - t0
+    exams = [v.exam for v in series.visits]
+    if key is not None and key.exists():
+        with gzip.open(key, "rb") as f:
+            seg, t_seg = pickle.load(f)
+        return series, replace(seg, exams=exams), t_gen, t_seg
     t0 = time.perf_counter()
-    seg = segment_visits([v.exam for v in series.visits], dates=series.dates, model=model, register=False,
-                         device="cpu")
-    out = (series, seg, t_gen, time.perf_counter() - t0)
+    seg = segment_visits(exams, dates=series.dates, model=model, register=False, device="cpu")
+    t_seg = time.perf_counter() - t0
     if key is not None:
         key.parent.mkdir(parents=True, exist_ok=True)
-        with open(key.with_suffix(".tmp"), "wb") as f:
-            pickle.dump(out, f)
-        key.with_suffix(".tmp").replace(key)
-    return out
+        kept = replace(seg, exams=[], results=[replace(r, subtraction=None) for r in seg.results])
+        tmp = key.with_suffix(".tmp")
+        with gzip.open(tmp, "wb", compresslevel=3) as f:
+            pickle.dump((kept, t_seg), f)
+        tmp.replace(key)
+    return series, seg, t_gen, t_seg
 
 
 def main() -> int:
@@ -203,17 +211,24 @@ def main() -> int:
     p.add_argument("--model", default="ftv")
     p.add_argument("--json", type=Path, default=None, help="write every series' numbers here")
     p.add_argument("--cache", type=Path, default=None,
-                   help="keep each series and its segmentations here (pickles) and reuse them: the follow-up's "
-                        "later steps can then be re-measured in seconds")
+                   help="keep each series' segmentations here (gzip pickles, a few MB each) and reuse them: the "
+                        "follow-up's later steps can then be re-measured without segmenting again")
+    p.add_argument("--only", default=None,
+                   help="comma-separated family:seed pairs: run only these series of the list (each keeps the "
+                        "visits and new lesion its position in the list gives it)")
     p.add_argument("--start-index", type=int, default=0,
                    help="index of the first series (it sets 2 or 3 visits and every third a new lesion): "
                         "to run one family of a longer list alone, give its position, e.g. 10")
     a = p.parse_args()
     rows, all_dec, all_err, reg_err, recist_ok = [], [], [], [], []
     n = a.start_index
+    only = set(a.only.split(",")) if a.only else None
     for fam in a.families.split(","):
         for seed in parse_seeds(a.seeds):
             n_visits = 2 + (n % 2)
+            if only is not None and f"{fam}:{seed}" not in only:
+                n += 1
+                continue
             series, seg, t_gen, t_seg = segmented_series(fam, seed, n_visits, n % 3 == 2, a.model, a.cache)
             t0 = time.perf_counter()
             res = follow(seg)

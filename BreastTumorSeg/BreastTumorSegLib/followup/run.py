@@ -13,9 +13,11 @@ one fat-suppression decision for the patient: visits whose own decision differs 
 (same PE and SER thresholds and fat-suppression decision at every visit; :mod:`..kinetics.ftv`)
 inside the engine's breast mask, the pieces of one tumor joined by enhancing tissue merged into one
 lesion (:mod:`.fragments`, opt-in), each baseline lesion looked for where it was in the later visits
-(:mod:`.prior`: enhancing remnants the segmentation left out), the lesions followed as tracks in the
+(:mod:`.prior`: enhancing remnants the segmentation left out; and, in each baseline lesion's own place,
+tissue enhancing by the weaker rule of :mod:`.guided`), the lesions followed as tracks in the
 baseline frame (:mod:`.match`), every lesion first seen after the baseline looked for in the baseline
-(:mod:`.lookback`; what is found there joins the baseline and the tracks are followed again), each
+(:mod:`.lookback`, in the FTV mask or the weaker rule's tissue; what is found there joins the baseline
+and the tracks are followed again), each
 track's volume measured by one outline rule at every visit (:mod:`.measure`) and the change table
 built (:mod:`.response`).
 Nothing is written until everything is computed; :func:`write_followup` writes all files or none.
@@ -41,10 +43,12 @@ from ..engine.pipeline import segment_exam
 from ..engine.settings import split_settings
 from ..engine.postprocess import lesion_table
 from ..io.atomic import StagedOutputs, atomic_target, write_image, write_json, write_text
-from ..kinetics.ftv import FTVSettings, functional_tumor_volume
+from ..kinetics.ftv import FTVSettings, functional_tumor_volume, roi_array
+from ..core.imageutil import from_array
 from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
 from .fragments import FragmentSettings, merge_fragments
+from .guided import GUIDED_FLAG, GuidedSettings, guided_tissue
 from .lookback import LOOKBACK_FLAG, look_back
 from .measure import MeasureSettings, measure_tracks, visit_outline
 from .prior import PriorSettings, find_remnants, labels_like, neighbourhoods, to_visit_grid
@@ -181,19 +185,41 @@ def _with_remnants(res: SegmentationResult, components: sitk.Image, lesions: lis
                     "segmentation; added by the follow-up")
 
 
-def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: PriorSettings, s: FTVSettings):
+def _with_guided(res: SegmentationResult, components: sitk.Image, lesions: list[Lesion], tissue: np.ndarray,
+                 place_visit: np.ndarray, g: GuidedSettings) -> tuple[sitk.Image, list[Lesion]]:
+    """The visit's lesions plus what the weaker, track-guided rule finds in the known lesions' own places
+    (:mod:`.guided`)."""
+    comp, added = find_remnants(components, from_array(tissue.astype(np.uint8), components), place_visit,
+                                PriorSettings(min_remnant_ml=g.min_ml))
+    if not added:
+        return components, lesions
+    return _flagged(res, comp, lesions, GUIDED_FLAG,
+                    "tissue enhancing by the follow-up's weaker, noise-based rule where an earlier visit's lesion "
+                    "was (track-guided search); added by the follow-up")
+
+
+def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: PriorSettings, s: FTVSettings,
+            guided=None):
     """Visits and tracks from each visit's (components, lesions, FTV result); the baseline's lesions
-    are the prior of the later visits (:mod:`.prior`)."""
+    are the prior of the later visits (:mod:`.prior`; with *guided*, a :class:`_Guided`, also by the
+    weaker rule of :mod:`.guided` in their own places)."""
     base_ref = exams[0].reference
     spacing_zyx = np.asarray(base_ref.GetSpacing())[::-1]
-    extent = None
+    extent = place = None
     visits = []
     for k, (e, res, (comp, lesions, ftv)) in enumerate(zip(exams, results, segmented)):
         if k == 0 and prior.enabled:
-            extent = neighbourhoods(sitk.GetArrayFromImage(comp).astype(np.int32), spacing_zyx, prior.margin_mm)
+            base = sitk.GetArrayFromImage(comp).astype(np.int32)
+            extent = neighbourhoods(base, spacing_zyx, prior.margin_mm)
+            if guided is not None:
+                place = neighbourhoods(base, spacing_zyx, guided.settings.remnant_margin_mm)
         elif extent is not None:
             comp, lesions = _with_remnants(res, comp, lesions, ftv,
                                            to_visit_grid(extent, base_ref, e.reference, regs[k].transform), prior)
+            if place is not None and place.any():
+                comp, lesions = _with_guided(res, comp, lesions, guided.tissue(k),
+                                             to_visit_grid(place, base_ref, e.reference, regs[k].transform),
+                                             guided.settings)
         ftv_ml = _lesion_ftv(e, ftv, comp, len(lesions))
         vis = visit_lesions(comp, lesions, base_ref, regs[k].transform if regs[k] else None)
         visits.append(Visit(e, dates[k], res, regs[k], comp, lesions, ftv_ml,
@@ -205,17 +231,20 @@ def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: Pri
     return visits, match_visits([v.in_baseline for v in visits], m, spacing_zyx)
 
 
-def _looked_back(results, segmented, visits, tracks, prior: PriorSettings):
+def _looked_back(results, segmented, visits, tracks, prior: PriorSettings, guided=None):
     """The baseline's (components, lesions, FTV) with the lesions found by looking back from the tracks
-    that start after the baseline (:mod:`.lookback`); None when nothing was found."""
+    that start after the baseline (:mod:`.lookback`; with *guided*, in the FTV mask or the weaker rule's
+    tissue, :mod:`.guided`); None when nothing was found."""
     later = [np.isin(visits[t.first_visit].in_baseline.components_baseline, t.members[t.first_visit])
              for t in tracks if t.first_visit > 0]
     if not later:
         return None
     comp0, lesions0, ftv0 = segmented[0]
     spacing_zyx = np.asarray(comp0.GetSpacing())[::-1]
-    labels, added = look_back(later, sitk.GetArrayFromImage(comp0), sitk.GetArrayFromImage(ftv0.mask) > 0,
-                              spacing_zyx, prior)
+    enhancing = sitk.GetArrayFromImage(ftv0.mask) > 0
+    if guided is not None:
+        enhancing |= guided.tissue(0)
+    labels, added = look_back(later, sitk.GetArrayFromImage(comp0), enhancing, spacing_zyx, prior)
     if not added:
         return None
     comp, lesions = _flagged(results[0], labels_like(labels, comp0), lesions0, LOOKBACK_FLAG,
@@ -225,11 +254,25 @@ def _looked_back(results, segmented, visits, tracks, prior: PriorSettings):
     return comp, lesions, ftv0
 
 
+class _Guided:
+    """Each visit's tissue by the weaker rule of :mod:`.guided`, computed when first asked for."""
+
+    def __init__(self, exams, results, ftvs, settings: GuidedSettings):
+        self.exams, self.results, self.ftvs, self.settings = exams, results, ftvs, settings
+        self._tissue: dict[int, np.ndarray] = {}
+
+    def tissue(self, k: int) -> np.ndarray:
+        if k not in self._tissue:
+            roi, _ = roi_array(self.results[k].breast_mask, self.exams[k].reference)
+            self._tissue[k] = guided_tissue(self.exams[k], self.ftvs[k], roi, self.settings)
+        return self._tissue[k]
+
+
 def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: list[SegmentationResult],
                      regs: list[VisitRegistration | None], matching: MatchSettings | None = None,
                      response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
                      prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
-                     fragments: FragmentSettings | None = None):
+                     fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None):
     """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
     the FTV settings used, the matching settings used)."""
     s = ftv_settings or FTVSettings()
@@ -245,12 +288,14 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
     m = matching or MatchSettings()
     if not prior.enabled:
         m = replace(m, extent_margin_mm=0.0)
-    visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s)
+    g = guided or GuidedSettings()
+    weak = _Guided(exams, results, [ftv for _, _, ftv in segmented], g) if g.enabled and prior.enabled else None
+    visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak)
     if prior.enabled and prior.look_back:
-        baseline = _looked_back(results, segmented, visits, tracks, prior)
+        baseline = _looked_back(results, segmented, visits, tracks, prior, weak)
         if baseline is not None:
             segmented[0] = baseline
-            visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s)
+            visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak)
     measured = measure_tracks(tracks, visits, [ftv for _, _, ftv in segmented], exams[0].reference, measure)
     table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response,
                          measured)
@@ -338,15 +383,15 @@ def segment_visits(exams: list[DCEExam], dates: list[str] | None = None, model=F
 
 def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response: ResponseSettings | None = None,
            prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
-           fragments: FragmentSettings | None = None) -> FollowupResult:
+           fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None) -> FollowupResult:
     """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
     visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
-                                                   response, seg.ftv_settings, prior, measure, fragments)
+                                                   response, seg.ftv_settings, prior, measure, fragments, guided)
     settings = {"model": seg.model_id, "ftv": {k: v for k, v in vars(s).items()},
                 "registration": vars(seg.registration_settings or VisitRegistrationSettings()),
                 "matching": vars(m), "response": vars(response or ResponseSettings()),
                 "prior": vars(prior or PriorSettings()), "measure": vars(measure or MeasureSettings()),
-                "fragments": vars(fragments or FragmentSettings()),
+                "fragments": vars(fragments or FragmentSettings()), "guided": vars(guided or GuidedSettings()),
                 "fat_suppression_by_visit": seg.fat_by_visit, "fat_suppressed_for_the_patient": seg.fat_for_patient}
     return FollowupResult(visits, tracks, table, settings)
 
@@ -357,7 +402,7 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
                  matching: MatchSettings | None = None, response: ResponseSettings | None = None,
                  ftv_settings: FTVSettings | None = None, prior: PriorSettings | None = None,
                  measure: MeasureSettings | None = None, fragments: FragmentSettings | None = None,
-                 **segment_options) -> FollowupResult:
+                 guided: GuidedSettings | None = None, **segment_options) -> FollowupResult:
     """Follow the lesions of *exams* (baseline first); see the module docstring.
 
     ``model`` is a registry name or a loaded segmenter (loaded once, used for every visit);
@@ -367,7 +412,7 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
     seg = segment_visits(exams, dates, model, device, reporter, cancel, registration, ftv_settings,
                          **segment_options)
     with reporter.stage("match"):
-        return follow(seg, matching, response, prior, measure, fragments)
+        return follow(seg, matching, response, prior, measure, fragments, guided)
 
 
 OUTPUTS = ("followup.json", "followup.csv", "followup.png")
