@@ -15,7 +15,8 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.cli import main
 from BreastTumorSegLib.core.errors import InputError, ModelError
-from BreastTumorSegLib.engine.classify import SIDE_CODES, classify_exam, output_names
+from BreastTumorSegLib.engine.classify import (SIDE_CODES, classify_exam, operating_threshold, output_names,
+                                              probability_text)
 from BreastTumorSegLib.io.atomic import sha256_file
 from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR
 from BreastTumorSegLib.models.classifier import (CLASSIFICATION_TASK, DEFAULT_CLASSIFIER, FEATURES,
@@ -137,6 +138,14 @@ def test_classify_command_writes_json_heatmap_and_picture(exam_dir, tmp_path, ca
     names = output_names("phantom_0011")
     summary = json.loads((out / names["classification"]).read_text())
     assert summary["probabilities"]["L"] > 0.5 > summary["probabilities"]["R"]
+    # each breast against the card's operating threshold, in the printed line and the JSON
+    t = operating_threshold(load_classifier().card)
+    assert summary["operating_threshold"] == t
+    for side in ("L", "R"):
+        above = summary["probabilities"][side] >= t
+        assert summary["breasts"][side]["above_threshold"] is above
+        assert f"{side} {probability_text(summary['probabilities'][side], t)}" in printed
+        assert probability_text(summary["probabilities"][side], t).endswith(f"({'above' if above else 'below'} {t:g})")
     heat = sitk.ReadImage(str(out / names["heatmap"]))
     assert heat.GetSize() == sitk.ReadImage(str(exam_dir / "phantom_0011_0000.nii.gz")).GetSize()
     assert (out / names["picture"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

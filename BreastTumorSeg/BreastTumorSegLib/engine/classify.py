@@ -106,17 +106,44 @@ class ClassificationResult:
     card: dict = field(default_factory=dict)
     subtraction: sitk.Image | None = None  # early phase minus pre-contrast (aligned): what the picture shows
 
+    @property
+    def threshold(self) -> float | None:
+        """The card's operating threshold (:func:`operating_threshold`)."""
+        return operating_threshold(self.card)
+
     def as_dict(self) -> dict:
-        """JSON-ready summary (``classification.json``)."""
+        """JSON-ready summary (``classification.json``); ``operating_threshold`` and each breast's
+        ``above_threshold`` (probability >= threshold) only when the card has an operating point."""
+        t = self.threshold
         return {"case_id": self.case_id, "model": self.model_id, "software_version": __version__,
                 "probabilities": {k: round(float(v), 4) for k, v in self.probabilities.items()},
+                **({} if t is None else {"operating_threshold": t}),
                 "breasts": {side: {"probability": round(float(self.probabilities[side]), 4),
+                                   **({} if t is None else {"above_threshold": bool(self.probabilities[side] >= t)}),
                                    "n_candidates": len(self.candidates.get(side, [])),
                                    "candidates": [c.as_dict() for c in self.candidates.get(side, [])[:5]]}
                             for side in self.probabilities},
                 "heatmap": "per-voxel probability of the enhancing candidate it belongs to (0 elsewhere)",
                 "settings": self.settings, "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
                 "intended_use": self.card.get("intended_use", "research only; trained on synthetic exams only")}
+
+
+def operating_threshold(card: dict | None) -> float | None:
+    """The breast probability at or above which the model calls a breast suspicious: the card's
+    ``threshold`` (its operating point, chosen on the training cross-validation:
+    ``training.operating_point``); None without one."""
+    card = card or {}
+    t = card.get("threshold", ((card.get("training") or {}).get("operating_point") or {}).get("threshold"))
+    return None if t is None else float(t)
+
+
+def probability_text(p: float, threshold: float | None) -> str:
+    """``"0.21 (below 0.39)"`` / ``"0.93 (above 0.39)"`` (at or above counts as above; three decimals
+    where two would print the threshold itself), ``"0.21"`` without a threshold."""
+    if threshold is None:
+        return f"{p:.2f}"
+    shown = f"{p:.3f}" if round(p, 2) == round(threshold, 2) else f"{p:.2f}"
+    return f"{shown} ({'above' if p >= threshold else 'below'} {threshold:g})"
 
 
 def output_names(case_id: str) -> dict[str, str]:

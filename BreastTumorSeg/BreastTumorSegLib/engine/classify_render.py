@@ -13,15 +13,17 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .classify import ClassificationResult
+from .classify import ClassificationResult, probability_text
 from .overview import _MIPS, _lps, _window
 
 HEAT_VISIBLE = 0.02  # heatmap values below this are not drawn
 
 
 def probability_line(result: ClassificationResult) -> str:
-    """``"P(malignant): R 0.04, L 0.93"`` (patient right first, as the picture shows it)."""
-    parts = [f"{k} {result.probabilities[k]:.2f}" for k in ("R", "L") if k in result.probabilities]
+    """``"P(malignant): R 0.04 (below 0.39), L 0.93 (above 0.39)"`` (patient right first, as the
+    picture shows it; each against the card's operating threshold when it has one)."""
+    t = result.threshold
+    parts = [f"{k} {probability_text(result.probabilities[k], t)}" for k in ("R", "L") if k in result.probabilities]
     return "P(malignant): " + (", ".join(parts) if parts else "no breast found")
 
 

@@ -40,10 +40,16 @@ class ClassificationNodes:
     summary: dict | None = None  # the classification JSON
 
     def probability_text(self) -> str:
-        """``"P(malignant): right 0.04, left 0.93 (model ...; synthetic-data model, not for clinical use)"``."""
+        """``"P(malignant): right 0.04 (below 0.39), left 0.93 (above 0.39) (model ...; synthetic-data
+        model, not for clinical use)"``: each breast against the summary's operating threshold
+        (the model card's; a summary without one shows the probabilities alone)."""
+        from ..engine.classify import probability_text
+
         s = self.summary or {}
         probs = s.get("probabilities") or {}
-        parts = [f"{SIDE_NAMES[k]} {float(probs[k]):.2f}" for k in ("R", "L") if k in probs]
+        t = s.get("operating_threshold")
+        parts = [f"{SIDE_NAMES[k]} {probability_text(float(probs[k]), None if t is None else float(t))}"
+                 for k in ("R", "L") if k in probs]
         if not parts:
             return "P(malignant): no breast found"
         return f"P(malignant): {', '.join(parts)} (model {s.get('model', '?')}; {CAVEAT})"
