@@ -25,6 +25,7 @@ from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
+from .fprescue import rescue_radius
 from .postprocess import PostprocessSettings, postprocess, raw_lesions
 from .settings import SegmentSettings, refuse_moved_keywords
 from ..core.progress import Reporter
@@ -148,7 +149,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
                                                  mask_trusted=mask_qa["trusted"], gate_log=gate_log)
         label, lesions, components, fp_report = reduce_false_positives(
             components, prob, list(exam.phases), exam.effective_times(), lesions,
-            FPReduceSettings(enabled=bool(fp_reduction)))
+            FPReduceSettings(enabled=bool(fp_reduction), rescue_radius_mm=rescue_radius(segmenter.card, run.fp_rescue)))
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
             extras = extras_fn(exam, components)

@@ -170,3 +170,11 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # Outline seeds below the noise floor by the local-mean test (kinetics/significance.py): on by
     # the no-loss rule on development seeds 7000-7009 (README, "Where ftv-outline still loses the tumor").
     default_outline_significance = True
+
+    def _card(self) -> dict:
+        card = super()._card()
+        # A rejected component's compact body gets a second look (engine/fprescue.py): on by the rule
+        # fixed before the held-out run (README, "Where ftv-outline still loses the tumor");
+        # SegmentSettings(fp_rescue=False) turns it off.
+        card["postprocess"] = dict(card["postprocess"], fp_rescue=True)
+        return card
