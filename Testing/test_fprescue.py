@@ -43,6 +43,13 @@ def scene(with_lesion: bool = True):
     return phases, prob, lesion, vessel
 
 
+def _feret(mask: np.ndarray) -> float:
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputeFeretDiameterOn()
+    stats.Execute(sitk.Cast(_image(mask), sitk.sitkUInt8))
+    return stats.GetFeretDiameter(1)
+
+
 def run(settings, with_lesion: bool = True):
     phases, prob, lesion, vessel = scene(with_lesion)
     _, lesions, comps = postprocess(prob, return_components=True)
@@ -63,6 +70,7 @@ def test_second_look_keeps_the_tumor_and_removes_the_vessel():
     assert len(lesions) == 1, report.as_dict()
     assert report.rescued == 1
     assert lesions[0].volume_ml == pytest.approx(vol, rel=0.15)
+    assert lesions[0].longest_diameter_mm == pytest.approx(_feret(lesion), rel=0.15)
     assert out[lesion].mean() > 0.85
     assert out[vessel].mean() < 0.1
     assert "vessel_part_removed" in lesions[0].flags

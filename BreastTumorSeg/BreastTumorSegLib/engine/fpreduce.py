@@ -26,6 +26,11 @@ Runs after :func:`~.postprocess.postprocess` on its component image (labels 1..N
    with numpy; trained by :mod:`BreastTumorSegLib.training.fpreduce`), except that a candidate
    with a large, compact, confident core (``override_core_ml`` of p >= ``override_p``,
    elongation <= ``override_max_elongation``) is never removed.
+4. **Second look** (``rescue_radius_mm`` > 0; :mod:`.fprescue`, on for "ftv-outline"): a whole
+   component the classifier rejects keeps its compact body (what an opening by that ball leaves,
+   >= ``rescue_min_ml``, elongation <= ``rescue_max_elongation``) when the classifier, given the
+   body alone, calls it a tumor: a small tumor with a vessel leaving it, too small to be split in
+   step 1, is no longer deleted with its vessel.
 
 Nothing is removed silently: :class:`FPReport` counts removals per reason (``vessel_like``:
 the classifier; ``vessel_branch``: a thin part cut off a lesion and then rejected;

@@ -91,6 +91,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
     off lesions and vessel-like components removed by a small learned classifier, each removal
     counted by reason in ``result.settings["fp_reduction"]``). Default: on, unless the model
     card's ``postprocess`` says ``"fp_reduction": false`` or a reader's ``seed_lps`` chose the lesion.
+    ``fp_rescue``: its second look at a rejected component (:mod:`.fprescue`: a small tumor is not
+    deleted with the vessel leaving it). Default: the card's ``postprocess`` ``"fp_rescue"`` (on for
+    "ftv-outline", off for the others).
 
     ``registration`` (auto, sitk, none) and ``motion`` (rigid, affine, deformable; default the
     engine's) choose the motion correction (:class:`~..preprocess.registration.RegistrationSettings`).
