@@ -137,6 +137,8 @@ def significant_seeds(pre, early, pe, cand, region, tissue, seeds, grow, level: 
         return seeds, grow
     core = core_rules(cand | (extra & (pe_m >= np.float32(s.pe_threshold))))
     core = _large_or_touching(core, seeds, spacing_zyx)
+    if s.outline_seed_max_elongation > 0:
+        core = _not_tubes(core, seeds, spacing_zyx, s.outline_seed_max_elongation)
     more_grow = extra & (pe >= np.float32(level)) & (pe_m >= np.float32(level))
     if ser is not None:
         more_grow &= ser >= np.float32(s.ser_min)
@@ -174,3 +176,27 @@ def _large_or_touching(core: np.ndarray, seeds: np.ndarray, spacing_zyx) -> np.n
     ok = (ml >= OUTLINE_MIN_CORE_ML) | (np.bincount(labels[seeds], minlength=n + 1) > 0)
     ok[0] = False
     return ok[labels]
+
+
+def _not_tubes(core: np.ndarray, seeds: np.ndarray, spacing_zyx, max_elongation: float) -> np.ndarray:
+    """*core* without its new 26-connected components (holding no voxel of *seeds*) whose
+    principal-axis elongation (variances plus a voxel's own, s^2 / 12) exceeds *max_elongation*:
+    a tube below FTV's noise floor is a vessel, not a tumor's core (``outline_seed_max_elongation``)."""
+    labels, n = ndimage.label(core, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return core
+    new = np.bincount(labels[seeds & core], minlength=n + 1) == 0
+    new[0] = False
+    if not new.any():
+        return core
+    img = sitk.GetImageFromArray(np.where(new[labels], labels, 0).astype(np.uint32))
+    img.SetSpacing([float(v) for v in np.asarray(spacing_zyx, float)[::-1]])
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.SetNumberOfThreads(1)
+    stats.Execute(img)
+    drop = np.zeros(n + 1, bool)
+    voxel_var = float(np.mean(np.asarray(spacing_zyx, float) ** 2)) / 12.0
+    for lab in stats.GetLabels():
+        lam = np.sort(np.asarray(stats.GetPrincipalMoments(lab), float)) + voxel_var
+        drop[lab] = float(np.sqrt(lam[-1] / lam[-2])) > max_elongation
+    return core & ~drop[labels]
