@@ -135,7 +135,7 @@ class FTVSettings:
     outline_compact_islands: bool = False  # compact strong islands the vessel opening removed seed the outline
     outline_seed_max_elongation: float = 0.0  # > 0: new significance seeds more elongated than this (tubes) dropped
     outline_close_mm: float = 0.0  # > 0: enhancing tissue in the outline's bays (closing by this ball) added (outline_concave.py)
-    outline_close_pe: float = 20.0  # ... at this PE or more
+    outline_close_pe: float = 40.0  # ... at this PE or more (the outline's own lowest level, outline_pe)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
