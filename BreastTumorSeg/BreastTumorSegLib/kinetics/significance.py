@@ -102,24 +102,26 @@ def compact_islands(strong: np.ndarray, opened: np.ndarray, spacing_zyx) -> np.n
     cand[0] = False
     if not cand.any():
         return np.zeros(strong.shape, bool)
-    keep_labels = np.where(cand[labels], labels, 0).astype(np.uint32)
-    img = sitk.GetImageFromArray(keep_labels)
+    ok = np.zeros(n + 1, bool)
+    for lab, voxels, elong, length in principal_shapes(np.where(cand[labels], labels, 0), spacing_zyx):
+        if voxels >= ISLAND_MIN_VOXELS and elong <= ISLAND_MAX_ELONGATION and length <= ISLAND_MAX_LENGTH_MM:
+            ok[lab] = True
+    return ok[labels]
+
+
+def principal_shapes(labels: np.ndarray, spacing_zyx):
+    """(label, voxels, elongation, length mm) of every label > 0 of *labels*: elongation from the
+    principal variances (mm^2) plus a voxel's own (s^2 / 12; a one-voxel-thin line is not round), length
+    the equivalent ellipsoid's longest axis."""
+    img = sitk.GetImageFromArray(labels.astype(np.uint32))
     img.SetSpacing([float(v) for v in np.asarray(spacing_zyx, float)[::-1]])
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.SetNumberOfThreads(1)
     stats.Execute(img)
-    ok = np.zeros(n + 1, bool)
     voxel_var = float(np.mean(np.asarray(spacing_zyx, float) ** 2)) / 12.0
     for lab in stats.GetLabels():
-        if stats.GetNumberOfPixels(lab) < ISLAND_MIN_VOXELS:
-            continue
-        # principal variances (mm^2) plus a voxel's own (s^2 / 12): a one-voxel-thin line is not round
         lam = np.sort(np.asarray(stats.GetPrincipalMoments(lab), float)) + voxel_var
-        elong = float(np.sqrt(lam[-1] / lam[-2]))
-        length = 2.0 * float(np.sqrt(5.0 * lam[-1]))  # the equivalent ellipsoid's longest axis
-        if elong <= ISLAND_MAX_ELONGATION and length <= ISLAND_MAX_LENGTH_MM:
-            ok[lab] = True
-    return ok[labels]
+        yield lab, stats.GetNumberOfPixels(lab), float(np.sqrt(lam[-1] / lam[-2])), 2.0 * float(np.sqrt(5.0 * lam[-1]))
 
 
 def significant_seeds(pre, early, pe, cand, region, tissue, seeds, grow, level: float, base: float, ser, spacing_zyx,
@@ -189,14 +191,7 @@ def _not_tubes(core: np.ndarray, seeds: np.ndarray, spacing_zyx, max_elongation:
     new[0] = False
     if not new.any():
         return core
-    img = sitk.GetImageFromArray(np.where(new[labels], labels, 0).astype(np.uint32))
-    img.SetSpacing([float(v) for v in np.asarray(spacing_zyx, float)[::-1]])
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.SetNumberOfThreads(1)
-    stats.Execute(img)
     drop = np.zeros(n + 1, bool)
-    voxel_var = float(np.mean(np.asarray(spacing_zyx, float) ** 2)) / 12.0
-    for lab in stats.GetLabels():
-        lam = np.sort(np.asarray(stats.GetPrincipalMoments(lab), float)) + voxel_var
-        drop[lab] = float(np.sqrt(lam[-1] / lam[-2])) > max_elongation
+    for lab, _, elong, _ in principal_shapes(np.where(new[labels], labels, 0), spacing_zyx):
+        drop[lab] = elong > max_elongation
     return core & ~drop[labels]
