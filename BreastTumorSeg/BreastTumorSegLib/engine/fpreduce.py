@@ -26,6 +26,11 @@ Runs after :func:`~.postprocess.postprocess` on its component image (labels 1..N
    with numpy; trained by :mod:`BreastTumorSegLib.training.fpreduce`), except that a candidate
    with a large, compact, confident core (``override_core_ml`` of p >= ``override_p``,
    elongation <= ``override_max_elongation``) is never removed.
+4. **Second look** (``rescue_radius_mm`` > 0; :mod:`.fprescue`, on for "ftv-outline"): a whole
+   component the classifier rejects keeps its compact body (what an opening by that ball leaves,
+   >= ``rescue_min_ml``, elongation <= ``rescue_max_elongation``) when the classifier, given the
+   body alone, calls it a tumor: a small tumor with a vessel leaving it, too small to be split in
+   step 1, is no longer deleted with its vessel.
 
 Nothing is removed silently: :class:`FPReport` counts removals per reason (``vessel_like``:
 the classifier; ``vessel_branch``: a thin part cut off a lesion and then rejected;
@@ -42,13 +47,13 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from ..core.imageutil import voxel_volume_ml
 from ..core.results import Lesion
 from ..kinetics.maps import choose_phases
 from ..models.cards import BUNDLED_MODELS_DIR
 from ..models.logistic import LogisticModel
+from .fprescue import _depth, _distance_from, _img, rescue_part  # noqa: F401 (shape helpers shared)
 from .postprocess import lesion_table
 
 FEATURES = ("log_volume_ml", "log_elongation", "log_flatness", "feret_over_sphere", "max_depth_mm", "p90_depth_mm",
@@ -69,6 +74,9 @@ class FPReduceSettings:
     override_core_ml: float = 0.2
     override_p: float = 0.9
     override_max_elongation: float = 2.5
+    rescue_radius_mm: float = 0.0  # > 0: a rejected component's compact body left by this opening gets a second look (fprescue.py)
+    rescue_min_ml: float = 0.1
+    rescue_max_elongation: float = 2.5
     classifier: str = DEFAULT_CLASSIFIER
 
     def as_dict(self) -> dict:
@@ -83,6 +91,7 @@ class FPReport:
     kept: int = 0
     split: int = 0  # lesions from which a thin part was cut off
     overridden: int = 0  # kept by the confident-core rule although the classifier said no
+    rescued: int = 0  # rejected whole, but its compact body (fprescue.py) kept
     removed: dict = field(default_factory=dict)  # reason -> count
     removed_components: list = field(default_factory=list)
     classifier: str = ""
@@ -90,7 +99,7 @@ class FPReport:
 
     def as_dict(self) -> dict:
         return {"candidates": self.candidates, "kept": self.kept, "split": self.split,
-                "overridden": self.overridden, "removed": dict(self.removed),
+                "overridden": self.overridden, **({"rescued": self.rescued} if self.rescued else {}), "removed": dict(self.removed),
                 "n_removed": int(sum(self.removed.values())), "removed_components": self.removed_components,
                 "classifier": self.classifier}  # its time is in the result's timings (postprocess), not here:
         # the summary's settings stay the same between identical runs (batch on Ray == local)
@@ -116,24 +125,6 @@ def get_classifier(name: str) -> ComponentClassifier:
 
 
 # ----------------------------------------------------------------------------- geometry helpers
-def _depth(mask: sitk.Image) -> np.ndarray:
-    """Distance (mm) of every voxel of *mask* to the nearest voxel outside it (0 outside), holes
-    filled first (a ring-enhancing lesion is as thick as its outline)."""
-    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(mask, fullyConnected=True)) > 0
-    return ndimage.distance_transform_edt(filled, sampling=list(mask.GetSpacing())[::-1]).astype(np.float32)
-
-
-def _distance_from(mask: np.ndarray, like: sitk.Image) -> np.ndarray:
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
-    img.CopyInformation(like)
-    f = sitk.SignedMaurerDistanceMapImageFilter()
-    f.SetInsideIsPositive(False)
-    f.SetUseImageSpacing(True)
-    f.SetSquaredDistance(False)
-    f.SetNumberOfThreads(1)
-    return sitk.GetArrayFromImage(f.Execute(img))
-
-
 FERET_MAX_VOXELS = 20_000  # Feret diameters cost O(border voxels^2): larger parts use the ellipsoid's
 
 
@@ -151,12 +142,6 @@ def _lengths(stats: sitk.LabelShapeStatisticsImageFilter, label_image: sitk.Imag
         feret.Execute(keep)
         out.update({lab: float(feret.GetFeretDiameter(lab)) for lab in small})
     return out
-
-
-def _img(a: np.ndarray, like: sitk.Image) -> sitk.Image:
-    im = sitk.GetImageFromArray(a)
-    im.CopyInformation(like)
-    return im
 
 
 def split_component(mask: np.ndarray, like: sitk.Image, radius_mm: float, min_branch_mm: float,
@@ -343,6 +328,9 @@ def reduce_false_positives(components: sitk.Image, prob: sitk.Image, phases: lis
         like = sub_image(components, c.box)
         if not keep and not c.branch and confident_core(c.mask, np.asarray(p_arr[c.box]), like, s):
             keep, report.overridden = True, report.overridden + 1
+        if not keep and not c.branch and s.rescue_radius_mm > 0:
+            c, keep = _second_look(c, like, clf, p_arr, pre, early, late, s, removed_from, vml)
+            report.rescued += int(keep)
         reason = None
         if not keep:
             reason = "vessel_branch" if c.branch else "vessel_like"
@@ -387,3 +375,19 @@ def reduce_false_positives(components: sitk.Image, prob: sitk.Image, phases: lis
     report.kept = len(table)
     report.seconds = time.perf_counter() - t0
     return sitk.Cast(new > 0, sitk.sitkUInt8), table, new, report
+
+
+def _second_look(c: _Candidate, like: sitk.Image, clf: ComponentClassifier, p_arr, pre, early, late,
+                 s: FPReduceSettings, removed_from: dict, vml: float) -> tuple[_Candidate, bool]:
+    """(candidate, keep) for a rejected whole component: its compact body (:mod:`.fprescue`) when
+    the classifier calls that body a tumor, the rest counted as a removed vessel part."""
+    part = rescue_part(c.mask, like, s.rescue_radius_mm, s.rescue_min_ml, s.rescue_max_elongation)
+    if part is None:
+        return c, False
+    f = component_features(part, like, np.asarray(p_arr[c.box], np.float32), np.asarray(pre[c.box], np.float32),
+                           np.asarray(early[c.box], np.float32),
+                           None if late is None else np.asarray(late[c.box], np.float32))
+    if clf.probability(f[None])[0] < clf.threshold:
+        return c, False
+    removed_from[c.parent] = removed_from.get(c.parent, 0.0) + float(np.count_nonzero(c.mask & ~part) * vml)
+    return dataclasses.replace(c, mask=part, whole=False), True

@@ -26,6 +26,7 @@ from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
+from .fprescue import rescue_radius
 from .postprocess import PostprocessSettings, postprocess, raw_lesions
 from .settings import SegmentSettings, refuse_moved_keywords
 from ..core.progress import Reporter
@@ -91,6 +92,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
     off lesions and vessel-like components removed by a small learned classifier, each removal
     counted by reason in ``result.settings["fp_reduction"]``). Default: on, unless the model
     card's ``postprocess`` says ``"fp_reduction": false`` or a reader's ``seed_lps`` chose the lesion.
+    ``fp_rescue``: its second look at a rejected component (:mod:`.fprescue`: a small tumor is not
+    deleted with the vessel leaving it). Default: the card's ``postprocess`` ``"fp_rescue"`` (on for
+    "ftv-outline", off for the others).
 
     ``registration`` (auto, sitk, none) and ``motion`` (rigid, affine, deformable; default the
     engine's) choose the motion correction (:class:`~..preprocess.registration.RegistrationSettings`).
@@ -149,7 +153,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
                                                  mask_trusted=mask_qa["trusted"], gate_log=gate_log)
         label, lesions, components, fp_report = reduce_false_positives(
             components, prob, list(exam.phases), exam.effective_times(), lesions,
-            FPReduceSettings(enabled=bool(fp_reduction)))
+            FPReduceSettings(enabled=bool(fp_reduction), rescue_radius_mm=rescue_radius(segmenter.card, run.fp_rescue)))
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
             extras = extras_fn(exam, components)

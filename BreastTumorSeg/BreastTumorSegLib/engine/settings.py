@@ -24,6 +24,7 @@ class SegmentSettings:
     min_lesion_ml: float | None = None
     restrict_to_breast: bool | None = None  # None: yes, unless a reader's seed_lps chose the lesion
     fp_reduction: bool | None = None  # None: the card's choice, off when a seed_lps chose the lesion
+    fp_rescue: bool | None = None  # second look at a rejected component (engine/fprescue.py); None: the card's choice
     breast_model: object = None  # a whole-breast model name or a loaded BreastMaskModel (None: the card's)
     # the breast region's tissue wrap (preprocess/chestwall.py: lateral breast tissue in front of the
     # chest-wall muscle); None: the card's choice (postprocess "tissue_wrap_mm"; no shipped card: off)

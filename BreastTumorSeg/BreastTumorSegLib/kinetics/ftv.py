@@ -101,6 +101,7 @@ from .maps import (
 from ..core.progress import Reporter
 from .seeded import open_and_regrow
 from .outline import bbox as _bbox, outline_growth, whole_tumor_outline
+from .outline_concave import fill_concavities
 from .significance import difference_noise, island_seeds, significant_seeds
 
 # ----------------------------------------------------------------------------- settings / ROI
@@ -132,6 +133,9 @@ class FTVSettings:
     outline_half_maximum: bool = False  # add the partial-volume edge layer at half maximum (kinetics/outline.py)
     outline_significance: bool = False  # outline seeds below the noise floor by a local-mean test (significance.py)
     outline_compact_islands: bool = False  # compact strong islands the vessel opening removed seed the outline
+    outline_seed_max_elongation: float = 0.0  # > 0: new significance seeds more elongated than this (tubes) dropped
+    outline_close_mm: float = 0.0  # > 0: enhancing tissue in the outline's bays (closing by this ball) added (outline_concave.py)
+    outline_close_pe: float = 40.0  # ... at this PE or more (the outline's own lowest level, outline_pe)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -437,6 +441,11 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         if thick and s.skin_margin_mm > 0:
             drop_skin_components(out, valid, spacing_zyx, s.skin_margin_mm)
         out |= seeds
+        if s.outline_close_mm > 0:
+            out, n_bay = fill_concavities(out, tissue & (pe >= np.float32(s.outline_close_pe)), spacing_zyx,
+                                          s.outline_close_mm)
+            notes.append(f"{n_bay} voxels enhancing >= {s.outline_close_pe:g} % in the outline's bays (closing by a "
+                         f"{s.outline_close_mm:g} mm ball) added (outline_close_mm)")
         outline_ml = float(np.count_nonzero(out)) * vox_ml
         outline = from_array(out.astype(np.uint8), ref)
         bpe_text = "no enhancing background tissue" if bpe is None else \

@@ -102,24 +102,26 @@ def compact_islands(strong: np.ndarray, opened: np.ndarray, spacing_zyx) -> np.n
     cand[0] = False
     if not cand.any():
         return np.zeros(strong.shape, bool)
-    keep_labels = np.where(cand[labels], labels, 0).astype(np.uint32)
-    img = sitk.GetImageFromArray(keep_labels)
+    ok = np.zeros(n + 1, bool)
+    for lab, voxels, elong, length in principal_shapes(np.where(cand[labels], labels, 0), spacing_zyx):
+        if voxels >= ISLAND_MIN_VOXELS and elong <= ISLAND_MAX_ELONGATION and length <= ISLAND_MAX_LENGTH_MM:
+            ok[lab] = True
+    return ok[labels]
+
+
+def principal_shapes(labels: np.ndarray, spacing_zyx):
+    """(label, voxels, elongation, length mm) of every label > 0 of *labels*: elongation from the
+    principal variances (mm^2) plus a voxel's own (s^2 / 12; a one-voxel-thin line is not round), length
+    the equivalent ellipsoid's longest axis."""
+    img = sitk.GetImageFromArray(labels.astype(np.uint32))
     img.SetSpacing([float(v) for v in np.asarray(spacing_zyx, float)[::-1]])
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.SetNumberOfThreads(1)
     stats.Execute(img)
-    ok = np.zeros(n + 1, bool)
     voxel_var = float(np.mean(np.asarray(spacing_zyx, float) ** 2)) / 12.0
     for lab in stats.GetLabels():
-        if stats.GetNumberOfPixels(lab) < ISLAND_MIN_VOXELS:
-            continue
-        # principal variances (mm^2) plus a voxel's own (s^2 / 12): a one-voxel-thin line is not round
         lam = np.sort(np.asarray(stats.GetPrincipalMoments(lab), float)) + voxel_var
-        elong = float(np.sqrt(lam[-1] / lam[-2]))
-        length = 2.0 * float(np.sqrt(5.0 * lam[-1]))  # the equivalent ellipsoid's longest axis
-        if elong <= ISLAND_MAX_ELONGATION and length <= ISLAND_MAX_LENGTH_MM:
-            ok[lab] = True
-    return ok[labels]
+        yield lab, stats.GetNumberOfPixels(lab), float(np.sqrt(lam[-1] / lam[-2])), 2.0 * float(np.sqrt(5.0 * lam[-1]))
 
 
 def significant_seeds(pre, early, pe, cand, region, tissue, seeds, grow, level: float, base: float, ser, spacing_zyx,
@@ -137,6 +139,8 @@ def significant_seeds(pre, early, pe, cand, region, tissue, seeds, grow, level: 
         return seeds, grow
     core = core_rules(cand | (extra & (pe_m >= np.float32(s.pe_threshold))))
     core = _large_or_touching(core, seeds, spacing_zyx)
+    if s.outline_seed_max_elongation > 0:
+        core = _not_tubes(core, seeds, spacing_zyx, s.outline_seed_max_elongation)
     more_grow = extra & (pe >= np.float32(level)) & (pe_m >= np.float32(level))
     if ser is not None:
         more_grow &= ser >= np.float32(s.ser_min)
@@ -174,3 +178,20 @@ def _large_or_touching(core: np.ndarray, seeds: np.ndarray, spacing_zyx) -> np.n
     ok = (ml >= OUTLINE_MIN_CORE_ML) | (np.bincount(labels[seeds], minlength=n + 1) > 0)
     ok[0] = False
     return ok[labels]
+
+
+def _not_tubes(core: np.ndarray, seeds: np.ndarray, spacing_zyx, max_elongation: float) -> np.ndarray:
+    """*core* without its new 26-connected components (holding no voxel of *seeds*) whose
+    principal-axis elongation (variances plus a voxel's own, s^2 / 12) exceeds *max_elongation*:
+    a tube below FTV's noise floor is a vessel, not a tumor's core (``outline_seed_max_elongation``)."""
+    labels, n = ndimage.label(core, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return core
+    new = np.bincount(labels[seeds & core], minlength=n + 1) == 0
+    new[0] = False
+    if not new.any():
+        return core
+    drop = np.zeros(n + 1, bool)
+    for lab, _, elong, _ in principal_shapes(np.where(new[labels], labels, 0), spacing_zyx):
+        drop[lab] = elong > max_elongation
+    return core & ~drop[labels]
