@@ -53,7 +53,7 @@ from ..core.results import Lesion
 from ..kinetics.maps import choose_phases
 from ..models.cards import BUNDLED_MODELS_DIR
 from ..models.logistic import LogisticModel
-from .fprescue import _depth, _distance_from, _img, rescue_part  # noqa: F401 (shape helpers shared)
+from .fprescue import _depth, _distance_from, _img, rescue_part  # shape helpers shared with the second look
 from .postprocess import lesion_table
 
 FEATURES = ("log_volume_ml", "log_elongation", "log_flatness", "feret_over_sphere", "max_depth_mm", "p90_depth_mm",
