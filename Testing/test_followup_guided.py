@@ -8,6 +8,7 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.followup.guided import GUIDED_FLAG, GuidedSettings
 from BreastTumorSegLib.followup.lookback import LOOKBACK_FLAG
+from BreastTumorSegLib.followup.prior import PriorSettings
 from BreastTumorSegLib.followup.run import run_followup
 from BreastTumorSegLib.training.phantom.series import make_visit_series
 
@@ -77,3 +78,13 @@ def test_a_weak_remnant_is_found_in_its_place_and_a_gone_tumor_leaves_nothing():
     gone = make_visit_series("ellipse", SEED, n_visits=2, fates=["disappear"], **SMALL)
     res = _followup([v.exam for v in gone.visits], gone)
     assert not res.visits[1].lesions and res.table["exams"][1]["recist"] == "CR"
+
+
+def test_the_recorded_settings_say_whether_the_guided_search_ran(weak_baseline):
+    """The weaker rule runs inside the prior's steps: with the prior off it does not run, and the recorded
+    settings say so (and the weak baseline tumor is then new at visit 2)."""
+    series, exams = weak_baseline
+    res = _followup(exams, series, prior=PriorSettings(enabled=False))
+    assert res.settings["guided"]["enabled"] is False and res.settings["prior"]["enabled"] is False
+    assert [t.first_visit for t in res.tracks] == [1]
+    assert not any(GUIDED_FLAG in les.flags or LOOKBACK_FLAG in les.flags for v in res.visits for les in v.lesions)

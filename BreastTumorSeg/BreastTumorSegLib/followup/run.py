@@ -387,11 +387,13 @@ def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response
     """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
     visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
                                                    response, seg.ftv_settings, prior, measure, fragments, guided)
+    prior, guided = prior or PriorSettings(), guided or GuidedSettings()
+    guided = replace(guided, enabled=guided.enabled and prior.enabled)  # the search runs inside the prior's steps
     settings = {"model": seg.model_id, "ftv": {k: v for k, v in vars(s).items()},
                 "registration": vars(seg.registration_settings or VisitRegistrationSettings()),
                 "matching": vars(m), "response": vars(response or ResponseSettings()),
-                "prior": vars(prior or PriorSettings()), "measure": vars(measure or MeasureSettings()),
-                "fragments": vars(fragments or FragmentSettings()), "guided": vars(guided or GuidedSettings()),
+                "prior": vars(prior), "measure": vars(measure or MeasureSettings()),
+                "fragments": vars(fragments or FragmentSettings()), "guided": vars(guided),
                 "fat_suppression_by_visit": seg.fat_by_visit, "fat_suppressed_for_the_patient": seg.fat_for_patient}
     return FollowupResult(visits, tracks, table, settings)
 
