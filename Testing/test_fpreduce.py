@@ -12,15 +12,11 @@ from BreastTumorSegLib.core.errors import ModelError
 from BreastTumorSegLib.engine.fpreduce import ComponentClassifier, FPReduceSettings, reduce_false_positives
 from BreastTumorSegLib.engine.postprocess import postprocess
 from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR
+from vessel_fixtures import coords, enhancing_phases, tube
 
 SPACING = (0.9, 0.9, 2.0)
 SIZE = (110, 90, 30)  # x, y, z
 TIMES = [0.0, 1.5, 3.0, 6.0]
-
-
-def _coords():
-    z, y, x = np.meshgrid(*[np.arange(n) * s for n, s in zip(SIZE[::-1], SPACING[::-1])], indexing="ij")
-    return x, y, z
 
 
 def _image(a, dtype=np.float32) -> sitk.Image:
@@ -30,27 +26,15 @@ def _image(a, dtype=np.float32) -> sitk.Image:
     return im
 
 
-def _tube(x, y, z, a, b, r):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ab = b - a
-    t = np.clip(((x - a[0]) * ab[0] + (y - a[1]) * ab[1] + (z - a[2]) * ab[2]) / (ab @ ab), 0, 1)
-    return (x - a[0] - t * ab[0]) ** 2 + (y - a[1] - t * ab[1]) ** 2 + (z - a[2] - t * ab[2]) ** 2 <= r * r
-
-
 def scene(lesion_r: float, touching: bool):
     """Phases, probability map, the lesion and the vessel (known truth) of a small synthetic exam."""
-    x, y, z = _coords()
+    x, y, z = coords(SIZE, SPACING)
     c = np.array([30.0, 40.0, 30.0])
     lesion = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= lesion_r ** 2
     start = c + [lesion_r - 1.0, 0, 0] if touching else c + [lesion_r + 12.0, 0, 0]
-    vessel = _tube(x, y, z, start, start + [55.0, 25.0, 8.0], 1.4) & ~lesion
+    vessel = tube(x, y, z, start, start + [55.0, 25.0, 8.0], 1.4) & ~lesion
     rng = np.random.default_rng(3)
-    pre = np.full(lesion.shape, 200.0)
-    curves = {"lesion": [0, 1.3, 1.2, 1.0], "vessel": [0, 2.5, 2.0, 1.6]}
-    phases = []
-    for k in range(len(TIMES)):
-        img = pre * (1 + 0.05 * k / 3) + pre * (curves["lesion"][k] * lesion + curves["vessel"][k] * vessel)
-        phases.append(_image(img + rng.normal(0, 6.0, img.shape)))
+    phases = enhancing_phases(lesion, vessel, len(TIMES), rng, _image)
     p = np.where(lesion, 0.97, np.where(vessel, 0.85, 0.02))
     return phases, _image(p), lesion, vessel
 

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.engine.fpreduce import FPReduceSettings, reduce_false_positives
 from BreastTumorSegLib.engine.postprocess import postprocess
+from vessel_fixtures import coords, enhancing_phases, tube
 
 SPACING = (0.9, 0.9, 2.0)
 SIZE = (110, 90, 24)  # x, y, z
@@ -23,19 +24,15 @@ def _image(a, dtype=np.float32) -> sitk.Image:
 
 
 def flat_lesion_and_vessel():
-    z, y, x = np.meshgrid(*[np.arange(n) * s for n, s in zip(SIZE[::-1], SPACING[::-1])], indexing="ij")
+    x, y, z = coords(SIZE, SPACING)
     c = np.array([30.0, 40.0, 23.0])  # between two slices: two slices thick, no voxel 3 mm deep
     axes = np.array([7.5, 7.5, 1.5])
     lesion = ((x - c[0]) / axes[0]) ** 2 + ((y - c[1]) / axes[1]) ** 2 + ((z - c[2]) / axes[2]) ** 2 <= 1.0
     a = c + [axes[0] - 1.0, 0, 0]
     ab = np.array([55.0, 25.0, 0.0])
-    t = np.clip(((x - a[0]) * ab[0] + (y - a[1]) * ab[1] + (z - a[2]) * ab[2]) / (ab @ ab), 0, 1)
-    vessel = ((x - a[0] - t * ab[0]) ** 2 + (y - a[1] - t * ab[1]) ** 2 + (z - a[2] - t * ab[2]) ** 2 <= 1.4 ** 2) & ~lesion
+    vessel = tube(x, y, z, a, a + ab, 1.4) & ~lesion
     rng = np.random.default_rng(5)
-    pre = np.full(lesion.shape, 200.0)
-    curves = {"lesion": [0, 1.3, 1.2, 1.0], "vessel": [0, 2.5, 2.0, 1.6]}
-    phases = [_image(pre * (1 + 0.05 * k / 3) + pre * (curves["lesion"][k] * lesion + curves["vessel"][k] * vessel)
-                     + rng.normal(0, 6.0, pre.shape)) for k in range(len(TIMES))]
+    phases = enhancing_phases(lesion, vessel, len(TIMES), rng, _image)
     prob = _image(np.where(lesion, 0.95, np.where(vessel, 0.8, 0.02)))
     return phases, prob, lesion, vessel
 

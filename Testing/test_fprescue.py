@@ -11,6 +11,7 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.engine.fpreduce import FPReduceSettings, reduce_false_positives
 from BreastTumorSegLib.engine.postprocess import postprocess
+from vessel_fixtures import coords, enhancing_phases, tube
 
 SPACING = (0.9, 0.9, 2.0)
 SIZE = (110, 90, 24)  # x, y, z
@@ -24,20 +25,16 @@ def _image(a) -> sitk.Image:
 
 
 def scene(with_lesion: bool = True):
-    z, y, x = np.meshgrid(*[np.arange(n) * s for n, s in zip(SIZE[::-1], SPACING[::-1])], indexing="ij")
+    x, y, z = coords(SIZE, SPACING)
     c = np.array([30.0, 40.0, 23.0])
     axes = np.array([6.5, 6.0, 2.6])
     lesion = ((x - c[0]) / axes[0]) ** 2 + ((y - c[1]) / axes[1]) ** 2 + ((z - c[2]) / axes[2]) ** 2 <= 1.0
     lesion &= with_lesion
     a = c + [axes[0] - 1.0, 0, 0]
     ab = np.array([50.0, 30.0, 0.0])
-    t = np.clip(((x - a[0]) * ab[0] + (y - a[1]) * ab[1] + (z - a[2]) * ab[2]) / (ab @ ab), 0, 1)
-    vessel = ((x - a[0] - t * ab[0]) ** 2 + (y - a[1] - t * ab[1]) ** 2 + (z - a[2] - t * ab[2]) ** 2 <= 1.5 ** 2) & ~lesion
+    vessel = tube(x, y, z, a, a + ab, 1.5) & ~lesion
     rng = np.random.default_rng(11)
-    pre = np.full(lesion.shape, 200.0)
-    curves = {"lesion": [0, 1.3, 1.2, 1.0], "vessel": [0, 2.5, 2.0, 1.6]}
-    phases = [_image(pre * (1 + 0.05 * k / 3) + pre * (curves["lesion"][k] * lesion + curves["vessel"][k] * vessel)
-                     + rng.normal(0, 6.0, pre.shape)) for k in range(len(TIMES))]
+    phases = enhancing_phases(lesion, vessel, len(TIMES), rng, _image)
     # FTV-like: the vessel enhances more than the tumor, so the confident core is tumor + vessel (elongated: no override)
     prob = _image(np.where(lesion, 0.95, np.where(vessel, 0.97, 0.02)))
     return phases, prob, lesion, vessel
