@@ -9,7 +9,6 @@ the patient's left side, ~50 mm deeper than the skin over the sternum, outside t
 region. Without fat suppression fat is bright and the muscle half as bright; with it, the fat is
 dark and the muscle brighter than the fat. Plus the two real-anatomy volumes (no lesion).
 """
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +21,6 @@ from BreastTumorSegLib.preprocess.chestwall import WRAP_DEPTH_MM, fat_level, in_
 SHAPE = (24, 100, 130)  # z, y (anterior -> posterior), x (right -> left)
 CY, CX, AY, AX = 62.0, 65.0, 42.0, 60.0  # torso ellipse (voxels)
 FAT_VOX, MUSCLE_VOX = 7, 4
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-anatomy"
 
 
 def _torso(fat_suppressed: bool):
@@ -100,14 +98,11 @@ def test_fat_level_is_the_most_frequent_intensity_and_no_fat_means_no_wrap():
 
 
 @pytest.mark.parametrize("name", ["AX_T1_BILAT.nii.gz", "SAG_T1_3D_BILAT.nii.gz"])
-def test_tissue_wrap_on_real_anatomy_adds_fat_beside_the_breasts_never_the_deep_chest(name):
+def test_tissue_wrap_on_real_anatomy_adds_fat_beside_the_breasts_never_the_deep_chest(name, real_anatomy_dir):
     """Real bilateral volumes (no lesion): the wrap adds a little lateral tissue, bright like the
     subcutaneous fat (no fat suppression), never deeper than the sternum level + 40 mm, and the
     mask stays plausible."""
-    path = REAL / name
-    if not path.exists():
-        pytest.skip(f"{path} not present")
-    img = sitk.ReadImage(str(path))
+    img = sitk.ReadImage(str(real_anatomy_dir / name))
     old, old_ctx = breast_region(img)
     mask, ctx = breast_region(img, tissue_wrap_mm=WRAP_DEPTH_MM)
     work = ctx["work"]
