@@ -222,6 +222,23 @@ def save(ds: Dataset, path, implicit_vr: bool = False, little_endian: bool = Tru
         pydicom.dcmwrite(path, ds, write_like_original=False)
 
 
+def rewrite_without_preamble(path, implicit_vr: bool, keep_file_meta: bool) -> None:
+    """Rewrite a DICOM file as some older or research software writes it: no 128-byte preamble and
+    no ``DICM`` marker; the data set starts at byte 0 (with or without its group-0002 file meta)."""
+    ds = pydicom.dcmread(path)
+    ds.preamble = None
+    if keep_file_meta:
+        ds.file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if implicit_vr
+                                          else pydicom.uid.ExplicitVRLittleEndian)
+    else:
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=False, implicit_vr=implicit_vr, little_endian=True)
+    else:  # pydicom 2.4
+        ds.is_implicit_VR, ds.is_little_endian = implicit_vr, True
+        ds.save_as(path, write_like_original=True)
+
+
 def _write(ds: Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save(ds, path)

@@ -214,6 +214,21 @@ def test_big_endian_and_implicit_vr_files(tmp_path):
     assert_same_exam(dicom.load_dicom_exam(tmp_path), truth)
 
 
+@pytest.mark.parametrize("implicit_vr,keep_file_meta", [(True, False), (False, False), (True, True)],
+                         ids=["implicit-no-meta", "explicit-no-meta", "implicit-with-meta"])
+def test_files_without_preamble(tmp_path, implicit_vr, keep_file_meta):
+    """Some software writes the data set from byte 0: no preamble, no DICM marker, often no file meta.
+    Such files are found, decoded in the encoding they were written in, and give the same exam."""
+    truth = fx.make_fixture_exam(seed=2, n_phases=2, size_xyz=(24, 20, 6))
+    paths = fx.write_siemens_per_phase(truth, tmp_path)
+    for p in paths:
+        fx.rewrite_without_preamble(p, implicit_vr=implicit_vr, keep_file_meta=keep_file_meta)
+    head = paths[0].read_bytes()[:132]
+    assert head[128:132] != b"DICM" and head[:2] in (b"\x02\x00", b"\x08\x00")
+    assert_same_exam(dicom.load_dicom_exam(tmp_path), truth)
+    assert_same_exam(load_exam(tmp_path), truth)  # the folder is recognised as DICOM, not as phase files
+
+
 # ------------------------------------------------------------------------------------ options
 def test_user_times_override_and_count_check(siemens_axial):
     truth, folder = siemens_axial

@@ -209,3 +209,21 @@ def test_source_without_type2_attributes_still_gives_a_seg(plain_source, tmp_pat
         assert kw in ds and str(ds.data_element(kw).value or "") == "", kw
     got = _mask_on_grid_from_volume(hd.seg.segread(path).get_volume(), exam.reference)
     np.testing.assert_array_equal(got > 0, sitk.GetArrayFromImage(truth.tumor_mask) > 0)
+
+
+def test_seg_from_source_files_without_preamble(plain_source, tmp_path):
+    """Source files written without preamble or file meta: the SEG still references them and reads back."""
+    truth, folder = plain_source
+    dest = tmp_path / "exam"
+    shutil.copytree(folder, dest)
+    for f in dest.rglob("*"):
+        if f.is_file():
+            fx.rewrite_without_preamble(f, implicit_vr=True, keep_file_meta=False)
+    exam = dicom.load_dicom_exam(dest)
+    path = write_dicom_seg(truth.tumor_mask, exam, tmp_path / "seg.dcm", model_id="m")
+    seg = hd.seg.segread(path)
+    got = _mask_on_grid_from_volume(seg.get_volume(), exam.reference)
+    np.testing.assert_array_equal(got > 0, sitk.GetArrayFromImage(truth.tumor_mask) > 0)
+    ref_series = {str(s.SeriesInstanceUID) for s in seg.ReferencedSeriesSequence}
+    source_series = {str(pydicom.dcmread(f, force=True).SeriesInstanceUID) for f in dest.rglob("*") if f.is_file()}
+    assert len(ref_series) == 1 and ref_series <= source_series  # one source series, one of the exam's

@@ -186,6 +186,16 @@ def test_empty_folder(tmp_path):
         load_exam(tmp_path)
 
 
+def test_folder_of_damaged_dicom_files_says_so(tmp_path):
+    """A folder whose files are named like DICOM but are not DICOM: the message says neither DICOM nor
+    phase files were found and how many files were looked at, not only the NIfTI naming rule."""
+    for name in ("IM0001.dcm", "IM0002.dcm"):
+        (tmp_path / name).write_bytes(b"\x00" * 64 + b"not a dicom file")
+    with pytest.raises(InputError, match=r"no DICOM files and no phase files .*2 file\(s\) below the folder") as err:
+        load_exam(tmp_path)
+    assert "dicom-list" in str(err.value)
+
+
 def test_phase_outside_pre_volume(tmp_path):
     d = tmp_path / "far"
     d.mkdir()

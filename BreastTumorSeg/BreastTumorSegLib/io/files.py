@@ -128,6 +128,15 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
             from .dicom import reader as dicom  # DICOM folders have no phase naming
             if dicom.folder_has_dicom(folder):
                 return dicom.load_dicom_exam(folder, times_min=times_min, case_id=case_id, series=series)
+            if not any(p.name.lower().endswith(IMAGE_SUFFIXES) for p in folder.iterdir()):
+                n = len(dicom.list_files(folder))
+                found = ("the folder is empty" if n == 0 else
+                         f"{n} file(s) below the folder, none of them a DICOM file: damaged, or not images")
+                raise InputError(f"no DICOM files and no phase files named <case>_0000, <case>_0001, ... "
+                                 f"found ({found})", folder,
+                                 "point to the folder that holds the exam's MR DICOM files (`breasttumorseg "
+                                 "dicom-list FOLDER` shows what a folder holds), or name NIfTI phases "
+                                 "<case>_0000.nii.gz, <case>_0001.nii.gz, ...") from None
             raise
         times = list(times_min) if times_min is not None else _read_times(folder / f"{case}.json", len(files))
         return _check_signal(_load_phase_list(files, times, case_id or case))

@@ -322,7 +322,8 @@ def read_frames(path: str) -> tuple[list[Frame], str | None]:
     Raises :class:`InputError` for a file that claims to be DICOM but cannot be parsed.
     """
     try:
-        ds = pydicom.dcmread(path, defer_size=DEFER_BYTES, specific_tags=_header_tags())
+        ds = pydicom.dcmread(path, defer_size=DEFER_BYTES, specific_tags=_header_tags(), force=True)
+        set_missing_transfer_syntax(ds)
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, NotImplementedError) as exc:
         raise InputError(f"cannot parse this DICOM file ({type(exc).__name__}: {str(exc)[:120]})", path,
                          "the file is damaged or truncated; re-export it, or remove it if it is not part of "
@@ -347,6 +348,25 @@ def read_frames(path: str) -> tuple[list[Frame], str | None]:
     except (ValueError, TypeError, KeyError, AttributeError, EOFError, OSError) as exc:
         raise InputError(f"cannot read the header of this DICOM file ({type(exc).__name__}: {str(exc)[:120]})",
                          path, "re-export the series; remove the file if it is not part of the exam") from None
+
+
+def set_missing_transfer_syntax(ds: Dataset) -> None:
+    """Give a data set read without file meta information (no preamble) the transfer syntax its
+    elements were found in, so that its pixel data can be located and decoded.
+
+    Only the uncompressed syntaxes are possible: encapsulated pixel data needs file meta.
+    """
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        return
+    encoding = getattr(ds, "original_encoding", None)  # pydicom 3; pydicom 2.4 keeps the two flags
+    implicit, little = encoding if encoding else (ds.is_implicit_VR, ds.is_little_endian)
+    if implicit is None or little is None:
+        return
+    if meta is None:
+        ds.file_meta = meta = pydicom.dataset.FileMetaDataset()
+    meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if implicit else
+                              pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian)
 
 
 # ------------------------------------------------------------------------------ tags read

@@ -33,7 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ...core.interrupts import joined_pool
-from .headers import Frame
+from .headers import Frame, set_missing_transfer_syntax
 from .phases import DCEPlan, plan_dce
 from .scan import is_dicom_file, list_files, scan_folder
 from .stacks import DCE, Stack, classify, make_stacks, orientation_name
@@ -100,7 +100,8 @@ def _decode_file(path: str) -> np.ndarray:
 
     ds = None
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path, force=True)  # force: files without the preamble (see scan.is_dicom_file)
+        set_missing_transfer_syntax(ds)
         arr = np.asarray(ds.pixel_array)
     except Exception as first_error:
         arr = _decode_with_gdcm(path, ds, first_error)

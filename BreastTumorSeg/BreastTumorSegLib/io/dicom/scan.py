@@ -1,12 +1,14 @@
 """Scanning a folder (or a list of files) for DICOM images: every file's frames, once each.
 
-Files are recognised by the DICOM preamble; their headers are read (in a small thread pool for
+Files are recognised by the DICOM preamble (or, for files some older software writes without it,
+by a DICOM data element at the very start); their headers are read (in a small thread pool for
 large folders) into :class:`.headers.Frame` records. Files that are not DICOM, DICOM objects that
 are not images, and instances met twice are counted, not failed on.
 """
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +25,36 @@ class ScanResult:
     folder: Path
     frames: list[Frame]
     n_files: int  # files looked at
-    not_dicom: int  # files without the DICM preamble
+    not_dicom: int  # files that are not DICOM (no DICM preamble, no data set at the start)
     non_image: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     duplicates: int = 0  # instances met more than once (same SOP instance UID and frame)
 
 
 def is_dicom_file(path: str | os.PathLike) -> bool:
-    """True when the file starts with the DICOM preamble (128 bytes, then ``DICM``)."""
+    """True for a DICOM file: the 128-byte preamble then ``DICM`` (DICOM Part 10), or a data set
+    written without the preamble (some older or research software does), recognised by its first
+    element: tag (0002,xxxx) or (0008,xxxx), little endian, with a VR or a short length."""
     try:
         with open(path, "rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
+            head = fh.read(132)
     except OSError:
         return False
+    if head[128:132] == b"DICM":
+        return True
+    return _starts_like_a_raw_dataset(head)
+
+
+def _starts_like_a_raw_dataset(head: bytes) -> bool:
+    if len(head) < 12:
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    if group not in (0x0002, 0x0008) or element > 0x0020:  # the first elements of a data set
+        return False
+    vr = head[4:6]
+    if vr.isalpha() and vr.isupper():  # explicit VR
+        return True
+    (length,) = struct.unpack("<I", head[4:8])  # implicit VR: a short value follows
+    return length <= 1024
 
 
 def list_files(folder: Path) -> list[str]:

@@ -26,6 +26,7 @@ from ...core.errors import InputError, OutputExistsError
 from ..atomic import atomic_target
 from ...core.exam import DCEExam
 from ...core.imageutil import describe_grid, same_grid
+from .headers import set_missing_transfer_syntax
 
 ALGORITHM_NAME = "BreastTumorSeg"
 # (value, scheme, meaning) -- the same codes as the MRML bridge's terminology entry.
@@ -126,7 +127,9 @@ def _source_datasets(exam: DCEExam) -> list:
             raise InputError("source DICOM file of the pre-contrast phase is gone", path,
                              "keep the DICOM folder in place until the results are written")
         try:
-            datasets.append(pydicom.dcmread(path, stop_before_pixels=True))
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)  # force: files without preamble
+            set_missing_transfer_syntax(ds)
+            datasets.append(ds)
         except Exception as exc:
             raise InputError(f"cannot re-read the source DICOM header ({exc})", path,
                              "keep the DICOM folder unchanged until the results are written") from None
