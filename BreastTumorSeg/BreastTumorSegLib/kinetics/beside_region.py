@@ -26,6 +26,14 @@ cut one). What is added lies outside the breast mask: the breast gate of
 :mod:`..engine.postprocess` flags it ``outside_breast_mask`` (or removes it when deep behind the
 chest wall) and the false-positive reduction judges it like any other component.
 
+On in "ftv-outline" (20 mm, ``FTVOutlineSegmenter.default_beside_region_mm``; 0 turns it off), chosen
+on development seeds 7000-7009 by the rule of docs/decisions/beside-region-issue25.md: median Dice
+vessels 0.704 -> 0.786, irregular 0.681 -> 0.715, heterogeneous 0.764 -> 0.797, phantom
+0.603 -> 0.663, the other families unchanged; median FP lesions per exam unchanged everywhere.
+Known cost: a lesion the region's edge cut can be completed together with a vessel leaving it, and
+the false-positive classifier may then call the whole a vessel (heterogeneous 7009: one 0.9 mL
+lesion lost that way).
+
 The band's distance is measured on a grid of about 2 mm (blocks of voxels; a block is in the region
 when any of its voxels is), which keeps the step cheap on clinical-size exams.
 """

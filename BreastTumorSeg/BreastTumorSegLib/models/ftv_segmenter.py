@@ -192,6 +192,11 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # rule fixed before the held-out run (README, "Where ftv-outline still loses the tumor");
     # FTVOutlineSegmenter(outline_close_mm=0) turns it off.
     default_outline_close_mm = 3.0
+    # Whole lesions within 20 mm beside the breast region (kinetics/beside_region.py): on by the rule
+    # fixed before the held-out run (docs/decisions/beside-region-issue25.md); development seeds
+    # 7000-7009: vessels 0.704 -> 0.786, no family lower, no median FP lesions up.
+    # FTVOutlineSegmenter(beside_region_mm=0) turns it off.
+    default_beside_region_mm = 20.0
 
     def _card(self) -> dict:
         card = super()._card()
