@@ -136,6 +136,7 @@ class FTVSettings:
     outline_seed_max_elongation: float = 0.0  # > 0: new significance seeds more elongated than this (tubes) dropped
     outline_close_mm: float = 0.0  # > 0: enhancing tissue in the outline's bays (closing by this ball) added (outline_concave.py)
     outline_close_pe: float = 40.0  # ... at this PE or more (the outline's own lowest level, outline_pe)
+    beside_region_mm: float = 0.0  # > 0 (segmenters): whole lesions within this band beside the breast ROI (beside_region.py)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -150,8 +151,8 @@ class FTVSettings:
         if self.outline_pe < 0 or (self.outline_pe > 0 and self.outline_pe > self.pe_threshold):
             raise InputError(f"outline_pe {self.outline_pe} must be 0 (off) or between 0 and pe_threshold "
                              f"({self.pe_threshold})", fix="use e.g. 40")
-        if self.outline_margin_mm < 0:
-            raise InputError(f"outline_margin_mm {self.outline_margin_mm} must be >= 0")
+        if self.outline_margin_mm < 0 or self.beside_region_mm < 0:
+            raise InputError(f"outline_margin_mm {self.outline_margin_mm} and beside_region_mm {self.beside_region_mm} must be >= 0")
         if not 0 <= self.outline_edge_fraction <= 1:
             raise InputError(f"outline_edge_fraction {self.outline_edge_fraction} must be between 0 and 1",
                              fix="use e.g. 0.35")

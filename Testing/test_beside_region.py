@@ -1,0 +1,75 @@
+"""Whole lesions just beside the breast region (kinetics/beside_region.py, ``beside_region_mm``) on a
+small phantom with known truth: a breast region that stops 6 mm short of one tumor and cuts another
+in half, and a large enhancing structure (heart- or chest-wall-like) that starts beside the region and
+runs on beyond the band. With the band the two tumors are outlined whole; the structure the band cuts
+is never added; a ROI given by the user is not widened."""
+import numpy as np
+import SimpleITK as sitk
+
+from BreastTumorSegLib.core.exam import DCEExam
+from BreastTumorSegLib.evaluation.metrics import dice
+from BreastTumorSegLib.kinetics.beside_region import band_around
+from BreastTumorSegLib.models.ftv_segmenter import FTVOutlineSegmenter
+
+TIMES = (0.0, 1.5, 3.0, 4.5)
+SPACING = (1.0, 1.0, 2.0)  # x, y, z (mm)
+SHAPE = (24, 70, 110)  # z, y, x
+REGION_X_MM = 40.0  # the breast region: x < 40 mm
+
+
+def scene(seed=0):
+    rng = np.random.default_rng(seed)
+    sz = np.asarray(SPACING)[::-1]
+    zz, yy, xx = np.meshgrid(*(np.arange(n) * s for n, s in zip(SHAPE, sz)), indexing="ij")
+    cz = (SHAPE[0] - 1) * sz[0] / 2
+
+    def ball(cy, cx, r):
+        return np.sqrt((zz - cz) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2) <= r
+
+    outside = ball(16.0, 51.0, 5.0)  # 6 mm beside the region, 0.5 mL
+    cut = ball(54.0, 40.0, 7.0)  # the region's edge runs through it
+    structure = (np.abs(zz - cz) <= 8.0) & (yy >= 31.0) & (yy <= 41.0) & (xx >= 44.0) & (xx <= 100.0)
+    pe = np.where(outside | cut, 1.5, np.where(structure, 1.2, 0.05))
+    images = []
+    for k in range(len(TIMES)):
+        a = 100.0 * (1 + pe * (0.0 if k == 0 else 1.0)) + rng.normal(0, 2.0, SHAPE)
+        im = sitk.GetImageFromArray(a.astype(np.float32))
+        im.SetSpacing(SPACING)
+        images.append(im)
+    region = sitk.GetImageFromArray((xx < REGION_X_MM).astype(np.uint8))
+    region.CopyInformation(images[0])
+    return DCEExam(images, list(TIMES), case_id="beside"), region, outside, cut, structure, xx < REGION_X_MM
+
+
+def mask_of(seg, exam, region, **kw):
+    return sitk.GetArrayFromImage(seg.predict(exam, region, **kw)) >= 0.5
+
+
+def test_lesions_beside_the_region_are_outlined_whole_and_a_cut_structure_is_not():
+    exam, region, outside, cut, structure, inside = scene()
+    off = mask_of(FTVOutlineSegmenter(beside_region_mm=0), exam, region)
+    assert not (off & outside).any()  # the failure this guards against: a tumor 6 mm beside the region
+    assert (off & cut).sum() / cut.sum() < 0.6  # ... and one outlined only up to the region's edge (measured 0.45)
+    seg = FTVOutlineSegmenter(beside_region_mm=20.0)
+    on = mask_of(seg, exam, region)
+    assert dice(on[:, :28], outside[:, :28]) >= 0.9  # measured 1.0 (the cut tumor lies at y > 45 mm)
+    assert (on & cut).sum() / cut.sum() >= 0.95  # measured 1.0
+    assert not (on & structure).any()  # it continues beyond the band: not a lesion
+    assert not (on & ~inside & ~outside & ~cut).any()
+    assert any("2 lesion(s)" in n and "1 structure(s) the band cuts" in n for n in seg.last_result.notes)
+
+
+def test_a_roi_given_by_the_user_is_not_widened():
+    exam, region, outside, cut, structure, inside = scene()
+    on = mask_of(FTVOutlineSegmenter(beside_region_mm=20.0), exam, None, roi=region)
+    assert not (on & ~inside).any()
+
+
+def test_band_is_the_region_grown_with_its_outer_layer():
+    roi = np.zeros((10, 40, 40), bool)
+    roi[:, :, :10] = True
+    wide, rim = band_around(roi, (2.0, 1.0, 1.0), 12.0)
+    x_far = np.flatnonzero(wide.any(axis=(0, 1)))[-1]
+    assert 19 <= x_far <= 23  # 12 mm beyond column 9, on a 2 mm grid
+    assert rim.any() and not (rim & roi).any() and np.all(np.flatnonzero(rim.any(axis=(0, 1))) >= 18)
+    assert wide[roi].all()
