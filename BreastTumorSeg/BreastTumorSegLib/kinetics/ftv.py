@@ -101,6 +101,7 @@ from .maps import (
 from ..core.progress import Reporter
 from .seeded import open_and_regrow
 from .outline import bbox as _bbox, outline_growth, whole_tumor_outline
+from .outline_beyond import growth_beyond_roi
 from .outline_concave import fill_concavities
 from .significance import difference_noise, island_seeds, significant_seeds
 
@@ -136,6 +137,7 @@ class FTVSettings:
     outline_seed_max_elongation: float = 0.0  # > 0: new significance seeds more elongated than this (tubes) dropped
     outline_close_mm: float = 0.0  # > 0: enhancing tissue in the outline's bays (closing by this ball) added (outline_concave.py)
     outline_close_pe: float = 40.0  # ... at this PE or more (the outline's own lowest level, outline_pe)
+    outline_beyond_roi: bool = False  # the outline may grow past the ROI's edge by its own rules (outline_beyond.py)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -425,6 +427,9 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
             seeds, grow = significant_seeds(
                 pre, early, pe, cand, roi_mask & valid, tissue, seeds, grow, level, base_bg, ser if ser_used else None,
                 spacing_zyx, s, fat, notes, lambda c: _core_rules(c, valid, ser if ser_used else None, spacing_zyx, s))
+        if s.outline_beyond_roi:
+            grow = grow | growth_beyond_roi(seeds, roi_mask, valid, pre, pe, bg, level, ser if ser_used else None,
+                                            s.ser_min, spacing_zyx, s.outline_margin_mm, s.skin_margin_mm)
         if s.outline_compact_islands and s.vessel_radius_mm > 0:
             islands = island_seeds(cand_strong, seeds, spacing_zyx, s.vessel_radius_mm, notes)
             if s.skin_margin_mm > 0:

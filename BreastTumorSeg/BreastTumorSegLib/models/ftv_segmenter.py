@@ -53,6 +53,7 @@ class FTVSegmenter:
     # 0.46 mL enhancing component in true lateral breast tissue) and randomized did not gain (README).
     default_tissue_wrap_mm = 0.0
     default_outline_close_mm = 0.0
+    default_outline_beyond_roi = False
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -71,6 +72,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("outline_pe", self.default_outline_pe)
         chosen["ftv"].setdefault("outline_significance", self.default_outline_significance)
         chosen["ftv"].setdefault("outline_close_mm", self.default_outline_close_mm)
+        chosen["ftv"].setdefault("outline_beyond_roi", self.default_outline_beyond_roi)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
