@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .outline import bbox
+from .outline import FULL26
 
 
 def growth_beyond_roi(seeds: np.ndarray, roi_mask: np.ndarray, body: np.ndarray, pre: np.ndarray, pe: np.ndarray,
@@ -32,24 +32,35 @@ def growth_beyond_roi(seeds: np.ndarray, roi_mask: np.ndarray, body: np.ndarray,
                       spacing_zyx, margin_mm: float, skin_margin_mm: float) -> np.ndarray:
     """Voxels outside *roi_mask* an outline grown from *seeds* may take (module docstring): in *body*,
     more than *skin_margin_mm* inside its surface, pre >= *background*, PE >= *level*, SER >= *ser_min*
-    (*ser* None: no SER), within *margin_mm* of a seed. Only the box around the seeds is looked at."""
+    (*ser* None: no SER), within *margin_mm* of a seed. Only the box around each seed component is
+    looked at (the cost follows the lesions, not the exam)."""
     out = np.zeros(seeds.shape, bool)
     sp = np.asarray(spacing_zyx, float)
-    box = bbox(seeds, margin=int(np.ceil(margin_mm / float(np.min(sp)))) + 1)
-    if box is None or roi_mask[box].all():
-        return out
-    grow = body[box] & ~roi_mask[box] & (pre[box] >= np.float32(background)) & (pe[box] >= np.float32(level))
-    if ser is not None:
-        grow &= ser[box] >= np.float32(ser_min)
-    if not grow.any():
-        return out
-    grow &= ndimage.distance_transform_edt(~seeds[box], sampling=sp) <= margin_mm
-    if skin_margin_mm > 0 and grow.any():
-        # distance to the body surface, measured in a padded box so that the box edge is not taken for it
-        pad = int(np.ceil(skin_margin_mm / float(np.min(sp)))) + 1
-        big = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(box, seeds.shape))
-        depth = ndimage.distance_transform_edt(np.pad(body[big], 1), sampling=sp)[1:-1, 1:-1, 1:-1]
-        inner = tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, big))
-        grow &= depth[inner] > skin_margin_mm
-    out[box] = grow
+    pad = int(np.ceil(margin_mm / float(np.min(sp)))) + 1
+    labels, _ = ndimage.label(seeds, structure=FULL26)
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(sl, seeds.shape))
+        if roi_mask[box].all():
+            continue
+        grow = body[box] & ~roi_mask[box] & (pre[box] >= np.float32(background)) & (pe[box] >= np.float32(level))
+        if ser is not None:
+            grow &= ser[box] >= np.float32(ser_min)
+        if not grow.any():
+            continue
+        grow &= ndimage.distance_transform_edt(labels[box] != lab, sampling=sp) <= margin_mm
+        if skin_margin_mm > 0 and grow.any():
+            grow &= _depth(body, box, sp, skin_margin_mm) > skin_margin_mm
+        out[box] |= grow
     return out
+
+
+def _depth(body: np.ndarray, box: tuple[slice, ...], sp: np.ndarray, margin_mm: float) -> np.ndarray:
+    """Distance (mm) of each voxel of *box* from the outside of *body* (air), measured in a box grown
+    by *margin_mm* so that the box's own edge is not taken for the body surface (the field of view's
+    edge is: tissue cut off by it may be skin)."""
+    pad = int(np.ceil(margin_mm / float(np.min(sp)))) + 1
+    big = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(box, body.shape))
+    depth = ndimage.distance_transform_edt(np.pad(body[big], 1), sampling=sp)[1:-1, 1:-1, 1:-1]
+    return depth[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, big))]
