@@ -54,6 +54,7 @@ class FTVSegmenter:
     default_tissue_wrap_mm = 0.0
     default_outline_close_mm = 0.0
     default_outline_beyond_roi = False
+    default_outline_edge_trim = 0.0
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -73,6 +74,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("outline_significance", self.default_outline_significance)
         chosen["ftv"].setdefault("outline_close_mm", self.default_outline_close_mm)
         chosen["ftv"].setdefault("outline_beyond_roi", self.default_outline_beyond_roi)
+        chosen["ftv"].setdefault("outline_edge_trim", self.default_outline_edge_trim)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
