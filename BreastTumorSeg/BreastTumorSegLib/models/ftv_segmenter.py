@@ -186,6 +186,10 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # rule fixed before the held-out run (README, "Where ftv-outline still loses the tumor");
     # FTVOutlineSegmenter(outline_close_mm=0) turns it off.
     default_outline_close_mm = 3.0
+    # The outline past the ROI's edge (kinetics/outline_beyond.py): on by the rule fixed before the held-out
+    # run (docs/decisions/outline-beyond-roi-issue25.md; development 7000-7009: no family lower, FP unchanged);
+    # FTVOutlineSegmenter(outline_beyond_roi=False) turns it off.
+    default_outline_beyond_roi = True
 
     def _card(self) -> dict:
         card = super()._card()
