@@ -22,6 +22,13 @@ and removes 1333 of 3722 false ones; 7000-7009: 7 of 1874 for 93 of 751; heterog
 87 of 3000 for 279 of 628. Without the darker condition the heterogeneous family lost 430 true
 surface voxels for 453 false ones (its moderately enhancing tumor edge next to strong speckles),
 and judged by PE instead of the subtraction 726 for 407.
+
+**Off by default** (``FTVOutlineSegmenter(outline_edge_trim=0.4)`` turns it on): it failed the rule
+fixed before its development run (docs/decisions/outline-beyond-roi-issue25.md). On development
+seeds 7000-7009 with everything else as shipped, the randomised family's median Dice fell
+0.784 -> 0.712: its median exam (7008, a small lobulated and a non-mass lesion at 4.8 mm slices)
+lost true surface voxels, while 7005 rose 0.855 -> 0.868; the first five heterogeneous exams moved
+-0.011 to +0.029. The comparison was stopped there, the rule having failed; no held-out seed was run with it.
 """
 from __future__ import annotations
 

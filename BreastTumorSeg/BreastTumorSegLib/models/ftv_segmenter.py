@@ -190,6 +190,8 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # run (docs/decisions/outline-beyond-roi-issue25.md; development 7000-7009: no family lower, FP unchanged);
     # FTVOutlineSegmenter(outline_beyond_roi=False) turns it off.
     default_outline_beyond_roi = True
+    # The partial-volume shell judged on the subtraction (kinetics/outline_edge.py): off, it failed the same
+    # rule on development (randomised median Dice 0.784 -> 0.712); FTVOutlineSegmenter(outline_edge_trim=0.4).
 
     def _card(self) -> dict:
         card = super()._card()
