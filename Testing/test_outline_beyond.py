@@ -72,3 +72,11 @@ def test_growth_beyond_the_roi_keeps_off_the_skin_and_needs_a_seed():
     assert not none.any()
     weak = growth_beyond_roi(seeds, roi, body, pre, pe * 0.3, margin_mm=8.0, skin_margin_mm=8.0, **args)
     assert not weak.any()  # PE 30 % is below the level
+
+
+def test_a_reader_s_roi_is_respected():
+    """A ROI the reader gives (``roi=``) is a decision, not an automatic mask: nothing grows past it."""
+    exam, roi, tumor, _ = straddling_exam()
+    got = sitk.GetArrayFromImage(FTVOutlineSegmenter().predict(exam, None, roi=roi)) >= 0.5
+    inside = sitk.GetArrayFromImage(roi) > 0
+    assert got.any() and not (got & ~inside).any()

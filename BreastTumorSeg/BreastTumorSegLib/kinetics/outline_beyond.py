@@ -17,7 +17,8 @@ under exactly the rules it obeys inside (:func:`growth_beyond_roi`): the same ba
 before), SER >= ``ser_min``, connected to a core that lies inside the ROI and within
 ``outline_margin_mm`` of it. Nothing is searched for outside the ROI (no new cores), and tissue
 within ``skin_margin_mm`` of the body surface stays out (skin and nipple enhance). ``ftv_ml``, the
-I-SPY core volume, is unchanged.
+I-SPY core volume, is unchanged. A ROI the reader gives the segmenter (``predict(..., roi=...)``) is a
+decision, not a guess: :class:`~..models.ftv_segmenter.FTVSegmenter` turns the option off for it.
 """
 from __future__ import annotations
 

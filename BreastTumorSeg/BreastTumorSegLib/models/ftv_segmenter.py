@@ -153,7 +153,9 @@ class FTVSegmenter:
         region = roi
         if region is None and breast_mask is not None and _any(breast_mask):
             region = breast_mask  # an empty automatic breast mask falls back to the whole volume
-        res = functional_tumor_volume(exam, region, self.settings, maps=maps)
+        # A reader's own ROI is a decision, not a guess: the outline does not grow past it (outline_beyond_roi).
+        settings = self.settings if roi is None else replace(self.settings, outline_beyond_roi=False)
+        res = functional_tumor_volume(exam, region, settings, maps=maps)
         self.last_result = res
         inside = sitk.GetArrayViewFromImage(res.mask if res.outline is None else res.outline) > 0
         pe = maps.array("pe_early")
