@@ -101,7 +101,9 @@ from .maps import (
 from ..core.progress import Reporter
 from .seeded import open_and_regrow
 from .outline import bbox as _bbox, outline_growth, whole_tumor_outline
+from .outline_beyond import growth_beyond_roi
 from .outline_concave import fill_concavities
+from .outline_edge import trim_partial_volume_shell
 from .significance import difference_noise, island_seeds, significant_seeds
 
 # ----------------------------------------------------------------------------- settings / ROI
@@ -137,6 +139,8 @@ class FTVSettings:
     outline_close_mm: float = 0.0  # > 0: enhancing tissue in the outline's bays (closing by this ball) added (outline_concave.py)
     outline_close_pe: float = 40.0  # ... at this PE or more (the outline's own lowest level, outline_pe)
     beside_region_mm: float = 0.0  # > 0 (segmenters): whole lesions within this band beside the breast ROI (beside_region.py)
+    outline_beyond_roi: bool = False  # the outline may grow past the ROI's edge by its own rules (outline_beyond.py)
+    outline_edge_trim: float = 0.0  # > 0: partial-volume surface voxels below this subtraction fraction removed (outline_edge.py)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -426,6 +430,9 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
             seeds, grow = significant_seeds(
                 pre, early, pe, cand, roi_mask & valid, tissue, seeds, grow, level, base_bg, ser if ser_used else None,
                 spacing_zyx, s, fat, notes, lambda c: _core_rules(c, valid, ser if ser_used else None, spacing_zyx, s))
+        if s.outline_beyond_roi:
+            grow = grow | growth_beyond_roi(seeds, roi_mask, valid, pre, pe, bg, level, ser if ser_used else None,
+                                            s.ser_min, spacing_zyx, s.outline_margin_mm, s.skin_margin_mm)
         if s.outline_compact_islands and s.vessel_radius_mm > 0:
             islands = island_seeds(cand_strong, seeds, spacing_zyx, s.vessel_radius_mm, notes)
             if s.skin_margin_mm > 0:
@@ -447,6 +454,10 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
                                           s.outline_close_mm)
             notes.append(f"{n_bay} voxels enhancing >= {s.outline_close_pe:g} % in the outline's bays (closing by a "
                          f"{s.outline_close_mm:g} mm ball) added (outline_close_mm)")
+        if s.outline_edge_trim > 0:
+            out, n_trim = trim_partial_volume_shell(out, pre, sitk.GetArrayViewFromImage(exam.phases[maps.phases.early]),
+                                                    tissue, spacing_zyx, s.outline_edge_trim)
+            notes.append(f"{n_trim} partial-volume surface voxels removed (outline_edge_trim {s.outline_edge_trim:g})")
         outline_ml = float(np.count_nonzero(out)) * vox_ml
         outline = from_array(out.astype(np.uint8), ref)
         bpe_text = "no enhancing background tissue" if bpe is None else \
