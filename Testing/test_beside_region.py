@@ -47,16 +47,27 @@ def mask_of(seg, exam, region, **kw):
 
 def test_lesions_beside_the_region_are_outlined_whole_and_a_cut_structure_is_not():
     exam, region, outside, cut, structure, inside = scene()
-    off = mask_of(FTVOutlineSegmenter(beside_region_mm=0), exam, region)
+    # The band step alone: the outline past the region's edge (outline_beyond_roi, on by default since
+    # it was merged) completes the cut tumor by itself, so it is off in both runs here.
+    off = mask_of(FTVOutlineSegmenter(beside_region_mm=0, outline_beyond_roi=False), exam, region)
     assert not (off & outside).any()  # the failure this guards against: a tumor 6 mm beside the region
     assert (off & cut).sum() / cut.sum() < 0.6  # ... and one outlined only up to the region's edge (measured 0.45)
-    seg = FTVOutlineSegmenter(beside_region_mm=20.0)
+    seg = FTVOutlineSegmenter(beside_region_mm=20.0, outline_beyond_roi=False)
     on = mask_of(seg, exam, region)
     assert dice(on[:, :28], outside[:, :28]) >= 0.9  # measured 1.0 (the cut tumor lies at y > 45 mm)
     assert (on & cut).sum() / cut.sum() >= 0.95  # measured 1.0
     assert not (on & structure).any()  # it continues beyond the band: not a lesion
     assert not (on & ~inside & ~outside & ~cut).any()
     assert any("2 lesion(s)" in n and "1 structure(s) the band cuts" in n for n in seg.last_result.notes)
+
+
+def test_default_completes_the_cut_tumor_but_adds_no_lesion_beside_the_region():
+    """ftv-outline as shipped (band off, outline past the edge on): the tumor the region's edge cuts is
+    outlined whole from its core inside; the tumor wholly beside the region and the long structure stay out."""
+    exam, region, outside, cut, structure, inside = scene()
+    default = mask_of(FTVOutlineSegmenter(), exam, region)
+    assert (default & cut).sum() / cut.sum() >= 0.95
+    assert not (default & outside).any() and not (default & structure).any()
 
 
 def test_a_roi_given_by_the_user_is_not_widened():
