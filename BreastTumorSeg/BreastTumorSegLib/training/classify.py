@@ -122,7 +122,10 @@ _MIP = {f: len(FEATURES) + i for i, f in enumerate(MIP_FEATURES)}
 FEATURE_SETS.update({
     "no-mask+mip2": FEATURE_SETS["no-mask"] + tuple(_MIP.values()),
     "no-mask+mip2-breast": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MIP.items() if "_cand_" not in f),
-    "no-mask+mip2-candidate": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MIP.items() if "_cand_" in f)})
+    "no-mask+mip2-candidate": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MIP.items() if "_cand_" in f),
+    # added after the first comparison on 130 training exams (the blob share hurt our family's CV):
+    # the per-breast ones and the candidate's MIP peak
+    "no-mask+mip2-breast+peak": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MIP.items() if f != "mip2_cand_blob_share")})
 # Trees: (number, depth[, learning rate, minimum samples per leaf]); the deeper, slower-learning 300
 # trees were added on Dec 6 after a CV sweep on the training exams (150x3: 0.861, 300x3: 0.862,
 # 300x4 lr 0.03 leaf 5: 0.867).
