@@ -21,8 +21,9 @@ exams are motion-free; the model's candidate probabilities; the breast's maximum
 breast's truth (malignant lesion placed in it or not). AUC (scikit-learn) with a 95 % bootstrap
 interval (2000 resamples of the breasts, percentile), sensitivity and specificity at the card's
 threshold (its operating point, chosen on the training cross-validation) and at 0.5. An exam the
-generator cannot build for a seed (a lesion that does not fit) is skipped and counted. Each exam's candidates are cached (``--cache-dir``, model-independent), so a second
-model or a rerun costs seconds. Cost: 5-30 s per exam to generate and analyse on one thread.
+generator cannot build for a seed (a lesion that does not fit) is skipped and counted. Each exam's candidates and second-subtraction MIPs are cached (``--cache-dir``,
+model-independent: :mod:`BreastTumorSegLib.training.classify_mip`), so a second model (version 3's
+features or version 4's with the MIP features) or a rerun costs seconds. Cost: 5-30 s per exam to generate and analyse on one thread.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.models.classifier import DEFAULT_CLASSIFIER, load_classifier  # noqa: E402
-from BreastTumorSegLib.training.classify import breast_scores, exam_record  # noqa: E402
+from BreastTumorSegLib.training.classify import breast_scores  # noqa: E402
+from BreastTumorSegLib.training.classify_mip import mip_record, with_mip  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom.malignancy import CLASS_FAMILIES  # noqa: E402
 
@@ -57,12 +59,14 @@ def auc_ci(y: np.ndarray, s: np.ndarray, n_boot: int = 2000, seed: int = 0) -> t
     return auc, float(lo), float(hi)
 
 
-def collect_buildable(family: str, seeds, cache_dir: Path) -> tuple[dict, list[int]]:
-    """The candidates of every exam of *seeds* that the generator can build, and the skipped seeds."""
+def collect_buildable(family: str, seeds, cache_dir: Path, n_features: int) -> tuple[dict, list[int]]:
+    """The candidates of every exam of *seeds* that the generator can build (their first
+    *n_features* features: the model's), and the skipped seeds."""
     xs, ys, keys, truth, skipped = [], [], [], {}, []
     for seed in seeds:
         try:
-            rec = exam_record(family, seed, cache_dir)
+            rec = with_mip(mip_record(family, seed, cache_dir))
+            rec["x"] = rec["x"][:, :n_features]
         except RuntimeError:  # the generator could not place a lesion for this seed
             skipped.append(seed)
             continue
@@ -75,7 +79,7 @@ def collect_buildable(family: str, seeds, cache_dir: Path) -> tuple[dict, list[i
 
 def family_row(clf, family: str, seeds: str, cache_dir: Path) -> dict:
     """One family's evaluation on one seed set (what the table and the card show)."""
-    data, skipped = collect_buildable(family, parse_seeds(seeds), cache_dir)
+    data, skipped = collect_buildable(family, parse_seeds(seeds), cache_dir, len(clf.feature_names))
     p_cand = clf.probability(data["x"]) if len(data["x"]) else np.zeros(0)
     y, s = breast_scores(p_cand, data["keys"], data["truth"], clf.no_candidate_probability)
     auc, lo, hi = auc_ci(y, s)

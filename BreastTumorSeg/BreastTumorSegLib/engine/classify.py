@@ -57,9 +57,11 @@ from ..core.exam import DCEExam
 from ..core.imageutil import voxel_volume_ml
 from ..core.progress import Reporter
 from ..kinetics.maps import PERSISTENT, PLATEAU, WASHOUT, compute_kinetic_maps
-from ..models.classifier import DEFAULT_CLASSIFIER, FEATURES, BreastClassifier, BreastTreeClassifier, load_classifier
+from ..models.classifier import (DEFAULT_CLASSIFIER, FEATURES, MIP_FEATURES, BreastClassifier, BreastTreeClassifier,
+                                 load_classifier)
 from ..preprocess.breast_region import breast_region
 from ..preprocess.registration import register_exam
+from .classify_mip import candidate_footprint, exam_mips, mip_feature_rows, projection_axis, second_subtraction_index
 from .classify_region import classification_sides, lesions_in_body
 
 SIDE_CODES = {"left": "L", "right": "R"}
@@ -85,11 +87,19 @@ class Candidate:
     centroid_lps: tuple
     volume_ml: float
     probability: float = float("nan")
+    mip_features: np.ndarray | None = None  # MIP_FEATURES order (:mod:`.classify_mip`)
+
+    def model_input(self, names) -> np.ndarray:
+        """The features a model with the feature list *names* reads (FEATURES [+ MIP_FEATURES])."""
+        if len(names) == len(FEATURES):
+            return self.features
+        return np.concatenate([self.features, self.mip_features])
 
     def as_dict(self) -> dict:
+        extra = {} if self.mip_features is None else dict(zip(MIP_FEATURES, self.mip_features))
         return {"probability": round(float(self.probability), 4), "volume_ml": round(self.volume_ml, 4),
                 "centroid_lps_mm": [round(float(c), 2) for c in self.centroid_lps],
-                "features": {f: round(float(v), 4) for f, v in zip(FEATURES, self.features)}}
+                "features": {f: round(float(v), 4) for f, v in [*zip(FEATURES, self.features), *extra.items()]}}
 
 
 @dataclass
@@ -299,7 +309,23 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
             inside = float(hint[box][m].mean()) if hint is not None else 1.0
             feats = np.append(feats, [inside, math.log(float(m.sum())), *acquisition])
             out.append(Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml)))
+    add_mip_features(exam, sides, valid, hint, out)
     return out
+
+
+def add_mip_features(exam: DCEExam, sides: np.ndarray, valid: np.ndarray, hint: np.ndarray | None,
+                     cands: list[Candidate]) -> None:
+    """Set every candidate's ``mip_features`` (:mod:`.classify_mip`: the second subtraction's MIP;
+    *hint*: the breast mask, where the breast features are read)."""
+    if not cands:
+        return
+    axis = projection_axis(exam.pre)
+    post = sitk.GetArrayFromImage(exam.phases[second_subtraction_index(exam.n_phases)])
+    mips = exam_mips(sitk.GetArrayFromImage(exam.pre), post, sides, exam.pre, valid, hint)
+    rows = mip_feature_rows(mips, [c.side for c in cands],
+                            [candidate_footprint(sides.shape, c.box, c.mask, axis) for c in cands])
+    for c, row in zip(cands, rows):
+        c.mip_features = row
 
 
 # ----------------------------------------------------------------------------- the classifier
@@ -324,6 +350,7 @@ def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | N
         sides, context["classification_region"] = classification_sides(exam.pre, hint, context, lesion_mask)
         if lesion_mask is not None:  # a lesion segment found inside the body counts as breast for the hint
             hint |= (sides > 0) & lesions_in_body(exam.pre, context, lesion_mask)
+        context["breast_hint"] = hint
     with reporter.stage("kinetics"):
         maps = compute_kinetic_maps(exam)
     with reporter.stage("candidates"):
@@ -345,7 +372,8 @@ def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClass
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     exam, sides, cands, maps, context = exam_candidates(exam, register, reporter, lesion_mask)
     if cands:
-        probs = clf.probability(np.stack([c.features for c in cands]))
+        names = getattr(clf, "feature_names", FEATURES)
+        probs = clf.probability(np.stack([c.model_input(names) for c in cands]))
         for c, p in zip(cands, probs):
             c.probability = float(p)
     breast = sides > 0

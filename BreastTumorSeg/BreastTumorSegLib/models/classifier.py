@@ -41,6 +41,15 @@ FEATURES = ("log_volume_ml", "log_elongation", "roundness", "solidity", "pe_earl
             # how much the shape and curve features can say: the candidate's voxel count (resolution),
             # whether the exam has a late phase (curve type known) and the early-to-late time (min)
             "log_n_voxels", "curve_known", "late_gap_min")
+# Version 4's additions (engine/classify_mip.py, after Gong et al.): the MIP of the second post-contrast
+# subtraction per breast (its top against its own background, the brightest blob's area, compactness
+# and outline irregularity, the asymmetry against the other breast) and per candidate (its MIP peak
+# over the background, the share of the brightest blob it covers).
+MIP_FEATURES = ("mip2_top_pe", "mip2_top_over_bg", "mip2_blob_log_area_mm2", "mip2_blob_compactness",
+                "mip2_blob_radial_cv", "mip2_asymmetry", "mip2_cand_peak_over_bg", "mip2_cand_blob_share")
+ALL_FEATURES = FEATURES + MIP_FEATURES
+# A card names one of these feature lists (its columns are the first ones of ALL_FEATURES).
+FEATURE_LISTS = (FEATURES, ALL_FEATURES)
 
 
 class _BreastScale:
@@ -62,6 +71,11 @@ class _BreastScale:
         cal = self.card.get("breast_calibration") or {}
         z = float(cal.get("a", 1.0)) * self.logit(x) + float(cal.get("b", 0.0))
         return 1.0 / (1.0 + np.exp(-z))
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The card's features (:data:`FEATURES`, or :data:`ALL_FEATURES` with the MIP features)."""
+        return tuple(self.card.get("features") or FEATURES)
 
     @property
     def no_candidate_probability(self) -> float:
@@ -110,7 +124,9 @@ def load_classifier(name: str = DEFAULT_CLASSIFIER, extra_dirs=None) -> BreastCl
     if kind not in ARCHITECTURES:
         raise ModelError(f"{models[name]}: unknown classification architecture {kind!r}. "
                          f"Fix: use a model of type {' or '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[kind].read(models[name], CLASSIFICATION_TASK, FEATURES, "classification model")
+    listed = tuple(json.loads(models[name].read_text()).get("features", ()))
+    features = next((f for f in FEATURE_LISTS if f == listed), FEATURES)  # another list: refused by read()
+    return ARCHITECTURES[kind].read(models[name], CLASSIFICATION_TASK, features, "classification model")
 
 
 def _refuse_monai(path: Path) -> None:

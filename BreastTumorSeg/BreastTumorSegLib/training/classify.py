@@ -29,7 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..engine.classify import SIDE_CODES, breast_probability, exam_candidates
-from ..models.classifier import CLASSIFICATION_TASK, DEFAULT_CLASSIFIER, FEATURES
+from ..models.classifier import ALL_FEATURES, CLASSIFICATION_TASK, DEFAULT_CLASSIFIER, FEATURES, MIP_FEATURES
 from ..core.values import parse_seeds
 from .phantom.malignancy import (CLASS_FAMILIES, HELD_OUT, TRAIN_FAMILIES, evaluation_seeds_text, held_out_seed,
                                 make_class_exam)
@@ -40,7 +40,12 @@ OVERLAP = 1 / 3
 def labelled_candidates(ph) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
     """(features, candidate labels, [(breast key, index)]) of one phantom; the breast key is
     ``"<case>:<L|R>"`` and the list gives each candidate's breast."""
-    _, sides, cands, _, _ = exam_candidates(ph.exam, register=False)
+    _, _, cands, _, _ = exam_candidates(ph.exam, register=False)
+    return candidate_labels(ph, cands)
+
+
+def candidate_labels(ph, cands) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+    """:func:`labelled_candidates` of candidates already found on the phantom *ph*."""
     labels = sitk.GetArrayViewFromImage(ph.tumor_labels)
     malignant = [t["label"] for t in ph.tumors if t.get("malignant")]
     mal = np.isin(labels, malignant) if malignant else np.zeros(labels.shape, bool)
@@ -110,13 +115,25 @@ def breast_scores(p: np.ndarray, keys: np.ndarray, truth: dict, no_candidate: fl
 # coefficient 0 / is never split on.
 FEATURE_SETS = {"all": tuple(range(len(FEATURES))),
                 "no-mask": tuple(i for i, f in enumerate(FEATURES) if f != "breast_mask_fraction")}
+# Version 4's candidates (Dec 6, issue 29): the same plus the second subtraction's MIP features
+# (training/classify_mip.py; columns after FEATURES in ALL_FEATURES): all of them, the per-breast
+# ones only, the per-candidate ones only.
+_MIP = {f: len(FEATURES) + i for i, f in enumerate(MIP_FEATURES)}
+FEATURE_SETS.update({
+    "no-mask+mip2": FEATURE_SETS["no-mask"] + tuple(_MIP.values()),
+    "no-mask+mip2-breast": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MIP.items() if "_cand_" not in f),
+    "no-mask+mip2-candidate": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MIP.items() if "_cand_" in f),
+    # added after the first comparison on 130 training exams (the blob share hurt our family's CV):
+    # the per-breast ones and the candidate's MIP peak
+    "no-mask+mip2-breast+peak": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MIP.items() if f != "mip2_cand_blob_share")})
 # Trees: (number, depth[, learning rate, minimum samples per leaf]); the deeper, slower-learning 300
 # trees were added on Dec 6 after a CV sweep on the training exams (150x3: 0.861, 300x3: 0.862,
 # 300x4 lr 0.03 leaf 5: 0.867).
 CANDIDATE_MODELS = tuple([("logistic", fs, "l2", c) for fs in FEATURE_SETS for c in (0.1, 1.0)]
                          + [("logistic", "all", "l1", 1.0)]
                          + [("trees", fs, 150, 3) for fs in FEATURE_SETS]  # (300 trees of depth 2: worse, dropped)
-                         + [("trees", "no-mask", 300, 4, 0.03, 5)])
+                         + [("trees", "no-mask", 300, 4, 0.03, 5)]
+                         + [("trees", fs, 300, 4, 0.03, 5) for fs in FEATURE_SETS if "+mip2" in fs])
 CV_REPEATS = 2
 TREE_LEARNING_RATE = 0.05  # of an entry without its own
 TREE_MIN_LEAF = 1
@@ -234,6 +251,7 @@ def _weights(model, spec: tuple, x: np.ndarray) -> tuple[dict, dict]:
     from ..models.trees import TreeEnsemble, fitted_trees
 
     cols = np.asarray(model[0].kw_args["indices"])
+    names = ALL_FEATURES if x.shape[1] == len(ALL_FEATURES) else FEATURES
     if spec[0] == "trees":
         gbc = model[-1]
         state = fitted_trees(gbc)
@@ -242,25 +260,26 @@ def _weights(model, spec: tuple, x: np.ndarray) -> tuple[dict, dict]:
         check = TreeEnsemble(state).logit(x)
         if not np.allclose(check, model.decision_function(x), atol=1e-8):
             raise RuntimeError("the exported trees disagree with scikit-learn's decision function")
-        importance = np.zeros(len(FEATURES))
+        importance = np.zeros(len(names))
         importance[cols] = gbc.feature_importances_
         return state, {"architecture": {"type": "candidate_gradient_boosted_trees", "n_trees": int(len(state["roots"])),
                                         "max_depth": int(spec[3]), "learning_rate": _tree_rate_leaf(spec)[0],
                                         "min_samples_leaf": _tree_rate_leaf(spec)[1],
                                         "split": "left where x[feature] <= threshold"},
-                       "feature_importances": {f: round(float(v), 4) for f, v in zip(FEATURES, importance)}}
+                       "feature_importances": {f: round(float(v), 4) for f, v in zip(names, importance)}}
     scaler, lr = model[-2], model[-1]
     fitted = fitted_state(scaler, lr)
-    state = {"mean": np.zeros(len(FEATURES)), "scale": np.ones(len(FEATURES)), "coef": np.zeros(len(FEATURES))}
+    state = {"mean": np.zeros(len(names)), "scale": np.ones(len(names)), "coef": np.zeros(len(names))}
     for k, v in state.items():  # a left-out feature has coefficient 0
         v[cols] = fitted[k]
     state["intercept"] = fitted["intercept"]
     return state, {"architecture": {"type": "candidate_logistic_regression", "standardised": True},
-                   "coefficients": {f: round(float(w), 4) for f, w in zip(FEATURES, state["coef"])},
+                   "coefficients": {f: round(float(w), 4) for f, w in zip(names, state["coef"])},
                    "intercept": round(float(lr.intercept_[0]), 4)}
 
 
-def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dict, no_candidate: float) -> Path:
+def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dict, no_candidate: float,
+         version: str = "4") -> Path:
     """Write ``<name>.safetensors`` and ``<name>.json`` (card with the SHA-256)."""
     import hashlib
 
@@ -269,6 +288,7 @@ def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dic
     from ..io.atomic import write_bytes, write_json
 
     state, fields = _weights(model, spec, data["x"])
+    names = ALL_FEATURES if data["x"].shape[1] == len(ALL_FEATURES) else FEATURES
     blob = save_numpy(state)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_bytes(out_dir / f"{name}.safetensors", blob)
@@ -277,8 +297,8 @@ def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dic
         "aggregation": "breast probability = max over its candidates",
         "region": "engine/classify_region.py: body in front of the chest wall (10 mm beyond the breast mask's depth "
                   "behind the sternum, 30 mm laterally) + breast mask + segmented lesions inside the body",
-        "features_used": [FEATURES[i] for i in FEATURE_SETS[spec[1]]]})
-    card = {"name": name, "version": "3", "task": CLASSIFICATION_TASK,
+        "features_used": [names[i] for i in FEATURE_SETS[spec[1]]]})
+    card = {"name": name, "version": version, "task": CLASSIFICATION_TASK,
             "description": "Per-breast malignancy probability (left/right) from the enhancing candidates of each "
                            "breast (the body in front of the chest wall, sides from patient coordinates; the "
                            f"breast mask only a hint): {what} (numpy at run time) over kinetic (curve "
@@ -289,7 +309,7 @@ def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dic
                            "Trained only on synthetic exams; not a clinical classifier.",
             **fields,
             "inputs": "pre-contrast + >= 1 post-contrast phase with acquisition times (early/late by time)",
-            "features": list(FEATURES), "n_features": len(FEATURES),
+            "features": list(names), "n_features": len(names),
             "threshold": training.get("operating_point", {}).get("threshold", 0.5),
             "no_candidate_probability": float(f"{no_candidate:.4g}"),
             "weights": f"{name}.safetensors", "sha256": hashlib.sha256(blob).hexdigest(),
@@ -336,7 +356,10 @@ def collect_all(data_spec: list[tuple[str, list[int]]], cache_dir: Path | None =
 DEFAULT_DATA = "malignancy:100-335,malignancy-randomized:6000-6139"
 
 
-def main(argv=None) -> int:
+def main(argv=None, collect=None) -> int:
+    """The command line; *collect(data_spec, cache_dir)* gathers the training data (default
+    :func:`collect_all`; ``python -m BreastTumorSegLib.training.classify_mip train`` passes the one with
+    the MIP features)."""
     from ..core.errors import InputError
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -347,13 +370,14 @@ def main(argv=None) -> int:
     p.add_argument("--model", choices=[_name(*m) for m in CANDIDATE_MODELS], default=None,
                    help="fit this entry of CANDIDATE_MODELS (default: chosen by exam-grouped cross-validation)")
     p.add_argument("--cache-dir", type=Path, help="reuse/store each exam's candidates (<family>_<seed>.npz)")
+    p.add_argument("--card-version", default="4", help="the card's version field")
     a = p.parse_args(argv)
     try:
         data_spec = parse_data(a.data)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    data = collect_all(data_spec, a.cache_dir)
+    data = (collect or collect_all)(data_spec, a.cache_dir)
     selection = None
     if a.model is None:
         spec, selection = select(data)
@@ -369,7 +393,7 @@ def main(argv=None) -> int:
                         "every family never used for training or model selection",
                 **report, "sklearn": _name(*spec)}
     print(json.dumps(training, indent=2))
-    print(save(model, spec, data, a.out, a.name, training, no_candidate))
+    print(save(model, spec, data, a.out, a.name, training, no_candidate, a.card_version))
     return 0
 
 

@@ -1,0 +1,183 @@
+"""Exams of the malignancy families with the second-subtraction MIP features (:mod:`..engine.classify_mip`).
+
+    OMP_NUM_THREADS=1 python -m BreastTumorSegLib.training.classify_mip \
+        --data malignancy:100-335,malignancy-randomized:6000-6139 --cache-dir /tmp/cls6        # cache
+    ... classify_mip --data ... --dev malignancy:7000-7029,malignancy-randomized:7000-7029 \
+        --models "trees no-mask 300x depth 4 lr 0.03 leaf 5;trees no-mask+mip2 300x depth 4 lr 0.03 leaf 5"
+    ... classify_mip train --data ... --cache-dir /tmp/cls6 --out DIR --model "..."            # fit a card
+
+Each exam is generated and analysed once (:func:`mip_record`): its candidates as
+:func:`.classify.labelled_candidates` labels them (the version-3 features, labels, breast keys and
+truth) plus the 2D arrays the MIP features are computed from (each breast's MIP and footprint, each
+candidate's projected footprint and side), cached as ``<cache_dir>/<family>_<seed>.npz`` (about
+0.1-1 MB an exam; a cache of :func:`.classify.exam_record` is a subset of it). :func:`with_mip`
+adds the MIP features to a record, so the features can change without regenerating any exam.
+Training families and seeds only, as :mod:`.classify` (held-out seeds are refused by ``--data``);
+the benchmark reads the same cache for its held-out exams.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..engine.classify import exam_candidates
+from ..engine.classify_mip import BreastMIP, candidate_footprint, exam_mips, mip_feature_rows, projection_axis, \
+    second_subtraction_index
+from ..models.classifier import FEATURES, MIP_FEATURES
+from .classify import breast_table, candidate_labels, parse_data
+from .phantom.malignancy import make_class_exam
+
+SIDES = ("left", "right")
+
+
+def _analyse(family: str, seed: int) -> dict:
+    ph = make_class_exam(family, seed)
+    exam, sides, cands, maps, context = exam_candidates(ph.exam, register=False)
+    x, y, where = candidate_labels(ph, cands)
+    post = sitk.GetArrayFromImage(exam.phases[second_subtraction_index(exam.n_phases)])
+    mips = exam_mips(sitk.GetArrayFromImage(exam.pre), post, sides, exam.pre, maps.array("valid") > 0,
+                     context["breast_hint"])
+    axis = projection_axis(exam.pre)
+    shape2d = tuple(n for i, n in enumerate(sides.shape) if i != axis)
+    feet = np.stack([candidate_footprint(sides.shape, c.box, c.mask, axis) for c in cands]) if cands \
+        else np.zeros((0, *shape2d), bool)
+    rec = {"x": x, "y": y, "keys": np.array([k for k, _ in where], dtype="U64"),
+           "truth_keys": np.array(list(breast_table(ph)), dtype="U64"),
+           "truth_values": np.array(list(breast_table(ph).values()), int),
+           "cand_side": np.array([c.side for c in cands], dtype="U8"), "cand_foot": feet,
+           "spacing2d": np.array(next(iter(mips.values())).spacing if mips else (1.0, 1.0))}
+    for side in SIDES:
+        if side in mips:
+            m = mips[side]
+            rec[f"mip_{side}"], rec[f"foot_{side}"] = m.mip, m.footprint
+            rec[f"tissue_{side}"], rec[f"tissue_foot_{side}"] = m.tissue, m.tissue_footprint
+    return rec
+
+
+def mip_record(family: str, seed: int, cache_dir: Path | None = None) -> dict:
+    """The cached arrays of one exam (module docstring); generated and analysed on a cache miss."""
+    path = None if cache_dir is None else Path(cache_dir) / f"{family}_{seed}.npz"
+    if path is not None and path.exists():
+        d = np.load(path, allow_pickle=False)
+        if "cand_foot" in d.files and all(f"tissue_{k[4:]}" in d.files for k in d.files if k.startswith("mip_")):
+            return {k: d[k] for k in d.files}
+    rec = _analyse(family, seed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **rec)
+        tmp.replace(path)
+    return rec
+
+
+def with_mip(rec: dict) -> dict:
+    """An :func:`.classify.exam_record`-like dict whose ``x`` has the MIP features appended
+    (``FEATURES + MIP_FEATURES``)."""
+    spacing = tuple(float(v) for v in rec["spacing2d"])
+    mips = {s: BreastMIP(rec[f"mip_{s}"], rec[f"foot_{s}"], spacing, rec[f"tissue_{s}"], rec[f"tissue_foot_{s}"])
+            for s in SIDES if f"mip_{s}" in rec}
+    extra = mip_feature_rows(mips, rec["cand_side"].tolist(), list(rec["cand_foot"]))
+    x = np.concatenate([np.asarray(rec["x"]).reshape(-1, len(FEATURES)), extra], axis=1)
+    return {"x": x, "y": rec["y"], "keys": rec["keys"],
+            "truth": dict(zip(rec["truth_keys"].tolist(), rec["truth_values"].tolist()))}
+
+
+def collect_mip(data_spec, cache_dir: Path | None = None, log=print, skip_unbuildable: bool = False) -> dict:
+    """:func:`.classify.collect_all` with the MIP features (``x`` has FEATURES + MIP_FEATURES)."""
+    xs, ys, keys, truth = [], [], [], {}
+    for family, seeds in data_spec:
+        for seed in seeds:
+            try:
+                rec = with_mip(mip_record(family, seed, cache_dir))
+            except RuntimeError:
+                if not skip_unbuildable:
+                    raise
+                log(f"  {family} {seed}: not buildable, skipped")
+                continue
+            xs.append(rec["x"])
+            ys.append(rec["y"])
+            keys += rec["keys"].tolist()
+            truth.update(rec["truth"])
+            log(f"  {family} {seed}: {len(rec['y'])} candidates, {int(np.sum(rec['y']))} malignant")
+    n = len(FEATURES) + len(MIP_FEATURES)
+    return {"x": np.concatenate(xs).reshape(-1, n), "y": np.concatenate(ys).astype(int), "keys": np.array(keys),
+            "truth": truth}
+
+
+def _family(key: str) -> str:
+    return "malignancy-randomized" if key.startswith("randomized") else "malignancy"
+
+
+def _family_aucs(y: np.ndarray, s: np.ndarray, names: list[str]) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    fam = np.array([_family(k) for k in names])
+    out = {"all": float(roc_auc_score(y, s))}
+    for f in sorted(set(fam)):
+        if 0 < y[fam == f].sum() < (fam == f).sum():
+            out[f] = float(roc_auc_score(y[fam == f], s[fam == f]))
+    return out
+
+
+def compare(train: dict, dev: dict, specs, repeats: int = 2) -> dict:
+    """For each entry of :data:`.classify.CANDIDATE_MODELS` in *specs*: the exam-grouped 5-fold
+    cross-validated breast AUC on *train* (mean over *repeats* shuffles, overall and per family)
+    and the breast AUC on *dev* per family when fitted on all of *train*."""
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+
+    from .classify import _exam_folds, _name, _pipeline, breast_scores
+
+    names_t, names_d = sorted(train["truth"]), sorted(dev["truth"])
+    out = {}
+    for spec in specs:
+        cv = []
+        for r in range(repeats):
+            p = cross_val_predict(_pipeline(*spec), train["x"], train["y"], cv=PredefinedSplit(_exam_folds(train["keys"], r)),
+                                  method="decision_function")
+            yb, sb = breast_scores(p, train["keys"], train["truth"], float(p.min()) - 1.0)
+            cv.append(_family_aucs(yb, sb, names_t))
+        model = _pipeline(*spec).fit(train["x"], train["y"])
+        z = model.decision_function(dev["x"])
+        yb, sb = breast_scores(z, dev["keys"], dev["truth"], float(min(z.min(), -10)) - 1.0)
+        out[_name(*spec)] = {"cv": {k: round(float(np.mean([c[k] for c in cv])), 4) for k in cv[0]},
+                             "dev": {k: round(v, 4) for k, v in _family_aucs(yb, sb, names_d).items()}}
+        print(_name(*spec), out[_name(*spec)], flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    """``train ARGS``: :func:`.classify.main` on the exams with the MIP features (same options);
+    otherwise cache exams (``--data``) and compare models (``--dev``, ``--models``)."""
+    from ..core.errors import InputError
+    from .classify import CANDIDATE_MODELS, _name
+    from .classify import main as train_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        return train_main(argv[1:], collect=lambda spec, cache: collect_mip(spec, cache))
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="FAMILY:SEEDS[,FAMILY:SEEDS] of the training families")
+    p.add_argument("--cache-dir", type=Path, required=True)
+    p.add_argument("--dev", help="development exams FAMILY:SEEDS[,...]: compare --models by CV on --data and AUC here")
+    p.add_argument("--models", default="", help="';'-separated names of CANDIDATE_MODELS to compare (with --dev)")
+    a = p.parse_args(argv)
+    try:
+        spec = parse_data(a.data)
+        dev = parse_data(a.dev) if a.dev else None
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    train = collect_mip(spec, a.cache_dir, skip_unbuildable=True, log=(lambda *_: None) if dev else print)
+    if dev:
+        wanted = [m for m in CANDIDATE_MODELS if _name(*m) in a.models.split(";")]
+        compare(train, collect_mip(dev, a.cache_dir, skip_unbuildable=True, log=lambda *_: None), wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
