@@ -61,8 +61,8 @@ def test_a_weak_new_lesion_is_found_where_no_earlier_visit_enhanced(weak_new_les
     assert starts == [0, 1]  # the stable tumor's track from the baseline, the new lesion's from visit 2
     assert res.table["exams"][1]["new_tracks"] and res.table["exams"][1]["recist"] == "PD"
     assert res.settings["new_enhancement"]["enabled"] is True
-    # off (the default), the same visit reads as stable disease: the missed new lesion leaves no trace
-    off = _followup(exams, series)
+    # off, the same visit reads as stable disease: the missed new lesion leaves no trace
+    off = _followup(exams, series, newfind=NewEnhancementSettings(enabled=False))
     assert [t.first_visit for t in off.tracks] == [0] and off.table["exams"][1]["recist"] == "SD"
     assert off.settings["new_enhancement"]["enabled"] is False
 
