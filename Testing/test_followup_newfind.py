@@ -48,7 +48,7 @@ def weak_new_lesion():
 
 def test_a_weak_new_lesion_is_found_where_no_earlier_visit_enhanced(weak_new_lesion):
     series, exams, new = weak_new_lesion
-    res = _followup(exams, series, newfind=ON)
+    res = _followup(exams, series)  # the default: on
     tumor = sitk.GetArrayViewFromImage(series.visits[1].tumor_labels) == 1
     comp = sitk.GetArrayViewFromImage(res.visits[1].components)
     assert not ((sitk.GetArrayViewFromImage(res.visits[1].result.label) > 0) & new).any()  # segmentation missed it

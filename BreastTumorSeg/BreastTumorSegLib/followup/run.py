@@ -314,6 +314,7 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
     if not prior.enabled:
         m = replace(m, extent_margin_mm=0.0)
     g = guided or GuidedSettings()
+    newfind = newfind or NewEnhancementSettings()
     weak = _Guided(exams, results, [ftv for _, _, ftv in segmented], g) if g.enabled and prior.enabled else None
     visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
     if prior.enabled and prior.look_back:
