@@ -12,15 +12,17 @@ one exam, is the evidence. :func:`new_enhancement` is that comparison:
   noise floor of the local means) inside the visit's breast mask,
 * minus every earlier visit's enhancing tissue by the same rule at half its level (``earlier_pe`` = 20 %
   local-mean PE: tissue enhancing near 40 % at every visit, background enhancement on the rule's edge,
-  passes at one visit and not at another by noise alone, and is not new), each brought into this
-  visit's grid through the registrations and grown by ``earlier_margin_mm`` (registration error,
-  partial volume at an edge; a growing lesion or background enhancement seen before is not new),
+  passes at one visit and not at another by noise alone, and is not new; the noise floor of the
+  pre-contrast signal stays the 40 % rule's, so a lower level never excludes more tissue), each
+  brought into this visit's grid through the registrations and grown by ``earlier_margin_mm``
+  (registration error, partial volume at an edge; a growing lesion or background enhancement seen
+  before is not new),
 * minus the visit's own lesions grown by ``lesion_margin_mm`` (they are already there: segmented,
   remnants, track-guided),
 * only where every earlier visit was read: inside each earlier visit's breast region (brought into
   this grid), ``earlier_margin_mm`` from its edge (tissue outside an earlier visit's region was never
   looked at there, so its enhancement now is not evidence of anything new; on development series
-  three tumors outside the baseline's region became false new lesions without this),
+  two tumors outside the baseline's region became false new lesions without this),
 
 in pieces of at least ``min_ml`` that survive an erosion by ``min_thickness_voxels`` (compact: a
 vessel or a one-voxel edge is not a lesion), each added to the visit's lesions flagged
