@@ -8,30 +8,12 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.followup.guided import GuidedSettings
 from BreastTumorSegLib.followup.newfind import NEW_ENHANCEMENT_FLAG, NewEnhancementSettings
-from BreastTumorSegLib.followup.run import run_followup
 from BreastTumorSegLib.training.phantom.series import NEW_LABEL, make_visit_series
+from test_followup_guided import _followup, _weakened  # the same scaled-enhancement helper and call
 
 SMALL = dict(size=(128, 96, 40), spacing=(2.4, 2.4, 4.0))  # as test_followup: seconds per visit
 SEED = 5000
 ON = NewEnhancementSettings(enabled=True)
-
-
-def _weakened(exam, region: np.ndarray, pe: float):
-    """*exam* with the enhancement of the *region* voxels scaled so that their median early PE is *pe* %."""
-    pre = sitk.GetArrayFromImage(exam.pre).astype(np.float32)
-    posts = [sitk.GetArrayFromImage(p).astype(np.float32) for p in exam.phases[1:]]
-    now = np.median(100 * (posts[0][region] - pre[region]) / pre[region])
-    out = [exam.pre]
-    for p in posts:
-        p[region] = pre[region] + (p[region] - pre[region]) * np.float32(pe / now)
-        img = sitk.GetImageFromArray(p)
-        img.CopyInformation(exam.pre)
-        out.append(img)
-    return exam.with_phases(out)
-
-
-def _followup(exams, series, **kw):
-    return run_followup(exams, dates=series.dates, model="ftv", register=False, **kw)
 
 
 @pytest.fixture(scope="module")
