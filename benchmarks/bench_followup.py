@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.followup.register import registration_error_mm  # noqa: E402
 from BreastTumorSegLib.followup.response import ResponseSettings, choose_targets, recist_category  # noqa: E402
+from BreastTumorSegLib.followup.newfind import NewEnhancementSettings  # noqa: E402
 from BreastTumorSegLib.followup.run import follow, segment_visits  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom.series import make_visit_series  # noqa: E402
@@ -219,7 +220,13 @@ def main() -> int:
     p.add_argument("--start-index", type=int, default=0,
                    help="index of the first series (it sets 2 or 3 visits and every third a new lesion): "
                         "to run one family of a longer list alone, give its position, e.g. 10")
+    p.add_argument("--new-enhancement", default=None, metavar="on|off|ML",
+                   help="the follow-up's new-enhancement search (followup/newfind.py): on, off, or on with this "
+                        "minimum volume (mL); default: the follow-up's default")
     a = p.parse_args()
+    newfind = (None if a.new_enhancement is None else NewEnhancementSettings(enabled=a.new_enhancement == "on")
+               if a.new_enhancement in ("on", "off") else
+               NewEnhancementSettings(enabled=True, min_ml=float(a.new_enhancement)))
     rows, all_dec, all_err, reg_err, recist_ok = [], [], [], [], []
     n = a.start_index
     only = set(a.only.split(",")) if a.only else None
@@ -231,7 +238,7 @@ def main() -> int:
                 continue
             series, seg, t_gen, t_seg = segmented_series(fam, seed, n_visits, n % 3 == 2, a.model, a.cache)
             t0 = time.perf_counter()
-            res = follow(seg)
+            res = follow(seg, newfind=newfind)
             t_run = t_seg + time.perf_counter() - t0
             base = series.visits[0]
             where = np.argwhere(sitk.GetArrayViewFromImage(base.breast_mask) > 0)[::50][:, ::-1]

@@ -5,6 +5,7 @@ baseline: rigid then bounded affine on the pre-contrast images of the breast reg
 :mod:`.fragments` (the segmentation's pieces of one tumor, joined by enhancing tissue, are one lesion; opt-in),
 :mod:`.prior` (each known lesion looked for where it was: its enhancing remnant, its extent),
 :mod:`.lookback` (a lesion first seen later looked for in the baseline before it is called new),
+:mod:`.newfind` (a new lesion found where a later visit enhances and no earlier visit did),
 :mod:`.measure` (every track measured by one outline rule at every visit, inside its own region),
 :mod:`.match` (lesions followed as tracks in the baseline frame: by extent, then Hungarian assignment),
 :mod:`.response` (per-lesion and per-exam table, RECIST 1.1), :mod:`.run` (the whole follow-up and

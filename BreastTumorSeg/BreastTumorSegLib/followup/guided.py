@@ -53,14 +53,15 @@ class GuidedSettings:
     min_ml: float = 0.02  # smaller pieces are not looked at
 
 
-def guided_tissue(exam, ftv, roi_mask: np.ndarray, s: GuidedSettings) -> np.ndarray:
+def guided_tissue(exam, ftv, roi_mask: np.ndarray, s: GuidedSettings, pe_level: float | None = None) -> np.ndarray:
     """Bool mask (z, y, x; the exam's grid) of the tissue enhancing by the weaker, local-mean rule of the
     module docstring inside *roi_mask* (the visit's breast mask, as a bool array); *ftv*: the visit's
-    :class:`~..kinetics.ftv.FTVResult` (its kinetic maps name the early phase)."""
+    :class:`~..kinetics.ftv.FTVResult` (its kinetic maps name the early phase). *pe_level*: the local-mean
+    PE the tissue must reach instead of ``s.pe`` (the noise floor stays that of ``s.pe``)."""
     maps = ftv.maps
     pre = sitk.GetArrayFromImage(exam.pre).astype(np.float32, copy=False)
     early = sitk.GetArrayFromImage(exam.phases[maps.phases.early]).astype(np.float32, copy=False)
     region = roi_mask & (maps.array("valid") > 0)
     spacing_zyx = np.asarray(exam.reference.GetSpacing())[::-1]
     tissue, pe_m, _ = significant_tissue(pre, early, region, spacing_zyx, 0.0, s.noise_z, s.pe)
-    return tissue & (pe_m >= np.float32(s.pe))
+    return tissue & (pe_m >= np.float32(s.pe if pe_level is None else pe_level))

@@ -9,7 +9,8 @@ baseline's measurable lesions (longest diameter >= ``measurable_mm`` = 10 mm), a
 2 per breast, largest first (none measurable: every baseline lesion, and a note says so). A baseline
 lesion found only by the look-back (:mod:`.lookback`, flagged ``found_on_later_visit``) was not
 measured when the baseline was read: it is a non-target lesion (it is not new, and it counts as a
-lesion left), never a target.
+lesion left), never a target, unless ``lookback_targets`` (the baseline read is the follow-up's own,
+made after every visit was seen: such a lesion >= 10 mm is then a target like any other).
 
 * **PD**: an unequivocal new lesion (longest diameter >= ``new_lesion_min_mm`` = 10 mm, the size of a
   measurable lesion: a smaller new finding is listed as a new track but does not decide the category,
@@ -37,6 +38,9 @@ class ResponseSettings:
     pr_fraction: float = -0.30
     pd_fraction: float = 0.20
     pd_absolute_mm: float = 5.0
+    # A baseline lesion found by the look-back may be a target (the follow-up's baseline read includes it;
+    # the truth of bench_followup counts every true baseline tumor >= 10 mm). False: non-target (module docstring).
+    lookback_targets: bool = False
 
 
 def recist_category(sums: list[float], k: int, new_lesion: bool, any_lesion_left: bool,
@@ -112,7 +116,7 @@ def change_table(tracks, visits, ftv: list[dict[int, float]], dates: list[str | 
     table = {t.track_id: [measure(t, k) for k in range(n)] for t in tracks}
     base_tracks = [{"id": t.track_id, "diameter_mm": table[t.track_id][0]["longest_diameter_mm"],
                     "side": table[t.track_id][0]["side"]} for t in tracks
-                   if t.first_visit == 0 and not table[t.track_id][0]["looked_back"]]
+                   if t.first_visit == 0 and (s.lookback_targets or not table[t.track_id][0]["looked_back"])]
     targets, note = choose_targets(base_tracks, s)
     notes = [note] if note else []
     rows = []

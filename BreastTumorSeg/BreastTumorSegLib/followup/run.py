@@ -51,6 +51,7 @@ from .fragments import FragmentSettings, merge_fragments
 from .guided import GUIDED_FLAG, GuidedSettings, guided_tissue
 from .lookback import LOOKBACK_FLAG, look_back
 from .measure import MeasureSettings, measure_tracks, visit_outline
+from .newfind import NEW_ENHANCEMENT_FLAG, NewEnhancementSettings, earlier_in_visit, new_enhancement
 from .prior import PriorSettings, find_remnants, labels_like, neighbourhoods, to_visit_grid
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
@@ -198,8 +199,27 @@ def _with_guided(res: SegmentationResult, components: sitk.Image, lesions: list[
                     "was (track-guided search); added by the follow-up")
 
 
+def _with_new_enhancement(res: SegmentationResult, components: sitk.Image, lesions: list[Lesion], k: int, exams,
+                          results, regs, guided, s: NewEnhancementSettings) -> tuple[sitk.Image, list[Lesion]]:
+    """Visit *k*'s lesions plus the tissue enhancing there by the weaker rule where no earlier visit
+    enhanced, inside the breast region of every earlier visit (:mod:`.newfind`)."""
+    def in_visit(arrays):
+        return earlier_in_visit([(arr, exams[j].reference, regs[j].transform if regs[j] else None)
+                                 for j, arr in enumerate(arrays)], exams[0].reference, exams[k].reference,
+                                regs[k].transform)
+
+    before = in_visit([guided.tissue(j, s.earlier_pe) for j in range(k)])
+    unlooked = in_visit([~roi_array(results[j].breast_mask, exams[j].reference)[0] for j in range(k)])
+    comp, added = new_enhancement(components, guided.tissue(k), before, s, ~unlooked)
+    if not added:
+        return components, lesions
+    return _flagged(res, comp, lesions, NEW_ENHANCEMENT_FLAG,
+                    "tissue enhancing by the follow-up's weaker rule where no earlier visit enhanced "
+                    "(registered): a new lesion the segmentation missed; added by the follow-up")
+
+
 def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: PriorSettings, s: FTVSettings,
-            guided=None):
+            guided=None, newfind: NewEnhancementSettings | None = None):
     """Visits and tracks from each visit's (components, lesions, FTV result); the baseline's lesions
     are the prior of the later visits (:mod:`.prior`; with *guided*, a :class:`_Guided`, also by the
     weaker rule of :mod:`.guided` in their own places)."""
@@ -220,6 +240,8 @@ def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: Pri
                 comp, lesions = _with_guided(res, comp, lesions, guided.tissue(k),
                                              to_visit_grid(place, base_ref, e.reference, regs[k].transform),
                                              guided.settings)
+            if guided is not None and newfind is not None and newfind.enabled:
+                comp, lesions = _with_new_enhancement(res, comp, lesions, k, exams, results, regs, guided, newfind)
         ftv_ml = _lesion_ftv(e, ftv, comp, len(lesions))
         vis = visit_lesions(comp, lesions, base_ref, regs[k].transform if regs[k] else None)
         visits.append(Visit(e, dates[k], res, regs[k], comp, lesions, ftv_ml,
@@ -259,20 +281,23 @@ class _Guided:
 
     def __init__(self, exams, results, ftvs, settings: GuidedSettings):
         self.exams, self.results, self.ftvs, self.settings = exams, results, ftvs, settings
-        self._tissue: dict[int, np.ndarray] = {}
+        self._tissue: dict[tuple[int, float], np.ndarray] = {}
 
-    def tissue(self, k: int) -> np.ndarray:
-        if k not in self._tissue:
+    def tissue(self, k: int, pe: float | None = None) -> np.ndarray:
+        """Visit *k*'s tissue by the weaker rule (at local-mean PE *pe* instead of the settings' when given)."""
+        key = (k, self.settings.pe if pe is None else float(pe))
+        if key not in self._tissue:
             roi, _ = roi_array(self.results[k].breast_mask, self.exams[k].reference)
-            self._tissue[k] = guided_tissue(self.exams[k], self.ftvs[k], roi, self.settings)
-        return self._tissue[k]
+            self._tissue[key] = guided_tissue(self.exams[k], self.ftvs[k], roi, self.settings, key[1])
+        return self._tissue[key]
 
 
 def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: list[SegmentationResult],
                      regs: list[VisitRegistration | None], matching: MatchSettings | None = None,
                      response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
                      prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
-                     fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None):
+                     fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
+                     newfind: NewEnhancementSettings | None = None):
     """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
     the FTV settings used, the matching settings used)."""
     s = ftv_settings or FTVSettings()
@@ -289,13 +314,14 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
     if not prior.enabled:
         m = replace(m, extent_margin_mm=0.0)
     g = guided or GuidedSettings()
+    newfind = newfind or NewEnhancementSettings()
     weak = _Guided(exams, results, [ftv for _, _, ftv in segmented], g) if g.enabled and prior.enabled else None
-    visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak)
+    visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
     if prior.enabled and prior.look_back:
         baseline = _looked_back(results, segmented, visits, tracks, prior, weak)
         if baseline is not None:
             segmented[0] = baseline
-            visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak)
+            visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
     measured = measure_tracks(tracks, visits, [ftv for _, _, ftv in segmented], exams[0].reference, measure)
     table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response,
                          measured)
@@ -383,17 +409,22 @@ def segment_visits(exams: list[DCEExam], dates: list[str] | None = None, model=F
 
 def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response: ResponseSettings | None = None,
            prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
-           fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None) -> FollowupResult:
+           fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
+           newfind: NewEnhancementSettings | None = None) -> FollowupResult:
     """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
     visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
-                                                   response, seg.ftv_settings, prior, measure, fragments, guided)
+                                                   response, seg.ftv_settings, prior, measure, fragments, guided,
+                                                   newfind)
     prior, guided = prior or PriorSettings(), guided or GuidedSettings()
     guided = replace(guided, enabled=guided.enabled and prior.enabled)  # the search runs inside the prior's steps
+    newfind = newfind or NewEnhancementSettings()
+    newfind = replace(newfind, enabled=newfind.enabled and guided.enabled)  # it reads the guided rule's tissue
     settings = {"model": seg.model_id, "ftv": {k: v for k, v in vars(s).items()},
                 "registration": vars(seg.registration_settings or VisitRegistrationSettings()),
                 "matching": vars(m), "response": vars(response or ResponseSettings()),
                 "prior": vars(prior), "measure": vars(measure or MeasureSettings()),
                 "fragments": vars(fragments or FragmentSettings()), "guided": vars(guided),
+                "new_enhancement": vars(newfind),
                 "fat_suppression_by_visit": seg.fat_by_visit, "fat_suppressed_for_the_patient": seg.fat_for_patient}
     return FollowupResult(visits, tracks, table, settings)
 
@@ -404,7 +435,8 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
                  matching: MatchSettings | None = None, response: ResponseSettings | None = None,
                  ftv_settings: FTVSettings | None = None, prior: PriorSettings | None = None,
                  measure: MeasureSettings | None = None, fragments: FragmentSettings | None = None,
-                 guided: GuidedSettings | None = None, **segment_options) -> FollowupResult:
+                 guided: GuidedSettings | None = None, newfind: NewEnhancementSettings | None = None,
+                 **segment_options) -> FollowupResult:
     """Follow the lesions of *exams* (baseline first); see the module docstring.
 
     ``model`` is a registry name or a loaded segmenter (loaded once, used for every visit);
@@ -414,7 +446,7 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
     seg = segment_visits(exams, dates, model, device, reporter, cancel, registration, ftv_settings,
                          **segment_options)
     with reporter.stage("match"):
-        return follow(seg, matching, response, prior, measure, fragments, guided)
+        return follow(seg, matching, response, prior, measure, fragments, guided, newfind)
 
 
 OUTPUTS = ("followup.json", "followup.csv", "followup.png")
