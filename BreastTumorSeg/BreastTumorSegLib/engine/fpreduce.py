@@ -48,13 +48,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..core.imageutil import voxel_volume_ml
+from ..core.imageutil import from_array, voxel_volume_ml
 from ..core.results import Lesion
 from ..kinetics.maps import choose_phases
 from ..models.cards import BUNDLED_MODELS_DIR
 from ..models.logistic import LogisticModel
-from .fprescue import _depth, _distance_from, _img, rescue_part  # shape helpers shared with the second look
+from .fprescue import rescue_part
 from .postprocess import lesion_table
+from .shape import depth_mm, distance_from_mm
 
 FEATURES = ("log_volume_ml", "log_elongation", "log_flatness", "feret_over_sphere", "max_depth_mm", "p90_depth_mm",
             "vesselness_mean", "vesselness_frac", "wash_in", "washout", "p_mean", "p_max", "p_core_frac")
@@ -153,14 +154,14 @@ def split_component(mask: np.ndarray, like: sitk.Image, radius_mm: float, min_br
     alone never cuts a lesion); with one, the rest falls into its connected parts. With
     *only_below*, a component with a voxel that deep stays whole (the retry of a small lesion).
     """
-    depth = _depth(_img(mask.astype(np.uint8), like))
+    depth = depth_mm(from_array(mask.astype(np.uint8), like))
     core = depth >= radius_mm
     if not core.any() or depth.max() >= only_below:  # (only_below: the small-lesion retry)
         return [mask], []
-    rest = mask & ~(_distance_from(core, like) <= radius_mm + 1e-3)
+    rest = mask & ~(distance_from_mm(core, like) <= radius_mm + 1e-3)
     if not rest.any():
         return [mask], []
-    cc = sitk.ConnectedComponent(_img(rest.astype(np.uint8), like), True)
+    cc = sitk.ConnectedComponent(from_array(rest.astype(np.uint8), like), True)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.SetNumberOfThreads(1)
     stats.Execute(cc)
@@ -171,7 +172,7 @@ def split_component(mask: np.ndarray, like: sitk.Image, radius_mm: float, min_br
         return [mask], []
     lesion = mask & ~np.any(branches, axis=0)
     # what only a branch held together falls apart (two lesions joined by a vessel stay two)
-    cc = sitk.ConnectedComponent(_img(lesion.astype(np.uint8), like), True)
+    cc = sitk.ConnectedComponent(from_array(lesion.astype(np.uint8), like), True)
     arr = sitk.GetArrayViewFromImage(cc)
     return [arr == lab for lab in range(1, int(arr.max()) + 1)], branches
 
@@ -198,21 +199,21 @@ def _vesselness(sub: sitk.Image) -> np.ndarray:
 def component_features(mask: np.ndarray, like: sitk.Image, prob: np.ndarray, pre: np.ndarray,
                        early: np.ndarray, late: np.ndarray | None) -> np.ndarray:
     """The :data:`FEATURES` of one candidate (arrays cropped to its box, *like* the box image)."""
-    m = _img(mask.astype(np.uint8), like)
+    m = from_array(mask.astype(np.uint8), like)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.SetNumberOfThreads(1)
     stats.Execute(m)
     vol_ml = stats.GetPhysicalSize(1) / 1000.0
     sphere_d = 2.0 * (3.0 * stats.GetPhysicalSize(1) / (4.0 * math.pi)) ** (1 / 3)
-    depth = _depth(m)[mask]
+    depth = depth_mm(m)[mask]
     s0 = np.maximum(pre, 1e-6 * max(float(np.abs(pre).max()), 1e-6))
     sub = early - pre
     level = float(np.median(sub[mask]))
-    norm = _img((sub / (abs(level) if abs(level) > 0 else 1.0)).astype(np.float32), like)
+    norm = from_array((sub / (abs(level) if abs(level) > 0 else 1.0)).astype(np.float32), like)
     shrink = int(math.ceil((mask.size / VESSEL_MAX_VOXELS) ** (1 / 3)))
     if shrink > 1:  # a large component (heart, a big tumor): vesselness on a coarser copy of its box
         norm = sitk.BinShrink(norm, [shrink] * 3)
-        small = sitk.GetArrayFromImage(sitk.BinShrink(_img(mask.astype(np.float32), like), [shrink] * 3)) >= 0.5
+        small = sitk.GetArrayFromImage(sitk.BinShrink(from_array(mask.astype(np.float32), like), [shrink] * 3)) >= 0.5
         ves = _vesselness(norm)[small] if small.any() else np.zeros(1)
     else:
         ves = _vesselness(norm)[mask]
@@ -233,7 +234,7 @@ def confident_core(mask: np.ndarray, prob: np.ndarray, like: sitk.Image, s: FPRe
     core = mask & (prob >= s.override_p)
     if core.sum() * voxel_volume_ml(like) < s.override_core_ml:
         return False
-    cc = sitk.RelabelComponent(sitk.ConnectedComponent(_img(core.astype(np.uint8), like), True), sortByObjectSize=True)
+    cc = sitk.RelabelComponent(sitk.ConnectedComponent(from_array(core.astype(np.uint8), like), True), sortByObjectSize=True)
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(cc)
     return (stats.GetPhysicalSize(1) / 1000.0 >= s.override_core_ml
@@ -361,7 +362,7 @@ def reduce_false_positives(components: sitk.Image, prob: sitk.Image, phases: lis
         else:  # measured on the lesion part alone
             box_prob = sitk.RegionOfInterest(prob, [b.stop - b.start for b in c.box[::-1]],
                                              [b.start for b in c.box[::-1]])
-            les = lesion_table(_img(c.mask.astype(np.uint8), sub_image(components, c.box)), box_prob)[0]
+            les = lesion_table(from_array(c.mask.astype(np.uint8), sub_image(components, c.box)), box_prob)[0]
             les.label, les.side = n, old.side
             les.flags, les.notes, les.extra = list(old.flags), list(old.notes), dict(old.extra)
             gone = removed_from.get(c.parent)
@@ -371,7 +372,7 @@ def reduce_false_positives(components: sitk.Image, prob: sitk.Image, phases: lis
                                  "volume and diameter are of the lesion alone")
         table.append(les)
     report.split = len({c.parent for c in kept if c.parent in removed_from})
-    new = _img(out, components)
+    new = from_array(out, components)
     report.kept = len(table)
     report.seconds = time.perf_counter() - t0
     return sitk.Cast(new > 0, sitk.sitkUInt8), table, new, report

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
-from ..core.imageutil import voxel_volume_ml
+from ..core.imageutil import from_array, voxel_volume_ml
+from .shape import depth_mm, distance_from_mm
 
 RESCUE_RADIUS_MM = 2.0  # the vessel ball of FTV's core (SEGMENTER_VESSEL_RADIUS_MM): a vessel is thinner
 
@@ -40,51 +40,26 @@ def rescue_radius(card: dict, chosen: bool | None) -> float:
     return RESCUE_RADIUS_MM if on else 0.0
 
 
-# shape helpers, shared with .fpreduce (which imports them from here: one import direction)
-def _depth(mask: sitk.Image) -> np.ndarray:
-    """Distance (mm) of every voxel of *mask* to the nearest voxel outside it (0 outside), holes
-    filled first (a ring-enhancing lesion is as thick as its outline)."""
-    filled = sitk.GetArrayFromImage(sitk.BinaryFillhole(mask, fullyConnected=True)) > 0
-    return ndimage.distance_transform_edt(filled, sampling=list(mask.GetSpacing())[::-1]).astype(np.float32)
-
-
-def _distance_from(mask: np.ndarray, like: sitk.Image) -> np.ndarray:
-    img = sitk.GetImageFromArray(mask.astype(np.uint8))
-    img.CopyInformation(like)
-    f = sitk.SignedMaurerDistanceMapImageFilter()
-    f.SetInsideIsPositive(False)
-    f.SetUseImageSpacing(True)
-    f.SetSquaredDistance(False)
-    f.SetNumberOfThreads(1)
-    return sitk.GetArrayFromImage(f.Execute(img))
-
-
-def _img(a: np.ndarray, like: sitk.Image) -> sitk.Image:
-    im = sitk.GetImageFromArray(a)
-    im.CopyInformation(like)
-    return im
-
-
 def rescue_part(mask: np.ndarray, like: sitk.Image, radius_mm: float, min_ml: float,
                 max_elongation: float) -> np.ndarray | None:
     """The largest part of *mask* (boolean, on *like*'s grid) left by an opening with a ball of
     *radius_mm*, when it holds >= *min_ml* and its elongation is <= *max_elongation*; else None.
     The classifier's check is the caller's (:func:`~.fpreduce.reduce_false_positives`)."""
-    depth = _depth(_img(mask.astype(np.uint8), like))
+    depth = depth_mm(from_array(mask.astype(np.uint8), like))
     core = depth >= radius_mm
     if not core.any():
         return None
-    opened = mask & (_distance_from(core, like) <= radius_mm + 1e-3)
+    opened = mask & (distance_from_mm(core, like) <= radius_mm + 1e-3)
     if not opened.any() or np.array_equal(opened, mask):
         return None
-    cc = sitk.RelabelComponent(sitk.ConnectedComponent(_img(opened.astype(np.uint8), like), True),
+    cc = sitk.RelabelComponent(sitk.ConnectedComponent(from_array(opened.astype(np.uint8), like), True),
                                sortByObjectSize=True)
     part = sitk.GetArrayFromImage(cc) == 1
     if float(np.count_nonzero(part)) * voxel_volume_ml(like) < min_ml:
         return None
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.SetNumberOfThreads(1)
-    stats.Execute(_img(part.astype(np.uint8), like))
+    stats.Execute(from_array(part.astype(np.uint8), like))
     if stats.GetElongation(1) > max_elongation:
         return None
     return part
