@@ -10,6 +10,7 @@ from BreastTumorSegLib.core.exam import DCEExam
 from BreastTumorSegLib.evaluation.metrics import dice
 from BreastTumorSegLib.kinetics.beside_region import band_around
 from BreastTumorSegLib.models.ftv_segmenter import FTVOutlineSegmenter
+from pe_fixtures import plateau_phases
 
 TIMES = (0.0, 1.5, 3.0, 4.5)
 SPACING = (1.0, 1.0, 2.0)  # x, y, z (mm)
@@ -30,12 +31,7 @@ def scene(seed=0):
     cut = ball(54.0, 40.0, 7.0)  # the region's edge runs through it
     structure = (np.abs(zz - cz) <= 8.0) & (yy >= 31.0) & (yy <= 41.0) & (xx >= 44.0) & (xx <= 100.0)
     pe = np.where(outside | cut, 1.5, np.where(structure, 1.2, 0.05))
-    images = []
-    for k in range(len(TIMES)):
-        a = 100.0 * (1 + pe * (0.0 if k == 0 else 1.0)) + rng.normal(0, 2.0, SHAPE)
-        im = sitk.GetImageFromArray(a.astype(np.float32))
-        im.SetSpacing(SPACING)
-        images.append(im)
+    images = plateau_phases(pe, len(TIMES), rng, SPACING)
     region = sitk.GetImageFromArray((xx < REGION_X_MM).astype(np.uint8))
     region.CopyInformation(images[0])
     return DCEExam(images, list(TIMES), case_id="beside"), region, outside, cut, structure, xx < REGION_X_MM

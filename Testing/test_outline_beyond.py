@@ -9,6 +9,7 @@ from BreastTumorSegLib.core.exam import DCEExam
 from BreastTumorSegLib.evaluation.metrics import dice
 from BreastTumorSegLib.kinetics.outline_beyond import growth_beyond_roi
 from BreastTumorSegLib.models.ftv_segmenter import FTVOutlineSegmenter
+from pe_fixtures import plateau_phases
 
 TIMES = (0.0, 1.5, 3.0, 4.5)
 SPACING = (1.0, 1.0, 2.0)  # x, y, z (mm)
@@ -31,12 +32,7 @@ def straddling_exam(seed=0):
     tumor = (zz - cz) ** 2 + (yy - cy) ** 2 + (xx - 30.0) ** 2 <= 8.0 ** 2
     blob = (zz - cz) ** 2 + (yy - cy) ** 2 + (xx - 62.0) ** 2 <= 5.0 ** 2
     pe = np.where(tumor | blob, 1.5, 0.05)
-    phases = []
-    for k in range(len(TIMES)):
-        a = 100.0 * (1 + pe * (0.0 if k == 0 else 1.0)) + rng.normal(0, 2.0, SHAPE)
-        im = sitk.GetImageFromArray(a.astype(np.float32))
-        im.SetSpacing(SPACING)
-        phases.append(im)
+    phases = plateau_phases(pe, len(TIMES), rng, SPACING)
     roi = sitk.GetImageFromArray((xx < 31.0).astype(np.uint8))
     roi.SetSpacing(SPACING)
     return DCEExam(phases, list(TIMES), case_id="straddling"), roi, tumor, blob
