@@ -196,6 +196,14 @@ def test_folder_of_damaged_dicom_files_says_so(tmp_path):
     assert "dicom-list" in str(err.value)
 
 
+def test_folder_of_misnamed_images_names_one(tmp_path):
+    img = sitk.GetImageFromArray(np.ones((4, 8, 8), np.float32))
+    for name in ("pre.nii.gz", "post.nii.gz"):
+        sitk.WriteImage(img, str(tmp_path / name))
+    with pytest.raises(InputError, match=r"no phase files .*2 image file\(s\) with other names, e.g. post.nii.gz"):
+        load_exam(tmp_path)
+
+
 def test_phase_outside_pre_volume(tmp_path):
     d = tmp_path / "far"
     d.mkdir()

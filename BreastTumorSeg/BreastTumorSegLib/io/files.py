@@ -58,6 +58,9 @@ def _read_times(json_path: Path, n: int) -> list[float] | None:
     return [float(t) for t in times]
 
 
+_NO_PHASE_FILES = "no phase files named <case>_0000, <case>_0001, ... found"
+
+
 def find_phase_files(folder: Path) -> tuple[str, list[Path]]:
     """Phase files of a MAMA-MIA style folder, ordered by their 4-digit index."""
     groups: dict[str, dict[int, Path]] = {}
@@ -78,7 +81,7 @@ def find_phase_files(folder: Path) -> tuple[str, list[Path]]:
             raise InputError("this is a dataset root (MAMA-MIA layout: images/<case>/...), not one exam", folder,
                              f"point at one exam, e.g. {images_dir / first}, or run `breasttumorseg batch {folder}` "
                              "for every exam")
-        raise InputError("no phase files named <case>_0000, <case>_0001, ... found", folder,
+        raise InputError(_NO_PHASE_FILES, folder,
                          "name the pre-contrast <case>_0000.nii.gz and post-contrast phases _0001, _0002, ...; "
                          "or pass the phase files in order")
     if len(groups) > 1:
@@ -128,9 +131,11 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
             from .dicom import reader as dicom  # DICOM folders have no phase naming
             if dicom.folder_has_dicom(folder):
                 return dicom.load_dicom_exam(folder, times_min=times_min, case_id=case_id, series=series)
-            if not any(p.name.lower().endswith(IMAGE_SUFFIXES) for p in folder.iterdir()):
+            if exc.problem == _NO_PHASE_FILES:  # neither kind found (not a dataset root, not one 4D file)
                 n = len(dicom.list_files(folder))
+                images = [p.name for p in sorted(folder.iterdir()) if p.name.lower().endswith(IMAGE_SUFFIXES)]
                 found = ("the folder is empty" if n == 0 else
+                         f"{len(images)} image file(s) with other names, e.g. {images[0]}" if images else
                          f"{n} file(s) below the folder, none of them a DICOM file: damaged, or not images")
                 raise InputError(f"no DICOM files and no phase files named <case>_0000, <case>_0001, ... "
                                  f"found ({found})", folder,
