@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastTumorSegLib.batch.cases import Case, discover, in_shard, parse_shard
+from BreastTumorSegLib.batch.cases import discover, in_shard, parse_shard
 from BreastTumorSegLib.batch.ledger import Ledger
 from BreastTumorSegLib.cli import main
 from BreastTumorSegLib.core.errors import InputError

@@ -17,9 +17,9 @@ import pytest
 import SimpleITK as sitk
 
 from BreastTumorSegLib.cli import main
-from BreastTumorSegLib.core.errors import BreastTumorSegError, InputError
+from BreastTumorSegLib.core.errors import InputError
 from BreastTumorSegLib.evaluation.simulation import SimulatedRater, simulate_case
-from BreastTumorSegLib.study.coordinator import export_table, import_mask, init_study, study_status
+from BreastTumorSegLib.study.coordinator import import_mask, init_study, study_status
 from BreastTumorSegLib.study.definition import load_study, reading_order
 from BreastTumorSegLib.study.session import ReaderSession, SubmittedError, audit_log
 from BreastTumorSegLib.study.storage import Lock, StudyLockedError, iter_versions

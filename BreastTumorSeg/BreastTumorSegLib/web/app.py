@@ -25,7 +25,7 @@ from ..study.definition import load_study
 from ..study.storage import StudyLockedError, append_line
 from . import pages, proxy, scores
 from .auth import Sessions, check_token, read_access
-from .workspace import STOPPING, NotFound, ReaderWorkspace
+from .workspace import STOPPING, ReaderWorkspace
 
 COOKIE = "bts_session"
 LOG = logging.getLogger("BreastTumorSeg.web")

@@ -34,7 +34,6 @@ touches it. Deterministic per seed.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import SimpleITK as sitk
