@@ -37,7 +37,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .prior import labels_like, neighbourhoods
+from ..core.imageutil import from_array
+from .prior import labels_like, neighbourhoods, to_visit_grid
 
 NEW_ENHANCEMENT_FLAG = "new_enhancement"
 
@@ -67,14 +68,10 @@ def earlier_in_visit(earlier: list[tuple[np.ndarray, sitk.Image, sitk.Transform 
     baseline point -> its point, None for the baseline); *to_visit*: this visit's registration."""
     union = np.zeros(sitk.GetArrayViewFromImage(baseline).shape, bool)
     for arr, ref, tx in earlier:
-        img = sitk.GetImageFromArray(arr.astype(np.uint8))
-        img.CopyInformation(ref)
-        union |= sitk.GetArrayFromImage(sitk.Resample(img, baseline, tx if tx is not None else sitk.Transform(),
+        union |= sitk.GetArrayFromImage(sitk.Resample(from_array(arr.astype(np.uint8), ref), baseline,
+                                                      tx if tx is not None else sitk.Transform(),
                                                       sitk.sitkNearestNeighbor, 0)) > 0
-    img = sitk.GetImageFromArray(union.astype(np.uint8))
-    img.CopyInformation(baseline)
-    back = to_visit.GetInverse() if to_visit is not None else sitk.Transform()
-    return sitk.GetArrayFromImage(sitk.Resample(img, visit, back, sitk.sitkNearestNeighbor, 0)) > 0
+    return to_visit_grid(union, baseline, visit, to_visit) > 0
 
 
 def new_enhancement(components: sitk.Image, tissue: np.ndarray, earlier: np.ndarray,

@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from ..core.imageutil import from_array
@@ -87,8 +88,8 @@ def lesions_beside_region(exam, roi: np.ndarray, first, settings, maps) -> tuple
     wide, rim = band_around(roi, np.asarray(ref.GetSpacing())[::-1], band_mm)
     s = replace(settings, beside_region_mm=0.0, fat_suppressed=bool(first.fat_suppression["fat_suppressed"]))
     wider = functional_tumor_volume(exam, from_array(wide.astype(np.uint8), ref), s, maps=maps)
-    found = np.asarray(_array(wider.outline if wider.outline is not None else wider.mask)) > 0
-    before = np.asarray(_array(first.outline if first.outline is not None else first.mask)) > 0
+    found = sitk.GetArrayFromImage(wider.outline if wider.outline is not None else wider.mask) > 0
+    before = sitk.GetArrayFromImage(first.outline if first.outline is not None else first.mask) > 0
     labels, _ = ndimage.label(found, structure=FULL26)
     add = empty.copy()
     n_added = n_cut = 0
@@ -106,9 +107,3 @@ def lesions_beside_region(exam, roi: np.ndarray, first, settings, maps) -> tuple
     notes = [f"{n_added} lesion(s) within {band_mm:g} mm beside the breast region added or completed, "
              f"{n_cut} structure(s) the band cuts left out (beside_region_mm)"]
     return add, notes
-
-
-def _array(image):
-    import SimpleITK as sitk
-
-    return sitk.GetArrayFromImage(image)
