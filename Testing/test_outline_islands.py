@@ -51,15 +51,18 @@ def test_a_rim_tumor_lost_to_the_vessel_opening_is_outlined():
     assert not on[tube].any()
 
 
-def test_marked_islands_need_size_and_marked_enhancement():
-    islands = np.zeros((10, 10, 30), bool)
-    islands[2:7, 2:7, 2:7] = True  # 125 voxels
-    islands[2:7, 2:7, 12:17] = True
-    islands[4:6, 4:6, 24:26] = True  # 8 voxels
-    pe = np.full(islands.shape, 150.0, np.float32)
-    pe[:, :, 10:20] = 80.0
+def test_marked_islands_need_size_marked_enhancement_thinness_and_compactness():
+    """Of five strong structures only the markedly enhancing thin rim counts: not the faint rim, not a
+    rim under 0.1 mL, not a solid ball the opening keeps, not a tube."""
+    zz, yy, xx = np.meshgrid(*(np.arange(n, dtype=float) for n in (20, 20, 120)), indexing="ij")
+    def r(x):
+        return np.sqrt((zz - 10) ** 2 + (yy - 10) ** 2 + (xx - x) ** 2)
+    rim, faint, small, ball = (r(10) >= 2.5) & (r(10) <= 4), (r(30) >= 2.5) & (r(30) <= 4), \
+        (r(50) >= 1.0) & (r(50) <= 2.2), r(65) <= 5
+    tube = ((zz - 10) ** 2 + (yy - 10) ** 2 <= 1.2 ** 2) & (xx >= 80) & (xx <= 110)
+    strong = rim | faint | small | ball | tube
+    pe = np.where(faint, 80.0, 150.0).astype(np.float32)
     notes = []
-    kept = marked_islands(islands, pe, np.array([1.0, 1.0, 1.0]), 110.0, notes)
-    assert kept[2:7, 2:7, 2:7].all()
-    assert not kept[:, :, 10:].any()  # faint island, and one under 0.1 mL
-    assert notes and "1 of 3" in notes[0]
+    kept = marked_islands(strong, pe, np.array([1.0, 1.0, 1.0]), 2.0, 110.0, notes)
+    assert np.array_equal(kept, rim)
+    assert notes and notes[0].startswith("1 compact islands") and "of 3 of" in notes[0]

@@ -438,9 +438,8 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
             grow = grow | growth_beyond_roi(seeds, roi_mask, valid, pre, pe, bg, level, ser if ser_used else None,
                                             s.ser_min, spacing_zyx, s.outline_margin_mm, s.skin_margin_mm)
         if (s.outline_compact_islands or s.outline_island_min_pe > 0) and s.vessel_radius_mm > 0:
-            islands = island_seeds(cand_strong, seeds, spacing_zyx, s.vessel_radius_mm, notes)
-            if s.outline_island_min_pe > 0:
-                islands = marked_islands(islands, pe, spacing_zyx, s.outline_island_min_pe, notes)
+            islands = island_seeds(cand_strong, seeds, spacing_zyx, s.vessel_radius_mm, notes) if s.outline_compact_islands \
+                else marked_islands(cand_strong, pe, spacing_zyx, s.vessel_radius_mm, s.outline_island_min_pe, notes)
             if s.skin_margin_mm > 0:
                 drop_skin_components(islands, valid, spacing_zyx, s.skin_margin_mm)
             seeds = seeds | islands
