@@ -104,6 +104,8 @@ from .outline import bbox as _bbox, outline_growth, whole_tumor_outline
 from .outline_beyond import growth_beyond_roi
 from .outline_concave import fill_concavities
 from .outline_edge import trim_partial_volume_shell
+from .outline_islands import marked_islands
+from .outline_kinetic import kinetic_growth
 from .significance import difference_noise, island_seeds, significant_seeds
 
 # ----------------------------------------------------------------------------- settings / ROI
@@ -141,6 +143,8 @@ class FTVSettings:
     beside_region_mm: float = 0.0  # > 0 (segmenters): whole lesions within this band beside the breast ROI (beside_region.py)
     outline_beyond_roi: bool = False  # the outline may grow past the ROI's edge by its own rules (outline_beyond.py)
     outline_edge_trim: float = 0.0  # > 0: partial-volume surface voxels below this subtraction fraction removed (outline_edge.py)
+    outline_island_min_pe: float = 0.0  # > 0: compact islands the vessel opening removed seed at this p90 PE (outline_islands.py)
+    outline_kinetic_tol: float = 0.0  # > 0: tissue under the BPE level whose SER matches its core's (outline_kinetic.py)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -406,7 +410,7 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         ser = maps.array("ser")
         tumor &= ser >= np.float32(s.ser_min)
     strong = tumor.copy() if s.outline_pe > 0 and s.outline_thick_regions else tumor
-    cand_strong = tumor.copy() if s.outline_pe > 0 and s.outline_compact_islands else None
+    cand_strong = tumor.copy() if s.outline_pe > 0 and (s.outline_compact_islands or s.outline_island_min_pe > 0) else None
     if s.vessel_radius_mm > 0:
         box = _bbox(tumor)
         if box is not None:
@@ -433,8 +437,9 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         if s.outline_beyond_roi:
             grow = grow | growth_beyond_roi(seeds, roi_mask, valid, pre, pe, bg, level, ser if ser_used else None,
                                             s.ser_min, spacing_zyx, s.outline_margin_mm, s.skin_margin_mm)
-        if s.outline_compact_islands and s.vessel_radius_mm > 0:
-            islands = island_seeds(cand_strong, seeds, spacing_zyx, s.vessel_radius_mm, notes)
+        if (s.outline_compact_islands or s.outline_island_min_pe > 0) and s.vessel_radius_mm > 0:
+            islands = island_seeds(cand_strong, seeds, spacing_zyx, s.vessel_radius_mm, notes) if s.outline_compact_islands \
+                else marked_islands(cand_strong, pe, spacing_zyx, s.vessel_radius_mm, s.outline_island_min_pe, notes)
             if s.skin_margin_mm > 0:
                 drop_skin_components(islands, valid, spacing_zyx, s.skin_margin_mm)
             seeds = seeds | islands
@@ -448,7 +453,8 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
                                   seeds_per_region=s.outline_compact_islands and s.vessel_radius_mm > 0)
         if thick and s.skin_margin_mm > 0:
             drop_skin_components(out, valid, spacing_zyx, s.skin_margin_mm)
-        out |= seeds
+        out = kinetic_growth(out | seeds, seeds, tissue, pe, ser if ser_used else None, spacing_zyx, s.outline_pe, level,
+                             s.outline_margin_mm, s.outline_kinetic_tol, notes)
         if s.outline_close_mm > 0:
             out, n_bay = fill_concavities(out, tissue & (pe >= np.float32(s.outline_close_pe)), spacing_zyx,
                                           s.outline_close_mm)

@@ -57,6 +57,7 @@ class FTVSegmenter:
     default_beside_region_mm = 0.0  # whole lesions just beside the breast region (kinetics/beside_region.py)
     default_outline_beyond_roi = False
     default_outline_edge_trim = 0.0
+    default_outline_island_min_pe = 0.0  # compact islands the vessel opening removed (kinetics/outline_islands.py)
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -78,6 +79,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("beside_region_mm", self.default_beside_region_mm)
         chosen["ftv"].setdefault("outline_beyond_roi", self.default_outline_beyond_roi)
         chosen["ftv"].setdefault("outline_edge_trim", self.default_outline_edge_trim)
+        chosen["ftv"].setdefault("outline_island_min_pe", self.default_outline_island_min_pe)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
@@ -210,6 +212,12 @@ class FTVOutlineSegmenter(FTVSegmenter):
     default_outline_beyond_roi = True
     # The partial-volume shell judged on the subtraction (kinetics/outline_edge.py): off, it failed the same
     # rule on development (randomised median Dice 0.784 -> 0.712); FTVOutlineSegmenter(outline_edge_trim=0.4).
+    # Compact, markedly enhancing islands the vessel opening removed seed the outline (kinetics/outline_islands.py):
+    # on by the rule fixed before the runs (docs/decisions/weak-cores-issue25.md; development 7000-7009: vessels
+    # lesions 12 -> 14 of 18, no family lower by > 0.02, no median FP higher); outline_island_min_pe=0 turns it off.
+    # Kinetic growth under the BPE level (kinetics/outline_kinetic.py) stays off: it failed the same rule
+    # (phantom median Dice 0.626 -> 0.561); FTVOutlineSegmenter(outline_kinetic_tol=0.25) turns it on.
+    default_outline_island_min_pe = 125.0
 
     def _card(self) -> dict:
         card = super()._card()
