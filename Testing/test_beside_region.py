@@ -97,11 +97,27 @@ def strip_scene(seed=1):
     return DCEExam(images, list(TIMES), case_id="strip"), region, outside, cut, strip, inside
 
 
-def test_strict_step_adds_a_separate_compact_lesion_but_no_strip_and_no_completion():
+def test_strict_step_adds_a_separate_lesion_but_changes_no_lesion_of_the_region():
+    """Strict (the default when the band is on): the tumor 6 mm beside the region is added whole; the tumor
+    the region's edge cuts is not completed by the band step (outline_beyond_roi off here to see it)."""
+    exam, region, outside, cut, structure, inside = scene()
+    seg = FTVOutlineSegmenter(beside_region_mm=20.0, outline_beyond_roi=False)
+    on = mask_of(seg, exam, region)
+    first = mask_of(FTVOutlineSegmenter(outline_beyond_roi=False), exam, region)
+    assert dice(on[:, :28], outside[:, :28]) >= 0.9  # measured 1.0
+    assert np.array_equal(on & ~outside, first & ~outside)  # the cut tumor (recall 0.45) and all else as before
+    assert not (on & structure).any()
+    assert any("1 component(s) joining a lesion" in n for n in seg.last_result.notes)
+    # As shipped the cut tumor is completed from its own core by outline_beyond_roi.
+    default = mask_of(FTVOutlineSegmenter(beside_region_mm=20.0), exam, region)
+    assert (default & cut).sum() / cut.sum() >= 0.95 and dice(default[:, :28], outside[:, :28]) >= 0.9
+
+
+def test_shape_test_refuses_a_closed_strip_beside_the_region():
     exam, region, outside, cut, strip, inside = strip_scene()
     loose = mask_of(FTVOutlineSegmenter(beside_region_mm=20.0, beside_region_strict=False), exam, region)
     assert (loose & strip).sum() / strip.sum() >= 0.9  # the first version adds the strip (the failure guarded here)
-    seg = FTVOutlineSegmenter(beside_region_mm=20.0)  # strict by default
+    seg = FTVOutlineSegmenter(beside_region_mm=20.0, beside_region_max_elongation=2.5)
     on = mask_of(seg, exam, region)
     assert dice(on[:, :28], outside[:, :28]) >= 0.9  # the compact tumor 6 mm beside the region, whole
     assert (on & cut).sum() / cut.sum() >= 0.95  # the cut tumor, completed by outline_beyond_roi alone
