@@ -48,7 +48,8 @@ def test_lesions_beside_the_region_are_outlined_whole_and_a_cut_structure_is_not
     off = mask_of(FTVOutlineSegmenter(beside_region_mm=0, outline_beyond_roi=False), exam, region)
     assert not (off & outside).any()  # the failure this guards against: a tumor 6 mm beside the region
     assert (off & cut).sum() / cut.sum() < 0.6  # ... and one outlined only up to the region's edge (measured 0.45)
-    seg = FTVOutlineSegmenter(beside_region_mm=20.0, outline_beyond_roi=False)
+    # The first version of the step (beside_region_strict=False) also completes a lesion the region's edge cuts.
+    seg = FTVOutlineSegmenter(beside_region_mm=20.0, outline_beyond_roi=False, beside_region_strict=False)
     on = mask_of(seg, exam, region)
     assert dice(on[:, :28], outside[:, :28]) >= 0.9  # measured 1.0 (the cut tumor lies at y > 45 mm)
     assert (on & cut).sum() / cut.sum() >= 0.95  # measured 1.0
@@ -57,13 +58,13 @@ def test_lesions_beside_the_region_are_outlined_whole_and_a_cut_structure_is_not
     assert any("2 lesion(s)" in n and "1 structure(s) the band cuts" in n for n in seg.last_result.notes)
 
 
-def test_default_completes_the_cut_tumor_but_adds_no_lesion_beside_the_region():
-    """ftv-outline as shipped (band off, outline past the edge on): the tumor the region's edge cuts is
+def test_without_the_band_the_cut_tumor_is_completed_but_no_lesion_beside_the_region_added():
+    """ftv-outline with the band off (outline past the edge on): the tumor the region's edge cuts is
     outlined whole from its core inside; the tumor wholly beside the region and the long structure stay out."""
     exam, region, outside, cut, structure, inside = scene()
-    default = mask_of(FTVOutlineSegmenter(), exam, region)
-    assert (default & cut).sum() / cut.sum() >= 0.95
-    assert not (default & outside).any() and not (default & structure).any()
+    off = mask_of(FTVOutlineSegmenter(beside_region_mm=0), exam, region)
+    assert (off & cut).sum() / cut.sum() >= 0.95
+    assert not (off & outside).any() and not (off & structure).any()
 
 
 def test_a_roi_given_by_the_user_is_not_widened():
@@ -80,3 +81,46 @@ def test_band_is_the_region_grown_with_its_outer_layer():
     assert 19 <= x_far <= 23  # 12 mm beyond column 9, on a 2 mm grid
     assert rim.any() and not (rim & roi).any() and np.all(np.flatnonzero(rim.any(axis=(0, 1))) >= 18)
     assert wide[roi].all()
+
+
+def strip_scene(seed=1):
+    """scene() with a closed, elongated enhancing strip (28 x 6 x 6 mm, along z) 8-14 mm beside the region:
+    a vessel's piece wholly inside the band, which the strict step must not add."""
+    exam, region, outside, cut, structure, inside = scene(seed)
+    sz = np.asarray(SPACING)[::-1]
+    zz, yy, xx = np.meshgrid(*(np.arange(n) * s for n, s in zip(SHAPE, sz)), indexing="ij")
+    cz = (SHAPE[0] - 1) * sz[0] / 2
+    strip = (np.abs(zz - cz) <= 14.0) & (np.abs(yy - 33.0) <= 3.0) & (xx >= 48.0) & (xx <= 54.0)
+    pe = np.where(outside | cut, 1.5, np.where(strip, 1.5, 0.05))
+    images = plateau_phases(pe, len(TIMES), np.random.default_rng(seed), SPACING)
+    region.CopyInformation(images[0])
+    return DCEExam(images, list(TIMES), case_id="strip"), region, outside, cut, strip, inside
+
+
+def test_strict_step_adds_a_separate_lesion_but_changes_no_lesion_of_the_region():
+    """Strict (beside_region_strict, the default when the band is on): the tumor 6 mm beside the region is added whole; the tumor
+    the region's edge cuts is not completed by the band step (outline_beyond_roi off here to see it)."""
+    exam, region, outside, cut, structure, inside = scene()
+    seg = FTVOutlineSegmenter(beside_region_mm=20.0, outline_beyond_roi=False)
+    on = mask_of(seg, exam, region)
+    first = mask_of(FTVOutlineSegmenter(outline_beyond_roi=False), exam, region)
+    assert dice(on[:, :28], outside[:, :28]) >= 0.9  # measured 1.0
+    assert np.array_equal(on & ~outside, first & ~outside)  # the cut tumor (recall 0.45) and all else as before
+    assert not (on & structure).any()
+    assert any("1 component(s) joining a lesion" in n for n in seg.last_result.notes)
+    # With outline_beyond_roi (on by default) the cut tumor is completed from its own core.
+    default = mask_of(FTVOutlineSegmenter(beside_region_mm=20.0), exam, region)
+    assert (default & cut).sum() / cut.sum() >= 0.95 and dice(default[:, :28], outside[:, :28]) >= 0.9
+
+
+def test_shape_test_refuses_a_closed_strip_beside_the_region():
+    exam, region, outside, cut, strip, inside = strip_scene()
+    loose = mask_of(FTVOutlineSegmenter(beside_region_mm=20.0, beside_region_strict=False), exam, region)
+    assert (loose & strip).sum() / strip.sum() >= 0.9  # the first version adds the strip (the failure guarded here)
+    seg = FTVOutlineSegmenter(beside_region_mm=20.0, beside_region_max_elongation=2.5)
+    on = mask_of(seg, exam, region)
+    assert dice(on[:, :28], outside[:, :28]) >= 0.9  # the compact tumor 6 mm beside the region, whole
+    assert (on & cut).sum() / cut.sum() >= 0.95  # the cut tumor, completed by outline_beyond_roi alone
+    assert not (on & strip).any()
+    assert not (on & ~inside & ~outside & ~cut).any()
+    assert any("1 elongated" in n for n in seg.last_result.notes)

@@ -141,6 +141,8 @@ class FTVSettings:
     outline_close_mm: float = 0.0  # > 0: enhancing tissue in the outline's bays (closing by this ball) added (outline_concave.py)
     outline_close_pe: float = 40.0  # ... at this PE or more (the outline's own lowest level, outline_pe)
     beside_region_mm: float = 0.0  # > 0 (segmenters): whole lesions within this band beside the breast ROI (beside_region.py)
+    beside_region_strict: bool = True  # ... only components not touching the first outline, and with
+    beside_region_max_elongation: float = 0.0  # > 0: sqrt(largest / second principal moment) at most this
     outline_beyond_roi: bool = False  # the outline may grow past the ROI's edge by its own rules (outline_beyond.py)
     outline_edge_trim: float = 0.0  # > 0: partial-volume surface voxels below this subtraction fraction removed (outline_edge.py)
     outline_island_min_pe: float = 0.0  # > 0: compact islands the vessel opening removed seed at this p90 PE (outline_islands.py)
