@@ -34,6 +34,8 @@ Steps (each timed in ``result.timings``):
    curve features say on this exam) and its malignancy
    probability from the model
    (:func:`~..models.classifier.load_classifier`: gradient-boosted trees or a logistic regression);
+   every candidate also carries the second subtraction's MIP features (:mod:`.classify_mip`) and its
+   breast-context features (:mod:`.classify_context`), read only by a card that lists them;
 6. **per breast** the probability of its most suspicious candidate (a breast without candidates
    gets the card's ``no_candidate_probability``); the **heatmap** holds, at every voxel of a
    candidate, that candidate's probability (0 elsewhere): the per-voxel contribution to the
