@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
-from BreastTumorSegLib.models.classifier import DEFAULT_CLASSIFIER, load_classifier  # noqa: E402
+from BreastTumorSegLib.models.classifier import ALL_FEATURES, DEFAULT_CLASSIFIER, load_classifier  # noqa: E402
 from BreastTumorSegLib.training.classify import breast_scores  # noqa: E402
 from BreastTumorSegLib.training.classify_mip import mip_record, with_mip  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
@@ -65,7 +65,7 @@ def collect_buildable(family: str, seeds, cache_dir: Path, n_features: int) -> t
     xs, ys, keys, truth, skipped = [], [], [], {}, []
     for seed in seeds:
         try:
-            rec = with_mip(mip_record(family, seed, cache_dir))
+            rec = with_mip(mip_record(family, seed, cache_dir), context=n_features > len(ALL_FEATURES))
             rec["x"] = rec["x"][:, :n_features]
         except RuntimeError:  # the generator could not place a lesion for this seed
             skipped.append(seed)

@@ -34,6 +34,8 @@ Steps (each timed in ``result.timings``):
    curve features say on this exam) and its malignancy
    probability from the model
    (:func:`~..models.classifier.load_classifier`: gradient-boosted trees or a logistic regression);
+   every candidate also carries the second subtraction's MIP features (:mod:`.classify_mip`) and its
+   breast-context features (:mod:`.classify_context`), read only by a card that lists them;
 6. **per breast** the probability of its most suspicious candidate (a breast without candidates
    gets the card's ``no_candidate_probability``); the **heatmap** holds, at every voxel of a
    candidate, that candidate's probability (0 elsewhere): the per-voxel contribution to the
@@ -57,10 +59,11 @@ from ..core.exam import DCEExam
 from ..core.imageutil import voxel_volume_ml
 from ..core.progress import Reporter
 from ..kinetics.maps import PERSISTENT, PLATEAU, WASHOUT, compute_kinetic_maps
-from ..models.classifier import (DEFAULT_CLASSIFIER, FEATURES, MIP_FEATURES, BreastClassifier, BreastTreeClassifier,
-                                 load_classifier)
+from ..models.classifier import (CONTEXT_FEATURES, DEFAULT_CLASSIFIER, FEATURES, MIP_FEATURES, BreastClassifier,
+                                 BreastTreeClassifier, load_classifier)
 from ..preprocess.breast_region import breast_region
 from ..preprocess.registration import register_exam
+from .classify_context import context_features
 from .classify_mip import candidate_footprint, exam_mips, mip_feature_rows, projection_axis, second_subtraction_index
 from .classify_region import classification_sides, lesions_in_body
 
@@ -88,15 +91,21 @@ class Candidate:
     volume_ml: float
     probability: float = float("nan")
     mip_features: np.ndarray | None = None  # MIP_FEATURES order (:mod:`.classify_mip`)
+    context_features: np.ndarray | None = None  # CONTEXT_FEATURES order (:mod:`.classify_context`)
 
     def model_input(self, names) -> np.ndarray:
-        """The features a model with the feature list *names* reads (FEATURES [+ MIP_FEATURES])."""
+        """The features a model with the feature list *names* reads (FEATURES [+ MIP_FEATURES
+        [+ CONTEXT_FEATURES]])."""
         if len(names) == len(FEATURES):
             return self.features
-        return np.concatenate([self.features, self.mip_features])
+        if len(names) == len(FEATURES) + len(MIP_FEATURES):
+            return np.concatenate([self.features, self.mip_features])
+        return np.concatenate([self.features, self.mip_features, self.context_features])
 
     def as_dict(self) -> dict:
         extra = {} if self.mip_features is None else dict(zip(MIP_FEATURES, self.mip_features))
+        if self.context_features is not None:
+            extra.update(zip(CONTEXT_FEATURES, self.context_features))
         return {"probability": round(float(self.probability), 4), "volume_ml": round(self.volume_ml, 4),
                 "centroid_lps_mm": [round(float(c), 2) for c in self.centroid_lps],
                 "features": {f: round(float(v), 4) for f, v in [*zip(FEATURES, self.features), *extra.items()]}}
@@ -310,6 +319,8 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
             feats = np.append(feats, [inside, math.log(float(m.sum())), *acquisition])
             out.append(Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml)))
     add_mip_features(exam, sides, valid, hint, out)
+    for c, row in zip(out, context_features(np.array([c.features for c in out]), [f"exam:{c.side}" for c in out])):
+        c.context_features = row
     return out
 
 

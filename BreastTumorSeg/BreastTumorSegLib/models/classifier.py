@@ -47,9 +47,15 @@ FEATURES = ("log_volume_ml", "log_elongation", "roundness", "solidity", "pe_earl
 # over the background, the share of the brightest blob it covers).
 MIP_FEATURES = ("mip2_top_pe", "mip2_top_over_bg", "mip2_blob_log_area_mm2", "mip2_blob_compactness",
                 "mip2_blob_radial_cv", "mip2_asymmetry", "mip2_cand_peak_over_bg", "mip2_cand_blob_share")
+# Version 5's trial (engine/classify_context.py): each candidate against the other candidates of its
+# breast and exam (ranks and ratios of enhancement and size), robust to the exam's contrast and dose.
+CONTEXT_FEATURES = ("ctx_log_n_candidates", "ctx_p90_rank", "ctx_volume_rank", "ctx_p90_over_breast_max",
+                    "ctx_p90_over_exam_max", "ctx_p90_over_other_breast", "ctx_volume_minus_breast_max",
+                    "ctx_log_n_other_breast")
 ALL_FEATURES = FEATURES + MIP_FEATURES
-# A card names one of these feature lists (its columns are the first ones of ALL_FEATURES).
-FEATURE_LISTS = (FEATURES, ALL_FEATURES)
+WITH_CONTEXT = ALL_FEATURES + CONTEXT_FEATURES
+# A card names one of these feature lists (each one's columns are the first ones of WITH_CONTEXT).
+FEATURE_LISTS = (FEATURES, ALL_FEATURES, WITH_CONTEXT)
 
 
 class _BreastScale:
@@ -74,7 +80,8 @@ class _BreastScale:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """The card's features (:data:`FEATURES`, or :data:`ALL_FEATURES` with the MIP features)."""
+        """The card's features (:data:`FEATURES`, :data:`ALL_FEATURES` with the MIP features or
+        :data:`WITH_CONTEXT` with the breast-context features too)."""
         return tuple(self.card.get("features") or FEATURES)
 
     @property

@@ -29,7 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..engine.classify import SIDE_CODES, breast_probability, exam_candidates
-from ..models.classifier import ALL_FEATURES, CLASSIFICATION_TASK, DEFAULT_CLASSIFIER, FEATURES, MIP_FEATURES
+from ..models.classifier import (ALL_FEATURES, CLASSIFICATION_TASK, CONTEXT_FEATURES, DEFAULT_CLASSIFIER, FEATURE_LISTS,
+                                 FEATURES, MIP_FEATURES)
 from ..core.values import parse_seeds
 from .phantom.malignancy import (CLASS_FAMILIES, HELD_OUT, TRAIN_FAMILIES, evaluation_seeds_text, held_out_seed,
                                 make_class_exam)
@@ -126,6 +127,9 @@ FEATURE_SETS.update({
     # added after the first comparison on 130 training exams (the blob share hurt our family's CV):
     # the per-breast ones and the candidate's MIP peak
     "no-mask+mip2-breast+peak": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MIP.items() if f != "mip2_cand_blob_share")})
+# Version 5's trial (Dec 6, issue 29; docs/decisions/classify-v5-context.md): version 3's features plus
+# the breast-context features (engine/classify_context.py; columns after ALL_FEATURES).
+FEATURE_SETS["no-mask+ctx"] = FEATURE_SETS["no-mask"] + tuple(len(ALL_FEATURES) + i for i in range(len(CONTEXT_FEATURES)))
 # Trees: (number, depth[, learning rate, minimum samples per leaf]); the deeper, slower-learning 300
 # trees were added on Dec 6 after a CV sweep on the training exams (150x3: 0.861, 300x3: 0.862,
 # 300x4 lr 0.03 leaf 5: 0.867).
@@ -133,7 +137,7 @@ CANDIDATE_MODELS = tuple([("logistic", fs, "l2", c) for fs in FEATURE_SETS for c
                          + [("logistic", "all", "l1", 1.0)]
                          + [("trees", fs, 150, 3) for fs in FEATURE_SETS]  # (300 trees of depth 2: worse, dropped)
                          + [("trees", "no-mask", 300, 4, 0.03, 5)]
-                         + [("trees", fs, 300, 4, 0.03, 5) for fs in FEATURE_SETS if "+mip2" in fs])
+                         + [("trees", fs, 300, 4, 0.03, 5) for fs in FEATURE_SETS if "+mip2" in fs or "+ctx" in fs])
 CV_REPEATS = 2
 TREE_LEARNING_RATE = 0.05  # of an entry without its own
 TREE_MIN_LEAF = 1
@@ -244,6 +248,11 @@ def operating_point(y: np.ndarray, p: np.ndarray) -> dict:
             "cv_sensitivity_at_0.5": round(se5, 3), "cv_specificity_at_0.5": round(sp5, 3)}
 
 
+def feature_list(n_columns: int) -> tuple[str, ...]:
+    """The feature list of :data:`~..models.classifier.FEATURE_LISTS` with *n_columns* names."""
+    return next(f for f in FEATURE_LISTS if len(f) == n_columns)
+
+
 def _weights(model, spec: tuple, x: np.ndarray) -> tuple[dict, dict]:
     """(tensors, card fields) of a fitted pipeline, expanded to every feature of FEATURES; the
     exported trees are checked against scikit-learn's own decision function on *x*."""
@@ -251,7 +260,7 @@ def _weights(model, spec: tuple, x: np.ndarray) -> tuple[dict, dict]:
     from ..models.trees import TreeEnsemble, fitted_trees
 
     cols = np.asarray(model[0].kw_args["indices"])
-    names = ALL_FEATURES if x.shape[1] == len(ALL_FEATURES) else FEATURES
+    names = feature_list(x.shape[1])
     if spec[0] == "trees":
         gbc = model[-1]
         state = fitted_trees(gbc)
@@ -288,7 +297,7 @@ def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dic
     from ..io.atomic import write_bytes, write_json
 
     state, fields = _weights(model, spec, data["x"])
-    names = ALL_FEATURES if data["x"].shape[1] == len(ALL_FEATURES) else FEATURES
+    names = feature_list(data["x"].shape[1])
     blob = save_numpy(state)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_bytes(out_dir / f"{name}.safetensors", blob)
