@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.followup.register import registration_error_mm  # noqa: E402
 from BreastTumorSegLib.followup.response import ResponseSettings, choose_targets, recist_category  # noqa: E402
+from BreastTumorSegLib.followup.evidence import EvidenceSettings  # noqa: E402
 from BreastTumorSegLib.followup.newfind import NewEnhancementSettings  # noqa: E402
 from BreastTumorSegLib.followup.run import follow, segment_visits  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
@@ -223,7 +224,12 @@ def main() -> int:
     p.add_argument("--new-enhancement", default=None, metavar="on|off|ML",
                    help="the follow-up's new-enhancement search (followup/newfind.py): on, off, or on with this "
                         "minimum volume (mL); default: the follow-up's default")
+    p.add_argument("--evidence", default=None, metavar="split,join|off",
+                   help="the later visits as evidence about the baseline (followup/evidence.py): 'split', 'join', "
+                        "'split,join' or 'off'; default: the follow-up's default")
     a = p.parse_args()
+    evidence = (None if a.evidence is None else
+                EvidenceSettings(split="split" in a.evidence.split(","), join="join" in a.evidence.split(",")))
     newfind = (None if a.new_enhancement is None else NewEnhancementSettings(enabled=a.new_enhancement == "on")
                if a.new_enhancement in ("on", "off") else
                NewEnhancementSettings(enabled=True, min_ml=float(a.new_enhancement)))
@@ -238,7 +244,7 @@ def main() -> int:
                 continue
             series, seg, t_gen, t_seg = segmented_series(fam, seed, n_visits, n % 3 == 2, a.model, a.cache)
             t0 = time.perf_counter()
-            res = follow(seg, newfind=newfind)
+            res = follow(seg, newfind=newfind, evidence=evidence)
             t_run = t_seg + time.perf_counter() - t0
             base = series.visits[0]
             where = np.argwhere(sitk.GetArrayViewFromImage(base.breast_mask) > 0)[::50][:, ::-1]

@@ -47,6 +47,7 @@ from ..kinetics.ftv import FTVSettings, functional_tumor_volume, roi_array
 from ..core.imageutil import from_array
 from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
+from .evidence import SPLIT_FLAG, EvidenceSettings, baseline_corrections
 from .fragments import FragmentSettings, merge_fragments
 from .guided import GUIDED_FLAG, GuidedSettings, guided_tissue
 from .lookback import LOOKBACK_FLAG, look_back
@@ -276,6 +277,33 @@ def _looked_back(results, segmented, visits, tracks, prior: PriorSettings, guide
     return comp, lesions, ftv0
 
 
+def _corrected_baseline(results, segmented, visits, tracks, guided, ev: EvidenceSettings):
+    """The baseline's (components, lesions, FTV) with the lesions the later visits split or join
+    (:mod:`.evidence`); None when nothing changes. A lesion keeps the flags of the lesions it came from."""
+    comp0, lesions0, ftv0 = segmented[0]
+    old = sitk.GetArrayFromImage(comp0).astype(np.int32)
+    enhancing = sitk.GetArrayFromImage(ftv0.mask) > 0
+    if guided is not None:
+        enhancing |= guided.tissue(0)
+    found = baseline_corrections(old, [v.in_baseline for v in visits], tracks, enhancing,
+                                 np.asarray(comp0.GetSpacing())[::-1], ev)
+    if found is None:
+        return None
+    labels, flag_of = found
+    comp = labels_like(labels, comp0)
+    lesions = _table(results[0], comp)
+    pairs = np.unique(np.stack([labels[old > 0], old[old > 0]]), axis=1)
+    for new, was in zip(*pairs):
+        les = lesions[int(new) - 1]
+        les.flags += [f for f in lesions0[int(was) - 1].flags if f not in les.flags]
+    for new, flag in flag_of.items():
+        lesions[new - 1].flags.append(flag)
+        lesions[new - 1].notes.append("baseline lesion split between two lesions of a later visit (two tumors)"
+                                      if flag == SPLIT_FLAG else "baseline pieces joined: one lesion of a later "
+                                      "visit covers them and the baseline's enhancing tissue connects them")
+    return comp, lesions, ftv0
+
+
 class _Guided:
     """Each visit's tissue by the weaker rule of :mod:`.guided`, computed when first asked for."""
 
@@ -297,7 +325,7 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
                      response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
                      prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
                      fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
-                     newfind: NewEnhancementSettings | None = None):
+                     newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None):
     """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
     the FTV settings used, the matching settings used)."""
     s = ftv_settings or FTVSettings()
@@ -319,6 +347,12 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
     visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
     if prior.enabled and prior.look_back:
         baseline = _looked_back(results, segmented, visits, tracks, prior, weak)
+        if baseline is not None:
+            segmented[0] = baseline
+            visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
+    evidence = evidence or EvidenceSettings()
+    if prior.enabled and evidence.enabled and len(exams) > 1:
+        baseline = _corrected_baseline(results, segmented, visits, tracks, weak, evidence)
         if baseline is not None:
             segmented[0] = baseline
             visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
@@ -410,11 +444,11 @@ def segment_visits(exams: list[DCEExam], dates: list[str] | None = None, model=F
 def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response: ResponseSettings | None = None,
            prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
            fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
-           newfind: NewEnhancementSettings | None = None) -> FollowupResult:
+           newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None) -> FollowupResult:
     """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
     visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
                                                    response, seg.ftv_settings, prior, measure, fragments, guided,
-                                                   newfind)
+                                                   newfind, evidence)
     prior, guided = prior or PriorSettings(), guided or GuidedSettings()
     guided = replace(guided, enabled=guided.enabled and prior.enabled)  # the search runs inside the prior's steps
     newfind = newfind or NewEnhancementSettings()
@@ -424,7 +458,7 @@ def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response
                 "matching": vars(m), "response": vars(response or ResponseSettings()),
                 "prior": vars(prior), "measure": vars(measure or MeasureSettings()),
                 "fragments": vars(fragments or FragmentSettings()), "guided": vars(guided),
-                "new_enhancement": vars(newfind),
+                "new_enhancement": vars(newfind), "evidence": vars(evidence or EvidenceSettings()),
                 "fat_suppression_by_visit": seg.fat_by_visit, "fat_suppressed_for_the_patient": seg.fat_for_patient}
     return FollowupResult(visits, tracks, table, settings)
 
