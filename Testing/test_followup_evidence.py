@@ -9,7 +9,9 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.engine.postprocess import lesion_table
 from BreastTumorSegLib.followup.evidence import EvidenceSettings, baseline_corrections, split_lesion
+from BreastTumorSegLib.followup.guided import empty_places
 from BreastTumorSegLib.followup.match import VisitLesions, match_visits
+from BreastTumorSegLib.followup.prior import neighbourhoods
 
 SHAPE = (40, 48, 64)  # z, y, x; 1 mm isotropic
 SPACING = np.ones(3)
@@ -89,3 +91,14 @@ def test_baseline_pieces_of_one_tumor_are_joined_only_when_the_baseline_enhances
     assert int(labels.max()) == 1 and flags == {1: "joined_by_later_visit"}
     assert np.array_equal(labels > 0, base > 0)
     assert _corrected(base, later, base > 0) is None  # nothing enhances between them: not joined
+
+
+def test_only_the_known_lesions_whose_extent_holds_nothing_are_looked_for_again():
+    ref = sitk.GetImageFromArray(np.zeros(SHAPE, np.uint8))
+    known = _labels(_ball((20, 24, 14), (3, 3, 3)), _ball((20, 24, 50), (3, 3, 3)))
+    extent = neighbourhoods(known, SPACING, 5.0)
+    wide = neighbourhoods(known, SPACING, 8.0)
+    visit = sitk.GetImageFromArray(_labels(_ball((20, 24, 15), (2, 2, 2))).astype(np.uint16))  # only the first
+    visit.CopyInformation(ref)
+    out = empty_places(visit, extent, wide, ref, ref, None)
+    assert set(np.unique(out)) == {0, 2} and np.array_equal(out == 2, wide == 2)

@@ -49,7 +49,7 @@ from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
 from .evidence import SPLIT_FLAG, EvidenceSettings, baseline_corrections
 from .fragments import FragmentSettings, merge_fragments
-from .guided import GUIDED_FLAG, GuidedSettings, guided_tissue
+from .guided import GUIDED_FLAG, GuidedSettings, empty_places, guided_tissue
 from .lookback import LOOKBACK_FLAG, look_back
 from .measure import MeasureSettings, measure_tracks, visit_outline
 from .newfind import NEW_ENHANCEMENT_FLAG, NewEnhancementSettings, earlier_in_visit, new_enhancement
@@ -241,6 +241,10 @@ def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: Pri
                 comp, lesions = _with_guided(res, comp, lesions, guided.tissue(k),
                                              to_visit_grid(place, base_ref, e.reference, regs[k].transform),
                                              guided.settings)
+                if guided.settings.empty_margin_mm > 0:
+                    comp, lesions = _with_guided(res, comp, lesions, guided.tissue(k), empty_places(
+                        comp, extent, neighbourhoods(base, spacing_zyx, guided.settings.empty_margin_mm), base_ref,
+                        e.reference, regs[k].transform), guided.settings)
             if guided is not None and newfind is not None and newfind.enabled:
                 comp, lesions = _with_new_enhancement(res, comp, lesions, k, exams, results, regs, guided, newfind)
         ftv_ml = _lesion_ftv(e, ftv, comp, len(lesions))
