@@ -231,6 +231,10 @@ def main() -> int:
     p.add_argument("--guided-empty", type=float, default=None, metavar="MM",
                    help="look again for a known lesion whose track would be empty in its mask grown by MM "
                         "(GuidedSettings.empty_margin_mm; 0: off); default: the follow-up's default")
+    p.add_argument("--seen-before", type=float, default=None, metavar="SHARE",
+                   help="a segmented lesion first seen after the baseline is no unequivocal new lesion when this share of "
+                        "it lies where an earlier visit enhanced or was not read (NewEnhancementSettings."
+                        "seen_before_share; 0: off); default: the follow-up's default")
     a = p.parse_args()
     guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)
     evidence = (None if a.evidence is None else
@@ -238,6 +242,8 @@ def main() -> int:
     newfind = (None if a.new_enhancement is None else NewEnhancementSettings(enabled=a.new_enhancement == "on")
                if a.new_enhancement in ("on", "off") else
                NewEnhancementSettings(enabled=True, min_ml=float(a.new_enhancement)))
+    if a.seen_before is not None:
+        newfind = replace(newfind or NewEnhancementSettings(), seen_before_share=a.seen_before)
     rows, all_dec, all_err, reg_err, recist_ok = [], [], [], [], []
     n = a.start_index
     only = set(a.only.split(",")) if a.only else None

@@ -52,7 +52,8 @@ from .fragments import FragmentSettings, merge_fragments
 from .guided import GUIDED_FLAG, GuidedSettings, empty_places, guided_tissue
 from .lookback import LOOKBACK_FLAG, look_back
 from .measure import MeasureSettings, measure_tracks, visit_outline
-from .newfind import NEW_ENHANCEMENT_FLAG, NewEnhancementSettings, earlier_in_visit, new_enhancement
+from .newfind import (NEW_ENHANCEMENT_FLAG, SEEN_BEFORE_FLAG, NewEnhancementSettings, earlier_in_visit,
+                      new_enhancement, seen_before)
 from .prior import PriorSettings, find_remnants, labels_like, neighbourhoods, to_visit_grid
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
@@ -200,17 +201,41 @@ def _with_guided(res: SegmentationResult, components: sitk.Image, lesions: list[
                     "was (track-guided search); added by the follow-up")
 
 
-def _with_new_enhancement(res: SegmentationResult, components: sitk.Image, lesions: list[Lesion], k: int, exams,
-                          results, regs, guided, s: NewEnhancementSettings) -> tuple[sitk.Image, list[Lesion]]:
-    """Visit *k*'s lesions plus the tissue enhancing there by the weaker rule where no earlier visit
-    enhanced, inside the breast region of every earlier visit (:mod:`.newfind`)."""
+def _earlier(k: int, exams, results, regs, guided, pe: float) -> tuple[np.ndarray, np.ndarray]:
+    """On visit *k*'s grid: where an earlier visit enhanced (weaker rule at local-mean PE *pe*) and where an
+    earlier visit was not read (outside its breast region), each through the registrations."""
     def in_visit(arrays):
         return earlier_in_visit([(arr, exams[j].reference, regs[j].transform if regs[j] else None)
                                  for j, arr in enumerate(arrays)], exams[0].reference, exams[k].reference,
                                 regs[k].transform)
 
-    before = in_visit([guided.tissue(j, s.earlier_pe) for j in range(k)])
-    unlooked = in_visit([~roi_array(results[j].breast_mask, exams[j].reference)[0] for j in range(k)])
+    return (in_visit([guided.tissue(j, pe) for j in range(k)]),
+            in_visit([~roi_array(results[j].breast_mask, exams[j].reference)[0] for j in range(k)]))
+
+
+def _flag_seen_before(visits, tracks, exams, results, regs, guided, s: NewEnhancementSettings) -> None:
+    """Flag ``enhanced_before`` the segmented lesions of tracks that start after the baseline lying mostly
+    where an earlier visit enhanced or was not read (:func:`.newfind.seen_before`)."""
+    for k in range(1, len(visits)):
+        labs = [lab for t in tracks if t.first_visit == k for lab in t.members[k]
+                if NEW_ENHANCEMENT_FLAG not in visits[k].lesions[lab - 1].flags]
+        if not labs:
+            continue
+        before, unlooked = _earlier(k, exams, results, regs, guided, s.seen_before_pe)
+        comp = sitk.GetArrayViewFromImage(visits[k].components)
+        for lab in labs:
+            les = visits[k].lesions[lab - 1]
+            if seen_before(comp == lab, before, ~unlooked) >= s.seen_before_share and SEEN_BEFORE_FLAG not in les.flags:
+                les.flags.append(SEEN_BEFORE_FLAG)
+                les.notes.append("an earlier visit enhanced (or was not read) where most of this lesion lies: "
+                                 "not an unequivocal new lesion")
+
+
+def _with_new_enhancement(res: SegmentationResult, components: sitk.Image, lesions: list[Lesion], k: int, exams,
+                          results, regs, guided, s: NewEnhancementSettings) -> tuple[sitk.Image, list[Lesion]]:
+    """Visit *k*'s lesions plus the tissue enhancing there by the weaker rule where no earlier visit
+    enhanced, inside the breast region of every earlier visit (:mod:`.newfind`)."""
+    before, unlooked = _earlier(k, exams, results, regs, guided, s.earlier_pe)
     comp, added = new_enhancement(components, guided.tissue(k), before, s, ~unlooked)
     if not added:
         return components, lesions
@@ -360,6 +385,8 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
         if baseline is not None:
             segmented[0] = baseline
             visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
+    if weak is not None and newfind.seen_before_share > 0:
+        _flag_seen_before(visits, tracks, exams, results, regs, weak, newfind)
     measured = measure_tracks(tracks, visits, [ftv for _, _, ftv in segmented], exams[0].reference, measure)
     table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response,
                          measured)
