@@ -70,8 +70,8 @@ def test_two_tumors_merged_at_the_baseline_are_two_tracks_after_the_split():
     visits = [_visit(labels), _visit(later)]
     tracks = match_visits(visits, spacing_zyx=SPACING)
     assert len(tracks) == 2 and all(len(t.members[1]) == 1 for t in tracks)
-    # off by default: nothing changes
-    assert _corrected(base, later, base > 0, EvidenceSettings()) is None
+    # off: nothing changes
+    assert _corrected(base, later, base > 0, EvidenceSettings(split=False, join=False)) is None
 
 
 def test_a_tumor_that_broke_up_under_treatment_stays_one_baseline_lesion():

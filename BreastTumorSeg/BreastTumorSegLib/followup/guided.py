@@ -53,8 +53,9 @@ class GuidedSettings:
     remnant_margin_mm: float = 2.0  # a known lesion's own mask, grown by this much, at a later visit
     min_ml: float = 0.02  # smaller pieces are not looked at
     # A known lesion whose extent still holds nothing at a visit after the search above (its track would be
-    # empty there) is looked for again in its mask grown by this much (0: off; :mod:`.run`).
-    empty_margin_mm: float = 0.0
+    # empty there) is looked for again in its mask grown by this much (0: off; :mod:`.run`). 5 mm: on by rule 1 of
+    # docs/decisions/followup-evidence-issue31.md with the evidence step (heterogeneous 6008's track found).
+    empty_margin_mm: float = 5.0
 
 
 def guided_tissue(exam, ftv, roi_mask: np.ndarray, s: GuidedSettings, pe_level: float | None = None) -> np.ndarray:

@@ -59,6 +59,9 @@ class NewEnhancementSettings:
     # A segmented lesion that starts a track after the baseline is not an unequivocal new lesion (no PD by
     # itself, :mod:`.response`) when at least this share of it lies where an earlier visit enhanced (at
     # ``seen_before_pe``) or was never read (outside its breast region): flag ``enhanced_before`` (0: off).
+    # Off: on the 60 development series 0.5 made two false PDs right (heterogeneous 6016, 6019) and two true ones
+    # wrong (6023, 6027: the true new lesion lies where the baseline's parenchyma enhances >= 40 %): RECIST 76 -> 76,
+    # matching unchanged, so it fails rule 1 of docs/decisions/followup-evidence-issue31.md.
     seen_before_share: float = 0.0
     seen_before_pe: float = 40.0  # ... "enhanced" there: local-mean PE at least this (the weaker rule's own level)
 
