@@ -232,8 +232,8 @@ def main() -> int:
                    help="look again for a known lesion whose track would be empty in its mask grown by MM "
                         "(GuidedSettings.empty_margin_mm; 0: off); default: the follow-up's default")
     p.add_argument("--seen-before", type=float, default=None, metavar="SHARE",
-                   help="a segmented lesion first seen after the baseline is no unequivocal new lesion when this share of "
-                        "it lies where an earlier visit enhanced or was not read (NewEnhancementSettings."
+                   help="a segmented lesion first seen after the baseline is no unequivocal new lesion when this "
+                        "share of it lies where an earlier visit enhanced or was not read (NewEnhancementSettings."
                         "seen_before_share; 0: off); default: the follow-up's default")
     a = p.parse_args()
     guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)
