@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from BreastTumorSegLib.followup.evidence import EvidenceSettings
 from BreastTumorSegLib.followup.fragments import FragmentSettings, fragment_groups, merge_fragments
 from BreastTumorSegLib.followup.response import recist_category
 from BreastTumorSegLib.followup.run import follow_segmented, run_followup
@@ -60,10 +61,16 @@ def test_a_tumor_cut_in_pieces_at_the_baseline_is_one_track_with_the_right_recis
     want, _ = recist_category(truth, 1, False, True)
     assert want == "PR" and table["exams"][1]["recist"] == want
     assert table["exams"][1]["disappeared_tracks"] == [] and table["targets"] == [1]
-    # without the merge the pieces are two baseline tracks: one of them "disappears" at visit 2
+    # without the merge (and without the later visit as evidence, followup/evidence.py) the pieces are two
+    # baseline tracks: one of them "disappears" at visit 2
     _, tracks_off, table_off, _, _ = follow_segmented(exams, series.dates, split, regs,
-                                                      fragments=FragmentSettings())  # the default: off
+                                                      fragments=FragmentSettings(),  # the default: off
+                                                      evidence=EvidenceSettings(split=False, join=False))
     assert [t.first_visit for t in tracks_off] == [0, 0] and table_off["exams"][1]["disappeared_tracks"]
+    # with the defaults the later visit's one lesion over both pieces joins them (the tumor enhances between)
+    visits_d, tracks_d, table_d, _, _ = follow_segmented(exams, series.dates, split, regs)
+    assert [(t.first_visit, sorted(t.members)) for t in tracks_d] == [(0, [0, 1])]
+    assert "joined_by_later_visit" in visits_d[0].lesions[0].flags and not table_d["exams"][1]["disappeared_tracks"]
 
 
 def test_pieces_join_through_enhancing_tissue_only():

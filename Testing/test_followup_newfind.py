@@ -90,3 +90,42 @@ def test_a_looked_back_baseline_lesion_is_a_target_only_when_asked():
     assert default["targets"] == [1] and default["exams"][1]["recist"] == "SD"
     asked = change_table(tracks, visits, ftv, [None, None], ResponseSettings(lookback_targets=True))
     assert asked["targets"] == [1, 2] and asked["exams"][1]["recist"] == "PD"
+
+
+def _enhancing_at(exam, mask: np.ndarray, pe: float):
+    """*exam* with the *mask* voxels enhancing *pe* % in every post-contrast phase."""
+    pre = sitk.GetArrayFromImage(exam.pre).astype(np.float32)
+    out = [exam.pre]
+    for p in exam.phases[1:]:
+        arr = sitk.GetArrayFromImage(p).astype(np.float32)
+        arr[mask] = pre[mask] * np.float32(1 + pe / 100)
+        img = sitk.GetImageFromArray(arr)
+        img.CopyInformation(exam.pre)
+        out.append(img)
+    return exam.with_phases(out)
+
+
+def test_a_segmented_lesion_where_the_baseline_enhanced_is_no_unequivocal_new_lesion():
+    """The new lesion of visit 2 (segmented there) already enhances 50 % at the baseline (below the FTV rule:
+    not segmented there; the look-back off so that the baseline does not take it): with ``seen_before_share``
+    it is listed as a new track but makes no PD; without it, PD. A new lesion where the baseline did not
+    enhance stays PD with it."""
+    from BreastTumorSegLib.followup.newfind import SEEN_BEFORE_FLAG
+    from BreastTumorSegLib.followup.prior import PriorSettings
+
+    series = make_visit_series("ellipse", SEED, n_visits=2, fates=["stable"], new_lesion_at=1, **SMALL)
+    base = series.visits[0].exam
+    lesion = sitk.Resample(series.visits[1].tumor_labels == NEW_LABEL, base.reference, series.to_baseline[1],
+                           sitk.sitkNearestNeighbor, 0)
+    mask = sitk.GetArrayFromImage(sitk.BinaryDilate(lesion, [1, 1, 1])) > 0  # its place, one voxel wider
+    assert mask.sum() > 50
+    prior, on = PriorSettings(look_back=False), NewEnhancementSettings(seen_before_share=0.5)
+    seen = [_enhancing_at(base, mask, 50.0), series.visits[1].exam]
+    res_on = _followup(seen, series, prior=prior, newfind=on)
+    new = res_on.table["exams"][1]["new_tracks"]
+    assert len(new) == 1 and res_on.table["exams"][1]["recist"] != "PD"
+    track = next(t for t in res_on.tracks if t.track_id == new[0])
+    assert all(SEEN_BEFORE_FLAG in res_on.visits[1].lesions[lab - 1].flags for lab in track.members[1])
+    assert _followup(seen, series, prior=prior).table["exams"][1]["recist"] == "PD"
+    fresh = _followup([base, series.visits[1].exam], series, newfind=on)
+    assert fresh.table["exams"][1]["recist"] == "PD"

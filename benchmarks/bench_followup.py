@@ -52,6 +52,8 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.followup.register import registration_error_mm  # noqa: E402
 from BreastTumorSegLib.followup.response import ResponseSettings, choose_targets, recist_category  # noqa: E402
+from BreastTumorSegLib.followup.evidence import EvidenceSettings  # noqa: E402
+from BreastTumorSegLib.followup.guided import GuidedSettings  # noqa: E402
 from BreastTumorSegLib.followup.newfind import NewEnhancementSettings  # noqa: E402
 from BreastTumorSegLib.followup.run import follow, segment_visits  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
@@ -223,10 +225,25 @@ def main() -> int:
     p.add_argument("--new-enhancement", default=None, metavar="on|off|ML",
                    help="the follow-up's new-enhancement search (followup/newfind.py): on, off, or on with this "
                         "minimum volume (mL); default: the follow-up's default")
+    p.add_argument("--evidence", default=None, metavar="split,join|off",
+                   help="the later visits as evidence about the baseline (followup/evidence.py): 'split', 'join', "
+                        "'split,join' or 'off'; default: the follow-up's default")
+    p.add_argument("--guided-empty", type=float, default=None, metavar="MM",
+                   help="look again for a known lesion whose track would be empty in its mask grown by MM "
+                        "(GuidedSettings.empty_margin_mm; 0: off); default: the follow-up's default")
+    p.add_argument("--seen-before", type=float, default=None, metavar="SHARE",
+                   help="a segmented lesion first seen after the baseline is no unequivocal new lesion when this "
+                        "share of it lies where an earlier visit enhanced or was not read (NewEnhancementSettings."
+                        "seen_before_share; 0: off); default: the follow-up's default")
     a = p.parse_args()
+    guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)
+    evidence = (None if a.evidence is None else
+                EvidenceSettings(split="split" in a.evidence.split(","), join="join" in a.evidence.split(",")))
     newfind = (None if a.new_enhancement is None else NewEnhancementSettings(enabled=a.new_enhancement == "on")
                if a.new_enhancement in ("on", "off") else
                NewEnhancementSettings(enabled=True, min_ml=float(a.new_enhancement)))
+    if a.seen_before is not None:
+        newfind = replace(newfind or NewEnhancementSettings(), seen_before_share=a.seen_before)
     rows, all_dec, all_err, reg_err, recist_ok = [], [], [], [], []
     n = a.start_index
     only = set(a.only.split(",")) if a.only else None
@@ -238,7 +255,7 @@ def main() -> int:
                 continue
             series, seg, t_gen, t_seg = segmented_series(fam, seed, n_visits, n % 3 == 2, a.model, a.cache)
             t0 = time.perf_counter()
-            res = follow(seg, newfind=newfind)
+            res = follow(seg, newfind=newfind, evidence=evidence, guided=guided)
             t_run = t_seg + time.perf_counter() - t0
             base = series.visits[0]
             where = np.argwhere(sitk.GetArrayViewFromImage(base.breast_mask) > 0)[::50][:, ::-1]

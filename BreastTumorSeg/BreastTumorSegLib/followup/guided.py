@@ -36,6 +36,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..kinetics.significance import significant_tissue
+from .prior import to_visit_grid
 
 GUIDED_FLAG = "found_by_track"
 
@@ -51,6 +52,10 @@ class GuidedSettings:
     noise_z: float = 3.0  # local-mean pre-contrast signal at least this many noise SDs for ``pe``
     remnant_margin_mm: float = 2.0  # a known lesion's own mask, grown by this much, at a later visit
     min_ml: float = 0.02  # smaller pieces are not looked at
+    # A known lesion whose extent still holds nothing at a visit after the search above (its track would be
+    # empty there) is looked for again in its mask grown by this much (0: off; :mod:`.run`). 5 mm: on by rule 1 of
+    # docs/decisions/followup-evidence-issue31.md with the evidence step (heterogeneous 6008's track found).
+    empty_margin_mm: float = 5.0
 
 
 def guided_tissue(exam, ftv, roi_mask: np.ndarray, s: GuidedSettings, pe_level: float | None = None) -> np.ndarray:
@@ -65,3 +70,15 @@ def guided_tissue(exam, ftv, roi_mask: np.ndarray, s: GuidedSettings, pe_level: 
     spacing_zyx = np.asarray(exam.reference.GetSpacing())[::-1]
     tissue, pe_m, _ = significant_tissue(pre, early, region, spacing_zyx, 0.0, s.noise_z, s.pe)
     return tissue & (pe_m >= np.float32(s.pe if pe_level is None else pe_level))
+
+
+def empty_places(comp: sitk.Image, extent: np.ndarray, wide: np.ndarray, baseline: sitk.Image, visit: sitk.Image,
+                 to_visit: sitk.Transform | None) -> np.ndarray:
+    """On *visit*'s grid: the *wide* places (baseline-grid labels of the known lesions) of the lesions whose
+    *extent* (baseline-grid labels) holds none of the visit's lesions *comp* (their tracks would be empty at
+    this visit), 0 elsewhere (``empty_margin_mm``; *to_visit*: baseline point -> visit point)."""
+    ext = to_visit_grid(extent, baseline, visit, to_visit)
+    found = np.unique(ext[sitk.GetArrayViewFromImage(comp) > 0])
+    out = to_visit_grid(wide, baseline, visit, to_visit)
+    out[np.isin(out, found[found > 0])] = 0
+    return out

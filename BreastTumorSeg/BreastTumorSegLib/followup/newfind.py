@@ -41,6 +41,7 @@ from ..core.imageutil import from_array
 from .prior import labels_like, neighbourhoods, to_visit_grid
 
 NEW_ENHANCEMENT_FLAG = "new_enhancement"
+SEEN_BEFORE_FLAG = "enhanced_before"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ class NewEnhancementSettings:
     earlier_margin_mm: float = 4.0  # the earlier visits' enhancing tissue grown by this much
     lesion_margin_mm: float = 4.0  # the visit's own lesions grown by this much
     min_thickness_voxels: int = 1  # a piece must survive this many erosions (6-connected)
+    # A segmented lesion that starts a track after the baseline is not an unequivocal new lesion (no PD by
+    # itself, :mod:`.response`) when at least this share of it lies where an earlier visit enhanced (at
+    # ``seen_before_pe``) or was never read (outside its breast region): flag ``enhanced_before`` (0: off).
+    # Off: on the 60 development series 0.5 made two false PDs right (heterogeneous 6016, 6019) and two true ones
+    # wrong (6023, 6027: the true new lesion lies where the baseline's parenchyma enhances >= 40 %): RECIST 76 -> 76,
+    # matching unchanged, so it fails rule 1 of docs/decisions/followup-evidence-issue31.md.
+    seen_before_share: float = 0.0
+    seen_before_pe: float = 40.0  # ... "enhanced" there: local-mean PE at least this (the weaker rule's own level)
 
 
 def _grown(mask: np.ndarray, spacing_zyx, margin_mm: float) -> np.ndarray:
@@ -106,3 +115,13 @@ def new_enhancement(components: sitk.Image, tissue: np.ndarray, earlier: np.ndar
     if not added:
         return components, 0
     return labels_like(comp, components), added
+
+
+def seen_before(lesion: np.ndarray, earlier: np.ndarray, looked: np.ndarray | None = None) -> float:
+    """The share of *lesion* (bool, a visit's grid) lying where an earlier visit enhanced (*earlier*, bool)
+    or was not read (outside *looked*, bool: every earlier visit's breast region), on the same grid."""
+    n = np.count_nonzero(lesion)
+    if not n:
+        return 0.0
+    old = earlier if looked is None else earlier | ~looked
+    return float(np.count_nonzero(lesion & old)) / n

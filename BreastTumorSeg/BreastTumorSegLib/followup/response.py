@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .lookback import LOOKBACK_FLAG
+from .newfind import SEEN_BEFORE_FLAG
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def change_table(tracks, visits, ftv: list[dict[int, float]], dates: list[str | 
         return {"volume_ml": sum(x.volume_ml for x in les), "ftv_ml": sum(ftv[k].get(lab, 0.0) for lab in labs),
                 "longest_diameter_mm": sum(x.longest_diameter_mm for x in les), "n_fragments": len(les),
                 "side": les[0].side, "looked_back": all(LOOKBACK_FLAG in x.flags for x in les),
+                "enhanced_before": all(SEEN_BEFORE_FLAG in x.flags for x in les),
                 **(measured or {}).get((t.track_id, k), {})}
 
     table = {t.track_id: [measure(t, k) for k in range(n)] for t in tracks}
@@ -149,7 +151,8 @@ def change_table(tracks, visits, ftv: list[dict[int, float]], dates: list[str | 
                "sum_target_diameters_mm": sums[k]}
         totals.append(tot)
         new = [t.track_id for t in tracks if t.first_visit == k and k > 0]
-        unequivocal = [i for i in new if table[i][k]["longest_diameter_mm"] >= s.new_lesion_min_mm]
+        unequivocal = [i for i in new if table[i][k]["longest_diameter_mm"] >= s.new_lesion_min_mm
+                       and not table[i][k]["enhanced_before"]]
         gone = [t.track_id for t in tracks if k > 0 and t.first_visit < k and table[t.track_id][k - 1]
                 and not table[t.track_id][k]]
         row = {"visit": k + 1, "date": dates[k], "n_lesions": len(present), "new_tracks": new,

@@ -17,7 +17,8 @@ lesion (:mod:`.fragments`, opt-in), each baseline lesion looked for where it was
 tissue enhancing by the weaker rule of :mod:`.guided`), the lesions followed as tracks in the
 baseline frame (:mod:`.match`), every lesion first seen after the baseline looked for in the baseline
 (:mod:`.lookback`, in the FTV mask or the weaker rule's tissue; what is found there joins the baseline
-and the tracks are followed again), each
+and the tracks are followed again; then the later visits split or join the baseline's lesions, :mod:`.evidence`,
+and the tracks are followed once more), each
 track's volume measured by one outline rule at every visit (:mod:`.measure`) and the change table
 built (:mod:`.response`).
 Nothing is written until everything is computed; :func:`write_followup` writes all files or none.
@@ -47,11 +48,13 @@ from ..kinetics.ftv import FTVSettings, functional_tumor_volume, roi_array
 from ..core.imageutil import from_array
 from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
+from .evidence import SPLIT_FLAG, EvidenceSettings, baseline_corrections
 from .fragments import FragmentSettings, merge_fragments
-from .guided import GUIDED_FLAG, GuidedSettings, guided_tissue
+from .guided import GUIDED_FLAG, GuidedSettings, empty_places, guided_tissue
 from .lookback import LOOKBACK_FLAG, look_back
 from .measure import MeasureSettings, measure_tracks, visit_outline
-from .newfind import NEW_ENHANCEMENT_FLAG, NewEnhancementSettings, earlier_in_visit, new_enhancement
+from .newfind import (NEW_ENHANCEMENT_FLAG, SEEN_BEFORE_FLAG, NewEnhancementSettings, earlier_in_visit,
+                      new_enhancement, seen_before)
 from .prior import PriorSettings, find_remnants, labels_like, neighbourhoods, to_visit_grid
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
@@ -199,17 +202,41 @@ def _with_guided(res: SegmentationResult, components: sitk.Image, lesions: list[
                     "was (track-guided search); added by the follow-up")
 
 
-def _with_new_enhancement(res: SegmentationResult, components: sitk.Image, lesions: list[Lesion], k: int, exams,
-                          results, regs, guided, s: NewEnhancementSettings) -> tuple[sitk.Image, list[Lesion]]:
-    """Visit *k*'s lesions plus the tissue enhancing there by the weaker rule where no earlier visit
-    enhanced, inside the breast region of every earlier visit (:mod:`.newfind`)."""
+def _earlier(k: int, exams, results, regs, guided, pe: float) -> tuple[np.ndarray, np.ndarray]:
+    """On visit *k*'s grid: where an earlier visit enhanced (weaker rule at local-mean PE *pe*) and where an
+    earlier visit was not read (outside its breast region), each through the registrations."""
     def in_visit(arrays):
         return earlier_in_visit([(arr, exams[j].reference, regs[j].transform if regs[j] else None)
                                  for j, arr in enumerate(arrays)], exams[0].reference, exams[k].reference,
                                 regs[k].transform)
 
-    before = in_visit([guided.tissue(j, s.earlier_pe) for j in range(k)])
-    unlooked = in_visit([~roi_array(results[j].breast_mask, exams[j].reference)[0] for j in range(k)])
+    return (in_visit([guided.tissue(j, pe) for j in range(k)]),
+            in_visit([~roi_array(results[j].breast_mask, exams[j].reference)[0] for j in range(k)]))
+
+
+def _flag_seen_before(visits, tracks, exams, results, regs, guided, s: NewEnhancementSettings) -> None:
+    """Flag ``enhanced_before`` the segmented lesions of tracks that start after the baseline lying mostly
+    where an earlier visit enhanced or was not read (:func:`.newfind.seen_before`)."""
+    for k in range(1, len(visits)):
+        labs = [lab for t in tracks if t.first_visit == k for lab in t.members[k]
+                if NEW_ENHANCEMENT_FLAG not in visits[k].lesions[lab - 1].flags]
+        if not labs:
+            continue
+        before, unlooked = _earlier(k, exams, results, regs, guided, s.seen_before_pe)
+        comp = sitk.GetArrayViewFromImage(visits[k].components)
+        for lab in labs:
+            les = visits[k].lesions[lab - 1]
+            if seen_before(comp == lab, before, ~unlooked) >= s.seen_before_share and SEEN_BEFORE_FLAG not in les.flags:
+                les.flags.append(SEEN_BEFORE_FLAG)
+                les.notes.append("an earlier visit enhanced (or was not read) where most of this lesion lies: "
+                                 "not an unequivocal new lesion")
+
+
+def _with_new_enhancement(res: SegmentationResult, components: sitk.Image, lesions: list[Lesion], k: int, exams,
+                          results, regs, guided, s: NewEnhancementSettings) -> tuple[sitk.Image, list[Lesion]]:
+    """Visit *k*'s lesions plus the tissue enhancing there by the weaker rule where no earlier visit
+    enhanced, inside the breast region of every earlier visit (:mod:`.newfind`)."""
+    before, unlooked = _earlier(k, exams, results, regs, guided, s.earlier_pe)
     comp, added = new_enhancement(components, guided.tissue(k), before, s, ~unlooked)
     if not added:
         return components, lesions
@@ -240,6 +267,10 @@ def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: Pri
                 comp, lesions = _with_guided(res, comp, lesions, guided.tissue(k),
                                              to_visit_grid(place, base_ref, e.reference, regs[k].transform),
                                              guided.settings)
+                if guided.settings.empty_margin_mm > 0:
+                    comp, lesions = _with_guided(res, comp, lesions, guided.tissue(k), empty_places(
+                        comp, extent, neighbourhoods(base, spacing_zyx, guided.settings.empty_margin_mm), base_ref,
+                        e.reference, regs[k].transform), guided.settings)
             if guided is not None and newfind is not None and newfind.enabled:
                 comp, lesions = _with_new_enhancement(res, comp, lesions, k, exams, results, regs, guided, newfind)
         ftv_ml = _lesion_ftv(e, ftv, comp, len(lesions))
@@ -276,6 +307,33 @@ def _looked_back(results, segmented, visits, tracks, prior: PriorSettings, guide
     return comp, lesions, ftv0
 
 
+def _corrected_baseline(results, segmented, visits, tracks, guided, ev: EvidenceSettings):
+    """The baseline's (components, lesions, FTV) with the lesions the later visits split or join
+    (:mod:`.evidence`); None when nothing changes. A lesion keeps the flags of the lesions it came from."""
+    comp0, lesions0, ftv0 = segmented[0]
+    old = sitk.GetArrayFromImage(comp0).astype(np.int32)
+    enhancing = sitk.GetArrayFromImage(ftv0.mask) > 0
+    if guided is not None:
+        enhancing |= guided.tissue(0)
+    found = baseline_corrections(old, [v.in_baseline for v in visits], tracks, enhancing,
+                                 np.asarray(comp0.GetSpacing())[::-1], ev)
+    if found is None:
+        return None
+    labels, flag_of = found
+    comp = labels_like(labels, comp0)
+    lesions = _table(results[0], comp)
+    pairs = np.unique(np.stack([labels[old > 0], old[old > 0]]), axis=1)
+    for new, was in zip(*pairs):
+        les = lesions[int(new) - 1]
+        les.flags += [f for f in lesions0[int(was) - 1].flags if f not in les.flags]
+    for new, flag in flag_of.items():
+        lesions[new - 1].flags.append(flag)
+        lesions[new - 1].notes.append("baseline lesion split between two lesions of a later visit (two tumors)"
+                                      if flag == SPLIT_FLAG else "baseline pieces joined: one lesion of a later "
+                                      "visit covers them and the baseline's enhancing tissue connects them")
+    return comp, lesions, ftv0
+
+
 class _Guided:
     """Each visit's tissue by the weaker rule of :mod:`.guided`, computed when first asked for."""
 
@@ -297,7 +355,7 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
                      response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
                      prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
                      fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
-                     newfind: NewEnhancementSettings | None = None):
+                     newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None):
     """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
     the FTV settings used, the matching settings used)."""
     s = ftv_settings or FTVSettings()
@@ -322,6 +380,14 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
         if baseline is not None:
             segmented[0] = baseline
             visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
+    evidence = evidence or EvidenceSettings()
+    if prior.enabled and evidence.enabled and len(exams) > 1:
+        baseline = _corrected_baseline(results, segmented, visits, tracks, weak, evidence)
+        if baseline is not None:
+            segmented[0] = baseline
+            visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
+    if weak is not None and newfind.seen_before_share > 0:
+        _flag_seen_before(visits, tracks, exams, results, regs, weak, newfind)
     measured = measure_tracks(tracks, visits, [ftv for _, _, ftv in segmented], exams[0].reference, measure)
     table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response,
                          measured)
@@ -410,11 +476,11 @@ def segment_visits(exams: list[DCEExam], dates: list[str] | None = None, model=F
 def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response: ResponseSettings | None = None,
            prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
            fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
-           newfind: NewEnhancementSettings | None = None) -> FollowupResult:
+           newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None) -> FollowupResult:
     """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
     visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
                                                    response, seg.ftv_settings, prior, measure, fragments, guided,
-                                                   newfind)
+                                                   newfind, evidence)
     prior, guided = prior or PriorSettings(), guided or GuidedSettings()
     guided = replace(guided, enabled=guided.enabled and prior.enabled)  # the search runs inside the prior's steps
     newfind = newfind or NewEnhancementSettings()
@@ -424,7 +490,7 @@ def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response
                 "matching": vars(m), "response": vars(response or ResponseSettings()),
                 "prior": vars(prior), "measure": vars(measure or MeasureSettings()),
                 "fragments": vars(fragments or FragmentSettings()), "guided": vars(guided),
-                "new_enhancement": vars(newfind),
+                "new_enhancement": vars(newfind), "evidence": vars(evidence or EvidenceSettings()),
                 "fat_suppression_by_visit": seg.fat_by_visit, "fat_suppressed_for_the_patient": seg.fat_for_patient}
     return FollowupResult(visits, tracks, table, settings)
 
