@@ -5,10 +5,11 @@ runs on beyond the band. With the band the two tumors are outlined whole; the st
 is never added; a ROI given by the user is not widened."""
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from BreastTumorSegLib.core.exam import DCEExam
 from BreastTumorSegLib.evaluation.metrics import dice
-from BreastTumorSegLib.kinetics.beside_region import band_around
+from BreastTumorSegLib.kinetics.beside_region import band_around, separate_parts
 from BreastTumorSegLib.models.ftv_segmenter import FTVOutlineSegmenter
 from pe_fixtures import plateau_phases
 
@@ -124,3 +125,21 @@ def test_shape_test_refuses_a_closed_strip_beside_the_region():
     assert not (on & strip).any()
     assert not (on & ~inside & ~outside & ~cut).any()
     assert any("1 elongated" in n for n in seg.last_result.notes)
+
+
+def test_a_joining_component_adds_only_a_body_of_its_own_beyond_the_first_outline():
+    """separate_parts: a ball touching the first outline by a few voxels is a body of its own (added, so a
+    one-voxel contact that comes and goes with the grid decides nothing); the rest of a lesion the region's
+    edge cuts (a half ball across a cut plane) is the same lesion (not added)."""
+    sp = (1.0, 1.0, 1.0)
+    zz, yy, xx = np.mgrid[:40, :40, :60].astype(float)
+    roi = xx < 25
+    first = np.sqrt((zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 22) ** 2) <= 6  # a lesion of the region (past its edge)
+    beside = np.sqrt((zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 35) ** 2) <= 6.5  # touches it at x = 28-29
+    assert (ndimage.binary_dilation(first, structure=np.ones((3, 3, 3), bool)) & beside).any()
+    core = np.sqrt((zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 35) ** 2) <= 3
+    kept = separate_parts(first | beside, first, roi, core, sp)
+    assert kept.sum() >= 0.9 * (beside & ~roi).sum() and not (kept & (roi | first)).any()
+    cut = np.sqrt((zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 25) ** 2) <= 7  # the region's edge x = 25 runs through it
+    core_cut = np.sqrt((zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 26) ** 2) <= 3
+    assert not separate_parts(cut, cut & roi, roi, core_cut, sp).any()

@@ -261,6 +261,7 @@ class FTVResult:
     notes: list[str] = field(default_factory=list)
     outline: sitk.Image | None = None  # whole-tumor outline (settings.outline_pe > 0), uint8
     outline_ml: float | None = None
+    outline_level: float | None = None  # the outline's PE level (reused by kinetics/beside_region.py)
 
     def summary(self) -> dict:
         return {
@@ -481,7 +482,7 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
         notes.append("SER >= 0 condition skipped: the exam has a single post-contrast phase")
     ftv = float(np.count_nonzero(tumor)) * vox_ml
     return FTVResult(from_array(tumor.astype(np.uint8), ref), ftv, bands, bg, fat, ser_used, roi_desc,
-                     maps, s, notes, outline, outline_ml)
+                     maps, s, notes, outline, outline_ml, level if outline is not None else None)
 
 
 def _neighbours_rule(cand: np.ndarray, min_neighbors: int) -> np.ndarray:

@@ -200,14 +200,13 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # rule fixed before the held-out run (README, "Where ftv-outline still loses the tumor");
     # FTVOutlineSegmenter(outline_close_mm=0) turns it off.
     default_outline_close_mm = 3.0
-    # Whole lesions within a band beside the breast region (kinetics/beside_region.py), strict version
-    # (beside_region_strict: nothing touching a lesion of the region is added). It passed the rule of
-    # docs/decisions/beside-region-strict-issue25.md on development and on held-out 5004-5007 and 5010-5013
-    # (5010-5013 vessels 0.220 -> 0.549, heterogeneous 0.427 -> 0.769, nothing lower), but with it on
-    # test_orientation_invariance[oblique] fails: on phantom 3 a piece of the tumor beside the region is a
-    # separate component on the original grid (added) and touches the first outline on the oblique grid
-    # (refused), Dice 0.947 vs 0.890. OFF until that is fixed; FTVOutlineSegmenter(beside_region_mm=20) turns it on.
-    default_beside_region_mm = 0.0
+    # Whole lesions within a band beside the breast region (kinetics/beside_region.py), strict version.
+    # It passed the rule of docs/decisions/beside-region-strict-issue25.md but was left off (orientation
+    # dependence at a one-voxel contact, a second whole FTV run). Since beside9 a joining component's own
+    # body beyond the first outline is added and the band reuses the first run's thresholds; ON by the
+    # addendum of that record (development 7000-7009: vessels 0.704 -> 0.752, phantom 0.622 -> 0.666, nothing
+    # lower, no median FP up; held-out 5034-5039 in the record). FTVOutlineSegmenter(beside_region_mm=0) turns it off.
+    default_beside_region_mm = 20.0
     # The outline past the ROI's edge (kinetics/outline_beyond.py): on by the rule fixed before the held-out
     # run (docs/decisions/outline-beyond-roi-issue25.md; development 7000-7009: no family lower, FP unchanged);
     # FTVOutlineSegmenter(outline_beyond_roi=False) turns it off.
