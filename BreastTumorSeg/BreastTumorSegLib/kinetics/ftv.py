@@ -106,6 +106,7 @@ from .outline_concave import fill_concavities
 from .outline_edge import trim_partial_volume_shell
 from .outline_islands import marked_islands
 from .outline_kinetic import kinetic_growth
+from .fat_sat_floor import background_ok
 from .significance import difference_noise, island_seeds, significant_seeds
 
 # ----------------------------------------------------------------------------- settings / ROI
@@ -146,6 +147,7 @@ class FTVSettings:
     outline_beyond_roi: bool = False  # the outline may grow past the ROI's edge by its own rules (outline_beyond.py)
     outline_edge_trim: float = 0.0  # > 0: partial-volume surface voxels below this subtraction fraction removed (outline_edge.py)
     outline_island_min_pe: float = 0.0  # > 0: compact islands the vessel opening removed seed at this p90 PE (outline_islands.py)
+    fat_sat_post_floor: bool = False  # fat-suppressed exams: dark tissue bright after contrast passes (fat_sat_floor.py)
     outline_kinetic_tol: float = 0.0  # > 0: tissue under the BPE level whose SER matches its core's (outline_kinetic.py)
 
     def __post_init__(self):
@@ -396,8 +398,8 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
             fat["noise_floor"] = float(f"{noise_floor:.6g}")
             bg = max(bg, noise_floor)
 
-    cand = roi_mask & valid
-    cand &= pre >= np.float32(bg)
+    bg_ok = background_ok(pre, bg, exam, maps, roi_mask & valid, fat, s)
+    cand = roi_mask & valid & bg_ok
     cand &= pe >= np.float32(s.pe_threshold)
     tumor = _neighbours_rule(cand, s.min_neighbors)
     notes = list(maps.notes)
@@ -429,7 +431,7 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
     outline = outline_ml = None
     if s.outline_pe > 0:
         spacing_zyx = np.asarray(ref.GetSpacing())[::-1]
-        tissue = roi_mask & valid & (pre >= np.float32(bg))
+        tissue = roi_mask & valid & bg_ok
         grow, level, bpe = outline_growth(pe, tissue, strong, ser if ser_used else None, spacing_zyx, s)
         seeds = tumor
         if s.outline_significance and not fat["fat_suppressed"] and bg > base_bg:
