@@ -99,19 +99,13 @@ def losses(ph, seg, captured: dict) -> list:
          f"{les.n_found}/{les.n_true}", les.n_false_positive]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--families", default="heterogeneous,vessels,irregular")
-    p.add_argument("--seeds", default="7000-7009")
-    p.add_argument("--options", default="", help="FTV settings for ftv-outline, e.g. outline_half_maximum=True")
-    a = p.parse_args(argv)
-    from BreastTumorSegLib.models.registry import get_segmenter
-    from BreastTumorSegLib.training.phantom.families import FAMILIES
 
-    seeds = parse_seeds(a.seeds)
-    if any(5000 <= s <= 5029 for s in seeds):
-        print("note: seeds 5000-5029 are held out for bench_generalization; diagnose on others")
-    seg = get_segmenter("ftv-outline", **options(a.options))
+def ftv_outline_keeping_roi(**settings):
+    """``ftv-outline`` whose every prediction leaves the breast region it was given in
+    ``captured["roi"]`` (the engine computes the region inside ``segment_exam``)."""
+    from BreastTumorSegLib.models.registry import get_segmenter
+
+    seg = get_segmenter("ftv-outline", **settings)
     captured: dict = {}
     predict = seg.predict
 
@@ -120,6 +114,21 @@ def main(argv=None) -> int:
         return predict(exam, breast_mask, *args, **kw)
 
     seg.predict = spy
+    return seg, captured
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--families", default="heterogeneous,vessels,irregular")
+    p.add_argument("--seeds", default="7000-7009")
+    p.add_argument("--options", default="", help="FTV settings for ftv-outline, e.g. outline_half_maximum=True")
+    a = p.parse_args(argv)
+    from BreastTumorSegLib.training.phantom.families import FAMILIES
+
+    seeds = parse_seeds(a.seeds)
+    if any(5000 <= s <= 5029 for s in seeds):
+        print("note: seeds 5000-5029 are held out for bench_generalization; diagnose on others")
+    seg, captured = ftv_outline_keeping_roi(**options(a.options))
     rows = []
     for fam in a.families.split(","):
         for s in seeds:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_generalization import motion_free, table  # noqa: E402
+from bench_outline_losses import ftv_outline_keeping_roi  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 
 KEYS = ("ml", "pe_med", "ring_med", "ring_p90", "contrast", "contrast90", "elong", "ser", "washout", "p_fp")
@@ -120,21 +121,12 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="7000-7029")
     p.add_argument("--min-pe", type=float, default=20.0)
     a = p.parse_args(argv)
-    from BreastTumorSegLib.models.registry import get_segmenter
     from BreastTumorSegLib.training.phantom.families import FAMILIES
 
     seeds = parse_seeds(a.seeds)
     if any(5000 <= s <= 5099 for s in seeds):
         print("note: seeds 5000-5099 are held out; diagnose on development seeds (6000+, 7000+)")
-    seg = get_segmenter("ftv-outline")
-    captured: dict = {}
-    predict = seg.predict
-
-    def spy(exam, breast_mask, *args, **kw):
-        captured["roi"] = breast_mask
-        return predict(exam, breast_mask, *args, **kw)
-
-    seg.predict = spy
+    seg, captured = ftv_outline_keeping_roi()
     blobs = []
     for s in seeds:
         found = exam_blobs(FAMILIES[a.family](s), seg, captured, a.min_pe)
