@@ -14,7 +14,7 @@ from BreastTumorSegLib.engine.classify import classify_exam, exam_candidates
 from BreastTumorSegLib.engine.classify_context import context_features
 from BreastTumorSegLib.models.classifier import CONTEXT_FEATURES, FEATURES, WITH_CONTEXT, load_classifier
 from BreastTumorSegLib.training.classify import CANDIDATE_MODELS, _pipeline, save
-from classify_fixtures import two_lesion_phantom
+from classify_fixtures import two_lesion_candidates
 
 C = {f: i for i, f in enumerate(CONTEXT_FEATURES)}
 P90, VOL = FEATURES.index("pe_early_p90"), FEATURES.index("log_volume_ml")
@@ -54,9 +54,7 @@ def test_row_order_does_not_matter():
 
 @pytest.fixture(scope="module")
 def phantom():
-    ph = two_lesion_phantom()
-    _, _, cands, _, _ = exam_candidates(ph.exam, register=False)
-    return ph, cands
+    return two_lesion_candidates()
 
 
 def test_the_phantoms_lesions_against_their_breast_and_exam(phantom):

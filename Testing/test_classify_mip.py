@@ -16,7 +16,7 @@ from BreastTumorSegLib.engine.classify_mip import (BreastMIP, breast_features, b
                                                   projection_axis, second_subtraction_index)
 from BreastTumorSegLib.models.classifier import ALL_FEATURES, FEATURES, MIP_FEATURES, load_classifier
 from BreastTumorSegLib.training.classify import CANDIDATE_MODELS, _pipeline, save
-from classify_fixtures import two_lesion_phantom
+from classify_fixtures import two_lesion_candidates
 
 F = {f: i for i, f in enumerate(MIP_FEATURES)}
 
@@ -76,9 +76,7 @@ def test_second_subtraction_and_projection_axis():
 
 @pytest.fixture(scope="module")
 def phantom_candidates():
-    ph = two_lesion_phantom()
-    _, _, cands, _, _ = exam_candidates(ph.exam, register=False)
-    return ph, cands
+    return two_lesion_candidates()
 
 
 def test_malignant_like_breast_has_the_brighter_more_asymmetric_mip(phantom_candidates):
