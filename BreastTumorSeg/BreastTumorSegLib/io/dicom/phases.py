@@ -206,6 +206,10 @@ def _check_same_matrix(volumes: list[Volume], folder: Path) -> None:
                          "re-export the exam, or pick phases of one acquisition with --series")
 
 
+# Phase times spanning more than this are a broken header, not a DCE exam (protocols last under an hour).
+MAX_DCE_SPAN_MIN = 360.0
+
+
 def order_phases(volumes: list[Volume]) -> tuple[list[Volume], list[float] | None, str, list[str]]:
     """Sort the phases by time and give minutes after the first; fall back to tag order."""
     warnings: list[str] = []
@@ -214,10 +218,19 @@ def order_phases(volumes: list[Volume]) -> tuple[list[Volume], list[float] | Non
     start = [v.start_dt for v in volumes]
     times_s: list[float] | None = None
     source = "none"
+    candidates = []
     if one_stack and all(t is not None for t in trig) and len(set(trig)) == len(trig):
-        times_s, source = [t / 1000.0 for t in trig], split_key_name("TriggerTime", volumes[0].stack.enhanced)
-    elif all(t is not None for t in start) and len(set(start)) == len(start):
-        times_s, source = list(start), volumes[0].start_dt_source or "AcquisitionTime"
+        candidates.append(([t / 1000.0 for t in trig], split_key_name("TriggerTime", volumes[0].stack.enhanced)))
+    if all(t is not None for t in start) and len(set(start)) == len(start):
+        candidates.append((list(start), volumes[0].start_dt_source or "AcquisitionTime"))
+    for values, name in candidates:
+        span_min = (max(values) - min(values)) / 60.0
+        if span_min <= MAX_DCE_SPAN_MIN:
+            times_s, source = values, name
+            break
+        # e.g. a converter that added TriggerTime (ms) to FrameAcquisitionDateTime as days
+        warnings.append(f"the {name} values span {span_min:.4g} min, more than a DCE exam lasts "
+                        f"({MAX_DCE_SPAN_MIN:g} min); they are not used as phase times")
     if times_s is not None:
         order, relative_s = order_by_time(times_s)
         phases = [volumes[i] for i in order]

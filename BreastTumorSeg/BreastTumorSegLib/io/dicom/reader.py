@@ -12,8 +12,9 @@ Layouts handled (see :mod:`.phases` for the rules):
 * enhanced multi-frame MR with per-frame TemporalPositionIndex / FrameAcquisitionDateTime
   (typical of Philips).
 
-Pixels: stored values are read with numpy straight from the file offsets found while parsing
-the headers (uncompressed transfer syntaxes), or decoded by pydicom, then SimpleITK/GDCM
+Pixels: stored values (integers, or the float/double float pixel data some converters write) are
+read with numpy straight from the file offsets found while parsing the headers (uncompressed
+transfer syntaxes), or decoded by pydicom, then SimpleITK/GDCM
 (compressed ones); RescaleSlope/RescaleIntercept are applied per frame. The returned exam
 carries ``metadata["dicom"]`` (a JSON-safe summary: layout, time source, series roles, no patient
 identifiers) and ``metadata["dicom_source"]`` (a :class:`DicomSource` that
@@ -135,6 +136,9 @@ def _read_native(frame: Frame) -> np.ndarray:
     if raw.size != count:
         raise InputError("is truncated: the file ends inside its pixel data", frame.label(),
                          "re-send the series from the scanner or PACS")
+    if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
+        raise InputError(f"holds {int(np.count_nonzero(~np.isfinite(raw)))} NaN or infinite pixel value(s)",
+                         frame.label(), "re-export the series; NaN/Inf are not valid MR intensities")
     bits_alloc = raw.dtype.itemsize * 8
     if loc.signed and loc.bits_stored < bits_alloc:
         shift = bits_alloc - loc.bits_stored  # sign-extend values stored in fewer bits
