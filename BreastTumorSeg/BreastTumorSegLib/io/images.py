@@ -2,8 +2,9 @@
 
 :func:`read_image` refuses, naming the file: implausible header geometry (size, spacing,
 non-finite origin/direction) before any voxel is allocated, truncated NIfTI files (which ITK would
-zero-fill), and NaN/Inf voxels (which ITK's NIfTI reader silently turns into 0). A float NIfTI is
-read with one decompression. :func:`read_mask` reads a binary label map.
+zero-fill), a qform and an sform that disagree (:mod:`.nifti_xform`), a sheared orientation, and
+NaN/Inf voxels (which ITK's NIfTI reader silently turns into 0). A float NIfTI is read with one
+decompression. :func:`read_mask` reads a binary label map.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
+from .nifti_xform import check_xforms_agree
 from .safety import check_input_path
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -41,6 +43,7 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
         reader.ReadImageInformation()
         _check_header(reader, path, what)
         _check_complete(path, reader)
+        check_xforms_agree(path, what)
         img = _read_float_nifti(path, reader, what)
         if img is None:
             img = reader.Execute()
@@ -50,6 +53,11 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
         first = str(exc).strip().splitlines()
         detail = next((ln for ln in reversed(first) if ln.strip()), "unknown reader error")
+        if "orthonormal" in detail:  # a sheared or skewed sform/qform: ITK holds only rotations
+            raise InputError(f"{what} has a sheared or skewed orientation in its header (the axes are not at "
+                             "right angles), which cannot be read as a 3D grid", path,
+                             "resample the image onto a grid with perpendicular axes, or re-convert the DICOM "
+                             "with dcm2niix") from None
         raise InputError(f"cannot read {what} ({detail.strip()[:160]})", path,
                          "make sure the file is a complete NIfTI/NRRD/MHA image; re-export it if it was truncated") from None
     return img
