@@ -6,6 +6,7 @@ phase times) or one InputError naming the file and the fix.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import dicom_fixtures as fx
@@ -102,3 +103,155 @@ def test_float_pixel_data_with_nan_is_refused_naming_the_file(small, tmp_path):
         load_exam(tmp_path)
     msg = str(err.value)
     assert str(paths[5]) in msg and "NaN or infinite" in msg and "Fix:" in msg
+
+
+# ------------------------------------------------------------------------------------ compression
+def _gdcm_compress(paths, compressor: str) -> None:
+    """Re-write each file with SimpleITK's GDCM writer, as a PACS or viewer export would.
+
+    GDCM's JPEG 2000 writer sets the C library's LC_CTYPE to "C" (Python's default text encoding
+    becomes ASCII for the rest of the process); the locale is put back afterwards."""
+    import locale
+
+    import SimpleITK as sitk
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _gdcm_write(paths, compressor, sitk)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _gdcm_write(paths, compressor: str, sitk) -> None:
+
+    for p in paths:
+        info = sitk.ImageFileReader()
+        info.SetFileName(str(p))
+        info.ReadImageInformation()
+        img = sitk.ReadImage(str(p))
+        for key in info.GetMetaDataKeys():
+            img.SetMetaData(key, info.GetMetaData(key))
+        writer = sitk.ImageFileWriter()
+        writer.SetImageIO("GDCMImageIO")
+        writer.KeepOriginalImageUIDOn()
+        writer.SetUseCompression(True)
+        writer.SetCompressor(compressor)
+        writer.SetFileName(str(p))
+        writer.Execute(img)
+
+
+def test_jpeg2000_files_written_by_gdcm(small, tmp_path):
+    paths = fx.write_ge_multiphase(small, tmp_path)
+    _gdcm_compress(paths, "JPEG2000")
+    assert "JPEG 2000" in pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID.name
+    assert_same_exam(load_exam(tmp_path), small)
+
+
+def test_jpeg_ls_files(small, tmp_path):
+    pytest.importorskip("jpeg_ls")  # pydicom's JPEG-LS encoder plugin (pyjpegls)
+    paths = fx.write_siemens_per_phase(small, tmp_path)
+    _rewrite(paths, lambda i, ds: ds.compress(pydicom.uid.JPEGLSLossless))
+    assert_same_exam(load_exam(tmp_path), small)
+
+
+def _undecodable(small, folder):
+    """Pixel data labelled High-Throughput JPEG 2000 that no installed decoder can read."""
+    paths = fx.write_ge_multiphase(small, folder)
+
+    def change(i, ds):
+        ds.compress(pydicom.uid.RLELossless)
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"
+    _rewrite(paths, change)
+    return paths
+
+
+def test_undecodable_compression_is_refused_naming_the_file_and_the_fix(small, tmp_path):
+    paths = _undecodable(small, tmp_path)
+    with pytest.raises(InputError) as err:
+        load_exam(tmp_path)
+    msg = str(err.value)
+    assert any(str(p) in msg for p in paths) and "High-Throughput JPEG 2000" in msg
+    assert "pip install pylibjpeg" in msg and "gdcmconv --raw" in msg
+
+
+def test_undecodable_compression_in_the_segment_command_is_one_line(small, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _undecodable(small, tmp_path / "exam")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "BreastTumorSeg"),
+               OMP_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, "-m", "BreastTumorSegLib.cli", "segment", str(tmp_path / "exam"),
+                          "--output", str(tmp_path / "out"), "--progress", "none"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "High-Throughput JPEG 2000" in lines[0]  # GDCM's own complaints held back
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------ tags
+def test_wrong_slice_thickness_per_file_rescale_and_signed_12_bit(small, tmp_path):
+    """SliceThickness/SpacingBetweenSlices that contradict the positions (positions win), a
+    different RescaleSlope/Intercept in every file, and negative values in 12-bit two's complement."""
+    paths = fx.write_ge_multiphase(small, tmp_path)
+
+    def change(i, ds):
+        values = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        slope, intercept = 0.5 + 0.25 * (i % 3), 600.0 + 7 * (i % 2)
+        stored = np.rint((values - intercept) / slope)
+        assert stored.min() < 0 and -2048 <= stored.min() and stored.max() < 2048
+        ds.PixelData = (stored.astype(np.int16) & 0x0FFF).astype(np.uint16).tobytes()
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 1
+        ds.RescaleSlope, ds.RescaleIntercept = fx._ds(slope), fx._ds(intercept)
+        ds.SliceThickness = ds.SpacingBetweenSlices = "1.5"
+    _rewrite(paths, change)
+    # Stored twice (the writer's slope, then these up to 1.0): the tolerance is the sum of both halves.
+    twice = dataclasses.replace(small, slopes=[1.0 + s for s in small.slopes])
+    assert_same_exam(load_exam(tmp_path), twice)
+
+
+@pytest.mark.parametrize("charset,description", [
+    ("ISO_IR 192", "Müller^Zoë 乳腺"), ("ISO_IR 144", "Иванова^Анна"), (["", "ISO 2022 IR 87"], "ヤマダ^タロウ"),
+    ("GB18030", "王^小红"), ("ISO_IR 100", "Lövgren^Åsa")], ids=["utf8", "cyrillic", "japanese", "gb18030", "latin1"])
+def test_non_ascii_character_sets(small, tmp_path, charset, description):
+    paths = fx.write_siemens_per_phase(small, tmp_path)
+
+    def change(i, ds):
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = description
+        ds.SeriesDescription = f"{description} {ds.SeriesNumber}"
+    _rewrite(paths, change)
+    exam = load_exam(tmp_path)
+    assert_same_exam(exam, small)
+    names = [p["series_description"] for p in exam.metadata["dicom"]["phases"]]
+    assert names == [f"{description} {10 + i}" for i in range(3)]
+
+
+@pytest.mark.filterwarnings("ignore:Unknown encoding")
+def test_unknown_character_set_is_read(small, tmp_path):
+    paths = fx.write_siemens_per_phase(small, tmp_path)
+    _rewrite(paths, lambda i, ds: setattr(ds, "SpecificCharacterSet", "ISO_IR 999"))
+    assert_same_exam(load_exam(tmp_path), small)
+
+
+def test_dicomdir_and_stray_files_of_a_viewer_export(small, tmp_path):
+    """A media export: DICOMDIR plus renamed files below it, and the files desktops leave behind."""
+    from pydicom.fileset import FileSet
+
+    paths = fx.write_siemens_per_phase(small, tmp_path / "src")
+    fs = FileSet()
+    for p in paths:
+        fs.add(p)
+    export = tmp_path / "export"
+    fs.write(export)
+    (export / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(200))
+    (export / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500))
+    (export / "AUTORUN.INF").write_text("[autorun]\n")
+    assert (export / "DICOMDIR").is_file()
+    assert_same_exam(load_exam(export), small)
+    shutil.rmtree(tmp_path / "src")
+    plan = dicom.find_dce(export)
+    assert plan.scan.not_dicom == 2 and len(plan.scan.non_image) == 1  # Thumbs.db, AUTORUN.INF; DICOMDIR

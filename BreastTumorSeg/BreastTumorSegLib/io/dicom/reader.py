@@ -23,8 +23,11 @@ meant for JSON).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -109,17 +112,46 @@ def _decode_file(path: str) -> np.ndarray:
     return arr.reshape((-1,) + arr.shape[-2:])
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hold back what native decoders print straight to file descriptor 2 (GDCM's OpenJPEG says
+    "Expected a SOC marker" per failed frame): a refusal must stay one line. A lock keeps two
+    threads from swapping the descriptor under each other; without a usable descriptor 2, no-op."""
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as sink:
+                os.dup2(sink.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _decode_with_gdcm(path: str, ds, first_error: Exception) -> np.ndarray:
     try:
         reader = sitk.ImageFileReader()
         reader.SetImageIO("GDCMImageIO")
         reader.SetFileName(path)
-        arr = sitk.GetArrayFromImage(reader.Execute()).astype(np.float64)
+        with _quiet_native_stderr():
+            arr = sitk.GetArrayFromImage(reader.Execute()).astype(np.float64)
     except RuntimeError:
-        raise InputError(f"cannot decode the compressed pixel data ({type(first_error).__name__}: "
-                         f"{str(first_error)[:100]})", path,
-                         "install a decoder (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg) or "
-                         "decompress the files first (e.g. gdcmconv --raw or dcmdjpeg)") from None
+        meta = getattr(ds, "file_meta", None)
+        syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+        kind = f"{syntax.name} ({syntax})" if syntax else "an unknown transfer syntax"
+        raise InputError(f"neither pydicom's installed decoders nor GDCM can decode its pixel data, compressed as "
+                         f"{kind}", path,
+                         "install the decoders (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
+                         "pyjpegls) or decompress the files first (gdcmconv --raw IN OUT, or dcmdjpeg for JPEG)"
+                         ) from None
     # GDCM applies the rescale itself; undo it so that every path returns stored values.
     slope = float(getattr(ds, "RescaleSlope", 1) or 1) if ds is not None else 1.0
     inter = float(getattr(ds, "RescaleIntercept", 0) or 0) if ds is not None else 0.0
