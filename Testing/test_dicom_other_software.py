@@ -255,3 +255,43 @@ def test_dicomdir_and_stray_files_of_a_viewer_export(small, tmp_path):
     shutil.rmtree(tmp_path / "src")
     plan = dicom.find_dce(export)
     assert plan.scan.not_dicom == 2 and len(plan.scan.non_image) == 1  # Thumbs.db, AUTORUN.INF; DICOMDIR
+
+
+# ------------------------------------------------------------------------------------ geometry tags
+def _error(folder) -> str:
+    with pytest.raises(InputError) as err:
+        load_exam(folder)
+    return str(err.value)
+
+
+def test_missing_pixel_spacing_names_the_tag_and_a_file(small, tmp_path):
+    paths = fx.write_siemens_per_phase(small, tmp_path)
+    _rewrite(paths, lambda i, ds: delattr(ds, "PixelSpacing"))
+    msg = _error(tmp_path)
+    assert "PixelSpacing missing" in msg and any(str(p) in msg for p in paths) and "Fix: re-export" in msg
+
+
+def test_all_zero_orientation_is_named_not_called_too_few_slices(small, tmp_path):
+    paths = fx.write_siemens_per_phase(small, tmp_path)
+    _rewrite(paths, lambda i, ds: setattr(ds, "ImageOrientationPatient", ["0"] * 6))
+    msg = _error(tmp_path)
+    assert "ImageOrientationPatient" in msg and "holds no direction" in msg and "too few slices" not in msg
+
+
+def test_one_file_without_orientation_is_named_not_reported_as_a_missing_slice(small, tmp_path):
+    paths = fx.write_siemens_per_phase(small, tmp_path)
+    _rewrite(paths, lambda i, ds: delattr(ds, "ImageOrientationPatient") if i == 3 else None)
+    msg = _error(tmp_path)
+    assert msg.startswith(str(paths[3])) and "ImageOrientationPatient missing" in msg and "missing: a gap" not in msg
+
+
+def test_a_phase_in_another_orientation_is_left_out_with_a_warning(small, tmp_path):
+    """A phase series whose orientation differs (here by 1 degree) is not silently dropped."""
+    paths = fx.write_siemens_per_phase(small, tmp_path)
+    nz = small.exam.pre.GetSize()[2]
+    tilted = ["1", "0", "0", "0", "0.99985", "0.017452"]
+    _rewrite(paths, lambda i, ds: setattr(ds, "ImageOrientationPatient", tilted) if i >= 2 * nz else None)
+    exam = load_exam(tmp_path)
+    assert exam.n_phases == 2
+    warnings = " ".join(exam.metadata["dicom"]["warnings"])
+    assert "series 12" in warnings and "another orientation" in warnings and "--series" in warnings

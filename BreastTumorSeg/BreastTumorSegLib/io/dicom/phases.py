@@ -33,7 +33,10 @@ from pathlib import Path
 
 from ...core.errors import InputError
 from .scan import ScanResult
-from .stacks import DCE, Stack, classify, make_stacks, orientation_key
+from .stacks import DCE, Stack, classify, make_stacks, orientation_key, orientation_name
+
+# Roles of series that are never DCE phases, whatever their geometry.
+_NOT_PHASES = ("not MR", "not a grey-scale image", "localizer", "derived", "diffusion", "not T1-weighted")
 from .times import order_by_time
 from .volumes import Volume, estimated_volumes, split_key_name, stack_volumes
 
@@ -84,6 +87,11 @@ def _signature(stack: Stack) -> tuple:
     return (f.study_uid, orientation_key(f), f.sequence, f.image_type)
 
 
+def _unoriented(stack: Stack) -> tuple:
+    study, _, sequence, image_type = _signature(stack)
+    return study, sequence, image_type
+
+
 def _matches(stack: Stack, wanted: Sequence[int | str]) -> bool:
     for w in wanted:
         if isinstance(w, int) or (isinstance(w, str) and w.isdigit()):
@@ -132,6 +140,12 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
         candidates = [s for s in stacks if s.role == DCE]
         if not candidates:
             roles = Counter(s.role for s in stacks)
+            broken = next((s for s in stacks if s.role == "no geometry"), None)
+            if broken is not None and roles["no geometry"] == sum(n for r, n in roles.items()
+                                                                   if r not in _NOT_PHASES):
+                raise InputError(f"the MR images have no usable geometry: {broken.name()}: {broken.reason}",
+                                 broken.first.label(), "re-export the series with its geometry tags "
+                                 "(ImagePositionPatient, ImageOrientationPatient, PixelSpacing)")
             raise InputError("no T1-weighted MR volume that could be a DCE phase was found (series found: "
                              + ", ".join(f"{n} {r}" for r, n in roles.most_common()) + ")", folder,
                              "point to the DCE exam's folder; to use an ignored series anyway, name it with --series")
@@ -158,7 +172,16 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
         for g in ranked[1:]:
             for s in g:
                 s.role, s.reason = "other T1", "T1-weighted, not part of the DCE acquisition"
+                if _unoriented(s) == _unoriented(chosen[0]):  # the same acquisition, tilted
+                    warnings.append(f"{s.name()} has the DCE's sequence in another orientation "
+                                    f"({orientation_name(s.first)}); not used (name it with --series if it "
+                                    "is a phase)")
 
+    for s in stacks:  # a slice without geometry in a phase series would otherwise read as a missing slice
+        if s.role == "no geometry" and any(c.series_uid == s.series_uid for c in chosen):
+            raise InputError(f"this image of {s.name()} has no usable geometry ({s.reason}) while the "
+                             "series' other images have it", s.first.label(),
+                             "re-send the series from the scanner or PACS; the file's header is damaged")
     volumes: list[Volume] = []
     for s in chosen:
         _check_usable(s, folder)
