@@ -295,3 +295,53 @@ def test_a_phase_in_another_orientation_is_left_out_with_a_warning(small, tmp_pa
     assert exam.n_phases == 2
     warnings = " ".join(exam.metadata["dicom"]["warnings"])
     assert "series 12" in warnings and "another orientation" in warnings and "--series" in warnings
+
+
+# ------------------------------------------------------------------------------------ enhanced MR variants
+_CONTENT_TIME_TAGS = ("TemporalPositionIndex", "FrameAcquisitionNumber", "FrameAcquisitionDateTime",
+                      "FrameReferenceDateTime")
+
+
+def _keep_only(keep: str, small):
+    """Per-frame temporal facts reduced to one kind, as different converters write them."""
+    def change(ds):
+        for pf in ds.PerFrameFunctionalGroupsSequence:
+            content = pf.FrameContentSequence[0]
+            p = int(content.TemporalPositionIndex) - 1
+            for key in _CONTENT_TIME_TAGS:
+                if key != keep and not (keep == "FrameAcquisitionDateTime" and key == "FrameReferenceDateTime"):
+                    delattr(content, key)
+            if keep != "TemporalPositionTimeOffset":
+                del pf.TemporalPositionSequence
+            if keep == "NominalCardiacTriggerDelayTime":
+                pf.CardiacSynchronizationSequence = fx._seq(
+                    NominalCardiacTriggerDelayTime=small.exam.times_min[p] * 60000.0)
+    return change
+
+
+@pytest.mark.parametrize("keep,times_known", [
+    ("FrameAcquisitionDateTime", True), ("TemporalPositionTimeOffset", True),
+    ("NominalCardiacTriggerDelayTime", True), ("TemporalPositionIndex", False)])
+def test_enhanced_mr_with_one_kind_of_temporal_tag(small, tmp_path, keep, times_known):
+    path = fx.write_philips_enhanced(small, tmp_path)
+    ds = pydicom.dcmread(path)
+    _keep_only(keep, small)(ds)
+    ds.save_as(path)
+    exam = load_exam(tmp_path)
+    assert_same_exam(exam, small, check_times=times_known)
+    assert (exam.times_min is not None) == times_known
+
+
+def test_enhanced_mr_frames_in_any_order_and_compressed(small, tmp_path):
+    pytest.importorskip("jpeg_ls")
+    path = fx.write_philips_enhanced(small, tmp_path)
+    ds = pydicom.dcmread(path)
+    n = len(ds.PerFrameFunctionalGroupsSequence)
+    order = np.random.default_rng(0).permutation(n)
+    frames = ds.pixel_array.reshape(n, ds.Rows, ds.Columns)
+    ds.PerFrameFunctionalGroupsSequence = pydicom.sequence.Sequence(
+        [ds.PerFrameFunctionalGroupsSequence[int(i)] for i in order])
+    ds.PixelData = np.ascontiguousarray(frames[order]).tobytes()
+    ds.compress(pydicom.uid.JPEGLSLossless)
+    ds.save_as(path)
+    assert_same_exam(load_exam(tmp_path), small)
