@@ -166,3 +166,46 @@ def test_segment_command_refuses_disagreeing_headers_in_one_line(truth, tmp_path
     assert len(lines) == 1 and "Traceback" not in run.stderr
     assert "case_0000.nii.gz" in lines[0] and "disagree" in lines[0] and "Fix:" in lines[0]
     assert not out.exists()
+
+
+def _scaled_int16(truth, folder: Path, gz: bool = True) -> list[Path]:
+    """int16 voxels with scl_slope 0.5 / scl_inter 10 (as SPM, MRIcroGL or nibabel write floats)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(truth.phases):
+        sitk.WriteImage(img, str(folder / "itk.nii.gz"))
+        ref = nib.load(str(folder / "itk.nii.gz"))
+        stored = np.rint((np.asarray(ref.dataobj) - 10.0) / 0.5).astype(np.int16)
+        new = nib.Nifti1Image(stored, ref.affine, header=ref.header.copy())
+        new.set_data_dtype(np.int16)
+        new.header.set_slope_inter(0.5, 10.0)
+        paths.append(folder / (f"case_{i:04d}.nii" + (".gz" if gz else "")))
+        nib.save(new, str(paths[-1]))
+        (folder / "itk.nii.gz").unlink()
+    return paths
+
+
+def test_scaled_integer_nifti_is_read_not_called_truncated(truth, tmp_path):
+    _scaled_int16(truth, tmp_path)
+    _same(load_exam(tmp_path), truth, values_atol=0.25 + 1e-3)
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["nii.gz", "nii"])
+def test_truncated_scaled_integer_nifti_is_still_refused(truth, tmp_path, gz):
+    paths = _scaled_int16(truth, tmp_path, gz=gz)
+    data = paths[1].read_bytes()
+    paths[1].write_bytes(data[: len(data) - 600])
+    with pytest.raises(InputError, match="truncated") as err:
+        load_exam(tmp_path)
+    assert str(paths[1]) in str(err.value)
+
+
+def test_nifti2_is_refused_with_the_way_to_nifti1(truth, tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    for i, img in enumerate(truth.phases):
+        sitk.WriteImage(img, str(tmp_path / "itk.nii.gz"))
+        ref = nib.load(str(tmp_path / "itk.nii.gz"))
+        nib.save(nib.Nifti2Image(np.asarray(ref.dataobj), ref.affine), str(tmp_path / f"case_{i:04d}.nii.gz"))
+    (tmp_path / "itk.nii.gz").unlink()
+    with pytest.raises(InputError, match=r"case_0000.nii.gz: phase 0 is a NIfTI-2 file.*Fix: save it as NIfTI-1"):
+        load_exam(tmp_path)
