@@ -345,3 +345,23 @@ def test_enhanced_mr_frames_in_any_order_and_compressed(small, tmp_path):
     ds.compress(pydicom.uid.JPEGLSLossless)
     ds.save_as(path)
     assert_same_exam(load_exam(tmp_path), small)
+
+
+# ------------------------------------------------------------------------------------ anonymizers
+def test_study_uid_changed_per_series_says_so_and_series_reads_it(small, tmp_path):
+    paths = fx.write_siemens_per_phase(small, tmp_path)
+    nz = small.exam.pre.GetSize()[2]
+    _rewrite(paths, lambda i, ds: setattr(ds, "StudyInstanceUID", f"1.2.826.0.1.3680043.2.1125.{i // nz + 1}"))
+    msg = _error(tmp_path)
+    assert "different study (StudyInstanceUID)" in msg and "--series 10 11 12" in msg
+    assert_same_exam(dicom.load_dicom_exam(tmp_path, series=[10, 11, 12]), small)
+
+
+def test_series_uid_changed_per_file_says_so(small, tmp_path):
+    from pydicom.uid import generate_uid
+
+    paths = fx.write_ge_multiphase(small, tmp_path)
+    _rewrite(paths, lambda i, ds: setattr(ds, "SeriesInstanceUID", generate_uid()))
+    msg = _error(tmp_path)
+    assert "24 series of one image each share series number 7" in msg and "SeriesInstanceUID" in msg
+    assert any(msg.startswith(str(p)) for p in paths) and "Fix: re-export" in msg

@@ -35,6 +35,8 @@ from ...core.errors import InputError
 from .scan import ScanResult
 from .stacks import DCE, Stack, classify, make_stacks, orientation_key, orientation_name
 
+# This many one-image series with one series number mean per-file SeriesInstanceUIDs.
+MIN_SPLIT_FILES = 6
 # Roles of series that are never DCE phases, whatever their geometry.
 _NOT_PHASES = ("not MR", "not a grey-scale image", "localizer", "derived", "diffusion", "not T1-weighted")
 from .times import order_by_time
@@ -146,6 +148,7 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
                 raise InputError(f"the MR images have no usable geometry: {broken.name()}: {broken.reason}",
                                  broken.first.label(), "re-export the series with its geometry tags "
                                  "(ImagePositionPatient, ImageOrientationPatient, PixelSpacing)")
+            _refuse_split_series(stacks, folder)
             raise InputError("no T1-weighted MR volume that could be a DCE phase was found (series found: "
                              + ", ".join(f"{n} {r}" for r, n in roles.most_common()) + ")", folder,
                              "point to the DCE exam's folder; to use an ignored series anyway, name it with --series")
@@ -155,6 +158,7 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
         ranked = sorted(groups.values(), key=lambda g: -sum(s.n_volumes for s in g))
         best = sum(s.n_volumes for s in ranked[0])
         if best < 2:
+            _refuse_study_per_series(ranked, folder)
             only = ranked[0][0]
             ignored = [s for s in stacks if s.role != DCE]
             hint = f" ({len(ignored)} other series ignored: " + ", ".join(
@@ -203,6 +207,31 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
     if len({f.for_uid for v in phases for f in v.frames[:1]}) > 1:
         warnings.append("phases have different frames of reference; patient position may differ between them")
     return DCEPlan(folder, stacks, phases, times, source, after, _layout(phases), warnings, scan)
+
+
+def _refuse_split_series(stacks: list[Stack], folder: Path) -> None:
+    """Many one-image series sharing a series number: SeriesInstanceUID was changed per file."""
+    single = [s for s in stacks if s.role == "too few slices" and len(s.frames) == 1]
+    by_number = Counter(s.series_number for s in single)
+    number, n = by_number.most_common(1)[0] if by_number else (None, 0)
+    if n >= MIN_SPLIT_FILES:
+        example = next(s for s in single if s.series_number == number)
+        raise InputError(f"{n} series of one image each share series number {number}: each file has its own "
+                         "SeriesInstanceUID (an anonymizer or export tool changed them per file)",
+                         example.first.label(), "re-export or re-anonymize keeping one SeriesInstanceUID per series")
+
+
+def _refuse_study_per_series(ranked: list[list[Stack]], folder: Path) -> None:
+    """Single-phase candidates of one sequence split only by StudyInstanceUID (UIDs changed per series)."""
+    same = [g for g in ranked if _unoriented(g[0])[1:] == _unoriented(ranked[0][0])[1:]
+            and orientation_key(g[0].first) == orientation_key(ranked[0][0].first)]
+    if len(same) >= 2 and len({g[0].first.study_uid for g in same}) == len(same):
+        names = ", ".join(s.name() for g in same for s in g)
+        numbers = " ".join(str(s.series_number) for g in same for s in g if s.series_number is not None)
+        raise InputError(f"{len(same)} series of the same sequence each belong to a different study "
+                         f"(StudyInstanceUID): {names}", folder,
+                         f"if they are the phases of one exam (an anonymizer changed the study UID per series), "
+                         f"name them: --series {numbers}")
 
 
 def _check_usable(stack: Stack, folder: Path) -> None:
