@@ -125,6 +125,8 @@ def test_dcm2niix_style_4d_file_with_its_sidecars(truth, tmp_path):
     exam = load_exam(four_d)
     _same(exam, truth)
     assert exam.times_min is None and exam.metadata["times_assumed"]
+    with pytest.raises(InputError, match="pass that file instead of the folder"):
+        load_exam(tmp_path)  # the folder dcm2niix wrote: refused with the hint (test_hostile_inputs too)
     (tmp_path / "dce.json").write_text(json.dumps({"acquisition_times_min": list(truth.times_min)}))
     assert load_exam(four_d).times_min == pytest.approx(truth.times_min)
     (tmp_path / "dce.json").write_text(json.dumps({"acquisition_times_min": [0, 1]}))
