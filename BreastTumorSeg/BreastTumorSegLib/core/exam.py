@@ -117,7 +117,9 @@ class DCEExam:
                     f"{img.GetNumberOfComponentsPerPixel()} component(s))", src,
                     "give one 3D volume per phase, or a single 4D NIfTI holding all phases")
             if min(img.GetSize()) < 2:
-                raise InputError(f"phase {i} has size {img.GetSize()}, which is not a 3D volume", src)
+                raise InputError(f"phase {i} has size {img.GetSize()}, which is not a 3D volume (a single slice "
+                                 "or a single row)", src, "give the whole 3D volume of every phase; a 2D slice "
+                                 "cannot be segmented")
             if not same_grid(img, self.phases[0]):
                 raise InputError(
                     f"phase {i} ({describe_grid(img)}) is not on the pre-contrast grid "

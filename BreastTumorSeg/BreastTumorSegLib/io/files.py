@@ -7,7 +7,9 @@ Accepted inputs (see :func:`load_exam`):
   ``<case>_0001.nii.gz`` (first post-contrast), ... with an optional ``<case>.json`` holding
   ``{"acquisition_times_min": [0, 1.5, ...]}``;
 * the phase files themselves, pre-contrast first;
-* one 4D NIfTI/NRRD whose 4th axis is the phase;
+* one 4D NIfTI/NRRD whose 4th axis is the phase (as dcm2niix writes a multi-phase series), with
+  an optional ``<name>.json`` beside it holding ``acquisition_times_min`` (other keys, e.g. a
+  BIDS sidecar's, are ignored);
 * a DICOM folder (handled by :mod:`BreastTumorSegLib.io.dicom.reader` when present).
 """
 from __future__ import annotations
@@ -56,6 +58,23 @@ def _read_times(json_path: Path, n: int) -> list[float] | None:
         raise InputError(f'"acquisition_times_min" must list {n} numbers (one per phase), got {times!r}',
                          json_path, f"give {n} times in minutes, e.g. [0, 1.5, 3.0], or pass --times")
     return [float(t) for t in times]
+
+
+def _sidecar_times(image: Path, n: int) -> list[float] | None:
+    """Phase times of a 4D file from the JSON beside it (``dce.nii.gz`` -> ``dce.json``), when that
+    JSON holds ``acquisition_times_min``; a converter's sidecar without it (dcm2niix's BIDS JSON has
+    no per-volume times) is left alone and the times are assumed."""
+    sidecar = image.with_name(strip_image_suffix(image.name) + ".json")
+    if not os.path.lexists(sidecar):
+        return None
+    check_input_path(sidecar, "acquisition-time file")
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # not ours to judge: some other program's sidecar
+    if not isinstance(data, dict) or "acquisition_times_min" not in data:
+        return None
+    return _read_times(sidecar, n)
 
 
 _NO_PHASE_FILES = "no phase files named <case>_0000, <case>_0001, ... found"
@@ -154,8 +173,13 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
         if img.GetDimension() == 4:
             phases = _split_4d(img)
             name = case_id or strip_image_suffix(paths[0].name)
+            if times_min is None:
+                times_min = _sidecar_times(paths[0], len(phases))
             return _check_signal(assemble_exam(phases, times_min, name,
                                                [f"{paths[0].name}[{i}]" for i in range(len(phases))]))
+        if img.GetDimension() < 3:
+            raise InputError(f"the exam file is a {img.GetDimension()}D image (one slice), not a DCE exam", paths[0],
+                             "give the 3D volume of every phase (a folder, the phase files, or one 4D file)")
         raise InputError(
             "a single 3D file is only one phase; a DCE exam needs a pre-contrast and at least one "
             "post-contrast phase", paths[0],

@@ -2,8 +2,9 @@
 
 :func:`read_image` refuses, naming the file: implausible header geometry (size, spacing,
 non-finite origin/direction) before any voxel is allocated, truncated NIfTI files (which ITK would
-zero-fill), and NaN/Inf voxels (which ITK's NIfTI reader silently turns into 0). A float NIfTI is
-read with one decompression. :func:`read_mask` reads a binary label map.
+zero-fill), a qform and an sform that disagree (:mod:`.nifti_xform`), a sheared orientation, and
+NaN/Inf voxels (which ITK's NIfTI reader silently turns into 0). A float NIfTI is read with one
+decompression. :func:`read_mask` reads a binary label map.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
+from .nifti_xform import check_xforms_agree
 from .safety import check_input_path
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -41,6 +43,7 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
         reader.ReadImageInformation()
         _check_header(reader, path, what)
         _check_complete(path, reader)
+        check_xforms_agree(path, what)
         img = _read_float_nifti(path, reader, what)
         if img is None:
             img = reader.Execute()
@@ -50,9 +53,32 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
         first = str(exc).strip().splitlines()
         detail = next((ln for ln in reversed(first) if ln.strip()), "unknown reader error")
+        if _is_nifti2(path):
+            raise InputError(f"{what} is a NIfTI-2 file, which this reader does not support", path,
+                             "save it as NIfTI-1 (dcm2niix writes NIfTI-1 unless asked for -2; nibabel: "
+                             "nib.save(nib.Nifti1Image(img.dataobj, img.affine, img.header), path))") from None
+        if "orthonormal" in detail:  # a sheared or skewed sform/qform: ITK holds only rotations
+            raise InputError(f"{what} has a sheared or skewed orientation in its header (the axes are not at "
+                             "right angles), which cannot be read as a 3D grid", path,
+                             "resample the image onto a grid with perpendicular axes, or re-convert the DICOM "
+                             "with dcm2niix") from None
         raise InputError(f"cannot read {what} ({detail.strip()[:160]})", path,
                          "make sure the file is a complete NIfTI/NRRD/MHA image; re-export it if it was truncated") from None
     return img
+
+
+def _is_nifti2(path: Path) -> bool:
+    """True for a NIfTI-2 header (sizeof_hdr 540, either byte order), gzip-compressed or not."""
+    import struct
+
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return False
+    try:
+        with (_gzip_open(path) if path.name.lower().endswith(".gz") else open(path, "rb")) as fh:
+            head = fh.read(4)
+    except (OSError, EOFError):
+        return False
+    return len(head) == 4 and 540 in (struct.unpack("<i", head)[0], struct.unpack(">i", head)[0])
 
 
 def _check_header(reader: sitk.ImageFileReader, path: Path, what: str) -> None:
@@ -181,9 +207,10 @@ def _read_float_nifti(path: Path, reader: sitk.ImageFileReader, what: str) -> si
     return img
 
 
-_BYTES = {sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2,
-          sitk.sitkUInt32: 4, sitk.sitkInt32: 4, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8,
-          sitk.sitkUInt64: 8, sitk.sitkInt64: 8}
+# Bytes per stored component of each NIfTI-1 datatype code (RGB24/RGBA32: per colour component).
+# The stored type, not ITK's pixel type: ITK reads integers with scl_slope/scl_inter as floats.
+_NIFTI_COMPONENT_BYTES = {2: 1, 4: 2, 8: 4, 16: 4, 64: 8, 128: 1, 256: 1, 512: 2, 768: 4, 1024: 8, 1280: 8,
+                          2304: 1}
 
 
 def _check_complete(path: Path, reader: sitk.ImageFileReader) -> None:
@@ -208,8 +235,9 @@ def _check_complete(path: Path, reader: sitk.ImageFileReader) -> None:
                          "re-export or re-copy the complete file") from None
     if len(header) < 348:
         raise InputError("file is truncated (incomplete NIfTI header)", path, "re-export or re-copy the complete file")
-    vox_offset = _nifti_header(header).vox_offset
-    per_voxel = _BYTES.get(reader.GetPixelID(), 0) * reader.GetNumberOfComponents()
+    h = _nifti_header(header)
+    vox_offset = h.vox_offset
+    per_voxel = _NIFTI_COMPONENT_BYTES.get(h.code, 0) * reader.GetNumberOfComponents()
     if not per_voxel:
         return
     need = vox_offset + int(np.prod(reader.GetSize())) * per_voxel

@@ -132,15 +132,19 @@ def _pixel_location(ds: Dataset, path: str, rows: int, cols: int,
     bits_stored = as_int(value_of(ds, "BitsStored")) or bits_alloc
     signed = as_int(value_of(ds, "PixelRepresentation", 0)) == 1
     raw = stored_element(ds, 0x7FE00010)
+    kind = "i" if signed else "u"
     if raw is None:
-        for other in (0x7FE00008, 0x7FE00009):  # float / double float pixel data
-            if stored_element(ds, other) is not None:
-                return None, "holds float pixel data, which MR images do not use"
-        return None, "has no pixel data"
-    if bits_alloc not in (8, 16, 32):
+        # Float / double float pixel data: written by some research converters (Parametric Map style).
+        raw, float_bits = next(((e, b) for e, b in ((stored_element(ds, 0x7FE00008), 32),
+                                                    (stored_element(ds, 0x7FE00009), 64)) if e is not None),
+                               (None, None))
+        if raw is None:
+            return None, "has no pixel data"
+        kind, bits_alloc = "f", float_bits
+        bits_stored, signed = float_bits, False
+    if bits_alloc not in (8, 16, 32) and kind != "f":
         return None, f"has {bits_alloc} bits allocated per pixel; 8, 16 or 32 are supported"
     order = UNCOMPRESSED_SYNTAXES.get(syntax)
-    kind = "i" if signed else "u"
     dtype = f"{order or '<'}{kind}{bits_alloc // 8}"
     nbytes = rows * cols * (bits_alloc // 8)
     length = getattr(raw, "length", None)
@@ -238,6 +242,11 @@ def _item(seq_parent: Dataset | None, keyword: str) -> Dataset | None:
     return seq[0]
 
 
+# Legacy Converted Enhanced MR (e.g. highdicom's converter) moves the classic per-slice tags that have no
+# functional group of their own (TemporalPositionIdentifier, TriggerTime) into this per-frame sequence.
+_UNASSIGNED = "UnassignedPerFrameConvertedAttributesSequence"
+
+
 def _group_value(per_frame: Dataset | None, shared: Dataset | None, group: str, keyword: str) -> Any:
     """A functional-group attribute: the per-frame value wins over the shared one."""
     for parent in (per_frame, shared):
@@ -282,6 +291,8 @@ def _enhanced_frames(ds: Dataset, path: str) -> list[Frame]:
         b_value = as_float(g("MRDiffusionSequence", "DiffusionBValue"))
         offset_s = as_float(g("TemporalPositionSequence", "TemporalPositionTimeOffset"))
         trigger = as_float(g("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"))
+        if trigger is None:  # legacy converted enhanced MR keeps the classic tag in the unassigned groups
+            trigger = as_float(g(_UNASSIGNED, "TriggerTime"))
         frame_loc = None
         if pixel is not None and pixel.offset is not None:
             frame_loc = PixelLocation(pixel.transfer_syntax, pixel.offset + k * pixel.nbytes, pixel.nbytes,
@@ -300,7 +311,8 @@ def _enhanced_frames(ds: Dataset, path: str) -> list[Frame]:
             slope=as_float(g("PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
             intercept=as_float(g("PixelValueTransformationSequence", "RescaleIntercept")) or 0.0,
             pixel=frame_loc,
-            temporal_index=as_int(value_of(content, "TemporalPositionIndex")) if content is not None else None,
+            temporal_index=(as_int(value_of(content, "TemporalPositionIndex")) if content is not None else None)
+            or as_int(g(_UNASSIGNED, "TemporalPositionIdentifier")),
             trigger_ms=offset_s * 1000.0 if offset_s is not None else trigger,
             acq_dt=parse_dt(value_of(content, "FrameAcquisitionDateTime")) if content is not None else None,
             content_dt=parse_dt(value_of(content, "FrameReferenceDateTime")) if content is not None else None,

@@ -33,7 +33,12 @@ from pathlib import Path
 
 from ...core.errors import InputError
 from .scan import ScanResult
-from .stacks import DCE, Stack, classify, make_stacks, orientation_key
+from .stacks import DCE, Stack, classify, make_stacks, orientation_key, orientation_name
+
+# This many one-image series with one series number mean per-file SeriesInstanceUIDs.
+MIN_SPLIT_FILES = 6
+# Roles of series that are never DCE phases, whatever their geometry.
+_NOT_PHASES = ("not MR", "not a grey-scale image", "localizer", "derived", "diffusion", "not T1-weighted")
 from .times import order_by_time
 from .volumes import Volume, estimated_volumes, split_key_name, stack_volumes
 
@@ -84,6 +89,11 @@ def _signature(stack: Stack) -> tuple:
     return (f.study_uid, orientation_key(f), f.sequence, f.image_type)
 
 
+def _unoriented(stack: Stack) -> tuple:
+    study, _, sequence, image_type = _signature(stack)
+    return study, sequence, image_type
+
+
 def _matches(stack: Stack, wanted: Sequence[int | str]) -> bool:
     for w in wanted:
         if isinstance(w, int) or (isinstance(w, str) and w.isdigit()):
@@ -132,6 +142,13 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
         candidates = [s for s in stacks if s.role == DCE]
         if not candidates:
             roles = Counter(s.role for s in stacks)
+            broken = next((s for s in stacks if s.role == "no geometry"), None)
+            if broken is not None and roles["no geometry"] == sum(n for r, n in roles.items()
+                                                                   if r not in _NOT_PHASES):
+                raise InputError(f"the MR images have no usable geometry: {broken.name()}: {broken.reason}",
+                                 broken.first.label(), "re-export the series with its geometry tags "
+                                 "(ImagePositionPatient, ImageOrientationPatient, PixelSpacing)")
+            _refuse_split_series(stacks, folder)
             raise InputError("no T1-weighted MR volume that could be a DCE phase was found (series found: "
                              + ", ".join(f"{n} {r}" for r, n in roles.most_common()) + ")", folder,
                              "point to the DCE exam's folder; to use an ignored series anyway, name it with --series")
@@ -141,6 +158,7 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
         ranked = sorted(groups.values(), key=lambda g: -sum(s.n_volumes for s in g))
         best = sum(s.n_volumes for s in ranked[0])
         if best < 2:
+            _refuse_study_per_series(ranked, folder)
             only = ranked[0][0]
             ignored = [s for s in stacks if s.role != DCE]
             hint = f" ({len(ignored)} other series ignored: " + ", ".join(
@@ -158,7 +176,16 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
         for g in ranked[1:]:
             for s in g:
                 s.role, s.reason = "other T1", "T1-weighted, not part of the DCE acquisition"
+                if _unoriented(s) == _unoriented(chosen[0]):  # the same acquisition, tilted
+                    warnings.append(f"{s.name()} has the DCE's sequence in another orientation "
+                                    f"({orientation_name(s.first)}); not used (name it with --series if it "
+                                    "is a phase)")
 
+    for s in stacks:  # a slice without geometry in a phase series would otherwise read as a missing slice
+        if s.role == "no geometry" and any(c.series_uid == s.series_uid for c in chosen):
+            raise InputError(f"this image of {s.name()} has no usable geometry ({s.reason}) while the "
+                             "series' other images have it", s.first.label(),
+                             "re-send the series from the scanner or PACS; the file's header is damaged")
     volumes: list[Volume] = []
     for s in chosen:
         _check_usable(s, folder)
@@ -180,6 +207,31 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
     if len({f.for_uid for v in phases for f in v.frames[:1]}) > 1:
         warnings.append("phases have different frames of reference; patient position may differ between them")
     return DCEPlan(folder, stacks, phases, times, source, after, _layout(phases), warnings, scan)
+
+
+def _refuse_split_series(stacks: list[Stack], folder: Path) -> None:
+    """Many one-image series sharing a series number: SeriesInstanceUID was changed per file."""
+    single = [s for s in stacks if s.role == "too few slices" and len(s.frames) == 1]
+    by_number = Counter(s.series_number for s in single)
+    number, n = by_number.most_common(1)[0] if by_number else (None, 0)
+    if n >= MIN_SPLIT_FILES:
+        example = next(s for s in single if s.series_number == number)
+        raise InputError(f"{n} series of one image each share series number {number}: each file has its own "
+                         "SeriesInstanceUID (an anonymizer or export tool changed them per file)",
+                         example.first.label(), "re-export or re-anonymize keeping one SeriesInstanceUID per series")
+
+
+def _refuse_study_per_series(ranked: list[list[Stack]], folder: Path) -> None:
+    """Single-phase candidates of one sequence split only by StudyInstanceUID (UIDs changed per series)."""
+    same = [g for g in ranked if _unoriented(g[0])[1:] == _unoriented(ranked[0][0])[1:]
+            and orientation_key(g[0].first) == orientation_key(ranked[0][0].first)]
+    if len(same) >= 2 and len({g[0].first.study_uid for g in same}) == len(same):
+        names = ", ".join(s.name() for g in same for s in g)
+        numbers = " ".join(str(s.series_number) for g in same for s in g if s.series_number is not None)
+        raise InputError(f"{len(same)} series of the same sequence each belong to a different study "
+                         f"(StudyInstanceUID): {names}", folder,
+                         f"if they are the phases of one exam (an anonymizer changed the study UID per series), "
+                         f"name them: --series {numbers}")
 
 
 def _check_usable(stack: Stack, folder: Path) -> None:
@@ -206,6 +258,10 @@ def _check_same_matrix(volumes: list[Volume], folder: Path) -> None:
                          "re-export the exam, or pick phases of one acquisition with --series")
 
 
+# Phase times spanning more than this are a broken header, not a DCE exam (protocols last under an hour).
+MAX_DCE_SPAN_MIN = 360.0
+
+
 def order_phases(volumes: list[Volume]) -> tuple[list[Volume], list[float] | None, str, list[str]]:
     """Sort the phases by time and give minutes after the first; fall back to tag order."""
     warnings: list[str] = []
@@ -214,10 +270,19 @@ def order_phases(volumes: list[Volume]) -> tuple[list[Volume], list[float] | Non
     start = [v.start_dt for v in volumes]
     times_s: list[float] | None = None
     source = "none"
+    candidates = []
     if one_stack and all(t is not None for t in trig) and len(set(trig)) == len(trig):
-        times_s, source = [t / 1000.0 for t in trig], split_key_name("TriggerTime", volumes[0].stack.enhanced)
-    elif all(t is not None for t in start) and len(set(start)) == len(start):
-        times_s, source = list(start), volumes[0].start_dt_source or "AcquisitionTime"
+        candidates.append(([t / 1000.0 for t in trig], split_key_name("TriggerTime", volumes[0].stack.enhanced)))
+    if all(t is not None for t in start) and len(set(start)) == len(start):
+        candidates.append((list(start), volumes[0].start_dt_source or "AcquisitionTime"))
+    for values, name in candidates:
+        span_min = (max(values) - min(values)) / 60.0
+        if span_min <= MAX_DCE_SPAN_MIN:
+            times_s, source = values, name
+            break
+        # e.g. a converter that added TriggerTime (ms) to FrameAcquisitionDateTime as days
+        warnings.append(f"the {name} values span {span_min:.4g} min, more than a DCE exam lasts "
+                        f"({MAX_DCE_SPAN_MIN:g} min); they are not used as phase times")
     if times_s is not None:
         order, relative_s = order_by_time(times_s)
         phases = [volumes[i] for i in order]

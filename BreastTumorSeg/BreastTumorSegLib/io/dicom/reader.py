@@ -12,8 +12,9 @@ Layouts handled (see :mod:`.phases` for the rules):
 * enhanced multi-frame MR with per-frame TemporalPositionIndex / FrameAcquisitionDateTime
   (typical of Philips).
 
-Pixels: stored values are read with numpy straight from the file offsets found while parsing
-the headers (uncompressed transfer syntaxes), or decoded by pydicom, then SimpleITK/GDCM
+Pixels: stored values (integers, or the float/double float pixel data some converters write) are
+read with numpy straight from the file offsets found while parsing the headers (uncompressed
+transfer syntaxes), or decoded by pydicom, then SimpleITK/GDCM
 (compressed ones); RescaleSlope/RescaleIntercept are applied per frame. The returned exam
 carries ``metadata["dicom"]`` (a JSON-safe summary: layout, time source, series roles, no patient
 identifiers) and ``metadata["dicom_source"]`` (a :class:`DicomSource` that
@@ -22,8 +23,11 @@ meant for JSON).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,17 +112,46 @@ def _decode_file(path: str) -> np.ndarray:
     return arr.reshape((-1,) + arr.shape[-2:])
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hold back what native decoders print straight to file descriptor 2 (GDCM's OpenJPEG says
+    "Expected a SOC marker" per failed frame): a refusal must stay one line. A lock keeps two
+    threads from swapping the descriptor under each other; without a usable descriptor 2, no-op."""
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as sink:
+                os.dup2(sink.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _decode_with_gdcm(path: str, ds, first_error: Exception) -> np.ndarray:
     try:
         reader = sitk.ImageFileReader()
         reader.SetImageIO("GDCMImageIO")
         reader.SetFileName(path)
-        arr = sitk.GetArrayFromImage(reader.Execute()).astype(np.float64)
+        with _quiet_native_stderr():
+            arr = sitk.GetArrayFromImage(reader.Execute()).astype(np.float64)
     except RuntimeError:
-        raise InputError(f"cannot decode the compressed pixel data ({type(first_error).__name__}: "
-                         f"{str(first_error)[:100]})", path,
-                         "install a decoder (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg) or "
-                         "decompress the files first (e.g. gdcmconv --raw or dcmdjpeg)") from None
+        meta = getattr(ds, "file_meta", None)
+        syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+        kind = f"{syntax.name} ({syntax})" if syntax else "an unknown transfer syntax"
+        raise InputError(f"neither pydicom's installed decoders nor GDCM can decode its pixel data, compressed as "
+                         f"{kind}", path,
+                         "install the decoders (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
+                         "pyjpegls) or decompress the files first (gdcmconv --raw IN OUT, or dcmdjpeg for JPEG)"
+                         ) from None
     # GDCM applies the rescale itself; undo it so that every path returns stored values.
     slope = float(getattr(ds, "RescaleSlope", 1) or 1) if ds is not None else 1.0
     inter = float(getattr(ds, "RescaleIntercept", 0) or 0) if ds is not None else 0.0
@@ -135,6 +168,9 @@ def _read_native(frame: Frame) -> np.ndarray:
     if raw.size != count:
         raise InputError("is truncated: the file ends inside its pixel data", frame.label(),
                          "re-send the series from the scanner or PACS")
+    if raw.dtype.kind == "f" and not np.all(np.isfinite(raw)):
+        raise InputError(f"holds {int(np.count_nonzero(~np.isfinite(raw)))} NaN or infinite pixel value(s)",
+                         frame.label(), "re-export the series; NaN/Inf are not valid MR intensities")
     bits_alloc = raw.dtype.itemsize * 8
     if loc.signed and loc.bits_stored < bits_alloc:
         shift = bits_alloc - loc.bits_stored  # sign-extend values stored in fewer bits

@@ -121,8 +121,12 @@ def classify(stack: Stack) -> tuple[str, str]:
         return "not a grey-scale image", f"{f.samples_per_pixel} samples per pixel"
     if "LOCALIZER" in types or _LOCALIZER_RE.search(desc):
         return "localizer", "image type or description says localizer"
-    if f.iop is None or f.ipp is None or f.pixel_spacing is None:
-        return "no geometry", "image position, orientation or pixel spacing missing"
+    missing = [k for k, v in (("ImagePositionPatient", f.ipp), ("ImageOrientationPatient", f.iop),
+                              ("PixelSpacing", f.pixel_spacing)) if v is None]
+    if missing:
+        return "no geometry", f"{', '.join(missing)} missing"
+    if min(np.linalg.norm(f.iop[:3]), np.linalg.norm(f.iop[3:])) < 0.5:  # e.g. all zeros
+        return "no geometry", f"ImageOrientationPatient {list(f.iop)} holds no direction"
     if types & _DERIVED_TYPES or _DERIVED_RE.search(desc):
         return "derived", "subtraction, MIP or reformat made by the scanner"
     if (f.image_type[:1] == ("DERIVED",)) and not types & {"PRIMARY"}:
