@@ -36,7 +36,8 @@ from scipy import ndimage
 
 from .body import SKIN_LINE_FLOOR, _otsu, air_tissue_threshold
 
-# On by default for the segmentation pipeline only when docs/decisions/lung-chest-wall-issue25.md says so.
+# Off: failed its development rule (docs/decisions/lung-chest-wall-issue25.md: vessels median Dice -0.042,
+# phantom median FP lesions/exam 0.5 -> 1); breast_region(lung_level=True) builds it on request.
 LUNG_CHEST_WALL = False
 WALL_MM = 25.0  # the chest wall in front of the lung: pleura, ribs, intercostal and pectoral muscle
 MIN_LUNG_ML = 20.0  # a dark component inside the body at least this large is a lung
