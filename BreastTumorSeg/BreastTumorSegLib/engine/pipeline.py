@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from .. import __version__
 from ..preprocess.breast_region import body_on_grid, breast_region, choose_breast_mask
 from ..preprocess.chestwall import WRAP_DEPTH_MM
+from ..preprocess import lung_level as lung_chest_wall
 from ..core.exam import DCEExam
 from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_image, write_json
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
@@ -124,7 +125,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
             exam, qa = register_exam(exam, reporter=reporter, settings=reg_settings)
     with reporter.stage("breast_mask"):
         laterality = exam.metadata.get("laterality") or exam.metadata.get("Laterality")
-        bmask, context = breast_region(exam.pre, laterality=laterality, tissue_wrap_mm=_tissue_wrap_mm(segmenter, run))
+        bmask, context = breast_region(exam.pre, laterality=laterality, tissue_wrap_mm=_tissue_wrap_mm(segmenter, run),
+                                       lung_level=lung_chest_wall.LUNG_CHEST_WALL)  # preprocess/lung_level.py
         learned = None
         if breast_model:
             from ..models.breast_model import BreastMaskModel

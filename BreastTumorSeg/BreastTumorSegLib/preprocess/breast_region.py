@@ -63,6 +63,7 @@ from scipy import ndimage
 from ..core.imageutil import resample_to, voxel_volume_ml
 from .body import body_mask_lps, work_image
 from .chestwall import in_front_of_muscle, skin_depth
+from .lung_level import deeper_to_lungs
 
 
 # ----------------------------------------------------------------------------- layout: where the breasts are
@@ -308,7 +309,7 @@ def chest_side(context: dict, skin_mm: float, mediastinum_half_width_mm: float) 
 def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm: float = 12.0,
                   midline_band_mm: float = 15.0, laterality: str | None = None,
                   lateral_wrap_mm: float = LATERAL_WRAP_MM, skin_line: bool | None = None,
-                  tissue_wrap_mm: float = TISSUE_WRAP_MM) -> tuple[sitk.Image, dict]:
+                  tissue_wrap_mm: float = TISSUE_WRAP_MM, lung_level: bool = False) -> tuple[sitk.Image, dict]:
     """Whole-breast mask (uint8, on *img*'s grid) and its context: ``{"work", "body", "layout",
     "level", "chest_margin_mm", "slab", "method"}`` (the LPS work image, its body mask,
     :func:`breast_layout`, the chest-wall row per (z, x) column of the work grid before the margin
@@ -354,6 +355,8 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
             method = "per axial slice: skin over the sternum" + (" (axial slab, no smoothing along z)" if slab == 0 else "")
     if level is not None:
         limit = level + chest_margin_mm / sy
+        if lung_level and slab is None:  # the chest wall from the lungs behind it (:mod:`.lung_level`)
+            level, limit, method = deeper_to_lungs(work, body, _midline_column(body, layout, work), level, limit, chest_margin_mm / sy, method)
         rows = np.arange(body.shape[1])[None, :, None]
         mask = body & (rows <= limit[:, None, :])
         if lateral_wrap_mm and slab in (None, 0):
