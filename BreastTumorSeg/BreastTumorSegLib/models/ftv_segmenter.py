@@ -58,6 +58,7 @@ class FTVSegmenter:
     default_outline_beyond_roi = False
     default_outline_edge_trim = 0.0
     default_outline_island_min_pe = 0.0  # compact islands the vessel opening removed (kinetics/outline_islands.py)
+    default_outline_local = "off"  # growth above the level of the tissue around each outline component (kinetics/outline_local.py)
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -80,6 +81,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("outline_beyond_roi", self.default_outline_beyond_roi)
         chosen["ftv"].setdefault("outline_edge_trim", self.default_outline_edge_trim)
         chosen["ftv"].setdefault("outline_island_min_pe", self.default_outline_island_min_pe)
+        chosen["ftv"].setdefault("outline_local", self.default_outline_local)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
