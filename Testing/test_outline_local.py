@@ -40,9 +40,9 @@ def _outline(seg, exam):
 
 def test_a_lobe_under_the_exam_level_is_added_and_background_running_on_is_not():
     exam, core, lobe, bpe_near = lobe_exam()
-    off = _outline(FTVOutlineSegmenter(outline_local="off"), exam)
+    off = _outline(FTVOutlineSegmenter(), exam)  # off by default (docs/decisions/outline-local-issue25.md)
     assert off[lobe].mean() < 0.2
-    on_seg = FTVOutlineSegmenter()  # "level" is the default of ftv-outline (docs/decisions/outline-local-issue25.md)
+    on_seg = FTVOutlineSegmenter(outline_local="level")
     on = _outline(on_seg, exam)
     assert on[lobe].mean() >= 0.8
     assert on[bpe_near].mean() <= off[bpe_near].mean() + 0.05

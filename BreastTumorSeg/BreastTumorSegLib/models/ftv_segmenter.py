@@ -221,10 +221,11 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # Kinetic growth under the BPE level (kinetics/outline_kinetic.py) stays off: it failed the same rule
     # (phantom median Dice 0.626 -> 0.561); FTVOutlineSegmenter(outline_kinetic_tol=0.25) turns it on.
     default_outline_island_min_pe = 125.0
-    # The rest of a heterogeneous tumor above the level of the tissue around it (kinetics/outline_local.py): on by
-    # the rule of docs/decisions/outline-local-issue25.md (development 7000-7009: heterogeneous recall 0.676 -> 0.726,
-    # irregular 0.613 -> 0.656, no median Dice lower by > 0.02, no median FP up); outline_local="off" turns it off.
-    default_outline_local = "level"
+    # The rest of a heterogeneous tumor above the level of the tissue around it (kinetics/outline_local.py) stays off
+    # ("off" inherited from FTVSegmenter): it passed the development rule of docs/decisions/outline-local-issue25.md
+    # (7000-7009: heterogeneous recall 0.676 -> 0.726, irregular 0.613 -> 0.656) and failed held-out 5040-5047
+    # (median FP lesions/exam up in phantom 0.5 -> 1 and randomized 0 -> 0.5; irregular recall only +0.020);
+    # FTVOutlineSegmenter(outline_local="level") turns it on.
 
     def _card(self) -> dict:
         card = super()._card()
