@@ -58,3 +58,24 @@ def test_off_changes_nothing_and_a_wrong_mode_is_refused():
     assert local_growth(out, out, tissue, pe, None, (1, 1, 1), FTVSettings(), 60.0) is out
     with pytest.raises(InputError, match="outline_local"):
         local_growth(out, out, tissue, pe, None, (1, 1, 1), FTVSettings(outline_local="more"), 60.0)
+
+
+def test_edge_adds_the_half_maximum_layer_next_to_a_moderate_part_only():
+    """'edge': one layer of voxels at half-way between a moderate part (PE 50 %) and its quiet ring (2 %) is
+    added (PE 30 %); a layer under half maximum (PE 20 %) is not, and 'level' adds neither (both under 40 %)."""
+    out = np.zeros((30, 30, 30), bool)
+    out[12:18, 12:18, 12:18] = True
+    pe = np.full(out.shape, 2.0, np.float32)
+    pe[out] = 50.0
+    half_up = np.zeros_like(out)
+    half_up[12:18, 12:18, 18] = True
+    below = np.zeros_like(out)
+    below[12:18, 12:18, 11] = True
+    pe[half_up], pe[below] = 30.0, 20.0
+    tissue = np.ones(out.shape, bool)
+    s = FTVSettings(outline_pe=40.0, outline_local="edge")
+    grown = local_growth(out, out, tissue, pe, None, (1, 1, 1), s, 60.0)
+    assert grown[half_up].all() and not grown[below].any()
+    assert np.count_nonzero(grown) == np.count_nonzero(out) + np.count_nonzero(half_up)
+    level = local_growth(out, out, tissue, pe, None, (1, 1, 1), FTVSettings(outline_pe=40.0, outline_local="level"), 60.0)
+    assert level is out
