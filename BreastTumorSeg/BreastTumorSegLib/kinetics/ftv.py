@@ -105,7 +105,7 @@ from .outline_beyond import growth_beyond_roi
 from .outline_concave import fill_concavities
 from .outline_edge import trim_partial_volume_shell
 from .outline_islands import marked_islands
-from .outline_kinetic import kinetic_growth
+from .outline_local import below_level_growth
 from .fat_sat_floor import background_ok
 from .significance import difference_noise, island_seeds, significant_seeds
 
@@ -149,6 +149,7 @@ class FTVSettings:
     outline_island_min_pe: float = 0.0  # > 0: compact islands the vessel opening removed seed at this p90 PE (outline_islands.py)
     fat_sat_post_floor: bool = False  # fat-suppressed exams: dark tissue bright after contrast passes (fat_sat_floor.py)
     outline_kinetic_tol: float = 0.0  # > 0: tissue under the BPE level whose SER matches its core's (outline_kinetic.py)
+    outline_local: str = "off"  # "level"/"edge": growth above the level of the tissue around each outline component (outline_local.py)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
@@ -458,8 +459,7 @@ def functional_tumor_volume(exam: DCEExam, roi=None, settings: FTVSettings | Non
                                   seeds_per_region=s.outline_compact_islands and s.vessel_radius_mm > 0)
         if thick and s.skin_margin_mm > 0:
             drop_skin_components(out, valid, spacing_zyx, s.skin_margin_mm)
-        out = kinetic_growth(out | seeds, seeds, tissue, pe, ser if ser_used else None, spacing_zyx, s.outline_pe, level,
-                             s.outline_margin_mm, s.outline_kinetic_tol, notes)
+        out = below_level_growth(out | seeds, seeds, tissue, pe, ser if ser_used else None, spacing_zyx, s, level, notes)
         if s.outline_close_mm > 0:
             out, n_bay = fill_concavities(out, tissue & (pe >= np.float32(s.outline_close_pe)), spacing_zyx,
                                           s.outline_close_mm)

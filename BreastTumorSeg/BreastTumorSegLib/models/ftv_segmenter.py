@@ -58,6 +58,7 @@ class FTVSegmenter:
     default_outline_beyond_roi = False
     default_outline_edge_trim = 0.0
     default_outline_island_min_pe = 0.0  # compact islands the vessel opening removed (kinetics/outline_islands.py)
+    default_outline_local = "off"  # growth above the level of the tissue around each outline component (kinetics/outline_local.py)
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -80,6 +81,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("outline_beyond_roi", self.default_outline_beyond_roi)
         chosen["ftv"].setdefault("outline_edge_trim", self.default_outline_edge_trim)
         chosen["ftv"].setdefault("outline_island_min_pe", self.default_outline_island_min_pe)
+        chosen["ftv"].setdefault("outline_local", self.default_outline_local)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
@@ -219,6 +221,11 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # Kinetic growth under the BPE level (kinetics/outline_kinetic.py) stays off: it failed the same rule
     # (phantom median Dice 0.626 -> 0.561); FTVOutlineSegmenter(outline_kinetic_tol=0.25) turns it on.
     default_outline_island_min_pe = 125.0
+    # The rest of a heterogeneous tumor above the level of the tissue around it (kinetics/outline_local.py) stays off
+    # ("off" inherited from FTVSegmenter): it passed the development rule of docs/decisions/outline-local-issue25.md
+    # (7000-7009: heterogeneous recall 0.676 -> 0.726, irregular 0.613 -> 0.656) and failed held-out 5040-5047
+    # (median FP lesions/exam up in phantom 0.5 -> 1 and randomized 0 -> 0.5; irregular recall only +0.020);
+    # FTVOutlineSegmenter(outline_local="level") turns it on.
 
     def _card(self) -> dict:
         card = super()._card()
