@@ -55,7 +55,7 @@ class EvidenceSettings:
     # prior's extent margin)
     # Two touching tumors without a neck (one embedded in the other) told apart by their enhancement: a lesion the
     # neck test keeps whole is split where the baseline's early-PE map changes between the two later lesions (a
-    # watershed of its gradient), when the two parts' median PE differ by at least ``kinetic_pe_diff`` of the
+    # watershed of its gradient), when its median PE under the two later lesions differ by at least ``kinetic_pe_diff`` of the
     # larger and by at least ``kinetic_spread`` times their own spread (the median absolute deviation): two tumors
     # with their own uptake. One tumor cut by a slab under treatment enhances alike on both sides. See
     # :mod:`.kinetic_split`. Off until docs/decisions/followup-kinetic-issue31.md decides.

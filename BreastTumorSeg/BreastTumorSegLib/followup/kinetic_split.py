@@ -8,10 +8,11 @@ baseline changes at the border between the two, and is alike on both sides of a 
 
 :func:`kinetic_parts` divides the lesion by a watershed of the gradient of the baseline's early-PE map
 (smoothed), seeded by the two later lesions brought into the baseline frame, and keeps the division only
-when the two parts' interiors (away from the lesion's edge and from each other: partial volume) have median
-PE that differ by at least ``kinetic_pe_diff`` of the larger one **and** by at least ``kinetic_spread``
-times their own spread (the mean of the two parts' median absolute deviations): two populations, not one
-heterogeneous tumor's texture.
+when the baseline's PE where the two later lesions lie (inside each tumor: a shrinking tumor keeps its centre,
+away from the border between the two and from the lesion's edge, so without partial volume) has medians that
+differ by at least ``kinetic_pe_diff`` of the larger one **and** by at least ``kinetic_spread`` times their own
+spread (the mean of the two median absolute deviations): two populations, not one heterogeneous tumor's
+texture.
 """
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-CUBE = np.ones((3, 3, 3), bool)
-MIN_INTERIOR_VOXELS = 8  # fewer interior voxels in a part: no reliable median, no split
+MIN_SEED_VOXELS = 8  # a later lesion covering fewer baseline voxels: no reliable median, no split
 
 
 def _padded(mask: np.ndarray, pad: int = 2) -> tuple[slice, ...]:
@@ -65,12 +65,11 @@ def kinetic_parts(lesion: np.ndarray, seeds: list[np.ndarray], pe: np.ndarray, s
     a, b = parts == 1, parts == 2
     if not a.any() or not b.any():
         return None, info
-    inner = ndimage.binary_erosion(sub, CUBE)
-    core_a = a & inner & ~ndimage.binary_dilation(b, CUBE, iterations=2)
-    core_b = b & inner & ~ndimage.binary_dilation(a, CUBE, iterations=2)
-    if min(np.count_nonzero(core_a), np.count_nonzero(core_b)) < MIN_INTERIOR_VOXELS:
+    # each tumor's uptake where the later visit still shows it: the later lesions (shrunk towards each tumor's
+    # centre) lie inside it, away from the border between the two and from the lesion's edge (partial volume)
+    pa, pb = pe[seeds[0]], pe[seeds[1]]
+    if min(pa.size, pb.size) < MIN_SEED_VOXELS:
         return None, info
-    pa, pb = pe[box][core_a], pe[box][core_b]
     ma, mb = float(np.median(pa)), float(np.median(pb))
     diff = abs(ma - mb)
     rel = diff / max(abs(ma), abs(mb), 1e-6)
