@@ -229,6 +229,9 @@ def main() -> int:
                    help="the later visits as evidence about the baseline (followup/evidence.py): 'split', 'join', "
                         "'split,join' or 'off', with 'kinetic' also the split of touching tumors without a neck by "
                         "their enhancement (followup/kinetic_split.py); default: the follow-up's default")
+    p.add_argument("--kinetic-spread", type=float, default=None, metavar="K",
+                   help="with --evidence ...,kinetic: split only when the two PE medians differ by at least K times "
+                        "their spread (EvidenceSettings.kinetic_spread); default: the setting's default")
     p.add_argument("--guided-empty", type=float, default=None, metavar="MM",
                    help="look again for a known lesion whose track would be empty in its mask grown by MM "
                         "(GuidedSettings.empty_margin_mm; 0: off); default: the follow-up's default")
@@ -241,6 +244,8 @@ def main() -> int:
     ev_parts = [] if a.evidence is None else a.evidence.split(",")
     evidence = (None if a.evidence is None else
                 EvidenceSettings(split="split" in ev_parts, join="join" in ev_parts, kinetic_split="kinetic" in ev_parts))
+    if a.kinetic_spread is not None:
+        evidence = replace(evidence or EvidenceSettings(), kinetic_spread=a.kinetic_spread)
     newfind = (None if a.new_enhancement is None else NewEnhancementSettings(enabled=a.new_enhancement == "on")
                if a.new_enhancement in ("on", "off") else
                NewEnhancementSettings(enabled=True, min_ml=float(a.new_enhancement)))

@@ -55,13 +55,15 @@ class EvidenceSettings:
     # prior's extent margin)
     # Two touching tumors without a neck (one embedded in the other) told apart by their enhancement: a lesion the
     # neck test keeps whole is split where the baseline's early-PE map changes between the two later lesions (a
-    # watershed of its gradient), when its median PE under the two later lesions differ by at least ``kinetic_pe_diff`` of the
-    # larger and by at least ``kinetic_spread`` times their own spread (the median absolute deviation): two tumors
-    # with their own uptake. One tumor cut by a slab under treatment enhances alike on both sides. See
-    # :mod:`.kinetic_split`. Off until docs/decisions/followup-kinetic-issue31.md decides.
-    kinetic_split: bool = False
+    # watershed of its gradient), when its median PE under the two later lesions differ by at least
+    # ``kinetic_pe_diff`` of the larger and by at least ``kinetic_spread`` times their own spread (the median
+    # absolute deviation): two tumors with their own uptake. One tumor cut by a slab under treatment enhances alike
+    # on both sides. See :mod:`.kinetic_split`. Candidate of rule 1 of docs/decisions/followup-kinetic-issue31.md
+    # (development 60 series: matching 126 -> 128/150, RECIST 76 -> 77/90, volume median 5.64 -> 5.79 points;
+    # with a spread of 2 two heterogeneous tumors' texture was split too: 126, 76); the held-out rule 2 decides.
+    kinetic_split: bool = True
     kinetic_pe_diff: float = 0.15
-    kinetic_spread: float = 2.0
+    kinetic_spread: float = 4.0
 
     @property
     def enabled(self) -> bool:
