@@ -225,9 +225,13 @@ def main() -> int:
     p.add_argument("--new-enhancement", default=None, metavar="on|off|ML",
                    help="the follow-up's new-enhancement search (followup/newfind.py): on, off, or on with this "
                         "minimum volume (mL); default: the follow-up's default")
-    p.add_argument("--evidence", default=None, metavar="split,join|off",
+    p.add_argument("--evidence", default=None, metavar="split,join[,kinetic]|off",
                    help="the later visits as evidence about the baseline (followup/evidence.py): 'split', 'join', "
-                        "'split,join' or 'off'; default: the follow-up's default")
+                        "'split,join' or 'off', with 'kinetic' also the split of touching tumors without a neck by "
+                        "their enhancement (followup/kinetic_split.py); default: the follow-up's default")
+    p.add_argument("--kinetic-spread", type=float, default=None, metavar="K",
+                   help="with --evidence ...,kinetic: split only when the two PE medians differ by at least K times "
+                        "their spread (EvidenceSettings.kinetic_spread); default: the setting's default")
     p.add_argument("--guided-empty", type=float, default=None, metavar="MM",
                    help="look again for a known lesion whose track would be empty in its mask grown by MM "
                         "(GuidedSettings.empty_margin_mm; 0: off); default: the follow-up's default")
@@ -237,8 +241,11 @@ def main() -> int:
                         "seen_before_share; 0: off); default: the follow-up's default")
     a = p.parse_args()
     guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)
+    ev_parts = [] if a.evidence is None else a.evidence.split(",")
     evidence = (None if a.evidence is None else
-                EvidenceSettings(split="split" in a.evidence.split(","), join="join" in a.evidence.split(",")))
+                EvidenceSettings(split="split" in ev_parts, join="join" in ev_parts, kinetic_split="kinetic" in ev_parts))
+    if a.kinetic_spread is not None:
+        evidence = replace(evidence or EvidenceSettings(), kinetic_spread=a.kinetic_spread)
     newfind = (None if a.new_enhancement is None else NewEnhancementSettings(enabled=a.new_enhancement == "on")
                if a.new_enhancement in ("on", "off") else
                NewEnhancementSettings(enabled=True, min_ml=float(a.new_enhancement)))

@@ -34,6 +34,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .kinetic_split import kinetic_parts, two_seeds
 from .prior import neighbourhoods
 
 CUBE = np.ones((3, 3, 3), bool)
@@ -52,6 +53,17 @@ class EvidenceSettings:
     neck_ratio: float = 0.6  # split only where the neck is at most this share of the smaller part's depth
     join_margin_mm: float = 5.0  # a later lesion overlapping a baseline piece grown by this much covers it (the
     # prior's extent margin)
+    # Two touching tumors without a neck (one embedded in the other) told apart by their enhancement: a lesion the
+    # neck test keeps whole is split where the baseline's early-PE map changes between the two later lesions (a
+    # watershed of its gradient), when its median PE under the two later lesions differ by at least
+    # ``kinetic_pe_diff`` of the larger and by at least ``kinetic_spread`` times their own spread (the median
+    # absolute deviation): two tumors with their own uptake. One tumor cut by a slab under treatment enhances alike
+    # on both sides. See :mod:`.kinetic_split`. Candidate of rule 1 of docs/decisions/followup-kinetic-issue31.md
+    # (development 60 series: matching 126 -> 128/150, RECIST 76 -> 77/90, volume median 5.64 -> 5.79 points;
+    # with a spread of 2 two heterogeneous tumors' texture was split too: 126, 76); the held-out rule 2 decides.
+    kinetic_split: bool = True
+    kinetic_pe_diff: float = 0.15
+    kinetic_spread: float = 4.0
 
     @property
     def enabled(self) -> bool:
@@ -69,8 +81,8 @@ def split_lesion(lesion: np.ndarray, seeds: list[np.ndarray], spacing_zyx, neck_
     """Labels 1..2 over *lesion* (bool) divided between the two largest *seeds* (bool masks, same grid) by
     a watershed of its distance map, or None when the seeds do not each reach the lesion or the lesion has
     no neck between the parts (module docstring)."""
-    seeds = sorted((s & lesion for s in seeds), key=lambda s: -int(np.count_nonzero(s)))[:2]
-    if len(seeds) < 2 or not all(s.any() for s in seeds):
+    seeds = two_seeds(lesion, seeds)
+    if seeds is None:
         return None
     box = _box(lesion)
     sub = lesion[box]
@@ -129,11 +141,11 @@ def _join_groups(comp0: np.ndarray, visits, tracks, enhancing0: np.ndarray, spac
 
 
 def baseline_corrections(comp0: np.ndarray, visits, tracks, enhancing0: np.ndarray, spacing_zyx,
-                         s: EvidenceSettings) -> tuple[np.ndarray, dict[int, str]] | None:
+                         s: EvidenceSettings, pe0: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, str]] | None:
     """The baseline's label map (z, y, x ints, 1..N) corrected by the later visits (module docstring) and,
     the flag of every new label that was split or joined; None when nothing changes. *visits*: the
     :class:`~.match.VisitLesions` of every visit, *tracks* those followed from them, *enhancing0* (bool) the
-    baseline's enhancing tissue (FTV mask or weaker rule)."""
+    baseline's enhancing tissue (FTV mask or weaker rule), *pe0* its early-PE map (for ``kinetic_split``)."""
     vox_ml = float(np.prod(spacing_zyx)) / 1000.0
     out = comp0.astype(np.int32, copy=True)
     origin: dict[int, str] = {}
@@ -155,6 +167,8 @@ def baseline_corrections(comp0: np.ndarray, visits, tracks, enhancing0: np.ndarr
                     continue
                 seeds = [visits[k].components_baseline == x for x in labs]
                 parts = split_lesion(lesion, seeds, spacing_zyx, s.neck_ratio)
+                if parts is None and s.kinetic_split and pe0 is not None:
+                    parts, _ = kinetic_parts(lesion, seeds, pe0, spacing_zyx, s.kinetic_pe_diff, s.kinetic_spread)
                 if parts is None or min(np.count_nonzero(parts == p) for p in (1, 2)) * vox_ml < s.min_piece_ml:
                     continue
                 nxt += 1

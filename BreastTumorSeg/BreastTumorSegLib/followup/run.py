@@ -316,7 +316,7 @@ def _corrected_baseline(results, segmented, visits, tracks, guided, ev: Evidence
     if guided is not None:
         enhancing |= guided.tissue(0)
     found = baseline_corrections(old, [v.in_baseline for v in visits], tracks, enhancing,
-                                 np.asarray(comp0.GetSpacing())[::-1], ev)
+                                 np.asarray(comp0.GetSpacing())[::-1], ev, ftv0.maps.array("pe_early"))
     if found is None:
         return None
     labels, flag_of = found
