@@ -17,8 +17,11 @@ component only when it is
 
 * separate: it does not touch the first run's outline (26-neighbourhood): nothing the first run found
   changes;
-* contained: no voxel in the band's outer layer (towards the muscle, or where the band ends beside
-  it): a structure the band cuts continues into the chest wall (muscle, its vessels);
+* contained: no voxel in the band's outer layer towards the chest wall (next to the body deeper than
+  the band's limit in the band's columns) over more than ``beside_region.MAX_CONTACT`` (0.75) of its
+  own cross-section: a structure the band cuts there continues into the chest wall (muscle, its
+  vessels); a tumor lying against the muscle touches it over a few voxels (7012: 3 voxels of 14.8 mL). Where the band ends beside it (columns without lung behind) nothing is
+  cut off: on development exam 7012 the tumor lies across that end;
 * compact: elongation (:func:`.beside_region.elongation`) at most :data:`MAX_ELONGATION`, and at least
   :data:`MIN_ML`;
 * clearly enhancing: its median early PE at least the FTV PE threshold.
@@ -38,7 +41,7 @@ from scipy import ndimage
 from ..core.imageutil import from_array, resample_to
 from ..preprocess.breast_region import _midline_column
 from ..preprocess.lung_level import lung_limit
-from .beside_region import band_box, band_outline, elongation
+from .beside_region import MAX_CONTACT, band_box, band_outline, elongation
 from .ftv import FTVResult, soft_probability
 from .outline import FULL26
 
@@ -66,7 +69,9 @@ def band_on_work(context: dict, margin_mm: float = DEEP_MARGIN_MM) -> tuple[np.n
     rows = np.arange(body.shape[1])[None, :, None]
     deep = np.where(ok, deep, -1.0)
     band = body & ok[:, None, :] & (rows > floor[:, None, :]) & (rows <= deep[:, None, :])
-    behind = body & (rows > floor[:, None, :]) & ~band
+    # The outer layer towards the chest wall only (the body deeper than the band's limit in its own
+    # columns): where the band ends beside it (no lung behind) a tumor lying across is not cut off.
+    behind = body & ok[:, None, :] & (rows > deep[:, None, :])
     rim = band & ndimage.binary_dilation(behind, structure=FULL26)
     return band, rim, deep
 
@@ -76,6 +81,15 @@ def _on_exam(arr: np.ndarray, work: sitk.Image, ref: sitk.Image) -> np.ndarray:
     img.CopyInformation(work)
     out = resample_to(img, ref, sitk.sitkNearestNeighbor)
     return sitk.GetArrayFromImage(out) > 0
+
+
+def _cut(comp: np.ndarray, rim: np.ndarray, vox_mm3: float) -> bool:
+    """Whether *comp* continues through the band's outer layer *rim*: it meets it over more than
+    :data:`~.beside_region.MAX_CONTACT` of its own cross-section (pi r^2, r the radius of a ball of its
+    volume); a body lying against the chest wall meets it over a few voxels."""
+    contact = float(np.count_nonzero(comp & rim)) * vox_mm3 ** (2.0 / 3.0)
+    r = (3.0 * float(np.count_nonzero(comp)) * vox_mm3 / (4.0 * np.pi)) ** (1.0 / 3.0)
+    return contact > MAX_CONTACT * np.pi * r * r
 
 
 def deep_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple[np.ndarray, list[str], np.ndarray | None]:
@@ -107,7 +121,7 @@ def deep_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple
         comp = labels[sl] == lab
         if (comp & near[sl]).any():
             counts["joining"] += 1
-        elif (comp & rim[box][sl]).any():
+        elif _cut(comp, rim[box][sl], vox_ml * 1000.0):
             counts["cut"] += 1
         elif np.count_nonzero(comp) * vox_ml < MIN_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
             counts["small or weak"] += 1
