@@ -29,6 +29,11 @@ component only when it is
 The added components get the first run's probability rule; the breast gate's chest-wall level moves
 back only in the columns of an added component (so the gate does not remove it as "behind the chest
 wall"), and the false-positive reduction judges it like any other component.
+
+**Off** by the rule of docs/decisions/deep-band-issue25.md: on development 7000-7009 (every family and
+hybrid row) one exam changed, irregular 7005 0.000 -> 0.599 (15/16 -> 16/16 lesions), nothing lower, no
+FP added, but the randomised family's sensitivity, the rule's third condition, stayed 7/13 (those seeds
+hold no lesion inside a band). Randomised 7010-7029 (reported only): 7012 0.000 -> 0.674, nothing else.
 """
 from __future__ import annotations
 
@@ -45,7 +50,9 @@ from .beside_region import MAX_CONTACT, band_box, band_outline, elongation
 from .ftv import FTVResult, soft_probability
 from .outline import FULL26
 
-DEEP_BAND = False  # off until the rule of docs/decisions/deep-band-issue25.md decides
+# Off: failed its development rule (docs/decisions/deep-band-issue25.md: randomised lesion sensitivity 7/13 -> 7/13;
+# no family lower, no FP added, irregular 15/16 -> 16/16); no held-out run. run_with_deep_band.py turns it on.
+DEEP_BAND = False
 DEEP_MARGIN_MM = 5.0  # the band ends this far in front of the lung-based floor
 MAX_ELONGATION = 3.0  # sqrt(largest / second principal moment): a vessel's piece is longer
 MIN_ML = 0.1  # smaller components are not added
