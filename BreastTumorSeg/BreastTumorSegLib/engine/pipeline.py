@@ -21,6 +21,7 @@ from .. import __version__
 from ..preprocess.breast_region import body_on_grid, breast_region, choose_breast_mask
 from ..preprocess.chestwall import WRAP_DEPTH_MM
 from ..preprocess import lung_level as lung_chest_wall
+from ..kinetics import deep_band  # lesions behind the region's floor (kinetics/deep_band.py, off)
 from ..core.exam import DCEExam
 from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_image, write_json
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
@@ -148,6 +149,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
                 region = dict(context, level=None)
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
+        prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
     with reporter.stage("postprocess"):
         gate_log: list = []
         label, lesions, components = postprocess(prob, settings, gate, return_components=True,

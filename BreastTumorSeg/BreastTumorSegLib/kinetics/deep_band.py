@@ -1,0 +1,168 @@
+"""Lesions in the deep band behind the breast region's floor (issue 25, ``DEEP_BAND``, off).
+
+The breast region ends at the skin over the sternum + 12 mm. On development exams of the
+domain-randomised family (7000-7029) all 9 lesions lost to the region lay behind that floor, 24-102 mm
+in front of the pectoral muscle (docs/decisions/lung-chest-wall-issue25.md). Moving the whole region's
+floor back to the lungs (:mod:`..preprocess.lung_level`) found some of them but failed its rule: the
+deeper region brought muscle and its vessels into the search and changed the exam-wide statistics
+(background level, BPE) the FTV outline draws from the region.
+
+This step leaves the region and the first FTV/outline run as they are and looks at the band between
+the region's floor (``context["chest_wall_row"]``) and the floor found from the lungs
+(:func:`..preprocess.lung_level.lung_limit`: :data:`~..preprocess.lung_level.WALL_MM` in front of the
+lung) less :data:`DEEP_MARGIN_MM`, in the columns where the lungs give a deeper floor. With the first
+run's own thresholds (background level, fat-suppression decision, outline level; the core and outline
+rules of :func:`.beside_region.band_outline`) it outlines the enhancement in the band and adds a
+component only when it is
+
+* separate: it does not touch the first run's outline (26-neighbourhood): nothing the first run found
+  changes;
+* contained: no voxel in the band's outer layer towards the chest wall (next to the body deeper than
+  the band's limit in the band's columns) over more than ``beside_region.MAX_CONTACT`` (0.75) of its
+  own cross-section: a structure the band cuts there continues into the chest wall (muscle, its
+  vessels); a tumor lying against the muscle touches it over a few voxels (7012: 3 voxels of 14.8 mL). Where the band ends beside it (columns without lung behind) nothing is
+  cut off: on development exam 7012 the tumor lies across that end;
+* compact: elongation (:func:`.beside_region.elongation`) at most :data:`MAX_ELONGATION`, and at least
+  :data:`MIN_ML`;
+* clearly enhancing: its median early PE at least the FTV PE threshold.
+
+The added components get the first run's probability rule; the breast gate's chest-wall level moves
+back only in the columns of an added component (so the gate does not remove it as "behind the chest
+wall"), and the false-positive reduction judges it like any other component.
+
+**Off** by the rule of docs/decisions/deep-band-issue25.md: on development 7000-7009 (every family and
+hybrid row) one exam changed, irregular 7005 0.000 -> 0.599 (15/16 -> 16/16 lesions), nothing lower, no
+FP added, but the randomised family's sensitivity, the rule's third condition, stayed 7/13 (those seeds
+hold no lesion inside a band). Randomised 7010-7029 (reported only): 7012 0.000 -> 0.674, nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..core.imageutil import from_array, resample_to
+from ..preprocess.breast_region import _midline_column
+from ..preprocess.lung_level import lung_limit
+from .beside_region import MAX_CONTACT, band_box, band_outline, elongation
+from .ftv import FTVResult, soft_probability
+from .outline import FULL26
+
+# Off: failed its development rule (docs/decisions/deep-band-issue25.md: randomised lesion sensitivity 7/13 -> 7/13;
+# no family lower, no FP added, irregular 15/16 -> 16/16); no held-out run. run_with_deep_band.py turns it on.
+DEEP_BAND = False
+DEEP_MARGIN_MM = 5.0  # the band ends this far in front of the lung-based floor
+MAX_ELONGATION = 3.0  # sqrt(largest / second principal moment): a vessel's piece is longer
+MIN_ML = 0.1  # smaller components are not added
+
+
+def band_on_work(context: dict, margin_mm: float = DEEP_MARGIN_MM) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(band, outer layer, deep limit row per (z, x) or -1) on the work grid of a
+    :func:`..preprocess.breast_region.breast_region` *context*; None for slabs, without a chest-wall
+    level, or when no lung gives a deeper floor."""
+    floor = context.get("chest_wall_row")
+    if context.get("level") is None or context.get("slab") is not None or floor is None:
+        return None
+    work, body = context["work"], context["body"]
+    limit = lung_limit(work, body, _midline_column(body, context["layout"], work))
+    if limit is None:
+        return None
+    deep = np.where(np.isfinite(limit), limit - margin_mm / work.GetSpacing()[1], -1.0)
+    ok = deep > floor
+    if not ok.any():
+        return None
+    rows = np.arange(body.shape[1])[None, :, None]
+    deep = np.where(ok, deep, -1.0)
+    band = body & ok[:, None, :] & (rows > floor[:, None, :]) & (rows <= deep[:, None, :])
+    # The outer layer towards the chest wall only (the body deeper than the band's limit in its own
+    # columns): where the band ends beside it (no lung behind) a tumor lying across is not cut off.
+    behind = body & ok[:, None, :] & (rows > deep[:, None, :])
+    rim = band & ndimage.binary_dilation(behind, structure=FULL26)
+    return band, rim, deep
+
+
+def _on_exam(arr: np.ndarray, work: sitk.Image, ref: sitk.Image) -> np.ndarray:
+    img = sitk.GetImageFromArray(arr.astype(np.uint8))
+    img.CopyInformation(work)
+    out = resample_to(img, ref, sitk.sitkNearestNeighbor)
+    return sitk.GetArrayFromImage(out) > 0
+
+
+def _cut(comp: np.ndarray, rim: np.ndarray, vox_mm3: float) -> bool:
+    """Whether *comp* continues through the band's outer layer *rim*: it meets it over more than
+    :data:`~.beside_region.MAX_CONTACT` of its own cross-section (pi r^2, r the radius of a ball of its
+    volume); a body lying against the chest wall meets it over a few voxels."""
+    contact = float(np.count_nonzero(comp & rim)) * vox_mm3 ** (2.0 / 3.0)
+    r = (3.0 * float(np.count_nonzero(comp)) * vox_mm3 / (4.0 * np.pi)) ** (1.0 / 3.0)
+    return contact > MAX_CONTACT * np.pi * r * r
+
+
+def deep_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """(components to add on the exam grid, notes, the band's deep limit per work column or None)."""
+    ref = exam.reference
+    empty = np.zeros(sitk.GetArrayViewFromImage(ref).shape, bool)
+    got = band_on_work(context)
+    if got is None:
+        return empty, ["deep band: no lung-based floor deeper than the region's"], None
+    band_w, rim_w, deep = got
+    band, rim = _on_exam(band_w, context["work"], ref), _on_exam(rim_w, context["work"], ref)
+    sp = np.asarray(ref.GetSpacing())[::-1]
+    pe = maps.array("pe_early")
+    cand = band & (pe >= np.float32(settings.pe_threshold)) & (maps.array("valid") > 0)
+    cand &= sitk.GetArrayViewFromImage(exam.pre) >= np.float32(first.background_threshold)
+    if not cand.any():
+        return empty, ["deep band: no enhancement"], deep
+    box = band_box(cand, sp, 2 * settings.outline_margin_mm + settings.skin_margin_mm + 4.0)
+    found, _ = band_outline(exam, maps, band, band, first, settings, box)
+    before = sitk.GetArrayFromImage(first.outline if first.outline is not None else first.mask)[box] > 0
+    near = ndimage.binary_dilation(before, structure=FULL26)
+    labels, _ = ndimage.label(found, structure=FULL26)
+    vox_ml = float(np.prod(sp)) / 1000.0
+    add = np.zeros(found.shape, bool)
+    counts = {"added": 0, "joining": 0, "cut": 0, "elongated": 0, "small or weak": 0}
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        comp = labels[sl] == lab
+        if (comp & near[sl]).any():
+            counts["joining"] += 1
+        elif _cut(comp, rim[box][sl], vox_ml * 1000.0):
+            counts["cut"] += 1
+        elif np.count_nonzero(comp) * vox_ml < MIN_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
+            counts["small or weak"] += 1
+        elif elongation(comp, sp) > MAX_ELONGATION:
+            counts["elongated"] += 1
+        else:
+            add[sl] |= comp
+            counts["added"] += 1
+    out = empty.copy()
+    out[box] = add
+    return out, ["deep band behind the breast region: " + ", ".join(f"{v} {k}" for k, v in counts.items())], deep
+
+
+def add_deep_lesions(segmenter, exam, prob: sitk.Image, context: dict, region: dict | None,
+                     options: dict) -> tuple[sitk.Image, dict | None]:
+    """The pipeline's step after ``predict``: *prob* with the deep band's lesions (module docstring)
+    and the gate's *region* with its chest-wall level moved back in their columns. Unchanged when
+    :data:`DEEP_BAND` is off, for a reader's ROI or seed, or without an FTV outline."""
+    first = getattr(segmenter, "last_result", None)
+    if not DEEP_BAND or options.get("roi") is not None or options.get("seed_lps") is not None \
+            or not isinstance(first, FTVResult) or first.outline is None or region is None or region.get("level") is None:
+        return prob, region
+    maps = segmenter.kinetic_maps(exam)
+    add, notes, deep = deep_lesions(exam, first, segmenter.settings, maps, context)
+    segmenter.last_result = replace(first, notes=list(first.notes) + notes)
+    if not add.any():
+        return prob, region
+    p = sitk.GetArrayFromImage(prob)
+    extra = soft_probability(add, maps.array("pe_early"), segmenter.settings.pe_threshold)
+    new = from_array(np.maximum(p, extra).astype(np.float32), exam.reference)
+    work = context["work"]
+    cols = ndimage.binary_dilation(sitk.GetArrayFromImage(resample_to(
+        from_array(add.astype(np.uint8), exam.reference), work, sitk.sitkNearestNeighbor)).any(axis=1), iterations=1)
+    cols &= deep >= 0
+    level = np.asarray(region["level"], float).copy()
+    level[cols] = np.maximum(level[cols], deep[cols] - region.get("chest_margin_mm", 0.0) / work.GetSpacing()[1])
+    return new, dict(region, level=level)
