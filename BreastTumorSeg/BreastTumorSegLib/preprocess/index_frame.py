@@ -49,7 +49,9 @@ class VoxelFrame:
         return d @ matrix @ self.inverse, self.origin + d @ center, d @ translation
 
     def linear(self, tx: sitk.Transform) -> sitk.Transform:
-        """An Euler3D or affine transform of the frame as the same kind of transform in physical mm."""
+        """A translation, Euler3D or affine transform of the frame as the same kind of transform in physical mm."""
+        if tx.GetName() == "TranslationTransform":
+            return sitk.TranslationTransform(3, tuple(self.direction @ np.asarray(tx.GetParameters())))
         params = np.asarray(tx.GetParameters())
         fixed = np.asarray(tx.GetFixedParameters()[:3])
         if tx.GetName() == "Euler3DTransform":
