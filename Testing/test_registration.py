@@ -107,8 +107,11 @@ def test_one_resampling_from_the_phase_as_acquired(monkeypatch):
     exam = assemble_exam([ref, other], [0.0, 1.5], "c", ["pre", "post"])
     assert exam.metadata["resampled_phases"] == [1] and 1 in exam.native
     shift = sitk.TranslationTransform(3, (0.7, -0.4, 0.9))
+    # register_phase works in the reference grid's frame (index_frame.py): the same shift expressed there
+    to_frame = np.linalg.inv(np.reshape(ref.GetDirection(), (3, 3)))
+    in_frame = sitk.TranslationTransform(3, tuple(to_frame @ (0.7, -0.4, 0.9)))
     monkeypatch.setattr(reg, "register_phase",
-                        lambda *a, **k: reg.PhaseRegistration(shift, {"accepted": True}))
+                        lambda *a, **k: reg.PhaseRegistration(in_frame, {"accepted": True}))
     out, qa, _ = register_exam_detailed(exam)
     once = sitk.GetArrayFromImage(sitk.Resample(other, ref, shift, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
     twice = sitk.GetArrayFromImage(sitk.Resample(exam.phases[1], ref, shift, sitk.sitkLinear, 0.0, sitk.sitkFloat32))

@@ -55,7 +55,7 @@ from ..models.cards import BUNDLED_MODELS_DIR
 from ..models.logistic import LogisticModel
 from .fprescue import rescue_part
 from .postprocess import lesion_table
-from .shape import depth_mm, distance_from_mm
+from .shape import depth_mm, distance_from_mm, elongation_flatness
 
 FEATURES = ("log_volume_ml", "log_elongation", "log_flatness", "feret_over_sphere", "max_depth_mm", "p90_depth_mm",
             "vesselness_mean", "vesselness_frac", "wash_in", "washout", "p_mean", "p_max", "p_core_frac")
@@ -221,7 +221,7 @@ def component_features(mask: np.ndarray, like: sitk.Image, prob: np.ndarray, pre
     washout = 0.0 if late is None else float(np.median((late[mask] - early[mask]) / np.maximum(early[mask], s0[mask])))
     p = prob[mask]
     shape = [math.log(float(np.clip(v, 1.0, 50.0))) if np.isfinite(v) else math.log(50.0)
-             for v in (stats.GetElongation(1), stats.GetFlatness(1))]
+             for v in elongation_flatness(stats, 1)]
     return np.array([math.log(max(vol_ml, 1e-4)), *shape,
                      _lengths(stats, m)[1] / max(sphere_d, 1e-3), float(depth.max()),
                      float(np.percentile(depth, 90)), float(ves.mean()), float((ves > 0.5).mean()),
@@ -238,7 +238,7 @@ def confident_core(mask: np.ndarray, prob: np.ndarray, like: sitk.Image, s: FPRe
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(cc)
     return (stats.GetPhysicalSize(1) / 1000.0 >= s.override_core_ml
-            and stats.GetElongation(1) <= s.override_max_elongation)
+            and elongation_flatness(stats, 1)[0] <= s.override_max_elongation)
 
 
 # ----------------------------------------------------------------------------- the stage

@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.imageutil import from_array, voxel_volume_ml
-from .shape import depth_mm, distance_from_mm
+from .shape import depth_mm, distance_from_mm, elongation_flatness
 
 RESCUE_RADIUS_MM = 2.0  # the vessel ball of FTV's core (SEGMENTER_VESSEL_RADIUS_MM): a vessel is thinner
 
@@ -60,6 +60,6 @@ def rescue_part(mask: np.ndarray, like: sitk.Image, radius_mm: float, min_ml: fl
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.SetNumberOfThreads(1)
     stats.Execute(from_array(part.astype(np.uint8), like))
-    if stats.GetElongation(1) > max_elongation:
+    if elongation_flatness(stats, 1)[0] > max_elongation:
         return None
     return part

@@ -37,7 +37,12 @@ def xforms(header: bytes) -> tuple[np.ndarray | None, np.ndarray | None]:
     qform = sform = None
     if qcode > 0:
         b, c, d, qx, qy, qz = struct.unpack(end + "6f", header[256:280])
-        a = np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
+        # As nifti1_io.c reads it: a 180-degree rotation (a = 0, e.g. a coronal exam with flipped axes)
+        # stored as float32 leaves 1 - (b^2 + c^2 + d^2) at ~3e-8, whose root would tilt the axes by 2e-4.
+        a2 = 1.0 - (b * b + c * c + d * d)
+        if a2 < 1e-7:
+            b, c, d = np.array([b, c, d]) / np.sqrt(b * b + c * c + d * d)
+        a = 0.0 if a2 < 1e-7 else np.sqrt(a2)
         rot = np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
                         [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
                         [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]])

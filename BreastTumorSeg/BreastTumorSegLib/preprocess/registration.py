@@ -47,6 +47,7 @@ from ..core.exam import DCEExam
 from ..core.progress import Reporter
 from . import deformable_torch
 from .body import body_mask
+from .index_frame import VoxelFrame
 
 
 def _shrink_to(img: sitk.Image, spacing_mm: float) -> sitk.Image:
@@ -385,6 +386,22 @@ def _for_resampling(tx: sitk.Transform, grid: sitk.Image, spacing_mm: float) -> 
     return sitk.CompositeTransform([linear, sitk.DisplacementFieldTransform(field)])
 
 
+def _oriented(frame_img: sitk.Image, physical: sitk.Image) -> sitk.Image:
+    """*frame_img* with *physical*'s direction (the body mask orients itself by it; the origin does not matter)."""
+    out = sitk.Image(frame_img)
+    out.SetDirection(physical.GetDirection())
+    return out
+
+
+def _in_physical_mm(result: PhaseRegistration, frame: VoxelFrame, grid: sitk.Image, spacing_mm: float) -> PhaseRegistration:
+    """*result* estimated in *frame*, its transform (and the QA's description of it) in physical mm."""
+    tx = frame.transform(result.transform, grid, spacing_mm)
+    qa = dict(result.qa)
+    if qa.get("transform") is not None:
+        qa["transform"] = _describe(tx.GetNthTransform(0) if isinstance(tx, sitk.CompositeTransform) else tx)
+    return PhaseRegistration(tx, qa)
+
+
 def register_exam_detailed(exam: DCEExam, reference_index: int = 0,
                            settings: RegistrationSettings | None = None,
                            reporter: Reporter | None = None) -> tuple[DCEExam, list[dict], list]:
@@ -394,20 +411,25 @@ def register_exam_detailed(exam: DCEExam, reference_index: int = 0,
     if s.method == "none":
         return exam, [], [None] * exam.n_phases
     ref_full = exam.phases[reference_index]
-    ref = _shrink_to(ref_full, s.work_spacing_mm)
-    mask = body_mask(ref)  # metric sampling and QA inside the body
+    # Estimated in the grid's own frame: the geometry's rounding noise cannot steer it (index_frame.py).
+    frame = VoxelFrame(ref_full)
+    ref = _shrink_to(frame.image(ref_full), s.work_spacing_mm)
+    mask = body_mask(_oriented(ref, ref_full))  # metric sampling and QA inside the body
+    mask.CopyInformation(ref)
     deform = None
     if s.motion == "deformable":
-        ref_d = _shrink_to(ref_full, s.deform_spacing_mm)
+        ref_d = _shrink_to(frame.image(ref_full), s.deform_spacing_mm)
         deform = (ref_d, sitk.Resample(mask, ref_d, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     out = list(exam.phases)
     qa, transforms = {}, [None] * exam.n_phases
     others = [i for i in range(exam.n_phases) if i != reference_index]
 
     def one(i: int):
-        moving = _shrink_to(exam.phases[i], s.work_spacing_mm)
-        grid = None if deform is None else (deform[0], _shrink_to(exam.phases[i], s.deform_spacing_mm), deform[1])
-        result = register_phase(ref, moving, mask, s, seed=1234 + i, deform_grid=grid)
+        moving = _shrink_to(frame.image(exam.phases[i]), s.work_spacing_mm)
+        grid = None if deform is None else (deform[0], _shrink_to(frame.image(exam.phases[i]), s.deform_spacing_mm),
+                                            deform[1])
+        result = _in_physical_mm(register_phase(ref, moving, mask, s, seed=1234 + i, deform_grid=grid), frame,
+                                 frame.image(ref_full), s.deform_spacing_mm)
         image = exam.phases[i]
         if result.transform is not None:
             # One resampling, from the phase as acquired (its own grid when it was loaded on another one).
