@@ -27,6 +27,11 @@ Measured against the truth:
   (the same rule: :func:`~BreastTumorSegLib.followup.response.recist_category`; targets the true
   baseline tumors >= 10 mm, fragments' diameters added; a true new lesion is PD).
 
+A series the follow-up refuses (one of its visits refused, e.g. by the same-patient check of
+:mod:`~BreastTumorSegLib.followup.register`) is a row of its own (``refused``: the message): every
+matching decision and every later visit's category of that series counted wrong, no volume change or
+registration measured (``refused_series`` in the summary); the run goes on with the next series.
+
 Per-error diagnostic (in each series' row): every wrong matching decision has a ``cause`` (missed at
 the baseline, with the share of the tumor inside the engine's breast region; a piece that started a
 new track; a track left empty; a gone tumor with a lesion left in its track; a new lesion joined to a
@@ -50,6 +55,7 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
+from BreastTumorSegLib.core.errors import InputError  # noqa: E402
 from BreastTumorSegLib.followup.register import registration_error_mm  # noqa: E402
 from BreastTumorSegLib.followup.response import ResponseSettings, choose_targets, recist_category  # noqa: E402
 from BreastTumorSegLib.followup.evidence import EvidenceSettings  # noqa: E402
@@ -101,6 +107,31 @@ def assign(pred: sitk.Image, truth: sitk.Image) -> dict[int, int]:
     return out
 
 
+def decision_slots(series) -> list[tuple[int, int, int, str]]:
+    """Every matching decision the truth asks for: (later visit k, truth label, visit it appeared, kind)."""
+    vols = [{t["label"] for t in v.tumors} for v in series.visits]
+    appear = {}
+    for k in range(len(series.visits)):
+        for lab in sorted(vols[k]):
+            appear.setdefault(lab, k)
+    return [(k, lab, k0, "new" if k0 == k else "present" if lab in vols[k] else "disappeared")
+            for k in range(1, len(series.visits)) for lab, k0 in appear.items() if k0 <= k]
+
+
+def refused_row(fam: str, seed: int, series, message: str) -> dict:
+    """The row of a series the follow-up refused: every matching decision and every later visit's
+    category counted wrong, no volume change or registration measured, the refusal's message kept."""
+    decisions = [{"visit": k + 1, "truth_label": lab, "kind": kind, "correct": False,
+                  "missed_when_it_appeared": False, "cause": "series refused"}
+                 for k, lab, _, kind in decision_slots(series)]
+    want = truth_recist(series)
+    return {"family": fam, "seed": seed, "visits": len(series.visits), "refused": message,
+            "fates": series.fates, "new_lesions": series.new_lesions, "recist_truth": want,
+            "recist": ["baseline"] + ["refused"] * (len(want) - 1), "registration_error_mm": [],
+            "matching_correct": f"0/{len(decisions)}", "volume_change_errors_pp": [],
+            "decisions": decisions, "recist_correct": [False] * (len(want) - 1)}
+
+
 def evaluate(series, res) -> dict:
     track_of = {}  # (visit, lesion label) -> track id
     for t in res.tracks:
@@ -120,43 +151,33 @@ def evaluate(series, res) -> dict:
     # the volume the follow-up reports (its change table), per track and visit
     reported = {(r["track"], r["visit"] - 1): r["volume_ml"] for r in res.table["lesions"]}
     decisions, vol_err = [], []
-    appear = {}
-    for k in range(len(series.visits)):
-        for lab in vols[k]:
-            appear.setdefault(lab, k)
-    for k in range(1, len(series.visits)):
-        for lab, k0 in appear.items():
-            if k0 > k:
-                continue
-            start = owned[k0].get(lab, set())
-            now = owned[k].get(lab, set())
-            if k0 == k:  # new at this visit
-                ok = bool(now) and all(first[t] == k for t in now)
-                kind = "new"
-            elif lab in vols[k]:  # present at both
-                ok = bool(start) and now == start
-                kind = "present"
-                if start and k0 == 0:
-                    seg0 = sum(reported.get((t, k0), 0.0) for t in start)
-                    segk = sum(reported.get((t, k), 0.0) for t in start)
-                    true_pct = 100 * (vols[k][lab] / vols[k0][lab] - 1)
-                    seg_pct = 100 * (segk / seg0 - 1) if seg0 > 0 else float("nan")
-                    vol_err.append(abs(seg_pct - true_pct))
-            else:  # disappeared
-                ok = bool(start) and all(not members[t].get(k) for t in start)
-                kind = "disappeared"
-            d = {"visit": k + 1, "truth_label": lab, "kind": kind, "correct": bool(ok),
-                 "missed_when_it_appeared": not start}
-            if not ok:
-                d["cause"] = error_cause(kind, start, now, k, k0, first, members, owned)
-                d["truth_ml"] = {"appeared": round(vols[k0].get(lab, 0.0), 3), "now": round(vols[k].get(lab, 0.0), 3)}
-                if not start:  # missed: was it inside the engine's breast region at all?
-                    t_k0 = sitk.GetArrayViewFromImage(series.visits[k0].tumor_labels) == lab
-                    roi = sitk.GetArrayViewFromImage(res.visits[k0].result.breast_mask) > 0
-                    d["in_breast_region"] = round(float(np.mean(roi[t_k0])), 2) if t_k0.any() else None
-                d["flags_now"] = sorted({f for t in (now or start) for lab_k in members[t].get(k, [])
-                                         for f in res.visits[k].lesions[lab_k - 1].flags})
-            decisions.append(d)
+    for k, lab, k0, kind in decision_slots(series):
+        start = owned[k0].get(lab, set())
+        now = owned[k].get(lab, set())
+        if kind == "new":  # new at this visit
+            ok = bool(now) and all(first[t] == k for t in now)
+        elif kind == "present":  # present at both
+            ok = bool(start) and now == start
+            if start and k0 == 0:
+                seg0 = sum(reported.get((t, k0), 0.0) for t in start)
+                segk = sum(reported.get((t, k), 0.0) for t in start)
+                true_pct = 100 * (vols[k][lab] / vols[k0][lab] - 1)
+                seg_pct = 100 * (segk / seg0 - 1) if seg0 > 0 else float("nan")
+                vol_err.append(abs(seg_pct - true_pct))
+        else:  # disappeared
+            ok = bool(start) and all(not members[t].get(k) for t in start)
+        d = {"visit": k + 1, "truth_label": lab, "kind": kind, "correct": bool(ok),
+             "missed_when_it_appeared": not start}
+        if not ok:
+            d["cause"] = error_cause(kind, start, now, k, k0, first, members, owned)
+            d["truth_ml"] = {"appeared": round(vols[k0].get(lab, 0.0), 3), "now": round(vols[k].get(lab, 0.0), 3)}
+            if not start:  # missed: was it inside the engine's breast region at all?
+                t_k0 = sitk.GetArrayViewFromImage(series.visits[k0].tumor_labels) == lab
+                roi = sitk.GetArrayViewFromImage(res.visits[k0].result.breast_mask) > 0
+                d["in_breast_region"] = round(float(np.mean(roi[t_k0])), 2) if t_k0.any() else None
+            d["flags_now"] = sorted({f for t in (now or start) for lab_k in members[t].get(k, [])
+                                     for f in res.visits[k].lesions[lab_k - 1].flags})
+        decisions.append(d)
     return {"decisions": decisions, "volume_errors_pp": vol_err}
 
 
@@ -180,6 +201,14 @@ def error_cause(kind: str, start: set, now: set, k: int, k0: int, first: dict, m
     return "present but one of its baseline tracks is empty (a piece lost)"
 
 
+class RefusedSeries(Exception):
+    """The follow-up refused one of the series' visits: *message* says which and why."""
+
+    def __init__(self, series, message: str):
+        super().__init__(message)
+        self.series, self.message = series, message
+
+
 def segmented_series(fam: str, seed: int, n_visits: int, new_lesion: bool, model: str, cache: Path | None):
     """(series, segmented visits, seconds to generate, seconds to segment); the segmentations from
     *cache* when there. Only the segmentations are kept (gzip, without the exams and the subtraction
@@ -195,7 +224,10 @@ def segmented_series(fam: str, seed: int, n_visits: int, new_lesion: bool, model
             seg, t_seg = pickle.load(f)
         return series, replace(seg, exams=exams), t_gen, t_seg
     t0 = time.perf_counter()
-    seg = segment_visits(exams, dates=series.dates, model=model, register=False, device="cpu")
+    try:
+        seg = segment_visits(exams, dates=series.dates, model=model, register=False, device="cpu")
+    except InputError as e:  # the follow-up refused a visit (e.g. its same-patient check)
+        raise RefusedSeries(series, str(e)) from e
     t_seg = time.perf_counter() - t0
     if key is not None:
         key.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +239,7 @@ def segmented_series(fam: str, seed: int, n_visits: int, new_lesion: bool, model
     return series, seg, t_gen, t_seg
 
 
-def main() -> int:
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--families", default="ellipse,irregular")
     p.add_argument("--seeds", default="5000-5009")
@@ -239,7 +271,7 @@ def main() -> int:
                    help="a segmented lesion first seen after the baseline is no unequivocal new lesion when this "
                         "share of it lies where an earlier visit enhanced or was not read (NewEnhancementSettings."
                         "seen_before_share; 0: off); default: the follow-up's default")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)
     ev_parts = [] if a.evidence is None else a.evidence.split(",")
     evidence = (None if a.evidence is None else
@@ -260,7 +292,16 @@ def main() -> int:
             if only is not None and f"{fam}:{seed}" not in only:
                 n += 1
                 continue
-            series, seg, t_gen, t_seg = segmented_series(fam, seed, n_visits, n % 3 == 2, a.model, a.cache)
+            try:
+                series, seg, t_gen, t_seg = segmented_series(fam, seed, n_visits, n % 3 == 2, a.model, a.cache)
+            except RefusedSeries as refusal:  # a row of its own, every decision wrong; the run goes on
+                row = refused_row(fam, seed, refusal.series, refusal.message)
+                all_dec += row["decisions"]
+                recist_ok += row["recist_correct"]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                n += 1
+                continue
             t0 = time.perf_counter()
             res = follow(seg, newfind=newfind, evidence=evidence, guided=guided)
             t_run = t_seg + time.perf_counter() - t0
@@ -310,9 +351,11 @@ def main() -> int:
         "volume_changes_measured": len(all_err),
         "recist_correct": f"{sum(recist_ok)}/{len(recist_ok)}",
         "recist_percent": round(100 * np.mean(recist_ok), 1) if recist_ok else None,
-        "registration_error_mm_mean": round(float(np.mean(reg_err)), 3),
-        "registration_error_mm_max": round(float(np.max(reg_err)), 3),
-        "followup_s_median": round(float(np.median([r["followup_s"] for r in rows])), 1),
+        "refused_series": [f"{r['family']}:{r['seed']}" for r in rows if "refused" in r],
+        "registration_error_mm_mean": round(float(np.mean(reg_err)), 3) if reg_err else None,
+        "registration_error_mm_max": round(float(np.max(reg_err)), 3) if reg_err else None,
+        "followup_s_median": (round(float(np.median([r["followup_s"] for r in rows if "followup_s" in r])), 1)
+                              if reg_err else None),
     }
     print(json.dumps(summary, indent=1))
     if a.json:

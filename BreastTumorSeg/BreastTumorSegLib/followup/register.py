@@ -7,6 +7,12 @@ rigid, then an affine refused beyond 10 % scale/shear or volume change), with th
 in the baseline's breast region (dilated by ``margin_mm``, so that the skin and chest wall that
 place the breast count) and started from the shift between the two breast regions' centroids.
 
+When the registration from that start ends below ``min_ncc`` (a local minimum: a valid visit
+would be refused as another body), it is run again from the other starts (no shift; the shift
+between the two bodies' centroids) and the most similar result is kept (``retry_starts``; the
+record says how many starts were tried). A visit accepted from the first start is registered as
+before.
+
 The result is refused (:class:`InputError` naming the visit) when the visit does not look like the
 baseline's anatomy once registered: normalized cross-correlation of the two pre-contrast images in
 the breast region below ``min_ncc``, or a rotation beyond ``max_rotation_deg`` (a wrong exam, a
@@ -40,6 +46,8 @@ class VisitRegistrationSettings:
     min_ncc: float = 0.6
     max_rotation_deg: float = 30.0
     motion: str = "affine"
+    # below min_ncc, register again from the other starts (:func:`other_starts`) and keep the most similar
+    retry_starts: bool = True
 
 
 def _centroid(mask: sitk.Image) -> np.ndarray:
@@ -76,6 +84,35 @@ def rotation_deg(tx: sitk.AffineTransform) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(r) - 1) / 2, -1, 1))))
 
 
+def _attempt(ref: sitk.Image, small: sitk.Image, mask: sitk.Image, shift: np.ndarray, motion: str):
+    """One registration of the visit (*small*: on the work spacing) started from *shift*: (NCC in
+    *mask* once registered, the transform, the registration's record)."""
+    start = sitk.TranslationTransform(3, tuple(float(v) for v in shift))
+    moving = sitk.Resample(small, ref, start, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    reg = register_phase(ref, moving, sitk.Cast(mask, sitk.sitkUInt8), RegistrationSettings(method="sitk", motion=motion))
+    tx = _as_affine(reg.transform, shift)
+    warped = sitk.Resample(small, ref, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return ncc(ref, warped, mask), tx, reg
+
+
+def _body_centroid(image: sitk.Image) -> np.ndarray | None:
+    return _centroid(sitk.OtsuThreshold(image, 0, 1))
+
+
+def other_starts(ref: sitk.Image, small: sitk.Image, shift: np.ndarray) -> list[np.ndarray]:
+    """The starts tried when the one from the breast regions' centroids ends below ``min_ncc``: no
+    shift (the scanner's frame: a patient lies about where she lay before) and the shift between
+    the two bodies' centroids (Otsu above the background), each unless within 4 mm of one tried."""
+    out, seen = [], [np.asarray(shift, float)]
+    c_ref, c_vis = _body_centroid(ref), _body_centroid(small)
+    cands = [np.zeros(3)] + ([] if c_ref is None or c_vis is None else [c_vis - c_ref])
+    for c in cands:
+        if all(np.linalg.norm(c - t) > WORK_SPACING_MM for t in seen):
+            out.append(c)
+            seen.append(c)
+    return out
+
+
 def register_visit(baseline_pre: sitk.Image, baseline_region: sitk.Image, visit_pre: sitk.Image,
                    visit_region: sitk.Image | None, name: str,
                    settings: VisitRegistrationSettings | None = None) -> VisitRegistration:
@@ -90,19 +127,24 @@ def register_visit(baseline_pre: sitk.Image, baseline_region: sitk.Image, visit_
                          name, "check the baseline exam (pre-contrast phase first)")
     c_base, c_visit = _centroid(baseline_region), None if visit_region is None else _centroid(visit_region)
     shift = np.zeros(3) if c_base is None or c_visit is None else c_visit - c_base
-    start = sitk.TranslationTransform(3, tuple(float(v) for v in shift))
-    moving = sitk.Resample(_shrink_to(visit_pre, WORK_SPACING_MM), ref, start, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    reg = register_phase(ref, moving, sitk.Cast(mask, sitk.sitkUInt8),
-                         RegistrationSettings(method="sitk", motion=s.motion))
-    tx = _as_affine(reg.transform, shift)
-    warped = sitk.Resample(_shrink_to(visit_pre, WORK_SPACING_MM), ref, tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    similarity = ncc(ref, warped, mask)
+    small = _shrink_to(visit_pre, WORK_SPACING_MM)
+    similarity, tx, reg = _attempt(ref, small, mask, shift, s.motion)
+    tried = 1
+    if similarity < s.min_ncc and s.retry_starts:  # before refusing: the other starts (module docstring)
+        for other in other_starts(ref, small, shift):
+            tried += 1
+            got = _attempt(ref, small, mask, other, s.motion)
+            if got[0] > similarity:
+                (similarity, tx, reg), shift = got, other
+            if similarity >= s.min_ncc:
+                break
     angle = rotation_deg(tx)
     qa = {"ncc_before": round(ncc(ref, sitk.Resample(visit_pre, ref, sitk.Transform(), sitk.sitkLinear, 0.0,
                                                       sitk.sitkFloat32), mask), 4),
           "ncc_after": round(similarity, 4), "mi_before": reg.qa["mi_before"], "mi_after": reg.qa["mi_after"],
           "level": reg.qa["motion_level"], "rejected": reg.qa["rejected"], "error": reg.qa["error"],
-          "initial_shift_mm": [round(float(v), 2) for v in shift], "rotation_deg": round(angle, 2),
+          "initial_shift_mm": [round(float(v), 2) for v in shift], "starts_tried": tried,
+          "rotation_deg": round(angle, 2),
           "translation_mm": [round(float(v), 2) for v in tx.GetTranslation()],
           "matrix": [round(float(v), 5) for v in tx.GetMatrix()], "center_mm": [round(float(v), 3) for v in tx.GetCenter()]}
     if similarity < s.min_ncc or angle > s.max_rotation_deg:
