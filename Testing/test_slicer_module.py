@@ -324,30 +324,36 @@ def test_engine_events_and_error_lines_are_parsed():
         "exam: no phase files. Fix: name them."
 
 
-def test_engine_process_reports_progress_warnings_files_and_success():
+def test_engine_process_reports_progress_warnings_files_and_success(tmp_path):
+    # The engine waits after each stage event until the test has seen it (an acknowledgement file):
+    # a poller delayed by a loaded machine would otherwise see only the latest of two quick events.
     script = textwrap.dedent("""
-        import json, sys, time
+        import json, os, sys, time
+        ack = sys.argv[1]
         print("a library's own line", flush=True)
         for pct in (10, 55, 90):
             print(json.dumps({"event": "stage", "case": "c", "stage": "predict", "fraction": pct / 100,
                               "message": f"step {pct}", "time": 0}), flush=True)
-            time.sleep(0.05)
+            deadline = time.monotonic() + 15
+            while not os.path.exists(os.path.join(ack, str(pct))) and time.monotonic() < deadline:
+                time.sleep(0.01)
         print(json.dumps({"event": "warning", "case": "c", "message": "phase times assumed"}), flush=True)
         print(json.dumps({"event": "done", "case": "c", "stage": "write", "fraction": 1.0, "message": "1 lesion(s)",
                           "files": {"label": "/x/c_seg.nii.gz"}}), flush=True)
         print("done", file=sys.stderr)
     """)
-    proc = sp.EngineProcess([sys.executable, "-c", script]).start()
+    proc = sp.EngineProcess([sys.executable, "-c", script, str(tmp_path)]).start()
     seen = []
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         state = proc.poll()
         if state.progress is not None and (not seen or seen[-1] != state.progress.fraction):
             seen.append(state.progress.fraction)
+            (tmp_path / str(round(state.progress.fraction * 100))).touch()
         if not state.running:
             break
         time.sleep(0.02)
-    assert state.succeeded and seen[-1] == 1.0 and seen == sorted(seen) and 0.55 in seen
+    assert state.succeeded and seen[-1] == 1.0 and seen == sorted(seen) and 0.55 in seen, seen
     assert state.warnings == ["phase times assumed"] and state.files == {"label": "/x/c_seg.nii.gz"}
     assert state.progress.message == "1 lesion(s)"
     assert proc.lines[0] == "a library's own line" and proc.lines[-1] == "done"
