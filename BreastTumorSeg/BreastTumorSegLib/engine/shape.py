@@ -2,8 +2,6 @@
 (:mod:`.fpreduce`'s component features and vessel split, :mod:`.fprescue`'s second look)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -31,19 +29,17 @@ def distance_from_mm(mask: np.ndarray, like: sitk.Image) -> np.ndarray:
 
 # A principal moment below this fraction of the largest is zero: a component one voxel thick
 # (all in one slice, or one row) has a zero moment, which rounding in the grid's origin and
-# direction turns into +-1e-13 mm^2; ITK's flatness sqrt(m1/m0) then jumps between 0 (its value
-# for an exact zero) and ~1e7, and the component's classification with it (development phantom
-# 7000 read back from NIfTI). A real component two voxels thick has a moment >= 1e-4 of the largest.
+# direction turns into +-1e-13 mm^2; ITK's flatness sqrt(m1/m0) then jumps from 0 (its value for
+# an exact zero) to ~1e7, and the component's classification with it (development phantom 7000
+# read back from NIfTI). A real component two voxels thick has a moment >= 1e-4 of the largest.
 DEGENERATE_MOMENT = 1e-8
 
 
 def elongation_flatness(stats: sitk.LabelShapeStatisticsImageFilter, label: int) -> tuple[float, float]:
     """ITK's elongation sqrt(m2/m1) and flatness sqrt(m1/m0) of *label* (principal moments
-    ascending), infinite where the moment below is zero up to rounding: a component one voxel
-    thick is as flat as a shape can be (one voxel thin in two directions: as elongated), whatever
-    the grid's orientation -- not ITK's 0 for an exact zero, which only an axis-aligned grid gives."""
+    ascending), 0 where the moment below is zero, as ITK has it -- zero up to rounding here."""
     m = np.asarray(stats.GetPrincipalMoments(label), dtype=float)
     zero = DEGENERATE_MOMENT * max(float(m.max()), 0.0)
-    elongation = float(np.sqrt(m[2] / m[1])) if m[1] > zero else math.inf
-    flatness = float(np.sqrt(m[1] / m[0])) if m[0] > zero else math.inf
+    elongation = float(np.sqrt(m[2] / m[1])) if m[1] > zero else 0.0
+    flatness = float(np.sqrt(m[1] / m[0])) if m[0] > zero else 0.0
     return elongation, flatness
