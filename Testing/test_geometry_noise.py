@@ -41,12 +41,24 @@ def _label(result) -> np.ndarray:
     return sitk.GetArrayFromImage(result.label) > 0
 
 
+# The one-slice shape step (engine/shape.py elongation_flatness: a zero principal moment up to
+# rounding counted as zero) was taken back out of main on Dec 7: on the merged main it made a
+# slightly oblique phantom keep a 0.100 mL one-slice speck its flipped copy has not
+# (test_orientation_invariance), and counting such components as infinitely flat instead removed a
+# real one-slice tumor remnant on a coarse grid (test_followup: PR read as CR). Until a shape
+# measure settles both (e.g. moments of the voxels' boxes, not their centres), ITK's exact-zero test
+# stays and these three checks are expected to fail: rounding can still flip a one-slice
+# candidate's flatness. The registration half of the fix (preprocess/index_frame.py) stays.
+SHAPE_STEP_REVERTED = ("one-slice shape step taken out (Dec 7): ITK's exact-zero flatness test is "
+                       "back, so float32 rounding can still flip a one-slice candidate")
+
 @pytest.fixture(scope="module")
 def phantom_7000():
     ph = make_phantom(7000)
     return ph, _label(segment_exam(ph.exam, model="ftv-outline", device="cpu"))
 
 
+@pytest.mark.xfail(strict=True, reason=SHAPE_STEP_REVERTED)
 @pytest.mark.parametrize("noise", [_float32, _skewed], ids=["float32", "skewed"])
 def test_ftv_outline_label_map_unchanged_by_geometry_rounding(phantom_7000, noise):
     ph, base = phantom_7000
@@ -58,6 +70,7 @@ def test_ftv_outline_label_map_unchanged_by_geometry_rounding(phantom_7000, nois
     assert np.array_equal(label, base), int((label != base).sum())
 
 
+@pytest.mark.xfail(strict=True, reason=SHAPE_STEP_REVERTED)
 def test_ftv_outline_label_map_unchanged_through_a_nifti_round_trip(phantom_7000, tmp_path):
     ph, base = phantom_7000
     write_phantom(ph, tmp_path / "exam")
@@ -87,6 +100,7 @@ def test_registration_in_the_grid_frame_ignores_geometry_noise_and_keeps_physica
     assert [q["motion_level"] for q in qa] == [q["motion_level"] for q in qa_noisy]
 
 
+@pytest.mark.xfail(strict=True, reason=SHAPE_STEP_REVERTED)
 def test_one_slice_components_have_the_same_shape_whatever_the_geometry_rounding():
     """ITK's flatness of a one-slice component jumps between 0 and ~1e6 with the origin's float32
     rounding (its zero moment becomes +-1e-12); elongation_flatness gives 0 either way, and ITK's

@@ -27,17 +27,21 @@ def distance_from_mm(mask: np.ndarray, like: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(f.Execute(from_array(mask.astype(np.uint8), like)))
 
 
-# A principal moment below this fraction of the largest is zero: a component one voxel thick
-# (all in one slice, or one row) has a zero moment, which rounding in the grid's origin and
-# direction turns into +-1e-13 mm^2; ITK's flatness sqrt(m1/m0) then jumps from 0 (its value for
-# an exact zero) to ~1e7, and the component's classification with it (development phantom 7000
-# read back from NIfTI). A real component two voxels thick has a moment >= 1e-4 of the largest.
-DEGENERATE_MOMENT = 1e-8
+# ITK's own test: a principal moment counts as zero only when it is exactly zero (flatness or
+# elongation 0 then). A component one voxel thick has a zero moment that rounding in the grid's
+# origin and direction can turn into +-1e-13 mm^2, which flips its flatness between 0 and ~1e7.
+# Counting moments below 1e-8 of the largest as zero (stab11, Dec 6) made that stable, but on the
+# merged main a slightly oblique phantom then kept a 0.100 mL one-slice speck its flipped copy has
+# not (test_orientation_invariance), and counting them as infinitely flat removed a real one-slice
+# tumor remnant on a coarse grid (test_followup); until a shape measure settles both (moments of
+# the voxels' boxes rather than their centres), the exact test stays (Testing/test_geometry_noise.py
+# marks the three checks this leaves failing as expected failures).
+DEGENERATE_MOMENT = 0.0
 
 
 def elongation_flatness(stats: sitk.LabelShapeStatisticsImageFilter, label: int) -> tuple[float, float]:
     """ITK's elongation sqrt(m2/m1) and flatness sqrt(m1/m0) of *label* (principal moments
-    ascending), 0 where the moment below is zero, as ITK has it -- zero up to rounding here."""
+    ascending), 0 where the moment below is exactly zero, as ITK has it (see DEGENERATE_MOMENT)."""
     m = np.asarray(stats.GetPrincipalMoments(label), dtype=float)
     zero = DEGENERATE_MOMENT * max(float(m.max()), 0.0)
     elongation = float(np.sqrt(m[2] / m[1])) if m[1] > zero else 0.0
