@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 # Two grids that differ by less than this (mm, or unitless for direction cosines) are the same grid.
 GEOMETRY_TOLERANCE = 1e-3
@@ -74,3 +75,13 @@ def voxel_volume_ml(img: sitk.Image) -> float:
     return float(np.prod(img.GetSpacing())) / 1000.0
 
 
+
+
+def padded_components(labels: np.ndarray, pad: int):
+    """Each labelled component of *labels* as ``(label, box, mask)``: its bounding box grown by
+    *pad* voxels on every side (clipped to the array) and the component's mask inside that box."""
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(sl, labels.shape))
+        yield lab, box, labels[box] == lab

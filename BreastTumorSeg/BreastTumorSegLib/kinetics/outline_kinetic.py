@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..core.imageutil import padded_components
 from .outline import BPE_DISTANCE_MM, BPE_MIN_PE, FULL26
 from .significance import neighbourhood
 
@@ -76,11 +77,7 @@ def kinetic_growth(out: np.ndarray, seeds: np.ndarray, tissue: np.ndarray, pe: n
     labels, _ = ndimage.label(out, structure=FULL26)
     pad = int(np.ceil(margin_mm / float(np.min(sp)))) + 2
     added = 0
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(sl, out.shape))
-        comp = labels[box] == lab
+    for _lab, box, comp in padded_components(labels, pad):
         core = comp & seeds[box]
         if not core.any():
             continue

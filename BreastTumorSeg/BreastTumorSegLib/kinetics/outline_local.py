@@ -45,6 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..core.errors import InputError
+from ..core.imageutil import padded_components
 from .outline import FACE6, FULL26, OUTLINE_MIN_CORE_ML, _grown
 from .outline_kinetic import kinetic_growth
 
@@ -84,11 +85,7 @@ def local_growth(out: np.ndarray, seeds: np.ndarray, tissue: np.ndarray, pe: np.
     pad = int(np.ceil(max(RING_MM[1], GROW_MM + 1.0) / float(np.min(sp)))) + 2
     result = out.copy()
     added = kept = 0
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(sl, out.shape))
-        comp = labels[box] == lab
+    for _lab, box, comp in padded_components(labels, pad):
         core = comp & seeds[box]
         if np.count_nonzero(core) * vox_ml < OUTLINE_MIN_CORE_ML:
             continue
