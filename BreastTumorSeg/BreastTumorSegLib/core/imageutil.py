@@ -77,11 +77,13 @@ def voxel_volume_ml(img: sitk.Image) -> float:
 
 
 
-def padded_components(labels: np.ndarray, pad: int):
+def padded_components(labels: np.ndarray, pad=0):
     """Each labelled component of *labels* as ``(label, box, mask)``: its bounding box grown by
-    *pad* voxels on every side (clipped to the array) and the component's mask inside that box."""
+    *pad* voxels on every side (an int, or one per axis; clipped to the array) and the component's
+    mask inside that box. With ``pad=0`` the box is the component's own bounding box."""
+    pads = np.broadcast_to(np.asarray(pad, dtype=int), (labels.ndim,))
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
-        box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(sl, labels.shape))
+        box = tuple(slice(max(b.start - int(p), 0), min(b.stop + int(p), n)) for b, p, n in zip(sl, pads, labels.shape))
         yield lab, box, labels[box] == lab

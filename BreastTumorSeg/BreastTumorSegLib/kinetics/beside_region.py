@@ -94,6 +94,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..core.imageutil import padded_components
 from .ftv import count_neighbors, drop_skin_components
 from .outline import FULL26, whole_tumor_outline
 from .outline_concave import fill_concavities
@@ -179,10 +180,7 @@ def separate_parts(comp: np.ndarray, before: np.ndarray, roi: np.ndarray, core: 
     touching = ndimage.binary_dilation(before, structure=FACE6) & ~before
     vox = float(np.prod(spacing_zyx))
     keep = np.zeros(comp.shape, bool)
-    for lab, sl in enumerate(ndimage.find_objects(parts), start=1):
-        if sl is None:
-            continue
-        part = parts[sl] == lab
+    for _, sl, part in padded_components(parts):
         if not (part & core[sl]).any():
             continue
         vol = float(np.count_nonzero(part)) * vox
@@ -220,10 +218,7 @@ def lesions_beside_region(exam, roi: np.ndarray, first, settings, maps) -> tuple
     labels, _ = ndimage.label(found, structure=FULL26)
     add = np.zeros(found.shape, bool)
     n_added = n_cut = n_joined = n_long = n_parts = 0
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        comp = labels[sl] == lab
+    for _, sl, comp in padded_components(labels):
         if not (comp & ~roi_b[sl]).any():
             continue  # the region's own lesion: left as the first run outlined it
         if (comp & rim_b[sl]).any():

@@ -43,7 +43,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import from_array, resample_to
+from ..core.imageutil import from_array, padded_components, resample_to
 from ..preprocess.breast_region import _midline_column
 from ..preprocess.lung_level import lung_limit
 from .beside_region import MAX_CONTACT, band_box, band_outline, elongation
@@ -122,10 +122,7 @@ def deep_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple
     vox_ml = float(np.prod(sp)) / 1000.0
     add = np.zeros(found.shape, bool)
     counts = {"added": 0, "joining": 0, "cut": 0, "elongated": 0, "small or weak": 0}
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        comp = labels[sl] == lab
+    for _, sl, comp in padded_components(labels):
         if (comp & near[sl]).any():
             counts["joining"] += 1
         elif _cut(comp, rim[box][sl], vox_ml * 1000.0):

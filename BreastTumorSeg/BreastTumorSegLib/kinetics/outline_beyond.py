@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..core.imageutil import padded_components
 from .outline import FULL26
 
 
@@ -39,10 +40,7 @@ def growth_beyond_roi(seeds: np.ndarray, roi_mask: np.ndarray, body: np.ndarray,
     sp = np.asarray(spacing_zyx, float)
     pad = int(np.ceil(margin_mm / float(np.min(sp)))) + 1
     labels, _ = ndimage.label(seeds, structure=FULL26)
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(sl, seeds.shape))
+    for _, box, comp in padded_components(labels, pad):
         if roi_mask[box].all():
             continue
         grow = body[box] & ~roi_mask[box] & (pre[box] >= np.float32(background)) & (pe[box] >= np.float32(level))
@@ -50,7 +48,7 @@ def growth_beyond_roi(seeds: np.ndarray, roi_mask: np.ndarray, body: np.ndarray,
             grow &= ser[box] >= np.float32(ser_min)
         if not grow.any():
             continue
-        grow &= ndimage.distance_transform_edt(labels[box] != lab, sampling=sp) <= margin_mm
+        grow &= ndimage.distance_transform_edt(~comp, sampling=sp) <= margin_mm
         if skin_margin_mm > 0 and grow.any():
             grow &= _depth(body, box, sp, skin_margin_mm) > skin_margin_mm
         out[box] |= grow

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..core.imageutil import padded_components
 from .outline import FULL26, OUTLINE_MIN_CORE_ML
 from .seeded import _ellipsoid
 
@@ -41,11 +42,9 @@ def fill_concavities(outline: np.ndarray, allowed: np.ndarray, spacing_zyx, radi
     sizes = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(sp)) / 1000.0
     pad = np.array(ball.shape) // 2 + 1
     out = outline.copy()
-    for lab, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None or sizes[lab] < OUTLINE_MIN_CORE_ML:
+    for lab, box, comp in padded_components(labels, pad):
+        if sizes[lab] < OUTLINE_MIN_CORE_ML:
             continue
-        box = tuple(slice(max(b.start - int(p), 0), min(b.stop + int(p), n_)) for b, p, n_ in zip(box, pad, outline.shape))
-        comp = labels[box] == lab
         padded = np.pad(comp, [(int(p), int(p)) for p in pad])
         closed = ndimage.binary_closing(padded, structure=ball)[tuple(slice(int(p), -int(p)) for p in pad)]
         out[box] |= closed & ~comp & allowed[box]

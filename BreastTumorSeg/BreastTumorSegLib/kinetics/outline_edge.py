@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..core.imageutil import padded_components
 from .outline import FULL26
 
 FACE6 = ndimage.generate_binary_structure(3, 1)
@@ -54,11 +55,7 @@ def trim_partial_volume_shell(outline: np.ndarray, pre: np.ndarray, post: np.nda
     pad = int(np.ceil(RING_MM[1] / float(np.min(sp)))) + 2
     labels, _ = ndimage.label(outline, structure=FULL26)
     out = outline.copy()
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        box = tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(sl, outline.shape))
-        comp = labels[box] == lab
+    for lab, box, comp in padded_components(labels, pad):
         inner = ndimage.binary_erosion(comp, structure=FACE6)
         if not inner.any():
             continue

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..core.imageutil import padded_components
 from .outline import FULL26, OUTLINE_MIN_CORE_ML
 from .seeded import open_and_regrow
 from .significance import ISLAND_MAX_ELONGATION, ISLAND_MAX_LENGTH_MM, ISLAND_MIN_VOXELS, principal_shapes
@@ -51,10 +52,7 @@ def marked_islands(strong: np.ndarray, pe: np.ndarray, spacing_zyx, radius_mm: f
     vox_ml = float(np.prod(sp)) / 1000.0
     pad = int(np.ceil(radius_mm / float(np.min(sp)))) + 2
     tried = 0
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        comp = labels[sl] == lab
+    for lab, sl, comp in padded_components(labels):
         if np.count_nonzero(comp) * vox_ml < OUTLINE_MIN_CORE_ML or \
                 float(np.percentile(pe[sl][comp], ISLAND_PE_PERCENTILE)) < min_pe:
             continue

@@ -36,7 +36,7 @@ from scipy import ndimage
 from ..core.errors import InputError
 from ..core.exam import DCEExam
 from .ftv import ser_band_codes
-from ..core.imageutil import from_array, same_grid
+from ..core.imageutil import from_array, padded_components, same_grid
 from .maps import KineticMaps, compute_kinetic_maps, mean_curve_kinetics
 
 # ----------------------------------------------------------------------------- curves
@@ -104,11 +104,7 @@ def signal_time_curves(exam: DCEExam, label_image: sitk.Image, background: sitk.
     bg_mask = None if background is None else (sitk.GetArrayViewFromImage(background) > 0) & ~any_lesion & valid
     times = [float(t) for t in maps.times_min]
     out: dict[int, CurveStats] = {}
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        box = tuple(slice(max(0, s.start - p), min(n, s.stop + p)) for s, p, n in zip(sl, pad, labels.shape))
-        lesion = labels[box] == lab
+    for lab, box, lesion in padded_components(labels, pad):
         crop_phases = [p[box] for p in phases]
         if bg_mask is not None:
             bg = bg_mask
