@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
 from BreastTumorSegLib.core.errors import InputError  # noqa: E402
-from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
+from _common import development_seeds, set_threads  # noqa: E402
 from BreastTumorSegLib.engine.pipeline import segment_exam  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
 from BreastTumorSegLib.io.files import load_exam  # noqa: E402
@@ -75,13 +75,8 @@ def main() -> int:
     p.add_argument("--families", default="phantom,randomized")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-    import torch
-
-    torch.set_num_threads(a.threads)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(a.threads)
-    seeds = parse_seeds(a.seeds)
-    if any(5000 <= s < 5100 for s in seeds):
-        raise SystemExit("held-out seeds 5000-5099 are not for this benchmark")
+    set_threads(a.threads)
+    seeds = development_seeds(a.seeds)
     print("| family | seed | perturbation | label voxels changed | Dice to unperturbed | Dice to truth before -> after |\n"
           "|---|---|---|---|---|---|", flush=True)
     for fam in a.families.split(","):

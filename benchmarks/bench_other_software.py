@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "Testing"))
 
 import dicom_fixtures as fx  # noqa: E402
 import pydicom  # noqa: E402
-from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
+from _common import development_seeds, set_threads  # noqa: E402
 from BreastTumorSegLib.engine.pipeline import segment_exam  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
 from BreastTumorSegLib.io.files import load_exam  # noqa: E402
@@ -103,13 +103,8 @@ def main() -> int:
     p.add_argument("--styles", default=",".join(STYLES))
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
-    import torch
-
-    torch.set_num_threads(a.threads)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(a.threads)
-    seeds = parse_seeds(a.seeds)
-    if any(5000 <= s < 5100 for s in seeds):
-        raise SystemExit("held-out seeds 5000-5099 are not for this benchmark")
+    set_threads(a.threads)
+    seeds = development_seeds(a.seeds)
     print("| seed | style | Dice | lesions | max voxel diff | times read | load s | segment s |\n"
           "|---|---|---|---|---|---|---|---|")
     for seed in seeds:
