@@ -221,7 +221,7 @@ def component_features(mask: np.ndarray, like: sitk.Image, prob: np.ndarray, pre
     washout = 0.0 if late is None else float(np.median((late[mask] - early[mask]) / np.maximum(early[mask], s0[mask])))
     p = prob[mask]
     shape = [math.log(float(np.clip(v, 1.0, 50.0))) if np.isfinite(v) else math.log(50.0)
-             for v in elongation_flatness(stats, 1)]
+             for v in elongation_flatness(mask, like, stats)]
     return np.array([math.log(max(vol_ml, 1e-4)), *shape,
                      _lengths(stats, m)[1] / max(sphere_d, 1e-3), float(depth.max()),
                      float(np.percentile(depth, 90)), float(ves.mean()), float((ves > 0.5).mean()),
@@ -238,7 +238,7 @@ def confident_core(mask: np.ndarray, prob: np.ndarray, like: sitk.Image, s: FPRe
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(cc)
     return (stats.GetPhysicalSize(1) / 1000.0 >= s.override_core_ml
-            and elongation_flatness(stats, 1)[0] <= s.override_max_elongation)
+            and elongation_flatness(sitk.GetArrayViewFromImage(cc) == 1, like, stats)[0] <= s.override_max_elongation)
 
 
 # ----------------------------------------------------------------------------- the stage

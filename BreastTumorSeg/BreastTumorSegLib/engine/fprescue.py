@@ -57,9 +57,6 @@ def rescue_part(mask: np.ndarray, like: sitk.Image, radius_mm: float, min_ml: fl
     part = sitk.GetArrayFromImage(cc) == 1
     if float(np.count_nonzero(part)) * voxel_volume_ml(like) < min_ml:
         return None
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.SetNumberOfThreads(1)
-    stats.Execute(from_array(part.astype(np.uint8), like))
-    if elongation_flatness(stats, 1)[0] > max_elongation:
+    if elongation_flatness(part, like)[0] > max_elongation:
         return None
     return part
