@@ -33,6 +33,12 @@ map and the lesion table, flagged ``outside_breast_mask`` with the reason (a com
 confident is still removed by the gate). The false-positive reduction then judges it like any other.
 
 Everything else behind the floor stays out: the region itself is not moved.
+
+**Off** by the rule of docs/decisions/missed-randomized-issue25.md: on development 7000-7009 it found the
+vessels family's tumor 62-72 mm behind the floor (7008; 15/18 -> 16/18 lesions) and two more (heterogeneous
+7003, irregular 7005), but it also kept axillary lymph nodes and a thick vessel's piece behind the floor (the
+classifier calls them tumors): median Dice randomised 0.784 -> 0.701, vessels 0.752 -> 0.654, mean FP lesions
+per exam +0.2-0.3 in four families. No held-out run.
 """
 from __future__ import annotations
 
@@ -49,7 +55,8 @@ from ..kinetics.ftv import FTVResult, soft_probability
 from ..kinetics.outline import FULL26
 from .fpreduce import DEFAULT_CLASSIFIER, VESSEL_SCALES_MM, component_features, get_classifier, phase_arrays, sub_image
 
-# Off until the rule of docs/decisions/missed-randomized-issue25.md decides; run_with_behind_floor.py turns it on.
+# Off: failed its development rule (docs/decisions/missed-randomized-issue25.md: lymph nodes behind the floor kept,
+# randomised and vessels median Dice -0.08/-0.10); no held-out run. run_with_behind_floor.py turns it on.
 BEHIND_FLOOR = False
 DEPTH_MM = 100.0  # the band ends this far behind the region's floor
 MIN_ML = 0.2  # smaller components are not added (the issue's "confident lesion" size)
