@@ -26,6 +26,7 @@ from ..core.exam import DCEExam
 from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_image, write_json
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
+from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, off)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
@@ -150,6 +151,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
         prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
+        prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
     with reporter.stage("postprocess"):
         gate_log: list = []
         label, lesions, components = postprocess(prob, settings, gate, return_components=True,

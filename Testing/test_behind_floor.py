@@ -1,0 +1,136 @@
+"""Issue 25: a second look, component by component, behind the breast region's floor (engine/behind_floor.py).
+
+Development exam 7012 of the domain-randomised family (fat-suppressed, coronal): its 11.5 mL tumor lies
+20-40 mm behind the region's floor and is lost to the region on main. With the step on, the pipeline
+keeps it, in the label map and the lesion table, flagged ``outside_breast_mask``, and keeps everything
+it found without the step. On a tumor-free exam (7002), a ball inserted behind the floor is kept and flagged,
+an enhancing tube (a vessel) inserted beside it is not; the exam without them stays as it was.
+"""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from BreastTumorSegLib.engine import behind_floor
+from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
+from BreastTumorSegLib.engine.postprocess import OUTSIDE_BREAST
+from BreastTumorSegLib.preprocess.breast_region import breast_region
+
+HEART, LUNG = 4, 3  # randomised family's tissue labels (params["tissue_labels"])
+RUN = SegmentSettings(registration="none")
+
+
+def _motion_free(ph):
+    return ph.exam.with_phases([p if k == 0 else sitk.Resample(p, ph.exam.reference, ph.motion[k], sitk.sitkLinear, 0.0)
+                                for k, p in enumerate(ph.exam.phases)])
+
+
+@pytest.fixture(scope="module")
+def exam7012():
+    from BreastTumorSegLib.training.phantom.families import FAMILIES
+
+    return FAMILIES["randomized"](7012)
+
+
+def _both(exam, monkeypatch):
+    off = segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
+    monkeypatch.setattr(behind_floor, "BEHIND_FLOOR", True)
+    on = segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
+    monkeypatch.setattr(behind_floor, "BEHIND_FLOOR", False)
+    return off, on
+
+
+def test_off_by_default_and_no_band_without_chest_wall_level():
+    assert behind_floor.BEHIND_FLOOR is False
+    assert behind_floor.band_behind_floor({"level": None, "slab": None, "chest_wall_row": None}) is None
+
+
+def test_band_lies_behind_the_region_and_holds_the_lost_tumor(exam7012):
+    pre = exam7012.exam.phases[0]
+    region, ctx = breast_region(pre)
+    band_w, rim_w, _ = behind_floor.band_behind_floor(ctx)
+    assert rim_w[band_w].any() and not rim_w[~band_w].any()
+    band = behind_floor._on_exam(band_w, ctx["work"], pre)
+    inside = sitk.GetArrayFromImage(region) > 0
+    tumor = sitk.GetArrayFromImage(exam7012.tumor_labels) == 1
+    assert inside[tumor].mean() < 0.05 and band[tumor].mean() > 0.95
+    assert not (band & inside).any()
+
+
+def test_tumor_behind_the_floor_is_kept_and_flagged(exam7012, monkeypatch):
+    exam = _motion_free(exam7012)
+    tumor = sitk.GetArrayFromImage(exam7012.tumor_labels) == 1
+    off, on = _both(exam, monkeypatch)
+    a, b = sitk.GetArrayFromImage(off.label) > 0, sitk.GetArrayFromImage(on.label) > 0
+    assert not a[tumor].any()
+    assert b[tumor].mean() > 0.7  # development: 0.78 of the tumor's voxels
+    assert b[a].all()  # nothing the first run found changes
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(on.label, True))
+    hit = {int(v) for v in np.unique(labels[tumor & b])}
+    assert len(hit) == 1
+    # The lesion holding the tumor is in the lesion table with the flag and its reason.
+    flagged = [les for les in on.lesions if OUTSIDE_BREAST in les.flags]
+    assert len(flagged) == 1 and flagged[0].volume_ml > 0.7 * float(tumor.sum()) * np.prod(exam.reference.GetSpacing()) / 1000
+    assert any("outside the breast mask" in n for n in flagged[0].notes)
+    assert len(on.lesions) == len(off.lesions) + 1
+
+
+@pytest.fixture(scope="module")
+def free7002():
+    from BreastTumorSegLib.training.phantom.families import FAMILIES
+
+    ph = FAMILIES["randomized"](7002)  # development, no tumor; axial, unilateral right
+    assert not sitk.GetArrayViewFromImage(ph.tumor_labels).any()
+    return _motion_free(ph)
+
+
+def _insert_behind_floor(exam, depth_mm=20.0, ball_x=-60.0, tube_x=-25.0):
+    """*exam* with a ball (radius 6 mm) and a tube along z (radius 2 mm, 80 mm long) inserted *depth_mm*
+    behind the breast region's floor in the middle slice of its work grid, at LPS x *ball_x* and *tube_x*,
+    both with the tissue's own pre-contrast signal and PE 150 % after contrast; (exam, ball, tube)."""
+    pre = exam.phases[0]
+    _, ctx = breast_region(pre)
+    work, floor = ctx["work"], ctx["chest_wall_row"]
+    kz = work.GetSize()[2] // 2
+
+    def point(x_lps):
+        i = int(round(work.TransformPhysicalPointToContinuousIndex([x_lps, 0.0, 0.0])[0]))
+        j = floor[kz, i] + depth_mm / work.GetSpacing()[1]
+        return np.array(work.TransformContinuousIndexToPhysicalPoint([float(i), float(j), float(kz)]))
+
+    ref = exam.reference
+    shape = sitk.GetArrayViewFromImage(ref).shape
+    idx = np.indices(shape).reshape(3, -1)[::-1].T.astype(float)
+    m = np.asarray(ref.GetDirection()).reshape(3, 3) * np.asarray(ref.GetSpacing())
+    lps = (idx @ m.T + np.asarray(ref.GetOrigin())).reshape(shape + (3,))
+    ball = np.linalg.norm(lps - point(ball_x), axis=-1) <= 6.0
+    t = point(tube_x)
+    tube = (np.linalg.norm((lps - t)[..., :2], axis=-1) <= 2.0) & (np.abs(lps[..., 2] - t[2]) <= 40.0)
+    base = float(np.median(sitk.GetArrayViewFromImage(pre)[ball]))
+    phases = []
+    for k, p in enumerate(exam.phases):
+        a = sitk.GetArrayFromImage(p)
+        a[ball | tube] = base * (1.0 if k == 0 else 2.5)
+        img = sitk.GetImageFromArray(a)
+        img.CopyInformation(p)
+        phases.append(img)
+    return exam.with_phases(phases), ball, tube
+
+
+def test_ball_behind_the_floor_kept_and_flagged_tube_not(free7002, monkeypatch):
+    exam, ball, tube = _insert_behind_floor(free7002)
+    region, _ = breast_region(exam.phases[0])
+    assert not (sitk.GetArrayFromImage(region) > 0)[ball | tube].any()  # both behind the region's floor
+    off, on = _both(exam, monkeypatch)
+    a, b = sitk.GetArrayFromImage(off.label) > 0, sitk.GetArrayFromImage(on.label) > 0
+    assert not a[ball].any() and not a[tube].any()
+    assert b[ball].mean() > 0.9 and not b[tube].any()
+    assert b[a].all() and not (b & ~a & ~ball).any()  # the ball is all the step adds
+    flagged = [les for les in on.lesions if OUTSIDE_BREAST in les.flags]
+    assert len(flagged) == 1 and abs(flagged[0].volume_ml - float(ball.sum()) * np.prod(exam.reference.GetSpacing()) / 1000) < 0.2
+
+
+def test_tumor_free_exam_stays_free(free7002, monkeypatch):
+    off, on = _both(free7002, monkeypatch)
+    assert np.array_equal(sitk.GetArrayFromImage(off.label), sitk.GetArrayFromImage(on.label))
+    assert len(on.lesions) == len(off.lesions)
