@@ -1,5 +1,5 @@
 """Follow-up (issue 31): a tumor the segmentation cuts into pieces at one visit is measured across its whole
-extent (followup/diameters.py, DiameterSettings(union=True), opt-in), not as the sum of its pieces'
+extent (followup/diameters.py, DiameterSettings(union=True), the default since fu12), not as the sum of its pieces'
 diameters, so a stable tumor cut in three is not read as progression."""
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from BreastTumorSegLib.training.phantom.series import make_visit_series
 
 SMALL = dict(size=(128, 96, 40), spacing=(2.4, 2.4, 4.0))  # as test_followup: seconds per visit
 UNION = DiameterSettings(union=True)
+SUM = DiameterSettings(union=False)  # the pieces' diameters added (before fu12)
 
 
 def _image(arr: np.ndarray, spacing=(1.0, 1.0, 2.0)) -> sitk.Image:
@@ -44,7 +45,7 @@ def test_union_diameter_of_a_bar_cut_in_three_is_the_bar_s_length():
     track = Track(track_id=1, first_visit=0, members={0: [1], 1: [1, 2, 3]})
     visits = [_Visit(from_array(comp.clip(0, 1).astype(np.uint32), like)), _Visit(from_array(comp.astype(np.uint32), like))]
     measured = {(1, 0): {"volume_ml": 1.0}, (1, 1): {"volume_ml": 1.0}}
-    assert union_diameters([track], visits, measured) is measured  # off by default: nothing changes
+    assert union_diameters([track], visits, measured, SUM) is measured  # off: nothing changes
     out = union_diameters([track], visits, measured, UNION)
     assert abs(out[(1, 1)]["longest_diameter_mm"] - truth) < 0.01 and out[(1, 1)]["volume_ml"] == 1.0
     assert "longest_diameter_mm" not in out[(1, 0)]  # one lesion: its own diameter stays
@@ -101,14 +102,15 @@ def test_a_stable_tumor_cut_in_three_at_visit_2_is_stable_with_the_union(stable)
         return table["exams"][1]["recist"], table["exams"][1]["sum_target_diameters_mm"], table["exams"][0][
             "sum_target_diameters_mm"], pieces
 
-    cat, now, base, pieces = recist()  # default: the pieces' diameters added as RECIST fragments
+    cat, now, base, pieces = recist(diameters=SUM)  # the pieces' diameters added as RECIST fragments
     assert pieces >= 3 and cat == "PD" and now > 1.2 * base  # the segmentation's cut read as progression
-    cat, now, base, pieces = recist(diameters=UNION)
-    assert pieces >= 3 and cat == "SD" and abs(now - base) < 0.1 * base  # measured across the whole tumor
+    for kw in ({"diameters": UNION}, {}):  # the union, the default
+        cat, now, base, pieces = recist(**kw)
+        assert pieces >= 3 and cat == "SD" and abs(now - base) < 0.1 * base  # measured across the whole tumor
     # the outline's diameters (measure.py) taken over the whole outline: stable too
     cat, now, base, _ = recist(diameters=UNION, measure=MeasureSettings(diameters=True))
     assert cat == "SD" and abs(now - base) < 0.1 * base
 
 
-def test_union_is_off_by_default():
-    assert DiameterSettings().union is False
+def test_union_is_on_by_default():
+    assert DiameterSettings().union is True

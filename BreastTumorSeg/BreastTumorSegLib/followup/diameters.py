@@ -1,4 +1,4 @@
-"""A track's longest diameter at a visit taken over all its lesions there together (opt-in).
+"""A track's longest diameter at a visit taken over all its lesions there together (on by default since fu12).
 
 RECIST 1.1 adds the longest diameters of a lesion's fragments, and the change table does so for the
 lesions of one track at a visit (:mod:`.response`). But the segmentation of a heterogeneous tumor can
@@ -25,8 +25,11 @@ from ..core.imageutil import from_array
 
 @dataclass(frozen=True)
 class DiameterSettings:
-    # Off by default until the rule of docs/decisions/followup-consistency-issue31.md decides.
-    union: bool = False
+    # On since fu12 (docs/decisions/followup-consistency-issue31.md): heterogeneous development 6000-6029 RECIST
+    # 34 -> 36/45 (matching, volume unchanged); held-out ellipse 5030-5039 + heterogeneous 5040-5049 (20 series,
+    # once) RECIST 22/30 -> 22/30, matching 42/54, volume median 4.25 points, all unchanged. False: the pieces'
+    # diameters added, as before.
+    union: bool = True
 
 
 def union_diameter(mask: np.ndarray, like: sitk.Image) -> float:
