@@ -58,7 +58,9 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 from BreastTumorSegLib.core.errors import InputError  # noqa: E402
 from BreastTumorSegLib.followup.register import registration_error_mm  # noqa: E402
 from BreastTumorSegLib.followup.response import ResponseSettings, choose_targets, recist_category  # noqa: E402
+from BreastTumorSegLib.followup.diameters import DiameterSettings  # noqa: E402
 from BreastTumorSegLib.followup.evidence import EvidenceSettings  # noqa: E402
+from BreastTumorSegLib.followup.measure import MeasureSettings  # noqa: E402
 from BreastTumorSegLib.followup.guided import GuidedSettings  # noqa: E402
 from BreastTumorSegLib.followup.newfind import NewEnhancementSettings  # noqa: E402
 from BreastTumorSegLib.followup.run import follow, segment_visits  # noqa: E402
@@ -271,7 +273,14 @@ def main(argv=None) -> int:
                    help="a segmented lesion first seen after the baseline is no unequivocal new lesion when this "
                         "share of it lies where an earlier visit enhanced or was not read (NewEnhancementSettings."
                         "seen_before_share; 0: off); default: the follow-up's default")
+    p.add_argument("--diameters", default=None, choices=("segmented", "union", "outline", "outline-union"),
+                   help="a track's RECIST diameter at a visit: its segmented lesions' diameters added (segmented), the "
+                        "diameter of their union (union, followup/diameters.py), its outline's pieces added (outline, "
+                        "MeasureSettings.diameters) or the diameter of its whole outline (outline-union); default: the "
+                        "follow-up's default")
     a = p.parse_args(argv)
+    diameters = None if a.diameters is None else DiameterSettings(union=a.diameters.endswith("union"))
+    measure = None if a.diameters is None else MeasureSettings(diameters=a.diameters.startswith("outline"))
     guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)
     ev_parts = [] if a.evidence is None else a.evidence.split(",")
     evidence = (None if a.evidence is None else
@@ -303,7 +312,7 @@ def main(argv=None) -> int:
                 n += 1
                 continue
             t0 = time.perf_counter()
-            res = follow(seg, newfind=newfind, evidence=evidence, guided=guided)
+            res = follow(seg, newfind=newfind, evidence=evidence, guided=guided, measure=measure, diameters=diameters)
             t_run = t_seg + time.perf_counter() - t0
             base = series.visits[0]
             where = np.argwhere(sitk.GetArrayViewFromImage(base.breast_mask) > 0)[::50][:, ::-1]

@@ -8,6 +8,7 @@ baseline: rigid then bounded affine on the pre-contrast images of the breast reg
 :mod:`.newfind` (a new lesion found where a later visit enhances and no earlier visit did),
 :mod:`.measure` (every track measured by one outline rule at every visit, inside its own region),
 :mod:`.match` (lesions followed as tracks in the baseline frame: by extent, then Hungarian assignment),
+:mod:`.diameters` (a track's diameter at a visit over all its lesions together),
 :mod:`.response` (per-lesion and per-exam table, RECIST 1.1), :mod:`.run` (the whole follow-up and
 its atomic outputs), :mod:`.picture` (the PNG).
 """

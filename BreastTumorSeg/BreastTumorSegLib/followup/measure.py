@@ -32,6 +32,7 @@ from scipy import ndimage
 from ..core.imageutil import from_array
 from ..kinetics.ftv import roi_array
 from ..kinetics.outline import outline_growth, whole_tumor_outline
+from .diameters import union_diameter
 from .prior import neighbourhoods, to_visit_grid
 
 
@@ -72,12 +73,12 @@ def track_regions(tracks, components_baseline: list[np.ndarray], spacing_zyx, ma
 
 
 def measure_visit(tracks, k: int, components: sitk.Image, pre: np.ndarray, ftv, roi, region_visit: np.ndarray,
-                  s: MeasureSettings) -> dict[int, dict]:
+                  s: MeasureSettings, union: bool = False) -> dict[int, dict]:
     """Track id -> {volume_ml[, longest_diameter_mm]} of every track with a lesion at visit *k*.
 
     *components*: the visit's lesion labels (its grid), *pre* its pre-contrast signal (z, y, x), *ftv*: its :class:`~..kinetics.ftv.FTVResult`
     (maps, background threshold, settings), *roi* its breast mask, *region_visit*: the track regions on
-    the visit's grid."""
+    the visit's grid; *union*: the outline's diameter taken over all its pieces together (:mod:`.diameters`)."""
     comp = sitk.GetArrayFromImage(components)
     ref = components
     spacing_zyx = np.asarray(ref.GetSpacing())[::-1]
@@ -95,7 +96,7 @@ def measure_visit(tracks, k: int, components: sitk.Image, pre: np.ndarray, ftv, 
         mask &= inside
         out[t.track_id] = {"volume_ml": float(np.count_nonzero(mask)) * vox_ml}
         if s.diameters:
-            out[t.track_id]["longest_diameter_mm"] = _pieces_diameter(mask, ref)
+            out[t.track_id]["longest_diameter_mm"] = union_diameter(mask, ref) if union else _pieces_diameter(mask, ref)
     return out
 
 
@@ -126,7 +127,8 @@ def _with_outline(fs, s: MeasureSettings):
     return replace(fs, outline_pe=s.outline_pe)
 
 
-def measure_tracks(tracks, visits, ftvs, base_ref: sitk.Image, s: MeasureSettings | None = None) -> dict:
+def measure_tracks(tracks, visits, ftvs, base_ref: sitk.Image, s: MeasureSettings | None = None,
+                   union: bool = False) -> dict:
     """(track id, visit index) -> {volume_ml[, longest_diameter_mm]} for every track and visit it has a
     lesion at ({} when ``s.enabled`` is False). *visits*: the follow-up's visits (components, result,
     registration), *ftvs* their FTV results."""
@@ -141,6 +143,6 @@ def measure_tracks(tracks, visits, ftvs, base_ref: sitk.Image, s: MeasureSetting
         reg = v.registration.transform if v.registration else None
         region_visit = regions if reg is None else to_visit_grid(regions, base_ref, v.exam.reference, reg)
         for tid, m in measure_visit(tracks, k, v.components, sitk.GetArrayFromImage(v.exam.pre), ftv,
-                                     v.result.breast_mask, region_visit, s).items():
+                                     v.result.breast_mask, region_visit, s, union).items():
             out[(tid, k)] = m
     return out

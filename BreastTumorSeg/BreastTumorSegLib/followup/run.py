@@ -48,6 +48,7 @@ from ..kinetics.ftv import FTVSettings, functional_tumor_volume, roi_array
 from ..core.imageutil import from_array
 from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
+from .diameters import DiameterSettings, union_diameters
 from .evidence import SPLIT_FLAG, EvidenceSettings, baseline_corrections
 from .fragments import FragmentSettings, merge_fragments
 from .guided import GUIDED_FLAG, GuidedSettings, empty_places, guided_tissue
@@ -355,7 +356,8 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
                      response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
                      prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
                      fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
-                     newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None):
+                     newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None,
+                     diameters: DiameterSettings | None = None):
     """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
     the FTV settings used, the matching settings used)."""
     s = ftv_settings or FTVSettings()
@@ -388,7 +390,9 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
             visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
     if weak is not None and newfind.seen_before_share > 0:
         _flag_seen_before(visits, tracks, exams, results, regs, weak, newfind)
-    measured = measure_tracks(tracks, visits, [ftv for _, _, ftv in segmented], exams[0].reference, measure)
+    diameters = diameters or DiameterSettings()
+    measured = union_diameters(tracks, visits, measure_tracks(tracks, visits, [ftv for _, _, ftv in segmented],
+                                                              exams[0].reference, measure, diameters.union), diameters)
     table = change_table(tracks, [v.in_baseline for v in visits], [v.ftv_ml for v in visits], dates, response,
                          measured)
     return visits, tracks, table, s, m
@@ -476,11 +480,12 @@ def segment_visits(exams: list[DCEExam], dates: list[str] | None = None, model=F
 def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response: ResponseSettings | None = None,
            prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
            fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
-           newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None) -> FollowupResult:
+           newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None,
+           diameters: DiameterSettings | None = None) -> FollowupResult:
     """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
     visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
                                                    response, seg.ftv_settings, prior, measure, fragments, guided,
-                                                   newfind, evidence)
+                                                   newfind, evidence, diameters)
     prior, guided = prior or PriorSettings(), guided or GuidedSettings()
     guided = replace(guided, enabled=guided.enabled and prior.enabled)  # the search runs inside the prior's steps
     newfind = newfind or NewEnhancementSettings()
@@ -491,6 +496,7 @@ def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response
                 "prior": vars(prior), "measure": vars(measure or MeasureSettings()),
                 "fragments": vars(fragments or FragmentSettings()), "guided": vars(guided),
                 "new_enhancement": vars(newfind), "evidence": vars(evidence or EvidenceSettings()),
+                "diameters": vars(diameters or DiameterSettings()),
                 "fat_suppression_by_visit": seg.fat_by_visit, "fat_suppressed_for_the_patient": seg.fat_for_patient}
     return FollowupResult(visits, tracks, table, settings)
 
