@@ -42,9 +42,11 @@ def slicer_python(tmp_path_factory) -> str:
     install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-input",
                               *(f"{n}=={v}" for n, v in wanted.items()), *extra],
                              capture_output=True, text=True, timeout=600)
-    if install.returncode != 0 and any(s in install.stderr for s in OFFLINE):
-        pytest.skip(f"pip cannot reach the package index to install Slicer {SLICER}'s pins: "
-                    + install.stderr.strip().splitlines()[-1][:300])
+    if install.returncode != 0:
+        offline = _index_unreachable() or (any(s in install.stderr for s in OFFLINE) and "pip: connection errors")
+        if offline:
+            pytest.skip(f"pip cannot reach the package index to install Slicer {SLICER}'s pins ({offline}): "
+                        + install.stderr.strip().splitlines()[-1][:300])
     assert install.returncode == 0, install.stderr[-2000:]
     probe = ("import importlib.metadata as m, json, numpy; print(json.dumps([{n: m.version(n) for n in %r}, "
              "numpy.__file__]))" % (sorted(wanted),))
@@ -52,6 +54,21 @@ def slicer_python(tmp_path_factory) -> str:
                                                      check=True).stdout)
     assert versions == wanted and Path(numpy_file).is_relative_to(venv), (versions, numpy_file)
     return python
+
+
+def _index_unreachable() -> str:
+    """Why the package index pip uses (PIP_INDEX_URL, else PyPI) cannot be reached; empty if it can."""
+    import urllib.error
+    import urllib.request
+
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{index}/pydicom/", timeout=20):
+            return ""
+    except urllib.error.HTTPError:
+        return ""  # it answered
+    except (OSError, ValueError) as exc:
+        return f"{index}: {exc}"
 
 
 def _start(python: str, code: str, tmp_path: Path) -> subprocess.Popen:
