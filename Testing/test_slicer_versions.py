@@ -21,54 +21,15 @@ from pathlib import Path
 import dicom_fixtures as fx
 import pydicom
 import pytest
-from test_slicer_environment import MODULE_DIR, ROOT, slicer_constraints
+from test_slicer_environment import MODULE_DIR, ROOT, pinned_venv
 
 SLICER = "5.8"
-PINNED = ("numpy", "scipy", "pydicom", "pillow")
-# What pip prints when it cannot reach the index at all (a wrong pin is a failure, not a skip).
-OFFLINE = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
-           "Name or service not known", "Network is unreachable", "ConnectTimeoutError", "ProxyError")
 
 
 @pytest.fixture(scope="session")
 def slicer_python(tmp_path_factory) -> str:
     """The python of a venv with Slicer 5.8's numpy / scipy / pydicom / pillow (checked installed)."""
-    _, pins = slicer_constraints(SLICER)
-    wanted = {name: pins[name] for name in PINNED}
-    venv = tmp_path_factory.mktemp("slicer-" + SLICER) / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
-    python = str(venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python"))
-    extra = ["pandas<3"] if wanted["numpy"].startswith("1.") else []  # pandas 3 (statsmodels imports it) needs numpy 2
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-input",
-                              *(f"{n}=={v}" for n, v in wanted.items()), *extra],
-                             capture_output=True, text=True, timeout=600)
-    if install.returncode != 0:
-        offline = _index_unreachable() or (any(s in install.stderr for s in OFFLINE) and "pip: connection errors")
-        if offline:
-            pytest.skip(f"pip cannot reach the package index to install Slicer {SLICER}'s pins ({offline}): "
-                        + install.stderr.strip().splitlines()[-1][:300])
-    assert install.returncode == 0, install.stderr[-2000:]
-    probe = ("import importlib.metadata as m, json, numpy; print(json.dumps([{n: m.version(n) for n in %r}, "
-             "numpy.__file__]))" % (sorted(wanted),))
-    versions, numpy_file = json.loads(subprocess.run([python, "-c", probe], capture_output=True, text=True,
-                                                     check=True).stdout)
-    assert versions == wanted and Path(numpy_file).is_relative_to(venv), (versions, numpy_file)
-    return python
-
-
-def _index_unreachable() -> str:
-    """Why the package index pip uses (PIP_INDEX_URL, else PyPI) cannot be reached; empty if it can."""
-    import urllib.error
-    import urllib.request
-
-    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
-    try:
-        with urllib.request.urlopen(f"{index}/pydicom/", timeout=20):
-            return ""
-    except urllib.error.HTTPError:
-        return ""  # it answered
-    except (OSError, ValueError) as exc:
-        return f"{index}: {exc}"
+    return pinned_venv(SLICER, tmp_path_factory.mktemp("slicer-" + SLICER) / "venv")
 
 
 def _start(python: str, code: str, tmp_path: Path) -> subprocess.Popen:
