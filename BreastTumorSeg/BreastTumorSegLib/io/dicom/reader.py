@@ -136,6 +136,13 @@ def _quiet_native_stderr():
             os.close(saved)
 
 
+# Transfer syntaxes younger than pydicom 2.4 (what Slicer ships), whose UID it cannot name.
+_NEWER_SYNTAXES = {"1.2.840.10008.1.2.4.201": "High-Throughput JPEG 2000 Image Compression (Lossless Only)",
+                   "1.2.840.10008.1.2.4.202": "High-Throughput JPEG 2000 with RPCL Options Image Compression "
+                                              "(Lossless Only)",
+                   "1.2.840.10008.1.2.4.203": "High-Throughput JPEG 2000 Image Compression"}
+
+
 def _decode_with_gdcm(path: str, ds, first_error: Exception) -> np.ndarray:
     try:
         reader = sitk.ImageFileReader()
@@ -146,7 +153,7 @@ def _decode_with_gdcm(path: str, ds, first_error: Exception) -> np.ndarray:
     except RuntimeError:
         meta = getattr(ds, "file_meta", None)
         syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
-        kind = f"{syntax.name} ({syntax})" if syntax else "an unknown transfer syntax"
+        kind = f"{_NEWER_SYNTAXES.get(syntax, syntax.name)} ({syntax})" if syntax else "an unknown transfer syntax"
         raise InputError(f"neither pydicom's installed decoders nor GDCM can decode its pixel data, compressed as "
                          f"{kind}", path,
                          "install the decoders (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "

@@ -38,7 +38,15 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from scipy.special import sph_harm_y
+
+try:
+    from scipy.special import sph_harm_y  # scipy >= 1.15 (sph_harm is gone in 1.17)
+except ImportError:  # scipy 1.13, what Slicer 5.8 and 5.10 ship: the same function, other argument order
+    from scipy.special import sph_harm
+
+    def sph_harm_y(n, m, theta, phi):
+        """Y_n^m at polar angle *theta* and azimuth *phi*, as scipy >= 1.15's ``sph_harm_y``."""
+        return sph_harm(m, n, phi, theta)
 
 from ...core.exam import DCEExam
 from ...core.imageutil import voxel_volume_ml
