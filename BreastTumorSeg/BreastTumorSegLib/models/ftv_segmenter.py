@@ -20,12 +20,23 @@ from ..core.progress import Reporter
 from ..kinetics.ftv import (SEGMENTER_OUTLINE_PE, SEGMENTER_SKIN_MARGIN_MM, SEGMENTER_VESSEL_RADIUS_MM, FTVSettings,
                             functional_tumor_volume, lesion_kinetics, roi_array, soft_probability)
 from ..kinetics.beside_region import lesions_beside_region
+from ..kinetics.outline_shells import shell_lesions
 from ..kinetics.maps import KineticMaps, KineticSettings, compute_kinetic_maps
 from ..kinetics.seeded import SeededSettings, segment_from_seed
 
 
 def _any(mask: sitk.Image) -> bool:
     return bool(np.any(sitk.GetArrayViewFromImage(mask)))
+
+
+def _with_added(res, extra: np.ndarray, notes: list[str]):
+    """*res* (an FTVResult with an outline) whose outline also holds the voxels of *extra*."""
+    if not extra.any():
+        return res
+    whole = (sitk.GetArrayViewFromImage(res.outline) > 0) | extra
+    ref = res.outline
+    return replace(res, outline=from_array(whole.astype(np.uint8), ref), notes=res.notes + notes,
+                   outline_ml=float(np.count_nonzero(whole)) * float(np.prod(ref.GetSpacing())) / 1000.0)
 
 
 class FTVSegmenter:
@@ -166,11 +177,9 @@ class FTVSegmenter:
         roi_mask, _ = roi_array(region, ref)
         if roi is None and region is not None and res.outline is not None and self.settings.beside_region_mm > 0:
             # Only around the automatic breast region: a ROI the user gave is where they want to look.
-            extra, notes = lesions_beside_region(exam, roi_mask, res, settings, maps)
-            if extra.any():
-                whole = (sitk.GetArrayViewFromImage(res.outline) > 0) | extra
-                res = replace(res, outline=from_array(whole.astype(np.uint8), ref), notes=res.notes + notes,
-                              outline_ml=float(np.count_nonzero(whole)) * float(np.prod(ref.GetSpacing())) / 1000.0)
+            res = _with_added(res, *lesions_beside_region(exam, roi_mask, res, settings, maps))
+        if res.outline is not None and settings.outline_shells:  # rim / necrotic shells (kinetics/outline_shells.py)
+            res = _with_added(res, *shell_lesions(exam, roi_mask, res, settings, maps))
         self.last_result = res
         inside = sitk.GetArrayViewFromImage(res.mask if res.outline is None else res.outline) > 0
         pe = maps.array("pe_early")
