@@ -70,6 +70,7 @@ class FTVSegmenter:
     default_outline_edge_trim = 0.0
     default_outline_island_min_pe = 0.0  # compact islands the vessel opening removed (kinetics/outline_islands.py)
     default_outline_local = "off"  # growth above the level of the tissue around each outline component (kinetics/outline_local.py)
+    default_outline_shells = False  # rim / necrotic tumors whose strong shell the vessel opening removed (kinetics/outline_shells.py)
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -93,6 +94,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("outline_edge_trim", self.default_outline_edge_trim)
         chosen["ftv"].setdefault("outline_island_min_pe", self.default_outline_island_min_pe)
         chosen["ftv"].setdefault("outline_local", self.default_outline_local)
+        chosen["ftv"].setdefault("outline_shells", self.default_outline_shells)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
