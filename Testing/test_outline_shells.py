@@ -1,6 +1,7 @@
 """Rim-enhancing and necrotic tumors whose strong shell the 2 mm vessel opening removes
-(kinetics/outline_shells.py, ``FTVSettings.outline_shells``): with the setting the tumor is outlined,
-while vessels (a straight tube, a ring, two parallel tubes) and a tumor-free phantom gain nothing."""
+(kinetics/outline_shells.py, ``FTVSettings.outline_shell_min_pe``): with the setting the tumor is outlined,
+while vessels (a straight tube, a ring, two parallel tubes), a faint shell (background enhancement, median
+PE 80 %) and a tumor-free phantom gain nothing."""
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -24,7 +25,9 @@ def shell_exam(inside_pe: float, seed: int = 0):
     enhance strongly (PE 150 %) around an interior at *inside_pe* (0.55: rim-enhancing, 0.02: necrotic),
     and vessels (PE 150 %): a tube of radius 1.2 mm along x (45-100 mm), a ring of that tube
     (radius 6 mm, in the z plane) around x = 60 mm, y = 10 mm, and two parallel tubes 3 mm apart along z
-    at x = 85 mm. Returns the exam, the tumor and the vessel masks."""
+    at x = 85 mm; and a faint shell like the tumor's (PE 80 %, interior 55 %) at x = 62 mm, y = 30 mm
+    (background enhancement). Returns the exam, the tumor and the vessel masks
+    (the faint shell counted with the vessels: nothing may grow there)."""
     zz, yy, xx = _grid()
     cz, cy = (SHAPE[0] - 1) / 2, (SHAPE[1] - 1) / 2
     r_t = np.sqrt((zz - cz) ** 2 + (yy - cy) ** 2 + (xx - 20.0) ** 2)
@@ -37,8 +40,11 @@ def shell_exam(inside_pe: float, seed: int = 0):
     pe[r_t < 4.5] = inside_pe
     vessels = tube | ring | pair
     pe[vessels] = 1.5
+    r_f = np.sqrt((zz - cz) ** 2 + (yy - 30.0) ** 2 + (xx - 62.0) ** 2)
+    pe[r_f <= 7.0] = 0.8
+    pe[r_f < 4.5] = 0.55
     exam = DCEExam(plateau_phases(pe, len(TIMES), np.random.default_rng(seed), SPACING), list(TIMES), case_id="shell")
-    return exam, r_t <= 7.0, vessels
+    return exam, r_t <= 7.0, vessels | (r_f <= 7.0)
 
 
 def _outline(seg, exam):
@@ -51,12 +57,14 @@ def test_a_shell_tumor_the_opening_deletes_is_outlined_and_vessels_are_not(insid
     exam, tumor, vessels = shell_exam(inside_pe)
     off = _outline(FTVOutlineSegmenter(), exam)  # as shipped: the opening removes the 2.5 mm shell
     assert off[tumor].mean() < 0.1
-    seg = FTVOutlineSegmenter(outline_shells=True)
+    seg = FTVOutlineSegmenter(outline_shell_min_pe=100.0)
     on = _outline(seg, exam)
     assert on[tumor].mean() >= 0.9  # the shell and the interior it encloses
     assert np.count_nonzero(on & ~tumor) <= 0.25 * np.count_nonzero(tumor)  # one partial-volume layer at most
     assert not (on & vessels).any()
-    assert any("outline_shells" in n for n in seg.last_result.notes)
+    assert any("outline_shell_min_pe" in n for n in seg.last_result.notes)
+    # The PE condition is what keeps the faint shell out: without it (a token 0.001 %) it is outlined too.
+    assert _outline(FTVOutlineSegmenter(outline_shell_min_pe=1e-3), exam)[vessels].any()
 
 
 def test_a_tumor_free_exam_gains_nothing():
@@ -67,10 +75,10 @@ def test_a_tumor_free_exam_gains_nothing():
     pe[vessels] = 1.5
     free = DCEExam(plateau_phases(pe, len(TIMES), np.random.default_rng(1), SPACING), list(TIMES), case_id="free")
     off = _outline(FTVOutlineSegmenter(), free)
-    seg = FTVOutlineSegmenter(outline_shells=True)
+    seg = FTVOutlineSegmenter(outline_shell_min_pe=100.0)
     on = _outline(seg, free)
     assert np.array_equal(on, off)
-    assert not any("outline_shells" in n for n in seg.last_result.notes)
+    assert not any("outline_shell_min_pe" in n for n in seg.last_result.notes)
 
 
 def test_shell_seeds_keep_an_enclosing_shell_not_tubes_rings_or_outlined_cores():
@@ -88,6 +96,10 @@ def test_shell_seeds_keep_an_enclosing_shell_not_tubes_rings_or_outlined_cores()
     sp = np.array([1.0, 1.0, 1.0])
     seeds, n = shell_seeds(core0, np.zeros(shape, bool), held, np.ones(shape, bool), sp, 2.0, 8.0)
     assert n == 1
+    # The median PE condition: the same shell enhancing at 95 % is refused at 100 %, kept at 90 %.
+    pe = np.full(shape, 95.0, np.float32)
+    assert shell_seeds(core0, np.zeros(shape, bool), held, np.ones(shape, bool), sp, 2.0, 8.0, pe, 100.0)[1] == 0
+    assert shell_seeds(core0, np.zeros(shape, bool), held, np.ones(shape, bool), sp, 2.0, 8.0, pe, 90.0)[1] == 1
     assert np.array_equal(seeds & core0, shell)
     assert seeds[r(12) < 4.5].all()  # the enclosed interior (the hull's body) seeds too
     assert not seeds[~(r(12) <= 7)].any()

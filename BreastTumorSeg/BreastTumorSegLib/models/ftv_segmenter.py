@@ -70,7 +70,7 @@ class FTVSegmenter:
     default_outline_edge_trim = 0.0
     default_outline_island_min_pe = 0.0  # compact islands the vessel opening removed (kinetics/outline_islands.py)
     default_outline_local = "off"  # growth above the level of the tissue around each outline component (kinetics/outline_local.py)
-    default_outline_shells = False  # rim / necrotic tumors whose strong shell the vessel opening removed (kinetics/outline_shells.py)
+    default_outline_shell_min_pe = 0.0  # > 0: rim / necrotic tumors whose strong shell the vessel opening removed (kinetics/outline_shells.py)
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -94,7 +94,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("outline_edge_trim", self.default_outline_edge_trim)
         chosen["ftv"].setdefault("outline_island_min_pe", self.default_outline_island_min_pe)
         chosen["ftv"].setdefault("outline_local", self.default_outline_local)
-        chosen["ftv"].setdefault("outline_shells", self.default_outline_shells)
+        chosen["ftv"].setdefault("outline_shell_min_pe", self.default_outline_shell_min_pe)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
@@ -180,7 +180,7 @@ class FTVSegmenter:
         if roi is None and region is not None and res.outline is not None and self.settings.beside_region_mm > 0:
             # Only around the automatic breast region: a ROI the user gave is where they want to look.
             res = _with_added(res, *lesions_beside_region(exam, roi_mask, res, settings, maps))
-        if res.outline is not None and settings.outline_shells:  # rim / necrotic shells (kinetics/outline_shells.py)
+        if res.outline is not None and settings.outline_shell_min_pe > 0:  # rim / necrotic shells (kinetics/outline_shells.py)
             res = _with_added(res, *shell_lesions(exam, roi_mask, res, settings, maps))
         self.last_result = res
         inside = sitk.GetArrayViewFromImage(res.mask if res.outline is None else res.outline) > 0
