@@ -55,7 +55,7 @@ def _outline(seg, exam):
 @pytest.mark.parametrize("inside_pe", [0.55, 0.02], ids=["rim", "necrotic"])
 def test_a_shell_tumor_the_opening_deletes_is_outlined_and_vessels_are_not(inside_pe):
     exam, tumor, vessels = shell_exam(inside_pe)
-    off = _outline(FTVOutlineSegmenter(), exam)  # as shipped: the opening removes the 2.5 mm shell
+    off = _outline(FTVOutlineSegmenter(outline_shell_min_pe=0.0), exam)  # step off: the opening removes the 2.5 mm shell
     assert off[tumor].mean() < 0.1
     seg = FTVOutlineSegmenter(outline_shell_min_pe=100.0)
     on = _outline(seg, exam)
@@ -74,7 +74,7 @@ def test_a_tumor_free_exam_gains_nothing():
     pe = np.full(SHAPE, 0.05)
     pe[vessels] = 1.5
     free = DCEExam(plateau_phases(pe, len(TIMES), np.random.default_rng(1), SPACING), list(TIMES), case_id="free")
-    off = _outline(FTVOutlineSegmenter(), free)
+    off = _outline(FTVOutlineSegmenter(outline_shell_min_pe=0.0), free)
     seg = FTVOutlineSegmenter(outline_shell_min_pe=100.0)
     on = _outline(seg, free)
     assert np.array_equal(on, off)

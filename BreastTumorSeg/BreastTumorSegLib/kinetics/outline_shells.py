@@ -33,8 +33,8 @@ The component and its body seed the outline, grown with the first run's level, t
 the false-positive reduction (``engine/fpreduce.py``) judge it like any other component.
 
 Off by default (``outline_shell_min_pe=0``) until the rule of docs/decisions/missed-heterogeneous-issue25.md
-decides. Cost: components are tested in their own boxes; exams without such a shell pay one labelling
-of the unopened core.
+decides. Cost: every exam pays FTV's core rules once more without the opening (neighbour count, SER), one
+per-plane hole fill of the body and one labelling; each component is then tested in its own box.
 """
 from __future__ import annotations
 
