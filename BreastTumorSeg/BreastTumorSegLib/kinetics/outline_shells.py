@@ -32,8 +32,10 @@ The component and its body seed the outline, grown with the first run's level, t
 (:func:`~.outline.whole_tumor_outline`); the result is added to the first outline. The breast gate and
 the false-positive reduction (``engine/fpreduce.py``) judge it like any other component.
 
-Off by default (``outline_shell_min_pe=0``) until the rule of docs/decisions/missed-heterogeneous-issue25.md
-decides. Cost: every exam pays FTV's core rules once more without the opening (neighbour count, SER), one
+``FTVSettings`` keeps it off (``outline_shell_min_pe=0``); ``ftv-outline`` turns it on at 100 % by the rule of
+docs/decisions/missed-heterogeneous-issue25.md (development 7000-7009: heterogeneous lesions 13 -> 14 of 15,
+vessels 15 -> 16 of 18; held-out 5048-5055, once: irregular 5/12 -> 6/12, median Dice 0.069 -> 0.274, no family
+lower, no FP lesions added). Cost: every exam pays FTV's core rules once more without the opening (neighbour count, SER), one
 per-plane hole fill of the body and one labelling; each component is then tested in its own box.
 """
 from __future__ import annotations

@@ -237,9 +237,10 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # (7000-7009: heterogeneous recall 0.676 -> 0.726, irregular 0.613 -> 0.656) and failed held-out 5040-5047
     # (median FP lesions/exam up in phantom 0.5 -> 1 and randomized 0 -> 0.5; irregular recall only +0.020);
     # FTVOutlineSegmenter(outline_local="level") turns it on.
-    # Rim / necrotic tumors whose strong shell the vessel opening removed (kinetics/outline_shells.py): ON for the
-    # held-out "after" run of docs/decisions/missed-heterogeneous-issue25.md (development 7000-7009 passed its rule:
-    # heterogeneous lesions 13 -> 14 of 15, no median Dice lower, mean FP +0.10 at most); outline_shell_min_pe=0 turns it off.
+    # Rim / necrotic tumors whose strong shell the vessel opening removed (kinetics/outline_shells.py): ON by the rule
+    # of docs/decisions/missed-heterogeneous-issue25.md (development 7000-7009: heterogeneous lesions 13 -> 14 of 15;
+    # held-out 5048-5055, once: irregular 5/12 -> 6/12, median Dice 0.069 -> 0.274, nothing lower, no FP up);
+    # FTVOutlineSegmenter(outline_shell_min_pe=0) turns it off.
     default_outline_shell_min_pe = 100.0
 
     def _card(self) -> dict:
