@@ -108,11 +108,13 @@ def atomic_target(path: str | os.PathLike, durable: bool = False, exclusive: boo
 
     ``durable``: fsync the file before and the folder after the rename. ``exclusive``: never
     replace an existing *path* (``FileExistsError``; on a file system without hard links the
-    name is checked first and then renamed). On any error the temporary file is removed.
+    name is checked first and then renamed). On any error the temporary file is removed; an
+    OSError while writing or renaming (disk full, no permission) becomes an
+    :class:`~..core.errors.OutputWriteError` naming *path* (:func:`write_failed`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _new_temporary(path)
     except OSError as exc:
         raise write_failed(path, exc) from None
