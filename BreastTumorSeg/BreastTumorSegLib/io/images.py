@@ -83,8 +83,11 @@ def _check_file_kind(path: Path, what: str) -> None:
                          "copy or export the file again; the copy or download did not complete")
     if not path.name.lower().endswith(IMAGE_SUFFIXES):
         return
-    with open(path, "rb") as fh:
-        head = fh.read(132)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:  # unreadable: the image reader below says so, naming the file
+        return
     kind = next((k for magic, k in _OTHER_KINDS if head.startswith(magic)), None)
     if kind is None and head[128:132] == b"DICM":
         raise InputError(f"{what} is a DICOM file, not a NIfTI/NRRD/MHA image (only its name says so)", path,
