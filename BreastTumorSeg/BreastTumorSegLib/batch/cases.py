@@ -24,7 +24,7 @@ from pathlib import Path
 from ..core.errors import InputError
 from ..io.files import find_phase_files
 from ..io.images import IMAGE_SUFFIXES
-from ..io.safety import check_case_id, check_input_path, check_paths_exist, check_table_row
+from ..io.safety import check_case_id, check_input_path, check_paths_exist, check_table_row, csv_separator_fix
 
 
 @dataclass(frozen=True)
@@ -87,25 +87,36 @@ def _split(text: str) -> list[str]:
 
 
 def read_manifest_rows(csv_path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()):
-    """(rows, header) of a manifest CSV that must have the *required* columns (refused otherwise)."""
+    """(rows, header) of a manifest CSV that must have the *required* columns (refused otherwise);
+    each row is (its line number in the file, the row), rows with every field blank (a spreadsheet's
+    trailing ``,,``) left out."""
     columns = ",".join(required) + "".join(f"[,{c}]" for c in optional)
+    rows = []
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            rows = list(reader)
+            for raw in reader:
+                if any((v or "").strip() for v in raw.values() if isinstance(v, str)) or None in raw:
+                    rows.append((reader.line_num, raw))
             header = [(h or "").strip() for h in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read the manifest ({exc})", csv_path, f"give a CSV file with columns {columns}")
+        raise InputError(f"cannot read the manifest ({exc})", csv_path,
+                         f"give a CSV file with columns {columns}" + _not_an_image(csv_path))
     if not set(required) <= set(header):
         raise InputError(f"the manifest needs the columns {' and '.join(required)}, it has {', '.join(header) or 'none'}",
-                         csv_path, f"write a header line {columns}")
+                         csv_path, csv_separator_fix(header, f"write a header line {columns}"))
     return rows, header
+
+
+def _not_an_image(csv_path: Path) -> str:
+    return ("; this is an image: give the folder of exam folders, or `breasttumorseg segment` for one exam"
+            if csv_path.name.lower().endswith(IMAGE_SUFFIXES) else "")
 
 
 def _from_manifest(csv_path: Path) -> list[Case]:
     rows, header = read_manifest_rows(csv_path, ("case", "path"), ("times",))
     out = []
-    for line, raw in enumerate(rows, start=2):
+    for line, raw in rows:
         check_table_row(raw, header, f"line {line}", csv_path)
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         where = f"{csv_path} line {line}"
@@ -123,7 +134,7 @@ def _from_manifest(csv_path: Path) -> list[Case]:
                 raise InputError(f"times {row['times']!r} are not numbers", where,
                                  "give the times in minutes joined by ';', e.g. 0;1.5;3")
         out.append(Case(key, tuple(paths), times, case_id=key))
-    check_paths_exist([(f"line {i}", c.inputs) for i, c in enumerate(out, start=2)], csv_path)
+    check_paths_exist([(f"line {line}", c.inputs) for (line, _), c in zip(rows, out)], csv_path)
     return out
 
 

@@ -21,6 +21,7 @@ from ..core.errors import BreastTumorSegError, InputError
 from ..io.atomic import check_no_overwrite
 from ..io.files import load_exam
 from ..io.safety import check_case_id, check_input_path, check_paths_exist, check_table_row
+from ..followup.visits import parse_date
 from .cases import read_manifest_rows
 from .ledger import Ledger
 
@@ -58,12 +59,15 @@ def read_manifest(csv_path: str | Path) -> list[Patient]:
     csv_path = check_input_path(csv_path, "--manifest", kind="file")
     rows, header = read_manifest_rows(csv_path, ("patient", "visit", "path"), ("date",))
     by: dict[str, list[tuple[str, str, str]]] = {}
-    for line, raw in enumerate(rows, start=2):
+    for line, raw in rows:
         check_table_row(raw, header, f"line {line}", csv_path)
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         key = check_case_id(row["patient"], f"{csv_path} line {line}, column patient")
         path = row["path"] if Path(row["path"]).is_absolute() else str(csv_path.parent / row["path"])
-        by.setdefault(key, []).append((row["visit"], path, row.get("date") or ""))
+        date = row.get("date") or ""
+        if date:  # refused here, before any patient is run, not as one patient's failure
+            parse_date(date, f"{csv_path} line {line}, column date")
+        by.setdefault(key, []).append((row["visit"], path, date))
     patients = []
     for key in sorted(by):
         visits = by[key]

@@ -40,6 +40,16 @@ box_arg = _arg_type(lambda t: list(values.parse_numbers(t, 6, example="-20,-20,-
 seeds_arg = _arg_type(values.parse_seeds, "seeds")
 
 
+def _one_seed(text: str) -> int:
+    seeds = values.parse_seeds(text)
+    if len(seeds) != 1:
+        raise InputError(f"{text!r} is {len(seeds)} seeds", fix="give one seed, a whole number of 0 or more, e.g. 3000")
+    return seeds[0]
+
+
+seed_arg = _arg_type(_one_seed, "seed")
+
+
 def add_exam_arguments(p: argparse.ArgumentParser) -> None:
     """The one exam a command reads and where its files go, the same for every such command
     (segment, kinetics, classify, refine): INPUT..., --output, --times, --case-id, --series."""

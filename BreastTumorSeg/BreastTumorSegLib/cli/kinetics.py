@@ -86,7 +86,9 @@ def _roi(args, exam):
     from ..io.images import read_image
 
     if args.roi is not None:
-        return read_image(args.roi, "ROI mask"), f"mask {args.roi.name}"
+        roi = read_image(args.roi, "ROI mask")
+        _check_roi_covers_exam(roi, exam.pre, args.roi)
+        return roi, f"mask {args.roi.name}"
     if args.box is not None:
         return Box(tuple(args.box[:3]), tuple(args.box[3:])), "box (LPS)"
     if args.box_ras is not None:
@@ -97,6 +99,20 @@ def _roi(args, exam):
     if not np.any(sitk.GetArrayViewFromImage(mask)):
         return None, "whole volume (the automatic breast mask was empty)"
     return mask, "automatic breast mask"
+
+
+def _check_roi_covers_exam(roi, reference, path) -> None:
+    """The --roi file named when it is not a 3D mask or has no voxel on the exam (the FTV step would
+    refuse it too, without saying which file)."""
+    from ..core.imageutil import resample_to, same_grid
+
+    if roi.GetDimension() != 3 or roi.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"the ROI mask is {roi.GetDimension()}D with {roi.GetNumberOfComponentsPerPixel()} "
+                         "component(s) per voxel, not a 3D mask", path, "give one 3D mask (non-zero = inside)")
+    on_exam = roi if same_grid(roi, reference) else resample_to(roi, reference, sitk.sitkNearestNeighbor)
+    if not np.any(sitk.GetArrayViewFromImage(on_exam)):
+        raise InputError("the ROI mask has no voxel inside this exam (it is empty, or it was drawn on another "
+                         "exam or grid)", path, "draw the ROI on this exam, or give its corners with --box-ras")
 
 
 def check_options(args) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from ..core.errors import InputError
 
@@ -46,6 +47,12 @@ def run(args) -> int:
         return add(args)
     extra = [args.models_dir] if args.models_dir else None
     summaries = sorted(model_summaries(extra), key=lambda s: s.name)
+    unreadable: list[str] = []
+    for _ in iter_cards(extra, unreadable):
+        pass
+    for problem in unreadable:  # listed without it: say why, not silently
+        print(f"breasttumorseg: warning: {problem}; not listed. Fix: repair the JSON of this card or remove it",
+              file=sys.stderr)
     if args.json:
         print(json.dumps({s.name: model_card(s.name, extra) for s in summaries}, indent=2))
         return 0

@@ -13,7 +13,7 @@ from ..core.errors import InputError
 from ..io.atomic import check_no_overwrite
 from ..io.safety import check_input_path, check_output_dir
 REFERENCE_METHODS = ("intersection", "majority", "staple")  # as evaluation.readerstudy (scipy.stats: imported by run)
-from ._common import TerminalProgress, threshold_arg
+from ._common import TerminalProgress, seed_arg, threshold_arg
 
 
 def register(sub) -> None:
@@ -46,7 +46,7 @@ def register(sub) -> None:
     p.add_argument("--score-arm", default=None,
                    help="the arm whose readers' scores the hybrid uses (default: unaided when present)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the bootstrap and the tuning split")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed for the bootstrap and the tuning split")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

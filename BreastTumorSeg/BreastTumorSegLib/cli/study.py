@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._common import device_arg, threshold_arg
+from ._common import device_arg, seed_arg, threshold_arg
 
 
 def register(sub) -> None:
@@ -35,7 +35,7 @@ def register(sub) -> None:
     q.add_argument("--threshold", type=threshold_arg, default=None,
                    help="probability threshold for the model's masks (default: its card's; tune one for an ensemble)")
     q.add_argument("--device", type=device_arg, default="auto", help="device for running the model (default: %(default)s)")
-    q.add_argument("--seed", type=int, default=None, help="seed of pseudonyms and reading orders (default: random, "
+    q.add_argument("--seed", type=seed_arg, default=None, help="seed of pseudonyms and reading orders (default: random, "
                                                           "recorded in study.json)")
     q.add_argument("--washout-cases", type=int, default=0,
                    help="at least this many readings between a case's two arms (default: %(default)s)")

@@ -45,5 +45,9 @@ class OutputExistsError(BreastTumorSegError, FileExistsError):
     """Refusing to overwrite an existing result."""
 
 
+class OutputWriteError(BreastTumorSegError, OSError):
+    """An output could not be written (disk full, no permission, I/O error); nothing half-written stays."""
+
+
 class Cancelled(BreastTumorSegError):
     """The user cancelled a running job."""

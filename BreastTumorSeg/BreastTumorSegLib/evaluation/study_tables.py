@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from ..core.errors import InputError
 from ..io.images import read_image, read_mask
+from ..io.safety import csv_separator_fix
 
 SPLITS = ("test", "tune")
 ImageOrPath = Union[sitk.Image, Path]
@@ -122,7 +123,7 @@ def read_study_table(path: str | Path, model_name: str = "model") -> list[StudyC
     missing = [c for c in TABLE_COLUMNS if c not in header]
     if missing:
         raise InputError(f"the table lacks column(s) {', '.join(missing)} (header: {', '.join(header)})", path,
-                         "start the file with the header line case,reader,mask[,prob,roi,split]")
+                         csv_separator_fix(header, "start the file with the header line case,reader,mask[,prob,roi,split]"))
     base = path.parent
 
     def as_path(text: str | None) -> Path | None:

@@ -34,7 +34,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..core import interrupts
-from ..core.errors import InputError, OutputExistsError
+from ..core.errors import InputError, OutputExistsError, OutputWriteError
 from .safety import created_dirs, remove_empty_dirs
 
 FILE_MODE = 0o644  # before the umask; the OS applies the umask when the file is created
@@ -80,6 +80,23 @@ def _new_temporary(path: Path, folder: bool = False) -> Path:
             continue
 
 
+def write_failed(path: str | os.PathLike, exc: BaseException) -> OutputWriteError:
+    """The one-line error for an output that could not be written (*exc*: the OSError, or the
+    RuntimeError of an image writer), naming the file and what to do."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    text = " ".join(str(getattr(exc, "strerror", None) or exc).split())
+    if code in (errno.ENOSPC, errno.EDQUOT) or "no space left" in text.lower():
+        problem, fix = "the disk is full", "free some space, or choose an output folder on another disk"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS) or "permission denied" in text.lower():
+        problem, fix = f"no permission to write there ({text[:120]})", "choose an output folder you can write to"
+    else:
+        problem, fix = f"the write failed ({text[:160]})", "check the disk and the output folder, then run again"
+    shown = Path(*[part for part in Path(path).parts if not part.startswith(".staging-")])  # where it would appear
+    return OutputWriteError(f"{shown}: cannot write this output: {problem}; no partial file was left. Fix: {fix}.")
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
@@ -91,11 +108,16 @@ def atomic_target(path: str | os.PathLike, durable: bool = False, exclusive: boo
 
     ``durable``: fsync the file before and the folder after the rename. ``exclusive``: never
     replace an existing *path* (``FileExistsError``; on a file system without hard links the
-    name is checked first and then renamed). On any error the temporary file is removed.
+    name is checked first and then renamed). On any error the temporary file is removed; an
+    OSError while writing or renaming (disk full, no permission) becomes an
+    :class:`~..core.errors.OutputWriteError` naming *path* (:func:`write_failed`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temporary(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _new_temporary(path)
+    except OSError as exc:
+        raise write_failed(path, exc) from None
     try:
         yield tmp
         if durable:
@@ -111,6 +133,10 @@ def atomic_target(path: str | os.PathLike, durable: bool = False, exclusive: boo
                 if os.path.lexists(path):
                     raise FileExistsError(path) from None
                 os.rename(tmp, path)
+    except (OutputWriteError, FileExistsError):
+        raise
+    except OSError as exc:  # disk full, permission, I/O error while writing or renaming
+        raise write_failed(path, exc) from None
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -170,7 +196,10 @@ def write_image(path: str | os.PathLike, img, compress: bool = True, durable: bo
     import SimpleITK as sitk
 
     with atomic_target(path, durable, exclusive) as tmp:
-        sitk.WriteImage(img, str(tmp), compress)
+        try:
+            sitk.WriteImage(img, str(tmp), compress)
+        except RuntimeError as exc:  # ITK reports a failed write (disk full, I/O error) as RuntimeError
+            raise write_failed(path, exc) from None
     return Path(path)
 
 
@@ -239,9 +268,16 @@ class StagedOutputs:
         check_no_overwrite(self._planned.values(), self.overwrite)
         done = []
         with interrupts.signals_deferred():
+            new = {dest for dest in self._planned.values() if not os.path.lexists(dest)}
             for rel, dest in self._planned.items():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self._stage / rel, dest)
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(self._stage / rel, dest)
+                except OSError as exc:  # the files moved so far go again: all or nothing
+                    for moved in done:
+                        if moved in new:
+                            moved.unlink(missing_ok=True)
+                    raise write_failed(dest, exc) from None
                 done.append(dest)
             self.abort()
             interrupts.note_commit()

@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from .nifti_xform import check_xforms_agree
+from .nifti_xform import check_voxel_size, check_xforms_agree
 from .safety import check_input_path
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -37,6 +37,7 @@ def strip_image_suffix(name: str) -> str:
 def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     """Read one image file; any failure becomes an :class:`InputError` naming the file."""
     path = check_input_path(path, what)
+    _check_file_kind(path, what)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
@@ -44,6 +45,7 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
         _check_header(reader, path, what)
         _check_complete(path, reader)
         check_xforms_agree(path, what)
+        check_voxel_size(path, what)
         img = _read_float_nifti(path, reader, what)
         if img is None:
             img = reader.Execute()
@@ -67,6 +69,35 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     return img
 
 
+# First bytes of files that are no 3D image but are sometimes renamed or saved as one.
+_OTHER_KINDS = ((b"\x89PNG", "a PNG picture"), (b"\xff\xd8\xff", "a JPEG picture"), (b"GIF8", "a GIF picture"),
+                (b"II*\x00", "a TIFF picture"), (b"MM\x00*", "a TIFF picture"), (b"%PDF", "a PDF document"),
+                (b"PK\x03\x04", "a ZIP archive"))
+
+
+def _check_file_kind(path: Path, what: str) -> None:
+    """Refuse an empty file, and a picture, document, archive or DICOM file whose name says it is a
+    NIfTI/NRRD/MHA image, by what it is (ITK would report a reader or gzip failure instead)."""
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} is an empty file (0 bytes)", path,
+                         "copy or export the file again; the copy or download did not complete")
+    if not path.name.lower().endswith(IMAGE_SUFFIXES):
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:  # unreadable: the image reader below says so, naming the file
+        return
+    kind = next((k for magic, k in _OTHER_KINDS if head.startswith(magic)), None)
+    if kind is None and head[128:132] == b"DICM":
+        raise InputError(f"{what} is a DICOM file, not a NIfTI/NRRD/MHA image (only its name says so)", path,
+                         "pass the folder that holds the exam's DICOM files, or convert them with dcm2niix")
+    if kind is not None:
+        raise InputError(f"{what} is {kind}, not a NIfTI/NRRD/MHA image (only its name says so)", path,
+                         "give the 3D image itself (a screenshot or picture cannot be segmented; dcm2niix "
+                         "converts DICOM to NIfTI)")
+
+
 def _is_nifti2(path: Path) -> bool:
     """True for a NIfTI-2 header (sizeof_hdr 540, either byte order), gzip-compressed or not."""
     import struct
@@ -83,6 +114,9 @@ def _is_nifti2(path: Path) -> bool:
 
 def _check_header(reader: sitk.ImageFileReader, path: Path, what: str) -> None:
     """Refuse implausible geometry from the header alone, before any voxel is allocated."""
+    if reader.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+        raise InputError(f"{what} stores complex voxel values (real and imaginary parts), not MR magnitudes", path,
+                         "export the magnitude image from the scanner or reconstruction")
     size = reader.GetSize()
     n_vox = int(np.prod(size[:3], dtype=np.int64))  # per phase: a 4D file's 4th axis is the phase
     if n_vox > MAX_VOXELS_PER_PHASE:

@@ -78,3 +78,23 @@ def check_xforms_agree(path: Path, what: str) -> None:
                      "differently", path,
                      "re-convert the DICOM with dcm2niix, or make the two agree: keep the one that is right "
                      "(e.g. nibabel: img.set_qform(img.get_sform()), or fslorient -copysform2qform)")
+
+
+def check_voxel_size(path: Path, what: str) -> None:
+    """Refuse a NIfTI-1 file without an sform whose pixdim holds a zero or non-finite voxel size:
+    ITK would read it as 1 mm, a size nobody wrote."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    header = _header_bytes(path)
+    if len(header) < 348 or 348 not in (struct.unpack("<i", header[:4])[0], struct.unpack(">i", header[:4])[0]):
+        return
+    end = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+    if struct.unpack(end + "h", header[254:256])[0] > 0:
+        return  # the sform gives the voxel size
+    pixdim = np.asarray(struct.unpack(end + "3f", header[80:92]), float)
+    if np.all(np.isfinite(pixdim)) and np.all(pixdim != 0):
+        return
+    raise InputError(f"{what} has no voxel size in its header (pixdim {', '.join(f'{v:g}' for v in pixdim)} and "
+                     "no sform), so its size in mm is unknown", path,
+                     "re-convert the DICOM with dcm2niix, or write the voxel size in mm into the header "
+                     "(nibabel: img.header.set_zooms((dx, dy, dz)))")

@@ -257,6 +257,16 @@ def check_table_row(raw: dict, header: list[str], where: str, table: Path) -> No
 
 
 
+def csv_separator_fix(header: Sequence[str], fix: str) -> str:
+    """*fix*, led by the cause when a table's header shows another separator than commas (a
+    spreadsheet saved with semicolons or tabs reads as one column)."""
+    joined = ",".join(header)
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if sep in joined:
+            return f"the file is separated by {name}, not commas: save it as comma-separated CSV; {fix}"
+    return fix
+
+
 def created_dirs(folder: str | os.PathLike) -> list[Path]:
     """Create *folder* (and missing parents); return the folders that were created, deepest first."""
     folder = Path(folder)

@@ -46,16 +46,18 @@ def read_card(card_path: Path) -> dict:
     return card
 
 
-def iter_cards(extra_dirs=None):
-    """(path, card) of every readable model card in the model folders, in search order."""
+def iter_cards(extra_dirs=None, unreadable: list | None = None):
+    """(path, card) of every readable model card in the model folders, in search order; the
+    problem of each unreadable one is appended to *unreadable* when given."""
     for d in model_dirs(extra_dirs):
         if not d.is_dir():
             continue
         for card_path in sorted(d.glob("*.json")):
             try:
                 yield card_path, read_card(card_path)
-            except ModelError:
-                continue
+            except ModelError as exc:
+                if unreadable is not None:
+                    unreadable.append(str(exc))
 
 
 # ----------------------------------------------------------------------------------- summaries

@@ -99,12 +99,21 @@ def import_folder(ctx: bridge.MRMLContext, folder, case_id: str, reference_node,
     paths = {k: Path((files or {}).get(k) or Path(folder) / n) for k, n in names.items()}
     if not paths["classification"].is_file():
         return None
-    try:
-        summary = json.loads(paths["classification"].read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read the classification ({exc})", paths["classification"]) from None
+    summary = read_result_json(paths["classification"], "the classification")
     return import_classification(ctx, summary, read_image(paths["heatmap"], "malignancy heatmap"), reference_node,
                                  nodes)
+
+
+def read_result_json(path: Path, what: str) -> dict:
+    """A JSON object the engine wrote (summary, classification); a damaged file is an InputError naming it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {what} ({exc})", path, "run the engine again into a new folder") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{what} holds a JSON {type(data).__name__}, not the engine's object", path,
+                         "run the engine again into a new folder")
+    return data
 
 
 def show_heatmap(ctx: bridge.MRMLContext, nodes: ClassificationNodes | None, visible: bool = True) -> None:

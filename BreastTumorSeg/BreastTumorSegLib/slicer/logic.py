@@ -237,10 +237,7 @@ class SegmentationLogic:
         paths = {key: Path((files or {}).get(key) or folder / name) for key, name in names.items()}
         label = read_image(paths["label"], "segmentation")
         prob = read_image(paths["probability"], "probability map")
-        try:
-            summary = json.loads(paths["summary"].read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot read the engine's summary ({exc})", paths["summary"]) from None
+        summary = classify_view.read_result_json(paths["summary"], "the engine's summary")
         optional = {key: read_image(paths[key], key) if paths[key].is_file() else None
                     for key in ("subtraction", "breast_mask")}
         self.last_warnings = list(engine_warnings) + result_warnings(summary)
@@ -248,8 +245,12 @@ class SegmentationLogic:
         if registered.is_file():
             outputs = outputs or OutputNodes()
             times = (summary.get("settings") or {}).get("times_min")
-            outputs.registered_phases = self._phase_sequence(sitk.ReadImage(str(registered)), times,
-                                                             reference_node, outputs.registered_phases)
+            phases_4d = read_image(registered, "registered phases")
+            if phases_4d.GetDimension() != 4:
+                raise InputError(f"the registered phases are {phases_4d.GetDimension()}D, not one 4D image",
+                                 registered, "run the segmentation again (it writes every phase on the 4th axis)")
+            outputs.registered_phases = self._phase_sequence(phases_4d, times, reference_node,
+                                                             outputs.registered_phases)
         out = self._fill(label, prob, summary.get("lesions", []), summary.get("model_id", ""),
                          reference_node, outputs, exam, optional["subtraction"], optional["breast_mask"],
                          (summary.get("settings") or {}).get("postprocess"))

@@ -350,9 +350,9 @@ def _reference_geometry_node(ctx: MRMLContext, seg_node):
 def read_seg_nrrd(path: str | os.PathLike, segment_id: str | None = None) -> sitk.Image:
     """Read one segment of a ``.seg.nrrd`` (Slicer's or :func:`..io.segnrrd.write_seg_nrrd`'s) back
     as a uint8 label map on the file's reference grid, through Slicer's own segmentation reader."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("segmentation file does not exist", path, "check the path")
+    from ..io.safety import check_input_path
+
+    path = check_input_path(path, "segmentation")  # missing, a folder, a pipe: named, not handed to Slicer
     ctx = MRMLContext.headless()
     seg_node = ctx.segmentations_logic.LoadSegmentationFromFile(str(path), False)
     if seg_node is None:

@@ -20,7 +20,7 @@ from ..core.values import check_threshold
 from ..io.atomic import atomic_target, sha256_file, write_image, write_json
 from ..io.images import read_mask
 from ..io.safety import (check_input_path, check_output_location, check_paths_exist, check_positive,
-                         check_table_row, created_dirs, exam_locations, remove_empty_dirs)
+                         check_table_row, created_dirs, csv_separator_fix, exam_locations, remove_empty_dirs)
 from .definition import (ARMS, STUDY_FILE, Arm, Case, Grid, Study, check_name, load_study, pseudonyms,
                          reading_order)
 from .model_scores import breast_scores
@@ -47,7 +47,7 @@ def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str], list
         raise InputError(f"cannot read the cases table ({exc})", path, "save it as a UTF-8 CSV file") from None
     if not rows or "case" not in header or "path" not in header:
         raise InputError("the cases table needs a header case,path and one row per case", path,
-                         "write e.g. 'case,path' then 'P001,/data/P001'")
+                         csv_separator_fix(header, "write e.g. 'case,path' then 'P001,/data/P001'"))
     located = []
     for line, raw in enumerate(rows, start=2):
         check_table_row(raw, header, f"line {line}", path)
