@@ -31,6 +31,9 @@ Runs after :func:`~.postprocess.postprocess` on its component image (labels 1..N
    >= ``rescue_min_ml``, elongation <= ``rescue_max_elongation``) when the classifier, given the
    body alone, calls it a tumor: a small tumor with a vessel leaving it, too small to be split in
    step 1, is no longer deleted with its vessel.
+5. **Join** (``join_touching``): kept pieces of one component that touch each other (26-connected,
+   as the label map's components) are one lesion again, measured on the joined piece, so the table
+   has one row per component of the label map (:func:`join_touching`).
 
 Nothing is removed silently: :class:`FPReport` counts removals per reason (``vessel_like``:
 the classifier; ``vessel_branch``: a thin part cut off a lesion and then rejected;
