@@ -31,6 +31,9 @@ Runs after :func:`~.postprocess.postprocess` on its component image (labels 1..N
    >= ``rescue_min_ml``, elongation <= ``rescue_max_elongation``) when the classifier, given the
    body alone, calls it a tumor: a small tumor with a vessel leaving it, too small to be split in
    step 1, is no longer deleted with its vessel.
+5. **Join** (``join_touching``): kept pieces of one component that touch each other (26-connected,
+   as the label map's components) are one lesion again, measured on the joined piece, so the table
+   has one row per component of the label map (:func:`join_touching`).
 
 Nothing is removed silently: :class:`FPReport` counts removals per reason (``vessel_like``:
 the classifier; ``vessel_branch``: a thin part cut off a lesion and then rejected;
@@ -79,6 +82,7 @@ class FPReduceSettings:
     rescue_min_ml: float = 0.1
     rescue_max_elongation: float = 2.5
     classifier: str = DEFAULT_CLASSIFIER
+    join_touching: bool = True  # kept pieces of one component that touch are one lesion (issue 25, join_touching)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -324,6 +328,7 @@ def reduce_false_positives(components: sitk.Image, prob: sitk.Image, phases: lis
     vml = voxel_volume_ml(components)
     kept: list[_Candidate] = []
     removed_from: dict[int, float] = {}
+    judged = []
     for c, f, score in zip(cands, feats, scores):
         keep = score >= clf.threshold
         like = sub_image(components, c.box)
@@ -332,6 +337,10 @@ def reduce_false_positives(components: sitk.Image, prob: sitk.Image, phases: lis
         if not keep and not c.branch and s.rescue_radius_mm > 0:
             c, keep = _second_look(c, like, clf, p_arr, pre, early, late, s, removed_from, vml)
             report.rescued += int(keep)
+        judged.append((c, f, score, keep))
+    if s.join_touching:
+        judged = join_touching(judged, sitk.GetArrayViewFromImage(components))
+    for c, f, score, keep in judged:
         reason = None
         if not keep:
             reason = "vessel_branch" if c.branch else "vessel_like"
@@ -376,6 +385,38 @@ def reduce_false_positives(components: sitk.Image, prob: sitk.Image, phases: lis
     report.kept = len(table)
     report.seconds = time.perf_counter() - t0
     return sitk.Cast(new > 0, sitk.sitkUInt8), table, new, report
+
+
+def join_touching(judged: list, comp_arr: np.ndarray) -> list:
+    """*judged* (candidate, features, score, keep) with the kept pieces of one component that touch
+    each other (26-connected, the connectivity of the label map's components) joined into one
+    candidate: the label map holds them as one lesion, so does the table. A joined piece equal to
+    the whole component is ``whole`` (postprocess's measurements stand); otherwise it is measured
+    anew. Its features and score are those of its largest member (they are only reported)."""
+    out, groups = [], {}
+    for item in judged:
+        if item[3]:
+            groups.setdefault(item[0].parent, []).append(item)
+        else:
+            out.append(item)
+    for parent, items in groups.items():
+        if len(items) == 1:
+            out += items
+            continue
+        c0 = items[0][0]
+        union = np.any([it[0].mask for it in items], axis=0)
+        cc = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(union.astype(np.uint8)), True))
+        whole = np.asarray(comp_arr[c0.box]) == parent
+        for lab in range(1, int(cc.max()) + 1):
+            piece = cc == lab
+            members = [it for it in items if np.any(it[0].mask & piece)]
+            if len(members) == 1:
+                out += members
+                continue
+            big = max(members, key=lambda it: int(it[0].mask.sum()))
+            out.append((dataclasses.replace(c0, mask=piece, branch=False, whole=bool(np.array_equal(piece, whole))),
+                        big[1], big[2], True))
+    return out
 
 
 def _second_look(c: _Candidate, like: sitk.Image, clf: ComponentClassifier, p_arr, pre, early, late,
