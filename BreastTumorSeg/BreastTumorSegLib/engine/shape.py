@@ -48,7 +48,7 @@ def distance_from_mm(mask: np.ndarray, like: sitk.Image) -> np.ndarray:
 # test_orientation_invariance[all axes flipped] fails: a 0.100 mL one-slice piece of the true
 # tumor, split off by fpreduce on the original phantom and not on its flipped copy (the outline's
 # edge ties differ by 2 voxels), is kept (p 0.59) where ITK's rounding flatness (~1e7) had dropped it.
-VOXEL_BOXES = False
+VOXEL_BOXES = True
 
 
 def box_moments(index_zyx: np.ndarray, spacing_xyz) -> np.ndarray:
