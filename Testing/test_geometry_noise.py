@@ -46,13 +46,14 @@ def _label(result) -> np.ndarray:
 # slightly oblique phantom keep a 0.100 mL one-slice speck its flipped copy has not
 # (test_orientation_invariance), and counting such components as infinitely flat instead removed a
 # real one-slice tumor remnant on a coarse grid (test_followup: PR read as CR). The moments of the
-# voxels' boxes (shape.VOXEL_BOXES, stab12) settle the rounding: with them on, these checks pass
-# (the "boxes" cases below), but their rule failed on test_orientation_invariance[all axes flipped]
-# (docs/decisions/shape-boxes-issue25.md), so they are off and the default cases stay expected failures.
-SHAPE_STEP_REVERTED = ("shape.VOXEL_BOXES off by its rule (docs/decisions/shape-boxes-issue25.md): ITK's "
-                       "exact-zero flatness test is the default, so float32 rounding can still flip a one-slice candidate")
-DEFAULT_XFAIL = pytest.mark.xfail(strict=True, reason=SHAPE_STEP_REVERTED)
-SETTINGS = [pytest.param(False, id="default", marks=DEFAULT_XFAIL), pytest.param(True, id="boxes")]
+# voxels' boxes (shape.VOXEL_BOXES, stab12; on since Dec 7, docs/decisions/shape-boxes-issue25.md)
+# settle the rounding: the "default" cases below pass with them. The "itk-moments" cases run the same
+# checks with the setting off (ITK's centre moments and exact-zero test) and are strict expected
+# failures: they document why the setting exists.
+ITK_MOMENTS_FLIP = ("shape.VOXEL_BOXES off: ITK's exact-zero flatness test lets float32 rounding flip a one-slice "
+                    "candidate (docs/decisions/shape-boxes-issue25.md)")
+SETTINGS = [pytest.param(True, id="default"),
+            pytest.param(False, id="itk-moments", marks=pytest.mark.xfail(strict=True, reason=ITK_MOMENTS_FLIP))]
 
 
 @pytest.fixture
