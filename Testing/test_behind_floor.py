@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from BreastTumorSegLib.engine import behind_floor
+from BreastTumorSegLib.kinetics.deep_band import _on_exam
 from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.engine.postprocess import OUTSIDE_BREAST
 from BreastTumorSegLib.preprocess.breast_region import breast_region
@@ -50,7 +51,7 @@ def test_band_lies_behind_the_region_and_holds_the_lost_tumor(exam7012):
     region, ctx = breast_region(pre)
     band_w, rim_w, _ = behind_floor.band_behind_floor(ctx)
     assert rim_w[band_w].any() and not rim_w[~band_w].any()
-    band = behind_floor._on_exam(band_w, ctx["work"], pre)
+    band = _on_exam(band_w, ctx["work"], pre)
     inside = sitk.GetArrayFromImage(region) > 0
     tumor = sitk.GetArrayFromImage(exam7012.tumor_labels) == 1
     assert inside[tumor].mean() < 0.05 and band[tumor].mean() > 0.95

@@ -42,15 +42,13 @@ per exam +0.2-0.3 in four families. No held-out run.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import from_array, resample_to
-from ..kinetics.beside_region import band_box, band_outline, elongation
-from ..kinetics.deep_band import _cut, _on_exam
+from ..core.imageutil import padded_components
+from ..kinetics.beside_region import elongation
+from ..kinetics.deep_band import _cut, add_band_lesions, band_components
 from ..kinetics.ftv import FTVResult, soft_probability
 from ..kinetics.outline import FULL26
 from .fpreduce import DEFAULT_CLASSIFIER, VESSEL_SCALES_MM, component_features, get_classifier, phase_arrays, sub_image
@@ -111,31 +109,21 @@ def behind_floor_lesions(exam, first: FTVResult, settings, maps, context: dict) 
     if got is None:
         return empty, ["behind the floor: no chest-wall level (slab, or none found)"], None
     band_w, rim_w, deep = got
-    band, rim = _on_exam(band_w, context["work"], ref), _on_exam(rim_w, context["work"], ref)
-    sp = np.asarray(ref.GetSpacing())[::-1]
-    pe = maps.array("pe_early")
-    cand = band & (pe >= np.float32(settings.pe_threshold)) & (maps.array("valid") > 0)
-    cand &= sitk.GetArrayViewFromImage(exam.pre) >= np.float32(first.background_threshold)
-    if not cand.any():
+    comps = band_components(exam, first, settings, maps, context, band_w, rim_w)
+    if comps is None:
         return empty, ["behind the floor: no enhancement"], deep
-    box = band_box(cand, sp, 2 * settings.outline_margin_mm + settings.skin_margin_mm + 4.0)
-    found, _ = band_outline(exam, maps, band, band, first, settings, box)
-    before = sitk.GetArrayFromImage(first.outline if first.outline is not None else first.mask)[box] > 0
-    near = ndimage.binary_dilation(before, structure=FULL26)
-    labels, _ = ndimage.label(found, structure=FULL26)
+    box, labels, near, rim, pe = comps
+    sp = np.asarray(ref.GetSpacing())[::-1]
     vox_ml = float(np.prod(sp)) / 1000.0
-    prob_box = soft_probability(found, pe[box], settings.pe_threshold)
+    prob_box = soft_probability(labels > 0, pe[box], settings.pe_threshold)
     phases = phase_arrays(list(exam.phases), exam.effective_times())
-    add = np.zeros(found.shape, bool)
+    add = np.zeros(labels.shape, bool)
     counts = {"added": 0, "joining": 0, "cut": 0, "small, large or weak": 0, "elongated": 0, "vessel-like": 0}
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        comp = labels[sl] == lab
+    for _, sl, comp in padded_components(labels):
         ml = np.count_nonzero(comp) * vox_ml
         if (comp & near[sl]).any():
             counts["joining"] += 1
-        elif _cut(comp, rim[box][sl], vox_ml * 1000.0):
+        elif _cut(comp, rim[sl], vox_ml * 1000.0):
             counts["cut"] += 1
         elif not MIN_ML <= ml <= MAX_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
             counts["small, large or weak"] += 1
@@ -156,21 +144,4 @@ def add_behind_floor(segmenter, exam, prob: sitk.Image, context: dict, region: d
     """The pipeline's step after ``predict``: *prob* with the components kept behind the floor (module
     docstring) and the gate's *region* with its chest-wall level moved back in their columns. Unchanged
     when :data:`BEHIND_FLOOR` is off, for a reader's ROI or seed, or without an FTV outline."""
-    first = getattr(segmenter, "last_result", None)
-    if not BEHIND_FLOOR or options.get("roi") is not None or options.get("seed_lps") is not None \
-            or not isinstance(first, FTVResult) or first.outline is None or region is None or region.get("level") is None:
-        return prob, region
-    maps = segmenter.kinetic_maps(exam)
-    add, notes, deep = behind_floor_lesions(exam, first, segmenter.settings, maps, context)
-    segmenter.last_result = replace(first, notes=list(first.notes) + notes)
-    if not add.any():
-        return prob, region
-    p = sitk.GetArrayFromImage(prob)
-    extra = soft_probability(add, maps.array("pe_early"), segmenter.settings.pe_threshold)
-    new = from_array(np.maximum(p, extra).astype(np.float32), exam.reference)
-    work = context["work"]
-    cols = ndimage.binary_dilation(sitk.GetArrayFromImage(resample_to(
-        from_array(add.astype(np.uint8), exam.reference), work, sitk.sitkNearestNeighbor)).any(axis=1), iterations=1)
-    level = np.asarray(region["level"], float).copy()
-    level[cols] = np.maximum(level[cols], deep[cols] - region.get("chest_margin_mm", 0.0) / work.GetSpacing()[1])
-    return new, dict(region, level=level)
+    return add_band_lesions(segmenter, exam, prob, context, region, options, BEHIND_FLOOR, behind_floor_lesions)

@@ -99,6 +99,28 @@ def _cut(comp: np.ndarray, rim: np.ndarray, vox_mm3: float) -> bool:
     return contact > MAX_CONTACT * np.pi * r * r
 
 
+def band_components(exam, first: FTVResult, settings, maps, context: dict, band_w: np.ndarray, rim_w: np.ndarray):
+    """The first run's thresholds outlined inside a band behind the breast region (*band_w*, its outer
+    layer *rim_w*: work-grid arrays of ``context``), in the box around the band's enhancing voxels:
+    ``(box, labels, near, rim, pe)`` -- the outline's 26-connected components in the box, the first
+    outline grown by one voxel and the outer layer (both in the box), the early PE on the exam grid --
+    or None when nothing in the band enhances above the first run's thresholds."""
+    ref = exam.reference
+    band, rim = _on_exam(band_w, context["work"], ref), _on_exam(rim_w, context["work"], ref)
+    sp = np.asarray(ref.GetSpacing())[::-1]
+    pe = maps.array("pe_early")
+    cand = band & (pe >= np.float32(settings.pe_threshold)) & (maps.array("valid") > 0)
+    cand &= sitk.GetArrayViewFromImage(exam.pre) >= np.float32(first.background_threshold)
+    if not cand.any():
+        return None
+    box = band_box(cand, sp, 2 * settings.outline_margin_mm + settings.skin_margin_mm + 4.0)
+    found, _ = band_outline(exam, maps, band, band, first, settings, box)
+    before = sitk.GetArrayFromImage(first.outline if first.outline is not None else first.mask)[box] > 0
+    near = ndimage.binary_dilation(before, structure=FULL26)
+    labels, _ = ndimage.label(found, structure=FULL26)
+    return box, labels, near, rim[box], pe
+
+
 def deep_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """(components to add on the exam grid, notes, the band's deep limit per work column or None)."""
     ref = exam.reference
@@ -107,25 +129,18 @@ def deep_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple
     if got is None:
         return empty, ["deep band: no lung-based floor deeper than the region's"], None
     band_w, rim_w, deep = got
-    band, rim = _on_exam(band_w, context["work"], ref), _on_exam(rim_w, context["work"], ref)
-    sp = np.asarray(ref.GetSpacing())[::-1]
-    pe = maps.array("pe_early")
-    cand = band & (pe >= np.float32(settings.pe_threshold)) & (maps.array("valid") > 0)
-    cand &= sitk.GetArrayViewFromImage(exam.pre) >= np.float32(first.background_threshold)
-    if not cand.any():
+    comps = band_components(exam, first, settings, maps, context, band_w, rim_w)
+    if comps is None:
         return empty, ["deep band: no enhancement"], deep
-    box = band_box(cand, sp, 2 * settings.outline_margin_mm + settings.skin_margin_mm + 4.0)
-    found, _ = band_outline(exam, maps, band, band, first, settings, box)
-    before = sitk.GetArrayFromImage(first.outline if first.outline is not None else first.mask)[box] > 0
-    near = ndimage.binary_dilation(before, structure=FULL26)
-    labels, _ = ndimage.label(found, structure=FULL26)
+    box, labels, near, rim, pe = comps
+    sp = np.asarray(ref.GetSpacing())[::-1]
     vox_ml = float(np.prod(sp)) / 1000.0
-    add = np.zeros(found.shape, bool)
+    add = np.zeros(labels.shape, bool)
     counts = {"added": 0, "joining": 0, "cut": 0, "elongated": 0, "small or weak": 0}
     for _, sl, comp in padded_components(labels):
         if (comp & near[sl]).any():
             counts["joining"] += 1
-        elif _cut(comp, rim[box][sl], vox_ml * 1000.0):
+        elif _cut(comp, rim[sl], vox_ml * 1000.0):
             counts["cut"] += 1
         elif np.count_nonzero(comp) * vox_ml < MIN_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
             counts["small or weak"] += 1
@@ -144,12 +159,22 @@ def add_deep_lesions(segmenter, exam, prob: sitk.Image, context: dict, region: d
     """The pipeline's step after ``predict``: *prob* with the deep band's lesions (module docstring)
     and the gate's *region* with its chest-wall level moved back in their columns. Unchanged when
     :data:`DEEP_BAND` is off, for a reader's ROI or seed, or without an FTV outline."""
+    return add_band_lesions(segmenter, exam, prob, context, region, options, DEEP_BAND, deep_lesions)
+
+
+def add_band_lesions(segmenter, exam, prob: sitk.Image, context: dict, region: dict | None, options: dict,
+                     enabled: bool, find) -> tuple[sitk.Image, dict | None]:
+    """A band step after ``predict``: ``find(exam, first, settings, maps, context)`` gives the components
+    to add (exam grid), notes and the band's deep end per work column (-1 where there is none); *prob*
+    gets them with the first run's probability rule and the gate's *region* its chest-wall level moved
+    back to the deep end in their columns (one column around them). Unchanged when not *enabled*, for a
+    reader's ROI or seed, or without an FTV outline."""
     first = getattr(segmenter, "last_result", None)
-    if not DEEP_BAND or options.get("roi") is not None or options.get("seed_lps") is not None \
+    if not enabled or options.get("roi") is not None or options.get("seed_lps") is not None \
             or not isinstance(first, FTVResult) or first.outline is None or region is None or region.get("level") is None:
         return prob, region
     maps = segmenter.kinetic_maps(exam)
-    add, notes, deep = deep_lesions(exam, first, segmenter.settings, maps, context)
+    add, notes, deep = find(exam, first, segmenter.settings, maps, context)
     segmenter.last_result = replace(first, notes=list(first.notes) + notes)
     if not add.any():
         return prob, region
