@@ -21,6 +21,7 @@ from ..kinetics.ftv import (SEGMENTER_OUTLINE_PE, SEGMENTER_SKIN_MARGIN_MM, SEGM
                             functional_tumor_volume, lesion_kinetics, roi_array, soft_probability)
 from ..kinetics.beside_region import lesions_beside_region
 from ..kinetics.outline_shells import shell_lesions
+from ..kinetics.dark_lesions import dark_lesions
 from ..kinetics.maps import KineticMaps, KineticSettings, compute_kinetic_maps
 from ..kinetics.seeded import SeededSettings, segment_from_seed
 
@@ -71,6 +72,7 @@ class FTVSegmenter:
     default_outline_island_min_pe = 0.0  # compact islands the vessel opening removed (kinetics/outline_islands.py)
     default_outline_local = "off"  # growth above the level of the tissue around each outline component (kinetics/outline_local.py)
     default_outline_shell_min_pe = 0.0  # > 0: rim / necrotic tumors whose strong shell the vessel opening removed (kinetics/outline_shells.py)
+    default_dark_lesion_min_pe = 0.0  # > 0: compact tumors dark before contrast (kinetics/dark_lesions.py)
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -95,6 +97,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("outline_island_min_pe", self.default_outline_island_min_pe)
         chosen["ftv"].setdefault("outline_local", self.default_outline_local)
         chosen["ftv"].setdefault("outline_shell_min_pe", self.default_outline_shell_min_pe)
+        chosen["ftv"].setdefault("dark_lesion_min_pe", self.default_dark_lesion_min_pe)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
@@ -182,6 +185,8 @@ class FTVSegmenter:
             res = _with_added(res, *lesions_beside_region(exam, roi_mask, res, settings, maps))
         if res.outline is not None and settings.outline_shell_min_pe > 0:  # rim / necrotic shells (kinetics/outline_shells.py)
             res = _with_added(res, *shell_lesions(exam, roi_mask, res, settings, maps))
+        if res.outline is not None and settings.dark_lesion_min_pe > 0:  # tumors dark before contrast (kinetics/dark_lesions.py)
+            res = _with_added(res, *dark_lesions(exam, roi_mask, res, settings, maps))
         self.last_result = res
         inside = sitk.GetArrayViewFromImage(res.mask if res.outline is None else res.outline) > 0
         pe = maps.array("pe_early")
