@@ -247,10 +247,11 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # held-out 5048-5055, once: irregular 5/12 -> 6/12, median Dice 0.069 -> 0.274, nothing lower, no FP up);
     # FTVOutlineSegmenter(outline_shell_min_pe=0) turns it off.
     default_outline_shell_min_pe = 100.0
-    # Compact tumors dark before contrast, a separate path beside FTV's background condition (kinetics/dark_lesions.py):
-    # development 7000-7009 passed the rule of docs/decisions/dark-before-contrast-issue25.md (randomized lesions
-    # 7/13 -> 8/13, nothing else changed); held-out 5056-5063 in that record. FTVOutlineSegmenter(dark_lesion_min_pe=0) turns it off.
-    default_dark_lesion_min_pe = 140.0
+    # Compact tumors dark before contrast, a separate path beside FTV's background condition (kinetics/dark_lesions.py)
+    # stays OFF (0 inherited from FTVSegmenter): it passed development 7000-7009 under the rule of
+    # docs/decisions/dark-before-contrast-issue25.md (randomized lesions 7/13 -> 8/13, nothing else changed) but on
+    # held-out 5056-5063 (once) no family gained a lesion (every exam identical), so condition 1 failed;
+    # FTVOutlineSegmenter(dark_lesion_min_pe=140.0) turns it on.
 
     def _card(self) -> dict:
         card = super()._card()
