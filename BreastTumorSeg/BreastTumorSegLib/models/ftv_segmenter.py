@@ -21,6 +21,7 @@ from ..kinetics.ftv import (SEGMENTER_OUTLINE_PE, SEGMENTER_SKIN_MARGIN_MM, SEGM
                             functional_tumor_volume, lesion_kinetics, roi_array, soft_probability)
 from ..kinetics.beside_region import lesions_beside_region
 from ..kinetics.outline_shells import shell_lesions
+from ..kinetics.outline_hull import hull_lesions
 from ..kinetics.maps import KineticMaps, KineticSettings, compute_kinetic_maps
 from ..kinetics.seeded import SeededSettings, segment_from_seed
 
@@ -71,6 +72,7 @@ class FTVSegmenter:
     default_outline_island_min_pe = 0.0  # compact islands the vessel opening removed (kinetics/outline_islands.py)
     default_outline_local = "off"  # growth above the level of the tissue around each outline component (kinetics/outline_local.py)
     default_outline_shell_min_pe = 0.0  # > 0: rim / necrotic tumors whose strong shell the vessel opening removed (kinetics/outline_shells.py)
+    default_outline_hull_mm = 0.0  # > 0: what each outline component's closing encloses joins it (kinetics/outline_hull.py)
 
     def __init__(self, **kwargs):
         groups = {"ftv": FTVSettings, "kinetics": KineticSettings, "seeded": SeededSettings}
@@ -95,6 +97,7 @@ class FTVSegmenter:
         chosen["ftv"].setdefault("outline_island_min_pe", self.default_outline_island_min_pe)
         chosen["ftv"].setdefault("outline_local", self.default_outline_local)
         chosen["ftv"].setdefault("outline_shell_min_pe", self.default_outline_shell_min_pe)
+        chosen["ftv"].setdefault("outline_hull_mm", self.default_outline_hull_mm)
         self.settings = FTVSettings(**chosen["ftv"])
         self.kinetic_settings = KineticSettings(**chosen["kinetics"])
         self.seeded_settings = SeededSettings(**chosen["seeded"])
@@ -182,6 +185,8 @@ class FTVSegmenter:
             res = _with_added(res, *lesions_beside_region(exam, roi_mask, res, settings, maps))
         if res.outline is not None and settings.outline_shell_min_pe > 0:  # rim / necrotic shells (kinetics/outline_shells.py)
             res = _with_added(res, *shell_lesions(exam, roi_mask, res, settings, maps))
+        if res.outline is not None and settings.outline_hull_mm > 0:  # the inside of each found tumor (kinetics/outline_hull.py)
+            res = _with_added(res, *hull_lesions(exam, res, settings, maps))
         self.last_result = res
         inside = sitk.GetArrayViewFromImage(res.mask if res.outline is None else res.outline) > 0
         pe = maps.array("pe_early")
