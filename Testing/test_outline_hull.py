@@ -69,7 +69,7 @@ def test_a_mixed_tumors_moderate_parts_are_filled_in_the_whole_segmenter():
     phases = [sitk.GetImageFromArray((100 * (1 + pe * g) + rng.normal(0, 1.5, SHAPE)).astype(np.float32))
               for g in CURVE]
     exam = DCEExam(phases, list(TIMES), case_id="mixed")
-    off_seg, on_seg = FTVOutlineSegmenter(), FTVOutlineSegmenter(outline_hull_mm=4.0)
+    off_seg, on_seg = FTVOutlineSegmenter(outline_hull_mm=0.0), FTVOutlineSegmenter(outline_hull_mm=4.0)
     off_seg.predict(exam, None)
     prob = on_seg.predict(exam, None)
     off = sitk.GetArrayFromImage(off_seg.last_result.outline) > 0
@@ -132,7 +132,7 @@ def test_a_tumor_free_exam_is_unchanged_and_a_negative_radius_is_refused():
     bpe[xx_strip()] = 0.3
     phases = [sitk.GetImageFromArray((100 * (1 + bpe * g) + rng.normal(0, 1.5, SHAPE)).astype(np.float32)) for g in CURVE]
     exam = DCEExam(phases, list(TIMES), case_id="free")
-    off = sitk.GetArrayFromImage(FTVOutlineSegmenter().predict(exam, None))
+    off = sitk.GetArrayFromImage(FTVOutlineSegmenter(outline_hull_mm=0.0).predict(exam, None))
     on = sitk.GetArrayFromImage(FTVOutlineSegmenter(outline_hull_mm=4.0).predict(exam, None))
     assert np.array_equal(off, on)
     with pytest.raises(InputError, match="outline_hull_mm"):
@@ -143,5 +143,9 @@ def xx_strip():
     return _grid()[2] >= 56
 
 
-def test_off_by_default():
-    assert FTVOutlineSegmenter().settings.outline_hull_mm == 0.0
+def test_default_follows_the_decision_record():
+    """docs/decisions/hull-fill-issue25.md: on (6 mm) in "ftv-outline" only while its rule holds; "ftv" never."""
+    from BreastTumorSegLib.models.ftv_segmenter import FTVSegmenter
+
+    assert FTVOutlineSegmenter().settings.outline_hull_mm == 6.0
+    assert FTVSegmenter().settings.outline_hull_mm == 0.0
