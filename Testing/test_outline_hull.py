@@ -144,8 +144,8 @@ def xx_strip():
 
 
 def test_default_follows_the_decision_record():
-    """docs/decisions/hull-fill-issue25.md: on (6 mm) in "ftv-outline" only while its rule holds; "ftv" never."""
+    """docs/decisions/hull-fill-issue25.md: off in "ftv-outline" (it failed its held-out rule) and in "ftv"."""
     from BreastTumorSegLib.models.ftv_segmenter import FTVSegmenter
 
-    assert FTVOutlineSegmenter().settings.outline_hull_mm == 6.0
+    assert FTVOutlineSegmenter().settings.outline_hull_mm == 0.0
     assert FTVSegmenter().settings.outline_hull_mm == 0.0

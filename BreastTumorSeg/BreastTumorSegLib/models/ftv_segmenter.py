@@ -247,10 +247,10 @@ class FTVOutlineSegmenter(FTVSegmenter):
     # held-out 5048-5055, once: irregular 5/12 -> 6/12, median Dice 0.069 -> 0.274, nothing lower, no FP up);
     # FTVOutlineSegmenter(outline_shell_min_pe=0) turns it off.
     default_outline_shell_min_pe = 100.0
-    # The inside of each found tumor (kinetics/outline_hull.py): on by the development rule of
-    # docs/decisions/hull-fill-issue25.md (7000-7009: recall heterogeneous 0.676 -> 0.709, irregular 0.613 -> 0.648,
-    # no family lower, no FP up), pending its held-out run; FTVOutlineSegmenter(outline_hull_mm=0) turns it off.
-    default_outline_hull_mm = 6.0
+    # The inside of each found tumor (kinetics/outline_hull.py) stays off (0 inherited from FTVSegmenter): it passed the
+    # development rule of docs/decisions/hull-fill-issue25.md (7000-7009: recall heterogeneous 0.676 -> 0.709, irregular
+    # 0.613 -> 0.648) and failed held-out 5056-5063 (recall heterogeneous 0.723 -> 0.792, irregular 0.414 -> 0.456, but
+    # randomized FP lesions/exam median 0.5 -> 1, mean 2.75 -> 3.12); FTVOutlineSegmenter(outline_hull_mm=6) turns it on.
 
     def _card(self) -> dict:
         card = super()._card()
