@@ -152,6 +152,7 @@ class FTVSettings:
     outline_local: str = "off"  # "level"/"edge": growth above the level of the tissue around each outline component (outline_local.py)
     outline_shell_min_pe: float = 0.0  # > 0: rim / necrotic tumors' strong shells the vessel opening removed seed the outline (outline_shells.py)
     dark_lesion_min_pe: float = 0.0  # > 0: compact tumors dark before contrast enhancing this much seed the outline (dark_lesions.py)
+    outline_hull_mm: float = 0.0  # > 0: what each outline component's closing by this ball encloses joins it (outline_hull.py)
 
     def __post_init__(self):
         for name in ("background_fraction", "background_fraction_no_fat_sat"):
