@@ -12,7 +12,10 @@ classifier must not go blind where it does, so its region does not *depend* on t
   the same depth rule as the lesion gate of :mod:`.postprocess`), plus :data:`LATERAL_MARGIN_MM`
   further out, where breast tissue wraps around the curved chest wall (the lateral breast and
   its axillary tail lie well behind the level of the sternum); where the chest wall is not in
-  the field of view (coronal slab) the whole body;
+  the field of view (coronal slab) the whole body; with :data:`LUNG_REGION` (version 6's trial,
+  ``docs/decisions/classify-v6-region.md``), lateral of the central band (every column of a
+  one-breast exam), back to the chest wall found from the lungs
+  (:func:`~..preprocess.lung_level.lung_limit`) where that is deeper;
 * the breast mask only as a **hint**: its voxels are always in the region (a mask that reaches
   further is believed there), never the only source of it;
 * a **lesion mask** (e.g. ``segment``'s result) inside the body is always in the region, unless
