@@ -115,8 +115,11 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, help="family:seeds[,family:seeds] (training / development seeds)")
     p.add_argument("--cache-dir", type=Path, required=True, help="records with main's region")
     p.add_argument("--lung-cache-dir", type=Path, required=True, help="records with the region to the lungs")
+    p.add_argument("--keep-statistics", action="store_true",
+                   help="with the lungs' region, each breast's statistics from main's region (LUNG_KEEPS_STATISTICS)")
     p.add_argument("--no-diagnosis", action="store_true", help="only cache the records (e.g. evaluation exams)")
     a = p.parse_args(argv)
+    classify_region.LUNG_KEEPS_STATISTICS = a.keep_statistics
     counts = {False: Counter(), True: Counter()}
     n_mal = {False: 0, True: 0}
     spec = [(f, parse_seeds(s)) for f, _, s in (v.partition(":") for v in a.data.split(","))] if a.no_diagnosis \

@@ -42,6 +42,9 @@ from ..preprocess.lung_level import lung_limit
 # region reaches back to the chest wall found from the lungs (:func:`..preprocess.lung_level.lung_limit`:
 # the lung front less its WALL_MM) where that is deeper than the breast mask's level + margins.
 LUNG_REGION = False
+# With LUNG_REGION: each breast's statistics (background percentile, candidate threshold, MIP level)
+# still come from main's region; the lungs only widen where candidates are found (a second trial).
+LUNG_KEEPS_STATISTICS = False
 POSTERIOR_MARGIN_MM = 10.0  # beyond the chest-wall level + the breast mask's own margin, near the midline
 LATERAL_MARGIN_MM = 30.0  # the same, lateral of the central band: the breast wraps around the chest wall
 CENTRAL_HALF_WIDTH_MM = 40.0  # the band behind the sternum (heart, mediastinum); as BreastMaskLimits
@@ -136,10 +139,11 @@ def lesions_in_body(pre: sitk.Image, context: dict, lesion_mask: sitk.Image) -> 
 
 
 def classification_sides(pre: sitk.Image, breast: np.ndarray, context: dict,
-                         lesion_mask: sitk.Image | None = None) -> tuple[np.ndarray, dict]:
+                         lesion_mask: sitk.Image | None = None, lungs: bool | None = None) -> tuple[np.ndarray, dict]:
     """uint8 (z, y, x) on *pre*'s grid: 1 = left breast, 2 = right breast, 0 = not looked at; and
-    what decided it (module docstring). *breast*: the breast mask (bool, the hint)."""
-    anterior = anterior_body(pre, context)
+    what decided it (module docstring). *breast*: the breast mask (bool, the hint); *lungs*: as
+    :func:`anterior_body`."""
+    anterior = anterior_body(pre, context, lungs=lungs)
     region = breast.copy() if anterior is None else (anterior | breast)
     n_lesion = 0
     if lesion_mask is not None:
