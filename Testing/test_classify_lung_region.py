@@ -64,3 +64,20 @@ def test_deep_malignant_lesion_becomes_a_candidate_and_the_heart_does_not(deep_l
     assert np.array_equal(on_gate, lesions_in_body(ph.exam.pre, context, lab))
     assert np.array_equal(anterior_body(ph.exam.pre, context, lungs=False),
                           anterior_body(ph.exam.pre, context))  # off by default
+
+
+def test_keeping_the_statistics_of_main_region(deep_lesion, monkeypatch):
+    """LUNG_KEEPS_STATISTICS (the second trial): the lesion behind main's region is still found, and
+    every breast's background level is main's (read on main's region, not on the larger one)."""
+    from BreastTumorSegLib.models.classifier import FEATURES
+
+    ph = deep_lesion
+    bg = FEATURES.index("background_pe")
+    _, off_cands, _, _ = _analysed(ph, False, monkeypatch)
+    monkeypatch.setattr(classify_region, "LUNG_KEEPS_STATISTICS", True)
+    _, keep_cands, keep_y, _ = _analysed(ph, True, monkeypatch)
+    assert any(y for c, y in zip(keep_cands, keep_y) if c.side == "left")
+    for side in ("left", "right"):
+        main = {round(float(c.features[bg]), 6) for c in off_cands if c.side == side}
+        kept = {round(float(c.features[bg]), 6) for c in keep_cands if c.side == side}
+        assert kept == main and len(main) == 1
