@@ -88,6 +88,8 @@ def test_training_refuses_held_out_families_and_seeds():
         parse_data("malignancy:4990-5000")
     with pytest.raises(InputError, match="5100-5129"):  # the fresh evaluation set too
         parse_data("malignancy-randomized:5125-5129")
+    with pytest.raises(InputError, match="5200-5229"):  # and the third (Dec 7, classify-v6-region.md)
+        parse_data("malignancy:5229")
 
 
 def test_operating_threshold_maximises_sensitivity_plus_specificity_and_reaches_the_card(tmp_path):

@@ -65,6 +65,7 @@ from ..preprocess.breast_region import breast_region
 from ..preprocess.registration import register_exam
 from .classify_context import context_features
 from .classify_mip import candidate_footprint, exam_mips, mip_feature_rows, projection_axis, second_subtraction_index
+from . import classify_region
 from .classify_region import classification_sides, lesions_in_body
 
 SIDE_CODES = {"left": "L", "right": "R"}
@@ -268,9 +269,12 @@ def _finite(value: float, default: float) -> float:
     return float(value) if math.isfinite(value) else default
 
 
-def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | None = None) -> list[Candidate]:
+def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | None = None,
+                    stats_sides: np.ndarray | None = None) -> list[Candidate]:
     """The enhancing candidates of every breast (module docstring, step 4) with their features;
-    *hint*: the breast mask (bool), whose share of each candidate is its last feature (1 without)."""
+    *hint*: the breast mask (bool), whose share of each candidate is its last feature (1 without);
+    *stats_sides*: where each breast's background, threshold and MIP level are read (*sides*
+    without; :data:`.classify_region.LUNG_KEEPS_STATISTICS`)."""
     pre = exam.pre
     spacing_zyx = np.asarray(pre.GetSpacing())[::-1]
     vox_ml = voxel_volume_ml(pre)
@@ -282,10 +286,11 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
         breast = sides == code
         if not breast.any():
             continue
-        background = max(float(np.percentile(pe[breast & valid], BACKGROUND_PERCENTILE)), 0.0) \
-            if (breast & valid).any() else 0.0
+        stats = breast if stats_sides is None or not (stats_sides == code).any() else stats_sides == code
+        background = max(float(np.percentile(pe[stats & valid], BACKGROUND_PERCENTILE)), 0.0) \
+            if (stats & valid).any() else 0.0
         threshold = max(MIN_THRESHOLD_PE, background + ABOVE_BACKGROUND_PE)
-        mip_p95 = breast_mip_p95(pe, breast & valid)
+        mip_p95 = breast_mip_p95(pe, stats & valid)
         lab, n = ndimage.label(breast & valid & (pe >= threshold), structure=np.ones((3, 3, 3)))
         if n == 0:
             continue
@@ -359,13 +364,16 @@ def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | N
         mask_img, context = breast_region(exam.pre, laterality=laterality)
         hint = sitk.GetArrayFromImage(mask_img) > 0
         sides, context["classification_region"] = classification_sides(exam.pre, hint, context, lesion_mask)
+        stats_sides = None
+        if classify_region.LUNG_REGION and classify_region.LUNG_KEEPS_STATISTICS:
+            stats_sides, _ = classification_sides(exam.pre, hint, context, lesion_mask, lungs=False)
         if lesion_mask is not None:  # a lesion segment found inside the body counts as breast for the hint
             hint |= (sides > 0) & lesions_in_body(exam.pre, context, lesion_mask)
         context["breast_hint"] = hint
     with reporter.stage("kinetics"):
         maps = compute_kinetic_maps(exam)
     with reporter.stage("candidates"):
-        cands = find_candidates(exam, maps, sides, hint)
+        cands = find_candidates(exam, maps, sides, hint, stats_sides)
     return exam, sides, cands, maps, context
 
 

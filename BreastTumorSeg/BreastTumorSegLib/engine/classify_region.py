@@ -12,7 +12,10 @@ classifier must not go blind where it does, so its region does not *depend* on t
   the same depth rule as the lesion gate of :mod:`.postprocess`), plus :data:`LATERAL_MARGIN_MM`
   further out, where breast tissue wraps around the curved chest wall (the lateral breast and
   its axillary tail lie well behind the level of the sternum); where the chest wall is not in
-  the field of view (coronal slab) the whole body;
+  the field of view (coronal slab) the whole body; with :data:`LUNG_REGION` (version 6's trial,
+  ``docs/decisions/classify-v6-region.md``), lateral of the central band (every column of a
+  one-breast exam), back to the chest wall found from the lungs
+  (:func:`~..preprocess.lung_level.lung_limit`) where that is deeper;
 * the breast mask only as a **hint**: its voxels are always in the region (a mask that reaches
   further is believed there), never the only source of it;
 * a **lesion mask** (e.g. ``segment``'s result) inside the body is always in the region, unless
@@ -33,7 +36,15 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..core.imageutil import resample_to
+from ..preprocess.lung_level import lung_limit
 
+# Version 6's trial (issue 29, docs/decisions/classify-v6-region.md): lateral of the central band the
+# region reaches back to the chest wall found from the lungs (:func:`..preprocess.lung_level.lung_limit`:
+# the lung front less its WALL_MM) where that is deeper than the breast mask's level + margins.
+LUNG_REGION = False
+# With LUNG_REGION: each breast's statistics (background percentile, candidate threshold, MIP level)
+# still come from main's region; the lungs only widen where candidates are found (a second trial).
+LUNG_KEEPS_STATISTICS = False
 POSTERIOR_MARGIN_MM = 10.0  # beyond the chest-wall level + the breast mask's own margin, near the midline
 LATERAL_MARGIN_MM = 30.0  # the same, lateral of the central band: the breast wraps around the chest wall
 CENTRAL_HALF_WIDTH_MM = 40.0  # the band behind the sternum (heart, mediastinum); as BreastMaskLimits
@@ -46,10 +57,33 @@ def _on_grid(arr: np.ndarray, work: sitk.Image, like: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(resample_to(img, like, sitk.sitkNearestNeighbor)) > 0
 
 
-def anterior_body(pre: sitk.Image, context: dict, lateral_mm: float = LATERAL_MARGIN_MM) -> np.ndarray | None:
+def _lung_columns(work: sitk.Image, body: np.ndarray, context: dict, lateral: np.ndarray) -> np.ndarray | None:
+    """Float (z, x): the deepest row the lungs allow (:func:`lung_limit`) in the columns *lateral* of
+    the central band, NaN elsewhere; None without lungs. Without a midline (one breast in the field of
+    view) the medial side is the grid's border beyond the other breast: the lung front is followed
+    from the lateral side inwards (:func:`lung_limit`)."""
+    layout = context.get("layout") or {}
+    mid = layout.get("midline_x")
+    if mid is not None:
+        x_mid = (mid - work.GetOrigin()[0]) / work.GetSpacing()[0]
+    elif layout.get("unilateral_side") in ("left", "right"):  # LPS: the patient's left is +x
+        x_mid = 0.0 if layout["unilateral_side"] == "left" else float(body.shape[2])
+    else:
+        xs = np.nonzero(body.any(axis=(0, 1)))[0]
+        x_mid = 0.5 * float(xs.min() + xs.max())
+    limit = lung_limit(work, body, x_mid)
+    if limit is None:
+        return None
+    limit[:, ~lateral] = np.nan
+    return limit
+
+
+def anterior_body(pre: sitk.Image, context: dict, lateral_mm: float = LATERAL_MARGIN_MM,
+                  lungs: bool | None = None) -> np.ndarray | None:
     """Bool (z, y, x) on *pre*'s grid: body voxels in front of the chest wall + margins (the whole
     body where the chest wall is unknown); None when the context has no body. *lateral_mm*: the
-    margin lateral of the central band."""
+    margin lateral of the central band. *lungs* (None: :data:`LUNG_REGION`): lateral of the central
+    band, down to the lungs' limit where that is deeper (:func:`_lung_columns`)."""
     body, work = context.get("body"), context.get("work")
     if body is None or work is None or not np.any(body):
         return None
@@ -57,11 +91,20 @@ def anterior_body(pre: sitk.Image, context: dict, lateral_mm: float = LATERAL_MA
     level = context.get("level")
     if level is not None:
         margin = np.full(body.shape[2], POSTERIOR_MARGIN_MM)
-        mid = (context.get("layout") or {}).get("midline_x")
+        layout = context.get("layout") or {}
+        mid = layout.get("midline_x")
+        lateral = np.zeros(body.shape[2], bool)
         if mid is not None:
             x_of = work.GetOrigin()[0] + work.GetSpacing()[0] * np.arange(body.shape[2])
-            margin[np.abs(x_of - mid) > CENTRAL_HALF_WIDTH_MM] = lateral_mm
+            lateral = np.abs(x_of - mid) > CENTRAL_HALF_WIDTH_MM
+            margin[lateral] = lateral_mm
+        elif layout.get("unilateral_side") in ("left", "right"):  # one breast: no sternum in view
+            lateral[:] = True
         limit = level + (context.get("chest_margin_mm", 0.0) + margin[None, :]) / work.GetSpacing()[1]
+        if (LUNG_REGION if lungs is None else lungs) and lateral.any():
+            deep = _lung_columns(work, body, context, lateral)
+            if deep is not None:
+                limit = np.where(np.isfinite(deep) & (deep > limit), deep, limit)
         rows = np.arange(body.shape[1])[None, :, None]
         body = body & (rows <= limit[:, None, :])
     return _on_grid(body, work, pre)
@@ -91,15 +134,16 @@ def lesions_in_body(pre: sitk.Image, context: dict, lesion_mask: sitk.Image) -> 
     depth rule of ``segment``'s lesion gate, so a segmented heart or mediastinum never counts)."""
     les = sitk.GetArrayFromImage(resample_to(sitk.Cast(lesion_mask > 0, sitk.sitkUInt8), pre,
                                              sitk.sitkNearestNeighbor)) > 0
-    allowed = anterior_body(pre, context, lateral_mm=POSTERIOR_MARGIN_MM)
+    allowed = anterior_body(pre, context, lateral_mm=POSTERIOR_MARGIN_MM, lungs=False)
     return les if allowed is None else les & allowed
 
 
 def classification_sides(pre: sitk.Image, breast: np.ndarray, context: dict,
-                         lesion_mask: sitk.Image | None = None) -> tuple[np.ndarray, dict]:
+                         lesion_mask: sitk.Image | None = None, lungs: bool | None = None) -> tuple[np.ndarray, dict]:
     """uint8 (z, y, x) on *pre*'s grid: 1 = left breast, 2 = right breast, 0 = not looked at; and
-    what decided it (module docstring). *breast*: the breast mask (bool, the hint)."""
-    anterior = anterior_body(pre, context)
+    what decided it (module docstring). *breast*: the breast mask (bool, the hint); *lungs*: as
+    :func:`anterior_body`."""
+    anterior = anterior_body(pre, context, lungs=lungs)
     region = breast.copy() if anterior is None else (anterior | breast)
     n_lesion = 0
     if lesion_mask is not None:

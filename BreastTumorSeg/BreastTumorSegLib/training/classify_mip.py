@@ -36,7 +36,11 @@ SIDES = ("left", "right")
 
 
 def _analyse(family: str, seed: int) -> dict:
-    ph = make_class_exam(family, seed)
+    return analyse_phantom(make_class_exam(family, seed))
+
+
+def analyse_phantom(ph) -> dict:
+    """The record of :func:`mip_record` for an exam already generated (*ph*, a phantom with truth)."""
     exam, sides, cands, maps, context = exam_candidates(ph.exam, register=False)
     x, y, where = candidate_labels(ph, cands)
     post = sitk.GetArrayFromImage(exam.phases[second_subtraction_index(exam.n_phases)])
