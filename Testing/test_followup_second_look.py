@@ -94,3 +94,16 @@ def test_a_new_lesion_stays_new():
     res = _followup([v.exam for v in series.visits], series, second_look=ON)
     assert not any(SECOND_LOOK_FLAG in les.flags for les in res.visits[0].lesions)
     assert any(t.first_visit == 1 for t in res.tracks) and res.table["exams"][1]["recist"] == "PD"
+
+
+@pytest.mark.xfail(strict=True, reason="known limit (docs/decisions/followup-prior-look-issue31.md): beyond the breast "
+                   "region the FTV rule takes non-tumor enhancement in the place of a gone tumor at the region's edge")
+def test_a_gone_tumor_at_the_regions_edge_stays_disappeared_full_size():
+    """Ellipse development seed 6001 (full size, as bench_followup makes it): the tumor, mostly outside the
+    breast region, disappears at visit 2 (truth CR). With the second look on it must stay CR."""
+    series = make_visit_series("ellipse", 6001, n_visits=2)
+    assert series.fates == ["disappear"]
+    off = _followup([v.exam for v in series.visits], series, device="cpu")
+    assert off.table["exams"][1]["recist"] == "CR"  # the plain follow-up is right
+    res = _followup([v.exam for v in series.visits], series, device="cpu", second_look=ON)
+    assert res.table["exams"][1]["recist"] == "CR" and not res.tracks[0].members.get(1)
