@@ -64,6 +64,7 @@ from BreastTumorSegLib.followup.measure import MeasureSettings  # noqa: E402
 from BreastTumorSegLib.followup.guided import GuidedSettings  # noqa: E402
 from BreastTumorSegLib.followup.newfind import NewEnhancementSettings  # noqa: E402
 from BreastTumorSegLib.followup.run import follow, segment_visits  # noqa: E402
+from BreastTumorSegLib.followup.second_look import SecondLookSettings  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom.series import make_visit_series  # noqa: E402
 
@@ -278,7 +279,12 @@ def main(argv=None) -> int:
                         "diameter of their union (union, followup/diameters.py), its outline's pieces added (outline, "
                         "MeasureSettings.diameters) or the diameter of its whole outline (outline-union); default: the "
                         "follow-up's default")
+    p.add_argument("--second-look", default=None, metavar="on|off|LEVEL",
+                   help="the prior-guided second look (followup/second_look.py): on, off, or on with this probability "
+                        "level (SecondLookSettings.level); default: the follow-up's default")
     a = p.parse_args(argv)
+    second = (None if a.second_look is None else SecondLookSettings(enabled=a.second_look == "on")
+              if a.second_look in ("on", "off") else SecondLookSettings(enabled=True, level=float(a.second_look)))
     diameters = None if a.diameters is None else DiameterSettings(union=a.diameters.endswith("union"))
     measure = None if a.diameters is None else MeasureSettings(diameters=a.diameters.startswith("outline"))
     guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)
@@ -312,7 +318,8 @@ def main(argv=None) -> int:
                 n += 1
                 continue
             t0 = time.perf_counter()
-            res = follow(seg, newfind=newfind, evidence=evidence, guided=guided, measure=measure, diameters=diameters)
+            res = follow(seg, newfind=newfind, evidence=evidence, guided=guided, measure=measure, diameters=diameters,
+                         second_look=second)
             t_run = t_seg + time.perf_counter() - t0
             base = series.visits[0]
             where = np.argwhere(sitk.GetArrayViewFromImage(base.breast_mask) > 0)[::50][:, ::-1]

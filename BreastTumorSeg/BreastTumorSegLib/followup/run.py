@@ -56,6 +56,7 @@ from .lookback import LOOKBACK_FLAG, look_back
 from .measure import MeasureSettings, measure_tracks, visit_outline
 from .newfind import (NEW_ENHANCEMENT_FLAG, SEEN_BEFORE_FLAG, NewEnhancementSettings, earlier_in_visit,
                       new_enhancement, seen_before)
+from .second_look import SECOND_LOOK_FLAG, SecondLookSettings, second_look as look_again
 from .prior import PriorSettings, find_remnants, labels_like, neighbourhoods, to_visit_grid
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
@@ -335,6 +336,17 @@ def _corrected_baseline(results, segmented, visits, tracks, guided, ev: Evidence
     return comp, lesions, ftv0
 
 
+def _second_looked(exams, results, segmented, visits, tracks, regs, look: SecondLookSettings) -> bool:
+    """*segmented* (changed in place) with what the prior-guided second look found (:mod:`.second_look`)."""
+    found = look_again(exams, results, segmented, visits, tracks, regs, look)
+    for k, labels in found.items():
+        comp, lesions = _flagged(results[k], labels_like(labels, visits[k].components), visits[k].lesions,
+                                 SECOND_LOOK_FLAG, "found by the follow-up's second look where another visit's "
+                                 "lesion was (the model's maps at a lower level, compact and enhancing)")
+        segmented[k] = (comp, lesions, segmented[k][2])
+    return bool(found)
+
+
 class _Guided:
     """Each visit's tissue by the weaker rule of :mod:`.guided`, computed when first asked for."""
 
@@ -357,7 +369,7 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
                      prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
                      fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
                      newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None,
-                     diameters: DiameterSettings | None = None):
+                     diameters: DiameterSettings | None = None, second_look: SecondLookSettings | None = None):
     """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
     the FTV settings used, the matching settings used)."""
     s = ftv_settings or FTVSettings()
@@ -388,6 +400,10 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
         if baseline is not None:
             segmented[0] = baseline
             visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
+    look = second_look or SecondLookSettings()
+    if prior.enabled and look.enabled and len(exams) > 1 and _second_looked(exams, results, segmented, visits,
+                                                                            tracks, regs, look):
+        visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
     if weak is not None and newfind.seen_before_share > 0:
         _flag_seen_before(visits, tracks, exams, results, regs, weak, newfind)
     diameters = diameters or DiameterSettings()
@@ -481,11 +497,11 @@ def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response
            prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
            fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
            newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None,
-           diameters: DiameterSettings | None = None) -> FollowupResult:
+           diameters: DiameterSettings | None = None, second_look: SecondLookSettings | None = None) -> FollowupResult:
     """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
     visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
                                                    response, seg.ftv_settings, prior, measure, fragments, guided,
-                                                   newfind, evidence, diameters)
+                                                   newfind, evidence, diameters, second_look)
     prior, guided = prior or PriorSettings(), guided or GuidedSettings()
     guided = replace(guided, enabled=guided.enabled and prior.enabled)  # the search runs inside the prior's steps
     newfind = newfind or NewEnhancementSettings()
@@ -497,6 +513,8 @@ def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response
                 "fragments": vars(fragments or FragmentSettings()), "guided": vars(guided),
                 "new_enhancement": vars(newfind), "evidence": vars(evidence or EvidenceSettings()),
                 "diameters": vars(diameters or DiameterSettings()),
+                "second_look": vars(replace(second_look or SecondLookSettings(), enabled=bool(
+                    (second_look or SecondLookSettings()).enabled and prior.enabled))),
                 "fat_suppression_by_visit": seg.fat_by_visit, "fat_suppressed_for_the_patient": seg.fat_for_patient}
     return FollowupResult(visits, tracks, table, settings)
 
@@ -508,7 +526,7 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
                  ftv_settings: FTVSettings | None = None, prior: PriorSettings | None = None,
                  measure: MeasureSettings | None = None, fragments: FragmentSettings | None = None,
                  guided: GuidedSettings | None = None, newfind: NewEnhancementSettings | None = None,
-                 **segment_options) -> FollowupResult:
+                 second_look: SecondLookSettings | None = None, **segment_options) -> FollowupResult:
     """Follow the lesions of *exams* (baseline first); see the module docstring.
 
     ``model`` is a registry name or a loaded segmenter (loaded once, used for every visit);
@@ -518,7 +536,7 @@ def run_followup(exams: list[DCEExam], dates: list[str] | None = None, model=FOL
     seg = segment_visits(exams, dates, model, device, reporter, cancel, registration, ftv_settings,
                          **segment_options)
     with reporter.stage("match"):
-        return follow(seg, matching, response, prior, measure, fragments, guided, newfind)
+        return follow(seg, matching, response, prior, measure, fragments, guided, newfind, second_look=second_look)
 
 
 OUTPUTS = ("followup.json", "followup.csv", "followup.png")
