@@ -37,7 +37,9 @@ def exam7012():
 
 def _both(exam, monkeypatch, **settings):
     """The pipeline off and on (v2's settings, or *settings* such as ``MIN_IN_FRONT=None``)."""
-    off = segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
+    with monkeypatch.context() as m:
+        m.setattr(behind_floor, "BEHIND_FLOOR", False)
+        off = segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
     with monkeypatch.context() as m:
         m.setattr(behind_floor, "BEHIND_FLOOR", True)
         for k, v in settings.items():
@@ -46,8 +48,8 @@ def _both(exam, monkeypatch, **settings):
     return off, on
 
 
-def test_off_by_default_and_no_band_without_chest_wall_level():
-    assert behind_floor.BEHIND_FLOOR is False
+def test_on_by_default_with_v2_guards_and_no_band_without_chest_wall_level():
+    assert behind_floor.BEHIND_FLOOR is True  # by the rule of docs/decisions/behind-floor-v2-issue25.md
     assert behind_floor.MIN_IN_FRONT == 0.5 and behind_floor.MIN_BODY_SHARE == 0.2  # v2's guards
     assert behind_floor.band_behind_floor({"level": None, "slab": None, "chest_wall_row": None}) is None
 
