@@ -5,6 +5,8 @@ Development exam 7012 of the domain-randomised family (fat-suppressed, coronal):
 keeps it, in the label map and the lesion table, flagged ``outside_breast_mask``, and keeps everything
 it found without the step. On a tumor-free exam (7002), a ball inserted behind the floor is kept and flagged,
 an enhancing tube (a vessel) inserted beside it is not; the exam without them stays as it was.
+v2 (docs/decisions/behind-floor-v2-issue25.md): a node-like ball beside the breast (no breast region in front
+of it) and a compact piece of a heart-like enhancing body are not kept; with the guards off (v1) they were.
 """
 
 import numpy as np
@@ -33,16 +35,22 @@ def exam7012():
     return FAMILIES["randomized"](7012)
 
 
-def _both(exam, monkeypatch):
-    off = segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
-    monkeypatch.setattr(behind_floor, "BEHIND_FLOOR", True)
-    on = segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
-    monkeypatch.setattr(behind_floor, "BEHIND_FLOOR", False)
+def _both(exam, monkeypatch, **settings):
+    """The pipeline off and on (v2's settings, or *settings* such as ``MIN_IN_FRONT=None``)."""
+    with monkeypatch.context() as m:
+        m.setattr(behind_floor, "BEHIND_FLOOR", False)
+        off = segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
+    with monkeypatch.context() as m:
+        m.setattr(behind_floor, "BEHIND_FLOOR", True)
+        for k, v in settings.items():
+            m.setattr(behind_floor, k, v)
+        on = segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
     return off, on
 
 
-def test_off_by_default_and_no_band_without_chest_wall_level():
-    assert behind_floor.BEHIND_FLOOR is False
+def test_on_by_default_with_v2_guards_and_no_band_without_chest_wall_level():
+    assert behind_floor.BEHIND_FLOOR is True  # by the rule of docs/decisions/behind-floor-v2-issue25.md
+    assert behind_floor.MIN_IN_FRONT == 0.5 and behind_floor.MIN_BODY_SHARE == 0.2  # v2's guards
     assert behind_floor.band_behind_floor({"level": None, "slab": None, "chest_wall_row": None}) is None
 
 
@@ -85,37 +93,47 @@ def free7002():
     return _motion_free(ph)
 
 
+def _lps_grid(ref):
+    shape = sitk.GetArrayViewFromImage(ref).shape
+    idx = np.indices(shape).reshape(3, -1)[::-1].T.astype(float)
+    m = np.asarray(ref.GetDirection()).reshape(3, 3) * np.asarray(ref.GetSpacing())
+    return (idx @ m.T + np.asarray(ref.GetOrigin())).reshape(shape + (3,))
+
+
+def _behind_floor_point(exam, x_lps, depth_mm, kz=None):
+    """The LPS point *depth_mm* behind the breast region's floor at LPS x *x_lps* in work slice *kz* (middle)."""
+    _, ctx = breast_region(exam.phases[0])
+    work, floor = ctx["work"], ctx["chest_wall_row"]
+    kz = work.GetSize()[2] // 2 if kz is None else kz
+    i = int(round(work.TransformPhysicalPointToContinuousIndex([x_lps, 0.0, 0.0])[0]))
+    j = floor[kz, i] + depth_mm / work.GetSpacing()[1]
+    return np.array(work.TransformContinuousIndexToPhysicalPoint([float(i), float(j), float(kz)]))
+
+
+def _with_signal(exam, parts):
+    """*exam* with each (mask, pre, post) of *parts* written into its phases (pre-contrast *pre*, every
+    later phase *post*)."""
+    phases = []
+    for k, p in enumerate(exam.phases):
+        a = sitk.GetArrayFromImage(p)
+        for mask, pre, post in parts:
+            a[mask] = pre if k == 0 else post
+        img = sitk.GetImageFromArray(a)
+        img.CopyInformation(p)
+        phases.append(img)
+    return exam.with_phases(phases)
+
+
 def _insert_behind_floor(exam, depth_mm=20.0, ball_x=-60.0, tube_x=-25.0):
     """*exam* with a ball (radius 6 mm) and a tube along z (radius 2 mm, 80 mm long) inserted *depth_mm*
     behind the breast region's floor in the middle slice of its work grid, at LPS x *ball_x* and *tube_x*,
     both with the tissue's own pre-contrast signal and PE 150 % after contrast; (exam, ball, tube)."""
-    pre = exam.phases[0]
-    _, ctx = breast_region(pre)
-    work, floor = ctx["work"], ctx["chest_wall_row"]
-    kz = work.GetSize()[2] // 2
-
-    def point(x_lps):
-        i = int(round(work.TransformPhysicalPointToContinuousIndex([x_lps, 0.0, 0.0])[0]))
-        j = floor[kz, i] + depth_mm / work.GetSpacing()[1]
-        return np.array(work.TransformContinuousIndexToPhysicalPoint([float(i), float(j), float(kz)]))
-
-    ref = exam.reference
-    shape = sitk.GetArrayViewFromImage(ref).shape
-    idx = np.indices(shape).reshape(3, -1)[::-1].T.astype(float)
-    m = np.asarray(ref.GetDirection()).reshape(3, 3) * np.asarray(ref.GetSpacing())
-    lps = (idx @ m.T + np.asarray(ref.GetOrigin())).reshape(shape + (3,))
-    ball = np.linalg.norm(lps - point(ball_x), axis=-1) <= 6.0
-    t = point(tube_x)
+    lps = _lps_grid(exam.reference)
+    ball = np.linalg.norm(lps - _behind_floor_point(exam, ball_x, depth_mm), axis=-1) <= 6.0
+    t = _behind_floor_point(exam, tube_x, depth_mm)
     tube = (np.linalg.norm((lps - t)[..., :2], axis=-1) <= 2.0) & (np.abs(lps[..., 2] - t[2]) <= 40.0)
-    base = float(np.median(sitk.GetArrayViewFromImage(pre)[ball]))
-    phases = []
-    for k, p in enumerate(exam.phases):
-        a = sitk.GetArrayFromImage(p)
-        a[ball | tube] = base * (1.0 if k == 0 else 2.5)
-        img = sitk.GetImageFromArray(a)
-        img.CopyInformation(p)
-        phases.append(img)
-    return exam.with_phases(phases), ball, tube
+    base = float(np.median(sitk.GetArrayViewFromImage(exam.phases[0])[ball]))
+    return _with_signal(exam, [(ball | tube, base, 2.5 * base)]), ball, tube
 
 
 def test_ball_behind_the_floor_kept_and_flagged_tube_not(free7002, monkeypatch):
@@ -135,3 +153,41 @@ def test_tumor_free_exam_stays_free(free7002, monkeypatch):
     off, on = _both(free7002, monkeypatch)
     assert np.array_equal(sitk.GetArrayFromImage(off.label), sitk.GetArrayFromImage(on.label))
     assert len(on.lesions) == len(off.lesions)
+
+
+def test_node_beside_the_breast_not_kept(free7002, monkeypatch):
+    """A node-like ball (radius 5 mm, PE 150 %) behind the floor lateral of the breast, in work columns
+    that hold no breast region (the axilla of exam 7002): v1 kept such nodes, v2 does not."""
+    lps = _lps_grid(free7002.reference)
+    node = np.linalg.norm(lps - _behind_floor_point(free7002, -143.0, 74.0, kz=46), axis=-1) <= 5.0
+    base = float(np.median(sitk.GetArrayViewFromImage(free7002.phases[0])[node]))
+    exam = _with_signal(free7002, [(node, base, 2.5 * base)])
+    _, ctx = breast_region(exam.phases[0])
+    cols = behind_floor.region_columns(ctx)
+    assert behind_floor.in_front_share(node, (0, 0, 0), exam.reference, ctx["work"], cols) < 0.2
+    off, v1 = _both(exam, monkeypatch, MIN_IN_FRONT=None, MIN_BODY_SHARE=None)
+    _, v2 = _both(exam, monkeypatch)
+    a, b1, b2 = (sitk.GetArrayFromImage(r.label) > 0 for r in (off, v1, v2))
+    assert not a[node].any()
+    assert b1[node].mean() > 0.9  # the guard is what keeps it out
+    assert not b2[node].any() and np.array_equal(a, b2)
+    assert len(v2.lesions) == len(off.lesions)
+
+
+def test_heart_like_body_behind_thin_chest_not_kept(free7002, monkeypatch):
+    """A heart-like body behind the floor under the breast (clear of the exam's own heart): a large ball (radius 25 mm, 65 mL) dark before
+    contrast and strongly enhancing after, with a compact piece in front of it (radius 7 mm) bright before
+    contrast; the band's outline (pre-contrast at least the background level) holds the piece alone. v1
+    kept it; v2 sees that it is a small part of a large enhancing body and does not."""
+    lps = _lps_grid(free7002.reference)
+    heart = np.linalg.norm(lps - _behind_floor_point(free7002, -75.0, 62.0), axis=-1) <= 25.0
+    piece = (np.linalg.norm(lps - _behind_floor_point(free7002, -75.0, 31.0), axis=-1) <= 7.0) & ~heart
+    base = float(np.median(sitk.GetArrayViewFromImage(free7002.phases[0])[piece]))
+    exam = _with_signal(free7002, [(heart, 0.1 * base, 2.5 * base), (piece, base, 2.5 * base)])
+    off, v1 = _both(exam, monkeypatch, MIN_IN_FRONT=None, MIN_BODY_SHARE=None)
+    _, v2 = _both(exam, monkeypatch)
+    a, b1, b2 = (sitk.GetArrayFromImage(r.label) > 0 for r in (off, v1, v2))
+    assert not a[piece | heart].any()
+    assert b1[piece].mean() > 0.5  # the guard is what keeps it out
+    assert not b2[piece | heart].any() and np.array_equal(a, b2)
+    assert len(v2.lesions) == len(off.lesions)
