@@ -118,3 +118,24 @@ def test_a_tumor_free_exam_and_the_step_off_change_nothing():
     assert (sitk.GetArrayFromImage(on[0]) > 0)[centre].mean() >= 0.9 and len(on[1]) == 1
     with pytest.raises(ValueError, match="one grid"):
         fill_kept(comps, lesions, prob, pe[:-1], np.ones(SHAPE, bool), 6.0)
+
+
+def test_the_pipeline_fills_the_kept_lesions_of_a_development_exam(monkeypatch):
+    """segment_exam on development heterogeneous 7002 (a heterogeneous tumor, ftv-outline): with the step on the
+    found tumor's voxel recall rises, the lesions are the same in number and every table row matches the label map."""
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
+    from BreastTumorSegLib.evaluation.lesions import lesion_level
+    from BreastTumorSegLib.training.phantom.families import FAMILIES
+
+    ph = FAMILIES["heterogeneous"](7002)
+    runs = {}
+    for on in (False, True):
+        monkeypatch.setattr(kept_hull, "KEPT_HULL", on)
+        runs[on] = segment_exam(ph.exam, model="ftv-outline", device="cpu", settings=SegmentSettings(registration="none"))
+    off, on = (lesion_level(runs[k].label, ph.tumor_labels, 0.1, ref_is_labels=True) for k in (False, True))
+    assert on.n_found == off.n_found >= 1 and on.n_false_positive == off.n_false_positive
+    assert on.voxel_recall >= off.voxel_recall + 0.02
+    assert len(runs[True].lesions) == len(runs[False].lesions)
+    arr = sitk.GetArrayFromImage(runs[True].label) > 0
+    assert sum(les.voxels for les in runs[True].lesions) == np.count_nonzero(arr)
+    assert any("engine/kept_hull.py" in n for les in runs[True].lesions for n in les.notes)
