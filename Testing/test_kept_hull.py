@@ -110,8 +110,8 @@ def test_a_tumor_free_exam_and_the_step_off_change_nothing():
     truth, rim, gaps, centre = rim_tumor()
     comps, lesions, prob = _kept(rim.astype(np.uint32))
     label = sitk.Cast(comps > 0, sitk.sitkUInt8)
-    assert kept_hull.KEPT_HULL is False  # off until docs/decisions/kept-hull-issue25.md says otherwise
-    assert add_kept_hull(Seg(), None, label, lesions, comps, prob, {})[1] is lesions
+    assert kept_hull.KEPT_HULL is True  # on by the rule of docs/decisions/kept-hull-issue25.md
+    assert add_kept_hull(Seg(), None, label, lesions, comps, prob, {}, enabled=False)[1] is lesions
     assert add_kept_hull(Seg(), None, label, lesions, comps, prob, {"seed_lps": (0, 0, 0)}, enabled=True)[1] is lesions
     assert add_kept_hull(object(), None, label, lesions, comps, prob, {}, enabled=True)[1] is lesions
     on = add_kept_hull(Seg(), None, label, lesions, comps, prob, {}, enabled=True)
