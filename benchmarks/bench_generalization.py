@@ -25,7 +25,9 @@ motion of each exam is removed first with its ground-truth transforms) and per e
 ``--compare-fp-reduction`` runs the pipeline once without the component-level false-positive
 reduction (:mod:`BreastTumorSegLib.engine.fpreduce`; that is the pipeline before the stage existed)
 and applies the stage to that very result, giving a "before" and an "after" row from one
-prediction, with the stage's own time per exam.
+prediction, with the stage's own time per exam. ``--compare-kept-hull`` likewise gives rows before (the pipeline
+as it is) and after the fill of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_hull`, ``KEPT_HULL`` off by
+default) applied to that very result: what the pipeline gives with the step on, with one prediction.
 
 Families (:mod:`BreastTumorSegLib.training.phantom.families`): ``phantom`` (our original
 family), ``randomized`` (domain-randomised), ``ellipse`` (held out, mimics an independent
@@ -160,11 +162,18 @@ def main(argv=None) -> int:
     p.add_argument("--hybrids", action="store_true", help="add hybrid rows if the hybrid module exists")
     p.add_argument("--compare-fp-reduction", action="store_true",
                    help="rows before (pipeline without the stage) and after the false-positive reduction")
+    p.add_argument("--compare-kept-hull", action="store_true",
+                   help="rows before and after filling each kept lesion (engine/kept_hull.py)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
+    if a.compare_fp_reduction and a.compare_kept_hull:
+        p.error("--compare-fp-reduction and --compare-kept-hull are two separate comparisons: give one")
     torch.set_num_threads(a.threads)
     from BreastTumorSegLib.engine.fpreduce import reduce_false_positives
+    from BreastTumorSegLib.engine.kept_hull import add_kept_hull
     from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
+    from BreastTumorSegLib.engine.postprocess import lesion_table
+    from BreastTumorSegLib.models.registry import get_segmenter
     from BreastTumorSegLib.training.phantom.families import FAMILIES
 
     seeds = parse_seeds(a.seeds)
@@ -176,7 +185,7 @@ def main(argv=None) -> int:
             makers.update(extra)
         else:
             print("(--hybrids: BreastTumorSegLib.training.phantom.hybrid is not available; no hybrid rows)")
-    stages = ["before", "after"] if a.compare_fp_reduction else ["pipeline"]
+    stages = ["before", "after"] if a.compare_fp_reduction or a.compare_kept_hull else ["pipeline"]
     rows, froc_rows, stage_secs = [], [], []
     for fam, make in makers.items():
         per = {(m, st): {"rows": [], "secs": [], "probs": [], "refs": []} for m in models for st in stages}
@@ -188,7 +197,8 @@ def main(argv=None) -> int:
             gen.append(time.perf_counter() - t0)
             for m in models:
                 t0 = time.perf_counter()
-                res = segment_exam(exam, model=m, device="cpu", settings=SegmentSettings(
+                seg = get_segmenter(m) if a.compare_kept_hull else m  # its kinetic maps serve the fill
+                res = segment_exam(exam, model=seg, device="cpu", settings=SegmentSettings(
                                    registration="none", **({"fp_reduction": False} if a.compare_fp_reduction else {})))
                 secs = time.perf_counter() - t0
                 labels = {stages[0]: res.label}
@@ -197,6 +207,12 @@ def main(argv=None) -> int:
                     labels["after"] = reduce_false_positives(components_of(res.label), res.probability,
                                                              list(exam.phases), exam.effective_times(),
                                                              res.lesions)[0]
+                    stage_secs.append(time.perf_counter() - t1)
+                elif a.compare_kept_hull:
+                    t1 = time.perf_counter()
+                    comps = components_of(res.label)
+                    labels["after"] = add_kept_hull(seg, exam, res.label, lesion_table(comps, res.probability), comps,
+                                                    res.probability, {}, enabled=True)[0]
                     stage_secs.append(time.perf_counter() - t1)
                 for st, label in labels.items():
                     r = per[(m, st)]
@@ -217,18 +233,20 @@ def main(argv=None) -> int:
     for m in models:
         print(f"- {m}: trained on {trained_on(m)}")
     if stage_secs:
-        print(f"- false-positive reduction stage: {np.mean(stage_secs):.2f} s/exam mean, {np.max(stage_secs):.2f} max")
+        stage = "fill of the kept lesions (engine/kept_hull.py)" if a.compare_kept_hull else "false-positive reduction"
+        print(f"- {stage} stage: {np.mean(stage_secs):.2f} s/exam mean, {np.max(stage_secs):.2f} max")
     print()
     print("Median Dice and voxel recall over the exams with a tumor; tumor-free exams are left out of them and "
           "counted in the false-positive lesion columns (every lesion they report is a false positive).\n")
-    print(table(["family", "model", "FP reduction", "median Dice", "lesion sens. >= 0.1 mL",
+    what = "kept-lesion fill" if a.compare_kept_hull else "FP reduction"
+    print(table(["family", "model", what, "median Dice", "lesion sens. >= 0.1 mL",
                  "lesion sens. >= 0.2 mL", "FP lesions/exam (median)", "FP lesions/exam (mean)",
                  "median voxel recall", "median FP outside breast (mL)", "n exams",
                  "tumor-free exams (their FP lesions)", "s/exam (pipeline)",
                  "s/exam (generation)"], rows))
     print("\nFROC (lesions >= 0.1 mL): lesion sensitivity / mean FP lesions per exam, the pipeline's probability "
           "map inside its label map cut at p >= threshold\n")
-    print(table(["family", "model", "FP reduction"] + [f"p >= {t:g}" for t in FROC_THRESHOLDS], froc_rows))
+    print(table(["family", "model", what] + [f"p >= {t:g}" for t in FROC_THRESHOLDS], froc_rows))
     return 0
 
 

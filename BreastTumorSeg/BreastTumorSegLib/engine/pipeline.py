@@ -27,6 +27,7 @@ from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, off)
+from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
@@ -160,6 +161,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         label, lesions, components, fp_report = reduce_false_positives(
             components, prob, list(exam.phases), exam.effective_times(), lesions,
             FPReduceSettings(enabled=bool(fp_reduction), rescue_radius_mm=rescue_radius(segmenter.card, run.fp_rescue)))
+        label, lesions, components = kept_hull.add_kept_hull(segmenter, exam, label, lesions, components, prob, options)
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
             extras = extras_fn(exam, components)

@@ -54,29 +54,47 @@ def hull_fill(outline: np.ndarray, pe: np.ndarray, valid: np.ndarray, spacing_zy
     """(*outline* plus the inside of each of its components (module docstring), voxels added, components
     grown). *outline*, *pe* and *valid* are (z, y, x) arrays on one grid; *close_mm* the closing ball's
     radius in mm."""
-    if close_mm < 0:
-        raise InputError(f"outline_hull_mm {close_mm} must be >= 0", fix="use 0 (off) or a few mm, e.g. 4")
-    min_pe = HULL_MIN_PE if min_pe is None else float(min_pe)
-    sp = np.asarray(spacing_zyx, float)
-    ball = _ellipsoid(close_mm, sp)
-    if close_mm == 0 or ball.size == 1 or not outline.any():
+    fill = HullFill(spacing_zyx, close_mm, min_pe)
+    if fill.off or not outline.any():
         return outline, 0, 0
     labels, n = ndimage.label(outline, structure=FULL26)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    min_vox = OUTLINE_MIN_CORE_ML / (float(np.prod(sp)) / 1000.0)
-    half = np.array(ball.shape) // 2 + 1
     out = outline.copy()
     grown = 0
     for lab, box, comp in padded_components(labels, 0):
-        if sizes[lab] < min_vox:
-            continue
-        add = _inside(comp, pe[box], valid[box], ball, half, min_pe, sp, min_vox) & ~outline[box]
-        n_add = int(np.count_nonzero(add))
-        if n_add == 0 or n_add > HULL_MAX_GROWTH * sizes[lab]:
-            continue
-        out[box] |= add
-        grown += 1
+        add = fill.added(comp, pe[box], valid[box], ~outline[box], sizes[lab])
+        if add is not None:
+            out[box] |= add
+            grown += 1
     return out, int(np.count_nonzero(out & ~outline)), grown
+
+
+class HullFill:
+    """Steps 1-4 of the module docstring for one component at a time, with a closing ball of *close_mm* on a
+    grid of (z, y, x) *spacing_zyx*: used for every outline component here and for the lesions the pipeline keeps
+    (:mod:`..engine.kept_hull`). ``off`` when *close_mm* is 0 or smaller than a voxel."""
+
+    def __init__(self, spacing_zyx, close_mm: float, min_pe: float | None = None):
+        if close_mm < 0:
+            raise InputError(f"outline_hull_mm {close_mm} must be >= 0", fix="use 0 (off) or a few mm, e.g. 4")
+        self.min_pe = HULL_MIN_PE if min_pe is None else float(min_pe)
+        self.sp = np.asarray(spacing_zyx, float)
+        self.ball = _ellipsoid(close_mm, self.sp)
+        self.off = close_mm == 0 or self.ball.size == 1
+        self.half = np.array(self.ball.shape) // 2 + 1
+        self.min_vox = OUTLINE_MIN_CORE_ML / (float(np.prod(self.sp)) / 1000.0)
+
+    def added(self, comp: np.ndarray, pe: np.ndarray, valid: np.ndarray, free: np.ndarray, size: int) -> np.ndarray | None:
+        """The voxels (bool, *comp*'s bounding box) that join the component *comp* (bool, in its own bounding box;
+        *pe*, *valid* and *free*, the voxels it may take, in that box), or None when it gains nothing: smaller
+        than ``OUTLINE_MIN_CORE_ML``, nothing to add, or more than ``HULL_MAX_GROWTH`` of its *size* (voxels)."""
+        if self.off or size < self.min_vox:
+            return None
+        add = _inside(comp, pe, valid, self.ball, self.half, self.min_pe, self.sp, self.min_vox) & free
+        n_add = int(np.count_nonzero(add))
+        if n_add == 0 or n_add > HULL_MAX_GROWTH * size:
+            return None
+        return add
 
 
 def _inside(comp: np.ndarray, pe: np.ndarray, valid: np.ndarray, ball: np.ndarray, half: np.ndarray,
