@@ -1,4 +1,4 @@
-"""The inside of each lesion the pipeline keeps (issue 25, ``KEPT_HULL``, off).
+"""The inside of each lesion the pipeline keeps (issue 25, ``KEPT_HULL``, on).
 
 :mod:`..kinetics.outline_hull` fills what each outline component of ``ftv-outline`` encloses (its body closed
 by a ball, the enhancing tissue (PE >= 30 %) and the enclosed voxels of that closing added, within its own

@@ -26,7 +26,7 @@ from ..core.exam import DCEExam
 from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_image, write_json
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
-from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, off)
+from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, on)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
