@@ -12,6 +12,15 @@ from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.evaluation.metrics import dice
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """These tests run PyTorch with two threads; the process's setting is put back afterwards, so that a
+    later test comparing in-process outputs with a worker's, bit for bit (test_batch), is not run with it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def hybrid(real_anatomy_dir):
     from BreastTumorSegLib.training.phantom.hybrid import make_hybrid

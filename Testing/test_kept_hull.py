@@ -139,3 +139,27 @@ def test_the_pipeline_fills_the_kept_lesions_of_a_development_exam(monkeypatch):
     arr = sitk.GetArrayFromImage(runs[True].label) > 0
     assert sum(les.voxels for les in runs[True].lesions) == np.count_nonzero(arr)
     assert any("engine/kept_hull.py" in n for les in runs[True].lesions for n in les.notes)
+
+
+def test_a_threshold_that_keeps_a_lesion_keeps_its_fill():
+    """The pipeline stores the probability map and the Slicer panel re-thresholds it: every voxel the fill added
+    gets at least the lowest probability of its lesion, so any threshold keeping the lesion keeps its inside; the
+    probability elsewhere is unchanged, and nothing changes when nothing was added."""
+    truth, rim, gaps, centre = rim_tumor()
+    pe = np.full(SHAPE, 3.0, np.float32)
+    pe[rim], pe[gaps], pe[centre] = 150.0, 45.0, 4.0
+    comps = _image(rim.astype(np.uint32))
+    p = np.where(rim, np.float32(0.95), np.float32(0.02)).astype(np.float32)
+    p[rim & (np.indices(SHAPE)[2] % 2 == 0)] = 0.7  # the lesion's own probability varies: its lowest is 0.7
+    prob = _image(p, np.float32)
+    lesions = lesion_table(comps, prob)
+    _, _, new = fill_kept(comps, lesions, prob, pe, np.ones(SHAPE, bool), 4.0)
+    raised = sitk.GetArrayFromImage(kept_hull.fill_probability(prob, comps, new))
+    filled = sitk.GetArrayFromImage(new) > 0
+    added = filled & ~rim
+    assert added.sum() > 50 and p[added].max() < 0.7  # the fill's own probability was under the lesion's
+    assert raised[added].min() == pytest.approx(0.7)
+    for t in (0.5, 0.6, 0.7):
+        assert np.array_equal(raised >= t, filled)  # thresholded anywhere the lesion survives: lesion and fill
+    assert np.array_equal(raised[~added], p[~added])
+    assert kept_hull.fill_probability(prob, comps, comps) is prob

@@ -20,7 +20,10 @@ kinetic maps' early PE:
   filled map (:func:`.postprocess.lesion_table`, as the false-positive reduction measures a split lesion), its
   side, flags and extra values kept, a note saying how much was added.
 
-The probability map is left as the segmenter gave it. Used only with a segmenter that has kinetic maps (FTV),
+The probability map: each added voxel gets at least the lowest probability of the lesion it joins
+(:func:`fill_probability`), so that a threshold which keeps the lesion keeps its inside too (the Slicer panel
+re-thresholds the stored probability map; without this, moving its slider off the engine's threshold dropped the
+fill). Used only with a segmenter that has kinetic maps (FTV),
 never for a reader's seed or ROI.
 
 **On** (``KEPT_HULL = True``) by the rule of docs/decisions/kept-hull-issue25.md: development 7000-7009 median voxel
@@ -111,3 +114,25 @@ def add_kept_hull(segmenter, exam, label: sitk.Image, lesions: list, components:
         return label, lesions, components
     maps = maps_of(exam)
     return fill_kept(components, lesions, prob, maps.array("pe_early"), maps.array("valid") > 0)
+
+
+def fill_probability(prob: sitk.Image, before: sitk.Image, after: sitk.Image) -> sitk.Image:
+    """*prob* with each voxel the fill added (labelled in *after*, not in *before*: the components before and
+    after :func:`add_kept_hull`) raised to the lowest probability of its lesion's own voxels; *prob* itself
+    when nothing was added."""
+    if after is before:
+        return prob
+    old = sitk.GetArrayViewFromImage(before)
+    new = sitk.GetArrayViewFromImage(after)
+    added = (new > 0) & (old == 0)
+    if not added.any():
+        return prob
+    p = sitk.GetArrayFromImage(prob)
+    labs = np.unique(new[added])
+    floors = dict(zip(labs.tolist(), np.atleast_1d(ndimage.minimum(p, labels=old, index=labs)).tolist()))
+    for lab, floor in floors.items():
+        where = added & (new == lab)
+        p[where] = np.maximum(p[where], np.float32(floor))
+    out = sitk.GetImageFromArray(p)
+    out.CopyInformation(prob)
+    return out

@@ -161,7 +161,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         label, lesions, components, fp_report = reduce_false_positives(
             components, prob, list(exam.phases), exam.effective_times(), lesions,
             FPReduceSettings(enabled=bool(fp_reduction), rescue_radius_mm=rescue_radius(segmenter.card, run.fp_rescue)))
+        kept = components
         label, lesions, components = kept_hull.add_kept_hull(segmenter, exam, label, lesions, components, prob, options)
+        prob = kept_hull.fill_probability(prob, kept, components)  # a threshold that keeps a lesion keeps its fill
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
             extras = extras_fn(exam, components)
