@@ -13,25 +13,12 @@ from BreastTumorSegLib.followup.run import run_followup
 from BreastTumorSegLib.followup.second_look import (SECOND_LOOK_FLAG, SecondLookSettings, accepted_pieces,
                                                     compactness)
 from BreastTumorSegLib.training.phantom.series import make_visit_series
+from test_followup_guided import _weakened  # the tumor's enhancement scaled to a median PE
 
 SMALL = dict(size=(128, 96, 40), spacing=(2.4, 2.4, 4.0))  # as test_followup: seconds per visit
 SEED = 5000
 ON = SecondLookSettings(enabled=True)
 NO_GUIDED = GuidedSettings(enabled=False)  # the older track-guided search off: the second look alone
-
-
-def _weakened(exam, tumor: np.ndarray, pe: float):
-    """*exam* with the enhancement of the *tumor* voxels scaled so that their median early PE is *pe* %."""
-    pre = sitk.GetArrayFromImage(exam.pre).astype(np.float32)
-    posts = [sitk.GetArrayFromImage(p).astype(np.float32) for p in exam.phases[1:]]
-    now = np.median(100 * (posts[0][tumor] - pre[tumor]) / pre[tumor])
-    out = [exam.pre]
-    for p in posts:
-        p[tumor] = pre[tumor] + (p[tumor] - pre[tumor]) * np.float32(pe / now)
-        img = sitk.GetImageFromArray(p)
-        img.CopyInformation(exam.pre)
-        out.append(img)
-    return exam.with_phases(out)
 
 
 def _followup(exams, series, **kw):
