@@ -124,15 +124,20 @@ def fill_probability(prob: sitk.Image, before: sitk.Image, after: sitk.Image) ->
         return prob
     old = sitk.GetArrayViewFromImage(before)
     new = sitk.GetArrayViewFromImage(after)
-    added = (new > 0) & (old == 0)
-    if not added.any():
+    p = None
+    for lab, box in enumerate(ndimage.find_objects(new), start=1):  # each lesion's box: no pass over the grid
+        if box is None:
+            continue
+        own = old[box] == lab
+        added = (new[box] == lab) & (old[box] == 0)
+        if not added.any() or not own.any():
+            continue
+        if p is None:
+            p = sitk.GetArrayFromImage(prob)
+        sub = p[box]
+        sub[added] = np.maximum(sub[added], sub[own].min())
+    if p is None:
         return prob
-    p = sitk.GetArrayFromImage(prob)
-    labs = np.unique(new[added])
-    floors = dict(zip(labs.tolist(), np.atleast_1d(ndimage.minimum(p, labels=old, index=labs)).tolist()))
-    for lab, floor in floors.items():
-        where = added & (new == lab)
-        p[where] = np.maximum(p[where], np.float32(floor))
     out = sitk.GetImageFromArray(p)
     out.CopyInformation(prob)
     return out
