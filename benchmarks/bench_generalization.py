@@ -27,7 +27,8 @@ reduction (:mod:`BreastTumorSegLib.engine.fpreduce`; that is the pipeline before
 and applies the stage to that very result, giving a "before" and an "after" row from one
 prediction, with the stage's own time per exam. ``--compare-kept-hull`` likewise gives rows before (the pipeline
 as it is) and after the fill of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_hull`, ``KEPT_HULL`` off by
-default) applied to that very result: what the pipeline gives with the step on, with one prediction.
+default) applied to that very result: what the pipeline gives with the step on, with one prediction;
+``--compare-step kept-grow`` the same for the growth of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_grow`).
 
 Families (:mod:`BreastTumorSegLib.training.phantom.families`): ``phantom`` (our original
 family), ``randomized`` (domain-randomised), ``ellipse`` (held out, mimics an independent
@@ -61,6 +62,11 @@ from BreastTumorSegLib.core.imageutil import voxel_volume_ml  # noqa: E402
 from BreastTumorSegLib.evaluation.lesions import froc, lesion_level  # noqa: E402
 from BreastTumorSegLib.evaluation.metrics import dice  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
+
+
+# --compare-step: module of BreastTumorSegLib.engine (its add_<module> is the step), the stage's name, the column.
+POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_hull.py)", "kept-lesion fill"),
+              "kept-grow": ("kept_grow", "growth of the kept lesions (engine/kept_grow.py)", "kept-lesion growth")}
 
 
 def motion_free(ph):
@@ -163,14 +169,23 @@ def main(argv=None) -> int:
     p.add_argument("--compare-fp-reduction", action="store_true",
                    help="rows before (pipeline without the stage) and after the false-positive reduction")
     p.add_argument("--compare-kept-hull", action="store_true",
-                   help="rows before and after filling each kept lesion (engine/kept_hull.py)")
+                   help="rows before and after filling each kept lesion (engine/kept_hull.py); = --compare-step kept-hull")
+    p.add_argument("--compare-step", choices=sorted(POST_STEPS),
+                   help="rows before (the pipeline as it is) and after one of its steps on the kept lesions, applied "
+                        "to that very result with the step on")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
-    if a.compare_fp_reduction and a.compare_kept_hull:
-        p.error("--compare-fp-reduction and --compare-kept-hull are two separate comparisons: give one")
+    if a.compare_kept_hull:
+        if a.compare_step not in (None, "kept-hull"):
+            p.error("--compare-kept-hull and --compare-step are two separate comparisons: give one")
+        a.compare_step = "kept-hull"
+    if a.compare_fp_reduction and a.compare_step:
+        p.error("--compare-fp-reduction and --compare-step are two separate comparisons: give one")
     torch.set_num_threads(a.threads)
     from BreastTumorSegLib.engine.fpreduce import reduce_false_positives
-    from BreastTumorSegLib.engine.kept_hull import add_kept_hull
+    step_module, step_name, step_what = POST_STEPS[a.compare_step] if a.compare_step else (None, "", "FP reduction")
+    add_step = (getattr(importlib.import_module(f"BreastTumorSegLib.engine.{step_module}"), f"add_{step_module}")
+                if step_module else None)
     from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
     from BreastTumorSegLib.engine.postprocess import lesion_table
     from BreastTumorSegLib.models.registry import get_segmenter
@@ -185,7 +200,7 @@ def main(argv=None) -> int:
             makers.update(extra)
         else:
             print("(--hybrids: BreastTumorSegLib.training.phantom.hybrid is not available; no hybrid rows)")
-    stages = ["before", "after"] if a.compare_fp_reduction or a.compare_kept_hull else ["pipeline"]
+    stages = ["before", "after"] if a.compare_fp_reduction or a.compare_step else ["pipeline"]
     rows, froc_rows, stage_secs = [], [], []
     for fam, make in makers.items():
         per = {(m, st): {"rows": [], "secs": [], "probs": [], "refs": []} for m in models for st in stages}
@@ -197,7 +212,7 @@ def main(argv=None) -> int:
             gen.append(time.perf_counter() - t0)
             for m in models:
                 t0 = time.perf_counter()
-                seg = get_segmenter(m) if a.compare_kept_hull else m  # its kinetic maps serve the fill
+                seg = get_segmenter(m) if a.compare_step else m  # its kinetic maps serve the step
                 res = segment_exam(exam, model=seg, device="cpu", settings=SegmentSettings(
                                    registration="none", **({"fp_reduction": False} if a.compare_fp_reduction else {})))
                 secs = time.perf_counter() - t0
@@ -208,11 +223,11 @@ def main(argv=None) -> int:
                                                              list(exam.phases), exam.effective_times(),
                                                              res.lesions)[0]
                     stage_secs.append(time.perf_counter() - t1)
-                elif a.compare_kept_hull:
+                elif a.compare_step:
                     t1 = time.perf_counter()
                     comps = components_of(res.label)
-                    labels["after"] = add_kept_hull(seg, exam, res.label, lesion_table(comps, res.probability), comps,
-                                                    res.probability, {}, enabled=True)[0]
+                    labels["after"] = add_step(seg, exam, res.label, lesion_table(comps, res.probability), comps,
+                                               res.probability, {}, enabled=True)[0]
                     stage_secs.append(time.perf_counter() - t1)
                 for st, label in labels.items():
                     r = per[(m, st)]
@@ -233,12 +248,12 @@ def main(argv=None) -> int:
     for m in models:
         print(f"- {m}: trained on {trained_on(m)}")
     if stage_secs:
-        stage = "fill of the kept lesions (engine/kept_hull.py)" if a.compare_kept_hull else "false-positive reduction"
+        stage = step_name or "false-positive reduction"
         print(f"- {stage} stage: {np.mean(stage_secs):.2f} s/exam mean, {np.max(stage_secs):.2f} max")
     print()
     print("Median Dice and voxel recall over the exams with a tumor; tumor-free exams are left out of them and "
           "counted in the false-positive lesion columns (every lesion they report is a false positive).\n")
-    what = "kept-lesion fill" if a.compare_kept_hull else "FP reduction"
+    what = step_what
     print(table(["family", "model", what, "median Dice", "lesion sens. >= 0.1 mL",
                  "lesion sens. >= 0.2 mL", "FP lesions/exam (median)", "FP lesions/exam (mean)",
                  "median voxel recall", "median FP outside breast (mL)", "n exams",
