@@ -1,0 +1,91 @@
+"""The per-breast classifier's body out to the skin line (issue 29, ``docs/decisions/classify-v7-body.md``).
+
+The body mask of the breast-region context (:func:`~..preprocess.body.body_mask_lps`: the smoothed
+pre-contrast image above half of its Otsu threshold) is the one the segmentation pipeline uses and
+stays as it is. On exams whose inner organs are far brighter than the breast before contrast (the
+domain-randomised family draws each tissue's contrast: lungs, heart and vessels 3-8 times the
+breast's fat and glandular tissue), Otsu's threshold splits the bright organs from everything else and
+half of it lies above the whole breast: the body is the chest, the breast with its lesion is "air", and
+the classifier never looks there (on the training seeds 6000-6139 of that family: 3 of 105 malignant
+breasts on two axial exams, and part of a coronal one's).
+
+With :data:`BODY_TO_SKIN` the classifier's region (:mod:`.classify_region`) starts from a wider body:
+the context's body plus the body found at the air/tissue threshold (Otsu on
+log intensity, the skin line's rule of :func:`~..preprocess.body.air_tissue_threshold`, but bounded
+below by only :data:`OTSU_FLOOR` of Otsu's threshold instead of the skin line's 0.3), with the same
+depth limit behind (the chest-wall level + margins). The wider body is used only where the
+context's body failed: where it adds at least :data:`MIN_ADDED_SHARE` of the context's body (a skin
+rim or a little dark fat more changes nothing: every other exam keeps main's region, its candidates
+and each breast's statistics exactly). A guard keeps the context's body where the wider one is not
+believable: when it takes in more than :data:`MAX_AIR_SHARE` of the voxels darker than the air/tissue
+threshold (noise in the air above the floor would close over the air in front of the breasts). Air
+added to the region makes no candidate: the kinetic maps are 0 where the pre-contrast signal is below
+their floor (``valid``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core.imageutil import resample_to
+from ..preprocess.body import _otsu, air_tissue_threshold, body_mask_lps
+
+# Off until the rule of docs/decisions/classify-v7-body.md decides (issue 29).
+BODY_TO_SKIN = False
+OTSU_FLOOR = 0.1  # the air/tissue threshold never below this fraction of Otsu's (the skin line's: 0.3)
+MAX_AIR_SHARE = 0.1  # the wider body may take in at most this share of the voxels darker than air/tissue
+MIN_ADDED_SHARE = 0.25  # ... and is used only where it adds at least this share of the context's body
+COARSE_SHRINK = 2  # the wider body (and the lungs' limit, classify_region) on the work grid shrunk this much
+
+
+def coarse(context: dict) -> tuple[sitk.Image, np.ndarray, list[int]]:
+    """(the context's work image shrunk by :data:`COARSE_SHRINK` (block means; a thin slab's slice
+    axis is kept), the context's body on it (at least half of each block), the shrink factors x, y,
+    z); computed once per context (``context["coarse"]``): the body and lung steps of the classifier's
+    region read the exam at 4 mm instead of 2 mm, at an eighth of the cost."""
+    if "coarse" not in context:
+        work, slab = context["work"], context.get("slab")
+        f = [COARSE_SHRINK] * 3
+        if slab is not None:
+            f[2 - slab] = 1
+        body = sitk.GetImageFromArray(context["body"].astype(np.float32))
+        body.CopyInformation(work)
+        context["coarse"] = (sitk.BinShrink(work, f), sitk.GetArrayFromImage(sitk.BinShrink(body, f)) >= 0.5, f)
+    return context["coarse"]
+
+
+def on_work_grid(mask: np.ndarray, small: sitk.Image, work: sitk.Image) -> np.ndarray:
+    """Bool (z, y, x) on *work*: a mask of the shrunk grid *small* (nearest neighbour)."""
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    img.CopyInformation(small)
+    return sitk.GetArrayFromImage(resample_to(img, work, sitk.sitkNearestNeighbor)) > 0
+
+
+def skin_body(context: dict) -> np.ndarray | None:
+    """Bool (z, y, x) on the context's work grid: its body plus the body out to the skin line
+    (module docstring); the context's body alone where the guard refuses the wider one or it adds
+    little; None without a body. Found on the shrunk grid of :func:`coarse`; computed once per
+    context (kept as ``context["classify_body"]``)."""
+    if "classify_body" in context:
+        return context["classify_body"]
+    body, work = context.get("body"), context.get("work")
+    if body is None or work is None:
+        return body
+    small, body_small, _ = coarse(context)
+    seen = {}
+
+    def threshold(smooth: sitk.Image, arr: np.ndarray) -> float:
+        """The air/tissue threshold (Otsu on log intensity), at least OTSU_FLOOR of Otsu's."""
+        air = air_tissue_threshold(arr)
+        seen["air"] = arr < air
+        return max(air, OTSU_FLOOR * _otsu(smooth))
+
+    wide_small = body_mask_lps(small, slab=context.get("slab"), threshold=threshold) & ~body_small
+    share = float((wide_small & seen["air"]).sum()) / max(int(seen["air"].sum()), 1)
+    added = on_work_grid(wide_small, small, work) & ~body
+    use = share <= MAX_AIR_SHARE and added.sum() >= MIN_ADDED_SHARE * body.sum()
+    out = body | added if use else body
+    context["classify_body"] = out
+    context["classify_body_info"] = {"added_share": round(float(added.sum()) / max(int(body.sum()), 1), 3),
+                                     "air_share": round(share, 3), "used": bool(use)}
+    return out
