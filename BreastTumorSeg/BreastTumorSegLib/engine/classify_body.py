@@ -14,9 +14,10 @@ the context's body plus the body found at the air/tissue threshold (Otsu on
 log intensity, the skin line's rule of :func:`~..preprocess.body.air_tissue_threshold`, but bounded
 below by only :data:`OTSU_FLOOR` of Otsu's threshold instead of the skin line's 0.3), with the same
 depth limit behind (the chest-wall level + margins). The wider body is used only where the
-context's body failed: where it adds at least :data:`MIN_ADDED_SHARE` of the context's body (a skin
-rim or a little dark fat more changes nothing: every other exam keeps main's region, its candidates
-and each breast's statistics exactly). A guard keeps the context's body where the wider one is not
+context's body failed: where, in front of the chest wall (the chest-wall level + margins, where the
+region can reach), it adds at least :data:`MIN_ADDED_SHARE` of the context's body (a skin rim, a little
+dark fat or dark lungs behind the chest wall change nothing: every other exam keeps main's region,
+its candidates and each breast's statistics exactly). A guard keeps the context's body where the wider one is not
 believable: when it takes in more than :data:`MAX_AIR_SHARE` of the voxels darker than the air/tissue
 threshold (noise in the air above the floor would close over the air in front of the breasts). Air
 added to the region makes no candidate: the kinetic maps are 0 where the pre-contrast signal is below
@@ -34,7 +35,8 @@ from ..preprocess.body import _otsu, air_tissue_threshold, body_mask_lps
 BODY_TO_SKIN = False
 OTSU_FLOOR = 0.1  # the air/tissue threshold never below this fraction of Otsu's (the skin line's: 0.3)
 MAX_AIR_SHARE = 0.1  # the wider body may take in at most this share of the voxels darker than air/tissue
-MIN_ADDED_SHARE = 0.25  # ... and is used only where it adds at least this share of the context's body
+MIN_ADDED_SHARE = 0.25  # ... and is used only where it adds at least this share of the context's body in front
+FRONT_MARGIN_MM = 10.0  # "in front": no deeper than the chest-wall level + its margin + this (classify_region's)
 COARSE_SHRINK = 2  # the wider body (and the lungs' limit, classify_region) on the work grid shrunk this much
 
 
@@ -83,9 +85,14 @@ def skin_body(context: dict) -> np.ndarray | None:
     wide_small = body_mask_lps(small, slab=context.get("slab"), threshold=threshold) & ~body_small
     share = float((wide_small & seen["air"]).sum()) / max(int(seen["air"].sum()), 1)
     added = on_work_grid(wide_small, small, work) & ~body
-    use = share <= MAX_AIR_SHARE and added.sum() >= MIN_ADDED_SHARE * body.sum()
+    front = np.ones(body.shape, bool)
+    level = context.get("level")
+    if level is not None:  # what the region can take: in front of the chest-wall level + margins
+        rows = np.arange(body.shape[1])[None, :, None]
+        front = rows <= (level + (context.get("chest_margin_mm", 0.0) + FRONT_MARGIN_MM) / work.GetSpacing()[1])[:, None, :]
+    gain = float((added & front).sum()) / max(int((body & front).sum()), 1)
+    use = share <= MAX_AIR_SHARE and gain >= MIN_ADDED_SHARE
     out = body | added if use else body
     context["classify_body"] = out
-    context["classify_body_info"] = {"added_share": round(float(added.sum()) / max(int(body.sum()), 1), 3),
-                                     "air_share": round(share, 3), "used": bool(use)}
+    context["classify_body_info"] = {"added_share": round(gain, 3), "air_share": round(share, 3), "used": bool(use)}
     return out
