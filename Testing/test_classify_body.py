@@ -20,17 +20,21 @@ from BreastTumorSegLib.training.classify import candidate_labels
 from BreastTumorSegLib.training.phantom.malignancy import make_class_exam
 
 
-def _volume(air_noise: float = 0.0, seed: int = 0):
+def _volume(noise_shell: float = 0.0, seed: int = 0):
     """(image, chest, breast): a 2 mm grid, a bright chest (1000) in the back half, a dim breast (100,
-    a half ball) in front of it, air elsewhere (0, or uniform noise of mean *air_noise*)."""
+    a half ball) in front of it, air (0) elsewhere; with *noise_shell*, a 4 mm shell of noise of that
+    mean (uniform, +/-50 %) around the body 8-12 mm from it, with dark air in between (ghosting)."""
     rng = np.random.default_rng(seed)
     z, y, x = np.mgrid[:40, :48, :48]
     chest = (y >= 32) & (y < 46) & (np.abs(x - 24) < 20) & (z >= 4) & (z < 36)
     breast = ((z - 20) ** 2 + (x - 24) ** 2 + (y - 32) ** 2 < 16 ** 2) & (y < 32)
     arr = np.where(chest, 1000.0, np.where(breast, 100.0, 0.0)).astype(np.float32)
-    if air_noise:
-        air = ~(chest | breast)
-        arr[air] = rng.uniform(0.5 * air_noise, 1.5 * air_noise, int(air.sum()))
+    if noise_shell:
+        from scipy import ndimage
+
+        near = ndimage.distance_transform_edt(~(chest | breast))
+        shell = (near > 4) & (near <= 6)
+        arr[shell] = rng.uniform(0.5 * noise_shell, 1.5 * noise_shell, int(shell.sum()))
     img = sitk.GetImageFromArray(arr)
     img.SetSpacing((2.0, 2.0, 2.0))
     return img, chest, breast
@@ -46,15 +50,19 @@ def test_the_body_reaches_a_breast_darker_than_half_of_otsu():
     assert context["body"][breast].mean() < 0.2  # the context's body lost most of the breast (the chest's blurred edge)
     wide = classify_body.skin_body(context)
     assert context["classify_body_info"]["used"]
-    assert wide[breast].mean() > 0.9 and (wide >= context["body"]).all()
+    assert wide[breast].mean() > 0.8 and (wide >= context["body"]).all()  # (found on the 4 mm grid)
     assert wide[~(chest | breast)].mean() < 0.05  # the air stays air
     assert classify_body.skin_body(context) is wide  # once per context
 
 
-def test_noise_in_the_air_above_the_floor_is_refused():
-    img, chest, breast = _volume(air_noise=70.0)
+@pytest.mark.parametrize("level", [150.0, 300.0])
+def test_noise_around_the_body_is_refused(level):
+    """Noise above the threshold around the body (ghosting): what the wider body would add is noise
+    (local coefficient of variation above MAX_NOISE_CV): the context's body is kept."""
+    img, chest, breast = _volume(noise_shell=level)
     context = _context(img)
     wide = classify_body.skin_body(context)
+    assert context["classify_body_info"]["noise_cv"] > classify_body.MAX_NOISE_CV
     assert not context["classify_body_info"]["used"]
     assert np.array_equal(wide, context["body"])
 
@@ -106,7 +114,7 @@ def test_malignant_lesions_outside_the_context_body_become_candidates(bright_che
     tissue = sitk.GetArrayFromImage(resample_to(ph.tissue_labels, ph.exam.pre, sitk.sitkNearestNeighbor))
     air = tissue == names["air"]
     assert all(air[c.box][c.mask].mean() < 0.1 for c in on_cands)
-    assert air[on_sides > 0].mean() < 0.05
+    assert air[(on_sides > 0) & (off_sides == 0)].mean() < 0.1  # what the region gained is tissue
 
 
 def test_the_coarse_lung_limit_keeps_the_deep_lesion(monkeypatch):
