@@ -114,7 +114,14 @@ def test_malignant_lesions_outside_the_context_body_become_candidates(bright_che
     tissue = sitk.GetArrayFromImage(resample_to(ph.tissue_labels, ph.exam.pre, sitk.sitkNearestNeighbor))
     air = tissue == names["air"]
     assert all(air[c.box][c.mask].mean() < 0.1 for c in on_cands)
-    assert air[(on_sides > 0) & (off_sides == 0)].mean() < 0.1  # what the region gained is tissue
+    # what the region gained is tissue and a rim of air at the skin (the 4 mm grid and the region's
+    # one-voxel dilation: ~10 % of it on this exam), never air far from the body
+    gained = (on_sides > 0) & (off_sides == 0)
+    assert air[gained].mean() < 0.15
+    from scipy import ndimage
+
+    depth_in_air = ndimage.distance_transform_edt(air, sampling=ph.exam.pre.GetSpacing()[::-1])
+    assert depth_in_air[gained & air].max() <= 8.0  # mm from the nearest tissue
 
 
 def test_the_coarse_lung_limit_keeps_the_deep_lesion(monkeypatch):
