@@ -6,22 +6,26 @@ stays as it is. On exams whose inner organs are far brighter than the breast bef
 domain-randomised family draws each tissue's contrast: lungs, heart and vessels 3-8 times the
 breast's fat and glandular tissue), Otsu's threshold splits the bright organs from everything else and
 half of it lies above the whole breast: the body is the chest, the breast with its lesion is "air", and
-the classifier never looks there (on the training seeds 6000-6139 of that family: 3 of 105 malignant
-breasts on two axial exams, and part of a coronal one's).
+the classifier never looks there (on the training seeds 6000-6139 of that family, 6 of 105 malignant
+breasts lie outside the body: 6072 both, 6117 left, 6091 right, 6129 both; with this module 4 of them
+become candidates; 6129's lesion is below the kinetic maps' floor).
 
 With :data:`BODY_TO_SKIN` the classifier's region (:mod:`.classify_region`) starts from a wider body:
-the context's body plus the body found at the air/tissue threshold (Otsu on
-log intensity, the skin line's rule of :func:`~..preprocess.body.air_tissue_threshold`, but bounded
-below by only :data:`OTSU_FLOOR` of Otsu's threshold instead of the skin line's 0.3), with the same
-depth limit behind (the chest-wall level + margins). The wider body is used only where the
-context's body failed: where, in front of the chest wall (the chest-wall level + margins, where the
-region can reach), it adds at least :data:`MIN_ADDED_SHARE` of the context's body (a skin rim, a little
-dark fat or dark lungs behind the chest wall change nothing: every other exam keeps main's region,
-its candidates and each breast's statistics exactly). A guard keeps the context's body where what the wider one adds looks
-like noise, not tissue (:func:`local_cv` above :data:`MAX_NOISE_CV`: noise in the air above the
-threshold, e.g. inside a zero-filled reconstruction circle). Air
-added to the region makes no candidate: the kinetic maps are 0 where the pre-contrast signal is below
-their floor (``valid``).
+the context's body plus the body found at the air/tissue threshold (Otsu on log intensity, the skin
+line's rule of :func:`~..preprocess.body.air_tissue_threshold`, but bounded below by only
+:data:`OTSU_FLOOR` of Otsu's threshold instead of the skin line's 0.3), on the work grid shrunk to 4 mm
+(:func:`coarse`), with the same depth limit behind (the chest-wall level + margins). The wider body is
+used only where the context's body failed: where, in front of the chest wall (the chest-wall level +
+margins, where the region can reach), it adds at least :data:`MIN_ADDED_SHARE` of the context's body
+(a skin rim, a little dark fat or dark lungs behind the chest wall change nothing: every other exam
+keeps main's region, its candidates and each breast's statistics exactly). A guard keeps the
+context's body where what the wider one adds looks like noise, not tissue (:func:`local_cv` above
+:data:`MAX_NOISE_CV`: noise in the air above the threshold, e.g. inside a zero-filled reconstruction
+circle). Air added to the region (a rim at the skin, from the 4 mm grid) makes no candidate: the
+kinetic maps are 0 where the pre-contrast signal is below their floor (``valid``).
+
+Off: measured once on the fourth evaluation set with the lungs' region (rule 2 failed; the decision
+record).
 """
 from __future__ import annotations
 
