@@ -5,7 +5,9 @@ breast (a chest-wall level found too far anterior, a coronal exam, an unusual bo
 classifier must not go blind where it does, so its region does not *depend* on that mask:
 
 * **body**: the body mask of the breast-region context (the body foreground, found independently
-  of the breast delineation), dilated by one voxel so the skin itself counts;
+  of the breast delineation), dilated by one voxel so the skin itself counts; with
+  :data:`.classify_body.BODY_TO_SKIN` (version 7's trial, off) out to the skin line where that body
+  lost the breast to bright inner organs (:func:`.classify_body.skin_body`);
 * **anterior of the chest wall**: body voxels no deeper than the chest-wall level of the context
   (the skin over the sternum) plus its margin plus :data:`POSTERIOR_MARGIN_MM` within
   :data:`CENTRAL_HALF_WIDTH_MM` of the midline (the heart and mediastinum lie behind the sternum;
