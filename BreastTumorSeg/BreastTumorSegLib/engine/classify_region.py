@@ -5,7 +5,9 @@ breast (a chest-wall level found too far anterior, a coronal exam, an unusual bo
 classifier must not go blind where it does, so its region does not *depend* on that mask:
 
 * **body**: the body mask of the breast-region context (the body foreground, found independently
-  of the breast delineation), dilated by one voxel so the skin itself counts;
+  of the breast delineation), dilated by one voxel so the skin itself counts; with
+  :data:`.classify_body.BODY_TO_SKIN` (version 7's trial, off) out to the skin line where that body
+  lost the breast to bright inner organs (:func:`.classify_body.skin_body`);
 * **anterior of the chest wall**: body voxels no deeper than the chest-wall level of the context
   (the skin over the sternum) plus its margin plus :data:`POSTERIOR_MARGIN_MM` within
   :data:`CENTRAL_HALF_WIDTH_MM` of the midline (the heart and mediastinum lie behind the sternum;
@@ -37,6 +39,7 @@ from scipy import ndimage
 
 from ..core.imageutil import resample_to
 from ..preprocess.lung_level import lung_limit
+from . import classify_body
 
 # Version 6's trial (issue 29, docs/decisions/classify-v6-region.md): lateral of the central band the
 # region reaches back to the chest wall found from the lungs (:func:`..preprocess.lung_level.lung_limit`:
@@ -45,6 +48,9 @@ LUNG_REGION = False
 # With LUNG_REGION: each breast's statistics (background percentile, candidate threshold, MIP level)
 # still come from main's region; the lungs only widen where candidates are found (a second trial).
 LUNG_KEEPS_STATISTICS = False
+# With LUNG_REGION: the lungs' limit found on the work grid shrunk by classify_body.COARSE_SHRINK (4 mm
+# instead of 2 mm: an eighth of the voxels; classify-v7-body.md), mapped back to the work grid's rows.
+LUNG_COARSE = False
 POSTERIOR_MARGIN_MM = 10.0  # beyond the chest-wall level + the breast mask's own margin, near the midline
 LATERAL_MARGIN_MM = 30.0  # the same, lateral of the central band: the breast wraps around the chest wall
 CENTRAL_HALF_WIDTH_MM = 40.0  # the band behind the sternum (heart, mediastinum); as BreastMaskLimits
@@ -71,7 +77,16 @@ def _lung_columns(work: sitk.Image, body: np.ndarray, context: dict, lateral: np
     else:
         xs = np.nonzero(body.any(axis=(0, 1)))[0]
         x_mid = 0.5 * float(xs.min() + xs.max())
-    limit = lung_limit(work, body, x_mid)
+    if LUNG_COARSE:
+        small, body_small, (fx, fy, fz) = classify_body.coarse(context)
+        limit = lung_limit(small, body_small, (x_mid - (fx - 1) / 2) / fx)
+        if limit is None:
+            return None
+        zi = np.minimum(np.arange(body.shape[0]) // fz, limit.shape[0] - 1)
+        xi = np.minimum(np.arange(body.shape[2]) // fx, limit.shape[1] - 1)
+        limit = limit[zi][:, xi] * fy + (fy - 1) / 2  # a shrunk row's centre in the work grid's rows
+    else:
+        limit = lung_limit(work, body, x_mid)
     if limit is None:
         return None
     limit[:, ~lateral] = np.nan
@@ -79,12 +94,15 @@ def _lung_columns(work: sitk.Image, body: np.ndarray, context: dict, lateral: np
 
 
 def anterior_body(pre: sitk.Image, context: dict, lateral_mm: float = LATERAL_MARGIN_MM,
-                  lungs: bool | None = None) -> np.ndarray | None:
+                  lungs: bool | None = None, skin: bool | None = None) -> np.ndarray | None:
     """Bool (z, y, x) on *pre*'s grid: body voxels in front of the chest wall + margins (the whole
     body where the chest wall is unknown); None when the context has no body. *lateral_mm*: the
     margin lateral of the central band. *lungs* (None: :data:`LUNG_REGION`): lateral of the central
-    band, down to the lungs' limit where that is deeper (:func:`_lung_columns`)."""
+    band, down to the lungs' limit where that is deeper (:func:`_lung_columns`). *skin* (None:
+    :data:`.classify_body.BODY_TO_SKIN`): the body out to the skin line (:func:`.classify_body.skin_body`)."""
     body, work = context.get("body"), context.get("work")
+    if classify_body.BODY_TO_SKIN if skin is None else skin:
+        body = classify_body.skin_body(context)
     if body is None or work is None or not np.any(body):
         return None
     body = ndimage.binary_dilation(body, iterations=1)
@@ -139,11 +157,12 @@ def lesions_in_body(pre: sitk.Image, context: dict, lesion_mask: sitk.Image) -> 
 
 
 def classification_sides(pre: sitk.Image, breast: np.ndarray, context: dict,
-                         lesion_mask: sitk.Image | None = None, lungs: bool | None = None) -> tuple[np.ndarray, dict]:
+                         lesion_mask: sitk.Image | None = None, lungs: bool | None = None,
+                         skin: bool | None = None) -> tuple[np.ndarray, dict]:
     """uint8 (z, y, x) on *pre*'s grid: 1 = left breast, 2 = right breast, 0 = not looked at; and
-    what decided it (module docstring). *breast*: the breast mask (bool, the hint); *lungs*: as
+    what decided it (module docstring). *breast*: the breast mask (bool, the hint); *lungs*, *skin*: as
     :func:`anterior_body`."""
-    anterior = anterior_body(pre, context, lungs=lungs)
+    anterior = anterior_body(pre, context, lungs=lungs, skin=skin)
     region = breast.copy() if anterior is None else (anterior | breast)
     n_lesion = 0
     if lesion_mask is not None:

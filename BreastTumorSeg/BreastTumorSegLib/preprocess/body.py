@@ -35,7 +35,7 @@ def lps_image(img: sitk.Image) -> sitk.Image:
 
 
 def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | None = None,
-                  skin_line: bool = False) -> np.ndarray:
+                  skin_line: bool = False, threshold=None) -> np.ndarray:
     """Boolean (z, y, x) body mask of an image already in LPS orientation.
 
     *slab* (numpy axis of a thin slab, :func:`slab_axis`): smoothing, closing and hole filling
@@ -46,6 +46,8 @@ def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | N
     :data:`SKIN_LINE_FLOOR` x Otsu (real air is noisy), so the dark subcutaneous fat of a
     fat-suppressed exam is body; and the closing does not peel the voxels off a body that the field
     of view cuts. Off, the mask is the one harmonization and registration have always used.
+    *threshold* (a caller's own rule, e.g. :mod:`..engine.classify_body`): ``threshold(smoothed image,
+    its array)`` gives the intensity above which a voxel is body, instead of the rules above.
     """
     if slab is None:
         smooth = sitk.SmoothingRecursiveGaussian(img_lps, 2.0)
@@ -57,8 +59,8 @@ def body_mask_lps(img_lps: sitk.Image, otsu_fraction: float = 0.5, slab: int | N
         arr = ndimage.gaussian_filter(sitk.GetArrayFromImage(img_lps).astype(np.float32), sigma)
         smooth = sitk.GetImageFromArray(arr)
         structure = np.ones([1 if a == slab else 3 for a in range(3)])
-    thr = _otsu(smooth) * otsu_fraction
-    if skin_line:
+    thr = _otsu(smooth) * otsu_fraction if threshold is None else float(threshold(smooth, np.asarray(arr)))
+    if skin_line and threshold is None:
         thr = min(thr, max(air_tissue_threshold(np.asarray(arr)), SKIN_LINE_FLOOR * thr / otsu_fraction))
     fg = arr > thr
     if skin_line:
