@@ -203,3 +203,16 @@ def test_times_that_cannot_show_the_drawn_curve_give_the_curve_they_can_show():
     # a request the times can show is kept as drawn
     ok = make_randomized(7000, n_lesions=1, curve="persistent", times_min=[0.0, 1.5, 6.0], **SMALL)
     assert [t["curve"] for t in ok.tumors] == ["persistent"]
+
+
+def test_heterogeneous_tumors_on_close_phases_get_the_curves_those_phases_show():
+    """The heterogeneous families take the randomised exam's times: with two post-contrast phases 0.6 min apart a
+    persistent curve cannot be designed (design_tumor_curve refuses it), the exam is made all the same and no
+    tumor of its truth claims a persistent curve."""
+    from BreastTumorSegLib.training.phantom.heterogeneous import make_heterogeneous
+    from BreastTumorSegLib.training.phantom.kinetics import design_tumor_curve
+    times = [0.0, 2.4066, 3.034]
+    with pytest.raises(RuntimeError):
+        design_tumor_curve(np.random.default_rng(0), "persistent", 1.0, times)
+    ph = make_heterogeneous(7000, n_tumors=3, times_min=times, spacing=3.0)
+    assert len(ph.tumors) == 3 and {t["curve"] for t in ph.tumors} <= {"plateau", "washout"}
