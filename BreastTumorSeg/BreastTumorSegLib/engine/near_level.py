@@ -85,6 +85,14 @@ def ring_pe(comp: np.ndarray, sl: tuple, pe: np.ndarray, ok: np.ndarray, spacing
     return pe[box][ring], float(np.count_nonzero(ring)) / max(int(np.count_nonzero(shell)), 1)
 
 
+def _touches(comp: np.ndarray, sl: tuple, other: np.ndarray) -> bool:
+    """Whether *comp* (its mask in the slices *sl*) touches a non-zero voxel of *other* (26-neighbourhood)."""
+    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, other.shape))
+    mask = np.zeros(tuple(b.stop - b.start for b in box), bool)
+    mask[tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, box))] = comp
+    return bool((ndimage.binary_dilation(mask, structure=FULL26) & (other[box] > 0)).any())
+
+
 def _clean_margin(ring: np.ndarray, share: float) -> bool:
     """Whether the margin (:func:`ring_pe`) is mostly tissue the first run could judge (at least
     :data:`MIN_RING_SHARE` of the shell) and its PE stays low (:data:`MAX_RING_PE` at the :data:`RING_PERCENTILE`)."""
@@ -100,9 +108,14 @@ def near_level_lesions(exam, first: FTVResult, settings, maps, roi: np.ndarray) 
     add = np.zeros(ok.shape, bool)
     if not ok.any():
         return add, ["near the FTV level: no tissue"]
-    near = ndimage.binary_dilation(sitk.GetArrayViewFromImage(first.outline) > 0, structure=FULL26)
+    outline = sitk.GetArrayViewFromImage(first.outline)
     sp = np.asarray(ref.GetSpacing())[::-1]
-    cand = near_level_voxels(pe, ok)
+    # In the box of the judged tissue grown by one voxel: the filter's neighbours outside it are not judged tissue
+    # either, so the result is that of the whole grid (at the grid's own edge the box ends where the grid does).
+    tissue = ndimage.find_objects(ok.view(np.uint8))[0]
+    bb = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(tissue, ok.shape))
+    cand = np.zeros(ok.shape, bool)
+    cand[bb] = near_level_voxels(pe[bb], ok[bb])
     if settings.skin_margin_mm > 0:  # the nipple and skin, as FTV's own core leaves them out
         drop_skin_components(cand, maps.array("valid") > 0, sp, settings.skin_margin_mm)
     labels, _ = ndimage.label(cand, structure=FULL26)
@@ -115,7 +128,7 @@ def near_level_lesions(exam, first: FTVResult, settings, maps, roi: np.ndarray) 
         ml = np.count_nonzero(comp) * vox_ml
         if not MIN_ML <= ml <= MAX_ML:
             counts["small or large"] += 1
-        elif (comp & near[sl]).any():
+        elif _touches(comp, sl, outline):
             counts["joining"] += 1
         elif not MIN_PE <= np.median(pe[sl][comp]) < settings.pe_threshold:
             counts["weak, or over the level"] += 1
