@@ -35,7 +35,10 @@ A kept component gets the first run's probability rule (:func:`..kinetics.ftv.so
 the gate and the false-positive reduction judge it like any other component). Only with an FTV outline
 (``ftv-outline``), never for a reader's seed or ROI.
 
-**Off** (``NEAR_LEVEL = False``) until the rule of docs/decisions/missed-ellipse-issue25.md decides.
+**Off** (``NEAR_LEVEL = False``) by the rule of docs/decisions/missed-ellipse-issue25.md: development 7000-7009 passed
+(ellipse lesions 11/13 -> 13/13, every other exam identical, no false lesion added), held-out 5072-5079 (once) changed
+nothing (ellipse already 12/12 there), so the rule's sensitivity condition failed. Reported only: ellipse 7010-7039
+41/43 -> 43/43, no false lesion added in 55 more development exams.
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ from ..kinetics.outline import FULL26
 from .behind_floor import _tumor_score
 from .fpreduce import phase_arrays
 
-# Off until the rule of docs/decisions/missed-ellipse-issue25.md decides; True turns the step on.
+# Off: development passed, held-out 5072-5079 gained nothing (docs/decisions/missed-ellipse-issue25.md); True: on.
 NEAR_LEVEL = False
 MIN_PE = 50.0  # neighbourhood median and component median PE (%): 5/7 of the FTV level
 MIN_ML = 0.2  # the issue's confident lesion size
