@@ -38,6 +38,8 @@ trained on seeds 6000+ of these, never on the 5000s), ``irregular`` (held-out tu
 no model or classifier was trained on it). What each model was trained on is read from its card
 (``families_trained_on``; cards without it were trained on "phantom" only) and printed above
 the table: a family a model was not trained on is out-of-distribution for it. ``ftv`` is the classical (untrained) functional tumor volume.
+``--set MODULE.NAME=VALUE`` (repeatable) sets a module-level setting of the package before the run, e.g.
+``--set engine.behind_floor.BEHIND_FLOOR=false``: a before/after pair of one switch needs no wrapper script.
 ``--hybrids`` adds the hybrid family (synthetic lesions on real anatomy: axial bilateral, sagittal
 single breast, and that sagittal volume cut to thin slabs of 12 and 5 slices of 3 mm) when
 ``BreastTumorSegLib.training.phantom.hybrid`` exists, and says so when it does not.
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -160,6 +163,27 @@ def summary_row(fam: str, model: str, stage: str, rows: list[dict], secs: list[f
             len(rows), f"{len(free)} ({sum(free)} FP)", f"{np.mean(secs):.1f}", f"{np.mean(gen):.1f}"]
 
 
+def apply_setting(item: str) -> str:
+    """``--set MODULE.NAME=VALUE``: set ``BreastTumorSegLib.MODULE.NAME`` (an existing module-level setting) to
+    VALUE read as JSON (``true``, ``0.5``, ``null``); returns what was set. A typo is refused, never a new name."""
+    key, sep, value = item.partition("=")
+    mod_name, _, name = key.strip().rpartition(".")
+    if not sep or not mod_name or not name:
+        raise SystemExit(f"--set {item!r}: write MODULE.NAME=VALUE, e.g. --set engine.behind_floor.BEHIND_FLOOR=false")
+    try:
+        mod = importlib.import_module(f"BreastTumorSegLib.{mod_name}")
+    except ImportError:
+        raise SystemExit(f"--set {item!r}: no module BreastTumorSegLib.{mod_name} (e.g. engine.behind_floor)")
+    if not hasattr(mod, name):
+        raise SystemExit(f"--set {item!r}: BreastTumorSegLib.{mod_name} has no setting {name}")
+    try:
+        val = json.loads(value)
+    except json.JSONDecodeError:
+        raise SystemExit(f"--set {item!r}: {value!r} is not a JSON value (true, false, null, a number, a \"string\")")
+    setattr(mod, name, val)
+    return f"BreastTumorSegLib.{mod_name}.{name} = {val!r}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="unet-demo,st-demo,ftv")
@@ -174,7 +198,12 @@ def main(argv=None) -> int:
                    help="rows before (the pipeline as it is) and after one of its steps on the kept lesions, applied "
                         "to that very result with the step on")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
+                   help="set a module-level setting of BreastTumorSegLib before the run (value read as JSON), "
+                        "e.g. --set engine.behind_floor.BEHIND_FLOOR=false")
     a = p.parse_args(argv)
+    for item in a.set:
+        print(f"setting {apply_setting(item)}", flush=True)
     if a.compare_kept_hull:
         if a.compare_step not in (None, "kept-hull"):
             p.error("--compare-kept-hull and --compare-step are two separate comparisons: give one")

@@ -29,6 +29,7 @@ from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, on)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, off)
+from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
@@ -152,6 +153,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
                 region = dict(context, level=None)
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
+        prob = near_level.add_near_level(segmenter, exam, prob, bmask, options)
         prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
     with reporter.stage("postprocess"):
