@@ -15,7 +15,7 @@ compared (arrays and geometry, the gate's region, the notes, the lesion table), 
 and every call of the pure functions of :data:`PURE` anywhere in the pipeline (the first FTV run too) is compared
 the same way. Identical lines for every exam mean identical label and probability maps. The seconds of each
 version of each step are printed beside (the pure functions' comparisons run inside them: read them as a rough
-guide only; bench_pipeline.py measures the time).
+guide only, or pass ``--steps-only``; bench_pipeline.py measures the time).
 """
 from __future__ import annotations
 
@@ -96,10 +96,10 @@ def both(what: str, new_fn, old_fn, prepare=None):
 CASE = [""]
 
 
-def install(old: dict) -> None:
+def install(old: dict, pure: bool = True) -> None:
     from BreastTumorSegLib.engine import pipeline
 
-    for mod, fname in PURE:
+    for mod, fname in PURE if pure else []:
         new_fn, old_fn = getattr(sys.modules[f"BreastTumorSegLib.{mod}"], fname), getattr(old[f"BreastTumorSegLib.{mod}"], fname)
         wrapped = both(fname, new_fn, old_fn)
         for m in list(sys.modules.values()):
@@ -141,10 +141,12 @@ def main(argv=None) -> int:
     p.add_argument("--families", default="randomized,vessels,heterogeneous,irregular,ellipse,phantom")
     p.add_argument("--hybrids", action="store_true", help="add the hybrid rows of bench_generalization.py")
     p.add_argument("--bench-exam", action="store_true", help="bench_pipeline.py's clinical-size exam instead")
+    p.add_argument("--steps-only", action="store_true",
+                   help="compare the steps only, not the calls of PURE inside them: their CPU seconds then compare")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     old = load_old(a.old_src)
-    install(old)
+    install(old, pure=not a.steps_only)
     from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 
     def run(case: str, exam, **kw) -> None:
