@@ -191,3 +191,46 @@ def test_heart_like_body_behind_thin_chest_not_kept(free7002, monkeypatch):
     assert b1[piece].mean() > 0.5  # the guard is what keeps it out
     assert not b2[piece | heart].any() and np.array_equal(a, b2)
     assert len(v2.lesions) == len(off.lesions)
+
+
+def test_band_outline_in_boxes_around_cores_is_the_whole_box_outline(free7002, monkeypatch):
+    """CPU time (issue 25): the band's outline computed only in boxes around its cores (the default) gives the very
+    label map, first outline and outer layer that the outline over the band's whole box gives, on an exam with a
+    tumor-like ball and a vessel-like tube behind the floor; the ball is outlined, and the boxes are smaller than
+    the whole box."""
+    from BreastTumorSegLib.kinetics import deep_band
+
+    exam, ball, _ = _insert_behind_floor(free7002)
+    seen, parts = [], []
+    components, core_parts = deep_band.band_components, deep_band.core_parts
+
+    def both(*args):
+        seen.append((components(*args), components(*args, parts=False)))
+        return seen[-1][0]
+
+    monkeypatch.setattr(deep_band, "band_components", both)
+    monkeypatch.setattr(deep_band, "core_parts", lambda *a: parts.append(core_parts(*a)) or parts[-1])
+    segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
+    assert len(seen) == 1 and len(parts) == 1
+    (box, labels, before, rim, _), (box_w, labels_w, before_w, rim_w, _) = seen[0]
+    assert box == box_w and np.array_equal(labels, labels_w) and np.array_equal(before, before_w) and np.array_equal(rim, rim_w)
+    assert (labels[ball[box]] > 0).mean() > 0.9
+    size = lambda b: int(np.prod([s.stop - s.start for s in b]))  # noqa: E731
+    assert sum(size(p) for p in parts[0]) < size(box)
+
+
+def test_core_parts_boxes_hold_each_core_with_its_margin_and_stay_apart():
+    """The boxes of :func:`deep_band.core_parts`: each core grown by the pad (2.5 mm: 4 voxels of 1 mm), boxes that
+    overlap or touch joined (also through a third), boxes one voxel apart not."""
+    from BreastTumorSegLib.kinetics.deep_band import core_parts
+
+    core = np.zeros((40, 60, 200), bool)
+    core[20, 30, [10, 14, 23]] = True  # x boxes 6-15 and 10-19 overlap, 19-28 touches them: one box
+    core[20, 30, 33] = True  # x box 29-38: one voxel apart, alone
+    core[5:7, 3:5, 100:103] = True
+    core[8, 6, 110] = True  # its box overlaps the one before: joined
+    core[20, 30, 190] = True  # alone
+    got = sorted(tuple((s.start, s.stop) for s in b) for b in core_parts(core, (1.0, 1.0, 1.0), 2.5))
+    assert got == [((1, 13), (0, 11), (96, 115)), ((16, 25), (26, 35), (6, 28)), ((16, 25), (26, 35), (29, 38)),
+                   ((16, 25), (26, 35), (186, 195))]
+    assert core_parts(np.zeros((5, 5, 5), bool), (1.0, 1.0, 1.0), 2.0) == []

@@ -56,7 +56,7 @@ from scipy import ndimage
 
 from ..core.imageutil import padded_components
 from ..kinetics.beside_region import elongation
-from ..kinetics.deep_band import _cut, _on_exam, add_band_lesions, band_components
+from ..kinetics.deep_band import _on_exam, add_band_lesions, band_lesions, outer_layer
 from ..kinetics.ftv import FTVResult, soft_probability
 from ..kinetics.outline import FULL26
 from .fpreduce import DEFAULT_CLASSIFIER, VESSEL_SCALES_MM, component_features, get_classifier, phase_arrays, sub_image
@@ -87,9 +87,7 @@ def band_behind_floor(context: dict, depth_mm: float = DEPTH_MM) -> tuple[np.nda
     band = body & (rows > floor[:, None, :]) & (rows <= deep[:, None, :])
     if not band.any():
         return None
-    behind = body & (rows > deep[:, None, :])
-    rim = band & ndimage.binary_dilation(behind, structure=FULL26)
-    return band, rim, deep
+    return band, outer_layer(band, body & (rows > deep[:, None, :])), deep
 
 
 def region_columns(context: dict) -> np.ndarray:
@@ -126,9 +124,12 @@ def enhancing_bodies(exam, first: FTVResult, settings, maps, context: dict) -> t
     return labels, np.bincount(labels.ravel()) * float(np.prod(ref.GetSpacing())) / 1000.0
 
 
-def _tumor_score(comp: np.ndarray, box: tuple, sl: tuple, exam, prob_box: np.ndarray, phases) -> float:
-    """The component classifier's tumor probability of *comp* (the component in ``box[sl]``) less its
-    threshold, its features taken in its bounding box grown as the false-positive reduction grows it."""
+def _tumor_score(comp: np.ndarray, box: tuple, sl: tuple, exam, labels: np.ndarray, pe_box: np.ndarray, threshold: float,
+                 phases) -> float:
+    """The component classifier's tumor probability of *comp* (the component in ``labels[sl]``, the band's
+    outline components in *box*) less its threshold, its features taken in its bounding box grown as the
+    false-positive reduction grows it, with the first run's probability rule (:func:`..kinetics.ftv.soft_probability`
+    of the outline components, *pe_box* the early PE in *box*) in that box's part of *box*."""
     shape = sitk.GetArrayViewFromImage(exam.reference).shape
     m = int(np.ceil(2 * max(VESSEL_SCALES_MM) / min(exam.reference.GetSpacing()))) + 1
     full = tuple(slice(max(b.start + s.start - m, 0), min(b.start + s.stop + m, n)) for b, s, n in zip(box, sl, shape))
@@ -136,7 +137,8 @@ def _tumor_score(comp: np.ndarray, box: tuple, sl: tuple, exam, prob_box: np.nda
     mask[tuple(slice(b.start + s.start - f.start, b.start + s.stop - f.start) for b, s, f in zip(box, sl, full))] = comp
     prob = np.zeros(mask.shape, np.float32)
     inner = tuple(slice(f.start - b.start, f.stop - b.start) for b, f in zip(box, full))
-    got = prob_box[tuple(slice(max(i.start, 0), i.stop) for i in inner)]
+    part = tuple(slice(max(i.start, 0), i.stop) for i in inner)
+    got = soft_probability(labels[part] > 0, pe_box[part], threshold)
     prob[tuple(slice(max(-i.start, 0), max(-i.start, 0) + n) for i, n in zip(inner, got.shape))] = got
     prob[~mask] = 0.0
     pre, early, late = phases
@@ -156,53 +158,38 @@ def _body_ml(comp: np.ndarray, offset, bodies: tuple[np.ndarray, np.ndarray]) ->
 def behind_floor_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """(components to add on the exam grid, notes, the band's deep end per work column or None)."""
     ref = exam.reference
-    empty = np.zeros(sitk.GetArrayViewFromImage(ref).shape, bool)
-    got = band_behind_floor(context)
-    if got is None:
-        return empty, ["behind the floor: no chest-wall level (slab, or none found)"], None
-    band_w, rim_w, deep = got
-    comps = band_components(exam, first, settings, maps, context, band_w, rim_w)
-    if comps is None:
-        return empty, ["behind the floor: no enhancement"], deep
-    box, labels, near, rim, pe = comps
     sp = np.asarray(ref.GetSpacing())[::-1]
     vox_ml = float(np.prod(sp)) / 1000.0
-    prob_box = soft_probability(labels > 0, pe[box], settings.pe_threshold)
-    phases = phase_arrays(list(exam.phases), exam.effective_times())
-    add = np.zeros(labels.shape, bool)
-    counts = {"added": 0, "joining": 0, "cut": 0, "small, large or weak": 0, "elongated": 0, "beside the breast": 0,
-              "a piece of a larger enhancing body": 0, "vessel-like": 0}
-    columns = region_columns(context) if MIN_IN_FRONT is not None else None
-    bodies: list = []  # enhancing_bodies(), made when a component first needs it
+    made: dict = {}  # the region's columns, the enhancing bodies and the phases, made when a component first needs them
 
-    def body_ml(comp, at) -> float:
-        if not bodies:
-            bodies.append(enhancing_bodies(exam, first, settings, maps, context))
-        return _body_ml(comp, at, bodies[0])
+    def once(key, make):
+        if key not in made:
+            made[key] = make()
+        return made[key]
 
-    for _, sl, comp in padded_components(labels):
+    def judge(comp, sl, box, labels, pe):
         at = [b.start + s.start for b, s in zip(box, sl)]
         ml = np.count_nonzero(comp) * vox_ml
-        if (comp & near[sl]).any():
-            counts["joining"] += 1
-        elif _cut(comp, rim[sl], vox_ml * 1000.0):
-            counts["cut"] += 1
-        elif not MIN_ML <= ml <= MAX_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
-            counts["small, large or weak"] += 1
-        elif elongation(comp, sp) > MAX_ELONGATION:
-            counts["elongated"] += 1
-        elif columns is not None and in_front_share(comp, at, ref, context["work"], columns) < MIN_IN_FRONT:
-            counts["beside the breast"] += 1
-        elif MIN_BODY_SHARE is not None and ml < MIN_BODY_SHARE * body_ml(comp, at):
-            counts["a piece of a larger enhancing body"] += 1
-        elif _tumor_score(comp, box, sl, exam, prob_box, phases) < 0:
-            counts["vessel-like"] += 1
-        else:
-            add[sl] |= comp
-            counts["added"] += 1
-    out = empty.copy()
-    out[box] = add
-    return out, ["second look behind the breast region's floor: " + ", ".join(f"{v} {k}" for k, v in counts.items())], deep
+        if not MIN_ML <= ml <= MAX_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
+            return "small, large or weak"
+        if elongation(comp, sp) > MAX_ELONGATION:
+            return "elongated"
+        if MIN_IN_FRONT is not None and in_front_share(comp, at, ref, context["work"],
+                                                       once("columns", lambda: region_columns(context))) < MIN_IN_FRONT:
+            return "beside the breast"
+        if MIN_BODY_SHARE is not None and ml < MIN_BODY_SHARE * _body_ml(
+                comp, at, once("bodies", lambda: enhancing_bodies(exam, first, settings, maps, context))):
+            return "a piece of a larger enhancing body"
+        phases = once("phases", lambda: phase_arrays(list(exam.phases), exam.effective_times()))
+        if _tumor_score(comp, box, sl, exam, labels, pe[box], settings.pe_threshold, phases) < 0:
+            return "vessel-like"
+        return None
+
+    return band_lesions(exam, first, settings, maps, context, band_behind_floor(context),
+                        ("behind the floor: no chest-wall level (slab, or none found)", "behind the floor: no enhancement",
+                         "second look behind the breast region's floor: "),
+                        {"added": 0, "joining": 0, "cut": 0, "small, large or weak": 0, "elongated": 0, "beside the breast": 0,
+                         "a piece of a larger enhancing body": 0, "vessel-like": 0}, judge)
 
 
 def add_behind_floor(segmenter, exam, prob: sitk.Image, context: dict, region: dict | None,

@@ -55,14 +55,16 @@ def fill_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.nd
               close_mm: float = KEPT_HULL_MM) -> tuple[sitk.Image, list, sitk.Image]:
     """(label, lesions, components) with each kept lesion of *components* (labels 1..N = the lesions' ``label``)
     filled (module docstring); *pe* and *valid* are (z, y, x) arrays on the grid of *components*."""
-    arr = sitk.GetArrayFromImage(components).astype(np.int64)
+    arr = sitk.GetArrayViewFromImage(components)  # read only; the label map is copied when a lesion first grows
+    if arr.dtype.kind not in "iu":
+        arr = arr.astype(np.int64)
     if pe.shape != arr.shape or valid.shape != arr.shape:
         raise ValueError(f"kept_hull: kinetic maps {pe.shape} and label map {arr.shape} are not on one grid")
     fill = HullFill(np.asarray(components.GetSpacing(), float)[::-1], close_mm)
     by_label = {les.label: les for les in lesions}
     if fill.off or not by_label:
         return sitk.Cast(components > 0, sitk.sitkUInt8), lesions, components
-    out = arr.copy()
+    out = arr  # the label map with what the lesions filled so far
     grown: dict[int, tuple] = {}
     for lab, box, comp in padded_components(arr, 0):
         if lab not in by_label:
@@ -74,11 +76,13 @@ def fill_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.nd
         pieces, _ = ndimage.label(comp | add, structure=FULL26)
         add &= np.isin(pieces, np.unique(pieces[comp]))  # only what joins the lesion itself
         if add.any():
+            if out is arr:
+                out = arr.copy()
             out[box][add] = lab
             grown[lab] = (box, int(np.count_nonzero(add)))
     if not grown:
         return sitk.Cast(components > 0, sitk.sitkUInt8), lesions, components
-    new = from_array(out.astype(np.uint32), components)
+    new = from_array(out.astype(np.uint32, copy=False), components)
     vml = voxel_volume_ml(components)
     table = []
     for les in lesions:

@@ -143,19 +143,25 @@ def elongation(comp: np.ndarray, spacing_zyx) -> float:
     return float(np.sqrt(ev[-1] / max(ev[-2], 1e-9)))
 
 
-def band_outline(exam, maps, wide: np.ndarray, roi: np.ndarray, first, s, box: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(outline, core) inside *box* of the FTV rule applied to *wide* with the first run's own thresholds
-    (background threshold, fat decision, outline level of *first*), cores reaching outside *roi* only."""
-    sp = np.asarray(exam.reference.GetSpacing())[::-1]
+def band_cores(exam, maps, wide: np.ndarray, first, s, box: tuple[slice, ...]):
+    """(tissue, cores before the vessel opening, PE, valid, SER or None) inside *box*: the first steps of
+    :func:`band_outline` (every core voxel its outline grows from lies in these cores)."""
     pre = sitk.GetArrayViewFromImage(exam.pre)[box]
     pe, valid = maps.array("pe_early")[box], maps.array("valid")[box] > 0
     ser = maps.array("ser")[box] if first.ser_used else None
-    bg = np.float32(first.background_threshold)
-    tissue = wide[box] & valid & (pre >= bg)
+    tissue = wide[box] & valid & (pre >= np.float32(first.background_threshold))
     core = tissue & (pe >= np.float32(s.pe_threshold))
     core &= count_neighbors(core) >= s.min_neighbors
     if ser is not None:
         core &= ser >= np.float32(s.ser_min)
+    return tissue, core, pe, valid, ser
+
+
+def band_outline(exam, maps, wide: np.ndarray, roi: np.ndarray, first, s, box: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(outline, core) inside *box* of the FTV rule applied to *wide* with the first run's own thresholds
+    (background threshold, fat decision, outline level of *first*), cores reaching outside *roi* only."""
+    sp = np.asarray(exam.reference.GetSpacing())[::-1]
+    tissue, core, pe, valid, ser = band_cores(exam, maps, wide, first, s, box)
     if s.vessel_radius_mm > 0:
         core = open_and_regrow(core, sp, s.vessel_radius_mm)
     if s.skin_margin_mm > 0:

@@ -42,13 +42,14 @@ from dataclasses import replace
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+from scipy.sparse.csgraph import connected_components
 
 from ..core.imageutil import from_array, padded_components, resample_to
 from ..preprocess.breast_region import _midline_column
 from ..preprocess.lung_level import lung_limit
-from .beside_region import MAX_CONTACT, band_box, band_outline, elongation
+from .beside_region import MAX_CONTACT, band_box, band_cores, band_outline, elongation
 from .ftv import FTVResult, soft_probability
-from .outline import FULL26
+from .outline import FULL26, bbox
 
 # Off: failed its development rule (docs/decisions/deep-band-issue25.md: randomised lesion sensitivity 7/13 -> 7/13;
 # no family lower, no FP added, irregular 15/16 -> 16/16); no held-out run. run_with_deep_band.py turns it on.
@@ -79,8 +80,17 @@ def band_on_work(context: dict, margin_mm: float = DEEP_MARGIN_MM) -> tuple[np.n
     # The outer layer towards the chest wall only (the body deeper than the band's limit in its own
     # columns): where the band ends beside it (no lung behind) a tumor lying across is not cut off.
     behind = body & ok[:, None, :] & (rows > deep[:, None, :])
-    rim = band & ndimage.binary_dilation(behind, structure=FULL26)
-    return band, rim, deep
+    return band, outer_layer(band, behind), deep
+
+
+def outer_layer(band: np.ndarray, behind: np.ndarray) -> np.ndarray:
+    """The voxels of *band* that are or touch (26-neighbourhood) a voxel of *behind*: the dilation of *behind*
+    taken only in the box of *band* grown by one voxel (all that a band voxel's neighbours reach)."""
+    rim = np.zeros(band.shape, bool)
+    grown = bbox(band, margin=1)
+    if grown is not None:
+        rim[grown] = band[grown] & ndimage.binary_dilation(behind[grown], structure=FULL26)
+    return rim
 
 
 def _on_exam(arr: np.ndarray, work: sitk.Image, ref: sitk.Image) -> np.ndarray:
@@ -99,59 +109,140 @@ def _cut(comp: np.ndarray, rim: np.ndarray, vox_mm3: float) -> bool:
     return contact > MAX_CONTACT * np.pi * r * r
 
 
-def band_components(exam, first: FTVResult, settings, maps, context: dict, band_w: np.ndarray, rim_w: np.ndarray):
+def _pair_on_exam(band_w: np.ndarray, rim_w: np.ndarray, work: sitk.Image, ref: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_on_exam` of *band_w* and of *rim_w* with one nearest-neighbour resampling (bit 1: band, bit 2: rim):
+    each exam voxel takes the same work voxel for both, so the two arrays are those of two resamplings."""
+    img = sitk.GetImageFromArray(band_w.astype(np.uint8) | (rim_w.astype(np.uint8) << 1))
+    img.CopyInformation(work)
+    out = resample_to(img, ref, sitk.sitkNearestNeighbor)
+    arr = sitk.GetArrayViewFromImage(out)
+    return (arr & 1) > 0, (arr & 2) > 0
+
+
+def core_parts(core: np.ndarray, spacing_zyx, pad_mm: float) -> list[tuple[slice, ...]]:
+    """Boxes (in *core*'s array) that hold every 26-connected component of *core* grown by *pad_mm* as
+    :func:`.beside_region.band_box` grows a box (clipped to the array), boxes that overlap or touch merged
+    until any two are at least one voxel apart. Empty when *core* is."""
+    labels, n = ndimage.label(core, structure=FULL26)
+    if n == 0:
+        return []
+    pad = np.ceil(pad_mm / np.asarray(spacing_zyx, float)).astype(int) + 1
+    sl = [s for s in ndimage.find_objects(labels) if s is not None]
+    lo = np.maximum(np.array([[a.start for a in s] for s in sl]) - pad, 0)
+    hi = np.minimum(np.array([[a.stop for a in s] for s in sl]) + pad, core.shape)
+    while True:  # join the boxes that overlap or touch, then their joins, until none do
+        meet = np.all((lo[:, None, :] <= hi[None, :, :]) & (lo[None, :, :] <= hi[:, None, :]), axis=2)
+        k, group = connected_components(meet, directed=False)
+        if k == len(lo):
+            break
+        lo = np.array([lo[group == g].min(axis=0) for g in range(k)])
+        hi = np.array([hi[group == g].max(axis=0) for g in range(k)])
+    return [tuple(slice(int(a), int(b)) for a, b in zip(l, h)) for l, h in zip(lo, hi)]
+
+
+def outline_in_parts(exam, maps, band: np.ndarray, first, settings, box: tuple[slice, ...]) -> np.ndarray:
+    """``band_outline(exam, maps, band, band, first, settings, box)[0]``, the same voxels, computed only in boxes
+    around the band's cores (:func:`core_parts`, grown as far as *box* is grown around the candidates): each
+    step of the outline reaches less far from a core than that (the vessel opening, the skin depth, the growth
+    within ``outline_margin_mm``, the closing of each outline component), so a box lying that far around its
+    cores gives what the whole *box* gives there, and no outline voxel lies outside the boxes."""
+    sp = np.asarray(exam.reference.GetSpacing())[::-1]
+    _, core, _, _, _ = band_cores(exam, maps, band, first, settings, box)
+    found = np.zeros(core.shape, bool)
+    for part in core_parts(core, sp, band_pad_mm(settings)):
+        sub = tuple(slice(b.start + p.start, b.start + p.stop) for b, p in zip(box, part))
+        found[part] = band_outline(exam, maps, band, band, first, settings, sub)[0]
+    return found
+
+
+def band_pad_mm(settings) -> float:
+    """How far the box of :func:`band_components` reaches around the band's candidate voxels."""
+    return 2 * settings.outline_margin_mm + settings.skin_margin_mm + 4.0
+
+
+def band_components(exam, first: FTVResult, settings, maps, context: dict, band_w: np.ndarray, rim_w: np.ndarray,
+                    parts: bool = True):
     """The first run's thresholds outlined inside a band behind the breast region (*band_w*, its outer
     layer *rim_w*: work-grid arrays of ``context``), in the box around the band's enhancing voxels:
-    ``(box, labels, near, rim, pe)`` -- the outline's 26-connected components in the box, the first
-    outline grown by one voxel and the outer layer (both in the box), the early PE on the exam grid --
-    or None when nothing in the band enhances above the first run's thresholds."""
+    ``(box, labels, before, rim, pe)`` -- the outline's 26-connected components in the box, the first
+    outline and the outer layer (both in the box), the early PE on the exam grid -- or None when nothing
+    in the band enhances above the first run's thresholds. *parts* (default) outlines only around the band's
+    cores (:func:`outline_in_parts`, the same voxels); False outlines the whole box."""
     ref = exam.reference
-    band, rim = _on_exam(band_w, context["work"], ref), _on_exam(rim_w, context["work"], ref)
+    band, rim = _pair_on_exam(band_w, rim_w, context["work"], ref)
     sp = np.asarray(ref.GetSpacing())[::-1]
     pe = maps.array("pe_early")
     cand = band & (pe >= np.float32(settings.pe_threshold)) & (maps.array("valid") > 0)
     cand &= sitk.GetArrayViewFromImage(exam.pre) >= np.float32(first.background_threshold)
     if not cand.any():
         return None
-    box = band_box(cand, sp, 2 * settings.outline_margin_mm + settings.skin_margin_mm + 4.0)
-    found, _ = band_outline(exam, maps, band, band, first, settings, box)
-    before = sitk.GetArrayFromImage(first.outline if first.outline is not None else first.mask)[box] > 0
-    near = ndimage.binary_dilation(before, structure=FULL26)
+    box = band_box(cand, sp, band_pad_mm(settings))
+    if parts:
+        found = outline_in_parts(exam, maps, band, first, settings, box)
+    else:
+        found, _ = band_outline(exam, maps, band, band, first, settings, box)
+    outline = first.outline if first.outline is not None else first.mask
+    before = sitk.GetArrayViewFromImage(outline)[box] > 0
     labels, _ = ndimage.label(found, structure=FULL26)
-    return box, labels, near, rim[box], pe
+    return box, labels, before, rim[box], pe
+
+
+def joins(comp: np.ndarray, sl: tuple[slice, ...], before: np.ndarray) -> bool:
+    """Whether *comp* (a component in ``before[sl]``) is or touches (26-neighbourhood) a voxel of *before*: the
+    dilation of *before* in its array, read in the box *sl* grown by one voxel only."""
+    grown = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, before.shape))
+    near = ndimage.binary_dilation(before[grown], structure=FULL26)
+    return bool((comp & near[tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(sl, grown))]).any())
+
+
+def band_lesions(exam, first: FTVResult, settings, maps, context: dict, got, notes: tuple[str, str, str],
+                 counts: dict, judge) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """(components to add on the exam grid, notes, the band's deep end per work column or None) for the band
+    *got* (``(band, outer layer, deep end)`` on the work grid, or None): each outline component in the band that
+    neither joins the first outline nor continues through the outer layer (:func:`_cut`) is added when
+    ``judge(comp, sl, box, labels, pe)`` (*comp* in ``labels[sl]``, the band's box *box* on the exam grid)
+    gives None, else counted under the key of *counts* it gives. *notes*: (no band, no enhancement, the
+    counts' prefix)."""
+    empty = np.zeros(sitk.GetArrayViewFromImage(exam.reference).shape, bool)
+    if got is None:
+        return empty, [notes[0]], None
+    band_w, rim_w, deep = got
+    comps = band_components(exam, first, settings, maps, context, band_w, rim_w)
+    if comps is None:
+        return empty, [notes[1]], deep
+    box, labels, before, rim, pe = comps
+    vox_ml = float(np.prod(np.asarray(exam.reference.GetSpacing())[::-1])) / 1000.0
+    add = np.zeros(labels.shape, bool)
+    for _, sl, comp in padded_components(labels):
+        if joins(comp, sl, before):
+            why = "joining"
+        elif _cut(comp, rim[sl], vox_ml * 1000.0):
+            why = "cut"
+        else:
+            why = judge(comp, sl, box, labels, pe)
+        if why is None:
+            add[sl] |= comp
+            why = "added"
+        counts[why] += 1
+    out = empty
+    out[box] = add
+    return out, [notes[2] + ", ".join(f"{v} {k}" for k, v in counts.items())], deep
 
 
 def deep_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     """(components to add on the exam grid, notes, the band's deep limit per work column or None)."""
-    ref = exam.reference
-    empty = np.zeros(sitk.GetArrayViewFromImage(ref).shape, bool)
-    got = band_on_work(context)
-    if got is None:
-        return empty, ["deep band: no lung-based floor deeper than the region's"], None
-    band_w, rim_w, deep = got
-    comps = band_components(exam, first, settings, maps, context, band_w, rim_w)
-    if comps is None:
-        return empty, ["deep band: no enhancement"], deep
-    box, labels, near, rim, pe = comps
-    sp = np.asarray(ref.GetSpacing())[::-1]
+    sp = np.asarray(exam.reference.GetSpacing())[::-1]
     vox_ml = float(np.prod(sp)) / 1000.0
-    add = np.zeros(labels.shape, bool)
-    counts = {"added": 0, "joining": 0, "cut": 0, "elongated": 0, "small or weak": 0}
-    for _, sl, comp in padded_components(labels):
-        if (comp & near[sl]).any():
-            counts["joining"] += 1
-        elif _cut(comp, rim[sl], vox_ml * 1000.0):
-            counts["cut"] += 1
-        elif np.count_nonzero(comp) * vox_ml < MIN_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
-            counts["small or weak"] += 1
-        elif elongation(comp, sp) > MAX_ELONGATION:
-            counts["elongated"] += 1
-        else:
-            add[sl] |= comp
-            counts["added"] += 1
-    out = empty.copy()
-    out[box] = add
-    return out, ["deep band behind the breast region: " + ", ".join(f"{v} {k}" for k, v in counts.items())], deep
+
+    def judge(comp, sl, box, labels, pe):
+        if np.count_nonzero(comp) * vox_ml < MIN_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
+            return "small or weak"
+        return "elongated" if elongation(comp, sp) > MAX_ELONGATION else None
+
+    return band_lesions(exam, first, settings, maps, context, band_on_work(context),
+                        ("deep band: no lung-based floor deeper than the region's", "deep band: no enhancement",
+                         "deep band behind the breast region: "),
+                        {"added": 0, "joining": 0, "cut": 0, "elongated": 0, "small or weak": 0}, judge)
 
 
 def add_deep_lesions(segmenter, exam, prob: sitk.Image, context: dict, region: dict | None,

@@ -154,8 +154,15 @@ def open_and_regrow(mask: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float)
     ball = _ellipsoid(radius_mm, np.asarray(spacing_zyx, float))
     if ball.size == 1 or not mask.any():
         return mask.copy()
-    opened = ndimage.binary_opening(mask, structure=ball)
-    return ndimage.binary_dilation(opened, structure=ball) & mask
+    # In the mask's bounding box only (the same voxels, less CPU time): outside it both steps give nothing, and
+    # inside it the erosion meets only empty voxels beyond the box, as scipy's erosion takes the array's outside.
+    box = tuple(slice(int(nz[0]), int(nz[-1]) + 1) for nz in
+                (np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis))) for axis in range(mask.ndim)))
+    sub = mask[box]
+    kept = ndimage.binary_dilation(ndimage.binary_opening(sub, structure=ball), structure=ball) & sub
+    out = np.zeros(mask.shape, kept.dtype)
+    out[box] = kept
+    return out
 
 
 def _cut_thin_bridges(region: np.ndarray, seed, spacing_zyx: np.ndarray,
