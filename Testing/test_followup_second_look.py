@@ -1,7 +1,10 @@
 """Follow-up (issue 31): the prior-guided second look (followup/second_look.py). A lesion missing at one visit
 is looked for again where another visit had it, in the model's own maps at a lower level; only compact,
 enhancing tissue on the prior's place is taken: a tumor the plain segmentation missed is recovered, a tumor
-that is gone stays gone, a new lesion stays new."""
+that is gone stays gone, a new lesion stays new. The two directions are settings of their own (fu14):
+looking back (``look_back``, on when enabled: a lesion first seen later looked for at the baseline) and
+looking forward (``look_forward``, off unless asked for: fu13's other half, which filled a true complete
+response at the breast region's edge)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from BreastTumorSegLib.followup.guided import GuidedSettings
-from BreastTumorSegLib.followup.run import run_followup
+from BreastTumorSegLib.followup.run import follow, segment_visits
 from BreastTumorSegLib.followup.second_look import (SECOND_LOOK_FLAG, SecondLookSettings, accepted_pieces,
                                                     compactness)
 from BreastTumorSegLib.training.phantom.series import make_visit_series
@@ -17,12 +20,10 @@ from test_followup_guided import _weakened  # the tumor's enhancement scaled to 
 
 SMALL = dict(size=(128, 96, 40), spacing=(2.4, 2.4, 4.0))  # as test_followup: seconds per visit
 SEED = 5000
-ON = SecondLookSettings(enabled=True)
+ON = SecondLookSettings(enabled=True)  # the settings' directions: looking back only
+BOTH = SecondLookSettings(enabled=True, look_forward=True)  # fu13's step: back and forward
+FORWARD = SecondLookSettings(enabled=True, look_back=False, look_forward=True)
 NO_GUIDED = GuidedSettings(enabled=False)  # the older track-guided search off: the second look alone
-
-
-def _followup(exams, series, **kw):
-    return run_followup(exams, dates=series.dates, model="ftv", register=False, **kw)
 
 
 def test_only_compact_enhancing_pieces_on_the_prior_are_taken():
@@ -51,46 +52,91 @@ def test_only_compact_enhancing_pieces_on_the_prior_are_taken():
 def test_a_tumor_the_segmentation_missed_at_visit_2_is_recovered():
     """Visit 2: the tumor shrunk to 40 % and enhancing 55 % (the FTV rule, 70 %, misses it). With the older
     guided search off, the plain follow-up leaves the track empty (CR); the second look finds it in the
-    baseline lesion's place, on the tumor, and the visit is not CR."""
+    baseline lesion's place, on the tumor, and the visit is not CR: looking forward (fu13's step, or forward
+    alone). Looking back only (the settings' default directions) leaves the track empty."""
     series = make_visit_series("ellipse", SEED, n_visits=2, fates=["shrink"], fraction=0.4, **SMALL)
     tumor = sitk.GetArrayFromImage(series.visits[1].tumor_labels) > 0
     exams = [series.visits[0].exam, _weakened(series.visits[1].exam, tumor, 55.0)]
-    off = _followup(exams, series, guided=NO_GUIDED)
+    seg = segment_visits(exams, dates=series.dates, model="ftv", register=False)
+    off = follow(seg, guided=NO_GUIDED)
     assert off.visits[1].result.lesions == [] and not off.tracks[0].members.get(1)
     assert off.table["exams"][1]["recist"] == "CR"
-    res = _followup(exams, series, guided=NO_GUIDED, second_look=ON)
-    found = [les for les in res.visits[1].lesions if SECOND_LOOK_FLAG in les.flags]
-    assert found and res.tracks[0].members.get(1) and len(res.tracks) == 1
-    comp = sitk.GetArrayViewFromImage(res.visits[1].components) > 0
-    assert (comp & tumor).sum() / tumor.sum() > 0.5 and (comp & ~tumor).sum() < 0.5 * tumor.sum()
-    assert res.table["exams"][1]["recist"] != "CR" and res.settings["second_look"]["enabled"] is True
+    for look in (BOTH, FORWARD):  # looking forward
+        res = follow(seg, guided=NO_GUIDED, second_look=look)
+        found = [les for les in res.visits[1].lesions if SECOND_LOOK_FLAG in les.flags]
+        assert found and res.tracks[0].members.get(1) and len(res.tracks) == 1
+        comp = sitk.GetArrayViewFromImage(res.visits[1].components) > 0
+        assert (comp & tumor).sum() / tumor.sum() > 0.5 and (comp & ~tumor).sum() < 0.5 * tumor.sum()
+        assert res.table["exams"][1]["recist"] != "CR" and res.settings["second_look"]["enabled"] is True
+    back = follow(seg, guided=NO_GUIDED, second_look=ON)  # looking back only: nothing forward
+    assert not back.tracks[0].members.get(1) and back.table["exams"][1]["recist"] == "CR"
+    assert back.settings["second_look"]["look_forward"] is False
+
+
+def test_a_tumor_the_baseline_missed_is_found_looking_back():
+    """Baseline: the tumor enhances 55 % (the FTV rule, 70 %, misses it); visit 2: stable, as made. With the
+    older guided search off, the plain follow-up calls the visit-2 tumor new (PD); looking back finds it at the
+    baseline, on the tumor, and the visit is SD (truth: stable). Looking forward only leaves it new."""
+    series = make_visit_series("ellipse", SEED, n_visits=2, fates=["stable"], **SMALL)
+    tumor = sitk.GetArrayFromImage(series.visits[0].tumor_labels) > 0
+    exams = [_weakened(series.visits[0].exam, tumor, 55.0), series.visits[1].exam]
+    seg = segment_visits(exams, dates=series.dates, model="ftv", register=False)
+    off = follow(seg, guided=NO_GUIDED)
+    assert off.visits[0].result.lesions == [] and off.table["exams"][1]["recist"] == "PD"
+    assert [t.first_visit for t in off.tracks] == [1]
+    assert [t.first_visit for t in follow(seg, guided=NO_GUIDED, second_look=FORWARD).tracks] == [1]
+    res = follow(seg, guided=NO_GUIDED, second_look=ON)
+    assert [les.flags for les in res.visits[0].lesions] == [[SECOND_LOOK_FLAG]]
+    assert [(t.first_visit, sorted(t.members)) for t in res.tracks] == [(0, [0, 1])]
+    comp = sitk.GetArrayViewFromImage(res.visits[0].components) > 0
+    assert (comp & tumor).sum() / tumor.sum() > 0.8 and (comp & ~tumor).sum() < 0.2 * tumor.sum()
+    assert res.table["exams"][1]["recist"] == "SD"
 
 
 @pytest.mark.parametrize("guided", [NO_GUIDED, None])
 def test_a_tumor_that_disappears_stays_disappeared(guided):
     gone = make_visit_series("ellipse", SEED, n_visits=2, fates=["disappear"], **SMALL)
-    res = _followup([v.exam for v in gone.visits], gone, guided=guided, second_look=ON)
-    assert not res.visits[1].lesions and res.table["exams"][1]["recist"] == "CR"
-    assert not res.tracks[0].members.get(1)
+    seg = segment_visits([v.exam for v in gone.visits], dates=gone.dates, model="ftv", register=False)
+    for look in (ON, BOTH):
+        res = follow(seg, guided=guided, second_look=look)
+        assert not res.visits[1].lesions and res.table["exams"][1]["recist"] == "CR"
+        assert not res.tracks[0].members.get(1)
 
 
 def test_a_new_lesion_stays_new():
     """A new lesion at visit 2 (nothing enhancing at the baseline there) is not taken back into the baseline."""
     series = make_visit_series("ellipse", SEED, n_visits=2, fates=["stable"], new_lesion_at=1, **SMALL)
     assert series.new_lesions[1]
-    res = _followup([v.exam for v in series.visits], series, second_look=ON)
-    assert not any(SECOND_LOOK_FLAG in les.flags for les in res.visits[0].lesions)
-    assert any(t.first_visit == 1 for t in res.tracks) and res.table["exams"][1]["recist"] == "PD"
+    seg = segment_visits([v.exam for v in series.visits], dates=series.dates, model="ftv", register=False)
+    for look in (ON, BOTH):
+        res = follow(seg, second_look=look)
+        assert not any(SECOND_LOOK_FLAG in les.flags for les in res.visits[0].lesions)
+        assert any(t.first_visit == 1 for t in res.tracks) and res.table["exams"][1]["recist"] == "PD"
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (docs/decisions/followup-prior-look-issue31.md): beyond the breast "
-                   "region the FTV rule takes non-tumor enhancement in the place of a gone tumor at the region's edge")
-def test_a_gone_tumor_at_the_regions_edge_stays_disappeared_full_size():
+@pytest.fixture(scope="module")
+def gone_at_the_regions_edge():
     """Ellipse development seed 6001 (full size, as bench_followup makes it): the tumor, mostly outside the
-    breast region, disappears at visit 2 (truth CR). With the second look on it must stay CR."""
+    breast region, disappears at visit 2 (truth CR); segmented once, followed with each setting."""
     series = make_visit_series("ellipse", 6001, n_visits=2)
     assert series.fates == ["disappear"]
-    off = _followup([v.exam for v in series.visits], series, device="cpu")
+    seg = segment_visits([v.exam for v in series.visits], dates=series.dates, model="ftv", register=False,
+                         device="cpu")
+    off = follow(seg)
     assert off.table["exams"][1]["recist"] == "CR"  # the plain follow-up is right
-    res = _followup([v.exam for v in series.visits], series, device="cpu", second_look=ON)
+    return seg
+
+
+def test_a_gone_tumor_at_the_regions_edge_stays_disappeared_full_size(gone_at_the_regions_edge):
+    """Looking back only (the candidate of docs/decisions/followup-look-back-issue31.md): it must stay CR."""
+    res = follow(gone_at_the_regions_edge, second_look=ON)
+    assert res.table["exams"][1]["recist"] == "CR" and not res.tracks[0].members.get(1)
+
+
+@pytest.mark.xfail(strict=True, reason="known limit (docs/decisions/followup-prior-look-issue31.md): looking forward, "
+                   "beyond the breast region the FTV rule takes non-tumor enhancement in the place of a gone tumor at "
+                   "the region's edge")
+def test_looking_forward_a_gone_tumor_at_the_regions_edge_stays_disappeared_full_size(gone_at_the_regions_edge):
+    """fu13's step (back and forward, ``look_forward=True``) is held to the same truth: it must stay CR."""
+    res = follow(gone_at_the_regions_edge, second_look=BOTH)
     assert res.table["exams"][1]["recist"] == "CR" and not res.tracks[0].members.get(1)

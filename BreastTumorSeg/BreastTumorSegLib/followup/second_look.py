@@ -27,6 +27,12 @@ empty there (RECIST CR when no lesion is left). A truly new lesion has nothing e
 baseline (``back_cover``: at least this share of the later lesion's own place must be the second look's
 tissue at the baseline before anything is searched) and stays new. Off by default (``enabled``) until
 ``docs/decisions/followup-prior-look-issue31.md`` decides.
+
+The two directions are separate settings (since fu14, ``docs/decisions/followup-look-back-issue31.md``):
+``look_back`` (a lesion first seen later looked for at the baseline: on when the step is enabled) and
+``look_forward`` (a known lesion missing at a later visit looked for there: off unless asked for). On
+development the gains came from looking back, while looking forward filled a true complete response at
+the breast region's edge with non-tumor enhancement beyond the region (ellipse 6001).
 """
 from __future__ import annotations
 
@@ -53,6 +59,8 @@ class SecondLookSettings:
     min_ml: float = 0.02
     min_compact: float = 0.3
     back_cover: float = 0.3  # looking back: share of the later lesion's place that must be tissue at the baseline
+    look_back: bool = True  # a track that starts after the baseline is looked for at the baseline
+    look_forward: bool = False  # a track missing at a later visit is looked for there (fu13's other half)
 
 
 def look_tissue(exam, result, ftv, s: SecondLookSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -158,9 +166,12 @@ def look_back_again(comp0: np.ndarray, tissue0: np.ndarray, pe0: np.ndarray, tra
 def second_look(exams, results, segmented, visits, tracks, regs, s: SecondLookSettings) -> dict[int, np.ndarray]:
     """Visit index -> its new labels (z, y, x ints: the visit's lesions as followed, ``visits[k].components``,
     then the found pieces) for every visit where the second look found something: the baseline (looking
-    back from the tracks that start later) and the later visits (where a known lesion is missing)."""
+    back from the tracks that start later, ``look_back``) and the later visits (where a known lesion is
+    missing, ``look_forward``)."""
     found = {}
     for k, (e, res, (_, _, ftv)) in enumerate(zip(exams, results, segmented)):
+        if not (s.look_back if k == 0 else s.look_forward):
+            continue  # this direction is off
         arr = sitk.GetArrayFromImage(visits[k].components)
         tissue, pe = look_tissue(e, res, ftv, s)
         if k == 0:
