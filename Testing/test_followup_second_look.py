@@ -23,6 +23,7 @@ SEED = 5000
 ON = SecondLookSettings(enabled=True)  # the settings' directions: looking back only
 BOTH = SecondLookSettings(enabled=True, look_forward=True)  # fu13's step: back and forward
 FORWARD = SecondLookSettings(enabled=True, look_back=False, look_forward=True)
+FOUND = SecondLookSettings(enabled=True, forward_found=True)  # back, and forward only for the tracks found back
 NO_GUIDED = GuidedSettings(enabled=False)  # the older track-guided search off: the second look alone
 
 
@@ -93,11 +94,33 @@ def test_a_tumor_the_baseline_missed_is_found_looking_back():
     assert res.table["exams"][1]["recist"] == "SD"
 
 
+def test_a_tumor_found_back_is_looked_for_at_the_visits_that_miss_it():
+    """Three visits, the tumor stable (truth SD, SD), enhancing 55 % at the baseline and at visit 3 (the FTV rule
+    misses it there), as made at visit 2. Guided search off: the plain follow-up says PD, CR; looking back alone
+    finds the baseline's tumor but leaves visit 3 empty (SD, CR); looking forward for the track it found
+    (``forward_found``) finds the tumor at visit 3 too (SD, SD), on the tumor."""
+    series = make_visit_series("ellipse", SEED, n_visits=3, fates=["stable"], **SMALL)
+    tumors = [sitk.GetArrayFromImage(v.tumor_labels) > 0 for v in series.visits]
+    exams = [_weakened(series.visits[0].exam, tumors[0], 55.0), series.visits[1].exam,
+             _weakened(series.visits[2].exam, tumors[2], 55.0)]
+    seg = segment_visits(exams, dates=series.dates, model="ftv", register=False)
+    assert [e["recist"] for e in follow(seg, guided=NO_GUIDED).table["exams"]] == ["baseline", "PD", "CR"]
+    back = follow(seg, guided=NO_GUIDED, second_look=ON)
+    assert [e["recist"] for e in back.table["exams"]] == ["baseline", "SD", "CR"]
+    assert [(t.first_visit, sorted(t.members)) for t in back.tracks] == [(0, [0, 1])]
+    res = follow(seg, guided=NO_GUIDED, second_look=FOUND)
+    assert [e["recist"] for e in res.table["exams"]] == ["baseline", "SD", "SD"]
+    assert [(t.first_visit, sorted(t.members)) for t in res.tracks] == [(0, [0, 1, 2])]
+    assert [les.flags for les in res.visits[2].lesions] == [[SECOND_LOOK_FLAG]]
+    comp = sitk.GetArrayViewFromImage(res.visits[2].components) > 0
+    assert (comp & tumors[2]).sum() / tumors[2].sum() > 0.5 and (comp & ~tumors[2]).sum() < 0.2 * tumors[2].sum()
+
+
 @pytest.mark.parametrize("guided", [NO_GUIDED, None])
 def test_a_tumor_that_disappears_stays_disappeared(guided):
     gone = make_visit_series("ellipse", SEED, n_visits=2, fates=["disappear"], **SMALL)
     seg = segment_visits([v.exam for v in gone.visits], dates=gone.dates, model="ftv", register=False)
-    for look in (ON, BOTH):
+    for look in (ON, FOUND, BOTH):
         res = follow(seg, guided=guided, second_look=look)
         assert not res.visits[1].lesions and res.table["exams"][1]["recist"] == "CR"
         assert not res.tracks[0].members.get(1)
@@ -108,7 +131,7 @@ def test_a_new_lesion_stays_new():
     series = make_visit_series("ellipse", SEED, n_visits=2, fates=["stable"], new_lesion_at=1, **SMALL)
     assert series.new_lesions[1]
     seg = segment_visits([v.exam for v in series.visits], dates=series.dates, model="ftv", register=False)
-    for look in (ON, BOTH):
+    for look in (ON, FOUND, BOTH):
         res = follow(seg, second_look=look)
         assert not any(SECOND_LOOK_FLAG in les.flags for les in res.visits[0].lesions)
         assert any(t.first_visit == 1 for t in res.tracks) and res.table["exams"][1]["recist"] == "PD"
@@ -127,9 +150,11 @@ def gone_at_the_regions_edge():
     return seg
 
 
-def test_a_gone_tumor_at_the_regions_edge_stays_disappeared_full_size(gone_at_the_regions_edge):
-    """Looking back only (the candidate of docs/decisions/followup-look-back-issue31.md): it must stay CR."""
-    res = follow(gone_at_the_regions_edge, second_look=ON)
+@pytest.mark.parametrize("look", [ON, FOUND], ids=["back", "found"])
+def test_a_gone_tumor_at_the_regions_edge_stays_disappeared_full_size(gone_at_the_regions_edge, look):
+    """Looking back, alone or with the tracks it found looked for forward (the candidates of
+    docs/decisions/followup-look-back-issue31.md): it must stay CR."""
+    res = follow(gone_at_the_regions_edge, second_look=look)
     assert res.table["exams"][1]["recist"] == "CR" and not res.tracks[0].members.get(1)
 
 

@@ -244,10 +244,11 @@ def segmented_series(fam: str, seed: int, n_visits: int, new_lesion: bool, model
 
 def second_look_settings(value: str) -> SecondLookSettings:
     """--second-look's value as settings (on, off, back, forward, both, or a probability level)."""
-    directions = {"back": (True, False), "forward": (False, True), "both": (True, True)}
+    directions = {"back": (True, False, False), "forward": (False, True, False), "both": (True, True, False),
+                  "found": (True, False, True)}
     if value in directions:
-        back, forward = directions[value]
-        return SecondLookSettings(enabled=True, look_back=back, look_forward=forward)
+        back, forward, found = directions[value]
+        return SecondLookSettings(enabled=True, look_back=back, look_forward=forward, forward_found=found)
     if value in ("on", "off"):
         return SecondLookSettings(enabled=value == "on")
     return SecondLookSettings(enabled=True, level=float(value))
@@ -290,9 +291,10 @@ def main(argv=None) -> int:
                         "diameter of their union (union, followup/diameters.py), its outline's pieces added (outline, "
                         "MeasureSettings.diameters) or the diameter of its whole outline (outline-union); default: the "
                         "follow-up's default")
-    p.add_argument("--second-look", default=None, metavar="on|off|back|forward|both|LEVEL",
+    p.add_argument("--second-look", default=None, metavar="on|off|back|forward|both|found|LEVEL",
                    help="the prior-guided second look (followup/second_look.py): on (the settings' directions), off, "
-                        "back (SecondLookSettings.look_back only), forward (look_forward only), both (fu13's step), "
+                        "back (SecondLookSettings.look_back only), forward (look_forward only), both (fu13's step), found "
+                        "(back, and forward for the tracks it found: forward_found), "
                         "or on with this probability level (SecondLookSettings.level); default: the follow-up's "
                         "default")
     a = p.parse_args(argv)
