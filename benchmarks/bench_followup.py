@@ -293,8 +293,8 @@ def main(argv=None) -> int:
                         "follow-up's default")
     p.add_argument("--second-look", default=None, metavar="on|off|back|forward|both|found|LEVEL",
                    help="the prior-guided second look (followup/second_look.py): on (the settings' directions), off, "
-                        "back (SecondLookSettings.look_back only), forward (look_forward only), both (fu13's step), found "
-                        "(back, and forward for the tracks it found: forward_found), "
+                        "back (SecondLookSettings.look_back only), forward (look_forward only), both (fu13's step), "
+                        "found (back, and forward for the tracks it found: forward_found), "
                         "or on with this probability level (SecondLookSettings.level); default: the follow-up's "
                         "default")
     a = p.parse_args(argv)

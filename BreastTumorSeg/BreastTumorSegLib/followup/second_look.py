@@ -25,14 +25,17 @@ is accepted as the missing lesion only when it is
 A true disappearance (the tumor's tissue stops enhancing) leaves nothing that passes: the track stays
 empty there (RECIST CR when no lesion is left). A truly new lesion has nothing enhancing under it at the
 baseline (``back_cover``: at least this share of the later lesion's own place must be the second look's
-tissue at the baseline before anything is searched) and stays new. Off by default (``enabled``) until
-``docs/decisions/followup-prior-look-issue31.md`` decides.
+tissue at the baseline before anything is searched) and stays new. Off at first (fu13,
+``docs/decisions/followup-prior-look-issue31.md``); on by default since fu14 (below).
 
 The two directions are separate settings (since fu14, ``docs/decisions/followup-look-back-issue31.md``):
 ``look_back`` (a lesion first seen later looked for at the baseline: on when the step is enabled) and
 ``look_forward`` (a known lesion missing at a later visit looked for there: off unless asked for). On
 development the gains came from looking back, while looking forward filled a true complete response at
-the breast region's edge with non-tumor enhancement beyond the region (ellipse 6001).
+the breast region's edge with non-tumor enhancement beyond the region (ellipse 6001). Looking forward
+only for the tracks the look back found (``forward_found``: a tumor the segmentation misses at the
+baseline is missed at the other visits alike) keeps that response; the look back with it is on by
+default (development and held-out rules held).
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ CUBE = np.ones((3, 3, 3), bool)
 
 @dataclass(frozen=True)
 class SecondLookSettings:
-    enabled: bool = False
+    enabled: bool = True  # on since fu14 (docs/decisions/followup-look-back-issue31.md)
     margin_mm: float = 5.0  # the neighbourhood searched: the prior lesion's registered mask grown by this much
     core_mm: float = 2.0  # a piece must touch the prior's own mask grown by this much
     level: float = 0.3  # the model's probability level inside the neighbourhood (0: not used)
@@ -64,7 +67,7 @@ class SecondLookSettings:
     # ... only the tracks whose baseline lesion the look back found (a tumor the segmentation misses at the
     # baseline, mostly beyond the breast region, is missed at the other visits alike): looked for at every
     # visit where they have no lesion, in their found pieces and their lesions at the other visits
-    forward_found: bool = False
+    forward_found: bool = True
 
 
 def look_tissue(exam, result, ftv, s: SecondLookSettings) -> tuple[np.ndarray, np.ndarray]:
