@@ -15,6 +15,7 @@ from BreastTumorSegLib.followup.lookback import LOOKBACK_FLAG, look_back
 from BreastTumorSegLib.followup.measure import MeasureSettings
 from BreastTumorSegLib.followup.prior import PriorSettings
 from BreastTumorSegLib.followup.run import follow_segmented, run_followup, series_fat_suppression
+from BreastTumorSegLib.followup.second_look import SecondLookSettings
 from BreastTumorSegLib.training.phantom.series import make_visit_series
 
 SMALL = dict(size=(128, 96, 40), spacing=(2.4, 2.4, 4.0))  # as test_followup: seconds per visit
@@ -55,9 +56,14 @@ def test_look_back_finds_a_tumor_the_baseline_segmentation_missed(stable):
     assert (found & truth).sum() / truth.sum() > 0.5
     assert table["exams"][1]["new_tracks"] == [] and table["exams"][1]["recist"] == "SD"
     assert table["targets"] == []  # not measured when the baseline was read: a non-target lesion
-    # without the look-back the same tumor is a new lesion at visit 2, and 10 mm or more: progression
-    _, tracks_off, table_off, _, _ = _again(series, res, [missed, results[1]], prior=PriorSettings(look_back=False))
+    # without the look-back (nor the second look, which looks back too) the same tumor is a new lesion at visit 2,
+    # and 10 mm or more: progression
+    _, tracks_off, table_off, _, _ = _again(series, res, [missed, results[1]], prior=PriorSettings(look_back=False),
+                                            second_look=SecondLookSettings(enabled=False))
     assert [t.first_visit for t in tracks_off] == [1] and table_off["exams"][1]["recist"] == "PD"
+    # the second look alone (on by default since fu14) finds it at the baseline too: matched from the baseline on
+    _, tracks_look, _, _, _ = _again(series, res, [missed, results[1]], prior=PriorSettings(look_back=False))
+    assert [t.first_visit for t in tracks_look] == [0]
 
 
 def test_look_back_leaves_a_truly_new_lesion_new():

@@ -10,6 +10,7 @@ from BreastTumorSegLib.followup.guided import GUIDED_FLAG, GuidedSettings
 from BreastTumorSegLib.followup.lookback import LOOKBACK_FLAG
 from BreastTumorSegLib.followup.prior import PriorSettings
 from BreastTumorSegLib.followup.run import run_followup
+from BreastTumorSegLib.followup.second_look import SecondLookSettings
 from BreastTumorSegLib.training.phantom.series import make_visit_series
 
 SMALL = dict(size=(128, 96, 40), spacing=(2.4, 2.4, 4.0))  # as test_followup: seconds per visit
@@ -56,9 +57,13 @@ def test_a_weak_baseline_tumor_a_later_visit_shows_is_found_there_not_new(weak_b
     # local means lose the tumor's edge on this coarse grid (2.4 x 2.4 x 4 mm): a third of it, nothing else much
     assert (found & truth).sum() / truth.sum() > 0.3 and (found & ~truth).sum() < 0.2 * truth.sum()
     assert res.table["exams"][1]["new_tracks"] == [] and res.table["exams"][1]["recist"] == "SD"
-    # without the weaker rule the baseline shows nothing there: the same tumor is new at visit 2 (PD)
-    off = _followup(exams, series, guided=GuidedSettings(enabled=False))
+    # without the weaker rule (nor the second look) the baseline shows nothing there: the same tumor is new at
+    # visit 2 (PD)
+    off = _followup(exams, series, guided=GuidedSettings(enabled=False), second_look=SecondLookSettings(enabled=False))
     assert [t.first_visit for t in off.tracks] == [1] and off.table["exams"][1]["recist"] == "PD"
+    # the second look alone (on by default since fu14) finds it at the baseline: SD
+    look = _followup(exams, series, guided=GuidedSettings(enabled=False))
+    assert [t.first_visit for t in look.tracks] == [0] and look.table["exams"][1]["recist"] == "SD"
 
 
 def test_a_weak_remnant_is_found_in_its_place_and_a_gone_tumor_leaves_nothing():

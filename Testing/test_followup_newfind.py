@@ -107,11 +107,13 @@ def _enhancing_at(exam, mask: np.ndarray, pe: float):
 
 def test_a_segmented_lesion_where_the_baseline_enhanced_is_no_unequivocal_new_lesion():
     """The new lesion of visit 2 (segmented there) already enhances 50 % at the baseline (below the FTV rule:
-    not segmented there; the look-back off so that the baseline does not take it): with ``seen_before_share``
+    not segmented there; the look-back and the second look off so that the baseline does not take it): with
+    ``seen_before_share``
     it is listed as a new track but makes no PD; without it, PD. A new lesion where the baseline did not
     enhance stays PD with it."""
     from BreastTumorSegLib.followup.newfind import SEEN_BEFORE_FLAG
     from BreastTumorSegLib.followup.prior import PriorSettings
+    from BreastTumorSegLib.followup.second_look import SecondLookSettings
 
     series = make_visit_series("ellipse", SEED, n_visits=2, fates=["stable"], new_lesion_at=1, **SMALL)
     base = series.visits[0].exam
@@ -121,11 +123,12 @@ def test_a_segmented_lesion_where_the_baseline_enhanced_is_no_unequivocal_new_le
     assert mask.sum() > 50
     prior, on = PriorSettings(look_back=False), NewEnhancementSettings(seen_before_share=0.5)
     seen = [_enhancing_at(base, mask, 50.0), series.visits[1].exam]
-    res_on = _followup(seen, series, prior=prior, newfind=on)
+    no_look = SecondLookSettings(enabled=False)
+    res_on = _followup(seen, series, prior=prior, newfind=on, second_look=no_look)
     new = res_on.table["exams"][1]["new_tracks"]
     assert len(new) == 1 and res_on.table["exams"][1]["recist"] != "PD"
     track = next(t for t in res_on.tracks if t.track_id == new[0])
     assert all(SEEN_BEFORE_FLAG in res_on.visits[1].lesions[lab - 1].flags for lab in track.members[1])
-    assert _followup(seen, series, prior=prior).table["exams"][1]["recist"] == "PD"
+    assert _followup(seen, series, prior=prior, second_look=no_look).table["exams"][1]["recist"] == "PD"
     fresh = _followup([base, series.visits[1].exam], series, newfind=on)
     assert fresh.table["exams"][1]["recist"] == "PD"

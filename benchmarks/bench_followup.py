@@ -242,6 +242,18 @@ def segmented_series(fam: str, seed: int, n_visits: int, new_lesion: bool, model
     return series, seg, t_gen, t_seg
 
 
+def second_look_settings(value: str) -> SecondLookSettings:
+    """--second-look's value as settings (on, off, back, forward, both, or a probability level)."""
+    directions = {"back": (True, False, False), "forward": (False, True, False), "both": (True, True, False),
+                  "found": (True, False, True)}
+    if value in directions:
+        back, forward, found = directions[value]
+        return SecondLookSettings(enabled=True, look_back=back, look_forward=forward, forward_found=found)
+    if value in ("on", "off"):
+        return SecondLookSettings(enabled=value == "on")
+    return SecondLookSettings(enabled=True, level=float(value))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--families", default="ellipse,irregular")
@@ -279,12 +291,14 @@ def main(argv=None) -> int:
                         "diameter of their union (union, followup/diameters.py), its outline's pieces added (outline, "
                         "MeasureSettings.diameters) or the diameter of its whole outline (outline-union); default: the "
                         "follow-up's default")
-    p.add_argument("--second-look", default=None, metavar="on|off|LEVEL",
-                   help="the prior-guided second look (followup/second_look.py): on, off, or on with this probability "
-                        "level (SecondLookSettings.level); default: the follow-up's default")
+    p.add_argument("--second-look", default=None, metavar="on|off|back|forward|both|found|LEVEL",
+                   help="the prior-guided second look (followup/second_look.py): on (the settings' directions), off, "
+                        "back (SecondLookSettings.look_back only), forward (look_forward only), both (fu13's step), "
+                        "found (back, and forward for the tracks it found: forward_found), "
+                        "or on with this probability level (SecondLookSettings.level); default: the follow-up's "
+                        "default")
     a = p.parse_args(argv)
-    second = (None if a.second_look is None else SecondLookSettings(enabled=a.second_look == "on")
-              if a.second_look in ("on", "off") else SecondLookSettings(enabled=True, level=float(a.second_look)))
+    second = None if a.second_look is None else second_look_settings(a.second_look)
     diameters = None if a.diameters is None else DiameterSettings(union=a.diameters.endswith("union"))
     measure = None if a.diameters is None else MeasureSettings(diameters=a.diameters.startswith("outline"))
     guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)

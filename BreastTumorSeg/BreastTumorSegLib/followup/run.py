@@ -18,7 +18,7 @@ tissue enhancing by the weaker rule of :mod:`.guided`), the lesions followed as 
 baseline frame (:mod:`.match`), every lesion first seen after the baseline looked for in the baseline
 (:mod:`.lookback`, in the FTV mask or the weaker rule's tissue; what is found there joins the baseline
 and the tracks are followed again; then the later visits split or join the baseline's lesions, :mod:`.evidence`,
-and the tracks are followed once more), each
+and the tracks are followed once more; then the second look, :mod:`.second_look`, and once more), each
 track's volume measured by one outline rule at every visit (:mod:`.measure`) and the change table
 built (:mod:`.response`).
 Nothing is written until everything is computed; :func:`write_followup` writes all files or none.

@@ -25,8 +25,17 @@ is accepted as the missing lesion only when it is
 A true disappearance (the tumor's tissue stops enhancing) leaves nothing that passes: the track stays
 empty there (RECIST CR when no lesion is left). A truly new lesion has nothing enhancing under it at the
 baseline (``back_cover``: at least this share of the later lesion's own place must be the second look's
-tissue at the baseline before anything is searched) and stays new. Off by default (``enabled``) until
-``docs/decisions/followup-prior-look-issue31.md`` decides.
+tissue at the baseline before anything is searched) and stays new. Off at first (fu13,
+``docs/decisions/followup-prior-look-issue31.md``); on by default since fu14 (below).
+
+The two directions are separate settings (since fu14, ``docs/decisions/followup-look-back-issue31.md``):
+``look_back`` (a lesion first seen later looked for at the baseline: on when the step is enabled) and
+``look_forward`` (a known lesion missing at a later visit looked for there: off unless asked for). On
+development the gains came from looking back, while looking forward filled a true complete response at
+the breast region's edge with non-tumor enhancement beyond the region (ellipse 6001). Looking forward
+only for the tracks the look back found (``forward_found``: a tumor the segmentation misses at the
+baseline is missed at the other visits alike) keeps that response; the look back with it is on by
+default (development and held-out rules held).
 """
 from __future__ import annotations
 
@@ -44,7 +53,7 @@ CUBE = np.ones((3, 3, 3), bool)
 
 @dataclass(frozen=True)
 class SecondLookSettings:
-    enabled: bool = False
+    enabled: bool = True  # on since fu14 (docs/decisions/followup-look-back-issue31.md)
     margin_mm: float = 5.0  # the neighbourhood searched: the prior lesion's registered mask grown by this much
     core_mm: float = 2.0  # a piece must touch the prior's own mask grown by this much
     level: float = 0.3  # the model's probability level inside the neighbourhood (0: not used)
@@ -53,6 +62,12 @@ class SecondLookSettings:
     min_ml: float = 0.02
     min_compact: float = 0.3
     back_cover: float = 0.3  # looking back: share of the later lesion's place that must be tissue at the baseline
+    look_back: bool = True  # a track that starts after the baseline is looked for at the baseline
+    look_forward: bool = False  # a track missing at a later visit is looked for there (fu13's other half)
+    # ... only the tracks whose baseline lesion the look back found (a tumor the segmentation misses at the
+    # baseline, mostly beyond the breast region, is missed at the other visits alike): looked for at every
+    # visit where they have no lesion, in their found pieces and their lesions at the other visits
+    forward_found: bool = True
 
 
 def look_tissue(exam, result, ftv, s: SecondLookSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -123,10 +138,24 @@ def missing_priors(tracks, visits, k: int) -> np.ndarray:
     return out
 
 
-def look_forward(k: int, comp_k: np.ndarray, tissue: np.ndarray, pe: np.ndarray, tracks, visits, exams, regs,
+def found_priors(found: dict[int, np.ndarray], tracks, visits, k: int) -> np.ndarray:
+    """Bool mask (baseline grid) of every track the look back found at the baseline (*found*: track id -> its
+    pieces there) that has no lesion at visit *k*: those pieces and its lesions at the other visits."""
+    out = np.zeros(visits[0].in_baseline.components_baseline.shape, bool)
+    for t in tracks:
+        if t.track_id not in found or t.members.get(k):
+            continue
+        out |= found[t.track_id]
+        for j, labs in t.members.items():
+            if j != k and labs:
+                out |= np.isin(visits[j].in_baseline.components_baseline, labs)
+    return out
+
+
+def look_forward(k: int, comp_k: np.ndarray, tissue: np.ndarray, pe: np.ndarray, prior: np.ndarray, exams, regs,
                  s: SecondLookSettings) -> np.ndarray | None:
-    """Visit *k*'s labels with what the second look finds where a known lesion is missing; None: nothing."""
-    prior = missing_priors(tracks, visits, k)
+    """Visit *k*'s labels with what the second look finds in *prior* (bool, baseline grid: where a known lesion
+    is missing at *k*); None: nothing."""
     if not prior.any():
         return None
     base = exams[0].reference
@@ -139,34 +168,45 @@ def look_forward(k: int, comp_k: np.ndarray, tissue: np.ndarray, pe: np.ndarray,
 
 
 def look_back_again(comp0: np.ndarray, tissue0: np.ndarray, pe0: np.ndarray, tracks, visits, spacing_zyx,
-                    s: SecondLookSettings) -> np.ndarray | None:
+                    s: SecondLookSettings) -> tuple[np.ndarray | None, dict[int, np.ndarray]]:
     """The baseline's labels with what the second look finds under the lesions first seen later (when at
-    least ``back_cover`` of such a lesion's own place is the second look's tissue at the baseline); None:
-    nothing."""
+    least ``back_cover`` of such a lesion's own place is the second look's tissue at the baseline; None:
+    nothing), and track id -> the pieces found for it (bool, baseline grid)."""
     out = comp0.astype(np.int32, copy=True)
+    found = {}
     for t in tracks:
         if t.first_visit == 0:
             continue
         later = np.isin(visits[t.first_visit].in_baseline.components_baseline, t.members[t.first_visit])
         if not later.any() or np.count_nonzero(tissue0[later]) < s.back_cover * np.count_nonzero(later):
             continue  # nothing enhancing at the baseline where it is: new
+        before = int(out.max())
         out = accepted_pieces(out, tissue0, pe0, _grown(later, spacing_zyx, s.margin_mm),
                               _grown(later, spacing_zyx, s.core_mm), spacing_zyx, s)
-    return out if out.max() > comp0.max() else None
+        if out.max() > before:
+            found[t.track_id] = out > before
+    return (out if out.max() > comp0.max() else None), found
 
 
 def second_look(exams, results, segmented, visits, tracks, regs, s: SecondLookSettings) -> dict[int, np.ndarray]:
     """Visit index -> its new labels (z, y, x ints: the visit's lesions as followed, ``visits[k].components``,
     then the found pieces) for every visit where the second look found something: the baseline (looking
-    back from the tracks that start later) and the later visits (where a known lesion is missing)."""
-    found = {}
+    back from the tracks that start later, ``look_back``) and the later visits (where a known lesion is
+    missing, ``look_forward``; or only the tracks the look back found, ``forward_found``)."""
+    found, back = {}, {}
     for k, (e, res, (_, _, ftv)) in enumerate(zip(exams, results, segmented)):
+        if not (s.look_back if k == 0 else s.look_forward or (s.forward_found and back)):
+            continue  # this direction is off (or the look back found nothing to follow)
         arr = sitk.GetArrayFromImage(visits[k].components)
         tissue, pe = look_tissue(e, res, ftv, s)
         if k == 0:
-            new = look_back_again(arr, tissue, pe, tracks, visits, np.asarray(e.reference.GetSpacing())[::-1], s)
+            new, back = look_back_again(arr, tissue, pe, tracks, visits, np.asarray(e.reference.GetSpacing())[::-1],
+                                        s)
         else:
-            new = look_forward(k, arr, tissue, pe, tracks, visits, exams, regs, s)
+            prior = found_priors(back, tracks, visits, k) if s.forward_found else False
+            if s.look_forward:
+                prior = prior | missing_priors(tracks, visits, k)
+            new = look_forward(k, arr, tissue, pe, prior, exams, regs, s)
         if new is not None:
             found[k] = new
     return found
