@@ -29,6 +29,7 @@ from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, on)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, off)
+from . import kept_pieces  # dropped pieces beside each kept lesion (engine/kept_pieces.py, off)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
@@ -164,6 +165,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
             FPReduceSettings(enabled=bool(fp_reduction), rescue_radius_mm=rescue_radius(segmenter.card, run.fp_rescue)))
         kept = components
         label, lesions, components = kept_hull.add_kept_hull(segmenter, exam, label, lesions, components, prob, options)
+        label, lesions, components = kept_pieces.add_kept_pieces(segmenter, exam, label, lesions, components, prob,
+                                                                 options)
         label, lesions, components = kept_grow.add_kept_grow(segmenter, exam, label, lesions, components, prob, options)
         prob = kept_hull.fill_probability(prob, kept, components)  # a threshold that keeps a lesion keeps its fill
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
