@@ -7,15 +7,17 @@ the opening's ball loses its seed, and the outline's growth never reaches it); 4
 reduction's split cut off. This step looks again, after the false-positive reduction and the fill of the kept lesions
 (:mod:`.kept_hull`), beside each kept lesion alone, in its box grown by ``PIECES_REACH_MM``:
 
-* **candidates**: tissue (kinetic maps' ``valid``) enhancing at least ``PIECES_MIN_PE`` (the outline's own level),
+* **candidates**: tissue (kinetic maps' ``valid``) enhancing at least ``PIECES_MIN_PE`` (the outline's own level)
+  and at least ``PIECES_PE_LIKE`` of the lesion's median PE (at the outline's level alone a dropped lobe runs into
+  the moderate background around it),
   not a lesion and not touching another lesion (or what an earlier lesion gained); their 26-connected pieces; a piece
   beside another lesion (within one voxel of its neighbourhood) never joins (no piece bridges two lesions);
 * a piece **joins** the lesion when all hold: it lies within ``PIECES_GAP_MM`` of the lesion (touching counts); it
   does not reach the edge of the search box (a piece running further is background or a vessel, not a lobe); its
   volume is at least ``PIECES_MIN_ML`` and at most ``PIECES_MAX_RATIO`` times the lesion's; it **enhances like the
-  lesion**: median PE at least ``PIECES_PE_LIKE`` of the lesion's, a strong part of its own (PE p90 at least the
-  lesion's median) and, with a late phase, a median SER within ``PIECES_SER_TOL`` of the lesion's; it is **not
-  tubular**: the ratio of its two longest principal axes at most ``PIECES_MAX_ELONGATION``;
+  lesion**: a strong part of its own (PE p90 at least the lesion's median) and, with a late phase, a median SER
+  within ``PIECES_SER_TOL`` of the lesion's; it is **not tubular**: the ratio of its two longest principal axes at
+  most ``PIECES_MAX_ELONGATION``;
 * the number of lesions never changes (a piece takes its lesion's label; no piece joins two lesions, nothing is made
   where no lesion was kept); the lesion table is measured again on the final map (:func:`.postprocess.lesion_table`;
   side, flags, extra values and notes kept, a note added). The pipeline raises the added voxels' probability as for
@@ -40,7 +42,7 @@ KEPT_PIECES = False  # off until the rule of docs/decisions/irregular-pieces-iss
 PIECES_REACH_MM = 20.0  # the search box: the lesion's box grown by this much
 PIECES_GAP_MM = 3.0  # a piece joins only within this distance of the lesion (mm)
 PIECES_MIN_PE = SEGMENTER_OUTLINE_PE  # candidates enhance at least this much (%): the outline's own level
-PIECES_PE_LIKE = 0.5  # a piece's median PE at least this fraction of the lesion's median
+PIECES_PE_LIKE = 0.6  # candidates enhance at least this fraction of the lesion's median PE too
 PIECES_SER_TOL = 0.3  # |median SER of the piece - of the lesion| at most this (with a late phase)
 PIECES_MAX_ELONGATION = 3.0  # longest / second principal axis: above this a piece is tubular (a vessel)
 PIECES_MIN_ML = 0.02  # smaller pieces stay out (noise)
@@ -76,7 +78,7 @@ def _pieces(comp, pe, valid, ser, others, sp, vml) -> np.ndarray | None:
     if not own.any():
         return None
     pe_les = float(np.median(pe[own]))
-    cand = valid & ~others & ~comp & (pe >= np.float32(PIECES_MIN_PE))
+    cand = valid & ~others & ~comp & (pe >= np.float32(max(PIECES_MIN_PE, PIECES_PE_LIKE * pe_les)))
     if not cand.any():
         return None
     dist = ndimage.distance_transform_edt(~comp, sampling=sp)
@@ -97,7 +99,7 @@ def _pieces(comp, pe, valid, ser, others, sp, vml) -> np.ndarray | None:
         if float(dist[sl][p].min()) > PIECES_GAP_MM or (p & beside_others[sl]).any():
             continue  # too far from this lesion, or beside another one (no piece joins two lesions)
         ppe = pe[sl][p]
-        if np.median(ppe) < PIECES_PE_LIKE * pe_les or np.percentile(ppe, 90) < pe_les:
+        if np.percentile(ppe, 90) < pe_les:
             continue
         if ser_les is not None and abs(float(np.median(ser[sl][p])) - ser_les) > PIECES_SER_TOL:
             continue
