@@ -187,3 +187,19 @@ def test_vessel_family_touches_tumors_and_held_out_shapes_differ():
     irr = make_heterogeneous(3, family="irregular", n_tumors=1, n_vessels=0, spacing=(3.0, 3.0, 3.0))
     assert irr.tumors[0]["shape"] == "randomwalk" and ph.tumors[0]["shape"] == "harmonic"
     assert "irregular" in EVALUATION_ONLY
+
+
+def test_times_that_cannot_show_the_drawn_curve_give_the_curve_they_can_show():
+    """Two post-contrast phases 0.6 min apart cannot show a persistent rise of more than 10 %: the exam is still
+    made (it used to stop with "could not design a persistent curve"), its truth names the plateau those times
+    show, and the tumor's mean signal changes by less than 10 % between the two phases."""
+    times = [0.0, 2.4066, 3.034]
+    ph = make_randomized(7000, n_lesions=1, curve="persistent", times_min=times, noise=0, motion_mm=0,
+                         nonrigid_mm=0, **SMALL)
+    assert [t["curve"] for t in ph.tumors] == ["plateau"]
+    inside = arr(ph.tumor_labels) == 1
+    early, late = (float(arr(p)[inside].mean()) for p in ph.exam.phases[1:])
+    assert abs(late - early) / early < 0.10
+    # a request the times can show is kept as drawn
+    ok = make_randomized(7000, n_lesions=1, curve="persistent", times_min=[0.0, 1.5, 6.0], **SMALL)
+    assert [t["curve"] for t in ok.tumors] == ["persistent"]

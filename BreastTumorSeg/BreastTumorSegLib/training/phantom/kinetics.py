@@ -182,6 +182,18 @@ def design_tumor_curve(rng: np.random.Generator, kind: str, peak: float, times_m
     raise RuntimeError(f"could not design a {kind} curve with peak {peak:.2f} for times {list(t)}")
 
 
+def design_curve_for_times(rng: np.random.Generator, kind: str, peak: float, times_min) -> tuple[str, Curve]:
+    """(kind, curve): :func:`design_tumor_curve`, or, where the acquired times cannot show *kind* (a persistent
+    or washout change of more than 10 % between two post-contrast phases a fraction of a minute apart), the
+    plateau curve those phases would show, with its kind, so that the exam's truth names what was acquired."""
+    try:
+        return kind, design_tumor_curve(rng, kind, peak, times_min)
+    except RuntimeError:
+        if kind == "plateau":
+            raise
+        return "plateau", design_tumor_curve(rng, "plateau", peak, times_min)
+
+
 def normalised_fast_curve(tau_min: float, k_per_min: float) -> Curve:
     """Blood-pool curve whose continuous-time maximum is 1 (heart, arteries)."""
     c = Curve(1.0, tau_min, k_per_min)

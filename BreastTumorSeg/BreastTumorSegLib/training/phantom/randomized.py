@@ -18,7 +18,8 @@ one look. Per exam everything below is random:
   random field of view, 2-8 phases at random times;
 * kinetics: a strongly enhancing blood pool (heart, aorta, vessels), nodes, skin and nipple,
   background parenchymal enhancement, slowly enhancing muscle, and per lesion a persistent /
-  plateau / washout curve designed for the exam's times (:func:`.kinetics.design_tumor_curve`);
+  plateau / washout curve designed for the exam's times (:func:`.kinetics.design_curve_for_times`: a
+  plateau where the times cannot show the drawn kind);
 * motion: rigid plus smooth non-rigid motion between phases.
 
 Ground truth follows :class:`~.Phantom` (same fields as ``make_phantom``). ``motion[k]`` is
@@ -43,7 +44,7 @@ from ...core.exam import MAX_PHASES, MIN_PHASES, DCEExam
 from ...core.imageutil import voxel_volume_ml
 from . import Phantom, _jsonable, _transform_dict
 from .geometry import F32, direction_matrix, make_grid, random_rotation, random_unit_vector
-from .kinetics import (CURVE_TYPES, design_tumor_curve, early_late_phases, normalised_fast_curve,
+from .kinetics import (CURVE_TYPES, design_curve_for_times, early_late_phases, normalised_fast_curve,
                        normalised_slow_curve)
 
 FAMILY = "randomized"
@@ -475,7 +476,10 @@ def make_randomized(seed: int, *, orientation=None, spacing=None, fov=None, side
         _check(0.0 <= float(bpe) <= 3.0, f"bpe={bpe}", "use 0-3 (relative enhancement)")
         con["enhancement"]["fgt"] = float(bpe)
     krng = _rng(seed, "kinetics")
-    curves = [design_tumor_curve(krng, s["curve"], s["peak"], times) for s in specs]
+    curves = []
+    for s in specs:  # the kind the acquired times can show is the truth's kind
+        s["curve"], cv = design_curve_for_times(krng, s["curve"], s["peak"], times)
+        curves.append(cv)
     fast, slow = normalised_fast_curve(con["tau_fast"], con["k_fast"]), normalised_slow_curve(con["tau_slow"])
 
     # pre-contrast signal and enhancement weights per voxel
