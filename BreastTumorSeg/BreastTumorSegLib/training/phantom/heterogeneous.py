@@ -52,7 +52,7 @@ from ...core.exam import DCEExam
 from ...core.imageutil import voxel_volume_ml
 from . import Phantom, _jsonable
 from .geometry import random_rotation, random_unit_vector
-from .kinetics import CURVE_TYPES, design_tumor_curve, early_late_phases, normalised_fast_curve
+from .kinetics import CURVE_TYPES, design_curve_for_times, early_late_phases, normalised_fast_curve
 from .randomized import FGT, make_randomized
 
 SHAPES = ("harmonic", "randomwalk")
@@ -279,7 +279,7 @@ def make_heterogeneous(seed: int, *, family: str = "heterogeneous", shape: str |
             pat = pattern or str(rng.choice(PATTERNS, p=[0.45, 0.25, 0.3]))
             pe = pe_map(rng, sdf, pat, sp_zyx)
             kind = str(rng.choice(CURVE_TYPES, p=[0.3, 0.3, 0.4]))
-            cv = design_tumor_curve(rng, kind, 1.0, times)
+            kind, cv = design_curve_for_times(rng, kind, 1.0, times)  # the kind these times can show
             g = cv(t) / float(cv(t[early]))
             g[0] = 0.0
             s0 = s0_ref * float(rng.uniform(0.85, 1.15))
