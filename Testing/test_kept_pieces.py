@@ -77,6 +77,16 @@ def test_unlike_pieces_stay_out():
     assert piece_labels(a.astype(np.int64), pe, valid, None, SP)[1] == {1: int(b.sum())}  # no late phase: PE only
 
 
+def test_a_small_speck_beside_a_tumor_stays_out():
+    """A compact enhancing speck beside the lesion, far smaller than it (and under 0.1 mL), is not a lobe."""
+    pe, valid, ser = _world()
+    a, _ = _two_lobes()
+    speck = _ball((30, 45, 45.5), 2.0)
+    assert not (speck & a).any() and speck.sum() * np.prod(SP) / 1000.0 < kept_pieces.PIECES_MIN_ML
+    _enhance(pe, ser, a | speck, 130.0)
+    assert piece_labels(a.astype(np.int64), pe, valid, ser, SP)[1] == {}
+
+
 def test_a_piece_beside_another_lesion_does_not_join_or_bridge():
     pe, valid, ser = _world()
     a, b = _two_lobes()

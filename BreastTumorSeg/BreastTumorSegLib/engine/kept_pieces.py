@@ -14,7 +14,8 @@ reduction's split cut off. This step looks again, after the false-positive reduc
   beside another lesion (within one voxel of its neighbourhood) never joins (no piece bridges two lesions);
 * a piece **joins** the lesion when all hold: it lies within ``PIECES_GAP_MM`` of the lesion (touching counts); it
   does not reach the edge of the search box (a piece running further is background or a vessel, not a lobe); its
-  volume is at least ``PIECES_MIN_ML`` and at most ``PIECES_MAX_RATIO`` times the lesion's; it **enhances like the
+  volume is at least ``PIECES_MIN_ML``, at least ``PIECES_MIN_SHARE`` and at most ``PIECES_MAX_RATIO`` times the
+  lesion's (a lobe, not a speck of enhancing tissue beside it); it **enhances like the
   lesion**: a strong part of its own (PE p90 at least the lesion's median) and, with a late phase, a median SER
   within ``PIECES_SER_TOL`` of the lesion's; it is **not tubular**: the ratio of its two longest principal axes at
   most ``PIECES_MAX_ELONGATION``;
@@ -45,7 +46,8 @@ PIECES_MIN_PE = SEGMENTER_OUTLINE_PE  # candidates enhance at least this much (%
 PIECES_PE_LIKE = 0.6  # candidates enhance at least this fraction of the lesion's median PE too
 PIECES_SER_TOL = 0.3  # |median SER of the piece - of the lesion| at most this (with a late phase)
 PIECES_MAX_ELONGATION = 3.0  # longest / second principal axis: above this a piece is tubular (a vessel)
-PIECES_MIN_ML = 0.02  # smaller pieces stay out (noise)
+PIECES_MIN_ML = 0.1  # smaller pieces stay out (on development 7010-7014 every piece this small was not tumor)
+PIECES_MIN_SHARE = 0.3  # a piece smaller than this fraction of the lesion stays out (a lobe, not a speck beside it)
 PIECES_MAX_RATIO = 3.0  # a piece larger than this many times the lesion stays out
 
 
@@ -92,7 +94,7 @@ def _pieces(comp, pe, valid, ser, others, sp, vml) -> np.ndarray | None:
             continue
         p = pieces[sl] == k
         nvox = int(np.count_nonzero(p))
-        if nvox * vml < PIECES_MIN_ML or nvox > PIECES_MAX_RATIO * size:
+        if nvox * vml < PIECES_MIN_ML or nvox < PIECES_MIN_SHARE * size or nvox > PIECES_MAX_RATIO * size:
             continue
         if any(s.start == 0 or s.stop == m for s, m in zip(sl, pieces.shape)):
             continue  # runs to the edge of the search box: not a lobe of this lesion
