@@ -1,4 +1,4 @@
-"""Pieces of a kept lesion that the outline dropped, given back to it (issue 25, ``KEPT_PIECES``, off until its rule decides).
+"""Pieces of a kept lesion that the outline dropped, given back to it (issue 25, ``KEPT_PIECES``, off: its rule failed held-out).
 
 Irregular (multi-lobed) tumors lose whole pieces: on development irregular 7000-7019 (docs/decisions/
 irregular-pieces-issue25.md) 29 % of the missed voxels of found tumors, and 67 % of those more than 5 mm from the
@@ -24,6 +24,10 @@ reduction's split cut off. This step looks again, after the false-positive reduc
   side, flags, extra values and notes kept, a note added). The pipeline raises the added voxels' probability as for
   the fill (:func:`.kept_hull.fill_probability`). Used only with a segmenter that has kinetic maps (FTV), never for a
   reader's seed or ROI.
+
+**Off** by the rule of docs/decisions/irregular-pieces-issue25.md: development 7000-7009 passed (median voxel recall
+irregular 0.648 -> 0.698, Dice 0.721 -> 0.782, nothing lower, no FP change); held-out 5088-5095 once: every summary row
+unchanged (irregular recall 0.613 -> 0.613), so the recall condition (>= +0.03) failed.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from ..kinetics.outline import FULL26
 from .kept_hull import _near_others
 from .postprocess import lesion_table
 
-KEPT_PIECES = False  # off until the rule of docs/decisions/irregular-pieces-issue25.md decides
+KEPT_PIECES = False  # off: held-out 5088-5095 failed the recall condition (docs/decisions/irregular-pieces-issue25.md)
 PIECES_REACH_MM = 20.0  # the search box: the lesion's box grown by this much
 PIECES_GAP_MM = 3.0  # a piece joins only within this distance of the lesion (mm)
 PIECES_MIN_PE = SEGMENTER_OUTLINE_PE  # candidates enhance at least this much (%): the outline's own level
