@@ -28,7 +28,8 @@ and applies the stage to that very result, giving a "before" and an "after" row 
 prediction, with the stage's own time per exam. ``--compare-kept-hull`` likewise gives rows before (the pipeline
 as it is) and after the fill of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_hull`, ``KEPT_HULL`` off by
 default) applied to that very result: what the pipeline gives with the step on, with one prediction;
-``--compare-step kept-grow`` the same for the growth of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_grow`).
+``--compare-step kept-grow`` the same for the growth of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_grow`),
+``--compare-step kept-pieces`` for the dropped pieces joined to them (:mod:`BreastTumorSegLib.engine.kept_pieces`).
 
 Families (:mod:`BreastTumorSegLib.training.phantom.families`): ``phantom`` (our original
 family), ``randomized`` (domain-randomised), ``ellipse`` (held out, mimics an independent
@@ -69,7 +70,9 @@ from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 
 # --compare-step: module of BreastTumorSegLib.engine (its add_<module> is the step), the stage's name, the column.
 POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_hull.py)", "kept-lesion fill"),
-              "kept-grow": ("kept_grow", "growth of the kept lesions (engine/kept_grow.py)", "kept-lesion growth")}
+              "kept-grow": ("kept_grow", "growth of the kept lesions (engine/kept_grow.py)", "kept-lesion growth"),
+              "kept-pieces": ("kept_pieces", "dropped pieces joined to the kept lesions (engine/kept_pieces.py)",
+                              "kept-lesion pieces")}
 
 
 def motion_free(ph):

@@ -30,6 +30,7 @@ from . import behind_floor  # a second look behind the region's floor (engine/be
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, off)
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
+from . import kept_pieces  # dropped pieces beside each kept lesion (engine/kept_pieces.py, off: held-out failed)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
@@ -166,6 +167,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
             FPReduceSettings(enabled=bool(fp_reduction), rescue_radius_mm=rescue_radius(segmenter.card, run.fp_rescue)))
         kept = components
         label, lesions, components = kept_hull.add_kept_hull(segmenter, exam, label, lesions, components, prob, options)
+        label, lesions, components = kept_pieces.add_kept_pieces(segmenter, exam, label, lesions, components, prob,
+                                                                 options)
         label, lesions, components = kept_grow.add_kept_grow(segmenter, exam, label, lesions, components, prob, options)
         prob = kept_hull.fill_probability(prob, kept, components)  # a threshold that keeps a lesion keeps its fill
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
