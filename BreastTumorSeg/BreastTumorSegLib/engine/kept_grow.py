@@ -43,7 +43,7 @@ import dataclasses
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from skimage.morphology import convex_hull_image
+from scipy.spatial import ConvexHull, QhullError
 
 from ..core.imageutil import from_array, padded_components, voxel_volume_ml
 from ..kinetics.outline import FULL26, OUTLINE_MIN_CORE_ML
@@ -108,15 +108,30 @@ def _growth(comp, pe, valid, pre, free, sp, grow_mm) -> np.ndarray | None:
     return add if add.any() else None
 
 
+# the midpoints of a pixel's four edges, relative to its centre: the hull of these holds each pixel's own area
+_EDGE_MIDPOINTS = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
+
+
+def _plane_hull(plane: np.ndarray) -> np.ndarray:
+    """Bool, the shape of *plane*: the pixels whose centres lie in (or on) the convex hull of the true pixels' edge
+    midpoints (scipy's Qhull; scikit-image's ``convex_hull_image`` rule, which Slicer does not ship); *plane*
+    itself where Qhull finds no area."""
+    pts = (np.argwhere(plane)[:, None, :] + _EDGE_MIDPOINTS[None]).reshape(-1, 2)
+    try:
+        hull = ConvexHull(np.unique(pts, axis=0))
+    except QhullError:
+        return plane
+    grid = np.indices(plane.shape).reshape(2, -1).astype(float)
+    inside = np.all(hull.equations[:, :2] @ grid + hull.equations[:, 2:] < 1e-10, axis=0)
+    return inside.reshape(plane.shape) | plane
+
+
 def _plane_hulls(comp: np.ndarray) -> np.ndarray:
     """The convex hull of *comp* in each z plane (bool, same box)."""
     out = comp.copy()
     for k in range(comp.shape[0]):
         if np.count_nonzero(comp[k]) >= 3:
-            try:
-                out[k] = convex_hull_image(comp[k])
-            except ValueError:  # all its voxels on one line: no area to take the hull of
-                pass
+            out[k] = _plane_hull(comp[k])
     return out
 
 
