@@ -179,7 +179,7 @@ def test_another_patients_dicom_exam_is_refused(tmp_path):
         ds.PatientID, ds.StudyDate = pid, f"2024010{k + 1}"
         path = tmp_path / f"v{k}.dcm"
         save(ds, path)
-        exam = make_exam("ellipse", SEED, **SMALL).exam
+        exam = make_exam("ellipse", SEED + k, **SMALL).exam  # each visit its own images (a repeat is refused)
         exam.metadata["dicom_source"] = DicomSource(str(tmp_path / f"visit{k}"), (((str(path), 0),),), "", (), "")
         exams.append(exam)
     assert check_visits(exams[:2]) == ["2024-01-01", "2024-01-02"]  # dates from StudyDate
@@ -187,6 +187,22 @@ def test_another_patients_dicom_exam_is_refused(tmp_path):
         check_visits(exams)
     with pytest.raises(InputError, match="chronological order"):
         check_visits(exams[:2], dates=["2024-03-01", "2024-01-01"])
+
+
+def test_the_same_exam_given_twice_is_refused(tmp_path):
+    """A follow-up of an exam with itself would read a perfect "stable disease": refused before anything is
+    computed or written, naming both visits; the same images loaded twice from two files are caught too."""
+    ph = make_exam("ellipse", SEED, **SMALL)
+    exam, again = ph.exam, make_exam("ellipse", SEED, **SMALL).exam  # generated again: the same voxels
+    other = make_exam("ellipse", SEED + 1, **SMALL).exam
+    with pytest.raises(InputError, match=r"visit 3 .*same exam as visit 1.*pre-contrast images are identical"):
+        check_visits([exam, other, again])
+    assert check_visits([exam, other]) == [None, None]
+    out = tmp_path / "fu"
+    write_phantom(ph, tmp_path / "v1")
+    write_phantom(ph, tmp_path / "v1 copy")
+    assert main(["followup", str(tmp_path / "v1"), str(tmp_path / "v1 copy"), "--output", str(out)]) != 0
+    assert not out.exists() or not any(out.iterdir())
 
 
 # ----------------------------------------------------------------------------- batch

@@ -58,6 +58,18 @@ class Fx:
     def copy_exam(self, f: Path, name: str = "exam") -> Path:
         return Path(shutil.copytree(self.exam, f / name))
 
+    def copy_visit(self, f: Path, name: str) -> Path:
+        """A copy of the exam as a later visit: one pre-contrast voxel differs (a byte-for-byte repeat of a visit
+        is refused as the same exam given twice)."""
+        exam = self.copy_exam(f, name)
+        pre = sitk.ReadImage(str(self.phase(exam)))
+        arr = sitk.GetArrayFromImage(pre)
+        arr.flat[0] += 1
+        out = sitk.GetImageFromArray(arr)
+        out.CopyInformation(pre)
+        sitk.WriteImage(out, str(self.phase(exam)))
+        return exam
+
     def phase(self, exam: Path, i: int = 0) -> Path:
         return exam / f"{CASE}_{i:04d}.nii.gz"
 
@@ -596,27 +608,27 @@ def _(f, fx):
 
 @case("fu_dates_slashes", "--dates", what="followup: --dates 2024/01/02,2024/03/04")
 def _(f, fx):
-    return FU + [fx.copy_exam(f, "v1"), fx.copy_exam(f, "v2"), "-o", f / "out", "--dates", "2024/01/02,2024/03/04"]
+    return FU + [fx.copy_exam(f, "v1"), fx.copy_visit(f, "v2"), "-o", f / "out", "--dates", "2024/01/02,2024/03/04"]
 
 
 @case("fu_dates_european", "--dates", what="followup: --dates 02.01.2024,04.03.2024")
 def _(f, fx):
-    return FU + [fx.copy_exam(f, "v1"), fx.copy_exam(f, "v2"), "-o", f / "out", "--dates", "02.01.2024,04.03.2024"]
+    return FU + [fx.copy_exam(f, "v1"), fx.copy_visit(f, "v2"), "-o", f / "out", "--dates", "02.01.2024,04.03.2024"]
 
 
 @case("fu_dates_impossible", "--dates", what="followup: --dates 2024-13-45,2024-02-30")
 def _(f, fx):
-    return FU + [fx.copy_exam(f, "v1"), fx.copy_exam(f, "v2"), "-o", f / "out", "--dates", "2024-13-45,2024-02-30"]
+    return FU + [fx.copy_exam(f, "v1"), fx.copy_visit(f, "v2"), "-o", f / "out", "--dates", "2024-13-45,2024-02-30"]
 
 
 @case("fu_dates_backwards", "--dates", what="followup: --dates with the later visit dated first")
 def _(f, fx):
-    return FU + [fx.copy_exam(f, "v1"), fx.copy_exam(f, "v2"), "-o", f / "out", "--dates", "2024-05-01,2024-01-01"]
+    return FU + [fx.copy_exam(f, "v1"), fx.copy_visit(f, "v2"), "-o", f / "out", "--dates", "2024-05-01,2024-01-01"]
 
 
 @case("fu_dates_compact_works", "", rc=0, changes="out", what="followup: --dates 20240102,20240304 (DICOM style)")
 def _(f, fx):
-    return FU + [fx.copy_exam(f, "v1"), fx.copy_exam(f, "v2"), "-o", f / "out", "--dates", "20240102,20240304"]
+    return FU + [fx.copy_exam(f, "v1"), fx.copy_visit(f, "v2"), "-o", f / "out", "--dates", "20240102,20240304"]
 
 
 @case("fu_visit_missing", "does not exist", what="followup: second visit does not exist")
@@ -632,18 +644,18 @@ def _(f, fx):
 
 @case("fu_unknown_model", "unknown model", what="followup: --model that does not exist")
 def _(f, fx):
-    return FU + [fx.copy_exam(f, "v1"), fx.copy_exam(f, "v2"), "-o", f / "out", "--model", "nope"]
+    return FU + [fx.copy_exam(f, "v1"), fx.copy_visit(f, "v2"), "-o", f / "out", "--model", "nope"]
 
 
 @case("fu_output_is_visit", "--output", what="followup: --output is the first visit")
 def _(f, fx):
     v1 = fx.copy_exam(f, "v1")
-    return FU + [v1, fx.copy_exam(f, "v2"), "-o", v1]
+    return FU + [v1, fx.copy_visit(f, "v2"), "-o", v1]
 
 
 @case("fu_manifest_bom_semicolons", "semicolons", what="followup: manifest with BOM and ';' separators")
 def _(f, fx):
-    v1, v2 = fx.copy_exam(f, "v1"), fx.copy_exam(f, "v2")
+    v1, v2 = fx.copy_exam(f, "v1"), fx.copy_visit(f, "v2")
     return FU + ["--manifest", _csv(f, f"patient;visit;path\np1;1;{v1}\np1;2;{v2}\n", bom=True), "-o", f / "out"]
 
 
@@ -660,7 +672,7 @@ def _(f, fx):
 
 @case("fu_manifest_bad_date", "column date: date '31/02/2024' is not a date", what="followup: manifest with date 31/02/2024")
 def _(f, fx):
-    v1, v2 = fx.copy_exam(f, "v1"), fx.copy_exam(f, "v2")
+    v1, v2 = fx.copy_exam(f, "v1"), fx.copy_visit(f, "v2")
     return FU + ["--manifest", _csv(f, f"patient,visit,path,date\np1,1,{v1},31/02/2024\np1,2,{v2},2024-03-01\n"),
                  "-o", f / "out"]
 

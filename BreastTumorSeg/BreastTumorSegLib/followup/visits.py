@@ -7,10 +7,16 @@
   must increase from the baseline on (the visits are given in chronological order).
 * **Phases**: every visit must allow the same FTV rule as the baseline: a late post-contrast
   phase (SER) in each visit when the baseline has one.
+* **Distinct**: no visit may be another visit given again (the same pre-contrast images, voxel for voxel, on
+  the same grid): a follow-up of an exam with itself would report a perfect "stable disease".
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+
+import numpy as np
+import SimpleITK as sitk
 
 from ..core.errors import InputError
 from ..core.exam import DCEExam
@@ -47,6 +53,24 @@ def parse_date(text: str, where: str) -> str:
     raise InputError(f"date {text!r} is not a date", where, "write dates as YYYY-MM-DD, one per visit")
 
 
+def _fingerprint(exam: DCEExam) -> str:
+    """A digest of the pre-contrast phase's voxels and grid (equal only for the same images)."""
+    pre = exam.phases[0]  # kept in a variable: its array view must not outlive it
+    h = hashlib.blake2b(np.ascontiguousarray(sitk.GetArrayViewFromImage(pre)).tobytes(), digest_size=16)
+    h.update(repr((pre.GetSize(), pre.GetSpacing(), pre.GetOrigin(), pre.GetDirection())).encode())
+    return h.hexdigest()
+
+
+def check_distinct(exams: list[DCEExam]) -> None:
+    """Refuse a visit that is an earlier visit given again (:data:`module docstring <.visits>`, "Distinct")."""
+    seen: dict[str, int] = {}
+    for k, exam in enumerate(exams):
+        j = seen.setdefault(_fingerprint(exam), k)
+        if j != k:
+            raise InputError(f"is the same exam as {visit_name(j, exams[j])}: its pre-contrast images are identical",
+                             visit_name(k, exam), "give each visit's own exam once, baseline first")
+
+
 def check_visits(exams: list[DCEExam], dates: list[str] | None = None) -> list[str | None]:
     """Refuse a visit of another patient, out of date order, or without the baseline's phases;
     returns each visit's date (ISO, or None when unknown)."""
@@ -55,6 +79,7 @@ def check_visits(exams: list[DCEExam], dates: list[str] | None = None) -> list[s
                          "give the baseline exam first, then each later visit")
     if dates is not None and len(dates) != len(exams):
         raise InputError(f"{len(dates)} date(s) for {len(exams)} visits", "--dates", "give one date per visit")
+    check_distinct(exams)
     headers = [dicom_header(e) for e in exams]
     base_id = headers[0].get("PatientID")
     for k in range(1, len(exams)):
