@@ -125,7 +125,7 @@ def near_level_lesions(exam, first: FTVResult, settings, maps, roi: np.ndarray) 
     vox_ml = float(np.prod(sp)) / 1000.0
     counts = {"added": 0, "joining": 0, "small or large": 0, "weak, or over the level": 0, "elongated": 0,
               "enhancing or unseen margin": 0, "vessel-like": 0}
-    prob = phases = None
+    phases = None
     whole = tuple(slice(0, n) for n in ok.shape)
     for _, sl, comp in padded_components(labels):
         ml = np.count_nonzero(comp) * vox_ml
@@ -140,10 +140,10 @@ def near_level_lesions(exam, first: FTVResult, settings, maps, roi: np.ndarray) 
         elif not _clean_margin(*ring_pe(comp, sl, pe, ok, sp)):
             counts["enhancing or unseen margin"] += 1
         else:
-            if prob is None:
-                prob = soft_probability(labels > 0, pe, settings.pe_threshold)
+            if phases is None:
                 phases = phase_arrays(list(exam.phases), exam.effective_times())
-            if _tumor_score(comp, whole, sl, exam, prob, phases) < 0:
+            # the first run's probability rule on the candidates, in the component's own box (voxel-wise)
+            if _tumor_score(comp, whole, sl, exam, labels, pe, settings.pe_threshold, phases) < 0:
                 counts["vessel-like"] += 1
             else:
                 add[sl] |= comp
