@@ -38,17 +38,15 @@ heterogeneous 0.812 -> 0.818, irregular 0.649 -> 0.663, vessels 0.792 -> 0.807, 
 """
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from ..core.imageutil import from_array, padded_components, voxel_volume_ml
+from ..core.imageutil import padded_components
 from ..kinetics.outline import FULL26, OUTLINE_MIN_CORE_ML
-from .kept_hull import _near_others
-from .postprocess import lesion_table
+from .kept_hull import _near_others, remeasured, step_maps
 
 KEPT_GROW = False  # off: held-out 5080-5087 failed the recall condition (docs/decisions/found-recall-issue25.md)
 KEPT_GROW_MM = 2.5  # growth at most this far (mm) from the lesion
@@ -148,15 +146,9 @@ def grow_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.nd
                              set(by_label))
     if not grown:
         return sitk.Cast(components > 0, sitk.sitkUInt8), lesions, components
-    new = from_array(out.astype(np.uint32), components)
-    measured = {m.label: m for m in lesion_table(new, prob)}  # the final map, measured as the pipeline does
-    vml = voxel_volume_ml(components)
-    table = [les if les.label not in grown else dataclasses.replace(
-        measured[les.label], side=les.side, flags=list(les.flags), extra=dict(les.extra),
-        notes=list(les.notes) + [f"grown outward: {grown[les.label] * vml:.3f} mL added (enhancing above the tissue "
-                                 f"around it, within {grow_mm:g} mm and its own extent; engine/kept_grow.py)"])
-        for les in lesions]
-    return sitk.Cast(new > 0, sitk.sitkUInt8), table, new
+    return remeasured(components, lesions, prob, out, grown,
+                      lambda ml: f"grown outward: {ml:.3f} mL added (enhancing above the tissue around it, within "
+                                 f"{grow_mm:g} mm and its own extent; engine/kept_grow.py)")
 
 
 def add_kept_grow(segmenter, exam, label: sitk.Image, lesions: list, components: sitk.Image, prob: sitk.Image,
@@ -164,11 +156,9 @@ def add_kept_grow(segmenter, exam, label: sitk.Image, lesions: list, components:
     """The pipeline's step after the fill of the kept lesions: (label, lesions, components) with each kept lesion
     grown. Unchanged when off (*enabled*, default :data:`KEPT_GROW`), for a reader's ROI or seed, or for a
     segmenter without kinetic maps."""
-    on = KEPT_GROW if enabled is None else enabled
-    maps_of = getattr(segmenter, "kinetic_maps", None)
-    if not on or not lesions or maps_of is None or options.get("roi") is not None or options.get("seed_lps") is not None:
+    maps = step_maps(segmenter, exam, lesions, options, KEPT_GROW if enabled is None else enabled)
+    if maps is None:
         return label, lesions, components
-    maps = maps_of(exam)
     pre = exam.phases[0]  # kept in a variable: its array is copied out of it
     return grow_kept(components, lesions, prob, maps.array("pe_early"), maps.array("valid") > 0,
                      sitk.GetArrayFromImage(pre).astype(np.float32))

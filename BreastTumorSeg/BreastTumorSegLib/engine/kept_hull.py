@@ -112,12 +112,33 @@ def add_kept_hull(segmenter, exam, label: sitk.Image, lesions: list, components:
     """The pipeline's step after the false-positive reduction: (label, lesions, components) with each kept
     lesion filled. Unchanged when off (*enabled*, default :data:`KEPT_HULL`), for a reader's ROI or seed, or
     for a segmenter without kinetic maps."""
-    on = KEPT_HULL if enabled is None else enabled
+    maps = step_maps(segmenter, exam, lesions, options, KEPT_HULL if enabled is None else enabled)
+    if maps is None:
+        return label, lesions, components
+    return fill_kept(components, lesions, prob, maps.array("pe_early"), maps.array("valid") > 0)
+
+
+def step_maps(segmenter, exam, lesions: list, options: dict, on: bool):
+    """The segmenter's kinetic maps of *exam* for a step on the kept lesions, or None when the step does not run:
+    off, no lesion, a reader's ROI or seed, or a segmenter without kinetic maps."""
     maps_of = getattr(segmenter, "kinetic_maps", None)
     if not on or not lesions or maps_of is None or options.get("roi") is not None or options.get("seed_lps") is not None:
-        return label, lesions, components
-    maps = maps_of(exam)
-    return fill_kept(components, lesions, prob, maps.array("pe_early"), maps.array("valid") > 0)
+        return None
+    return maps_of(exam)
+
+
+def remeasured(components: sitk.Image, lesions: list, prob: sitk.Image, out: np.ndarray, added: dict[int, int],
+               note) -> tuple[sitk.Image, list, sitk.Image]:
+    """(label, lesions, components) for the label array *out* on the grid of *components*: each lesion in *added*
+    (label -> voxels added) measured again on the final map as the pipeline measures it (side, flags and extra
+    values kept, ``note(mL added)`` appended to its notes), the others as they were."""
+    new = from_array(out.astype(np.uint32), components)
+    measured = {m.label: m for m in lesion_table(new, prob)}
+    vml = voxel_volume_ml(components)
+    table = [les if les.label not in added else dataclasses.replace(
+        measured[les.label], side=les.side, flags=list(les.flags), extra=dict(les.extra),
+        notes=list(les.notes) + [note(added[les.label] * vml)]) for les in lesions]
+    return sitk.Cast(new > 0, sitk.sitkUInt8), table, new
 
 
 def fill_probability(prob: sitk.Image, before: sitk.Image, after: sitk.Image) -> sitk.Image:

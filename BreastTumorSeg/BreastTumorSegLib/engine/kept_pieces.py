@@ -31,17 +31,15 @@ unchanged (irregular recall 0.613 -> 0.613), so the recall condition (>= +0.03) 
 """
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import from_array, padded_components, voxel_volume_ml
+from ..core.imageutil import padded_components
 from ..kinetics.ftv import SEGMENTER_OUTLINE_PE
 from ..kinetics.outline import FULL26
-from .kept_hull import _near_others
-from .postprocess import lesion_table
+from .kept_hull import _near_others, remeasured, step_maps
 
 KEPT_PIECES = False  # off: held-out 5088-5095 failed the recall condition (docs/decisions/irregular-pieces-issue25.md)
 PIECES_REACH_MM = 20.0  # the search box: the lesion's box grown by this much
@@ -134,15 +132,9 @@ def join_pieces(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.
     out, added = piece_labels(arr, pe, valid, ser, np.asarray(components.GetSpacing(), float)[::-1], set(by_label))
     if not added:
         return sitk.Cast(components > 0, sitk.sitkUInt8), lesions, components
-    new = from_array(out.astype(np.uint32), components)
-    measured = {m.label: m for m in lesion_table(new, prob)}
-    vml = voxel_volume_ml(components)
-    table = [les if les.label not in added else dataclasses.replace(
-        measured[les.label], side=les.side, flags=list(les.flags), extra=dict(les.extra),
-        notes=list(les.notes) + [f"pieces beside it joined: {added[les.label] * vml:.3f} mL (enhancing like it, within "
-                                 f"{PIECES_GAP_MM:g} mm, not tubular; engine/kept_pieces.py)"])
-        for les in lesions]
-    return sitk.Cast(new > 0, sitk.sitkUInt8), table, new
+    return remeasured(components, lesions, prob, out, added,
+                      lambda ml: f"pieces beside it joined: {ml:.3f} mL (enhancing like it, within {PIECES_GAP_MM:g} "
+                                 "mm, not tubular; engine/kept_pieces.py)")
 
 
 def add_kept_pieces(segmenter, exam, label: sitk.Image, lesions: list, components: sitk.Image, prob: sitk.Image,
@@ -150,9 +142,7 @@ def add_kept_pieces(segmenter, exam, label: sitk.Image, lesions: list, component
     """The pipeline's step after the fill of the kept lesions: (label, lesions, components) with the dropped pieces
     joined. Unchanged when off (*enabled*, default :data:`KEPT_PIECES`), for a reader's ROI or seed, or for a
     segmenter without kinetic maps."""
-    on = KEPT_PIECES if enabled is None else enabled
-    maps_of = getattr(segmenter, "kinetic_maps", None)
-    if not on or not lesions or maps_of is None or options.get("roi") is not None or options.get("seed_lps") is not None:
+    maps = step_maps(segmenter, exam, lesions, options, KEPT_PIECES if enabled is None else enabled)
+    if maps is None:
         return label, lesions, components
-    maps = maps_of(exam)
     return join_pieces(components, lesions, prob, maps.array("pe_early"), maps.array("valid") > 0, maps.array("ser"))
