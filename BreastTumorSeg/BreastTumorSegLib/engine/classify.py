@@ -35,7 +35,9 @@ Steps (each timed in ``result.timings``):
    probability from the model
    (:func:`~..models.classifier.load_classifier`: gradient-boosted trees or a logistic regression);
    every candidate also carries the second subtraction's MIP features (:mod:`.classify_mip`) and its
-   breast-context features (:mod:`.classify_context`), read only by a card that lists them;
+   breast-context features (:mod:`.classify_context`), read only by a card that lists them; a card
+   listing the grid-relative margin features gets them, and a card with ``grid_harmonisation``
+   reads ``radial_cv`` and ``log_n_voxels`` as on its reference grid (:mod:`.classify_grid`);
 6. **per breast** the probability of its most suspicious candidate (a breast without candidates
    gets the card's ``no_candidate_probability``); the **heatmap** holds, at every voxel of a
    candidate, that candidate's probability (0 elsewhere): the per-voxel contribution to the
