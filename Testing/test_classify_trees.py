@@ -92,6 +92,8 @@ def test_training_refuses_held_out_families_and_seeds():
         parse_data("malignancy:5229")
     with pytest.raises(InputError, match="5300-5329"):  # and the fourth (Dec 7, classify-v7-body.md)
         parse_data("malignancy-randomized:5300")
+    with pytest.raises(InputError, match="5400-5429"):  # and the fifth (Dec 7, classify-v8.md)
+        parse_data("malignancy:5429")
 
 
 def test_operating_threshold_maximises_sensitivity_plus_specificity_and_reaches_the_card(tmp_path):

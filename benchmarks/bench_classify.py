@@ -37,8 +37,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
-from BreastTumorSegLib.models.classifier import ALL_FEATURES, DEFAULT_CLASSIFIER, load_classifier  # noqa: E402
+from BreastTumorSegLib.models.classifier import ALL_FEATURES, DEFAULT_CLASSIFIER, WITH_CONTEXT, load_classifier  # noqa: E402
 from BreastTumorSegLib.training.classify import breast_scores  # noqa: E402
+from BreastTumorSegLib.engine.classify_grid import card_harmonises, harmonised, spacing_from_record  # noqa: E402
 from BreastTumorSegLib.training.classify_mip import mip_record, with_mip  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom.malignancy import CLASS_FAMILIES  # noqa: E402
@@ -59,14 +60,19 @@ def auc_ci(y: np.ndarray, s: np.ndarray, n_boot: int = 2000, seed: int = 0) -> t
     return auc, float(lo), float(hi)
 
 
-def collect_buildable(family: str, seeds, cache_dir: Path, n_features: int) -> tuple[dict, list[int]]:
+def collect_buildable(family: str, seeds, cache_dir: Path, n_features: int, reference=None) -> tuple[dict, list[int]]:
     """The candidates of every exam of *seeds* that the generator can build (their first
-    *n_features* features: the model's), and the skipped seeds."""
+    *n_features* features: the model's; with a *reference* spacing, the features counted in the
+    exam's voxels read as on that grid, :func:`~BreastTumorSegLib.engine.classify_grid.harmonised`),
+    and the skipped seeds."""
     xs, ys, keys, truth, skipped = [], [], [], {}, []
     for seed in seeds:
         try:
-            rec = with_mip(mip_record(family, seed, cache_dir), context=n_features > len(ALL_FEATURES))
+            raw = mip_record(family, seed, cache_dir)
+            rec = with_mip(raw, context=n_features > len(ALL_FEATURES), grid=n_features > len(WITH_CONTEXT))
             rec["x"] = rec["x"][:, :n_features]
+            if reference is not None and len(rec["x"]):
+                rec["x"] = harmonised(rec["x"], spacing_from_record(rec["x"], raw["spacing2d"]), reference)
         except RuntimeError:  # the generator could not place a lesion for this seed
             skipped.append(seed)
             continue
@@ -79,7 +85,8 @@ def collect_buildable(family: str, seeds, cache_dir: Path, n_features: int) -> t
 
 def family_row(clf, family: str, seeds: str, cache_dir: Path) -> dict:
     """One family's evaluation on one seed set (what the table and the card show)."""
-    data, skipped = collect_buildable(family, parse_seeds(seeds), cache_dir, len(clf.feature_names))
+    data, skipped = collect_buildable(family, parse_seeds(seeds), cache_dir, len(clf.feature_names),
+                                      card_harmonises(clf.card))
     p_cand = clf.probability(data["x"]) if len(data["x"]) else np.zeros(0)
     y, s = breast_scores(p_cand, data["keys"], data["truth"], clf.no_candidate_probability)
     auc, lo, hi = auc_ci(y, s)

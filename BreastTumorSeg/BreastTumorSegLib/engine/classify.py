@@ -35,7 +35,9 @@ Steps (each timed in ``result.timings``):
    probability from the model
    (:func:`~..models.classifier.load_classifier`: gradient-boosted trees or a logistic regression);
    every candidate also carries the second subtraction's MIP features (:mod:`.classify_mip`) and its
-   breast-context features (:mod:`.classify_context`), read only by a card that lists them;
+   breast-context features (:mod:`.classify_context`), read only by a card that lists them; a card
+   listing the grid-relative margin features gets them, and a card with ``grid_harmonisation``
+   reads ``radial_cv`` and ``log_n_voxels`` as on its reference grid (:mod:`.classify_grid`);
 6. **per breast** the probability of its most suspicious candidate (a breast without candidates
    gets the card's ``no_candidate_probability``); the **heatmap** holds, at every voxel of a
    candidate, that candidate's probability (0 elsewhere): the per-voxel contribution to the
@@ -59,11 +61,12 @@ from ..core.exam import DCEExam
 from ..core.imageutil import voxel_volume_ml
 from ..core.progress import Reporter
 from ..kinetics.maps import PERSISTENT, PLATEAU, WASHOUT, compute_kinetic_maps
-from ..models.classifier import (CONTEXT_FEATURES, DEFAULT_CLASSIFIER, FEATURES, MIP_FEATURES, BreastClassifier,
-                                 BreastTreeClassifier, load_classifier)
+from ..models.classifier import (CONTEXT_FEATURES, DEFAULT_CLASSIFIER, FEATURES, GRID_FEATURES, MIP_FEATURES,
+                                 WITH_CONTEXT, BreastClassifier, BreastTreeClassifier, load_classifier)
 from ..preprocess.breast_region import breast_region
 from ..preprocess.registration import register_exam
 from .classify_context import context_features
+from .classify_grid import card_harmonises, grid_features, harmonised, radial_cv
 from .classify_mip import candidate_footprint, exam_mips, mip_feature_rows, projection_axis, second_subtraction_index
 from . import classify_region
 from .classify_region import classification_sides, lesions_in_body
@@ -93,20 +96,25 @@ class Candidate:
     probability: float = float("nan")
     mip_features: np.ndarray | None = None  # MIP_FEATURES order (:mod:`.classify_mip`)
     context_features: np.ndarray | None = None  # CONTEXT_FEATURES order (:mod:`.classify_context`)
+    grid_features: np.ndarray | None = None  # GRID_FEATURES order (:mod:`.classify_grid`), for a card that reads them
 
     def model_input(self, names) -> np.ndarray:
         """The features a model with the feature list *names* reads (FEATURES [+ MIP_FEATURES
-        [+ CONTEXT_FEATURES]])."""
+        [+ CONTEXT_FEATURES [+ GRID_FEATURES]]])."""
         if len(names) == len(FEATURES):
             return self.features
         if len(names) == len(FEATURES) + len(MIP_FEATURES):
             return np.concatenate([self.features, self.mip_features])
-        return np.concatenate([self.features, self.mip_features, self.context_features])
+        if len(names) == len(WITH_CONTEXT):
+            return np.concatenate([self.features, self.mip_features, self.context_features])
+        return np.concatenate([self.features, self.mip_features, self.context_features, self.grid_features])
 
     def as_dict(self) -> dict:
         extra = {} if self.mip_features is None else dict(zip(MIP_FEATURES, self.mip_features))
         if self.context_features is not None:
             extra.update(zip(CONTEXT_FEATURES, self.context_features))
+        if self.grid_features is not None:
+            extra.update(zip(GRID_FEATURES, self.grid_features))
         return {"probability": round(float(self.probability), 4), "volume_ml": round(self.volume_ml, 4),
                 "centroid_lps_mm": [round(float(c), 2) for c in self.centroid_lps],
                 "features": {f: round(float(v), 4) for f, v in [*zip(FEATURES, self.features), *extra.items()]}}
@@ -207,17 +215,6 @@ def _hot_kinetics(mask: np.ndarray, box, maps, pe_in: np.ndarray) -> list[float]
     return [float(np.clip((late - early) / max(100.0 + early, 1.0), -1, 1)), *frac, math.log(ser90)]
 
 
-def _radial_cv(mask: np.ndarray, spacing_zyx) -> float:
-    """Irregularity of the outline: coefficient of variation of the boundary voxels' distances
-    to the centroid (0 for a sphere; lobulations and spicules raise it)."""
-    pts = np.argwhere(mask) * np.asarray(spacing_zyx)
-    edge = np.argwhere(mask & ~ndimage.binary_erosion(mask)) * np.asarray(spacing_zyx)
-    if len(edge) < 4:
-        return 0.0
-    r = np.linalg.norm(edge - pts.mean(axis=0), axis=1)
-    return float(np.std(r) / max(float(np.mean(r)), 1e-6))
-
-
 def _features(mask: np.ndarray, box, maps, pe: np.ndarray, background: float, spacing_zyx, vox_ml: float,
               shape_stats: dict, mip_p95: float) -> np.ndarray:
     pe_in = pe[box][mask]
@@ -242,7 +239,7 @@ def _features(mask: np.ndarray, box, maps, pe: np.ndarray, background: float, sp
         (med + 20) / (background + 20), *frac, math.log(ser), float(np.clip(rim, -2, 2)),
         float(np.std(pe_in) / max(abs(med), 1.0)), background / 100,
         *_hot_kinetics(mask, box, maps, pe_in), math.log(max(shape_stats["major_axis_mm"], 1.0)),
-        _radial_cv(mask, spacing_zyx), mip_p95 / 100, (p90 + 20) / (max(mip_p95, 0.0) + 20)], np.float64)
+        radial_cv(mask, spacing_zyx), mip_p95 / 100, (p90 + 20) / (max(mip_p95, 0.0) + 20)], np.float64)
 
 
 def breast_mip_p95(pe: np.ndarray, breast: np.ndarray) -> float:
@@ -392,7 +389,15 @@ def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClass
     exam, sides, cands, maps, context = exam_candidates(exam, register, reporter, lesion_mask)
     if cands:
         names = getattr(clf, "feature_names", FEATURES)
-        probs = clf.probability(np.stack([c.model_input(names) for c in cands]))
+        if len(names) > len(WITH_CONTEXT):  # a card reading the grid-relative margin (:mod:`.classify_grid`)
+            rows = grid_features(np.array([c.features for c in cands]), exam.pre.GetSpacing())
+            for c, row in zip(cands, rows):
+                c.grid_features = row
+        rows = np.stack([c.model_input(names) for c in cands])
+        reference = card_harmonises(getattr(clf, "card", None))
+        if reference is not None:  # a card reading the features in the exam's voxels as on one grid
+            rows = harmonised(rows, exam.pre.GetSpacing(), reference)
+        probs = clf.probability(rows)
         for c, p in zip(cands, probs):
             c.probability = float(p)
     breast = sides > 0

@@ -52,10 +52,14 @@ MIP_FEATURES = ("mip2_top_pe", "mip2_top_over_bg", "mip2_blob_log_area_mm2", "mi
 CONTEXT_FEATURES = ("ctx_log_n_candidates", "ctx_p90_rank", "ctx_volume_rank", "ctx_p90_over_breast_max",
                     "ctx_p90_over_exam_max", "ctx_p90_over_other_breast", "ctx_volume_minus_breast_max",
                     "ctx_log_n_other_breast")
+# Version 8's trial (engine/classify_grid.py): the margin against a smooth sphere of the same volume drawn on
+# the exam's own voxel grid (a coarse, anisotropic grid makes any outline ragged).
+GRID_FEATURES = ("grid_radial_cv_excess", "grid_log_voxels_per_radius")
 ALL_FEATURES = FEATURES + MIP_FEATURES
 WITH_CONTEXT = ALL_FEATURES + CONTEXT_FEATURES
-# A card names one of these feature lists (each one's columns are the first ones of WITH_CONTEXT).
-FEATURE_LISTS = (FEATURES, ALL_FEATURES, WITH_CONTEXT)
+WITH_GRID = WITH_CONTEXT + GRID_FEATURES
+# A card names one of these feature lists (each one's columns are the first ones of WITH_GRID).
+FEATURE_LISTS = (FEATURES, ALL_FEATURES, WITH_CONTEXT, WITH_GRID)
 
 
 class _BreastScale:

@@ -6,7 +6,7 @@
 Exams of the training families only (:data:`~.phantom.malignancy.TRAIN_FAMILIES`: our phantom
 generator and the domain-randomised one, with benign and malignant inserts,
 :mod:`.phantom.malignancy`), never a held-out family nor a held-out seed
-(:func:`~.phantom.malignancy.held_out_seed`: 5000-5029, 5100-5129, 5200-5229 and 5300-5329, of any family). Every enhancing candidate (found
+(:func:`~.phantom.malignancy.held_out_seed`: 5000-5029, 5100-5129, 5200-5229, 5300-5329 and 5400-5429, of any family). Every enhancing candidate (found
 exactly as at run time, phases already aligned) is labelled *malignant* when at least a third of
 it lies in a malignant lesion or it covers at least a third of one, *not malignant* otherwise
 (benign lesions, non-mass enhancement, background enhancement, vessels, nodes). The model is
@@ -30,7 +30,7 @@ import SimpleITK as sitk
 
 from ..engine.classify import SIDE_CODES, breast_probability, exam_candidates
 from ..models.classifier import (ALL_FEATURES, CLASSIFICATION_TASK, CONTEXT_FEATURES, DEFAULT_CLASSIFIER, FEATURE_LISTS,
-                                 FEATURES, MIP_FEATURES)
+                                 FEATURES, GRID_FEATURES, MIP_FEATURES, WITH_CONTEXT)
 from ..core.values import parse_seeds
 from .phantom.malignancy import (CLASS_FAMILIES, HELD_OUT, TRAIN_FAMILIES, evaluation_seeds_text, held_out_seed,
                                 make_class_exam)
@@ -130,6 +130,11 @@ FEATURE_SETS.update({
 # Version 5's trial (Dec 6, issue 29; docs/decisions/classify-v5-context.md): version 3's features plus
 # the breast-context features (engine/classify_context.py; columns after ALL_FEATURES).
 FEATURE_SETS["no-mask+ctx"] = FEATURE_SETS["no-mask"] + tuple(len(ALL_FEATURES) + i for i in range(len(CONTEXT_FEATURES)))
+# Version 8's trial (Dec 7, issue 29; docs/decisions/classify-v8.md): the margin measured against a smooth
+# sphere on the exam's own grid (engine/classify_grid.py; columns after WITH_CONTEXT) instead of the raw
+# radial_cv, which a coarse anisotropic grid shifts, and how many voxels the lesion's radius spans.
+FEATURE_SETS["no-mask-grid"] = tuple(i for i in FEATURE_SETS["no-mask"] if FEATURES[i] != "radial_cv") \
+    + tuple(len(WITH_CONTEXT) + i for i in range(len(GRID_FEATURES)))
 # Trees: (number, depth[, learning rate, minimum samples per leaf]); the deeper, slower-learning 300
 # trees were added on Dec 6 after a CV sweep on the training exams (150x3: 0.861, 300x3: 0.862,
 # 300x4 lr 0.03 leaf 5: 0.867).
@@ -137,7 +142,8 @@ CANDIDATE_MODELS = tuple([("logistic", fs, "l2", c) for fs in FEATURE_SETS for c
                          + [("logistic", "all", "l1", 1.0)]
                          + [("trees", fs, 150, 3) for fs in FEATURE_SETS]  # (300 trees of depth 2: worse, dropped)
                          + [("trees", "no-mask", 300, 4, 0.03, 5)]
-                         + [("trees", fs, 300, 4, 0.03, 5) for fs in FEATURE_SETS if "+mip2" in fs or "+ctx" in fs])
+                         + [("trees", fs, 300, 4, 0.03, 5) for fs in FEATURE_SETS if "+mip2" in fs or "+ctx" in fs]
+                         + [("trees", "no-mask-grid", 300, 4, 0.03, 5)])
 CV_REPEATS = 2
 TREE_LEARNING_RATE = 0.05  # of an entry without its own
 TREE_MIN_LEAF = 1

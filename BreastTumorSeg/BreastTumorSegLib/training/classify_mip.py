@@ -28,7 +28,8 @@ from ..engine.classify import exam_candidates
 from ..engine.classify_mip import BreastMIP, candidate_footprint, exam_mips, mip_feature_rows, projection_axis, \
     second_subtraction_index
 from ..engine.classify_context import context_features
-from ..models.classifier import CONTEXT_FEATURES, FEATURES, MIP_FEATURES
+from ..engine.classify_grid import grid_features, spacing_from_record
+from ..models.classifier import CONTEXT_FEATURES, FEATURES, GRID_FEATURES, MIP_FEATURES
 from .classify import breast_table, candidate_labels, parse_data
 from .phantom.malignancy import make_class_exam
 
@@ -79,30 +80,36 @@ def mip_record(family: str, seed: int, cache_dir: Path | None = None) -> dict:
     return rec
 
 
-def with_mip(rec: dict, context: bool = False) -> dict:
+def with_mip(rec: dict, context: bool = False, grid: bool = False) -> dict:
     """An :func:`.classify.exam_record`-like dict whose ``x`` has the MIP features appended
     (``FEATURES + MIP_FEATURES``), and with *context* the breast-context features after them
-    (:mod:`..engine.classify_context`: ``WITH_CONTEXT``)."""
+    (:mod:`..engine.classify_context`: ``WITH_CONTEXT``), and with *grid* (and *context*) the
+    grid-relative margin features after those (:mod:`..engine.classify_grid`: ``WITH_GRID``; the
+    exam's voxel sides from the record, :func:`~..engine.classify_grid.spacing_from_record`)."""
     spacing = tuple(float(v) for v in rec["spacing2d"])
     mips = {s: BreastMIP(rec[f"mip_{s}"], rec[f"foot_{s}"], spacing, rec[f"tissue_{s}"], rec[f"tissue_foot_{s}"])
             for s in SIDES if f"mip_{s}" in rec}
     extra = mip_feature_rows(mips, rec["cand_side"].tolist(), list(rec["cand_foot"]))
     x = np.concatenate([np.asarray(rec["x"]).reshape(-1, len(FEATURES)), extra], axis=1)
-    if context:
+    if context or grid:
         x = np.concatenate([x, context_features(x[:, :len(FEATURES)], rec["keys"])], axis=1)
+    if grid:
+        g = (grid_features(x[:, :len(FEATURES)], spacing_from_record(x[:, :len(FEATURES)], rec["spacing2d"]))
+             if len(x) else np.zeros((0, len(GRID_FEATURES))))
+        x = np.concatenate([x, g], axis=1)
     return {"x": x, "y": rec["y"], "keys": rec["keys"],
             "truth": dict(zip(rec["truth_keys"].tolist(), rec["truth_values"].tolist()))}
 
 
 def collect_mip(data_spec, cache_dir: Path | None = None, log=print, skip_unbuildable: bool = False,
-                context: bool = False) -> dict:
+                context: bool = False, grid: bool = False) -> dict:
     """:func:`.classify.collect_all` with the MIP features (``x`` has FEATURES + MIP_FEATURES), and
-    with *context* the breast-context features after them."""
+    with *context* the breast-context features after them, with *grid* the grid-relative margin too."""
     xs, ys, keys, truth = [], [], [], {}
     for family, seeds in data_spec:
         for seed in seeds:
             try:
-                rec = with_mip(mip_record(family, seed, cache_dir), context)
+                rec = with_mip(mip_record(family, seed, cache_dir), context, grid)
             except RuntimeError:
                 if not skip_unbuildable:
                     raise
@@ -113,7 +120,8 @@ def collect_mip(data_spec, cache_dir: Path | None = None, log=print, skip_unbuil
             keys += rec["keys"].tolist()
             truth.update(rec["truth"])
             log(f"  {family} {seed}: {len(rec['y'])} candidates, {int(np.sum(rec['y']))} malignant")
-    n = len(FEATURES) + len(MIP_FEATURES) + (len(CONTEXT_FEATURES) if context else 0)
+    n = len(FEATURES) + len(MIP_FEATURES) + (len(CONTEXT_FEATURES) if context or grid else 0) + \
+        (len(GRID_FEATURES) if grid else 0)
     return {"x": np.concatenate(xs).reshape(-1, n), "y": np.concatenate(ys).astype(int), "keys": np.array(keys),
             "truth": truth}
 
@@ -161,7 +169,8 @@ def compare(train: dict, dev: dict, specs, repeats: int = 2) -> dict:
 
 def main(argv=None) -> int:
     """``train ARGS``: :func:`.classify.main` on the exams with the MIP features (same options;
-    ``train --context ARGS``: and the breast-context features); otherwise cache exams (``--data``) and
+    ``train --context ARGS``: and the breast-context features; ``train --grid ARGS``: and the
+    grid-relative margin features too); otherwise cache exams (``--data``) and
     compare models (``--dev``, ``--models``; every feature set, the context ones included)."""
     from ..core.errors import InputError
     from .classify import CANDIDATE_MODELS, _name
@@ -169,9 +178,9 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
-        context = "--context" in argv
-        return train_main([a for a in argv[1:] if a != "--context"],
-                          collect=lambda spec, cache: collect_mip(spec, cache, context=context))
+        context, grid = "--context" in argv, "--grid" in argv
+        return train_main([a for a in argv[1:] if a not in ("--context", "--grid")],
+                          collect=lambda spec, cache: collect_mip(spec, cache, context=context, grid=grid))
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="FAMILY:SEEDS[,FAMILY:SEEDS] of the training families")
@@ -185,10 +194,10 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    train = collect_mip(spec, a.cache_dir, skip_unbuildable=True, log=(lambda *_: None) if dev else print, context=True)
+    train = collect_mip(spec, a.cache_dir, skip_unbuildable=True, log=(lambda *_: None) if dev else print, grid=bool(dev))
     if dev:
         wanted = [m for m in CANDIDATE_MODELS if _name(*m) in a.models.split(";")]
-        compare(train, collect_mip(dev, a.cache_dir, skip_unbuildable=True, log=lambda *_: None, context=True), wanted)
+        compare(train, collect_mip(dev, a.cache_dir, skip_unbuildable=True, log=lambda *_: None, grid=True), wanted)
     return 0
 
 
