@@ -54,8 +54,8 @@ def _run(exam):
     return prob, dark_fatsat.add_dark_fatsat(seg, exam, prob, roi, {}, enabled=True), seg
 
 
-def test_off_by_default_until_the_rule_decides():
-    assert dark_fatsat.DARK_FATSAT is False
+def test_off_by_default_as_the_rule_decided():
+    assert dark_fatsat.DARK_FATSAT is False  # development 7000-7009 gained nothing (missed-vessels-issue25.md)
 
 
 def test_a_dark_tumor_in_a_fat_suppressed_exam_is_found_and_the_vessel_is_not():

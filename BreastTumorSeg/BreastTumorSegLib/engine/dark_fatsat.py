@@ -36,6 +36,11 @@ The search stays inside the breast region the segmenter searched (the heart and 
 component gets the first run's probability rule (:func:`..kinetics.ftv.soft_probability`); the breast gate and the
 false-positive reduction then judge it like any other. Only with an FTV outline (``ftv-outline``), never for a
 reader's ROI or seed.
+
+**Off** (``DARK_FATSAT = False``) by the rule of docs/decisions/missed-vessels-issue25.md: on development 7010-7039 it
+found vessels 7022 and 7030 (Dice 0 -> 0.673, 0.925) and added nothing that is not tumor, but on the comparison seeds
+7000-7009 every exam stayed identical (no vessels miss there it can reach; randomised 7009 t1 is darker than the
+region's median, the fat level assumed here), so the rule's sensitivity condition failed and no held-out seed was run.
 """
 from __future__ import annotations
 
@@ -55,7 +60,7 @@ from ..kinetics.significance import difference_noise
 from .behind_floor import _tumor_score
 from .fpreduce import phase_arrays
 
-# Off until its rule decides (docs/decisions/missed-vessels-issue25.md); True: on.
+# Off: development 7000-7009 gained nothing (docs/decisions/missed-vessels-issue25.md); True: on.
 DARK_FATSAT = False
 FAT_PERCENTILE = 50.0  # the exam's fat level: this percentile of the pre-contrast signal in the region
 Z = 5.0  # the early subtraction of a voxel: at least this many robust SDs
