@@ -30,6 +30,7 @@ from . import behind_floor  # a second look behind the region's floor (engine/be
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, off)
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
+from . import dark_fatsat  # tumors dark before contrast in fat-suppressed exams (engine/dark_fatsat.py, off)
 from . import kept_pieces  # dropped pieces beside each kept lesion (engine/kept_pieces.py, off: held-out failed)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
@@ -155,6 +156,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
         prob = near_level.add_near_level(segmenter, exam, prob, bmask, options)
+        prob = dark_fatsat.add_dark_fatsat(segmenter, exam, prob, bmask, options)
         prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
     with reporter.stage("postprocess"):
