@@ -2,12 +2,15 @@
 (test_hostile_inputs.py, test_hostile_commands.py, test_hostile_commands_2.py) and the DICOM/NIfTI
 "other software" tests do not try.
 
-Refused before this sweep with a traceback, several lines or nothing: a ``<case>.json`` with a
+Refused before this sweep with a traceback, several lines or nothing (or read without a word): a ``<case>.json`` with a
 byte-order mark (Notepad) or in Latin-1, acquisition times of 1e308 minutes (overflowed the kinetic
 maps, exit 0), an output or ``--csv`` name longer than the file system takes (ENAMETOOLONG
 traceback), ``--output ""`` (an unset shell variable: wrote into the current folder), DICOM
 PixelSpacing 0 (ITK's traceback), and MetaImage/NRRD headers that claim more voxels than the file
-holds (432 MB allocated per phase before MetaIO printed its own complaint). The other cases were
+holds (432 MB allocated per phase before MetaIO printed its own complaint), two files for one phase
+(``case_0001.nii.gz`` beside ``case_0001.nrrd``: one was taken), the same file given twice as a
+phase, and a DCE phase series without ImagePositionPatient (left out of the exam unsaid; now a
+warning names it, as for a phase in another orientation). The other cases were
 handled already and are kept here so that they stay so: 5D and flipped phases, NaN/Inf in
 MHA/NRRD, a corrupt gzip stream, RGB DICOM, 65535 x 65535 rows, JPEG baseline without a decoder,
 enhanced MR without positions, a DICOMDIR alone, a 32767^3 header, existing results of
@@ -254,6 +257,28 @@ def _(f, exam):
     return SEG + [_other_format(f, exam, [".mhd", ".mha", ".nrrd"], [False, True, False]), "-o", f / "out"]
 
 
+@case("seg_two_files_for_one_phase", "two files for phase")
+def _(f, exam):
+    ex = _exam(f, exam)
+    sitk.WriteImage(sitk.ReadImage(str(_phase(ex, 1))), str(ex / f"{CASE}_0001.nrrd"))  # a second conversion
+    return SEG + [ex, "-o", f / "out"]
+
+
+@case("seg_same_file_twice", "given twice")
+def _(f, exam):
+    ex = _exam(f, exam)
+    return SEG + [_phase(ex, 0), _phase(ex, 0), _phase(ex, 2), "-o", f / "out"]
+
+
+@case("seg_dicom_phase_series_without_positions_warns", "no usable geometry", changes="out")
+def _(f, exam):
+    """The second post-contrast series lost ImagePositionPatient: left out, and said so (was left out unsaid)."""
+    def drop(ds):
+        if ds.SeriesNumber == 12:
+            del ds.ImagePositionPatient
+    return SEG + [_dicom(f, drop), "-o", f / "out"]
+
+
 # ------------------------------------------------------------------------------ handled already, kept so
 @case("seg_5d_phase", "not a scalar 3D volume")
 def _(f, exam):
@@ -459,5 +484,6 @@ def test_hostile_command_3(results, name):
     else:
         assert r["rc"] == 0, f"exit {r['rc']}: {cmd}\n{r['stderr']}"
         assert not any("error" in ln.lower() for ln in lines), f"{cmd}: errors on stderr:\n{r['stderr']}"
+        assert r["expect"].lower() in r["stderr"].lower(), f"{cmd}: stderr should mention {r['expect']!r}"
         outside = sorted(k for k in changed if k != r["changes"] and not k.startswith(r["changes"] + os.sep))
         assert not outside, f"{cmd}: wrote outside {r['changes']}: {outside}"

@@ -97,7 +97,10 @@ def find_phase_files(folder: Path) -> tuple[str, list[Path]]:
         m = _PHASE_RE.match(strip_image_suffix(p.name))
         if m:
             check_input_path(p, "phase file")  # a pipe, device, folder or link loop: refused by name
-            groups.setdefault(m["case"], {})[int(m["idx"])] = p
+            other = groups.setdefault(m["case"], {}).setdefault(int(m["idx"]), p)
+            if other != p:  # e.g. case_0001.nii.gz beside case_0001.nrrd: which one is the phase?
+                raise InputError(f"two files for phase {strip_image_suffix(p.name)}: {other.name} and {p.name}",
+                                 folder, "keep one file per phase in the exam folder (move the other copy out)")
     if not groups:
         if len(images) == 1:
             raise InputError(f"no phase files named <case>_0000, <case>_0001, ... found; the folder holds one "
@@ -198,6 +201,12 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
         if p.is_dir():
             raise InputError("expected phase files but found a folder among them", p,
                              "pass either one exam folder or the phase files, not both")
+    seen: dict[str, Path] = {}
+    for p in paths:
+        first = seen.setdefault(os.path.realpath(p), p)
+        if first is not p:  # the pre-contrast given again as a post-contrast phase reads as no enhancement
+            raise InputError(f"the same file is given twice as a phase ({first} and {p})", p,
+                             "give each phase's file once, the pre-contrast first, in acquisition order")
     name = case_id
     if name is None:
         m = _PHASE_RE.match(strip_image_suffix(paths[0].name))
