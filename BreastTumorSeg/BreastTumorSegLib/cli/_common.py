@@ -32,6 +32,14 @@ def _float(text: str) -> float:
         raise InputError(f"{text!r} is not a number", fix="give a number, e.g. 0.5") from None
 
 
+def _nonempty(text: str) -> str:
+    if not text.strip():  # Path("") is the current folder: an unset shell variable would write or read there
+        raise InputError("the path is empty", fix="give a file or folder name (an unset shell variable gives '')")
+    return text
+
+
+path_arg = _arg_type(lambda t: Path(_nonempty(t)), "path")
+input_arg = _arg_type(_nonempty, "path")  # exam inputs stay text: a manifest's 'a;b' phase lists are split later
 threshold_arg = _arg_type(lambda t: values.check_threshold(_float(t)), "threshold")
 device_arg = _arg_type(values.check_device_name, "device")
 point_arg = _arg_type(values.parse_point, "point")
@@ -53,8 +61,8 @@ seed_arg = _arg_type(_one_seed, "seed")
 def add_exam_arguments(p: argparse.ArgumentParser) -> None:
     """The one exam a command reads and where its files go, the same for every such command
     (segment, kinetics, classify, refine): INPUT..., --output, --times, --case-id, --series."""
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", type=input_arg)
+    p.add_argument("--output", "-o", required=True, type=path_arg, help="output folder")
     p.add_argument("--times", type=numbers_arg, default=None,
                    help="acquisition times in minutes, one per phase, e.g. 0,1.5,3,4.5 (overrides <case>.json)")
     p.add_argument("--case-id", default=None, help="name for the output files (default: from the input names)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from .segment import add_engine_options, check_engine_options, engine_kwargs
+from ._common import path_arg
 
 
 def register(sub) -> None:
@@ -17,7 +18,7 @@ def register(sub) -> None:
                     "redoes interrupted ones. Exit code 0: every exam done; 1: some failed (OUT/failures.csv) "
                     "or were not finished; 2: refused.")
     p.add_argument("input", metavar="INPUT", help="folder of exam folders, or a manifest CSV (case,path[,times])")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder (shared by all shards)")
+    p.add_argument("--output", "-o", required=True, type=path_arg, help="output folder (shared by all shards)")
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (local) or Ray actors, each loading the models once (default: 1)")
     p.add_argument("--shard", default=None, metavar="i/n",

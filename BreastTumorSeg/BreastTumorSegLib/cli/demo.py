@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from ..core import interrupts
-from ._common import TerminalProgress, seed_arg
+from ._common import TerminalProgress, path_arg, seed_arg
 from .segment import add_engine_options, check_engine_options, engine_kwargs, print_result
 
 # The first seed of the evaluation range 3000-3019 (never used for training, 1000+, or validation,
@@ -21,7 +21,7 @@ def register(sub) -> None:
                                    "segments it into OUTPUT, prints the Dice against the ground truth and "
                                    "the path of the overview picture (result and truth outlined). "
                                    "A re-run into the same folder needs --overwrite.")
-    p.add_argument("--output", "-o", type=Path, default=Path("demo_output"), help="output folder (default: %(default)s)")
+    p.add_argument("--output", "-o", type=path_arg, default=Path("demo_output"), help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=seed_arg, default=DEMO_SEED, help="phantom seed (default: %(default)s)")
     add_engine_options(p)
     p.set_defaults(func=run)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from ..io.safety import check_input_path
+from ._common import path_arg
 
 
 def _series_arg(text: str) -> int | str:
@@ -25,7 +26,7 @@ def register(sub) -> None:
         description="Read the DICOM headers below DIR (recursively) and print the series found, the role given "
                     "to each (DCE phase or why it is ignored), and the DCE phase order with acquisition times. "
                     "Run this before `segment DIR` to check what will be segmented.")
-    p.add_argument("folder", type=Path, metavar="DIR")
+    p.add_argument("folder", type=path_arg, metavar="DIR")
     p.add_argument("--series", type=_series_arg, nargs="+", default=None, metavar="N",
                    help="use exactly these series (numbers or SeriesInstanceUIDs) as the DCE phases, "
                         "including ones the reader would ignore")

@@ -20,9 +20,9 @@ import SimpleITK as sitk
 from ..core.errors import InputError
 from ..io.atomic import check_no_overwrite, write_text
 from ..io.images import read_mask
-from ..io.safety import check_input_path, check_not_inputs, check_output_dir
+from ..io.safety import check_input_path, check_name_lengths, check_not_inputs, check_output_dir
 from ..evaluation.metrics import SegmentationMetrics, evaluate
-from ._common import threshold_arg
+from ._common import path_arg, threshold_arg
 
 SHOWN = [("dice", "Dice", "{:.4f}"), ("hd95_mm", "HD95 mm", "{:.2f}"),
          ("sensitivity", "sens", "{:.3f}"), ("precision", "prec", "{:.3f}"),
@@ -41,12 +41,12 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="compare a segmentation with reference masks (Dice, HD95, ...)",
                        description="Compare a predicted tumor mask with one or more reference masks drawn "
                                    "on the same voxel grid. Voxels > 0 are tumor. One row per reference.")
-    p.add_argument("--pred", required=True, type=Path, help="predicted mask (e.g. <case>_seg.nii.gz)")
-    p.add_argument("--ref", required=True, type=Path, action="append",
+    p.add_argument("--pred", required=True, type=path_arg, help="predicted mask (e.g. <case>_seg.nii.gz)")
+    p.add_argument("--ref", required=True, type=path_arg, action="append",
                    help="reference mask; repeat for several readers")
     p.add_argument("--threshold", type=threshold_arg, default=None,
                    help="binarize a probability-map prediction at p >= THRESHOLD (default: voxels > 0)")
-    p.add_argument("--csv", type=Path, default=None, help="also write every metric to this CSV file")
+    p.add_argument("--csv", type=path_arg, default=None, help="also write every metric to this CSV file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
     p.set_defaults(func=run)
 
@@ -85,6 +85,7 @@ def run(args) -> int:
     for path in [args.pred, *args.ref]:
         check_input_path(path, "mask")
     if args.csv is not None:
+        check_name_lengths(args.csv, f"--csv {args.csv}")
         check_output_dir(args.csv.parent, option="--csv")
         if args.csv.is_dir():
             raise InputError("--csv names a folder", args.csv, "give a file name such as metrics.csv")

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..core.errors import InputError
 from ..followup import FOLLOWUP_MODEL
-from ._common import TerminalProgress, device_arg
+from ._common import TerminalProgress, device_arg, path_arg
 
 
 def _dates(text: str) -> list[str]:
@@ -20,10 +19,10 @@ def register(sub) -> None:
                                    "the later visits in date order. Writes followup.json, followup.csv, followup.png "
                                    "and each visit's lesions in the baseline frame (followup_visitN_tracks.nii.gz).")
     p.add_argument("visits", nargs="*", metavar="VISIT")
-    p.add_argument("--manifest", type=Path, default=None,
+    p.add_argument("--manifest", type=path_arg, default=None,
                    help="many patients: a CSV with columns patient,visit,path[,date]; resumable like `batch` "
                         "(complete patients are skipped on a re-run; outputs <patient>_followup.*)")
-    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
+    p.add_argument("--output", "-o", required=True, type=path_arg, help="output folder")
     p.add_argument("--dates", type=_dates, default=None,
                    help="one date per visit, YYYY-MM-DD, comma-separated (default: DICOM StudyDate, if any)")
     p.add_argument("--model", default=FOLLOWUP_MODEL, help="segmentation model for every visit (default: %(default)s)")

@@ -18,13 +18,12 @@ and ``--box-ras`` take the RAS coordinates 3D Slicer shows (x and y negated).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ._common import (add_exam_arguments, TerminalProgress, box_arg, check_exam_command, check_outputs, point_arg,
+from ._common import (add_exam_arguments, TerminalProgress, box_arg, check_exam_command, check_outputs, path_arg, point_arg,
                       warn_about_exam)
 
 LESION_MIN_ML = 0.05  # components below this are not plotted / tabulated
@@ -39,7 +38,7 @@ def register(sub) -> None:
                     "seed point, the one lesion grown from it. INPUT as for `segment`.")
     add_exam_arguments(p)
     roi = p.add_mutually_exclusive_group()
-    roi.add_argument("--roi", type=Path, default=None, help="ROI mask file (non-zero = inside)")
+    roi.add_argument("--roi", type=path_arg, default=None, help="ROI mask file (non-zero = inside)")
     roi.add_argument("--box", type=box_arg, default=None, metavar="X0,Y0,Z0,X1,Y1,Z1",
                      help="ROI box corners in LPS mm")
     roi.add_argument("--box-ras", type=box_arg, default=None, metavar="R0,A0,S0,R1,A1,S1",

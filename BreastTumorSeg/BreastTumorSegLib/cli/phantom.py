@@ -1,11 +1,10 @@
 """``breasttumorseg phantom``: write synthetic DCE phantom exams with exact ground truth."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..core.errors import InputError
 from ..io.safety import check_output_dir
-from ._common import seeds_arg
+from ._common import path_arg, seeds_arg
 
 
 def register(sub) -> None:
@@ -16,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("--family", choices=["phantom", "randomized", "ellipse"], default="phantom",
                    help="synthetic family: phantom (default; the shipped models were trained on it), randomized "
                         "(domain-randomised, for training) or ellipse (held out, for evaluation only)")
-    p.add_argument("--output", "-o", type=Path, required=True, help="output folder")
+    p.add_argument("--output", "-o", type=path_arg, required=True, help="output folder")
     p.add_argument("--layout", choices=["folder", "mamamia"], default="folder")
     p.add_argument("--size", choices=["small", "clinical"], default="small",
                    help="small (about 2 M voxels) or clinical (448x448x160)")

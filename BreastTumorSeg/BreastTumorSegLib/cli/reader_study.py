@@ -7,13 +7,12 @@ summary.md, per_case.csv and the figures (see :mod:`BreastTumorSegLib.evaluation
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..core.errors import InputError
 from ..io.atomic import check_no_overwrite
 from ..io.safety import check_input_path, check_output_dir
 REFERENCE_METHODS = ("intersection", "majority", "staple")  # as evaluation.readerstudy (scipy.stats: imported by run)
-from ._common import TerminalProgress, seed_arg, threshold_arg
+from ._common import TerminalProgress, path_arg, seed_arg, threshold_arg
 
 
 def register(sub) -> None:
@@ -23,8 +22,8 @@ def register(sub) -> None:
                     "the model against the same references. TABLE is a CSV with columns case,reader,mask "
                     "[,prob,roi,split]; the model's rows use --model-name (default 'model') and may give its "
                     "probability map in 'prob'. Relative paths are relative to the table.")
-    p.add_argument("table", type=Path, metavar="TABLE.csv")
-    p.add_argument("--output", "-o", required=True, type=Path, help="report folder")
+    p.add_argument("table", type=path_arg, metavar="TABLE.csv")
+    p.add_argument("--output", "-o", required=True, type=path_arg, help="report folder")
     p.add_argument("--reference", choices=REFERENCE_METHODS, default="intersection",
                    help="how the other readers' masks are combined (default: %(default)s, as Hirsch et al.)")
     p.add_argument("--margins", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
@@ -37,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--tune-fraction", type=float, default=0.0,
                    help="if the table has no split column: fraction of cases (random, --seed) used only to "
                         "choose the threshold (default: 0, none)")
-    p.add_argument("--scores", type=Path, default=None,
+    p.add_argument("--scores", type=path_arg, default=None,
                    help="CSV case,reader,score,malignant[,side,arm,kind] of malignancy scores for the human-AI hybrid "
                         "analysis (as `study export` writes it)")
     p.add_argument("--score-kind", choices=("probability", "birads"), default=None,

@@ -17,7 +17,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ._common import add_exam_arguments, TerminalProgress, check_exam_command, warn_about_exam
+from ._common import TerminalProgress, add_exam_arguments, check_exam_command, path_arg, warn_about_exam
 from .segment import print_result
 
 
@@ -28,7 +28,7 @@ def register(sub) -> None:
                                    "(-, 'this is not tumor') removes a false lesion or cuts a leak. INPUT as for "
                                    "`segment`.")
     add_exam_arguments(p)
-    p.add_argument("--seg", required=True, type=Path, help="the segmentation to correct (<case>_seg.nii.gz)")
+    p.add_argument("--seg", required=True, type=path_arg, help="the segmentation to correct (<case>_seg.nii.gz)")
     p.add_argument("--click-ras", dest="clicks", action="append", type=lambda t: ("ras", t), default=[],
                    metavar="R,A,S[,+|-]", help="a click in RAS mm as Slicer shows it; + (default) tumor, - not "
                                                "tumor; repeat for more clicks (negative first value: "

@@ -9,9 +9,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from ._common import device_arg, seed_arg, threshold_arg
+from ._common import device_arg, path_arg, seed_arg, threshold_arg
 
 
 def register(sub) -> None:
@@ -22,15 +21,15 @@ def register(sub) -> None:
     ss.required = True
 
     q = ss.add_parser("init", help="make a study folder")
-    q.add_argument("--cases", required=True, type=Path, metavar="CASES.csv",
+    q.add_argument("--cases", required=True, type=path_arg, metavar="CASES.csv",
                    help="CSV case,path (an exam folder, DICOM folder, or phase files separated by ';')")
     q.add_argument("--readers", required=True, help="comma-separated reader names, e.g. a,b,c")
     q.add_argument("--arms", default="unaided", help="unaided, assisted or unaided,assisted (default: %(default)s)")
-    q.add_argument("--output", "-o", required=True, type=Path, help="the new study folder")
+    q.add_argument("--output", "-o", required=True, type=path_arg, help="the new study folder")
     q.add_argument("--model", default=None,
                    help="model compared with the readers (any arms) and shown in the assisted arm (a registry name, "
                         "e.g. st-demo); run on every case unless --model-outputs gives its masks")
-    q.add_argument("--model-outputs", type=Path, default=None,
+    q.add_argument("--model-outputs", type=path_arg, default=None,
                    help="folder with the model's <case>_seg.nii.gz [and _prob.nii.gz] (else the model is run now)")
     q.add_argument("--threshold", type=threshold_arg, default=None,
                    help="probability threshold for the model's masks (default: its card's; tune one for an ensemble)")
@@ -50,19 +49,19 @@ def register(sub) -> None:
     q.add_argument("--scores", default="", metavar="KINDS",
                    help="per breast, readers also give: probability (of malignancy, 0-100 %%), birads, or both "
                         "(comma-separated; default: none)")
-    q.add_argument("--truth", type=Path, default=None, metavar="TRUTH.csv",
+    q.add_argument("--truth", type=path_arg, default=None, metavar="TRUTH.csv",
                    help="CSV case,side,malignant (1/0) per breast, for the scores table's AUC (never shown to readers)")
     q.set_defaults(func=run_init)
 
     q = ss.add_parser("status", help="per reader: done / in progress / to do, time spent")
-    q.add_argument("study", type=Path, metavar="STUDY")
+    q.add_argument("study", type=path_arg, metavar="STUDY")
     q.set_defaults(func=run_status)
 
     q = ss.add_parser("import", help="store a mask drawn in another tool as a reader's submitted reading")
-    q.add_argument("study", type=Path, metavar="STUDY")
+    q.add_argument("study", type=path_arg, metavar="STUDY")
     q.add_argument("--reader", required=True)
     q.add_argument("--case", required=True, help="case id of CASES.csv")
-    q.add_argument("--mask", required=True, type=Path, help="label map on the exam's pre-contrast grid")
+    q.add_argument("--mask", required=True, type=path_arg, help="label map on the exam's pre-contrast grid")
     q.add_argument("--arm", default=None, help="arm of the reading (default: the study's first arm)")
     q.add_argument("--probability", default=None, metavar="L,R",
                    help="the reader's probability of malignancy (0-100 %%) of the left and right breast")
@@ -70,9 +69,9 @@ def register(sub) -> None:
     q.set_defaults(func=run_import)
 
     q = ss.add_parser("export", help="write the table `breasttumorseg reader-study` reads")
-    q.add_argument("study", type=Path, metavar="STUDY")
-    q.add_argument("--output", "-o", required=True, type=Path, metavar="TABLE.csv")
-    q.add_argument("--scores-output", type=Path, default=None, metavar="SCORES.csv",
+    q.add_argument("study", type=path_arg, metavar="STUDY")
+    q.add_argument("--output", "-o", required=True, type=path_arg, metavar="TABLE.csv")
+    q.add_argument("--scores-output", type=path_arg, default=None, metavar="SCORES.csv",
                    help="the scores table for `reader-study --scores` (default: TABLE.scores.csv, written when the "
                         "study has readers' or the model's scores)")
     q.add_argument("--partial", action="store_true", help="export the complete cases only, when readers are not done")

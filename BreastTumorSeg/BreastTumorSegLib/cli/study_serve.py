@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from ._common import path_arg
 
 
 def add_parsers(ss) -> None:
@@ -17,7 +17,7 @@ def add_parsers(ss) -> None:
                       description="Serve the study to readers in a web browser (log in with a token from "
                                   "`study tokens`). Binds to 127.0.0.1: put it behind an HTTPS reverse proxy "
                                   "to reach it from other machines (see README, 'Web reader station').")
-    q.add_argument("study", type=Path, metavar="STUDY")
+    q.add_argument("study", type=path_arg, metavar="STUDY")
     q.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
     q.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
     q.add_argument("--allow-remote", action="store_true",
@@ -27,7 +27,7 @@ def add_parsers(ss) -> None:
     q.set_defaults(func=run_serve)
 
     q = ss.add_parser("tokens", help="issue readers' access tokens for the web station (printed once)")
-    q.add_argument("study", type=Path, metavar="STUDY")
+    q.add_argument("study", type=path_arg, metavar="STUDY")
     q.add_argument("--readers", default=None, help="comma-separated readers (default: all readers of the study)")
     q.set_defaults(func=run_tokens)
 

@@ -3,7 +3,7 @@
 threshold of a model card it wrote (``--retune CARD``)."""
 from __future__ import annotations
 
-from pathlib import Path
+from ._common import path_arg
 
 
 def register(sub) -> None:
@@ -16,10 +16,10 @@ def register(sub) -> None:
                     "--retune CARD only re-tunes the probability threshold of a card this trainer wrote, on "
                     "its validation data, and rewrites that card in its folder.")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--config", type=Path, help="JSON or TOML training config (see configs/)")
-    what.add_argument("--retune", type=Path, default=None, metavar="CARD",
+    what.add_argument("--config", type=path_arg, help="JSON or TOML training config (see configs/)")
+    what.add_argument("--retune", type=path_arg, default=None, metavar="CARD",
                       help="re-tune the threshold of a model card this trainer wrote (<run>/<name>.json)")
-    p.add_argument("--output", "-o", type=Path, help="run folder (training; --retune writes into the card's folder)")
+    p.add_argument("--output", "-o", type=path_arg, help="run folder (training; --retune writes into the card's folder)")
     p.add_argument("--resume", action="store_true", help="continue from <output>/checkpoint.pt")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry (value read as JSON), e.g. --set epochs=5 --set data.fold=2")

@@ -18,6 +18,9 @@ MIN_PHASES = 2
 MAX_PHASES = 8
 # When a loader finds no acquisition times it assumes this spacing between phases.
 DEFAULT_PHASE_INTERVAL_MIN = 1.5
+# A DCE series is minutes long; phase times spanning more than a day are a broken file or option
+# (seconds or a time stamp written as minutes) and would overflow the kinetic maps.
+MAX_TIME_SPAN_MIN = 24 * 60.0
 
 
 @dataclass
@@ -140,6 +143,10 @@ class DCEExam:
             if np.any(np.diff(t) <= 0):
                 raise InputError(f"acquisition times must increase strictly, got {list(map(float, t))}",
                                  self.case_id, "list the phases in acquisition order with their times in minutes")
+            if t[-1] - t[0] > MAX_TIME_SPAN_MIN:
+                raise InputError(f"acquisition times span {t[-1] - t[0]:.6g} minutes, more than a day "
+                                 f"(got {list(map(float, t))})", self.case_id,
+                                 "give each phase's time in minutes after the first phase, e.g. 0,1.5,3")
 
     def effective_times(self) -> np.ndarray:
         """Times in minutes, relative to the pre-contrast phase; assumed evenly spaced when unknown."""

@@ -15,6 +15,7 @@ Accepted inputs (see :func:`load_exam`):
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Sequence
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ..core.exam import DCEExam, assemble_exam
+from ..core.exam import MAX_TIME_SPAN_MIN, DCEExam, assemble_exam
 from .images import IMAGE_SUFFIXES, read_image, strip_image_suffix
 from .safety import check_input_path
 
@@ -45,8 +46,11 @@ def _read_times(json_path: Path, n: int) -> list[float] | None:
     if not os.path.lexists(json_path):
         return None
     check_input_path(json_path, "acquisition-time file")
-    try:
-        data = json.loads(json_path.read_text())
+    try:  # utf-8-sig: Windows editors (Notepad) start a UTF-8 file with a byte-order mark
+        data = json.loads(json_path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"acquisition-time file is not UTF-8 text ({exc.reason} at byte {exc.start})", json_path,
+                         'save it as UTF-8 text: {"acquisition_times_min": [0, 1.5, 3.0]}') from None
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot parse acquisition-time file ({exc})", json_path,
                          'write it as {"acquisition_times_min": [0, 1.5, 3.0]}') from None
@@ -57,7 +61,12 @@ def _read_times(json_path: Path, n: int) -> list[float] | None:
     if not isinstance(times, list) or len(times) != n or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
         raise InputError(f'"acquisition_times_min" must list {n} numbers (one per phase), got {times!r}',
                          json_path, f"give {n} times in minutes, e.g. [0, 1.5, 3.0], or pass --times")
-    return [float(t) for t in times]
+    times = [float(t) for t in times]
+    if not all(math.isfinite(t) for t in times) or max(times) - min(times) > MAX_TIME_SPAN_MIN:
+        raise InputError(f'"acquisition_times_min" {times} are not the minutes of one DCE series (they must be '
+                         'finite and span at most a day)', json_path,
+                         "give each phase's time in minutes after the first phase, e.g. [0, 1.5, 3.0]")
+    return times
 
 
 def _sidecar_times(image: Path, n: int) -> list[float] | None:
@@ -69,7 +78,7 @@ def _sidecar_times(image: Path, n: int) -> list[float] | None:
         return None
     check_input_path(sidecar, "acquisition-time file")
     try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        data = json.loads(sidecar.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None  # not ours to judge: some other program's sidecar
     if not isinstance(data, dict) or "acquisition_times_min" not in data:
@@ -88,7 +97,10 @@ def find_phase_files(folder: Path) -> tuple[str, list[Path]]:
         m = _PHASE_RE.match(strip_image_suffix(p.name))
         if m:
             check_input_path(p, "phase file")  # a pipe, device, folder or link loop: refused by name
-            groups.setdefault(m["case"], {})[int(m["idx"])] = p
+            other = groups.setdefault(m["case"], {}).setdefault(int(m["idx"]), p)
+            if other != p:  # e.g. case_0001.nii.gz beside case_0001.nrrd: which one is the phase?
+                raise InputError(f"two files for phase {strip_image_suffix(p.name)}: {other.name} and {p.name}",
+                                 folder, "keep one file per phase in the exam folder (move the other copy out)")
     if not groups:
         if len(images) == 1:
             raise InputError(f"no phase files named <case>_0000, <case>_0001, ... found; the folder holds one "
@@ -189,6 +201,12 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
         if p.is_dir():
             raise InputError("expected phase files but found a folder among them", p,
                              "pass either one exam folder or the phase files, not both")
+    seen: dict[str, Path] = {}
+    for p in paths:
+        first = seen.setdefault(os.path.realpath(p), p)
+        if first is not p:  # the pre-contrast given again as a post-contrast phase reads as no enhancement
+            raise InputError(f"the same file is given twice as a phase ({first} and {p})", p,
+                             "give each phase's file once, the pre-contrast first, in acquisition order")
     name = case_id
     if name is None:
         m = _PHASE_RE.match(strip_image_suffix(paths[0].name))

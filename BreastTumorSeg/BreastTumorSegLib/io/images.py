@@ -16,7 +16,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
+from ..core.exam import MAX_PHASES
 from .nifti_xform import check_voxel_size, check_xforms_agree
+from .raw_size import check_raw_size
 from .safety import check_input_path
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -44,6 +46,7 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
         reader.ReadImageInformation()
         _check_header(reader, path, what)
         _check_complete(path, reader)
+        check_raw_size(path)
         check_xforms_agree(path, what)
         check_voxel_size(path, what)
         img = _read_float_nifti(path, reader, what)
@@ -123,6 +126,10 @@ def _check_header(reader: sitk.ImageFileReader, path: Path, what: str) -> None:
         raise InputError(
             f"{what} has {n_vox:,} voxels per phase ({'x'.join(map(str, size))}), more than the supported "
             f"{MAX_VOXELS_PER_PHASE:,}", path, "crop or down-sample the volume before segmenting")
+    if int(np.prod(size, dtype=np.int64)) > MAX_PHASES * MAX_VOXELS_PER_PHASE:  # a 4D/5D header of absurd length
+        raise InputError(f"{what} has {'x'.join(map(str, size))} voxels in all, more than {MAX_PHASES} phases of the "
+                         f"supported {MAX_VOXELS_PER_PHASE:,}", path, "give one DCE exam of at most "
+                         f"{MAX_PHASES} phases, or split the file")
     spacing = np.asarray(reader.GetSpacing(), float)[:3]
     if not (np.all(np.isfinite(reader.GetOrigin())) and np.all(np.isfinite(reader.GetDirection()))
             and np.all(np.isfinite(spacing))):

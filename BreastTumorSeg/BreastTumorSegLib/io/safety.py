@@ -103,6 +103,24 @@ def _existing_ancestor(p: Path) -> Path:
     return p
 
 
+def check_name_lengths(output: str | os.PathLike, src: str) -> None:
+    """Refuse an output name the file system cannot hold (ENAMETOOLONG once the outputs are written)."""
+    real = Path(os.path.realpath(output))
+    probe = _existing_ancestor(real)
+    try:
+        name_max = os.pathconf(probe, "PC_NAME_MAX")
+        path_max = os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):  # Windows: no pathconf; NTFS and FAT take 255
+        name_max, path_max = 255, 4096
+    long = next((part for part in real.parts if len(os.fsencode(part)) > name_max), None)
+    if long is not None:
+        raise InputError(f"the output name {long[:40]}... is {len(os.fsencode(long))} bytes long, more than "
+                         f"the {name_max} this file system allows", src, "choose a shorter name")
+    if len(os.fsencode(str(real))) + 64 > path_max:  # room for the output file names
+        raise InputError(f"the output path is {len(os.fsencode(str(real)))} bytes long; with the file names "
+                         f"it would pass the {path_max} this file system allows", src, "choose a shorter path")
+
+
 def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), need_bytes: int = 0,
                      option: str = "--output") -> Path:
     """Refuse an output folder that cannot take the outputs; nothing is created."""
@@ -139,6 +157,7 @@ def check_output_location(output: str | os.PathLike, inputs: Iterable[str | os.P
     Paths are compared after resolving symbolic links, so a link to an exam folder is that folder.
     Nothing is created or opened; inputs that do not exist are skipped (they are refused by name
     when they are checked as inputs)."""
+    check_name_lengths(output, f"{option} {output}")
     real = Path(os.path.realpath(output))
     parents = set(real.parents)
     inputs = list(inputs)

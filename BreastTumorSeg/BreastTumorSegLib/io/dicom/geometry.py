@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...core.errors import InputError
+from ..images import SPACING_RANGE_MM
 from .headers import Frame
 
 # Two slice positions closer than this along the normal are the same position (mm).
@@ -85,6 +86,10 @@ def volume_geometry(frames: list[Frame], where: str) -> tuple[list[Frame], Geome
     if len(spacings) > 1:
         raise InputError(f"slices with different pixel spacings in one volume: {sorted(spacings)}", where,
                          "re-export the series; if two acquisitions were merged, select one with --series")
+    lo, hi = SPACING_RANGE_MM
+    if not all(lo <= v <= hi for v in f0.pixel_spacing):  # also when chosen by --series: ITK takes no zero spacing
+        raise InputError(f"PixelSpacing {[float(v) for v in f0.pixel_spacing]} mm of {f0.label()} is outside "
+                         f"{lo:g}-{hi:g} mm", where, "re-export the series with its true PixelSpacing (in mm)")
     for f in frames:
         if f.iop is None or np.max(np.abs(np.subtract(f.iop, f0.iop))) > 1e-4:
             raise InputError(f"slices with different orientations in one volume ({f.label()})", where,

@@ -180,6 +180,11 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
                     warnings.append(f"{s.name()} has the DCE's sequence in another orientation "
                                     f"({orientation_name(s.first)}); not used (name it with --series if it "
                                     "is a phase)")
+        for s in stacks:  # a damaged phase series would otherwise drop out of the exam unsaid
+            if s.role == "no geometry" and s.series_uid not in {c.series_uid for c in chosen} \
+                    and _unoriented(s) == _unoriented(chosen[0]):
+                warnings.append(f"{s.name()} has the DCE's sequence but no usable geometry ({s.reason}); not used "
+                                "(re-send it from the scanner or PACS if it is a phase)")
 
     for s in stacks:  # a slice without geometry in a phase series would otherwise read as a missing slice
         if s.role == "no geometry" and any(c.series_uid == s.series_uid for c in chosen):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..images import SPACING_RANGE_MM
 from .geometry import MIN_SLICES, position_clusters
 from .headers import Frame
 
@@ -127,6 +128,9 @@ def classify(stack: Stack) -> tuple[str, str]:
         return "no geometry", f"{', '.join(missing)} missing"
     if min(np.linalg.norm(f.iop[:3]), np.linalg.norm(f.iop[3:])) < 0.5:  # e.g. all zeros
         return "no geometry", f"ImageOrientationPatient {list(f.iop)} holds no direction"
+    lo, hi = SPACING_RANGE_MM
+    if not all(lo <= v <= hi for v in f.pixel_spacing):  # zero, negative, NaN or metres: no grid to build
+        return "no geometry", f"PixelSpacing {[float(v) for v in f.pixel_spacing]} mm is outside {lo:g}-{hi:g} mm"
     if types & _DERIVED_TYPES or _DERIVED_RE.search(desc):
         return "derived", "subtraction, MIP or reformat made by the scanner"
     if (f.image_type[:1] == ("DERIVED",)) and not types & {"PRIMARY"}:
