@@ -234,6 +234,20 @@ def test_manifest_runs_each_patient_resumably_and_records_a_refused_one(tmp_path
     capsys.readouterr()
 
 
+def test_manifest_with_a_single_visit_patient_is_refused_before_anything_runs(tmp_path):
+    """A patient with one visit is a manifest error: refused when the manifest is read, naming the patient,
+    before any patient is run (before: exit 1 after the batch had started, its ledger left behind)."""
+    from BreastTumorSegLib.batch.followup import read_manifest
+
+    for name in ("a1", "a2", "b1"):
+        (tmp_path / name).mkdir()
+    manifest = tmp_path / "visits.csv"
+    manifest.write_text("patient,visit,path\npa,1,a1\npa,2,a2\npb,1,b1\n")
+    with pytest.raises(InputError) as err:
+        read_manifest(manifest)
+    assert "'pb'" in str(err.value) and "only one visit" in str(err.value)
+
+
 def test_a_shrinking_rim_enhancing_tumor_keeps_its_enhancing_rim():
     """The synthetic truth: a rim-enhancing tumor shrunk to 30 % is still a rim-enhancing tumor (its
     surface enhances as the baseline's did), not its moderately enhancing interior called tumor

@@ -73,6 +73,9 @@ def read_manifest(csv_path: str | Path) -> list[Patient]:
         visits = by[key]
         if len({v for v, _, _ in visits}) != len(visits):
             raise InputError(f"patient {key!r} lists a visit twice", csv_path, "give every visit of a patient its own name")
+        if len(visits) < 2:  # a manifest error, refused before any patient is run (not one patient's failure)
+            raise InputError(f"patient {key!r} has only one visit", csv_path,
+                             "list at least two visits per patient (the baseline and a later exam), or remove the patient")
         order = _order([v for v, _, _ in visits])
         dates = [visits[i][2] for i in order]
         patients.append(Patient(key, [visits[i][1] for i in order], dates if all(dates) else None))
