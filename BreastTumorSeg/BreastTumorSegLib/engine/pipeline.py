@@ -32,6 +32,7 @@ from . import kept_grow  # the rest of each kept lesion just outside it (engine/
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
 from . import dark_fatsat  # tumors dark before contrast in fat-suppressed exams (engine/dark_fatsat.py, off)
 from . import kept_pieces  # dropped pieces beside each kept lesion (engine/kept_pieces.py, off: held-out failed)
+from . import dark_beside  # tumors dark before contrast, in and beside the breast region (engine/dark_beside.py, off)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
@@ -157,6 +158,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
         prob = near_level.add_near_level(segmenter, exam, prob, bmask, options)
         prob = dark_fatsat.add_dark_fatsat(segmenter, exam, prob, bmask, options)
+        prob = dark_beside.add_dark_beside(segmenter, exam, prob, bmask, options)
         prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
     with reporter.stage("postprocess"):
