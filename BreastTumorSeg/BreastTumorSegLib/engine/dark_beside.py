@@ -39,14 +39,14 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import from_array, padded_components
+from ..core.imageutil import padded_components
 from ..kinetics.beside_region import band_around, elongation
 from ..kinetics.dark_lesions import dark_lesions
-from ..kinetics.ftv import FTVResult, roi_array, soft_probability
+from ..kinetics.ftv import FTVResult
 from ..kinetics.outline import FULL26
 from .behind_floor import _tumor_score
 from .fpreduce import phase_arrays
-from .near_level import _touches
+from .near_level import _touches, first_run_step
 
 # Off until the rule of docs/decisions/missed-irregular-issue25.md decides; True: on.
 DARK_BESIDE = False
@@ -97,18 +97,5 @@ def add_dark_beside(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image |
     """The pipeline's step after ``predict``: *prob* with the dark tumors in and beside the region (module
     docstring) given the first run's probability rule. Unchanged when the step is off (*enabled*, default
     :data:`DARK_BESIDE`), for a reader's ROI or seed, without an FTV outline or without a breast region."""
-    first = getattr(segmenter, "last_result", None)
-    on = DARK_BESIDE if enabled is None else enabled
-    if not on or options.get("roi") is not None or options.get("seed_lps") is not None \
-            or not isinstance(first, FTVResult) or first.outline is None or breast_mask is None:
-        return prob
-    ref = exam.reference
-    roi, _ = roi_array(breast_mask, ref)
-    maps = segmenter.kinetic_maps(exam)
-    add, notes = dark_beside_lesions(exam, first, segmenter.settings, maps, roi)
-    segmenter.last_result = replace(first, notes=list(first.notes) + notes)
-    if not add.any():
-        return prob
-    p = sitk.GetArrayFromImage(prob)
-    extra = soft_probability(add, maps.array("pe_early"), segmenter.settings.pe_threshold)
-    return from_array(np.maximum(p, extra).astype(np.float32), ref)
+    return first_run_step(segmenter, exam, prob, breast_mask, options, DARK_BESIDE if enabled is None else enabled,
+                          lambda first, maps, roi: dark_beside_lesions(exam, first, segmenter.settings, maps, roi))

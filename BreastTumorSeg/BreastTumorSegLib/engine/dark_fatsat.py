@@ -44,21 +44,21 @@ region's median, the fat level assumed here), so the rule's sensitivity conditio
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import from_array, padded_components
+from ..core.imageutil import padded_components
 from ..kinetics.beside_region import elongation
-from ..kinetics.ftv import FTVResult, _neighbours_rule, drop_skin_components, roi_array, soft_probability
+from ..kinetics.ftv import FTVResult, _neighbours_rule, drop_skin_components
 from ..kinetics.outline import FULL26
 from ..kinetics.outline_shells import body_of
 from ..kinetics.seeded import open_and_regrow
 from ..kinetics.significance import difference_noise
 from .behind_floor import _tumor_score
 from .fpreduce import phase_arrays
+from .near_level import first_run_step
 
 # Off: development 7000-7009 gained nothing (docs/decisions/missed-vessels-issue25.md); True: on.
 DARK_FATSAT = False
@@ -145,19 +145,6 @@ def add_dark_fatsat(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image |
     """The pipeline's step after ``predict``: *prob* with the kept components (module docstring) given the first
     run's probability rule. Unchanged when the step is off (*enabled*, default :data:`DARK_FATSAT`), for a reader's
     ROI or seed, without an FTV outline, without a breast region, or when the exam is not judged fat-suppressed."""
-    first = getattr(segmenter, "last_result", None)
-    on = DARK_FATSAT if enabled is None else enabled
-    if not on or options.get("roi") is not None or options.get("seed_lps") is not None \
-            or not isinstance(first, FTVResult) or first.outline is None or breast_mask is None \
-            or not first.fat_suppression.get("fat_suppressed"):
-        return prob
-    ref = exam.reference
-    roi, _ = roi_array(breast_mask, ref)
-    maps = segmenter.kinetic_maps(exam)
-    add, notes = dark_fatsat_lesions(exam, first, segmenter.settings, maps, roi, trace)
-    segmenter.last_result = replace(first, notes=list(first.notes) + notes)
-    if not add.any():
-        return prob
-    p = sitk.GetArrayFromImage(prob)
-    extra = soft_probability(add, maps.array("pe_early"), segmenter.settings.pe_threshold)
-    return from_array(np.maximum(p, extra).astype(np.float32), ref)
+    return first_run_step(segmenter, exam, prob, breast_mask, options, DARK_FATSAT if enabled is None else enabled,
+                          lambda first, maps, roi: dark_fatsat_lesions(exam, first, segmenter.settings, maps, roi, trace),
+                          applies=lambda first: bool(first.fat_suppression.get("fat_suppressed")))

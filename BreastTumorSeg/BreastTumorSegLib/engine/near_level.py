@@ -156,15 +156,24 @@ def add_near_level(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image | 
     """The pipeline's step after ``predict``: *prob* with the components kept near the FTV level (module
     docstring) given the first run's probability rule. Unchanged when the step is off (*enabled*, default
     :data:`NEAR_LEVEL`), for a reader's ROI or seed, without an FTV outline or without a breast region."""
+    return first_run_step(segmenter, exam, prob, breast_mask, options, NEAR_LEVEL if enabled is None else enabled,
+                          lambda first, maps, roi: near_level_lesions(exam, first, segmenter.settings, maps, roi))
+
+
+def first_run_step(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image | None, options: dict, on: bool,
+                   find, applies=lambda first: True) -> sitk.Image:
+    """Shared by the optional steps after ``predict`` that add whole components to FTV's first run (near_level,
+    dark_fatsat, dark_beside): *prob* unchanged when the step is off (*on*), for a reader's ROI or seed, without an
+    FTV outline, without a breast region or when ``applies(first)`` is false; else ``find(first, maps, roi)`` gives
+    the voxels to add and its notes, and they enter *prob* by the first run's probability rule."""
     first = getattr(segmenter, "last_result", None)
-    on = NEAR_LEVEL if enabled is None else enabled
     if not on or options.get("roi") is not None or options.get("seed_lps") is not None \
-            or not isinstance(first, FTVResult) or first.outline is None or breast_mask is None:
+            or not isinstance(first, FTVResult) or first.outline is None or breast_mask is None or not applies(first):
         return prob
     ref = exam.reference
     roi, _ = roi_array(breast_mask, ref)
     maps = segmenter.kinetic_maps(exam)
-    add, notes = near_level_lesions(exam, first, segmenter.settings, maps, roi)
+    add, notes = find(first, maps, roi)
     segmenter.last_result = replace(first, notes=list(first.notes) + notes)
     if not add.any():
         return prob
