@@ -59,6 +59,7 @@ from BreastTumorSegLib.core.errors import InputError  # noqa: E402
 from BreastTumorSegLib.followup.register import registration_error_mm  # noqa: E402
 from BreastTumorSegLib.followup.response import ResponseSettings, choose_targets, recist_category  # noqa: E402
 from BreastTumorSegLib.followup.diameters import DiameterSettings  # noqa: E402
+from BreastTumorSegLib.followup.empty_baseline import EmptyBaselineSettings  # noqa: E402
 from BreastTumorSegLib.followup.evidence import EvidenceSettings  # noqa: E402
 from BreastTumorSegLib.followup.measure import MeasureSettings  # noqa: E402
 from BreastTumorSegLib.followup.guided import GuidedSettings  # noqa: E402
@@ -297,7 +298,11 @@ def main(argv=None) -> int:
                         "found (back, and forward for the tracks it found: forward_found), "
                         "or on with this probability level (SecondLookSettings.level); default: the follow-up's "
                         "default")
+    p.add_argument("--empty-baseline", default=None, choices=("on", "off"),
+                   help="read a baseline with no lesion at all again with a relaxed rule (followup/empty_baseline.py, "
+                        "EmptyBaselineSettings.enabled); default: the follow-up's default")
     a = p.parse_args(argv)
+    empty = None if a.empty_baseline is None else EmptyBaselineSettings(enabled=a.empty_baseline == "on")
     second = None if a.second_look is None else second_look_settings(a.second_look)
     diameters = None if a.diameters is None else DiameterSettings(union=a.diameters.endswith("union"))
     measure = None if a.diameters is None else MeasureSettings(diameters=a.diameters.startswith("outline"))
@@ -333,7 +338,7 @@ def main(argv=None) -> int:
                 continue
             t0 = time.perf_counter()
             res = follow(seg, newfind=newfind, evidence=evidence, guided=guided, measure=measure, diameters=diameters,
-                         second_look=second)
+                         second_look=second, empty_baseline=empty)
             t_run = t_seg + time.perf_counter() - t0
             base = series.visits[0]
             where = np.argwhere(sitk.GetArrayViewFromImage(base.breast_mask) > 0)[::50][:, ::-1]

@@ -49,6 +49,7 @@ from ..core.imageutil import from_array
 from . import FOLLOWUP_MODEL
 from ..preprocess.breast_region import breast_region
 from .diameters import DiameterSettings, union_diameters
+from .empty_baseline import EMPTY_BASELINE_FLAG, EmptyBaselineSettings, reread
 from .evidence import SPLIT_FLAG, EvidenceSettings, baseline_corrections
 from .fragments import FragmentSettings, merge_fragments
 from .guided import GUIDED_FLAG, GuidedSettings, empty_places, guided_tissue
@@ -347,6 +348,17 @@ def _second_looked(exams, results, segmented, visits, tracks, regs, look: Second
     return bool(found)
 
 
+def _reread(exams, results, segmented, visits, regs, s: EmptyBaselineSettings) -> bool:
+    """*segmented* (changed in place) with what reading an empty baseline again found (:mod:`.empty_baseline`)."""
+    found = reread(exams, results, [ftv for _, _, ftv in segmented],
+                   [sitk.GetArrayFromImage(v.components) for v in visits], regs, s)
+    for k, labels in found.items():
+        comp, lesions = _flagged(results[k], labels_like(labels, visits[k].components), visits[k].lesions,
+                                 EMPTY_BASELINE_FLAG, "the baseline had no lesion: read again with a relaxed rule")
+        segmented[k] = (comp, lesions, segmented[k][2])
+    return bool(found)
+
+
 class _Guided:
     """Each visit's tissue by the weaker rule of :mod:`.guided`, computed when first asked for."""
 
@@ -369,7 +381,8 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
                      prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
                      fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
                      newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None,
-                     diameters: DiameterSettings | None = None, second_look: SecondLookSettings | None = None):
+                     diameters: DiameterSettings | None = None, second_look: SecondLookSettings | None = None,
+                     empty_baseline: EmptyBaselineSettings | None = None):
     """FTV, lesions, tracks and change table of segmented, registered visits: (visits, tracks, table,
     the FTV settings used, the matching settings used)."""
     s = ftv_settings or FTVSettings()
@@ -403,6 +416,9 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
     look = second_look or SecondLookSettings()
     if prior.enabled and look.enabled and len(exams) > 1 and _second_looked(exams, results, segmented, visits,
                                                                             tracks, regs, look):
+        visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
+    if prior.enabled and (empty_baseline or EmptyBaselineSettings()).enabled and _reread(
+            exams, results, segmented, visits, regs, empty_baseline):
         visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
     if weak is not None and newfind.seen_before_share > 0:
         _flag_seen_before(visits, tracks, exams, results, regs, weak, newfind)
@@ -497,11 +513,12 @@ def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response
            prior: PriorSettings | None = None, measure: MeasureSettings | None = None,
            fragments: FragmentSettings | None = None, guided: GuidedSettings | None = None,
            newfind: NewEnhancementSettings | None = None, evidence: EvidenceSettings | None = None,
-           diameters: DiameterSettings | None = None, second_look: SecondLookSettings | None = None) -> FollowupResult:
+           diameters: DiameterSettings | None = None, second_look: SecondLookSettings | None = None,
+           empty_baseline: EmptyBaselineSettings | None = None) -> FollowupResult:
     """The follow-up of segmented visits (:func:`segment_visits`): tracks, change table, settings."""
     visits, tracks, table, s, m = follow_segmented(seg.exams, seg.dates, seg.results, seg.registrations, matching,
                                                    response, seg.ftv_settings, prior, measure, fragments, guided,
-                                                   newfind, evidence, diameters, second_look)
+                                                   newfind, evidence, diameters, second_look, empty_baseline)
     prior, guided = prior or PriorSettings(), guided or GuidedSettings()
     guided = replace(guided, enabled=guided.enabled and prior.enabled)  # the search runs inside the prior's steps
     newfind = newfind or NewEnhancementSettings()
@@ -515,6 +532,7 @@ def follow(seg: SegmentedVisits, matching: MatchSettings | None = None, response
                 "diameters": vars(diameters or DiameterSettings()),
                 "second_look": vars(replace(second_look or SecondLookSettings(), enabled=bool(
                     (second_look or SecondLookSettings()).enabled and prior.enabled))),
+                "empty_baseline": vars(empty_baseline or EmptyBaselineSettings()),
                 "fat_suppression_by_visit": seg.fat_by_visit, "fat_suppressed_for_the_patient": seg.fat_for_patient}
     return FollowupResult(visits, tracks, table, settings)
 
