@@ -33,7 +33,10 @@ Kept components get the first run's probability rule; the gate's chest-wall leve
 ``outside_breast_mask`` and one that is not confident is removed by the gate. Only with an FTV outline
 (``ftv-outline``), never for a reader's ROI or seed, never on slabs (no floor).
 
-**Off** (``DARK_BEHIND = False``) until the rule of docs/decisions/missed-randomized-v2-issue25.md decides.
+**Off** (``DARK_BEHIND = False``) by the rule of docs/decisions/missed-randomized-v2-issue25.md: development 7000-7009
+passed (randomised lesions 7/13 -> 8/13, nothing else changed); held-out 5104-5111 (once) gained a heterogeneous and a
+vessels lesion (10/11 -> 11/11, 8/11 -> 9/11), no FP or Dice lower, but no randomised lesion (8/14 -> 8/14): the
+rule's first condition failed.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ from ..kinetics.ftv import roi_array
 from ..kinetics.outline import FULL26
 from . import behind_floor as bf
 
-# Off until docs/decisions/missed-randomized-v2-issue25.md decides; True turns the step on.
+# Off: held-out 5104-5111 gained no randomised lesion (docs/decisions/missed-randomized-v2-issue25.md); True: on.
 DARK_BEHIND = False
 MIN_PE = 140.0  # early PE of a seed voxel: 2 x the FTV threshold (kinetics/dark_lesions.py's candidate)
 MIN_IN_REGION = 0.5  # a component with at least this share inside the breast region is judged as a region lesion
