@@ -27,6 +27,7 @@ from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, on)
+from . import dark_behind  # tumors dark before contrast, in the region and behind its floor (engine/dark_behind.py, off)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, off)
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
@@ -161,6 +162,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         prob = dark_beside.add_dark_beside(segmenter, exam, prob, bmask, options)
         prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
+        prob, region = dark_behind.add_dark_behind(segmenter, exam, prob, bmask, context, region, options)
     with reporter.stage("postprocess"):
         gate_log: list = []
         label, lesions, components = postprocess(prob, settings, gate, return_components=True,
