@@ -18,14 +18,10 @@ from BreastTumorSegLib.kinetics.deep_band import _on_exam
 from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.engine.postprocess import OUTSIDE_BREAST
 from BreastTumorSegLib.preprocess.breast_region import breast_region
+from dev_exams import motion_free, tumor_free_7002
 
 HEART, LUNG = 4, 3  # randomised family's tissue labels (params["tissue_labels"])
 RUN = SegmentSettings(registration="none")
-
-
-def _motion_free(ph):
-    return ph.exam.with_phases([p if k == 0 else sitk.Resample(p, ph.exam.reference, ph.motion[k], sitk.sitkLinear, 0.0)
-                                for k, p in enumerate(ph.exam.phases)])
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +63,7 @@ def test_band_lies_behind_the_region_and_holds_the_lost_tumor(exam7012):
 
 
 def test_tumor_behind_the_floor_is_kept_and_flagged(exam7012, monkeypatch):
-    exam = _motion_free(exam7012)
+    exam = motion_free(exam7012)
     tumor = sitk.GetArrayFromImage(exam7012.tumor_labels) == 1
     off, on = _both(exam, monkeypatch)
     a, b = sitk.GetArrayFromImage(off.label) > 0, sitk.GetArrayFromImage(on.label) > 0
@@ -86,11 +82,7 @@ def test_tumor_behind_the_floor_is_kept_and_flagged(exam7012, monkeypatch):
 
 @pytest.fixture(scope="module")
 def free7002():
-    from BreastTumorSegLib.training.phantom.families import FAMILIES
-
-    ph = FAMILIES["randomized"](7002)  # development, no tumor; axial, unilateral right
-    assert not sitk.GetArrayViewFromImage(ph.tumor_labels).any()
-    return _motion_free(ph)
+    return tumor_free_7002()
 
 
 def _lps_grid(ref):

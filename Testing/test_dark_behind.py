@@ -15,13 +15,9 @@ from BreastTumorSegLib.engine import dark_behind
 from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.models.registry import get_segmenter
 from BreastTumorSegLib.preprocess.breast_region import breast_region
+from dev_exams import motion_free, tumor_free_7002
 
 RUN = SegmentSettings(registration="none")
-
-
-def _motion_free(ph):
-    return ph.exam.with_phases([p if k == 0 else sitk.Resample(p, ph.exam.reference, ph.motion[k], sitk.sitkLinear, 0.0)
-                                for k, p in enumerate(ph.exam.phases)])
 
 
 def _both(exam, monkeypatch):
@@ -46,7 +42,7 @@ def test_dark_tumor_behind_the_floor_found(monkeypatch):
     from BreastTumorSegLib.training.phantom.families import FAMILIES
 
     ph = FAMILIES["randomized"](7028)
-    exam = _motion_free(ph)
+    exam = motion_free(ph)
     tumor = sitk.GetArrayFromImage(ph.tumor_labels) == 1
     off, on, bg = _both(exam, monkeypatch)
     pre = sitk.GetArrayViewFromImage(exam.phases[0])
@@ -61,11 +57,7 @@ def test_dark_tumor_behind_the_floor_found(monkeypatch):
 
 @pytest.fixture(scope="module")
 def free7002():
-    from BreastTumorSegLib.training.phantom.families import FAMILIES
-
-    ph = FAMILIES["randomized"](7002)  # development, no tumor; axial, unilateral right
-    assert not sitk.GetArrayViewFromImage(ph.tumor_labels).any()
-    return _motion_free(ph)
+    return tumor_free_7002()
 
 
 def test_tumor_free_exam_gains_nothing(free7002, monkeypatch):

@@ -17,13 +17,9 @@ from scipy import ndimage
 from BreastTumorSegLib.engine import near_level
 from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.evaluation.metrics import dice
+from dev_exams import motion_free
 
 RUN = SegmentSettings(registration="none")
-
-
-def _motion_free(ph):
-    return ph.exam.with_phases([p if k == 0 else sitk.Resample(p, ph.exam.reference, ph.motion[k], sitk.sitkLinear, 0.0)
-                                for k, p in enumerate(ph.exam.phases)])
 
 
 def _both(exam, monkeypatch):
@@ -53,7 +49,7 @@ def test_near_level_tumor_is_found_and_nothing_else_changes(monkeypatch):
 
     ph = FAMILIES["ellipse"](7007)
     truth = sitk.GetArrayFromImage(ph.tumor_labels) > 0
-    off, on = _both(_motion_free(ph), monkeypatch)
+    off, on = _both(motion_free(ph), monkeypatch)
     a, b = sitk.GetArrayFromImage(off.label) > 0, sitk.GetArrayFromImage(on.label) > 0
     assert not a[truth].any()  # main's pipeline misses it
     assert b[a].all()  # nothing the pipeline found without the step is lost
@@ -67,7 +63,7 @@ def test_tumor_free_exam_gets_no_new_lesion(family, seed, monkeypatch):
 
     ph = FAMILIES[family](7001, lesions=[]) if seed is None else FAMILIES[family](seed)
     assert not (sitk.GetArrayFromImage(ph.tumor_labels) > 0).any()
-    off, on = _both(_motion_free(ph), monkeypatch)
+    off, on = _both(motion_free(ph), monkeypatch)
     assert np.array_equal(sitk.GetArrayFromImage(off.label), sitk.GetArrayFromImage(on.label))
     assert len(on.lesions) == len(off.lesions)
 
