@@ -19,7 +19,10 @@ the false-positive reduction and the fill, alone and on its own terms:
   only voxels nearer the lesion's pre-contrast median than the shell's join (tumor tissue, not the fat or
   parenchyma beside it);
 * only voxels within ``KEPT_GROW_MM`` of the lesion and inside its convex hull in their acquisition (z) plane: a
-  lobe or moderate part the outline left out of the tumor's own extent, never tissue beyond it;
+  lobe or moderate part the outline left out of the tumor's own extent, never tissue beyond it; with
+  ``GROW_HULL_MM`` > 0 that hull is widened in its plane by as much, for tissue enhancing at least ``GROW_HULL_OWN``
+  of the lesion's own PE 10th percentile (a lobe reaching past the outline's hull, not the partial-volume edge of
+  its strong parts) (docs/decisions/kept-recall-retry-issue25.md);
 * only those connected (26-neighbourhood) to the lesion through such voxels; they never belong to or touch another
   lesion (or what an earlier lesion gained): no two lesions are joined, no lesion is created, the number of lesions
   never changes; a component the false-positive reduction removed is not in the map and is not revived; a lesion
@@ -57,14 +60,17 @@ GROW_MIN_PE = 25.0  # the threshold is never below this PE (%)
 GROW_MAX_BG_SHARE = 0.2  # a shell with more of its tissue over the threshold: the lesion is left as it was
 GROW_PRE_LIKE = 0.15  # lesion and shell this far apart before contrast: only lesion-like voxels join
 GROW_MAX_GROWTH = 0.6  # a lesion growing by more than this fraction of its volume is left as it was
+GROW_HULL_MM = 0.0  # the per-plane convex hull widened in its plane by this much (mm) before it limits the growth
+GROW_HULL_OWN = 0.0  # in that widening only voxels enhancing at least this fraction of the lesion's own PE p10 join
 
 
 def grow_labels(labels: np.ndarray, pe: np.ndarray, valid: np.ndarray, pre: np.ndarray, spacing_zyx,
-                grow_mm: float = KEPT_GROW_MM, only: set | None = None) -> tuple[np.ndarray, dict]:
+                grow_mm: float | None = None, only: set | None = None) -> tuple[np.ndarray, dict]:
     """(*labels* with each lesion grown (module docstring), {label: voxels added}); *labels* (int, 0 = none), *pe*,
     *valid* and *pre* (the pre-contrast phase) are (z, y, x) arrays on one grid with *spacing_zyx*; *only*: the
-    labels that may grow (all if None)."""
+    labels that may grow (all if None); *grow_mm* None: :data:`KEPT_GROW_MM` as set when called."""
     sp = np.asarray(spacing_zyx, float)
+    grow_mm = KEPT_GROW_MM if grow_mm is None else float(grow_mm)
     if grow_mm <= 0 or not labels.any():
         return labels, {}
     min_vox = OUTLINE_MIN_CORE_ML / (float(np.prod(sp)) / 1000.0)
@@ -86,7 +92,7 @@ def grow_labels(labels: np.ndarray, pe: np.ndarray, valid: np.ndarray, pre: np.n
 def _growth(comp, pe, valid, pre, free, sp, grow_mm) -> np.ndarray | None:
     """The voxels (bool, in the box) that join the lesion *comp* (bool, in its padded box), or None."""
     own = pe[comp & valid]
-    if own.size == 0 or np.percentile(own, 10) > GROW_MODERATE * np.median(own):
+    if own.size == 0 or (p10 := float(np.percentile(own, 10))) > GROW_MODERATE * np.median(own):
         return None  # no moderate parts of its own: a homogeneous lesion's outline is its edge
     dist = ndimage.distance_transform_edt(~comp, sampling=sp)
     shell = (dist > grow_mm) & (dist <= grow_mm + GROW_SHELL_MM) & valid & free
@@ -95,7 +101,10 @@ def _growth(comp, pe, valid, pre, free, sp, grow_mm) -> np.ndarray | None:
     thr = max(GROW_MIN_PE, float(np.percentile(pe[shell], GROW_BG_Q)))
     if np.mean(pe[shell] >= thr) > GROW_MAX_BG_SHARE:
         return None  # strongly enhancing background all around: nothing tells the tumor from it
-    cand = (dist <= grow_mm) & valid & free & (pe >= np.float32(thr)) & ~comp & _plane_hulls(comp)
+    hull = _plane_hulls(comp)
+    if GROW_HULL_MM > 0:  # beyond the hull, in its widening, only tissue enhancing like the lesion's moderate parts
+        hull |= _widened(hull, sp, GROW_HULL_MM) & (pe >= np.float32(GROW_HULL_OWN * p10))
+    cand = (dist <= grow_mm) & valid & free & (pe >= np.float32(thr)) & ~comp & hull
     p_les, p_bg = float(np.median(pre[comp & valid])), float(np.median(pre[shell]))
     if abs(p_les - p_bg) > GROW_PRE_LIKE * max(abs(p_les), abs(p_bg), 1e-6):
         cand &= np.abs(pre - p_les) <= np.abs(pre - p_bg)
@@ -133,8 +142,17 @@ def _plane_hulls(comp: np.ndarray) -> np.ndarray:
     return out
 
 
+def _widened(mask: np.ndarray, sp, margin_mm: float) -> np.ndarray:
+    """*mask* (bool, z y x) widened by *margin_mm* in each z plane (*sp*: the (z, y, x) spacing in mm)."""
+    out = mask.copy()
+    for k in range(mask.shape[0]):
+        if mask[k].any():
+            out[k] = ndimage.distance_transform_edt(~mask[k], sampling=sp[1:]) <= margin_mm
+    return out
+
+
 def grow_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.ndarray, valid: np.ndarray,
-              pre: np.ndarray, grow_mm: float = KEPT_GROW_MM) -> tuple[sitk.Image, list, sitk.Image]:
+              pre: np.ndarray, grow_mm: float | None = None) -> tuple[sitk.Image, list, sitk.Image]:
     """(label, lesions, components) with each kept lesion of *components* (labels 1..N = the lesions' ``label``)
     grown (module docstring); *pe*, *valid* and *pre* are (z, y, x) arrays on the grid of *components*."""
     arr = sitk.GetArrayFromImage(components).astype(np.int64)
@@ -142,6 +160,7 @@ def grow_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.nd
         raise ValueError(f"kept_grow: kinetic maps {pe.shape}, pre-contrast {pre.shape} and label map {arr.shape} "
                          "are not on one grid")
     by_label = {les.label: les for les in lesions}
+    grow_mm = KEPT_GROW_MM if grow_mm is None else float(grow_mm)  # read when called: --set can change it
     out, grown = grow_labels(arr, pe, valid, pre, np.asarray(components.GetSpacing(), float)[::-1], grow_mm,
                              set(by_label))
     if not grown:
