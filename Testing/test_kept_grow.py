@@ -154,8 +154,9 @@ def test_a_tumor_free_exam_and_the_step_off_change_nothing():
 
     comps, lesions, prob = _kept((core | layer).astype(np.uint32))
     label = sitk.Cast(comps > 0, sitk.sitkUInt8)
-    assert kept_grow.KEPT_GROW is False  # off: its held-out run failed (docs/decisions/found-recall-issue25.md)
-    assert add_kept_grow(Seg(), Exam(), label, lesions, comps, prob, {})[1] is lesions
+    assert kept_grow.KEPT_GROW is True  # on: its second held-out run passed (docs/decisions/kept-recall-retry-issue25.md)
+    assert (kept_grow.GROW_MODERATE, kept_grow.GROW_HULL_MM, kept_grow.GROW_HULL_OWN) == (0.7, 1.5, 1.0)
+    assert add_kept_grow(Seg(), Exam(), label, lesions, comps, prob, {}, enabled=False)[1] is lesions
     assert add_kept_grow(Seg(), Exam(), label, lesions, comps, prob, {"seed_lps": (0, 0, 0)}, enabled=True)[1] is lesions
     assert add_kept_grow(object(), Exam(), label, lesions, comps, prob, {}, enabled=True)[1] is lesions
     on = add_kept_grow(Seg(), Exam(), label, lesions, comps, prob, {}, enabled=True)
