@@ -31,6 +31,8 @@ default) applied to that very result: what the pipeline gives with the step on, 
 ``--compare-step kept-grow`` the same for the growth of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_grow`),
 ``--compare-step kept-pieces`` for the dropped pieces joined to them (:mod:`BreastTumorSegLib.engine.kept_pieces`),
 ``--compare-step kept-pieces-grow`` for both in the pipeline's order (pieces, then the growth on their result).
+A step on by default (``KEPT_HULL``, ``KEPT_GROW``) is already in the "before" rows: give ``--set
+engine.kept_grow.KEPT_GROW=false`` (or the step's switch) for a "before" without it.
 
 Families (:mod:`BreastTumorSegLib.training.phantom.families`): ``phantom`` (our original
 family), ``randomized`` (domain-randomised), ``ellipse`` (held out, mimics an independent
