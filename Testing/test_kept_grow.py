@@ -154,8 +154,9 @@ def test_a_tumor_free_exam_and_the_step_off_change_nothing():
 
     comps, lesions, prob = _kept((core | layer).astype(np.uint32))
     label = sitk.Cast(comps > 0, sitk.sitkUInt8)
-    assert kept_grow.KEPT_GROW is False  # off: its held-out run failed (docs/decisions/found-recall-issue25.md)
-    assert add_kept_grow(Seg(), Exam(), label, lesions, comps, prob, {})[1] is lesions
+    assert kept_grow.KEPT_GROW is True  # on: its second held-out run passed (docs/decisions/kept-recall-retry-issue25.md)
+    assert (kept_grow.GROW_MODERATE, kept_grow.GROW_HULL_MM, kept_grow.GROW_HULL_OWN) == (0.7, 1.5, 1.0)
+    assert add_kept_grow(Seg(), Exam(), label, lesions, comps, prob, {}, enabled=False)[1] is lesions
     assert add_kept_grow(Seg(), Exam(), label, lesions, comps, prob, {"seed_lps": (0, 0, 0)}, enabled=True)[1] is lesions
     assert add_kept_grow(object(), Exam(), label, lesions, comps, prob, {}, enabled=True)[1] is lesions
     on = add_kept_grow(Seg(), Exam(), label, lesions, comps, prob, {}, enabled=True)
@@ -187,3 +188,129 @@ def test_the_pipeline_grows_the_kept_lesions_of_a_development_exam(monkeypatch):
     arr = sitk.GetArrayFromImage(runs[True].label) > 0
     assert sum(les.voxels for les in runs[True].lesions) == np.count_nonzero(arr)
     assert any("engine/kept_grow.py" in n for les in runs[True].lesions for n in les.notes)
+
+
+def capped_tumor(centre=(16, 24, 24), radius=8.0, cap_mm=1.5):
+    """(truth, strong core (r <= radius - 1), its moderate outer layer, a moderate cap outside the sphere on its +x
+    side: a lobe reaching *cap_mm* beyond the outline, outside the outline's convex hull in every plane)."""
+    zz, yy, xx = np.indices(SHAPE)
+    r = np.sqrt((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2)
+    sphere = r <= radius
+    cap = (r > radius) & (r <= radius + cap_mm) & (xx >= centre[2] + 4)
+    return sphere | cap, sphere & (r <= radius - 1), sphere & (r > radius - 1), cap
+
+
+@pytest.fixture
+def widened(monkeypatch):
+    """The per-plane hull widened by 1.5 mm for tissue enhancing like the lesion's moderate parts (the settings of
+    docs/decisions/kept-recall-retry-issue25.md's candidate)."""
+    monkeypatch.setattr(kept_grow, "GROW_HULL_MM", 1.5)
+    monkeypatch.setattr(kept_grow, "GROW_HULL_OWN", 1.0)
+
+
+def _capped_scene(background_pe=5.0, noise=0.0, seed=0):
+    truth, core, layer, cap = capped_tumor()
+    rng = np.random.default_rng(seed)
+    pe = np.full(SHAPE, background_pe, np.float32) + rng.normal(0.0, noise, SHAPE).astype(np.float32)
+    edge = ndimage.binary_dilation(truth, FULL26) & ~truth
+    pe[edge] = max(background_pe, 30.0)  # the partial-volume edge around the whole tumor
+    pe[core], pe[layer], pe[cap] = 150.0, 50.0, 50.0
+    return truth, core, layer, cap, edge, pe
+
+
+def test_a_lobe_beyond_the_outlines_hull_joins_only_with_the_widened_hull(widened, monkeypatch):
+    """A moderate cap 1.5 mm thick outside the outline (beyond its convex hull in each plane): the plain hull keeps it
+    out, the widened one lets it in; the partial-volume edge around the tumor (PE 30, under the lesion's own moderate
+    level) does not join through the widening, the lesion stays one."""
+    truth, core, layer, cap, edge, pe = _capped_scene()
+    before = core | layer
+    comps, lesions, prob = _kept(before.astype(np.uint32))
+    args = (pe, np.ones(SHAPE, bool), np.full(SHAPE, 100.0, np.float32))
+    label, table, _ = grow_kept(comps, lesions, prob, *args)
+    out = sitk.GetArrayFromImage(label) > 0
+    with monkeypatch.context() as m:
+        m.setattr(kept_grow, "GROW_HULL_MM", 0.0)
+        plain = sitk.GetArrayFromImage(grow_kept(comps, lesions, prob, *args)[0]) > 0
+    assert plain[cap].mean() <= 0.1
+    assert out[cap].mean() >= 0.6 and out[before].all()  # its parts > 1.5 mm from the disc in their plane stay out
+    assert not (out & edge & ~plain).any()  # the widening adds none of the edge (the plain hull's corners take a few)
+    assert np.count_nonzero(out & ~truth) == np.count_nonzero(plain & ~truth)  # the widening adds no non-tumor voxel
+    assert _recall_precision(out, truth)[0] >= _recall_precision(plain, truth)[0] + 0.05
+    assert len(table) == 1 and ndimage.label(out, FULL26)[1] == 1 and table[0].voxels == np.count_nonzero(out)
+
+
+def test_the_widened_hull_does_not_leak_into_strongly_enhancing_background(widened):
+    """The capped tumor in background enhancing at PE 60 +- 15 (over the cap's 50 %): nothing of it joins."""
+    truth, core, layer, cap, edge, pe = _capped_scene(background_pe=60.0, noise=15.0)
+    before = core | layer
+    comps, lesions, prob = _kept(before.astype(np.uint32))
+    label, table, _ = grow_kept(comps, lesions, prob, pe, np.ones(SHAPE, bool), np.full(SHAPE, 100.0, np.float32))
+    out = sitk.GetArrayFromImage(label) > 0
+    assert np.count_nonzero(out & ~truth) <= 0.02 * np.count_nonzero(before)
+    assert len(table) == 1 and ndimage.label(out, FULL26)[1] == 1
+
+
+def test_the_widened_hull_keeps_two_lesions_two_and_a_tumor_free_exam_empty(widened):
+    """Two capped tumors 4 mm apart, moderate tissue between them: each may grow, neither touches the other, the
+    lesion count stays two; a tumor-free exam stays empty."""
+    a = capped_tumor(centre=(16, 24, 12))
+    b = capped_tumor(centre=(16, 24, 41))
+    pe = np.full(SHAPE, 5.0, np.float32)
+    pe[:, 18:31, 20:34] = 50.0  # moderate tissue between them
+    for truth, core, layer, cap in (a, b):
+        pe[core], pe[layer], pe[cap] = 150.0, 50.0, 50.0
+    comps_arr = (a[1] | a[2]).astype(np.uint32) + 2 * (b[1] | b[2]).astype(np.uint32)
+    comps, lesions, prob = _kept(comps_arr)
+    label, table, new = grow_kept(comps, lesions, prob, pe, np.ones(SHAPE, bool), np.full(SHAPE, 100.0, np.float32))
+    lab = sitk.GetArrayFromImage(new)
+    assert [les.label for les in table] == [1, 2]
+    assert not (ndimage.binary_dilation(lab == 1, FULL26) & (lab == 2)).any()
+    assert ndimage.label(sitk.GetArrayFromImage(label) > 0, FULL26)[1] == 2
+    empty, none, prob0 = _kept(np.zeros(SHAPE, np.uint32))
+    label0, table0, new0 = grow_kept(empty, none, prob0, pe, np.ones(SHAPE, bool), np.ones(SHAPE, np.float32))
+    assert table0 == [] and not sitk.GetArrayFromImage(label0).any() and new0 is empty
+
+
+def test_the_benchmarks_combined_step_is_pieces_then_growth():
+    """``bench_generalization.py --compare-step kept-pieces-grow``: the pieces step, then the growth on its result (the
+    pipeline's order), each switched on; the same label map as calling the two in turn; ``--set`` reaches
+    ``KEPT_GROW_MM`` (read when the step runs)."""
+    import sys
+    from pathlib import Path
+
+    from BreastTumorSegLib.engine.kept_pieces import add_kept_pieces
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_generalization import POST_STEPS, post_step
+
+    truth, core, layer, lobe, pe = _scene()
+
+    class Maps:
+        def array(self, name):
+            return pe if name == "pe_early" else np.ones(SHAPE, np.float32)
+
+    class Seg:
+        def kinetic_maps(self, exam):
+            return Maps()
+
+    class Exam:
+        phases = [_image(np.full(SHAPE, 100.0), np.float32)]
+
+    comps, lesions, prob = _kept((core | layer).astype(np.uint32))
+    label = sitk.Cast(comps > 0, sitk.sitkUInt8)
+    assert POST_STEPS["kept-pieces-grow"][0] == "kept_pieces+kept_grow"
+    both = post_step("kept_pieces+kept_grow")(Seg(), Exam(), label, lesions, comps, prob, {}, enabled=True)
+    one = add_kept_pieces(Seg(), Exam(), label, lesions, comps, prob, {}, enabled=True)
+    two = add_kept_grow(Seg(), Exam(), *one, prob, {}, enabled=True)
+    assert np.array_equal(sitk.GetArrayFromImage(both[2]), sitk.GetArrayFromImage(two[2]))
+    assert (sitk.GetArrayFromImage(both[0]) > 0)[lobe].mean() >= 0.9 and len(both[1]) == 1
+
+
+def test_the_growth_distance_is_read_when_the_step_runs(monkeypatch):
+    truth, core, layer, lobe, pe = _scene()
+    comps, lesions, prob = _kept((core | layer).astype(np.uint32))
+    args = (pe, np.ones(SHAPE, bool), np.full(SHAPE, 100.0, np.float32))
+    monkeypatch.setattr(kept_grow, "KEPT_GROW_MM", 0.0)
+    assert grow_kept(comps, lesions, prob, *args)[1] is lesions  # no distance: nothing grows
+    monkeypatch.setattr(kept_grow, "KEPT_GROW_MM", 2.5)
+    assert (sitk.GetArrayFromImage(grow_kept(comps, lesions, prob, *args)[0]) > 0)[lobe].mean() >= 0.9

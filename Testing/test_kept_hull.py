@@ -127,8 +127,12 @@ def test_the_pipeline_fills_the_kept_lesions_of_a_development_exam(monkeypatch):
     from BreastTumorSegLib.evaluation.lesions import lesion_level
     from BreastTumorSegLib.training.phantom.families import FAMILIES
 
+    from BreastTumorSegLib.engine import kept_grow
+
     ph = FAMILIES["heterogeneous"](7002)
     runs = {}
+    monkeypatch.setattr(kept_grow, "KEPT_GROW", False)  # the fill alone (the growth after it, on since grow16, takes
+    # most of the same voxels without it: recall 0.786 without the fill, 0.799 with it)
     for on in (False, True):
         monkeypatch.setattr(kept_hull, "KEPT_HULL", on)
         runs[on] = segment_exam(ph.exam, model="ftv-outline", device="cpu", settings=SegmentSettings(registration="none"))

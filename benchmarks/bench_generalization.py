@@ -29,7 +29,10 @@ prediction, with the stage's own time per exam. ``--compare-kept-hull`` likewise
 as it is) and after the fill of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_hull`, ``KEPT_HULL`` off by
 default) applied to that very result: what the pipeline gives with the step on, with one prediction;
 ``--compare-step kept-grow`` the same for the growth of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_grow`),
-``--compare-step kept-pieces`` for the dropped pieces joined to them (:mod:`BreastTumorSegLib.engine.kept_pieces`).
+``--compare-step kept-pieces`` for the dropped pieces joined to them (:mod:`BreastTumorSegLib.engine.kept_pieces`),
+``--compare-step kept-pieces-grow`` for both in the pipeline's order (pieces, then the growth on their result).
+A step on by default (``KEPT_HULL``, ``KEPT_GROW``) is already in the "before" rows: give ``--set
+engine.kept_grow.KEPT_GROW=false`` (or the step's switch) for a "before" without it.
 
 Families (:mod:`BreastTumorSegLib.training.phantom.families`): ``phantom`` (our original
 family), ``randomized`` (domain-randomised), ``ellipse`` (held out, mimics an independent
@@ -72,7 +75,21 @@ from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_hull.py)", "kept-lesion fill"),
               "kept-grow": ("kept_grow", "growth of the kept lesions (engine/kept_grow.py)", "kept-lesion growth"),
               "kept-pieces": ("kept_pieces", "dropped pieces joined to the kept lesions (engine/kept_pieces.py)",
-                              "kept-lesion pieces")}
+                              "kept-lesion pieces"),
+              # both optional steps in the pipeline's order (pieces, then growth), each on the other's result
+              "kept-pieces-grow": ("kept_pieces+kept_grow", "dropped pieces joined, then growth of the kept lesions "
+                                   "(engine/kept_pieces.py, engine/kept_grow.py)", "kept-lesion pieces + growth")}
+
+
+def post_step(modules: str):
+    """The step of ``--compare-step``: ``add_<module>`` of each module of *modules* (``a+b``: a, then b on a's result)."""
+    steps = [getattr(importlib.import_module(f"BreastTumorSegLib.engine.{m}"), f"add_{m}") for m in modules.split("+")]
+
+    def run(seg, exam, label, lesions, components, prob, options, enabled=True):
+        for step in steps:
+            label, lesions, components = step(seg, exam, label, lesions, components, prob, options, enabled=enabled)
+        return label, lesions, components
+    return run
 
 
 def motion_free(ph):
@@ -216,8 +233,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     from BreastTumorSegLib.engine.fpreduce import reduce_false_positives
     step_module, step_name, step_what = POST_STEPS[a.compare_step] if a.compare_step else (None, "", "FP reduction")
-    add_step = (getattr(importlib.import_module(f"BreastTumorSegLib.engine.{step_module}"), f"add_{step_module}")
-                if step_module else None)
+    add_step = post_step(step_module) if step_module else None
     from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
     from BreastTumorSegLib.engine.postprocess import lesion_table
     from BreastTumorSegLib.models.registry import get_segmenter

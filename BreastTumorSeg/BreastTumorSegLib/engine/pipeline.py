@@ -29,7 +29,7 @@ from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, on)
 from . import dark_behind  # tumors dark before contrast, in the region and behind its floor (engine/dark_behind.py, off)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
-from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, off)
+from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, on)
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
 from . import dark_fatsat  # tumors dark before contrast in fat-suppressed exams (engine/dark_fatsat.py, off)
 from . import kept_pieces  # dropped pieces beside each kept lesion (engine/kept_pieces.py, off: held-out failed)
