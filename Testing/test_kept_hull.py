@@ -145,6 +145,29 @@ def test_the_pipeline_fills_the_kept_lesions_of_a_development_exam(monkeypatch):
     assert any("engine/kept_hull.py" in n for les in runs[True].lesions for n in les.notes)
 
 
+def test_plain_ftv_stays_the_ispy_mask_with_every_kept_lesion_step_on(monkeypatch):
+    """"ftv" is the I-SPY FTV mask (PE >= 70 %, README): the fill, the dropped pieces and the growth of kept lesions
+    outline whole tumors and are not applied to it (before: development heterogeneous 7002's FTV mask 186 -> 235
+    voxels with the fill and growth on), while "ftv-outline" on the same exam is filled (its steps do run)."""
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
+    from BreastTumorSegLib.training.phantom.families import FAMILIES
+
+    from BreastTumorSegLib.engine import kept_grow, kept_pieces
+
+    ph = FAMILIES["heterogeneous"](7002)
+    run = SegmentSettings(registration="none")
+    labels = {}
+    for on in (False, True):
+        for module, name in ((kept_hull, "KEPT_HULL"), (kept_grow, "KEPT_GROW"), (kept_pieces, "KEPT_PIECES")):
+            monkeypatch.setattr(module, name, on)
+        res = segment_exam(ph.exam, model="ftv", device="cpu", settings=run)
+        labels[on] = sitk.GetArrayFromImage(res.label) > 0
+        assert not any("engine/kept_" in n for les in res.lesions for n in les.notes)
+    assert labels[True].any() and np.array_equal(labels[True], labels[False])
+    outline = segment_exam(ph.exam, model="ftv-outline", device="cpu", settings=run)  # the steps still on
+    assert any("engine/kept_hull.py" in n for les in outline.lesions for n in les.notes)
+
+
 def test_a_threshold_that_keeps_a_lesion_keeps_its_fill():
     """The pipeline stores the probability map and the Slicer panel re-thresholds it: every voxel the fill added
     gets at least the lowest probability of its lesion, so any threshold keeping the lesion keeps its inside; the

@@ -120,9 +120,12 @@ def add_kept_hull(segmenter, exam, label: sitk.Image, lesions: list, components:
 
 def step_maps(segmenter, exam, lesions: list, options: dict, on: bool):
     """The segmenter's kinetic maps of *exam* for a step on the kept lesions, or None when the step does not run:
-    off, no lesion, a reader's ROI or seed, or a segmenter without kinetic maps."""
+    off, no lesion, a reader's ROI or seed, a segmenter without kinetic maps, or one that does not outline the
+    whole tumor (plain "ftv" is the I-SPY FTV mask, PE >= 70 %: nothing is filled or grown into it)."""
     maps_of = getattr(segmenter, "kinetic_maps", None)
-    if not on or not lesions or maps_of is None or options.get("roi") is not None or options.get("seed_lps") is not None:
+    whole_tumor = getattr(getattr(segmenter, "settings", None), "outline_pe", 0.0) > 0
+    if not on or not lesions or maps_of is None or not whole_tumor or options.get("roi") is not None \
+            or options.get("seed_lps") is not None:
         return None
     return maps_of(exam)
 
