@@ -4,6 +4,8 @@ leak into it, a homogeneous lesion is left as it was, two nearby lesions stay tw
 off) is unchanged."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -145,7 +147,9 @@ def test_a_tumor_free_exam_and_the_step_off_change_nothing():
         def array(self, name):
             return pe if name == "pe_early" else np.ones(SHAPE, np.uint8)
 
-    class Seg:
+    class Seg:  # an outlining segmenter (outline_pe > 0): plain "ftv" gets no kept-lesion step
+        settings = SimpleNamespace(outline_pe=40.0)
+
         def kinetic_maps(self, exam):
             return Maps()
 
@@ -289,7 +293,9 @@ def test_the_benchmarks_combined_step_is_pieces_then_growth():
         def array(self, name):
             return pe if name == "pe_early" else np.ones(SHAPE, np.float32)
 
-    class Seg:
+    class Seg:  # an outlining segmenter (outline_pe > 0): plain "ftv" gets no kept-lesion step
+        settings = SimpleNamespace(outline_pe=40.0)
+
         def kinetic_maps(self, exam):
             return Maps()
 

@@ -3,6 +3,8 @@ tumor's necrotic centre is filled and its table row measured again, a component 
 stays removed, two nearby lesions stay two, and a tumor-free exam (or the step off) is unchanged."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -103,7 +105,9 @@ def test_a_tumor_free_exam_and_the_step_off_change_nothing():
         def array(self, name):
             return pe if name == "pe_early" else np.ones(SHAPE, np.uint8)
 
-    class Seg:
+    class Seg:  # an outlining segmenter (outline_pe > 0): plain "ftv" gets no kept-lesion step
+        settings = SimpleNamespace(outline_pe=40.0)
+
         def kinetic_maps(self, exam):
             return Maps()
 

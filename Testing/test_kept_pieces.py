@@ -1,4 +1,6 @@
 """engine/kept_pieces.py: pieces of a kept lesion that the outline dropped are given back to it (issue 25)."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -148,6 +150,8 @@ class _Maps:
 
 
 class _Seg:
+    settings = SimpleNamespace(outline_pe=40.0)  # an outlining segmenter: plain "ftv" gets no kept-lesion step
+
     def __init__(self, pe, valid, ser):
         self.maps = _Maps(pe, valid, ser)
 
