@@ -129,6 +129,6 @@ def add_dark_behind(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image |
     is off, for a reader's ROI or seed, without an FTV outline, a breast region or a chest-wall level."""
     if breast_mask is None:
         return prob, region
-    roi, _ = roi_array(breast_mask, exam.reference)
-    return add_band_lesions(segmenter, exam, prob, context, region, options, DARK_BEHIND,
-                            lambda e, first, s, maps, ctx: dark_components(e, first, s, maps, ctx, roi))
+    return add_band_lesions(segmenter, exam, prob, context, region, options, DARK_BEHIND,  # the region read only when on
+                            lambda e, first, s, maps, ctx: dark_components(e, first, s, maps, ctx,
+                                                                           roi_array(breast_mask, e.reference)[0]))

@@ -159,7 +159,7 @@ def grow_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.nd
               pre: np.ndarray, grow_mm: float | None = None) -> tuple[sitk.Image, list, sitk.Image]:
     """(label, lesions, components) with each kept lesion of *components* (labels 1..N = the lesions' ``label``)
     grown (module docstring); *pe*, *valid* and *pre* are (z, y, x) arrays on the grid of *components*."""
-    arr = sitk.GetArrayFromImage(components).astype(np.int64)
+    arr = sitk.GetArrayViewFromImage(components)  # read only: grow_labels grows a copy
     if pe.shape != arr.shape or valid.shape != arr.shape or pre.shape != arr.shape:
         raise ValueError(f"kept_grow: kinetic maps {pe.shape}, pre-contrast {pre.shape} and label map {arr.shape} "
                          "are not on one grid")
@@ -182,6 +182,6 @@ def add_kept_grow(segmenter, exam, label: sitk.Image, lesions: list, components:
     maps = step_maps(segmenter, exam, lesions, options, KEPT_GROW if enabled is None else enabled)
     if maps is None:
         return label, lesions, components
-    pre = exam.phases[0]  # kept in a variable: its array is copied out of it
+    pre = exam.phases[0]  # kept in a variable while its array view is in use (read only)
     return grow_kept(components, lesions, prob, maps.array("pe_early"), maps.array("valid") > 0,
-                     sitk.GetArrayFromImage(pre).astype(np.float32))
+                     sitk.GetArrayViewFromImage(pre).astype(np.float32, copy=False))
