@@ -4,7 +4,7 @@ leak into it, a homogeneous lesion is left as it was, two nearby lesions stay tw
 off) is unchanged."""
 from __future__ import annotations
 
-from types import SimpleNamespace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ from scipy import ndimage
 from BreastTumorSegLib.engine import kept_grow
 from BreastTumorSegLib.engine.kept_grow import add_kept_grow, grow_kept
 from BreastTumorSegLib.engine.postprocess import lesion_table
+from kept_fixtures import OutliningSegmenter
 
 FULL26 = np.ones((3, 3, 3), bool)
 SHAPE = (32, 48, 64)  # z, y, x; 1 mm voxels
@@ -29,6 +30,11 @@ def _kept(components: np.ndarray):
     comps = _image(components)
     prob = _image(np.where(components > 0, 0.95, 0.02), np.float32)
     return comps, lesion_table(comps, prob), prob
+
+
+class _exam_of_pre_100:
+    """An exam stub whose pre-contrast phase is 100 everywhere."""
+    phases = [_image(np.full(SHAPE, 100.0), np.float32)]
 
 
 def lobed_tumor(centre=(16, 24, 24), radius=8.0):
@@ -143,19 +149,8 @@ def test_a_tumor_free_exam_and_the_step_off_change_nothing():
 
     truth, core, layer, lobe, pe = _scene()
 
-    class Maps:
-        def array(self, name):
-            return pe if name == "pe_early" else np.ones(SHAPE, np.uint8)
-
-    class Seg:  # an outlining segmenter (outline_pe > 0): plain "ftv" gets no kept-lesion step
-        settings = SimpleNamespace(outline_pe=40.0)
-
-        def kinetic_maps(self, exam):
-            return Maps()
-
-    class Exam:
-        phases = [_image(np.full(SHAPE, 100.0), np.float32)]
-
+    Seg = partial(OutliningSegmenter, pe)
+    Exam = _exam_of_pre_100
     comps, lesions, prob = _kept((core | layer).astype(np.uint32))
     label = sitk.Cast(comps > 0, sitk.sitkUInt8)
     assert kept_grow.KEPT_GROW is True  # on: its second held-out run passed (docs/decisions/kept-recall-retry-issue25.md)
@@ -289,19 +284,8 @@ def test_the_benchmarks_combined_step_is_pieces_then_growth():
 
     truth, core, layer, lobe, pe = _scene()
 
-    class Maps:
-        def array(self, name):
-            return pe if name == "pe_early" else np.ones(SHAPE, np.float32)
-
-    class Seg:  # an outlining segmenter (outline_pe > 0): plain "ftv" gets no kept-lesion step
-        settings = SimpleNamespace(outline_pe=40.0)
-
-        def kinetic_maps(self, exam):
-            return Maps()
-
-    class Exam:
-        phases = [_image(np.full(SHAPE, 100.0), np.float32)]
-
+    Seg = partial(OutliningSegmenter, pe)
+    Exam = _exam_of_pre_100
     comps, lesions, prob = _kept((core | layer).astype(np.uint32))
     label = sitk.Cast(comps > 0, sitk.sitkUInt8)
     assert POST_STEPS["kept-pieces-grow"][0] == "kept_pieces+kept_grow"

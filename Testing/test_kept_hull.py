@@ -3,7 +3,7 @@ tumor's necrotic centre is filled and its table row measured again, a component 
 stays removed, two nearby lesions stay two, and a tumor-free exam (or the step off) is unchanged."""
 from __future__ import annotations
 
-from types import SimpleNamespace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from scipy import ndimage
 from BreastTumorSegLib.engine import kept_hull
 from BreastTumorSegLib.engine.kept_hull import add_kept_hull, fill_kept
 from BreastTumorSegLib.engine.postprocess import lesion_table
+from kept_fixtures import OutliningSegmenter
 from test_fpreduce import run_stage, scene
 from test_outline_hull import SHAPE, rim_tumor
 
@@ -101,15 +102,7 @@ def test_a_tumor_free_exam_and_the_step_off_change_nothing():
     label, table, new = fill_kept(comps, lesions, prob, pe, np.ones(SHAPE, bool), 6.0)
     assert table == [] and not sitk.GetArrayFromImage(label).any() and new is comps
 
-    class Maps:
-        def array(self, name):
-            return pe if name == "pe_early" else np.ones(SHAPE, np.uint8)
-
-    class Seg:  # an outlining segmenter (outline_pe > 0): plain "ftv" gets no kept-lesion step
-        settings = SimpleNamespace(outline_pe=40.0)
-
-        def kinetic_maps(self, exam):
-            return Maps()
+    Seg = partial(OutliningSegmenter, pe)
 
     truth, rim, gaps, centre = rim_tumor()
     comps, lesions, prob = _kept(rim.astype(np.uint32))
