@@ -415,6 +415,22 @@ def _(f, exam):
     return ["refine", ex, "--seg", seg, _click(ex), "-o", f / "out", "--quiet"]
 
 
+@case("refine_damaged_summary", "summary")
+def _(f, exam):
+    ex = _exam(f, exam)
+    seg = _mask(f / f"{CASE}_seg.nii.gz", _phase(exam))
+    (f / f"{CASE}.json").write_bytes(b'{"settings": {"threshold": 0.\xff')  # cut off mid-write, bad byte
+    return ["refine", ex, "--seg", seg, _click(ex), "-o", f / "out", "--quiet"]
+
+
+@case("refine_summary_not_an_object", "summary")
+def _(f, exam):
+    ex = _exam(f, exam)
+    seg = _mask(f / f"{CASE}_seg.nii.gz", _phase(exam))
+    (f / f"{CASE}.json").write_text("[1, 2, 3]")
+    return ["refine", ex, "--seg", seg, _click(ex), "-o", f / "out", "--quiet"]
+
+
 @case("rs_existing_report", "exists already")
 def _(f, exam):
     table = _reader_table(f, exam)

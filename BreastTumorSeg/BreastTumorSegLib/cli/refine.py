@@ -68,11 +68,16 @@ def run(args) -> int:
     json_path = _beside(args.seg, ".json")
     summary = {}
     if json_path is not None:
+        # The summary holds the settings the segmentation was made with: a damaged one is refused,
+        # not replaced silently by the defaults (the refined outline would differ without a word).
+        fix = "repair it, or move it out of the folder to refine with the default settings"
         try:
-            summary = json.loads(json_path.read_text())
-        except (OSError, ValueError):
-            summary = {}
-        summary = summary if isinstance(summary, dict) else {}
+            summary = json.loads(json_path.read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError) as err:  # UnicodeDecodeError is a ValueError
+            raise InputError(f"cannot read the segmentation's summary ({type(err).__name__})", json_path,
+                             fix) from None
+        if not isinstance(summary, dict):
+            raise InputError("the segmentation's summary is not a JSON object", json_path, fix)
     settings = summary.get("settings") if isinstance(summary.get("settings"), dict) else {}
 
     progress = None if args.quiet else TerminalProgress()
