@@ -453,6 +453,11 @@ def _(f, exam):
     return ["phantom", "--seed", "3", "--output", f / "out"]
 
 
+@case("ph_huge_seed_range", "more than 100,000 seeds")
+def _(f, exam):  # refused at once, before a list of a billion seeds is built (it took 40 s)
+    return ["phantom", "--seed", "0-999999999", "--output", f / "out"]
+
+
 # ------------------------------------------------------------------------------ harness
 def _run_case(name: str, root: Path, exam: Path) -> dict:
     spec = CASES[name]

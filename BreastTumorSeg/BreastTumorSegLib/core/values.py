@@ -64,6 +64,9 @@ def parse_point(text: str, option: str | None = None) -> tuple[float, float, flo
                          "first value needs the = form, e.g. --seed-ras=-12,30,5)") from None
 
 
+MAX_SEEDS = 100_000  # one call's seeds; far more than any benchmark or training set uses
+
+
 def parse_seeds(spec, option: str = "--seed") -> list[int]:
     """``"1000-1039,1045"`` or a list of ints -> the seeds, in order; empty, negative or
     backward ranges (``5-1``) are refused."""
@@ -81,7 +84,12 @@ def parse_seeds(spec, option: str = "--seed") -> list[int]:
             last = int(hi) if dash else first
             if first < 0 or last < first:
                 raise ValueError
+            if len(out) + last - first + 1 > MAX_SEEDS:  # counted before the list is built
+                raise InputError(f"more than {MAX_SEEDS:,} seeds in {spec!r}", option,
+                                 "give a smaller range, or run several calls")
             out += range(first, last + 1)
+    except InputError:
+        raise
     except ValueError:
         out = []
     if not out:
