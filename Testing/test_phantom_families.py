@@ -216,3 +216,31 @@ def test_heterogeneous_tumors_on_close_phases_get_the_curves_those_phases_show()
         design_tumor_curve(np.random.default_rng(0), "persistent", 1.0, times)
     ph = make_heterogeneous(7000, n_tumors=3, times_min=times, spacing=3.0)
     assert len(ph.tumors) == 3 and {t["curve"] for t in ph.tumors} <= {"plateau", "washout"}
+
+
+@pytest.mark.parametrize("anatomy", ["axial", "sagittal"])
+def test_irregular_tumors_in_real_anatomy_keep_its_geometry_and_whole_tumor_truth(real_anatomy_dir, anatomy):
+    """The bench's hybrid-*-irregular rows: the irregular family's tumors inserted into the real volume."""
+    from BreastTumorSegLib.kinetics.maps import choose_phases
+    from BreastTumorSegLib.training.phantom.heterogeneous import make_hybrid_heterogeneous
+    from BreastTumorSegLib.training.phantom.hybrid import make_hybrid
+
+    base = make_hybrid(6001, anatomy=anatomy, n_lesions=0, data_dir=real_anatomy_dir)
+    ph = make_hybrid_heterogeneous(6001, anatomy=anatomy, data_dir=real_anatomy_dir)
+    grid, ref = ph.exam.reference, base.exam.reference
+    assert (grid.GetSize(), grid.GetSpacing(), grid.GetOrigin(), grid.GetDirection()) == \
+        (ref.GetSize(), ref.GetSpacing(), ref.GetOrigin(), ref.GetDirection())
+    assert ph.tumors and all(t["shape"] == "randomwalk" for t in ph.tumors)
+    truth = arr(ph.tumor_labels) > 0
+    breast = arr(ph.breast_mask) > 0
+    assert truth.any() and not (truth & ~breast).any()
+    # outside the breast the real anatomy is untouched (inside, vessels thinner than a voxel leave
+    # partial-volume signal beyond their own mask)
+    assert np.array_equal(arr(ph.exam.phases[0])[~breast], arr(base.exam.phases[0])[~breast])
+    assert not np.array_equal(arr(ph.exam.phases[0])[truth], arr(base.exam.phases[0])[truth])
+    # heterogeneous enhancement inside the whole-tumor truth: moderate and strong parts (or a rim)
+    early = choose_phases(ph.exam.times_min).early
+    pre, post = arr(ph.exam.phases[0]), arr(ph.exam.phases[early])
+    inner = ndimage.binary_erosion(truth)
+    pe = (post - pre)[inner] / np.maximum(pre[inner], 1e-3)
+    assert np.percentile(pe, 90) - np.percentile(pe, 10) > 0.3, np.percentile(pe, [10, 50, 90])

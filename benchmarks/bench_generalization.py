@@ -45,7 +45,8 @@ the table: a family a model was not trained on is out-of-distribution for it. ``
 ``--set MODULE.NAME=VALUE`` (repeatable) sets a module-level setting of the package before the run, e.g.
 ``--set engine.behind_floor.BEHIND_FLOOR=false``: a before/after pair of one switch needs no wrapper script.
 ``--hybrids`` adds the hybrid family (synthetic lesions on real anatomy: axial bilateral, sagittal
-single breast, and that sagittal volume cut to thin slabs of 12 and 5 slices of 3 mm) when
+single breast, that sagittal volume cut to thin slabs of 12 and 5 slices of 3 mm, and the irregular family's
+heterogeneous random-walk tumors and vessels inserted into the axial and sagittal anatomy) when
 ``BreastTumorSegLib.training.phantom.hybrid`` exists, and says so when it does not.
 Cost: a few seconds to generate and 5-60 s to segment an exam on 2 CPU threads.
 """
@@ -100,7 +101,8 @@ def motion_free(ph):
 
 
 def hybrid_makers() -> dict:
-    """``{"hybrid-axial": fn, "hybrid-sagittal": fn, "hybrid-sagittal-slab12": fn, "hybrid-sagittal-slab5": fn}``
+    """``{"hybrid-axial": fn, "hybrid-sagittal": fn, "hybrid-sagittal-slab12": fn, "hybrid-sagittal-slab5": fn,
+    "hybrid-axial-irregular": fn, "hybrid-sagittal-irregular": fn}``
     when the hybrid module exists, else {}."""
     try:
         mod = importlib.import_module("BreastTumorSegLib.training.phantom.hybrid")
@@ -114,6 +116,12 @@ def hybrid_makers() -> dict:
     # A single slice is refused by the engine (an exam needs 2 slices per axis): tested in test_breast_gate.
     out.update({f"hybrid-sagittal-slab{n}": (lambda seed, n=n: make(seed, anatomy="sagittal", slab_slices=n))
                 for n in (12, 5)})
+    # Real tumor shapes in a real breast: the irregular family's random-walk tumors with heterogeneous
+    # enhancement (and its vessels) inserted into the lesion-free axial / sagittal anatomy.
+    het = importlib.import_module("BreastTumorSegLib.training.phantom.heterogeneous")
+    if hasattr(het, "make_hybrid_heterogeneous"):
+        out.update({f"hybrid-{a}-irregular": (lambda seed, a=a: het.make_hybrid_heterogeneous(seed, anatomy=a))
+                    for a in ("axial", "sagittal")})
     return out
 
 

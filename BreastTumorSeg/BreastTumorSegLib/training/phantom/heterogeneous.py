@@ -203,21 +203,24 @@ def _walk(rng, start, direction, length, breast_dist_at, radius):
 
 def make_heterogeneous(seed: int, *, family: str = "heterogeneous", shape: str | None = None,
                        n_tumors: int | None = None, n_vessels: int | None = None, touch: float | None = None,
-                       pattern: str | None = None, **base_overrides) -> Phantom:
+                       pattern: str | None = None, base: Phantom | None = None, **base_overrides) -> Phantom:
     """An exam of *family* (a key of :data:`FAMILY_SETTINGS`); see the module docstring.
 
     ``shape`` (harmonic, randomwalk), ``n_tumors``, ``n_vessels``, ``touch`` (chance that a
     tumor gets a vessel touching it), ``pattern`` (mixed, rim, necrotic) override the family's
     draw; ``base_overrides`` go to :func:`~.randomized.make_randomized` (e.g. ``spacing``; default
-    0.9-1.4 mm in-plane, 2-3 mm slices, drawn by the seed).
+    0.9-1.4 mm in-plane, 2-3 mm slices, drawn by the seed). ``base``: a lesion-free exam to insert
+    into instead (with ``breast_mask`` and ``tissue_labels``, e.g. real anatomy from
+    :func:`~.hybrid.make_hybrid` with ``n_lesions=0``: :func:`make_hybrid_heterogeneous`).
     """
     cfg = dict(FAMILY_SETTINGS[family])
     shape = shape or cfg["shape"]
     rng = np.random.default_rng([int(seed), 41, cfg["code"]])
-    if "spacing" not in base_overrides:  # fine enough in-plane for vessels 1-4 mm wide
-        ip = float(rng.uniform(0.9, 1.4))
-        base_overrides["spacing"] = (ip, ip, float(rng.uniform(2.0, 3.0)))
-    base = make_randomized(int(seed), n_lesions=0, motion_mm=0, nonrigid_mm=0, **base_overrides)
+    if base is None:
+        if "spacing" not in base_overrides:  # fine enough in-plane for vessels 1-4 mm wide
+            ip = float(rng.uniform(0.9, 1.4))
+            base_overrides["spacing"] = (ip, ip, float(rng.uniform(2.0, 3.0)))
+        base = make_randomized(int(seed), n_lesions=0, motion_mm=0, nonrigid_mm=0, **base_overrides)
     grid = base.exam.reference
     sp_zyx = list(grid.GetSpacing())[::-1]
     h = float(np.prod(grid.GetSpacing())) ** (1 / 3)
@@ -346,7 +349,8 @@ def make_heterogeneous(seed: int, *, family: str = "heterogeneous", shape: str |
         out = sitk.GetImageFromArray(img.astype(np.float32))
         out.CopyInformation(grid)
         phases.append(out)
-    case_id = f"{family}_{int(seed):04d}"
+    case_id = f"{family}_{int(seed):04d}" if base.exam.metadata.get("hybrid") is None else \
+        f"hybrid-{base.exam.metadata['hybrid']}-{family}-{int(seed)}"
     exam = DCEExam(phases, times, case_id, [f"{case_id}_{i:04d}" for i in range(len(phases))],
                    {"synthetic": True, "family": family, "seed": int(seed), "times_assumed": False,
                     "resampled_phases": []})
@@ -362,7 +366,9 @@ def make_heterogeneous(seed: int, *, family: str = "heterogeneous", shape: str |
         tm["centroid_lps"] = [float(c) for c in cen]
         tm["n_voxels"] = int(len(zz))
         tm["volume_ml"] = float(len(zz) * voxel_volume_ml(grid))
-    params = {"family": family, "seed": int(seed), "base": "randomized (n_lesions=0, no motion)",
+    base_name = "randomized (n_lesions=0, no motion)" if base.exam.metadata.get("hybrid") is None else \
+        f"real anatomy ({base.exam.metadata['hybrid']}, lesion-free hybrid)"
+    params = {"family": family, "seed": int(seed), "base": base_name,
               "shape": shape, "vessels": vessels_info, "noise_sigma": sigma, "s0_tumor_ref": s0_ref,
               "orientation": base.params.get("orientation"), "spacing": base.params.get("spacing"),
               "grid_size": base.params.get("grid_size"), "times_min": times, "n_phases": len(times)}
@@ -386,3 +392,14 @@ def make_vessel_family(seed: int, **overrides) -> Phantom:
 def make_irregular_family(seed: int, **overrides) -> Phantom:
     """``irregular`` (evaluation only): random-walk / spiculated tumors, a held-out shape model."""
     return make_heterogeneous(seed, family="irregular", **overrides)
+
+
+def make_hybrid_heterogeneous(seed: int, anatomy: str = "axial", family: str = "irregular", data_dir=None,
+                              **overrides) -> Phantom:
+    """*family*'s tumors and vessels (``irregular``: random-walk shapes, heterogeneous enhancement)
+    inserted into real anatomy: the lesion-free hybrid of *anatomy* (``axial``, ``sagittal``) as the
+    base. The closest we have to real tumor shapes in a real breast."""
+    from .hybrid import make_hybrid
+
+    return make_heterogeneous(seed, family=family, base=make_hybrid(seed, anatomy=anatomy, n_lesions=0, data_dir=data_dir),
+                              **overrides)

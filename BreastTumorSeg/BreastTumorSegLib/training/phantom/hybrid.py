@@ -35,6 +35,10 @@ pre-contrast phase and builds the post-contrast phases:
 * ``scale`` multiplies every intensity; ``zero_background`` sets everything outside the body
   to exactly 0 (scanner zero filling).
 
+``Phantom.tissue_labels`` codes fat, FGT and air as the randomised family does, so that
+:func:`~.heterogeneous.make_heterogeneous` can insert its tumors into this anatomy
+(``make_hybrid(seed, n_lesions=0)`` as its ``base``).
+
 Deterministic per seed. Motion is identity. ``Phantom.params["laterality"]`` is the breast
 kept ("left", "right" or "both"); it is not written into the exam's metadata.
 """
@@ -284,5 +288,20 @@ def make_hybrid(seed: int, anatomy: str = "axial", scale: float = 1.0, n_phases:
     params = {"anatomy": anatomy, "scale": scale, "fat_suppressed": fat_suppressed, "slab_slices": slab_slices,
               "zero_background": zero_background, "laterality": laterality, "bpe_percent": round(bpe, 2),
               "fgt_level": fgt_level, "fat_threshold": thr}
-    return Phantom(exam, sitk.Cast(lab_img > 0, sitk.sitkUInt8), lab_img, truth, tumors,
-                   [sitk.Transform(3, sitk.sitkIdentity) for _ in times], params)
+    ph = Phantom(exam, sitk.Cast(lab_img > 0, sitk.sitkUInt8), lab_img, truth, tumors,
+                 [sitk.Transform(3, sitk.sitkIdentity) for _ in times], params)
+    ph.tissue_labels = _tissue_labels(img, body, breast, fgt)
+    return ph
+
+
+def _tissue_labels(grid: sitk.Image, body, breast, fgt) -> sitk.Image:
+    """The randomised family's tissue codes where this volume knows them: fat (body), FGT (breast
+    tissue darker than the fat threshold), air elsewhere; what :mod:`.heterogeneous` reads."""
+    from .randomized import AIR, FAT, FGT
+
+    lab = np.full(body.shape, AIR, np.uint8)
+    lab[body | breast] = FAT
+    lab[fgt] = FGT
+    out = sitk.GetImageFromArray(lab)
+    out.CopyInformation(grid)
+    return out
