@@ -120,8 +120,11 @@ def hybrid_makers() -> dict:
     # enhancement (and its vessels) inserted into the lesion-free axial / sagittal anatomy.
     het = importlib.import_module("BreastTumorSegLib.training.phantom.heterogeneous")
     if hasattr(het, "make_hybrid_heterogeneous"):
-        out.update({f"hybrid-{a}-irregular": (lambda seed, a=a: het.make_hybrid_heterogeneous(seed, anatomy=a))
-                    for a in ("axial", "sagittal")})
+        # The axial volume at its own resolution (1.25 x 1.25 x 1 mm, clinical; binned 2 x 2 x 2 these
+        # tumors of 0.2-3 mL span 20-200 voxels), the sagittal one binned in-plane only (0.94 x 0.94 x 3 mm).
+        out.update({f"hybrid-{a}-irregular": (lambda seed, a=a, s=s: het.make_hybrid_heterogeneous(seed, anatomy=a,
+                                                                                                  shrink=s))
+                    for a, s in (("axial", (1, 1, 1)), ("sagittal", None))})
     return out
 
 

@@ -395,11 +395,14 @@ def make_irregular_family(seed: int, **overrides) -> Phantom:
 
 
 def make_hybrid_heterogeneous(seed: int, anatomy: str = "axial", family: str = "irregular", data_dir=None,
-                              **overrides) -> Phantom:
+                              shrink=None, **overrides) -> Phantom:
     """*family*'s tumors and vessels (``irregular``: random-walk shapes, heterogeneous enhancement)
     inserted into real anatomy: the lesion-free hybrid of *anatomy* (``axial``, ``sagittal``) as the
-    base. The closest we have to real tumor shapes in a real breast."""
+    base, binned by ``shrink`` (default: :data:`~.hybrid.DEFAULT_SHRINK`; ``(1, 1, 1)`` keeps the
+    axial volume's own 1.25 x 1.25 x 1 mm, where these tumors span ten times more voxels than on the
+    2.5 x 2.5 x 2 mm default). The closest we have to real tumor shapes in a real breast."""
     from .hybrid import make_hybrid
 
-    return make_heterogeneous(seed, family=family, base=make_hybrid(seed, anatomy=anatomy, n_lesions=0, data_dir=data_dir),
+    return make_heterogeneous(seed, family=family, base=make_hybrid(seed, anatomy=anatomy, n_lesions=0, data_dir=data_dir,
+                                                                    shrink=shrink),
                               **overrides)
