@@ -357,6 +357,9 @@ def describe_plan(plan: DCEPlan) -> str:
     g = plan.phases[0].geometry
     lines.append(f"grid: {g.size[0]}x{g.size[1]}x{g.size[2]} voxels of {g.spacing[0]:.4g} x {g.spacing[1]:.4g} x "
                  f"{g.spacing[2]:.4g} mm, {orientation_name(plan.phases[0].frames[0])}")
+    lines.append(f"intensities: {plan.intensity_scale}")
     for w in plan.warnings:
         lines.append(f"warning: {w}")
+    for n in plan.notes:
+        lines.append(f"note: {n}")
     return "\n".join(lines)
