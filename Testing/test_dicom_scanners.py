@@ -6,7 +6,6 @@ one InputError that names the file and the fix, with nothing read partially.
 """
 from __future__ import annotations
 
-import locale
 import shutil
 
 import dicom_fixtures as fx
@@ -21,26 +20,13 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from test_dicom_reader import assert_same_exam
 
-NEEDS_PYDICOM_3 = pytest.mark.skipif(int(pydicom.__version__.split(".")[0]) < 3,
-                                     reason="the fixture is written with highdicom 0.28 (pydicom 3)")
-
-
-@pytest.fixture(scope="module")
-def small():
-    return fx.make_fixture_exam(seed=2, n_phases=3, size_xyz=(32, 32, 8))
+from test_dicom_other_software import NEEDS_PYDICOM_3, _gdcm_compress, _rewrite, small  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
 def other():
     """A second exam (another phantom, 4 phases): another patient's or a prior study's."""
     return fx.make_fixture_exam(seed=6, n_phases=4, size_xyz=(32, 32, 8))
-
-
-def _rewrite(paths, change) -> None:
-    for i, p in enumerate(paths):
-        ds = pydicom.dcmread(p)
-        change(i, ds)
-        ds.save_as(p)
 
 
 def _error(folder, **kwargs) -> str:
@@ -268,24 +254,7 @@ def test_enhanced_mr_one_file_per_dynamic_in_one_series(small, tmp_path):
 def test_jpeg_lossless_process_14_written_by_gdcm(small, tmp_path):
     """The PACS default for lossless archives; decoded through SimpleITK's GDCM (a declared dependency)."""
     paths = fx.write_ge_multiphase(small, tmp_path)
-    saved = locale.setlocale(locale.LC_ALL)
-    try:
-        for p in paths:
-            info = sitk.ImageFileReader()
-            info.SetFileName(str(p))
-            info.ReadImageInformation()
-            img = sitk.ReadImage(str(p))
-            for key in info.GetMetaDataKeys():
-                img.SetMetaData(key, info.GetMetaData(key))
-            writer = sitk.ImageFileWriter()
-            writer.SetImageIO("GDCMImageIO")
-            writer.KeepOriginalImageUIDOn()
-            writer.SetUseCompression(True)
-            writer.SetCompressor("JPEG")
-            writer.SetFileName(str(p))
-            writer.Execute(img)
-    finally:
-        locale.setlocale(locale.LC_ALL, saved)
+    _gdcm_compress(paths, "JPEG")
     assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.70"
     assert_same_exam(load_exam(tmp_path), small)
 

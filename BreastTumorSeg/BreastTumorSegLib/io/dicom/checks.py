@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ...core.errors import InputError
@@ -84,13 +85,18 @@ def check_rescale(frames: Sequence[Frame]) -> None:
                          "converter dropped them)")
 
 
-def philips_scale(frames_by_phase: Sequence[Sequence[Frame]], warnings: list[str]) -> str | None:
-    """Apply Philips' private scale slope when it differs between phases; returns the scale used
-    (None when no frame carries the private slope)."""
+def philips_scale(frames_by_phase: Sequence[Sequence[Frame]],
+                  warnings: list[str]) -> tuple[str | None, list[list[Frame]]]:
+    """The intensity scale of the phases: (what was used, the phases' frames to read).
+
+    With Philips' private scale slope differing between phases the frames returned are copies whose
+    slope and intercept give floating-point values (the scan's frames are left as read); the scale
+    is None when no frame carries the private slope."""
     frames = [f for fr in frames_by_phase for f in fr]
     carried = [f for f in frames if f.private_scale is not None]
+    same = [list(fr) for fr in frames_by_phase]
     if not carried:
-        return None
+        return None, same
     lacking = [f for f in frames if f.private_scale is None]
     if lacking:
         raise InputError(f"this image has no Philips MR scale slope (2005,100E) while {len(carried)} other image(s) "
@@ -101,12 +107,13 @@ def philips_scale(frames_by_phase: Sequence[Sequence[Frame]], warnings: list[str
     factors = [f.slope * f.private_scale for f in frames]
     lo, hi = min(factors), max(factors)
     if hi - lo <= SCALE_TOLERANCE * hi:
-        return "display values (Philips' private scale slope is equal in every phase)"
-    per_phase = ["/".join(f"{v:.4g}" for v in sorted({f.slope * f.private_scale for f in fr})) for fr in frames_by_phase]
-    for f in frames:  # FP = (stored x RS + RI) / (RS x SS)
-        factor = f.slope * f.private_scale
-        f.slope, f.intercept = f.slope / factor, f.intercept / factor
+        return "display values (Philips' RescaleSlope x private scale slope is the same in every phase)", same
+    per_phase = ["/".join(f"{v:.4g}" for v in sorted({f.slope * f.private_scale for f in fr}))
+                 for fr in frames_by_phase]
+    # FP = (stored x RS + RI) / (RS x SS)
+    floating = [[replace(f, slope=1.0 / f.private_scale, intercept=f.intercept / (f.slope * f.private_scale))
+                 for f in fr] for fr in frames_by_phase]
     warnings.append("Philips' scale factor RescaleSlope x private MR scale slope (2005,100E) differs between phases ("
                     + ", ".join(per_phase) + "), so their display values are on different scales; the phases were "
                     "read as Philips floating-point values, (stored x RescaleSlope + RescaleIntercept) / that factor")
-    return "Philips floating-point values (private scale slope differs between phases)"
+    return "Philips floating-point values (private scale slope differs between phases)", floating

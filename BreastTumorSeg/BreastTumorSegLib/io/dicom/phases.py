@@ -213,7 +213,9 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
     phases, times, source, order_warn = order_phases(volumes)
     warnings.extend(order_warn)
     check_rescale([f for v in phases for f in v.frames])
-    scale = philips_scale([v.frames for v in phases], warnings) or "RescaleSlope/RescaleIntercept"
+    scale, frames_by_phase = philips_scale([v.frames for v in phases], warnings)
+    for v, frames in zip(phases, frames_by_phase):
+        v.frames = frames
     after = _after_injection(phases, warnings)
     if len({v.geometry.direction for v in phases}) > 1 or any(not v.geometry.same_as(phases[0].geometry)
                                                               for v in phases):
@@ -222,7 +224,8 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
         warnings.append("phases have different frames of reference; patient position may differ between them")
     notes = [f"{s.name()} left out: {s.reason} (ImageType {'/'.join(s.first.image_type) or 'not written'})"
              for s in stacks if s.role == "derived"]
-    return DCEPlan(folder, stacks, phases, times, source, after, _layout(phases), warnings, scan, notes, scale)
+    return DCEPlan(folder, stacks, phases, times, source, after, _layout(phases), warnings, scan, notes,
+                   scale or "RescaleSlope/RescaleIntercept")
 
 
 def _refuse_split_series(stacks: list[Stack], folder: Path) -> None:
