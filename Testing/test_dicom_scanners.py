@@ -267,3 +267,26 @@ def test_deflated_enhanced_mr(small, tmp_path):
     ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
     ds.save_as(path, enforce_file_format=True)
     assert_same_exam(load_exam(tmp_path), small)
+
+
+@NEEDS_PYDICOM_3
+def test_jpeg_xl_is_refused_naming_it_and_a_fix_that_can_work(small, tmp_path):
+    """JPEG XL (2024): neither pydicom 2.4/3.0 nor GDCM decodes or names it. Before: "compressed as
+    1.2.840.10008.1.2.4.112 (1.2.840.10008.1.2.4.112)" and a pip install that cannot help."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    paths = fx.write_ge_multiphase(small, tmp_path)
+    _rewrite(paths, lambda i, ds: ds.compress(pydicom.uid.RLELossless))
+    for p in paths:  # pydicom will not write a syntax it does not know: re-label the file meta by hand
+        raw = p.read_bytes()
+        meta = pydicom.dcmread(p, stop_before_pixels=True).file_meta
+        old_length = 12 + int(meta.FileMetaInformationGroupLength)  # (0002,0000) itself is 12 bytes
+        meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.112"
+        buf = DicomBytesIO()
+        buf.is_little_endian, buf.is_implicit_VR = True, False
+        write_file_meta_info(buf, meta, enforce_standard=True)
+        p.write_bytes(raw[:132] + buf.getvalue() + raw[132 + old_length:])
+    msg = _error(tmp_path)
+    assert any(msg.startswith(str(p)) for p in paths) and "JPEG XL" in msg
+    assert "uncompressed" in msg and "pip install" not in msg
