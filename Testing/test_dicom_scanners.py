@@ -61,7 +61,17 @@ def test_two_patients_among_chosen_series_are_refused(small, other, tmp_path):
     fx.write_siemens_per_phase(small, tmp_path / "a")
     b = fx.write_siemens_per_phase(other, tmp_path / "b", first_series=40)
     _rewrite(b, lambda i, ds: setattr(ds, "PatientID", "OTHER-PID"))
-    assert "2 different patients" in _error(tmp_path, series=[10, 41])
+    msg = _error(tmp_path, series=[10, 41])
+    assert "2 different patients" in msg and "name one patient's series only" in msg
+
+
+def test_one_patient_whose_name_archives_wrote_differently_is_one_patient(small, tmp_path):
+    """Trailing empty name components and letter case differ between the phase series of one patient."""
+    paths = fx.write_siemens_per_phase(small, tmp_path)
+    nz = small.exam.pre.GetSize()[2]
+    names = ["Fakename^Jane", "FAKENAME^JANE^^^", "fakename^jane"]
+    _rewrite(paths, lambda i, ds: setattr(ds, "PatientName", names[i // nz]))
+    assert_same_exam(load_exam(tmp_path), small)
 
 
 def test_two_studies_of_one_patient_are_refused(small, other, tmp_path):

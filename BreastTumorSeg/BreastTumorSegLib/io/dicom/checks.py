@@ -55,6 +55,8 @@ def refuse_mixed_subjects(stacks: Sequence[Stack], folder: Path, chosen: Sequenc
                  for i, g in enumerate(sorted(patients.values(), key=lambda g: g[0].first.path))]
         raise InputError(f"the images belong to {len(patients)} different patients (PatientID/PatientName differ): "
                          + "; ".join(parts), folder,
+                         "name one patient's series only with --series (see `breasttumorseg dicom-list`)"
+                         if chosen is not None else
                          "put each patient's files in a folder of their own, or choose one with --series "
                          "(see `breasttumorseg dicom-list`)")
     if chosen is not None:  # series named by the user (e.g. phases an anonymizer gave a study UID each)

@@ -214,8 +214,13 @@ def _common_fields(ds: Dataset, path: str) -> dict:
 
 
 def _patient_digest(ds: Dataset) -> str:
-    """A short digest of PatientID and PatientName: equal for one patient, and no identifier kept."""
-    text = "\x00".join(str(value_of(ds, k, "")).strip().upper() for k in ("PatientID", "PatientName"))
+    """A short digest of PatientID and PatientName: equal for one patient, and no identifier kept.
+
+    The name is compared as archives rewrite it: upper case, its alphabetic form only (before any
+    '='), empty trailing components dropped ("Doe^Jane^^^" is "DOE^JANE")."""
+    pid = str(value_of(ds, "PatientID", "")).strip().upper()
+    name = str(value_of(ds, "PatientName", "")).split("=")[0].strip().rstrip("^ ").upper()
+    text = pid + "\x00" + name
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
 
 
