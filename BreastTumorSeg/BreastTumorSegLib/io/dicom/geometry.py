@@ -125,11 +125,13 @@ def volume_geometry(frames: list[Frame], where: str) -> tuple[list[Frame], Geome
             f"{frames[i].label()} and {frames[i + 1].label()})", where,
             "re-export the series with uniform slice spacing, or select another series with --series")
     origin = np.asarray(frames[0].ipp, dtype=float)
-    shear = max(np.linalg.norm((np.asarray(f.ipp) - origin) - ((np.asarray(f.ipp) - origin) @ normal) * normal)
-                for f in frames)
+    shifts = [float(np.linalg.norm((np.asarray(f.ipp) - origin) - ((np.asarray(f.ipp) - origin) @ normal) * normal))
+              for f in frames]
+    shear = max(shifts)
     if shear > SHEAR_TOLERANCE_MM:
-        raise InputError(f"slices are not stacked along their normal (sideways shift up to {shear:.2f} mm; "
-                         "gantry tilt or sheared acquisition)", where,
+        worst = frames[int(np.argmax(shifts))]
+        raise InputError(f"slices are not stacked along their normal (sideways shift up to {shear:.2f} mm, e.g. "
+                         f"{worst.label()} against {frames[0].label()}; gantry tilt or sheared acquisition)", where,
                          "resample the series to a regular grid (e.g. dcm2niix) and load the NIfTI files")
     dz = float((d[-1] - d[0]) / (len(d) - 1))
     direction = np.column_stack([row, col, normal])

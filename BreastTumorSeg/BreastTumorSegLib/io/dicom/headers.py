@@ -18,7 +18,10 @@ UIDs (needed to group and to reference the source in a DICOM SEG) and its file p
 """
 from __future__ import annotations
 
+import hashlib
+import math
 import os
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +47,13 @@ HEADER_KEYWORDS = (
     "TemporalPositionIdentifier", "NumberOfTemporalPositions", "SamplesPerPixel", "NumberOfFrames", "Rows",
     "Columns", "PixelSpacing", "BitsAllocated", "BitsStored", "PixelRepresentation", "RescaleIntercept",
     "RescaleSlope", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "FloatPixelData",
-    "DoubleFloatPixelData", "PixelData",
+    "DoubleFloatPixelData", "PixelData", "PatientID", "PatientName",
 )
+# Philips' private MR scale slope and intercept (group 2005, private creator "Philips MR Imaging DD 001"),
+# read with the creator so that another vendor's element at the same tag is never taken for them.
+PHILIPS_CREATOR = "Philips MR Imaging DD 001"
+_PHILIPS_TAGS = (0x20050010, 0x2005100D, 0x2005100E)
+_PHILIPS_FRAME_SEQUENCE = 0x2005140F  # per-frame private item of Philips enhanced MR
 
 UNCOMPRESSED_SYNTAXES = {
     "1.2.840.10008.1.2": "<",  # implicit VR little endian
@@ -112,6 +120,9 @@ class Frame:
     bolus_start: float | None = None  # ContrastBolusStartTime on the acquisition date (absolute s)
     contrast_agent: str = ""
     problem: str | None = None  # why the frame cannot be used, if it cannot
+    has_rescale: bool = False  # RescaleSlope or RescaleIntercept written (else identity assumed)
+    private_scale: float | None = None  # Philips MR scale slope (2005,100E), when written
+    patient: str = ""  # a digest of PatientID and PatientName: tells patients apart, keeps no identifier
 
     @property
     def is_multiframe(self) -> bool:
@@ -198,7 +209,60 @@ def _common_fields(ds: Dataset, path: str) -> dict:
         instance_number=as_int(value_of(ds, "InstanceNumber")),
         bolus_start=day_seconds(acq_day, bolus),
         contrast_agent=str(value_of(ds, "ContrastBolusAgent", "")).strip(),
+        patient=_patient_digest(ds),
     ), acq_day
+
+
+def _patient_digest(ds: Dataset) -> str:
+    """A short digest of PatientID and PatientName: equal for one patient, and no identifier kept.
+
+    The name is compared as archives rewrite it: upper case, its alphabetic form only (before any
+    '='), empty trailing components dropped ("Doe^Jane^^^" is "DOE^JANE")."""
+    pid = str(value_of(ds, "PatientID", "")).strip().upper()
+    name = str(value_of(ds, "PatientName", "")).split("=")[0].strip().rstrip("^ ").upper()
+    text = pid + "\x00" + name
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def _rescale(item: Dataset | None, where: str) -> tuple[float, float, bool, str | None]:
+    """(slope, intercept, written, problem) of the Modality LUT in *item* (identity when absent)."""
+    if item is None:
+        return 1.0, 0.0, False, None
+    raw_slope, raw_inter = value_of(item, "RescaleSlope"), value_of(item, "RescaleIntercept")
+    slope, inter = as_float(raw_slope), as_float(raw_inter)
+    written = raw_slope is not None or raw_inter is not None
+    if raw_slope is not None and (slope is None or slope == 0 or not math.isfinite(slope)):
+        return 1.0, 0.0, written, f"has RescaleSlope {raw_slope!r}{where}, which cannot scale its stored values"
+    if raw_inter is not None and (inter is None or not math.isfinite(inter)):
+        return 1.0, 0.0, written, f"has RescaleIntercept {raw_inter!r}{where}, which is not a number"
+    return (slope if slope is not None else 1.0), (inter or 0.0), written, None
+
+
+def philips_scale_slope(item: Dataset | None) -> float | None:
+    """Philips' private MR scale slope (2005,100E) in *item*, or None (absent, another creator, not a
+    positive number)."""
+    if item is None:
+        return None
+    creator = stored_element(item, 0x20050010)
+    if creator is None:
+        return None
+    name = creator.value
+    if isinstance(name, bytes):
+        name = name.decode("latin-1", "replace")
+    if not str(name).strip("\x00 ").startswith(PHILIPS_CREATOR):
+        return None
+    elem = stored_element(item, 0x2005100E)
+    if elem is None or elem.value is None:
+        return None
+    value = elem.value
+    if isinstance(value, bytes):  # implicit VR: the value arrives as bytes (FL, 4 bytes)
+        if len(value) < 4:
+            return None
+        value = struct.unpack("<f" if getattr(elem, "is_little_endian", True) else ">f", value[:4])[0]
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    v = as_float(value)
+    return v if v is not None and math.isfinite(v) and v > 0 else None
 
 
 def _classic_frames(ds: Dataset, path: str) -> list[Frame]:
@@ -210,14 +274,17 @@ def _classic_frames(ds: Dataset, path: str) -> list[Frame]:
         acq_dt = day_seconds(acq_day, parse_tm(value_of(ds, "AcquisitionTime")))
     content_day = parse_da(value_of(ds, "ContentDate")) or acq_day
     diffusion = as_float(value_of(ds, "DiffusionBValue")) not in (None, 0.0)
+    slope, intercept, has_rescale, rescale_problem = _rescale(ds, "")
     frame = Frame(
         frame_index=0,
         sop_uid=str(value_of(ds, "SOPInstanceUID", "")),
         pixel_spacing=as_floats(value_of(ds, "PixelSpacing"), 2),
         iop=as_floats(value_of(ds, "ImageOrientationPatient"), 6),
         ipp=as_floats(value_of(ds, "ImagePositionPatient"), 3),
-        slope=as_float(value_of(ds, "RescaleSlope")) or 1.0,
-        intercept=as_float(value_of(ds, "RescaleIntercept")) or 0.0,
+        slope=slope,
+        intercept=intercept,
+        has_rescale=has_rescale,
+        private_scale=philips_scale_slope(ds),
         pixel=pixel,
         temporal_index=as_int(value_of(ds, "TemporalPositionIdentifier")),
         trigger_ms=as_float(value_of(ds, "TriggerTime")),
@@ -226,7 +293,7 @@ def _classic_frames(ds: Dataset, path: str) -> list[Frame]:
         stack_id=None,
         sequence=_sequence_facts(ds),
         diffusion=diffusion,
-        problem=problem,
+        problem=problem or rescale_problem,
         **common,
     )
     return [frame]
@@ -240,6 +307,17 @@ def _item(seq_parent: Dataset | None, keyword: str) -> Dataset | None:
     if not seq:
         return None
     return seq[0]
+
+
+def _private_item(per_frame: Dataset) -> Dataset | None:
+    """First item of Philips' per-frame private sequence (2005,140F), where its enhanced MR keeps the
+    MR scale slope, or None."""
+    try:
+        elem = per_frame[_PHILIPS_FRAME_SEQUENCE] if _PHILIPS_FRAME_SEQUENCE in per_frame else None
+        seq = elem.value if elem is not None else None
+        return seq[0] if seq and isinstance(seq[0], Dataset) else None
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
 
 
 # Legacy Converted Enhanced MR (e.g. highdicom's converter) moves the classic per-slice tags that have no
@@ -299,6 +377,9 @@ def _enhanced_frames(ds: Dataset, path: str) -> list[Frame]:
                                       pixel.dtype, pixel.bits_stored, pixel.signed)
         elif pixel is not None:
             frame_loc = pixel
+        transform = _item(pf, "PixelValueTransformationSequence") or _item(shared, "PixelValueTransformationSequence")
+        slope, intercept, has_rescale, rescale_problem = _rescale(transform, f" (frame {k + 1})")
+        private = _private_item(pf)
         fields = dict(common)
         if frame_type:
             fields["image_type"] = frame_type
@@ -308,8 +389,10 @@ def _enhanced_frames(ds: Dataset, path: str) -> list[Frame]:
             pixel_spacing=as_floats(g("PixelMeasuresSequence", "PixelSpacing"), 2),
             iop=as_floats(g("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
             ipp=as_floats(g("PlanePositionSequence", "ImagePositionPatient"), 3),
-            slope=as_float(g("PixelValueTransformationSequence", "RescaleSlope")) or 1.0,
-            intercept=as_float(g("PixelValueTransformationSequence", "RescaleIntercept")) or 0.0,
+            slope=slope,
+            intercept=intercept,
+            has_rescale=has_rescale,
+            private_scale=philips_scale_slope(private) or philips_scale_slope(ds),
             pixel=frame_loc,
             temporal_index=(as_int(value_of(content, "TemporalPositionIndex")) if content is not None else None)
             or as_int(g(_UNASSIGNED, "TemporalPositionIdentifier")),
@@ -320,7 +403,7 @@ def _enhanced_frames(ds: Dataset, path: str) -> list[Frame]:
                       if content is not None and value_of(content, "StackID") else None),
             sequence=sequence,
             diffusion=b_value not in (None, 0.0),
-            problem=problem,
+            problem=problem or rescale_problem,
             **{k2: v for k2, v in fields.items() if k2 not in ("acq_number",)},
             acq_number=(as_int(value_of(content, "FrameAcquisitionNumber")) if content is not None else None)
             or common["acq_number"],
@@ -385,7 +468,7 @@ def set_missing_transfer_syntax(ds: Dataset) -> None:
 def _header_tags() -> list[BaseTag]:
     global _HEADER_TAGS
     if _HEADER_TAGS is None:
-        _HEADER_TAGS = [BaseTag(tag_of(k)) for k in HEADER_KEYWORDS]
+        _HEADER_TAGS = [BaseTag(tag_of(k)) for k in HEADER_KEYWORDS] + [BaseTag(t) for t in _PHILIPS_TAGS]
     return _HEADER_TAGS
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.errors import InputError
+from .checks import check_rescale, philips_scale, refuse_mixed_subjects
 from .scan import ScanResult
 from .stacks import DCE, Stack, classify, make_stacks, orientation_key, orientation_name
 
@@ -56,6 +57,8 @@ class DCEPlan:
     layout: str
     warnings: list[str] = field(default_factory=list)
     scan: ScanResult | None = None
+    notes: list[str] = field(default_factory=list)  # what was left out on purpose, and why
+    intensity_scale: str = "RescaleSlope/RescaleIntercept"
 
     def summary(self) -> dict:
         """JSON-safe description (no UIDs, no paths, no patient identifiers)."""
@@ -74,6 +77,8 @@ class DCEPlan:
                        for s in self.stacks],
             "manufacturer": self.phases[0].frames[0].manufacturer if self.phases else "",
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
+            "intensity_scale": self.intensity_scale,
         }
 
 
@@ -135,10 +140,12 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
             if s.role in ("not MR", "not a grey-scale image", "no geometry"):
                 raise InputError(f"cannot be used as a DCE phase: {s.role} ({s.reason})", f"{folder}: {s.name()}",
                                  "choose MR image series with --series")
+        refuse_mixed_subjects(stacks, folder, chosen)
         for s in stacks:
             if s not in chosen:
                 s.role, s.reason = "not selected", "not in --series"
     else:
+        refuse_mixed_subjects(stacks, folder)
         candidates = [s for s in stacks if s.role == DCE]
         if not candidates:
             roles = Counter(s.role for s in stacks)
@@ -205,13 +212,20 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
     _check_same_matrix(volumes, folder)
     phases, times, source, order_warn = order_phases(volumes)
     warnings.extend(order_warn)
+    check_rescale([f for v in phases for f in v.frames])
+    scale, frames_by_phase = philips_scale([v.frames for v in phases], warnings)
+    for v, frames in zip(phases, frames_by_phase):
+        v.frames = frames
     after = _after_injection(phases, warnings)
     if len({v.geometry.direction for v in phases}) > 1 or any(not v.geometry.same_as(phases[0].geometry)
                                                               for v in phases):
         warnings.append("phases are on different grids; they are resampled onto the pre-contrast grid")
     if len({f.for_uid for v in phases for f in v.frames[:1]}) > 1:
         warnings.append("phases have different frames of reference; patient position may differ between them")
-    return DCEPlan(folder, stacks, phases, times, source, after, _layout(phases), warnings, scan)
+    notes = [f"{s.name()} left out: {s.reason} (ImageType {'/'.join(s.first.image_type) or 'not written'})"
+             for s in stacks if s.role == "derived"]
+    return DCEPlan(folder, stacks, phases, times, source, after, _layout(phases), warnings, scan, notes,
+                   scale or "RescaleSlope/RescaleIntercept")
 
 
 def _refuse_split_series(stacks: list[Stack], folder: Path) -> None:

@@ -140,7 +140,17 @@ def _quiet_native_stderr():
 _NEWER_SYNTAXES = {"1.2.840.10008.1.2.4.201": "High-Throughput JPEG 2000 Image Compression (Lossless Only)",
                    "1.2.840.10008.1.2.4.202": "High-Throughput JPEG 2000 with RPCL Options Image Compression "
                                               "(Lossless Only)",
-                   "1.2.840.10008.1.2.4.203": "High-Throughput JPEG 2000 Image Compression"}
+                   "1.2.840.10008.1.2.4.203": "High-Throughput JPEG 2000 Image Compression",
+                   # JPEG XL (2024): pydicom 3.0 cannot name these either, and no pydicom plugin or GDCM decodes them.
+                   "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+                   "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+                   "1.2.840.10008.1.2.4.112": "JPEG XL"}
+# What a pip install cannot fix: no pydicom plugin or GDCM decodes these (JPEG XL; video syntaxes).
+_NO_PYTHON_DECODER = ("1.2.840.10008.1.2.4.11", "1.2.840.10008.1.2.4.10")
+_INSTALL_FIX = ("install the decoders (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg pyjpegls) or "
+                "decompress the files first (gdcmconv --raw IN OUT, or dcmdjpeg for JPEG)")
+_RESEND_FIX = ("no Python decoder reads this compression: have the PACS or scanner send the series uncompressed "
+               "(Explicit VR Little Endian), or decompress it with the vendor's tool")
 
 
 def _decode_with_gdcm(path: str, ds, first_error: Exception) -> np.ndarray:
@@ -154,11 +164,9 @@ def _decode_with_gdcm(path: str, ds, first_error: Exception) -> np.ndarray:
         meta = getattr(ds, "file_meta", None)
         syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
         kind = f"{_NEWER_SYNTAXES.get(syntax, syntax.name)} ({syntax})" if syntax else "an unknown transfer syntax"
+        hopeless = bool(syntax) and str(syntax).startswith(_NO_PYTHON_DECODER)
         raise InputError(f"neither pydicom's installed decoders nor GDCM can decode its pixel data, compressed as "
-                         f"{kind}", path,
-                         "install the decoders (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
-                         "pyjpegls) or decompress the files first (gdcmconv --raw IN OUT, or dcmdjpeg for JPEG)"
-                         ) from None
+                         f"{kind}", path, _RESEND_FIX if hopeless else _INSTALL_FIX) from None
     # GDCM applies the rescale itself; undo it so that every path returns stored values.
     slope = float(getattr(ds, "RescaleSlope", 1) or 1) if ds is not None else 1.0
     inter = float(getattr(ds, "RescaleIntercept", 0) or 0) if ds is not None else 0.0
@@ -357,6 +365,9 @@ def describe_plan(plan: DCEPlan) -> str:
     g = plan.phases[0].geometry
     lines.append(f"grid: {g.size[0]}x{g.size[1]}x{g.size[2]} voxels of {g.spacing[0]:.4g} x {g.spacing[1]:.4g} x "
                  f"{g.spacing[2]:.4g} mm, {orientation_name(plan.phases[0].frames[0])}")
+    lines.append(f"intensities: {plan.intensity_scale}")
     for w in plan.warnings:
         lines.append(f"warning: {w}")
+    for n in plan.notes:
+        lines.append(f"note: {n}")
     return "\n".join(lines)
