@@ -82,3 +82,20 @@ def test_a_card_without_the_field_is_not_harmonised(tmp_path):
     extra = classify_mip.harmonisation_card()
     marked = json.loads(save(model, spec, d, tmp_path, "cls-marked", {"data": "synthetic"}, 0.01, "5", extra).read_text())
     assert card_harmonises(marked) == REFERENCE_SPACING_MM and marked["sha256"] == plain["sha256"]
+
+
+def test_the_trial_cross_validation_reports_each_training_family():
+    rng = np.random.default_rng(2)
+    n = 480
+    x = rng.normal(size=(n, len(FEATURES)))
+    cases = [f"{'randomized' if i % 96 >= 48 else 'phantom'}_{i // 4}" for i in range(n)]
+    keys = np.array([f"{c}:{'LR'[i % 2]}" for i, c in enumerate(cases)])
+    y_sep = (x[:, RCV] > 0).astype(int)  # the margin decides the class
+    y_rnd = rng.integers(0, 2, n)  # nothing decides it
+    out = {}
+    for name, y in (("separable", y_sep), ("noise", y_rnd)):
+        d = {"x": x, "y": y, "keys": keys, "truth": {k: int(y[keys == k].max()) for k in np.unique(keys)}}
+        out[name] = classify_mip.cv_by_family({name: (d, ("trees", "no-mask", 150, 3))}, repeats=1)[name]
+    assert set(out["separable"]) == {"all", "malignancy", "malignancy-randomized"}
+    assert all(isinstance(k, str) for k in out["separable"])
+    assert min(out["separable"].values()) > 0.85 and out["noise"]["all"] < 0.7

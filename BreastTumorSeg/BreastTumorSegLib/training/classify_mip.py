@@ -173,23 +173,28 @@ def harmonisation_card(reference=REFERENCE_SPACING_MM) -> dict:
                "outline ragged and changes the voxel count of the same lesion (classify-v8.md, classify-v9.md)"}}
 
 
-def cv_by_family(datasets: dict, repeats: int = 2) -> dict:
-    """``{name: (data, spec)}`` -> the exam-grouped 5-fold cross-validated breast AUC of each (mean over
-    *repeats* shuffles of the folds; overall and per training family), training exams only."""
+def cv_family_aucs(data: dict, spec: tuple, repeats: int = 2) -> dict:
+    """The exam-grouped 5-fold cross-validated breast AUC of the entry *spec* of
+    :data:`.classify.CANDIDATE_MODELS` on *data*, mean over *repeats* shuffles of the folds, overall
+    and per training family."""
     from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
     from .classify import _exam_folds, _pipeline, breast_scores
 
+    names, cv = sorted(data["truth"]), []
+    for r in range(repeats):
+        p = cross_val_predict(_pipeline(*spec), data["x"], data["y"], cv=PredefinedSplit(_exam_folds(data["keys"], r)),
+                              method="decision_function")
+        yb, sb = breast_scores(p, data["keys"], data["truth"], float(p.min()) - 1.0)
+        cv.append(_family_aucs(yb, sb, names))
+    return {str(k): round(float(np.mean([c[k] for c in cv])), 4) for k in cv[0]}
+
+
+def cv_by_family(datasets: dict, repeats: int = 2) -> dict:
+    """``{name: (data, spec)}`` -> :func:`cv_family_aucs` of each (training exams only)."""
     out = {}
     for name, (data, spec) in datasets.items():
-        names = sorted(data["truth"])
-        cv = []
-        for r in range(repeats):
-            p = cross_val_predict(_pipeline(*spec), data["x"], data["y"], cv=PredefinedSplit(_exam_folds(data["keys"], r)),
-                                  method="decision_function")
-            yb, sb = breast_scores(p, data["keys"], data["truth"], float(p.min()) - 1.0)
-            cv.append(_family_aucs(yb, sb, names))
-        out[name] = {str(k): round(float(np.mean([c[k] for c in cv])), 4) for k in cv[0]}
+        out[name] = cv_family_aucs(data, spec, repeats)
         print(name, out[name], flush=True)
     return out
 
@@ -213,23 +218,15 @@ def compare(train: dict, dev: dict, specs, repeats: int = 2) -> dict:
     """For each entry of :data:`.classify.CANDIDATE_MODELS` in *specs*: the exam-grouped 5-fold
     cross-validated breast AUC on *train* (mean over *repeats* shuffles, overall and per family)
     and the breast AUC on *dev* per family when fitted on all of *train*."""
-    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+    from .classify import _name, _pipeline, breast_scores
 
-    from .classify import _exam_folds, _name, _pipeline, breast_scores
-
-    names_t, names_d = sorted(train["truth"]), sorted(dev["truth"])
+    names_d = sorted(dev["truth"])
     out = {}
     for spec in specs:
-        cv = []
-        for r in range(repeats):
-            p = cross_val_predict(_pipeline(*spec), train["x"], train["y"], cv=PredefinedSplit(_exam_folds(train["keys"], r)),
-                                  method="decision_function")
-            yb, sb = breast_scores(p, train["keys"], train["truth"], float(p.min()) - 1.0)
-            cv.append(_family_aucs(yb, sb, names_t))
         model = _pipeline(*spec).fit(train["x"], train["y"])
         z = model.decision_function(dev["x"])
         yb, sb = breast_scores(z, dev["keys"], dev["truth"], float(min(z.min(), -10)) - 1.0)
-        out[_name(*spec)] = {"cv": {k: round(float(np.mean([c[k] for c in cv])), 4) for k in cv[0]},
+        out[_name(*spec)] = {"cv": cv_family_aucs(train, spec, repeats),
                              "dev": {k: round(v, 4) for k, v in _family_aucs(yb, sb, names_d).items()}}
         print(_name(*spec), out[_name(*spec)], flush=True)
     return out
