@@ -94,6 +94,8 @@ def test_training_refuses_held_out_families_and_seeds():
         parse_data("malignancy-randomized:5300")
     with pytest.raises(InputError, match="5400-5429"):  # and the fifth (Dec 7, classify-v8.md)
         parse_data("malignancy:5429")
+    with pytest.raises(InputError, match="5500-5529"):  # and the sixth (Dec 7, classify-v9.md)
+        parse_data("malignancy-randomized:5500-5510")
 
 
 def test_operating_threshold_maximises_sensitivity_plus_specificity_and_reaches_the_card(tmp_path):

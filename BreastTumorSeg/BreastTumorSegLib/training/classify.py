@@ -6,7 +6,7 @@
 Exams of the training families only (:data:`~.phantom.malignancy.TRAIN_FAMILIES`: our phantom
 generator and the domain-randomised one, with benign and malignant inserts,
 :mod:`.phantom.malignancy`), never a held-out family nor a held-out seed
-(:func:`~.phantom.malignancy.held_out_seed`: 5000-5029, 5100-5129, 5200-5229, 5300-5329 and 5400-5429, of any family). Every enhancing candidate (found
+(:func:`~.phantom.malignancy.held_out_seed`: 5000-5029, 5100-5129, 5200-5229, 5300-5329, 5400-5429 and 5500-5529, of any family). Every enhancing candidate (found
 exactly as at run time, phases already aligned) is labelled *malignant* when at least a third of
 it lies in a malignant lesion or it covers at least a third of one, *not malignant* otherwise
 (benign lesions, non-mass enhancement, background enhancement, vessels, nodes). The model is
@@ -294,8 +294,9 @@ def _weights(model, spec: tuple, x: np.ndarray) -> tuple[dict, dict]:
 
 
 def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dict, no_candidate: float,
-         version: str = "4") -> Path:
-    """Write ``<name>.safetensors`` and ``<name>.json`` (card with the SHA-256)."""
+         version: str = "4", card_extra: dict | None = None) -> Path:
+    """Write ``<name>.safetensors`` and ``<name>.json`` (card with the SHA-256; *card_extra*: more
+    fields of the card, e.g. ``grid_harmonisation``)."""
     import hashlib
 
     from safetensors.numpy import save as save_numpy
@@ -331,7 +332,7 @@ def save(model, spec: tuple, data: dict, out_dir: Path, name: str, training: dic
             "breast_calibration": training.get("breast_calibration", {"a": 1.0, "b": 0.0}),
             "intended_use": "research and software testing only: trained on synthetic phantoms, never validated on "
                             "patients; its probabilities are not calibrated for any clinical population",
-            "training": training}
+            "training": training, **(card_extra or {})}
     path = out_dir / f"{name}.json"
     write_json(path, card)
     return path
@@ -371,10 +372,10 @@ def collect_all(data_spec: list[tuple[str, list[int]]], cache_dir: Path | None =
 DEFAULT_DATA = "malignancy:100-335,malignancy-randomized:6000-6139"
 
 
-def main(argv=None, collect=None) -> int:
+def main(argv=None, collect=None, card_extra: dict | None = None) -> int:
     """The command line; *collect(data_spec, cache_dir)* gathers the training data (default
     :func:`collect_all`; ``python -m BreastTumorSegLib.training.classify_mip train`` passes the one with
-    the MIP features)."""
+    the MIP features); *card_extra*: more fields of the written card (:func:`save`)."""
     from ..core.errors import InputError
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -408,7 +409,7 @@ def main(argv=None, collect=None) -> int:
                         "every family never used for training or model selection",
                 **report, "sklearn": _name(*spec)}
     print(json.dumps(training, indent=2))
-    print(save(model, spec, data, a.out, a.name, training, no_candidate, a.card_version))
+    print(save(model, spec, data, a.out, a.name, training, no_candidate, a.card_version, card_extra))
     return 0
 
 

@@ -28,8 +28,8 @@ from ..engine.classify import exam_candidates
 from ..engine.classify_mip import BreastMIP, candidate_footprint, exam_mips, mip_feature_rows, projection_axis, \
     second_subtraction_index
 from ..engine.classify_context import context_features
-from ..engine.classify_grid import grid_features, spacing_from_record
-from ..models.classifier import CONTEXT_FEATURES, FEATURES, GRID_FEATURES, MIP_FEATURES
+from ..engine.classify_grid import HARMONISED, REFERENCE_SPACING_MM, grid_features, harmonised, spacing_from_record
+from ..models.classifier import CONTEXT_FEATURES, FEATURES, GRID_FEATURES, MIP_FEATURES, WITH_GRID
 from .classify import breast_table, candidate_labels, parse_data
 from .phantom.malignancy import make_class_exam
 
@@ -126,6 +126,79 @@ def collect_mip(data_spec, cache_dir: Path | None = None, log=print, skip_unbuil
             "truth": truth}
 
 
+def harmonise_record(raw: dict, rec: dict, reference=REFERENCE_SPACING_MM) -> dict:
+    """*rec* (:func:`with_mip` of the cached *raw*) with its :data:`~..engine.classify_grid.HARMONISED`
+    features read as on the *reference* grid (:func:`~..engine.classify_grid.harmonised`; the exam's
+    voxel sides from the raw record, before the voxel count is rewritten), as a card with
+    ``grid_harmonisation`` reads them at run time; other columns kept."""
+    x = np.asarray(rec["x"], np.float64)
+    if len(x):
+        x = harmonised(x, spacing_from_record(np.asarray(raw["x"]).reshape(-1, len(FEATURES)), raw["spacing2d"]),
+                       reference)
+    return {**rec, "x": x}
+
+
+def collect_harmonised(data_spec, cache_dir: Path | None = None, log=print, reference=REFERENCE_SPACING_MM,
+                       grid: bool = False) -> dict:
+    """The training data of a card with ``grid_harmonisation`` (version 9 trial, classify-v9.md): each
+    exam's candidate rows, :data:`FEATURES` only (with *grid*: the :data:`WITH_GRID` columns), the
+    features counted in voxels read as on *reference* (:func:`harmonise_record`)."""
+    xs, ys, keys, truth = [], [], [], {}
+    for family, seeds in data_spec:
+        for seed in seeds:
+            try:
+                raw = mip_record(family, seed, cache_dir)
+            except RuntimeError:
+                log(f"  {family} {seed}: not buildable, skipped")
+                continue
+            rec = with_mip(raw, context=grid, grid=grid)
+            if not grid:
+                rec["x"] = np.asarray(rec["x"])[:, :len(FEATURES)]
+            rec = harmonise_record(raw, rec, reference)
+            xs.append(rec["x"])
+            ys.append(rec["y"])
+            keys += rec["keys"].tolist()
+            truth.update(rec["truth"])
+    n = len(WITH_GRID) if grid else len(FEATURES)
+    return {"x": np.concatenate(xs).reshape(-1, n), "y": np.concatenate(ys).astype(int), "keys": np.array(keys),
+            "truth": truth}
+
+
+def harmonisation_card(reference=REFERENCE_SPACING_MM) -> dict:
+    """The card field that makes the run time read the features as the trainer did."""
+    return {"grid_harmonisation": {
+        "reference_spacing_mm": [float(v) for v in reference], "features": list(HARMONISED),
+        "why": "trained and run on radial_cv (outline irregularity) and log_n_voxels read as on one reference "
+               "grid (the middle of our phantom family's drawn grids): a coarse or anisotropic grid makes any "
+               "outline ragged and changes the voxel count of the same lesion (classify-v8.md, classify-v9.md)"}}
+
+
+def cv_family_aucs(data: dict, spec: tuple, repeats: int = 2) -> dict:
+    """The exam-grouped 5-fold cross-validated breast AUC of the entry *spec* of
+    :data:`.classify.CANDIDATE_MODELS` on *data*, mean over *repeats* shuffles of the folds, overall
+    and per training family."""
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+
+    from .classify import _exam_folds, _pipeline, breast_scores
+
+    names, cv = sorted(data["truth"]), []
+    for r in range(repeats):
+        p = cross_val_predict(_pipeline(*spec), data["x"], data["y"], cv=PredefinedSplit(_exam_folds(data["keys"], r)),
+                              method="decision_function")
+        yb, sb = breast_scores(p, data["keys"], data["truth"], float(p.min()) - 1.0)
+        cv.append(_family_aucs(yb, sb, names))
+    return {str(k): round(float(np.mean([c[k] for c in cv])), 4) for k in cv[0]}
+
+
+def cv_by_family(datasets: dict, repeats: int = 2) -> dict:
+    """``{name: (data, spec)}`` -> :func:`cv_family_aucs` of each (training exams only)."""
+    out = {}
+    for name, (data, spec) in datasets.items():
+        out[name] = cv_family_aucs(data, spec, repeats)
+        print(name, out[name], flush=True)
+    return out
+
+
 def _family(key: str) -> str:
     return "malignancy-randomized" if key.startswith("randomized") else "malignancy"
 
@@ -145,23 +218,15 @@ def compare(train: dict, dev: dict, specs, repeats: int = 2) -> dict:
     """For each entry of :data:`.classify.CANDIDATE_MODELS` in *specs*: the exam-grouped 5-fold
     cross-validated breast AUC on *train* (mean over *repeats* shuffles, overall and per family)
     and the breast AUC on *dev* per family when fitted on all of *train*."""
-    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+    from .classify import _name, _pipeline, breast_scores
 
-    from .classify import _exam_folds, _name, _pipeline, breast_scores
-
-    names_t, names_d = sorted(train["truth"]), sorted(dev["truth"])
+    names_d = sorted(dev["truth"])
     out = {}
     for spec in specs:
-        cv = []
-        for r in range(repeats):
-            p = cross_val_predict(_pipeline(*spec), train["x"], train["y"], cv=PredefinedSplit(_exam_folds(train["keys"], r)),
-                                  method="decision_function")
-            yb, sb = breast_scores(p, train["keys"], train["truth"], float(p.min()) - 1.0)
-            cv.append(_family_aucs(yb, sb, names_t))
         model = _pipeline(*spec).fit(train["x"], train["y"])
         z = model.decision_function(dev["x"])
         yb, sb = breast_scores(z, dev["keys"], dev["truth"], float(min(z.min(), -10)) - 1.0)
-        out[_name(*spec)] = {"cv": {k: round(float(np.mean([c[k] for c in cv])), 4) for k in cv[0]},
+        out[_name(*spec)] = {"cv": cv_family_aucs(train, spec, repeats),
                              "dev": {k: round(v, 4) for k, v in _family_aucs(yb, sb, names_d).items()}}
         print(_name(*spec), out[_name(*spec)], flush=True)
     return out
@@ -170,13 +235,21 @@ def compare(train: dict, dev: dict, specs, repeats: int = 2) -> dict:
 def main(argv=None) -> int:
     """``train ARGS``: :func:`.classify.main` on the exams with the MIP features (same options;
     ``train --context ARGS``: and the breast-context features; ``train --grid ARGS``: and the
-    grid-relative margin features too); otherwise cache exams (``--data``) and
+    grid-relative margin features too; ``train --harmonise ARGS``: :data:`FEATURES` read as on the
+    reference grid, :func:`collect_harmonised`, and the card says so); ``cv ARGS``: the version 9
+    trial's cross-validation (:func:`cv_by_family`: version 3's trees on the raw and on the harmonised
+    features, and the grid-relative feature set); otherwise cache exams (``--data``) and
     compare models (``--dev``, ``--models``; every feature set, the context ones included)."""
     from ..core.errors import InputError
     from .classify import CANDIDATE_MODELS, _name
     from .classify import main as train_main
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"] and "--harmonise" in argv:
+        return train_main([a for a in argv[1:] if a != "--harmonise"], collect=collect_harmonised,
+                          card_extra=harmonisation_card())
+    if argv[:1] == ["cv"]:
+        return _cv_main(argv[1:])
     if argv[:1] == ["train"]:
         context, grid = "--context" in argv, "--grid" in argv
         return train_main([a for a in argv[1:] if a not in ("--context", "--grid")],
@@ -198,6 +271,35 @@ def main(argv=None) -> int:
     if dev:
         wanted = [m for m in CANDIDATE_MODELS if _name(*m) in a.models.split(";")]
         compare(train, collect_mip(dev, a.cache_dir, skip_unbuildable=True, log=lambda *_: None, grid=True), wanted)
+    return 0
+
+
+V3_TREES = ("trees", "no-mask", 300, 4, 0.03, 5)
+GRID_TREES = ("trees", "no-mask-grid", 300, 4, 0.03, 5)
+
+
+def _cv_main(argv) -> int:
+    import json
+
+    from ..core.errors import InputError
+
+    p = argparse.ArgumentParser(description="version 9 trial: exam-grouped CV on the training exams")
+    p.add_argument("--data", required=True)
+    p.add_argument("--cache-dir", type=Path, required=True)
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    try:
+        spec = parse_data(a.data)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    raw = collect_mip(spec, a.cache_dir, skip_unbuildable=True, log=lambda *_: None, grid=True)
+    harm = collect_harmonised(spec, a.cache_dir, log=lambda *_: None, grid=True)
+    out = cv_by_family({"version 3 trees, raw features": (raw, V3_TREES),
+                        "version 3 trees, harmonised features (refit)": (harm, V3_TREES),
+                        "trees no-mask-grid (refit)": (raw, GRID_TREES)})
+    if a.json:
+        a.json.write_text(json.dumps(out, indent=2))
     return 0
 
 
