@@ -77,6 +77,8 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
               "kept-grow": ("kept_grow", "growth of the kept lesions (engine/kept_grow.py)", "kept-lesion growth"),
               "kept-pieces": ("kept_pieces", "dropped pieces joined to the kept lesions (engine/kept_pieces.py)",
                               "kept-lesion pieces"),
+              "kept-reach": ("kept_reach", "more rounds of the kept-lesion growth (engine/kept_reach.py)",
+                             "kept-lesion reach"),
               # both optional steps in the pipeline's order (pieces, then growth), each on the other's result
               "kept-pieces-grow": ("kept_pieces+kept_grow", "dropped pieces joined, then growth of the kept lesions "
                                    "(engine/kept_pieces.py, engine/kept_grow.py)", "kept-lesion pieces + growth")}

@@ -30,6 +30,7 @@ from . import behind_floor  # a second look behind the region's floor (engine/be
 from . import dark_behind  # tumors dark before contrast, in the region and behind its floor (engine/dark_behind.py, off)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, on)
+from . import kept_reach  # more rounds of that growth from the grown lesion (engine/kept_reach.py, off: held-out failed)
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
 from . import dark_fatsat  # tumors dark before contrast in fat-suppressed exams (engine/dark_fatsat.py, off)
 from . import kept_pieces  # dropped pieces beside each kept lesion (engine/kept_pieces.py, off: held-out failed)
@@ -176,6 +177,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         label, lesions, components = kept_pieces.add_kept_pieces(segmenter, exam, label, lesions, components, prob,
                                                                  options)
         label, lesions, components = kept_grow.add_kept_grow(segmenter, exam, label, lesions, components, prob, options)
+        label, lesions, components = kept_reach.add_kept_reach(segmenter, exam, label, lesions, components, prob,
+                                                               options)
         prob = kept_hull.fill_probability(prob, kept, components)  # a threshold that keeps a lesion keeps its fill
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
