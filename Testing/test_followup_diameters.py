@@ -1,6 +1,8 @@
 """Follow-up (issue 31): a tumor the segmentation cuts into pieces at one visit is measured across its whole
-extent (followup/diameters.py, DiameterSettings(union=True), the default since fu12), not as the sum of its pieces'
-diameters, so a stable tumor cut in three is not read as progression."""
+extent with followup/diameters.py's DiameterSettings(union=True) (the default fu12-fu16), not as the sum of its pieces'
+diameters, so a stable tumor cut in three is not read as progression. Since fu17 the default adds the pieces'
+diameters (RECIST 1.1's fragment rule; docs/decisions/followup-recist-issue31.md): a tumor cut in two by treatment is
+measured as the truth measures it, and a tumor the segmentation cuts reads as the pieces add up."""
 from __future__ import annotations
 
 import copy
@@ -104,13 +106,39 @@ def test_a_stable_tumor_cut_in_three_at_visit_2_is_stable_with_the_union(stable)
 
     cat, now, base, pieces = recist(diameters=SUM)  # the pieces' diameters added as RECIST fragments
     assert pieces >= 3 and cat == "PD" and now > 1.2 * base  # the segmentation's cut read as progression
-    for kw in ({"diameters": UNION}, {}):  # the union, the default
-        cat, now, base, pieces = recist(**kw)
-        assert pieces >= 3 and cat == "SD" and abs(now - base) < 0.1 * base  # measured across the whole tumor
+    cat, now, base, pieces = recist(diameters=UNION)  # the union (the default fu12-fu16)
+    assert pieces >= 3 and cat == "SD" and abs(now - base) < 0.1 * base  # measured across the whole tumor
+    # the default since fu17 adds the pieces (RECIST's fragment rule): the segmentation's cut is read as it adds up
+    assert recist() == recist(diameters=SUM)
     # the outline's diameters (measure.py) taken over the whole outline: stable too
     cat, now, base, _ = recist(diameters=UNION, measure=MeasureSettings(diameters=True))
     assert cat == "SD" and abs(now - base) < 0.1 * base
 
 
-def test_union_is_on_by_default():
-    assert DiameterSettings().union is True
+def test_the_pieces_are_added_by_default_since_fu17():
+    assert DiameterSettings().union is False
+
+
+def test_a_tumor_cut_in_two_by_treatment_is_measured_as_its_pieces_add_up():
+    """fu17: the ellipse family's seed 5000 (one tumor), fragmented at visit 2 (half its volume, cut in two by a
+    slab: the series generator's ``fragment`` fate). The truth adds the two pieces' longest diameters (RECIST 1.1's
+    fragment rule): 16.1 -> 18.5 mm. The segmentation finds the two pieces; by default their diameters are added and
+    the target sum is within 15 % of the truth's, while their union (one tumor across the gap, fu12's default) reads
+    it more than 15 % short."""
+    from BreastTumorSegLib.followup.run import follow, segment_visits
+
+    series = make_visit_series("ellipse", 5000, n_visits=2, fates=["fragment"], fraction=0.5, **SMALL)
+    cc = sitk.ConnectedComponent(series.visits[1].tumor_labels > 0, True)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputeFeretDiameterOn()
+    stats.Execute(cc)
+    truth = sum(stats.GetFeretDiameter(c) for c in stats.GetLabels())
+    assert len(stats.GetLabels()) == 2  # the truth: two pieces
+    seg = segment_visits([v.exam for v in series.visits], dates=series.dates, model="ftv", register=False)
+    res = follow(seg)
+    target = [t for t in res.tracks if t.track_id in res.table["targets"]]
+    assert len(target) == 1 and len(target[0].members.get(1, [])) == 2  # one track, both pieces at visit 2
+    now = res.table["exams"][1]["sum_target_diameters_mm"]
+    assert abs(now - truth) < 0.15 * truth
+    union = follow(seg, diameters=UNION).table["exams"][1]["sum_target_diameters_mm"]
+    assert union < 0.85 * truth and res.settings["diameters"]["union"] is False

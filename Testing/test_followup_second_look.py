@@ -171,3 +171,48 @@ def test_looking_forward_a_gone_tumor_at_the_regions_edge_stays_disappeared_full
     """fu13's step (back and forward, ``look_forward=True``) is held to the same truth: it must stay CR."""
     res = follow(gone_at_the_regions_edge, second_look=BOTH)
     assert res.table["exams"][1]["recist"] == "CR" and not res.tracks[0].members.get(1)
+
+
+def test_a_second_look_baseline_lesion_is_a_non_target_only_when_asked():
+    """fu17 (docs/decisions/followup-recist-issue31.md): two baseline lesions of 30 and 15 mm; the first was found
+    only by the second look (flag ``second_look``: non-tumor enhancement beyond the breast region, as in
+    development heterogeneous 6017 and 6036). Visit 2: it measures 10 mm, the segmented lesion is unchanged. As a
+    target (the default) the sum falls 45 -> 25 mm, -44 %: PR; as a non-target (``second_look_non_targets``) the
+    target is the segmented lesion alone, 15 -> 15 mm: SD. Either way the lesion is no new lesion and counts as a
+    lesion left."""
+    from BreastTumorSegLib.core.results import Lesion
+    from BreastTumorSegLib.followup.match import Track, VisitLesions
+    from BreastTumorSegLib.followup.response import ResponseSettings, change_table
+
+    def visit(d1):
+        les = [Lesion(1, 2.0, d1, (10.0, 0.0, 0.0), "left", 100, 1.0, flags=[SECOND_LOOK_FLAG]),
+               Lesion(2, 0.5, 15.0, (40.0, 0.0, 0.0), "left", 50, 1.0)]
+        return VisitLesions(les, np.zeros((2, 2, 2), np.int32), [np.asarray(x.centroid_lps) for x in les])
+
+    visits = [visit(30.0), visit(10.0)]
+    tracks = [Track(1, 0, {0: [1], 1: [1]}, centroid=np.zeros(3)), Track(2, 0, {0: [2], 1: [2]}, centroid=np.zeros(3))]
+    ftv = [{1: 2.0, 2: 0.5}, {1: 1.0, 2: 0.5}]
+    default = change_table(tracks, visits, ftv, [None, None])
+    assert default["targets"] == [1, 2] and default["exams"][1]["recist"] == "PR"
+    asked = change_table(tracks, visits, ftv, [None, None], ResponseSettings(second_look_non_targets=True))
+    assert asked["targets"] == [2] and asked["exams"][1]["recist"] == "SD"
+    assert asked["exams"][1]["new_tracks"] == [] and asked["exams"][1]["n_lesions"] == 2
+
+
+def test_a_tumor_found_only_looking_back_is_a_non_target_when_asked():
+    """The baseline tumor enhances 55 % (the FTV rule misses it), stable at visit 2 (truth SD). Looking back finds it
+    (as above); with ``second_look_non_targets`` it is a non-target: no target sum, the visit-2 tumor is its track's
+    (not new) and the visit is SD, not CR and not PD; as a target (the default) it is the one target."""
+    from BreastTumorSegLib.followup.response import ResponseSettings
+
+    series = make_visit_series("ellipse", SEED, n_visits=2, fates=["stable"], **SMALL)
+    tumor = sitk.GetArrayFromImage(series.visits[0].tumor_labels) > 0
+    exams = [_weakened(series.visits[0].exam, tumor, 55.0), series.visits[1].exam]
+    seg = segment_visits(exams, dates=series.dates, model="ftv", register=False)
+    default = follow(seg, guided=NO_GUIDED, second_look=BACK)
+    assert default.table["targets"] == [default.tracks[0].track_id]
+    res = follow(seg, guided=NO_GUIDED, second_look=BACK, response=ResponseSettings(second_look_non_targets=True))
+    assert [les.flags for les in res.visits[0].lesions] == [[SECOND_LOOK_FLAG]]
+    assert [(t.first_visit, sorted(t.members)) for t in res.tracks] == [(0, [0, 1])]
+    assert res.table["targets"] == [] and res.table["exams"][1]["recist"] == "SD"
+    assert res.settings["response"]["second_look_non_targets"] is True

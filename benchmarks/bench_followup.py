@@ -301,7 +301,12 @@ def main(argv=None) -> int:
     p.add_argument("--empty-baseline", default=None, choices=("on", "off"),
                    help="read a baseline with no lesion at all again with a relaxed rule (followup/empty_baseline.py, "
                         "EmptyBaselineSettings.enabled); default: the follow-up's default")
+    p.add_argument("--second-look-non-targets", default=None, choices=("on", "off"),
+                   help="a baseline lesion found only by the second look is a non-target (ResponseSettings."
+                        "second_look_non_targets); default: the follow-up's default")
     a = p.parse_args(argv)
+    response = (None if a.second_look_non_targets is None else
+                ResponseSettings(second_look_non_targets=a.second_look_non_targets == "on"))
     empty = None if a.empty_baseline is None else EmptyBaselineSettings(enabled=a.empty_baseline == "on")
     second = None if a.second_look is None else second_look_settings(a.second_look)
     diameters = None if a.diameters is None else DiameterSettings(union=a.diameters.endswith("union"))
@@ -337,8 +342,8 @@ def main(argv=None) -> int:
                 n += 1
                 continue
             t0 = time.perf_counter()
-            res = follow(seg, newfind=newfind, evidence=evidence, guided=guided, measure=measure, diameters=diameters,
-                         second_look=second, empty_baseline=empty)
+            res = follow(seg, response=response, newfind=newfind, evidence=evidence, guided=guided, measure=measure,
+                         diameters=diameters, second_look=second, empty_baseline=empty)
             t_run = t_seg + time.perf_counter() - t0
             base = series.visits[0]
             where = np.argwhere(sitk.GetArrayViewFromImage(base.breast_mask) > 0)[::50][:, ::-1]

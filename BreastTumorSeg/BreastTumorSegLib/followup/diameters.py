@@ -1,4 +1,4 @@
-"""A track's longest diameter at a visit taken over all its lesions there together (on by default since fu12).
+"""A track's longest diameter at a visit taken over all its lesions there together (on by default fu12-fu16; off since fu17).
 
 RECIST 1.1 adds the longest diameters of a lesion's fragments, and the change table does so for the
 lesions of one track at a visit (:mod:`.response`). But the segmentation of a heterogeneous tumor can
@@ -11,7 +11,9 @@ the union of the track's outline at that visit instead of its pieces' sum.
 
 A tumor that truly broke up under treatment is then measured across its pieces, not as their sum (the
 synthetic truth adds the pieces' diameters, as RECIST's letter asks): the cost of this setting, measured
-with it on the development series (``docs/decisions/followup-consistency-issue31.md``).
+with it on the development series (``docs/decisions/followup-consistency-issue31.md``). On fresh development and
+held-out series that cost was larger than its gain (``docs/decisions/followup-recist-issue31.md``, fu17): the
+setting is off by default since fu17, the pieces' diameters added.
 """
 from __future__ import annotations
 
@@ -25,11 +27,13 @@ from ..core.imageutil import from_array
 
 @dataclass(frozen=True)
 class DiameterSettings:
-    # On since fu12 (docs/decisions/followup-consistency-issue31.md): heterogeneous development 6000-6029 RECIST
-    # 34 -> 36/45 (matching, volume unchanged); held-out ellipse 5030-5039 + heterogeneous 5040-5049 (20 series,
-    # once) RECIST 22/30 -> 22/30, matching 42/54, volume median 4.25 points, all unchanged. False: the pieces'
-    # diameters added, as before.
-    union: bool = True
+    # On from fu12 (docs/decisions/followup-consistency-issue31.md: heterogeneous development 6000-6029 RECIST
+    # 34 -> 36/45; held-out 5030-5049 unchanged) to fu17; off since fu17 (docs/decisions/followup-recist-issue31.md):
+    # on 40 fresh development series (ellipse 6010-6029, heterogeneous 6030-6049) 7 of 16 wrong categories were
+    # tumors cut in two by treatment, whose pieces RECIST 1.1 adds; the pieces added took RECIST 44 -> 47/60 there
+    # and 16 -> 18/30 on held-out ellipse + heterogeneous 5110-5119 (matching 38/50, volume median 5.33 points,
+    # unchanged). False: the pieces' diameters added (RECIST's fragment rule); True: their union, one tumor.
+    union: bool = False
 
 
 def union_diameter(mask: np.ndarray, like: sitk.Image) -> float:

@@ -11,6 +11,10 @@ lesion found only by the look-back (:mod:`.lookback`, flagged ``found_on_later_v
 measured when the baseline was read: it is a non-target lesion (it is not new, and it counts as a
 lesion left), never a target, unless ``lookback_targets`` (the baseline read is the follow-up's own,
 made after every visit was seen: such a lesion >= 10 mm is then a target like any other).
+With ``second_look_non_targets`` (off by default; fu17, ``docs/decisions/followup-recist-issue31.md``) a
+baseline lesion found only by the prior-guided second look (:mod:`.second_look`, flagged ``second_look``:
+looked for at the baseline after a later visit was seen, at a lower level or beyond the breast region) is
+a non-target for the same reason: RECIST 1.1 chooses the targets when the baseline is read.
 
 * **PD**: an unequivocal new lesion (longest diameter >= ``new_lesion_min_mm`` = 10 mm, the size of a
   measurable lesion: a smaller new finding is listed as a new track but does not decide the category,
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 
 from .lookback import LOOKBACK_FLAG
 from .newfind import SEEN_BEFORE_FLAG
+from .second_look import SECOND_LOOK_FLAG
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,9 @@ class ResponseSettings:
     # A baseline lesion found by the look-back may be a target (the follow-up's baseline read includes it;
     # the truth of bench_followup counts every true baseline tumor >= 10 mm). False: non-target (module docstring).
     lookback_targets: bool = False
+    # A baseline lesion found only by the second look (flag ``second_look``) is a non-target (module docstring).
+    # False: a target like any baseline lesion (main's behaviour before fu17).
+    second_look_non_targets: bool = False
 
 
 def recist_category(sums: list[float], k: int, new_lesion: bool, any_lesion_left: bool,
@@ -113,12 +121,14 @@ def change_table(tracks, visits, ftv: list[dict[int, float]], dates: list[str | 
                 "longest_diameter_mm": sum(x.longest_diameter_mm for x in les), "n_fragments": len(les),
                 "side": les[0].side, "looked_back": all(LOOKBACK_FLAG in x.flags for x in les),
                 "enhanced_before": all(SEEN_BEFORE_FLAG in x.flags for x in les),
+                "second_looked": all(SECOND_LOOK_FLAG in x.flags for x in les),
                 **(measured or {}).get((t.track_id, k), {})}
 
     table = {t.track_id: [measure(t, k) for k in range(n)] for t in tracks}
     base_tracks = [{"id": t.track_id, "diameter_mm": table[t.track_id][0]["longest_diameter_mm"],
                     "side": table[t.track_id][0]["side"]} for t in tracks
-                   if t.first_visit == 0 and (s.lookback_targets or not table[t.track_id][0]["looked_back"])]
+                   if t.first_visit == 0 and (s.lookback_targets or not table[t.track_id][0]["looked_back"])
+                   and not (s.second_look_non_targets and table[t.track_id][0]["second_looked"])]
     targets, note = choose_targets(base_tracks, s)
     notes = [note] if note else []
     rows = []
