@@ -21,7 +21,7 @@ from BreastTumorSegLib.evaluation.metrics import dice
 from BreastTumorSegLib.models.ftv_segmenter import FTVOutlineSegmenter
 from BreastTumorSegLib.models.registry import get_segmenter
 from BreastTumorSegLib.preprocess.breast_region import breast_region
-from dev_exams import motion_free, tumor_free_7002
+from dev_exams import behind_floor_point, lps_grid, motion_free, tumor_free_7002, with_signal
 
 TIMES = (0.0, 1.5, 3.0, 4.5)
 RUN = SegmentSettings(registration="none")
@@ -232,44 +232,14 @@ def test_tumor_free_exam_gains_nothing(free7002, monkeypatch):
     assert len(on.lesions) == len(off.lesions)
 
 
-def _lps_grid(ref):
-    shape = sitk.GetArrayViewFromImage(ref).shape
-    idx = np.indices(shape).reshape(3, -1)[::-1].T.astype(float)
-    m = np.asarray(ref.GetDirection()).reshape(3, 3) * np.asarray(ref.GetSpacing())
-    return (idx @ m.T + np.asarray(ref.GetOrigin())).reshape(shape + (3,))
-
-
-def _behind_floor_point(exam, x_lps, depth_mm):
-    """The LPS point *depth_mm* behind the breast region's floor at LPS x *x_lps* in the middle work slice."""
-    _, ctx = breast_region(exam.phases[0])
-    work, floor = ctx["work"], ctx["chest_wall_row"]
-    kz = work.GetSize()[2] // 2
-    i = int(round(work.TransformPhysicalPointToContinuousIndex([x_lps, 0.0, 0.0])[0]))
-    j = floor[kz, i] + depth_mm / work.GetSpacing()[1]
-    return np.array(work.TransformContinuousIndexToPhysicalPoint([float(i), float(j), float(kz)]))
-
-
-def _with_signal(exam, parts):
-    """*exam* with each (mask, pre, post) of *parts* written into its phases (pre-contrast *pre*, later phases *post*)."""
-    phases = []
-    for k, p in enumerate(exam.phases):
-        a = sitk.GetArrayFromImage(p)
-        for mask, pre, post in parts:
-            a[mask] = pre if k == 0 else post
-        img = sitk.GetImageFromArray(a)
-        img.CopyInformation(p)
-        phases.append(img)
-    return exam.with_phases(phases)
-
-
 def test_dark_tube_behind_the_floor_not_taken(free7002, monkeypatch):
     """A tube along z (radius 2 mm, 80 mm long, a vessel) 20 mm behind the floor, at 0.6 x the background level
     before contrast and 5 x that after (PE 400 %): dark and strongly enhancing, but not a lesion."""
     _, _, bg = _both(free7002, monkeypatch)
-    lps = _lps_grid(free7002.reference)
-    t = _behind_floor_point(free7002, -25.0, 20.0)
+    lps = lps_grid(free7002.reference)
+    t = behind_floor_point(free7002, -25.0, 20.0)
     tube = (np.linalg.norm((lps - t)[..., :2], axis=-1) <= 2.0) & (np.abs(lps[..., 2] - t[2]) <= 40.0)
-    exam = _with_signal(free7002, [(tube, 0.6 * bg, 3.0 * bg)])
+    exam = with_signal(free7002, [(tube, 0.6 * bg, 3.0 * bg)])
     region, _ = breast_region(exam.phases[0])
     assert not (sitk.GetArrayFromImage(region) > 0)[tube].any()  # behind the region's floor
     off, on, _ = _both(exam, monkeypatch)
@@ -282,9 +252,9 @@ def test_dark_heart_like_body_not_taken(free7002, monkeypatch):
     """A large body (radius 25 mm, 65 mL) behind the floor, dark before contrast and strongly enhancing (the heart or
     a blood pool of a fat-suppressed exam): not a lesion."""
     _, _, bg = _both(free7002, monkeypatch)
-    lps = _lps_grid(free7002.reference)
-    heart = np.linalg.norm(lps - _behind_floor_point(free7002, -75.0, 62.0), axis=-1) <= 25.0
-    exam = _with_signal(free7002, [(heart, 0.6 * bg, 3.0 * bg)])
+    lps = lps_grid(free7002.reference)
+    heart = np.linalg.norm(lps - behind_floor_point(free7002, -75.0, 62.0), axis=-1) <= 25.0
+    exam = with_signal(free7002, [(heart, 0.6 * bg, 3.0 * bg)])
     off, on, _ = _both(exam, monkeypatch)
     a, b = sitk.GetArrayFromImage(off.label) > 0, sitk.GetArrayFromImage(on.label) > 0
     assert np.array_equal(a, b) and len(on.lesions) == len(off.lesions)
