@@ -78,8 +78,8 @@ def fatsat_exam(tumor: bool = True, seed: int = 0):
     return DCEExam(_phases(pre, pe, seed), list(TIMES), case_id="fatsat"), t, vessel
 
 
-def test_off_by_default_until_the_rule_decides():
-    assert dark_before.DARK_BEFORE is False
+def test_on_by_default_as_the_rule_decided():
+    assert dark_before.DARK_BEFORE is True  # held-out 5128-5135 passed (docs/decisions/dark-before-issue25.md)
 
 
 def test_a_patchy_dark_tumor_in_a_fat_suppressed_exam_is_found_and_the_vessel_is_not():
@@ -160,10 +160,14 @@ def test_a_tumor_free_exam_gains_nothing_and_a_dark_tube_is_not_taken():
     assert not (after[out] >= 0.5).any()
 
 
-def test_off_by_default_and_never_for_a_reader_seed_roi_or_another_segmenter():
+def test_off_and_never_for_a_reader_seed_roi_or_another_segmenter(monkeypatch):
     exam, _, _ = beside_exam()
+    before, after, _ = run(exam, region_from(), False)
+    assert np.array_equal(before, after)
+    monkeypatch.setattr(dark_before, "DARK_BEFORE", False)  # the switch off: the default of enabled follows it
     before, after, _ = run(exam, region_from(), None)
     assert np.array_equal(before, after)
+    monkeypatch.undo()
     before, after, _ = run(exam, region_from(), True, roi=region_from())
     assert np.array_equal(before, after)
     seg = FTVOutlineSegmenter()

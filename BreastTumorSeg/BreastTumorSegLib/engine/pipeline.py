@@ -27,7 +27,7 @@ from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, on)
-from . import dark_before  # tumors dark before contrast: in, beside and behind the region (engine/dark_before.py, off)
+from . import dark_before  # tumors dark before contrast: in, beside and behind the region (engine/dark_before.py, on)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, on)
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
