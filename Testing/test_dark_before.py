@@ -262,3 +262,31 @@ def test_dark_heart_like_body_not_taken(free7002, monkeypatch):
     off, on, _ = _both(exam, monkeypatch)
     a, b = sitk.GetArrayFromImage(off.label) > 0, sitk.GetArrayFromImage(on.label) > 0
     assert np.array_equal(a, b) and len(on.lesions) == len(off.lesions)
+
+
+def test_compare_step_segments_again_only_where_the_step_changed_the_map(monkeypatch):
+    """``bench_generalization.py --compare-step dark-before``: the pipeline with the step on; the exam is segmented
+    again with it off only when the step changed the probability map, and the switch is left as it was."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_generalization import POST_STEPS, PREDICT_STEPS, predict_step_pair
+
+    assert POST_STEPS["dark-before"][0] == "dark_before" and PREDICT_STEPS["dark_before"] == "DARK_BEFORE"
+    calls = []
+
+    def pipeline():
+        prob = object()
+        out = dark_before.add_dark_before(None, None, prob, None, None, None, {})  # no region: unchanged
+        calls.append(dark_before.DARK_BEFORE)
+        return {"on": dark_before.DARK_BEFORE, "changed": out[0] is not prob}
+
+    before, after, _, _, twice = predict_step_pair("dark_before", pipeline)
+    assert not twice and before is after and calls == [True]
+    monkeypatch.setattr(dark_before, "DARK_BEFORE", False)
+    monkeypatch.setattr(dark_before, "add_dark_before", lambda seg, exam, prob, *a, **k: (object(), None))
+    calls.clear()
+    before, after, _, _, twice = predict_step_pair("dark_before", pipeline)
+    assert twice and calls == [True, False] and after["changed"] and before["on"] is False
+    assert dark_before.DARK_BEFORE is False  # restored
