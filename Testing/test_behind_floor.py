@@ -18,7 +18,8 @@ from BreastTumorSegLib.kinetics.deep_band import _on_exam
 from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
 from BreastTumorSegLib.engine.postprocess import OUTSIDE_BREAST
 from BreastTumorSegLib.preprocess.breast_region import breast_region
-from dev_exams import motion_free, tumor_free_7002
+from dev_exams import behind_floor_point as _behind_floor_point, lps_grid as _lps_grid, motion_free, tumor_free_7002
+from dev_exams import with_signal as _with_signal
 
 HEART, LUNG = 4, 3  # randomised family's tissue labels (params["tissue_labels"])
 RUN = SegmentSettings(registration="none")
@@ -83,37 +84,6 @@ def test_tumor_behind_the_floor_is_kept_and_flagged(exam7012, monkeypatch):
 @pytest.fixture(scope="module")
 def free7002():
     return tumor_free_7002()
-
-
-def _lps_grid(ref):
-    shape = sitk.GetArrayViewFromImage(ref).shape
-    idx = np.indices(shape).reshape(3, -1)[::-1].T.astype(float)
-    m = np.asarray(ref.GetDirection()).reshape(3, 3) * np.asarray(ref.GetSpacing())
-    return (idx @ m.T + np.asarray(ref.GetOrigin())).reshape(shape + (3,))
-
-
-def _behind_floor_point(exam, x_lps, depth_mm, kz=None):
-    """The LPS point *depth_mm* behind the breast region's floor at LPS x *x_lps* in work slice *kz* (middle)."""
-    _, ctx = breast_region(exam.phases[0])
-    work, floor = ctx["work"], ctx["chest_wall_row"]
-    kz = work.GetSize()[2] // 2 if kz is None else kz
-    i = int(round(work.TransformPhysicalPointToContinuousIndex([x_lps, 0.0, 0.0])[0]))
-    j = floor[kz, i] + depth_mm / work.GetSpacing()[1]
-    return np.array(work.TransformContinuousIndexToPhysicalPoint([float(i), float(j), float(kz)]))
-
-
-def _with_signal(exam, parts):
-    """*exam* with each (mask, pre, post) of *parts* written into its phases (pre-contrast *pre*, every
-    later phase *post*)."""
-    phases = []
-    for k, p in enumerate(exam.phases):
-        a = sitk.GetArrayFromImage(p)
-        for mask, pre, post in parts:
-            a[mask] = pre if k == 0 else post
-        img = sitk.GetImageFromArray(a)
-        img.CopyInformation(p)
-        phases.append(img)
-    return exam.with_phases(phases)
 
 
 def _insert_behind_floor(exam, depth_mm=20.0, ball_x=-60.0, tube_x=-25.0):

@@ -31,6 +31,9 @@ default) applied to that very result: what the pipeline gives with the step on, 
 ``--compare-step kept-grow`` the same for the growth of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_grow`),
 ``--compare-step kept-pieces`` for the dropped pieces joined to them (:mod:`BreastTumorSegLib.engine.kept_pieces`),
 ``--compare-step kept-pieces-grow`` for both in the pipeline's order (pieces, then the growth on their result).
+``--compare-step dark-before`` compares a step inside ``predict`` (:mod:`BreastTumorSegLib.engine.dark_before`): the
+pipeline runs with its switch on, and only where the step changed the probability map is the exam segmented again with
+it off for "before" (elsewhere both are the same computation; each "after" line says which).
 A step on by default (``KEPT_HULL``, ``KEPT_GROW``) is already in the "before" rows: give ``--set
 engine.kept_grow.KEPT_GROW=false`` (or the step's switch) for a "before" without it.
 
@@ -81,7 +84,45 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
                              "kept-lesion reach"),
               # both optional steps in the pipeline's order (pieces, then growth), each on the other's result
               "kept-pieces-grow": ("kept_pieces+kept_grow", "dropped pieces joined, then growth of the kept lesions "
-                                   "(engine/kept_pieces.py, engine/kept_grow.py)", "kept-lesion pieces + growth")}
+                                   "(engine/kept_pieces.py, engine/kept_grow.py)", "kept-lesion pieces + growth"),
+              # a step inside the predict stage (its switch in PREDICT_STEPS): "after" is the pipeline run with it on
+              "dark-before": ("dark_before", "tumors dark before contrast (engine/dark_before.py)",
+                              "dark before contrast")}
+# --compare-step of a step inside ``predict`` (it changes the probability map the post-processing reads): module, switch.
+PREDICT_STEPS = {"dark_before": "DARK_BEFORE"}
+
+
+def predict_step_pair(module: str, run):
+    """(result before, result after, s before, s after, segmented twice) for a step inside ``predict``: ``run()``
+    (the whole pipeline on one exam) once with the step's switch on, its ``add_<module>`` watched; only when the
+    step changed the probability map is the exam segmented again with the switch off (elsewhere the two pipelines
+    are the same computation, so "before" is that very result)."""
+    mod = importlib.import_module(f"BreastTumorSegLib.engine.{module}")
+    switch, real = PREDICT_STEPS[module], getattr(mod, f"add_{module}")
+    changed = []
+
+    def watched(seg, exam, prob, *args, **kw):
+        out = real(seg, exam, prob, *args, **kw)
+        changed.append((out[0] if isinstance(out, tuple) else out) is not prob)
+        return out
+
+    was = getattr(mod, switch)
+    try:
+        setattr(mod, switch, True)
+        setattr(mod, f"add_{module}", watched)
+        t0 = time.perf_counter()
+        after = run()
+        secs_after = time.perf_counter() - t0
+        setattr(mod, f"add_{module}", real)
+        if not any(changed):
+            return after, after, secs_after, secs_after, False
+        setattr(mod, switch, False)
+        t0 = time.perf_counter()
+        before = run()
+        return before, after, time.perf_counter() - t0, secs_after, True
+    finally:
+        setattr(mod, switch, was)
+        setattr(mod, f"add_{module}", real)
 
 
 def post_step(modules: str):
@@ -274,11 +315,19 @@ def main(argv=None) -> int:
             for m in models:
                 t0 = time.perf_counter()
                 seg = get_segmenter(m) if a.compare_step else m  # its kinetic maps serve the step
-                res = segment_exam(exam, model=seg, device="cpu", settings=SegmentSettings(
-                                   registration="none", **({"fp_reduction": False} if a.compare_fp_reduction else {})))
-                secs = time.perf_counter() - t0
+                twice = None
+                if step_module in PREDICT_STEPS:
+                    res, res_after, secs, secs_after, twice = predict_step_pair(step_module, lambda: segment_exam(
+                        exam, model=seg, device="cpu", settings=SegmentSettings(registration="none")))
+                else:
+                    res = segment_exam(exam, model=seg, device="cpu", settings=SegmentSettings(
+                                       registration="none", **({"fp_reduction": False} if a.compare_fp_reduction else {})))
+                    secs = time.perf_counter() - t0
                 labels = {stages[0]: res.label}
-                if a.compare_fp_reduction:
+                if twice is not None:
+                    labels["after"] = res_after.label
+                    stage_secs.append(secs_after - secs if twice else 0.0)
+                elif a.compare_fp_reduction:
                     t1 = time.perf_counter()
                     labels["after"] = reduce_false_positives(components_of(res.label), res.probability,
                                                              list(exam.phases), exam.effective_times(),
@@ -294,12 +343,16 @@ def main(argv=None) -> int:
                     r = per[(m, st)]
                     r["secs"].append(secs + (stage_secs[-1] if st == "after" else 0.0))
                     r["rows"].append(exam_scores(ph, label))
-                    r["probs"].append(sitk.Mask(sitk.Cast(res.probability, sitk.sitkFloat32), label))
+                    prob = res_after.probability if twice is not None and st == "after" else res.probability
+                    r["probs"].append(sitk.Mask(sitk.Cast(prob, sitk.sitkFloat32), label))
                     r["refs"].append(ph.tumor_labels)
                     x = r["rows"][-1]
                     print(f"  {fam} seed {s} {m} {st}: " + ("no tumor in truth" if x["tumor_free"] else
                                                              f"Dice {x['dice']:.3f}") + f", found {x['found1']}/{x['true1']}, "
-                          f"FP lesions {x['fp']}, voxel recall {x['recall']:.3f}, {r['secs'][-1]:.1f} s", flush=True)
+                          f"FP lesions {x['fp']}, voxel recall {x['recall']:.3f}, {r['secs'][-1]:.1f} s"
+                          + ("" if twice is None or st == "before" else
+                             " (segmented again: the step changed it)" if twice else " (the step added nothing)"),
+                          flush=True)
         for (m, st), r in per.items():
             rows.append(summary_row(fam, m, st, r["rows"], r["secs"], gen))
             curve = froc(r["probs"], r["refs"], FROC_THRESHOLDS, ref_is_labels=True)

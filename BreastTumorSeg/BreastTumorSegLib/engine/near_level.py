@@ -161,14 +161,14 @@ def add_near_level(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image | 
 
 
 def first_run_step(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image | None, options: dict, on: bool,
-                   find, applies=lambda first: True) -> sitk.Image:
+                   find) -> sitk.Image:
     """Shared by the optional steps after ``predict`` that add whole components to FTV's first run (near_level,
-    dark_fatsat, dark_beside): *prob* unchanged when the step is off (*on*), for a reader's ROI or seed, without an
-    FTV outline, without a breast region or when ``applies(first)`` is false; else ``find(first, maps, roi)`` gives
+    dark_before): *prob* unchanged when the step is off (*on*), for a reader's ROI or seed, without an
+    FTV outline or without a breast region; else ``find(first, maps, roi)`` gives
     the voxels to add and its notes, and they enter *prob* by the first run's probability rule."""
     first = getattr(segmenter, "last_result", None)
     if not on or options.get("roi") is not None or options.get("seed_lps") is not None \
-            or not isinstance(first, FTVResult) or first.outline is None or breast_mask is None or not applies(first):
+            or not isinstance(first, FTVResult) or first.outline is None or breast_mask is None:
         return prob
     ref = exam.reference
     roi, _ = roi_array(breast_mask, ref)

@@ -27,14 +27,12 @@ from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, on)
-from . import dark_behind  # tumors dark before contrast, in the region and behind its floor (engine/dark_behind.py, off)
+from . import dark_before  # tumors dark before contrast: in, beside and behind the region (engine/dark_before.py, on)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, on)
 from . import kept_reach  # more rounds of that growth from the grown lesion (engine/kept_reach.py, off: held-out failed)
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
-from . import dark_fatsat  # tumors dark before contrast in fat-suppressed exams (engine/dark_fatsat.py, off)
 from . import kept_pieces  # dropped pieces beside each kept lesion (engine/kept_pieces.py, off: held-out failed)
-from . import dark_beside  # tumors dark before contrast, in and beside the breast region (engine/dark_beside.py, off)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
@@ -159,11 +157,9 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
         prob = near_level.add_near_level(segmenter, exam, prob, bmask, options)
-        prob = dark_fatsat.add_dark_fatsat(segmenter, exam, prob, bmask, options)
-        prob = dark_beside.add_dark_beside(segmenter, exam, prob, bmask, options)
         prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
-        prob, region = dark_behind.add_dark_behind(segmenter, exam, prob, bmask, context, region, options)
+        prob, region = dark_before.add_dark_before(segmenter, exam, prob, bmask, context, region, options)
     with reporter.stage("postprocess"):
         gate_log: list = []
         label, lesions, components = postprocess(prob, settings, gate, return_components=True,
