@@ -109,8 +109,9 @@ def census(fam: str, seed: int, ph, min_ml: float, max_recall: float) -> tuple[l
         info = ph.tumors[lab - 1] if lab - 1 < len(ph.tumors) else {}
         p = pe[t]
         depth = ndimage.distance_transform_edt(t, sampling=sp).max()
-        if counts[-1] == 0:
-            lost = next(k for k, c in zip(STEPS, counts) if c == 0)
+        if counts[-1] == 0:  # the first step of the run of zeros that ends the chain
+            last = max(i for i, c in enumerate(counts) if c > 0) if any(counts) else -1
+            lost = STEPS[last + 1]
         else:
             drops = [counts[i - 1] - counts[i] if i else n - counts[0] for i in range(len(STEPS))]
             lost = "partly: " + STEPS[int(np.argmax(drops))]
