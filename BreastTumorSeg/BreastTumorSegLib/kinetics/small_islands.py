@@ -33,10 +33,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..core.imageutil import padded_components
-from .fat_sat_floor import background_ok
-from .ftv import _neighbours_rule, drop_skin_components
-from .outline import FULL26, OUTLINE_MIN_CORE_ML, whole_tumor_outline
-from .outline_shells import body_of
+from .ftv import drop_skin_components
+from .outline import FULL26, OUTLINE_MIN_CORE_ML
+from .outline_shells import body_of, first_run_cores, grown_from
 from .seeded import open_and_regrow
 from .significance import ISLAND_MAX_ELONGATION, ISLAND_MAX_LENGTH_MM, ISLAND_MIN_VOXELS, principal_shapes
 
@@ -88,28 +87,13 @@ def small_island_lesions(exam, roi_mask: np.ndarray, res, settings, maps,
     s = settings
     if not (SMALL_ISLANDS if enabled is None else enabled) or s.vessel_radius_mm <= 0 or res.outline is None:
         return np.zeros(roi_mask.shape, bool), []
-    sp = np.asarray(exam.reference.GetSpacing(), float)[::-1]
-    pe = maps.array("pe_early")
-    valid = maps.array("valid") > 0
-    pre = sitk.GetArrayViewFromImage(exam.pre).astype(np.float32, copy=False)
-    ser = maps.array("ser") if res.ser_used else None
-    tissue = roi_mask & valid & background_ok(pre, res.background_threshold, exam, maps, roi_mask & valid,
-                                              dict(res.fat_suppression), s)
-    core0 = _neighbours_rule(tissue & (pe >= np.float32(s.pe_threshold)), s.min_neighbors)
-    if ser is not None:
-        core0 &= ser >= np.float32(s.ser_min)
+    sp, pe, valid, ser, tissue, core0 = first_run_cores(exam, roi_mask, res, s, maps)
     outline = sitk.GetArrayViewFromImage(res.outline) > 0
     taken = (sitk.GetArrayViewFromImage(res.mask) > 0) | outline
     seeds, found = small_seeds(core0, taken, pe, body_of(valid), sp, s.vessel_radius_mm,
                                s.outline_island_min_pe or 125.0, s.skin_margin_mm)
     if not found:
         return np.zeros(core0.shape, bool), []
-    grow = tissue & (pe >= np.float32(res.outline_level))
-    if ser is not None:
-        grow &= ser >= np.float32(s.ser_min)
-    out = whole_tumor_outline(seeds, grow, pe, sp, s.outline_margin_mm, edge_fraction=s.outline_edge_fraction,
-                              edge_min_pe=s.outline_edge_over_level * res.outline_level,
-                              edge_below_pe=s.pe_threshold, min_core_ml=small_min_ml())
-    added = out & ~outline
+    added = grown_from(seeds, tissue, pe, ser, sp, res, s, small_min_ml()) & ~outline
     return added, [f"{found} small compact strong island(s) of >= {small_min_ml():g} mL that the vessel opening removed "
                    f"outlined: {int(np.count_nonzero(added))} voxels added (kinetics/small_islands.py)"]
