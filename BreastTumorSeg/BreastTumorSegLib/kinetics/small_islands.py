@@ -1,5 +1,5 @@
 """Small tumors whose whole strong part the vessel opening removed, under the outline's minimum core
-(issue 25, ``SMALL_ISLANDS``, off until its rule passes: docs/decisions/missed-small-issue25.md).
+(issue 25, ``SMALL_ISLANDS``, off: it failed its development rule, docs/decisions/missed-small-issue25.md).
 
 ``ftv-outline`` opens FTV's core with a 2 mm ball (``vessel_radius_mm``) and grows an outline only from a
 core of ``OUTLINE_MIN_CORE_ML`` (0.1 mL); the compact islands the opening removed seed the outline
@@ -39,7 +39,7 @@ from .outline_shells import body_of, first_run_cores, grown_from
 from .seeded import open_and_regrow
 from .significance import ISLAND_MAX_ELONGATION, ISLAND_MAX_LENGTH_MM, ISLAND_MIN_VOXELS, principal_shapes
 
-SMALL_ISLANDS = False  # off until the rule of docs/decisions/missed-small-issue25.md passes
+SMALL_ISLANDS = False  # off: failed its development rule (7000-7003: no lesion gained, phantom 7002 +7 FP), missed-small-issue25.md
 SMALL_LESION_ML = 0.2  # the smallest tumor that must be found (issue 25's acceptance)
 SMALL_CORE_SHARE = 0.2  # ... and the share of it left strong after FTV's neighbour rule
 

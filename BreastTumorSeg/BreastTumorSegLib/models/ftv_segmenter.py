@@ -189,7 +189,8 @@ class FTVSegmenter:
             res = _with_added(res, *lesions_beside_region(exam, roi_mask, res, settings, maps))
         if res.outline is not None and settings.outline_shell_min_pe > 0:  # rim / necrotic shells (kinetics/outline_shells.py)
             res = _with_added(res, *shell_lesions(exam, roi_mask, res, settings, maps))
-        if res.outline is not None:  # small tumors' compact strong islands (kinetics/small_islands.py, off)
+        if res.outline is not None:  # small tumors' compact strong islands (kinetics/small_islands.py; SMALL_ISLANDS off:
+            # failed its development rule, docs/decisions/missed-small-issue25.md)
             res = _with_added(res, *small_island_lesions(exam, roi_mask, res, settings, maps))
         if res.outline is not None and settings.dark_lesion_min_pe > 0:  # tumors dark before contrast (kinetics/dark_lesions.py)
             res = _with_added(res, *dark_lesions(exam, roi_mask, res, settings, maps))
