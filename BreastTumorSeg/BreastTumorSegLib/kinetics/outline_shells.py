@@ -116,10 +116,9 @@ def shell_seeds(core0: np.ndarray, opened: np.ndarray, outline: np.ndarray, vali
     return seeds, found
 
 
-def shell_lesions(exam, roi_mask: np.ndarray, res, settings, maps) -> tuple[np.ndarray, list[str]]:
-    """(voxels to add to ``res.outline``, notes) for the first FTV run *res* (an
-    :class:`~.ftv.FTVResult` with an outline) of *exam* inside *roi_mask*, with *settings* its
-    :class:`~.ftv.FTVSettings` and *maps* its kinetic maps (module docstring)."""
+def first_run_cores(exam, roi_mask: np.ndarray, res, settings, maps):
+    """(spacing zyx, PE, valid, SER or None, tissue, core before the vessel opening) of the first FTV run *res* of
+    *exam* inside *roi_mask*: FTV's tissue (background condition) and its core rules without the opening."""
     s = settings
     sp = np.asarray(exam.reference.GetSpacing(), float)[::-1]
     pe = maps.array("pe_early")
@@ -131,18 +130,33 @@ def shell_lesions(exam, roi_mask: np.ndarray, res, settings, maps) -> tuple[np.n
     core0 = _neighbours_rule(tissue & (pe >= np.float32(s.pe_threshold)), s.min_neighbors)
     if ser is not None:
         core0 &= ser >= np.float32(s.ser_min)
+    return sp, pe, valid, ser, tissue, core0
+
+
+def grown_from(seeds: np.ndarray, tissue: np.ndarray, pe: np.ndarray, ser, sp, res, settings,
+               min_core_ml: float = OUTLINE_MIN_CORE_ML) -> np.ndarray:
+    """The outline grown from *seeds* with the first run's level, tissue and margin (cores of >= *min_core_ml*)."""
+    s = settings
+    grow = tissue & (pe >= np.float32(res.outline_level))
+    if ser is not None:
+        grow &= ser >= np.float32(s.ser_min)
+    return whole_tumor_outline(seeds, grow, pe, sp, s.outline_margin_mm, edge_fraction=s.outline_edge_fraction,
+                               edge_min_pe=s.outline_edge_over_level * res.outline_level,
+                               edge_below_pe=s.pe_threshold, min_core_ml=min_core_ml)
+
+
+def shell_lesions(exam, roi_mask: np.ndarray, res, settings, maps) -> tuple[np.ndarray, list[str]]:
+    """(voxels to add to ``res.outline``, notes) for the first FTV run *res* (an
+    :class:`~.ftv.FTVResult` with an outline) of *exam* inside *roi_mask*, with *settings* its
+    :class:`~.ftv.FTVSettings` and *maps* its kinetic maps (module docstring)."""
+    s = settings
+    sp, pe, valid, ser, tissue, core0 = first_run_cores(exam, roi_mask, res, s, maps)
     opened = sitk.GetArrayViewFromImage(res.mask) > 0
     outline = sitk.GetArrayViewFromImage(res.outline) > 0
     seeds, found = shell_seeds(core0, opened, outline, body_of(valid), sp, s.vessel_radius_mm, s.skin_margin_mm,
                                pe, s.outline_shell_min_pe)
     if not found:
         return np.zeros(core0.shape, bool), []
-    grow = tissue & (pe >= np.float32(res.outline_level))
-    if ser is not None:
-        grow &= ser >= np.float32(s.ser_min)
-    out = whole_tumor_outline(seeds, grow, pe, sp, s.outline_margin_mm, edge_fraction=s.outline_edge_fraction,
-                              edge_min_pe=s.outline_edge_over_level * res.outline_level,
-                              edge_below_pe=s.pe_threshold)
-    added = out & ~outline
+    added = grown_from(seeds, tissue, pe, ser, sp, res, s) & ~outline
     return added, [f"{found} shell-like strong part(s) the vessel opening removed (rim / necrotic tumors) outlined: "
                    f"{int(np.count_nonzero(added))} voxels added (outline_shell_min_pe {s.outline_shell_min_pe:g} %)"]

@@ -21,6 +21,7 @@ from ..kinetics.ftv import (SEGMENTER_OUTLINE_PE, SEGMENTER_SKIN_MARGIN_MM, SEGM
                             functional_tumor_volume, lesion_kinetics, roi_array, soft_probability)
 from ..kinetics.beside_region import lesions_beside_region
 from ..kinetics.outline_shells import shell_lesions
+from ..kinetics.small_islands import small_island_lesions
 from ..kinetics.dark_lesions import dark_lesions
 from ..kinetics.outline_hull import hull_lesions
 from ..kinetics.maps import KineticMaps, KineticSettings, compute_kinetic_maps
@@ -188,6 +189,9 @@ class FTVSegmenter:
             res = _with_added(res, *lesions_beside_region(exam, roi_mask, res, settings, maps))
         if res.outline is not None and settings.outline_shell_min_pe > 0:  # rim / necrotic shells (kinetics/outline_shells.py)
             res = _with_added(res, *shell_lesions(exam, roi_mask, res, settings, maps))
+        if res.outline is not None:  # small tumors' compact strong islands (kinetics/small_islands.py; SMALL_ISLANDS off:
+            # failed its development rule, docs/decisions/missed-small-issue25.md)
+            res = _with_added(res, *small_island_lesions(exam, roi_mask, res, settings, maps))
         if res.outline is not None and settings.dark_lesion_min_pe > 0:  # tumors dark before contrast (kinetics/dark_lesions.py)
             res = _with_added(res, *dark_lesions(exam, roi_mask, res, settings, maps))
         if res.outline is not None and settings.outline_hull_mm > 0:  # the inside of each found tumor (kinetics/outline_hull.py)
