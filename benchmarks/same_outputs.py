@@ -10,7 +10,7 @@ The modules of :data:`MODULES` are loaded a second time from ``--old-src`` (unde
 that the old modules import one another). The pipeline (``segment_exam``, ftv-outline, CPU, one thread, no
 registration for the family exams: their known motion is removed as bench_generalization.py removes it) then runs
 once per exam; each step of the lesion stage (``deep_band.deep_lesions`` whether on or off, ``behind_floor``,
-``kept_hull`` and its ``fill_probability``) is called in both versions on the very same inputs and its outputs
+``kept_hull``, ``kept_grow`` and ``fill_probability``) is called in both versions on the very same inputs and its outputs
 compared (arrays and geometry, the gate's region, the notes, the lesion table), the old version's outputs going on;
 and every call of the pure functions of :data:`PURE` anywhere in the pipeline (the first FTV run too) is compared
 the same way. Identical lines for every exam mean identical label and probability maps. The seconds of each
@@ -36,9 +36,10 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 MODULES = ["kinetics.seeded", "kinetics.outline_concave", "kinetics.beside_region", "kinetics.deep_band",
-           "engine.behind_floor", "engine.kept_hull"]
+           "engine.behind_floor", "engine.postprocess", "engine.kept_hull", "engine.kept_grow"]
 PURE = [("kinetics.seeded", "open_and_regrow"), ("kinetics.outline_concave", "fill_concavities"),
-        ("kinetics.beside_region", "band_outline")]
+        ("kinetics.beside_region", "band_outline"), ("kinetics.beside_region", "band_cores"),
+        ("kinetics.deep_band", "band_components"), ("engine.postprocess", "lesion_table")]
 BAD: list[str] = []
 SECS: dict[str, float] = {}
 
@@ -108,6 +109,7 @@ def install(old: dict, pure: bool = True) -> None:
     new_db, old_db = sys.modules["BreastTumorSegLib.kinetics.deep_band"], old["BreastTumorSegLib.kinetics.deep_band"]
     new_bf, old_bf = sys.modules["BreastTumorSegLib.engine.behind_floor"], old["BreastTumorSegLib.engine.behind_floor"]
     new_kh, old_kh = sys.modules["BreastTumorSegLib.engine.kept_hull"], old["BreastTumorSegLib.engine.kept_hull"]
+    new_kg, old_kg = sys.modules["BreastTumorSegLib.engine.kept_grow"], old["BreastTumorSegLib.engine.kept_grow"]
 
     def notes_of(args):  # the step writes its notes into the segmenter's last result: the new call's are read, then undone
         seg, first = args[0], args[0].last_result
@@ -132,6 +134,9 @@ def install(old: dict, pure: bool = True) -> None:
         add_kept_hull=both("kept_hull", new_kh.add_kept_hull, old_kh.add_kept_hull,
                            lambda a: (a[:3] + (copy.deepcopy(a[3]),) + a[4:], lambda: None, lambda: None)),
         fill_probability=both("fill_probability", new_kh.fill_probability, old_kh.fill_probability))
+    pipeline.kept_grow = types.SimpleNamespace(
+        add_kept_grow=both("kept_grow", new_kg.add_kept_grow, old_kg.add_kept_grow,
+                           lambda a: (a[:3] + (copy.deepcopy(a[3]),) + a[4:], lambda: None, lambda: None)))
 
 
 def main(argv=None) -> int:
@@ -154,7 +159,7 @@ def main(argv=None) -> int:
         res = segment_exam(exam, model="ftv-outline", device="cpu", **kw)
         d = {k: SECS[k] - secs.get(k, 0.0) for k in SECS}
         steps = ", ".join(f"{s} {d.get(s + ' old', 0):.2f}/{d.get(s + ' new', 0):.2f}"
-                          for s in ("behind_floor", "deep_lesions", "kept_hull", "fill_probability"))
+                          for s in ("behind_floor", "deep_lesions", "kept_hull", "kept_grow", "fill_probability"))
         print(f"  {case}: {'identical' if len(BAD) == n else 'DIFFERENT: ' + '; '.join(BAD[n:])}, "
               f"{len(res.lesions)} lesion(s); CPU s old/new: {steps}", flush=True)
 
