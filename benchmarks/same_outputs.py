@@ -79,14 +79,14 @@ def both(what: str, new_fn, old_fn, prepare=None):
     """A function calling *new_fn* then *old_fn* on the same arguments, recording a difference; it returns the old
     outputs. ``prepare(args)`` gives (the new call's arguments, what the new call changed read and undone, what the
     old call changed read)."""
-    def run(*args):
+    def run(*args, **kw):
         state = prepare(args) if prepare else None
         t = time.process_time()
-        got_new = new_fn(*(state[0] if state else args))
+        got_new = new_fn(*(state[0] if state else args), **kw)
         SECS[what + " new"] = SECS.get(what + " new", 0.0) + time.process_time() - t
         extra_new = state[1]() if state else None
         t = time.process_time()
-        got_old = old_fn(*args)
+        got_old = old_fn(*args, **kw)
         SECS[what + " old"] = SECS.get(what + " old", 0.0) + time.process_time() - t
         if not same(got_new, got_old) or (state and not same(extra_new, state[2]())):
             BAD.append(f"{CASE[0]}: {what}")
