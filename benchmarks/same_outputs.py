@@ -5,6 +5,7 @@ voxel by voxel, in one process; prints one line per exam and a summary.
     git archive 9042f0e | tar -x -C /tmp/main_src
     python benchmarks/same_outputs.py --old-src /tmp/main_src --seeds 7000-7009 --families randomized,vessels --hybrids
     python benchmarks/same_outputs.py --old-src /tmp/main_src --bench-exam   # bench_pipeline.py's clinical-size exam
+    python benchmarks/same_outputs.py --old-src /tmp/main_src --bench-exam --write   # the written outputs too
 
 The modules of :data:`MODULES` are loaded a second time from ``--old-src`` (under their own names, in that order, so
 that the old modules import one another). The pipeline (``segment_exam``, ftv-outline, CPU, one thread, no
@@ -35,11 +36,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-MODULES = ["kinetics.seeded", "kinetics.outline_concave", "kinetics.beside_region", "kinetics.deep_band",
-           "engine.behind_floor", "engine.postprocess", "engine.kept_hull", "engine.kept_grow"]
+MODULES = ["preprocess.breast_region", "kinetics.seeded", "kinetics.outline_concave", "kinetics.beside_region",
+           "kinetics.deep_band", "engine.behind_floor", "engine.postprocess", "engine.kept_hull", "engine.kept_grow",
+           "engine.overview", "engine.pipeline"]
 PURE = [("kinetics.seeded", "open_and_regrow"), ("kinetics.outline_concave", "fill_concavities"),
         ("kinetics.beside_region", "band_outline"), ("kinetics.beside_region", "band_cores"),
-        ("kinetics.deep_band", "band_components"), ("engine.postprocess", "lesion_table")]
+        ("kinetics.deep_band", "band_components"), ("engine.postprocess", "lesion_table"),
+        ("preprocess.breast_region", "breast_mask_qa"), ("engine.pipeline", "stored_probability")]
 BAD: list[str] = []
 SECS: dict[str, float] = {}
 
@@ -110,6 +113,22 @@ def install(old: dict, pure: bool = True) -> None:
     new_bf, old_bf = sys.modules["BreastTumorSegLib.engine.behind_floor"], old["BreastTumorSegLib.engine.behind_floor"]
     new_kh, old_kh = sys.modules["BreastTumorSegLib.engine.kept_hull"], old["BreastTumorSegLib.engine.kept_hull"]
     new_kg, old_kg = sys.modules["BreastTumorSegLib.engine.kept_grow"], old["BreastTumorSegLib.engine.kept_grow"]
+    new_ov, old_ov = sys.modules["BreastTumorSegLib.engine.overview"], old["BreastTumorSegLib.engine.overview"]
+    new_render = new_ov.render_overview
+
+    def render_both(result, path, *args, **kw):  # the overview PNG (write_result, --write): the same bytes
+        t = time.process_time()
+        new_path = new_render(result, Path(str(path) + ".new.png"), *args, **kw)
+        SECS["render_overview new"] = SECS.get("render_overview new", 0.0) + time.process_time() - t
+        t = time.process_time()
+        got = old_ov.render_overview(result, path, *args, **kw)
+        SECS["render_overview old"] = SECS.get("render_overview old", 0.0) + time.process_time() - t
+        if Path(new_path).read_bytes() != Path(got).read_bytes():
+            BAD.append(f"{CASE[0]}: render_overview")
+        Path(new_path).unlink()
+        return got
+
+    new_ov.render_overview = render_both  # write_result imports it when called
 
     def notes_of(args):  # the step writes its notes into the segmenter's last result: the new call's are read, then undone
         seg, first = args[0], args[0].last_result
@@ -146,17 +165,24 @@ def main(argv=None) -> int:
     p.add_argument("--families", default="randomized,vessels,heterogeneous,irregular,ellipse,phantom")
     p.add_argument("--hybrids", action="store_true", help="add the hybrid rows of bench_generalization.py")
     p.add_argument("--bench-exam", action="store_true", help="bench_pipeline.py's clinical-size exam instead")
+    p.add_argument("--write", action="store_true",
+                   help="also write each result (write_result): the stored probability map and the overview compared")
     p.add_argument("--steps-only", action="store_true",
                    help="compare the steps only, not the calls of PURE inside them: their CPU seconds then compare")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     old = load_old(a.old_src)
     install(old, pure=not a.steps_only)
-    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
+    from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam, write_result
 
     def run(case: str, exam, **kw) -> None:
         CASE[0], n, secs = case, len(BAD), dict(SECS)
         res = segment_exam(exam, model="ftv-outline", device="cpu", **kw)
+        if a.write:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as out:
+                write_result(res, Path(out) / "result")
         d = {k: SECS[k] - secs.get(k, 0.0) for k in SECS}
         steps = ", ".join(f"{s} {d.get(s + ' old', 0):.2f}/{d.get(s + ' new', 0):.2f}"
                           for s in ("behind_floor", "deep_lesions", "kept_hull", "kept_grow", "fill_probability"))
