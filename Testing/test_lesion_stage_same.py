@@ -108,3 +108,22 @@ def test_the_kept_steps_label_map_is_the_cast_of_their_components():
         assert np.array_equal(sitk.GetArrayViewFromImage(label), sitk.GetArrayViewFromImage(want))
         assert np.array_equal(sitk.GetArrayViewFromImage(new), arr) and new.GetPixelID() == sitk.sitkUInt32
     assert runs[3][1][0].voxels == int(np.count_nonzero(out == 1)) and runs[3][1][1] == table[1]
+
+
+@pytest.mark.parametrize("pixel", [sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkInt16])
+def test_written_maps_without_a_cast_of_their_own_type_are_the_cast_maps(pixel):
+    """core/imageutil.cast_once (engine/pipeline.stored_probability, the overview's subtraction): an image of the type
+    asked for is used as it is, another type is cast; either way the voxels and geometry of ``sitk.Cast``. The stored
+    probability map is the old expression's, and breast_mask_qa's resampled comparison needs no cast (uint8 already)."""
+    from BreastTumorSegLib.core.imageutil import cast_once
+    from BreastTumorSegLib.engine.pipeline import PROBABILITY_FLOOR, stored_probability
+
+    arr = np.random.default_rng(4).random((6, 9, 11)) * (100 if pixel == sitk.sitkInt16 else 0.01)
+    img = sitk.Cast(_image(arr, np.float64), pixel)
+    got, want = cast_once(img, sitk.sitkFloat32), sitk.Cast(img, sitk.sitkFloat32)
+    assert (got is img) == (pixel == sitk.sitkFloat32)
+    for a, b in [(got, want), (stored_probability(img), sitk.Mask(want, sitk.GreaterEqual(want, PROBABILITY_FLOOR)))]:
+        assert a.GetPixelID() == b.GetPixelID() == sitk.sitkFloat32
+        assert a.GetOrigin() == b.GetOrigin() and a.GetSpacing() == b.GetSpacing() and a.GetDirection() == b.GetDirection()
+        assert np.array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
+    assert (img > 0).GetPixelID() == sitk.sitkUInt8  # what breast_mask_qa resamples (nearest neighbour, own type)
