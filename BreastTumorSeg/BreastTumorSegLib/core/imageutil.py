@@ -38,6 +38,12 @@ def from_array(arr: np.ndarray, like: sitk.Image) -> sitk.Image:
     return img
 
 
+def cast_once(img: sitk.Image, pixel_id: int) -> sitk.Image:
+    """*img* as pixel type *pixel_id*: ``sitk.Cast`` when the type differs, *img* itself when it is that type already
+    (a cast to its own type is a copy of the same voxels and geometry)."""
+    return img if img.GetPixelID() == pixel_id else sitk.Cast(img, pixel_id)
+
+
 def resample_to(img: sitk.Image, reference: sitk.Image, interpolator=sitk.sitkLinear,
                 default: float = 0.0, transform: sitk.Transform | None = None) -> sitk.Image:
     """Resample *img* onto the grid of *reference* (optionally through *transform*)."""

@@ -168,7 +168,7 @@ def grow_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.nd
     out, grown = grow_labels(arr, pe, valid, pre, np.asarray(components.GetSpacing(), float)[::-1], grow_mm,
                              set(by_label))
     if not grown:
-        return sitk.Cast(components > 0, sitk.sitkUInt8), lesions, components
+        return components > 0, lesions, components  # a comparison gives uint8 already: no cast, no copy
     return remeasured(components, lesions, prob, out, grown,
                       lambda ml: f"grown outward: {ml:.3f} mL added (enhancing above the tissue around it, within "
                                  f"{grow_mm:g} mm and its own extent; engine/kept_grow.py)")

@@ -63,7 +63,7 @@ def fill_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.nd
     fill = HullFill(np.asarray(components.GetSpacing(), float)[::-1], close_mm)
     by_label = {les.label: les for les in lesions}
     if fill.off or not by_label:
-        return sitk.Cast(components > 0, sitk.sitkUInt8), lesions, components
+        return components > 0, lesions, components  # a comparison gives uint8 already: no cast, no copy
     out = arr  # the label map with what the lesions filled so far
     grown: dict[int, tuple] = {}
     for lab, box, comp in padded_components(arr, 0):
@@ -81,7 +81,7 @@ def fill_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.nd
             out[box][add] = lab
             grown[lab] = (box, int(np.count_nonzero(add)))
     if not grown:
-        return sitk.Cast(components > 0, sitk.sitkUInt8), lesions, components
+        return components > 0, lesions, components
     new = from_array(out.astype(np.uint32, copy=False), components)
     vml = voxel_volume_ml(components)
     table = []
@@ -96,7 +96,7 @@ def fill_kept(components: sitk.Image, lesions: list, prob: sitk.Image, pe: np.nd
             m, label=les.label, side=les.side, flags=list(les.flags), extra=dict(les.extra),
             notes=list(les.notes) + [f"its inside filled: {n_add * vml:.3f} mL added (closing by a {close_mm:g} mm "
                                      "ball, PE >= 30 % or enclosed; engine/kept_hull.py)"]))
-    return sitk.Cast(new > 0, sitk.sitkUInt8), table, new
+    return new > 0, table, new
 
 
 def _near_others(labels: np.ndarray, box: tuple, lab: int) -> np.ndarray:
@@ -135,13 +135,13 @@ def remeasured(components: sitk.Image, lesions: list, prob: sitk.Image, out: np.
     """(label, lesions, components) for the label array *out* on the grid of *components*: each lesion in *added*
     (label -> voxels added) measured again on the final map as the pipeline measures it (side, flags and extra
     values kept, ``note(mL added)`` appended to its notes), the others as they were."""
-    new = from_array(out.astype(np.uint32), components)
+    new = from_array(out.astype(np.uint32, copy=False), components)  # from_array copies: no copy of our own
     measured = {m.label: m for m in lesion_table(new, prob)}
     vml = voxel_volume_ml(components)
     table = [les if les.label not in added else dataclasses.replace(
         measured[les.label], side=les.side, flags=list(les.flags), extra=dict(les.extra),
         notes=list(les.notes) + [note(added[les.label] * vml)]) for les in lesions]
-    return sitk.Cast(new > 0, sitk.sitkUInt8), table, new
+    return new > 0, table, new
 
 
 def fill_probability(prob: sitk.Image, before: sitk.Image, after: sitk.Image) -> sitk.Image:

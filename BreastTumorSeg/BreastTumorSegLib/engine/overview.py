@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..core.imageutil import cast_once
 from ..core.results import SegmentationResult
 
 MAX_LESIONS = 4
@@ -121,7 +122,7 @@ def render_overview(result: SegmentationResult, path: str | Path, truth: sitk.Im
 
     if result.subtraction is None:
         raise ValueError("the result carries no subtraction image to draw")
-    sub = sitk.GetArrayFromImage(_lps(sitk.Cast(result.subtraction, sitk.sitkFloat32)))
+    sub = sitk.GetArrayFromImage(_lps(cast_once(result.subtraction, sitk.sitkFloat32)))
     grid = _lps(result.label)
     label = sitk.GetArrayFromImage(grid) > 0
     ref = sitk.GetArrayFromImage(_lps(truth)) > 0 if truth is not None else None

@@ -38,6 +38,7 @@ from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
 from .postprocess import PostprocessSettings, postprocess, raw_lesions
 from .settings import SegmentSettings, refuse_moved_keywords
+from ..core.imageutil import cast_once
 from ..core.progress import Reporter
 from ..preprocess.registration import RegistrationSettings, register_exam
 from ..core.results import Lesion, SegmentationResult
@@ -269,7 +270,7 @@ PROBABILITY_FLOOR = 1e-3
 
 def stored_probability(prob: sitk.Image) -> sitk.Image:
     """*prob* as written to ``<case>_prob.nii.gz``: float32, values below PROBABILITY_FLOOR set to 0."""
-    prob = sitk.Cast(prob, sitk.sitkFloat32)
+    prob = cast_once(prob, sitk.sitkFloat32)  # no copy of a float32 map: Mask makes the new image
     return sitk.Mask(prob, sitk.GreaterEqual(prob, PROBABILITY_FLOOR))
 
 

@@ -268,8 +268,8 @@ def lesion_table(components: sitk.Image, prob: sitk.Image | None = None,
         lo = boxes[:, :3].min(0)
         hi = (boxes[:, :3] + boxes[:, 3:]).max(0)
         roi = dict(size=[int(v) for v in hi - lo], index=[int(v) for v in lo])
-        inten = sitk.LabelStatisticsImageFilter()
-        inten.Execute(sitk.RegionOfInterest(sitk.Cast(prob, sitk.sitkFloat32), **roi),
+        inten = sitk.LabelStatisticsImageFilter()  # the box cast, not the whole map: the same values
+        inten.Execute(sitk.Cast(sitk.RegionOfInterest(prob, **roi), sitk.sitkFloat32),
                       sitk.RegionOfInterest(components, **roi))
         pmax = {lab: inten.GetMaximum(lab) for lab in stats.GetLabels()}
     out = []

@@ -95,7 +95,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..core.imageutil import padded_components
-from .ftv import count_neighbors, drop_skin_components
+from .ftv import _neighbours_rule, drop_skin_components
 from .outline import FULL26, whole_tumor_outline
 from .outline_concave import fill_concavities
 from .seeded import open_and_regrow
@@ -150,8 +150,9 @@ def band_cores(exam, maps, wide: np.ndarray, first, s, box: tuple[slice, ...]):
     pe, valid = maps.array("pe_early")[box], maps.array("valid")[box] > 0
     ser = maps.array("ser")[box] if first.ser_used else None
     tissue = wide[box] & valid & (pre >= np.float32(first.background_threshold))
-    core = tissue & (pe >= np.float32(s.pe_threshold))
-    core &= count_neighbors(core) >= s.min_neighbors
+    # The neighbour rule in the cores' own bounding box, as the first run takes it (the same voxels: outside the box
+    # no voxel is a core, and inside it a neighbour beyond the box is empty, as count_neighbors takes the outside).
+    core = _neighbours_rule(tissue & (pe >= np.float32(s.pe_threshold)), s.min_neighbors)
     if ser is not None:
         core &= ser >= np.float32(s.ser_min)
     return tissue, core, pe, valid, ser

@@ -183,7 +183,12 @@ def band_components(exam, first: FTVResult, settings, maps, context: dict, band_
         found, _ = band_outline(exam, maps, band, band, first, settings, box)
     outline = first.outline if first.outline is not None else first.mask
     before = sitk.GetArrayViewFromImage(outline)[box] > 0
-    labels, _ = ndimage.label(found, structure=FULL26)
+    # Labelled in the outline's own bounding box (the same labels: a raster scan of the box meets the components in
+    # the same order as one of the whole array, so each keeps its number; outside the box all is 0).
+    labels = np.zeros(found.shape, np.int32)
+    crop = bbox(found, margin=0)
+    if crop is not None:
+        labels[crop], _ = ndimage.label(found[crop], structure=FULL26)
     return box, labels, before, rim[box], pe
 
 

@@ -462,7 +462,7 @@ def breast_mask_qa(mask: sitk.Image, context: dict, limits: BreastMaskLimits | N
     work, body, layout, level = context["work"], context["body"], context["layout"], context["level"]
     m = sitk.GetArrayViewFromImage(mask) > 0
     volume_ml = float(np.count_nonzero(m)) * voxel_volume_ml(mask)
-    w = sitk.GetArrayFromImage(resample_to(sitk.Cast(mask > 0, sitk.sitkUInt8), work,
+    w = sitk.GetArrayFromImage(resample_to(mask > 0, work,  # a comparison gives uint8 already: no cast
                                                sitk.sitkNearestNeighbor)) > 0
     vox_ml = voxel_volume_ml(work)
     n_w = max(int(np.count_nonzero(w)), 1)
