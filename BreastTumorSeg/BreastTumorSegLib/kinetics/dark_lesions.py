@@ -53,38 +53,53 @@ DARK_MIN_SHARE = 0.5  # share of a seed component failing FTV's background condi
 DARK_MAX_ELONGATION = 2.5  # compact, not tubular (the shells' limit, kinetics/outline_shells.py)
 
 
-def dark_seeds(strong: np.ndarray, dark: np.ndarray, keep_out: np.ndarray, valid: np.ndarray, spacing_zyx,
+def dark_seeds(strong: np.ndarray, dark: np.ndarray, keep_out: np.ndarray, valid, spacing_zyx,
                vessel_radius_mm: float, skin_margin_mm: float) -> tuple[np.ndarray, int]:
     """(seed mask, number of components): the components of *strong* (after the neighbour and SER rules)
     that the module docstring accepts. *dark*: voxels failing FTV's background condition; *keep_out*: the
-    first run's core and outline (never touched); *valid*: the body (skin margin)."""
+    first run's core and outline (never touched); *valid*: the body (skin margin), or a function of no
+    argument that makes it (called once, and only when a component reaches the skin test).
+
+    Everything is computed in the bounding box of *strong* (its labels, sizes and counts) and the first
+    run's neighbourhood in that box grown by one voxel: the same components, numbered in the same raster
+    order, as over the whole grid, which cost a clinical-size exam about a second per call."""
     sp = np.asarray(spacing_zyx, float)
     min_vox = OUTLINE_MIN_CORE_ML / (float(np.prod(sp)) / 1000.0)
-    cand = strong.copy()
-    box = ndimage.find_objects(cand.astype(np.uint8))
-    if not box:
-        return np.zeros(strong.shape, bool), 0
-    if vessel_radius_mm > 0:
-        cand[box[0]] = open_and_regrow(cand[box[0]], sp, vessel_radius_mm)
-    near = ndimage.binary_dilation(keep_out, structure=FULL26) if keep_out.any() else keep_out
-    labels, n = ndimage.label(cand, structure=FULL26)
     seeds = np.zeros(strong.shape, bool)
+    box = ndimage.find_objects(strong.astype(np.uint8))
+    if not box:
+        return seeds, 0
+    b = box[0]
+    cand = strong[b].copy()
+    if vessel_radius_mm > 0:
+        cand = open_and_regrow(cand, sp, vessel_radius_mm)
+    labels_b, n = ndimage.label(cand, structure=FULL26)
     if n == 0:
         return seeds, 0
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    n_dark = np.bincount(labels[dark & cand], minlength=n + 1)
-    n_near = np.bincount(labels[near & cand], minlength=n + 1)
+    grown = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, m)) for s, m in zip(b, strong.shape))
+    inner = tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(b, grown))
+    near = ndimage.binary_dilation(keep_out[grown], structure=FULL26)[inner]  # the 26-neighbours of the first run
+    sizes = np.bincount(labels_b.ravel(), minlength=n + 1)
+    n_dark = np.bincount(labels_b[dark[b] & cand], minlength=n + 1)
+    n_near = np.bincount(labels_b[near & cand], minlength=n + 1)
+    labels = np.zeros(strong.shape, labels_b.dtype)
+    labels[b] = labels_b
     pad = np.ceil(skin_margin_mm / sp).astype(int) + 2
+    body = None
     found = 0
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None or sizes[lab] < min_vox or n_near[lab] or n_dark[lab] < DARK_MIN_SHARE * sizes[lab]:
+    for lab, sl_b in enumerate(ndimage.find_objects(labels_b), start=1):
+        if sl_b is None or sizes[lab] < min_vox or n_near[lab] or n_dark[lab] < DARK_MIN_SHARE * sizes[lab]:
             continue
-        bx = tuple(slice(max(b.start - p, 0), min(b.stop + p, m)) for b, p, m in zip(sl, pad, strong.shape))
+        sl = tuple(slice(s.start + o.start, s.stop + o.start) for s, o in zip(sl_b, b))
+        bx = tuple(slice(max(s.start - p, 0), min(s.stop + p, m)) for s, p, m in zip(sl, pad, strong.shape))
         comp = labels[bx] == lab
         if elongation(comp, sp) > DARK_MAX_ELONGATION:
             continue  # a vessel running on, a strip of chest wall
-        if skin_margin_mm > 0 and drop_skin_components(comp.copy(), valid[bx], sp, skin_margin_mm):
-            continue  # lies within the skin margin (nipple, skin)
+        if skin_margin_mm > 0:
+            if body is None:
+                body = valid() if callable(valid) else valid
+            if drop_skin_components(comp.copy(), body[bx], sp, skin_margin_mm):
+                continue  # lies within the skin margin (nipple, skin)
         seeds[bx] |= comp
         found += 1
     return seeds, found
@@ -115,7 +130,7 @@ def dark_lesions(exam, roi_mask: np.ndarray, res, settings, maps) -> tuple[np.nd
         strong &= ser >= np.float32(s.ser_min)
     core = sitk.GetArrayViewFromImage(res.mask) > 0
     outline = sitk.GetArrayViewFromImage(res.outline) > 0
-    seeds, found = dark_seeds(strong, dark, core | outline, body_of(valid), sp, s.vessel_radius_mm,
+    seeds, found = dark_seeds(strong, dark, core | outline, lambda: body_of(valid), sp, s.vessel_radius_mm,
                               s.skin_margin_mm)
     if not found:
         return np.zeros(pe.shape, bool), []
