@@ -34,6 +34,8 @@ default) applied to that very result: what the pipeline gives with the step on, 
 ``--compare-step dark-before`` compares a step inside ``predict`` (:mod:`BreastTumorSegLib.engine.dark_before`): the
 pipeline runs with its switch on, and only where the step changed the probability map is the exam segmented again with
 it off for "before" (elsewhere both are the same computation; each "after" line says which).
+``--compare-step dark-guard`` likewise for the guard on dark_before's components (:mod:`BreastTumorSegLib.engine.dark_guard`:
+its ``add_dark_guard`` is watched, so an exam is segmented again only where the guard dropped a component).
 A step on by default (``KEPT_HULL``, ``KEPT_GROW``) is already in the "before" rows: give ``--set
 engine.kept_grow.KEPT_GROW=false`` (or the step's switch) for a "before" without it.
 
@@ -87,9 +89,12 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
                                    "(engine/kept_pieces.py, engine/kept_grow.py)", "kept-lesion pieces + growth"),
               # a step inside the predict stage (its switch in PREDICT_STEPS): "after" is the pipeline run with it on
               "dark-before": ("dark_before", "tumors dark before contrast (engine/dark_before.py)",
-                              "dark before contrast")}
+                              "dark before contrast"),
+              # the guard on dark_before's components (inside predict): "before" = dark_before as it is (guard off)
+              "dark-guard": ("dark_guard", "guard on the dark-before components (engine/dark_guard.py)",
+                             "dark-before guard")}
 # --compare-step of a step inside ``predict`` (it changes the probability map the post-processing reads): module, switch.
-PREDICT_STEPS = {"dark_before": "DARK_BEFORE"}
+PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD"}
 
 
 def predict_step_pair(module: str, run):

@@ -32,7 +32,8 @@ components, and their union enters the probability map by the first run's rule
    back in the columns of these components (:func:`..kinetics.deep_band.add_band_lesions`), so a confident one
    behind the floor is kept flagged ``outside_breast_mask``.
 
-The breast gate and the false-positive reduction then judge every added component like any other. Only with an FTV
+With ``engine.dark_guard.DARK_GUARD`` on, each part's components must also have a median early subtraction of at
+least 5 noise SDs (:mod:`.dark_guard`; off until its rule decides). The breast gate and the false-positive reduction then judge every added component like any other. Only with an FTV
 outline (``ftv-outline``), never for a reader's ROI or seed; part 3 needs a chest-wall level (not on slabs).
 
 **On** (``DARK_BEFORE = True``) by the rule of docs/decisions/dark-before-issue25.md: held-out 5128-5135 (once), lesions
@@ -58,6 +59,7 @@ from ..kinetics.outline_shells import body_of
 from ..kinetics.seeded import open_and_regrow
 from ..kinetics.significance import difference_noise
 from . import behind_floor as bf
+from . import dark_guard
 from .fpreduce import phase_arrays
 from .near_level import _touches, first_run_step
 
@@ -183,7 +185,8 @@ def in_and_beside(exam, first: FTVResult, settings, maps, roi: np.ndarray) -> tu
         more, more_notes = fatsat_lesions(exam, first, settings, maps, roi)
         add |= more
         notes = more_notes + notes
-    return add, notes
+    add, guard_notes = dark_guard.add_dark_guard(first, exam, add, maps, roi)
+    return add, notes + guard_notes
 
 
 def behind_lesions(exam, first, settings, maps, context: dict, roi: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -247,7 +250,9 @@ def behind_lesions(exam, first, settings, maps, context: dict, roi: np.ndarray) 
                 add[sl] |= comp
                 why = "behind the floor"
         counts[why] += 1
-    return add, ["dark lesions (region and behind its floor): " + ", ".join(f"{v} {k}" for k, v in counts.items())], deep
+    add, guard_notes = dark_guard.add_dark_guard(first, exam, add, maps, roi)
+    return add, ["dark lesions (region and behind its floor): " + ", ".join(f"{v} {k}" for k, v in counts.items())
+                 ] + guard_notes, deep
 
 
 def add_dark_before(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image | None, context: dict | None,
