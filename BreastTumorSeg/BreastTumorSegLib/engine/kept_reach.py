@@ -21,7 +21,9 @@ around it (the growth's own threshold: background enhancement just over that lev
 it); else the layer is taken back and the lesion grows no further. No round runs on slices thicker than
 ``REACH_MAX_SLICE_MM`` (2.5 mm, the growth's reach): there a round moves in-plane only, where the slice's partial
 volume smears the enhancement past the reader's outline (development hybrid-sagittal-irregular, 3 mm: as many
-non-tumor voxels added as tumor, median Dice -0.012 to -0.017).
+non-tumor voxels added as tumor, median Dice -0.012 to -0.017). **Still off**: held-out 5168-5175 once, the rounds with
+the stop: median voxel recall irregular and heterogeneous unchanged, hybrid-axial-irregular +0.023 (0.03 asked on two
+of the four irregular rows), vessels median Dice 0.732 -> 0.724 (at most -0.005 allowed); no lesion or FP count changed.
 
 The lesion table is measured again on the final map (:func:`.kept_hull.remeasured`); the pipeline raises the added
 voxels' probability as for the fill (:func:`.kept_hull.fill_probability`). Used only with a segmenter that outlines
@@ -43,9 +45,9 @@ from scipy import ndimage
 from . import kept_grow
 from .kept_hull import remeasured, step_maps
 
-KEPT_REACH = False  # off: held-out 5136-5143 failed (docs/decisions/missed-voxels-issue25.md)
+KEPT_REACH = False  # off: held-out 5136-5143 failed, with the stop 5168-5175 failed (reach-stop-issue25.md)
 REACH_ROUNDS = 2  # rounds of the growth after the first one (kept_grow)
-REACH_FADE = 0.8  # a round's layer joins only if its PE median >= this x the lesion's own PE p10 (else the lesion stops)
+REACH_FADE = 0.8  # a round's layer joins only if its PE median >= this x the lesion's own PE p10 (else it stops)
 REACH_BG = 1.5  # ... and >= this x the level of the tissue around the lesion (the growth's threshold); 0: no such test
 REACH_MAX_SLICE_MM = 2.5  # no rounds on a grid whose coarsest spacing is over this (thick slices: in-plane only)
 
