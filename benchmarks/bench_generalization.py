@@ -84,6 +84,10 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
                               "kept-lesion pieces"),
               "kept-reach": ("kept_reach", "more rounds of the kept-lesion growth (engine/kept_reach.py)",
                              "kept-lesion reach"),
+              # the same step with its stop (REACH_FADE, REACH_BG: a round's layer must stand out as tumor; irr18)
+              "kept-reach-stop": ("kept_reach", "more rounds of the kept-lesion growth, each layer kept only where it "
+                                  "enhances like the lesion and above the tissue around it (engine/kept_reach.py)",
+                                  "kept-lesion reach with stop"),
               # both optional steps in the pipeline's order (pieces, then growth), each on the other's result
               "kept-pieces-grow": ("kept_pieces+kept_grow", "dropped pieces joined, then growth of the kept lesions "
                                    "(engine/kept_pieces.py, engine/kept_grow.py)", "kept-lesion pieces + growth"),
