@@ -87,9 +87,11 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
                                    "(engine/kept_pieces.py, engine/kept_grow.py)", "kept-lesion pieces + growth"),
               # a step inside the predict stage (its switch in PREDICT_STEPS): "after" is the pipeline run with it on
               "dark-before": ("dark_before", "tumors dark before contrast (engine/dark_before.py)",
-                              "dark before contrast")}
+                              "dark before contrast"),
+              "vessel-open": ("vessel_open", "what the vessel opening took from small tumors (engine/vessel_open.py)",
+                              "vessel-opening pieces")}
 # --compare-step of a step inside ``predict`` (it changes the probability map the post-processing reads): module, switch.
-PREDICT_STEPS = {"dark_before": "DARK_BEFORE"}
+PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "vessel_open": "VESSEL_OPEN"}
 
 
 def predict_step_pair(module: str, run):
