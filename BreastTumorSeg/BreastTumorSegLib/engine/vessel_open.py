@@ -1,5 +1,6 @@
 """What FTV's 2 mm vessel opening took from small tumors, split from the vessels it was joined to (issue 25,
-``VESSEL_OPEN``, off until its held-out rule passes: docs/decisions/vessel-open-issue25.md).
+``VESSEL_OPEN``, off: it failed its held-out rule on 5152-5159, found +1 where +2 was asked, phantom median Dice
+-0.029, 7 false lesions more from vessel segments cut into compact pieces; docs/decisions/vessel-open-issue25.md).
 
 ``ftv-outline`` opens FTV's core (PE >= 70 %, neighbour rule) with a ball of ``vessel_radius_mm`` (2 mm) and grows the
 outline only from what survives. The development census of small heterogeneous tumors
@@ -44,7 +45,7 @@ from ..kinetics.outline_shells import body_of, first_run_cores, grown_from
 from ..kinetics.significance import principal_shapes
 from .near_level import first_run_step
 
-# Off until the held-out rule of docs/decisions/vessel-open-issue25.md passes.
+# Off: failed the held-out rule of docs/decisions/vessel-open-issue25.md (5152-5159, measured once).
 VESSEL_OPEN = False
 KEPT_SHARE = 0.5  # a core component of which the opening kept less than this share is "lost"
 THIN_AXIS_FACTOR = 2.0  # an axis whose spacing is over this times the finest one is not eroded along
