@@ -96,9 +96,11 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
                               "dark before contrast"),
               # the guard on dark_before's components (inside predict): "before" = dark_before as it is (guard off)
               "dark-guard": ("dark_guard", "guard on the dark-before components (engine/dark_guard.py)",
-                             "dark-before guard")}
+                             "dark-before guard"),
+              "vessel-open": ("vessel_open", "what the vessel opening took from small tumors (engine/vessel_open.py)",
+                              "vessel-opening pieces")}
 # --compare-step of a step inside ``predict`` (it changes the probability map the post-processing reads): module, switch.
-PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD"}
+PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD", "vessel_open": "VESSEL_OPEN"}
 
 
 def predict_step_pair(module: str, run):

@@ -28,6 +28,7 @@ from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, on)
 from . import dark_before  # tumors dark before contrast: in, beside and behind the region (engine/dark_before.py, on)
+from . import vessel_open  # what the vessel opening took from small tumors (engine/vessel_open.py, off)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, on)
 from . import kept_reach  # more rounds of that growth from the grown lesion (engine/kept_reach.py, off: held-out failed)
@@ -161,6 +162,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
         prob, region = dark_before.add_dark_before(segmenter, exam, prob, bmask, context, region, options)
+        prob = vessel_open.add_vessel_open(segmenter, exam, prob, bmask, options)
     with reporter.stage("postprocess"):
         gate_log: list = []
         label, lesions, components = postprocess(prob, settings, gate, return_components=True,
