@@ -8,30 +8,10 @@ import SimpleITK as sitk
 
 from BreastTumorSegLib.followup.guided import GUIDED_FLAG, GuidedSettings
 from BreastTumorSegLib.followup.relative import RELATIVE_FLAG, lesion_levels
-from BreastTumorSegLib.followup.run import run_followup
 from BreastTumorSegLib.training.phantom.series import make_visit_series
+from test_followup_guided import SEED, SMALL, _followup, _weakened  # the same small series, helper and call
 
-SMALL = dict(size=(128, 96, 40), spacing=(2.4, 2.4, 4.0))  # as test_followup: seconds per visit
-SEED = 5000
 RELATIVE = GuidedSettings(relative_share=0.2)
-
-
-def _weakened(exam, tumor: np.ndarray, pe: float):
-    """*exam* with the enhancement of the *tumor* voxels scaled so that their median early PE is *pe* %."""
-    pre = sitk.GetArrayFromImage(exam.pre).astype(np.float32)
-    posts = [sitk.GetArrayFromImage(p).astype(np.float32) for p in exam.phases[1:]]
-    now = np.median(100 * (posts[0][tumor] - pre[tumor]) / pre[tumor])
-    out = [exam.pre]
-    for p in posts:
-        p[tumor] = pre[tumor] + (p[tumor] - pre[tumor]) * np.float32(pe / now)
-        img = sitk.GetImageFromArray(p)
-        img.CopyInformation(exam.pre)
-        out.append(img)
-    return exam.with_phases(out)
-
-
-def _followup(exams, series, **kw):
-    return run_followup(exams, dates=series.dates, model="ftv", register=False, **kw)
 
 
 def test_levels_are_a_share_of_each_lesion_s_own_median_with_a_floor():
