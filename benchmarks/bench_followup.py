@@ -301,6 +301,9 @@ def main(argv=None) -> int:
     p.add_argument("--empty-baseline", default=None, choices=("on", "off"),
                    help="read a baseline with no lesion at all again with a relaxed rule (followup/empty_baseline.py, "
                         "EmptyBaselineSettings.enabled); default: the follow-up's default")
+    p.add_argument("--relative-level", type=float, default=None, metavar="SHARE",
+                   help="a baseline lesion still missing at a later visit looked for at SHARE x its own median early PE "
+                        "(followup/relative.py, GuidedSettings.relative_share; 0: off); default: the follow-up's default")
     p.add_argument("--second-look-non-targets", default=None, choices=("on", "off"),
                    help="a baseline lesion found only by the second look is a non-target (ResponseSettings."
                         "second_look_non_targets); default: the follow-up's default")
@@ -312,6 +315,8 @@ def main(argv=None) -> int:
     diameters = None if a.diameters is None else DiameterSettings(union=a.diameters.endswith("union"))
     measure = None if a.diameters is None else MeasureSettings(diameters=a.diameters.startswith("outline"))
     guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)
+    if a.relative_level is not None:
+        guided = replace(guided or GuidedSettings(), relative_share=a.relative_level)
     ev_parts = [] if a.evidence is None else a.evidence.split(",")
     evidence = (None if a.evidence is None else
                 EvidenceSettings(split="split" in ev_parts, join="join" in ev_parts, kinetic_split="kinetic" in ev_parts))

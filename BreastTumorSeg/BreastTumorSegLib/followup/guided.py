@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from ..kinetics.ftv import roi_array
 from ..kinetics.significance import significant_tissue
 from .prior import to_visit_grid
 
@@ -56,6 +57,10 @@ class GuidedSettings:
     # empty there) is looked for again in its mask grown by this much (0: off; :mod:`.run`). 5 mm: on by rule 1 of
     # docs/decisions/followup-evidence-issue31.md with the evidence step (heterogeneous 6008's track found).
     empty_margin_mm: float = 5.0
+    # ... and then, still empty, at its own level (:mod:`.relative`): local-mean PE >= relative_share x the baseline
+    # lesion's median early PE, at least relative_min_pe (0: off; fu18, docs/decisions/followup-matching-issue31.md).
+    relative_share: float = 0.0
+    relative_min_pe: float = 20.0
 
 
 def guided_tissue(exam, ftv, roi_mask: np.ndarray, s: GuidedSettings, pe_level: float | None = None) -> np.ndarray:
@@ -82,3 +87,19 @@ def empty_places(comp: sitk.Image, extent: np.ndarray, wide: np.ndarray, baselin
     out = to_visit_grid(wide, baseline, visit, to_visit)
     out[np.isin(out, found[found > 0])] = 0
     return out
+
+
+class GuidedTissue:
+    """Each visit's tissue by the weaker rule of this module, computed when first asked for."""
+
+    def __init__(self, exams, results, ftvs, settings: GuidedSettings):
+        self.exams, self.results, self.ftvs, self.settings = exams, results, ftvs, settings
+        self._tissue: dict[tuple[int, float], np.ndarray] = {}
+
+    def tissue(self, k: int, pe: float | None = None) -> np.ndarray:
+        """Visit *k*'s tissue by the weaker rule (at local-mean PE *pe* instead of the settings' when given)."""
+        key = (k, self.settings.pe if pe is None else float(pe))
+        if key not in self._tissue:
+            roi, _ = roi_array(self.results[k].breast_mask, self.exams[k].reference)
+            self._tissue[key] = guided_tissue(self.exams[k], self.ftvs[k], roi, self.settings, key[1])
+        return self._tissue[key]

@@ -52,13 +52,14 @@ from .diameters import DiameterSettings, union_diameters
 from .empty_baseline import EMPTY_BASELINE_FLAG, EmptyBaselineSettings, reread
 from .evidence import SPLIT_FLAG, EvidenceSettings, baseline_corrections
 from .fragments import FragmentSettings, merge_fragments
-from .guided import GUIDED_FLAG, GuidedSettings, empty_places, guided_tissue
+from .guided import GUIDED_FLAG, GuidedSettings, GuidedTissue, empty_places
 from .lookback import LOOKBACK_FLAG, look_back
 from .measure import MeasureSettings, measure_tracks, visit_outline
 from .newfind import (NEW_ENHANCEMENT_FLAG, SEEN_BEFORE_FLAG, NewEnhancementSettings, earlier_in_visit,
                       new_enhancement, seen_before)
 from .second_look import SECOND_LOOK_FLAG, SecondLookSettings, second_look as look_again
 from .prior import PriorSettings, find_remnants, labels_like, neighbourhoods, to_visit_grid
+from .relative import RELATIVE_FLAG, lesion_levels, relative_remnants
 from .match import MatchSettings, Track, VisitLesions, match_visits, visit_lesions
 from .register import VisitRegistration, VisitRegistrationSettings, register_visit
 from .response import ResponseSettings, change_table
@@ -251,11 +252,12 @@ def _with_new_enhancement(res: SegmentationResult, components: sitk.Image, lesio
 def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: PriorSettings, s: FTVSettings,
             guided=None, newfind: NewEnhancementSettings | None = None):
     """Visits and tracks from each visit's (components, lesions, FTV result); the baseline's lesions
-    are the prior of the later visits (:mod:`.prior`; with *guided*, a :class:`_Guided`, also by the
+    are the prior of the later visits (:mod:`.prior`; with *guided*, a :class:`.guided.GuidedTissue`, also by the
     weaker rule of :mod:`.guided` in their own places)."""
     base_ref = exams[0].reference
     spacing_zyx = np.asarray(base_ref.GetSpacing())[::-1]
     extent = place = None
+    levels = {}
     visits = []
     for k, (e, res, (comp, lesions, ftv)) in enumerate(zip(exams, results, segmented)):
         if k == 0 and prior.enabled:
@@ -263,6 +265,9 @@ def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: Pri
             extent = neighbourhoods(base, spacing_zyx, prior.margin_mm)
             if guided is not None:
                 place = neighbourhoods(base, spacing_zyx, guided.settings.remnant_margin_mm)
+                wide = neighbourhoods(base, spacing_zyx, guided.settings.empty_margin_mm)
+                levels = lesion_levels(base, ftv.maps.array("pe_early"), guided.settings.relative_share,
+                                       guided.settings.relative_min_pe) if guided.settings.relative_share > 0 else {}
         elif extent is not None:
             comp, lesions = _with_remnants(res, comp, lesions, ftv,
                                            to_visit_grid(extent, base_ref, e.reference, regs[k].transform), prior)
@@ -272,8 +277,12 @@ def _follow(exams, dates, results, regs, segmented, m: MatchSettings, prior: Pri
                                              guided.settings)
                 if guided.settings.empty_margin_mm > 0:
                     comp, lesions = _with_guided(res, comp, lesions, guided.tissue(k), empty_places(
-                        comp, extent, neighbourhoods(base, spacing_zyx, guided.settings.empty_margin_mm), base_ref,
-                        e.reference, regs[k].transform), guided.settings)
+                        comp, extent, wide, base_ref, e.reference, regs[k].transform), guided.settings)
+                found, n = relative_remnants(comp, extent, wide, levels, lambda pe, k=k: guided.tissue(k, pe), base_ref,
+                                             e.reference, regs[k].transform, guided.settings.min_ml)
+                if n:
+                    comp, lesions = _flagged(res, found, lesions, RELATIVE_FLAG, "tissue enhancing at the lesion's own "
+                                             "level where a baseline lesion was and nothing else was (follow-up)")
             if guided is not None and newfind is not None and newfind.enabled:
                 comp, lesions = _with_new_enhancement(res, comp, lesions, k, exams, results, regs, guided, newfind)
         ftv_ml = _lesion_ftv(e, ftv, comp, len(lesions))
@@ -359,22 +368,6 @@ def _reread(exams, results, segmented, visits, regs, s: EmptyBaselineSettings) -
     return bool(found)
 
 
-class _Guided:
-    """Each visit's tissue by the weaker rule of :mod:`.guided`, computed when first asked for."""
-
-    def __init__(self, exams, results, ftvs, settings: GuidedSettings):
-        self.exams, self.results, self.ftvs, self.settings = exams, results, ftvs, settings
-        self._tissue: dict[tuple[int, float], np.ndarray] = {}
-
-    def tissue(self, k: int, pe: float | None = None) -> np.ndarray:
-        """Visit *k*'s tissue by the weaker rule (at local-mean PE *pe* instead of the settings' when given)."""
-        key = (k, self.settings.pe if pe is None else float(pe))
-        if key not in self._tissue:
-            roi, _ = roi_array(self.results[k].breast_mask, self.exams[k].reference)
-            self._tissue[key] = guided_tissue(self.exams[k], self.ftvs[k], roi, self.settings, key[1])
-        return self._tissue[key]
-
-
 def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: list[SegmentationResult],
                      regs: list[VisitRegistration | None], matching: MatchSettings | None = None,
                      response: ResponseSettings | None = None, ftv_settings: FTVSettings | None = None,
@@ -400,7 +393,7 @@ def follow_segmented(exams: list[DCEExam], dates: list[str | None], results: lis
         m = replace(m, extent_margin_mm=0.0)
     g = guided or GuidedSettings()
     newfind = newfind or NewEnhancementSettings()
-    weak = _Guided(exams, results, [ftv for _, _, ftv in segmented], g) if g.enabled and prior.enabled else None
+    weak = GuidedTissue(exams, results, [ftv for _, _, ftv in segmented], g) if g.enabled and prior.enabled else None
     visits, tracks = _follow(exams, dates, results, regs, segmented, m, prior, s, weak, newfind)
     if prior.enabled and prior.look_back:
         baseline = _looked_back(results, segmented, visits, tracks, prior, weak)
