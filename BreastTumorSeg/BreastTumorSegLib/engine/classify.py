@@ -68,6 +68,7 @@ from ..preprocess.registration import register_exam
 from .classify_context import context_features
 from .classify_grid import card_harmonises, grid_features, harmonised, radial_cv
 from .classify_mip import candidate_footprint, exam_mips, mip_feature_rows, projection_axis, second_subtraction_index
+from . import classify_lesions  # the segmenter's lesions as more candidates (engine/classify_lesions.py, off)
 from . import classify_region
 from .classify_region import classification_sides, lesions_in_body
 
@@ -387,6 +388,15 @@ def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClass
     clf = load_classifier(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     exam, sides, cands, maps, context = exam_candidates(exam, register, reporter, lesion_mask)
+    if classify_lesions.SEGMENTER_CANDIDATES:
+        with reporter.stage("segmenter lesions"):
+            label = lesion_mask if lesion_mask is not None else classify_lesions.segmenter_label(exam)
+            more = classify_lesions.lesion_candidates(exam, maps, sides, context["breast_hint"], context, label)
+            add_mip_features(exam, sides, maps.array("valid") > 0, context["breast_hint"], more)
+            cands = cands + more
+            rows = [] if not cands else context_features(np.array([c.features for c in cands]), [f"exam:{c.side}" for c in cands])
+            for c, row in zip(cands, rows):
+                c.context_features = row
     if cands:
         names = getattr(clf, "feature_names", FEATURES)
         if len(names) > len(WITH_CONTEXT):  # a card reading the grid-relative margin (:mod:`.classify_grid`)
