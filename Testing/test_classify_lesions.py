@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from BreastTumorSegLib.engine import classify_lesions
-from BreastTumorSegLib.engine.classify import classify_exam, exam_candidates
-from BreastTumorSegLib.engine.classify_lesions import lesion_candidates, segmenter_label
+from BreastTumorSegLib.engine.classify import classify_exam, exam_candidates, segmenter_candidates
+from BreastTumorSegLib.engine.classify_lesions import segmenter_label
 from BreastTumorSegLib.training.classify import candidate_labels
 from BreastTumorSegLib.training.phantom.malignancy import make_class_exam
 
@@ -28,7 +28,7 @@ def test_segmenter_lesion_is_a_malignant_candidate_the_finder_misses(missed):
     exam, sides, own, maps, context = exam_candidates(ph.exam, register=False)
     _, y_own, _ = candidate_labels(ph, own)
     assert not y_own.any()  # the finder's candidates: none is the malignant lesion
-    seg = lesion_candidates(exam, maps, sides, context["breast_hint"], context, segmenter_label(exam))
+    seg = segmenter_candidates(exam, maps, sides, context["breast_hint"], context, segmenter_label(exam))
     _, y_seg, _ = candidate_labels(ph, seg)
     assert [c.side for c, y in zip(seg, y_seg) if y] == ["right"]
 

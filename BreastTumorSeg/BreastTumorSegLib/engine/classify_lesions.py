@@ -16,13 +16,11 @@ map it is given; without one (``classify``) the segmenter runs on the aligned ex
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import resample_to, voxel_volume_ml
+from ..core.imageutil import resample_to
 
 SEGMENTER_CANDIDATES = False  # off: see docs/decisions/classify-v10.md
 MIN_LESION_VOXELS = 2  # a one-voxel lesion has no shape to measure
@@ -36,61 +34,37 @@ def segmenter_label(exam) -> sitk.Image:
     return segment_exam(exam, device="cpu", settings=SegmentSettings(registration="none")).label
 
 
-def _side_codes(pre: sitk.Image, context: dict, sides: np.ndarray, centroid_lps) -> int:
-    present = [code for code in (1, 2) if (sides == code).any()]
-    if len(present) == 1:
-        return present[0]
+def _side_code(context: dict, centroid_lps) -> int:
+    """1 (left) when the LPS x of *centroid_lps* is beyond the body midline, else 2 (right)."""
     mid = (context.get("classification_region") or {}).get("midline_x")
     if mid is None:
         mid = (context.get("layout") or {}).get("midline_x")
     return 1 if centroid_lps[0] > float(mid if mid is not None else 0.0) else 2
 
 
-def lesion_candidates(exam, maps, sides: np.ndarray, hint: np.ndarray, context: dict, lesion_mask: sitk.Image) -> list:
-    """One :class:`.classify.Candidate` per connected lesion (26-connected) of *lesion_mask*, with
-    the features of :func:`.classify.find_candidates` (module docstring)."""
-    from . import classify as C
-
-    pre = exam.pre
+def lesion_components(pre: sitk.Image, sides: np.ndarray, context: dict,
+                      lesion_mask: sitk.Image) -> tuple[np.ndarray, dict[int, int]]:
+    """(uint32 (z, y, x) labels of the connected lesions (26-connected) of *lesion_mask* on *pre*'s
+    grid, {label: breast code (1 left, 2 right)} of those with at least :data:`MIN_LESION_VOXELS`
+    voxels; module docstring for the side). Nothing when no breast is in the side map."""
     label = sitk.GetArrayFromImage(resample_to(sitk.Cast(lesion_mask > 0, sitk.sitkUInt8), pre,
                                                sitk.sitkNearestNeighbor)) > 0
     comp, n = ndimage.label(label, structure=np.ones((3, 3, 3)))
     present = [code for code in (1, 2) if (sides == code).any()]
+    codes: dict[int, int] = {}
     if n == 0 or not present:
-        return []
-    spacing_zyx = np.asarray(pre.GetSpacing())[::-1]
-    vox_ml = voxel_volume_ml(pre)
-    pe = ndimage.gaussian_filter(np.asarray(maps.array("pe_early"), np.float32),
-                                 0.6 / np.maximum(spacing_zyx / spacing_zyx.min(), 1))
-    valid = maps.array("valid") > 0
-    acquisition = C.acquisition_features(maps)
-    stats_of = {}
-    for code in present:
-        breast = (sides == code) & valid
-        background = max(float(np.percentile(pe[breast], C.BACKGROUND_PERCENTILE)), 0.0) if breast.any() else 0.0
-        stats_of[code] = (background, C.breast_mip_p95(pe, breast))
-    img = sitk.GetImageFromArray(comp.astype(np.uint32))
-    img.CopyInformation(pre)
-    st = sitk.LabelShapeStatisticsImageFilter()
-    st.ComputePerimeterOn()  # roundness needs it
-    st.Execute(img)
-    out = []
+        return comp.astype(np.uint32), codes
     for v, obj in enumerate(ndimage.find_objects(comp), start=1):
-        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in obj)
-        m = comp[box] == v
+        m = comp[obj] == v
         if m.sum() < MIN_LESION_VOXELS:
             continue
-        codes = sides[box][m]
-        codes = codes[codes > 0]
-        code = int(np.bincount(codes).argmax()) if codes.size else _side_codes(pre, context, sides, st.GetCentroid(v))
-        if code not in stats_of:
-            code = present[0]
-        background, mip = stats_of[code]
-        shape_stats = {"elongation": C._finite(st.GetElongation(v), 1.0), "roundness": C._finite(st.GetRoundness(v), 1.0),
-                       "major_axis_mm": C._finite(max(st.GetEquivalentEllipsoidDiameter(v)), 1.0)}
-        feats = np.nan_to_num(C._features(m, box, maps, pe, background, spacing_zyx, vox_ml, shape_stats, mip),
-                              nan=0.0, posinf=0.0, neginf=0.0)
-        feats = np.append(feats, [float(hint[box][m].mean()), math.log(float(m.sum())), *acquisition])
-        out.append(C.Candidate("left" if code == 1 else "right", box, m, feats, tuple(st.GetCentroid(v)),
-                               float(m.sum() * vox_ml)))
-    return out
+        inside = sides[obj][m]
+        inside = inside[inside > 0]
+        if inside.size:
+            code = int(np.bincount(inside).argmax())
+        else:
+            centroid = pre.TransformContinuousIndexToPhysicalPoint(
+                [float(c) for c in (np.argwhere(m).mean(0) + [o.start for o in obj])[::-1]])
+            code = _side_code(context, centroid)
+        codes[v] = code if code in present else present[0]
+    return comp.astype(np.uint32), codes

@@ -2,7 +2,7 @@
 
 :func:`segmenter_record` generates a malignancy-family exam once, runs the shipped segmenter on it
 (``segment_exam``, default model, no registration: the exams are motion-free) and keeps every
-lesion as a candidate with version 3's features (:func:`..engine.classify_lesions.lesion_candidates`)
+lesion as a candidate with version 3's features (:func:`..engine.classify.segmenter_candidates`)
 and the trainer's label (:func:`.classify.candidate_labels`); the exam's
 :func:`.classify_mip.mip_record` (the finder's candidates) is written from the same generated exam
 when missing, so ``bench_classify.py --segmenter-candidates`` generates each exam only once.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.classify import exam_candidates
-from ..engine.classify_lesions import lesion_candidates, segmenter_label
+from ..engine.classify import exam_candidates, segmenter_candidates
+from ..engine.classify_lesions import segmenter_label
 from .classify import candidate_labels
 from .classify_mip import analyse_phantom
 from .phantom.malignancy import make_class_exam
@@ -40,7 +40,7 @@ def segmenter_record(family: str, seed: int, cache_dir: Path) -> dict:
     if not mip_path.exists():
         _save(mip_path, analyse_phantom(ph), compressed=True)
     exam, sides, _, maps, context = exam_candidates(ph.exam, register=False)
-    cands = lesion_candidates(exam, maps, sides, context["breast_hint"], context, segmenter_label(exam))
+    cands = segmenter_candidates(exam, maps, sides, context["breast_hint"], context, segmenter_label(exam))
     x, y, where = candidate_labels(ph, cands)
     rec = {"x": x, "y": y, "keys": np.array([k for k, _ in where], dtype="U64")}
     _save(path, rec)
