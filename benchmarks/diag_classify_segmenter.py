@@ -8,7 +8,11 @@ candidates with version 3's features and the trainer's labels:
   ``segment --classify`` does: the segmenter's lesions inside the body widen the region);
 * ``seg``: one candidate per connected lesion of the shipped segmenter (``segment_exam``, default
   ``ftv-outline``, no registration: the exams are motion-free), its features read exactly as a
-  finder candidate's (the breast's background, MIP level and kinetic maps of the finder).
+  finder candidate's (:func:`~BreastTumorSegLib.engine.classify.segmenter_candidates`).
+
+(The development records of classify-v10.md were made by this script's first version, whose own copy
+of that function took a lesion's side outside the finder's region from the segmenter's lesion table
+instead of the midline rule; on 7005, 7026 and 7038 both give identical candidates.)
 
     OMP_NUM_THREADS=1 python benchmarks/diag_classify_segmenter.py --family malignancy-randomized \
         --seeds 7000-7049 --out /work/runs/cls18/dev
@@ -20,74 +24,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
-from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
-from BreastTumorSegLib.core.imageutil import voxel_volume_ml  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.engine import classify as C  # noqa: E402
 from BreastTumorSegLib.engine.pipeline import segment_exam  # noqa: E402
 from BreastTumorSegLib.engine.settings import SegmentSettings  # noqa: E402
 from BreastTumorSegLib.training.classify import candidate_labels  # noqa: E402
 from BreastTumorSegLib.training.phantom.malignancy import held_out_seed, make_class_exam  # noqa: E402
-
-
-def mask_candidates(exam, maps, sides, hint, label: np.ndarray, lesion_sides: list[str]) -> list:
-    """One :class:`~C.Candidate` per label 1..N of *label* with version 3's features, the breast's
-    statistics read as :func:`C.find_candidates` reads them; the side from the finder's side map
-    where the lesion overlaps it, else *lesion_sides* (the lesion table's)."""
-    pre = exam.pre
-    spacing_zyx = np.asarray(pre.GetSpacing())[::-1]
-    vox_ml = voxel_volume_ml(pre)
-    pe = ndimage.gaussian_filter(np.asarray(maps.array("pe_early"), np.float32),
-                                 0.6 / np.maximum(spacing_zyx / spacing_zyx.min(), 1))
-    valid = maps.array("valid") > 0
-    acquisition = C.acquisition_features(maps)
-    present = {code: (sides == code) for code in (1, 2) if (sides == code).any()}
-    stats_of = {}
-    for code, breast in present.items():
-        bg = max(float(np.percentile(pe[breast & valid], C.BACKGROUND_PERCENTILE)), 0.0) if (breast & valid).any() else 0.0
-        stats_of[code] = (bg, C.breast_mip_p95(pe, breast & valid))
-    n = int(label.max())
-    if n == 0 or not present:
-        return []
-    img = sitk.GetImageFromArray(label.astype(np.uint32))
-    img.CopyInformation(pre)
-    st = sitk.LabelShapeStatisticsImageFilter()
-    st.ComputePerimeterOn()
-    st.Execute(img)
-    objects = ndimage.find_objects(label)
-    out = []
-    for v in range(1, n + 1):
-        if objects[v - 1] is None:
-            continue
-        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in objects[v - 1])
-        m = label[box] == v
-        if m.sum() < 2:
-            continue
-        codes = sides[box][m]
-        codes = codes[codes > 0]
-        code = int(np.bincount(codes).argmax()) if codes.size else (1 if lesion_sides[v - 1] == "left" else 2)
-        if code not in present:
-            code = next(iter(present))
-        bg, mip = stats_of[code]
-        shape_stats = {"elongation": C._finite(st.GetElongation(v), 1.0), "roundness": C._finite(st.GetRoundness(v), 1.0),
-                       "major_axis_mm": C._finite(max(st.GetEquivalentEllipsoidDiameter(v)), 1.0)}
-        feats = np.nan_to_num(C._features(m, box, maps, pe, bg, spacing_zyx, vox_ml, shape_stats, mip),
-                              nan=0.0, posinf=0.0, neginf=0.0)
-        feats = np.append(feats, [float(hint[box][m].mean()), math.log(float(m.sum())), *acquisition])
-        out.append(C.Candidate("left" if code == 1 else "right", box, m, feats, tuple(st.GetCentroid(v)),
-                               float(m.sum() * vox_ml)))
-    return out
 
 
 def oracle_params(ph) -> dict:
@@ -110,15 +61,7 @@ def analyse(family: str, seed: int) -> tuple[dict, dict]:
     t0 = time.process_time()
     res = segment_exam(ph.exam, device="cpu", settings=SegmentSettings(registration="none"))
     t_seg = time.process_time() - t0
-    seg_label = sitk.GetArrayFromImage(res.label) > 0
-    comp, n = ndimage.label(seg_label, structure=np.ones((3, 3, 3)))
-    les_sides = []
-    for v in range(1, n + 1):  # the lesion table's side of each component (nearest centroid)
-        idx = np.argwhere(comp == v).mean(0)[::-1]
-        c = np.asarray(ph.exam.pre.TransformContinuousIndexToPhysicalPoint([float(i) for i in idx]))
-        best = min(res.lesions, key=lambda L: float(np.sum((np.asarray(L.centroid_lps) - c) ** 2)), default=None)
-        les_sides.append(best.side if best is not None else ("left" if c[0] > 0 else "right"))
-    seg = mask_candidates(exam, maps, sides, context["breast_hint"], comp, les_sides)
+    seg = C.segmenter_candidates(exam, maps, sides, context["breast_hint"], context, res.label)
     _, _, own_les, _, _ = C.exam_candidates(ph.exam, register=False, lesion_mask=res.label)
     rec = {}
     for name, cands in (("own", own), ("own_les", own_les), ("seg", seg)):
