@@ -14,7 +14,9 @@ family (5000-5029, and the fresh set 5100-5129 first measured on Dec 6) were use
 for choosing anything (features, thresholds, model). ``--seeds`` may be given once per seed set:
 one table each.
 
-Per breast in the field of view: the model's probability, computed exactly as
+Per breast in the field of view (since classify-v10 with the shipped segmenter's lesions as more
+candidates, as ``classify_exam`` takes them: ``--no-segmenter-candidates`` for the classifier's own
+candidates only, version 3's numbers before Dec 7 evening): the model's probability, computed exactly as
 :func:`~BreastTumorSegLib.engine.classify.classify_exam` does (candidates from
 :func:`~BreastTumorSegLib.engine.classify.exam_candidates` with the phases already aligned: the
 exams are motion-free; the model's candidate probabilities; the breast's maximum), against the
@@ -42,6 +44,7 @@ from BreastTumorSegLib.training.classify import breast_scores  # noqa: E402
 from BreastTumorSegLib.engine.classify_grid import card_harmonises, harmonised, spacing_from_record  # noqa: E402
 from BreastTumorSegLib.training.classify_mip import mip_record, with_mip  # noqa: E402
 from BreastTumorSegLib.training.classify_segmenter import segmenter_record  # noqa: E402
+from BreastTumorSegLib.engine import classify_lesions  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom.malignancy import CLASS_FAMILIES  # noqa: E402
 
@@ -120,14 +123,17 @@ def main(argv=None) -> int:
     p.add_argument("--cache-dir", type=Path, default=Path("/tmp/bench_classify_cache"))
     p.add_argument("--update-card", action="store_true",
                    help="write the tables into the model card's 'evaluation' (the weights and their SHA-256 stay)")
-    p.add_argument("--segmenter-candidates", action="store_true",
-                   help="the shipped segmenter's lesions as more candidates (engine/classify_lesions.py, "
-                        "docs/decisions/classify-v10.md; cached beside the exams)")
+    p.add_argument("--segmenter-candidates", action=argparse.BooleanOptionalAction,
+                   default=classify_lesions.SEGMENTER_CANDIDATES,
+                   help="the shipped segmenter's lesions as more candidates, as classify_exam takes them "
+                        "(engine/classify_lesions.py, docs/decisions/classify-v10.md; default: its switch, on; "
+                        "cached beside the exams); --no-segmenter-candidates: the classifier's own candidates only")
     a = p.parse_args(argv)
     evaluation = {}
     clf = load_classifier(a.model, [a.models_dir] if a.models_dir else None)
     if a.segmenter_candidates and len(clf.feature_names) != len(FEATURES):
-        p.error("--segmenter-candidates: the segmenter's lesions carry version 3's features only")
+        p.error("the segmenter's lesions are cached with version 3's features only: "
+                "add --no-segmenter-candidates for a card reading more features")
     print(f"model {clf.model_id}; threshold {clf.threshold:g}; trained on: {clf.card.get('training', {}).get('data', '?')}")
     for seeds in a.seeds or ["5000-5029"]:
         print(f"\nseeds {seeds}\n")

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from ..core.imageutil import resample_to
 
-SEGMENTER_CANDIDATES = False  # off: see docs/decisions/classify-v10.md
+SEGMENTER_CANDIDATES = True  # on since classify-v10 (docs/decisions/classify-v10.md: held out 5500-5529 once)
 MIN_LESION_VOXELS = 2  # a one-voxel lesion has no shape to measure
 
 
