@@ -22,7 +22,10 @@ Steps (each timed in ``result.timings``):
    ``max(50 %, background + 30 %)``, where *background* is the 80th percentile of the breast's
    early enhancement (background parenchymal enhancement raises the bar), each at least
    ``MIN_CANDIDATE_ML`` and ``MIN_CANDIDATE_VOXELS`` (a single coarse voxel has no shape), holes
-   filled (a rim-enhancing lesion is one candidate);
+   filled (a rim-enhancing lesion is one candidate); and, with
+   :data:`.classify_lesions.SEGMENTER_CANDIDATES` (on), every lesion of the segmenter's label map
+   (``lesion_mask``, else the shipped segmenter run on the aligned exam) as one more candidate
+   (:func:`segmenter_candidates`, ``docs/decisions/classify-v10.md``);
 5. **features** of each candidate (:data:`~..models.classifier.FEATURES`: size, elongation,
    roundness, solidity and radial irregularity (margin), longest axis, enhancement and its
    contrast to the background, the fractions of washout / plateau / persistent voxels and SER
