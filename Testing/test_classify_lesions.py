@@ -45,10 +45,15 @@ def test_missed_malignant_breast_scored_above_threshold_with_the_switch(missed, 
     assert "segmenter lesions" in on.timings
 
 
-def test_given_lesion_mask_is_used_without_segmenting_again(missed, monkeypatch):
-    """``segment --classify`` passes its label map: the segmenter does not run a second time."""
+def test_shipped_segmenters_label_is_used_without_segmenting_again(missed, monkeypatch):
+    """``segment --classify`` passes the default model's label map: the segmenter does not run a
+    second time; another model's result is not taken as the shipped segmenter's."""
+    from types import SimpleNamespace
+
     label = segmenter_label(missed.exam)
+    assert classify_lesions.shipped_label(SimpleNamespace(model_id="ftv-outline-73d912d1", label=label)) is label
+    assert classify_lesions.shipped_label(SimpleNamespace(model_id="test-subtraction", label=label)) is None
     monkeypatch.setattr(classify_lesions, "SEGMENTER_CANDIDATES", True)
     monkeypatch.setattr(classify_lesions, "segmenter_label", lambda exam: pytest.fail("segmented again"))
-    on = classify_exam(missed.exam, register=False, lesion_mask=label)
+    on = classify_exam(missed.exam, register=False, lesion_mask=label, segmenter_lesions=label)
     assert on.probabilities["R"] >= on.threshold

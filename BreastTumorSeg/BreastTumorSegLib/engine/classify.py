@@ -24,7 +24,7 @@ Steps (each timed in ``result.timings``):
    ``MIN_CANDIDATE_ML`` and ``MIN_CANDIDATE_VOXELS`` (a single coarse voxel has no shape), holes
    filled (a rim-enhancing lesion is one candidate); and, with
    :data:`.classify_lesions.SEGMENTER_CANDIDATES` (on), every lesion of the segmenter's label map
-   (``lesion_mask``, else the shipped segmenter run on the aligned exam) as one more candidate
+   (``segmenter_lesions``, else the shipped segmenter run on the aligned exam) as one more candidate
    (:func:`segmenter_candidates`, ``docs/decisions/classify-v10.md``);
 5. **features** of each candidate (:data:`~..models.classifier.FEATURES`: size, elongation,
    roundness, solidity and radial irregularity (margin), longest axis, enhancement and its
@@ -425,7 +425,8 @@ def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | N
 
 
 def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClassifier = DEFAULT_CLASSIFIER, *, register: bool = True,
-                  models_dir=None, progress=None, cancel=None, lesion_mask: sitk.Image | None = None) -> ClassificationResult:
+                  models_dir=None, progress=None, cancel=None, lesion_mask: sitk.Image | None = None,
+                  segmenter_lesions: sitk.Image | None = None) -> ClassificationResult:
     """Per-breast malignancy probabilities and heatmap of *exam* (module docstring).
 
     ``model``: a classification model's name (``"breastcls-demo"``; ``monai:PATH`` is refused with
@@ -433,13 +434,15 @@ def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClass
     ``register=False`` when the phases are already aligned (e.g. ``segment``'s registered phases).
     ``progress(stage, fraction, message)`` and ``cancel`` follow :class:`~..core.progress.Reporter`.
     ``lesion_mask`` (e.g. ``segment``'s label map): lesions inside the body are looked at even where
-    the breast region does not reach (:mod:`.classify_region`)."""
+    the breast region does not reach (:mod:`.classify_region`). ``segmenter_lesions``: the shipped
+    segmenter's label map of this exam when the caller has it (:mod:`.classify_lesions`; else, with
+    its switch on, the segmenter runs here)."""
     clf = load_classifier(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     exam, sides, cands, maps, context = exam_candidates(exam, register, reporter, lesion_mask)
     if classify_lesions.SEGMENTER_CANDIDATES:
         with reporter.stage("segmenter lesions"):
-            label = lesion_mask if lesion_mask is not None else classify_lesions.segmenter_label(exam)
+            label = segmenter_lesions if segmenter_lesions is not None else classify_lesions.segmenter_label(exam)
             more = segmenter_candidates(exam, maps, sides, context["breast_hint"], context, label)
             add_mip_features(exam, sides, maps.array("valid") > 0, context["breast_hint"], more)
             cands = cands + more

@@ -11,8 +11,11 @@ version 3's trees unchanged); the finder's candidates stay. A lesion's breast is
 where the lesion overlaps it, else the patient's side of its centroid against the body midline (the
 lesion table's rule), and the one breast of a one-breast field of view.
 
-``classify_exam(..., lesion_mask=...)`` (``segment --classify``, the Slicer panel) uses the label
-map it is given; without one (``classify``) the segmenter runs on the aligned exam first.
+Only the *shipped* segmenter's lesions were measured (classify-v10), so only they become candidates:
+``classify_exam(..., segmenter_lesions=...)`` takes a label map the caller already has from it
+(``segment --classify`` and the Slicer panel pass theirs when the model was the default one,
+:func:`shipped_label`); otherwise (``classify``; a segmentation by another model, whose lesion mask
+still only widens the region) the shipped segmenter runs on the aligned exam first.
 """
 from __future__ import annotations
 
@@ -32,6 +35,14 @@ def segmenter_label(exam) -> sitk.Image:
     from .settings import SegmentSettings
 
     return segment_exam(exam, device="cpu", settings=SegmentSettings(registration="none")).label
+
+
+def shipped_label(result) -> sitk.Image | None:
+    """*result*'s label map when it comes from the shipped segmenter (the default model), else None."""
+    from ..models.registry import DEFAULT_MODEL
+
+    model_id = str(getattr(result, "model_id", ""))
+    return result.label if model_id == DEFAULT_MODEL or model_id.startswith(DEFAULT_MODEL + "-") else None
 
 
 def _side_code(context: dict, centroid_lps) -> int:
