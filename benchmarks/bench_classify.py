@@ -14,7 +14,9 @@ family (5000-5029, and the fresh set 5100-5129 first measured on Dec 6) were use
 for choosing anything (features, thresholds, model). ``--seeds`` may be given once per seed set:
 one table each.
 
-Per breast in the field of view: the model's probability, computed exactly as
+Per breast in the field of view (since classify-v10 with the shipped segmenter's lesions as more
+candidates, as ``classify_exam`` takes them: ``--no-segmenter-candidates`` for the classifier's own
+candidates only, version 3's numbers before Dec 7 evening): the model's probability, computed exactly as
 :func:`~BreastTumorSegLib.engine.classify.classify_exam` does (candidates from
 :func:`~BreastTumorSegLib.engine.classify.exam_candidates` with the phases already aligned: the
 exams are motion-free; the model's candidate probabilities; the breast's maximum), against the
@@ -37,10 +39,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
-from BreastTumorSegLib.models.classifier import ALL_FEATURES, DEFAULT_CLASSIFIER, WITH_CONTEXT, load_classifier  # noqa: E402
+from BreastTumorSegLib.models.classifier import ALL_FEATURES, DEFAULT_CLASSIFIER, FEATURES, WITH_CONTEXT, load_classifier  # noqa: E402
 from BreastTumorSegLib.training.classify import breast_scores  # noqa: E402
 from BreastTumorSegLib.engine.classify_grid import card_harmonises, harmonised, spacing_from_record  # noqa: E402
 from BreastTumorSegLib.training.classify_mip import mip_record, with_mip  # noqa: E402
+from BreastTumorSegLib.training.classify_segmenter import segmenter_record  # noqa: E402
+from BreastTumorSegLib.engine import classify_lesions  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.training.phantom.malignancy import CLASS_FAMILIES  # noqa: E402
 
@@ -60,14 +64,17 @@ def auc_ci(y: np.ndarray, s: np.ndarray, n_boot: int = 2000, seed: int = 0) -> t
     return auc, float(lo), float(hi)
 
 
-def collect_buildable(family: str, seeds, cache_dir: Path, n_features: int, reference=None) -> tuple[dict, list[int]]:
+def collect_buildable(family: str, seeds, cache_dir: Path, n_features: int, reference=None,
+                      segmenter: bool = False) -> tuple[dict, list[int]]:
     """The candidates of every exam of *seeds* that the generator can build (their first
     *n_features* features: the model's; with a *reference* spacing, the features counted in the
     exam's voxels read as on that grid, :func:`~BreastTumorSegLib.engine.classify_grid.harmonised`),
-    and the skipped seeds."""
+    and the skipped seeds; with *segmenter*, the segmenter's lesions are more candidates
+    (``engine/classify_lesions.py``, classify-v10: a card reading version 3's features only)."""
     xs, ys, keys, truth, skipped = [], [], [], {}, []
     for seed in seeds:
         try:
+            seg = segmenter_record(family, seed, cache_dir) if segmenter else None
             raw = mip_record(family, seed, cache_dir)
             rec = with_mip(raw, context=n_features > len(ALL_FEATURES), grid=n_features > len(WITH_CONTEXT))
             rec["x"] = rec["x"][:, :n_features]
@@ -80,13 +87,17 @@ def collect_buildable(family: str, seeds, cache_dir: Path, n_features: int, refe
         ys.append(rec["y"])
         keys += rec["keys"].tolist()
         truth.update(rec["truth"])
+        if seg is not None and len(seg["y"]):
+            xs.append(np.asarray(seg["x"]).reshape(-1, len(FEATURES)))
+            ys.append(seg["y"])
+            keys += seg["keys"].tolist()
     return {"x": np.concatenate(xs), "y": np.concatenate(ys), "keys": np.array(keys), "truth": truth}, skipped
 
 
-def family_row(clf, family: str, seeds: str, cache_dir: Path) -> dict:
+def family_row(clf, family: str, seeds: str, cache_dir: Path, segmenter: bool = False) -> dict:
     """One family's evaluation on one seed set (what the table and the card show)."""
     data, skipped = collect_buildable(family, parse_seeds(seeds), cache_dir, len(clf.feature_names),
-                                      card_harmonises(clf.card))
+                                      card_harmonises(clf.card), segmenter)
     p_cand = clf.probability(data["x"]) if len(data["x"]) else np.zeros(0)
     y, s = breast_scores(p_cand, data["keys"], data["truth"], clf.no_candidate_probability)
     auc, lo, hi = auc_ci(y, s)
@@ -112,9 +123,17 @@ def main(argv=None) -> int:
     p.add_argument("--cache-dir", type=Path, default=Path("/tmp/bench_classify_cache"))
     p.add_argument("--update-card", action="store_true",
                    help="write the tables into the model card's 'evaluation' (the weights and their SHA-256 stay)")
+    p.add_argument("--segmenter-candidates", action=argparse.BooleanOptionalAction,
+                   default=classify_lesions.SEGMENTER_CANDIDATES,
+                   help="the shipped segmenter's lesions as more candidates, as classify_exam takes them "
+                        "(engine/classify_lesions.py, docs/decisions/classify-v10.md; default: its switch, on; "
+                        "cached beside the exams); --no-segmenter-candidates: the classifier's own candidates only")
     a = p.parse_args(argv)
     evaluation = {}
     clf = load_classifier(a.model, [a.models_dir] if a.models_dir else None)
+    if a.segmenter_candidates and len(clf.feature_names) != len(FEATURES):
+        p.error("the segmenter's lesions are cached with version 3's features only: "
+                "add --no-segmenter-candidates for a card reading more features")
     print(f"model {clf.model_id}; threshold {clf.threshold:g}; trained on: {clf.card.get('training', {}).get('data', '?')}")
     for seeds in a.seeds or ["5000-5029"]:
         print(f"\nseeds {seeds}\n")
@@ -122,7 +141,7 @@ def main(argv=None) -> int:
         print("|---|---|---|---|---|---|")
         table = evaluation.setdefault(seeds, {})
         for fam in a.families.split(","):
-            r = table[fam] = family_row(clf, fam, seeds, a.cache_dir)
+            r = table[fam] = family_row(clf, fam, seeds, a.cache_dir, a.segmenter_candidates)
             skipped = f" ({len(r['skipped_seeds'])} seed(s) not buildable)" if r["skipped_seeds"] else ""
             print(f"| {fam} | {r['exams']}{skipped} | {r['breasts']} ({r['malignant_breasts']}) | {r['auc']:.3f} "
                   f"[{r['auc_95ci'][0]:.3f}-{r['auc_95ci'][1]:.3f}] | {r['sensitivity_at_threshold']:.2f} / "

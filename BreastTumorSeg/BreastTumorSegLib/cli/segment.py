@@ -256,10 +256,13 @@ def _classify(classifier, exam, result):
     if classifier is None:
         return None, None
     from ..engine.classify import classify_exam
+    from ..engine.classify_lesions import shipped_label
 
     aligned = exam.with_phases(result.registered_phases) if result.registered_phases else exam
-    # the segmented lesions inside the body are looked at even where the breast region misses them
-    classified = classify_exam(aligned, classifier, register=False, lesion_mask=result.label)
+    # the segmented lesions inside the body are looked at even where the breast region misses them;
+    # the shipped segmenter's lesions are candidates too (not segmented again)
+    classified = classify_exam(aligned, classifier, register=False, lesion_mask=result.label,
+                               segmenter_lesions=shipped_label(result))
     return {"classification": classified.as_dict()}, classified
 
 

@@ -22,7 +22,10 @@ Steps (each timed in ``result.timings``):
    ``max(50 %, background + 30 %)``, where *background* is the 80th percentile of the breast's
    early enhancement (background parenchymal enhancement raises the bar), each at least
    ``MIN_CANDIDATE_ML`` and ``MIN_CANDIDATE_VOXELS`` (a single coarse voxel has no shape), holes
-   filled (a rim-enhancing lesion is one candidate);
+   filled (a rim-enhancing lesion is one candidate); and, with
+   :data:`.classify_lesions.SEGMENTER_CANDIDATES` (on), every lesion of the segmenter's label map
+   (``segmenter_lesions``, else the shipped segmenter run on the aligned exam) as one more candidate
+   (:func:`segmenter_candidates`, ``docs/decisions/classify-v10.md``);
 5. **features** of each candidate (:data:`~..models.classifier.FEATURES`: size, elongation,
    roundness, solidity and radial irregularity (margin), longest axis, enhancement and its
    contrast to the background, the fractions of washout / plateau / persistent voxels and SER
@@ -68,6 +71,7 @@ from ..preprocess.registration import register_exam
 from .classify_context import context_features
 from .classify_grid import card_harmonises, grid_features, harmonised, radial_cv
 from .classify_mip import candidate_footprint, exam_mips, mip_feature_rows, projection_axis, second_subtraction_index
+from . import classify_lesions  # the segmenter's lesions as more candidates (engine/classify_lesions.py, off)
 from . import classify_region
 from .classify_region import classification_sides, lesions_in_body
 
@@ -266,6 +270,60 @@ def _finite(value: float, default: float) -> float:
     return float(value) if math.isfinite(value) else default
 
 
+def smoothed_enhancement(maps, spacing_zyx) -> np.ndarray:
+    """The early enhancement the candidates are found and measured on (lightly smoothed)."""
+    return ndimage.gaussian_filter(np.asarray(maps.array("pe_early"), np.float32),
+                                   0.6 / np.maximum(spacing_zyx / spacing_zyx.min(), 1))
+
+
+def breast_levels(pe: np.ndarray, where: np.ndarray) -> tuple[float, float]:
+    """(background level: :data:`BACKGROUND_PERCENTILE` of the early enhancement, MIP level:
+    :func:`breast_mip_p95`) of a breast's valid voxels *where*."""
+    background = max(float(np.percentile(pe[where], BACKGROUND_PERCENTILE)), 0.0) if where.any() else 0.0
+    return background, breast_mip_p95(pe, where)
+
+
+def _candidate(side: str, box, m: np.ndarray, stats, v: int, maps, pe, background: float, mip_p95: float, hint,
+               acquisition, spacing_zyx, vox_ml: float) -> Candidate:
+    """The candidate of label *v* (mask *m* in *box*; *stats*: ITK shape statistics with perimeter)."""
+    shape_stats = {"elongation": _finite(stats.GetElongation(v), 1.0), "roundness": _finite(stats.GetRoundness(v), 1.0),
+                   "major_axis_mm": _finite(max(stats.GetEquivalentEllipsoidDiameter(v)), 1.0)}
+    # a candidate one voxel thin has no defined roundness or elongation (ITK gives NaN/inf)
+    feats = np.nan_to_num(_features(m, box, maps, pe, background, spacing_zyx, vox_ml, shape_stats, mip_p95),
+                          nan=0.0, posinf=0.0, neginf=0.0)
+    inside = float(hint[box][m].mean()) if hint is not None else 1.0
+    feats = np.append(feats, [inside, math.log(float(m.sum())), *acquisition])
+    return Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml))
+
+
+def segmenter_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray, context: dict,
+                         lesion_mask: sitk.Image) -> list[Candidate]:
+    """One candidate per connected lesion of the segmenter's *lesion_mask*
+    (:mod:`.classify_lesions`), with the features of :func:`find_candidates` (the breast's
+    background and MIP levels as the finder reads them)."""
+    comp, codes = classify_lesions.lesion_components(exam.pre, sides, context, lesion_mask)
+    if not codes:
+        return []
+    spacing_zyx = np.asarray(exam.pre.GetSpacing())[::-1]
+    vox_ml = voxel_volume_ml(exam.pre)
+    pe = smoothed_enhancement(maps, spacing_zyx)
+    valid = maps.array("valid") > 0
+    acquisition = acquisition_features(maps)
+    levels = {code: breast_levels(pe, (sides == code) & valid) for code in set(codes.values())}
+    img = sitk.GetImageFromArray(comp)
+    img.CopyInformation(exam.pre)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputePerimeterOn()
+    stats.Execute(img)
+    objects = ndimage.find_objects(comp)
+    out = []
+    for v, code in codes.items():
+        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in objects[v - 1])
+        out.append(_candidate("left" if code == 1 else "right", box, comp[box] == v, stats, v, maps, pe,
+                              *levels[code], hint, acquisition, spacing_zyx, vox_ml))
+    return out
+
+
 def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | None = None,
                     stats_sides: np.ndarray | None = None) -> list[Candidate]:
     """The enhancing candidates of every breast (module docstring, step 4) with their features;
@@ -275,7 +333,7 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
     pre = exam.pre
     spacing_zyx = np.asarray(pre.GetSpacing())[::-1]
     vox_ml = voxel_volume_ml(pre)
-    pe = ndimage.gaussian_filter(np.asarray(maps.array("pe_early"), np.float32), 0.6 / np.maximum(spacing_zyx / spacing_zyx.min(), 1))
+    pe = smoothed_enhancement(maps, spacing_zyx)
     valid = maps.array("valid") > 0
     acquisition = acquisition_features(maps)
     out: list[Candidate] = []
@@ -284,10 +342,8 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
         if not breast.any():
             continue
         stats = breast if stats_sides is None or not (stats_sides == code).any() else stats_sides == code
-        background = max(float(np.percentile(pe[stats & valid], BACKGROUND_PERCENTILE)), 0.0) \
-            if (stats & valid).any() else 0.0
+        background, mip_p95 = breast_levels(pe, stats & valid)
         threshold = max(MIN_THRESHOLD_PE, background + ABOVE_BACKGROUND_PE)
-        mip_p95 = breast_mip_p95(pe, stats & valid)
         lab, n = ndimage.label(breast & valid & (pe >= threshold), structure=np.ones((3, 3, 3)))
         if n == 0:
             continue
@@ -312,14 +368,8 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
         for v in keep:
             box = boxes[v]
             m = filled[box] == v
-            shape_stats = {"elongation": _finite(stats.GetElongation(v), 1.0), "roundness": _finite(stats.GetRoundness(v), 1.0),
-                           "major_axis_mm": _finite(max(stats.GetEquivalentEllipsoidDiameter(v)), 1.0)}
-            # a candidate one voxel thin has no defined roundness or elongation (ITK gives NaN/inf)
-            feats = np.nan_to_num(_features(m, box, maps, pe, background, spacing_zyx, vox_ml, shape_stats, mip_p95),
-                                  nan=0.0, posinf=0.0, neginf=0.0)
-            inside = float(hint[box][m].mean()) if hint is not None else 1.0
-            feats = np.append(feats, [inside, math.log(float(m.sum())), *acquisition])
-            out.append(Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml)))
+            out.append(_candidate(side, box, m, stats, v, maps, pe, background, mip_p95, hint, acquisition,
+                                  spacing_zyx, vox_ml))
     add_mip_features(exam, sides, valid, hint, out)
     for c, row in zip(out, context_features(np.array([c.features for c in out]), [f"exam:{c.side}" for c in out])):
         c.context_features = row
@@ -375,7 +425,8 @@ def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | N
 
 
 def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClassifier = DEFAULT_CLASSIFIER, *, register: bool = True,
-                  models_dir=None, progress=None, cancel=None, lesion_mask: sitk.Image | None = None) -> ClassificationResult:
+                  models_dir=None, progress=None, cancel=None, lesion_mask: sitk.Image | None = None,
+                  segmenter_lesions: sitk.Image | None = None) -> ClassificationResult:
     """Per-breast malignancy probabilities and heatmap of *exam* (module docstring).
 
     ``model``: a classification model's name (``"breastcls-demo"``; ``monai:PATH`` is refused with
@@ -383,10 +434,21 @@ def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClass
     ``register=False`` when the phases are already aligned (e.g. ``segment``'s registered phases).
     ``progress(stage, fraction, message)`` and ``cancel`` follow :class:`~..core.progress.Reporter`.
     ``lesion_mask`` (e.g. ``segment``'s label map): lesions inside the body are looked at even where
-    the breast region does not reach (:mod:`.classify_region`)."""
+    the breast region does not reach (:mod:`.classify_region`). ``segmenter_lesions``: the shipped
+    segmenter's label map of this exam when the caller has it (:mod:`.classify_lesions`; else, with
+    its switch on, the segmenter runs here)."""
     clf = load_classifier(model, [models_dir] if models_dir else None) if isinstance(model, str) else model
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     exam, sides, cands, maps, context = exam_candidates(exam, register, reporter, lesion_mask)
+    if classify_lesions.SEGMENTER_CANDIDATES:
+        with reporter.stage("segmenter lesions"):
+            label = segmenter_lesions if segmenter_lesions is not None else classify_lesions.segmenter_label(exam)
+            more = segmenter_candidates(exam, maps, sides, context["breast_hint"], context, label)
+            add_mip_features(exam, sides, maps.array("valid") > 0, context["breast_hint"], more)
+            cands = cands + more
+            rows = [] if not cands else context_features(np.array([c.features for c in cands]), [f"exam:{c.side}" for c in cands])
+            for c, row in zip(cands, rows):
+                c.context_features = row
     if cands:
         names = getattr(clf, "feature_names", FEATURES)
         if len(names) > len(WITH_CONTEXT):  # a card reading the grid-relative margin (:mod:`.classify_grid`)

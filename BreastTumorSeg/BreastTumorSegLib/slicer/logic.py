@@ -189,9 +189,11 @@ class SegmentationLogic:
         out = self.import_result(result, phases[0].node, outputs, exam)
         if classify:
             from ..engine.classify import classify_exam
+            from ..engine.classify_lesions import shipped_label
 
             aligned = exam.with_phases(result.registered_phases) if result.registered_phases else exam
-            classified = classify_exam(aligned, classify, register=False, lesion_mask=result.label, cancel=cancel)
+            classified = classify_exam(aligned, classify, register=False, lesion_mask=result.label, cancel=cancel,
+                                       segmenter_lesions=shipped_label(result))
             self.classification = classify_view.import_result(self.ctx, classified, phases[0].node,
                                                               self.classification)
         return out, result
