@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from ..core.errors import InputError
 from ..core.exam import MAX_PHASES
-from .nifti_xform import check_voxel_size, check_xforms_agree
+from .nifti_xform import check_dims_and_type, check_voxel_size, check_xforms_agree
 from .raw_size import check_raw_size
 from .safety import check_input_path
 
@@ -40,6 +40,7 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     """Read one image file; any failure becomes an :class:`InputError` naming the file."""
     path = check_input_path(path, what)
     _check_file_kind(path, what)
+    check_dims_and_type(path, what)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
