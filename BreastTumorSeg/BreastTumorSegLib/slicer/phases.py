@@ -203,7 +203,15 @@ def exam_from_phases(phases: Sequence[Phase], case_id: str = "case",
     images = [bridge.volume_node_to_image(ph.node) for ph in phases]
     for i, (ph, img) in enumerate(zip(phases, images)):  # as the file readers check each header
         check_spacing(img.GetSpacing(), f"phase {i}", ph.name)
-    return check_signal(assemble_exam(images, known, case_id, [ph.name for ph in phases]))
+    return assemble_exam(images, known, case_id, [ph.name for ph in phases])
+
+
+def exam_to_run(phases: Sequence[Phase], case_id: str = "case",
+                times_min: Sequence[float | None] | None = None) -> DCEExam:
+    """:func:`exam_from_phases` for a run (segment, follow-up, kinetics, click refinement, a
+    background run): also refuses a phase without signal (every voxel equal, e.g. all zero), as
+    every file loader does (:func:`~..core.exam.check_signal`)."""
+    return check_signal(exam_from_phases(phases, case_id, times_min))
 
 
 def source_files(phases: Sequence[Phase]) -> list[Path] | None:
