@@ -430,7 +430,7 @@ def _(f, exam):
     return ["batch", _csv(f, f"case,path\nc1,{ex}\n", encoding="utf-16"), "-o", f / "out"] + BATCH
 
 
-@case("batch_manifest_latin1", "UTF-8")
+@case("batch_manifest_latin1", "save it as CSV UTF-8")
 def _(f, exam):
     """batch: manifest in Latin-1 (a case id with an accent)"""
     return ["batch", _csv(f, f"case,path\nfall_\u00e9,{_exam(f, exam)}\n", encoding="latin-1"), "-o", f / "out"] + BATCH
