@@ -24,7 +24,8 @@ from pathlib import Path
 from ..core.errors import InputError
 from ..io.files import find_phase_files
 from ..io.images import IMAGE_SUFFIXES
-from ..io.safety import check_case_id, check_input_path, check_paths_exist, check_table_row, csv_separator_fix
+from ..io.safety import (check_case_id, check_input_path, check_paths_exist, check_table_row, csv_separator_fix,
+                         open_table)
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,16 @@ def read_manifest_rows(csv_path: Path, required: tuple[str, ...], optional: tupl
     columns = ",".join(required) + "".join(f"[,{c}]" for c in optional)
     rows = []
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        with open_table(csv_path) as fh:
             reader = csv.DictReader(fh)
             for raw in reader:
                 if any((v or "").strip() for v in raw.values() if isinstance(v, str)) or None in raw:
                     rows.append((reader.line_num, raw))
             header = [(h or "").strip() for h in (reader.fieldnames or [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read the manifest ({exc})", csv_path,
-                         f"give a CSV file with columns {columns}" + _not_an_image(csv_path))
+        hint = _not_an_image(csv_path) or ("; save it as CSV UTF-8 (this file is in another text encoding)"
+                                           if isinstance(exc, UnicodeDecodeError) else "")
+        raise InputError(f"cannot read the manifest ({exc})", csv_path, f"give a CSV file with columns {columns}" + hint)
     if not set(required) <= set(header):
         raise InputError(f"the manifest needs the columns {' and '.join(required)}, it has {', '.join(header) or 'none'}",
                          csv_path, csv_separator_fix(header, f"write a header line {columns}"))

@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         import warnings
 
         warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
+        # ITK's own warnings go straight to stderr from C++ ("... has unexpected scales in sform",
+        # "Non-orthogonal direction matrix coerced to orthogonal"): a refused file already gets our
+        # one line naming it, and a file that is read is read as before. Only the installed command
+        # silences them; Slicer (which imports the library) keeps its own setting.
+        import SimpleITK as sitk
+
+        sitk.ProcessObject.SetGlobalWarningDisplay(False)
     code = guarded(work, restore=argv is not None)
     if argv is None and interrupts.received() is not None:
         _exit_now(code)

@@ -54,12 +54,16 @@ def check_batch_options(args):
 def run(args) -> int:
     from ..batch.cases import discover
     from ..batch.runner import run_batch
-    from ..io.safety import check_output_location, exam_locations
+    from ..io.safety import check_output_dir, check_output_location, exam_locations, input_bytes
 
     shard = check_batch_options(args)
     cases = discover(args.input)
     # the output never lies in (or is) an exam of the batch, whichever way the exams were listed
     check_output_location(args.output, exam_locations(p for c in cases for p in c.inputs))
+    # room for one exam's outputs (segment's rule, on the largest of the first exams) before the
+    # ledger is made: a full disk is one line, not a folder of failed exams
+    check_output_dir(args.output, need_bytes=2 * max((input_bytes(c.inputs) for c in cases[:8]), default=0)
+                     + (16 << 20))
     progress = "none" if args.quiet and args.progress == "bar" else args.progress
     out = sys.stderr if progress == "json" else sys.stdout
     try:

@@ -94,14 +94,17 @@ def print_summary(res, written, stream=None) -> None:
 def run_manifest(args) -> int:
     """``--manifest``: every patient of the CSV (:mod:`..batch.followup`); exit 1 when one was refused."""
     from ..batch.followup import read_manifest, run_followup_batch
-    from ..io.safety import check_output_location
+    from ..io.safety import check_output_dir, input_bytes
     from ..models.registry import model_card
 
     if args.visits or args.dates:
         raise InputError("VISIT arguments and --dates go with one patient, not with --manifest", "--manifest",
                          "list every visit (and its date) in the manifest, or drop --manifest")
     patients = read_manifest(args.manifest)
-    check_output_location(args.output, [args.manifest] + [v for p in patients for v in p.paths])
+    # the output folder as for one patient (not a file, not under one, writable, room for one
+    # patient's outputs: the largest of the first patients), never in or over an input
+    check_output_dir(args.output, [args.manifest] + [v for p in patients for v in p.paths],
+                     need_bytes=max((input_bytes(p.paths) for p in patients[:8]), default=0) // 2 + (16 << 20))
     model_card(args.model)
     report = run_followup_batch(patients, args.output, args.model, args.device, args.overwrite)
     print(f"follow-up batch: {report.selected} patient(s), {report.done} done, {report.already_done} already done, "

@@ -45,6 +45,10 @@ def run(args) -> int:
 
     if args.action == "add":
         return add(args)
+    if args.models_dir is not None:  # as segment and classify check it: a mistyped folder is not "no extra models"
+        from ..io.safety import check_input_path
+
+        check_input_path(args.models_dir, "--models-dir", kind="dir")
     extra = [args.models_dir] if args.models_dir else None
     summaries = sorted(model_summaries(extra), key=lambda s: s.name)
     unreadable: list[str] = []

@@ -186,6 +186,30 @@ def assemble_exam(phases: list[sitk.Image], times_min: list[float] | None, case_
 
 
 MIN_PHASE_COVERAGE = 0.8  # a phase covering less of the pre-contrast volume is refused
+# Plausible voxel spacing in mm: anything outside is a broken header (metres, or microns).
+SPACING_RANGE_MM = (0.01, 50.0)
+
+
+def check_signal(exam: DCEExam) -> DCEExam:
+    """Refuse phases without any signal (all voxels equal, e.g. all zero): nothing can be segmented.
+    Every loader applies it (NIfTI/NRRD/MHA files, 4D files, DICOM, the Slicer module's volumes)."""
+    for i, img in enumerate(exam.phases):
+        arr = sitk.GetArrayViewFromImage(img)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo == hi:
+            raise InputError(f"phase {i} holds no image (every voxel is {lo:g})", exam.sources[i],
+                             "check the export; this phase is empty")
+    return exam
+
+
+def check_spacing(spacing, what: str, src: object) -> None:
+    """Refuse a voxel spacing outside :data:`SPACING_RANGE_MM` (non-finite included)."""
+    lo, hi = SPACING_RANGE_MM
+    spacing = np.asarray(spacing, float)[:3]
+    if not np.all(np.isfinite(spacing)) or np.any(spacing < lo) or np.any(spacing > hi):
+        raise InputError(f"{what} has voxel spacing {', '.join(f'{v:g}' for v in spacing)} mm, outside the "
+                         f"plausible {lo:g}-{hi:g} mm", src,
+                         "fix the spacing in the header (units must be millimetres) or re-export the image")
 
 
 def check_overlap(img: sitk.Image, ref: sitk.Image, src: str, ref_src: str) -> None:

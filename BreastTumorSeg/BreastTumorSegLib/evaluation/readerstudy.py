@@ -168,7 +168,7 @@ def _threshold_dice(case: _Case, thresholds: Sequence[float]) -> np.ndarray:
 def validate_cases(cases: Sequence[StudyCase], model_name: str, need_model: bool = True) -> list[str]:
     """The readers of *cases* (the same ≥ 2 readers in every case); *need_model*: every case has the model."""
     if not cases:
-        raise InputError("the study has no cases")
+        raise InputError("the study has no cases", None, "list one row per case and reader: case,reader,mask")
     seen: set[str] = set()
     readers = cases[0].reader_names
     if len(readers) < 2:
@@ -192,7 +192,8 @@ def validate_cases(cases: Sequence[StudyCase], model_name: str, need_model: bool
             raise InputError(f"case {c.case_id} has no model mask or probability map", None,
                              f"add a row with reader {model_name!r} for this case")
         if c.split not in SPLITS:
-            raise InputError(f"case {c.case_id}: split must be 'test' or 'tune', not {c.split!r}")
+            raise InputError(f"case {c.case_id}: split must be 'test' or 'tune', not {c.split!r}", None,
+                             "write test or tune in the split column (or leave it empty: test)")
     if all(c.split == "tune" for c in cases):
         raise InputError("every case is a tuning case; nothing is left to evaluate", None,
                          "mark some cases split=test")

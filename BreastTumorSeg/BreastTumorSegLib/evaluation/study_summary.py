@@ -35,7 +35,9 @@ def hybrid_curves(scores, malignant, readers, model_name, normalize: str = "none
             continue
         cases = [c for c in malignant if c in scores[r] and c in scores[model_name]]
         if len(cases) < 2:
-            raise InputError(f"reader {r} and the model share fewer than two scored cases")
+            raise InputError(f"reader {r} and the model share fewer than two scored cases", "--scores",
+                             "give the reader's and the model's score for the same cases, at least one malignant "
+                             "and one not")
         try:
             out.append(S.hybrid_auc([scores[r][c] for c in cases], [scores[model_name][c] for c in cases],
                                     [malignant[c] for c in cases], normalize=normalize, reader=r))

@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 from ..core.errors import InputError
 from ..io.images import read_image, read_mask
-from ..io.safety import csv_separator_fix
+from ..io.safety import csv_separator_fix, open_table
 
 SPLITS = ("test", "tune")
 ImageOrPath = Union[sitk.Image, Path]
@@ -113,7 +113,7 @@ def read_study_table(path: str | Path, model_name: str = "model") -> list[StudyC
     if not path.is_file():
         raise InputError("reader-study table does not exist", path, "check the path")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with open_table(path) as fh:
             rows = list(csv.DictReader(fh))
             header = [c.strip().lower() for c in (rows[0].keys() if rows else [])]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -161,7 +161,8 @@ def read_study_table(path: str | Path, model_name: str = "model") -> list[StudyC
             if cf.has_model:
                 raise InputError(f"case {case} lists the model twice", where, "keep one model row per case")
             if mask is None and prob is None:
-                raise InputError(f"the model row of case {case} gives neither a mask nor a prob file", where)
+                raise InputError(f"the model row of case {case} gives neither a mask nor a prob file", where,
+                                 "fill in the model's mask (or prob) column")
             cf.model_mask, cf.model_prob = mask, prob
         else:
             if prob is not None:
@@ -169,7 +170,8 @@ def read_study_table(path: str | Path, model_name: str = "model") -> list[StudyC
                                  f"({model_name!r})", where, f"put probability maps on the {model_name!r} rows, "
                                  "or pass --model-name with the model's reader name")
             if mask is None:
-                raise InputError(f"no mask for reader {reader} in case {case}", where)
+                raise InputError(f"no mask for reader {reader} in case {case}", where,
+                                 "fill in the mask column with the reader's mask file")
             arm = row.get("arm", "") or primary
             if arms and not row.get("arm", ""):
                 raise InputError(f"reader {reader}'s row of case {case} has no arm, other rows have one", where,
@@ -177,7 +179,8 @@ def read_study_table(path: str | Path, model_name: str = "model") -> list[StudyC
             target = cf.readers if arm == primary else cf.arm_readers.setdefault(arm, {})
             if reader in target:
                 raise InputError(f"reader {reader} appears twice for case {case}"
-                                 + (f" in arm {arm}" if arm else ""), where)
+                                 + (f" in arm {arm}" if arm else ""), where,
+                                 "keep one row per case and reader (remove the repeated row)")
             target[reader] = mask
             cf.primary_arm = primary
             if row.get("time_s", ""):
@@ -207,7 +210,7 @@ def read_scores_table(path: str | Path, kind: str | None = None, arm: str | None
     if not path.is_file():
         raise InputError("scores table does not exist", path, "check the path")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
+        with open_table(path) as fh:
             rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()} for raw in csv.DictReader(fh)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read the scores table ({exc})", path, "save it as a UTF-8 CSV file") from None

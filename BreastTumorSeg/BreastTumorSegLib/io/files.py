@@ -24,7 +24,7 @@ from typing import Sequence
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ..core.exam import MAX_TIME_SPAN_MIN, DCEExam, assemble_exam
+from ..core.exam import MAX_TIME_SPAN_MIN, DCEExam, assemble_exam, check_signal
 from .images import IMAGE_SUFFIXES, read_image, strip_image_suffix
 from .safety import check_input_path
 
@@ -161,7 +161,8 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
                 raise
             from .dicom import reader as dicom  # DICOM folders have no phase naming
             if dicom.folder_has_dicom(folder):
-                return dicom.load_dicom_exam(folder, times_min=times_min, case_id=case_id, series=series)
+                return check_signal(dicom.load_dicom_exam(folder, times_min=times_min, case_id=case_id,
+                                                          series=series))
             if exc.problem == _NO_PHASE_FILES:  # neither kind found (not a dataset root, not one 4D file)
                 n = len(dicom.list_files(folder))
                 images = [p.name for p in sorted(folder.iterdir()) if p.name.lower().endswith(IMAGE_SUFFIXES)]
@@ -175,7 +176,7 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
                                  "<case>_0000.nii.gz, <case>_0001.nii.gz, ...") from None
             raise
         times = list(times_min) if times_min is not None else _read_times(folder / f"{case}.json", len(files))
-        return _check_signal(_load_phase_list(files, times, case_id or case))
+        return check_signal(_load_phase_list(files, times, case_id or case))
 
     if series:
         raise InputError("--series selects DICOM series and needs a DICOM folder as input", "--series",
@@ -187,7 +188,7 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
             name = case_id or strip_image_suffix(paths[0].name)
             if times_min is None:
                 times_min = _sidecar_times(paths[0], len(phases))
-            return _check_signal(assemble_exam(phases, times_min, name,
+            return check_signal(assemble_exam(phases, times_min, name,
                                                [f"{paths[0].name}[{i}]" for i in range(len(phases))]))
         if img.GetDimension() < 3:
             raise InputError(f"the exam file is a {img.GetDimension()}D image (one slice), not a DCE exam", paths[0],
@@ -211,18 +212,7 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     if name is None:
         m = _PHASE_RE.match(strip_image_suffix(paths[0].name))
         name = m["case"] if m else strip_image_suffix(paths[0].name)
-    return _check_signal(_load_phase_list(paths, list(times_min) if times_min is not None else None, name))
-
-
-def _check_signal(exam: DCEExam) -> DCEExam:
-    """Refuse phases without any signal (all voxels equal, e.g. all zero): nothing can be segmented."""
-    for i, img in enumerate(exam.phases):
-        arr = sitk.GetArrayViewFromImage(img)
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo == hi:
-            raise InputError(f"phase {i} holds no image (every voxel is {lo:g})", exam.sources[i],
-                             "check the export; this phase is empty")
-    return exam
+    return check_signal(_load_phase_list(paths, list(times_min) if times_min is not None else None, name))
 
 
 def _read_phases(files: list[Path]) -> list[sitk.Image]:

@@ -16,8 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.errors import InputError
-from ..core.exam import MAX_PHASES
-from .nifti_xform import check_voxel_size, check_xforms_agree
+from ..core.exam import MAX_PHASES, SPACING_RANGE_MM
+from .nifti_xform import check_dims_and_type, check_voxel_size, check_xforms_agree
 from .raw_size import check_raw_size
 from .safety import check_input_path
 
@@ -25,8 +25,7 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 # Refuse volumes larger than this many voxels per phase (2**28; a clinical 512x512x200 phase is
 # 5.2e7, a 1024x1024x256 one 2.7e8): beyond it an exam of several float32 phases does not fit.
 MAX_VOXELS_PER_PHASE = 268_435_456
-# Plausible voxel spacing in mm: anything outside is a broken header (metres, or microns).
-SPACING_RANGE_MM = (0.01, 50.0)
+# SPACING_RANGE_MM (core.exam): plausible voxel spacing in mm, refused outside (metres, or microns).
 
 
 def strip_image_suffix(name: str) -> str:
@@ -40,6 +39,7 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     """Read one image file; any failure becomes an :class:`InputError` naming the file."""
     path = check_input_path(path, what)
     _check_file_kind(path, what)
+    check_dims_and_type(path, what)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))

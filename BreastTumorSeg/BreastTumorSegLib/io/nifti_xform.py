@@ -6,6 +6,9 @@ both are set and differ (an sform edited by a registration tool, a hand-made hea
 disagree about where the image is: ITK picks one by its own rules, nibabel and FSL prefer the
 sform, so a mask written by one program lands elsewhere in another. :func:`check_xforms_agree`
 refuses such a file, naming both origins and the fix, before any voxel is read.
+:func:`check_dims_and_type` refuses, before ITK's reader opens the file, a header whose size has a
+zero (or negative) axis or whose voxel type no reader here can read (nifti1_io would print its own
+complaint to stderr, or read a zero-size axis as one voxel).
 """
 from __future__ import annotations
 
@@ -21,6 +24,12 @@ from ..core.errors import InputError
 # dcm2niix or ITK differ by ~1e-5 relative (a few thousandths of a mm at 300 mm from the origin).
 TRANSLATION_TOL_MM = 0.1
 LINEAR_TOL_MM = 1e-3  # per voxel step, on each entry of the 3x3 part
+
+
+# NIfTI-1 datatype codes (nifti1.h) that ITK's reader reads; complex ones are read, then refused by name.
+READABLE_TYPES = {2, 4, 8, 16, 32, 64, 128, 256, 512, 768, 1024, 1280, 1792, 2304}
+_TYPE_NAMES = {0: "unknown (datatype 0)", 1: "1-bit binary (DT_BINARY)", 1536: "128-bit float (DT_FLOAT128)",
+               2048: "256-bit complex (DT_COMPLEX256)"}
 
 
 def _header_bytes(path: Path) -> bytes:
@@ -98,3 +107,32 @@ def check_voxel_size(path: Path, what: str) -> None:
                      "no sform), so its size in mm is unknown", path,
                      "re-convert the DICOM with dcm2niix, or write the voxel size in mm into the header "
                      "(nibabel: img.header.set_zooms((dx, dy, dz)))")
+
+
+def check_dims_and_type(path: Path, what: str) -> None:
+    """Refuse a NIfTI-1 header with a zero or negative size on one of its axes (ITK reads 0 as 1: one
+    slice of the data, the rest ignored), an axis count outside 1-7, or a voxel type ITK cannot read
+    (its reader then prints a nifti1_io complaint on stderr and says only "not recognized")."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    try:
+        header = _header_bytes(path)
+    except Exception:  # noqa: BLE001 - a damaged gzip stream: the reader's own checks name it
+        return
+    if len(header) < 348 or 348 not in (struct.unpack("<i", header[:4])[0], struct.unpack(">i", header[:4])[0]):
+        return
+    end = "<" if struct.unpack("<i", header[:4])[0] == 348 else ">"
+    dim = struct.unpack(end + "8h", header[40:56])
+    code = struct.unpack(end + "h", header[70:72])[0]
+    if not 1 <= dim[0] <= 7:
+        raise InputError(f"{what} has a NIfTI header that declares {dim[0]} axes (1 to 7 are possible)", path,
+                         "re-export or re-convert the image; its header is damaged")
+    sizes = dim[1:dim[0] + 1]
+    if min(sizes) <= 0:
+        raise InputError(f"{what} has a NIfTI header with a zero-size axis (size {' x '.join(map(str, sizes))}), so "
+                         "its voxels cannot be placed", path, "re-export or re-convert the image; its header is damaged")
+    if code not in READABLE_TYPES:
+        name = _TYPE_NAMES.get(code, f"code {code}, not a NIfTI-1 type")
+        raise InputError(f"{what} stores its voxels as NIfTI datatype {name}, which cannot be read", path,
+                         "save it as uint8, int16 or float32 (nibabel: nib.save(nib.Nifti1Image("
+                         "np.asarray(img.dataobj, np.float32), img.affine), path))")

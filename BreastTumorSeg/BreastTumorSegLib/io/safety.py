@@ -276,6 +276,16 @@ def check_table_row(raw: dict, header: list[str], where: str, table: Path) -> No
 
 
 
+def open_table(path: str | os.PathLike):
+    """A CSV table opened for :mod:`csv` (``newline=""``): UTF-8 with or without a byte-order mark
+    (Excel's "CSV UTF-8", Notepad), or UTF-16 when it starts with its byte-order mark (Excel's
+    "Unicode text", some hospital exports), which no UTF-8 reader could read."""
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    encoding = "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    return open(path, newline="", encoding=encoding)
+
+
 def csv_separator_fix(header: Sequence[str], fix: str) -> str:
     """*fix*, led by the cause when a table's header shows another separator than commas (a
     spreadsheet saved with semicolons or tabs reads as one column)."""

@@ -114,7 +114,7 @@ def start_run(phases: Sequence[Phase], model: str = DEFAULT_MODEL, device: str =
     files = source_files(phases)
     exam = None
     if files is None:
-        exam = exam_from_phases(phases, case_id, times_min)
+        exam = exam_from_phases(phases, case_id, times_min)  # the engine command checks the signal (load_exam)
     elif not MIN_PHASES <= len(phases) <= MAX_PHASES:
         exam_from_phases(phases, case_id, times_min)  # raises the readable count error
     work = Path(tempfile.mkdtemp(prefix="BreastTumorSeg-", dir=workdir))

@@ -12,7 +12,7 @@ from typing import Sequence
 import SimpleITK as sitk
 
 from . import mrml_bridge as bridge
-from .phases import Phase, exam_from_phases, safe_case_id
+from .phases import Phase, exam_to_run, safe_case_id
 
 
 class KineticsView:
@@ -31,7 +31,7 @@ class KineticsView:
                None if times_min is None else tuple(times_min))
         cached = self._cache
         if cached is None or cached[0] != key:
-            exam = exam_from_phases(phases, safe_case_id(phases[0].name), times_min)
+            exam = exam_to_run(phases, safe_case_id(phases[0].name), times_min)
             cached = (key, exam, compute_kinetic_maps(exam))
             self._cache = cached
         return cached[1], cached[2]

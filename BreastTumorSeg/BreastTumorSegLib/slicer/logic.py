@@ -39,7 +39,7 @@ from ..models.registry import DEFAULT_MODEL
 from .background import (BackgroundRun, EngineFailed, engine_command, engine_environment, engine_python,
                          finished_state)
 from .kinetics_view import KineticsView
-from .phases import (DICOM_TIME_TAGS, TIME_ATTRIBUTE, DicomValue, Phase, exam_from_phases, guess_phases,
+from .phases import (DICOM_TIME_TAGS, TIME_ATTRIBUTE, DicomValue, Phase, exam_from_phases, exam_to_run, guess_phases,
                      is_multivolume, phases_from_multivolume, phases_from_sequence, safe_case_id, source_files)
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
     "LESION_COLUMNS", "POSTPROCESS_ATTRIBUTE", "COMPARISON_COLUMNS",
     # defined in .phases, .background and .kinetics_view
     "Phase", "DicomValue", "TIME_ATTRIBUTE", "DICOM_TIME_TAGS", "guess_phases", "phases_from_sequence",
-    "is_multivolume", "phases_from_multivolume", "exam_from_phases", "source_files", "safe_case_id",
+    "is_multivolume", "phases_from_multivolume", "exam_from_phases", "exam_to_run", "source_files", "safe_case_id",
     "BackgroundRun", "EngineFailed", "engine_command", "engine_environment", "engine_python", "KineticsView",
 ]
 
@@ -182,7 +182,7 @@ class SegmentationLogic:
         from ..engine.pipeline import segment_exam  # heavy imports only when a run starts
         from ..engine.settings import split_settings
 
-        exam = exam_from_phases(phases, case_id or safe_case_id(phases[0].name), times_min)
+        exam = exam_to_run(phases, case_id or safe_case_id(phases[0].name), times_min)
         settings, options = split_settings(threshold=threshold, **engine_options)  # register=False included
         result = segment_exam(exam, model=model, settings=settings, device=device, progress=progress,
                               cancel=cancel, **options)

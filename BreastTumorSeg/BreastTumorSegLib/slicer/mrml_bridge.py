@@ -102,13 +102,31 @@ def _numpy_matrix(m: vtk.vtkMatrix4x4) -> np.ndarray:
     return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
-def _geometry_from_ijk_to_ras(m: np.ndarray) -> tuple[tuple, tuple, tuple]:
-    """(origin, spacing, direction) in LPS from an IJKToRAS matrix (which may include a transform)."""
+# Largest |cosine| between two voxel axes taken as rounding noise (RAS<->LPS and transform products
+# leave ~1e-7); beyond it the grid is sheared, e.g. a volume under an affine registration's transform.
+SHEAR_TOL = 1e-3
+
+
+def _geometry_from_ijk_to_ras(m: np.ndarray, name: str | None = None) -> tuple[tuple, tuple, tuple]:
+    """(origin, spacing, direction) in LPS from an IJKToRAS matrix (which may include a transform).
+
+    Refused, naming the volume *name*: a non-finite matrix (a singular one set on a node reads back
+    as NaN), a zero voxel spacing, and axes not at right angles (a sheared grid, which a
+    SimpleITK image cannot hold: squaring its axes would move every voxel)."""
+    if not np.all(np.isfinite(m)):
+        raise InputError("the volume's geometry (IJK to RAS matrix) holds NaN or infinite values", name,
+                         "fix or reset the volume's spacing, origin and directions in the Volumes module, or "
+                         "reload the volume")
     lin = LPS_TO_RAS @ m[:3, :3]
     spacing = np.linalg.norm(lin, axis=0)
     if np.any(spacing <= 0):
-        raise InputError("volume has a zero voxel spacing", None, "fix the volume's spacing in the Volumes module")
+        raise InputError("volume has a zero voxel spacing", name, "fix the volume's spacing in the Volumes module")
     direction = lin / spacing
+    gram = direction.T @ direction
+    if np.max(np.abs(gram - np.eye(3))) > SHEAR_TOL:
+        raise InputError("the volume's voxel axes are not at right angles (a sheared grid, e.g. under an affine "
+                         "transform)", name, "resample the volume onto a grid with perpendicular axes (Resample "
+                         "Scalar/Vector/DWI Volume), or remove the transform, then segment it")
     # Rounding noise from RAS<->LPS and transform products must not make the matrix non-orthogonal.
     u, _, vt = np.linalg.svd(direction)
     direction = u @ vt
@@ -173,7 +191,7 @@ def volume_node_to_image(node) -> sitk.Image:
                          node.GetName(), "select a scalar (grey-scale) volume per phase")
     arr = np.array(slicer.util.arrayFromVolume(node), copy=True)
     img = sitk.GetImageFromArray(arr)
-    origin, spacing, direction = _geometry_from_ijk_to_ras(node_ijk_to_world(node))
+    origin, spacing, direction = _geometry_from_ijk_to_ras(node_ijk_to_world(node), node.GetName())
     img.SetOrigin(origin)
     img.SetSpacing(spacing)
     img.SetDirection(direction)

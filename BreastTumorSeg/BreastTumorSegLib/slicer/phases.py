@@ -17,7 +17,7 @@ import slicer
 
 from . import mrml_bridge as bridge
 from ..core.errors import InputError
-from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES, assemble_exam
+from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES, assemble_exam, check_signal, check_spacing
 
 # Node attribute a script or loader may set to give a phase's acquisition time explicitly.
 TIME_ATTRIBUTE = "BreastTumorSeg.AcquisitionTimeMin"
@@ -192,10 +192,26 @@ def exam_from_phases(phases: Sequence[Phase], case_id: str = "case",
         raise InputError(f"a DCE exam needs {MIN_PHASES} to {MAX_PHASES} phases (pre-contrast first), "
                          f"{len(phases)} selected", case_id,
                          "select the pre-contrast volume and the post-contrast volumes")
+    seen: dict[int, int] = {}
+    for i, ph in enumerate(phases):  # the pre-contrast given again as a post-contrast phase reads as no enhancement
+        j = seen.setdefault(id(ph.node), i)
+        if j != i:
+            raise InputError(f"the same volume is selected as phase {j} and phase {i}", ph.name,
+                             "select each phase's own volume once, the pre-contrast first")
     times = list(times_min) if times_min is not None else [ph.time_min for ph in phases]
     known = None if any(t is None for t in times) else [float(t) for t in times]
-    return assemble_exam([bridge.volume_node_to_image(ph.node) for ph in phases], known, case_id,
-                         [ph.name for ph in phases])
+    images = [bridge.volume_node_to_image(ph.node) for ph in phases]
+    for i, (ph, img) in enumerate(zip(phases, images)):  # as the file readers check each header
+        check_spacing(img.GetSpacing(), f"phase {i}", ph.name)
+    return assemble_exam(images, known, case_id, [ph.name for ph in phases])
+
+
+def exam_to_run(phases: Sequence[Phase], case_id: str = "case",
+                times_min: Sequence[float | None] | None = None) -> DCEExam:
+    """:func:`exam_from_phases` for a run (segment, follow-up, kinetics, click refinement, a
+    background run): also refuses a phase without signal (every voxel equal, e.g. all zero), as
+    every file loader does (:func:`~..core.exam.check_signal`)."""
+    return check_signal(exam_from_phases(phases, case_id, times_min))
 
 
 def source_files(phases: Sequence[Phase]) -> list[Path] | None:

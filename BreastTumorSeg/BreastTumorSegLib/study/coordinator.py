@@ -20,7 +20,8 @@ from ..core.values import check_threshold
 from ..io.atomic import atomic_target, sha256_file, write_image, write_json
 from ..io.images import read_mask
 from ..io.safety import (check_input_path, check_output_location, check_paths_exist, check_positive,
-                         check_table_row, created_dirs, csv_separator_fix, exam_locations, remove_empty_dirs)
+                         check_table_row, created_dirs, csv_separator_fix, exam_locations, open_table,
+                         remove_empty_dirs)
 from .definition import (ARMS, STUDY_FILE, Arm, Case, Grid, Study, check_name, load_study, pseudonyms,
                          reading_order)
 from .model_scores import breast_scores
@@ -39,7 +40,7 @@ def read_cases_table(path: str | os.PathLike) -> list[tuple[str, list[str], list
     SeriesInstanceUID (``;``-separated, pre-contrast first). Relative paths are relative to the table."""
     path = check_input_path(path, "cases table")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open_table(path) as fh:
             reader = csv.DictReader(fh)
             rows = list(reader)
             header = [(c or "").strip().lower() for c in (reader.fieldnames or [])]

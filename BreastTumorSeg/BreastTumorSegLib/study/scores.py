@@ -103,11 +103,11 @@ def parse_side_pair(text: str, kind: str, option: str) -> dict:
 
 def read_truth_table(path: str | os.PathLike, case_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     """``case,side,malignant`` (1/0) rows: the per-breast truth of the scores table."""
-    from ..io.safety import check_input_path
+    from ..io.safety import check_input_path, open_table
 
     path = check_input_path(path, "truth table")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open_table(path) as fh:
             rows = list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read the truth table ({exc})", path, "save it as a UTF-8 CSV file") from None
