@@ -48,6 +48,19 @@ def test_the_vessel_opening_in_boxes_around_components_is_the_whole_array_openin
         assert got.dtype == whole.dtype and np.array_equal(got, whole), (i, shape, spacing, radius)
 
 
+@pytest.mark.parametrize("gap", range(1, 12))
+def test_the_vessel_opening_regrows_into_a_neighbour_across_a_gap_as_the_whole_array_does(gap):
+    """A thick body and a speck *gap* voxels beside it: the whole-array regrowth reaches voxels of the speck that lie
+    within one ball of the body's opened part, so the groups must hold both while they are that close (three radii)."""
+    shape, sp, radius = (30, 30, 60), np.array([0.5, 0.5, 0.5]), 3.0  # the ball is 6 voxels wide each way
+    zz, yy, xx = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    body = (zz - 15) ** 2 + (yy - 15) ** 2 + (xx - 20) ** 2 <= 9 ** 2
+    mask = body | ((abs(zz - 15) <= 1) & (abs(yy - 15) <= 1) & (xx >= 30 + gap) & (xx <= 31 + gap))
+    whole = _opened_whole(mask, sp, radius)
+    got = open_and_regrow(mask, sp, radius)
+    assert got.dtype == whole.dtype and np.array_equal(got, whole)
+
+
 def _dark_seeds_whole(strong, dark, keep_out, body, sp, vessel_radius_mm, skin_margin_mm):
     """The dark step's seeds computed over the whole grid (main before 103c74c, without its CPU changes)."""
     sp = np.asarray(sp, float)
