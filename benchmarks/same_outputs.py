@@ -11,8 +11,8 @@ The modules of :data:`MODULES` are loaded a second time from ``--old-src`` (unde
 that the old modules import one another). The pipeline (``segment_exam``, ftv-outline, CPU, one thread, no
 registration for the family exams: their known motion is removed as bench_generalization.py removes it) then runs
 once per exam; each step of the lesion stage (``deep_band.deep_lesions`` whether on or off, ``behind_floor``,
-``kept_hull``, ``kept_grow`` and ``fill_probability``) is called in both versions on the very same inputs and its outputs
-compared (arrays and geometry, the gate's region, the notes, the lesion table), the old version's outputs going on;
+``dark_before``, ``kept_hull``, ``kept_grow`` and ``fill_probability``) is called in both versions on the very same
+inputs and its outputs compared (arrays and geometry, the gate's region, the notes, the lesion table), the old version's outputs going on;
 and every call of the pure functions of :data:`PURE` anywhere in the pipeline (the first FTV run too) is compared
 the same way. Identical lines for every exam mean identical label and probability maps. The seconds of each
 version of each step are printed beside (the pure functions' comparisons run inside them: read them as a rough
@@ -37,12 +37,14 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 MODULES = ["preprocess.breast_region", "kinetics.seeded", "kinetics.outline_concave", "kinetics.beside_region",
-           "kinetics.deep_band", "engine.behind_floor", "engine.postprocess", "engine.kept_hull", "engine.kept_grow",
-           "engine.overview", "engine.pipeline"]
+           "kinetics.deep_band", "kinetics.dark_lesions", "engine.behind_floor", "engine.dark_before",
+           "engine.postprocess", "engine.kept_hull", "engine.kept_grow", "engine.overview", "engine.pipeline"]
 PURE = [("kinetics.seeded", "open_and_regrow"), ("kinetics.outline_concave", "fill_concavities"),
         ("kinetics.beside_region", "band_outline"), ("kinetics.beside_region", "band_cores"),
         ("kinetics.deep_band", "band_components"), ("engine.postprocess", "lesion_table"),
-        ("preprocess.breast_region", "breast_mask_qa"), ("engine.pipeline", "stored_probability")]
+        ("preprocess.breast_region", "breast_mask_qa"), ("engine.pipeline", "stored_probability"),
+        ("kinetics.beside_region", "band_around"), ("kinetics.dark_lesions", "dark_seeds"),
+        ("kinetics.dark_lesions", "dark_lesions")]
 # --timing: the calls compared (and timed) where no other timed call holds them: the postprocess's lesion table (not the
 # kept steps' own), the mask check, the stored map; the steps and the overview as always.
 TIMED = [("engine.postprocess", "lesion_table"), ("preprocess.breast_region", "breast_mask_qa"),
@@ -126,6 +128,7 @@ def install(old: dict, pure: bool = True) -> None:
     new_bf, old_bf = sys.modules["BreastTumorSegLib.engine.behind_floor"], old["BreastTumorSegLib.engine.behind_floor"]
     new_kh, old_kh = sys.modules["BreastTumorSegLib.engine.kept_hull"], old["BreastTumorSegLib.engine.kept_hull"]
     new_kg, old_kg = sys.modules["BreastTumorSegLib.engine.kept_grow"], old["BreastTumorSegLib.engine.kept_grow"]
+    new_dk, old_dk = sys.modules["BreastTumorSegLib.engine.dark_before"], old["BreastTumorSegLib.engine.dark_before"]
     new_ov, old_ov = sys.modules["BreastTumorSegLib.engine.overview"], old["BreastTumorSegLib.engine.overview"]
     new_render = new_ov.render_overview
 
@@ -162,6 +165,8 @@ def install(old: dict, pure: bool = True) -> None:
     pipeline.deep_band = types.SimpleNamespace(add_deep_lesions=deep)
     pipeline.behind_floor = types.SimpleNamespace(add_behind_floor=both(
         "behind_floor", new_bf.add_behind_floor, old_bf.add_behind_floor, notes_of))
+    pipeline.dark_before = types.SimpleNamespace(add_dark_before=both(
+        "dark_before", new_dk.add_dark_before, old_dk.add_dark_before, notes_of))
     pipeline.kept_hull = types.SimpleNamespace(
         add_kept_hull=both("kept_hull", new_kh.add_kept_hull, old_kh.add_kept_hull,
                            lambda a: (a[:3] + (copy.deepcopy(a[3]),) + a[4:], lambda: None, lambda: None)),
@@ -202,7 +207,8 @@ def main(argv=None) -> int:
                 write_result(res, Path(out) / "result")
         d = {k: SECS[k] - secs.get(k, 0.0) for k in SECS}
         steps = ", ".join(f"{s} {d.get(s + ' old', 0):.2f}/{d.get(s + ' new', 0):.2f}"
-                          for s in ("behind_floor", "deep_lesions", "kept_hull", "kept_grow", "fill_probability"))
+                          for s in ("behind_floor", "dark_before", "deep_lesions", "kept_hull", "kept_grow",
+                                   "fill_probability"))
         print(f"  {case}: {'identical' if len(BAD) == n else 'DIFFERENT: ' + '; '.join(BAD[n:])}, "
               f"{len(res.lesions)} lesion(s); CPU s old/new: {steps}", flush=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+from scipy.sparse.csgraph import connected_components
 
 # Two grids that differ by less than this (mm, or unitless for direction cosines) are the same grid.
 GEOMETRY_TOLERANCE = 1e-3
@@ -81,8 +82,6 @@ def voxel_volume_ml(img: sitk.Image) -> float:
     return float(np.prod(img.GetSpacing())) / 1000.0
 
 
-
-
 def padded_components(labels: np.ndarray, pad=0):
     """Each labelled component of *labels* as ``(label, box, mask)``: its bounding box grown by
     *pad* voxels on every side (an int, or one per axis; clipped to the array) and the component's
@@ -93,3 +92,24 @@ def padded_components(labels: np.ndarray, pad=0):
             continue
         box = tuple(slice(max(b.start - int(p), 0), min(b.stop + int(p), n)) for b, p, n in zip(sl, pads, labels.shape))
         yield lab, box, labels[box] == lab
+
+
+def component_parts(core: np.ndarray, spacing_zyx, pad_mm: float) -> list[tuple[slice, ...]]:
+    """Boxes (in *core*'s array) that hold every 26-connected component of *core* grown by *pad_mm* as
+    :func:`..kinetics.beside_region.band_box` grows a box (clipped to the array), boxes that overlap or touch merged
+    until any two are at least one voxel apart. Empty when *core* is."""
+    labels, n = ndimage.label(core, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return []
+    pad = np.ceil(pad_mm / np.asarray(spacing_zyx, float)).astype(int) + 1
+    sl = [s for s in ndimage.find_objects(labels) if s is not None]
+    lo = np.maximum(np.array([[a.start for a in s] for s in sl]) - pad, 0)
+    hi = np.minimum(np.array([[a.stop for a in s] for s in sl]) + pad, core.shape)
+    while True:  # join the boxes that overlap or touch, then their joins, until none do
+        meet = np.all((lo[:, None, :] <= hi[None, :, :]) & (lo[None, :, :] <= hi[:, None, :]), axis=2)
+        k, group = connected_components(meet, directed=False)
+        if k == len(lo):
+            break
+        lo = np.array([lo[group == g].min(axis=0) for g in range(k)])
+        hi = np.array([hi[group == g].max(axis=0) for g in range(k)])
+    return [tuple(slice(int(a), int(b)) for a, b in zip(l, h)) for l, h in zip(lo, hi)]

@@ -52,7 +52,7 @@ from scipy import ndimage
 from ..core.imageutil import padded_components
 from ..kinetics.beside_region import band_around, elongation
 from ..kinetics.dark_lesions import dark_lesions
-from ..kinetics.deep_band import _cut, _on_exam, add_band_lesions
+from ..kinetics.deep_band import _cut, _pair_on_exam, add_band_lesions
 from ..kinetics.ftv import FTVResult, _neighbours_rule, drop_skin_components, roi_array
 from ..kinetics.outline import FULL26
 from ..kinetics.outline_shells import body_of
@@ -199,7 +199,7 @@ def behind_lesions(exam, first, settings, maps, context: dict, roi: np.ndarray) 
     area = roi
     if got is not None:
         band_w, rim_w, deep = got
-        band, rim = _on_exam(band_w, context["work"], ref), _on_exam(rim_w, context["work"], ref)
+        band, rim = _pair_on_exam(band_w, rim_w, context["work"], ref)  # one resampling, the same two arrays
         area = roi | band
     if deep is None:
         deep = np.full(context["body"].shape[::2], -1.0)

@@ -120,9 +120,11 @@ def band_around(roi: np.ndarray, spacing_zyx, band_mm: float) -> tuple[np.ndarra
         return empty, empty
     dist = ndimage.distance_transform_edt(~blocks, sampling=sp * f)
     step = float(np.max(sp * f))
-    full = dist[np.ix_(np.arange(shape[0]) // f[0], np.arange(shape[1]) // f[1], np.arange(shape[2]) // f[2])]
-    wide = (full <= band_mm) | roi
-    rim = wide & ~roi & (full > band_mm - step)
+    # Each voxel takes its block's distance: the comparisons are made per block and the booleans spread over the
+    # voxels (the same values as comparing a float64 copy of the distance on every voxel, an eighth of the memory).
+    on_voxels = np.ix_(np.arange(shape[0]) // f[0], np.arange(shape[1]) // f[1], np.arange(shape[2]) // f[2])
+    wide = (dist <= band_mm)[on_voxels] | roi
+    rim = wide & ~roi & (dist > band_mm - step)[on_voxels]
     return wide, rim
 
 

@@ -40,10 +40,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..core.imageutil import padded_components
 from .beside_region import elongation
 from .fat_sat_floor import background_ok
 from .ftv import _neighbours_rule, drop_skin_components
-from .outline import FULL26, OUTLINE_MIN_CORE_ML, whole_tumor_outline
+from .outline import FULL26, OUTLINE_MIN_CORE_ML, bbox, whole_tumor_outline
 from .outline_shells import body_of
 from .seeded import open_and_regrow
 from .significance import difference_noise
@@ -60,13 +61,15 @@ def dark_seeds(strong: np.ndarray, dark: np.ndarray, keep_out: np.ndarray, valid
     first run's core and outline (never touched); *valid*: the body (skin margin), or a function of no
     argument that makes it (called once, and only when a component reaches the skin test).
 
-    Everything is computed in the bounding box of *strong* (its labels, sizes and counts) and the first
-    run's neighbourhood in that box grown by one voxel: the same components, numbered in the same raster
-    order, as over the whole grid, which cost a clinical-size exam about a second per call."""
+    Everything is computed in the bounding box of *strong* (its labels, sizes and counts): the same components,
+    numbered in the same raster order, as over the whole grid. The labels are held in that box grown by the skin
+    test's pad (clipped to the array), so each component's padded box (:func:`..core.imageutil.padded_components`)
+    is the very box, clipped where the array clips it, that the whole grid gives; whether a component touches the
+    first run is read in that box (a 26-dilation of the component reaches one voxel beyond it)."""
     sp = np.asarray(spacing_zyx, float)
     min_vox = OUTLINE_MIN_CORE_ML / (float(np.prod(sp)) / 1000.0)
     seeds = np.zeros(strong.shape, bool)
-    box = ndimage.find_objects(strong.astype(np.uint8))
+    box = ndimage.find_objects(strong.view(np.uint8) if strong.dtype == bool else strong.astype(np.uint8))
     if not box:
         return seeds, 0
     b = box[0]
@@ -76,23 +79,20 @@ def dark_seeds(strong: np.ndarray, dark: np.ndarray, keep_out: np.ndarray, valid
     labels_b, n = ndimage.label(cand, structure=FULL26)
     if n == 0:
         return seeds, 0
-    grown = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, m)) for s, m in zip(b, strong.shape))
-    inner = tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(b, grown))
-    near = ndimage.binary_dilation(keep_out[grown], structure=FULL26)[inner]  # the 26-neighbours of the first run
     sizes = np.bincount(labels_b.ravel(), minlength=n + 1)
     n_dark = np.bincount(labels_b[dark[b] & cand], minlength=n + 1)
-    n_near = np.bincount(labels_b[near & cand], minlength=n + 1)
-    labels = np.zeros(strong.shape, labels_b.dtype)
-    labels[b] = labels_b
     pad = np.ceil(skin_margin_mm / sp).astype(int) + 2
+    wide = tuple(slice(max(s.start - p, 0), min(s.stop + p, m)) for s, p, m in zip(b, pad, strong.shape))
+    labels = np.zeros(tuple(w.stop - w.start for w in wide), labels_b.dtype)
+    labels[tuple(slice(s.start - w.start, s.stop - w.start) for s, w in zip(b, wide))] = labels_b
     body = None
     found = 0
-    for lab, sl_b in enumerate(ndimage.find_objects(labels_b), start=1):
-        if sl_b is None or sizes[lab] < min_vox or n_near[lab] or n_dark[lab] < DARK_MIN_SHARE * sizes[lab]:
+    for lab, bw, comp in padded_components(labels, pad):
+        if sizes[lab] < min_vox or n_dark[lab] < DARK_MIN_SHARE * sizes[lab]:
             continue
-        sl = tuple(slice(s.start + o.start, s.stop + o.start) for s, o in zip(sl_b, b))
-        bx = tuple(slice(max(s.start - p, 0), min(s.stop + p, m)) for s, p, m in zip(sl, pad, strong.shape))
-        comp = labels[bx] == lab
+        bx = tuple(slice(s.start + w.start, s.stop + w.start) for s, w in zip(bw, wide))
+        if (ndimage.binary_dilation(comp, structure=FULL26) & keep_out[bx]).any():
+            continue  # touches the first run's core or outline
         if elongation(comp, sp) > DARK_MAX_ELONGATION:
             continue  # a vessel running on, a strip of chest wall
         if skin_margin_mm > 0:
@@ -108,21 +108,33 @@ def dark_seeds(strong: np.ndarray, dark: np.ndarray, keep_out: np.ndarray, valid
 def dark_lesions(exam, roi_mask: np.ndarray, res, settings, maps) -> tuple[np.ndarray, list[str]]:
     """(voxels to add to ``res.outline``, notes) for the first FTV run *res* (an :class:`~.ftv.FTVResult`
     with an outline) of *exam* inside *roi_mask*; *settings*: its :class:`~.ftv.FTVSettings`, *maps*: its
-    kinetic maps (module docstring)."""
+    kinetic maps (module docstring).
+
+    The maps of the step (subtraction, tissue, dark, strong and growth voxels) are computed in the bounding box of
+    the region (``roi_mask`` and the valid voxels) grown by one voxel: each is empty outside the region, pointwise
+    inside it, the subtraction noise is read from the region's voxels in the same order, FTV's neighbour rule and the
+    26-dilation of the first run need nothing beyond a region voxel's neighbours. The seeds and the outline see the
+    whole grid (their boxes are clipped where the array clips them)."""
     s = settings
     sp = np.asarray(exam.reference.GetSpacing(), float)[::-1]
-    pe = maps.array("pe_early")
+    pe_all = maps.array("pe_early")
     valid = maps.array("valid") > 0
-    pre = sitk.GetArrayViewFromImage(exam.pre).astype(np.float32, copy=False)
+    region_all = roi_mask & valid
+    box = bbox(region_all)
+    if box is None:
+        return np.zeros(pe_all.shape, bool), []
+    region, pe = region_all[box], pe_all[box]
+    pre_all = sitk.GetArrayViewFromImage(exam.pre).astype(np.float32, copy=False)
     early_img = exam.phases[maps.phases.early]
-    early = sitk.GetArrayViewFromImage(early_img).astype(np.float32, copy=False)
-    region = roi_mask & valid
+    early = sitk.GetArrayViewFromImage(early_img).astype(np.float32, copy=False)[box]
+    pre = pre_all[box]
     sd = difference_noise(pre, early, region)
-    if sd is None or not region.any():
-        return np.zeros(pe.shape, bool), []
+    if sd is None:
+        return np.zeros(pe_all.shape, bool), []
     sub = early - pre
-    ser = maps.array("ser") if res.ser_used else None
-    tissue = region & background_ok(pre, res.background_threshold, exam, maps, region, dict(res.fat_suppression), s)
+    ser = maps.array("ser")[box] if res.ser_used else None
+    tissue = region & background_ok(pre_all, res.background_threshold, exam, maps, region_all,
+                                    dict(res.fat_suppression), s)[box]
     dark = region & ~tissue
     strong = _neighbours_rule(region & (pe >= np.float32(s.dark_lesion_min_pe)) & (sub >= np.float32(DARK_Z * sd)),
                               s.min_neighbors)
@@ -130,17 +142,25 @@ def dark_lesions(exam, roi_mask: np.ndarray, res, settings, maps) -> tuple[np.nd
         strong &= ser >= np.float32(s.ser_min)
     core = sitk.GetArrayViewFromImage(res.mask) > 0
     outline = sitk.GetArrayViewFromImage(res.outline) > 0
-    seeds, found = dark_seeds(strong, dark, core | outline, lambda: body_of(valid), sp, s.vessel_radius_mm,
-                              s.skin_margin_mm)
+    seeds, found = dark_seeds(_on_grid(strong, box, pe_all.shape), _on_grid(dark, box, pe_all.shape), core | outline,
+                              lambda: body_of(valid), sp, s.vessel_radius_mm, s.skin_margin_mm)
     if not found:
-        return np.zeros(pe.shape, bool), []
+        return np.zeros(pe_all.shape, bool), []
     grow = (tissue | (dark & (sub >= np.float32(s.noise_z * sd)))) & (pe >= np.float32(res.outline_level))
     if ser is not None:
         grow &= ser >= np.float32(s.ser_min)
-    grow &= ~ndimage.binary_dilation(outline | core, structure=FULL26)
-    out = whole_tumor_outline(seeds, grow, pe, sp, s.outline_margin_mm, edge_fraction=s.outline_edge_fraction,
+    grow &= ~ndimage.binary_dilation(outline[box] | core[box], structure=FULL26)
+    out = whole_tumor_outline(seeds, _on_grid(grow, box, pe_all.shape), pe_all, sp, s.outline_margin_mm,
+                              edge_fraction=s.outline_edge_fraction,
                               edge_min_pe=s.outline_edge_over_level * res.outline_level, edge_below_pe=s.pe_threshold)
     added = out & ~outline
     return added, [f"{found} compact component(s) dark before contrast enhancing >= {s.dark_lesion_min_pe:g} % and "
                    f">= {DARK_Z:g} SD of the subtraction outlined: {int(np.count_nonzero(added))} voxels added "
                    "(dark_lesion_min_pe)"]
+
+
+def _on_grid(part: np.ndarray, box: tuple[slice, ...], shape) -> np.ndarray:
+    """The bool array *part* of the box *box* placed on a grid of *shape* (empty elsewhere)."""
+    whole = np.zeros(shape, bool)
+    whole[box] = part
+    return whole

@@ -42,8 +42,8 @@ from dataclasses import replace
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
-from scipy.sparse.csgraph import connected_components
 
+from ..core.imageutil import component_parts as core_parts  # the boxes around the band's cores
 from ..core.imageutil import from_array, padded_components, resample_to
 from ..preprocess.breast_region import _midline_column
 from ..preprocess.lung_level import lung_limit
@@ -117,27 +117,6 @@ def _pair_on_exam(band_w: np.ndarray, rim_w: np.ndarray, work: sitk.Image, ref: 
     out = resample_to(img, ref, sitk.sitkNearestNeighbor)
     arr = sitk.GetArrayViewFromImage(out)
     return (arr & 1) > 0, (arr & 2) > 0
-
-
-def core_parts(core: np.ndarray, spacing_zyx, pad_mm: float) -> list[tuple[slice, ...]]:
-    """Boxes (in *core*'s array) that hold every 26-connected component of *core* grown by *pad_mm* as
-    :func:`.beside_region.band_box` grows a box (clipped to the array), boxes that overlap or touch merged
-    until any two are at least one voxel apart. Empty when *core* is."""
-    labels, n = ndimage.label(core, structure=FULL26)
-    if n == 0:
-        return []
-    pad = np.ceil(pad_mm / np.asarray(spacing_zyx, float)).astype(int) + 1
-    sl = [s for s in ndimage.find_objects(labels) if s is not None]
-    lo = np.maximum(np.array([[a.start for a in s] for s in sl]) - pad, 0)
-    hi = np.minimum(np.array([[a.stop for a in s] for s in sl]) + pad, core.shape)
-    while True:  # join the boxes that overlap or touch, then their joins, until none do
-        meet = np.all((lo[:, None, :] <= hi[None, :, :]) & (lo[None, :, :] <= hi[:, None, :]), axis=2)
-        k, group = connected_components(meet, directed=False)
-        if k == len(lo):
-            break
-        lo = np.array([lo[group == g].min(axis=0) for g in range(k)])
-        hi = np.array([hi[group == g].max(axis=0) for g in range(k)])
-    return [tuple(slice(int(a), int(b)) for a, b in zip(l, h)) for l, h in zip(lo, hi)]
 
 
 def outline_in_parts(exam, maps, band: np.ndarray, first, settings, box: tuple[slice, ...]) -> np.ndarray:
