@@ -67,6 +67,42 @@ def run_in_folder(folder: Path, argv: list[str], timeout_s: float, env: dict | N
             "seconds": time.monotonic() - t0}
 
 
+def run_hostile_case(spec: dict, name: str, root: Path, given, timeout_s: float) -> dict:
+    """One case of the hostile-command sweeps: a fresh folder ``root/name``, the case's argv built by
+    ``spec["build"](folder, given)``, run by :func:`run_in_folder` with a private home and one thread."""
+    folder = root / name
+    folder.mkdir()
+    env = {"MPLCONFIGDIR": str(root / "_mpl"), "BREASTTUMORSEG_HOME": str(folder / "home"), "OMP_NUM_THREADS": "1",
+           "PYTHONWARNINGS": "ignore"}
+    argv = [str(a) for a in spec["build"](folder, given)]
+    return {**run_in_folder(folder, argv, timeout_s, env), **spec, "folder": folder}
+
+
+def check_hostile_result(r: dict) -> None:
+    """What every hostile command must do. A refusal (``r["changes"] is None``): exit 2, one stderr line with
+    "error:" and "Fix:" that mentions ``r["expect"]``, no file created, changed or removed. An accepted input:
+    exit 0, no error on stderr, ``r["expect"]`` mentioned, nothing written outside ``r["changes"]``. Never a
+    traceback or a hang."""
+    cmd = "breasttumorseg " + " ".join(r["argv"])
+    assert r["rc"] != "timeout", f"hang: {cmd}"
+    assert "Traceback" not in r["stderr"] and "Fatal Python error" not in r["stderr"], f"{cmd}\n{r['stderr']}"
+    changed = {k for k in set(r["before"]) | set(r["after"]) if r["before"].get(k) != r["after"].get(k)}
+    lines = [ln for ln in r["stderr"].splitlines() if ln.strip() and not ln.startswith("[")]
+    if r["changes"] is None:
+        assert r["rc"] == 2, f"exit {r['rc']}: {cmd}\n{r['stderr']}"
+        assert len(lines) == 1, f"{cmd}: expected one line, got:\n{r['stderr']}"
+        assert "error:" in lines[0] and "Fix:" in lines[0], lines[0]
+        shown = lines[0].replace(f"{r['folder']}{os.sep}", "")  # the case folder's name must not match
+        assert r["expect"].lower() in shown.lower(), f"{cmd}: message should mention {r['expect']!r}: {lines[0]}"
+        assert not changed, f"{cmd}: files created, changed or removed: {sorted(changed)}"
+    else:
+        assert r["rc"] == 0, f"exit {r['rc']}: {cmd}\n{r['stderr']}"
+        assert not any("error" in ln.lower() for ln in lines), f"{cmd}: errors on stderr:\n{r['stderr']}"
+        assert r["expect"].lower() in r["stderr"].lower(), f"{cmd}: stderr should mention {r['expect']!r}"
+        outside = sorted(k for k in changed if k != r["changes"] and not k.startswith(r["changes"] + os.sep))
+        assert not outside, f"{cmd}: wrote outside {r['changes']}: {outside}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

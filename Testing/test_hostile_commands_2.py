@@ -31,7 +31,7 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_fixtures import EXAM_CASE as CASE  # noqa: E402
-from cli_fixtures import KIN, SEG, run_in_folder, write_small_exam  # noqa: E402
+from cli_fixtures import KIN, SEG, run_hostile_case, write_small_exam  # noqa: E402
 
 TIMEOUT_S = 120
 WORKERS = 2
@@ -851,13 +851,7 @@ def _(f, fx):
 
 # ------------------------------------------------------------------------------ the harness
 def _run_case(name: str, root: Path, fx: Fx) -> dict:
-    spec = CASES[name]
-    folder = root / name
-    folder.mkdir()
-    env = {"MPLCONFIGDIR": str(root / "_mpl"), "BREASTTUMORSEG_HOME": str(folder / "home"), "OMP_NUM_THREADS": "1",
-           "PYTHONWARNINGS": "ignore"}
-    argv = [str(a) for a in spec["build"](folder, fx)]
-    return {**run_in_folder(folder, argv, TIMEOUT_S, env), **spec, "folder": folder}
+    return run_hostile_case(CASES[name], name, root, fx, TIMEOUT_S)
 
 
 def build_fixtures(root: Path) -> Fx:

@@ -1,7 +1,7 @@
 """Hostile input, fourth sweep (helper bad18): what the first four corpora
 (test_hostile_inputs.py, test_hostile_commands.py, _2.py, _3.py) do not try, on every sub-command.
 
-Same harness as test_hostile_commands_3.py (cli_fixtures.run_in_folder): a refused case exits 2
+Same harness as test_hostile_commands_3.py (cli_fixtures.run_hostile_case, check_hostile_result): a refused case exits 2
 with ONE line holding ``error:``, ``Fix:`` and the expected text, no traceback, and leaves every
 file of its folder as it was; a case that must work exits 0 and writes only under its output.
 docs/hostile-inputs-4.md lists every case, before and after.
@@ -22,7 +22,7 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_fixtures import EXAM_CASE as CASE  # noqa: E402
-from cli_fixtures import KIN, SEG, run_in_folder, write_small_exam  # noqa: E402
+from cli_fixtures import KIN, SEG, check_hostile_result, run_hostile_case, write_small_exam  # noqa: E402
 from test_hostile_commands_3 import _click, _dicom, _exam, _mask, _phase, _visits  # noqa: E402  (the third sweep's makers)
 
 TIMEOUT_S = 150
@@ -691,13 +691,7 @@ def _make_study(root: Path, exam: Path) -> None:
 
 
 def _run_case(name: str, root: Path, exam: Path) -> dict:
-    spec = CASES[name]
-    folder = root / name
-    folder.mkdir()
-    env = {"MPLCONFIGDIR": str(root / "_mpl"), "BREASTTUMORSEG_HOME": str(folder / "home"), "OMP_NUM_THREADS": "1",
-           "PYTHONWARNINGS": "ignore"}
-    argv = [str(a) for a in spec["build"](folder, exam)]
-    return {**run_in_folder(folder, argv, TIMEOUT_S, env), **spec, "folder": folder}
+    return run_hostile_case(CASES[name], name, root, exam, TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")
@@ -709,30 +703,9 @@ def results(tmp_path_factory):
         return dict(zip(CASES, pool.map(lambda n: _run_case(n, root, exam), CASES)))
 
 
-def check(r: dict) -> None:
-    cmd = "breasttumorseg " + " ".join(r["argv"])
-    assert r["rc"] != "timeout", f"hang: {cmd}"
-    assert "Traceback" not in r["stderr"] and "Fatal Python error" not in r["stderr"], f"{cmd}\n{r['stderr']}"
-    changed = {k for k in set(r["before"]) | set(r["after"]) if r["before"].get(k) != r["after"].get(k)}
-    lines = [ln for ln in r["stderr"].splitlines() if ln.strip() and not ln.startswith("[")]
-    if r["changes"] is None:
-        assert r["rc"] == 2, f"exit {r['rc']}: {cmd}\n{r['stderr']}"
-        assert len(lines) == 1, f"{cmd}: expected one line, got:\n{r['stderr']}"
-        assert "error:" in lines[0] and "Fix:" in lines[0], lines[0]
-        shown = lines[0].replace(f"{r['folder']}{os.sep}", "")  # the case folder's name must not match
-        assert r["expect"].lower() in shown.lower(), f"{cmd}: message should mention {r['expect']!r}: {lines[0]}"
-        assert not changed, f"{cmd}: files created, changed or removed: {sorted(changed)}"
-    else:
-        assert r["rc"] == 0, f"exit {r['rc']}: {cmd}\n{r['stderr']}"
-        assert not any("error" in ln.lower() for ln in lines), f"{cmd}: errors on stderr:\n{r['stderr']}"
-        assert r["expect"].lower() in r["stderr"].lower(), f"{cmd}: stderr should mention {r['expect']!r}"
-        outside = sorted(k for k in changed if k != r["changes"] and not k.startswith(r["changes"] + os.sep))
-        assert not outside, f"{cmd}: wrote outside {r['changes']}: {outside}"
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile_command_4(results, name):
-    check(results[name])
+    check_hostile_result(results[name])
 
 
 # ------------------------------------------------------------------------------ in process: a disk that fills up mid-write, every command
@@ -949,7 +922,7 @@ if __name__ == "__main__":  # one line per case: `python Testing/test_hostile_co
         with ThreadPoolExecutor(2) as pool:
             for name, r in zip(names, pool.map(lambda n: _run_case(n, root, exam), names)):
                 try:
-                    check(r)
+                    check_hostile_result(r)
                     verdict = "OK"
                 except AssertionError as exc:
                     verdict = "FAIL " + str(exc).splitlines()[0][:300]
