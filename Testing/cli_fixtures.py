@@ -78,10 +78,11 @@ def run_hostile_case(spec: dict, name: str, root: Path, given, timeout_s: float)
     return {**run_in_folder(folder, argv, timeout_s, env), **spec, "folder": folder}
 
 
-def check_hostile_result(r: dict) -> None:
+def check_hostile_result(r: dict, quiet_when_accepted: bool = True) -> None:
     """What every hostile command must do. A refusal (``r["changes"] is None``): exit 2, one stderr line with
     "error:" and "Fix:" that mentions ``r["expect"]``, no file created, changed or removed. An accepted input:
-    exit 0, no error on stderr, ``r["expect"]`` mentioned, nothing written outside ``r["changes"]``. Never a
+    exit 0, ``r["expect"]`` mentioned (not merely as part of the case folder's name), nothing written outside
+    ``r["changes"]``, and (*quiet_when_accepted*, the third and later sweeps) no error line on stderr. Never a
     traceback or a hang."""
     cmd = "breasttumorseg " + " ".join(r["argv"])
     assert r["rc"] != "timeout", f"hang: {cmd}"
@@ -97,8 +98,10 @@ def check_hostile_result(r: dict) -> None:
         assert not changed, f"{cmd}: files created, changed or removed: {sorted(changed)}"
     else:
         assert r["rc"] == 0, f"exit {r['rc']}: {cmd}\n{r['stderr']}"
-        assert not any("error" in ln.lower() for ln in lines), f"{cmd}: errors on stderr:\n{r['stderr']}"
-        assert r["expect"].lower() in r["stderr"].lower(), f"{cmd}: stderr should mention {r['expect']!r}"
+        if quiet_when_accepted:
+            assert not any("error" in ln.lower() for ln in lines), f"{cmd}: errors on stderr:\n{r['stderr']}"
+        shown = r["stderr"].replace(f"{r['folder']}{os.sep}", "")
+        assert r["expect"].lower() in shown.lower(), f"{cmd}: stderr should mention {r['expect']!r}"
         outside = sorted(k for k in changed if k != r["changes"] and not k.startswith(r["changes"] + os.sep))
         assert not outside, f"{cmd}: wrote outside {r['changes']}: {outside}"
 
