@@ -68,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     Called with ``argv=None`` (the installed command, ``python -m``) both signals are ignored once
     the command returns; called with a list (tests, scripts) the previous handlers come back."""
     def work():
+        if argv is None:
+            # ITK's own warnings go straight to stderr from C++ ("... has unexpected scales in sform",
+            # "Non-orthogonal direction matrix coerced to orthogonal"): a refused file already gets our
+            # one line naming it, and a file that is read is read as before. Only the installed command
+            # silences them; Slicer (which imports the library) keeps its own setting. Imported here,
+            # inside the signal handlers: a SIGINT/SIGTERM during SimpleITK's (and numpy's) import
+            # must exit 130/143 like any other moment of the run, not with a traceback.
+            import SimpleITK as sitk
+
+            sitk.ProcessObject.SetGlobalWarningDisplay(False)
         args = build_parser().parse_args(argv)
         return args.func(args)
 
@@ -78,13 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         import warnings
 
         warnings.filterwarnings("ignore", category=UserWarning, module="pydicom")
-        # ITK's own warnings go straight to stderr from C++ ("... has unexpected scales in sform",
-        # "Non-orthogonal direction matrix coerced to orthogonal"): a refused file already gets our
-        # one line naming it, and a file that is read is read as before. Only the installed command
-        # silences them; Slicer (which imports the library) keeps its own setting.
-        import SimpleITK as sitk
-
-        sitk.ProcessObject.SetGlobalWarningDisplay(False)
     code = guarded(work, restore=argv is not None)
     if argv is None and interrupts.received() is not None:
         _exit_now(code)
