@@ -82,3 +82,13 @@ def test_tumor_free_one_breast_wider_region_adds_no_lesion(monkeypatch):
     monkeypatch.setattr(region_module, "ONE_BREAST_WRAP", True)
     res = segment_exam(exam, model="ftv-outline", device="cpu", settings=RUN)
     assert not np.any(sitk.GetArrayViewFromImage(res.label)) and not res.lesions
+
+
+def test_reach_left_out_where_the_region_would_not_be_plausible():
+    # Development vessels 6032 (coronal, one breast): the wrapped region lies "deep near the midline" for
+    # breast_mask_qa; used, it made the region untrusted and the heart (75 mL) a lesion. The reach is left out.
+    ph = make_exam("vessels", 6032)
+    off = sitk.GetArrayFromImage(breast_region(ph.exam.pre)[0])
+    on, ctx = breast_region(ph.exam.pre, one_breast_wrap=True)
+    assert np.array_equal(off, sitk.GetArrayFromImage(on))
+    assert "left out" in ctx["method"] and breast_mask_qa(on, ctx)["plausible"]

@@ -390,17 +390,31 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
                        "in front of the chest-wall muscle")
         if one_breast_wrap and slab in (None, 0) and layout["unilateral_side"]:
             wrap = _tissue_wrap(img, work, slab, body, mask, level, x_mid, band, ONE_BREAST_WRAP_MM, limit, [])
+            unwrapped = _finish(mask.copy(), img, work, body, layout, level, chest_margin_mm, slab, method)
             mask |= wrap
             method += (f"; one-breast wrap: breast fat within {ONE_BREAST_WRAP_MM:g} mm of the skin, "
                        "in front of the chest-wall muscle, medial columns included")
     elif slab == 1:
         mask = body.copy()
+    result = _finish(mask, img, work, body, layout, level, chest_margin_mm, slab, method)
+    if "one-breast wrap" in method and not breast_mask_qa(*result)["plausible"]:
+        # The reach must leave a plausible region (development vessels 6032: "deep near the midline", the
+        # region untrusted, the whole body searched and the heart kept): without it, the region is as before.
+        unwrapped[1]["method"] += "; one-breast wrap left out (the region would not be plausible)"
+        return unwrapped
+    return result
+
+
+def _finish(mask: np.ndarray, img: sitk.Image, work: sitk.Image, body: np.ndarray, layout: dict, level, chest_margin_mm: float,
+            slab, method: str) -> tuple[sitk.Image, dict]:
+    """The region (opened, on *img*'s grid) and its context from the work-grid *mask*."""
     if mask.any():
         structure = np.ones([1 if a == slab else 3 for a in range(3)])
         mask = ndimage.binary_opening(mask, structure=structure)
     out = sitk.GetImageFromArray(mask.astype(np.uint8))
     out.CopyInformation(work)
     extent = None if slab is None else float(work.GetSize()[2 - slab] * work.GetSpacing()[2 - slab])
+    sy = work.GetSpacing()[1]
     context = {"work": work, "body": body, "layout": layout, "level": level, "chest_margin_mm": chest_margin_mm,
                "slab": slab, "slab_extent_mm": extent, "method": method, "chest_wall_row": _region_floor(mask, level, chest_margin_mm / sy)}
     return resample_to(out, img, sitk.sitkNearestNeighbor), context
