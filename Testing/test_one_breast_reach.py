@@ -92,3 +92,17 @@ def test_reach_left_out_where_the_region_would_not_be_plausible():
     on, ctx = breast_region(ph.exam.pre, one_breast_wrap=True)
     assert np.array_equal(off, sitk.GetArrayFromImage(on))
     assert "left out" in ctx["method"] and breast_mask_qa(on, ctx)["plausible"]
+
+
+def test_compare_step_breast_reach_is_registered(coronal_one_breast):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_generalization import POST_STEPS, REGION_STEPS, _same_region
+
+    module, switch = POST_STEPS["breast-reach"][0], REGION_STEPS["breast_region"]
+    assert module == "breast_region" and hasattr(region_module, switch)
+    pre = coronal_one_breast.exam.pre
+    off = breast_region(pre)
+    assert _same_region(off, breast_region(pre)) and not _same_region(off, breast_region(pre, one_breast_wrap=True))

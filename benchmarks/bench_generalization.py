@@ -109,6 +109,29 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
 PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD", "vessel_open": "VESSEL_OPEN"}
 
 
+def _watched_pair(run, mod, switch: str, holder, name: str, real, watched, changed: list):
+    """(before, after, s before, s after, segmented twice): ``run()`` with *mod*'s *switch* on and *holder*'s
+    *name* replaced by *watched* (which appends to *changed*); ``run()`` again with the switch off only when
+    *changed* holds a True. Everything is put back afterwards."""
+    was = getattr(mod, switch)
+    try:
+        setattr(mod, switch, True)
+        setattr(holder, name, watched)
+        t0 = time.perf_counter()
+        after = run()
+        secs_after = time.perf_counter() - t0
+        setattr(holder, name, real)
+        if not any(changed):
+            return after, after, secs_after, secs_after, False
+        setattr(mod, switch, False)
+        t0 = time.perf_counter()
+        before = run()
+        return before, after, time.perf_counter() - t0, secs_after, True
+    finally:
+        setattr(mod, switch, was)
+        setattr(holder, name, real)
+
+
 def predict_step_pair(module: str, run):
     """(result before, result after, s before, s after, segmented twice) for a step inside ``predict``: ``run()``
     (the whole pipeline on one exam) once with the step's switch on, its ``add_<module>`` watched; only when the
@@ -123,23 +146,7 @@ def predict_step_pair(module: str, run):
         changed.append((out[0] if isinstance(out, tuple) else out) is not prob)
         return out
 
-    was = getattr(mod, switch)
-    try:
-        setattr(mod, switch, True)
-        setattr(mod, f"add_{module}", watched)
-        t0 = time.perf_counter()
-        after = run()
-        secs_after = time.perf_counter() - t0
-        setattr(mod, f"add_{module}", real)
-        if not any(changed):
-            return after, after, secs_after, secs_after, False
-        setattr(mod, switch, False)
-        t0 = time.perf_counter()
-        before = run()
-        return before, after, time.perf_counter() - t0, secs_after, True
-    finally:
-        setattr(mod, switch, was)
-        setattr(mod, f"add_{module}", real)
+    return _watched_pair(run, mod, switch, mod, f"add_{module}", real, watched, changed)
 
 
 # --compare-step of a switch of the breast region (preprocess/breast_region.py, passed by the pipeline): module, switch.
@@ -173,23 +180,7 @@ def region_step_pair(module: str, run):
             changed.append(not _same_region(out, real(img, *args, **dict(kw, **{keyword: False}))))
         return out
 
-    was = getattr(mod, switch)
-    try:
-        setattr(mod, switch, True)
-        pipe.breast_region = watched
-        t0 = time.perf_counter()
-        after = run()
-        secs_after = time.perf_counter() - t0
-        pipe.breast_region = real
-        if not any(changed):
-            return after, after, secs_after, secs_after, False
-        setattr(mod, switch, False)
-        t0 = time.perf_counter()
-        before = run()
-        return before, after, time.perf_counter() - t0, secs_after, True
-    finally:
-        setattr(mod, switch, was)
-        pipe.breast_region = real
+    return _watched_pair(run, mod, switch, pipe, "breast_region", real, watched, changed)
 
 
 def post_step(modules: str):
