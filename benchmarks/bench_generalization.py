@@ -36,6 +36,9 @@ pipeline runs with its switch on, and only where the step changed the probabilit
 it off for "before" (elsewhere both are the same computation; each "after" line says which).
 ``--compare-step dark-guard`` likewise for the guard on dark_before's components (:mod:`BreastTumorSegLib.engine.dark_guard`:
 its ``add_dark_guard`` is watched, so an exam is segmented again only where the guard dropped a component).
+``--compare-step breast-reach`` likewise for the breast region's one-breast reach (``ONE_BREAST_WRAP`` of
+:mod:`BreastTumorSegLib.preprocess.breast_region`): the pipeline runs with it on, and an exam is segmented again with it
+off only where the region (mask, chest-wall level, floor) differs.
 A step on by default (``KEPT_HULL``, ``KEPT_GROW``) is already in the "before" rows: give ``--set
 engine.kept_grow.KEPT_GROW=false`` (or the step's switch) for a "before" without it.
 
@@ -97,10 +100,36 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
               # the guard on dark_before's components (inside predict): "before" = dark_before as it is (guard off)
               "dark-guard": ("dark_guard", "guard on the dark-before components (engine/dark_guard.py)",
                              "dark-before guard"),
+              # the breast region's one-breast reach (preprocess/breast_region.py ONE_BREAST_WRAP; the region, not a step)
+              "breast-reach": ("breast_region", "the breast region's one-breast reach (preprocess/breast_region.py)",
+                               "one-breast reach"),
               "vessel-open": ("vessel_open", "what the vessel opening took from small tumors (engine/vessel_open.py)",
                               "vessel-opening pieces")}
 # --compare-step of a step inside ``predict`` (it changes the probability map the post-processing reads): module, switch.
 PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD", "vessel_open": "VESSEL_OPEN"}
+
+
+def _watched_pair(run, mod, switch: str, holder, name: str, real, watched, changed: list):
+    """(before, after, s before, s after, segmented twice): ``run()`` with *mod*'s *switch* on and *holder*'s
+    *name* replaced by *watched* (which appends to *changed*); ``run()`` again with the switch off only when
+    *changed* holds a True. Everything is put back afterwards."""
+    was = getattr(mod, switch)
+    try:
+        setattr(mod, switch, True)
+        setattr(holder, name, watched)
+        t0 = time.perf_counter()
+        after = run()
+        secs_after = time.perf_counter() - t0
+        setattr(holder, name, real)
+        if not any(changed):
+            return after, after, secs_after, secs_after, False
+        setattr(mod, switch, False)
+        t0 = time.perf_counter()
+        before = run()
+        return before, after, time.perf_counter() - t0, secs_after, True
+    finally:
+        setattr(mod, switch, was)
+        setattr(holder, name, real)
 
 
 def predict_step_pair(module: str, run):
@@ -117,23 +146,41 @@ def predict_step_pair(module: str, run):
         changed.append((out[0] if isinstance(out, tuple) else out) is not prob)
         return out
 
-    was = getattr(mod, switch)
-    try:
-        setattr(mod, switch, True)
-        setattr(mod, f"add_{module}", watched)
-        t0 = time.perf_counter()
-        after = run()
-        secs_after = time.perf_counter() - t0
-        setattr(mod, f"add_{module}", real)
-        if not any(changed):
-            return after, after, secs_after, secs_after, False
-        setattr(mod, switch, False)
-        t0 = time.perf_counter()
-        before = run()
-        return before, after, time.perf_counter() - t0, secs_after, True
-    finally:
-        setattr(mod, switch, was)
-        setattr(mod, f"add_{module}", real)
+    return _watched_pair(run, mod, switch, mod, f"add_{module}", real, watched, changed)
+
+
+# --compare-step of a switch of the breast region (preprocess/breast_region.py, passed by the pipeline): module, switch.
+REGION_STEPS = {"breast_region": "ONE_BREAST_WRAP"}
+
+
+def _same_region(a: tuple, b: tuple) -> bool:
+    """Two :func:`breast_region` results (mask, context) give the pipeline the same region: mask, level, floor."""
+    (ma, ca), (mb, cb) = a, b
+    if not np.array_equal(sitk.GetArrayViewFromImage(ma), sitk.GetArrayViewFromImage(mb)):
+        return False
+    for key in ("level", "chest_wall_row"):
+        x, y = ca.get(key), cb.get(key)
+        if (x is None) != (y is None) or (x is not None and not np.array_equal(x, y)):
+            return False
+    return True
+
+
+def region_step_pair(module: str, run):
+    """As :func:`predict_step_pair` for a switch of the breast region: ``run()`` once with the switch on, the
+    pipeline's ``breast_region`` watched (each call made again with the switch's keyword off and compared); only
+    when the region changed is the exam segmented again with the switch off."""
+    mod = importlib.import_module(f"BreastTumorSegLib.preprocess.{module}")
+    pipe = importlib.import_module("BreastTumorSegLib.engine.pipeline")
+    switch, real, changed = REGION_STEPS[module], pipe.breast_region, []
+    keyword = switch.lower()
+
+    def watched(img, *args, **kw):
+        out = real(img, *args, **kw)
+        if kw.get(keyword):
+            changed.append(not _same_region(out, real(img, *args, **dict(kw, **{keyword: False}))))
+        return out
+
+    return _watched_pair(run, mod, switch, pipe, "breast_region", real, watched, changed)
 
 
 def post_step(modules: str):
@@ -298,7 +345,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     from BreastTumorSegLib.engine.fpreduce import reduce_false_positives
     step_module, step_name, step_what = POST_STEPS[a.compare_step] if a.compare_step else (None, "", "FP reduction")
-    add_step = post_step(step_module) if step_module else None
+    add_step = post_step(step_module) if step_module and step_module not in REGION_STEPS else None
     from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
     from BreastTumorSegLib.engine.postprocess import lesion_table
     from BreastTumorSegLib.models.registry import get_segmenter
@@ -327,8 +374,9 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 seg = get_segmenter(m) if a.compare_step else m  # its kinetic maps serve the step
                 twice = None
-                if step_module in PREDICT_STEPS:
-                    res, res_after, secs, secs_after, twice = predict_step_pair(step_module, lambda: segment_exam(
+                if step_module in PREDICT_STEPS or step_module in REGION_STEPS:
+                    pair = region_step_pair if step_module in REGION_STEPS else predict_step_pair
+                    res, res_after, secs, secs_after, twice = pair(step_module, lambda: segment_exam(
                         exam, model=seg, device="cpu", settings=SegmentSettings(registration="none")))
                 else:
                     res = segment_exam(exam, model=seg, device="cpu", settings=SegmentSettings(

@@ -21,6 +21,7 @@ from .. import __version__
 from ..preprocess.breast_region import body_on_grid, breast_region, choose_breast_mask
 from ..preprocess.chestwall import WRAP_DEPTH_MM
 from ..preprocess import lung_level as lung_chest_wall
+from ..preprocess import breast_region as breast_region_module
 from ..kinetics import deep_band  # lesions behind the region's floor (kinetics/deep_band.py, off)
 from ..core.exam import DCEExam
 from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_image, write_json
@@ -136,7 +137,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
     with reporter.stage("breast_mask"):
         laterality = exam.metadata.get("laterality") or exam.metadata.get("Laterality")
         bmask, context = breast_region(exam.pre, laterality=laterality, tissue_wrap_mm=_tissue_wrap_mm(segmenter, run),
-                                       lung_level=lung_chest_wall.LUNG_CHEST_WALL)  # preprocess/lung_level.py
+                                       lung_level=lung_chest_wall.LUNG_CHEST_WALL,  # preprocess/lung_level.py
+                                       one_breast_wrap=breast_region_module.ONE_BREAST_WRAP)  # off (issue 25)
         learned = None
         if breast_model:
             from ..models.breast_model import BreastMaskModel

@@ -227,6 +227,20 @@ LATERAL_WRAP_MM = 0.0
 TISSUE_WRAP_MM = 0.0
 LATERAL_OF_BULGE = True  # the tissue wrap only lateral of the breasts' bulges
 
+# One-breast reach (issue 25, docs/decisions/breast-region-reach-issue25.md): in a single-breast field of
+# view the sternum is not in view and the "midline band" is the field of view's medial border, which cuts
+# through the breast: its deepest skin row is the breast's own skin, and the region is a 10-30 mm shell
+# under it (development census: the coronal one-breast phantoms). With this switch the tissue wrap
+# (:mod:`.chestwall`: fat-like tissue grown from the skin up to the chest-wall muscle, with the cavities it
+# encloses) is made on such a view over the whole breast, medial columns included (no mediastinum lies
+# medial of the bulge in a one-breast view), within ONE_BREAST_WRAP_MM of the skin. (Tried on development
+# and dropped: leaving out the midline band too, i.e. the field of view's medial border: 6032's mask became
+# implausible.) The pipeline passes the
+# switch (``breast_region(one_breast_wrap=...)``); the function's default, hence the classifier, the
+# follow-up and the generators' truths, is off. Off until its rule passes.
+ONE_BREAST_WRAP = False
+ONE_BREAST_WRAP_MM = 60.0
+
 
 def _field_of_view(img: sitk.Image, work: sitk.Image) -> np.ndarray:
     """Bool (z, y, x) on *work*: voxels that *img* covers (sampled like the work image, linear)."""
@@ -309,7 +323,8 @@ def chest_side(context: dict, skin_mm: float, mediastinum_half_width_mm: float) 
 def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm: float = 12.0,
                   midline_band_mm: float = 15.0, laterality: str | None = None,
                   lateral_wrap_mm: float = LATERAL_WRAP_MM, skin_line: bool | None = None,
-                  tissue_wrap_mm: float = TISSUE_WRAP_MM, lung_level: bool = False) -> tuple[sitk.Image, dict]:
+                  tissue_wrap_mm: float = TISSUE_WRAP_MM, lung_level: bool = False,
+                  one_breast_wrap: bool = False) -> tuple[sitk.Image, dict]:
     """Whole-breast mask (uint8, on *img*'s grid) and its context: ``{"work", "body", "layout",
     "level", "chest_margin_mm", "slab", "method"}`` (the LPS work image, its body mask,
     :func:`breast_layout`, the chest-wall row per (z, x) column of the work grid before the margin
@@ -373,14 +388,33 @@ def breast_region(img: sitk.Image, work_spacing_mm: float = 2.0, chest_margin_mm
             mask |= wrap
             method += (f"; tissue wrap: fat of the side of the chest within {tissue_wrap_mm:g} mm of the skin, "
                        "in front of the chest-wall muscle")
+        if one_breast_wrap and slab in (None, 0) and layout["unilateral_side"]:
+            wrap = _tissue_wrap(img, work, slab, body, mask, level, x_mid, band, ONE_BREAST_WRAP_MM, limit, [])
+            unwrapped = _finish(mask.copy(), img, work, body, layout, level, chest_margin_mm, slab, method)
+            mask |= wrap
+            method += (f"; one-breast wrap: breast fat within {ONE_BREAST_WRAP_MM:g} mm of the skin, "
+                       "in front of the chest-wall muscle, medial columns included")
     elif slab == 1:
         mask = body.copy()
+    result = _finish(mask, img, work, body, layout, level, chest_margin_mm, slab, method)
+    if "one-breast wrap" in method and not breast_mask_qa(*result)["plausible"]:
+        # The reach must leave a plausible region (development vessels 6032: "deep near the midline", the
+        # region untrusted, the whole body searched and the heart kept): without it, the region is as before.
+        unwrapped[1]["method"] += "; one-breast wrap left out (the region would not be plausible)"
+        return unwrapped
+    return result
+
+
+def _finish(mask: np.ndarray, img: sitk.Image, work: sitk.Image, body: np.ndarray, layout: dict, level, chest_margin_mm: float,
+            slab, method: str) -> tuple[sitk.Image, dict]:
+    """The region (opened, on *img*'s grid) and its context from the work-grid *mask*."""
     if mask.any():
         structure = np.ones([1 if a == slab else 3 for a in range(3)])
         mask = ndimage.binary_opening(mask, structure=structure)
     out = sitk.GetImageFromArray(mask.astype(np.uint8))
     out.CopyInformation(work)
     extent = None if slab is None else float(work.GetSize()[2 - slab] * work.GetSpacing()[2 - slab])
+    sy = work.GetSpacing()[1]
     context = {"work": work, "body": body, "layout": layout, "level": level, "chest_margin_mm": chest_margin_mm,
                "slab": slab, "slab_extent_mm": extent, "method": method, "chest_wall_row": _region_floor(mask, level, chest_margin_mm / sy)}
     return resample_to(out, img, sitk.sitkNearestNeighbor), context
