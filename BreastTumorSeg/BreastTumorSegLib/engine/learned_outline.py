@@ -18,7 +18,16 @@ Per lesion, alone, in its box on the exam's grid:
   joining voxels. The number of lesions never changes; the table is measured again on the final map.
 
 Used only with a segmenter that outlines the whole tumor and has kinetic maps (``ftv-outline``), never for a reader's
-seed or ROI.
+seed or ROI. CPU: 0.04 s median, 0.18 s max per exam on development 6004-6007 (the step alone, one thread).
+
+**Off**: both models failed their development gate, so the held-out run (5184-5191) was not made and those seeds are
+unspent. v1 (32 exams, no irregular shapes), 6000-6003: recall +0.03 on two of six rows (three asked), Dice
+heterogeneous -0.019, vessels -0.011. v2 (shipped card, version 2: 46 exams with the irregular ones, depth 3, threshold
+0.50 from the exam-grouped CV precision >= 0.5), 6004-6007: recall heterogeneous +0.042, hybrid-axial-irregular +0.054,
+irregular +0.022, vessels +0.020, hybrid-sagittal-irregular +0.026 (two of six rows at +0.03), no Dice down by more
+than 0.004. It works where the background is real (hybrid-axial-irregular 6004-6007: 952 voxels added, 762 tumor) and
+leaks where a lesion is itself mostly a vessel or background, or touches moderately enhancing tissue (heterogeneous
+6001: 887 added, 6 tumor): every feature is relative to the lesion's own core (docs/decisions/learned-outline-issue25.md).
 """
 from __future__ import annotations
 
@@ -31,7 +40,7 @@ from scipy import ndimage
 from ..kinetics.outline import FULL26
 from .kept_hull import _near_others, remeasured, step_maps
 
-LEARNED_OUTLINE = False  # off until its held-out rule passes (docs/decisions/learned-outline-issue25.md)
+LEARNED_OUTLINE = False  # off: v1 and v2 failed their development gate; held-out never run (learned-outline-issue25.md)
 MODEL_NAME = "outlineband-demo"
 MODEL_TASK = "outline_band_voxel"
 BAND_MM = 8.0  # band of candidate voxels: at most this far (mm) from the lesion

@@ -10,8 +10,10 @@ it lies in the truth (the reader's outline), 0 otherwise. A ``GradientBoostingCl
 cross-validated grouped by exam, exported as node arrays (:func:`..models.trees.fitted_trees`, checked against
 scikit-learn's decision function) and written as safetensors with a card holding its SHA-256.
 
-Development seeds only (6000+ / 7000+); the evaluation-only families (``irregular``, ``ellipse``) and the real-anatomy
-hybrids made with irregular tumors are refused: they judge the model (docs/decisions/learned-outline-issue25.md).
+Development seeds only (6000+ / 7000+); ``ellipse`` is refused. Version 2 trains on the irregular family's and the
+irregular real-anatomy hybrids' development seeds too (version 1 refused them and failed its development gate:
+docs/decisions/learned-outline-issue25.md). The threshold is chosen on the exam-grouped cross-validation
+(:data:`MIN_CV_PRECISION`).
 """
 from __future__ import annotations
 
@@ -23,9 +25,11 @@ import numpy as np
 
 from ..engine.learned_outline import FEATURES, MODEL_NAME, MODEL_TASK, band_features
 
-REFUSED = ("irregular", "ellipse", "hybrid-axial-irregular", "hybrid-sagittal-irregular")
-CAP_PER_EXAM = 8_000  # at most this many band voxels per exam (random, fixed seed): no exam dominates
-TREES = dict(n_estimators=120, max_depth=4, learning_rate=0.1, subsample=0.5, min_samples_leaf=50, random_state=0)
+REFUSED = ("ellipse",)  # v2 trains on the irregular family's development seeds too (the brief; learned-outline-issue25.md)
+CAP_PER_EXAM = 6_000  # at most this many band voxels per exam (random, fixed seed): no exam dominates
+TREES = dict(n_estimators=100, max_depth=3, learning_rate=0.1, subsample=0.5, min_samples_leaf=200, random_state=0)
+THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(9))  # 0.50 ... 0.90
+MIN_CV_PRECISION = 0.5  # the threshold: the lowest of THRESHOLDS whose cross-validated precision reaches this
 
 
 def check_data(family: str, seeds) -> None:
@@ -115,15 +119,21 @@ def fit(x, y, groups, folds: int = 3):
     p = np.zeros(len(y))
     for tr, te in GroupKFold(folds).split(x, y, groups):
         p[te] = GradientBoostingClassifier(**TREES).fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
-    take = p >= 0.5
     cv = {"folds": folds, "grouped_by": "exam", "auc": round(float(roc_auc_score(y, p)), 4),
-          "precision_at_0.5": round(float(y[take].mean()) if take.any() else 0.0, 4),
-          "recall_at_0.5": round(float(take[y == 1].mean()) if (y == 1).any() else 0.0, 4),
-          "samples": int(len(y)), "tumor_share": round(float(y.mean()), 4)}
+          "samples": int(len(y)), "tumor_share": round(float(y.mean()), 4), "by_threshold": {}}
+    for t in THRESHOLDS:
+        take = p >= t
+        cv["by_threshold"][f"{t:.2f}"] = {
+            "precision": round(float(y[take].mean()) if take.any() else 0.0, 4),
+            "recall": round(float(take[y == 1].mean()) if (y == 1).any() else 0.0, 4)}
+    ok = [t for t in THRESHOLDS if cv["by_threshold"][f"{t:.2f}"]["precision"] >= MIN_CV_PRECISION]
+    cv["threshold"] = min(ok) if ok else THRESHOLDS[-1]
+    cv["threshold_by"] = (f"the lowest of {THRESHOLDS[0]}-{THRESHOLDS[-1]} whose cross-validated precision is >= "
+                          f"{MIN_CV_PRECISION}")
     return GradientBoostingClassifier(**TREES).fit(x, y), cv
 
 
-def save(gbc, x, out_dir: Path, training: dict, name: str = MODEL_NAME) -> Path:
+def save(gbc, x, out_dir: Path, training: dict, name: str = MODEL_NAME, threshold: float = 0.5) -> Path:
     from safetensors.numpy import save as save_numpy
 
     from ..io.atomic import write_bytes, write_json
@@ -135,7 +145,7 @@ def save(gbc, x, out_dir: Path, training: dict, name: str = MODEL_NAME) -> Path:
     blob = save_numpy(state)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_bytes(out_dir / f"{name}.safetensors", blob)
-    card = {"name": name, "version": "1", "task": MODEL_TASK,
+    card = {"name": name, "version": "2", "task": MODEL_TASK,
             "description": "Whether a voxel in the band (<= 8 mm) around a found lesion belongs to the tumor as a "
                            "reader draws it: gradient-boosted trees (numpy at run time) over scale-free kinetic, "
                            "pre-contrast, distance and probability features (engine/learned_outline.py). Trained "
@@ -145,7 +155,7 @@ def save(gbc, x, out_dir: Path, training: dict, name: str = MODEL_NAME) -> Path:
                              "min_samples_leaf": TREES["min_samples_leaf"], "subsample": TREES["subsample"],
                              "split": "left where x[feature] <= threshold"},
             "feature_importances": {f: round(float(v), 4) for f, v in zip(FEATURES, gbc.feature_importances_)},
-            "features": list(FEATURES), "n_features": len(FEATURES), "threshold": 0.5,
+            "features": list(FEATURES), "n_features": len(FEATURES), "threshold": float(threshold),
             "weights": f"{name}.safetensors", "sha256": hashlib.sha256(blob).hexdigest(),
             "intended_use": "research and software testing only: trained on synthetic phantoms and real-anatomy "
                             "hybrids, never validated on patients",
@@ -184,7 +194,7 @@ def main(argv=None) -> int:
     x, y, groups = collect(paths)
     gbc, cv = fit(x, y, groups)
     print("cross-validated:", cv, flush=True)
-    path = save(gbc, x, a.out, {"data": a.data, "exams": len(paths), "cap_per_exam": CAP_PER_EXAM,
+    path = save(gbc, x, a.out, threshold=cv["threshold"], training={"data": a.data, "exams": len(paths), "cap_per_exam": CAP_PER_EXAM,
                                 "label": "band voxel inside the truth (the reader's outline)", "cv": cv,
                                 "trees": {k: v for k, v in TREES.items()},
                                 "refused_families": list(REFUSED)})
