@@ -45,6 +45,8 @@ MODEL_NAME = "outlineband-demo"
 MODEL_TASK = "outline_band_voxel"
 BAND_MM = 8.0  # band of candidate voxels: at most this far (mm) from the lesion
 SHELL_MM = 4.0  # the tissue's level: a shell this wide beyond the band
+MAX_TAKEN_SHARE = 0.05  # > 0: a lesion whose band the model takes more than this share of is left as it was (a leak)
+THRESHOLD = 0.40  # P(tumor) a band voxel needs (None: the card's, 0.50); v3, chosen on development 6000-6007
 REMOVED_P = 0.5  # probability of what the segmenter outlined (a removed component keeps it; the band avoids it)
 
 FEATURES = ("dist_mm", "pe_over_core", "pe_over_p10", "local1_over_core", "local2_over_core", "pe_over_tissue",
@@ -143,8 +145,8 @@ def outline_labels(labels: np.ndarray, pe: np.ndarray, valid: np.ndarray, pre: n
         if band is None:
             continue
         take = np.zeros_like(band)
-        take[band] = model.probability(x) >= model.threshold
-        if not take.any():
+        take[band] = model.probability(x) >= (model.threshold if THRESHOLD is None else THRESHOLD)
+        if not take.any() or (MAX_TAKEN_SHARE > 0 and np.count_nonzero(take) > MAX_TAKEN_SHARE * len(x)):
             continue
         comp = out[box] == lab
         parts, _ = ndimage.label(comp | take, structure=FULL26)
