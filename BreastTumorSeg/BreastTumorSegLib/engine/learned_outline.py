@@ -20,8 +20,10 @@ Per lesion, alone, in its box on the exam's grid:
 Used only with a segmenter that outlines the whole tumor and has kinetic maps (``ftv-outline``), never for a reader's
 seed or ROI. CPU: 0.04 s median, 0.18 s max per exam on development 6004-6007 (the step alone, one thread).
 
-**Off**: both models failed their development gate, so the held-out run (5184-5191) was not made and those seeds are
-unspent. v1 (32 exams, no irregular shapes), 6000-6003: recall +0.03 on two of six rows (three asked), Dice
+**Off**: three versions failed their development gates, so the held-out run (5184-5191) was not made and those seeds
+are unspent. v3 (v2's weights, ``THRESHOLD`` 0.40, ``MAX_TAKEN_SHARE`` 0.05; chosen on 6000-6007), fresh 6008-6011:
+recall +0.06 to +0.075 on four of six rows, but Dice irregular -0.012, vessels -0.012, phantom -0.020 (the phantom's
+whole lesions grow into their halo). v1 (32 exams, no irregular shapes), 6000-6003: recall +0.03 on two of six rows (three asked), Dice
 heterogeneous -0.019, vessels -0.011. v2 (shipped card, version 2: 46 exams with the irregular ones, depth 3, threshold
 0.50 from the exam-grouped CV precision >= 0.5), 6004-6007: recall heterogeneous +0.042, hybrid-axial-irregular +0.054,
 irregular +0.022, vessels +0.020, hybrid-sagittal-irregular +0.026 (two of six rows at +0.03), no Dice down by more
@@ -40,7 +42,7 @@ from scipy import ndimage
 from ..kinetics.outline import FULL26
 from .kept_hull import _near_others, remeasured, step_maps
 
-LEARNED_OUTLINE = False  # off: v1 and v2 failed their development gate; held-out never run (learned-outline-issue25.md)
+LEARNED_OUTLINE = False  # off: v1, v2, v3 failed their development gates; held-out never run (learned-outline-issue25.md)
 MODEL_NAME = "outlineband-demo"
 MODEL_TASK = "outline_band_voxel"
 BAND_MM = 8.0  # band of candidate voxels: at most this far (mm) from the lesion
