@@ -30,6 +30,7 @@ as it is) and after the fill of each kept lesion (:mod:`BreastTumorSegLib.engine
 default) applied to that very result: what the pipeline gives with the step on, with one prediction;
 ``--compare-step kept-grow`` the same for the growth of each kept lesion (:mod:`BreastTumorSegLib.engine.kept_grow`),
 ``--compare-step kept-pieces`` for the dropped pieces joined to them (:mod:`BreastTumorSegLib.engine.kept_pieces`),
+``--compare-step learned-outline`` for the learned band classifier (:mod:`BreastTumorSegLib.engine.learned_outline`),
 ``--compare-step kept-pieces-grow`` for both in the pipeline's order (pieces, then the growth on their result).
 ``--compare-step dark-before`` compares a step inside ``predict`` (:mod:`BreastTumorSegLib.engine.dark_before`): the
 pipeline runs with its switch on, and only where the step changed the probability map is the exam segmented again with
@@ -91,6 +92,8 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
               "kept-reach-stop": ("kept_reach", "more rounds of the kept-lesion growth, each layer kept only where it "
                                   "enhances like the lesion and above the tissue around it (engine/kept_reach.py)",
                                   "kept-lesion reach with stop"),
+              "learned-outline": ("learned_outline", "a learned band classifier outlines each kept lesion "
+                                  "(engine/learned_outline.py)", "learned outline"),
               # both optional steps in the pipeline's order (pieces, then growth), each on the other's result
               "kept-pieces-grow": ("kept_pieces+kept_grow", "dropped pieces joined, then growth of the kept lesions "
                                    "(engine/kept_pieces.py, engine/kept_grow.py)", "kept-lesion pieces + growth"),

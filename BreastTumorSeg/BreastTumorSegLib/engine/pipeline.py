@@ -35,6 +35,7 @@ from . import kept_grow  # the rest of each kept lesion just outside it (engine/
 from . import kept_reach  # more rounds of that growth from the grown lesion (engine/kept_reach.py, off: held-out failed)
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
 from . import kept_pieces  # dropped pieces beside each kept lesion (engine/kept_pieces.py, off: held-out failed)
+from . import learned_outline  # a learned classifier outlines each kept lesion in a band (engine/learned_outline.py, off)
 from .doubt import doubt_report
 from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
@@ -180,6 +181,8 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         label, lesions, components = kept_grow.add_kept_grow(segmenter, exam, label, lesions, components, prob, options)
         label, lesions, components = kept_reach.add_kept_reach(segmenter, exam, label, lesions, components, prob,
                                                                options)
+        label, lesions, components = learned_outline.add_learned_outline(segmenter, exam, label, lesions, components,
+                                                                         prob, options)
         prob = kept_hull.fill_probability(prob, kept, components)  # a threshold that keeps a lesion keeps its fill
         extras_fn = getattr(segmenter, "lesion_kinetics", None)
         if extras_fn is not None and lesions:
