@@ -35,7 +35,7 @@ import numpy as np
 
 from ..core import interrupts
 from ..core.errors import InputError, OutputExistsError, OutputWriteError
-from .safety import created_dirs, remove_empty_dirs
+from .safety import check_output_dir, created_dirs, remove_empty_dirs
 
 FILE_MODE = 0o644  # before the umask; the OS applies the umask when the file is created
 TEMP_PREFIX = ".tmp-"  # temporaries a killed writer leaves behind start with this (see clean-up code)
@@ -235,6 +235,10 @@ class StagedOutputs:
         self.out_dir = Path(out_dir)
         self.overwrite = overwrite
         self._planned: dict[str, Path] = {}
+        # the commands check their --output first, naming the option; this is for the Python API
+        # (write_result and the other writers): a file, a dangling link, /proc or a name too long
+        # for the file system is one InputError, not an OSError from mkdir
+        check_output_dir(self.out_dir, option="output")
         interrupts.note_work()
         self._stage = None
         self._created = []
