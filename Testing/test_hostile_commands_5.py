@@ -504,6 +504,28 @@ def _(f, exam):
     return ["dicom-list", _dangling(f, "d")]
 
 
+def _train_config(f: Path, text: str, name: str) -> Path:
+    """A training config saved as Notepad's "UTF-8 with BOM" (its lr refused, so that nothing trains)."""
+    (f / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+    return f / name
+
+
+@case("train_json_config_with_bom", "lr")
+def _(f, exam):
+    """train: a JSON config with a UTF-8 byte-order mark (read as every table is; its lr -1 is refused)"""
+    cfg = ('{"name": "t", "task": "tumor", "architecture": {"type": "unet3d", "base": 4, "levels": 2}, "epochs": 1, '
+           '"lr": -1, "data": {"source": "phantom", "train_seeds": "1000", "val_seeds": "2000", "size": "small"}}')
+    return ["train", "-o", f / "run", "--config", _train_config(f, cfg, "cfg.json")]
+
+
+@case("train_toml_config_with_bom", "lr")
+def _(f, exam):
+    """train: a TOML config with a UTF-8 byte-order mark (its lr -1 is refused)"""
+    cfg = ('name = "t"\ntask = "tumor"\nepochs = 1\nlr = -1\n[architecture]\ntype = "unet3d"\nbase = 4\nlevels = 2\n'
+           '[data]\nsource = "phantom"\ntrain_seeds = "1000"\nval_seeds = "2000"\nsize = "small"\n')
+    return ["train", "-o", f / "run", "--config", _train_config(f, cfg, "cfg.toml")]
+
+
 # ------------------------------------------------------------------------------ harness
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
@@ -587,6 +609,41 @@ def test_python_api_refuses_with_one_clear_error(api, name):
         call(api)
     assert text.lower() in str(info.value).lower() and "Fix:" in str(info.value), str(info.value)
     assert snapshot(api["root"]) == before
+
+
+# ------------------------------------------------------------------------------ in process: a training dataset's case files
+def _mamamia(root: Path, times_json: bytes) -> Path:
+    """A MAMA-MIA folder of one case (two phases, a label) whose ``<case>.json`` holds *times_json*."""
+    case = root / "images" / "c1"
+    case.mkdir(parents=True)
+    img = sitk.Image([8, 8, 4], sitk.sitkFloat32)
+    for k in range(2):
+        sitk.WriteImage(img, str(case / f"c1_{k:04d}.nii.gz"))
+    (root / "segmentations" / "expert").mkdir(parents=True)
+    sitk.WriteImage(sitk.Image([8, 8, 4], sitk.sitkUInt8), str(root / "segmentations" / "expert" / "c1.nii.gz"))
+    (case / "c1.json").write_bytes(times_json)
+    return root
+
+
+def test_training_scan_reads_a_case_json_with_a_byte_order_mark(tmp_path):
+    """`train` on a MAMA-MIA folder whose <case>.json was saved with a BOM: its times are read, as
+    `segment` reads them (sweep 3). Before: json.JSONDecodeError ("Unexpected UTF-8 BOM") out of the scan."""
+    from BreastTumorSegLib.training.datasets import scan_dataset
+
+    root = _mamamia(tmp_path, b'\xef\xbb\xbf{"acquisition_times_min": [0, 1.5]}')
+    assert scan_dataset(root)[0].times_min == [0, 1.5]
+
+
+def test_training_scan_names_a_damaged_case_json(tmp_path):
+    """A <case>.json that is not JSON (a truncated copy): one InputError naming it, with the fix.
+    Before: json.JSONDecodeError from deep inside the dataset scan."""
+    from BreastTumorSegLib.core.errors import InputError
+    from BreastTumorSegLib.training.datasets import scan_dataset
+
+    root = _mamamia(tmp_path, b'{"acquisition_times_min": [0, 1.')
+    with pytest.raises(InputError) as info:
+        scan_dataset(root)
+    assert str(info.value).startswith(str(root / "images" / "c1" / "c1.json")) and "Fix:" in str(info.value)
 
 
 # ------------------------------------------------------------------------------ in process: the web station's scores
