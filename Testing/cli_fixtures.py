@@ -106,6 +106,46 @@ def check_hostile_result(r: dict, quiet_when_accepted: bool = True) -> None:
         assert not outside, f"{cmd}: wrote outside {r['changes']}: {outside}"
 
 
+def case_registry(cases: dict):
+    """The ``@case(name, expect, changes=None)`` decorator of a hostile sweep, registering into
+    *cases*: *expect* is text the one stderr line must hold (exit 2); *changes* the only path that
+    may change when the command must work (exit 0); the builder's docstring says what it tries."""
+    def case(name: str, expect: str, changes: str | None = None):
+        def deco(fn):
+            cases[name] = {"build": fn, "expect": expect, "changes": changes, "what": (fn.__doc__ or name).strip()}
+            return fn
+        return deco
+    return case
+
+
+def run_hostile_cases(cases: dict, root: Path, given, timeout_s: float, names=None) -> dict:
+    """Every case of *cases* (or the *names* given), two at a time, by :func:`run_hostile_case`:
+    name -> result, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = list(cases) if names is None else list(names)
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(names, pool.map(lambda n: run_hostile_case(cases[n], n, root, given, timeout_s), names)))
+
+
+def print_hostile_cases(results: dict, root: Path) -> None:
+    """One line per case: its name, exit code, verdict (OK or FAIL and why) and what it printed
+    (the table of docs/hostile-inputs-N.md)."""
+    for name, r in results.items():
+        try:
+            check_hostile_result(r)
+            verdict = "OK"
+        except AssertionError as exc:
+            verdict = "FAIL " + str(exc).splitlines()[0][:300]
+        lines = [ln for ln in r["stderr"].splitlines() if ln.strip() and not ln.startswith("[")]
+        if "Traceback" in r["stderr"]:
+            msg = "TRACEBACK: " + lines[-1]
+        else:
+            msg = " / ".join(lines[-2:]) if len(lines) > 1 else (lines[0] if lines else "")
+        msg = msg.replace(f"{root / name}{os.sep}", "").replace(str(root), "...")
+        print(f"{name}\t{r['rc']}\t{verdict}\t{msg[:420]}", flush=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,6 @@ import os
 import shutil
 import struct
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,20 +21,15 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_fixtures import EXAM_CASE as CASE  # noqa: E402
-from cli_fixtures import KIN, SEG, check_hostile_result, run_hostile_case, write_small_exam  # noqa: E402
+from cli_fixtures import (KIN, SEG, case_registry, check_hostile_result, print_hostile_cases,  # noqa: E402
+                          run_hostile_cases, write_small_exam)
 from test_hostile_commands_3 import _click, _dicom, _exam, _mask, _phase, _visits  # noqa: E402  (the third sweep's makers)
 
 TIMEOUT_S = 150
 CASES: dict[str, dict] = {}
 
 
-def case(name: str, expect: str, changes: str | None = None):
-    """*expect*: text the one stderr line must hold (exit 2); *changes*: the only path that may
-    change when the command must work (exit 0)."""
-    def deco(fn):
-        CASES[name] = {"build": fn, "expect": expect, "changes": changes, "what": (fn.__doc__ or name).strip()}
-        return fn
-    return deco
+case = case_registry(CASES)
 
 
 # ------------------------------------------------------------------------------ input makers
@@ -690,17 +684,12 @@ def _make_study(root: Path, exam: Path) -> None:
                  "--scores", "probability,birads", "--seed", "1", "--output", str(root / "_study")]) == 0
 
 
-def _run_case(name: str, root: Path, exam: Path) -> dict:
-    return run_hostile_case(CASES[name], name, root, exam, TIMEOUT_S)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile_commands_4")
     exam = write_small_exam(root / "_exam")
     _make_study(root, exam)
-    with ThreadPoolExecutor(2) as pool:
-        return dict(zip(CASES, pool.map(lambda n: _run_case(n, root, exam), CASES)))
+    return run_hostile_cases(CASES, root, exam, TIMEOUT_S)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -919,17 +908,4 @@ if __name__ == "__main__":  # one line per case: `python Testing/test_hostile_co
         root = Path(tmp)
         exam = write_small_exam(root / "_exam")
         _make_study(root, exam)
-        with ThreadPoolExecutor(2) as pool:
-            for name, r in zip(names, pool.map(lambda n: _run_case(n, root, exam), names)):
-                try:
-                    check_hostile_result(r)
-                    verdict = "OK"
-                except AssertionError as exc:
-                    verdict = "FAIL " + str(exc).splitlines()[0][:300]
-                lines = [ln for ln in r["stderr"].splitlines() if ln.strip() and not ln.startswith("[")]
-                if "Traceback" in r["stderr"]:
-                    msg = "TRACEBACK: " + lines[-1]
-                else:
-                    msg = " / ".join(lines[-2:]) if len(lines) > 1 else (lines[0] if lines else "")
-                msg = msg.replace(f"{root / name}{os.sep}", "").replace(str(root), "...")
-                print(f"{name}\t{r['rc']}\t{verdict}\t{msg[:420]}", flush=True)
+        print_hostile_cases(run_hostile_cases(CASES, root, exam, TIMEOUT_S, names), root)

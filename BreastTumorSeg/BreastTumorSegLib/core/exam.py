@@ -139,7 +139,8 @@ class DCEExam:
                 raise InputError(f"{t.size} acquisition time(s) given for {n} phases", self.case_id,
                                  "give exactly one time (minutes) per phase")
             if not np.all(np.isfinite(t)):
-                raise InputError("acquisition times contain NaN or infinity", self.case_id)
+                raise InputError("acquisition times contain NaN or infinity", self.case_id,
+                                 "give one finite time in minutes per phase, e.g. 0, 1.5, 3")
             if np.any(np.diff(t) <= 0):
                 raise InputError(f"acquisition times must increase strictly, got {list(map(float, t))}",
                                  self.case_id, "list the phases in acquisition order with their times in minutes")

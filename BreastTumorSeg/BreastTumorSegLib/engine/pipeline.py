@@ -41,7 +41,9 @@ from .fpreduce import FPReduceSettings, reduce_false_positives
 from .fprescue import rescue_radius
 from .postprocess import PostprocessSettings, postprocess, raw_lesions
 from .settings import SegmentSettings, refuse_moved_keywords
+from ..core.errors import InputError
 from ..core.imageutil import cast_once
+from ..core.values import check_device_name
 from ..core.progress import Reporter
 from ..preprocess.registration import RegistrationSettings, register_exam
 from ..core.results import Lesion, SegmentationResult
@@ -65,6 +67,20 @@ def _settings(segmenter: Segmenter, run: SegmentSettings, restrict_to_breast) ->
     if restrict_to_breast is not None:
         s.restrict_to_breast = bool(restrict_to_breast)
     return s
+
+
+def _check_call(exam, model, settings) -> None:
+    """segment_exam's arguments as the Python API's caller gives them: one InputError with the fix
+    instead of an AttributeError from deep inside."""
+    if not isinstance(exam, DCEExam):
+        raise InputError(f"segment_exam needs an exam, got {type(exam).__name__}", "exam",
+                         "load it first: exam = BreastTumorSegLib.io.load_exam(path)")
+    if not isinstance(model, str) and not (hasattr(model, "card") and hasattr(model, "model_id")):
+        raise InputError(f"model must be a model name or a loaded segmenter, got {type(model).__name__}", "model",
+                         f"give a name such as {DEFAULT_MODEL!r} (`breasttumorseg models` lists them)")
+    if settings is not None and not isinstance(settings, SegmentSettings):
+        raise InputError(f"settings must be a SegmentSettings, got {type(settings).__name__}", "settings",
+                         "pass settings=SegmentSettings(...) from BreastTumorSegLib.engine.settings")
 
 
 def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings: SegmentSettings | None = None,
@@ -113,7 +129,10 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
     engine's) choose the motion correction (:class:`~..preprocess.registration.RegistrationSettings`).
     """
     refuse_moved_keywords(options)
+    _check_call(exam, model, settings)
     run = settings or SegmentSettings()
+    if isinstance(device, str):
+        check_device_name(device, "device")  # "tpu" is refused here, not ignored by a model that runs on the CPU anyway
     reporter = Reporter(progress, cancel, STAGE_WEIGHTS)
     segmenter = (get_segmenter(model, [models_dir] if models_dir else None, model_options)
                  if isinstance(model, str) else model)

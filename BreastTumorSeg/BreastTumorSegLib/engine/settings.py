@@ -11,6 +11,7 @@ flat keywords (the Slicer logic's, ``register=False`` included) into settings an
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 @dataclass(frozen=True)
@@ -31,6 +32,20 @@ class SegmentSettings:
     tissue_wrap: bool | None = None
     # output
     raw: bool = False  # the model's own answer: no registration, gate, threshold or size filter of ours
+
+    def __post_init__(self):
+        """The values a caller of the Python API types, checked as the command line checks its options."""
+        from ..core.errors import InputError
+        from ..core.values import check_threshold
+
+        check_threshold(self.threshold, "SegmentSettings.threshold")
+        m = self.min_lesion_ml
+        if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m < 0):
+            raise InputError(f"{m!r} is not a valid value", "SegmentSettings.min_lesion_ml",
+                             "give a volume in mL, 0 or more (None: the model card's)")
+        if self.mode not in (None, "absolute", "relative"):
+            raise InputError(f"unknown threshold mode {self.mode!r}", "SegmentSettings.mode",
+                             "use 'absolute' or 'relative' (None: the model card's)")
 
     @property
     def registers(self) -> bool:

@@ -44,12 +44,15 @@ def dicom_header(exam: DCEExam, keywords=("PatientID", "StudyDate")) -> dict:
     return {k: str(getattr(ds, k, "") or "") or None for k in keywords}
 
 
-def parse_date(text: str, where: str) -> str:
+def parse_date(text: str, where: str, from_dicom: bool = False) -> str:
     for fmt in ("%Y-%m-%d", "%Y%m%d"):
         try:
             return dt.datetime.strptime(text.strip(), fmt).date().isoformat()
         except ValueError:
             pass
+    if from_dicom:  # the user wrote no date: say where this one came from and how to give the right one
+        raise InputError(f"its DICOM StudyDate {text!r} is not a date (DICOM writes YYYYMMDD)", where,
+                         "give every visit's date with --dates YYYY-MM-DD,YYYY-MM-DD (one per visit)")
     raise InputError(f"date {text!r} is not a date", where, "write dates as YYYY-MM-DD, one per visit")
 
 
@@ -93,7 +96,7 @@ def check_visits(exams: list[DCEExam], dates: list[str] | None = None) -> list[s
             out.append(parse_date(dates[k], "--dates"))
         else:
             raw = headers[k].get("StudyDate")
-            out.append(parse_date(raw, visit_name(k, exam)) if raw else None)
+            out.append(parse_date(raw, visit_name(k, exam), from_dicom=True) if raw else None)
     known = [(k, d) for k, d in enumerate(out) if d]
     for (_, a), (k, b) in zip(known, known[1:]):
         if b <= a:

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..core import interrupts
 from ..core.errors import InputError, OutputExistsError, OutputWriteError
-from .safety import created_dirs, remove_empty_dirs
+from .safety import check_output_dir, created_dirs, remove_empty_dirs
 
 FILE_MODE = 0o644  # before the umask; the OS applies the umask when the file is created
 TEMP_PREFIX = ".tmp-"  # temporaries a killed writer leaves behind start with this (see clean-up code)
@@ -224,6 +224,28 @@ def abort_unfinished_outputs() -> None:
         staged.abort()
 
 
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on *folder* itself while the block runs; nothing is
+    written into it. Where flock is missing (Windows) or the folder cannot be opened, no lock."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        fd = None
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:  # e.g. a network file system without locks: go on unlocked
+                pass
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
 class StagedOutputs:
     """Write several result files so that either all of them appear or none does.
 
@@ -235,6 +257,10 @@ class StagedOutputs:
         self.out_dir = Path(out_dir)
         self.overwrite = overwrite
         self._planned: dict[str, Path] = {}
+        # the commands check their --output first, naming the option; this is for the Python API
+        # (write_result and the other writers): a file, a dangling link, /proc or a name too long
+        # for the file system is one InputError, not an OSError from mkdir
+        check_output_dir(self.out_dir, option="output")
         interrupts.note_work()
         self._stage = None
         self._created = []
@@ -265,9 +291,11 @@ class StagedOutputs:
 
     def commit(self) -> list[Path]:
         """Move every staged file into place. SIGINT/SIGTERM wait until all are moved."""
-        check_no_overwrite(self._planned.values(), self.overwrite)
         done = []
-        with interrupts.signals_deferred():
+        with interrupts.signals_deferred(), _folder_lock(self.out_dir):
+            # under the lock: two runs committing into one folder at once come out one after the
+            # other (the second refused, or all its files replacing all the first's), never mixed
+            check_no_overwrite(self._planned.values(), self.overwrite)
             new = {dest for dest in self._planned.values() if not os.path.lexists(dest)}
             for rel, dest in self._planned.items():
                 try:

@@ -19,7 +19,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import SimpleITK as sitk
 
@@ -130,6 +130,11 @@ def find_phase_files(folder: Path) -> tuple[str, list[Path]]:
     return case, [by_idx[i] for i in idx]
 
 
+def _kinds(inputs) -> str:
+    items = inputs if isinstance(inputs, list) else [inputs]
+    return ", ".join(sorted({type(p).__name__ for p in items if not isinstance(p, (str, os.PathLike))}))
+
+
 def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
               times_min: Sequence[float] | None = None, case_id: str | None = None,
               series: Sequence[str | int] | None = None) -> DCEExam:
@@ -143,6 +148,10 @@ def load_exam(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    inputs = list(inputs) if isinstance(inputs, Iterable) and not isinstance(inputs, bytes) else inputs
+    if not isinstance(inputs, list) or not all(isinstance(p, (str, os.PathLike)) for p in inputs):
+        raise InputError(f"load_exam takes a path or a list of paths, got {_kinds(inputs)}", None,
+                         "pass an exam folder, a DICOM folder, a 4D file or the phase files in order (str or Path)")
     paths = [Path(p) for p in inputs]
     if not paths:
         raise InputError("no input given", None, "pass an exam folder or the phase files in order")

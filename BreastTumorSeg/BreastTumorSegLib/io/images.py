@@ -53,6 +53,7 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
         if img is None:
             img = reader.Execute()
             _check_nifti_finite(path, reader, what)
+        _check_fits_float32(img, path, what)
     except InputError:
         raise
     except RuntimeError as exc:  # SimpleITK reports every reader failure as RuntimeError
@@ -161,6 +162,25 @@ def _nifti_header(header: bytes) -> _NiftiHeader:
     slope, inter = struct.unpack(end + "ff", header[112:120])
     return _NiftiHeader(end, struct.unpack(end + "h", header[70:72])[0],
                         int(struct.unpack(end + "f", header[108:112])[0]), slope, inter)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_fits_float32(img: sitk.Image, path: Path, what: str) -> None:
+    """Every image is computed on in float32: a float64 image holding finite values beyond its range
+    (about 3.4e38) would turn into infinities there, and be refused later as holding NaN/Inf that
+    the file does not hold."""
+    if img.GetPixelID() not in (sitk.sitkFloat64, sitk.sitkVectorFloat64):
+        return
+    arr = sitk.GetArrayViewFromImage(img)
+    finite = arr[np.isfinite(arr)]
+    top = float(np.abs(finite).max()) if finite.size else 0.0
+    if top > FLOAT32_MAX:
+        raise InputError(f"{what} stores values up to {top:.3g}, beyond the float32 range ({FLOAT32_MAX:.3g}) "
+                         "the engine computes in", path,
+                         "rescale the image to ordinary MR intensities (e.g. divide it by a power of ten) and save it "
+                         "as float32 or int16")
 
 
 def _refuse_non_finite(bad: int, what: str, path: Path) -> None:

@@ -127,6 +127,7 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     out = Path(out)
     real = Path(os.path.realpath(out))
     src = f"{option} {out}"
+    _refuse_dangling_link(out, src)
     for root in SYSTEM_ROOTS:
         if real == Path(root) or Path(root) in real.parents:
             raise InputError(f"the output folder lies in the system folder {root}", src, "choose a folder of your own")
@@ -148,6 +149,16 @@ def check_output_dir(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]
             raise InputError(f"only {free / 1e6:.0f} MB free where the outputs need about {need_bytes / 1e6:.0f} MB",
                              src, "free some space or choose a folder on another disk")
     return out
+
+
+def _refuse_dangling_link(out: Path, src: str) -> None:
+    """Refuse an output path that is (or lies under) a symbolic link to a place that does not exist:
+    creating the folder through it fails with "File exists" (the link is there, its target is not)."""
+    for p in (out, *out.parents):
+        if os.path.islink(p) and not os.path.exists(p):
+            raise InputError(f"the output folder {'is' if p == out else f'lies under {p}, which is'} a symbolic link to "
+                             f"{os.readlink(p)}, which does not exist", src,
+                             "create the folder the link points to, remove the link, or choose another folder")
 
 
 def check_output_location(output: str | os.PathLike, inputs: Iterable[str | os.PathLike],

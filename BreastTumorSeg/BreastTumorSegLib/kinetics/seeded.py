@@ -33,6 +33,7 @@ Method (on a crop of ``max_radius_mm`` around the seed, so it costs milliseconds
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,6 +99,9 @@ lps_to_ras = ras_to_lps  # the same flip both ways
 # ----------------------------------------------------------------------------- geometry helpers
 def _seed_index(ref: sitk.Image, seed_lps) -> tuple[int, int, int]:
     p = tuple(float(v) for v in seed_lps)
+    if len(p) != 3 or not all(math.isfinite(v) for v in p):
+        raise InputError(f"seed point {seed_lps!r} is not three finite coordinates", "seed point",
+                         "give the point as x, y, z in millimetres (a markup's position)")
     cidx = ref.TransformPhysicalPointToContinuousIndex(p)
     idx = tuple(round(c) for c in cidx)
     if any(i < 0 or i >= n for i, n in zip(idx, ref.GetSize())):

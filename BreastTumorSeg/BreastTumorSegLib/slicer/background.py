@@ -19,7 +19,7 @@ from typing import Sequence
 
 from ..core.exam import DCEExam, MAX_PHASES, MIN_PHASES
 from ..models.registry import DEFAULT_MODEL
-from .phases import Phase, exam_from_phases, safe_case_id, source_files
+from .phases import Phase, exam_from_phases, first_case_id, source_files
 from .process import EngineProcess, ProcessState
 
 
@@ -87,7 +87,9 @@ def export_exam(exam: DCEExam, folder: str | os.PathLike) -> Path:
     """Write *exam* as ``<case>_0000.nrrd``, ... (+ ``<case>.json`` with times) for the engine CLI."""
     from ..io.atomic import write_image, write_json
 
-    folder = Path(folder)
+    from ..io.safety import check_output_dir
+
+    folder = check_output_dir(folder, option="export folder")  # a file, a dangling link, /proc: one InputError
     folder.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(exam.phases):
         write_image(folder / f"{exam.case_id}_{i:04d}.nrrd", img, compress=False)
@@ -110,7 +112,7 @@ def start_run(phases: Sequence[Phase], model: str = DEFAULT_MODEL, device: str =
     ``registered_phases`` asks the engine for the motion-corrected phases too (one more full
     copy of the exam written and read: off by default), loaded as a Sequence.
     """
-    case_id = case_id or safe_case_id(phases[0].name)
+    case_id = case_id or first_case_id(phases)
     files = source_files(phases)
     exam = None
     if files is None:

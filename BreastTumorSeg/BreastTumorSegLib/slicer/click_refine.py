@@ -146,9 +146,9 @@ class ClickRefineLogic:
         the label from *seg_node*'s tumor segment, the probability from *probability_node*."""
         import SimpleITK as sitk
 
-        from .phases import exam_to_run, safe_case_id
+        from .phases import exam_to_run, first_case_id
 
-        exam = exam_to_run(phases, safe_case_id(phases[0].name))
+        exam = exam_to_run(phases, first_case_id(phases))
         if register:
             from ..preprocess.registration import register_exam
 

@@ -26,7 +26,7 @@ import vtk
 
 from . import mrml_bridge as bridge
 from ..followup import FOLLOWUP_MODEL
-from .phases import Phase, exam_to_run, safe_case_id
+from .phases import Phase, exam_to_run, first_case_id
 
 EXAM_COLUMNS = ("Visit", "Date", "Lesions", "Volume (mL)", "Volume change (%)", "FTV (mL)", "FTV change (%)",
                 "Sum of diameters (mm)", "RECIST", "Why")
@@ -90,7 +90,7 @@ class FollowupViewLogic:
         Returns ``(nodes, result)``; *nodes* from an earlier call are reused."""
         from ..followup.run import run_followup  # the engine's heavy imports only when a run starts
 
-        exams = [exam_to_run(ph, safe_case_id(ph[0].name)) for ph in visits]
+        exams = [exam_to_run(ph, first_case_id(ph)) for ph in visits]
         self.result = run_followup(exams, dates=list(dates) if dates else None, model=model, device=device,
                                    progress=progress, cancel=cancel, **engine_options)
         return self.import_followup(self.result, [ph[0].node for ph in visits], nodes), self.result

@@ -7,13 +7,25 @@ lesion click should not repeat). *outputs* is the :class:`~.logic.OutputNodes` o
 """
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Sequence
 
 import SimpleITK as sitk
 
 from . import mrml_bridge as bridge
-from .phases import Phase, exam_to_run, safe_case_id
+from ..core.errors import InputError
+from .phases import Phase, exam_to_run, first_case_id
 
+
+
+def lesion_row_table(outputs, row) -> object:
+    """The lesion table (vtkTable) of *outputs*, after checking that *row* is one of its rows."""
+    table = None if outputs.lesion_table is None else outputs.lesion_table.GetTable()
+    n = 0 if table is None else table.GetNumberOfRows()
+    if isinstance(row, bool) or not isinstance(row, Integral) or not 0 <= row < n:
+        raise InputError(f"there is no lesion in row {row!r} (the lesion table has {n} row(s))", "lesion table",
+                         "pick a row of the table" if n else "segment first; the result has no lesion")
+    return table
 
 class KineticsView:
     """Curves, SER bands and seeded growth over one MRML scene (*ctx*)."""
@@ -31,7 +43,7 @@ class KineticsView:
                None if times_min is None else tuple(times_min))
         cached = self._cache
         if cached is None or cached[0] != key:
-            exam = exam_to_run(phases, safe_case_id(phases[0].name), times_min)
+            exam = exam_to_run(phases, first_case_id(phases), times_min)
             cached = (key, exam, compute_kinetic_maps(exam))
             self._cache = cached
         return cached[1], cached[2]
@@ -51,7 +63,7 @@ class KineticsView:
         from ..kinetics.plots import signal_time_curves
 
         exam, maps = self._kinetic_exam(phases, times_min)
-        label = int(outputs.lesion_table.GetTable().GetColumnByName("Lesion").GetValue(row))
+        label = int(lesion_row_table(outputs, row).GetColumnByName("Lesion").GetValue(row))
         components = self._lesion_components(outputs, exam.reference)
         one = sitk.Cast(components == label, sitk.sitkUInt8)
         curve = signal_time_curves(exam, one, maps=maps)[1]

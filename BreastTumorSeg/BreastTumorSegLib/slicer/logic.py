@@ -38,9 +38,10 @@ from ..core.exam import DCEExam
 from ..models.registry import DEFAULT_MODEL
 from .background import (BackgroundRun, EngineFailed, engine_command, engine_environment, engine_python,
                          finished_state)
-from .kinetics_view import KineticsView
+from .kinetics_view import KineticsView, lesion_row_table
 from .phases import (DICOM_TIME_TAGS, TIME_ATTRIBUTE, DicomValue, Phase, exam_from_phases, exam_to_run, guess_phases,
-                     is_multivolume, phases_from_multivolume, phases_from_sequence, safe_case_id, source_files)
+                     is_multivolume, phases_from_multivolume, phases_from_sequence, first_case_id, safe_case_id,
+                     source_files)
 
 __all__ = [
     "SegmentationLogic", "OutputNodes", "Comparison", "result_warnings", "lesion_rows", "model_card_html",
@@ -182,7 +183,7 @@ class SegmentationLogic:
         from ..engine.pipeline import segment_exam  # heavy imports only when a run starts
         from ..engine.settings import split_settings
 
-        exam = exam_to_run(phases, case_id or safe_case_id(phases[0].name), times_min)
+        exam = exam_to_run(phases, case_id or first_case_id(phases), times_min)
         settings, options = split_settings(threshold=threshold, **engine_options)  # register=False included
         result = segment_exam(exam, model=model, settings=settings, device=device, progress=progress,
                               cancel=cancel, **options)
@@ -360,8 +361,12 @@ class SegmentationLogic:
 
         if outputs.probability is None or outputs.segmentation is None:
             raise InputError("there is no result to re-threshold", "the panel", "press Apply first")
-        if not 0.0 < float(threshold) <= 1.0:
-            raise InputError(f"threshold {threshold} is outside (0, 1]", "threshold", "pick a value in (0, 1]")
+        try:
+            value = float(threshold)
+        except (TypeError, ValueError):  # e.g. text from a field: refused below, not a ValueError
+            value = float("nan")
+        if not 0.0 < value <= 1.0:
+            raise InputError(f"threshold {threshold!r} is outside (0, 1]", "threshold", "pick a value in (0, 1]")
         prob = bridge.volume_node_to_image(outputs.probability)
         gate = None if outputs.breast_mask is None else bridge.volume_node_to_image(outputs.breast_mask)
         settings = self._postprocess_settings(outputs, threshold)
@@ -429,7 +434,7 @@ class SegmentationLogic:
 
     def lesion_centroid_ras(self, outputs: OutputNodes, row: int) -> tuple[float, float, float]:
         """Centroid (RAS, mm) of the lesion in *row* of the lesion table."""
-        table = outputs.lesion_table.GetTable()
+        table = lesion_row_table(outputs, row)
         return tuple(float(table.GetColumnByName(f"Centroid {axis} (mm)").GetValue(row)) for axis in "RAS")
 
     def show_label_layer(self, node, opacity: float = 0.6) -> None:
@@ -481,6 +486,10 @@ class SegmentationLogic:
         for ref in references:
             if ref is None:
                 continue
+            if not hasattr(ref, "GetSegmentation"):
+                raise InputError(f"the reference is a {ref.GetClassName()}, not a segmentation", ref.GetName(),
+                                 "pick a segmentation node; import a label map into one first (Data module: "
+                                 "right-click the label map, 'Convert labelmap to segmentation node')")
             segmentation = ref.GetSegmentation()
             if segmentation.GetNumberOfSegments() == 0:
                 raise InputError("the reference segmentation has no segments", ref.GetName(),

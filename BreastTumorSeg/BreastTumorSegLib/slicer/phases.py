@@ -239,6 +239,12 @@ def source_files(phases: Sequence[Phase]) -> list[Path] | None:
     return files
 
 
+def first_case_id(phases: Sequence[Phase]) -> str:
+    """The case id of a run: the first phase's name made file-name-safe ("case" when no phase is
+    selected: the exam's own check then says that the phases are missing)."""
+    return safe_case_id(phases[0].name) if phases else "case"
+
+
 def safe_case_id(name: str) -> str:
     """A file-name-safe case id from a node name."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "case"

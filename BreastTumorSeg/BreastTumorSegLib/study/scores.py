@@ -73,7 +73,7 @@ def _check_value(kind: str, v, where: str):
     if kind == "probability":
         try:
             p = float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
             p = float("nan")
         if not 0.0 <= p <= 100.0:
             raise InputError(f"probability of malignancy {v!r} is not a percentage", where, "give 0 to 100")

@@ -131,9 +131,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     try:
         if path.suffix.lower() == ".toml":
             import tomllib
-            data = tomllib.loads(path.read_text())
-        else:
-            data = json.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        else:  # utf-8-sig: a byte-order mark (Notepad's "UTF-8 with BOM") is read as the other tables are
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise InputError("config file not found", path) from None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -113,12 +113,12 @@ def read_times_table(path: str | os.PathLike) -> dict[str, list[float]]:
         raise InputError("times table not found", path)
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is read, as elsewhere
             return {str(k): [float(t) for t in v] for k, v in data.items()}
         except (ValueError, TypeError, AttributeError) as exc:
             raise InputError(f"cannot read the times table ({exc})", path,
                              'write a JSON object {"case": [0, 1.5, 3.0], ...}') from None
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
         return {}
@@ -146,6 +146,20 @@ def read_times_table(path: str | os.PathLike) -> dict[str, list[float]]:
     return out
 
 
+def _case_times(path: Path) -> list | None:
+    """``acquisition_times_min`` of a case's ``<case>.json`` (a byte-order mark is read); a file
+    that is not a JSON object is refused by name, not a JSONDecodeError in the middle of a scan."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InputError(f"cannot read the case's times ({' '.join(str(exc).split())[:160]})", path,
+                         'write it as UTF-8 JSON: {"acquisition_times_min": [0, 1.5, 3]}, or delete it') from None
+    if not isinstance(data, dict):
+        raise InputError(f"the case's times file holds a JSON {type(data).__name__}, not an object", path,
+                         'write {"acquisition_times_min": [0, 1.5, 3]}')
+    return data.get("acquisition_times_min")
+
+
 def scan_dataset(root: str | os.PathLike, times_table: str | os.PathLike | None = None,
                  require_label: bool = True) -> list[CaseRecord]:
     """All cases of a MAMA-MIA or nnU-Net raw dataset folder, sorted by name."""
@@ -164,7 +178,7 @@ def scan_dataset(root: str | os.PathLike, times_table: str | os.PathLike | None 
                 continue
             times = table.get(case_dir.name)
             if times is None and (case_dir / f"{case_dir.name}.json").exists():
-                times = json.loads((case_dir / f"{case_dir.name}.json").read_text()).get("acquisition_times_min")
+                times = _case_times(case_dir / f"{case_dir.name}.json")
             records.append(CaseRecord(case_dir.name, phases[case_dir.name], _nifti(seg_dir, case_dir.name),
                                       _nifti(breast_dir, case_dir.name), times, str(case_dir)))
     elif (root / "imagesTr").is_dir():

@@ -319,10 +319,7 @@ async def api_view(request):
 async def api_action(request):
     station, reader, index = _case_request(request)
     action = request.match_info["action"]
-    try:
-        body = await request.json()
-    except ValueError:
-        body = {}
+    body = await scores.json_body(request)
     body = body if isinstance(body, dict) else {}
 
     def work():

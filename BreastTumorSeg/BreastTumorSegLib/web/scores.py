@@ -74,16 +74,22 @@ def _state(ws) -> dict:
             "model": view.model_scores, "locked": view.locked}
 
 
+async def json_body(request):
+    """The request's JSON body, or None when it is not JSON: also a body nested so deep that the
+    parser gives up (RecursionError, not a ValueError: a 500 with a traceback before)."""
+    try:
+        return await request.json()
+    except (ValueError, RecursionError):
+        return None
+
+
 async def api_scores(request, case_request, open_case):
     from aiohttp import web
 
     station, reader, index = case_request(request)
     body = None
     if request.method == "POST":
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
+        body = await json_body(request)
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text=json.dumps({"error": 'send {"left": {...}, "right": {...}}'}),
                                      content_type="application/json")

@@ -156,6 +156,7 @@ def plan_dce(scan: ScanResult, series: Sequence[int | str] | None = None) -> DCE
                                  broken.first.label(), "re-export the series with its geometry tags "
                                  "(ImagePositionPatient, ImageOrientationPatient, PixelSpacing)")
             _refuse_split_series(stacks, folder)
+            _refuse_one_position(stacks)
             raise InputError("no T1-weighted MR volume that could be a DCE phase was found (series found: "
                              + ", ".join(f"{n} {r}" for r, n in roles.most_common()) + ")", folder,
                              "point to the DCE exam's folder; to use an ignored series anyway, name it with --series")
@@ -238,6 +239,20 @@ def _refuse_split_series(stacks: list[Stack], folder: Path) -> None:
         raise InputError(f"{n} series of one image each share series number {number}: each file has its own "
                          "SeriesInstanceUID (an anonymizer or export tool changed them per file)",
                          example.first.label(), "re-export or re-anonymize keeping one SeriesInstanceUID per series")
+
+
+def _refuse_one_position(stacks: list[Stack]) -> None:
+    """A series of several images that all lie at one slice position (the same ImagePositionPatient
+    in every file): said as such, not as "too few slices" (a folder of 6-slice series read so)."""
+    flat = [s for s in stacks if s.role == "too few slices" and len(s.frames) >= 3
+            and s.reason.startswith("1 slice position")]
+    if flat:
+        s = flat[0]
+        raise InputError(f"{s.name()}: its {len(s.frames)} images all lie at one slice position (the same "
+                         "ImagePositionPatient in every file), so they make no 3D volume", s.first.label(),
+                         "re-export the series from the scanner or PACS with each slice's own ImagePositionPatient "
+                         "(an anonymizer or converter may have overwritten it); a single-slice acquisition "
+                         "cannot be segmented")
 
 
 def _refuse_study_per_series(ranked: list[list[Stack]], folder: Path) -> None:
