@@ -6,7 +6,7 @@
 Exams of the training families only (:data:`~.phantom.malignancy.TRAIN_FAMILIES`: our phantom
 generator and the domain-randomised one, with benign and malignant inserts,
 :mod:`.phantom.malignancy`), never a held-out family nor a held-out seed
-(:func:`~.phantom.malignancy.held_out_seed`: 5000-5029, 5100-5129, 5200-5229, 5300-5329, 5400-5429 and 5500-5529, of any family). Every enhancing candidate (found
+(:func:`~.phantom.malignancy.held_out_seed`: 5000-5029, 5100-5129, 5200-5229, 5300-5329, 5400-5429, 5500-5529 and 5600-5629, of any family). Every enhancing candidate (found
 exactly as at run time, phases already aligned) is labelled *malignant* when at least a third of
 it lies in a malignant lesion or it covers at least a third of one, *not malignant* otherwise
 (benign lesions, non-mass enhancement, background enhancement, vessels, nodes). The model is
