@@ -7,6 +7,16 @@ and the trainer's label (:func:`.classify.candidate_labels`); the exam's
 :func:`.classify_mip.mip_record` (the finder's candidates) is written from the same generated exam
 when missing, so ``bench_classify.py --segmenter-candidates`` generates each exam only once.
 Cached as ``<cache_dir>/<family>_<seed>.seglesions.npz``.
+
+A refit on them (classify-v11, ``docs/decisions/classify-v11.md``: tried, failed its development rule
+with 189 of the 376 training exams segmented, not shipped):
+
+    OMP_NUM_THREADS=1 python -m BreastTumorSegLib.training.classify_segmenter train [--weight-segmented] \
+        --data malignancy:100-335,malignancy-randomized:6000-6139 --cache-dir DIR --out DIR \
+        --model "trees no-mask 300x depth 4 lr 0.03 leaf 5" --card-version 4
+
+(:func:`collect_with_segmenter`: the exams' segmenter records must be cached first; none is computed
+while training.)
 """
 from __future__ import annotations
 
