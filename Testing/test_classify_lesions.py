@@ -8,6 +8,7 @@ version 3's unchanged trees score it above the threshold.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from BreastTumorSegLib.engine import classify_lesions
@@ -57,3 +58,37 @@ def test_shipped_segmenters_label_is_used_without_segmenting_again(missed, monke
     monkeypatch.setattr(classify_lesions, "segmenter_label", lambda exam: pytest.fail("segmented again"))
     on = classify_exam(missed.exam, register=False, lesion_mask=label, segmenter_lesions=label)
     assert on.probabilities["R"] >= on.threshold
+
+
+def test_segmenter_candidates_reuse_the_finders_pass(missed, monkeypatch):
+    """classify-v11 (B): the segmenter's candidates read the smoothed enhancement, the breasts'
+    levels and the MIPs the finder's pass already made (``context["finder_pass"]``): each is
+    computed once, and every candidate's features and the probabilities are exactly as before."""
+    from BreastTumorSegLib.engine import classify as C
+
+    calls = {"smoothed": 0, "mips": 0}
+
+    def counting(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(classify_lesions, "SEGMENTER_CANDIDATES", True)
+    monkeypatch.setattr(C, "smoothed_enhancement", counting("smoothed", C.smoothed_enhancement))
+    monkeypatch.setattr(C, "exam_mips", counting("mips", C.exam_mips))
+    label = segmenter_label(missed.exam)
+    shared = classify_exam(missed.exam, register=False, segmenter_lesions=label)
+    assert calls == {"smoothed": 1, "mips": 1}
+    monkeypatch.setattr(C, "finder_pass", lambda *a: None)  # every step computed afresh, as before
+    calls.update(smoothed=0, mips=0)
+    fresh = classify_exam(missed.exam, register=False, segmenter_lesions=label)
+    assert calls == {"smoothed": 2, "mips": 2}
+    assert shared.probabilities == fresh.probabilities
+    for side in fresh.candidates:
+        a, b = shared.candidates[side], fresh.candidates[side]
+        assert len(a) == len(b) > 0
+        for ca, cb in zip(a, b):
+            assert ca.probability == cb.probability
+            assert np.array_equal(ca.features, cb.features) and np.array_equal(ca.mip_features, cb.mip_features)
+            assert np.array_equal(ca.context_features, cb.context_features)

@@ -15,6 +15,7 @@ from BreastTumorSegLib.models.classifier import (DEFAULT_CLASSIFIER, FEATURES, B
                                                  load_classifier)
 from BreastTumorSegLib.models.trees import TreeEnsemble, fitted_trees
 from BreastTumorSegLib.training.classify import CANDIDATE_MODELS, _pipeline, operating_point, parse_data, save
+from BreastTumorSegLib.training.phantom.malignancy import held_out_seed
 from classify_fixtures import two_lesion_phantom
 
 
@@ -96,6 +97,9 @@ def test_training_refuses_held_out_families_and_seeds():
         parse_data("malignancy:5429")
     with pytest.raises(InputError, match="5500-5529"):  # and the sixth (Dec 7, classify-v9.md)
         parse_data("malignancy-randomized:5500-5510")
+    with pytest.raises(InputError, match="5600-5629"):  # and the seventh (Dec 7, classify-v11.md)
+        parse_data("malignancy:5629")
+    assert held_out_seed(5600) and not held_out_seed(5630)
 
 
 def test_operating_threshold_maximises_sensitivity_plus_specificity_and_reaches_the_card(tmp_path):

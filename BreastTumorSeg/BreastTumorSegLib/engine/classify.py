@@ -300,16 +300,21 @@ def segmenter_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarra
                          lesion_mask: sitk.Image) -> list[Candidate]:
     """One candidate per connected lesion of the segmenter's *lesion_mask*
     (:mod:`.classify_lesions`), with the features of :func:`find_candidates` (the breast's
-    background and MIP levels as the finder reads them)."""
+    background and MIP levels as the finder reads them). What the finder's pass of the same exam
+    already computed (*context*'s ``"finder_pass"``, :func:`exam_candidates`: the smoothed
+    enhancement, the valid mask, the breasts' levels) is reused, not computed again."""
     comp, codes = classify_lesions.lesion_components(exam.pre, sides, context, lesion_mask)
     if not codes:
         return []
     spacing_zyx = np.asarray(exam.pre.GetSpacing())[::-1]
     vox_ml = voxel_volume_ml(exam.pre)
-    pe = smoothed_enhancement(maps, spacing_zyx)
-    valid = maps.array("valid") > 0
+    shared = finder_pass(context, maps, sides)
+    pe = shared["pe"] if shared else smoothed_enhancement(maps, spacing_zyx)
+    valid = shared["valid"] if shared else maps.array("valid") > 0
     acquisition = acquisition_features(maps)
-    levels = {code: breast_levels(pe, (sides == code) & valid) for code in set(codes.values())}
+    known = shared["levels"] if shared else {}
+    levels = {code: known[code] if code in known else breast_levels(pe, (sides == code) & valid)
+              for code in set(codes.values())}
     img = sitk.GetImageFromArray(comp)
     img.CopyInformation(exam.pre)
     stats = sitk.LabelShapeStatisticsImageFilter()
@@ -324,25 +329,38 @@ def segmenter_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarra
     return out
 
 
+def finder_pass(context: dict, maps, sides: np.ndarray) -> dict | None:
+    """*context*'s record of :func:`find_candidates`' pass (``shared``) when it was made on these
+    *maps* and *sides*, else None."""
+    shared = context.get("finder_pass")
+    return shared if shared and shared.get("maps") is maps and shared.get("sides") is sides else None
+
+
 def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | None = None,
-                    stats_sides: np.ndarray | None = None) -> list[Candidate]:
+                    stats_sides: np.ndarray | None = None, shared: dict | None = None) -> list[Candidate]:
     """The enhancing candidates of every breast (module docstring, step 4) with their features;
     *hint*: the breast mask (bool), whose share of each candidate is its last feature (1 without);
     *stats_sides*: where each breast's background, threshold and MIP level are read (*sides*
-    without; :data:`.classify_region.LUNG_KEEPS_STATISTICS`)."""
+    without; :data:`.classify_region.LUNG_KEEPS_STATISTICS`); *shared*: a dict this pass fills with
+    what :func:`segmenter_candidates` reads too (:func:`finder_pass`), so it is computed once."""
     pre = exam.pre
     spacing_zyx = np.asarray(pre.GetSpacing())[::-1]
     vox_ml = voxel_volume_ml(pre)
     pe = smoothed_enhancement(maps, spacing_zyx)
     valid = maps.array("valid") > 0
     acquisition = acquisition_features(maps)
+    if shared is not None:
+        shared.update(maps=maps, sides=sides, hint=hint, pe=pe, valid=valid, levels={})
     out: list[Candidate] = []
     for side, code in (("left", 1), ("right", 2)):
         breast = sides == code
         if not breast.any():
             continue
-        stats = breast if stats_sides is None or not (stats_sides == code).any() else stats_sides == code
+        own_side = stats_sides is None or not (stats_sides == code).any()
+        stats = breast if own_side else stats_sides == code
         background, mip_p95 = breast_levels(pe, stats & valid)
+        if shared is not None and own_side:  # read on the breast itself, as the segmenter's lesions read them
+            shared["levels"][code] = (background, mip_p95)
         threshold = max(MIN_THRESHOLD_PE, background + ABOVE_BACKGROUND_PE)
         lab, n = ndimage.label(breast & valid & (pe >= threshold), structure=np.ones((3, 3, 3)))
         if n == 0:
@@ -370,21 +388,26 @@ def find_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray | N
             m = filled[box] == v
             out.append(_candidate(side, box, m, stats, v, maps, pe, background, mip_p95, hint, acquisition,
                                   spacing_zyx, vox_ml))
-    add_mip_features(exam, sides, valid, hint, out)
+    add_mip_features(exam, sides, valid, hint, out, shared)
     for c, row in zip(out, context_features(np.array([c.features for c in out]), [f"exam:{c.side}" for c in out])):
         c.context_features = row
     return out
 
 
 def add_mip_features(exam: DCEExam, sides: np.ndarray, valid: np.ndarray, hint: np.ndarray | None,
-                     cands: list[Candidate]) -> None:
+                     cands: list[Candidate], shared: dict | None = None) -> None:
     """Set every candidate's ``mip_features`` (:mod:`.classify_mip`: the second subtraction's MIP;
-    *hint*: the breast mask, where the breast features are read)."""
+    *hint*: the breast mask, where the breast features are read); *shared*: the finder's pass
+    (:func:`finder_pass`), whose MIPs are made once and kept there."""
     if not cands:
         return
     axis = projection_axis(exam.pre)
-    post = sitk.GetArrayFromImage(exam.phases[second_subtraction_index(exam.n_phases)])
-    mips = exam_mips(sitk.GetArrayFromImage(exam.pre), post, sides, exam.pre, valid, hint)
+    mips = shared.get("mips") if shared is not None else None
+    if mips is None:
+        post = sitk.GetArrayFromImage(exam.phases[second_subtraction_index(exam.n_phases)])
+        mips = exam_mips(sitk.GetArrayFromImage(exam.pre), post, sides, exam.pre, valid, hint)
+        if shared is not None:
+            shared["mips"] = mips
     rows = mip_feature_rows(mips, [c.side for c in cands],
                             [candidate_footprint(sides.shape, c.box, c.mask, axis) for c in cands])
     for c, row in zip(cands, rows):
@@ -420,7 +443,8 @@ def exam_candidates(exam: DCEExam, register: bool = True, reporter: Reporter | N
     with reporter.stage("kinetics"):
         maps = compute_kinetic_maps(exam)
     with reporter.stage("candidates"):
-        cands = find_candidates(exam, maps, sides, hint, stats_sides)
+        context["finder_pass"] = {}  # what the segmenter's candidates read too (segmenter_candidates)
+        cands = find_candidates(exam, maps, sides, hint, stats_sides, context["finder_pass"])
     return exam, sides, cands, maps, context
 
 
@@ -444,7 +468,11 @@ def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClass
         with reporter.stage("segmenter lesions"):
             label = segmenter_lesions if segmenter_lesions is not None else classify_lesions.segmenter_label(exam)
             more = segmenter_candidates(exam, maps, sides, context["breast_hint"], context, label)
-            add_mip_features(exam, sides, maps.array("valid") > 0, context["breast_hint"], more)
+            shared = finder_pass(context, maps, sides)
+            if shared is not None and shared.get("hint") is not context["breast_hint"]:
+                shared = None  # (the MIPs are read on the hint the finder had)
+            add_mip_features(exam, sides, shared["valid"] if shared else maps.array("valid") > 0,
+                             context["breast_hint"], more, shared)
             cands = cands + more
             rows = [] if not cands else context_features(np.array([c.features for c in cands]), [f"exam:{c.side}" for c in cands])
             for c, row in zip(cands, rows):

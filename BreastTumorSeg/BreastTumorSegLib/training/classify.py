@@ -6,7 +6,7 @@
 Exams of the training families only (:data:`~.phantom.malignancy.TRAIN_FAMILIES`: our phantom
 generator and the domain-randomised one, with benign and malignant inserts,
 :mod:`.phantom.malignancy`), never a held-out family nor a held-out seed
-(:func:`~.phantom.malignancy.held_out_seed`: 5000-5029, 5100-5129, 5200-5229, 5300-5329, 5400-5429 and 5500-5529, of any family). Every enhancing candidate (found
+(:func:`~.phantom.malignancy.held_out_seed`: 5000-5029, 5100-5129, 5200-5229, 5300-5329, 5400-5429, 5500-5529 and 5600-5629, of any family). Every enhancing candidate (found
 exactly as at run time, phases already aligned) is labelled *malignant* when at least a third of
 it lies in a malignant lesion or it covers at least a third of one, *not malignant* otherwise
 (benign lesions, non-mass enhancement, background enhancement, vessels, nodes). The model is
@@ -219,9 +219,11 @@ def fit(data: dict, spec: tuple):
     model = _pipeline(*spec)
     empty = [k for k in truth if k not in set(keys.tolist())]
     folds = _exam_folds(keys, 0)
-    z_cv = cross_val_predict(model, x, y, cv=PredefinedSplit(folds), method="decision_function")
+    # data["w"]: per-candidate sample weights, when the trainer gives them (classify-v11: the segmenter's lesions)
+    weights = {} if data.get("w") is None else {f"{model.steps[-1][0]}__sample_weight": np.asarray(data["w"], float)}
+    z_cv = cross_val_predict(model, x, y, cv=PredefinedSplit(folds), method="decision_function", params=weights)
     yb, sb = breast_scores(z_cv, keys, truth, float(z_cv.min()) - 1.0)
-    model.fit(x, y)
+    model.fit(x, y, **weights)
     # Breast scale: the breast's maximum candidate logit (cross-validated) -> P(breast malignant),
     # a one-feature logistic fit (Platt scaling); applied to every candidate at run time.
     platt = LogisticRegression(C=1e6, max_iter=5000).fit(sb[:, None], yb)
@@ -375,7 +377,8 @@ DEFAULT_DATA = "malignancy:100-335,malignancy-randomized:6000-6139"
 def main(argv=None, collect=None, card_extra: dict | None = None) -> int:
     """The command line; *collect(data_spec, cache_dir)* gathers the training data (default
     :func:`collect_all`; ``python -m BreastTumorSegLib.training.classify_mip train`` passes the one with
-    the MIP features); *card_extra*: more fields of the written card (:func:`save`)."""
+    the MIP features); *card_extra*: more fields of the written card (:func:`save`), or a callable
+    giving them once the data are collected."""
     from ..core.errors import InputError
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -409,7 +412,8 @@ def main(argv=None, collect=None, card_extra: dict | None = None) -> int:
                         "every family never used for training or model selection",
                 **report, "sklearn": _name(*spec)}
     print(json.dumps(training, indent=2))
-    print(save(model, spec, data, a.out, a.name, training, no_candidate, a.card_version, card_extra))
+    extra = card_extra() if callable(card_extra) else card_extra  # a callable: after the data are collected
+    print(save(model, spec, data, a.out, a.name, training, no_candidate, a.card_version, extra))
     return 0
 
 

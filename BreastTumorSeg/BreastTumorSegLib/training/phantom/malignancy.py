@@ -33,7 +33,8 @@ are the evaluation seeds, never trained on; :data:`FRESH_HELD_OUT_SEEDS` a secon
 first measured on Dec 6 (the first had been measured with several models), and
 :data:`THIRD_HELD_OUT_SEEDS` a third, first measured on Dec 7, :data:`FOURTH_HELD_OUT_SEEDS` a fourth
 (Dec 7, classify-v7-body.md), :data:`FIFTH_HELD_OUT_SEEDS` a fifth (Dec 7, classify-v8.md) and
-:data:`SIXTH_HELD_OUT_SEEDS` a sixth (Dec 7, classify-v9.md); :func:`held_out_seed` tells any.
+:data:`SIXTH_HELD_OUT_SEEDS` a sixth (Dec 7, classify-v9.md), :data:`SEVENTH_HELD_OUT_SEEDS` a seventh
+(Dec 7, classify-v11.md); :func:`held_out_seed` tells any.
 """
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ THIRD_HELD_OUT_SEEDS = range(5200, 5230)  # a third one, first measured on Dec 7
 FOURTH_HELD_OUT_SEEDS = range(5300, 5330)  # a fourth one, first measured on Dec 7 (classify-v7-body.md)
 FIFTH_HELD_OUT_SEEDS = range(5400, 5430)  # a fifth one, first measured on Dec 7 (classify-v8.md)
 SIXTH_HELD_OUT_SEEDS = range(5500, 5530)  # a sixth one, first measured on Dec 7 (classify-v9.md)
+SEVENTH_HELD_OUT_SEEDS = range(5600, 5630)  # a seventh one, registered unread on Dec 7 (classify-v11.md)
 EVALUATION_SEEDS = (HELD_OUT_SEEDS, FRESH_HELD_OUT_SEEDS, THIRD_HELD_OUT_SEEDS, FOURTH_HELD_OUT_SEEDS,
-                    FIFTH_HELD_OUT_SEEDS, SIXTH_HELD_OUT_SEEDS)
+                    FIFTH_HELD_OUT_SEEDS, SIXTH_HELD_OUT_SEEDS, SEVENTH_HELD_OUT_SEEDS)
 
 
 def held_out_seed(seed: int) -> bool:
@@ -62,7 +64,7 @@ def held_out_seed(seed: int) -> bool:
 
 
 def evaluation_seeds_text() -> str:
-    """``"5000-5029, 5100-5129, 5200-5229, 5300-5329, 5400-5429, 5500-5529"``: the evaluation seeds, for messages and cards."""
+    """``"5000-5029, 5100-5129, 5200-5229, 5300-5329, 5400-5429, 5500-5529, 5600-5629"``: the evaluation seeds, for messages and cards."""
     return ", ".join(f"{r.start}-{r.stop - 1}" for r in EVALUATION_SEEDS)
 _CURVES = ("persistent", "plateau", "washout")
 
