@@ -40,6 +40,7 @@ from .fprescue import rescue_radius
 from .postprocess import PostprocessSettings, postprocess, raw_lesions
 from .settings import SegmentSettings, refuse_moved_keywords
 from ..core.imageutil import cast_once
+from ..core.memo import forget_all
 from ..core.progress import Reporter
 from ..preprocess.registration import RegistrationSettings, register_exam
 from ..core.results import Lesion, SegmentationResult
@@ -184,6 +185,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
             extras = extras_fn(exam, components)
             for les in lesions:
                 les.extra.update(extras.get(les.label, {}))
+    forget_all()  # the calls the steps shared (core/memo.py): nothing held between exams
     return SegmentationResult(
         case_id=exam.case_id, label=label, probability=prob, lesions=lesions,
         model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
