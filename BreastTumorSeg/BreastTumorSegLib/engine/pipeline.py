@@ -164,6 +164,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
         prob, region = dark_before.add_dark_before(segmenter, exam, prob, bmask, context, region, options)
         prob = vessel_open.add_vessel_open(segmenter, exam, prob, bmask, options)
+        forget_all()  # the calls the predict steps shared (core/memo.py): not held into postprocess nor between exams
     with reporter.stage("postprocess"):
         gate_log: list = []
         label, lesions, components = postprocess(prob, settings, gate, return_components=True,
@@ -185,7 +186,6 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
             extras = extras_fn(exam, components)
             for les in lesions:
                 les.extra.update(extras.get(les.label, {}))
-    forget_all()  # the calls the steps shared (core/memo.py): nothing held between exams
     return SegmentationResult(
         case_id=exam.case_id, label=label, probability=prob, lesions=lesions,
         model_id=segmenter.model_id, timings=dict(reporter.timings), breast_mask=gate,
