@@ -14,7 +14,10 @@ once per exam; each step of the lesion stage (``deep_band.deep_lesions`` whether
 ``dark_before``, ``kept_hull``, ``kept_grow`` and ``fill_probability``) is called in both versions on the very same
 inputs and its outputs compared (arrays and geometry, the gate's region, the notes, the lesion table), the old version's outputs going on;
 and every call of the pure functions of :data:`PURE` anywhere in the pipeline (the first FTV run too) is compared
-the same way. Identical lines for every exam mean identical label and probability maps. The seconds of each
+the same way; a helper with no old version (:data:`REPLACED`, e.g. ``labels_in_box``) is compared at every call with
+the code it replaced. A call answered from memory (``core/memo.py``: the band beside the region, the band behind the
+floor on the exam grid, the body) is compared with the old code computing it afresh. Identical lines for every exam
+mean identical label and probability maps and lesion tables. The seconds of each
 version of each step are printed beside (the pure functions' comparisons run inside them: read them as a rough
 guide only, or pass ``--steps-only``; bench_pipeline.py measures the time).
 """
