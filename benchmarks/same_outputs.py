@@ -14,7 +14,10 @@ once per exam; each step of the lesion stage (``deep_band.deep_lesions`` whether
 ``dark_before``, ``kept_hull``, ``kept_grow`` and ``fill_probability``) is called in both versions on the very same
 inputs and its outputs compared (arrays and geometry, the gate's region, the notes, the lesion table), the old version's outputs going on;
 and every call of the pure functions of :data:`PURE` anywhere in the pipeline (the first FTV run too) is compared
-the same way. Identical lines for every exam mean identical label and probability maps. The seconds of each
+the same way; a helper with no old version (:data:`REPLACED`, e.g. ``labels_in_box``) is compared at every call with
+the code it replaced. A call answered from memory (``core/memo.py``: the band beside the region, the band behind the
+floor on the exam grid, the body) is compared with the old code computing it afresh. Identical lines for every exam
+mean identical label and probability maps and lesion tables. The seconds of each
 version of each step are printed beside (the pure functions' comparisons run inside them: read them as a rough
 guide only, or pass ``--steps-only``; bench_pipeline.py measures the time).
 """
@@ -31,12 +34,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-MODULES = ["preprocess.breast_region", "kinetics.seeded", "kinetics.outline_concave", "kinetics.beside_region",
+MODULES = ["preprocess.breast_region", "kinetics.seeded", "kinetics.significance", "kinetics.outline_beyond",
+           "kinetics.outline_islands", "kinetics.outline_concave", "kinetics.beside_region", "kinetics.outline_shells",
            "kinetics.deep_band", "kinetics.dark_lesions", "engine.behind_floor", "engine.dark_before",
            "engine.postprocess", "engine.kept_hull", "engine.kept_grow", "engine.overview", "engine.pipeline"]
 PURE = [("kinetics.seeded", "open_and_regrow"), ("kinetics.outline_concave", "fill_concavities"),
@@ -44,7 +49,14 @@ PURE = [("kinetics.seeded", "open_and_regrow"), ("kinetics.outline_concave", "fi
         ("kinetics.deep_band", "band_components"), ("engine.postprocess", "lesion_table"),
         ("preprocess.breast_region", "breast_mask_qa"), ("engine.pipeline", "stored_probability"),
         ("kinetics.beside_region", "band_around"), ("kinetics.dark_lesions", "dark_seeds"),
-        ("kinetics.dark_lesions", "dark_lesions")]
+        ("kinetics.dark_lesions", "dark_lesions"),
+        # fourth pass (cpu19): the calls remembered across steps (core/memo.py: a remembered answer is compared with
+        # the old code computing it afresh), the whole-grid labels taken in their box, the subtraction noise in place
+        ("kinetics.deep_band", "_pair_on_exam"), ("kinetics.outline_shells", "body_of"),
+        ("kinetics.outline_shells", "shell_seeds"), ("kinetics.outline_beyond", "growth_beyond_roi"),
+        ("kinetics.outline_islands", "marked_islands"), ("kinetics.significance", "difference_noise")]
+# New helpers with no old version: compared at every call with the code they replace.
+REPLACED = [("core.imageutil", "labels_in_box", lambda mask, structure=None: ndimage.label(mask, structure=structure))]
 # --timing: the calls compared (and timed) where no other timed call holds them: the postprocess's lesion table (not the
 # kept steps' own), the mask check, the stored map; the steps and the overview as always.
 TIMED = [("engine.postprocess", "lesion_table"), ("preprocess.breast_region", "breast_mask_qa"),
@@ -118,8 +130,10 @@ CASE = [""]
 def install(old: dict, pure: bool = True) -> None:
     from BreastTumorSegLib.engine import pipeline
 
-    for mod, fname in PURE if pure else TIMED if REPEAT[0] > 1 else []:
-        new_fn, old_fn = getattr(sys.modules[f"BreastTumorSegLib.{mod}"], fname), getattr(old[f"BreastTumorSegLib.{mod}"], fname)
+    pairs = [(mod, fname, getattr(old[f"BreastTumorSegLib.{mod}"], fname)) for mod, fname in
+             (PURE if pure else TIMED if REPEAT[0] > 1 else [])] + (REPLACED if pure else [])
+    for mod, fname, old_fn in pairs:
+        new_fn = getattr(sys.modules[f"BreastTumorSegLib.{mod}"], fname)
         wrapped = both(fname, new_fn, old_fn)
         for m in list(sys.modules.values()) if pure else [sys.modules[f"BreastTumorSegLib.{mod}"]]:
             if getattr(m, "__name__", "").startswith("BreastTumorSegLib") and getattr(m, fname, None) is new_fn:

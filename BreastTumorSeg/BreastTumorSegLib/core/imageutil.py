@@ -94,6 +94,23 @@ def padded_components(labels: np.ndarray, pad=0):
         yield lab, box, labels[box] == lab
 
 
+def labels_in_box(mask: np.ndarray, structure=None) -> tuple[np.ndarray, int]:
+    """``ndimage.label(mask, structure)``, labelled only in the bounding box of *mask*'s nonzero voxels: the same
+    labels and count (every component lies in the box, and a raster scan of the box meets them in the same order as
+    one of the whole array, so each keeps its number; outside the box all is 0), the same dtype. A sparse mask on
+    the whole exam grid (the first run's seeds or cores) is labelled in a small part of it."""
+    box = []
+    for axis in range(mask.ndim):
+        nz = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if nz.size == 0:
+            return ndimage.label(mask, structure=structure)
+        box.append(slice(int(nz[0]), int(nz[-1]) + 1))
+    part, n = ndimage.label(mask[tuple(box)], structure=structure)
+    labels = np.zeros(mask.shape, part.dtype)
+    labels[tuple(box)] = part
+    return labels, n
+
+
 def component_parts(core: np.ndarray, spacing_zyx, pad_mm: float) -> list[tuple[slice, ...]]:
     """Boxes (in *core*'s array) that hold every 26-connected component of *core* grown by *pad_mm* as
     :func:`..kinetics.beside_region.band_box` grows a box (clipped to the array), boxes that overlap or touch merged

@@ -44,6 +44,7 @@ from .settings import SegmentSettings, refuse_moved_keywords
 from ..core.errors import InputError
 from ..core.imageutil import cast_once
 from ..core.values import check_device_name
+from ..core.memo import forget_all
 from ..core.progress import Reporter
 from ..preprocess.registration import RegistrationSettings, register_exam
 from ..core.results import Lesion, SegmentationResult
@@ -185,6 +186,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
         prob, region = dark_before.add_dark_before(segmenter, exam, prob, bmask, context, region, options)
         prob = vessel_open.add_vessel_open(segmenter, exam, prob, bmask, options)
+        forget_all()  # the calls the predict steps shared (core/memo.py): not held into postprocess nor between exams
     with reporter.stage("postprocess"):
         gate_log: list = []
         label, lesions, components = postprocess(prob, settings, gate, return_components=True,

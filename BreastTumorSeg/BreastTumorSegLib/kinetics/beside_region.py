@@ -95,6 +95,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..core.imageutil import padded_components
+from ..core.memo import remember_last
 from .ftv import _neighbours_rule, drop_skin_components
 from .outline import FULL26, whole_tumor_outline
 from .outline_concave import fill_concavities
@@ -106,8 +107,12 @@ MAX_CONTACT = 0.75  # a joining part touching the first outline over at most thi
 FACE6 = ndimage.generate_binary_structure(3, 1)
 
 
+@remember_last(lambda roi, spacing_zyx, band_mm: (roi, np.asarray(spacing_zyx, float), float(band_mm)))
 def band_around(roi: np.ndarray, spacing_zyx, band_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """(*roi* grown by *band_mm*, the band's outermost layer, about one block thick) on *roi*'s grid."""
+    """(*roi* grown by *band_mm*, the band's outermost layer, about one block thick) on *roi*'s grid.
+
+    Remembered (:func:`~..core.memo.remember_last`): the first FTV run's band beside the region and the dark-before
+    step's are the same call (the same region, spacing and width); the second gets a copy of the first's arrays."""
     sp = np.asarray(spacing_zyx, float)
     f = np.maximum(1, np.round(BAND_GRID_MM / sp)).astype(int)
     shape = np.asarray(roi.shape)

@@ -45,6 +45,7 @@ from scipy import ndimage
 
 from ..core.imageutil import component_parts as core_parts  # the boxes around the band's cores
 from ..core.imageutil import from_array, padded_components, resample_to
+from ..core.memo import remember_last
 from ..preprocess.breast_region import _midline_column
 from ..preprocess.lung_level import lung_limit
 from .beside_region import MAX_CONTACT, band_box, band_cores, band_outline, elongation
@@ -109,9 +110,18 @@ def _cut(comp: np.ndarray, rim: np.ndarray, vox_mm3: float) -> bool:
     return contact > MAX_CONTACT * np.pi * r * r
 
 
+def _grid(img: sitk.Image) -> tuple:
+    """Everything of *img* that a resampling from or onto it reads besides its voxels: size, origin, spacing, direction."""
+    return img.GetSize(), img.GetOrigin(), img.GetSpacing(), img.GetDirection()
+
+
+@remember_last(lambda band_w, rim_w, work, ref: (band_w, rim_w, _grid(work), _grid(ref)))
 def _pair_on_exam(band_w: np.ndarray, rim_w: np.ndarray, work: sitk.Image, ref: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_on_exam` of *band_w* and of *rim_w* with one nearest-neighbour resampling (bit 1: band, bit 2: rim):
-    each exam voxel takes the same work voxel for both, so the two arrays are those of two resamplings."""
+    each exam voxel takes the same work voxel for both, so the two arrays are those of two resamplings.
+
+    Remembered (:func:`~..core.memo.remember_last`): the behind-floor step and the dark step's part 3 resample the
+    same band of the same context (the work grid's voxels are not read, only its geometry; the exam grid's likewise)."""
     img = sitk.GetImageFromArray(band_w.astype(np.uint8) | (rim_w.astype(np.uint8) << 1))
     img.CopyInformation(work)
     out = resample_to(img, ref, sitk.sitkNearestNeighbor)

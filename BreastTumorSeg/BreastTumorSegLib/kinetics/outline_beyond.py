@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..core.imageutil import padded_components
+from ..core.imageutil import labels_in_box, padded_components
 from .outline import FULL26
 
 
@@ -39,7 +39,7 @@ def growth_beyond_roi(seeds: np.ndarray, roi_mask: np.ndarray, body: np.ndarray,
     out = np.zeros(seeds.shape, bool)
     sp = np.asarray(spacing_zyx, float)
     pad = int(np.ceil(margin_mm / float(np.min(sp)))) + 1
-    labels, _ = ndimage.label(seeds, structure=FULL26)
+    labels, _ = labels_in_box(seeds, FULL26)  # seeds are few: labelled in their box (the same labels)
     for _, box, comp in padded_components(labels, pad):
         if roi_mask[box].all():
             continue

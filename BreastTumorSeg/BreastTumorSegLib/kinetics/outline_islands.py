@@ -31,9 +31,8 @@ removes entirely and that is compact) with the size and PE conditions added. Wit
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-from ..core.imageutil import padded_components
+from ..core.imageutil import labels_in_box, padded_components
 from .outline import FULL26, OUTLINE_MIN_CORE_ML
 from .seeded import open_and_regrow
 from .significance import ISLAND_MAX_ELONGATION, ISLAND_MAX_LENGTH_MM, ISLAND_MIN_VOXELS, principal_shapes
@@ -47,7 +46,7 @@ def marked_islands(strong: np.ndarray, pe: np.ndarray, spacing_zyx, radius_mm: f
     >= ``OUTLINE_MIN_CORE_ML``, whose ``ISLAND_PE_PERCENTILE`` percentile of *pe* reaches
     *min_pe*, that the opening by *radius_mm* removes entirely and that are compact (module docstring)."""
     sp = np.asarray(spacing_zyx, float)
-    labels, n = ndimage.label(strong, structure=FULL26)
+    labels, n = labels_in_box(strong, FULL26)  # in the cores' box: the same labels
     keep = np.zeros(n + 1, bool)
     vox_ml = float(np.prod(sp)) / 1000.0
     pad = int(np.ceil(radius_mm / float(np.min(sp)))) + 2

@@ -44,6 +44,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..core.imageutil import labels_in_box
+from ..core.memo import remember_last
 from .beside_region import elongation
 from .fat_sat_floor import background_ok
 from .ftv import _neighbours_rule, drop_skin_components
@@ -67,9 +69,13 @@ def shell_hull(comp: np.ndarray, spacing_zyx, close_mm: float = SHELL_CLOSE_MM) 
     return hull
 
 
+@remember_last(lambda valid: (valid,))
 def body_of(valid: np.ndarray) -> np.ndarray:
     """*valid* (tissue signal) with what it encloses in each acquisition plane: in a fat-suppressed exam the
-    dark fat inside the breast is not air, and the skin margin is measured from the air."""
+    dark fat inside the breast is not air, and the skin margin is measured from the air.
+
+    Remembered (:func:`~..core.memo.remember_last`): the first run's shells and the dark step's skin test ask it of
+    the same valid voxels."""
     body = valid.copy()
     for k in range(body.shape[0]):
         if body[k].any():
@@ -87,7 +93,7 @@ def shell_seeds(core0: np.ndarray, opened: np.ndarray, outline: np.ndarray, vali
     sp = np.asarray(spacing_zyx, float)
     vox_ml = float(np.prod(sp)) / 1000.0
     min_vox = OUTLINE_MIN_CORE_ML / vox_ml
-    labels, n = ndimage.label(core0, structure=FULL26)
+    labels, n = labels_in_box(core0, FULL26)  # in the cores' box: the same labels
     seeds = np.zeros(core0.shape, bool)
     if n == 0:
         return seeds, 0
