@@ -665,8 +665,15 @@ def test_station_scores_refuse_a_body_nested_too_deep():
     def no_case(request):
         return None, "r1", 0
 
-    with pytest.raises(web.HTTPBadRequest):
-        asyncio.run(api_scores(Request(), no_case, None))
+    # A loop of its own, never made the thread's: asyncio.run() would leave the main thread's loop set
+    # to None, and trame-slicer's threshold effect (asyncio.get_event_loop(), test_reader_scene.py)
+    # then fails in every later test of the same process.
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(web.HTTPBadRequest):
+            loop.run_until_complete(api_scores(Request(), no_case, None))
+    finally:
+        loop.close()
 
 
 def test_reader_scores_refuse_a_probability_of_400_digits():
