@@ -37,12 +37,11 @@ class SegmentSettings:
         """The values a caller of the Python API types, checked as the command line checks its options."""
         from ..core.errors import InputError
         from ..core.values import check_threshold
+        from ..io.safety import check_range
 
         check_threshold(self.threshold, "SegmentSettings.threshold")
-        m = self.min_lesion_ml
-        if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m < 0):
-            raise InputError(f"{m!r} is not a valid value", "SegmentSettings.min_lesion_ml",
-                             "give a volume in mL, 0 or more (None: the model card's)")
+        check_range(self.min_lesion_ml, "SegmentSettings.min_lesion_ml", 0.0, math.inf,
+                    "give a volume in mL, 0 or more (None: the model card's)")
         if self.mode not in (None, "absolute", "relative"):
             raise InputError(f"unknown threshold mode {self.mode!r}", "SegmentSettings.mode",
                              "use 'absolute' or 'relative' (None: the model card's)")
