@@ -20,16 +20,16 @@ Per lesion, alone, in its box on the exam's grid:
 Used only with a segmenter that outlines the whole tumor and has kinetic maps (``ftv-outline``), never for a reader's
 seed or ROI. CPU: 0.04 s median, 0.18 s max per exam on development 6004-6007 (the step alone, one thread).
 
-**Off**: three versions failed their development gates, so the held-out run (5184-5191) was not made and those seeds
-are unspent. v3 (v2's weights, ``THRESHOLD`` 0.40, ``MAX_TAKEN_SHARE`` 0.05; chosen on 6000-6007), fresh 6008-6011:
-recall +0.06 to +0.075 on four of six rows, but Dice irregular -0.012, vessels -0.012, phantom -0.020 (the phantom's
-whole lesions grow into their halo). v1 (32 exams, no irregular shapes), 6000-6003: recall +0.03 on two of six rows (three asked), Dice
-heterogeneous -0.019, vessels -0.011. v2 (shipped card, version 2: 46 exams with the irregular ones, depth 3, threshold
-0.50 from the exam-grouped CV precision >= 0.5), 6004-6007: recall heterogeneous +0.042, hybrid-axial-irregular +0.054,
-irregular +0.022, vessels +0.020, hybrid-sagittal-irregular +0.026 (two of six rows at +0.03), no Dice down by more
-than 0.004. It works where the background is real (hybrid-axial-irregular 6004-6007: 952 voxels added, 762 tumor) and
-leaks where a lesion is itself mostly a vessel or background, or touches moderately enhancing tissue (heterogeneous
-6001: 887 added, 6 tumor): every feature is relative to the lesion's own core (docs/decisions/learned-outline-issue25.md).
+**Off**: four versions failed their development gates, so the held-out run (5184-5191) was not made and those seeds
+are unspent. v4 (card ``outlineband-v4``, version 4: 22 features, the five new ones being the lesion's PE drop across
+its own edge -- ``edge_out_over_in``, ``edge_sharp_share``, ``pe_over_edge`` -- and the Hessian vesselness of the band
+voxel and of the lesion; 56 development exams; the card's threshold 0.50; a per-lesion stop before the per-voxel
+decision, :data:`RIM_STOP`: a lesion whose outer layer enhances more than its inside is left as drawn), fresh
+6012-6019: recall irregular +0.058, hybrid-axial-irregular +0.072, hybrid-sagittal-irregular +0.038 (Dice up on all
+three), but phantom Dice -0.029: homogeneous lesions found whole still grow into their partial-volume halo. v3 (v2's
+17-feature weights at 0.40, share stop 0.05), fresh 6008-6011: recall +0.06 to +0.075 on four rows, Dice irregular
+-0.012, vessels -0.012, phantom -0.020. v1 / v2: recall +0.03 on two of six rows
+(docs/decisions/learned-outline-issue25.md).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from ..kinetics.outline import FULL26
 from .fpreduce import VESSEL_MAX_VOXELS, _vesselness
 from .kept_hull import _near_others, remeasured, step_maps
 
-LEARNED_OUTLINE = False  # off: v1, v2, v3 failed their development gates; held-out never run (learned-outline-issue25.md)
+LEARNED_OUTLINE = False  # off: v1-v4 failed their development gates; held-out never run (learned-outline-issue25.md)
 MODEL_NAME = "outlineband-v4"  # v4: edge and vesselness features (v2's card "outlineband-demo" had 17 features)
 MODEL_VERSION = "4"
 MODEL_TASK = "outline_band_voxel"
