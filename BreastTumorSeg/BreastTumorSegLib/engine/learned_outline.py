@@ -3,7 +3,7 @@
 The shipped outline is precise but draws only the strong core of an irregular or heterogeneous tumor; the rest of the
 tumor is attached to it (1-3 mm out, PE 25-60 %), while the tissue around it enhances as much (missed-voxels-issue25.md),
 so hand-set thresholds either stop early or follow the halo and the background (kept-reach: as many non-tumor voxels as
-tumor). This step lets a small learned model (gradient-boosted trees, ``models/shipped/outlineband-demo``, applied with
+tumor). This step lets a small learned model (gradient-boosted trees, ``models/shipped/outlineband-v4``, applied with
 numpy by :class:`..models.trees.TreeEnsemble`) decide, per voxel of a band around each kept lesion, whether a reader
 would draw it as part of the tumor (docs/decisions/learned-outline-issue25.md).
 
@@ -20,16 +20,16 @@ Per lesion, alone, in its box on the exam's grid:
 Used only with a segmenter that outlines the whole tumor and has kinetic maps (``ftv-outline``), never for a reader's
 seed or ROI. CPU: 0.04 s median, 0.18 s max per exam on development 6004-6007 (the step alone, one thread).
 
-**Off**: three versions failed their development gates, so the held-out run (5184-5191) was not made and those seeds
-are unspent. v3 (v2's weights, ``THRESHOLD`` 0.40, ``MAX_TAKEN_SHARE`` 0.05; chosen on 6000-6007), fresh 6008-6011:
-recall +0.06 to +0.075 on four of six rows, but Dice irregular -0.012, vessels -0.012, phantom -0.020 (the phantom's
-whole lesions grow into their halo). v1 (32 exams, no irregular shapes), 6000-6003: recall +0.03 on two of six rows (three asked), Dice
-heterogeneous -0.019, vessels -0.011. v2 (shipped card, version 2: 46 exams with the irregular ones, depth 3, threshold
-0.50 from the exam-grouped CV precision >= 0.5), 6004-6007: recall heterogeneous +0.042, hybrid-axial-irregular +0.054,
-irregular +0.022, vessels +0.020, hybrid-sagittal-irregular +0.026 (two of six rows at +0.03), no Dice down by more
-than 0.004. It works where the background is real (hybrid-axial-irregular 6004-6007: 952 voxels added, 762 tumor) and
-leaks where a lesion is itself mostly a vessel or background, or touches moderately enhancing tissue (heterogeneous
-6001: 887 added, 6 tumor): every feature is relative to the lesion's own core (docs/decisions/learned-outline-issue25.md).
+**Off**: four versions failed their development gates, so the held-out run (5184-5191) was not made and those seeds
+are unspent. v4 (card ``outlineband-v4``, version 4: 22 features, the five new ones being the lesion's PE drop across
+its own edge -- ``edge_out_over_in``, ``edge_sharp_share``, ``pe_over_edge`` -- and the Hessian vesselness of the band
+voxel and of the lesion; 56 development exams; the card's threshold 0.50; a per-lesion stop before the per-voxel
+decision, :data:`RIM_STOP`: a lesion whose outer layer enhances more than its inside is left as drawn), fresh
+6012-6019: recall irregular +0.058, hybrid-axial-irregular +0.072, hybrid-sagittal-irregular +0.038 (Dice up on all
+three), but phantom Dice -0.029: homogeneous lesions found whole still grow into their partial-volume halo. v3 (v2's
+17-feature weights at 0.40, share stop 0.05), fresh 6008-6011: recall +0.06 to +0.075 on four rows, Dice irregular
+-0.012, vessels -0.012, phantom -0.020. v1 / v2: recall +0.03 on two of six rows
+(docs/decisions/learned-outline-issue25.md).
 """
 from __future__ import annotations
 
@@ -40,20 +40,26 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..kinetics.outline import FULL26
+from .fpreduce import VESSEL_MAX_VOXELS, _vesselness
 from .kept_hull import _near_others, remeasured, step_maps
 
-LEARNED_OUTLINE = False  # off: v1, v2, v3 failed their development gates; held-out never run (learned-outline-issue25.md)
-MODEL_NAME = "outlineband-demo"
+LEARNED_OUTLINE = False  # off: v1-v4 failed their development gates; held-out never run (learned-outline-issue25.md)
+MODEL_NAME = "outlineband-v4"  # v4: edge and vesselness features (v2's card "outlineband-demo" had 17 features)
+MODEL_VERSION = "4"
 MODEL_TASK = "outline_band_voxel"
 BAND_MM = 8.0  # band of candidate voxels: at most this far (mm) from the lesion
 SHELL_MM = 4.0  # the tissue's level: a shell this wide beyond the band
 MAX_TAKEN_SHARE = 0.05  # > 0: a lesion whose band the model takes more than this share of is left as it was (a leak)
-THRESHOLD = 0.40  # P(tumor) a band voxel needs (None: the card's, 0.50); v3, chosen on development 6000-6007
+THRESHOLD = None  # P(tumor) a band voxel needs (None: the card's, 0.50); v4: the card's, chosen on development 6000-6011
+RIM_STOP = 1.1  # > 0: a lesion whose outer layer's median PE is above this times its interior's is not grown (v4)
 REMOVED_P = 0.5  # probability of what the segmenter outlined (a removed component keeps it; the band avoids it)
 
 FEATURES = ("dist_mm", "pe_over_core", "pe_over_p10", "local1_over_core", "local2_over_core", "pe_over_tissue",
             "ser", "ser_minus_core", "has_late", "pre_over_core", "pre_place", "sub_noise_sd", "probability",
-            "core_p10_over_median", "tissue_over_core", "log_volume_ml", "max_spacing_mm")
+            "core_p10_over_median", "tissue_over_core", "log_volume_ml", "max_spacing_mm",
+            # v4: is the lesion already outlined to its edge (per lesion), and is the band voxel a vessel (per voxel)
+            "edge_out_over_in", "edge_sharp_share", "pe_over_edge", "vesselness", "core_vesselness")
+EDGE_SHARP = 0.5  # a first-shell voxel is a "sharp" edge when its PE is below this share of the lesion's edge PE
 
 
 def _box(mask_box: tuple, shape, pad) -> tuple:
@@ -126,7 +132,52 @@ def band_features(labels: np.ndarray, lab: int, box: tuple, pe: np.ndarray, vali
     x[:, 14] = tissue / med
     x[:, 15] = np.log(max(np.count_nonzero(comp) * float(np.prod(sp)) / 1000.0, 1e-4))
     x[:, 16] = float(np.max(sp))
+    # already outlined to its edge: the PE drop across the label's boundary (the lesion's own outer layer against
+    # the first shell of free valid voxels outside it) and the share of that shell below half the edge's PE
+    inner = comp & ~ndimage.binary_erosion(comp, structure=FULL26)
+    outer1 = (dist > 0) & (dist <= float(np.max(sp)) * 1.01) & v & free
+    edge = max(float(np.median(p_e[inner & v])) if np.any(inner & v) else med, 1.0)
+    if outer1.any():
+        po = p_e[outer1]
+        x[:, 17] = float(np.median(po)) / edge
+        x[:, 18] = float(np.mean(po < EDGE_SHARP * edge))
+    else:
+        x[:, 17], x[:, 18] = 0.0, 1.0
+    x[:, 19] = pe_b / edge
+    ves = _band_vesselness(sub, core, sp)
+    x[:, 20] = ves[idx]
+    x[:, 21] = float(np.median(ves[core]))
     return band, x
+
+
+def _band_vesselness(sub: np.ndarray, core: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """Tubular objectness (the FP classifier's :func:`.fpreduce._vesselness`: Hessian, bright 1-D objects at 1 and 2
+    mm) of the early subtraction in the box, over the lesion core's median subtraction (scale-free)."""
+    level = float(np.median(sub[core]))
+    img = sitk.GetImageFromArray((sub / (abs(level) if abs(level) > 0 else 1.0)).astype(np.float32))
+    img.SetSpacing(tuple(float(s) for s in sp[::-1]))
+    shrink = int(np.ceil((sub.size / VESSEL_MAX_VOXELS) ** (1 / 3)))
+    if shrink <= 1:
+        return _vesselness(img)
+    small = _vesselness(sitk.BinShrink(img, [shrink] * 3))  # a large box: on a coarser copy (time bound)
+    for axis in range(3):
+        small = np.repeat(small, shrink, axis=axis)
+    pad = [(0, max(n - m, 0)) for n, m in zip(sub.shape, small.shape)]
+    return np.pad(small, pad, mode="edge")[tuple(slice(0, n) for n in sub.shape)]
+
+
+def edge_over_interior(comp: np.ndarray, valid: np.ndarray, pe: np.ndarray) -> float:
+    """Median PE of the lesion's outer layer (the label minus its 26-erosion) over the median PE of its interior (the
+    label eroded twice; the whole lesion when that is empty), valid voxels only; 1.0 when either is empty."""
+    v = np.asarray(valid, bool)
+    p_e = np.asarray(pe, np.float32)
+    inner = comp & ~ndimage.binary_erosion(comp, structure=FULL26) & v
+    deep = ndimage.binary_erosion(comp, structure=FULL26, iterations=2) & v
+    if not deep.any():
+        deep = comp & v
+    if not inner.any() or not deep.any():
+        return 1.0
+    return float(np.median(p_e[inner])) / max(float(np.median(p_e[deep])), 1.0)
 
 
 def outline_labels(labels: np.ndarray, pe: np.ndarray, valid: np.ndarray, pre: np.ndarray, ser, prob: np.ndarray,
@@ -146,6 +197,8 @@ def outline_labels(labels: np.ndarray, pe: np.ndarray, valid: np.ndarray, pre: n
         band, x = band_features(out, lab, box, pe, valid, pre, ser, prob, sp)
         if band is None:
             continue
+        if RIM_STOP > 0 and edge_over_interior(out[box] == lab, valid[box], pe[box]) > RIM_STOP:
+            continue  # its outer layer enhances more than its inside: outlined to its bright rim already
         take = np.zeros_like(band)
         take[band] = model.probability(x) >= (model.threshold if THRESHOLD is None else THRESHOLD)
         if not take.any() or (MAX_TAKEN_SHARE > 0 and np.count_nonzero(take) > MAX_TAKEN_SHARE * len(x)):

@@ -13,7 +13,9 @@ scikit-learn's decision function) and written as safetensors with a card holding
 Development seeds only (6000+ / 7000+); ``ellipse`` is refused. Version 2 trains on the irregular family's and the
 irregular real-anatomy hybrids' development seeds too (version 1 refused them and failed its development gate:
 docs/decisions/learned-outline-issue25.md). The threshold is chosen on the exam-grouped cross-validation
-(:data:`MIN_CV_PRECISION`).
+(:data:`MIN_CV_PRECISION`). Version 4 (``outlineband-v4``; v2's ``outlineband-demo`` weights are not replaced under
+their name) adds the lesion's edge features and the band voxel's vesselness, and more homogeneous and vessel exams
+(phantom 7000-7009, vessels 7000-7011).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.learned_outline import FEATURES, MODEL_NAME, MODEL_TASK, band_features
+from ..engine.learned_outline import FEATURES, MODEL_NAME, MODEL_TASK, MODEL_VERSION, band_features
 
 REFUSED = ("ellipse",)  # v2 trains on the irregular family's development seeds too (the brief; learned-outline-issue25.md)
 CAP_PER_EXAM = 6_000  # at most this many band voxels per exam (random, fixed seed): no exam dominates
@@ -145,10 +147,11 @@ def save(gbc, x, out_dir: Path, training: dict, name: str = MODEL_NAME, threshol
     blob = save_numpy(state)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_bytes(out_dir / f"{name}.safetensors", blob)
-    card = {"name": name, "version": "2", "task": MODEL_TASK,
+    card = {"name": name, "version": MODEL_VERSION, "task": MODEL_TASK,
             "description": "Whether a voxel in the band (<= 8 mm) around a found lesion belongs to the tumor as a "
                            "reader draws it: gradient-boosted trees (numpy at run time) over scale-free kinetic, "
-                           "pre-contrast, distance and probability features (engine/learned_outline.py). Trained "
+                           "pre-contrast, distance and probability features, the lesion's PE drop across its own edge "
+                           "and the Hessian vesselness of the band voxel (engine/learned_outline.py). Trained "
                            "only on synthetic and real-anatomy hybrid development exams; not for clinical use.",
             "architecture": {"type": "band_voxel_gradient_boosted_trees", "n_trees": int(len(state["roots"])),
                              "max_depth": TREES["max_depth"], "learning_rate": TREES["learning_rate"],
