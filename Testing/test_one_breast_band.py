@@ -8,24 +8,13 @@ import pytest
 import SimpleITK as sitk
 
 from BreastTumorSegLib.engine import one_breast_band
-from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
+from BreastTumorSegLib.engine.pipeline import segment_exam
 from BreastTumorSegLib.evaluation.lesions import lesion_level
 from BreastTumorSegLib.preprocess.breast_region import breast_region
 from BreastTumorSegLib.training.phantom.families import make_exam
 from BreastTumorSegLib.training.phantom.randomized import make_randomized
 
-RUN = SegmentSettings(registration="none")
-
-
-def _motion_free(ph):
-    ref = ph.exam.reference
-    return ph.exam.with_phases([p if k == 0 else sitk.Resample(p, ref, ph.motion[k], sitk.sitkLinear, 0.0)
-                                for k, p in enumerate(ph.exam.phases)])
-
-
-def _inside(mask: sitk.Image, labels: sitk.Image) -> list[float]:
-    m, lab = sitk.GetArrayViewFromImage(mask) > 0, sitk.GetArrayViewFromImage(labels)
-    return [float(np.count_nonzero(m & (lab == i)) / np.count_nonzero(lab == i)) for i in np.unique(lab) if i > 0]
+from test_one_breast_reach import RUN, _inside, _motion_free  # the same exam helpers
 
 
 def test_off_by_default():

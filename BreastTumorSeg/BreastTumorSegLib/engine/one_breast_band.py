@@ -41,17 +41,15 @@ needs the network's confidence. The false-positive reduction then judges it like
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import from_array, padded_components, resample_to
+from ..core.imageutil import from_array, padded_components
 from ..kinetics.beside_region import elongation
 from ..kinetics.beside_region import band_box
-from ..kinetics.deep_band import _cut, _on_exam, _pair_on_exam, outer_layer
-from ..kinetics.ftv import FTVResult, soft_probability
+from ..kinetics.deep_band import _cut, _on_exam, _pair_on_exam, add_band_lesions, outer_layer
+from ..kinetics.ftv import FTVResult
 from ..kinetics.outline import FULL26
 from ..preprocess.lung_level import lung_mask
 from .behind_floor import _body_ml, _tumor_score, enhancing_bodies, in_front_share, region_columns
@@ -200,25 +198,17 @@ def add_one_breast_band(segmenter, exam, prob: sitk.Image, context: dict, region
     """The pipeline's step after ``predict``: (*prob* with the band's lesions, the gate's *region* with its
     chest-wall level moved back in their columns, the gate's breast mask *gate* holding them). Unchanged when
     :data:`ONE_BREAST_BAND` is off, for a reader's ROI or seed, without an FTV outline or a chest-wall level."""
-    first = getattr(segmenter, "last_result", None)
-    if not ONE_BREAST_BAND or options.get("roi") is not None or options.get("seed_lps") is not None \
-            or not isinstance(first, FTVResult) or first.outline is None or region is None or region.get("level") is None:
-        return prob, region, gate
-    maps = segmenter.kinetic_maps(exam)
-    add, notes, deep = band_lesions(exam, first, segmenter.settings, maps, context)
-    segmenter.last_result = replace(first, notes=list(first.notes) + notes)
-    if not add.any():
-        return prob, region, gate
-    p = sitk.GetArrayFromImage(prob)
-    extra = soft_probability(add, maps.array("pe_early"), segmenter.settings.pe_threshold)
-    new = from_array(np.maximum(p, extra).astype(np.float32), exam.reference)
-    work = context["work"]
-    cols = ndimage.binary_dilation(sitk.GetArrayFromImage(resample_to(
-        from_array(add.astype(np.uint8), exam.reference), work, sitk.sitkNearestNeighbor)).any(axis=1), iterations=1)
-    cols &= deep >= 0
-    level = np.asarray(region["level"], float).copy()
-    level[cols] = np.maximum(level[cols], deep[cols] - region.get("chest_margin_mm", 0.0) / work.GetSpacing()[1])
+    kept: list = []
+
+    def find(exam, first, settings, maps, context):
+        add, notes, deep = band_lesions(exam, first, settings, maps, context)
+        kept.append(add)
+        return add, notes, deep
+
+    new, region = add_band_lesions(segmenter, exam, prob, context, region, options, ONE_BREAST_BAND, find)
+    if not kept or not kept[0].any():
+        return new, region, gate
     g = sitk.GetArrayFromImage(gate)
-    grown = from_array(((g > 0) | add).astype(np.uint8), gate) if g.shape == add.shape else gate
-    grown = sitk.Cast(grown, gate.GetPixelID())
-    return new, dict(region, level=level), grown
+    if g.shape != kept[0].shape:
+        return new, region, gate
+    return new, region, sitk.Cast(from_array(((g > 0) | kept[0]).astype(np.uint8), gate), gate.GetPixelID())
