@@ -40,6 +40,8 @@ its ``add_dark_guard`` is watched, so an exam is segmented again only where the 
 ``--compare-step breast-reach`` likewise for the breast region's one-breast reach (``ONE_BREAST_WRAP`` of
 :mod:`BreastTumorSegLib.preprocess.breast_region`): the pipeline runs with it on, and an exam is segmented again with it
 off only where the region (mask, chest-wall level, floor) differs.
+``--compare-step one-breast-band`` likewise for the deep zone of a one-breast view searched as its own band
+(:mod:`BreastTumorSegLib.engine.one_breast_band`): segmented again with it off only where it added a lesion.
 A step on by default (``KEPT_HULL``, ``KEPT_GROW``) is already in the "before" rows: give ``--set
 engine.kept_grow.KEPT_GROW=false`` (or the step's switch) for a "before" without it.
 
@@ -106,10 +108,14 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
               # the breast region's one-breast reach (preprocess/breast_region.py ONE_BREAST_WRAP; the region, not a step)
               "breast-reach": ("breast_region", "the breast region's one-breast reach (preprocess/breast_region.py)",
                                "one-breast reach"),
+              # a one-breast view's deep zone as its own band (engine/one_breast_band.py, inside predict)
+              "one-breast-band": ("one_breast_band", "the deep zone of a one-breast view searched as its own band "
+                                  "(engine/one_breast_band.py)", "one-breast band"),
               "vessel-open": ("vessel_open", "what the vessel opening took from small tumors (engine/vessel_open.py)",
                               "vessel-opening pieces")}
 # --compare-step of a step inside ``predict`` (it changes the probability map the post-processing reads): module, switch.
-PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD", "vessel_open": "VESSEL_OPEN"}
+PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD", "vessel_open": "VESSEL_OPEN",
+                 "one_breast_band": "ONE_BREAST_BAND"}
 
 
 def _watched_pair(run, mod, switch: str, holder, name: str, real, watched, changed: list):

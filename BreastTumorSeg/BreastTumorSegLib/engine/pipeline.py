@@ -28,6 +28,7 @@ from ..io.atomic import StagedOutputs, atomic_target, check_no_overwrite, write_
 from ..io.segnrrd import TUMOR_SEGMENT_NAME, write_seg_nrrd
 from ..models.registry import DEFAULT_MODEL, Segmenter, get_segmenter
 from . import behind_floor  # a second look behind the region's floor (engine/behind_floor.py, on)
+from . import one_breast_band  # a one-breast view's deep zone as its own band (engine/one_breast_band.py, off)
 from . import dark_before  # tumors dark before contrast: in, beside and behind the region (engine/dark_before.py, on)
 from . import vessel_open  # what the vessel opening took from small tumors (engine/vessel_open.py, off)
 from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, on)
@@ -184,6 +185,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
         prob = near_level.add_near_level(segmenter, exam, prob, bmask, options)
         prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
+        prob, region, gate = one_breast_band.add_one_breast_band(segmenter, exam, prob, context, region, gate, options)
         prob, region = dark_before.add_dark_before(segmenter, exam, prob, bmask, context, region, options)
         prob = vessel_open.add_vessel_open(segmenter, exam, prob, bmask, options)
         forget_all()  # the calls the predict steps shared (core/memo.py): not held into postprocess nor between exams
