@@ -65,11 +65,13 @@ from ..core.imageutil import voxel_volume_ml
 from ..core.progress import Reporter
 from ..kinetics.maps import PERSISTENT, PLATEAU, WASHOUT, compute_kinetic_maps
 from ..models.classifier import (CONTEXT_FEATURES, DEFAULT_CLASSIFIER, FEATURES, GRID_FEATURES, MIP_FEATURES,
-                                 WITH_CONTEXT, BreastClassifier, BreastTreeClassifier, load_classifier)
+                                 WITH_CONTEXT, WITH_MEASURE, BreastClassifier, BreastTreeClassifier,
+                                 load_classifier)
 from ..preprocess.breast_region import breast_region
 from ..preprocess.registration import register_exam
 from .classify_context import context_features
 from .classify_grid import card_harmonises, grid_features, harmonised, radial_cv
+from .classify_measure import measure_features
 from .classify_mip import candidate_footprint, exam_mips, mip_feature_rows, projection_axis, second_subtraction_index
 from . import classify_lesions  # the segmenter's lesions as more candidates (engine/classify_lesions.py, off)
 from . import classify_region
@@ -101,12 +103,15 @@ class Candidate:
     mip_features: np.ndarray | None = None  # MIP_FEATURES order (:mod:`.classify_mip`)
     context_features: np.ndarray | None = None  # CONTEXT_FEATURES order (:mod:`.classify_context`)
     grid_features: np.ndarray | None = None  # GRID_FEATURES order (:mod:`.classify_grid`), for a card that reads them
+    measure_features: np.ndarray | None = None  # MEASURE_FEATURES order (:mod:`.classify_measure`)
 
     def model_input(self, names) -> np.ndarray:
         """The features a model with the feature list *names* reads (FEATURES [+ MIP_FEATURES
         [+ CONTEXT_FEATURES [+ GRID_FEATURES]]])."""
         if len(names) == len(FEATURES):
             return self.features
+        if tuple(names) == WITH_MEASURE:
+            return np.concatenate([self.features, self.measure_features])
         if len(names) == len(FEATURES) + len(MIP_FEATURES):
             return np.concatenate([self.features, self.mip_features])
         if len(names) == len(WITH_CONTEXT):
@@ -293,7 +298,10 @@ def _candidate(side: str, box, m: np.ndarray, stats, v: int, maps, pe, backgroun
                           nan=0.0, posinf=0.0, neginf=0.0)
     inside = float(hint[box][m].mean()) if hint is not None else 1.0
     feats = np.append(feats, [inside, math.log(float(m.sum())), *acquisition])
-    return Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml))
+    measured = np.nan_to_num(np.array(measure_features(m, box, maps, pe, maps.array("valid") > 0, spacing_zyx, vox_ml,
+                                                       _solidity), np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml),
+                     measure_features=measured)
 
 
 def segmenter_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray, context: dict,
