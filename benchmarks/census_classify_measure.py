@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
 from BreastTumorSegLib.engine import classify as C  # noqa: E402
 from BreastTumorSegLib.engine.classify_lesions import segmenter_label  # noqa: E402
+from BreastTumorSegLib.models.classifier import MEASURE_FEATURES  # noqa: E402
 from BreastTumorSegLib.training.classify import candidate_labels  # noqa: E402
 from BreastTumorSegLib.training.phantom.malignancy import held_out_seed, make_class_exam  # noqa: E402
 
@@ -69,7 +70,7 @@ def record(family: str, seed: int, out: Path, segmenter: bool = True) -> None:
     cands = own + seg
     x, y, where = candidate_labels(ph, cands)
     rec["x"], rec["y"] = x, y
-    rec["m"] = np.array([c.measure_features for c in cands]).reshape(len(cands), -1)
+    rec["m"] = np.array([c.measure_features for c in cands]).reshape(len(cands), len(MEASURE_FEATURES))
     rec["keys"] = np.array([k for k, _ in where], dtype="U64")
     rec["src"] = np.array([0] * len(own) + [1] * len(seg), int)
     rec["match"] = lesion_match(ph, cands)
