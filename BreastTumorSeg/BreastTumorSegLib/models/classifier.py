@@ -87,7 +87,20 @@ class _BreastScale:
 
         cal = self.card.get("breast_calibration") or {}
         z = float(cal.get("a", 1.0)) * self.logit(x) + float(cal.get("b", 0.0))
+        z = z + self.logit_adjustment(x)
         return 1.0 / (1.0 + np.exp(-z))
+
+    def logit_adjustment(self, x):
+        """The card's ``logit_adjustment`` (classify-v12): for each of its ``terms`` ({"feature",
+        "above", "add"}), *add* to the breast-scale log-odds of every candidate whose *feature* (a column
+        of the card's features) is above *above*; 0 without one."""
+        import numpy as np
+
+        x = np.atleast_2d(np.asarray(x, np.float64))
+        out = np.zeros(len(x))
+        for term in (self.card.get("logit_adjustment") or {}).get("terms", []):
+            out += float(term["add"]) * (x[:, self.feature_names.index(term["feature"])] > float(term["above"]))
+        return out
 
     @property
     def feature_names(self) -> tuple[str, ...]:
