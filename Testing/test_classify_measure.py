@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from BreastTumorSegLib.engine.classify import exam_candidates
+from BreastTumorSegLib.engine.classify import add_measure_features, exam_candidates
 from BreastTumorSegLib.models.classifier import FEATURES, MEASURE_FEATURES, WITH_MEASURE
 from BreastTumorSegLib.training.phantom.malignancy import make_class_exam
 
@@ -21,7 +21,9 @@ from BreastTumorSegLib.training.phantom.malignancy import make_class_exam
 @pytest.fixture(scope="module")
 def rim_and_solid():
     ph = make_class_exam("malignancy-randomized", 7030)
-    _, _, cands, _, _ = exam_candidates(ph.exam, register=False)
+    exam, _, cands, maps, context = exam_candidates(ph.exam, register=False)
+    assert all(c.measure_features is None for c in cands)  # computed only for a card that reads them
+    add_measure_features(exam, maps, cands, context)
     labels = sitk.GetArrayViewFromImage(ph.tumor_labels)
     best = {}
     for t in ph.tumors:
@@ -48,3 +50,35 @@ def test_measurement_features_are_finite_and_read_by_a_measure_card(rim_and_soli
     assert c.measure_features.shape == (len(MEASURE_FEATURES),) and np.isfinite(c.measure_features).all()
     assert np.array_equal(c.model_input(WITH_MEASURE), np.concatenate([c.features, c.measure_features]))
     assert np.array_equal(c.model_input(FEATURES), c.features)  # version 3's input is unchanged
+
+
+def test_a_card_reading_the_measurement_features_gets_them_at_run_time(rim_and_solid, tmp_path):
+    """A card listing ``WITH_MEASURE`` (version 3's trees, which read the first 26 columns, plus a
+    ``logit_adjustment`` on ``m_rim_profile``: variant E2 of classify-v12) scores the rim lesion's
+    breast through ``classify_exam``: the measurement features are computed for it (and only for it),
+    and the term lifts the rim lesion's candidate by exactly its log-odds."""
+    import json
+    import shutil
+
+    from BreastTumorSegLib.engine.classify import classify_exam
+    from BreastTumorSegLib.models.classifier import load_classifier
+    from BreastTumorSegLib.models.cards import BUNDLED_MODELS_DIR
+
+    ph, _ = rim_and_solid
+    card = json.loads((BUNDLED_MODELS_DIR / "breastcls-demo.json").read_text())
+    card.update(name="rim-test", features=list(WITH_MEASURE), n_features=len(WITH_MEASURE), weights="rim-test.safetensors",
+                logit_adjustment={"terms": [{"feature": "m_rim_profile", "above": 0.4, "add": 2.0}]})
+    shutil.copy(BUNDLED_MODELS_DIR / "breastcls-demo.safetensors", tmp_path / "rim-test.safetensors")
+    (tmp_path / "rim-test.json").write_text(json.dumps(card))
+    clf = load_classifier("rim-test", [tmp_path])
+    v3 = classify_exam(ph.exam, register=False)
+    res = classify_exam(ph.exam, clf, register=False)
+    assert all(c.measure_features is None for cs in v3.candidates.values() for c in cs)
+    m = MEASURE_FEATURES.index("m_rim_profile")
+    left = {c.centroid_lps: c for c in v3.candidates["L"]}
+    for c in res.candidates["L"]:
+        p3 = left[c.centroid_lps].probability
+        lifted = c.measure_features[m] > 0.4
+        z3 = np.log(p3 / (1 - p3))
+        assert c.probability == pytest.approx(1 / (1 + np.exp(-(z3 + (2.0 if lifted else 0.0)))), rel=1e-6)
+    assert res.probabilities["L"] > v3.probabilities["L"]

@@ -68,6 +68,7 @@ def record(family: str, seed: int, out: Path, segmenter: bool = True) -> None:
                                  segmenter_label(exam)) if segmenter else []
     rec = {}
     cands = own + seg
+    C.add_measure_features(exam, maps, cands, context)
     x, y, where = candidate_labels(ph, cands)
     rec["x"], rec["y"] = x, y
     rec["m"] = np.array([c.measure_features for c in cands]).reshape(len(cands), len(MEASURE_FEATURES))

@@ -298,10 +298,26 @@ def _candidate(side: str, box, m: np.ndarray, stats, v: int, maps, pe, backgroun
                           nan=0.0, posinf=0.0, neginf=0.0)
     inside = float(hint[box][m].mean()) if hint is not None else 1.0
     feats = np.append(feats, [inside, math.log(float(m.sum())), *acquisition])
-    measured = np.nan_to_num(np.array(measure_features(m, box, maps, pe, maps.array("valid") > 0, spacing_zyx, vox_ml,
-                                                       _solidity), np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    return Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml),
-                     measure_features=measured)
+    return Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml))
+
+
+def add_measure_features(exam: DCEExam, maps, cands: list[Candidate], context: dict | None = None) -> None:
+    """Set the ``measure_features`` of every candidate that has none (:mod:`.classify_measure`,
+    classify-v12: read only by a card listing ``WITH_MEASURE``, so computed only for one); the
+    smoothed enhancement of the finder's pass (*context*'s ``"finder_pass"``) is reused when it was
+    made on these *maps*."""
+    todo = [c for c in cands if c.measure_features is None]
+    if not todo:
+        return
+    spacing_zyx = np.asarray(exam.pre.GetSpacing())[::-1]
+    vox_ml = voxel_volume_ml(exam.pre)
+    shared = (context or {}).get("finder_pass") or {}
+    pe = shared["pe"] if shared.get("maps") is maps and "pe" in shared else smoothed_enhancement(maps, spacing_zyx)
+    valid = maps.array("valid") > 0
+    for c in todo:
+        c.measure_features = np.nan_to_num(np.array(measure_features(c.mask, c.box, maps, pe, valid, spacing_zyx, vox_ml,
+                                                                     _solidity), np.float64),
+                                           nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def segmenter_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray, context: dict,
@@ -487,6 +503,8 @@ def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClass
                 c.context_features = row
     if cands:
         names = getattr(clf, "feature_names", FEATURES)
+        if tuple(names) == WITH_MEASURE:  # a card reading the measurement features (classify-v12)
+            add_measure_features(exam, maps, cands, context)
         if len(names) > len(WITH_CONTEXT):  # a card reading the grid-relative margin (:mod:`.classify_grid`)
             rows = grid_features(np.array([c.features for c in cands]), exam.pre.GetSpacing())
             for c, row in zip(cands, rows):
