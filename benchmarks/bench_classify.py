@@ -39,7 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 
-from BreastTumorSegLib.models.classifier import ALL_FEATURES, DEFAULT_CLASSIFIER, FEATURES, WITH_CONTEXT, load_classifier  # noqa: E402
+from BreastTumorSegLib.models.classifier import (ALL_FEATURES, DEFAULT_CLASSIFIER, FEATURES, WITH_CONTEXT,  # noqa: E402
+                                                 WITH_MEASURE, load_classifier)
 from BreastTumorSegLib.training.classify import breast_scores  # noqa: E402
 from BreastTumorSegLib.engine.classify_grid import card_harmonises, harmonised, spacing_from_record  # noqa: E402
 from BreastTumorSegLib.training.classify_mip import mip_record, with_mip  # noqa: E402
@@ -94,10 +95,32 @@ def collect_buildable(family: str, seeds, cache_dir: Path, n_features: int, refe
     return {"x": np.concatenate(xs), "y": np.concatenate(ys), "keys": np.array(keys), "truth": truth}, skipped
 
 
-def family_row(clf, family: str, seeds: str, cache_dir: Path, segmenter: bool = False) -> dict:
+def collect_measured(family: str, seeds, records: Path, n_features: int, segmenter: bool) -> tuple[dict, list[int]]:
+    """:func:`collect_buildable` from measurement records (``census_classify_measure.py record``,
+    classify-v12: the finder's candidates and the segmenter's lesions of each exam with version 3's
+    features and the measurement features): the first *n_features* columns of FEATURES +
+    MEASURE_FEATURES (a card reading FEATURES or WITH_MEASURE); a seed not recorded is an error, an
+    unbuildable one is skipped."""
+    from BreastTumorSegLib.training.classify_measure import collect_records
+
+    seeds = list(seeds)
+    missing = [s for s in seeds if not (records / f"{family}_{s}.measure.npz").exists()]
+    if missing:
+        raise SystemExit(f"error: {family} {missing} not recorded in {records}")
+    data = collect_records(records, [(family, s) for s in seeds], finder_only=not segmenter)
+    found = {s for _, s in data["exams"]}
+    data["x"] = data["x"][:, :n_features]
+    return data, [s for s in seeds if s not in found]
+
+
+def family_row(clf, family: str, seeds: str, cache_dir: Path, segmenter: bool = False,
+               measure_records: Path | None = None) -> dict:
     """One family's evaluation on one seed set (what the table and the card show)."""
-    data, skipped = collect_buildable(family, parse_seeds(seeds), cache_dir, len(clf.feature_names),
-                                      card_harmonises(clf.card), segmenter)
+    if measure_records is not None:
+        data, skipped = collect_measured(family, parse_seeds(seeds), measure_records, len(clf.feature_names), segmenter)
+    else:
+        data, skipped = collect_buildable(family, parse_seeds(seeds), cache_dir, len(clf.feature_names),
+                                          card_harmonises(clf.card), segmenter)
     p_cand = clf.probability(data["x"]) if len(data["x"]) else np.zeros(0)
     y, s = breast_scores(p_cand, data["keys"], data["truth"], clf.no_candidate_probability)
     auc, lo, hi = auc_ci(y, s)
@@ -108,7 +131,7 @@ def family_row(clf, family: str, seeds: str, cache_dir: Path, segmenter: bool = 
 
     (sens, spec), (sens5, spec5) = rates(clf.threshold), rates(0.5)
     return {"seeds": seeds, "exams": len({k.split(":")[0] for k in data["truth"]}), "skipped_seeds": skipped,
-            "breasts": len(y), "malignant_breasts": int(y.sum()), "auc": round(auc, 3),
+            "breasts": len(y), "malignant_breasts": int(y.sum()), "auc": round(auc, 3), "auc_unrounded": auc,
             "auc_95ci": [round(lo, 3), round(hi, 3)], "threshold": clf.threshold,
             "sensitivity_at_threshold": round(sens, 3), "specificity_at_threshold": round(spec, 3),
             "sensitivity_at_0.5": round(sens5, 3), "specificity_at_0.5": round(spec5, 3)}
@@ -128,24 +151,32 @@ def main(argv=None) -> int:
                    help="the shipped segmenter's lesions as more candidates, as classify_exam takes them "
                         "(engine/classify_lesions.py, docs/decisions/classify-v10.md; default: its switch, on; "
                         "cached beside the exams); --no-segmenter-candidates: the classifier's own candidates only")
+    p.add_argument("--measure-records", type=Path, default=None,
+                   help="read each exam's candidates from measurement records (benchmarks/census_classify_measure.py "
+                        "record; classify-v12), for a card reading FEATURES or FEATURES + MEASURE_FEATURES")
     a = p.parse_args(argv)
     evaluation = {}
     clf = load_classifier(a.model, [a.models_dir] if a.models_dir else None)
-    if a.segmenter_candidates and len(clf.feature_names) != len(FEATURES):
+    if a.measure_records is not None and tuple(clf.feature_names) not in (FEATURES, WITH_MEASURE):
+        p.error("measurement records carry FEATURES and MEASURE_FEATURES only")
+    if a.segmenter_candidates and len(clf.feature_names) != len(FEATURES) and a.measure_records is None:
         p.error("the segmenter's lesions are cached with version 3's features only: "
                 "add --no-segmenter-candidates for a card reading more features")
     print(f"model {clf.model_id}; threshold {clf.threshold:g}; trained on: {clf.card.get('training', {}).get('data', '?')}")
+    print(f"candidates: {'measurement records ' + str(a.measure_records) if a.measure_records else 'cache ' + str(a.cache_dir)}"
+          f"{', with the segmenter lesions' if a.segmenter_candidates else ''}")
     for seeds in a.seeds or ["5000-5029"]:
         print(f"\nseeds {seeds}\n")
         print("| family | exams | breasts (malignant) | AUC [95 % CI] | sensitivity / specificity at the threshold | at 0.5 |")
         print("|---|---|---|---|---|---|")
         table = evaluation.setdefault(seeds, {})
         for fam in a.families.split(","):
-            r = table[fam] = family_row(clf, fam, seeds, a.cache_dir, a.segmenter_candidates)
+            r = table[fam] = family_row(clf, fam, seeds, a.cache_dir, a.segmenter_candidates, a.measure_records)
             skipped = f" ({len(r['skipped_seeds'])} seed(s) not buildable)" if r["skipped_seeds"] else ""
             print(f"| {fam} | {r['exams']}{skipped} | {r['breasts']} ({r['malignant_breasts']}) | {r['auc']:.3f} "
                   f"[{r['auc_95ci'][0]:.3f}-{r['auc_95ci'][1]:.3f}] | {r['sensitivity_at_threshold']:.2f} / "
                   f"{r['specificity_at_threshold']:.2f} | {r['sensitivity_at_0.5']:.2f} / {r['specificity_at_0.5']:.2f} |")
+        print("\nunrounded AUC: " + ", ".join(f"{fam} {r['auc_unrounded']:.4f}" for fam, r in table.items()))
     if a.update_card:
         from BreastTumorSegLib.io.atomic import write_json
         from BreastTumorSegLib.models.classifier import classification_models

@@ -65,11 +65,13 @@ from ..core.imageutil import voxel_volume_ml
 from ..core.progress import Reporter
 from ..kinetics.maps import PERSISTENT, PLATEAU, WASHOUT, compute_kinetic_maps
 from ..models.classifier import (CONTEXT_FEATURES, DEFAULT_CLASSIFIER, FEATURES, GRID_FEATURES, MIP_FEATURES,
-                                 WITH_CONTEXT, BreastClassifier, BreastTreeClassifier, load_classifier)
+                                 WITH_CONTEXT, WITH_MEASURE, BreastClassifier, BreastTreeClassifier,
+                                 load_classifier)
 from ..preprocess.breast_region import breast_region
 from ..preprocess.registration import register_exam
 from .classify_context import context_features
 from .classify_grid import card_harmonises, grid_features, harmonised, radial_cv
+from .classify_measure import measure_features
 from .classify_mip import candidate_footprint, exam_mips, mip_feature_rows, projection_axis, second_subtraction_index
 from . import classify_lesions  # the segmenter's lesions as more candidates (engine/classify_lesions.py, off)
 from . import classify_region
@@ -101,12 +103,15 @@ class Candidate:
     mip_features: np.ndarray | None = None  # MIP_FEATURES order (:mod:`.classify_mip`)
     context_features: np.ndarray | None = None  # CONTEXT_FEATURES order (:mod:`.classify_context`)
     grid_features: np.ndarray | None = None  # GRID_FEATURES order (:mod:`.classify_grid`), for a card that reads them
+    measure_features: np.ndarray | None = None  # MEASURE_FEATURES order (:mod:`.classify_measure`)
 
     def model_input(self, names) -> np.ndarray:
         """The features a model with the feature list *names* reads (FEATURES [+ MIP_FEATURES
         [+ CONTEXT_FEATURES [+ GRID_FEATURES]]])."""
         if len(names) == len(FEATURES):
             return self.features
+        if tuple(names) == WITH_MEASURE:
+            return np.concatenate([self.features, self.measure_features])
         if len(names) == len(FEATURES) + len(MIP_FEATURES):
             return np.concatenate([self.features, self.mip_features])
         if len(names) == len(WITH_CONTEXT):
@@ -296,6 +301,25 @@ def _candidate(side: str, box, m: np.ndarray, stats, v: int, maps, pe, backgroun
     return Candidate(side, box, m, feats, tuple(stats.GetCentroid(v)), float(m.sum() * vox_ml))
 
 
+def add_measure_features(exam: DCEExam, maps, cands: list[Candidate], context: dict | None = None) -> None:
+    """Set the ``measure_features`` of every candidate that has none (:mod:`.classify_measure`,
+    classify-v12: read only by a card listing ``WITH_MEASURE``, so computed only for one); the
+    smoothed enhancement of the finder's pass (*context*'s ``"finder_pass"``) is reused when it was
+    made on these *maps*."""
+    todo = [c for c in cands if c.measure_features is None]
+    if not todo:
+        return
+    spacing_zyx = np.asarray(exam.pre.GetSpacing())[::-1]
+    vox_ml = voxel_volume_ml(exam.pre)
+    shared = (context or {}).get("finder_pass") or {}
+    pe = shared["pe"] if shared.get("maps") is maps and "pe" in shared else smoothed_enhancement(maps, spacing_zyx)
+    valid = maps.array("valid") > 0
+    for c in todo:
+        c.measure_features = np.nan_to_num(np.array(measure_features(c.mask, c.box, maps, pe, valid, spacing_zyx, vox_ml,
+                                                                     _solidity), np.float64),
+                                           nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def segmenter_candidates(exam: DCEExam, maps, sides: np.ndarray, hint: np.ndarray, context: dict,
                          lesion_mask: sitk.Image) -> list[Candidate]:
     """One candidate per connected lesion of the segmenter's *lesion_mask*
@@ -479,6 +503,8 @@ def classify_exam(exam: DCEExam, model: str | BreastClassifier | BreastTreeClass
                 c.context_features = row
     if cands:
         names = getattr(clf, "feature_names", FEATURES)
+        if tuple(names) == WITH_MEASURE:  # a card reading the measurement features (classify-v12)
+            add_measure_features(exam, maps, cands, context)
         if len(names) > len(WITH_CONTEXT):  # a card reading the grid-relative margin (:mod:`.classify_grid`)
             rows = grid_features(np.array([c.features for c in cands]), exam.pre.GetSpacing())
             for c, row in zip(cands, rows):

@@ -55,11 +55,18 @@ CONTEXT_FEATURES = ("ctx_log_n_candidates", "ctx_p90_rank", "ctx_volume_rank", "
 # Version 8's trial (engine/classify_grid.py): the margin against a smooth sphere of the same volume drawn on
 # the exam's own voxel grid (a coarse, anisotropic grid makes any outline ragged).
 GRID_FEATURES = ("grid_radial_cv_excess", "grid_log_voxels_per_radius")
+# Version 5's trial (engine/classify_measure.py, docs/decisions/classify-v12.md): the curve of the hottest
+# voxels, the size at half the lesion's own maximum, and its kind (radial profile, solidity, fill, margin).
+MEASURE_FEATURES = ("m_hot10_change", "m_hot25_change", "m_hot10_enh_change", "m_hot10_peak_change",
+                    "m_halfmax_log_ml", "m_core_log_ml", "m_rim_profile", "m_halfmax_solidity", "m_fill",
+                    "m_halfmax_radial_cv", "m_edge_contrast")
 ALL_FEATURES = FEATURES + MIP_FEATURES
 WITH_CONTEXT = ALL_FEATURES + CONTEXT_FEATURES
 WITH_GRID = WITH_CONTEXT + GRID_FEATURES
-# A card names one of these feature lists (each one's columns are the first ones of WITH_GRID).
-FEATURE_LISTS = (FEATURES, ALL_FEATURES, WITH_CONTEXT, WITH_GRID)
+WITH_MEASURE = FEATURES + MEASURE_FEATURES
+# A card names one of these feature lists (each one's columns but WITH_MEASURE's are the first ones of
+# WITH_GRID; WITH_MEASURE is FEATURES followed by MEASURE_FEATURES).
+FEATURE_LISTS = (FEATURES, ALL_FEATURES, WITH_CONTEXT, WITH_GRID, WITH_MEASURE)
 
 
 class _BreastScale:
@@ -80,7 +87,20 @@ class _BreastScale:
 
         cal = self.card.get("breast_calibration") or {}
         z = float(cal.get("a", 1.0)) * self.logit(x) + float(cal.get("b", 0.0))
+        z = z + self.logit_adjustment(x)
         return 1.0 / (1.0 + np.exp(-z))
+
+    def logit_adjustment(self, x):
+        """The card's ``logit_adjustment`` (classify-v12): for each of its ``terms`` ({"feature",
+        "above", "add"}), *add* to the breast-scale log-odds of every candidate whose *feature* (a column
+        of the card's features) is above *above*; 0 without one."""
+        import numpy as np
+
+        x = np.atleast_2d(np.asarray(x, np.float64))
+        out = np.zeros(len(x))
+        for term in (self.card.get("logit_adjustment") or {}).get("terms", []):
+            out += float(term["add"]) * (x[:, self.feature_names.index(term["feature"])] > float(term["above"]))
+        return out
 
     @property
     def feature_names(self) -> tuple[str, ...]:

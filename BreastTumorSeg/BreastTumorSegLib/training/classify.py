@@ -30,7 +30,7 @@ import SimpleITK as sitk
 
 from ..engine.classify import SIDE_CODES, breast_probability, exam_candidates
 from ..models.classifier import (ALL_FEATURES, CLASSIFICATION_TASK, CONTEXT_FEATURES, DEFAULT_CLASSIFIER, FEATURE_LISTS,
-                                 FEATURES, GRID_FEATURES, MIP_FEATURES, WITH_CONTEXT)
+                                 FEATURES, GRID_FEATURES, MEASURE_FEATURES, MIP_FEATURES, WITH_CONTEXT)
 from ..core.values import parse_seeds
 from .phantom.malignancy import (CLASS_FAMILIES, HELD_OUT, TRAIN_FAMILIES, evaluation_seeds_text, held_out_seed,
                                 make_class_exam)
@@ -144,6 +144,17 @@ CANDIDATE_MODELS = tuple([("logistic", fs, "l2", c) for fs in FEATURE_SETS for c
                          + [("trees", "no-mask", 300, 4, 0.03, 5)]
                          + [("trees", fs, 300, 4, 0.03, 5) for fs in FEATURE_SETS if "+mip2" in fs or "+ctx" in fs]
                          + [("trees", "no-mask-grid", 300, 4, 0.03, 5)])
+# Version 5's trial (Dec 8, issue 29; docs/decisions/classify-v12.md): version 3's features (no mask) plus the
+# measurement features (engine/classify_measure.py; columns after FEATURES in WITH_MEASURE): all of them, or
+# the curve / size / kind ones only. Not in CANDIDATE_MODELS (their columns exist only in WITH_MEASURE data):
+# training/classify_measure.py fits them by name.
+_MEASURE = {f: len(FEATURES) + i for i, f in enumerate(MEASURE_FEATURES)}
+MEASURE_SETS = {"no-mask+measure": FEATURE_SETS["no-mask"] + tuple(_MEASURE.values()),
+                "no-mask+measure-curve": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MEASURE.items() if "change" in f),
+                "no-mask+measure-size": FEATURE_SETS["no-mask"] + tuple(v for f, v in _MEASURE.items() if "log_ml" in f),
+                "no-mask+measure-kind": FEATURE_SETS["no-mask"] + tuple(
+                    v for f, v in _MEASURE.items() if "change" not in f and "log_ml" not in f)}
+FEATURE_SETS.update(MEASURE_SETS)
 CV_REPEATS = 2
 TREE_LEARNING_RATE = 0.05  # of an entry without its own
 TREE_MIN_LEAF = 1
