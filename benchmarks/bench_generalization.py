@@ -37,6 +37,8 @@ pipeline runs with its switch on, and only where the step changed the probabilit
 it off for "before" (elsewhere both are the same computation; each "after" line says which).
 ``--compare-step dark-guard`` likewise for the guard on dark_before's components (:mod:`BreastTumorSegLib.engine.dark_guard`:
 its ``add_dark_guard`` is watched, so an exam is segmented again only where the guard dropped a component).
+``--compare-step curved-floor`` likewise for the band up to a curved chest wall in two-breast views
+(:mod:`BreastTumorSegLib.engine.curved_floor`, ``CURVED_FLOOR``; watched through ``curved_floor_lesions``).
 ``--compare-step breast-reach`` likewise for the breast region's one-breast reach (``ONE_BREAST_WRAP`` of
 :mod:`BreastTumorSegLib.preprocess.breast_region`): the pipeline runs with it on, and an exam is segmented again with it
 off only where the region (mask, chest-wall level, floor) differs.
@@ -111,11 +113,16 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
               # a one-breast view's deep zone as its own band (engine/one_breast_band.py, inside predict)
               "one-breast-band": ("one_breast_band", "the deep zone of a one-breast view searched as its own band "
                                   "(engine/one_breast_band.py)", "one-breast band"),
+              # the band up to a curved chest wall in two-breast views (inside predict, engine/curved_floor.py, floor20)
+              "curved-floor": ("curved_floor", "the band between the flat floor and the curved chest wall, two-breast "
+                               "views (engine/curved_floor.py)", "curved floor"),
               "vessel-open": ("vessel_open", "what the vessel opening took from small tumors (engine/vessel_open.py)",
                               "vessel-opening pieces")}
 # --compare-step of a step inside ``predict`` (it changes the probability map the post-processing reads): module, switch.
 PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD", "vessel_open": "VESSEL_OPEN",
-                 "one_breast_band": "ONE_BREAST_BAND"}
+                 "one_breast_band": "ONE_BREAST_BAND", "curved_floor": "CURVED_FLOOR"}
+# A predict step watched through another function than ``add_<module>`` (it gives the components it adds, first).
+PREDICT_WATCH = {"curved_floor": "curved_floor_lesions"}
 
 
 def _watched_pair(run, mod, switch: str, holder, name: str, real, watched, changed: list):
@@ -147,15 +154,19 @@ def predict_step_pair(module: str, run):
     step changed the probability map is the exam segmented again with the switch off (elsewhere the two pipelines
     are the same computation, so "before" is that very result)."""
     mod = importlib.import_module(f"BreastTumorSegLib.engine.{module}")
-    switch, real = PREDICT_STEPS[module], getattr(mod, f"add_{module}")
+    name = PREDICT_WATCH.get(module, f"add_{module}")
+    switch, real = PREDICT_STEPS[module], getattr(mod, name)
     changed = []
 
     def watched(seg, exam, prob, *args, **kw):
         out = real(seg, exam, prob, *args, **kw)
-        changed.append((out[0] if isinstance(out, tuple) else out) is not prob)
+        if module in PREDICT_WATCH:  # the components it adds (exam grid): a change when any
+            changed.append(bool(np.asarray(out[0]).any()))
+        else:
+            changed.append((out[0] if isinstance(out, tuple) else out) is not prob)
         return out
 
-    return _watched_pair(run, mod, switch, mod, f"add_{module}", real, watched, changed)
+    return _watched_pair(run, mod, switch, mod, name, real, watched, changed)
 
 
 # --compare-step of a switch of the breast region (preprocess/breast_region.py, passed by the pipeline): module, switch.

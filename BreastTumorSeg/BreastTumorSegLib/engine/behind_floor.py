@@ -59,6 +59,7 @@ from ..kinetics.beside_region import elongation
 from ..kinetics.deep_band import _on_exam, add_band_lesions, band_lesions, outer_layer
 from ..kinetics.ftv import FTVResult, soft_probability
 from ..kinetics.outline import FULL26
+from . import curved_floor  # the band up to a curved chest wall (two-breast views, off)
 from .fpreduce import DEFAULT_CLASSIFIER, VESSEL_SCALES_MM, component_features, get_classifier, phase_arrays, sub_image
 
 # On (v2, docs/decisions/behind-floor-v2-issue25.md: development and held-out 5056-5063 passed, lesions gained, no FP
@@ -185,11 +186,15 @@ def behind_floor_lesions(exam, first: FTVResult, settings, maps, context: dict) 
             return "vessel-like"
         return None
 
-    return band_lesions(exam, first, settings, maps, context, band_behind_floor(context),
-                        ("behind the floor: no chest-wall level (slab, or none found)", "behind the floor: no enhancement",
-                         "second look behind the breast region's floor: "),
-                        {"added": 0, "joining": 0, "cut": 0, "small, large or weak": 0, "elongated": 0, "beside the breast": 0,
-                         "a piece of a larger enhancing body": 0, "vessel-like": 0}, judge)
+    add, notes, deep = band_lesions(exam, first, settings, maps, context, band_behind_floor(context),
+                                    ("behind the floor: no chest-wall level (slab, or none found)",
+                                     "behind the floor: no enhancement", "second look behind the breast region's floor: "),
+                                    {"added": 0, "joining": 0, "cut": 0, "small, large or weak": 0, "elongated": 0,
+                                     "beside the breast": 0, "a piece of a larger enhancing body": 0, "vessel-like": 0}, judge)
+    if curved_floor.CURVED_FLOOR and deep is not None:  # two-breast views: the band up to the chest wall (off)
+        more, more_notes = curved_floor.curved_floor_lesions(exam, first, settings, maps, context, add, judge)
+        add, notes = add | more, notes + more_notes
+    return add, notes, deep
 
 
 def add_behind_floor(segmenter, exam, prob: sitk.Image, context: dict, region: dict | None,
