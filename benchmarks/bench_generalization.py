@@ -365,7 +365,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     from BreastTumorSegLib.engine.fpreduce import reduce_false_positives
     step_module, step_name, step_what = POST_STEPS[a.compare_step] if a.compare_step else (None, "", "FP reduction")
-    add_step = post_step(step_module) if step_module and step_module not in REGION_STEPS else None
+    add_step = post_step(step_module) if step_module and step_module not in REGION_STEPS and step_module not in PREDICT_STEPS \
+        else None
     from BreastTumorSegLib.engine.pipeline import SegmentSettings, segment_exam
     from BreastTumorSegLib.engine.postprocess import lesion_table
     from BreastTumorSegLib.models.registry import get_segmenter
