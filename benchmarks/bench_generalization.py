@@ -106,10 +106,13 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
               # the breast region's one-breast reach (preprocess/breast_region.py ONE_BREAST_WRAP; the region, not a step)
               "breast-reach": ("breast_region", "the breast region's one-breast reach (preprocess/breast_region.py)",
                                "one-breast reach"),
+              "moderate": ("moderate", "compact moderate tumors above their own ring (engine/moderate.py)",
+                           "moderate tumors"),
               "vessel-open": ("vessel_open", "what the vessel opening took from small tumors (engine/vessel_open.py)",
                               "vessel-opening pieces")}
 # --compare-step of a step inside ``predict`` (it changes the probability map the post-processing reads): module, switch.
-PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD", "vessel_open": "VESSEL_OPEN"}
+PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD", "vessel_open": "VESSEL_OPEN",
+                 "moderate": "MODERATE"}
 
 
 def _watched_pair(run, mod, switch: str, holder, name: str, real, watched, changed: list):
