@@ -38,23 +38,8 @@ sys.path.insert(0, str(ROOT / "BreastTumorSeg"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_generalization import motion_free  # noqa: E402
+from bench_outline_losses import keeping_roi  # noqa: E402
 from BreastTumorSegLib.core.values import parse_seeds  # noqa: E402
-
-
-def keeping_roi(model: str):
-    """The segmenter *model* whose every prediction leaves the breast region it was given in ``captured["roi"]``."""
-    from BreastTumorSegLib.models.registry import get_segmenter
-
-    seg = get_segmenter(model)
-    captured: dict = {}
-    predict = seg.predict
-
-    def spy(exam, breast_mask, *args, **kw):
-        captured["roi"] = breast_mask
-        return predict(exam, breast_mask, *args, **kw)
-
-    seg.predict = spy
-    return seg, captured
 
 
 def exam_census(ph, seg, captured: dict, min_pe: float) -> dict:

@@ -28,19 +28,15 @@ seed. The decision and the development census: docs/decisions/moderate-tumors-is
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..core.imageutil import from_array, padded_components
+from ..core.imageutil import padded_components
 from ..kinetics.beside_region import elongation
-from ..kinetics.ftv import FTVResult, drop_skin_components, roi_array, soft_probability
+from ..kinetics.ftv import FTVResult, drop_skin_components
 from ..kinetics.outline import FULL26
-from .behind_floor import _tumor_score
-from .fpreduce import phase_arrays
-from .near_level import near_level_voxels, ring_pe
+from .near_level import ClassifierJudge, first_run_step, near_level_voxels, ring_pe
 
 # Off until its rule passes (docs/decisions/moderate-tumors-issue25.md); True: on.
 MODERATE = False
@@ -91,8 +87,7 @@ def moderate_lesions(exam, first: FTVResult, settings, maps, roi: np.ndarray) ->
     vox_ml = float(np.prod(sp)) / 1000.0
     counts = {"added": 0, "small or large": 0, "weak, or over the level": 0, "elongated": 0,
               "not above its ring": 0, "vessel-like": 0}
-    phases = None
-    whole = tuple(slice(0, n) for n in ok.shape)
+    judge = ClassifierJudge(exam, labels, pe, settings.pe_threshold)
     for _, sl, comp in padded_components(labels):
         ml = np.count_nonzero(comp) * vox_ml
         if not MIN_ML <= ml <= MAX_ML:
@@ -104,13 +99,7 @@ def moderate_lesions(exam, first: FTVResult, settings, maps, roi: np.ndarray) ->
         elif not stands_out(comp, sl, pe, judged, sp):
             counts["not above its ring"] += 1
         else:
-            if phases is None:
-                phases = phase_arrays(list(exam.phases), exam.effective_times())
-            if _tumor_score(comp, whole, sl, exam, labels, pe, settings.pe_threshold, phases) < 0:
-                counts["vessel-like"] += 1
-            else:
-                add[sl] |= comp
-                counts["added"] += 1
+            judge.add(comp, sl, add, counts)
     return add, ["moderate tumors standing out from their ring: " + ", ".join(f"{v} {k}" for k, v in counts.items())]
 
 
@@ -119,17 +108,6 @@ def add_moderate(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image | No
     """The pipeline's step after ``predict``: *prob* with the moderate components (module docstring) given the first
     run's probability rule. Unchanged when the step is off (*enabled*, default :data:`MODERATE`), for a reader's ROI
     or seed, without an FTV first run (``ftv`` or ``ftv-outline``) or without a breast region."""
-    first = getattr(segmenter, "last_result", None)
-    on = MODERATE if enabled is None else enabled
-    if not on or options.get("roi") is not None or options.get("seed_lps") is not None \
-            or not isinstance(first, FTVResult) or breast_mask is None:
-        return prob
-    roi, _ = roi_array(breast_mask, exam.reference)
-    maps = segmenter.kinetic_maps(exam)
-    add, notes = moderate_lesions(exam, first, segmenter.settings, maps, roi)
-    segmenter.last_result = replace(first, notes=list(first.notes) + notes)
-    if not add.any():
-        return prob
-    p = sitk.GetArrayFromImage(prob)
-    extra = soft_probability(add, maps.array("pe_early"), segmenter.settings.pe_threshold)
-    return from_array(np.maximum(p, extra).astype(np.float32), exam.reference)
+    return first_run_step(segmenter, exam, prob, breast_mask, options, MODERATE if enabled is None else enabled,
+                          lambda first, maps, roi: moderate_lesions(exam, first, segmenter.settings, maps, roi),
+                          need_outline=False)
