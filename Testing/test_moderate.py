@@ -91,3 +91,13 @@ def test_reader_seed_and_other_segmenters_are_left_alone(monkeypatch):
 
     assert moderate.add_moderate(NoFTV(), None, prob, prob, {}) is prob
     assert moderate.add_moderate(NoFTV(), None, prob, prob, {"seed_lps": (0, 0, 0)}) is prob
+
+
+def test_compare_step_moderate_is_registered():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_generalization import POST_STEPS, PREDICT_STEPS
+
+    assert POST_STEPS["moderate"][0] == "moderate" and PREDICT_STEPS["moderate"] == "MODERATE"

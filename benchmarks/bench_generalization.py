@@ -37,6 +37,7 @@ pipeline runs with its switch on, and only where the step changed the probabilit
 it off for "before" (elsewhere both are the same computation; each "after" line says which).
 ``--compare-step dark-guard`` likewise for the guard on dark_before's components (:mod:`BreastTumorSegLib.engine.dark_guard`:
 its ``add_dark_guard`` is watched, so an exam is segmented again only where the guard dropped a component).
+``--compare-step moderate`` likewise for compact moderate tumors above their own ring (:mod:`BreastTumorSegLib.engine.moderate`).
 ``--compare-step breast-reach`` likewise for the breast region's one-breast reach (``ONE_BREAST_WRAP`` of
 :mod:`BreastTumorSegLib.preprocess.breast_region`): the pipeline runs with it on, and an exam is segmented again with it
 off only where the region (mask, chest-wall level, floor) differs.
