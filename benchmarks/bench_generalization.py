@@ -39,6 +39,7 @@ it off for "before" (elsewhere both are the same computation; each "after" line 
 its ``add_dark_guard`` is watched, so an exam is segmented again only where the guard dropped a component).
 ``--compare-step curved-floor`` likewise for the band up to a curved chest wall in two-breast views
 (:mod:`BreastTumorSegLib.engine.curved_floor`, ``CURVED_FLOOR``; watched through ``curved_floor_lesions``).
+``--compare-step moderate`` likewise for compact moderate tumors above their own ring (:mod:`BreastTumorSegLib.engine.moderate`).
 ``--compare-step breast-reach`` likewise for the breast region's one-breast reach (``ONE_BREAST_WRAP`` of
 :mod:`BreastTumorSegLib.preprocess.breast_region`): the pipeline runs with it on, and an exam is segmented again with it
 off only where the region (mask, chest-wall level, floor) differs.
@@ -116,11 +117,14 @@ POST_STEPS = {"kept-hull": ("kept_hull", "fill of the kept lesions (engine/kept_
               # the band up to a curved chest wall in two-breast views (inside predict, engine/curved_floor.py, floor20)
               "curved-floor": ("curved_floor", "the band between the flat floor and the curved chest wall, two-breast "
                                "views (engine/curved_floor.py)", "curved floor"),
+              "moderate": ("moderate", "compact moderate tumors above their own ring (engine/moderate.py)",
+                           "moderate tumors"),
               "vessel-open": ("vessel_open", "what the vessel opening took from small tumors (engine/vessel_open.py)",
                               "vessel-opening pieces")}
 # --compare-step of a step inside ``predict`` (it changes the probability map the post-processing reads): module, switch.
 PREDICT_STEPS = {"dark_before": "DARK_BEFORE", "dark_guard": "DARK_GUARD", "vessel_open": "VESSEL_OPEN",
-                 "one_breast_band": "ONE_BREAST_BAND", "curved_floor": "CURVED_FLOOR"}
+                 "one_breast_band": "ONE_BREAST_BAND", "curved_floor": "CURVED_FLOOR",
+                 "moderate": "MODERATE"}
 # A predict step watched through another function than ``add_<module>`` (it gives the components it adds, first).
 PREDICT_WATCH = {"curved_floor": "curved_floor_lesions"}
 

@@ -103,9 +103,14 @@ def losses(ph, seg, captured: dict) -> list:
 def ftv_outline_keeping_roi(**settings):
     """``ftv-outline`` whose every prediction leaves the breast region it was given in
     ``captured["roi"]`` (the engine computes the region inside ``segment_exam``)."""
+    return keeping_roi("ftv-outline", **settings)
+
+
+def keeping_roi(model: str, **settings):
+    """The segmenter *model* whose every prediction leaves the breast region it was given in ``captured["roi"]``."""
     from BreastTumorSegLib.models.registry import get_segmenter
 
-    seg = get_segmenter("ftv-outline", **settings)
+    seg = get_segmenter(model, **settings)
     captured: dict = {}
     predict = seg.predict
 

@@ -102,6 +102,28 @@ def _clean_margin(ring: np.ndarray, share: float) -> bool:
     return share >= MIN_RING_SHARE and bool(ring.size) and float(np.percentile(ring, RING_PERCENTILE)) <= MAX_RING_PE
 
 
+class ClassifierJudge:
+    """The last test of the steps adding whole components (near_level, moderate): the false-positive reduction's
+    component classifier (:func:`.behind_floor._tumor_score`, the first run's probability rule on the candidates
+    *labels*, in the component's own box, voxel-wise) on a component of the exam grid; the phases made once."""
+
+    def __init__(self, exam, labels: np.ndarray, pe: np.ndarray, threshold: float):
+        self.exam, self.labels, self.pe, self.threshold = exam, labels, pe, threshold
+        self.whole = tuple(slice(0, n) for n in pe.shape)
+        self.phases = None
+
+    def add(self, comp: np.ndarray, sl: tuple, add: np.ndarray, counts: dict) -> None:
+        """*comp* (its mask in the slices *sl*) into *add* when called a tumor (``counts["added"]``), else
+        ``counts["vessel-like"]``."""
+        if self.phases is None:
+            self.phases = phase_arrays(list(self.exam.phases), self.exam.effective_times())
+        if _tumor_score(comp, self.whole, sl, self.exam, self.labels, self.pe, self.threshold, self.phases) < 0:
+            counts["vessel-like"] += 1
+        else:
+            add[sl] |= comp
+            counts["added"] += 1
+
+
 def near_level_lesions(exam, first: FTVResult, settings, maps, roi: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """(components to add on the exam grid, notes) inside the bool *roi* (the segmenter's search region)."""
     ref = exam.reference
@@ -125,8 +147,7 @@ def near_level_lesions(exam, first: FTVResult, settings, maps, roi: np.ndarray) 
     vox_ml = float(np.prod(sp)) / 1000.0
     counts = {"added": 0, "joining": 0, "small or large": 0, "weak, or over the level": 0, "elongated": 0,
               "enhancing or unseen margin": 0, "vessel-like": 0}
-    phases = None
-    whole = tuple(slice(0, n) for n in ok.shape)
+    judge = ClassifierJudge(exam, labels, pe, settings.pe_threshold)
     for _, sl, comp in padded_components(labels):
         ml = np.count_nonzero(comp) * vox_ml
         if not MIN_ML <= ml <= MAX_ML:
@@ -140,14 +161,7 @@ def near_level_lesions(exam, first: FTVResult, settings, maps, roi: np.ndarray) 
         elif not _clean_margin(*ring_pe(comp, sl, pe, ok, sp)):
             counts["enhancing or unseen margin"] += 1
         else:
-            if phases is None:
-                phases = phase_arrays(list(exam.phases), exam.effective_times())
-            # the first run's probability rule on the candidates, in the component's own box (voxel-wise)
-            if _tumor_score(comp, whole, sl, exam, labels, pe, settings.pe_threshold, phases) < 0:
-                counts["vessel-like"] += 1
-            else:
-                add[sl] |= comp
-                counts["added"] += 1
+            judge.add(comp, sl, add, counts)
     return add, ["near the FTV level with a clean margin: " + ", ".join(f"{v} {k}" for k, v in counts.items())]
 
 
@@ -161,14 +175,15 @@ def add_near_level(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image | 
 
 
 def first_run_step(segmenter, exam, prob: sitk.Image, breast_mask: sitk.Image | None, options: dict, on: bool,
-                   find) -> sitk.Image:
+                   find, need_outline: bool = True) -> sitk.Image:
     """Shared by the optional steps after ``predict`` that add whole components to FTV's first run (near_level,
-    dark_before): *prob* unchanged when the step is off (*on*), for a reader's ROI or seed, without an
-    FTV outline or without a breast region; else ``find(first, maps, roi)`` gives
-    the voxels to add and its notes, and they enter *prob* by the first run's probability rule."""
+    dark_before, moderate): *prob* unchanged when the step is off (*on*), for a reader's ROI or seed, without an
+    FTV first run (without an FTV outline when *need_outline*) or without a breast region; else
+    ``find(first, maps, roi)`` gives the voxels to add and its notes, and they enter *prob* by the first run's
+    probability rule."""
     first = getattr(segmenter, "last_result", None)
     if not on or options.get("roi") is not None or options.get("seed_lps") is not None \
-            or not isinstance(first, FTVResult) or first.outline is None or breast_mask is None:
+            or not isinstance(first, FTVResult) or (need_outline and first.outline is None) or breast_mask is None:
         return prob
     ref = exam.reference
     roi, _ = roi_array(breast_mask, ref)

@@ -35,6 +35,7 @@ from . import kept_hull  # the inside of each kept lesion (engine/kept_hull.py, 
 from . import kept_grow  # the rest of each kept lesion just outside it (engine/kept_grow.py, on)
 from . import kept_reach  # more rounds of that growth from the grown lesion (engine/kept_reach.py, off: held-out failed)
 from . import near_level  # whole tumors just under the FTV level (engine/near_level.py, off)
+from . import moderate  # compact moderate tumors above their own ring (engine/moderate.py, off)
 from . import kept_pieces  # dropped pieces beside each kept lesion (engine/kept_pieces.py, off: held-out failed)
 from . import learned_outline  # a learned classifier outlines each kept lesion in a band (engine/learned_outline.py, off)
 from .doubt import doubt_report
@@ -183,6 +184,7 @@ def segment_exam(exam: DCEExam, model: str | Segmenter = DEFAULT_MODEL, settings
     with reporter.stage("predict"):
         prob = segmenter.predict(exam, bmask, reporter, device=device, **options)
         prob = near_level.add_near_level(segmenter, exam, prob, bmask, options)
+        prob = moderate.add_moderate(segmenter, exam, prob, bmask, options)
         prob, region = deep_band.add_deep_lesions(segmenter, exam, prob, context, region, options)
         prob, region = behind_floor.add_behind_floor(segmenter, exam, prob, context, region, options)
         prob, region, gate = one_breast_band.add_one_breast_band(segmenter, exam, prob, context, region, gate, options)
