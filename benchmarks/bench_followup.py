@@ -304,6 +304,11 @@ def main(argv=None) -> int:
     p.add_argument("--relative-level", type=float, default=None, metavar="SHARE",
                    help="a baseline lesion still missing at a later visit looked for at SHARE x its own median early PE "
                         "(followup/relative.py, GuidedSettings.relative_share; 0: off); default: the follow-up's default")
+    p.add_argument("--measure-in-ftv", default=None, choices=("on", "off"),
+                   help="volume measured from each lesion's voxels in the plain FTV mask (MeasureSettings.ftv_seeds; "
+                        "with --model ftv-outline: docs/decisions/followup-outline-find-issue31.md)")
+    p.add_argument("--ftv-diameters", default=None, choices=("on", "off"),
+                   help="longest diameter of each lesion's FTV-mask pieces (MeasureSettings.ftv_diameters)")
     p.add_argument("--second-look-non-targets", default=None, choices=("on", "off"),
                    help="a baseline lesion found only by the second look is a non-target (ResponseSettings."
                         "second_look_non_targets); default: the follow-up's default")
@@ -314,6 +319,10 @@ def main(argv=None) -> int:
     second = None if a.second_look is None else second_look_settings(a.second_look)
     diameters = None if a.diameters is None else DiameterSettings(union=a.diameters.endswith("union"))
     measure = None if a.diameters is None else MeasureSettings(diameters=a.diameters.startswith("outline"))
+    if a.measure_in_ftv is not None:
+        measure = replace(measure or MeasureSettings(), ftv_seeds=a.measure_in_ftv == "on")
+    if a.ftv_diameters is not None:
+        measure = replace(measure or MeasureSettings(), ftv_diameters=a.ftv_diameters == "on")
     guided = None if a.guided_empty is None else GuidedSettings(empty_margin_mm=a.guided_empty)
     if a.relative_level is not None:
         guided = replace(guided or GuidedSettings(), relative_share=a.relative_level)

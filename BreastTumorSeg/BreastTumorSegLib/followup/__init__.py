@@ -18,4 +18,10 @@ its atomic outputs), :mod:`.picture` (the PNG).
 # default (ftv-outline) makes a small remnant's longest diameter longer (a shrink to 15 % read as SD
 # instead of PR in test_followup); with the baseline prior on seeds 6000-6009 (ellipse, heterogeneous)
 # it got 21/30 RECIST categories right against ftv's 25/30. Any model: model=... / --model.
-FOLLOWUP_MODEL = "ftv"
+#
+# OUTLINE_FIND (issue 31, fu21; off until its held-out rule passes, docs/decisions/followup-outline-find-issue31.md):
+# segment the visits with ftv-outline (it finds and matches tumors ftv's neighbour rule and opening lose) and
+# measure each lesion's volume from its voxels in the plain FTV mask (measure.MeasureSettings.ftv_seeds).
+# Read at import: set it before importing the follow-up, or pass model= and MeasureSettings(ftv_seeds=True).
+OUTLINE_FIND = False
+FOLLOWUP_MODEL = "ftv-outline" if OUTLINE_FIND else "ftv"

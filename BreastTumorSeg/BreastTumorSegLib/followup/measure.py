@@ -32,6 +32,7 @@ from scipy import ndimage
 from ..core.imageutil import from_array
 from ..kinetics.ftv import roi_array
 from ..kinetics.outline import outline_growth, whole_tumor_outline
+from . import OUTLINE_FIND
 from .diameters import union_diameter
 from .prior import neighbourhoods, to_visit_grid
 
@@ -49,6 +50,14 @@ class MeasureSettings:
     # unequivocal new lesion), while the outline's volumes cut the volume-change error (median 10.4 -> 7.2
     # points, p90 31 -> 21).
     diameters: bool = False
+    # Issue 31, fu21 (docs/decisions/followup-outline-find-issue31.md; off unless ``followup.OUTLINE_FIND``): grow
+    # each lesion's outline from its voxels inside the visit's plain I-SPY FTV mask (PE >= 70 %, the same rule
+    # at every visit) instead of from the whole segmented lesion: a segmenter that outlines (``ftv-outline``)
+    # finds and matches, the volume is measured as from the FTV rule's lesions. A lesion with no FTV voxel
+    # grows from itself. ``ftv_diameters``: the longest diameter = the sum of the Feret diameters of those
+    # FTV pieces (RECIST on the FTV mask) instead of the segmented lesion's.
+    ftv_seeds: bool = OUTLINE_FIND
+    ftv_diameters: bool = False
 
 
 def _pieces_diameter(mask: np.ndarray, like: sitk.Image) -> float:
@@ -73,31 +82,55 @@ def track_regions(tracks, components_baseline: list[np.ndarray], spacing_zyx, ma
 
 
 def measure_visit(tracks, k: int, components: sitk.Image, pre: np.ndarray, ftv, roi, region_visit: np.ndarray,
-                  s: MeasureSettings, union: bool = False) -> dict[int, dict]:
+                  s: MeasureSettings, union: bool = False, whole: frozenset = frozenset()) -> dict[int, dict]:
     """Track id -> {volume_ml[, longest_diameter_mm]} of every track with a lesion at visit *k*.
 
     *components*: the visit's lesion labels (its grid), *pre* its pre-contrast signal (z, y, x), *ftv*: its :class:`~..kinetics.ftv.FTVResult`
     (maps, background threshold, settings), *roi* its breast mask, *region_visit*: the track regions on
-    the visit's grid; *union*: the outline's diameter taken over all its pieces together (:mod:`.diameters`)."""
+    the visit's grid; *union*: the outline's diameter taken over all its pieces together (:mod:`.diameters`);
+    *whole*: with ``s.ftv_seeds``, the tracks measured from their whole lesions (:func:`whole_tracks`)."""
     comp = sitk.GetArrayFromImage(components)
     ref = components
     spacing_zyx = np.asarray(ref.GetSpacing())[::-1]
-    grow, pe, level = _growth(comp > 0, pre, ftv, roi, ref, s)
-    vox_ml = float(np.prod(spacing_zyx)) / 1000.0
-    out = {}
+    enhancing = sitk.GetArrayViewFromImage(ftv.mask) > 0 if (s.ftv_seeds or s.ftv_diameters) else None
+    seeds_of = {}
     for t in tracks:
         labs = t.members.get(k)
-        if not labs:
-            continue
-        seeds = np.isin(comp, labs)
-        inside = (region_visit == t.track_id) | seeds
+        if labs:
+            lesion = np.isin(comp, labs)
+            seeds_of[t.track_id] = (lesion, lesion & enhancing if enhancing is not None and t.track_id not in whole
+                                    else lesion)
+    all_seeds = comp > 0
+    if s.ftv_seeds and seeds_of:
+        all_seeds = np.logical_or.reduce([seeds for _, seeds in seeds_of.values()])
+    grow, pe, level = _growth(all_seeds, pre, ftv, roi, ref, s)
+    vox_ml = float(np.prod(spacing_zyx)) / 1000.0
+    out = {}
+    for tid, (lesion, cores) in seeds_of.items():
+        seeds = cores if s.ftv_seeds else lesion
+        inside = (region_visit == tid) | lesion
         mask = whole_tumor_outline(seeds, grow & inside, pe, spacing_zyx, s.margin_mm,
                                    edge_fraction=s.edge_fraction, edge_min_pe=1.15 * level, min_core_ml=0.0)
         mask &= inside
-        out[t.track_id] = {"volume_ml": float(np.count_nonzero(mask)) * vox_ml}
+        out[tid] = {"volume_ml": float(np.count_nonzero(mask)) * vox_ml}
         if s.diameters:
-            out[t.track_id]["longest_diameter_mm"] = union_diameter(mask, ref) if union else _pieces_diameter(mask, ref)
+            out[tid]["longest_diameter_mm"] = union_diameter(mask, ref) if union else _pieces_diameter(mask, ref)
+        if s.ftv_diameters:
+            out[tid]["longest_diameter_mm"] = _pieces_diameter(cores, ref)
     return out
+
+
+def whole_tracks(tracks, visits, ftvs) -> frozenset:
+    """The tracks whose lesions hold no voxel of the visit's FTV mask at some visit: with
+    ``MeasureSettings.ftv_seeds`` they are measured from their whole lesions at every visit, one rule
+    for the track (a track grown from its FTV voxels at one visit and from its whole outline at another
+    would measure the segmentation's swing, not the tumor)."""
+    out = set()
+    for k, (v, ftv) in enumerate(zip(visits, ftvs)):
+        comp = sitk.GetArrayViewFromImage(v.components)
+        cored = set(np.unique(comp[sitk.GetArrayViewFromImage(ftv.mask) > 0]).tolist())
+        out |= {t.track_id for t in tracks if t.members.get(k) and not cored & set(t.members[k])}
+    return frozenset(out)
 
 
 def _growth(lesions: np.ndarray, pre: np.ndarray, ftv, roi, ref: sitk.Image, s: MeasureSettings):
@@ -138,11 +171,12 @@ def measure_tracks(tracks, visits, ftvs, base_ref: sitk.Image, s: MeasureSetting
     spacing_zyx = np.asarray(base_ref.GetSpacing())[::-1]
     regions = track_regions(tracks, [v.in_baseline.components_baseline for v in visits], spacing_zyx,
                             s.region_margin_mm)
+    whole = whole_tracks(tracks, visits, ftvs) if (s.ftv_seeds or s.ftv_diameters) else frozenset()
     out = {}
     for k, (v, ftv) in enumerate(zip(visits, ftvs)):
         reg = v.registration.transform if v.registration else None
         region_visit = regions if reg is None else to_visit_grid(regions, base_ref, v.exam.reference, reg)
         for tid, m in measure_visit(tracks, k, v.components, sitk.GetArrayFromImage(v.exam.pre), ftv,
-                                     v.result.breast_mask, region_visit, s, union).items():
+                                     v.result.breast_mask, region_visit, s, union, whole).items():
             out[(tid, k)] = m
     return out
