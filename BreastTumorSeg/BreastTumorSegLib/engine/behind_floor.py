@@ -50,6 +50,8 @@ heterogeneous 14/15 -> 15/15, no median Dice or FP count changed; held-out 5056-
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -156,12 +158,27 @@ def _body_ml(comp: np.ndarray, offset, bodies: tuple[np.ndarray, np.ndarray]) ->
     return float(ml[hit[hit > 0]].sum())
 
 
-def behind_floor_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple[np.ndarray, list[str], np.ndarray | None]:
-    """(components to add on the exam grid, notes, the band's deep end per work column or None)."""
+@dataclass(frozen=True)
+class Guards:
+    """The limits a component in a band behind the breast region is judged by (:func:`component_judge`)."""
+    min_ml: float
+    max_ml: float
+    max_elongation: float
+    min_in_front: float | None  # None: not checked
+    min_body_share: float | None  # None: not checked
+    min_score: float = 0.0  # the classifier's tumor probability must pass its threshold by this much
+
+
+def component_judge(exam, first: FTVResult, settings, maps, context: dict, guards: Guards, extra=None):
+    """``judge(comp, sl, box, labels, pe)`` for :func:`..kinetics.deep_band.band_lesions`: the reason a component
+    (*comp* in ``labels[sl]``, the band's box *box* on the exam grid, *pe* the exam's early PE) is not added, or None.
+    In order: size and enhancement, elongation, the share with breast in front of it, ``extra(comp, sl)`` (a
+    caller's own check, a reason or None), a piece of a larger enhancing body, the component classifier. The
+    region's columns, the enhancing bodies and the phases are made when a component first needs them."""
     ref = exam.reference
     sp = np.asarray(ref.GetSpacing())[::-1]
     vox_ml = float(np.prod(sp)) / 1000.0
-    made: dict = {}  # the region's columns, the enhancing bodies and the phases, made when a component first needs them
+    made: dict = {}
 
     def once(key, make):
         if key not in made:
@@ -171,21 +188,31 @@ def behind_floor_lesions(exam, first: FTVResult, settings, maps, context: dict) 
     def judge(comp, sl, box, labels, pe):
         at = [b.start + s.start for b, s in zip(box, sl)]
         ml = np.count_nonzero(comp) * vox_ml
-        if not MIN_ML <= ml <= MAX_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
+        if not guards.min_ml <= ml <= guards.max_ml or np.median(pe[box][sl][comp]) < settings.pe_threshold:
             return "small, large or weak"
-        if elongation(comp, sp) > MAX_ELONGATION:
+        if elongation(comp, sp) > guards.max_elongation:
             return "elongated"
-        if MIN_IN_FRONT is not None and in_front_share(comp, at, ref, context["work"],
-                                                       once("columns", lambda: region_columns(context))) < MIN_IN_FRONT:
+        if guards.min_in_front is not None and in_front_share(
+                comp, at, ref, context["work"], once("columns", lambda: region_columns(context))) < guards.min_in_front:
             return "beside the breast"
-        if MIN_BODY_SHARE is not None and ml < MIN_BODY_SHARE * _body_ml(
+        why = extra(comp, sl) if extra is not None else None
+        if why is not None:
+            return why
+        if guards.min_body_share is not None and ml < guards.min_body_share * _body_ml(
                 comp, at, once("bodies", lambda: enhancing_bodies(exam, first, settings, maps, context))):
             return "a piece of a larger enhancing body"
         phases = once("phases", lambda: phase_arrays(list(exam.phases), exam.effective_times()))
-        if _tumor_score(comp, box, sl, exam, labels, pe[box], settings.pe_threshold, phases) < 0:
+        if _tumor_score(comp, box, sl, exam, labels, pe[box], settings.pe_threshold, phases) < guards.min_score:
             return "vessel-like"
         return None
 
+    return judge
+
+
+def behind_floor_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """(components to add on the exam grid, notes, the band's deep end per work column or None)."""
+    judge = component_judge(exam, first, settings, maps, context,
+                            Guards(MIN_ML, MAX_ML, MAX_ELONGATION, MIN_IN_FRONT, MIN_BODY_SHARE))
     add, notes, deep = band_lesions(exam, first, settings, maps, context, band_behind_floor(context),
                                     ("behind the floor: no chest-wall level (slab, or none found)",
                                      "behind the floor: no enhancement", "second look behind the breast region's floor: "),

@@ -46,14 +46,13 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..core.imageutil import from_array, padded_components
-from ..kinetics.beside_region import elongation
 from ..kinetics.beside_region import band_box
 from ..kinetics.deep_band import _cut, _on_exam, _pair_on_exam, add_band_lesions, outer_layer
 from ..kinetics.ftv import FTVResult
 from ..kinetics.outline import FULL26
 from ..preprocess.lung_level import lung_mask
-from .behind_floor import _body_ml, _tumor_score, enhancing_bodies, in_front_share, region_columns
-from .fpreduce import VESSEL_SCALES_MM, phase_arrays
+from .behind_floor import Guards, component_judge, region_columns
+from .fpreduce import VESSEL_SCALES_MM
 
 ONE_BREAST_BAND = False  # off until docs/decisions/one-breast-band-issue25.md's rule passes
 DEPTH_MM = 80.0  # the band ends this far behind the region's floor where no lung is found
@@ -153,38 +152,17 @@ def band_lesions(exam, first: FTVResult, settings, maps, context: dict) -> tuple
     r = int(np.ceil(LUNG_CLEAR_MM / context["work"].GetSpacing()[0]))
     near_lung = _on_exam(ndimage.binary_dilation(lungs, iterations=r) if lungs.any() else lungs, context["work"], ref)[box]
     rim = rim[box]
-    made: dict = {}
-
-    def once(key, make):
-        if key not in made:
-            made[key] = make()
-        return made[key]
-
+    judge = component_judge(exam, first, settings, maps, context,
+                            Guards(MIN_ML, MAX_ML, MAX_ELONGATION, MIN_IN_FRONT, MIN_BODY_SHARE, MIN_SCORE),
+                            extra=lambda comp, sl: "at the lung" if (near_lung[sl] & comp).any() else None)
     counts = {"added": 0, "cut": 0, "small, large or weak": 0, "elongated": 0, "beside the breast": 0,
               "at the lung": 0, "a piece of a larger enhancing body": 0, "vessel-like": 0}
     add = np.zeros(found.shape, bool)
     for _, sl, comp in padded_components(grouped):
-        at = [b.start + s.start for b, s in zip(box, sl)]
-        ml = np.count_nonzero(comp) * vox_ml
         if not (comp & cand[box][sl]).any():
             continue  # the first outline's own components that touch nothing in the band: the first run's business
-        if _cut(comp, rim[sl], vox_ml * 1000.0):
-            why = "cut"
-        elif not MIN_ML <= ml <= MAX_ML or np.median(pe[box][sl][comp]) < settings.pe_threshold:
-            why = "small, large or weak"
-        elif elongation(comp, sp) > MAX_ELONGATION:
-            why = "elongated"
-        elif in_front_share(comp, at, ref, context["work"], once("cols", lambda: region_columns(context))) < MIN_IN_FRONT:
-            why = "beside the breast"
-        elif (near_lung[sl] & comp).any():
-            why = "at the lung"
-        elif ml < MIN_BODY_SHARE * _body_ml(comp, at, once("bodies", lambda: enhancing_bodies(exam, first, settings,
-                                                                                               maps, context))):
-            why = "a piece of a larger enhancing body"
-        elif _tumor_score(comp, box, sl, exam, grouped, pe[box], settings.pe_threshold,
-                          once("phases", lambda: phase_arrays(list(exam.phases), exam.effective_times()))) < MIN_SCORE:
-            why = "vessel-like"
-        else:
+        why = "cut" if _cut(comp, rim[sl], vox_ml * 1000.0) else judge(comp, sl, box, grouped, pe)
+        if why is None:
             why = "added"
             add[sl] |= comp
         counts[why] += 1
